@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages renkei needs to build, test and run.
+# Idempotent: when everything is present it installs nothing. Not root: prints the line and stops.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libssl-dev libevent-dev libcurl4-openssl-dev
+      libjansson-dev libsqlite3-dev sqlite3 libpq-dev libinih-dev libcmocka-dev python3
+      openssl ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "renkei: missing packages; as root run: apt-get update && apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "renkei: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,58 @@
+/* agency.c — an agency node: wires its store, its peers (J-LIS, its own
+ * gateway) and its routes. Business systems of its own agency call the API;
+ * only its own gateway may deliver notices and provision requests. */
+#include <jansson.h>
+#include <stdio.h>
+
+#include "agency/agency.h"
+#include "lib/log.h"
+#include "tools/roles.h"
+
+static const rk_route routes[] = {
+    {"POST", "/v1/persons", RK_ROLE_SYSTEM, 1, agency_post_person},
+    {"GET", "/v1/persons/*", RK_ROLE_SYSTEM, 1, agency_get_person},
+    {"POST", "/v1/code-notices", RK_ROLE_GATEWAY, 1, agency_post_code_notice},
+};
+
+static int health(void *app, json_t *checks)
+{
+    agency *a = app;
+    int writable = agency_store_writable(a->store);
+    json_object_set_new(checks, "store_writable", json_boolean(writable));
+    json_object_set_new(checks, "persons_pending", json_integer((json_int_t)agency_store_count(a->store, "pending")));
+    json_object_set_new(checks, "persons_linked", json_integer((json_int_t)agency_store_count(a->store, "linked")));
+    return !writable;
+}
+
+static rk_rc run(rk_node *node)
+{
+    agency a = {.node = node};
+    a.jlis = rk_registry_find(node->registry, RK_ROLE_JLIS, NULL);
+    a.gateway = rk_registry_find(node->registry, RK_ROLE_GATEWAY, node->self->agency);
+    if (!a.jlis || !a.gateway) {
+        rk_error("the registry lacks J-LIS or the gateway of %s", node->self->agency);
+        return RK_ERR_CONFIG;
+    }
+    rk_server *srv = NULL;
+    rk_rc rc = agency_store_open(node->cfg.db, &a.store);
+    if (rc != RK_OK)
+        goto done;
+    rk_server_config sc;
+    rk_node_server_config(node, &sc);
+    sc.routes = routes;
+    sc.n_routes = sizeof routes / sizeof routes[0];
+    sc.app = &a;
+    sc.health = health;
+    if ((rc = rk_server_new(&sc, &srv)) != RK_OK || (rc = rk_node_listen(node, srv)) != RK_OK)
+        goto done;
+    rc = rk_server_run(srv);
+done:
+    rk_server_free(srv);
+    agency_store_close(a.store);
+    return rc;
+}
+
+int rk_agency_main(int argc, char **argv)
+{
+    return rk_role_command(argc, argv, RK_ROLE_AGENCY, run);
+}

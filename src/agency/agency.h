@@ -1,0 +1,24 @@
+/* agency.h — an agency node's shared state (情報提供等事務に使用する他の情報
+ * システム, in practice the 中間サーバー), owned by agency.c. */
+#ifndef RK_AGENCY_H
+#define RK_AGENCY_H
+
+#include "agency/agency_store.h"
+#include "lib/node.h"
+
+typedef struct agency {
+    rk_node *node;
+    agency_store *store;
+    const rk_peer_node *jlis;
+    const rk_peer_node *gateway;   /* this agency's own interface system */
+} agency;
+
+/* persons.c: code acquisition (DESIGN §2.1). */
+void agency_post_person(void *app, const rk_request *req, rk_response *resp);
+void agency_get_person(void *app, const rk_request *req, rk_response *resp);
+void agency_post_code_notice(void *app, const rk_request *req, rk_response *resp);
+
+/* A person id (宛名番号) is 1–64 characters of [A-Za-z0-9._-]. */
+int agency_person_id_valid(const char *person);
+
+#endif

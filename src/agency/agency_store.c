@@ -1,0 +1,220 @@
+#include "agency/agency_store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/db.h"
+
+struct agency_store {
+    rk_db *db;
+};
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS persons ("
+    "  person TEXT PRIMARY KEY, status TEXT NOT NULL CHECK (status IN ('pending','linked','failed')),"
+    "  code TEXT UNIQUE, acquisition_no TEXT UNIQUE, check_code INTEGER,"
+    "  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS persons_status ON persons(status);"
+    "CREATE TABLE IF NOT EXISTS incidents ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, summary TEXT NOT NULL, at_ms INTEGER NOT NULL,"
+    "  reported_ms INTEGER);";
+
+rk_rc agency_store_open(const char *path, agency_store **out)
+{
+    agency_store *s = calloc(1, sizeof *s);
+    if (!s)
+        return RK_ERR_NOMEM;
+    rk_rc rc = rk_db_open(path, schema, &s->db);
+    if (rc != RK_OK) {
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return RK_OK;
+}
+
+void agency_store_close(agency_store *s)
+{
+    if (!s)
+        return;
+    rk_db_close(s->db);
+    free(s);
+}
+
+/* With the lock held: the person's status, or RK_ERR_NOT_FOUND. */
+static rk_rc read_status(rk_db *db, const char *person, char status[AGENCY_STATUS_MAX])
+{
+    sqlite3_stmt *q = rk_db_stmt(db, "SELECT status FROM persons WHERE person = ?");
+    if (!q)
+        return RK_ERR_STORE;
+    sqlite3_bind_text(q, 1, person, -1, SQLITE_STATIC);
+    rk_rc rc = RK_ERR_NOT_FOUND;
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        snprintf(status, AGENCY_STATUS_MAX, "%s", (const char *)sqlite3_column_text(q, 0));
+        rc = RK_OK;
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
+rk_rc agency_store_add_pending(agency_store *s, const char *person, const char *acquisition_no, int check_code,
+                               int64_t now_ms, char status[AGENCY_STATUS_MAX])
+{
+    rk_db_lock(s->db);
+    rk_rc rc = read_status(s->db, person, status);
+    if (rc == RK_OK && strcmp(status, "failed") != 0) {
+        rc = RK_ERR_EXISTS;
+        goto done;
+    }
+    sqlite3_stmt *st = rk_db_stmt(s->db,
+        "INSERT INTO persons(person, status, acquisition_no, check_code, created_ms, updated_ms) "
+        "VALUES (?1, 'pending', ?2, ?3, ?4, ?4) ON CONFLICT(person) DO UPDATE SET status = 'pending', "
+        "acquisition_no = ?2, check_code = ?3, code = NULL, updated_ms = ?4");
+    rc = RK_ERR_STORE;
+    if (st) {
+        sqlite3_bind_text(st, 1, person, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, acquisition_no, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, check_code);
+        sqlite3_bind_int64(st, 4, now_ms);
+        rc = rk_db_step_rc(s->db, sqlite3_step(st));
+        sqlite3_reset(st);
+    }
+    if (rc == RK_OK)
+        strcpy(status, "pending");
+done:
+    rk_db_unlock(s->db);
+    return rc;
+}
+
+rk_rc agency_store_drop_pending(agency_store *s, const char *person, const char *acquisition_no)
+{
+    rk_db_lock(s->db);
+    sqlite3_stmt *st = rk_db_stmt(s->db, "DELETE FROM persons WHERE person = ? AND acquisition_no = ? AND status = 'pending'");
+    rk_rc rc = RK_ERR_STORE;
+    if (st) {
+        sqlite3_bind_text(st, 1, person, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, acquisition_no, -1, SQLITE_STATIC);
+        rc = rk_db_step_rc(s->db, sqlite3_step(st));
+        sqlite3_reset(st);
+    }
+    rk_db_unlock(s->db);
+    return rc;
+}
+
+rk_rc agency_store_person_status(agency_store *s, const char *person, char status[AGENCY_STATUS_MAX])
+{
+    rk_db_lock(s->db);
+    rk_rc rc = read_status(s->db, person, status);
+    rk_db_unlock(s->db);
+    return rc;
+}
+
+static rk_rc insert_incident(rk_db *db, const char *kind, const char *summary, int64_t now_ms)
+{
+    sqlite3_stmt *st = rk_db_stmt(db, "INSERT INTO incidents(kind, summary, at_ms) VALUES (?,?,?)");
+    if (!st)
+        return RK_ERR_STORE;
+    sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, summary, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now_ms);
+    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* With the lock and a transaction held: sets the outcome of one notice. */
+static rk_rc settle_notice(rk_db *db, const char *acquisition_no, const char *code, int check_code, int64_t now_ms,
+                           agency_notice_outcome *outcome)
+{
+    sqlite3_stmt *q = rk_db_stmt(db, "SELECT person, check_code FROM persons WHERE acquisition_no = ? AND status = 'pending'");
+    if (!q)
+        return RK_ERR_STORE;
+    sqlite3_bind_text(q, 1, acquisition_no, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) != SQLITE_ROW) {
+        sqlite3_reset(q);
+        *outcome = NOTICE_UNKNOWN;
+        return RK_OK;
+    }
+    char person[128];
+    snprintf(person, sizeof person, "%s", (const char *)sqlite3_column_text(q, 0));
+    int expected = sqlite3_column_int(q, 1);
+    sqlite3_reset(q);
+    *outcome = expected == check_code ? NOTICE_LINKED : NOTICE_MISMATCH;
+    sqlite3_stmt *st = rk_db_stmt(db, *outcome == NOTICE_LINKED
+        ? "UPDATE persons SET status = 'linked', code = ?2, acquisition_no = NULL, check_code = NULL, updated_ms = ?3 WHERE person = ?1"
+        : "UPDATE persons SET status = 'failed', acquisition_no = NULL, check_code = NULL, updated_ms = ?3 WHERE person = ?1");
+    if (!st)
+        return RK_ERR_STORE;
+    sqlite3_bind_text(st, 1, person, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, code, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now_ms);
+    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
+    sqlite3_reset(st);
+    if (rc == RK_OK && *outcome == NOTICE_MISMATCH) {
+        char summary[256];
+        snprintf(summary, sizeof summary, "check code mismatch for person %s: code not linked", person);
+        rc = insert_incident(db, "check_code_mismatch", summary, now_ms);
+    }
+    return rc;
+}
+
+rk_rc agency_store_apply_notice(agency_store *s, const char *acquisition_no, const char *code, int check_code,
+                                int64_t now_ms, agency_notice_outcome *outcome)
+{
+    rk_db_lock(s->db);
+    rk_rc rc = rk_db_begin(s->db);
+    if (rc == RK_OK)
+        rc = settle_notice(s->db, acquisition_no, code, check_code, now_ms, outcome);
+    if (rc == RK_OK)
+        rc = rk_db_commit(s->db);
+    if (rc != RK_OK)
+        rk_db_rollback(s->db);
+    rk_db_unlock(s->db);
+    return rc;
+}
+
+rk_rc agency_store_code_of(agency_store *s, const char *person, char *code, size_t codelen)
+{
+    rk_db_lock(s->db);
+    sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT code FROM persons WHERE person = ? AND status = 'linked'");
+    rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
+    if (q) {
+        sqlite3_bind_text(q, 1, person, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) == SQLITE_ROW) {
+            snprintf(code, codelen, "%s", (const char *)sqlite3_column_text(q, 0));
+            rc = RK_OK;
+        }
+        sqlite3_reset(q);
+    }
+    rk_db_unlock(s->db);
+    return rc;
+}
+
+rk_rc agency_store_add_incident(agency_store *s, const char *kind, const char *summary, int64_t now_ms)
+{
+    rk_db_lock(s->db);
+    rk_rc rc = insert_incident(s->db, kind, summary, now_ms);
+    rk_db_unlock(s->db);
+    return rc;
+}
+
+size_t agency_store_count(agency_store *s, const char *status)
+{
+    rk_db_lock(s->db);
+    sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT count(*) FROM persons WHERE status = ?");
+    size_t n = 0;
+    if (q) {
+        sqlite3_bind_text(q, 1, status, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) == SQLITE_ROW)
+            n = (size_t)sqlite3_column_int64(q, 0);
+        sqlite3_reset(q);
+    }
+    rk_db_unlock(s->db);
+    return n;
+}
+
+int agency_store_writable(agency_store *s)
+{
+    return rk_db_writable(s->db);
+}

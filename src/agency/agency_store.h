@@ -1,0 +1,45 @@
+/* agency_store.h — an agency node's state: its internal persons (宛名番号)
+ * and their codes, pending acquisitions, and incidents. A My Number is never
+ * passed to, or stored by, this module. */
+#ifndef RK_AGENCY_STORE_H
+#define RK_AGENCY_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "lib/err.h"
+
+typedef struct agency_store agency_store;
+
+#define AGENCY_STATUS_MAX 16
+
+typedef enum {
+    NOTICE_LINKED,          /* person linked to the code */
+    NOTICE_MISMATCH,        /* check codes differ: not linked, incident recorded */
+    NOTICE_UNKNOWN,         /* no pending acquisition with this number */
+} agency_notice_outcome;
+
+rk_rc agency_store_open(const char *path, agency_store **out);
+void agency_store_close(agency_store *s);
+
+/* Records a pending acquisition for a new (or failed) person. For a person
+ * already pending or linked: RK_ERR_EXISTS and its status in `status`. */
+rk_rc agency_store_add_pending(agency_store *s, const char *person, const char *acquisition_no, int check_code,
+                               int64_t now_ms, char status[AGENCY_STATUS_MAX]);
+/* Removes a pending acquisition that J-LIS refused or never took. */
+rk_rc agency_store_drop_pending(agency_store *s, const char *person, const char *acquisition_no);
+/* RK_ERR_NOT_FOUND for an unknown person. */
+rk_rc agency_store_person_status(agency_store *s, const char *person, char status[AGENCY_STATUS_MAX]);
+
+/* Applies a code notice (第8-2(1)イ): links on equal check codes and forgets
+ * the acquisition number; on a mismatch marks the person failed and records
+ * a check_code_mismatch incident. */
+rk_rc agency_store_apply_notice(agency_store *s, const char *acquisition_no, const char *code, int check_code,
+                                int64_t now_ms, agency_notice_outcome *outcome);
+
+/* The code of a linked person: RK_ERR_NOT_FOUND when unknown or not linked. */
+rk_rc agency_store_code_of(agency_store *s, const char *person, char *code, size_t codelen);
+rk_rc agency_store_add_incident(agency_store *s, const char *kind, const char *summary, int64_t now_ms);
+size_t agency_store_count(agency_store *s, const char *status);
+int agency_store_writable(agency_store *s);
+
+#endif

@@ -1,0 +1,102 @@
+/* core.c — the core system node (コアシステム). It holds no My Number and no
+ * personal data content: persons are internal serials, agencies see only
+ * their own codes (DESIGN §1, §2.1). This file wires the store, the code
+ * key and the routes, and runs the server. */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "tools/roles.h"
+
+#define MASTER_KEY_BYTES 32
+
+/* The master key file holds 64 hex digits; it must be 0600 like every key. */
+static rk_rc load_codec(const char *path, rk_codec **out)
+{
+    char *text = NULL;
+    size_t len = 0;
+    uint8_t master[MASTER_KEY_BYTES];
+    rk_rc rc = rk_file_private(path);
+    if (rc == RK_ERR_DENIED) {
+        rk_error("%s: the master key is readable by group or others (chmod 600)", path);
+        return rc;
+    }
+    rc = rk_read_file(path, 4096, &text, &len);
+    if (rc != RK_OK) {
+        rk_error("%s: cannot read the master key", path);
+        return rc;
+    }
+    text[strcspn(text, "\r\n")] = '\0';
+    rc = rk_unhex(text, master, sizeof master);
+    if (rc != RK_OK)
+        rk_error("%s: the master key must be 64 hex digits", path);
+    else
+        rc = rk_codec_new(master, sizeof master, 1, out);
+    rk_wipe(master, sizeof master); /* 第5-2(5) */
+    rk_wipe(text, len);
+    free(text);
+    return rc;
+}
+
+static const rk_route routes[] = {
+    {"POST", "/v1/codes", RK_ROLE_JLIS, 0, core_handle_codes},
+};
+
+static int health(void *app, json_t *checks)
+{
+    core *c = app;
+    int writable = core_store_writable(c->store);
+    json_object_set_new(checks, "store_writable", json_boolean(writable));
+    json_object_set_new(checks, "keys_loaded", json_boolean(c->codec != NULL));
+    json_object_set_new(checks, "outbox_depth", json_integer((json_int_t)core_store_outbox_depth(c->store)));
+    return !writable || !c->codec;
+}
+
+static void metrics(void *app, struct evbuffer *out)
+{
+    core *c = app;
+    evbuffer_add_printf(out, "renkei_outbox_depth %zu\n", core_store_outbox_depth(c->store));
+    evbuffer_add_printf(out, "renkei_notices_delivered_total %llu\n", (unsigned long long)c->notices_delivered);
+    evbuffer_add_printf(out, "renkei_notice_retries_total %llu\n", (unsigned long long)c->notices_failed_attempts);
+}
+
+static rk_rc run(rk_node *node)
+{
+    core c = {.node = node};
+    rk_server *srv = NULL;
+    rk_rc rc = RK_ERR_CONFIG;
+    if (!node->cfg.master_key_file[0]) {
+        rk_error("[core] master_key_file is required");
+        goto done;
+    }
+    if ((rc = load_codec(node->cfg.master_key_file, &c.codec)) != RK_OK)
+        goto done;
+    if ((rc = core_store_open(node->cfg.db, &c.store)) != RK_OK)
+        goto done;
+    rk_server_config sc;
+    rk_node_server_config(node, &sc);
+    sc.routes = routes;
+    sc.n_routes = sizeof routes / sizeof routes[0];
+    sc.app = &c;
+    sc.health = health;
+    sc.metrics = metrics;
+    if ((rc = rk_server_new(&sc, &srv)) != RK_OK || (rc = rk_node_listen(node, srv)) != RK_OK)
+        goto done;
+    if ((rc = core_notices_start(&c)) != RK_OK)
+        goto done;
+    rc = rk_server_run(srv);
+done:
+    core_notices_stop(&c);
+    rk_server_free(srv);
+    core_store_close(c.store);
+    rk_codec_free(c.codec);
+    return rc;
+}
+
+int rk_core_main(int argc, char **argv)
+{
+    return rk_role_command(argc, argv, RK_ROLE_CORE, run);
+}

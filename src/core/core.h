@@ -1,0 +1,32 @@
+/* core.h — the core system's shared state, owned by core.c. Handlers and
+ * the notice deliverer borrow it for the life of the server. */
+#ifndef RK_CORE_H
+#define RK_CORE_H
+
+#include <pthread.h>
+#include "core/core_store.h"
+#include "lib/codes.h"
+#include "lib/node.h"
+
+typedef struct core {
+    rk_node *node;
+    core_store *store;
+    rk_codec *codec;
+    /* notice deliverer */
+    pthread_t deliverer;
+    int deliverer_running;
+    pthread_mutex_t wake_lock;
+    pthread_cond_t wake;
+    int stopping;
+    uint64_t notices_delivered, notices_failed_attempts;
+} core;
+
+/* notices.c: the durable delivery of code notices to agencies. */
+rk_rc core_notices_start(core *c);
+void core_notices_wake(core *c);
+void core_notices_stop(core *c);
+
+/* codes handler (code acquisition from J-LIS). */
+void core_handle_codes(void *app, const rk_request *req, rk_response *resp);
+
+#endif

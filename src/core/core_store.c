@@ -1,0 +1,264 @@
+#include "core/core_store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/db.h"
+#include "lib/log.h"
+
+struct core_store {
+    rk_db *db;
+};
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS persons (serial INTEGER PRIMARY KEY AUTOINCREMENT, created_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS resident_codes ("
+    "  resident_code TEXT PRIMARY KEY, serial INTEGER NOT NULL REFERENCES persons(serial)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS acquisitions ("
+    "  agency TEXT NOT NULL, acquisition_no TEXT NOT NULL, serial INTEGER NOT NULL, check_code INTEGER NOT NULL,"
+    "  at_ms INTEGER NOT NULL, PRIMARY KEY (agency, acquisition_no)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS issued ("
+    "  agency TEXT NOT NULL, serial INTEGER NOT NULL, at_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (agency, serial)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS outbox ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, agency TEXT NOT NULL, acquisition_no TEXT NOT NULL,"
+    "  serial INTEGER NOT NULL, check_code INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_ms INTEGER NOT NULL, created_ms INTEGER NOT NULL, done_ms INTEGER, outcome TEXT);"
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_ms) WHERE done_ms IS NULL;";
+
+rk_rc core_store_open(const char *path, core_store **out)
+{
+    core_store *s = calloc(1, sizeof *s);
+    if (!s)
+        return RK_ERR_NOMEM;
+    rk_rc rc = rk_db_open(path, schema, &s->db);
+    if (rc != RK_OK) {
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return RK_OK;
+}
+
+void core_store_close(core_store *s)
+{
+    if (!s)
+        return;
+    rk_db_close(s->db);
+    free(s);
+}
+
+/* The serial of the person named by this resident code, or 0. */
+static uint64_t serial_of_code(rk_db *db, const char *code)
+{
+    sqlite3_stmt *q = rk_db_stmt(db, "SELECT serial FROM resident_codes WHERE resident_code = ?");
+    if (!q)
+        return 0;
+    sqlite3_bind_text(q, 1, code, -1, SQLITE_STATIC);
+    uint64_t serial = sqlite3_step(q) == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(q, 0) : 0;
+    sqlite3_reset(q);
+    return serial;
+}
+
+static rk_rc bind_code(rk_db *db, const char *code, uint64_t serial)
+{
+    sqlite3_stmt *st = rk_db_stmt(db, "INSERT OR IGNORE INTO resident_codes(resident_code, serial) VALUES (?,?)");
+    if (!st)
+        return RK_ERR_STORE;
+    sqlite3_bind_text(st, 1, code, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)serial);
+    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* Finds the person by the current or any earlier resident code, or creates
+ * one, and makes every code of the person point at it. */
+static rk_rc resolve_person(rk_db *db, const core_acquisition *a, int64_t now_ms, uint64_t *serial)
+{
+    uint64_t found = serial_of_code(db, a->resident_code);
+    for (int i = 0; !found && i < a->n_previous; i++)
+        found = serial_of_code(db, a->previous[i]);
+    if (!found) {
+        sqlite3_stmt *st = rk_db_stmt(db, "INSERT INTO persons(created_ms) VALUES (?)");
+        if (!st)
+            return RK_ERR_STORE;
+        sqlite3_bind_int64(st, 1, now_ms);
+        rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
+        sqlite3_reset(st);
+        if (rc != RK_OK)
+            return rc;
+        found = (uint64_t)sqlite3_last_insert_rowid(rk_db_handle(db));
+    }
+    rk_rc rc = bind_code(db, a->resident_code, found);
+    for (int i = 0; rc == RK_OK && i < a->n_previous; i++)
+        rc = bind_code(db, a->previous[i], found);
+    *serial = found;
+    return rc;
+}
+
+/* 0: new acquisition; 1: same one again; -1: number used for another person. */
+static int known_acquisition(rk_db *db, const core_acquisition *a, uint64_t serial)
+{
+    sqlite3_stmt *q = rk_db_stmt(db, "SELECT serial FROM acquisitions WHERE agency = ? AND acquisition_no = ?");
+    if (!q)
+        return -1;
+    sqlite3_bind_text(q, 1, a->agency, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, a->acquisition_no, -1, SQLITE_STATIC);
+    int r = 0;
+    if (sqlite3_step(q) == SQLITE_ROW)
+        r = (uint64_t)sqlite3_column_int64(q, 0) == serial ? 1 : -1;
+    sqlite3_reset(q);
+    return r;
+}
+
+static rk_rc insert_acquisition(rk_db *db, const core_acquisition *a, uint64_t serial, int64_t now_ms)
+{
+    static const char *const sql[] = {
+        "INSERT INTO acquisitions(agency, acquisition_no, serial, check_code, at_ms) VALUES (?1,?2,?3,?4,?5)",
+        "INSERT OR IGNORE INTO issued(agency, serial, at_ms) VALUES (?1,?3,?5)",
+        "INSERT INTO outbox(agency, acquisition_no, serial, check_code, next_ms, created_ms) VALUES (?1,?2,?3,?4,?5,?5)",
+    };
+    rk_rc rc = RK_OK;
+    for (size_t i = 0; i < sizeof sql / sizeof sql[0] && rc == RK_OK; i++) {
+        sqlite3_stmt *st = rk_db_stmt(db, sql[i]);
+        if (!st)
+            return RK_ERR_STORE;
+        sqlite3_bind_text(st, 1, a->agency, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, a->acquisition_no, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)serial);
+        sqlite3_bind_int(st, 4, a->check_code);
+        sqlite3_bind_int64(st, 5, now_ms);
+        rc = rk_db_step_rc(db, sqlite3_step(st));
+        sqlite3_reset(st);
+    }
+    return rc;
+}
+
+rk_rc core_store_acquire(core_store *s, const core_acquisition *a, int64_t now_ms, uint64_t *serial,
+                         int *duplicate)
+{
+    *duplicate = 0;
+    rk_db_lock(s->db);
+    rk_rc rc = rk_db_begin(s->db);
+    if (rc != RK_OK)
+        goto done;
+    if ((rc = resolve_person(s->db, a, now_ms, serial)) != RK_OK)
+        goto done;
+    int known = known_acquisition(s->db, a, *serial);
+    if (known < 0) {
+        rc = RK_ERR_CONFLICT;
+        goto done;
+    }
+    if (known > 0)
+        *duplicate = 1;
+    else
+        rc = insert_acquisition(s->db, a, *serial, now_ms);
+    if (rc == RK_OK)
+        rc = rk_db_commit(s->db);
+done:
+    if (rc != RK_OK)
+        rk_db_rollback(s->db);
+    rk_db_unlock(s->db);
+    return rc;
+}
+
+int core_store_issued(core_store *s, const char *agency, uint64_t serial)
+{
+    rk_db_lock(s->db);
+    sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT 1 FROM issued WHERE agency = ? AND serial = ?");
+    int found = 0;
+    if (q) {
+        sqlite3_bind_text(q, 1, agency, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, (sqlite3_int64)serial);
+        found = sqlite3_step(q) == SQLITE_ROW;
+        sqlite3_reset(q);
+    }
+    rk_db_unlock(s->db);
+    return found;
+}
+
+rk_rc core_store_due_notices(core_store *s, int64_t now_ms, core_notice *out, size_t max, size_t *n)
+{
+    *n = 0;
+    rk_db_lock(s->db);
+    sqlite3_stmt *q = rk_db_stmt(s->db,
+        "SELECT id, agency, acquisition_no, serial, check_code, attempts FROM outbox "
+        "WHERE done_ms IS NULL AND next_ms <= ? ORDER BY next_ms LIMIT ?");
+    rk_rc rc = q ? RK_OK : RK_ERR_STORE;
+    if (q) {
+        sqlite3_bind_int64(q, 1, now_ms);
+        sqlite3_bind_int64(q, 2, (sqlite3_int64)max);
+        while (*n < max && sqlite3_step(q) == SQLITE_ROW) {
+            core_notice *c = &out[(*n)++];
+            c->id = sqlite3_column_int64(q, 0);
+            snprintf(c->agency, sizeof c->agency, "%s", (const char *)sqlite3_column_text(q, 1));
+            snprintf(c->acquisition_no, sizeof c->acquisition_no, "%s", (const char *)sqlite3_column_text(q, 2));
+            c->serial = (uint64_t)sqlite3_column_int64(q, 3);
+            c->check_code = sqlite3_column_int(q, 4);
+            c->attempts = sqlite3_column_int(q, 5);
+        }
+        sqlite3_reset(q);
+    }
+    rk_db_unlock(s->db);
+    return rc;
+}
+
+static rk_rc update_notice(core_store *s, const char *sql, int64_t id, int64_t a, const char *text)
+{
+    rk_db_lock(s->db);
+    sqlite3_stmt *st = rk_db_stmt(s->db, sql);
+    rk_rc rc = RK_ERR_STORE;
+    if (st) {
+        sqlite3_bind_int64(st, 1, a);
+        sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, id);
+        rc = rk_db_step_rc(s->db, sqlite3_step(st));
+        sqlite3_reset(st);
+    }
+    rk_db_unlock(s->db);
+    return rc;
+}
+
+rk_rc core_store_notice_done(core_store *s, int64_t id, const char *outcome, int64_t now_ms)
+{
+    return update_notice(s, "UPDATE outbox SET done_ms = ?1, outcome = ?2, attempts = attempts + 1 WHERE id = ?3",
+                         id, now_ms, outcome);
+}
+
+rk_rc core_store_notice_retry(core_store *s, int64_t id, int attempts, int64_t next_ms)
+{
+    char n[16];
+    snprintf(n, sizeof n, "%d", attempts);
+    return update_notice(s, "UPDATE outbox SET next_ms = ?1, attempts = CAST(?2 AS INTEGER) WHERE id = ?3", id,
+                         next_ms, n);
+}
+
+static int64_t single_int(core_store *s, const char *sql, int64_t none)
+{
+    rk_db_lock(s->db);
+    sqlite3_stmt *q = rk_db_stmt(s->db, sql);
+    int64_t v = none;
+    if (q && sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL)
+        v = sqlite3_column_int64(q, 0);
+    if (q)
+        sqlite3_reset(q);
+    rk_db_unlock(s->db);
+    return v;
+}
+
+int64_t core_store_next_due(core_store *s)
+{
+    return single_int(s, "SELECT min(next_ms) FROM outbox WHERE done_ms IS NULL", -1);
+}
+
+size_t core_store_outbox_depth(core_store *s)
+{
+    return (size_t)single_int(s, "SELECT count(*) FROM outbox WHERE done_ms IS NULL", 0);
+}
+
+int core_store_writable(core_store *s)
+{
+    return rk_db_writable(s->db);
+}

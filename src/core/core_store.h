@@ -1,0 +1,55 @@
+/* core_store.h — the core's persistent state: persons (an internal serial
+ * and the resident codes that name them), acquisitions, the codes issued to
+ * each agency, and the outbox of code notices. No My Number and no personal
+ * data content is ever stored here. */
+#ifndef RK_CORE_STORE_H
+#define RK_CORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "lib/err.h"
+
+typedef struct core_store core_store;
+
+typedef struct core_acquisition {
+    const char *agency;
+    const char *acquisition_no;
+    const char *resident_code;
+    const char *const *previous;   /* earlier resident codes of the person */
+    int n_previous;
+    int check_code;
+} core_acquisition;
+
+typedef struct core_notice {
+    int64_t id;
+    char agency[64];
+    char acquisition_no[65];
+    uint64_t serial;
+    int check_code;
+    int attempts;
+} core_notice;
+
+rk_rc core_store_open(const char *path, core_store **out);
+void core_store_close(core_store *s);
+
+/* In one transaction: finds or creates the person named by the resident
+ * codes (a person keeps one serial across 住民票コード changes), records the
+ * acquisition and the issue of a code to the agency, and queues the notice.
+ * A repeat of the same (agency, acquisition_no) for the same person sets
+ * *duplicate and changes nothing; for another person: RK_ERR_CONFLICT. */
+rk_rc core_store_acquire(core_store *s, const core_acquisition *a, int64_t now_ms, uint64_t *serial,
+                         int *duplicate);
+
+/* True when a code for this person was issued to this agency. */
+int core_store_issued(core_store *s, const char *agency, uint64_t serial);
+
+/* Outbox of notices (durable until the agency answers). */
+rk_rc core_store_due_notices(core_store *s, int64_t now_ms, core_notice *out, size_t max, size_t *n);
+rk_rc core_store_notice_done(core_store *s, int64_t id, const char *outcome, int64_t now_ms);
+rk_rc core_store_notice_retry(core_store *s, int64_t id, int attempts, int64_t next_ms);
+/* Earliest next attempt of a pending notice, or -1 when none is pending. */
+int64_t core_store_next_due(core_store *s);
+size_t core_store_outbox_depth(core_store *s);
+int core_store_writable(core_store *s);
+
+#endif

@@ -1,0 +1,104 @@
+/* gateway.c — an agency's interface system (インターフェイスシステム): the
+ * only node of an agency that talks to the core (standard 第4, 第5, 第6).
+ *
+ * It is a relay with a firewall's manners: every call is authenticated by
+ * certificate and allowed by role (from the core: notices and provision
+ * requests for its own agency node; from its own agency node: requests for
+ * the core), bodies are capped, and it forwards them unchanged — it cannot
+ * read an encrypted payload and does not try. It logs metadata only. */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "lib/node.h"
+#include "lib/util.h"
+#include "tools/roles.h"
+
+typedef struct gateway {
+    rk_node *node;
+    const rk_peer_node *core;
+    const rk_peer_node *agency;   /* this agency's own node */
+    uint64_t relayed, upstream_failures;
+} gateway;
+
+/* Forwards the request body to `to` at the same path and passes the answer
+ * back as it came. An unreachable target is 502/504 with a stable code. */
+static void relay(gateway *g, const rk_peer_node *to, const rk_request *req, rk_response *resp)
+{
+    rk_http_result res;
+    rk_rc rc = rk_node_post(g->node, to, req->path, req->body, &res, NULL);
+    if (rc != RK_OK) {
+        __atomic_add_fetch(&g->upstream_failures, 1, __ATOMIC_RELAXED);
+        rk_warn("relay %s from %s to %s failed: %s", req->path, req->peer->id, to->id, rk_strerror(rc));
+        if (rc == RK_ERR_TIMEOUT)
+            rk_reply_error(resp, 504, "upstream_timeout", "%s did not answer in time", to->id);
+        else
+            rk_reply_error(resp, 502, "upstream_unavailable", "%s could not be reached", to->id);
+        return;
+    }
+    __atomic_add_fetch(&g->relayed, 1, __ATOMIC_RELAXED);
+    rk_debug("relayed %s from %s to %s: %ld (%zu bytes)", req->path, req->peer->id, to->id, res.status, res.body_len);
+    free(resp->body);
+    resp->status = (int)res.status;
+    resp->body = res.body; /* ownership moves to the response */
+    resp->body_len = res.body_len;
+    resp->content_type = "application/json";
+}
+
+static void to_agency(void *app, const rk_request *req, rk_response *resp)
+{
+    gateway *g = app;
+    relay(g, g->agency, req, resp);
+}
+
+static void to_core(void *app, const rk_request *req, rk_response *resp)
+{
+    gateway *g = app;
+    relay(g, g->core, req, resp);
+}
+
+static const rk_route routes[] = {
+    {"POST", "/v1/code-notices", RK_ROLE_CORE, 0, to_agency},
+    {"POST", "/v1/provisions", RK_ROLE_CORE, 0, to_agency},
+    {"POST", "/v1/exchanges", RK_ROLE_AGENCY, 1, to_core},
+    {"POST", "/v1/incidents", RK_ROLE_AGENCY, 1, to_core},
+    {"POST", "/v1/deletion-requests", RK_ROLE_AGENCY, 1, to_core},
+};
+
+static void metrics(void *app, struct evbuffer *out)
+{
+    gateway *g = app;
+    evbuffer_add_printf(out, "renkei_relayed_total %llu\nrenkei_upstream_failures_total %llu\n",
+                        (unsigned long long)g->relayed, (unsigned long long)g->upstream_failures);
+}
+
+static rk_rc run(rk_node *node)
+{
+    gateway g = {.node = node};
+    g.core = rk_registry_find(node->registry, RK_ROLE_CORE, NULL);
+    g.agency = rk_registry_find(node->registry, RK_ROLE_AGENCY, node->self->agency);
+    if (!g.core || !g.agency) {
+        rk_error("the registry lacks the core or the agency node of %s", node->self->agency);
+        return RK_ERR_CONFIG;
+    }
+    rk_server_config sc;
+    rk_node_server_config(node, &sc);
+    sc.routes = routes;
+    sc.n_routes = sizeof routes / sizeof routes[0];
+    sc.app = &g;
+    sc.metrics = metrics;
+    rk_server *srv = NULL;
+    rk_rc rc = rk_server_new(&sc, &srv);
+    if (rc == RK_OK)
+        rc = rk_node_listen(node, srv);
+    if (rc == RK_OK)
+        rc = rk_server_run(srv);
+    rk_server_free(srv);
+    return rc;
+}
+
+int rk_gateway_main(int argc, char **argv)
+{
+    return rk_role_command(argc, argv, RK_ROLE_GATEWAY, run);
+}

@@ -1,0 +1,153 @@
+/* jlis.c — the J-LIS node (地方公共団体情報システム機構): relays an agency's
+ * code acquisition to the core (法21条の2, 令27条, standard 第7-2, 第8-2).
+ *
+ * It holds the resident registry. For a request it finds the resident,
+ * computes the 符号取得処理検査用符号 itself (第7-2(1)) and hands
+ * (agency, acquisition number, resident codes, check code) to the core on
+ * the primary line, or on the backup line when the primary fails
+ * (第7-1(7)). It answers 202 only after the core acknowledged, and it never
+ * sees a code. */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "jlis/jlis_store.h"
+#include "lib/log.h"
+#include "lib/mynumber.h"
+#include "lib/node.h"
+#include "lib/util.h"
+#include "tools/roles.h"
+
+typedef struct jlis {
+    rk_node *node;
+    jlis_store *store;
+    const rk_peer_node *core;
+} jlis;
+
+/* 取得番号: the agency's random number for this acquisition. 16 to 64
+ * characters of [0-9a-f] — never a My Number or resident code. */
+static int acquisition_no_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 16 || n > 64)
+        return 0;
+    return strspn(s, "0123456789abcdef") == n;
+}
+
+static json_t *notice_for_core(const char *agency, const char *acquisition_no, const jlis_resident *r, int check)
+{
+    json_t *prev = json_array();
+    for (int i = 0; i < r->n_previous; i++)
+        json_array_append_new(prev, json_string(r->previous[i]));
+    return json_pack("{s:s,s:s,s:s,s:o,s:i}", "agency", agency, "acquisition_no", acquisition_no,
+                     "resident_code", r->resident_code, "previous_resident_codes", prev, "check_code", check);
+}
+
+static void relay_to_core(jlis *j, const rk_request *req, rk_response *resp, const char *acquisition_no,
+                          const jlis_resident *r, int check)
+{
+    json_t *msg = notice_for_core(req->peer->agency, acquisition_no, r, check);
+    char *body = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    rk_http_result res;
+    int backup = 0;
+    rk_rc rc = body ? rk_node_post(j->node, j->core, "/v1/codes", body, &res, &backup) : RK_ERR_NOMEM;
+    free(body);
+    if (rc == RK_OK && res.status == 202) {
+        jlis_store_log_relay(j->store, req->peer->agency, acquisition_no, backup ? "backup" : "primary",
+                             (long long)req->received_ms);
+        rk_info("relayed acquisition for %s on the %s line", req->peer->agency, backup ? "backup" : "primary");
+        rk_reply_json(resp, 202, json_pack("{s:s}", "status", "forwarded"));
+    } else if (rc == RK_OK && res.status == 409) {
+        rk_reply_error(resp, 409, "conflict", "this acquisition number was used with another person");
+    } else if (rc == RK_OK && res.status < 500) {
+        rk_warn("core refused an acquisition for %s: HTTP %ld", req->peer->agency, res.status);
+        rk_reply_error(resp, 502, "core_refused", "the core refused the request (HTTP %ld)", res.status);
+    } else {
+        rk_warn("core unreachable on both lines: %s", rk_strerror(rc));
+        rk_reply_error(resp, 503, "core_unavailable", "the core could not be reached on either line; retry");
+    }
+    if (rc == RK_OK)
+        rk_http_result_clear(&res);
+}
+
+/* POST /v1/code-requests {"acquisition_no","my_number"} from an agency node. */
+static void handle_code_request(void *app, const rk_request *req, rk_response *resp)
+{
+    jlis *j = app;
+    const char *acquisition_no = rk_req_string(req, resp, "acquisition_no", 64);
+    const char *my_number = acquisition_no ? rk_req_string(req, resp, "my_number", 32) : NULL;
+    if (!my_number)
+        return;
+    if (!acquisition_no_valid(acquisition_no)) {
+        rk_reply_error(resp, 400, "invalid_field", "field \"acquisition_no\" must be 16 to 64 lowercase hex digits");
+        return;
+    }
+    if (rk_mynumber_validate(my_number) != RK_OK) {
+        rk_reply_error(resp, 400, "invalid_my_number", "not a valid My Number (12 digits with a correct check digit)");
+        return;
+    }
+    jlis_resident r;
+    rk_rc rc = jlis_store_find(j->store, my_number, &r);
+    if (rc == RK_ERR_NOT_FOUND) {
+        rk_reply_error(resp, 404, "unknown_person", "no resident has this My Number");
+        return;
+    }
+    if (rc != RK_OK) {
+        rk_reply_error(resp, 500, "store_error", "the resident registry could not be read");
+        return;
+    }
+    relay_to_core(j, req, resp, acquisition_no, &r, rk_mynumber_check_code(my_number));
+}
+
+static const rk_route routes[] = {
+    {"POST", "/v1/code-requests", RK_ROLE_AGENCY, 0, handle_code_request},
+};
+
+static int health(void *app, json_t *checks)
+{
+    jlis *j = app;
+    int writable = jlis_store_writable(j->store);
+    json_object_set_new(checks, "store_writable", json_boolean(writable));
+    json_object_set_new(checks, "residents", json_integer((json_int_t)jlis_store_count(j->store)));
+    return !writable;
+}
+
+static rk_rc run(rk_node *node)
+{
+    jlis j = {.node = node, .core = rk_registry_find(node->registry, RK_ROLE_CORE, NULL)};
+    char err[512] = "";
+    size_t imported = 0;
+    rk_server *srv = NULL;
+    rk_rc rc = RK_ERR_CONFIG;
+    if (!j.core) {
+        rk_error("no core in the registry");
+        goto done;
+    }
+    if ((rc = jlis_store_open(node->cfg.db, &j.store)) != RK_OK)
+        goto done;
+    if (node->cfg.residents[0] && (rc = jlis_store_import(j.store, node->cfg.residents, &imported, err, sizeof err)) != RK_OK) {
+        rk_error("%s", err);
+        goto done;
+    }
+    if (imported)
+        rk_info("imported %zu residents", imported);
+    rk_server_config sc;
+    rk_node_server_config(node, &sc);
+    sc.routes = routes;
+    sc.n_routes = sizeof routes / sizeof routes[0];
+    sc.app = &j;
+    sc.health = health;
+    if ((rc = rk_server_new(&sc, &srv)) != RK_OK || (rc = rk_node_listen(node, srv)) != RK_OK)
+        goto done;
+    rc = rk_server_run(srv);
+done:
+    rk_server_free(srv);
+    jlis_store_close(j.store);
+    return rc;
+}
+
+int rk_jlis_main(int argc, char **argv)
+{
+    return rk_role_command(argc, argv, RK_ROLE_JLIS, run);
+}

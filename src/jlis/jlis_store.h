@@ -1,0 +1,37 @@
+/* jlis_store.h — J-LIS's resident registry: 個人番号 ↔ 住民票コード with the
+ * resident-code history, imported from residents.csv, and a log of relayed
+ * code acquisitions (metadata only). */
+#ifndef RK_JLIS_STORE_H
+#define RK_JLIS_STORE_H
+
+#include <stddef.h>
+#include "lib/err.h"
+
+#define JLIS_MAX_PREVIOUS 8
+
+typedef struct jlis_store jlis_store;
+
+typedef struct jlis_resident {
+    char resident_code[12];
+    char previous[JLIS_MAX_PREVIOUS][12];
+    int n_previous;
+} jlis_resident;
+
+rk_rc jlis_store_open(const char *path, jlis_store **out);
+void jlis_store_close(jlis_store *s);
+
+/* Imports the CSV (my_number,resident_code[,previous codes separated by ';'])
+ * when it changed since the last import. A bad row refuses the whole file,
+ * with file and line in err, and leaves the registry as it was. */
+rk_rc jlis_store_import(jlis_store *s, const char *csv_path, size_t *imported, char *err, size_t errlen);
+
+/* RK_ERR_NOT_FOUND when nobody has this number. */
+rk_rc jlis_store_find(jlis_store *s, const char *my_number, jlis_resident *out);
+
+/* Records that an acquisition was relayed on a line ("primary"/"backup"). */
+rk_rc jlis_store_log_relay(jlis_store *s, const char *agency, const char *acquisition_no, const char *line,
+                           long long at_ms);
+size_t jlis_store_count(jlis_store *s);
+int jlis_store_writable(jlis_store *s);
+
+#endif

@@ -1,0 +1,128 @@
+#include "db.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define STMT_CACHE 64
+
+struct rk_db {
+    sqlite3 *conn;
+    pthread_mutex_t lock;
+    struct {
+        const char *sql;
+        sqlite3_stmt *stmt;
+    } cache[STMT_CACHE];
+};
+
+rk_rc rk_db_open(const char *path, const char *schema, rk_db **out)
+{
+    rk_db *db = calloc(1, sizeof *db);
+    if (!db)
+        return RK_ERR_NOMEM;
+    pthread_mutex_init(&db->lock, NULL);
+    rk_rc rc = RK_OK;
+    if (sqlite3_open_v2(path, &db->conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                        NULL) != SQLITE_OK) {
+        rk_error("db: cannot open %s: %s", path, db->conn ? sqlite3_errmsg(db->conn) : "no memory");
+        rc = RK_ERR_STORE;
+        goto done;
+    }
+    sqlite3_busy_timeout(db->conn, 5000);
+    /* secure_delete: deleted content is overwritten, also in free pages. */
+    rc = rk_db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+                        "PRAGMA secure_delete=ON;");
+    if (rc == RK_OK && schema)
+        rc = rk_db_exec(db, schema);
+done:
+    if (rc != RK_OK) {
+        rk_db_close(db);
+        return rc;
+    }
+    *out = db;
+    return RK_OK;
+}
+
+void rk_db_close(rk_db *db)
+{
+    if (!db)
+        return;
+    for (int i = 0; i < STMT_CACHE; i++)
+        sqlite3_finalize(db->cache[i].stmt);
+    sqlite3_close(db->conn);
+    pthread_mutex_destroy(&db->lock);
+    free(db);
+}
+
+void rk_db_lock(rk_db *db) { pthread_mutex_lock(&db->lock); }
+void rk_db_unlock(rk_db *db) { pthread_mutex_unlock(&db->lock); }
+sqlite3 *rk_db_handle(rk_db *db) { return db->conn; }
+
+rk_rc rk_db_exec(rk_db *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db->conn, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        rk_error("db: %s", msg ? msg : sqlite3_errmsg(db->conn));
+        sqlite3_free(msg);
+        return RK_ERR_STORE;
+    }
+    return RK_OK;
+}
+
+rk_rc rk_db_begin(rk_db *db) { return rk_db_exec(db, "BEGIN IMMEDIATE"); }
+rk_rc rk_db_commit(rk_db *db) { return rk_db_exec(db, "COMMIT"); }
+
+void rk_db_rollback(rk_db *db)
+{
+    if (!sqlite3_get_autocommit(db->conn))
+        sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+}
+
+sqlite3_stmt *rk_db_stmt(rk_db *db, const char *sql)
+{
+    int i, free_slot = -1;
+    for (i = 0; i < STMT_CACHE; i++) {
+        if (db->cache[i].sql == sql) {
+            sqlite3_reset(db->cache[i].stmt);
+            sqlite3_clear_bindings(db->cache[i].stmt);
+            return db->cache[i].stmt;
+        }
+        if (!db->cache[i].sql && free_slot < 0)
+            free_slot = i;
+    }
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v3(db->conn, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL) != SQLITE_OK) {
+        rk_error("db: prepare failed: %s", sqlite3_errmsg(db->conn));
+        return NULL;
+    }
+    if (free_slot >= 0) {
+        db->cache[free_slot].sql = sql;
+        db->cache[free_slot].stmt = stmt;
+    } else {
+        rk_error("db: statement cache full");
+        sqlite3_finalize(stmt);
+        return NULL;
+    }
+    return stmt;
+}
+
+rk_rc rk_db_step_rc(rk_db *db, int sqlite_rc)
+{
+    if (sqlite_rc == SQLITE_DONE || sqlite_rc == SQLITE_ROW)
+        return RK_OK;
+    if ((sqlite_rc & 0xff) == SQLITE_CONSTRAINT)
+        return RK_ERR_CONFLICT;
+    rk_error("db: %s", sqlite3_errmsg(db->conn));
+    return RK_ERR_STORE;
+}
+
+int rk_db_writable(rk_db *db)
+{
+    rk_db_lock(db);
+    int ok = rk_db_exec(db, "BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS health_probe(x); ROLLBACK") == RK_OK;
+    rk_db_rollback(db);
+    rk_db_unlock(db);
+    return ok;
+}

@@ -1,0 +1,38 @@
+/* db.h — the SQLite handle every node's store is built on.
+ *
+ * WAL journal, synchronous=FULL: a transaction that returned from commit is
+ * on disk, so an acknowledged write survives SIGKILL (DESIGN §6). One
+ * connection per node, guarded by a mutex: callers take rk_db_lock() around
+ * a transaction. Statements are prepared once and cached by their SQL text
+ * pointer (pass string literals). Only the per-role store files (…_store.c)
+ * use this; flow code calls their domain functions, so a PostgreSQL store
+ * can replace them behind the same headers. */
+#ifndef RK_DB_H
+#define RK_DB_H
+
+#include <sqlite3.h>
+#include "err.h"
+
+typedef struct rk_db rk_db;
+
+/* Opens (creating) path and runs schema (idempotent CREATE … IF NOT EXISTS). */
+rk_rc rk_db_open(const char *path, const char *schema, rk_db **out);
+void rk_db_close(rk_db *db);
+
+void rk_db_lock(rk_db *db);
+void rk_db_unlock(rk_db *db);
+
+/* With the lock held. */
+rk_rc rk_db_begin(rk_db *db);      /* BEGIN IMMEDIATE */
+rk_rc rk_db_commit(rk_db *db);
+void rk_db_rollback(rk_db *db);
+rk_rc rk_db_exec(rk_db *db, const char *sql);
+/* A cached, reset statement for this SQL literal; NULL on error (logged). */
+sqlite3_stmt *rk_db_stmt(rk_db *db, const char *sql);
+sqlite3 *rk_db_handle(rk_db *db);
+/* Maps a sqlite3_step result: SQLITE_DONE/ROW → RK_OK, constraint → RK_ERR_CONFLICT. */
+rk_rc rk_db_step_rc(rk_db *db, int sqlite_rc);
+/* True when the database accepts a write now (health check). */
+int rk_db_writable(rk_db *db);
+
+#endif

@@ -1,0 +1,99 @@
+/* http_server.h — the HTTPS listener every node uses.
+ *
+ * TLS 1.3 only, a client certificate from the network CA required on every
+ * connection (standard 第5-2(3)(4), 第6-2, 第6-3, 第7-1, 第8-1). Each request
+ * is then authorised before any handler runs: the peer's certificate must be
+ * registered (fingerprint in network.json), its source address must be one
+ * registered for it, and its role must be one the route allows (deny by
+ * default, 第5-4(1)). Refusals are counted for /metrics.
+ *
+ * Threads and ownership: one event thread does all network I/O (libevent);
+ * handlers run on a pool of worker threads and may block (database, calls to
+ * other nodes). A handler gets a read-only rk_request and fills rk_response;
+ * the server owns both and frees them after the reply is sent. */
+#ifndef RK_HTTP_SERVER_H
+#define RK_HTTP_SERVER_H
+
+#include <event2/buffer.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "err.h"
+#include "registry.h"
+
+typedef struct rk_request {
+    const char *method;          /* "GET", "POST", "PUT" */
+    const char *path;            /* without the query */
+    const char *query;           /* raw query string, "" if none */
+    const char *body;            /* NUL-terminated copy; "" if none */
+    size_t body_len;
+    json_t *json;                /* parsed object body of POST/PUT, else NULL */
+    const rk_peer_node *peer;    /* authenticated caller, never NULL */
+    int64_t received_ms;         /* wall clock at arrival */
+} rk_request;
+
+typedef struct rk_response {
+    int status;
+    char *body;                  /* malloc'ed JSON text (or text/plain) */
+    size_t body_len;
+    const char *content_type;    /* static string; default application/json */
+} rk_response;
+
+typedef void (*rk_handler_fn)(void *app, const rk_request *req, rk_response *resp);
+
+typedef struct rk_route {
+    const char *method;
+    const char *path;            /* exact; a trailing '*' matches any suffix */
+    unsigned roles;              /* rk_role bits allowed to call it */
+    int same_agency;             /* caller must belong to this node's agency */
+    rk_handler_fn fn;
+} rk_route;
+
+typedef struct rk_server_config {
+    X509 *cert;                  /* borrowed: the node's certificate */
+    EVP_PKEY *key;               /* borrowed: its private key */
+    const char *ca_path;         /* network CA bundle (PEM) */
+    const rk_registry *registry; /* borrowed, read-only */
+    const char *agency;          /* this node's agency, "" for core/jlis */
+    const rk_route *routes;      /* borrowed; static tables in practice */
+    size_t n_routes;
+    int workers;
+    size_t max_body;
+    void *app;                   /* passed to handlers */
+    /* Adds role-specific checks to /healthz: returns 0 when healthy. */
+    int (*health)(void *app, json_t *checks);
+    /* Appends role-specific Prometheus lines to /metrics. */
+    void (*metrics)(void *app, struct evbuffer *out);
+    void (*on_reload)(void *app); /* SIGHUP */
+    int64_t clock_offset_ms;     /* injected clock error (tests) */
+} rk_server_config;
+
+typedef struct rk_server rk_server;
+
+rk_rc rk_server_new(const rk_server_config *cfg, rk_server **out);
+/* Listens on the host:port of an https:// URL. May be called more than once. */
+rk_rc rk_server_listen(rk_server *srv, const char *url);
+/* Serves until SIGINT/SIGTERM or rk_server_stop(); then finishes the
+ * handlers in progress and returns. */
+rk_rc rk_server_run(rk_server *srv);
+void rk_server_stop(rk_server *srv); /* any thread */
+void rk_server_free(rk_server *srv);
+
+/* Node time as this server states it (wall clock plus injected offset). */
+int64_t rk_server_now_ms(const rk_server *srv);
+
+/* Response helpers for handlers. */
+void rk_reply_json(rk_response *resp, int status, json_t *body);  /* steals body */
+void rk_reply_error(rk_response *resp, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Field helpers: a required string field of at most maxlen bytes; on failure
+ * they fill resp with 400 invalid_field naming the field and return NULL/-1. */
+const char *rk_req_string(const rk_request *req, rk_response *resp, const char *field, size_t maxlen);
+int rk_req_int(const rk_request *req, rk_response *resp, const char *field, long min, long max, long *out);
+/* The value of name=… in the query string into out (URL-decoded); 0 if absent. */
+int rk_query_param(const rk_request *req, const char *name, char *out, size_t outlen);
+
+#endif

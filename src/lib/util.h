@@ -1,0 +1,46 @@
+/* util.h — small helpers with no home of their own: randomness, hex,
+ * time, bounded string copies, file reading with a cap, secure wiping. */
+#ifndef RK_UTIL_H
+#define RK_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "err.h"
+
+/* Cryptographically random bytes (OpenSSL's DRBG). */
+rk_rc rk_random(void *buf, size_t len);
+
+/* Lowercase hex of len bytes into out (2*len+1 bytes). */
+void rk_hex(const uint8_t *in, size_t len, char *out);
+/* Parses exactly 2*len hex chars; RK_ERR_INVALID on anything else. */
+rk_rc rk_unhex(const char *in, uint8_t *out, size_t len);
+
+/* Wall clock in milliseconds since the epoch; monotonic ms for timeouts. */
+int64_t rk_now_ms(void);
+int64_t rk_mono_ms(void);
+/* RFC 3339 UTC with milliseconds ("2026-11-27T16:22:00.000Z"); out >= 32 bytes. */
+void rk_format_time(int64_t ms, char *out, size_t outlen);
+
+/* Reads a whole file, at most cap bytes (RK_ERR_TOO_LARGE beyond). NUL-terminated. */
+rk_rc rk_read_file(const char *path, size_t cap, char **out, size_t *outlen);
+/* Writes a file atomically (temp + rename) with the given mode. */
+rk_rc rk_write_file(const char *path, const void *data, size_t len, unsigned mode);
+
+/* Joins dir and a relative path ("" or absolute path returns path as is). */
+void rk_path_join(char *out, size_t outlen, const char *dir, const char *path);
+/* Directory part of path into out. */
+void rk_dirname(const char *path, char *out, size_t outlen);
+/* mkdir -p with mode. */
+rk_rc rk_mkdirs(const char *path, unsigned mode);
+
+/* RK_ERR_DENIED when group or others may read the file (keys must be 0600,
+ * standard 第5-2(5)); RK_ERR_NOT_FOUND when it is missing. */
+rk_rc rk_file_private(const char *path);
+
+/* Wipes memory the compiler may not optimise away (OPENSSL_cleanse). */
+void rk_wipe(void *p, size_t len);
+
+/* True if s is exactly n ASCII digits. */
+int rk_is_digits(const char *s, size_t n);
+
+#endif

@@ -1,0 +1,47 @@
+/* main.c — the `renkei` dispatcher: one binary, a role or a tool per word. */
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/roles.h"
+#include "tools/tools.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} commands[] = {
+    {"core", rk_core_main, "run the core system node (--config FILE)"},
+    {"jlis", rk_jlis_main, "run the J-LIS code relay node (--config FILE)"},
+    {"gateway", rk_gateway_main, "run an agency's interface system (--config FILE)"},
+    {"agency", rk_agency_main, "run an agency's intermediate server (--config FILE)"},
+    {"demo", rk_cmd_demo, "build a whole network in a temporary folder and run the flows"},
+    {"net", rk_cmd_net, "init | up | status: write, run and check a network"},
+    {"pki", rk_cmd_pki, "init | issue | fingerprint | show: the network CA and certificates"},
+    {"mynumber", rk_cmd_mynumber, "check N… | checkcode N: My Number check digit and check code"},
+    {"agency-ctl", rk_cmd_agency_ctl, "client for an agency node's business API (enrol, status, …)"},
+    {"bench", rk_cmd_bench, "benchmarks: codes | enrol"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: renkei COMMAND [ARGS…]  (renkei COMMAND --help for more)\n\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-11s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "renkei: unknown command '%s' (try renkei --help)\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,513 @@
+/* pki_cmd.c — `renkei pki`: the network CA and node certificates from the
+ * command line (DESIGN §3, §5; standard 第5-2(3)(4) peer authentication,
+ * 第5-2(5) key protection).
+ *
+ *   renkei pki init DIR [--days N]
+ *   renkei pki issue --ca DIR --id ID --role ROLE --out OUTDIR [...]
+ *   renkei pki fingerprint CERT
+ *   renkei pki show CERT
+ *
+ * Exit status: 0 success, 1 failure, 2 usage error; errors are one line on
+ * stderr starting with "renkei pki: ". */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "lib/pki.h"
+#include "lib/util.h"
+#include "tools/tools.h"
+
+#define EXIT_USAGE 2
+#define PATH_CAP 4096
+#define PASSPHRASE_CAP 4096
+#define MAX_DAYS 36500
+
+enum parse_result { PARSE_OK, PARSE_HELP, PARSE_USAGE };
+
+static const char usage_pki[] =
+    "usage: renkei pki COMMAND [ARGS]\n"
+    "\n"
+    "The network CA and node certificates (ECDSA P-256).\n"
+    "\n"
+    "commands:\n"
+    "  init DIR [--days N]        create the network CA in DIR\n"
+    "  issue --ca DIR --id ID --role ROLE --out OUTDIR [options]\n"
+    "                             issue a node certificate and key\n"
+    "  fingerprint CERT           print the certificate's SHA-256 fingerprint\n"
+    "  show CERT                  print a certificate's identity and validity\n"
+    "\n"
+    "Run 'renkei pki COMMAND --help' for the options of a command.\n";
+
+static const char usage_init[] =
+    "usage: renkei pki init DIR [--days N]\n"
+    "\n"
+    "Creates DIR (mode 0755) if missing and writes the network CA:\n"
+    "DIR/ca.pem (certificate) and DIR/ca-key.pem (private key, mode 0600).\n"
+    "Refuses to overwrite an existing CA.\n"
+    "\n"
+    "  --days N   validity in days (default 3650)\n"
+    "  --help     show this help\n";
+
+static const char usage_issue[] =
+    "usage: renkei pki issue --ca DIR --id ID --role ROLE --out OUTDIR [options]\n"
+    "\n"
+    "Issues a node certificate signed by the CA in DIR and writes\n"
+    "OUTDIR/cert.pem and OUTDIR/key.pem (mode 0600).\n"
+    "\n"
+    "  --ca DIR                 directory holding ca.pem and ca-key.pem\n"
+    "  --id ID                  node id (the certificate's CN)\n"
+    "  --role ROLE              core, jlis, gateway, agency, system or operator\n"
+    "  --name NAME              name in the SAN URI urn:renkei:ROLE:NAME (default: ID)\n"
+    "  --ip IP                  IP address SAN (the address the node listens on)\n"
+    "  --days N                 validity in days (default 825)\n"
+    "  --not-before UNIXSECS    start of validity (default: now minus 5 minutes)\n"
+    "  --not-after UNIXSECS     end of validity (overrides --days)\n"
+    "  --passphrase-file F      encrypt the key with the first line of F\n"
+    "  --out OUTDIR             output directory (created if missing)\n"
+    "  --help                   show this help\n";
+
+static const char usage_fingerprint[] =
+    "usage: renkei pki fingerprint CERT\n"
+    "\n"
+    "Prints the SHA-256 fingerprint of the certificate (lowercase hex of its DER).\n";
+
+static const char usage_show[] =
+    "usage: renkei pki show CERT\n"
+    "\n"
+    "Prints subject, role, name, not-before, not-after, fingerprint and the\n"
+    "libcurl public-key pin, one 'key: value' per line.\n";
+
+static const char *const roles[] = {"core", "jlis", "gateway", "agency", "system", "operator"};
+
+/* ---- messages and parsing helpers -------------------------------------- */
+
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("renkei pki: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(" (see --help)\n", stderr);
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+__attribute__((format(printf, 1, 2))) static int failure(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("renkei pki: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return EXIT_FAILURE;
+}
+
+/* Reports what getopt_long rejected ('?' unknown, ':' missing value). */
+static int option_error(int c, char **argv)
+{
+    const char *what = argv[optind - 1];
+    if (c == ':')
+        return usage_error("option '%s' needs a value", what);
+    if (optopt && optopt != '?')
+        return usage_error("unknown option '-%c'", optopt);
+    return usage_error("unknown option '%s'", what);
+}
+
+static void reset_getopt(void)
+{
+    optind = 0; /* glibc: full reinitialisation */
+    opterr = 0;
+}
+
+static int parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < min || v > max)
+        return 0;
+    *out = (int64_t)v;
+    return 1;
+}
+
+static int is_known_role(const char *role)
+{
+    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
+        if (strcmp(role, roles[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static int is_ip_address(const char *ip)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, ip, buf) == 1 || inet_pton(AF_INET6, ip, buf) == 1;
+}
+
+static int join_path(char out[PATH_CAP], const char *dir, const char *file)
+{
+    return snprintf(out, PATH_CAP, "%s/%s", dir, file) < PATH_CAP;
+}
+
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Options with only --help, then exactly one positional argument. */
+static enum parse_result parse_single_arg(int argc, char **argv, const char **arg)
+{
+    static const struct option options[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int c;
+    reset_getopt();
+    while ((c = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+        if (c == 'h')
+            return PARSE_HELP;
+        option_error(c, argv);
+        return PARSE_USAGE;
+    }
+    if (argc - optind != 1) {
+        usage_error("%s takes exactly one argument", argv[0]);
+        return PARSE_USAGE;
+    }
+    *arg = argv[optind];
+    return PARSE_OK;
+}
+
+/* ---- init ------------------------------------------------------------- */
+
+static enum parse_result parse_init(int argc, char **argv, const char **dir, int *days)
+{
+    static const struct option options[] = {
+        {"days", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int64_t value = 0;
+    int c;
+    reset_getopt();
+    while ((c = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+        if (c == 'h')
+            return PARSE_HELP;
+        if (c != 'd') {
+            option_error(c, argv);
+            return PARSE_USAGE;
+        }
+        if (!parse_int64(optarg, 1, MAX_DAYS, &value)) {
+            usage_error("--days must be a whole number from 1 to %d", MAX_DAYS);
+            return PARSE_USAGE;
+        }
+        *days = (int)value;
+    }
+    if (argc - optind != 1) {
+        usage_error("init takes exactly one directory");
+        return PARSE_USAGE;
+    }
+    *dir = argv[optind];
+    return PARSE_OK;
+}
+
+static int cmd_init(int argc, char **argv)
+{
+    const char *dir = NULL;
+    int days = 0;
+    char cert_path[PATH_CAP], key_path[PATH_CAP];
+    enum parse_result parsed = parse_init(argc, argv, &dir, &days);
+    if (parsed == PARSE_HELP) {
+        fputs(usage_init, stdout);
+        return EXIT_SUCCESS;
+    }
+    if (parsed != PARSE_OK)
+        return EXIT_USAGE;
+    if (!join_path(cert_path, dir, "ca.pem") || !join_path(key_path, dir, "ca-key.pem"))
+        return usage_error("directory name too long");
+    if (file_exists(cert_path))
+        return failure("%s already exists; refusing to replace the network CA", cert_path);
+    if (file_exists(key_path))
+        return failure("%s already exists; refusing to replace the CA key", key_path);
+    rk_rc rc = rk_mkdirs(dir, 0755);
+    if (rc != RK_OK)
+        return failure("cannot create %s: %s", dir, rk_strerror(rc));
+    rc = rk_pki_create_ca(cert_path, key_path, "renkei network CA", days);
+    if (rc != RK_OK)
+        return failure("cannot create the CA in %s: %s", dir, rk_strerror(rc));
+    return EXIT_SUCCESS;
+}
+
+/* ---- issue ------------------------------------------------------------ */
+
+struct issue_args {
+    const char *ca_dir;
+    const char *out_dir;
+    const char *passphrase_file;
+    rk_cert_spec spec;
+};
+
+enum issue_option {
+    OPT_CA = 1000, OPT_ID, OPT_ROLE, OPT_NAME, OPT_IP, OPT_DAYS,
+    OPT_NOT_BEFORE, OPT_NOT_AFTER, OPT_PASSPHRASE_FILE, OPT_OUT,
+};
+
+static const struct option issue_options[] = {
+    {"ca", required_argument, NULL, OPT_CA},
+    {"id", required_argument, NULL, OPT_ID},
+    {"role", required_argument, NULL, OPT_ROLE},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"ip", required_argument, NULL, OPT_IP},
+    {"days", required_argument, NULL, OPT_DAYS},
+    {"not-before", required_argument, NULL, OPT_NOT_BEFORE},
+    {"not-after", required_argument, NULL, OPT_NOT_AFTER},
+    {"passphrase-file", required_argument, NULL, OPT_PASSPHRASE_FILE},
+    {"out", required_argument, NULL, OPT_OUT},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Stores one option's value; 0 if the value is not acceptable. */
+static int store_issue_option(int c, const char *value, struct issue_args *a)
+{
+    int64_t n = 0;
+    switch (c) {
+    case OPT_CA: a->ca_dir = value; return 1;
+    case OPT_ID: a->spec.common_name = value; return 1;
+    case OPT_ROLE: a->spec.role = value; return 1;
+    case OPT_NAME: a->spec.name = value; return 1;
+    case OPT_IP: a->spec.ip = value; return 1;
+    case OPT_PASSPHRASE_FILE: a->passphrase_file = value; return 1;
+    case OPT_OUT: a->out_dir = value; return 1;
+    case OPT_DAYS:
+        if (!parse_int64(value, 1, MAX_DAYS, &n)) {
+            usage_error("--days must be a whole number from 1 to %d", MAX_DAYS);
+            return 0;
+        }
+        a->spec.days = (int)n;
+        return 1;
+    case OPT_NOT_BEFORE:
+    case OPT_NOT_AFTER:
+        if (!parse_int64(value, 1, INT64_C(253402300799), &n)) { /* up to 9999-12-31 */
+            usage_error("%s takes unix seconds", c == OPT_NOT_BEFORE ? "--not-before" : "--not-after");
+            return 0;
+        }
+        *(c == OPT_NOT_BEFORE ? &a->spec.not_before : &a->spec.not_after) = n;
+        return 1;
+    default: return 0;
+    }
+}
+
+static enum parse_result check_issue_args(struct issue_args *a)
+{
+    const char *missing = !a->ca_dir ? "--ca" : !a->spec.common_name ? "--id"
+                        : !a->spec.role ? "--role" : !a->out_dir ? "--out" : NULL;
+    if (missing) {
+        usage_error("issue needs %s", missing);
+        return PARSE_USAGE;
+    }
+    if (!a->spec.name)
+        a->spec.name = a->spec.common_name;
+    if (!is_known_role(a->spec.role)) {
+        usage_error("unknown role '%s' (core, jlis, gateway, agency, system, operator)", a->spec.role);
+        return PARSE_USAGE;
+    }
+    if (a->spec.ip && !is_ip_address(a->spec.ip)) {
+        usage_error("--ip '%s' is not an IP address", a->spec.ip);
+        return PARSE_USAGE;
+    }
+    if (a->spec.not_before && a->spec.not_after && a->spec.not_after <= a->spec.not_before) {
+        usage_error("--not-after must be later than --not-before");
+        return PARSE_USAGE;
+    }
+    return PARSE_OK;
+}
+
+static enum parse_result parse_issue(int argc, char **argv, struct issue_args *a)
+{
+    int c;
+    reset_getopt();
+    while ((c = getopt_long(argc, argv, ":h", issue_options, NULL)) != -1) {
+        if (c == 'h')
+            return PARSE_HELP;
+        if (c == '?' || c == ':') {
+            option_error(c, argv);
+            return PARSE_USAGE;
+        }
+        if (!store_issue_option(c, optarg, a))
+            return PARSE_USAGE;
+    }
+    if (optind < argc) {
+        usage_error("unexpected argument '%s'", argv[optind]);
+        return PARSE_USAGE;
+    }
+    return check_issue_args(a);
+}
+
+/* First line of the passphrase file, without \r\n (as rk_pki_load_key reads
+ * it). *cap is the size to wipe. */
+static rk_rc read_passphrase(const char *path, char **out, size_t *cap)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    rk_rc rc = rk_read_file(path, PASSPHRASE_CAP, &buf, &len);
+    if (rc != RK_OK)
+        return rc;
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (buf[0] == '\0') {
+        rk_wipe(buf, len);
+        free(buf);
+        return RK_ERR_CONFIG;
+    }
+    *out = buf;
+    *cap = len;
+    return RK_OK;
+}
+
+static int issue_into(const struct issue_args *a, const char *passphrase)
+{
+    char ca_cert[PATH_CAP], ca_key[PATH_CAP], cert[PATH_CAP], key[PATH_CAP];
+    if (!join_path(ca_cert, a->ca_dir, "ca.pem") || !join_path(ca_key, a->ca_dir, "ca-key.pem") ||
+        !join_path(cert, a->out_dir, "cert.pem") || !join_path(key, a->out_dir, "key.pem"))
+        return usage_error("directory name too long");
+    rk_rc rc = rk_mkdirs(a->out_dir, 0755);
+    if (rc != RK_OK)
+        return failure("cannot create %s: %s", a->out_dir, rk_strerror(rc));
+    rc = rk_pki_issue(ca_cert, ca_key, &a->spec, cert, key, passphrase);
+    if (rc == RK_ERR_NOT_FOUND)
+        return failure("no CA in %s (run 'renkei pki init %s' first)", a->ca_dir, a->ca_dir);
+    if (rc != RK_OK)
+        return failure("cannot issue a certificate for %s: %s", a->spec.common_name, rk_strerror(rc));
+    return EXIT_SUCCESS;
+}
+
+static int cmd_issue(int argc, char **argv)
+{
+    struct issue_args args = {0};
+    char *passphrase = NULL;
+    size_t passphrase_cap = 0;
+    enum parse_result parsed = parse_issue(argc, argv, &args);
+    if (parsed == PARSE_HELP) {
+        fputs(usage_issue, stdout);
+        return EXIT_SUCCESS;
+    }
+    if (parsed != PARSE_OK)
+        return EXIT_USAGE;
+    if (args.passphrase_file) {
+        rk_rc rc = read_passphrase(args.passphrase_file, &passphrase, &passphrase_cap);
+        if (rc != RK_OK)
+            return failure("cannot read a passphrase from %s: %s", args.passphrase_file,
+                           rk_strerror(rc));
+    }
+    int status = issue_into(&args, passphrase);
+    if (passphrase) {
+        rk_wipe(passphrase, passphrase_cap);
+        free(passphrase);
+    }
+    return status;
+}
+
+/* ---- fingerprint and show -------------------------------------------- */
+
+static int load_cert_arg(int argc, char **argv, const char *usage, X509 **cert, int *status)
+{
+    const char *path = NULL;
+    enum parse_result parsed = parse_single_arg(argc, argv, &path);
+    if (parsed != PARSE_OK) {
+        if (parsed == PARSE_HELP)
+            fputs(usage, stdout);
+        *status = parsed == PARSE_HELP ? EXIT_SUCCESS : EXIT_USAGE;
+        return 0;
+    }
+    rk_rc rc = rk_pki_load_cert(path, cert);
+    if (rc != RK_OK) {
+        *status = failure("cannot read a certificate from %s: %s", path, rk_strerror(rc));
+        return 0;
+    }
+    return 1;
+}
+
+static int cmd_fingerprint(int argc, char **argv)
+{
+    X509 *cert = NULL;
+    char fingerprint[RK_FINGERPRINT_LEN];
+    int status = EXIT_SUCCESS;
+    if (!load_cert_arg(argc, argv, usage_fingerprint, &cert, &status))
+        return status;
+    rk_rc rc = rk_pki_fingerprint(cert, fingerprint);
+    if (rc == RK_OK)
+        printf("%s\n", fingerprint);
+    else
+        status = failure("cannot compute the fingerprint: %s", rk_strerror(rc));
+    X509_free(cert);
+    return status;
+}
+
+static void format_asn1_time(const ASN1_TIME *t, char *out, size_t outlen)
+{
+    struct tm tm;
+    if (!t || !ASN1_TIME_to_tm(t, &tm) || !strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(out, outlen, "-");
+}
+
+static int print_cert_details(X509 *cert)
+{
+    char cn[256] = "-", role[64] = "-", name[128] = "-", not_before[32], not_after[32];
+    char fingerprint[RK_FINGERPRINT_LEN], pin[RK_PIN_LEN];
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn) < 0)
+        snprintf(cn, sizeof cn, "-");
+    if (rk_pki_cert_identity(cert, role, sizeof role, name, sizeof name) != RK_OK) {
+        snprintf(role, sizeof role, "-");
+        snprintf(name, sizeof name, "-");
+    }
+    format_asn1_time(X509_get0_notBefore(cert), not_before, sizeof not_before);
+    format_asn1_time(X509_get0_notAfter(cert), not_after, sizeof not_after);
+    rk_rc rc = rk_pki_fingerprint(cert, fingerprint);
+    if (rc == RK_OK)
+        rc = rk_pki_spki_pin(cert, pin);
+    if (rc != RK_OK)
+        return failure("cannot digest the certificate: %s", rk_strerror(rc));
+    printf("subject: %s\nrole: %s\nname: %s\nnot-before: %s\nnot-after: %s\n"
+           "fingerprint: %s\npin: %s\n",
+           cn, role, name, not_before, not_after, fingerprint, pin);
+    return EXIT_SUCCESS;
+}
+
+static int cmd_show(int argc, char **argv)
+{
+    X509 *cert = NULL;
+    int status = EXIT_SUCCESS;
+    if (!load_cert_arg(argc, argv, usage_show, &cert, &status))
+        return status;
+    status = print_cert_details(cert);
+    X509_free(cert);
+    return status;
+}
+
+/* ---- dispatch --------------------------------------------------------- */
+
+int rk_cmd_pki(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*run)(int argc, char **argv);
+    } commands[] = {
+        {"init", cmd_init},
+        {"issue", cmd_issue},
+        {"fingerprint", cmd_fingerprint},
+        {"show", cmd_show},
+    };
+    if (argc < 2)
+        return usage_error("missing command (init, issue, fingerprint, show)");
+    const char *command = argv[1];
+    if (strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0 || strcmp(command, "help") == 0) {
+        fputs(usage_pki, stdout);
+        return EXIT_SUCCESS;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(command, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    return usage_error("unknown command '%s'", command);
+}

@@ -1,0 +1,302 @@
+"""harness.py — drives real renkei nodes for the system tests.
+
+A Network is made by `renkei net init` in a temporary folder; each node is
+started as its own process (`renkei <role> --config …`) so that a test can
+stop, kill and restart one node. Calls go over real mutual TLS with the
+credentials `net init` wrote. On stop, every node must exit 0 and no node
+log may hold a sanitizer report: a test that leaves one fails.
+"""
+import csv
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+BIN = os.environ.get("RENKEI_BIN") or os.path.join(os.path.dirname(__file__), "../../build/renkei")
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer")
+SLOW = 4 if os.environ.get("RENKEI_SANITIZED") else 1
+
+
+def renkei(*args, check=True, timeout=120, input_text=None):
+    """Runs the renkei command; returns CompletedProcess with text output."""
+    p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, timeout=timeout, input=input_text)
+    if check and p.returncode != 0:
+        raise AssertionError(f"renkei {' '.join(map(str, args))} exited {p.returncode}: {p.stderr.strip()}")
+    return p
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Answer:
+    def __init__(self, status, body, headers):
+        self.status = status
+        self.raw = body
+        self.headers = headers
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    @property
+    def error(self):
+        return (self.json or {}).get("error", {}).get("code") if isinstance(self.json, dict) else None
+
+    def __repr__(self):
+        return f"<{self.status} {self.raw[:300]!r}>"
+
+
+class Network:
+    def __init__(self, agencies=3, persons=30, conf_extra=None):
+        self.dir = tempfile.mkdtemp(prefix="renkei-test-")
+        renkei("net", "init", self.dir, "--agencies", agencies, "--persons", persons)
+        with open(os.path.join(self.dir, "network.json")) as f:
+            self.registry = json.load(f)
+        self.nodes = {n["id"]: n for n in self.registry["nodes"]}
+        self.procs = {}
+        self.failures = []
+        for node_id, extra in (conf_extra or {}).items():
+            self.append_conf(node_id, extra)
+
+    # ---------- layout ----------
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    def append_conf(self, node_id, text):
+        with open(self.path("nodes", node_id, "node.conf"), "a") as f:
+            f.write("\n" + text + "\n")
+
+    def server_nodes(self):
+        order = {"core": 0, "jlis": 1, "gateway": 2, "agency": 3}
+        return sorted((n for n in self.registry["nodes"] if n["role"] in order), key=lambda n: order[n["role"]])
+
+    def agencies(self):
+        return [n for n in self.registry["nodes"] if n["role"] == "agency"]
+
+    def residents(self):
+        with open(self.path("residents.csv")) as f:
+            return list(csv.DictReader(f))
+
+    # ---------- processes ----------
+    def start_node(self, node_id, wait=True):
+        node = self.nodes[node_id]
+        log = open(self.path("nodes", node_id, "node.log"), "ab")
+        p = subprocess.Popen([BIN, node["role"], "--config", self.path("nodes", node_id, "node.conf")],
+                             stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.procs[node_id] = p
+        if wait:
+            self.wait_healthy(node_id)
+        return p
+
+    def start(self):
+        for n in self.server_nodes():
+            self.start_node(n["id"], wait=False)
+        for n in self.server_nodes():
+            self.wait_healthy(n["id"])
+        return self
+
+    def wait_healthy(self, node_id, timeout=30):
+        deadline = time.time() + timeout * SLOW
+        last = None
+        while time.time() < deadline:
+            p = self.procs.get(node_id)
+            if p and p.poll() is not None:
+                raise AssertionError(f"{node_id} exited {p.returncode}: {self.log(node_id)[-2000:]}")
+            try:
+                a = self.call(node_id, "GET", "/healthz", as_client="operator", timeout=2)
+                if a.status == 200:
+                    return
+                last = a
+            except (OSError, ssl.SSLError, http.client.HTTPException) as e:
+                last = e
+            time.sleep(0.05)
+        raise AssertionError(f"{node_id} not healthy in time: {last}")
+
+    def stop_node(self, node_id, sig=signal.SIGTERM):
+        p = self.procs.pop(node_id)
+        p.send_signal(sig)
+        rc = p.wait(timeout=30 * SLOW)
+        if sig == signal.SIGTERM and rc != 0:
+            self.failures.append(f"{node_id} exited {rc}")
+        return rc
+
+    def kill_node(self, node_id):
+        return self.stop_node(node_id, signal.SIGKILL)
+
+    def log(self, node_id):
+        try:
+            with open(self.path("nodes", node_id, "node.log"), errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def stop(self):
+        for node_id in list(self.procs):
+            self.stop_node(node_id)
+        for n in self.server_nodes():
+            text = self.log(n["id"])
+            for mark in SANITIZER_MARKS:
+                if mark in text:
+                    self.failures.append(f"{n['id']}: sanitizer report:\n{text[text.index(mark) - 200:][:3000]}")
+        if self.failures:
+            raise AssertionError("; ".join(self.failures))
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ---------- calls ----------
+    def credentials(self, who):
+        """who: an agency id (its business system), 'operator', or ('node', id)."""
+        if isinstance(who, tuple):
+            d = self.path("nodes", who[1])
+        else:
+            d = self.path("clients", who)
+        return os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+
+    def ssl_context(self, who, cert=None):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.load_verify_locations(self.path("pki", "ca.pem"))
+        ctx.check_hostname = False  # certificates name 127.0.0.1 as an IP SAN; the CA is ours alone
+        if cert:
+            ctx.load_cert_chain(*cert)
+        elif who is not None:
+            ctx.load_cert_chain(*self.credentials(who))
+        return ctx
+
+    def url_of(self, node_id, backup=False):
+        n = self.nodes[node_id]
+        url = n["backup_url"] if backup else n["url"]
+        hostport = url.split("://", 1)[1].rstrip("/")
+        host, port = hostport.rsplit(":", 1)
+        return host, int(port)
+
+    def call(self, node_id, method, path, body=None, as_client=None, raw=None, timeout=10, cert=None, headers=None):
+        host, port = self.url_of(node_id)
+        conn = http.client.HTTPSConnection(host, port, context=self.ssl_context(as_client, cert), timeout=timeout * SLOW)
+        try:
+            data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+            h = {"Content-Type": "application/json"}
+            h.update(headers or {})
+            conn.request(method, path, body=data, headers=h)
+            r = conn.getresponse()
+            return Answer(r.status, r.read().decode("utf-8", "replace"), dict(r.getheaders()))
+        finally:
+            conn.close()
+
+    def agency_call(self, agency, method, path, body=None, **kw):
+        """A business system of `agency` calling its own agency node."""
+        return self.call(agency, method, path, body, as_client=kw.pop("as_client", agency), **kw)
+
+    def enrol(self, agency, person, my_number):
+        return self.agency_call(agency, "POST", "/v1/persons", {"person": person, "my_number": my_number})
+
+    def wait_status(self, agency, person, want, timeout=20):
+        deadline = time.time() + timeout * SLOW
+        a = None
+        while time.time() < deadline:
+            a = self.agency_call(agency, "GET", f"/v1/persons/{person}")
+            if a.status == 200 and a.json["status"] == want:
+                return a
+            time.sleep(0.05)
+        raise AssertionError(f"{agency}/{person} did not become {want}: {a}")
+
+    def sqlite(self, node_id, sql, args=()):
+        import sqlite3
+        db = sqlite3.connect(self.path("nodes", node_id, "node.db"), timeout=10)
+        try:
+            return db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+
+
+class TcpLine:
+    """A TCP relay standing for a network line between two nodes; stop() cuts it."""
+
+    def __init__(self, listen_port, target_port):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", listen_port))
+        self.sock.listen(64)
+        self.target = target_port
+        self.conns = []
+        self.running = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while self.running:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                u = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                c.close()
+                continue
+            self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.running = False
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+                c.close()
+            except OSError:
+                pass
+
+
+class NetworkTest(unittest.TestCase):
+    """Base class: one running network per test class."""
+    AGENCIES = 3
+    PERSONS = 30
+    CONF_EXTRA = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.net = Network(cls.AGENCIES, cls.PERSONS, cls.CONF_EXTRA)
+        try:
+            cls.net.start()
+        except Exception:
+            for p in cls.net.procs.values():
+                p.kill()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.net.stop()
+
+
+def main():
+    unittest.main(verbosity=2)
