@@ -115,13 +115,14 @@ class Network:
             p = self.procs.get(node_id)
             if p and p.poll() is not None:
                 raise AssertionError(f"{node_id} exited {p.returncode}: {self.log(node_id)[-2000:]}")
-            try:
-                a = self.call(node_id, "GET", "/healthz", as_client="operator", timeout=2)
-                if a.status == 200:
-                    return
-                last = a
-            except (OSError, ssl.SSLError, http.client.HTTPException) as e:
-                last = e
+            for backup in ((False, True) if self.nodes[node_id].get("backup_url") else (False,)):
+                try:
+                    a = self.call(node_id, "GET", "/healthz", as_client="operator", timeout=2, backup=backup)
+                    if a.status == 200:
+                        return
+                    last = a
+                except (OSError, ssl.SSLError, http.client.HTTPException) as e:
+                    last = e
             time.sleep(0.05)
         raise AssertionError(f"{node_id} not healthy in time: {last}")
 
@@ -182,8 +183,9 @@ class Network:
         host, port = hostport.rsplit(":", 1)
         return host, int(port)
 
-    def call(self, node_id, method, path, body=None, as_client=None, raw=None, timeout=10, cert=None, headers=None):
-        host, port = self.url_of(node_id)
+    def call(self, node_id, method, path, body=None, as_client=None, raw=None, timeout=10, cert=None, headers=None,
+             backup=False):
+        host, port = self.url_of(node_id, backup)
         conn = http.client.HTTPSConnection(host, port, context=self.ssl_context(as_client, cert), timeout=timeout * SLOW)
         try:
             data = raw if raw is not None else (json.dumps(body) if body is not None else None)
@@ -240,6 +242,9 @@ class TcpLine:
                 c, _ = self.sock.accept()
             except OSError:
                 return
+            if not self.running:
+                c.close()
+                return
             try:
                 u = socket.create_connection(("127.0.0.1", self.target))
             except OSError:
@@ -268,6 +273,10 @@ class TcpLine:
 
     def stop(self):
         self.running = False
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() in the other thread
+        except OSError:
+            pass
         self.sock.close()
         for c in self.conns:
             try:
