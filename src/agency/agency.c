@@ -12,6 +12,10 @@ static const rk_route routes[] = {
     {"POST", "/v1/persons", RK_ROLE_SYSTEM, 1, agency_post_person},
     {"GET", "/v1/persons/*", RK_ROLE_SYSTEM, 1, agency_get_person},
     {"POST", "/v1/code-notices", RK_ROLE_GATEWAY, 1, agency_post_code_notice},
+    {"PUT", "/v1/data/*", RK_ROLE_SYSTEM, 1, agency_put_data},
+    {"POST", "/v1/queries", RK_ROLE_SYSTEM, 1, agency_post_query},
+    {"POST", "/v1/provisions", RK_ROLE_GATEWAY, 1, agency_post_provision},
+    {"GET", "/v1/records", RK_ROLE_SYSTEM | RK_ROLE_OPERATOR, 1, agency_get_records},
 };
 
 static int health(void *app, json_t *checks)

@@ -18,6 +18,12 @@ void agency_post_person(void *app, const rk_request *req, rk_response *resp);
 void agency_get_person(void *app, const rk_request *req, rk_response *resp);
 void agency_post_code_notice(void *app, const rk_request *req, rk_response *resp);
 
+/* provision.c and queries.c: request and provision (DESIGN §2.2). */
+void agency_put_data(void *app, const rk_request *req, rk_response *resp);
+void agency_post_provision(void *app, const rk_request *req, rk_response *resp);
+void agency_post_query(void *app, const rk_request *req, rk_response *resp);
+void agency_get_records(void *app, const rk_request *req, rk_response *resp);
+
 /* A person id (宛名番号) is 1–64 characters of [A-Za-z0-9._-]. */
 int agency_person_id_valid(const char *person);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "lib/db.h"
+#include "lib/records.h"
 
 struct agency_store {
     rk_db *db;
@@ -18,7 +19,13 @@ static const char schema[] =
     "CREATE INDEX IF NOT EXISTS persons_status ON persons(status);"
     "CREATE TABLE IF NOT EXISTS incidents ("
     "  id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, summary TEXT NOT NULL, at_ms INTEGER NOT NULL,"
-    "  reported_ms INTEGER);";
+    "  reported_ms INTEGER);"
+    "CREATE TABLE IF NOT EXISTS data ("
+    "  person TEXT NOT NULL, item TEXT NOT NULL, version INTEGER NOT NULL, value TEXT NOT NULL,"
+    "  as_of TEXT NOT NULL, stored_ms INTEGER NOT NULL, PRIMARY KEY (person, item, version)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS received ("
+    "  exchange_id TEXT PRIMARY KEY, person TEXT NOT NULL, provider TEXT NOT NULL, item TEXT NOT NULL,"
+    "  value TEXT NOT NULL, as_of TEXT NOT NULL, received_ms INTEGER NOT NULL);";
 
 rk_rc agency_store_open(const char *path, agency_store **out)
 {
@@ -26,7 +33,10 @@ rk_rc agency_store_open(const char *path, agency_store **out)
     if (!s)
         return RK_ERR_NOMEM;
     rk_rc rc = rk_db_open(path, schema, &s->db);
+    if (rc == RK_OK)
+        rc = rk_db_exec(s->db, rk_records_schema);
     if (rc != RK_OK) {
+        rk_db_close(s->db);
         free(s);
         return rc;
     }
@@ -217,4 +227,94 @@ size_t agency_store_count(agency_store *s, const char *status)
 int agency_store_writable(agency_store *s)
 {
     return rk_db_writable(s->db);
+}
+
+rk_db *agency_store_db(agency_store *s)
+{
+    return s->db;
+}
+
+rk_rc agency_store_put_data(agency_store *s, const char *person, const char *item, const char *value_json,
+                            const char *as_of, int64_t now_ms, int64_t *version)
+{
+    char status[AGENCY_STATUS_MAX];
+    rk_db_lock(s->db);
+    rk_rc rc = read_status(s->db, person, status);
+    if (rc != RK_OK)
+        goto done;
+    sqlite3_stmt *st = rk_db_stmt(s->db,
+        "INSERT INTO data(person, item, version, value, as_of, stored_ms) VALUES (?1, ?2,"
+        " (SELECT coalesce(max(version), 0) + 1 FROM data WHERE person = ?1 AND item = ?2), ?3, ?4, ?5)"
+        " RETURNING version");
+    rc = RK_ERR_STORE;
+    if (st) {
+        sqlite3_bind_text(st, 1, person, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, item, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, value_json, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, as_of, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, now_ms);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW)
+            *version = sqlite3_column_int64(st, 0);
+        rc = rk_db_step_rc(s->db, r == SQLITE_ROW ? sqlite3_step(st) : r);
+        sqlite3_reset(st);
+    }
+done:
+    rk_db_unlock(s->db);
+    return rc;
+}
+
+rk_rc agency_store_newest_data(agency_store *s, const char *person, const char *item, char **value_json,
+                               char as_of[11], int64_t *version)
+{
+    rk_db_lock(s->db);
+    sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT value, as_of, version FROM data WHERE person = ? AND item = ?"
+                                        " ORDER BY version DESC LIMIT 1");
+    rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
+    if (q) {
+        sqlite3_bind_text(q, 1, person, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, item, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) == SQLITE_ROW) {
+            *value_json = strdup((const char *)sqlite3_column_text(q, 0));
+            snprintf(as_of, 11, "%s", (const char *)sqlite3_column_text(q, 1));
+            *version = sqlite3_column_int64(q, 2);
+            rc = *value_json ? RK_OK : RK_ERR_NOMEM;
+        }
+        sqlite3_reset(q);
+    }
+    rk_db_unlock(s->db);
+    return rc;
+}
+
+rk_rc agency_store_person_by_code(agency_store *s, const char *code, char *person, size_t personlen)
+{
+    rk_db_lock(s->db);
+    sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT person FROM persons WHERE code = ? AND status = 'linked'");
+    rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
+    if (q) {
+        sqlite3_bind_text(q, 1, code, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) == SQLITE_ROW) {
+            snprintf(person, personlen, "%s", (const char *)sqlite3_column_text(q, 0));
+            rc = RK_OK;
+        }
+        sqlite3_reset(q);
+    }
+    rk_db_unlock(s->db);
+    return rc;
+}
+
+rk_rc agency_store_keep_received(rk_db *db, void *arg)
+{
+    const agency_received *r = arg;
+    sqlite3_stmt *st = rk_db_stmt(db, "INSERT INTO received(exchange_id, person, provider, item, value, as_of,"
+                                      " received_ms) VALUES (?,?,?,?,?,?,?)");
+    if (!st)
+        return RK_ERR_STORE;
+    const char *text[] = {r->exchange_id, r->person, r->provider, r->item, r->value_json, r->as_of};
+    for (int i = 0; i < 6; i++)
+        sqlite3_bind_text(st, i + 1, text[i], -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, r->received_ms);
+    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
+    sqlite3_reset(st);
+    return rc;
 }

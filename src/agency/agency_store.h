@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include "lib/err.h"
 
+struct rk_db;
+
 typedef struct agency_store agency_store;
 
 #define AGENCY_STATUS_MAX 16
@@ -40,6 +42,26 @@ rk_rc agency_store_apply_notice(agency_store *s, const char *acquisition_no, con
 rk_rc agency_store_code_of(agency_store *s, const char *person, char *code, size_t codelen);
 rk_rc agency_store_add_incident(agency_store *s, const char *kind, const char *summary, int64_t now_ms);
 size_t agency_store_count(agency_store *s, const char *status);
+
+/* Provision copies (副本): every PUT is a new version; the newest answers
+ * (第8-2(2)). RK_ERR_NOT_FOUND when the person is unknown here. */
+rk_rc agency_store_put_data(agency_store *s, const char *person, const char *item, const char *value_json,
+                            const char *as_of, int64_t now_ms, int64_t *version);
+/* The newest version; *value_json is malloc'ed. RK_ERR_NOT_FOUND: none. */
+rk_rc agency_store_newest_data(agency_store *s, const char *person, const char *item, char **value_json,
+                               char as_of[11], int64_t *version);
+/* The linked person holding this code. */
+rk_rc agency_store_person_by_code(agency_store *s, const char *code, char *person, size_t personlen);
+
+/* A value received from a provider, kept with its exchange (runs inside the
+ * transaction of rk_settle; see lib/records.h). */
+typedef struct agency_received {
+    const char *exchange_id, *person, *provider, *item, *value_json, *as_of;
+    int64_t received_ms;
+} agency_received;
+rk_rc agency_store_keep_received(struct rk_db *db, void *received);
+
+struct rk_db *agency_store_db(agency_store *s);
 int agency_store_writable(agency_store *s);
 
 #endif

@@ -43,7 +43,34 @@ static rk_rc load_codec(const char *path, rk_codec **out)
 
 static const rk_route routes[] = {
     {"POST", "/v1/codes", RK_ROLE_JLIS, 0, core_handle_codes},
+    {"POST", "/v1/exchanges", RK_ROLE_GATEWAY, 0, core_handle_exchange},
+    {"GET", "/v1/records", RK_ROLE_OPERATOR, 0, core_handle_records},
 };
+
+/* Loads the permission table; on SIGHUP a malformed table is refused with
+ * file and line, and the table in force stays (issue: permission table). */
+static rk_rc load_permissions(core *c)
+{
+    rk_permissions *fresh = NULL;
+    char err[512] = "";
+    rk_rc rc = rk_permissions_load(c->node->cfg.permissions, NULL, &fresh, err, sizeof err);
+    if (rc != RK_OK) {
+        rk_error("permission table refused: %s", err);
+        return rc;
+    }
+    pthread_rwlock_wrlock(&c->perms_lock);
+    rk_permissions *old = c->perms;
+    c->perms = fresh;
+    pthread_rwlock_unlock(&c->perms_lock);
+    rk_permissions_free(old);
+    rk_info("permission table loaded: %zu rows", rk_permissions_count(fresh));
+    return RK_OK;
+}
+
+static void on_reload(void *app)
+{
+    load_permissions(app);
+}
 
 static int health(void *app, json_t *checks)
 {
@@ -51,6 +78,9 @@ static int health(void *app, json_t *checks)
     int writable = core_store_writable(c->store);
     json_object_set_new(checks, "store_writable", json_boolean(writable));
     json_object_set_new(checks, "keys_loaded", json_boolean(c->codec != NULL));
+    pthread_rwlock_rdlock(&c->perms_lock);
+    json_object_set_new(checks, "permission_rows", json_integer((json_int_t)rk_permissions_count(c->perms)));
+    pthread_rwlock_unlock(&c->perms_lock);
     json_object_set_new(checks, "outbox_depth", json_integer((json_int_t)core_store_outbox_depth(c->store)));
     return !writable || !c->codec;
 }
@@ -76,6 +106,14 @@ static rk_rc run(rk_node *node)
         goto done;
     if ((rc = core_store_open(node->cfg.db, &c.store)) != RK_OK)
         goto done;
+    pthread_rwlock_init(&c.perms_lock, NULL);
+    if (!node->cfg.permissions[0]) {
+        rk_error("[core] permissions is required");
+        rc = RK_ERR_CONFIG;
+        goto done;
+    }
+    if ((rc = load_permissions(&c)) != RK_OK)
+        goto done;
     rk_server_config sc;
     rk_node_server_config(node, &sc);
     sc.routes = routes;
@@ -83,6 +121,7 @@ static rk_rc run(rk_node *node)
     sc.app = &c;
     sc.health = health;
     sc.metrics = metrics;
+    sc.on_reload = on_reload;
     if ((rc = rk_server_new(&sc, &srv)) != RK_OK || (rc = rk_node_listen(node, srv)) != RK_OK)
         goto done;
     if ((rc = core_notices_start(&c)) != RK_OK)
@@ -93,6 +132,7 @@ done:
     rk_server_free(srv);
     core_store_close(c.store);
     rk_codec_free(c.codec);
+    rk_permissions_free(c.perms);
     return rc;
 }
 

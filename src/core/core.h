@@ -7,11 +7,14 @@
 #include "core/core_store.h"
 #include "lib/codes.h"
 #include "lib/node.h"
+#include "lib/permissions.h"
 
 typedef struct core {
     rk_node *node;
     core_store *store;
     rk_codec *codec;
+    rk_permissions *perms;          /* swapped on SIGHUP under perms_lock */
+    pthread_rwlock_t perms_lock;
     /* notice deliverer */
     pthread_t deliverer;
     int deliverer_running;
@@ -28,5 +31,11 @@ void core_notices_stop(core *c);
 
 /* codes handler (code acquisition from J-LIS). */
 void core_handle_codes(void *app, const rk_request *req, rk_response *resp);
+
+/* exchanges.c: request → permission check → provision (DESIGN §2.2). */
+void core_handle_exchange(void *app, const rk_request *req, rk_response *resp);
+void core_handle_records(void *app, const rk_request *req, rk_response *resp);
+int core_permitted(core *c, const char *requester_kind, const char *business, const char *provider_kind,
+                   const char *item);
 
 #endif

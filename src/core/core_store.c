@@ -6,6 +6,7 @@
 
 #include "lib/db.h"
 #include "lib/log.h"
+#include "lib/records.h"
 
 struct core_store {
     rk_db *db;
@@ -27,13 +28,21 @@ static const char schema[] =
     "  next_ms INTEGER NOT NULL, created_ms INTEGER NOT NULL, done_ms INTEGER, outcome TEXT);"
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_ms) WHERE done_ms IS NULL;";
 
+rk_db *core_store_db(core_store *s)
+{
+    return s->db;
+}
+
 rk_rc core_store_open(const char *path, core_store **out)
 {
     core_store *s = calloc(1, sizeof *s);
     if (!s)
         return RK_ERR_NOMEM;
     rk_rc rc = rk_db_open(path, schema, &s->db);
+    if (rc == RK_OK)
+        rc = rk_db_exec(s->db, rk_records_schema);
     if (rc != RK_OK) {
+        rk_db_close(s->db);
         free(s);
         return rc;
     }

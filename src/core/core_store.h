@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include "lib/err.h"
 
+struct rk_db;
+
 typedef struct core_store core_store;
 
 typedef struct core_acquisition {
@@ -51,5 +53,7 @@ rk_rc core_store_notice_retry(core_store *s, int64_t id, int attempts, int64_t n
 int64_t core_store_next_due(core_store *s);
 size_t core_store_outbox_depth(core_store *s);
 int core_store_writable(core_store *s);
+/* The database, for the shared records module (lib/records.h). */
+struct rk_db *core_store_db(core_store *s);
 
 #endif

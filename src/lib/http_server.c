@@ -295,7 +295,9 @@ static const rk_route *authorise(rk_server *srv, struct evhttp_request *req, con
                path_known ? "method not allowed on this path" : "no such endpoint");
         return NULL;
     }
-    int agency_ok = !found->same_agency || strcmp(peer->agency, srv->cfg.agency) == 0;
+    /* same_agency binds agency-scoped callers (gateway, agency, system) to
+     * this node's agency; network-wide roles (operator, core) pass. */
+    int agency_ok = !found->same_agency || !peer->agency[0] || strcmp(peer->agency, srv->cfg.agency) == 0;
     if (!(found->roles & peer->role) || !agency_ok) {
         count(&srv->role_refusals);
         rk_warn("refused %s (role %s) on %s %s", peer->id, rk_role_name(peer->role), method, path);

@@ -47,7 +47,7 @@ typedef struct rk_route {
     const char *method;
     const char *path;            /* exact; a trailing '*' matches any suffix */
     unsigned roles;              /* rk_role bits allowed to call it */
-    int same_agency;             /* caller must belong to this node's agency */
+    int same_agency;             /* an agency-scoped caller must be of this node's agency */
     rk_handler_fn fn;
 } rk_route;
 

@@ -2,8 +2,10 @@
 
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "cms.h"
 #include "log.h"
 #include "pki.h"
 
@@ -42,6 +44,11 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
         snprintf(err, errlen, "%s: key does not match the certificate", node->cfg.key);
         return RK_ERR_CONFIG;
     }
+    if ((rc = rk_pki_cert_to_pem(node->cert, &node->cert_pem)) != RK_OK ||
+        (rc = rk_ca_store_load(node->cfg.ca, &node->trusted)) != RK_OK) {
+        snprintf(err, errlen, "%s: cannot load the network CA", node->cfg.ca);
+        return rc;
+    }
     if ((rc = rk_client_new(node->cert, node->key, node->cfg.ca, &node->client)) != RK_OK)
         snprintf(err, errlen, "cannot create the peer client: %s", rk_strerror(rc));
     return rc;
@@ -52,6 +59,8 @@ void rk_node_close(rk_node *node)
     rk_client_free(node->client);
     EVP_PKEY_free(node->key); /* OpenSSL cleanses private key material on free */
     X509_free(node->cert);
+    free(node->cert_pem);
+    X509_STORE_free(node->trusted);
     rk_registry_free(node->registry);
     memset(node, 0, sizeof *node);
 }

@@ -19,6 +19,8 @@ typedef struct rk_node {
     const rk_peer_node *self;   /* this node's registry entry */
     X509 *cert;
     EVP_PKEY *key;              /* wiped and freed on close (第5-2(5)) */
+    char *cert_pem;             /* this node's certificate, PEM */
+    X509_STORE *trusted;        /* the network CA, for CMS verification */
     rk_client *client;
 } rk_node;
 

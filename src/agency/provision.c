@@ -1,0 +1,208 @@
+/* provision.c — the provider's side of an exchange, and the provision
+ * copies (副本) it answers from (DESIGN §2.2 step 3; standard 第6-4, 第8-2(2)).
+ *
+ * PUT /v1/data/{person}/{item} stores a new version; a provision request
+ * (from this agency's own gateway, on behalf of the core) is answered with
+ * the newest version, signed with this node's key and encrypted to the
+ * requester's registered certificate, so that only the requester can read
+ * it. Every provision, or its absence, is recorded once (法23条). */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agency/agency.h"
+#include "lib/cms.h"
+#include "lib/log.h"
+#include "lib/pki.h"
+#include "lib/records.h"
+#include "lib/util.h"
+
+#define CATALOGUE_CHARS "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+static int catalogue_id_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 1 && n <= 64 && strspn(s, CATALOGUE_CHARS) == n;
+}
+
+/* "YYYY-MM-DD" with plausible numbers. */
+static int date_ok(const char *s)
+{
+    int y, m, d;
+    char tail;
+    return strlen(s) == 10 && s[4] == '-' && s[7] == '-' && sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) == 3 &&
+           y >= 1900 && y <= 9999 && m >= 1 && m <= 12 && d >= 1 && d <= 31;
+}
+
+/* PUT /v1/data/{person}/{item} {"value": any JSON, "as_of": "YYYY-MM-DD"} */
+void agency_put_data(void *app, const rk_request *req, rk_response *resp)
+{
+    agency *a = app;
+    char person[80], item[80];
+    const char *rest = req->path + strlen("/v1/data/");
+    const char *slash = strchr(rest, '/');
+    if (!slash || (size_t)(slash - rest) >= sizeof person || strlen(slash + 1) >= sizeof item) {
+        rk_reply_error(resp, 404, "not_found", "use /v1/data/{person}/{item}");
+        return;
+    }
+    snprintf(person, sizeof person, "%.*s", (int)(slash - rest), rest);
+    snprintf(item, sizeof item, "%s", slash + 1);
+    const char *as_of = rk_req_string(req, resp, "as_of", 10);
+    json_t *value = json_object_get(req->json, "value");
+    if (!as_of)
+        return;
+    if (!agency_person_id_valid(person) || !catalogue_id_ok(item) || !value || !date_ok(as_of)) {
+        rk_reply_error(resp, 400, "invalid_field", "need a person id, an item id of [a-z0-9_], "
+                                                   "\"value\" (any JSON) and \"as_of\" (YYYY-MM-DD)");
+        return;
+    }
+    char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+    int64_t version = 0;
+    rk_rc rc = text ? agency_store_put_data(a->store, person, item, text, as_of, rk_now_ms(), &version) : RK_ERR_NOMEM;
+    free(text);
+    if (rc == RK_ERR_NOT_FOUND)
+        rk_reply_error(resp, 404, "unknown_person", "no person \"%s\" at this agency", person);
+    else if (rc != RK_OK)
+        rk_reply_error(resp, 500, "store_error", "the data could not be stored; retry");
+    else
+        rk_reply_json(resp, 200, json_pack("{s:s,s:s,s:I,s:s}", "person", person, "item", item, "version",
+                                           (json_int_t)version, "as_of", as_of));
+}
+
+typedef struct provision {
+    const char *exchange_id, *code, *business, *requester, *item, *requester_cert;
+    const rk_peer_node *requester_node;
+    char request_hash[65];
+    rk_record rec;
+} provision;
+
+static int read_provision(const rk_request *req, rk_response *resp, provision *p)
+{
+    return (p->exchange_id = rk_req_string(req, resp, "exchange_id", 64)) &&
+                   (p->code = rk_req_string(req, resp, "code", 47)) &&
+                   (p->business = rk_req_string(req, resp, "business", 64)) &&
+                   (p->requester = rk_req_string(req, resp, "requester", 63)) &&
+                   (p->item = rk_req_string(req, resp, "item", 64)) &&
+                   (p->requester_cert = rk_req_string(req, resp, "requester_cert", 8192))
+               ? 0 : -1;
+}
+
+/* The certificate to encrypt to, if it is the requester's registered one. */
+static X509 *requester_certificate(const provision *p)
+{
+    X509 *cert = NULL;
+    char fp[RK_FINGERPRINT_LEN];
+    if (!p->requester_node || rk_pki_cert_from_pem(p->requester_cert, strlen(p->requester_cert), &cert) != RK_OK)
+        return NULL;
+    if (rk_pki_fingerprint(cert, fp) != RK_OK || strcmp(fp, p->requester_node->fingerprint) != 0) {
+        X509_free(cert);
+        return NULL;
+    }
+    return cert;
+}
+
+/* Seals the newest version for the requester; NULL answer means no data. */
+static rk_rc seal_newest(agency *a, provision *p, const char *person, X509 *to, char **payload)
+{
+    char *value = NULL, as_of[11];
+    int64_t version = 0;
+    *payload = NULL;
+    rk_rc rc = agency_store_newest_data(a->store, person, p->item, &value, as_of, &version);
+    if (rc != RK_OK)
+        return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
+    json_t *inner = json_pack("{s:s,s:s,s:s,s:o,s:s,s:I}", "exchange_id", p->exchange_id, "provider",
+                              a->node->self->agency, "item", p->item, "value",
+                              json_loads(value, JSON_DECODE_ANY, NULL), "as_of", as_of, "version", (json_int_t)version);
+    char *plain = inner ? json_dumps(inner, JSON_COMPACT) : NULL;
+    rc = plain ? rk_cms_seal(a->node->cert, a->node->key, to, plain, strlen(plain), payload) : RK_ERR_NOMEM;
+    if (plain) {
+        rk_wipe(plain, strlen(plain)); /* content: never kept in the clear */
+        free(plain);
+    }
+    rk_wipe(value, strlen(value));
+    free(value);
+    json_decref(inner);
+    return rc;
+}
+
+static void fill_provider_record(provision *p, agency *a, const rk_request *req, const char *person)
+{
+    rk_record *r = &p->rec;
+    snprintf(r->exchange_id, sizeof r->exchange_id, "%s", p->exchange_id);
+    strcpy(r->side, "provider");
+    snprintf(r->requester, sizeof r->requester, "%s", p->requester);
+    snprintf(r->provider, sizeof r->provider, "%s", a->node->self->agency);
+    snprintf(r->business, sizeof r->business, "%s", p->business);
+    snprintf(r->item, sizeof r->item, "%s", p->item);
+    snprintf(r->subject, sizeof r->subject, "%s", person);
+    r->requested_ms = req->received_ms;
+}
+
+static void settle(agency *a, provision *p, int status, json_t *answer, rk_response *resp)
+{
+    char *text = json_dumps(answer, JSON_COMPACT);
+    rk_rc rc = text ? rk_settle(agency_store_db(a->store), &p->rec, p->exchange_id, p->request_hash, status, text,
+                                NULL, NULL)
+                    : RK_ERR_NOMEM;
+    free(text);
+    if (rc != RK_OK)
+        rk_reply_error(resp, 500, "store_error", "the provision could not be recorded; retry with the same id");
+    else
+        rk_reply_json(resp, status, json_incref(answer));
+    json_decref(answer);
+}
+
+/* POST /v1/provisions from this agency's gateway (on behalf of the core). */
+void agency_post_provision(void *app, const rk_request *req, rk_response *resp)
+{
+    agency *a = app;
+    provision p = {0};
+    if (read_provision(req, resp, &p) != 0)
+        return;
+    rk_request_hash(req->json, p.request_hash);
+    int status = 0;
+    char *kept = NULL;
+    rk_rc rc = rk_answer_get(agency_store_db(a->store), p.exchange_id, "provider", p.request_hash, &status, &kept);
+    if (rc == RK_OK || rc == RK_ERR_CONFLICT) {
+        if (rc == RK_OK) {
+            resp->status = status, resp->body = kept, resp->body_len = strlen(kept);
+            return;
+        }
+        rk_reply_error(resp, 409, "conflict", "exchange_id was used with another request");
+        return;
+    }
+    p.requester_node = rk_registry_find(a->node->registry, RK_ROLE_AGENCY, p.requester);
+    X509 *to = requester_certificate(&p);
+    if (!to) {
+        rk_reply_error(resp, 400, "bad_requester_cert", "requester_cert is not the requester's registered certificate");
+        return;
+    }
+    char person[80] = "", *payload = NULL;
+    rc = agency_store_person_by_code(a->store, p.code, person, sizeof person);
+    if (rc == RK_OK)
+        rc = seal_newest(a, &p, person, to, &payload);
+    X509_free(to);
+    if (rc != RK_OK && rc != RK_ERR_NOT_FOUND) {
+        rk_reply_error(resp, 500, "internal", "the value could not be sealed");
+        return;
+    }
+    fill_provider_record(&p, a, req, person);
+    json_t *answer;
+    if (payload && rk_payload_digest(payload, p.rec.payload_sha256) == RK_OK) {
+        p.rec.provided_ms = rk_now_ms();
+        strcpy(p.rec.outcome, "provided");
+        answer = json_pack("{s:s,s:s,s:s}", "exchange_id", p.exchange_id, "status", "provided", "payload", payload);
+    } else {
+        strcpy(p.rec.outcome, "no_data");
+        snprintf(p.rec.reason, sizeof p.rec.reason, "%s", person[0] ? "no data for this item" : "no person has this code here");
+        answer = json_pack("{s:s,s:s}", "exchange_id", p.exchange_id, "status", "no_data");
+    }
+    free(payload);
+    settle(a, &p, 200, answer, resp);
+}
+
+void agency_get_records(void *app, const rk_request *req, rk_response *resp)
+{
+    agency *a = app;
+    rk_records_serve(agency_store_db(a->store), req, resp);
+}

@@ -1,0 +1,240 @@
+/* queries.c — the requester's side of an exchange (DESIGN §2.2 steps 1 and 4;
+ * standard 第8-3, 第8-4(1)).
+ *
+ * An operator's business system asks, naming the operator (第8-3), for one
+ * item of one of this agency's persons from a provider agency. The request
+ * goes with this agency's code for the person through its gateway to the
+ * core. A provided value arrives sealed: it is decrypted with this node's
+ * key and accepted only when signed by the provider's registered
+ * certificate (else `bad_payload`). Each settled query is recorded once and
+ * its answer kept, so the same query_id again gets the same answer. A query
+ * whose outcome is unknown (the core could not be reached) is not settled:
+ * it may be retried with the same id, and the core's own answer cache makes
+ * that retry exactly-once. */
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agency/agency.h"
+#include "lib/cms.h"
+#include "lib/log.h"
+#include "lib/records.h"
+#include "lib/util.h"
+
+typedef struct query {
+    const char *query_id, *person, *business, *provider, *item, *operator_id;
+    char exchange_id[33];
+    char request_hash[65];
+    char code[64];
+    rk_record rec;
+    int status;
+    json_t *answer;
+    agency_received received;
+    char *value_json;
+    char as_of[11];
+} query;
+
+#define ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+
+static int read_query(const rk_request *req, rk_response *resp, query *q)
+{
+    if (!(q->query_id = rk_req_string(req, resp, "query_id", 64)) ||
+        !(q->person = rk_req_string(req, resp, "person", 64)) ||
+        !(q->business = rk_req_string(req, resp, "business", 64)) ||
+        !(q->provider = rk_req_string(req, resp, "provider", 63)) ||
+        !(q->item = rk_req_string(req, resp, "item", 64)) ||
+        !(q->operator_id = rk_req_string(req, resp, "operator", 64)))
+        return -1;
+    size_t n = strlen(q->query_id), m = strlen(q->operator_id);
+    if (strspn(q->query_id, ID_CHARS) != n || strspn(q->operator_id, ID_CHARS) != m) {
+        rk_reply_error(resp, 400, "invalid_field", "query_id and operator must be characters of [A-Za-z0-9._-]");
+        return -1;
+    }
+    return 0;
+}
+
+/* The exchange id: a digest of (agency, query id), so that a retry of the
+ * same query is the same exchange at the core. */
+static void exchange_id_for(const char *agency_id, const char *query_id, char out[33])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    char buf[160];
+    int n = snprintf(buf, sizeof buf, "%s\n%s", agency_id, query_id);
+    EVP_Digest(buf, (size_t)n, md, NULL, EVP_sha256(), NULL);
+    rk_hex(md, 16, out);
+}
+
+static void set_outcome(query *q, int status, const char *outcome, const char *reason)
+{
+    snprintf(q->rec.outcome, sizeof q->rec.outcome, "%s", outcome);
+    snprintf(q->rec.reason, sizeof q->rec.reason, "%s", reason ? reason : "");
+    q->status = status;
+    json_decref(q->answer);
+    if (status >= 400)
+        q->answer = json_pack("{s:s,s:s,s:{s:s,s:s}}", "query_id", q->query_id, "exchange_id", q->exchange_id,
+                              "error", "code", outcome, "message", q->rec.reason);
+    else
+        q->answer = json_pack("{s:s,s:s,s:s}", "query_id", q->query_id, "exchange_id", q->exchange_id, "status",
+                              outcome);
+}
+
+/* Opens a sealed payload and checks it answers this exchange. */
+static int open_payload(agency *a, query *q, const char *payload)
+{
+    const rk_peer_node *prov = rk_registry_find(a->node->registry, RK_ROLE_AGENCY, q->provider);
+    char *plain = NULL;
+    size_t len = 0;
+    if (!prov || rk_cms_open(a->node->cert, a->node->key, a->node->trusted, prov->fingerprint, payload, &plain,
+                             &len) != RK_OK)
+        return -1;
+    json_t *inner = json_loadb(plain, len, 0, NULL);
+    rk_wipe(plain, len);
+    free(plain);
+    const char *xid = json_string_value(json_object_get(inner, "exchange_id"));
+    const char *item = json_string_value(json_object_get(inner, "item"));
+    const char *as_of = json_string_value(json_object_get(inner, "as_of"));
+    json_t *value = json_object_get(inner, "value");
+    int ok = xid && item && as_of && value && strcmp(xid, q->exchange_id) == 0 && strcmp(item, q->item) == 0 &&
+             strlen(as_of) == 10;
+    if (ok) {
+        snprintf(q->as_of, sizeof q->as_of, "%s", as_of);
+        q->value_json = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_object_set(q->answer, "value", value);
+        json_object_set_new(q->answer, "as_of", json_string(as_of));
+        json_object_set_new(q->answer, "provider", json_string(q->provider));
+        json_object_set_new(q->answer, "item", json_string(q->item));
+    }
+    json_decref(inner);
+    return ok && q->value_json ? 0 : -1;
+}
+
+/* Errors that say nothing about the exchange itself: the gateway could not
+ * reach the core, or a node was busy or failed to store. A retry with the
+ * same id may still settle it. */
+static int outcome_unknown(const char *err)
+{
+    static const char *const transient[] = {"upstream_unavailable", "upstream_timeout", "store_error",
+                                            "overloaded", "internal"};
+    for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++)
+        if (strcmp(err, transient[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* Maps the core's answer; returns -1 when the outcome is unknown. */
+static int take_answer(agency *a, query *q, rk_rc rc, const rk_http_result *res)
+{
+    json_t *body = rc == RK_OK && res->body ? json_loads(res->body, 0, NULL) : NULL;
+    const char *status = json_string_value(json_object_get(body, "status"));
+    const char *err = json_string_value(json_object_get(json_object_get(body, "error"), "code"));
+    const char *msg = json_string_value(json_object_get(json_object_get(body, "error"), "message"));
+    const char *payload = json_string_value(json_object_get(body, "payload"));
+    int known = 1;
+    if (rc == RK_OK && res->status == 200 && status && strcmp(status, "provided") == 0 && payload) {
+        set_outcome(q, 200, "provided", NULL);
+        rk_payload_digest(payload, q->rec.payload_sha256);
+        if (open_payload(a, q, payload) != 0) {
+            rk_warn("exchange %s: payload failed decryption or signature check", q->exchange_id);
+            set_outcome(q, 502, "bad_payload", "the payload failed decryption or the provider's signature check");
+        } else {
+            q->rec.provided_ms = rk_now_ms();
+        }
+    } else if (rc == RK_OK && res->status == 200 && status && strcmp(status, "no_data") == 0) {
+        set_outcome(q, 200, "no_data", "the provider holds no data for this person and item");
+    } else if (rc == RK_OK && err && !outcome_unknown(err)) {
+        set_outcome(q, (int)res->status, err, msg);
+    } else {
+        known = 0;
+    }
+    json_decref(body);
+    return known ? 0 : -1;
+}
+
+static void fill_requester_record(agency *a, query *q, const rk_request *req)
+{
+    rk_record *r = &q->rec;
+    snprintf(r->exchange_id, sizeof r->exchange_id, "%s", q->exchange_id);
+    strcpy(r->side, "requester");
+    snprintf(r->requester, sizeof r->requester, "%s", a->node->self->agency);
+    snprintf(r->provider, sizeof r->provider, "%s", q->provider);
+    snprintf(r->business, sizeof r->business, "%s", q->business);
+    snprintf(r->item, sizeof r->item, "%s", q->item);
+    snprintf(r->operator_id, sizeof r->operator_id, "%s", q->operator_id);
+    snprintf(r->subject, sizeof r->subject, "%s", q->person);
+    r->requested_ms = req->received_ms;
+}
+
+/* Sends the exchange to the core through this agency's gateway. */
+static int exchange_via_gateway(agency *a, query *q)
+{
+    json_t *msg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "exchange_id", q->exchange_id, "code", q->code,
+                            "business", q->business, "provider", q->provider, "item", q->item, "operator",
+                            q->operator_id, "requester_cert", a->node->cert_pem);
+    char *body = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    rk_http_result res = {0};
+    rk_rc rc = body ? rk_node_post(a->node, a->gateway, "/v1/exchanges", body, &res, NULL) : RK_ERR_NOMEM;
+    free(body);
+    int known = take_answer(a, q, rc, &res);
+    rk_http_result_clear(&res);
+    return known;
+}
+
+static void settle(agency *a, query *q, rk_response *resp)
+{
+    char *text = json_dumps(q->answer, JSON_COMPACT);
+    int provided = strcmp(q->rec.outcome, "provided") == 0;
+    q->received = (agency_received){q->exchange_id, q->person, q->provider, q->item, q->value_json, q->as_of,
+                                    rk_now_ms()};
+    rk_rc rc = text ? rk_settle(agency_store_db(a->store), &q->rec, q->query_id, q->request_hash, q->status, text,
+                                provided ? agency_store_keep_received : NULL, &q->received)
+                    : RK_ERR_NOMEM;
+    free(text);
+    if (rc != RK_OK)
+        rk_reply_error(resp, 500, "store_error", "the answer could not be recorded; retry with the same query_id");
+    else
+        rk_reply_json(resp, q->status, json_incref(q->answer));
+}
+
+static int replay(agency *a, query *q, rk_response *resp)
+{
+    int status = 0;
+    char *kept = NULL;
+    rk_rc rc = rk_answer_get(agency_store_db(a->store), q->query_id, "requester", q->request_hash, &status, &kept);
+    if (rc == RK_OK) {
+        resp->status = status;
+        resp->body = kept;
+        resp->body_len = strlen(kept);
+    } else if (rc == RK_ERR_CONFLICT) {
+        rk_reply_error(resp, 409, "conflict", "query_id %s was used with another request", q->query_id);
+    }
+    return rc == RK_OK || rc == RK_ERR_CONFLICT;
+}
+
+/* POST /v1/queries from a business system of this agency. */
+void agency_post_query(void *app, const rk_request *req, rk_response *resp)
+{
+    agency *a = app;
+    query q = {0};
+    if (read_query(req, resp, &q) != 0)
+        return;
+    rk_request_hash(req->json, q.request_hash);
+    if (replay(a, &q, resp))
+        return;
+    exchange_id_for(a->node->self->agency, q.query_id, q.exchange_id);
+    fill_requester_record(a, &q, req);
+    if (agency_store_code_of(a->store, q.person, q.code, sizeof q.code) != RK_OK) {
+        set_outcome(&q, 409, "person_not_linked", "the person is unknown here or has no code yet");
+    } else if (exchange_via_gateway(a, &q) != 0) {
+        rk_reply_error(resp, 503, "core_unavailable", "the core could not be reached; retry with the same query_id");
+        goto done;
+    }
+    settle(a, &q, resp);
+done:
+    if (q.value_json) {
+        rk_wipe(q.value_json, strlen(q.value_json));
+        free(q.value_json);
+    }
+    json_decref(q.answer);
+}

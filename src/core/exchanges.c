@@ -1,0 +1,272 @@
+/* exchanges.c — POST /v1/exchanges: one request for one item of one person
+ * (法19条8号, 法21条, 法22条, 法23条; standard 第8).
+ *
+ * The caller must be the requester's gateway (checked by the server); the
+ * code must be one the core issued to that requester; a row of the
+ * permission table must allow (requester kind, business, provider kind,
+ * item) — otherwise the request is refused with its reason (法21条2項) and
+ * the provider never hears of it. A permitted request is converted to the
+ * provider's code and sent through the provider's gateway; the encrypted
+ * answer is relayed unread, its SHA-256 recorded. Every outcome is recorded
+ * once, with the answer kept for retries of the same exchange id. */
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "lib/cms.h"
+#include "lib/log.h"
+#include "lib/pki.h"
+#include "lib/records.h"
+#include "lib/util.h"
+
+#define CERT_PEM_MAX 8192
+
+typedef struct exchange {
+    const char *exchange_id, *code, *business, *provider, *item, *operator_id, *requester_cert;
+    const rk_peer_node *requester_node, *provider_node;
+    char request_hash[65];
+    rk_record rec;
+    int status;           /* HTTP status of the answer */
+    json_t *answer;       /* the answer body */
+} exchange;
+
+int core_permitted(core *c, const char *requester_kind, const char *business, const char *provider_kind,
+                   const char *item)
+{
+    pthread_rwlock_rdlock(&c->perms_lock);
+    int ok = c->perms && rk_permissions_allows(c->perms, requester_kind, business, provider_kind, item);
+    pthread_rwlock_unlock(&c->perms_lock);
+    return ok;
+}
+
+static int id_ok(const char *s, const char *alphabet)
+{
+    size_t n = strlen(s);
+    return n >= 1 && n <= 64 && strspn(s, alphabet) == n;
+}
+
+#define ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+#define CATALOGUE_CHARS "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+/* Reads and checks the request; 0 when usable, else resp is filled. */
+static int read_request(const rk_request *req, rk_response *resp, exchange *x)
+{
+    if (!(x->exchange_id = rk_req_string(req, resp, "exchange_id", 64)) ||
+        !(x->code = rk_req_string(req, resp, "code", 47)) ||
+        !(x->business = rk_req_string(req, resp, "business", 64)) ||
+        !(x->provider = rk_req_string(req, resp, "provider", 63)) ||
+        !(x->item = rk_req_string(req, resp, "item", 64)) ||
+        !(x->operator_id = rk_req_string(req, resp, "operator", 64)) ||
+        !(x->requester_cert = rk_req_string(req, resp, "requester_cert", CERT_PEM_MAX)))
+        return -1;
+    const char *bad = !id_ok(x->exchange_id, ID_CHARS) ? "exchange_id"
+                    : !id_ok(x->operator_id, ID_CHARS) ? "operator"
+                    : !id_ok(x->business, CATALOGUE_CHARS) ? "business"
+                    : !id_ok(x->item, CATALOGUE_CHARS) ? "item" : NULL;
+    if (bad) {
+        rk_reply_error(resp, 400, "invalid_field", "field \"%s\" has characters or a length not allowed", bad);
+        return -1;
+    }
+    return 0;
+}
+
+static void set_outcome(exchange *x, int status, const char *outcome, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void set_outcome(exchange *x, int status, const char *outcome, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->rec.reason, sizeof x->rec.reason, fmt, ap);
+    va_end(ap);
+    snprintf(x->rec.outcome, sizeof x->rec.outcome, "%s", outcome);
+    x->status = status;
+    json_decref(x->answer);
+    if (status >= 400)
+        x->answer = json_pack("{s:s,s:{s:s,s:s}}", "exchange_id", x->exchange_id, "error", "code", outcome,
+                              "message", x->rec.reason);
+    else
+        x->answer = json_pack("{s:s,s:s}", "exchange_id", x->exchange_id, "status", outcome);
+}
+
+/* The requester's certificate must be its registered agency node's. */
+static int requester_cert_ok(const exchange *x)
+{
+    X509 *cert = NULL;
+    char fp[RK_FINGERPRINT_LEN];
+    int ok = rk_pki_cert_from_pem(x->requester_cert, strlen(x->requester_cert), &cert) == RK_OK &&
+             rk_pki_fingerprint(cert, fp) == RK_OK && strcmp(fp, x->requester_node->fingerprint) == 0;
+    X509_free(cert);
+    return ok;
+}
+
+/* Permission, code ownership and issue; 0 when the exchange may proceed. */
+static int check_request(core *c, exchange *x, uint64_t *serial)
+{
+    uint32_t owner = 0;
+    if (!x->provider_node) {
+        set_outcome(x, 404, "unknown_provider", "no agency \"%s\" in this network", x->provider);
+        return -1;
+    }
+    if (!core_permitted(c, x->requester_node->kind, x->business, x->provider_node->kind, x->item)) {
+        set_outcome(x, 403, "not_permitted", "no row of the permission table allows %s / %s / %s / %s",
+                    x->requester_node->kind, x->business, x->provider_node->kind, x->item);
+        return -1;
+    }
+    if (rk_code_open(c->codec, x->code, serial, &owner) != RK_OK) {
+        set_outcome(x, 404, "unknown_code", "the code was not issued by this core");
+        return -1;
+    }
+    snprintf(x->rec.subject, sizeof x->rec.subject, "%llu", (unsigned long long)*serial);
+    if (owner != rk_agency_number(x->requester_node->agency)) {
+        rk_warn("incident: %s presented a code issued to another agency (exchange %s)", x->requester_node->agency,
+                x->exchange_id);
+        set_outcome(x, 403, "code_not_yours", "the code was issued to another agency");
+        return -1;
+    }
+    if (!core_store_issued(c->store, x->requester_node->agency, *serial)) {
+        set_outcome(x, 404, "unknown_code", "no code for this person was issued to the requester");
+        return -1;
+    }
+    if (!requester_cert_ok(x)) {
+        set_outcome(x, 400, "bad_requester_cert", "requester_cert is not the requester's registered certificate");
+        return -1;
+    }
+    return 0;
+}
+
+/* Maps the provider's answer (through its gateway) onto the outcome. */
+static void take_provision(exchange *x, rk_rc rc, const rk_http_result *res)
+{
+    json_t *body = rc == RK_OK && res->body ? json_loads(res->body, 0, NULL) : NULL;
+    const char *status = json_string_value(json_object_get(body, "status"));
+    const char *payload = json_string_value(json_object_get(body, "payload"));
+    if (rc == RK_ERR_TIMEOUT || (rc == RK_OK && res->status == 504)) {
+        set_outcome(x, 504, "provider_timeout", "the provider did not answer in time");
+    } else if (rc != RK_OK || res->status == 502 || res->status == 503) {
+        set_outcome(x, 502, "provider_unavailable", "the provider could not be reached");
+    } else if (res->status == 200 && status && strcmp(status, "no_data") == 0) {
+        set_outcome(x, 200, "no_data", "the provider holds no data for this person and item");
+        x->rec.provided_ms = rk_now_ms();
+    } else if (res->status == 200 && status && strcmp(status, "provided") == 0 && payload &&
+               rk_payload_digest(payload, x->rec.payload_sha256) == RK_OK) {
+        set_outcome(x, 200, "provided", "%s", "");
+        x->rec.provided_ms = rk_now_ms();
+        json_object_set_new(x->answer, "payload", json_string(payload));
+        json_object_set_new(x->answer, "payload_sha256", json_string(x->rec.payload_sha256));
+    } else {
+        set_outcome(x, 502, "provider_unavailable", "the provider answered HTTP %ld without a usable answer",
+                    rc == RK_OK ? res->status : 0);
+    }
+    json_decref(body);
+}
+
+static void ask_provider(core *c, exchange *x, uint64_t serial)
+{
+    char code[RK_CODE_TEXT_MAX];
+    const rk_peer_node *gw = rk_registry_find(c->node->registry, RK_ROLE_GATEWAY, x->provider_node->agency);
+    if (!gw || rk_code_derive(c->codec, serial, rk_agency_number(x->provider_node->agency), code) != RK_OK) {
+        set_outcome(x, 502, "provider_unavailable", "the provider has no gateway in the registry");
+        return;
+    }
+    json_t *msg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "exchange_id", x->exchange_id, "code", code, "business",
+                            x->business, "requester", x->requester_node->agency, "item", x->item,
+                            "requester_cert", x->requester_cert);
+    char *body = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    rk_http_result res = {0};
+    rk_rc rc = body ? rk_node_post(c->node, gw, "/v1/provisions", body, &res, NULL) : RK_ERR_NOMEM;
+    free(body);
+    take_provision(x, rc, &res);
+    rk_http_result_clear(&res);
+}
+
+static void fill_record(exchange *x, const rk_request *req)
+{
+    rk_record *r = &x->rec;
+    snprintf(r->exchange_id, sizeof r->exchange_id, "%s", x->exchange_id);
+    strcpy(r->side, "core");
+    snprintf(r->requester, sizeof r->requester, "%s", x->requester_node->agency);
+    snprintf(r->provider, sizeof r->provider, "%s", x->provider);
+    snprintf(r->business, sizeof r->business, "%s", x->business);
+    snprintf(r->item, sizeof r->item, "%s", x->item);
+    snprintf(r->operator_id, sizeof r->operator_id, "%s", x->operator_id);
+    r->requested_ms = req->received_ms;
+}
+
+/* Settles the exchange: record + kept answer on disk, then the reply. */
+static void settle_and_reply(core *c, exchange *x, rk_response *resp)
+{
+    char t[32];
+    rk_format_time(x->rec.requested_ms, t, sizeof t);
+    json_object_set_new(x->answer, "requested_at", json_string(t));
+    if (x->rec.provided_ms) {
+        rk_format_time(x->rec.provided_ms, t, sizeof t);
+        json_object_set_new(x->answer, "provided_at", json_string(t));
+    }
+    char *text = json_dumps(x->answer, JSON_COMPACT);
+    rk_rc rc = text ? rk_settle(core_store_db(c->store), &x->rec, x->exchange_id, x->request_hash, x->status,
+                                text, NULL, NULL)
+                    : RK_ERR_NOMEM;
+    free(text);
+    if (rc == RK_ERR_CONFLICT) { /* the same exchange settled meanwhile: answer as it did */
+        int status = 0;
+        char *kept = NULL;
+        if (rk_answer_get(core_store_db(c->store), x->exchange_id, "core", x->request_hash, &status, &kept) == RK_OK) {
+            resp->status = status;
+            resp->body = kept;
+            resp->body_len = strlen(kept);
+            return;
+        }
+    }
+    if (rc != RK_OK) {
+        rk_error("exchange %s could not be recorded: %s", x->exchange_id, rk_strerror(rc));
+        rk_reply_error(resp, 500, "store_error", "the exchange could not be recorded; retry with the same id");
+        return;
+    }
+    rk_info("exchange %s %s -> %s %s/%s: %s", x->exchange_id, x->rec.requester, x->rec.provider, x->rec.business,
+            x->rec.item, x->rec.outcome);
+    rk_reply_json(resp, x->status, json_incref(x->answer));
+}
+
+void core_handle_exchange(void *app, const rk_request *req, rk_response *resp)
+{
+    core *c = app;
+    exchange x = {0};
+    if (read_request(req, resp, &x) != 0)
+        return;
+    x.requester_node = rk_registry_find(c->node->registry, RK_ROLE_AGENCY, req->peer->agency);
+    x.provider_node = rk_registry_find(c->node->registry, RK_ROLE_AGENCY, x.provider);
+    if (!x.requester_node) {
+        rk_reply_error(resp, 403, "unknown_requester", "the calling gateway's agency has no agency node");
+        return;
+    }
+    rk_request_hash(req->json, x.request_hash);
+    int status = 0;
+    char *kept = NULL;
+    rk_rc rc = rk_answer_get(core_store_db(c->store), x.exchange_id, "core", x.request_hash, &status, &kept);
+    if (rc == RK_OK) { /* a retry: the first answer, no second effect */
+        resp->status = status;
+        resp->body = kept;
+        resp->body_len = strlen(kept);
+        return;
+    }
+    if (rc == RK_ERR_CONFLICT) {
+        rk_reply_error(resp, 409, "conflict", "exchange_id %s was used with another request", x.exchange_id);
+        return;
+    }
+    fill_record(&x, req);
+    uint64_t serial = 0;
+    if (check_request(c, &x, &serial) == 0)
+        ask_provider(c, &x, serial);
+    settle_and_reply(c, &x, resp);
+    json_decref(x.answer);
+}
+
+void core_handle_records(void *app, const rk_request *req, rk_response *resp)
+{
+    core *c = app;
+    rk_records_serve(core_store_db(c->store), req, resp);
+}

@@ -1,0 +1,213 @@
+#include "records.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_server.h"
+#include "util.h"
+
+const char rk_records_schema[] =
+    "CREATE TABLE IF NOT EXISTS records ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT, exchange_id TEXT NOT NULL, side TEXT NOT NULL,"
+    "  requester TEXT NOT NULL, provider TEXT NOT NULL, business TEXT NOT NULL, item TEXT NOT NULL,"
+    "  operator TEXT NOT NULL, subject TEXT NOT NULL, requested_ms INTEGER NOT NULL, provided_ms INTEGER,"
+    "  outcome TEXT NOT NULL, reason TEXT NOT NULL, payload_sha256 TEXT NOT NULL,"
+    "  UNIQUE (exchange_id, side));"
+    "CREATE INDEX IF NOT EXISTS records_subject ON records(subject);"
+    "CREATE TABLE IF NOT EXISTS answers ("
+    "  key TEXT NOT NULL, side TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL,"
+    "  body TEXT NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (key, side)) WITHOUT ROWID;";
+
+void rk_request_hash(json_t *request, char out[65])
+{
+    char *text = json_dumps(request, JSON_COMPACT | JSON_SORT_KEYS);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(text ? text : "", text ? strlen(text) : 0, md, &n, EVP_sha256(), NULL);
+    rk_hex(md, n, out);
+    free(text);
+}
+
+rk_rc rk_answer_get(rk_db *db, const char *key, const char *side, const char *request_hash, int *status,
+                    char **body)
+{
+    rk_db_lock(db);
+    sqlite3_stmt *q = rk_db_stmt(db, "SELECT request_hash, status, body FROM answers WHERE key = ? AND side = ?");
+    rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
+    if (q) {
+        sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, side, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) == SQLITE_ROW) {
+            if (strcmp((const char *)sqlite3_column_text(q, 0), request_hash) != 0) {
+                rc = RK_ERR_CONFLICT;
+            } else {
+                *status = sqlite3_column_int(q, 1);
+                *body = strdup((const char *)sqlite3_column_text(q, 2));
+                rc = *body ? RK_OK : RK_ERR_NOMEM;
+            }
+        }
+        sqlite3_reset(q);
+    }
+    rk_db_unlock(db);
+    return rc;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+}
+
+static rk_rc append_record(rk_db *db, const rk_record *r)
+{
+    sqlite3_stmt *st = rk_db_stmt(db,
+        "INSERT INTO records(exchange_id, side, requester, provider, business, item, operator, subject,"
+        " requested_ms, provided_ms, outcome, reason, payload_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    if (!st)
+        return RK_ERR_STORE;
+    bind_text(st, 1, r->exchange_id);
+    bind_text(st, 2, r->side);
+    bind_text(st, 3, r->requester);
+    bind_text(st, 4, r->provider);
+    bind_text(st, 5, r->business);
+    bind_text(st, 6, r->item);
+    bind_text(st, 7, r->operator_id);
+    bind_text(st, 8, r->subject);
+    sqlite3_bind_int64(st, 9, r->requested_ms);
+    if (r->provided_ms)
+        sqlite3_bind_int64(st, 10, r->provided_ms);
+    else
+        sqlite3_bind_null(st, 10);
+    bind_text(st, 11, r->outcome);
+    bind_text(st, 12, r->reason);
+    bind_text(st, 13, r->payload_sha256);
+    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
+    sqlite3_reset(st);
+    return rc;
+}
+
+static rk_rc keep_answer(rk_db *db, const char *key, const char *side, const char *hash, int status,
+                         const char *body)
+{
+    sqlite3_stmt *st = rk_db_stmt(db,
+        "INSERT INTO answers(key, side, request_hash, status, body, at_ms) VALUES (?,?,?,?,?,?)");
+    if (!st)
+        return RK_ERR_STORE;
+    bind_text(st, 1, key);
+    bind_text(st, 2, side);
+    bind_text(st, 3, hash);
+    sqlite3_bind_int(st, 4, status);
+    bind_text(st, 5, body);
+    sqlite3_bind_int64(st, 6, rk_now_ms());
+    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
+    sqlite3_reset(st);
+    return rc;
+}
+
+rk_rc rk_settle(rk_db *db, const rk_record *r, const char *key, const char *request_hash, int status,
+                const char *body, rk_rc (*extra)(rk_db *db, void *arg), void *arg)
+{
+    rk_db_lock(db);
+    rk_rc rc = rk_db_begin(db);
+    if (rc == RK_OK && r)
+        rc = append_record(db, r);
+    if (rc == RK_OK)
+        rc = keep_answer(db, key, r ? r->side : "answer", request_hash, status, body);
+    if (rc == RK_OK && extra)
+        rc = extra(db, arg);
+    if (rc == RK_OK)
+        rc = rk_db_commit(db);
+    if (rc != RK_OK)
+        rk_db_rollback(db);
+    rk_db_unlock(db);
+    return rc;
+}
+
+static json_t *row_to_json(sqlite3_stmt *q)
+{
+    char req[32] = "", prov[32] = "";
+    rk_format_time(sqlite3_column_int64(q, 9), req, sizeof req);
+    if (sqlite3_column_type(q, 10) != SQLITE_NULL)
+        rk_format_time(sqlite3_column_int64(q, 10), prov, sizeof prov);
+#define COL(i) ((const char *)sqlite3_column_text(q, i))
+    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:s}",
+                     "seq", (json_int_t)sqlite3_column_int64(q, 0), "exchange_id", COL(1), "side", COL(2),
+                     "requester", COL(3), "provider", COL(4), "business", COL(5), "item", COL(6), "operator",
+                     COL(7), "subject", COL(8), "requested_at", req, "provided_at", prov[0] ? prov : NULL,
+                     "outcome", COL(11), "reason", COL(12), "payload_sha256", COL(13));
+#undef COL
+}
+
+rk_rc rk_records_list(rk_db *db, const rk_records_query *q, json_t **out, int64_t *next_before)
+{
+    json_t *arr = json_array();
+    if (!arr)
+        return RK_ERR_NOMEM;
+    *next_before = 0;
+    rk_db_lock(db);
+    sqlite3_stmt *st = rk_db_stmt(db,
+        "SELECT seq, exchange_id, side, requester, provider, business, item, operator, subject, requested_ms,"
+        " provided_ms, outcome, reason, payload_sha256 FROM records"
+        " WHERE (?1 IS NULL OR exchange_id = ?1) AND (?2 IS NULL OR subject = ?2) AND (?3 = 0 OR seq < ?3)"
+        " ORDER BY seq DESC LIMIT ?4");
+    rk_rc rc = st ? RK_OK : RK_ERR_STORE;
+    if (st) {
+        bind_text(st, 1, q->exchange_id);
+        bind_text(st, 2, q->subject);
+        sqlite3_bind_int64(st, 3, q->before_seq);
+        sqlite3_bind_int(st, 4, q->limit + 1);
+        int n = 0;
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            if (n++ == q->limit) {
+                *next_before = json_integer_value(json_object_get(json_array_get(arr, (size_t)q->limit - 1), "seq"));
+                break;
+            }
+            json_array_append_new(arr, row_to_json(st));
+        }
+        sqlite3_reset(st);
+    }
+    rk_db_unlock(db);
+    *out = arr;
+    return rc;
+}
+
+int64_t rk_records_count(rk_db *db)
+{
+    rk_db_lock(db);
+    sqlite3_stmt *q = rk_db_stmt(db, "SELECT count(*) FROM records");
+    int64_t n = q && sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+    if (q)
+        sqlite3_reset(q);
+    rk_db_unlock(db);
+    return n;
+}
+
+void rk_records_serve(rk_db *db, const rk_request *req, rk_response *resp)
+{
+    char exchange_id[65], person[65], before[24], limit[8];
+    rk_records_query q = {.limit = 50};
+    if (rk_query_param(req, "exchange_id", exchange_id, sizeof exchange_id))
+        q.exchange_id = exchange_id;
+    if (rk_query_param(req, "person", person, sizeof person))
+        q.subject = person;
+    if (rk_query_param(req, "before", before, sizeof before))
+        q.before_seq = strtoll(before, NULL, 10);
+    if (rk_query_param(req, "limit", limit, sizeof limit))
+        q.limit = atoi(limit);
+    if (q.limit < 1 || q.limit > 500 || q.before_seq < 0) {
+        rk_reply_error(resp, 400, "invalid_field", "limit must be 1..500 and before a record seq");
+        return;
+    }
+    json_t *arr = NULL;
+    int64_t next = 0;
+    if (rk_records_list(db, &q, &arr, &next) != RK_OK) {
+        json_decref(arr);
+        rk_reply_error(resp, 500, "store_error", "the records could not be read");
+        return;
+    }
+    json_t *body = json_pack("{s:o}", "records", arr);
+    if (next)
+        json_object_set_new(body, "next_before", json_integer((json_int_t)next));
+    rk_reply_json(resp, 200, body);
+}

@@ -1,0 +1,69 @@
+/* records.h — the 法23条 records of exchanges, and the answers kept so that
+ * a retry with the same id gets the first answer (DESIGN §2.2, §3).
+ *
+ * A record is written once, when its exchange is settled — provided, no
+ * data, refused or failed — together with the answer, in one transaction:
+ * both are on disk before anyone is told. The core and every agency node
+ * keep their own records in their own database; `subject` is the agency's
+ * person id there, and the core's internal person serial at the core
+ * (kept for disclosure, never content). */
+#ifndef RK_RECORDS_H
+#define RK_RECORDS_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include "db.h"
+#include "err.h"
+
+typedef struct rk_record {
+    char exchange_id[65];
+    char side[12];          /* "core", "requester", "provider" */
+    char requester[64];
+    char provider[64];
+    char business[65];
+    char item[65];
+    char operator_id[65];
+    char subject[65];
+    int64_t requested_ms;
+    int64_t provided_ms;    /* 0: nothing was provided */
+    char outcome[32];
+    char reason[200];
+    char payload_sha256[65];
+} rk_record;
+
+typedef struct rk_records_query {
+    const char *exchange_id; /* NULL: any */
+    const char *subject;     /* NULL: any */
+    int64_t before_seq;      /* 0: from the newest */
+    int limit;               /* 1..500 */
+} rk_records_query;
+
+/* The tables, for a role store's schema. */
+extern const char rk_records_schema[];
+
+/* Looks up the answer kept for (key, side). RK_ERR_NOT_FOUND: none;
+ * RK_ERR_CONFLICT: the same key came with another request (request_hash
+ * differs). On RK_OK *status and *body (malloc'ed) are the first answer. */
+rk_rc rk_answer_get(rk_db *db, const char *key, const char *side, const char *request_hash, int *status,
+                    char **body);
+
+/* In one transaction: appends the record (when r is not NULL) and keeps the
+ * answer. `extra` (may be NULL) runs inside the same transaction, for the
+ * caller's own rows. RK_ERR_CONFLICT when the key was settled meanwhile. */
+rk_rc rk_settle(rk_db *db, const rk_record *r, const char *key, const char *request_hash, int status,
+                const char *body, rk_rc (*extra)(rk_db *db, void *arg), void *arg);
+
+/* Records newest first as a JSON array (caller decrefs); *next_before is the
+ * seq to pass as before_seq for the next page, 0 when there is none. */
+rk_rc rk_records_list(rk_db *db, const rk_records_query *q, json_t **out, int64_t *next_before);
+int64_t rk_records_count(rk_db *db);
+
+/* GET /v1/records?exchange_id=&person=&before=&limit= for any node. */
+struct rk_request;
+struct rk_response;
+void rk_records_serve(rk_db *db, const struct rk_request *req, struct rk_response *resp);
+
+/* SHA-256 hex of the canonical (sorted, compact) JSON of a request. */
+void rk_request_hash(json_t *request, char out[65]);
+
+#endif

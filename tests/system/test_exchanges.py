@@ -1,0 +1,270 @@
+"""Request and provision end to end (DESIGN §2.2-2.3; 法19条8号, 法21条,
+法23条; standard 第6-4, 第8-2(2), 第8-3, 第8-4(1)): permission table, code
+conversion, a value only the requester can read, and a record of every
+exchange at the core and both agencies."""
+import base64
+import http.server
+import json
+import os
+import signal
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import SLOW, Network, main
+
+Y, K, N, H = "city-yokohama", "pref-kanagawa", "nenkin-kikou", "kyokai-kenpo"
+
+
+class Exchanges(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        net = cls.net = Network(agencies=4, persons=20)
+        net.append_conf(f"{N}-gateway", "[peer]\ntimeout_ms = 1500")
+        net.start()
+        number = net.residents()[0]["my_number"]
+        for ag, person in ((Y, "Y1"), (K, "K1"), (N, "N1"), (H, "H1")):
+            assert net.enrol(ag, person, number).status == 202
+        for ag, person in ((Y, "Y1"), (K, "K1"), (N, "N1"), (H, "H1")):
+            net.wait_status(ag, person, "linked")
+        put = lambda ag, p, item, value, as_of: net.agency_call(ag, "PUT", f"/v1/data/{p}/{item}",
+                                                                {"value": value, "as_of": as_of})
+        assert put(Y, "Y1", "local_tax", {"income": 3100000, "tax": 120000}, "2025-06-01").status == 200
+        cls.newest = {"income": 3350000, "tax": 131000, "note": "令和7年度"}
+        a = put(Y, "Y1", "local_tax", cls.newest, "2026-06-01")
+        assert a.status == 200 and a.json["version"] == 2, a
+        assert put(N, "N1", "pension_benefits", {"annual": 1850000}, "2026-04-01").status == 200
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.net.stop()
+
+    def query(self, ag, qid, person, business, provider, item, operator="op-001"):
+        return self.net.agency_call(ag, "POST", "/v1/queries", {
+            "query_id": qid, "person": person, "business": business, "provider": provider, "item": item,
+            "operator": operator})
+
+    def records(self, node_id, exchange_id, who):
+        a = self.net.call(node_id, "GET", f"/v1/records?exchange_id={exchange_id}", as_client=who)
+        self.assertEqual(a.status, 200, a)
+        return a.json["records"]
+
+    def test_provided_value_is_the_newest_version(self):
+        a = self.query(K, "q-newest", "K1", "public_assistance", Y, "local_tax")
+        self.assertEqual(a.status, 200, a)
+        self.assertEqual(a.json["status"], "provided")
+        self.assertEqual(a.json["value"], self.newest)
+        self.assertEqual(a.json["as_of"], "2026-06-01")
+
+    def test_municipality_asks_the_pension_organisation(self):
+        a = self.query(Y, "q-pension", "Y1", "child_allowance", N, "pension_benefits")
+        self.assertEqual((a.status, a.json.get("status")), (200, "provided"), a)
+        self.assertEqual(a.json["value"], {"annual": 1850000})
+
+    def test_not_permitted_never_reaches_the_provider(self):
+        a = self.query(N, "q-refused", "N1", "national_pension", Y, "child_allowance")
+        self.assertEqual((a.status, a.error), (403, "not_permitted"), a)
+        xid = a.json["exchange_id"]
+        core = self.records("core", xid, "operator")
+        self.assertEqual([r["outcome"] for r in core], ["not_permitted"])
+        self.assertIn("permission table", core[0]["reason"])
+        self.assertEqual(self.records(N, xid, N)[0]["outcome"], "not_permitted")
+        self.assertEqual(self.records(Y, xid, Y), [])  # the provider never saw it
+
+    def test_no_data(self):
+        a = self.query(K, "q-nodata", "K1", "public_assistance", Y, "child_allowance")
+        self.assertEqual((a.status, a.json.get("status")), (200, "no_data"), a)
+        xid = a.json["exchange_id"]
+        for node, who in (("core", "operator"), (K, K), (Y, Y)):
+            self.assertEqual(self.records(node, xid, who)[0]["outcome"], "no_data")
+
+    def test_person_not_linked(self):
+        a = self.query(K, "q-unlinked", "NOBODY", "public_assistance", Y, "local_tax")
+        self.assertEqual((a.status, a.error), (409, "person_not_linked"))
+        self.assertEqual(self.records(K, a.json["exchange_id"], K)[0]["outcome"], "person_not_linked")
+
+    def exchange_as_gateway(self, gw_agency, code, xid):
+        with open(self.net.path("nodes", gw_agency, "cert.pem")) as f:
+            cert = f.read()
+        return self.net.call("core", "POST", "/v1/exchanges", {
+            "exchange_id": xid, "code": code, "business": "child_allowance", "provider": Y, "item": "local_tax",
+            "operator": "op-x", "requester_cert": cert}, as_client=("node", f"{gw_agency}-gateway"))
+
+    def test_unknown_code_and_code_not_yours(self):
+        a = self.exchange_as_gateway(Y, "v1-" + "0" * 32, "forged-1")
+        self.assertEqual((a.status, a.error), (404, "unknown_code"))
+        (k_code,), = self.net.sqlite(K, "SELECT code FROM persons WHERE person = 'K1'")
+        a = self.exchange_as_gateway(Y, k_code, "stolen-1")
+        self.assertEqual((a.status, a.error), (403, "code_not_yours"))
+        self.assertEqual(self.records("core", "stolen-1", "operator")[0]["outcome"], "code_not_yours")
+        self.assertIn("code issued to another agency", self.net.log("core"))
+
+    def test_same_query_id_gives_the_first_answer_and_one_record(self):
+        first = self.query(K, "q-idem", "K1", "public_assistance", Y, "local_tax")
+        again = self.query(K, "q-idem", "K1", "public_assistance", Y, "local_tax")
+        self.assertEqual(first.json, again.json)
+        xid = first.json["exchange_id"]
+        for node, who in (("core", "operator"), (K, K), (Y, Y)):
+            self.assertEqual(len(self.records(node, xid, who)), 1)
+        other = self.query(K, "q-idem", "K1", "public_assistance", Y, "child_allowance")
+        self.assertEqual((other.status, other.error), (409, "conflict"))
+
+    def test_records_agree_across_core_requester_and_provider(self):
+        a = self.query(K, "q-agree", "K1", "public_assistance", Y, "local_tax", operator="op-777")
+        xid = a.json["exchange_id"]
+        rows = [self.records("core", xid, "operator")[0], self.records(K, xid, K)[0], self.records(Y, xid, Y)[0]]
+        for field in ("exchange_id", "requester", "provider", "business", "item", "outcome", "payload_sha256"):
+            self.assertEqual(len({r[field] for r in rows}), 1, (field, rows))
+        self.assertEqual(rows[0]["operator"], "op-777")
+        self.assertEqual(rows[1]["operator"], "op-777")
+        self.assertEqual(rows[0]["outcome"], "provided")
+        self.assertRegex(rows[0]["payload_sha256"], "^[0-9a-f]{64}$")
+        self.assertEqual(rows[2]["subject"], "Y1")
+        self.assertEqual(rows[1]["subject"], "K1")
+        self.assertRegex(rows[0]["subject"], r"^\d+$")  # the core's serial, never a person's data
+        core_text = json.dumps(self.records("core", xid, "operator"))
+        self.assertNotIn("3350000", core_text)
+
+    def test_payload_at_the_core_is_opaque(self):
+        a = self.query(K, "q-opaque", "K1", "public_assistance", Y, "local_tax")
+        (body,), = self.net.sqlite("core", "SELECT body FROM answers WHERE key = ?", (a.json["exchange_id"],))
+        payload = base64.b64decode(json.loads(body)["payload"])
+        self.assertNotIn(b"3350000", payload)
+        self.assertNotIn("令和7年度".encode(), payload)
+        with tempfile.NamedTemporaryFile(suffix=".der") as f:
+            f.write(payload)
+            f.flush()
+            core = self.net.path("nodes", "core")
+            p = subprocess.run(["openssl", "cms", "-decrypt", "-inform", "DER", "-in", f.name, "-inkey",
+                                os.path.join(core, "key.pem"), "-recip", os.path.join(core, "cert.pem")],
+                               capture_output=True)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertNotIn(b"3350000", p.stdout)
+            # …while the requester's own key opens it (the envelope is standard CMS).
+            kn = self.net.path("nodes", K)
+            p = subprocess.run(["openssl", "cms", "-decrypt", "-inform", "DER", "-in", f.name, "-inkey",
+                                os.path.join(kn, "key.pem"), "-recip", os.path.join(kn, "cert.pem")],
+                               capture_output=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_provider_unavailable(self):
+        self.net.stop_node(N)
+        try:
+            a = self.query(Y, "q-down", "Y1", "child_allowance", N, "pension_benefits")
+            self.assertEqual((a.status, a.error), (502, "provider_unavailable"), a)
+            self.assertEqual(self.records("core", a.json["exchange_id"], "operator")[0]["outcome"],
+                             "provider_unavailable")
+        finally:
+            self.net.start_node(N)
+
+    def test_provider_timeout(self):
+        p = self.net.procs[N]
+        p.send_signal(signal.SIGSTOP)
+        try:
+            t = time.time()
+            a = self.query(Y, "q-slow", "Y1", "child_allowance", N, "pension_benefits")
+            self.assertEqual((a.status, a.error), (504, "provider_timeout"), a)
+            self.assertLess(time.time() - t, 10 * SLOW)
+        finally:
+            p.send_signal(signal.SIGCONT)
+
+    def test_sighup_reload_refuses_a_malformed_table_and_applies_a_good_one(self):
+        path = self.net.path("permissions.csv")
+        with open(path) as f:
+            original = f.read()
+        try:
+            with open(path, "w") as f:
+                f.write(original + "municipality,child_allowance\n")
+            self.net.procs["core"].send_signal(signal.SIGHUP)
+            time.sleep(0.5 * SLOW)
+            self.assertRegex(self.net.log("core"), r"permission table refused: .*permissions.csv:\d+")
+            a = self.query(K, "q-reload-1", "K1", "public_assistance", Y, "local_tax")
+            self.assertEqual(a.json.get("status"), "provided")  # the old table stays in force
+            with open(path, "w") as f:
+                f.write("".join(l for l in original.splitlines(True)
+                                if not l.startswith("prefecture,public_assistance,municipality,local_tax")))
+            self.net.procs["core"].send_signal(signal.SIGHUP)
+            time.sleep(0.5 * SLOW)
+            a = self.query(K, "q-reload-2", "K1", "public_assistance", Y, "local_tax")
+            self.assertEqual((a.status, a.error), (403, "not_permitted"))
+        finally:
+            with open(path, "w") as f:
+                f.write(original)
+            self.net.procs["core"].send_signal(signal.SIGHUP)
+            time.sleep(0.3 * SLOW)
+
+    def test_put_data_refusals(self):
+        a = self.net.agency_call(Y, "PUT", "/v1/data/NOBODY/local_tax", {"value": 1, "as_of": "2026-01-01"})
+        self.assertEqual((a.status, a.error), (404, "unknown_person"))
+        a = self.net.agency_call(Y, "PUT", "/v1/data/Y1/local_tax", {"value": 1, "as_of": "yesterday"})
+        self.assertEqual((a.status, a.error), (400, "invalid_field"))
+        a = self.net.agency_call(Y, "PUT", "/v1/data/Y1/Local-Tax", {"value": 1, "as_of": "2026-01-01"})
+        self.assertEqual((a.status, a.error), (400, "invalid_field"))
+
+
+class TamperingGateway(http.server.BaseHTTPRequestHandler):
+    """Stands in the requester's gateway and flips one byte of every payload."""
+    net = None
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        a = self.net.call("core", "POST", self.path, body, as_client=("node", f"{K}-gateway"))
+        out = a.json
+        if "payload" in out:
+            raw = bytearray(base64.b64decode(out["payload"]))
+            raw[len(raw) // 2] ^= 0x01
+            out["payload"] = base64.b64encode(bytes(raw)).decode()
+        data = json.dumps(out).encode()
+        self.send_response(a.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+class AlteredPayload(unittest.TestCase):
+    def test_payload_altered_in_transit_is_rejected(self):
+        net = Network(agencies=3, persons=10)
+        try:
+            net.start()
+            number = net.residents()[0]["my_number"]
+            for ag, p in ((Y, "Y1"), (K, "K1")):
+                self.assertEqual(net.enrol(ag, p, number).status, 202)
+                net.wait_status(ag, p, "linked")
+            net.agency_call(Y, "PUT", "/v1/data/Y1/local_tax", {"value": {"tax": 5}, "as_of": "2026-01-01"})
+            net.stop_node(f"{K}-gateway")
+            host, port = net.url_of(f"{K}-gateway")
+            srv = http.server.ThreadingHTTPServer((host, port), TamperingGateway)
+            TamperingGateway.net = net
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(net.path("nodes", f"{K}-gateway", "cert.pem"),
+                                net.path("nodes", f"{K}-gateway", "key.pem"))
+            ctx.load_verify_locations(net.path("pki", "ca.pem"))
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+            threading.Thread(target=srv.serve_forever, daemon=True).start()
+            try:
+                a = net.agency_call(K, "POST", "/v1/queries", {
+                    "query_id": "q-tamper", "person": "K1", "business": "public_assistance", "provider": Y,
+                    "item": "local_tax", "operator": "op-1"})
+            finally:
+                srv.shutdown()
+                srv.server_close()
+            self.assertEqual((a.status, a.error), (502, "bad_payload"), a)
+            self.assertNotIn("value", a.json)
+            self.assertEqual(net.sqlite(K, "SELECT count(*) FROM received")[0][0], 0)
+            rec = net.call(K, "GET", f"/v1/records?exchange_id={a.json['exchange_id']}", as_client=K).json
+            self.assertEqual(rec["records"][0]["outcome"], "bad_payload")
+            net.start_node(f"{K}-gateway")
+        finally:
+            net.stop()
+
+
+if __name__ == "__main__":
+    main()
