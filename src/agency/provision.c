@@ -135,6 +135,9 @@ static void fill_provider_record(provision *p, agency *a, const rk_request *req,
     snprintf(r->business, sizeof r->business, "%s", p->business);
     snprintf(r->item, sizeof r->item, "%s", p->item);
     snprintf(r->subject, sizeof r->subject, "%s", person);
+    /* The requester's operator, as the core relays it (第8-3). */
+    const char *op = json_string_value(json_object_get(req->json, "operator"));
+    snprintf(r->operator_id, sizeof r->operator_id, "%s", op && strlen(op) <= 64 ? op : "");
     r->requested_ms = req->received_ms;
 }
 

@@ -171,9 +171,9 @@ static void ask_provider(core *c, exchange *x, uint64_t serial)
         set_outcome(x, 502, "provider_unavailable", "the provider has no gateway in the registry");
         return;
     }
-    json_t *msg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "exchange_id", x->exchange_id, "code", code, "business",
-                            x->business, "requester", x->requester_node->agency, "item", x->item,
-                            "requester_cert", x->requester_cert);
+    json_t *msg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "exchange_id", x->exchange_id, "code", code,
+                            "business", x->business, "requester", x->requester_node->agency, "item", x->item,
+                            "operator", x->operator_id, "requester_cert", x->requester_cert);
     char *body = json_dumps(msg, JSON_COMPACT);
     json_decref(msg);
     rk_http_result res = {0};

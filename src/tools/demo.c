@@ -655,18 +655,6 @@ static rk_rc step_refusals(demo *d)
     return rc;
 }
 
-/* ---- request and provision ----------------------------------------------- */
-
-/* request and provision: added with the exchange flow (DESIGN §2.2). It
- * begins its own step with demo_step_begin() (so that it is counted),
- * calls the agency nodes with demo_call() as the persons of d->enrolments
- * (all linked when step 2 succeeded), and reports with demo_fail(). */
-rk_rc demo_exchanges(demo *d)
-{
-    (void)d;
-    return RK_OK;
-}
-
 /* ---- last step: stop ----------------------------------------------------- */
 
 static rk_rc step_stop(demo *d)

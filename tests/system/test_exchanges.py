@@ -116,7 +116,8 @@ class Exchanges(unittest.TestCase):
         a = self.query(K, "q-agree", "K1", "public_assistance", Y, "local_tax", operator="op-777")
         xid = a.json["exchange_id"]
         rows = [self.records("core", xid, "operator")[0], self.records(K, xid, K)[0], self.records(Y, xid, Y)[0]]
-        for field in ("exchange_id", "requester", "provider", "business", "item", "outcome", "payload_sha256"):
+        for field in ("exchange_id", "requester", "provider", "business", "item", "operator", "outcome",
+                      "payload_sha256"):
             self.assertEqual(len({r[field] for r in rows}), 1, (field, rows))
         self.assertEqual(rows[0]["operator"], "op-777")
         self.assertEqual(rows[1]["operator"], "op-777")
