@@ -25,7 +25,7 @@ static int health(void *app, json_t *checks)
     json_object_set_new(checks, "store_writable", json_boolean(writable));
     json_object_set_new(checks, "persons_pending", json_integer((json_int_t)agency_store_count(a->store, "pending")));
     json_object_set_new(checks, "persons_linked", json_integer((json_int_t)agency_store_count(a->store, "linked")));
-    return !writable;
+    return rk_node_health(a->node, checks) || !writable;
 }
 
 static rk_rc run(rk_node *node)
@@ -38,8 +38,11 @@ static rk_rc run(rk_node *node)
         return RK_ERR_CONFIG;
     }
     rk_server *srv = NULL;
-    rk_rc rc = agency_store_open(node->cfg.db, &a.store);
+    rk_rc rc = agency_store_open(node->cfg.db, node->cfg.id, &a.store);
     if (rc != RK_OK)
+        goto done;
+    if ((rc = rk_node_incidents_start(node, agency_store_db(a.store))) != RK_OK ||
+        (rc = rk_node_clock_start(node)) != RK_OK)
         goto done;
     rk_server_config sc;
     rk_node_server_config(node, &sc);
@@ -51,6 +54,8 @@ static rk_rc run(rk_node *node)
         goto done;
     rc = rk_server_run(srv);
 done:
+    rk_node_clock_stop(node);
+    rk_node_incidents_stop(node);
     rk_server_free(srv);
     agency_store_close(a.store);
     return rc;

@@ -5,10 +5,12 @@
 #include <string.h>
 
 #include "lib/db.h"
+#include "lib/incidents.h"
 #include "lib/records.h"
 
 struct agency_store {
     rk_db *db;
+    char node_id[64];
 };
 
 static const char schema[] =
@@ -17,9 +19,6 @@ static const char schema[] =
     "  code TEXT UNIQUE, acquisition_no TEXT UNIQUE, check_code INTEGER,"
     "  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS persons_status ON persons(status);"
-    "CREATE TABLE IF NOT EXISTS incidents ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, summary TEXT NOT NULL, at_ms INTEGER NOT NULL,"
-    "  reported_ms INTEGER);"
     "CREATE TABLE IF NOT EXISTS data ("
     "  person TEXT NOT NULL, item TEXT NOT NULL, version INTEGER NOT NULL, value TEXT NOT NULL,"
     "  as_of TEXT NOT NULL, stored_ms INTEGER NOT NULL, PRIMARY KEY (person, item, version)) WITHOUT ROWID;"
@@ -27,14 +26,17 @@ static const char schema[] =
     "  exchange_id TEXT PRIMARY KEY, person TEXT NOT NULL, provider TEXT NOT NULL, item TEXT NOT NULL,"
     "  value TEXT NOT NULL, as_of TEXT NOT NULL, received_ms INTEGER NOT NULL);";
 
-rk_rc agency_store_open(const char *path, agency_store **out)
+rk_rc agency_store_open(const char *path, const char *node_id, agency_store **out)
 {
     agency_store *s = calloc(1, sizeof *s);
     if (!s)
         return RK_ERR_NOMEM;
+    snprintf(s->node_id, sizeof s->node_id, "%s", node_id);
     rk_rc rc = rk_db_open(path, schema, &s->db);
     if (rc == RK_OK)
         rc = rk_db_exec(s->db, rk_records_schema);
+    if (rc == RK_OK)
+        rc = rk_db_exec(s->db, rk_incidents_schema);
     if (rc != RK_OK) {
         rk_db_close(s->db);
         free(s);
@@ -120,23 +122,17 @@ rk_rc agency_store_person_status(agency_store *s, const char *person, char statu
     return rc;
 }
 
-static rk_rc insert_incident(rk_db *db, const char *kind, const char *summary, int64_t now_ms)
+static rk_rc insert_incident(agency_store *s, const char *kind, const char *summary, int64_t now_ms)
 {
-    sqlite3_stmt *st = rk_db_stmt(db, "INSERT INTO incidents(kind, summary, at_ms) VALUES (?,?,?)");
-    if (!st)
-        return RK_ERR_STORE;
-    sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, summary, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, now_ms);
-    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
-    sqlite3_reset(st);
-    return rc;
+    rk_incident in = {.kind = kind, .node = s->node_id, .detected_ms = now_ms, .summary = summary};
+    return rk_incident_store(s->db, &in, 0, 1);
 }
 
 /* With the lock and a transaction held: sets the outcome of one notice. */
-static rk_rc settle_notice(rk_db *db, const char *acquisition_no, const char *code, int check_code, int64_t now_ms,
+static rk_rc settle_notice(agency_store *s, const char *acquisition_no, const char *code, int check_code, int64_t now_ms,
                            agency_notice_outcome *outcome)
 {
+    rk_db *db = s->db;
     sqlite3_stmt *q = rk_db_stmt(db, "SELECT person, check_code FROM persons WHERE acquisition_no = ? AND status = 'pending'");
     if (!q)
         return RK_ERR_STORE;
@@ -164,7 +160,7 @@ static rk_rc settle_notice(rk_db *db, const char *acquisition_no, const char *co
     if (rc == RK_OK && *outcome == NOTICE_MISMATCH) {
         char summary[256];
         snprintf(summary, sizeof summary, "check code mismatch for person %s: code not linked", person);
-        rc = insert_incident(db, "check_code_mismatch", summary, now_ms);
+        rc = insert_incident(s, "check_code_mismatch", summary, now_ms);
     }
     return rc;
 }
@@ -175,7 +171,7 @@ rk_rc agency_store_apply_notice(agency_store *s, const char *acquisition_no, con
     rk_db_lock(s->db);
     rk_rc rc = rk_db_begin(s->db);
     if (rc == RK_OK)
-        rc = settle_notice(s->db, acquisition_no, code, check_code, now_ms, outcome);
+        rc = settle_notice(s, acquisition_no, code, check_code, now_ms, outcome);
     if (rc == RK_OK)
         rc = rk_db_commit(s->db);
     if (rc != RK_OK)
@@ -201,13 +197,6 @@ rk_rc agency_store_code_of(agency_store *s, const char *person, char *code, size
     return rc;
 }
 
-rk_rc agency_store_add_incident(agency_store *s, const char *kind, const char *summary, int64_t now_ms)
-{
-    rk_db_lock(s->db);
-    rk_rc rc = insert_incident(s->db, kind, summary, now_ms);
-    rk_db_unlock(s->db);
-    return rc;
-}
 
 size_t agency_store_count(agency_store *s, const char *status)
 {

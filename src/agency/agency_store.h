@@ -20,7 +20,7 @@ typedef enum {
     NOTICE_UNKNOWN,         /* no pending acquisition with this number */
 } agency_notice_outcome;
 
-rk_rc agency_store_open(const char *path, agency_store **out);
+rk_rc agency_store_open(const char *path, const char *node_id, agency_store **out);
 void agency_store_close(agency_store *s);
 
 /* Records a pending acquisition for a new (or failed) person. For a person
@@ -40,7 +40,6 @@ rk_rc agency_store_apply_notice(agency_store *s, const char *acquisition_no, con
 
 /* The code of a linked person: RK_ERR_NOT_FOUND when unknown or not linked. */
 rk_rc agency_store_code_of(agency_store *s, const char *person, char *code, size_t codelen);
-rk_rc agency_store_add_incident(agency_store *s, const char *kind, const char *summary, int64_t now_ms);
 size_t agency_store_count(agency_store *s, const char *status);
 
 /* Provision copies (副本): every PUT is a new version; the newest answers

@@ -45,6 +45,8 @@ static const rk_route routes[] = {
     {"POST", "/v1/codes", RK_ROLE_JLIS, 0, core_handle_codes},
     {"POST", "/v1/exchanges", RK_ROLE_GATEWAY, 0, core_handle_exchange},
     {"GET", "/v1/records", RK_ROLE_OPERATOR, 0, core_handle_records},
+    {"POST", "/v1/incidents", RK_ROLE_GATEWAY | RK_ROLE_JLIS, 0, core_handle_incident, 1},
+    {"GET", "/v1/incidents", RK_ROLE_OPERATOR, 0, core_handle_incidents},
 };
 
 /* Loads the permission table; on SIGHUP a malformed table is refused with
@@ -82,7 +84,7 @@ static int health(void *app, json_t *checks)
     json_object_set_new(checks, "permission_rows", json_integer((json_int_t)rk_permissions_count(c->perms)));
     pthread_rwlock_unlock(&c->perms_lock);
     json_object_set_new(checks, "outbox_depth", json_integer((json_int_t)core_store_outbox_depth(c->store)));
-    return !writable || !c->codec;
+    return rk_node_health(c->node, checks) || !writable || !c->codec;
 }
 
 static void metrics(void *app, struct evbuffer *out)
@@ -114,6 +116,11 @@ static rk_rc run(rk_node *node)
     }
     if ((rc = load_permissions(&c)) != RK_OK)
         goto done;
+    c.not_permitted = rk_watch_new(node->cfg.not_permitted_window_ms, (unsigned)node->cfg.not_permitted_threshold, 0);
+    c.rates = rk_watch_new(node->cfg.rate_window_ms, (unsigned)node->cfg.rate_min, node->cfg.rate_factor);
+    c.unreachable = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
+    if ((rc = rk_node_incidents_start(node, core_store_db(c.store))) != RK_OK)
+        goto done;
     rk_server_config sc;
     rk_node_server_config(node, &sc);
     sc.routes = routes;
@@ -133,6 +140,9 @@ done:
     core_store_close(c.store);
     rk_codec_free(c.codec);
     rk_permissions_free(c.perms);
+    rk_watch_free(c.not_permitted);
+    rk_watch_free(c.rates);
+    rk_watch_free(c.unreachable);
     return rc;
 }
 

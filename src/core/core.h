@@ -8,6 +8,7 @@
 #include "lib/codes.h"
 #include "lib/node.h"
 #include "lib/permissions.h"
+#include "lib/watch.h"
 
 typedef struct core {
     rk_node *node;
@@ -22,6 +23,10 @@ typedef struct core {
     pthread_cond_t wake;
     int stopping;
     uint64_t notices_delivered, notices_failed_attempts;
+    /* early detection (第3-5) */
+    rk_watch *not_permitted;    /* bursts of refused requests, per requester */
+    rk_watch *rates;            /* request rate jumps, per requester */
+    rk_watch *unreachable;      /* agencies whose notices cannot be delivered */
 } core;
 
 /* notices.c: the durable delivery of code notices to agencies. */
@@ -35,6 +40,8 @@ void core_handle_codes(void *app, const rk_request *req, rk_response *resp);
 /* exchanges.c: request → permission check → provision (DESIGN §2.2). */
 void core_handle_exchange(void *app, const rk_request *req, rk_response *resp);
 void core_handle_records(void *app, const rk_request *req, rk_response *resp);
+void core_handle_incident(void *app, const rk_request *req, rk_response *resp);
+void core_handle_incidents(void *app, const rk_request *req, rk_response *resp);
 int core_permitted(core *c, const char *requester_kind, const char *business, const char *provider_kind,
                    const char *item);
 

@@ -193,7 +193,7 @@ rk_rc core_store_due_notices(core_store *s, int64_t now_ms, core_notice *out, si
     *n = 0;
     rk_db_lock(s->db);
     sqlite3_stmt *q = rk_db_stmt(s->db,
-        "SELECT id, agency, acquisition_no, serial, check_code, attempts FROM outbox "
+        "SELECT id, agency, acquisition_no, serial, check_code, attempts, created_ms FROM outbox "
         "WHERE done_ms IS NULL AND next_ms <= ? ORDER BY next_ms LIMIT ?");
     rk_rc rc = q ? RK_OK : RK_ERR_STORE;
     if (q) {
@@ -207,6 +207,7 @@ rk_rc core_store_due_notices(core_store *s, int64_t now_ms, core_notice *out, si
             c->serial = (uint64_t)sqlite3_column_int64(q, 3);
             c->check_code = sqlite3_column_int(q, 4);
             c->attempts = sqlite3_column_int(q, 5);
+            c->created_ms = sqlite3_column_int64(q, 6);
         }
         sqlite3_reset(q);
     }

@@ -29,6 +29,7 @@ typedef struct core_notice {
     uint64_t serial;
     int check_code;
     int attempts;
+    int64_t created_ms;
 } core_notice;
 
 rk_rc core_store_open(const char *path, core_store **out);

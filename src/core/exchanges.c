@@ -16,6 +16,7 @@
 
 #include "core/core.h"
 #include "lib/cms.h"
+#include "lib/incidents.h"
 #include "lib/log.h"
 #include "lib/pki.h"
 #include "lib/records.h"
@@ -111,6 +112,9 @@ static int check_request(core *c, exchange *x, uint64_t *serial)
         return -1;
     }
     if (!core_permitted(c, x->requester_node->kind, x->business, x->provider_node->kind, x->item)) {
+        if (rk_watch_hit(c->not_permitted, x->requester_node->agency, rk_now_ms()))
+            rk_node_raise(c->node, "unauthorized_access", "a burst of requests the permission table refuses from %s",
+                          x->requester_node->agency);
         set_outcome(x, 403, "not_permitted", "no row of the permission table allows %s / %s / %s / %s",
                     x->requester_node->kind, x->business, x->provider_node->kind, x->item);
         return -1;
@@ -121,8 +125,8 @@ static int check_request(core *c, exchange *x, uint64_t *serial)
     }
     snprintf(x->rec.subject, sizeof x->rec.subject, "%llu", (unsigned long long)*serial);
     if (owner != rk_agency_number(x->requester_node->agency)) {
-        rk_warn("incident: %s presented a code issued to another agency (exchange %s)", x->requester_node->agency,
-                x->exchange_id);
+        rk_node_raise(c->node, "unauthorized_access", "%s presented a code issued to another agency (exchange %s)",
+                      x->requester_node->agency, x->exchange_id);
         set_outcome(x, 403, "code_not_yours", "the code was issued to another agency");
         return -1;
     }
@@ -257,6 +261,9 @@ void core_handle_exchange(void *app, const rk_request *req, rk_response *resp)
         rk_reply_error(resp, 409, "conflict", "exchange_id %s was used with another request", x.exchange_id);
         return;
     }
+    if (rk_watch_hit(c->rates, x.requester_node->agency, rk_now_ms()))
+        rk_node_raise(c->node, "unauthorized_access", "the request rate of %s jumped far beyond its baseline",
+                      x.requester_node->agency);
     fill_record(&x, req);
     uint64_t serial = 0;
     if (check_request(c, &x, &serial) == 0)
@@ -269,4 +276,18 @@ void core_handle_records(void *app, const rk_request *req, rk_response *resp)
 {
     core *c = app;
     rk_records_serve(core_store_db(c->store), req, resp);
+}
+
+/* POST /v1/incidents: an incident raised by another node (through an
+ * agency's gateway, or from J-LIS or a gateway itself). */
+void core_handle_incident(void *app, const rk_request *req, rk_response *resp)
+{
+    core *c = app;
+    rk_incident_accept(core_store_db(c->store), req, resp);
+}
+
+void core_handle_incidents(void *app, const rk_request *req, rk_response *resp)
+{
+    core *c = app;
+    rk_incidents_serve(core_store_db(c->store), req, resp);
 }

@@ -66,6 +66,9 @@ static void deliver(core *c, const core_notice *n)
         __atomic_add_fetch(&c->notices_failed_attempts, 1, __ATOMIC_RELAXED);
         rk_warn("notice %lld to %s not delivered (%s, HTTP %ld); retry in %lld ms", (long long)n->id, n->agency,
                 rk_strerror(rc), res.status, (long long)wait);
+        if (rk_now_ms() - n->created_ms > c->node->cfg.unreachable_ms && rk_watch_hit(c->unreachable, n->agency, rk_now_ms()))
+            rk_node_raise(c->node, "outage", "code notices to %s undelivered for over %d ms", n->agency,
+                          c->node->cfg.unreachable_ms);
     }
     rk_http_result_clear(&res);
 }
@@ -79,17 +82,9 @@ static void wait_for_work(core *c)
         return;
     if (wait_ms > 1000)
         wait_ms = 1000;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += wait_ms / 1000;
-    until.tv_nsec += (wait_ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
     pthread_mutex_lock(&c->wake_lock);
     if (!c->stopping)
-        pthread_cond_timedwait(&c->wake, &c->wake_lock, &until);
+        rk_cond_wait_ms(&c->wake, &c->wake_lock, wait_ms);
     pthread_mutex_unlock(&c->wake_lock);
 }
 

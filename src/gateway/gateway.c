@@ -12,11 +12,15 @@
 
 #include "lib/log.h"
 #include "lib/node.h"
+#include "lib/db.h"
 #include "lib/util.h"
+#include "lib/watch.h"
 #include "tools/roles.h"
 
 typedef struct gateway {
     rk_node *node;
+    rk_db *db;                    /* incidents only: the gateway keeps no content */
+    rk_watch *unreachable;        /* one outage incident per window per target */
     const rk_peer_node *core;
     const rk_peer_node *agency;   /* this agency's own node */
     uint64_t relayed, upstream_failures;
@@ -30,6 +34,8 @@ static void relay(gateway *g, const rk_peer_node *to, const rk_request *req, rk_
     rk_rc rc = rk_node_post(g->node, to, req->path, req->body, &res, NULL);
     if (rc != RK_OK) {
         __atomic_add_fetch(&g->upstream_failures, 1, __ATOMIC_RELAXED);
+        if (rk_watch_hit(g->unreachable, to->id, rk_now_ms()))
+            rk_node_raise(g->node, "outage", "%s is unreachable from %s", to->id, g->node->cfg.id);
         rk_warn("relay %s from %s to %s failed: %s", req->path, req->peer->id, to->id, rk_strerror(rc));
         if (rc == RK_ERR_TIMEOUT)
             rk_reply_error(resp, 504, "upstream_timeout", "%s did not answer in time", to->id);
@@ -62,9 +68,17 @@ static const rk_route routes[] = {
     {"POST", "/v1/code-notices", RK_ROLE_CORE, 0, to_agency},
     {"POST", "/v1/provisions", RK_ROLE_CORE, 0, to_agency},
     {"POST", "/v1/exchanges", RK_ROLE_AGENCY, 1, to_core},
-    {"POST", "/v1/incidents", RK_ROLE_AGENCY, 1, to_core},
+    {"POST", "/v1/incidents", RK_ROLE_AGENCY, 1, to_core, 1},
     {"POST", "/v1/deletion-requests", RK_ROLE_AGENCY, 1, to_core},
 };
+
+static int health(void *app, json_t *checks)
+{
+    gateway *g = app;
+    int writable = rk_db_writable(g->db);
+    json_object_set_new(checks, "store_writable", json_boolean(writable));
+    return rk_node_health(g->node, checks) || !writable;
+}
 
 static void metrics(void *app, struct evbuffer *out)
 {
@@ -76,25 +90,33 @@ static void metrics(void *app, struct evbuffer *out)
 static rk_rc run(rk_node *node)
 {
     gateway g = {.node = node};
+    rk_server *srv = NULL;
+    rk_rc rc = RK_ERR_CONFIG;
     g.core = rk_registry_find(node->registry, RK_ROLE_CORE, NULL);
     g.agency = rk_registry_find(node->registry, RK_ROLE_AGENCY, node->self->agency);
     if (!g.core || !g.agency) {
         rk_error("the registry lacks the core or the agency node of %s", node->self->agency);
-        return RK_ERR_CONFIG;
+        goto done;
     }
+    g.unreachable = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
+    if ((rc = rk_db_open(node->cfg.db, NULL, &g.db)) != RK_OK ||
+        (rc = rk_node_incidents_start(node, g.db)) != RK_OK || (rc = rk_node_clock_start(node)) != RK_OK)
+        goto done;
     rk_server_config sc;
     rk_node_server_config(node, &sc);
     sc.routes = routes;
     sc.n_routes = sizeof routes / sizeof routes[0];
     sc.app = &g;
+    sc.health = health;
     sc.metrics = metrics;
-    rk_server *srv = NULL;
-    rk_rc rc = rk_server_new(&sc, &srv);
-    if (rc == RK_OK)
-        rc = rk_node_listen(node, srv);
-    if (rc == RK_OK)
+    if ((rc = rk_server_new(&sc, &srv)) == RK_OK && (rc = rk_node_listen(node, srv)) == RK_OK)
         rc = rk_server_run(srv);
+done:
+    rk_node_clock_stop(node);
+    rk_node_incidents_stop(node);
     rk_server_free(srv);
+    rk_db_close(g.db);
+    rk_watch_free(g.unreachable);
     return rc;
 }
 

@@ -16,12 +16,14 @@
 #include "lib/mynumber.h"
 #include "lib/node.h"
 #include "lib/util.h"
+#include "lib/watch.h"
 #include "tools/roles.h"
 
 typedef struct jlis {
     rk_node *node;
     jlis_store *store;
     const rk_peer_node *core;
+    rk_watch *line_down;   /* one outage incident per window while the primary line fails */
 } jlis;
 
 /* 取得番号: the agency's random number for this acquisition. 16 to 64
@@ -53,6 +55,8 @@ static void relay_to_core(jlis *j, const rk_request *req, rk_response *resp, con
     int backup = 0;
     rk_rc rc = body ? rk_node_post(j->node, j->core, "/v1/codes", body, &res, &backup) : RK_ERR_NOMEM;
     free(body);
+    if (backup && rk_watch_hit(j->line_down, "primary", rk_now_ms()))
+        rk_node_raise(j->node, "outage", "the core's primary line failed; J-LIS relays on the backup line");
     if (rc == RK_OK && res.status == 202) {
         jlis_store_log_relay(j->store, req->peer->agency, acquisition_no, backup ? "backup" : "primary",
                              (long long)req->received_ms);
@@ -110,7 +114,7 @@ static int health(void *app, json_t *checks)
     int writable = jlis_store_writable(j->store);
     json_object_set_new(checks, "store_writable", json_boolean(writable));
     json_object_set_new(checks, "residents", json_integer((json_int_t)jlis_store_count(j->store)));
-    return !writable;
+    return rk_node_health(j->node, checks) || !writable;
 }
 
 static rk_rc run(rk_node *node)
@@ -132,6 +136,10 @@ static rk_rc run(rk_node *node)
     }
     if (imported)
         rk_info("imported %zu residents", imported);
+    j.line_down = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
+    if ((rc = rk_node_incidents_start(node, jlis_store_db(j.store))) != RK_OK ||
+        (rc = rk_node_clock_start(node)) != RK_OK)
+        goto done;
     rk_server_config sc;
     rk_node_server_config(node, &sc);
     sc.routes = routes;
@@ -142,7 +150,10 @@ static rk_rc run(rk_node *node)
         goto done;
     rc = rk_server_run(srv);
 done:
+    rk_node_clock_stop(node);
+    rk_node_incidents_stop(node);
     rk_server_free(srv);
+    rk_watch_free(j.line_down);
     jlis_store_close(j.store);
     return rc;
 }

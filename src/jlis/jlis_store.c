@@ -209,3 +209,8 @@ int jlis_store_writable(jlis_store *s)
 {
     return rk_db_writable(s->db);
 }
+
+rk_db *jlis_store_db(jlis_store *s)
+{
+    return s->db;
+}

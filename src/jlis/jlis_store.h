@@ -33,5 +33,6 @@ rk_rc jlis_store_log_relay(jlis_store *s, const char *agency, const char *acquis
                            long long at_ms);
 size_t jlis_store_count(jlis_store *s);
 int jlis_store_writable(jlis_store *s);
+struct rk_db *jlis_store_db(jlis_store *s);
 
 #endif

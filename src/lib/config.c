@@ -54,6 +54,17 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     else if (IS("core", "outbox_retry_min_ms")) ok = set_int(&c->outbox_retry_min_ms, value, 1, 3600000);
     else if (IS("core", "outbox_retry_max_ms")) ok = set_int(&c->outbox_retry_max_ms, value, 1, 86400000);
     else if (IS("jlis", "residents")) ok = set_path(c, c->residents, value);
+    else if (IS("alerts", "refusal_threshold")) ok = set_int(&c->refusal_threshold, value, 1, 1000000);
+    else if (IS("alerts", "refusal_window_ms")) ok = set_int(&c->refusal_window_ms, value, 100, 86400000);
+    else if (IS("alerts", "not_permitted_threshold")) ok = set_int(&c->not_permitted_threshold, value, 1, 1000000);
+    else if (IS("alerts", "not_permitted_window_ms")) ok = set_int(&c->not_permitted_window_ms, value, 100, 86400000);
+    else if (IS("alerts", "rate_window_ms")) ok = set_int(&c->rate_window_ms, value, 100, 86400000);
+    else if (IS("alerts", "rate_factor")) ok = set_int(&c->rate_factor, value, 2, 1000);
+    else if (IS("alerts", "rate_min")) ok = set_int(&c->rate_min, value, 1, 100000000);
+    else if (IS("alerts", "unreachable_ms")) ok = set_int(&c->unreachable_ms, value, 100, 86400000);
+    else if (IS("clock", "check_ms")) ok = set_int(&c->clock_check_ms, value, 100, 86400000);
+    else if (IS("clock", "max_offset_ms")) ok = set_int(&c->clock_max_offset_ms, value, 1, 86400000);
+    else if (IS("clock", "max_skew_ms")) ok = set_int(&c->clock_max_skew_ms, value, 1, 86400000);
     else {
         snprintf(st->bad, sizeof st->bad, "unknown key [%s] %s", section, name);
         return 0;
@@ -74,6 +85,17 @@ rk_rc rk_config_load(const char *path, rk_node_config *cfg, char *err, size_t er
     cfg->peer_timeout_ms = 5000;
     cfg->outbox_retry_min_ms = 200;
     cfg->outbox_retry_max_ms = 30000;
+    cfg->refusal_threshold = 10;
+    cfg->refusal_window_ms = 60000;
+    cfg->not_permitted_threshold = 20;
+    cfg->not_permitted_window_ms = 60000;
+    cfg->rate_window_ms = 10000;
+    cfg->rate_factor = 10;
+    cfg->rate_min = 200;
+    cfg->unreachable_ms = 60000;
+    cfg->clock_check_ms = 30000;
+    cfg->clock_max_offset_ms = 1000;
+    cfg->clock_max_skew_ms = 30000;
     set_path(cfg, cfg->cert, "cert.pem");
     set_path(cfg, cfg->key, "key.pem");
     set_path(cfg, cfg->db, "node.db");

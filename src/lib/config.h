@@ -4,6 +4,10 @@
  *           db, workers, max_body, log_level, listen, clock_offset_ms (tests only)
  *   [core]  master_key_file, permissions, outbox_retry_min_ms, outbox_retry_max_ms
  *   [jlis]  residents
+ *   [alerts] refusal_threshold, refusal_window_ms, not_permitted_threshold,
+ *           not_permitted_window_ms, rate_window_ms, rate_factor, rate_min,
+ *           unreachable_ms
+ *   [clock] check_ms, max_offset_ms, max_skew_ms
  *   [peer]  timeout_ms
  * Relative paths are relative to the file's own folder. Unknown keys are an
  * error, so that a typo never silently leaves a default in force. */
@@ -38,6 +42,19 @@ typedef struct rk_node_config {
     int outbox_retry_max_ms;
     /* jlis */
     char residents[RK_PATH_MAX];
+    /* [alerts]: when a node raises an incident by itself (第3-5, 第5-4(3)) */
+    int refusal_threshold;              /* refusals from one source … */
+    int refusal_window_ms;              /* … within this window */
+    int not_permitted_threshold;        /* not_permitted answers to one requester … */
+    int not_permitted_window_ms;
+    int rate_window_ms;                 /* an agency's request rate per window … */
+    int rate_factor;                    /* … beyond factor × its baseline … */
+    int rate_min;                       /* … and at least this many requests */
+    int unreachable_ms;                 /* a peer unreachable this long: outage */
+    /* [clock] (第6-8) */
+    int clock_check_ms;                 /* how often the offset to the core is measured */
+    int clock_max_offset_ms;            /* beyond it: degraded and a clock incident */
+    int clock_max_skew_ms;              /* requests created further off are refused */
 } rk_node_config;
 
 /* Loads path into cfg (defaults first). err gets "file:line: reason". */

@@ -2,7 +2,9 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
 
@@ -10,6 +12,7 @@
 
 struct rk_db {
     sqlite3 *conn;
+    char path[1024];
     pthread_mutex_t lock;
     struct {
         const char *sql;
@@ -23,6 +26,7 @@ rk_rc rk_db_open(const char *path, const char *schema, rk_db **out)
     if (!db)
         return RK_ERR_NOMEM;
     pthread_mutex_init(&db->lock, NULL);
+    snprintf(db->path, sizeof db->path, "%s", path);
     rk_rc rc = RK_OK;
     if (sqlite3_open_v2(path, &db->conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                         NULL) != SQLITE_OK) {
@@ -118,8 +122,13 @@ rk_rc rk_db_step_rc(rk_db *db, int sqlite_rc)
     return RK_ERR_STORE;
 }
 
+/* Writable means: the file is not marked read-only (an operator's chmod
+ * a-w, which root's writes would otherwise ignore) and a write goes through. */
 int rk_db_writable(rk_db *db)
 {
+    struct stat st;
+    if (stat(db->path, &st) != 0 || !(st.st_mode & S_IWUSR))
+        return 0;
     rk_db_lock(db);
     int ok = rk_db_exec(db, "BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS health_probe(x); ROLLBACK") == RK_OK;
     rk_db_rollback(db);

@@ -3,17 +3,25 @@
 #include <curl/curl.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "util.h"
 
 struct rk_client {
     X509 *cert;
     EVP_PKEY *key;
     char *ca_path;
     pthread_key_t handle_key; /* this thread's CURL handle */
+    int64_t clock_offset_ms;
 };
+
+void rk_client_set_clock_offset(rk_client *c, int64_t offset_ms)
+{
+    c->clock_offset_ms = offset_ms;
+}
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
@@ -135,8 +143,11 @@ rk_rc rk_client_call(rk_client *c, const char *method, const char *url, const ch
     if (!h)
         return RK_ERR_NOMEM;
     sink s = {0};
+    char created[48];
+    snprintf(created, sizeof created, "X-Renkei-Created: %lld", (long long)(rk_now_ms() + c->clock_offset_ms));
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
     headers = curl_slist_append(headers, "Expect:");
+    headers = curl_slist_append(headers, created);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
     curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)(CURL_SSLVERSION_TLSv1_3 | CURL_SSLVERSION_MAX_TLSv1_3));

@@ -28,6 +28,9 @@ typedef struct rk_http_result {
 /* cert and key are borrowed and must outlive the client. */
 rk_rc rk_client_new(X509 *cert, EVP_PKEY *key, const char *ca_path, rk_client **out);
 void rk_client_free(rk_client *c);
+/* Every call states its creation time (X-Renkei-Created, 第6-8) on this
+ * node's clock: the wall clock plus this offset (injected in tests). */
+void rk_client_set_clock_offset(rk_client *c, int64_t offset_ms);
 
 /* One request. method "GET"/"POST"/"PUT"; body may be NULL. pin: libcurl
  * pinned public key ("sha256//…") or NULL. The caller clears out. Returns

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "pki.h"
 #include "util.h"
+#include "watch.h"
 
 #define MAX_HEADERS_SIZE (16 * 1024)
 #define MAX_QUEUE 8192
@@ -62,7 +63,8 @@ struct rk_server {
     size_t queued;
     int stopping;
     route_stats stats[MAX_ROUTES + 2];   /* routes, then /healthz, /metrics */
-    uint64_t tls_refusals, unknown_peer, address_refusals, role_refusals, not_found, overloaded;
+    uint64_t tls_refusals, unknown_peer, address_refusals, role_refusals, not_found, overloaded, skew_refusals;
+    rk_watch *refusals;          /* per source, for early detection (第3-5) */
 };
 
 static int ssl_peer_index = -1;
@@ -76,6 +78,31 @@ static void make_ssl_index(void)
 static void count(uint64_t *counter)
 {
     __atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
+}
+
+/* Counts a refusal against its source; a burst raises one incident. */
+static void note_refusal(rk_server *srv, const char *source, const char *what)
+{
+    if (!srv->refusals || !srv->cfg.on_incident || !rk_watch_hit(srv->refusals, source, rk_now_ms()))
+        return;
+    char summary[256];
+    snprintf(summary, sizeof summary, "%d or more refused calls (%s) from %s within %d s", srv->cfg.refusal_threshold,
+             what, source, srv->cfg.refusal_window_ms / 1000);
+    srv->cfg.on_incident(srv->cfg.incident_ctx, "unauthorized_access", summary);
+}
+
+static void peer_address(const SSL *ssl, char *out, size_t outlen)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    int fd = SSL_get_fd(ssl);
+    snprintf(out, outlen, "unknown address");
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&sa, &len) != 0)
+        return;
+    if (sa.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, out, (socklen_t)outlen);
+    else if (sa.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, out, (socklen_t)outlen);
 }
 
 /* ---------- responses ---------- */
@@ -150,8 +177,12 @@ static void on_tls_info(const SSL *ssl, int where, int ret)
      * certificate, a certificate from another CA, an expired one. */
     if ((where & SSL_CB_WRITE_ALERT) && (ret >> 8) == SSL3_AL_FATAL && !SSL_is_init_finished(ssl)) {
         rk_server *srv = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
-        if (srv)
+        if (srv) {
+            char addr[64];
             count(&srv->tls_refusals);
+            peer_address(ssl, addr, sizeof addr);
+            note_refusal(srv, addr, "TLS handshake");
+        }
     }
 }
 
@@ -258,16 +289,18 @@ static const rk_route *authorise(rk_server *srv, struct evhttp_request *req, con
                                  const char *path, const rk_peer_node **peer_out, size_t *stats_index)
 {
     const rk_peer_node *peer = connection_peer(srv, req);
-    if (!peer) {
-        count(&srv->unknown_peer);
-        refuse(req, srv, 403, "unknown_peer", "the client certificate is not registered in this network");
-        return NULL;
-    }
     char *addr = NULL;
     ev_uint16_t port = 0;
     evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
+    if (!peer) {
+        count(&srv->unknown_peer);
+        note_refusal(srv, addr ? addr : "unknown address", "unregistered certificate");
+        refuse(req, srv, 403, "unknown_peer", "the client certificate is not registered in this network");
+        return NULL;
+    }
     if (!addr || !rk_peer_address_allowed(peer, addr)) {
         count(&srv->address_refusals);
+        note_refusal(srv, peer->id, "unregistered address");
         rk_warn("refused %s from unregistered address", peer->id);
         refuse(req, srv, 403, "address_not_allowed", "this peer may not call from this address");
         return NULL;
@@ -300,6 +333,7 @@ static const rk_route *authorise(rk_server *srv, struct evhttp_request *req, con
     int agency_ok = !found->same_agency || !peer->agency[0] || strcmp(peer->agency, srv->cfg.agency) == 0;
     if (!(found->roles & peer->role) || !agency_ok) {
         count(&srv->role_refusals);
+        note_refusal(srv, peer->id, "role or agency not allowed");
         rk_warn("refused %s (role %s) on %s %s", peer->id, rk_role_name(peer->role), method, path);
         refuse(req, srv, 403, agency_ok ? "role_not_allowed" : "wrong_agency",
                agency_ok ? "the caller's role may not call this endpoint"
@@ -335,6 +369,7 @@ static void serve_metrics(rk_server *srv, rk_response *resp)
     evbuffer_add_printf(out, "renkei_refusals_total{reason=\"role\"} %llu\n", (unsigned long long)srv->role_refusals);
     evbuffer_add_printf(out, "renkei_refusals_total{reason=\"not_found\"} %llu\n", (unsigned long long)srv->not_found);
     evbuffer_add_printf(out, "renkei_refusals_total{reason=\"overloaded\"} %llu\n", (unsigned long long)srv->overloaded);
+    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"clock_skew\"} %llu\n", (unsigned long long)srv->skew_refusals);
     evbuffer_add_printf(out, "# TYPE renkei_requests_total counter\n# TYPE renkei_request_duration_ms histogram\n");
     for (size_t i = 0; i < srv->cfg.n_routes; i++) {
         const rk_route *r = &srv->cfg.routes[i];
@@ -499,6 +534,27 @@ static rk_rc copy_request(job *j, struct evhttp_request *req, const char *method
     return RK_OK;
 }
 
+/* 第6-8: a request states when it was created; one too far from this
+ * node's clock is refused (a replay, or a clock that drifted). */
+static int check_skew(job *j, struct evhttp_request *req)
+{
+    const char *created = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Renkei-Created");
+    if (!created || j->srv->cfg.max_skew_ms <= 0 || j->route->any_clock)
+        return 1;
+    long long t = strtoll(created, NULL, 10);
+    long long skew = (long long)j->in.received_ms - t;
+    if (skew < 0)
+        skew = -skew;
+    if (t > 0 && skew <= j->srv->cfg.max_skew_ms)
+        return 1;
+    count(&j->srv->skew_refusals);
+    char msg[160];
+    snprintf(msg, sizeof msg, "the request was created %lld ms away from this node's clock (limit %lld ms)", skew,
+             (long long)j->srv->cfg.max_skew_ms);
+    refuse(req, j->srv, 400, "clock_skew", msg);
+    return 0;
+}
+
 /* POST and PUT carry a JSON object; anything else is refused here, once. */
 static int parse_body(job *j, struct evhttp_request *req)
 {
@@ -536,7 +592,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     size_t stats_index = 0;
     j->started_us = mono_us();
     j->route = authorise(srv, req, method, j->path, &j->in.peer, &stats_index);
-    if (!j->route || !parse_body(j, req)) {
+    if (!j->route || !check_skew(j, req) || !parse_body(j, req)) {
         job_free(j);
         return;
     }
@@ -575,6 +631,8 @@ rk_rc rk_server_new(const rk_server_config *cfg, rk_server **out)
     if (!srv)
         return RK_ERR_NOMEM;
     srv->cfg = *cfg;
+    if (cfg->on_incident && cfg->refusal_threshold > 0)
+        srv->refusals = rk_watch_new(cfg->refusal_window_ms, (unsigned)cfg->refusal_threshold, 0);
     pthread_mutex_init(&srv->lock, NULL);
     pthread_cond_init(&srv->cond, NULL);
     rk_rc rc = make_ssl_ctx(srv);
@@ -679,6 +737,7 @@ void rk_server_free(rk_server *srv)
     if (srv->base)
         event_base_free(srv->base);
     SSL_CTX_free(srv->ssl_ctx);
+    rk_watch_free(srv->refusals);
     free(srv->threads);
     pthread_mutex_destroy(&srv->lock);
     pthread_cond_destroy(&srv->cond);

@@ -49,6 +49,8 @@ typedef struct rk_route {
     unsigned roles;              /* rk_role bits allowed to call it */
     int same_agency;             /* an agency-scoped caller must be of this node's agency */
     rk_handler_fn fn;
+    int any_clock;               /* skip the clock-skew check: incident reports
+                                    must pass even from a node whose clock is off */
 } rk_route;
 
 typedef struct rk_server_config {
@@ -68,6 +70,12 @@ typedef struct rk_server_config {
     void (*metrics)(void *app, struct evbuffer *out);
     void (*on_reload)(void *app); /* SIGHUP */
     int64_t clock_offset_ms;     /* injected clock error (tests) */
+    int64_t max_skew_ms;         /* refuse requests created further off (0: no check) */
+    /* Raises an incident (kind, one-line summary); ctx is passed back. */
+    void (*on_incident)(void *ctx, const char *kind, const char *summary);
+    void *incident_ctx;
+    int refusal_threshold;       /* refusals from one source within the window … */
+    int refusal_window_ms;       /* … that raise an unauthorized_access incident */
 } rk_server_config;
 
 typedef struct rk_server rk_server;

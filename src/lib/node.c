@@ -1,17 +1,22 @@
 #include "node.h"
 
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cms.h"
+#include "incidents.h"
 #include "log.h"
+#include "util.h"
 #include "pki.h"
 
 rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *err, size_t errlen)
 {
     memset(node, 0, sizeof *node);
+    pthread_mutex_init(&node->clock_lock, NULL);
+    pthread_cond_init(&node->clock_wake, NULL);
     rk_rc rc = rk_config_load(config_path, &node->cfg, err, errlen);
     if (rc != RK_OK)
         return rc;
@@ -49,9 +54,12 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
         snprintf(err, errlen, "%s: cannot load the network CA", node->cfg.ca);
         return rc;
     }
-    if ((rc = rk_client_new(node->cert, node->key, node->cfg.ca, &node->client)) != RK_OK)
+    if ((rc = rk_client_new(node->cert, node->key, node->cfg.ca, &node->client)) != RK_OK) {
         snprintf(err, errlen, "cannot create the peer client: %s", rk_strerror(rc));
-    return rc;
+        return rc;
+    }
+    rk_client_set_clock_offset(node->client, node->cfg.clock_offset_ms);
+    return RK_OK;
 }
 
 void rk_node_close(rk_node *node)
@@ -62,8 +70,12 @@ void rk_node_close(rk_node *node)
     free(node->cert_pem);
     X509_STORE_free(node->trusted);
     rk_registry_free(node->registry);
+    pthread_mutex_destroy(&node->clock_lock);
+    pthread_cond_destroy(&node->clock_wake);
     memset(node, 0, sizeof *node);
 }
+
+static void on_server_incident(void *ctx, const char *kind, const char *summary);
 
 void rk_node_server_config(const rk_node *node, rk_server_config *sc)
 {
@@ -76,6 +88,11 @@ void rk_node_server_config(const rk_node *node, rk_server_config *sc)
     sc->workers = node->cfg.workers;
     sc->max_body = node->cfg.max_body;
     sc->clock_offset_ms = node->cfg.clock_offset_ms;
+    sc->max_skew_ms = node->cfg.clock_max_skew_ms;
+    sc->on_incident = on_server_incident;
+    sc->incident_ctx = (void *)node;
+    sc->refusal_threshold = node->cfg.refusal_threshold;
+    sc->refusal_window_ms = node->cfg.refusal_window_ms;
 }
 
 rk_rc rk_node_listen(const rk_node *node, rk_server *srv)
@@ -156,4 +173,140 @@ int rk_role_command(int argc, char **argv, rk_role role, rk_role_main_fn run)
         return 1;
     }
     return 0;
+}
+
+/* ---------- time (第6-8) ---------- */
+
+int64_t rk_node_now_ms(const rk_node *node)
+{
+    return rk_now_ms() + node->cfg.clock_offset_ms;
+}
+
+static void measure_clock(rk_node *node, const rk_peer_node *core)
+{
+    char url[RK_URL_MAX + 16];
+    rk_http_result res = {0};
+    snprintf(url, sizeof url, "%s/healthz", core->url);
+    int64_t t0 = rk_node_now_ms(node);
+    rk_rc rc = rk_client_call(node->client, "GET", url, core->pin, NULL, 0, node->cfg.peer_timeout_ms, &res);
+    if (rc != RK_OK && core->backup_url[0]) {
+        rk_http_result_clear(&res);
+        snprintf(url, sizeof url, "%s/healthz", core->backup_url);
+        t0 = rk_node_now_ms(node);
+        rc = rk_client_call(node->client, "GET", url, core->pin, NULL, 0, node->cfg.peer_timeout_ms, &res);
+    }
+    int64_t t1 = rk_node_now_ms(node);
+    if (rc == RK_OK && res.peer_time_ms > 0) {
+        int64_t offset = res.peer_time_ms - (t0 + t1) / 2;
+        int64_t abs_offset = offset < 0 ? -offset : offset;
+        int degraded = abs_offset > node->cfg.clock_max_offset_ms;
+        pthread_mutex_lock(&node->clock_lock);
+        int was = node->clock_degraded;
+        node->clock_offset_measured_ms = offset;
+        node->clock_measured_at_ms = t1;
+        node->clock_degraded = degraded;
+        pthread_mutex_unlock(&node->clock_lock);
+        if (degraded && !was)
+            rk_node_raise(node, "clock", "clock of %s is %lld ms off the core's (limit %d ms)", node->cfg.id,
+                          (long long)offset, node->cfg.clock_max_offset_ms);
+    }
+    rk_http_result_clear(&res);
+}
+
+static void *clock_main(void *arg)
+{
+    rk_node *node = arg;
+    const rk_peer_node *core = rk_registry_find(node->registry, RK_ROLE_CORE, NULL);
+    pthread_mutex_lock(&node->clock_lock);
+    while (!node->clock_stopping && core) {
+        pthread_mutex_unlock(&node->clock_lock);
+        measure_clock(node, core);
+        pthread_mutex_lock(&node->clock_lock);
+        rk_cond_wait_ms(&node->clock_wake, &node->clock_lock, node->cfg.clock_check_ms);
+    }
+    pthread_mutex_unlock(&node->clock_lock);
+    return NULL;
+}
+
+rk_rc rk_node_clock_start(rk_node *node)
+{
+    if (node->self->role == RK_ROLE_CORE)
+        return RK_OK;
+    if (pthread_create(&node->clock_thread, NULL, clock_main, node) != 0)
+        return RK_ERR_NOMEM;
+    node->clock_running = 1;
+    return RK_OK;
+}
+
+void rk_node_clock_stop(rk_node *node)
+{
+    if (node->clock_running) {
+        pthread_mutex_lock(&node->clock_lock);
+        node->clock_stopping = 1;
+        pthread_cond_broadcast(&node->clock_wake);
+        pthread_mutex_unlock(&node->clock_lock);
+        pthread_join(node->clock_thread, NULL);
+        node->clock_running = 0;
+    }
+}
+
+int rk_node_health(rk_node *node, json_t *checks)
+{
+    json_object_set_new(checks, "keys_loaded", json_boolean(node->key != NULL));
+    if (node->self->role == RK_ROLE_CORE) {
+        json_object_set_new(checks, "clock_offset_ms", json_integer(0)); /* the reference clock */
+        return node->key == NULL;
+    }
+    pthread_mutex_lock(&node->clock_lock);
+    int degraded = node->clock_degraded;
+    json_t *offset = node->clock_measured_at_ms ? json_integer(node->clock_offset_measured_ms) : json_null();
+    pthread_mutex_unlock(&node->clock_lock);
+    json_object_set_new(checks, "clock_offset_ms", offset);
+    json_object_set_new(checks, "clock_ok", json_boolean(!degraded));
+    return degraded || node->key == NULL;
+}
+
+/* ---------- incidents ---------- */
+
+rk_rc rk_node_incidents_start(rk_node *node, rk_db *db)
+{
+    rk_rc rc = rk_db_exec(db, rk_incidents_schema);
+    if (rc != RK_OK)
+        return rc;
+    node->incident_db = db;
+    const rk_peer_node *to = NULL;
+    if (node->self->role == RK_ROLE_AGENCY)
+        to = rk_registry_find(node->registry, RK_ROLE_GATEWAY, node->self->agency);
+    else if (node->self->role != RK_ROLE_CORE)
+        to = rk_registry_find(node->registry, RK_ROLE_CORE, NULL);
+    if (!to)
+        return node->self->role == RK_ROLE_CORE ? RK_OK : RK_ERR_CONFIG;
+    return rk_incident_reporter_start(node, db, to, &node->reporter);
+}
+
+void rk_node_incidents_stop(rk_node *node)
+{
+    rk_incident_reporter_stop(node->reporter);
+    node->reporter = NULL;
+}
+
+void rk_node_raise(rk_node *node, const char *kind, const char *fmt, ...)
+{
+    char summary[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(summary, sizeof summary, fmt, ap);
+    va_end(ap);
+    if (!node->incident_db) {
+        rk_warn("incident (%s) not kept, no store: %s", kind, summary);
+        return;
+    }
+    rk_incident in = {.kind = kind, .node = node->cfg.id, .detected_ms = rk_node_now_ms(node), .summary = summary};
+    rk_incident_store(node->incident_db, &in, node->self->role == RK_ROLE_CORE, 0);
+    rk_incident_reporter_wake(node->reporter);
+}
+
+static void on_server_incident(void *ctx, const char *kind, const char *summary)
+{
+    rk_node_raise(ctx, kind, "%s", summary);
 }

@@ -6,6 +6,7 @@
 #define RK_NODE_H
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <openssl/x509.h>
 #include "config.h"
 #include "err.h"
@@ -22,6 +23,16 @@ typedef struct rk_node {
     char *cert_pem;             /* this node's certificate, PEM */
     X509_STORE *trusted;        /* the network CA, for CMS verification */
     rk_client *client;
+    /* incidents (set up by the role with rk_node_incidents_start) */
+    struct rk_db *incident_db;
+    struct rk_incident_reporter *reporter;  /* NULL at the core */
+    /* clock (第6-8): offset of the core's clock from ours, last measured */
+    pthread_t clock_thread;
+    int clock_running, clock_stopping, clock_degraded;
+    int64_t clock_offset_measured_ms;
+    int64_t clock_measured_at_ms;
+    pthread_mutex_t clock_lock;
+    pthread_cond_t clock_wake;
 } rk_node;
 
 /* Loads config, registry, certificate and key; checks that the certificate
@@ -41,6 +52,24 @@ rk_rc rk_node_listen(const rk_node *node, rk_server *srv);
  * when the primary cannot be reached or answers 5xx (第7-1(7)). */
 rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, const char *body,
                    rk_http_result *out, int *used_backup);
+
+/* This node's time: the wall clock plus the configured offset (tests). */
+int64_t rk_node_now_ms(const rk_node *node);
+
+/* Incidents: keeps them in db (applying its schema) and, except at the core,
+ * starts forwarding them to the core (an agency: through its gateway). */
+rk_rc rk_node_incidents_start(rk_node *node, struct rk_db *db);
+void rk_node_incidents_stop(rk_node *node);
+/* Raises an incident at this node (kind as in incidents.h). */
+void rk_node_raise(rk_node *node, const char *kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Measures the offset to the core's clock every [clock] check_ms (not at the
+ * core itself); beyond max_offset_ms health turns degraded and a clock
+ * incident is raised. */
+rk_rc rk_node_clock_start(rk_node *node);
+void rk_node_clock_stop(rk_node *node);
+/* Adds the node-wide health checks (clock); returns non-zero if degraded. */
+int rk_node_health(rk_node *node, json_t *checks);
 
 /* Entry point shared by the roles: `renkei <role> --config FILE`. */
 typedef rk_rc (*rk_role_main_fn)(rk_node *node);

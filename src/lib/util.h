@@ -3,6 +3,7 @@
 #ifndef RK_UTIL_H
 #define RK_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "err.h"
@@ -36,6 +37,9 @@ rk_rc rk_mkdirs(const char *path, unsigned mode);
 /* RK_ERR_DENIED when group or others may read the file (keys must be 0600,
  * standard 第5-2(5)); RK_ERR_NOT_FOUND when it is missing. */
 rk_rc rk_file_private(const char *path);
+
+/* Waits on cond (mutex held) for at most ms milliseconds of wall clock. */
+void rk_cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *mutex, int64_t ms);
 
 /* Wipes memory the compiler may not optimise away (OPENSSL_cleanse). */
 void rk_wipe(void *p, size_t len);
