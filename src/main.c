@@ -19,7 +19,8 @@ static const struct {
     {"pki", rk_cmd_pki, "init | issue | fingerprint | show: the network CA and certificates"},
     {"mynumber", rk_cmd_mynumber, "check N… | checkcode N: My Number check digit and check code"},
     {"agency-ctl", rk_cmd_agency_ctl, "client for an agency node's business API (enrol, status, …)"},
-    {"bench", rk_cmd_bench, "benchmarks: codes | enrol"},
+    {"records", rk_cmd_records, "verify DIR: check every node's records against its signed tree heads"},
+    {"bench", rk_cmd_bench, "benchmarks: codes | http | exchanges | enrol"},
 };
 
 static void usage(FILE *out)

@@ -16,6 +16,9 @@ static const rk_route routes[] = {
     {"POST", "/v1/queries", RK_ROLE_SYSTEM, 1, agency_post_query},
     {"POST", "/v1/provisions", RK_ROLE_GATEWAY, 1, agency_post_provision},
     {"GET", "/v1/records", RK_ROLE_SYSTEM | RK_ROLE_OPERATOR, 1, agency_get_records},
+    {"GET", "/v1/records/proof", RK_ROLE_SYSTEM | RK_ROLE_OPERATOR, 1, agency_get_proof},
+    {"GET", "/v1/records/consistency", RK_ROLE_SYSTEM | RK_ROLE_OPERATOR, 1, agency_get_consistency},
+    {"GET", "/v1/records/heads", RK_ROLE_SYSTEM | RK_ROLE_OPERATOR, 1, agency_get_heads},
 };
 
 static int health(void *app, json_t *checks)
@@ -42,6 +45,7 @@ static rk_rc run(rk_node *node)
     if (rc != RK_OK)
         goto done;
     if ((rc = rk_node_incidents_start(node, agency_store_db(a.store))) != RK_OK ||
+        (rc = rk_records_log_start(node, agency_store_db(a.store), node->cfg.head_interval_ms, &a.log)) != RK_OK ||
         (rc = rk_node_clock_start(node)) != RK_OK)
         goto done;
     rk_server_config sc;
@@ -57,6 +61,7 @@ done:
     rk_node_clock_stop(node);
     rk_node_incidents_stop(node);
     rk_server_free(srv);
+    rk_records_log_stop(a.log);
     agency_store_close(a.store);
     return rc;
 }

@@ -5,12 +5,14 @@
 
 #include "agency/agency_store.h"
 #include "lib/node.h"
+#include "lib/records_log.h"
 
 typedef struct agency {
     rk_node *node;
     agency_store *store;
     const rk_peer_node *jlis;
     const rk_peer_node *gateway;   /* this agency's own interface system */
+    rk_records_log *log;           /* the records as a signed Merkle log */
 } agency;
 
 /* persons.c: code acquisition (DESIGN §2.1). */
@@ -23,6 +25,9 @@ void agency_put_data(void *app, const rk_request *req, rk_response *resp);
 void agency_post_provision(void *app, const rk_request *req, rk_response *resp);
 void agency_post_query(void *app, const rk_request *req, rk_response *resp);
 void agency_get_records(void *app, const rk_request *req, rk_response *resp);
+void agency_get_proof(void *app, const rk_request *req, rk_response *resp);
+void agency_get_consistency(void *app, const rk_request *req, rk_response *resp);
+void agency_get_heads(void *app, const rk_request *req, rk_response *resp);
 
 /* A person id (宛名番号) is 1–64 characters of [A-Za-z0-9._-]. */
 int agency_person_id_valid(const char *person);

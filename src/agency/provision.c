@@ -209,3 +209,18 @@ void agency_get_records(void *app, const rk_request *req, rk_response *resp)
     agency *a = app;
     rk_records_serve(agency_store_db(a->store), req, resp);
 }
+
+void agency_get_proof(void *app, const rk_request *req, rk_response *resp)
+{
+    rk_records_proof_serve(((agency *)app)->log, req, resp);
+}
+
+void agency_get_consistency(void *app, const rk_request *req, rk_response *resp)
+{
+    rk_records_consistency_serve(((agency *)app)->log, req, resp);
+}
+
+void agency_get_heads(void *app, const rk_request *req, rk_response *resp)
+{
+    rk_records_heads_serve(((agency *)app)->log, req, resp);
+}

@@ -8,6 +8,7 @@
 
 #include "core/core.h"
 #include "lib/log.h"
+#include "lib/records.h"
 #include "lib/util.h"
 #include "tools/roles.h"
 
@@ -45,6 +46,9 @@ static const rk_route routes[] = {
     {"POST", "/v1/codes", RK_ROLE_JLIS, 0, core_handle_codes},
     {"POST", "/v1/exchanges", RK_ROLE_GATEWAY, 0, core_handle_exchange},
     {"GET", "/v1/records", RK_ROLE_OPERATOR, 0, core_handle_records},
+    {"GET", "/v1/records/proof", RK_ROLE_OPERATOR, 0, core_handle_proof},
+    {"GET", "/v1/records/consistency", RK_ROLE_OPERATOR, 0, core_handle_consistency},
+    {"GET", "/v1/records/heads", RK_ROLE_OPERATOR, 0, core_handle_heads},
     {"POST", "/v1/incidents", RK_ROLE_GATEWAY | RK_ROLE_JLIS, 0, core_handle_incident, 1},
     {"GET", "/v1/incidents", RK_ROLE_OPERATOR, 0, core_handle_incidents},
 };
@@ -93,6 +97,8 @@ static void metrics(void *app, struct evbuffer *out)
     evbuffer_add_printf(out, "renkei_outbox_depth %zu\n", core_store_outbox_depth(c->store));
     evbuffer_add_printf(out, "renkei_notices_delivered_total %llu\n", (unsigned long long)c->notices_delivered);
     evbuffer_add_printf(out, "renkei_notice_retries_total %llu\n", (unsigned long long)c->notices_failed_attempts);
+    evbuffer_add_printf(out, "renkei_records_total %lld\nrenkei_tree_head_age_ms %lld\n",
+                        (long long)rk_records_count(core_store_db(c->store)), (long long)rk_records_log_head_age_ms(c->log));
 }
 
 static rk_rc run(rk_node *node)
@@ -119,7 +125,8 @@ static rk_rc run(rk_node *node)
     c.not_permitted = rk_watch_new(node->cfg.not_permitted_window_ms, (unsigned)node->cfg.not_permitted_threshold, 0);
     c.rates = rk_watch_new(node->cfg.rate_window_ms, (unsigned)node->cfg.rate_min, node->cfg.rate_factor);
     c.unreachable = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
-    if ((rc = rk_node_incidents_start(node, core_store_db(c.store))) != RK_OK)
+    if ((rc = rk_node_incidents_start(node, core_store_db(c.store))) != RK_OK ||
+        (rc = rk_records_log_start(node, core_store_db(c.store), node->cfg.head_interval_ms, &c.log)) != RK_OK)
         goto done;
     rk_server_config sc;
     rk_node_server_config(node, &sc);
@@ -137,6 +144,8 @@ static rk_rc run(rk_node *node)
 done:
     core_notices_stop(&c);
     rk_server_free(srv);
+    rk_records_log_stop(c.log);
+    rk_node_incidents_stop(node);
     core_store_close(c.store);
     rk_codec_free(c.codec);
     rk_permissions_free(c.perms);

@@ -8,6 +8,7 @@
 #include "lib/codes.h"
 #include "lib/node.h"
 #include "lib/permissions.h"
+#include "lib/records_log.h"
 #include "lib/watch.h"
 
 typedef struct core {
@@ -27,6 +28,7 @@ typedef struct core {
     rk_watch *not_permitted;    /* bursts of refused requests, per requester */
     rk_watch *rates;            /* request rate jumps, per requester */
     rk_watch *unreachable;      /* agencies whose notices cannot be delivered */
+    rk_records_log *log;        /* the records as a signed Merkle log */
 } core;
 
 /* notices.c: the durable delivery of code notices to agencies. */
@@ -40,6 +42,9 @@ void core_handle_codes(void *app, const rk_request *req, rk_response *resp);
 /* exchanges.c: request → permission check → provision (DESIGN §2.2). */
 void core_handle_exchange(void *app, const rk_request *req, rk_response *resp);
 void core_handle_records(void *app, const rk_request *req, rk_response *resp);
+void core_handle_proof(void *app, const rk_request *req, rk_response *resp);
+void core_handle_consistency(void *app, const rk_request *req, rk_response *resp);
+void core_handle_heads(void *app, const rk_request *req, rk_response *resp);
 void core_handle_incident(void *app, const rk_request *req, rk_response *resp);
 void core_handle_incidents(void *app, const rk_request *req, rk_response *resp);
 int core_permitted(core *c, const char *requester_kind, const char *business, const char *provider_kind,

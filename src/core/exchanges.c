@@ -291,3 +291,18 @@ void core_handle_incidents(void *app, const rk_request *req, rk_response *resp)
     core *c = app;
     rk_incidents_serve(core_store_db(c->store), req, resp);
 }
+
+void core_handle_proof(void *app, const rk_request *req, rk_response *resp)
+{
+    rk_records_proof_serve(((core *)app)->log, req, resp);
+}
+
+void core_handle_consistency(void *app, const rk_request *req, rk_response *resp)
+{
+    rk_records_consistency_serve(((core *)app)->log, req, resp);
+}
+
+void core_handle_heads(void *app, const rk_request *req, rk_response *resp)
+{
+    rk_records_heads_serve(((core *)app)->log, req, resp);
+}

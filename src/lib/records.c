@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "http_server.h"
+#include "merkle.h"
 #include "util.h"
 
 const char rk_records_schema[] =
@@ -13,8 +14,10 @@ const char rk_records_schema[] =
     "  seq INTEGER PRIMARY KEY AUTOINCREMENT, exchange_id TEXT NOT NULL, side TEXT NOT NULL,"
     "  requester TEXT NOT NULL, provider TEXT NOT NULL, business TEXT NOT NULL, item TEXT NOT NULL,"
     "  operator TEXT NOT NULL, subject TEXT NOT NULL, requested_ms INTEGER NOT NULL, provided_ms INTEGER,"
-    "  outcome TEXT NOT NULL, reason TEXT NOT NULL, payload_sha256 TEXT NOT NULL,"
-    "  UNIQUE (exchange_id, side));"
+    "  outcome TEXT NOT NULL, reason TEXT NOT NULL, payload_sha256 TEXT NOT NULL, leaf_hash TEXT NOT NULL,"
+    "  UNIQUE (exchange_id, side, outcome));"
+    "CREATE TABLE IF NOT EXISTS tree_heads ("
+    "  size INTEGER PRIMARY KEY, root TEXT NOT NULL, time_ms INTEGER NOT NULL, signature TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS records_subject ON records(subject);"
     "CREATE TABLE IF NOT EXISTS answers ("
     "  key TEXT NOT NULL, side TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL,"
@@ -59,13 +62,35 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v)
     sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
 }
 
-static rk_rc append_record(rk_db *db, const rk_record *r)
+/* The leaf of the records log (RFC 9162 leaf hash over the canonical JSON
+ * of the record: sorted keys, compact; seq is the leaf's position). */
+void rk_record_leaf(const rk_record *r, uint8_t out[32])
 {
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:s,s:s,s:s}", "exchange_id", r->exchange_id,
+                          "side", r->side, "requester", r->requester, "provider", r->provider, "business",
+                          r->business, "item", r->item, "operator", r->operator_id, "subject", r->subject,
+                          "requested_ms", (json_int_t)r->requested_ms, "provided_ms",
+                          r->provided_ms ? json_integer(r->provided_ms) : json_null(), "outcome", r->outcome,
+                          "reason", r->reason, "payload_sha256", r->payload_sha256);
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    rk_merkle_leaf_hash(text ? text : "", text ? strlen(text) : 0, out);
+    free(text);
+    json_decref(j);
+}
+
+rk_rc rk_record_append(rk_db *db, const rk_record *r)
+{
+    uint8_t leaf[32];
+    char leaf_hex[65];
+    rk_record_leaf(r, leaf);
+    rk_merkle_hex(leaf, leaf_hex);
     sqlite3_stmt *st = rk_db_stmt(db,
         "INSERT INTO records(exchange_id, side, requester, provider, business, item, operator, subject,"
-        " requested_ms, provided_ms, outcome, reason, payload_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
+        " requested_ms, provided_ms, outcome, reason, payload_sha256, leaf_hash)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     if (!st)
         return RK_ERR_STORE;
+    bind_text(st, 14, leaf_hex);
     bind_text(st, 1, r->exchange_id);
     bind_text(st, 2, r->side);
     bind_text(st, 3, r->requester);
@@ -111,7 +136,7 @@ rk_rc rk_settle(rk_db *db, const rk_record *r, const char *key, const char *requ
     rk_db_lock(db);
     rk_rc rc = rk_db_begin(db);
     if (rc == RK_OK && r)
-        rc = append_record(db, r);
+        rc = rk_record_append(db, r);
     if (rc == RK_OK)
         rc = keep_answer(db, key, r ? r->side : "answer", request_hash, status, body);
     if (rc == RK_OK && extra)
@@ -122,6 +147,26 @@ rk_rc rk_settle(rk_db *db, const rk_record *r, const char *key, const char *requ
         rk_db_rollback(db);
     rk_db_unlock(db);
     return rc;
+}
+
+void rk_record_from_row(sqlite3_stmt *q, int col, rk_record *r)
+{
+    memset(r, 0, sizeof *r);
+#define TXT(field, i) snprintf(r->field, sizeof r->field, "%s", (const char *)sqlite3_column_text(q, col + (i)))
+    TXT(exchange_id, 0);
+    TXT(side, 1);
+    TXT(requester, 2);
+    TXT(provider, 3);
+    TXT(business, 4);
+    TXT(item, 5);
+    TXT(operator_id, 6);
+    TXT(subject, 7);
+    r->requested_ms = sqlite3_column_int64(q, col + 8);
+    r->provided_ms = sqlite3_column_type(q, col + 9) == SQLITE_NULL ? 0 : sqlite3_column_int64(q, col + 9);
+    TXT(outcome, 10);
+    TXT(reason, 11);
+    TXT(payload_sha256, 12);
+#undef TXT
 }
 
 static json_t *row_to_json(sqlite3_stmt *q)

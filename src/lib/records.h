@@ -38,6 +38,10 @@ typedef struct rk_records_query {
     int limit;               /* 1..500 */
 } rk_records_query;
 
+/* The columns rk_record_from_row reads, in order, from its first column. */
+#define RK_RECORD_COLUMNS "exchange_id, side, requester, provider, business, item, operator, subject," \
+                          " requested_ms, provided_ms, outcome, reason, payload_sha256"
+
 /* The tables, for a role store's schema. */
 extern const char rk_records_schema[];
 
@@ -52,6 +56,13 @@ rk_rc rk_answer_get(rk_db *db, const char *key, const char *side, const char *re
  * caller's own rows. RK_ERR_CONFLICT when the key was settled meanwhile. */
 rk_rc rk_settle(rk_db *db, const rk_record *r, const char *key, const char *request_hash, int status,
                 const char *body, rk_rc (*extra)(rk_db *db, void *arg), void *arg);
+
+/* Appends one record (lock and transaction held by the caller). */
+rk_rc rk_record_append(rk_db *db, const rk_record *r);
+/* The record's leaf hash in the records log (lib/records_log.h). */
+void rk_record_leaf(const rk_record *r, uint8_t out[32]);
+/* Reads a record from a row selected with RK_RECORD_COLUMNS at column col. */
+void rk_record_from_row(sqlite3_stmt *q, int col, rk_record *r);
 
 /* Records newest first as a JSON array (caller decrefs); *next_before is the
  * seq to pass as before_seq for the next page, 0 when there is none. */

@@ -1530,7 +1530,7 @@ static int cmd_exchanges(int argc, char **argv)
         code = failure("interrupted");
 done:
     baseline_stop(&nginx);
-    if (net_close(&n, o.keep || code != 0) != RK_OK && code == 0)
+    if (net_close(&n, o.keep || (code != 0 && !bench_stop)) != RK_OK && code == 0)
         code = failure("a node did not stop cleanly (see its node.log)");
     cred_free(&yokohama);
     cred_free(&kanagawa);
@@ -1634,7 +1634,7 @@ static int cmd_enrol(int argc, char **argv)
     else if (rc != RK_OK || ej.accepted < (uint64_t)o.persons)
         code = failure("not every person was accepted and linked (see above)");
 done:
-    if (net_close(&n, o.keep || code != 0) != RK_OK && code == 0)
+    if (net_close(&n, o.keep || (code != 0 && !bench_stop)) != RK_OK && code == 0)
         code = failure("a node did not stop cleanly (see its node.log)");
     cred_free(&yokohama);
     enrol_job_free(&ej);

@@ -144,7 +144,7 @@ class Network:
         except FileNotFoundError:
             return ""
 
-    def stop(self):
+    def stop(self, remove=True):
         for node_id in list(self.procs):
             self.stop_node(node_id)
         for n in self.server_nodes():
@@ -154,7 +154,8 @@ class Network:
                     self.failures.append(f"{n['id']}: sanitizer report:\n{text[text.index(mark) - 200:][:3000]}")
         if self.failures:
             raise AssertionError("; ".join(self.failures))
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if remove:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     # ---------- calls ----------
     def credentials(self, who):
