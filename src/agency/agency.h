@@ -25,6 +25,8 @@ void agency_put_data(void *app, const rk_request *req, rk_response *resp);
 void agency_post_provision(void *app, const rk_request *req, rk_response *resp);
 void agency_post_query(void *app, const rk_request *req, rk_response *resp);
 void agency_get_records(void *app, const rk_request *req, rk_response *resp);
+void agency_post_unlawful(void *app, const rk_request *req, rk_response *resp);
+void agency_post_deletion(void *app, const rk_request *req, rk_response *resp);
 void agency_get_proof(void *app, const rk_request *req, rk_response *resp);
 void agency_get_consistency(void *app, const rk_request *req, rk_response *resp);
 void agency_get_heads(void *app, const rk_request *req, rk_response *resp);

@@ -307,3 +307,34 @@ rk_rc agency_store_keep_received(rk_db *db, void *arg)
     sqlite3_reset(st);
     return rc;
 }
+
+rk_rc agency_store_delete_received(agency_store *s, const char *exchange_id, int *deleted)
+{
+    static const char *const sql[] = {
+        "DELETE FROM received WHERE exchange_id = ?1",
+        "UPDATE answers SET body = json_remove(body, '$.value', '$.as_of')"
+        " WHERE side = 'requester' AND json_extract(body, '$.exchange_id') = ?1 AND json_type(body, '$.value') IS NOT NULL",
+    };
+    *deleted = 0;
+    rk_db_lock(s->db);
+    rk_rc rc = rk_db_begin(s->db);
+    for (size_t i = 0; rc == RK_OK && i < sizeof sql / sizeof sql[0]; i++) {
+        sqlite3_stmt *st = rk_db_stmt(s->db, sql[i]);
+        if (!st) {
+            rc = RK_ERR_STORE;
+            break;
+        }
+        sqlite3_bind_text(st, 1, exchange_id, -1, SQLITE_STATIC);
+        rc = rk_db_step_rc(s->db, sqlite3_step(st));
+        *deleted += sqlite3_changes(rk_db_handle(s->db));
+        sqlite3_reset(st);
+    }
+    if (rc == RK_OK)
+        rc = rk_db_commit(s->db);
+    if (rc != RK_OK)
+        rk_db_rollback(s->db);
+    else
+        rc = rk_db_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)");
+    rk_db_unlock(s->db);
+    return rc;
+}

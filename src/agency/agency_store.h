@@ -61,6 +61,12 @@ typedef struct agency_received {
 rk_rc agency_store_keep_received(struct rk_db *db, void *received);
 
 struct rk_db *agency_store_db(agency_store *s);
+
+/* 第8-5: deletes a value received in an exchange — the received row and the
+ * value kept in the query's answer — then truncates the write-ahead log, so
+ * that it cannot be read from the database files (secure_delete also
+ * zeroes freed pages). *deleted is how many rows held the value. */
+rk_rc agency_store_delete_received(agency_store *s, const char *exchange_id, int *deleted);
 int agency_store_writable(agency_store *s);
 
 #endif

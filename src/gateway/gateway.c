@@ -70,6 +70,7 @@ static const rk_route routes[] = {
     {"POST", "/v1/exchanges", RK_ROLE_AGENCY, 1, to_core},
     {"POST", "/v1/incidents", RK_ROLE_AGENCY, 1, to_core, 1},
     {"POST", "/v1/deletion-requests", RK_ROLE_AGENCY, 1, to_core},
+    {"POST", "/v1/deletions", RK_ROLE_CORE, 0, to_agency},
 };
 
 static int health(void *app, json_t *checks)

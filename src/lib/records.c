@@ -256,3 +256,37 @@ void rk_records_serve(rk_db *db, const rk_request *req, rk_response *resp)
         json_object_set_new(body, "next_before", json_integer((json_int_t)next));
     rk_reply_json(resp, 200, body);
 }
+
+rk_rc rk_records_find(rk_db *db, const char *exchange_id, const char *side, const char *outcome, rk_record *out)
+{
+    rk_db_lock(db);
+    sqlite3_stmt *q = rk_db_stmt(db, "SELECT " RK_RECORD_COLUMNS " FROM records WHERE exchange_id = ?1 AND side = ?2"
+                                     " AND (?3 IS NULL OR outcome = ?3) ORDER BY seq LIMIT 1");
+    rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
+    if (q) {
+        bind_text(q, 1, exchange_id);
+        bind_text(q, 2, side);
+        bind_text(q, 3, outcome);
+        if (sqlite3_step(q) == SQLITE_ROW) {
+            rk_record_from_row(q, 0, out);
+            rc = RK_OK;
+        }
+        sqlite3_reset(q);
+    }
+    rk_db_unlock(db);
+    return rc;
+}
+
+rk_rc rk_records_append_step(rk_db *db, const rk_record *base, const char *outcome, const char *reason, int64_t now_ms)
+{
+    rk_record r = *base;
+    r.requested_ms = now_ms;
+    r.provided_ms = 0;
+    r.payload_sha256[0] = '\0';
+    snprintf(r.outcome, sizeof r.outcome, "%s", outcome);
+    snprintf(r.reason, sizeof r.reason, "%s", reason);
+    rk_db_lock(db);
+    rk_rc rc = rk_record_append(db, &r);
+    rk_db_unlock(db);
+    return rc == RK_ERR_CONFLICT ? RK_OK : rc;
+}

@@ -64,6 +64,14 @@ void rk_record_leaf(const rk_record *r, uint8_t out[32]);
 /* Reads a record from a row selected with RK_RECORD_COLUMNS at column col. */
 void rk_record_from_row(sqlite3_stmt *q, int col, rk_record *r);
 
+/* The first record of an exchange on a side (and with an outcome, if not
+ * NULL). RK_ERR_NOT_FOUND when there is none. */
+rk_rc rk_records_find(rk_db *db, const char *exchange_id, const char *side, const char *outcome, rk_record *out);
+/* Appends a later step of an exchange's handling (an unlawful marking, a
+ * deletion): the record `base` with a new outcome and reason, at now_ms.
+ * A step already recorded is no error. Takes the lock. */
+rk_rc rk_records_append_step(rk_db *db, const rk_record *base, const char *outcome, const char *reason, int64_t now_ms);
+
 /* Records newest first as a JSON array (caller decrefs); *next_before is the
  * seq to pass as before_seq for the next page, 0 when there is none. */
 rk_rc rk_records_list(rk_db *db, const rk_records_query *q, json_t **out, int64_t *next_before);

@@ -1383,6 +1383,9 @@ static int cmd_exchanges(int argc, char **argv)
         return pr == PARSE_HELP ? (fputs(usage_exchanges, stdout), 0) : EXIT_USAGE;
     char script[PATH_CAP] = "";
     int have_baseline = o.baseline && find_baseline(script, sizeof script);
+    char canonical[PATH_MAX];
+    if (have_baseline && realpath(script, canonical))
+        fmt(script, sizeof script, "%s", canonical);
     install_signals();
 
     bench_net n;
