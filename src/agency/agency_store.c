@@ -128,6 +128,22 @@ static rk_rc insert_incident(agency_store *s, const char *kind, const char *summ
     return rk_incident_store(s->db, &in, 0, 1);
 }
 
+/* With the lock held: the person already holding this code, if any. */
+static int person_with_code(rk_db *db, const char *code, char *person, size_t personlen)
+{
+    sqlite3_stmt *q = rk_db_stmt(db, "SELECT person FROM persons WHERE code = ?");
+    int found = 0;
+    if (q) {
+        sqlite3_bind_text(q, 1, code, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) == SQLITE_ROW) {
+            snprintf(person, personlen, "%s", (const char *)sqlite3_column_text(q, 0));
+            found = 1;
+        }
+        sqlite3_reset(q);
+    }
+    return found;
+}
+
 /* With the lock and a transaction held: sets the outcome of one notice. */
 static rk_rc settle_notice(agency_store *s, const char *acquisition_no, const char *code, int check_code, int64_t now_ms,
                            agency_notice_outcome *outcome)
@@ -147,6 +163,24 @@ static rk_rc settle_notice(agency_store *s, const char *acquisition_no, const ch
     int expected = sqlite3_column_int(q, 1);
     sqlite3_reset(q);
     *outcome = expected == check_code ? NOTICE_LINKED : NOTICE_MISMATCH;
+    char other[128];
+    if (*outcome == NOTICE_LINKED && person_with_code(db, code, other, sizeof other))
+        *outcome = NOTICE_DUPLICATE; /* one person enrolled under two ids */
+    if (*outcome == NOTICE_DUPLICATE) {
+        char summary[320];
+        snprintf(summary, sizeof summary, "person %.100s is the same person as %.100s (one code): not linked", person,
+                 other);
+        rk_rc drc = insert_incident(s, "unauthorized_access", summary, now_ms);
+        sqlite3_stmt *up = drc == RK_OK ? rk_db_stmt(db, "UPDATE persons SET status = 'failed', acquisition_no = NULL,"
+                                                         " check_code = NULL, updated_ms = ?2 WHERE person = ?1") : NULL;
+        if (!up)
+            return RK_ERR_STORE;
+        sqlite3_bind_text(up, 1, person, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(up, 2, now_ms);
+        drc = rk_db_step_rc(db, sqlite3_step(up));
+        sqlite3_reset(up);
+        return drc;
+    }
     sqlite3_stmt *st = rk_db_stmt(db, *outcome == NOTICE_LINKED
         ? "UPDATE persons SET status = 'linked', code = ?2, acquisition_no = NULL, check_code = NULL, updated_ms = ?3 WHERE person = ?1"
         : "UPDATE persons SET status = 'failed', acquisition_no = NULL, check_code = NULL, updated_ms = ?3 WHERE person = ?1");

@@ -18,6 +18,7 @@ typedef enum {
     NOTICE_LINKED,          /* person linked to the code */
     NOTICE_MISMATCH,        /* check codes differ: not linked, incident recorded */
     NOTICE_UNKNOWN,         /* no pending acquisition with this number */
+    NOTICE_DUPLICATE,       /* the code is linked to another person here: not linked */
 } agency_notice_outcome;
 
 rk_rc agency_store_open(const char *path, const char *node_id, agency_store **out);

@@ -135,6 +135,8 @@ void agency_post_code_notice(void *app, const rk_request *req, rk_response *resp
     } else if (outcome == NOTICE_MISMATCH) {
         rk_warn("incident: check code mismatch on a code notice; person not linked");
         rk_reply_error(resp, 409, "check_code_mismatch", "the check code does not match; the code was not linked");
+    } else if (outcome == NOTICE_DUPLICATE) {
+        rk_reply_error(resp, 409, "code_already_linked", "another person here holds this code; not linked");
     } else {
         rk_reply_error(resp, 404, "unknown_acquisition", "no pending acquisition has this number");
     }

@@ -102,11 +102,29 @@ static void metrics(void *app, struct evbuffer *out)
                         (long long)rk_records_count(core_store_db(c->store)), (long long)rk_records_log_head_age_ms(c->log));
 }
 
+/* Codes carry a 32-bit agency number derived from the agency id; two
+ * agencies with the same number would share codes, so the core refuses to
+ * start on such a registry (rename one agency). */
+static rk_rc check_agency_numbers(const rk_registry *reg)
+{
+    for (size_t i = 0; i < reg->n_nodes; i++)
+        for (size_t j = i + 1; reg->nodes[i].role == RK_ROLE_AGENCY && j < reg->n_nodes; j++)
+            if (reg->nodes[j].role == RK_ROLE_AGENCY && strcmp(reg->nodes[i].agency, reg->nodes[j].agency) != 0 &&
+                rk_agency_number(reg->nodes[i].agency) == rk_agency_number(reg->nodes[j].agency)) {
+                rk_error("agencies %s and %s have the same agency number; rename one", reg->nodes[i].agency,
+                         reg->nodes[j].agency);
+                return RK_ERR_CONFIG;
+            }
+    return RK_OK;
+}
+
 static rk_rc run(rk_node *node)
 {
     core c = {.node = node};
     rk_server *srv = NULL;
     rk_rc rc = RK_ERR_CONFIG;
+    if ((rc = check_agency_numbers(node->registry)) != RK_OK)
+        goto done;
     if (!node->cfg.master_key_file[0]) {
         rk_error("[core] master_key_file is required");
         goto done;

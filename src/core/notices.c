@@ -27,15 +27,23 @@ static int64_t backoff_ms(const core *c, int attempts)
     return d + (int64_t)(jitter % (d / 4 + 1)); /* spread retries after an outage */
 }
 
-/* Final answers end the notice; anything else is retried. */
-static const char *final_outcome(long status)
+/* The agency's answer decides: linked, or a refusal that a retry cannot
+ * change (a check-code mismatch, a code already linked, an acquisition it
+ * does not know, a malformed notice); NULL means try again later. */
+static const char *final_outcome(const rk_http_result *res, char *buf, size_t buflen)
 {
-    switch (status) {
-    case 200: return "linked";
-    case 409: return "check_code_mismatch";
-    case 404: return "unknown_acquisition";
-    default: return NULL;
-    }
+    if (res->status == 200)
+        return "linked";
+    if (res->status != 400 && res->status != 403 && res->status != 404 && res->status != 409)
+        return NULL;
+    json_t *body = res->body ? json_loads(res->body, 0, NULL) : NULL;
+    const char *code = json_string_value(json_object_get(json_object_get(body, "error"), "code"));
+    /* A 404 from a gateway without the route is a misconfiguration, not an answer. */
+    int final = code && (res->status != 404 || strcmp(code, "unknown_acquisition") == 0);
+    if (final)
+        snprintf(buf, buflen, "%s", code);
+    json_decref(body);
+    return final ? buf : NULL;
 }
 
 static void deliver(core *c, const core_notice *n)
@@ -55,8 +63,11 @@ static void deliver(core *c, const core_notice *n)
     rk_http_result res = {0};
     rk_rc rc = body ? rk_node_post(c->node, gw, "/v1/code-notices", body, &res, NULL) : RK_ERR_NOMEM;
     free(body);
-    const char *outcome = rc == RK_OK ? final_outcome(res.status) : NULL;
+    char answer[64];
+    const char *outcome = rc == RK_OK ? final_outcome(&res, answer, sizeof answer) : NULL;
     if (outcome) {
+        if (strcmp(outcome, "linked") != 0)
+            rk_warn("notice %lld to %s closed: %s", (long long)n->id, n->agency, outcome);
         core_store_notice_done(c->store, n->id, outcome, rk_now_ms());
         __atomic_add_fetch(&c->notices_delivered, 1, __ATOMIC_RELAXED);
     } else {

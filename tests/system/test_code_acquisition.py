@@ -61,6 +61,18 @@ class CodeAcquisition(NetworkTest):
         self.assertEqual((again.status, again.json["status"]), (202, "linked"))
         self.assertEqual(net.sqlite("core", "SELECT count(*) FROM acquisitions")[0][0], before)
 
+    def test_one_person_under_two_ids_is_refused_not_retried(self):
+        net = self.net
+        ag = net.agencies()[2]["agency"]
+        number = net.residents()[25]["my_number"]
+        self.assertEqual(net.enrol(ag, "TWICE-A", number).status, 202)
+        net.wait_status(ag, "TWICE-A", "linked")
+        self.assertEqual(net.enrol(ag, "TWICE-B", number).status, 202)
+        net.wait_status(ag, "TWICE-B", "failed")
+        outcomes = net.sqlite("core", "SELECT outcome FROM outbox WHERE agency = ? AND done_ms IS NOT NULL"
+                              " ORDER BY id DESC LIMIT 1", (ag,))
+        self.assertEqual(outcomes, [("code_already_linked",)])
+
     def test_agency_never_stores_or_logs_a_my_number(self):
         net = self.net
         ag = net.agencies()[1]["agency"]

@@ -98,6 +98,8 @@ static void flip(rk_hash h, unsigned bit)
     h[(bit / 8) % 32] ^= (uint8_t)(1u << (bit % 8));
 }
 
+static size_t split_of(size_t n);
+
 /* An independent MTH straight from the RFC's recursive definition, hashing
  * with one-shot EVP_Digest over concatenated buffers. */
 static void ref_sha256(const void *data, size_t len, rk_hash out)
@@ -115,9 +117,7 @@ static void ref_mth(const rk_hash *d, size_t n, rk_hash out)
         memcpy(out, d[0], 32);
         return;
     }
-    size_t k = 1;
-    while (2 * k < n)
-        k *= 2;
+    size_t k = split_of(n);
     uint8_t buf[65] = {0x01};
     ref_mth(d, k, buf + 1);
     ref_mth(d + k, n - k, buf + 33);
@@ -129,9 +129,7 @@ static void ref_mth(const rk_hash *d, size_t n, rk_hash out)
 static void path_shape(size_t m, size_t n, char *out)
 {
     while (n > 1) {
-        size_t k = 1;
-        while (2 * k < n)
-            k *= 2;
+        size_t k = split_of(n);
         *out++ = m < k ? 'R' : 'L';
         if (m < k) {
             n = k;
@@ -140,6 +138,35 @@ static void path_shape(size_t m, size_t n, char *out)
             n -= k;
         }
     }
+    *out = '\0';
+}
+
+static size_t split_of(size_t n)
+{
+    size_t k = 1;
+    while (2 * k < n)
+        k *= 2;
+    return k;
+}
+
+/* The same for PROOF(m, D[n]), 0 < m <= n; 'S' marks the subtree hash that
+ * starts the proof when the old tree is not itself a node of the new one. */
+static void proof_shape(size_t m, size_t n, char *out)
+{
+    int whole = 1;
+    while (m != n) {
+        size_t k = split_of(n);
+        *out++ = m <= k ? 'R' : 'L';
+        if (m <= k) {
+            n = k;
+        } else {
+            m -= k;
+            n -= k;
+            whole = 0;
+        }
+    }
+    if (!whole)
+        *out++ = 'S';
     *out = '\0';
 }
 
@@ -269,6 +296,13 @@ static void check_inclusion(size_t m, size_t n, size_t *same_shape)
             assert_int_equal(rk_merkle_verify_inclusion(leaves[m], wrong[i], n, p, len, roots[n]),
                              RK_ERR_INVALID);
     *same_shape += check_wrong_sizes(m, n, p, len);
+    /* The path of a leaf in the right subtree D[k:n] ends with MTH(D[0:k]):
+     * read relative to that subtree it must not reach the full root
+     * (the "sn is 0" stop of §2.1.3.2 step 4a). */
+    size_t k = n > 1 ? split_of(n) : 0;
+    if (n > 1 && m >= k)
+        assert_int_equal(rk_merkle_verify_inclusion(leaves[m], m - k, n - k, p, len, roots[n]),
+                         RK_ERR_INVALID);
     if (len > 0)
         assert_int_equal(rk_merkle_verify_inclusion(leaves[m], m, n, p, len - 1, roots[n]),
                          RK_ERR_INVALID);
@@ -289,7 +323,44 @@ static void inclusion_every_leaf(void **state)
     assert_true(same_shape > 0); /* the RFC property above is exercised */
 }
 
-static void check_consistency(size_t m, size_t n)
+/* A consistency proof checked against other sizes: as for inclusion, only
+ * sizes whose proof has the same shape verify (for example 1 to 3 and 1 to
+ * 4 leaves). Returns how many did. */
+static size_t check_wrong_consistency_sizes(size_t m, size_t n, const rk_hash *p, size_t len)
+{
+    const size_t sizes[] = {0, m - 1, m + 1, n - 1, n + 1, n + 2, 2 * n, n + 9, 3 * n + 1, SIZE_MAX};
+    char want[80], got[80];
+    size_t same = 0;
+    proof_shape(m, n, want);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t x = sizes[i];
+        /* Wrong new size: */
+        if (x != n) {
+            rk_rc rc = rk_merkle_verify_consistency(m, x, roots[m], roots[n], p, len);
+            if (x <= m || x > SIZE_MAX / 32) {
+                assert_int_equal(rc, RK_ERR_INVALID);
+            } else {
+                proof_shape(m, x, got);
+                same += strcmp(want, got) == 0;
+                assert_int_equal(rc, strcmp(want, got) == 0 ? RK_OK : RK_ERR_INVALID);
+            }
+        }
+        /* Wrong old size: */
+        if (x != m) {
+            rk_rc rc = rk_merkle_verify_consistency(x, n, roots[m], roots[n], p, len);
+            if (x == 0 || x >= n) {
+                assert_int_equal(rc, RK_ERR_INVALID);
+            } else {
+                proof_shape(x, n, got);
+                same += strcmp(want, got) == 0;
+                assert_int_equal(rc, strcmp(want, got) == 0 ? RK_OK : RK_ERR_INVALID);
+            }
+        }
+    }
+    return same;
+}
+
+static void check_consistency(size_t m, size_t n, size_t *same_shape)
 {
     rk_hash *p, root_m, root_n, extra[65];
     size_t len;
@@ -313,6 +384,13 @@ static void check_consistency(size_t m, size_t n)
     if (len > 0)
         assert_int_equal(rk_merkle_verify_consistency(m, n, roots[m], roots[n], p, len - 1),
                          RK_ERR_INVALID);
+    *same_shape += check_wrong_consistency_sizes(m, n, p, len);
+    /* When m > k the proof ends with MTH(D[0:k]); read relative to D[k:n]
+     * it must fail (§2.1.4.2 step 6a). */
+    size_t k = n > 1 ? split_of(n) : 0;
+    if (n > 1 && m > k && m < n)
+        assert_int_equal(rk_merkle_verify_consistency(m - k, n - k, roots[m], roots[n], p, len),
+                         RK_ERR_INVALID);
     if (len > 0)
         memcpy(extra, p, len * 32);
     memcpy(extra[len], leaves[0], 32);
@@ -323,9 +401,11 @@ static void check_consistency(size_t m, size_t n)
 
 static void consistency_every_pair(void **state)
 {
+    size_t same_shape = 0;
     for (size_t n = 1; n <= MAX_N; n++)
         for (size_t m = 1; m <= n; m++)
-            check_consistency(m, n);
+            check_consistency(m, n, &same_shape);
+    assert_true(same_shape > 0);
 }
 
 static void consistency_from_empty(void **state)
