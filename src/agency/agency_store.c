@@ -70,33 +70,41 @@ static rk_rc read_status(rk_db *db, const char *person, char status[AGENCY_STATU
     return rc;
 }
 
-rk_rc agency_store_add_pending(agency_store *s, const char *person, const char *acquisition_no, int check_code,
-                               int64_t now_ms, char status[AGENCY_STATUS_MAX])
+typedef struct pending_args {
+    const char *person, *acquisition_no;
+    int check_code;
+    int64_t now_ms;
+    char *status;
+} pending_args;
+
+static rk_rc add_pending_in_tx(rk_db *db, void *arg)
 {
-    rk_db_lock(s->db);
-    rk_rc rc = read_status(s->db, person, status);
-    if (rc == RK_OK && strcmp(status, "failed") != 0) {
-        rc = RK_ERR_EXISTS;
-        goto done;
-    }
-    sqlite3_stmt *st = rk_db_stmt(s->db,
+    pending_args *p = arg;
+    rk_rc rc = read_status(db, p->person, p->status);
+    if (rc == RK_OK && strcmp(p->status, "failed") != 0)
+        return RK_ERR_EXISTS;
+    sqlite3_stmt *st = rk_db_stmt(db,
         "INSERT INTO persons(person, status, acquisition_no, check_code, created_ms, updated_ms) "
         "VALUES (?1, 'pending', ?2, ?3, ?4, ?4) ON CONFLICT(person) DO UPDATE SET status = 'pending', "
         "acquisition_no = ?2, check_code = ?3, code = NULL, updated_ms = ?4");
-    rc = RK_ERR_STORE;
-    if (st) {
-        sqlite3_bind_text(st, 1, person, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, acquisition_no, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 3, check_code);
-        sqlite3_bind_int64(st, 4, now_ms);
-        rc = rk_db_step_rc(s->db, sqlite3_step(st));
-        sqlite3_reset(st);
-    }
+    if (!st)
+        return RK_ERR_STORE;
+    sqlite3_bind_text(st, 1, p->person, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, p->acquisition_no, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, p->check_code);
+    sqlite3_bind_int64(st, 4, p->now_ms);
+    rc = rk_db_step_rc(db, sqlite3_step(st));
+    sqlite3_reset(st);
     if (rc == RK_OK)
-        strcpy(status, "pending");
-done:
-    rk_db_unlock(s->db);
+        strcpy(p->status, "pending");
     return rc;
+}
+
+rk_rc agency_store_add_pending(agency_store *s, const char *person, const char *acquisition_no, int check_code,
+                               int64_t now_ms, char status[AGENCY_STATUS_MAX])
+{
+    pending_args p = {person, acquisition_no, check_code, now_ms, status};
+    return rk_db_write(s->db, add_pending_in_tx, &p);
 }
 
 rk_rc agency_store_drop_pending(agency_store *s, const char *person, const char *acquisition_no)
@@ -199,19 +207,25 @@ static rk_rc settle_notice(agency_store *s, const char *acquisition_no, const ch
     return rc;
 }
 
+typedef struct notice_args {
+    agency_store *s;
+    const char *acquisition_no, *code;
+    int check_code;
+    int64_t now_ms;
+    agency_notice_outcome *outcome;
+} notice_args;
+
+static rk_rc apply_notice_in_tx(rk_db *db, void *arg)
+{
+    notice_args *n = arg;
+    return settle_notice(n->s, n->acquisition_no, n->code, n->check_code, n->now_ms, n->outcome);
+}
+
 rk_rc agency_store_apply_notice(agency_store *s, const char *acquisition_no, const char *code, int check_code,
                                 int64_t now_ms, agency_notice_outcome *outcome)
 {
-    rk_db_lock(s->db);
-    rk_rc rc = rk_db_begin(s->db);
-    if (rc == RK_OK)
-        rc = settle_notice(s, acquisition_no, code, check_code, now_ms, outcome);
-    if (rc == RK_OK)
-        rc = rk_db_commit(s->db);
-    if (rc != RK_OK)
-        rk_db_rollback(s->db);
-    rk_db_unlock(s->db);
-    return rc;
+    notice_args n = {s, acquisition_no, code, check_code, now_ms, outcome};
+    return rk_db_write(s->db, apply_notice_in_tx, &n);
 }
 
 rk_rc agency_store_code_of(agency_store *s, const char *person, char *code, size_t codelen)

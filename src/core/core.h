@@ -11,15 +11,21 @@
 #include "lib/records_log.h"
 #include "lib/watch.h"
 
+#define CORE_NOTICE_LANES 8
+
 typedef struct core {
     rk_node *node;
     core_store *store;
     rk_codec *codec;
     rk_permissions *perms;          /* swapped on SIGHUP under perms_lock */
     pthread_rwlock_t perms_lock;
-    /* notice deliverer */
-    pthread_t deliverer;
-    int deliverer_running;
+    /* notice deliverers: lanes of the outbox, each its own thread */
+    pthread_t deliverers[CORE_NOTICE_LANES];
+    struct core_lane {
+        struct core *c;
+        int index;
+    } lanes[CORE_NOTICE_LANES];
+    int deliverers_running;
     pthread_mutex_t wake_lock;
     pthread_cond_t wake;
     int stopping;

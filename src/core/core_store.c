@@ -145,32 +145,35 @@ static rk_rc insert_acquisition(rk_db *db, const core_acquisition *a, uint64_t s
     return rc;
 }
 
+typedef struct acquire_args {
+    const core_acquisition *a;
+    int64_t now_ms;
+    uint64_t *serial;
+    int *duplicate;
+} acquire_args;
+
+static rk_rc acquire_in_tx(rk_db *db, void *arg)
+{
+    acquire_args *x = arg;
+    rk_rc rc = resolve_person(db, x->a, x->now_ms, x->serial);
+    if (rc != RK_OK)
+        return rc;
+    int known = known_acquisition(db, x->a, *x->serial);
+    if (known < 0)
+        return RK_ERR_CONFLICT;
+    if (known > 0) {
+        *x->duplicate = 1;
+        return RK_OK;
+    }
+    return insert_acquisition(db, x->a, *x->serial, x->now_ms);
+}
+
 rk_rc core_store_acquire(core_store *s, const core_acquisition *a, int64_t now_ms, uint64_t *serial,
                          int *duplicate)
 {
     *duplicate = 0;
-    rk_db_lock(s->db);
-    rk_rc rc = rk_db_begin(s->db);
-    if (rc != RK_OK)
-        goto done;
-    if ((rc = resolve_person(s->db, a, now_ms, serial)) != RK_OK)
-        goto done;
-    int known = known_acquisition(s->db, a, *serial);
-    if (known < 0) {
-        rc = RK_ERR_CONFLICT;
-        goto done;
-    }
-    if (known > 0)
-        *duplicate = 1;
-    else
-        rc = insert_acquisition(s->db, a, *serial, now_ms);
-    if (rc == RK_OK)
-        rc = rk_db_commit(s->db);
-done:
-    if (rc != RK_OK)
-        rk_db_rollback(s->db);
-    rk_db_unlock(s->db);
-    return rc;
+    acquire_args x = {a, now_ms, serial, duplicate};
+    return rk_db_write(s->db, acquire_in_tx, &x);
 }
 
 int core_store_issued(core_store *s, const char *agency, uint64_t serial)
@@ -188,17 +191,20 @@ int core_store_issued(core_store *s, const char *agency, uint64_t serial)
     return found;
 }
 
-rk_rc core_store_due_notices(core_store *s, int64_t now_ms, core_notice *out, size_t max, size_t *n)
+rk_rc core_store_due_notices(core_store *s, int64_t now_ms, int lane, int lanes, core_notice *out, size_t max,
+                             size_t *n)
 {
     *n = 0;
     rk_db_lock(s->db);
     sqlite3_stmt *q = rk_db_stmt(s->db,
         "SELECT id, agency, acquisition_no, serial, check_code, attempts, created_ms FROM outbox "
-        "WHERE done_ms IS NULL AND next_ms <= ? ORDER BY next_ms LIMIT ?");
+        "WHERE done_ms IS NULL AND next_ms <= ?1 AND id % ?3 = ?4 ORDER BY next_ms LIMIT ?2");
     rk_rc rc = q ? RK_OK : RK_ERR_STORE;
     if (q) {
         sqlite3_bind_int64(q, 1, now_ms);
         sqlite3_bind_int64(q, 2, (sqlite3_int64)max);
+        sqlite3_bind_int(q, 3, lanes);
+        sqlite3_bind_int(q, 4, lane);
         while (*n < max && sqlite3_step(q) == SQLITE_ROW) {
             core_notice *c = &out[(*n)++];
             c->id = sqlite3_column_int64(q, 0);
@@ -215,20 +221,30 @@ rk_rc core_store_due_notices(core_store *s, int64_t now_ms, core_notice *out, si
     return rc;
 }
 
+typedef struct notice_update {
+    const char *sql;
+    int64_t id, a;
+    const char *text;
+} notice_update;
+
+static rk_rc update_in_tx(rk_db *db, void *arg)
+{
+    notice_update *u = arg;
+    sqlite3_stmt *st = rk_db_stmt(db, u->sql);
+    if (!st)
+        return RK_ERR_STORE;
+    sqlite3_bind_int64(st, 1, u->a);
+    sqlite3_bind_text(st, 2, u->text, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, u->id);
+    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
+    sqlite3_reset(st);
+    return rc;
+}
+
 static rk_rc update_notice(core_store *s, const char *sql, int64_t id, int64_t a, const char *text)
 {
-    rk_db_lock(s->db);
-    sqlite3_stmt *st = rk_db_stmt(s->db, sql);
-    rk_rc rc = RK_ERR_STORE;
-    if (st) {
-        sqlite3_bind_int64(st, 1, a);
-        sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, id);
-        rc = rk_db_step_rc(s->db, sqlite3_step(st));
-        sqlite3_reset(st);
-    }
-    rk_db_unlock(s->db);
-    return rc;
+    notice_update u = {sql, id, a, text};
+    return rk_db_write(s->db, update_in_tx, &u);
 }
 
 rk_rc core_store_notice_done(core_store *s, int64_t id, const char *outcome, int64_t now_ms)
@@ -258,9 +274,20 @@ static int64_t single_int(core_store *s, const char *sql, int64_t none)
     return v;
 }
 
-int64_t core_store_next_due(core_store *s)
+int64_t core_store_next_due(core_store *s, int lane, int lanes)
 {
-    return single_int(s, "SELECT min(next_ms) FROM outbox WHERE done_ms IS NULL", -1);
+    rk_db_lock(s->db);
+    sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT min(next_ms) FROM outbox WHERE done_ms IS NULL AND id % ?1 = ?2");
+    int64_t v = -1;
+    if (q) {
+        sqlite3_bind_int(q, 1, lanes);
+        sqlite3_bind_int(q, 2, lane);
+        if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL)
+            v = sqlite3_column_int64(q, 0);
+        sqlite3_reset(q);
+    }
+    rk_db_unlock(s->db);
+    return v;
 }
 
 size_t core_store_outbox_depth(core_store *s)

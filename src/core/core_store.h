@@ -47,11 +47,13 @@ rk_rc core_store_acquire(core_store *s, const core_acquisition *a, int64_t now_m
 int core_store_issued(core_store *s, const char *agency, uint64_t serial);
 
 /* Outbox of notices (durable until the agency answers). */
-rk_rc core_store_due_notices(core_store *s, int64_t now_ms, core_notice *out, size_t max, size_t *n);
+/* Due notices of one deliverer: those with id % lanes == lane. */
+rk_rc core_store_due_notices(core_store *s, int64_t now_ms, int lane, int lanes, core_notice *out, size_t max,
+                             size_t *n);
 rk_rc core_store_notice_done(core_store *s, int64_t id, const char *outcome, int64_t now_ms);
 rk_rc core_store_notice_retry(core_store *s, int64_t id, int attempts, int64_t next_ms);
 /* Earliest next attempt of a pending notice, or -1 when none is pending. */
-int64_t core_store_next_due(core_store *s);
+int64_t core_store_next_due(core_store *s, int lane, int lanes);
 size_t core_store_outbox_depth(core_store *s);
 int core_store_writable(core_store *s);
 /* The database, for the shared records module (lib/records.h). */

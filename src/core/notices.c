@@ -84,9 +84,9 @@ static void deliver(core *c, const core_notice *n)
     rk_http_result_clear(&res);
 }
 
-static void wait_for_work(core *c)
+static void wait_for_work(core *c, int lane)
 {
-    int64_t next = core_store_next_due(c->store);
+    int64_t next = core_store_next_due(c->store, lane, CORE_NOTICE_LANES);
     int64_t now = rk_now_ms();
     int64_t wait_ms = next < 0 ? 1000 : next - now;
     if (wait_ms <= 0)
@@ -101,17 +101,18 @@ static void wait_for_work(core *c)
 
 static void *deliverer_main(void *arg)
 {
-    core *c = arg;
+    struct core_lane *l = arg;
+    core *c = l->c;
     core_notice *batch = calloc(BATCH, sizeof *batch);
     if (!batch)
         return NULL;
     while (!__atomic_load_n(&c->stopping, __ATOMIC_ACQUIRE)) {
         size_t n = 0;
-        core_store_due_notices(c->store, rk_now_ms(), batch, BATCH, &n);
+        core_store_due_notices(c->store, rk_now_ms(), l->index, CORE_NOTICE_LANES, batch, BATCH, &n);
         for (size_t i = 0; i < n && !__atomic_load_n(&c->stopping, __ATOMIC_ACQUIRE); i++)
             deliver(c, &batch[i]);
         if (n == 0)
-            wait_for_work(c);
+            wait_for_work(c, l->index);
     }
     free(batch);
     return NULL;
@@ -121,29 +122,36 @@ rk_rc core_notices_start(core *c)
 {
     pthread_mutex_init(&c->wake_lock, NULL);
     pthread_cond_init(&c->wake, NULL);
-    if (pthread_create(&c->deliverer, NULL, deliverer_main, c) != 0)
-        return RK_ERR_NOMEM;
-    c->deliverer_running = 1;
+    for (int i = 0; i < CORE_NOTICE_LANES; i++) {
+        c->lanes[i].c = c;
+        c->lanes[i].index = i;
+        if (pthread_create(&c->deliverers[i], NULL, deliverer_main, &c->lanes[i]) != 0) {
+            core_notices_stop(c);
+            return RK_ERR_NOMEM;
+        }
+        c->deliverers_running = i + 1;
+    }
     return RK_OK;
 }
 
 void core_notices_wake(core *c)
 {
     pthread_mutex_lock(&c->wake_lock);
-    pthread_cond_signal(&c->wake);
+    pthread_cond_broadcast(&c->wake);
     pthread_mutex_unlock(&c->wake_lock);
 }
 
 void core_notices_stop(core *c)
 {
-    if (!c->deliverer_running)
+    if (!c->deliverers_running)
         return;
     pthread_mutex_lock(&c->wake_lock);
     __atomic_store_n(&c->stopping, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&c->wake);
     pthread_mutex_unlock(&c->wake_lock);
-    pthread_join(c->deliverer, NULL);
-    c->deliverer_running = 0;
+    for (int i = 0; i < c->deliverers_running; i++)
+        pthread_join(c->deliverers[i], NULL);
+    c->deliverers_running = 0;
     pthread_mutex_destroy(&c->wake_lock);
     pthread_cond_destroy(&c->wake);
 }

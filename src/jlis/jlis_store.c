@@ -176,22 +176,31 @@ done:
     return rc;
 }
 
+typedef struct relay_args {
+    const char *agency, *acquisition_no, *line;
+    long long at_ms;
+} relay_args;
+
+static rk_rc log_relay_in_tx(rk_db *db, void *arg)
+{
+    relay_args *r = arg;
+    sqlite3_stmt *st = rk_db_stmt(db, "INSERT INTO relays(agency, acquisition_no, line, at_ms) VALUES (?,?,?,?)");
+    if (!st)
+        return RK_ERR_STORE;
+    sqlite3_bind_text(st, 1, r->agency, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->acquisition_no, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->line, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, r->at_ms);
+    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
+    sqlite3_reset(st);
+    return rc;
+}
+
 rk_rc jlis_store_log_relay(jlis_store *s, const char *agency, const char *acquisition_no, const char *line,
                            long long at_ms)
 {
-    rk_db_lock(s->db);
-    rk_rc rc = RK_ERR_STORE;
-    sqlite3_stmt *st = rk_db_stmt(s->db, "INSERT INTO relays(agency, acquisition_no, line, at_ms) VALUES (?,?,?,?)");
-    if (st) {
-        sqlite3_bind_text(st, 1, agency, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, acquisition_no, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, line, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, at_ms);
-        rc = rk_db_step_rc(s->db, sqlite3_step(st));
-        sqlite3_reset(st);
-    }
-    rk_db_unlock(s->db);
-    return rc;
+    relay_args r = {agency, acquisition_no, line, at_ms};
+    return rk_db_write(s->db, log_relay_in_tx, &r);
 }
 
 size_t jlis_store_count(jlis_store *s)

@@ -10,10 +10,24 @@
 
 #define STMT_CACHE 64
 
+/* A write waiting for its group commit; lives on the writer's stack. */
+typedef struct write_req {
+    rk_db_write_fn fn;
+    void *arg;
+    rk_rc rc;
+    int done;
+    struct write_req *next;
+} write_req;
+
 struct rk_db {
     sqlite3 *conn;
     char path[1024];
-    pthread_mutex_t lock;
+    pthread_mutex_t lock;         /* the connection */
+    pthread_mutex_t queue_lock;   /* the writes waiting for a commit */
+    pthread_cond_t committed;
+    write_req *head, *tail;
+    int leader;                   /* a thread is committing a batch */
+    unsigned long long writes, batches;
     struct {
         const char *sql;
         sqlite3_stmt *stmt;
@@ -26,6 +40,8 @@ rk_rc rk_db_open(const char *path, const char *schema, rk_db **out)
     if (!db)
         return RK_ERR_NOMEM;
     pthread_mutex_init(&db->lock, NULL);
+    pthread_mutex_init(&db->queue_lock, NULL);
+    pthread_cond_init(&db->committed, NULL);
     snprintf(db->path, sizeof db->path, "%s", path);
     rk_rc rc = RK_OK;
     if (sqlite3_open_v2(path, &db->conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
@@ -57,6 +73,8 @@ void rk_db_close(rk_db *db)
         sqlite3_finalize(db->cache[i].stmt);
     sqlite3_close(db->conn);
     pthread_mutex_destroy(&db->lock);
+    pthread_mutex_destroy(&db->queue_lock);
+    pthread_cond_destroy(&db->committed);
     free(db);
 }
 
@@ -134,4 +152,84 @@ int rk_db_writable(rk_db *db)
     rk_db_rollback(db);
     rk_db_unlock(db);
     return ok;
+}
+
+/* ---------- group commit ---------- */
+
+static rk_rc exec_cached(rk_db *db, const char *sql)
+{
+    sqlite3_stmt *st = rk_db_stmt(db, sql);
+    if (!st)
+        return RK_ERR_STORE;
+    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* Runs one batch in one transaction; each write in its own savepoint. */
+static void run_batch(rk_db *db, write_req *batch)
+{
+    rk_db_lock(db);
+    rk_rc rc = rk_db_begin(db);
+    for (write_req *r = batch; r; r = r->next) {
+        if (rc != RK_OK) {
+            r->rc = rc;
+            continue;
+        }
+        if ((r->rc = exec_cached(db, "SAVEPOINT w")) == RK_OK) {
+            r->rc = r->fn(db, r->arg);
+            if (r->rc != RK_OK)
+                exec_cached(db, "ROLLBACK TO w");
+            exec_cached(db, "RELEASE w");
+        }
+    }
+    if (rc == RK_OK && (rc = rk_db_commit(db)) != RK_OK) {
+        rk_db_rollback(db);
+        for (write_req *r = batch; r; r = r->next)
+            r->rc = rc;
+    }
+    rk_db_unlock(db);
+}
+
+rk_rc rk_db_write(rk_db *db, rk_db_write_fn fn, void *arg)
+{
+    write_req me = {.fn = fn, .arg = arg};
+    pthread_mutex_lock(&db->queue_lock);
+    if (db->tail)
+        db->tail->next = &me;
+    else
+        db->head = &me;
+    db->tail = &me;
+    while (!me.done) {
+        if (db->leader) {
+            pthread_cond_wait(&db->committed, &db->queue_lock);
+            continue;
+        }
+        /* Lead: commit everything queued so far, this write included. */
+        db->leader = 1;
+        write_req *batch = db->head;
+        db->head = db->tail = NULL;
+        pthread_mutex_unlock(&db->queue_lock);
+        run_batch(db, batch);
+        pthread_mutex_lock(&db->queue_lock);
+        db->batches++;
+        while (batch) {
+            write_req *next = batch->next; /* a done request may leave at once */
+            db->writes++;
+            batch->done = 1;
+            batch = next;
+        }
+        db->leader = 0;
+        pthread_cond_broadcast(&db->committed);
+    }
+    pthread_mutex_unlock(&db->queue_lock);
+    return me.rc;
+}
+
+void rk_db_write_stats(rk_db *db, unsigned long long *writes, unsigned long long *batches)
+{
+    pthread_mutex_lock(&db->queue_lock);
+    *writes = db->writes;
+    *batches = db->batches;
+    pthread_mutex_unlock(&db->queue_lock);
 }

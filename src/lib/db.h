@@ -22,6 +22,16 @@ void rk_db_close(rk_db *db);
 void rk_db_lock(rk_db *db);
 void rk_db_unlock(rk_db *db);
 
+/* Group commit: runs fn(db, arg) inside a write transaction that it may
+ * share with other threads' writes, and returns once that transaction is
+ * committed — on disk — with fn's result. fn must not take the lock or
+ * begin/commit itself; a failing fn is rolled back alone (a savepoint), the
+ * others commit. One fsync then serves every write of the batch. */
+typedef rk_rc (*rk_db_write_fn)(rk_db *db, void *arg);
+rk_rc rk_db_write(rk_db *db, rk_db_write_fn fn, void *arg);
+/* Writes and commits so far, for /metrics: batches <= writes. */
+void rk_db_write_stats(rk_db *db, unsigned long long *writes, unsigned long long *batches);
+
 /* With the lock held. */
 rk_rc rk_db_begin(rk_db *db);      /* BEGIN IMMEDIATE */
 rk_rc rk_db_commit(rk_db *db);

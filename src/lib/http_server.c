@@ -1,6 +1,8 @@
 #include "http_server.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -230,6 +232,11 @@ static const rk_peer_node *connection_peer(rk_server *srv, struct evhttp_request
     const rk_peer_node *peer = SSL_get_ex_data(ssl, ssl_peer_index);
     if (peer)
         return peer;
+    /* First request on this connection: answers go out at once (no Nagle
+     * delay waiting for the peer's delayed ACK). */
+    int one = 1, fd = (int)bufferevent_getfd(bev);
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     X509 *cert = SSL_get0_peer_certificate(ssl);
     char fp[RK_FINGERPRINT_LEN];
     if (!cert || SSL_get_verify_result(ssl) != X509_V_OK || rk_pki_fingerprint(cert, fp) != RK_OK)

@@ -130,23 +130,30 @@ static rk_rc keep_answer(rk_db *db, const char *key, const char *side, const cha
     return rc;
 }
 
+typedef struct settle_args {
+    const rk_record *r;
+    const char *key, *request_hash, *body;
+    int status;
+    rk_rc (*extra)(rk_db *db, void *arg);
+    void *arg;
+} settle_args;
+
+static rk_rc settle_in_tx(rk_db *db, void *arg)
+{
+    settle_args *a = arg;
+    rk_rc rc = a->r ? rk_record_append(db, a->r) : RK_OK;
+    if (rc == RK_OK)
+        rc = keep_answer(db, a->key, a->r ? a->r->side : "answer", a->request_hash, a->status, a->body);
+    if (rc == RK_OK && a->extra)
+        rc = a->extra(db, a->arg);
+    return rc;
+}
+
 rk_rc rk_settle(rk_db *db, const rk_record *r, const char *key, const char *request_hash, int status,
                 const char *body, rk_rc (*extra)(rk_db *db, void *arg), void *arg)
 {
-    rk_db_lock(db);
-    rk_rc rc = rk_db_begin(db);
-    if (rc == RK_OK && r)
-        rc = rk_record_append(db, r);
-    if (rc == RK_OK)
-        rc = keep_answer(db, key, r ? r->side : "answer", request_hash, status, body);
-    if (rc == RK_OK && extra)
-        rc = extra(db, arg);
-    if (rc == RK_OK)
-        rc = rk_db_commit(db);
-    if (rc != RK_OK)
-        rk_db_rollback(db);
-    rk_db_unlock(db);
-    return rc;
+    settle_args a = {r, key, request_hash, body, status, extra, arg};
+    return rk_db_write(db, settle_in_tx, &a);
 }
 
 void rk_record_from_row(sqlite3_stmt *q, int col, rk_record *r)

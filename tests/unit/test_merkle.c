@@ -98,7 +98,14 @@ static void flip(rk_hash h, unsigned bit)
     h[(bit / 8) % 32] ^= (uint8_t)(1u << (bit % 8));
 }
 
-static size_t split_of(size_t n);
+/* The largest power of two smaller than n (n >= 2). */
+static size_t split_of(size_t n)
+{
+    size_t k = 1;
+    while (2 * k < n)
+        k *= 2;
+    return k;
+}
 
 /* An independent MTH straight from the RFC's recursive definition, hashing
  * with one-shot EVP_Digest over concatenated buffers. */
@@ -139,14 +146,6 @@ static void path_shape(size_t m, size_t n, char *out)
         }
     }
     *out = '\0';
-}
-
-static size_t split_of(size_t n)
-{
-    size_t k = 1;
-    while (2 * k < n)
-        k *= 2;
-    return k;
 }
 
 /* The same for PROOF(m, D[n]), 0 < m <= n; 'S' marks the subtree hash that
@@ -247,6 +246,35 @@ static void roots_match_reference_and_frontier(void **state)
         if (n < FRONTIER_N)
             rk_merkle_frontier_append(&f, leaves[n]);
     }
+}
+
+static void frontier_full(void **state)
+{
+    rk_merkle_frontier f, before;
+    rk_merkle_frontier_init(&f);
+    for (unsigned i = 0; i < 64; i++)
+        memcpy(f.nodes[i], leaves[i], 32);
+    f.size = UINT64_MAX;
+    before = f;
+    rk_merkle_frontier_append(&f, leaves[99]); /* ignored, nothing overwritten */
+    assert_memory_equal(&f, &before, sizeof f);
+    f.size = UINT64_MAX - 1; /* bit 0 clear: stored as is */
+    rk_merkle_frontier_append(&f, leaves[99]);
+    assert_true(f.size == UINT64_MAX);
+    assert_memory_equal(f.nodes[0], leaves[99], 32);
+    assert_memory_equal(f.nodes[1], before.nodes[1], 32);
+
+    rk_hash carry, root;
+    f = before;
+    f.size = (UINT64_C(1) << 63) - 1; /* bits 0..62: 63 carries into nodes[63] */
+    memcpy(carry, leaves[99], 32);
+    for (unsigned i = 0; i < 63; i++)
+        rk_merkle_node_hash(before.nodes[i], carry, carry);
+    rk_merkle_frontier_append(&f, leaves[99]);
+    assert_true(f.size == UINT64_C(1) << 63);
+    assert_memory_equal(f.nodes[63], carry, 32);
+    rk_merkle_frontier_root(&f, root);
+    assert_memory_equal(root, carry, 32);
 }
 
 /* A proof checked against sizes n2 != n: RFC 9162 binds the proof to the
@@ -502,6 +530,7 @@ int main(void)
         cmocka_unit_test(known_leaf_hashes_and_roots),
         cmocka_unit_test(known_proofs),
         cmocka_unit_test(roots_match_reference_and_frontier),
+        cmocka_unit_test(frontier_full),
         cmocka_unit_test(inclusion_every_leaf),
         cmocka_unit_test(consistency_every_pair),
         cmocka_unit_test(consistency_from_empty),
