@@ -42,7 +42,6 @@ static rk_rc run(rk_node *node)
         rk_error("the registry lacks J-LIS or the gateway of %s", node->self->agency);
         return RK_ERR_CONFIG;
     }
-    rk_server *srv = NULL;
     rk_rc rc = agency_store_open(node->cfg.db, node->cfg.id, &a.store);
     if (rc != RK_OK)
         goto done;
@@ -50,19 +49,11 @@ static rk_rc run(rk_node *node)
         (rc = rk_records_log_start(node, agency_store_db(a.store), node->cfg.head_interval_ms, &a.log)) != RK_OK ||
         (rc = rk_node_clock_start(node)) != RK_OK)
         goto done;
-    rk_server_config sc;
-    rk_node_server_config(node, &sc);
-    sc.routes = routes;
-    sc.n_routes = sizeof routes / sizeof routes[0];
-    sc.app = &a;
-    sc.health = health;
-    if ((rc = rk_server_new(&sc, &srv)) != RK_OK || (rc = rk_node_listen(node, srv)) != RK_OK)
-        goto done;
-    rc = rk_server_run(srv);
+    rk_server_config sc = {.routes = routes, .n_routes = sizeof routes / sizeof routes[0], .app = &a,
+                           .health = health};
+    rc = rk_node_serve(node, &sc);
 done:
-    rk_node_clock_stop(node);
-    rk_node_incidents_stop(node);
-    rk_server_free(srv);
+    rk_node_stop_services(node);
     rk_records_log_stop(a.log);
     agency_store_close(a.store);
     return rc;

@@ -121,7 +121,6 @@ static rk_rc check_agency_numbers(const rk_registry *reg)
 static rk_rc run(rk_node *node)
 {
     core c = {.node = node};
-    rk_server *srv = NULL;
     rk_rc rc = RK_ERR_CONFIG;
     if ((rc = check_agency_numbers(node->registry)) != RK_OK)
         goto done;
@@ -147,24 +146,15 @@ static rk_rc run(rk_node *node)
     if ((rc = rk_node_incidents_start(node, core_store_db(c.store))) != RK_OK ||
         (rc = rk_records_log_start(node, core_store_db(c.store), node->cfg.head_interval_ms, &c.log)) != RK_OK)
         goto done;
-    rk_server_config sc;
-    rk_node_server_config(node, &sc);
-    sc.routes = routes;
-    sc.n_routes = sizeof routes / sizeof routes[0];
-    sc.app = &c;
-    sc.health = health;
-    sc.metrics = metrics;
-    sc.on_reload = on_reload;
-    if ((rc = rk_server_new(&sc, &srv)) != RK_OK || (rc = rk_node_listen(node, srv)) != RK_OK)
-        goto done;
     if ((rc = core_notices_start(&c)) != RK_OK)
         goto done;
-    rc = rk_server_run(srv);
+    rk_server_config sc = {.routes = routes, .n_routes = sizeof routes / sizeof routes[0], .app = &c,
+                           .health = health, .metrics = metrics, .on_reload = on_reload};
+    rc = rk_node_serve(node, &sc);
 done:
     core_notices_stop(&c);
-    rk_server_free(srv);
     rk_records_log_stop(c.log);
-    rk_node_incidents_stop(node);
+    rk_node_stop_services(node);
     core_store_close(c.store);
     rk_codec_free(c.codec);
     rk_permissions_free(c.perms);

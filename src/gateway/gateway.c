@@ -91,7 +91,6 @@ static void metrics(void *app, struct evbuffer *out)
 static rk_rc run(rk_node *node)
 {
     gateway g = {.node = node};
-    rk_server *srv = NULL;
     rk_rc rc = RK_ERR_CONFIG;
     g.core = rk_registry_find(node->registry, RK_ROLE_CORE, NULL);
     g.agency = rk_registry_find(node->registry, RK_ROLE_AGENCY, node->self->agency);
@@ -103,19 +102,11 @@ static rk_rc run(rk_node *node)
     if ((rc = rk_db_open(node->cfg.db, NULL, &g.db)) != RK_OK ||
         (rc = rk_node_incidents_start(node, g.db)) != RK_OK || (rc = rk_node_clock_start(node)) != RK_OK)
         goto done;
-    rk_server_config sc;
-    rk_node_server_config(node, &sc);
-    sc.routes = routes;
-    sc.n_routes = sizeof routes / sizeof routes[0];
-    sc.app = &g;
-    sc.health = health;
-    sc.metrics = metrics;
-    if ((rc = rk_server_new(&sc, &srv)) == RK_OK && (rc = rk_node_listen(node, srv)) == RK_OK)
-        rc = rk_server_run(srv);
+    rk_server_config sc = {.routes = routes, .n_routes = sizeof routes / sizeof routes[0], .app = &g,
+                           .health = health, .metrics = metrics};
+    rc = rk_node_serve(node, &sc);
 done:
-    rk_node_clock_stop(node);
-    rk_node_incidents_stop(node);
-    rk_server_free(srv);
+    rk_node_stop_services(node);
     rk_db_close(g.db);
     rk_watch_free(g.unreachable);
     return rc;

@@ -122,7 +122,6 @@ static rk_rc run(rk_node *node)
     jlis j = {.node = node, .core = rk_registry_find(node->registry, RK_ROLE_CORE, NULL)};
     char err[512] = "";
     size_t imported = 0;
-    rk_server *srv = NULL;
     rk_rc rc = RK_ERR_CONFIG;
     if (!j.core) {
         rk_error("no core in the registry");
@@ -140,19 +139,11 @@ static rk_rc run(rk_node *node)
     if ((rc = rk_node_incidents_start(node, jlis_store_db(j.store))) != RK_OK ||
         (rc = rk_node_clock_start(node)) != RK_OK)
         goto done;
-    rk_server_config sc;
-    rk_node_server_config(node, &sc);
-    sc.routes = routes;
-    sc.n_routes = sizeof routes / sizeof routes[0];
-    sc.app = &j;
-    sc.health = health;
-    if ((rc = rk_server_new(&sc, &srv)) != RK_OK || (rc = rk_node_listen(node, srv)) != RK_OK)
-        goto done;
-    rc = rk_server_run(srv);
+    rk_server_config sc = {.routes = routes, .n_routes = sizeof routes / sizeof routes[0], .app = &j,
+                           .health = health};
+    rc = rk_node_serve(node, &sc);
 done:
-    rk_node_clock_stop(node);
-    rk_node_incidents_stop(node);
-    rk_server_free(srv);
+    rk_node_stop_services(node);
     rk_watch_free(j.line_down);
     jlis_store_close(j.store);
     return rc;

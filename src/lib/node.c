@@ -77,9 +77,8 @@ void rk_node_close(rk_node *node)
 
 static void on_server_incident(void *ctx, const char *kind, const char *summary);
 
-void rk_node_server_config(const rk_node *node, rk_server_config *sc)
+static void node_server_config(const rk_node *node, rk_server_config *sc)
 {
-    memset(sc, 0, sizeof *sc);
     sc->cert = node->cert;
     sc->key = node->key;
     sc->ca_path = node->cfg.ca;
@@ -93,6 +92,26 @@ void rk_node_server_config(const rk_node *node, rk_server_config *sc)
     sc->incident_ctx = (void *)node;
     sc->refusal_threshold = node->cfg.refusal_threshold;
     sc->refusal_window_ms = node->cfg.refusal_window_ms;
+}
+
+rk_rc rk_node_serve(rk_node *node, const rk_server_config *role)
+{
+    rk_server_config sc = *role;
+    node_server_config(node, &sc);
+    rk_server *srv = NULL;
+    rk_rc rc = rk_server_new(&sc, &srv);
+    if (rc == RK_OK)
+        rc = rk_node_listen(node, srv);
+    if (rc == RK_OK)
+        rc = rk_server_run(srv);
+    rk_server_free(srv);
+    return rc;
+}
+
+void rk_node_stop_services(rk_node *node)
+{
+    rk_node_clock_stop(node);
+    rk_node_incidents_stop(node);
 }
 
 rk_rc rk_node_listen(const rk_node *node, rk_server *srv)

@@ -41,8 +41,13 @@ typedef struct rk_node {
 rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *err, size_t errlen);
 void rk_node_close(rk_node *node);
 
-/* Fills a server config with the node's identity and limits. */
-void rk_node_server_config(const rk_node *node, rk_server_config *sc);
+/* Runs the node's server until SIGINT/SIGTERM: the role gives its routes,
+ * app and callbacks in `role`; identity, limits and incident hooks are the
+ * node's. Listens where rk_node_listen says. */
+rk_rc rk_node_serve(rk_node *node, const rk_server_config *role);
+/* Stops the node's own threads (clock watcher, incident reporter); call
+ * before closing the store they use. Safe to call more than once. */
+void rk_node_stop_services(rk_node *node);
 
 /* Listens where the config says, else on the registry's url and backup_url
  * (the core's two lines, 第7-1(7)). */
