@@ -12,6 +12,8 @@ static const rk_route routes[] = {
     {"POST", "/v1/persons", RK_ROLE_SYSTEM, 1, agency_post_person},
     {"GET", "/v1/persons/*", RK_ROLE_SYSTEM, 1, agency_get_person},
     {"POST", "/v1/code-notices", RK_ROLE_GATEWAY, 1, agency_post_code_notice},
+    {"POST", "/v1/persons/batch", RK_ROLE_SYSTEM, 1, agency_post_persons_batch},
+    {"POST", "/v1/code-notices/batch", RK_ROLE_GATEWAY, 1, agency_post_code_notices_batch},
     {"PUT", "/v1/data/*", RK_ROLE_SYSTEM, 1, agency_put_data},
     {"POST", "/v1/queries", RK_ROLE_SYSTEM, 1, agency_post_query},
     {"POST", "/v1/provisions", RK_ROLE_GATEWAY, 1, agency_post_provision},

@@ -19,6 +19,9 @@ typedef struct agency {
 void agency_post_person(void *app, const rk_request *req, rk_response *resp);
 void agency_get_person(void *app, const rk_request *req, rk_response *resp);
 void agency_post_code_notice(void *app, const rk_request *req, rk_response *resp);
+/* Bulk forms (at most RK_BATCH_MAX entries, one commit). */
+void agency_post_persons_batch(void *app, const rk_request *req, rk_response *resp);
+void agency_post_code_notices_batch(void *app, const rk_request *req, rk_response *resp);
 
 /* provision.c and queries.c: request and provision (DESIGN §2.2). */
 void agency_put_data(void *app, const rk_request *req, rk_response *resp);

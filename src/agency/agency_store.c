@@ -107,6 +107,29 @@ rk_rc agency_store_add_pending(agency_store *s, const char *person, const char *
     return rk_db_write(s->db, add_pending_in_tx, &p);
 }
 
+typedef struct pending_many {
+    agency_pending *items;
+    size_t n;
+    int64_t now_ms;
+} pending_many;
+
+static rk_rc add_pending_many_in_tx(rk_db *db, void *arg)
+{
+    pending_many *m = arg;
+    for (size_t i = 0; i < m->n; i++) {
+        agency_pending *it = &m->items[i];
+        pending_args p = {it->person, it->acquisition_no, it->check_code, m->now_ms, it->status};
+        it->rc = add_pending_in_tx(db, &p);
+    }
+    return RK_OK;
+}
+
+rk_rc agency_store_add_pending_many(agency_store *s, agency_pending *items, size_t n, int64_t now_ms)
+{
+    pending_many m = {items, n, now_ms};
+    return rk_db_write(s->db, add_pending_many_in_tx, &m);
+}
+
 rk_rc agency_store_drop_pending(agency_store *s, const char *person, const char *acquisition_no)
 {
     rk_db_lock(s->db);
@@ -226,6 +249,36 @@ rk_rc agency_store_apply_notice(agency_store *s, const char *acquisition_no, con
 {
     notice_args n = {s, acquisition_no, code, check_code, now_ms, outcome};
     return rk_db_write(s->db, apply_notice_in_tx, &n);
+}
+
+typedef struct notices_many {
+    agency_store *s;
+    agency_notice *items;
+    size_t n;
+    int64_t now_ms;
+} notices_many;
+
+static rk_rc notice_item(rk_db *db, void *arg)
+{
+    notice_args *n = arg;
+    return settle_notice(n->s, n->acquisition_no, n->code, n->check_code, n->now_ms, n->outcome);
+}
+
+static rk_rc apply_notices_in_tx(rk_db *db, void *arg)
+{
+    notices_many *m = arg;
+    for (size_t i = 0; i < m->n; i++) {
+        agency_notice *it = &m->items[i];
+        notice_args n = {m->s, it->acquisition_no, it->code, it->check_code, m->now_ms, &it->outcome};
+        it->rc = rk_db_item(db, notice_item, &n);
+    }
+    return RK_OK;
+}
+
+rk_rc agency_store_apply_notices(agency_store *s, agency_notice *items, size_t n, int64_t now_ms)
+{
+    notices_many m = {s, items, n, now_ms};
+    return rk_db_write(s->db, apply_notices_in_tx, &m);
 }
 
 rk_rc agency_store_code_of(agency_store *s, const char *person, char *code, size_t codelen)

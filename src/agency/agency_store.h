@@ -28,6 +28,16 @@ void agency_store_close(agency_store *s);
  * already pending or linked: RK_ERR_EXISTS and its status in `status`. */
 rk_rc agency_store_add_pending(agency_store *s, const char *person, const char *acquisition_no, int check_code,
                                int64_t now_ms, char status[AGENCY_STATUS_MAX]);
+/* The same for a batch, in one commit; each item gets its own rc (RK_OK,
+ * RK_ERR_EXISTS with its status, or an error). */
+typedef struct agency_pending {
+    const char *person, *acquisition_no;
+    int check_code;
+    char status[AGENCY_STATUS_MAX];
+    rk_rc rc;
+} agency_pending;
+rk_rc agency_store_add_pending_many(agency_store *s, agency_pending *items, size_t n, int64_t now_ms);
+
 /* Removes a pending acquisition that J-LIS refused or never took. */
 rk_rc agency_store_drop_pending(agency_store *s, const char *person, const char *acquisition_no);
 /* RK_ERR_NOT_FOUND for an unknown person. */
@@ -38,6 +48,15 @@ rk_rc agency_store_person_status(agency_store *s, const char *person, char statu
  * a check_code_mismatch incident. */
 rk_rc agency_store_apply_notice(agency_store *s, const char *acquisition_no, const char *code, int check_code,
                                 int64_t now_ms, agency_notice_outcome *outcome);
+
+/* The same for a batch of notices, in one commit. */
+typedef struct agency_notice {
+    const char *acquisition_no, *code;
+    int check_code;
+    agency_notice_outcome outcome;
+    rk_rc rc;
+} agency_notice;
+rk_rc agency_store_apply_notices(agency_store *s, agency_notice *items, size_t n, int64_t now_ms);
 
 /* The code of a linked person: RK_ERR_NOT_FOUND when unknown or not linked. */
 rk_rc agency_store_code_of(agency_store *s, const char *person, char *code, size_t codelen);

@@ -141,3 +141,171 @@ void agency_post_code_notice(void *app, const rk_request *req, rk_response *resp
         rk_reply_error(resp, 404, "unknown_acquisition", "no pending acquisition has this number");
     }
 }
+
+/* ---------- bulk enrolment ---------- */
+
+/* POST /v1/persons/batch {"persons":[{"person","my_number"},…]} — the
+ * same as POST /v1/persons for up to RK_BATCH_MAX persons, in one commit
+ * here and one call to J-LIS. Each person gets its own answer, in order. */
+typedef struct batch_item {
+    const char *person, *my_number;
+    char acquisition_no[2 * ACQUISITION_BYTES + 1];
+    agency_pending *pending; /* its pending row, when the entry is valid */
+    json_t *result;          /* the person's answer once known */
+} batch_item;
+
+static json_t *item_error(const char *person, const char *code, const char *message)
+{
+    return json_pack("{s:s?,s:{s:s,s:s}}", "person", person, "error", "code", code, "message", message);
+}
+
+/* Validates each entry; valid ones get an acquisition number. */
+static size_t read_batch(json_t *list, batch_item *items, agency_pending *pending)
+{
+    size_t n = json_array_size(list), valid = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(list, i);
+        batch_item *it = &items[i];
+        it->person = json_string_value(json_object_get(e, "person"));
+        it->my_number = json_string_value(json_object_get(e, "my_number"));
+        int check = it->my_number ? rk_mynumber_check_code(it->my_number) : -1;
+        uint8_t raw[ACQUISITION_BYTES];
+        if (!it->person || !agency_person_id_valid(it->person))
+            it->result = item_error(it->person, "invalid_field", "person must be 1 to 64 characters of [A-Za-z0-9._-]");
+        else if (check < 0)
+            it->result = item_error(it->person, "invalid_my_number", "not a valid My Number");
+        else if (rk_random(raw, sizeof raw) != RK_OK)
+            it->result = item_error(it->person, "internal", "no randomness");
+        if (it->result)
+            continue;
+        rk_hex(raw, sizeof raw, it->acquisition_no);
+        it->pending = &pending[valid++];
+        *it->pending = (agency_pending){.person = it->person, .acquisition_no = it->acquisition_no,
+                                        .check_code = check};
+    }
+    return valid;
+}
+
+/* The answer of an entry whose pending row was not newly stored. */
+static json_t *settled_without_jlis(const batch_item *it)
+{
+    if (it->pending->rc == RK_ERR_EXISTS) /* the first answer again */
+        return json_pack("{s:s,s:s}", "person", it->person, "status", it->pending->status);
+    return item_error(it->person, "store_error", "the person could not be stored; retry");
+}
+
+/* One J-LIS call for the new acquisitions; J-LIS answers in order. */
+static void ask_jlis_batch(agency *a, batch_item *items, size_t n)
+{
+    json_t *reqs = json_array();
+    for (size_t i = 0; i < n; i++) {
+        batch_item *it = &items[i];
+        if (!it->result && it->pending->rc != RK_OK)
+            it->result = settled_without_jlis(it);
+        if (!it->result)
+            json_array_append_new(reqs, json_pack("{s:s,s:s}", "acquisition_no", it->acquisition_no, "my_number",
+                                                  it->my_number));
+    }
+    json_t *msg = json_pack("{s:o}", "requests", reqs);
+    char *body = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    rk_http_result res = {0};
+    rk_rc rc = body ? rk_node_post(a->node, a->jlis, "/v1/code-requests/batch", body, &res, NULL) : RK_ERR_NOMEM;
+    if (body) {
+        rk_wipe(body, strlen(body)); /* it held My Numbers */
+        free(body);
+    }
+    json_t *answer = rc == RK_OK && res.status == 200 && res.body ? json_loads(res.body, 0, NULL) : NULL;
+    json_t *results = json_object_get(answer, "results");
+    size_t r = 0;
+    for (size_t i = 0; i < n; i++) {
+        batch_item *it = &items[i];
+        if (it->result)
+            continue;
+        json_t *one = json_array_get(results, r++);
+        json_t *err = json_object_get(one, "error");
+        if (one && !err) {
+            it->result = json_pack("{s:s,s:s}", "person", it->person, "status", "pending");
+            continue;
+        }
+        const char *code = err ? json_string_value(json_object_get(err, "code")) : "jlis_unavailable";
+        agency_store_drop_pending(a->store, it->person, it->acquisition_no);
+        it->result = item_error(it->person, code ? code : "jlis_refused", "J-LIS did not take this request");
+    }
+    json_decref(answer);
+    rk_http_result_clear(&res);
+}
+
+void agency_post_persons_batch(void *app, const rk_request *req, rk_response *resp)
+{
+    agency *a = app;
+    json_t *list = json_object_get(req->json, "persons");
+    size_t n = json_array_size(list);
+    if (!json_is_array(list) || n == 0 || n > RK_BATCH_MAX) {
+        rk_reply_error(resp, 400, "invalid_field", "field \"persons\" must be an array of 1 to %d entries", RK_BATCH_MAX);
+        return;
+    }
+    batch_item *items = calloc(n, sizeof *items);
+    agency_pending *pending = calloc(n, sizeof *pending);
+    json_t *results = json_array();
+    if (!items || !pending || !results) {
+        rk_reply_error(resp, 500, "internal", "out of memory");
+        goto done;
+    }
+    size_t np = read_batch(list, items, pending);
+    if (np && agency_store_add_pending_many(a->store, pending, np, rk_now_ms()) != RK_OK) {
+        rk_reply_error(resp, 500, "store_error", "the persons could not be stored; retry");
+        goto done;
+    }
+    if (np)
+        ask_jlis_batch(a, items, n);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(results, items[i].result ? items[i].result : item_error(items[i].person, "internal", "?"));
+    rk_reply_json(resp, 202, json_pack("{s:O}", "results", results));
+done:
+    json_decref(results);
+    free(items);
+    free(pending);
+}
+
+/* POST /v1/code-notices/batch {"notices":[{"acquisition_no","code","check_code"},…]}
+ * from this agency's gateway: each notice as POST /v1/code-notices, in one commit. */
+void agency_post_code_notices_batch(void *app, const rk_request *req, rk_response *resp)
+{
+    agency *a = app;
+    json_t *list = json_object_get(req->json, "notices");
+    size_t n = json_array_size(list);
+    if (!json_is_array(list) || n == 0 || n > RK_BATCH_MAX) {
+        rk_reply_error(resp, 400, "invalid_field", "field \"notices\" must be an array of 1 to %d entries", RK_BATCH_MAX);
+        return;
+    }
+    agency_notice *items = calloc(n, sizeof *items);
+    if (!items) {
+        rk_reply_error(resp, 500, "internal", "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(list, i);
+        json_t *check = json_object_get(e, "check_code");
+        items[i].acquisition_no = json_string_value(json_object_get(e, "acquisition_no"));
+        items[i].code = json_string_value(json_object_get(e, "code"));
+        items[i].check_code = json_is_integer(check) ? (int)json_integer_value(check) : -1;
+        if (!items[i].acquisition_no || !items[i].code || strlen(items[i].code) > 47)
+            items[i].acquisition_no = NULL; /* answered invalid below */
+    }
+    rk_rc rc = agency_store_apply_notices(a->store, items, n, rk_now_ms());
+    json_t *results = json_array();
+    for (size_t i = 0; i < n && rc == RK_OK; i++) {
+        const agency_notice *it = &items[i];
+        const char *status = it->rc != RK_OK ? "store_error" : it->outcome == NOTICE_LINKED ? "linked"
+                           : it->outcome == NOTICE_MISMATCH ? "check_code_mismatch"
+                           : it->outcome == NOTICE_DUPLICATE ? "code_already_linked" : "unknown_acquisition";
+        json_array_append_new(results, json_pack("{s:s?,s:s}", "acquisition_no", it->acquisition_no, "status", status));
+    }
+    if (rc != RK_OK)
+        rk_reply_error(resp, 500, "store_error", "the notices could not be stored; retry");
+    else
+        rk_reply_json(resp, 200, json_pack("{s:O}", "results", results));
+    json_decref(results);
+    free(items);
+}

@@ -44,6 +44,7 @@ static rk_rc load_codec(const char *path, rk_codec **out)
 
 static const rk_route routes[] = {
     {"POST", "/v1/codes", RK_ROLE_JLIS, 0, core_handle_codes},
+    {"POST", "/v1/codes/batch", RK_ROLE_JLIS, 0, core_handle_codes_batch},
     {"POST", "/v1/exchanges", RK_ROLE_GATEWAY, 0, core_handle_exchange},
     {"POST", "/v1/deletion-requests", RK_ROLE_GATEWAY, 0, core_handle_deletion_request},
     {"GET", "/v1/records", RK_ROLE_OPERATOR, 0, core_handle_records},

@@ -44,6 +44,7 @@ void core_notices_stop(core *c);
 
 /* codes handler (code acquisition from J-LIS). */
 void core_handle_codes(void *app, const rk_request *req, rk_response *resp);
+void core_handle_codes_batch(void *app, const rk_request *req, rk_response *resp);
 
 /* exchanges.c: request → permission check → provision (DESIGN §2.2). */
 void core_handle_exchange(void *app, const rk_request *req, rk_response *resp);

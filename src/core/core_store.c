@@ -176,6 +176,30 @@ rk_rc core_store_acquire(core_store *s, const core_acquisition *a, int64_t now_m
     return rk_db_write(s->db, acquire_in_tx, &x);
 }
 
+typedef struct acquire_many {
+    core_acquisition_item *items;
+    size_t n;
+    int64_t now_ms;
+} acquire_many;
+
+static rk_rc acquire_many_in_tx(rk_db *db, void *arg)
+{
+    acquire_many *m = arg;
+    for (size_t i = 0; i < m->n; i++) {
+        core_acquisition_item *it = &m->items[i];
+        it->duplicate = 0;
+        acquire_args x = {&it->a, m->now_ms, &it->serial, &it->duplicate};
+        it->rc = rk_db_item(db, acquire_in_tx, &x);
+    }
+    return RK_OK;
+}
+
+rk_rc core_store_acquire_many(core_store *s, core_acquisition_item *items, size_t n, int64_t now_ms)
+{
+    acquire_many m = {items, n, now_ms};
+    return rk_db_write(s->db, acquire_many_in_tx, &m);
+}
+
 int core_store_issued(core_store *s, const char *agency, uint64_t serial)
 {
     rk_db_lock(s->db);
@@ -299,3 +323,32 @@ int core_store_writable(core_store *s)
 {
     return rk_db_writable(s->db);
 }
+
+typedef struct settle_many {
+    const core_notice_result *r;
+    size_t n;
+    int64_t now_ms;
+} settle_many;
+
+static rk_rc settle_many_in_tx(rk_db *db, void *arg)
+{
+    settle_many *m = arg;
+    rk_rc rc = RK_OK;
+    for (size_t i = 0; i < m->n && rc == RK_OK; i++) {
+        const core_notice_result *r = &m->r[i];
+        notice_update u = r->outcome
+            ? (notice_update){"UPDATE outbox SET done_ms = ?1, outcome = ?2, attempts = attempts + 1 WHERE id = ?3",
+                              r->id, m->now_ms, r->outcome}
+            : (notice_update){"UPDATE outbox SET next_ms = ?1, attempts = attempts + 1 WHERE id = ?3",
+                              r->id, r->next_ms, NULL};
+        rc = update_in_tx(db, &u);
+    }
+    return rc;
+}
+
+rk_rc core_store_notices_settle(core_store *s, const core_notice_result *r, size_t n, int64_t now_ms)
+{
+    settle_many m = {r, n, now_ms};
+    return rk_db_write(s->db, settle_many_in_tx, &m);
+}
+

@@ -43,6 +43,24 @@ void core_store_close(core_store *s);
 rk_rc core_store_acquire(core_store *s, const core_acquisition *a, int64_t now_ms, uint64_t *serial,
                          int *duplicate);
 
+/* The same for a batch, in one commit; each item gets its own rc. */
+typedef struct core_acquisition_item {
+    core_acquisition a;
+    uint64_t serial;
+    int duplicate;
+    rk_rc rc;
+} core_acquisition_item;
+rk_rc core_store_acquire_many(core_store *s, core_acquisition_item *items, size_t n, int64_t now_ms);
+
+/* Several notices settled in one commit: done (outcome set) or retried. */
+typedef struct core_notice_result {
+    int64_t id;
+    const char *outcome;   /* NULL: retry at next_ms */
+    int attempts;
+    int64_t next_ms;
+} core_notice_result;
+rk_rc core_store_notices_settle(core_store *s, const core_notice_result *r, size_t n, int64_t now_ms);
+
 /* True when a code for this person was issued to this agency. */
 int core_store_issued(core_store *s, const char *agency, uint64_t serial);
 

@@ -13,7 +13,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
-#define BATCH 64
+#define BATCH 500
 
 static int64_t backoff_ms(const core *c, int attempts)
 {
@@ -27,61 +27,76 @@ static int64_t backoff_ms(const core *c, int attempts)
     return d + (int64_t)(jitter % (d / 4 + 1)); /* spread retries after an outage */
 }
 
-/* The agency's answer decides: linked, or a refusal that a retry cannot
- * change (a check-code mismatch, a code already linked, an acquisition it
- * does not know, a malformed notice); NULL means try again later. */
-static const char *final_outcome(const rk_http_result *res, char *buf, size_t buflen)
+/* Outcome of one notice from its entry in a batch answer. */
+static const char *batch_outcome(json_t *one)
 {
-    if (res->status == 200)
-        return "linked";
-    if (res->status != 400 && res->status != 403 && res->status != 404 && res->status != 409)
-        return NULL;
-    json_t *body = res->body ? json_loads(res->body, 0, NULL) : NULL;
-    const char *code = json_string_value(json_object_get(json_object_get(body, "error"), "code"));
-    /* A 404 from a gateway without the route is a misconfiguration, not an answer. */
-    int final = code && (res->status != 404 || strcmp(code, "unknown_acquisition") == 0);
-    if (final)
-        snprintf(buf, buflen, "%s", code);
-    json_decref(body);
-    return final ? buf : NULL;
+    /* The agency's answers that a retry cannot change end the notice. */
+    static const char *const final[] = {"linked", "check_code_mismatch", "code_already_linked",
+                                        "unknown_acquisition"};
+    const char *status = json_string_value(json_object_get(one, "status"));
+    for (size_t i = 0; status && i < sizeof final / sizeof final[0]; i++)
+        if (strcmp(status, final[i]) == 0)
+            return final[i];
+    return NULL; /* try again */
 }
 
-static void deliver(core *c, const core_notice *n)
+/* Delivers the notices [from, to) of one agency in one call through its
+ * gateway, then settles them all in one commit. */
+static void deliver_group(core *c, core_notice *n, size_t count, core_notice_result *out)
 {
-    const rk_peer_node *gw = rk_registry_find(c->node->registry, RK_ROLE_GATEWAY, n->agency);
+    const rk_peer_node *gw = rk_registry_find(c->node->registry, RK_ROLE_GATEWAY, n[0].agency);
+    json_t *list = json_array();
     char code[RK_CODE_TEXT_MAX];
-    int64_t now = rk_now_ms();
-    if (!gw || rk_code_derive(c->codec, n->serial, rk_agency_number(n->agency), code) != RK_OK) {
-        rk_error("notice %lld: agency %s has no gateway or no code; dropped", (long long)n->id, n->agency);
-        core_store_notice_done(c->store, n->id, "undeliverable", now);
-        return;
-    }
-    json_t *msg = json_pack("{s:s,s:s,s:i}", "acquisition_no", n->acquisition_no, "code", code, "check_code",
-                            n->check_code);
-    char *body = json_dumps(msg, JSON_COMPACT);
+    for (size_t i = 0; i < count; i++)
+        if (rk_code_derive(c->codec, n[i].serial, rk_agency_number(n[i].agency), code) == RK_OK)
+            json_array_append_new(list, json_pack("{s:s,s:s,s:i}", "acquisition_no", n[i].acquisition_no, "code",
+                                                  code, "check_code", n[i].check_code));
+    json_t *msg = json_pack("{s:o}", "notices", list);
+    char *body = gw ? json_dumps(msg, JSON_COMPACT) : NULL;
     json_decref(msg);
     rk_http_result res = {0};
-    rk_rc rc = body ? rk_node_post(c->node, gw, "/v1/code-notices", body, &res, NULL) : RK_ERR_NOMEM;
+    rk_rc rc = body ? rk_node_post(c->node, gw, "/v1/code-notices/batch", body, &res, NULL) : RK_ERR_CONFIG;
     free(body);
-    char answer[64];
-    const char *outcome = rc == RK_OK ? final_outcome(&res, answer, sizeof answer) : NULL;
-    if (outcome) {
-        if (strcmp(outcome, "linked") != 0)
-            rk_warn("notice %lld to %s closed: %s", (long long)n->id, n->agency, outcome);
-        core_store_notice_done(c->store, n->id, outcome, rk_now_ms());
-        __atomic_add_fetch(&c->notices_delivered, 1, __ATOMIC_RELAXED);
-    } else {
-        int attempts = n->attempts + 1;
-        int64_t wait = backoff_ms(c, attempts);
-        core_store_notice_retry(c->store, n->id, attempts, rk_now_ms() + wait);
+    json_t *answer = rc == RK_OK && res.status == 200 && res.body ? json_loads(res.body, 0, NULL) : NULL;
+    json_t *results = json_object_get(answer, "results");
+    int64_t now = rk_now_ms();
+    for (size_t i = 0; i < count; i++) {
+        out[i] = (core_notice_result){.id = n[i].id, .outcome = gw ? batch_outcome(json_array_get(results, i))
+                                                                    : "undeliverable"};
+        if (out[i].outcome) {
+            __atomic_add_fetch(&c->notices_delivered, 1, __ATOMIC_RELAXED);
+            continue;
+        }
+        out[i].next_ms = now + backoff_ms(c, n[i].attempts + 1);
         __atomic_add_fetch(&c->notices_failed_attempts, 1, __ATOMIC_RELAXED);
-        rk_warn("notice %lld to %s not delivered (%s, HTTP %ld); retry in %lld ms", (long long)n->id, n->agency,
-                rk_strerror(rc), res.status, (long long)wait);
-        if (rk_now_ms() - n->created_ms > c->node->cfg.unreachable_ms && rk_watch_hit(c->unreachable, n->agency, rk_now_ms()))
-            rk_node_raise(c->node, "outage", "code notices to %s undelivered for over %d ms", n->agency,
+        if (now - n[i].created_ms > c->node->cfg.unreachable_ms && rk_watch_hit(c->unreachable, n[i].agency, now))
+            rk_node_raise(c->node, "outage", "code notices to %s undelivered for over %d ms", n[i].agency,
                           c->node->cfg.unreachable_ms);
     }
+    if (!answer)
+        rk_warn("%zu notices to %s not delivered (%s, HTTP %ld); retrying with backoff", count, n[0].agency,
+                rk_strerror(rc), res.status);
+    json_decref(answer);
     rk_http_result_clear(&res);
+}
+
+static int by_agency(const void *a, const void *b)
+{
+    return strcmp(((const core_notice *)a)->agency, ((const core_notice *)b)->agency);
+}
+
+/* Delivers a lane's batch: one call and one commit per agency. */
+static void deliver_batch(core *c, core_notice *batch, size_t n, core_notice_result *results)
+{
+    qsort(batch, n, sizeof *batch, by_agency);
+    for (size_t from = 0; from < n;) {
+        size_t to = from + 1;
+        while (to < n && strcmp(batch[to].agency, batch[from].agency) == 0)
+            to++;
+        deliver_group(c, batch + from, to - from, results + from);
+        from = to;
+    }
+    core_store_notices_settle(c->store, results, n, rk_now_ms());
 }
 
 static void wait_for_work(core *c, int lane)
@@ -104,17 +119,22 @@ static void *deliverer_main(void *arg)
     struct core_lane *l = arg;
     core *c = l->c;
     core_notice *batch = calloc(BATCH, sizeof *batch);
-    if (!batch)
+    core_notice_result *results = calloc(BATCH, sizeof *results);
+    if (!batch || !results) {
+        free(batch);
+        free(results);
         return NULL;
+    }
     while (!__atomic_load_n(&c->stopping, __ATOMIC_ACQUIRE)) {
         size_t n = 0;
         core_store_due_notices(c->store, rk_now_ms(), l->index, CORE_NOTICE_LANES, batch, BATCH, &n);
-        for (size_t i = 0; i < n && !__atomic_load_n(&c->stopping, __ATOMIC_ACQUIRE); i++)
-            deliver(c, &batch[i]);
+        if (n)
+            deliver_batch(c, batch, n, results);
         if (n == 0)
             wait_for_work(c, l->index);
     }
     free(batch);
+    free(results);
     return NULL;
 }
 

@@ -66,6 +66,7 @@ static void to_core(void *app, const rk_request *req, rk_response *resp)
 
 static const rk_route routes[] = {
     {"POST", "/v1/code-notices", RK_ROLE_CORE, 0, to_agency},
+    {"POST", "/v1/code-notices/batch", RK_ROLE_CORE, 0, to_agency},
     {"POST", "/v1/provisions", RK_ROLE_CORE, 0, to_agency},
     {"POST", "/v1/exchanges", RK_ROLE_AGENCY, 1, to_core},
     {"POST", "/v1/incidents", RK_ROLE_AGENCY, 1, to_core, 1},

@@ -104,8 +104,99 @@ static void handle_code_request(void *app, const rk_request *req, rk_response *r
     relay_to_core(j, req, resp, acquisition_no, &r, rk_mynumber_check_code(my_number));
 }
 
+/* ---------- bulk relay ---------- */
+
+typedef struct relay_item {
+    const char *acquisition_no;
+    json_t *error;       /* set when refused here or by the core */
+} relay_item;
+
+/* Validates and looks up each request; the valid ones go into `codes`. */
+static void prepare_batch(jlis *j, const rk_request *req, json_t *list, relay_item *items, json_t *codes)
+{
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *e = json_array_get(list, i);
+        relay_item *it = &items[i];
+        const char *number = json_string_value(json_object_get(e, "my_number"));
+        jlis_resident r;
+        it->acquisition_no = json_string_value(json_object_get(e, "acquisition_no"));
+        rk_rc rc = RK_ERR_INVALID;
+        if (!it->acquisition_no || !acquisition_no_valid(it->acquisition_no))
+            it->error = json_pack("{s:s,s:s}", "code", "invalid_field", "message", "bad acquisition_no");
+        else if (!number || rk_mynumber_validate(number) != RK_OK)
+            it->error = json_pack("{s:s,s:s}", "code", "invalid_my_number", "message", "not a valid My Number");
+        else if ((rc = jlis_store_find(j->store, number, &r)) != RK_OK)
+            it->error = json_pack("{s:s,s:s}", "code", rc == RK_ERR_NOT_FOUND ? "unknown_person" : "store_error",
+                                  "message", rc == RK_ERR_NOT_FOUND ? "no resident has this My Number"
+                                                                    : "the registry could not be read");
+        else
+            json_array_append_new(codes, notice_for_core(req->peer->agency, it->acquisition_no, &r,
+                                                         rk_mynumber_check_code(number)));
+    }
+}
+
+/* POST /v1/code-requests/batch {"requests":[{"acquisition_no","my_number"},…]}:
+ * as /v1/code-requests for up to RK_BATCH_MAX acquisitions, relayed to the
+ * core in one call. Answers 200 with one result per request, in order. */
+static void handle_code_requests_batch(void *app, const rk_request *req, rk_response *resp)
+{
+    jlis *j = app;
+    json_t *list = json_object_get(req->json, "requests");
+    size_t n = json_array_size(list);
+    if (!json_is_array(list) || n == 0 || n > RK_BATCH_MAX) {
+        rk_reply_error(resp, 400, "invalid_field", "field \"requests\" must be an array of 1 to %d entries", RK_BATCH_MAX);
+        return;
+    }
+    relay_item *items = calloc(n, sizeof *items);
+    const char **relayed = calloc(n, sizeof *relayed);
+    json_t *codes = json_array(), *results = json_array();
+    prepare_batch(j, req, list, items, codes);
+    json_t *core_results = NULL;
+    int backup = 0;
+    if (json_array_size(codes)) {
+        json_t *msg = json_pack("{s:O}", "codes", codes);
+        char *body = json_dumps(msg, JSON_COMPACT);
+        json_decref(msg);
+        rk_http_result res = {0};
+        rk_rc rc = body ? rk_node_post(j->node, j->core, "/v1/codes/batch", body, &res, &backup) : RK_ERR_NOMEM;
+        free(body);
+        json_t *answer = rc == RK_OK && res.status == 200 && res.body ? json_loads(res.body, 0, NULL) : NULL;
+        core_results = json_incref(json_object_get(answer, "results"));
+        json_decref(answer);
+        rk_http_result_clear(&res);
+        if (backup && rk_watch_hit(j->line_down, "primary", rk_now_ms()))
+            rk_node_raise(j->node, "outage", "the core's primary line failed; J-LIS relays on the backup line");
+    }
+    size_t k = 0, n_relayed = 0;
+    for (size_t i = 0; i < n; i++) {
+        relay_item *it = &items[i];
+        json_t *one = it->error ? NULL : json_array_get(core_results, k++);
+        if (!it->error && !one)
+            it->error = json_pack("{s:s,s:s}", "code", "core_unavailable", "message", "the core did not take it; retry");
+        else if (!it->error && json_object_get(one, "error"))
+            it->error = json_incref(json_object_get(one, "error"));
+        if (it->error)
+            json_array_append_new(results, json_pack("{s:s?,s:o}", "acquisition_no", it->acquisition_no, "error", it->error));
+        else {
+            relayed[n_relayed++] = it->acquisition_no;
+            json_array_append_new(results, json_pack("{s:s,s:s}", "acquisition_no", it->acquisition_no, "status",
+                                                     "forwarded"));
+        }
+    }
+    if (n_relayed)
+        jlis_store_log_relays(j->store, req->peer->agency, relayed, n_relayed, backup ? "backup" : "primary",
+                              (long long)req->received_ms);
+    rk_reply_json(resp, 200, json_pack("{s:O}", "results", results));
+    json_decref(results);
+    json_decref(codes);
+    json_decref(core_results);
+    free(relayed);
+    free(items);
+}
+
 static const rk_route routes[] = {
     {"POST", "/v1/code-requests", RK_ROLE_AGENCY, 0, handle_code_request},
+    {"POST", "/v1/code-requests/batch", RK_ROLE_AGENCY, 0, handle_code_requests_batch},
 };
 
 static int health(void *app, json_t *checks)

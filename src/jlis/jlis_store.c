@@ -203,6 +203,31 @@ rk_rc jlis_store_log_relay(jlis_store *s, const char *agency, const char *acquis
     return rk_db_write(s->db, log_relay_in_tx, &r);
 }
 
+typedef struct relays_args {
+    const char *agency, *line;
+    const char *const *acquisition_nos;
+    size_t n;
+    long long at_ms;
+} relays_args;
+
+static rk_rc log_relays_in_tx(rk_db *db, void *arg)
+{
+    relays_args *m = arg;
+    rk_rc rc = RK_OK;
+    for (size_t i = 0; i < m->n && rc == RK_OK; i++) {
+        relay_args one = {m->agency, m->acquisition_nos[i], m->line, m->at_ms};
+        rc = log_relay_in_tx(db, &one);
+    }
+    return rc;
+}
+
+rk_rc jlis_store_log_relays(jlis_store *s, const char *agency, const char *const *acquisition_nos, size_t n,
+                            const char *line, long long at_ms)
+{
+    relays_args m = {agency, line, acquisition_nos, n, at_ms};
+    return rk_db_write(s->db, log_relays_in_tx, &m);
+}
+
 size_t jlis_store_count(jlis_store *s)
 {
     rk_db_lock(s->db);

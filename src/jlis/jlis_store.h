@@ -31,6 +31,9 @@ rk_rc jlis_store_find(jlis_store *s, const char *my_number, jlis_resident *out);
 /* Records that an acquisition was relayed on a line ("primary"/"backup"). */
 rk_rc jlis_store_log_relay(jlis_store *s, const char *agency, const char *acquisition_no, const char *line,
                            long long at_ms);
+/* The same for a batch of acquisitions relayed together, in one commit. */
+rk_rc jlis_store_log_relays(jlis_store *s, const char *agency, const char *const *acquisition_nos, size_t n,
+                            const char *line, long long at_ms);
 size_t jlis_store_count(jlis_store *s);
 int jlis_store_writable(jlis_store *s);
 struct rk_db *jlis_store_db(jlis_store *s);

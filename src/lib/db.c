@@ -53,7 +53,7 @@ rk_rc rk_db_open(const char *path, const char *schema, rk_db **out)
     sqlite3_busy_timeout(db->conn, 5000);
     /* secure_delete: deleted content is overwritten, also in free pages. */
     rc = rk_db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
-                        "PRAGMA secure_delete=ON;");
+                        "PRAGMA secure_delete=ON; PRAGMA cache_size=-32768; PRAGMA wal_autocheckpoint=8192;");
     if (rc == RK_OK && schema)
         rc = rk_db_exec(db, schema);
 done:
@@ -224,6 +224,18 @@ rk_rc rk_db_write(rk_db *db, rk_db_write_fn fn, void *arg)
     }
     pthread_mutex_unlock(&db->queue_lock);
     return me.rc;
+}
+
+rk_rc rk_db_item(rk_db *db, rk_db_write_fn fn, void *arg)
+{
+    rk_rc rc = exec_cached(db, "SAVEPOINT item");
+    if (rc != RK_OK)
+        return rc;
+    rc = fn(db, arg);
+    if (rc != RK_OK)
+        exec_cached(db, "ROLLBACK TO item");
+    exec_cached(db, "RELEASE item");
+    return rc;
 }
 
 void rk_db_write_stats(rk_db *db, unsigned long long *writes, unsigned long long *batches)

@@ -29,6 +29,10 @@ void rk_db_unlock(rk_db *db);
  * others commit. One fsync then serves every write of the batch. */
 typedef rk_rc (*rk_db_write_fn)(rk_db *db, void *arg);
 rk_rc rk_db_write(rk_db *db, rk_db_write_fn fn, void *arg);
+/* Inside a write callback: runs fn in a nested savepoint, so that a batch
+ * of items can fail item by item. */
+rk_rc rk_db_item(rk_db *db, rk_db_write_fn fn, void *arg);
+
 /* Writes and commits so far, for /metrics: batches <= writes. */
 void rk_db_write_stats(rk_db *db, unsigned long long *writes, unsigned long long *batches);
 

@@ -23,6 +23,9 @@
 #include "err.h"
 #include "registry.h"
 
+/* Entries in one bulk request (persons, code requests, codes, notices). */
+#define RK_BATCH_MAX 1000
+
 typedef struct rk_request {
     const char *method;          /* "GET", "POST", "PUT" */
     const char *path;            /* without the query */

@@ -68,7 +68,7 @@ static const char usage_main[] =
     "Run 'renkei agency-ctl COMMAND --help' for the details of a command.\n";
 
 static const char usage_enrol[] =
-    "usage: renkei agency-ctl enrol --net DIR --agency ID --csv FILE [--concurrency N] [--wait]\n"
+    "usage: renkei agency-ctl enrol --net DIR --agency ID --csv FILE [--concurrency N] [--batch N] [--wait]\n"
     "\n"
     "Sends POST /v1/persons for every row of FILE, whose header is person,my_number\n"
     "(more columns may follow and are ignored). A 202 answer is success; a 503\n"
@@ -81,6 +81,8 @@ static const char usage_enrol[] =
     "  --agency ID        the agency whose node to call\n"
     "  --csv FILE         the persons to enrol\n"
     "  --concurrency N    parallel requests, 1..256 (default 16)\n"
+    "  --batch N          send N persons per request (POST /v1/persons/batch,\n"
+    "                     1..1000; default 1: one POST /v1/persons each)\n"
     "  --wait             then poll GET /v1/persons/PERSON until every person is\n"
     "                     linked or failed, for at most 120 s\n"
     "  --help             show this help\n"
@@ -129,9 +131,10 @@ typedef struct ctl_opts {
     const char *csv;
     int concurrency;
     int wait;
+    int batch;       /* persons per request: 1 uses POST /v1/persons */
 } ctl_opts;
 
-enum { OPT_NET = 1000, OPT_AGENCY, OPT_CSV, OPT_CONCURRENCY, OPT_WAIT };
+enum { OPT_NET = 1000, OPT_AGENCY, OPT_CSV, OPT_CONCURRENCY, OPT_WAIT, OPT_BATCH };
 
 static const struct option enrol_options[] = {
     {"net", required_argument, NULL, OPT_NET},
@@ -139,6 +142,7 @@ static const struct option enrol_options[] = {
     {"csv", required_argument, NULL, OPT_CSV},
     {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
     {"wait", no_argument, NULL, OPT_WAIT},
+    {"batch", required_argument, NULL, OPT_BATCH},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -196,6 +200,16 @@ static enum parse_result parse_options(int argc, char **argv, const struct optio
         case OPT_WAIT:
             o->wait = 1;
             break;
+        case OPT_BATCH: {
+            char *end = NULL;
+            long v = strtol(optarg, &end, 10);
+            if (end != optarg && *end == '\0' && v >= 1 && v <= RK_BATCH_MAX) {
+                o->batch = (int)v;
+                break;
+            }
+            usage_error("--batch must be a whole number from 1 to %d", RK_BATCH_MAX);
+            return PARSE_USAGE;
+        }
         case OPT_CONCURRENCY:
             if (parse_concurrency(optarg, &o->concurrency))
                 break;
@@ -634,11 +648,18 @@ static int next_row(enrol_job *j, char *line, size_t cap, long *lineno)
     }
 }
 
+static void person_accepted(enrol_job *j, const char *status, const char *person, long lineno);
+
 /* What a 202 answer said about the person. */
 static void row_accepted(enrol_job *j, const rk_http_result *res, const char *person, long lineno)
 {
     char status[16];
     answer_status(res, status, sizeof status);
+    person_accepted(j, status, person, lineno);
+}
+
+static void person_accepted(enrol_job *j, const char *status, const char *person, long lineno)
+{
     atomic_fetch_add(&j->accepted, 1);
     if (strcmp(status, "linked") == 0) {
         atomic_fetch_add(&j->linked, 1);
@@ -673,9 +694,9 @@ static void send_row(enrol_job *j, const char *person, const char *my_number, lo
     rk_http_result_clear(&res);
 }
 
-static void enrol_row(enrol_job *j, char *line, long lineno)
+/* Splits and checks a row; 0 when fields[0..1] are a person and a My Number. */
+static int valid_row(enrol_job *j, char *line, long lineno, char *fields[2])
 {
-    char *fields[2];
     char reason[64];
     int n = csv_split(line, fields, 2);
     if (n < 0) {
@@ -688,9 +709,80 @@ static void enrol_row(enrol_job *j, char *line, long lineno)
     } else if (rk_mynumber_validate(fields[1]) != RK_OK) {
         row_failed(j, lineno, "invalid_my_number", 1, "invalid My Number (12 digits with a correct check digit)");
     } else {
-        send_row(j, fields[0], fields[1], lineno);
+        return 0;
     }
+    return -1;
+}
+
+static void enrol_row(enrol_job *j, char *line, long lineno)
+{
+    char *fields[2];
+    if (valid_row(j, line, lineno, fields) == 0)
+        send_row(j, fields[0], fields[1], lineno);
     rk_progress_add(j->bar, 1);
+}
+
+/* ---- enrol: bulk (--batch N) --------------------------------------------- */
+
+typedef struct batch_rows {
+    json_t *persons;      /* the request's entries */
+    long linenos[RK_BATCH_MAX];
+    size_t n;
+} batch_rows;
+
+/* Sends the collected rows as one POST /v1/persons/batch and takes each
+ * person's answer. The body (My Numbers) is wiped after sending. */
+static void send_batch(enrol_job *j, batch_rows *b)
+{
+    json_t *msg = json_pack("{s:O}", "persons", b->persons);
+    char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    json_decref(msg);
+    rk_http_result res = {0};
+    rk_rc rc = body ? conn_call_retry(j->conn, "POST", "/v1/persons/batch", body, &res) : RK_ERR_NOMEM;
+    free_body(body);
+    json_t *answer = rc == RK_OK && res.status == 202 && res.body ? json_loads(res.body, 0, NULL) : NULL;
+    json_t *results = json_object_get(answer, "results");
+    char code[CODE_CAP];
+    for (size_t i = 0; i < b->n; i++) {
+        json_t *one = json_array_get(results, i);
+        const char *person = json_string_value(json_object_get(json_array_get(b->persons, i), "person"));
+        const char *err = json_string_value(json_object_get(json_object_get(one, "error"), "code"));
+        if (one && !err) {
+            person_accepted(j, json_string_value(json_object_get(one, "status")), person, b->linenos[i]);
+            continue;
+        }
+        if (!answer && rc == RK_OK)
+            answer_code(&res, code);
+        snprintf(code, sizeof code, "%s", err ? err : rc != RK_OK ? "unreachable" : "batch_refused");
+        row_failed(j, b->linenos[i], code, 0, code);
+    }
+    rk_progress_add(j->bar, b->n);
+    json_decref(answer);
+    rk_http_result_clear(&res);
+    json_array_clear(b->persons);
+    b->n = 0;
+}
+
+static void worker_batch(enrol_job *j)
+{
+    char line[LINE_CAP];
+    long lineno = 0;
+    batch_rows b = {.persons = json_array()};
+    while (b.persons && next_row(j, line, sizeof line, &lineno)) {
+        char *fields[2];
+        if (valid_row(j, line, lineno, fields) != 0) {
+            rk_progress_add(j->bar, 1);
+        } else {
+            json_array_append_new(b.persons, json_pack("{s:s,s:s}", "person", fields[0], "my_number", fields[1]));
+            b.linenos[b.n++] = lineno;
+            if (b.n == (size_t)j->opt->batch)
+                send_batch(j, &b);
+        }
+        rk_wipe(line, sizeof line);
+    }
+    if (b.n)
+        send_batch(j, &b);
+    json_decref(b.persons);
 }
 
 /* ---- enrol: polling (--wait) ------------------------------------------ */
@@ -743,7 +835,9 @@ static void *worker(void *arg)
     enrol_job *j = arg;
     char line[LINE_CAP];
     long lineno = 0;
-    while (next_row(j, line, sizeof line, &lineno)) {
+    if (j->opt->batch > 1)
+        worker_batch(j);
+    while (j->opt->batch <= 1 && next_row(j, line, sizeof line, &lineno)) {
         enrol_row(j, line, lineno);
         rk_wipe(line, sizeof line);
     }
