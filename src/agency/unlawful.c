@@ -26,9 +26,11 @@ static rk_rc append_step(agency *a, const rk_record *base, const char *outcome, 
 
 static void report(agency *a, const rk_request *req, const char *kind, const char *exchange_id, const char *actions)
 {
-    char summary[300];
+    char summary[300], id[100];
     snprintf(summary, sizeof summary, "%s in exchange %s", kind, exchange_id);
-    rk_incident in = {.kind = kind, .node = a->node->cfg.id, .detected_ms = rk_node_now_ms(a->node),
+    /* One incident per exchange and kind: marking again updates it. */
+    snprintf(id, sizeof id, "%s-%s", kind, exchange_id);
+    rk_incident in = {.incident_id = id, .kind = kind, .node = a->node->cfg.id, .detected_ms = rk_node_now_ms(a->node),
                       .summary = summary,
                       .details = json_string_value(json_object_get(req->json, "reason")),
                       .actions = actions,

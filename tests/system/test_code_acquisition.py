@@ -80,6 +80,32 @@ class CodeAcquisition(NetworkTest):
         self.assertEqual(net.sqlite("core", "SELECT count(*) FROM outbox WHERE agency = ? AND done_ms IS NULL",
                                     (ag,))[0][0], 0)  # nothing left retrying
 
+    def test_bulk_enrolment_answers_each_person(self):
+        net = self.net
+        ag = net.agencies()[0]["agency"]
+        rows = net.residents()
+        self.assertEqual(net.enrol(ag, "BULK-OLD", rows[26]["my_number"]).status, 202)
+        persons = [{"person": f"BULK-{i}", "my_number": rows[27 + i]["my_number"]} for i in range(3)]
+        persons += [{"person": "BULK-BAD", "my_number": "123456789017"},
+                    {"person": "BULK-NOBODY", "my_number": unknown_valid_number(rows)},
+                    {"person": "bad id!", "my_number": rows[2]["my_number"]},
+                    {"person": "BULK-OLD", "my_number": rows[26]["my_number"]}]
+        a = net.agency_call(ag, "POST", "/v1/persons/batch", {"persons": persons})
+        self.assertEqual(a.status, 202, a)
+        got = [(r.get("person"), r.get("status") or r["error"]["code"]) for r in a.json["results"]]
+        self.assertEqual(got[:3], [(f"BULK-{i}", "pending") for i in range(3)])
+        self.assertEqual(got[3], ("BULK-BAD", "invalid_my_number"))
+        self.assertEqual(got[4], ("BULK-NOBODY", "unknown_person"))
+        self.assertEqual(got[5], ("bad id!", "invalid_field"))
+        self.assertIn(got[6], [("BULK-OLD", "pending"), ("BULK-OLD", "linked")])  # the first answer again
+        for i in range(3):
+            net.wait_status(ag, f"BULK-{i}", "linked")
+        for p in ("BULK-BAD", "BULK-NOBODY"):
+            self.assertEqual(net.agency_call(ag, "GET", f"/v1/persons/{p}").status, 404)  # nothing stored
+        too_many = {"persons": [{"person": f"X{i}", "my_number": "123456789018"} for i in range(1001)]}
+        a = net.agency_call(ag, "POST", "/v1/persons/batch", too_many)
+        self.assertEqual((a.status, a.error), (400, "invalid_field"))
+
     def test_agency_never_stores_or_logs_a_my_number(self):
         net = self.net
         ag = net.agencies()[1]["agency"]
