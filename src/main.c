@@ -20,7 +20,7 @@ static const struct {
     {"mynumber", rk_cmd_mynumber, "check N… | checkcode N: My Number check digit and check code"},
     {"agency-ctl", rk_cmd_agency_ctl, "client for an agency node's business API (enrol, status, …)"},
     {"records", rk_cmd_records, "verify DIR: check every node's records against its signed tree heads"},
-    {"bench", rk_cmd_bench, "benchmarks: codes | http | exchanges | enrol"},
+    {"bench", rk_cmd_bench, "benchmarks: codes | http | exchanges | enrol (figures, never pass/fail)"},
 };
 
 static void usage(FILE *out)

@@ -2,8 +2,8 @@
  *
  *   renkei bench codes [--seconds S]
  *   renkei bench http --url URL --cert C --key K --ca CA [--path P] [--body FILE] [--method M] …
- *   renkei bench exchanges [--concurrency N] [--seconds S] [--persons N] [--baseline] [--keep]
- *   renkei bench enrol [--persons N] [--concurrency N] [--keep]
+ *   renkei bench exchanges [--concurrency N] [--seconds S] [--persons N] [--baseline] [--workers N] [--keep]
+ *   renkei bench enrol [--persons N] [--concurrency N] [--workers N] [--keep]
  *
  * Nothing here passes or fails on time: the figures are printed for a
  * person to read (docs/bench.md). Exit status: 0 when the benchmark ran,
@@ -151,7 +151,7 @@ static const char usage_http[] =
 
 static const char usage_exchanges[] =
     "usage: renkei bench exchanges [--concurrency N] [--seconds S] [--warmup S]\n"
-    "                              [--persons N] [--baseline] [--keep]\n"
+    "                              [--persons N] [--baseline] [--workers N] [--keep]\n"
     "\n"
     "Builds a fresh network in a temporary folder (3 agencies), enrols N persons\n"
     "(default 200) at city-yokohama and pref-kanagawa, stores a local_tax value\n"
@@ -173,10 +173,12 @@ static const char usage_exchanges[] =
     "                       $RENKEI_SOURCE_DIR/" BASELINE_REL ",\n"
     "                       else " BASELINE_DEFAULT "\n"
     "  --baseline-workers W nginx worker processes (default 1)\n"
+    "  --workers N          handler threads of every node (default: the nodes'\n"
+    "                       own default, 4)\n"
     "  --keep               keep the network folder\n";
 
 static const char usage_enrol[] =
-    "usage: renkei bench enrol [--persons N] [--concurrency N] [--keep]\n"
+    "usage: renkei bench enrol [--persons N] [--concurrency N] [--workers N] [--keep]\n"
     "\n"
     "Builds a fresh network of 3 agencies with N synthetic residents (default\n"
     "1000000), enrols every one at city-yokohama with POST /v1/persons (the\n"
@@ -189,13 +191,15 @@ static const char usage_enrol[] =
     "  --persons N          1..5000000 (default 1000000)\n"
     "  --concurrency N      connections, 1..1024 (default 64)\n"
     "  --threads T          client threads (default 1)\n"
+    "  --workers N          handler threads of every node (default: the nodes'\n"
+    "                       own default, 4)\n"
     "  --keep               keep the network folder\n";
 
 /* ---- options ---------------------------------------------------------------- */
 
 typedef struct bench_opts {
     double seconds, warmup;
-    int concurrency, threads, persons, baseline, keep, baseline_workers;
+    int concurrency, threads, persons, baseline, keep, baseline_workers, workers;
     const char *url, *cert, *key, *ca, *path, *body_file, *method, *passphrase_file;
 } bench_opts;
 
@@ -207,6 +211,7 @@ enum {
     OPT_PERSONS,
     OPT_BASELINE,
     OPT_BASELINE_WORKERS,
+    OPT_WORKERS,
     OPT_KEEP,
     OPT_URL,
     OPT_CERT,
@@ -274,6 +279,10 @@ static enum parse_result parse_opts(int argc, char **argv, const struct option *
         case OPT_BASELINE_WORKERS:
             if (!parse_long(optarg, 1, 64, &o->baseline_workers))
                 return usage_error("--baseline-workers must be 1..64"), PARSE_USAGE;
+            break;
+        case OPT_WORKERS:
+            if (!parse_long(optarg, 1, 64, &o->workers))
+                return usage_error("--workers must be 1..64"), PARSE_USAGE;
             break;
         case OPT_BASELINE:
             o->baseline = 1;
@@ -840,7 +849,26 @@ static const rk_peer_node *net_node(const bench_net *n, rk_role role, const char
 
 /* Writes and starts a network of 3 agencies and `persons` residents in a new
  * temporary folder and waits until every node is healthy. */
-static rk_rc net_open(bench_net *n, int persons, char *err, size_t errlen)
+/* Appends "[node] workers = N" to every server node's node.conf (the last
+ * value read wins). */
+static rk_rc set_workers(const bench_net *n, int workers, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n->reg->n_nodes; i++) {
+        const rk_peer_node *node = &n->reg->nodes[i];
+        if (!node->url[0])
+            continue; /* a client */
+        char path[PATH_CAP];
+        fmt(path, sizeof path, "%s/nodes/%s/node.conf", n->dir, node->id);
+        FILE *f = fopen(path, "ae");
+        if (!f || fprintf(f, "\n[node]\nworkers = %d\n", workers) < 0 || fclose(f) != 0) {
+            fmt(err, errlen, "cannot set workers in %s: %s", path, strerror(errno));
+            return RK_ERR_IO;
+        }
+    }
+    return RK_OK;
+}
+
+static rk_rc net_open(bench_net *n, int persons, int workers, char *err, size_t errlen)
 {
     memset(n, 0, sizeof *n);
     const char *tmp = getenv("TMPDIR");
@@ -878,6 +906,8 @@ static rk_rc net_open(bench_net *n, int persons, char *err, size_t errlen)
         return RK_ERR_IO;
     }
     exe[len] = '\0';
+    if (workers > 0 && (rc = set_workers(n, workers, err, errlen)) != RK_OK)
+        return rc;
     if ((rc = rk_net_start(n->dir, exe, &n->procs, err, errlen)) != RK_OK)
         return rc;
     if ((rc = rk_net_wait_healthy(n->dir, HEALTHY_TIMEOUT_MS)) != RK_OK)
@@ -1373,6 +1403,7 @@ static int cmd_exchanges(int argc, char **argv)
         {"baseline", no_argument, NULL, OPT_BASELINE},
         {"baseline-workers", required_argument, NULL, OPT_BASELINE_WORKERS},
         {"keep", no_argument, NULL, OPT_KEEP},
+        {"workers", required_argument, NULL, OPT_WORKERS},
         O_HELP,
         O_END,
     };
@@ -1401,11 +1432,13 @@ static int cmd_exchanges(int argc, char **argv)
     if (!qj)
         return failure("out of memory");
     printf("renkei bench exchanges: 3 agencies, %d persons, %d connections, %d client thread(s), "
-           "%.1f s warm-up + %.1f s per run\n",
-           o.persons, o.concurrency, o.threads, o.warmup, o.seconds);
+           "%.1f s warm-up + %.1f s per run, node workers %s\n",
+           o.persons, o.concurrency, o.threads, o.warmup, o.seconds, o.workers ? "set" : "default");
+    if (o.workers)
+        printf("  (every node: [node] workers = %d)\n", o.workers);
     fflush(stdout);
     t = mono_s();
-    if ((rc = net_open(&n, o.persons, err, sizeof err)) != RK_OK) {
+    if ((rc = net_open(&n, o.persons, o.workers, err, sizeof err)) != RK_OK) {
         code = failure("%s", err[0] ? err : rk_strerror(rc));
         goto done;
     }
@@ -1555,6 +1588,7 @@ static int cmd_enrol(int argc, char **argv)
         {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
         {"threads", required_argument, NULL, OPT_THREADS},
         {"keep", no_argument, NULL, OPT_KEEP},
+        {"workers", required_argument, NULL, OPT_WORKERS},
         O_HELP,
         O_END,
     };
@@ -1572,11 +1606,13 @@ static int cmd_enrol(int argc, char **argv)
     rk_rc rc;
     if (!marks)
         return failure("out of memory");
-    printf("renkei bench enrol: %d persons at city-yokohama, %d connections, %d client thread(s)\n", o.persons,
-           o.concurrency, o.threads);
+    printf("renkei bench enrol: %d persons at city-yokohama, %d connections, %d client thread(s), node workers %s\n",
+           o.persons, o.concurrency, o.threads, o.workers ? "set" : "default");
+    if (o.workers)
+        printf("  (every node: [node] workers = %d)\n", o.workers);
     fflush(stdout);
     double t = mono_s();
-    if ((rc = net_open(&n, o.persons, err, sizeof err)) != RK_OK) {
+    if ((rc = net_open(&n, o.persons, o.workers, err, sizeof err)) != RK_OK) {
         code = failure("%s", err[0] ? err : rk_strerror(rc));
         goto done;
     }
@@ -1608,9 +1644,10 @@ static int cmd_enrol(int argc, char **argv)
         code = failure("%s", err);
         goto done;
     }
-    long linked = 0;
-    rk_progress *bar = rk_progress_new("linked", (uint64_t)ej.accepted, stderr);
-    rk_progress_add(bar, 0);
+    long linked = 0, pending = 0;
+    rk_progress *bar = NULL;
+    if (agency_counts(&n, "city-yokohama", &linked, &pending) != RK_OK || linked < (long)ej.accepted)
+        bar = rk_progress_new("linked", (uint64_t)ej.accepted, stderr); /* none when all are linked already */
     rc = wait_linked(&n, "city-yokohama", (long)ej.accepted, bar, &linked);
     double linked_at = mono_s();
     rk_progress_finish(bar);
