@@ -199,8 +199,8 @@ static rk_rc settle_notice(agency_store *s, const char *acquisition_no, const ch
         *outcome = NOTICE_DUPLICATE; /* one person enrolled under two ids */
     if (*outcome == NOTICE_DUPLICATE) {
         char summary[320];
-        snprintf(summary, sizeof summary, "person %.100s is the same person as %.100s (one code): not linked", person,
-                 other);
+        snprintf(summary, sizeof summary, "acquisition %.64s names a person already linked here under another id:"
+                 " not linked", acquisition_no);
         rk_rc drc = insert_incident(s, "unauthorized_access", summary, now_ms);
         sqlite3_stmt *up = drc == RK_OK ? rk_db_stmt(db, "UPDATE persons SET status = 'failed', acquisition_no = NULL,"
                                                          " check_code = NULL, updated_ms = ?2 WHERE person = ?1") : NULL;
@@ -224,7 +224,8 @@ static rk_rc settle_notice(agency_store *s, const char *acquisition_no, const ch
     sqlite3_reset(st);
     if (rc == RK_OK && *outcome == NOTICE_MISMATCH) {
         char summary[256];
-        snprintf(summary, sizeof summary, "check code mismatch for person %s: code not linked", person);
+        snprintf(summary, sizeof summary, "check code mismatch on the notice for acquisition %.64s: code not linked",
+                 acquisition_no);
         rc = insert_incident(s, "check_code_mismatch", summary, now_ms);
     }
     return rc;

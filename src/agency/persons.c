@@ -20,8 +20,10 @@
 int agency_person_id_valid(const char *person)
 {
     size_t n = strlen(person);
+    /* Never a My Number: person ids go into records, logs and incidents. */
     return n >= 1 && n <= 64 &&
-           strspn(person, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+           strspn(person, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n &&
+           rk_mynumber_validate(person) != RK_OK;
 }
 
 static void reply_status(rk_response *resp, int http, const char *person, const char *status)

@@ -78,7 +78,7 @@ typedef struct provision {
 
 static int read_provision(const rk_request *req, rk_response *resp, provision *p)
 {
-    return (p->exchange_id = rk_req_string(req, resp, "exchange_id", 64)) &&
+    return (p->exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX)) &&
                    (p->code = rk_req_string(req, resp, "code", 47)) &&
                    (p->business = rk_req_string(req, resp, "business", 64)) &&
                    (p->requester = rk_req_string(req, resp, "requester", 63)) &&
@@ -148,10 +148,19 @@ static void settle(agency *a, provision *p, int status, json_t *answer, rk_respo
                                 NULL, NULL)
                     : RK_ERR_NOMEM;
     free(text);
-    if (rc != RK_OK)
+    int kept_status = 0;
+    char *kept = NULL;
+    if (rc == RK_ERR_CONFLICT && /* the same exchange settled meanwhile: answer as it did */
+        rk_answer_get(agency_store_db(a->store), p->exchange_id, "provider", p->request_hash, &kept_status, &kept) ==
+            RK_OK) {
+        resp->status = kept_status;
+        resp->body = kept;
+        resp->body_len = strlen(kept);
+    } else if (rc != RK_OK) {
         rk_reply_error(resp, 500, "store_error", "the provision could not be recorded; retry with the same id");
-    else
+    } else {
         rk_reply_json(resp, status, json_incref(answer));
+    }
     json_decref(answer);
 }
 
@@ -168,7 +177,9 @@ void agency_post_provision(void *app, const rk_request *req, rk_response *resp)
     rk_rc rc = rk_answer_get(agency_store_db(a->store), p.exchange_id, "provider", p.request_hash, &status, &kept);
     if (rc == RK_OK || rc == RK_ERR_CONFLICT) {
         if (rc == RK_OK) {
-            resp->status = status, resp->body = kept, resp->body_len = strlen(kept);
+            resp->status = status;
+            resp->body = kept;
+            resp->body_len = strlen(kept);
             return;
         }
         rk_reply_error(resp, 409, "conflict", "exchange_id was used with another request");

@@ -24,7 +24,7 @@
 
 typedef struct query {
     const char *query_id, *person, *business, *provider, *item, *operator_id;
-    char exchange_id[33];
+    char exchange_id[RK_EXCHANGE_ID_MAX + 1];
     char request_hash[65];
     char code[64];
     rk_record rec;
@@ -54,15 +54,16 @@ static int read_query(const rk_request *req, rk_response *resp, query *q)
     return 0;
 }
 
-/* The exchange id: a digest of (agency, query id), so that a retry of the
- * same query is the same exchange at the core. */
-static void exchange_id_for(const char *agency_id, const char *query_id, char out[33])
+/* The exchange id: this agency's id and a digest of the query id, so that
+ * a retry of the same query is the same exchange at the core, and no other
+ * agency can use it (see RK_EXCHANGE_ID_MAX). */
+static void exchange_id_for(const char *agency_id, const char *query_id, char out[RK_EXCHANGE_ID_MAX + 1])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
-    char buf[160];
-    int n = snprintf(buf, sizeof buf, "%s\n%s", agency_id, query_id);
-    EVP_Digest(buf, (size_t)n, md, NULL, EVP_sha256(), NULL);
-    rk_hex(md, 16, out);
+    char hex[33];
+    EVP_Digest(query_id, strlen(query_id), md, NULL, EVP_sha256(), NULL);
+    rk_hex(md, 16, hex);
+    snprintf(out, RK_EXCHANGE_ID_MAX + 1, "%s.%s", agency_id, hex);
 }
 
 static void set_outcome(query *q, int status, const char *outcome, const char *reason)

@@ -26,7 +26,7 @@ static rk_rc append_step(agency *a, const rk_record *base, const char *outcome, 
 
 static void report(agency *a, const rk_request *req, const char *kind, const char *exchange_id, const char *actions)
 {
-    char summary[300], id[100];
+    char summary[300], id[128];
     snprintf(summary, sizeof summary, "%s in exchange %s", kind, exchange_id);
     /* One incident per exchange and kind: marking again updates it. */
     snprintf(id, sizeof id, "%s-%s", kind, exchange_id);
@@ -78,7 +78,10 @@ static void unlawful_provision(agency *a, const rk_request *req, rk_response *re
         return;
     }
     rk_http_result_clear(&res);
-    append_step(a, rec, "deletion_confirmed", "the requester confirmed the deletion (第8-5(2))");
+    if (append_step(a, rec, "deletion_confirmed", "the requester confirmed the deletion (第8-5(2))") != RK_OK) {
+        rk_reply_error(resp, 500, "store_error", "the confirmation could not be recorded; retry");
+        return;
+    }
     char actions[200];
     snprintf(actions, sizeof actions, "deletion requested from %s through the core; %s confirmed it", rec->requester,
              rec->requester);
@@ -90,11 +93,22 @@ static void unlawful_provision(agency *a, const rk_request *req, rk_response *re
 void agency_post_unlawful(void *app, const rk_request *req, rk_response *resp)
 {
     agency *a = app;
-    const char *exchange_id = rk_req_string(req, resp, "exchange_id", 64);
+    const char *exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX);
     const char *kind = exchange_id ? rk_req_string(req, resp, "kind", 32) : NULL;
     const char *reason = kind ? rk_req_string(req, resp, "reason", 190) : NULL;
     if (!reason)
         return;
+    const char *too_long = NULL;
+    static const char *const texts[] = {"cause", "prevention"};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *v = json_object_get(req->json, texts[i]);
+        if (v && (!json_is_string(v) || json_string_length(v) > 4000))
+            too_long = texts[i];
+    }
+    if (too_long) { /* the core would refuse the report: say so now */
+        rk_reply_error(resp, 400, "invalid_field", "field \"%s\" must be a string of at most 4000 bytes", too_long);
+        return;
+    }
     int is_request = strcmp(kind, "unlawful_request") == 0;
     if (!is_request && strcmp(kind, "unlawful_provision") != 0) {
         rk_reply_error(resp, 400, "invalid_field", "kind must be unlawful_request or unlawful_provision");
@@ -119,7 +133,7 @@ void agency_post_unlawful(void *app, const rk_request *req, rk_response *resp)
 void agency_post_deletion(void *app, const rk_request *req, rk_response *resp)
 {
     agency *a = app;
-    const char *exchange_id = rk_req_string(req, resp, "exchange_id", 64);
+    const char *exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX);
     const char *reason = exchange_id ? rk_req_string(req, resp, "reason", 190) : NULL;
     rk_record rec;
     int deleted = 0;

@@ -15,7 +15,7 @@
 void core_handle_deletion_request(void *app, const rk_request *req, rk_response *resp)
 {
     core *c = app;
-    const char *exchange_id = rk_req_string(req, resp, "exchange_id", 64);
+    const char *exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX);
     const char *reason = exchange_id ? rk_req_string(req, resp, "reason", 190) : NULL;
     rk_record rec;
     rk_db *db = core_store_db(c->store);
@@ -27,7 +27,10 @@ void core_handle_deletion_request(void *app, const rk_request *req, rk_response 
         return;
     }
     const rk_peer_node *gw = rk_registry_find(c->node->registry, RK_ROLE_GATEWAY, rec.requester);
-    rk_records_append_step(db, &rec, "deletion_requested", reason, rk_node_now_ms(c->node));
+    if (rk_records_append_step(db, &rec, "deletion_requested", reason, rk_node_now_ms(c->node)) != RK_OK) {
+        rk_reply_error(resp, 500, "store_error", "the request could not be recorded; retry");
+        return;
+    }
     json_t *msg = json_pack("{s:s,s:s,s:s}", "exchange_id", exchange_id, "reason", reason, "provider", rec.provider);
     char *body = json_dumps(msg, JSON_COMPACT);
     json_decref(msg);
@@ -37,9 +40,10 @@ void core_handle_deletion_request(void *app, const rk_request *req, rk_response 
     if (rc != RK_OK || res.status != 200) {
         rk_warn("deletion request for exchange %s did not reach %s", exchange_id, rec.requester);
         rk_reply_error(resp, 502, "requester_unavailable", "the requester could not be reached; retry");
+    } else if (rk_records_append_step(db, &rec, "deletion_confirmed", "the requester deleted the value",
+                                      rk_node_now_ms(c->node)) != RK_OK) {
+        rk_reply_error(resp, 500, "store_error", "the confirmation could not be recorded; retry");
     } else {
-        rk_records_append_step(db, &rec, "deletion_confirmed", "the requester deleted the value",
-                               rk_node_now_ms(c->node));
         rk_info("exchange %s: %s deleted the value at %s's request", exchange_id, rec.requester, rec.provider);
         rk_reply_json(resp, 200, json_pack("{s:s,s:s}", "exchange_id", exchange_id, "status", "deleted"));
     }

@@ -54,7 +54,7 @@ static int id_ok(const char *s, const char *alphabet)
 /* Reads and checks the request; 0 when usable, else resp is filled. */
 static int read_request(const rk_request *req, rk_response *resp, exchange *x)
 {
-    if (!(x->exchange_id = rk_req_string(req, resp, "exchange_id", 64)) ||
+    if (!(x->exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX)) ||
         !(x->code = rk_req_string(req, resp, "code", 47)) ||
         !(x->business = rk_req_string(req, resp, "business", 64)) ||
         !(x->provider = rk_req_string(req, resp, "provider", 63)) ||
@@ -245,6 +245,11 @@ void core_handle_exchange(void *app, const rk_request *req, rk_response *resp)
     x.provider_node = rk_registry_find(c->node->registry, RK_ROLE_AGENCY, x.provider);
     if (!x.requester_node) {
         rk_reply_error(resp, 403, "unknown_requester", "the calling gateway's agency has no agency node");
+        return;
+    }
+    size_t own = strlen(req->peer->agency);
+    if (strncmp(x.exchange_id, req->peer->agency, own) != 0 || x.exchange_id[own] != '.') {
+        rk_reply_error(resp, 400, "invalid_field", "exchange_id must start with the requester's agency id and '.'");
         return;
     }
     rk_request_hash(req->json, x.request_hash);

@@ -59,7 +59,8 @@ rk_rc rk_cms_seal(X509 *signer_cert, EVP_PKEY *signer_key, X509 *recipient, cons
                   char **b64)
 {
     rk_rc rc = RK_ERR_CRYPTO;
-    BIO *in = BIO_new_mem_buf(data, (int)len), *signed_bio = BIO_new(BIO_s_mem());
+    /* Plaintext passes through these buffers: secure heap, cleansed on free. */
+    BIO *in = BIO_new_mem_buf(data, (int)len), *signed_bio = BIO_new(BIO_s_secmem());
     CMS_ContentInfo *sd = NULL, *env = NULL;
     STACK_OF(X509) *to = sk_X509_new_null();
     if (!in || !signed_bio || !to || !sk_X509_push(to, recipient))
@@ -119,7 +120,7 @@ rk_rc rk_cms_open(X509 *my_cert, EVP_PKEY *my_key, X509_STORE *trusted, const ch
     unsigned char *der = NULL;
     size_t der_len = 0;
     CMS_ContentInfo *env = NULL, *sd = NULL;
-    BIO *inner = BIO_new(BIO_s_mem()), *content = BIO_new(BIO_s_mem());
+    BIO *inner = BIO_new(BIO_s_secmem()), *content = BIO_new(BIO_s_secmem());
     if (!inner || !content || rk_base64_decode(b64, &der, &der_len) != RK_OK)
         goto done;
     const unsigned char *p = der;
@@ -127,7 +128,7 @@ rk_rc rk_cms_open(X509 *my_cert, EVP_PKEY *my_key, X509_STORE *trusted, const ch
     if (!env || CMS_decrypt(env, my_key, my_cert, NULL, inner, CMS_BINARY) != 1)
         goto done;
     sd = d2i_CMS_bio(inner, NULL);
-    /* X509_PURPOSE_ANY: our certificates carry emailProtection and TLS uses. */
+    /* The default S/MIME signing purpose: our certificates carry emailProtection. */
     if (!sd || CMS_verify(sd, NULL, trusted, NULL, content, CMS_BINARY) != 1)
         goto done;
     if (!signer_is(sd, signer_fingerprint))

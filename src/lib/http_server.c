@@ -335,9 +335,10 @@ static const rk_route *authorise(rk_server *srv, struct evhttp_request *req, con
                path_known ? "method not allowed on this path" : "no such endpoint");
         return NULL;
     }
-    /* same_agency binds agency-scoped callers (gateway, agency, system) to
-     * this node's agency; network-wide roles (operator, core) pass. */
-    int agency_ok = !found->same_agency || !peer->agency[0] || strcmp(peer->agency, srv->cfg.agency) == 0;
+    /* same_agency binds every caller to this node's agency, except the
+     * network's own nodes (core, J-LIS), which serve all agencies. */
+    int network_node = peer->role == RK_ROLE_CORE || peer->role == RK_ROLE_JLIS;
+    int agency_ok = !found->same_agency || network_node || strcmp(peer->agency, srv->cfg.agency) == 0;
     if (!(found->roles & peer->role) || !agency_ok) {
         count(&srv->role_refusals);
         note_refusal(srv, peer->id, "role or agency not allowed");
@@ -431,6 +432,11 @@ static void job_free(job *j)
     json_decref(j->in.json);
     free(j->path);
     free(j->query);
+    /* Bodies may hold My Numbers or provided values: wiped, not just freed. */
+    if (j->body)
+        rk_wipe(j->body, j->in.body_len);
+    if (j->out.body)
+        rk_wipe(j->out.body, j->out.body_len);
     free(j->body);
     free(j->out.body);
     free(j);

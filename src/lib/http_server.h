@@ -50,7 +50,8 @@ typedef struct rk_route {
     const char *method;
     const char *path;            /* exact; a trailing '*' matches any suffix */
     unsigned roles;              /* rk_role bits allowed to call it */
-    int same_agency;             /* an agency-scoped caller must be of this node's agency */
+    int same_agency;             /* the caller must be of this node's agency (core and
+                                    J-LIS excepted); the network operator is not */
     rk_handler_fn fn;
     int any_clock;               /* skip the clock-skew check: incident reports
                                     must pass even from a node whose clock is off */

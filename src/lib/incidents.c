@@ -94,7 +94,7 @@ int rk_incident_accept(rk_db *db, const rk_request *req, rk_response *resp)
 {
     int bad = 0;
     rk_incident in = {0};
-    in.incident_id = rk_req_string(req, resp, "incident_id", 64);
+    in.incident_id = rk_req_string(req, resp, "incident_id", 128);
     in.kind = in.incident_id ? rk_req_string(req, resp, "kind", 32) : NULL;
     in.summary = in.kind ? rk_req_string(req, resp, "summary", 500) : NULL;
     if (!in.summary)
@@ -246,7 +246,11 @@ static void *reporter_main(void *arg)
         rk_rc rc = rk_node_post(r->node, r->to, "/v1/incidents", body, &res, NULL);
         free(body);
         if (rc == RK_OK && (res.status == 200 || res.status == 400)) {
-            mark_reported(r->db, seq); /* 400: the core will never take it; do not retry forever */
+            /* 400: the core will never take it; say so here, do not retry forever */
+            if (res.status == 400)
+                rk_error("incident %lld refused by the core (kept here only): %.200s", (long long)seq,
+                         res.body ? res.body : "");
+            mark_reported(r->db, seq);
             backoff = 200;
         } else {
             wait_ms(r, backoff);

@@ -26,6 +26,9 @@ void rk_log(rk_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    for (char *p = msg; *p; p++) /* text from peers cannot forge log lines */
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;

@@ -145,7 +145,9 @@ rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, co
     if (used_backup)
         *used_backup = 0;
     rk_rc rc = post_once(node, peer, peer->url, path, body, out);
-    if ((rc == RK_OK && out->status < 500) || !peer->backup_url[0])
+    /* A timeout is no failover: the peer may be working on it, and a second
+     * copy on the other line could take effect twice. */
+    if ((rc == RK_OK && out->status < 500) || rc == RK_ERR_TIMEOUT || !peer->backup_url[0])
         return rc;
     rk_warn("%s primary line failed (%s); trying the backup line", peer->id,
             rc == RK_OK ? "5xx answer" : rk_strerror(rc));

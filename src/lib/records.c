@@ -237,7 +237,7 @@ int64_t rk_records_count(rk_db *db)
 
 void rk_records_serve(rk_db *db, const rk_request *req, rk_response *resp)
 {
-    char exchange_id[65], person[65], before[24], limit[8];
+    char exchange_id[RK_EXCHANGE_ID_MAX + 1], person[65], before[24], limit[8];
     rk_records_query q = {.limit = 50};
     if (rk_query_param(req, "exchange_id", exchange_id, sizeof exchange_id))
         q.exchange_id = exchange_id;

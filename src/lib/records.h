@@ -15,8 +15,12 @@
 #include "db.h"
 #include "err.h"
 
+/* An exchange id is "<requester agency>.<the requester's own id>", so that
+ * no agency can take another's ids (the core checks the prefix). */
+#define RK_EXCHANGE_ID_MAX 100
+
 typedef struct rk_record {
-    char exchange_id[65];
+    char exchange_id[RK_EXCHANGE_ID_MAX + 1];
     char side[12];          /* "core", "requester", "provider" */
     char requester[64];
     char provider[64];

@@ -298,7 +298,7 @@ static rk_rc find_leaf(rk_db *db, const char *exchange_id, const char *side, uin
 
 void rk_records_proof_serve(rk_records_log *log, const rk_request *req, rk_response *resp)
 {
-    char exchange_id[80], side[16], leaf[65];
+    char exchange_id[RK_EXCHANGE_ID_MAX + 1], side[16], leaf[65];
     uint64_t index = 0;
     if (!rk_query_param(req, "exchange_id", exchange_id, sizeof exchange_id)) {
         rk_reply_error(resp, 400, "invalid_field", "exchange_id is required");

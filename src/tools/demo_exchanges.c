@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lib/pki.h"
+#include "lib/records.h"
 #include "tools/demo.h"
 
 enum { YOKOHAMA = 0, KANAGAWA = 1, NENKIN = 2 };
@@ -72,7 +73,7 @@ static const char *str(json_t *obj, const char *key)
     return s ? s : "";
 }
 
-static rk_rc permitted(demo *d, char exchange_id[65])
+static rk_rc permitted(demo *d, char exchange_id[RK_EXCHANGE_ID_MAX + 1])
 {
     long status;
     json_t *a = query(d, KANAGAWA, "demo-q1", "K-0001", "public_assistance", "city-yokohama", "local_tax", &status);
@@ -87,7 +88,7 @@ static rk_rc permitted(demo *d, char exchange_id[65])
         printf("     provided: %s (as of %s: the newest version)\n"
                "     signed by city-yokohama, encrypted to pref-kanagawa; the core and gateways saw only ciphertext\n",
                value, str(a, "as_of"));
-    snprintf(exchange_id, 65, "%s", str(a, "exchange_id"));
+    snprintf(exchange_id, RK_EXCHANGE_ID_MAX + 1, "%s", str(a, "exchange_id"));
     free(value);
     json_decref(a);
     return rc;
@@ -154,7 +155,7 @@ static json_t *core_record(demo *d, const char *exchange_id)
 
 static json_t *agency_record(demo *d, int agency, const char *exchange_id)
 {
-    char path[160];
+    char path[300];
     long status;
     json_t *all = NULL;
     snprintf(path, sizeof path, "/v1/records?exchange_id=%s", exchange_id);
@@ -195,7 +196,7 @@ static rk_rc records_side_by_side(demo *d, const char *exchange_id)
 
 rk_rc demo_exchanges(demo *d)
 {
-    char exchange_id[65] = "";
+    char exchange_id[RK_EXCHANGE_ID_MAX + 1] = "";
     demo_step_begin(d, "Request and provision: an operator at one agency asks another, through the core");
     rk_rc rc = store_values(d);
     if (rc == RK_OK)

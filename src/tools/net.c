@@ -141,19 +141,20 @@ static net_node *plan_add(net_plan *plan, rk_role role, const char *agency, cons
     return n;
 }
 
-/* core, jlis, all gateways, all agency nodes, all systems, the operator:
- * the order of network.json and of `net up`. */
+/* core, jlis, all gateways, all agency nodes, all systems, each agency's
+ * privileged operator (第8-5 markings at its own node only), the network
+ * operator: the order of network.json and of `net up`. */
 static rk_rc plan_build(int agencies, net_plan *plan)
 {
-    static const rk_role per_agency[] = {RK_ROLE_GATEWAY, RK_ROLE_AGENCY, RK_ROLE_SYSTEM};
-    static const char *const suffix[] = {"-gateway", "", "-system"};
+    static const rk_role per_agency[] = {RK_ROLE_GATEWAY, RK_ROLE_AGENCY, RK_ROLE_SYSTEM, RK_ROLE_OPERATOR};
+    static const char *const suffix[] = {"-gateway", "", "-system", "-operator"};
     rk_rc rc = RK_OK;
-    plan->nodes = calloc(3 + 3 * (size_t)agencies, sizeof *plan->nodes);
+    plan->nodes = calloc(3 + 4 * (size_t)agencies, sizeof *plan->nodes);
     if (!plan->nodes)
         return RK_ERR_NOMEM;
     snprintf(plan_add(plan, RK_ROLE_CORE, "", "")->id, RK_ID_MAX, "core");
     snprintf(plan_add(plan, RK_ROLE_JLIS, "", "")->id, RK_ID_MAX, "jlis");
-    for (size_t r = 0; r < 3 && rc == RK_OK; r++) {
+    for (size_t r = 0; r < 4 && rc == RK_OK; r++) {
         for (int i = 1; i <= agencies && rc == RK_OK; i++) {
             char agency[RK_ID_MAX];
             const char *kind;

@@ -30,7 +30,7 @@ typedef struct node_check {
     X509 *cert;
     rk_hash *leaves;   /* recomputed from the records' fields */
     long long *seqs;   /* the seq of each leaf */
-    char (*xids)[65];  /* the exchange of each leaf */
+    char (*xids)[RK_EXCHANGE_ID_MAX + 1]; /* the exchange of each leaf */
     size_t n;
     int findings;
 } node_check;
@@ -73,7 +73,7 @@ static int read_records(node_check *c)
         if (c->n == cap) {
             rk_hash *bigger = realloc(c->leaves, 2 * cap * sizeof *c->leaves);
             long long *seqs = bigger ? realloc(c->seqs, 2 * cap * sizeof *c->seqs) : NULL;
-            char(*xids)[65] = seqs ? realloc(c->xids, 2 * cap * sizeof *c->xids) : NULL;
+            char(*xids)[RK_EXCHANGE_ID_MAX + 1] = seqs ? realloc(c->xids, 2 * cap * sizeof *c->xids) : NULL;
             if (bigger)
                 c->leaves = bigger;
             if (seqs)

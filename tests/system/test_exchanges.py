@@ -94,13 +94,18 @@ class Exchanges(unittest.TestCase):
             "operator": "op-x", "requester_cert": cert}, as_client=("node", f"{gw_agency}-gateway"))
 
     def test_unknown_code_and_code_not_yours(self):
-        a = self.exchange_as_gateway(Y, "v1-" + "0" * 32, "forged-1")
+        a = self.exchange_as_gateway(Y, "v1-" + "0" * 32, f"{Y}.forged-1")
         self.assertEqual((a.status, a.error), (404, "unknown_code"))
         (k_code,), = self.net.sqlite(K, "SELECT code FROM persons WHERE person = 'K1'")
-        a = self.exchange_as_gateway(Y, k_code, "stolen-1")
+        a = self.exchange_as_gateway(Y, k_code, f"{Y}.stolen-1")
         self.assertEqual((a.status, a.error), (403, "code_not_yours"))
-        self.assertEqual(self.records("core", "stolen-1", "operator")[0]["outcome"], "code_not_yours")
+        self.assertEqual(self.records("core", f"{Y}.stolen-1", "operator")[0]["outcome"], "code_not_yours")
         self.assertIn("code issued to another agency", self.net.log("core"))
+
+    def test_exchange_ids_are_the_requesters_own(self):
+        a = self.exchange_as_gateway(Y, "v1-" + "0" * 32, f"{K}.squatted")  # Y may not use K's ids
+        self.assertEqual((a.status, a.error), (400, "invalid_field"))
+        self.assertEqual(self.records("core", f"{K}.squatted", "operator"), [])
 
     def test_same_query_id_gives_the_first_answer_and_one_record(self):
         first = self.query(K, "q-idem", "K1", "public_assistance", Y, "local_tax")

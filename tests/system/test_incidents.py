@@ -58,7 +58,8 @@ class Incidents(unittest.TestCase):
                      as_client=("node", f"{K}-gateway"))
         self.assertEqual(r.error, "check_code_mismatch")
         net.start_node(f"{K}-gateway")
-        i = self.wait_incident("check_code_mismatch", "MIS", node=K)
+        i = self.wait_incident("check_code_mismatch", acq, node=K)
+        self.assertNotIn("MIS", i["summary"])  # the core learns no person id
         self.assertTrue(i["incident_id"])
 
     def test_burst_of_refused_calls_raises_unauthorized_access(self):
@@ -80,7 +81,7 @@ class Incidents(unittest.TestCase):
             cert = f.read()
         (k_code,), = self.net.sqlite(K, "SELECT code FROM persons WHERE person = 'K1'")
         a = self.net.call("core", "POST", "/v1/exchanges", {
-            "exchange_id": "steal-1", "code": k_code, "business": "child_allowance", "provider": Y,
+            "exchange_id": f"{Y}.steal-1", "code": k_code, "business": "child_allowance", "provider": Y,
             "item": "local_tax", "operator": "op-x", "requester_cert": cert}, as_client=("node", f"{Y}-gateway"))
         self.assertEqual(a.error, "code_not_yours")
         self.wait_incident("unauthorized_access", "code issued to another agency")

@@ -70,7 +70,7 @@ class Unlawful(unittest.TestCase):
         r = self.net.call(Y, "POST", "/v1/unlawful", {
             "exchange_id": xid, "kind": "unlawful_provision", "reason": "provided without a lawful basis",
             "cause": "a wrong row was added to the local access list", "prevention": "two-person review of the list"},
-            as_client="operator")
+            as_client=f"{Y}-operator")
         self.assertEqual((r.status, r.json.get("status")), (200, "deleted_at_requester"), r)
         self.assert_held(K, secret, False)  # gone from the requester's files, free pages included
         again = self.net.agency_call(K, "POST", "/v1/queries", {"query_id": "q-unlawful-prov", "person": "K1",
@@ -93,7 +93,7 @@ class Unlawful(unittest.TestCase):
         xid = a.json["exchange_id"]
         r = self.net.call(K, "POST", "/v1/unlawful", {"exchange_id": xid, "kind": "unlawful_request",
                                                       "reason": "asked for a person outside the case"},
-                          as_client="operator")
+                          as_client=f"{K}-operator")
         self.assertEqual((r.status, r.json.get("status")), (200, "deleted"), r)
         self.assert_held(K, secret, False)
         self.assertLessEqual({"unlawful_request", "deleted"}, self.outcomes(K, K, xid))
@@ -103,10 +103,17 @@ class Unlawful(unittest.TestCase):
         a, secret = self.ask("q-unlawful-refusals")
         xid = a.json["exchange_id"]
         a = self.net.call(K, "POST", "/v1/unlawful", {"exchange_id": xid, "kind": "unlawful_provision",
-                                                      "reason": "r"}, as_client="operator")
+                                                      "reason": "r"}, as_client=f"{K}-operator")
         self.assertEqual((a.status, a.error), (404, "not_found"))  # K was the requester, not the provider
         a = self.net.call(K, "POST", "/v1/unlawful", {"exchange_id": xid, "kind": "mistake", "reason": "r"},
-                          as_client="operator")
+                          as_client=f"{K}-operator")
+        self.assertEqual((a.status, a.error), (400, "invalid_field"))
+        for who in ("operator", f"{Y}-operator"):  # the network operator, another agency's operator
+            a = self.net.call(K, "POST", "/v1/unlawful", {"exchange_id": xid, "kind": "unlawful_request",
+                                                          "reason": "r"}, as_client=who)
+            self.assertEqual((a.status, a.error), (403, "wrong_agency"), who)
+        a = self.net.call(K, "POST", "/v1/unlawful", {"exchange_id": xid, "kind": "unlawful_request",
+                                                      "reason": "r", "cause": "x" * 5000}, as_client=f"{K}-operator")
         self.assertEqual((a.status, a.error), (400, "invalid_field"))
         a = self.net.call(K, "POST", "/v1/unlawful", {"exchange_id": xid, "kind": "unlawful_request", "reason": "r"},
                           as_client=K)  # a business system is not a privileged operator

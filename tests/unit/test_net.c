@@ -81,7 +81,7 @@ static void check_registry(const char *dir, rk_registry **out)
     join(path, dir, "network.json");
     assert_int_equal(rk_registry_load(path, &reg, err, sizeof err), RK_OK);
     assert_string_equal(reg->network, "renkei");
-    assert_int_equal(reg->n_nodes, 2 + 4 + 4 + 4 + 1);
+    assert_int_equal(reg->n_nodes, 2 + 4 + 4 + 4 + 4 + 1);
     const rk_peer_node *core = rk_registry_by_id(reg, "core");
     assert_non_null(core);
     assert_int_equal(core->role, RK_ROLE_CORE);
@@ -92,7 +92,7 @@ static void check_registry(const char *dir, rk_registry **out)
     assert_int_equal(count_role(reg, RK_ROLE_GATEWAY), 4);
     assert_int_equal(count_role(reg, RK_ROLE_AGENCY), 4);
     assert_int_equal(count_role(reg, RK_ROLE_SYSTEM), 4);
-    assert_int_equal(count_role(reg, RK_ROLE_OPERATOR), 1);
+    assert_int_equal(count_role(reg, RK_ROLE_OPERATOR), 5); /* the network's, and each agency's */
     const rk_peer_node *gw = rk_registry_find(reg, RK_ROLE_GATEWAY, "kyokai-kenpo");
     assert_non_null(gw);
     assert_string_equal(gw->id, "kyokai-kenpo-gateway");
@@ -140,8 +140,8 @@ static void check_key_modes(const char *dir, const rk_registry *reg)
     for (size_t i = 0; i < reg->n_nodes; i++) {
         const rk_peer_node *n = &reg->nodes[i];
         if (n->role == RK_ROLE_OPERATOR)
-            continue;
-        if (n->role == RK_ROLE_SYSTEM)
+            snprintf(rel, sizeof rel, "clients/%s/key.pem", n->id);
+        else if (n->role == RK_ROLE_SYSTEM)
             snprintf(rel, sizeof rel, "clients/%s/key.pem", n->agency);
         else
             snprintf(rel, sizeof rel, "nodes/%s/key.pem", n->id);
@@ -252,7 +252,7 @@ static void test_init_base_port_and_default_permissions(void **state)
         fail_msg("rk_net_init: %s", err);
     join(path, dir, "network.json");
     assert_int_equal(rk_registry_load(path, &reg, err, sizeof err), RK_OK);
-    assert_int_equal(reg->n_nodes, 2 + 3 * 2 + 1);
+    assert_int_equal(reg->n_nodes, 2 + 4 * 2 + 1);
     assert_string_equal(rk_registry_by_id(reg, "core")->url, "https://127.0.0.1:41000");
     assert_string_equal(rk_registry_by_id(reg, "core")->backup_url, "https://127.0.0.1:41001");
     assert_string_equal(rk_registry_by_id(reg, "jlis")->url, "https://127.0.0.1:41002");
