@@ -262,9 +262,12 @@ void agency_post_persons_batch(void *app, const rk_request *req, rk_response *re
     if (np)
         ask_jlis_batch(a, items, n);
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(results, items[i].result ? items[i].result : item_error(items[i].person, "internal", "?"));
+        json_array_append_new(results, items[i].result ? json_incref(items[i].result)
+                                                       : item_error(items[i].person, "internal", "no answer"));
     rk_reply_json(resp, 202, json_pack("{s:O}", "results", results));
 done:
+    for (size_t i = 0; items && i < n; i++)
+        json_decref(items[i].result); /* the ones appended hold their own reference */
     json_decref(results);
     free(items);
     free(pending);

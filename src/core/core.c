@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "lib/incidents.h"
 #include "lib/log.h"
 #include "lib/records.h"
 #include "lib/util.h"
@@ -99,6 +100,7 @@ static void metrics(void *app, struct evbuffer *out)
     evbuffer_add_printf(out, "renkei_outbox_depth %zu\n", core_store_outbox_depth(c->store));
     evbuffer_add_printf(out, "renkei_notices_delivered_total %llu\n", (unsigned long long)c->notices_delivered);
     evbuffer_add_printf(out, "renkei_notice_retries_total %llu\n", (unsigned long long)c->notices_failed_attempts);
+    evbuffer_add_printf(out, "renkei_incidents_total %lld\n", (long long)rk_incidents_count(core_store_db(c->store), NULL));
     evbuffer_add_printf(out, "renkei_records_total %lld\nrenkei_tree_head_age_ms %lld\n",
                         (long long)rk_records_count(core_store_db(c->store)), (long long)rk_records_log_head_age_ms(c->log));
 }

@@ -168,13 +168,6 @@ static rk_rc acquire_in_tx(rk_db *db, void *arg)
     return insert_acquisition(db, x->a, *x->serial, x->now_ms);
 }
 
-rk_rc core_store_acquire(core_store *s, const core_acquisition *a, int64_t now_ms, uint64_t *serial,
-                         int *duplicate)
-{
-    *duplicate = 0;
-    acquire_args x = {a, now_ms, serial, duplicate};
-    return rk_db_write(s->db, acquire_in_tx, &x);
-}
 
 typedef struct acquire_many {
     core_acquisition_item *items;
@@ -265,25 +258,6 @@ static rk_rc update_in_tx(rk_db *db, void *arg)
     return rc;
 }
 
-static rk_rc update_notice(core_store *s, const char *sql, int64_t id, int64_t a, const char *text)
-{
-    notice_update u = {sql, id, a, text};
-    return rk_db_write(s->db, update_in_tx, &u);
-}
-
-rk_rc core_store_notice_done(core_store *s, int64_t id, const char *outcome, int64_t now_ms)
-{
-    return update_notice(s, "UPDATE outbox SET done_ms = ?1, outcome = ?2, attempts = attempts + 1 WHERE id = ?3",
-                         id, now_ms, outcome);
-}
-
-rk_rc core_store_notice_retry(core_store *s, int64_t id, int attempts, int64_t next_ms)
-{
-    char n[16];
-    snprintf(n, sizeof n, "%d", attempts);
-    return update_notice(s, "UPDATE outbox SET next_ms = ?1, attempts = CAST(?2 AS INTEGER) WHERE id = ?3", id,
-                         next_ms, n);
-}
 
 static int64_t single_int(core_store *s, const char *sql, int64_t none)
 {

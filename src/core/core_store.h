@@ -35,15 +35,12 @@ typedef struct core_notice {
 rk_rc core_store_open(const char *path, core_store **out);
 void core_store_close(core_store *s);
 
-/* In one transaction: finds or creates the person named by the resident
- * codes (a person keeps one serial across 住民票コード changes), records the
- * acquisition and the issue of a code to the agency, and queues the notice.
- * A repeat of the same (agency, acquisition_no) for the same person sets
- * *duplicate and changes nothing; for another person: RK_ERR_CONFLICT. */
-rk_rc core_store_acquire(core_store *s, const core_acquisition *a, int64_t now_ms, uint64_t *serial,
-                         int *duplicate);
-
-/* The same for a batch, in one commit; each item gets its own rc. */
+/* Acquisitions, in one commit. For each: finds or creates the person named
+ * by the resident codes (a person keeps one serial across 住民票コード
+ * changes), records the acquisition and the issue of a code to the agency,
+ * and queues the notice. A repeat of the same (agency, acquisition_no) for
+ * the same person sets duplicate and changes nothing; for another person
+ * the item's rc is RK_ERR_CONFLICT. */
 typedef struct core_acquisition_item {
     core_acquisition a;
     uint64_t serial;
@@ -68,8 +65,6 @@ int core_store_issued(core_store *s, const char *agency, uint64_t serial);
 /* Due notices of one deliverer: those with id % lanes == lane. */
 rk_rc core_store_due_notices(core_store *s, int64_t now_ms, int lane, int lanes, core_notice *out, size_t max,
                              size_t *n);
-rk_rc core_store_notice_done(core_store *s, int64_t id, const char *outcome, int64_t now_ms);
-rk_rc core_store_notice_retry(core_store *s, int64_t id, int attempts, int64_t next_ms);
 /* Earliest next attempt of a pending notice, or -1 when none is pending. */
 int64_t core_store_next_due(core_store *s, int lane, int lanes);
 size_t core_store_outbox_depth(core_store *s);

@@ -103,10 +103,17 @@ static int requester_cert_ok(const exchange *x)
     return ok;
 }
 
-/* Permission, code ownership and issue; 0 when the exchange may proceed. */
+/* Code, permission, ownership and issue; 0 when the exchange may proceed.
+ * The code is opened first so that every record, refusals included, keeps
+ * the person's serial for disclosure. */
 static int check_request(core *c, exchange *x, uint64_t *serial)
 {
     uint32_t owner = 0;
+    if (rk_code_open(c->codec, x->code, serial, &owner) != RK_OK) {
+        set_outcome(x, 404, "unknown_code", "the code was not issued by this core");
+        return -1;
+    }
+    snprintf(x->rec.subject, sizeof x->rec.subject, "%llu", (unsigned long long)*serial);
     if (!x->provider_node) {
         set_outcome(x, 404, "unknown_provider", "no agency \"%s\" in this network", x->provider);
         return -1;
@@ -115,15 +122,11 @@ static int check_request(core *c, exchange *x, uint64_t *serial)
         if (rk_watch_hit(c->not_permitted, x->requester_node->agency, rk_now_ms()))
             rk_node_raise(c->node, "unauthorized_access", "a burst of requests the permission table refuses from %s",
                           x->requester_node->agency);
+        /* 法21条2項: refused with the reason; the provider never hears of it */
         set_outcome(x, 403, "not_permitted", "no row of the permission table allows %s / %s / %s / %s",
                     x->requester_node->kind, x->business, x->provider_node->kind, x->item);
         return -1;
     }
-    if (rk_code_open(c->codec, x->code, serial, &owner) != RK_OK) {
-        set_outcome(x, 404, "unknown_code", "the code was not issued by this core");
-        return -1;
-    }
-    snprintf(x->rec.subject, sizeof x->rec.subject, "%llu", (unsigned long long)*serial);
     if (owner != rk_agency_number(x->requester_node->agency)) {
         rk_node_raise(c->node, "unauthorized_access", "%s presented a code issued to another agency (exchange %s)",
                       x->requester_node->agency, x->exchange_id);
@@ -288,7 +291,7 @@ void core_handle_records(void *app, const rk_request *req, rk_response *resp)
 void core_handle_incident(void *app, const rk_request *req, rk_response *resp)
 {
     core *c = app;
-    rk_incident_accept(core_store_db(c->store), req, resp);
+    rk_incident_accept(core_store_db(c->store), c->node->registry, req, resp);
 }
 
 void core_handle_incidents(void *app, const rk_request *req, rk_response *resp)

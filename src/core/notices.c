@@ -40,17 +40,21 @@ static const char *batch_outcome(json_t *one)
     return NULL; /* try again */
 }
 
-/* Delivers the notices [from, to) of one agency in one call through its
- * gateway, then settles them all in one commit. */
+/* Delivers `count` notices of one agency in one call through its gateway;
+ * their outcomes go to `out` (the caller settles them in one commit). */
 static void deliver_group(core *c, core_notice *n, size_t count, core_notice_result *out)
 {
     const rk_peer_node *gw = rk_registry_find(c->node->registry, RK_ROLE_GATEWAY, n[0].agency);
     json_t *list = json_array();
     char code[RK_CODE_TEXT_MAX];
-    for (size_t i = 0; i < count; i++)
-        if (rk_code_derive(c->codec, n[i].serial, rk_agency_number(n[i].agency), code) == RK_OK)
+    int *pos = calloc(count ? count : 1, sizeof *pos); /* where each notice's answer is, -1 if not sent */
+    for (size_t i = 0; pos && i < count; i++) {
+        pos[i] = -1;
+        if (rk_code_derive(c->codec, n[i].serial, rk_agency_number(n[i].agency), code) == RK_OK &&
             json_array_append_new(list, json_pack("{s:s,s:s,s:i}", "acquisition_no", n[i].acquisition_no, "code",
-                                                  code, "check_code", n[i].check_code));
+                                                  code, "check_code", n[i].check_code)) == 0)
+            pos[i] = (int)json_array_size(list) - 1;
+    }
     json_t *msg = json_pack("{s:o}", "notices", list);
     char *body = gw ? json_dumps(msg, JSON_COMPACT) : NULL;
     json_decref(msg);
@@ -61,8 +65,11 @@ static void deliver_group(core *c, core_notice *n, size_t count, core_notice_res
     json_t *results = json_object_get(answer, "results");
     int64_t now = rk_now_ms();
     for (size_t i = 0; i < count; i++) {
-        out[i] = (core_notice_result){.id = n[i].id, .outcome = gw ? batch_outcome(json_array_get(results, i))
-                                                                    : "undeliverable"};
+        json_t *one = pos && pos[i] >= 0 ? json_array_get(results, (size_t)pos[i]) : NULL;
+        const char *echoed = json_string_value(json_object_get(one, "acquisition_no"));
+        if (echoed && strcmp(echoed, n[i].acquisition_no) != 0)
+            one = NULL; /* an answer for another notice: retry this one */
+        out[i] = (core_notice_result){.id = n[i].id, .outcome = gw ? batch_outcome(one) : "undeliverable"};
         if (out[i].outcome) {
             __atomic_add_fetch(&c->notices_delivered, 1, __ATOMIC_RELAXED);
             continue;
@@ -78,6 +85,7 @@ static void deliver_group(core *c, core_notice *n, size_t count, core_notice_res
                 rk_strerror(rc), res.status);
     json_decref(answer);
     rk_http_result_clear(&res);
+    free(pos);
 }
 
 static int by_agency(const void *a, const void *b)

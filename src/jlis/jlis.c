@@ -150,6 +150,14 @@ static void handle_code_requests_batch(void *app, const rk_request *req, rk_resp
     relay_item *items = calloc(n, sizeof *items);
     const char **relayed = calloc(n, sizeof *relayed);
     json_t *codes = json_array(), *results = json_array();
+    if (!items || !relayed || !codes || !results) {
+        rk_reply_error(resp, 500, "internal", "out of memory");
+        json_decref(codes);
+        json_decref(results);
+        free(relayed);
+        free(items);
+        return;
+    }
     prepare_batch(j, req, list, items, codes);
     json_t *core_results = NULL;
     int backup = 0;

@@ -57,7 +57,7 @@ static const char *parse_row(char *line, char **number, char **code, char **prev
         return "invalid my_number";
     if (!*code || rk_resident_code_validate(*code) != RK_OK)
         return "invalid resident_code (11 digits)";
-    size_t len = strlen(*previous), n = 0;
+    size_t n = 0;
     for (const char *p = *previous; *p; p += strcspn(p, ";"), p += (*p == ';')) {
         char one[16];
         size_t w = strcspn(p, ";");
@@ -67,7 +67,6 @@ static const char *parse_row(char *line, char **number, char **code, char **prev
         if (rk_resident_code_validate(one) != RK_OK)
             return "invalid previous resident code (11 digits)";
     }
-    (void)len;
     return NULL;
 }
 

@@ -552,8 +552,14 @@ static rk_rc copy_request(job *j, struct evhttp_request *req, const char *method
 static int check_skew(job *j, struct evhttp_request *req)
 {
     const char *created = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Renkei-Created");
-    if (!created || j->srv->cfg.max_skew_ms <= 0 || j->route->any_clock)
+    if (j->srv->cfg.max_skew_ms <= 0 || j->route->any_clock)
         return 1;
+    /* Nodes always state it; business systems and operators may not. */
+    rk_role r = j->in.peer->role;
+    if (!created && !(r & (RK_ROLE_CORE | RK_ROLE_JLIS | RK_ROLE_GATEWAY | RK_ROLE_AGENCY)))
+        return 1;
+    if (!created)
+        created = "0";
     long long t = strtoll(created, NULL, 10);
     long long skew = (long long)j->in.received_ms - t;
     if (skew < 0)

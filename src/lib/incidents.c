@@ -54,7 +54,7 @@ rk_rc rk_incident_store(rk_db *db, const rk_incident *in, int reported, int lock
         " ON CONFLICT(incident_id) DO UPDATE SET"
         " details = CASE WHEN ?6 = '' THEN details ELSE ?6 END, actions = CASE WHEN ?7 = '' THEN actions ELSE ?7 END,"
         " cause = CASE WHEN ?8 = '' THEN cause ELSE ?8 END, prevention = CASE WHEN ?9 = '' THEN prevention ELSE ?9 END,"
-        " updated_ms = ?10, reported_ms = ?11");
+        " updated_ms = ?10, reported_ms = ?11 WHERE node = excluded.node");
     rk_rc rc = RK_ERR_STORE;
     if (st) {
         const char *text[] = {id, in->kind, in->node, NULL, in->summary, in->details, in->actions, in->cause,
@@ -69,6 +69,8 @@ rk_rc rk_incident_store(rk_db *db, const rk_incident *in, int reported, int lock
         else
             sqlite3_bind_null(st, 11);
         rc = rk_db_step_rc(db, sqlite3_step(st));
+        if (rc == RK_OK && sqlite3_changes(rk_db_handle(db)) == 0)
+            rc = RK_ERR_CONFLICT; /* the id is another node's: left as it was */
         sqlite3_reset(st);
     }
     if (!locked)
@@ -90,7 +92,7 @@ static const char *field(const rk_request *req, const char *name, size_t cap, in
     return json_string_value(v);
 }
 
-int rk_incident_accept(rk_db *db, const rk_request *req, rk_response *resp)
+int rk_incident_accept(rk_db *db, const rk_registry *reg, const rk_request *req, rk_response *resp)
 {
     int bad = 0;
     rk_incident in = {0};
@@ -112,7 +114,21 @@ int rk_incident_accept(rk_db *db, const rk_request *req, rk_response *resp)
     }
     if (!in.node)
         in.node = req->peer->id;
-    if (rk_incident_store(db, &in, 1, 0) != RK_OK) {
+    /* A node reports for itself, a gateway also for its own agency's nodes,
+     * the network operator for anyone. */
+    const rk_peer_node *named = rk_registry_by_id(reg, in.node);
+    int own = strcmp(in.node, req->peer->id) == 0 ||
+              (named && req->peer->agency[0] && strcmp(named->agency, req->peer->agency) == 0);
+    if (!named || (req->peer->role != RK_ROLE_OPERATOR && !own)) {
+        rk_reply_error(resp, 403, "not_your_node", "a node reports only for itself or its own agency");
+        return -1;
+    }
+    rk_rc rc = rk_incident_store(db, &in, 1, 0);
+    if (rc == RK_ERR_CONFLICT) {
+        rk_reply_error(resp, 409, "conflict", "incident %s was reported by another node", in.incident_id);
+        return -1;
+    }
+    if (rc != RK_OK) {
         rk_reply_error(resp, 500, "store_error", "the incident could not be stored; retry");
         return -1;
     }

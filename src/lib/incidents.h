@@ -47,7 +47,9 @@ rk_rc rk_incident_store(rk_db *db, const rk_incident *in, int reported, int lock
  * Returns 0 when stored. */
 struct rk_request;
 struct rk_response;
-int rk_incident_accept(rk_db *db, const struct rk_request *req, struct rk_response *resp);
+struct rk_registry;
+int rk_incident_accept(rk_db *db, const struct rk_registry *reg, const struct rk_request *req,
+                       struct rk_response *resp);
 void rk_incidents_serve(rk_db *db, const struct rk_request *req, struct rk_response *resp);
 int64_t rk_incidents_count(rk_db *db, const char *kind);
 

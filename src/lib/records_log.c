@@ -157,13 +157,6 @@ static rk_rc sign_locked(rk_records_log *log)
     return rc;
 }
 
-rk_rc rk_records_log_sign_now(rk_records_log *log)
-{
-    pthread_mutex_lock(&log->lock);
-    rk_rc rc = sign_locked(log);
-    pthread_mutex_unlock(&log->lock);
-    return rc;
-}
 
 int64_t rk_records_log_head_age_ms(rk_records_log *log)
 {

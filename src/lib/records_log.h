@@ -28,8 +28,6 @@ typedef struct rk_records_log rk_records_log;
  * records arrive. The node (its id and key) and db must outlive the log. */
 rk_rc rk_records_log_start(struct rk_node *node, rk_db *db, int64_t interval_ms, rk_records_log **out);
 void rk_records_log_stop(rk_records_log *log);
-/* Signs a head now when records came since the last one. */
-rk_rc rk_records_log_sign_now(rk_records_log *log);
 /* Milliseconds since the last signed head (-1: none yet). */
 int64_t rk_records_log_head_age_ms(rk_records_log *log);
 

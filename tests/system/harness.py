@@ -191,6 +191,8 @@ class Network:
         try:
             data = raw if raw is not None else (json.dumps(body) if body is not None else None)
             h = {"Content-Type": "application/json"}
+            if isinstance(as_client, tuple):  # acting as a node: state when the request was made (第6-8)
+                h["X-Renkei-Created"] = str(int(time.time() * 1000))
             h.update(headers or {})
             conn.request(method, path, body=data, headers=h)
             r = conn.getresponse()
