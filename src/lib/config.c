@@ -80,7 +80,7 @@ rk_rc rk_config_load(const char *path, rk_node_config *cfg, char *err, size_t er
 {
     memset(cfg, 0, sizeof *cfg);
     rk_dirname(path, cfg->dir, sizeof cfg->dir);
-    cfg->workers = 4;
+    cfg->workers = 16;
     cfg->max_body = 1 << 20;
     cfg->log_level = 1;
     cfg->peer_timeout_ms = 5000;
