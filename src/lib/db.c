@@ -52,7 +52,7 @@ rk_rc rk_db_open(const char *path, const char *schema, rk_db **out)
     }
     sqlite3_busy_timeout(db->conn, 5000);
     /* secure_delete: deleted content is overwritten, also in free pages. */
-    rc = rk_db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+    rc = rk_db_exec(db, "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
                         "PRAGMA secure_delete=ON; PRAGMA cache_size=-32768; PRAGMA wal_autocheckpoint=8192;");
     if (rc == RK_OK && schema)
         rc = rk_db_exec(db, schema);
