@@ -17,7 +17,6 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,10 +31,11 @@
 #include "lib/registry.h"
 #include "lib/util.h"
 #include "tools/progress.h"
+#include "tools/toolkit.h"
 #include "tools/tools.h"
 
-#define EXIT_USAGE 2
-#define PATH_CAP 4096
+#define EXIT_USAGE TK_EXIT_USAGE
+#define PATH_CAP TK_PATH_CAP
 #define CALL_TIMEOUT_MS 10000
 #define MAX_RETRIES 5           /* after the first attempt, for 503 and no answer */
 #define RETRY_FIRST_MS 100      /* doubling */
@@ -103,27 +103,8 @@ static const char usage_enrol_one[] =
 
 /* ---- messages and options -------------------------------------------- */
 
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("renkei agency-ctl: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs(" (see --help)\n", stderr);
-    va_end(ap);
-    return EXIT_USAGE;
-}
-
-__attribute__((format(printf, 1, 2))) static int failure(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("renkei agency-ctl: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return EXIT_FAILURE;
-}
+#define usage_error(...) tk_usage_error("agency-ctl", __VA_ARGS__)
+#define failure(...) tk_failure("agency-ctl", __VA_ARGS__)
 
 typedef struct ctl_opts {
     const char *net;
@@ -154,36 +135,12 @@ static const struct option person_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* Reports what getopt_long rejected ('?' unknown, ':' missing value). */
-static void option_error(int c, char **argv)
-{
-    const char *what = argv[optind - 1];
-    if (c == ':')
-        usage_error("option '%s' needs a value", what);
-    else if (optopt && optopt != '?' && optopt < 256)
-        usage_error("unknown option '-%c'", optopt);
-    else
-        usage_error("unknown option '%s'", what);
-}
-
-static int parse_concurrency(const char *s, int *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < 1 || v > MAX_CONCURRENCY)
-        return 0;
-    *out = (int)v;
-    return 1;
-}
-
 /* Options of a subcommand; then exactly npos positional arguments from
  * argv + optind. */
 static enum parse_result parse_options(int argc, char **argv, const struct option *table, int npos, ctl_opts *o)
 {
     int c;
-    optind = 0; /* glibc: full reinitialisation */
-    opterr = 0;
+    tk_getopt_reset();
     while ((c = getopt_long(argc, argv, ":h", table, NULL)) != -1) {
         switch (c) {
         case 'h':
@@ -200,23 +157,18 @@ static enum parse_result parse_options(int argc, char **argv, const struct optio
         case OPT_WAIT:
             o->wait = 1;
             break;
-        case OPT_BATCH: {
-            char *end = NULL;
-            long v = strtol(optarg, &end, 10);
-            if (end != optarg && *end == '\0' && v >= 1 && v <= RK_BATCH_MAX) {
-                o->batch = (int)v;
+        case OPT_BATCH:
+            if (tk_parse_int(optarg, 1, RK_BATCH_MAX, &o->batch))
                 break;
-            }
             usage_error("--batch must be a whole number from 1 to %d", RK_BATCH_MAX);
             return PARSE_USAGE;
-        }
         case OPT_CONCURRENCY:
-            if (parse_concurrency(optarg, &o->concurrency))
+            if (tk_parse_int(optarg, 1, MAX_CONCURRENCY, &o->concurrency))
                 break;
             usage_error("--concurrency must be a whole number from 1 to %d", MAX_CONCURRENCY);
             return PARSE_USAGE;
         default:
-            option_error(c, argv);
+            tk_option_error("agency-ctl", c, argv);
             return PARSE_USAGE;
         }
     }
@@ -236,61 +188,29 @@ static enum parse_result parse_options(int argc, char **argv, const struct optio
 typedef struct ctl_conn {
     rk_registry *reg;
     const rk_peer_node *node;
-    X509 *cert;
-    EVP_PKEY *key;
-    rk_client *client;
+    tk_client cred;        /* the agency's client credential and rk_client */
     char base[RK_URL_MAX]; /* the node's url without a trailing '/' */
 } ctl_conn;
 
 static void conn_close(ctl_conn *c)
 {
-    rk_client_free(c->client);
-    EVP_PKEY_free(c->key);
-    X509_free(c->cert);
+    tk_client_close(&c->cred);
     rk_registry_free(c->reg);
     memset(c, 0, sizeof *c);
-}
-
-static rk_rc conn_credentials(ctl_conn *c, const char *net, const char *agency_id, char *err, size_t errlen)
-{
-    char cert_path[PATH_CAP], key_path[PATH_CAP], ca_path[PATH_CAP];
-    snprintf(cert_path, sizeof cert_path, "%s/clients/%s/cert.pem", net, agency_id);
-    snprintf(key_path, sizeof key_path, "%s/clients/%s/key.pem", net, agency_id);
-    snprintf(ca_path, sizeof ca_path, "%s/pki/ca.pem", net);
-    rk_rc rc = rk_pki_load_cert(cert_path, &c->cert);
-    if (rc != RK_OK) {
-        snprintf(err, errlen, "cannot load %s: %s", cert_path, rk_strerror(rc));
-        return rc;
-    }
-    rc = rk_pki_load_key(key_path, NULL, &c->key);
-    if (rc != RK_OK) {
-        snprintf(err, errlen, "cannot load %s: %s", key_path, rk_strerror(rc));
-        return rc;
-    }
-    rc = rk_client_new(c->cert, c->key, ca_path, &c->client);
-    if (rc != RK_OK)
-        snprintf(err, errlen, "cannot set up the client: %s", rk_strerror(rc));
-    return rc;
 }
 
 /* Registry, the agency's node, credentials and client. On error err holds
  * one line and c is closed. */
 static rk_rc conn_open(ctl_conn *c, const char *net, const char *agency_id, char *err, size_t errlen)
 {
-    char path[PATH_CAP], why[256] = "";
+    char client_dir[PATH_CAP];
     memset(c, 0, sizeof *c);
-    snprintf(path, sizeof path, "%s/network.json", net);
-    rk_rc rc = rk_registry_load(path, &c->reg, why, sizeof why);
-    if (rc != RK_OK) {
-        if (why[0])
-            snprintf(err, errlen, "%s", why);
-        else
-            snprintf(err, errlen, "cannot load %s: %s", path, rk_strerror(rc));
+    rk_rc rc = tk_registry_load(net, &c->reg, err, errlen);
+    if (rc != RK_OK)
         return rc;
-    }
     c->node = rk_registry_find(c->reg, RK_ROLE_AGENCY, agency_id);
     if (!c->node || !c->node->url[0]) {
-        snprintf(err, errlen, "no agency node for agency \"%s\" in %s", agency_id, path);
+        snprintf(err, errlen, "no agency node for agency \"%s\" in %s/network.json", agency_id, net);
         conn_close(c);
         return RK_ERR_NOT_FOUND;
     }
@@ -298,7 +218,8 @@ static rk_rc conn_open(ctl_conn *c, const char *net, const char *agency_id, char
     size_t n = strlen(c->base);
     while (n > 0 && c->base[n - 1] == '/')
         c->base[--n] = '\0';
-    rc = conn_credentials(c, net, agency_id, err, errlen);
+    snprintf(client_dir, sizeof client_dir, "clients/%s", agency_id);
+    rc = tk_client_open(net, client_dir, &c->cred, err, errlen);
     if (rc != RK_OK)
         conn_close(c);
     return rc;
@@ -312,7 +233,7 @@ static rk_rc conn_call(ctl_conn *c, const char *method, const char *path, const 
         memset(res, 0, sizeof *res);
         return RK_ERR_TOO_LARGE;
     }
-    return rk_client_call(c->client, method, url, c->node->pin[0] ? c->node->pin : NULL, body,
+    return rk_client_call(c->cred.client, method, url, c->node->pin[0] ? c->node->pin : NULL, body,
                           body ? strlen(body) : 0, CALL_TIMEOUT_MS, res);
 }
 
@@ -320,15 +241,6 @@ static int help(const char *text)
 {
     fputs(text, stdout);
     return EXIT_SUCCESS;
-}
-
-static void sleep_ms(int64_t ms)
-{
-    if (ms <= 0)
-        return;
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
 }
 
 /* conn_call, retrying a 503 answer or no answer (up to MAX_RETRIES). */
@@ -341,7 +253,7 @@ static rk_rc conn_call_retry(ctl_conn *c, const char *method, const char *path, 
         if (!again || attempt == MAX_RETRIES)
             return rc;
         rk_http_result_clear(res);
-        sleep_ms((int64_t)RETRY_FIRST_MS << attempt);
+        tk_sleep_ms((int64_t)RETRY_FIRST_MS << attempt);
     }
 }
 
@@ -874,7 +786,7 @@ static void coordinate(enrol_job *j, int64_t *sent_ms)
         pthread_barrier_wait(&j->barrier);
         int64_t left = j->deadline_ms - rk_mono_ms();
         int64_t pause = POLL_ROUND_MS - (rk_mono_ms() - round_start);
-        sleep_ms(pause < left ? pause : left);
+        tk_sleep_ms(pause < left ? pause : left);
     }
 }
 

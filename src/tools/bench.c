@@ -40,10 +40,11 @@
 #include "tools/bench_load.h"
 #include "tools/net.h"
 #include "tools/progress.h"
+#include "tools/toolkit.h"
 #include "tools/tools.h"
 
-#define EXIT_USAGE 2
-#define PATH_CAP 4096
+#define EXIT_USAGE TK_EXIT_USAGE
+#define PATH_CAP TK_PATH_CAP
 #define MAX_CONCURRENCY 1024
 #define MAX_THREADS 64
 #define MAX_PERSONS 5000000
@@ -75,27 +76,8 @@ __attribute__((format(printf, 3, 4))) static int fmt(char *out, size_t outlen, c
 
 /* ---- messages ------------------------------------------------------------ */
 
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("renkei bench: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs(" (see --help)\n", stderr);
-    va_end(ap);
-    return EXIT_USAGE;
-}
-
-__attribute__((format(printf, 1, 2))) static int failure(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("renkei bench: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return EXIT_FAILURE;
-}
+#define usage_error(...) tk_usage_error("bench", __VA_ARGS__)
+#define failure(...) tk_failure("bench", __VA_ARGS__)
 
 __attribute__((format(printf, 1, 2))) static void note(const char *fmt, ...)
 {
@@ -225,17 +207,6 @@ enum {
 
 enum parse_result { PARSE_OK, PARSE_HELP, PARSE_USAGE };
 
-static int parse_long(const char *s, long min, long max, int *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < min || v > max)
-        return 0;
-    *out = (int)v;
-    return 1;
-}
-
 static int parse_seconds(const char *s, double min, double *out)
 {
     char *end = NULL;
@@ -250,8 +221,7 @@ static int parse_seconds(const char *s, double min, double *out)
 static enum parse_result parse_opts(int argc, char **argv, const struct option *table, bench_opts *o)
 {
     int c;
-    optind = 0;
-    opterr = 0;
+    tk_getopt_reset();
     while ((c = getopt_long(argc, argv, ":h", table, NULL)) != -1) {
         switch (c) {
         case 'h':
@@ -265,23 +235,23 @@ static enum parse_result parse_opts(int argc, char **argv, const struct option *
                 return usage_error("--warmup must be a number of seconds, 0 or more"), PARSE_USAGE;
             break;
         case OPT_CONCURRENCY:
-            if (!parse_long(optarg, 1, MAX_CONCURRENCY, &o->concurrency))
+            if (!tk_parse_int(optarg, 1, MAX_CONCURRENCY, &o->concurrency))
                 return usage_error("--concurrency must be 1..%d", MAX_CONCURRENCY), PARSE_USAGE;
             break;
         case OPT_THREADS:
-            if (!parse_long(optarg, 1, MAX_THREADS, &o->threads))
+            if (!tk_parse_int(optarg, 1, MAX_THREADS, &o->threads))
                 return usage_error("--threads must be 1..%d", MAX_THREADS), PARSE_USAGE;
             break;
         case OPT_PERSONS:
-            if (!parse_long(optarg, 1, MAX_PERSONS, &o->persons))
+            if (!tk_parse_int(optarg, 1, MAX_PERSONS, &o->persons))
                 return usage_error("--persons must be 1..%d", MAX_PERSONS), PARSE_USAGE;
             break;
         case OPT_BASELINE_WORKERS:
-            if (!parse_long(optarg, 1, 64, &o->baseline_workers))
+            if (!tk_parse_int(optarg, 1, 64, &o->baseline_workers))
                 return usage_error("--baseline-workers must be 1..64"), PARSE_USAGE;
             break;
         case OPT_WORKERS:
-            if (!parse_long(optarg, 1, 64, &o->workers))
+            if (!tk_parse_int(optarg, 1, 64, &o->workers))
                 return usage_error("--workers must be 1..64"), PARSE_USAGE;
             break;
         case OPT_BASELINE:
@@ -348,12 +318,6 @@ static void install_signals(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 static double mono_s(void)
@@ -795,10 +759,10 @@ done:
 
 /* ---- a fresh network ---------------------------------------------------------------- */
 
-typedef struct cred {
-    X509 *cert;
-    EVP_PKEY *key;
-} cred;
+/* A client credential (cert, key and an rk_client) from DIR/<sub>/{cert,key}.pem. */
+typedef tk_client cred;
+#define cred_load tk_client_open
+#define cred_free tk_client_close
 
 typedef struct bench_net {
     char dir[PATH_CAP];
@@ -806,32 +770,8 @@ typedef struct bench_net {
     rk_registry *reg;
     rk_net_procs *procs;
     int made_dir;
-    cred op;            /* the operator console */
-    rk_client *op_client;
+    cred op;            /* the operator console, with its client */
 } bench_net;
-
-static void cred_free(cred *c)
-{
-    EVP_PKEY_free(c->key);
-    X509_free(c->cert);
-    memset(c, 0, sizeof *c);
-}
-
-/* DIR/<sub>/{cert,key}.pem */
-static rk_rc cred_load(const char *dir, const char *sub, cred *c, char *err, size_t errlen)
-{
-    char cert[PATH_CAP], key[PATH_CAP];
-    fmt(cert, sizeof cert, "%s/%s/cert.pem", dir, sub);
-    fmt(key, sizeof key, "%s/%s/key.pem", dir, sub);
-    rk_rc rc = rk_pki_load_cert(cert, &c->cert);
-    if (rc == RK_OK && (rc = rk_pki_load_key(key, NULL, &c->key)) != RK_OK)
-        fmt(err, errlen, "cannot load %s: %s", key, rk_strerror(rc));
-    else if (rc != RK_OK)
-        fmt(err, errlen, "cannot load %s: %s", cert, rk_strerror(rc));
-    if (rc != RK_OK)
-        cred_free(c);
-    return rc;
-}
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -894,10 +834,9 @@ static rk_rc net_open(bench_net *n, int persons, int workers, char *err, size_t 
         fmt(err, errlen, "%s: no core, city-yokohama or pref-kanagawa node", path);
         return RK_ERR_CONFIG;
     }
-    if ((rc = cred_load(n->dir, "clients/operator", &n->op, err, errlen)) != RK_OK)
-        return rc;
-    if ((rc = rk_client_new(n->op.cert, n->op.key, n->ca, &n->op_client)) != RK_OK) {
-        fmt(err, errlen, "cannot make a client: %s", rk_strerror(rc));
+    if ((rc = cred_load(n->dir, "clients/operator", &n->op, err, errlen)) != RK_OK) {
+        if (n->op.failed == TK_STEP_CLIENT)
+            fmt(err, errlen, "cannot make a client: %s", rk_strerror(rc));
         return rc;
     }
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -922,7 +861,6 @@ static rk_rc net_close(bench_net *n, int keep)
 {
     rk_rc rc = rk_net_stop(n->procs);
     n->procs = NULL;
-    rk_client_free(n->op_client);
     cred_free(&n->op);
     rk_registry_free(n->reg);
     n->reg = NULL;
@@ -942,7 +880,7 @@ static rk_rc agency_counts(bench_net *n, const char *agency, long *linked, long 
     char url[RK_URL_MAX + 16];
     rk_http_result res;
     fmt(url, sizeof url, "%s/healthz", node->url);
-    rk_rc rc = rk_client_call(n->op_client, "GET", url, node->pin[0] ? node->pin : NULL, NULL, 0, CALL_TIMEOUT_MS,
+    rk_rc rc = rk_client_call(n->op.client, "GET", url, node->pin[0] ? node->pin : NULL, NULL, 0, CALL_TIMEOUT_MS,
                               &res);
     if (rc != RK_OK)
         return rc;
@@ -986,7 +924,7 @@ static rk_rc wait_linked(bench_net *n, const char *agency, long want, rk_progres
             *linked_out = linked;
             return RK_ERR_TIMEOUT;
         }
-        sleep_ms(LINK_POLL_MS);
+        tk_sleep_ms(LINK_POLL_MS);
     }
     *linked_out = linked;
     return RK_OK;
@@ -1296,7 +1234,7 @@ static void baseline_stop(baseline *b)
             waitpid(b->pid, &status, 0);
             break;
         }
-        sleep_ms(20);
+        tk_sleep_ms(20);
     }
     kill(-b->pid, SIGKILL); /* anything of the group that outlived the script */
     b->pid = 0;
@@ -1359,7 +1297,7 @@ static rk_rc baseline_start(const char *script, const bench_net *n, int workers,
                      BASELINE_START_MS / 1000, b->log);
             return RK_ERR_TIMEOUT;
         }
-        sleep_ms(50);
+        tk_sleep_ms(50);
     }
     return RK_OK;
 }

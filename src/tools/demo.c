@@ -36,6 +36,7 @@
 #include "lib/mynumber.h"
 #include "lib/pki.h"
 #include "lib/util.h"
+#include "tools/toolkit.h"
 #include "tools/tools.h"
 
 #define EXIT_USAGE 2
@@ -93,21 +94,6 @@ static const char usage_demo[] =
 
 /* ---- small helpers ------------------------------------------------------- */
 
-__attribute__((format(printf, 3, 4))) static rk_rc fmt(char *out, size_t outlen, const char *f, ...)
-{
-    va_list ap;
-    va_start(ap, f);
-    int n = vsnprintf(out, outlen, f, ap);
-    va_end(ap);
-    return n < 0 || (size_t)n >= outlen ? RK_ERR_INVALID : RK_OK;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st, (void)flag, (void)ftw;
@@ -153,7 +139,7 @@ static rk_rc make_folder(demo *d)
     const char *tmp = getenv("TMPDIR");
     if (!tmp || !*tmp)
         tmp = "/tmp";
-    if (fmt(d->dir, sizeof d->dir, "%s/renkei-demo-XXXXXX", tmp) != RK_OK)
+    if (tk_path(d->dir, sizeof d->dir, "%s/renkei-demo-XXXXXX", tmp) != RK_OK)
         return demo_fail(d, RK_ERR_INVALID, "the temporary folder name is too long ($TMPDIR)");
     if (!mkdtemp(d->dir)) {
         rk_rc rc = demo_fail(d, RK_ERR_IO, "cannot make a folder under %s: %s", tmp, strerror(errno));
@@ -170,7 +156,7 @@ static rk_rc start_network(demo *d)
     rk_rc rc = rk_net_init(d->dir, &opt, err, sizeof err);
     if (rc != RK_OK)
         return demo_fail(d, rc, "cannot write the network: %s", err[0] ? err : rk_strerror(rc));
-    if ((rc = fmt(path, sizeof path, "%s/network.json", d->dir)) != RK_OK ||
+    if ((rc = tk_path(path, sizeof path, "%s/network.json", d->dir)) != RK_OK ||
         (rc = rk_registry_load(path, &d->reg, err, sizeof err)) != RK_OK)
         return demo_fail(d, rc, "cannot read network.json: %s", err[0] ? err : rk_strerror(rc));
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -240,22 +226,14 @@ static rk_rc step_network(demo *d)
 static rk_rc open_agency(demo *d, int i)
 {
     demo_agency *a = &d->agencies[i];
-    char cert[DEMO_PATH_CAP], key[DEMO_PATH_CAP], ca[DEMO_PATH_CAP];
     a->id = demo_agency_ids[i].id;
     a->prefix = demo_agency_ids[i].prefix;
     if (!(a->node = rk_registry_find(d->reg, RK_ROLE_AGENCY, a->id)))
         return demo_fail(d, RK_ERR_CONFIG, "network.json has no agency node for %s", a->id);
-    rk_rc rc = fmt(cert, sizeof cert, "%s/clients/%s/cert.pem", d->dir, a->id);
+    char client_dir[DEMO_PATH_CAP];
+    rk_rc rc = tk_path(client_dir, sizeof client_dir, "clients/%s", a->id);
     if (rc == RK_OK)
-        rc = fmt(key, sizeof key, "%s/clients/%s/key.pem", d->dir, a->id);
-    if (rc == RK_OK)
-        rc = fmt(ca, sizeof ca, "%s/pki/ca.pem", d->dir);
-    if (rc == RK_OK)
-        rc = rk_pki_load_cert(cert, &a->cert);
-    if (rc == RK_OK)
-        rc = rk_pki_load_key(key, NULL, &a->key);
-    if (rc == RK_OK)
-        rc = rk_client_new(a->cert, a->key, ca, &a->client);
+        rc = tk_client_open(d->dir, client_dir, &a->cred, NULL, 0);
     if (rc != RK_OK)
         return demo_fail(d, rc, "cannot load the business system credential of %s: %s", a->id, rk_strerror(rc));
     return RK_OK;
@@ -264,13 +242,7 @@ static rk_rc open_agency(demo *d, int i)
 static void close_agencies(demo *d)
 {
     for (int i = 0; i < DEMO_AGENCIES; i++) {
-        demo_agency *a = &d->agencies[i];
-        rk_client_free(a->client);
-        EVP_PKEY_free(a->key);
-        X509_free(a->cert);
-        a->client = NULL;
-        a->key = NULL;
-        a->cert = NULL;
+        tk_client_close(&d->agencies[i].cred);
     }
 }
 
@@ -279,9 +251,9 @@ rk_rc demo_call(demo *d, int agency, const char *method, const char *path, const
     demo_agency *a = &d->agencies[agency];
     char url[RK_URL_MAX + 128];
     memset(out, 0, sizeof *out);
-    if (!a->client || fmt(url, sizeof url, "%s%s", a->node->url, path) != RK_OK)
+    if (!a->cred.client || tk_path(url, sizeof url, "%s%s", a->node->url, path) != RK_OK)
         return RK_ERR_INVALID;
-    return rk_client_call(a->client, method, url, a->node->pin, body, body ? strlen(body) : 0, DEMO_CALL_MS, out);
+    return rk_client_call(a->cred.client, method, url, a->node->pin, body, body ? strlen(body) : 0, DEMO_CALL_MS, out);
 }
 
 /* The node's error code and message from {"error":{"code","message"}}. */
@@ -313,7 +285,7 @@ static rk_rc read_residents(demo *d, char numbers[DEMO_RESIDENTS][16])
 {
     char path[DEMO_PATH_CAP], line[DEMO_LINE_CAP];
     int n = 0;
-    rk_rc rc = fmt(path, sizeof path, "%s/residents.csv", d->dir);
+    rk_rc rc = tk_path(path, sizeof path, "%s/residents.csv", d->dir);
     FILE *f = rc == RK_OK ? fopen(path, "r") : NULL;
     if (!f)
         return demo_fail(d, RK_ERR_IO, "cannot read residents.csv");
@@ -345,7 +317,7 @@ static int resident_listed(const demo *d, const char *number)
 {
     char path[DEMO_PATH_CAP], line[DEMO_LINE_CAP];
     int found = 0;
-    FILE *f = fmt(path, sizeof path, "%s/residents.csv", d->dir) == RK_OK ? fopen(path, "r") : NULL;
+    FILE *f = tk_path(path, sizeof path, "%s/residents.csv", d->dir) == RK_OK ? fopen(path, "r") : NULL;
     if (!f)
         return 1; /* cannot tell: treat as listed */
     while (!found && fgets(line, sizeof line, f))
@@ -376,7 +348,7 @@ static rk_rc unknown_number(const demo *d, char out[16])
 static rk_rc post_person(demo *d, int agency, const char *person, const char *number, rk_http_result *res)
 {
     char body[160];
-    rk_rc rc = fmt(body, sizeof body, "{\"person\":\"%s\",\"my_number\":\"%s\"}", person, number);
+    rk_rc rc = tk_path(body, sizeof body, "{\"person\":\"%s\",\"my_number\":\"%s\"}", person, number);
     for (int t = 0, pause = DEMO_RETRY_FIRST_MS; rc == RK_OK && t < DEMO_TRIES; t++, pause *= 2) {
         rk_http_result_clear(res);
         rk_rc call = demo_call(d, agency, "POST", "/v1/persons", body, res);
@@ -385,7 +357,7 @@ static rk_rc post_person(demo *d, int agency, const char *person, const char *nu
         if (t + 1 == DEMO_TRIES)
             rc = call;
         else
-            sleep_ms(pause);
+            tk_sleep_ms(pause);
     }
     rk_wipe(body, sizeof body); /* it held the My Number */
     return rc;
@@ -415,7 +387,7 @@ static rk_rc wait_linked(demo *d, demo_enrolment *e)
 {
     char path[64];
     int64_t deadline = rk_mono_ms() + DEMO_LINK_WAIT_MS;
-    rk_rc rc = fmt(path, sizeof path, "/v1/persons/%s", e->person);
+    rk_rc rc = tk_path(path, sizeof path, "/v1/persons/%s", e->person);
     while (rc == RK_OK) {
         rk_http_result res;
         if (demo_call(d, e->agency, "GET", path, NULL, &res) == RK_OK && res.status == 200)
@@ -423,7 +395,7 @@ static rk_rc wait_linked(demo *d, demo_enrolment *e)
         rk_http_result_clear(&res);
         if (strcmp(e->status, "linked") == 0 || strcmp(e->status, "failed") == 0 || rk_mono_ms() >= deadline)
             break;
-        sleep_ms(DEMO_POLL_MS);
+        tk_sleep_ms(DEMO_POLL_MS);
     }
     if (strcmp(e->status, "linked") != 0)
         return demo_fail(d, RK_ERR_TIMEOUT, "%s %s is %s, not linked, after %d s", d->agencies[e->agency].id,
@@ -437,7 +409,7 @@ static rk_rc db_open(const demo *d, const char *node_id, sqlite3 **db)
 {
     char path[DEMO_PATH_CAP];
     *db = NULL;
-    if (fmt(path, sizeof path, "%s/nodes/%s/node.db", d->dir, node_id) != RK_OK)
+    if (tk_path(path, sizeof path, "%s/nodes/%s/node.db", d->dir, node_id) != RK_OK)
         return RK_ERR_INVALID;
     if (sqlite3_open_v2(path, db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
         sqlite3_close(*db);
@@ -567,7 +539,7 @@ static rk_rc enrol_all(demo *d)
         demo_enrolment *e = &d->enrolments[d->n_enrolments++];
         e->agency = demo_plan[i].agency;
         e->resident = demo_plan[i].resident;
-        fmt(e->person, sizeof e->person, "%s-%04d", d->agencies[e->agency].prefix, e->resident);
+        tk_path(e->person, sizeof e->person, "%s-%04d", d->agencies[e->agency].prefix, e->resident);
         if (enrol(d, e, numbers[e->resident - 1]) != RK_OK)
             rc = RK_ERR_UPSTREAM;
     }
@@ -628,7 +600,7 @@ static rk_rc refuse(demo *d, const char *what, const char *person, const char *n
         rc = demo_fail(d, rc, "%s: no answer: %s", what, rk_strerror(rc));
     else if (res.status != want || strcmp(code, want_code) != 0)
         rc = demo_fail(d, RK_ERR_INVALID, "%s: expected %ld %s", what, want, want_code);
-    else if (fmt(path, sizeof path, "/v1/persons/%s", person) != RK_OK ||
+    else if (tk_path(path, sizeof path, "/v1/persons/%s", person) != RK_OK ||
              demo_call(d, 0, "GET", path, NULL, &get) != RK_OK || get.status != 404)
         rc = demo_fail(d, RK_ERR_CONFLICT, "%s: person %s was stored anyway (HTTP %ld)", what, person, get.status);
     rk_http_result_clear(&res);
@@ -640,7 +612,7 @@ static rk_rc step_refusals(demo *d)
 {
     char number[16];
     demo_step_begin(d, "Refusals: enrolments that must not succeed");
-    if (!d->agencies[0].client)
+    if (!d->agencies[0].cred.client)
         return demo_fail(d, RK_ERR_CONFIG, "no business system credential to call with");
     rk_rc rc = unknown_number(d, number);
     if (rc != RK_OK)
@@ -691,16 +663,7 @@ static rk_rc step_stop(demo *d)
 
 /* ---- command line -------------------------------------------------------- */
 
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *f, ...)
-{
-    va_list ap;
-    va_start(ap, f);
-    fputs("renkei demo: ", stderr);
-    vfprintf(stderr, f, ap);
-    fputs(" (see --help)\n", stderr);
-    va_end(ap);
-    return EXIT_USAGE;
-}
+#define usage_error(...) tk_usage_error("demo", __VA_ARGS__)
 
 /* A step that failed without saying why still counts as failed. */
 static rk_rc settle(demo *d, rk_rc rc)
@@ -718,11 +681,8 @@ static int parse_args(int argc, char **argv, demo *d)
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
-    optind = 0;
-    opterr = 0;
+    tk_getopt_reset();
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        char *end = NULL;
-        long v;
         if (c == 'h')
             return fputs(usage_demo, stdout), 0;
         if (c == 'k') {
@@ -730,11 +690,8 @@ static int parse_args(int argc, char **argv, demo *d)
             continue;
         }
         if (c == 'p') {
-            errno = 0;
-            v = strtol(optarg, &end, 10);
-            if (errno || end == optarg || *end || v < DEMO_RESIDENTS || v > DEMO_MAX_PERSONS)
+            if (!tk_parse_int(optarg, DEMO_RESIDENTS, DEMO_MAX_PERSONS, &d->persons))
                 return usage_error("--persons must be %d..%d", DEMO_RESIDENTS, DEMO_MAX_PERSONS);
-            d->persons = (int)v;
             continue;
         }
         if (c == ':')

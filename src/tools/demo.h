@@ -14,6 +14,7 @@
 #include "lib/http_client.h"
 #include "lib/registry.h"
 #include "tools/net.h"
+#include "tools/toolkit.h"
 
 #define DEMO_AGENCIES 3
 #define DEMO_RESIDENTS 4   /* residents #1..#4 of residents.csv take part */
@@ -24,9 +25,8 @@ typedef struct demo_agency {
     const char *id;           /* "city-yokohama" */
     const char *prefix;       /* of its person ids: "Y" → "Y-0001" */
     const rk_peer_node *node; /* its agency node, in the registry */
-    X509 *cert;               /* its business system's credential */
-    EVP_PKEY *key;
-    rk_client *client;        /* talks to the agency node as that system */
+    tk_client cred;           /* its business system's credential and client,
+                                 which talks to the agency node as that system */
 } demo_agency;
 
 typedef struct demo_resident {

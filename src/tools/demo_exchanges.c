@@ -128,28 +128,20 @@ static rk_rc no_data(demo *d)
 /* GET /v1/records?exchange_id= at the core, as the network operator. */
 static json_t *core_record(demo *d, const char *exchange_id)
 {
-    char cert[DEMO_PATH_CAP + 64], key[DEMO_PATH_CAP + 64], ca[DEMO_PATH_CAP + 64], url[RK_URL_MAX + 128];
-    X509 *c = NULL;
-    EVP_PKEY *k = NULL;
-    rk_client *client = NULL;
+    char url[RK_URL_MAX + 128];
+    tk_client op = {0};
     json_t *rec = NULL;
     const rk_peer_node *core = rk_registry_find(d->reg, RK_ROLE_CORE, NULL);
-    snprintf(cert, sizeof cert, "%s/clients/operator/cert.pem", d->dir);
-    snprintf(key, sizeof key, "%s/clients/operator/key.pem", d->dir);
-    snprintf(ca, sizeof ca, "%s/pki/ca.pem", d->dir);
     snprintf(url, sizeof url, "%s/v1/records?exchange_id=%s", core ? core->url : "", exchange_id);
     rk_http_result res = {0};
-    if (core && rk_pki_load_cert(cert, &c) == RK_OK && rk_pki_load_key(key, NULL, &k) == RK_OK &&
-        rk_client_new(c, k, ca, &client) == RK_OK &&
-        rk_client_call(client, "GET", url, core->pin, NULL, 0, CALL_MS, &res) == RK_OK && res.body) {
+    if (core && tk_client_open(d->dir, "clients/operator", &op, NULL, 0) == RK_OK &&
+        rk_client_call(op.client, "GET", url, core->pin, NULL, 0, CALL_MS, &res) == RK_OK && res.body) {
         json_t *all = json_loads(res.body, 0, NULL);
         rec = json_incref(json_array_get(json_object_get(all, "records"), 0));
         json_decref(all);
     }
     rk_http_result_clear(&res);
-    rk_client_free(client);
-    EVP_PKEY_free(k);
-    X509_free(c);
+    tk_client_close(&op);
     return rec;
 }
 

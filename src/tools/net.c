@@ -13,6 +13,7 @@
  * Exit status: 0 success, 1 failure, 2 usage error; errors are one line on
  * stderr starting with "renkei net: ". */
 #include "tools/net.h"
+#include "tools/toolkit.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -43,8 +44,8 @@
 #define RENKEI_DATA_DIR "data"
 #endif
 
-#define EXIT_USAGE 2
-#define NET_PATH_CAP 4096
+#define EXIT_USAGE TK_EXIT_USAGE
+#define NET_PATH_CAP TK_PATH_CAP
 #define NET_MIN_AGENCIES 2
 #define NET_MAX_AGENCIES 200
 #define NET_DEFAULT_AGENCIES 3
@@ -65,15 +66,6 @@
 
 /* ---- small helpers ------------------------------------------------------ */
 
-__attribute__((format(printf, 3, 4))) static rk_rc path_fmt(char *out, size_t outlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, outlen, fmt, ap);
-    va_end(ap);
-    return n < 0 || (size_t)n >= outlen ? RK_ERR_INVALID : RK_OK;
-}
-
 __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     if (!err || !errlen)
@@ -82,12 +74,6 @@ __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errl
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL); /* a signal cuts it short, which is what the loops want */
 }
 
 static int is_server_role(rk_role role)
@@ -126,10 +112,10 @@ static rk_rc agency_identity(int i, char *id, size_t idlen, const char **kind)
 {
     if (i <= NAMED_AGENCIES) {
         *kind = named_agencies[i - 1].kind;
-        return path_fmt(id, idlen, "%s", named_agencies[i - 1].id);
+        return tk_path(id, idlen, "%s", named_agencies[i - 1].id);
     }
     *kind = "municipality";
-    return path_fmt(id, idlen, "city-%03d", i);
+    return tk_path(id, idlen, "city-%03d", i);
 }
 
 static net_node *plan_add(net_plan *plan, rk_role role, const char *agency, const char *kind)
@@ -161,7 +147,7 @@ static rk_rc plan_build(int agencies, net_plan *plan)
             if ((rc = agency_identity(i, agency, sizeof agency, &kind)) != RK_OK)
                 break;
             net_node *n = plan_add(plan, per_agency[r], agency, kind);
-            rc = path_fmt(n->id, sizeof n->id, "%s%s", agency, suffix[r]);
+            rc = tk_path(n->id, sizeof n->id, "%s%s", agency, suffix[r]);
         }
     }
     if (rc == RK_OK)
@@ -235,17 +221,17 @@ static rk_rc plan_ports(net_plan *plan, int base_port, char *err, size_t errlen)
 static rk_rc node_dir(const char *dir, const net_node *n, char *out, size_t outlen)
 {
     if (is_server_role(n->role))
-        return path_fmt(out, outlen, "%s/nodes/%s", dir, n->id);
-    return path_fmt(out, outlen, "%s/clients/%s", dir, n->role == RK_ROLE_SYSTEM ? n->agency : n->id);
+        return tk_path(out, outlen, "%s/nodes/%s", dir, n->id);
+    return tk_path(out, outlen, "%s/clients/%s", dir, n->role == RK_ROLE_SYSTEM ? n->agency : n->id);
 }
 
 static rk_rc issue_node(const char *dir, const net_node *n, char *err, size_t errlen)
 {
     char nd[NET_PATH_CAP], ca[NET_PATH_CAP], ca_key[NET_PATH_CAP], cert[NET_PATH_CAP], key[NET_PATH_CAP];
     rk_rc rc;
-    if ((rc = node_dir(dir, n, nd, sizeof nd)) != RK_OK || (rc = path_fmt(ca, sizeof ca, "%s/pki/ca.pem", dir)) ||
-        (rc = path_fmt(ca_key, sizeof ca_key, "%s/pki/ca-key.pem", dir)) ||
-        (rc = path_fmt(cert, sizeof cert, "%s/cert.pem", nd)) || (rc = path_fmt(key, sizeof key, "%s/key.pem", nd))) {
+    if ((rc = node_dir(dir, n, nd, sizeof nd)) != RK_OK || (rc = tk_path(ca, sizeof ca, "%s/pki/ca.pem", dir)) ||
+        (rc = tk_path(ca_key, sizeof ca_key, "%s/pki/ca-key.pem", dir)) ||
+        (rc = tk_path(cert, sizeof cert, "%s/cert.pem", nd)) || (rc = tk_path(key, sizeof key, "%s/key.pem", nd))) {
         set_err(err, errlen, "%s: path too long", dir);
         return rc;
     }
@@ -268,8 +254,8 @@ static rk_rc write_pki(const char *dir, const net_plan *plan, char *err, size_t 
 {
     char pki[NET_PATH_CAP], ca[NET_PATH_CAP], ca_key[NET_PATH_CAP];
     rk_rc rc;
-    if ((rc = path_fmt(pki, sizeof pki, "%s/pki", dir)) || (rc = path_fmt(ca, sizeof ca, "%s/ca.pem", pki)) ||
-        (rc = path_fmt(ca_key, sizeof ca_key, "%s/ca-key.pem", pki))) {
+    if ((rc = tk_path(pki, sizeof pki, "%s/pki", dir)) || (rc = tk_path(ca, sizeof ca, "%s/ca.pem", pki)) ||
+        (rc = tk_path(ca_key, sizeof ca_key, "%s/ca-key.pem", pki))) {
         set_err(err, errlen, "%s: path too long", dir);
         return rc;
     }
@@ -293,7 +279,7 @@ static rk_rc cert_ids(const char *dir, const net_node *n, char fp[RK_FINGERPRINT
     char nd[NET_PATH_CAP], path[NET_PATH_CAP];
     X509 *cert = NULL;
     rk_rc rc = node_dir(dir, n, nd, sizeof nd);
-    if (rc == RK_OK && (rc = path_fmt(path, sizeof path, "%s/cert.pem", nd)) == RK_OK &&
+    if (rc == RK_OK && (rc = tk_path(path, sizeof path, "%s/cert.pem", nd)) == RK_OK &&
         (rc = rk_pki_load_cert(path, &cert)) == RK_OK && (rc = rk_pki_fingerprint(cert, fp)) == RK_OK)
         rc = rk_pki_spki_pin(cert, pin);
     X509_free(cert);
@@ -332,8 +318,8 @@ static rk_rc write_network_json(const char *dir, const net_plan *plan, char *err
     }
     if (rc != RK_OK)
         goto done;
-    if ((rc = path_fmt(path, sizeof path, "%s/network.json", dir)) ||
-        (rc = path_fmt(tmp, sizeof tmp, "%s/network.json.tmp", dir))) {
+    if ((rc = tk_path(path, sizeof path, "%s/network.json", dir)) ||
+        (rc = tk_path(tmp, sizeof tmp, "%s/network.json.tmp", dir))) {
         set_err(err, errlen, "%s: path too long", dir);
         goto done;
     }
@@ -354,7 +340,7 @@ static rk_rc write_master_key(const char *nd)
     char path[NET_PATH_CAP];
     uint8_t key[32];
     char hex[2 * sizeof key + 2];
-    rk_rc rc = path_fmt(path, sizeof path, "%s/master.key", nd);
+    rk_rc rc = tk_path(path, sizeof path, "%s/master.key", nd);
     if (rc == RK_OK && (rc = rk_random(key, sizeof key)) == RK_OK) {
         rk_hex(key, sizeof key, hex);
         hex[2 * sizeof key] = '\n';
@@ -375,9 +361,9 @@ static rk_rc write_node_conf(const char *dir, const net_node *n, char *err, size
                                                   : "";
     rk_rc rc = node_dir(dir, n, nd, sizeof nd);
     if (rc == RK_OK)
-        rc = path_fmt(path, sizeof path, "%s/node.conf", nd);
+        rc = tk_path(path, sizeof path, "%s/node.conf", nd);
     if (rc == RK_OK)
-        rc = path_fmt(text, sizeof text,
+        rc = tk_path(text, sizeof text,
                       "[node]\nid = %s\nnetwork = ../../network.json\nca = ../../pki/ca.pem\n"
                       "cert = cert.pem\nkey = key.pem\ndb = node.db\n%s",
                       n->id, extra);
@@ -409,9 +395,9 @@ static rk_rc copy_permissions(const char *dir, char *err, size_t errlen)
     size_t len = 0;
     if (!data || !*data)
         data = RENKEI_DATA_DIR;
-    rk_rc rc = path_fmt(src, sizeof src, "%s/permissions.csv", data);
+    rk_rc rc = tk_path(src, sizeof src, "%s/permissions.csv", data);
     if (rc == RK_OK)
-        rc = path_fmt(dst, sizeof dst, "%s/permissions.csv", dir);
+        rc = tk_path(dst, sizeof dst, "%s/permissions.csv", dir);
     if (rc == RK_OK && (rc = rk_read_file(src, NET_PERMISSIONS_CAP, &text, &len)) == RK_ERR_NOT_FOUND) {
         rc = rk_write_file(dst, NET_PERMISSIONS_HEADER, strlen(NET_PERMISSIONS_HEADER), 0644);
         goto done;
@@ -539,9 +525,9 @@ static rk_rc write_residents(const char *dir, long persons, char *err, size_t er
 {
     char path[NET_PATH_CAP], tmp[NET_PATH_CAP];
     FILE *f = NULL;
-    rk_rc rc = path_fmt(path, sizeof path, "%s/residents.csv", dir);
+    rk_rc rc = tk_path(path, sizeof path, "%s/residents.csv", dir);
     if (rc == RK_OK)
-        rc = path_fmt(tmp, sizeof tmp, "%s/residents.csv.tmp", dir);
+        rc = tk_path(tmp, sizeof tmp, "%s/residents.csv.tmp", dir);
     if (rc != RK_OK)
         goto done;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -595,7 +581,7 @@ static rk_rc prepare_dir(const char *dir, char *err, size_t errlen)
 {
     char path[NET_PATH_CAP];
     struct stat st;
-    if (!dir || !*dir || path_fmt(path, sizeof path, "%s/network.json", dir) != RK_OK) {
+    if (!dir || !*dir || tk_path(path, sizeof path, "%s/network.json", dir) != RK_OK) {
         set_err(err, errlen, "bad network folder '%s'", dir ? dir : "");
         return RK_ERR_INVALID;
     }
@@ -680,9 +666,9 @@ static rk_rc spawn_node(const char *dir, const char *exe, const rk_peer_node *no
 {
     char conf[NET_PATH_CAP], log[NET_PATH_CAP];
     int logfd = -1, nullfd = -1;
-    rk_rc rc = path_fmt(conf, sizeof conf, "%s/nodes/%s/node.conf", dir, node->id);
+    rk_rc rc = tk_path(conf, sizeof conf, "%s/nodes/%s/node.conf", dir, node->id);
     if (rc == RK_OK)
-        rc = path_fmt(log, sizeof log, "%s/nodes/%s/node.log", dir, node->id);
+        rc = tk_path(log, sizeof log, "%s/nodes/%s/node.log", dir, node->id);
     if (rc != RK_OK)
         goto done;
     char *const args[] = {(char *)exe, (char *)rk_role_name(node->role), "--config", conf, NULL};
@@ -711,23 +697,13 @@ done:
     return rc;
 }
 
-static rk_rc load_registry(const char *dir, rk_registry **reg, char *err, size_t errlen)
-{
-    char path[NET_PATH_CAP];
-    if (path_fmt(path, sizeof path, "%s/network.json", dir) != RK_OK) {
-        set_err(err, errlen, "%s: path too long", dir);
-        return RK_ERR_INVALID;
-    }
-    return rk_registry_load(path, reg, err, errlen);
-}
-
 rk_rc rk_net_start(const char *dir, const char *renkei_exe, rk_net_procs **out, char *err, size_t errlen)
 {
     static const rk_role order[] = {RK_ROLE_CORE, RK_ROLE_JLIS, RK_ROLE_GATEWAY, RK_ROLE_AGENCY};
     rk_registry *reg = NULL;
     rk_net_procs *p = NULL;
     *out = NULL;
-    rk_rc rc = load_registry(dir, &reg, err, errlen);
+    rk_rc rc = tk_registry_load(dir, &reg, err, errlen);
     if (rc != RK_OK)
         goto done;
     if (!(p = calloc(1, sizeof *p)) || !(p->children = calloc(reg->n_nodes + 1, sizeof *p->children))) {
@@ -820,7 +796,7 @@ static void await_children(rk_net_procs *p, int64_t deadline)
             if (p->children[i].running)
                 reap_child(&p->children[i], 0);
         if (count_running(p) > 0)
-            sleep_ms(20);
+            tk_sleep_ms(20);
     }
 }
 
@@ -860,16 +836,12 @@ static const char *const health_names[] = {"ok", "degraded", "down"};
 
 typedef struct health_ctx {
     rk_registry *reg;
-    X509 *cert;
-    EVP_PKEY *key;
-    rk_client *client;
+    tk_client op; /* the operator's credential and client */
 } health_ctx;
 
 static void health_close(health_ctx *h)
 {
-    rk_client_free(h->client);
-    EVP_PKEY_free(h->key);
-    X509_free(h->cert);
+    tk_client_close(&h->op);
     rk_registry_free(h->reg);
     memset(h, 0, sizeof *h);
 }
@@ -877,28 +849,16 @@ static void health_close(health_ctx *h)
 /* The registry and a client holding the operator's credentials. */
 static rk_rc health_open(const char *dir, health_ctx *h, char *err, size_t errlen)
 {
-    char cert[NET_PATH_CAP], key[NET_PATH_CAP], ca[NET_PATH_CAP];
     memset(h, 0, sizeof *h);
-    rk_rc rc = load_registry(dir, &h->reg, err, errlen);
-    if (rc != RK_OK)
-        goto done;
-    if ((rc = path_fmt(cert, sizeof cert, "%s/clients/operator/cert.pem", dir)) ||
-        (rc = path_fmt(key, sizeof key, "%s/clients/operator/key.pem", dir)) ||
-        (rc = path_fmt(ca, sizeof ca, "%s/pki/ca.pem", dir))) {
-        set_err(err, errlen, "%s: path too long", dir);
-        goto done;
+    rk_rc rc = tk_registry_load(dir, &h->reg, err, errlen);
+    if (rc == RK_OK && (rc = tk_client_open(dir, "clients/operator", &h->op, err, errlen)) != RK_OK) {
+        if (h->op.failed == TK_STEP_CERT)
+            set_err(err, errlen, "%s: cannot load the operator certificate: %s", h->op.failed_path, rk_strerror(rc));
+        else if (h->op.failed == TK_STEP_KEY)
+            set_err(err, errlen, "%s: cannot load the operator key: %s", h->op.failed_path, rk_strerror(rc));
+        else if (h->op.failed == TK_STEP_CLIENT)
+            set_err(err, errlen, "cannot create a client: %s", rk_strerror(rc));
     }
-    if ((rc = rk_pki_load_cert(cert, &h->cert)) != RK_OK) {
-        set_err(err, errlen, "%s: cannot load the operator certificate: %s", cert, rk_strerror(rc));
-        goto done;
-    }
-    if ((rc = rk_pki_load_key(key, NULL, &h->key)) != RK_OK) {
-        set_err(err, errlen, "%s: cannot load the operator key: %s", key, rk_strerror(rc));
-        goto done;
-    }
-    if ((rc = rk_client_new(h->cert, h->key, ca, &h->client)) != RK_OK)
-        set_err(err, errlen, "cannot create a client: %s", rk_strerror(rc));
-done:
     if (rc != RK_OK)
         health_close(h);
     return rc;
@@ -908,9 +868,9 @@ static net_health check_url(health_ctx *h, const char *base, const char *pin, in
 {
     char url[RK_URL_MAX + 16];
     rk_http_result res;
-    if (path_fmt(url, sizeof url, "%s/healthz", base) != RK_OK)
+    if (tk_path(url, sizeof url, "%s/healthz", base) != RK_OK)
         return HEALTH_DOWN;
-    rk_rc rc = rk_client_call(h->client, "GET", url, pin, NULL, 0, timeout_ms, &res);
+    rk_rc rc = rk_client_call(h->op.client, "GET", url, pin, NULL, 0, timeout_ms, &res);
     net_health health = rc != RK_OK ? HEALTH_DOWN : res.status == 200 ? HEALTH_OK : HEALTH_DEGRADED;
     rk_http_result_clear(&res);
     return health;
@@ -973,7 +933,7 @@ static rk_rc wait_healthy(const char *dir, int timeout_ms, rk_net_procs *procs, 
             rc = RK_ERR_TIMEOUT;
             break;
         }
-        sleep_ms(NET_POLL_MS);
+        tk_sleep_ms(NET_POLL_MS);
     }
 done:
     free(healthy);
@@ -1058,36 +1018,8 @@ static const char usage_status[] =
     "Calls every node's /healthz with the operator's credentials and prints\n"
     "'<id> <role> <url> ok|degraded|down'; exit 0 only when all are ok.\n";
 
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("renkei net: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs(" (see --help)\n", stderr);
-    va_end(ap);
-    return EXIT_USAGE;
-}
-
-static int option_error(int c, char **argv)
-{
-    if (c == ':')
-        return usage_error("option '%s' needs a value", argv[optind - 1]);
-    if (optopt)
-        return usage_error("unknown option '-%c'", optopt);
-    return usage_error("unknown option '%s'", argv[optind - 1]);
-}
-
-static int parse_int(const char *s, long min, long max, int *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < min || v > max)
-        return 0;
-    *out = (int)v;
-    return 1;
-}
+#define usage_error(...) tk_usage_error("net", __VA_ARGS__)
+#define option_error(c, argv) tk_option_error("net", (c), (argv))
 
 /* The one positional DIR after getopt_long. */
 static enum parse_result take_dir(int argc, char **argv, const char **dir)
@@ -1112,16 +1044,15 @@ static enum parse_result parse_init(int argc, char **argv, const char **dir, rk_
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
-    optind = 0;
-    opterr = 0;
+    tk_getopt_reset();
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (c == 'h')
             return PARSE_HELP;
-        if (c == 'a' && !parse_int(optarg, NET_MIN_AGENCIES, NET_MAX_AGENCIES, &o->agencies))
+        if (c == 'a' && !tk_parse_int(optarg, NET_MIN_AGENCIES, NET_MAX_AGENCIES, &o->agencies))
             return usage_error("--agencies must be %d..%d", NET_MIN_AGENCIES, NET_MAX_AGENCIES), PARSE_USAGE;
-        if (c == 'p' && !parse_int(optarg, 1, NET_MAX_PERSONS, &o->persons))
+        if (c == 'p' && !tk_parse_int(optarg, 1, NET_MAX_PERSONS, &o->persons))
             return usage_error("--persons must be 1..%d", NET_MAX_PERSONS), PARSE_USAGE;
-        if (c == 'b' && !parse_int(optarg, 1, 65535, &o->base_port))
+        if (c == 'b' && !tk_parse_int(optarg, 1, 65535, &o->base_port))
             return usage_error("--base-port must be 1..65535"), PARSE_USAGE;
         if (c == '?' || c == ':')
             return option_error(c, argv), PARSE_USAGE;
@@ -1133,8 +1064,7 @@ static enum parse_result parse_dir_only(int argc, char **argv, const char **dir)
 {
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int c;
-    optind = 0;
-    opterr = 0;
+    tk_getopt_reset();
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (c == 'h')
             return PARSE_HELP;
@@ -1199,7 +1129,7 @@ static int run_until_stopped(rk_net_procs *p)
         if (reap_unexpected(p) > 0)
             failed = 1;
         if (!net_stop_requested && count_running(p) > 0)
-            sleep_ms(200);
+            tk_sleep_ms(200);
     }
     if (!net_stop_requested)
         fprintf(stderr, "renkei net: no node is left running\n");

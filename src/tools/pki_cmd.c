@@ -10,9 +10,7 @@
  * Exit status: 0 success, 1 failure, 2 usage error; errors are one line on
  * stderr starting with "renkei pki: ". */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,10 +20,11 @@
 
 #include "lib/pki.h"
 #include "lib/util.h"
+#include "tools/toolkit.h"
 #include "tools/tools.h"
 
-#define EXIT_USAGE 2
-#define PATH_CAP 4096
+#define EXIT_USAGE TK_EXIT_USAGE
+#define PATH_CAP TK_PATH_CAP
 #define PASSPHRASE_CAP 4096
 #define MAX_DAYS 36500
 
@@ -88,55 +87,9 @@ static const char *const roles[] = {"core", "jlis", "gateway", "agency", "system
 
 /* ---- messages and parsing helpers -------------------------------------- */
 
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("renkei pki: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs(" (see --help)\n", stderr);
-    va_end(ap);
-    return EXIT_USAGE;
-}
-
-__attribute__((format(printf, 1, 2))) static int failure(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("renkei pki: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return EXIT_FAILURE;
-}
-
-/* Reports what getopt_long rejected ('?' unknown, ':' missing value). */
-static int option_error(int c, char **argv)
-{
-    const char *what = argv[optind - 1];
-    if (c == ':')
-        return usage_error("option '%s' needs a value", what);
-    if (optopt && optopt != '?')
-        return usage_error("unknown option '-%c'", optopt);
-    return usage_error("unknown option '%s'", what);
-}
-
-static void reset_getopt(void)
-{
-    optind = 0; /* glibc: full reinitialisation */
-    opterr = 0;
-}
-
-static int parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < min || v > max)
-        return 0;
-    *out = (int64_t)v;
-    return 1;
-}
+#define usage_error(...) tk_usage_error("pki", __VA_ARGS__)
+#define failure(...) tk_failure("pki", __VA_ARGS__)
+#define option_error(c, argv) tk_option_error("pki", (c), (argv))
 
 static int is_known_role(const char *role)
 {
@@ -168,7 +121,7 @@ static enum parse_result parse_single_arg(int argc, char **argv, const char **ar
 {
     static const struct option options[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int c;
-    reset_getopt();
+    tk_getopt_reset();
     while ((c = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
         if (c == 'h')
             return PARSE_HELP;
@@ -189,9 +142,8 @@ static enum parse_result parse_init(int argc, char **argv, const char **dir, int
 {
     static const struct option options[] = {
         {"days", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    int64_t value = 0;
     int c;
-    reset_getopt();
+    tk_getopt_reset();
     while ((c = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
         if (c == 'h')
             return PARSE_HELP;
@@ -199,11 +151,10 @@ static enum parse_result parse_init(int argc, char **argv, const char **dir, int
             option_error(c, argv);
             return PARSE_USAGE;
         }
-        if (!parse_int64(optarg, 1, MAX_DAYS, &value)) {
+        if (!tk_parse_int(optarg, 1, MAX_DAYS, days)) {
             usage_error("--days must be a whole number from 1 to %d", MAX_DAYS);
             return PARSE_USAGE;
         }
-        *days = (int)value;
     }
     if (argc - optind != 1) {
         usage_error("init takes exactly one directory");
@@ -272,7 +223,7 @@ static const struct option issue_options[] = {
 /* Stores one option's value; 0 if the value is not acceptable. */
 static int store_issue_option(int c, const char *value, struct issue_args *a)
 {
-    int64_t n = 0;
+    long n = 0;
     switch (c) {
     case OPT_CA: a->ca_dir = value; return 1;
     case OPT_ID: a->spec.common_name = value; return 1;
@@ -282,7 +233,7 @@ static int store_issue_option(int c, const char *value, struct issue_args *a)
     case OPT_PASSPHRASE_FILE: a->passphrase_file = value; return 1;
     case OPT_OUT: a->out_dir = value; return 1;
     case OPT_DAYS:
-        if (!parse_int64(value, 1, MAX_DAYS, &n)) {
+        if (!tk_parse_long(value, 1, MAX_DAYS, &n)) {
             usage_error("--days must be a whole number from 1 to %d", MAX_DAYS);
             return 0;
         }
@@ -290,7 +241,7 @@ static int store_issue_option(int c, const char *value, struct issue_args *a)
         return 1;
     case OPT_NOT_BEFORE:
     case OPT_NOT_AFTER:
-        if (!parse_int64(value, 1, INT64_C(253402300799), &n)) { /* up to 9999-12-31 */
+        if (!tk_parse_long(value, 1, INT64_C(253402300799), &n)) { /* up to 9999-12-31 */
             usage_error("%s takes unix seconds", c == OPT_NOT_BEFORE ? "--not-before" : "--not-after");
             return 0;
         }
@@ -328,7 +279,7 @@ static enum parse_result check_issue_args(struct issue_args *a)
 static enum parse_result parse_issue(int argc, char **argv, struct issue_args *a)
 {
     int c;
-    reset_getopt();
+    tk_getopt_reset();
     while ((c = getopt_long(argc, argv, ":h", issue_options, NULL)) != -1) {
         if (c == 'h')
             return PARSE_HELP;
