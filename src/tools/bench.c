@@ -218,79 +218,106 @@ static int parse_seconds(const char *s, double min, double *out)
     return 1;
 }
 
+/* Stores the value of a numeric option c (optarg) in o: 1 when it is valid,
+ * 0 after a usage error, -1 when c is not a numeric option. */
+static int parse_number_opt(int c, bench_opts *o)
+{
+    switch (c) {
+    case OPT_SECONDS:
+        if (!parse_seconds(optarg, 0.1, &o->seconds))
+            return usage_error("--seconds must be a number of seconds, at least 0.1"), 0;
+        return 1;
+    case OPT_WARMUP:
+        if (!parse_seconds(optarg, 0, &o->warmup))
+            return usage_error("--warmup must be a number of seconds, 0 or more"), 0;
+        return 1;
+    case OPT_CONCURRENCY:
+        if (!tk_parse_int(optarg, 1, MAX_CONCURRENCY, &o->concurrency))
+            return usage_error("--concurrency must be 1..%d", MAX_CONCURRENCY), 0;
+        return 1;
+    case OPT_THREADS:
+        if (!tk_parse_int(optarg, 1, MAX_THREADS, &o->threads))
+            return usage_error("--threads must be 1..%d", MAX_THREADS), 0;
+        return 1;
+    case OPT_PERSONS:
+        if (!tk_parse_int(optarg, 1, MAX_PERSONS, &o->persons))
+            return usage_error("--persons must be 1..%d", MAX_PERSONS), 0;
+        return 1;
+    case OPT_BASELINE_WORKERS:
+        if (!tk_parse_int(optarg, 1, 64, &o->baseline_workers))
+            return usage_error("--baseline-workers must be 1..64"), 0;
+        return 1;
+    case OPT_WORKERS:
+        if (!tk_parse_int(optarg, 1, 64, &o->workers))
+            return usage_error("--workers must be 1..64"), 0;
+        return 1;
+    default:
+        return -1;
+    }
+}
+
+/* Stores a flag or a text option c in o; 0 when c is neither. */
+static int set_text_opt(int c, bench_opts *o)
+{
+    switch (c) {
+    case OPT_BASELINE:
+        o->baseline = 1;
+        break;
+    case OPT_KEEP:
+        o->keep = 1;
+        break;
+    case OPT_URL:
+        o->url = optarg;
+        break;
+    case OPT_CERT:
+        o->cert = optarg;
+        break;
+    case OPT_KEY:
+        o->key = optarg;
+        break;
+    case OPT_CA:
+        o->ca = optarg;
+        break;
+    case OPT_PATH:
+        o->path = optarg;
+        break;
+    case OPT_BODY:
+        o->body_file = optarg;
+        break;
+    case OPT_METHOD:
+        o->method = optarg;
+        break;
+    case OPT_PASSPHRASE:
+        o->passphrase_file = optarg;
+        break;
+    default:
+        return 0;
+    }
+    return 1;
+}
+
+/* The usage error for what getopt_long rejected (c is ':' for a missing value). */
+static enum parse_result bad_opt(int c, char **argv)
+{
+    if (c == ':')
+        return usage_error("option '%s' needs a value", argv[optind - 1]), PARSE_USAGE;
+    if (optopt && optopt < 256)
+        return usage_error("unknown option '-%c'", optopt), PARSE_USAGE;
+    return usage_error("unknown option '%s'", argv[optind - 1]), PARSE_USAGE;
+}
+
 static enum parse_result parse_opts(int argc, char **argv, const struct option *table, bench_opts *o)
 {
     int c;
     tk_getopt_reset();
     while ((c = getopt_long(argc, argv, ":h", table, NULL)) != -1) {
-        switch (c) {
-        case 'h':
+        if (c == 'h')
             return PARSE_HELP;
-        case OPT_SECONDS:
-            if (!parse_seconds(optarg, 0.1, &o->seconds))
-                return usage_error("--seconds must be a number of seconds, at least 0.1"), PARSE_USAGE;
-            break;
-        case OPT_WARMUP:
-            if (!parse_seconds(optarg, 0, &o->warmup))
-                return usage_error("--warmup must be a number of seconds, 0 or more"), PARSE_USAGE;
-            break;
-        case OPT_CONCURRENCY:
-            if (!tk_parse_int(optarg, 1, MAX_CONCURRENCY, &o->concurrency))
-                return usage_error("--concurrency must be 1..%d", MAX_CONCURRENCY), PARSE_USAGE;
-            break;
-        case OPT_THREADS:
-            if (!tk_parse_int(optarg, 1, MAX_THREADS, &o->threads))
-                return usage_error("--threads must be 1..%d", MAX_THREADS), PARSE_USAGE;
-            break;
-        case OPT_PERSONS:
-            if (!tk_parse_int(optarg, 1, MAX_PERSONS, &o->persons))
-                return usage_error("--persons must be 1..%d", MAX_PERSONS), PARSE_USAGE;
-            break;
-        case OPT_BASELINE_WORKERS:
-            if (!tk_parse_int(optarg, 1, 64, &o->baseline_workers))
-                return usage_error("--baseline-workers must be 1..64"), PARSE_USAGE;
-            break;
-        case OPT_WORKERS:
-            if (!tk_parse_int(optarg, 1, 64, &o->workers))
-                return usage_error("--workers must be 1..64"), PARSE_USAGE;
-            break;
-        case OPT_BASELINE:
-            o->baseline = 1;
-            break;
-        case OPT_KEEP:
-            o->keep = 1;
-            break;
-        case OPT_URL:
-            o->url = optarg;
-            break;
-        case OPT_CERT:
-            o->cert = optarg;
-            break;
-        case OPT_KEY:
-            o->key = optarg;
-            break;
-        case OPT_CA:
-            o->ca = optarg;
-            break;
-        case OPT_PATH:
-            o->path = optarg;
-            break;
-        case OPT_BODY:
-            o->body_file = optarg;
-            break;
-        case OPT_METHOD:
-            o->method = optarg;
-            break;
-        case OPT_PASSPHRASE:
-            o->passphrase_file = optarg;
-            break;
-        case ':':
-            return usage_error("option '%s' needs a value", argv[optind - 1]), PARSE_USAGE;
-        default:
-            if (optopt && optopt < 256)
-                return usage_error("unknown option '-%c'", optopt), PARSE_USAGE;
-            return usage_error("unknown option '%s'", argv[optind - 1]), PARSE_USAGE;
-        }
+        int number = parse_number_opt(c, o);
+        if (number == 0)
+            return PARSE_USAGE;
+        if (number < 0 && !set_text_opt(c, o))
+            return bad_opt(c, argv);
     }
     if (optind < argc)
         return usage_error("unexpected argument '%s'", argv[optind]), PARSE_USAGE;
@@ -595,6 +622,68 @@ static void codes_print(const char *what, codes_result r)
     fflush(stdout);
 }
 
+/* Derives codes for `seconds`, CODES_BATCH at a time; sets *failed when one fails. */
+static codes_result codes_derive_run(const rk_codec *c, uint32_t from, double seconds, int *failed)
+{
+    char out[RK_CODE_TEXT_MAX];
+    volatile unsigned sink = 0;
+    codes_result r = {0};
+    double start = mono_s(), end = start + seconds, now = start;
+    for (uint64_t serial = 1; now < end && !bench_stop;) {
+        for (int i = 0; i < CODES_BATCH; i++, serial++) {
+            *failed |= rk_code_derive(c, serial & RK_CODE_MAX_SERIAL, from, out) != RK_OK;
+            sink += (unsigned char)out[5];
+        }
+        r.ops += CODES_BATCH;
+        now = mono_s();
+    }
+    r.seconds = now - start;
+    (void)sink;
+    return r;
+}
+
+/* Converts the given codes from one agency to another for `seconds`. */
+static codes_result codes_convert_run(const rk_codec *c, char codes[][RK_CODE_TEXT_MAX], uint32_t from, uint32_t to,
+                                      double seconds, int *failed)
+{
+    char out[RK_CODE_TEXT_MAX];
+    volatile unsigned sink = 0;
+    codes_result r = {0};
+    double start = mono_s(), end = start + seconds, now = start;
+    while (now < end && !bench_stop) {
+        for (int i = 0; i < CODES_BATCH; i++) {
+            *failed |= rk_code_convert(c, codes[i], from, to, out) != RK_OK;
+            sink += (unsigned char)out[5];
+        }
+        r.ops += CODES_BATCH;
+        now = mono_s();
+    }
+    r.seconds = now - start;
+    (void)sink;
+    return r;
+}
+
+/* Opens the given codes (serial and agency back) for `seconds`. */
+static codes_result codes_open_run(const rk_codec *c, char codes[][RK_CODE_TEXT_MAX], double seconds, int *failed)
+{
+    volatile unsigned sink = 0;
+    codes_result r = {0};
+    double start = mono_s(), end = start + seconds, now = start;
+    while (now < end && !bench_stop) {
+        for (int i = 0; i < CODES_BATCH; i++) {
+            uint64_t serial;
+            uint32_t agency;
+            *failed |= rk_code_open(c, codes[i], &serial, &agency) != RK_OK;
+            sink += (unsigned)serial;
+        }
+        r.ops += CODES_BATCH;
+        now = mono_s();
+    }
+    r.seconds = now - start;
+    (void)sink;
+    return r;
+}
+
 static int cmd_codes(int argc, char **argv)
 {
     static const struct option table[] = {{"seconds", required_argument, NULL, OPT_SECONDS}, O_HELP, O_END};
@@ -611,54 +700,13 @@ static int cmd_codes(int argc, char **argv)
         return failure("cannot make a codec: %s", rk_strerror(rc));
     uint32_t from = rk_agency_number("city-yokohama"), to = rk_agency_number("pref-kanagawa");
     static char codes[CODES_BATCH][RK_CODE_TEXT_MAX];
-    char out[RK_CODE_TEXT_MAX];
-    volatile unsigned sink = 0;
     printf("renkei bench codes: one thread, %.1f s per operation, fixed test master key\n", o.seconds);
-    codes_result derive = {0}, convert = {0}, open_ = {0};
     int failed = 0;
-
-    double start = mono_s(), end = start + o.seconds, now = start;
-    for (uint64_t serial = 1; now < end && !bench_stop;) {
-        for (int i = 0; i < CODES_BATCH; i++, serial++) {
-            failed |= rk_code_derive(c, serial & RK_CODE_MAX_SERIAL, from, out) != RK_OK;
-            sink += (unsigned char)out[5];
-        }
-        derive.ops += CODES_BATCH;
-        now = mono_s();
-    }
-    derive.seconds = now - start;
-    codes_print("derive", derive);
-
+    codes_print("derive", codes_derive_run(c, from, o.seconds, &failed));
     for (int i = 0; i < CODES_BATCH; i++)
         failed |= rk_code_derive(c, (uint64_t)i * 7919 + 1, from, codes[i]) != RK_OK;
-    start = now = mono_s();
-    end = start + o.seconds;
-    while (now < end && !bench_stop) {
-        for (int i = 0; i < CODES_BATCH; i++) {
-            failed |= rk_code_convert(c, codes[i], from, to, out) != RK_OK;
-            sink += (unsigned char)out[5];
-        }
-        convert.ops += CODES_BATCH;
-        now = mono_s();
-    }
-    convert.seconds = now - start;
-    codes_print("convert", convert);
-
-    start = now = mono_s();
-    end = start + o.seconds;
-    while (now < end && !bench_stop) {
-        for (int i = 0; i < CODES_BATCH; i++) {
-            uint64_t serial;
-            uint32_t agency;
-            failed |= rk_code_open(c, codes[i], &serial, &agency) != RK_OK;
-            sink += (unsigned)serial;
-        }
-        open_.ops += CODES_BATCH;
-        now = mono_s();
-    }
-    open_.seconds = now - start;
-    codes_print("open", open_);
-    (void)sink;
+    codes_print("convert", codes_convert_run(c, codes, from, to, o.seconds, &failed));
+    codes_print("open", codes_open_run(c, codes, o.seconds, &failed));
     rk_codec_free(c);
     rk_wipe(master, sizeof master);
     if (failed)
@@ -667,6 +715,82 @@ static int cmd_codes(int argc, char **argv)
 }
 
 /* ---- http -------------------------------------------------------------------------- */
+
+/* The usage errors of `bench http` that parse_opts cannot see: 0 when the
+ * options are usable, else what usage_error returned. */
+static int http_check_opts(const bench_opts *o)
+{
+    if (!o->url || !o->cert || !o->key || !o->ca)
+        return usage_error("http needs --url, --cert, --key and --ca");
+    if (strncmp(o->url, "https://", 8) != 0)
+        return usage_error("--url must start with https://");
+    if (o->method && (!*o->method || strspn(o->method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(o->method)))
+        return usage_error("--method must be an upper-case HTTP method");
+    if (o->path && o->path[0] != '/')
+        return usage_error("--path must start with '/'");
+    return 0;
+}
+
+/* What `bench http` loads before it runs: the client credential and the body. */
+typedef struct http_inputs {
+    X509 *cert;
+    EVP_PKEY *key;
+    char *body;
+    size_t body_len;
+} http_inputs;
+
+/* 0 when the certificate, the key and the body (if any) are loaded, else
+ * what failure returned. */
+static int http_load_inputs(const bench_opts *o, http_inputs *in)
+{
+    rk_rc rc;
+    if ((rc = rk_pki_load_cert(o->cert, &in->cert)) != RK_OK)
+        return failure("cannot load the certificate %s: %s", o->cert, rk_strerror(rc));
+    if ((rc = rk_pki_load_key(o->key, o->passphrase_file, &in->key)) != RK_OK)
+        return failure("cannot load the key %s: %s%s", o->key, rk_strerror(rc),
+                       rc == RK_ERR_DENIED ? " (it must be mode 0600)" : "");
+    if (o->body_file && (rc = rk_read_file(o->body_file, 64u << 20, &in->body, &in->body_len)) != RK_OK)
+        return failure("cannot read the body %s: %s", o->body_file, rk_strerror(rc));
+    return 0;
+}
+
+static void http_inputs_free(http_inputs *in)
+{
+    free(in->body);
+    EVP_PKEY_free(in->key);
+    X509_free(in->cert);
+}
+
+/* Runs the load generator against base + path and prints the figures. */
+static int http_run(const bench_opts *o, const char *base, const char *path, const http_inputs *in)
+{
+    install_signals();
+    const char *method = o->method ? o->method : in->body ? "POST" : "GET";
+    printf("renkei bench http: %s %s%s, %d connections, %d thread(s), %.1f s warm-up + %.1f s\n", method, base, path,
+           o->concurrency, o->threads, o->warmup, o->seconds);
+    fflush(stdout);
+    bench_load_config cfg = {
+        .base_url = base,
+        .path = path,
+        .method = method,
+        .body = in->body,
+        .body_len = in->body_len,
+        .cert = in->cert,
+        .key = in->key,
+        .ca_path = o->ca,
+        .concurrency = o->concurrency,
+        .threads = o->threads,
+        .seconds = o->seconds,
+        .warmup = o->warmup,
+        .stop = &bench_stop,
+    };
+    bench_load_result r;
+    char err[512];
+    if (bench_load_run(&cfg, &r, err, sizeof err) != RK_OK)
+        return failure("%s", err);
+    bench_load_print(stdout, "result", "requests", &r, o->concurrency);
+    return 0;
+}
 
 static int cmd_http(int argc, char **argv)
 {
@@ -687,14 +811,9 @@ static int cmd_http(int argc, char **argv)
     enum parse_result pr = parse_opts(argc, argv, table, &o);
     if (pr != PARSE_OK)
         return pr == PARSE_HELP ? (fputs(usage_http, stdout), 0) : EXIT_USAGE;
-    if (!o.url || !o.cert || !o.key || !o.ca)
-        return usage_error("http needs --url, --cert, --key and --ca");
-    if (strncmp(o.url, "https://", 8) != 0)
-        return usage_error("--url must start with https://");
-    if (o.method && (!*o.method || strspn(o.method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(o.method)))
-        return usage_error("--method must be an upper-case HTTP method");
-    if (o.path && o.path[0] != '/')
-        return usage_error("--path must start with '/'");
+    int code = http_check_opts(&o);
+    if (code != 0)
+        return code;
 
     /* Split a path out of the URL: the generator wants scheme://host:port. */
     char base[1024], path[BENCH_PATH_CAP];
@@ -704,56 +823,11 @@ static int cmd_http(int argc, char **argv)
     fmt(base, sizeof base, "%.*s", (int)(slash ? slash - o.url : (long)strlen(o.url)), o.url);
     fmt(path, sizeof path, "%s", o.path ? o.path : slash ? slash : "/");
 
-    X509 *cert = NULL;
-    EVP_PKEY *key = NULL;
-    char *body = NULL;
-    size_t body_len = 0;
-    int code = 0;
-    rk_rc rc;
-    if ((rc = rk_pki_load_cert(o.cert, &cert)) != RK_OK) {
-        code = failure("cannot load the certificate %s: %s", o.cert, rk_strerror(rc));
-        goto done;
-    }
-    if ((rc = rk_pki_load_key(o.key, o.passphrase_file, &key)) != RK_OK) {
-        code = failure("cannot load the key %s: %s%s", o.key, rk_strerror(rc),
-                       rc == RK_ERR_DENIED ? " (it must be mode 0600)" : "");
-        goto done;
-    }
-    if (o.body_file && (rc = rk_read_file(o.body_file, 64u << 20, &body, &body_len)) != RK_OK) {
-        code = failure("cannot read the body %s: %s", o.body_file, rk_strerror(rc));
-        goto done;
-    }
-    install_signals();
-    const char *method = o.method ? o.method : body ? "POST" : "GET";
-    printf("renkei bench http: %s %s%s, %d connections, %d thread(s), %.1f s warm-up + %.1f s\n", method, base, path,
-           o.concurrency, o.threads, o.warmup, o.seconds);
-    fflush(stdout);
-    bench_load_config cfg = {
-        .base_url = base,
-        .path = path,
-        .method = method,
-        .body = body,
-        .body_len = body_len,
-        .cert = cert,
-        .key = key,
-        .ca_path = o.ca,
-        .concurrency = o.concurrency,
-        .threads = o.threads,
-        .seconds = o.seconds,
-        .warmup = o.warmup,
-        .stop = &bench_stop,
-    };
-    bench_load_result r;
-    char err[512];
-    if ((rc = bench_load_run(&cfg, &r, err, sizeof err)) != RK_OK) {
-        code = failure("%s", err);
-        goto done;
-    }
-    bench_load_print(stdout, "result", "requests", &r, o.concurrency);
-done:
-    free(body);
-    EVP_PKEY_free(key);
-    X509_free(cert);
+    http_inputs in = {0};
+    code = http_load_inputs(&o, &in);
+    if (code == 0)
+        code = http_run(&o, base, path, &in);
+    http_inputs_free(&in);
     return code;
 }
 
@@ -1333,6 +1407,199 @@ static void summary_line(const char *what, const run_figure *f, const char *unit
            f->r.p90_ms, f->r.p99_ms);
 }
 
+/* The state of one `bench exchanges` run. */
+typedef struct exch_bench {
+    bench_opts o;
+    char script[PATH_CAP]; /* the nginx baseline script */
+    int have_baseline;
+    bench_net n;
+    cred yokohama, kanagawa;
+    enrol_job ej;
+    query_job *qj;
+    baseline nginx;
+    run_figure exch, hop, base;
+    char err[1024];
+} exch_bench;
+
+static void exch_banner(const bench_opts *o)
+{
+    printf("renkei bench exchanges: 3 agencies, %d persons, %d connections, %d client thread(s), "
+           "%.1f s warm-up + %.1f s per run, node workers %s\n",
+           o->persons, o->concurrency, o->threads, o->warmup, o->seconds, o->workers ? "set" : "default");
+    if (o->workers)
+        printf("  (every node: [node] workers = %d)\n", o->workers);
+    fflush(stdout);
+}
+
+/* Starts the network and loads both agencies' credentials and the residents. */
+static int exch_open(exch_bench *x)
+{
+    rk_rc rc;
+    double t = mono_s();
+    if ((rc = net_open(&x->n, x->o.persons, x->o.workers, x->err, sizeof x->err)) != RK_OK)
+        return failure("%s", x->err[0] ? x->err : rk_strerror(rc));
+    note("network: %s, %zu nodes, up in %.1f s", x->n.dir, rk_net_count(x->n.procs), mono_s() - t);
+    if ((rc = cred_load(x->n.dir, "clients/city-yokohama", &x->yokohama, x->err, sizeof x->err)) != RK_OK ||
+        (rc = cred_load(x->n.dir, "clients/pref-kanagawa", &x->kanagawa, x->err, sizeof x->err)) != RK_OK ||
+        (rc = enrol_job_init(&x->ej, (size_t)x->o.persons)) != RK_OK ||
+        (rc = read_residents(x->n.dir, &x->ej, x->err, sizeof x->err)) != RK_OK)
+        return failure("%s", x->err[0] ? x->err : rk_strerror(rc));
+    return 0;
+}
+
+/* Enrols every person at city-yokohama and pref-kanagawa and waits until
+ * both have linked them all. */
+static int exch_enrol_both(exch_bench *x)
+{
+    double t = mono_s();
+    bench_load_result r;
+    if (enrol_all(&x->n, "city-yokohama", &x->yokohama, &x->ej, SETUP_CONCURRENCY, 1, &r, x->err,
+                  sizeof x->err) != RK_OK ||
+        enrol_all(&x->n, "pref-kanagawa", &x->kanagawa, &x->ej, SETUP_CONCURRENCY, 1, &r, x->err,
+                  sizeof x->err) != RK_OK)
+        return failure("enrolment: %s", x->err);
+    long linked = 0;
+    static const char *const agencies[] = {"city-yokohama", "pref-kanagawa"};
+    for (int i = 0; i < 2; i++) {
+        if (wait_linked(&x->n, agencies[i], x->o.persons, NULL, &linked) != RK_OK)
+            return failure("only %ld of %d persons were linked at %s", linked, x->o.persons, agencies[i]);
+    }
+    note("set-up: %d persons enrolled and linked at city-yokohama and pref-kanagawa in %.1f s", x->o.persons,
+         mono_s() - t);
+    return 0;
+}
+
+/* Stores a local_tax value for every person at city-yokohama. */
+static int exch_store_values(exch_bench *x)
+{
+    double t = mono_s();
+    data_job dj = {.n = (size_t)x->o.persons};
+    bench_load_config cfg = load_cfg(&x->n, net_node(&x->n, RK_ROLE_AGENCY, "city-yokohama"), &x->yokohama,
+                                     SETUP_CONCURRENCY, 1);
+    cfg.next = data_next;
+    cfg.arg = &dj;
+    bench_load_result r;
+    rk_rc rc = bench_load_run(&cfg, &r, x->err, sizeof x->err);
+    if (rc != RK_OK || r.ok != (uint64_t)x->o.persons)
+        return failure("storing local_tax values: %s", rc != RK_OK ? x->err : "not every PUT was answered 200");
+    note("set-up: %d local_tax values stored at city-yokohama in %.1f s", x->o.persons, mono_s() - t);
+    return 0;
+}
+
+/* 1. exchanges: POST /v1/queries at pref-kanagawa, answered by city-yokohama. */
+static int exch_run_exchanges(exch_bench *x)
+{
+    query_job *qj = x->qj;
+    qj->persons = (size_t)x->o.persons;
+    qj->rng = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid() ^ 0x9E3779B97F4A7C15ull;
+    fmt(qj->run, sizeof qj->run, "%x", (unsigned)(qj->rng >> 32));
+    bench_load_config cfg = load_cfg(&x->n, net_node(&x->n, RK_ROLE_AGENCY, "pref-kanagawa"), &x->kanagawa,
+                                     x->o.concurrency, x->o.threads);
+    cfg.path = "/v1/queries";
+    cfg.method = "POST";
+    cfg.next = query_next;
+    cfg.check = query_check;
+    cfg.seconds = x->o.seconds;
+    cfg.warmup = x->o.warmup;
+    if (timed_run(&cfg, qj, "exchanges: pref-kanagawa -> gateway -> core -> gateway -> city-yokohama "
+                            "(POST /v1/queries, answer \"provided\")",
+                  "exchanges", &x->exch, x->err, sizeof x->err) != RK_OK)
+        return failure("%s", x->err);
+    if (qj->other_status[0])
+        printf("  first answer that was not \"provided\": %s\n", qj->other_status);
+    return 0;
+}
+
+/* 2. one node alone: GET /healthz on the core as the operator. */
+static int exch_run_one_node(exch_bench *x)
+{
+    if (bench_stop)
+        return 0;
+    bench_load_config cfg = load_cfg(&x->n, net_node(&x->n, RK_ROLE_CORE, NULL), &x->n.op, x->o.concurrency,
+                                     x->o.threads);
+    cfg.path = "/healthz";
+    cfg.method = "GET";
+    cfg.seconds = x->o.seconds;
+    cfg.warmup = x->o.warmup;
+    if (timed_run(&cfg, x->qj, "one node, TLS + auth + JSON (GET /healthz on the core as the operator)",
+                  "requests", &x->hop, x->err, sizeof x->err) != RK_OK)
+        return failure("%s", x->err);
+    return 0;
+}
+
+/* 3. the nginx baseline, when asked for: skipped (with a note) when it
+ * cannot be started. */
+static int exch_run_baseline(exch_bench *x)
+{
+    if (x->o.baseline && !x->have_baseline) {
+        printf("\nnginx mTLS baseline: skipped: the script was not found (set RENKEI_BASELINE; tried %s)\n",
+               x->script);
+        return 0;
+    }
+    if (!x->o.baseline || bench_stop)
+        return 0;
+    if (baseline_start(x->script, &x->n, x->o.baseline_workers, &x->nginx, x->err, sizeof x->err) != RK_OK) {
+        printf("\nnginx mTLS baseline: skipped: %s\n", x->err);
+        return 0;
+    }
+    char url[64];
+    fmt(url, sizeof url, "https://127.0.0.1:%d", x->nginx.port);
+    bench_load_config cfg = load_cfg(&x->n, net_node(&x->n, RK_ROLE_AGENCY, "pref-kanagawa"), &x->kanagawa,
+                                     x->o.concurrency, x->o.threads);
+    cfg.base_url = url;
+    cfg.path = "/";
+    cfg.method = "POST";
+    cfg.next = query_next; /* the same bodies; any 2xx counts */
+    cfg.seconds = x->o.seconds;
+    cfg.warmup = x->o.warmup;
+    char label[PATH_CAP + 128];
+    fmt(label, sizeof label, "nginx mTLS baseline (%s, %d worker(s); POST /, static 200)", x->script,
+        x->o.baseline_workers);
+    rk_rc rc = timed_run(&cfg, x->qj, label, "requests", &x->base, x->err, sizeof x->err);
+    baseline_stop(&x->nginx);
+    if (rc != RK_OK)
+        return failure("%s", x->err);
+    return 0;
+}
+
+static void exch_summary(const exch_bench *x)
+{
+    const run_figure *exch = &x->exch, *hop = &x->hop, *base = &x->base;
+    printf("\n");
+    rss_print();
+    printf("\nsummary (%d connections, %.1f s each, %ld cores)\n", x->o.concurrency, x->o.seconds,
+           sysconf(_SC_NPROCESSORS_ONLN));
+    summary_line("renkei exchanges", exch, "exch");
+    summary_line("one node, TLS + auth + JSON", hop, "req ");
+    if (x->o.baseline)
+        summary_line("nginx mTLS baseline", base, "req ");
+    if (base->ran && base->r.rate > 0) {
+        printf("  %-34s %10.4f  (exchanges/s over nginx requests/s)\n", "ratio renkei/nginx",
+               exch->r.rate / base->r.rate);
+        if (hop->ran)
+            printf("  %-34s %10.4f  (one node requests/s over nginx requests/s)\n", "ratio one node/nginx",
+                   hop->r.rate / base->r.rate);
+    }
+    if (hop->ran && exch->r.rate > 0)
+        printf("  %-34s %10.1f  (one-node requests per exchange, by rate)\n", "one node / exchanges",
+               hop->r.rate / exch->r.rate);
+    fflush(stdout);
+}
+
+/* Set-up, the three runs and the summary; 0 when all ran. */
+static int exch_all(exch_bench *x)
+{
+    int code;
+    if ((code = exch_open(x)) != 0 || (code = exch_enrol_both(x)) != 0 || (code = exch_store_values(x)) != 0 ||
+        (code = exch_run_exchanges(x)) != 0 || (code = exch_run_one_node(x)) != 0 ||
+        (code = exch_run_baseline(x)) != 0)
+        return code;
+    exch_summary(x);
+    if (bench_stop)
+        return failure("interrupted");
+    return 0;
+}
+
 static int cmd_exchanges(int argc, char **argv)
 {
     static const struct option table[] = {
@@ -1345,171 +1612,27 @@ static int cmd_exchanges(int argc, char **argv)
         O_HELP,
         O_END,
     };
-    bench_opts o = {.seconds = 10, .warmup = 2, .concurrency = 64, .threads = 1, .persons = 200,
-                    .baseline_workers = 1};
-    enum parse_result pr = parse_opts(argc, argv, table, &o);
+    exch_bench x = {.o = {.seconds = 10, .warmup = 2, .concurrency = 64, .threads = 1, .persons = 200,
+                          .baseline_workers = 1}};
+    enum parse_result pr = parse_opts(argc, argv, table, &x.o);
     if (pr != PARSE_OK)
         return pr == PARSE_HELP ? (fputs(usage_exchanges, stdout), 0) : EXIT_USAGE;
-    char script[PATH_CAP] = "";
-    int have_baseline = o.baseline && find_baseline(script, sizeof script);
+    x.have_baseline = x.o.baseline && find_baseline(x.script, sizeof x.script);
     char canonical[PATH_MAX];
-    if (have_baseline && realpath(script, canonical))
-        fmt(script, sizeof script, "%s", canonical);
+    if (x.have_baseline && realpath(x.script, canonical))
+        fmt(x.script, sizeof x.script, "%s", canonical);
     install_signals();
-
-    bench_net n;
-    cred yokohama = {0}, kanagawa = {0};
-    enrol_job ej = {0};
-    query_job *qj = calloc(1, sizeof *qj);
-    baseline nginx = {0};
-    run_figure exch = {0}, hop = {0}, base = {0};
-    char err[1024] = "";
-    int code = 0;
-    rk_rc rc;
-    double t;
-    if (!qj)
+    if (!(x.qj = calloc(1, sizeof *x.qj)))
         return failure("out of memory");
-    printf("renkei bench exchanges: 3 agencies, %d persons, %d connections, %d client thread(s), "
-           "%.1f s warm-up + %.1f s per run, node workers %s\n",
-           o.persons, o.concurrency, o.threads, o.warmup, o.seconds, o.workers ? "set" : "default");
-    if (o.workers)
-        printf("  (every node: [node] workers = %d)\n", o.workers);
-    fflush(stdout);
-    t = mono_s();
-    if ((rc = net_open(&n, o.persons, o.workers, err, sizeof err)) != RK_OK) {
-        code = failure("%s", err[0] ? err : rk_strerror(rc));
-        goto done;
-    }
-    note("network: %s, %zu nodes, up in %.1f s", n.dir, rk_net_count(n.procs), mono_s() - t);
-
-    /* Set-up: persons at both agencies, linked; a local_tax value each at city-yokohama. */
-    if ((rc = cred_load(n.dir, "clients/city-yokohama", &yokohama, err, sizeof err)) != RK_OK ||
-        (rc = cred_load(n.dir, "clients/pref-kanagawa", &kanagawa, err, sizeof err)) != RK_OK ||
-        (rc = enrol_job_init(&ej, (size_t)o.persons)) != RK_OK ||
-        (rc = read_residents(n.dir, &ej, err, sizeof err)) != RK_OK) {
-        code = failure("%s", err[0] ? err : rk_strerror(rc));
-        goto done;
-    }
-    t = mono_s();
-    bench_load_result r;
-    if ((rc = enrol_all(&n, "city-yokohama", &yokohama, &ej, SETUP_CONCURRENCY, 1, &r, err, sizeof err)) != RK_OK ||
-        (rc = enrol_all(&n, "pref-kanagawa", &kanagawa, &ej, SETUP_CONCURRENCY, 1, &r, err, sizeof err)) != RK_OK) {
-        code = failure("enrolment: %s", err);
-        goto done;
-    }
-    long linked = 0;
-    static const char *const agencies[] = {"city-yokohama", "pref-kanagawa"};
-    for (int i = 0; i < 2; i++) {
-        if ((rc = wait_linked(&n, agencies[i], o.persons, NULL, &linked)) != RK_OK) {
-            code = failure("only %ld of %d persons were linked at %s", linked, o.persons, agencies[i]);
-            goto done;
-        }
-    }
-    note("set-up: %d persons enrolled and linked at city-yokohama and pref-kanagawa in %.1f s", o.persons,
-         mono_s() - t);
-    t = mono_s();
-    data_job dj = {.n = (size_t)o.persons};
-    bench_load_config cfg = load_cfg(&n, net_node(&n, RK_ROLE_AGENCY, "city-yokohama"), &yokohama,
-                                     SETUP_CONCURRENCY, 1);
-    cfg.next = data_next;
-    cfg.arg = &dj;
-    if ((rc = bench_load_run(&cfg, &r, err, sizeof err)) != RK_OK || r.ok != (uint64_t)o.persons) {
-        code = failure("storing local_tax values: %s", rc != RK_OK ? err : "not every PUT was answered 200");
-        goto done;
-    }
-    note("set-up: %d local_tax values stored at city-yokohama in %.1f s", o.persons, mono_s() - t);
-
-    /* 1. exchanges */
-    qj->persons = (size_t)o.persons;
-    qj->rng = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid() ^ 0x9E3779B97F4A7C15ull;
-    fmt(qj->run, sizeof qj->run, "%x", (unsigned)(qj->rng >> 32));
-    cfg = load_cfg(&n, net_node(&n, RK_ROLE_AGENCY, "pref-kanagawa"), &kanagawa, o.concurrency, o.threads);
-    cfg.path = "/v1/queries";
-    cfg.method = "POST";
-    cfg.next = query_next;
-    cfg.check = query_check;
-    cfg.seconds = o.seconds;
-    cfg.warmup = o.warmup;
-    if ((rc = timed_run(&cfg, qj, "exchanges: pref-kanagawa -> gateway -> core -> gateway -> city-yokohama "
-                                  "(POST /v1/queries, answer \"provided\")",
-                        "exchanges", &exch, err, sizeof err)) != RK_OK) {
-        code = failure("%s", err);
-        goto done;
-    }
-    if (qj->other_status[0])
-        printf("  first answer that was not \"provided\": %s\n", qj->other_status);
-
-    /* 2. one node alone */
-    if (!bench_stop) {
-        cfg = load_cfg(&n, net_node(&n, RK_ROLE_CORE, NULL), &n.op, o.concurrency, o.threads);
-        cfg.path = "/healthz";
-        cfg.method = "GET";
-        cfg.seconds = o.seconds;
-        cfg.warmup = o.warmup;
-        if ((rc = timed_run(&cfg, qj, "one node, TLS + auth + JSON (GET /healthz on the core as the operator)",
-                            "requests", &hop, err, sizeof err)) != RK_OK) {
-            code = failure("%s", err);
-            goto done;
-        }
-    }
-
-    /* 3. the nginx baseline */
-    if (o.baseline && !have_baseline) {
-        printf("\nnginx mTLS baseline: skipped: the script was not found (set RENKEI_BASELINE; tried %s)\n", script);
-    } else if (o.baseline && !bench_stop) {
-        if ((rc = baseline_start(script, &n, o.baseline_workers, &nginx, err, sizeof err)) != RK_OK) {
-            printf("\nnginx mTLS baseline: skipped: %s\n", err);
-        } else {
-            char url[64];
-            fmt(url, sizeof url, "https://127.0.0.1:%d", nginx.port);
-            cfg = load_cfg(&n, net_node(&n, RK_ROLE_AGENCY, "pref-kanagawa"), &kanagawa, o.concurrency, o.threads);
-            cfg.base_url = url;
-            cfg.path = "/";
-            cfg.method = "POST";
-            cfg.next = query_next; /* the same bodies; any 2xx counts */
-            cfg.seconds = o.seconds;
-            cfg.warmup = o.warmup;
-            char label[PATH_CAP + 128];
-            fmt(label, sizeof label, "nginx mTLS baseline (%s, %d worker(s); POST /, static 200)", script,
-                     o.baseline_workers);
-            rc = timed_run(&cfg, qj, label, "requests", &base, err, sizeof err);
-            baseline_stop(&nginx);
-            if (rc != RK_OK) {
-                code = failure("%s", err);
-                goto done;
-            }
-        }
-    }
-
-    printf("\n");
-    rss_print();
-    printf("\nsummary (%d connections, %.1f s each, %ld cores)\n", o.concurrency, o.seconds,
-           sysconf(_SC_NPROCESSORS_ONLN));
-    summary_line("renkei exchanges", &exch, "exch");
-    summary_line("one node, TLS + auth + JSON", &hop, "req ");
-    if (o.baseline)
-        summary_line("nginx mTLS baseline", &base, "req ");
-    if (base.ran && base.r.rate > 0) {
-        printf("  %-34s %10.4f  (exchanges/s over nginx requests/s)\n", "ratio renkei/nginx",
-               exch.r.rate / base.r.rate);
-        if (hop.ran)
-            printf("  %-34s %10.4f  (one node requests/s over nginx requests/s)\n", "ratio one node/nginx",
-                   hop.r.rate / base.r.rate);
-    }
-    if (hop.ran && exch.r.rate > 0)
-        printf("  %-34s %10.1f  (one-node requests per exchange, by rate)\n", "one node / exchanges",
-               hop.r.rate / exch.r.rate);
-    fflush(stdout);
-    if (bench_stop)
-        code = failure("interrupted");
-done:
-    baseline_stop(&nginx);
-    if (net_close(&n, o.keep || (code != 0 && !bench_stop)) != RK_OK && code == 0)
+    exch_banner(&x.o);
+    int code = exch_all(&x);
+    baseline_stop(&x.nginx);
+    if (net_close(&x.n, x.o.keep || (code != 0 && !bench_stop)) != RK_OK && code == 0)
         code = failure("a node did not stop cleanly (see its node.log)");
-    cred_free(&yokohama);
-    cred_free(&kanagawa);
-    enrol_job_free(&ej);
-    free(qj);
+    cred_free(&x.yokohama);
+    cred_free(&x.kanagawa);
+    enrol_job_free(&x.ej);
+    free(x.qj);
     return code;
 }
 
@@ -1518,6 +1641,114 @@ done:
 typedef struct enrol_marks {
     proc_snap before, after;
 } enrol_marks;
+
+/* The state of one `bench enrol` run. */
+typedef struct enrol_bench {
+    bench_opts o;
+    bench_net n;
+    cred yokohama;
+    enrol_job ej;
+    enrol_marks *marks;
+    bench_load_result r;
+    double start, accepted_at, linked_at;
+    long linked;
+    rk_rc link_rc; /* of waiting until every accepted person is linked */
+    char err[1024];
+} enrol_bench;
+
+/* Starts the network and loads city-yokohama's credential and the residents. */
+static int enrol_open(enrol_bench *e)
+{
+    rk_rc rc;
+    printf("renkei bench enrol: %d persons at city-yokohama, %d connections, %d client thread(s), node workers %s\n",
+           e->o.persons, e->o.concurrency, e->o.threads, e->o.workers ? "set" : "default");
+    if (e->o.workers)
+        printf("  (every node: [node] workers = %d)\n", e->o.workers);
+    fflush(stdout);
+    double t = mono_s();
+    if ((rc = net_open(&e->n, e->o.persons, e->o.workers, e->err, sizeof e->err)) != RK_OK)
+        return failure("%s", e->err[0] ? e->err : rk_strerror(rc));
+    note("network: %s, %zu nodes, written and up in %.1f s", e->n.dir, rk_net_count(e->n.procs), mono_s() - t);
+    if ((rc = cred_load(e->n.dir, "clients/city-yokohama", &e->yokohama, e->err, sizeof e->err)) != RK_OK ||
+        (rc = enrol_job_init(&e->ej, (size_t)e->o.persons)) != RK_OK ||
+        (rc = read_residents(e->n.dir, &e->ej, e->err, sizeof e->err)) != RK_OK)
+        return failure("%s", e->err[0] ? e->err : rk_strerror(rc));
+    return 0;
+}
+
+/* Enrols every person at city-yokohama (POST /v1/persons) with a progress bar. */
+static int enrol_accept(enrol_bench *e)
+{
+    snap_take(&e->marks->before);
+    e->start = mono_s();
+    e->ej.bar = rk_progress_new("accepted", (uint64_t)e->o.persons, stderr);
+    bench_load_config cfg = load_cfg(&e->n, net_node(&e->n, RK_ROLE_AGENCY, "city-yokohama"), &e->yokohama,
+                                     e->o.concurrency, e->o.threads);
+    cfg.path = "/v1/persons";
+    cfg.method = "POST";
+    cfg.next = enrol_next;
+    cfg.check = enrol_check;
+    cfg.arg = &e->ej;
+    enrol_job_reset(&e->ej);
+    rk_rc rc = bench_load_run(&cfg, &e->r, e->err, sizeof e->err);
+    e->accepted_at = mono_s();
+    rk_progress_finish(e->ej.bar);
+    e->ej.bar = NULL;
+    if (rc != RK_OK)
+        return failure("%s", e->err);
+    return 0;
+}
+
+/* Waits until every accepted person is linked (a progress bar unless they
+ * already are); the outcome is in e->link_rc. */
+static void enrol_wait_linked(enrol_bench *e)
+{
+    long pending = 0;
+    rk_progress *bar = NULL;
+    e->linked = 0;
+    if (agency_counts(&e->n, "city-yokohama", &e->linked, &pending) != RK_OK || e->linked < (long)e->ej.accepted)
+        bar = rk_progress_new("linked", (uint64_t)e->ej.accepted, stderr); /* none when all are linked already */
+    e->link_rc = wait_linked(&e->n, "city-yokohama", (long)e->ej.accepted, bar, &e->linked);
+    e->linked_at = mono_s();
+    rk_progress_finish(bar);
+    snap_take(&e->marks->after);
+}
+
+static void enrol_report(const enrol_bench *e)
+{
+    double accept_s = e->accepted_at - e->start, link_s = e->linked_at - e->start;
+    printf("\n");
+    bench_load_print(stdout, "accepting: POST /v1/persons at city-yokohama (202 = accepted)", "enrolments", &e->r,
+                     e->o.concurrency);
+    printf("\nresults\n");
+    printf("  accepted      %llu of %d in %.2f s: %.1f /s%s\n", (unsigned long long)e->ej.accepted, e->o.persons,
+           accept_s, accept_s > 0 ? (double)e->ej.accepted / accept_s : 0.0,
+           e->ej.given_up ? " (some were refused: see above)" : "");
+    if (e->link_rc == RK_OK)
+        printf("  all linked    %ld in %.2f s from the first request: %.1f /s (%.2f s after the last acceptance)\n",
+               e->linked, link_s, link_s > 0 ? (double)e->linked / link_s : 0.0, e->linked_at - e->accepted_at);
+    else
+        printf("  NOT all linked: %ld of %llu after %.2f s (%s)\n", e->linked, (unsigned long long)e->ej.accepted,
+               link_s, e->link_rc == RK_ERR_CONFLICT ? "none pending any more: some failed" : "no progress, gave up");
+    cpu_print(&e->marks->before, &e->marks->after, "CPU seconds used from the first request until all linked");
+    rss_print();
+}
+
+/* Set-up, enrolment, linking and the report; 0 when every person was
+ * accepted and linked. */
+static int enrol_measure(enrol_bench *e)
+{
+    int code;
+    if ((code = enrol_open(e)) != 0 || (code = enrol_accept(e)) != 0)
+        return code;
+    enrol_wait_linked(e);
+    enrol_report(e);
+    if (bench_stop)
+        return failure("interrupted");
+    if (e->link_rc != RK_OK || e->ej.accepted < (uint64_t)e->o.persons)
+        return failure("not every person was accepted and linked (see above)");
+    return 0;
+}
 
 static int cmd_enrol(int argc, char **argv)
 {
@@ -1530,93 +1761,19 @@ static int cmd_enrol(int argc, char **argv)
         O_HELP,
         O_END,
     };
-    bench_opts o = {.concurrency = 64, .threads = 1, .persons = 1000000};
-    enum parse_result pr = parse_opts(argc, argv, table, &o);
+    enrol_bench e = {.o = {.concurrency = 64, .threads = 1, .persons = 1000000}};
+    enum parse_result pr = parse_opts(argc, argv, table, &e.o);
     if (pr != PARSE_OK)
         return pr == PARSE_HELP ? (fputs(usage_enrol, stdout), 0) : EXIT_USAGE;
     install_signals();
-    bench_net n;
-    cred yokohama = {0};
-    enrol_job ej = {0};
-    enrol_marks *marks = calloc(1, sizeof *marks);
-    char err[1024] = "";
-    int code = 0;
-    rk_rc rc;
-    if (!marks)
+    if (!(e.marks = calloc(1, sizeof *e.marks)))
         return failure("out of memory");
-    printf("renkei bench enrol: %d persons at city-yokohama, %d connections, %d client thread(s), node workers %s\n",
-           o.persons, o.concurrency, o.threads, o.workers ? "set" : "default");
-    if (o.workers)
-        printf("  (every node: [node] workers = %d)\n", o.workers);
-    fflush(stdout);
-    double t = mono_s();
-    if ((rc = net_open(&n, o.persons, o.workers, err, sizeof err)) != RK_OK) {
-        code = failure("%s", err[0] ? err : rk_strerror(rc));
-        goto done;
-    }
-    note("network: %s, %zu nodes, written and up in %.1f s", n.dir, rk_net_count(n.procs), mono_s() - t);
-    if ((rc = cred_load(n.dir, "clients/city-yokohama", &yokohama, err, sizeof err)) != RK_OK ||
-        (rc = enrol_job_init(&ej, (size_t)o.persons)) != RK_OK ||
-        (rc = read_residents(n.dir, &ej, err, sizeof err)) != RK_OK) {
-        code = failure("%s", err[0] ? err : rk_strerror(rc));
-        goto done;
-    }
-
-    snap_take(&marks->before);
-    double start = mono_s();
-    ej.bar = rk_progress_new("accepted", (uint64_t)o.persons, stderr);
-    bench_load_config cfg = load_cfg(&n, net_node(&n, RK_ROLE_AGENCY, "city-yokohama"), &yokohama, o.concurrency,
-                                     o.threads);
-    cfg.path = "/v1/persons";
-    cfg.method = "POST";
-    cfg.next = enrol_next;
-    cfg.check = enrol_check;
-    cfg.arg = &ej;
-    bench_load_result r;
-    enrol_job_reset(&ej);
-    rc = bench_load_run(&cfg, &r, err, sizeof err);
-    double accepted_at = mono_s();
-    rk_progress_finish(ej.bar);
-    ej.bar = NULL;
-    if (rc != RK_OK) {
-        code = failure("%s", err);
-        goto done;
-    }
-    long linked = 0, pending = 0;
-    rk_progress *bar = NULL;
-    if (agency_counts(&n, "city-yokohama", &linked, &pending) != RK_OK || linked < (long)ej.accepted)
-        bar = rk_progress_new("linked", (uint64_t)ej.accepted, stderr); /* none when all are linked already */
-    rc = wait_linked(&n, "city-yokohama", (long)ej.accepted, bar, &linked);
-    double linked_at = mono_s();
-    rk_progress_finish(bar);
-    snap_take(&marks->after);
-
-    double accept_s = accepted_at - start, link_s = linked_at - start;
-    printf("\n");
-    bench_load_print(stdout, "accepting: POST /v1/persons at city-yokohama (202 = accepted)", "enrolments", &r,
-                     o.concurrency);
-    printf("\nresults\n");
-    printf("  accepted      %llu of %d in %.2f s: %.1f /s%s\n", (unsigned long long)ej.accepted, o.persons, accept_s,
-           accept_s > 0 ? (double)ej.accepted / accept_s : 0.0,
-           ej.given_up ? " (some were refused: see above)" : "");
-    if (rc == RK_OK)
-        printf("  all linked    %ld in %.2f s from the first request: %.1f /s (%.2f s after the last acceptance)\n",
-               linked, link_s, link_s > 0 ? (double)linked / link_s : 0.0, linked_at - accepted_at);
-    else
-        printf("  NOT all linked: %ld of %llu after %.2f s (%s)\n", linked, (unsigned long long)ej.accepted, link_s,
-               rc == RK_ERR_CONFLICT ? "none pending any more: some failed" : "no progress, gave up");
-    cpu_print(&marks->before, &marks->after, "CPU seconds used from the first request until all linked");
-    rss_print();
-    if (bench_stop)
-        code = failure("interrupted");
-    else if (rc != RK_OK || ej.accepted < (uint64_t)o.persons)
-        code = failure("not every person was accepted and linked (see above)");
-done:
-    if (net_close(&n, o.keep || (code != 0 && !bench_stop)) != RK_OK && code == 0)
+    int code = enrol_measure(&e);
+    if (net_close(&e.n, e.o.keep || (code != 0 && !bench_stop)) != RK_OK && code == 0)
         code = failure("a node did not stop cleanly (see its node.log)");
-    cred_free(&yokohama);
-    enrol_job_free(&ej);
-    free(marks);
+    cred_free(&e.yokohama);
+    enrol_job_free(&e.ej);
+    free(e.marks);
     return code;
 }
 

@@ -379,6 +379,98 @@ static void merge(load_thread *threads, int n_threads, bench_load_result *out, r
     free(all);
 }
 
+/* Gives each thread its share of the connections, a multi handle and its
+ * slots. */
+static rk_rc threads_init(shared *sh, load_thread *threads, int n_threads, slot *slots)
+{
+    const bench_load_config *cfg = sh->cfg;
+    for (int i = 0, first = 0; i < n_threads; i++) {
+        load_thread *t = &threads[i];
+        int share = cfg->concurrency / n_threads + (i < cfg->concurrency % n_threads);
+        t->sh = sh;
+        t->slots = slots + first;
+        t->n = share;
+        first += share;
+        if (!(t->m = curl_multi_init()))
+            return RK_ERR_NOMEM;
+        curl_multi_setopt(t->m, CURLMOPT_MAXCONNECTS, (long)share);
+        curl_multi_setopt(t->m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)share);
+        curl_multi_setopt(t->m, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
+        for (int j = 0; j < share; j++) {
+            rk_rc rc = slot_init(&t->slots[j], t);
+            if (rc != RK_OK)
+                return rc;
+        }
+    }
+    return RK_OK;
+}
+
+static void threads_free(load_thread *threads, int n_threads)
+{
+    for (int i = 0; i < n_threads; i++) {
+        load_thread *t = &threads[i];
+        for (int j = 0; t->slots && j < t->n; j++)
+            slot_free(&t->slots[j], t->m);
+        if (t->m)
+            curl_multi_cleanup(t->m);
+        free(t->lat);
+    }
+}
+
+/* Sets the measured window: after the warm-up when timed, else from now
+ * until the work runs out. */
+static void set_window(shared *sh)
+{
+    const bench_load_config *cfg = sh->cfg;
+    int64_t begin = now_ns();
+    if (sh->timed) {
+        sh->t0_ns = begin + (int64_t)(cfg->warmup * 1e9);
+        sh->t1_ns = sh->t0_ns + (int64_t)(cfg->seconds * 1e9);
+    } else {
+        sh->t0_ns = begin;
+        sh->t1_ns = INT64_MAX;
+    }
+}
+
+/* Runs the threads until they end, calling cfg->mark at the start and the
+ * end of the measured window; its length goes to out->elapsed_s. */
+static rk_rc run_threads(shared *sh, load_thread *threads, int n_threads, bench_load_result *out)
+{
+    const bench_load_config *cfg = sh->cfg;
+    rk_rc rc = RK_OK;
+    int started = 0;
+    for (; started < n_threads; started++)
+        if (pthread_create(&threads[started].tid, NULL, thread_main, &threads[started]) != 0) {
+            rc = RK_ERR_NOMEM;
+            break;
+        }
+    int64_t window_end = 0;
+    if (sh->timed) {
+        sleep_until(sh->t0_ns, cfg);
+        if (cfg->mark)
+            cfg->mark(cfg->arg, 0);
+        sleep_until(sh->t1_ns, cfg);
+        window_end = now_ns();
+        if (window_end > sh->t1_ns)
+            window_end = sh->t1_ns;
+        if (cfg->mark)
+            cfg->mark(cfg->arg, 1);
+    } else if (cfg->mark) {
+        cfg->mark(cfg->arg, 0);
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(threads[i].tid, NULL);
+    if (!sh->timed) {
+        window_end = now_ns();
+        if (cfg->mark)
+            cfg->mark(cfg->arg, 1);
+    }
+    out->elapsed_s = (double)(window_end - sh->t0_ns) / 1e9;
+    if (out->elapsed_s < 0)
+        out->elapsed_s = 0;
+    return rc;
+}
+
 rk_rc bench_load_run(const bench_load_config *cfg, bench_load_result *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
@@ -398,82 +490,16 @@ rk_rc bench_load_run(const bench_load_config *cfg, bench_load_result *out, char 
     if (sh.headers)
         sh.headers = curl_slist_append(sh.headers, "Expect:");
     pthread_mutex_init(&sh.cb_lock, NULL);
-    int started = 0;
     if (!threads || !slots || !sh.headers) {
         rc = RK_ERR_NOMEM;
-        goto done;
+    } else if ((rc = threads_init(&sh, threads, n_threads, slots)) == RK_OK) {
+        set_window(&sh);
+        rc = run_threads(&sh, threads, n_threads, out);
+        if (rc == RK_OK)
+            merge(threads, n_threads, out, &rc);
     }
-    for (int i = 0, first = 0; i < n_threads; i++) {
-        load_thread *t = &threads[i];
-        int share = cfg->concurrency / n_threads + (i < cfg->concurrency % n_threads);
-        t->sh = &sh;
-        t->slots = slots + first;
-        t->n = share;
-        first += share;
-        if (!(t->m = curl_multi_init())) {
-            rc = RK_ERR_NOMEM;
-            goto done;
-        }
-        curl_multi_setopt(t->m, CURLMOPT_MAXCONNECTS, (long)share);
-        curl_multi_setopt(t->m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)share);
-        curl_multi_setopt(t->m, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
-        for (int j = 0; j < share; j++)
-            if ((rc = slot_init(&t->slots[j], t)) != RK_OK)
-                goto done;
-    }
-    int64_t begin = now_ns();
-    if (sh.timed) {
-        sh.t0_ns = begin + (int64_t)(cfg->warmup * 1e9);
-        sh.t1_ns = sh.t0_ns + (int64_t)(cfg->seconds * 1e9);
-    } else {
-        sh.t0_ns = begin;
-        sh.t1_ns = INT64_MAX;
-    }
-    for (; started < n_threads; started++)
-        if (pthread_create(&threads[started].tid, NULL, thread_main, &threads[started]) != 0) {
-            rc = RK_ERR_NOMEM;
-            break;
-        }
-    int64_t window_end = 0;
-    if (sh.timed) {
-        sleep_until(sh.t0_ns, cfg);
-        if (cfg->mark)
-            cfg->mark(cfg->arg, 0);
-        sleep_until(sh.t1_ns, cfg);
-        window_end = now_ns();
-        if (window_end > sh.t1_ns)
-            window_end = sh.t1_ns;
-        if (cfg->mark)
-            cfg->mark(cfg->arg, 1);
-    } else if (cfg->mark) {
-        cfg->mark(cfg->arg, 0);
-    }
-    for (int i = 0; i < started; i++)
-        pthread_join(threads[i].tid, NULL);
-    started = 0;
-    if (!sh.timed) {
-        window_end = now_ns();
-        if (cfg->mark)
-            cfg->mark(cfg->arg, 1);
-    }
-    out->elapsed_s = (double)(window_end - sh.t0_ns) / 1e9;
-    if (out->elapsed_s < 0)
-        out->elapsed_s = 0;
-    if (rc == RK_OK)
-        merge(threads, n_threads, out, &rc);
-done:
-    for (int i = 0; i < started; i++)
-        pthread_join(threads[i].tid, NULL);
-    if (threads) {
-        for (int i = 0; i < n_threads; i++) {
-            load_thread *t = &threads[i];
-            for (int j = 0; t->slots && j < t->n; j++)
-                slot_free(&t->slots[j], t->m);
-            if (t->m)
-                curl_multi_cleanup(t->m);
-            free(t->lat);
-        }
-    }
+    if (threads)
+        threads_free(threads, n_threads);
     free(threads);
     free(slots);
     curl_slist_free_all(sh.headers);
