@@ -270,6 +270,10 @@ static rk_rc apply_notices_in_tx(rk_db *db, void *arg)
     notices_many *m = arg;
     for (size_t i = 0; i < m->n; i++) {
         agency_notice *it = &m->items[i];
+        if (!it->acquisition_no || !it->code || it->check_code < 0 || it->check_code > 9) {
+            it->rc = RK_ERR_INVALID; /* a malformed entry changes nothing */
+            continue;
+        }
         notice_args n = {m->s, it->acquisition_no, it->code, it->check_code, m->now_ms, &it->outcome};
         it->rc = rk_db_item(db, notice_item, &n);
     }

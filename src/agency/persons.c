@@ -67,7 +67,8 @@ void agency_post_person(void *app, const rk_request *req, rk_response *resp)
     if (!my_number)
         return;
     if (!agency_person_id_valid(person)) {
-        rk_reply_error(resp, 400, "invalid_field", "field \"person\" must be 1 to 64 characters of [A-Za-z0-9._-]");
+        rk_reply_error(resp, 400, "invalid_field",
+                       "field \"person\" must be 1 to 64 characters of [A-Za-z0-9._-], and not a My Number");
         return;
     }
     int check = rk_mynumber_check_code(my_number); /* 第7-2(1) */
@@ -296,13 +297,14 @@ void agency_post_code_notices_batch(void *app, const rk_request *req, rk_respons
         items[i].code = json_string_value(json_object_get(e, "code"));
         items[i].check_code = json_is_integer(check) ? (int)json_integer_value(check) : -1;
         if (!items[i].acquisition_no || !items[i].code || strlen(items[i].code) > 47)
-            items[i].acquisition_no = NULL; /* answered invalid below */
+            items[i].acquisition_no = NULL; /* answered invalid_field below */
     }
     rk_rc rc = agency_store_apply_notices(a->store, items, n, rk_now_ms());
     json_t *results = json_array();
     for (size_t i = 0; i < n && rc == RK_OK; i++) {
         const agency_notice *it = &items[i];
-        const char *status = it->rc != RK_OK ? "store_error" : it->outcome == NOTICE_LINKED ? "linked"
+        const char *status = it->rc == RK_ERR_INVALID ? "invalid_field" : it->rc != RK_OK ? "store_error"
+                           : it->outcome == NOTICE_LINKED ? "linked"
                            : it->outcome == NOTICE_MISMATCH ? "check_code_mismatch"
                            : it->outcome == NOTICE_DUPLICATE ? "code_already_linked" : "unknown_acquisition";
         json_array_append_new(results, json_pack("{s:s?,s:s}", "acquisition_no", it->acquisition_no, "status", status));

@@ -280,10 +280,21 @@ void core_handle_exchange(void *app, const rk_request *req, rk_response *resp)
     json_decref(x.answer);
 }
 
+/* The core's records and incidents are for the network operator, not for
+ * an agency's own operator (who sees its agency's records at its node). */
+static int network_operator(const rk_request *req, rk_response *resp)
+{
+    if (!req->peer->agency[0])
+        return 1;
+    rk_reply_error(resp, 403, "role_not_allowed", "only the network operator reads the core's records and incidents");
+    return 0;
+}
+
 void core_handle_records(void *app, const rk_request *req, rk_response *resp)
 {
     core *c = app;
-    rk_records_serve(core_store_db(c->store), req, resp);
+    if (network_operator(req, resp))
+        rk_records_serve(core_store_db(c->store), req, resp);
 }
 
 /* POST /v1/incidents: an incident raised by another node (through an
@@ -297,20 +308,24 @@ void core_handle_incident(void *app, const rk_request *req, rk_response *resp)
 void core_handle_incidents(void *app, const rk_request *req, rk_response *resp)
 {
     core *c = app;
-    rk_incidents_serve(core_store_db(c->store), req, resp);
+    if (network_operator(req, resp))
+        rk_incidents_serve(core_store_db(c->store), req, resp);
 }
 
 void core_handle_proof(void *app, const rk_request *req, rk_response *resp)
 {
-    rk_records_proof_serve(((core *)app)->log, req, resp);
+    if (network_operator(req, resp))
+        rk_records_proof_serve(((core *)app)->log, req, resp);
 }
 
 void core_handle_consistency(void *app, const rk_request *req, rk_response *resp)
 {
-    rk_records_consistency_serve(((core *)app)->log, req, resp);
+    if (network_operator(req, resp))
+        rk_records_consistency_serve(((core *)app)->log, req, resp);
 }
 
 void core_handle_heads(void *app, const rk_request *req, rk_response *resp)
 {
-    rk_records_heads_serve(((core *)app)->log, req, resp);
+    if (network_operator(req, resp))
+        rk_records_heads_serve(((core *)app)->log, req, resp);
 }

@@ -32,7 +32,7 @@ static const char *batch_outcome(json_t *one)
 {
     /* The agency's answers that a retry cannot change end the notice. */
     static const char *const final[] = {"linked", "check_code_mismatch", "code_already_linked",
-                                        "unknown_acquisition"};
+                                        "unknown_acquisition", "invalid_field"};
     const char *status = json_string_value(json_object_get(one, "status"));
     for (size_t i = 0; status && i < sizeof final / sizeof final[0]; i++)
         if (strcmp(status, final[i]) == 0)

@@ -119,7 +119,8 @@ int rk_incident_accept(rk_db *db, const rk_registry *reg, const rk_request *req,
     const rk_peer_node *named = rk_registry_by_id(reg, in.node);
     int own = strcmp(in.node, req->peer->id) == 0 ||
               (named && req->peer->agency[0] && strcmp(named->agency, req->peer->agency) == 0);
-    if (!named || (req->peer->role != RK_ROLE_OPERATOR && !own)) {
+    int network_operator = req->peer->role == RK_ROLE_OPERATOR && !req->peer->agency[0];
+    if (!named || (!network_operator && !own)) {
         rk_reply_error(resp, 403, "not_your_node", "a node reports only for itself or its own agency");
         return -1;
     }
@@ -261,9 +262,10 @@ static void *reporter_main(void *arg)
         rk_http_result res = {0};
         rk_rc rc = rk_node_post(r->node, r->to, "/v1/incidents", body, &res, NULL);
         free(body);
-        if (rc == RK_OK && (res.status == 200 || res.status == 400)) {
-            /* 400: the core will never take it; say so here, do not retry forever */
-            if (res.status == 400)
+        int refused = res.status == 400 || res.status == 403 || res.status == 409;
+        if (rc == RK_OK && (res.status == 200 || refused)) {
+            /* refused: the core will never take it; say so here, do not retry forever */
+            if (refused)
                 rk_error("incident %lld refused by the core (kept here only): %.200s", (long long)seq,
                          res.body ? res.body : "");
             mark_reported(r->db, seq);

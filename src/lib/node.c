@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "cms.h"
 #include "incidents.h"
 #include "log.h"
@@ -21,6 +23,10 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
     if (rc != RK_OK)
         return rc;
     rk_log_init(node->cfg.id, (rk_log_level)node->cfg.log_level);
+    /* 第5-2(5): private keys and CMS plaintext on a locked, cleansed heap
+     * where the system allows it (OpenSSL falls back to the normal heap). */
+    if (!CRYPTO_secure_malloc_initialized() && CRYPTO_secure_malloc_init(1 << 20, 32) != 1)
+        rk_debug("no secure heap: keys stay on the normal heap, still cleansed on free");
     if ((rc = rk_registry_load(node->cfg.network, &node->registry, err, errlen)) != RK_OK)
         return rc;
     node->self = rk_registry_by_id(node->registry, node->cfg.id);

@@ -56,7 +56,7 @@ static const char usage_main[] =
     "A business system's client for its agency node's API (persons, code acquisition).\n"
     "\n"
     "commands:\n"
-    "  enrol --csv FILE [--concurrency N] [--wait]   enrol many persons from a CSV file\n"
+    "  enrol --csv FILE [--concurrency N] [--batch N] [--wait]   enrol many persons from a CSV file\n"
     "  status PERSON                                 print a person's link status\n"
     "  enrol-one PERSON MY_NUMBER                    enrol one person\n"
     "\n"

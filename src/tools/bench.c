@@ -156,7 +156,7 @@ static const char usage_exchanges[] =
     "                       else " BASELINE_DEFAULT "\n"
     "  --baseline-workers W nginx worker processes (default 1)\n"
     "  --workers N          handler threads of every node (default: the nodes'\n"
-    "                       own default, 4)\n"
+    "                       own default, 16)\n"
     "  --keep               keep the network folder\n";
 
 static const char usage_enrol[] =
@@ -174,7 +174,7 @@ static const char usage_enrol[] =
     "  --concurrency N      connections, 1..1024 (default 64)\n"
     "  --threads T          client threads (default 1)\n"
     "  --workers N          handler threads of every node (default: the nodes'\n"
-    "                       own default, 4)\n"
+    "                       own default, 16)\n"
     "  --keep               keep the network folder\n";
 
 /* ---- options ---------------------------------------------------------------- */

@@ -122,6 +122,8 @@ class Unlawful(unittest.TestCase):
                           as_client=("node", f"{K}-gateway"))  # K did not provide in that exchange
         self.assertEqual((a.status, a.error), (404, "not_found"))
         self.assert_held(K, secret, True)  # nothing was deleted by a refused call
+        a = self.net.call("core", "GET", "/v1/incidents", as_client=f"{K}-operator")
+        self.assertEqual((a.status, a.error), (403, "role_not_allowed"))  # an agency's operator is not the network's
 
     def test_zz_records_still_verify(self):
         self.net.stop(remove=False)
