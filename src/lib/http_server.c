@@ -159,8 +159,8 @@ int rk_query_param(const rk_request *req, const char *name, char *out, size_t ou
     if (!req->query[0] || evhttp_parse_query_str(req->query, &params) != 0)
         return 0;
     const char *v = evhttp_find_header(&params, name);
-    int found = v && strlen(v) < outlen;
-    if (found)
+    int found = !v ? 0 : strlen(v) < outlen ? 1 : -1;
+    if (found == 1)
         strcpy(out, v);
     evhttp_clear_headers(&params);
     return found;

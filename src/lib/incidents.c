@@ -154,6 +154,10 @@ void rk_incidents_serve(rk_db *db, const rk_request *req, rk_response *resp)
 {
     char kind[40];
     int has_kind = rk_query_param(req, "kind", kind, sizeof kind);
+    if (has_kind < 0) {
+        rk_reply_error(resp, 400, "invalid_field", "kind is not a known incident kind");
+        return;
+    }
     json_t *arr = json_array();
     rk_db_lock(db);
     sqlite3_stmt *q = rk_db_stmt(db,

@@ -239,16 +239,21 @@ void rk_records_serve(rk_db *db, const rk_request *req, rk_response *resp)
 {
     char exchange_id[RK_EXCHANGE_ID_MAX + 1], person[65], before[24], limit[8];
     rk_records_query q = {.limit = 50};
-    if (rk_query_param(req, "exchange_id", exchange_id, sizeof exchange_id))
+    int fx = rk_query_param(req, "exchange_id", exchange_id, sizeof exchange_id);
+    int fp = rk_query_param(req, "person", person, sizeof person);
+    int fb = rk_query_param(req, "before", before, sizeof before);
+    int fl = rk_query_param(req, "limit", limit, sizeof limit);
+    if (fx == 1)
         q.exchange_id = exchange_id;
-    if (rk_query_param(req, "person", person, sizeof person))
+    if (fp == 1)
         q.subject = person;
-    if (rk_query_param(req, "before", before, sizeof before))
+    if (fb == 1)
         q.before_seq = strtoll(before, NULL, 10);
-    if (rk_query_param(req, "limit", limit, sizeof limit))
+    if (fl == 1)
         q.limit = atoi(limit);
-    if (q.limit < 1 || q.limit > 500 || q.before_seq < 0) {
-        rk_reply_error(resp, 400, "invalid_field", "limit must be 1..500 and before a record seq");
+    if (fx < 0 || fp < 0 || fb < 0 || fl < 0 || q.limit < 1 || q.limit > 500 || q.before_seq < 0) {
+        rk_reply_error(resp, 400, "invalid_field",
+                       "limit must be 1..500, before a record seq, and exchange_id and person within their caps");
         return;
     }
     json_t *arr = NULL;

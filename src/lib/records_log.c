@@ -293,12 +293,12 @@ void rk_records_proof_serve(rk_records_log *log, const rk_request *req, rk_respo
 {
     char exchange_id[RK_EXCHANGE_ID_MAX + 1], side[16], leaf[65];
     uint64_t index = 0;
-    if (!rk_query_param(req, "exchange_id", exchange_id, sizeof exchange_id)) {
-        rk_reply_error(resp, 400, "invalid_field", "exchange_id is required");
+    int has_side = rk_query_param(req, "side", side, sizeof side);
+    if (rk_query_param(req, "exchange_id", exchange_id, sizeof exchange_id) != 1 || has_side < 0) {
+        rk_reply_error(resp, 400, "invalid_field", "exchange_id is required (and side, if given, is a side)");
         return;
     }
-    int has_side = rk_query_param(req, "side", side, sizeof side);
-    rk_rc rc = find_leaf(log->db, exchange_id, has_side ? side : NULL, &index, leaf);
+    rk_rc rc = find_leaf(log->db, exchange_id, has_side == 1 ? side : NULL, &index, leaf);
     if (rc != RK_OK) {
         rk_reply_error(resp, rc == RK_ERR_NOT_FOUND ? 404 : 500, rc == RK_ERR_NOT_FOUND ? "not_found" : "store_error",
                        "no record of exchange %s here", exchange_id);
@@ -329,9 +329,9 @@ void rk_records_consistency_serve(rk_records_log *log, const rk_request *req, rk
 {
     char from_s[24], to_s[24];
     long long from = -1, to = -1;
-    if (rk_query_param(req, "from", from_s, sizeof from_s))
+    if (rk_query_param(req, "from", from_s, sizeof from_s) == 1)
         from = strtoll(from_s, NULL, 10);
-    if (rk_query_param(req, "to", to_s, sizeof to_s))
+    if (rk_query_param(req, "to", to_s, sizeof to_s) == 1)
         to = strtoll(to_s, NULL, 10);
     pthread_mutex_lock(&log->lock);
     uint64_t latest = log->head_size;

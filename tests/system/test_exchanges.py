@@ -202,6 +202,12 @@ class Exchanges(unittest.TestCase):
             self.net.procs["core"].send_signal(signal.SIGHUP)
             time.sleep(0.3 * SLOW)
 
+    def test_records_filter_over_its_cap_is_refused_not_ignored(self):
+        a = self.net.call(K, "GET", "/v1/records?exchange_id=" + "x" * 200, as_client=K)
+        self.assertEqual((a.status, a.error), (400, "invalid_field"))
+        a = self.net.call(K, "GET", "/v1/records?limit=100000", as_client=K)
+        self.assertEqual((a.status, a.error), (400, "invalid_field"))
+
     def test_put_data_refusals(self):
         a = self.net.agency_call(Y, "PUT", "/v1/data/NOBODY/local_tax", {"value": 1, "as_of": "2026-01-01"})
         self.assertEqual((a.status, a.error), (404, "unknown_person"))
