@@ -31,6 +31,7 @@ typedef struct query {
     int status;
     json_t *answer;
     agency_received received;
+    char transient[32];       /* the error code of an unsettled answer */
     char *value_json;
     char as_of[11];
 } query;
@@ -116,7 +117,7 @@ static int open_payload(agency *a, query *q, const char *payload)
 static int outcome_unknown(const char *err)
 {
     static const char *const transient[] = {"upstream_unavailable", "upstream_timeout", "store_error",
-                                            "overloaded", "internal"};
+                                            "overloaded", "internal", "rate_limited"};
     for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++)
         if (strcmp(err, transient[i]) == 0)
             return 1;
@@ -147,6 +148,7 @@ static int take_answer(agency *a, query *q, rk_rc rc, const rk_http_result *res)
         set_outcome(q, (int)res->status, err, msg);
     } else {
         known = 0;
+        snprintf(q->transient, sizeof q->transient, "%s", err ? err : "");
     }
     json_decref(body);
     return known ? 0 : -1;
@@ -228,7 +230,10 @@ void agency_post_query(void *app, const rk_request *req, rk_response *resp)
     if (agency_store_code_of(a->store, q.person, q.code, sizeof q.code) != RK_OK) {
         set_outcome(&q, 409, "person_not_linked", "the person is unknown here or has no code yet");
     } else if (exchange_via_gateway(a, &q) != 0) {
-        rk_reply_error(resp, 503, "core_unavailable", "the core could not be reached; retry with the same query_id");
+        if (strcmp(q.transient, "rate_limited") == 0)
+            rk_reply_error(resp, 429, "rate_limited", "this agency is over its rate to the core; retry with the same query_id");
+        else
+            rk_reply_error(resp, 503, "core_unavailable", "the core could not be reached; retry with the same query_id");
         goto done;
     }
     settle(a, &q, resp);

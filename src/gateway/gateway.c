@@ -21,9 +21,10 @@ typedef struct gateway {
     rk_node *node;
     rk_db *db;                    /* incidents only: the gateway keeps no content */
     rk_watch *unreachable;        /* one outage incident per window per target */
+    rk_watch *callers;            /* per-caller rate limit towards the core */
     const rk_peer_node *core;
     const rk_peer_node *agency;   /* this agency's own node */
-    uint64_t relayed, upstream_failures;
+    uint64_t relayed, upstream_failures, rate_limited;
 } gateway;
 
 /* Forwards the request body to `to` at the same path and passes the answer
@@ -61,6 +62,14 @@ static void to_agency(void *app, const rk_request *req, rk_response *resp)
 static void to_core(void *app, const rk_request *req, rk_response *resp)
 {
     gateway *g = app;
+    /* Per-caller limit (DESIGN §1): one business flood must not take the
+     * agency's line to the core. Incident reports are not limited. */
+    if (strcmp(req->path, "/v1/incidents") != 0 && rk_watch_over(g->callers, req->peer->id, rk_now_ms())) {
+        __atomic_add_fetch(&g->rate_limited, 1, __ATOMIC_RELAXED);
+        rk_reply_error(resp, 429, "rate_limited", "over %d requests a second from %s; retry later",
+                       g->node->cfg.caller_rate_per_s, req->peer->id);
+        return;
+    }
     relay(g, g->core, req, resp);
 }
 
@@ -85,8 +94,10 @@ static int health(void *app, json_t *checks)
 static void metrics(void *app, struct evbuffer *out)
 {
     gateway *g = app;
-    evbuffer_add_printf(out, "renkei_relayed_total %llu\nrenkei_upstream_failures_total %llu\n",
-                        (unsigned long long)g->relayed, (unsigned long long)g->upstream_failures);
+    evbuffer_add_printf(out, "renkei_relayed_total %llu\nrenkei_upstream_failures_total %llu\n"
+                             "renkei_rate_limited_total %llu\n",
+                        (unsigned long long)g->relayed, (unsigned long long)g->upstream_failures,
+                        (unsigned long long)g->rate_limited);
 }
 
 static rk_rc run(rk_node *node)
@@ -100,6 +111,7 @@ static rk_rc run(rk_node *node)
         goto done;
     }
     g.unreachable = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
+    g.callers = rk_watch_new(1000, (unsigned)node->cfg.caller_rate_per_s, 0);
     if ((rc = rk_db_open(node->cfg.db, NULL, &g.db)) != RK_OK ||
         (rc = rk_node_incidents_start(node, g.db)) != RK_OK || (rc = rk_node_clock_start(node)) != RK_OK)
         goto done;
@@ -110,6 +122,7 @@ done:
     rk_node_stop_services(node);
     rk_db_close(g.db);
     rk_watch_free(g.unreachable);
+    rk_watch_free(g.callers);
     return rc;
 }
 

@@ -64,6 +64,7 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     else if (IS("alerts", "unreachable_ms")) ok = set_int(&c->unreachable_ms, value, 100, 86400000);
     else if (IS("clock", "check_ms")) ok = set_int(&c->clock_check_ms, value, 100, 86400000);
     else if (IS("clock", "max_offset_ms")) ok = set_int(&c->clock_max_offset_ms, value, 1, 86400000);
+    else if (IS("gateway", "caller_rate_per_s")) ok = set_int(&c->caller_rate_per_s, value, 1, 10000000);
     else if (IS("records", "head_interval_ms")) ok = set_int(&c->head_interval_ms, value, 50, 10000);
     else if (IS("clock", "max_skew_ms")) ok = set_int(&c->clock_max_skew_ms, value, 1, 86400000);
     else {
@@ -98,6 +99,7 @@ rk_rc rk_config_load(const char *path, rk_node_config *cfg, char *err, size_t er
     cfg->clock_max_offset_ms = 1000;
     cfg->clock_max_skew_ms = 30000;
     cfg->head_interval_ms = 2000;
+    cfg->caller_rate_per_s = 10000;
     set_path(cfg, cfg->cert, "cert.pem");
     set_path(cfg, cfg->key, "key.pem");
     set_path(cfg, cfg->db, "node.db");

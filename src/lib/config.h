@@ -9,6 +9,7 @@
  *           unreachable_ms
  *   [clock] check_ms, max_offset_ms, max_skew_ms
  *   [records] head_interval_ms
+ *   [gateway] caller_rate_per_s
  *   [peer]  timeout_ms
  * Relative paths are relative to the file's own folder. Unknown keys are an
  * error, so that a typo never silently leaves a default in force. */
@@ -56,6 +57,8 @@ typedef struct rk_node_config {
     int clock_check_ms;                 /* how often the offset to the core is measured */
     int clock_max_offset_ms;            /* beyond it: degraded and a clock incident */
     int clock_max_skew_ms;              /* requests created further off are refused */
+    /* [gateway] */
+    int caller_rate_per_s;              /* requests a second one caller may send to the core */
     /* [records] */
     int head_interval_ms;               /* a tree head is signed this often while records arrive */
 } rk_node_config;

@@ -108,3 +108,17 @@ int rk_watch_hit(rk_watch *w, const char *key, int64_t now_ms)
     pthread_mutex_unlock(&w->lock);
     return fire;
 }
+
+int rk_watch_over(rk_watch *w, const char *key, int64_t now_ms)
+{
+    if (!w || !key)
+        return 0;
+    pthread_mutex_lock(&w->lock);
+    slot *s = find_slot(w, key);
+    roll(w, s, now_ms);
+    s->last_seen = now_ms;
+    s->count++;
+    int over = s->count > w->threshold;
+    pthread_mutex_unlock(&w->lock);
+    return over;
+}

@@ -20,5 +20,8 @@ void rk_watch_free(rk_watch *w);
 
 /* Counts one event; returns 1 when this event made the key fire. */
 int rk_watch_hit(rk_watch *w, const char *key, int64_t now_ms);
+/* Counts one event; returns 1 while the key's count in this window is over
+ * the threshold (a rate limit). */
+int rk_watch_over(rk_watch *w, const char *key, int64_t now_ms);
 
 #endif

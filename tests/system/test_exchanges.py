@@ -24,6 +24,7 @@ class Exchanges(unittest.TestCase):
     def setUpClass(cls):
         net = cls.net = Network(agencies=4, persons=20)
         net.append_conf(f"{N}-gateway", "[peer]\ntimeout_ms = 1500")
+        net.append_conf(f"{H}-gateway", "[gateway]\ncaller_rate_per_s = 3")
         net.start()
         number = net.residents()[0]["my_number"]
         for ag, person in ((Y, "Y1"), (K, "K1"), (N, "N1"), (H, "H1")):
@@ -207,6 +208,20 @@ class Exchanges(unittest.TestCase):
         self.assertEqual((a.status, a.error), (400, "invalid_field"))
         a = self.net.call(K, "GET", "/v1/records?limit=100000", as_client=K)
         self.assertEqual((a.status, a.error), (400, "invalid_field"))
+
+    def test_gateway_limits_each_caller(self):
+        codes = []
+        for i in range(8):  # the insurer's gateway lets 3 a second through to the core
+            a = self.query(H, f"q-rate-{i}", "H1", "health_insurance_benefits", Y, "local_tax")
+            codes.append(a.error or a.json.get("status"))
+        self.assertIn("rate_limited", codes)
+        self.assertEqual(codes[:3], ["provided"] * 3)  # the first three went through
+        limited = codes.index("rate_limited")
+        time.sleep(1.1)
+        again = self.query(H, f"q-rate-{limited}", "H1", "health_insurance_benefits", Y, "local_tax")
+        self.assertEqual(again.json.get("status"), "provided")  # not settled: the same id goes through later
+        m = self.net.call(f"{H}-gateway", "GET", "/metrics", as_client="operator").raw
+        self.assertRegex(m, r"renkei_rate_limited_total [1-9]")
 
     def test_put_data_refusals(self):
         a = self.net.agency_call(Y, "PUT", "/v1/data/NOBODY/local_tax", {"value": 1, "as_of": "2026-01-01"})

@@ -59,6 +59,19 @@ static void bounded_table_forgets_the_oldest(void **state)
     rk_watch_free(w);
 }
 
+static void rate_limit_over_threshold(void **state)
+{
+    rk_watch *w = rk_watch_new(1000, 3, 0);
+    assert_int_equal(rk_watch_over(w, "gw", 0), 0);
+    assert_int_equal(rk_watch_over(w, "gw", 10), 0);
+    assert_int_equal(rk_watch_over(w, "gw", 20), 0);
+    assert_int_equal(rk_watch_over(w, "gw", 30), 1);  /* the fourth in the second */
+    assert_int_equal(rk_watch_over(w, "gw", 40), 1);  /* and every one after it */
+    assert_int_equal(rk_watch_over(w, "other", 50), 0);
+    assert_int_equal(rk_watch_over(w, "gw", 1001), 0); /* a new second */
+    rk_watch_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -66,6 +79,7 @@ int main(void)
         cmocka_unit_test(rate_jump_against_baseline),
         cmocka_unit_test(no_baseline_no_rate_alarm),
         cmocka_unit_test(bounded_table_forgets_the_oldest),
+        cmocka_unit_test(rate_limit_over_threshold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
