@@ -19,7 +19,7 @@
 
 typedef struct gateway {
     rk_node *node;
-    rk_db *db;                    /* incidents only: the gateway keeps no content */
+    rk_db *db;                    /* incidents and the message log: no content */
     rk_watch *unreachable;        /* one outage incident per window per target */
     rk_watch *callers;            /* per-caller rate limit towards the core */
     const rk_peer_node *core;
@@ -27,12 +27,52 @@ typedef struct gateway {
     uint64_t relayed, upstream_failures, rate_limited;
 } gateway;
 
+/* The message log (DESIGN §1): metadata of every relayed call — who, to
+ * whom, which endpoint, the answer's status, sizes and time — never a body.
+ * Written with the group commit, before the answer goes back. */
+static const char message_schema[] =
+    "CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, caller TEXT NOT NULL,"
+    " target TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, bytes_in INTEGER NOT NULL,"
+    " bytes_out INTEGER NOT NULL, ms INTEGER NOT NULL);";
+
+typedef struct message {
+    const char *caller, *target, *path;
+    int64_t at_ms, ms;
+    long status;
+    size_t bytes_in, bytes_out;
+} message;
+
+static rk_rc log_message_in_tx(rk_db *db, void *arg)
+{
+    const message *m = arg;
+    sqlite3_stmt *st = rk_db_stmt(db, "INSERT INTO messages(at_ms, caller, target, path, status, bytes_in,"
+                                      " bytes_out, ms) VALUES (?,?,?,?,?,?,?,?)");
+    if (!st)
+        return RK_ERR_STORE;
+    sqlite3_bind_int64(st, 1, m->at_ms);
+    sqlite3_bind_text(st, 2, m->caller, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, m->target, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, m->path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, m->status);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)m->bytes_in);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)m->bytes_out);
+    sqlite3_bind_int64(st, 8, m->ms);
+    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
+    sqlite3_reset(st);
+    return rc;
+}
+
 /* Forwards the request body to `to` at the same path and passes the answer
  * back as it came. An unreachable target is 502/504 with a stable code. */
 static void relay(gateway *g, const rk_peer_node *to, const rk_request *req, rk_response *resp)
 {
     rk_http_result res;
+    int64_t start = rk_mono_ms();
     rk_rc rc = rk_node_post(g->node, to, req->path, req->body, &res, NULL);
+    message m = {req->peer->id, to->id, req->path, req->received_ms, rk_mono_ms() - start,
+                 rc == RK_OK ? res.status : 0, req->body_len, rc == RK_OK ? res.body_len : 0};
+    if (rk_db_write(g->db, log_message_in_tx, &m) != RK_OK)
+        rk_error("message log: a relay of %s could not be logged", req->path);
     if (rc != RK_OK) {
         __atomic_add_fetch(&g->upstream_failures, 1, __ATOMIC_RELAXED);
         if (rk_watch_hit(g->unreachable, to->id, rk_now_ms()))
@@ -112,7 +152,7 @@ static rk_rc run(rk_node *node)
     }
     g.unreachable = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
     g.callers = rk_watch_new(1000, (unsigned)node->cfg.caller_rate_per_s, 0);
-    if ((rc = rk_db_open(node->cfg.db, NULL, &g.db)) != RK_OK ||
+    if ((rc = rk_db_open(node->cfg.db, message_schema, &g.db)) != RK_OK ||
         (rc = rk_node_incidents_start(node, g.db)) != RK_OK || (rc = rk_node_clock_start(node)) != RK_OK)
         goto done;
     rk_server_config sc = {.routes = routes, .n_routes = sizeof routes / sizeof routes[0], .app = &g,

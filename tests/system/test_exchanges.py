@@ -135,6 +135,18 @@ class Exchanges(unittest.TestCase):
         core_text = json.dumps(self.records("core", xid, "operator"))
         self.assertNotIn("3350000", core_text)
 
+    def test_gateways_log_metadata_only(self):
+        a = self.query(K, "q-msglog", "K1", "public_assistance", Y, "local_tax")
+        self.assertEqual(a.json.get("status"), "provided")
+        rows = self.net.sqlite(f"{K}-gateway", "SELECT caller, target, path, status FROM messages"
+                                               " WHERE path = '/v1/exchanges'")
+        self.assertIn((K, "core", "/v1/exchanges", 200), rows)
+        rows = self.net.sqlite(f"{Y}-gateway", "SELECT caller, target, path, status FROM messages"
+                                               " WHERE path = '/v1/provisions'")
+        self.assertIn(("core", Y, "/v1/provisions", 200), rows)
+        with open(self.net.path("nodes", f"{Y}-gateway", "node.db"), "rb") as f:
+            self.assertNotIn(b"3350000", f.read())  # no content in the gateway's store
+
     def test_payload_at_the_core_is_opaque(self):
         a = self.query(K, "q-opaque", "K1", "public_assistance", Y, "local_tax")
         (body,), = self.net.sqlite("core", "SELECT body FROM answers WHERE key = ?", (a.json["exchange_id"],))
