@@ -7,6 +7,7 @@
  * the core), bodies are capped, and it forwards them unchanged — it cannot
  * read an encrypted payload and does not try. It logs metadata only. */
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,34 +18,42 @@
 #include "lib/watch.h"
 #include "tools/roles.h"
 
-typedef struct gateway {
-    rk_node *node;
-    rk_db *db;                    /* incidents and the message log: no content */
-    rk_watch *unreachable;        /* one outage incident per window per target */
-    rk_watch *callers;            /* per-caller rate limit towards the core */
-    const rk_peer_node *core;
-    const rk_peer_node *agency;   /* this agency's own node */
-    uint64_t relayed, upstream_failures, rate_limited;
-} gateway;
 
 /* The message log (DESIGN §1): metadata of every relayed call — who, to
  * whom, which endpoint, the answer's status, sizes and time — never a body.
- * Written with the group commit, before the answer goes back. */
+ * Kept off the relay path: entries queue in memory and a flusher commits
+ * them together every LOG_FLUSH_MS (a crash loses at most that much of the
+ * log; no answer depends on it). */
 static const char message_schema[] =
     "CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, caller TEXT NOT NULL,"
     " target TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, bytes_in INTEGER NOT NULL,"
     " bytes_out INTEGER NOT NULL, ms INTEGER NOT NULL);";
 
+#define LOG_FLUSH_MS 200
+#define LOG_QUEUE_MAX 8192
+
 typedef struct message {
-    const char *caller, *target, *path;
+    char caller[RK_ID_MAX], target[RK_ID_MAX], path[64];
     int64_t at_ms, ms;
     long status;
     size_t bytes_in, bytes_out;
 } message;
 
-static rk_rc log_message_in_tx(rk_db *db, void *arg)
+typedef struct message_log {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    message *queue;          /* filled by the relays */
+    message *spare;          /* written by the flusher; the two swap */
+    size_t n;
+    uint64_t dropped;
+    int stopping;
+    pthread_t flusher;
+    int running;
+    rk_db *db;
+} message_log;
+
+static rk_rc log_one(rk_db *db, const message *m)
 {
-    const message *m = arg;
     sqlite3_stmt *st = rk_db_stmt(db, "INSERT INTO messages(at_ms, caller, target, path, status, bytes_in,"
                                       " bytes_out, ms) VALUES (?,?,?,?,?,?,?,?)");
     if (!st)
@@ -62,6 +71,96 @@ static rk_rc log_message_in_tx(rk_db *db, void *arg)
     return rc;
 }
 
+typedef struct message_batch {
+    message *m;
+    size_t n;
+} message_batch;
+
+static rk_rc log_batch_in_tx(rk_db *db, void *arg)
+{
+    message_batch *b = arg;
+    rk_rc rc = RK_OK;
+    for (size_t i = 0; i < b->n && rc == RK_OK; i++)
+        rc = log_one(db, &b->m[i]);
+    return rc;
+}
+
+static void flush_messages(message_log *log)
+{
+    pthread_mutex_lock(&log->lock);
+    message_batch b = {log->queue, log->n};
+    log->queue = log->spare;
+    log->spare = b.m;
+    log->n = 0;
+    pthread_mutex_unlock(&log->lock);
+    if (b.n && rk_db_write(log->db, log_batch_in_tx, &b) != RK_OK)
+        rk_error("message log: %zu entries could not be written", b.n);
+}
+
+static void *flusher_main(void *arg)
+{
+    message_log *log = arg;
+    int stop = 0;
+    while (!stop) {
+        pthread_mutex_lock(&log->lock);
+        if (!log->stopping)
+            rk_cond_wait_ms(&log->wake, &log->lock, LOG_FLUSH_MS);
+        stop = log->stopping;
+        pthread_mutex_unlock(&log->lock);
+        flush_messages(log);
+    }
+    return NULL;
+}
+
+static void log_message(message_log *log, const message *m)
+{
+    pthread_mutex_lock(&log->lock);
+    if (log->queue && log->n < LOG_QUEUE_MAX)
+        log->queue[log->n++] = *m;
+    else
+        log->dropped++; /* counted in /metrics */
+    pthread_mutex_unlock(&log->lock);
+}
+
+static rk_rc message_log_start(message_log *log, rk_db *db)
+{
+    pthread_mutex_init(&log->lock, NULL);
+    pthread_cond_init(&log->wake, NULL);
+    log->db = db;
+    log->queue = calloc(LOG_QUEUE_MAX, sizeof *log->queue);
+    log->spare = calloc(LOG_QUEUE_MAX, sizeof *log->spare);
+    if (!log->queue || !log->spare || pthread_create(&log->flusher, NULL, flusher_main, log) != 0)
+        return RK_ERR_NOMEM;
+    log->running = 1;
+    return RK_OK;
+}
+
+static void message_log_stop(message_log *log)
+{
+    if (log->running) {
+        pthread_mutex_lock(&log->lock);
+        log->stopping = 1;
+        pthread_cond_broadcast(&log->wake);
+        pthread_mutex_unlock(&log->lock);
+        pthread_join(log->flusher, NULL); /* its last round writes what is queued */
+        log->running = 0;
+    }
+    free(log->queue);
+    free(log->spare);
+    log->queue = log->spare = NULL;
+}
+
+typedef struct gateway {
+    rk_node *node;
+    rk_db *db;                    /* incidents and the message log: no content */
+    rk_watch *unreachable;        /* one outage incident per window per target */
+    rk_watch *callers;            /* per-caller rate limit towards the core */
+    message_log log;
+    const rk_peer_node *core;
+    const rk_peer_node *agency;   /* this agency's own node */
+    uint64_t relayed, upstream_failures, rate_limited;
+} gateway;
+
 /* Forwards the request body to `to` at the same path and passes the answer
  * back as it came. An unreachable target is 502/504 with a stable code. */
 static void relay(gateway *g, const rk_peer_node *to, const rk_request *req, rk_response *resp)
@@ -69,10 +168,12 @@ static void relay(gateway *g, const rk_peer_node *to, const rk_request *req, rk_
     rk_http_result res;
     int64_t start = rk_mono_ms();
     rk_rc rc = rk_node_post(g->node, to, req->path, req->body, &res, NULL);
-    message m = {req->peer->id, to->id, req->path, req->received_ms, rk_mono_ms() - start,
-                 rc == RK_OK ? res.status : 0, req->body_len, rc == RK_OK ? res.body_len : 0};
-    if (rk_db_write(g->db, log_message_in_tx, &m) != RK_OK)
-        rk_error("message log: a relay of %s could not be logged", req->path);
+    message m = {.at_ms = req->received_ms, .ms = rk_mono_ms() - start, .status = rc == RK_OK ? res.status : 0,
+                 .bytes_in = req->body_len, .bytes_out = rc == RK_OK ? res.body_len : 0};
+    snprintf(m.caller, sizeof m.caller, "%s", req->peer->id);
+    snprintf(m.target, sizeof m.target, "%s", to->id);
+    snprintf(m.path, sizeof m.path, "%s", req->path);
+    log_message(&g->log, &m);
     if (rc != RK_OK) {
         __atomic_add_fetch(&g->upstream_failures, 1, __ATOMIC_RELAXED);
         if (rk_watch_hit(g->unreachable, to->id, rk_now_ms()))
@@ -135,9 +236,9 @@ static void metrics(void *app, struct evbuffer *out)
 {
     gateway *g = app;
     evbuffer_add_printf(out, "renkei_relayed_total %llu\nrenkei_upstream_failures_total %llu\n"
-                             "renkei_rate_limited_total %llu\n",
+                             "renkei_rate_limited_total %llu\nrenkei_message_log_dropped_total %llu\n",
                         (unsigned long long)g->relayed, (unsigned long long)g->upstream_failures,
-                        (unsigned long long)g->rate_limited);
+                        (unsigned long long)g->rate_limited, (unsigned long long)g->log.dropped);
 }
 
 static rk_rc run(rk_node *node)
@@ -153,13 +254,15 @@ static rk_rc run(rk_node *node)
     g.unreachable = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
     g.callers = rk_watch_new(1000, (unsigned)node->cfg.caller_rate_per_s, 0);
     if ((rc = rk_db_open(node->cfg.db, message_schema, &g.db)) != RK_OK ||
-        (rc = rk_node_incidents_start(node, g.db)) != RK_OK || (rc = rk_node_clock_start(node)) != RK_OK)
+        (rc = rk_node_incidents_start(node, g.db)) != RK_OK || (rc = rk_node_clock_start(node)) != RK_OK ||
+        (rc = message_log_start(&g.log, g.db)) != RK_OK)
         goto done;
     rk_server_config sc = {.routes = routes, .n_routes = sizeof routes / sizeof routes[0], .app = &g,
                            .health = health, .metrics = metrics};
     rc = rk_node_serve(node, &sc);
 done:
     rk_node_stop_services(node);
+    message_log_stop(&g.log);
     rk_db_close(g.db);
     rk_watch_free(g.unreachable);
     rk_watch_free(g.callers);
