@@ -135,6 +135,25 @@ static void prepare_batch(jlis *j, const rk_request *req, json_t *list, relay_it
     }
 }
 
+/* One call to the core for the batch (primary line, else backup); its
+ * results in order, or NULL when the core did not take it. */
+static json_t *relay_batch(jlis *j, json_t *codes, int *backup)
+{
+    json_t *msg = json_pack("{s:O}", "codes", codes);
+    char *body = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    rk_http_result res = {0};
+    rk_rc rc = body ? rk_node_post(j->node, j->core, "/v1/codes/batch", body, &res, backup) : RK_ERR_NOMEM;
+    free(body);
+    json_t *answer = rc == RK_OK && res.status == 200 && res.body ? json_loads(res.body, 0, NULL) : NULL;
+    json_t *results = json_incref(json_object_get(answer, "results"));
+    json_decref(answer);
+    rk_http_result_clear(&res);
+    if (*backup && rk_watch_hit(j->line_down, "primary", rk_now_ms()))
+        rk_node_raise(j->node, "outage", "the core's primary line failed; J-LIS relays on the backup line");
+    return results;
+}
+
 /* POST /v1/code-requests/batch {"requests":[{"acquisition_no","my_number"},…]}:
  * as /v1/code-requests for up to RK_BATCH_MAX acquisitions, relayed to the
  * core in one call. Answers 200 with one result per request, in order. */
@@ -159,22 +178,8 @@ static void handle_code_requests_batch(void *app, const rk_request *req, rk_resp
         return;
     }
     prepare_batch(j, req, list, items, codes);
-    json_t *core_results = NULL;
     int backup = 0;
-    if (json_array_size(codes)) {
-        json_t *msg = json_pack("{s:O}", "codes", codes);
-        char *body = json_dumps(msg, JSON_COMPACT);
-        json_decref(msg);
-        rk_http_result res = {0};
-        rk_rc rc = body ? rk_node_post(j->node, j->core, "/v1/codes/batch", body, &res, &backup) : RK_ERR_NOMEM;
-        free(body);
-        json_t *answer = rc == RK_OK && res.status == 200 && res.body ? json_loads(res.body, 0, NULL) : NULL;
-        core_results = json_incref(json_object_get(answer, "results"));
-        json_decref(answer);
-        rk_http_result_clear(&res);
-        if (backup && rk_watch_hit(j->line_down, "primary", rk_now_ms()))
-            rk_node_raise(j->node, "outage", "the core's primary line failed; J-LIS relays on the backup line");
-    }
+    json_t *core_results = json_array_size(codes) ? relay_batch(j, codes, &backup) : NULL;
     size_t k = 0, n_relayed = 0;
     for (size_t i = 0; i < n; i++) {
         relay_item *it = &items[i];
