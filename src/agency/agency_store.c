@@ -329,33 +329,66 @@ rk_db *agency_store_db(agency_store *s)
     return s->db;
 }
 
-rk_rc agency_store_put_data(agency_store *s, const char *person, const char *item, const char *value_json,
-                            const char *as_of, int64_t now_ms, int64_t *version)
+typedef struct put_args {
+    const char *person, *item, *value_json, *as_of, *request_id, *request_hash;
+    int64_t now_ms;
+    int64_t *version;
+    char *(*answer)(int64_t version, void *arg);
+    void *arg;
+} put_args;
+
+static rk_rc put_data_in_tx(rk_db *db, void *arg)
 {
+    put_args *p = arg;
     char status[AGENCY_STATUS_MAX];
-    rk_db_lock(s->db);
-    rk_rc rc = read_status(s->db, person, status);
+    rk_rc rc = read_status(db, p->person, status);
     if (rc != RK_OK)
-        goto done;
-    sqlite3_stmt *st = rk_db_stmt(s->db,
+        return rc;
+    sqlite3_stmt *st = rk_db_stmt(db,
         "INSERT INTO data(person, item, version, value, as_of, stored_ms) VALUES (?1, ?2,"
         " (SELECT coalesce(max(version), 0) + 1 FROM data WHERE person = ?1 AND item = ?2), ?3, ?4, ?5)"
         " RETURNING version");
-    rc = RK_ERR_STORE;
-    if (st) {
-        sqlite3_bind_text(st, 1, person, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, item, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, value_json, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, as_of, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 5, now_ms);
-        int r = sqlite3_step(st);
-        if (r == SQLITE_ROW)
-            *version = sqlite3_column_int64(st, 0);
-        rc = rk_db_step_rc(s->db, r == SQLITE_ROW ? sqlite3_step(st) : r);
-        sqlite3_reset(st);
-    }
-done:
-    rk_db_unlock(s->db);
+    if (!st)
+        return RK_ERR_STORE;
+    sqlite3_bind_text(st, 1, p->person, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, p->item, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, p->value_json, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, p->as_of, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, p->now_ms);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        *p->version = sqlite3_column_int64(st, 0);
+    rc = rk_db_step_rc(db, r == SQLITE_ROW ? sqlite3_step(st) : r);
+    sqlite3_reset(st);
+    if (rc != RK_OK || !p->request_id)
+        return rc;
+    char *body = p->answer(*p->version, p->arg);
+    rc = body ? rk_answer_keep(db, p->request_id, "data", p->request_hash, 200, body) : RK_ERR_NOMEM;
+    free(body);
+    return rc;
+}
+
+rk_rc agency_store_put_data(agency_store *s, const char *person, const char *item, const char *value_json,
+                            const char *as_of, int64_t now_ms, int64_t *version)
+{
+    put_args p = {person, item, value_json, as_of, NULL, NULL, now_ms, version, NULL, NULL};
+    return rk_db_write(s->db, put_data_in_tx, &p);
+}
+
+rk_rc agency_store_put_data_once(agency_store *s, const char *request_id, const char *request_hash,
+                                 const char *person, const char *item, const char *value_json, const char *as_of,
+                                 int64_t now_ms, char *(*answer)(int64_t version, void *arg), void *arg,
+                                 int64_t *version, char **kept)
+{
+    int status = 0;
+    *kept = NULL;
+    rk_rc rc = rk_answer_get(s->db, request_id, "data", request_hash, &status, kept);
+    if (rc != RK_ERR_NOT_FOUND)
+        return rc; /* RK_OK with the first answer, or RK_ERR_CONFLICT */
+    put_args p = {person, item, value_json, as_of, request_id, request_hash, now_ms, version, answer, arg};
+    rc = rk_db_write(s->db, put_data_in_tx, &p);
+    if (rc == RK_ERR_CONFLICT) /* the same id settled meanwhile */
+        rc = rk_answer_get(s->db, request_id, "data", request_hash, &status, kept);
     return rc;
 }
 

@@ -66,6 +66,14 @@ size_t agency_store_count(agency_store *s, const char *status);
  * (第8-2(2)). RK_ERR_NOT_FOUND when the person is unknown here. */
 rk_rc agency_store_put_data(agency_store *s, const char *person, const char *item, const char *value_json,
                             const char *as_of, int64_t now_ms, int64_t *version);
+/* The same, answered once per request_id: the store and the answer (built
+ * by answer(version, arg)) are committed together; a repeat of the id with
+ * the same request gets *kept (malloc'ed) instead, another request
+ * RK_ERR_CONFLICT. */
+rk_rc agency_store_put_data_once(agency_store *s, const char *request_id, const char *request_hash,
+                                 const char *person, const char *item, const char *value_json, const char *as_of,
+                                 int64_t now_ms, char *(*answer)(int64_t version, void *arg), void *arg,
+                                 int64_t *version, char **kept);
 /* The newest version; *value_json is malloc'ed. RK_ERR_NOT_FOUND: none. */
 rk_rc agency_store_newest_data(agency_store *s, const char *person, const char *item, char **value_json,
                                char as_of[11], int64_t *version);

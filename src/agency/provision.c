@@ -34,7 +34,23 @@ static int date_ok(const char *s)
            y >= 1900 && y <= 9999 && m >= 1 && m <= 12 && d >= 1 && d <= 31;
 }
 
-/* PUT /v1/data/{person}/{item} {"value": any JSON, "as_of": "YYYY-MM-DD"} */
+typedef struct data_answer {
+    const char *person, *item, *as_of;
+} data_answer;
+
+static char *data_answer_text(int64_t version, void *arg)
+{
+    const data_answer *d = arg;
+    json_t *j = json_pack("{s:s,s:s,s:I,s:s}", "person", d->person, "item", d->item, "version",
+                          (json_int_t)version, "as_of", d->as_of);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return text;
+}
+
+/* PUT /v1/data/{person}/{item} {"value": any JSON, "as_of": "YYYY-MM-DD"
+ * [, "request_id"]} — with a request_id, a retry gets the first answer and
+ * stores no second version (DESIGN §3). */
 void agency_put_data(void *app, const rk_request *req, rk_response *resp)
 {
     agency *a = app;
@@ -56,15 +72,35 @@ void agency_put_data(void *app, const rk_request *req, rk_response *resp)
                                                    "\"value\" (any JSON) and \"as_of\" (YYYY-MM-DD)");
         return;
     }
-    char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+    const char *request_id = json_string_value(json_object_get(req->json, "request_id"));
+    if (json_object_get(req->json, "request_id") &&
+        (!request_id || !agency_person_id_valid(request_id))) {
+        rk_reply_error(resp, 400, "invalid_field", "field \"request_id\" must be 1 to 64 characters of [A-Za-z0-9._-]");
+        return;
+    }
+    char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY), *kept = NULL, hash[65];
+    data_answer ans = {person, item, as_of};
     int64_t version = 0;
-    rk_rc rc = text ? agency_store_put_data(a->store, person, item, text, as_of, rk_now_ms(), &version) : RK_ERR_NOMEM;
+    rk_rc rc = RK_ERR_NOMEM;
+    if (text && request_id) {
+        rk_request_hash(req->json, hash);
+        rc = agency_store_put_data_once(a->store, request_id, hash, person, item, text, as_of, rk_now_ms(),
+                                        data_answer_text, &ans, &version, &kept);
+    } else if (text) {
+        rc = agency_store_put_data(a->store, person, item, text, as_of, rk_now_ms(), &version);
+    }
     free(text);
     if (rc == RK_ERR_NOT_FOUND)
         rk_reply_error(resp, 404, "unknown_person", "no person \"%s\" at this agency", person);
+    else if (rc == RK_ERR_CONFLICT)
+        rk_reply_error(resp, 409, "conflict", "request_id was used with another request");
     else if (rc != RK_OK)
         rk_reply_error(resp, 500, "store_error", "the data could not be stored; retry");
-    else
+    else if (kept) { /* the first answer to this request_id */
+        resp->status = 200;
+        resp->body = kept;
+        resp->body_len = strlen(kept);
+    } else
         rk_reply_json(resp, 200, json_pack("{s:s,s:s,s:I,s:s}", "person", person, "item", item, "version",
                                            (json_int_t)version, "as_of", as_of));
 }

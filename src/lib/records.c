@@ -112,8 +112,7 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
     return rc;
 }
 
-static rk_rc keep_answer(rk_db *db, const char *key, const char *side, const char *hash, int status,
-                         const char *body)
+rk_rc rk_answer_keep(rk_db *db, const char *key, const char *side, const char *hash, int status, const char *body)
 {
     sqlite3_stmt *st = rk_db_stmt(db,
         "INSERT INTO answers(key, side, request_hash, status, body, at_ms) VALUES (?,?,?,?,?,?)");
@@ -143,7 +142,7 @@ static rk_rc settle_in_tx(rk_db *db, void *arg)
     settle_args *a = arg;
     rk_rc rc = a->r ? rk_record_append(db, a->r) : RK_OK;
     if (rc == RK_OK)
-        rc = keep_answer(db, a->key, a->r ? a->r->side : "answer", a->request_hash, a->status, a->body);
+        rc = rk_answer_keep(db, a->key, a->r ? a->r->side : "answer", a->request_hash, a->status, a->body);
     if (rc == RK_OK && a->extra)
         rc = a->extra(db, a->arg);
     return rc;

@@ -55,6 +55,10 @@ extern const char rk_records_schema[];
 rk_rc rk_answer_get(rk_db *db, const char *key, const char *side, const char *request_hash, int *status,
                     char **body);
 
+/* Inside a write callback (rk_db_write): keeps an answer under (key, side). */
+rk_rc rk_answer_keep(rk_db *db, const char *key, const char *side, const char *request_hash, int status,
+                     const char *body);
+
 /* In one transaction: appends the record (when r is not NULL) and keeps the
  * answer. `extra` (may be NULL) runs inside the same transaction, for the
  * caller's own rows. RK_ERR_CONFLICT when the key was settled meanwhile. */

@@ -236,6 +236,18 @@ class Exchanges(unittest.TestCase):
         m = self.net.call(f"{H}-gateway", "GET", "/metrics", as_client="operator").raw
         self.assertRegex(m, r"renkei_rate_limited_total [1-9]")
 
+    def test_put_data_with_a_request_id_is_stored_once(self):
+        body = {"value": {"care_level": 2}, "as_of": "2026-03-01", "request_id": "put-0001"}
+        first = self.net.agency_call(Y, "PUT", "/v1/data/Y1/long_term_care_benefits", body)
+        again = self.net.agency_call(Y, "PUT", "/v1/data/Y1/long_term_care_benefits", body)
+        self.assertEqual(first.status, 200, first)
+        self.assertEqual(first.json, again.json)
+        (n,), = self.net.sqlite(Y, "SELECT count(*) FROM data WHERE person = 'Y1' AND item = 'long_term_care_benefits'")
+        self.assertEqual(n, 1)
+        other = dict(body, value={"care_level": 3})
+        a = self.net.agency_call(Y, "PUT", "/v1/data/Y1/long_term_care_benefits", other)
+        self.assertEqual((a.status, a.error), (409, "conflict"))
+
     def test_put_data_refusals(self):
         a = self.net.agency_call(Y, "PUT", "/v1/data/NOBODY/local_tax", {"value": 1, "as_of": "2026-01-01"})
         self.assertEqual((a.status, a.error), (404, "unknown_person"))
