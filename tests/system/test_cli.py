@@ -1,0 +1,80 @@
+"""The command line as an operator uses it (DESIGN §5): `net init|up|status`,
+`mynumber check|checkcode`, `--help` and one-line errors with a non-zero exit."""
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+from harness import BIN, SLOW, main, renkei
+
+
+class NetCommands(unittest.TestCase):
+    def test_up_status_and_a_clean_stop(self):
+        d = tempfile.mkdtemp(prefix="renkei-cli-")
+        try:
+            renkei("net", "init", os.path.join(d, "net"), "--agencies", 2, "--persons", 5)
+            up = subprocess.Popen([BIN, "net", "up", os.path.join(d, "net")], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+            line = up.stdout.readline()
+            self.assertIn("network up", line)
+            p = renkei("net", "status", os.path.join(d, "net"), check=False)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            self.assertEqual(p.stdout.count(" ok"), 6, p.stdout)  # core, jlis, 2 gateways, 2 agency nodes
+            up.send_signal(signal.SIGTERM)
+            self.assertEqual(up.wait(timeout=30 * SLOW), 0, up.stderr.read())
+            p = renkei("net", "status", os.path.join(d, "net"), check=False)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("down", p.stdout)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def test_init_refuses_an_existing_network(self):
+        d = tempfile.mkdtemp(prefix="renkei-cli-")
+        try:
+            renkei("net", "init", d, "--persons", 3)
+            p = renkei("net", "init", d, check=False)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+class MyNumberCommands(unittest.TestCase):
+    def test_check_and_checkcode(self):
+        self.assertEqual(renkei("mynumber", "check", "123456789018").returncode, 0)
+        p = renkei("mynumber", "check", "123456789018", "123456789017", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("123456789017 invalid", p.stdout)
+        self.assertEqual(renkei("mynumber", "checkcode", "123456789018").stdout.strip(), "6")
+        p = renkei("mynumber", "checkcode", "12345", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1)
+
+
+class Help(unittest.TestCase):
+    def test_every_command_has_help(self):
+        for cmd in (["core"], ["jlis"], ["gateway"], ["agency"], ["demo"], ["net"], ["pki"], ["mynumber"],
+                    ["agency-ctl"], ["records"], ["bench"]):
+            p = renkei(*cmd, "--help", check=False)
+            self.assertEqual(p.returncode, 0, (cmd, p.stderr))
+            self.assertIn("usage", (p.stdout + p.stderr).lower(), cmd)
+
+    def test_unknown_command_is_one_line_and_non_zero(self):
+        p = renkei("frobnicate", check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1)
+
+    def test_node_without_config_is_refused(self):
+        p = renkei("core", check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--config", p.stderr)
+        p = renkei("core", "--config", "/nonexistent/node.conf", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+
+
+if __name__ == "__main__":
+    main()
