@@ -13,142 +13,13 @@
 
 #include "lib/log.h"
 #include "lib/node.h"
+#include "gateway/messages.h"
 #include "lib/db.h"
 #include "lib/util.h"
 #include "lib/watch.h"
 #include "tools/roles.h"
 
 
-/* The message log (DESIGN §1): metadata of every relayed call — who, to
- * whom, which endpoint, the answer's status, sizes and time — never a body.
- * Kept off the relay path: entries queue in memory and a flusher commits
- * them together every LOG_FLUSH_MS (a crash loses at most that much of the
- * log; no answer depends on it). */
-static const char message_schema[] =
-    "CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, caller TEXT NOT NULL,"
-    " target TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, bytes_in INTEGER NOT NULL,"
-    " bytes_out INTEGER NOT NULL, ms INTEGER NOT NULL);";
-
-#define LOG_FLUSH_MS 200
-#define LOG_QUEUE_MAX 8192
-
-typedef struct message {
-    char caller[RK_ID_MAX], target[RK_ID_MAX], path[64];
-    int64_t at_ms, ms;
-    long status;
-    size_t bytes_in, bytes_out;
-} message;
-
-typedef struct message_log {
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    message *queue;          /* filled by the relays */
-    message *spare;          /* written by the flusher; the two swap */
-    size_t n;
-    uint64_t dropped;
-    int stopping;
-    pthread_t flusher;
-    int running;
-    rk_db *db;
-} message_log;
-
-static rk_rc log_one(rk_db *db, const message *m)
-{
-    sqlite3_stmt *st = rk_db_stmt(db, "INSERT INTO messages(at_ms, caller, target, path, status, bytes_in,"
-                                      " bytes_out, ms) VALUES (?,?,?,?,?,?,?,?)");
-    if (!st)
-        return RK_ERR_STORE;
-    sqlite3_bind_int64(st, 1, m->at_ms);
-    sqlite3_bind_text(st, 2, m->caller, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, m->target, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, m->path, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, m->status);
-    sqlite3_bind_int64(st, 6, (sqlite3_int64)m->bytes_in);
-    sqlite3_bind_int64(st, 7, (sqlite3_int64)m->bytes_out);
-    sqlite3_bind_int64(st, 8, m->ms);
-    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
-    sqlite3_reset(st);
-    return rc;
-}
-
-typedef struct message_batch {
-    message *m;
-    size_t n;
-} message_batch;
-
-static rk_rc log_batch_in_tx(rk_db *db, void *arg)
-{
-    message_batch *b = arg;
-    rk_rc rc = RK_OK;
-    for (size_t i = 0; i < b->n && rc == RK_OK; i++)
-        rc = log_one(db, &b->m[i]);
-    return rc;
-}
-
-static void flush_messages(message_log *log)
-{
-    pthread_mutex_lock(&log->lock);
-    message_batch b = {log->queue, log->n};
-    log->queue = log->spare;
-    log->spare = b.m;
-    log->n = 0;
-    pthread_mutex_unlock(&log->lock);
-    if (b.n && rk_db_write(log->db, log_batch_in_tx, &b) != RK_OK)
-        rk_error("message log: %zu entries could not be written", b.n);
-}
-
-static void *flusher_main(void *arg)
-{
-    message_log *log = arg;
-    int stop = 0;
-    while (!stop) {
-        pthread_mutex_lock(&log->lock);
-        if (!log->stopping)
-            rk_cond_wait_ms(&log->wake, &log->lock, LOG_FLUSH_MS);
-        stop = log->stopping;
-        pthread_mutex_unlock(&log->lock);
-        flush_messages(log);
-    }
-    return NULL;
-}
-
-static void log_message(message_log *log, const message *m)
-{
-    pthread_mutex_lock(&log->lock);
-    if (log->queue && log->n < LOG_QUEUE_MAX)
-        log->queue[log->n++] = *m;
-    else
-        log->dropped++; /* counted in /metrics */
-    pthread_mutex_unlock(&log->lock);
-}
-
-static rk_rc message_log_start(message_log *log, rk_db *db)
-{
-    pthread_mutex_init(&log->lock, NULL);
-    pthread_cond_init(&log->wake, NULL);
-    log->db = db;
-    log->queue = calloc(LOG_QUEUE_MAX, sizeof *log->queue);
-    log->spare = calloc(LOG_QUEUE_MAX, sizeof *log->spare);
-    if (!log->queue || !log->spare || pthread_create(&log->flusher, NULL, flusher_main, log) != 0)
-        return RK_ERR_NOMEM;
-    log->running = 1;
-    return RK_OK;
-}
-
-static void message_log_stop(message_log *log)
-{
-    if (log->running) {
-        pthread_mutex_lock(&log->lock);
-        log->stopping = 1;
-        pthread_cond_broadcast(&log->wake);
-        pthread_mutex_unlock(&log->lock);
-        pthread_join(log->flusher, NULL); /* its last round writes what is queued */
-        log->running = 0;
-    }
-    free(log->queue);
-    free(log->spare);
-    log->queue = log->spare = NULL;
-}
 
 typedef struct gateway {
     rk_node *node;
@@ -173,7 +44,7 @@ static void relay(gateway *g, const rk_peer_node *to, const rk_request *req, rk_
     snprintf(m.caller, sizeof m.caller, "%s", req->peer->id);
     snprintf(m.target, sizeof m.target, "%s", to->id);
     snprintf(m.path, sizeof m.path, "%s", req->path);
-    log_message(&g->log, &m);
+    message_log_add(&g->log, &m);
     if (rc != RK_OK) {
         __atomic_add_fetch(&g->upstream_failures, 1, __ATOMIC_RELAXED);
         if (rk_watch_hit(g->unreachable, to->id, rk_now_ms()))
@@ -214,6 +85,18 @@ static void to_core(void *app, const rk_request *req, rk_response *resp)
     relay(g, g->core, req, resp);
 }
 
+/* GET /v1/records: the gateway keeps no 法23条 records of its own (it is
+ * no party to an exchange); its records are the message log. */
+static void records(void *app, const rk_request *req, rk_response *resp)
+{
+    gateway *g = app;
+    if (req->peer->agency[0] && strcmp(req->peer->agency, g->node->self->agency) != 0) {
+        rk_reply_error(resp, 403, "wrong_agency", "the caller belongs to another agency");
+        return;
+    }
+    message_log_serve(&g->log, req, resp);
+}
+
 static const rk_route routes[] = {
     {"POST", "/v1/code-notices", RK_ROLE_CORE, 0, to_agency},
     {"POST", "/v1/code-notices/batch", RK_ROLE_CORE, 0, to_agency},
@@ -222,6 +105,7 @@ static const rk_route routes[] = {
     {"POST", "/v1/incidents", RK_ROLE_AGENCY, 1, to_core, 1},
     {"POST", "/v1/deletion-requests", RK_ROLE_AGENCY, 1, to_core},
     {"POST", "/v1/deletions", RK_ROLE_CORE, 0, to_agency},
+    {"GET", "/v1/records", RK_ROLE_OPERATOR, 0, records}, /* its agency's operator or the network's */
 };
 
 static int health(void *app, json_t *checks)
@@ -253,7 +137,7 @@ static rk_rc run(rk_node *node)
     }
     g.unreachable = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
     g.callers = rk_watch_new(1000, (unsigned)node->cfg.caller_rate_per_s, 0);
-    if ((rc = rk_db_open(node->cfg.db, message_schema, &g.db)) != RK_OK ||
+    if ((rc = rk_db_open(node->cfg.db, messages_schema, &g.db)) != RK_OK ||
         (rc = rk_node_incidents_start(node, g.db)) != RK_OK || (rc = rk_node_clock_start(node)) != RK_OK ||
         (rc = message_log_start(&g.log, g.db)) != RK_OK)
         goto done;

@@ -9,6 +9,7 @@
  * sees a code. */
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "jlis/jlis_store.h"
@@ -207,9 +208,36 @@ static void handle_code_requests_batch(void *app, const rk_request *req, rk_resp
     free(items);
 }
 
+/* GET /v1/records?before=&limit= for the network operator: J-LIS is no
+ * party to an exchange; its records are the relay log. */
+static void handle_records(void *app, const rk_request *req, rk_response *resp)
+{
+    jlis *j = app;
+    char before_s[24], limit_s[8];
+    long long before = 0;
+    int limit = 50;
+    int fb = rk_query_param(req, "before", before_s, sizeof before_s);
+    int fl = rk_query_param(req, "limit", limit_s, sizeof limit_s);
+    if (fb == 1)
+        before = strtoll(before_s, NULL, 10);
+    if (fl == 1)
+        limit = atoi(limit_s);
+    json_t *arr = NULL;
+    if (req->peer->agency[0]) {
+        rk_reply_error(resp, 403, "role_not_allowed", "only the network operator reads J-LIS's records");
+    } else if (fb < 0 || fl < 0 || before < 0 || limit < 1 || limit > 500) {
+        rk_reply_error(resp, 400, "invalid_field", "limit must be 1..500 and before a relay seq");
+    } else if (jlis_store_relays(j->store, before, limit, &arr) != RK_OK) {
+        rk_reply_error(resp, 500, "store_error", "the relay log could not be read");
+    } else {
+        rk_reply_json(resp, 200, json_pack("{s:o}", "relays", arr));
+    }
+}
+
 static const rk_route routes[] = {
     {"POST", "/v1/code-requests", RK_ROLE_AGENCY, 0, handle_code_request},
     {"POST", "/v1/code-requests/batch", RK_ROLE_AGENCY, 0, handle_code_requests_batch},
+    {"GET", "/v1/records", RK_ROLE_OPERATOR, 0, handle_records},
 };
 
 static int health(void *app, json_t *checks)

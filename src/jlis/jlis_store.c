@@ -7,6 +7,7 @@
 
 #include "lib/db.h"
 #include "lib/mynumber.h"
+#include "lib/util.h"
 
 struct jlis_store {
     rk_db *db;
@@ -246,4 +247,32 @@ int jlis_store_writable(jlis_store *s)
 rk_db *jlis_store_db(jlis_store *s)
 {
     return s->db;
+}
+
+rk_rc jlis_store_relays(jlis_store *s, int64_t before, int limit, json_t **out)
+{
+    json_t *arr = json_array();
+    rk_db_lock(s->db);
+    sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT id, agency, acquisition_no, line, at_ms FROM relays"
+                                        " WHERE (?1 = 0 OR id < ?1) ORDER BY id DESC LIMIT ?2");
+    if (q) {
+        sqlite3_bind_int64(q, 1, before);
+        sqlite3_bind_int(q, 2, limit);
+        while (sqlite3_step(q) == SQLITE_ROW) {
+            char at[32];
+            rk_format_time(sqlite3_column_int64(q, 4), at, sizeof at);
+            json_array_append_new(arr, json_pack("{s:I,s:s,s:s,s:s,s:s}", "seq", (json_int_t)sqlite3_column_int64(q, 0),
+                                                 "agency", (const char *)sqlite3_column_text(q, 1), "acquisition_no",
+                                                 (const char *)sqlite3_column_text(q, 2), "line",
+                                                 (const char *)sqlite3_column_text(q, 3), "at", at));
+        }
+        sqlite3_reset(q);
+    }
+    rk_db_unlock(s->db);
+    if (!q) {
+        json_decref(arr);
+        return RK_ERR_STORE;
+    }
+    *out = arr;
+    return RK_OK;
 }

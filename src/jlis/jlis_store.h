@@ -5,6 +5,9 @@
 #define RK_JLIS_STORE_H
 
 #include <stddef.h>
+#include <jansson.h>
+#include <stdint.h>
+
 #include "lib/err.h"
 
 #define JLIS_MAX_PREVIOUS 8
@@ -35,6 +38,9 @@ rk_rc jlis_store_log_relay(jlis_store *s, const char *agency, const char *acquis
 rk_rc jlis_store_log_relays(jlis_store *s, const char *agency, const char *const *acquisition_nos, size_t n,
                             const char *line, long long at_ms);
 size_t jlis_store_count(jlis_store *s);
+/* The relay log newest first as JSON (metadata: agency, acquisition
+ * number, line, time — never a My Number); *out for the caller to decref. */
+rk_rc jlis_store_relays(jlis_store *s, int64_t before, int limit, json_t **out);
 int jlis_store_writable(jlis_store *s);
 struct rk_db *jlis_store_db(jlis_store *s);
 

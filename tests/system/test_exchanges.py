@@ -147,6 +147,18 @@ class Exchanges(unittest.TestCase):
         self.assertIn(("core", Y, "/v1/provisions", 200), rows)
         with open(self.net.path("nodes", f"{Y}-gateway", "node.db"), "rb") as f:
             self.assertNotIn(b"3350000", f.read())  # no content in the gateway's store
+        # GET /v1/records on every node (DESIGN §4): a gateway's records are its message log,
+        # for its agency's operator or the network operator, not another agency's.
+        log = self.net.call(f"{K}-gateway", "GET", "/v1/records?limit=5", as_client=f"{K}-operator")
+        self.assertEqual(log.status, 200, log)
+        self.assertTrue(all("body" not in m and "value" not in m for m in log.json["messages"]))
+        self.assertEqual(self.net.call(f"{K}-gateway", "GET", "/v1/records", as_client="operator").status, 200)
+        a = self.net.call(f"{K}-gateway", "GET", "/v1/records", as_client=f"{Y}-operator")
+        self.assertEqual((a.status, a.error), (403, "wrong_agency"))
+        relays = self.net.call("jlis", "GET", "/v1/records?limit=3", as_client="operator")
+        self.assertEqual(relays.status, 200, relays)
+        self.assertTrue(relays.json["relays"] and set(relays.json["relays"][0]) >= {"agency", "acquisition_no", "line"})
+        self.assertNotRegex(relays.raw, r"\b\d{12}\b")  # never a My Number
 
     def test_payload_at_the_core_is_opaque(self):
         a = self.query(K, "q-opaque", "K1", "public_assistance", Y, "local_tax")
