@@ -125,19 +125,10 @@ static json_t *row_json(sqlite3_stmt *q)
 
 void message_log_serve(message_log *log, const rk_request *req, rk_response *resp)
 {
-    char before_s[24], limit_s[8];
-    long long before = 0;
-    int limit = 50;
-    int fb = rk_query_param(req, "before", before_s, sizeof before_s);
-    int fl = rk_query_param(req, "limit", limit_s, sizeof limit_s);
-    if (fb == 1)
-        before = strtoll(before_s, NULL, 10);
-    if (fl == 1)
-        limit = atoi(limit_s);
-    if (fb < 0 || fl < 0 || before < 0 || limit < 1 || limit > 500) {
-        rk_reply_error(resp, 400, "invalid_field", "limit must be 1..500 and before a message seq");
+    int64_t before = 0;
+    int limit = 0;
+    if (rk_page_params(req, resp, &before, &limit) != 0)
         return;
-    }
     json_t *arr = json_array();
     rk_db_lock(log->db);
     sqlite3_stmt *q = rk_db_stmt(log->db, "SELECT id, at_ms, caller, target, path, status, bytes_in, bytes_out, ms"

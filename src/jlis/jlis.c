@@ -213,20 +213,13 @@ static void handle_code_requests_batch(void *app, const rk_request *req, rk_resp
 static void handle_records(void *app, const rk_request *req, rk_response *resp)
 {
     jlis *j = app;
-    char before_s[24], limit_s[8];
-    long long before = 0;
-    int limit = 50;
-    int fb = rk_query_param(req, "before", before_s, sizeof before_s);
-    int fl = rk_query_param(req, "limit", limit_s, sizeof limit_s);
-    if (fb == 1)
-        before = strtoll(before_s, NULL, 10);
-    if (fl == 1)
-        limit = atoi(limit_s);
+    int64_t before = 0;
+    int limit = 0;
     json_t *arr = NULL;
     if (req->peer->agency[0]) {
         rk_reply_error(resp, 403, "role_not_allowed", "only the network operator reads J-LIS's records");
-    } else if (fb < 0 || fl < 0 || before < 0 || limit < 1 || limit > 500) {
-        rk_reply_error(resp, 400, "invalid_field", "limit must be 1..500 and before a relay seq");
+    } else if (rk_page_params(req, resp, &before, &limit) != 0) {
+        return;
     } else if (jlis_store_relays(j->store, before, limit, &arr) != RK_OK) {
         rk_reply_error(resp, 500, "store_error", "the relay log could not be read");
     } else {

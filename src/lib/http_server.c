@@ -166,6 +166,20 @@ int rk_query_param(const rk_request *req, const char *name, char *out, size_t ou
     return found;
 }
 
+int rk_page_params(const rk_request *req, rk_response *resp, int64_t *before, int *limit)
+{
+    char before_s[24], limit_s[8];
+    int fb = rk_query_param(req, "before", before_s, sizeof before_s);
+    int fl = rk_query_param(req, "limit", limit_s, sizeof limit_s);
+    *before = fb == 1 ? strtoll(before_s, NULL, 10) : 0;
+    *limit = fl == 1 ? atoi(limit_s) : 50;
+    if (fb < 0 || fl < 0 || *before < 0 || *limit < 1 || *limit > 500) {
+        rk_reply_error(resp, 400, "invalid_field", "limit must be 1..500 and before a seq of this list");
+        return -1;
+    }
+    return 0;
+}
+
 int64_t rk_server_now_ms(const rk_server *srv)
 {
     return rk_now_ms() + srv->cfg.clock_offset_ms;

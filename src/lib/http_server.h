@@ -105,6 +105,10 @@ void rk_reply_error(rk_response *resp, int status, const char *code, const char 
  * they fill resp with 400 invalid_field naming the field and return NULL/-1. */
 const char *rk_req_string(const rk_request *req, rk_response *resp, const char *field, size_t maxlen);
 int rk_req_int(const rk_request *req, rk_response *resp, const char *field, long min, long max, long *out);
+/* Paging of a list endpoint: ?before=SEQ&limit=N (limit 1..500, default
+ * 50). Returns 0, or -1 with a 400 invalid_field in resp. */
+int rk_page_params(const rk_request *req, rk_response *resp, int64_t *before, int *limit);
+
 /* The value of name=… in the query string into out (URL-decoded): 1 when
  * found, 0 when absent, -1 when longer than outlen allows. */
 int rk_query_param(const rk_request *req, const char *name, char *out, size_t outlen);

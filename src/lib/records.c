@@ -236,25 +236,18 @@ int64_t rk_records_count(rk_db *db)
 
 void rk_records_serve(rk_db *db, const rk_request *req, rk_response *resp)
 {
-    char exchange_id[RK_EXCHANGE_ID_MAX + 1], person[65], before[24], limit[8];
-    rk_records_query q = {.limit = 50};
+    char exchange_id[RK_EXCHANGE_ID_MAX + 1], person[65];
+    rk_records_query q = {0};
     int fx = rk_query_param(req, "exchange_id", exchange_id, sizeof exchange_id);
     int fp = rk_query_param(req, "person", person, sizeof person);
-    int fb = rk_query_param(req, "before", before, sizeof before);
-    int fl = rk_query_param(req, "limit", limit, sizeof limit);
-    if (fx == 1)
-        q.exchange_id = exchange_id;
-    if (fp == 1)
-        q.subject = person;
-    if (fb == 1)
-        q.before_seq = strtoll(before, NULL, 10);
-    if (fl == 1)
-        q.limit = atoi(limit);
-    if (fx < 0 || fp < 0 || fb < 0 || fl < 0 || q.limit < 1 || q.limit > 500 || q.before_seq < 0) {
-        rk_reply_error(resp, 400, "invalid_field",
-                       "limit must be 1..500, before a record seq, and exchange_id and person within their caps");
+    if (fx < 0 || fp < 0) {
+        rk_reply_error(resp, 400, "invalid_field", "exchange_id and person must be within their caps");
         return;
     }
+    if (rk_page_params(req, resp, &q.before_seq, &q.limit) != 0)
+        return;
+    q.exchange_id = fx == 1 ? exchange_id : NULL;
+    q.subject = fp == 1 ? person : NULL;
     json_t *arr = NULL;
     int64_t next = 0;
     if (rk_records_list(db, &q, &arr, &next) != RK_OK) {
