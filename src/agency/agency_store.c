@@ -16,9 +16,12 @@ struct agency_store {
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS persons ("
     "  person TEXT PRIMARY KEY, status TEXT NOT NULL CHECK (status IN ('pending','linked','failed')),"
-    "  code TEXT UNIQUE, acquisition_no TEXT UNIQUE, check_code INTEGER,"
+    "  code TEXT UNIQUE,"
     "  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS persons_status ON persons(status);"
+    /* Acquisitions in flight only: small and hot, gone once the notice came. */
+    "CREATE TABLE IF NOT EXISTS pending ("
+    "  acquisition_no TEXT PRIMARY KEY, person TEXT NOT NULL, check_code INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS data ("
     "  person TEXT NOT NULL, item TEXT NOT NULL, version INTEGER NOT NULL, value TEXT NOT NULL,"
     "  as_of TEXT NOT NULL, stored_ms INTEGER NOT NULL, PRIMARY KEY (person, item, version)) WITHOUT ROWID;"
@@ -83,18 +86,23 @@ static rk_rc add_pending_in_tx(rk_db *db, void *arg)
     rk_rc rc = read_status(db, p->person, p->status);
     if (rc == RK_OK && strcmp(p->status, "failed") != 0)
         return RK_ERR_EXISTS;
-    sqlite3_stmt *st = rk_db_stmt(db,
-        "INSERT INTO persons(person, status, acquisition_no, check_code, created_ms, updated_ms) "
-        "VALUES (?1, 'pending', ?2, ?3, ?4, ?4) ON CONFLICT(person) DO UPDATE SET status = 'pending', "
-        "acquisition_no = ?2, check_code = ?3, code = NULL, updated_ms = ?4");
-    if (!st)
-        return RK_ERR_STORE;
-    sqlite3_bind_text(st, 1, p->person, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, p->acquisition_no, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 3, p->check_code);
-    sqlite3_bind_int64(st, 4, p->now_ms);
-    rc = rk_db_step_rc(db, sqlite3_step(st));
-    sqlite3_reset(st);
+    static const char *const sql[] = {
+        "INSERT INTO persons(person, status, created_ms, updated_ms) VALUES (?1, 'pending', ?4, ?4)"
+        " ON CONFLICT(person) DO UPDATE SET status = 'pending', code = NULL, updated_ms = ?4",
+        "INSERT INTO pending(acquisition_no, person, check_code) VALUES (?2, ?1, ?3)",
+    };
+    rc = RK_OK;
+    for (size_t i = 0; i < 2 && rc == RK_OK; i++) {
+        sqlite3_stmt *st = rk_db_stmt(db, sql[i]);
+        if (!st)
+            return RK_ERR_STORE;
+        sqlite3_bind_text(st, 1, p->person, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, p->acquisition_no, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, p->check_code);
+        sqlite3_bind_int64(st, 4, p->now_ms);
+        rc = rk_db_step_rc(db, sqlite3_step(st));
+        sqlite3_reset(st);
+    }
     if (rc == RK_OK)
         strcpy(p->status, "pending");
     return rc;
@@ -130,19 +138,35 @@ rk_rc agency_store_add_pending_many(agency_store *s, agency_pending *items, size
     return rk_db_write(s->db, add_pending_many_in_tx, &m);
 }
 
-rk_rc agency_store_drop_pending(agency_store *s, const char *person, const char *acquisition_no)
+typedef struct drop_args {
+    const char *person, *acquisition_no;
+} drop_args;
+
+static rk_rc drop_in_tx(rk_db *db, void *arg)
 {
-    rk_db_lock(s->db);
-    sqlite3_stmt *st = rk_db_stmt(s->db, "DELETE FROM persons WHERE person = ? AND acquisition_no = ? AND status = 'pending'");
-    rk_rc rc = RK_ERR_STORE;
-    if (st) {
-        sqlite3_bind_text(st, 1, person, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, acquisition_no, -1, SQLITE_STATIC);
-        rc = rk_db_step_rc(s->db, sqlite3_step(st));
+    drop_args *d = arg;
+    static const char *const sql[] = {
+        "DELETE FROM persons WHERE person = ?1 AND status = 'pending'"
+        " AND EXISTS (SELECT 1 FROM pending WHERE acquisition_no = ?2 AND person = ?1)",
+        "DELETE FROM pending WHERE acquisition_no = ?2 AND person = ?1",
+    };
+    rk_rc rc = RK_OK;
+    for (size_t i = 0; i < 2 && rc == RK_OK; i++) {
+        sqlite3_stmt *st = rk_db_stmt(db, sql[i]);
+        if (!st)
+            return RK_ERR_STORE;
+        sqlite3_bind_text(st, 1, d->person, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, d->acquisition_no, -1, SQLITE_STATIC);
+        rc = rk_db_step_rc(db, sqlite3_step(st));
         sqlite3_reset(st);
     }
-    rk_db_unlock(s->db);
     return rc;
+}
+
+rk_rc agency_store_drop_pending(agency_store *s, const char *person, const char *acquisition_no)
+{
+    drop_args d = {person, acquisition_no};
+    return rk_db_write(s->db, drop_in_tx, &d);
 }
 
 rk_rc agency_store_person_status(agency_store *s, const char *person, char status[AGENCY_STATUS_MAX])
@@ -175,60 +199,58 @@ static int person_with_code(rk_db *db, const char *code, char *person, size_t pe
     return found;
 }
 
+/* With the lock and a transaction held: takes the pending acquisition (it
+ * is forgotten whatever the outcome, 第8-2(1)イ). 0 when there is none. */
+static int take_pending(rk_db *db, const char *acquisition_no, char *person, size_t personlen, int *expected)
+{
+    sqlite3_stmt *q = rk_db_stmt(db, "DELETE FROM pending WHERE acquisition_no = ? RETURNING person, check_code");
+    int found = 0;
+    if (!q)
+        return 0;
+    sqlite3_bind_text(q, 1, acquisition_no, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        snprintf(person, personlen, "%s", (const char *)sqlite3_column_text(q, 0));
+        *expected = sqlite3_column_int(q, 1);
+        found = 1;
+        sqlite3_step(q); /* finish the statement so that the delete takes effect */
+    }
+    sqlite3_reset(q);
+    return found;
+}
+
 /* With the lock and a transaction held: sets the outcome of one notice. */
 static rk_rc settle_notice(agency_store *s, const char *acquisition_no, const char *code, int check_code, int64_t now_ms,
                            agency_notice_outcome *outcome)
 {
     rk_db *db = s->db;
-    sqlite3_stmt *q = rk_db_stmt(db, "SELECT person, check_code FROM persons WHERE acquisition_no = ? AND status = 'pending'");
-    if (!q)
-        return RK_ERR_STORE;
-    sqlite3_bind_text(q, 1, acquisition_no, -1, SQLITE_STATIC);
-    if (sqlite3_step(q) != SQLITE_ROW) {
-        sqlite3_reset(q);
+    char person[128], other[128];
+    int expected = -1;
+    if (!take_pending(db, acquisition_no, person, sizeof person, &expected)) {
         *outcome = NOTICE_UNKNOWN;
         return RK_OK;
     }
-    char person[128];
-    snprintf(person, sizeof person, "%s", (const char *)sqlite3_column_text(q, 0));
-    int expected = sqlite3_column_int(q, 1);
-    sqlite3_reset(q);
-    *outcome = expected == check_code ? NOTICE_LINKED : NOTICE_MISMATCH;
-    char other[128];
-    if (*outcome == NOTICE_LINKED && person_with_code(db, code, other, sizeof other))
-        *outcome = NOTICE_DUPLICATE; /* one person enrolled under two ids */
-    if (*outcome == NOTICE_DUPLICATE) {
-        char summary[320];
-        snprintf(summary, sizeof summary, "acquisition %.64s names a person already linked here under another id:"
-                 " not linked", acquisition_no);
-        rk_rc drc = insert_incident(s, "unauthorized_access", summary, now_ms);
-        sqlite3_stmt *up = drc == RK_OK ? rk_db_stmt(db, "UPDATE persons SET status = 'failed', acquisition_no = NULL,"
-                                                         " check_code = NULL, updated_ms = ?2 WHERE person = ?1") : NULL;
-        if (!up)
-            return RK_ERR_STORE;
-        sqlite3_bind_text(up, 1, person, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(up, 2, now_ms);
-        drc = rk_db_step_rc(db, sqlite3_step(up));
-        sqlite3_reset(up);
-        return drc;
-    }
-    sqlite3_stmt *st = rk_db_stmt(db, *outcome == NOTICE_LINKED
-        ? "UPDATE persons SET status = 'linked', code = ?2, acquisition_no = NULL, check_code = NULL, updated_ms = ?3 WHERE person = ?1"
-        : "UPDATE persons SET status = 'failed', acquisition_no = NULL, check_code = NULL, updated_ms = ?3 WHERE person = ?1");
+    *outcome = expected != check_code ? NOTICE_MISMATCH
+             : person_with_code(db, code, other, sizeof other) ? NOTICE_DUPLICATE /* one person, two ids */
+             : NOTICE_LINKED;
+    int linked = *outcome == NOTICE_LINKED;
+    sqlite3_stmt *st = rk_db_stmt(db, "UPDATE persons SET status = CASE ?4 WHEN 1 THEN 'linked' ELSE 'failed' END,"
+                                      " code = CASE ?4 WHEN 1 THEN ?2 ELSE NULL END, updated_ms = ?3 WHERE person = ?1");
     if (!st)
         return RK_ERR_STORE;
     sqlite3_bind_text(st, 1, person, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, code, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, now_ms);
+    sqlite3_bind_int(st, 4, linked);
     rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
     sqlite3_reset(st);
-    if (rc == RK_OK && *outcome == NOTICE_MISMATCH) {
-        char summary[256];
-        snprintf(summary, sizeof summary, "check code mismatch on the notice for acquisition %.64s: code not linked",
-                 acquisition_no);
-        rc = insert_incident(s, "check_code_mismatch", summary, now_ms);
-    }
-    return rc;
+    if (rc != RK_OK || linked)
+        return rc;
+    char summary[256];
+    snprintf(summary, sizeof summary, *outcome == NOTICE_MISMATCH
+             ? "check code mismatch on the notice for acquisition %.64s: code not linked"
+             : "acquisition %.64s names a person already linked here under another id: not linked", acquisition_no);
+    return insert_incident(s, *outcome == NOTICE_MISMATCH ? "check_code_mismatch" : "unauthorized_access", summary,
+                           now_ms);
 }
 
 typedef struct notice_args {

@@ -52,7 +52,7 @@ class Incidents(unittest.TestCase):
         net = self.net
         net.stop_node(f"{K}-gateway")
         self.assertEqual(net.enrol(K, "MIS", net.residents()[3]["my_number"]).status, 202)
-        (acq, check), = net.sqlite(K, "SELECT acquisition_no, check_code FROM persons WHERE person = 'MIS'")
+        (acq, check), = net.sqlite(K, "SELECT acquisition_no, check_code FROM pending WHERE person = 'MIS'")
         r = net.call(K, "POST", "/v1/code-notices", {"acquisition_no": acq, "code": "v1-" + "cd" * 16,
                                                      "check_code": (check + 1) % 10},
                      as_client=("node", f"{K}-gateway"))

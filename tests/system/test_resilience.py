@@ -65,7 +65,7 @@ class Resilience(unittest.TestCase):
         net.stop_node(f"{ag}-gateway")         # hold the real notice back
         a = net.enrol(ag, "MISMATCH", self.residents[30]["my_number"])
         self.assertEqual(a.status, 202)
-        (acq, check), = net.sqlite(ag, "SELECT acquisition_no, check_code FROM persons WHERE person = 'MISMATCH'")
+        (acq, check), = net.sqlite(ag, "SELECT acquisition_no, check_code FROM pending WHERE person = 'MISMATCH'")
         forged = {"acquisition_no": acq, "code": "v1-" + "ab" * 16, "check_code": (check + 1) % 10}
         r = net.call(ag, "POST", "/v1/code-notices", forged, as_client=("node", f"{ag}-gateway"))
         self.assertEqual((r.status, r.error), (409, "check_code_mismatch"))
