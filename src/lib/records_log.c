@@ -73,25 +73,39 @@ rk_rc rk_head_verify(X509 *cert, const char *node_id, uint64_t size, const rk_ha
 
 /* ---------- leaves ---------- */
 
+#define LEAVES_CHUNK 4096
+
+/* Reads leaves [from, from + count) under the lock; 0 when all were read. */
+static int read_leaves(rk_db *db, uint64_t from, uint64_t count, rk_hash *out)
+{
+    uint64_t got = 0;
+    rk_db_lock(db);
+    sqlite3_stmt *q = rk_db_stmt(db, "SELECT leaf_hash FROM records WHERE seq > ? ORDER BY seq LIMIT ?");
+    if (q) {
+        sqlite3_bind_int64(q, 1, (sqlite3_int64)from);
+        sqlite3_bind_int64(q, 2, (sqlite3_int64)count);
+        while (got < count && sqlite3_step(q) == SQLITE_ROW)
+            if (rk_merkle_unhex((const char *)sqlite3_column_text(q, 0), out[got++]) != RK_OK)
+                break;
+        sqlite3_reset(q);
+    }
+    rk_db_unlock(db);
+    return got == count ? 0 : -1;
+}
+
+/* The log is append-only, so its first n leaves can be read in chunks,
+ * letting writes in between: a long proof never stalls the node's writes. */
 rk_rc rk_records_leaves(rk_db *db, uint64_t n, rk_hash **out)
 {
     rk_hash *leaves = malloc((n ? n : 1) * sizeof *leaves);
     if (!leaves)
         return RK_ERR_NOMEM;
-    rk_db_lock(db);
-    sqlite3_stmt *q = rk_db_stmt(db, "SELECT leaf_hash FROM records ORDER BY seq LIMIT ?");
-    uint64_t got = 0;
-    if (q) {
-        sqlite3_bind_int64(q, 1, (sqlite3_int64)n);
-        while (got < n && sqlite3_step(q) == SQLITE_ROW)
-            if (rk_merkle_unhex((const char *)sqlite3_column_text(q, 0), leaves[got++]) != RK_OK)
-                break;
-        sqlite3_reset(q);
-    }
-    rk_db_unlock(db);
-    if (got != n) {
-        free(leaves);
-        return RK_ERR_STORE;
+    for (uint64_t from = 0; from < n; from += LEAVES_CHUNK) {
+        uint64_t count = n - from < LEAVES_CHUNK ? n - from : LEAVES_CHUNK;
+        if (read_leaves(db, from, count, leaves + from) != 0) { /* seq counts from 1 */
+            free(leaves);
+            return RK_ERR_STORE;
+        }
     }
     *out = leaves;
     return RK_OK;
@@ -270,9 +284,9 @@ static json_t *hashes_json(const rk_hash *h, size_t n)
 static rk_rc find_leaf(rk_db *db, const char *exchange_id, const char *side, uint64_t *index, char leaf[65])
 {
     rk_db_lock(db);
-    sqlite3_stmt *q = rk_db_stmt(db,
-        "SELECT (SELECT count(*) FROM records r2 WHERE r2.seq < r.seq), r.leaf_hash FROM records r"
-        " WHERE r.exchange_id = ?1 AND (?2 IS NULL OR r.side = ?2) ORDER BY r.seq LIMIT 1");
+    /* seq counts from 1 without gaps (append-only), so the leaf index is seq - 1 */
+    sqlite3_stmt *q = rk_db_stmt(db, "SELECT seq - 1, leaf_hash FROM records"
+                                     " WHERE exchange_id = ?1 AND (?2 IS NULL OR side = ?2) ORDER BY seq LIMIT 1");
     rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
     if (q) {
         sqlite3_bind_text(q, 1, exchange_id, -1, SQLITE_STATIC);
