@@ -97,8 +97,11 @@ class Incidents(unittest.TestCase):
             for i in range(2):
                 self.query(K, f"base-{second}-{i}", "K1", "public_assistance", Y, "local_tax")
             time.sleep(1.0)
-        for i in range(40):     # then a jump (40, so that a window boundary cannot hide it)
-            self.query(K, f"jump-{i}", "K1", "public_assistance", Y, "local_tax")
+        # then a jump: 48 at once from 8 threads, so that neither a window boundary nor a slow
+        # (sanitized) build can spread it below the threshold
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: self.query(K, f"jump-{i}", "K1", "public_assistance", Y, "local_tax"), range(48)))
         self.wait_incident("unauthorized_access", f"request rate of {K} jumped")
 
     def test_peer_unreachable_is_an_outage(self):
