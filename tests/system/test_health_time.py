@@ -45,7 +45,11 @@ class HealthAndTime(unittest.TestCase):
         deadline = time.time() + 10 * SLOW
         h = None
         while time.time() < deadline:
-            h = self.health(K)
+            try:
+                h = self.health(K)  # K was started without waiting: it may not listen yet
+            except OSError:
+                time.sleep(0.1)
+                continue
             if h.status == 503:
                 break
             time.sleep(0.1)
