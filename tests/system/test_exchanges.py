@@ -235,12 +235,13 @@ class Exchanges(unittest.TestCase):
         self.assertEqual((a.status, a.error), (400, "invalid_field"))
 
     def test_gateway_limits_each_caller(self):
-        codes = []
-        for i in range(8):  # the insurer's gateway lets 3 a second through to the core
-            a = self.query(H, f"q-rate-{i}", "H1", "health_insurance_benefits", Y, "local_tax")
-            codes.append(a.error or a.json.get("status"))
+        from concurrent.futures import ThreadPoolExecutor
+        ask = lambda i: self.query(H, f"q-rate-{i}", "H1", "health_insurance_benefits", Y, "local_tax")
+        with ThreadPoolExecutor(8) as pool:  # 8 at once; the insurer's gateway lets 3 a second through
+            answers = list(pool.map(ask, range(8)))
+        codes = [a.error or a.json.get("status") for a in answers]
         self.assertIn("rate_limited", codes)
-        self.assertEqual(codes[:3], ["provided"] * 3)  # the first three went through
+        self.assertGreaterEqual(codes.count("provided"), 3)
         limited = codes.index("rate_limited")
         time.sleep(1.1)
         again = self.query(H, f"q-rate-{limited}", "H1", "health_insurance_benefits", Y, "local_tax")
