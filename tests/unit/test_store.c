@@ -1,0 +1,191 @@
+/* Unit tests: the SQLite handle (group commit, item savepoints) and the
+ * records module (settle, kept answers, conflicts, leaves, paging). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/db.h"
+#include "lib/records.h"
+
+static char dir[64];
+
+static int setup(void **state)
+{
+    snprintf(dir, sizeof dir, "/tmp/rk-test-store-XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    char path[128];
+    snprintf(path, sizeof path, "%s/node.db", dir);
+    rk_db *db = NULL;
+    if (rk_db_open(path, "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT NOT NULL);", &db) != RK_OK ||
+        rk_db_exec(db, rk_records_schema) != RK_OK)
+        return -1;
+    *state = db;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    rk_db_close(*state);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static rk_rc insert_k(rk_db *db, void *arg)
+{
+    sqlite3_stmt *st = rk_db_stmt(db, "INSERT INTO t(k, v) VALUES (?, 'x')");
+    if (!st)
+        return RK_ERR_STORE;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)(intptr_t)arg);
+    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
+    sqlite3_reset(st);
+    return rc;
+}
+
+static long count_rows(rk_db *db)
+{
+    rk_db_lock(db);
+    sqlite3_stmt *q = rk_db_stmt(db, "SELECT count(*) FROM t");
+    long n = q && sqlite3_step(q) == SQLITE_ROW ? (long)sqlite3_column_int64(q, 0) : -1;
+    if (q)
+        sqlite3_reset(q);
+    rk_db_unlock(db);
+    return n;
+}
+
+typedef struct writer {
+    rk_db *db;
+    int base;
+} writer;
+
+static void *write_many(void *arg)
+{
+    writer *w = arg;
+    for (int i = 0; i < 200; i++)
+        if (rk_db_write(w->db, insert_k, (void *)(intptr_t)(w->base + i)) != RK_OK)
+            return (void *)1;
+    return NULL;
+}
+
+static void group_commit_commits_every_write(void **state)
+{
+    rk_db *db = *state;
+    pthread_t t[8];
+    writer w[8];
+    for (int i = 0; i < 8; i++) {
+        w[i] = (writer){db, i * 1000};
+        assert_int_equal(pthread_create(&t[i], NULL, write_many, &w[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        void *ret = NULL;
+        pthread_join(t[i], &ret);
+        assert_null(ret);
+    }
+    assert_int_equal(count_rows(db), 1600);
+    unsigned long long writes = 0, batches = 0;
+    rk_db_write_stats(db, &writes, &batches);
+    assert_int_equal(writes, 1600);
+    assert_true(batches >= 1 && batches <= writes);
+}
+
+static void failing_write_is_rolled_back_alone(void **state)
+{
+    rk_db *db = *state;
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)1), RK_OK);
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)1), RK_ERR_CONFLICT); /* duplicate key */
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_OK);
+    assert_int_equal(count_rows(db), 2);
+}
+
+static rk_record sample(const char *xid, const char *outcome)
+{
+    rk_record r = {0};
+    snprintf(r.exchange_id, sizeof r.exchange_id, "%s", xid);
+    strcpy(r.side, "core");
+    strcpy(r.requester, "city-a");
+    strcpy(r.provider, "city-b");
+    strcpy(r.business, "child_allowance");
+    strcpy(r.item, "local_tax");
+    strcpy(r.operator_id, "op-1");
+    strcpy(r.subject, "42");
+    r.requested_ms = 1700000000000;
+    snprintf(r.outcome, sizeof r.outcome, "%s", outcome);
+    return r;
+}
+
+static void settle_keeps_the_first_answer(void **state)
+{
+    rk_db *db = *state;
+    rk_record r = sample("city-a.x1", "provided");
+    assert_int_equal(rk_settle(db, &r, "city-a.x1", "hash-1", 200, "{\"status\":\"provided\"}", NULL, NULL), RK_OK);
+    int status = 0;
+    char *body = NULL;
+    assert_int_equal(rk_answer_get(db, "city-a.x1", "core", "hash-1", &status, &body), RK_OK);
+    assert_int_equal(status, 200);
+    assert_string_equal(body, "{\"status\":\"provided\"}");
+    free(body);
+    assert_int_equal(rk_answer_get(db, "city-a.x1", "core", "hash-2", &status, &body), RK_ERR_CONFLICT);
+    assert_int_equal(rk_answer_get(db, "city-a.x9", "core", "hash-1", &status, &body), RK_ERR_NOT_FOUND);
+    /* settling the same exchange again is a conflict, and changes nothing */
+    assert_int_equal(rk_settle(db, &r, "city-a.x1", "hash-1", 200, "{}", NULL, NULL), RK_ERR_CONFLICT);
+    assert_int_equal(rk_records_count(db), 1);
+}
+
+static void leaves_are_deterministic_and_field_sensitive(void **state)
+{
+    rk_record a = sample("city-a.x2", "provided"), b = a;
+    uint8_t la[32], lb[32];
+    rk_record_leaf(&a, la);
+    rk_record_leaf(&b, lb);
+    assert_memory_equal(la, lb, 32);
+    strcpy(b.operator_id, "op-2");
+    rk_record_leaf(&b, lb);
+    assert_memory_not_equal(la, lb, 32);
+}
+
+static void list_pages_newest_first(void **state)
+{
+    rk_db *db = *state;
+    char xid[32];
+    for (int i = 0; i < 5; i++) {
+        snprintf(xid, sizeof xid, "city-a.p%d", i);
+        rk_record r = sample(xid, "no_data");
+        assert_int_equal(rk_settle(db, &r, xid, "h", 200, "{}", NULL, NULL), RK_OK);
+    }
+    rk_records_query q = {.limit = 2};
+    json_t *page = NULL;
+    int64_t next = 0;
+    assert_int_equal(rk_records_list(db, &q, &page, &next), RK_OK);
+    assert_int_equal(json_array_size(page), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(page, 0), "exchange_id")), "city-a.p4");
+    assert_true(next > 0);
+    json_decref(page);
+    q.before_seq = next;
+    assert_int_equal(rk_records_list(db, &q, &page, &next), RK_OK);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(page, 0), "exchange_id")), "city-a.p2");
+    json_decref(page);
+    rk_records_query one = {.exchange_id = "city-a.p3", .limit = 10};
+    assert_int_equal(rk_records_list(db, &one, &page, &next), RK_OK);
+    assert_int_equal(json_array_size(page), 1);
+    assert_int_equal(next, 0);
+    json_decref(page);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(group_commit_commits_every_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(failing_write_is_rolled_back_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(settle_keeps_the_first_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(leaves_are_deterministic_and_field_sensitive, setup, teardown),
+        cmocka_unit_test_setup_teardown(list_pages_newest_first, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
