@@ -1,0 +1,89 @@
+/* Unit tests: small helpers — hex, paths, capped file reads, atomic writes
+ * with a mode, the private-file check, the error texts. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/util.h"
+
+static void hex_round_trip_and_refusals(void **state)
+{
+    const uint8_t in[4] = {0x00, 0x7f, 0xab, 0xff};
+    char hex[9];
+    uint8_t back[4];
+    rk_hex(in, 4, hex);
+    assert_string_equal(hex, "007fabff");
+    assert_int_equal(rk_unhex(hex, back, 4), RK_OK);
+    assert_memory_equal(in, back, 4);
+    assert_int_equal(rk_unhex("007FABFF", back, 4), RK_OK);
+    assert_int_equal(rk_unhex("007fabf", back, 4), RK_ERR_INVALID);   /* short */
+    assert_int_equal(rk_unhex("007fabff0", back, 4), RK_ERR_INVALID); /* long */
+    assert_int_equal(rk_unhex("007fabfg", back, 4), RK_ERR_INVALID);  /* not hex */
+}
+
+static void paths(void **state)
+{
+    char out[64];
+    rk_path_join(out, sizeof out, "/a/b", "c.pem");
+    assert_string_equal(out, "/a/b/c.pem");
+    rk_path_join(out, sizeof out, "/a/b", "/abs.pem");
+    assert_string_equal(out, "/abs.pem");
+    rk_dirname("/a/b/c.conf", out, sizeof out);
+    assert_string_equal(out, "/a/b");
+    rk_dirname("c.conf", out, sizeof out);
+    assert_string_equal(out, ".");
+    assert_true(rk_is_digits("0123", 4));
+    assert_false(rk_is_digits("012a", 4));
+    assert_false(rk_is_digits("012", 4));
+}
+
+static void files(void **state)
+{
+    char dir[] = "/tmp/rk-test-util-XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/f", dir);
+    assert_int_equal(rk_write_file(path, "secret", 6, 0600), RK_OK);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(rk_file_private(path), RK_OK);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(rk_read_file(path, 100, &text, &len), RK_OK);
+    assert_int_equal(len, 6);
+    assert_string_equal(text, "secret");
+    free(text);
+    char big[9000];
+    memset(big, 'x', sizeof big);
+    assert_int_equal(rk_write_file(path, big, sizeof big, 0644), RK_OK);
+    assert_int_equal(rk_file_private(path), RK_ERR_DENIED);
+    assert_int_equal(rk_read_file(path, 4096, &text, &len), RK_ERR_TOO_LARGE);
+    unlink(path);
+    assert_int_equal(rk_read_file(path, 100, &text, &len), RK_ERR_NOT_FOUND);
+    assert_int_equal(rk_file_private(path), RK_ERR_NOT_FOUND);
+    rmdir(dir);
+}
+
+static void every_error_has_a_text(void **state)
+{
+    for (int rc = RK_OK; rc < RK_ERR__COUNT; rc++)
+        assert_true(strlen(rk_strerror((rk_rc)rc)) > 0);
+    assert_string_equal(rk_strerror((rk_rc)999), "unknown error");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(hex_round_trip_and_refusals),
+        cmocka_unit_test(paths),
+        cmocka_unit_test(files),
+        cmocka_unit_test(every_error_has_a_text),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
