@@ -119,6 +119,21 @@ void agency_get_person(void *app, const rk_request *req, rk_response *resp)
         reply_status(resp, 200, person, status);
 }
 
+/* The answer to one notice, the same in the single and the bulk form. */
+static const char *notice_status(rk_rc rc, agency_notice_outcome outcome)
+{
+    if (rc == RK_ERR_INVALID)
+        return "invalid_field";
+    if (rc != RK_OK)
+        return "store_error";
+    switch (outcome) {
+    case NOTICE_LINKED: return "linked";
+    case NOTICE_MISMATCH: return "check_code_mismatch";
+    case NOTICE_DUPLICATE: return "code_already_linked";
+    default: return "unknown_acquisition";
+    }
+}
+
 /* POST /v1/code-notices {"acquisition_no","code","check_code"} from the
  * agency's own gateway, on behalf of the core. */
 void agency_post_code_notice(void *app, const rk_request *req, rk_response *resp)
@@ -131,18 +146,15 @@ void agency_post_code_notice(void *app, const rk_request *req, rk_response *resp
         return;
     agency_notice_outcome outcome;
     rk_rc rc = agency_store_apply_notice(a->store, acquisition_no, code, (int)check, rk_now_ms(), &outcome);
-    if (rc != RK_OK) {
-        rk_reply_error(resp, 500, "store_error", "the notice could not be stored; retry");
-    } else if (outcome == NOTICE_LINKED) {
+    const char *status = notice_status(rc, outcome);
+    if (strcmp(status, "linked") == 0)
         rk_reply_json(resp, 200, json_pack("{s:s}", "status", "linked"));
-    } else if (outcome == NOTICE_MISMATCH) {
-        rk_warn("incident: check code mismatch on a code notice; person not linked");
-        rk_reply_error(resp, 409, "check_code_mismatch", "the check code does not match; the code was not linked");
-    } else if (outcome == NOTICE_DUPLICATE) {
-        rk_reply_error(resp, 409, "code_already_linked", "another person here holds this code; not linked");
-    } else {
-        rk_reply_error(resp, 404, "unknown_acquisition", "no pending acquisition has this number");
-    }
+    else if (strcmp(status, "store_error") == 0)
+        rk_reply_error(resp, 500, status, "the notice could not be stored; retry");
+    else if (strcmp(status, "unknown_acquisition") == 0)
+        rk_reply_error(resp, 404, status, "no pending acquisition has this number");
+    else /* check_code_mismatch (an incident is recorded), code_already_linked */
+        rk_reply_error(resp, 409, status, "the code was not linked");
 }
 
 /* ---------- bulk enrolment ---------- */
@@ -242,12 +254,10 @@ static void ask_jlis_batch(agency *a, batch_item *items, size_t n)
 void agency_post_persons_batch(void *app, const rk_request *req, rk_response *resp)
 {
     agency *a = app;
-    json_t *list = json_object_get(req->json, "persons");
-    size_t n = json_array_size(list);
-    if (!json_is_array(list) || n == 0 || n > RK_BATCH_MAX) {
-        rk_reply_error(resp, 400, "invalid_field", "field \"persons\" must be an array of 1 to %d entries", RK_BATCH_MAX);
+    json_t *list = rk_req_batch(req, resp, "persons");
+    if (!list)
         return;
-    }
+    size_t n = json_array_size(list);
     batch_item *items = calloc(n, sizeof *items);
     agency_pending *pending = calloc(n, sizeof *pending);
     json_t *results = json_array();
@@ -279,12 +289,10 @@ done:
 void agency_post_code_notices_batch(void *app, const rk_request *req, rk_response *resp)
 {
     agency *a = app;
-    json_t *list = json_object_get(req->json, "notices");
-    size_t n = json_array_size(list);
-    if (!json_is_array(list) || n == 0 || n > RK_BATCH_MAX) {
-        rk_reply_error(resp, 400, "invalid_field", "field \"notices\" must be an array of 1 to %d entries", RK_BATCH_MAX);
+    json_t *list = rk_req_batch(req, resp, "notices");
+    if (!list)
         return;
-    }
+    size_t n = json_array_size(list);
     agency_notice *items = calloc(n, sizeof *items);
     if (!items) {
         rk_reply_error(resp, 500, "internal", "out of memory");
@@ -303,10 +311,7 @@ void agency_post_code_notices_batch(void *app, const rk_request *req, rk_respons
     json_t *results = json_array();
     for (size_t i = 0; i < n && rc == RK_OK; i++) {
         const agency_notice *it = &items[i];
-        const char *status = it->rc == RK_ERR_INVALID ? "invalid_field" : it->rc != RK_OK ? "store_error"
-                           : it->outcome == NOTICE_LINKED ? "linked"
-                           : it->outcome == NOTICE_MISMATCH ? "check_code_mismatch"
-                           : it->outcome == NOTICE_DUPLICATE ? "code_already_linked" : "unknown_acquisition";
+        const char *status = notice_status(it->rc, it->outcome);
         json_array_append_new(results, json_pack("{s:s?,s:s}", "acquisition_no", it->acquisition_no, "status", status));
     }
     if (rc != RK_OK)

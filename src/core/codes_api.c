@@ -102,12 +102,10 @@ static json_t *item_result(const acquisition_in *in, const char *bad, int known)
 void core_handle_codes_batch(void *app, const rk_request *req, rk_response *resp)
 {
     core *c = app;
-    json_t *list = json_object_get(req->json, "codes");
-    size_t n = json_array_size(list), ok = 0;
-    if (!json_is_array(list) || n == 0 || n > RK_BATCH_MAX) {
-        rk_reply_error(resp, 400, "invalid_field", "field \"codes\" must be an array of 1 to %d entries", RK_BATCH_MAX);
+    json_t *list = rk_req_batch(req, resp, "codes");
+    if (!list)
         return;
-    }
+    size_t n = json_array_size(list), ok = 0;
     acquisition_in *in = calloc(n, sizeof *in);
     core_acquisition_item *valid = calloc(n, sizeof *valid);
     const char **bad = calloc(n, sizeof *bad);

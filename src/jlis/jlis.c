@@ -161,12 +161,10 @@ static json_t *relay_batch(jlis *j, json_t *codes, int *backup)
 static void handle_code_requests_batch(void *app, const rk_request *req, rk_response *resp)
 {
     jlis *j = app;
-    json_t *list = json_object_get(req->json, "requests");
-    size_t n = json_array_size(list);
-    if (!json_is_array(list) || n == 0 || n > RK_BATCH_MAX) {
-        rk_reply_error(resp, 400, "invalid_field", "field \"requests\" must be an array of 1 to %d entries", RK_BATCH_MAX);
+    json_t *list = rk_req_batch(req, resp, "requests");
+    if (!list)
         return;
-    }
+    size_t n = json_array_size(list);
     relay_item *items = calloc(n, sizeof *items);
     const char **relayed = calloc(n, sizeof *relayed);
     json_t *codes = json_array(), *results = json_array();

@@ -89,25 +89,10 @@ typedef struct sink {
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
     sink *s = arg;
-    size_t add = size * n;
-    if (s->len + add > RK_CLIENT_MAX_RESPONSE) {
+    rk_rc rc = rk_buf_append(&s->buf, &s->len, &s->cap, data, size * n, RK_CLIENT_MAX_RESPONSE);
+    if (rc == RK_ERR_TOO_LARGE)
         s->too_large = 1;
-        return 0;
-    }
-    if (s->len + add + 1 > s->cap) {
-        size_t cap = s->cap ? s->cap : 1024;
-        while (cap < s->len + add + 1)
-            cap *= 2;
-        char *bigger = realloc(s->buf, cap);
-        if (!bigger)
-            return 0;
-        s->buf = bigger;
-        s->cap = cap;
-    }
-    memcpy(s->buf + s->len, data, add);
-    s->len += add;
-    s->buf[s->len] = '\0';
-    return add;
+    return rc == RK_OK ? size * n : 0;
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *arg)

@@ -166,6 +166,17 @@ int rk_query_param(const rk_request *req, const char *name, char *out, size_t ou
     return found;
 }
 
+json_t *rk_req_batch(const rk_request *req, rk_response *resp, const char *field)
+{
+    json_t *list = req->json ? json_object_get(req->json, field) : NULL;
+    size_t n = json_array_size(list);
+    if (json_is_array(list) && n >= 1 && n <= RK_BATCH_MAX)
+        return list;
+    rk_reply_error(resp, 400, "invalid_field", "field \"%s\" must be an array of 1 to %d entries", field,
+                   RK_BATCH_MAX);
+    return NULL;
+}
+
 int rk_page_params(const rk_request *req, rk_response *resp, int64_t *before, int *limit)
 {
     char before_s[24], limit_s[8];

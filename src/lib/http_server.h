@@ -105,6 +105,10 @@ void rk_reply_error(rk_response *resp, int status, const char *code, const char 
  * they fill resp with 400 invalid_field naming the field and return NULL/-1. */
 const char *rk_req_string(const rk_request *req, rk_response *resp, const char *field, size_t maxlen);
 int rk_req_int(const rk_request *req, rk_response *resp, const char *field, long min, long max, long *out);
+/* The array of a bulk request: field present, 1..RK_BATCH_MAX entries; on
+ * failure fills resp with 400 invalid_field and returns NULL. Borrowed. */
+json_t *rk_req_batch(const rk_request *req, rk_response *resp, const char *field);
+
 /* Paging of a list endpoint: ?before=SEQ&limit=N (limit 1..500, default
  * 50). Returns 0, or -1 with a 400 invalid_field in resp. */
 int rk_page_params(const rk_request *req, rk_response *resp, int64_t *before, int *limit);

@@ -221,3 +221,23 @@ void rk_cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *mutex, int64_t ms)
     }
     pthread_cond_timedwait(cond, mutex, &until);
 }
+
+rk_rc rk_buf_append(char **buf, size_t *len, size_t *cap, const void *data, size_t n, size_t max)
+{
+    if (*len + n + 1 > max)
+        return RK_ERR_TOO_LARGE;
+    if (*len + n + 1 > *cap) {
+        size_t grown = *cap ? *cap : 1024;
+        while (grown < *len + n + 1)
+            grown *= 2;
+        char *bigger = realloc(*buf, grown);
+        if (!bigger)
+            return RK_ERR_NOMEM;
+        *buf = bigger;
+        *cap = grown;
+    }
+    memcpy(*buf + *len, data, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+    return RK_OK;
+}

@@ -41,6 +41,10 @@ rk_rc rk_file_private(const char *path);
 /* Waits on cond (mutex held) for at most ms milliseconds of wall clock. */
 void rk_cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *mutex, int64_t ms);
 
+/* Appends n bytes to a growing NUL-terminated buffer (*buf, *len, *cap),
+ * refusing to grow past max bytes: RK_ERR_TOO_LARGE, or RK_ERR_NOMEM. */
+rk_rc rk_buf_append(char **buf, size_t *len, size_t *cap, const void *data, size_t n, size_t max);
+
 /* Wipes memory the compiler may not optimise away (OPENSSL_cleanse). */
 void rk_wipe(void *p, size_t len);
 

@@ -47,16 +47,30 @@ void rk_watch_free(rk_watch *w)
     free(w);
 }
 
-/* The slot of key, or the least recently seen one, taken over. */
+#define PROBES 16
+
+static unsigned hash_key(const char *key)
+{
+    unsigned h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+/* The slot of key among its PROBES candidates, or the least recently seen
+ * of them, taken over: a few comparisons per event, whatever the traffic. */
 static slot *find_slot(rk_watch *w, const char *key)
 {
-    slot *oldest = &w->slots[0];
-    for (int i = 0; i < SLOTS; i++) {
-        slot *s = &w->slots[i];
+    unsigned start = hash_key(key);
+    slot *oldest = &w->slots[start % SLOTS];
+    for (unsigned i = 0; i < PROBES; i++) {
+        slot *s = &w->slots[(start + i) % SLOTS];
         if (s->key[0] && strncmp(s->key, key, KEY_MAX - 1) == 0)
             return s;
-        if (s->last_seen < oldest->last_seen)
+        if (!s->key[0] || s->last_seen < oldest->last_seen)
             oldest = s;
+        if (!s->key[0])
+            break;
     }
     memset(oldest, 0, sizeof *oldest);
     snprintf(oldest->key, sizeof oldest->key, "%s", key);

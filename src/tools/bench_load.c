@@ -2,6 +2,7 @@
  * (see bench_load.h). libcurl multi interface; TLS 1.3 with a client
  * certificate given to each connection's SSL_CTX; keep-alive. */
 #include "tools/bench_load.h"
+#include "lib/util.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -87,23 +88,7 @@ static CURLcode set_identity(CURL *curl, void *sslctx, void *arg)
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
     slot *s = arg;
-    size_t add = size * n;
-    if (s->resp_len + add + 1 > MAX_RESPONSE)
-        return 0;
-    if (s->resp_len + add + 1 > s->resp_cap) {
-        size_t cap = s->resp_cap ? s->resp_cap : 1024;
-        while (cap < s->resp_len + add + 1)
-            cap *= 2;
-        char *bigger = realloc(s->resp, cap);
-        if (!bigger)
-            return 0;
-        s->resp = bigger;
-        s->resp_cap = cap;
-    }
-    memcpy(s->resp + s->resp_len, data, add);
-    s->resp_len += add;
-    s->resp[s->resp_len] = '\0';
-    return add;
+    return rk_buf_append(&s->resp, &s->resp_len, &s->resp_cap, data, size * n, MAX_RESPONSE) == RK_OK ? size * n : 0;
 }
 
 static rk_rc slot_init(slot *s, load_thread *t)
