@@ -13,6 +13,7 @@
 #include "agency/agency.h"
 #include "lib/cms.h"
 #include "lib/log.h"
+#include "lib/peer_certs.h"
 #include "lib/pki.h"
 #include "lib/records.h"
 #include "lib/util.h"
@@ -124,16 +125,12 @@ static int read_provision(const rk_request *req, rk_response *resp, provision *p
 }
 
 /* The certificate to encrypt to, if it is the requester's registered one. */
-static X509 *requester_certificate(const provision *p)
+static X509 *requester_certificate(agency *a, const provision *p)
 {
     X509 *cert = NULL;
-    char fp[RK_FINGERPRINT_LEN];
-    if (!p->requester_node || rk_pki_cert_from_pem(p->requester_cert, strlen(p->requester_cert), &cert) != RK_OK)
+    if (!p->requester_node ||
+        rk_peer_certs_get(a->node->peer_certs, p->requester_cert, p->requester_node->fingerprint, &cert) != RK_OK)
         return NULL;
-    if (rk_pki_fingerprint(cert, fp) != RK_OK || strcmp(fp, p->requester_node->fingerprint) != 0) {
-        X509_free(cert);
-        return NULL;
-    }
     return cert;
 }
 
@@ -222,7 +219,7 @@ void agency_post_provision(void *app, const rk_request *req, rk_response *resp)
         return;
     }
     p.requester_node = rk_registry_find(a->node->registry, RK_ROLE_AGENCY, p.requester);
-    X509 *to = requester_certificate(&p);
+    X509 *to = requester_certificate(a, &p);
     if (!to) {
         rk_reply_error(resp, 400, "bad_requester_cert", "requester_cert is not the requester's registered certificate");
         return;
@@ -241,7 +238,9 @@ void agency_post_provision(void *app, const rk_request *req, rk_response *resp)
     if (payload && rk_payload_digest(payload, p.rec.payload_sha256) == RK_OK) {
         p.rec.provided_ms = rk_now_ms();
         strcpy(p.rec.outcome, "provided");
-        answer = json_pack("{s:s,s:s,s:s}", "exchange_id", p.exchange_id, "status", "provided", "payload", payload);
+        /* The signing certificate travels beside the payload (cms.h). */
+        answer = json_pack("{s:s,s:s,s:s,s:s}", "exchange_id", p.exchange_id, "status", "provided", "payload", payload,
+                           "provider_cert", a->node->cert_pem);
     } else {
         strcpy(p.rec.outcome, "no_data");
         snprintf(p.rec.reason, sizeof p.rec.reason, "%s", person[0] ? "no data for this item" : "no person has this code here");

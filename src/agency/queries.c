@@ -19,6 +19,7 @@
 #include "agency/agency.h"
 #include "lib/cms.h"
 #include "lib/log.h"
+#include "lib/peer_certs.h"
 #include "lib/records.h"
 #include "lib/util.h"
 
@@ -81,14 +82,20 @@ static void set_outcome(query *q, int status, const char *outcome, const char *r
                               outcome);
 }
 
-/* Opens a sealed payload and checks it answers this exchange. */
-static int open_payload(agency *a, query *q, const char *payload)
+/* Opens a sealed payload and checks it answers this exchange: signed with
+ * the provider's registered certificate (sent beside the payload). */
+static int open_payload(agency *a, query *q, const char *payload, const char *provider_cert)
 {
     const rk_peer_node *prov = rk_registry_find(a->node->registry, RK_ROLE_AGENCY, q->provider);
     char *plain = NULL;
     size_t len = 0;
-    if (!prov || rk_cms_open(a->node->cert, a->node->key, a->node->trusted, prov->fingerprint, payload, &plain,
-                             &len) != RK_OK)
+    X509 *signer = NULL;
+    rk_rc rc = prov ? rk_peer_certs_get(a->node->peer_certs, provider_cert, prov->fingerprint, &signer)
+                    : RK_ERR_INVALID;
+    if (rc == RK_OK)
+        rc = rk_cms_open(a->node->cert, a->node->key, signer, payload, &plain, &len);
+    X509_free(signer);
+    if (rc != RK_OK)
         return -1;
     json_t *inner = json_loadb(plain, len, 0, NULL);
     rk_wipe(plain, len);
@@ -132,11 +139,12 @@ static int take_answer(agency *a, query *q, rk_rc rc, const rk_http_result *res)
     const char *err = json_string_value(json_object_get(json_object_get(body, "error"), "code"));
     const char *msg = json_string_value(json_object_get(json_object_get(body, "error"), "message"));
     const char *payload = json_string_value(json_object_get(body, "payload"));
+    const char *provider_cert = json_string_value(json_object_get(body, "provider_cert"));
     int known = 1;
     if (rc == RK_OK && res->status == 200 && status && strcmp(status, "provided") == 0 && payload) {
         set_outcome(q, 200, "provided", NULL);
         rk_payload_digest(payload, q->rec.payload_sha256);
-        if (open_payload(a, q, payload) != 0) {
+        if (open_payload(a, q, payload, provider_cert) != 0) {
             rk_warn("exchange %s: payload failed decryption or signature check", q->exchange_id);
             set_outcome(q, 502, "bad_payload", "the payload failed decryption or the provider's signature check");
         } else {

@@ -18,11 +18,10 @@
 #include "lib/cms.h"
 #include "lib/incidents.h"
 #include "lib/log.h"
+#include "lib/peer_certs.h"
 #include "lib/pki.h"
 #include "lib/records.h"
 #include "lib/util.h"
-
-#define CERT_PEM_MAX 8192
 
 typedef struct exchange {
     const char *exchange_id, *code, *business, *provider, *item, *operator_id, *requester_cert;
@@ -60,7 +59,7 @@ static int read_request(const rk_request *req, rk_response *resp, exchange *x)
         !(x->provider = rk_req_string(req, resp, "provider", 63)) ||
         !(x->item = rk_req_string(req, resp, "item", 64)) ||
         !(x->operator_id = rk_req_string(req, resp, "operator", 64)) ||
-        !(x->requester_cert = rk_req_string(req, resp, "requester_cert", CERT_PEM_MAX)))
+        !(x->requester_cert = rk_req_string(req, resp, "requester_cert", RK_CERT_PEM_MAX)))
         return -1;
     const char *bad = !id_ok(x->exchange_id, ID_CHARS) ? "exchange_id"
                     : !id_ok(x->operator_id, ID_CHARS) ? "operator"
@@ -92,15 +91,12 @@ static void set_outcome(exchange *x, int status, const char *outcome, const char
         x->answer = json_pack("{s:s,s:s}", "exchange_id", x->exchange_id, "status", outcome);
 }
 
-/* The requester's certificate must be its registered agency node's. */
+/* The requester's certificate must be its registered agency node's: the
+ * same DER (the provider parses and checks it again before using it). */
 static int requester_cert_ok(const exchange *x)
 {
-    X509 *cert = NULL;
     char fp[RK_FINGERPRINT_LEN];
-    int ok = rk_pki_cert_from_pem(x->requester_cert, strlen(x->requester_cert), &cert) == RK_OK &&
-             rk_pki_fingerprint(cert, fp) == RK_OK && strcmp(fp, x->requester_node->fingerprint) == 0;
-    X509_free(cert);
-    return ok;
+    return rk_pem_cert_fingerprint(x->requester_cert, fp) == RK_OK && strcmp(fp, x->requester_node->fingerprint) == 0;
 }
 
 /* Code, permission, ownership and issue; 0 when the exchange may proceed.
@@ -150,6 +146,7 @@ static void take_provision(exchange *x, rk_rc rc, const rk_http_result *res)
     json_t *body = rc == RK_OK && res->body ? json_loads(res->body, 0, NULL) : NULL;
     const char *status = json_string_value(json_object_get(body, "status"));
     const char *payload = json_string_value(json_object_get(body, "payload"));
+    const char *provider_cert = json_string_value(json_object_get(body, "provider_cert"));
     if (rc == RK_ERR_TIMEOUT || (rc == RK_OK && res->status == 504)) {
         set_outcome(x, 504, "provider_timeout", "the provider did not answer in time");
     } else if (rc != RK_OK || res->status == 502 || res->status == 503) {
@@ -163,6 +160,8 @@ static void take_provision(exchange *x, rk_rc rc, const rk_http_result *res)
         x->rec.provided_ms = rk_now_ms();
         json_object_set_new(x->answer, "payload", json_string(payload));
         json_object_set_new(x->answer, "payload_sha256", json_string(x->rec.payload_sha256));
+        if (provider_cert && strlen(provider_cert) <= RK_CERT_PEM_MAX) /* the requester checks it */
+            json_object_set_new(x->answer, "provider_cert", json_string(provider_cert));
     } else {
         set_outcome(x, 502, "provider_unavailable", "the provider answered HTTP %ld without a usable answer",
                     rc == RK_OK ? res->status : 0);

@@ -68,7 +68,9 @@ rk_rc rk_cms_seal(X509 *signer_cert, EVP_PKEY *signer_key, X509 *recipient, cons
         goto done;
     /* No S/MIME capabilities attribute: it lists every cipher the library
      * knows (costly to build, useless between two renkei nodes). */
-    sd = CMS_sign(signer_cert, signer_key, NULL, in, CMS_BINARY | CMS_NOSMIMECAP);
+    /* Nor the signer's certificate: the requester holds it (rk_peer_certs),
+     * and parsing it from every payload would be the costliest step. */
+    sd = CMS_sign(signer_cert, signer_key, NULL, in, CMS_BINARY | CMS_NOSMIMECAP | CMS_NOCERTS);
     if (!sd || i2d_CMS_bio(signed_bio, sd) != 1)
         goto done;
     env = CMS_encrypt(to, signed_bio, EVP_aes_256_gcm(), CMS_BINARY);
@@ -84,23 +86,6 @@ done:
     BIO_free(in);
     BIO_free(signed_bio);
     return rc;
-}
-
-/* Checks that the signer of a verified SignedData has the registered
- * certificate fingerprint. */
-static int signer_is(CMS_ContentInfo *sd, const char *fingerprint)
-{
-    STACK_OF(X509) *certs = CMS_get1_certs(sd);
-    int ok = 0;
-    if (certs && sk_X509_num(certs) == 1) {
-        X509 *cert = sk_X509_value(certs, 0);
-        char fp[RK_FINGERPRINT_LEN];
-        ok = rk_pki_fingerprint(cert, fp) == RK_OK && strcmp(fp, fingerprint) == 0 &&
-             X509_cmp_current_time(X509_get0_notBefore(cert)) < 0 &&
-             X509_cmp_current_time(X509_get0_notAfter(cert)) > 0;
-    }
-    sk_X509_pop_free(certs, X509_free);
-    return ok;
 }
 
 static rk_rc bio_to_string(BIO *b, char **data, size_t *len)
@@ -119,13 +104,13 @@ static rk_rc bio_to_string(BIO *b, char **data, size_t *len)
     return RK_OK;
 }
 
-rk_rc rk_cms_open(X509 *my_cert, EVP_PKEY *my_key, X509_STORE *trusted, const char *signer_fingerprint,
-                  const char *b64, char **data, size_t *len)
+rk_rc rk_cms_open(X509 *my_cert, EVP_PKEY *my_key, X509 *signer, const char *b64, char **data, size_t *len)
 {
     rk_rc rc = RK_ERR_CRYPTO;
     unsigned char *der = NULL;
     size_t der_len = 0;
     CMS_ContentInfo *env = NULL, *sd = NULL;
+    int verified = 0;
     BIO *inner = BIO_new(BIO_s_secmem()), *content = BIO_new(BIO_s_secmem());
     if (!inner || !content || rk_base64_decode(b64, &der, &der_len) != RK_OK)
         goto done;
@@ -134,12 +119,16 @@ rk_rc rk_cms_open(X509 *my_cert, EVP_PKEY *my_key, X509_STORE *trusted, const ch
     if (!env || CMS_decrypt(env, my_key, my_cert, NULL, inner, CMS_BINARY) != 1)
         goto done;
     sd = d2i_CMS_bio(inner, NULL);
-    /* The signer must be exactly the provider's registered certificate
-     * (pinned by fingerprint, checked first) and still valid; with that pin
-     * the chain need not be built again on every exchange. */
-    if (!sd || !signer_is(sd, signer_fingerprint))
-        goto done;
-    if (CMS_verify(sd, NULL, trusted, NULL, content, CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) != 1)
+    /* The signer must be exactly the given certificate: certificates inside
+     * the message are never searched (CMS_NOINTERN), and the caller checked
+     * the given one against the registry and the CA (rk_peer_certs). */
+    STACK_OF(X509) *certs = sk_X509_new_null();
+    if (sd && certs && sk_X509_push(certs, signer))
+        verified = CMS_verify(sd, certs, NULL, NULL, content,
+                              CMS_BINARY | CMS_NOINTERN | CMS_NO_SIGNER_CERT_VERIFY) == 1;
+    sk_X509_free(certs);
+    if (!verified || X509_cmp_current_time(X509_get0_notBefore(signer)) >= 0 ||
+        X509_cmp_current_time(X509_get0_notAfter(signer)) <= 0)
         goto done;
     rc = bio_to_string(content, data, len);
 done:

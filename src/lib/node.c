@@ -12,6 +12,7 @@
 #include "incidents.h"
 #include "log.h"
 #include "util.h"
+#include "peer_certs.h"
 #include "pki.h"
 
 rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *err, size_t errlen)
@@ -56,7 +57,8 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
         return RK_ERR_CONFIG;
     }
     if ((rc = rk_pki_cert_to_pem(node->cert, &node->cert_pem)) != RK_OK ||
-        (rc = rk_ca_store_load(node->cfg.ca, &node->trusted)) != RK_OK) {
+        (rc = rk_ca_store_load(node->cfg.ca, &node->trusted)) != RK_OK ||
+        (rc = rk_peer_certs_new(node->trusted, node->registry->n_nodes, &node->peer_certs)) != RK_OK) {
         snprintf(err, errlen, "%s: cannot load the network CA", node->cfg.ca);
         return rc;
     }
@@ -74,6 +76,7 @@ void rk_node_close(rk_node *node)
     EVP_PKEY_free(node->key); /* OpenSSL cleanses private key material on free */
     X509_free(node->cert);
     free(node->cert_pem);
+    rk_peer_certs_free(node->peer_certs);
     X509_STORE_free(node->trusted);
     rk_registry_free(node->registry);
     pthread_mutex_destroy(&node->clock_lock);

@@ -21,7 +21,8 @@ typedef struct rk_node {
     X509 *cert;
     EVP_PKEY *key;              /* wiped and freed on close (第5-2(5)) */
     char *cert_pem;             /* this node's certificate, PEM */
-    X509_STORE *trusted;        /* the network CA, for CMS verification */
+    X509_STORE *trusted;        /* the network CA */
+    struct rk_peer_certs *peer_certs; /* registered peers' certificates seen in messages */
     rk_client *client;
     /* incidents (set up by the role with rk_node_incidents_start) */
     struct rk_db *incident_db;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "lib/cms.h"
+#include "lib/peer_certs.h"
 #include "lib/pki.h"
 
 typedef struct party {
@@ -21,17 +22,17 @@ typedef struct party {
 } party;
 
 static char dir[64];
-static party provider, requester, stale;
+static party provider, requester, stale, foreign;
 static X509_STORE *trusted;
 
-static void issue(const char *id, int64_t not_after, party *p)
+static void issue_by(const char *ca_name, const char *id, int64_t not_after, party *p)
 {
     char cert[160], key[160];
     snprintf(cert, sizeof cert, "%s/%s.pem", dir, id);
     snprintf(key, sizeof key, "%s/%s.key", dir, id);
     char ca[160], ca_key[160];
-    snprintf(ca, sizeof ca, "%s/ca.pem", dir);
-    snprintf(ca_key, sizeof ca_key, "%s/ca.key", dir);
+    snprintf(ca, sizeof ca, "%s/%s.pem", dir, ca_name);
+    snprintf(ca_key, sizeof ca_key, "%s/%s.key", dir, ca_name);
     rk_cert_spec spec = {.common_name = id, .role = "agency", .name = id};
     if (not_after) {
         spec.not_before = not_after - 86400;
@@ -42,6 +43,8 @@ static void issue(const char *id, int64_t not_after, party *p)
     assert_int_equal(rk_pki_load_key(key, NULL, &p->key), RK_OK);
     assert_int_equal(rk_pki_fingerprint(p->cert, p->fp), RK_OK);
 }
+
+static void issue(const char *id, int64_t not_after, party *p) { issue_by("ca", id, not_after, p); }
 
 static int setup(void **state)
 {
@@ -56,13 +59,19 @@ static int setup(void **state)
     issue("provider", 0, &provider);
     issue("requester", 0, &requester);
     issue("stale", (int64_t)time(NULL) - 3600, &stale);
+    char other[160], other_key[160];
+    snprintf(other, sizeof other, "%s/other-ca.pem", dir);
+    snprintf(other_key, sizeof other_key, "%s/other-ca.key", dir);
+    if (rk_pki_create_ca(other, other_key, "another CA", 30) != RK_OK)
+        return -1;
+    issue_by("other-ca", "foreign", 0, &foreign);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    party *all[] = {&provider, &requester, &stale};
-    for (int i = 0; i < 3; i++) {
+    party *all[] = {&provider, &requester, &stale, &foreign};
+    for (int i = 0; i < 4; i++) {
         X509_free(all[i]->cert);
         EVP_PKEY_free(all[i]->key);
     }
@@ -80,14 +89,14 @@ static void sealed_value_opens_only_for_the_requester(void **state)
     size_t len = 0;
     assert_int_equal(rk_cms_seal(provider.cert, provider.key, requester.cert, value, strlen(value), &b64), RK_OK);
     assert_null(strstr(b64, "131000"));
-    assert_int_equal(rk_cms_open(requester.cert, requester.key, trusted, provider.fp, b64, &out, &len), RK_OK);
+    assert_int_equal(rk_cms_open(requester.cert, requester.key, provider.cert, b64, &out, &len), RK_OK);
     assert_int_equal(len, strlen(value));
     assert_string_equal(out, value);
     free(out);
     /* not the recipient */
-    assert_int_equal(rk_cms_open(provider.cert, provider.key, trusted, provider.fp, b64, &out, &len), RK_ERR_CRYPTO);
+    assert_int_equal(rk_cms_open(provider.cert, provider.key, provider.cert, b64, &out, &len), RK_ERR_CRYPTO);
     /* signed by someone other than the registered provider */
-    assert_int_equal(rk_cms_open(requester.cert, requester.key, trusted, requester.fp, b64, &out, &len),
+    assert_int_equal(rk_cms_open(requester.cert, requester.key, requester.cert, b64, &out, &len),
                      RK_ERR_CRYPTO);
     char digest1[65], digest2[65];
     assert_int_equal(rk_payload_digest(b64, digest1), RK_OK);
@@ -107,9 +116,9 @@ static void altered_payload_is_refused(void **state)
     der[der_len / 2] ^= 1;
     char *altered = NULL;
     assert_int_equal(rk_base64_encode(der, der_len, &altered), RK_OK);
-    assert_int_equal(rk_cms_open(requester.cert, requester.key, trusted, provider.fp, altered, &out, &len),
+    assert_int_equal(rk_cms_open(requester.cert, requester.key, provider.cert, altered, &out, &len),
                      RK_ERR_CRYPTO);
-    assert_int_equal(rk_cms_open(requester.cert, requester.key, trusted, provider.fp, "not base64!", &out, &len),
+    assert_int_equal(rk_cms_open(requester.cert, requester.key, provider.cert, "not base64!", &out, &len),
                      RK_ERR_CRYPTO);
     free(der);
     free(altered);
@@ -121,7 +130,7 @@ static void expired_signer_is_refused(void **state)
     char *b64 = NULL, *out = NULL;
     size_t len = 0;
     assert_int_equal(rk_cms_seal(stale.cert, stale.key, requester.cert, value, strlen(value), &b64), RK_OK);
-    assert_int_equal(rk_cms_open(requester.cert, requester.key, trusted, stale.fp, b64, &out, &len), RK_ERR_CRYPTO);
+    assert_int_equal(rk_cms_open(requester.cert, requester.key, stale.cert, b64, &out, &len), RK_ERR_CRYPTO);
     free(b64);
 }
 
@@ -145,6 +154,67 @@ static void base64_round_trip(void **state)
     assert_int_equal(rk_base64_decode("", &back, &len), RK_ERR_INVALID);
 }
 
+static char *pem_of(X509 *cert)
+{
+    char *pem = NULL;
+    assert_int_equal(rk_pki_cert_to_pem(cert, &pem), RK_OK);
+    return pem;
+}
+
+static void pem_fingerprint_is_the_der_digest(void **state)
+{
+    char *pem = pem_of(provider.cert), fp[RK_FINGERPRINT_LEN], text[RK_CERT_PEM_MAX + 2];
+    assert_int_equal(rk_pem_cert_fingerprint(pem, fp), RK_OK);
+    assert_string_equal(fp, provider.fp);
+    snprintf(text, sizeof text, "\n  %s\n\n", pem); /* surrounding whitespace is fine */
+    assert_int_equal(rk_pem_cert_fingerprint(text, fp), RK_OK);
+    assert_string_equal(fp, provider.fp);
+    /* anything but one certificate block is refused */
+    char *second = pem_of(requester.cert);
+    snprintf(text, sizeof text, "%s%s", pem, second);
+    assert_int_equal(rk_pem_cert_fingerprint(text, fp), RK_ERR_INVALID);
+    snprintf(text, sizeof text, "%sjunk", pem);
+    assert_int_equal(rk_pem_cert_fingerprint(text, fp), RK_ERR_INVALID);
+    assert_int_equal(rk_pem_cert_fingerprint("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----", fp),
+                     RK_ERR_INVALID);
+    assert_int_equal(rk_pem_cert_fingerprint("", fp), RK_ERR_INVALID);
+    memset(text, 'A', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    assert_int_equal(rk_pem_cert_fingerprint(text, fp), RK_ERR_INVALID);
+    free(pem);
+    free(second);
+}
+
+static void peer_certs_admit_only_the_registered_certificate(void **state)
+{
+    rk_peer_certs *pc = NULL;
+    assert_int_equal(rk_peer_certs_new(trusted, 1, &pc), RK_OK);
+    char *prov = pem_of(provider.cert), *req = pem_of(requester.cert), *old = pem_of(stale.cert),
+         *other = pem_of(foreign.cert);
+    X509 *a = NULL, *b = NULL;
+    assert_int_equal(rk_peer_certs_get(pc, prov, provider.fp, &a), RK_OK);
+    assert_int_equal(X509_cmp(a, provider.cert), 0);
+    assert_int_equal(rk_peer_certs_get(pc, prov, provider.fp, &b), RK_OK);
+    assert_ptr_equal(a, b); /* parsed once, then kept */
+    X509_free(a);
+    X509_free(b);
+    /* the cache is full (capacity 1): still answered, not kept */
+    assert_int_equal(rk_peer_certs_get(pc, req, requester.fp, &a), RK_OK);
+    assert_int_equal(X509_cmp(a, requester.cert), 0);
+    X509_free(a);
+    /* not the registered certificate, expired, another CA, not a PEM */
+    assert_int_equal(rk_peer_certs_get(pc, req, provider.fp, &a), RK_ERR_INVALID);
+    assert_int_equal(rk_peer_certs_get(pc, old, stale.fp, &a), RK_ERR_INVALID);
+    assert_int_equal(rk_peer_certs_get(pc, other, foreign.fp, &a), RK_ERR_INVALID);
+    assert_int_equal(rk_peer_certs_get(pc, "nonsense", provider.fp, &a), RK_ERR_INVALID);
+    assert_int_equal(rk_peer_certs_get(pc, NULL, provider.fp, &a), RK_ERR_INVALID);
+    free(prov);
+    free(req);
+    free(old);
+    free(other);
+    rk_peer_certs_free(pc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -152,6 +222,8 @@ int main(void)
         cmocka_unit_test(altered_payload_is_refused),
         cmocka_unit_test(expired_signer_is_refused),
         cmocka_unit_test(base64_round_trip),
+        cmocka_unit_test(pem_fingerprint_is_the_der_digest),
+        cmocka_unit_test(peer_certs_admit_only_the_registered_certificate),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
