@@ -53,7 +53,8 @@ rk_rc rk_db_open(const char *path, const char *schema, rk_db **out)
     sqlite3_busy_timeout(db->conn, 5000);
     /* secure_delete: deleted content is overwritten, also in free pages. */
     rc = rk_db_exec(db, "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
-                        "PRAGMA secure_delete=ON; PRAGMA cache_size=-32768; PRAGMA wal_autocheckpoint=8192;");
+                        "PRAGMA secure_delete=ON; PRAGMA cache_size=-32768; PRAGMA wal_autocheckpoint=8192;"
+                        "CREATE TABLE IF NOT EXISTS health_probe(x);");
     if (rc == RK_OK && schema)
         rc = rk_db_exec(db, schema);
 done:
@@ -140,6 +141,8 @@ rk_rc rk_db_step_rc(rk_db *db, int sqlite_rc)
     return RK_ERR_STORE;
 }
 
+static rk_rc exec_cached(rk_db *db, const char *sql);
+
 /* Writable means: the file is not marked read-only (an operator's chmod
  * a-w, which root's writes would otherwise ignore) and a write goes through. */
 int rk_db_writable(rk_db *db)
@@ -147,8 +150,10 @@ int rk_db_writable(rk_db *db)
     struct stat st;
     if (stat(db->path, &st) != 0 || !(st.st_mode & S_IWUSR))
         return 0;
+    /* A row into a table made at open, rolled back: no schema change, so
+     * the prepared statements of every other caller stay valid. */
     rk_db_lock(db);
-    int ok = rk_db_exec(db, "BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS health_probe(x); ROLLBACK") == RK_OK;
+    int ok = exec_cached(db, "BEGIN IMMEDIATE") == RK_OK && exec_cached(db, "INSERT INTO health_probe VALUES (1)") == RK_OK;
     rk_db_rollback(db);
     rk_db_unlock(db);
     return ok;

@@ -19,9 +19,12 @@ const char rk_records_schema[] =
     "CREATE TABLE IF NOT EXISTS tree_heads ("
     "  size INTEGER PRIMARY KEY, root TEXT NOT NULL, time_ms INTEGER NOT NULL, signature TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS records_subject ON records(subject);"
+    /* Kept answers are large and keyed by random ids: rows in arrival order
+     * and a small unique index cost a third of a B-tree ordered by the key
+     * with the bodies in it (and overflow pages moved on every split). */
     "CREATE TABLE IF NOT EXISTS answers ("
-    "  key TEXT NOT NULL, side TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL,"
-    "  body TEXT NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (key, side)) WITHOUT ROWID;";
+    "  id INTEGER PRIMARY KEY, key TEXT NOT NULL, side TEXT NOT NULL, request_hash TEXT NOT NULL,"
+    "  status INTEGER NOT NULL, body TEXT NOT NULL, at_ms INTEGER NOT NULL, UNIQUE (key, side));";
 
 void rk_request_hash(json_t *request, char out[65])
 {
