@@ -271,17 +271,17 @@ class Exchanges(unittest.TestCase):
 
 
 class TamperingGateway(http.server.BaseHTTPRequestHandler):
-    """Stands in the requester's gateway and flips one byte of every payload."""
+    """Stands in the requester's gateway and alters every provided answer
+    with `tamper` (a function of the answer's JSON)."""
     net = None
+    tamper = None
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         a = self.net.call("core", "POST", self.path, body, as_client=("node", f"{K}-gateway"))
         out = a.json
         if "payload" in out:
-            raw = bytearray(base64.b64decode(out["payload"]))
-            raw[len(raw) // 2] ^= 0x01
-            out["payload"] = base64.b64encode(bytes(raw)).decode()
+            type(self).tamper(out)
         data = json.dumps(out).encode()
         self.send_response(a.status)
         self.send_header("Content-Type", "application/json")
@@ -291,6 +291,12 @@ class TamperingGateway(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+def flip_a_byte(out):
+    raw = bytearray(base64.b64decode(out["payload"]))
+    raw[len(raw) // 2] ^= 0x01
+    out["payload"] = base64.b64encode(bytes(raw)).decode()
 
 
 class AlteredPayload(unittest.TestCase):
@@ -303,6 +309,14 @@ class AlteredPayload(unittest.TestCase):
                 self.assertEqual(net.enrol(ag, p, number).status, 202)
                 net.wait_status(ag, p, "linked")
             net.agency_call(Y, "PUT", "/v1/data/Y1/local_tax", {"value": {"tax": 5}, "as_of": "2026-01-01"})
+            with open(net.path("nodes", N, "cert.pem")) as f:
+                other_agency_cert = f.read()  # registered, from the network CA, not the provider's
+            tamperings = {
+                "payload": flip_a_byte,
+                "signer_swapped": lambda out: out.update(provider_cert=other_agency_cert),
+                "signer_missing": lambda out: out.pop("provider_cert"),
+                "signer_garbled": lambda out: out.update(provider_cert=out["provider_cert"].replace("M", "N", 1)),
+            }
             net.stop_node(f"{K}-gateway")
             host, port = net.url_of(f"{K}-gateway")
             srv = http.server.ThreadingHTTPServer((host, port), TamperingGateway)
@@ -314,19 +328,29 @@ class AlteredPayload(unittest.TestCase):
             ctx.verify_mode = ssl.CERT_REQUIRED
             srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
             threading.Thread(target=srv.serve_forever, daemon=True).start()
+            answers = {}
             try:
-                a = net.agency_call(K, "POST", "/v1/queries", {
-                    "query_id": "q-tamper", "person": "K1", "business": "public_assistance", "provider": Y,
-                    "item": "local_tax", "operator": "op-1"})
+                for name, tamper in tamperings.items():
+                    TamperingGateway.tamper = staticmethod(tamper)
+                    answers[name] = net.agency_call(K, "POST", "/v1/queries", {
+                        "query_id": f"q-tamper-{name}", "person": "K1", "business": "public_assistance",
+                        "provider": Y, "item": "local_tax", "operator": "op-1"})
             finally:
                 srv.shutdown()
                 srv.server_close()
-            self.assertEqual((a.status, a.error), (502, "bad_payload"), a)
-            self.assertNotIn("value", a.json)
+            for name, a in answers.items():
+                with self.subTest(tampering=name):
+                    self.assertEqual((a.status, a.error), (502, "bad_payload"), a)
+                    self.assertNotIn("value", a.json)
+                    rec = net.call(K, "GET", f"/v1/records?exchange_id={a.json['exchange_id']}", as_client=K).json
+                    self.assertEqual(rec["records"][0]["outcome"], "bad_payload")
             self.assertEqual(net.sqlite(K, "SELECT count(*) FROM received")[0][0], 0)
-            rec = net.call(K, "GET", f"/v1/records?exchange_id={a.json['exchange_id']}", as_client=K).json
-            self.assertEqual(rec["records"][0]["outcome"], "bad_payload")
             net.start_node(f"{K}-gateway")
+            # the real gateway again: the same person and item are provided
+            a = net.agency_call(K, "POST", "/v1/queries", {
+                "query_id": "q-after-tamper", "person": "K1", "business": "public_assistance", "provider": Y,
+                "item": "local_tax", "operator": "op-1"})
+            self.assertEqual((a.status, a.json.get("status"), a.json.get("value")), (200, "provided", {"tax": 5}), a)
         finally:
             net.stop()
 
