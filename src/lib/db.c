@@ -36,6 +36,7 @@ struct rk_db {
 
 rk_rc rk_db_open(const char *path, const char *schema, rk_db **out)
 {
+    rk_db_pcache_install();
     rk_db *db = calloc(1, sizeof *db);
     if (!db)
         return RK_ERR_NOMEM;

@@ -17,6 +17,9 @@ typedef struct rk_db rk_db;
 
 /* Opens (creating) path and runs schema (idempotent CREATE … IF NOT EXISTS). */
 rk_rc rk_db_open(const char *path, const char *schema, rk_db **out);
+/* Wraps SQLite's page cache (db_pcache.c); rk_db_open calls it first.
+ * Returns 1 when the wrapper is in place. */
+int rk_db_pcache_install(void);
 void rk_db_close(rk_db *db);
 
 void rk_db_lock(rk_db *db);
