@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lib/http_relay.h"
 #include "lib/log.h"
 #include "lib/node.h"
 #include "gateway/messages.h"
@@ -18,8 +19,6 @@
 #include "lib/util.h"
 #include "lib/watch.h"
 #include "tools/roles.h"
-
-
 
 typedef struct gateway {
     rk_node *node;
@@ -29,49 +28,112 @@ typedef struct gateway {
     message_log log;
     const rk_peer_node *core;
     const rk_peer_node *agency;   /* this agency's own node */
+    rk_relay *relay;              /* made on the event thread at the first relay */
     uint64_t relayed, upstream_failures, rate_limited;
 } gateway;
 
-/* Forwards the request body to `to` at the same path and passes the answer
- * back as it came. An unreachable target is 502/504 with a stable code. */
-static void relay(gateway *g, const rk_peer_node *to, const rk_request *req, rk_response *resp)
+/* One relayed request, waiting for the target's answer on the event loop. */
+typedef struct relaying {
+    gateway *g;
+    rk_pending *p;
+    const rk_request *req;
+    rk_response *resp;
+    const rk_peer_node *to;
+    int on_backup;
+    int64_t start_ms;
+} relaying;
+
+static void log_message(relaying *x, rk_rc rc, const rk_http_result *res)
 {
-    rk_http_result res;
-    int64_t start = rk_mono_ms();
-    rk_rc rc = rk_node_post(g->node, to, req->path, req->body, &res, NULL);
-    message m = {.at_ms = req->received_ms, .ms = rk_mono_ms() - start, .status = rc == RK_OK ? res.status : 0,
-                 .bytes_in = req->body_len, .bytes_out = rc == RK_OK ? res.body_len : 0};
-    snprintf(m.caller, sizeof m.caller, "%s", req->peer->id);
-    snprintf(m.target, sizeof m.target, "%s", to->id);
-    snprintf(m.path, sizeof m.path, "%s", req->path);
-    message_log_add(&g->log, &m);
-    if (rc != RK_OK) {
-        __atomic_add_fetch(&g->upstream_failures, 1, __ATOMIC_RELAXED);
-        if (rk_watch_hit(g->unreachable, to->id, rk_now_ms()))
-            rk_node_raise(g->node, "outage", "%s is unreachable from %s", to->id, g->node->cfg.id);
-        rk_warn("relay %s from %s to %s failed: %s", req->path, req->peer->id, to->id, rk_strerror(rc));
-        if (rc == RK_ERR_TIMEOUT)
-            rk_reply_error(resp, 504, "upstream_timeout", "%s did not answer in time", to->id);
-        else
-            rk_reply_error(resp, 502, "upstream_unavailable", "%s could not be reached", to->id);
+    message m = {.at_ms = x->req->received_ms, .ms = rk_mono_ms() - x->start_ms,
+                 .status = rc == RK_OK ? res->status : 0, .bytes_in = x->req->body_len,
+                 .bytes_out = rc == RK_OK ? res->body_len : 0};
+    snprintf(m.caller, sizeof m.caller, "%s", x->req->peer->id);
+    snprintf(m.target, sizeof m.target, "%s", x->to->id);
+    snprintf(m.path, sizeof m.path, "%s", x->req->path);
+    message_log_add(&x->g->log, &m);
+}
+
+static void send_to(relaying *x);
+
+/* The target's answer is passed back as it came; an unreachable target is
+ * 502/504 with a stable code. */
+static void relayed(void *arg, rk_rc rc, rk_http_result *res)
+{
+    relaying *x = arg;
+    gateway *g = x->g;
+    /* 第7-1(7): the primary line failed or answered 5xx: the backup line,
+     * except after a timeout (the target may be working on it). */
+    if (!x->on_backup && x->to->backup_url[0] && rc != RK_ERR_TIMEOUT && (rc != RK_OK || res->status >= 500)) {
+        rk_warn("%s primary line failed (%s); trying the backup line", x->to->id,
+                rc == RK_OK ? "5xx answer" : rk_strerror(rc));
+        free(res->body);
+        x->on_backup = 1;
+        send_to(x);
         return;
     }
-    __atomic_add_fetch(&g->relayed, 1, __ATOMIC_RELAXED);
-    rk_debug("relayed %s from %s to %s: %ld (%zu bytes)", req->path, req->peer->id, to->id, res.status, res.body_len);
-    free(resp->body);
-    resp->status = (int)res.status;
-    resp->body = res.body; /* ownership moves to the response */
-    resp->body_len = res.body_len;
-    resp->content_type = "application/json";
+    log_message(x, rc, res);
+    if (rc != RK_OK) {
+        __atomic_add_fetch(&g->upstream_failures, 1, __ATOMIC_RELAXED);
+        if (rk_watch_hit(g->unreachable, x->to->id, rk_now_ms()))
+            rk_node_raise(g->node, "outage", "%s is unreachable from %s", x->to->id, g->node->cfg.id);
+        rk_warn("relay %s from %s to %s failed: %s", x->req->path, x->req->peer->id, x->to->id, rk_strerror(rc));
+        if (rc == RK_ERR_TIMEOUT)
+            rk_reply_error(x->resp, 504, "upstream_timeout", "%s did not answer in time", x->to->id);
+        else
+            rk_reply_error(x->resp, 502, "upstream_unavailable", "%s could not be reached", x->to->id);
+    } else {
+        __atomic_add_fetch(&g->relayed, 1, __ATOMIC_RELAXED);
+        rk_debug("relayed %s from %s to %s: %ld (%zu bytes)", x->req->path, x->req->peer->id, x->to->id,
+                 res->status, res->body_len);
+        free(x->resp->body);
+        x->resp->status = (int)res->status;
+        x->resp->body = res->body; /* ownership moves to the response */
+        x->resp->body_len = res->body_len;
+        x->resp->content_type = "application/json";
+    }
+    rk_pending *p = x->p;
+    free(x);
+    rk_pending_finish(p);
 }
 
-static void to_agency(void *app, const rk_request *req, rk_response *resp)
+static void send_to(relaying *x)
+{
+    gateway *g = x->g;
+    rk_rc rc = RK_OK;
+    if (!g->relay)
+        rc = rk_relay_new(rk_pending_base(x->p), g->node->cert, g->node->key, g->node->cfg.ca,
+                          g->node->cfg.clock_offset_ms, &g->relay);
+    if (rc == RK_OK)
+        rc = rk_relay_post(g->relay, x->on_backup ? x->to->backup_url : x->to->url, x->to->pin, x->req->path,
+                           x->req->body, x->req->body_len, g->node->cfg.peer_timeout_ms, relayed, x);
+    if (rc != RK_OK) { /* not sent: answered at once, as an unreachable target */
+        rk_http_result none = {0};
+        relayed(x, RK_ERR_UPSTREAM, &none);
+    }
+}
+
+/* Forwards the request body to `to` at the same path, without a thread
+ * waiting: the answer comes back on the event loop (relayed). */
+static void relay(gateway *g, const rk_peer_node *to, rk_pending *p, const rk_request *req, rk_response *resp)
+{
+    relaying *x = calloc(1, sizeof *x);
+    if (!x) {
+        rk_reply_error(resp, 500, "internal", "out of memory");
+        rk_pending_finish(p);
+        return;
+    }
+    *x = (relaying){.g = g, .p = p, .req = req, .resp = resp, .to = to, .start_ms = rk_mono_ms()};
+    send_to(x);
+}
+
+static void to_agency(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
 {
     gateway *g = app;
-    relay(g, g->agency, req, resp);
+    relay(g, g->agency, p, req, resp);
 }
 
-static void to_core(void *app, const rk_request *req, rk_response *resp)
+static void to_core(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
 {
     gateway *g = app;
     /* Per-caller limit (DESIGN §1): one business flood must not take the
@@ -80,9 +142,10 @@ static void to_core(void *app, const rk_request *req, rk_response *resp)
         __atomic_add_fetch(&g->rate_limited, 1, __ATOMIC_RELAXED);
         rk_reply_error(resp, 429, "rate_limited", "over %d requests a second from %s; retry later",
                        g->node->cfg.caller_rate_per_s, req->peer->id);
+        rk_pending_finish(p);
         return;
     }
-    relay(g, g->core, req, resp);
+    relay(g, g->core, p, req, resp);
 }
 
 /* GET /v1/records: the gateway keeps no 法23条 records of its own (it is
@@ -97,16 +160,25 @@ static void records(void *app, const rk_request *req, rk_response *resp)
     message_log_serve(&g->log, req, resp);
 }
 
+/* The relays run on the event thread (`start`): no thread waits on a
+ * target's answer. */
 static const rk_route routes[] = {
-    {"POST", "/v1/code-notices", RK_ROLE_CORE, 0, to_agency},
-    {"POST", "/v1/code-notices/batch", RK_ROLE_CORE, 0, to_agency},
-    {"POST", "/v1/provisions", RK_ROLE_CORE, 0, to_agency},
-    {"POST", "/v1/exchanges", RK_ROLE_AGENCY, 1, to_core},
-    {"POST", "/v1/incidents", RK_ROLE_AGENCY, 1, to_core, 1},
-    {"POST", "/v1/deletion-requests", RK_ROLE_AGENCY, 1, to_core},
-    {"POST", "/v1/deletions", RK_ROLE_CORE, 0, to_agency},
+    {"POST", "/v1/code-notices", RK_ROLE_CORE, 0, NULL, 0, to_agency},
+    {"POST", "/v1/code-notices/batch", RK_ROLE_CORE, 0, NULL, 0, to_agency},
+    {"POST", "/v1/provisions", RK_ROLE_CORE, 0, NULL, 0, to_agency},
+    {"POST", "/v1/exchanges", RK_ROLE_AGENCY, 1, NULL, 0, to_core},
+    {"POST", "/v1/incidents", RK_ROLE_AGENCY, 1, NULL, 1, to_core},
+    {"POST", "/v1/deletion-requests", RK_ROLE_AGENCY, 1, NULL, 0, to_core},
+    {"POST", "/v1/deletions", RK_ROLE_CORE, 0, NULL, 0, to_agency},
     {"GET", "/v1/records", RK_ROLE_OPERATOR, 0, records}, /* its agency's operator or the network's */
 };
+
+static void on_stop(void *app)
+{
+    gateway *g = app;
+    rk_relay_free(g->relay);
+    g->relay = NULL;
+}
 
 static int health(void *app, json_t *checks)
 {
@@ -142,7 +214,7 @@ static rk_rc run(rk_node *node)
         (rc = message_log_start(&g.log, g.db)) != RK_OK)
         goto done;
     rk_server_config sc = {.routes = routes, .n_routes = sizeof routes / sizeof routes[0], .app = &g,
-                           .health = health, .metrics = metrics};
+                           .health = health, .metrics = metrics, .on_stop = on_stop};
     rc = rk_node_serve(node, &sc);
 done:
     rk_node_stop_services(node);

@@ -64,6 +64,7 @@ struct rk_server {
     job *head, *tail;
     size_t queued;
     int stopping;
+    size_t started;              /* requests started on the event thread, not yet finished */
     route_stats stats[MAX_ROUTES + 2];   /* routes, then /healthz, /metrics */
     uint64_t tls_refusals, unknown_peer, address_refusals, role_refusals, not_found, overloaded, skew_refusals;
     rk_watch *refusals;          /* per source, for early detection (第3-5) */
@@ -547,6 +548,23 @@ static int enqueue(rk_server *srv, job *j)
     return ok;
 }
 
+/* Event thread: a started request has its answer. */
+void rk_pending_finish(rk_pending *p)
+{
+    job *j = (job *)p;
+    j->srv->started--;
+    if (!j->out.status)
+        rk_reply_error(&j->out, 500, "internal", "the handler gave no answer");
+    record_stats(j->stats, j->out.status, mono_us() - j->started_us);
+    send_now(j->req, j->srv, &j->out);
+    job_free(j);
+}
+
+struct event_base *rk_pending_base(const rk_pending *p)
+{
+    return ((const job *)p)->srv->base;
+}
+
 /* ---------- request intake (event thread) ---------- */
 
 static rk_rc copy_request(job *j, struct evhttp_request *req, const char *method)
@@ -621,6 +639,10 @@ static int parse_body(job *j, struct evhttp_request *req)
 static void on_request(struct evhttp_request *req, void *arg)
 {
     rk_server *srv = arg;
+    if (srv->stopping) {
+        refuse(req, srv, 503, "overloaded", "the node is stopping; retry with the same id");
+        return;
+    }
     const char *method = method_name(evhttp_request_get_command(req));
     job *j = calloc(1, sizeof *j);
     if (!j || (j->srv = srv, copy_request(j, req, method)) != RK_OK) {
@@ -642,6 +664,11 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
     j->stats = &srv->stats[stats_index];
     j->req = req;
+    if (j->route->start) {
+        srv->started++;
+        j->route->start(srv->cfg.app, (rk_pending *)j, &j->in, &j->out);
+        return;
+    }
     j->done = event_new(srv->base, -1, 0, on_job_done, j);
     if (!j->done || !enqueue(srv, j)) {
         count(&srv->overloaded);
@@ -760,6 +787,12 @@ rk_rc rk_server_run(rk_server *srv)
         job_free(queued);
         queued = next;
     }
+    /* Requests started on the event thread finish there (each call they
+     * wait on has a timeout); new ones are refused meanwhile. */
+    while (srv->started > 0 && event_base_loop(srv->base, EVLOOP_ONCE) == 0)
+        ;
+    if (srv->cfg.on_stop)
+        srv->cfg.on_stop(srv->cfg.app);
     event_base_loop(srv->base, EVLOOP_NONBLOCK); /* deliver answers of finished handlers */
     return RK_OK;
 }

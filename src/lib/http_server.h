@@ -9,7 +9,8 @@
  *
  * Threads and ownership: one event thread does all network I/O (libevent);
  * handlers run on a pool of worker threads and may block (database, calls to
- * other nodes). A handler gets a read-only rk_request and fills rk_response;
+ * other nodes), except the routes with a `start` function, which run on the
+ * event thread and answer later (rk_pending_finish). A handler gets a read-only rk_request and fills rk_response;
  * the server owns both and frees them after the reply is sent. */
 #ifndef RK_HTTP_SERVER_H
 #define RK_HTTP_SERVER_H
@@ -46,6 +47,15 @@ typedef struct rk_response {
 
 typedef void (*rk_handler_fn)(void *app, const rk_request *req, rk_response *resp);
 
+/* A request whose handler waits on nothing itself: it runs on the event
+ * thread, starts its work (a call through rk_relay) and must not block; the
+ * answer goes out when it calls rk_pending_finish, on that same thread.
+ * No worker thread waits meanwhile. */
+typedef struct rk_pending rk_pending;
+typedef void (*rk_start_fn)(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
+void rk_pending_finish(rk_pending *p);
+struct event_base *rk_pending_base(const rk_pending *p);
+
 typedef struct rk_route {
     const char *method;
     const char *path;            /* exact; a trailing '*' matches any suffix */
@@ -55,6 +65,7 @@ typedef struct rk_route {
     rk_handler_fn fn;
     int any_clock;               /* skip the clock-skew check: incident reports
                                     must pass even from a node whose clock is off */
+    rk_start_fn start;           /* instead of fn: runs on the event thread */
 } rk_route;
 
 typedef struct rk_server_config {
@@ -73,6 +84,9 @@ typedef struct rk_server_config {
     /* Appends role-specific Prometheus lines to /metrics. */
     void (*metrics)(void *app, struct evbuffer *out);
     void (*on_reload)(void *app); /* SIGHUP */
+    /* After the last started request finished, on the event thread, before
+     * the event loop goes: frees what the role keeps on the loop. */
+    void (*on_stop)(void *app);
     int64_t clock_offset_ms;     /* injected clock error (tests) */
     int64_t max_skew_ms;         /* refuse requests created further off (0: no check) */
     /* Raises an incident (kind, one-line summary); ctx is passed back. */

@@ -1,6 +1,11 @@
 """Nothing acknowledged is lost: the core's backup line (第7-1(7)), durable
 code notices across outages and restarts, and the check-code rule
-(第8-2(1)イ) refusing a mismatched notice."""
+(第8-2(1)イ) refusing a mismatched notice. A gateway reaches only the real
+core: a server on the core's line with another node's certificate (same
+CA) is refused in the handshake, and the exchange goes the backup line."""
+import http.server
+import ssl
+import threading
 import time
 import unittest
 
@@ -82,6 +87,64 @@ class Resilience(unittest.TestCase):
             time.sleep(0.05)
         self.assertEqual(done, [("unknown_acquisition",)])
         self.assertEqual(net.agency_call(ag, "GET", "/v1/persons/MISMATCH").json["status"], "failed")
+
+
+class Impostor(http.server.BaseHTTPRequestHandler):
+    """Answers 503 to anything; counts the POSTs that reached it."""
+    posts = 0
+
+    def do_GET(self):
+        self.answer()
+
+    def do_POST(self):
+        type(self).posts += 1
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.answer()
+
+    def answer(self):
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class GatewayLines(unittest.TestCase):
+    def test_impostor_on_the_cores_line_is_refused_and_the_backup_line_serves(self):
+        net = Network(agencies=3, persons=10)
+        Y, K = "city-yokohama", "pref-kanagawa"
+        try:
+            # The core listens on its backup line only; on its primary line
+            # sits a server with J-LIS's certificate: the network CA's, but
+            # not the core's key (the registry's pin).
+            host, port = net.url_of("core")
+            net.append_conf("core", f"[node]\nlisten = {net.nodes['core']['backup_url']}\n")
+            srv = http.server.ThreadingHTTPServer((host, port), Impostor)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(net.path("nodes", "jlis", "cert.pem"), net.path("nodes", "jlis", "key.pem"))
+            ctx.load_verify_locations(net.path("pki", "ca.pem"))
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+            threading.Thread(target=srv.serve_forever, daemon=True).start()
+            try:
+                net.start()
+                number = net.residents()[0]["my_number"]
+                for ag, p in ((Y, "Y1"), (K, "K1")):
+                    self.assertEqual(net.enrol(ag, p, number).status, 202)
+                    net.wait_status(ag, p, "linked")
+                net.agency_call(Y, "PUT", "/v1/data/Y1/local_tax", {"value": {"tax": 7}, "as_of": "2026-01-01"})
+                a = net.agency_call(K, "POST", "/v1/queries", {
+                    "query_id": "q-lines", "person": "K1", "business": "public_assistance", "provider": Y,
+                    "item": "local_tax", "operator": "op-1"})
+            finally:
+                srv.shutdown()
+                srv.server_close()
+            self.assertEqual((a.status, a.json.get("status"), a.json.get("value")), (200, "provided", {"tax": 7}), a)
+            self.assertEqual(Impostor.posts, 0)
+            self.assertIn("trying the backup line", net.log(f"{K}-gateway"))
+        finally:
+            net.stop()
 
 
 if __name__ == "__main__":
