@@ -51,8 +51,10 @@ typedef struct call {
     rk_relay_done_fn done;
     void *arg;
     enum evhttp_request_error error;
-    int failed;
+    int failed, timed_out;
     int timeout_ms;
+    struct evhttp_request *req;  /* owned by libevent */
+    struct event *deadline;      /* the whole call's timeout, as libcurl's */
     char target[RK_URL_MAX], pin[RK_PIN_LEN], path[RK_URL_MAX];
     char *body;                /* kept for one retry on a fresh connection */
     size_t len;
@@ -94,7 +96,9 @@ rk_rc rk_relay_new(struct event_base *base, X509 *cert, EVP_PKEY *key, const cha
     if (!r->ctx || !SSL_CTX_set_min_proto_version(r->ctx, TLS1_3_VERSION) ||
         !SSL_CTX_set_max_proto_version(r->ctx, TLS1_3_VERSION) || SSL_CTX_use_certificate(r->ctx, cert) != 1 ||
         SSL_CTX_use_PrivateKey(r->ctx, key) != 1 || SSL_CTX_load_verify_locations(r->ctx, ca_path, NULL) != 1) {
-        rk_error("relay: cannot set up the client TLS context: %s", ERR_reason_error_string(ERR_get_error()));
+        const char *why = ERR_reason_error_string(ERR_get_error());
+        rk_error("relay: cannot set up the client TLS context (CA %s): %s", ca_path, why ? why : "unknown error");
+        ERR_clear_error();
         rk_relay_free(r);
         return RK_ERR_CRYPTO;
     }
@@ -255,13 +259,17 @@ static void call_free(call *k)
     free(k);
 }
 
-static void on_done(struct evhttp_request *req, void *arg)
+/* The answer (req with a status), or a failure (req NULL or without one). */
+static void finish(call *k, struct evhttp_request *req)
 {
-    call *k = arg;
+    if (k->deadline) {
+        event_free(k->deadline);
+        k->deadline = NULL;
+    }
     rk_http_result res = {0};
     rk_rc rc = RK_OK;
     if (!req || k->failed || evhttp_request_get_response_code(req) == 0) {
-        rc = k->failed && k->error == EVREQ_HTTP_TIMEOUT         ? RK_ERR_TIMEOUT
+        rc = k->timed_out || (k->failed && k->error == EVREQ_HTTP_TIMEOUT) ? RK_ERR_TIMEOUT
              : k->failed && k->error == EVREQ_HTTP_DATA_TOO_LONG ? RK_ERR_TOO_LARGE
                                                                  : RK_ERR_UPSTREAM;
         k->c->closing = 1;
@@ -296,6 +304,24 @@ static void on_done(struct evhttp_request *req, void *arg)
     call_free(k);
 }
 
+static void on_done(struct evhttp_request *req, void *arg)
+{
+    finish(arg, req);
+}
+
+/* The call took longer than its timeout in all (libevent's own timeout
+ * only bounds each wait for the socket). */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    call *k = arg;
+    k->failed = k->timed_out = 1;
+    k->c->closing = 1;
+    /* Only the error callback runs (EVREQ_HTTP_REQUEST_CANCEL), not
+     * on_done; the connection is reset and retired in finish. */
+    evhttp_cancel_request(k->req);
+    finish(k, NULL);
+}
+
 /* Sends the call on an idle connection to its target, or a new one. */
 static rk_rc start_call(call *k)
 {
@@ -306,10 +332,18 @@ static rk_rc start_call(call *k)
         return RK_ERR_INVALID;
     conn *c = k->c;
     struct evhttp_request *req = evhttp_request_new(on_done, k);
-    if (!req) {
+    struct timeval limit = {k->timeout_ms / 1000, (k->timeout_ms % 1000) * 1000};
+    k->deadline = req ? evtimer_new(r->base, on_deadline, k) : NULL;
+    if (!req || !k->deadline || evtimer_add(k->deadline, &limit) != 0) {
+        if (k->deadline)
+            event_free(k->deadline);
+        k->deadline = NULL;
+        if (req)
+            evhttp_request_free(req);
         give_back(c);
         return RK_ERR_NOMEM;
     }
+    k->req = req;
     evhttp_request_set_error_cb(req, on_error);
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     char created[24];
@@ -322,8 +356,11 @@ static rk_rc start_call(call *k)
      * (and k is gone): nothing below may touch k. c is only ever freed from
      * the event loop (retire), so it is still there. */
     int fresh = k->fresh;
+    struct event *deadline = k->deadline;
     if (evhttp_make_request(c->evcon, req, EVHTTP_REQ_POST, k->path) != 0) {
-        c->closing = 1; /* no callback will come */
+        event_free(deadline); /* no callback will come, and k is still ours */
+        k->deadline = NULL;
+        c->closing = 1;
         give_back(c);
         return RK_ERR_UPSTREAM;
     }
