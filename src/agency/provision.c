@@ -97,11 +97,9 @@ void agency_put_data(void *app, const rk_request *req, rk_response *resp)
         rk_reply_error(resp, 409, "conflict", "request_id was used with another request");
     else if (rc != RK_OK)
         rk_reply_error(resp, 500, "store_error", "the data could not be stored; retry");
-    else if (kept) { /* the first answer to this request_id */
-        resp->status = 200;
-        resp->body = kept;
-        resp->body_len = strlen(kept);
-    } else
+    else if (kept) /* the first answer to this request_id */
+        rk_reply_text(resp, 200, kept);
+    else
         rk_reply_json(resp, 200, json_pack("{s:s,s:s,s:I,s:s}", "person", person, "item", item, "version",
                                            (json_int_t)version, "as_of", as_of));
 }
@@ -180,20 +178,19 @@ static void settle(agency *a, provision *p, int status, json_t *answer, rk_respo
     rk_rc rc = text ? rk_settle(agency_store_db(a->store), &p->rec, p->exchange_id, p->request_hash, status, text,
                                 NULL, NULL)
                     : RK_ERR_NOMEM;
-    free(text);
     int kept_status = 0;
     char *kept = NULL;
     if (rc == RK_ERR_CONFLICT && /* the same exchange settled meanwhile: answer as it did */
         rk_answer_get(agency_store_db(a->store), p->exchange_id, "provider", p->request_hash, &kept_status, &kept) ==
             RK_OK) {
-        resp->status = kept_status;
-        resp->body = kept;
-        resp->body_len = strlen(kept);
+        rk_reply_text(resp, kept_status, kept);
     } else if (rc != RK_OK) {
         rk_reply_error(resp, 500, "store_error", "the provision could not be recorded; retry with the same id");
     } else {
-        rk_reply_json(resp, status, json_incref(answer));
+        rk_reply_text(resp, status, text); /* the answer as kept */
+        text = NULL;
     }
+    free(text);
     json_decref(answer);
 }
 
@@ -210,9 +207,7 @@ void agency_post_provision(void *app, const rk_request *req, rk_response *resp)
     rk_rc rc = rk_answer_get(agency_store_db(a->store), p.exchange_id, "provider", p.request_hash, &status, &kept);
     if (rc == RK_OK || rc == RK_ERR_CONFLICT) {
         if (rc == RK_OK) {
-            resp->status = status;
-            resp->body = kept;
-            resp->body_len = strlen(kept);
+            rk_reply_text(resp, status, kept);
             return;
         }
         rk_reply_error(resp, 409, "conflict", "exchange_id was used with another request");

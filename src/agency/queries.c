@@ -201,11 +201,15 @@ static void settle(agency *a, query *q, rk_response *resp)
     rk_rc rc = text ? rk_settle(agency_store_db(a->store), &q->rec, q->query_id, q->request_hash, q->status, text,
                                 provided ? agency_store_keep_received : NULL, &q->received)
                     : RK_ERR_NOMEM;
-    free(text);
-    if (rc != RK_OK)
-        rk_reply_error(resp, 500, "store_error", "the answer could not be recorded; retry with the same query_id");
-    else
-        rk_reply_json(resp, q->status, json_incref(q->answer));
+    if (rc == RK_OK) {
+        rk_reply_text(resp, q->status, text); /* the answer as kept; wiped with the response */
+        return;
+    }
+    if (text) { /* it holds the provided value */
+        rk_wipe(text, strlen(text));
+        free(text);
+    }
+    rk_reply_error(resp, 500, "store_error", "the answer could not be recorded; retry with the same query_id");
 }
 
 static int replay(agency *a, query *q, rk_response *resp)
@@ -214,9 +218,7 @@ static int replay(agency *a, query *q, rk_response *resp)
     char *kept = NULL;
     rk_rc rc = rk_answer_get(agency_store_db(a->store), q->query_id, "requester", q->request_hash, &status, &kept);
     if (rc == RK_OK) {
-        resp->status = status;
-        resp->body = kept;
-        resp->body_len = strlen(kept);
+        rk_reply_text(resp, status, kept);
     } else if (rc == RK_ERR_CONFLICT) {
         rk_reply_error(resp, 409, "conflict", "query_id %s was used with another request", q->query_id);
     }

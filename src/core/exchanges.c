@@ -216,14 +216,15 @@ static void settle_and_reply(core *c, exchange *x, rk_response *resp)
     rk_rc rc = text ? rk_settle(core_store_db(c->store), &x->rec, x->exchange_id, x->request_hash, x->status,
                                 text, NULL, NULL)
                     : RK_ERR_NOMEM;
-    free(text);
+    if (rc != RK_OK) {
+        free(text);
+        text = NULL;
+    }
     if (rc == RK_ERR_CONFLICT) { /* the same exchange settled meanwhile: answer as it did */
         int status = 0;
         char *kept = NULL;
         if (rk_answer_get(core_store_db(c->store), x->exchange_id, "core", x->request_hash, &status, &kept) == RK_OK) {
-            resp->status = status;
-            resp->body = kept;
-            resp->body_len = strlen(kept);
+            rk_reply_text(resp, status, kept);
             return;
         }
     }
@@ -234,7 +235,7 @@ static void settle_and_reply(core *c, exchange *x, rk_response *resp)
     }
     rk_info("exchange %s %s -> %s %s/%s: %s", x->exchange_id, x->rec.requester, x->rec.provider, x->rec.business,
             x->rec.item, x->rec.outcome);
-    rk_reply_json(resp, x->status, json_incref(x->answer));
+    rk_reply_text(resp, x->status, text); /* the answer as kept */
 }
 
 void core_handle_exchange(void *app, const rk_request *req, rk_response *resp)
@@ -259,9 +260,7 @@ void core_handle_exchange(void *app, const rk_request *req, rk_response *resp)
     char *kept = NULL;
     rk_rc rc = rk_answer_get(core_store_db(c->store), x.exchange_id, "core", x.request_hash, &status, &kept);
     if (rc == RK_OK) { /* a retry: the first answer, no second effect */
-        resp->status = status;
-        resp->body = kept;
-        resp->body_len = strlen(kept);
+        rk_reply_text(resp, status, kept);
         return;
     }
     if (rc == RK_ERR_CONFLICT) {

@@ -120,6 +120,15 @@ void rk_reply_json(rk_response *resp, int status, json_t *body)
     json_decref(body);
 }
 
+void rk_reply_text(rk_response *resp, int status, char *text)
+{
+    free(resp->body);
+    resp->status = status;
+    resp->body = text;
+    resp->body_len = text ? strlen(text) : 0;
+    resp->content_type = "application/json";
+}
+
 void rk_reply_error(rk_response *resp, int status, const char *code, const char *fmt, ...)
 {
     char msg[512];

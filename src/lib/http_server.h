@@ -112,6 +112,8 @@ int64_t rk_server_now_ms(const rk_server *srv);
 
 /* Response helpers for handlers. */
 void rk_reply_json(rk_response *resp, int status, json_t *body);  /* steals body */
+/* JSON text already made (a kept answer, a settled one): steals text. */
+void rk_reply_text(rk_response *resp, int status, char *text);
 void rk_reply_error(rk_response *resp, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
