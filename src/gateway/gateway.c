@@ -64,9 +64,12 @@ static void relayed(void *arg, rk_rc rc, rk_http_result *res)
     gateway *g = x->g;
     /* 第7-1(7): the primary line failed or answered 5xx: the backup line,
      * except after a timeout (the target may be working on it). */
-    if (!x->on_backup && x->to->backup_url[0] && rc != RK_ERR_TIMEOUT && (rc != RK_OK || res->status >= 500)) {
+    if (!x->on_backup && x->to->backup_url[0] && rc != RK_ERR_TIMEOUT && rc != RK_ERR_TOO_LARGE &&
+        (rc != RK_OK || res->status >= 500)) {
         rk_warn("%s primary line failed (%s); trying the backup line", x->to->id,
                 rc == RK_OK ? "5xx answer" : rk_strerror(rc));
+        if (res->body)
+            rk_wipe(res->body, res->body_len);
         free(res->body);
         x->on_backup = 1;
         send_to(x);
@@ -75,6 +78,8 @@ static void relayed(void *arg, rk_rc rc, rk_http_result *res)
     log_message(x, rc, res);
     if (rc != RK_OK) {
         __atomic_add_fetch(&g->upstream_failures, 1, __ATOMIC_RELAXED);
+        /* At most once per [alerts] unreachable_ms: the incident's write
+         * on this event thread is rare enough to wait for. */
         if (rk_watch_hit(g->unreachable, x->to->id, rk_now_ms()))
             rk_node_raise(g->node, "outage", "%s is unreachable from %s", x->to->id, g->node->cfg.id);
         rk_warn("relay %s from %s to %s failed: %s", x->req->path, x->req->peer->id, x->to->id, rk_strerror(rc));

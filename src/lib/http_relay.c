@@ -4,6 +4,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <netinet/in.h>
@@ -28,9 +29,12 @@ typedef struct conn conn;
 
 struct rk_relay {
     struct event_base *base;
+    struct evdns_base *dns;  /* host names resolved without blocking the loop */
     SSL_CTX *ctx;
     int64_t clock_offset_ms;
-    conn *idle;        /* idle connections, any target */
+    conn *idle;              /* idle connections, any target */
+    conn *retired;           /* failed or closed, freed by `reap` outside their callbacks */
+    struct event *reap;
 };
 
 struct conn {
@@ -48,6 +52,8 @@ typedef struct call {
     conn *c;
     int fresh;                 /* on a connection made for it */
     int retried;
+    int answered;              /* the peer began an answer: never repeated */
+    int64_t deadline_ms;       /* monotonic: the whole call, a retry included */
     rk_relay_done_fn done;
     void *arg;
     enum evhttp_request_error error;
@@ -80,8 +86,13 @@ static int verify_pin(int ok, X509_STORE_CTX *store)
         return ok;
     char got[RK_PIN_LEN];
     X509 *leaf = X509_STORE_CTX_get_current_cert(store);
-    return leaf && rk_pki_spki_pin(leaf, got) == RK_OK && strcmp(got, pin) == 0;
+    if (leaf && rk_pki_spki_pin(leaf, got) == RK_OK && strcmp(got, pin) == 0)
+        return 1;
+    X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION); /* not the registered key */
+    return 0;
 }
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg);
 
 rk_rc rk_relay_new(struct event_base *base, X509 *cert, EVP_PKEY *key, const char *ca_path,
                    int64_t clock_offset_ms, rk_relay **out)
@@ -92,8 +103,11 @@ rk_rc rk_relay_new(struct event_base *base, X509 *cert, EVP_PKEY *key, const cha
         return RK_ERR_NOMEM;
     r->base = base;
     r->clock_offset_ms = clock_offset_ms;
+    /* IP literals need no resolver; without one, a name would be looked up
+     * blocking (getaddrinfo) on the event thread. */
+    r->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
     r->ctx = SSL_CTX_new(TLS_client_method());
-    if (!r->ctx || !SSL_CTX_set_min_proto_version(r->ctx, TLS1_3_VERSION) ||
+    if (!(r->reap = evtimer_new(base, reap_cb, r)) || !r->ctx || !SSL_CTX_set_min_proto_version(r->ctx, TLS1_3_VERSION) ||
         !SSL_CTX_set_max_proto_version(r->ctx, TLS1_3_VERSION) || SSL_CTX_use_certificate(r->ctx, cert) != 1 ||
         SSL_CTX_use_PrivateKey(r->ctx, key) != 1 || SSL_CTX_load_verify_locations(r->ctx, ca_path, NULL) != 1) {
         const char *why = ERR_reason_error_string(ERR_get_error());
@@ -110,35 +124,51 @@ rk_rc rk_relay_new(struct event_base *base, X509 *cert, EVP_PKEY *key, const cha
 
 static void conn_free(conn *c)
 {
-    if (c->evcon)
-        evhttp_connection_free(c->evcon); /* frees its bufferevent and SSL */
+    if (c->evcon) {
+        evhttp_connection_set_closecb(c->evcon, NULL, NULL); /* freeing calls it otherwise */
+        evhttp_connection_free(c->evcon);                    /* and its bufferevent and SSL */
+    }
     free(c);
+}
+
+static void free_list(conn **list)
+{
+    while (*list) {
+        conn *c = *list;
+        *list = c->next;
+        conn_free(c);
+    }
+}
+
+/* Frees the retired connections, outside libevent's callbacks on them. */
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    free_list(&((rk_relay *)arg)->retired);
+}
+
+static void retire(conn *c)
+{
+    static const struct timeval now = {0, 0};
+    rk_relay *r = c->r;
+    c->closing = 1;
+    c->next = r->retired;
+    r->retired = c;
+    if (!evtimer_pending(r->reap, NULL))
+        evtimer_add(r->reap, &now);
 }
 
 void rk_relay_free(rk_relay *r)
 {
     if (!r)
         return;
-    while (r->idle) {
-        conn *c = r->idle;
-        r->idle = c->next;
-        conn_free(c);
-    }
+    free_list(&r->idle);
+    free_list(&r->retired);
+    if (r->reap)
+        event_free(r->reap);
+    if (r->dns)
+        evdns_base_free(r->dns, 0);
     SSL_CTX_free(r->ctx);
     free(r);
-}
-
-/* Frees a connection outside libevent's callbacks on it. */
-static void free_later_cb(evutil_socket_t fd, short what, void *arg)
-{
-    conn_free(arg);
-}
-
-static void retire(conn *c)
-{
-    static const struct timeval now = {0, 0};
-    if (event_base_once(c->r->base, -1, EV_TIMEOUT, free_later_cb, c, &now) != 0)
-        rk_error("relay: a closed connection could not be freed");
 }
 
 /* The peer closed an idle connection: drop it from the idle list. */
@@ -194,16 +224,20 @@ static conn *conn_new(rk_relay *r, const char *target, const char *pin, int time
     int named = inet_pton(AF_INET, host, &any) == 1 || inet_pton(AF_INET6, host, &any) == 1
                     ? X509_VERIFY_PARAM_set1_ip_asc(param, host)
                     : SSL_set1_host(ssl, host);
-    struct bufferevent *bev = named == 1 ? bufferevent_openssl_socket_new(r->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                                                          BEV_OPT_CLOSE_ON_FREE)
-                                         : NULL;
-    if (!bev) {
+    if (named != 1) {
         SSL_free(ssl);
         free(c);
         return NULL;
     }
+    /* On failure libevent (≥ 2.1.9) frees ssl itself: BEV_OPT_CLOSE_ON_FREE. */
+    struct bufferevent *bev =
+        bufferevent_openssl_socket_new(r->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        free(c);
+        return NULL;
+    }
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    c->evcon = evhttp_connection_base_bufferevent_new(r->base, NULL, bev, host, port);
+    c->evcon = evhttp_connection_base_bufferevent_new(r->base, r->dns, bev, host, port);
     if (!c->evcon) {
         bufferevent_free(bev);
         free(c);
@@ -255,8 +289,16 @@ static rk_rc start_call(call *k);
 
 static void call_free(call *k)
 {
+    rk_wipe(k->body, k->len); /* may carry a My Number (notices) */
     free(k->body);
     free(k);
+}
+
+/* Headers of an answer arrived: the peer has the request. */
+static int on_header(struct evhttp_request *req, void *arg)
+{
+    ((call *)arg)->answered = 1;
+    return 0;
 }
 
 /* The answer (req with a status), or a failure (req NULL or without one). */
@@ -268,16 +310,21 @@ static void finish(call *k, struct evhttp_request *req)
     }
     rk_http_result res = {0};
     rk_rc rc = RK_OK;
-    if (!req || k->failed || evhttp_request_get_response_code(req) == 0) {
+    /* An answer cut short looks complete to libevent when it has no length. */
+    int unbounded = req && !k->failed && evhttp_request_get_response_code(req) != 0 &&
+                    !evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Length");
+    if (!req || k->failed || evhttp_request_get_response_code(req) == 0 || unbounded) {
         rc = k->timed_out || (k->failed && k->error == EVREQ_HTTP_TIMEOUT) ? RK_ERR_TIMEOUT
              : k->failed && k->error == EVREQ_HTTP_DATA_TOO_LONG ? RK_ERR_TOO_LARGE
                                                                  : RK_ERR_UPSTREAM;
         k->c->closing = 1;
         give_back(k->c);
-        /* A kept connection the peer had closed meanwhile: once more on a
-         * new one (every call carries an id, so a repeat has no second
-         * effect), as libcurl does with its connection cache. */
-        if (rc == RK_ERR_UPSTREAM && !k->fresh && !k->retried) {
+        /* A kept connection the peer had closed meanwhile, and nothing came
+         * back: once more on a new one, as libcurl does with its connection
+         * cache (every call carries an id, so even a repeat would have no
+         * second effect). */
+        if (rc == RK_ERR_UPSTREAM && !k->fresh && !k->retried && !k->answered &&
+            rk_mono_ms() < k->deadline_ms) {
             k->retried = 1;
             k->failed = 0;
             if (start_call(k) == RK_OK)
@@ -332,7 +379,10 @@ static rk_rc start_call(call *k)
         return RK_ERR_INVALID;
     conn *c = k->c;
     struct evhttp_request *req = evhttp_request_new(on_done, k);
-    struct timeval limit = {k->timeout_ms / 1000, (k->timeout_ms % 1000) * 1000};
+    int64_t left = k->deadline_ms - rk_mono_ms();
+    if (left < 1)
+        left = 1;
+    struct timeval limit = {(time_t)(left / 1000), (suseconds_t)((left % 1000) * 1000)};
     k->deadline = req ? evtimer_new(r->base, on_deadline, k) : NULL;
     if (!req || !k->deadline || evtimer_add(k->deadline, &limit) != 0) {
         if (k->deadline)
@@ -345,6 +395,7 @@ static rk_rc start_call(call *k)
     }
     k->req = req;
     evhttp_request_set_error_cb(req, on_error);
+    evhttp_request_set_header_cb(req, on_header);
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     char created[24];
     snprintf(created, sizeof created, "%lld", (long long)(rk_now_ms() + r->clock_offset_ms));
@@ -389,6 +440,7 @@ rk_rc rk_relay_post(rk_relay *r, const char *base_url, const char *pin, const ch
     k->done = done;
     k->arg = arg;
     k->timeout_ms = timeout_ms;
+    k->deadline_ms = rk_mono_ms() + timeout_ms;
     snprintf(k->target, sizeof k->target, "%s", base_url);
     snprintf(k->pin, sizeof k->pin, "%s", pin ? pin : "");
     snprintf(k->path, sizeof k->path, "%s", path);

@@ -26,6 +26,7 @@
 
 #define MAX_HEADERS_SIZE (16 * 1024)
 #define MAX_QUEUE 8192
+#define MAX_STARTED 512 /* requests started on the event thread at once: each may hold a connection */
 #define MAX_ROUTES 48
 #define N_BUCKETS 12
 
@@ -674,6 +675,12 @@ static void on_request(struct evhttp_request *req, void *arg)
     j->stats = &srv->stats[stats_index];
     j->req = req;
     if (j->route->start) {
+        if (srv->started >= MAX_STARTED) {
+            count(&srv->overloaded);
+            refuse(req, srv, 503, "overloaded", "the node is busy; retry with the same id");
+            job_free(j);
+            return;
+        }
         srv->started++;
         j->route->start(srv->cfg.app, (rk_pending *)j, &j->in, &j->out);
         return;
