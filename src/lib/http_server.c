@@ -314,9 +314,16 @@ static void send_now(struct evhttp_request *req, const rk_server *srv, rk_respon
     struct evbuffer *buf = evbuffer_new();
     if (buf && resp->body)
         evbuffer_add(buf, resp->body, resp->body_len);
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
     evhttp_send_reply(req, resp->status ? resp->status : 500, NULL, buf);
     if (buf)
         evbuffer_free(buf);
+    /* The head and the body are queued as separate pieces, and the TLS
+     * bufferevent writes each as its own record and system call: one piece
+     * makes one record, one write, and one wake-up at the peer. */
+    if (bev)
+        evbuffer_pullup(bufferevent_get_output(bev), -1);
 }
 
 static void refuse(struct evhttp_request *req, const rk_server *srv, int status, const char *code, const char *msg)
