@@ -178,17 +178,13 @@ static void settle(agency *a, provision *p, int status, json_t *answer, rk_respo
     rk_rc rc = text ? rk_settle(agency_store_db(a->store), &p->rec, p->exchange_id, p->request_hash, status, text,
                                 NULL, NULL)
                     : RK_ERR_NOMEM;
-    int kept_status = 0;
-    char *kept = NULL;
-    if (rc == RK_ERR_CONFLICT && /* the same exchange settled meanwhile: answer as it did */
-        rk_answer_get(agency_store_db(a->store), p->exchange_id, "provider", p->request_hash, &kept_status, &kept) ==
-            RK_OK) {
-        rk_reply_text(resp, kept_status, kept);
-    } else if (rc != RK_OK) {
-        rk_reply_error(resp, 500, "store_error", "the provision could not be recorded; retry with the same id");
-    } else {
+    if (rc == RK_OK) {
         rk_reply_text(resp, status, text); /* the answer as kept */
         text = NULL;
+    } else if (rc != RK_ERR_CONFLICT || /* else the same exchange settled meanwhile: answer as it did */
+               !rk_answer_replay(agency_store_db(a->store), p->exchange_id, "provider", p->request_hash, "exchange_id",
+                                 resp)) {
+        rk_reply_error(resp, 500, "store_error", "the provision could not be recorded; retry with the same id");
     }
     free(text);
     json_decref(answer);
@@ -202,17 +198,8 @@ void agency_post_provision(void *app, const rk_request *req, rk_response *resp)
     if (read_provision(req, resp, &p) != 0)
         return;
     rk_request_hash(req->json, p.request_hash);
-    int status = 0;
-    char *kept = NULL;
-    rk_rc rc = rk_answer_get(agency_store_db(a->store), p.exchange_id, "provider", p.request_hash, &status, &kept);
-    if (rc == RK_OK || rc == RK_ERR_CONFLICT) {
-        if (rc == RK_OK) {
-            rk_reply_text(resp, status, kept);
-            return;
-        }
-        rk_reply_error(resp, 409, "conflict", "exchange_id was used with another request");
+    if (rk_answer_replay(agency_store_db(a->store), p.exchange_id, "provider", p.request_hash, "exchange_id", resp))
         return;
-    }
     p.requester_node = rk_registry_find(a->node->registry, RK_ROLE_AGENCY, p.requester);
     X509 *to = requester_certificate(a, &p);
     if (!to) {
@@ -220,7 +207,7 @@ void agency_post_provision(void *app, const rk_request *req, rk_response *resp)
         return;
     }
     char person[80] = "", *payload = NULL;
-    rc = agency_store_person_by_code(a->store, p.code, person, sizeof person);
+    rk_rc rc = agency_store_person_by_code(a->store, p.code, person, sizeof person);
     if (rc == RK_OK)
         rc = seal_newest(a, &p, person, to, &payload);
     X509_free(to);

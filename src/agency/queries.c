@@ -212,19 +212,6 @@ static void settle(agency *a, query *q, rk_response *resp)
     rk_reply_error(resp, 500, "store_error", "the answer could not be recorded; retry with the same query_id");
 }
 
-static int replay(agency *a, query *q, rk_response *resp)
-{
-    int status = 0;
-    char *kept = NULL;
-    rk_rc rc = rk_answer_get(agency_store_db(a->store), q->query_id, "requester", q->request_hash, &status, &kept);
-    if (rc == RK_OK) {
-        rk_reply_text(resp, status, kept);
-    } else if (rc == RK_ERR_CONFLICT) {
-        rk_reply_error(resp, 409, "conflict", "query_id %s was used with another request", q->query_id);
-    }
-    return rc == RK_OK || rc == RK_ERR_CONFLICT;
-}
-
 /* POST /v1/queries from a business system of this agency. */
 void agency_post_query(void *app, const rk_request *req, rk_response *resp)
 {
@@ -233,7 +220,7 @@ void agency_post_query(void *app, const rk_request *req, rk_response *resp)
     if (read_query(req, resp, &q) != 0)
         return;
     rk_request_hash(req->json, q.request_hash);
-    if (replay(a, &q, resp))
+    if (rk_answer_replay(agency_store_db(a->store), q.query_id, "requester", q.request_hash, "query_id", resp))
         return;
     exchange_id_for(a->node->self->agency, q.query_id, q.exchange_id);
     fill_requester_record(a, &q, req);

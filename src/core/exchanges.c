@@ -220,14 +220,9 @@ static void settle_and_reply(core *c, exchange *x, rk_response *resp)
         free(text);
         text = NULL;
     }
-    if (rc == RK_ERR_CONFLICT) { /* the same exchange settled meanwhile: answer as it did */
-        int status = 0;
-        char *kept = NULL;
-        if (rk_answer_get(core_store_db(c->store), x->exchange_id, "core", x->request_hash, &status, &kept) == RK_OK) {
-            rk_reply_text(resp, status, kept);
-            return;
-        }
-    }
+    if (rc == RK_ERR_CONFLICT && /* the same exchange settled meanwhile: answer as it did */
+        rk_answer_replay(core_store_db(c->store), x->exchange_id, "core", x->request_hash, "exchange_id", resp))
+        return;
     if (rc != RK_OK) {
         rk_error("exchange %s could not be recorded: %s", x->exchange_id, rk_strerror(rc));
         rk_reply_error(resp, 500, "store_error", "the exchange could not be recorded; retry with the same id");
@@ -256,17 +251,9 @@ void core_handle_exchange(void *app, const rk_request *req, rk_response *resp)
         return;
     }
     rk_request_hash(req->json, x.request_hash);
-    int status = 0;
-    char *kept = NULL;
-    rk_rc rc = rk_answer_get(core_store_db(c->store), x.exchange_id, "core", x.request_hash, &status, &kept);
-    if (rc == RK_OK) { /* a retry: the first answer, no second effect */
-        rk_reply_text(resp, status, kept);
+    /* a retry: the first answer, no second effect */
+    if (rk_answer_replay(core_store_db(c->store), x.exchange_id, "core", x.request_hash, "exchange_id", resp))
         return;
-    }
-    if (rc == RK_ERR_CONFLICT) {
-        rk_reply_error(resp, 409, "conflict", "exchange_id %s was used with another request", x.exchange_id);
-        return;
-    }
     if (rk_watch_hit(c->rates, x.requester_node->agency, rk_now_ms()))
         rk_node_raise(c->node, "unauthorized_access", "the request rate of %s jumped far beyond its baseline",
                       x.requester_node->agency);

@@ -23,7 +23,8 @@
 #include "registry.h"
 #include "util.h"
 
-#define IDLE_PER_TARGET 64 /* idle connections kept for one URL */
+#define IDLE_PER_TARGET 64            /* idle connections kept for one URL */
+#define MAX_ANSWER_HEADERS (16 * 1024) /* as the server's cap on request headers */
 
 typedef struct conn conn;
 
@@ -247,6 +248,7 @@ static conn *conn_new(rk_relay *r, const char *target, const char *pin, int time
     evhttp_connection_set_timeout_tv(c->evcon, &tv);
     evhttp_connection_set_retries(c->evcon, 0);
     evhttp_connection_set_max_body_size(c->evcon, (ev_ssize_t)RK_CLIENT_MAX_RESPONSE);
+    evhttp_connection_set_max_headers_size(c->evcon, MAX_ANSWER_HEADERS);
     evhttp_connection_set_closecb(c->evcon, on_close, c);
     return c;
 }

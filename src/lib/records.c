@@ -60,6 +60,19 @@ rk_rc rk_answer_get(rk_db *db, const char *key, const char *side, const char *re
     return rc;
 }
 
+int rk_answer_replay(rk_db *db, const char *key, const char *side, const char *request_hash, const char *id_name,
+                     rk_response *resp)
+{
+    int status = 0;
+    char *kept = NULL;
+    rk_rc rc = rk_answer_get(db, key, side, request_hash, &status, &kept);
+    if (rc == RK_OK)
+        rk_reply_text(resp, status, kept);
+    else if (rc == RK_ERR_CONFLICT)
+        rk_reply_error(resp, 409, "conflict", "%s %s was used with another request", id_name, key);
+    return rc == RK_OK || rc == RK_ERR_CONFLICT;
+}
+
 static void bind_text(sqlite3_stmt *st, int i, const char *v)
 {
     sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);

@@ -55,6 +55,14 @@ extern const char rk_records_schema[];
 rk_rc rk_answer_get(rk_db *db, const char *key, const char *side, const char *request_hash, int *status,
                     char **body);
 
+struct rk_response;
+/* A repeat of the request kept under (key, side), answered at once: the
+ * first answer again (1), or 409 `conflict` when the key came with another
+ * request (1); 0 when nothing is kept there (resp untouched). id_name names
+ * the key in the error ("exchange_id", "query_id"). */
+int rk_answer_replay(rk_db *db, const char *key, const char *side, const char *request_hash, const char *id_name,
+                     struct rk_response *resp);
+
 /* Inside a write callback (rk_db_write): keeps an answer under (key, side). */
 rk_rc rk_answer_keep(rk_db *db, const char *key, const char *side, const char *request_hash, int status,
                      const char *body);

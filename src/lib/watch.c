@@ -100,15 +100,22 @@ static void roll(rk_watch *w, slot *s, int64_t now_ms)
     }
 }
 
+/* Counts one event for key at now_ms; the caller holds w->lock. */
+static slot *count_event(rk_watch *w, const char *key, int64_t now_ms)
+{
+    slot *s = find_slot(w, key);
+    roll(w, s, now_ms);
+    s->last_seen = now_ms;
+    s->count++;
+    return s;
+}
+
 int rk_watch_hit(rk_watch *w, const char *key, int64_t now_ms)
 {
     if (!w || !key)
         return 0;
     pthread_mutex_lock(&w->lock);
-    slot *s = find_slot(w, key);
-    roll(w, s, now_ms);
-    s->last_seen = now_ms;
-    s->count++;
+    slot *s = count_event(w, key, now_ms);
     double limit = w->threshold;
     if (w->factor > 0) {
         if (s->windows_seen == 0)
@@ -128,10 +135,7 @@ int rk_watch_over(rk_watch *w, const char *key, int64_t now_ms)
     if (!w || !key)
         return 0;
     pthread_mutex_lock(&w->lock);
-    slot *s = find_slot(w, key);
-    roll(w, s, now_ms);
-    s->last_seen = now_ms;
-    s->count++;
+    slot *s = count_event(w, key, now_ms);
     int over = s->count > w->threshold;
     pthread_mutex_unlock(&w->lock);
     return over;
