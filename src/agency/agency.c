@@ -15,8 +15,8 @@ static const rk_route routes[] = {
     {"POST", "/v1/persons/batch", RK_ROLE_SYSTEM, 1, agency_post_persons_batch},
     {"POST", "/v1/code-notices/batch", RK_ROLE_GATEWAY, 1, agency_post_code_notices_batch},
     {"PUT", "/v1/data/*", RK_ROLE_SYSTEM, 1, agency_put_data},
-    {"POST", "/v1/queries", RK_ROLE_SYSTEM, 1, agency_post_query},
-    {"POST", "/v1/provisions", RK_ROLE_GATEWAY, 1, agency_post_provision},
+    {"POST", "/v1/queries", RK_ROLE_SYSTEM, 1, NULL, 0, agency_start_query},
+    {"POST", "/v1/provisions", RK_ROLE_GATEWAY, 1, NULL, 0, agency_start_provision},
     {"GET", "/v1/records", RK_ROLE_SYSTEM | RK_ROLE_OPERATOR, 1, agency_get_records},
     {"GET", "/v1/records/proof", RK_ROLE_SYSTEM | RK_ROLE_OPERATOR, 1, agency_get_proof},
     {"GET", "/v1/records/consistency", RK_ROLE_SYSTEM | RK_ROLE_OPERATOR, 1, agency_get_consistency},
@@ -33,6 +33,14 @@ static int health(void *app, json_t *checks)
     json_object_set_new(checks, "persons_pending", json_integer((json_int_t)agency_store_count(a->store, "pending")));
     json_object_set_new(checks, "persons_linked", json_integer((json_int_t)agency_store_count(a->store, "linked")));
     return rk_node_health(a->node, checks) || !writable;
+}
+
+/* On the event thread, after the last started query or provision finished. */
+static void on_stop(void *app)
+{
+    agency *a = app;
+    rk_node_calls_close(a->node);
+    rk_db_loop_end(agency_store_db(a->store));
 }
 
 static rk_rc run(rk_node *node)
@@ -52,7 +60,7 @@ static rk_rc run(rk_node *node)
         (rc = rk_node_clock_start(node)) != RK_OK)
         goto done;
     rk_server_config sc = {.routes = routes, .n_routes = sizeof routes / sizeof routes[0], .app = &a,
-                           .health = health};
+                           .health = health, .on_stop = on_stop};
     rc = rk_node_serve(node, &sc);
 done:
     rk_node_stop_services(node);

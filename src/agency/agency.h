@@ -25,8 +25,8 @@ void agency_post_code_notices_batch(void *app, const rk_request *req, rk_respons
 
 /* provision.c and queries.c: request and provision (DESIGN §2.2). */
 void agency_put_data(void *app, const rk_request *req, rk_response *resp);
-void agency_post_provision(void *app, const rk_request *req, rk_response *resp);
-void agency_post_query(void *app, const rk_request *req, rk_response *resp);
+void agency_start_provision(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
+void agency_start_query(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void agency_get_records(void *app, const rk_request *req, rk_response *resp);
 void agency_post_unlawful(void *app, const rk_request *req, rk_response *resp);
 void agency_post_deletion(void *app, const rk_request *req, rk_response *resp);

@@ -310,7 +310,7 @@ rk_rc agency_store_apply_notices(agency_store *s, agency_notice *items, size_t n
 
 rk_rc agency_store_code_of(agency_store *s, const char *person, char *code, size_t codelen)
 {
-    rk_db_lock(s->db);
+    rk_db_read_lock(s->db);
     sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT code FROM persons WHERE person = ? AND status = 'linked'");
     rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
     if (q) {
@@ -321,7 +321,7 @@ rk_rc agency_store_code_of(agency_store *s, const char *person, char *code, size
         }
         sqlite3_reset(q);
     }
-    rk_db_unlock(s->db);
+    rk_db_read_unlock(s->db);
     return rc;
 }
 
@@ -417,7 +417,7 @@ rk_rc agency_store_put_data_once(agency_store *s, const char *request_id, const 
 rk_rc agency_store_newest_data(agency_store *s, const char *person, const char *item, char **value_json,
                                char as_of[11], int64_t *version)
 {
-    rk_db_lock(s->db);
+    rk_db_read_lock(s->db);
     sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT value, as_of, version FROM data WHERE person = ? AND item = ?"
                                         " ORDER BY version DESC LIMIT 1");
     rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
@@ -432,13 +432,13 @@ rk_rc agency_store_newest_data(agency_store *s, const char *person, const char *
         }
         sqlite3_reset(q);
     }
-    rk_db_unlock(s->db);
+    rk_db_read_unlock(s->db);
     return rc;
 }
 
 rk_rc agency_store_person_by_code(agency_store *s, const char *code, char *person, size_t personlen)
 {
-    rk_db_lock(s->db);
+    rk_db_read_lock(s->db);
     sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT person FROM persons WHERE code = ? AND status = 'linked'");
     rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
     if (q) {
@@ -449,7 +449,7 @@ rk_rc agency_store_person_by_code(agency_store *s, const char *code, char *perso
         }
         sqlite3_reset(q);
     }
-    rk_db_unlock(s->db);
+    rk_db_read_unlock(s->db);
     return rc;
 }
 

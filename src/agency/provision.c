@@ -104,11 +104,18 @@ void agency_put_data(void *app, const rk_request *req, rk_response *resp)
                                            (json_int_t)version, "as_of", as_of));
 }
 
+/* One provision, on the event thread until its record is committed. */
 typedef struct provision {
+    agency *a;
+    rk_pending *p;
+    rk_response *resp;
     const char *exchange_id, *code, *business, *requester, *item, *requester_cert;
     const rk_peer_node *requester_node;
     char request_hash[65];
     rk_record rec;
+    int status;
+    char *text;                  /* the answer as kept, until committed */
+    rk_settlement settlement;
 } provision;
 
 static int read_provision(const rk_request *req, rk_response *resp, provision *p)
@@ -172,64 +179,101 @@ static void fill_provider_record(provision *p, agency *a, const rk_request *req,
     r->requested_ms = req->received_ms;
 }
 
-static void settle(agency *a, provision *p, int status, json_t *answer, rk_response *resp)
+static void finish(provision *p)
 {
-    char *text = json_dumps(answer, JSON_COMPACT);
-    rk_rc rc = text ? rk_settle(agency_store_db(a->store), &p->rec, p->exchange_id, p->request_hash, status, text,
-                                NULL, NULL)
-                    : RK_ERR_NOMEM;
-    if (rc == RK_OK) {
-        rk_reply_text(resp, status, text); /* the answer as kept */
-        text = NULL;
-    } else if (rc != RK_ERR_CONFLICT || /* else the same exchange settled meanwhile: answer as it did */
-               !rk_answer_replay(agency_store_db(a->store), p->exchange_id, "provider", p->request_hash, "exchange_id",
-                                 resp)) {
-        rk_reply_error(resp, 500, "store_error", "the provision could not be recorded; retry with the same id");
-    }
-    free(text);
-    json_decref(answer);
+    rk_pending *pending = p->p;
+    free(p->text);
+    free(p);
+    rk_pending_finish(pending);
 }
 
-/* POST /v1/provisions from this agency's gateway (on behalf of the core). */
-void agency_post_provision(void *app, const rk_request *req, rk_response *resp)
+static void settled(void *arg, rk_rc rc)
 {
-    agency *a = app;
-    provision p = {0};
-    if (read_provision(req, resp, &p) != 0)
-        return;
-    rk_request_hash(req->json, p.request_hash);
-    if (rk_answer_replay(agency_store_db(a->store), p.exchange_id, "provider", p.request_hash, "exchange_id", resp))
-        return;
-    p.requester_node = rk_registry_find(a->node->registry, RK_ROLE_AGENCY, p.requester);
-    X509 *to = requester_certificate(a, &p);
+    provision *p = arg;
+    if (rc == RK_OK) {
+        rk_reply_text(p->resp, p->status, p->text); /* the answer as kept */
+        p->text = NULL;
+    } else if (rc != RK_ERR_CONFLICT || /* else the same exchange settled meanwhile: answer as it did */
+               !rk_answer_replay(agency_store_db(p->a->store), p->exchange_id, "provider", p->request_hash,
+                                 "exchange_id", p->resp)) {
+        rk_reply_error(p->resp, 500, "store_error", "the provision could not be recorded; retry with the same id");
+    }
+    finish(p);
+}
+
+/* The record and the answer, committed with the loop's next batch. */
+static void settle(provision *p, json_t *answer)
+{
+    p->text = json_dumps(answer, JSON_COMPACT);
+    json_decref(answer);
+    p->settlement = (rk_settlement){.record = &p->rec, .key = p->exchange_id, .request_hash = p->request_hash,
+                                    .body = p->text, .status = p->status};
+    rk_rc rc = p->text ? rk_settle_later(agency_store_db(p->a->store), rk_pending_base(p->p), &p->settlement, settled, p)
+                       : RK_ERR_NOMEM;
+    if (rc != RK_OK)
+        settled(p, rc);
+}
+
+/* Seals the answer for the requester; 0 when it may be settled, else resp
+ * holds the refusal. */
+static int provide(agency *a, provision *p, const rk_request *req, json_t **answer)
+{
+    if (read_provision(req, p->resp, p) != 0)
+        return -1;
+    rk_request_hash(req->json, p->request_hash);
+    if (rk_answer_replay(agency_store_db(a->store), p->exchange_id, "provider", p->request_hash, "exchange_id",
+                         p->resp))
+        return -1;
+    p->requester_node = rk_registry_find(a->node->registry, RK_ROLE_AGENCY, p->requester);
+    X509 *to = requester_certificate(a, p);
     if (!to) {
-        rk_reply_error(resp, 400, "bad_requester_cert", "requester_cert is not the requester's registered certificate");
-        return;
+        rk_reply_error(p->resp, 400, "bad_requester_cert", "requester_cert is not the requester's registered certificate");
+        return -1;
     }
     char person[80] = "", *payload = NULL;
-    rk_rc rc = agency_store_person_by_code(a->store, p.code, person, sizeof person);
+    rk_rc rc = agency_store_person_by_code(a->store, p->code, person, sizeof person);
     if (rc == RK_OK)
-        rc = seal_newest(a, &p, person, to, &payload);
+        rc = seal_newest(a, p, person, to, &payload);
     X509_free(to);
     if (rc != RK_OK && rc != RK_ERR_NOT_FOUND) {
-        rk_reply_error(resp, 500, "internal", "the value could not be sealed");
-        return;
+        rk_reply_error(p->resp, 500, "internal", "the value could not be sealed");
+        return -1;
     }
-    fill_provider_record(&p, a, req, person);
-    json_t *answer;
-    if (payload && rk_payload_digest(payload, p.rec.payload_sha256) == RK_OK) {
-        p.rec.provided_ms = rk_now_ms();
-        strcpy(p.rec.outcome, "provided");
+    fill_provider_record(p, a, req, person);
+    p->status = 200;
+    if (payload && rk_payload_digest(payload, p->rec.payload_sha256) == RK_OK) {
+        p->rec.provided_ms = rk_now_ms();
+        strcpy(p->rec.outcome, "provided");
         /* The signing certificate travels beside the payload (cms.h). */
-        answer = json_pack("{s:s,s:s,s:s,s:s}", "exchange_id", p.exchange_id, "status", "provided", "payload", payload,
-                           "provider_cert", a->node->cert_pem);
+        *answer = json_pack("{s:s,s:s,s:s,s:s}", "exchange_id", p->exchange_id, "status", "provided", "payload",
+                            payload, "provider_cert", a->node->cert_pem);
     } else {
-        strcpy(p.rec.outcome, "no_data");
-        snprintf(p.rec.reason, sizeof p.rec.reason, "%s", person[0] ? "no data for this item" : "no person has this code here");
-        answer = json_pack("{s:s,s:s}", "exchange_id", p.exchange_id, "status", "no_data");
+        strcpy(p->rec.outcome, "no_data");
+        snprintf(p->rec.reason, sizeof p->rec.reason, "%s",
+                 person[0] ? "no data for this item" : "no person has this code here");
+        *answer = json_pack("{s:s,s:s}", "exchange_id", p->exchange_id, "status", "no_data");
     }
     free(payload);
-    settle(a, &p, 200, answer, resp);
+    return 0;
+}
+
+/* POST /v1/provisions from this agency's gateway (on behalf of the core),
+ * on the event thread (a `start` route): no thread waits for the commit. */
+void agency_start_provision(void *app, rk_pending *pending, const rk_request *req, rk_response *resp)
+{
+    agency *a = app;
+    provision *p = calloc(1, sizeof *p);
+    if (!p) {
+        rk_reply_error(resp, 500, "internal", "out of memory");
+        rk_pending_finish(pending);
+        return;
+    }
+    *p = (provision){.a = a, .p = pending, .resp = resp};
+    json_t *answer = NULL;
+    if (provide(a, p, req, &answer) == 0)
+        settle(p, answer);
+    else
+        finish(p);
 }
 
 void agency_get_records(void *app, const rk_request *req, rk_response *resp)

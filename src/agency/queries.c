@@ -23,7 +23,13 @@
 #include "lib/records.h"
 #include "lib/util.h"
 
+/* One query, on the event thread from the request to the reply: the call
+ * to the core and the commit are waited for there, no thread blocks. The
+ * fields borrowed from the request live until rk_pending_finish. */
 typedef struct query {
+    agency *a;
+    rk_pending *p;
+    rk_response *resp;
     const char *query_id, *person, *business, *provider, *item, *operator_id;
     char exchange_id[RK_EXCHANGE_ID_MAX + 1];
     char request_hash[65];
@@ -35,6 +41,9 @@ typedef struct query {
     char transient[32];       /* the error code of an unsettled answer */
     char *value_json;
     char as_of[11];
+    char *call_body;          /* the exchange request, until the core answers */
+    char *text;               /* the answer as kept, until committed */
+    rk_settlement settlement;
 } query;
 
 #define ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
@@ -176,68 +185,116 @@ static void fill_requester_record(agency *a, query *q, const rk_request *req)
     r->requested_ms = req->received_ms;
 }
 
+static void finish(query *q)
+{
+    rk_pending *p = q->p;
+    if (q->value_json) {
+        rk_wipe(q->value_json, strlen(q->value_json));
+        free(q->value_json);
+    }
+    if (q->text) { /* it holds the provided value */
+        rk_wipe(q->text, strlen(q->text));
+        free(q->text);
+    }
+    json_decref(q->answer);
+    free(q->call_body);
+    free(q);
+    rk_pending_finish(p);
+}
+
+static void settled(void *arg, rk_rc rc)
+{
+    query *q = arg;
+    if (rc == RK_OK) {
+        rk_reply_text(q->resp, q->status, q->text); /* the answer as kept; wiped with the response */
+        q->text = NULL;
+    } else {
+        rk_reply_error(q->resp, 500, "store_error", "the answer could not be recorded; retry with the same query_id");
+    }
+    finish(q);
+}
+
+/* The record, the kept answer and a provided value, committed with the
+ * loop's next batch; then the reply. */
+static void settle(query *q)
+{
+    agency *a = q->a;
+    q->text = json_dumps(q->answer, JSON_COMPACT);
+    int provided = strcmp(q->rec.outcome, "provided") == 0;
+    q->received = (agency_received){q->exchange_id, q->person, q->provider, q->item, q->value_json, q->as_of,
+                                    rk_now_ms()};
+    q->settlement = (rk_settlement){.record = &q->rec, .key = q->query_id, .request_hash = q->request_hash,
+                                    .body = q->text, .status = q->status,
+                                    .extra = provided ? agency_store_keep_received : NULL, .extra_arg = &q->received};
+    rk_rc rc = q->text ? rk_settle_later(agency_store_db(a->store), rk_pending_base(q->p), &q->settlement, settled, q)
+                       : RK_ERR_NOMEM;
+    if (rc != RK_OK)
+        settled(q, rc);
+}
+
+static void core_answered(void *arg, rk_rc rc, rk_http_result *res)
+{
+    query *q = arg;
+    int known = take_answer(q->a, q, rc, res);
+    rk_http_result_clear(res);
+    free(q->call_body);
+    q->call_body = NULL;
+    if (known == 0) {
+        settle(q);
+        return;
+    }
+    if (strcmp(q->transient, "rate_limited") == 0)
+        rk_reply_error(q->resp, 429, "rate_limited", "this agency is over its rate to the core; retry with the same query_id");
+    else
+        rk_reply_error(q->resp, 503, "core_unavailable", "the core could not be reached; retry with the same query_id");
+    finish(q);
+}
+
 /* Sends the exchange to the core through this agency's gateway. */
-static int exchange_via_gateway(agency *a, query *q)
+static void exchange_via_gateway(agency *a, query *q)
 {
     json_t *msg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "exchange_id", q->exchange_id, "code", q->code,
                             "business", q->business, "provider", q->provider, "item", q->item, "operator",
                             q->operator_id, "requester_cert", a->node->cert_pem);
-    char *body = json_dumps(msg, JSON_COMPACT);
+    q->call_body = json_dumps(msg, JSON_COMPACT);
     json_decref(msg);
-    rk_http_result res = {0};
-    rk_rc rc = body ? rk_node_post(a->node, a->gateway, "/v1/exchanges", body, &res, NULL) : RK_ERR_NOMEM;
-    free(body);
-    int known = take_answer(a, q, rc, &res);
-    rk_http_result_clear(&res);
-    return known;
-}
-
-static void settle(agency *a, query *q, rk_response *resp)
-{
-    char *text = json_dumps(q->answer, JSON_COMPACT);
-    int provided = strcmp(q->rec.outcome, "provided") == 0;
-    q->received = (agency_received){q->exchange_id, q->person, q->provider, q->item, q->value_json, q->as_of,
-                                    rk_now_ms()};
-    rk_rc rc = text ? rk_settle(agency_store_db(a->store), &q->rec, q->query_id, q->request_hash, q->status, text,
-                                provided ? agency_store_keep_received : NULL, &q->received)
-                    : RK_ERR_NOMEM;
-    if (rc == RK_OK) {
-        rk_reply_text(resp, q->status, text); /* the answer as kept; wiped with the response */
+    if (!q->call_body) {
+        rk_http_result none = {0};
+        core_answered(q, RK_ERR_NOMEM, &none);
         return;
     }
-    if (text) { /* it holds the provided value */
-        rk_wipe(text, strlen(text));
-        free(text);
-    }
-    rk_reply_error(resp, 500, "store_error", "the answer could not be recorded; retry with the same query_id");
+    rk_node_post_later(a->node, rk_pending_base(q->p), a->gateway, "/v1/exchanges", q->call_body,
+                       strlen(q->call_body), core_answered, q);
 }
 
-/* POST /v1/queries from a business system of this agency. */
-void agency_post_query(void *app, const rk_request *req, rk_response *resp)
+/* POST /v1/queries from a business system of this agency, on the event
+ * thread (a `start` route). */
+void agency_start_query(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
 {
     agency *a = app;
-    query q = {0};
-    if (read_query(req, resp, &q) != 0)
+    query *q = calloc(1, sizeof *q);
+    if (!q) {
+        rk_reply_error(resp, 500, "internal", "out of memory");
+        rk_pending_finish(p);
         return;
-    rk_request_hash(req->json, q.request_hash);
-    if (rk_answer_replay(agency_store_db(a->store), q.query_id, "requester", q.request_hash, "query_id", resp))
+    }
+    q->a = a;
+    q->p = p;
+    q->resp = resp;
+    if (read_query(req, resp, q) != 0)
+        goto reply;
+    rk_request_hash(req->json, q->request_hash);
+    if (rk_answer_replay(agency_store_db(a->store), q->query_id, "requester", q->request_hash, "query_id", resp))
+        goto reply;
+    exchange_id_for(a->node->self->agency, q->query_id, q->exchange_id);
+    fill_requester_record(a, q, req);
+    if (agency_store_code_of(a->store, q->person, q->code, sizeof q->code) != RK_OK) {
+        set_outcome(q, 409, "person_not_linked", "the person is unknown here or has no code yet");
+        settle(q);
         return;
-    exchange_id_for(a->node->self->agency, q.query_id, q.exchange_id);
-    fill_requester_record(a, &q, req);
-    if (agency_store_code_of(a->store, q.person, q.code, sizeof q.code) != RK_OK) {
-        set_outcome(&q, 409, "person_not_linked", "the person is unknown here or has no code yet");
-    } else if (exchange_via_gateway(a, &q) != 0) {
-        if (strcmp(q.transient, "rate_limited") == 0)
-            rk_reply_error(resp, 429, "rate_limited", "this agency is over its rate to the core; retry with the same query_id");
-        else
-            rk_reply_error(resp, 503, "core_unavailable", "the core could not be reached; retry with the same query_id");
-        goto done;
     }
-    settle(a, &q, resp);
-done:
-    if (q.value_json) {
-        rk_wipe(q.value_json, strlen(q.value_json));
-        free(q.value_json);
-    }
-    json_decref(q.answer);
+    exchange_via_gateway(a, q);
+    return;
+reply:
+    finish(q);
 }

@@ -46,7 +46,7 @@ static rk_rc load_codec(const char *path, rk_codec **out)
 static const rk_route routes[] = {
     {"POST", "/v1/codes", RK_ROLE_JLIS, 0, core_handle_codes},
     {"POST", "/v1/codes/batch", RK_ROLE_JLIS, 0, core_handle_codes_batch},
-    {"POST", "/v1/exchanges", RK_ROLE_GATEWAY, 0, core_handle_exchange},
+    {"POST", "/v1/exchanges", RK_ROLE_GATEWAY, 0, NULL, 0, core_start_exchange},
     {"POST", "/v1/deletion-requests", RK_ROLE_GATEWAY, 0, core_handle_deletion_request},
     {"GET", "/v1/records", RK_ROLE_OPERATOR, 0, core_handle_records},
     {"GET", "/v1/records/proof", RK_ROLE_OPERATOR, 0, core_handle_proof},
@@ -121,6 +121,14 @@ static rk_rc check_agency_numbers(const rk_registry *reg)
     return RK_OK;
 }
 
+/* On the event thread, after the last started exchange finished. */
+static void on_stop(void *app)
+{
+    core *c = app;
+    rk_node_calls_close(c->node);
+    rk_db_loop_end(core_store_db(c->store));
+}
+
 static rk_rc run(rk_node *node)
 {
     core c = {.node = node};
@@ -152,7 +160,7 @@ static rk_rc run(rk_node *node)
     if ((rc = core_notices_start(&c)) != RK_OK)
         goto done;
     rk_server_config sc = {.routes = routes, .n_routes = sizeof routes / sizeof routes[0], .app = &c,
-                           .health = health, .metrics = metrics, .on_reload = on_reload};
+                           .health = health, .metrics = metrics, .on_reload = on_reload, .on_stop = on_stop};
     rc = rk_node_serve(node, &sc);
 done:
     core_notices_stop(&c);

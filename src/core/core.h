@@ -47,7 +47,7 @@ void core_handle_codes(void *app, const rk_request *req, rk_response *resp);
 void core_handle_codes_batch(void *app, const rk_request *req, rk_response *resp);
 
 /* exchanges.c: request → permission check → provision (DESIGN §2.2). */
-void core_handle_exchange(void *app, const rk_request *req, rk_response *resp);
+void core_start_exchange(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void core_handle_records(void *app, const rk_request *req, rk_response *resp);
 void core_handle_proof(void *app, const rk_request *req, rk_response *resp);
 void core_handle_consistency(void *app, const rk_request *req, rk_response *resp);

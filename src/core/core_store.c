@@ -195,7 +195,7 @@ rk_rc core_store_acquire_many(core_store *s, core_acquisition_item *items, size_
 
 int core_store_issued(core_store *s, const char *agency, uint64_t serial)
 {
-    rk_db_lock(s->db);
+    rk_db_read_lock(s->db);
     sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT 1 FROM issued WHERE agency = ? AND serial = ?");
     int found = 0;
     if (q) {
@@ -204,7 +204,7 @@ int core_store_issued(core_store *s, const char *agency, uint64_t serial)
         found = sqlite3_step(q) == SQLITE_ROW;
         sqlite3_reset(q);
     }
-    rk_db_unlock(s->db);
+    rk_db_read_unlock(s->db);
     return found;
 }
 

@@ -23,13 +23,23 @@
 #include "lib/records.h"
 #include "lib/util.h"
 
+/* One exchange at the core, from the request to the reply. It lives on the
+ * event thread: the provision request and the commit are waited for there,
+ * no thread blocks. The fields borrowed from the request live until
+ * rk_pending_finish. */
 typedef struct exchange {
+    core *c;
+    rk_pending *p;
+    rk_response *resp;
     const char *exchange_id, *code, *business, *provider, *item, *operator_id, *requester_cert;
     const rk_peer_node *requester_node, *provider_node;
     char request_hash[65];
     rk_record rec;
     int status;           /* HTTP status of the answer */
     json_t *answer;       /* the answer body */
+    char *call_body;      /* the provision request, until its answer */
+    char *text;           /* the answer as kept, until committed */
+    rk_settlement settlement;
 } exchange;
 
 int core_permitted(core *c, const char *requester_kind, const char *business, const char *provider_kind,
@@ -169,24 +179,41 @@ static void take_provision(exchange *x, rk_rc rc, const rk_http_result *res)
     json_decref(body);
 }
 
-static void ask_provider(core *c, exchange *x, uint64_t serial)
+static void settle(exchange *x);
+
+static void provision_answered(void *arg, rk_rc rc, rk_http_result *res)
 {
+    exchange *x = arg;
+    take_provision(x, rc, res);
+    rk_http_result_clear(res);
+    free(x->call_body);
+    x->call_body = NULL;
+    settle(x);
+}
+
+/* Sends the request on to the provider's gateway; settles when it answers. */
+static void ask_provider(exchange *x, uint64_t serial)
+{
+    core *c = x->c;
     char code[RK_CODE_TEXT_MAX];
     const rk_peer_node *gw = rk_registry_find(c->node->registry, RK_ROLE_GATEWAY, x->provider_node->agency);
     if (!gw || rk_code_derive(c->codec, serial, rk_agency_number(x->provider_node->agency), code) != RK_OK) {
         set_outcome(x, 502, "provider_unavailable", "the provider has no gateway in the registry");
+        settle(x);
         return;
     }
     json_t *msg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "exchange_id", x->exchange_id, "code", code,
                             "business", x->business, "requester", x->requester_node->agency, "item", x->item,
                             "operator", x->operator_id, "requester_cert", x->requester_cert);
-    char *body = json_dumps(msg, JSON_COMPACT);
+    x->call_body = json_dumps(msg, JSON_COMPACT);
     json_decref(msg);
-    rk_http_result res = {0};
-    rk_rc rc = body ? rk_node_post(c->node, gw, "/v1/provisions", body, &res, NULL) : RK_ERR_NOMEM;
-    free(body);
-    take_provision(x, rc, &res);
-    rk_http_result_clear(&res);
+    if (!x->call_body) {
+        set_outcome(x, 502, "provider_unavailable", "out of memory");
+        settle(x);
+        return;
+    }
+    rk_node_post_later(c->node, rk_pending_base(x->p), gw, "/v1/provisions", x->call_body, strlen(x->call_body),
+                       provision_answered, x);
 }
 
 static void fill_record(exchange *x, const rk_request *req)
@@ -202,9 +229,43 @@ static void fill_record(exchange *x, const rk_request *req)
     r->requested_ms = req->received_ms;
 }
 
-/* Settles the exchange: record + kept answer on disk, then the reply. */
-static void settle_and_reply(core *c, exchange *x, rk_response *resp)
+static void finish(exchange *x)
 {
+    rk_pending *p = x->p;
+    json_decref(x->answer);
+    free(x->call_body);
+    free(x->text);
+    free(x);
+    rk_pending_finish(p);
+}
+
+/* The commit is on disk (or failed): the reply. */
+static void settled(void *arg, rk_rc rc)
+{
+    exchange *x = arg;
+    core *c = x->c;
+    if (rc == RK_ERR_CONFLICT && /* the same exchange settled meanwhile: answer as it did */
+        rk_answer_replay(core_store_db(c->store), x->exchange_id, "core", x->request_hash, "exchange_id", x->resp)) {
+        finish(x);
+        return;
+    }
+    if (rc != RK_OK) {
+        rk_error("exchange %s could not be recorded: %s", x->exchange_id, rk_strerror(rc));
+        rk_reply_error(x->resp, 500, "store_error", "the exchange could not be recorded; retry with the same id");
+    } else {
+        rk_info("exchange %s %s -> %s %s/%s: %s", x->exchange_id, x->rec.requester, x->rec.provider, x->rec.business,
+                x->rec.item, x->rec.outcome);
+        rk_reply_text(x->resp, x->status, x->text); /* the answer as kept */
+        x->text = NULL;
+    }
+    finish(x);
+}
+
+/* Settles the exchange: record + kept answer on disk (with the loop's next
+ * commit), then the reply. */
+static void settle(exchange *x)
+{
+    core *c = x->c;
     char t[32];
     rk_format_time(x->rec.requested_ms, t, sizeof t);
     json_object_set_new(x->answer, "requested_at", json_string(t));
@@ -212,57 +273,55 @@ static void settle_and_reply(core *c, exchange *x, rk_response *resp)
         rk_format_time(x->rec.provided_ms, t, sizeof t);
         json_object_set_new(x->answer, "provided_at", json_string(t));
     }
-    char *text = json_dumps(x->answer, JSON_COMPACT);
-    rk_rc rc = text ? rk_settle(core_store_db(c->store), &x->rec, x->exchange_id, x->request_hash, x->status,
-                                text, NULL, NULL)
-                    : RK_ERR_NOMEM;
-    if (rc != RK_OK) {
-        free(text);
-        text = NULL;
-    }
-    if (rc == RK_ERR_CONFLICT && /* the same exchange settled meanwhile: answer as it did */
-        rk_answer_replay(core_store_db(c->store), x->exchange_id, "core", x->request_hash, "exchange_id", resp))
-        return;
-    if (rc != RK_OK) {
-        rk_error("exchange %s could not be recorded: %s", x->exchange_id, rk_strerror(rc));
-        rk_reply_error(resp, 500, "store_error", "the exchange could not be recorded; retry with the same id");
-        return;
-    }
-    rk_info("exchange %s %s -> %s %s/%s: %s", x->exchange_id, x->rec.requester, x->rec.provider, x->rec.business,
-            x->rec.item, x->rec.outcome);
-    rk_reply_text(resp, x->status, text); /* the answer as kept */
+    x->text = json_dumps(x->answer, JSON_COMPACT);
+    x->settlement = (rk_settlement){.record = &x->rec, .key = x->exchange_id, .request_hash = x->request_hash,
+                                    .body = x->text, .status = x->status};
+    rk_rc rc = x->text ? rk_settle_later(core_store_db(c->store), rk_pending_base(x->p), &x->settlement, settled, x)
+                       : RK_ERR_NOMEM;
+    if (rc != RK_OK)
+        settled(x, rc);
 }
 
-void core_handle_exchange(void *app, const rk_request *req, rk_response *resp)
+/* POST /v1/exchanges, on the event thread (a `start` route). */
+void core_start_exchange(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
 {
     core *c = app;
-    exchange x = {0};
-    if (read_request(req, resp, &x) != 0)
+    exchange *x = calloc(1, sizeof *x);
+    if (!x) {
+        rk_reply_error(resp, 500, "internal", "out of memory");
+        rk_pending_finish(p);
         return;
-    x.requester_node = rk_registry_find(c->node->registry, RK_ROLE_AGENCY, req->peer->agency);
-    x.provider_node = rk_registry_find(c->node->registry, RK_ROLE_AGENCY, x.provider);
-    if (!x.requester_node) {
+    }
+    *x = (exchange){.c = c, .p = p, .resp = resp};
+    if (read_request(req, resp, x) != 0)
+        goto reply;
+    x->requester_node = rk_registry_find(c->node->registry, RK_ROLE_AGENCY, req->peer->agency);
+    x->provider_node = rk_registry_find(c->node->registry, RK_ROLE_AGENCY, x->provider);
+    if (!x->requester_node) {
         rk_reply_error(resp, 403, "unknown_requester", "the calling gateway's agency has no agency node");
-        return;
+        goto reply;
     }
     size_t own = strlen(req->peer->agency);
-    if (strncmp(x.exchange_id, req->peer->agency, own) != 0 || x.exchange_id[own] != '.') {
+    if (strncmp(x->exchange_id, req->peer->agency, own) != 0 || x->exchange_id[own] != '.') {
         rk_reply_error(resp, 400, "invalid_field", "exchange_id must start with the requester's agency id and '.'");
-        return;
+        goto reply;
     }
-    rk_request_hash(req->json, x.request_hash);
+    rk_request_hash(req->json, x->request_hash);
     /* a retry: the first answer, no second effect */
-    if (rk_answer_replay(core_store_db(c->store), x.exchange_id, "core", x.request_hash, "exchange_id", resp))
-        return;
-    if (rk_watch_hit(c->rates, x.requester_node->agency, rk_now_ms()))
+    if (rk_answer_replay(core_store_db(c->store), x->exchange_id, "core", x->request_hash, "exchange_id", resp))
+        goto reply;
+    if (rk_watch_hit(c->rates, x->requester_node->agency, rk_now_ms()))
         rk_node_raise(c->node, "unauthorized_access", "the request rate of %s jumped far beyond its baseline",
-                      x.requester_node->agency);
-    fill_record(&x, req);
+                      x->requester_node->agency);
+    fill_record(x, req);
     uint64_t serial = 0;
-    if (check_request(c, &x, &serial) == 0)
-        ask_provider(c, &x, serial);
-    settle_and_reply(c, &x, resp);
-    json_decref(x.answer);
+    if (check_request(c, x, &serial) == 0)
+        ask_provider(x, serial);
+    else
+        settle(x);
+    return;
+reply:
+    finish(x);
 }
 
 /* The core's records and incidents are for the network operator, not for

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "lib/http_relay.h"
 #include "lib/log.h"
 #include "lib/node.h"
 #include "gateway/messages.h"
@@ -28,7 +27,6 @@ typedef struct gateway {
     message_log log;
     const rk_peer_node *core;
     const rk_peer_node *agency;   /* this agency's own node */
-    rk_relay *relay;              /* made on the event thread at the first relay */
     uint64_t relayed, upstream_failures, rate_limited;
 } gateway;
 
@@ -39,7 +37,6 @@ typedef struct relaying {
     const rk_request *req;
     rk_response *resp;
     const rk_peer_node *to;
-    int on_backup;
     int64_t start_ms;
 } relaying;
 
@@ -54,27 +51,13 @@ static void log_message(relaying *x, rk_rc rc, const rk_http_result *res)
     message_log_add(&x->g->log, &m);
 }
 
-static void send_to(relaying *x);
-
 /* The target's answer is passed back as it came; an unreachable target is
- * 502/504 with a stable code. */
+ * 502/504 with a stable code. The backup line (第7-1(7)) was tried by
+ * rk_node_post_later. */
 static void relayed(void *arg, rk_rc rc, rk_http_result *res)
 {
     relaying *x = arg;
     gateway *g = x->g;
-    /* 第7-1(7): the primary line failed or answered 5xx: the backup line,
-     * except after a timeout (the target may be working on it). */
-    if (!x->on_backup && x->to->backup_url[0] && rc != RK_ERR_TIMEOUT && rc != RK_ERR_TOO_LARGE &&
-        (rc != RK_OK || res->status >= 500)) {
-        rk_warn("%s primary line failed (%s); trying the backup line", x->to->id,
-                rc == RK_OK ? "5xx answer" : rk_strerror(rc));
-        if (res->body)
-            rk_wipe(res->body, res->body_len);
-        free(res->body);
-        x->on_backup = 1;
-        send_to(x);
-        return;
-    }
     log_message(x, rc, res);
     if (rc != RK_OK) {
         __atomic_add_fetch(&g->upstream_failures, 1, __ATOMIC_RELAXED);
@@ -102,22 +85,6 @@ static void relayed(void *arg, rk_rc rc, rk_http_result *res)
     rk_pending_finish(p);
 }
 
-static void send_to(relaying *x)
-{
-    gateway *g = x->g;
-    rk_rc rc = RK_OK;
-    if (!g->relay)
-        rc = rk_relay_new(rk_pending_base(x->p), g->node->cert, g->node->key, g->node->cfg.ca,
-                          g->node->cfg.clock_offset_ms, &g->relay);
-    if (rc == RK_OK)
-        rc = rk_relay_post(g->relay, x->on_backup ? x->to->backup_url : x->to->url, x->to->pin, x->req->path,
-                           x->req->body, x->req->body_len, g->node->cfg.peer_timeout_ms, relayed, x);
-    if (rc != RK_OK) { /* not sent: answered at once, as an unreachable target */
-        rk_http_result none = {0};
-        relayed(x, RK_ERR_UPSTREAM, &none);
-    }
-}
-
 /* Forwards the request body to `to` at the same path, without a thread
  * waiting: the answer comes back on the event loop (relayed). */
 static void relay(gateway *g, const rk_peer_node *to, rk_pending *p, const rk_request *req, rk_response *resp)
@@ -129,7 +96,7 @@ static void relay(gateway *g, const rk_peer_node *to, rk_pending *p, const rk_re
         return;
     }
     *x = (relaying){.g = g, .p = p, .req = req, .resp = resp, .to = to, .start_ms = rk_mono_ms()};
-    send_to(x);
+    rk_node_post_later(g->node, rk_pending_base(p), to, req->path, req->body, req->body_len, relayed, x);
 }
 
 static void to_agency(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
@@ -181,8 +148,7 @@ static const rk_route routes[] = {
 static void on_stop(void *app)
 {
     gateway *g = app;
-    rk_relay_free(g->relay);
-    g->relay = NULL;
+    rk_node_calls_close(g->node);
 }
 
 static int health(void *app, json_t *checks)

@@ -2,8 +2,9 @@
  *
  * WAL journal, synchronous=FULL: a transaction that returned from commit is
  * on disk, so an acknowledged write survives SIGKILL (DESIGN §6). One
- * connection per node, guarded by a mutex: callers take rk_db_lock() around
- * a transaction. Statements are prepared once and cached by their SQL text
+ * writing connection per node, guarded by a mutex: callers take
+ * rk_db_lock() around a transaction; a second, read-only connection serves
+ * rk_db_read_lock() so that reads do not wait for a commit. Statements are prepared once and cached by their SQL text
  * pointer (pass string literals). Only the per-role store files (…_store.c)
  * use this; flow code calls their domain functions, so a PostgreSQL store
  * can replace them behind the same headers. */
@@ -24,6 +25,12 @@ void rk_db_close(rk_db *db);
 
 void rk_db_lock(rk_db *db);
 void rk_db_unlock(rk_db *db);
+/* For a read only: a second connection that never waits for a commit in
+ * progress and sees the last one (WAL). Statements taken between the two
+ * go to it. Inside a write callback (whose lock is held) they do nothing:
+ * its statements stay on the writer and see the write's own rows. */
+void rk_db_read_lock(rk_db *db);
+void rk_db_read_unlock(rk_db *db);
 
 /* Group commit: runs fn(db, arg) inside a write transaction that it may
  * share with other threads' writes, and returns once that transaction is
@@ -32,6 +39,20 @@ void rk_db_unlock(rk_db *db);
  * others commit. One fsync then serves every write of the batch. */
 typedef rk_rc (*rk_db_write_fn)(rk_db *db, void *arg);
 rk_rc rk_db_write(rk_db *db, rk_db_write_fn fn, void *arg);
+/* The same for a caller on an event loop, without a thread waiting: fn
+ * runs in the loop's next commit, shared with every write queued in the
+ * same turn of the loop; then written(written_arg, rc) is called on the
+ * loop, once the commit is on disk (or failed). fn's arg must live until
+ * then. Only one event loop may use this per rk_db. On an error return
+ * nothing is queued and written will not be called. */
+struct event_base;
+typedef void (*rk_db_written_fn)(void *arg, rk_rc rc);
+rk_rc rk_db_write_later(rk_db *db, struct event_base *base, rk_db_write_fn fn, void *arg, rk_db_written_fn written,
+                        void *written_arg);
+/* On that loop, when it ends (the server's on_stop) and before its base is
+ * freed: frees what rk_db_write_later set up on the loop. Safe to call
+ * when it was never used. */
+void rk_db_loop_end(rk_db *db);
 /* Inside a write callback: runs fn in a nested savepoint, so that a batch
  * of items can fail item by item. */
 rk_rc rk_db_item(rk_db *db, rk_db_write_fn fn, void *arg);

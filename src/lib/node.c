@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 
 #include "cms.h"
+#include "http_relay.h"
 #include "incidents.h"
 #include "log.h"
 #include "util.h"
@@ -164,6 +165,78 @@ rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, co
     if (used_backup)
         *used_backup = 1;
     return post_once(node, peer, peer->backup_url, path, body, out);
+}
+
+/* One call of rk_node_post_later, until done is told. */
+typedef struct later_call {
+    rk_node *node;
+    const rk_peer_node *peer;
+    const char *path, *body;
+    size_t len;
+    int on_backup;
+    rk_node_post_done_fn done;
+    void *arg;
+    struct event_base *base;    /* the loop, for the relay made at the first call */
+} later_call;
+
+static void send_later(later_call *c);
+
+static void later_answered(void *arg, rk_rc rc, rk_http_result *res)
+{
+    later_call *c = arg;
+    /* 第7-1(7): as rk_node_post — the backup line after a failure or a 5xx,
+     * but not after a timeout or an answer over the cap. */
+    if (!c->on_backup && c->peer->backup_url[0] && rc != RK_ERR_TIMEOUT && rc != RK_ERR_TOO_LARGE &&
+        (rc != RK_OK || res->status >= 500)) {
+        rk_warn("%s primary line failed (%s); trying the backup line", c->peer->id,
+                rc == RK_OK ? "5xx answer" : rk_strerror(rc));
+        if (res->body)
+            rk_wipe(res->body, res->body_len);
+        rk_http_result_clear(res);
+        c->on_backup = 1;
+        send_later(c);
+        return;
+    }
+    rk_node_post_done_fn done = c->done;
+    void *done_arg = c->arg;
+    free(c);
+    done(done_arg, rc, res);
+}
+
+static void send_later(later_call *c)
+{
+    rk_node *node = c->node;
+    rk_rc rc = RK_OK;
+    if (!node->relay)
+        rc = rk_relay_new(c->base, node->cert, node->key, node->cfg.ca, node->cfg.clock_offset_ms,
+                          &node->relay);
+    if (rc == RK_OK)
+        rc = rk_relay_post(node->relay, c->on_backup ? c->peer->backup_url : c->peer->url, c->peer->pin, c->path,
+                           c->body, c->len, node->cfg.peer_timeout_ms, later_answered, c);
+    if (rc != RK_OK) { /* not sent: as an unreachable peer */
+        rk_http_result none = {0};
+        later_answered(c, RK_ERR_UPSTREAM, &none);
+    }
+}
+
+void rk_node_post_later(rk_node *node, struct event_base *base, const rk_peer_node *peer, const char *path,
+                        const char *body, size_t len, rk_node_post_done_fn done, void *arg)
+{
+    later_call *c = calloc(1, sizeof *c);
+    if (!c) {
+        rk_http_result none = {0};
+        done(arg, RK_ERR_NOMEM, &none);
+        return;
+    }
+    *c = (later_call){.node = node, .peer = peer, .path = path, .body = body, .len = len, .done = done, .arg = arg,
+                      .base = base};
+    send_later(c);
+}
+
+void rk_node_calls_close(rk_node *node)
+{
+    rk_relay_free(node->relay);
+    node->relay = NULL;
 }
 
 int rk_role_command(int argc, char **argv, rk_role role, rk_role_main_fn run)

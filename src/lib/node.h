@@ -24,6 +24,7 @@ typedef struct rk_node {
     X509_STORE *trusted;        /* the network CA */
     struct rk_peer_certs *peer_certs; /* registered peers' certificates seen in messages */
     rk_client *client;
+    struct rk_relay *relay;     /* calls from the event loop (rk_node_post_later) */
     /* incidents (set up by the role with rk_node_incidents_start) */
     struct rk_db *incident_db;
     struct rk_incident_reporter *reporter;  /* NULL at the core */
@@ -58,6 +59,18 @@ rk_rc rk_node_listen(const rk_node *node, rk_server *srv);
  * when the primary cannot be reached or answers 5xx (第7-1(7)). */
 rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, const char *body,
                    rk_http_result *out, int *used_backup);
+
+/* rk_node_post without a thread waiting, for a handler on the server's
+ * event loop (`start` routes): the call goes out through an rk_relay on
+ * that loop, with the same failover, and done(arg, rc, res) is called
+ * exactly once on the loop — possibly before this returns, when the call
+ * could not be made. res->body is malloc'ed and done takes it. body must
+ * stay valid until done (a failover sends it again). */
+typedef void (*rk_node_post_done_fn)(void *arg, rk_rc rc, rk_http_result *res);
+void rk_node_post_later(rk_node *node, struct event_base *base, const rk_peer_node *peer, const char *path,
+                        const char *body, size_t len, rk_node_post_done_fn done, void *arg);
+/* Frees the loop's relay; from the server's on_stop, on the loop. */
+void rk_node_calls_close(rk_node *node);
 
 /* This node's time: the wall clock plus the configured offset (tests). */
 int64_t rk_node_now_ms(const rk_node *node);

@@ -39,7 +39,7 @@ void rk_request_hash(json_t *request, char out[65])
 rk_rc rk_answer_get(rk_db *db, const char *key, const char *side, const char *request_hash, int *status,
                     char **body)
 {
-    rk_db_lock(db);
+    rk_db_read_lock(db);
     sqlite3_stmt *q = rk_db_stmt(db, "SELECT request_hash, status, body FROM answers WHERE key = ? AND side = ?");
     rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
     if (q) {
@@ -56,7 +56,7 @@ rk_rc rk_answer_get(rk_db *db, const char *key, const char *side, const char *re
         }
         sqlite3_reset(q);
     }
-    rk_db_unlock(db);
+    rk_db_read_unlock(db);
     return rc;
 }
 
@@ -145,30 +145,28 @@ rk_rc rk_answer_keep(rk_db *db, const char *key, const char *side, const char *h
     return rc;
 }
 
-typedef struct settle_args {
-    const rk_record *r;
-    const char *key, *request_hash, *body;
-    int status;
-    rk_rc (*extra)(rk_db *db, void *arg);
-    void *arg;
-} settle_args;
-
 static rk_rc settle_in_tx(rk_db *db, void *arg)
 {
-    settle_args *a = arg;
-    rk_rc rc = a->r ? rk_record_append(db, a->r) : RK_OK;
+    const rk_settlement *a = arg;
+    rk_rc rc = a->record ? rk_record_append(db, a->record) : RK_OK;
     if (rc == RK_OK)
-        rc = rk_answer_keep(db, a->key, a->r ? a->r->side : "answer", a->request_hash, a->status, a->body);
+        rc = rk_answer_keep(db, a->key, a->record ? a->record->side : "answer", a->request_hash, a->status, a->body);
     if (rc == RK_OK && a->extra)
-        rc = a->extra(db, a->arg);
+        rc = a->extra(db, a->extra_arg);
     return rc;
 }
 
 rk_rc rk_settle(rk_db *db, const rk_record *r, const char *key, const char *request_hash, int status,
                 const char *body, rk_rc (*extra)(rk_db *db, void *arg), void *arg)
 {
-    settle_args a = {r, key, request_hash, body, status, extra, arg};
-    return rk_db_write(db, settle_in_tx, &a);
+    rk_settlement s = {r, key, request_hash, body, status, extra, arg};
+    return rk_db_write(db, settle_in_tx, &s);
+}
+
+rk_rc rk_settle_later(rk_db *db, struct event_base *base, const rk_settlement *s, rk_db_written_fn written,
+                      void *arg)
+{
+    return rk_db_write_later(db, base, settle_in_tx, (void *)s, written, arg);
 }
 
 void rk_record_from_row(sqlite3_stmt *q, int col, rk_record *r)

@@ -73,6 +73,20 @@ rk_rc rk_answer_keep(rk_db *db, const char *key, const char *side, const char *r
 rk_rc rk_settle(rk_db *db, const rk_record *r, const char *key, const char *request_hash, int status,
                 const char *body, rk_rc (*extra)(rk_db *db, void *arg), void *arg);
 
+/* The same without waiting, for a handler on the event loop (`start`
+ * routes): committed with the loop's next batch (rk_db_write_later), then
+ * written(arg, rc) on the loop. *s and everything it points to must live
+ * until then. */
+typedef struct rk_settlement {
+    const rk_record *record;     /* appended when not NULL */
+    const char *key, *request_hash, *body;
+    int status;
+    rk_rc (*extra)(rk_db *db, void *arg);
+    void *extra_arg;
+} rk_settlement;
+rk_rc rk_settle_later(rk_db *db, struct event_base *base, const rk_settlement *s, rk_db_written_fn written,
+                      void *arg);
+
 /* Appends one record (lock and transaction held by the caller). */
 rk_rc rk_record_append(rk_db *db, const rk_record *r);
 /* The record's leaf hash in the records log (lib/records_log.h). */

@@ -1,4 +1,5 @@
-/* Unit tests: the SQLite handle (group commit, item savepoints) and the
+/* Unit tests: the SQLite handle (group commit, commits on an event loop,
+ * the read connection, item savepoints) and the
  * records module (settle, kept answers, conflicts, leaves, paging). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <event2/event.h>
 
 #include "lib/db.h"
 #include "lib/records.h"
@@ -118,6 +121,107 @@ static rk_record sample(const char *xid, const char *outcome)
     r.requested_ms = 1700000000000;
     snprintf(r.outcome, sizeof r.outcome, "%s", outcome);
     return r;
+}
+
+/* rk_db_write_later: writes queued in one turn of the loop share one
+ * commit; a failing one is rolled back alone; each writer is told once,
+ * after the commit, on the loop. */
+typedef struct told {
+    rk_rc rc;
+    int calls;
+    long rows_seen;
+    rk_db *db;
+} told;
+
+static void on_written(void *arg, rk_rc rc)
+{
+    told *t = arg;
+    t->rc = rc;
+    t->calls++;
+    t->rows_seen = count_rows(t->db); /* committed by now */
+}
+
+typedef struct loop_writes {
+    rk_db *db;
+    struct event_base *base;
+    told t[3];
+} loop_writes;
+
+static void queue_three(evutil_socket_t fd, short what, void *arg)
+{
+    loop_writes *w = arg;
+    assert_int_equal(rk_db_write_later(w->db, w->base, insert_k, (void *)(intptr_t)1, on_written, &w->t[0]), RK_OK);
+    assert_int_equal(rk_db_write_later(w->db, w->base, insert_k, (void *)(intptr_t)1, on_written, &w->t[1]), RK_OK);
+    assert_int_equal(rk_db_write_later(w->db, w->base, insert_k, (void *)(intptr_t)2, on_written, &w->t[2]), RK_OK);
+    assert_int_equal(w->t[0].calls, 0); /* nothing is told before the commit */
+}
+
+static void writes_on_a_loop_share_one_commit(void **state)
+{
+    rk_db *db = *state;
+    loop_writes w = {.db = db, .base = event_base_new()};
+    for (int i = 0; i < 3; i++)
+        w.t[i].db = db;
+    unsigned long long writes0, batches0, writes1, batches1;
+    rk_db_write_stats(db, &writes0, &batches0);
+    assert_int_equal(event_base_once(w.base, -1, EV_TIMEOUT, queue_three, &w, NULL), 0);
+    assert_int_equal(event_base_dispatch(w.base), 1); /* 1: no events left */
+    rk_db_write_stats(db, &writes1, &batches1);
+    assert_int_equal(batches1 - batches0, 1);
+    assert_int_equal(writes1 - writes0, 3);
+    assert_int_equal(w.t[0].rc, RK_OK);
+    assert_int_equal(w.t[1].rc, RK_ERR_CONFLICT); /* the same key: rolled back alone */
+    assert_int_equal(w.t[2].rc, RK_OK);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(w.t[i].calls, 1);
+        assert_int_equal(w.t[i].rows_seen, 2);
+    }
+    /* Another loop may not use the same store. */
+    struct event_base *other = event_base_new();
+    told t = {.db = db};
+    assert_int_equal(rk_db_write_later(db, other, insert_k, (void *)(intptr_t)3, on_written, &t), RK_ERR_INVALID);
+    rk_db_loop_end(db);
+    event_base_free(other);
+    event_base_free(w.base);
+    assert_int_equal(count_rows(db), 2);
+}
+
+static long count_rows_read(rk_db *db)
+{
+    rk_db_read_lock(db);
+    sqlite3_stmt *q = rk_db_stmt(db, "SELECT count(*) FROM t");
+    long n = q && sqlite3_step(q) == SQLITE_ROW ? (long)sqlite3_column_int64(q, 0) : -1;
+    if (q)
+        sqlite3_reset(q);
+    rk_db_read_unlock(db);
+    return n;
+}
+
+static rk_rc insert_then_read(rk_db *db, void *arg)
+{
+    rk_rc rc = insert_k(db, arg);
+    /* inside a write, a read sees the write's own row */
+    return rc == RK_OK && count_rows_read(db) == 2 ? RK_OK : RK_ERR_STORE;
+}
+
+/* rk_db_read_lock reads the last commit on its own connection: it does not
+ * wait for a write in progress (this thread holds the writer's lock), does
+ * not see its uncommitted rows, and cannot write. */
+static void reads_do_not_wait_for_a_write(void **state)
+{
+    rk_db *db = *state;
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)1), RK_OK);
+    rk_db_lock(db);
+    assert_int_equal(rk_db_begin(db), RK_OK);
+    assert_int_equal(insert_k(db, (void *)(intptr_t)2), RK_OK);
+    assert_int_equal(count_rows_read(db), 1); /* the last commit only */
+    rk_db_rollback(db);
+    rk_db_unlock(db);
+    rk_db_read_lock(db);
+    assert_int_not_equal(rk_db_exec(db, "INSERT INTO t(k, v) VALUES (9, 'x')"), RK_OK);
+    rk_db_read_unlock(db);
+    assert_int_equal(rk_db_write(db, insert_then_read, (void *)(intptr_t)2), RK_OK);
+    assert_int_equal(count_rows_read(db), 2);
 }
 
 static void settle_keeps_the_first_answer(void **state)
@@ -238,6 +342,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(group_commit_commits_every_write, setup, teardown),
         cmocka_unit_test_setup_teardown(failing_write_is_rolled_back_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(writes_on_a_loop_share_one_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(reads_do_not_wait_for_a_write, setup, teardown),
         cmocka_unit_test_setup_teardown(settle_keeps_the_first_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(leaves_are_deterministic_and_field_sensitive, setup, teardown),
         cmocka_unit_test_setup_teardown(list_pages_newest_first, setup, teardown),
