@@ -312,12 +312,11 @@ rk_rc agency_store_code_of(agency_store *s, const char *person, char *code, size
 {
     rk_db_read_lock(s->db);
     sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT code FROM persons WHERE person = ? AND status = 'linked'");
-    rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
+    rk_rc rc = RK_ERR_STORE;
     if (q) {
         sqlite3_bind_text(q, 1, person, -1, SQLITE_STATIC);
-        if (sqlite3_step(q) == SQLITE_ROW) {
+        if ((rc = rk_db_step_row(s->db, q)) == RK_OK) {
             snprintf(code, codelen, "%s", (const char *)sqlite3_column_text(q, 0));
-            rc = RK_OK;
         }
         sqlite3_reset(q);
     }
@@ -420,11 +419,11 @@ rk_rc agency_store_newest_data(agency_store *s, const char *person, const char *
     rk_db_read_lock(s->db);
     sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT value, as_of, version FROM data WHERE person = ? AND item = ?"
                                         " ORDER BY version DESC LIMIT 1");
-    rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
+    rk_rc rc = RK_ERR_STORE;
     if (q) {
         sqlite3_bind_text(q, 1, person, -1, SQLITE_STATIC);
         sqlite3_bind_text(q, 2, item, -1, SQLITE_STATIC);
-        if (sqlite3_step(q) == SQLITE_ROW) {
+        if ((rc = rk_db_step_row(s->db, q)) == RK_OK) {
             *value_json = strdup((const char *)sqlite3_column_text(q, 0));
             snprintf(as_of, 11, "%s", (const char *)sqlite3_column_text(q, 1));
             *version = sqlite3_column_int64(q, 2);
@@ -440,12 +439,11 @@ rk_rc agency_store_person_by_code(agency_store *s, const char *code, char *perso
 {
     rk_db_read_lock(s->db);
     sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT person FROM persons WHERE code = ? AND status = 'linked'");
-    rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
+    rk_rc rc = RK_ERR_STORE;
     if (q) {
         sqlite3_bind_text(q, 1, code, -1, SQLITE_STATIC);
-        if (sqlite3_step(q) == SQLITE_ROW) {
+        if ((rc = rk_db_step_row(s->db, q)) == RK_OK) {
             snprintf(person, personlen, "%s", (const char *)sqlite3_column_text(q, 0));
-            rc = RK_OK;
         }
         sqlite3_reset(q);
     }

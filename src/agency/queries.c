@@ -208,7 +208,9 @@ static void settled(void *arg, rk_rc rc)
     if (rc == RK_OK) {
         rk_reply_text(q->resp, q->status, q->text); /* the answer as kept; wiped with the response */
         q->text = NULL;
-    } else {
+    } else if (rc != RK_ERR_CONFLICT || /* else the same query settled meanwhile: answer as it did */
+               !rk_answer_replay(agency_store_db(q->a->store), q->query_id, "requester", q->request_hash, "query_id",
+                                 q->resp)) {
         rk_reply_error(q->resp, 500, "store_error", "the answer could not be recorded; retry with the same query_id");
     }
     finish(q);
@@ -288,10 +290,15 @@ void agency_start_query(void *app, rk_pending *p, const rk_request *req, rk_resp
         goto reply;
     exchange_id_for(a->node->self->agency, q->query_id, q->exchange_id);
     fill_requester_record(a, q, req);
-    if (agency_store_code_of(a->store, q->person, q->code, sizeof q->code) != RK_OK) {
+    rk_rc found = agency_store_code_of(a->store, q->person, q->code, sizeof q->code);
+    if (found == RK_ERR_NOT_FOUND) {
         set_outcome(q, 409, "person_not_linked", "the person is unknown here or has no code yet");
         settle(q);
         return;
+    }
+    if (found != RK_OK) { /* nothing settled: a retry may succeed */
+        rk_reply_error(resp, 500, "store_error", "the person's code could not be read; retry with the same query_id");
+        goto reply;
     }
     exchange_via_gateway(a, q);
     return;

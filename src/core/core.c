@@ -154,6 +154,7 @@ static rk_rc run(rk_node *node)
     c.not_permitted = rk_watch_new(node->cfg.not_permitted_window_ms, (unsigned)node->cfg.not_permitted_threshold, 0);
     c.rates = rk_watch_new(node->cfg.rate_window_ms, (unsigned)node->cfg.rate_min, node->cfg.rate_factor);
     c.unreachable = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
+    c.misused_codes = rk_watch_new(node->cfg.not_permitted_window_ms, 1, 0);
     if ((rc = rk_node_incidents_start(node, core_store_db(c.store))) != RK_OK ||
         (rc = rk_records_log_start(node, core_store_db(c.store), node->cfg.head_interval_ms, &c.log)) != RK_OK)
         goto done;
@@ -172,6 +173,7 @@ done:
     rk_watch_free(c.not_permitted);
     rk_watch_free(c.rates);
     rk_watch_free(c.unreachable);
+    rk_watch_free(c.misused_codes);
     return rc;
 }
 

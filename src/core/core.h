@@ -32,6 +32,7 @@ typedef struct core {
     uint64_t notices_delivered, notices_failed_attempts;
     /* early detection (第3-5) */
     rk_watch *not_permitted;    /* bursts of refused requests, per requester */
+    rk_watch *misused_codes;    /* one code_not_yours incident per requester and window */
     rk_watch *rates;            /* request rate jumps, per requester */
     rk_watch *unreachable;      /* agencies whose notices cannot be delivered */
     rk_records_log *log;        /* the records as a signed Merkle log */

@@ -193,19 +193,19 @@ rk_rc core_store_acquire_many(core_store *s, core_acquisition_item *items, size_
     return rk_db_write(s->db, acquire_many_in_tx, &m);
 }
 
-int core_store_issued(core_store *s, const char *agency, uint64_t serial)
+rk_rc core_store_issued(core_store *s, const char *agency, uint64_t serial)
 {
     rk_db_read_lock(s->db);
     sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT 1 FROM issued WHERE agency = ? AND serial = ?");
-    int found = 0;
+    rk_rc rc = RK_ERR_STORE;
     if (q) {
         sqlite3_bind_text(q, 1, agency, -1, SQLITE_STATIC);
         sqlite3_bind_int64(q, 2, (sqlite3_int64)serial);
-        found = sqlite3_step(q) == SQLITE_ROW;
+        rc = rk_db_step_row(s->db, q);
         sqlite3_reset(q);
     }
     rk_db_read_unlock(s->db);
-    return found;
+    return rc;
 }
 
 rk_rc core_store_due_notices(core_store *s, int64_t now_ms, int lane, int lanes, core_notice *out, size_t max,

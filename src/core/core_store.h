@@ -58,8 +58,9 @@ typedef struct core_notice_result {
 } core_notice_result;
 rk_rc core_store_notices_settle(core_store *s, const core_notice_result *r, size_t n, int64_t now_ms);
 
-/* True when a code for this person was issued to this agency. */
-int core_store_issued(core_store *s, const char *agency, uint64_t serial);
+/* RK_OK when a code for this person was issued to this agency,
+ * RK_ERR_NOT_FOUND when not, RK_ERR_STORE when the store could not say. */
+rk_rc core_store_issued(core_store *s, const char *agency, uint64_t serial);
 
 /* Outbox of notices (durable until the agency answers). */
 /* Due notices of one deliverer: those with id % lanes == lane. */

@@ -109,7 +109,9 @@ static int requester_cert_ok(const exchange *x)
     return rk_pem_cert_fingerprint(x->requester_cert, fp) == RK_OK && strcmp(fp, x->requester_node->fingerprint) == 0;
 }
 
-/* Code, permission, ownership and issue; 0 when the exchange may proceed.
+/* Code, permission, ownership and issue; 0 when the exchange may proceed,
+ * -1 when refused (the outcome is set), -2 when the store could not say
+ * (nothing is settled: the caller answers 500 and a retry may succeed).
  * The code is opened first so that every record, refusals included, keeps
  * the person's serial for disclosure. */
 static int check_request(core *c, exchange *x, uint64_t *serial)
@@ -134,15 +136,21 @@ static int check_request(core *c, exchange *x, uint64_t *serial)
         return -1;
     }
     if (owner != rk_agency_number(x->requester_node->agency)) {
-        rk_node_raise(c->node, "unauthorized_access", "%s presented a code issued to another agency (exchange %s)",
-                      x->requester_node->agency, x->exchange_id);
+        /* Every one is recorded; one incident per agency and window (its
+         * write waits on this event thread). */
+        if (rk_watch_hit(c->misused_codes, x->requester_node->agency, rk_now_ms()))
+            rk_node_raise(c->node, "unauthorized_access", "%s presented a code issued to another agency (exchange %s)",
+                          x->requester_node->agency, x->exchange_id);
         set_outcome(x, 403, "code_not_yours", "the code was issued to another agency");
         return -1;
     }
-    if (!core_store_issued(c->store, x->requester_node->agency, *serial)) {
+    rk_rc issued = core_store_issued(c->store, x->requester_node->agency, *serial);
+    if (issued == RK_ERR_NOT_FOUND) {
         set_outcome(x, 404, "unknown_code", "no code for this person was issued to the requester");
         return -1;
     }
+    if (issued != RK_OK)
+        return -2;
     if (!requester_cert_ok(x)) {
         set_outcome(x, 400, "bad_requester_cert", "requester_cert is not the requester's registered certificate");
         return -1;
@@ -315,11 +323,16 @@ void core_start_exchange(void *app, rk_pending *p, const rk_request *req, rk_res
                       x->requester_node->agency);
     fill_record(x, req);
     uint64_t serial = 0;
-    if (check_request(c, x, &serial) == 0)
+    int checked = check_request(c, x, &serial);
+    if (checked == 0) {
         ask_provider(x, serial);
-    else
+        return;
+    }
+    if (checked == -1) {
         settle(x);
-    return;
+        return;
+    }
+    rk_reply_error(resp, 500, "store_error", "the exchange could not be checked; retry with the same id");
 reply:
     finish(x);
 }

@@ -34,8 +34,8 @@ typedef struct db_conn {
 } db_conn;
 
 /* Threads and ownership: `w` is the only connection that writes; `r` only
- * reads (query_only), for rk_db_read_lock, so that a read never waits for a
- * commit's fsync (WAL readers see the last commit). */
+ * reads (query_only), for rk_db_read_lock when `w` is busy, so that a read
+ * never waits for a commit's fsync (WAL readers see the last commit). */
 struct rk_db {
     db_conn w, r;
     char path[1024];
@@ -52,8 +52,10 @@ struct rk_db {
 
 /* Set while this thread runs a batch of db: its statements go to `w`. */
 static __thread rk_db *tl_writing;
-/* Set while this thread holds db's read lock: its statements go to `r`. */
+/* Set while this thread holds db's read lock on `r`: its statements go there. */
 static __thread rk_db *tl_reading;
+/* Set while this thread holds db's read lock on `w` (it was free). */
+static __thread rk_db *tl_reading_on_writer;
 
 static db_conn *current(rk_db *db)
 {
@@ -132,10 +134,17 @@ void rk_db_close(rk_db *db)
 void rk_db_lock(rk_db *db) { pthread_mutex_lock(&db->w.lock); }
 void rk_db_unlock(rk_db *db) { pthread_mutex_unlock(&db->w.lock); }
 
+/* A read goes to the writing connection when no one holds it (its page
+ * cache is warm: a WAL reader drops its cache after every commit made by
+ * another connection), else to the read-only one rather than wait. */
 void rk_db_read_lock(rk_db *db)
 {
     if (tl_writing == db) /* inside a write: its lock is held; read what it wrote */
         return;
+    if (pthread_mutex_trylock(&db->w.lock) == 0) {
+        tl_reading_on_writer = db;
+        return;
+    }
     pthread_mutex_lock(&db->r.lock);
     tl_reading = db;
 }
@@ -144,6 +153,11 @@ void rk_db_read_unlock(rk_db *db)
 {
     if (tl_writing == db)
         return;
+    if (tl_reading_on_writer == db) {
+        tl_reading_on_writer = NULL;
+        pthread_mutex_unlock(&db->w.lock);
+        return;
+    }
     tl_reading = NULL;
     pthread_mutex_unlock(&db->r.lock);
 }
@@ -196,6 +210,17 @@ rk_rc rk_db_step_rc(rk_db *db, int sqlite_rc)
         return RK_OK;
     if ((sqlite_rc & 0xff) == SQLITE_CONSTRAINT)
         return RK_ERR_CONFLICT;
+    rk_error("db: %s", sqlite3_errmsg(current(db)->conn));
+    return RK_ERR_STORE;
+}
+
+rk_rc rk_db_step_row(rk_db *db, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return RK_OK;
+    if (rc == SQLITE_DONE)
+        return RK_ERR_NOT_FOUND;
     rk_error("db: %s", sqlite3_errmsg(current(db)->conn));
     return RK_ERR_STORE;
 }

@@ -25,9 +25,9 @@ void rk_db_close(rk_db *db);
 
 void rk_db_lock(rk_db *db);
 void rk_db_unlock(rk_db *db);
-/* For a read only: a second connection that never waits for a commit in
- * progress and sees the last one (WAL). Statements taken between the two
- * go to it. Inside a write callback (whose lock is held) they do nothing:
+/* For a read only: on the writing connection when it is free, else on a
+ * second, read-only connection that never waits for a commit in progress
+ * and sees the last one (WAL). Statements taken between the two go there. Inside a write callback (whose lock is held) they do nothing:
  * its statements stay on the writer and see the write's own rows. */
 void rk_db_read_lock(rk_db *db);
 void rk_db_read_unlock(rk_db *db);
@@ -70,6 +70,9 @@ sqlite3_stmt *rk_db_stmt(rk_db *db, const char *sql);
 sqlite3 *rk_db_handle(rk_db *db);
 /* Maps a sqlite3_step result: SQLITE_DONE/ROW → RK_OK, constraint → RK_ERR_CONFLICT. */
 rk_rc rk_db_step_rc(rk_db *db, int sqlite_rc);
+/* Steps a query for one row: RK_OK with a row, RK_ERR_NOT_FOUND without,
+ * RK_ERR_STORE on an error (logged) — never an error taken for "none". */
+rk_rc rk_db_step_row(rk_db *db, sqlite3_stmt *st);
 /* True when the database accepts a write now (health check). */
 int rk_db_writable(rk_db *db);
 

@@ -85,6 +85,18 @@ class Incidents(unittest.TestCase):
             "item": "local_tax", "operator": "op-x", "requester_cert": cert}, as_client=("node", f"{Y}-gateway"))
         self.assertEqual(a.error, "code_not_yours")
         self.wait_incident("unauthorized_access", "code issued to another agency")
+        # A flood of them is refused and recorded one by one, but raises no
+        # second incident within the window (each would be a write on the
+        # core's event loop).
+        for i in range(2, 6):
+            b = self.net.call("core", "POST", "/v1/exchanges", {
+                "exchange_id": f"{Y}.steal-{i}", "code": k_code, "business": "child_allowance", "provider": Y,
+                "item": "local_tax", "operator": "op-x", "requester_cert": cert}, as_client=("node", f"{Y}-gateway"))
+            self.assertEqual(b.error, "code_not_yours")
+        outcomes = self.net.sqlite("core", "SELECT outcome FROM records WHERE exchange_id LIKE ?", (f"{Y}.steal-%",))
+        self.assertEqual([o for (o,) in outcomes], ["code_not_yours"] * 5)
+        raised = [i for i in self.incidents("unauthorized_access") if "code issued to another agency" in i["summary"]]
+        self.assertEqual(len(raised), 1)
 
     def test_burst_of_not_permitted(self):
         for i in range(3):

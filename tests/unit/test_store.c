@@ -204,9 +204,9 @@ static rk_rc insert_then_read(rk_db *db, void *arg)
     return rc == RK_OK && count_rows_read(db) == 2 ? RK_OK : RK_ERR_STORE;
 }
 
-/* rk_db_read_lock reads the last commit on its own connection: it does not
- * wait for a write in progress (this thread holds the writer's lock), does
- * not see its uncommitted rows, and cannot write. */
+/* rk_db_read_lock does not wait for a write in progress (this thread holds
+ * the writer's lock): it reads the last commit on the read-only connection,
+ * which does not see the write's rows and cannot write. */
 static void reads_do_not_wait_for_a_write(void **state)
 {
     rk_db *db = *state;
@@ -215,11 +215,12 @@ static void reads_do_not_wait_for_a_write(void **state)
     assert_int_equal(rk_db_begin(db), RK_OK);
     assert_int_equal(insert_k(db, (void *)(intptr_t)2), RK_OK);
     assert_int_equal(count_rows_read(db), 1); /* the last commit only */
-    rk_db_rollback(db);
-    rk_db_unlock(db);
-    rk_db_read_lock(db);
+    rk_db_read_lock(db); /* the writer is busy: the read-only connection */
     assert_int_not_equal(rk_db_exec(db, "INSERT INTO t(k, v) VALUES (9, 'x')"), RK_OK);
     rk_db_read_unlock(db);
+    rk_db_rollback(db);
+    rk_db_unlock(db);
+    assert_int_equal(count_rows_read(db), 1); /* the writer is free: read there */
     assert_int_equal(rk_db_write(db, insert_then_read, (void *)(intptr_t)2), RK_OK);
     assert_int_equal(count_rows_read(db), 2);
 }
