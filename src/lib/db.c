@@ -134,9 +134,10 @@ void rk_db_close(rk_db *db)
 void rk_db_lock(rk_db *db) { pthread_mutex_lock(&db->w.lock); }
 void rk_db_unlock(rk_db *db) { pthread_mutex_unlock(&db->w.lock); }
 
-/* A read goes to the writing connection when no one holds it (its page
- * cache is warm: a WAL reader drops its cache after every commit made by
- * another connection), else to the read-only one rather than wait. */
+/* A short read goes to the writing connection when no one holds it (its
+ * page cache is warm: a WAL reader drops its cache after every commit made
+ * by another connection), else to the read-only one when that is free,
+ * else it waits for the writer (a commit, bounded; a scan may not be). */
 void rk_db_read_lock(rk_db *db)
 {
     if (tl_writing == db) /* inside a write: its lock is held; read what it wrote */
@@ -145,6 +146,18 @@ void rk_db_read_lock(rk_db *db)
         tl_reading_on_writer = db;
         return;
     }
+    if (pthread_mutex_trylock(&db->r.lock) == 0) {
+        tl_reading = db;
+        return;
+    }
+    pthread_mutex_lock(&db->w.lock);
+    tl_reading_on_writer = db;
+}
+
+void rk_db_scan_lock(rk_db *db)
+{
+    if (tl_writing == db)
+        return;
     pthread_mutex_lock(&db->r.lock);
     tl_reading = db;
 }

@@ -30,6 +30,10 @@ void rk_db_unlock(rk_db *db);
  * and sees the last one (WAL). Statements taken between the two go there. Inside a write callback (whose lock is held) they do nothing:
  * its statements stay on the writer and see the write's own rows. */
 void rk_db_read_lock(rk_db *db);
+/* For a read that may take long (a list, a count, the log's leaves): always
+ * on the read-only connection, so no write and no short read waits for it.
+ * Released with rk_db_read_unlock. */
+void rk_db_scan_lock(rk_db *db);
 void rk_db_read_unlock(rk_db *db);
 
 /* Group commit: runs fn(db, arg) inside a write transaction that it may

@@ -159,7 +159,7 @@ void rk_incidents_serve(rk_db *db, const rk_request *req, rk_response *resp)
         return;
     }
     json_t *arr = json_array();
-    rk_db_lock(db);
+    rk_db_scan_lock(db);
     sqlite3_stmt *q = rk_db_stmt(db,
         "SELECT seq, incident_id, kind, node, detected_ms, summary, details, actions, cause, prevention, updated_ms"
         " FROM incidents WHERE (?1 IS NULL OR kind = ?1) ORDER BY seq DESC LIMIT 500");
@@ -170,7 +170,7 @@ void rk_incidents_serve(rk_db *db, const rk_request *req, rk_response *resp)
             json_array_append_new(arr, incident_json(q));
         sqlite3_reset(q);
     }
-    rk_db_unlock(db);
+    rk_db_read_unlock(db);
     if (!q) {
         json_decref(arr);
         rk_reply_error(resp, 500, "store_error", "the incidents could not be read");
@@ -181,7 +181,7 @@ void rk_incidents_serve(rk_db *db, const rk_request *req, rk_response *resp)
 
 int64_t rk_incidents_count(rk_db *db, const char *kind)
 {
-    rk_db_lock(db);
+    rk_db_scan_lock(db);
     sqlite3_stmt *q = rk_db_stmt(db, "SELECT count(*) FROM incidents WHERE (?1 IS NULL OR kind = ?1)");
     int64_t n = 0;
     if (q) {
@@ -191,7 +191,7 @@ int64_t rk_incidents_count(rk_db *db, const char *kind)
             n = sqlite3_column_int64(q, 0);
         sqlite3_reset(q);
     }
-    rk_db_unlock(db);
+    rk_db_read_unlock(db);
     return n;
 }
 

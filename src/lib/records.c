@@ -210,7 +210,7 @@ rk_rc rk_records_list(rk_db *db, const rk_records_query *q, json_t **out, int64_
     if (!arr)
         return RK_ERR_NOMEM;
     *next_before = 0;
-    rk_db_lock(db);
+    rk_db_scan_lock(db);
     sqlite3_stmt *st = rk_db_stmt(db,
         "SELECT seq, exchange_id, side, requester, provider, business, item, operator, subject, requested_ms,"
         " provided_ms, outcome, reason, payload_sha256 FROM records"
@@ -232,19 +232,19 @@ rk_rc rk_records_list(rk_db *db, const rk_records_query *q, json_t **out, int64_
         }
         sqlite3_reset(st);
     }
-    rk_db_unlock(db);
+    rk_db_read_unlock(db);
     *out = arr;
     return rc;
 }
 
 int64_t rk_records_count(rk_db *db)
 {
-    rk_db_lock(db);
+    rk_db_scan_lock(db);
     sqlite3_stmt *q = rk_db_stmt(db, "SELECT count(*) FROM records");
     int64_t n = q && sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
     if (q)
         sqlite3_reset(q);
-    rk_db_unlock(db);
+    rk_db_read_unlock(db);
     return n;
 }
 

@@ -79,7 +79,7 @@ rk_rc rk_head_verify(X509 *cert, const char *node_id, uint64_t size, const rk_ha
 static int read_leaves(rk_db *db, uint64_t from, uint64_t count, rk_hash *out)
 {
     uint64_t got = 0;
-    rk_db_lock(db);
+    rk_db_scan_lock(db);
     sqlite3_stmt *q = rk_db_stmt(db, "SELECT leaf_hash FROM records WHERE seq > ? ORDER BY seq LIMIT ?");
     if (q) {
         sqlite3_bind_int64(q, 1, (sqlite3_int64)from);
@@ -89,7 +89,7 @@ static int read_leaves(rk_db *db, uint64_t from, uint64_t count, rk_hash *out)
                 break;
         sqlite3_reset(q);
     }
-    rk_db_unlock(db);
+    rk_db_read_unlock(db);
     return got == count ? 0 : -1;
 }
 
@@ -111,11 +111,13 @@ rk_rc rk_records_leaves(rk_db *db, uint64_t n, rk_hash **out)
     return RK_OK;
 }
 
-/* Appends to the frontier the leaves recorded since (lock held). */
+/* Appends to the frontier the leaves recorded since (log->lock held). Read
+ * on the read-only connection: the node's writes go on meanwhile. */
 static rk_rc catch_up(rk_records_log *log)
 {
-    rk_db_lock(log->db);
-    sqlite3_stmt *q = rk_db_stmt(log->db, "SELECT leaf_hash FROM records ORDER BY seq LIMIT -1 OFFSET ?");
+    rk_db_scan_lock(log->db);
+    /* seq counts from 1 without gaps (read_leaves relies on it too) */
+    sqlite3_stmt *q = rk_db_stmt(log->db, "SELECT leaf_hash FROM records WHERE seq > ? ORDER BY seq");
     rk_rc rc = q ? RK_OK : RK_ERR_STORE;
     if (q) {
         sqlite3_bind_int64(q, 1, (sqlite3_int64)log->frontier.size);
@@ -125,7 +127,7 @@ static rk_rc catch_up(rk_records_log *log)
                 rk_merkle_frontier_append(&log->frontier, leaf);
         sqlite3_reset(q);
     }
-    rk_db_unlock(log->db);
+    rk_db_read_unlock(log->db);
     return rc;
 }
 

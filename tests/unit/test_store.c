@@ -223,6 +223,12 @@ static void reads_do_not_wait_for_a_write(void **state)
     assert_int_equal(count_rows_read(db), 1); /* the writer is free: read there */
     assert_int_equal(rk_db_write(db, insert_then_read, (void *)(intptr_t)2), RK_OK);
     assert_int_equal(count_rows_read(db), 2);
+    /* A scan holds the read-only connection only: writes and short reads
+     * go on (here on the same thread, which would deadlock otherwise). */
+    rk_db_scan_lock(db);
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)3), RK_OK);
+    rk_db_read_unlock(db);
+    assert_int_equal(count_rows_read(db), 3);
 }
 
 static void settle_keeps_the_first_answer(void **state)
