@@ -23,7 +23,7 @@
 #include "registry.h"
 #include "util.h"
 
-#define IDLE_PER_TARGET 64            /* idle connections kept for one URL */
+#define IDLE_PER_TARGET 512           /* idle connections kept for one URL: one per started request (MAX_STARTED) */
 #define MAX_ANSWER_HEADERS (16 * 1024) /* as the server's cap on request headers */
 
 typedef struct conn conn;
