@@ -114,6 +114,11 @@ typedef struct provision {
     char request_hash[65];
     rk_record rec;
     int status;
+    const rk_request *req;
+    X509 *to;                    /* the requester's certificate, until sealed */
+    char person[65];             /* a person id is at most 64 characters */
+    char *payload;               /* sealed on a worker (rk_pending_offload) */
+    rk_rc sealed;
     char *text;                  /* the answer as kept, until committed */
     rk_settlement settlement;
 } provision;
@@ -182,6 +187,8 @@ static void fill_provider_record(provision *p, agency *a, const rk_request *req,
 static void finish(provision *p)
 {
     rk_pending *pending = p->p;
+    X509_free(p->to);
+    free(p->payload);
     free(p->text);
     free(p);
     rk_pending_finish(pending);
@@ -214,9 +221,9 @@ static void settle(provision *p, json_t *answer)
         settled(p, rc);
 }
 
-/* Seals the answer for the requester; 0 when it may be settled, else resp
- * holds the refusal. */
-static int provide(agency *a, provision *p, const rk_request *req, json_t **answer)
+/* Checks the request and finds the person; 0 when the value may be
+ * sealed, else resp holds the refusal. On the event thread. */
+static int accept_provision(agency *a, provision *p, const rk_request *req)
 {
     if (read_provision(req, p->resp, p) != 0)
         return -1;
@@ -225,40 +232,59 @@ static int provide(agency *a, provision *p, const rk_request *req, json_t **answ
                          p->resp))
         return -1;
     p->requester_node = rk_registry_find(a->node->registry, RK_ROLE_AGENCY, p->requester);
-    X509 *to = requester_certificate(a, p);
-    if (!to) {
+    if (!(p->to = requester_certificate(a, p))) {
         rk_reply_error(p->resp, 400, "bad_requester_cert", "requester_cert is not the requester's registered certificate");
         return -1;
     }
-    char person[80] = "", *payload = NULL;
-    rk_rc rc = agency_store_person_by_code(a->store, p->code, person, sizeof person);
-    if (rc == RK_OK)
-        rc = seal_newest(a, p, person, to, &payload);
-    X509_free(to);
+    rk_rc rc = agency_store_person_by_code(a->store, p->code, p->person, sizeof p->person);
     if (rc != RK_OK && rc != RK_ERR_NOT_FOUND) {
-        rk_reply_error(p->resp, 500, "internal", "the value could not be sealed");
+        rk_reply_error(p->resp, 500, "internal", "the person could not be looked up");
         return -1;
     }
-    fill_provider_record(p, a, req, person);
-    p->status = 200;
-    if (payload && rk_payload_digest(payload, p->rec.payload_sha256) == RK_OK) {
-        p->rec.provided_ms = rk_now_ms();
-        strcpy(p->rec.outcome, "provided");
-        /* The signing certificate travels beside the payload (cms.h). */
-        *answer = json_pack("{s:s,s:s,s:s,s:s}", "exchange_id", p->exchange_id, "status", "provided", "payload",
-                            payload, "provider_cert", a->node->cert_pem);
-    } else {
-        strcpy(p->rec.outcome, "no_data");
-        snprintf(p->rec.reason, sizeof p->rec.reason, "%s",
-                 person[0] ? "no data for this item" : "no person has this code here");
-        *answer = json_pack("{s:s,s:s}", "exchange_id", p->exchange_id, "status", "no_data");
-    }
-    free(payload);
     return 0;
 }
 
+/* On a worker: the newest version, signed and encrypted (the CPU of a
+ * provision), while the event thread serves other connections. */
+static void seal_work(void *arg)
+{
+    provision *p = arg;
+    p->sealed = p->person[0] ? seal_newest(p->a, p, p->person, p->to, &p->payload) : RK_OK;
+}
+
+/* Back on the event thread: the answer, then its record. */
+static void sealed(void *arg)
+{
+    provision *p = arg;
+    agency *a = p->a;
+    X509_free(p->to);
+    p->to = NULL;
+    if (p->sealed != RK_OK) {
+        rk_reply_error(p->resp, 500, "internal", "the value could not be sealed");
+        finish(p);
+        return;
+    }
+    fill_provider_record(p, a, p->req, p->person);
+    p->status = 200;
+    json_t *answer;
+    if (p->payload && rk_payload_digest(p->payload, p->rec.payload_sha256) == RK_OK) {
+        p->rec.provided_ms = rk_now_ms();
+        strcpy(p->rec.outcome, "provided");
+        /* The signing certificate travels beside the payload (cms.h). */
+        answer = json_pack("{s:s,s:s,s:s,s:s}", "exchange_id", p->exchange_id, "status", "provided", "payload",
+                           p->payload, "provider_cert", a->node->cert_pem);
+    } else {
+        strcpy(p->rec.outcome, "no_data");
+        snprintf(p->rec.reason, sizeof p->rec.reason, "%s",
+                 p->person[0] ? "no data for this item" : "no person has this code here");
+        answer = json_pack("{s:s,s:s}", "exchange_id", p->exchange_id, "status", "no_data");
+    }
+    settle(p, answer);
+}
+
 /* POST /v1/provisions from this agency's gateway (on behalf of the core),
- * on the event thread (a `start` route): no thread waits for the commit. */
+ * on the event thread (a `start` route): the seal runs on a worker and no
+ * thread waits for the commit. */
 void agency_start_provision(void *app, rk_pending *pending, const rk_request *req, rk_response *resp)
 {
     agency *a = app;
@@ -268,10 +294,9 @@ void agency_start_provision(void *app, rk_pending *pending, const rk_request *re
         rk_pending_finish(pending);
         return;
     }
-    *p = (provision){.a = a, .p = pending, .resp = resp};
-    json_t *answer = NULL;
-    if (provide(a, p, req, &answer) == 0)
-        settle(p, answer);
+    *p = (provision){.a = a, .p = pending, .resp = resp, .req = req};
+    if (accept_provision(a, p, req) == 0)
+        rk_pending_offload(pending, seal_work, sealed, p);
     else
         finish(p);
 }

@@ -42,6 +42,9 @@ typedef struct query {
     char *value_json;
     char as_of[11];
     char *call_body;          /* the exchange request, until the core answers */
+    rk_rc core_rc;            /* the core's answer, read on a worker */
+    rk_http_result core_res;
+    int known;
     char *text;               /* the answer as kept, until committed */
     rk_settlement settlement;
 } query;
@@ -234,14 +237,22 @@ static void settle(query *q)
         settled(q, rc);
 }
 
-static void core_answered(void *arg, rk_rc rc, rk_http_result *res)
+/* On a worker: the answer read, the payload decrypted and its signature
+ * checked (the CPU of a query), while the event thread serves others. */
+static void take_answer_work(void *arg)
 {
     query *q = arg;
-    int known = take_answer(q->a, q, rc, res);
-    rk_http_result_clear(res);
-    free(q->call_body);
-    q->call_body = NULL;
-    if (known == 0) {
+    q->known = take_answer(q->a, q, q->core_rc, &q->core_res);
+    if (q->core_res.body)
+        rk_wipe(q->core_res.body, q->core_res.body_len);
+    rk_http_result_clear(&q->core_res);
+}
+
+/* Back on the event thread: settle, or say the outcome is unknown. */
+static void answer_taken(void *arg)
+{
+    query *q = arg;
+    if (q->known == 0) {
         settle(q);
         return;
     }
@@ -250,6 +261,16 @@ static void core_answered(void *arg, rk_rc rc, rk_http_result *res)
     else
         rk_reply_error(q->resp, 503, "core_unavailable", "the core could not be reached; retry with the same query_id");
     finish(q);
+}
+
+static void core_answered(void *arg, rk_rc rc, rk_http_result *res)
+{
+    query *q = arg;
+    free(q->call_body);
+    q->call_body = NULL;
+    q->core_rc = rc;
+    q->core_res = *res; /* the body moves to q */
+    rk_pending_offload(q->p, take_answer_work, answer_taken, q);
 }
 
 /* Sends the exchange to the core through this agency's gateway. */

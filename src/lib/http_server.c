@@ -49,6 +49,10 @@ typedef struct job {
     rk_response out;
     int64_t started_us;
     char *path, *query, *body;
+    /* rk_pending_offload: work on a worker, then done on the event thread */
+    void (*work)(void *arg);
+    void (*work_done)(void *arg);
+    void *work_arg;
     struct job *next;
 } job;
 
@@ -543,7 +547,10 @@ static void *worker_main(void *arg)
             srv->tail = NULL;
         srv->queued--;
         pthread_mutex_unlock(&srv->lock);
-        run_job(j);
+        if (j->work)
+            j->work(j->work_arg);
+        else
+            run_job(j);
         event_active(j->done, EV_WRITE, 0);
     }
 }
@@ -575,6 +582,41 @@ void rk_pending_finish(rk_pending *p)
     record_stats(j->stats, j->out.status, mono_us() - j->started_us);
     send_now(j->req, j->srv, &j->out);
     job_free(j);
+}
+
+/* Event thread: the offloaded work is done; back to the started request. */
+static void on_offload_done(evutil_socket_t fd, short what, void *arg)
+{
+    job *j = arg;
+    (void)fd;
+    (void)what;
+    event_free(j->done);
+    j->done = NULL;
+    void (*done)(void *) = j->work_done;
+    void *work_arg = j->work_arg;
+    j->work = NULL;
+    j->work_done = NULL;
+    j->work_arg = NULL;
+    done(work_arg);
+}
+
+void rk_pending_offload(rk_pending *p, void (*work)(void *arg), void (*done)(void *arg), void *arg)
+{
+    job *j = (job *)p;
+    j->work = work;
+    j->work_done = done;
+    j->work_arg = arg;
+    j->done = event_new(j->srv->base, -1, 0, on_offload_done, j);
+    if (!j->done || !enqueue(j->srv, j)) { /* no worker to take it: here */
+        if (j->done)
+            event_free(j->done);
+        j->done = NULL;
+        j->work = NULL;
+        j->work_done = NULL;
+        j->work_arg = NULL;
+        work(arg);
+        done(arg);
+    }
 }
 
 struct event_base *rk_pending_base(const rk_pending *p)
@@ -807,7 +849,12 @@ rk_rc rk_server_run(rk_server *srv)
     srv->n_threads = 0;
     while (queued) {
         job *next = queued->next;
-        job_free(queued);
+        if (queued->work) { /* a started request's step: it finishes, here */
+            queued->work(queued->work_arg);
+            on_offload_done(-1, 0, queued);
+        } else {
+            job_free(queued);
+        }
         queued = next;
     }
     /* Requests started on the event thread finish there (each call they

@@ -54,6 +54,12 @@ typedef void (*rk_handler_fn)(void *app, const rk_request *req, rk_response *res
 typedef struct rk_pending rk_pending;
 typedef void (*rk_start_fn)(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void rk_pending_finish(rk_pending *p);
+/* A step of a started request that takes CPU but waits on nothing (a CMS
+ * seal or open): work(arg) runs on a worker thread, then done(arg) on the
+ * event thread, where the request goes on. The loop serves other
+ * connections meanwhile. With no worker free to take it, both run at once,
+ * here. One step at a time per request. */
+void rk_pending_offload(rk_pending *p, void (*work)(void *arg), void (*done)(void *arg), void *arg);
 struct event_base *rk_pending_base(const rk_pending *p);
 
 typedef struct rk_route {
