@@ -44,10 +44,16 @@ struct rk_db {
     write_req *head, *tail;
     int leader;                   /* a thread is committing a batch */
     unsigned long long writes, batches;
-    /* rk_db_write_later: owned by the one loop that uses it */
+    /* rk_db_write_later, under queue_lock (later_base, written_event and
+     * committer are set by the loop before the committer starts) */
     struct event_base *later_base;
-    struct event *commit_event;
+    struct event *written_event;              /* batches_back, on the loop */
     write_req *later_head, *later_tail;       /* queued for the next commit */
+    write_req *finished_head, *finished_tail; /* committed, for the loop */
+    int back_scheduled;                       /* written_event is active */
+    pthread_cond_t later_queued;              /* the committer waits on it */
+    pthread_t committer;
+    int committer_running, stopping;
 };
 
 /* Set while this thread runs a batch of db: its statements go to `w`. */
@@ -101,6 +107,7 @@ rk_rc rk_db_open(const char *path, const char *schema, rk_db **out)
         return RK_ERR_NOMEM;
     pthread_mutex_init(&db->queue_lock, NULL);
     pthread_cond_init(&db->committed, NULL);
+    pthread_cond_init(&db->later_queued, NULL);
     snprintf(db->path, sizeof db->path, "%s", path);
     rk_rc rc = conn_open(&db->w, path);
     /* secure_delete: deleted content is overwritten, also in free pages. */
@@ -120,14 +127,18 @@ rk_rc rk_db_open(const char *path, const char *schema, rk_db **out)
     return RK_OK;
 }
 
+static void stop_committer(rk_db *db);
+
 void rk_db_close(rk_db *db)
 {
     if (!db)
         return;
+    stop_committer(db);
     conn_close(&db->r);
     conn_close(&db->w);
     pthread_mutex_destroy(&db->queue_lock);
     pthread_cond_destroy(&db->committed);
+    pthread_cond_destroy(&db->later_queued);
     free(db);
 }
 
@@ -344,45 +355,83 @@ rk_rc rk_db_item(rk_db *db, rk_db_write_fn fn, void *arg)
 
 /* ---------- commits for an event loop (rk_db_write_later) ----------
  *
- * The loop queues writes and makes its commit event active; libevent runs
- * it after the callbacks already active in this turn of the loop (same
- * priority, queued behind them), so the writes they queue share one commit.
- * The commit runs on the loop: measured against a committer thread on two
- * cores, the thread hand-offs cost more than the fsync it kept off the
- * loop (docs/bench.md §6.2.2). */
+ * The loop queues writes; this rk_db's committer thread takes everything
+ * queued, commits it — the fsync off the loop, which meanwhile reads on
+ * the read-only connection and serves other connections — and hands the
+ * batch back to the loop (the `written` event), then takes what was queued
+ * meanwhile without waiting for the loop. */
 
-static void commit_on_loop(evutil_socket_t fd, short what, void *arg)
+/* On the loop: batches are on disk (or failed); tell each writer. */
+static void batches_back(evutil_socket_t fd, short what, void *arg)
 {
     rk_db *db = arg;
     (void)fd;
     (void)what;
-    write_req *batch = db->later_head;
-    db->later_head = db->later_tail = NULL;
-    run_batch(db, batch);
-    unsigned long long n = 0;
-    for (write_req *r = batch; r; r = r->next)
-        n++;
     pthread_mutex_lock(&db->queue_lock);
-    db->batches++;
-    db->writes += n;
+    write_req *done = db->finished_head;
+    db->finished_head = db->finished_tail = NULL;
+    db->back_scheduled = 0;
     pthread_mutex_unlock(&db->queue_lock);
-    while (batch) {
-        write_req *next = batch->next;
-        batch->written(batch->written_arg, batch->rc);
-        free(batch);
-        batch = next;
+    while (done) {
+        write_req *next = done->next;
+        done->written(done->written_arg, done->rc);
+        free(done);
+        done = next;
     }
+}
+
+static void *committer_main(void *arg)
+{
+    rk_db *db = arg;
+    pthread_mutex_lock(&db->queue_lock);
+    for (;;) {
+        while (!db->later_head && !db->stopping)
+            pthread_cond_wait(&db->later_queued, &db->queue_lock);
+        if (!db->later_head)
+            break;
+        write_req *batch = db->later_head, *last = db->later_tail;
+        db->later_head = db->later_tail = NULL;
+        pthread_mutex_unlock(&db->queue_lock);
+        run_batch(db, batch);
+        unsigned long long n = 0;
+        for (write_req *r = batch; r; r = r->next)
+            n++;
+        pthread_mutex_lock(&db->queue_lock);
+        db->batches++;
+        db->writes += n;
+        if (db->finished_tail)
+            db->finished_tail->next = batch;
+        else
+            db->finished_head = batch;
+        db->finished_tail = last;
+        if (!db->back_scheduled) /* thread-safe: libevent locks the base and wakes the loop */
+            event_active(db->written_event, EV_TIMEOUT, 0);
+        db->back_scheduled = 1;
+    }
+    pthread_mutex_unlock(&db->queue_lock);
+    return NULL;
+}
+
+static void stop_committer(rk_db *db)
+{
+    if (!db->committer_running)
+        return;
+    pthread_mutex_lock(&db->queue_lock);
+    db->stopping = 1;
+    pthread_cond_signal(&db->later_queued);
+    pthread_mutex_unlock(&db->queue_lock);
+    pthread_join(db->committer, NULL);
+    db->committer_running = 0;
 }
 
 void rk_db_loop_end(rk_db *db)
 {
-    if (!db->commit_event)
-        return;
-    if (db->later_head) /* none in practice: every started request finished */
-        commit_on_loop(-1, 0, db);
-    event_free(db->commit_event);
-    db->commit_event = NULL;
-    db->later_base = NULL;
+    stop_committer(db);
+    if (db->written_event) {
+        batches_back(-1, 0, db); /* none left in practice: every started request finished */
+        event_free(db->written_event);
+        db->written_event = NULL;
+    }
 }
 
 rk_rc rk_db_write_later(rk_db *db, struct event_base *base, rk_db_write_fn fn, void *arg, rk_db_written_fn written,
@@ -390,22 +439,28 @@ rk_rc rk_db_write_later(rk_db *db, struct event_base *base, rk_db_write_fn fn, v
 {
     if (db->later_base && db->later_base != base)
         return RK_ERR_INVALID; /* one loop per rk_db */
-    if (!db->commit_event) {
-        if (!(db->commit_event = event_new(base, -1, 0, commit_on_loop, db)))
+    if (!db->written_event) {
+        if (!(db->written_event = event_new(base, -1, 0, batches_back, db)))
             return RK_ERR_NOMEM;
         db->later_base = base;
+    }
+    if (!db->committer_running) {
+        if (pthread_create(&db->committer, NULL, committer_main, db) != 0)
+            return RK_ERR_NOMEM;
+        db->committer_running = 1;
     }
     write_req *me = calloc(1, sizeof *me);
     if (!me)
         return RK_ERR_NOMEM;
     *me = (write_req){.fn = fn, .arg = arg, .written = written, .written_arg = written_arg};
+    pthread_mutex_lock(&db->queue_lock);
     if (db->later_tail)
         db->later_tail->next = me;
     else
         db->later_head = me;
     db->later_tail = me;
-    if (!event_pending(db->commit_event, EV_TIMEOUT, NULL))
-        event_active(db->commit_event, EV_TIMEOUT, 0);
+    pthread_cond_signal(&db->later_queued);
+    pthread_mutex_unlock(&db->queue_lock);
     return RK_OK;
 }
 

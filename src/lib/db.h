@@ -43,19 +43,20 @@ void rk_db_read_unlock(rk_db *db);
  * others commit. One fsync then serves every write of the batch. */
 typedef rk_rc (*rk_db_write_fn)(rk_db *db, void *arg);
 rk_rc rk_db_write(rk_db *db, rk_db_write_fn fn, void *arg);
-/* The same for a caller on an event loop, without a thread waiting: fn
- * runs in the loop's next commit, shared with every write queued in the
- * same turn of the loop; then written(written_arg, rc) is called on the
- * loop, once the commit is on disk (or failed). fn's arg must live until
- * then. Only one event loop may use this per rk_db. On an error return
- * nothing is queued and written will not be called. */
+/* The same for a caller on an event loop, without the loop waiting: fn
+ * runs on this rk_db's committer thread, in a commit shared with every
+ * write the loop queued meanwhile; then written(written_arg, rc) is called
+ * on the loop, once that commit is on disk (or failed). fn and its arg
+ * must be safe to use from the committer thread and live until then. Only
+ * one event loop may use this per rk_db. On an error return nothing is
+ * queued and written will not be called. */
 struct event_base;
 typedef void (*rk_db_written_fn)(void *arg, rk_rc rc);
 rk_rc rk_db_write_later(rk_db *db, struct event_base *base, rk_db_write_fn fn, void *arg, rk_db_written_fn written,
                         void *written_arg);
 /* On that loop, when it ends (the server's on_stop) and before its base is
- * freed: frees what rk_db_write_later set up on the loop. Safe to call
- * when it was never used. */
+ * freed: stops the committer thread and frees what rk_db_write_later set
+ * up on the loop. Safe to call when it was never used, and again. */
 void rk_db_loop_end(rk_db *db);
 /* Inside a write callback: runs fn in a nested savepoint, so that a batch
  * of items can fail item by item. */
