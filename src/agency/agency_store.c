@@ -493,7 +493,7 @@ rk_rc agency_store_delete_received(agency_store *s, const char *exchange_id, int
     if (rc != RK_OK)
         rk_db_rollback(s->db);
     else
-        rc = rk_db_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)");
+        rc = rk_db_checkpoint_truncate(s->db);
     rk_db_unlock(s->db);
     return rc;
 }

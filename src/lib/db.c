@@ -142,32 +142,41 @@ void rk_db_close(rk_db *db)
     free(db);
 }
 
-void rk_db_lock(rk_db *db) { pthread_mutex_lock(&db->w.lock); }
-void rk_db_unlock(rk_db *db) { pthread_mutex_unlock(&db->w.lock); }
+/* Set while this thread holds db's writer lock through rk_db_lock. */
+static __thread rk_db *tl_holding;
+
+void rk_db_lock(rk_db *db)
+{
+    pthread_mutex_lock(&db->w.lock);
+    tl_holding = db;
+}
+
+void rk_db_unlock(rk_db *db)
+{
+    tl_holding = NULL;
+    pthread_mutex_unlock(&db->w.lock);
+}
 
 /* A short read goes to the writing connection when no one holds it (its
  * page cache is warm: a WAL reader drops its cache after every commit made
- * by another connection), else to the read-only one when that is free,
- * else it waits for the writer (a commit, bounded; a scan may not be). */
+ * by another connection), else to the read-only one, waiting for it if a
+ * scan holds it (a scan is bounded; the committer may take the writer again
+ * and again). A thread that holds the writer already reads there. */
 void rk_db_read_lock(rk_db *db)
 {
-    if (tl_writing == db) /* inside a write: its lock is held; read what it wrote */
+    if (tl_writing == db || tl_holding == db) /* its lock is held: read there, see its rows */
         return;
     if (pthread_mutex_trylock(&db->w.lock) == 0) {
         tl_reading_on_writer = db;
         return;
     }
-    if (pthread_mutex_trylock(&db->r.lock) == 0) {
-        tl_reading = db;
-        return;
-    }
-    pthread_mutex_lock(&db->w.lock);
-    tl_reading_on_writer = db;
+    pthread_mutex_lock(&db->r.lock);
+    tl_reading = db;
 }
 
 void rk_db_scan_lock(rk_db *db)
 {
-    if (tl_writing == db)
+    if (tl_writing == db || tl_holding == db)
         return;
     pthread_mutex_lock(&db->r.lock);
     tl_reading = db;
@@ -175,7 +184,7 @@ void rk_db_scan_lock(rk_db *db)
 
 void rk_db_read_unlock(rk_db *db)
 {
-    if (tl_writing == db)
+    if (tl_writing == db || (tl_holding == db && tl_reading != db))
         return;
     if (tl_reading_on_writer == db) {
         tl_reading_on_writer = NULL;
@@ -236,6 +245,21 @@ rk_rc rk_db_step_rc(rk_db *db, int sqlite_rc)
         return RK_ERR_CONFLICT;
     rk_error("db: %s", sqlite3_errmsg(current(db)->conn));
     return RK_ERR_STORE;
+}
+
+rk_rc rk_db_checkpoint_truncate(rk_db *db)
+{
+    /* With the read-only connection held, no read of ours keeps an old
+     * snapshot of the WAL; short reads meanwhile wait for the writer. */
+    pthread_mutex_lock(&db->r.lock);
+    int log = -1, done = -1;
+    int rc = sqlite3_wal_checkpoint_v2(db->w.conn, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
+    pthread_mutex_unlock(&db->r.lock);
+    if (rc != SQLITE_OK) {
+        rk_error("db: the WAL could not be truncated: %s", sqlite3_errmsg(db->w.conn));
+        return RK_ERR_STORE;
+    }
+    return RK_OK;
 }
 
 rk_rc rk_db_step_row(rk_db *db, sqlite3_stmt *st)
@@ -422,6 +446,7 @@ static void stop_committer(rk_db *db)
     pthread_mutex_unlock(&db->queue_lock);
     pthread_join(db->committer, NULL);
     db->committer_running = 0;
+    db->stopping = 0;
 }
 
 void rk_db_loop_end(rk_db *db)
@@ -432,6 +457,7 @@ void rk_db_loop_end(rk_db *db)
         event_free(db->written_event);
         db->written_event = NULL;
     }
+    db->later_base = NULL;
 }
 
 rk_rc rk_db_write_later(rk_db *db, struct event_base *base, rk_db_write_fn fn, void *arg, rk_db_written_fn written,

@@ -25,9 +25,10 @@ void rk_db_close(rk_db *db);
 
 void rk_db_lock(rk_db *db);
 void rk_db_unlock(rk_db *db);
-/* For a read only: on the writing connection when it is free, else on a
- * second, read-only connection that never waits for a commit in progress
- * and sees the last one (WAL). Statements taken between the two go there. Inside a write callback (whose lock is held) they do nothing:
+/* For a short read only: on the writing connection when it is free (or
+ * this thread holds it), else on a second, read-only connection that never
+ * waits for a commit in progress and sees the last one (WAL), waiting for
+ * it while a scan holds it. Statements taken between the two go there. Inside a write callback (whose lock is held) they do nothing:
  * its statements stay on the writer and see the write's own rows. */
 void rk_db_read_lock(rk_db *db);
 /* For a read that may take long (a list, a count, the log's leaves): always
@@ -48,7 +49,8 @@ rk_rc rk_db_write(rk_db *db, rk_db_write_fn fn, void *arg);
  * write the loop queued meanwhile; then written(written_arg, rc) is called
  * on the loop, once that commit is on disk (or failed). fn and its arg
  * must be safe to use from the committer thread and live until then. Only
- * one event loop may use this per rk_db. On an error return nothing is
+ * one event loop may use this per rk_db, and its base must have been made
+ * after evthread_use_pthreads() (the committer wakes it). On an error return nothing is
  * queued and written will not be called. */
 struct event_base;
 typedef void (*rk_db_written_fn)(void *arg, rk_rc rc);
@@ -75,6 +77,10 @@ sqlite3_stmt *rk_db_stmt(rk_db *db, const char *sql);
 sqlite3 *rk_db_handle(rk_db *db);
 /* Maps a sqlite3_step result: SQLITE_DONE/ROW → RK_OK, constraint → RK_ERR_CONFLICT. */
 rk_rc rk_db_step_rc(rk_db *db, int sqlite_rc);
+/* After a deletion that must leave no trace (lock held): checkpoints and
+ * truncates the WAL, so the deleted pages are in neither file; RK_ERR_STORE
+ * (logged) when SQLite could not. */
+rk_rc rk_db_checkpoint_truncate(rk_db *db);
 /* Steps a query for one row: RK_OK with a row, RK_ERR_NOT_FOUND without,
  * RK_ERR_STORE on an error (logged) — never an error taken for "none". */
 rk_rc rk_db_step_row(rk_db *db, sqlite3_stmt *st);

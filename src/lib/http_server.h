@@ -58,7 +58,7 @@ void rk_pending_finish(rk_pending *p);
  * seal or open): work(arg) runs on a worker thread, then done(arg) on the
  * event thread, where the request goes on. The loop serves other
  * connections meanwhile. With no worker free to take it, both run at once,
- * here. One step at a time per request. */
+ * here. One step at a time per request; done may start the next. */
 void rk_pending_offload(rk_pending *p, void (*work)(void *arg), void (*done)(void *arg), void *arg);
 struct event_base *rk_pending_base(const rk_pending *p);
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <openssl/crypto.h>
 
@@ -16,6 +17,20 @@
 #include "peer_certs.h"
 #include "pki.h"
 
+/* Connections are file descriptors: each started request may hold one
+ * onward (the relay keeps up to 512 idle per target), besides the ones it
+ * serves. The soft limit (often 1024) is raised towards the hard one. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    rlim_t want = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        rk_debug("the file descriptor limit stays as it was");
+}
+
 rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *err, size_t errlen)
 {
     memset(node, 0, sizeof *node);
@@ -25,6 +40,7 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
     if (rc != RK_OK)
         return rc;
     rk_log_init(node->cfg.id, (rk_log_level)node->cfg.log_level);
+    raise_fd_limit();
     /* 第5-2(5): private keys and CMS plaintext on a locked, cleansed heap
      * where the system allows it (OpenSSL falls back to the normal heap). */
     if (!CRYPTO_secure_malloc_initialized() && CRYPTO_secure_malloc_init(1 << 20, 32) != 1)

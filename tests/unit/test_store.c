@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "lib/db.h"
 #include "lib/records.h"
@@ -20,6 +21,7 @@ static char dir[64];
 
 static int setup(void **state)
 {
+    evthread_use_pthreads(); /* the committer wakes the test's event loop */
     snprintf(dir, sizeof dir, "/tmp/rk-test-store-XXXXXX");
     if (!mkdtemp(dir))
         return -1;
@@ -218,20 +220,64 @@ static rk_rc insert_then_read(rk_db *db, void *arg)
     return rc == RK_OK && count_rows_read(db) == 2 ? RK_OK : RK_ERR_STORE;
 }
 
-/* rk_db_read_lock does not wait for a write in progress (this thread holds
- * the writer's lock): it reads the last commit on the read-only connection,
- * which does not see the write's rows and cannot write. */
+/* Another thread's write in progress: it holds the writer's lock with an
+ * uncommitted row until told to roll back. */
+typedef struct open_write {
+    rk_db *db;
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    int stage; /* 1: the row is in, uncommitted; 2: roll back */
+} open_write;
+
+static void *hold_a_write(void *arg)
+{
+    open_write *o = arg;
+    rk_db_lock(o->db);
+    int ok = rk_db_begin(o->db) == RK_OK && insert_k(o->db, (void *)(intptr_t)2) == RK_OK;
+    pthread_mutex_lock(&o->m);
+    o->stage = 1;
+    pthread_cond_signal(&o->c);
+    while (o->stage != 2)
+        pthread_cond_wait(&o->c, &o->m);
+    pthread_mutex_unlock(&o->m);
+    rk_db_rollback(o->db);
+    rk_db_unlock(o->db);
+    return ok ? NULL : (void *)1;
+}
+
+/* rk_db_read_lock does not wait for another thread's write in progress: it
+ * reads the last commit on the read-only connection, which does not see the
+ * write's rows and cannot write. A thread that holds the writer reads its
+ * own rows there. */
 static void reads_do_not_wait_for_a_write(void **state)
 {
     rk_db *db = *state;
     assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)1), RK_OK);
+    open_write o = {.db = db};
+    pthread_mutex_init(&o.m, NULL);
+    pthread_cond_init(&o.c, NULL);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, hold_a_write, &o), 0);
+    pthread_mutex_lock(&o.m);
+    while (o.stage != 1)
+        pthread_cond_wait(&o.c, &o.m);
+    pthread_mutex_unlock(&o.m);
+    assert_int_equal(count_rows_read(db), 1); /* the last commit only, without waiting */
+    rk_db_read_lock(db);
+    assert_int_not_equal(rk_db_exec(db, "INSERT INTO t(k, v) VALUES (9, 'x')"), RK_OK);
+    rk_db_read_unlock(db);
+    pthread_mutex_lock(&o.m);
+    o.stage = 2;
+    pthread_cond_signal(&o.c);
+    pthread_mutex_unlock(&o.m);
+    void *failed = NULL;
+    pthread_join(t, &failed);
+    assert_null(failed);
+    /* This thread holding the writer: its own uncommitted row is read. */
     rk_db_lock(db);
     assert_int_equal(rk_db_begin(db), RK_OK);
     assert_int_equal(insert_k(db, (void *)(intptr_t)2), RK_OK);
-    assert_int_equal(count_rows_read(db), 1); /* the last commit only */
-    rk_db_read_lock(db); /* the writer is busy: the read-only connection */
-    assert_int_not_equal(rk_db_exec(db, "INSERT INTO t(k, v) VALUES (9, 'x')"), RK_OK);
-    rk_db_read_unlock(db);
+    assert_int_equal(count_rows_read(db), 2);
     rk_db_rollback(db);
     rk_db_unlock(db);
     assert_int_equal(count_rows_read(db), 1); /* the writer is free: read there */
@@ -243,6 +289,8 @@ static void reads_do_not_wait_for_a_write(void **state)
     assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)3), RK_OK);
     rk_db_read_unlock(db);
     assert_int_equal(count_rows_read(db), 3);
+    pthread_mutex_destroy(&o.m);
+    pthread_cond_destroy(&o.c);
 }
 
 static void settle_keeps_the_first_answer(void **state)
