@@ -208,7 +208,7 @@ static void settled(void *arg, rk_rc rc)
     finish(p);
 }
 
-/* The record and the answer, committed with the loop's next batch. */
+/* The record and the answer, committed by the store's committer thread. */
 static void settle(provision *p, json_t *answer)
 {
     p->text = json_dumps(answer, JSON_COMPACT);

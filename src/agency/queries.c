@@ -219,8 +219,8 @@ static void settled(void *arg, rk_rc rc)
     finish(q);
 }
 
-/* The record, the kept answer and a provided value, committed with the
- * loop's next batch; then the reply. */
+/* The record, the kept answer and a provided value, committed by the
+ * store's committer thread; then the reply, on the event thread. */
 static void settle(query *q)
 {
     agency *a = q->a;

@@ -269,8 +269,8 @@ static void settled(void *arg, rk_rc rc)
     finish(x);
 }
 
-/* Settles the exchange: record + kept answer on disk (with the loop's next
- * commit), then the reply. */
+/* Settles the exchange: record + kept answer on disk (by the store's
+ * committer thread), then the reply, on the event thread. */
 static void settle(exchange *x)
 {
     core *c = x->c;

@@ -74,7 +74,7 @@ rk_rc rk_settle(rk_db *db, const rk_record *r, const char *key, const char *requ
                 const char *body, rk_rc (*extra)(rk_db *db, void *arg), void *arg);
 
 /* The same without waiting, for a handler on the event loop (`start`
- * routes): committed with the loop's next batch (rk_db_write_later), then
+ * routes): committed by the store's committer thread (rk_db_write_later), then
  * written(arg, rc) on the loop. *s and everything it points to must live
  * until then. */
 typedef struct rk_settlement {
