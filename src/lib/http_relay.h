@@ -1,6 +1,6 @@
 /* http_relay.h — calls to other nodes that no thread waits for: made on a
- * server's event loop with libevent's HTTP client over OpenSSL, for handlers
- * that only pass a request on (the gateways).
+ * server's event loop with libevent's HTTP client over OpenSSL, for the
+ * started routes of the exchange path (through rk_node_post_later).
  *
  * The rules of http_client.h hold: TLS 1.3 only, this node's certificate,
  * the network CA only, the peer's name and its public-key pin checked in
