@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lib/util.h"
 #include "tools/roles.h"
 #include "tools/tools.h"
 
@@ -32,6 +33,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    rk_json_wipe_on_free(); /* before any JSON is made */
     if (argc < 2) {
         usage(stderr);
         return 2;

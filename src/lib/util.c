@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
+#include <malloc.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -191,6 +193,21 @@ rk_rc rk_file_private(const char *path)
     if (stat(path, &st) != 0)
         return errno == ENOENT ? RK_ERR_NOT_FOUND : RK_ERR_IO;
     return (st.st_mode & 077) ? RK_ERR_DENIED : RK_OK;
+}
+
+/* jansson's blocks are malloc's own (json_dumps' text is freed with free()
+ * by its callers); only jansson's frees are wiped, over the block's size. */
+static void json_release(void *p)
+{
+    if (!p)
+        return;
+    rk_wipe(p, malloc_usable_size(p));
+    free(p);
+}
+
+void rk_json_wipe_on_free(void)
+{
+    json_set_alloc_funcs(malloc, json_release);
 }
 
 void rk_wipe(void *p, size_t len)

@@ -47,6 +47,10 @@ rk_rc rk_buf_append(char **buf, size_t *len, size_t *cap, const void *data, size
 
 /* Wipes memory the compiler may not optimise away (OPENSSL_cleanse). */
 void rk_wipe(void *p, size_t len);
+/* Makes jansson wipe every block it frees (a provided value or a My Number
+ * passes through its strings and objects). Its blocks stay malloc's, so
+ * text from json_dumps is still freed with free(). Call first in main(). */
+void rk_json_wipe_on_free(void);
 
 /* True if s is exactly n ASCII digits. */
 int rk_is_digits(const char *s, size_t n);

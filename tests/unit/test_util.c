@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,10 +78,29 @@ static void every_error_has_a_text(void **state)
     assert_string_equal(rk_strerror((rk_rc)999), "unknown error");
 }
 
+/* jansson frees through the wiping release, on malloc's own blocks (so that
+ * json_dumps' text is still freed with free()). */
+static void json_blocks_are_wiped_when_freed(void **state)
+{
+    (void)state;
+    rk_json_wipe_on_free();
+    json_malloc_t m = NULL;
+    json_free_t f = NULL;
+    json_get_alloc_funcs(&m, &f);
+    assert_ptr_equal(m, malloc);
+    assert_ptr_not_equal(f, free);
+    json_t *j = json_pack("{s:s,s:i}", "my_number", "123456789018", "n", 1);
+    char *text = json_dumps(j, JSON_COMPACT);
+    assert_string_equal(text, "{\"my_number\":\"123456789018\",\"n\":1}");
+    free(text);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hex_round_trip_and_refusals),
+        cmocka_unit_test(json_blocks_are_wiped_when_freed),
         cmocka_unit_test(paths),
         cmocka_unit_test(files),
         cmocka_unit_test(every_error_has_a_text),
