@@ -197,14 +197,7 @@ static void finish(provision *p)
 static void settled(void *arg, rk_rc rc)
 {
     provision *p = arg;
-    if (rc == RK_OK) {
-        rk_reply_text(p->resp, p->status, p->text); /* the answer as kept */
-        p->text = NULL;
-    } else if (rc != RK_ERR_CONFLICT || /* else the same exchange settled meanwhile: answer as it did */
-               !rk_answer_replay(agency_store_db(p->a->store), p->exchange_id, "provider", p->request_hash,
-                                 "exchange_id", p->resp)) {
-        rk_reply_error(p->resp, 500, "store_error", "the provision could not be recorded; retry with the same id");
-    }
+    rk_settle_reply(agency_store_db(p->a->store), &p->settlement, rc, "exchange_id", &p->text, p->resp);
     finish(p);
 }
 
@@ -288,12 +281,9 @@ static void sealed(void *arg)
 void agency_start_provision(void *app, rk_pending *pending, const rk_request *req, rk_response *resp)
 {
     agency *a = app;
-    provision *p = calloc(1, sizeof *p);
-    if (!p) {
-        rk_reply_error(resp, 500, "internal", "out of memory");
-        rk_pending_finish(pending);
+    provision *p = rk_pending_calloc(pending, resp, sizeof *p);
+    if (!p)
         return;
-    }
     *p = (provision){.a = a, .p = pending, .resp = resp, .req = req};
     if (accept_provision(a, p, req) == 0)
         rk_pending_offload(pending, seal_work, sealed, p);

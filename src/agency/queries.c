@@ -207,15 +207,8 @@ static void finish(query *q)
 
 static void settled(void *arg, rk_rc rc)
 {
-    query *q = arg;
-    if (rc == RK_OK) {
-        rk_reply_text(q->resp, q->status, q->text); /* the answer as kept; wiped with the response */
-        q->text = NULL;
-    } else if (rc != RK_ERR_CONFLICT || /* else the same query settled meanwhile: answer as it did */
-               !rk_answer_replay(agency_store_db(q->a->store), q->query_id, "requester", q->request_hash, "query_id",
-                                 q->resp)) {
-        rk_reply_error(q->resp, 500, "store_error", "the answer could not be recorded; retry with the same query_id");
-    }
+    query *q = arg; /* the kept text holds the provided value: wiped with the response */
+    rk_settle_reply(agency_store_db(q->a->store), &q->settlement, rc, "query_id", &q->text, q->resp);
     finish(q);
 }
 
@@ -243,9 +236,7 @@ static void take_answer_work(void *arg)
 {
     query *q = arg;
     q->known = take_answer(q->a, q, q->core_rc, &q->core_res);
-    if (q->core_res.body)
-        rk_wipe(q->core_res.body, q->core_res.body_len);
-    rk_http_result_clear(&q->core_res);
+    rk_http_result_clear(&q->core_res); /* ciphertext and metadata only */
 }
 
 /* Back on the event thread: settle, or say the outcome is unknown. */
@@ -295,12 +286,9 @@ static void exchange_via_gateway(agency *a, query *q)
 void agency_start_query(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
 {
     agency *a = app;
-    query *q = calloc(1, sizeof *q);
-    if (!q) {
-        rk_reply_error(resp, 500, "internal", "out of memory");
-        rk_pending_finish(p);
+    query *q = rk_pending_calloc(p, resp, sizeof *q);
+    if (!q)
         return;
-    }
     q->a = a;
     q->p = p;
     q->resp = resp;

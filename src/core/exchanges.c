@@ -251,21 +251,12 @@ static void finish(exchange *x)
 static void settled(void *arg, rk_rc rc)
 {
     exchange *x = arg;
-    core *c = x->c;
-    if (rc == RK_ERR_CONFLICT && /* the same exchange settled meanwhile: answer as it did */
-        rk_answer_replay(core_store_db(c->store), x->exchange_id, "core", x->request_hash, "exchange_id", x->resp)) {
-        finish(x);
-        return;
-    }
-    if (rc != RK_OK) {
-        rk_error("exchange %s could not be recorded: %s", x->exchange_id, rk_strerror(rc));
-        rk_reply_error(x->resp, 500, "store_error", "the exchange could not be recorded; retry with the same id");
-    } else {
+    if (rc == RK_OK)
         rk_info("exchange %s %s -> %s %s/%s: %s", x->exchange_id, x->rec.requester, x->rec.provider, x->rec.business,
                 x->rec.item, x->rec.outcome);
-        rk_reply_text(x->resp, x->status, x->text); /* the answer as kept */
-        x->text = NULL;
-    }
+    else if (rc != RK_ERR_CONFLICT)
+        rk_error("exchange %s could not be recorded: %s", x->exchange_id, rk_strerror(rc));
+    rk_settle_reply(core_store_db(x->c->store), &x->settlement, rc, "exchange_id", &x->text, x->resp);
     finish(x);
 }
 
@@ -294,12 +285,9 @@ static void settle(exchange *x)
 void core_start_exchange(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
 {
     core *c = app;
-    exchange *x = calloc(1, sizeof *x);
-    if (!x) {
-        rk_reply_error(resp, 500, "internal", "out of memory");
-        rk_pending_finish(p);
+    exchange *x = rk_pending_calloc(p, resp, sizeof *x);
+    if (!x)
         return;
-    }
     *x = (exchange){.c = c, .p = p, .resp = resp};
     if (read_request(req, resp, x) != 0)
         goto reply;

@@ -89,12 +89,9 @@ static void relayed(void *arg, rk_rc rc, rk_http_result *res)
  * waiting: the answer comes back on the event loop (relayed). */
 static void relay(gateway *g, const rk_peer_node *to, rk_pending *p, const rk_request *req, rk_response *resp)
 {
-    relaying *x = calloc(1, sizeof *x);
-    if (!x) {
-        rk_reply_error(resp, 500, "internal", "out of memory");
-        rk_pending_finish(p);
+    relaying *x = rk_pending_calloc(p, resp, sizeof *x);
+    if (!x)
         return;
-    }
     *x = (relaying){.g = g, .p = p, .req = req, .resp = resp, .to = to, .start_ms = rk_mono_ms()};
     rk_node_post_later(g->node, rk_pending_base(p), to, req->path, req->body, req->body_len, relayed, x);
 }

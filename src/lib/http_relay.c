@@ -23,7 +23,7 @@
 #include "registry.h"
 #include "util.h"
 
-#define IDLE_PER_TARGET 512           /* idle connections kept for one URL: one per started request (MAX_STARTED) */
+#define IDLE_MAX 1024 /* idle connections kept, all targets: one per started request (MAX_STARTED 512) to each of two */
 #define MAX_ANSWER_HEADERS (16 * 1024) /* as the server's cap on request headers */
 
 typedef struct conn conn;
@@ -33,7 +33,8 @@ struct rk_relay {
     struct evdns_base *dns;  /* host names resolved without blocking the loop */
     SSL_CTX *ctx;
     int64_t clock_offset_ms;
-    conn *idle;              /* idle connections, any target */
+    conn *idle;              /* idle connections, any target, newest first */
+    size_t n_idle;
     conn *retired;           /* failed or closed, freed by `reap` outside their callbacks */
     struct event *reap;
 };
@@ -182,6 +183,7 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     for (conn **pp = &c->r->idle; *pp; pp = &(*pp)->next)
         if (*pp == c) {
             *pp = c->next;
+            c->r->n_idle--;
             retire(c);
             return;
         }
@@ -261,6 +263,7 @@ static conn *take_idle(rk_relay *r, const char *target, const char *pin)
         if (strcmp(c->target, target) == 0 && strcmp(c->pin, pin ? pin : "") == 0) {
             *pp = c->next;
             c->next = NULL;
+            r->n_idle--;
             return c;
         }
     }
@@ -269,15 +272,13 @@ static conn *take_idle(rk_relay *r, const char *target, const char *pin)
 
 static void give_back(conn *c)
 {
-    size_t same = 0;
-    for (conn *o = c->r->idle; o; o = o->next)
-        same += strcmp(o->target, c->target) == 0;
-    if (c->closing || same >= IDLE_PER_TARGET) {
+    if (c->closing || c->r->n_idle >= IDLE_MAX) {
         retire(c);
         return;
     }
     c->next = c->r->idle;
     c->r->idle = c;
+    c->r->n_idle++;
 }
 
 static void on_error(enum evhttp_request_error error, void *arg)

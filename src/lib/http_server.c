@@ -619,6 +619,16 @@ void rk_pending_offload(rk_pending *p, void (*work)(void *arg), void (*done)(voi
     }
 }
 
+void *rk_pending_calloc(rk_pending *p, rk_response *resp, size_t size)
+{
+    void *state = calloc(1, size);
+    if (!state) {
+        rk_reply_error(resp, 500, "internal", "out of memory");
+        rk_pending_finish(p);
+    }
+    return state;
+}
+
 struct event_base *rk_pending_base(const rk_pending *p)
 {
     return ((const job *)p)->srv->base;

@@ -54,6 +54,9 @@ typedef void (*rk_handler_fn)(void *app, const rk_request *req, rk_response *res
 typedef struct rk_pending rk_pending;
 typedef void (*rk_start_fn)(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void rk_pending_finish(rk_pending *p);
+/* The zeroed state of a started request; without memory it answers 500
+ * internal, finishes p and returns NULL. */
+void *rk_pending_calloc(rk_pending *p, rk_response *resp, size_t size);
 /* A step of a started request that takes CPU but waits on nothing (a CMS
  * seal or open): work(arg) runs on a worker thread, then done(arg) on the
  * event thread, where the request goes on. The loop serves other

@@ -18,7 +18,7 @@
 #include "pki.h"
 
 /* Connections are file descriptors: each started request may hold one
- * onward (the relay keeps up to 512 idle per target), besides the ones it
+ * onward (the relay keeps up to 1024 idle), besides the ones it
  * serves. The soft limit (often 1024) is raised towards the hard one. */
 static void raise_fd_limit(void)
 {
@@ -165,19 +165,31 @@ static rk_rc post_once(rk_node *node, const rk_peer_node *peer, const char *base
     return rk_client_call(node->client, "POST", url, peer->pin, body, strlen(body), node->cfg.peer_timeout_ms, out);
 }
 
+/* 第7-1(7): the backup line after no answer or a 5xx from the primary —
+ * not after a timeout (the peer may be working on it, and a second copy on
+ * the other line could take effect twice), nor after an answer over the
+ * cap (the other line would send it too). When it says yes, the primary's
+ * answer is dropped. */
+static int to_backup_line(const rk_peer_node *peer, rk_rc rc, rk_http_result *res)
+{
+    if (!peer->backup_url[0] || rc == RK_ERR_TIMEOUT || rc == RK_ERR_TOO_LARGE || (rc == RK_OK && res->status < 500))
+        return 0;
+    rk_warn("%s primary line failed (%s); trying the backup line", peer->id,
+            rc == RK_OK ? "5xx answer" : rk_strerror(rc));
+    if (res->body)
+        rk_wipe(res->body, res->body_len);
+    rk_http_result_clear(res);
+    return 1;
+}
+
 rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, const char *body,
                    rk_http_result *out, int *used_backup)
 {
     if (used_backup)
         *used_backup = 0;
     rk_rc rc = post_once(node, peer, peer->url, path, body, out);
-    /* A timeout is no failover: the peer may be working on it, and a second
-     * copy on the other line could take effect twice. */
-    if ((rc == RK_OK && out->status < 500) || rc == RK_ERR_TIMEOUT || !peer->backup_url[0])
+    if (!to_backup_line(peer, rc, out))
         return rc;
-    rk_warn("%s primary line failed (%s); trying the backup line", peer->id,
-            rc == RK_OK ? "5xx answer" : rk_strerror(rc));
-    rk_http_result_clear(out);
     if (used_backup)
         *used_backup = 1;
     return post_once(node, peer, peer->backup_url, path, body, out);
@@ -200,15 +212,7 @@ static void send_later(later_call *c);
 static void later_answered(void *arg, rk_rc rc, rk_http_result *res)
 {
     later_call *c = arg;
-    /* 第7-1(7): as rk_node_post — the backup line after a failure or a 5xx,
-     * but not after a timeout or an answer over the cap. */
-    if (!c->on_backup && c->peer->backup_url[0] && rc != RK_ERR_TIMEOUT && rc != RK_ERR_TOO_LARGE &&
-        (rc != RK_OK || res->status >= 500)) {
-        rk_warn("%s primary line failed (%s); trying the backup line", c->peer->id,
-                rc == RK_OK ? "5xx answer" : rk_strerror(rc));
-        if (res->body)
-            rk_wipe(res->body, res->body_len);
-        rk_http_result_clear(res);
+    if (!c->on_backup && to_backup_line(c->peer, rc, res)) {
         c->on_backup = 1;
         send_later(c);
         return;

@@ -169,6 +169,20 @@ rk_rc rk_settle_later(rk_db *db, struct event_base *base, const rk_settlement *s
     return rk_db_write_later(db, base, settle_in_tx, (void *)s, written, arg);
 }
 
+void rk_settle_reply(rk_db *db, const rk_settlement *s, rk_rc rc, const char *id_name, char **text,
+                     rk_response *resp)
+{
+    if (rc == RK_OK) {
+        rk_reply_text(resp, s->status, *text); /* the answer as kept */
+        *text = NULL;
+        return;
+    }
+    const char *side = s->record ? s->record->side : "answer";
+    if (rc == RK_ERR_CONFLICT && rk_answer_replay(db, s->key, side, s->request_hash, id_name, resp))
+        return;
+    rk_reply_error(resp, 500, "store_error", "the answer could not be recorded; retry with the same %s", id_name);
+}
+
 void rk_record_from_row(sqlite3_stmt *q, int col, rk_record *r)
 {
     memset(r, 0, sizeof *r);

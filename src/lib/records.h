@@ -86,6 +86,12 @@ typedef struct rk_settlement {
 } rk_settlement;
 rk_rc rk_settle_later(rk_db *db, struct event_base *base, const rk_settlement *s, rk_db_written_fn written,
                       void *arg);
+/* The reply once that commit is done (rc from `written`): the kept text,
+ * taken from *text, on RK_OK; on RK_ERR_CONFLICT (the key settled meanwhile)
+ * the answer it got, or 409 conflict; else 500 store_error, nothing
+ * settled. id_name names the key in messages ("exchange_id", "query_id"). */
+void rk_settle_reply(rk_db *db, const rk_settlement *s, rk_rc rc, const char *id_name, char **text,
+                     struct rk_response *resp);
 
 /* Appends one record (lock and transaction held by the caller). */
 rk_rc rk_record_append(rk_db *db, const rk_record *r);
