@@ -70,10 +70,15 @@ rk_rc rk_cms_seal(X509 *signer_cert, EVP_PKEY *signer_key, X509 *recipient, cons
      * knows (costly to build, useless between two renkei nodes). */
     /* Nor the signer's certificate: the requester holds it (rk_peer_certs),
      * and parsing it from every payload would be the costliest step. */
-    sd = CMS_sign(signer_cert, signer_key, NULL, in, CMS_BINARY | CMS_NOSMIMECAP | CMS_NOCERTS);
-    if (!sd || i2d_CMS_bio(signed_bio, sd) != 1)
+    /* The digest named, not looked up from the key at every call; signer and
+     * recipient named by their subject key identifiers (RFC 5652 5.3, 6.2.2),
+     * not by copies of the issuer's name. */
+    const unsigned int flags = CMS_BINARY | CMS_NOSMIMECAP | CMS_NOCERTS | CMS_USE_KEYID;
+    sd = CMS_sign(NULL, NULL, NULL, NULL, flags | CMS_PARTIAL);
+    if (!sd || !CMS_add1_signer(sd, signer_cert, signer_key, EVP_sha256(), flags) ||
+        CMS_final(sd, in, NULL, flags) != 1 || i2d_CMS_bio(signed_bio, sd) != 1)
         goto done;
-    env = CMS_encrypt(to, signed_bio, EVP_aes_256_gcm(), CMS_BINARY);
+    env = CMS_encrypt(to, signed_bio, EVP_aes_256_gcm(), CMS_BINARY | CMS_USE_KEYID);
     if (!env)
         goto done;
     rc = cms_to_b64(env, b64);
