@@ -1,6 +1,7 @@
 /* bench.c — `renkei bench`: benchmarks that print their figures.
  *
  *   renkei bench codes [--seconds S]
+ *   renkei bench cms [--seconds S]
  *   renkei bench http --url URL --cert C --key K --ca CA [--path P] [--body FILE] [--method M] …
  *   renkei bench exchanges [--concurrency N] [--seconds S] [--persons N] [--baseline] [--workers N] [--keep]
  *   renkei bench enrol [--persons N] [--concurrency N] [--workers N] [--keep]
@@ -37,6 +38,7 @@
 #include "lib/pki.h"
 #include "lib/registry.h"
 #include "lib/util.h"
+#include "tools/bench_cms.h"
 #include "tools/bench_load.h"
 #include "tools/net.h"
 #include "tools/progress.h"
@@ -95,6 +97,8 @@ static const char usage_main[] =
     "Benchmarks that print their figures (they never pass or fail on time).\n"
     "\n"
     "  codes       code derivation and conversion per second, one thread\n"
+    "  cms         sealing and opening one provision payload, and the P-256\n"
+    "              operations inside them, one thread\n"
     "  http        a closed-loop HTTPS load generator (mutual TLS 1.3, keep-alive)\n"
     "              against any URL\n"
     "  exchanges   request-and-provision exchanges per second through a fresh\n"
@@ -110,6 +114,17 @@ static const char usage_codes[] =
     "(rk_code_convert), then opens them (rk_code_open), each for S seconds\n"
     "(default 3) on one thread with a fixed test master key. Prints ops/s and\n"
     "ns/op for each.\n";
+
+static const char usage_cms[] =
+    "usage: renkei bench cms [--seconds S]\n"
+    "\n"
+    "Times, S seconds each (default 3) on one thread, with a throw-away CA and\n"
+    "two agency certificates: rk_cms_seal (the provider signs and encrypts a\n"
+    "payload), rk_cms_open (the requester decrypts and verifies it), and the\n"
+    "P-256 operations inside them through EVP alone (sign, verify, ephemeral\n"
+    "key, ECDH derive, and the peer-key check OpenSSL 3.0 runs before each\n"
+    "derive). Prints us/op and how one exchange's CMS work splits between the\n"
+    "curve arithmetic it needs, the peer checks and the rest of the library.\n";
 
 static const char usage_http[] =
     "usage: renkei bench http --url URL --cert C --key K --ca CA [options]\n"
@@ -535,8 +550,10 @@ static int cmp_row(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* CPU seconds used between two snapshots, busiest first. */
-static void cpu_print(const proc_snap *a, const proc_snap *b, const char *title)
+/* CPU seconds used between two snapshots, busiest first; with `ops` > 0
+ * (the successes counted in the window) also the CPU per operation, which
+ * is the cost of each hop (docs/bench.md). */
+static void cpu_print(const proc_snap *a, const proc_snap *b, const char *title, uint64_t ops, const char *unit)
 {
     cpu_row rows[MAX_PROCS + 1];
     int n = 0;
@@ -551,16 +568,24 @@ static void cpu_print(const proc_snap *a, const proc_snap *b, const char *title)
     rows[n++] = (cpu_row){"bench client (this process)", b->self_cpu_s - a->self_cpu_s};
     qsort(rows, (size_t)n, sizeof *rows, cmp_row);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    char one[32]; /* "exchanges" -> "exchange" */
+    fmt(one, sizeof one, "%.*s", (int)(strlen(unit) > 1 ? strlen(unit) - 1 : strlen(unit)), unit);
     printf("  %s (%.2f s wall, %ld cores = %.2f CPU-s available):\n", title, wall, cores, wall * (double)cores);
     for (int i = 0; i < n; i++) {
         total += rows[i].used;
         if (rows[i].used < 0.005 && i > 0)
             continue;
-        printf("    %-30s %7.2f s  %4.0f%% of one core\n", rows[i].name, rows[i].used,
+        printf("    %-30s %7.2f s  %4.0f%% of one core", rows[i].name, rows[i].used,
                wall > 0 ? 100.0 * rows[i].used / wall : 0.0);
+        if (ops > 0)
+            printf("  %7.3f ms per %s", 1000.0 * rows[i].used / (double)ops, one);
+        putchar('\n');
     }
-    printf("    %-30s %7.2f s  %4.0f%% of the machine\n", "total", total,
+    printf("    %-30s %7.2f s  %4.0f%% of the machine", "total", total,
            wall > 0 && cores > 0 ? 100.0 * total / (wall * (double)cores) : 0.0);
+    if (ops > 0)
+        printf("  %7.3f ms per %s", 1000.0 * total / (double)ops, one);
+    putchar('\n');
     double busy = b->machine_busy_s - a->machine_busy_s, all = b->machine_total_s - a->machine_total_s;
     if (all > 0) {
         double others = busy - total;
@@ -712,6 +737,16 @@ static int cmd_codes(int argc, char **argv)
     if (failed)
         return failure("an operation failed during the run: the figures above are not valid");
     return 0;
+}
+
+static int cmd_cms(int argc, char **argv)
+{
+    static const struct option table[] = {{"seconds", required_argument, NULL, OPT_SECONDS}, O_HELP, O_END};
+    bench_opts o = {.seconds = 3};
+    enum parse_result pr = parse_opts(argc, argv, table, &o);
+    if (pr != PARSE_OK)
+        return pr == PARSE_HELP ? (fputs(usage_cms, stdout), 0) : EXIT_USAGE;
+    return rk_bench_cms(o.seconds);
 }
 
 /* ---- http -------------------------------------------------------------------------- */
@@ -1393,7 +1428,7 @@ static rk_rc timed_run(bench_load_config *cfg, query_job *qj, const char *label,
     fig->ran = 1;
     printf("\n");
     bench_load_print(stdout, label, unit, &fig->r, cfg->concurrency);
-    cpu_print(&qj->before, &qj->after, "CPU seconds used during the window");
+    cpu_print(&qj->before, &qj->after, "CPU seconds used during the window", fig->r.ok, unit);
     return RK_OK;
 }
 
@@ -1730,7 +1765,7 @@ static void enrol_report(const enrol_bench *e)
     else
         printf("  NOT all linked: %ld of %llu after %.2f s (%s)\n", e->linked, (unsigned long long)e->ej.accepted,
                link_s, e->link_rc == RK_ERR_CONFLICT ? "none pending any more: some failed" : "no progress, gave up");
-    cpu_print(&e->marks->before, &e->marks->after, "CPU seconds used from the first request until all linked");
+    cpu_print(&e->marks->before, &e->marks->after, "CPU seconds used from the first request until all linked", 0, "");
     rss_print();
 }
 
@@ -1782,17 +1817,19 @@ static int cmd_enrol(int argc, char **argv)
 int rk_cmd_bench(int argc, char **argv)
 {
     if (argc < 2)
-        return usage_error("missing what to benchmark (codes, http, exchanges or enrol)");
+        return usage_error("missing what to benchmark (codes, cms, http, exchanges or enrol)");
     const char *what = argv[1];
     if (strcmp(what, "--help") == 0 || strcmp(what, "-h") == 0 || strcmp(what, "help") == 0)
         return fputs(usage_main, stdout), 0;
     if (strcmp(what, "codes") == 0)
         return cmd_codes(argc - 1, argv + 1);
+    if (strcmp(what, "cms") == 0)
+        return cmd_cms(argc - 1, argv + 1);
     if (strcmp(what, "http") == 0)
         return cmd_http(argc - 1, argv + 1);
     if (strcmp(what, "exchanges") == 0)
         return cmd_exchanges(argc - 1, argv + 1);
     if (strcmp(what, "enrol") == 0)
         return cmd_enrol(argc - 1, argv + 1);
-    return usage_error("unknown benchmark '%s' (codes, http, exchanges or enrol)", what);
+    return usage_error("unknown benchmark '%s' (codes, cms, http, exchanges or enrol)", what);
 }

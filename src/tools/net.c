@@ -482,7 +482,7 @@ static char *put_digits(char *p, uint64_t v, int n)
 
 static rk_rc write_person(FILE *f, resident_gen *g, int with_previous)
 {
-    uint64_t number, code, previous;
+    uint64_t number = 0, code = 0, previous = 0; /* zeroed: gcc -O3 cannot see that draw_unique sets them */
     char line[64], *p = line;
     rk_rc rc;
     if ((rc = draw_unique(g, 0, &number)) != RK_OK || (rc = draw_unique(g, TAG_RESIDENT_CODE, &code)) != RK_OK ||

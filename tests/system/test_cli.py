@@ -76,5 +76,32 @@ class Help(unittest.TestCase):
         self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
 
 
+class BenchCms(unittest.TestCase):
+    def test_seal_and_open_are_timed_and_split(self):
+        def left():
+            return {f for f in os.listdir("/tmp") if f.startswith("renkei-bench-cms-")}
+        before = left()
+        p = renkei("bench", "cms", "--seconds", "0.1")
+        rows = {}
+        for line in p.stdout.splitlines():
+            parts = line.split()
+            if len(parts) > 2 and parts[2] == "us/op":
+                rows[parts[0]] = float(parts[1])
+        self.assertEqual(set(rows), {"seal", "open", "sign", "verify", "keygen", "ecdh", "peer-check"}, p.stdout)
+        self.assertTrue(all(v > 0 for v in rows.values()), rows)
+        # seal holds a signature, a key and a derive: it cannot cost less than they do
+        self.assertGreater(rows["seal"], rows["sign"] + rows["ecdh"], p.stdout)
+        self.assertIn("one exchange's CMS work", p.stdout)
+        self.assertEqual(left() - before, set(), "temporary folder left behind")
+
+    def test_a_bad_option_is_one_line(self):
+        p = renkei("bench", "cms", "--seconds", "0", check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        p = renkei("bench", "cms", "--help", check=False)
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("usage", p.stdout)
+
+
 if __name__ == "__main__":
     main()
