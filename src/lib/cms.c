@@ -72,7 +72,8 @@ rk_rc rk_cms_seal(X509 *signer_cert, EVP_PKEY *signer_key, X509 *recipient, cons
      * and parsing it from every payload would be the costliest step. */
     /* The digest named, not looked up from the key at every call; signer and
      * recipient named by their subject key identifiers (RFC 5652 5.3, 6.2.2),
-     * not by copies of the issuer's name. */
+     * not by copies of the issuer's name. Both certificates must carry the
+     * extension: every renkei certificate does (rk_pki_issue). */
     const unsigned int flags = CMS_BINARY | CMS_NOSMIMECAP | CMS_NOCERTS | CMS_USE_KEYID;
     sd = CMS_sign(NULL, NULL, NULL, NULL, flags | CMS_PARTIAL);
     if (!sd || !CMS_add1_signer(sd, signer_cert, signer_key, EVP_sha256(), flags) ||

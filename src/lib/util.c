@@ -62,6 +62,13 @@ int64_t rk_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+double rk_mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 void rk_format_time(int64_t ms, char *out, size_t outlen)
 {
     time_t secs = (time_t)(ms / 1000);

@@ -19,6 +19,8 @@ rk_rc rk_unhex(const char *in, uint8_t *out, size_t len);
 /* Wall clock in milliseconds since the epoch; monotonic ms for timeouts. */
 int64_t rk_now_ms(void);
 int64_t rk_mono_ms(void);
+/* The monotonic clock in seconds, to the nanosecond (for timing runs). */
+double rk_mono_s(void);
 /* RFC 3339 UTC with milliseconds ("2026-11-27T16:22:00.000Z"); out >= 32 bytes. */
 void rk_format_time(int64_t ms, char *out, size_t outlen);
 

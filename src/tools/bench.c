@@ -362,13 +362,6 @@ static void install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ---- processes: CPU seconds and peak RSS of this process's descendants -------- */
 
 typedef struct proc_entry {
@@ -536,7 +529,7 @@ static void snap_take(proc_snap *s)
     }
     read_stat(getpid(), &s->self_cpu_s, NULL);
     machine_cpu(&s->machine_busy_s, &s->machine_total_s);
-    s->at = mono_s();
+    s->at = rk_mono_s();
 }
 
 typedef struct cpu_row {
@@ -551,9 +544,9 @@ static int cmp_row(const void *a, const void *b)
 }
 
 /* CPU seconds used between two snapshots, busiest first; with `ops` > 0
- * (the successes counted in the window) also the CPU per operation, which
- * is the cost of each hop (docs/bench.md). */
-static void cpu_print(const proc_snap *a, const proc_snap *b, const char *title, uint64_t ops, const char *unit)
+ * (the successes counted in the window) also the CPU per operation (`one`
+ * names it), which is the cost of each hop (docs/bench.md). */
+static void cpu_print(const proc_snap *a, const proc_snap *b, const char *title, uint64_t ops, const char *one)
 {
     cpu_row rows[MAX_PROCS + 1];
     int n = 0;
@@ -568,8 +561,6 @@ static void cpu_print(const proc_snap *a, const proc_snap *b, const char *title,
     rows[n++] = (cpu_row){"bench client (this process)", b->self_cpu_s - a->self_cpu_s};
     qsort(rows, (size_t)n, sizeof *rows, cmp_row);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    char one[32]; /* "exchanges" -> "exchange" */
-    fmt(one, sizeof one, "%.*s", (int)(strlen(unit) > 1 ? strlen(unit) - 1 : strlen(unit)), unit);
     printf("  %s (%.2f s wall, %ld cores = %.2f CPU-s available):\n", title, wall, cores, wall * (double)cores);
     for (int i = 0; i < n; i++) {
         total += rows[i].used;
@@ -581,7 +572,7 @@ static void cpu_print(const proc_snap *a, const proc_snap *b, const char *title,
             printf("  %7.3f ms per %s", 1000.0 * rows[i].used / (double)ops, one);
         putchar('\n');
     }
-    printf("    %-30s %7.2f s  %4.0f%% of the machine", "total", total,
+    printf("    %-30s %7.2f s  %4.0f%% of the machine", "total, every process", total,
            wall > 0 && cores > 0 ? 100.0 * total / (wall * (double)cores) : 0.0);
     if (ops > 0)
         printf("  %7.3f ms per %s", 1000.0 * total / (double)ops, one);
@@ -653,14 +644,14 @@ static codes_result codes_derive_run(const rk_codec *c, uint32_t from, double se
     char out[RK_CODE_TEXT_MAX];
     volatile unsigned sink = 0;
     codes_result r = {0};
-    double start = mono_s(), end = start + seconds, now = start;
+    double start = rk_mono_s(), end = start + seconds, now = start;
     for (uint64_t serial = 1; now < end && !bench_stop;) {
         for (int i = 0; i < CODES_BATCH; i++, serial++) {
             *failed |= rk_code_derive(c, serial & RK_CODE_MAX_SERIAL, from, out) != RK_OK;
             sink += (unsigned char)out[5];
         }
         r.ops += CODES_BATCH;
-        now = mono_s();
+        now = rk_mono_s();
     }
     r.seconds = now - start;
     (void)sink;
@@ -674,14 +665,14 @@ static codes_result codes_convert_run(const rk_codec *c, char codes[][RK_CODE_TE
     char out[RK_CODE_TEXT_MAX];
     volatile unsigned sink = 0;
     codes_result r = {0};
-    double start = mono_s(), end = start + seconds, now = start;
+    double start = rk_mono_s(), end = start + seconds, now = start;
     while (now < end && !bench_stop) {
         for (int i = 0; i < CODES_BATCH; i++) {
             *failed |= rk_code_convert(c, codes[i], from, to, out) != RK_OK;
             sink += (unsigned char)out[5];
         }
         r.ops += CODES_BATCH;
-        now = mono_s();
+        now = rk_mono_s();
     }
     r.seconds = now - start;
     (void)sink;
@@ -693,7 +684,7 @@ static codes_result codes_open_run(const rk_codec *c, char codes[][RK_CODE_TEXT_
 {
     volatile unsigned sink = 0;
     codes_result r = {0};
-    double start = mono_s(), end = start + seconds, now = start;
+    double start = rk_mono_s(), end = start + seconds, now = start;
     while (now < end && !bench_stop) {
         for (int i = 0; i < CODES_BATCH; i++) {
             uint64_t serial;
@@ -702,7 +693,7 @@ static codes_result codes_open_run(const rk_codec *c, char codes[][RK_CODE_TEXT_
             sink += (unsigned)serial;
         }
         r.ops += CODES_BATCH;
-        now = mono_s();
+        now = rk_mono_s();
     }
     r.seconds = now - start;
     (void)sink;
@@ -1013,14 +1004,14 @@ static rk_rc agency_counts(bench_net *n, const char *agency, long *linked, long 
 static rk_rc wait_linked(bench_net *n, const char *agency, long want, rk_progress *bar, long *linked_out)
 {
     long linked = 0, pending = 0, shown = 0;
-    double last_progress = mono_s();
+    double last_progress = rk_mono_s();
     for (;;) {
         rk_rc rc = agency_counts(n, agency, &linked, &pending);
         if (rc == RK_OK) {
             if (linked > shown) {
                 rk_progress_add(bar, (uint64_t)(linked - shown));
                 shown = linked;
-                last_progress = mono_s();
+                last_progress = rk_mono_s();
             }
             if (linked >= want)
                 break;
@@ -1029,7 +1020,7 @@ static rk_rc wait_linked(bench_net *n, const char *agency, long want, rk_progres
                 return RK_ERR_CONFLICT;
             }
         }
-        if (bench_stop || (mono_s() - last_progress) * 1000 > LINK_STALL_MS) {
+        if (bench_stop || (rk_mono_s() - last_progress) * 1000 > LINK_STALL_MS) {
             *linked_out = linked;
             return RK_ERR_TIMEOUT;
         }
@@ -1335,10 +1326,10 @@ static void baseline_stop(baseline *b)
     if (b->pid <= 0)
         return;
     kill(-b->pid, SIGTERM);
-    double deadline = mono_s() + BASELINE_STOP_MS / 1000.0;
+    double deadline = rk_mono_s() + BASELINE_STOP_MS / 1000.0;
     int status;
     while (waitpid(b->pid, &status, WNOHANG) == 0) {
-        if (mono_s() > deadline) {
+        if (rk_mono_s() > deadline) {
             kill(-b->pid, SIGKILL);
             waitpid(b->pid, &status, 0);
             break;
@@ -1392,7 +1383,7 @@ static rk_rc baseline_start(const char *script, const bench_net *n, int workers,
     }
     setpgid(pid, pid);
     b->pid = pid;
-    double deadline = mono_s() + BASELINE_START_MS / 1000.0;
+    double deadline = rk_mono_s() + BASELINE_START_MS / 1000.0;
     while (!port_open(b->port)) {
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
@@ -1400,7 +1391,7 @@ static rk_rc baseline_start(const char *script, const bench_net *n, int workers,
             fmt(err, errlen, "%s exited before listening (see %s)", script, b->log);
             return RK_ERR_UPSTREAM;
         }
-        if (mono_s() > deadline || bench_stop) {
+        if (rk_mono_s() > deadline || bench_stop) {
             baseline_stop(b);
             fmt(err, errlen, "%s did not listen on port %d within %d s (see %s)", script, b->port,
                      BASELINE_START_MS / 1000, b->log);
@@ -1418,7 +1409,7 @@ typedef struct run_figure {
 
 /* One timed run with per-process CPU, printed. */
 static rk_rc timed_run(bench_load_config *cfg, query_job *qj, const char *label, const char *unit,
-                       run_figure *fig, char *err, size_t errlen)
+                       const char *one, run_figure *fig, char *err, size_t errlen)
 {
     cfg->mark = mark_cpu;
     cfg->arg = qj;
@@ -1428,7 +1419,7 @@ static rk_rc timed_run(bench_load_config *cfg, query_job *qj, const char *label,
     fig->ran = 1;
     printf("\n");
     bench_load_print(stdout, label, unit, &fig->r, cfg->concurrency);
-    cpu_print(&qj->before, &qj->after, "CPU seconds used during the window", fig->r.ok, unit);
+    cpu_print(&qj->before, &qj->after, "CPU seconds used during the window", fig->r.ok, one);
     return RK_OK;
 }
 
@@ -1470,10 +1461,10 @@ static void exch_banner(const bench_opts *o)
 static int exch_open(exch_bench *x)
 {
     rk_rc rc;
-    double t = mono_s();
+    double t = rk_mono_s();
     if ((rc = net_open(&x->n, x->o.persons, x->o.workers, x->err, sizeof x->err)) != RK_OK)
         return failure("%s", x->err[0] ? x->err : rk_strerror(rc));
-    note("network: %s, %zu nodes, up in %.1f s", x->n.dir, rk_net_count(x->n.procs), mono_s() - t);
+    note("network: %s, %zu nodes, up in %.1f s", x->n.dir, rk_net_count(x->n.procs), rk_mono_s() - t);
     if ((rc = cred_load(x->n.dir, "clients/city-yokohama", &x->yokohama, x->err, sizeof x->err)) != RK_OK ||
         (rc = cred_load(x->n.dir, "clients/pref-kanagawa", &x->kanagawa, x->err, sizeof x->err)) != RK_OK ||
         (rc = enrol_job_init(&x->ej, (size_t)x->o.persons)) != RK_OK ||
@@ -1486,7 +1477,7 @@ static int exch_open(exch_bench *x)
  * both have linked them all. */
 static int exch_enrol_both(exch_bench *x)
 {
-    double t = mono_s();
+    double t = rk_mono_s();
     bench_load_result r;
     if (enrol_all(&x->n, "city-yokohama", &x->yokohama, &x->ej, SETUP_CONCURRENCY, 1, &r, x->err,
                   sizeof x->err) != RK_OK ||
@@ -1500,14 +1491,14 @@ static int exch_enrol_both(exch_bench *x)
             return failure("only %ld of %d persons were linked at %s", linked, x->o.persons, agencies[i]);
     }
     note("set-up: %d persons enrolled and linked at city-yokohama and pref-kanagawa in %.1f s", x->o.persons,
-         mono_s() - t);
+         rk_mono_s() - t);
     return 0;
 }
 
 /* Stores a local_tax value for every person at city-yokohama. */
 static int exch_store_values(exch_bench *x)
 {
-    double t = mono_s();
+    double t = rk_mono_s();
     data_job dj = {.n = (size_t)x->o.persons};
     bench_load_config cfg = load_cfg(&x->n, net_node(&x->n, RK_ROLE_AGENCY, "city-yokohama"), &x->yokohama,
                                      SETUP_CONCURRENCY, 1);
@@ -1517,7 +1508,7 @@ static int exch_store_values(exch_bench *x)
     rk_rc rc = bench_load_run(&cfg, &r, x->err, sizeof x->err);
     if (rc != RK_OK || r.ok != (uint64_t)x->o.persons)
         return failure("storing local_tax values: %s", rc != RK_OK ? x->err : "not every PUT was answered 200");
-    note("set-up: %d local_tax values stored at city-yokohama in %.1f s", x->o.persons, mono_s() - t);
+    note("set-up: %d local_tax values stored at city-yokohama in %.1f s", x->o.persons, rk_mono_s() - t);
     return 0;
 }
 
@@ -1538,7 +1529,7 @@ static int exch_run_exchanges(exch_bench *x)
     cfg.warmup = x->o.warmup;
     if (timed_run(&cfg, qj, "exchanges: pref-kanagawa -> gateway -> core -> gateway -> city-yokohama "
                             "(POST /v1/queries, answer \"provided\")",
-                  "exchanges", &x->exch, x->err, sizeof x->err) != RK_OK)
+                  "exchanges", "exchange", &x->exch, x->err, sizeof x->err) != RK_OK)
         return failure("%s", x->err);
     if (qj->other_status[0])
         printf("  first answer that was not \"provided\": %s\n", qj->other_status);
@@ -1557,7 +1548,7 @@ static int exch_run_one_node(exch_bench *x)
     cfg.seconds = x->o.seconds;
     cfg.warmup = x->o.warmup;
     if (timed_run(&cfg, x->qj, "one node, TLS + auth + JSON (GET /healthz on the core as the operator)",
-                  "requests", &x->hop, x->err, sizeof x->err) != RK_OK)
+                  "requests", "request", &x->hop, x->err, sizeof x->err) != RK_OK)
         return failure("%s", x->err);
     return 0;
 }
@@ -1590,7 +1581,7 @@ static int exch_run_baseline(exch_bench *x)
     char label[PATH_CAP + 128];
     fmt(label, sizeof label, "nginx mTLS baseline (%s, %d worker(s); POST /, static 200)", x->script,
         x->o.baseline_workers);
-    rk_rc rc = timed_run(&cfg, x->qj, label, "requests", &x->base, x->err, sizeof x->err);
+    rk_rc rc = timed_run(&cfg, x->qj, label, "requests", "request", &x->base, x->err, sizeof x->err);
     baseline_stop(&x->nginx);
     if (rc != RK_OK)
         return failure("%s", x->err);
@@ -1700,10 +1691,10 @@ static int enrol_open(enrol_bench *e)
     if (e->o.workers)
         printf("  (every node: [node] workers = %d)\n", e->o.workers);
     fflush(stdout);
-    double t = mono_s();
+    double t = rk_mono_s();
     if ((rc = net_open(&e->n, e->o.persons, e->o.workers, e->err, sizeof e->err)) != RK_OK)
         return failure("%s", e->err[0] ? e->err : rk_strerror(rc));
-    note("network: %s, %zu nodes, written and up in %.1f s", e->n.dir, rk_net_count(e->n.procs), mono_s() - t);
+    note("network: %s, %zu nodes, written and up in %.1f s", e->n.dir, rk_net_count(e->n.procs), rk_mono_s() - t);
     if ((rc = cred_load(e->n.dir, "clients/city-yokohama", &e->yokohama, e->err, sizeof e->err)) != RK_OK ||
         (rc = enrol_job_init(&e->ej, (size_t)e->o.persons)) != RK_OK ||
         (rc = read_residents(e->n.dir, &e->ej, e->err, sizeof e->err)) != RK_OK)
@@ -1715,7 +1706,7 @@ static int enrol_open(enrol_bench *e)
 static int enrol_accept(enrol_bench *e)
 {
     snap_take(&e->marks->before);
-    e->start = mono_s();
+    e->start = rk_mono_s();
     e->ej.bar = rk_progress_new("accepted", (uint64_t)e->o.persons, stderr);
     bench_load_config cfg = load_cfg(&e->n, net_node(&e->n, RK_ROLE_AGENCY, "city-yokohama"), &e->yokohama,
                                      e->o.concurrency, e->o.threads);
@@ -1726,7 +1717,7 @@ static int enrol_accept(enrol_bench *e)
     cfg.arg = &e->ej;
     enrol_job_reset(&e->ej);
     rk_rc rc = bench_load_run(&cfg, &e->r, e->err, sizeof e->err);
-    e->accepted_at = mono_s();
+    e->accepted_at = rk_mono_s();
     rk_progress_finish(e->ej.bar);
     e->ej.bar = NULL;
     if (rc != RK_OK)
@@ -1744,7 +1735,7 @@ static void enrol_wait_linked(enrol_bench *e)
     if (agency_counts(&e->n, "city-yokohama", &e->linked, &pending) != RK_OK || e->linked < (long)e->ej.accepted)
         bar = rk_progress_new("linked", (uint64_t)e->ej.accepted, stderr); /* none when all are linked already */
     e->link_rc = wait_linked(&e->n, "city-yokohama", (long)e->ej.accepted, bar, &e->linked);
-    e->linked_at = mono_s();
+    e->linked_at = rk_mono_s();
     rk_progress_finish(bar);
     snap_take(&e->marks->after);
 }

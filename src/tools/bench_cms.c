@@ -1,6 +1,7 @@
 /* bench_cms.c — `renkei bench cms` (see bench_cms.h). */
 #include "tools/bench_cms.h"
 
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -8,12 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "lib/cms.h"
 #include "lib/pki.h"
 #include "lib/util.h"
+#include "tools/toolkit.h"
 
 #define SIG_MAX 128
 
@@ -24,70 +25,89 @@ static const char payload[] =
     "\"as_of\":\"2026-04-01\",\"version\":1}";
 
 typedef struct cms_bench {
-    char dir[64];
+    char dir[TK_PATH_CAP]; /* removed as soon as the keys are loaded */
     X509 *provider_cert, *requester_cert;
     EVP_PKEY *provider_key, *requester_key;
     EVP_PKEY *ephemeral;  /* an ephemeral key as CMS makes one per message */
     char *sealed;         /* one payload sealed to the requester */
-    unsigned char sig[SIG_MAX];
+    unsigned char sig[SIG_MAX]; /* the provider's signature over payload */
     size_t sig_len;
+    char err[256];
 } cms_bench;
 
-static double mono_s(void)
+static rk_rc path_in(const cms_bench *b, const char *file, char out[TK_PATH_CAP])
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+    return tk_path(out, TK_PATH_CAP, "%s/%s", b->dir, file);
 }
 
-static void path_in(const cms_bench *b, const char *file, char *out, size_t outlen)
-{
-    snprintf(out, outlen, "%s/%s", b->dir, file);
-}
-
+/* A certificate and key for agency `id`, issued by the CA in b->dir, loaded
+ * and their files removed. */
 static rk_rc issue(const cms_bench *b, const char *id, X509 **cert, EVP_PKEY **key)
 {
-    char ca_cert[128], ca_key[128], cert_path[128], key_path[128], name[64];
-    path_in(b, "ca.pem", ca_cert, sizeof ca_cert);
-    path_in(b, "ca.key", ca_key, sizeof ca_key);
+    char ca_cert[TK_PATH_CAP], ca_key[TK_PATH_CAP], cert_path[TK_PATH_CAP], key_path[TK_PATH_CAP], name[64];
     snprintf(name, sizeof name, "%s.pem", id);
-    path_in(b, name, cert_path, sizeof cert_path);
+    rk_rc rc = path_in(b, name, cert_path);
     snprintf(name, sizeof name, "%s.key", id);
-    path_in(b, name, key_path, sizeof key_path);
-    rk_cert_spec spec = {.common_name = id, .role = "agency", .name = id};
-    rk_rc rc = rk_pki_issue(ca_cert, ca_key, &spec, cert_path, key_path, NULL);
     if (rc == RK_OK)
-        rc = rk_pki_load_cert(cert_path, cert);
-    if (rc == RK_OK)
-        rc = rk_pki_load_key(key_path, NULL, key);
-    unlink(cert_path);
-    unlink(key_path);
+        rc = path_in(b, name, key_path);
+    if (rc == RK_OK && (rc = path_in(b, "ca.pem", ca_cert)) == RK_OK && (rc = path_in(b, "ca.key", ca_key)) == RK_OK) {
+        rk_cert_spec spec = {.common_name = id, .role = "agency", .name = id};
+        rc = rk_pki_issue(ca_cert, ca_key, &spec, cert_path, key_path, NULL);
+        if (rc == RK_OK)
+            rc = rk_pki_load_cert(cert_path, cert);
+        if (rc == RK_OK)
+            rc = rk_pki_load_key(key_path, NULL, key);
+        unlink(cert_path);
+        unlink(key_path);
+    }
     return rc;
+}
+
+/* The provider's signature that op_verify checks. */
+static rk_rc sign_payload(cms_bench *b)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    b->sig_len = sizeof b->sig;
+    int ok = md && EVP_DigestSignInit_ex(md, NULL, "SHA256", NULL, NULL, b->provider_key, NULL) == 1 &&
+             EVP_DigestSign(md, b->sig, &b->sig_len, (const unsigned char *)payload, strlen(payload)) == 1;
+    EVP_MD_CTX_free(md);
+    return ok ? RK_OK : RK_ERR_CRYPTO;
 }
 
 static rk_rc bench_open(cms_bench *b)
 {
-    snprintf(b->dir, sizeof b->dir, "/tmp/renkei-bench-cms-XXXXXX");
-    if (!mkdtemp(b->dir)) {
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !*tmp)
+        tmp = "/tmp";
+    if (tk_path(b->dir, sizeof b->dir, "%s/renkei-bench-cms-XXXXXX", tmp) != RK_OK || !mkdtemp(b->dir)) {
+        snprintf(b->err, sizeof b->err, "cannot make a folder under %s: %s", tmp, strerror(errno));
         b->dir[0] = '\0';
         return RK_ERR_IO;
     }
-    char ca_cert[128], ca_key[128];
-    path_in(b, "ca.pem", ca_cert, sizeof ca_cert);
-    path_in(b, "ca.key", ca_key, sizeof ca_key);
-    rk_rc rc = rk_pki_create_ca(ca_cert, ca_key, "renkei bench CA", 1);
-    if (rc == RK_OK)
-        rc = issue(b, "city-yokohama", &b->provider_cert, &b->provider_key);
-    if (rc == RK_OK)
-        rc = issue(b, "pref-kanagawa", &b->requester_cert, &b->requester_key);
-    unlink(ca_cert);
-    unlink(ca_key);
-    if (rc == RK_OK && !(b->ephemeral = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")))
-        rc = RK_ERR_CRYPTO;
-    if (rc == RK_OK)
-        rc = rk_cms_seal(b->provider_cert, b->provider_key, b->requester_cert, payload, strlen(payload),
-                         &b->sealed);
-    return rc;
+    char ca_cert[TK_PATH_CAP], ca_key[TK_PATH_CAP];
+    rk_rc rc = path_in(b, "ca.pem", ca_cert);
+    if (rc == RK_OK && (rc = path_in(b, "ca.key", ca_key)) == RK_OK) {
+        rc = rk_pki_create_ca(ca_cert, ca_key, "renkei bench CA", 1);
+        if (rc == RK_OK)
+            rc = issue(b, "city-yokohama", &b->provider_cert, &b->provider_key);
+        if (rc == RK_OK)
+            rc = issue(b, "pref-kanagawa", &b->requester_cert, &b->requester_key);
+        unlink(ca_cert);
+        unlink(ca_key);
+    }
+    rmdir(b->dir); /* empty now: the timed part leaves nothing behind */
+    b->dir[0] = '\0';
+    if (rc != RK_OK) {
+        snprintf(b->err, sizeof b->err, "cannot make the CA and two agency certificates: %s", rk_strerror(rc));
+        return rc;
+    }
+    if (!(b->ephemeral = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) || sign_payload(b) != RK_OK ||
+        rk_cms_seal(b->provider_cert, b->provider_key, b->requester_cert, payload, strlen(payload), &b->sealed) !=
+            RK_OK) {
+        snprintf(b->err, sizeof b->err, "cannot make a key, a signature and a sealed payload");
+        return RK_ERR_CRYPTO;
+    }
+    return RK_OK;
 }
 
 static void bench_close(cms_bench *b)
@@ -98,8 +118,6 @@ static void bench_close(cms_bench *b)
     EVP_PKEY_free(b->requester_key);
     EVP_PKEY_free(b->ephemeral);
     free(b->sealed);
-    if (b->dir[0])
-        rmdir(b->dir);
     ERR_clear_error();
 }
 
@@ -128,10 +146,11 @@ static int op_open(cms_bench *b)
 
 static int op_sign(cms_bench *b)
 {
+    unsigned char sig[SIG_MAX];
+    size_t len = sizeof sig;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    b->sig_len = sizeof b->sig;
     int ok = md && EVP_DigestSignInit_ex(md, NULL, "SHA256", NULL, NULL, b->provider_key, NULL) == 1 &&
-             EVP_DigestSign(md, b->sig, &b->sig_len, (const unsigned char *)payload, strlen(payload)) == 1;
+             EVP_DigestSign(md, sig, &len, (const unsigned char *)payload, strlen(payload)) == 1;
     EVP_MD_CTX_free(md);
     return ok;
 }
@@ -191,12 +210,12 @@ typedef struct cms_op {
 static int time_op(cms_bench *b, cms_op *op, double seconds)
 {
     long n = 0;
-    double start = mono_s(), now = start;
+    double start = rk_mono_s(), now = start;
     while (now - start < seconds) {
         for (int i = 0; i < 16; i++, n++)
             if (!op->run(b))
                 return -1;
-        now = mono_s();
+        now = rk_mono_s();
     }
     op->us = (now - start) * 1e6 / (double)n;
     printf("  %-11s %9.1f us/op %9.0f ops/s   %s\n", op->name, op->us, 1e6 / op->us, op->what);
@@ -234,24 +253,21 @@ int rk_bench_cms(double seconds)
         [CHECK] = {"peer-check", "EVP_PKEY_public_check on the peer (pub x order)", op_peer_check, 0},
     };
     cms_bench b = {0};
-    rk_rc rc = bench_open(&b);
-    if (rc != RK_OK) {
+    if (bench_open(&b) != RK_OK) {
         bench_close(&b);
-        fprintf(stderr, "renkei bench: cannot make the certificates and a sealed payload: %s\n", rk_strerror(rc));
-        return 1;
+        return tk_failure("bench", "%s", b.err);
     }
     printf("renkei bench cms: one thread, %.1f s per operation, payload %zu bytes, sealed %zu bytes (base64)\n",
            seconds, strlen(payload), strlen(b.sealed));
     printf("%s\n", OpenSSL_version(OPENSSL_VERSION));
-    int failed = 0;
+    const char *failed = NULL;
     for (int i = 0; i < N_OPS && !failed; i++)
-        failed = time_op(&b, &ops[i], seconds) != 0;
+        if (time_op(&b, &ops[i], seconds) != 0)
+            failed = ops[i].name;
     if (!failed)
         print_split(ops);
     bench_close(&b);
-    if (failed) {
-        fprintf(stderr, "renkei bench: an operation failed during the run: the figures above are not valid\n");
-        return 1;
-    }
+    if (failed)
+        return tk_failure("bench", "%s failed during the run: the figures above are not valid", failed);
     return 0;
 }

@@ -79,7 +79,7 @@ class Help(unittest.TestCase):
 class BenchCms(unittest.TestCase):
     def test_seal_and_open_are_timed_and_split(self):
         def left():
-            return {f for f in os.listdir("/tmp") if f.startswith("renkei-bench-cms-")}
+            return {f for f in os.listdir(tempfile.gettempdir()) if f.startswith("renkei-bench-cms-")}
         before = left()
         p = renkei("bench", "cms", "--seconds", "0.1")
         rows = {}
@@ -89,9 +89,8 @@ class BenchCms(unittest.TestCase):
                 rows[parts[0]] = float(parts[1])
         self.assertEqual(set(rows), {"seal", "open", "sign", "verify", "keygen", "ecdh", "peer-check"}, p.stdout)
         self.assertTrue(all(v > 0 for v in rows.values()), rows)
-        # seal holds a signature, a key and a derive: it cannot cost less than they do
-        self.assertGreater(rows["seal"], rows["sign"] + rows["ecdh"], p.stdout)
-        self.assertIn("one exchange's CMS work", p.stdout)
+        for part in ("one exchange's CMS work", "P-256 arithmetic it needs", "peer-key checks", "the rest"):
+            self.assertIn(part, p.stdout)
         self.assertEqual(left() - before, set(), "temporary folder left behind")
 
     def test_a_bad_option_is_one_line(self):

@@ -11,6 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/cms.h>
+#include <openssl/objects.h>
+
 #include "lib/cms.h"
 #include "lib/peer_certs.h"
 #include "lib/pki.h"
@@ -103,6 +106,91 @@ static void sealed_value_opens_only_for_the_requester(void **state)
     assert_int_equal(rk_payload_digest(b64, digest2), RK_OK);
     assert_string_equal(digest1, digest2);
     free(b64);
+}
+
+static CMS_ContentInfo *cms_of(const char *b64)
+{
+    unsigned char *der = NULL;
+    size_t len = 0;
+    assert_int_equal(rk_base64_decode(b64, &der, &len), RK_OK);
+    const unsigned char *p = der;
+    CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &p, (long)len);
+    free(der);
+    assert_non_null(cms);
+    return cms;
+}
+
+/* The sealed payload names the requester and the provider by subject key
+ * identifier (RFC 5652 6.2.2, 5.3) and the signer digests with SHA-256. */
+static void parties_are_named_by_key_identifier(void **state)
+{
+    char *b64 = NULL;
+    assert_int_equal(rk_cms_seal(provider.cert, provider.key, requester.cert, value, strlen(value), &b64), RK_OK);
+    CMS_ContentInfo *env = cms_of(b64);
+    STACK_OF(CMS_RecipientInfo) *ris = CMS_get0_RecipientInfos(env);
+    assert_int_equal(sk_CMS_RecipientInfo_num(ris), 1);
+    CMS_RecipientInfo *ri = sk_CMS_RecipientInfo_value(ris, 0);
+    assert_int_equal(CMS_RecipientInfo_type(ri), CMS_RECIPINFO_AGREE);
+    STACK_OF(CMS_RecipientEncryptedKey) *reks = CMS_RecipientInfo_kari_get0_reks(ri);
+    ASN1_OCTET_STRING *keyid = NULL;
+    X509_NAME *issuer = NULL;
+    ASN1_INTEGER *serial = NULL;
+    assert_int_equal(CMS_RecipientEncryptedKey_get0_id(sk_CMS_RecipientEncryptedKey_value(reks, 0), &keyid, NULL,
+                                                       NULL, &issuer, &serial),
+                     1);
+    assert_non_null(keyid);
+    assert_null(issuer);
+    assert_int_equal(ASN1_OCTET_STRING_cmp(keyid, X509_get0_subject_key_id(requester.cert)), 0);
+
+    BIO *inner = BIO_new(BIO_s_mem());
+    assert_int_equal(CMS_decrypt(env, requester.key, requester.cert, NULL, inner, CMS_BINARY), 1);
+    CMS_ContentInfo *sd = d2i_CMS_bio(inner, NULL);
+    assert_non_null(sd);
+    CMS_SignerInfo *si = sk_CMS_SignerInfo_value(CMS_get0_SignerInfos(sd), 0);
+    keyid = NULL;
+    issuer = NULL;
+    assert_int_equal(CMS_SignerInfo_get0_signer_id(si, &keyid, &issuer, &serial), 1);
+    assert_non_null(keyid);
+    assert_null(issuer);
+    assert_int_equal(ASN1_OCTET_STRING_cmp(keyid, X509_get0_subject_key_id(provider.cert)), 0);
+    X509_ALGOR *digest = NULL;
+    CMS_SignerInfo_get0_algs(si, NULL, NULL, &digest, NULL);
+    assert_int_equal(OBJ_obj2nid(digest->algorithm), NID_sha256);
+    assert_null(CMS_get1_certs(sd)); /* no certificate inside (CMS_NOCERTS) */
+    CMS_ContentInfo_free(sd);
+    BIO_free(inner);
+    CMS_ContentInfo_free(env);
+    free(b64);
+}
+
+/* A payload sealed as before (issuer and serial number, the key's default
+ * digest) still opens: nodes of both versions can exchange. */
+static void payload_naming_issuer_and_serial_opens(void **state)
+{
+    BIO *in = BIO_new_mem_buf(value, (int)strlen(value)), *signed_bio = BIO_new(BIO_s_mem());
+    STACK_OF(X509) *to = sk_X509_new_null();
+    assert_true(in && signed_bio && to && sk_X509_push(to, requester.cert));
+    CMS_ContentInfo *sd = CMS_sign(provider.cert, provider.key, NULL, in, CMS_BINARY | CMS_NOSMIMECAP | CMS_NOCERTS);
+    assert_non_null(sd);
+    assert_int_equal(i2d_CMS_bio(signed_bio, sd), 1);
+    CMS_ContentInfo *env = CMS_encrypt(to, signed_bio, EVP_aes_256_gcm(), CMS_BINARY);
+    assert_non_null(env);
+    unsigned char *der = NULL;
+    int n = i2d_CMS_ContentInfo(env, &der);
+    assert_true(n > 0);
+    char *b64 = NULL, *out = NULL;
+    size_t len = 0;
+    assert_int_equal(rk_base64_encode(der, (size_t)n, &b64), RK_OK);
+    assert_int_equal(rk_cms_open(requester.cert, requester.key, provider.cert, b64, &out, &len), RK_OK);
+    assert_string_equal(out, value);
+    free(out);
+    free(b64);
+    OPENSSL_free(der);
+    CMS_ContentInfo_free(env);
+    CMS_ContentInfo_free(sd);
+    sk_X509_free(to);
+    BIO_free(in);
+    BIO_free(signed_bio);
 }
 
 static void altered_payload_is_refused(void **state)
@@ -219,6 +307,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sealed_value_opens_only_for_the_requester),
+        cmocka_unit_test(parties_are_named_by_key_identifier),
+        cmocka_unit_test(payload_naming_issuer_and_serial_opens),
         cmocka_unit_test(altered_payload_is_refused),
         cmocka_unit_test(expired_signer_is_refused),
         cmocka_unit_test(base64_round_trip),
