@@ -911,19 +911,14 @@ static rk_rc set_workers(const bench_net *n, int workers, char *err, size_t errl
 static rk_rc net_open(bench_net *n, int persons, int workers, char *err, size_t errlen)
 {
     memset(n, 0, sizeof *n);
-    const char *tmp = getenv("TMPDIR");
     char exe[PATH_MAX], path[PATH_CAP];
-    if (!tmp || !*tmp)
-        tmp = "/tmp";
-    fmt(n->dir, sizeof n->dir, "%s/renkei-bench-XXXXXX", tmp);
-    if (!mkdtemp(n->dir)) {
-        fmt(err, errlen, "cannot make a folder under %s: %s", tmp, strerror(errno));
-        return RK_ERR_IO;
-    }
+    rk_rc rc = tk_temp_dir("renkei-bench", n->dir, sizeof n->dir, err, errlen);
+    if (rc != RK_OK)
+        return rc;
     n->made_dir = 1;
     fmt(n->ca, sizeof n->ca, "%s/pki/ca.pem", n->dir);
     rk_net_options opt = {.agencies = 3, .persons = persons};
-    rk_rc rc = rk_net_init(n->dir, &opt, err, errlen);
+    rc = rk_net_init(n->dir, &opt, err, errlen);
     if (rc != RK_OK)
         return rc;
     fmt(path, sizeof path, "%s/network.json", n->dir);

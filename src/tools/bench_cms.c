@@ -1,7 +1,6 @@
 /* bench_cms.c — `renkei bench cms` (see bench_cms.h). */
 #include "tools/bench_cms.h"
 
-#include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -25,7 +24,6 @@ static const char payload[] =
     "\"as_of\":\"2026-04-01\",\"version\":1}";
 
 typedef struct cms_bench {
-    char dir[TK_PATH_CAP]; /* removed as soon as the keys are loaded */
     X509 *provider_cert, *requester_cert;
     EVP_PKEY *provider_key, *requester_key;
     EVP_PKEY *ephemeral;  /* an ephemeral key as CMS makes one per message */
@@ -35,22 +33,15 @@ typedef struct cms_bench {
     char err[256];
 } cms_bench;
 
-static rk_rc path_in(const cms_bench *b, const char *file, char out[TK_PATH_CAP])
-{
-    return tk_path(out, TK_PATH_CAP, "%s/%s", b->dir, file);
-}
-
-/* A certificate and key for agency `id`, issued by the CA in b->dir, loaded
+/* A certificate and key for agency `id`, issued by the CA in `dir`, loaded
  * and their files removed. */
-static rk_rc issue(const cms_bench *b, const char *id, X509 **cert, EVP_PKEY **key)
+static rk_rc issue(const char *dir, const char *id, X509 **cert, EVP_PKEY **key)
 {
-    char ca_cert[TK_PATH_CAP], ca_key[TK_PATH_CAP], cert_path[TK_PATH_CAP], key_path[TK_PATH_CAP], name[64];
-    snprintf(name, sizeof name, "%s.pem", id);
-    rk_rc rc = path_in(b, name, cert_path);
-    snprintf(name, sizeof name, "%s.key", id);
-    if (rc == RK_OK)
-        rc = path_in(b, name, key_path);
-    if (rc == RK_OK && (rc = path_in(b, "ca.pem", ca_cert)) == RK_OK && (rc = path_in(b, "ca.key", ca_key)) == RK_OK) {
+    char ca_cert[TK_PATH_CAP], ca_key[TK_PATH_CAP], cert_path[TK_PATH_CAP], key_path[TK_PATH_CAP];
+    rk_rc rc = tk_path(cert_path, sizeof cert_path, "%s/%s.pem", dir, id);
+    if (rc == RK_OK && (rc = tk_path(key_path, sizeof key_path, "%s/%s.key", dir, id)) == RK_OK &&
+        (rc = tk_path(ca_cert, sizeof ca_cert, "%s/ca.pem", dir)) == RK_OK &&
+        (rc = tk_path(ca_key, sizeof ca_key, "%s/ca.key", dir)) == RK_OK) {
         rk_cert_spec spec = {.common_name = id, .role = "agency", .name = id};
         rc = rk_pki_issue(ca_cert, ca_key, &spec, cert_path, key_path, NULL);
         if (rc == RK_OK)
@@ -63,45 +54,47 @@ static rk_rc issue(const cms_bench *b, const char *id, X509 **cert, EVP_PKEY **k
     return rc;
 }
 
-/* The provider's signature that op_verify checks. */
-static rk_rc sign_payload(cms_bench *b)
+/* The CA and the two agencies' certificates and keys, in a folder that is
+ * gone again before anything is timed. */
+static rk_rc make_parties(cms_bench *b)
+{
+    char dir[TK_PATH_CAP], ca_cert[TK_PATH_CAP], ca_key[TK_PATH_CAP];
+    rk_rc rc = tk_temp_dir("renkei-bench-cms", dir, sizeof dir, b->err, sizeof b->err);
+    if (rc != RK_OK)
+        return rc;
+    if ((rc = tk_path(ca_cert, sizeof ca_cert, "%s/ca.pem", dir)) == RK_OK &&
+        (rc = tk_path(ca_key, sizeof ca_key, "%s/ca.key", dir)) == RK_OK) {
+        rc = rk_pki_create_ca(ca_cert, ca_key, "renkei bench CA", 1);
+        if (rc == RK_OK)
+            rc = issue(dir, "city-yokohama", &b->provider_cert, &b->provider_key);
+        if (rc == RK_OK)
+            rc = issue(dir, "pref-kanagawa", &b->requester_cert, &b->requester_key);
+        unlink(ca_cert);
+        unlink(ca_key);
+    }
+    rmdir(dir);
+    if (rc != RK_OK)
+        snprintf(b->err, sizeof b->err, "cannot make the CA and two agency certificates: %s", rk_strerror(rc));
+    return rc;
+}
+
+/* The provider's ECDSA P-256 / SHA-256 signature over payload into sig. */
+static int sign_payload(const cms_bench *b, unsigned char sig[SIG_MAX], size_t *len)
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    b->sig_len = sizeof b->sig;
+    *len = SIG_MAX;
     int ok = md && EVP_DigestSignInit_ex(md, NULL, "SHA256", NULL, NULL, b->provider_key, NULL) == 1 &&
-             EVP_DigestSign(md, b->sig, &b->sig_len, (const unsigned char *)payload, strlen(payload)) == 1;
+             EVP_DigestSign(md, sig, len, (const unsigned char *)payload, strlen(payload)) == 1;
     EVP_MD_CTX_free(md);
-    return ok ? RK_OK : RK_ERR_CRYPTO;
+    return ok;
 }
 
 static rk_rc bench_open(cms_bench *b)
 {
-    const char *tmp = getenv("TMPDIR");
-    if (!tmp || !*tmp)
-        tmp = "/tmp";
-    if (tk_path(b->dir, sizeof b->dir, "%s/renkei-bench-cms-XXXXXX", tmp) != RK_OK || !mkdtemp(b->dir)) {
-        snprintf(b->err, sizeof b->err, "cannot make a folder under %s: %s", tmp, strerror(errno));
-        b->dir[0] = '\0';
-        return RK_ERR_IO;
-    }
-    char ca_cert[TK_PATH_CAP], ca_key[TK_PATH_CAP];
-    rk_rc rc = path_in(b, "ca.pem", ca_cert);
-    if (rc == RK_OK && (rc = path_in(b, "ca.key", ca_key)) == RK_OK) {
-        rc = rk_pki_create_ca(ca_cert, ca_key, "renkei bench CA", 1);
-        if (rc == RK_OK)
-            rc = issue(b, "city-yokohama", &b->provider_cert, &b->provider_key);
-        if (rc == RK_OK)
-            rc = issue(b, "pref-kanagawa", &b->requester_cert, &b->requester_key);
-        unlink(ca_cert);
-        unlink(ca_key);
-    }
-    rmdir(b->dir); /* empty now: the timed part leaves nothing behind */
-    b->dir[0] = '\0';
-    if (rc != RK_OK) {
-        snprintf(b->err, sizeof b->err, "cannot make the CA and two agency certificates: %s", rk_strerror(rc));
+    rk_rc rc = make_parties(b);
+    if (rc != RK_OK)
         return rc;
-    }
-    if (!(b->ephemeral = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) || sign_payload(b) != RK_OK ||
+    if (!(b->ephemeral = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) || !sign_payload(b, b->sig, &b->sig_len) ||
         rk_cms_seal(b->provider_cert, b->provider_key, b->requester_cert, payload, strlen(payload), &b->sealed) !=
             RK_OK) {
         snprintf(b->err, sizeof b->err, "cannot make a key, a signature and a sealed payload");
@@ -147,12 +140,8 @@ static int op_open(cms_bench *b)
 static int op_sign(cms_bench *b)
 {
     unsigned char sig[SIG_MAX];
-    size_t len = sizeof sig;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    int ok = md && EVP_DigestSignInit_ex(md, NULL, "SHA256", NULL, NULL, b->provider_key, NULL) == 1 &&
-             EVP_DigestSign(md, sig, &len, (const unsigned char *)payload, strlen(payload)) == 1;
-    EVP_MD_CTX_free(md);
-    return ok;
+    size_t len;
+    return sign_payload(b, sig, &len);
 }
 
 static int op_verify(cms_bench *b)

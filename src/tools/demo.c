@@ -136,17 +136,9 @@ rk_rc demo_fail(demo *d, rk_rc rc, const char *f, ...)
 
 static rk_rc make_folder(demo *d)
 {
-    const char *tmp = getenv("TMPDIR");
-    if (!tmp || !*tmp)
-        tmp = "/tmp";
-    if (tk_path(d->dir, sizeof d->dir, "%s/renkei-demo-XXXXXX", tmp) != RK_OK)
-        return demo_fail(d, RK_ERR_INVALID, "the temporary folder name is too long ($TMPDIR)");
-    if (!mkdtemp(d->dir)) {
-        rk_rc rc = demo_fail(d, RK_ERR_IO, "cannot make a folder under %s: %s", tmp, strerror(errno));
-        d->dir[0] = '\0';
-        return rc;
-    }
-    return RK_OK;
+    char err[TK_PATH_CAP + 64];
+    rk_rc rc = tk_temp_dir("renkei-demo", d->dir, sizeof d->dir, err, sizeof err);
+    return rc == RK_OK ? RK_OK : demo_fail(d, rc, "%s", err);
 }
 
 static rk_rc start_network(demo *d)

@@ -79,6 +79,24 @@ rk_rc tk_path(char *out, size_t len, const char *fmt, ...)
     return n < 0 || (size_t)n >= len ? RK_ERR_INVALID : RK_OK;
 }
 
+rk_rc tk_temp_dir(const char *name, char *out, size_t outlen, char *err, size_t errlen)
+{
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !*tmp)
+        tmp = "/tmp";
+    rk_rc rc = RK_OK;
+    if (tk_path(out, outlen, "%s/%s-XXXXXX", tmp, name) != RK_OK) {
+        snprintf(err, errlen, "the temporary folder name is too long ($TMPDIR)");
+        rc = RK_ERR_INVALID;
+    } else if (!mkdtemp(out)) {
+        snprintf(err, errlen, "cannot make a folder under %s: %s", tmp, strerror(errno));
+        rc = RK_ERR_IO;
+    }
+    if (rc != RK_OK && outlen > 0)
+        out[0] = '\0';
+    return rc;
+}
+
 void tk_sleep_ms(int64_t ms)
 {
     if (ms <= 0)

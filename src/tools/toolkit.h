@@ -39,6 +39,11 @@ int tk_parse_int(const char *s, long min, long max, int *out);
  * encoding error), else RK_OK. */
 rk_rc tk_path(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Makes a fresh folder "$TMPDIR/<name>-XXXXXX" (/tmp when TMPDIR is unset
+ * or empty) and writes its path to out. On failure out is "" and err holds
+ * one line: RK_ERR_INVALID when the path would not fit, else RK_ERR_IO. */
+rk_rc tk_temp_dir(const char *name, char *out, size_t outlen, char *err, size_t errlen);
+
 /* Sleeps ms milliseconds (nothing when ms <= 0); a caught signal cuts the
  * sleep short. */
 void tk_sleep_ms(int64_t ms);
