@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "lib/util.h"
-#include "tools/roles.h"
+#include "roles.h"
 #include "tools/tools.h"
 
 static const struct {

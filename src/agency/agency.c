@@ -6,7 +6,7 @@
 
 #include "agency/agency.h"
 #include "lib/log.h"
-#include "tools/roles.h"
+#include "roles.h"
 
 static const rk_route routes[] = {
     {"POST", "/v1/persons", RK_ROLE_SYSTEM, 1, agency_post_person},

@@ -4,8 +4,8 @@
 #define RK_AGENCY_H
 
 #include "agency/agency_store.h"
-#include "lib/node.h"
-#include "lib/records_log.h"
+#include "node/node.h"
+#include "records/records_log.h"
 
 typedef struct agency {
     rk_node *node;

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/db.h"
-#include "lib/incidents.h"
-#include "lib/records.h"
+#include "store/db.h"
+#include "node/incidents.h"
+#include "records/records.h"
 
 struct agency_store {
     rk_db *db;

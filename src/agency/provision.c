@@ -11,11 +11,11 @@
 #include <string.h>
 
 #include "agency/agency.h"
-#include "lib/cms.h"
+#include "crypto/cms.h"
 #include "lib/log.h"
-#include "lib/peer_certs.h"
-#include "lib/pki.h"
-#include "lib/records.h"
+#include "net/peer_certs.h"
+#include "crypto/pki.h"
+#include "records/records.h"
 #include "lib/util.h"
 
 #define CATALOGUE_CHARS "abcdefghijklmnopqrstuvwxyz0123456789_"

@@ -17,10 +17,10 @@
 #include <string.h>
 
 #include "agency/agency.h"
-#include "lib/cms.h"
+#include "crypto/cms.h"
 #include "lib/log.h"
-#include "lib/peer_certs.h"
-#include "lib/records.h"
+#include "net/peer_certs.h"
+#include "records/records.h"
 #include "lib/util.h"
 
 /* One query, on the event thread from the request to the reply: the call

@@ -14,9 +14,9 @@
 #include <string.h>
 
 #include "agency/agency.h"
-#include "lib/incidents.h"
+#include "node/incidents.h"
 #include "lib/log.h"
-#include "lib/records.h"
+#include "records/records.h"
 #include "lib/util.h"
 
 static rk_rc append_step(agency *a, const rk_record *base, const char *outcome, const char *reason)

@@ -7,11 +7,11 @@
 #include <string.h>
 
 #include "core/core.h"
-#include "lib/incidents.h"
+#include "node/incidents.h"
 #include "lib/log.h"
-#include "lib/records.h"
+#include "records/records.h"
 #include "lib/util.h"
-#include "tools/roles.h"
+#include "roles.h"
 
 #define MASTER_KEY_BYTES 32
 

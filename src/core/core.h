@@ -5,11 +5,11 @@
 
 #include <pthread.h>
 #include "core/core_store.h"
-#include "lib/codes.h"
-#include "lib/node.h"
-#include "lib/permissions.h"
-#include "lib/records_log.h"
-#include "lib/watch.h"
+#include "core/codes.h"
+#include "node/node.h"
+#include "core/permissions.h"
+#include "records/records_log.h"
+#include "node/watch.h"
 
 #define CORE_NOTICE_LANES 8
 

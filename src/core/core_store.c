@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/db.h"
+#include "store/db.h"
 #include "lib/log.h"
-#include "lib/records.h"
+#include "records/records.h"
 
 struct core_store {
     rk_db *db;

@@ -9,7 +9,7 @@
 
 #include "core/core.h"
 #include "lib/log.h"
-#include "lib/records.h"
+#include "records/records.h"
 #include "lib/util.h"
 
 void core_handle_deletion_request(void *app, const rk_request *req, rk_response *resp)

@@ -15,12 +15,12 @@
 #include <string.h>
 
 #include "core/core.h"
-#include "lib/cms.h"
-#include "lib/incidents.h"
+#include "crypto/cms.h"
+#include "node/incidents.h"
 #include "lib/log.h"
-#include "lib/peer_certs.h"
-#include "lib/pki.h"
-#include "lib/records.h"
+#include "net/peer_certs.h"
+#include "crypto/pki.h"
+#include "records/records.h"
 #include "lib/util.h"
 
 /* One exchange at the core, from the request to the reply. It lives on the

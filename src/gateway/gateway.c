@@ -12,12 +12,12 @@
 #include <string.h>
 
 #include "lib/log.h"
-#include "lib/node.h"
+#include "node/node.h"
 #include "gateway/messages.h"
-#include "lib/db.h"
+#include "store/db.h"
 #include "lib/util.h"
-#include "lib/watch.h"
-#include "tools/roles.h"
+#include "node/watch.h"
+#include "roles.h"
 
 typedef struct gateway {
     rk_node *node;

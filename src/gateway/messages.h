@@ -11,9 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lib/db.h"
-#include "lib/http_server.h"
-#include "lib/registry.h"
+#include "store/db.h"
+#include "net/http_server.h"
+#include "net/registry.h"
 
 #define MESSAGES_FLUSH_MS 200
 #define MESSAGES_QUEUE_MAX 8192

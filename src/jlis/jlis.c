@@ -15,10 +15,10 @@
 #include "jlis/jlis_store.h"
 #include "lib/log.h"
 #include "lib/mynumber.h"
-#include "lib/node.h"
+#include "node/node.h"
 #include "lib/util.h"
-#include "lib/watch.h"
-#include "tools/roles.h"
+#include "node/watch.h"
+#include "roles.h"
 
 typedef struct jlis {
     rk_node *node;

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "lib/db.h"
+#include "store/db.h"
 #include "lib/mynumber.h"
 #include "lib/util.h"
 

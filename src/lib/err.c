@@ -1,4 +1,4 @@
-#include "err.h"
+#include "lib/err.h"
 
 const char *rk_strerror(rk_rc rc)
 {

@@ -1,6 +1,6 @@
-#include "mynumber.h"
+#include "lib/mynumber.h"
 
-#include "util.h"
+#include "lib/util.h"
 
 /* 省令 第5条: number the first 11 digits from the right, n = 1..11; weight
  * Qn = n+1 for n <= 6, n-5 for n >= 7; r = sum(Pn*Qn) mod 11; check digit is

@@ -3,7 +3,7 @@
 #ifndef RK_MYNUMBER_H
 #define RK_MYNUMBER_H
 
-#include "err.h"
+#include "lib/err.h"
 
 /* RK_OK when s is 12 ASCII digits whose last digit is the check digit of
  * 省令 第5条; RK_ERR_INVALID otherwise. */

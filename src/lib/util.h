@@ -6,7 +6,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "err.h"
+#include "lib/err.h"
 
 /* Cryptographically random bytes (OpenSSL's DRBG). */
 rk_rc rk_random(void *buf, size_t len);

@@ -25,10 +25,10 @@
 #include <time.h>
 
 #include "agency/agency.h"
-#include "lib/http_client.h"
+#include "net/http_client.h"
 #include "lib/mynumber.h"
-#include "lib/pki.h"
-#include "lib/registry.h"
+#include "crypto/pki.h"
+#include "net/registry.h"
 #include "lib/util.h"
 #include "tools/progress.h"
 #include "tools/toolkit.h"

@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #include "lib/mynumber.h"
-#include "lib/pki.h"
+#include "crypto/pki.h"
 #include "lib/util.h"
 #include "tools/toolkit.h"
 #include "tools/tools.h"

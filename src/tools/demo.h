@@ -11,8 +11,8 @@
 #include <stddef.h>
 
 #include "lib/err.h"
-#include "lib/http_client.h"
-#include "lib/registry.h"
+#include "net/http_client.h"
+#include "net/registry.h"
 #include "tools/net.h"
 #include "tools/toolkit.h"
 

@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "lib/pki.h"
-#include "lib/records.h"
+#include "crypto/pki.h"
+#include "records/records.h"
 #include "tools/demo.h"
 
 enum { YOKOHAMA = 0, KANAGAWA = 1, NENKIN = 2 };

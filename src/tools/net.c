@@ -34,10 +34,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "lib/http_client.h"
+#include "net/http_client.h"
 #include "lib/mynumber.h"
-#include "lib/pki.h"
-#include "lib/registry.h"
+#include "crypto/pki.h"
+#include "net/registry.h"
 #include "lib/util.h"
 
 #ifndef RENKEI_DATA_DIR

@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "lib/pki.h"
+#include "crypto/pki.h"
 #include "lib/util.h"
 #include "tools/toolkit.h"
 #include "tools/tools.h"

@@ -16,11 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/merkle.h"
-#include "lib/pki.h"
-#include "lib/records.h"
-#include "lib/records_log.h"
-#include "lib/registry.h"
+#include "records/merkle.h"
+#include "crypto/pki.h"
+#include "records/records.h"
+#include "records/records_log.h"
+#include "net/registry.h"
 #include "tools/tools.h"
 
 typedef struct node_check {

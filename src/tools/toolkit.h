@@ -9,9 +9,9 @@
 #include <stdint.h>
 
 #include "lib/err.h"
-#include "lib/http_client.h"
-#include "lib/pki.h"
-#include "lib/registry.h"
+#include "net/http_client.h"
+#include "crypto/pki.h"
+#include "net/registry.h"
 
 #define TK_EXIT_USAGE 2
 #define TK_PATH_CAP 4096

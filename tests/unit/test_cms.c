@@ -14,9 +14,9 @@
 #include <openssl/cms.h>
 #include <openssl/objects.h>
 
-#include "lib/cms.h"
-#include "lib/peer_certs.h"
-#include "lib/pki.h"
+#include "crypto/cms.h"
+#include "net/peer_certs.h"
+#include "crypto/pki.h"
 
 typedef struct party {
     X509 *cert;

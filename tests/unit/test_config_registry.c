@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "lib/config.h"
-#include "lib/registry.h"
+#include "node/config.h"
+#include "net/registry.h"
 
 static char dir[64];
 

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/merkle.h"
+#include "records/merkle.h"
 
 /* The RFC 6962 test data of the CT reference implementations
  * (transparency-dev/merkle testonly/constants.go). */

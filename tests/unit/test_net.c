@@ -13,9 +13,9 @@
 
 #include <cmocka.h>
 
-#include "lib/config.h"
+#include "node/config.h"
 #include "lib/mynumber.h"
-#include "lib/registry.h"
+#include "net/registry.h"
 #include "lib/util.h"
 #include "tools/net.h"
 

@@ -1,4 +1,4 @@
-/* test_permissions.c — the permission table (src/lib/permissions.c) and the
+/* test_permissions.c — the permission table (src/core/permissions.c) and the
  * real data in data/ (the former 別表第二 rows, 番号法 第19条第8号).
  *
  * The real table is found through $RENKEI_SOURCE_DIR, else by walking up
@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lib/permissions.h"
+#include "core/permissions.h"
 #include "lib/util.h"
 
 #define PERM_HEADER "requester_kind,business,provider_kind,item,source\n"

@@ -1,4 +1,4 @@
-/* test_pki.c — the network CA, node certificates and keys (src/lib/pki.c)
+/* test_pki.c — the network CA, node certificates and keys (src/crypto/pki.c)
  * and `renkei pki` (src/tools/pki_cmd.c).
  *
  * One group fixture builds, in a mkdtemp directory: CA "a", a leaf from it,
@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "lib/pki.h"
+#include "crypto/pki.h"
 #include "lib/util.h"
 
 int rk_cmd_pki(int argc, char **argv);

@@ -17,8 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "lib/http_relay.h"
-#include "lib/pki.h"
+#include "net/http_relay.h"
+#include "crypto/pki.h"
 
 enum mode { ANSWER, SILENT, ONE_THEN_CLOSE };
 

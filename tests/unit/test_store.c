@@ -14,8 +14,8 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
-#include "lib/db.h"
-#include "lib/records.h"
+#include "store/db.h"
+#include "records/records.h"
 
 static char dir[64];
 

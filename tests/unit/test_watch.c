@@ -6,7 +6,7 @@
 
 #include <stdio.h>
 
-#include "lib/watch.h"
+#include "node/watch.h"
 
 static void burst_fires_once_per_window(void **state)
 {

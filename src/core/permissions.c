@@ -1,0 +1,556 @@
+/* permissions.c — loader and lookup of the permission table.
+ *
+ * The law: 番号法 第19条第8号 (provision through the network) and 第21条 (the
+ * core refuses what the table does not allow). The table is the former 別表第二
+ * of the Act, moved to a 主務省令 by the 令和5年 amendment; here it is data.
+ *
+ * Files are a strict CSV subset: plain comma-separated fields, no quoting, a
+ * header whose first columns are fixed, every record as wide as its header.
+ * Rows are kept in one array sorted on the 4-tuple, looked up by bsearch;
+ * the catalogues are sorted arrays of (id, Japanese name). */
+#include "core/permissions.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/util.h"
+
+#define ID_BUF (RK_PERM_ID_MAX + 1)
+#define MAX_FIELDS 32
+#define TEXT_MAX 1024 /* bytes in a name or other free-text field */
+
+enum { COL_REQUESTER, COL_BUSINESS, COL_PROVIDER, COL_ITEM, NCOLS };
+
+typedef struct {
+    char f[NCOLS][ID_BUF];
+    int line;
+} perm_row;
+
+typedef struct {
+    const char *f[NCOLS];
+} row_key;
+
+typedef struct {
+    char id[ID_BUF];
+    char *name; /* name_ja; NULL when derived from the rows */
+    int line;
+} cat_entry;
+
+typedef struct {
+    cat_entry *v;
+    size_t n, cap;
+} catalogue;
+
+struct rk_permissions {
+    perm_row *rows;
+    size_t n, cap;
+    catalogue kinds, businesses, items;
+};
+
+static const char *const PERM_COLS[] = {"requester_kind", "business", "provider_kind", "item"};
+static const char *const KIND_COLS[] = {"kind", "name_ja", "name_en"};
+static const char *const BUSINESS_COLS[] = {"business", "name_ja", "name_en", "law"};
+static const char *const ITEM_COLS[] = {"item", "name_ja", "name_en"};
+
+__attribute__((format(printf, 4, 5))) static rk_rc fail(char *err, size_t errlen, rk_rc rc, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+/* ---- the CSV reader ---------------------------------------------------- */
+
+typedef struct {
+    const char *path; /* for messages */
+    char *buf;        /* the whole file, split in place */
+    char *next;       /* start of the next line, NULL at the end */
+    int line;         /* number of the current line, 1-based */
+    int ncols;        /* fields in the header; 0 until it is read */
+    int nf;
+    char *f[MAX_FIELDS];
+    char *err;
+    size_t errlen;
+} csv;
+
+__attribute__((format(printf, 2, 3))) static rk_rc csv_fail(csv *c, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return fail(c->err, c->errlen, RK_ERR_INVALID, "%s:%d: %s", c->path, c->line > 0 ? c->line : 1, msg);
+}
+
+static rk_rc csv_open(csv *c, const char *path, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    c->path = path;
+    c->err = err;
+    c->errlen = errlen;
+    size_t len = 0;
+    rk_rc rc = rk_read_file(path, RK_PERM_FILE_MAX, &c->buf, &len);
+    if (rc != RK_OK)
+        return fail(err, errlen, rc, "%s: cannot read: %s", path, rk_strerror(rc));
+    size_t nul = strlen(c->buf);
+    if (nul != len) {
+        for (size_t i = 0; i < nul; i++)
+            c->line += c->buf[i] == '\n';
+        c->line++;
+        return csv_fail(c, "NUL byte in the file");
+    }
+    c->next = c->buf;
+    if (strncmp(c->next, "\xEF\xBB\xBF", 3) == 0) /* a UTF-8 BOM, as some editors write */
+        c->next += 3;
+    return RK_OK;
+}
+
+static void csv_close(csv *c)
+{
+    free(c->buf);
+    c->buf = NULL;
+}
+
+/* Splits one line into fields; refuses quotes and a width unlike the header's. */
+static rk_rc csv_split(csv *c, char *s)
+{
+    c->nf = 0;
+    for (;;) {
+        if (c->nf == MAX_FIELDS)
+            return csv_fail(c, "more than %d fields", MAX_FIELDS);
+        c->f[c->nf++] = s;
+        char *comma = strchr(s, ',');
+        if (!comma)
+            break;
+        *comma = '\0';
+        s = comma + 1;
+    }
+    for (int i = 0; i < c->nf; i++)
+        if (strchr(c->f[i], '"'))
+            return csv_fail(c, "field %d is quoted or holds a '\"': fields are plain, without quotes", i + 1);
+    if (c->ncols && c->nf != c->ncols)
+        return csv_fail(c, "%d fields, the header has %d", c->nf, c->ncols);
+    return RK_OK;
+}
+
+/* Reads the next record into c->f; *got = 0 at the end of the file.
+ * Blank lines and lines starting with '#' are skipped. */
+static rk_rc csv_next(csv *c, int *got)
+{
+    *got = 0;
+    while (c->next && *c->next) {
+        char *s = c->next;
+        char *nl = strchr(s, '\n');
+        if (nl) {
+            *nl = '\0';
+            c->next = nl + 1;
+        } else {
+            c->next = NULL;
+        }
+        c->line++;
+        size_t len = strlen(s);
+        if (len && s[len - 1] == '\r')
+            s[--len] = '\0';
+        if (strspn(s, " \t") == len || s[0] == '#')
+            continue;
+        *got = 1;
+        return csv_split(c, s);
+    }
+    return RK_OK;
+}
+
+/* Reads the header: its first columns must be want[0..nwant-1]. */
+static rk_rc csv_header(csv *c, const char *const *want, int nwant)
+{
+    char expect[256] = "";
+    for (int i = 0; i < nwant; i++)
+        snprintf(expect + strlen(expect), sizeof expect - strlen(expect), "%s%s", i ? "," : "", want[i]);
+    int got = 0;
+    rk_rc rc = csv_next(c, &got);
+    if (rc != RK_OK)
+        return rc;
+    if (!got)
+        return csv_fail(c, "empty file: expected the header %s", expect);
+    int ok = c->nf >= nwant;
+    for (int i = 0; ok && i < nwant; i++)
+        ok = strcmp(c->f[i], want[i]) == 0;
+    if (!ok)
+        return csv_fail(c, "wrong header: it must start with %s", expect);
+    c->ncols = c->nf;
+    return RK_OK;
+}
+
+/* ---- checks on fields -------------------------------------------------- */
+
+static int valid_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char ch = s[n];
+        if (n >= RK_PERM_ID_MAX || !((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'))
+            return 0;
+    }
+    return n > 0;
+}
+
+/* Well-formed UTF-8 without control characters (names end up in JSON). */
+static int valid_text(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    while (*u) {
+        int extra = *u < 0x80 ? 0 : (*u & 0xE0) == 0xC0 ? 1 : (*u & 0xF0) == 0xE0 ? 2 : (*u & 0xF8) == 0xF0 ? 3 : -1;
+        if (extra < 0 || (extra == 0 && (*u < 0x20 || *u == 0x7F)))
+            return 0;
+        uint32_t cp = extra ? (*u & (0x3F >> extra)) : *u;
+        for (int i = 1; i <= extra; i++) {
+            if ((u[i] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (u[i] & 0x3F);
+        }
+        static const uint32_t min[] = {0, 0x80, 0x800, 0x10000};
+        if (cp < min[extra] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        u += extra + 1;
+    }
+    return 1;
+}
+
+/* ---- catalogues -------------------------------------------------------- */
+
+static rk_rc cat_push(catalogue *cat, const char *id, const char *name, int line)
+{
+    if (cat->n == cat->cap) {
+        size_t cap = cat->cap ? cat->cap * 2 : 16;
+        cat_entry *v = realloc(cat->v, cap * sizeof *v);
+        if (!v)
+            return RK_ERR_NOMEM;
+        cat->v = v;
+        cat->cap = cap;
+    }
+    cat_entry *e = &cat->v[cat->n];
+    memset(e, 0, sizeof *e);
+    memcpy(e->id, id, strlen(id) + 1); /* a valid id, so it fits */
+    e->line = line;
+    if (name && !(e->name = strdup(name)))
+        return RK_ERR_NOMEM;
+    cat->n++;
+    return RK_OK;
+}
+
+static int cat_cmp(const void *a, const void *b)
+{
+    const cat_entry *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+    return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+static int cat_key_cmp(const void *key, const void *elem)
+{
+    return strcmp(key, ((const cat_entry *)elem)->id);
+}
+
+static const cat_entry *cat_find(const catalogue *cat, const char *id)
+{
+    if (!id || !cat->n)
+        return NULL;
+    return bsearch(id, cat->v, cat->n, sizeof *cat->v, cat_key_cmp);
+}
+
+static void cat_free(catalogue *cat)
+{
+    for (size_t i = 0; i < cat->n; i++)
+        free(cat->v[i].name);
+    free(cat->v);
+    memset(cat, 0, sizeof *cat);
+}
+
+/* Sorts; a repeated id is an error naming path (or, with merge, dropped). */
+static rk_rc cat_finish(catalogue *cat, const char *path, int merge, char *err, size_t errlen)
+{
+    if (cat->n > 1)
+        qsort(cat->v, cat->n, sizeof *cat->v, cat_cmp);
+    size_t kept = 0;
+    for (size_t i = 0; i < cat->n; i++) {
+        if (kept && strcmp(cat->v[kept - 1].id, cat->v[i].id) == 0) {
+            if (!merge)
+                return fail(err, errlen, RK_ERR_INVALID, "%s:%d: duplicate id '%s' (first at line %d)", path,
+                            cat->v[i].line, cat->v[i].id, cat->v[kept - 1].line);
+            free(cat->v[i].name);
+            continue;
+        }
+        cat->v[kept++] = cat->v[i];
+    }
+    cat->n = kept;
+    return RK_OK;
+}
+
+static rk_rc catalogue_line(csv *c, catalogue *cat)
+{
+    if (!valid_id(c->f[0]))
+        return csv_fail(c, "bad id '%.64s': ids are 1-%d characters of a-z, 0-9 and _", c->f[0], RK_PERM_ID_MAX);
+    if (!c->f[1][0])
+        return csv_fail(c, "empty name_ja for '%s'", c->f[0]);
+    for (int i = 1; i < c->nf; i++)
+        if (strlen(c->f[i]) > TEXT_MAX || !valid_text(c->f[i]))
+            return csv_fail(c, "field %d is not UTF-8 text of at most %d bytes", i + 1, TEXT_MAX);
+    rk_rc rc = cat_push(cat, c->f[0], c->f[1], c->line);
+    return rc == RK_OK ? RK_OK : fail(c->err, c->errlen, rc, "%s:%d: out of memory", c->path, c->line);
+}
+
+static rk_rc load_catalogue(const char *dir, const char *file, const char *const *cols, int ncols, catalogue *cat,
+                            char *err, size_t errlen)
+{
+    char path[4096];
+    if (strlen(dir) + strlen(file) + 2 > sizeof path)
+        return fail(err, errlen, RK_ERR_INVALID, "%s: catalogue directory name too long", dir);
+    rk_path_join(path, sizeof path, dir, file);
+    csv c;
+    int got = 0;
+    rk_rc rc = csv_open(&c, path, err, errlen);
+    if (rc == RK_OK)
+        rc = csv_header(&c, cols, ncols);
+    while (rc == RK_OK && (rc = csv_next(&c, &got)) == RK_OK && got)
+        rc = catalogue_line(&c, cat);
+    if (rc == RK_OK)
+        rc = cat_finish(cat, path, 0, err, errlen);
+    csv_close(&c);
+    return rc;
+}
+
+static rk_rc load_catalogues(const char *dir, rk_permissions *p, char *err, size_t errlen)
+{
+    rk_rc rc = load_catalogue(dir, "kinds.csv", KIND_COLS, 3, &p->kinds, err, errlen);
+    if (rc == RK_OK)
+        rc = load_catalogue(dir, "businesses.csv", BUSINESS_COLS, 4, &p->businesses, err, errlen);
+    if (rc == RK_OK)
+        rc = load_catalogue(dir, "items.csv", ITEM_COLS, 3, &p->items, err, errlen);
+    return rc;
+}
+
+/* ---- rows -------------------------------------------------------------- */
+
+static int key_cmp(const row_key *k, const perm_row *r)
+{
+    for (int i = 0; i < NCOLS; i++) {
+        int c = strcmp(k->f[i], r->f[i]);
+        if (c)
+            return c;
+    }
+    return 0;
+}
+
+static int row_bsearch_cmp(const void *key, const void *elem)
+{
+    return key_cmp(key, elem);
+}
+
+static int row_sort_cmp(const void *a, const void *b)
+{
+    const perm_row *x = a, *y = b;
+    row_key k = {{x->f[0], x->f[1], x->f[2], x->f[3]}};
+    int c = key_cmp(&k, y);
+    return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+static rk_rc row_push(rk_permissions *p, char *const *f, int line)
+{
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 64;
+        perm_row *v = realloc(p->rows, cap * sizeof *v);
+        if (!v)
+            return RK_ERR_NOMEM;
+        p->rows = v;
+        p->cap = cap;
+    }
+    perm_row *r = &p->rows[p->n++];
+    for (int i = 0; i < NCOLS; i++)
+        memcpy(r->f[i], f[i], strlen(f[i]) + 1); /* valid ids, so they fit */
+    r->line = line;
+    return RK_OK;
+}
+
+static rk_rc perm_line(csv *c, rk_permissions *p, int check)
+{
+    static const char *const cat_file[NCOLS] = {"kinds.csv", "businesses.csv", "kinds.csv", "items.csv"};
+    const catalogue *cats[NCOLS] = {&p->kinds, &p->businesses, &p->kinds, &p->items};
+    for (int i = 0; i < NCOLS; i++)
+        if (!valid_id(c->f[i]))
+            return csv_fail(c, "bad %s '%.64s': ids are 1-%d characters of a-z, 0-9 and _", PERM_COLS[i],
+                            c->f[i], RK_PERM_ID_MAX);
+    for (int i = 0; check && i < NCOLS; i++)
+        if (!cat_find(cats[i], c->f[i]))
+            return csv_fail(c, "unknown %s '%s' (not in %s)", PERM_COLS[i], c->f[i], cat_file[i]);
+    for (int i = NCOLS; i < c->nf; i++)
+        if (!valid_text(c->f[i]))
+            return csv_fail(c, "field %d is not UTF-8 text", i + 1);
+    rk_rc rc = row_push(p, c->f, c->line);
+    return rc == RK_OK ? RK_OK : fail(c->err, c->errlen, rc, "%s:%d: out of memory", c->path, c->line);
+}
+
+static rk_rc load_rows(const char *path, rk_permissions *p, int check, char *err, size_t errlen)
+{
+    csv c;
+    int got = 0;
+    rk_rc rc = csv_open(&c, path, err, errlen);
+    if (rc == RK_OK)
+        rc = csv_header(&c, PERM_COLS, NCOLS);
+    while (rc == RK_OK && (rc = csv_next(&c, &got)) == RK_OK && got)
+        rc = perm_line(&c, p, check);
+    csv_close(&c);
+    return rc;
+}
+
+static rk_rc sort_rows(rk_permissions *p, const char *path, char *err, size_t errlen)
+{
+    if (p->n > 1)
+        qsort(p->rows, p->n, sizeof *p->rows, row_sort_cmp);
+    for (size_t i = 1; i < p->n; i++) {
+        const perm_row *a = &p->rows[i - 1], *b = &p->rows[i];
+        row_key k = {{a->f[0], a->f[1], a->f[2], a->f[3]}};
+        if (key_cmp(&k, b) == 0)
+            return fail(err, errlen, RK_ERR_INVALID, "%s:%d: duplicate row (first at line %d)", path, b->line,
+                        a->line);
+    }
+    return RK_OK;
+}
+
+/* Without catalogues, "known" means "used by a row". */
+static rk_rc derive_catalogues(rk_permissions *p, char *err, size_t errlen)
+{
+    rk_rc rc = RK_OK;
+    for (size_t i = 0; i < p->n && rc == RK_OK; i++) {
+        const perm_row *r = &p->rows[i];
+        rc = cat_push(&p->kinds, r->f[COL_REQUESTER], NULL, r->line);
+        if (rc == RK_OK)
+            rc = cat_push(&p->kinds, r->f[COL_PROVIDER], NULL, r->line);
+        if (rc == RK_OK)
+            rc = cat_push(&p->businesses, r->f[COL_BUSINESS], NULL, r->line);
+        if (rc == RK_OK)
+            rc = cat_push(&p->items, r->f[COL_ITEM], NULL, r->line);
+    }
+    if (rc != RK_OK)
+        return fail(err, errlen, rc, "permissions: out of memory");
+    cat_finish(&p->kinds, "", 1, NULL, 0);
+    cat_finish(&p->businesses, "", 1, NULL, 0);
+    cat_finish(&p->items, "", 1, NULL, 0);
+    return RK_OK;
+}
+
+/* ---- the interface ----------------------------------------------------- */
+
+rk_rc rk_permissions_load(const char *permissions_csv, const char *catalogue_dir, rk_permissions **out,
+                          char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    if (!permissions_csv || !out)
+        return fail(err, errlen, RK_ERR_INVALID, "permissions: no file given");
+    *out = NULL;
+    rk_rc rc = RK_OK;
+    rk_permissions *p = calloc(1, sizeof *p);
+    if (!p) {
+        rc = fail(err, errlen, RK_ERR_NOMEM, "permissions: out of memory");
+        goto done;
+    }
+    if (catalogue_dir && (rc = load_catalogues(catalogue_dir, p, err, errlen)) != RK_OK)
+        goto done;
+    if ((rc = load_rows(permissions_csv, p, catalogue_dir != NULL, err, errlen)) != RK_OK)
+        goto done;
+    if ((rc = sort_rows(p, permissions_csv, err, errlen)) != RK_OK)
+        goto done;
+    if (!catalogue_dir)
+        rc = derive_catalogues(p, err, errlen);
+done:
+    if (rc != RK_OK) {
+        rk_permissions_free(p);
+        return rc;
+    }
+    *out = p;
+    return RK_OK;
+}
+
+void rk_permissions_free(rk_permissions *p)
+{
+    if (!p)
+        return;
+    cat_free(&p->kinds);
+    cat_free(&p->businesses);
+    cat_free(&p->items);
+    free(p->rows);
+    free(p);
+}
+
+int rk_permissions_allows(const rk_permissions *p, const char *requester_kind, const char *business,
+                          const char *provider_kind, const char *item)
+{
+    if (!p || !p->n || !requester_kind || !business || !provider_kind || !item)
+        return 0;
+    row_key k = {{requester_kind, business, provider_kind, item}};
+    return bsearch(&k, p->rows, p->n, sizeof *p->rows, row_bsearch_cmp) != NULL;
+}
+
+size_t rk_permissions_count(const rk_permissions *p)
+{
+    return p ? p->n : 0;
+}
+
+rk_rc rk_permissions_row(const rk_permissions *p, size_t i, const char **requester_kind, const char **business,
+                         const char **provider_kind, const char **item)
+{
+    if (!p || i >= p->n)
+        return RK_ERR_NOT_FOUND;
+    const perm_row *r = &p->rows[i];
+    if (requester_kind)
+        *requester_kind = r->f[COL_REQUESTER];
+    if (business)
+        *business = r->f[COL_BUSINESS];
+    if (provider_kind)
+        *provider_kind = r->f[COL_PROVIDER];
+    if (item)
+        *item = r->f[COL_ITEM];
+    return RK_OK;
+}
+
+static const char *name_in(const rk_permissions *p, const catalogue *cat, const char *id)
+{
+    const cat_entry *e = p ? cat_find(cat, id) : NULL;
+    return e ? e->name : NULL;
+}
+
+const char *rk_permissions_business_name(const rk_permissions *p, const char *business)
+{
+    return p ? name_in(p, &p->businesses, business) : NULL;
+}
+
+const char *rk_permissions_item_name(const rk_permissions *p, const char *item)
+{
+    return p ? name_in(p, &p->items, item) : NULL;
+}
+
+const char *rk_permissions_kind_name(const rk_permissions *p, const char *kind)
+{
+    return p ? name_in(p, &p->kinds, kind) : NULL;
+}
+
+int rk_permissions_known_business(const rk_permissions *p, const char *business)
+{
+    return p && cat_find(&p->businesses, business) != NULL;
+}
+
+int rk_permissions_known_item(const rk_permissions *p, const char *item)
+{
+    return p && cat_find(&p->items, item) != NULL;
+}
+
+int rk_permissions_known_kind(const rk_permissions *p, const char *kind)
+{
+    return p && cat_find(&p->kinds, kind) != NULL;
+}

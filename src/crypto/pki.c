@@ -1,0 +1,611 @@
+/* pki.c — the network CA, node certificates and private keys (DESIGN §3).
+ *
+ * Peer authentication (standard 第5-2(3)(4)) rests on these certificates:
+ * one CA, one P-256 certificate per node that serves TLS 1.3 client and
+ * server authentication as well as CMS signing and ECDH key agreement.
+ * Key protection (第5-2(5)): keys are written 0600 from the first byte,
+ * optionally encrypted (PKCS#8, AES-256-CBC, PBKDF2), refused when group or
+ * others may read them, and every buffer that held key or passphrase bytes
+ * is wiped before it is freed.
+ *
+ * Ownership: every X509 / EVP_PKEY handed out belongs to the caller; every
+ * object created here is freed at the single exit label of its function.
+ * On failure the OpenSSL error queue is cleared so that a stale error does
+ * not confuse a later TLS call on the same thread. */
+#include "crypto/pki.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "lib/util.h"
+
+#define PKI_DEFAULT_LEAF_DAYS 825
+#define PKI_DEFAULT_CA_DAYS 3650
+#define PKI_MAX_DAYS 36500
+#define PKI_BACKDATE_SECS 300 /* tolerate peers whose clocks run a little slow */
+#define PKI_SECS_PER_DAY INT64_C(86400)
+#define PKI_SERIAL_BYTES 16
+#define PKI_MAX_ID_LEN 64 /* X.520 ub-common-name */
+#define PKI_KEY_FILE_CAP (64 * 1024)
+#define PKI_CERT_FILE_CAP (1024 * 1024)
+#define PKI_PASSPHRASE_CAP 4096
+#define PKI_URN_PREFIX "urn:renkei:"
+
+static const char *const known_roles[] = {"core", "jlis", "gateway", "agency", "system", "operator"};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static rk_rc finish(rk_rc rc)
+{
+    if (rc != RK_OK)
+        ERR_clear_error();
+    return rc;
+}
+
+static void wipe_and_free(char *buf, size_t len)
+{
+    if (!buf)
+        return;
+    rk_wipe(buf, len);
+    free(buf);
+}
+
+static int is_known_role(const char *role)
+{
+    for (size_t i = 0; i < sizeof known_roles / sizeof known_roles[0]; i++)
+        if (role && strcmp(role, known_roles[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* Node ids and agency ids: 1..64 of [A-Za-z0-9._-], so that the SAN URI
+ * cannot be made ambiguous and the CN stays plain. */
+static int is_valid_id(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > PKI_MAX_ID_LEN)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '_' || c == '-';
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+static EVP_PKEY *generate_p256_key(void)
+{
+    return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+}
+
+/* ---- certificate construction ----------------------------------------- */
+
+/* 16 random bytes, top bit clear (positive) and second bit set (never zero,
+ * always the full length), as RFC 5280 §4.1.2.2 asks. */
+static rk_rc set_random_serial(X509 *x)
+{
+    uint8_t bytes[PKI_SERIAL_BYTES];
+    rk_rc rc = rk_random(bytes, sizeof bytes);
+    if (rc != RK_OK)
+        return rc;
+    bytes[0] = (uint8_t)((bytes[0] & 0x7f) | 0x40);
+    BIGNUM *bn = BN_bin2bn(bytes, sizeof bytes, NULL);
+    if (!bn || !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)))
+        rc = RK_ERR_CRYPTO;
+    BN_free(bn);
+    return rc;
+}
+
+static rk_rc set_validity(X509 *x, int64_t not_before, int64_t not_after)
+{
+    if (!ASN1_TIME_set(X509_getm_notBefore(x), (time_t)not_before) ||
+        !ASN1_TIME_set(X509_getm_notAfter(x), (time_t)not_after))
+        return RK_ERR_CRYPTO;
+    return RK_OK;
+}
+
+static rk_rc set_subject_cn(X509 *x, const char *cn)
+{
+    X509_NAME *subject = X509_get_subject_name(x);
+    if (!X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1,
+                                    -1, 0))
+        return RK_ERR_CRYPTO;
+    return RK_OK;
+}
+
+/* An X509v3 extension from its configuration text ("critical,CA:TRUE"). */
+static rk_rc add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value);
+    rk_rc rc = ext && X509_add_ext(x, ext, -1) ? RK_OK : RK_ERR_CRYPTO;
+    X509_EXTENSION_free(ext);
+    return rc;
+}
+
+/* Version 3, random serial, validity, subject CN and public key. */
+static rk_rc new_cert(const char *cn, EVP_PKEY *key, int64_t not_before, int64_t not_after,
+                      X509 **out)
+{
+    rk_rc rc = RK_OK;
+    X509 *x = X509_new();
+    if (!x || !X509_set_version(x, X509_VERSION_3) || !X509_set_pubkey(x, key)) {
+        rc = RK_ERR_CRYPTO;
+        goto done;
+    }
+    if ((rc = set_random_serial(x)) != RK_OK || (rc = set_validity(x, not_before, not_after)) != RK_OK ||
+        (rc = set_subject_cn(x, cn)) != RK_OK)
+        goto done;
+    *out = x;
+    x = NULL;
+done:
+    X509_free(x);
+    return rc;
+}
+
+static rk_rc push_ia5_name(GENERAL_NAMES *names, int type, const char *text)
+{
+    GENERAL_NAME *gn = GENERAL_NAME_new();
+    ASN1_IA5STRING *s = ASN1_IA5STRING_new();
+    if (!gn || !s || !ASN1_STRING_set(s, text, -1)) {
+        GENERAL_NAME_free(gn);
+        ASN1_IA5STRING_free(s);
+        return RK_ERR_CRYPTO;
+    }
+    GENERAL_NAME_set0_value(gn, type, s);
+    if (!sk_GENERAL_NAME_push(names, gn)) {
+        GENERAL_NAME_free(gn);
+        return RK_ERR_NOMEM;
+    }
+    return RK_OK;
+}
+
+static rk_rc push_ip_name(GENERAL_NAMES *names, const char *ip)
+{
+    ASN1_OCTET_STRING *addr = a2i_IPADDRESS(ip);
+    if (!addr)
+        return RK_ERR_INVALID;
+    GENERAL_NAME *gn = GENERAL_NAME_new();
+    if (!gn) {
+        ASN1_OCTET_STRING_free(addr);
+        return RK_ERR_NOMEM;
+    }
+    GENERAL_NAME_set0_value(gn, GEN_IPADD, addr);
+    if (!sk_GENERAL_NAME_push(names, gn)) {
+        GENERAL_NAME_free(gn);
+        return RK_ERR_NOMEM;
+    }
+    return RK_OK;
+}
+
+/* subjectAltName: URI urn:renkei:<role>:<name>, the IP if any, DNS localhost.
+ * Built as GENERAL_NAMEs, not as configuration text, so no input can add
+ * names of its own. */
+static rk_rc add_subject_alt_names(X509 *x, const rk_cert_spec *spec)
+{
+    char uri[sizeof PKI_URN_PREFIX + 2 * PKI_MAX_ID_LEN + 2];
+    snprintf(uri, sizeof uri, PKI_URN_PREFIX "%s:%s", spec->role, spec->name);
+    rk_rc rc = RK_OK;
+    GENERAL_NAMES *names = sk_GENERAL_NAME_new_null();
+    if (!names) {
+        rc = RK_ERR_NOMEM;
+        goto done;
+    }
+    if ((rc = push_ia5_name(names, GEN_URI, uri)) != RK_OK)
+        goto done;
+    if (spec->ip && *spec->ip && (rc = push_ip_name(names, spec->ip)) != RK_OK)
+        goto done;
+    if ((rc = push_ia5_name(names, GEN_DNS, "localhost")) != RK_OK)
+        goto done;
+    if (X509_add1_ext_i2d(x, NID_subject_alt_name, names, 0, X509V3_ADD_DEFAULT) != 1)
+        rc = RK_ERR_CRYPTO;
+done:
+    GENERAL_NAMES_free(names);
+    return rc;
+}
+
+static rk_rc build_ca_cert(EVP_PKEY *key, const char *name, int64_t not_before, int64_t not_after,
+                           X509 **out)
+{
+    X509 *x = NULL;
+    rk_rc rc = new_cert(name, key, not_before, not_after, &x);
+    if (rc != RK_OK)
+        goto done;
+    if (!X509_set_issuer_name(x, X509_get_subject_name(x))) {
+        rc = RK_ERR_CRYPTO;
+        goto done;
+    }
+    if ((rc = add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE,pathlen:0")) != RK_OK ||
+        (rc = add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign")) != RK_OK ||
+        (rc = add_ext(x, x, NID_subject_key_identifier, "hash")) != RK_OK)
+        goto done;
+    if (X509_sign(x, key, EVP_sha256()) <= 0) {
+        rc = RK_ERR_CRYPTO;
+        goto done;
+    }
+    *out = x;
+    x = NULL;
+done:
+    X509_free(x);
+    return rc;
+}
+
+/* Key usage and EKU cover TLS (both ends), CMS signatures (emailProtection,
+ * digitalSignature) and CMS ECDH key agreement (keyAgreement). */
+static rk_rc build_leaf_cert(const rk_cert_spec *spec, EVP_PKEY *key, int64_t not_before,
+                             int64_t not_after, X509 *ca_cert, EVP_PKEY *ca_key, X509 **out)
+{
+    X509 *x = NULL;
+    rk_rc rc = new_cert(spec->common_name, key, not_before, not_after, &x);
+    if (rc != RK_OK)
+        goto done;
+    if (!X509_set_issuer_name(x, X509_get_subject_name(ca_cert))) {
+        rc = RK_ERR_CRYPTO;
+        goto done;
+    }
+    if ((rc = add_ext(x, ca_cert, NID_basic_constraints, "critical,CA:FALSE")) != RK_OK ||
+        (rc = add_ext(x, ca_cert, NID_key_usage, "critical,digitalSignature,keyAgreement")) != RK_OK ||
+        (rc = add_ext(x, ca_cert, NID_ext_key_usage, "serverAuth,clientAuth,emailProtection")) != RK_OK ||
+        (rc = add_ext(x, ca_cert, NID_subject_key_identifier, "hash")) != RK_OK ||
+        (rc = add_ext(x, ca_cert, NID_authority_key_identifier, "keyid:always")) != RK_OK ||
+        (rc = add_subject_alt_names(x, spec)) != RK_OK)
+        goto done;
+    if (X509_sign(x, ca_key, EVP_sha256()) <= 0) {
+        rc = RK_ERR_CRYPTO;
+        goto done;
+    }
+    *out = x;
+    x = NULL;
+done:
+    X509_free(x);
+    return rc;
+}
+
+/* ---- files ------------------------------------------------------------ */
+
+static rk_rc write_cert_pem(X509 *cert, const char *path)
+{
+    rk_rc rc = RK_OK;
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *data = NULL;
+    if (!bio || !PEM_write_bio_X509(bio, cert)) {
+        rc = RK_ERR_CRYPTO;
+        goto done;
+    }
+    long len = BIO_get_mem_data(bio, &data);
+    rc = rk_write_file(path, data, (size_t)len, 0644);
+done:
+    BIO_free(bio);
+    return rc;
+}
+
+/* PKCS#8 PEM in secure memory, written 0600 from the start (第5-2(5)). */
+static rk_rc write_key_pem(EVP_PKEY *key, const char *path, const char *passphrase)
+{
+    rk_rc rc = RK_OK;
+    const EVP_CIPHER *cipher = passphrase ? EVP_aes_256_cbc() : NULL;
+    int passlen = passphrase ? (int)strlen(passphrase) : 0;
+    BIO *bio = BIO_new(BIO_s_secmem());
+    char *data = NULL;
+    long len = 0;
+    if (!bio || !PEM_write_bio_PKCS8PrivateKey(bio, key, cipher, passphrase, passlen, NULL, NULL)) {
+        rc = RK_ERR_CRYPTO;
+        goto done;
+    }
+    len = BIO_get_mem_data(bio, &data);
+    rc = rk_write_file(path, data, (size_t)len, 0600);
+done:
+    if (data && len > 0)
+        rk_wipe(data, (size_t)len);
+    BIO_free(bio);
+    return rc;
+}
+
+/* First line of the file, without its \r\n; *cap is the buffer size to wipe. */
+static rk_rc read_passphrase(const char *path, char **out, size_t *cap)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    rk_rc rc = rk_read_file(path, PKI_PASSPHRASE_CAP, &buf, &len);
+    if (rc != RK_OK)
+        return rc;
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (buf[0] == '\0') {
+        wipe_and_free(buf, len);
+        return RK_ERR_CONFIG;
+    }
+    *out = buf;
+    *cap = len;
+    return RK_OK;
+}
+
+/* Never prompts: without a passphrase an encrypted key simply fails. */
+static int passphrase_cb(char *buf, int size, int rwflag, void *userdata)
+{
+    const char *passphrase = userdata;
+    (void)rwflag;
+    if (!passphrase)
+        return -1;
+    size_t n = strlen(passphrase);
+    if (n > (size_t)size)
+        return -1;
+    memcpy(buf, passphrase, n);
+    return (int)n;
+}
+
+static rk_rc check_key_file_mode(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return errno == ENOENT ? RK_ERR_NOT_FOUND : RK_ERR_IO;
+    if (st.st_mode & 077)
+        return RK_ERR_DENIED;
+    return RK_OK;
+}
+
+/* ---- public functions ------------------------------------------------- */
+
+rk_rc rk_pki_load_key(const char *path, const char *passphrase_file, EVP_PKEY **out)
+{
+    char *pem = NULL, *passphrase = NULL;
+    size_t pem_len = 0, passphrase_cap = 0;
+    BIO *bio = NULL;
+    EVP_PKEY *key = NULL;
+    rk_rc rc = check_key_file_mode(path);
+    if (rc != RK_OK)
+        goto done;
+    if (passphrase_file && *passphrase_file &&
+        (rc = read_passphrase(passphrase_file, &passphrase, &passphrase_cap)) != RK_OK)
+        goto done;
+    if ((rc = rk_read_file(path, PKI_KEY_FILE_CAP, &pem, &pem_len)) != RK_OK)
+        goto done;
+    bio = BIO_new_mem_buf(pem, (int)pem_len);
+    if (!bio) {
+        rc = RK_ERR_NOMEM;
+        goto done;
+    }
+    key = PEM_read_bio_PrivateKey(bio, NULL, passphrase_cb, passphrase);
+    if (!key) {
+        rc = RK_ERR_CRYPTO;
+        goto done;
+    }
+    *out = key;
+done:
+    BIO_free(bio);
+    wipe_and_free(pem, pem_len);
+    wipe_and_free(passphrase, passphrase_cap);
+    return finish(rc);
+}
+
+rk_rc rk_pki_cert_from_pem(const char *pem, size_t len, X509 **out)
+{
+    if (!pem || len > INT_MAX)
+        return RK_ERR_INVALID;
+    rk_rc rc = RK_OK;
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    X509 *cert = NULL;
+    if (!bio) {
+        rc = RK_ERR_NOMEM;
+        goto done;
+    }
+    cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    if (!cert) {
+        rc = RK_ERR_CRYPTO;
+        goto done;
+    }
+    *out = cert;
+done:
+    BIO_free(bio);
+    return finish(rc);
+}
+
+rk_rc rk_pki_load_cert(const char *path, X509 **out)
+{
+    char *pem = NULL;
+    size_t len = 0;
+    rk_rc rc = rk_read_file(path, PKI_CERT_FILE_CAP, &pem, &len);
+    if (rc != RK_OK)
+        return rc;
+    rc = rk_pki_cert_from_pem(pem, len, out);
+    free(pem);
+    return rc;
+}
+
+rk_rc rk_pki_cert_to_pem(X509 *cert, char **out)
+{
+    rk_rc rc = RK_OK;
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *data = NULL, *copy = NULL;
+    if (!bio || !PEM_write_bio_X509(bio, cert)) {
+        rc = RK_ERR_CRYPTO;
+        goto done;
+    }
+    long len = BIO_get_mem_data(bio, &data);
+    copy = malloc((size_t)len + 1);
+    if (!copy) {
+        rc = RK_ERR_NOMEM;
+        goto done;
+    }
+    memcpy(copy, data, (size_t)len);
+    copy[len] = '\0';
+    *out = copy;
+done:
+    BIO_free(bio);
+    return finish(rc);
+}
+
+rk_rc rk_pki_create_ca(const char *cert_path, const char *key_path, const char *name, int days)
+{
+    if (!cert_path || !key_path || !name || !*name || strlen(name) > PKI_MAX_ID_LEN || days < 0 ||
+        days > PKI_MAX_DAYS)
+        return RK_ERR_INVALID;
+    int64_t not_before = (int64_t)time(NULL) - PKI_BACKDATE_SECS;
+    int64_t not_after = not_before + (days ? days : PKI_DEFAULT_CA_DAYS) * PKI_SECS_PER_DAY;
+    X509 *cert = NULL;
+    rk_rc rc = RK_OK;
+    EVP_PKEY *key = generate_p256_key();
+    if (!key) {
+        rc = RK_ERR_CRYPTO;
+        goto done;
+    }
+    if ((rc = build_ca_cert(key, name, not_before, not_after, &cert)) != RK_OK ||
+        (rc = write_key_pem(key, key_path, NULL)) != RK_OK)
+        goto done;
+    rc = write_cert_pem(cert, cert_path);
+done:
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return finish(rc);
+}
+
+static rk_rc check_spec(const rk_cert_spec *spec)
+{
+    if (!spec || !is_valid_id(spec->common_name) || !is_known_role(spec->role) ||
+        !is_valid_id(spec->name) || spec->days < 0 || spec->days > PKI_MAX_DAYS)
+        return RK_ERR_INVALID;
+    return RK_OK;
+}
+
+static rk_rc resolve_validity(const rk_cert_spec *spec, int64_t *not_before, int64_t *not_after)
+{
+    int64_t days = spec->days ? spec->days : PKI_DEFAULT_LEAF_DAYS;
+    *not_before = spec->not_before ? spec->not_before : (int64_t)time(NULL) - PKI_BACKDATE_SECS;
+    if (*not_before < 0 || *not_before > INT64_MAX / 2)
+        return RK_ERR_INVALID;
+    *not_after = spec->not_after ? spec->not_after : *not_before + days * PKI_SECS_PER_DAY;
+    return *not_after > *not_before ? RK_OK : RK_ERR_INVALID;
+}
+
+/* The CA's own key must match its certificate before it signs anything. */
+static rk_rc load_ca(const char *cert_path, const char *key_path, X509 **cert, EVP_PKEY **key)
+{
+    rk_rc rc = rk_pki_load_cert(cert_path, cert);
+    if (rc != RK_OK)
+        return rc;
+    if ((rc = rk_pki_load_key(key_path, NULL, key)) != RK_OK)
+        goto fail;
+    if (X509_check_private_key(*cert, *key) == 1)
+        return RK_OK;
+    rc = RK_ERR_CRYPTO;
+    EVP_PKEY_free(*key);
+    *key = NULL;
+fail:
+    X509_free(*cert);
+    *cert = NULL;
+    return rc;
+}
+
+rk_rc rk_pki_issue(const char *ca_cert_path, const char *ca_key_path, const rk_cert_spec *spec,
+                   const char *cert_path, const char *key_path, const char *passphrase)
+{
+    int64_t not_before = 0, not_after = 0;
+    X509 *ca_cert = NULL, *cert = NULL;
+    EVP_PKEY *ca_key = NULL, *key = NULL;
+    rk_rc rc = check_spec(spec);
+    if (rc != RK_OK || (passphrase && !*passphrase) || !cert_path || !key_path) {
+        rc = RK_ERR_INVALID;
+        goto done;
+    }
+    if ((rc = resolve_validity(spec, &not_before, &not_after)) != RK_OK ||
+        (rc = load_ca(ca_cert_path, ca_key_path, &ca_cert, &ca_key)) != RK_OK)
+        goto done;
+    if (!(key = generate_p256_key())) {
+        rc = RK_ERR_CRYPTO;
+        goto done;
+    }
+    if ((rc = build_leaf_cert(spec, key, not_before, not_after, ca_cert, ca_key, &cert)) != RK_OK ||
+        (rc = write_key_pem(key, key_path, passphrase)) != RK_OK)
+        goto done;
+    rc = write_cert_pem(cert, cert_path);
+done:
+    X509_free(cert);
+    X509_free(ca_cert);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(ca_key);
+    return finish(rc);
+}
+
+rk_rc rk_pki_fingerprint(X509 *cert, char out[RK_FINGERPRINT_LEN])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    if (!cert || !X509_digest(cert, EVP_sha256(), md, &md_len) || md_len != 32)
+        return finish(RK_ERR_CRYPTO);
+    rk_hex(md, md_len, out);
+    return RK_OK;
+}
+
+rk_rc rk_pki_spki_pin(X509 *cert, char out[RK_PIN_LEN])
+{
+    static const char prefix[] = "sha256//";
+    unsigned char md[32];
+    unsigned char *der = NULL;
+    rk_rc rc = RK_OK;
+    EVP_PKEY *pub = cert ? X509_get0_pubkey(cert) : NULL;
+    int der_len = pub ? i2d_PUBKEY(pub, &der) : -1;
+    if (der_len <= 0 || !EVP_Digest(der, (size_t)der_len, md, NULL, EVP_sha256(), NULL)) {
+        rc = RK_ERR_CRYPTO;
+        goto done;
+    }
+    memcpy(out, prefix, sizeof prefix - 1);
+    EVP_EncodeBlock((unsigned char *)out + sizeof prefix - 1, md, sizeof md);
+done:
+    OPENSSL_free(der);
+    return finish(rc);
+}
+
+/* Copies a URI "urn:renkei:<role>:<name>" into role and name, if it is one. */
+static rk_rc split_renkei_uri(const ASN1_IA5STRING *uri, char *role, size_t rolelen, char *name,
+                              size_t namelen)
+{
+    const char *text = (const char *)ASN1_STRING_get0_data(uri);
+    size_t len = (size_t)ASN1_STRING_length(uri);
+    size_t prefix_len = sizeof PKI_URN_PREFIX - 1;
+    if (len <= prefix_len || memchr(text, '\0', len) || memcmp(text, PKI_URN_PREFIX, prefix_len) != 0)
+        return RK_ERR_NOT_FOUND;
+    const char *rest = text + prefix_len;
+    size_t rest_len = len - prefix_len;
+    const char *colon = memchr(rest, ':', rest_len);
+    if (!colon)
+        return RK_ERR_INVALID;
+    size_t role_len = (size_t)(colon - rest), name_len = rest_len - role_len - 1;
+    if (role_len == 0 || name_len == 0 || role_len >= rolelen || name_len >= namelen)
+        return RK_ERR_INVALID;
+    memcpy(role, rest, role_len);
+    role[role_len] = '\0';
+    memcpy(name, colon + 1, name_len);
+    name[name_len] = '\0';
+    return RK_OK;
+}
+
+rk_rc rk_pki_cert_identity(X509 *cert, char *role, size_t rolelen, char *name, size_t namelen)
+{
+    if (!cert || !role || !name || rolelen == 0 || namelen == 0)
+        return RK_ERR_INVALID;
+    rk_rc rc = RK_ERR_INVALID;
+    GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; names && i < sk_GENERAL_NAME_num(names); i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+        if (gn->type != GEN_URI)
+            continue;
+        rk_rc found = split_renkei_uri(gn->d.uniformResourceIdentifier, role, rolelen, name, namelen);
+        if (found != RK_ERR_NOT_FOUND) {
+            rc = found;
+            break;
+        }
+    }
+    GENERAL_NAMES_free(names);
+    return finish(rc);
+}

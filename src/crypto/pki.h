@@ -1,0 +1,61 @@
+/* pki.h — the network's certificates and keys (DESIGN §3, standard 第5-2(3)-(5)).
+ *
+ * One network CA issues every node's certificate: ECDSA P-256, subject CN =
+ * node id, SAN URI "urn:renkei:<role>:<name>" where name is the agency id for
+ * agency-scoped roles (gateway, agency, system) and the node id otherwise,
+ * plus an IP SAN for the address the node listens on. The same certificate
+ * serves TLS (server and client) and CMS signing and encryption.
+ *
+ * Private keys are PKCS#8 PEM files of mode 0600, optionally encrypted
+ * (AES-256-CBC, PBKDF2) with a passphrase read from a file. A key file that
+ * group or others can read is refused. Ownership: every X509 / EVP_PKEY
+ * returned belongs to the caller (X509_free / EVP_PKEY_free). */
+#ifndef RK_PKI_H
+#define RK_PKI_H
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "lib/err.h"
+
+#define RK_FINGERPRINT_LEN 65 /* SHA-256 hex + NUL */
+#define RK_PIN_LEN 64         /* "sha256//" + base64 of 32 bytes + NUL */
+
+typedef struct rk_cert_spec {
+    const char *common_name; /* the node id */
+    const char *role;        /* core, jlis, gateway, agency, system, operator */
+    const char *name;        /* agency id or node id: goes into the SAN URI */
+    const char *ip;          /* optional IP SAN, e.g. "127.0.0.1" */
+    int64_t not_before;      /* unix seconds; 0 = now minus 5 minutes */
+    int64_t not_after;       /* unix seconds; 0 = not_before + days */
+    int days;                /* validity when not_after is 0; 0 = 825 */
+} rk_cert_spec;
+
+/* Creates a self-signed CA (P-256, basicConstraints CA:TRUE, keyCertSign,
+ * cRLSign) and writes cert (0644) and key (0600). */
+rk_rc rk_pki_create_ca(const char *cert_path, const char *key_path, const char *name, int days);
+
+/* Issues a leaf certificate signed by the CA and writes cert and a fresh key.
+ * passphrase: NULL writes the key unencrypted. */
+rk_rc rk_pki_issue(const char *ca_cert_path, const char *ca_key_path, const rk_cert_spec *spec,
+                   const char *cert_path, const char *key_path, const char *passphrase);
+
+/* Loads a private key. Refuses (RK_ERR_DENIED) a file readable by group or
+ * others. passphrase_file: NULL or "" for an unencrypted key; otherwise the
+ * first line of that file is the passphrase (wiped after use). */
+rk_rc rk_pki_load_key(const char *path, const char *passphrase_file, EVP_PKEY **out);
+
+rk_rc rk_pki_load_cert(const char *path, X509 **out);
+rk_rc rk_pki_cert_from_pem(const char *pem, size_t len, X509 **out);
+/* PEM text of a certificate, malloc'ed, NUL-terminated. */
+rk_rc rk_pki_cert_to_pem(X509 *cert, char **out);
+
+/* SHA-256 of the certificate's DER, lowercase hex. */
+rk_rc rk_pki_fingerprint(X509 *cert, char out[RK_FINGERPRINT_LEN]);
+/* libcurl public-key pin: "sha256//" + base64(SHA-256(SubjectPublicKeyInfo DER)). */
+rk_rc rk_pki_spki_pin(X509 *cert, char out[RK_PIN_LEN]);
+/* Role and name from the SAN URI urn:renkei:<role>:<name>. */
+rk_rc rk_pki_cert_identity(X509 *cert, char *role, size_t rolelen, char *name, size_t namelen);
+
+#endif

@@ -1,0 +1,44 @@
+/* http_relay.h — calls to other nodes that no thread waits for: made on a
+ * server's event loop with libevent's HTTP client over OpenSSL, for the
+ * started routes of the exchange path (through rk_node_post_later).
+ *
+ * The rules of http_client.h hold: TLS 1.3 only, this node's certificate,
+ * the network CA only, the peer's name and its public-key pin checked in
+ * the handshake, X-Renkei-Created on every call (第6-8), the answer capped
+ * at RK_CLIENT_MAX_RESPONSE, a timeout on every call.
+ *
+ * Ownership: one event thread owns a relay and everything in it; every
+ * function here and every callback runs on that thread. Idle connections
+ * are kept per URL and reused; a connection that failed or closed is freed,
+ * never reused. */
+#ifndef RK_HTTP_RELAY_H
+#define RK_HTTP_RELAY_H
+
+#include <event2/event.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "lib/err.h"
+#include "net/http_client.h"
+
+typedef struct rk_relay rk_relay;
+
+/* Called exactly once per rk_relay_post, on the event thread. rc as for
+ * rk_client_call: RK_OK when an HTTP answer arrived (any status; res->body
+ * is malloc'ed and the callee takes it), RK_ERR_TIMEOUT, RK_ERR_TOO_LARGE,
+ * RK_ERR_UPSTREAM (not reachable, TLS refused, pin mismatch). */
+typedef void (*rk_relay_done_fn)(void *arg, rk_rc rc, rk_http_result *res);
+
+/* cert and key are borrowed and must outlive the relay. */
+rk_rc rk_relay_new(struct event_base *base, X509 *cert, EVP_PKEY *key, const char *ca_path,
+                   int64_t clock_offset_ms, rk_relay **out);
+/* Frees idle connections; calls still in flight must have finished. */
+void rk_relay_free(rk_relay *r);
+
+/* POSTs body to base_url ("https://host:port") + path. pin: "sha256//…"
+ * or NULL. On RK_OK done will be called; otherwise it will not. */
+rk_rc rk_relay_post(rk_relay *r, const char *base_url, const char *pin, const char *path, const char *body,
+                    size_t len, int timeout_ms, rk_relay_done_fn done, void *arg);
+
+#endif

@@ -1,0 +1,902 @@
+#include "net/http_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/thread.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "crypto/pki.h"
+#include "lib/util.h"
+#include "node/watch.h"
+
+#define MAX_HEADERS_SIZE (16 * 1024)
+#define MAX_QUEUE 8192
+#define MAX_STARTED 512 /* requests started on the event thread at once: each may hold a connection */
+#define MAX_ROUTES 48
+#define N_BUCKETS 12
+
+static const double bucket_ms[N_BUCKETS] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 1e18};
+
+typedef struct route_stats {
+    uint64_t by_class[6]; /* 1xx…5xx by status/100 */
+    uint64_t buckets[N_BUCKETS];
+    uint64_t sum_us;
+} route_stats;
+
+/* One request on its way from the event thread to a worker and back. */
+typedef struct job {
+    rk_server *srv;
+    struct evhttp_request *req;  /* owned by libevent; touched only on the event thread */
+    struct event *done;          /* fires on the event thread when the handler is done */
+    const rk_route *route;
+    route_stats *stats;
+    rk_request in;
+    rk_response out;
+    int64_t started_us;
+    char *path, *query, *body;
+    /* rk_pending_offload: work on a worker, then done on the event thread */
+    void (*work)(void *arg);
+    void (*work_done)(void *arg);
+    void *work_arg;
+    struct job *next;
+} job;
+
+struct rk_server {
+    rk_server_config cfg;
+    struct event_base *base;
+    struct evhttp *http;
+    SSL_CTX *ssl_ctx;
+    struct event *sig_int, *sig_term, *sig_hup;
+    pthread_t *threads;
+    int n_threads;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    job *head, *tail;
+    size_t queued;
+    int stopping;
+    size_t started;              /* requests started on the event thread, not yet finished */
+    route_stats stats[MAX_ROUTES + 2];   /* routes, then /healthz, /metrics */
+    uint64_t tls_refusals, unknown_peer, address_refusals, role_refusals, not_found, overloaded, skew_refusals;
+    rk_watch *refusals;          /* per source, for early detection (第3-5) */
+};
+
+static int ssl_peer_index = -1;
+static pthread_once_t ssl_index_once = PTHREAD_ONCE_INIT;
+
+static void make_ssl_index(void)
+{
+    ssl_peer_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+static void count(uint64_t *counter)
+{
+    __atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
+}
+
+/* Counts a refusal against its source; a burst raises one incident. */
+static void note_refusal(rk_server *srv, const char *source, const char *what)
+{
+    if (!srv->refusals || !srv->cfg.on_incident || !rk_watch_hit(srv->refusals, source, rk_now_ms()))
+        return;
+    char summary[256];
+    snprintf(summary, sizeof summary, "%d or more refused calls (%s) from %s within %d s", srv->cfg.refusal_threshold,
+             what, source, srv->cfg.refusal_window_ms / 1000);
+    srv->cfg.on_incident(srv->cfg.incident_ctx, "unauthorized_access", summary);
+}
+
+static void peer_address(const SSL *ssl, char *out, size_t outlen)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    int fd = SSL_get_fd(ssl);
+    snprintf(out, outlen, "unknown address");
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&sa, &len) != 0)
+        return;
+    if (sa.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, out, (socklen_t)outlen);
+    else if (sa.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, out, (socklen_t)outlen);
+}
+
+/* ---------- responses ---------- */
+
+void rk_reply_json(rk_response *resp, int status, json_t *body)
+{
+    free(resp->body);
+    resp->status = status;
+    resp->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    resp->body_len = resp->body ? strlen(resp->body) : 0;
+    resp->content_type = "application/json";
+    json_decref(body);
+}
+
+void rk_reply_text(rk_response *resp, int status, char *text)
+{
+    free(resp->body);
+    resp->status = status;
+    resp->body = text;
+    resp->body_len = text ? strlen(text) : 0;
+    resp->content_type = "application/json";
+}
+
+void rk_reply_error(rk_response *resp, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    rk_reply_json(resp, status, json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg));
+}
+
+const char *rk_req_string(const rk_request *req, rk_response *resp, const char *field, size_t maxlen)
+{
+    json_t *v = req->json ? json_object_get(req->json, field) : NULL;
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > maxlen ||
+        strlen(json_string_value(v)) != json_string_length(v)) {
+        rk_reply_error(resp, 400, "invalid_field", "field \"%s\" is missing or not a string of 1 to %zu bytes",
+                       field, maxlen);
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+int rk_req_int(const rk_request *req, rk_response *resp, const char *field, long min, long max, long *out)
+{
+    json_t *v = req->json ? json_object_get(req->json, field) : NULL;
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+        rk_reply_error(resp, 400, "invalid_field", "field \"%s\" is missing or not an integer in %ld..%ld",
+                       field, min, max);
+        return -1;
+    }
+    *out = (long)json_integer_value(v);
+    return 0;
+}
+
+int rk_query_param(const rk_request *req, const char *name, char *out, size_t outlen)
+{
+    struct evkeyvalq params;
+    if (!req->query[0] || evhttp_parse_query_str(req->query, &params) != 0)
+        return 0;
+    const char *v = evhttp_find_header(&params, name);
+    int found = !v ? 0 : strlen(v) < outlen ? 1 : -1;
+    if (found == 1)
+        strcpy(out, v);
+    evhttp_clear_headers(&params);
+    return found;
+}
+
+json_t *rk_req_batch(const rk_request *req, rk_response *resp, const char *field)
+{
+    json_t *list = req->json ? json_object_get(req->json, field) : NULL;
+    size_t n = json_array_size(list);
+    if (json_is_array(list) && n >= 1 && n <= RK_BATCH_MAX)
+        return list;
+    rk_reply_error(resp, 400, "invalid_field", "field \"%s\" must be an array of 1 to %d entries", field,
+                   RK_BATCH_MAX);
+    return NULL;
+}
+
+int rk_page_params(const rk_request *req, rk_response *resp, int64_t *before, int *limit)
+{
+    char before_s[24], limit_s[8];
+    int fb = rk_query_param(req, "before", before_s, sizeof before_s);
+    int fl = rk_query_param(req, "limit", limit_s, sizeof limit_s);
+    *before = fb == 1 ? strtoll(before_s, NULL, 10) : 0;
+    *limit = fl == 1 ? atoi(limit_s) : 50;
+    if (fb < 0 || fl < 0 || *before < 0 || *limit < 1 || *limit > 500) {
+        rk_reply_error(resp, 400, "invalid_field", "limit must be 1..500 and before a seq of this list");
+        return -1;
+    }
+    return 0;
+}
+
+int64_t rk_server_now_ms(const rk_server *srv)
+{
+    return rk_now_ms() + srv->cfg.clock_offset_ms;
+}
+
+/* ---------- TLS ---------- */
+
+static void on_tls_info(const SSL *ssl, int where, int ret)
+{
+    /* A fatal alert we send during the handshake is a refused peer: no
+     * certificate, a certificate from another CA, an expired one. */
+    if ((where & SSL_CB_WRITE_ALERT) && (ret >> 8) == SSL3_AL_FATAL && !SSL_is_init_finished(ssl)) {
+        rk_server *srv = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+        if (srv) {
+            char addr[64];
+            count(&srv->tls_refusals);
+            peer_address(ssl, addr, sizeof addr);
+            note_refusal(srv, addr, "TLS handshake");
+        }
+    }
+}
+
+static rk_rc make_ssl_ctx(rk_server *srv)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx)
+        return RK_ERR_CRYPTO;
+    srv->ssl_ctx = ctx;
+    SSL_CTX_set_app_data(ctx, srv);
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
+        !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
+        SSL_CTX_use_certificate(ctx, srv->cfg.cert) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx, srv->cfg.key) != 1 || SSL_CTX_check_private_key(ctx) != 1 ||
+        SSL_CTX_load_verify_locations(ctx, srv->cfg.ca_path, NULL) != 1) {
+        rk_error("tls: cannot set up server context: %s", ERR_reason_error_string(ERR_get_error()));
+        return RK_ERR_CRYPTO;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    SSL_CTX_set_verify_depth(ctx, 2);
+    SSL_CTX_set_info_callback(ctx, on_tls_info);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"renkei", 6);
+    return RK_OK;
+}
+
+static struct bufferevent *make_tls_bufferevent(struct event_base *base, void *arg)
+{
+    rk_server *srv = arg;
+    SSL *ssl = SSL_new(srv->ssl_ctx);
+    if (!ssl)
+        return NULL;
+    return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+}
+
+/* The registered node behind this connection's client certificate, looked
+ * up once per connection and kept on the SSL object. */
+static const rk_peer_node *connection_peer(rk_server *srv, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+    if (!ssl)
+        return NULL;
+    const rk_peer_node *peer = SSL_get_ex_data(ssl, ssl_peer_index);
+    if (peer)
+        return peer;
+    /* First request on this connection: answers go out at once (no Nagle
+     * delay waiting for the peer's delayed ACK). */
+    int one = 1, fd = (int)bufferevent_getfd(bev);
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    X509 *cert = SSL_get0_peer_certificate(ssl);
+    char fp[RK_FINGERPRINT_LEN];
+    if (!cert || SSL_get_verify_result(ssl) != X509_V_OK || rk_pki_fingerprint(cert, fp) != RK_OK)
+        return NULL;
+    peer = rk_registry_by_fingerprint(srv->cfg.registry, fp);
+    if (peer)
+        SSL_set_ex_data(ssl, ssl_peer_index, (void *)peer);
+    return peer;
+}
+
+/* ---------- routing and authorisation ---------- */
+
+static int path_matches(const char *pattern, const char *path)
+{
+    size_t n = strlen(pattern);
+    if (n > 0 && pattern[n - 1] == '*')
+        return strncmp(pattern, path, n - 1) == 0 && path[n - 1] != '\0';
+    return strcmp(pattern, path) == 0;
+}
+
+static const char *method_name(enum evhttp_cmd_type cmd)
+{
+    switch (cmd) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    default: return "OTHER";
+    }
+}
+
+static void send_now(struct evhttp_request *req, const rk_server *srv, rk_response *resp)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    char now[24];
+    snprintf(now, sizeof now, "%lld", (long long)rk_server_now_ms(srv));
+    evhttp_add_header(h, "Content-Type", resp->content_type ? resp->content_type : "application/json");
+    evhttp_add_header(h, "X-Renkei-Time", now);
+    struct evbuffer *buf = evbuffer_new();
+    if (buf && resp->body)
+        evbuffer_add(buf, resp->body, resp->body_len);
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    evhttp_send_reply(req, resp->status ? resp->status : 500, NULL, buf);
+    if (buf)
+        evbuffer_free(buf);
+    /* The head and the body are queued as separate pieces, and the TLS
+     * bufferevent writes each as its own record and system call: one piece
+     * makes one record, one write, and one wake-up at the peer. */
+    if (bev)
+        evbuffer_pullup(bufferevent_get_output(bev), -1);
+}
+
+static void refuse(struct evhttp_request *req, const rk_server *srv, int status, const char *code, const char *msg)
+{
+    rk_response r = {0};
+    rk_reply_error(&r, status, code, "%s", msg);
+    send_now(req, srv, &r);
+    free(r.body);
+}
+
+/* Finds the route and checks the caller; on refusal replies and returns NULL. */
+static const rk_route *authorise(rk_server *srv, struct evhttp_request *req, const char *method,
+                                 const char *path, const rk_peer_node **peer_out, size_t *stats_index)
+{
+    const rk_peer_node *peer = connection_peer(srv, req);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
+    if (!peer) {
+        count(&srv->unknown_peer);
+        note_refusal(srv, addr ? addr : "unknown address", "unregistered certificate");
+        refuse(req, srv, 403, "unknown_peer", "the client certificate is not registered in this network");
+        return NULL;
+    }
+    if (!addr || !rk_peer_address_allowed(peer, addr)) {
+        count(&srv->address_refusals);
+        note_refusal(srv, peer->id, "unregistered address");
+        rk_warn("refused %s from unregistered address", peer->id);
+        refuse(req, srv, 403, "address_not_allowed", "this peer may not call from this address");
+        return NULL;
+    }
+    *peer_out = peer;
+    static const rk_route builtin[] = {
+        {"GET", "/healthz", RK_ROLES_ANY, 0, NULL},
+        {"GET", "/metrics", RK_ROLES_ANY, 0, NULL},
+    };
+    const rk_route *found = NULL;
+    int path_known = 0;
+    for (size_t i = 0; i < srv->cfg.n_routes + 2 && !found; i++) {
+        const rk_route *r = i < srv->cfg.n_routes ? &srv->cfg.routes[i] : &builtin[i - srv->cfg.n_routes];
+        if (!path_matches(r->path, path))
+            continue;
+        path_known = 1;
+        if (strcmp(r->method, method) == 0) {
+            found = r;
+            *stats_index = i;
+        }
+    }
+    if (!found) {
+        count(&srv->not_found);
+        refuse(req, srv, path_known ? 405 : 404, path_known ? "method_not_allowed" : "not_found",
+               path_known ? "method not allowed on this path" : "no such endpoint");
+        return NULL;
+    }
+    /* same_agency binds every caller to this node's agency, except the
+     * network's own nodes (core, J-LIS), which serve all agencies. */
+    int network_node = peer->role == RK_ROLE_CORE || peer->role == RK_ROLE_JLIS;
+    int agency_ok = !found->same_agency || network_node || strcmp(peer->agency, srv->cfg.agency) == 0;
+    if (!(found->roles & peer->role) || !agency_ok) {
+        count(&srv->role_refusals);
+        note_refusal(srv, peer->id, "role or agency not allowed");
+        rk_warn("refused %s (role %s) on %s %s", peer->id, rk_role_name(peer->role), method, path);
+        refuse(req, srv, 403, agency_ok ? "role_not_allowed" : "wrong_agency",
+               agency_ok ? "the caller's role may not call this endpoint"
+                         : "the caller belongs to another agency");
+        return NULL;
+    }
+    return found;
+}
+
+/* ---------- built-in endpoints ---------- */
+
+static void serve_health(rk_server *srv, rk_response *resp)
+{
+    json_t *checks = json_object();
+    int bad = srv->cfg.health ? srv->cfg.health(srv->cfg.app, checks) : 0;
+    char now[32];
+    rk_format_time(rk_server_now_ms(srv), now, sizeof now);
+    rk_reply_json(resp, bad ? 503 : 200,
+                  json_pack("{s:s,s:s,s:o}", "status", bad ? "degraded" : "ok", "time", now, "checks", checks));
+}
+
+static void serve_metrics(rk_server *srv, rk_response *resp)
+{
+    struct evbuffer *out = evbuffer_new();
+    if (!out) {
+        rk_reply_error(resp, 500, "internal", "out of memory");
+        return;
+    }
+    evbuffer_add_printf(out, "# TYPE renkei_refusals_total counter\n");
+    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"tls\"} %llu\n", (unsigned long long)srv->tls_refusals);
+    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"unknown_peer\"} %llu\n", (unsigned long long)srv->unknown_peer);
+    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"address\"} %llu\n", (unsigned long long)srv->address_refusals);
+    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"role\"} %llu\n", (unsigned long long)srv->role_refusals);
+    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"not_found\"} %llu\n", (unsigned long long)srv->not_found);
+    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"overloaded\"} %llu\n", (unsigned long long)srv->overloaded);
+    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"clock_skew\"} %llu\n", (unsigned long long)srv->skew_refusals);
+    evbuffer_add_printf(out, "# TYPE renkei_requests_total counter\n# TYPE renkei_request_duration_ms histogram\n");
+    for (size_t i = 0; i < srv->cfg.n_routes; i++) {
+        const rk_route *r = &srv->cfg.routes[i];
+        const route_stats *s = &srv->stats[i];
+        uint64_t total = 0;
+        for (int c = 1; c < 6; c++) {
+            total += s->by_class[c];
+            if (s->by_class[c])
+                evbuffer_add_printf(out, "renkei_requests_total{endpoint=\"%s %s\",class=\"%dxx\"} %llu\n",
+                                    r->method, r->path, c, (unsigned long long)s->by_class[c]);
+        }
+        uint64_t cum = 0;
+        for (int b = 0; b < N_BUCKETS && total; b++) {
+            cum += s->buckets[b];
+            if (b == N_BUCKETS - 1)
+                evbuffer_add_printf(out, "renkei_request_duration_ms_bucket{endpoint=\"%s %s\",le=\"+Inf\"} %llu\n",
+                                    r->method, r->path, (unsigned long long)cum);
+            else
+                evbuffer_add_printf(out, "renkei_request_duration_ms_bucket{endpoint=\"%s %s\",le=\"%g\"} %llu\n",
+                                    r->method, r->path, bucket_ms[b], (unsigned long long)cum);
+        }
+        if (total)
+            evbuffer_add_printf(out, "renkei_request_duration_ms_sum{endpoint=\"%s %s\"} %.3f\n"
+                                     "renkei_request_duration_ms_count{endpoint=\"%s %s\"} %llu\n",
+                                r->method, r->path, (double)s->sum_us / 1000.0, r->method, r->path,
+                                (unsigned long long)total);
+    }
+    evbuffer_add_printf(out, "renkei_queue_depth %zu\n", srv->queued);
+    if (srv->cfg.metrics)
+        srv->cfg.metrics(srv->cfg.app, out);
+    size_t len = evbuffer_get_length(out);
+    free(resp->body);
+    resp->body = malloc(len + 1);
+    if (resp->body) {
+        evbuffer_remove(out, resp->body, len);
+        resp->body[len] = '\0';
+    }
+    resp->body_len = resp->body ? len : 0;
+    resp->status = 200;
+    resp->content_type = "text/plain; version=0.0.4";
+    evbuffer_free(out);
+}
+
+/* ---------- worker pool ---------- */
+
+static void job_free(job *j)
+{
+    if (!j)
+        return;
+    if (j->done)
+        event_free(j->done);
+    json_decref(j->in.json);
+    free(j->path);
+    free(j->query);
+    /* Bodies may hold My Numbers or provided values: wiped, not just freed. */
+    if (j->body)
+        rk_wipe(j->body, j->in.body_len);
+    if (j->out.body)
+        rk_wipe(j->out.body, j->out.body_len);
+    free(j->body);
+    free(j->out.body);
+    free(j);
+}
+
+static int64_t mono_us(void)
+{
+    return rk_mono_ms() * 1000; /* ms resolution is enough for the histogram */
+}
+
+static void record_stats(route_stats *s, int status, int64_t elapsed_us)
+{
+    if (!s)
+        return;
+    int cls = status / 100;
+    count(&s->by_class[cls >= 1 && cls <= 5 ? cls : 5]);
+    double ms = (double)elapsed_us / 1000.0;
+    int b = 0;
+    while (b < N_BUCKETS - 1 && ms > bucket_ms[b])
+        b++;
+    count(&s->buckets[b]);
+    __atomic_add_fetch(&s->sum_us, (uint64_t)elapsed_us, __ATOMIC_RELAXED);
+}
+
+/* Event thread: the handler finished; send its answer. */
+static void on_job_done(evutil_socket_t fd, short what, void *arg)
+{
+    job *j = arg;
+    record_stats(j->stats, j->out.status, mono_us() - j->started_us);
+    send_now(j->req, j->srv, &j->out);
+    job_free(j);
+}
+
+static void run_job(job *j)
+{
+    rk_server *srv = j->srv;
+    if (j->route->fn)
+        j->route->fn(srv->cfg.app, &j->in, &j->out);
+    else if (strcmp(j->in.path, "/healthz") == 0)
+        serve_health(srv, &j->out);
+    else
+        serve_metrics(srv, &j->out);
+    if (!j->out.status)
+        rk_reply_error(&j->out, 500, "internal", "the handler gave no answer");
+}
+
+static void *worker_main(void *arg)
+{
+    rk_server *srv = arg;
+    for (;;) {
+        pthread_mutex_lock(&srv->lock);
+        while (!srv->head && !srv->stopping)
+            pthread_cond_wait(&srv->cond, &srv->lock);
+        job *j = srv->head;
+        if (!j) {
+            pthread_mutex_unlock(&srv->lock);
+            return NULL;
+        }
+        srv->head = j->next;
+        if (!srv->head)
+            srv->tail = NULL;
+        srv->queued--;
+        pthread_mutex_unlock(&srv->lock);
+        if (j->work)
+            j->work(j->work_arg);
+        else
+            run_job(j);
+        event_active(j->done, EV_WRITE, 0);
+    }
+}
+
+static int enqueue(rk_server *srv, job *j)
+{
+    pthread_mutex_lock(&srv->lock);
+    int ok = srv->queued < MAX_QUEUE && !srv->stopping;
+    if (ok) {
+        if (srv->tail)
+            srv->tail->next = j;
+        else
+            srv->head = j;
+        srv->tail = j;
+        srv->queued++;
+        pthread_cond_signal(&srv->cond);
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return ok;
+}
+
+/* Event thread: a started request has its answer. */
+void rk_pending_finish(rk_pending *p)
+{
+    job *j = (job *)p;
+    j->srv->started--;
+    if (!j->out.status)
+        rk_reply_error(&j->out, 500, "internal", "the handler gave no answer");
+    record_stats(j->stats, j->out.status, mono_us() - j->started_us);
+    send_now(j->req, j->srv, &j->out);
+    job_free(j);
+}
+
+/* Event thread: the offloaded work is done; back to the started request. */
+static void on_offload_done(evutil_socket_t fd, short what, void *arg)
+{
+    job *j = arg;
+    (void)fd;
+    (void)what;
+    event_free(j->done);
+    j->done = NULL;
+    void (*done)(void *) = j->work_done;
+    void *work_arg = j->work_arg;
+    j->work = NULL;
+    j->work_done = NULL;
+    j->work_arg = NULL;
+    done(work_arg);
+}
+
+void rk_pending_offload(rk_pending *p, void (*work)(void *arg), void (*done)(void *arg), void *arg)
+{
+    job *j = (job *)p;
+    j->work = work;
+    j->work_done = done;
+    j->work_arg = arg;
+    j->done = event_new(j->srv->base, -1, 0, on_offload_done, j);
+    if (!j->done || !enqueue(j->srv, j)) { /* no worker to take it: here */
+        if (j->done)
+            event_free(j->done);
+        j->done = NULL;
+        j->work = NULL;
+        j->work_done = NULL;
+        j->work_arg = NULL;
+        work(arg);
+        done(arg);
+    }
+}
+
+void *rk_pending_calloc(rk_pending *p, rk_response *resp, size_t size)
+{
+    void *state = calloc(1, size);
+    if (!state) {
+        rk_reply_error(resp, 500, "internal", "out of memory");
+        rk_pending_finish(p);
+    }
+    return state;
+}
+
+struct event_base *rk_pending_base(const rk_pending *p)
+{
+    return ((const job *)p)->srv->base;
+}
+
+/* ---------- request intake (event thread) ---------- */
+
+static rk_rc copy_request(job *j, struct evhttp_request *req, const char *method)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    j->path = evhttp_uridecode(path && *path ? path : "/", 0, NULL);
+    j->query = strdup(query ? query : "");
+    j->body = malloc(len + 1);
+    if (!j->path || !j->query || !j->body)
+        return RK_ERR_NOMEM;
+    evbuffer_copyout(in, j->body, len);
+    j->body[len] = '\0';
+    j->in.method = method;
+    j->in.path = j->path;
+    j->in.query = j->query;
+    j->in.body = j->body;
+    j->in.body_len = len;
+    j->in.received_ms = rk_server_now_ms(j->srv);
+    return RK_OK;
+}
+
+/* 第6-8: a request states when it was created; one too far from this
+ * node's clock is refused (a replay, or a clock that drifted). */
+static int check_skew(job *j, struct evhttp_request *req)
+{
+    const char *created = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Renkei-Created");
+    if (j->srv->cfg.max_skew_ms <= 0 || j->route->any_clock)
+        return 1;
+    /* Nodes always state it; business systems and operators may not. */
+    rk_role r = j->in.peer->role;
+    if (!created && !(r & (RK_ROLE_CORE | RK_ROLE_JLIS | RK_ROLE_GATEWAY | RK_ROLE_AGENCY)))
+        return 1;
+    if (!created)
+        created = "0";
+    long long t = strtoll(created, NULL, 10);
+    long long skew = (long long)j->in.received_ms - t;
+    if (skew < 0)
+        skew = -skew;
+    if (t > 0 && skew <= j->srv->cfg.max_skew_ms)
+        return 1;
+    count(&j->srv->skew_refusals);
+    char msg[160];
+    snprintf(msg, sizeof msg, "the request was created %lld ms away from this node's clock (limit %lld ms)", skew,
+             (long long)j->srv->cfg.max_skew_ms);
+    refuse(req, j->srv, 400, "clock_skew", msg);
+    return 0;
+}
+
+/* POST and PUT carry a JSON object; anything else is refused here, once. */
+static int parse_body(job *j, struct evhttp_request *req)
+{
+    if (strcmp(j->in.method, "POST") != 0 && strcmp(j->in.method, "PUT") != 0)
+        return 1;
+    json_error_t err;
+    j->in.json = json_loadb(j->body, j->in.body_len, JSON_REJECT_DUPLICATES, &err);
+    if (j->in.json && json_is_object(j->in.json))
+        return 1;
+    char msg[300];
+    if (j->in.json)
+        snprintf(msg, sizeof msg, "the body must be a JSON object");
+    else
+        snprintf(msg, sizeof msg, "the body is not valid JSON: %s at line %d column %d", err.text, err.line,
+                 err.column);
+    refuse(req, j->srv, 400, "invalid_json", msg);
+    return 0;
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    rk_server *srv = arg;
+    if (srv->stopping) {
+        refuse(req, srv, 503, "overloaded", "the node is stopping; retry with the same id");
+        return;
+    }
+    const char *method = method_name(evhttp_request_get_command(req));
+    job *j = calloc(1, sizeof *j);
+    if (!j || (j->srv = srv, copy_request(j, req, method)) != RK_OK) {
+        job_free(j);
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    if (j->in.body_len > srv->cfg.max_body) {
+        refuse(req, srv, 413, "too_large", "the body is over this node's size cap");
+        job_free(j);
+        return;
+    }
+    size_t stats_index = 0;
+    j->started_us = mono_us();
+    j->route = authorise(srv, req, method, j->path, &j->in.peer, &stats_index);
+    if (!j->route || !check_skew(j, req) || !parse_body(j, req)) {
+        job_free(j);
+        return;
+    }
+    j->stats = &srv->stats[stats_index];
+    j->req = req;
+    if (j->route->start) {
+        if (srv->started >= MAX_STARTED) {
+            count(&srv->overloaded);
+            refuse(req, srv, 503, "overloaded", "the node is busy; retry with the same id");
+            job_free(j);
+            return;
+        }
+        srv->started++;
+        j->route->start(srv->cfg.app, (rk_pending *)j, &j->in, &j->out);
+        return;
+    }
+    j->done = event_new(srv->base, -1, 0, on_job_done, j);
+    if (!j->done || !enqueue(srv, j)) {
+        count(&srv->overloaded);
+        refuse(req, srv, 503, "overloaded", "the node is busy; retry with the same id");
+        job_free(j);
+    }
+}
+
+/* ---------- lifecycle ---------- */
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    rk_server *srv = arg;
+    if (sig == SIGHUP) {
+        if (srv->cfg.on_reload)
+            srv->cfg.on_reload(srv->cfg.app);
+        return;
+    }
+    rk_info("signal %d: stopping", (int)sig);
+    event_base_loopexit(srv->base, NULL);
+}
+
+rk_rc rk_server_new(const rk_server_config *cfg, rk_server **out)
+{
+    static pthread_once_t evthread_once = PTHREAD_ONCE_INIT;
+    pthread_once(&evthread_once, (void (*)(void))evthread_use_pthreads);
+    pthread_once(&ssl_index_once, make_ssl_index);
+    if (cfg->n_routes > MAX_ROUTES)
+        return RK_ERR_INVALID;
+    rk_server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return RK_ERR_NOMEM;
+    srv->cfg = *cfg;
+    if (cfg->on_incident && cfg->refusal_threshold > 0)
+        srv->refusals = rk_watch_new(cfg->refusal_window_ms, (unsigned)cfg->refusal_threshold, 0);
+    pthread_mutex_init(&srv->lock, NULL);
+    pthread_cond_init(&srv->cond, NULL);
+    rk_rc rc = make_ssl_ctx(srv);
+    if (rc == RK_OK && (!(srv->base = event_base_new()) || !(srv->http = evhttp_new(srv->base))))
+        rc = RK_ERR_NOMEM;
+    if (rc != RK_OK) {
+        rk_server_free(srv);
+        return rc;
+    }
+    /* Two caps: a body over max_body gets our 413 too_large; libevent stops
+     * reading at twice that (its own 413 page), so memory stays bounded. */
+    evhttp_set_max_body_size(srv->http, (ev_ssize_t)cfg->max_body * 2);
+    evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);
+    evhttp_set_max_headers_size(srv->http, MAX_HEADERS_SIZE);
+    evhttp_set_timeout(srv->http, 120);
+    evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT);
+    evhttp_set_default_content_type(srv->http, "application/json");
+    evhttp_set_bevcb(srv->http, make_tls_bufferevent, srv);
+    evhttp_set_gencb(srv->http, on_request, srv);
+    *out = srv;
+    return RK_OK;
+}
+
+rk_rc rk_server_listen(rk_server *srv, const char *url)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    char host[64];
+    size_t n = strcspn(p, ":/");
+    if (n == 0 || n >= sizeof host || p[n] != ':')
+        return RK_ERR_INVALID;
+    snprintf(host, sizeof host, "%.*s", (int)n, p);
+    int port = atoi(p + n + 1);
+    if (port <= 0 || port > 65535)
+        return RK_ERR_INVALID;
+    if (!evhttp_bind_socket_with_handle(srv->http, host, (ev_uint16_t)port)) {
+        rk_error("cannot listen on %s:%d", host, port);
+        return RK_ERR_IO;
+    }
+    rk_info("listening on https://%s:%d", host, port);
+    return RK_OK;
+}
+
+rk_rc rk_server_run(rk_server *srv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    srv->sig_int = evsignal_new(srv->base, SIGINT, on_signal, srv);
+    srv->sig_term = evsignal_new(srv->base, SIGTERM, on_signal, srv);
+    srv->sig_hup = evsignal_new(srv->base, SIGHUP, on_signal, srv);
+    if (!srv->sig_int || !srv->sig_term || !srv->sig_hup)
+        return RK_ERR_NOMEM;
+    evsignal_add(srv->sig_int, NULL);
+    evsignal_add(srv->sig_term, NULL);
+    evsignal_add(srv->sig_hup, NULL);
+    srv->n_threads = srv->cfg.workers > 0 ? srv->cfg.workers : 4;
+    srv->threads = calloc((size_t)srv->n_threads, sizeof *srv->threads);
+    if (!srv->threads)
+        return RK_ERR_NOMEM;
+    for (int i = 0; i < srv->n_threads; i++)
+        if (pthread_create(&srv->threads[i], NULL, worker_main, srv) != 0) {
+            srv->n_threads = i;
+            rk_server_stop(srv);
+            break;
+        }
+    event_base_dispatch(srv->base);
+
+    /* Stop: queued requests were never acknowledged, so they are dropped
+     * (their clients retry with the same id); running handlers finish. */
+    pthread_mutex_lock(&srv->lock);
+    srv->stopping = 1;
+    job *queued = srv->head;
+    srv->head = srv->tail = NULL;
+    srv->queued = 0;
+    pthread_cond_broadcast(&srv->cond);
+    pthread_mutex_unlock(&srv->lock);
+    for (int i = 0; i < srv->n_threads; i++)
+        pthread_join(srv->threads[i], NULL);
+    srv->n_threads = 0;
+    while (queued) {
+        job *next = queued->next;
+        if (queued->work) { /* a started request's step: it finishes, here */
+            queued->work(queued->work_arg);
+            on_offload_done(-1, 0, queued);
+        } else {
+            job_free(queued);
+        }
+        queued = next;
+    }
+    /* Requests started on the event thread finish there (each call they
+     * wait on has a timeout); new ones are refused meanwhile. */
+    while (srv->started > 0 && event_base_loop(srv->base, EVLOOP_ONCE) == 0)
+        ;
+    if (srv->cfg.on_stop)
+        srv->cfg.on_stop(srv->cfg.app);
+    event_base_loop(srv->base, EVLOOP_NONBLOCK); /* deliver answers of finished handlers */
+    return RK_OK;
+}
+
+void rk_server_stop(rk_server *srv)
+{
+    event_base_loopexit(srv->base, NULL);
+}
+
+void rk_server_free(rk_server *srv)
+{
+    if (!srv)
+        return;
+    if (srv->sig_int) event_free(srv->sig_int);
+    if (srv->sig_term) event_free(srv->sig_term);
+    if (srv->sig_hup) event_free(srv->sig_hup);
+    if (srv->http)
+        evhttp_free(srv->http);
+    if (srv->base)
+        event_base_free(srv->base);
+    SSL_CTX_free(srv->ssl_ctx);
+    rk_watch_free(srv->refusals);
+    free(srv->threads);
+    pthread_mutex_destroy(&srv->lock);
+    pthread_cond_destroy(&srv->cond);
+    free(srv);
+}

@@ -1,0 +1,145 @@
+/* http_server.h — the HTTPS listener every node uses.
+ *
+ * TLS 1.3 only, a client certificate from the network CA required on every
+ * connection (standard 第5-2(3)(4), 第6-2, 第6-3, 第7-1, 第8-1). Each request
+ * is then authorised before any handler runs: the peer's certificate must be
+ * registered (fingerprint in network.json), its source address must be one
+ * registered for it, and its role must be one the route allows (deny by
+ * default, 第5-4(1)). Refusals are counted for /metrics.
+ *
+ * Threads and ownership: one event thread does all network I/O (libevent);
+ * handlers run on a pool of worker threads and may block (database, calls to
+ * other nodes), except the routes with a `start` function, which run on the
+ * event thread and answer later (rk_pending_finish). A handler gets a read-only rk_request and fills rk_response;
+ * the server owns both and frees them after the reply is sent. */
+#ifndef RK_HTTP_SERVER_H
+#define RK_HTTP_SERVER_H
+
+#include <event2/buffer.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "lib/err.h"
+#include "net/registry.h"
+
+/* Entries in one bulk request (persons, code requests, codes, notices). */
+#define RK_BATCH_MAX 1000
+
+typedef struct rk_request {
+    const char *method;          /* "GET", "POST", "PUT" */
+    const char *path;            /* without the query */
+    const char *query;           /* raw query string, "" if none */
+    const char *body;            /* NUL-terminated copy; "" if none */
+    size_t body_len;
+    json_t *json;                /* parsed object body of POST/PUT, else NULL */
+    const rk_peer_node *peer;    /* authenticated caller, never NULL */
+    int64_t received_ms;         /* wall clock at arrival */
+} rk_request;
+
+typedef struct rk_response {
+    int status;
+    char *body;                  /* malloc'ed JSON text (or text/plain) */
+    size_t body_len;
+    const char *content_type;    /* static string; default application/json */
+} rk_response;
+
+typedef void (*rk_handler_fn)(void *app, const rk_request *req, rk_response *resp);
+
+/* A request whose handler waits on nothing itself: it runs on the event
+ * thread, starts its work (a call through rk_relay) and must not block; the
+ * answer goes out when it calls rk_pending_finish, on that same thread.
+ * No worker thread waits meanwhile. */
+typedef struct rk_pending rk_pending;
+typedef void (*rk_start_fn)(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
+void rk_pending_finish(rk_pending *p);
+/* The zeroed state of a started request; without memory it answers 500
+ * internal, finishes p and returns NULL. */
+void *rk_pending_calloc(rk_pending *p, rk_response *resp, size_t size);
+/* A step of a started request that takes CPU but waits on nothing (a CMS
+ * seal or open): work(arg) runs on a worker thread, then done(arg) on the
+ * event thread, where the request goes on. The loop serves other
+ * connections meanwhile. With no worker free to take it, both run at once,
+ * here. One step at a time per request; done may start the next. */
+void rk_pending_offload(rk_pending *p, void (*work)(void *arg), void (*done)(void *arg), void *arg);
+struct event_base *rk_pending_base(const rk_pending *p);
+
+typedef struct rk_route {
+    const char *method;
+    const char *path;            /* exact; a trailing '*' matches any suffix */
+    unsigned roles;              /* rk_role bits allowed to call it */
+    int same_agency;             /* the caller must be of this node's agency (core and
+                                    J-LIS excepted); the network operator is not */
+    rk_handler_fn fn;
+    int any_clock;               /* skip the clock-skew check: incident reports
+                                    must pass even from a node whose clock is off */
+    rk_start_fn start;           /* instead of fn: runs on the event thread */
+} rk_route;
+
+typedef struct rk_server_config {
+    X509 *cert;                  /* borrowed: the node's certificate */
+    EVP_PKEY *key;               /* borrowed: its private key */
+    const char *ca_path;         /* network CA bundle (PEM) */
+    const rk_registry *registry; /* borrowed, read-only */
+    const char *agency;          /* this node's agency, "" for core/jlis */
+    const rk_route *routes;      /* borrowed; static tables in practice */
+    size_t n_routes;
+    int workers;
+    size_t max_body;
+    void *app;                   /* passed to handlers */
+    /* Adds role-specific checks to /healthz: returns 0 when healthy. */
+    int (*health)(void *app, json_t *checks);
+    /* Appends role-specific Prometheus lines to /metrics. */
+    void (*metrics)(void *app, struct evbuffer *out);
+    void (*on_reload)(void *app); /* SIGHUP */
+    /* After the last started request finished, on the event thread, before
+     * the event loop goes: frees what the role keeps on the loop. */
+    void (*on_stop)(void *app);
+    int64_t clock_offset_ms;     /* injected clock error (tests) */
+    int64_t max_skew_ms;         /* refuse requests created further off (0: no check) */
+    /* Raises an incident (kind, one-line summary); ctx is passed back. */
+    void (*on_incident)(void *ctx, const char *kind, const char *summary);
+    void *incident_ctx;
+    int refusal_threshold;       /* refusals from one source within the window … */
+    int refusal_window_ms;       /* … that raise an unauthorized_access incident */
+} rk_server_config;
+
+typedef struct rk_server rk_server;
+
+rk_rc rk_server_new(const rk_server_config *cfg, rk_server **out);
+/* Listens on the host:port of an https:// URL. May be called more than once. */
+rk_rc rk_server_listen(rk_server *srv, const char *url);
+/* Serves until SIGINT/SIGTERM or rk_server_stop(); then finishes the
+ * handlers in progress and returns. */
+rk_rc rk_server_run(rk_server *srv);
+void rk_server_stop(rk_server *srv); /* any thread */
+void rk_server_free(rk_server *srv);
+
+/* Node time as this server states it (wall clock plus injected offset). */
+int64_t rk_server_now_ms(const rk_server *srv);
+
+/* Response helpers for handlers. */
+void rk_reply_json(rk_response *resp, int status, json_t *body);  /* steals body */
+/* JSON text already made (a kept answer, a settled one): steals text. */
+void rk_reply_text(rk_response *resp, int status, char *text);
+void rk_reply_error(rk_response *resp, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Field helpers: a required string field of at most maxlen bytes; on failure
+ * they fill resp with 400 invalid_field naming the field and return NULL/-1. */
+const char *rk_req_string(const rk_request *req, rk_response *resp, const char *field, size_t maxlen);
+int rk_req_int(const rk_request *req, rk_response *resp, const char *field, long min, long max, long *out);
+/* The array of a bulk request: field present, 1..RK_BATCH_MAX entries; on
+ * failure fills resp with 400 invalid_field and returns NULL. Borrowed. */
+json_t *rk_req_batch(const rk_request *req, rk_response *resp, const char *field);
+
+/* Paging of a list endpoint: ?before=SEQ&limit=N (limit 1..500, default
+ * 50). Returns 0, or -1 with a 400 invalid_field in resp. */
+int rk_page_params(const rk_request *req, rk_response *resp, int64_t *before, int *limit);
+
+/* The value of name=… in the query string into out (URL-decoded): 1 when
+ * found, 0 when absent, -1 when longer than outlen allows. */
+int rk_query_param(const rk_request *req, const char *name, char *out, size_t outlen);
+
+#endif

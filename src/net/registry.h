@@ -1,0 +1,64 @@
+/* registry.h — the network registry (network.json, DESIGN §3).
+ *
+ * Every node and business-system client of the network with its id, role,
+ * agency, agency kind, URL(s), certificate fingerprint and public-key pin.
+ * A node accepts only peers found here, with the role an endpoint allows and
+ * from an address listed for them (standard 第5-2(2), 第5-4(1)). The
+ * registry is loaded once and read-only afterwards: threads share it. */
+#ifndef RK_REGISTRY_H
+#define RK_REGISTRY_H
+
+#include <stddef.h>
+#include "lib/err.h"
+
+typedef enum {
+    RK_ROLE_NONE = 0,
+    RK_ROLE_CORE = 1 << 0,
+    RK_ROLE_JLIS = 1 << 1,
+    RK_ROLE_GATEWAY = 1 << 2,
+    RK_ROLE_AGENCY = 1 << 3,
+    RK_ROLE_SYSTEM = 1 << 4,   /* an agency's business system (client only) */
+    RK_ROLE_OPERATOR = 1 << 5, /* a privileged operator console (client only) */
+} rk_role;
+
+#define RK_ROLES_ANY (RK_ROLE_CORE | RK_ROLE_JLIS | RK_ROLE_GATEWAY | RK_ROLE_AGENCY | RK_ROLE_SYSTEM | RK_ROLE_OPERATOR)
+
+#define RK_ID_MAX 64
+#define RK_URL_MAX 256
+#define RK_MAX_ADDRESSES 4
+
+typedef struct rk_peer_node {
+    char id[RK_ID_MAX];
+    rk_role role;
+    char agency[RK_ID_MAX]; /* "" for core and jlis */
+    char kind[RK_ID_MAX];   /* agency kind: municipality, prefecture, pension, insurer, … */
+    char url[RK_URL_MAX];   /* where it listens; "" for clients */
+    char backup_url[RK_URL_MAX];
+    char fingerprint[65];   /* SHA-256 of the certificate DER, hex */
+    char pin[64];           /* sha256//base64 of the SPKI, for libcurl */
+    char addresses[RK_MAX_ADDRESSES][48]; /* source addresses it may call from */
+    int n_addresses;
+} rk_peer_node;
+
+typedef struct rk_registry {
+    rk_peer_node *nodes;
+    size_t n_nodes;
+    char network[RK_ID_MAX];
+} rk_registry;
+
+/* Loads and validates network.json. On error, err names the node and field. */
+rk_rc rk_registry_load(const char *path, rk_registry **out, char *err, size_t errlen);
+void rk_registry_free(rk_registry *reg);
+
+const rk_peer_node *rk_registry_by_id(const rk_registry *reg, const char *id);
+const rk_peer_node *rk_registry_by_fingerprint(const rk_registry *reg, const char *fingerprint);
+/* The node of a role serving an agency (e.g. the gateway of "city-yokohama");
+ * agency NULL for core and jlis. */
+const rk_peer_node *rk_registry_find(const rk_registry *reg, rk_role role, const char *agency);
+/* True when addr is one of the node's registered source addresses. */
+int rk_peer_address_allowed(const rk_peer_node *node, const char *addr);
+
+const char *rk_role_name(rk_role role);
+rk_role rk_role_parse(const char *name);
+
+#endif

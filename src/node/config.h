@@ -1,0 +1,69 @@
+/* config.h — a node's configuration file (INI, read with inih).
+ *
+ *   [node]  id, network (network.json), cert, key, key_passphrase_file, ca,
+ *           db, workers, max_body, log_level, listen, clock_offset_ms (tests only)
+ *   [core]  master_key_file, permissions, outbox_retry_min_ms, outbox_retry_max_ms
+ *   [jlis]  residents
+ *   [alerts] refusal_threshold, refusal_window_ms, not_permitted_threshold,
+ *           not_permitted_window_ms, rate_window_ms, rate_factor, rate_min,
+ *           unreachable_ms
+ *   [clock] check_ms, max_offset_ms, max_skew_ms
+ *   [records] head_interval_ms
+ *   [gateway] caller_rate_per_s
+ *   [peer]  timeout_ms
+ * Relative paths are relative to the file's own folder. Unknown keys are an
+ * error, so that a typo never silently leaves a default in force. */
+#ifndef RK_CONFIG_H
+#define RK_CONFIG_H
+
+#include <stddef.h>
+#include "lib/err.h"
+
+#define RK_PATH_MAX 1024
+
+typedef struct rk_node_config {
+    char dir[RK_PATH_MAX];             /* folder of the config file */
+    char id[64];
+    char network[RK_PATH_MAX];
+    char cert[RK_PATH_MAX];
+    char key[RK_PATH_MAX];
+    char key_passphrase_file[RK_PATH_MAX];
+    char ca[RK_PATH_MAX];
+    char db[RK_PATH_MAX];
+    int workers;                        /* handler threads */
+    size_t max_body;                    /* request body cap, bytes */
+    int log_level;                      /* 0 debug … 3 error */
+    long clock_offset_ms;               /* injected clock error, tests */
+    char listen[RK_PATH_MAX];           /* URLs to listen on, comma-separated;
+                                           default: the registry's url (+ backup_url) */
+    int peer_timeout_ms;                /* outbound call timeout */
+    /* core */
+    char master_key_file[RK_PATH_MAX];
+    char permissions[RK_PATH_MAX];
+    int outbox_retry_min_ms;
+    int outbox_retry_max_ms;
+    /* jlis */
+    char residents[RK_PATH_MAX];
+    /* [alerts]: when a node raises an incident by itself (第3-5, 第5-4(3)) */
+    int refusal_threshold;              /* refusals from one source … */
+    int refusal_window_ms;              /* … within this window */
+    int not_permitted_threshold;        /* not_permitted answers to one requester … */
+    int not_permitted_window_ms;
+    int rate_window_ms;                 /* an agency's request rate per window … */
+    int rate_factor;                    /* … beyond factor × its baseline … */
+    int rate_min;                       /* … and at least this many requests */
+    int unreachable_ms;                 /* a peer unreachable this long: outage */
+    /* [clock] (第6-8) */
+    int clock_check_ms;                 /* how often the offset to the core is measured */
+    int clock_max_offset_ms;            /* beyond it: degraded and a clock incident */
+    int clock_max_skew_ms;              /* requests created further off are refused */
+    /* [gateway] */
+    int caller_rate_per_s;              /* requests a second one caller may send to the core */
+    /* [records] */
+    int head_interval_ms;               /* a tree head is signed this often while records arrive */
+} rk_node_config;
+
+/* Loads path into cfg (defaults first). err gets "file:line: reason". */
+rk_rc rk_config_load(const char *path, rk_node_config *cfg, char *err, size_t errlen);
+
+#endif

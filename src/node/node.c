@@ -1,0 +1,435 @@
+#include "node/node.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <openssl/crypto.h>
+
+#include "crypto/cms.h"
+#include "net/http_relay.h"
+#include "node/incidents.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "net/peer_certs.h"
+#include "crypto/pki.h"
+
+/* Connections are file descriptors: each started request may hold one
+ * onward (the relay keeps up to 1024 idle), besides the ones it
+ * serves. The soft limit (often 1024) is raised towards the hard one. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    rlim_t want = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        rk_debug("the file descriptor limit stays as it was");
+}
+
+rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *err, size_t errlen)
+{
+    memset(node, 0, sizeof *node);
+    pthread_mutex_init(&node->clock_lock, NULL);
+    pthread_cond_init(&node->clock_wake, NULL);
+    rk_rc rc = rk_config_load(config_path, &node->cfg, err, errlen);
+    if (rc != RK_OK)
+        return rc;
+    rk_log_init(node->cfg.id, (rk_log_level)node->cfg.log_level);
+    raise_fd_limit();
+    /* 第5-2(5): private keys and CMS plaintext on a locked, cleansed heap
+     * where the system allows it (OpenSSL falls back to the normal heap). */
+    if (!CRYPTO_secure_malloc_initialized() && CRYPTO_secure_malloc_init(1 << 20, 32) != 1)
+        rk_debug("no secure heap: keys stay on the normal heap, still cleansed on free");
+    if ((rc = rk_registry_load(node->cfg.network, &node->registry, err, errlen)) != RK_OK)
+        return rc;
+    node->self = rk_registry_by_id(node->registry, node->cfg.id);
+    if (!node->self || node->self->role != role) {
+        snprintf(err, errlen, "node %s is not registered in %s as a %s node", node->cfg.id, node->cfg.network,
+                 rk_role_name(role));
+        return RK_ERR_CONFIG;
+    }
+    if ((rc = rk_pki_load_cert(node->cfg.cert, &node->cert)) != RK_OK) {
+        snprintf(err, errlen, "%s: cannot load certificate: %s", node->cfg.cert, rk_strerror(rc));
+        return rc;
+    }
+    rc = rk_pki_load_key(node->cfg.key, node->cfg.key_passphrase_file, &node->key);
+    if (rc != RK_OK) {
+        snprintf(err, errlen, "%s: %s", node->cfg.key,
+                 rc == RK_ERR_DENIED ? "private key is readable by group or others (chmod 600)"
+                                     : "cannot load private key (wrong passphrase?)");
+        return rc;
+    }
+    char fp[RK_FINGERPRINT_LEN];
+    if ((rc = rk_pki_fingerprint(node->cert, fp)) != RK_OK || strcmp(fp, node->self->fingerprint) != 0) {
+        snprintf(err, errlen, "%s: certificate is not the one registered for %s", node->cfg.cert, node->cfg.id);
+        return RK_ERR_CONFIG;
+    }
+    if (X509_check_private_key(node->cert, node->key) != 1) {
+        snprintf(err, errlen, "%s: key does not match the certificate", node->cfg.key);
+        return RK_ERR_CONFIG;
+    }
+    if ((rc = rk_pki_cert_to_pem(node->cert, &node->cert_pem)) != RK_OK ||
+        (rc = rk_ca_store_load(node->cfg.ca, &node->trusted)) != RK_OK ||
+        (rc = rk_peer_certs_new(node->trusted, node->registry->n_nodes, &node->peer_certs)) != RK_OK) {
+        snprintf(err, errlen, "%s: cannot load the network CA", node->cfg.ca);
+        return rc;
+    }
+    if ((rc = rk_client_new(node->cert, node->key, node->cfg.ca, &node->client)) != RK_OK) {
+        snprintf(err, errlen, "cannot create the peer client: %s", rk_strerror(rc));
+        return rc;
+    }
+    rk_client_set_clock_offset(node->client, node->cfg.clock_offset_ms);
+    return RK_OK;
+}
+
+void rk_node_close(rk_node *node)
+{
+    rk_client_free(node->client);
+    EVP_PKEY_free(node->key); /* OpenSSL cleanses private key material on free */
+    X509_free(node->cert);
+    free(node->cert_pem);
+    rk_peer_certs_free(node->peer_certs);
+    X509_STORE_free(node->trusted);
+    rk_registry_free(node->registry);
+    pthread_mutex_destroy(&node->clock_lock);
+    pthread_cond_destroy(&node->clock_wake);
+    memset(node, 0, sizeof *node);
+}
+
+static void on_server_incident(void *ctx, const char *kind, const char *summary);
+
+static void node_server_config(const rk_node *node, rk_server_config *sc)
+{
+    sc->cert = node->cert;
+    sc->key = node->key;
+    sc->ca_path = node->cfg.ca;
+    sc->registry = node->registry;
+    sc->agency = node->self->agency;
+    sc->workers = node->cfg.workers;
+    sc->max_body = node->cfg.max_body;
+    sc->clock_offset_ms = node->cfg.clock_offset_ms;
+    sc->max_skew_ms = node->cfg.clock_max_skew_ms;
+    sc->on_incident = on_server_incident;
+    sc->incident_ctx = (void *)node;
+    sc->refusal_threshold = node->cfg.refusal_threshold;
+    sc->refusal_window_ms = node->cfg.refusal_window_ms;
+}
+
+rk_rc rk_node_serve(rk_node *node, const rk_server_config *role)
+{
+    rk_server_config sc = *role;
+    node_server_config(node, &sc);
+    rk_server *srv = NULL;
+    rk_rc rc = rk_server_new(&sc, &srv);
+    if (rc == RK_OK)
+        rc = rk_node_listen(node, srv);
+    if (rc == RK_OK)
+        rc = rk_server_run(srv);
+    rk_server_free(srv);
+    return rc;
+}
+
+void rk_node_stop_services(rk_node *node)
+{
+    rk_node_clock_stop(node);
+    rk_node_incidents_stop(node);
+}
+
+rk_rc rk_node_listen(const rk_node *node, rk_server *srv)
+{
+    rk_rc rc = RK_OK;
+    if (!node->cfg.listen[0]) {
+        rc = rk_server_listen(srv, node->self->url);
+        if (rc == RK_OK && node->self->backup_url[0])
+            rc = rk_server_listen(srv, node->self->backup_url);
+        return rc;
+    }
+    char list[RK_PATH_MAX];
+    snprintf(list, sizeof list, "%s", node->cfg.listen);
+    char *save = NULL;
+    for (char *url = strtok_r(list, ", ", &save); url && rc == RK_OK; url = strtok_r(NULL, ", ", &save))
+        rc = rk_server_listen(srv, url);
+    return rc;
+}
+
+static rk_rc post_once(rk_node *node, const rk_peer_node *peer, const char *base, const char *path,
+                       const char *body, rk_http_result *out)
+{
+    char url[RK_URL_MAX + 128];
+    snprintf(url, sizeof url, "%s%s", base, path);
+    return rk_client_call(node->client, "POST", url, peer->pin, body, strlen(body), node->cfg.peer_timeout_ms, out);
+}
+
+/* 第7-1(7): the backup line after no answer or a 5xx from the primary —
+ * not after a timeout (the peer may be working on it, and a second copy on
+ * the other line could take effect twice), nor after an answer over the
+ * cap (the other line would send it too). When it says yes, the primary's
+ * answer is dropped. */
+static int to_backup_line(const rk_peer_node *peer, rk_rc rc, rk_http_result *res)
+{
+    if (!peer->backup_url[0] || rc == RK_ERR_TIMEOUT || rc == RK_ERR_TOO_LARGE || (rc == RK_OK && res->status < 500))
+        return 0;
+    rk_warn("%s primary line failed (%s); trying the backup line", peer->id,
+            rc == RK_OK ? "5xx answer" : rk_strerror(rc));
+    if (res->body)
+        rk_wipe(res->body, res->body_len);
+    rk_http_result_clear(res);
+    return 1;
+}
+
+rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, const char *body,
+                   rk_http_result *out, int *used_backup)
+{
+    if (used_backup)
+        *used_backup = 0;
+    rk_rc rc = post_once(node, peer, peer->url, path, body, out);
+    if (!to_backup_line(peer, rc, out))
+        return rc;
+    if (used_backup)
+        *used_backup = 1;
+    return post_once(node, peer, peer->backup_url, path, body, out);
+}
+
+/* One call of rk_node_post_later, until done is told. */
+typedef struct later_call {
+    rk_node *node;
+    const rk_peer_node *peer;
+    const char *path, *body;
+    size_t len;
+    int on_backup;
+    rk_node_post_done_fn done;
+    void *arg;
+    struct event_base *base;    /* the loop, for the relay made at the first call */
+} later_call;
+
+static void send_later(later_call *c);
+
+static void later_answered(void *arg, rk_rc rc, rk_http_result *res)
+{
+    later_call *c = arg;
+    if (!c->on_backup && to_backup_line(c->peer, rc, res)) {
+        c->on_backup = 1;
+        send_later(c);
+        return;
+    }
+    rk_node_post_done_fn done = c->done;
+    void *done_arg = c->arg;
+    free(c);
+    done(done_arg, rc, res);
+}
+
+static void send_later(later_call *c)
+{
+    rk_node *node = c->node;
+    rk_rc rc = RK_OK;
+    if (!node->relay)
+        rc = rk_relay_new(c->base, node->cert, node->key, node->cfg.ca, node->cfg.clock_offset_ms,
+                          &node->relay);
+    if (rc == RK_OK)
+        rc = rk_relay_post(node->relay, c->on_backup ? c->peer->backup_url : c->peer->url, c->peer->pin, c->path,
+                           c->body, c->len, node->cfg.peer_timeout_ms, later_answered, c);
+    if (rc != RK_OK) { /* not sent: as an unreachable peer */
+        rk_http_result none = {0};
+        later_answered(c, RK_ERR_UPSTREAM, &none);
+    }
+}
+
+void rk_node_post_later(rk_node *node, struct event_base *base, const rk_peer_node *peer, const char *path,
+                        const char *body, size_t len, rk_node_post_done_fn done, void *arg)
+{
+    later_call *c = calloc(1, sizeof *c);
+    if (!c) {
+        rk_http_result none = {0};
+        done(arg, RK_ERR_NOMEM, &none);
+        return;
+    }
+    *c = (later_call){.node = node, .peer = peer, .path = path, .body = body, .len = len, .done = done, .arg = arg,
+                      .base = base};
+    send_later(c);
+}
+
+void rk_node_calls_close(rk_node *node)
+{
+    rk_relay_free(node->relay);
+    node->relay = NULL;
+}
+
+int rk_role_command(int argc, char **argv, rk_role role, rk_role_main_fn run)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *config = NULL;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        if (opt == 'c')
+            config = optarg;
+        else if (opt == 'h') {
+            printf("usage: renkei %s --config FILE\n  Runs the %s node described by FILE until SIGINT/SIGTERM.\n",
+                   rk_role_name(role), rk_role_name(role));
+            return 0;
+        } else
+            return 2;
+    }
+    if (!config) {
+        fprintf(stderr, "renkei %s: --config FILE is required\n", rk_role_name(role));
+        return 2;
+    }
+    rk_node node;
+    char err[512] = "";
+    rk_rc rc = rk_node_open(config, role, &node, err, sizeof err);
+    if (rc != RK_OK) {
+        fprintf(stderr, "renkei %s: %s\n", rk_role_name(role), err);
+        rk_node_close(&node);
+        return 1;
+    }
+    rc = run(&node);
+    rk_node_close(&node);
+    if (rc != RK_OK) {
+        fprintf(stderr, "renkei %s: stopped on error: %s\n", rk_role_name(role), rk_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
+/* ---------- time (第6-8) ---------- */
+
+int64_t rk_node_now_ms(const rk_node *node)
+{
+    return rk_now_ms() + node->cfg.clock_offset_ms;
+}
+
+static void measure_clock(rk_node *node, const rk_peer_node *core)
+{
+    char url[RK_URL_MAX + 16];
+    rk_http_result res = {0};
+    snprintf(url, sizeof url, "%s/healthz", core->url);
+    int64_t t0 = rk_node_now_ms(node);
+    rk_rc rc = rk_client_call(node->client, "GET", url, core->pin, NULL, 0, node->cfg.peer_timeout_ms, &res);
+    if (rc != RK_OK && core->backup_url[0]) {
+        rk_http_result_clear(&res);
+        snprintf(url, sizeof url, "%s/healthz", core->backup_url);
+        t0 = rk_node_now_ms(node);
+        rc = rk_client_call(node->client, "GET", url, core->pin, NULL, 0, node->cfg.peer_timeout_ms, &res);
+    }
+    int64_t t1 = rk_node_now_ms(node);
+    if (rc == RK_OK && res.peer_time_ms > 0) {
+        int64_t offset = res.peer_time_ms - (t0 + t1) / 2;
+        int64_t abs_offset = offset < 0 ? -offset : offset;
+        int degraded = abs_offset > node->cfg.clock_max_offset_ms;
+        pthread_mutex_lock(&node->clock_lock);
+        int was = node->clock_degraded;
+        node->clock_offset_measured_ms = offset;
+        node->clock_measured_at_ms = t1;
+        node->clock_degraded = degraded;
+        pthread_mutex_unlock(&node->clock_lock);
+        if (degraded && !was)
+            rk_node_raise(node, "clock", "clock of %s is %lld ms off the core's (limit %d ms)", node->cfg.id,
+                          (long long)offset, node->cfg.clock_max_offset_ms);
+    }
+    rk_http_result_clear(&res);
+}
+
+static void *clock_main(void *arg)
+{
+    rk_node *node = arg;
+    const rk_peer_node *core = rk_registry_find(node->registry, RK_ROLE_CORE, NULL);
+    pthread_mutex_lock(&node->clock_lock);
+    while (!node->clock_stopping && core) {
+        pthread_mutex_unlock(&node->clock_lock);
+        measure_clock(node, core);
+        pthread_mutex_lock(&node->clock_lock);
+        rk_cond_wait_ms(&node->clock_wake, &node->clock_lock, node->cfg.clock_check_ms);
+    }
+    pthread_mutex_unlock(&node->clock_lock);
+    return NULL;
+}
+
+rk_rc rk_node_clock_start(rk_node *node)
+{
+    if (node->self->role == RK_ROLE_CORE)
+        return RK_OK;
+    if (pthread_create(&node->clock_thread, NULL, clock_main, node) != 0)
+        return RK_ERR_NOMEM;
+    node->clock_running = 1;
+    return RK_OK;
+}
+
+void rk_node_clock_stop(rk_node *node)
+{
+    if (node->clock_running) {
+        pthread_mutex_lock(&node->clock_lock);
+        node->clock_stopping = 1;
+        pthread_cond_broadcast(&node->clock_wake);
+        pthread_mutex_unlock(&node->clock_lock);
+        pthread_join(node->clock_thread, NULL);
+        node->clock_running = 0;
+    }
+}
+
+int rk_node_health(rk_node *node, json_t *checks)
+{
+    json_object_set_new(checks, "keys_loaded", json_boolean(node->key != NULL));
+    if (node->self->role == RK_ROLE_CORE) {
+        json_object_set_new(checks, "clock_offset_ms", json_integer(0)); /* the reference clock */
+        return node->key == NULL;
+    }
+    pthread_mutex_lock(&node->clock_lock);
+    int degraded = node->clock_degraded;
+    json_t *offset = node->clock_measured_at_ms ? json_integer(node->clock_offset_measured_ms) : json_null();
+    pthread_mutex_unlock(&node->clock_lock);
+    json_object_set_new(checks, "clock_offset_ms", offset);
+    json_object_set_new(checks, "clock_ok", json_boolean(!degraded));
+    return degraded || node->key == NULL;
+}
+
+/* ---------- incidents ---------- */
+
+rk_rc rk_node_incidents_start(rk_node *node, rk_db *db)
+{
+    rk_rc rc = rk_db_exec(db, rk_incidents_schema);
+    if (rc != RK_OK)
+        return rc;
+    node->incident_db = db;
+    const rk_peer_node *to = NULL;
+    if (node->self->role == RK_ROLE_AGENCY)
+        to = rk_registry_find(node->registry, RK_ROLE_GATEWAY, node->self->agency);
+    else if (node->self->role != RK_ROLE_CORE)
+        to = rk_registry_find(node->registry, RK_ROLE_CORE, NULL);
+    if (!to)
+        return node->self->role == RK_ROLE_CORE ? RK_OK : RK_ERR_CONFIG;
+    return rk_incident_reporter_start(node, db, to, &node->reporter);
+}
+
+void rk_node_incidents_stop(rk_node *node)
+{
+    rk_incident_reporter_stop(node->reporter);
+    node->reporter = NULL;
+}
+
+void rk_node_raise(rk_node *node, const char *kind, const char *fmt, ...)
+{
+    char summary[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(summary, sizeof summary, fmt, ap);
+    va_end(ap);
+    if (!node->incident_db) {
+        rk_warn("incident (%s) not kept, no store: %s", kind, summary);
+        return;
+    }
+    rk_incident in = {.kind = kind, .node = node->cfg.id, .detected_ms = rk_node_now_ms(node), .summary = summary};
+    rk_incident_store(node->incident_db, &in, node->self->role == RK_ROLE_CORE, 0);
+    rk_incident_reporter_wake(node->reporter);
+}
+
+static void on_server_incident(void *ctx, const char *kind, const char *summary)
+{
+    rk_node_raise(ctx, kind, "%s", summary);
+}

@@ -1,0 +1,97 @@
+/* node.h — what every role needs before it can serve: its configuration,
+ * the registry, its own entry in it, its certificate and key, and a client
+ * for calling other nodes. Roles (src/core, src/jlis, …) own one rk_node
+ * each, open it first and close it last. */
+#ifndef RK_NODE_H
+#define RK_NODE_H
+
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <openssl/x509.h>
+#include "node/config.h"
+#include "lib/err.h"
+#include "net/http_client.h"
+#include "net/http_server.h"
+#include "net/registry.h"
+
+typedef struct rk_node {
+    rk_node_config cfg;
+    rk_registry *registry;
+    const rk_peer_node *self;   /* this node's registry entry */
+    X509 *cert;
+    EVP_PKEY *key;              /* wiped and freed on close (第5-2(5)) */
+    char *cert_pem;             /* this node's certificate, PEM */
+    X509_STORE *trusted;        /* the network CA */
+    struct rk_peer_certs *peer_certs; /* registered peers' certificates seen in messages */
+    rk_client *client;
+    struct rk_relay *relay;     /* calls from the event loop (rk_node_post_later) */
+    /* incidents (set up by the role with rk_node_incidents_start) */
+    struct rk_db *incident_db;
+    struct rk_incident_reporter *reporter;  /* NULL at the core */
+    /* clock (第6-8): offset of the core's clock from ours, last measured */
+    pthread_t clock_thread;
+    int clock_running, clock_stopping, clock_degraded;
+    int64_t clock_offset_measured_ms;
+    int64_t clock_measured_at_ms;
+    pthread_mutex_t clock_lock;
+    pthread_cond_t clock_wake;
+} rk_node;
+
+/* Loads config, registry, certificate and key; checks that the certificate
+ * is the one registered for this node id and that its role is `role`.
+ * On error err holds one line for the operator. */
+rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *err, size_t errlen);
+void rk_node_close(rk_node *node);
+
+/* Runs the node's server until SIGINT/SIGTERM: the role gives its routes,
+ * app and callbacks in `role`; identity, limits and incident hooks are the
+ * node's. Listens where rk_node_listen says. */
+rk_rc rk_node_serve(rk_node *node, const rk_server_config *role);
+/* Stops the node's own threads (clock watcher, incident reporter); call
+ * before closing the store they use. Safe to call more than once. */
+void rk_node_stop_services(rk_node *node);
+
+/* Listens where the config says, else on the registry's url and backup_url
+ * (the core's two lines, 第7-1(7)). */
+rk_rc rk_node_listen(const rk_node *node, rk_server *srv);
+
+/* POSTs JSON to path at the peer's url, failing over to its backup_url
+ * when the primary cannot be reached or answers 5xx (第7-1(7)). */
+rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, const char *body,
+                   rk_http_result *out, int *used_backup);
+
+/* rk_node_post without a thread waiting, for a handler on the server's
+ * event loop (`start` routes): the call goes out through an rk_relay on
+ * that loop, with the same failover, and done(arg, rc, res) is called
+ * exactly once on the loop — possibly before this returns, when the call
+ * could not be made. res->body is malloc'ed and done takes it. body must
+ * stay valid until done (a failover sends it again). */
+typedef void (*rk_node_post_done_fn)(void *arg, rk_rc rc, rk_http_result *res);
+void rk_node_post_later(rk_node *node, struct event_base *base, const rk_peer_node *peer, const char *path,
+                        const char *body, size_t len, rk_node_post_done_fn done, void *arg);
+/* Frees the loop's relay; from the server's on_stop, on the loop. */
+void rk_node_calls_close(rk_node *node);
+
+/* This node's time: the wall clock plus the configured offset (tests). */
+int64_t rk_node_now_ms(const rk_node *node);
+
+/* Incidents: keeps them in db (applying its schema) and, except at the core,
+ * starts forwarding them to the core (an agency: through its gateway). */
+rk_rc rk_node_incidents_start(rk_node *node, struct rk_db *db);
+void rk_node_incidents_stop(rk_node *node);
+/* Raises an incident at this node (kind as in incidents.h). */
+void rk_node_raise(rk_node *node, const char *kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Measures the offset to the core's clock every [clock] check_ms (not at the
+ * core itself); beyond max_offset_ms health turns degraded and a clock
+ * incident is raised. */
+rk_rc rk_node_clock_start(rk_node *node);
+void rk_node_clock_stop(rk_node *node);
+/* Adds the node-wide health checks (clock); returns non-zero if degraded. */
+int rk_node_health(rk_node *node, json_t *checks);
+
+/* Entry point shared by the roles: `renkei <role> --config FILE`. */
+typedef rk_rc (*rk_role_main_fn)(rk_node *node);
+int rk_role_command(int argc, char **argv, rk_role role, rk_role_main_fn run);
+
+#endif

@@ -1,0 +1,124 @@
+/* records.h — the 法23条 records of exchanges, and the answers kept so that
+ * a retry with the same id gets the first answer (DESIGN §2.2, §3).
+ *
+ * A record is written once, when its exchange is settled — provided, no
+ * data, refused or failed — together with the answer, in one transaction:
+ * both are on disk before anyone is told. The core and every agency node
+ * keep their own records in their own database; `subject` is the agency's
+ * person id there, and the core's internal person serial at the core
+ * (kept for disclosure, never content). */
+#ifndef RK_RECORDS_H
+#define RK_RECORDS_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include "store/db.h"
+#include "lib/err.h"
+
+/* An exchange id is "<requester agency>.<the requester's own id>", so that
+ * no agency can take another's ids (the core checks the prefix). */
+#define RK_EXCHANGE_ID_MAX 100
+
+typedef struct rk_record {
+    char exchange_id[RK_EXCHANGE_ID_MAX + 1];
+    char side[12];          /* "core", "requester", "provider" */
+    char requester[64];
+    char provider[64];
+    char business[65];
+    char item[65];
+    char operator_id[65];
+    char subject[65];
+    int64_t requested_ms;
+    int64_t provided_ms;    /* 0: nothing was provided */
+    char outcome[32];
+    char reason[200];
+    char payload_sha256[65];
+} rk_record;
+
+typedef struct rk_records_query {
+    const char *exchange_id; /* NULL: any */
+    const char *subject;     /* NULL: any */
+    int64_t before_seq;      /* 0: from the newest */
+    int limit;               /* 1..500 */
+} rk_records_query;
+
+/* The columns rk_record_from_row reads, in order, from its first column. */
+#define RK_RECORD_COLUMNS "exchange_id, side, requester, provider, business, item, operator, subject," \
+                          " requested_ms, provided_ms, outcome, reason, payload_sha256"
+
+/* The tables, for a role store's schema. */
+extern const char rk_records_schema[];
+
+/* Looks up the answer kept for (key, side). RK_ERR_NOT_FOUND: none;
+ * RK_ERR_CONFLICT: the same key came with another request (request_hash
+ * differs). On RK_OK *status and *body (malloc'ed) are the first answer. */
+rk_rc rk_answer_get(rk_db *db, const char *key, const char *side, const char *request_hash, int *status,
+                    char **body);
+
+struct rk_response;
+/* A repeat of the request kept under (key, side), answered at once: the
+ * first answer again (1), or 409 `conflict` when the key came with another
+ * request (1); 0 when nothing is kept there (resp untouched). id_name names
+ * the key in the error ("exchange_id", "query_id"). */
+int rk_answer_replay(rk_db *db, const char *key, const char *side, const char *request_hash, const char *id_name,
+                     struct rk_response *resp);
+
+/* Inside a write callback (rk_db_write): keeps an answer under (key, side). */
+rk_rc rk_answer_keep(rk_db *db, const char *key, const char *side, const char *request_hash, int status,
+                     const char *body);
+
+/* In one transaction: appends the record (when r is not NULL) and keeps the
+ * answer. `extra` (may be NULL) runs inside the same transaction, for the
+ * caller's own rows. RK_ERR_CONFLICT when the key was settled meanwhile. */
+rk_rc rk_settle(rk_db *db, const rk_record *r, const char *key, const char *request_hash, int status,
+                const char *body, rk_rc (*extra)(rk_db *db, void *arg), void *arg);
+
+/* The same without waiting, for a handler on the event loop (`start`
+ * routes): committed by the store's committer thread (rk_db_write_later), then
+ * written(arg, rc) on the loop. *s and everything it points to must live
+ * until then. */
+typedef struct rk_settlement {
+    const rk_record *record;     /* appended when not NULL */
+    const char *key, *request_hash, *body;
+    int status;
+    rk_rc (*extra)(rk_db *db, void *arg);
+    void *extra_arg;
+} rk_settlement;
+rk_rc rk_settle_later(rk_db *db, struct event_base *base, const rk_settlement *s, rk_db_written_fn written,
+                      void *arg);
+/* The reply once that commit is done (rc from `written`): the kept text,
+ * taken from *text, on RK_OK; on RK_ERR_CONFLICT (the key settled meanwhile)
+ * the answer it got, or 409 conflict; else 500 store_error, nothing
+ * settled. id_name names the key in messages ("exchange_id", "query_id"). */
+void rk_settle_reply(rk_db *db, const rk_settlement *s, rk_rc rc, const char *id_name, char **text,
+                     struct rk_response *resp);
+
+/* Appends one record (lock and transaction held by the caller). */
+rk_rc rk_record_append(rk_db *db, const rk_record *r);
+/* The record's leaf hash in the records log (lib/records_log.h). */
+void rk_record_leaf(const rk_record *r, uint8_t out[32]);
+/* Reads a record from a row selected with RK_RECORD_COLUMNS at column col. */
+void rk_record_from_row(sqlite3_stmt *q, int col, rk_record *r);
+
+/* The first record of an exchange on a side (and with an outcome, if not
+ * NULL). RK_ERR_NOT_FOUND when there is none. */
+rk_rc rk_records_find(rk_db *db, const char *exchange_id, const char *side, const char *outcome, rk_record *out);
+/* Appends a later step of an exchange's handling (an unlawful marking, a
+ * deletion): the record `base` with a new outcome and reason, at now_ms.
+ * A step already recorded is no error. Takes the lock. */
+rk_rc rk_records_append_step(rk_db *db, const rk_record *base, const char *outcome, const char *reason, int64_t now_ms);
+
+/* Records newest first as a JSON array (caller decrefs); *next_before is the
+ * seq to pass as before_seq for the next page, 0 when there is none. */
+rk_rc rk_records_list(rk_db *db, const rk_records_query *q, json_t **out, int64_t *next_before);
+int64_t rk_records_count(rk_db *db);
+
+/* GET /v1/records?exchange_id=&person=&before=&limit= for any node. */
+struct rk_request;
+struct rk_response;
+void rk_records_serve(rk_db *db, const struct rk_request *req, struct rk_response *resp);
+
+/* SHA-256 hex of the canonical (sorted, compact) JSON of a request. */
+void rk_request_hash(json_t *request, char out[65]);
+
+#endif

@@ -1,0 +1,49 @@
+/* records_log.h — the records of a node as a verifiable log (standard
+ * 第3-1(2), 法23条; RFC 9162 §2.1).
+ *
+ * Each record is a leaf of an append-only Merkle tree (lib/merkle.h). The
+ * node signs a tree head — size, root, time — with its own key every few
+ * seconds while records arrive, and keeps every head it signed. Anyone with
+ * the node's certificate can then check that a record is in the log
+ * (inclusion proof), that a later head only appended to an earlier one
+ * (consistency proof), and that nothing in the database was altered,
+ * removed or reordered (`renkei records verify`). */
+#ifndef RK_RECORDS_LOG_H
+#define RK_RECORDS_LOG_H
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stdint.h>
+#include "store/db.h"
+#include "lib/err.h"
+#include "records/merkle.h"
+
+struct rk_node;
+struct rk_request;
+struct rk_response;
+
+typedef struct rk_records_log rk_records_log;
+
+/* Loads the log's state and starts signing heads every interval_ms while
+ * records arrive. The node (its id and key) and db must outlive the log. */
+rk_rc rk_records_log_start(struct rk_node *node, rk_db *db, int64_t interval_ms, rk_records_log **out);
+void rk_records_log_stop(rk_records_log *log);
+/* Milliseconds since the last signed head (-1: none yet). */
+int64_t rk_records_log_head_age_ms(rk_records_log *log);
+
+/* GET /v1/records/proof?exchange_id=…[&side=…], /v1/records/consistency?from=&to=,
+ * /v1/records/heads */
+void rk_records_proof_serve(rk_records_log *log, const struct rk_request *req, struct rk_response *resp);
+void rk_records_consistency_serve(rk_records_log *log, const struct rk_request *req, struct rk_response *resp);
+void rk_records_heads_serve(rk_records_log *log, const struct rk_request *req, struct rk_response *resp);
+
+/* The signed statement of a head: "renkei-tree-head/1\n<node>\n<size>\n<root hex>\n<time_ms>\n". */
+rk_rc rk_head_sign(EVP_PKEY *key, const char *node_id, uint64_t size, const rk_hash root, int64_t time_ms,
+                   char **signature_b64);
+rk_rc rk_head_verify(X509 *cert, const char *node_id, uint64_t size, const rk_hash root, int64_t time_ms,
+                     const char *signature_b64);
+
+/* Leaf hashes of records [0, n) in log order (seq), malloc'ed. */
+rk_rc rk_records_leaves(rk_db *db, uint64_t n, rk_hash **out);
+
+#endif

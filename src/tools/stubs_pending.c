@@ -1,1 +1,0 @@
-/* Temporary: commands being written. */
