@@ -35,7 +35,7 @@ rk_rc agency_store_open(const char *path, const char *node_id, agency_store **ou
     if (!s)
         return RK_ERR_NOMEM;
     snprintf(s->node_id, sizeof s->node_id, "%s", node_id);
-    rk_rc rc = rk_db_open(path, schema, &s->db);
+    rk_rc rc = rk_db_open_schema(path, schema, &s->db);
     if (rc == RK_OK)
         rc = rk_db_exec(s->db, rk_records_schema);
     if (rc == RK_OK)
@@ -60,7 +60,7 @@ void agency_store_close(agency_store *s)
 /* With the lock held: the person's status, or RK_ERR_NOT_FOUND. */
 static rk_rc read_status(rk_db *db, const char *person, char status[AGENCY_STATUS_MAX])
 {
-    sqlite3_stmt *q = rk_db_stmt(db, "SELECT status FROM persons WHERE person = ?");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT status FROM persons WHERE person = ?");
     if (!q)
         return RK_ERR_STORE;
     sqlite3_bind_text(q, 1, person, -1, SQLITE_STATIC);
@@ -93,7 +93,7 @@ static rk_rc add_pending_in_tx(rk_db *db, void *arg)
     };
     rc = RK_OK;
     for (size_t i = 0; i < 2 && rc == RK_OK; i++) {
-        sqlite3_stmt *st = rk_db_stmt(db, sql[i]);
+        sqlite3_stmt *st = rk_db_sqlite_stmt(db, sql[i]);
         if (!st)
             return RK_ERR_STORE;
         sqlite3_bind_text(st, 1, p->person, -1, SQLITE_STATIC);
@@ -152,7 +152,7 @@ static rk_rc drop_in_tx(rk_db *db, void *arg)
     };
     rk_rc rc = RK_OK;
     for (size_t i = 0; i < 2 && rc == RK_OK; i++) {
-        sqlite3_stmt *st = rk_db_stmt(db, sql[i]);
+        sqlite3_stmt *st = rk_db_sqlite_stmt(db, sql[i]);
         if (!st)
             return RK_ERR_STORE;
         sqlite3_bind_text(st, 1, d->person, -1, SQLITE_STATIC);
@@ -186,7 +186,7 @@ static rk_rc insert_incident(agency_store *s, const char *kind, const char *summ
 /* With the lock held: the person already holding this code, if any. */
 static int person_with_code(rk_db *db, const char *code, char *person, size_t personlen)
 {
-    sqlite3_stmt *q = rk_db_stmt(db, "SELECT person FROM persons WHERE code = ?");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT person FROM persons WHERE code = ?");
     int found = 0;
     if (q) {
         sqlite3_bind_text(q, 1, code, -1, SQLITE_STATIC);
@@ -203,7 +203,7 @@ static int person_with_code(rk_db *db, const char *code, char *person, size_t pe
  * is forgotten whatever the outcome, 第8-2(1)イ). 0 when there is none. */
 static int take_pending(rk_db *db, const char *acquisition_no, char *person, size_t personlen, int *expected)
 {
-    sqlite3_stmt *q = rk_db_stmt(db, "DELETE FROM pending WHERE acquisition_no = ? RETURNING person, check_code");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "DELETE FROM pending WHERE acquisition_no = ? RETURNING person, check_code");
     int found = 0;
     if (!q)
         return 0;
@@ -233,7 +233,7 @@ static rk_rc settle_notice(agency_store *s, const char *acquisition_no, const ch
              : person_with_code(db, code, other, sizeof other) ? NOTICE_DUPLICATE /* one person, two ids */
              : NOTICE_LINKED;
     int linked = *outcome == NOTICE_LINKED;
-    sqlite3_stmt *st = rk_db_stmt(db, "UPDATE persons SET status = CASE ?4 WHEN 1 THEN 'linked' ELSE 'failed' END,"
+    sqlite3_stmt *st = rk_db_sqlite_stmt(db, "UPDATE persons SET status = CASE ?4 WHEN 1 THEN 'linked' ELSE 'failed' END,"
                                       " code = CASE ?4 WHEN 1 THEN ?2 ELSE NULL END, updated_ms = ?3 WHERE person = ?1");
     if (!st)
         return RK_ERR_STORE;
@@ -311,7 +311,7 @@ rk_rc agency_store_apply_notices(agency_store *s, agency_notice *items, size_t n
 rk_rc agency_store_code_of(agency_store *s, const char *person, char *code, size_t codelen)
 {
     rk_db_read_lock(s->db);
-    sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT code FROM persons WHERE person = ? AND status = 'linked'");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT code FROM persons WHERE person = ? AND status = 'linked'");
     rk_rc rc = RK_ERR_STORE;
     if (q) {
         sqlite3_bind_text(q, 1, person, -1, SQLITE_STATIC);
@@ -328,7 +328,7 @@ rk_rc agency_store_code_of(agency_store *s, const char *person, char *code, size
 size_t agency_store_count(agency_store *s, const char *status)
 {
     rk_db_lock(s->db);
-    sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT count(*) FROM persons WHERE status = ?");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT count(*) FROM persons WHERE status = ?");
     size_t n = 0;
     if (q) {
         sqlite3_bind_text(q, 1, status, -1, SQLITE_STATIC);
@@ -365,7 +365,7 @@ static rk_rc put_data_in_tx(rk_db *db, void *arg)
     rk_rc rc = read_status(db, p->person, status);
     if (rc != RK_OK)
         return rc;
-    sqlite3_stmt *st = rk_db_stmt(db,
+    sqlite3_stmt *st = rk_db_sqlite_stmt(db,
         "INSERT INTO data(person, item, version, value, as_of, stored_ms) VALUES (?1, ?2,"
         " (SELECT coalesce(max(version), 0) + 1 FROM data WHERE person = ?1 AND item = ?2), ?3, ?4, ?5)"
         " RETURNING version");
@@ -417,7 +417,7 @@ rk_rc agency_store_newest_data(agency_store *s, const char *person, const char *
                                char as_of[11], int64_t *version)
 {
     rk_db_read_lock(s->db);
-    sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT value, as_of, version FROM data WHERE person = ? AND item = ?"
+    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT value, as_of, version FROM data WHERE person = ? AND item = ?"
                                         " ORDER BY version DESC LIMIT 1");
     rk_rc rc = RK_ERR_STORE;
     if (q) {
@@ -438,7 +438,7 @@ rk_rc agency_store_newest_data(agency_store *s, const char *person, const char *
 rk_rc agency_store_person_by_code(agency_store *s, const char *code, char *person, size_t personlen)
 {
     rk_db_read_lock(s->db);
-    sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT person FROM persons WHERE code = ? AND status = 'linked'");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT person FROM persons WHERE code = ? AND status = 'linked'");
     rk_rc rc = RK_ERR_STORE;
     if (q) {
         sqlite3_bind_text(q, 1, code, -1, SQLITE_STATIC);
@@ -454,7 +454,7 @@ rk_rc agency_store_person_by_code(agency_store *s, const char *code, char *perso
 rk_rc agency_store_keep_received(rk_db *db, void *arg)
 {
     const agency_received *r = arg;
-    sqlite3_stmt *st = rk_db_stmt(db, "INSERT INTO received(exchange_id, person, provider, item, value, as_of,"
+    sqlite3_stmt *st = rk_db_sqlite_stmt(db, "INSERT INTO received(exchange_id, person, provider, item, value, as_of,"
                                       " received_ms) VALUES (?,?,?,?,?,?,?)");
     if (!st)
         return RK_ERR_STORE;
@@ -478,7 +478,7 @@ rk_rc agency_store_delete_received(agency_store *s, const char *exchange_id, int
     rk_db_lock(s->db);
     rk_rc rc = rk_db_begin(s->db);
     for (size_t i = 0; rc == RK_OK && i < sizeof sql / sizeof sql[0]; i++) {
-        sqlite3_stmt *st = rk_db_stmt(s->db, sql[i]);
+        sqlite3_stmt *st = rk_db_sqlite_stmt(s->db, sql[i]);
         if (!st) {
             rc = RK_ERR_STORE;
             break;

@@ -38,7 +38,7 @@ rk_rc core_store_open(const char *path, core_store **out)
     core_store *s = calloc(1, sizeof *s);
     if (!s)
         return RK_ERR_NOMEM;
-    rk_rc rc = rk_db_open(path, schema, &s->db);
+    rk_rc rc = rk_db_open_schema(path, schema, &s->db);
     if (rc == RK_OK)
         rc = rk_db_exec(s->db, rk_records_schema);
     if (rc != RK_OK) {
@@ -61,7 +61,7 @@ void core_store_close(core_store *s)
 /* The serial of the person named by this resident code, or 0. */
 static uint64_t serial_of_code(rk_db *db, const char *code)
 {
-    sqlite3_stmt *q = rk_db_stmt(db, "SELECT serial FROM resident_codes WHERE resident_code = ?");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT serial FROM resident_codes WHERE resident_code = ?");
     if (!q)
         return 0;
     sqlite3_bind_text(q, 1, code, -1, SQLITE_STATIC);
@@ -72,7 +72,7 @@ static uint64_t serial_of_code(rk_db *db, const char *code)
 
 static rk_rc bind_code(rk_db *db, const char *code, uint64_t serial)
 {
-    sqlite3_stmt *st = rk_db_stmt(db, "INSERT OR IGNORE INTO resident_codes(resident_code, serial) VALUES (?,?)");
+    sqlite3_stmt *st = rk_db_sqlite_stmt(db, "INSERT OR IGNORE INTO resident_codes(resident_code, serial) VALUES (?,?)");
     if (!st)
         return RK_ERR_STORE;
     sqlite3_bind_text(st, 1, code, -1, SQLITE_STATIC);
@@ -90,7 +90,7 @@ static rk_rc resolve_person(rk_db *db, const core_acquisition *a, int64_t now_ms
     for (int i = 0; !found && i < a->n_previous; i++)
         found = serial_of_code(db, a->previous[i]);
     if (!found) {
-        sqlite3_stmt *st = rk_db_stmt(db, "INSERT INTO persons(created_ms) VALUES (?)");
+        sqlite3_stmt *st = rk_db_sqlite_stmt(db, "INSERT INTO persons(created_ms) VALUES (?)");
         if (!st)
             return RK_ERR_STORE;
         sqlite3_bind_int64(st, 1, now_ms);
@@ -110,7 +110,7 @@ static rk_rc resolve_person(rk_db *db, const core_acquisition *a, int64_t now_ms
 /* 0: new acquisition; 1: same one again; -1: number used for another person. */
 static int known_acquisition(rk_db *db, const core_acquisition *a, uint64_t serial)
 {
-    sqlite3_stmt *q = rk_db_stmt(db, "SELECT serial FROM acquisitions WHERE agency = ? AND acquisition_no = ?");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT serial FROM acquisitions WHERE agency = ? AND acquisition_no = ?");
     if (!q)
         return -1;
     sqlite3_bind_text(q, 1, a->agency, -1, SQLITE_STATIC);
@@ -131,7 +131,7 @@ static rk_rc insert_acquisition(rk_db *db, const core_acquisition *a, uint64_t s
     };
     rk_rc rc = RK_OK;
     for (size_t i = 0; i < sizeof sql / sizeof sql[0] && rc == RK_OK; i++) {
-        sqlite3_stmt *st = rk_db_stmt(db, sql[i]);
+        sqlite3_stmt *st = rk_db_sqlite_stmt(db, sql[i]);
         if (!st)
             return RK_ERR_STORE;
         sqlite3_bind_text(st, 1, a->agency, -1, SQLITE_STATIC);
@@ -196,7 +196,7 @@ rk_rc core_store_acquire_many(core_store *s, core_acquisition_item *items, size_
 rk_rc core_store_issued(core_store *s, const char *agency, uint64_t serial)
 {
     rk_db_read_lock(s->db);
-    sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT 1 FROM issued WHERE agency = ? AND serial = ?");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT 1 FROM issued WHERE agency = ? AND serial = ?");
     rk_rc rc = RK_ERR_STORE;
     if (q) {
         sqlite3_bind_text(q, 1, agency, -1, SQLITE_STATIC);
@@ -213,7 +213,7 @@ rk_rc core_store_due_notices(core_store *s, int64_t now_ms, int lane, int lanes,
 {
     *n = 0;
     rk_db_lock(s->db);
-    sqlite3_stmt *q = rk_db_stmt(s->db,
+    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db,
         "SELECT id, agency, acquisition_no, serial, check_code, attempts, created_ms FROM outbox "
         "WHERE done_ms IS NULL AND next_ms <= ?1 AND id % ?3 = ?4 ORDER BY next_ms LIMIT ?2");
     rk_rc rc = q ? RK_OK : RK_ERR_STORE;
@@ -247,7 +247,7 @@ typedef struct notice_update {
 static rk_rc update_in_tx(rk_db *db, void *arg)
 {
     notice_update *u = arg;
-    sqlite3_stmt *st = rk_db_stmt(db, u->sql);
+    sqlite3_stmt *st = rk_db_sqlite_stmt(db, u->sql);
     if (!st)
         return RK_ERR_STORE;
     sqlite3_bind_int64(st, 1, u->a);
@@ -262,7 +262,7 @@ static rk_rc update_in_tx(rk_db *db, void *arg)
 static int64_t single_int(core_store *s, const char *sql, int64_t none)
 {
     rk_db_lock(s->db);
-    sqlite3_stmt *q = rk_db_stmt(s->db, sql);
+    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, sql);
     int64_t v = none;
     if (q && sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL)
         v = sqlite3_column_int64(q, 0);
@@ -275,7 +275,7 @@ static int64_t single_int(core_store *s, const char *sql, int64_t none)
 int64_t core_store_next_due(core_store *s, int lane, int lanes)
 {
     rk_db_lock(s->db);
-    sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT min(next_ms) FROM outbox WHERE done_ms IS NULL AND id % ?1 = ?2");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT min(next_ms) FROM outbox WHERE done_ms IS NULL AND id % ?1 = ?2");
     int64_t v = -1;
     if (q) {
         sqlite3_bind_int(q, 1, lanes);

@@ -177,7 +177,7 @@ static rk_rc run(rk_node *node)
     }
     g.unreachable = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
     g.callers = rk_watch_new(1000, (unsigned)node->cfg.caller_rate_per_s, 0);
-    if ((rc = rk_db_open(node->cfg.db, messages_schema, &g.db)) != RK_OK ||
+    if ((rc = rk_db_open_schema(node->cfg.db, messages_schema, &g.db)) != RK_OK ||
         (rc = rk_node_incidents_start(node, g.db)) != RK_OK || (rc = rk_node_clock_start(node)) != RK_OK ||
         (rc = message_log_start(&g.log, g.db)) != RK_OK)
         goto done;

@@ -15,7 +15,7 @@ const char messages_schema[] =
 
 static rk_rc log_one(rk_db *db, const message *m)
 {
-    sqlite3_stmt *st = rk_db_stmt(db, "INSERT INTO messages(at_ms, caller, target, path, status, bytes_in,"
+    sqlite3_stmt *st = rk_db_sqlite_stmt(db, "INSERT INTO messages(at_ms, caller, target, path, status, bytes_in,"
                                       " bytes_out, ms) VALUES (?,?,?,?,?,?,?,?)");
     if (!st)
         return RK_ERR_STORE;
@@ -131,7 +131,7 @@ void message_log_serve(message_log *log, const rk_request *req, rk_response *res
         return;
     json_t *arr = json_array();
     rk_db_lock(log->db);
-    sqlite3_stmt *q = rk_db_stmt(log->db, "SELECT id, at_ms, caller, target, path, status, bytes_in, bytes_out, ms"
+    sqlite3_stmt *q = rk_db_sqlite_stmt(log->db, "SELECT id, at_ms, caller, target, path, status, bytes_in, bytes_out, ms"
                                           " FROM messages WHERE (?1 = 0 OR id < ?1) ORDER BY id DESC LIMIT ?2");
     if (q) {
         sqlite3_bind_int64(q, 1, before);

@@ -27,7 +27,7 @@ rk_rc jlis_store_open(const char *path, jlis_store **out)
     jlis_store *s = calloc(1, sizeof *s);
     if (!s)
         return RK_ERR_NOMEM;
-    rk_rc rc = rk_db_open(path, schema, &s->db);
+    rk_rc rc = rk_db_open_schema(path, schema, &s->db);
     if (rc != RK_OK) {
         free(s);
         return rc;
@@ -90,7 +90,7 @@ static rk_rc import_rows(jlis_store *s, FILE *f, const char *path, size_t *impor
             snprintf(err, errlen, "%s:%zu: %s", path, lineno, bad);
             return RK_ERR_INVALID;
         }
-        sqlite3_stmt *st = rk_db_stmt(s->db, "INSERT INTO residents(my_number, resident_code, previous) VALUES (?,?,?)");
+        sqlite3_stmt *st = rk_db_sqlite_stmt(s->db, "INSERT INTO residents(my_number, resident_code, previous) VALUES (?,?,?)");
         if (!st)
             return RK_ERR_STORE;
         sqlite3_bind_text(st, 1, number, -1, SQLITE_STATIC);
@@ -115,7 +115,7 @@ rk_rc jlis_store_import(jlis_store *s, const char *csv_path, size_t *imported, c
     char stamp[64];
     snprintf(stamp, sizeof stamp, "%lld:%lld", (long long)st.st_size, (long long)st.st_mtime);
     rk_db_lock(s->db);
-    sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT v FROM meta WHERE k = 'residents_stamp'");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT v FROM meta WHERE k = 'residents_stamp'");
     int same = q && sqlite3_step(q) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(q, 0), stamp) == 0;
     if (q)
         sqlite3_reset(q);
@@ -131,7 +131,7 @@ rk_rc jlis_store_import(jlis_store *s, const char *csv_path, size_t *imported, c
     if ((rc = rk_db_begin(s->db)) != RK_OK)
         goto done;
     rc = import_rows(s, f, csv_path, imported, err, errlen);
-    sqlite3_stmt *m = rc == RK_OK ? rk_db_stmt(s->db, "INSERT OR REPLACE INTO meta(k, v) VALUES ('residents_stamp', ?)") : NULL;
+    sqlite3_stmt *m = rc == RK_OK ? rk_db_sqlite_stmt(s->db, "INSERT OR REPLACE INTO meta(k, v) VALUES ('residents_stamp', ?)") : NULL;
     if (m) {
         sqlite3_bind_text(m, 1, stamp, -1, SQLITE_TRANSIENT);
         rc = rk_db_step_rc(s->db, sqlite3_step(m));
@@ -152,7 +152,7 @@ rk_rc jlis_store_find(jlis_store *s, const char *my_number, jlis_resident *out)
     memset(out, 0, sizeof *out);
     rk_db_lock(s->db);
     rk_rc rc = RK_ERR_STORE;
-    sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT resident_code, previous FROM residents WHERE my_number = ?");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT resident_code, previous FROM residents WHERE my_number = ?");
     if (!q)
         goto done;
     sqlite3_bind_text(q, 1, my_number, -1, SQLITE_STATIC);
@@ -184,7 +184,7 @@ typedef struct relay_args {
 static rk_rc log_relay_in_tx(rk_db *db, void *arg)
 {
     relay_args *r = arg;
-    sqlite3_stmt *st = rk_db_stmt(db, "INSERT INTO relays(agency, acquisition_no, line, at_ms) VALUES (?,?,?,?)");
+    sqlite3_stmt *st = rk_db_sqlite_stmt(db, "INSERT INTO relays(agency, acquisition_no, line, at_ms) VALUES (?,?,?,?)");
     if (!st)
         return RK_ERR_STORE;
     sqlite3_bind_text(st, 1, r->agency, -1, SQLITE_STATIC);
@@ -231,7 +231,7 @@ rk_rc jlis_store_log_relays(jlis_store *s, const char *agency, const char *const
 size_t jlis_store_count(jlis_store *s)
 {
     rk_db_lock(s->db);
-    sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT count(*) FROM residents");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT count(*) FROM residents");
     size_t n = q && sqlite3_step(q) == SQLITE_ROW ? (size_t)sqlite3_column_int64(q, 0) : 0;
     if (q)
         sqlite3_reset(q);
@@ -253,7 +253,7 @@ rk_rc jlis_store_relays(jlis_store *s, int64_t before, int limit, json_t **out)
 {
     json_t *arr = json_array();
     rk_db_lock(s->db);
-    sqlite3_stmt *q = rk_db_stmt(s->db, "SELECT id, agency, acquisition_no, line, at_ms FROM relays"
+    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT id, agency, acquisition_no, line, at_ms FROM relays"
                                         " WHERE (?1 = 0 OR id < ?1) ORDER BY id DESC LIMIT ?2");
     if (q) {
         sqlite3_bind_int64(q, 1, before);

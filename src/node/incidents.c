@@ -48,7 +48,7 @@ rk_rc rk_incident_store(rk_db *db, const rk_incident *in, int reported, int lock
     if (!locked)
         rk_db_lock(db);
     /* An update keeps what it does not name (cause and prevention come later). */
-    sqlite3_stmt *st = rk_db_stmt(db,
+    sqlite3_stmt *st = rk_db_sqlite_stmt(db,
         "INSERT INTO incidents(incident_id, kind, node, detected_ms, summary, details, actions, cause, prevention,"
         " updated_ms, reported_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"
         " ON CONFLICT(incident_id) DO UPDATE SET"
@@ -160,7 +160,7 @@ void rk_incidents_serve(rk_db *db, const rk_request *req, rk_response *resp)
     }
     json_t *arr = json_array();
     rk_db_scan_lock(db);
-    sqlite3_stmt *q = rk_db_stmt(db,
+    sqlite3_stmt *q = rk_db_sqlite_stmt(db,
         "SELECT seq, incident_id, kind, node, detected_ms, summary, details, actions, cause, prevention, updated_ms"
         " FROM incidents WHERE (?1 IS NULL OR kind = ?1) ORDER BY seq DESC LIMIT 500");
     if (q) {
@@ -182,7 +182,7 @@ void rk_incidents_serve(rk_db *db, const rk_request *req, rk_response *resp)
 int64_t rk_incidents_count(rk_db *db, const char *kind)
 {
     rk_db_scan_lock(db);
-    sqlite3_stmt *q = rk_db_stmt(db, "SELECT count(*) FROM incidents WHERE (?1 IS NULL OR kind = ?1)");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT count(*) FROM incidents WHERE (?1 IS NULL OR kind = ?1)");
     int64_t n = 0;
     if (q) {
         if (kind)
@@ -212,7 +212,7 @@ static char *next_unreported(rk_db *db, int64_t *seq)
 {
     char *body = NULL;
     rk_db_lock(db);
-    sqlite3_stmt *q = rk_db_stmt(db,
+    sqlite3_stmt *q = rk_db_sqlite_stmt(db,
         "SELECT seq, incident_id, kind, node, detected_ms, summary, details, actions, cause, prevention"
         " FROM incidents WHERE reported_ms IS NULL ORDER BY seq LIMIT 1");
     if (q && sqlite3_step(q) == SQLITE_ROW) {
@@ -234,7 +234,7 @@ static char *next_unreported(rk_db *db, int64_t *seq)
 static void mark_reported(rk_db *db, int64_t seq)
 {
     rk_db_lock(db);
-    sqlite3_stmt *st = rk_db_stmt(db, "UPDATE incidents SET reported_ms = ?1 WHERE seq = ?2");
+    sqlite3_stmt *st = rk_db_sqlite_stmt(db, "UPDATE incidents SET reported_ms = ?1 WHERE seq = ?2");
     if (st) {
         sqlite3_bind_int64(st, 1, rk_now_ms());
         sqlite3_bind_int64(st, 2, seq);

@@ -40,7 +40,7 @@ rk_rc rk_answer_get(rk_db *db, const char *key, const char *side, const char *re
                     char **body)
 {
     rk_db_read_lock(db);
-    sqlite3_stmt *q = rk_db_stmt(db, "SELECT request_hash, status, body FROM answers WHERE key = ? AND side = ?");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT request_hash, status, body FROM answers WHERE key = ? AND side = ?");
     rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
     if (q) {
         sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
@@ -100,7 +100,7 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
     char leaf_hex[65];
     rk_record_leaf(r, leaf);
     rk_merkle_hex(leaf, leaf_hex);
-    sqlite3_stmt *st = rk_db_stmt(db,
+    sqlite3_stmt *st = rk_db_sqlite_stmt(db,
         "INSERT INTO records(exchange_id, side, requester, provider, business, item, operator, subject,"
         " requested_ms, provided_ms, outcome, reason, payload_sha256, leaf_hash)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
@@ -130,7 +130,7 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
 
 rk_rc rk_answer_keep(rk_db *db, const char *key, const char *side, const char *hash, int status, const char *body)
 {
-    sqlite3_stmt *st = rk_db_stmt(db,
+    sqlite3_stmt *st = rk_db_sqlite_stmt(db,
         "INSERT INTO answers(key, side, request_hash, status, body, at_ms) VALUES (?,?,?,?,?,?)");
     if (!st)
         return RK_ERR_STORE;
@@ -225,7 +225,7 @@ rk_rc rk_records_list(rk_db *db, const rk_records_query *q, json_t **out, int64_
         return RK_ERR_NOMEM;
     *next_before = 0;
     rk_db_scan_lock(db);
-    sqlite3_stmt *st = rk_db_stmt(db,
+    sqlite3_stmt *st = rk_db_sqlite_stmt(db,
         "SELECT seq, exchange_id, side, requester, provider, business, item, operator, subject, requested_ms,"
         " provided_ms, outcome, reason, payload_sha256 FROM records"
         " WHERE (?1 IS NULL OR exchange_id = ?1) AND (?2 IS NULL OR subject = ?2) AND (?3 = 0 OR seq < ?3)"
@@ -254,7 +254,7 @@ rk_rc rk_records_list(rk_db *db, const rk_records_query *q, json_t **out, int64_
 int64_t rk_records_count(rk_db *db)
 {
     rk_db_scan_lock(db);
-    sqlite3_stmt *q = rk_db_stmt(db, "SELECT count(*) FROM records");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT count(*) FROM records");
     int64_t n = q && sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
     if (q)
         sqlite3_reset(q);
@@ -292,7 +292,7 @@ void rk_records_serve(rk_db *db, const rk_request *req, rk_response *resp)
 rk_rc rk_records_find(rk_db *db, const char *exchange_id, const char *side, const char *outcome, rk_record *out)
 {
     rk_db_lock(db);
-    sqlite3_stmt *q = rk_db_stmt(db, "SELECT " RK_RECORD_COLUMNS " FROM records WHERE exchange_id = ?1 AND side = ?2"
+    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT " RK_RECORD_COLUMNS " FROM records WHERE exchange_id = ?1 AND side = ?2"
                                      " AND (?3 IS NULL OR outcome = ?3) ORDER BY seq LIMIT 1");
     rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
     if (q) {

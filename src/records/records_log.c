@@ -80,7 +80,7 @@ static int read_leaves(rk_db *db, uint64_t from, uint64_t count, rk_hash *out)
 {
     uint64_t got = 0;
     rk_db_scan_lock(db);
-    sqlite3_stmt *q = rk_db_stmt(db, "SELECT leaf_hash FROM records WHERE seq > ? ORDER BY seq LIMIT ?");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT leaf_hash FROM records WHERE seq > ? ORDER BY seq LIMIT ?");
     if (q) {
         sqlite3_bind_int64(q, 1, (sqlite3_int64)from);
         sqlite3_bind_int64(q, 2, (sqlite3_int64)count);
@@ -117,7 +117,7 @@ static rk_rc catch_up(rk_records_log *log)
 {
     rk_db_scan_lock(log->db);
     /* seq counts from 1 without gaps (read_leaves relies on it too) */
-    sqlite3_stmt *q = rk_db_stmt(log->db, "SELECT leaf_hash FROM records WHERE seq > ? ORDER BY seq");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(log->db, "SELECT leaf_hash FROM records WHERE seq > ? ORDER BY seq");
     rk_rc rc = q ? RK_OK : RK_ERR_STORE;
     if (q) {
         sqlite3_bind_int64(q, 1, (sqlite3_int64)log->frontier.size);
@@ -138,7 +138,7 @@ static rk_rc store_head(rk_db *db, uint64_t size, const rk_hash root, int64_t ti
     char hex[65];
     rk_merkle_hex(root, hex);
     rk_db_lock(db);
-    sqlite3_stmt *st = rk_db_stmt(db, "INSERT OR IGNORE INTO tree_heads(size, root, time_ms, signature) VALUES (?,?,?,?)");
+    sqlite3_stmt *st = rk_db_sqlite_stmt(db, "INSERT OR IGNORE INTO tree_heads(size, root, time_ms, signature) VALUES (?,?,?,?)");
     rk_rc rc = RK_ERR_STORE;
     if (st) {
         sqlite3_bind_int64(st, 1, (sqlite3_int64)size);
@@ -199,7 +199,7 @@ static void *signer_main(void *arg)
 static void load_last_head(rk_records_log *log)
 {
     rk_db_lock(log->db);
-    sqlite3_stmt *q = rk_db_stmt(log->db, "SELECT size, time_ms FROM tree_heads ORDER BY size DESC LIMIT 1");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(log->db, "SELECT size, time_ms FROM tree_heads ORDER BY size DESC LIMIT 1");
     if (q && sqlite3_step(q) == SQLITE_ROW) {
         log->head_size = (uint64_t)sqlite3_column_int64(q, 0);
         log->head_time_ms = sqlite3_column_int64(q, 1);
@@ -257,7 +257,7 @@ static json_t *head_json(rk_records_log *log, uint64_t size)
 {
     json_t *h = NULL;
     rk_db_lock(log->db);
-    sqlite3_stmt *q = rk_db_stmt(log->db, "SELECT size, root, time_ms, signature FROM tree_heads WHERE size = ?");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(log->db, "SELECT size, root, time_ms, signature FROM tree_heads WHERE size = ?");
     if (q) {
         sqlite3_bind_int64(q, 1, (sqlite3_int64)size);
         if (sqlite3_step(q) == SQLITE_ROW)
@@ -287,7 +287,7 @@ static rk_rc find_leaf(rk_db *db, const char *exchange_id, const char *side, uin
 {
     rk_db_lock(db);
     /* seq counts from 1 without gaps (append-only), so the leaf index is seq - 1 */
-    sqlite3_stmt *q = rk_db_stmt(db, "SELECT seq - 1, leaf_hash FROM records"
+    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT seq - 1, leaf_hash FROM records"
                                      " WHERE exchange_id = ?1 AND (?2 IS NULL OR side = ?2) ORDER BY seq LIMIT 1");
     rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
     if (q) {
@@ -379,7 +379,7 @@ void rk_records_heads_serve(rk_records_log *log, const rk_request *req, rk_respo
 {
     json_t *arr = json_array();
     rk_db_lock(log->db);
-    sqlite3_stmt *q = rk_db_stmt(log->db, "SELECT size FROM tree_heads ORDER BY size DESC LIMIT 1000");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(log->db, "SELECT size FROM tree_heads ORDER BY size DESC LIMIT 1000");
     uint64_t sizes[1000];
     size_t n = 0;
     while (q && n < 1000 && sqlite3_step(q) == SQLITE_ROW)

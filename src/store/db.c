@@ -54,6 +54,7 @@ struct rk_db {
     pthread_cond_t later_queued;              /* the committer waits on it */
     pthread_t committer;
     int committer_running, stopping;
+    int readonly;                 /* rk_db_open with RK_DB_READONLY: only `r` */
 };
 
 /* Set while this thread runs a batch of db: its statements go to `w`. */
@@ -99,7 +100,7 @@ static rk_rc conn_exec(db_conn *c, const char *sql)
     return RK_OK;
 }
 
-rk_rc rk_db_open(const char *path, const char *schema, rk_db **out)
+rk_rc rk_db_open_schema(const char *path, const char *schema, rk_db **out)
 {
     rk_db_pcache_install();
     rk_db *db = calloc(1, sizeof *db);
@@ -208,7 +209,7 @@ void rk_db_rollback(rk_db *db)
         sqlite3_exec(db->w.conn, "ROLLBACK", NULL, NULL, NULL);
 }
 
-sqlite3_stmt *rk_db_stmt(rk_db *db, const char *sql)
+sqlite3_stmt *rk_db_sqlite_stmt(rk_db *db, const char *sql)
 {
     db_conn *c = current(db);
     int i, free_slot = -1;
@@ -275,6 +276,15 @@ rk_rc rk_db_step_row(rk_db *db, sqlite3_stmt *st)
 
 static rk_rc exec_cached(rk_db *db, const char *sql);
 
+/* Resets every statement of c still holding a row, so that no read keeps
+ * an old snapshot (and the WAL can be checkpointed) after its callback. */
+static void reset_busy(db_conn *c)
+{
+    for (sqlite3_stmt *st = sqlite3_next_stmt(c->conn, NULL); st; st = sqlite3_next_stmt(c->conn, st))
+        if (sqlite3_stmt_busy(st))
+            sqlite3_reset(st);
+}
+
 /* Writable means: the file is not marked read-only (an operator's chmod
  * a-w, which root's writes would otherwise ignore) and a write goes through. */
 int rk_db_writable(rk_db *db)
@@ -295,7 +305,7 @@ int rk_db_writable(rk_db *db)
 
 static rk_rc exec_cached(rk_db *db, const char *sql)
 {
-    sqlite3_stmt *st = rk_db_stmt(db, sql);
+    sqlite3_stmt *st = rk_db_sqlite_stmt(db, sql);
     if (!st)
         return RK_ERR_STORE;
     rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
@@ -316,6 +326,7 @@ static void run_batch(rk_db *db, write_req *batch)
         }
         if ((r->rc = exec_cached(db, "SAVEPOINT w")) == RK_OK) {
             r->rc = r->fn(db, r->arg);
+            reset_busy(&db->w);
             if (r->rc != RK_OK)
                 exec_cached(db, "ROLLBACK TO w");
             exec_cached(db, "RELEASE w");
@@ -497,3 +508,230 @@ void rk_db_write_stats(rk_db *db, unsigned long long *writes, unsigned long long
     *batches = db->batches;
     pthread_mutex_unlock(&db->queue_lock);
 }
+
+/* ---------- the interface of store/db.h ---------- */
+
+struct rk_stmt; /* an rk_stmt is a sqlite3_stmt in this driver */
+#define SQ(st) ((sqlite3_stmt *)(st))
+
+rk_rc rk_db_open(const char *target, int flags, rk_db **out)
+{
+    if (strncmp(target, "sqlite:", 7) == 0)
+        target += 7;
+    if (strncmp(target, "postgresql:", 11) == 0 || strncmp(target, "postgres:", 9) == 0) {
+        rk_error("store: this build has no PostgreSQL driver");
+        return RK_ERR_CONFIG;
+    }
+    if (!(flags & RK_DB_READONLY))
+        return rk_db_open_schema(target, NULL, out);
+    rk_db_pcache_install();
+    rk_db *db = calloc(1, sizeof *db);
+    if (!db)
+        return RK_ERR_NOMEM;
+    pthread_mutex_init(&db->queue_lock, NULL);
+    pthread_cond_init(&db->committed, NULL);
+    pthread_cond_init(&db->later_queued, NULL);
+    snprintf(db->path, sizeof db->path, "%s", target);
+    db->readonly = 1;
+    rk_rc rc = RK_OK;
+    pthread_mutex_init(&db->w.lock, NULL);
+    pthread_mutex_init(&db->r.lock, NULL);
+    if (sqlite3_open_v2(target, &db->r.conn, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        rk_error("store: cannot open %s: %s", target, db->r.conn ? sqlite3_errmsg(db->r.conn) : "no memory");
+        rc = RK_ERR_STORE;
+    } else {
+        sqlite3_busy_timeout(db->r.conn, 5000);
+    }
+    if (rc != RK_OK) {
+        rk_db_close(db);
+        return rc;
+    }
+    *out = db;
+    return RK_OK;
+}
+
+const char *rk_db_engine(const rk_db *db)
+{
+    (void)db;
+    return "sqlite";
+}
+
+/* DDL tokens of store/db.h, as SQLite spells them. */
+static char *expand_ddl(const char *in)
+{
+    static const struct {
+        const char *token, *sqlite;
+    } tokens[] = {
+        {"{id}", "INTEGER PRIMARY KEY AUTOINCREMENT"},
+        {"{blob}", "BLOB"},
+        {"{without_rowid}", " WITHOUT ROWID"},
+    };
+    size_t cap = strlen(in) * 3 + 1, n = 0;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    while (*in) {
+        int hit = 0;
+        for (size_t t = 0; t < sizeof tokens / sizeof tokens[0]; t++) {
+            size_t tl = strlen(tokens[t].token), sl = strlen(tokens[t].sqlite);
+            if (strncmp(in, tokens[t].token, tl) == 0) {
+                memcpy(out + n, tokens[t].sqlite, sl);
+                n += sl;
+                in += tl;
+                hit = 1;
+                break;
+            }
+        }
+        if (!hit)
+            out[n++] = *in++;
+    }
+    out[n] = 0;
+    return out;
+}
+
+rk_rc rk_db_migrate(rk_db *db, const char *module, const char *const *steps, int n_steps)
+{
+    if (db->readonly)
+        return RK_ERR_INVALID;
+    rk_rc rc = RK_OK;
+    rk_db_lock(db);
+    rc = conn_exec(&db->w, "CREATE TABLE IF NOT EXISTS schema_versions ("
+                           " module TEXT PRIMARY KEY, version BIGINT NOT NULL)");
+    int64_t version = 0;
+    if (rc == RK_OK) {
+        sqlite3_stmt *q = NULL;
+        if (sqlite3_prepare_v2(db->w.conn, "SELECT version FROM schema_versions WHERE module = ?", -1, &q, NULL) !=
+            SQLITE_OK) {
+            rk_error("store: %s", sqlite3_errmsg(db->w.conn));
+            rc = RK_ERR_STORE;
+        } else {
+            sqlite3_bind_text(q, 1, module, -1, SQLITE_STATIC);
+            int step = sqlite3_step(q);
+            if (step == SQLITE_ROW)
+                version = sqlite3_column_int64(q, 0);
+            else if (step != SQLITE_DONE)
+                rc = RK_ERR_STORE;
+            sqlite3_finalize(q);
+        }
+    }
+    if (rc == RK_OK && version > n_steps) {
+        rk_error("store: the %s tables are at schema version %lld, newer than this renkei knows (%d): "
+                 "run the renkei that wrote them",
+                 module, (long long)version, n_steps);
+        rc = RK_ERR_STORE;
+    }
+    for (int64_t v = version; rc == RK_OK && v < n_steps; v++) {
+        char *ddl = expand_ddl(steps[v]);
+        if (!ddl) {
+            rc = RK_ERR_NOMEM;
+            break;
+        }
+        char bump[256];
+        snprintf(bump, sizeof bump,
+                 "INSERT INTO schema_versions(module, version) VALUES ('%s', %lld)"
+                 " ON CONFLICT(module) DO UPDATE SET version = excluded.version",
+                 module, (long long)v + 1);
+        rc = conn_exec(&db->w, "BEGIN IMMEDIATE");
+        if (rc == RK_OK && (rc = conn_exec(&db->w, ddl)) == RK_OK && (rc = conn_exec(&db->w, bump)) == RK_OK)
+            rc = conn_exec(&db->w, "COMMIT");
+        if (rc != RK_OK)
+            rk_db_rollback(db);
+        free(ddl);
+    }
+    rk_db_unlock(db);
+    return rc;
+}
+
+rk_rc rk_db_read(rk_db *db, rk_db_fn fn, void *arg)
+{
+    if (db->readonly)
+        return rk_db_scan(db, fn, arg);
+    rk_db_read_lock(db);
+    rk_rc rc = fn(db, arg);
+    if (tl_writing != db && tl_holding != db)
+        reset_busy(current(db));
+    rk_db_read_unlock(db);
+    return rc;
+}
+
+rk_rc rk_db_scan(rk_db *db, rk_db_fn fn, void *arg)
+{
+    rk_db_scan_lock(db);
+    rk_rc rc = fn(db, arg);
+    if (tl_writing != db && tl_holding != db)
+        reset_busy(current(db));
+    rk_db_read_unlock(db);
+    return rc;
+}
+
+rk_rc rk_db_purge(rk_db *db)
+{
+    rk_db_lock(db);
+    rk_rc rc = rk_db_checkpoint_truncate(db);
+    rk_db_unlock(db);
+    return rc;
+}
+
+rk_stmt *rk_db_stmt(rk_db *db, const char *sql)
+{
+    return (rk_stmt *)rk_db_sqlite_stmt(db, sql);
+}
+
+void rk_bind_text(rk_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(SQ(st), i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(SQ(st), i);
+}
+
+void rk_bind_int(rk_stmt *st, int i, int64_t v) { sqlite3_bind_int64(SQ(st), i, (sqlite3_int64)v); }
+void rk_bind_blob(rk_stmt *st, int i, const void *p, size_t n) { sqlite3_bind_blob64(SQ(st), i, p, n, SQLITE_STATIC); }
+void rk_bind_null(rk_stmt *st, int i) { sqlite3_bind_null(SQ(st), i); }
+
+static rk_rc step_error(sqlite3_stmt *st, int step)
+{
+    if ((step & 0xff) == SQLITE_CONSTRAINT)
+        return RK_ERR_CONFLICT;
+    rk_error("store: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
+    return RK_ERR_STORE;
+}
+
+rk_rc rk_stmt_exec(rk_stmt *st)
+{
+    int step;
+    while ((step = sqlite3_step(SQ(st))) == SQLITE_ROW)
+        ;
+    rk_rc rc = step == SQLITE_DONE ? RK_OK : step_error(SQ(st), step);
+    sqlite3_reset(SQ(st));
+    return rc;
+}
+
+rk_rc rk_stmt_next(rk_stmt *st)
+{
+    int step = sqlite3_step(SQ(st));
+    if (step == SQLITE_ROW)
+        return RK_OK;
+    if (step == SQLITE_DONE)
+        return RK_ERR_NOT_FOUND;
+    return step_error(SQ(st), step);
+}
+
+int64_t rk_col_int(rk_stmt *st, int col) { return sqlite3_column_int64(SQ(st), col); }
+const char *rk_col_text(rk_stmt *st, int col) { return (const char *)sqlite3_column_text(SQ(st), col); }
+int rk_col_is_null(rk_stmt *st, int col) { return sqlite3_column_type(SQ(st), col) == SQLITE_NULL; }
+
+const void *rk_col_blob(rk_stmt *st, int col, size_t *len)
+{
+    const void *p = sqlite3_column_blob(SQ(st), col);
+    *len = (size_t)sqlite3_column_bytes(SQ(st), col);
+    return p;
+}
+
+void rk_col_copy(rk_stmt *st, int col, char *buf, size_t size)
+{
+    const char *t = rk_col_text(st, col);
+    snprintf(buf, size, "%s", t ? t : "");
+}
+
+int64_t rk_db_changes(rk_db *db) { return sqlite3_changes(current(db)->conn); }

@@ -1,90 +1,159 @@
-/* db.h — the SQLite handle every node's store is built on.
+/* store/db.h — the one SQL interface every store module is written against
+ * (DESIGN §6). Modelled on Dovecot's lib-sql: one API, a driver per engine
+ * (store/sqlite/ today; PostgreSQL next), no engine symbol outside its
+ * driver.
  *
- * WAL journal, synchronous=FULL: a transaction that returned from commit is
- * on disk, so an acknowledged write survives SIGKILL (DESIGN §6). One
- * writing connection per node, guarded by a mutex: callers take
- * rk_db_lock() around a transaction; a second, read-only connection serves
- * rk_db_read_lock() so that reads do not wait for a commit. Statements are prepared once and cached by their SQL text
- * pointer (pass string literals). Only the per-role store files (…_store.c)
- * use this; flow code calls their domain functions, so a PostgreSQL store
- * can replace them behind the same headers. */
-#ifndef RK_DB_H
-#define RK_DB_H
+ * What a store module does with it:
+ *   - names its tables once, as versioned migrations (rk_db_migrate);
+ *   - says what a call does — a short read, a long read (scan), or a write —
+ *     and gives a callback; the driver chooses the connection and the
+ *     transaction (rk_db_read, rk_db_scan, rk_db_write, rk_db_write_later);
+ *   - inside the callback, takes prepared statements by their SQL literal
+ *     (rk_db_stmt), binds, steps and reads columns. Statements are reset by
+ *     the store when the callback returns: a module never resets by hand.
+ *
+ * The SQL is portable (SQLite 3.40 and PostgreSQL 15 both run it): `?`
+ * parameters, INSERT … ON CONFLICT … DO NOTHING / DO UPDATE, RETURNING for
+ * generated ids, BIGINT for every integer. DDL may use three tokens that the
+ * driver expands: {id} (a generated BIGINT primary key), {blob} (bytes) and
+ * {without_rowid} (a table keyed by its primary key alone).
+ *
+ * Durability: a write returned RK_OK only once it is committed — on disk,
+ * and under failover on the synchronous standby — so a node killed with
+ * SIGKILL loses nothing it acknowledged. Threads: every call may be made
+ * from any thread; one event loop per rk_db may use rk_db_write_later. */
+#ifndef RK_STORE_DB_H
+#define RK_STORE_DB_H
 
-#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
 #include "lib/err.h"
 
 typedef struct rk_db rk_db;
+typedef struct rk_stmt rk_stmt;
 
-/* Opens (creating) path and runs schema (idempotent CREATE … IF NOT EXISTS). */
-rk_rc rk_db_open(const char *path, const char *schema, rk_db **out);
-/* Wraps SQLite's page cache (db_pcache.c); rk_db_open calls it first.
- * Returns 1 when the wrapper is in place. */
-int rk_db_pcache_install(void);
+/* ---------- opening ---------- */
+
+enum {
+    RK_DB_READONLY = 1, /* a tool reading a node's data while it runs: no schema, no writes */
+};
+
+/* Opens the database named by target: "sqlite:PATH" or a bare PATH
+ * (created when missing, unless RK_DB_READONLY). */
+rk_rc rk_db_open(const char *target, int flags, rk_db **out);
 void rk_db_close(rk_db *db);
+/* "sqlite" (the driver's name), for messages and metrics. */
+const char *rk_db_engine(const rk_db *db);
 
-void rk_db_lock(rk_db *db);
-void rk_db_unlock(rk_db *db);
-/* For a short read only: on the writing connection when it is free (or
- * this thread holds it), else on a second, read-only connection that never
- * waits for a commit in progress and sees the last one (WAL), waiting for
- * it while a scan holds it. Statements taken between the two go there. Inside a write callback (whose lock is held) they do nothing:
- * its statements stay on the writer and see the write's own rows. */
-void rk_db_read_lock(rk_db *db);
-/* For a read that may take long (a list, a count, the log's leaves): always
- * on the read-only connection, so no write and no short read waits for it.
- * Released with rk_db_read_unlock. */
-void rk_db_scan_lock(rk_db *db);
-void rk_db_read_unlock(rk_db *db);
+/* Brings module's tables to the newest version: steps[i] takes them from
+ * version i to i+1, each in its own transaction; the version is kept in the
+ * database (table schema_versions). A database whose version for module is
+ * newer than n_steps is refused with RK_ERR_STORE and one logged line. */
+rk_rc rk_db_migrate(rk_db *db, const char *module, const char *const *steps, int n_steps);
 
-/* Group commit: runs fn(db, arg) inside a write transaction that it may
- * share with other threads' writes, and returns once that transaction is
- * committed — on disk — with fn's result. fn must not take the lock or
- * begin/commit itself; a failing fn is rolled back alone (a savepoint), the
- * others commit. One fsync then serves every write of the batch. */
-typedef rk_rc (*rk_db_write_fn)(rk_db *db, void *arg);
-rk_rc rk_db_write(rk_db *db, rk_db_write_fn fn, void *arg);
-/* The same for a caller on an event loop, without the loop waiting: fn
- * runs on this rk_db's committer thread, in a commit shared with every
- * write the loop queued meanwhile; then written(written_arg, rc) is called
- * on the loop, once that commit is on disk (or failed). fn and its arg
- * must be safe to use from the committer thread and live until then. Only
- * one event loop may use this per rk_db, and its base must have been made
- * after evthread_use_pthreads() (the committer wakes it). On an error return nothing is
- * queued and written will not be called. */
+/* ---------- access: the caller says what it does ---------- */
+
+typedef rk_rc (*rk_db_fn)(rk_db *db, void *arg);
+
+/* A short read (one row, a few rows): never waits for a commit in progress;
+ * sees every commit that returned before it started. */
+rk_rc rk_db_read(rk_db *db, rk_db_fn fn, void *arg);
+/* A read that may take long (a page of a list, a count, the log's leaves):
+ * no write and no short read waits for it. */
+rk_rc rk_db_scan(rk_db *db, rk_db_fn fn, void *arg);
+
+/* Group commit: runs fn inside a write transaction that it may share with
+ * other threads' writes and returns once that transaction is committed,
+ * with fn's result. A failing fn is rolled back alone (a savepoint). Inside
+ * fn, reads see fn's own rows. fn must not call rk_db_read/scan/write. */
+rk_rc rk_db_write(rk_db *db, rk_db_fn fn, void *arg);
+
+/* The same for a caller on an event loop, which does not wait: fn runs on
+ * this rk_db's committer thread, in a commit shared with every write the
+ * loop queued meanwhile; then written(written_arg, rc) is called on the
+ * loop once that commit is durable (or failed). fn and its arg must be safe
+ * to use from the committer thread and live until then. The loop's base
+ * must have been made after evthread_use_pthreads(). On an error return
+ * nothing is queued and written will not be called. */
 struct event_base;
 typedef void (*rk_db_written_fn)(void *arg, rk_rc rc);
-rk_rc rk_db_write_later(rk_db *db, struct event_base *base, rk_db_write_fn fn, void *arg, rk_db_written_fn written,
+rk_rc rk_db_write_later(rk_db *db, struct event_base *base, rk_db_fn fn, void *arg, rk_db_written_fn written,
                         void *written_arg);
-/* On that loop, when it ends (the server's on_stop) and before its base is
- * freed: stops the committer thread and frees what rk_db_write_later set
- * up on the loop. Safe to call when it was never used, and again. */
+/* On that loop, when it ends and before its base is freed: stops the
+ * committer thread. Safe to call when it was never used, and again. */
 void rk_db_loop_end(rk_db *db);
-/* Inside a write callback: runs fn in a nested savepoint, so that a batch
- * of items can fail item by item. */
-rk_rc rk_db_item(rk_db *db, rk_db_write_fn fn, void *arg);
 
+/* Inside a write callback: runs fn in a nested savepoint, so that a batch of
+ * items can fail item by item. */
+rk_rc rk_db_item(rk_db *db, rk_db_fn fn, void *arg);
+
+/* After a write that deleted what must leave no trace (第8-5): makes the
+ * engine drop the old copies of the deleted rows (SQLite: checkpoint and
+ * truncate the WAL). Outside any callback. */
+rk_rc rk_db_purge(rk_db *db);
+
+/* ---------- statements (inside a callback only) ---------- */
+
+/* The prepared statement for this SQL literal on the connection the current
+ * callback runs on, ready to bind; prepared once and cached by the literal's
+ * address (pass string literals). NULL on error (logged). */
+rk_stmt *rk_db_stmt(rk_db *db, const char *sql);
+
+/* Parameters are numbered from 1. Text and blobs are copied only when the
+ * driver needs to: they must stay valid until the statement is stepped.
+ * A NULL text binds SQL NULL. */
+void rk_bind_text(rk_stmt *st, int i, const char *s);
+void rk_bind_int(rk_stmt *st, int i, int64_t v);
+void rk_bind_blob(rk_stmt *st, int i, const void *p, size_t n);
+void rk_bind_null(rk_stmt *st, int i);
+
+/* Runs a statement that answers no rows (or whose rows are not wanted):
+ * RK_OK; RK_ERR_CONFLICT when a constraint refused it; RK_ERR_STORE on an
+ * error (logged). */
+rk_rc rk_stmt_exec(rk_stmt *st);
+/* Steps to the next row: RK_OK with a row, RK_ERR_NOT_FOUND when there is
+ * none left, RK_ERR_CONFLICT (constraint), RK_ERR_STORE (logged) — never an
+ * error taken for "no row". */
+rk_rc rk_stmt_next(rk_stmt *st);
+
+/* Columns of the current row, numbered from 0. Text and blobs stay valid
+ * until the next step or the end of the callback; NULL reads as 0 or NULL. */
+int64_t rk_col_int(rk_stmt *st, int col);
+const char *rk_col_text(rk_stmt *st, int col);
+const void *rk_col_blob(rk_stmt *st, int col, size_t *len);
+int rk_col_is_null(rk_stmt *st, int col);
+/* Copies a text column into buf (cut to size - 1, always terminated). */
+void rk_col_copy(rk_stmt *st, int col, char *buf, size_t size);
+
+/* Rows changed by the last statement run in this callback. */
+int64_t rk_db_changes(rk_db *db);
+
+/* ---------- health and metrics ---------- */
+
+/* True when the database accepts a write now (health check). */
+int rk_db_writable(rk_db *db);
 /* Writes and commits so far, for /metrics: batches <= writes. */
 void rk_db_write_stats(rk_db *db, unsigned long long *writes, unsigned long long *batches);
 
-/* With the lock held. */
-rk_rc rk_db_begin(rk_db *db);      /* BEGIN IMMEDIATE */
+/* ---------- transitional: the lock-style API the store modules are
+ * leaving; removed once none uses it (issue 11). Nothing new uses it. ---------- */
+#include <sqlite3.h>
+typedef rk_db_fn rk_db_write_fn;
+rk_rc rk_db_open_schema(const char *path, const char *schema, rk_db **out);
+int rk_db_pcache_install(void);
+void rk_db_lock(rk_db *db);
+void rk_db_unlock(rk_db *db);
+void rk_db_read_lock(rk_db *db);
+void rk_db_scan_lock(rk_db *db);
+void rk_db_read_unlock(rk_db *db);
+rk_rc rk_db_begin(rk_db *db);
 rk_rc rk_db_commit(rk_db *db);
 void rk_db_rollback(rk_db *db);
 rk_rc rk_db_exec(rk_db *db, const char *sql);
-/* A cached, reset statement for this SQL literal; NULL on error (logged). */
-sqlite3_stmt *rk_db_stmt(rk_db *db, const char *sql);
+sqlite3_stmt *rk_db_sqlite_stmt(rk_db *db, const char *sql);
 sqlite3 *rk_db_handle(rk_db *db);
-/* Maps a sqlite3_step result: SQLITE_DONE/ROW → RK_OK, constraint → RK_ERR_CONFLICT. */
 rk_rc rk_db_step_rc(rk_db *db, int sqlite_rc);
-/* After a deletion that must leave no trace (lock held): checkpoints and
- * truncates the WAL, so the deleted pages are in neither file; RK_ERR_STORE
- * (logged) when SQLite could not. */
 rk_rc rk_db_checkpoint_truncate(rk_db *db);
-/* Steps a query for one row: RK_OK with a row, RK_ERR_NOT_FOUND without,
- * RK_ERR_STORE on an error (logged) — never an error taken for "none". */
 rk_rc rk_db_step_row(rk_db *db, sqlite3_stmt *st);
-/* True when the database accepts a write now (health check). */
-int rk_db_writable(rk_db *db);
 
 #endif

@@ -28,7 +28,7 @@ static int setup(void **state)
     char path[128];
     snprintf(path, sizeof path, "%s/node.db", dir);
     rk_db *db = NULL;
-    if (rk_db_open(path, "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT NOT NULL);", &db) != RK_OK ||
+    if (rk_db_open_schema(path, "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT NOT NULL);", &db) != RK_OK ||
         rk_db_exec(db, rk_records_schema) != RK_OK)
         return -1;
     *state = db;
@@ -45,7 +45,7 @@ static int teardown(void **state)
 
 static rk_rc insert_k(rk_db *db, void *arg)
 {
-    sqlite3_stmt *st = rk_db_stmt(db, "INSERT INTO t(k, v) VALUES (?, 'x')");
+    sqlite3_stmt *st = rk_db_sqlite_stmt(db, "INSERT INTO t(k, v) VALUES (?, 'x')");
     if (!st)
         return RK_ERR_STORE;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)(intptr_t)arg);
@@ -57,7 +57,7 @@ static rk_rc insert_k(rk_db *db, void *arg)
 static long count_rows(rk_db *db)
 {
     rk_db_lock(db);
-    sqlite3_stmt *q = rk_db_stmt(db, "SELECT count(*) FROM t");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT count(*) FROM t");
     long n = q && sqlite3_step(q) == SQLITE_ROW ? (long)sqlite3_column_int64(q, 0) : -1;
     if (q)
         sqlite3_reset(q);
@@ -205,7 +205,7 @@ static void writes_on_a_loop_are_committed_then_told(void **state)
 static long count_rows_read(rk_db *db)
 {
     rk_db_read_lock(db);
-    sqlite3_stmt *q = rk_db_stmt(db, "SELECT count(*) FROM t");
+    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT count(*) FROM t");
     long n = q && sqlite3_step(q) == SQLITE_ROW ? (long)sqlite3_column_int64(q, 0) : -1;
     if (q)
         sqlite3_reset(q);
