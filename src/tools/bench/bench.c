@@ -35,6 +35,7 @@
 
 #include "core/codes.h"
 #include "net/http_client.h"
+#include "net/http_server.h"
 #include "crypto/pki.h"
 #include "net/registry.h"
 #include "lib/util.h"
@@ -175,7 +176,7 @@ static const char usage_exchanges[] =
     "  --keep               keep the network folder\n";
 
 static const char usage_enrol[] =
-    "usage: renkei bench enrol [--persons N] [--concurrency N] [--workers N] [--keep]\n"
+    "usage: renkei bench enrol [--persons N] [--batch N] [--concurrency N] [--workers N] [--keep]\n"
     "\n"
     "Builds a fresh network of 3 agencies with N synthetic residents (default\n"
     "1000000), enrols every one at city-yokohama with POST /v1/persons (the\n"
@@ -186,6 +187,8 @@ static const char usage_enrol[] =
     "goes to stderr.\n"
     "\n"
     "  --persons N          1..5000000 (default 1000000)\n"
+    "  --batch N            N persons (1..1000) per POST /v1/persons/batch, the\n"
+    "                       bulk path, instead of one POST /v1/persons each\n"
     "  --concurrency N      connections, 1..1024 (default 64)\n"
     "  --threads T          client threads (default 1)\n"
     "  --workers N          handler threads of every node (default: the nodes'\n"
@@ -197,6 +200,7 @@ static const char usage_enrol[] =
 typedef struct bench_opts {
     double seconds, warmup;
     int concurrency, threads, persons, baseline, keep, baseline_workers, workers;
+    int batch; /* bench enrol: persons per POST /v1/persons/batch; 0: one POST /v1/persons each */
     const char *url, *cert, *key, *ca, *path, *body_file, *method, *passphrase_file;
 } bench_opts;
 
@@ -209,6 +213,7 @@ enum {
     OPT_BASELINE,
     OPT_BASELINE_WORKERS,
     OPT_WORKERS,
+    OPT_BATCH,
     OPT_KEEP,
     OPT_URL,
     OPT_CERT,
@@ -280,6 +285,10 @@ static int set_text_opt(int c, bench_opts *o)
         break;
     case OPT_KEEP:
         o->keep = 1;
+        break;
+    case OPT_BATCH:
+        if (!tk_parse_int(optarg, 1, RK_BATCH_MAX, &o->batch))
+            return usage_error("--batch must be 1..%d", RK_BATCH_MAX), 0;
         break;
     case OPT_URL:
         o->url = optarg;
@@ -1037,29 +1046,39 @@ typedef struct enrol_job {
     uint64_t accepted, given_up;
     long last_status;     /* of the last refusal */
     rk_progress *bar;
+    int batch;            /* persons per POST /v1/persons/batch; 0: POST /v1/persons */
+    uint32_t (*sent)[RK_BATCH_MAX + 1]; /* --batch: per batch under way, its persons (UINT32_MAX ends) */
+    uint32_t *free_slots;  /* slots of sent not under way */
+    size_t n_free;
 } enrol_job;
+
+/* The index of the next person to send, or -1 when none is left. */
+static long enrol_take(enrol_job *j)
+{
+    if (j->n_retry)
+        return (long)j->retry[--j->n_retry];
+    if (j->next_i < j->n)
+        return (long)j->next_i++;
+    return -1;
+}
 
 static int enrol_next(void *arg, bench_request *req)
 {
     enrol_job *j = arg;
-    size_t i;
-    if (j->n_retry)
-        i = j->retry[--j->n_retry];
-    else if (j->next_i < j->n)
-        i = j->next_i++;
-    else
+    long i = enrol_take(j);
+    if (i < 0)
         return 0;
     j->attempts[i]++;
-    req->tag = i;
-    req->body_len = (size_t)fmt(req->body, BENCH_BODY_CAP, "{\"person\":\"P%07zu\",\"my_number\":\"%s\"}", i,
-                                     j->numbers[i]);
+    req->tag = (uint64_t)i;
+    req->body_len = (size_t)fmt(req->body, BENCH_BODY_CAP, "{\"person\":\"P%07ld\",\"my_number\":\"%s\"}", i,
+                                j->numbers[i]);
     return 1;
 }
 
-static int enrol_check(void *arg, const bench_request *req, long status, const char *body, size_t len)
+/* One person's answer (a status of 2xx: accepted); sent again on 503, 429
+ * or no answer, up to ENROL_TRIES times. Returns 1 when accepted. */
+static int enrol_person_done(enrol_job *j, size_t i, long status)
 {
-    enrol_job *j = arg;
-    size_t i = (size_t)req->tag;
     if (status >= 200 && status < 300) {
         j->accepted++;
         rk_progress_add(j->bar, 1);
@@ -1072,6 +1091,75 @@ static int enrol_check(void *arg, const bench_request *req, long status, const c
     j->last_status = status;
     j->given_up++;
     return 0;
+}
+
+static int enrol_check(void *arg, const bench_request *req, long status, const char *body, size_t len)
+{
+    (void)body;
+    (void)len;
+    return enrol_person_done(arg, (size_t)req->tag, status);
+}
+
+/* --batch: up to j->batch persons in one POST /v1/persons/batch; the tag
+ * is the batch's slot of j->sent, which lists them. */
+static int enrol_next_batch(void *arg, bench_request *req)
+{
+    enrol_job *j = arg;
+    if (!j->n_free)
+        return 0;
+    uint32_t *ids = j->sent[j->free_slots[j->n_free - 1]];
+    size_t len = (size_t)fmt(req->body, BENCH_BODY_CAP, "{\"persons\":["), k = 0;
+    while ((int)k < j->batch && len + 64 < BENCH_BODY_CAP) {
+        long i = enrol_take(j);
+        if (i < 0)
+            break;
+        j->attempts[i]++;
+        ids[k] = (uint32_t)i;
+        len += (size_t)fmt(req->body + len, BENCH_BODY_CAP - len, "%s{\"person\":\"P%07ld\",\"my_number\":\"%s\"}",
+                           k ? "," : "", i, j->numbers[i]);
+        k++;
+    }
+    if (!k)
+        return 0;
+    len += (size_t)fmt(req->body + len, BENCH_BODY_CAP - len, "]}");
+    ids[k] = UINT32_MAX;
+    req->tag = j->free_slots[--j->n_free];
+    req->body_len = len;
+    return 1;
+}
+
+/* A batch's answer: 202 with one result per person, each with a status or
+ * an error; anything else counts for every person of the batch. */
+static int enrol_check_batch(void *arg, const bench_request *req, long status, const char *body, size_t len)
+{
+    enrol_job *j = arg;
+    uint32_t *ids = j->sent[req->tag];
+    json_t *answer = status == 202 && body ? json_loadb(body, len, 0, NULL) : NULL;
+    json_t *results = json_object_get(answer, "results");
+    int ok = 1;
+    for (size_t k = 0; ids[k] != UINT32_MAX; k++) {
+        json_t *one = json_array_get(results, k);
+        long st = status;
+        if (status == 202)
+            st = one && !json_object_get(one, "error") ? 202 : 400;
+        ok &= enrol_person_done(j, ids[k], st);
+    }
+    json_decref(answer);
+    j->free_slots[j->n_free++] = (uint32_t)req->tag;
+    return ok;
+}
+
+/* --batch N with up to `under_way` requests at once. */
+static rk_rc enrol_job_batches(enrol_job *j, int batch, int under_way)
+{
+    j->batch = batch;
+    j->sent = calloc((size_t)under_way, sizeof *j->sent);
+    j->free_slots = calloc((size_t)under_way, sizeof *j->free_slots);
+    if (!j->sent || !j->free_slots)
+        return RK_ERR_NOMEM;
+    for (int k = 0; k < under_way; k++)
+        j->free_slots[j->n_free++] = (uint32_t)k;
+    return RK_OK;
 }
 
 static rk_rc enrol_job_init(enrol_job *j, size_t n)
@@ -1098,6 +1186,8 @@ static void enrol_job_free(enrol_job *j)
     free(j->numbers);
     free(j->retry);
     free(j->attempts);
+    free(j->sent);
+    free(j->free_slots);
     memset(j, 0, sizeof *j);
 }
 
@@ -1681,8 +1771,11 @@ typedef struct enrol_bench {
 static int enrol_open(enrol_bench *e)
 {
     rk_rc rc;
-    printf("renkei bench enrol: %d persons at city-yokohama, %d connections, %d client thread(s), node workers %s\n",
-           e->o.persons, e->o.concurrency, e->o.threads, e->o.workers ? "set" : "default");
+    printf("renkei bench enrol: %d persons at city-yokohama, %d connections, %d client thread(s), node workers %s, %s\n",
+           e->o.persons, e->o.concurrency, e->o.threads, e->o.workers ? "set" : "default",
+           e->o.batch ? "POST /v1/persons/batch" : "one POST /v1/persons per person");
+    if (e->o.batch)
+        printf("  (%d persons per batch)\n", e->o.batch);
     if (e->o.workers)
         printf("  (every node: [node] workers = %d)\n", e->o.workers);
     fflush(stdout);
@@ -1692,6 +1785,7 @@ static int enrol_open(enrol_bench *e)
     note("network: %s, %zu nodes, written and up in %.1f s", e->n.dir, rk_net_count(e->n.procs), rk_mono_s() - t);
     if ((rc = cred_load(e->n.dir, "clients/city-yokohama", &e->yokohama, e->err, sizeof e->err)) != RK_OK ||
         (rc = enrol_job_init(&e->ej, (size_t)e->o.persons)) != RK_OK ||
+        (e->o.batch && (rc = enrol_job_batches(&e->ej, e->o.batch, e->o.concurrency * e->o.threads)) != RK_OK) ||
         (rc = read_residents(e->n.dir, &e->ej, e->err, sizeof e->err)) != RK_OK)
         return failure("%s", e->err[0] ? e->err : rk_strerror(rc));
     return 0;
@@ -1705,10 +1799,10 @@ static int enrol_accept(enrol_bench *e)
     e->ej.bar = rk_progress_new("accepted", (uint64_t)e->o.persons, stderr);
     bench_load_config cfg = load_cfg(&e->n, net_node(&e->n, RK_ROLE_AGENCY, "city-yokohama"), &e->yokohama,
                                      e->o.concurrency, e->o.threads);
-    cfg.path = "/v1/persons";
+    cfg.path = e->o.batch ? "/v1/persons/batch" : "/v1/persons";
     cfg.method = "POST";
-    cfg.next = enrol_next;
-    cfg.check = enrol_check;
+    cfg.next = e->o.batch ? enrol_next_batch : enrol_next;
+    cfg.check = e->o.batch ? enrol_check_batch : enrol_check;
     cfg.arg = &e->ej;
     enrol_job_reset(&e->ej);
     rk_rc rc = bench_load_run(&cfg, &e->r, e->err, sizeof e->err);
@@ -1739,13 +1833,19 @@ static void enrol_report(const enrol_bench *e)
 {
     double accept_s = e->accepted_at - e->start, link_s = e->linked_at - e->start;
     printf("\n");
-    bench_load_print(stdout, "accepting: POST /v1/persons at city-yokohama (202 = accepted)", "enrolments", &e->r,
+    bench_load_print(stdout,
+                     e->o.batch ? "accepting: POST /v1/persons/batch at city-yokohama (202 = accepted)"
+                                : "accepting: POST /v1/persons at city-yokohama (202 = accepted)",
+                     e->o.batch ? "batches" : "enrolments", &e->r,
                      e->o.concurrency);
     printf("\nresults\n");
     printf("  accepted      %llu of %d in %.2f s: %.1f /s%s\n", (unsigned long long)e->ej.accepted, e->o.persons,
            accept_s, accept_s > 0 ? (double)e->ej.accepted / accept_s : 0.0,
            e->ej.given_up ? " (some were refused: see above)" : "");
-    if (e->link_rc == RK_OK)
+    if (bench_stop)
+        printf("  interrupted: %ld of %llu linked after %.2f s\n", e->linked, (unsigned long long)e->ej.accepted,
+               link_s);
+    else if (e->link_rc == RK_OK)
         printf("  all linked    %ld in %.2f s from the first request: %.1f /s (%.2f s after the last acceptance)\n",
                e->linked, link_s, link_s > 0 ? (double)e->linked / link_s : 0.0, e->linked_at - e->accepted_at);
     else
@@ -1779,6 +1879,7 @@ static int cmd_enrol(int argc, char **argv)
         {"threads", required_argument, NULL, OPT_THREADS},
         {"keep", no_argument, NULL, OPT_KEEP},
         {"workers", required_argument, NULL, OPT_WORKERS},
+        {"batch", required_argument, NULL, OPT_BATCH},
         O_HELP,
         O_END,
     };

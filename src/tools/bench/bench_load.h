@@ -26,7 +26,7 @@
 
 #include "lib/err.h"
 
-#define BENCH_BODY_CAP 8192
+#define BENCH_BODY_CAP 65536
 #define BENCH_PATH_CAP 512
 #define BENCH_MAX_STATUSES 16
 
