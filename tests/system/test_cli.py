@@ -102,5 +102,21 @@ class BenchCms(unittest.TestCase):
         self.assertIn("usage", p.stdout)
 
 
+class BenchEnrol(unittest.TestCase):
+    def test_batches_enrol_and_link_everyone_with_cpu_per_node(self):
+        p = renkei("bench", "enrol", "--persons", "300", "--batch", "100", "--concurrency", "2")
+        self.assertIn("POST /v1/persons/batch", p.stdout)
+        self.assertRegex(p.stdout, r"accepted\s+300 of 300")
+        self.assertRegex(p.stdout, r"all linked\s+300 ")
+        for node in ("city-yokohama", "core", "jlis"):
+            self.assertRegex(p.stdout, r"\n\s+%s\s+[0-9.]+ s" % node)
+
+    def test_a_bad_batch_is_one_line(self):
+        for bad in ("0", "1001", "x"):
+            p = renkei("bench", "enrol", "--batch", bad, check=False)
+            self.assertEqual(p.returncode, 2, bad)
+            self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+
+
 if __name__ == "__main__":
     main()

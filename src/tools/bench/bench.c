@@ -271,6 +271,10 @@ static int parse_number_opt(int c, bench_opts *o)
         if (!tk_parse_int(optarg, 1, 64, &o->workers))
             return usage_error("--workers must be 1..64"), 0;
         return 1;
+    case OPT_BATCH:
+        if (!tk_parse_int(optarg, 1, RK_BATCH_MAX, &o->batch))
+            return usage_error("--batch must be 1..%d", RK_BATCH_MAX), 0;
+        return 1;
     default:
         return -1;
     }
@@ -285,10 +289,6 @@ static int set_text_opt(int c, bench_opts *o)
         break;
     case OPT_KEEP:
         o->keep = 1;
-        break;
-    case OPT_BATCH:
-        if (!tk_parse_int(optarg, 1, RK_BATCH_MAX, &o->batch))
-            return usage_error("--batch must be 1..%d", RK_BATCH_MAX), 0;
         break;
     case OPT_URL:
         o->url = optarg;
