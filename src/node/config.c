@@ -1,108 +1,156 @@
 #include "node/config.h"
 
+#include <errno.h>
 #include <ini.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/util.h"
 
+/* One row per key: where it goes in rk_node_config, what it may hold and its
+ * default. The only list of the keys there is. */
+typedef enum { K_TEXT, K_PATH, K_STORE, K_INT, K_SIZE, K_LONG } key_kind;
+
+typedef struct key_def {
+    const char *section, *key;
+    key_kind kind;
+    size_t offset;
+    long min, max;      /* numbers: bounds; K_TEXT: max is the field's size */
+    long def;           /* numbers: the default */
+    const char *def_text; /* K_PATH, K_STORE: the default, relative to the file's folder */
+} key_def;
+
+#define AT(field) offsetof(rk_node_config, field)
+#define TEXT_CAP(field) ((long)sizeof(((rk_node_config *)0)->field))
+#define DAY_MS 86400000L
+
+static const key_def keys[] = {
+    {"node", "id", K_TEXT, AT(id), 0, TEXT_CAP(id), 0, NULL},
+    {"node", "network", K_PATH, AT(network), 0, 0, 0, NULL},
+    {"node", "cert", K_PATH, AT(cert), 0, 0, 0, "cert.pem"},
+    {"node", "key", K_PATH, AT(key), 0, 0, 0, "key.pem"},
+    {"node", "key_passphrase_file", K_PATH, AT(key_passphrase_file), 0, 0, 0, NULL},
+    {"node", "ca", K_PATH, AT(ca), 0, 0, 0, NULL},
+    /* DESIGN §6: `store = sqlite:PATH` or a postgresql:// URI; `db = PATH` is a synonym of sqlite:PATH */
+    {"node", "store", K_STORE, AT(db), 0, 0, 0, "node.db"},
+    {"node", "db", K_PATH, AT(db), 0, 0, 0, NULL},
+    {"node", "listen", K_TEXT, AT(listen), 0, TEXT_CAP(listen), 0, NULL},
+    {"node", "workers", K_INT, AT(workers), 1, 64, 16, NULL},
+    {"node", "max_body", K_SIZE, AT(max_body), 256, 64L << 20, 1L << 20, NULL},
+    {"node", "log_level", K_INT, AT(log_level), 0, 3, 1, NULL},
+    {"node", "clock_offset_ms", K_LONG, AT(clock_offset_ms), -DAY_MS, DAY_MS, 0, NULL},
+    {"peer", "timeout_ms", K_INT, AT(peer_timeout_ms), 10, 600000, 5000, NULL},
+    {"core", "master_key_file", K_PATH, AT(master_key_file), 0, 0, 0, NULL},
+    {"core", "permissions", K_PATH, AT(permissions), 0, 0, 0, NULL},
+    {"core", "outbox_retry_min_ms", K_INT, AT(outbox_retry_min_ms), 1, 3600000, 200, NULL},
+    {"core", "outbox_retry_max_ms", K_INT, AT(outbox_retry_max_ms), 1, DAY_MS, 30000, NULL},
+    {"jlis", "residents", K_PATH, AT(residents), 0, 0, 0, NULL},
+    {"alerts", "refusal_threshold", K_INT, AT(refusal_threshold), 1, 1000000, 10, NULL},
+    {"alerts", "refusal_window_ms", K_INT, AT(refusal_window_ms), 100, DAY_MS, 60000, NULL},
+    {"alerts", "not_permitted_threshold", K_INT, AT(not_permitted_threshold), 1, 1000000, 20, NULL},
+    {"alerts", "not_permitted_window_ms", K_INT, AT(not_permitted_window_ms), 100, DAY_MS, 60000, NULL},
+    {"alerts", "rate_window_ms", K_INT, AT(rate_window_ms), 100, DAY_MS, 10000, NULL},
+    {"alerts", "rate_factor", K_INT, AT(rate_factor), 2, 1000, 10, NULL},
+    {"alerts", "rate_min", K_INT, AT(rate_min), 1, 100000000, 200, NULL},
+    {"alerts", "unreachable_ms", K_INT, AT(unreachable_ms), 100, DAY_MS, 60000, NULL},
+    {"clock", "check_ms", K_INT, AT(clock_check_ms), 100, DAY_MS, 30000, NULL},
+    {"clock", "max_offset_ms", K_INT, AT(clock_max_offset_ms), 1, DAY_MS, 1000, NULL},
+    {"clock", "max_skew_ms", K_INT, AT(clock_max_skew_ms), 1, DAY_MS, 30000, NULL},
+    {"gateway", "caller_rate_per_s", K_INT, AT(caller_rate_per_s), 1, 10000000, 10000, NULL},
+    {"records", "head_interval_ms", K_INT, AT(head_interval_ms), 50, 10000, 2000, NULL},
+};
+
 typedef struct {
     rk_node_config *cfg;
     char bad[160];
 } load_state;
 
-static int set_path(const rk_node_config *cfg, char *out, const char *value)
+static int parse_long(const char *value, long min, long max, long *out)
 {
-    rk_path_join(out, RK_PATH_MAX, cfg->dir, value);
+    char *end;
+    errno = 0;
+    long v = strtol(value, &end, 10);
+    if (*value == '\0' || *end != '\0' || errno || v < min || v > max)
+        return 0;
+    *out = v;
     return 1;
 }
 
-static int set_int(int *out, const char *value, long min, long max)
+/* Stores value for key k into cfg; 0 when it is not a value k may hold. */
+static int set_key(rk_node_config *cfg, const key_def *k, const char *value)
 {
-    char *end;
-    long v = strtol(value, &end, 10);
-    if (*value == '\0' || *end != '\0' || v < min || v > max)
-        return 0;
-    *out = (int)v;
-    return 1;
+    char *field = (char *)cfg + k->offset;
+    long v;
+    switch (k->kind) {
+    case K_TEXT:
+        return strlen(value) < (size_t)k->max && (memcpy(field, value, strlen(value) + 1), 1);
+    case K_PATH:
+        return *value && strlen(value) < RK_PATH_MAX && (rk_path_join(field, RK_PATH_MAX, cfg->dir, value), 1);
+    case K_STORE:
+        /* a libpq URI is kept as written; a SQLite path is resolved like every path */
+        if (strncmp(value, "postgresql://", 13) == 0 || strncmp(value, "postgres://", 11) == 0)
+            return strlen(value) < RK_PATH_MAX && (memcpy(field, value, strlen(value) + 1), 1);
+        if (strncmp(value, "sqlite:", 7) == 0)
+            value += 7;
+        else if (strchr(value, ':'))
+            return 0; /* an engine this renkei does not know */
+        return *value && strlen(value) < RK_PATH_MAX && (rk_path_join(field, RK_PATH_MAX, cfg->dir, value), 1);
+    case K_INT:
+        return parse_long(value, k->min, k->max, &v) && (*(int *)field = (int)v, 1);
+    case K_SIZE:
+        return parse_long(value, k->min, k->max, &v) && (*(size_t *)field = (size_t)v, 1);
+    case K_LONG:
+        return parse_long(value, k->min, k->max, &v) && (*(long *)field = v, 1);
+    }
+    return 0;
+}
+
+static void set_default(rk_node_config *cfg, const key_def *k)
+{
+    char *field = (char *)cfg + k->offset;
+    switch (k->kind) {
+    case K_TEXT:
+        break;
+    case K_PATH:
+    case K_STORE:
+        if (k->def_text)
+            set_key(cfg, k, k->def_text);
+        break;
+    case K_INT:
+        *(int *)field = (int)k->def;
+        break;
+    case K_SIZE:
+        *(size_t *)field = (size_t)k->def;
+        break;
+    case K_LONG:
+        *(long *)field = k->def;
+        break;
+    }
 }
 
 static int on_entry(void *user, const char *section, const char *name, const char *value)
 {
     load_state *st = user;
-    rk_node_config *c = st->cfg;
-    int ok = 0, iv;
-#define IS(s, n) (strcmp(section, s) == 0 && strcmp(name, n) == 0)
-    if (IS("node", "id"))
-        ok = strlen(value) < sizeof c->id && (strcpy(c->id, value), 1);
-    else if (IS("node", "network")) ok = set_path(c, c->network, value);
-    else if (IS("node", "cert")) ok = set_path(c, c->cert, value);
-    else if (IS("node", "key")) ok = set_path(c, c->key, value);
-    else if (IS("node", "key_passphrase_file")) ok = set_path(c, c->key_passphrase_file, value);
-    else if (IS("node", "ca")) ok = set_path(c, c->ca, value);
-    else if (IS("node", "db")) ok = set_path(c, c->db, value);
-    else if (IS("node", "listen"))
-        ok = strlen(value) < sizeof c->listen && (strcpy(c->listen, value), 1);
-    else if (IS("node", "workers")) ok = set_int(&c->workers, value, 1, 64);
-    else if (IS("node", "max_body")) ok = set_int(&iv, value, 256, 64 << 20) && (c->max_body = (size_t)iv, 1);
-    else if (IS("node", "log_level")) ok = set_int(&c->log_level, value, 0, 3);
-    else if (IS("node", "clock_offset_ms")) ok = set_int(&iv, value, -86400000, 86400000) && (c->clock_offset_ms = iv, 1);
-    else if (IS("peer", "timeout_ms")) ok = set_int(&c->peer_timeout_ms, value, 10, 600000);
-    else if (IS("core", "master_key_file")) ok = set_path(c, c->master_key_file, value);
-    else if (IS("core", "permissions")) ok = set_path(c, c->permissions, value);
-    else if (IS("core", "outbox_retry_min_ms")) ok = set_int(&c->outbox_retry_min_ms, value, 1, 3600000);
-    else if (IS("core", "outbox_retry_max_ms")) ok = set_int(&c->outbox_retry_max_ms, value, 1, 86400000);
-    else if (IS("jlis", "residents")) ok = set_path(c, c->residents, value);
-    else if (IS("alerts", "refusal_threshold")) ok = set_int(&c->refusal_threshold, value, 1, 1000000);
-    else if (IS("alerts", "refusal_window_ms")) ok = set_int(&c->refusal_window_ms, value, 100, 86400000);
-    else if (IS("alerts", "not_permitted_threshold")) ok = set_int(&c->not_permitted_threshold, value, 1, 1000000);
-    else if (IS("alerts", "not_permitted_window_ms")) ok = set_int(&c->not_permitted_window_ms, value, 100, 86400000);
-    else if (IS("alerts", "rate_window_ms")) ok = set_int(&c->rate_window_ms, value, 100, 86400000);
-    else if (IS("alerts", "rate_factor")) ok = set_int(&c->rate_factor, value, 2, 1000);
-    else if (IS("alerts", "rate_min")) ok = set_int(&c->rate_min, value, 1, 100000000);
-    else if (IS("alerts", "unreachable_ms")) ok = set_int(&c->unreachable_ms, value, 100, 86400000);
-    else if (IS("clock", "check_ms")) ok = set_int(&c->clock_check_ms, value, 100, 86400000);
-    else if (IS("clock", "max_offset_ms")) ok = set_int(&c->clock_max_offset_ms, value, 1, 86400000);
-    else if (IS("gateway", "caller_rate_per_s")) ok = set_int(&c->caller_rate_per_s, value, 1, 10000000);
-    else if (IS("records", "head_interval_ms")) ok = set_int(&c->head_interval_ms, value, 50, 10000);
-    else if (IS("clock", "max_skew_ms")) ok = set_int(&c->clock_max_skew_ms, value, 1, 86400000);
-    else {
-        snprintf(st->bad, sizeof st->bad, "unknown key [%s] %s", section, name);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if (strcmp(section, keys[i].section) != 0 || strcmp(name, keys[i].key) != 0)
+            continue;
+        if (set_key(st->cfg, &keys[i], value))
+            return 1;
+        snprintf(st->bad, sizeof st->bad, "bad value for [%s] %s", section, name);
         return 0;
     }
-#undef IS
-    if (!ok)
-        snprintf(st->bad, sizeof st->bad, "bad value for [%s] %s", section, name);
-    return ok;
+    snprintf(st->bad, sizeof st->bad, "unknown key [%s] %s", section, name);
+    return 0;
 }
 
 rk_rc rk_config_load(const char *path, rk_node_config *cfg, char *err, size_t errlen)
 {
     memset(cfg, 0, sizeof *cfg);
     rk_dirname(path, cfg->dir, sizeof cfg->dir);
-    cfg->workers = 16;
-    cfg->max_body = 1 << 20;
-    cfg->log_level = 1;
-    cfg->peer_timeout_ms = 5000;
-    cfg->outbox_retry_min_ms = 200;
-    cfg->outbox_retry_max_ms = 30000;
-    cfg->refusal_threshold = 10;
-    cfg->refusal_window_ms = 60000;
-    cfg->not_permitted_threshold = 20;
-    cfg->not_permitted_window_ms = 60000;
-    cfg->rate_window_ms = 10000;
-    cfg->rate_factor = 10;
-    cfg->rate_min = 200;
-    cfg->unreachable_ms = 60000;
-    cfg->clock_check_ms = 30000;
-    cfg->clock_max_offset_ms = 1000;
-    cfg->clock_max_skew_ms = 30000;
-    cfg->head_interval_ms = 2000;
-    cfg->caller_rate_per_s = 10000;
-    set_path(cfg, cfg->cert, "cert.pem");
-    set_path(cfg, cfg->key, "key.pem");
-    set_path(cfg, cfg->db, "node.db");
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        set_default(cfg, &keys[i]);
 
     load_state st = {.cfg = cfg};
     int line = ini_parse(path, on_entry, &st);

@@ -1,7 +1,8 @@
 /* config.h — a node's configuration file (INI, read with inih).
  *
  *   [node]  id, network (network.json), cert, key, key_passphrase_file, ca,
- *           db, workers, max_body, log_level, listen, clock_offset_ms (tests only)
+ *           store (sqlite:PATH or a postgresql:// URI; db = PATH is its synonym),
+ *           workers, max_body, log_level, listen, clock_offset_ms (tests only)
  *   [core]  master_key_file, permissions, outbox_retry_min_ms, outbox_retry_max_ms
  *   [jlis]  residents
  *   [alerts] refusal_threshold, refusal_window_ms, not_permitted_threshold,
@@ -11,8 +12,9 @@
  *   [records] head_interval_ms
  *   [gateway] caller_rate_per_s
  *   [peer]  timeout_ms
- * Relative paths are relative to the file's own folder. Unknown keys are an
- * error, so that a typo never silently leaves a default in force. */
+ * Every key, its bounds and its default are one table in config.c. Relative
+ * paths are relative to the file's own folder. Unknown keys are an error, so
+ * that a typo never silently leaves a default in force. */
 #ifndef RK_CONFIG_H
 #define RK_CONFIG_H
 
@@ -29,7 +31,7 @@ typedef struct rk_node_config {
     char key[RK_PATH_MAX];
     char key_passphrase_file[RK_PATH_MAX];
     char ca[RK_PATH_MAX];
-    char db[RK_PATH_MAX];
+    char db[RK_PATH_MAX];               /* the store: a SQLite path or a postgresql:// URI */
     int workers;                        /* handler threads */
     size_t max_body;                    /* request body cap, bytes */
     int log_level;                      /* 0 debug … 3 error */

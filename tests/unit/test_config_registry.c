@@ -53,6 +53,36 @@ static void config_defaults_and_relative_paths(void **state)
     assert_int_equal(c.head_interval_ms, 2000);
 }
 
+/* DESIGN §6: [node] store names the engine; db = PATH is sqlite:PATH. */
+static void config_store_targets(void **state)
+{
+    rk_node_config c;
+    char err[256], want[256];
+    const char *p = write_file("s1.conf", "[node]\nid = x\nnetwork = n\nca = c\n");
+    assert_int_equal(rk_config_load(p, &c, err, sizeof err), RK_OK);
+    snprintf(want, sizeof want, "%s/node.db", dir);
+    assert_string_equal(c.db, want);
+    p = write_file("s2.conf", "[node]\nid = x\nnetwork = n\nca = c\nstore = sqlite:data/a.db\n");
+    assert_int_equal(rk_config_load(p, &c, err, sizeof err), RK_OK);
+    snprintf(want, sizeof want, "%s/data/a.db", dir);
+    assert_string_equal(c.db, want);
+    p = write_file("s3.conf", "[node]\nid = x\nnetwork = n\nca = c\ndb = b.db\n");
+    assert_int_equal(rk_config_load(p, &c, err, sizeof err), RK_OK);
+    snprintf(want, sizeof want, "%s/b.db", dir);
+    assert_string_equal(c.db, want);
+    const char *uri = "postgresql://core@127.0.0.1:5432/core?target_session_attrs=read-write";
+    char text[256];
+    snprintf(text, sizeof text, "[node]\nid = x\nnetwork = n\nca = c\nstore = %s\n", uri);
+    p = write_file("s4.conf", text);
+    assert_int_equal(rk_config_load(p, &c, err, sizeof err), RK_OK);
+    assert_string_equal(c.db, uri);
+    p = write_file("s5.conf", "[node]\nid = x\nnetwork = n\nca = c\nstore = mysql://a\n");
+    assert_int_equal(rk_config_load(p, &c, err, sizeof err), RK_ERR_CONFIG);
+    assert_non_null(strstr(err, "bad value for [node] store"));
+    p = write_file("s6.conf", "[node]\nid = x\nnetwork = n\nca = c\nstore = sqlite:\n");
+    assert_int_equal(rk_config_load(p, &c, err, sizeof err), RK_ERR_CONFIG);
+}
+
 static void config_refuses_typos_and_bad_values(void **state)
 {
     rk_node_config c;
@@ -139,6 +169,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(config_defaults_and_relative_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(config_refuses_typos_and_bad_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(config_store_targets, setup, teardown),
         cmocka_unit_test_setup_teardown(registry_loads_and_finds, setup, teardown),
         cmocka_unit_test_setup_teardown(registry_refusals, setup, teardown),
     };
