@@ -285,10 +285,11 @@ void agency_start_provision(void *app, rk_pending *pending, const rk_request *re
     if (!p)
         return;
     *p = (provision){.a = a, .p = pending, .resp = resp, .req = req};
-    if (accept_provision(a, p, req) == 0)
-        rk_pending_offload(pending, seal_work, sealed, p);
-    else
-        finish(p);
+    if (accept_provision(a, p, req) == 0 && rk_pending_offload(pending, seal_work, sealed, p) == RK_OK)
+        return;
+    if (!resp->status)
+        rk_reply_error(resp, 503, "overloaded", "this node is busy; retry with the same exchange_id");
+    finish(p);
 }
 
 void agency_get_records(void *app, const rk_request *req, rk_response *resp)

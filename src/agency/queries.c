@@ -261,7 +261,11 @@ static void core_answered(void *arg, rk_rc rc, rk_http_result *res)
     q->call_body = NULL;
     q->core_rc = rc;
     q->core_res = *res; /* the body moves to q */
-    rk_pending_offload(q->p, take_answer_work, answer_taken, q);
+    if (rk_pending_offload(q->p, take_answer_work, answer_taken, q) != RK_OK) {
+        rk_http_result_clear(&q->core_res);
+        rk_reply_error(q->resp, 503, "overloaded", "this node is busy; retry with the same query_id");
+        finish(q);
+    }
 }
 
 /* Sends the exchange to the core through this agency's gateway. */

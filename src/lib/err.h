@@ -21,6 +21,7 @@ typedef enum {
     RK_ERR_DENIED,     /* the caller may not do this */
     RK_ERR_TOO_LARGE,  /* input over a size cap */
     RK_ERR_CONFIG,     /* configuration is missing or wrong */
+    RK_ERR_BUSY,       /* no capacity now (a full queue): retry later */
     RK_ERR__COUNT
 } rk_rc;
 

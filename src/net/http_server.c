@@ -600,23 +600,23 @@ static void on_offload_done(evutil_socket_t fd, short what, void *arg)
     done(work_arg);
 }
 
-void rk_pending_offload(rk_pending *p, void (*work)(void *arg), void (*done)(void *arg), void *arg)
+rk_rc rk_pending_offload(rk_pending *p, void (*work)(void *arg), void (*done)(void *arg), void *arg)
 {
     job *j = (job *)p;
     j->work = work;
     j->work_done = done;
     j->work_arg = arg;
     j->done = event_new(j->srv->base, -1, 0, on_offload_done, j);
-    if (!j->done || !enqueue(j->srv, j)) { /* no worker to take it: here */
-        if (j->done)
-            event_free(j->done);
-        j->done = NULL;
-        j->work = NULL;
-        j->work_done = NULL;
-        j->work_arg = NULL;
-        work(arg);
-        done(arg);
-    }
+    if (j->done && enqueue(j->srv, j))
+        return RK_OK;
+    /* no worker can take it: the caller answers 503, the loop does no such work */
+    if (j->done)
+        event_free(j->done);
+    j->done = NULL;
+    j->work = NULL;
+    j->work_done = NULL;
+    j->work_arg = NULL;
+    return RK_ERR_BUSY;
 }
 
 void *rk_pending_calloc(rk_pending *p, rk_response *resp, size_t size)

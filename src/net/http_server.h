@@ -57,12 +57,13 @@ void rk_pending_finish(rk_pending *p);
 /* The zeroed state of a started request; without memory it answers 500
  * internal, finishes p and returns NULL. */
 void *rk_pending_calloc(rk_pending *p, rk_response *resp, size_t size);
-/* A step of a started request that takes CPU but waits on nothing (a CMS
- * seal or open): work(arg) runs on a worker thread, then done(arg) on the
- * event thread, where the request goes on. The loop serves other
- * connections meanwhile. With no worker free to take it, both run at once,
- * here. One step at a time per request; done may start the next. */
-void rk_pending_offload(rk_pending *p, void (*work)(void *arg), void (*done)(void *arg), void *arg);
+/* A step of a started request that takes CPU or the store (node/flow.h
+ * wraps it): work(arg) runs on a worker thread, then done(arg) on the event
+ * thread, where the request goes on; the loop serves other connections
+ * meanwhile. RK_ERR_BUSY when no worker can take it (a full queue): nothing
+ * runs, and the caller answers 503 `overloaded`. One step at a time per
+ * request; done may start the next. */
+rk_rc rk_pending_offload(rk_pending *p, void (*work)(void *arg), void (*done)(void *arg), void *arg);
 struct event_base *rk_pending_base(const rk_pending *p);
 
 typedef struct rk_route {
