@@ -1,0 +1,39 @@
+/* lib/ids.c — identifier grammar (ids.h). */
+#include "lib/ids.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "lib/mynumber.h"
+
+int rk_id_valid(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    return n >= 1 && n <= max && strspn(s, RK_ID_CHARS) == n;
+}
+
+int rk_catalogue_id_valid(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 1 && n <= RK_CATALOGUE_ID_MAX && strspn(s, RK_CATALOGUE_CHARS) == n;
+}
+
+int rk_person_id_valid(const char *person)
+{
+    return rk_id_valid(person, RK_ID_FIELD_MAX) && rk_mynumber_validate(person) != RK_OK;
+}
+
+int rk_acquisition_no_valid(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= RK_ACQUISITION_NO_MIN && n <= RK_ACQUISITION_NO_MAX && strspn(s, "0123456789abcdef") == n;
+}
+
+int rk_date_valid(const char *s)
+{
+    int y, m, d;
+    char tail;
+    return strlen(s) == RK_DATE_LEN && s[4] == '-' && s[7] == '-' &&
+           sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) == 3 && y >= 1900 && y <= 9999 && m >= 1 && m <= 12 &&
+           d >= 1 && d <= 31;
+}
