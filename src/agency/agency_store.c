@@ -99,9 +99,9 @@ static rk_rc add_pending_in_tx(rk_db *db, void *arg)
     if (rc != RK_OK && rc != RK_ERR_NOT_FOUND)
         return rc;
     /* A failed person starts again: pending, its code forgotten. */
-    rk_stmt *st = rk_db_stmt(db, "INSERT INTO persons(person, status, created_ms, updated_ms) VALUES (?, 'pending', ?, ?)"
-                                 " ON CONFLICT (person) DO UPDATE SET status = 'pending', code = NULL,"
-                                 " updated_ms = excluded.updated_ms");
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO persons(person, status, created_ms, updated_ms)"
+                                 " VALUES (?, 'pending', ?, ?) ON CONFLICT (person) DO UPDATE"
+                                 " SET status = 'pending', code = NULL, updated_ms = excluded.updated_ms");
     if (!st)
         return RK_ERR_STORE;
     rk_bind_text(st, 1, p->person);
