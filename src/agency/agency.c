@@ -52,7 +52,7 @@ static rk_rc run(rk_node *node)
         rk_error("the registry lacks J-LIS or the gateway of %s", node->self->agency);
         return RK_ERR_CONFIG;
     }
-    rk_rc rc = agency_store_open(node->cfg.db, node->cfg.id, &a.store);
+    rk_rc rc = agency_store_open(node->cfg.db, 0, node->cfg.id, &a.store);
     if (rc != RK_OK)
         goto done;
     if ((rc = rk_node_incidents_start(node, agency_store_db(a.store))) != RK_OK ||

@@ -1,44 +1,57 @@
 #include "agency/agency_store.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store/db.h"
+#include "lib/util.h"
 #include "node/incidents.h"
 #include "records/records.h"
 
 struct agency_store {
     rk_db *db;
+    int readonly; /* opened with RK_DB_READONLY: every write is refused here */
     char node_id[64];
 };
 
-static const char schema[] =
+/* The agency module's tables, one step per schema version (rk_db_migrate).
+ * Step 1 is the schema that predates versioning: IF NOT EXISTS, so that an
+ * existing database opens unchanged. */
+static const char *const agency_steps[] = {
     "CREATE TABLE IF NOT EXISTS persons ("
     "  person TEXT PRIMARY KEY, status TEXT NOT NULL CHECK (status IN ('pending','linked','failed')),"
     "  code TEXT UNIQUE,"
-    "  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    "  created_ms BIGINT NOT NULL, updated_ms BIGINT NOT NULL) {without_rowid};"
     "CREATE INDEX IF NOT EXISTS persons_status ON persons(status);"
     /* Acquisitions in flight only: small and hot, gone once the notice came. */
     "CREATE TABLE IF NOT EXISTS pending ("
-    "  acquisition_no TEXT PRIMARY KEY, person TEXT NOT NULL, check_code INTEGER NOT NULL) WITHOUT ROWID;"
+    "  acquisition_no TEXT PRIMARY KEY, person TEXT NOT NULL, check_code BIGINT NOT NULL) {without_rowid};"
     "CREATE TABLE IF NOT EXISTS data ("
-    "  person TEXT NOT NULL, item TEXT NOT NULL, version INTEGER NOT NULL, value TEXT NOT NULL,"
-    "  as_of TEXT NOT NULL, stored_ms INTEGER NOT NULL, PRIMARY KEY (person, item, version)) WITHOUT ROWID;"
+    "  person TEXT NOT NULL, item TEXT NOT NULL, version BIGINT NOT NULL, value TEXT NOT NULL,"
+    "  as_of TEXT NOT NULL, stored_ms BIGINT NOT NULL, PRIMARY KEY (person, item, version)) {without_rowid};"
     "CREATE TABLE IF NOT EXISTS received ("
     "  exchange_id TEXT PRIMARY KEY, person TEXT NOT NULL, provider TEXT NOT NULL, item TEXT NOT NULL,"
-    "  value TEXT NOT NULL, as_of TEXT NOT NULL, received_ms INTEGER NOT NULL);";
+    "  value TEXT NOT NULL, as_of TEXT NOT NULL, received_ms BIGINT NOT NULL);",
+};
 
-rk_rc agency_store_open(const char *path, const char *node_id, agency_store **out)
+rk_rc agency_store_open(const char *target, int flags, const char *node_id, agency_store **out)
 {
     agency_store *s = calloc(1, sizeof *s);
     if (!s)
         return RK_ERR_NOMEM;
     snprintf(s->node_id, sizeof s->node_id, "%s", node_id);
-    rk_rc rc = rk_db_open_schema(path, schema, &s->db);
-    if (rc == RK_OK)
+    s->readonly = (flags & RK_DB_READONLY) != 0;
+    rk_rc rc = rk_db_open(target, flags, &s->db);
+    if (rc == RK_OK && !s->readonly)
+        rc = rk_db_migrate(s->db, "agency", agency_steps, (int)(sizeof agency_steps / sizeof agency_steps[0]));
+    /* Transitional, and only these two lines: the records and incidents
+     * tables are owned by their modules, which expose their schema as text
+     * until they have migrations of their own. */
+    if (rc == RK_OK && !s->readonly)
         rc = rk_db_exec(s->db, rk_records_schema);
-    if (rc == RK_OK)
+    if (rc == RK_OK && !s->readonly)
         rc = rk_db_exec(s->db, rk_incidents_schema);
     if (rc != RK_OK) {
         rk_db_close(s->db);
@@ -57,19 +70,16 @@ void agency_store_close(agency_store *s)
     free(s);
 }
 
-/* With the lock held: the person's status, or RK_ERR_NOT_FOUND. */
+/* Inside a callback: the person's status, or RK_ERR_NOT_FOUND. */
 static rk_rc read_status(rk_db *db, const char *person, char status[AGENCY_STATUS_MAX])
 {
-    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT status FROM persons WHERE person = ?");
+    rk_stmt *q = rk_db_stmt(db, "SELECT status FROM persons WHERE person = ?");
     if (!q)
         return RK_ERR_STORE;
-    sqlite3_bind_text(q, 1, person, -1, SQLITE_STATIC);
-    rk_rc rc = RK_ERR_NOT_FOUND;
-    if (sqlite3_step(q) == SQLITE_ROW) {
-        snprintf(status, AGENCY_STATUS_MAX, "%s", (const char *)sqlite3_column_text(q, 0));
-        rc = RK_OK;
-    }
-    sqlite3_reset(q);
+    rk_bind_text(q, 1, person);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        rk_col_copy(q, 0, status, AGENCY_STATUS_MAX);
     return rc;
 }
 
@@ -86,31 +96,35 @@ static rk_rc add_pending_in_tx(rk_db *db, void *arg)
     rk_rc rc = read_status(db, p->person, p->status);
     if (rc == RK_OK && strcmp(p->status, "failed") != 0)
         return RK_ERR_EXISTS;
-    static const char *const sql[] = {
-        "INSERT INTO persons(person, status, created_ms, updated_ms) VALUES (?1, 'pending', ?4, ?4)"
-        " ON CONFLICT(person) DO UPDATE SET status = 'pending', code = NULL, updated_ms = ?4",
-        "INSERT INTO pending(acquisition_no, person, check_code) VALUES (?2, ?1, ?3)",
-    };
-    rc = RK_OK;
-    for (size_t i = 0; i < 2 && rc == RK_OK; i++) {
-        sqlite3_stmt *st = rk_db_sqlite_stmt(db, sql[i]);
-        if (!st)
-            return RK_ERR_STORE;
-        sqlite3_bind_text(st, 1, p->person, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, p->acquisition_no, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 3, p->check_code);
-        sqlite3_bind_int64(st, 4, p->now_ms);
-        rc = rk_db_step_rc(db, sqlite3_step(st));
-        sqlite3_reset(st);
-    }
-    if (rc == RK_OK)
-        strcpy(p->status, "pending");
+    if (rc != RK_OK && rc != RK_ERR_NOT_FOUND)
+        return rc;
+    /* A failed person starts again: pending, its code forgotten. */
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO persons(person, status, created_ms, updated_ms)"
+                                 " VALUES (?, 'pending', ?, ?) ON CONFLICT (person) DO UPDATE"
+                                 " SET status = 'pending', code = NULL, updated_ms = excluded.updated_ms");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_text(st, 1, p->person);
+    rk_bind_int(st, 2, p->now_ms);
+    rk_bind_int(st, 3, p->now_ms);
+    if ((rc = rk_stmt_exec(st)) != RK_OK)
+        return rc;
+    st = rk_db_stmt(db, "INSERT INTO pending(acquisition_no, person, check_code) VALUES (?, ?, ?)");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_text(st, 1, p->acquisition_no);
+    rk_bind_text(st, 2, p->person);
+    rk_bind_int(st, 3, p->check_code);
+    if ((rc = rk_stmt_exec(st)) == RK_OK)
+        snprintf(p->status, AGENCY_STATUS_MAX, "pending");
     return rc;
 }
 
 rk_rc agency_store_add_pending(agency_store *s, const char *person, const char *acquisition_no, int check_code,
                                int64_t now_ms, char status[AGENCY_STATUS_MAX])
 {
+    if (s->readonly)
+        return RK_ERR_INVALID;
     pending_args p = {person, acquisition_no, check_code, now_ms, status};
     return rk_db_write(s->db, add_pending_in_tx, &p);
 }
@@ -127,13 +141,15 @@ static rk_rc add_pending_many_in_tx(rk_db *db, void *arg)
     for (size_t i = 0; i < m->n; i++) {
         agency_pending *it = &m->items[i];
         pending_args p = {it->person, it->acquisition_no, it->check_code, m->now_ms, it->status};
-        it->rc = add_pending_in_tx(db, &p);
+        it->rc = rk_db_item(db, add_pending_in_tx, &p); /* a failing item leaves nothing behind */
     }
     return RK_OK;
 }
 
 rk_rc agency_store_add_pending_many(agency_store *s, agency_pending *items, size_t n, int64_t now_ms)
 {
+    if (s->readonly)
+        return RK_ERR_INVALID;
     pending_many m = {items, n, now_ms};
     return rk_db_write(s->db, add_pending_many_in_tx, &m);
 }
@@ -145,147 +161,149 @@ typedef struct drop_args {
 static rk_rc drop_in_tx(rk_db *db, void *arg)
 {
     drop_args *d = arg;
-    static const char *const sql[] = {
-        "DELETE FROM persons WHERE person = ?1 AND status = 'pending'"
-        " AND EXISTS (SELECT 1 FROM pending WHERE acquisition_no = ?2 AND person = ?1)",
-        "DELETE FROM pending WHERE acquisition_no = ?2 AND person = ?1",
-    };
-    rk_rc rc = RK_OK;
-    for (size_t i = 0; i < 2 && rc == RK_OK; i++) {
-        sqlite3_stmt *st = rk_db_sqlite_stmt(db, sql[i]);
-        if (!st)
-            return RK_ERR_STORE;
-        sqlite3_bind_text(st, 1, d->person, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, d->acquisition_no, -1, SQLITE_STATIC);
-        rc = rk_db_step_rc(db, sqlite3_step(st));
-        sqlite3_reset(st);
-    }
-    return rc;
+    rk_stmt *st = rk_db_stmt(db, "DELETE FROM persons WHERE person = ? AND status = 'pending'"
+                                 " AND EXISTS (SELECT 1 FROM pending WHERE acquisition_no = ? AND person = ?)");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_text(st, 1, d->person);
+    rk_bind_text(st, 2, d->acquisition_no);
+    rk_bind_text(st, 3, d->person);
+    rk_rc rc = rk_stmt_exec(st);
+    if (rc != RK_OK)
+        return rc;
+    st = rk_db_stmt(db, "DELETE FROM pending WHERE acquisition_no = ? AND person = ?");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_text(st, 1, d->acquisition_no);
+    rk_bind_text(st, 2, d->person);
+    return rk_stmt_exec(st);
 }
 
 rk_rc agency_store_drop_pending(agency_store *s, const char *person, const char *acquisition_no)
 {
+    if (s->readonly)
+        return RK_ERR_INVALID;
     drop_args d = {person, acquisition_no};
     return rk_db_write(s->db, drop_in_tx, &d);
 }
 
+typedef struct status_args {
+    const char *person;
+    char *status;
+} status_args;
+
+static rk_rc status_read(rk_db *db, void *arg)
+{
+    status_args *a = arg;
+    return read_status(db, a->person, a->status);
+}
+
 rk_rc agency_store_person_status(agency_store *s, const char *person, char status[AGENCY_STATUS_MAX])
 {
-    rk_db_lock(s->db);
-    rk_rc rc = read_status(s->db, person, status);
-    rk_db_unlock(s->db);
+    status_args a = {person, status};
+    return rk_db_read(s->db, status_read, &a);
+}
+
+/* Inside a write callback: the person already holding this code, if any
+ * (RK_ERR_NOT_FOUND when none). */
+static rk_rc person_with_code(rk_db *db, const char *code, char *person, size_t personlen)
+{
+    rk_stmt *q = rk_db_stmt(db, "SELECT person FROM persons WHERE code = ?");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, code);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        rk_col_copy(q, 0, person, personlen);
     return rc;
 }
 
-static rk_rc insert_incident(agency_store *s, const char *kind, const char *summary, int64_t now_ms)
+/* Inside a write callback: takes the pending acquisition (it is forgotten
+ * whatever the outcome, 第8-2(1)イ). RK_ERR_NOT_FOUND when there is none. */
+static rk_rc take_pending(rk_db *db, const char *acquisition_no, char *person, size_t personlen, int *expected)
 {
-    rk_incident in = {.kind = kind, .node = s->node_id, .detected_ms = now_ms, .summary = summary};
-    return rk_incident_store(s->db, &in, 0, 1);
-}
-
-/* With the lock held: the person already holding this code, if any. */
-static int person_with_code(rk_db *db, const char *code, char *person, size_t personlen)
-{
-    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT person FROM persons WHERE code = ?");
-    int found = 0;
-    if (q) {
-        sqlite3_bind_text(q, 1, code, -1, SQLITE_STATIC);
-        if (sqlite3_step(q) == SQLITE_ROW) {
-            snprintf(person, personlen, "%s", (const char *)sqlite3_column_text(q, 0));
-            found = 1;
-        }
-        sqlite3_reset(q);
-    }
-    return found;
-}
-
-/* With the lock and a transaction held: takes the pending acquisition (it
- * is forgotten whatever the outcome, 第8-2(1)イ). 0 when there is none. */
-static int take_pending(rk_db *db, const char *acquisition_no, char *person, size_t personlen, int *expected)
-{
-    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "DELETE FROM pending WHERE acquisition_no = ? RETURNING person, check_code");
-    int found = 0;
+    rk_stmt *q = rk_db_stmt(db, "DELETE FROM pending WHERE acquisition_no = ? RETURNING person, check_code");
     if (!q)
-        return 0;
-    sqlite3_bind_text(q, 1, acquisition_no, -1, SQLITE_STATIC);
-    if (sqlite3_step(q) == SQLITE_ROW) {
-        snprintf(person, personlen, "%s", (const char *)sqlite3_column_text(q, 0));
-        *expected = sqlite3_column_int(q, 1);
-        found = 1;
-        sqlite3_step(q); /* finish the statement so that the delete takes effect */
-    }
-    sqlite3_reset(q);
-    return found;
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, acquisition_no);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc != RK_OK)
+        return rc;
+    rk_col_copy(q, 0, person, personlen);
+    *expected = (int)rk_col_int(q, 1);
+    rc = rk_stmt_next(q); /* run the statement to its end: the key is unique, no second row */
+    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc == RK_OK ? RK_ERR_STORE : rc;
 }
 
-/* With the lock and a transaction held: sets the outcome of one notice. */
-static rk_rc settle_notice(agency_store *s, const char *acquisition_no, const char *code, int check_code, int64_t now_ms,
-                           agency_notice_outcome *outcome)
+/* Inside a write callback: sets the outcome of one notice. */
+static rk_rc settle_notice(rk_db *db, const char *node_id, const char *acquisition_no, const char *code,
+                           int check_code, int64_t now_ms, agency_notice_outcome *outcome)
 {
-    rk_db *db = s->db;
     char person[128], other[128];
     int expected = -1;
-    if (!take_pending(db, acquisition_no, person, sizeof person, &expected)) {
+    rk_rc rc = take_pending(db, acquisition_no, person, sizeof person, &expected);
+    if (rc == RK_ERR_NOT_FOUND) {
         *outcome = NOTICE_UNKNOWN;
         return RK_OK;
     }
-    *outcome = expected != check_code ? NOTICE_MISMATCH
-             : person_with_code(db, code, other, sizeof other) ? NOTICE_DUPLICATE /* one person, two ids */
-             : NOTICE_LINKED;
+    if (rc != RK_OK)
+        return rc;
+    if (expected != check_code) {
+        *outcome = NOTICE_MISMATCH;
+    } else if ((rc = person_with_code(db, code, other, sizeof other)) == RK_OK) {
+        *outcome = NOTICE_DUPLICATE; /* one person, two ids */
+    } else if (rc == RK_ERR_NOT_FOUND) {
+        *outcome = NOTICE_LINKED;
+    } else {
+        return rc;
+    }
     int linked = *outcome == NOTICE_LINKED;
-    sqlite3_stmt *st = rk_db_sqlite_stmt(db, "UPDATE persons SET status = CASE ?4 WHEN 1 THEN 'linked' ELSE 'failed' END,"
-                                      " code = CASE ?4 WHEN 1 THEN ?2 ELSE NULL END, updated_ms = ?3 WHERE person = ?1");
+    rk_stmt *st = rk_db_stmt(db, "UPDATE persons SET status = ?, code = ?, updated_ms = ? WHERE person = ?");
     if (!st)
         return RK_ERR_STORE;
-    sqlite3_bind_text(st, 1, person, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, code, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, now_ms);
-    sqlite3_bind_int(st, 4, linked);
-    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
-    sqlite3_reset(st);
-    if (rc != RK_OK || linked)
+    rk_bind_text(st, 1, linked ? "linked" : "failed");
+    rk_bind_text(st, 2, linked ? code : NULL);
+    rk_bind_int(st, 3, now_ms);
+    rk_bind_text(st, 4, person);
+    if ((rc = rk_stmt_exec(st)) != RK_OK || linked)
         return rc;
     char summary[256];
     snprintf(summary, sizeof summary, *outcome == NOTICE_MISMATCH
              ? "check code mismatch on the notice for acquisition %.64s: code not linked"
              : "acquisition %.64s names a person already linked here under another id: not linked", acquisition_no);
-    return insert_incident(s, *outcome == NOTICE_MISMATCH ? "check_code_mismatch" : "unauthorized_access", summary,
-                           now_ms);
+    rk_incident in = {.kind = *outcome == NOTICE_MISMATCH ? "check_code_mismatch" : "unauthorized_access",
+                      .node = node_id, .detected_ms = now_ms, .summary = summary};
+    return rk_incident_store(db, &in, 0, 1); /* inside this write */
 }
 
 typedef struct notice_args {
-    agency_store *s;
-    const char *acquisition_no, *code;
+    const char *node_id, *acquisition_no, *code;
     int check_code;
     int64_t now_ms;
     agency_notice_outcome *outcome;
 } notice_args;
 
-static rk_rc apply_notice_in_tx(rk_db *db, void *arg)
+static rk_rc notice_in_tx(rk_db *db, void *arg)
 {
     notice_args *n = arg;
-    return settle_notice(n->s, n->acquisition_no, n->code, n->check_code, n->now_ms, n->outcome);
+    return settle_notice(db, n->node_id, n->acquisition_no, n->code, n->check_code, n->now_ms, n->outcome);
 }
 
 rk_rc agency_store_apply_notice(agency_store *s, const char *acquisition_no, const char *code, int check_code,
                                 int64_t now_ms, agency_notice_outcome *outcome)
 {
-    notice_args n = {s, acquisition_no, code, check_code, now_ms, outcome};
-    return rk_db_write(s->db, apply_notice_in_tx, &n);
+    if (s->readonly)
+        return RK_ERR_INVALID;
+    notice_args n = {s->node_id, acquisition_no, code, check_code, now_ms, outcome};
+    return rk_db_write(s->db, notice_in_tx, &n);
 }
 
 typedef struct notices_many {
-    agency_store *s;
+    const char *node_id;
     agency_notice *items;
     size_t n;
     int64_t now_ms;
 } notices_many;
-
-static rk_rc notice_item(rk_db *db, void *arg)
-{
-    notice_args *n = arg;
-    return settle_notice(n->s, n->acquisition_no, n->code, n->check_code, n->now_ms, n->outcome);
-}
 
 static rk_rc apply_notices_in_tx(rk_db *db, void *arg)
 {
@@ -296,53 +314,72 @@ static rk_rc apply_notices_in_tx(rk_db *db, void *arg)
             it->rc = RK_ERR_INVALID; /* a malformed entry changes nothing */
             continue;
         }
-        notice_args n = {m->s, it->acquisition_no, it->code, it->check_code, m->now_ms, &it->outcome};
-        it->rc = rk_db_item(db, notice_item, &n);
+        notice_args n = {m->node_id, it->acquisition_no, it->code, it->check_code, m->now_ms, &it->outcome};
+        it->rc = rk_db_item(db, notice_in_tx, &n);
     }
     return RK_OK;
 }
 
 rk_rc agency_store_apply_notices(agency_store *s, agency_notice *items, size_t n, int64_t now_ms)
 {
-    notices_many m = {s, items, n, now_ms};
+    if (s->readonly)
+        return RK_ERR_INVALID;
+    notices_many m = {s->node_id, items, n, now_ms};
     return rk_db_write(s->db, apply_notices_in_tx, &m);
+}
+
+typedef struct text_read {
+    const char *key;
+    char *out;
+    size_t outlen;
+} text_read;
+
+static rk_rc code_read(rk_db *db, void *arg)
+{
+    text_read *t = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT code FROM persons WHERE person = ? AND status = 'linked'");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, t->key);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        rk_col_copy(q, 0, t->out, t->outlen);
+    return rc;
 }
 
 rk_rc agency_store_code_of(agency_store *s, const char *person, char *code, size_t codelen)
 {
-    rk_db_read_lock(s->db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT code FROM persons WHERE person = ? AND status = 'linked'");
-    rk_rc rc = RK_ERR_STORE;
-    if (q) {
-        sqlite3_bind_text(q, 1, person, -1, SQLITE_STATIC);
-        if ((rc = rk_db_step_row(s->db, q)) == RK_OK) {
-            snprintf(code, codelen, "%s", (const char *)sqlite3_column_text(q, 0));
-        }
-        sqlite3_reset(q);
-    }
-    rk_db_read_unlock(s->db);
+    text_read t = {person, code, codelen};
+    return rk_db_read(s->db, code_read, &t);
+}
+
+typedef struct count_args {
+    const char *status;
+    size_t n;
+} count_args;
+
+static rk_rc count_scan(rk_db *db, void *arg)
+{
+    count_args *c = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT count(*) FROM persons WHERE status = ?");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, c->status);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        c->n = (size_t)rk_col_int(q, 0);
     return rc;
 }
 
-
 size_t agency_store_count(agency_store *s, const char *status)
 {
-    rk_db_lock(s->db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT count(*) FROM persons WHERE status = ?");
-    size_t n = 0;
-    if (q) {
-        sqlite3_bind_text(q, 1, status, -1, SQLITE_STATIC);
-        if (sqlite3_step(q) == SQLITE_ROW)
-            n = (size_t)sqlite3_column_int64(q, 0);
-        sqlite3_reset(q);
-    }
-    rk_db_unlock(s->db);
-    return n;
+    count_args c = {status, 0};
+    return rk_db_scan(s->db, count_scan, &c) == RK_OK ? c.n : 0;
 }
 
 int agency_store_writable(agency_store *s)
 {
-    return rk_db_writable(s->db);
+    return !s->readonly && rk_db_writable(s->db);
 }
 
 rk_db *agency_store_db(agency_store *s)
@@ -365,24 +402,27 @@ static rk_rc put_data_in_tx(rk_db *db, void *arg)
     rk_rc rc = read_status(db, p->person, status);
     if (rc != RK_OK)
         return rc;
-    sqlite3_stmt *st = rk_db_sqlite_stmt(db,
-        "INSERT INTO data(person, item, version, value, as_of, stored_ms) VALUES (?1, ?2,"
-        " (SELECT coalesce(max(version), 0) + 1 FROM data WHERE person = ?1 AND item = ?2), ?3, ?4, ?5)"
+    rk_stmt *st = rk_db_stmt(db,
+        "INSERT INTO data(person, item, version, value, as_of, stored_ms) VALUES (?, ?,"
+        " (SELECT coalesce(max(version), 0) + 1 FROM data WHERE person = ? AND item = ?), ?, ?, ?)"
         " RETURNING version");
     if (!st)
         return RK_ERR_STORE;
-    sqlite3_bind_text(st, 1, p->person, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, p->item, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, p->value_json, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, p->as_of, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, p->now_ms);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW)
-        *p->version = sqlite3_column_int64(st, 0);
-    rc = rk_db_step_rc(db, r == SQLITE_ROW ? sqlite3_step(st) : r);
-    sqlite3_reset(st);
-    if (rc != RK_OK || !p->request_id)
-        return rc;
+    rk_bind_text(st, 1, p->person);
+    rk_bind_text(st, 2, p->item);
+    rk_bind_text(st, 3, p->person);
+    rk_bind_text(st, 4, p->item);
+    rk_bind_text(st, 5, p->value_json);
+    rk_bind_text(st, 6, p->as_of);
+    rk_bind_int(st, 7, p->now_ms);
+    if ((rc = rk_stmt_next(st)) != RK_OK)
+        return rc == RK_ERR_NOT_FOUND ? RK_ERR_STORE : rc;
+    *p->version = rk_col_int(st, 0);
+    rc = rk_stmt_next(st); /* run the insert to its end */
+    if (rc != RK_ERR_NOT_FOUND)
+        return rc == RK_OK ? RK_ERR_STORE : rc;
+    if (!p->request_id)
+        return RK_OK;
     char *body = p->answer(*p->version, p->arg);
     rc = body ? rk_answer_keep(db, p->request_id, "data", p->request_hash, 200, body) : RK_ERR_NOMEM;
     free(body);
@@ -392,6 +432,8 @@ static rk_rc put_data_in_tx(rk_db *db, void *arg)
 rk_rc agency_store_put_data(agency_store *s, const char *person, const char *item, const char *value_json,
                             const char *as_of, int64_t now_ms, int64_t *version)
 {
+    if (s->readonly)
+        return RK_ERR_INVALID;
     put_args p = {person, item, value_json, as_of, NULL, NULL, now_ms, version, NULL, NULL};
     return rk_db_write(s->db, put_data_in_tx, &p);
 }
@@ -403,6 +445,8 @@ rk_rc agency_store_put_data_once(agency_store *s, const char *request_id, const 
 {
     int status = 0;
     *kept = NULL;
+    if (s->readonly)
+        return RK_ERR_INVALID;
     rk_rc rc = rk_answer_get(s->db, request_id, "data", request_hash, &status, kept);
     if (rc != RK_ERR_NOT_FOUND)
         return rc; /* RK_OK with the first answer, or RK_ERR_CONFLICT */
@@ -413,87 +457,199 @@ rk_rc agency_store_put_data_once(agency_store *s, const char *request_id, const 
     return rc;
 }
 
+typedef struct newest_args {
+    const char *person, *item;
+    char **value_json;
+    char *as_of;
+    int64_t *version;
+} newest_args;
+
+static rk_rc newest_read(rk_db *db, void *arg)
+{
+    newest_args *a = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT value, as_of, version FROM data WHERE person = ? AND item = ?"
+                                " ORDER BY version DESC LIMIT 1");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, a->person);
+    rk_bind_text(q, 2, a->item);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc != RK_OK)
+        return rc;
+    const char *value = rk_col_text(q, 0);
+    *a->value_json = strdup(value ? value : "");
+    rk_col_copy(q, 1, a->as_of, 11);
+    *a->version = rk_col_int(q, 2);
+    return *a->value_json ? RK_OK : RK_ERR_NOMEM;
+}
+
 rk_rc agency_store_newest_data(agency_store *s, const char *person, const char *item, char **value_json,
                                char as_of[11], int64_t *version)
 {
-    rk_db_read_lock(s->db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT value, as_of, version FROM data WHERE person = ? AND item = ?"
-                                        " ORDER BY version DESC LIMIT 1");
-    rk_rc rc = RK_ERR_STORE;
-    if (q) {
-        sqlite3_bind_text(q, 1, person, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, 2, item, -1, SQLITE_STATIC);
-        if ((rc = rk_db_step_row(s->db, q)) == RK_OK) {
-            *value_json = strdup((const char *)sqlite3_column_text(q, 0));
-            snprintf(as_of, 11, "%s", (const char *)sqlite3_column_text(q, 1));
-            *version = sqlite3_column_int64(q, 2);
-            rc = *value_json ? RK_OK : RK_ERR_NOMEM;
-        }
-        sqlite3_reset(q);
-    }
-    rk_db_read_unlock(s->db);
+    newest_args a = {person, item, value_json, as_of, version};
+    return rk_db_read(s->db, newest_read, &a);
+}
+
+static rk_rc person_read(rk_db *db, void *arg)
+{
+    text_read *t = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT person FROM persons WHERE code = ? AND status = 'linked'");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, t->key);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        rk_col_copy(q, 0, t->out, t->outlen);
     return rc;
 }
 
 rk_rc agency_store_person_by_code(agency_store *s, const char *code, char *person, size_t personlen)
 {
-    rk_db_read_lock(s->db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT person FROM persons WHERE code = ? AND status = 'linked'");
-    rk_rc rc = RK_ERR_STORE;
-    if (q) {
-        sqlite3_bind_text(q, 1, code, -1, SQLITE_STATIC);
-        if ((rc = rk_db_step_row(s->db, q)) == RK_OK) {
-            snprintf(person, personlen, "%s", (const char *)sqlite3_column_text(q, 0));
-        }
-        sqlite3_reset(q);
-    }
-    rk_db_read_unlock(s->db);
-    return rc;
+    text_read t = {code, person, personlen};
+    return rk_db_read(s->db, person_read, &t);
 }
 
 rk_rc agency_store_keep_received(rk_db *db, void *arg)
 {
     const agency_received *r = arg;
-    sqlite3_stmt *st = rk_db_sqlite_stmt(db, "INSERT INTO received(exchange_id, person, provider, item, value, as_of,"
-                                      " received_ms) VALUES (?,?,?,?,?,?,?)");
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO received(exchange_id, person, provider, item, value, as_of,"
+                                 " received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
     if (!st)
         return RK_ERR_STORE;
     const char *text[] = {r->exchange_id, r->person, r->provider, r->item, r->value_json, r->as_of};
     for (int i = 0; i < 6; i++)
-        sqlite3_bind_text(st, i + 1, text[i], -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 7, r->received_ms);
-    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
-    sqlite3_reset(st);
-    return rc;
+        rk_bind_text(st, i + 1, text[i]);
+    rk_bind_int(st, 7, r->received_ms);
+    return rk_stmt_exec(st);
+}
+
+/* A requester's kept answer to rewrite without its value. */
+typedef struct answer_edit {
+    int64_t id;
+    char *body;
+} answer_edit;
+
+typedef struct delete_args {
+    const char *exchange_id;
+    char *pattern; /* LIKE pattern: the answers that may name the exchange */
+    answer_edit *edits;
+    size_t n_edits, cap;
+    int deleted;
+} delete_args;
+
+/* The kept answer without "value" and "as_of" when it answers this
+ * exchange and holds a value; NULL otherwise (or out of memory). */
+static char *without_value(const char *body, const char *exchange_id)
+{
+    json_t *j = body ? json_loads(body, 0, NULL) : NULL;
+    char *out = NULL;
+    const char *xid = json_string_value(json_object_get(j, "exchange_id"));
+    if (xid && strcmp(xid, exchange_id) == 0 && json_object_get(j, "value")) {
+        json_object_del(j, "value");
+        json_object_del(j, "as_of");
+        out = json_dumps(j, JSON_COMPACT);
+    }
+    json_decref(j);
+    return out;
+}
+
+static void wipe_free(char *s)
+{
+    if (s) {
+        rk_wipe(s, strlen(s));
+        free(s);
+    }
+}
+
+static rk_rc delete_in_tx(rk_db *db, void *arg)
+{
+    delete_args *d = arg;
+    rk_stmt *st = rk_db_stmt(db, "DELETE FROM received WHERE exchange_id = ?");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_text(st, 1, d->exchange_id);
+    rk_rc rc = rk_stmt_exec(st);
+    if (rc != RK_OK)
+        return rc;
+    d->deleted += (int)rk_db_changes(db);
+    /* The kept answers of this exchange: found by a substring of their
+     * text, then parsed and checked; all read before any is rewritten. */
+    rk_stmt *q = rk_db_stmt(db, "SELECT id, body FROM answers WHERE side = 'requester' AND body LIKE ? ESCAPE '!'");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, d->pattern);
+    while ((rc = rk_stmt_next(q)) == RK_OK) {
+        char *body = without_value(rk_col_text(q, 1), d->exchange_id);
+        if (!body)
+            continue;
+        if (d->n_edits == d->cap) {
+            size_t cap = d->cap ? d->cap * 2 : 4;
+            answer_edit *e = realloc(d->edits, cap * sizeof *e);
+            if (!e) {
+                wipe_free(body);
+                return RK_ERR_NOMEM;
+            }
+            d->edits = e;
+            d->cap = cap;
+        }
+        d->edits[d->n_edits++] = (answer_edit){rk_col_int(q, 0), body};
+    }
+    if (rc != RK_ERR_NOT_FOUND)
+        return rc;
+    for (size_t i = 0; i < d->n_edits; i++) {
+        st = rk_db_stmt(db, "UPDATE answers SET body = ? WHERE id = ?");
+        if (!st)
+            return RK_ERR_STORE;
+        rk_bind_text(st, 1, d->edits[i].body);
+        rk_bind_int(st, 2, d->edits[i].id);
+        if ((rc = rk_stmt_exec(st)) != RK_OK)
+            return rc;
+        d->deleted += (int)rk_db_changes(db);
+    }
+    return RK_OK;
+}
+
+/* `%"exchange_id":"<id>"%` as the answer's JSON spells the id, with the
+ * LIKE wildcards of the id escaped by '!'. */
+static char *answer_pattern(const char *exchange_id)
+{
+    json_t *id = json_string(exchange_id);
+    char *quoted = id ? json_dumps(id, JSON_ENCODE_ANY) : NULL;
+    json_decref(id);
+    if (!quoted)
+        return NULL;
+    static const char head[] = "%\"exchange_id\":";
+    char *out = malloc(sizeof head + 2 * strlen(quoted) + 1);
+    if (out) {
+        char *o = out + sizeof head - 1;
+        memcpy(out, head, sizeof head - 1);
+        for (const char *c = quoted; *c; c++) {
+            if (*c == '%' || *c == '_' || *c == '!')
+                *o++ = '!';
+            *o++ = *c;
+        }
+        *o++ = '%';
+        *o = 0;
+    }
+    free(quoted);
+    return out;
 }
 
 rk_rc agency_store_delete_received(agency_store *s, const char *exchange_id, int *deleted)
 {
-    static const char *const sql[] = {
-        "DELETE FROM received WHERE exchange_id = ?1",
-        "UPDATE answers SET body = json_remove(body, '$.value', '$.as_of')"
-        " WHERE side = 'requester' AND json_extract(body, '$.exchange_id') = ?1 AND json_type(body, '$.value') IS NOT NULL",
-    };
     *deleted = 0;
-    rk_db_lock(s->db);
-    rk_rc rc = rk_db_begin(s->db);
-    for (size_t i = 0; rc == RK_OK && i < sizeof sql / sizeof sql[0]; i++) {
-        sqlite3_stmt *st = rk_db_sqlite_stmt(s->db, sql[i]);
-        if (!st) {
-            rc = RK_ERR_STORE;
-            break;
-        }
-        sqlite3_bind_text(st, 1, exchange_id, -1, SQLITE_STATIC);
-        rc = rk_db_step_rc(s->db, sqlite3_step(st));
-        *deleted += sqlite3_changes(rk_db_handle(s->db));
-        sqlite3_reset(st);
-    }
-    if (rc == RK_OK)
-        rc = rk_db_commit(s->db);
+    if (s->readonly)
+        return RK_ERR_INVALID;
+    delete_args d = {.exchange_id = exchange_id, .pattern = answer_pattern(exchange_id)};
+    if (!d.pattern)
+        return RK_ERR_NOMEM;
+    rk_rc rc = rk_db_write(s->db, delete_in_tx, &d);
+    for (size_t i = 0; i < d.n_edits; i++)
+        wipe_free(d.edits[i].body);
+    free(d.edits);
+    free(d.pattern);
     if (rc != RK_OK)
-        rk_db_rollback(s->db);
-    else
-        rc = rk_db_checkpoint_truncate(s->db);
-    rk_db_unlock(s->db);
-    return rc;
+        return rc;
+    *deleted = d.deleted;
+    return rk_db_purge(s->db); /* no old copy of the value left in the write-ahead log */
 }

@@ -21,7 +21,11 @@ typedef enum {
     NOTICE_DUPLICATE,       /* the code is linked to another person here: not linked */
 } agency_notice_outcome;
 
-rk_rc agency_store_open(const char *path, const char *node_id, agency_store **out);
+/* Opens the agency's database named by target ("sqlite:PATH" or a path, as
+ * rk_db_open takes it) and brings its tables to the newest version. flags:
+ * 0, or RK_DB_READONLY (store/db.h) for a tool reading a running node's
+ * data: no migration, and every write here answers RK_ERR_INVALID. */
+rk_rc agency_store_open(const char *target, int flags, const char *node_id, agency_store **out);
 void agency_store_close(agency_store *s);
 
 /* Records a pending acquisition for a new (or failed) person. For a person

@@ -1,0 +1,523 @@
+/* Unit tests: the agency store through its header, on a fresh database per
+ * test — acquisitions and notices (one by one and in batches), provision
+ * copies and their versions, kept answers of put_data_once, the deletion of
+ * a received value (第8-5), a read-only open and a database written before
+ * the tables were versioned. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agency/agency_store.h"
+#include "records/records.h"
+#include "store/db.h"
+
+static char dir[64];
+static char path[128];
+
+static int setup(void **state)
+{
+    snprintf(dir, sizeof dir, "/tmp/rk-test-agency-XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(path, sizeof path, "%s/node.db", dir);
+    char target[160];
+    snprintf(target, sizeof target, "sqlite:%s", path); /* the target form of a node's config */
+    agency_store *s = NULL;
+    if (agency_store_open(target, 0, "agency-test", &s) != RK_OK)
+        return -1;
+    *state = s;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    agency_store_close(*state);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---------- helpers reading what the header does not show ---------- */
+
+typedef struct count_q {
+    const char *sql, *arg;
+    long n;
+} count_q;
+
+static rk_rc count_read(rk_db *db, void *arg)
+{
+    count_q *c = arg;
+    rk_stmt *q = rk_db_stmt(db, c->sql);
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, c->arg);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        c->n = (long)rk_col_int(q, 0);
+    return rc;
+}
+
+static const char incidents_of_kind[] = "SELECT count(*) FROM incidents WHERE kind = ?";
+static const char received_of[] = "SELECT count(*) FROM received WHERE exchange_id = ?";
+
+static long count_where(agency_store *s, const char *sql, const char *arg)
+{
+    count_q c = {sql, arg, -1};
+    assert_int_equal(rk_db_read(agency_store_db(s), count_read, &c), RK_OK);
+    return c.n;
+}
+
+static void expect_status(agency_store *s, const char *person, const char *want)
+{
+    char status[AGENCY_STATUS_MAX] = "";
+    assert_int_equal(agency_store_person_status(s, person, status), RK_OK);
+    assert_string_equal(status, want);
+}
+
+static void link_person(agency_store *s, const char *person, const char *acq, const char *code)
+{
+    char status[AGENCY_STATUS_MAX];
+    agency_notice_outcome out;
+    assert_int_equal(agency_store_add_pending(s, person, acq, 7, 1000, status), RK_OK);
+    assert_int_equal(agency_store_apply_notice(s, acq, code, 7, 2000, &out), RK_OK);
+    assert_int_equal(out, NOTICE_LINKED);
+}
+
+/* ---------- acquisitions and notices ---------- */
+
+static void test_pending_notice_linked(void **state)
+{
+    agency_store *s = *state;
+    char status[AGENCY_STATUS_MAX] = "", code[64] = "", person[64] = "";
+    assert_int_equal(agency_store_person_status(s, "p1", status), RK_ERR_NOT_FOUND);
+    assert_int_equal(agency_store_add_pending(s, "p1", "A1", 3, 1000, status), RK_OK);
+    assert_string_equal(status, "pending");
+    expect_status(s, "p1", "pending");
+    assert_int_equal(agency_store_count(s, "pending"), 1);
+    assert_int_equal(agency_store_code_of(s, "p1", code, sizeof code), RK_ERR_NOT_FOUND); /* not linked yet */
+
+    status[0] = 0;
+    assert_int_equal(agency_store_add_pending(s, "p1", "A2", 3, 1100, status), RK_ERR_EXISTS);
+    assert_string_equal(status, "pending");
+
+    agency_notice_outcome out = NOTICE_UNKNOWN;
+    assert_int_equal(agency_store_apply_notice(s, "A1", "CODE1", 3, 2000, &out), RK_OK);
+    assert_int_equal(out, NOTICE_LINKED);
+    expect_status(s, "p1", "linked");
+    assert_int_equal(agency_store_code_of(s, "p1", code, sizeof code), RK_OK);
+    assert_string_equal(code, "CODE1");
+    assert_int_equal(agency_store_person_by_code(s, "CODE1", person, sizeof person), RK_OK);
+    assert_string_equal(person, "p1");
+    assert_int_equal(agency_store_person_by_code(s, "CODE9", person, sizeof person), RK_ERR_NOT_FOUND);
+    assert_int_equal(agency_store_count(s, "pending"), 0);
+    assert_int_equal(agency_store_count(s, "linked"), 1);
+
+    /* The acquisition number is forgotten once its notice came. */
+    assert_int_equal(agency_store_apply_notice(s, "A1", "CODE1", 3, 2100, &out), RK_OK);
+    assert_int_equal(out, NOTICE_UNKNOWN);
+    assert_int_equal(agency_store_add_pending(s, "p1", "A3", 3, 2200, status), RK_ERR_EXISTS);
+    assert_string_equal(status, "linked");
+
+    /* A pending acquisition taken back: the person is forgotten. */
+    assert_int_equal(agency_store_add_pending(s, "p9", "A9", 1, 3000, status), RK_OK);
+    assert_int_equal(agency_store_drop_pending(s, "p9", "A9"), RK_OK);
+    assert_int_equal(agency_store_person_status(s, "p9", status), RK_ERR_NOT_FOUND);
+    assert_int_equal(agency_store_apply_notice(s, "A9", "CODE9", 1, 3100, &out), RK_OK);
+    assert_int_equal(out, NOTICE_UNKNOWN);
+    /* ... but not a linked person named with another number. */
+    assert_int_equal(agency_store_drop_pending(s, "p1", "A1"), RK_OK);
+    expect_status(s, "p1", "linked");
+}
+
+static void test_mismatch_failed(void **state)
+{
+    agency_store *s = *state;
+    char status[AGENCY_STATUS_MAX], code[64];
+    agency_notice_outcome out = NOTICE_UNKNOWN;
+    assert_int_equal(agency_store_add_pending(s, "p2", "A3", 4, 1000, status), RK_OK);
+    assert_int_equal(agency_store_apply_notice(s, "A3", "CODE2", 5, 2000, &out), RK_OK);
+    assert_int_equal(out, NOTICE_MISMATCH);
+    expect_status(s, "p2", "failed");
+    assert_int_equal(agency_store_code_of(s, "p2", code, sizeof code), RK_ERR_NOT_FOUND);
+    assert_int_equal(agency_store_person_by_code(s, "CODE2", code, sizeof code), RK_ERR_NOT_FOUND);
+    assert_int_equal(count_where(s, incidents_of_kind, "check_code_mismatch"), 1);
+    assert_int_equal(agency_store_count(s, "failed"), 1);
+
+    /* A failed person may be acquired again. */
+    assert_int_equal(agency_store_add_pending(s, "p2", "A4", 6, 3000, status), RK_OK);
+    assert_string_equal(status, "pending");
+    assert_int_equal(agency_store_apply_notice(s, "A4", "CODE2", 6, 4000, &out), RK_OK);
+    assert_int_equal(out, NOTICE_LINKED);
+    expect_status(s, "p2", "linked");
+}
+
+static void test_duplicates(void **state)
+{
+    agency_store *s = *state;
+    char status[AGENCY_STATUS_MAX];
+    agency_notice_outcome out = NOTICE_UNKNOWN;
+    link_person(s, "p3", "A5", "CODE3");
+
+    /* Another person here under the same code: not linked, an incident. */
+    assert_int_equal(agency_store_add_pending(s, "p4", "A6", 2, 1000, status), RK_OK);
+    assert_int_equal(agency_store_apply_notice(s, "A6", "CODE3", 2, 2000, &out), RK_OK);
+    assert_int_equal(out, NOTICE_DUPLICATE);
+    expect_status(s, "p4", "failed");
+    expect_status(s, "p3", "linked");
+    assert_int_equal(count_where(s, incidents_of_kind, "unauthorized_access"), 1);
+
+    /* An acquisition number already in flight: refused, nothing left. */
+    assert_int_equal(agency_store_add_pending(s, "p5", "A7", 1, 3000, status), RK_OK);
+    assert_int_equal(agency_store_add_pending(s, "p6", "A7", 1, 3000, status), RK_ERR_CONFLICT);
+    assert_int_equal(agency_store_person_status(s, "p6", status), RK_ERR_NOT_FOUND);
+    expect_status(s, "p5", "pending");
+}
+
+static void test_batches(void **state)
+{
+    agency_store *s = *state;
+    link_person(s, "b0", "B0", "C0");
+    agency_pending pend[] = {
+        {.person = "b1", .acquisition_no = "B1", .check_code = 1},
+        {.person = "b2", .acquisition_no = "B2", .check_code = 2},
+        {.person = "b1", .acquisition_no = "B8", .check_code = 1}, /* b1 is pending already */
+        {.person = "b3", .acquisition_no = "B1", .check_code = 3}, /* B1 is in flight */
+        {.person = "b4", .acquisition_no = "B4", .check_code = 4},
+        {.person = "b0", .acquisition_no = "B5", .check_code = 4}, /* linked */
+    };
+    assert_int_equal(agency_store_add_pending_many(s, pend, 6, 1000), RK_OK);
+    assert_int_equal(pend[0].rc, RK_OK);
+    assert_string_equal(pend[0].status, "pending");
+    assert_int_equal(pend[1].rc, RK_OK);
+    assert_int_equal(pend[2].rc, RK_ERR_EXISTS);
+    assert_string_equal(pend[2].status, "pending");
+    assert_int_equal(pend[3].rc, RK_ERR_CONFLICT);
+    assert_int_equal(pend[4].rc, RK_OK);
+    assert_int_equal(pend[5].rc, RK_ERR_EXISTS);
+    assert_string_equal(pend[5].status, "linked");
+    char status[AGENCY_STATUS_MAX];
+    assert_int_equal(agency_store_person_status(s, "b3", status), RK_ERR_NOT_FOUND); /* its item left nothing */
+    assert_int_equal(agency_store_count(s, "pending"), 3);
+
+    agency_notice notes[] = {
+        {.acquisition_no = "B1", .code = "C1", .check_code = 1},
+        {.acquisition_no = "B2", .code = "C2", .check_code = 9},
+        {.acquisition_no = NULL, .code = "C3", .check_code = 1},
+        {.acquisition_no = "B2", .code = "C2", .check_code = 2}, /* taken by the mismatch above */
+        {.acquisition_no = "B4", .code = "C1", .check_code = 4}, /* C1 linked to b1 just above */
+        {.acquisition_no = "BX", .code = "C5", .check_code = 10},
+        {.acquisition_no = "BY", .code = "C6", .check_code = 1},
+    };
+    assert_int_equal(agency_store_apply_notices(s, notes, 7, 2000), RK_OK);
+    assert_int_equal(notes[0].rc, RK_OK);
+    assert_int_equal(notes[0].outcome, NOTICE_LINKED);
+    assert_int_equal(notes[1].rc, RK_OK);
+    assert_int_equal(notes[1].outcome, NOTICE_MISMATCH);
+    assert_int_equal(notes[2].rc, RK_ERR_INVALID);
+    assert_int_equal(notes[3].rc, RK_OK);
+    assert_int_equal(notes[3].outcome, NOTICE_UNKNOWN);
+    assert_int_equal(notes[4].rc, RK_OK);
+    assert_int_equal(notes[4].outcome, NOTICE_DUPLICATE);
+    assert_int_equal(notes[5].rc, RK_ERR_INVALID);
+    assert_int_equal(notes[6].rc, RK_OK);
+    assert_int_equal(notes[6].outcome, NOTICE_UNKNOWN);
+    expect_status(s, "b1", "linked");
+    expect_status(s, "b2", "failed");
+    expect_status(s, "b4", "failed");
+    assert_int_equal(count_where(s, incidents_of_kind, "check_code_mismatch"), 1);
+    assert_int_equal(count_where(s, incidents_of_kind, "unauthorized_access"), 1);
+}
+
+/* ---------- provision copies ---------- */
+
+static void test_data_versions(void **state)
+{
+    agency_store *s = *state;
+    int64_t version = 0;
+    char *value = NULL, as_of[11];
+    assert_int_equal(agency_store_put_data(s, "nobody", "local_tax", "1", "2024-04-01", 1000, &version),
+                     RK_ERR_NOT_FOUND);
+    link_person(s, "d1", "D1", "CD1");
+    assert_int_equal(agency_store_newest_data(s, "d1", "local_tax", &value, as_of, &version), RK_ERR_NOT_FOUND);
+    assert_int_equal(agency_store_put_data(s, "d1", "local_tax", "{\"amount\":1}", "2024-04-01", 1000, &version),
+                     RK_OK);
+    assert_int_equal(version, 1);
+    assert_int_equal(agency_store_put_data(s, "d1", "local_tax", "{\"amount\":2}", "2024-05-01", 1100, &version),
+                     RK_OK);
+    assert_int_equal(version, 2);
+    assert_int_equal(agency_store_put_data(s, "d1", "pension_benefits", "3", "2024-06-01", 1200, &version), RK_OK);
+    assert_int_equal(version, 1); /* versions count per item */
+
+    assert_int_equal(agency_store_newest_data(s, "d1", "local_tax", &value, as_of, &version), RK_OK);
+    assert_string_equal(value, "{\"amount\":2}");
+    assert_string_equal(as_of, "2024-05-01");
+    assert_int_equal(version, 2);
+    free(value);
+}
+
+static char *answer_of(int64_t version, void *arg)
+{
+    int *calls = arg;
+    ++*calls;
+    char *body = malloc(32);
+    if (body)
+        snprintf(body, 32, "{\"version\":%lld}", (long long)version);
+    return body;
+}
+
+static void test_put_data_once(void **state)
+{
+    agency_store *s = *state;
+    link_person(s, "d2", "D2", "CD2");
+    int calls = 0;
+    int64_t version = 0;
+    char *kept = NULL, *value = NULL, as_of[11];
+    assert_int_equal(agency_store_put_data_once(s, "r1", "hash-a", "d2", "local_tax", "10", "2024-04-01", 1000,
+                                                answer_of, &calls, &version, &kept), RK_OK);
+    assert_int_equal(version, 1);
+    assert_null(kept);
+    assert_int_equal(calls, 1);
+
+    /* The same request again: the first answer, no new version. */
+    version = 0;
+    assert_int_equal(agency_store_put_data_once(s, "r1", "hash-a", "d2", "local_tax", "10", "2024-04-01", 1100,
+                                                answer_of, &calls, &version, &kept), RK_OK);
+    assert_non_null(kept);
+    assert_string_equal(kept, "{\"version\":1}");
+    free(kept);
+    assert_int_equal(calls, 1);
+    assert_int_equal(agency_store_newest_data(s, "d2", "local_tax", &value, as_of, &version), RK_OK);
+    assert_int_equal(version, 1);
+    free(value);
+
+    /* The same id with another request. */
+    assert_int_equal(agency_store_put_data_once(s, "r1", "hash-b", "d2", "local_tax", "11", "2024-04-01", 1200,
+                                                answer_of, &calls, &version, &kept), RK_ERR_CONFLICT);
+    assert_null(kept);
+
+    /* An unknown person: nothing kept, a retry is answered the same. */
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(agency_store_put_data_once(s, "r2", "hash-c", "nobody", "local_tax", "1", "2024-04-01",
+                                                    1300, answer_of, &calls, &version, &kept), RK_ERR_NOT_FOUND);
+    assert_int_equal(calls, 1);
+}
+
+/* ---------- 第8-5: deleting a received value ---------- */
+
+#define SECRET "SECRET-VALUE-7731"
+#define OTHER "OTHER-VALUE-4410"
+
+static rk_rc keep_exchange(rk_db *db, void *arg)
+{
+    const agency_received *r = arg;
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"query_id\":\"q-%s\",\"exchange_id\":\"%s\",\"status\":\"provided\",\"value\":%s,"
+             "\"as_of\":\"%s\",\"provider\":\"%s\",\"item\":\"%s\"}",
+             r->exchange_id, r->exchange_id, r->value_json, r->as_of, r->provider, r->item);
+    char key[64];
+    snprintf(key, sizeof key, "q-%s", r->exchange_id);
+    rk_rc rc = rk_answer_keep(db, key, "requester", "h", 200, body);
+    return rc == RK_OK ? agency_store_keep_received(db, arg) : rc;
+}
+
+/* Whether the bytes of text are in the file (a missing file holds nothing). */
+static int file_holds(const char *file, const char *text)
+{
+    FILE *f = fopen(file, "rb");
+    if (!f)
+        return 0;
+    size_t n = strlen(text), len = 0, cap = 1 << 16;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    size_t got;
+    while ((got = fread(buf + len, 1, cap - len, f)) > 0) {
+        len += got;
+        if (len == cap) {
+            char *more = realloc(buf, cap *= 2);
+            assert_non_null(more);
+            buf = more;
+        }
+    }
+    fclose(f);
+    int found = 0;
+    for (size_t i = 0; !found && i + n <= len; i++)
+        found = memcmp(buf + i, text, n) == 0;
+    free(buf);
+    return found;
+}
+
+static void test_delete_received(void **state)
+{
+    agency_store *s = *state;
+    rk_db *db = agency_store_db(s);
+    /* Two exchanges whose ids share a prefix: only the one named goes. */
+    agency_received one = {"ag.x1", "p1", "prov", "local_tax", "\"" SECRET "\"", "2024-04-01", 1000};
+    agency_received ten = {"ag.x10", "p1", "prov", "local_tax", "\"" OTHER "\"", "2024-04-02", 1000};
+    assert_int_equal(rk_db_write(db, keep_exchange, &one), RK_OK);
+    assert_int_equal(rk_db_write(db, keep_exchange, &ten), RK_OK);
+    assert_int_equal(count_where(s, received_of, "ag.x1"), 1);
+    char file[160];
+    snprintf(file, sizeof file, "%s-wal", path);
+    assert_true(file_holds(path, SECRET) || file_holds(file, SECRET)); /* the check below can fail */
+
+    int deleted = -1;
+    assert_int_equal(agency_store_delete_received(s, "ag.x1", &deleted), RK_OK);
+    assert_int_equal(deleted, 2); /* the received row and the kept answer */
+    assert_int_equal(count_where(s, received_of, "ag.x1"), 0);
+    assert_int_equal(count_where(s, received_of, "ag.x10"), 1);
+
+    int status = 0;
+    char *body = NULL;
+    assert_int_equal(rk_answer_get(db, "q-ag.x1", "requester", "h", &status, &body), RK_OK);
+    assert_int_equal(status, 200);
+    assert_null(strstr(body, SECRET));
+    assert_null(strstr(body, "as_of"));
+    assert_non_null(strstr(body, "\"exchange_id\":\"ag.x1\""));
+    assert_non_null(strstr(body, "\"status\":\"provided\""));
+    free(body);
+    assert_int_equal(rk_answer_get(db, "q-ag.x10", "requester", "h", &status, &body), RK_OK);
+    assert_non_null(strstr(body, OTHER));
+    free(body);
+
+    /* Not in the database files either. */
+    assert_false(file_holds(path, SECRET));
+    assert_false(file_holds(file, SECRET));
+
+    /* Again: nothing held any more. */
+    assert_int_equal(agency_store_delete_received(s, "ag.x1", &deleted), RK_OK);
+    assert_int_equal(deleted, 0);
+}
+
+/* ---------- a tool reading a running node's data ---------- */
+
+static void test_readonly(void **state)
+{
+    agency_store *s = *state;
+    link_person(s, "r1", "R1", "CR1");
+    int64_t version = 0;
+    assert_int_equal(agency_store_put_data(s, "r1", "local_tax", "5", "2024-04-01", 1000, &version), RK_OK);
+
+    agency_store *ro = NULL;
+    char missing[160];
+    snprintf(missing, sizeof missing, "%s/none.db", dir);
+    assert_int_not_equal(agency_store_open(missing, RK_DB_READONLY, "agency-test", &ro), RK_OK); /* not created */
+    assert_int_equal(access(missing, F_OK), -1);
+
+    assert_int_equal(agency_store_open(path, RK_DB_READONLY, "agency-test", &ro), RK_OK);
+    char status[AGENCY_STATUS_MAX], code[64], person[64], *value = NULL, as_of[11], *kept = NULL;
+    assert_int_equal(agency_store_person_status(ro, "r1", status), RK_OK);
+    assert_string_equal(status, "linked");
+    assert_int_equal(agency_store_code_of(ro, "r1", code, sizeof code), RK_OK);
+    assert_string_equal(code, "CR1");
+    assert_int_equal(agency_store_person_by_code(ro, "CR1", person, sizeof person), RK_OK);
+    assert_string_equal(person, "r1");
+    assert_int_equal(agency_store_count(ro, "linked"), 1);
+    assert_int_equal(agency_store_newest_data(ro, "r1", "local_tax", &value, as_of, &version), RK_OK);
+    assert_string_equal(value, "5");
+    free(value);
+
+    /* A write made meanwhile by the node is seen. */
+    assert_int_equal(agency_store_put_data(s, "r1", "local_tax", "6", "2024-05-01", 1100, &version), RK_OK);
+    assert_int_equal(agency_store_newest_data(ro, "r1", "local_tax", &value, as_of, &version), RK_OK);
+    assert_string_equal(value, "6");
+    free(value);
+
+    agency_notice_outcome out;
+    agency_pending pend = {.person = "r2", .acquisition_no = "R2", .check_code = 1};
+    agency_notice note = {.acquisition_no = "R1", .code = "CR1", .check_code = 7};
+    int deleted = 0, calls = 0;
+    assert_int_equal(agency_store_writable(ro), 0);
+    assert_int_equal(agency_store_add_pending(ro, "r2", "R2", 1, 2000, status), RK_ERR_INVALID);
+    assert_int_equal(agency_store_add_pending_many(ro, &pend, 1, 2000), RK_ERR_INVALID);
+    assert_int_equal(agency_store_drop_pending(ro, "r1", "R1"), RK_ERR_INVALID);
+    assert_int_equal(agency_store_apply_notice(ro, "R1", "CR1", 7, 2000, &out), RK_ERR_INVALID);
+    assert_int_equal(agency_store_apply_notices(ro, &note, 1, 2000), RK_ERR_INVALID);
+    assert_int_equal(agency_store_put_data(ro, "r1", "local_tax", "7", "2024-06-01", 2000, &version), RK_ERR_INVALID);
+    assert_int_equal(agency_store_put_data_once(ro, "w1", "h", "r1", "local_tax", "7", "2024-06-01", 2000, answer_of,
+                                                &calls, &version, &kept), RK_ERR_INVALID);
+    assert_int_equal(agency_store_delete_received(ro, "ag.x1", &deleted), RK_ERR_INVALID);
+    agency_store_close(ro);
+
+    assert_int_equal(agency_store_person_status(s, "r2", status), RK_ERR_NOT_FOUND);
+    assert_int_equal(agency_store_writable(s), 1);
+}
+
+/* ---------- an existing database opens again ---------- */
+
+static void test_reopen(void **state)
+{
+    agency_store *s = *state;
+    link_person(s, "o1", "O1", "CO1");
+    agency_store *again = NULL;
+    assert_int_equal(agency_store_open(path, 0, "agency-test", &again), RK_OK); /* the migration is done */
+    expect_status(again, "o1", "linked");
+    agency_store_close(again);
+}
+
+/* A database written before the tables were versioned: no schema_versions,
+ * INTEGER columns. */
+static rk_rc old_schema(rk_db *db, void *arg)
+{
+    (void)arg;
+    static const char *const sql[] = {
+        "CREATE TABLE persons ("
+        "  person TEXT PRIMARY KEY, status TEXT NOT NULL CHECK (status IN ('pending','linked','failed')),"
+        "  code TEXT UNIQUE, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL) WITHOUT ROWID",
+        "CREATE TABLE pending ("
+        "  acquisition_no TEXT PRIMARY KEY, person TEXT NOT NULL, check_code INTEGER NOT NULL) WITHOUT ROWID",
+        "INSERT INTO persons VALUES ('old1', 'pending', NULL, 1, 1)",
+        "INSERT INTO pending VALUES ('OLD1', 'old1', 4)",
+    };
+    for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
+        rk_stmt *st = rk_db_stmt(db, sql[i]);
+        rk_rc rc = st ? rk_stmt_exec(st) : RK_ERR_STORE;
+        if (rc != RK_OK)
+            return rc;
+    }
+    return RK_OK;
+}
+
+static void test_existing_database(void **state)
+{
+    (void)state;
+    char old[160];
+    snprintf(old, sizeof old, "%s/old.db", dir);
+    rk_db *db = NULL;
+    assert_int_equal(rk_db_open(old, 0, &db), RK_OK);
+    assert_int_equal(rk_db_write(db, old_schema, NULL), RK_OK);
+    rk_db_close(db);
+
+    agency_store *s = NULL;
+    assert_int_equal(agency_store_open(old, 0, "agency-test", &s), RK_OK);
+    expect_status(s, "old1", "pending");
+    agency_notice_outcome out;
+    assert_int_equal(agency_store_apply_notice(s, "OLD1", "COLD", 4, 1000, &out), RK_OK);
+    assert_int_equal(out, NOTICE_LINKED);
+    int64_t version = 0;
+    assert_int_equal(agency_store_put_data(s, "old1", "local_tax", "1", "2024-04-01", 1000, &version), RK_OK);
+    assert_int_equal(version, 1);
+    agency_store_close(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_pending_notice_linked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mismatch_failed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_data_versions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_data_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_received, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_existing_database, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
