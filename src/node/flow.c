@@ -27,7 +27,10 @@ void rk_flow_finish(rk_flow *f)
         rk_wipe(f->text, strlen(f->text));
         free(f->text);
     }
-    free(f->call_body);
+    if (f->call_body) {
+        rk_wipe(f->call_body, strlen(f->call_body));
+        free(f->call_body);
+    }
     free(f);
     rk_pending_finish(p);
 }
@@ -69,7 +72,10 @@ void rk_flow_pool(rk_flow *f, rk_flow_fn work, rk_flow_fn then)
 static void call_answered(void *arg, rk_rc rc, rk_http_result *res)
 {
     rk_flow *f = arg;
-    free(f->call_body); /* a failover has sent it again if it had to */
+    /* a failover has sent it again if it had to; a body may carry a My
+     * Number (第8-1(3)ア): wiped before it is freed */
+    rk_wipe(f->call_body, strlen(f->call_body));
+    free(f->call_body);
     f->call_body = NULL;
     rk_flow_called_fn then = f->called;
     f->called = NULL;

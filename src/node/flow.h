@@ -58,7 +58,7 @@ void *rk_flow_new(rk_pending *p, rk_response *resp, size_t size, rk_flow_fn clea
 /* work(f) on a worker thread, then then(f) on the event thread. */
 void rk_flow_pool(rk_flow *f, rk_flow_fn work, rk_flow_fn then);
 
-/* POSTs body (taken: freed once the call is over) to path at peer through
+/* POSTs body (taken: wiped and freed once the call is over) to path at peer through
  * the loop's relay, then then(f, rc, res) on the event thread; res->body is
  * then's to free (rk_http_result_clear). A NULL body is out of memory. */
 void rk_flow_call(rk_flow *f, struct rk_node *node, const struct rk_peer_node *peer, const char *path, char *body,
