@@ -43,9 +43,9 @@ static int teardown(void **state)
 /* The i-th valid My Number of the tests. */
 static void my_number(long i, char out[13])
 {
-    char first[12];
-    snprintf(first, sizeof first, "%011ld", 12345000000L + i);
-    snprintf(out, 13, "%s%d", first, rk_mynumber_check_digit(first));
+    char first[24];
+    snprintf(first, sizeof first, "%011ld", 12345000000L + i); /* 11 digits for every i of the tests */
+    snprintf(out, 13, "%.11s%d", first, rk_mynumber_check_digit(first));
 }
 
 /* Writes residents.csv: n residents (number i, code 20000000000 + i +
