@@ -141,7 +141,7 @@ static rk_rc run(rk_node *node)
     }
     if ((rc = load_codec(node->cfg.master_key_file, &c.codec)) != RK_OK)
         goto done;
-    if ((rc = core_store_open(node->cfg.db, &c.store)) != RK_OK)
+    if ((rc = core_store_open(node->cfg.db, 0, &c.store)) != RK_OK)
         goto done;
     pthread_rwlock_init(&c.perms_lock, NULL);
     if (!node->cfg.permissions[0]) {

@@ -1,45 +1,53 @@
 #include "core/core_store.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store/db.h"
-#include "lib/log.h"
 #include "records/records.h"
 
 struct core_store {
     rk_db *db;
+    int readonly; /* RK_DB_READONLY: every write is refused here, before the driver */
 };
 
-static const char schema[] =
-    "CREATE TABLE IF NOT EXISTS persons (serial INTEGER PRIMARY KEY AUTOINCREMENT, created_ms INTEGER NOT NULL);"
+/* The core's tables, one migration a version (module "core"). Step 1 is the
+ * schema from before versioned migrations: IF NOT EXISTS, so that a database
+ * made then opens unchanged. */
+static const char *const core_steps[] = {
+    "CREATE TABLE IF NOT EXISTS persons (serial {id}, created_ms BIGINT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS resident_codes ("
-    "  resident_code TEXT PRIMARY KEY, serial INTEGER NOT NULL REFERENCES persons(serial)) WITHOUT ROWID;"
+    "  resident_code TEXT PRIMARY KEY, serial BIGINT NOT NULL REFERENCES persons(serial)){without_rowid};"
     "CREATE TABLE IF NOT EXISTS acquisitions ("
-    "  agency TEXT NOT NULL, acquisition_no TEXT NOT NULL, serial INTEGER NOT NULL, check_code INTEGER NOT NULL,"
-    "  at_ms INTEGER NOT NULL, PRIMARY KEY (agency, acquisition_no)) WITHOUT ROWID;"
+    "  agency TEXT NOT NULL, acquisition_no TEXT NOT NULL, serial BIGINT NOT NULL, check_code BIGINT NOT NULL,"
+    "  at_ms BIGINT NOT NULL, PRIMARY KEY (agency, acquisition_no)){without_rowid};"
     "CREATE TABLE IF NOT EXISTS issued ("
-    "  agency TEXT NOT NULL, serial INTEGER NOT NULL, at_ms INTEGER NOT NULL,"
-    "  PRIMARY KEY (agency, serial)) WITHOUT ROWID;"
+    "  agency TEXT NOT NULL, serial BIGINT NOT NULL, at_ms BIGINT NOT NULL,"
+    "  PRIMARY KEY (agency, serial)){without_rowid};"
     "CREATE TABLE IF NOT EXISTS outbox ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT, agency TEXT NOT NULL, acquisition_no TEXT NOT NULL,"
-    "  serial INTEGER NOT NULL, check_code INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
-    "  next_ms INTEGER NOT NULL, created_ms INTEGER NOT NULL, done_ms INTEGER, outcome TEXT);"
-    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_ms) WHERE done_ms IS NULL;";
+    "  id {id}, agency TEXT NOT NULL, acquisition_no TEXT NOT NULL,"
+    "  serial BIGINT NOT NULL, check_code BIGINT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0,"
+    "  next_ms BIGINT NOT NULL, created_ms BIGINT NOT NULL, done_ms BIGINT, outcome TEXT);"
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_ms) WHERE done_ms IS NULL;",
+};
 
 rk_db *core_store_db(core_store *s)
 {
     return s->db;
 }
 
-rk_rc core_store_open(const char *path, core_store **out)
+rk_rc core_store_open(const char *target, int flags, core_store **out)
 {
     core_store *s = calloc(1, sizeof *s);
     if (!s)
         return RK_ERR_NOMEM;
-    rk_rc rc = rk_db_open_schema(path, schema, &s->db);
-    if (rc == RK_OK)
+    s->readonly = (flags & RK_DB_READONLY) != 0;
+    rk_rc rc = rk_db_open(target, flags, &s->db);
+    if (rc == RK_OK && !s->readonly)
+        rc = rk_db_migrate(s->db, "core", core_steps, (int)(sizeof core_steps / sizeof core_steps[0]));
+    /* The records module owns rk_records_schema and still applies it the
+     * transitional way; this line goes when it has its own migrations. */
+    if (rc == RK_OK && !s->readonly)
         rc = rk_db_exec(s->db, rk_records_schema);
     if (rc != RK_OK) {
         rk_db_close(s->db);
@@ -58,91 +66,120 @@ void core_store_close(core_store *s)
     free(s);
 }
 
-/* The serial of the person named by this resident code, or 0. */
-static uint64_t serial_of_code(rk_db *db, const char *code)
+/* Runs a statement taken by the caller (NULL when it could not be prepared). */
+static rk_rc exec_stmt(rk_stmt *st)
 {
-    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT serial FROM resident_codes WHERE resident_code = ?");
+    return st ? rk_stmt_exec(st) : RK_ERR_STORE;
+}
+
+/* The serial of the person named by this resident code: RK_OK,
+ * RK_ERR_NOT_FOUND, or an error. */
+static rk_rc serial_of_code(rk_db *db, const char *code, uint64_t *serial)
+{
+    rk_stmt *q = rk_db_stmt(db, "SELECT serial FROM resident_codes WHERE resident_code = ?");
     if (!q)
-        return 0;
-    sqlite3_bind_text(q, 1, code, -1, SQLITE_STATIC);
-    uint64_t serial = sqlite3_step(q) == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(q, 0) : 0;
-    sqlite3_reset(q);
-    return serial;
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, code);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        *serial = (uint64_t)rk_col_int(q, 0);
+    return rc;
 }
 
 static rk_rc bind_code(rk_db *db, const char *code, uint64_t serial)
 {
-    sqlite3_stmt *st = rk_db_sqlite_stmt(db, "INSERT OR IGNORE INTO resident_codes(resident_code, serial) VALUES (?,?)");
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO resident_codes(resident_code, serial) VALUES (?, ?)"
+                                 " ON CONFLICT (resident_code) DO NOTHING");
+    if (st) {
+        rk_bind_text(st, 1, code);
+        rk_bind_int(st, 2, (int64_t)serial);
+    }
+    return exec_stmt(st);
+}
+
+static rk_rc new_person(rk_db *db, int64_t now_ms, uint64_t *serial)
+{
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO persons(created_ms) VALUES (?) RETURNING serial");
     if (!st)
         return RK_ERR_STORE;
-    sqlite3_bind_text(st, 1, code, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)serial);
-    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
-    sqlite3_reset(st);
-    return rc;
+    rk_bind_int(st, 1, now_ms);
+    rk_rc rc = rk_stmt_next(st);
+    if (rc == RK_ERR_NOT_FOUND)
+        return RK_ERR_STORE; /* RETURNING always answers the row it inserted */
+    if (rc != RK_OK)
+        return rc;
+    *serial = (uint64_t)rk_col_int(st, 0);
+    /* Runs the statement to its end, so that no insert is left open. */
+    rc = rk_stmt_next(st);
+    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }
 
 /* Finds the person by the current or any earlier resident code, or creates
  * one, and makes every code of the person point at it. */
 static rk_rc resolve_person(rk_db *db, const core_acquisition *a, int64_t now_ms, uint64_t *serial)
 {
-    uint64_t found = serial_of_code(db, a->resident_code);
-    for (int i = 0; !found && i < a->n_previous; i++)
-        found = serial_of_code(db, a->previous[i]);
-    if (!found) {
-        sqlite3_stmt *st = rk_db_sqlite_stmt(db, "INSERT INTO persons(created_ms) VALUES (?)");
-        if (!st)
-            return RK_ERR_STORE;
-        sqlite3_bind_int64(st, 1, now_ms);
-        rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
-        sqlite3_reset(st);
-        if (rc != RK_OK)
-            return rc;
-        found = (uint64_t)sqlite3_last_insert_rowid(rk_db_handle(db));
-    }
-    rk_rc rc = bind_code(db, a->resident_code, found);
+    rk_rc rc = serial_of_code(db, a->resident_code, serial);
+    for (int i = 0; rc == RK_ERR_NOT_FOUND && i < a->n_previous; i++)
+        rc = serial_of_code(db, a->previous[i], serial);
+    if (rc == RK_ERR_NOT_FOUND)
+        rc = new_person(db, now_ms, serial);
+    if (rc == RK_OK)
+        rc = bind_code(db, a->resident_code, *serial);
     for (int i = 0; rc == RK_OK && i < a->n_previous; i++)
-        rc = bind_code(db, a->previous[i], found);
-    *serial = found;
+        rc = bind_code(db, a->previous[i], *serial);
     return rc;
 }
 
-/* 0: new acquisition; 1: same one again; -1: number used for another person. */
-static int known_acquisition(rk_db *db, const core_acquisition *a, uint64_t serial)
+/* *known: 0 a new acquisition; 1 the same one again; -1 the number was used
+ * for another person. */
+static rk_rc known_acquisition(rk_db *db, const core_acquisition *a, uint64_t serial, int *known)
 {
-    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT serial FROM acquisitions WHERE agency = ? AND acquisition_no = ?");
+    rk_stmt *q = rk_db_stmt(db, "SELECT serial FROM acquisitions WHERE agency = ? AND acquisition_no = ?");
     if (!q)
-        return -1;
-    sqlite3_bind_text(q, 1, a->agency, -1, SQLITE_STATIC);
-    sqlite3_bind_text(q, 2, a->acquisition_no, -1, SQLITE_STATIC);
-    int r = 0;
-    if (sqlite3_step(q) == SQLITE_ROW)
-        r = (uint64_t)sqlite3_column_int64(q, 0) == serial ? 1 : -1;
-    sqlite3_reset(q);
-    return r;
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, a->agency);
+    rk_bind_text(q, 2, a->acquisition_no);
+    rk_rc rc = rk_stmt_next(q);
+    *known = 0;
+    if (rc == RK_OK)
+        *known = (uint64_t)rk_col_int(q, 0) == serial ? 1 : -1;
+    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }
 
 static rk_rc insert_acquisition(rk_db *db, const core_acquisition *a, uint64_t serial, int64_t now_ms)
 {
-    static const char *const sql[] = {
-        "INSERT INTO acquisitions(agency, acquisition_no, serial, check_code, at_ms) VALUES (?1,?2,?3,?4,?5)",
-        "INSERT OR IGNORE INTO issued(agency, serial, at_ms) VALUES (?1,?3,?5)",
-        "INSERT INTO outbox(agency, acquisition_no, serial, check_code, next_ms, created_ms) VALUES (?1,?2,?3,?4,?5,?5)",
-    };
-    rk_rc rc = RK_OK;
-    for (size_t i = 0; i < sizeof sql / sizeof sql[0] && rc == RK_OK; i++) {
-        sqlite3_stmt *st = rk_db_sqlite_stmt(db, sql[i]);
-        if (!st)
-            return RK_ERR_STORE;
-        sqlite3_bind_text(st, 1, a->agency, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, a->acquisition_no, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, (sqlite3_int64)serial);
-        sqlite3_bind_int(st, 4, a->check_code);
-        sqlite3_bind_int64(st, 5, now_ms);
-        rc = rk_db_step_rc(db, sqlite3_step(st));
-        sqlite3_reset(st);
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO acquisitions(agency, acquisition_no, serial, check_code, at_ms)"
+                                 " VALUES (?, ?, ?, ?, ?)");
+    if (st) {
+        rk_bind_text(st, 1, a->agency);
+        rk_bind_text(st, 2, a->acquisition_no);
+        rk_bind_int(st, 3, (int64_t)serial);
+        rk_bind_int(st, 4, a->check_code);
+        rk_bind_int(st, 5, now_ms);
     }
-    return rc;
+    rk_rc rc = exec_stmt(st);
+    if (rc != RK_OK)
+        return rc;
+    st = rk_db_stmt(db, "INSERT INTO issued(agency, serial, at_ms) VALUES (?, ?, ?)"
+                        " ON CONFLICT (agency, serial) DO NOTHING");
+    if (st) {
+        rk_bind_text(st, 1, a->agency);
+        rk_bind_int(st, 2, (int64_t)serial);
+        rk_bind_int(st, 3, now_ms);
+    }
+    if ((rc = exec_stmt(st)) != RK_OK)
+        return rc;
+    st = rk_db_stmt(db, "INSERT INTO outbox(agency, acquisition_no, serial, check_code, next_ms, created_ms)"
+                        " VALUES (?, ?, ?, ?, ?, ?)");
+    if (st) {
+        rk_bind_text(st, 1, a->agency);
+        rk_bind_text(st, 2, a->acquisition_no);
+        rk_bind_int(st, 3, (int64_t)serial);
+        rk_bind_int(st, 4, a->check_code);
+        rk_bind_int(st, 5, now_ms);
+        rk_bind_int(st, 6, now_ms);
+    }
+    return exec_stmt(st);
 }
 
 typedef struct acquire_args {
@@ -156,9 +193,11 @@ static rk_rc acquire_in_tx(rk_db *db, void *arg)
 {
     acquire_args *x = arg;
     rk_rc rc = resolve_person(db, x->a, x->now_ms, x->serial);
+    int known = 0;
+    if (rc == RK_OK)
+        rc = known_acquisition(db, x->a, *x->serial, &known);
     if (rc != RK_OK)
         return rc;
-    int known = known_acquisition(db, x->a, *x->serial);
     if (known < 0)
         return RK_ERR_CONFLICT;
     if (known > 0) {
@@ -167,7 +206,6 @@ static rk_rc acquire_in_tx(rk_db *db, void *arg)
     }
     return insert_acquisition(db, x->a, *x->serial, x->now_ms);
 }
-
 
 typedef struct acquire_many {
     core_acquisition_item *items;
@@ -189,113 +227,122 @@ static rk_rc acquire_many_in_tx(rk_db *db, void *arg)
 
 rk_rc core_store_acquire_many(core_store *s, core_acquisition_item *items, size_t n, int64_t now_ms)
 {
+    if (s->readonly)
+        return RK_ERR_DENIED;
     acquire_many m = {items, n, now_ms};
     return rk_db_write(s->db, acquire_many_in_tx, &m);
 }
 
+typedef struct issued_args {
+    const char *agency;
+    uint64_t serial;
+} issued_args;
+
+static rk_rc issued_in_tx(rk_db *db, void *arg)
+{
+    issued_args *x = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT 1 FROM issued WHERE agency = ? AND serial = ?");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, x->agency);
+    rk_bind_int(q, 2, (int64_t)x->serial);
+    return rk_stmt_next(q);
+}
+
 rk_rc core_store_issued(core_store *s, const char *agency, uint64_t serial)
 {
-    rk_db_read_lock(s->db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT 1 FROM issued WHERE agency = ? AND serial = ?");
-    rk_rc rc = RK_ERR_STORE;
-    if (q) {
-        sqlite3_bind_text(q, 1, agency, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 2, (sqlite3_int64)serial);
-        rc = rk_db_step_row(s->db, q);
-        sqlite3_reset(q);
+    issued_args x = {agency, serial};
+    return rk_db_read(s->db, issued_in_tx, &x);
+}
+
+typedef struct due_args {
+    int64_t now_ms;
+    int lane, lanes;
+    core_notice *out;
+    size_t max, *n;
+} due_args;
+
+static rk_rc due_in_tx(rk_db *db, void *arg)
+{
+    due_args *x = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT id, agency, acquisition_no, serial, check_code, attempts, created_ms"
+                                " FROM outbox WHERE done_ms IS NULL AND next_ms <= ? AND id % ? = ?"
+                                " ORDER BY next_ms LIMIT ?");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_int(q, 1, x->now_ms);
+    rk_bind_int(q, 2, x->lanes);
+    rk_bind_int(q, 3, x->lane);
+    rk_bind_int(q, 4, (int64_t)x->max);
+    rk_rc rc = RK_OK;
+    while (*x->n < x->max && (rc = rk_stmt_next(q)) == RK_OK) {
+        core_notice *c = &x->out[(*x->n)++];
+        c->id = rk_col_int(q, 0);
+        rk_col_copy(q, 1, c->agency, sizeof c->agency);
+        rk_col_copy(q, 2, c->acquisition_no, sizeof c->acquisition_no);
+        c->serial = (uint64_t)rk_col_int(q, 3);
+        c->check_code = (int)rk_col_int(q, 4);
+        c->attempts = (int)rk_col_int(q, 5);
+        c->created_ms = rk_col_int(q, 6);
     }
-    rk_db_read_unlock(s->db);
-    return rc;
+    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }
 
 rk_rc core_store_due_notices(core_store *s, int64_t now_ms, int lane, int lanes, core_notice *out, size_t max,
                              size_t *n)
 {
     *n = 0;
-    rk_db_lock(s->db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db,
-        "SELECT id, agency, acquisition_no, serial, check_code, attempts, created_ms FROM outbox "
-        "WHERE done_ms IS NULL AND next_ms <= ?1 AND id % ?3 = ?4 ORDER BY next_ms LIMIT ?2");
-    rk_rc rc = q ? RK_OK : RK_ERR_STORE;
-    if (q) {
-        sqlite3_bind_int64(q, 1, now_ms);
-        sqlite3_bind_int64(q, 2, (sqlite3_int64)max);
-        sqlite3_bind_int(q, 3, lanes);
-        sqlite3_bind_int(q, 4, lane);
-        while (*n < max && sqlite3_step(q) == SQLITE_ROW) {
-            core_notice *c = &out[(*n)++];
-            c->id = sqlite3_column_int64(q, 0);
-            snprintf(c->agency, sizeof c->agency, "%s", (const char *)sqlite3_column_text(q, 1));
-            snprintf(c->acquisition_no, sizeof c->acquisition_no, "%s", (const char *)sqlite3_column_text(q, 2));
-            c->serial = (uint64_t)sqlite3_column_int64(q, 3);
-            c->check_code = sqlite3_column_int(q, 4);
-            c->attempts = sqlite3_column_int(q, 5);
-            c->created_ms = sqlite3_column_int64(q, 6);
-        }
-        sqlite3_reset(q);
-    }
-    rk_db_unlock(s->db);
-    return rc;
+    due_args x = {now_ms, lane, lanes, out, max, n};
+    return rk_db_scan(s->db, due_in_tx, &x);
 }
 
-typedef struct notice_update {
-    const char *sql;
-    int64_t id, a;
-    const char *text;
-} notice_update;
+typedef struct next_due_args {
+    int lane, lanes;
+    int64_t next;
+} next_due_args;
 
-static rk_rc update_in_tx(rk_db *db, void *arg)
+static rk_rc next_due_in_tx(rk_db *db, void *arg)
 {
-    notice_update *u = arg;
-    sqlite3_stmt *st = rk_db_sqlite_stmt(db, u->sql);
-    if (!st)
+    next_due_args *x = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT min(next_ms) FROM outbox WHERE done_ms IS NULL AND id % ? = ?");
+    if (!q)
         return RK_ERR_STORE;
-    sqlite3_bind_int64(st, 1, u->a);
-    sqlite3_bind_text(st, 2, u->text, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, u->id);
-    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
-    sqlite3_reset(st);
+    rk_bind_int(q, 1, x->lanes);
+    rk_bind_int(q, 2, x->lane);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK && !rk_col_is_null(q, 0))
+        x->next = rk_col_int(q, 0);
     return rc;
-}
-
-
-static int64_t single_int(core_store *s, const char *sql, int64_t none)
-{
-    rk_db_lock(s->db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, sql);
-    int64_t v = none;
-    if (q && sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL)
-        v = sqlite3_column_int64(q, 0);
-    if (q)
-        sqlite3_reset(q);
-    rk_db_unlock(s->db);
-    return v;
 }
 
 int64_t core_store_next_due(core_store *s, int lane, int lanes)
 {
-    rk_db_lock(s->db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT min(next_ms) FROM outbox WHERE done_ms IS NULL AND id % ?1 = ?2");
-    int64_t v = -1;
-    if (q) {
-        sqlite3_bind_int(q, 1, lanes);
-        sqlite3_bind_int(q, 2, lane);
-        if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL)
-            v = sqlite3_column_int64(q, 0);
-        sqlite3_reset(q);
-    }
-    rk_db_unlock(s->db);
-    return v;
+    next_due_args x = {lane, lanes, -1};
+    rk_db_scan(s->db, next_due_in_tx, &x);
+    return x.next;
+}
+
+static rk_rc outbox_depth_in_tx(rk_db *db, void *arg)
+{
+    rk_stmt *q = rk_db_stmt(db, "SELECT count(*) FROM outbox WHERE done_ms IS NULL");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        *(int64_t *)arg = rk_col_int(q, 0);
+    return rc;
 }
 
 size_t core_store_outbox_depth(core_store *s)
 {
-    return (size_t)single_int(s, "SELECT count(*) FROM outbox WHERE done_ms IS NULL", 0);
+    int64_t n = 0;
+    rk_db_scan(s->db, outbox_depth_in_tx, &n);
+    return (size_t)n;
 }
 
 int core_store_writable(core_store *s)
 {
-    return rk_db_writable(s->db);
+    return !s->readonly && rk_db_writable(s->db);
 }
 
 typedef struct settle_many {
@@ -304,25 +351,108 @@ typedef struct settle_many {
     int64_t now_ms;
 } settle_many;
 
+static rk_rc settle_one(rk_db *db, const core_notice_result *r, int64_t now_ms)
+{
+    rk_stmt *st;
+    if (r->outcome) {
+        st = rk_db_stmt(db, "UPDATE outbox SET done_ms = ?, outcome = ?, attempts = attempts + 1 WHERE id = ?");
+        if (st) {
+            rk_bind_int(st, 1, now_ms);
+            rk_bind_text(st, 2, r->outcome);
+            rk_bind_int(st, 3, r->id);
+        }
+    } else {
+        st = rk_db_stmt(db, "UPDATE outbox SET next_ms = ?, attempts = attempts + 1 WHERE id = ?");
+        if (st) {
+            rk_bind_int(st, 1, r->next_ms);
+            rk_bind_int(st, 2, r->id);
+        }
+    }
+    return exec_stmt(st);
+}
+
 static rk_rc settle_many_in_tx(rk_db *db, void *arg)
 {
     settle_many *m = arg;
     rk_rc rc = RK_OK;
-    for (size_t i = 0; i < m->n && rc == RK_OK; i++) {
-        const core_notice_result *r = &m->r[i];
-        notice_update u = r->outcome
-            ? (notice_update){"UPDATE outbox SET done_ms = ?1, outcome = ?2, attempts = attempts + 1 WHERE id = ?3",
-                              r->id, m->now_ms, r->outcome}
-            : (notice_update){"UPDATE outbox SET next_ms = ?1, attempts = attempts + 1 WHERE id = ?3",
-                              r->id, r->next_ms, NULL};
-        rc = update_in_tx(db, &u);
-    }
+    for (size_t i = 0; i < m->n && rc == RK_OK; i++)
+        rc = settle_one(db, &m->r[i], m->now_ms);
     return rc;
 }
 
 rk_rc core_store_notices_settle(core_store *s, const core_notice_result *r, size_t n, int64_t now_ms)
 {
+    if (s->readonly)
+        return RK_ERR_DENIED;
     settle_many m = {r, n, now_ms};
     return rk_db_write(s->db, settle_many_in_tx, &m);
 }
 
+/* ---- reads for tools (each a scan: acquisitions are keyed by agency and
+ * number, not by person) ---- */
+
+typedef struct acquisitions_of_args {
+    const char *agency, *resident_code;
+    int64_t *count;
+    int *min_check_code, *max_check_code;
+} acquisitions_of_args;
+
+static rk_rc acquisitions_of_in_tx(rk_db *db, void *arg)
+{
+    acquisitions_of_args *x = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT count(*), min(a.check_code), max(a.check_code) FROM acquisitions a"
+                                " JOIN resident_codes r ON r.serial = a.serial"
+                                " WHERE a.agency = ? AND r.resident_code = ?");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, x->agency);
+    rk_bind_text(q, 2, x->resident_code);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_ERR_NOT_FOUND)
+        return RK_ERR_STORE; /* an aggregate always answers one row */
+    if (rc != RK_OK)
+        return rc;
+    *x->count = rk_col_int(q, 0);
+    *x->min_check_code = rk_col_is_null(q, 1) ? -1 : (int)rk_col_int(q, 1);
+    *x->max_check_code = rk_col_is_null(q, 2) ? -1 : (int)rk_col_int(q, 2);
+    return RK_OK;
+}
+
+rk_rc core_store_acquisitions_of(core_store *s, const char *agency, const char *resident_code, int64_t *count,
+                                 int *min_check_code, int *max_check_code)
+{
+    *count = 0;
+    *min_check_code = *max_check_code = -1;
+    acquisitions_of_args x = {agency, resident_code, count, min_check_code, max_check_code};
+    return rk_db_scan(s->db, acquisitions_of_in_tx, &x);
+}
+
+typedef struct spread_args {
+    const char *resident_code;
+    int64_t *persons, *agencies;
+} spread_args;
+
+static rk_rc spread_in_tx(rk_db *db, void *arg)
+{
+    spread_args *x = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT count(DISTINCT a.serial), count(DISTINCT a.agency) FROM acquisitions a"
+                                " JOIN resident_codes r ON r.serial = a.serial WHERE r.resident_code = ?");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, x->resident_code);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_ERR_NOT_FOUND)
+        return RK_ERR_STORE;
+    if (rc != RK_OK)
+        return rc;
+    *x->persons = rk_col_int(q, 0);
+    *x->agencies = rk_col_int(q, 1);
+    return RK_OK;
+}
+
+rk_rc core_store_person_spread(core_store *s, const char *resident_code, int64_t *persons, int64_t *agencies)
+{
+    *persons = *agencies = 0;
+    spread_args x = {resident_code, persons, agencies};
+    return rk_db_scan(s->db, spread_in_tx, &x);
+}

@@ -32,7 +32,11 @@ typedef struct core_notice {
     int64_t created_ms;
 } core_notice;
 
-rk_rc core_store_open(const char *path, core_store **out);
+/* Opens the core's database: target goes to rk_db_open as is ("sqlite:PATH"
+ * or a PATH). flags 0: brings the tables to the newest version. flags
+ * RK_DB_READONLY (store/db.h): a tool reading a running node's data; no
+ * migration, and every write here answers RK_ERR_DENIED. */
+rk_rc core_store_open(const char *target, int flags, core_store **out);
 void core_store_close(core_store *s);
 
 /* Acquisitions, in one commit. For each: finds or creates the person named
@@ -69,7 +73,21 @@ rk_rc core_store_due_notices(core_store *s, int64_t now_ms, int lane, int lanes,
 /* Earliest next attempt of a pending notice, or -1 when none is pending. */
 int64_t core_store_next_due(core_store *s, int lane, int lanes);
 size_t core_store_outbox_depth(core_store *s);
+/* 0 when opened read-only. */
 int core_store_writable(core_store *s);
+/* For tools (each is a scan of the agency's or of all acquisitions).
+ *
+ * The acquisitions by this agency of the person now or once named by
+ * resident_code: how many, and the least and greatest check code recorded
+ * for them (the check code J-LIS computed); both -1 when there is none. */
+rk_rc core_store_acquisitions_of(core_store *s, const char *agency, const char *resident_code, int64_t *count,
+                                 int *min_check_code, int *max_check_code);
+/* Over every acquisition of the person named by resident_code (current or
+ * earlier code): how many persons (serials) they belong to — 1 when the
+ * core knows the resident as one person, 0 when it has none — and how many
+ * agencies made them. */
+rk_rc core_store_person_spread(core_store *s, const char *resident_code, int64_t *persons, int64_t *agencies);
+
 /* The database, for the shared records module (lib/records.h). */
 struct rk_db *core_store_db(core_store *s);
 

@@ -250,7 +250,7 @@ static rk_rc run(rk_node *node)
         rk_error("no core in the registry");
         goto done;
     }
-    if ((rc = jlis_store_open(node->cfg.db, &j.store)) != RK_OK)
+    if ((rc = jlis_store_open(node->cfg.db, 0, &j.store)) != RK_OK)
         goto done;
     if (node->cfg.residents[0] && (rc = jlis_store_import(j.store, node->cfg.residents, &imported, err, sizeof err)) != RK_OK) {
         rk_error("%s", err);

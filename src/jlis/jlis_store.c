@@ -1,5 +1,6 @@
 #include "jlis/jlis_store.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,26 +10,43 @@
 #include "lib/mynumber.h"
 #include "lib/util.h"
 
+/* Rows of residents.csv loaded per commit: 5,000,000 residents make 100
+ * commits, none of which holds the writer long. */
+#define IMPORT_CHUNK 50000
+
 struct jlis_store {
     rk_db *db;
+    int readonly; /* RK_DB_READONLY: every write is refused here, before the driver */
 };
 
-static const char schema[] =
+/* J-LIS's tables, one migration a version (module "jlis"). Step 1 is the
+ * schema from before versioned migrations: IF NOT EXISTS, so that a database
+ * made then opens unchanged. Step 2: where an import loads the CSV before
+ * it replaces the registry in one commit (same columns, same order). */
+static const char *const jlis_steps[] = {
     "CREATE TABLE IF NOT EXISTS residents ("
     "  my_number TEXT PRIMARY KEY, resident_code TEXT NOT NULL UNIQUE, previous TEXT NOT NULL DEFAULT ''"
-    ") WITHOUT ROWID;"
+    "){without_rowid};"
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS relays ("
-    "  id INTEGER PRIMARY KEY, agency TEXT NOT NULL, acquisition_no TEXT NOT NULL, line TEXT NOT NULL,"
-    "  at_ms INTEGER NOT NULL);";
+    "  id {id}, agency TEXT NOT NULL, acquisition_no TEXT NOT NULL, line TEXT NOT NULL,"
+    "  at_ms BIGINT NOT NULL);",
+    "CREATE TABLE IF NOT EXISTS residents_load ("
+    "  my_number TEXT PRIMARY KEY, resident_code TEXT NOT NULL UNIQUE, previous TEXT NOT NULL DEFAULT ''"
+    "){without_rowid};",
+};
 
-rk_rc jlis_store_open(const char *path, jlis_store **out)
+rk_rc jlis_store_open(const char *target, int flags, jlis_store **out)
 {
     jlis_store *s = calloc(1, sizeof *s);
     if (!s)
         return RK_ERR_NOMEM;
-    rk_rc rc = rk_db_open_schema(path, schema, &s->db);
+    s->readonly = (flags & RK_DB_READONLY) != 0;
+    rk_rc rc = rk_db_open(target, flags, &s->db);
+    if (rc == RK_OK && !s->readonly)
+        rc = rk_db_migrate(s->db, "jlis", jlis_steps, (int)(sizeof jlis_steps / sizeof jlis_steps[0]));
     if (rc != RK_OK) {
+        rk_db_close(s->db);
         free(s);
         return rc;
     }
@@ -42,6 +60,12 @@ void jlis_store_close(jlis_store *s)
         return;
     rk_db_close(s->db);
     free(s);
+}
+
+/* Runs a statement taken by the caller (NULL when it could not be prepared). */
+static rk_rc exec_stmt(rk_stmt *st)
+{
+    return st ? rk_stmt_exec(st) : RK_ERR_STORE;
 }
 
 /* Splits one CSV row of digits into its fields; previous codes are checked
@@ -71,109 +95,175 @@ static const char *parse_row(char *line, char **number, char **code, char **prev
     return NULL;
 }
 
-static rk_rc import_rows(jlis_store *s, FILE *f, const char *path, size_t *imported, char *err, size_t errlen)
+/* ---- import: the CSV goes to residents_load a chunk a commit, then one
+ * commit replaces residents with it; a bad row or a crash on the way leaves
+ * residents as it was (the next import clears residents_load). ---- */
+
+typedef struct import_job {
+    FILE *f;
+    const char *path, *stamp;
+    char *err;
+    size_t errlen, lineno, n;
+    int started, eof;
+} import_job;
+
+static rk_rc load_chunk(rk_db *db, void *arg)
 {
-    char line[512];
-    size_t lineno = 1, n = 0;
-    if (!fgets(line, sizeof line, f) || strncmp(line, "my_number,resident_code", 23) != 0) {
-        snprintf(err, errlen, "%s:1: header must start with my_number,resident_code", path);
-        return RK_ERR_INVALID;
+    import_job *j = arg;
+    rk_rc rc = RK_OK;
+    if (!j->started) {
+        if ((rc = exec_stmt(rk_db_stmt(db, "DELETE FROM residents_load"))) != RK_OK)
+            return rc;
+        j->started = 1;
     }
-    rk_rc rc = rk_db_exec(s->db, "DELETE FROM residents");
-    while (rc == RK_OK && fgets(line, sizeof line, f)) {
-        lineno++;
+    char line[512];
+    for (size_t rows = 0; rows < IMPORT_CHUNK;) {
+        if (!fgets(line, sizeof line, j->f)) {
+            j->eof = 1;
+            break;
+        }
+        j->lineno++;
         if (line[0] == '\n' || line[0] == '\0')
             continue;
         char *number, *code, *previous;
         const char *bad = parse_row(line, &number, &code, &previous);
         if (bad) {
-            snprintf(err, errlen, "%s:%zu: %s", path, lineno, bad);
+            snprintf(j->err, j->errlen, "%s:%zu: %s", j->path, j->lineno, bad);
             return RK_ERR_INVALID;
         }
-        sqlite3_stmt *st = rk_db_sqlite_stmt(s->db, "INSERT INTO residents(my_number, resident_code, previous) VALUES (?,?,?)");
-        if (!st)
-            return RK_ERR_STORE;
-        sqlite3_bind_text(st, 1, number, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, code, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, previous, -1, SQLITE_STATIC);
-        if ((rc = rk_db_step_rc(s->db, sqlite3_step(st))) != RK_OK)
-            snprintf(err, errlen, "%s:%zu: duplicate my_number or resident_code", path, lineno);
-        n++;
+        rk_stmt *st = rk_db_stmt(db, "INSERT INTO residents_load(my_number, resident_code, previous) VALUES (?, ?, ?)");
+        if (st) {
+            rk_bind_text(st, 1, number);
+            rk_bind_text(st, 2, code);
+            rk_bind_text(st, 3, previous);
+        }
+        if ((rc = exec_stmt(st)) != RK_OK) {
+            if (rc == RK_ERR_CONFLICT)
+                snprintf(j->err, j->errlen, "%s:%zu: duplicate my_number or resident_code", j->path, j->lineno);
+            return rc;
+        }
+        rows++;
+        j->n++;
     }
-    *imported = n;
-    return rc;
+    return RK_OK;
+}
+
+/* The one commit that makes the loaded CSV the registry. */
+static rk_rc replace_residents(rk_db *db, void *arg)
+{
+    import_job *j = arg;
+    rk_rc rc = exec_stmt(rk_db_stmt(db, "DELETE FROM residents"));
+    /* SELECT *: the two tables have the same columns in the same order, and
+     * SQLite then copies the rows as they are stored. */
+    if (rc == RK_OK)
+        rc = exec_stmt(rk_db_stmt(db, "INSERT INTO residents SELECT * FROM residents_load"));
+    if (rc == RK_OK)
+        rc = exec_stmt(rk_db_stmt(db, "DELETE FROM residents_load"));
+    rk_stmt *st = rc == RK_OK ? rk_db_stmt(db, "INSERT INTO meta(k, v) VALUES ('residents_stamp', ?)"
+                                               " ON CONFLICT (k) DO UPDATE SET v = excluded.v")
+                              : NULL;
+    if (st)
+        rk_bind_text(st, 1, j->stamp);
+    return rc == RK_OK ? exec_stmt(st) : rc;
+}
+
+static rk_rc clear_load(rk_db *db, void *arg)
+{
+    (void)arg;
+    return exec_stmt(rk_db_stmt(db, "DELETE FROM residents_load"));
+}
+
+typedef struct stamp_args {
+    const char *stamp;
+    int same;
+} stamp_args;
+
+static rk_rc stamp_in_tx(rk_db *db, void *arg)
+{
+    stamp_args *x = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT v FROM meta WHERE k = 'residents_stamp'");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        x->same = strcmp(rk_col_text(q, 0), x->stamp) == 0;
+    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }
 
 rk_rc jlis_store_import(jlis_store *s, const char *csv_path, size_t *imported, char *err, size_t errlen)
 {
     struct stat st;
     *imported = 0;
+    if (errlen)
+        err[0] = '\0';
+    if (s->readonly)
+        return RK_ERR_DENIED;
     if (stat(csv_path, &st) != 0) {
         snprintf(err, errlen, "%s: cannot read", csv_path);
         return RK_ERR_NOT_FOUND;
     }
     char stamp[64];
     snprintf(stamp, sizeof stamp, "%lld:%lld", (long long)st.st_size, (long long)st.st_mtime);
-    rk_db_lock(s->db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT v FROM meta WHERE k = 'residents_stamp'");
-    int same = q && sqlite3_step(q) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(q, 0), stamp) == 0;
-    if (q)
-        sqlite3_reset(q);
-    rk_rc rc = RK_OK;
-    FILE *f = NULL;
-    if (same)
-        goto done;
-    if (!(f = fopen(csv_path, "r"))) {
+    stamp_args sa = {stamp, 0};
+    rk_rc rc = rk_db_read(s->db, stamp_in_tx, &sa);
+    if (rc != RK_OK || sa.same)
+        return rc;
+    import_job j = {.path = csv_path, .stamp = stamp, .err = err, .errlen = errlen, .lineno = 1};
+    if (!(j.f = fopen(csv_path, "r"))) {
         snprintf(err, errlen, "%s: cannot read", csv_path);
-        rc = RK_ERR_IO;
-        goto done;
+        return RK_ERR_IO;
     }
-    if ((rc = rk_db_begin(s->db)) != RK_OK)
-        goto done;
-    rc = import_rows(s, f, csv_path, imported, err, errlen);
-    sqlite3_stmt *m = rc == RK_OK ? rk_db_sqlite_stmt(s->db, "INSERT OR REPLACE INTO meta(k, v) VALUES ('residents_stamp', ?)") : NULL;
-    if (m) {
-        sqlite3_bind_text(m, 1, stamp, -1, SQLITE_TRANSIENT);
-        rc = rk_db_step_rc(s->db, sqlite3_step(m));
+    char header[512];
+    if (!fgets(header, sizeof header, j.f) || strncmp(header, "my_number,resident_code", 23) != 0) {
+        snprintf(err, errlen, "%s:1: header must start with my_number,resident_code", csv_path);
+        fclose(j.f);
+        return RK_ERR_INVALID;
     }
+    while (rc == RK_OK && !j.eof)
+        rc = rk_db_write(s->db, load_chunk, &j);
     if (rc == RK_OK)
-        rc = rk_db_commit(s->db);
-    if (rc != RK_OK)
-        rk_db_rollback(s->db);
-done:
-    if (f)
-        fclose(f);
-    rk_db_unlock(s->db);
+        rc = rk_db_write(s->db, replace_residents, &j);
+    if (rc != RK_OK && j.started)
+        rk_db_write(s->db, clear_load, NULL); /* no copy of a refused file is kept */
+    fclose(j.f);
+    if (rc == RK_OK)
+        *imported = j.n;
+    else if (!err[0])
+        snprintf(err, errlen, "%s: the registry could not be written: %s", csv_path, rk_strerror(rc));
     return rc;
 }
 
-rk_rc jlis_store_find(jlis_store *s, const char *my_number, jlis_resident *out)
+typedef struct find_args {
+    const char *my_number;
+    jlis_resident *out;
+} find_args;
+
+static rk_rc find_in_tx(rk_db *db, void *arg)
 {
-    memset(out, 0, sizeof *out);
-    rk_db_lock(s->db);
-    rk_rc rc = RK_ERR_STORE;
-    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT resident_code, previous FROM residents WHERE my_number = ?");
+    find_args *x = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT resident_code, previous FROM residents WHERE my_number = ?");
     if (!q)
-        goto done;
-    sqlite3_bind_text(q, 1, my_number, -1, SQLITE_STATIC);
-    int r = sqlite3_step(q);
-    if (r != SQLITE_ROW) {
-        rc = r == SQLITE_DONE ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
-        goto done;
-    }
-    snprintf(out->resident_code, sizeof out->resident_code, "%s", (const char *)sqlite3_column_text(q, 0));
-    const char *p = (const char *)sqlite3_column_text(q, 1);
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, x->my_number);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc != RK_OK)
+        return rc;
+    jlis_resident *out = x->out;
+    rk_col_copy(q, 0, out->resident_code, sizeof out->resident_code);
+    const char *p = rk_col_text(q, 1);
     while (p && *p && out->n_previous < JLIS_MAX_PREVIOUS) {
         size_t w = strcspn(p, ";");
         snprintf(out->previous[out->n_previous++], sizeof out->previous[0], "%.*s", (int)w, p);
         p += w + (p[w] == ';');
     }
-    rc = RK_OK;
-done:
-    if (q)
-        sqlite3_reset(q);
-    rk_db_unlock(s->db);
-    return rc;
+    return RK_OK;
+}
+
+rk_rc jlis_store_find(jlis_store *s, const char *my_number, jlis_resident *out)
+{
+    memset(out, 0, sizeof *out);
+    find_args x = {my_number, out};
+    return rk_db_read(s->db, find_in_tx, &x);
 }
 
 typedef struct relay_args {
@@ -184,21 +274,21 @@ typedef struct relay_args {
 static rk_rc log_relay_in_tx(rk_db *db, void *arg)
 {
     relay_args *r = arg;
-    sqlite3_stmt *st = rk_db_sqlite_stmt(db, "INSERT INTO relays(agency, acquisition_no, line, at_ms) VALUES (?,?,?,?)");
-    if (!st)
-        return RK_ERR_STORE;
-    sqlite3_bind_text(st, 1, r->agency, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, r->acquisition_no, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, r->line, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, r->at_ms);
-    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
-    sqlite3_reset(st);
-    return rc;
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO relays(agency, acquisition_no, line, at_ms) VALUES (?, ?, ?, ?)");
+    if (st) {
+        rk_bind_text(st, 1, r->agency);
+        rk_bind_text(st, 2, r->acquisition_no);
+        rk_bind_text(st, 3, r->line);
+        rk_bind_int(st, 4, r->at_ms);
+    }
+    return exec_stmt(st);
 }
 
 rk_rc jlis_store_log_relay(jlis_store *s, const char *agency, const char *acquisition_no, const char *line,
                            long long at_ms)
 {
+    if (s->readonly)
+        return RK_ERR_DENIED;
     relay_args r = {agency, acquisition_no, line, at_ms};
     return rk_db_write(s->db, log_relay_in_tx, &r);
 }
@@ -224,24 +314,33 @@ static rk_rc log_relays_in_tx(rk_db *db, void *arg)
 rk_rc jlis_store_log_relays(jlis_store *s, const char *agency, const char *const *acquisition_nos, size_t n,
                             const char *line, long long at_ms)
 {
+    if (s->readonly)
+        return RK_ERR_DENIED;
     relays_args m = {agency, line, acquisition_nos, n, at_ms};
     return rk_db_write(s->db, log_relays_in_tx, &m);
 }
 
+static rk_rc count_in_tx(rk_db *db, void *arg)
+{
+    rk_stmt *q = rk_db_stmt(db, "SELECT count(*) FROM residents");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        *(int64_t *)arg = rk_col_int(q, 0);
+    return rc;
+}
+
 size_t jlis_store_count(jlis_store *s)
 {
-    rk_db_lock(s->db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT count(*) FROM residents");
-    size_t n = q && sqlite3_step(q) == SQLITE_ROW ? (size_t)sqlite3_column_int64(q, 0) : 0;
-    if (q)
-        sqlite3_reset(q);
-    rk_db_unlock(s->db);
-    return n;
+    int64_t n = 0;
+    rk_db_scan(s->db, count_in_tx, &n);
+    return (size_t)n;
 }
 
 int jlis_store_writable(jlis_store *s)
 {
-    return rk_db_writable(s->db);
+    return !s->readonly && rk_db_writable(s->db);
 }
 
 rk_db *jlis_store_db(jlis_store *s)
@@ -249,30 +348,42 @@ rk_db *jlis_store_db(jlis_store *s)
     return s->db;
 }
 
+typedef struct list_args {
+    int64_t before;
+    int limit;
+    json_t *arr;
+} list_args;
+
+static rk_rc relays_in_tx(rk_db *db, void *arg)
+{
+    list_args *x = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT id, agency, acquisition_no, line, at_ms FROM relays"
+                                " WHERE id < ? ORDER BY id DESC LIMIT ?");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_int(q, 1, x->before == 0 ? INT64_MAX : x->before); /* 0: from the newest */
+    rk_bind_int(q, 2, x->limit);
+    rk_rc rc;
+    while ((rc = rk_stmt_next(q)) == RK_OK) {
+        char at[32];
+        rk_format_time(rk_col_int(q, 4), at, sizeof at);
+        json_array_append_new(x->arr, json_pack("{s:I,s:s,s:s,s:s,s:s}", "seq", (json_int_t)rk_col_int(q, 0), "agency",
+                                                rk_col_text(q, 1), "acquisition_no", rk_col_text(q, 2), "line",
+                                                rk_col_text(q, 3), "at", at));
+    }
+    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
+}
+
 rk_rc jlis_store_relays(jlis_store *s, int64_t before, int limit, json_t **out)
 {
-    json_t *arr = json_array();
-    rk_db_lock(s->db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(s->db, "SELECT id, agency, acquisition_no, line, at_ms FROM relays"
-                                        " WHERE (?1 = 0 OR id < ?1) ORDER BY id DESC LIMIT ?2");
-    if (q) {
-        sqlite3_bind_int64(q, 1, before);
-        sqlite3_bind_int(q, 2, limit);
-        while (sqlite3_step(q) == SQLITE_ROW) {
-            char at[32];
-            rk_format_time(sqlite3_column_int64(q, 4), at, sizeof at);
-            json_array_append_new(arr, json_pack("{s:I,s:s,s:s,s:s,s:s}", "seq", (json_int_t)sqlite3_column_int64(q, 0),
-                                                 "agency", (const char *)sqlite3_column_text(q, 1), "acquisition_no",
-                                                 (const char *)sqlite3_column_text(q, 2), "line",
-                                                 (const char *)sqlite3_column_text(q, 3), "at", at));
-        }
-        sqlite3_reset(q);
+    list_args x = {before, limit, json_array()};
+    if (!x.arr)
+        return RK_ERR_NOMEM;
+    rk_rc rc = rk_db_scan(s->db, relays_in_tx, &x);
+    if (rc != RK_OK) {
+        json_decref(x.arr);
+        return rc;
     }
-    rk_db_unlock(s->db);
-    if (!q) {
-        json_decref(arr);
-        return RK_ERR_STORE;
-    }
-    *out = arr;
+    *out = x.arr;
     return RK_OK;
 }

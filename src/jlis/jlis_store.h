@@ -20,12 +20,18 @@ typedef struct jlis_resident {
     int n_previous;
 } jlis_resident;
 
-rk_rc jlis_store_open(const char *path, jlis_store **out);
+/* Opens J-LIS's database: target goes to rk_db_open as is ("sqlite:PATH" or
+ * a PATH). flags 0: brings the tables to the newest version. flags
+ * RK_DB_READONLY (store/db.h): a tool reading a running node's data; no
+ * migration, and every write here (import included) answers RK_ERR_DENIED. */
+rk_rc jlis_store_open(const char *target, int flags, jlis_store **out);
 void jlis_store_close(jlis_store *s);
 
 /* Imports the CSV (my_number,resident_code[,previous codes separated by ';'])
  * when it changed since the last import. A bad row refuses the whole file,
- * with file and line in err, and leaves the registry as it was. */
+ * with file and line in err, and leaves the registry as it was. The file is
+ * loaded in several commits and replaces the registry in the last: finds
+ * meanwhile see the registry as it was. */
 rk_rc jlis_store_import(jlis_store *s, const char *csv_path, size_t *imported, char *err, size_t errlen);
 
 /* RK_ERR_NOT_FOUND when nobody has this number. */
@@ -41,6 +47,7 @@ size_t jlis_store_count(jlis_store *s);
 /* The relay log newest first as JSON (metadata: agency, acquisition
  * number, line, time — never a My Number); *out for the caller to decref. */
 rk_rc jlis_store_relays(jlis_store *s, int64_t before, int limit, json_t **out);
+/* 0 when opened read-only. */
 int jlis_store_writable(jlis_store *s);
 struct rk_db *jlis_store_db(jlis_store *s);
 

@@ -1,0 +1,255 @@
+/* Unit tests: J-LIS's store through jlis_store.h on a temporary database —
+ * the residents import (replace, unchanged file, a bad or duplicate row
+ * leaving the registry as it was, also after a first chunk was committed),
+ * find, the relay log, and a read-only open beside the writer. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jlis/jlis_store.h"
+#include "lib/mynumber.h"
+#include "store/db.h"
+
+static char dir[64];
+static char target[128];
+static char csv[128];
+
+static int setup(void **state)
+{
+    snprintf(dir, sizeof dir, "/tmp/rk-test-jlis-store-XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(target, sizeof target, "sqlite:%s/node.db", dir);
+    snprintf(csv, sizeof csv, "%s/residents.csv", dir);
+    jlis_store *s = NULL;
+    if (jlis_store_open(target, 0, &s) != RK_OK)
+        return -1;
+    *state = s;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    jlis_store_close(*state);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* The i-th valid My Number of the tests. */
+static void my_number(long i, char out[13])
+{
+    char first[24];
+    snprintf(first, sizeof first, "%011ld", 12345000000L + i); /* 11 digits for every i of the tests */
+    snprintf(out, 13, "%.11s%d", first, rk_mynumber_check_digit(first));
+}
+
+/* Writes residents.csv: n residents (number i, code 20000000000 + i +
+ * code_base), resident 0 with two earlier codes; then `extra` as is. */
+static void write_csv(long n, long code_base, const char *extra)
+{
+    FILE *f = fopen(csv, "w");
+    assert_non_null(f);
+    fprintf(f, "my_number,resident_code,previous_resident_codes\n");
+    for (long i = 0; i < n; i++) {
+        char num[13];
+        my_number(i, num);
+        fprintf(f, "%s,%011ld,%s\n", num, 20000000000L + code_base + i, i == 0 ? "30000000001;30000000002" : "");
+    }
+    if (extra)
+        fputs(extra, f);
+    fclose(f);
+}
+
+static void import_and_find(void **state)
+{
+    jlis_store *s = *state;
+    char err[256], num[13];
+    size_t imported = 0;
+    write_csv(3, 0, "\n");
+    assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_OK);
+    assert_int_equal(imported, 3);
+    assert_int_equal(jlis_store_count(s), 3);
+
+    jlis_resident r;
+    my_number(0, num);
+    assert_int_equal(jlis_store_find(s, num, &r), RK_OK);
+    assert_string_equal(r.resident_code, "20000000000");
+    assert_int_equal(r.n_previous, 2);
+    assert_string_equal(r.previous[0], "30000000001");
+    assert_string_equal(r.previous[1], "30000000002");
+    my_number(2, num);
+    assert_int_equal(jlis_store_find(s, num, &r), RK_OK);
+    assert_string_equal(r.resident_code, "20000000002");
+    assert_int_equal(r.n_previous, 0);
+    my_number(3, num);
+    assert_int_equal(jlis_store_find(s, num, &r), RK_ERR_NOT_FOUND);
+
+    /* The same file again: nothing to do. */
+    assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_OK);
+    assert_int_equal(imported, 0);
+    assert_int_equal(jlis_store_count(s), 3);
+
+    /* A new file replaces the registry. */
+    write_csv(2, 500, NULL);
+    assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_OK);
+    assert_int_equal(imported, 2);
+    assert_int_equal(jlis_store_count(s), 2);
+    my_number(1, num);
+    assert_int_equal(jlis_store_find(s, num, &r), RK_OK);
+    assert_string_equal(r.resident_code, "20000000501");
+    my_number(2, num);
+    assert_int_equal(jlis_store_find(s, num, &r), RK_ERR_NOT_FOUND);
+}
+
+static void bad_rows_leave_the_registry_as_it_was(void **state)
+{
+    jlis_store *s = *state;
+    char err[256], num[13];
+    size_t imported = 0;
+    jlis_resident r;
+    write_csv(3, 0, NULL);
+    assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_OK);
+
+    write_csv(4, 100, "123,20000000999,\n");
+    assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_ERR_INVALID);
+    assert_int_equal(imported, 0);
+    assert_non_null(strstr(err, "residents.csv:6: invalid my_number"));
+    assert_int_equal(jlis_store_count(s), 3);
+
+    char dup[64];
+    my_number(1, num);
+    snprintf(dup, sizeof dup, "%s,20000000777,30000000009\n", num); /* a size no file had: a new stamp */
+    write_csv(2, 100, dup);
+    assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_ERR_CONFLICT);
+    assert_non_null(strstr(err, "residents.csv:4: duplicate my_number or resident_code"));
+    assert_int_equal(jlis_store_count(s), 3);
+    my_number(1, num);
+    assert_int_equal(jlis_store_find(s, num, &r), RK_OK);
+    assert_string_equal(r.resident_code, "20000000001");
+
+    FILE *f = fopen(csv, "w");
+    assert_non_null(f);
+    fputs("number,code\n", f);
+    fclose(f);
+    assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_ERR_INVALID);
+    assert_non_null(strstr(err, ":1: header"));
+    assert_int_equal(jlis_store_count(s), 3);
+
+    char none[128];
+    snprintf(none, sizeof none, "%s/none.csv", dir);
+    assert_int_equal(jlis_store_import(s, none, &imported, err, sizeof err), RK_ERR_NOT_FOUND);
+}
+
+/* A file loaded in several commits: a bad row after the first chunks still
+ * leaves the registry as it was; a good one replaces it whole. */
+static void large_file_is_all_or_nothing(void **state)
+{
+    jlis_store *s = *state;
+    char err[256], num[13];
+    size_t imported = 0;
+    jlis_resident r;
+    write_csv(10, 0, NULL);
+    assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_OK);
+
+    const long n = 120000;
+    write_csv(n, 1000000, "999999999999,20099999999,\n");
+    assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_ERR_INVALID);
+    assert_non_null(strstr(err, ":120002: invalid my_number"));
+    assert_int_equal(jlis_store_count(s), 10);
+    my_number(5, num);
+    assert_int_equal(jlis_store_find(s, num, &r), RK_OK);
+    assert_string_equal(r.resident_code, "20000000005");
+
+    write_csv(n, 1000000, NULL);
+    assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_OK);
+    assert_int_equal(imported, (size_t)n);
+    assert_int_equal(jlis_store_count(s), (size_t)n);
+    my_number(n - 1, num);
+    assert_int_equal(jlis_store_find(s, num, &r), RK_OK);
+    assert_string_equal(r.resident_code, "20001119999");
+    my_number(5, num);
+    assert_int_equal(jlis_store_find(s, num, &r), RK_OK);
+    assert_string_equal(r.resident_code, "20001000005");
+}
+
+static void relay_log_newest_first(void **state)
+{
+    jlis_store *s = *state;
+    assert_int_equal(jlis_store_log_relay(s, "city-a", "a-1", "primary", 1700000000000LL), RK_OK);
+    const char *nos[] = {"a-2", "a-3", "a-4"};
+    assert_int_equal(jlis_store_log_relays(s, "city-a", nos, 3, "backup", 1700000001000LL), RK_OK);
+
+    json_t *page = NULL;
+    assert_int_equal(jlis_store_relays(s, 0, 10, &page), RK_OK);
+    assert_int_equal(json_array_size(page), 4);
+    json_t *newest = json_array_get(page, 0);
+    assert_string_equal(json_string_value(json_object_get(newest, "acquisition_no")), "a-4");
+    assert_string_equal(json_string_value(json_object_get(newest, "line")), "backup");
+    assert_string_equal(json_string_value(json_object_get(newest, "agency")), "city-a");
+    assert_non_null(json_string_value(json_object_get(newest, "at")));
+    json_int_t seq = json_integer_value(json_object_get(json_array_get(page, 1), "seq"));
+    json_decref(page);
+
+    /* The page before the second newest: the two oldest, newest first. */
+    assert_int_equal(jlis_store_relays(s, seq, 10, &page), RK_OK);
+    assert_int_equal(json_array_size(page), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(page, 0), "acquisition_no")), "a-2");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(page, 1), "line")), "primary");
+    json_decref(page);
+
+    assert_int_equal(jlis_store_relays(s, 0, 1, &page), RK_OK);
+    assert_int_equal(json_array_size(page), 1);
+    json_decref(page);
+}
+
+static void read_only_open_reads_and_cannot_write(void **state)
+{
+    jlis_store *s = *state;
+    char err[256], num[13];
+    size_t imported = 0;
+    jlis_resident r;
+    write_csv(3, 0, NULL);
+    assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_OK);
+    assert_int_equal(jlis_store_log_relay(s, "city-a", "a-1", "primary", 1700000000000LL), RK_OK);
+
+    jlis_store *ro = NULL;
+    assert_int_equal(jlis_store_open(target + strlen("sqlite:"), RK_DB_READONLY, &ro), RK_OK);
+    assert_int_equal(jlis_store_count(ro), 3);
+    my_number(0, num);
+    assert_int_equal(jlis_store_find(ro, num, &r), RK_OK);
+    assert_int_equal(r.n_previous, 2);
+    json_t *page = NULL;
+    assert_int_equal(jlis_store_relays(ro, 0, 10, &page), RK_OK);
+    assert_int_equal(json_array_size(page), 1);
+    json_decref(page);
+
+    assert_int_equal(jlis_store_writable(ro), 0);
+    assert_int_equal(jlis_store_log_relay(ro, "city-a", "a-2", "primary", 1700000001000LL), RK_ERR_DENIED);
+    const char *nos[] = {"a-3"};
+    assert_int_equal(jlis_store_log_relays(ro, "city-a", nos, 1, "backup", 1700000001000LL), RK_ERR_DENIED);
+    write_csv(5, 0, NULL);
+    assert_int_equal(jlis_store_import(ro, csv, &imported, err, sizeof err), RK_ERR_DENIED);
+
+    /* The writer's later commits are seen. */
+    assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_OK);
+    assert_int_equal(jlis_store_count(ro), 5);
+    assert_int_equal(jlis_store_writable(s), 1);
+    jlis_store_close(ro);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(import_and_find, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_rows_leave_the_registry_as_it_was, setup, teardown),
+        cmocka_unit_test_setup_teardown(large_file_is_all_or_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(relay_log_newest_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(read_only_open_reads_and_cannot_write, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
