@@ -9,6 +9,8 @@
 #include "records/merkle.h"
 #include "lib/util.h"
 
+/* Transitional: the tables as one SQLite script, for the role stores that
+ * still run it through the lock-style API; the tables of step 1 below. */
 const char rk_records_schema[] =
     "CREATE TABLE IF NOT EXISTS records ("
     "  seq INTEGER PRIMARY KEY AUTOINCREMENT, exchange_id TEXT NOT NULL, side TEXT NOT NULL,"
@@ -19,12 +21,35 @@ const char rk_records_schema[] =
     "CREATE TABLE IF NOT EXISTS tree_heads ("
     "  size INTEGER PRIMARY KEY, root TEXT NOT NULL, time_ms INTEGER NOT NULL, signature TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS records_subject ON records(subject);"
+    "CREATE TABLE IF NOT EXISTS answers ("
+    "  id INTEGER PRIMARY KEY, key TEXT NOT NULL, side TEXT NOT NULL, request_hash TEXT NOT NULL,"
+    "  status INTEGER NOT NULL, body TEXT NOT NULL, at_ms INTEGER NOT NULL, UNIQUE (key, side));";
+
+/* Step 1 is today's tables: IF NOT EXISTS, so that a database made before
+ * the migrations opens unchanged (it gets version 1). */
+static const char *const records_steps[] = {
+    "CREATE TABLE IF NOT EXISTS records ("
+    "  seq {id}, exchange_id TEXT NOT NULL, side TEXT NOT NULL,"
+    "  requester TEXT NOT NULL, provider TEXT NOT NULL, business TEXT NOT NULL, item TEXT NOT NULL,"
+    "  operator TEXT NOT NULL, subject TEXT NOT NULL, requested_ms BIGINT NOT NULL, provided_ms BIGINT,"
+    "  outcome TEXT NOT NULL, reason TEXT NOT NULL, payload_sha256 TEXT NOT NULL, leaf_hash TEXT NOT NULL,"
+    "  UNIQUE (exchange_id, side, outcome));"
+    "CREATE TABLE IF NOT EXISTS tree_heads ("
+    "  size BIGINT PRIMARY KEY, root TEXT NOT NULL, time_ms BIGINT NOT NULL, signature TEXT NOT NULL)"
+    "{without_rowid};"
+    "CREATE INDEX IF NOT EXISTS records_subject ON records(subject);"
     /* Kept answers are large and keyed by random ids: rows in arrival order
      * and a small unique index cost a third of a B-tree ordered by the key
      * with the bodies in it (and overflow pages moved on every split). */
     "CREATE TABLE IF NOT EXISTS answers ("
-    "  id INTEGER PRIMARY KEY, key TEXT NOT NULL, side TEXT NOT NULL, request_hash TEXT NOT NULL,"
-    "  status INTEGER NOT NULL, body TEXT NOT NULL, at_ms INTEGER NOT NULL, UNIQUE (key, side));";
+    "  id {id}, key TEXT NOT NULL, side TEXT NOT NULL, request_hash TEXT NOT NULL,"
+    "  status BIGINT NOT NULL, body TEXT NOT NULL, at_ms BIGINT NOT NULL, UNIQUE (key, side));",
+};
+
+rk_rc rk_records_migrate(rk_db *db)
+{
+    return rk_db_migrate(db, "records", records_steps, (int)(sizeof records_steps / sizeof records_steps[0]));
+}
 
 void rk_request_hash(json_t *request, char out[65])
 {
@@ -36,28 +61,37 @@ void rk_request_hash(json_t *request, char out[65])
     free(text);
 }
 
+typedef struct answer_get {
+    const char *key, *side, *request_hash;
+    int *status;
+    char **body;
+} answer_get;
+
+static rk_rc answer_get_fn(rk_db *db, void *arg)
+{
+    answer_get *a = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT request_hash, status, body FROM answers WHERE key = ? AND side = ?");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, a->key);
+    rk_bind_text(q, 2, a->side);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc != RK_OK)
+        return rc;
+    const char *hash = rk_col_text(q, 0);
+    if (!hash || strcmp(hash, a->request_hash) != 0)
+        return RK_ERR_CONFLICT;
+    const char *body = rk_col_text(q, 2);
+    *a->status = (int)rk_col_int(q, 1);
+    *a->body = strdup(body ? body : "");
+    return *a->body ? RK_OK : RK_ERR_NOMEM;
+}
+
 rk_rc rk_answer_get(rk_db *db, const char *key, const char *side, const char *request_hash, int *status,
                     char **body)
 {
-    rk_db_read_lock(db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT request_hash, status, body FROM answers WHERE key = ? AND side = ?");
-    rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
-    if (q) {
-        sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, 2, side, -1, SQLITE_STATIC);
-        if (sqlite3_step(q) == SQLITE_ROW) {
-            if (strcmp((const char *)sqlite3_column_text(q, 0), request_hash) != 0) {
-                rc = RK_ERR_CONFLICT;
-            } else {
-                *status = sqlite3_column_int(q, 1);
-                *body = strdup((const char *)sqlite3_column_text(q, 2));
-                rc = *body ? RK_OK : RK_ERR_NOMEM;
-            }
-        }
-        sqlite3_reset(q);
-    }
-    rk_db_read_unlock(db);
-    return rc;
+    answer_get a = {key, side, request_hash, status, body};
+    return rk_db_read(db, answer_get_fn, &a);
 }
 
 int rk_answer_replay(rk_db *db, const char *key, const char *side, const char *request_hash, const char *id_name,
@@ -71,11 +105,6 @@ int rk_answer_replay(rk_db *db, const char *key, const char *side, const char *r
     else if (rc == RK_ERR_CONFLICT)
         rk_reply_error(resp, 409, "conflict", "%s %s was used with another request", id_name, key);
     return rc == RK_OK || rc == RK_ERR_CONFLICT;
-}
-
-static void bind_text(sqlite3_stmt *st, int i, const char *v)
-{
-    sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
 }
 
 /* The leaf of the records log (RFC 9162 leaf hash over the canonical JSON
@@ -100,49 +129,48 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
     char leaf_hex[65];
     rk_record_leaf(r, leaf);
     rk_merkle_hex(leaf, leaf_hex);
-    sqlite3_stmt *st = rk_db_sqlite_stmt(db,
-        "INSERT INTO records(exchange_id, side, requester, provider, business, item, operator, subject,"
+    /* seq is the leaf's position + 1: it counts from 1 without gaps, so it is
+     * given here rather than left to the engine (a sequence may skip values
+     * after a rollback). Writes are serialised by the store. */
+    rk_stmt *st = rk_db_stmt(db,
+        "INSERT INTO records(seq, exchange_id, side, requester, provider, business, item, operator, subject,"
         " requested_ms, provided_ms, outcome, reason, payload_sha256, leaf_hash)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+        " VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM records),?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     if (!st)
         return RK_ERR_STORE;
-    bind_text(st, 14, leaf_hex);
-    bind_text(st, 1, r->exchange_id);
-    bind_text(st, 2, r->side);
-    bind_text(st, 3, r->requester);
-    bind_text(st, 4, r->provider);
-    bind_text(st, 5, r->business);
-    bind_text(st, 6, r->item);
-    bind_text(st, 7, r->operator_id);
-    bind_text(st, 8, r->subject);
-    sqlite3_bind_int64(st, 9, r->requested_ms);
+    rk_bind_text(st, 1, r->exchange_id);
+    rk_bind_text(st, 2, r->side);
+    rk_bind_text(st, 3, r->requester);
+    rk_bind_text(st, 4, r->provider);
+    rk_bind_text(st, 5, r->business);
+    rk_bind_text(st, 6, r->item);
+    rk_bind_text(st, 7, r->operator_id);
+    rk_bind_text(st, 8, r->subject);
+    rk_bind_int(st, 9, r->requested_ms);
     if (r->provided_ms)
-        sqlite3_bind_int64(st, 10, r->provided_ms);
+        rk_bind_int(st, 10, r->provided_ms);
     else
-        sqlite3_bind_null(st, 10);
-    bind_text(st, 11, r->outcome);
-    bind_text(st, 12, r->reason);
-    bind_text(st, 13, r->payload_sha256);
-    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
-    sqlite3_reset(st);
-    return rc;
+        rk_bind_null(st, 10);
+    rk_bind_text(st, 11, r->outcome);
+    rk_bind_text(st, 12, r->reason);
+    rk_bind_text(st, 13, r->payload_sha256);
+    rk_bind_text(st, 14, leaf_hex);
+    return rk_stmt_exec(st);
 }
 
 rk_rc rk_answer_keep(rk_db *db, const char *key, const char *side, const char *hash, int status, const char *body)
 {
-    sqlite3_stmt *st = rk_db_sqlite_stmt(db,
-        "INSERT INTO answers(key, side, request_hash, status, body, at_ms) VALUES (?,?,?,?,?,?)");
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO answers(key, side, request_hash, status, body, at_ms)"
+                                 " VALUES (?,?,?,?,?,?)");
     if (!st)
         return RK_ERR_STORE;
-    bind_text(st, 1, key);
-    bind_text(st, 2, side);
-    bind_text(st, 3, hash);
-    sqlite3_bind_int(st, 4, status);
-    bind_text(st, 5, body);
-    sqlite3_bind_int64(st, 6, rk_now_ms());
-    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
-    sqlite3_reset(st);
-    return rc;
+    rk_bind_text(st, 1, key);
+    rk_bind_text(st, 2, side);
+    rk_bind_text(st, 3, hash);
+    rk_bind_int(st, 4, status);
+    rk_bind_text(st, 5, body);
+    rk_bind_int(st, 6, rk_now_ms());
+    return rk_stmt_exec(st);
 }
 
 static rk_rc settle_in_tx(rk_db *db, void *arg)
@@ -183,39 +211,76 @@ void rk_settle_reply(rk_db *db, const rk_settlement *s, rk_rc rc, const char *id
     rk_reply_error(resp, 500, "store_error", "the answer could not be recorded; retry with the same %s", id_name);
 }
 
-void rk_record_from_row(sqlite3_stmt *q, int col, rk_record *r)
+void rk_record_from_row(rk_stmt *q, int col, rk_record *r)
 {
     memset(r, 0, sizeof *r);
-#define TXT(field, i) snprintf(r->field, sizeof r->field, "%s", (const char *)sqlite3_column_text(q, col + (i)))
-    TXT(exchange_id, 0);
-    TXT(side, 1);
-    TXT(requester, 2);
-    TXT(provider, 3);
-    TXT(business, 4);
-    TXT(item, 5);
-    TXT(operator_id, 6);
-    TXT(subject, 7);
-    r->requested_ms = sqlite3_column_int64(q, col + 8);
-    r->provided_ms = sqlite3_column_type(q, col + 9) == SQLITE_NULL ? 0 : sqlite3_column_int64(q, col + 9);
-    TXT(outcome, 10);
-    TXT(reason, 11);
-    TXT(payload_sha256, 12);
-#undef TXT
+    rk_col_copy(q, col + 0, r->exchange_id, sizeof r->exchange_id);
+    rk_col_copy(q, col + 1, r->side, sizeof r->side);
+    rk_col_copy(q, col + 2, r->requester, sizeof r->requester);
+    rk_col_copy(q, col + 3, r->provider, sizeof r->provider);
+    rk_col_copy(q, col + 4, r->business, sizeof r->business);
+    rk_col_copy(q, col + 5, r->item, sizeof r->item);
+    rk_col_copy(q, col + 6, r->operator_id, sizeof r->operator_id);
+    rk_col_copy(q, col + 7, r->subject, sizeof r->subject);
+    r->requested_ms = rk_col_int(q, col + 8);
+    r->provided_ms = rk_col_is_null(q, col + 9) ? 0 : rk_col_int(q, col + 9);
+    rk_col_copy(q, col + 10, r->outcome, sizeof r->outcome);
+    rk_col_copy(q, col + 11, r->reason, sizeof r->reason);
+    rk_col_copy(q, col + 12, r->payload_sha256, sizeof r->payload_sha256);
 }
 
-static json_t *row_to_json(sqlite3_stmt *q)
+/* A row of "seq, " RK_RECORD_COLUMNS as the JSON of GET /v1/records. */
+static json_t *row_to_json(rk_stmt *q)
 {
+    rk_record r;
     char req[32] = "", prov[32] = "";
-    rk_format_time(sqlite3_column_int64(q, 9), req, sizeof req);
-    if (sqlite3_column_type(q, 10) != SQLITE_NULL)
-        rk_format_time(sqlite3_column_int64(q, 10), prov, sizeof prov);
-#define COL(i) ((const char *)sqlite3_column_text(q, i))
+    rk_record_from_row(q, 1, &r);
+    rk_format_time(r.requested_ms, req, sizeof req);
+    if (!rk_col_is_null(q, 10))
+        rk_format_time(r.provided_ms, prov, sizeof prov);
     return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:s}",
-                     "seq", (json_int_t)sqlite3_column_int64(q, 0), "exchange_id", COL(1), "side", COL(2),
-                     "requester", COL(3), "provider", COL(4), "business", COL(5), "item", COL(6), "operator",
-                     COL(7), "subject", COL(8), "requested_at", req, "provided_at", prov[0] ? prov : NULL,
-                     "outcome", COL(11), "reason", COL(12), "payload_sha256", COL(13));
-#undef COL
+                     "seq", (json_int_t)rk_col_int(q, 0), "exchange_id", r.exchange_id, "side", r.side,
+                     "requester", r.requester, "provider", r.provider, "business", r.business, "item", r.item,
+                     "operator", r.operator_id, "subject", r.subject, "requested_at", req, "provided_at",
+                     prov[0] ? prov : NULL, "outcome", r.outcome, "reason", r.reason, "payload_sha256",
+                     r.payload_sha256);
+}
+
+typedef struct list_args {
+    const rk_records_query *q;
+    json_t *arr;
+    int64_t *next_before;
+} list_args;
+
+static rk_rc list_fn(rk_db *db, void *arg)
+{
+    list_args *a = arg;
+    const rk_records_query *q = a->q;
+    /* Each filter is bound twice, as plain `?` are numbered in order; the
+     * CAST gives the parameter a type where it is only tested for NULL. */
+    rk_stmt *st = rk_db_stmt(db,
+        "SELECT seq, " RK_RECORD_COLUMNS " FROM records"
+        " WHERE (CAST(? AS TEXT) IS NULL OR exchange_id = ?) AND (CAST(? AS TEXT) IS NULL OR subject = ?)"
+        " AND (? = 0 OR seq < ?) ORDER BY seq DESC LIMIT ?");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_text(st, 1, q->exchange_id);
+    rk_bind_text(st, 2, q->exchange_id);
+    rk_bind_text(st, 3, q->subject);
+    rk_bind_text(st, 4, q->subject);
+    rk_bind_int(st, 5, q->before_seq);
+    rk_bind_int(st, 6, q->before_seq);
+    rk_bind_int(st, 7, (int64_t)q->limit + 1);
+    rk_rc rc;
+    int n = 0;
+    while ((rc = rk_stmt_next(st)) == RK_OK) {
+        if (n++ == q->limit) {
+            *a->next_before = json_integer_value(json_object_get(json_array_get(a->arr, (size_t)q->limit - 1), "seq"));
+            break;
+        }
+        json_array_append_new(a->arr, row_to_json(st));
+    }
+    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }
 
 rk_rc rk_records_list(rk_db *db, const rk_records_query *q, json_t **out, int64_t *next_before)
@@ -224,42 +289,52 @@ rk_rc rk_records_list(rk_db *db, const rk_records_query *q, json_t **out, int64_
     if (!arr)
         return RK_ERR_NOMEM;
     *next_before = 0;
-    rk_db_scan_lock(db);
-    sqlite3_stmt *st = rk_db_sqlite_stmt(db,
-        "SELECT seq, exchange_id, side, requester, provider, business, item, operator, subject, requested_ms,"
-        " provided_ms, outcome, reason, payload_sha256 FROM records"
-        " WHERE (?1 IS NULL OR exchange_id = ?1) AND (?2 IS NULL OR subject = ?2) AND (?3 = 0 OR seq < ?3)"
-        " ORDER BY seq DESC LIMIT ?4");
-    rk_rc rc = st ? RK_OK : RK_ERR_STORE;
-    if (st) {
-        bind_text(st, 1, q->exchange_id);
-        bind_text(st, 2, q->subject);
-        sqlite3_bind_int64(st, 3, q->before_seq);
-        sqlite3_bind_int(st, 4, q->limit + 1);
-        int n = 0;
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            if (n++ == q->limit) {
-                *next_before = json_integer_value(json_object_get(json_array_get(arr, (size_t)q->limit - 1), "seq"));
-                break;
-            }
-            json_array_append_new(arr, row_to_json(st));
-        }
-        sqlite3_reset(st);
-    }
-    rk_db_read_unlock(db);
+    list_args a = {q, arr, next_before};
+    rk_rc rc = rk_db_scan(db, list_fn, &a);
     *out = arr;
+    return rc;
+}
+
+static rk_rc count_fn(rk_db *db, void *arg)
+{
+    rk_stmt *q = rk_db_stmt(db, "SELECT COUNT(*) FROM records");
+    rk_rc rc = q ? rk_stmt_next(q) : RK_ERR_STORE;
+    if (rc == RK_OK)
+        *(int64_t *)arg = rk_col_int(q, 0);
     return rc;
 }
 
 int64_t rk_records_count(rk_db *db)
 {
-    rk_db_scan_lock(db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT count(*) FROM records");
-    int64_t n = q && sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
-    if (q)
-        sqlite3_reset(q);
-    rk_db_read_unlock(db);
-    return n;
+    int64_t n = 0;
+    return rk_db_scan(db, count_fn, &n) == RK_OK ? n : 0;
+}
+
+typedef struct each_args {
+    rk_record_fn fn;
+    void *arg;
+} each_args;
+
+static rk_rc each_fn(rk_db *db, void *arg)
+{
+    each_args *a = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT seq, leaf_hash, " RK_RECORD_COLUMNS " FROM records ORDER BY seq");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_rc rc;
+    while ((rc = rk_stmt_next(q)) == RK_OK) {
+        rk_record r;
+        rk_record_from_row(q, 2, &r);
+        if ((rc = a->fn(a->arg, rk_col_int(q, 0), rk_col_text(q, 1), &r)) != RK_OK)
+            return rc;
+    }
+    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
+}
+
+rk_rc rk_records_each(rk_db *db, rk_record_fn fn, void *arg)
+{
+    each_args a = {fn, arg};
+    return rk_db_scan(db, each_fn, &a);
 }
 
 void rk_records_serve(rk_db *db, const rk_request *req, rk_response *resp)
@@ -289,24 +364,37 @@ void rk_records_serve(rk_db *db, const rk_request *req, rk_response *resp)
     rk_reply_json(resp, 200, body);
 }
 
+typedef struct find_args {
+    const char *exchange_id, *side, *outcome;
+    rk_record *out;
+} find_args;
+
+static rk_rc find_fn(rk_db *db, void *arg)
+{
+    find_args *a = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT " RK_RECORD_COLUMNS " FROM records WHERE exchange_id = ? AND side = ?"
+                                " AND (CAST(? AS TEXT) IS NULL OR outcome = ?) ORDER BY seq LIMIT 1");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, a->exchange_id);
+    rk_bind_text(q, 2, a->side);
+    rk_bind_text(q, 3, a->outcome);
+    rk_bind_text(q, 4, a->outcome);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        rk_record_from_row(q, 0, a->out);
+    return rc;
+}
+
 rk_rc rk_records_find(rk_db *db, const char *exchange_id, const char *side, const char *outcome, rk_record *out)
 {
-    rk_db_lock(db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT " RK_RECORD_COLUMNS " FROM records WHERE exchange_id = ?1 AND side = ?2"
-                                     " AND (?3 IS NULL OR outcome = ?3) ORDER BY seq LIMIT 1");
-    rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
-    if (q) {
-        bind_text(q, 1, exchange_id);
-        bind_text(q, 2, side);
-        bind_text(q, 3, outcome);
-        if (sqlite3_step(q) == SQLITE_ROW) {
-            rk_record_from_row(q, 0, out);
-            rc = RK_OK;
-        }
-        sqlite3_reset(q);
-    }
-    rk_db_unlock(db);
-    return rc;
+    find_args a = {exchange_id, side, outcome, out};
+    return rk_db_read(db, find_fn, &a);
+}
+
+static rk_rc append_fn(rk_db *db, void *arg)
+{
+    return rk_record_append(db, arg);
 }
 
 rk_rc rk_records_append_step(rk_db *db, const rk_record *base, const char *outcome, const char *reason, int64_t now_ms)
@@ -317,8 +405,6 @@ rk_rc rk_records_append_step(rk_db *db, const rk_record *base, const char *outco
     r.payload_sha256[0] = '\0';
     snprintf(r.outcome, sizeof r.outcome, "%s", outcome);
     snprintf(r.reason, sizeof r.reason, "%s", reason);
-    rk_db_lock(db);
-    rk_rc rc = rk_record_append(db, &r);
-    rk_db_unlock(db);
-    return rc == RK_ERR_CONFLICT ? RK_OK : rc;
+    rk_rc rc = rk_db_write(db, append_fn, &r);
+    return rc == RK_ERR_CONFLICT ? RK_OK : rc; /* the step was recorded before */
 }

@@ -46,7 +46,11 @@ typedef struct rk_records_query {
 #define RK_RECORD_COLUMNS "exchange_id, side, requester, provider, business, item, operator, subject," \
                           " requested_ms, provided_ms, outcome, reason, payload_sha256"
 
-/* The tables, for a role store's schema. */
+/* Brings the module's tables (records, kept answers, tree heads) to the
+ * newest version (rk_db_migrate, module "records"). */
+rk_rc rk_records_migrate(rk_db *db);
+/* Transitional: the same tables as one SQLite script, for the role stores
+ * still on the lock-style API; removed once all call rk_records_migrate. */
 extern const char rk_records_schema[];
 
 /* Looks up the answer kept for (key, side). RK_ERR_NOT_FOUND: none;
@@ -93,19 +97,29 @@ rk_rc rk_settle_later(rk_db *db, struct event_base *base, const rk_settlement *s
 void rk_settle_reply(rk_db *db, const rk_settlement *s, rk_rc rc, const char *id_name, char **text,
                      struct rk_response *resp);
 
-/* Appends one record (lock and transaction held by the caller). */
+/* Inside a write callback (rk_db_write, rk_settle's extra): appends one
+ * record. RK_ERR_CONFLICT when (exchange_id, side, outcome) is recorded. */
 rk_rc rk_record_append(rk_db *db, const rk_record *r);
 /* The record's leaf hash in the records log (lib/records_log.h). */
 void rk_record_leaf(const rk_record *r, uint8_t out[32]);
-/* Reads a record from a row selected with RK_RECORD_COLUMNS at column col. */
-void rk_record_from_row(sqlite3_stmt *q, int col, rk_record *r);
+/* Inside a callback: reads a record from a row selected with
+ * RK_RECORD_COLUMNS at column col. */
+void rk_record_from_row(rk_stmt *q, int col, rk_record *r);
+
+/* Calls fn for every record in seq order (a scan, for a tool such as
+ * `renkei records verify`), with its seq and its stored leaf hash (hex, may
+ * be NULL); r and leaf_hex are valid during the call only. Stops at the
+ * first result of fn other than RK_OK and returns it. fn must not use db. */
+typedef rk_rc (*rk_record_fn)(void *arg, int64_t seq, const char *leaf_hex, const rk_record *r);
+rk_rc rk_records_each(rk_db *db, rk_record_fn fn, void *arg);
 
 /* The first record of an exchange on a side (and with an outcome, if not
  * NULL). RK_ERR_NOT_FOUND when there is none. */
 rk_rc rk_records_find(rk_db *db, const char *exchange_id, const char *side, const char *outcome, rk_record *out);
 /* Appends a later step of an exchange's handling (an unlawful marking, a
  * deletion): the record `base` with a new outcome and reason, at now_ms.
- * A step already recorded is no error. Takes the lock. */
+ * A step already recorded is no error. Its own write (rk_db_write): not
+ * inside a callback. */
 rk_rc rk_records_append_step(rk_db *db, const rk_record *base, const char *outcome, const char *reason, int64_t now_ms);
 
 /* Records newest first as a JSON array (caller decrefs); *next_before is the

@@ -75,22 +75,25 @@ rk_rc rk_head_verify(X509 *cert, const char *node_id, uint64_t size, const rk_ha
 
 #define LEAVES_CHUNK 4096
 
-/* Reads leaves [from, from + count) under the lock; 0 when all were read. */
-static int read_leaves(rk_db *db, uint64_t from, uint64_t count, rk_hash *out)
+typedef struct leaves_args {
+    uint64_t from, count;
+    rk_hash *out;
+} leaves_args;
+
+/* Reads leaves [from, from + count); RK_ERR_STORE unless all were read. */
+static rk_rc read_leaves_fn(rk_db *db, void *arg)
 {
+    leaves_args *a = arg;
     uint64_t got = 0;
-    rk_db_scan_lock(db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT leaf_hash FROM records WHERE seq > ? ORDER BY seq LIMIT ?");
-    if (q) {
-        sqlite3_bind_int64(q, 1, (sqlite3_int64)from);
-        sqlite3_bind_int64(q, 2, (sqlite3_int64)count);
-        while (got < count && sqlite3_step(q) == SQLITE_ROW)
-            if (rk_merkle_unhex((const char *)sqlite3_column_text(q, 0), out[got++]) != RK_OK)
-                break;
-        sqlite3_reset(q);
-    }
-    rk_db_read_unlock(db);
-    return got == count ? 0 : -1;
+    rk_stmt *q = rk_db_stmt(db, "SELECT leaf_hash FROM records WHERE seq > ? ORDER BY seq LIMIT ?");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_int(q, 1, (int64_t)a->from);
+    rk_bind_int(q, 2, (int64_t)a->count);
+    while (got < a->count && rk_stmt_next(q) == RK_OK)
+        if (rk_merkle_unhex(rk_col_text(q, 0), a->out[got++]) != RK_OK)
+            return RK_ERR_STORE;
+    return got == a->count ? RK_OK : RK_ERR_STORE;
 }
 
 /* The log is append-only, so its first n leaves can be read in chunks,
@@ -102,7 +105,8 @@ rk_rc rk_records_leaves(rk_db *db, uint64_t n, rk_hash **out)
         return RK_ERR_NOMEM;
     for (uint64_t from = 0; from < n; from += LEAVES_CHUNK) {
         uint64_t count = n - from < LEAVES_CHUNK ? n - from : LEAVES_CHUNK;
-        if (read_leaves(db, from, count, leaves + from) != 0) { /* seq counts from 1 */
+        leaves_args a = {from, count, leaves + from}; /* seq counts from 1 */
+        if (rk_db_scan(db, read_leaves_fn, &a) != RK_OK) {
             free(leaves);
             return RK_ERR_STORE;
         }
@@ -111,45 +115,59 @@ rk_rc rk_records_leaves(rk_db *db, uint64_t n, rk_hash **out)
     return RK_OK;
 }
 
-/* Appends to the frontier the leaves recorded since (log->lock held). Read
- * on the read-only connection: the node's writes go on meanwhile. */
+/* Appends to the frontier the leaves recorded since (log->lock held). A
+ * scan: the node's writes go on meanwhile. */
+static rk_rc catch_up_fn(rk_db *db, void *arg)
+{
+    rk_merkle_frontier *f = arg;
+    /* seq counts from 1 without gaps (read_leaves_fn relies on it too) */
+    rk_stmt *q = rk_db_stmt(db, "SELECT leaf_hash FROM records WHERE seq > ? ORDER BY seq");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_int(q, 1, (int64_t)f->size);
+    rk_rc rc;
+    rk_hash leaf;
+    while ((rc = rk_stmt_next(q)) == RK_OK) {
+        if ((rc = rk_merkle_unhex(rk_col_text(q, 0), leaf)) != RK_OK)
+            return rc;
+        rk_merkle_frontier_append(f, leaf);
+    }
+    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
+}
+
 static rk_rc catch_up(rk_records_log *log)
 {
-    rk_db_scan_lock(log->db);
-    /* seq counts from 1 without gaps (read_leaves relies on it too) */
-    sqlite3_stmt *q = rk_db_sqlite_stmt(log->db, "SELECT leaf_hash FROM records WHERE seq > ? ORDER BY seq");
-    rk_rc rc = q ? RK_OK : RK_ERR_STORE;
-    if (q) {
-        sqlite3_bind_int64(q, 1, (sqlite3_int64)log->frontier.size);
-        rk_hash leaf;
-        while (rc == RK_OK && sqlite3_step(q) == SQLITE_ROW)
-            if ((rc = rk_merkle_unhex((const char *)sqlite3_column_text(q, 0), leaf)) == RK_OK)
-                rk_merkle_frontier_append(&log->frontier, leaf);
-        sqlite3_reset(q);
-    }
-    rk_db_read_unlock(log->db);
-    return rc;
+    return rk_db_scan(log->db, catch_up_fn, &log->frontier);
 }
 
 /* ---------- heads ---------- */
 
+typedef struct head_row {
+    uint64_t size;
+    char root[65];
+    int64_t time_ms;
+    const char *signature;
+} head_row;
+
+static rk_rc store_head_fn(rk_db *db, void *arg)
+{
+    const head_row *h = arg;
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO tree_heads(size, root, time_ms, signature) VALUES (?,?,?,?)"
+                                 " ON CONFLICT (size) DO NOTHING");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_int(st, 1, (int64_t)h->size);
+    rk_bind_text(st, 2, h->root);
+    rk_bind_int(st, 3, h->time_ms);
+    rk_bind_text(st, 4, h->signature);
+    return rk_stmt_exec(st);
+}
+
 static rk_rc store_head(rk_db *db, uint64_t size, const rk_hash root, int64_t time_ms, const char *sig)
 {
-    char hex[65];
-    rk_merkle_hex(root, hex);
-    rk_db_lock(db);
-    sqlite3_stmt *st = rk_db_sqlite_stmt(db, "INSERT OR IGNORE INTO tree_heads(size, root, time_ms, signature) VALUES (?,?,?,?)");
-    rk_rc rc = RK_ERR_STORE;
-    if (st) {
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)size);
-        sqlite3_bind_text(st, 2, hex, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, time_ms);
-        sqlite3_bind_text(st, 4, sig, -1, SQLITE_STATIC);
-        rc = rk_db_step_rc(db, sqlite3_step(st));
-        sqlite3_reset(st);
-    }
-    rk_db_unlock(db);
-    return rc;
+    head_row h = {.size = size, .time_ms = time_ms, .signature = sig};
+    rk_merkle_hex(root, h.root);
+    return rk_db_write(db, store_head_fn, &h);
 }
 
 /* Lock held. */
@@ -196,17 +214,16 @@ static void *signer_main(void *arg)
     return NULL;
 }
 
-static void load_last_head(rk_records_log *log)
+static rk_rc last_head_fn(rk_db *db, void *arg)
 {
-    rk_db_lock(log->db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(log->db, "SELECT size, time_ms FROM tree_heads ORDER BY size DESC LIMIT 1");
-    if (q && sqlite3_step(q) == SQLITE_ROW) {
-        log->head_size = (uint64_t)sqlite3_column_int64(q, 0);
-        log->head_time_ms = sqlite3_column_int64(q, 1);
+    rk_records_log *log = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT size, time_ms FROM tree_heads ORDER BY size DESC LIMIT 1");
+    rk_rc rc = q ? rk_stmt_next(q) : RK_ERR_STORE;
+    if (rc == RK_OK) {
+        log->head_size = (uint64_t)rk_col_int(q, 0);
+        log->head_time_ms = rk_col_int(q, 1);
     }
-    if (q)
-        sqlite3_reset(q);
-    rk_db_unlock(log->db);
+    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }
 
 rk_rc rk_records_log_start(rk_node *node, rk_db *db, int64_t interval_ms, rk_records_log **out)
@@ -220,8 +237,9 @@ rk_rc rk_records_log_start(rk_node *node, rk_db *db, int64_t interval_ms, rk_rec
     pthread_mutex_init(&log->lock, NULL);
     pthread_cond_init(&log->wake, NULL);
     rk_merkle_frontier_init(&log->frontier);
-    load_last_head(log);
-    rk_rc rc = catch_up(log);
+    rk_rc rc = rk_db_read(db, last_head_fn, log);
+    if (rc == RK_OK)
+        rc = catch_up(log);
     if (rc == RK_OK && pthread_create(&log->thread, NULL, signer_main, log) != 0)
         rc = RK_ERR_NOMEM;
     if (rc != RK_OK) {
@@ -252,23 +270,33 @@ void rk_records_log_stop(rk_records_log *log)
 
 /* ---------- proofs over HTTP ---------- */
 
+typedef struct head_json_args {
+    const char *node_id;
+    uint64_t size;
+    json_t *head;
+} head_json_args;
+
+static rk_rc head_json_fn(rk_db *db, void *arg)
+{
+    head_json_args *a = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT size, root, time_ms, signature FROM tree_heads WHERE size = ?");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_int(q, 1, (int64_t)a->size);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        a->head = json_pack("{s:s,s:I,s:s,s:I,s:s}", "node", a->node_id, "size", (json_int_t)rk_col_int(q, 0),
+                            "root", rk_col_text(q, 1), "time_ms", (json_int_t)rk_col_int(q, 2), "signature",
+                            rk_col_text(q, 3));
+    return rc;
+}
+
 /* The signed head of exactly this size, as JSON; NULL if none. */
 static json_t *head_json(rk_records_log *log, uint64_t size)
 {
-    json_t *h = NULL;
-    rk_db_lock(log->db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(log->db, "SELECT size, root, time_ms, signature FROM tree_heads WHERE size = ?");
-    if (q) {
-        sqlite3_bind_int64(q, 1, (sqlite3_int64)size);
-        if (sqlite3_step(q) == SQLITE_ROW)
-            h = json_pack("{s:s,s:I,s:s,s:I,s:s}", "node", log->node->cfg.id, "size",
-                          (json_int_t)sqlite3_column_int64(q, 0), "root", (const char *)sqlite3_column_text(q, 1),
-                          "time_ms", (json_int_t)sqlite3_column_int64(q, 2), "signature",
-                          (const char *)sqlite3_column_text(q, 3));
-        sqlite3_reset(q);
-    }
-    rk_db_unlock(log->db);
-    return h;
+    head_json_args a = {log->node->cfg.id, size, NULL};
+    rk_db_read(log->db, head_json_fn, &a);
+    return a.head;
 }
 
 static json_t *hashes_json(const rk_hash *h, size_t n)
@@ -282,27 +310,36 @@ static json_t *hashes_json(const rk_hash *h, size_t n)
     return arr;
 }
 
+typedef struct leaf_args {
+    const char *exchange_id, *side;
+    uint64_t *index;
+    char *leaf;
+} leaf_args;
+
+static rk_rc find_leaf_fn(rk_db *db, void *arg)
+{
+    leaf_args *a = arg;
+    /* seq counts from 1 without gaps (append-only), so the leaf index is seq - 1 */
+    rk_stmt *q = rk_db_stmt(db, "SELECT seq - 1, leaf_hash FROM records WHERE exchange_id = ?"
+                                " AND (CAST(? AS TEXT) IS NULL OR side = ?) ORDER BY seq LIMIT 1");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, a->exchange_id);
+    rk_bind_text(q, 2, a->side);
+    rk_bind_text(q, 3, a->side);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK) {
+        *a->index = (uint64_t)rk_col_int(q, 0);
+        rk_col_copy(q, 1, a->leaf, 65);
+    }
+    return rc;
+}
+
 /* Position (0-based) and leaf hash of the record of an exchange. */
 static rk_rc find_leaf(rk_db *db, const char *exchange_id, const char *side, uint64_t *index, char leaf[65])
 {
-    rk_db_lock(db);
-    /* seq counts from 1 without gaps (append-only), so the leaf index is seq - 1 */
-    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT seq - 1, leaf_hash FROM records"
-                                     " WHERE exchange_id = ?1 AND (?2 IS NULL OR side = ?2) ORDER BY seq LIMIT 1");
-    rk_rc rc = q ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
-    if (q) {
-        sqlite3_bind_text(q, 1, exchange_id, -1, SQLITE_STATIC);
-        if (side)
-            sqlite3_bind_text(q, 2, side, -1, SQLITE_STATIC);
-        if (sqlite3_step(q) == SQLITE_ROW) {
-            *index = (uint64_t)sqlite3_column_int64(q, 0);
-            snprintf(leaf, 65, "%s", (const char *)sqlite3_column_text(q, 1));
-            rc = RK_OK;
-        }
-        sqlite3_reset(q);
-    }
-    rk_db_unlock(db);
-    return rc;
+    leaf_args a = {exchange_id, side, index, leaf};
+    return rk_db_read(db, find_leaf_fn, &a);
 }
 
 void rk_records_proof_serve(rk_records_log *log, const rk_request *req, rk_response *resp)
@@ -375,22 +412,58 @@ void rk_records_consistency_serve(rk_records_log *log, const rk_request *req, rk
     free(proof);
 }
 
+typedef struct sizes_args {
+    uint64_t *sizes;
+    size_t n, cap;
+} sizes_args;
+
+static rk_rc head_sizes_fn(rk_db *db, void *arg)
+{
+    sizes_args *a = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT size FROM tree_heads ORDER BY size DESC LIMIT 1000");
+    if (!q)
+        return RK_ERR_STORE;
+    while (a->n < a->cap && rk_stmt_next(q) == RK_OK)
+        a->sizes[a->n++] = (uint64_t)rk_col_int(q, 0);
+    return RK_OK;
+}
+
 void rk_records_heads_serve(rk_records_log *log, const rk_request *req, rk_response *resp)
 {
     json_t *arr = json_array();
-    rk_db_lock(log->db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(log->db, "SELECT size FROM tree_heads ORDER BY size DESC LIMIT 1000");
     uint64_t sizes[1000];
-    size_t n = 0;
-    while (q && n < 1000 && sqlite3_step(q) == SQLITE_ROW)
-        sizes[n++] = (uint64_t)sqlite3_column_int64(q, 0);
-    if (q)
-        sqlite3_reset(q);
-    rk_db_unlock(log->db);
-    for (size_t i = 0; i < n; i++) {
+    sizes_args a = {sizes, 0, 1000};
+    rk_db_read(log->db, head_sizes_fn, &a);
+    for (size_t i = 0; i < a.n; i++) {
         json_t *h = head_json(log, sizes[i]);
         if (h)
             json_array_append_new(arr, h);
     }
     rk_reply_json(resp, 200, json_pack("{s:o}", "heads", arr));
+}
+
+/* ---------- iteration, for a tool ---------- */
+
+typedef struct heads_each_args {
+    rk_tree_head_fn fn;
+    void *arg;
+} heads_each_args;
+
+static rk_rc heads_each_fn(rk_db *db, void *arg)
+{
+    heads_each_args *a = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT size, root, time_ms, signature FROM tree_heads ORDER BY size");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_rc rc;
+    while ((rc = rk_stmt_next(q)) == RK_OK)
+        if ((rc = a->fn(a->arg, rk_col_int(q, 0), rk_col_text(q, 1), rk_col_int(q, 2), rk_col_text(q, 3))) != RK_OK)
+            return rc;
+    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
+}
+
+rk_rc rk_tree_heads_each(rk_db *db, rk_tree_head_fn fn, void *arg)
+{
+    heads_each_args a = {fn, arg};
+    return rk_db_scan(db, heads_each_fn, &a);
 }

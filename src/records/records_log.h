@@ -46,4 +46,13 @@ rk_rc rk_head_verify(X509 *cert, const char *node_id, uint64_t size, const rk_ha
 /* Leaf hashes of records [0, n) in log order (seq), malloc'ed. */
 rk_rc rk_records_leaves(rk_db *db, uint64_t n, rk_hash **out);
 
+/* Calls fn for every signed tree head kept in db, by size (a scan, for a
+ * tool such as `renkei records verify`); root_hex and signature_b64 are
+ * valid during the call only and may be NULL in a damaged database. Stops
+ * at the first result of fn other than RK_OK and returns it. fn must not
+ * use db. */
+typedef rk_rc (*rk_tree_head_fn)(void *arg, int64_t size, const char *root_hex, int64_t time_ms,
+                                 const char *signature_b64);
+rk_rc rk_tree_heads_each(rk_db *db, rk_tree_head_fn fn, void *arg);
+
 #endif

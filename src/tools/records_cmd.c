@@ -2,7 +2,8 @@
  * 法23条): checks every node's records log in a network folder.
  *
  * For each node that keeps records (the core and every agency node) it
- * reads the node's database directly, recomputes every record's leaf from
+ * reads the node's database (read-only, through the records module: no SQL
+ * here, and the node may be running), recomputes every record's leaf from
  * its fields, and checks: positions are contiguous (nothing removed), each
  * stored leaf matches its record (nothing altered), every signed tree head
  * verifies with the node's registered certificate (nothing forged), and the
@@ -11,7 +12,6 @@
  * earlier one). It names the node and the record, and exits 1 on any
  * finding. */
 #include <stdarg.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,13 +26,16 @@
 typedef struct node_check {
     const rk_peer_node *node;
     const char *dir;
-    sqlite3 *db;
+    rk_db *db;
     X509 *cert;
     rk_hash *leaves;   /* recomputed from the records' fields */
     long long *seqs;   /* the seq of each leaf */
     char (*xids)[RK_EXCHANGE_ID_MAX + 1]; /* the exchange of each leaf */
-    size_t n;
+    size_t n, cap;
+    long long expected; /* the next seq, when nothing was removed */
     int findings;
+    int heads, mismatched; /* check_heads */
+    long long last_good;
 } node_check;
 
 static void finding(node_check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -48,54 +51,53 @@ static void finding(node_check *c, const char *fmt, ...)
     c->findings++;
 }
 
-/* Reads every record: contiguous seq, stored leaf equal to the recomputed one. */
+/* One record: contiguous seq, stored leaf equal to the recomputed one. */
+static rk_rc check_record(void *arg, int64_t seq64, const char *stored, const rk_record *r)
+{
+    node_check *c = arg;
+    long long seq = (long long)seq64;
+    if (seq != c->expected)
+        finding(c, "record seq %lld%s is missing (removed)", c->expected,
+                seq > c->expected + 1 ? " and following" : "");
+    c->expected = seq + 1;
+    if (c->n == c->cap) {
+        rk_hash *bigger = realloc(c->leaves, 2 * c->cap * sizeof *c->leaves);
+        long long *seqs = bigger ? realloc(c->seqs, 2 * c->cap * sizeof *c->seqs) : NULL;
+        char(*xids)[RK_EXCHANGE_ID_MAX + 1] = seqs ? realloc(c->xids, 2 * c->cap * sizeof *c->xids) : NULL;
+        if (bigger)
+            c->leaves = bigger;
+        if (seqs)
+            c->seqs = seqs;
+        if (!xids)
+            return RK_ERR_NOMEM;
+        c->xids = xids;
+        c->cap *= 2;
+    }
+    c->seqs[c->n] = seq;
+    snprintf(c->xids[c->n], sizeof c->xids[0], "%s", r->exchange_id);
+    rk_record_leaf(r, c->leaves[c->n]);
+    char hex[65];
+    rk_merkle_hex(c->leaves[c->n], hex);
+    if (!stored || strcmp(stored, hex) != 0)
+        finding(c, "record seq %lld (exchange %s) was altered: its fields do not give its leaf", seq, r->exchange_id);
+    c->n++;
+    return RK_OK;
+}
+
+/* Reads every record in seq order. */
 static int read_records(node_check *c)
 {
-    sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(c->db, "SELECT seq, leaf_hash, " RK_RECORD_COLUMNS " FROM records ORDER BY seq", -1, &q,
-                           NULL) != SQLITE_OK) {
-        finding(c, "cannot read its records: %s", sqlite3_errmsg(c->db));
+    c->cap = 1024;
+    c->expected = 1;
+    c->leaves = malloc(c->cap * sizeof *c->leaves);
+    c->seqs = malloc(c->cap * sizeof *c->seqs);
+    c->xids = malloc(c->cap * sizeof *c->xids);
+    if (!c->leaves || !c->seqs || !c->xids)
         return -1;
-    }
-    size_t cap = 1024;
-    c->leaves = malloc(cap * sizeof *c->leaves);
-    c->seqs = malloc(cap * sizeof *c->seqs);
-    c->xids = malloc(cap * sizeof *c->xids);
-    long long expected = 1;
-    while (c->leaves && c->seqs && c->xids && sqlite3_step(q) == SQLITE_ROW) {
-        long long seq = sqlite3_column_int64(q, 0);
-        rk_record r;
-        rk_record_from_row(q, 2, &r);
-        if (seq != expected)
-            finding(c, "record seq %lld%s is missing (removed)", expected,
-                    seq > expected + 1 ? " and following" : "");
-        expected = seq + 1;
-        if (c->n == cap) {
-            rk_hash *bigger = realloc(c->leaves, 2 * cap * sizeof *c->leaves);
-            long long *seqs = bigger ? realloc(c->seqs, 2 * cap * sizeof *c->seqs) : NULL;
-            char(*xids)[RK_EXCHANGE_ID_MAX + 1] = seqs ? realloc(c->xids, 2 * cap * sizeof *c->xids) : NULL;
-            if (bigger)
-                c->leaves = bigger;
-            if (seqs)
-                c->seqs = seqs;
-            if (!xids)
-                break;
-            c->xids = xids;
-            cap *= 2;
-        }
-        c->seqs[c->n] = seq;
-        snprintf(c->xids[c->n], sizeof c->xids[0], "%s", r.exchange_id);
-        rk_record_leaf(&r, c->leaves[c->n]);
-        char hex[65];
-        rk_merkle_hex(c->leaves[c->n], hex);
-        const char *stored = (const char *)sqlite3_column_text(q, 1);
-        if (!stored || strcmp(stored, hex) != 0)
-            finding(c, "record seq %lld (exchange %s) was altered: its fields do not give its leaf", seq,
-                    r.exchange_id);
-        c->n++;
-    }
-    sqlite3_finalize(q);
-    return c->leaves && c->seqs && c->xids ? 0 : -1;
+    rk_rc rc = rk_records_each(c->db, check_record, c);
+    if (rc != RK_OK && rc != RK_ERR_NOMEM)
+        finding(c, "cannot read its records: %s", rk_strerror(rc));
+    return rc == RK_OK ? 0 : -1;
 }
 
 /* Names the records between two heads: the first mismatching head says a
@@ -115,39 +117,36 @@ static void name_range(node_check *c, long long from, long long to)
                "(altered, removed or reordered)", list, to);
 }
 
-/* Every signed head: signature, size, root. */
+/* One signed head: signature, size, root. */
+static rk_rc check_head(void *arg, int64_t size64, const char *root_hex, int64_t time_ms, const char *signature)
+{
+    node_check *c = arg;
+    long long size = (long long)size64;
+    rk_hash root, mine;
+    c->heads++;
+    if (rk_merkle_unhex(root_hex, root) != RK_OK ||
+        rk_head_verify(c->cert, c->node->id, (uint64_t)size, root, time_ms, signature) != RK_OK) {
+        finding(c, "tree head of size %lld: the signature does not verify (forged or altered head)", size);
+        return RK_OK;
+    }
+    if ((size_t)size > c->n) {
+        finding(c, "tree head of size %lld covers records that are gone (only %zu remain)", size, c->n);
+        return RK_OK;
+    }
+    rk_merkle_root(c->leaves, (size_t)size, mine);
+    if (memcmp(mine, root, sizeof root) == 0) {
+        c->last_good = size;
+    } else if (!c->mismatched) { /* every later head fails as well: name the first */
+        c->mismatched = 1;
+        name_range(c, c->last_good, size);
+    }
+    return RK_OK;
+}
+
+/* Every signed head; their number, -1 when they cannot be read. */
 static int check_heads(node_check *c)
 {
-    sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(c->db, "SELECT size, root, time_ms, signature FROM tree_heads ORDER BY size", -1, &q,
-                           NULL) != SQLITE_OK)
-        return -1;
-    int heads = 0, mismatched = 0;
-    long long last_good = 0;
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        long long size = sqlite3_column_int64(q, 0);
-        rk_hash root, mine;
-        heads++;
-        if (rk_merkle_unhex((const char *)sqlite3_column_text(q, 1), root) != RK_OK ||
-            rk_head_verify(c->cert, c->node->id, (uint64_t)size, root, sqlite3_column_int64(q, 2),
-                           (const char *)sqlite3_column_text(q, 3)) != RK_OK) {
-            finding(c, "tree head of size %lld: the signature does not verify (forged or altered head)", size);
-            continue;
-        }
-        if ((size_t)size > c->n) {
-            finding(c, "tree head of size %lld covers records that are gone (only %zu remain)", size, c->n);
-            continue;
-        }
-        rk_merkle_root(c->leaves, (size_t)size, mine);
-        if (memcmp(mine, root, sizeof root) == 0) {
-            last_good = size;
-        } else if (!mismatched) { /* every later head fails as well: name the first */
-            mismatched = 1;
-            name_range(c, last_good, size);
-        }
-    }
-    sqlite3_finalize(q);
-    return heads;
+    return rk_tree_heads_each(c->db, check_head, c) == RK_OK ? c->heads : -1;
 }
 
 static int verify_node(const char *dir, const rk_peer_node *node)
@@ -162,7 +161,7 @@ static int verify_node(const char *dir, const rk_peer_node *node)
         return c.findings;
     }
     snprintf(path, sizeof path, "%s/nodes/%s/node.db", dir, node->id);
-    if (sqlite3_open_v2(path, &c.db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+    if (rk_db_open(path, RK_DB_READONLY, &c.db) != RK_OK) {
         finding(&c, "cannot open %s", path);
     } else if (read_records(&c) == 0) {
         int heads = check_heads(&c);
@@ -171,7 +170,7 @@ static int verify_node(const char *dir, const rk_peer_node *node)
         if (!c.findings)
             printf("  %-28s ok: %zu records, %d signed tree heads\n", node->id, c.n, heads);
     }
-    sqlite3_close(c.db);
+    rk_db_close(c.db);
     free(c.leaves);
     free(c.seqs);
     free(c.xids);

@@ -1,6 +1,8 @@
-/* Unit tests: the SQLite handle (group commit, commits on an event loop,
- * the read connection, item savepoints) and the
- * records module (settle, kept answers, conflicts, leaves, paging). */
+/* Unit tests: the store interface of store/db.h on its SQLite driver —
+ * group commit, commits on an event loop, the read connection, item
+ * savepoints, versioned migrations, a read-only open, and a rolled-back
+ * savepoint that grew the file. The records module has its own tests
+ * (test_records.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,9 +17,13 @@
 #include <event2/thread.h>
 
 #include "store/db.h"
-#include "records/records.h"
 
 static char dir[64];
+static char path[128];
+
+static const char *const test_steps[] = {
+    "CREATE TABLE t (k BIGINT PRIMARY KEY, v TEXT NOT NULL);",
+};
 
 static int setup(void **state)
 {
@@ -25,11 +31,9 @@ static int setup(void **state)
     snprintf(dir, sizeof dir, "/tmp/rk-test-store-XXXXXX");
     if (!mkdtemp(dir))
         return -1;
-    char path[128];
     snprintf(path, sizeof path, "%s/node.db", dir);
     rk_db *db = NULL;
-    if (rk_db_open_schema(path, "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT NOT NULL);", &db) != RK_OK ||
-        rk_db_exec(db, rk_records_schema) != RK_OK)
+    if (rk_db_open(path, 0, &db) != RK_OK || rk_db_migrate(db, "test", test_steps, 1) != RK_OK)
         return -1;
     *state = db;
     return 0;
@@ -45,24 +49,37 @@ static int teardown(void **state)
 
 static rk_rc insert_k(rk_db *db, void *arg)
 {
-    sqlite3_stmt *st = rk_db_sqlite_stmt(db, "INSERT INTO t(k, v) VALUES (?, 'x')");
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO t(k, v) VALUES (?, 'x')");
     if (!st)
         return RK_ERR_STORE;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)(intptr_t)arg);
-    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
-    sqlite3_reset(st);
-    return rc;
+    rk_bind_int(st, 1, (int64_t)(intptr_t)arg);
+    return rk_stmt_exec(st);
 }
 
+/* Inside any callback: the rows of t as this connection sees them. */
+static long count_in(rk_db *db)
+{
+    rk_stmt *q = rk_db_stmt(db, "SELECT COUNT(*) FROM t");
+    return q && rk_stmt_next(q) == RK_OK ? (long)rk_col_int(q, 0) : -1;
+}
+
+static rk_rc count_fn(rk_db *db, void *arg)
+{
+    *(long *)arg = count_in(db);
+    return RK_OK;
+}
+
+/* A short read of the rows of t. */
 static long count_rows(rk_db *db)
 {
-    rk_db_lock(db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT count(*) FROM t");
-    long n = q && sqlite3_step(q) == SQLITE_ROW ? (long)sqlite3_column_int64(q, 0) : -1;
-    if (q)
-        sqlite3_reset(q);
-    rk_db_unlock(db);
-    return n;
+    long n = -1;
+    return rk_db_read(db, count_fn, &n) == RK_OK ? n : -1;
+}
+
+static long count_rows_scan(rk_db *db)
+{
+    long n = -1;
+    return rk_db_scan(db, count_fn, &n) == RK_OK ? n : -1;
 }
 
 typedef struct writer {
@@ -109,20 +126,26 @@ static void failing_write_is_rolled_back_alone(void **state)
     assert_int_equal(count_rows(db), 2);
 }
 
-static rk_record sample(const char *xid, const char *outcome)
+/* rk_db_item: inside one write, a failing item is rolled back alone and
+ * the others are committed. */
+static rk_rc three_items(rk_db *db, void *arg)
 {
-    rk_record r = {0};
-    snprintf(r.exchange_id, sizeof r.exchange_id, "%s", xid);
-    strcpy(r.side, "core");
-    strcpy(r.requester, "city-a");
-    strcpy(r.provider, "city-b");
-    strcpy(r.business, "child_allowance");
-    strcpy(r.item, "local_tax");
-    strcpy(r.operator_id, "op-1");
-    strcpy(r.subject, "42");
-    r.requested_ms = 1700000000000;
-    snprintf(r.outcome, sizeof r.outcome, "%s", outcome);
-    return r;
+    rk_rc *rcs = arg;
+    rcs[0] = rk_db_item(db, insert_k, (void *)(intptr_t)10);
+    rcs[1] = rk_db_item(db, insert_k, (void *)(intptr_t)10); /* the same key */
+    rcs[2] = rk_db_item(db, insert_k, (void *)(intptr_t)11);
+    return RK_OK;
+}
+
+static void a_failing_item_is_rolled_back_alone(void **state)
+{
+    rk_db *db = *state;
+    rk_rc rcs[3];
+    assert_int_equal(rk_db_write(db, three_items, rcs), RK_OK);
+    assert_int_equal(rcs[0], RK_OK);
+    assert_int_equal(rcs[1], RK_ERR_CONFLICT);
+    assert_int_equal(rcs[2], RK_OK);
+    assert_int_equal(count_rows(db), 2);
 }
 
 /* rk_db_write_later: writes queued on a loop are committed by the
@@ -202,53 +225,75 @@ static void writes_on_a_loop_are_committed_then_told(void **state)
     assert_int_equal(count_rows(db), 2);
 }
 
-static long count_rows_read(rk_db *db)
+/* Inside a write: inserts k, then counts what the write sees; rolled back
+ * when `roll_back` is set. */
+typedef struct insert_count {
+    int k, roll_back;
+    long seen;
+} insert_count;
+
+static rk_rc insert_then_count(rk_db *db, void *arg)
 {
-    rk_db_read_lock(db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT count(*) FROM t");
-    long n = q && sqlite3_step(q) == SQLITE_ROW ? (long)sqlite3_column_int64(q, 0) : -1;
-    if (q)
-        sqlite3_reset(q);
-    rk_db_read_unlock(db);
-    return n;
+    insert_count *a = arg;
+    rk_rc rc = insert_k(db, (void *)(intptr_t)a->k);
+    a->seen = count_in(db);
+    return rc != RK_OK ? rc : a->roll_back ? RK_ERR_INVALID : RK_OK;
 }
 
-static rk_rc insert_then_read(rk_db *db, void *arg)
-{
-    rk_rc rc = insert_k(db, arg);
-    /* inside a write, a read sees the write's own row */
-    return rc == RK_OK && count_rows_read(db) == 2 ? RK_OK : RK_ERR_STORE;
-}
-
-/* Another thread's write in progress: it holds the writer's lock with an
- * uncommitted row until told to roll back. */
+/* Another thread's write in progress: it holds the writer with an
+ * uncommitted row until told to end, then fails (rolled back). */
 typedef struct open_write {
     rk_db *db;
     pthread_mutex_t m;
     pthread_cond_t c;
     int stage; /* 1: the row is in, uncommitted; 2: roll back */
+    rk_rc insert_rc;
 } open_write;
 
-static void *hold_a_write(void *arg)
+static rk_rc held_write(rk_db *db, void *arg)
 {
     open_write *o = arg;
-    rk_db_lock(o->db);
-    int ok = rk_db_begin(o->db) == RK_OK && insert_k(o->db, (void *)(intptr_t)2) == RK_OK;
+    o->insert_rc = insert_k(db, (void *)(intptr_t)2);
     pthread_mutex_lock(&o->m);
     o->stage = 1;
     pthread_cond_signal(&o->c);
     while (o->stage != 2)
         pthread_cond_wait(&o->c, &o->m);
     pthread_mutex_unlock(&o->m);
-    rk_db_rollback(o->db);
-    rk_db_unlock(o->db);
-    return ok ? NULL : (void *)1;
+    return RK_ERR_INVALID;
 }
 
-/* rk_db_read_lock does not wait for another thread's write in progress: it
- * reads the last commit on the read-only connection, which does not see the
- * write's rows and cannot write. A thread that holds the writer reads its
- * own rows there. */
+static void *hold_a_write(void *arg)
+{
+    open_write *o = arg;
+    rk_rc rc = rk_db_write(o->db, held_write, o);
+    return rc == RK_ERR_INVALID && o->insert_rc == RK_OK ? NULL : (void *)1;
+}
+
+static rk_rc try_insert(rk_db *db, void *arg)
+{
+    *(rk_rc *)arg = insert_k(db, (void *)(intptr_t)9);
+    return RK_OK;
+}
+
+typedef struct write_in_scan {
+    rk_rc write_rc;
+} write_in_scan;
+
+static rk_rc write_during_scan(rk_db *db, void *arg)
+{
+    write_in_scan *a = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT k FROM t ORDER BY k");
+    if (!q || rk_stmt_next(q) != RK_OK) /* the scan is under way */
+        return RK_ERR_STORE;
+    a->write_rc = rk_db_write(db, insert_k, (void *)(intptr_t)3);
+    return RK_OK;
+}
+
+/* rk_db_read does not wait for another thread's write in progress: it
+ * reads the last commit on the read-only connection, which does not see
+ * the write's rows and cannot write. Inside a write, its own rows are
+ * read. */
 static void reads_do_not_wait_for_a_write(void **state)
 {
     rk_db *db = *state;
@@ -262,10 +307,10 @@ static void reads_do_not_wait_for_a_write(void **state)
     while (o.stage != 1)
         pthread_cond_wait(&o.c, &o.m);
     pthread_mutex_unlock(&o.m);
-    assert_int_equal(count_rows_read(db), 1); /* the last commit only, without waiting */
-    rk_db_read_lock(db);
-    assert_int_not_equal(rk_db_exec(db, "INSERT INTO t(k, v) VALUES (9, 'x')"), RK_OK);
-    rk_db_read_unlock(db);
+    assert_int_equal(count_rows(db), 1); /* the last commit only, without waiting */
+    rk_rc insert_rc = RK_OK;
+    assert_int_equal(rk_db_read(db, try_insert, &insert_rc), RK_OK);
+    assert_int_not_equal(insert_rc, RK_OK); /* a read cannot write */
     pthread_mutex_lock(&o.m);
     o.stage = 2;
     pthread_cond_signal(&o.c);
@@ -273,137 +318,207 @@ static void reads_do_not_wait_for_a_write(void **state)
     void *failed = NULL;
     pthread_join(t, &failed);
     assert_null(failed);
-    /* This thread holding the writer: its own uncommitted row is read. */
-    rk_db_lock(db);
-    assert_int_equal(rk_db_begin(db), RK_OK);
-    assert_int_equal(insert_k(db, (void *)(intptr_t)2), RK_OK);
-    assert_int_equal(count_rows_read(db), 2);
-    rk_db_rollback(db);
-    rk_db_unlock(db);
-    assert_int_equal(count_rows_read(db), 1); /* the writer is free: read there */
-    assert_int_equal(rk_db_write(db, insert_then_read, (void *)(intptr_t)2), RK_OK);
-    assert_int_equal(count_rows_read(db), 2);
-    /* A scan holds the read-only connection only: writes and short reads
-     * go on (here on the same thread, which would deadlock otherwise). */
-    rk_db_scan_lock(db);
-    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)3), RK_OK);
-    rk_db_read_unlock(db);
-    assert_int_equal(count_rows_read(db), 3);
+    assert_int_equal(count_rows(db), 1); /* that write was rolled back */
+    /* Inside a write: its own uncommitted row is read. */
+    insert_count ic = {.k = 2, .roll_back = 1};
+    assert_int_equal(rk_db_write(db, insert_then_count, &ic), RK_ERR_INVALID);
+    assert_int_equal(ic.seen, 2);
+    assert_int_equal(count_rows(db), 1); /* rolled back */
+    ic = (insert_count){.k = 2};
+    assert_int_equal(rk_db_write(db, insert_then_count, &ic), RK_OK);
+    assert_int_equal(ic.seen, 2);
+    assert_int_equal(count_rows(db), 2);
+    /* A scan holds the read-only connection only: writes go on (here on the
+     * same thread, which would deadlock otherwise). */
+    write_in_scan ws = {RK_ERR_STORE};
+    assert_int_equal(rk_db_scan(db, write_during_scan, &ws), RK_OK);
+    assert_int_equal(ws.write_rc, RK_OK);
+    assert_int_equal(count_rows(db), 3);
+    assert_int_equal(count_rows_scan(db), 3);
     pthread_mutex_destroy(&o.m);
     pthread_cond_destroy(&o.c);
 }
 
-static void settle_keeps_the_first_answer(void **state)
+/* ---------- migrations ---------- */
+
+static rk_rc version_fn(rk_db *db, void *arg)
 {
-    rk_db *db = *state;
-    rk_record r = sample("city-a.x1", "provided");
-    assert_int_equal(rk_settle(db, &r, "city-a.x1", "hash-1", 200, "{\"status\":\"provided\"}", NULL, NULL), RK_OK);
-    int status = 0;
-    char *body = NULL;
-    assert_int_equal(rk_answer_get(db, "city-a.x1", "core", "hash-1", &status, &body), RK_OK);
-    assert_int_equal(status, 200);
-    assert_string_equal(body, "{\"status\":\"provided\"}");
-    free(body);
-    assert_int_equal(rk_answer_get(db, "city-a.x1", "core", "hash-2", &status, &body), RK_ERR_CONFLICT);
-    assert_int_equal(rk_answer_get(db, "city-a.x9", "core", "hash-1", &status, &body), RK_ERR_NOT_FOUND);
-    /* settling the same exchange again is a conflict, and changes nothing */
-    assert_int_equal(rk_settle(db, &r, "city-a.x1", "hash-1", 200, "{}", NULL, NULL), RK_ERR_CONFLICT);
-    assert_int_equal(rk_records_count(db), 1);
+    int64_t *v = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT version FROM schema_versions WHERE module = ?");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, "m");
+    rk_rc rc = rk_stmt_next(q);
+    *v = rc == RK_OK ? rk_col_int(q, 0) : 0;
+    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }
 
-static void leaves_are_deterministic_and_field_sensitive(void **state)
+static int64_t version_of_m(rk_db *db)
 {
-    rk_record a = sample("city-a.x2", "provided"), b = a;
-    uint8_t la[32], lb[32];
-    rk_record_leaf(&a, la);
-    rk_record_leaf(&b, lb);
-    assert_memory_equal(la, lb, 32);
-    strcpy(b.operator_id, "op-2");
-    rk_record_leaf(&b, lb);
-    assert_memory_not_equal(la, lb, 32);
+    int64_t v = -1;
+    assert_int_equal(rk_db_read(db, version_fn, &v), RK_OK);
+    return v;
 }
 
-static void list_pages_newest_first(void **state)
+static rk_rc insert_a(rk_db *db, void *arg)
+{
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO a(x) VALUES (?)");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_int(st, 1, (int64_t)(intptr_t)arg);
+    return rk_stmt_exec(st);
+}
+
+static rk_rc insert_b(rk_db *db, void *arg)
+{
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO b(y, data) VALUES (?, ?) RETURNING id");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_text(st, 1, "one");
+    rk_bind_blob(st, 2, "\0\1\2", 3);
+    rk_rc rc = rk_stmt_next(st);
+    if (rc == RK_OK)
+        *(int64_t *)arg = rk_col_int(st, 0);
+    return rc;
+}
+
+/* Steps run once each, in order, each in its own transaction; the version
+ * is kept per module; a failing step leaves the version before it; a
+ * database newer than the steps known is refused. */
+static void migrations_are_versioned(void **state)
 {
     rk_db *db = *state;
-    char xid[32];
-    for (int i = 0; i < 5; i++) {
-        snprintf(xid, sizeof xid, "city-a.p%d", i);
-        rk_record r = sample(xid, "no_data");
-        assert_int_equal(rk_settle(db, &r, xid, "h", 200, "{}", NULL, NULL), RK_OK);
+    static const char *const steps[] = {
+        "CREATE TABLE a (x BIGINT PRIMARY KEY);",
+        /* not idempotent: running it twice would fail */
+        "CREATE TABLE b (id {id}, y TEXT NOT NULL, data {blob});"
+        "CREATE TABLE c (k TEXT PRIMARY KEY, v BIGINT NOT NULL){without_rowid};",
+        "CREATE TABLE d (z BIGINT); this is not SQL;",
+    };
+    assert_int_equal(version_of_m(db), 0);
+    assert_int_equal(rk_db_migrate(db, "m", steps, 1), RK_OK);
+    assert_int_equal(version_of_m(db), 1);
+    assert_int_equal(rk_db_write(db, insert_a, (void *)(intptr_t)7), RK_OK);
+    assert_int_equal(rk_db_migrate(db, "m", steps, 2), RK_OK);
+    assert_int_equal(version_of_m(db), 2);
+    assert_int_equal(rk_db_migrate(db, "m", steps, 2), RK_OK); /* nothing left to run */
+    int64_t id = 0;
+    assert_int_equal(rk_db_write(db, insert_b, &id), RK_OK);
+    assert_int_equal(id, 1);
+    assert_int_equal(rk_db_migrate(db, "m", steps, 3), RK_ERR_STORE); /* a bad step */
+    assert_int_equal(version_of_m(db), 2);
+    /* another module has its own version */
+    assert_int_equal(rk_db_migrate(db, "test", test_steps, 1), RK_OK);
+    /* a renkei that knows fewer steps refuses the database */
+    assert_int_equal(rk_db_migrate(db, "m", steps, 1), RK_ERR_STORE);
+    assert_int_equal(version_of_m(db), 2);
+    /* kept across a reopen, with the rows */
+    rk_db_close(db);
+    *state = NULL;
+    assert_int_equal(rk_db_open(path, 0, &db), RK_OK);
+    *state = db;
+    assert_int_equal(version_of_m(db), 2);
+    assert_int_equal(rk_db_migrate(db, "m", steps, 2), RK_OK);
+    assert_int_equal(rk_db_write(db, insert_a, (void *)(intptr_t)7), RK_ERR_CONFLICT); /* still there */
+}
+
+/* ---------- read-only ---------- */
+
+static void a_read_only_open_reads_and_does_not_write(void **state)
+{
+    rk_db *db = *state;
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)1), RK_OK);
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_OK);
+    rk_db *ro = NULL;
+    char target[160];
+    snprintf(target, sizeof target, "sqlite:%s", path);
+    assert_int_equal(rk_db_open(target, RK_DB_READONLY, &ro), RK_OK);
+    assert_string_equal(rk_db_engine(ro), "sqlite");
+    assert_int_equal(count_rows(ro), 2);
+    assert_int_equal(count_rows_scan(ro), 2);
+    /* it sees what the node commits meanwhile */
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)3), RK_OK);
+    assert_int_equal(count_rows(ro), 3);
+    assert_int_not_equal(rk_db_write(ro, insert_k, (void *)(intptr_t)4), RK_OK);
+    rk_rc insert_rc = RK_OK;
+    assert_int_equal(rk_db_read(ro, try_insert, &insert_rc), RK_OK);
+    assert_int_not_equal(insert_rc, RK_OK);
+    assert_int_not_equal(rk_db_migrate(ro, "test", test_steps, 1), RK_OK);
+    rk_db_close(ro);
+    assert_int_equal(count_rows(db), 3);
+    /* a missing database is not created */
+    char missing[160];
+    snprintf(missing, sizeof missing, "%s/none.db", dir);
+    ro = NULL;
+    assert_int_not_equal(rk_db_open(missing, RK_DB_READONLY, &ro), RK_OK);
+    assert_int_not_equal(access(missing, F_OK), 0);
+}
+
+/* ---------- a rolled-back savepoint that grew the file ---------- */
+
+typedef struct round_args {
+    int round;
+    unsigned seed;
+    char body[1500];
+} round_args;
+
+static rk_rc insert_round(rk_db *db, void *arg)
+{
+    round_args *a = arg;
+    char key[32];
+    for (int i = 0; i < 1500; i++) {
+        rk_stmt *st = rk_db_stmt(db, "INSERT INTO r (k, b) VALUES (?, ?)");
+        if (!st)
+            return RK_ERR_STORE;
+        snprintf(key, sizeof key, "r%d.%08x", a->round, rand_r(&a->seed));
+        a->body[0] = (char)('a' + a->round);
+        rk_bind_text(st, 1, key);
+        rk_bind_text(st, 2, a->body);
+        rk_rc rc = rk_stmt_exec(st);
+        if (rc != RK_OK)
+            return rc;
     }
-    rk_records_query q = {.limit = 2};
-    json_t *page = NULL;
-    int64_t next = 0;
-    assert_int_equal(rk_records_list(db, &q, &page, &next), RK_OK);
-    assert_int_equal(json_array_size(page), 2);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(page, 0), "exchange_id")), "city-a.p4");
-    assert_true(next > 0);
-    json_decref(page);
-    q.before_seq = next;
-    assert_int_equal(rk_records_list(db, &q, &page, &next), RK_OK);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(page, 0), "exchange_id")), "city-a.p2");
-    json_decref(page);
-    rk_records_query one = {.exchange_id = "city-a.p3", .limit = 10};
-    assert_int_equal(rk_records_list(db, &one, &page, &next), RK_OK);
-    assert_int_equal(json_array_size(page), 1);
-    assert_int_equal(next, 0);
-    json_decref(page);
+    return a->round == 1 ? RK_ERR_INVALID : RK_OK; /* the middle round fails: rolled back */
 }
 
-static void exec_ok(rk_db *db, const char *sql)
+static rk_rc check_r(rk_db *db, void *arg)
 {
-    assert_int_equal(rk_db_exec(db, sql), RK_OK);
+    int64_t *out = arg;
+    rk_stmt *q = rk_db_stmt(db, "PRAGMA integrity_check");
+    if (!q || rk_stmt_next(q) != RK_OK)
+        return RK_ERR_STORE;
+    out[0] = strcmp(rk_col_text(q, 0), "ok") == 0;
+    q = rk_db_stmt(db, "SELECT COUNT(*), SUM(CASE WHEN SUBSTR(b, 1, 1) = 'b' THEN 1 ELSE 0 END),"
+                       " SUM(CASE WHEN k LIKE 'r1.%' THEN 1 ELSE 0 END) FROM r");
+    if (!q || rk_stmt_next(q) != RK_OK)
+        return RK_ERR_STORE;
+    out[1] = rk_col_int(q, 0);
+    out[2] = rk_col_int(q, 1);
+    out[3] = rk_col_int(q, 2);
+    return RK_OK;
 }
 
 /* Random keys in a unique index make B-tree splits park pages under the
- * lock-byte page number (db_pcache.c); the wrapped cache must still drop
- * every page a rolled-back savepoint added, or they come back stale when
- * the file grows again. */
-static void page_cache_drops_what_a_rollback_removed(void **state)
+ * lock-byte page number (the driver's page cache); the pages a failing
+ * write added in its savepoint must leave the cache with its rollback, or
+ * they come back stale when the file grows again. (The driver's own test,
+ * test_store_sqlite.c, also measures the cache.) */
+static void a_rolled_back_write_leaves_no_stale_pages(void **state)
 {
     rk_db *db = *state;
-    assert_int_equal(rk_db_pcache_install(), 1);
-    exec_ok(db, "CREATE TABLE r (id INTEGER PRIMARY KEY, k TEXT NOT NULL UNIQUE, b TEXT NOT NULL)");
-    sqlite3 *h = rk_db_handle(db);
-    sqlite3_stmt *ins = NULL;
-    assert_int_equal(sqlite3_prepare_v2(h, "INSERT INTO r (k, b) VALUES (?, ?)", -1, &ins, NULL), SQLITE_OK);
-    char key[32], body[1500];
-    memset(body, 'b', sizeof body - 1);
-    body[sizeof body - 1] = '\0';
-    unsigned seed = 7;
-    int cache_used[3] = {0}, highwater = 0;
-    for (int round = 0; round < 3; round++) {
-        /* the middle round grows the file inside a savepoint that is rolled
-         * back (as rk_db_write does with a failing write), then commits */
-        int undo = round == 1;
-        exec_ok(db, undo ? "BEGIN IMMEDIATE; SAVEPOINT w" : "BEGIN IMMEDIATE");
-        for (int i = 0; i < 1500; i++) {
-            snprintf(key, sizeof key, "r%d.%08x", round, rand_r(&seed));
-            body[0] = (char)('a' + round);
-            sqlite3_bind_text(ins, 1, key, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(ins, 2, body, -1, SQLITE_STATIC);
-            assert_int_equal(sqlite3_step(ins), SQLITE_DONE);
-            sqlite3_reset(ins);
-        }
-        exec_ok(db, undo ? "ROLLBACK TO w; RELEASE w; COMMIT" : "COMMIT");
-        sqlite3_db_status(h, SQLITE_DBSTATUS_CACHE_USED, &cache_used[round], &highwater, 0);
-    }
-    /* the pages the savepoint added left the cache at the commit */
-    assert_true(cache_used[1] < cache_used[0] + cache_used[0] / 4);
-    sqlite3_finalize(ins);
-    sqlite3_stmt *q = NULL;
-    assert_int_equal(sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &q, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(q, 0), "ok");
-    sqlite3_finalize(q);
-    assert_int_equal(sqlite3_prepare_v2(h, "SELECT count(*), sum(substr(b, 1, 1) = 'b'), sum(k LIKE 'r1.%') FROM r",
-                                        -1, &q, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(q, 0), 3000); /* rounds 0 and 2 */
-    assert_int_equal(sqlite3_column_int(q, 1), 0);    /* nothing of round 1 … */
-    assert_int_equal(sqlite3_column_int(q, 2), 0);
-    sqlite3_finalize(q);
+    static const char *const steps[] = {"CREATE TABLE r (id {id}, k TEXT NOT NULL UNIQUE, b TEXT NOT NULL);"};
+    assert_int_equal(rk_db_migrate(db, "r", steps, 1), RK_OK);
+    round_args a = {.seed = 7};
+    memset(a.body, 'b', sizeof a.body - 1);
+    a.body[sizeof a.body - 1] = '\0';
+    for (a.round = 0; a.round < 3; a.round++)
+        assert_int_equal(rk_db_write(db, insert_round, &a), a.round == 1 ? RK_ERR_INVALID : RK_OK);
+    int64_t r[4] = {0};
+    assert_int_equal(rk_db_read(db, check_r, r), RK_OK);
+    assert_int_equal(r[0], 1);    /* integrity_check: ok */
+    assert_int_equal(r[1], 3000); /* rounds 0 and 2 */
+    assert_int_equal(r[2], 0);    /* nothing of round 1 … */
+    assert_int_equal(r[3], 0);
 }
 
 int main(void)
@@ -411,12 +526,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(group_commit_commits_every_write, setup, teardown),
         cmocka_unit_test_setup_teardown(failing_write_is_rolled_back_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_failing_item_is_rolled_back_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(writes_on_a_loop_are_committed_then_told, setup, teardown),
         cmocka_unit_test_setup_teardown(reads_do_not_wait_for_a_write, setup, teardown),
-        cmocka_unit_test_setup_teardown(settle_keeps_the_first_answer, setup, teardown),
-        cmocka_unit_test_setup_teardown(leaves_are_deterministic_and_field_sensitive, setup, teardown),
-        cmocka_unit_test_setup_teardown(list_pages_newest_first, setup, teardown),
-        cmocka_unit_test_setup_teardown(page_cache_drops_what_a_rollback_removed, setup, teardown),
+        cmocka_unit_test_setup_teardown(migrations_are_versioned, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_read_only_open_reads_and_does_not_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_rolled_back_write_leaves_no_stale_pages, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

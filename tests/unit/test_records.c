@@ -1,0 +1,367 @@
+/* Unit tests: the records module on the store interface — its migration
+ * (also over a database made before migrations), settling with kept
+ * answers and conflicts, leaves, paging, later steps, and the iterations a
+ * read-only tool uses (records and tree heads in order). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/db.h"
+#include "records/records.h"
+#include "records/records_log.h"
+
+static char dir[64];
+static char path[128];
+
+static int setup(void **state)
+{
+    snprintf(dir, sizeof dir, "/tmp/rk-test-records-XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(path, sizeof path, "%s/node.db", dir);
+    rk_db *db = NULL;
+    if (rk_db_open(path, 0, &db) != RK_OK || rk_records_migrate(db) != RK_OK)
+        return -1;
+    *state = db;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    rk_db_close(*state);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static rk_record sample(const char *xid, const char *outcome)
+{
+    rk_record r = {0};
+    snprintf(r.exchange_id, sizeof r.exchange_id, "%s", xid);
+    strcpy(r.side, "core");
+    strcpy(r.requester, "city-a");
+    strcpy(r.provider, "city-b");
+    strcpy(r.business, "child_allowance");
+    strcpy(r.item, "local_tax");
+    strcpy(r.operator_id, "op-1");
+    strcpy(r.subject, "42");
+    r.requested_ms = 1700000000000;
+    snprintf(r.outcome, sizeof r.outcome, "%s", outcome);
+    return r;
+}
+
+/* Every record, as rk_records_each gives them. */
+typedef struct seen {
+    int64_t seqs[16];
+    rk_record recs[16];
+    int leaves_ok;
+    int n;
+} seen;
+
+static rk_rc collect(void *arg, int64_t seq, const char *leaf_hex, const rk_record *r)
+{
+    seen *s = arg;
+    if (s->n == 16)
+        return RK_ERR_TOO_LARGE;
+    uint8_t leaf[32];
+    char hex[65];
+    rk_record_leaf(r, leaf);
+    rk_merkle_hex(leaf, hex);
+    s->leaves_ok += leaf_hex && strcmp(leaf_hex, hex) == 0;
+    s->seqs[s->n] = seq;
+    s->recs[s->n++] = *r;
+    return RK_OK;
+}
+
+static void settle_keeps_the_first_answer(void **state)
+{
+    rk_db *db = *state;
+    rk_record r = sample("city-a.x1", "provided");
+    assert_int_equal(rk_settle(db, &r, "city-a.x1", "hash-1", 200, "{\"status\":\"provided\"}", NULL, NULL), RK_OK);
+    int status = 0;
+    char *body = NULL;
+    assert_int_equal(rk_answer_get(db, "city-a.x1", "core", "hash-1", &status, &body), RK_OK);
+    assert_int_equal(status, 200);
+    assert_string_equal(body, "{\"status\":\"provided\"}");
+    free(body);
+    assert_int_equal(rk_answer_get(db, "city-a.x1", "core", "hash-2", &status, &body), RK_ERR_CONFLICT);
+    assert_int_equal(rk_answer_get(db, "city-a.x9", "core", "hash-1", &status, &body), RK_ERR_NOT_FOUND);
+    /* settling the same exchange again is a conflict, and changes nothing */
+    assert_int_equal(rk_settle(db, &r, "city-a.x1", "hash-1", 200, "{}", NULL, NULL), RK_ERR_CONFLICT);
+    assert_int_equal(rk_records_count(db), 1);
+    /* an answer alone (no record) is kept under the side "answer" */
+    assert_int_equal(rk_settle(db, NULL, "q-1", "hash-q", 202, "{}", NULL, NULL), RK_OK);
+    assert_int_equal(rk_answer_get(db, "q-1", "answer", "hash-q", &status, &body), RK_OK);
+    assert_int_equal(status, 202);
+    free(body);
+    assert_int_equal(rk_records_count(db), 1);
+}
+
+/* `extra` runs in the same transaction: its failure undoes the record and
+ * the answer. */
+static rk_rc failing_extra(rk_db *db, void *arg)
+{
+    (void)db;
+    (void)arg;
+    return RK_ERR_INVALID;
+}
+
+static void a_failing_extra_settles_nothing(void **state)
+{
+    rk_db *db = *state;
+    rk_record r = sample("city-a.x3", "provided");
+    assert_int_equal(rk_settle(db, &r, "city-a.x3", "h", 200, "{}", failing_extra, NULL), RK_ERR_INVALID);
+    int status = 0;
+    char *body = NULL;
+    assert_int_equal(rk_answer_get(db, "city-a.x3", "core", "h", &status, &body), RK_ERR_NOT_FOUND);
+    assert_int_equal(rk_records_count(db), 0);
+    /* and the log has no gap: the next record is seq 1 */
+    assert_int_equal(rk_settle(db, &r, "city-a.x3", "h", 200, "{}", NULL, NULL), RK_OK);
+    seen s = {0};
+    assert_int_equal(rk_records_each(db, collect, &s), RK_OK);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.seqs[0], 1);
+}
+
+static void leaves_are_deterministic_and_field_sensitive(void **state)
+{
+    rk_record a = sample("city-a.x2", "provided"), b = a;
+    uint8_t la[32], lb[32];
+    rk_record_leaf(&a, la);
+    rk_record_leaf(&b, lb);
+    assert_memory_equal(la, lb, 32);
+    strcpy(b.operator_id, "op-2");
+    rk_record_leaf(&b, lb);
+    assert_memory_not_equal(la, lb, 32);
+}
+
+static void list_pages_newest_first(void **state)
+{
+    rk_db *db = *state;
+    char xid[32];
+    for (int i = 0; i < 5; i++) {
+        snprintf(xid, sizeof xid, "city-a.p%d", i);
+        rk_record r = sample(xid, "no_data");
+        if (i == 3) {
+            strcpy(r.subject, "77");
+            r.provided_ms = 1700000001000;
+        }
+        assert_int_equal(rk_settle(db, &r, xid, "h", 200, "{}", NULL, NULL), RK_OK);
+    }
+    rk_records_query q = {.limit = 2};
+    json_t *page = NULL;
+    int64_t next = 0;
+    assert_int_equal(rk_records_list(db, &q, &page, &next), RK_OK);
+    assert_int_equal(json_array_size(page), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(page, 0), "exchange_id")), "city-a.p4");
+    assert_true(next > 0);
+    json_decref(page);
+    q.before_seq = next;
+    assert_int_equal(rk_records_list(db, &q, &page, &next), RK_OK);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(page, 0), "exchange_id")), "city-a.p2");
+    json_decref(page);
+    rk_records_query one = {.exchange_id = "city-a.p3", .limit = 10};
+    assert_int_equal(rk_records_list(db, &one, &page, &next), RK_OK);
+    assert_int_equal(json_array_size(page), 1);
+    assert_int_equal(next, 0);
+    json_t *rec = json_array_get(page, 0);
+    assert_int_equal(json_integer_value(json_object_get(rec, "seq")), 4);
+    assert_string_equal(json_string_value(json_object_get(rec, "subject")), "77");
+    assert_string_equal(json_string_value(json_object_get(rec, "operator")), "op-1");
+    assert_true(json_is_string(json_object_get(rec, "provided_at")));
+    json_decref(page);
+    rk_records_query person = {.subject = "42", .limit = 10};
+    assert_int_equal(rk_records_list(db, &person, &page, &next), RK_OK);
+    assert_int_equal(json_array_size(page), 4);
+    assert_true(json_is_null(json_object_get(json_array_get(page, 0), "provided_at"))); /* nothing provided */
+    json_decref(page);
+}
+
+static void steps_are_appended_once_and_found(void **state)
+{
+    rk_db *db = *state;
+    rk_record r = sample("city-a.s1", "provided");
+    strcpy(r.payload_sha256, "ab");
+    r.provided_ms = 1700000002000;
+    assert_int_equal(rk_settle(db, &r, "city-a.s1", "h", 200, "{}", NULL, NULL), RK_OK);
+    rk_record found;
+    assert_int_equal(rk_records_find(db, "city-a.s1", "core", "provided", &found), RK_OK);
+    assert_memory_equal(&found, &r, sizeof r);
+    assert_int_equal(rk_records_find(db, "city-a.s1", "core", NULL, &found), RK_OK);
+    assert_int_equal(rk_records_find(db, "city-a.s1", "provider", NULL, &found), RK_ERR_NOT_FOUND);
+    assert_int_equal(rk_records_find(db, "city-a.s1", "core", "deletion_requested", &found), RK_ERR_NOT_FOUND);
+    assert_int_equal(rk_records_append_step(db, &r, "deletion_requested", "asked", 1700000003000), RK_OK);
+    assert_int_equal(rk_records_append_step(db, &r, "deletion_requested", "asked", 1700000004000), RK_OK); /* again */
+    assert_int_equal(rk_records_count(db), 2);
+    assert_int_equal(rk_records_find(db, "city-a.s1", "core", "deletion_requested", &found), RK_OK);
+    assert_int_equal(found.requested_ms, 1700000003000);
+    assert_int_equal(found.provided_ms, 0);
+    assert_string_equal(found.payload_sha256, "");
+    assert_string_equal(found.reason, "asked");
+    /* the first record of the exchange when no outcome is asked */
+    assert_int_equal(rk_records_find(db, "city-a.s1", "core", NULL, &found), RK_OK);
+    assert_string_equal(found.outcome, "provided");
+}
+
+/* The records in seq order with their stored leaves, and the log's leaves. */
+static void records_are_iterated_in_log_order(void **state)
+{
+    rk_db *db = *state;
+    char xid[32];
+    for (int i = 0; i < 3; i++) {
+        snprintf(xid, sizeof xid, "city-a.e%d", i);
+        rk_record r = sample(xid, "provided");
+        assert_int_equal(rk_settle(db, &r, xid, "h", 200, "{}", NULL, NULL), RK_OK);
+        assert_int_equal(rk_settle(db, &r, xid, "h", 200, "{}", NULL, NULL), RK_ERR_CONFLICT); /* no gap */
+    }
+    seen s = {0};
+    assert_int_equal(rk_records_each(db, collect, &s), RK_OK);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(s.leaves_ok, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(s.seqs[i], i + 1);
+        snprintf(xid, sizeof xid, "city-a.e%d", i);
+        assert_string_equal(s.recs[i].exchange_id, xid);
+    }
+    rk_hash *leaves = NULL;
+    assert_int_equal(rk_records_leaves(db, 3, &leaves), RK_OK);
+    uint8_t leaf[32];
+    rk_record_leaf(&s.recs[2], leaf);
+    assert_memory_equal(leaves[2], leaf, 32);
+    free(leaves);
+    assert_int_equal(rk_records_leaves(db, 4, &leaves), RK_ERR_STORE); /* there are only 3 */
+}
+
+static rk_rc stop_at_two(void *arg, int64_t seq, const char *leaf_hex, const rk_record *r)
+{
+    (void)leaf_hex;
+    (void)r;
+    *(int64_t *)arg = seq;
+    return seq == 2 ? RK_ERR_EXISTS : RK_OK;
+}
+
+static rk_rc insert_head(rk_db *db, void *arg)
+{
+    int64_t size = *(int64_t *)arg;
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO tree_heads(size, root, time_ms, signature) VALUES (?, ?, ?, ?)");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_int(st, 1, size);
+    rk_bind_text(st, 2, "00");
+    rk_bind_int(st, 3, 1000 + size);
+    rk_bind_text(st, 4, "sig");
+    return rk_stmt_exec(st);
+}
+
+typedef struct heads_seen {
+    int64_t sizes[8], times[8];
+    int n;
+} heads_seen;
+
+static rk_rc collect_head(void *arg, int64_t size, const char *root, int64_t time_ms, const char *sig)
+{
+    heads_seen *h = arg;
+    if (h->n == 8 || !root || !sig || strcmp(sig, "sig") != 0)
+        return RK_ERR_INVALID;
+    h->sizes[h->n] = size;
+    h->times[h->n++] = time_ms;
+    return RK_OK;
+}
+
+/* What `renkei records verify` does: a read-only open, records and heads
+ * in order, no write. */
+static void a_read_only_tool_iterates_records_and_heads(void **state)
+{
+    rk_db *db = *state;
+    char xid[32];
+    for (int i = 0; i < 3; i++) {
+        snprintf(xid, sizeof xid, "city-a.t%d", i);
+        rk_record r = sample(xid, "provided");
+        assert_int_equal(rk_settle(db, &r, xid, "h", 200, "{}", NULL, NULL), RK_OK);
+    }
+    int64_t sizes[] = {3, 1, 2};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(rk_db_write(db, insert_head, &sizes[i]), RK_OK);
+    rk_db *ro = NULL;
+    assert_int_equal(rk_db_open(path, RK_DB_READONLY, &ro), RK_OK);
+    seen s = {0};
+    assert_int_equal(rk_records_each(ro, collect, &s), RK_OK);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(s.leaves_ok, 3);
+    assert_int_equal(rk_records_count(ro), 3);
+    int64_t last = 0;
+    assert_int_equal(rk_records_each(ro, stop_at_two, &last), RK_ERR_EXISTS); /* fn's result, at once */
+    assert_int_equal(last, 2);
+    heads_seen h = {0};
+    assert_int_equal(rk_tree_heads_each(ro, collect_head, &h), RK_OK);
+    assert_int_equal(h.n, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(h.sizes[i], i + 1);
+        assert_int_equal(h.times[i], 1000 + i + 1);
+    }
+    rk_record r = sample("city-a.t9", "provided");
+    assert_int_not_equal(rk_settle(ro, &r, "city-a.t9", "h", 200, "{}", NULL, NULL), RK_OK);
+    assert_int_not_equal(rk_records_migrate(ro), RK_OK);
+    rk_db_close(ro);
+    assert_int_equal(rk_records_count(db), 3);
+}
+
+static rk_rc legacy_row(rk_db *db, void *arg)
+{
+    (void)arg;
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO answers(key, side, request_hash, status, body, at_ms)"
+                                 " VALUES ('old', 'core', 'h0', 200, '{\"old\":1}', 1)");
+    return st ? rk_stmt_exec(st) : RK_ERR_STORE;
+}
+
+/* A database made before migrations (the tables of rk_records_schema, no
+ * version) opens: the migration keeps its tables and rows. */
+static void a_database_made_before_migrations_opens(void **state)
+{
+    (void)state;
+    char old[160];
+    snprintf(old, sizeof old, "%s/old.db", dir);
+    rk_db *db = NULL;
+    const char *const legacy[] = {rk_records_schema};
+    assert_int_equal(rk_db_open(old, 0, &db), RK_OK);
+    assert_int_equal(rk_db_migrate(db, "legacy", legacy, 1), RK_OK); /* as a role store ran it */
+    assert_int_equal(rk_db_write(db, legacy_row, NULL), RK_OK);
+    rk_record r = sample("city-a.o1", "provided");
+    assert_int_equal(rk_settle(db, &r, "city-a.o1", "h", 200, "{}", NULL, NULL), RK_OK);
+    rk_db_close(db);
+    assert_int_equal(rk_db_open(old, 0, &db), RK_OK);
+    assert_int_equal(rk_records_migrate(db), RK_OK);
+    assert_int_equal(rk_records_migrate(db), RK_OK); /* again: nothing to do */
+    int status = 0;
+    char *body = NULL;
+    assert_int_equal(rk_answer_get(db, "old", "core", "h0", &status, &body), RK_OK);
+    assert_string_equal(body, "{\"old\":1}");
+    free(body);
+    r = sample("city-a.o2", "provided");
+    assert_int_equal(rk_settle(db, &r, "city-a.o2", "h", 200, "{}", NULL, NULL), RK_OK);
+    seen s = {0};
+    assert_int_equal(rk_records_each(db, collect, &s), RK_OK);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.seqs[1], 2);
+    rk_db_close(db);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(settle_keeps_the_first_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_failing_extra_settles_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(leaves_are_deterministic_and_field_sensitive, setup, teardown),
+        cmocka_unit_test_setup_teardown(list_pages_newest_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(steps_are_appended_once_and_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(records_are_iterated_in_log_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_read_only_tool_iterates_records_and_heads, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_database_made_before_migrations_opens, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

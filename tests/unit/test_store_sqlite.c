@@ -1,0 +1,101 @@
+/* Unit test of the SQLite driver itself (store/sqlite/pcache.c): what the
+ * interface of store/db.h cannot see — the page cache's own accounting.
+ * It reaches the driver through the transitional handle (rk_db_handle),
+ * the only door to it, and goes when that door does (issue 11). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/db.h"
+
+static char dir[64];
+
+static int setup(void **state)
+{
+    snprintf(dir, sizeof dir, "/tmp/rk-test-store-sqlite-XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    char path[128];
+    snprintf(path, sizeof path, "%s/node.db", dir);
+    rk_db *db = NULL;
+    if (rk_db_open(path, 0, &db) != RK_OK)
+        return -1;
+    *state = db;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    rk_db_close(*state);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void exec_ok(rk_db *db, const char *sql)
+{
+    assert_int_equal(rk_db_exec(db, sql), RK_OK);
+}
+
+/* Random keys in a unique index make B-tree splits park pages under the
+ * lock-byte page number (db_pcache.c); the wrapped cache must still drop
+ * every page a rolled-back savepoint added, or they come back stale when
+ * the file grows again. */
+static void page_cache_drops_what_a_rollback_removed(void **state)
+{
+    rk_db *db = *state;
+    assert_int_equal(rk_db_pcache_install(), 1);
+    exec_ok(db, "CREATE TABLE r (id INTEGER PRIMARY KEY, k TEXT NOT NULL UNIQUE, b TEXT NOT NULL)");
+    sqlite3 *h = rk_db_handle(db);
+    sqlite3_stmt *ins = NULL;
+    assert_int_equal(sqlite3_prepare_v2(h, "INSERT INTO r (k, b) VALUES (?, ?)", -1, &ins, NULL), SQLITE_OK);
+    char key[32], body[1500];
+    memset(body, 'b', sizeof body - 1);
+    body[sizeof body - 1] = '\0';
+    unsigned seed = 7;
+    int cache_used[3] = {0}, highwater = 0;
+    for (int round = 0; round < 3; round++) {
+        /* the middle round grows the file inside a savepoint that is rolled
+         * back (as rk_db_write does with a failing write), then commits */
+        int undo = round == 1;
+        exec_ok(db, undo ? "BEGIN IMMEDIATE; SAVEPOINT w" : "BEGIN IMMEDIATE");
+        for (int i = 0; i < 1500; i++) {
+            snprintf(key, sizeof key, "r%d.%08x", round, rand_r(&seed));
+            body[0] = (char)('a' + round);
+            sqlite3_bind_text(ins, 1, key, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(ins, 2, body, -1, SQLITE_STATIC);
+            assert_int_equal(sqlite3_step(ins), SQLITE_DONE);
+            sqlite3_reset(ins);
+        }
+        exec_ok(db, undo ? "ROLLBACK TO w; RELEASE w; COMMIT" : "COMMIT");
+        sqlite3_db_status(h, SQLITE_DBSTATUS_CACHE_USED, &cache_used[round], &highwater, 0);
+    }
+    /* the pages the savepoint added left the cache at the commit */
+    assert_true(cache_used[1] < cache_used[0] + cache_used[0] / 4);
+    sqlite3_finalize(ins);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(q, 0), "ok");
+    sqlite3_finalize(q);
+    assert_int_equal(sqlite3_prepare_v2(h, "SELECT count(*), sum(substr(b, 1, 1) = 'b'), sum(k LIKE 'r1.%') FROM r",
+                                        -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 3000); /* rounds 0 and 2 */
+    assert_int_equal(sqlite3_column_int(q, 1), 0);    /* nothing of round 1 … */
+    assert_int_equal(sqlite3_column_int(q, 2), 0);
+    sqlite3_finalize(q);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(page_cache_drops_what_a_rollback_removed, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
