@@ -28,7 +28,8 @@ struct event_base;
 rk_rc rk_incidents_migrate(rk_db *db);
 
 /* Transitional: the same tables as SQLite DDL, for a store that still
- * applies them with rk_db_exec; removed once it calls rk_incidents_migrate. */
+ * applies them through the lock-style API; removed once it calls
+ * rk_incidents_migrate. */
 extern const char rk_incidents_schema[];
 
 typedef struct rk_incident {
