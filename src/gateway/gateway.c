@@ -61,8 +61,8 @@ static void relayed(void *arg, rk_rc rc, rk_http_result *res)
     log_message(x, rc, res);
     if (rc != RK_OK) {
         __atomic_add_fetch(&g->upstream_failures, 1, __ATOMIC_RELAXED);
-        /* At most once per [alerts] unreachable_ms: the incident's write
-         * on this event thread is rare enough to wait for. */
+        /* At most once per [alerts] unreachable_ms; its commit is the
+         * store's committer's (rk_node_raise on the loop), not this thread's. */
         if (rk_watch_hit(g->unreachable, x->to->id, rk_now_ms()))
             rk_node_raise(g->node, "outage", "%s is unreachable from %s", x->to->id, g->node->cfg.id);
         rk_warn("relay %s from %s to %s failed: %s", x->req->path, x->req->peer->id, x->to->id, rk_strerror(rc));
@@ -177,7 +177,7 @@ static rk_rc run(rk_node *node)
     }
     g.unreachable = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
     g.callers = rk_watch_new(1000, (unsigned)node->cfg.caller_rate_per_s, 0);
-    if ((rc = rk_db_open_schema(node->cfg.db, messages_schema, &g.db)) != RK_OK ||
+    if ((rc = rk_db_open(node->cfg.db, 0, &g.db)) != RK_OK || (rc = message_log_migrate(g.db)) != RK_OK ||
         (rc = rk_node_incidents_start(node, g.db)) != RK_OK || (rc = rk_node_clock_start(node)) != RK_OK ||
         (rc = message_log_start(&g.log, g.db)) != RK_OK)
         goto done;

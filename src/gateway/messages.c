@@ -8,28 +8,34 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
-const char messages_schema[] =
-    "CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, caller TEXT NOT NULL,"
-    " target TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, bytes_in INTEGER NOT NULL,"
-    " bytes_out INTEGER NOT NULL, ms INTEGER NOT NULL);";
+static const char *const messages_steps[] = {
+    /* 1: the table of before versions, IF NOT EXISTS: an existing database opens as it is */
+    "CREATE TABLE IF NOT EXISTS messages (id {id}, at_ms BIGINT NOT NULL, caller TEXT NOT NULL,"
+    " target TEXT NOT NULL, path TEXT NOT NULL, status BIGINT NOT NULL, bytes_in BIGINT NOT NULL,"
+    " bytes_out BIGINT NOT NULL, ms BIGINT NOT NULL);",
+};
+
+rk_rc message_log_migrate(rk_db *db)
+{
+    return rk_db_migrate(db, "gateway_messages", messages_steps,
+                         (int)(sizeof messages_steps / sizeof messages_steps[0]));
+}
 
 static rk_rc log_one(rk_db *db, const message *m)
 {
-    sqlite3_stmt *st = rk_db_sqlite_stmt(db, "INSERT INTO messages(at_ms, caller, target, path, status, bytes_in,"
-                                      " bytes_out, ms) VALUES (?,?,?,?,?,?,?,?)");
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO messages(at_ms, caller, target, path, status, bytes_in, bytes_out, ms)"
+                                 " VALUES (?,?,?,?,?,?,?,?)");
     if (!st)
         return RK_ERR_STORE;
-    sqlite3_bind_int64(st, 1, m->at_ms);
-    sqlite3_bind_text(st, 2, m->caller, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, m->target, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, m->path, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, m->status);
-    sqlite3_bind_int64(st, 6, (sqlite3_int64)m->bytes_in);
-    sqlite3_bind_int64(st, 7, (sqlite3_int64)m->bytes_out);
-    sqlite3_bind_int64(st, 8, m->ms);
-    rk_rc rc = rk_db_step_rc(db, sqlite3_step(st));
-    sqlite3_reset(st);
-    return rc;
+    rk_bind_int(st, 1, m->at_ms);
+    rk_bind_text(st, 2, m->caller);
+    rk_bind_text(st, 3, m->target);
+    rk_bind_text(st, 4, m->path);
+    rk_bind_int(st, 5, m->status);
+    rk_bind_int(st, 6, (int64_t)m->bytes_in);
+    rk_bind_int(st, 7, (int64_t)m->bytes_out);
+    rk_bind_int(st, 8, m->ms);
+    return rk_stmt_exec(st);
 }
 
 typedef struct message_batch {
@@ -111,40 +117,47 @@ void message_log_stop(message_log *log)
     log->queue = log->spare = NULL;
 }
 
-static json_t *row_json(sqlite3_stmt *q)
+static json_t *row_json(rk_stmt *q)
 {
     char at[32];
-    rk_format_time(sqlite3_column_int64(q, 1), at, sizeof at);
-    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I}", "seq", (json_int_t)sqlite3_column_int64(q, 0), "at",
-                     at, "caller", (const char *)sqlite3_column_text(q, 2), "target",
-                     (const char *)sqlite3_column_text(q, 3), "path", (const char *)sqlite3_column_text(q, 4),
-                     "status", (json_int_t)sqlite3_column_int64(q, 5), "bytes_in",
-                     (json_int_t)sqlite3_column_int64(q, 6), "bytes_out", (json_int_t)sqlite3_column_int64(q, 7),
-                     "ms", (json_int_t)sqlite3_column_int64(q, 8));
+    rk_format_time(rk_col_int(q, 1), at, sizeof at);
+    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I}", "seq", (json_int_t)rk_col_int(q, 0), "at", at,
+                     "caller", rk_col_text(q, 2), "target", rk_col_text(q, 3), "path", rk_col_text(q, 4), "status",
+                     (json_int_t)rk_col_int(q, 5), "bytes_in", (json_int_t)rk_col_int(q, 6), "bytes_out",
+                     (json_int_t)rk_col_int(q, 7), "ms", (json_int_t)rk_col_int(q, 8));
+}
+
+typedef struct message_page {
+    int64_t before; /* ids below it; 0: from the newest */
+    int limit;
+    json_t *arr;
+} message_page;
+
+static rk_rc read_page(rk_db *db, void *arg)
+{
+    message_page *pg = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT id, at_ms, caller, target, path, status, bytes_in, bytes_out, ms"
+                                " FROM messages WHERE id < ? ORDER BY id DESC LIMIT ?");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_int(q, 1, pg->before > 0 ? pg->before : INT64_MAX);
+    rk_bind_int(q, 2, pg->limit);
+    rk_rc rc;
+    while ((rc = rk_stmt_next(q)) == RK_OK)
+        json_array_append_new(pg->arr, row_json(q));
+    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }
 
 void message_log_serve(message_log *log, const rk_request *req, rk_response *resp)
 {
-    int64_t before = 0;
-    int limit = 0;
-    if (rk_page_params(req, resp, &before, &limit) != 0)
+    message_page pg = {0, 0, NULL};
+    if (rk_page_params(req, resp, &pg.before, &pg.limit) != 0)
         return;
-    json_t *arr = json_array();
-    rk_db_lock(log->db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(log->db, "SELECT id, at_ms, caller, target, path, status, bytes_in, bytes_out, ms"
-                                          " FROM messages WHERE (?1 = 0 OR id < ?1) ORDER BY id DESC LIMIT ?2");
-    if (q) {
-        sqlite3_bind_int64(q, 1, before);
-        sqlite3_bind_int(q, 2, limit);
-        while (sqlite3_step(q) == SQLITE_ROW)
-            json_array_append_new(arr, row_json(q));
-        sqlite3_reset(q);
-    }
-    rk_db_unlock(log->db);
-    if (!q) {
-        json_decref(arr);
+    pg.arr = json_array();
+    if (!pg.arr || rk_db_scan(log->db, read_page, &pg) != RK_OK) {
+        json_decref(pg.arr);
         rk_reply_error(resp, 500, "store_error", "the message log could not be read");
         return;
     }
-    rk_reply_json(resp, 200, json_pack("{s:o}", "messages", arr));
+    rk_reply_json(resp, 200, json_pack("{s:o}", "messages", pg.arr));
 }

@@ -18,7 +18,9 @@
 #define MESSAGES_FLUSH_MS 200
 #define MESSAGES_QUEUE_MAX 8192
 
-extern const char messages_schema[];
+/* Brings the log's tables to the newest version (module "gateway_messages");
+ * before message_log_start. */
+rk_rc message_log_migrate(rk_db *db);
 
 typedef struct message {
     char caller[RK_ID_MAX], target[RK_ID_MAX], path[64];

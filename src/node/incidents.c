@@ -11,6 +11,7 @@
 #include "node/node.h"
 #include "lib/util.h"
 
+/* Transitional (incidents.h): must make the same tables as step 1 below. */
 const char rk_incidents_schema[] =
     "CREATE TABLE IF NOT EXISTS incidents ("
     "  seq INTEGER PRIMARY KEY AUTOINCREMENT, incident_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,"
@@ -18,6 +19,21 @@ const char rk_incidents_schema[] =
     "  actions TEXT NOT NULL DEFAULT '', cause TEXT NOT NULL DEFAULT '', prevention TEXT NOT NULL DEFAULT '',"
     "  updated_ms INTEGER NOT NULL, reported_ms INTEGER);"
     "CREATE INDEX IF NOT EXISTS incidents_unreported ON incidents(seq) WHERE reported_ms IS NULL;";
+
+static const char *const incidents_steps[] = {
+    /* 1: the tables of before versions, IF NOT EXISTS: an existing database opens as it is */
+    "CREATE TABLE IF NOT EXISTS incidents ("
+    "  seq {id}, incident_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,"
+    "  node TEXT NOT NULL, detected_ms BIGINT NOT NULL, summary TEXT NOT NULL, details TEXT NOT NULL DEFAULT '',"
+    "  actions TEXT NOT NULL DEFAULT '', cause TEXT NOT NULL DEFAULT '', prevention TEXT NOT NULL DEFAULT '',"
+    "  updated_ms BIGINT NOT NULL, reported_ms BIGINT);"
+    "CREATE INDEX IF NOT EXISTS incidents_unreported ON incidents(seq) WHERE reported_ms IS NULL;",
+};
+
+rk_rc rk_incidents_migrate(rk_db *db)
+{
+    return rk_db_migrate(db, "incidents", incidents_steps, (int)(sizeof incidents_steps / sizeof incidents_steps[0]));
+}
 
 static const char *const kinds[] = {"outage", "unauthorized_access", "leak", "unlawful_request",
                                     "unlawful_provision", "check_code_mismatch", "clock"};
@@ -35,48 +51,126 @@ static const char *or_empty(const char *s)
     return s ? s : "";
 }
 
-rk_rc rk_incident_store(rk_db *db, const rk_incident *in, int reported, int locked)
+/* One incident to write; id is never NULL. */
+typedef struct incident_put {
+    rk_incident in;
+    int reported;
+    int64_t now_ms;
+} incident_put;
+
+static void put_init(incident_put *p, const rk_incident *in, int reported, char fresh[33])
 {
-    char fresh[33];
-    const char *id = in->incident_id;
-    if (!id) {
+    p->in = *in;
+    p->reported = reported;
+    p->now_ms = rk_now_ms();
+    if (!p->in.incident_id) {
         uint8_t raw[16];
         rk_random(raw, sizeof raw);
         rk_hex(raw, sizeof raw, fresh);
-        id = fresh;
+        p->in.incident_id = fresh;
     }
-    if (!locked)
-        rk_db_lock(db);
+    if (!p->in.detected_ms)
+        p->in.detected_ms = p->now_ms;
+}
+
+static rk_rc put_incident(rk_db *db, void *arg)
+{
+    const incident_put *p = arg;
+    const rk_incident *in = &p->in;
     /* An update keeps what it does not name (cause and prevention come later). */
-    sqlite3_stmt *st = rk_db_sqlite_stmt(db,
+    rk_stmt *st = rk_db_stmt(db,
         "INSERT INTO incidents(incident_id, kind, node, detected_ms, summary, details, actions, cause, prevention,"
-        " updated_ms, reported_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"
+        " updated_ms, reported_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
         " ON CONFLICT(incident_id) DO UPDATE SET"
-        " details = CASE WHEN ?6 = '' THEN details ELSE ?6 END, actions = CASE WHEN ?7 = '' THEN actions ELSE ?7 END,"
-        " cause = CASE WHEN ?8 = '' THEN cause ELSE ?8 END, prevention = CASE WHEN ?9 = '' THEN prevention ELSE ?9 END,"
-        " updated_ms = ?10, reported_ms = ?11 WHERE node = excluded.node");
-    rk_rc rc = RK_ERR_STORE;
-    if (st) {
-        const char *text[] = {id, in->kind, in->node, NULL, in->summary, in->details, in->actions, in->cause,
-                              in->prevention};
-        for (int i = 0; i < 9; i++)
-            if (i != 3)
-                sqlite3_bind_text(st, i + 1, or_empty(text[i]), -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 4, in->detected_ms ? in->detected_ms : rk_now_ms());
-        sqlite3_bind_int64(st, 10, rk_now_ms());
-        if (reported)
-            sqlite3_bind_int64(st, 11, rk_now_ms());
-        else
-            sqlite3_bind_null(st, 11);
-        rc = rk_db_step_rc(db, sqlite3_step(st));
-        if (rc == RK_OK && sqlite3_changes(rk_db_handle(db)) == 0)
-            rc = RK_ERR_CONFLICT; /* the id is another node's: left as it was */
-        sqlite3_reset(st);
-    }
-    if (!locked)
-        rk_db_unlock(db);
+        " details = CASE WHEN excluded.details = '' THEN incidents.details ELSE excluded.details END,"
+        " actions = CASE WHEN excluded.actions = '' THEN incidents.actions ELSE excluded.actions END,"
+        " cause = CASE WHEN excluded.cause = '' THEN incidents.cause ELSE excluded.cause END,"
+        " prevention = CASE WHEN excluded.prevention = '' THEN incidents.prevention ELSE excluded.prevention END,"
+        " updated_ms = excluded.updated_ms, reported_ms = excluded.reported_ms"
+        " WHERE incidents.node = excluded.node");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_text(st, 1, in->incident_id);
+    rk_bind_text(st, 2, or_empty(in->kind));
+    rk_bind_text(st, 3, or_empty(in->node));
+    rk_bind_int(st, 4, in->detected_ms);
+    rk_bind_text(st, 5, or_empty(in->summary));
+    rk_bind_text(st, 6, or_empty(in->details));
+    rk_bind_text(st, 7, or_empty(in->actions));
+    rk_bind_text(st, 8, or_empty(in->cause));
+    rk_bind_text(st, 9, or_empty(in->prevention));
+    rk_bind_int(st, 10, p->now_ms);
+    if (p->reported)
+        rk_bind_int(st, 11, p->now_ms);
+    else
+        rk_bind_null(st, 11);
+    rk_rc rc = rk_stmt_exec(st);
+    if (rc == RK_OK && rk_db_changes(db) == 0)
+        rc = RK_ERR_CONFLICT; /* the id is another node's: left as it was */
+    return rc;
+}
+
+static void log_stored(const rk_incident *in)
+{
+    rk_warn("incident %s (%s) at %s: %s", in->incident_id, in->kind, in->node, in->summary);
+}
+
+rk_rc rk_incident_store(rk_db *db, const rk_incident *in, int reported, int in_write)
+{
+    char fresh[33];
+    incident_put p;
+    put_init(&p, in, reported, fresh);
+    rk_rc rc = in_write ? put_incident(db, &p) : rk_db_write(db, put_incident, &p);
     if (rc == RK_OK)
-        rk_warn("incident %s (%s) at %s: %s", id, in->kind, in->node, in->summary);
+        log_stored(&p.in);
+    return rc;
+}
+
+/* An incident on its way through the committer thread: the put and its
+ * strings in one allocation, freed on the loop once written. */
+typedef struct incident_later {
+    incident_put put;
+    rk_incident_stored_fn done;
+    void *arg;
+    char text[];
+} incident_later;
+
+static void incident_written(void *arg, rk_rc rc)
+{
+    incident_later *l = arg;
+    if (rc == RK_OK)
+        log_stored(&l->put.in);
+    l->done(l->arg, rc);
+    free(l);
+}
+
+rk_rc rk_incident_store_later(rk_db *db, struct event_base *base, const rk_incident *in, int reported,
+                              rk_incident_stored_fn done, void *arg)
+{
+    char fresh[33];
+    incident_put p;
+    put_init(&p, in, reported, fresh);
+    const char **fields[] = {&p.in.incident_id, &p.in.kind, &p.in.node, &p.in.summary, &p.in.details,
+                             &p.in.actions, &p.in.cause, &p.in.prevention};
+    size_t n_fields = sizeof fields / sizeof fields[0], size = 0;
+    for (size_t i = 0; i < n_fields; i++)
+        size += strlen(or_empty(*fields[i])) + 1;
+    incident_later *l = malloc(sizeof *l + size);
+    if (!l)
+        return RK_ERR_NOMEM;
+    char *at = l->text;
+    for (size_t i = 0; i < n_fields; i++) {
+        size_t len = strlen(or_empty(*fields[i])) + 1;
+        memcpy(at, or_empty(*fields[i]), len);
+        *fields[i] = at;
+        at += len;
+    }
+    l->put = p;
+    l->done = done;
+    l->arg = arg;
+    rk_rc rc = rk_db_write_later(db, base, put_incident, &l->put, incident_written, l);
+    if (rc != RK_OK)
+        free(l);
     return rc;
 }
 
@@ -137,17 +231,44 @@ int rk_incident_accept(rk_db *db, const rk_registry *reg, const rk_request *req,
     return 0;
 }
 
-static json_t *incident_json(sqlite3_stmt *q)
+static json_t *incident_json(rk_stmt *q)
 {
     char detected[32], updated[32];
-    rk_format_time(sqlite3_column_int64(q, 4), detected, sizeof detected);
-    rk_format_time(sqlite3_column_int64(q, 10), updated, sizeof updated);
-#define COL(i) ((const char *)sqlite3_column_text(q, i))
-    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)sqlite3_column_int64(q, 0),
+    rk_format_time(rk_col_int(q, 4), detected, sizeof detected);
+    rk_format_time(rk_col_int(q, 10), updated, sizeof updated);
+#define COL(i) rk_col_text(q, i)
+    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)rk_col_int(q, 0),
                      "incident_id", COL(1), "kind", COL(2), "node", COL(3), "detected_at", detected, "summary",
                      COL(5), "details", COL(6), "actions", COL(7), "cause", COL(8), "prevention", COL(9),
                      "updated_at", updated);
 #undef COL
+}
+
+typedef struct incident_list {
+    const char *kind; /* NULL: every kind */
+    json_t *arr;
+} incident_list;
+
+/* The newest 500, the newest first. */
+static rk_rc list_incidents(rk_db *db, void *arg)
+{
+    incident_list *l = arg;
+    rk_stmt *q;
+    if (l->kind) {
+        q = rk_db_stmt(db, "SELECT seq, incident_id, kind, node, detected_ms, summary, details, actions, cause,"
+                           " prevention, updated_ms FROM incidents WHERE kind = ? ORDER BY seq DESC LIMIT 500");
+        if (q)
+            rk_bind_text(q, 1, l->kind);
+    } else {
+        q = rk_db_stmt(db, "SELECT seq, incident_id, kind, node, detected_ms, summary, details, actions, cause,"
+                           " prevention, updated_ms FROM incidents ORDER BY seq DESC LIMIT 500");
+    }
+    if (!q)
+        return RK_ERR_STORE;
+    rk_rc rc;
+    while ((rc = rk_stmt_next(q)) == RK_OK)
+        json_array_append_new(l->arr, incident_json(q));
+    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }
 
 void rk_incidents_serve(rk_db *db, const rk_request *req, rk_response *resp)
@@ -158,41 +279,49 @@ void rk_incidents_serve(rk_db *db, const rk_request *req, rk_response *resp)
         rk_reply_error(resp, 400, "invalid_field", "kind is not a known incident kind");
         return;
     }
-    json_t *arr = json_array();
-    rk_db_scan_lock(db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(db,
-        "SELECT seq, incident_id, kind, node, detected_ms, summary, details, actions, cause, prevention, updated_ms"
-        " FROM incidents WHERE (?1 IS NULL OR kind = ?1) ORDER BY seq DESC LIMIT 500");
-    if (q) {
-        if (has_kind)
-            sqlite3_bind_text(q, 1, kind, -1, SQLITE_STATIC);
-        while (sqlite3_step(q) == SQLITE_ROW)
-            json_array_append_new(arr, incident_json(q));
-        sqlite3_reset(q);
-    }
-    rk_db_read_unlock(db);
-    if (!q) {
-        json_decref(arr);
+    incident_list l = {has_kind ? kind : NULL, json_array()};
+    if (!l.arr || rk_db_scan(db, list_incidents, &l) != RK_OK) {
+        json_decref(l.arr);
         rk_reply_error(resp, 500, "store_error", "the incidents could not be read");
         return;
     }
-    rk_reply_json(resp, 200, json_pack("{s:o}", "incidents", arr));
+    rk_reply_json(resp, 200, json_pack("{s:o}", "incidents", l.arr));
+}
+
+typedef struct incident_count {
+    const char *kind; /* NULL: every kind */
+    int64_t n;
+} incident_count;
+
+static rk_rc count_incidents(rk_db *db, void *arg)
+{
+    incident_count *c = arg;
+    rk_stmt *q;
+    if (c->kind) {
+        q = rk_db_stmt(db, "SELECT count(*) FROM incidents WHERE kind = ?");
+        if (q)
+            rk_bind_text(q, 1, c->kind);
+    } else {
+        q = rk_db_stmt(db, "SELECT count(*) FROM incidents");
+    }
+    if (!q)
+        return RK_ERR_STORE;
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        c->n = rk_col_int(q, 0);
+    return rc;
+}
+
+int64_t rk_incidents_count_kind(rk_db *db, const char *kind)
+{
+    incident_count c = {kind, 0};
+    return rk_db_scan(db, count_incidents, &c) == RK_OK ? c.n : -1;
 }
 
 int64_t rk_incidents_count(rk_db *db, const char *kind)
 {
-    rk_db_scan_lock(db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(db, "SELECT count(*) FROM incidents WHERE (?1 IS NULL OR kind = ?1)");
-    int64_t n = 0;
-    if (q) {
-        if (kind)
-            sqlite3_bind_text(q, 1, kind, -1, SQLITE_STATIC);
-        if (sqlite3_step(q) == SQLITE_ROW)
-            n = sqlite3_column_int64(q, 0);
-        sqlite3_reset(q);
-    }
-    rk_db_read_unlock(db);
-    return n;
+    int64_t n = rk_incidents_count_kind(db, kind);
+    return n < 0 ? 0 : n;
 }
 
 /* ---------- reporter: forwards unreported incidents ---------- */
@@ -207,41 +336,66 @@ struct rk_incident_reporter {
     int stopping;
 };
 
-/* The oldest unreported incident as a request body, or NULL. */
-static char *next_unreported(rk_db *db, int64_t *seq)
+typedef struct unreported {
+    int64_t seq;
+    char *body; /* malloc'ed request body */
+} unreported;
+
+static rk_rc read_unreported(rk_db *db, void *arg)
 {
-    char *body = NULL;
-    rk_db_lock(db);
-    sqlite3_stmt *q = rk_db_sqlite_stmt(db,
-        "SELECT seq, incident_id, kind, node, detected_ms, summary, details, actions, cause, prevention"
-        " FROM incidents WHERE reported_ms IS NULL ORDER BY seq LIMIT 1");
-    if (q && sqlite3_step(q) == SQLITE_ROW) {
-        *seq = sqlite3_column_int64(q, 0);
-#define COL(i) ((const char *)sqlite3_column_text(q, i))
-        json_t *j = json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s}", "incident_id", COL(1), "kind", COL(2),
-                              "node", COL(3), "detected_ms", (json_int_t)sqlite3_column_int64(q, 4), "summary",
-                              COL(5), "details", COL(6), "actions", COL(7), "cause", COL(8), "prevention", COL(9));
+    unreported *u = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT seq, incident_id, kind, node, detected_ms, summary, details, actions, cause,"
+                                " prevention FROM incidents WHERE reported_ms IS NULL ORDER BY seq LIMIT 1");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_rc rc = rk_stmt_next(q);
+    if (rc != RK_OK)
+        return rc;
+    u->seq = rk_col_int(q, 0);
+#define COL(i) rk_col_text(q, i)
+    json_t *j = json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s}", "incident_id", COL(1), "kind", COL(2), "node",
+                          COL(3), "detected_ms", (json_int_t)rk_col_int(q, 4), "summary", COL(5), "details", COL(6),
+                          "actions", COL(7), "cause", COL(8), "prevention", COL(9));
 #undef COL
-        body = json_dumps(j, JSON_COMPACT);
-        json_decref(j);
-    }
-    if (q)
-        sqlite3_reset(q);
-    rk_db_unlock(db);
-    return body;
+    u->body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return u->body ? RK_OK : RK_ERR_NOMEM;
 }
 
+/* The oldest unreported incident as a request body, or NULL (none, or the
+ * store failed: the reporter tries again later either way). */
+static char *next_unreported(rk_db *db, int64_t *seq)
+{
+    unreported u = {0, NULL};
+    if (rk_db_read(db, read_unreported, &u) != RK_OK)
+        return NULL;
+    *seq = u.seq;
+    return u.body;
+}
+
+typedef struct reported_mark {
+    int64_t seq, now_ms;
+} reported_mark;
+
+static rk_rc write_reported(rk_db *db, void *arg)
+{
+    const reported_mark *m = arg;
+    rk_stmt *st = rk_db_stmt(db, "UPDATE incidents SET reported_ms = ? WHERE seq = ?");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_int(st, 1, m->now_ms);
+    rk_bind_int(st, 2, m->seq);
+    return rk_stmt_exec(st);
+}
+
+/* A failure leaves it unreported: it is sent again, and the core takes the
+ * same incident_id as an update. */
 static void mark_reported(rk_db *db, int64_t seq)
 {
-    rk_db_lock(db);
-    sqlite3_stmt *st = rk_db_sqlite_stmt(db, "UPDATE incidents SET reported_ms = ?1 WHERE seq = ?2");
-    if (st) {
-        sqlite3_bind_int64(st, 1, rk_now_ms());
-        sqlite3_bind_int64(st, 2, seq);
-        rk_db_step_rc(db, sqlite3_step(st));
-        sqlite3_reset(st);
-    }
-    rk_db_unlock(db);
+    reported_mark m = {seq, rk_now_ms()};
+    rk_rc rc = rk_db_write(db, write_reported, &m);
+    if (rc != RK_OK)
+        rk_error("incident %lld: could not be marked as reported: %s", (long long)seq, rk_strerror(rc));
 }
 
 static void wait_ms(rk_incident_reporter *r, int ms)

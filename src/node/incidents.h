@@ -20,7 +20,16 @@
 
 struct rk_node;
 struct rk_peer_node;
+struct event_base;
 
+/* Brings this node's incident tables to the newest version (module
+ * "incidents"); step 1 is the tables as they were before versions, so an
+ * existing database opens as it is. */
+rk_rc rk_incidents_migrate(rk_db *db);
+
+/* Transitional: the same tables as SQLite DDL, for a store that still
+ * applies them through the lock-style API; removed once it calls
+ * rk_incidents_migrate. */
 extern const char rk_incidents_schema[];
 
 typedef struct rk_incident {
@@ -39,9 +48,20 @@ typedef struct rk_incident {
 int rk_incident_kind_valid(const char *kind);
 
 /* Stores an incident (insert, or update of the same incident_id). `reported`
- * non-zero marks it as already at the core. Takes the db lock unless the
- * caller holds it (locked != 0, e.g. inside a transaction). */
-rk_rc rk_incident_store(rk_db *db, const rk_incident *in, int reported, int locked);
+ * non-zero marks it as already at the core, zero puts it in the outbox.
+ * in_write != 0: the caller runs inside a write callback of db (or, while
+ * the lock-style API lasts, holds db in a transaction) and the statement
+ * runs there; else it is one rk_db_write. RK_ERR_CONFLICT: the id is
+ * another node's incident, left as it was. */
+rk_rc rk_incident_store(rk_db *db, const rk_incident *in, int reported, int in_write);
+
+/* rk_incident_store for a caller on an event loop, which does not wait: the
+ * incident is copied and committed by db's committer thread (rk_db_write_later
+ * on base), then done(arg, rc) is called on the loop. On an error return
+ * nothing is queued and done will not be called. */
+typedef void (*rk_incident_stored_fn)(void *arg, rk_rc rc);
+rk_rc rk_incident_store_later(rk_db *db, struct event_base *base, const rk_incident *in, int reported,
+                              rk_incident_stored_fn done, void *arg);
 
 /* The incident as JSON from a request body; fills resp on bad input.
  * Returns 0 when stored. */
@@ -51,6 +71,10 @@ struct rk_registry;
 int rk_incident_accept(rk_db *db, const struct rk_registry *reg, const struct rk_request *req,
                        struct rk_response *resp);
 void rk_incidents_serve(rk_db *db, const struct rk_request *req, struct rk_response *resp);
+/* How many incidents of that kind (NULL: of any kind) this node keeps;
+ * -1 on a store error. Works on a database opened RK_DB_READONLY. */
+int64_t rk_incidents_count_kind(rk_db *db, const char *kind);
+/* The same for /metrics: 0 on a store error. */
 int64_t rk_incidents_count(rk_db *db, const char *kind);
 
 /* Forwards unreported incidents to `to` (POST /v1/incidents) until stopped. */

@@ -195,6 +195,11 @@ rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, co
     return post_once(node, peer, peer->backup_url, path, body, out);
 }
 
+/* The event loop this thread runs, known from its first rk_node_post_later
+ * (a loop's calls are made on its thread) until rk_node_calls_close: there
+ * rk_node_raise commits through rk_db_write_later instead of waiting. */
+static __thread struct event_base *tl_loop;
+
 /* One call of rk_node_post_later, until done is told. */
 typedef struct later_call {
     rk_node *node;
@@ -242,6 +247,7 @@ static void send_later(later_call *c)
 void rk_node_post_later(rk_node *node, struct event_base *base, const rk_peer_node *peer, const char *path,
                         const char *body, size_t len, rk_node_post_done_fn done, void *arg)
 {
+    tl_loop = base;
     later_call *c = calloc(1, sizeof *c);
     if (!c) {
         rk_http_result none = {0};
@@ -255,6 +261,11 @@ void rk_node_post_later(rk_node *node, struct event_base *base, const rk_peer_no
 
 void rk_node_calls_close(rk_node *node)
 {
+    /* Incidents raised on this loop: committed, and their callbacks run,
+     * before the loop goes. */
+    tl_loop = NULL;
+    if (node->incident_db)
+        rk_db_loop_end(node->incident_db);
     rk_relay_free(node->relay);
     node->relay = NULL;
 }
@@ -393,7 +404,7 @@ int rk_node_health(rk_node *node, json_t *checks)
 
 rk_rc rk_node_incidents_start(rk_node *node, rk_db *db)
 {
-    rk_rc rc = rk_db_exec(db, rk_incidents_schema);
+    rk_rc rc = rk_incidents_migrate(db);
     if (rc != RK_OK)
         return rc;
     node->incident_db = db;
@@ -413,6 +424,16 @@ void rk_node_incidents_stop(rk_node *node)
     node->reporter = NULL;
 }
 
+/* On the event loop: the incident is on disk (or failed); the reporter may send it. */
+static void raised(void *arg, rk_rc rc)
+{
+    rk_node *node = arg;
+    if (rc != RK_OK)
+        rk_error("an incident raised at %s could not be kept: %s", node->cfg.id, rk_strerror(rc));
+    else
+        rk_incident_reporter_wake(node->reporter);
+}
+
 void rk_node_raise(rk_node *node, const char *kind, const char *fmt, ...)
 {
     char summary[400];
@@ -425,8 +446,12 @@ void rk_node_raise(rk_node *node, const char *kind, const char *fmt, ...)
         return;
     }
     rk_incident in = {.kind = kind, .node = node->cfg.id, .detected_ms = rk_node_now_ms(node), .summary = summary};
-    rk_incident_store(node->incident_db, &in, node->self->role == RK_ROLE_CORE, 0);
-    rk_incident_reporter_wake(node->reporter);
+    int reported = node->self->role == RK_ROLE_CORE;
+    /* On the event loop the commit's fsync is left to the store's committer
+     * thread; elsewhere (workers, the clock thread) the write waits. */
+    if (tl_loop && rk_incident_store_later(node->incident_db, tl_loop, &in, reported, raised, node) == RK_OK)
+        return;
+    raised(node, rk_incident_store(node->incident_db, &in, reported, 0));
 }
 
 static void on_server_incident(void *ctx, const char *kind, const char *summary)
