@@ -46,13 +46,11 @@ rk_rc agency_store_open(const char *target, int flags, const char *node_id, agen
     rk_rc rc = rk_db_open(target, flags, &s->db);
     if (rc == RK_OK && !s->readonly)
         rc = rk_db_migrate(s->db, "agency", agency_steps, (int)(sizeof agency_steps / sizeof agency_steps[0]));
-    /* Transitional, and only these two lines: the records and incidents
-     * tables are owned by their modules, which expose their schema as text
-     * until they have migrations of their own. */
+    /* the records and incidents tables belong to their modules */
     if (rc == RK_OK && !s->readonly)
-        rc = rk_db_exec(s->db, rk_records_schema);
+        rc = rk_records_migrate(s->db);
     if (rc == RK_OK && !s->readonly)
-        rc = rk_db_exec(s->db, rk_incidents_schema);
+        rc = rk_incidents_migrate(s->db);
     if (rc != RK_OK) {
         rk_db_close(s->db);
         free(s);

@@ -45,10 +45,8 @@ rk_rc core_store_open(const char *target, int flags, core_store **out)
     rk_rc rc = rk_db_open(target, flags, &s->db);
     if (rc == RK_OK && !s->readonly)
         rc = rk_db_migrate(s->db, "core", core_steps, (int)(sizeof core_steps / sizeof core_steps[0]));
-    /* The records module owns rk_records_schema and still applies it the
-     * transitional way; this line goes when it has its own migrations. */
-    if (rc == RK_OK && !s->readonly)
-        rc = rk_db_exec(s->db, rk_records_schema);
+    if (rc == RK_OK && !s->readonly) /* the records tables belong to the records module */
+        rc = rk_records_migrate(s->db);
     if (rc != RK_OK) {
         rk_db_close(s->db);
         free(s);

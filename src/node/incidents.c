@@ -11,15 +11,6 @@
 #include "node/node.h"
 #include "lib/util.h"
 
-/* Transitional (incidents.h): must make the same tables as step 1 below. */
-const char rk_incidents_schema[] =
-    "CREATE TABLE IF NOT EXISTS incidents ("
-    "  seq INTEGER PRIMARY KEY AUTOINCREMENT, incident_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,"
-    "  node TEXT NOT NULL, detected_ms INTEGER NOT NULL, summary TEXT NOT NULL, details TEXT NOT NULL DEFAULT '',"
-    "  actions TEXT NOT NULL DEFAULT '', cause TEXT NOT NULL DEFAULT '', prevention TEXT NOT NULL DEFAULT '',"
-    "  updated_ms INTEGER NOT NULL, reported_ms INTEGER);"
-    "CREATE INDEX IF NOT EXISTS incidents_unreported ON incidents(seq) WHERE reported_ms IS NULL;";
-
 static const char *const incidents_steps[] = {
     /* 1: the tables of before versions, IF NOT EXISTS: an existing database opens as it is */
     "CREATE TABLE IF NOT EXISTS incidents ("

@@ -27,10 +27,6 @@ struct event_base;
  * existing database opens as it is. */
 rk_rc rk_incidents_migrate(rk_db *db);
 
-/* Transitional: the same tables as SQLite DDL, for a store that still
- * applies them through the lock-style API; removed once it calls
- * rk_incidents_migrate. */
-extern const char rk_incidents_schema[];
 
 typedef struct rk_incident {
     const char *incident_id;  /* NULL: a fresh random id */

@@ -9,22 +9,6 @@
 #include "records/merkle.h"
 #include "lib/util.h"
 
-/* Transitional: the tables as one SQLite script, for the role stores that
- * still run it through the lock-style API; the tables of step 1 below. */
-const char rk_records_schema[] =
-    "CREATE TABLE IF NOT EXISTS records ("
-    "  seq INTEGER PRIMARY KEY AUTOINCREMENT, exchange_id TEXT NOT NULL, side TEXT NOT NULL,"
-    "  requester TEXT NOT NULL, provider TEXT NOT NULL, business TEXT NOT NULL, item TEXT NOT NULL,"
-    "  operator TEXT NOT NULL, subject TEXT NOT NULL, requested_ms INTEGER NOT NULL, provided_ms INTEGER,"
-    "  outcome TEXT NOT NULL, reason TEXT NOT NULL, payload_sha256 TEXT NOT NULL, leaf_hash TEXT NOT NULL,"
-    "  UNIQUE (exchange_id, side, outcome));"
-    "CREATE TABLE IF NOT EXISTS tree_heads ("
-    "  size INTEGER PRIMARY KEY, root TEXT NOT NULL, time_ms INTEGER NOT NULL, signature TEXT NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS records_subject ON records(subject);"
-    "CREATE TABLE IF NOT EXISTS answers ("
-    "  id INTEGER PRIMARY KEY, key TEXT NOT NULL, side TEXT NOT NULL, request_hash TEXT NOT NULL,"
-    "  status INTEGER NOT NULL, body TEXT NOT NULL, at_ms INTEGER NOT NULL, UNIQUE (key, side));";
-
 /* Step 1 is today's tables: IF NOT EXISTS, so that a database made before
  * the migrations opens unchanged (it gets version 1). */
 static const char *const records_steps[] = {

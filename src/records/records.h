@@ -49,9 +49,6 @@ typedef struct rk_records_query {
 /* Brings the module's tables (records, kept answers, tree heads) to the
  * newest version (rk_db_migrate, module "records"). */
 rk_rc rk_records_migrate(rk_db *db);
-/* Transitional: the same tables as one SQLite script, for the role stores
- * still on the lock-style API; removed once all call rk_records_migrate. */
-extern const char rk_records_schema[];
 
 /* Looks up the answer kept for (key, side). RK_ERR_NOT_FOUND: none;
  * RK_ERR_CONFLICT: the same key came with another request (request_hash
