@@ -13,7 +13,7 @@
 #include "net/http_server.h"
 #include "net/registry.h"
 #include "tools/bench/bench_load.h"
-#include "tools/net.h"
+#include "tools/net/net.h"
 #include "tools/progress.h"
 #include "tools/toolkit.h"
 

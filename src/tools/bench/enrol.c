@@ -9,7 +9,7 @@
 #include "net/registry.h"
 #include "tools/bench/bench.h"
 #include "tools/bench/bench_load.h"
-#include "tools/net.h"
+#include "tools/net/net.h"
 #include "tools/progress.h"
 #include "tools/toolkit.h"
 

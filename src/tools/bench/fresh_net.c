@@ -14,7 +14,7 @@
 #include "net/http_client.h"
 #include "net/registry.h"
 #include "tools/bench/bench.h"
-#include "tools/net.h"
+#include "tools/net/net.h"
 #include "tools/progress.h"
 #include "tools/toolkit.h"
 
