@@ -13,7 +13,7 @@
 #include "lib/err.h"
 #include "net/http_client.h"
 #include "net/registry.h"
-#include "tools/net.h"
+#include "tools/net/net.h"
 #include "tools/toolkit.h"
 
 #define DEMO_AGENCIES 3

@@ -17,7 +17,7 @@
 #include "lib/mynumber.h"
 #include "net/registry.h"
 #include "lib/util.h"
-#include "tools/net.h"
+#include "tools/net/net.h"
 
 #define PATH_CAP 4096
 

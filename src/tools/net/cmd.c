@@ -1,0 +1,246 @@
+/* cmd.c — the command line of `renkei net init|up|status`: usage texts,
+ * options, the summary after init, and running a network in the foreground. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/util.h"
+#include "tools/net/net.h"
+#include "tools/net/net_internal.h"
+#include "tools/toolkit.h"
+
+/* init writes a network; up runs every server node as a child process, in
+ * the foreground, until SIGINT or SIGTERM; status calls each node's /healthz
+ * with the operator's credentials. Exit status: 0 success, 1 failure, 2 usage
+ * error; errors are one line on stderr starting with "renkei net: ". */
+
+#define EXIT_USAGE TK_EXIT_USAGE
+#define NET_UP_HEALTH_MS 30000
+
+enum parse_result { PARSE_OK, PARSE_HELP, PARSE_USAGE };
+
+static const char usage_net[] =
+    "usage: renkei net COMMAND DIR [options]\n"
+    "\n"
+    "A whole renkei network in one folder, on 127.0.0.1.\n"
+    "\n"
+    "commands:\n"
+    "  init DIR [--agencies N] [--persons N] [--base-port P]\n"
+    "                 write a runnable network (CA, certificates, network.json,\n"
+    "                 node configs, permissions.csv, residents.csv) into DIR\n"
+    "  up DIR         run every node in the foreground until SIGINT or SIGTERM\n"
+    "  status DIR     print each node's health; exit 0 only when all are ok\n"
+    "\n"
+    "Run 'renkei net COMMAND --help' for the options of a command.\n";
+
+static const char usage_init[] =
+    "usage: renkei net init DIR [--agencies N] [--persons N] [--base-port P]\n"
+    "\n"
+    "Writes a runnable network into DIR (created if missing; refused when\n"
+    "DIR/network.json exists): the CA (DIR/pki), every node's certificate, key\n"
+    "and node.conf (DIR/nodes/<id>), the business systems' and the operator's\n"
+    "credentials (DIR/clients), DIR/network.json, DIR/permissions.csv (copied\n"
+    "from $RENKEI_DATA_DIR) and a synthetic DIR/residents.csv.\n"
+    "\n"
+    "  --agencies N    number of agencies, 2..200 (default 3)\n"
+    "  --persons N     synthetic residents, 1..5000000 (default 100)\n"
+    "  --base-port P   assign ports P, P+1, … (default: free ephemeral ports)\n"
+    "  --help          show this help\n";
+
+static const char usage_up[] =
+    "usage: renkei net up DIR\n"
+    "\n"
+    "Starts every node of the network in DIR (core, jlis, gateways, agency\n"
+    "nodes; each one's output appended to DIR/nodes/<id>/node.log), waits until\n"
+    "all are healthy and stays in the foreground. SIGINT or SIGTERM stops them\n"
+    "all; exit 0 only when every node stopped cleanly.\n";
+
+static const char usage_status[] =
+    "usage: renkei net status DIR\n"
+    "\n"
+    "Calls every node's /healthz with the operator's credentials and prints\n"
+    "'<id> <role> <url> ok|degraded|down'; exit 0 only when all are ok.\n";
+
+#define usage_error(...) tk_usage_error("net", __VA_ARGS__)
+#define option_error(c, argv) tk_option_error("net", (c), (argv))
+
+/* The one positional DIR after getopt_long. */
+static enum parse_result take_dir(int argc, char **argv, const char **dir)
+{
+    if (optind >= argc) {
+        usage_error("missing DIR");
+        return PARSE_USAGE;
+    }
+    if (optind + 1 < argc) {
+        usage_error("unexpected argument '%s'", argv[optind + 1]);
+        return PARSE_USAGE;
+    }
+    *dir = argv[optind];
+    return PARSE_OK;
+}
+
+static enum parse_result parse_init(int argc, char **argv, const char **dir, rk_net_options *o)
+{
+    static const struct option opts[] = {{"agencies", required_argument, NULL, 'a'},
+                                         {"persons", required_argument, NULL, 'p'},
+                                         {"base-port", required_argument, NULL, 'b'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    tk_getopt_reset();
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (c == 'h')
+            return PARSE_HELP;
+        if (c == 'a' && !tk_parse_int(optarg, NET_MIN_AGENCIES, NET_MAX_AGENCIES, &o->agencies))
+            return usage_error("--agencies must be %d..%d", NET_MIN_AGENCIES, NET_MAX_AGENCIES), PARSE_USAGE;
+        if (c == 'p' && !tk_parse_int(optarg, 1, NET_MAX_PERSONS, &o->persons))
+            return usage_error("--persons must be 1..%d", NET_MAX_PERSONS), PARSE_USAGE;
+        if (c == 'b' && !tk_parse_int(optarg, 1, 65535, &o->base_port))
+            return usage_error("--base-port must be 1..65535"), PARSE_USAGE;
+        if (c == '?' || c == ':')
+            return option_error(c, argv), PARSE_USAGE;
+    }
+    return take_dir(argc, argv, dir);
+}
+
+static enum parse_result parse_dir_only(int argc, char **argv, const char **dir)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int c;
+    tk_getopt_reset();
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (c == 'h')
+            return PARSE_HELP;
+        return option_error(c, argv), PARSE_USAGE;
+    }
+    return take_dir(argc, argv, dir);
+}
+
+static void print_summary(const char *dir, const rk_net_options *o)
+{
+    printf("network written to %s\n", dir);
+    printf("  nodes:    %d servers (core with 2 lines, jlis, %d gateways, %d agency nodes), %d clients\n",
+           2 + 2 * o->agencies, o->agencies, o->agencies, o->agencies + 1);
+    printf("  agencies: %d (", o->agencies);
+    for (int i = 1; i <= o->agencies && i <= NET_NAMED_AGENCIES; i++)
+        printf("%s%s %s", i > 1 ? ", " : "", net_named_agencies[i - 1].id, net_named_agencies[i - 1].kind);
+    if (o->agencies > NET_NAMED_AGENCIES)
+        printf(", city-005..city-%03d municipality", o->agencies);
+    printf(")\n");
+    printf("  persons:  %d\n", o->persons);
+    printf("run it with: renkei net up %s\n", dir);
+}
+
+static int cmd_init(int argc, char **argv)
+{
+    rk_net_options o = {.agencies = NET_DEFAULT_AGENCIES, .persons = NET_DEFAULT_PERSONS, .base_port = 0};
+    const char *dir = NULL;
+    char err[1024] = "";
+    enum parse_result pr = parse_init(argc, argv, &dir, &o);
+    if (pr == PARSE_HELP)
+        return fputs(usage_init, stdout), 0;
+    if (pr != PARSE_OK)
+        return EXIT_USAGE;
+    rk_rc rc = rk_net_init(dir, &o, err, sizeof err);
+    if (rc != RK_OK) {
+        fprintf(stderr, "renkei net: %s\n", err[0] ? err : rk_strerror(rc));
+        return EXIT_FAILURE;
+    }
+    print_summary(dir, &o);
+    return 0;
+}
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    net_stop_requested = 1;
+}
+
+static void install_stop_handlers(void)
+{
+    struct sigaction sa = {.sa_handler = on_stop_signal}; /* no SA_RESTART: sleeps end early */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* Foreground until a stop signal or until no node is left. */
+static int run_until_stopped(rk_net_procs *p)
+{
+    int failed = 0;
+    while (!net_stop_requested && net_count_running(p) > 0) {
+        if (net_reap_unexpected(p) > 0)
+            failed = 1;
+        if (!net_stop_requested && net_count_running(p) > 0)
+            tk_sleep_ms(200);
+    }
+    if (!net_stop_requested)
+        fprintf(stderr, "renkei net: no node is left running\n");
+    return failed;
+}
+
+static int cmd_up(int argc, char **argv)
+{
+    const char *dir = NULL;
+    char exe[PATH_MAX], err[1024] = "";
+    rk_net_procs *p = NULL;
+    enum parse_result pr = parse_dir_only(argc, argv, &dir);
+    if (pr != PARSE_OK)
+        return pr == PARSE_HELP ? (fputs(usage_up, stdout), 0) : EXIT_USAGE;
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return fprintf(stderr, "renkei net: cannot find my own executable: %s\n", strerror(errno)), EXIT_FAILURE;
+    exe[n] = '\0';
+    net_stop_requested = 0;
+    install_stop_handlers();
+    if (rk_net_start(dir, exe, &p, err, sizeof err) != RK_OK)
+        return fprintf(stderr, "renkei net: %s\n", err), EXIT_FAILURE;
+    int failed = 0;
+    rk_rc rc = net_wait_healthy(dir, NET_UP_HEALTH_MS, p, err, sizeof err);
+    if (rc == RK_OK) {
+        printf("network up: %zu nodes (%s)\n", rk_net_count(p), dir);
+        fflush(stdout);
+        failed = run_until_stopped(p);
+    } else if (!net_stop_requested) {
+        failed = 1;
+        if (rc == RK_ERR_TIMEOUT)
+            fprintf(stderr, "renkei net: the network is not healthy after %d s (%s is not)\n",
+                    NET_UP_HEALTH_MS / 1000, err);
+        else if (rc == RK_ERR_UPSTREAM)
+            fprintf(stderr, "renkei net: a node exited during start-up; stopping the others\n");
+        else
+            fprintf(stderr, "renkei net: %s\n", err);
+    }
+    rc = rk_net_stop(p);
+    return rc == RK_OK && !failed ? 0 : EXIT_FAILURE;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+    const char *dir = NULL;
+    enum parse_result pr = parse_dir_only(argc, argv, &dir);
+    if (pr != PARSE_OK)
+        return pr == PARSE_HELP ? (fputs(usage_status, stdout), 0) : EXIT_USAGE;
+    return rk_net_status(dir, stdout) == 0 ? 0 : EXIT_FAILURE;
+}
+
+int rk_cmd_net(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage_error("missing command (init, up or status)");
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0)
+        return fputs(usage_net, stdout), 0;
+    if (strcmp(cmd, "init") == 0)
+        return cmd_init(argc - 1, argv + 1);
+    if (strcmp(cmd, "up") == 0)
+        return cmd_up(argc - 1, argv + 1);
+    if (strcmp(cmd, "status") == 0)
+        return cmd_status(argc - 1, argv + 1);
+    return usage_error("unknown command '%s'", cmd);
+}

@@ -1,0 +1,442 @@
+/* init.c — `rk_net_init`: writes a network into a folder: the PKI,
+ * network.json, node configs, the master key, permissions.csv and residents.csv. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crypto/pki.h"
+#include "lib/mynumber.h"
+#include "lib/util.h"
+#include "net/registry.h"
+#include "tools/net/net.h"
+#include "tools/net/net_internal.h"
+#include "tools/toolkit.h"
+
+/* One CA and a certificate per node and business-system client (standard
+ * 第5-2(3)(4)), keys 0600 (第5-2(5)), the registry network.json that every
+ * node checks its peers against (第5-2(2), 第5-4(1)), node configs, the core's
+ * master key, the permission table and a synthetic resident registry for
+ * J-LIS (DESIGN §1, §3, §5). */
+
+#ifndef RENKEI_DATA_DIR
+#define RENKEI_DATA_DIR "data"
+#endif
+
+#define NET_CA_NAME "renkei-network-ca"
+#define NET_PERMISSIONS_CAP (64u << 20)
+#define NET_PERMISSIONS_HEADER "requester_kind,business,provider_kind,item\n"
+#define NET_RESIDENTS_HEADER "my_number,resident_code,previous_resident_codes\n"
+#define NET_PREVIOUS_EVERY 20
+#define NET_RESIDENT_SPACE UINT64_C(100000000000) /* 10^11: 11 digits */
+#define NET_RAND_BATCH 4096
+
+/* ---- PKI ------------------------------------------------------------------ */
+
+/* Servers: DIR/nodes/<id>; systems: DIR/clients/<agency>; operator: DIR/clients/operator. */
+static rk_rc node_dir(const char *dir, const net_node *n, char *out, size_t outlen)
+{
+    if (net_is_server_role(n->role))
+        return tk_path(out, outlen, "%s/nodes/%s", dir, n->id);
+    return tk_path(out, outlen, "%s/clients/%s", dir, n->role == RK_ROLE_SYSTEM ? n->agency : n->id);
+}
+
+static rk_rc issue_node(const char *dir, const net_node *n, char *err, size_t errlen)
+{
+    char nd[NET_PATH_CAP], ca[NET_PATH_CAP], ca_key[NET_PATH_CAP], cert[NET_PATH_CAP], key[NET_PATH_CAP];
+    rk_rc rc;
+    if ((rc = node_dir(dir, n, nd, sizeof nd)) != RK_OK || (rc = tk_path(ca, sizeof ca, "%s/pki/ca.pem", dir)) ||
+        (rc = tk_path(ca_key, sizeof ca_key, "%s/pki/ca-key.pem", dir)) ||
+        (rc = tk_path(cert, sizeof cert, "%s/cert.pem", nd)) || (rc = tk_path(key, sizeof key, "%s/key.pem", nd))) {
+        net_set_err(err, errlen, "%s: path too long", dir);
+        return rc;
+    }
+    if ((rc = rk_mkdirs(nd, 0700)) != RK_OK) {
+        net_set_err(err, errlen, "%s: cannot create: %s", nd, strerror(errno));
+        return rc;
+    }
+    rk_cert_spec spec = {
+        .common_name = n->id,
+        .role = rk_role_name(n->role),
+        .name = n->agency[0] ? n->agency : n->id,
+        .ip = net_is_server_role(n->role) ? NET_LOOPBACK : NULL,
+    };
+    if ((rc = rk_pki_issue(ca, ca_key, &spec, cert, key, NULL)) != RK_OK)
+        net_set_err(err, errlen, "cannot issue the certificate of %s: %s", n->id, rk_strerror(rc));
+    return rc;
+}
+
+static rk_rc write_pki(const char *dir, const net_plan *plan, char *err, size_t errlen)
+{
+    char pki[NET_PATH_CAP], ca[NET_PATH_CAP], ca_key[NET_PATH_CAP];
+    rk_rc rc;
+    if ((rc = tk_path(pki, sizeof pki, "%s/pki", dir)) || (rc = tk_path(ca, sizeof ca, "%s/ca.pem", pki)) ||
+        (rc = tk_path(ca_key, sizeof ca_key, "%s/ca-key.pem", pki))) {
+        net_set_err(err, errlen, "%s: path too long", dir);
+        return rc;
+    }
+    if ((rc = rk_mkdirs(pki, 0700)) != RK_OK) {
+        net_set_err(err, errlen, "%s: cannot create: %s", pki, strerror(errno));
+        return rc;
+    }
+    if ((rc = rk_pki_create_ca(ca, ca_key, NET_CA_NAME, 0)) != RK_OK) {
+        net_set_err(err, errlen, "cannot create the network CA in %s: %s", pki, rk_strerror(rc));
+        return rc;
+    }
+    for (size_t i = 0; i < plan->n && rc == RK_OK; i++)
+        rc = issue_node(dir, &plan->nodes[i], err, errlen);
+    return rc;
+}
+
+/* ---- network.json ---------------------------------------------------------- */
+
+static rk_rc cert_ids(const char *dir, const net_node *n, char fp[RK_FINGERPRINT_LEN], char pin[RK_PIN_LEN])
+{
+    char nd[NET_PATH_CAP], path[NET_PATH_CAP];
+    X509 *cert = NULL;
+    rk_rc rc = node_dir(dir, n, nd, sizeof nd);
+    if (rc == RK_OK && (rc = tk_path(path, sizeof path, "%s/cert.pem", nd)) == RK_OK &&
+        (rc = rk_pki_load_cert(path, &cert)) == RK_OK && (rc = rk_pki_fingerprint(cert, fp)) == RK_OK)
+        rc = rk_pki_spki_pin(cert, pin);
+    X509_free(cert);
+    return rc;
+}
+
+static rk_rc node_json(const char *dir, const net_node *n, json_t **out)
+{
+    char fp[RK_FINGERPRINT_LEN], pin[RK_PIN_LEN], url[64] = "", backup[64] = "";
+    rk_rc rc = cert_ids(dir, n, fp, pin);
+    if (rc != RK_OK)
+        return rc;
+    if (n->port)
+        snprintf(url, sizeof url, "https://%s:%d", NET_LOOPBACK, n->port);
+    if (n->backup_port)
+        snprintf(backup, sizeof backup, "https://%s:%d", NET_LOOPBACK, n->backup_port);
+    *out = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:[s]}", "id", n->id, "role", rk_role_name(n->role),
+                     "agency", n->agency, "kind", n->kind, "url", url, "backup_url", backup, "fingerprint", fp,
+                     "pin", pin, "addresses", NET_LOOPBACK);
+    return *out ? RK_OK : RK_ERR_NOMEM;
+}
+
+/* Written last, through a temporary file: its presence means a complete network. */
+static rk_rc write_network_json(const char *dir, const net_plan *plan, char *err, size_t errlen)
+{
+    char path[NET_PATH_CAP], tmp[NET_PATH_CAP];
+    json_t *nodes = json_array();
+    json_t *root = json_pack("{s:s,s:o}", "network", "renkei", "nodes", nodes);
+    rk_rc rc = root ? RK_OK : RK_ERR_NOMEM;
+    for (size_t i = 0; i < plan->n && rc == RK_OK; i++) {
+        json_t *obj = NULL;
+        if ((rc = node_json(dir, &plan->nodes[i], &obj)) != RK_OK)
+            net_set_err(err, errlen, "cannot read the certificate of %s: %s", plan->nodes[i].id, rk_strerror(rc));
+        else if (json_array_append_new(nodes, obj) != 0)
+            rc = RK_ERR_NOMEM;
+    }
+    if (rc != RK_OK)
+        goto done;
+    if ((rc = tk_path(path, sizeof path, "%s/network.json", dir)) ||
+        (rc = tk_path(tmp, sizeof tmp, "%s/network.json.tmp", dir))) {
+        net_set_err(err, errlen, "%s: path too long", dir);
+        goto done;
+    }
+    if (json_dump_file(root, tmp, JSON_INDENT(2)) != 0 || rename(tmp, path) != 0) {
+        net_set_err(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+        unlink(tmp);
+        rc = RK_ERR_IO;
+    }
+done:
+    json_decref(root);
+    return rc;
+}
+
+/* ---- node configs, master key, permission table ------------------------------ */
+
+static rk_rc write_master_key(const char *nd)
+{
+    char path[NET_PATH_CAP];
+    uint8_t key[32];
+    char hex[2 * sizeof key + 2];
+    rk_rc rc = tk_path(path, sizeof path, "%s/master.key", nd);
+    if (rc == RK_OK && (rc = rk_random(key, sizeof key)) == RK_OK) {
+        rk_hex(key, sizeof key, hex);
+        hex[2 * sizeof key] = '\n';
+        hex[2 * sizeof key + 1] = '\0';
+        rc = rk_write_file(path, hex, 2 * sizeof key + 1, 0600);
+    }
+    rk_wipe(key, sizeof key);
+    rk_wipe(hex, sizeof hex);
+    return rc;
+}
+
+static rk_rc write_node_conf(const char *dir, const net_node *n, char *err, size_t errlen)
+{
+    char nd[NET_PATH_CAP], path[NET_PATH_CAP], text[1024];
+    const char *extra = n->role == RK_ROLE_CORE ? "\n[core]\nmaster_key_file = master.key\n"
+                                                  "permissions = ../../permissions.csv\n"
+                        : n->role == RK_ROLE_JLIS ? "\n[jlis]\nresidents = ../../residents.csv\n"
+                                                  : "";
+    rk_rc rc = node_dir(dir, n, nd, sizeof nd);
+    if (rc == RK_OK)
+        rc = tk_path(path, sizeof path, "%s/node.conf", nd);
+    if (rc == RK_OK)
+        rc = tk_path(text, sizeof text,
+                      "[node]\nid = %s\nnetwork = ../../network.json\nca = ../../pki/ca.pem\n"
+                      "cert = cert.pem\nkey = key.pem\ndb = node.db\n%s",
+                      n->id, extra);
+    if (rc == RK_OK)
+        rc = rk_write_file(path, text, strlen(text), 0644);
+    if (rc == RK_OK && n->role == RK_ROLE_CORE)
+        rc = write_master_key(nd);
+    if (rc != RK_OK)
+        net_set_err(err, errlen, "cannot write the configuration of %s in %s: %s", n->id, nd, rk_strerror(rc));
+    return rc;
+}
+
+static rk_rc write_configs(const char *dir, const net_plan *plan, char *err, size_t errlen)
+{
+    rk_rc rc = RK_OK;
+    for (size_t i = 0; i < plan->n && rc == RK_OK; i++)
+        if (net_is_server_role(plan->nodes[i].role))
+            rc = write_node_conf(dir, &plan->nodes[i], err, errlen);
+    return rc;
+}
+
+/* The permission table in force: $RENKEI_DATA_DIR (or the build's data
+ * folder)/permissions.csv; just the header when there is none. */
+static rk_rc copy_permissions(const char *dir, char *err, size_t errlen)
+{
+    const char *data = getenv("RENKEI_DATA_DIR");
+    char src[NET_PATH_CAP], dst[NET_PATH_CAP];
+    char *text = NULL;
+    size_t len = 0;
+    if (!data || !*data)
+        data = RENKEI_DATA_DIR;
+    rk_rc rc = tk_path(src, sizeof src, "%s/permissions.csv", data);
+    if (rc == RK_OK)
+        rc = tk_path(dst, sizeof dst, "%s/permissions.csv", dir);
+    if (rc == RK_OK && (rc = rk_read_file(src, NET_PERMISSIONS_CAP, &text, &len)) == RK_ERR_NOT_FOUND) {
+        rc = rk_write_file(dst, NET_PERMISSIONS_HEADER, strlen(NET_PERMISSIONS_HEADER), 0644);
+        goto done;
+    }
+    if (rc != RK_OK) {
+        net_set_err(err, errlen, "%s: cannot read: %s", src, rk_strerror(rc));
+        goto done;
+    }
+    rc = rk_write_file(dst, text, len, 0644);
+done:
+    if (rc != RK_OK && err && !err[0])
+        net_set_err(err, errlen, "%s/permissions.csv: cannot write: %s", dir, rk_strerror(rc));
+    free(text);
+    return rc;
+}
+
+/* ---- residents.csv ------------------------------------------------------------ */
+
+/* Open-addressing set of 64-bit keys (stored +1; 0 marks an empty slot). */
+typedef struct id_set {
+    uint64_t *slots;
+    size_t mask;
+} id_set;
+
+static rk_rc id_set_init(id_set *s, size_t expected)
+{
+    size_t cap = 1024;
+    while (cap < expected + expected / 3 + 1)
+        cap <<= 1;
+    s->slots = calloc(cap, sizeof *s->slots);
+    s->mask = cap - 1;
+    return s->slots ? RK_OK : RK_ERR_NOMEM;
+}
+
+/* 1 when key was added, 0 when it was there already. */
+static int id_set_add(id_set *s, uint64_t key)
+{
+    uint64_t k = key + 1, h = k * UINT64_C(0x9E3779B97F4A7C15);
+    for (size_t i = (size_t)(h ^ (h >> 29)) & s->mask;; i = (i + 1) & s->mask) {
+        if (s->slots[i] == 0) {
+            s->slots[i] = k;
+            return 1;
+        }
+        if (s->slots[i] == k)
+            return 0;
+    }
+}
+
+typedef struct resident_gen {
+    uint64_t rand[NET_RAND_BATCH];
+    size_t pos;
+    id_set seen; /* My Number prefixes (tag 0) and resident codes (tag 1) */
+} resident_gen;
+
+#define TAG_RESIDENT_CODE (UINT64_C(1) << 40) /* above 10^11 */
+
+/* A random 11-digit value not drawn before under tag. */
+static rk_rc draw_unique(resident_gen *g, uint64_t tag, uint64_t *out)
+{
+    for (int tries = 0; tries < 1000; tries++) {
+        if (g->pos == NET_RAND_BATCH) {
+            rk_rc rc = rk_random(g->rand, sizeof g->rand);
+            if (rc != RK_OK)
+                return rc;
+            g->pos = 0;
+        }
+        uint64_t v = g->rand[g->pos++] % NET_RESIDENT_SPACE; /* bias < 1e-8: fine for test data */
+        if (id_set_add(&g->seen, v | tag)) {
+            *out = v;
+            return RK_OK;
+        }
+    }
+    return RK_ERR_CONFLICT;
+}
+
+static char *put_digits(char *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
+    return p + n;
+}
+
+static rk_rc write_person(FILE *f, resident_gen *g, int with_previous)
+{
+    uint64_t number = 0, code = 0, previous = 0; /* zeroed: gcc -O3 cannot see that draw_unique sets them */
+    char line[64], *p = line;
+    rk_rc rc;
+    if ((rc = draw_unique(g, 0, &number)) != RK_OK || (rc = draw_unique(g, TAG_RESIDENT_CODE, &code)) != RK_OK ||
+        (with_previous && (rc = draw_unique(g, TAG_RESIDENT_CODE, &previous)) != RK_OK))
+        return rc;
+    p = put_digits(p, number, 11);
+    *p = (char)('0' + rk_mynumber_check_digit(line));
+    p++;
+    *p++ = ',';
+    p = put_digits(p, code, 11);
+    *p++ = ',';
+    if (with_previous)
+        p = put_digits(p, previous, 11);
+    *p++ = '\n';
+    return fwrite(line, 1, (size_t)(p - line), f) == (size_t)(p - line) ? RK_OK : RK_ERR_IO;
+}
+
+static rk_rc write_persons(FILE *f, long persons)
+{
+    resident_gen *g = calloc(1, sizeof *g);
+    rk_rc rc = g ? RK_OK : RK_ERR_NOMEM;
+    if (rc == RK_OK) {
+        g->pos = NET_RAND_BATCH;
+        rc = id_set_init(&g->seen, (size_t)persons * 2 + (size_t)persons / NET_PREVIOUS_EVERY);
+    }
+    if (rc == RK_OK && fputs(NET_RESIDENTS_HEADER, f) == EOF)
+        rc = RK_ERR_IO;
+    for (long i = 0; i < persons && rc == RK_OK; i++)
+        rc = write_person(f, g, i % NET_PREVIOUS_EVERY == NET_PREVIOUS_EVERY - 1);
+    if (g)
+        free(g->seen.slots);
+    free(g);
+    return rc;
+}
+
+/* Synthetic resident registry: distinct valid My Numbers, distinct resident
+ * codes, every 20th person with one earlier code. Mode 0600: it is a file
+ * of My Numbers, even if invented ones. */
+static rk_rc write_residents(const char *dir, long persons, char *err, size_t errlen)
+{
+    char path[NET_PATH_CAP], tmp[NET_PATH_CAP];
+    FILE *f = NULL;
+    rk_rc rc = tk_path(path, sizeof path, "%s/residents.csv", dir);
+    if (rc == RK_OK)
+        rc = tk_path(tmp, sizeof tmp, "%s/residents.csv.tmp", dir);
+    if (rc != RK_OK)
+        goto done;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || !(f = fdopen(fd, "w"))) {
+        if (fd >= 0)
+            close(fd);
+        rc = RK_ERR_IO;
+        goto done;
+    }
+    setvbuf(f, NULL, _IOFBF, 1u << 20);
+    rc = write_persons(f, persons);
+    if (rc == RK_OK && (fflush(f) != 0 || fsync(fileno(f)) != 0))
+        rc = RK_ERR_IO;
+    if (fclose(f) != 0 && rc == RK_OK)
+        rc = RK_ERR_IO;
+    if (rc == RK_OK && rename(tmp, path) != 0)
+        rc = RK_ERR_IO;
+    if (rc != RK_OK)
+        unlink(tmp);
+done:
+    if (rc != RK_OK)
+        net_set_err(err, errlen, "%s/residents.csv: cannot write: %s", dir, rk_strerror(rc));
+    return rc;
+}
+
+/* ---- rk_net_init ------------------------------------------------------------- */
+
+static rk_rc resolve_options(const rk_net_options *opt, rk_net_options *o, char *err, size_t errlen)
+{
+    *o = opt ? *opt : (rk_net_options){0};
+    if (!o->agencies)
+        o->agencies = NET_DEFAULT_AGENCIES;
+    if (!o->persons)
+        o->persons = NET_DEFAULT_PERSONS;
+    if (o->agencies < NET_MIN_AGENCIES || o->agencies > NET_MAX_AGENCIES) {
+        net_set_err(err, errlen, "agencies must be %d..%d, not %d", NET_MIN_AGENCIES, NET_MAX_AGENCIES, o->agencies);
+        return RK_ERR_INVALID;
+    }
+    if (o->persons < 1 || o->persons > NET_MAX_PERSONS) {
+        net_set_err(err, errlen, "persons must be 1..%d, not %d", NET_MAX_PERSONS, o->persons);
+        return RK_ERR_INVALID;
+    }
+    if (o->base_port < 0 || o->base_port > 65535) {
+        net_set_err(err, errlen, "base port must be 1..65535, not %d", o->base_port);
+        return RK_ERR_INVALID;
+    }
+    return RK_OK;
+}
+
+static rk_rc prepare_dir(const char *dir, char *err, size_t errlen)
+{
+    char path[NET_PATH_CAP];
+    struct stat st;
+    if (!dir || !*dir || tk_path(path, sizeof path, "%s/network.json", dir) != RK_OK) {
+        net_set_err(err, errlen, "bad network folder '%s'", dir ? dir : "");
+        return RK_ERR_INVALID;
+    }
+    if (rk_mkdirs(dir, 0755) != RK_OK) {
+        net_set_err(err, errlen, "%s: cannot create: %s", dir, strerror(errno));
+        return RK_ERR_IO;
+    }
+    if (stat(path, &st) == 0) {
+        net_set_err(err, errlen, "%s already exists: refusing to overwrite a network", path);
+        return RK_ERR_EXISTS;
+    }
+    return RK_OK;
+}
+
+rk_rc rk_net_init(const char *dir, const rk_net_options *opt, char *err, size_t errlen)
+{
+    rk_net_options o;
+    net_plan plan = {0};
+    if (err && errlen)
+        err[0] = '\0';
+    rk_rc rc = resolve_options(opt, &o, err, errlen);
+    if (rc != RK_OK || (rc = prepare_dir(dir, err, errlen)) != RK_OK)
+        goto done;
+    if ((rc = net_plan_build(o.agencies, &plan)) != RK_OK) {
+        net_set_err(err, errlen, "cannot plan the network: %s", rk_strerror(rc));
+        goto done;
+    }
+    if ((rc = net_plan_ports(&plan, o.base_port, err, errlen)) != RK_OK ||
+        (rc = write_pki(dir, &plan, err, errlen)) != RK_OK || (rc = write_configs(dir, &plan, err, errlen)) != RK_OK ||
+        (rc = copy_permissions(dir, err, errlen)) != RK_OK ||
+        (rc = write_residents(dir, o.persons, err, errlen)) != RK_OK)
+        goto done;
+    rc = write_network_json(dir, &plan, err, errlen);
+done:
+    free(plan.nodes);
+    return rc;
+}

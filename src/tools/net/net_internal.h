@@ -1,0 +1,92 @@
+/* net_internal.h — what the files of `renkei net` share: limits, error lines,
+ * the plan of the nodes, and the stop flag and reaping of the node processes. */
+#ifndef RK_TOOLS_NET_INTERNAL_H
+#define RK_TOOLS_NET_INTERNAL_H
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "lib/err.h"
+#include "net/registry.h"
+#include "tools/net/net.h"
+#include "tools/toolkit.h"
+
+#define NET_PATH_CAP TK_PATH_CAP
+#define NET_MIN_AGENCIES 2
+#define NET_MAX_AGENCIES 200
+#define NET_DEFAULT_AGENCIES 3
+#define NET_MAX_PERSONS 5000000
+#define NET_DEFAULT_PERSONS 100
+#define NET_LOOPBACK "127.0.0.1"
+
+/* Formats one error line into err (nothing when err is NULL or errlen 0). */
+__attribute__((format(printf, 3, 4))) static inline void net_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* 1 for the roles that run as a server node (core, jlis, gateway, agency). */
+static inline int net_is_server_role(rk_role role)
+{
+    return (role & (RK_ROLE_CORE | RK_ROLE_JLIS | RK_ROLE_GATEWAY | RK_ROLE_AGENCY)) != 0;
+}
+
+/* ---- the plan: every node of the network, before anything is written (plan.c) ---- */
+
+/* One node or client of the plan. */
+typedef struct net_node {
+    char id[RK_ID_MAX];
+    rk_role role;
+    char agency[RK_ID_MAX]; /* "" for core, jlis, operator */
+    const char *kind;       /* "" where not applicable */
+    int port, backup_port;  /* 0 when none */
+} net_node;
+
+/* Every node, in the order of network.json and of `net up`. */
+typedef struct net_plan {
+    net_node *nodes;
+    size_t n;
+} net_plan;
+
+/* An agency with its own name (the others are city-005, city-006, …). */
+typedef struct net_named_agency {
+    const char *id, *kind;
+} net_named_agency;
+
+/* The named agencies, the first ones of every network. */
+#define NET_NAMED_AGENCIES 4
+extern const net_named_agency net_named_agencies[NET_NAMED_AGENCIES];
+
+/* core, jlis, all gateways, all agency nodes, all systems, each agency's
+ * privileged operator, the network operator; plan->nodes is the caller's to free. */
+rk_rc net_plan_build(int agencies, net_plan *plan);
+
+/* Ports for the server nodes: base_port, base_port+1, … or free ephemeral ones (base_port 0). */
+rk_rc net_plan_ports(net_plan *plan, int base_port, char *err, size_t errlen);
+
+/* ---- node processes (procs.c) ------------------------------------------------------ */
+
+/* Set by `net up`'s SIGINT/SIGTERM handler. */
+extern volatile sig_atomic_t net_stop_requested;
+
+/* Reports children that exited on their own; returns how many did so
+ * uncleanly (or at all, unless a stop was asked for). */
+int net_reap_unexpected(rk_net_procs *p);
+
+/* The children still running. */
+size_t net_count_running(const rk_net_procs *p);
+
+/* ---- health (health.c) ------------------------------------------------------------- */
+
+/* Polls until all server nodes are healthy. procs (optional): fails early
+ * when one of them exits. Stops early when `net up` is asked to stop. */
+rk_rc net_wait_healthy(const char *dir, int timeout_ms, rk_net_procs *procs, char *pending, size_t pendlen);
+
+#endif

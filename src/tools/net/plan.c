@@ -1,0 +1,130 @@
+/* plan.c — the plan of a network: every node (core, jlis, gateways, agency
+ * nodes, systems, operators) with its agency, kind and ports, before anything is written. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "net/registry.h"
+#include "tools/net/net_internal.h"
+#include "tools/toolkit.h"
+
+/* The first agencies of every network, in this order. */
+const net_named_agency net_named_agencies[] = {
+    {"city-yokohama", "municipality"},
+    {"pref-kanagawa", "prefecture"},
+    {"nenkin-kikou", "pension"},
+    {"kyokai-kenpo", "insurer"},
+};
+
+/* Agency i (1-based): the four named ones, then city-005, city-006, … */
+static rk_rc agency_identity(int i, char *id, size_t idlen, const char **kind)
+{
+    if (i <= NET_NAMED_AGENCIES) {
+        *kind = net_named_agencies[i - 1].kind;
+        return tk_path(id, idlen, "%s", net_named_agencies[i - 1].id);
+    }
+    *kind = "municipality";
+    return tk_path(id, idlen, "city-%03d", i);
+}
+
+static net_node *plan_add(net_plan *plan, rk_role role, const char *agency, const char *kind)
+{
+    net_node *n = &plan->nodes[plan->n++];
+    n->role = role;
+    snprintf(n->agency, sizeof n->agency, "%s", agency);
+    n->kind = kind;
+    return n;
+}
+
+/* core, jlis, all gateways, all agency nodes, all systems, each agency's
+ * privileged operator (第8-5 markings at its own node only), the network
+ * operator: the order of network.json and of `net up`. */
+rk_rc net_plan_build(int agencies, net_plan *plan)
+{
+    static const rk_role per_agency[] = {RK_ROLE_GATEWAY, RK_ROLE_AGENCY, RK_ROLE_SYSTEM, RK_ROLE_OPERATOR};
+    static const char *const suffix[] = {"-gateway", "", "-system", "-operator"};
+    rk_rc rc = RK_OK;
+    plan->nodes = calloc(3 + 4 * (size_t)agencies, sizeof *plan->nodes);
+    if (!plan->nodes)
+        return RK_ERR_NOMEM;
+    snprintf(plan_add(plan, RK_ROLE_CORE, "", "")->id, RK_ID_MAX, "core");
+    snprintf(plan_add(plan, RK_ROLE_JLIS, "", "")->id, RK_ID_MAX, "jlis");
+    for (size_t r = 0; r < 4 && rc == RK_OK; r++) {
+        for (int i = 1; i <= agencies && rc == RK_OK; i++) {
+            char agency[RK_ID_MAX];
+            const char *kind;
+            if ((rc = agency_identity(i, agency, sizeof agency, &kind)) != RK_OK)
+                break;
+            net_node *n = plan_add(plan, per_agency[r], agency, kind);
+            rc = tk_path(n->id, sizeof n->id, "%s%s", agency, suffix[r]);
+        }
+    }
+    if (rc == RK_OK)
+        snprintf(plan_add(plan, RK_ROLE_OPERATOR, "", "")->id, RK_ID_MAX, "operator");
+    return rc;
+}
+
+/* Binds 127.0.0.1:0 count times, keeping every socket open until all are
+ * bound so that the ports differ, then closes them. */
+static rk_rc pick_free_ports(int *ports, size_t count)
+{
+    rk_rc rc = RK_OK;
+    int *fds = malloc(count * sizeof *fds);
+    if (!fds)
+        return RK_ERR_NOMEM;
+    for (size_t i = 0; i < count; i++)
+        fds[i] = -1;
+    for (size_t i = 0; i < count; i++) {
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+        socklen_t len = sizeof sa;
+        inet_pton(AF_INET, NET_LOOPBACK, &sa.sin_addr);
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&sa, sizeof sa) != 0 ||
+            getsockname(fds[i], (struct sockaddr *)&sa, &len) != 0) {
+            rc = RK_ERR_IO;
+            goto done;
+        }
+        ports[i] = ntohs(sa.sin_port);
+    }
+done:
+    for (size_t i = 0; i < count; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    free(fds);
+    return rc;
+}
+
+/* The core gets two ports (primary and backup line), every other server one. */
+rk_rc net_plan_ports(net_plan *plan, int base_port, char *err, size_t errlen)
+{
+    size_t count = 0, k = 0;
+    for (size_t i = 0; i < plan->n; i++)
+        count += net_is_server_role(plan->nodes[i].role) ? (plan->nodes[i].role == RK_ROLE_CORE ? 2 : 1) : 0;
+    if (base_port && (size_t)base_port + count - 1 > 65535) {
+        net_set_err(err, errlen, "--base-port %d: the network needs %zu ports, beyond 65535", base_port, count);
+        return RK_ERR_INVALID;
+    }
+    int *ports = calloc(count, sizeof *ports);
+    if (!ports)
+        return RK_ERR_NOMEM;
+    rk_rc rc = RK_OK;
+    for (size_t i = 0; base_port && i < count; i++)
+        ports[i] = base_port + (int)i;
+    if (!base_port && (rc = pick_free_ports(ports, count)) != RK_OK)
+        net_set_err(err, errlen, "cannot find free ports on %s: %s", NET_LOOPBACK, strerror(errno));
+    for (size_t i = 0; rc == RK_OK && i < plan->n; i++) {
+        net_node *n = &plan->nodes[i];
+        if (!net_is_server_role(n->role))
+            continue;
+        n->port = ports[k++];
+        if (n->role == RK_ROLE_CORE)
+            n->backup_port = ports[k++];
+    }
+    free(ports);
+    return rc;
+}
