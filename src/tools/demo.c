@@ -25,7 +25,6 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +32,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agency/agency_store.h"
+#include "core/core_store.h"
 #include "lib/mynumber.h"
+#include "node/config.h"
+#include "node/incidents.h"
+#include "store/db.h"
 #include "crypto/pki.h"
 #include "lib/util.h"
 #include "tools/toolkit.h"
@@ -48,7 +52,6 @@
 #define DEMO_POLL_MS 100
 #define DEMO_TRIES 5           /* POST attempts on 503 or no answer */
 #define DEMO_RETRY_FIRST_MS 200 /* doubling */
-#define DEMO_DB_BUSY_MS 5000
 #define DEMO_CODE_SHOWN 16     /* characters of a code shown, then "…" */
 #define DEMO_LINE_CAP 4096
 #define DEMO_INVALID_NUMBER "123456789017" /* check digit should be 8 */
@@ -395,68 +398,44 @@ static rk_rc wait_linked(demo *d, demo_enrolment *e)
     return RK_OK;
 }
 
-/* ---- reading the nodes' databases (read-only) ----------------------------- */
+/* ---- reading the nodes' stores (read-only, through their store modules) ---- */
 
-static rk_rc db_open(const demo *d, const char *node_id, sqlite3 **db)
+/* The store a node's configuration names (DESIGN §6), so that the demo
+ * reads where the node writes, whatever the engine. */
+static rk_rc node_store(const demo *d, const char *node_id, char *target, size_t len)
 {
-    char path[DEMO_PATH_CAP];
-    *db = NULL;
-    if (tk_path(path, sizeof path, "%s/nodes/%s/node.db", d->dir, node_id) != RK_OK)
-        return RK_ERR_INVALID;
-    if (sqlite3_open_v2(path, db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        sqlite3_close(*db);
-        *db = NULL;
-        return RK_ERR_STORE;
-    }
-    sqlite3_busy_timeout(*db, DEMO_DB_BUSY_MS);
-    return RK_OK;
+    char path[DEMO_PATH_CAP], err[256];
+    rk_node_config cfg;
+    if (tk_path(path, sizeof path, "%s/nodes/%s/node.conf", d->dir, node_id) != RK_OK ||
+        rk_config_load(path, &cfg, err, sizeof err) != RK_OK)
+        return RK_ERR_CONFIG;
+    return tk_path(target, len, "%s", cfg.db);
 }
 
-/* The first row of sql (bound to a1, a2 when not NULL): column 0 as text
- * into text (when not NULL), columns 0..n-1 as integers into ints. */
-static rk_rc db_row(sqlite3 *db, const char *sql, const char *a1, const char *a2, char *text, size_t textlen,
-                    long long *ints, int n)
+static rk_rc open_agency_store(const demo *d, int agency, agency_store **out)
 {
-    sqlite3_stmt *st = NULL;
-    rk_rc rc = RK_OK;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-        rc = RK_ERR_STORE;
-        goto done;
-    }
-    if (a1)
-        sqlite3_bind_text(st, 1, a1, -1, SQLITE_STATIC);
-    if (a2)
-        sqlite3_bind_text(st, 2, a2, -1, SQLITE_STATIC);
-    int step = sqlite3_step(st);
-    if (step != SQLITE_ROW) {
-        rc = step == SQLITE_DONE ? RK_ERR_NOT_FOUND : RK_ERR_STORE;
-        goto done;
-    }
-    if (text) {
-        const unsigned char *t = sqlite3_column_text(st, 0);
-        snprintf(text, textlen, "%s", t ? (const char *)t : "");
-    }
-    for (int i = 0; i < n; i++)
-        ints[i] = sqlite3_column_int64(st, i);
-done:
-    sqlite3_finalize(st);
-    return rc;
+    char target[RK_PATH_MAX];
+    const rk_peer_node *node = d->agencies[agency].node;
+    rk_rc rc = node_store(d, node->id, target, sizeof target);
+    return rc == RK_OK ? agency_store_open(target, RK_DB_READONLY, node->id, out) : rc;
 }
 
-/* The code each agency holds, from its node's database. */
+/* The code each agency holds, and whether it recorded a check-code
+ * mismatch, from its node's store. */
 static rk_rc read_codes(demo *d)
 {
     rk_rc rc = RK_OK;
     for (size_t i = 0; i < d->n_enrolments; i++) {
         demo_enrolment *e = &d->enrolments[i];
-        sqlite3 *db = NULL;
-        rk_rc r = db_open(d, d->agencies[e->agency].node->id, &db);
+        agency_store *s = NULL;
+        rk_rc r = open_agency_store(d, e->agency, &s);
         if (r == RK_OK)
-            r = db_row(db, "SELECT code FROM persons WHERE person = ? AND code IS NOT NULL", e->person, NULL, e->code,
-                       sizeof e->code, NULL, 0);
-        sqlite3_close(db);
+            r = agency_store_code_of(s, e->person, e->code, sizeof e->code);
+        if (r == RK_OK)
+            e->mismatches = rk_incidents_count_kind(agency_store_db(s), "check_code_mismatch");
+        agency_store_close(s);
         if (r != RK_OK)
-            rc = demo_fail(d, r, "cannot read the code of %s from %s's database: %s", e->person,
+            rc = demo_fail(d, r, "cannot read the code of %s from %s's store: %s", e->person,
                            d->agencies[e->agency].id, rk_strerror(r));
     }
     return rc;
@@ -465,24 +444,17 @@ static rk_rc read_codes(demo *d)
 /* For each linked person: the check code the core sent (its record of what
  * J-LIS computed) equals the one the agency computed from the My Number,
  * and the agency recorded no check-code mismatch. */
-static rk_rc check_codes(demo *d, sqlite3 *core)
+static rk_rc check_codes(demo *d, core_store *core)
 {
-    static const char by_resident[] =
-        "SELECT count(*), min(a.check_code), max(a.check_code) FROM acquisitions a "
-        "JOIN resident_codes r ON r.serial = a.serial WHERE a.agency = ?1 AND r.resident_code = ?2";
     rk_rc rc = RK_OK;
     for (size_t i = 0; i < d->n_enrolments; i++) {
         demo_enrolment *e = &d->enrolments[i];
         const demo_resident *r = &d->residents[e->resident - 1];
-        long long v[3] = {0}, mismatches[1] = {0};
-        sqlite3 *db = NULL;
-        rk_rc q = db_row(core, by_resident, d->agencies[e->agency].id, r->resident_code, NULL, 0, v, 3);
-        if (q == RK_OK && (q = db_open(d, d->agencies[e->agency].node->id, &db)) == RK_OK)
-            q = db_row(db, "SELECT count(*) FROM incidents WHERE kind = 'check_code_mismatch'", NULL, NULL, NULL, 0,
-                       mismatches, 1);
-        sqlite3_close(db);
-        e->check_ok = q == RK_OK && v[0] >= 1 && v[1] == r->check_code && v[2] == r->check_code &&
-                      mismatches[0] == 0 && strcmp(e->status, "linked") == 0;
+        int64_t count = 0;
+        int lo = -1, hi = -1;
+        rk_rc q = core_store_acquisitions_of(core, d->agencies[e->agency].id, r->resident_code, &count, &lo, &hi);
+        e->check_ok = q == RK_OK && count >= 1 && lo == r->check_code && hi == r->check_code &&
+                      e->mismatches == 0 && strcmp(e->status, "linked") == 0;
         if (!e->check_ok)
             rc = demo_fail(d, q == RK_OK ? RK_ERR_CONFLICT : q, "%s %s: the check code was not shown to match",
                            d->agencies[e->agency].id, e->person);
@@ -491,19 +463,16 @@ static rk_rc check_codes(demo *d, sqlite3 *core)
 }
 
 /* Resident #1: three different codes, yet one person at the core. */
-static rk_rc check_unlinkable(demo *d, sqlite3 *core)
+static rk_rc check_unlinkable(demo *d, core_store *core)
 {
-    static const char one_person[] =
-        "SELECT count(DISTINCT a.serial), count(DISTINCT a.agency) FROM acquisitions a "
-        "JOIN resident_codes r ON r.serial = a.serial WHERE r.resident_code = ?1";
     const demo_enrolment *e = d->enrolments;
-    long long v[2] = {0};
+    int64_t persons = 0, agencies = 0;
     for (int i = 0; i < DEMO_AGENCIES; i++)
         for (int j = i + 1; j < DEMO_AGENCIES; j++)
             if (!e[i].code[0] || strcmp(e[i].code, e[j].code) == 0)
                 return demo_fail(d, RK_ERR_CONFLICT, "resident #1 does not hold a different code at each agency");
-    rk_rc rc = db_row(core, one_person, d->residents[0].resident_code, NULL, NULL, 0, v, 2);
-    if (rc != RK_OK || v[0] != 1 || v[1] != DEMO_AGENCIES)
+    rk_rc rc = core_store_person_spread(core, d->residents[0].resident_code, &persons, &agencies);
+    if (rc != RK_OK || persons != 1 || agencies != DEMO_AGENCIES)
         return demo_fail(d, rc, "the core does not know resident #1 as one person at %d agencies", DEMO_AGENCIES);
     return RK_OK;
 }
@@ -544,7 +513,8 @@ static rk_rc enrol_all(demo *d)
 
 static rk_rc step_codes(demo *d)
 {
-    sqlite3 *core = NULL;
+    core_store *core = NULL;
+    char target[RK_PATH_MAX];
     demo_step_begin(d, "Code acquisition: each agency's business system enrols residents (POST /v1/persons)");
     rk_rc rc = RK_OK;
     for (int i = 0; i < DEMO_AGENCIES && rc == RK_OK; i++)
@@ -555,7 +525,8 @@ static rk_rc step_codes(demo *d)
     if (read_codes(d) != RK_OK)
         rc = RK_ERR_STORE;
     const rk_peer_node *core_node = rk_registry_find(d->reg, RK_ROLE_CORE, NULL);
-    if (!core_node || db_open(d, core_node->id, &core) != RK_OK) {
+    if (!core_node || node_store(d, core_node->id, target, sizeof target) != RK_OK ||
+        core_store_open(target, RK_DB_READONLY, &core) != RK_OK) {
         rc = demo_fail(d, RK_ERR_STORE, "cannot open the core's database");
     } else {
         rk_rc checks = check_codes(d, core);
@@ -563,7 +534,7 @@ static rk_rc step_codes(demo *d)
         if (checks != RK_OK || check_unlinkable(d, core) != RK_OK)
             rc = RK_ERR_CONFLICT;
     }
-    sqlite3_close(core);
+    core_store_close(core);
     if (rc == RK_OK) {
         printf("   Resident #1 holds a different code at each of the three agencies, yet is one person\n"
                "   at the core: no agency can link its code to another's without the core's key.\n"

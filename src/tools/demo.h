@@ -41,6 +41,7 @@ typedef struct demo_enrolment {
     char status[16]; /* pending | linked | failed, as the agency node answers */
     char code[64];   /* the code the agency holds once linked, "" before */
     int check_ok;    /* the core sent the check code the agency computed */
+    int64_t mismatches; /* check_code_mismatch incidents the agency recorded (-1: unknown) */
 } demo_enrolment;
 
 typedef struct demo {
