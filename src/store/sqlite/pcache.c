@@ -18,7 +18,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 
-#include "store/db.h"
+#include "store/sqlite/pcache.h"
 #include "lib/log.h"
 
 #define LOCK_BYTE_OFFSET 0x40000000u /* SQLite's PENDING_BYTE */
@@ -141,7 +141,7 @@ static void install(void)
         installed = 1;
 }
 
-int rk_db_pcache_install(void)
+int rk_sqlite_pcache_install(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, install);
