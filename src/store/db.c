@@ -370,8 +370,8 @@ rk_rc rk_db_write(rk_db *db, rk_db_fn fn, void *arg)
 {
     if (db->readonly)
         return RK_ERR_INVALID;
-    if (tl_bound.db == db) {
-        rk_error("store: a write inside a callback of the same database");
+    if (tl_bound.db == db && tl_bound.conn == &db->w) { /* it would wait for itself */
+        rk_error("store: a write inside a callback that holds the writer");
         return RK_ERR_INVALID;
     }
     write_req me = {.fn = fn, .arg = arg};

@@ -59,13 +59,14 @@ typedef rk_rc (*rk_db_fn)(rk_db *db, void *arg);
  * sees every commit that returned before it started. */
 rk_rc rk_db_read(rk_db *db, rk_db_fn fn, void *arg);
 /* A read that may take long (a page of a list, a count, the log's leaves):
- * no write and no short read waits for it. */
+ * no write and no short read waits for it. Its fn may call rk_db_write. */
 rk_rc rk_db_scan(rk_db *db, rk_db_fn fn, void *arg);
 
 /* Group commit: runs fn inside a write transaction that it may share with
  * other threads' writes and returns once that transaction is committed,
  * with fn's result. A failing fn is rolled back alone (a savepoint). Inside
- * fn, reads see fn's own rows. fn must not call rk_db_read/scan/write. */
+ * fn, reads (rk_db_read, rk_db_scan) see fn's own rows; fn must not call
+ * rk_db_write, nor may the fn of an rk_db_read. */
 rk_rc rk_db_write(rk_db *db, rk_db_fn fn, void *arg);
 
 /* The same for a caller on an event loop, which does not wait: fn runs on
@@ -134,26 +135,5 @@ int64_t rk_db_changes(rk_db *db);
 int rk_db_writable(rk_db *db);
 /* Writes and commits so far, for /metrics: batches <= writes. */
 void rk_db_write_stats(rk_db *db, unsigned long long *writes, unsigned long long *batches);
-
-/* ---------- transitional: the lock-style API the store modules are
- * leaving; removed once none uses it (issue 11). Nothing new uses it. ---------- */
-#include <sqlite3.h>
-typedef rk_db_fn rk_db_write_fn;
-rk_rc rk_db_open_schema(const char *path, const char *schema, rk_db **out);
-int rk_db_pcache_install(void);
-void rk_db_lock(rk_db *db);
-void rk_db_unlock(rk_db *db);
-void rk_db_read_lock(rk_db *db);
-void rk_db_scan_lock(rk_db *db);
-void rk_db_read_unlock(rk_db *db);
-rk_rc rk_db_begin(rk_db *db);
-rk_rc rk_db_commit(rk_db *db);
-void rk_db_rollback(rk_db *db);
-rk_rc rk_db_exec(rk_db *db, const char *sql);
-sqlite3_stmt *rk_db_sqlite_stmt(rk_db *db, const char *sql);
-sqlite3 *rk_db_handle(rk_db *db);
-rk_rc rk_db_step_rc(rk_db *db, int sqlite_rc);
-rk_rc rk_db_checkpoint_truncate(rk_db *db);
-rk_rc rk_db_step_row(rk_db *db, sqlite3_stmt *st);
 
 #endif

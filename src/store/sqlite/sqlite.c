@@ -169,7 +169,7 @@ static const rk_stmt_ops sq_stmt_ops = {
     .col_is_null = sq_col_is_null,
 };
 
-static rk_stmt *sq_stmt(rk_db_conn *c, const char *sql)
+static rk_stmt *sq_prepare(rk_db_conn *c, const char *sql)
 {
     int free_slot = -1;
     for (int i = 0; i < STMT_CACHE; i++) {
@@ -246,9 +246,9 @@ static int sq_writable(rk_db_conn *w, const char *target)
     if (stat(path_of(target), &st) != 0 || !(st.st_mode & S_IWUSR))
         return 0;
     static const char begin[] = "BEGIN IMMEDIATE", probe[] = "INSERT INTO health_probe VALUES (1)";
-    rk_stmt *b = sq_stmt(w, begin);
+    rk_stmt *b = sq_prepare(w, begin);
     int ok = b && sq_stmt_exec(b) == RK_OK;
-    rk_stmt *p = ok ? sq_stmt(w, probe) : NULL;
+    rk_stmt *p = ok ? sq_prepare(w, probe) : NULL;
     ok = ok && p && sq_stmt_exec(p) == RK_OK;
     sq_rollback(w);
     return ok;
@@ -260,7 +260,7 @@ const rk_db_driver rk_sqlite_driver = {
     .open = sq_open,
     .close = sq_close,
     .exec = sq_exec,
-    .stmt = sq_stmt,
+    .stmt = sq_prepare,
     .release = sq_release,
     .changes = sq_changes,
     .ddl_token = sq_ddl_token,
