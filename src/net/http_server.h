@@ -27,6 +27,24 @@
 /* Entries in one bulk request (persons, code requests, codes, notices). */
 #define RK_BATCH_MAX 1000
 
+/* Connection limits. A connection over a deadline is closed without an
+ * answer; the deadlines are totals, not inactivity, so a peer trickling
+ * bytes is cut too. A connection over a cap is closed at once, except that
+ * one still in its TLS handshake (the cheap kind to hold open) makes room
+ * for the newcomer: the oldest such one of the same address (or, at the
+ * total cap, of any address) is closed instead. */
+#define RK_SERVER_HANDSHAKE_MS 10000        /* from accept to the end of the TLS handshake */
+#define RK_SERVER_HEADERS_MS 10000          /* from the first byte of a request to the end of its headers */
+#define RK_SERVER_BODY_MS 30000             /* from the end of the headers to the end of the body */
+#define RK_SERVER_IDLE_MS 60000             /* a kept-alive connection between requests */
+#define RK_SERVER_MAX_CONNS 16384           /* at once in total (lowered to fit the open-file limit) */
+#define RK_SERVER_MAX_CONNS_PER_ADDR 1024   /* at once from one peer address */
+#define RK_SERVER_FD_RESERVE 4096           /* descriptors kept for onward calls, the database, logs */
+#define RK_SERVER_ACCEPT_PAUSE_MS 250       /* accepting pauses this long when accept fails (EMFILE) */
+#define RK_SERVER_MAX_HEADERS (16 * 1024)   /* request line and headers, bytes */
+/* Tests only: the environment variable RENKEI_TEST_HANDSHAKE_MS, when set,
+ * replaces RK_SERVER_HANDSHAKE_MS (100..60000). */
+
 typedef struct rk_request {
     const char *method;          /* "GET", "POST", "PUT" */
     const char *path;            /* without the query */
