@@ -23,6 +23,7 @@ typedef struct rk_http_result {
     char *body;            /* malloc'ed, NUL-terminated; NULL when none */
     size_t body_len;
     int64_t peer_time_ms;  /* the peer's X-Renkei-Time, 0 if absent */
+    int backup_line;       /* rk_node_post_later: the answer came on the peer's backup line (第7-1(7)) */
 } rk_http_result;
 
 /* cert and key are borrowed and must outlive the client. */

@@ -224,6 +224,7 @@ static void later_answered(void *arg, rk_rc rc, rk_http_result *res)
     }
     rk_node_post_done_fn done = c->done;
     void *done_arg = c->arg;
+    res->backup_line = c->on_backup;
     free(c);
     done(done_arg, rc, res);
 }
