@@ -66,6 +66,7 @@ typedef struct call {
     char target[RK_URL_MAX], pin[RK_PIN_LEN], path[RK_URL_MAX];
     char *body;                /* kept for one retry on a fresh connection */
     size_t len;
+    int get;                   /* GET (no body) rather than POST */
 } call;
 
 static int pin_index = -1;
@@ -403,15 +404,17 @@ static rk_rc start_call(call *k)
     char created[24];
     snprintf(created, sizeof created, "%lld", (long long)(rk_now_ms() + r->clock_offset_ms));
     evhttp_add_header(h, "Host", k->target + strlen("https://"));
-    evhttp_add_header(h, "Content-Type", "application/json");
     evhttp_add_header(h, "X-Renkei-Created", created);
-    evbuffer_add(evhttp_request_get_output_buffer(req), k->body, k->len);
+    if (!k->get) {
+        evhttp_add_header(h, "Content-Type", "application/json");
+        evbuffer_add(evhttp_request_get_output_buffer(req), k->body, k->len);
+    }
     /* A connect that fails at once calls on_done inside evhttp_make_request
      * (and k is gone): nothing below may touch k. c is only ever freed from
      * the event loop (retire), so it is still there. */
     int fresh = k->fresh;
     struct event *deadline = k->deadline;
-    if (evhttp_make_request(c->evcon, req, EVHTTP_REQ_POST, k->path) != 0) {
+    if (evhttp_make_request(c->evcon, req, k->get ? EVHTTP_REQ_GET : EVHTTP_REQ_POST, k->path) != 0) {
         event_free(deadline); /* no callback will come, and k is still ours */
         k->deadline = NULL;
         c->closing = 1;
@@ -429,9 +432,14 @@ static rk_rc start_call(call *k)
     return RK_OK;
 }
 
-rk_rc rk_relay_post(rk_relay *r, const char *base_url, const char *pin, const char *path, const char *body,
-                    size_t len, int timeout_ms, rk_relay_done_fn done, void *arg)
+rk_rc rk_relay_call(rk_relay *r, const char *method, const char *base_url, const char *pin, const char *path,
+                    const char *body, size_t len, int timeout_ms, rk_relay_done_fn done, void *arg)
 {
+    int get = strcmp(method, "GET") == 0;
+    if (!get && strcmp(method, "POST") != 0)
+        return RK_ERR_INVALID;
+    if (get)
+        len = 0;
     if (strlen(base_url) >= RK_URL_MAX || strlen(path) >= RK_URL_MAX || (pin && strlen(pin) >= RK_PIN_LEN))
         return RK_ERR_INVALID;
     call *k = calloc(1, sizeof *k);
@@ -439,8 +447,10 @@ rk_rc rk_relay_post(rk_relay *r, const char *base_url, const char *pin, const ch
         free(k);
         return RK_ERR_NOMEM;
     }
-    memcpy(k->body, body, len);
+    if (len)
+        memcpy(k->body, body, len);
     k->len = len;
+    k->get = get;
     k->r = r;
     k->done = done;
     k->arg = arg;

@@ -1,6 +1,7 @@
-/* http_relay.h — calls to other nodes that no thread waits for: made on a
- * server's event loop with libevent's HTTP client over OpenSSL, for the
- * started routes of the exchange path (through rk_node_post_later).
+/* http_relay.h — the one client between nodes: calls made on an event
+ * loop with libevent's HTTP client over OpenSSL, that no thread waits for.
+ * A node calls through it from its server's loop (rk_node_post_later) and,
+ * for threads that are not a loop, from its calls loop (rk_node_post).
  *
  * The rules of http_client.h hold: TLS 1.3 only, this node's certificate,
  * the network CA only, the peer's name and its public-key pin checked in
@@ -24,7 +25,7 @@
 
 typedef struct rk_relay rk_relay;
 
-/* Called exactly once per rk_relay_post, on the event thread. rc as for
+/* Called exactly once per rk_relay_call, on the event thread. rc as for
  * rk_client_call: RK_OK when an HTTP answer arrived (any status; res->body
  * is malloc'ed and the callee takes it), RK_ERR_TIMEOUT, RK_ERR_TOO_LARGE,
  * RK_ERR_UPSTREAM (not reachable, TLS refused, pin mismatch). */
@@ -36,9 +37,10 @@ rk_rc rk_relay_new(struct event_base *base, X509 *cert, EVP_PKEY *key, const cha
 /* Frees idle connections; calls still in flight must have finished. */
 void rk_relay_free(rk_relay *r);
 
-/* POSTs body to base_url ("https://host:port") + path. pin: "sha256//…"
- * or NULL. On RK_OK done will be called; otherwise it will not. */
-rk_rc rk_relay_post(rk_relay *r, const char *base_url, const char *pin, const char *path, const char *body,
-                    size_t len, int timeout_ms, rk_relay_done_fn done, void *arg);
+/* method ("GET" or "POST") base_url ("https://host:port") + path, with
+ * body (copied; ignored for GET). pin: "sha256//…" or NULL. On RK_OK done
+ * will be called; otherwise it will not. */
+rk_rc rk_relay_call(rk_relay *r, const char *method, const char *base_url, const char *pin, const char *path,
+                    const char *body, size_t len, int timeout_ms, rk_relay_done_fn done, void *arg);
 
 #endif

@@ -1041,6 +1041,7 @@ static void *worker_main(void *arg)
             return NULL;
         }
         srv->head = j->next;
+        j->next = NULL; /* a flow may queue the same job again later */
         if (!srv->head)
             srv->tail = NULL;
         srv->queued--;

@@ -1,11 +1,15 @@
 #include "node/node.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
 
 #include <openssl/crypto.h>
 
@@ -33,6 +37,13 @@ static void raise_fd_limit(void)
 
 rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *err, size_t errlen)
 {
+    /* A node's event bases are woken from other threads (the calls loop,
+     * the store's committer): libevent's locking is on before any is made. */
+    static pthread_once_t evthread_once = PTHREAD_ONCE_INIT;
+    pthread_once(&evthread_once, (void (*)(void))evthread_use_pthreads);
+    /* A peer that closes while we write is an error of that call, not the
+     * end of the node: from the first call on, before the server runs. */
+    signal(SIGPIPE, SIG_IGN);
     memset(node, 0, sizeof *node);
     pthread_mutex_init(&node->clock_lock, NULL);
     pthread_cond_init(&node->clock_wake, NULL);
@@ -79,17 +90,14 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
         snprintf(err, errlen, "%s: cannot load the network CA", node->cfg.ca);
         return rc;
     }
-    if ((rc = rk_client_new(node->cert, node->key, node->cfg.ca, &node->client)) != RK_OK) {
-        snprintf(err, errlen, "cannot create the peer client: %s", rk_strerror(rc));
-        return rc;
-    }
-    rk_client_set_clock_offset(node->client, node->cfg.clock_offset_ms);
     return RK_OK;
 }
 
+static void calls_stop(rk_node *node);
+
 void rk_node_close(rk_node *node)
 {
-    rk_client_free(node->client);
+    calls_stop(node);
     EVP_PKEY_free(node->key); /* OpenSSL cleanses private key material on free */
     X509_free(node->cert);
     free(node->cert_pem);
@@ -157,14 +165,6 @@ rk_rc rk_node_listen(const rk_node *node, rk_server *srv)
     return rc;
 }
 
-static rk_rc post_once(rk_node *node, const rk_peer_node *peer, const char *base, const char *path,
-                       const char *body, rk_http_result *out)
-{
-    char url[RK_URL_MAX + 128];
-    snprintf(url, sizeof url, "%s%s", base, path);
-    return rk_client_call(node->client, "POST", url, peer->pin, body, strlen(body), node->cfg.peer_timeout_ms, out);
-}
-
 /* 第7-1(7): the backup line after no answer or a 5xx from the primary —
  * not after a timeout (the peer may be working on it, and a second copy on
  * the other line could take effect twice), nor after an answer over the
@@ -182,19 +182,6 @@ static int to_backup_line(const rk_peer_node *peer, rk_rc rc, rk_http_result *re
     return 1;
 }
 
-rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, const char *body,
-                   rk_http_result *out, int *used_backup)
-{
-    if (used_backup)
-        *used_backup = 0;
-    rk_rc rc = post_once(node, peer, peer->url, path, body, out);
-    if (!to_backup_line(peer, rc, out))
-        return rc;
-    if (used_backup)
-        *used_backup = 1;
-    return post_once(node, peer, peer->backup_url, path, body, out);
-}
-
 /* The event loop this thread runs, known from its first rk_node_post_later
  * (a loop's calls are made on its thread) until rk_node_calls_close: there
  * rk_node_raise commits through rk_db_write_later instead of waiting. */
@@ -204,7 +191,7 @@ static __thread struct event_base *tl_loop;
 typedef struct later_call {
     rk_node *node;
     const rk_peer_node *peer;
-    const char *path, *body;
+    const char *method, *path, *body;
     size_t len;
     int on_backup;
     rk_node_post_done_fn done;
@@ -229,24 +216,26 @@ static void later_answered(void *arg, rk_rc rc, rk_http_result *res)
     done(done_arg, rc, res);
 }
 
+static rk_relay **relay_of(rk_node *node, struct event_base *base);
+
 static void send_later(later_call *c)
 {
     rk_node *node = c->node;
+    rk_relay **relay = relay_of(node, c->base);
     rk_rc rc = RK_OK;
-    if (!node->relay)
-        rc = rk_relay_new(c->base, node->cert, node->key, node->cfg.ca, node->cfg.clock_offset_ms,
-                          &node->relay);
+    if (!*relay)
+        rc = rk_relay_new(c->base, node->cert, node->key, node->cfg.ca, node->cfg.clock_offset_ms, relay);
     if (rc == RK_OK)
-        rc = rk_relay_post(node->relay, c->on_backup ? c->peer->backup_url : c->peer->url, c->peer->pin, c->path,
-                           c->body, c->len, node->cfg.peer_timeout_ms, later_answered, c);
+        rc = rk_relay_call(*relay, c->method, c->on_backup ? c->peer->backup_url : c->peer->url, c->peer->pin,
+                           c->path, c->body, c->len, node->cfg.peer_timeout_ms, later_answered, c);
     if (rc != RK_OK) { /* not sent: as an unreachable peer */
         rk_http_result none = {0};
         later_answered(c, RK_ERR_UPSTREAM, &none);
     }
 }
 
-void rk_node_post_later(rk_node *node, struct event_base *base, const rk_peer_node *peer, const char *path,
-                        const char *body, size_t len, rk_node_post_done_fn done, void *arg)
+void rk_node_call_later(rk_node *node, struct event_base *base, const char *method, const rk_peer_node *peer,
+                        const char *path, const char *body, size_t len, rk_node_post_done_fn done, void *arg)
 {
     tl_loop = base;
     later_call *c = calloc(1, sizeof *c);
@@ -255,10 +244,178 @@ void rk_node_post_later(rk_node *node, struct event_base *base, const rk_peer_no
         done(arg, RK_ERR_NOMEM, &none);
         return;
     }
-    *c = (later_call){.node = node, .peer = peer, .path = path, .body = body, .len = len, .done = done, .arg = arg,
-                      .base = base};
+    *c = (later_call){.node = node, .peer = peer, .method = method, .path = path, .body = body, .len = len,
+                      .done = done, .arg = arg, .base = base};
     send_later(c);
 }
+
+void rk_node_post_later(rk_node *node, struct event_base *base, const rk_peer_node *peer, const char *path,
+                        const char *body, size_t len, rk_node_post_done_fn done, void *arg)
+{
+    rk_node_call_later(node, base, "POST", peer, path, body, len, done, arg);
+}
+
+/* ---------- the calls loop: calls from threads that are not a loop ----------
+ *
+ * A background service (the notice deliverers, the incident reporter, the
+ * clock watcher) waits for its call; the call itself is made on this
+ * node's calls loop, a thread of its own with its own relay, by the same
+ * code as a step of a flow. The loop starts at the first such call and
+ * stops when the node closes, after the services that use it. */
+
+typedef struct node_calls node_calls;
+
+typedef struct waiting_call {
+    node_calls *nc;
+    const char *method, *path, *body;
+    const rk_peer_node *peer;
+    rk_http_result *out;
+    rk_rc rc;
+    int done, used_backup;
+    struct waiting_call *next;
+} waiting_call;
+
+struct node_calls {
+    rk_node *node;
+    struct event_base *base;
+    struct event *wake;           /* something was queued */
+    rk_relay *relay;
+    pthread_t thread;
+    pthread_mutex_t lock;         /* the queue, done flags, stopping */
+    pthread_cond_t answered;
+    waiting_call *head, *tail;
+    int stopping;
+};
+
+/* Guards starting the calls loop (node->calls set once). */
+static pthread_mutex_t calls_start_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static rk_relay **relay_of(rk_node *node, struct event_base *base)
+{
+    return node->calls && node->calls->base == base ? &node->calls->relay : &node->relay;
+}
+
+/* On the calls loop: the answer, to the thread that waits. */
+static void call_answered(void *arg, rk_rc rc, rk_http_result *res)
+{
+    waiting_call *w = arg;
+    node_calls *nc = w->nc;
+    pthread_mutex_lock(&nc->lock);
+    *w->out = *res; /* the body moves to the caller */
+    w->rc = rc;
+    w->used_backup = res->backup_line;
+    w->done = 1;
+    pthread_cond_broadcast(&nc->answered);
+    pthread_mutex_unlock(&nc->lock);
+}
+
+/* On the calls loop: sends everything queued. */
+static void calls_wake(evutil_socket_t fd, short what, void *arg)
+{
+    node_calls *nc = arg;
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&nc->lock);
+    waiting_call *w = nc->head;
+    nc->head = nc->tail = NULL;
+    pthread_mutex_unlock(&nc->lock);
+    while (w) {
+        waiting_call *next = w->next; /* w may be answered, and gone, at once */
+        rk_node_call_later(nc->node, nc->base, w->method, w->peer, w->path, w->body, w->body ? strlen(w->body) : 0,
+                           call_answered, w);
+        w = next;
+    }
+}
+
+static void *calls_main(void *arg)
+{
+    node_calls *nc = arg;
+    event_base_loop(nc->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    rk_relay_free(nc->relay); /* every call was answered: their callers waited */
+    nc->relay = NULL;
+    return NULL;
+}
+
+static void calls_break(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    event_base_loopbreak(arg);
+}
+
+static node_calls *calls_start(rk_node *node)
+{
+    pthread_mutex_lock(&calls_start_lock);
+    node_calls *nc = node->calls;
+    if (!nc && (nc = calloc(1, sizeof *nc))) {
+        nc->node = node;
+        pthread_mutex_init(&nc->lock, NULL);
+        pthread_cond_init(&nc->answered, NULL);
+        if (!(nc->base = event_base_new()) || !(nc->wake = event_new(nc->base, -1, 0, calls_wake, nc)) ||
+            pthread_create(&nc->thread, NULL, calls_main, nc) != 0) {
+            if (nc->wake)
+                event_free(nc->wake);
+            if (nc->base)
+                event_base_free(nc->base);
+            pthread_mutex_destroy(&nc->lock);
+            pthread_cond_destroy(&nc->answered);
+            free(nc);
+            nc = NULL;
+        } else {
+            node->calls = nc;
+        }
+    }
+    pthread_mutex_unlock(&calls_start_lock);
+    return nc;
+}
+
+/* After every thread that calls has stopped (rk_node_close). */
+static void calls_stop(rk_node *node)
+{
+    node_calls *nc = node->calls;
+    if (!nc)
+        return;
+    event_base_once(nc->base, -1, EV_TIMEOUT, calls_break, nc->base, NULL);
+    pthread_join(nc->thread, NULL);
+    event_free(nc->wake);
+    event_base_free(nc->base);
+    pthread_mutex_destroy(&nc->lock);
+    pthread_cond_destroy(&nc->answered);
+    free(nc);
+    node->calls = NULL;
+}
+
+rk_rc rk_node_call(rk_node *node, const char *method, const rk_peer_node *peer, const char *path, const char *body,
+                   rk_http_result *out, int *used_backup)
+{
+    memset(out, 0, sizeof *out);
+    if (used_backup)
+        *used_backup = 0;
+    node_calls *nc = calls_start(node);
+    if (!nc)
+        return RK_ERR_NOMEM;
+    waiting_call w = {.nc = nc, .method = method, .path = path, .body = body, .peer = peer, .out = out};
+    pthread_mutex_lock(&nc->lock);
+    if (nc->tail)
+        nc->tail->next = &w;
+    else
+        nc->head = &w;
+    nc->tail = &w;
+    event_active(nc->wake, EV_TIMEOUT, 0); /* thread-safe: the base wakes */
+    while (!w.done)
+        pthread_cond_wait(&nc->answered, &nc->lock);
+    pthread_mutex_unlock(&nc->lock);
+    if (used_backup)
+        *used_backup = w.used_backup;
+    return w.rc;
+}
+
+rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, const char *body,
+                   rk_http_result *out, int *used_backup)
+{
+    return rk_node_call(node, "POST", peer, path, body, out, used_backup);
+}
+
 
 void rk_node_calls_close(rk_node *node)
 {
@@ -319,17 +476,9 @@ int64_t rk_node_now_ms(const rk_node *node)
 
 static void measure_clock(rk_node *node, const rk_peer_node *core)
 {
-    char url[RK_URL_MAX + 16];
     rk_http_result res = {0};
-    snprintf(url, sizeof url, "%s/healthz", core->url);
     int64_t t0 = rk_node_now_ms(node);
-    rk_rc rc = rk_client_call(node->client, "GET", url, core->pin, NULL, 0, node->cfg.peer_timeout_ms, &res);
-    if (rc != RK_OK && core->backup_url[0]) {
-        rk_http_result_clear(&res);
-        snprintf(url, sizeof url, "%s/healthz", core->backup_url);
-        t0 = rk_node_now_ms(node);
-        rc = rk_client_call(node->client, "GET", url, core->pin, NULL, 0, node->cfg.peer_timeout_ms, &res);
-    }
+    rk_rc rc = rk_node_call(node, "GET", core, "/healthz", NULL, &res, NULL);
     int64_t t1 = rk_node_now_ms(node);
     if (rc == RK_OK && res.peer_time_ms > 0) {
         int64_t offset = res.peer_time_ms - (t0 + t1) / 2;

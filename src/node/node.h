@@ -23,8 +23,8 @@ typedef struct rk_node {
     char *cert_pem;             /* this node's certificate, PEM */
     X509_STORE *trusted;        /* the network CA */
     struct rk_peer_certs *peer_certs; /* registered peers' certificates seen in messages */
-    rk_client *client;
-    struct rk_relay *relay;     /* calls from the event loop (rk_node_post_later) */
+    struct rk_relay *relay;     /* calls from the server's event loop (rk_node_post_later) */
+    struct node_calls *calls;   /* the calls loop, for threads that are not a loop (rk_node_post) */
     /* incidents (set up by the role with rk_node_incidents_start) */
     struct rk_db *incident_db;
     struct rk_incident_reporter *reporter;  /* NULL at the core */
@@ -55,21 +55,29 @@ void rk_node_stop_services(rk_node *node);
  * (the core's two lines, 第7-1(7)). */
 rk_rc rk_node_listen(const rk_node *node, rk_server *srv);
 
-/* POSTs JSON to path at the peer's url, failing over to its backup_url
- * when the primary cannot be reached or answers 5xx (第7-1(7)). */
-rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, const char *body,
-                   rk_http_result *out, int *used_backup);
+/* Calls to other nodes. There is one client between nodes, the relay
+ * (net/http_relay.h), and one failover rule: the backup_url after no
+ * answer or a 5xx from the url, never after a timeout or an over-cap
+ * answer (第7-1(7)). */
 
-/* rk_node_post without a thread waiting, for a handler on the server's
- * event loop (`start` routes): the call goes out through an rk_relay on
- * that loop, with the same failover, and done(arg, rc, res) is called
- * exactly once on the loop — possibly before this returns, when the call
- * could not be made. res->body is malloc'ed and done takes it. body must
- * stay valid until done (a failover sends it again). */
+/* method ("GET" or "POST") path at peer without a thread waiting, for a
+ * step on an event loop: done(arg, rc, res) is called exactly once on that
+ * loop — possibly before this returns, when the call could not be made.
+ * res->body is malloc'ed and done takes it; res->backup_line tells the
+ * line. body must stay valid until done (a failover sends it again). */
 typedef void (*rk_node_post_done_fn)(void *arg, rk_rc rc, rk_http_result *res);
+void rk_node_call_later(rk_node *node, struct event_base *base, const char *method, const rk_peer_node *peer,
+                        const char *path, const char *body, size_t len, rk_node_post_done_fn done, void *arg);
 void rk_node_post_later(rk_node *node, struct event_base *base, const rk_peer_node *peer, const char *path,
                         const char *body, size_t len, rk_node_post_done_fn done, void *arg);
-/* Frees the loop's relay; from the server's on_stop, on the loop. */
+/* The same for a thread that is not an event loop (a background service):
+ * the call is made on the node's calls loop, started at the first call,
+ * and this thread waits for it. *used_backup (may be NULL) tells the line. */
+rk_rc rk_node_call(rk_node *node, const char *method, const rk_peer_node *peer, const char *path, const char *body,
+                   rk_http_result *out, int *used_backup);
+rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, const char *body,
+                   rk_http_result *out, int *used_backup);
+/* Frees the server loop's relay; from the server's on_stop, on the loop. */
 void rk_node_calls_close(rk_node *node);
 
 /* This node's time: the wall clock plus the configured offset (tests). */

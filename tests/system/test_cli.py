@@ -108,8 +108,10 @@ class BenchEnrol(unittest.TestCase):
         self.assertIn("POST /v1/persons/batch", p.stdout)
         self.assertRegex(p.stdout, r"accepted\s+300 of 300")
         self.assertRegex(p.stdout, r"all linked\s+300 ")
-        for node in ("city-yokohama", "core", "jlis"):
-            self.assertRegex(p.stdout, r"\n\s+%s\s+[0-9.]+ s" % node)
+        self.assertIn("CPU seconds used from the first request until all linked", p.stdout)
+        self.assertRegex(p.stdout, r"total, every process\s+[0-9.]+ s")
+        for node in ("city-yokohama", "core", "jlis"):  # every node's peak memory
+            self.assertRegex(p.stdout, r"\n\s+%s\s+[0-9.]+ MiB" % node)
 
     def test_a_bad_batch_is_one_line(self):
         for bad in ("0", "1001", "x"):

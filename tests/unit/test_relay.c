@@ -201,7 +201,7 @@ static void call(rk_relay *r, outcome *o, int port, const char *pin, int timeout
     char url[64];
     snprintf(url, sizeof url, "https://127.0.0.1:%d", port);
     int before = o->calls;
-    assert_int_equal(rk_relay_post(r, url, pin, "/v1/exchanges", "{\"a\":1}", 7, timeout_ms, done, o), RK_OK);
+    assert_int_equal(rk_relay_call(r, "POST", url, pin, "/v1/exchanges", "{\"a\":1}", 7, timeout_ms, done, o), RK_OK);
     while (o->calls == before)
         event_base_loop(o->base, EVLOOP_ONCE);
     assert_int_equal(o->calls, before + 1); /* exactly once */
@@ -295,8 +295,8 @@ static void bad_arguments_are_refused(void **state)
     outcome o = {.base = base};
     assert_int_equal(rk_relay_new(base, client_x509, client_pkey, "/nonexistent/ca.pem", 0, &r), RK_ERR_CRYPTO);
     assert_int_equal(rk_relay_new(base, client_x509, client_pkey, ca, 0, &r), RK_OK);
-    assert_int_equal(rk_relay_post(r, "http://127.0.0.1:1", NULL, "/", "{}", 2, 1000, done, &o), RK_ERR_INVALID);
-    assert_int_equal(rk_relay_post(r, "https://127.0.0.1", NULL, "/", "{}", 2, 1000, done, &o), RK_ERR_INVALID);
+    assert_int_equal(rk_relay_call(r, "POST", "http://127.0.0.1:1", NULL, "/", "{}", 2, 1000, done, &o), RK_ERR_INVALID);
+    assert_int_equal(rk_relay_call(r, "POST", "https://127.0.0.1", NULL, "/", "{}", 2, 1000, done, &o), RK_ERR_INVALID);
     assert_int_equal(o.calls, 0);
     rk_relay_free(r);
     event_base_free(base);
