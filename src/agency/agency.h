@@ -29,7 +29,7 @@ void agency_put_data(void *app, const rk_request *req, rk_response *resp);
 void agency_start_provision(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void agency_start_query(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void agency_get_records(void *app, const rk_request *req, rk_response *resp);
-void agency_post_unlawful(void *app, const rk_request *req, rk_response *resp);
+void agency_start_unlawful(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void agency_post_deletion(void *app, const rk_request *req, rk_response *resp);
 void agency_get_proof(void *app, const rk_request *req, rk_response *resp);
 void agency_get_consistency(void *app, const rk_request *req, rk_response *resp);
