@@ -20,13 +20,10 @@
 
 #define ACQUISITION_BYTES 16
 
+/* Kept for src/tools/agency_ctl.c only; this folder calls rk_person_id_valid. */
 int agency_person_id_valid(const char *person)
 {
-    size_t n = strlen(person);
-    /* Never a My Number: person ids go into records, logs and incidents. */
-    return n >= 1 && n <= 64 &&
-           strspn(person, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n &&
-           rk_mynumber_validate(person) != RK_OK;
+    return rk_person_id_valid(person);
 }
 
 static void reply_status(rk_response *resp, int http, const char *person, const char *status)
@@ -181,7 +178,7 @@ void agency_start_person(void *app, rk_pending *p, const rk_request *req, rk_res
         rk_flow_finish(&e->j.f);
         return;
     }
-    if (!agency_person_id_valid(e->person)) {
+    if (!rk_person_id_valid(e->person)) {
         rk_flow_fail(&e->j.f, 400, "invalid_field",
                      "field \"person\" must be 1 to 64 characters of [A-Za-z0-9._-], and not a My Number");
         return;
@@ -205,7 +202,7 @@ void agency_get_person(void *app, const rk_request *req, rk_response *resp)
     agency *a = app;
     const char *person = req->path + strlen("/v1/persons/");
     char status[AGENCY_STATUS_MAX];
-    if (!agency_person_id_valid(person)) {
+    if (!rk_person_id_valid(person)) {
         rk_reply_error(resp, 400, "invalid_field", "the person id must be 1 to 64 characters of [A-Za-z0-9._-]");
         return;
     }
@@ -239,8 +236,8 @@ void agency_post_code_notice(void *app, const rk_request *req, rk_response *resp
 {
     agency *a = app;
     long check = 0;
-    const char *acquisition_no = rk_req_string(req, resp, "acquisition_no", 64);
-    const char *code = acquisition_no ? rk_req_string(req, resp, "code", 47) : NULL;
+    const char *acquisition_no = rk_req_string(req, resp, "acquisition_no", RK_ACQUISITION_NO_MAX);
+    const char *code = acquisition_no ? rk_req_string(req, resp, "code", RK_CODE_FIELD_MAX) : NULL;
     if (!code || rk_req_int(req, resp, "check_code", 0, 9, &check) != 0)
         return;
     agency_notice_outcome outcome;
@@ -284,7 +281,7 @@ static size_t read_batch(json_t *list, batch_item *items, agency_pending *pendin
         it->my_number = json_string_value(json_object_get(e, "my_number"));
         int check = it->my_number ? rk_mynumber_check_code(it->my_number) : -1;
         uint8_t raw[ACQUISITION_BYTES];
-        if (!it->person || !agency_person_id_valid(it->person))
+        if (!it->person || !rk_person_id_valid(it->person))
             it->result = item_error(it->person, "invalid_field", "person must be 1 to 64 characters of [A-Za-z0-9._-]");
         else if (check < 0)
             it->result = item_error(it->person, "invalid_my_number", "not a valid My Number");
@@ -464,7 +461,7 @@ void agency_post_code_notices_batch(void *app, const rk_request *req, rk_respons
         items[i].acquisition_no = json_string_value(json_object_get(e, "acquisition_no"));
         items[i].code = json_string_value(json_object_get(e, "code"));
         items[i].check_code = json_is_integer(check) ? (int)json_integer_value(check) : -1;
-        if (!items[i].acquisition_no || !items[i].code || strlen(items[i].code) > 47)
+        if (!items[i].acquisition_no || !items[i].code || strlen(items[i].code) > RK_CODE_FIELD_MAX)
             items[i].acquisition_no = NULL; /* answered invalid_field below */
     }
     rk_rc rc = agency_store_apply_notices(a->store, items, n, rk_now_ms());

@@ -21,23 +21,6 @@
 #include "lib/util.h"
 #include "node/flow.h"
 
-#define CATALOGUE_CHARS "abcdefghijklmnopqrstuvwxyz0123456789_"
-
-static int catalogue_id_ok(const char *s)
-{
-    size_t n = strlen(s);
-    return n >= 1 && n <= 64 && strspn(s, CATALOGUE_CHARS) == n;
-}
-
-/* "YYYY-MM-DD" with plausible numbers. */
-static int date_ok(const char *s)
-{
-    int y, m, d;
-    char tail;
-    return strlen(s) == 10 && s[4] == '-' && s[7] == '-' && sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) == 3 &&
-           y >= 1900 && y <= 9999 && m >= 1 && m <= 12 && d >= 1 && d <= 31;
-}
-
 typedef struct data_answer {
     const char *person, *item, *as_of;
 } data_answer;
@@ -67,18 +50,18 @@ void agency_put_data(void *app, const rk_request *req, rk_response *resp)
     }
     snprintf(person, sizeof person, "%.*s", (int)(slash - rest), rest);
     snprintf(item, sizeof item, "%s", slash + 1);
-    const char *as_of = rk_req_string(req, resp, "as_of", 10);
+    const char *as_of = rk_req_string(req, resp, "as_of", RK_DATE_LEN);
     json_t *value = json_object_get(req->json, "value");
     if (!as_of)
         return;
-    if (!agency_person_id_valid(person) || !catalogue_id_ok(item) || !value || !date_ok(as_of)) {
+    if (!rk_person_id_valid(person) || !rk_catalogue_id_valid(item) || !value || !rk_date_valid(as_of)) {
         rk_reply_error(resp, 400, "invalid_field", "need a person id, an item id of [a-z0-9_], "
                                                    "\"value\" (any JSON) and \"as_of\" (YYYY-MM-DD)");
         return;
     }
     const char *request_id = json_string_value(json_object_get(req->json, "request_id"));
-    if (json_object_get(req->json, "request_id") &&
-        (!request_id || !agency_person_id_valid(request_id))) {
+    /* Held as a person id is: kept with the answer, so never a My Number either. */
+    if (json_object_get(req->json, "request_id") && (!request_id || !rk_person_id_valid(request_id))) {
         rk_reply_error(resp, 400, "invalid_field", "field \"request_id\" must be 1 to 64 characters of [A-Za-z0-9._-]");
         return;
     }
@@ -147,7 +130,7 @@ static X509 *requester_certificate(agency *a, const provision *p)
 /* Seals the newest version for the requester; NULL answer means no data. */
 static rk_rc seal_newest(agency *a, provision *p, const char *person, X509 *to, char **payload)
 {
-    char *value = NULL, as_of[11];
+    char *value = NULL, as_of[RK_DATE_LEN + 1];
     int64_t version = 0;
     *payload = NULL;
     rk_rc rc = agency_store_newest_data(a->store, person, p->item, &value, as_of, &version);

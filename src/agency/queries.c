@@ -19,6 +19,7 @@
 
 #include "agency/agency.h"
 #include "crypto/cms.h"
+#include "lib/ids.h"
 #include "lib/log.h"
 #include "net/peer_certs.h"
 #include "records/records.h"
@@ -43,25 +44,22 @@ typedef struct query {
     agency_received received;
     char transient[32];       /* the error code of an unsettled answer */
     char *value_json;         /* the provided value: wiped */
-    char as_of[11];
+    char as_of[RK_DATE_LEN + 1];
     rk_rc core_rc;            /* the core's answer, read on a worker */
     rk_http_result core_res;
     int known;
 } query;
 
-#define ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
-
 static int read_query(const rk_request *req, rk_response *resp, query *q)
 {
-    if (!(q->query_id = rk_req_string(req, resp, "query_id", 64)) ||
-        !(q->person = rk_req_string(req, resp, "person", 64)) ||
-        !(q->business = rk_req_string(req, resp, "business", 64)) ||
-        !(q->provider = rk_req_string(req, resp, "provider", 63)) ||
-        !(q->item = rk_req_string(req, resp, "item", 64)) ||
-        !(q->operator_id = rk_req_string(req, resp, "operator", 64)))
+    if (!(q->query_id = rk_req_string(req, resp, "query_id", RK_ID_FIELD_MAX)) ||
+        !(q->person = rk_req_string(req, resp, "person", RK_ID_FIELD_MAX)) ||
+        !(q->business = rk_req_string(req, resp, "business", RK_CATALOGUE_ID_MAX)) ||
+        !(q->provider = rk_req_string(req, resp, "provider", RK_AGENCY_FIELD_MAX)) ||
+        !(q->item = rk_req_string(req, resp, "item", RK_CATALOGUE_ID_MAX)) ||
+        !(q->operator_id = rk_req_string(req, resp, "operator", RK_ID_FIELD_MAX)))
         return -1;
-    size_t n = strlen(q->query_id), m = strlen(q->operator_id);
-    if (strspn(q->query_id, ID_CHARS) != n || strspn(q->operator_id, ID_CHARS) != m) {
+    if (!rk_id_valid(q->query_id, RK_ID_FIELD_MAX) || !rk_id_valid(q->operator_id, RK_ID_FIELD_MAX)) {
         rk_reply_error(resp, 400, "invalid_field", "query_id and operator must be characters of [A-Za-z0-9._-]");
         return -1;
     }
@@ -117,7 +115,7 @@ static int open_payload(agency *a, query *q, const char *payload, const char *pr
     const char *as_of = json_string_value(json_object_get(inner, "as_of"));
     json_t *value = json_object_get(inner, "value");
     int ok = xid && item && as_of && value && strcmp(xid, q->exchange_id) == 0 && strcmp(item, q->item) == 0 &&
-             strlen(as_of) == 10;
+             strlen(as_of) == RK_DATE_LEN;
     if (ok) {
         snprintf(q->as_of, sizeof q->as_of, "%s", as_of);
         q->value_json = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);

@@ -186,7 +186,7 @@ void agency_post_deletion(void *app, const rk_request *req, rk_response *resp)
 {
     agency *a = app;
     const char *exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX);
-    const char *reason = exchange_id ? rk_req_string(req, resp, "reason", 190) : NULL;
+    const char *reason = exchange_id ? rk_req_string(req, resp, "reason", RK_REASON_MAX) : NULL;
     rk_record rec;
     int deleted = 0;
     if (!reason)
