@@ -91,8 +91,8 @@ void agency_put_data(void *app, const rk_request *req, rk_response *resp)
 }
 
 /* One provision, a flow (node/flow.h): parsed on the event thread; the
- * kept answer read on the pool, then the requester's certificate, the
- * person and the sealed newest version in one pool step; then settled. */
+ * kept answer, else the requester's certificate, the person and the sealed
+ * newest version, in one pool step; then settled. */
 typedef struct provision {
     rk_flow f;                   /* first: the flow's own state */
     agency *a;
@@ -103,6 +103,7 @@ typedef struct provision {
     rk_record rec;
     char person[RK_ID_FIELD_MAX + 1];
     char *payload;               /* sealed on a worker */
+    int replayed;                /* answered from the kept answer */
     enum { SEALED, BAD_CERT, LOOKUP_FAILED, SEAL_FAILED } outcome;
 } provision;
 
@@ -173,12 +174,18 @@ static void provision_cleanup(rk_flow *f)
     free(((provision *)f)->payload);
 }
 
-/* On a worker: the requester's certificate, the person holding the code,
- * and the newest version signed and encrypted (the CPU of a provision),
- * while the event thread serves other connections. */
+/* On a worker: the answer kept for this exchange_id (DESIGN §3), else the
+ * requester's certificate, the person holding the code, and the newest
+ * version signed and encrypted (the CPU of a provision), while the event
+ * thread serves other connections; one pool step for all (rk_flow_replay
+ * would take a step of its own). */
 static void seal_work(rk_flow *f)
 {
     provision *p = (provision *)f;
+    p->replayed = rk_answer_replay(agency_store_db(p->a->store), p->exchange_id, "provider", p->request_hash,
+                                   "exchange_id", f->resp);
+    if (p->replayed)
+        return;
     X509 *to = requester_certificate(p->a, p);
     rk_rc rc = to ? agency_store_person_by_code(p->a->store, p->code, p->person, sizeof p->person) : RK_OK;
     if (!to)
@@ -197,6 +204,10 @@ static void sealed(rk_flow *f)
 {
     provision *p = (provision *)f;
     agency *a = p->a;
+    if (p->replayed) {
+        rk_flow_finish(f);
+        return;
+    }
     switch (p->outcome) {
     case BAD_CERT:
         rk_flow_fail(f, 400, "bad_requester_cert", "requester_cert is not the requester's registered certificate");
@@ -229,11 +240,6 @@ static void sealed(rk_flow *f)
     rk_flow_settle(f, agency_store_db(a->store), answer, "exchange_id", NULL);
 }
 
-static void provision_fresh(rk_flow *f)
-{
-    rk_flow_pool(f, seal_work, sealed);
-}
-
 /* POST /v1/provisions from this agency's gateway (on behalf of the core),
  * on the event thread (a `start` route). */
 void agency_start_provision(void *app, rk_pending *pending, const rk_request *req, rk_response *resp)
@@ -250,8 +256,7 @@ void agency_start_provision(void *app, rk_pending *pending, const rk_request *re
     }
     rk_request_hash(req->json, p->request_hash);
     p->requester_node = rk_registry_find(a->node->registry, RK_ROLE_AGENCY, p->requester);
-    rk_flow_replay(&p->f, agency_store_db(a->store), p->exchange_id, "provider", p->request_hash, "exchange_id",
-                   provision_fresh);
+    rk_flow_pool(&p->f, seal_work, sealed);
 }
 
 void agency_get_records(void *app, const rk_request *req, rk_response *resp)

@@ -27,7 +27,7 @@
 #include "node/flow.h"
 
 /* One query, a flow (node/flow.h): parsed on the event thread; the kept
- * answer and the person's code read on the pool; the exchange sent through
+ * answer, else the person's code, read on the pool; the exchange sent through
  * the loop's relay; the core's answer opened on the pool; then settled. The
  * fields borrowed from the request live until rk_flow_finish. */
 typedef struct query {
@@ -37,6 +37,7 @@ typedef struct query {
     char exchange_id[RK_EXCHANGE_ID_MAX + 1];
     char request_hash[65];
     char code[64];
+    int replayed;             /* answered from the kept answer */
     rk_rc code_rc;            /* the code read, on a worker */
     rk_record rec;
     int status;
@@ -243,11 +244,16 @@ static void core_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
     rk_flow_pool(f, take_answer_work, answer_taken);
 }
 
-/* On a worker: the person's code. */
+/* On a worker: the answer kept for this query_id (DESIGN §3), else the
+ * person's code; one pool step for both (rk_flow_replay would take a step
+ * of its own). */
 static void code_work(rk_flow *f)
 {
     query *q = (query *)f;
-    q->code_rc = agency_store_code_of(q->a->store, q->person, q->code, sizeof q->code);
+    rk_db *db = agency_store_db(q->a->store);
+    q->replayed = rk_answer_replay(db, q->query_id, "requester", q->request_hash, "query_id", f->resp);
+    if (!q->replayed)
+        q->code_rc = agency_store_code_of(q->a->store, q->person, q->code, sizeof q->code);
 }
 
 /* The exchange goes to the core through this agency's gateway; a person
@@ -256,6 +262,10 @@ static void code_read(rk_flow *f)
 {
     query *q = (query *)f;
     agency *a = q->a;
+    if (q->replayed) {
+        rk_flow_finish(f);
+        return;
+    }
     if (q->code_rc == RK_ERR_NOT_FOUND) {
         set_outcome(q, 409, "person_not_linked", "the person is unknown here or has no code yet");
         settle(q);
@@ -271,11 +281,6 @@ static void code_read(rk_flow *f)
     char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL; /* no value in it: freed by the flow */
     json_decref(msg);
     rk_flow_call(f, a->node, a->gateway, "/v1/exchanges", body, core_answered);
-}
-
-static void query_fresh(rk_flow *f)
-{
-    rk_flow_pool(f, code_work, code_read);
 }
 
 /* POST /v1/queries from a business system of this agency, on the event
@@ -294,6 +299,5 @@ void agency_start_query(void *app, rk_pending *p, const rk_request *req, rk_resp
     rk_request_hash(req->json, q->request_hash);
     exchange_id_for(a->node->self->agency, q->query_id, q->exchange_id);
     fill_requester_record(a, q, req);
-    rk_flow_replay(&q->f, agency_store_db(a->store), q->query_id, "requester", q->request_hash, "query_id",
-                   query_fresh);
+    rk_flow_pool(&q->f, code_work, code_read);
 }
