@@ -8,11 +8,16 @@
 #include "lib/log.h"
 #include "roles.h"
 
+/* Every route that calls another node is started (`start`, on the event
+ * thread): a chain of steps (node/flow.h) whose store work and CMS run on
+ * the pool and whose calls go through the loop's relay; no thread waits on
+ * a peer. The `fn` routes only read or write the store (and answer from
+ * it): on a worker, they are a pool step by construction. */
 static const rk_route routes[] = {
-    {"POST", "/v1/persons", RK_ROLE_SYSTEM, 1, agency_post_person},
+    {"POST", "/v1/persons", RK_ROLE_SYSTEM, 1, NULL, 0, agency_start_person},
     {"GET", "/v1/persons/*", RK_ROLE_SYSTEM, 1, agency_get_person},
     {"POST", "/v1/code-notices", RK_ROLE_GATEWAY, 1, agency_post_code_notice},
-    {"POST", "/v1/persons/batch", RK_ROLE_SYSTEM, 1, agency_post_persons_batch},
+    {"POST", "/v1/persons/batch", RK_ROLE_SYSTEM, 1, NULL, 0, agency_start_persons_batch},
     {"POST", "/v1/code-notices/batch", RK_ROLE_GATEWAY, 1, agency_post_code_notices_batch},
     {"PUT", "/v1/data/*", RK_ROLE_SYSTEM, 1, agency_put_data},
     {"POST", "/v1/queries", RK_ROLE_SYSTEM, 1, NULL, 0, agency_start_query},
@@ -21,7 +26,7 @@ static const rk_route routes[] = {
     {"GET", "/v1/records/proof", RK_ROLE_SYSTEM | RK_ROLE_OPERATOR, 1, agency_get_proof},
     {"GET", "/v1/records/consistency", RK_ROLE_SYSTEM | RK_ROLE_OPERATOR, 1, agency_get_consistency},
     {"GET", "/v1/records/heads", RK_ROLE_SYSTEM | RK_ROLE_OPERATOR, 1, agency_get_heads},
-    {"POST", "/v1/unlawful", RK_ROLE_OPERATOR, 1, agency_post_unlawful},
+    {"POST", "/v1/unlawful", RK_ROLE_OPERATOR, 1, NULL, 0, agency_start_unlawful},
     {"POST", "/v1/deletions", RK_ROLE_GATEWAY, 1, agency_post_deletion},
 };
 

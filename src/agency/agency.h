@@ -15,12 +15,13 @@ typedef struct agency {
     rk_records_log *log;           /* the records as a signed Merkle log */
 } agency;
 
-/* persons.c: code acquisition (DESIGN §2.1). */
-void agency_post_person(void *app, const rk_request *req, rk_response *resp);
+/* persons.c: code acquisition (DESIGN §2.1). Enrolments are started
+ * routes (they call J-LIS); the rest only touch the store. */
+void agency_start_person(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void agency_get_person(void *app, const rk_request *req, rk_response *resp);
 void agency_post_code_notice(void *app, const rk_request *req, rk_response *resp);
 /* Bulk forms (at most RK_BATCH_MAX entries, one commit). */
-void agency_post_persons_batch(void *app, const rk_request *req, rk_response *resp);
+void agency_start_persons_batch(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void agency_post_code_notices_batch(void *app, const rk_request *req, rk_response *resp);
 
 /* provision.c and queries.c: request and provision (DESIGN §2.2). */
@@ -28,13 +29,14 @@ void agency_put_data(void *app, const rk_request *req, rk_response *resp);
 void agency_start_provision(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void agency_start_query(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void agency_get_records(void *app, const rk_request *req, rk_response *resp);
-void agency_post_unlawful(void *app, const rk_request *req, rk_response *resp);
+void agency_start_unlawful(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void agency_post_deletion(void *app, const rk_request *req, rk_response *resp);
 void agency_get_proof(void *app, const rk_request *req, rk_response *resp);
 void agency_get_consistency(void *app, const rk_request *req, rk_response *resp);
 void agency_get_heads(void *app, const rk_request *req, rk_response *resp);
 
-/* A person id (宛名番号) is 1–64 characters of [A-Za-z0-9._-]. */
+/* A person id (宛名番号): rk_person_id_valid (lib/ids.h). Only
+ * src/tools/agency_ctl.c still calls this wrapper. */
 int agency_person_id_valid(const char *person);
 
 #endif

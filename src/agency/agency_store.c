@@ -482,7 +482,7 @@ static rk_rc newest_read(rk_db *db, void *arg)
 }
 
 rk_rc agency_store_newest_data(agency_store *s, const char *person, const char *item, char **value_json,
-                               char as_of[11], int64_t *version)
+                               char as_of[RK_DATE_LEN + 1], int64_t *version)
 {
     newest_args a = {person, item, value_json, as_of, version};
     return rk_db_read(s->db, newest_read, &a);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "lib/err.h"
+#include "lib/ids.h"
 
 struct rk_db;
 
@@ -80,7 +81,7 @@ rk_rc agency_store_put_data_once(agency_store *s, const char *request_id, const 
                                  int64_t *version, char **kept);
 /* The newest version; *value_json is malloc'ed. RK_ERR_NOT_FOUND: none. */
 rk_rc agency_store_newest_data(agency_store *s, const char *person, const char *item, char **value_json,
-                               char as_of[11], int64_t *version);
+                               char as_of[RK_DATE_LEN + 1], int64_t *version);
 /* The linked person holding this code. */
 rk_rc agency_store_person_by_code(agency_store *s, const char *code, char *person, size_t personlen);
 

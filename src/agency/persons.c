@@ -8,22 +8,22 @@
  * gateway, and is linked only when its check code matches (第8-2(1)イ). */
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "agency/agency.h"
+#include "lib/ids.h"
 #include "lib/log.h"
 #include "lib/mynumber.h"
 #include "lib/util.h"
+#include "node/flow.h"
 
 #define ACQUISITION_BYTES 16
 
+/* Kept for src/tools/agency_ctl.c only; this folder calls rk_person_id_valid. */
 int agency_person_id_valid(const char *person)
 {
-    size_t n = strlen(person);
-    /* Never a My Number: person ids go into records, logs and incidents. */
-    return n >= 1 && n <= 64 &&
-           strspn(person, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n &&
-           rk_mynumber_validate(person) != RK_OK;
+    return rk_person_id_valid(person);
 }
 
 static void reply_status(rk_response *resp, int http, const char *person, const char *status)
@@ -31,74 +31,170 @@ static void reply_status(rk_response *resp, int http, const char *person, const 
     rk_reply_json(resp, http, json_pack("{s:s,s:s}", "person", person, "status", status));
 }
 
-/* Sends (acquisition number, My Number) to J-LIS; maps its answer. Returns
- * 0 when J-LIS took it; otherwise resp holds the error for the caller. */
-static int ask_jlis(agency *a, const char *acquisition_no, const char *my_number, rk_response *resp)
+/* ---------- the call to J-LIS ---------- */
+
+/* A flow that calls J-LIS with My Numbers in the body. rk_flow_call would
+ * free that body with free() before its continuation runs, unwiped
+ * (flow.c, call_answered), so these flows keep it: it goes to
+ * rk_node_post_later directly, which reads it until J-LIS answered (a
+ * failover to the backup line sends it again); the relay copies it for each
+ * send and wipes its copies (http_relay.c, call_free); this body is wiped
+ * here as soon as the call is over, and by the cleanup on any other path. */
+typedef struct jlis_flow {
+    rk_flow f;                   /* first: the flow's own state */
+    agency *a;
+    char *body;                  /* holds My Numbers: wiped */
+    rk_flow_called_fn then;
+} jlis_flow;
+
+static void jlis_body_wipe(jlis_flow *j)
 {
-    json_t *msg = json_pack("{s:s,s:s}", "acquisition_no", acquisition_no, "my_number", my_number);
-    char *body = json_dumps(msg, JSON_COMPACT);
-    json_decref(msg);
-    rk_http_result res = {0};
-    rk_rc rc = body ? rk_node_post(a->node, a->jlis, "/v1/code-requests", body, &res, NULL) : RK_ERR_NOMEM;
-    if (body) {
-        rk_wipe(body, strlen(body)); /* it held the My Number */
-        free(body);
+    if (j->body) {
+        rk_wipe(j->body, strlen(j->body));
+        free(j->body);
+        j->body = NULL;
     }
-    int took = rc == RK_OK && res.status == 202;
-    if (!took && rc == RK_OK && (res.status == 400 || res.status == 404)) {
-        json_t *err = res.body ? json_loads(res.body, 0, NULL) : NULL;
+}
+
+static void jlis_answered(void *arg, rk_rc rc, rk_http_result *res)
+{
+    jlis_flow *j = arg;
+    jlis_body_wipe(j);
+    rk_flow_called_fn then = j->then;
+    j->then = NULL;
+    then(&j->f, rc, res);
+}
+
+/* POSTs body (taken; NULL is out of memory) to path at J-LIS through the
+ * loop's relay, then then(f, rc, res) on the event thread, res->body its to
+ * free: rk_flow_call, with the body wiped. */
+static void jlis_call(jlis_flow *j, const char *path, char *body, rk_flow_called_fn then)
+{
+    if (!body) {
+        rk_http_result none = {0};
+        then(&j->f, RK_ERR_NOMEM, &none);
+        return;
+    }
+    j->body = body;
+    j->then = then;
+    rk_node_post_later(j->a->node, rk_pending_base(j->f.p), j->a->jlis, path, body, strlen(body), jlis_answered, j);
+}
+
+/* ---------- enrolment of one person ---------- */
+
+/* POST /v1/persons, a flow: checked on the event thread; the pending row
+ * stored on the pool; (acquisition number, My Number) sent to J-LIS
+ * through the relay; then the pending row read, or dropped when J-LIS did
+ * not take it, on the pool. */
+typedef struct enrol {
+    jlis_flow j;                 /* first */
+    const char *person, *my_number; /* borrowed from the request */
+    int check;
+    char acquisition_no[2 * ACQUISITION_BYTES + 1];
+    char status[AGENCY_STATUS_MAX];
+    rk_rc rc;
+    int took;                    /* J-LIS took it */
+} enrol;
+
+static void enrol_cleanup(rk_flow *f)
+{
+    jlis_body_wipe((jlis_flow *)f);
+}
+
+/* Maps J-LIS's answer: 1 when it took the request, else 0 with the error in
+ * resp. */
+static int jlis_took(rk_rc rc, const rk_http_result *res, rk_response *resp)
+{
+    int took = rc == RK_OK && res->status == 202;
+    if (!took && rc == RK_OK && (res->status == 400 || res->status == 404)) {
+        json_t *err = res->body ? json_loads(res->body, 0, NULL) : NULL;
         const char *code = json_string_value(json_object_get(json_object_get(err, "error"), "code"));
-        rk_reply_error(resp, (int)res.status, code ? code : "jlis_refused", "J-LIS refused the request: %s",
+        rk_reply_error(resp, (int)res->status, code ? code : "jlis_refused", "J-LIS refused the request: %s",
                        code ? code : "no reason given");
         json_decref(err);
     } else if (!took) {
-        rk_warn("J-LIS did not take an acquisition: %s, HTTP %ld", rk_strerror(rc), res.status);
+        rk_warn("J-LIS did not take an acquisition: %s, HTTP %ld", rk_strerror(rc), res->status);
         rk_reply_error(resp, 503, "jlis_unavailable", "J-LIS or the core could not take the request now; retry");
     }
-    rk_http_result_clear(&res);
-    return took ? 0 : -1;
+    return took;
 }
 
-void agency_post_person(void *app, const rk_request *req, rk_response *resp)
+/* On a worker: the person's status once J-LIS took it, else its pending
+ * row removed. */
+static void enrol_after_work(rk_flow *f)
 {
-    agency *a = app;
-    const char *person = rk_req_string(req, resp, "person", 64);
-    const char *my_number = person ? rk_req_string(req, resp, "my_number", 32) : NULL;
-    if (!my_number)
-        return;
-    if (!agency_person_id_valid(person)) {
-        rk_reply_error(resp, 400, "invalid_field",
-                       "field \"person\" must be 1 to 64 characters of [A-Za-z0-9._-], and not a My Number");
+    enrol *e = (enrol *)f;
+    if (!e->took) {
+        agency_store_drop_pending(e->j.a->store, e->person, e->acquisition_no);
         return;
     }
-    int check = rk_mynumber_check_code(my_number); /* 第7-2(1) */
-    if (check < 0) {
-        rk_reply_error(resp, 400, "invalid_my_number", "not a valid My Number (12 digits with a correct check digit)");
+    if (agency_store_person_status(e->j.a->store, e->person, e->status) != RK_OK)
+        strcpy(e->status, "pending");
+    reply_status(f->resp, 202, e->person, e->status);
+}
+
+static void enrol_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
+{
+    enrol *e = (enrol *)f;
+    e->took = jlis_took(rc, res, f->resp);
+    rk_http_result_clear(res);
+    rk_flow_pool(f, enrol_after_work, rk_flow_finish);
+}
+
+/* On a worker: the pending acquisition. */
+static void enrol_store_work(rk_flow *f)
+{
+    enrol *e = (enrol *)f;
+    e->rc = agency_store_add_pending(e->j.a->store, e->person, e->acquisition_no, e->check, rk_now_ms(), e->status);
+}
+
+static void enrol_stored(rk_flow *f)
+{
+    enrol *e = (enrol *)f;
+    if (e->rc == RK_ERR_EXISTS) {
+        reply_status(f->resp, 202, e->person, e->status); /* the first answer again, no second effect */
+        rk_flow_finish(f);
+        return;
+    }
+    if (e->rc != RK_OK) {
+        rk_flow_fail(f, 500, "store_error", "the person could not be stored; retry");
+        return;
+    }
+    json_t *msg = json_pack("{s:s,s:s}", "acquisition_no", e->acquisition_no, "my_number", e->my_number);
+    char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    json_decref(msg);
+    jlis_call(&e->j, "/v1/code-requests", body, enrol_answered);
+}
+
+void agency_start_person(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
+{
+    enrol *e = rk_flow_new(p, resp, sizeof *e, enrol_cleanup);
+    if (!e)
+        return;
+    e->j.a = app;
+    e->person = rk_req_string(req, resp, "person", RK_ID_FIELD_MAX);
+    e->my_number = e->person ? rk_req_string(req, resp, "my_number", RK_MY_NUMBER_FIELD_MAX) : NULL;
+    if (!e->my_number) {
+        rk_flow_finish(&e->j.f);
+        return;
+    }
+    if (!rk_person_id_valid(e->person)) {
+        rk_flow_fail(&e->j.f, 400, "invalid_field",
+                     "field \"person\" must be 1 to 64 characters of [A-Za-z0-9._-], and not a My Number");
+        return;
+    }
+    e->check = rk_mynumber_check_code(e->my_number); /* 第7-2(1) */
+    if (e->check < 0) {
+        rk_flow_fail(&e->j.f, 400, "invalid_my_number", "not a valid My Number (12 digits with a correct check digit)");
         return;
     }
     uint8_t raw[ACQUISITION_BYTES];
-    char acquisition_no[2 * ACQUISITION_BYTES + 1], status[AGENCY_STATUS_MAX];
     if (rk_random(raw, sizeof raw) != RK_OK) {
-        rk_reply_error(resp, 500, "internal", "no randomness");
+        rk_flow_fail(&e->j.f, 500, "internal", "no randomness");
         return;
     }
-    rk_hex(raw, sizeof raw, acquisition_no);
-    rk_rc rc = agency_store_add_pending(a->store, person, acquisition_no, check, rk_now_ms(), status);
-    if (rc == RK_ERR_EXISTS) {
-        reply_status(resp, 202, person, status); /* the first answer again, no second effect */
-        return;
-    }
-    if (rc != RK_OK) {
-        rk_reply_error(resp, 500, "store_error", "the person could not be stored; retry");
-        return;
-    }
-    if (ask_jlis(a, acquisition_no, my_number, resp) != 0) {
-        agency_store_drop_pending(a->store, person, acquisition_no);
-        return;
-    }
-    if (agency_store_person_status(a->store, person, status) != RK_OK)
-        strcpy(status, "pending");
-    reply_status(resp, 202, person, status);
+    rk_hex(raw, sizeof raw, e->acquisition_no);
+    rk_flow_pool(&e->j.f, enrol_store_work, enrol_stored);
 }
 
 void agency_get_person(void *app, const rk_request *req, rk_response *resp)
@@ -106,7 +202,7 @@ void agency_get_person(void *app, const rk_request *req, rk_response *resp)
     agency *a = app;
     const char *person = req->path + strlen("/v1/persons/");
     char status[AGENCY_STATUS_MAX];
-    if (!agency_person_id_valid(person)) {
+    if (!rk_person_id_valid(person)) {
         rk_reply_error(resp, 400, "invalid_field", "the person id must be 1 to 64 characters of [A-Za-z0-9._-]");
         return;
     }
@@ -140,8 +236,8 @@ void agency_post_code_notice(void *app, const rk_request *req, rk_response *resp
 {
     agency *a = app;
     long check = 0;
-    const char *acquisition_no = rk_req_string(req, resp, "acquisition_no", 64);
-    const char *code = acquisition_no ? rk_req_string(req, resp, "code", 47) : NULL;
+    const char *acquisition_no = rk_req_string(req, resp, "acquisition_no", RK_ACQUISITION_NO_MAX);
+    const char *code = acquisition_no ? rk_req_string(req, resp, "code", RK_CODE_FIELD_MAX) : NULL;
     if (!code || rk_req_int(req, resp, "check_code", 0, 9, &check) != 0)
         return;
     agency_notice_outcome outcome;
@@ -185,7 +281,7 @@ static size_t read_batch(json_t *list, batch_item *items, agency_pending *pendin
         it->my_number = json_string_value(json_object_get(e, "my_number"));
         int check = it->my_number ? rk_mynumber_check_code(it->my_number) : -1;
         uint8_t raw[ACQUISITION_BYTES];
-        if (!it->person || !agency_person_id_valid(it->person))
+        if (!it->person || !rk_person_id_valid(it->person))
             it->result = item_error(it->person, "invalid_field", "person must be 1 to 64 characters of [A-Za-z0-9._-]");
         else if (check < 0)
             it->result = item_error(it->person, "invalid_my_number", "not a valid My Number");
@@ -209,12 +305,47 @@ static json_t *settled_without_jlis(const batch_item *it)
     return item_error(it->person, "store_error", "the person could not be stored; retry");
 }
 
-/* One J-LIS call for the new acquisitions; J-LIS answers in order. */
-static void ask_jlis_batch(agency *a, batch_item *items, size_t n)
+/* POST /v1/persons/batch, a flow: the entries checked and their pending
+ * rows stored in one commit on the pool; one call to J-LIS through the
+ * relay; its answer mapped (and refused rows dropped) on the pool. */
+typedef struct batch {
+    jlis_flow j;                 /* first */
+    json_t *list;                /* borrowed from the request */
+    size_t n, np;                /* entries, valid entries */
+    batch_item *items;
+    agency_pending *pending;
+    rk_rc rc;
+    rk_rc jlis_rc;
+    rk_http_result jlis_res;
+} batch;
+
+static void batch_cleanup(rk_flow *f)
+{
+    batch *b = (batch *)f;
+    jlis_body_wipe(&b->j);
+    for (size_t i = 0; b->items && i < b->n; i++)
+        json_decref(b->items[i].result);
+    free(b->items);
+    free(b->pending);
+    rk_http_result_clear(&b->jlis_res);
+}
+
+/* The answer: each person's, in order. On a worker. */
+static void batch_reply(batch *b)
+{
+    json_t *results = json_array();
+    for (size_t i = 0; i < b->n; i++)
+        json_array_append_new(results, b->items[i].result ? json_incref(b->items[i].result)
+                                                          : item_error(b->items[i].person, "internal", "no answer"));
+    rk_reply_json(b->j.f.resp, 202, json_pack("{s:o}", "results", results));
+}
+
+/* The J-LIS call for the new acquisitions (J-LIS answers in order). */
+static char *batch_jlis_body(batch *b)
 {
     json_t *reqs = json_array();
-    for (size_t i = 0; i < n; i++) {
-        batch_item *it = &items[i];
+    for (size_t i = 0; i < b->n; i++) {
+        batch_item *it = &b->items[i];
         if (!it->result && it->pending->rc != RK_OK)
             it->result = settled_without_jlis(it);
         if (!it->result)
@@ -222,19 +353,33 @@ static void ask_jlis_batch(agency *a, batch_item *items, size_t n)
                                                   it->my_number));
     }
     json_t *msg = json_pack("{s:o}", "requests", reqs);
-    char *body = json_dumps(msg, JSON_COMPACT);
+    char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     json_decref(msg);
-    rk_http_result res = {0};
-    rk_rc rc = body ? rk_node_post(a->node, a->jlis, "/v1/code-requests/batch", body, &res, NULL) : RK_ERR_NOMEM;
-    if (body) {
-        rk_wipe(body, strlen(body)); /* it held My Numbers */
-        free(body);
-    }
-    json_t *answer = rc == RK_OK && res.status == 200 && res.body ? json_loads(res.body, 0, NULL) : NULL;
+    return body;
+}
+
+/* On a worker: the entries checked, the valid ones stored pending. */
+static void batch_store_work(rk_flow *f)
+{
+    batch *b = (batch *)f;
+    b->np = read_batch(b->list, b->items, b->pending);
+    b->rc = b->np ? agency_store_add_pending_many(b->j.a->store, b->pending, b->np, rk_now_ms()) : RK_OK;
+    if (b->rc == RK_OK && b->np)
+        b->j.body = batch_jlis_body(b); /* kept by the flow: wiped */
+    else if (b->rc == RK_OK)
+        batch_reply(b);
+}
+
+/* On a worker: J-LIS's answers mapped; refused acquisitions dropped. */
+static void batch_answer_work(rk_flow *f)
+{
+    batch *b = (batch *)f;
+    json_t *answer = b->jlis_rc == RK_OK && b->jlis_res.status == 200 && b->jlis_res.body
+                         ? json_loads(b->jlis_res.body, 0, NULL) : NULL;
     json_t *results = json_object_get(answer, "results");
     size_t r = 0;
-    for (size_t i = 0; i < n; i++) {
-        batch_item *it = &items[i];
+    for (size_t i = 0; i < b->n; i++) {
+        batch_item *it = &b->items[i];
         if (it->result)
             continue;
         json_t *one = json_array_get(results, r++);
@@ -244,44 +389,56 @@ static void ask_jlis_batch(agency *a, batch_item *items, size_t n)
             continue;
         }
         const char *code = err ? json_string_value(json_object_get(err, "code")) : "jlis_unavailable";
-        agency_store_drop_pending(a->store, it->person, it->acquisition_no);
+        agency_store_drop_pending(b->j.a->store, it->person, it->acquisition_no);
         it->result = item_error(it->person, code ? code : "jlis_refused", "J-LIS did not take this request");
     }
     json_decref(answer);
-    rk_http_result_clear(&res);
+    rk_http_result_clear(&b->jlis_res);
+    batch_reply(b);
 }
 
-void agency_post_persons_batch(void *app, const rk_request *req, rk_response *resp)
+static void batch_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
 {
-    agency *a = app;
-    json_t *list = rk_req_batch(req, resp, "persons");
-    if (!list)
+    batch *b = (batch *)f;
+    b->jlis_rc = rc;
+    b->jlis_res = *res; /* the body moves to b */
+    rk_flow_pool(f, batch_answer_work, rk_flow_finish);
+}
+
+static void batch_stored(rk_flow *f)
+{
+    batch *b = (batch *)f;
+    if (b->rc != RK_OK) {
+        rk_flow_fail(f, 500, "store_error", "the persons could not be stored; retry");
         return;
-    size_t n = json_array_size(list);
-    batch_item *items = calloc(n, sizeof *items);
-    agency_pending *pending = calloc(n, sizeof *pending);
-    json_t *results = json_array();
-    if (!items || !pending || !results) {
-        rk_reply_error(resp, 500, "internal", "out of memory");
-        goto done;
     }
-    size_t np = read_batch(list, items, pending);
-    if (np && agency_store_add_pending_many(a->store, pending, np, rk_now_ms()) != RK_OK) {
-        rk_reply_error(resp, 500, "store_error", "the persons could not be stored; retry");
-        goto done;
+    if (!b->np) { /* answered on the worker */
+        rk_flow_finish(f);
+        return;
     }
-    if (np)
-        ask_jlis_batch(a, items, n);
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(results, items[i].result ? json_incref(items[i].result)
-                                                       : item_error(items[i].person, "internal", "no answer"));
-    rk_reply_json(resp, 202, json_pack("{s:O}", "results", results));
-done:
-    for (size_t i = 0; items && i < n; i++)
-        json_decref(items[i].result); /* the ones appended hold their own reference */
-    json_decref(results);
-    free(items);
-    free(pending);
+    char *body = b->j.body;
+    b->j.body = NULL;
+    jlis_call(&b->j, "/v1/code-requests/batch", body, batch_answered);
+}
+
+void agency_start_persons_batch(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
+{
+    batch *b = rk_flow_new(p, resp, sizeof *b, batch_cleanup);
+    if (!b)
+        return;
+    b->j.a = app;
+    if (!(b->list = rk_req_batch(req, resp, "persons"))) {
+        rk_flow_finish(&b->j.f);
+        return;
+    }
+    b->n = json_array_size(b->list);
+    b->items = calloc(b->n, sizeof *b->items);
+    b->pending = calloc(b->n, sizeof *b->pending);
+    if (!b->items || !b->pending) {
+        rk_flow_fail(&b->j.f, 500, "internal", "out of memory");
+        return;
+    }
+    rk_flow_pool(&b->j.f, batch_store_work, batch_stored);
 }
 
 /* POST /v1/code-notices/batch {"notices":[{"acquisition_no","code","check_code"},…]}
@@ -304,7 +461,7 @@ void agency_post_code_notices_batch(void *app, const rk_request *req, rk_respons
         items[i].acquisition_no = json_string_value(json_object_get(e, "acquisition_no"));
         items[i].code = json_string_value(json_object_get(e, "code"));
         items[i].check_code = json_is_integer(check) ? (int)json_integer_value(check) : -1;
-        if (!items[i].acquisition_no || !items[i].code || strlen(items[i].code) > 47)
+        if (!items[i].acquisition_no || !items[i].code || strlen(items[i].code) > RK_CODE_FIELD_MAX)
             items[i].acquisition_no = NULL; /* answered invalid_field below */
     }
     rk_rc rc = agency_store_apply_notices(a->store, items, n, rk_now_ms());

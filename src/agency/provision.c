@@ -8,6 +8,7 @@
  * it. Every provision, or its absence, is recorded once (法23条). */
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "agency/agency.h"
@@ -16,24 +17,9 @@
 #include "net/peer_certs.h"
 #include "crypto/pki.h"
 #include "records/records.h"
+#include "lib/ids.h"
 #include "lib/util.h"
-
-#define CATALOGUE_CHARS "abcdefghijklmnopqrstuvwxyz0123456789_"
-
-static int catalogue_id_ok(const char *s)
-{
-    size_t n = strlen(s);
-    return n >= 1 && n <= 64 && strspn(s, CATALOGUE_CHARS) == n;
-}
-
-/* "YYYY-MM-DD" with plausible numbers. */
-static int date_ok(const char *s)
-{
-    int y, m, d;
-    char tail;
-    return strlen(s) == 10 && s[4] == '-' && s[7] == '-' && sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) == 3 &&
-           y >= 1900 && y <= 9999 && m >= 1 && m <= 12 && d >= 1 && d <= 31;
-}
+#include "node/flow.h"
 
 typedef struct data_answer {
     const char *person, *item, *as_of;
@@ -64,18 +50,18 @@ void agency_put_data(void *app, const rk_request *req, rk_response *resp)
     }
     snprintf(person, sizeof person, "%.*s", (int)(slash - rest), rest);
     snprintf(item, sizeof item, "%s", slash + 1);
-    const char *as_of = rk_req_string(req, resp, "as_of", 10);
+    const char *as_of = rk_req_string(req, resp, "as_of", RK_DATE_LEN);
     json_t *value = json_object_get(req->json, "value");
     if (!as_of)
         return;
-    if (!agency_person_id_valid(person) || !catalogue_id_ok(item) || !value || !date_ok(as_of)) {
+    if (!rk_person_id_valid(person) || !rk_catalogue_id_valid(item) || !value || !rk_date_valid(as_of)) {
         rk_reply_error(resp, 400, "invalid_field", "need a person id, an item id of [a-z0-9_], "
                                                    "\"value\" (any JSON) and \"as_of\" (YYYY-MM-DD)");
         return;
     }
     const char *request_id = json_string_value(json_object_get(req->json, "request_id"));
-    if (json_object_get(req->json, "request_id") &&
-        (!request_id || !agency_person_id_valid(request_id))) {
+    /* Held as a person id is: kept with the answer, so never a My Number either. */
+    if (json_object_get(req->json, "request_id") && (!request_id || !rk_person_id_valid(request_id))) {
         rk_reply_error(resp, 400, "invalid_field", "field \"request_id\" must be 1 to 64 characters of [A-Za-z0-9._-]");
         return;
     }
@@ -104,33 +90,31 @@ void agency_put_data(void *app, const rk_request *req, rk_response *resp)
                                            (json_int_t)version, "as_of", as_of));
 }
 
-/* One provision, on the event thread until its record is committed. */
+/* One provision, a flow (node/flow.h): parsed on the event thread; the
+ * kept answer, else the requester's certificate, the person and the sealed
+ * newest version, in one pool step; then settled. */
 typedef struct provision {
+    rk_flow f;                   /* first: the flow's own state */
     agency *a;
-    rk_pending *p;
-    rk_response *resp;
+    const rk_request *req;
     const char *exchange_id, *code, *business, *requester, *item, *requester_cert;
     const rk_peer_node *requester_node;
     char request_hash[65];
     rk_record rec;
-    int status;
-    const rk_request *req;
-    X509 *to;                    /* the requester's certificate, until sealed */
-    char person[65];             /* a person id is at most 64 characters */
-    char *payload;               /* sealed on a worker (rk_pending_offload) */
-    rk_rc sealed;
-    char *text;                  /* the answer as kept, until committed */
-    rk_settlement settlement;
+    char person[RK_ID_FIELD_MAX + 1];
+    char *payload;               /* sealed on a worker */
+    int replayed;                /* answered from the kept answer */
+    enum { SEALED, BAD_CERT, LOOKUP_FAILED, SEAL_FAILED } outcome;
 } provision;
 
 static int read_provision(const rk_request *req, rk_response *resp, provision *p)
 {
     return (p->exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX)) &&
-                   (p->code = rk_req_string(req, resp, "code", 47)) &&
-                   (p->business = rk_req_string(req, resp, "business", 64)) &&
-                   (p->requester = rk_req_string(req, resp, "requester", 63)) &&
-                   (p->item = rk_req_string(req, resp, "item", 64)) &&
-                   (p->requester_cert = rk_req_string(req, resp, "requester_cert", 8192))
+                   (p->code = rk_req_string(req, resp, "code", RK_CODE_FIELD_MAX)) &&
+                   (p->business = rk_req_string(req, resp, "business", RK_CATALOGUE_ID_MAX)) &&
+                   (p->requester = rk_req_string(req, resp, "requester", RK_AGENCY_FIELD_MAX)) &&
+                   (p->item = rk_req_string(req, resp, "item", RK_CATALOGUE_ID_MAX)) &&
+                   (p->requester_cert = rk_req_string(req, resp, "requester_cert", RK_CERT_PEM_MAX))
                ? 0 : -1;
 }
 
@@ -147,7 +131,7 @@ static X509 *requester_certificate(agency *a, const provision *p)
 /* Seals the newest version for the requester; NULL answer means no data. */
 static rk_rc seal_newest(agency *a, provision *p, const char *person, X509 *to, char **payload)
 {
-    char *value = NULL, as_of[11];
+    char *value = NULL, as_of[RK_DATE_LEN + 1];
     int64_t version = 0;
     *payload = NULL;
     rk_rc rc = agency_store_newest_data(a->store, person, p->item, &value, as_of, &version);
@@ -180,85 +164,64 @@ static void fill_provider_record(provision *p, agency *a, const rk_request *req,
     snprintf(r->subject, sizeof r->subject, "%s", person);
     /* The requester's operator, as the core relays it (第8-3). */
     const char *op = json_string_value(json_object_get(req->json, "operator"));
-    snprintf(r->operator_id, sizeof r->operator_id, "%s", op && strlen(op) <= 64 ? op : "");
+    snprintf(r->operator_id, sizeof r->operator_id, "%s", op && strlen(op) <= RK_ID_FIELD_MAX ? op : "");
     r->requested_ms = req->received_ms;
 }
 
-static void finish(provision *p)
+/* The flow's cleanup: the payload is ciphertext. */
+static void provision_cleanup(rk_flow *f)
 {
-    rk_pending *pending = p->p;
-    X509_free(p->to);
-    free(p->payload);
-    free(p->text);
-    free(p);
-    rk_pending_finish(pending);
+    free(((provision *)f)->payload);
 }
 
-static void settled(void *arg, rk_rc rc)
+/* On a worker: the answer kept for this exchange_id (DESIGN §3), else the
+ * requester's certificate, the person holding the code, and the newest
+ * version signed and encrypted (the CPU of a provision), while the event
+ * thread serves other connections; one pool step for all (rk_flow_replay
+ * would take a step of its own). */
+static void seal_work(rk_flow *f)
 {
-    provision *p = arg;
-    rk_settle_reply(agency_store_db(p->a->store), &p->settlement, rc, "exchange_id", &p->text, p->resp);
-    finish(p);
-}
-
-/* The record and the answer, committed by the store's committer thread. */
-static void settle(provision *p, json_t *answer)
-{
-    p->text = json_dumps(answer, JSON_COMPACT);
-    json_decref(answer);
-    p->settlement = (rk_settlement){.record = &p->rec, .key = p->exchange_id, .request_hash = p->request_hash,
-                                    .body = p->text, .status = p->status};
-    rk_rc rc = p->text ? rk_settle_later(agency_store_db(p->a->store), rk_pending_base(p->p), &p->settlement, settled, p)
-                       : RK_ERR_NOMEM;
-    if (rc != RK_OK)
-        settled(p, rc);
-}
-
-/* Checks the request and finds the person; 0 when the value may be
- * sealed, else resp holds the refusal. On the event thread. */
-static int accept_provision(agency *a, provision *p, const rk_request *req)
-{
-    if (read_provision(req, p->resp, p) != 0)
-        return -1;
-    rk_request_hash(req->json, p->request_hash);
-    if (rk_answer_replay(agency_store_db(a->store), p->exchange_id, "provider", p->request_hash, "exchange_id",
-                         p->resp))
-        return -1;
-    p->requester_node = rk_registry_find(a->node->registry, RK_ROLE_AGENCY, p->requester);
-    if (!(p->to = requester_certificate(a, p))) {
-        rk_reply_error(p->resp, 400, "bad_requester_cert", "requester_cert is not the requester's registered certificate");
-        return -1;
-    }
-    rk_rc rc = agency_store_person_by_code(a->store, p->code, p->person, sizeof p->person);
-    if (rc != RK_OK && rc != RK_ERR_NOT_FOUND) {
-        rk_reply_error(p->resp, 500, "internal", "the person could not be looked up");
-        return -1;
-    }
-    return 0;
-}
-
-/* On a worker: the newest version, signed and encrypted (the CPU of a
- * provision), while the event thread serves other connections. */
-static void seal_work(void *arg)
-{
-    provision *p = arg;
-    p->sealed = p->person[0] ? seal_newest(p->a, p, p->person, p->to, &p->payload) : RK_OK;
+    provision *p = (provision *)f;
+    p->replayed = rk_answer_replay(agency_store_db(p->a->store), p->exchange_id, "provider", p->request_hash,
+                                   "exchange_id", f->resp);
+    if (p->replayed)
+        return;
+    X509 *to = requester_certificate(p->a, p);
+    rk_rc rc = to ? agency_store_person_by_code(p->a->store, p->code, p->person, sizeof p->person) : RK_OK;
+    if (!to)
+        p->outcome = BAD_CERT;
+    else if (rc != RK_OK && rc != RK_ERR_NOT_FOUND)
+        p->outcome = LOOKUP_FAILED;
+    else if (p->person[0] && seal_newest(p->a, p, p->person, to, &p->payload) != RK_OK)
+        p->outcome = SEAL_FAILED;
+    else
+        p->outcome = SEALED;
+    X509_free(to);
 }
 
 /* Back on the event thread: the answer, then its record. */
-static void sealed(void *arg)
+static void sealed(rk_flow *f)
 {
-    provision *p = arg;
+    provision *p = (provision *)f;
     agency *a = p->a;
-    X509_free(p->to);
-    p->to = NULL;
-    if (p->sealed != RK_OK) {
-        rk_reply_error(p->resp, 500, "internal", "the value could not be sealed");
-        finish(p);
+    if (p->replayed) {
+        rk_flow_finish(f);
         return;
     }
+    switch (p->outcome) {
+    case BAD_CERT:
+        rk_flow_fail(f, 400, "bad_requester_cert", "requester_cert is not the requester's registered certificate");
+        return;
+    case LOOKUP_FAILED:
+        rk_flow_fail(f, 500, "internal", "the person could not be looked up");
+        return;
+    case SEAL_FAILED:
+        rk_flow_fail(f, 500, "internal", "the value could not be sealed");
+        return;
+    case SEALED:
+        break;
+    }
     fill_provider_record(p, a, p->req, p->person);
-    p->status = 200;
     json_t *answer;
     if (p->payload && rk_payload_digest(p->payload, p->rec.payload_sha256) == RK_OK) {
         p->rec.provided_ms = rk_now_ms();
@@ -272,24 +235,28 @@ static void sealed(void *arg)
                  p->person[0] ? "no data for this item" : "no person has this code here");
         answer = json_pack("{s:s,s:s}", "exchange_id", p->exchange_id, "status", "no_data");
     }
-    settle(p, answer);
+    p->f.settlement = (rk_settlement){.record = &p->rec, .key = p->exchange_id, .request_hash = p->request_hash,
+                                      .status = 200};
+    rk_flow_settle(f, agency_store_db(a->store), answer, "exchange_id", NULL);
 }
 
 /* POST /v1/provisions from this agency's gateway (on behalf of the core),
- * on the event thread (a `start` route): the seal runs on a worker and no
- * thread waits for the commit. */
+ * on the event thread (a `start` route). */
 void agency_start_provision(void *app, rk_pending *pending, const rk_request *req, rk_response *resp)
 {
     agency *a = app;
-    provision *p = rk_pending_calloc(pending, resp, sizeof *p);
+    provision *p = rk_flow_new(pending, resp, sizeof *p, provision_cleanup);
     if (!p)
         return;
-    *p = (provision){.a = a, .p = pending, .resp = resp, .req = req};
-    if (accept_provision(a, p, req) == 0 && rk_pending_offload(pending, seal_work, sealed, p) == RK_OK)
+    p->a = a;
+    p->req = req;
+    if (read_provision(req, resp, p) != 0) {
+        rk_flow_finish(&p->f);
         return;
-    if (!resp->status)
-        rk_reply_error(resp, 503, "overloaded", "this node is busy; retry with the same exchange_id");
-    finish(p);
+    }
+    rk_request_hash(req->json, p->request_hash);
+    p->requester_node = rk_registry_find(a->node->registry, RK_ROLE_AGENCY, p->requester);
+    rk_flow_pool(&p->f, seal_work, sealed);
 }
 
 void agency_get_records(void *app, const rk_request *req, rk_response *resp)

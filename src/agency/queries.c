@@ -14,54 +14,53 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "agency/agency.h"
 #include "crypto/cms.h"
+#include "lib/ids.h"
 #include "lib/log.h"
 #include "net/peer_certs.h"
 #include "records/records.h"
 #include "lib/util.h"
+#include "node/flow.h"
 
-/* One query, on the event thread from the request to the reply: the call
- * to the core and the commit are waited for there, no thread blocks. The
- * fields borrowed from the request live until rk_pending_finish. */
+/* One query, a flow (node/flow.h): parsed on the event thread; the kept
+ * answer, else the person's code, read on the pool; the exchange sent through
+ * the loop's relay; the core's answer opened on the pool; then settled. The
+ * fields borrowed from the request live until rk_flow_finish. */
 typedef struct query {
+    rk_flow f;                /* first: the flow's own state */
     agency *a;
-    rk_pending *p;
-    rk_response *resp;
     const char *query_id, *person, *business, *provider, *item, *operator_id;
     char exchange_id[RK_EXCHANGE_ID_MAX + 1];
     char request_hash[65];
     char code[64];
+    int replayed;             /* answered from the kept answer */
+    rk_rc code_rc;            /* the code read, on a worker */
     rk_record rec;
     int status;
     json_t *answer;
     agency_received received;
     char transient[32];       /* the error code of an unsettled answer */
-    char *value_json;
-    char as_of[11];
-    char *call_body;          /* the exchange request, until the core answers */
+    char *value_json;         /* the provided value: wiped */
+    char as_of[RK_DATE_LEN + 1];
     rk_rc core_rc;            /* the core's answer, read on a worker */
     rk_http_result core_res;
     int known;
-    char *text;               /* the answer as kept, until committed */
-    rk_settlement settlement;
 } query;
-
-#define ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
 
 static int read_query(const rk_request *req, rk_response *resp, query *q)
 {
-    if (!(q->query_id = rk_req_string(req, resp, "query_id", 64)) ||
-        !(q->person = rk_req_string(req, resp, "person", 64)) ||
-        !(q->business = rk_req_string(req, resp, "business", 64)) ||
-        !(q->provider = rk_req_string(req, resp, "provider", 63)) ||
-        !(q->item = rk_req_string(req, resp, "item", 64)) ||
-        !(q->operator_id = rk_req_string(req, resp, "operator", 64)))
+    if (!(q->query_id = rk_req_string(req, resp, "query_id", RK_ID_FIELD_MAX)) ||
+        !(q->person = rk_req_string(req, resp, "person", RK_ID_FIELD_MAX)) ||
+        !(q->business = rk_req_string(req, resp, "business", RK_CATALOGUE_ID_MAX)) ||
+        !(q->provider = rk_req_string(req, resp, "provider", RK_AGENCY_FIELD_MAX)) ||
+        !(q->item = rk_req_string(req, resp, "item", RK_CATALOGUE_ID_MAX)) ||
+        !(q->operator_id = rk_req_string(req, resp, "operator", RK_ID_FIELD_MAX)))
         return -1;
-    size_t n = strlen(q->query_id), m = strlen(q->operator_id);
-    if (strspn(q->query_id, ID_CHARS) != n || strspn(q->operator_id, ID_CHARS) != m) {
+    if (!rk_id_valid(q->query_id, RK_ID_FIELD_MAX) || !rk_id_valid(q->operator_id, RK_ID_FIELD_MAX)) {
         rk_reply_error(resp, 400, "invalid_field", "query_id and operator must be characters of [A-Za-z0-9._-]");
         return -1;
     }
@@ -117,7 +116,7 @@ static int open_payload(agency *a, query *q, const char *payload, const char *pr
     const char *as_of = json_string_value(json_object_get(inner, "as_of"));
     json_t *value = json_object_get(inner, "value");
     int ok = xid && item && as_of && value && strcmp(xid, q->exchange_id) == 0 && strcmp(item, q->item) == 0 &&
-             strlen(as_of) == 10;
+             strlen(as_of) == RK_DATE_LEN;
     if (ok) {
         snprintf(q->as_of, sizeof q->as_of, "%s", as_of);
         q->value_json = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -188,101 +187,100 @@ static void fill_requester_record(agency *a, query *q, const rk_request *req)
     r->requested_ms = req->received_ms;
 }
 
-static void finish(query *q)
+/* The flow's cleanup: the provided value is wiped; the kept text holding it
+ * is wiped by rk_flow_finish. */
+static void query_cleanup(rk_flow *f)
 {
-    rk_pending *p = q->p;
+    query *q = (query *)f;
     if (q->value_json) {
         rk_wipe(q->value_json, strlen(q->value_json));
         free(q->value_json);
     }
-    if (q->text) { /* it holds the provided value */
-        rk_wipe(q->text, strlen(q->text));
-        free(q->text);
-    }
     json_decref(q->answer);
-    free(q->call_body);
-    free(q);
-    rk_pending_finish(p);
+    rk_http_result_clear(&q->core_res); /* ciphertext and metadata only */
 }
 
-static void settled(void *arg, rk_rc rc)
-{
-    query *q = arg; /* the kept text holds the provided value: wiped with the response */
-    rk_settle_reply(agency_store_db(q->a->store), &q->settlement, rc, "query_id", &q->text, q->resp);
-    finish(q);
-}
-
-/* The record, the kept answer and a provided value, committed by the
- * store's committer thread; then the reply, on the event thread. */
+/* The record, the kept answer and a provided value, committed together by
+ * the store's committer thread; then the reply. */
 static void settle(query *q)
 {
-    agency *a = q->a;
-    q->text = json_dumps(q->answer, JSON_COMPACT);
     int provided = strcmp(q->rec.outcome, "provided") == 0;
     q->received = (agency_received){q->exchange_id, q->person, q->provider, q->item, q->value_json, q->as_of,
                                     rk_now_ms()};
-    q->settlement = (rk_settlement){.record = &q->rec, .key = q->query_id, .request_hash = q->request_hash,
-                                    .body = q->text, .status = q->status,
-                                    .extra = provided ? agency_store_keep_received : NULL, .extra_arg = &q->received};
-    rk_rc rc = q->text ? rk_settle_later(agency_store_db(a->store), rk_pending_base(q->p), &q->settlement, settled, q)
-                       : RK_ERR_NOMEM;
-    if (rc != RK_OK)
-        settled(q, rc);
+    q->f.settlement = (rk_settlement){.record = &q->rec, .key = q->query_id, .request_hash = q->request_hash,
+                                      .status = q->status, .extra = provided ? agency_store_keep_received : NULL,
+                                      .extra_arg = &q->received};
+    json_t *answer = q->answer; /* taken by rk_flow_settle */
+    q->answer = NULL;
+    rk_flow_settle(&q->f, agency_store_db(q->a->store), answer, "query_id", NULL);
 }
 
 /* On a worker: the answer read, the payload decrypted and its signature
  * checked (the CPU of a query), while the event thread serves others. */
-static void take_answer_work(void *arg)
+static void take_answer_work(rk_flow *f)
 {
-    query *q = arg;
+    query *q = (query *)f;
     q->known = take_answer(q->a, q, q->core_rc, &q->core_res);
-    rk_http_result_clear(&q->core_res); /* ciphertext and metadata only */
+    rk_http_result_clear(&q->core_res);
 }
 
 /* Back on the event thread: settle, or say the outcome is unknown. */
-static void answer_taken(void *arg)
+static void answer_taken(rk_flow *f)
 {
-    query *q = arg;
-    if (q->known == 0) {
+    query *q = (query *)f;
+    if (q->known == 0)
+        settle(q);
+    else if (strcmp(q->transient, "rate_limited") == 0)
+        rk_flow_fail(f, 429, "rate_limited", "this agency is over its rate to the core; retry with the same query_id");
+    else
+        rk_flow_fail(f, 503, "core_unavailable", "the core could not be reached; retry with the same query_id");
+}
+
+static void core_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
+{
+    query *q = (query *)f;
+    q->core_rc = rc;
+    q->core_res = *res; /* the body moves to q */
+    rk_flow_pool(f, take_answer_work, answer_taken);
+}
+
+/* On a worker: the answer kept for this query_id (DESIGN §3), else the
+ * person's code; one pool step for both (rk_flow_replay would take a step
+ * of its own). */
+static void code_work(rk_flow *f)
+{
+    query *q = (query *)f;
+    rk_db *db = agency_store_db(q->a->store);
+    q->replayed = rk_answer_replay(db, q->query_id, "requester", q->request_hash, "query_id", f->resp);
+    if (!q->replayed)
+        q->code_rc = agency_store_code_of(q->a->store, q->person, q->code, sizeof q->code);
+}
+
+/* The exchange goes to the core through this agency's gateway; a person
+ * without a code is settled here. */
+static void code_read(rk_flow *f)
+{
+    query *q = (query *)f;
+    agency *a = q->a;
+    if (q->replayed) {
+        rk_flow_finish(f);
+        return;
+    }
+    if (q->code_rc == RK_ERR_NOT_FOUND) {
+        set_outcome(q, 409, "person_not_linked", "the person is unknown here or has no code yet");
         settle(q);
         return;
     }
-    if (strcmp(q->transient, "rate_limited") == 0)
-        rk_reply_error(q->resp, 429, "rate_limited", "this agency is over its rate to the core; retry with the same query_id");
-    else
-        rk_reply_error(q->resp, 503, "core_unavailable", "the core could not be reached; retry with the same query_id");
-    finish(q);
-}
-
-static void core_answered(void *arg, rk_rc rc, rk_http_result *res)
-{
-    query *q = arg;
-    free(q->call_body);
-    q->call_body = NULL;
-    q->core_rc = rc;
-    q->core_res = *res; /* the body moves to q */
-    if (rk_pending_offload(q->p, take_answer_work, answer_taken, q) != RK_OK) {
-        rk_http_result_clear(&q->core_res);
-        rk_reply_error(q->resp, 503, "overloaded", "this node is busy; retry with the same query_id");
-        finish(q);
+    if (q->code_rc != RK_OK) { /* nothing settled: a retry may succeed */
+        rk_flow_fail(f, 500, "store_error", "the person's code could not be read; retry with the same query_id");
+        return;
     }
-}
-
-/* Sends the exchange to the core through this agency's gateway. */
-static void exchange_via_gateway(agency *a, query *q)
-{
     json_t *msg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "exchange_id", q->exchange_id, "code", q->code,
                             "business", q->business, "provider", q->provider, "item", q->item, "operator",
                             q->operator_id, "requester_cert", a->node->cert_pem);
-    q->call_body = json_dumps(msg, JSON_COMPACT);
+    char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL; /* no value in it: freed by the flow */
     json_decref(msg);
-    if (!q->call_body) {
-        rk_http_result none = {0};
-        core_answered(q, RK_ERR_NOMEM, &none);
-        return;
-    }
-    rk_node_post_later(a->node, rk_pending_base(q->p), a->gateway, "/v1/exchanges", q->call_body,
-                       strlen(q->call_body), core_answered, q);
+    rk_flow_call(f, a->node, a->gateway, "/v1/exchanges", body, core_answered);
 }
 
 /* POST /v1/queries from a business system of this agency, on the event
@@ -290,31 +288,16 @@ static void exchange_via_gateway(agency *a, query *q)
 void agency_start_query(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
 {
     agency *a = app;
-    query *q = rk_pending_calloc(p, resp, sizeof *q);
+    query *q = rk_flow_new(p, resp, sizeof *q, query_cleanup);
     if (!q)
         return;
     q->a = a;
-    q->p = p;
-    q->resp = resp;
-    if (read_query(req, resp, q) != 0)
-        goto reply;
-    rk_request_hash(req->json, q->request_hash);
-    if (rk_answer_replay(agency_store_db(a->store), q->query_id, "requester", q->request_hash, "query_id", resp))
-        goto reply;
-    exchange_id_for(a->node->self->agency, q->query_id, q->exchange_id);
-    fill_requester_record(a, q, req);
-    rk_rc found = agency_store_code_of(a->store, q->person, q->code, sizeof q->code);
-    if (found == RK_ERR_NOT_FOUND) {
-        set_outcome(q, 409, "person_not_linked", "the person is unknown here or has no code yet");
-        settle(q);
+    if (read_query(req, resp, q) != 0) {
+        rk_flow_finish(&q->f);
         return;
     }
-    if (found != RK_OK) { /* nothing settled: a retry may succeed */
-        rk_reply_error(resp, 500, "store_error", "the person's code could not be read; retry with the same query_id");
-        goto reply;
-    }
-    exchange_via_gateway(a, q);
-    return;
-reply:
-    finish(q);
+    rk_request_hash(req->json, q->request_hash);
+    exchange_id_for(a->node->self->agency, q->query_id, q->exchange_id);
+    fill_requester_record(a, q, req);
+    rk_flow_pool(&q->f, code_work, code_read);
 }

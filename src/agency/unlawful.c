@@ -15,9 +15,14 @@
 
 #include "agency/agency.h"
 #include "node/incidents.h"
+#include "lib/ids.h"
 #include "lib/log.h"
 #include "records/records.h"
 #include "lib/util.h"
+#include "node/flow.h"
+
+/* The longest cause or prevention an incident report takes (node/incidents.c). */
+#define INCIDENT_TEXT_MAX 4000
 
 static rk_rc append_step(agency *a, const rk_record *base, const char *outcome, const char *reason)
 {
@@ -58,74 +63,121 @@ static void unlawful_request(agency *a, const rk_request *req, rk_response *resp
                                        "value_was_held", deleted > 0));
 }
 
-static void unlawful_provision(agency *a, const rk_request *req, rk_response *resp, const rk_record *rec,
-                               const char *reason)
+/* POST /v1/unlawful, a flow: checked on the event thread; the record found
+ * and the marking stored on the pool (an unlawful request is then done
+ * there); for an unlawful provision the deletion request goes to the
+ * requester through the gateway (the loop's relay), then the confirmation
+ * is recorded and reported on the pool. */
+typedef struct marking {
+    rk_flow f;                   /* first: the flow's own state */
+    agency *a;
+    const rk_request *req;       /* borrowed until rk_flow_finish */
+    const char *exchange_id, *kind, *reason;
+    int is_request;
+    rk_record rec;
+    int answered;                /* resp holds the answer: no call */
+} marking;
+
+/* On a worker: the exchange found and marked. */
+static void mark_work(rk_flow *f)
 {
-    if (append_step(a, rec, "unlawful_provision", reason) != RK_OK) {
-        rk_reply_error(resp, 500, "store_error", "the marking could not be stored; retry");
+    marking *m = (marking *)f;
+    agency *a = m->a;
+    m->answered = 1;
+    if (rk_records_find(agency_store_db(a->store), m->exchange_id, m->is_request ? "requester" : "provider", NULL,
+                        &m->rec) != RK_OK) {
+        rk_reply_error(f->resp, 404, "not_found", "this agency was not the %s of exchange %s",
+                       m->is_request ? "requester" : "provider", m->exchange_id);
         return;
     }
-    json_t *msg = json_pack("{s:s,s:s}", "exchange_id", rec->exchange_id, "reason", reason);
-    char *body = json_dumps(msg, JSON_COMPACT);
-    json_decref(msg);
-    rk_http_result res = {0};
-    rk_rc rc = body ? rk_node_post(a->node, a->gateway, "/v1/deletion-requests", body, &res, NULL) : RK_ERR_NOMEM;
-    free(body);
-    if (rc != RK_OK || res.status != 200) {
-        rk_http_result_clear(&res);
-        rk_reply_error(resp, 502, "requester_unavailable",
-                       "marked; the deletion request did not reach the requester yet: retry");
+    rk_warn("exchange %s marked %s by %s", m->exchange_id, m->kind, m->req->peer->id);
+    if (m->is_request) {
+        unlawful_request(a, m->req, f->resp, &m->rec, m->reason);
         return;
     }
-    rk_http_result_clear(&res);
+    if (append_step(a, &m->rec, "unlawful_provision", m->reason) != RK_OK) {
+        rk_reply_error(f->resp, 500, "store_error", "the marking could not be stored; retry");
+        return;
+    }
+    m->answered = 0; /* 第8-5(2): the requester is asked to delete */
+}
+
+/* On a worker: the requester's confirmation recorded, and reported. */
+static void confirmed_work(rk_flow *f)
+{
+    marking *m = (marking *)f;
+    agency *a = m->a;
+    const rk_record *rec = &m->rec;
     if (append_step(a, rec, "deletion_confirmed", "the requester confirmed the deletion (第8-5(2))") != RK_OK) {
-        rk_reply_error(resp, 500, "store_error", "the confirmation could not be recorded; retry");
+        rk_reply_error(f->resp, 500, "store_error", "the confirmation could not be recorded; retry");
         return;
     }
     char actions[200];
     snprintf(actions, sizeof actions, "deletion requested from %s through the core; %s confirmed it", rec->requester,
              rec->requester);
-    report(a, req, "unlawful_provision", rec->exchange_id, actions);
-    rk_reply_json(resp, 200, json_pack("{s:s,s:s}", "exchange_id", rec->exchange_id, "status", "deleted_at_requester"));
+    report(a, m->req, "unlawful_provision", rec->exchange_id, actions);
+    rk_reply_json(f->resp, 200,
+                  json_pack("{s:s,s:s}", "exchange_id", rec->exchange_id, "status", "deleted_at_requester"));
 }
 
-/* POST /v1/unlawful {"exchange_id","kind","reason"[,"cause","prevention"]} */
-void agency_post_unlawful(void *app, const rk_request *req, rk_response *resp)
+static void deletion_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
 {
-    agency *a = app;
-    const char *exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX);
-    const char *kind = exchange_id ? rk_req_string(req, resp, "kind", 32) : NULL;
-    const char *reason = kind ? rk_req_string(req, resp, "reason", 190) : NULL;
-    if (!reason)
+    int ok = rc == RK_OK && res->status == 200;
+    rk_http_result_clear(res);
+    if (!ok)
+        rk_flow_fail(f, 502, "requester_unavailable", "marked; the deletion request did not reach the requester yet: retry");
+    else
+        rk_flow_pool(f, confirmed_work, rk_flow_finish);
+}
+
+static void marked(rk_flow *f)
+{
+    marking *m = (marking *)f;
+    if (m->answered) {
+        rk_flow_finish(f);
         return;
+    }
+    json_t *msg = json_pack("{s:s,s:s}", "exchange_id", m->rec.exchange_id, "reason", m->reason);
+    char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    json_decref(msg);
+    rk_flow_call(f, m->a->node, m->a->gateway, "/v1/deletion-requests", body, deletion_answered);
+}
+
+/* POST /v1/unlawful {"exchange_id","kind","reason"[,"cause","prevention"]},
+ * on the event thread (a `start` route). */
+void agency_start_unlawful(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
+{
+    marking *m = rk_flow_new(p, resp, sizeof *m, NULL);
+    if (!m)
+        return;
+    m->a = app;
+    m->req = req;
+    m->exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX);
+    m->kind = m->exchange_id ? rk_req_string(req, resp, "kind", RK_KIND_FIELD_MAX) : NULL;
+    m->reason = m->kind ? rk_req_string(req, resp, "reason", RK_REASON_MAX) : NULL;
+    if (!m->reason) {
+        rk_flow_finish(&m->f);
+        return;
+    }
     const char *too_long = NULL;
     static const char *const texts[] = {"cause", "prevention"};
     for (size_t i = 0; i < 2; i++) {
         json_t *v = json_object_get(req->json, texts[i]);
-        if (v && (!json_is_string(v) || json_string_length(v) > 4000))
+        if (v && (!json_is_string(v) || json_string_length(v) > INCIDENT_TEXT_MAX))
             too_long = texts[i];
     }
     if (too_long) { /* the core would refuse the report: say so now */
-        rk_reply_error(resp, 400, "invalid_field", "field \"%s\" must be a string of at most 4000 bytes", too_long);
+        rk_reply_error(resp, 400, "invalid_field", "field \"%s\" must be a string of at most %d bytes", too_long,
+                       INCIDENT_TEXT_MAX);
+        rk_flow_finish(&m->f);
         return;
     }
-    int is_request = strcmp(kind, "unlawful_request") == 0;
-    if (!is_request && strcmp(kind, "unlawful_provision") != 0) {
-        rk_reply_error(resp, 400, "invalid_field", "kind must be unlawful_request or unlawful_provision");
+    m->is_request = strcmp(m->kind, "unlawful_request") == 0;
+    if (!m->is_request && strcmp(m->kind, "unlawful_provision") != 0) {
+        rk_flow_fail(&m->f, 400, "invalid_field", "kind must be unlawful_request or unlawful_provision");
         return;
     }
-    rk_record rec;
-    if (rk_records_find(agency_store_db(a->store), exchange_id, is_request ? "requester" : "provider", NULL, &rec) !=
-        RK_OK) {
-        rk_reply_error(resp, 404, "not_found", "this agency was not the %s of exchange %s",
-                       is_request ? "requester" : "provider", exchange_id);
-        return;
-    }
-    rk_warn("exchange %s marked %s by %s", exchange_id, kind, req->peer->id);
-    if (is_request)
-        unlawful_request(a, req, resp, &rec, reason);
-    else
-        unlawful_provision(a, req, resp, &rec, reason);
+    rk_flow_pool(&m->f, mark_work, marked);
 }
 
 /* POST /v1/deletions {"exchange_id","reason","provider"} from this agency's
@@ -134,7 +186,7 @@ void agency_post_deletion(void *app, const rk_request *req, rk_response *resp)
 {
     agency *a = app;
     const char *exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX);
-    const char *reason = exchange_id ? rk_req_string(req, resp, "reason", 190) : NULL;
+    const char *reason = exchange_id ? rk_req_string(req, resp, "reason", RK_REASON_MAX) : NULL;
     rk_record rec;
     int deleted = 0;
     if (!reason)
