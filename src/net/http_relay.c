@@ -37,6 +37,8 @@ struct rk_relay {
     size_t n_idle;
     conn *retired;           /* failed or closed, freed by `reap` outside their callbacks */
     struct event *reap;
+    struct call *busy;       /* calls in flight: rk_relay_free ends them */
+    int freeing;
 };
 
 struct conn {
@@ -67,6 +69,7 @@ typedef struct call {
     char *body;                /* kept for one retry on a fresh connection */
     size_t len;
     int get;                   /* GET (no body) rather than POST */
+    struct call *busy_prev, *busy_next;
 } call;
 
 static int pin_index = -1;
@@ -160,10 +163,23 @@ static void retire(conn *c)
         evtimer_add(r->reap, &now);
 }
 
+static void finish(struct call *k, struct evhttp_request *req);
+
 void rk_relay_free(rk_relay *r)
 {
     if (!r)
         return;
+    /* Calls still in flight end now, as an unreachable peer (their done is
+     * told; nothing is sent again). */
+    r->freeing = 1;
+    while (r->busy) {
+        call *k = r->busy;
+        k->failed = 1;
+        k->c->closing = 1;
+        if (k->req)
+            evhttp_cancel_request(k->req);
+        finish(k, NULL);
+    }
     free_list(&r->idle);
     free_list(&r->retired);
     if (r->reap)
@@ -293,6 +309,12 @@ static rk_rc start_call(call *k);
 
 static void call_free(call *k)
 {
+    if (k->busy_prev)
+        k->busy_prev->busy_next = k->busy_next;
+    else if (k->r->busy == k)
+        k->r->busy = k->busy_next;
+    if (k->busy_next)
+        k->busy_next->busy_prev = k->busy_prev;
     rk_wipe(k->body, k->len); /* may carry a My Number (notices) */
     free(k->body);
     free(k);
@@ -327,7 +349,7 @@ static void finish(call *k, struct evhttp_request *req)
          * back: once more on a new one, as libcurl does with its connection
          * cache (every call carries an id, so even a repeat would have no
          * second effect). */
-        if (rc == RK_ERR_UPSTREAM && !k->fresh && !k->retried && !k->answered &&
+        if (rc == RK_ERR_UPSTREAM && !k->fresh && !k->retried && !k->answered && !k->r->freeing &&
             rk_mono_ms() < k->deadline_ms) {
             k->retried = 1;
             k->failed = 0;
@@ -440,6 +462,8 @@ rk_rc rk_relay_call(rk_relay *r, const char *method, const char *base_url, const
         return RK_ERR_INVALID;
     if (get)
         len = 0;
+    if (r->freeing)
+        return RK_ERR_UPSTREAM;
     if (strlen(base_url) >= RK_URL_MAX || strlen(path) >= RK_URL_MAX || (pin && strlen(pin) >= RK_PIN_LEN))
         return RK_ERR_INVALID;
     call *k = calloc(1, sizeof *k);
@@ -459,6 +483,10 @@ rk_rc rk_relay_call(rk_relay *r, const char *method, const char *base_url, const
     snprintf(k->target, sizeof k->target, "%s", base_url);
     snprintf(k->pin, sizeof k->pin, "%s", pin ? pin : "");
     snprintf(k->path, sizeof k->path, "%s", path);
+    k->busy_next = r->busy;
+    if (r->busy)
+        r->busy->busy_prev = k;
+    r->busy = k;
     rk_rc rc = start_call(k);
     if (rc != RK_OK)
         call_free(k);

@@ -34,7 +34,8 @@ typedef void (*rk_relay_done_fn)(void *arg, rk_rc rc, rk_http_result *res);
 /* cert and key are borrowed and must outlive the relay. */
 rk_rc rk_relay_new(struct event_base *base, X509 *cert, EVP_PKEY *key, const char *ca_path,
                    int64_t clock_offset_ms, rk_relay **out);
-/* Frees idle connections; calls still in flight must have finished. */
+/* Ends the calls still in flight (each done told RK_ERR_UPSTREAM) and frees
+ * every connection. */
 void rk_relay_free(rk_relay *r);
 
 /* method ("GET" or "POST") base_url ("https://host:port") + path, with

@@ -94,6 +94,7 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
 }
 
 static void calls_stop(rk_node *node);
+static void calls_give_up(rk_node *node);
 
 void rk_node_close(rk_node *node)
 {
@@ -144,6 +145,7 @@ rk_rc rk_node_serve(rk_node *node, const rk_server_config *role)
 
 void rk_node_stop_services(rk_node *node)
 {
+    calls_give_up(node);
     rk_node_clock_stop(node);
     rk_node_incidents_stop(node);
 }
@@ -265,13 +267,20 @@ void rk_node_post_later(rk_node *node, struct event_base *base, const rk_peer_no
 
 typedef struct node_calls node_calls;
 
+/* One call of a waiting thread. Owned by the calls loop once queued; the
+ * waiter and the answer meet under nc->lock, and whichever comes second
+ * frees it: the waiter normally, the answer when the waiter gave up (the
+ * node is stopping). It keeps its own copy of path and body, since a
+ * failover sends the body again after the waiter may have gone. */
 typedef struct waiting_call {
     node_calls *nc;
-    const char *method, *path, *body;
+    const char *method;
     const rk_peer_node *peer;
-    rk_http_result *out;
+    char path[RK_URL_MAX];
+    char *body;
+    rk_http_result res;
     rk_rc rc;
-    int done, used_backup;
+    int done, abandoned;
     struct waiting_call *next;
 } waiting_call;
 
@@ -281,13 +290,13 @@ struct node_calls {
     struct event *wake;           /* something was queued */
     rk_relay *relay;
     pthread_t thread;
-    pthread_mutex_t lock;         /* the queue, done flags, stopping */
+    pthread_mutex_t lock;         /* the queue, the calls' done and abandoned flags, stopping */
     pthread_cond_t answered;
     waiting_call *head, *tail;
-    int stopping;
+    int stopping;                 /* waiters give up at once */
 };
 
-/* Guards starting the calls loop (node->calls set once). */
+/* Guards starting the calls loop (node->calls is set once). */
 static pthread_mutex_t calls_start_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static rk_relay **relay_of(rk_node *node, struct event_base *base)
@@ -295,18 +304,33 @@ static rk_relay **relay_of(rk_node *node, struct event_base *base)
     return node->calls && node->calls->base == base ? &node->calls->relay : &node->relay;
 }
 
-/* On the calls loop: the answer, to the thread that waits. */
+static void waiting_call_free(waiting_call *w)
+{
+    if (w->body) {
+        rk_wipe(w->body, strlen(w->body)); /* may carry a My Number (J-LIS's relay) */
+        free(w->body);
+    }
+    if (w->res.body)
+        rk_wipe(w->res.body, w->res.body_len);
+    rk_http_result_clear(&w->res);
+    free(w);
+}
+
+/* On the calls loop: the answer, to the thread that waits (or, when it gave
+ * up, nowhere). */
 static void call_answered(void *arg, rk_rc rc, rk_http_result *res)
 {
     waiting_call *w = arg;
     node_calls *nc = w->nc;
     pthread_mutex_lock(&nc->lock);
-    *w->out = *res; /* the body moves to the caller */
+    w->res = *res; /* the body moves to the call */
     w->rc = rc;
-    w->used_backup = res->backup_line;
     w->done = 1;
+    int abandoned = w->abandoned;
     pthread_cond_broadcast(&nc->answered);
     pthread_mutex_unlock(&nc->lock);
+    if (abandoned)
+        waiting_call_free(w);
 }
 
 /* On the calls loop: sends everything queued. */
@@ -331,8 +355,6 @@ static void *calls_main(void *arg)
 {
     node_calls *nc = arg;
     event_base_loop(nc->base, EVLOOP_NO_EXIT_ON_EMPTY);
-    rk_relay_free(nc->relay); /* every call was answered: their callers waited */
-    nc->relay = NULL;
     return NULL;
 }
 
@@ -369,7 +391,24 @@ static node_calls *calls_start(rk_node *node)
     return nc;
 }
 
-/* After every thread that calls has stopped (rk_node_close). */
+/* From rk_node_stop_services: threads waiting for a call stop waiting (the
+ * call goes on and its answer is dropped), so that no service's stop waits
+ * for a peer's timeout; later calls fail at once. */
+static void calls_give_up(rk_node *node)
+{
+    pthread_mutex_lock(&calls_start_lock);
+    node_calls *nc = node->calls;
+    pthread_mutex_unlock(&calls_start_lock);
+    if (!nc)
+        return;
+    pthread_mutex_lock(&nc->lock);
+    nc->stopping = 1;
+    pthread_cond_broadcast(&nc->answered);
+    pthread_mutex_unlock(&nc->lock);
+}
+
+/* After every thread that calls has stopped (rk_node_close). Calls still
+ * under way end with the loop: their relay is freed with it. */
 static void calls_stop(rk_node *node)
 {
     node_calls *nc = node->calls;
@@ -377,6 +416,12 @@ static void calls_stop(rk_node *node)
         return;
     event_base_once(nc->base, -1, EV_TIMEOUT, calls_break, nc->base, NULL);
     pthread_join(nc->thread, NULL);
+    rk_relay_free(nc->relay);
+    /* queued but never sent: no one waits for them any more */
+    for (waiting_call *w = nc->head, *next; w; w = next) {
+        next = w->next;
+        waiting_call_free(w);
+    }
     event_free(nc->wake);
     event_base_free(nc->base);
     pthread_mutex_destroy(&nc->lock);
@@ -392,22 +437,40 @@ rk_rc rk_node_call(rk_node *node, const char *method, const rk_peer_node *peer, 
     if (used_backup)
         *used_backup = 0;
     node_calls *nc = calls_start(node);
-    if (!nc)
-        return RK_ERR_NOMEM;
-    waiting_call w = {.nc = nc, .method = method, .path = path, .body = body, .peer = peer, .out = out};
+    waiting_call *w = nc && strlen(path) < RK_URL_MAX ? calloc(1, sizeof *w) : NULL;
+    if (!w || (body && !(w->body = strdup(body)))) {
+        free(w);
+        return nc ? RK_ERR_NOMEM : RK_ERR_UPSTREAM;
+    }
+    *w = (waiting_call){.nc = nc, .method = method, .peer = peer, .body = w->body};
+    snprintf(w->path, sizeof w->path, "%s", path);
     pthread_mutex_lock(&nc->lock);
+    if (nc->stopping) {
+        pthread_mutex_unlock(&nc->lock);
+        waiting_call_free(w);
+        return RK_ERR_UPSTREAM;
+    }
     if (nc->tail)
-        nc->tail->next = &w;
+        nc->tail->next = w;
     else
-        nc->head = &w;
-    nc->tail = &w;
+        nc->head = w;
+    nc->tail = w;
     event_active(nc->wake, EV_TIMEOUT, 0); /* thread-safe: the base wakes */
-    while (!w.done)
+    while (!w->done && !nc->stopping)
         pthread_cond_wait(&nc->answered, &nc->lock);
+    if (!w->done) { /* the node is stopping: the answer will free it */
+        w->abandoned = 1;
+        pthread_mutex_unlock(&nc->lock);
+        return RK_ERR_UPSTREAM;
+    }
     pthread_mutex_unlock(&nc->lock);
+    *out = w->res;
+    w->res = (rk_http_result){0};
     if (used_backup)
-        *used_backup = w.used_backup;
-    return w.rc;
+        *used_backup = out->backup_line;
+    rk_rc rc = w->rc;
+    waiting_call_free(w);
+    return rc;
 }
 
 rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, const char *body,
