@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "lib/ids.h"
 #include "lib/log.h"
 #include "node/flow.h"
 #include "records/records.h"
@@ -108,7 +109,7 @@ void core_start_deletion_request(void *app, rk_pending *p, const rk_request *req
     x->c = app;
     x->agency = req->peer->agency;
     x->exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX);
-    x->reason = x->exchange_id ? rk_req_string(req, resp, "reason", 190) : NULL;
+    x->reason = x->exchange_id ? rk_req_string(req, resp, "reason", RK_REASON_MAX) : NULL;
     if (!x->reason) {
         rk_flow_finish(&x->flow);
         return;

@@ -23,6 +23,7 @@
 #include "crypto/cms.h"
 #include "node/flow.h"
 #include "node/incidents.h"
+#include "lib/ids.h"
 #include "lib/log.h"
 #include "net/peer_certs.h"
 #include "crypto/pki.h"
@@ -53,30 +54,21 @@ int core_permitted(core *c, const char *requester_kind, const char *business, co
     return ok;
 }
 
-static int id_ok(const char *s, const char *alphabet)
-{
-    size_t n = strlen(s);
-    return n >= 1 && n <= 64 && strspn(s, alphabet) == n;
-}
-
-#define ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
-#define CATALOGUE_CHARS "abcdefghijklmnopqrstuvwxyz0123456789_"
-
 /* Reads and checks the request; 0 when usable, else resp is filled. */
 static int read_request(const rk_request *req, rk_response *resp, exchange *x)
 {
     if (!(x->exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX)) ||
-        !(x->code = rk_req_string(req, resp, "code", 47)) ||
-        !(x->business = rk_req_string(req, resp, "business", 64)) ||
-        !(x->provider = rk_req_string(req, resp, "provider", 63)) ||
-        !(x->item = rk_req_string(req, resp, "item", 64)) ||
-        !(x->operator_id = rk_req_string(req, resp, "operator", 64)) ||
+        !(x->code = rk_req_string(req, resp, "code", RK_CODE_FIELD_MAX)) ||
+        !(x->business = rk_req_string(req, resp, "business", RK_CATALOGUE_ID_MAX)) ||
+        !(x->provider = rk_req_string(req, resp, "provider", RK_AGENCY_FIELD_MAX)) ||
+        !(x->item = rk_req_string(req, resp, "item", RK_CATALOGUE_ID_MAX)) ||
+        !(x->operator_id = rk_req_string(req, resp, "operator", RK_ID_FIELD_MAX)) ||
         !(x->requester_cert = rk_req_string(req, resp, "requester_cert", RK_CERT_PEM_MAX)))
         return -1;
-    const char *bad = !id_ok(x->exchange_id, ID_CHARS) ? "exchange_id"
-                    : !id_ok(x->operator_id, ID_CHARS) ? "operator"
-                    : !id_ok(x->business, CATALOGUE_CHARS) ? "business"
-                    : !id_ok(x->item, CATALOGUE_CHARS) ? "item" : NULL;
+    const char *bad = !rk_id_valid(x->exchange_id, RK_EXCHANGE_ID_MAX) ? "exchange_id"
+                    : !rk_id_valid(x->operator_id, RK_ID_FIELD_MAX) ? "operator"
+                    : !rk_catalogue_id_valid(x->business) ? "business"
+                    : !rk_catalogue_id_valid(x->item) ? "item" : NULL;
     if (bad) {
         rk_reply_error(resp, 400, "invalid_field", "field \"%s\" has characters or a length not allowed", bad);
         return -1;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "jlis/jlis_store.h"
+#include "lib/ids.h"
 #include "lib/log.h"
 #include "lib/mynumber.h"
 #include "node/flow.h"
@@ -28,16 +29,6 @@ typedef struct jlis {
     const rk_peer_node *core;
     rk_watch *line_down;   /* one outage incident per window while the primary line fails */
 } jlis;
-
-/* 取得番号: the agency's random number for this acquisition. 16 to 64
- * characters of [0-9a-f] — never a My Number or resident code. */
-static int acquisition_no_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 16 || n > 64)
-        return 0;
-    return strspn(s, "0123456789abcdef") == n;
-}
 
 static json_t *notice_for_core(const char *agency, const char *acquisition_no, const jlis_resident *r, int check)
 {
@@ -150,13 +141,13 @@ static void start_code_request(void *app, rk_pending *p, const rk_request *req, 
     x->j = app;
     x->agency = req->peer->agency;
     x->received_ms = req->received_ms;
-    x->acquisition_no = rk_req_string(req, resp, "acquisition_no", 64);
-    x->my_number = x->acquisition_no ? rk_req_string(req, resp, "my_number", 32) : NULL;
+    x->acquisition_no = rk_req_string(req, resp, "acquisition_no", RK_ACQUISITION_NO_MAX);
+    x->my_number = x->acquisition_no ? rk_req_string(req, resp, "my_number", RK_MY_NUMBER_FIELD_MAX) : NULL;
     if (!x->my_number) {
         rk_flow_finish(&x->flow);
         return;
     }
-    if (!acquisition_no_valid(x->acquisition_no)) {
+    if (!rk_acquisition_no_valid(x->acquisition_no)) {
         rk_flow_fail(&x->flow, 400, "invalid_field", "field \"acquisition_no\" must be 16 to 64 lowercase hex digits");
         return;
     }
@@ -185,7 +176,7 @@ static void prepare_batch(jlis *j, const char *agency, json_t *list, relay_item 
         const char *number = json_string_value(json_object_get(e, "my_number"));
         it->acquisition_no = json_string_value(json_object_get(e, "acquisition_no"));
         rk_rc rc = RK_ERR_INVALID;
-        if (!it->acquisition_no || !acquisition_no_valid(it->acquisition_no))
+        if (!it->acquisition_no || !rk_acquisition_no_valid(it->acquisition_no))
             it->error = json_pack("{s:s,s:s}", "code", "invalid_field", "message", "bad acquisition_no");
         else if (!number || rk_mynumber_validate(number) != RK_OK)
             it->error = json_pack("{s:s,s:s}", "code", "invalid_my_number", "message", "not a valid My Number");
