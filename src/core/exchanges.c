@@ -11,7 +11,7 @@
  * once, with the answer kept for retries of the same exchange id.
  *
  * The request is a flow (node/flow.h): read on the event thread; the kept
- * answer, then the code, permission and issue checks on the pool; the
+ * answer and the code, permission and issue checks in one pool step; the
  * provision request through the loop's relay; the outcome settled by the
  * store's committer. No thread waits on the provider or the disk. */
 #include <jansson.h>
@@ -41,7 +41,7 @@ typedef struct exchange {
     rk_record rec;
     int status;                           /* HTTP status of the answer */
     json_t *answer;                       /* the answer body, until settled */
-    int checked;                          /* check_request's verdict */
+    int checked;                          /* 1: replayed, else check_request's verdict */
     char provider_code[RK_CODE_TEXT_MAX]; /* the person's code for the provider: wiped */
 } exchange;
 
@@ -237,11 +237,17 @@ static void provision_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
     settle(x);
 }
 
-/* On a worker: the rate watch, the checks, and the provider's code. */
+/* On a worker: the kept answer of a retry (the first answer, no second
+ * effect), else the rate watch, the checks, and the provider's code. One
+ * step, so one trip through the pool for an exchange's reads. */
 static void check_work(rk_flow *f)
 {
     exchange *x = (exchange *)f;
     core *c = x->c;
+    if (rk_answer_replay(core_store_db(c->store), x->exchange_id, "core", x->request_hash, "exchange_id", f->resp)) {
+        x->checked = 1;
+        return;
+    }
     if (rk_watch_hit(c->rates, x->requester_node->agency, rk_now_ms()))
         rk_node_raise(c->node, "unauthorized_access", "the request rate of %s jumped far beyond its baseline",
                       x->requester_node->agency);
@@ -257,11 +263,15 @@ static void check_work(rk_flow *f)
     }
 }
 
-/* Checked: refused (settled), the store could not say (500, nothing
- * settled), or on to the provider's gateway. */
+/* Checked: a retry (its kept answer), refused (settled), the store could
+ * not say (500, nothing settled), or on to the provider's gateway. */
 static void checked(rk_flow *f)
 {
     exchange *x = (exchange *)f;
+    if (x->checked == 1) {
+        rk_flow_finish(f);
+        return;
+    }
     if (x->checked == -2) {
         rk_flow_fail(f, 500, "store_error", "the exchange could not be checked; retry with the same id");
         return;
@@ -281,12 +291,6 @@ static void checked(rk_flow *f)
         return;
     }
     rk_flow_call(f, x->c->node, x->gateway, "/v1/provisions", body, provision_answered);
-}
-
-/* Not seen before: the checks, on the pool. */
-static void fresh(rk_flow *f)
-{
-    rk_flow_pool(f, check_work, checked);
 }
 
 /* POST /v1/exchanges, on the event thread (a `start` route): only what
@@ -315,8 +319,7 @@ void core_start_exchange(void *app, rk_pending *p, const rk_request *req, rk_res
     }
     rk_request_hash(req->json, x->request_hash);
     fill_record(x, req);
-    /* a retry: the first answer, no second effect */
-    rk_flow_replay(&x->flow, core_store_db(c->store), x->exchange_id, "core", x->request_hash, "exchange_id", fresh);
+    rk_flow_pool(&x->flow, check_work, checked);
 }
 
 /* The core's records and incidents are for the network operator, not for
