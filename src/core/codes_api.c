@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "lib/ids.h"
 #include "lib/log.h"
 #include "lib/mynumber.h"
 #include "lib/util.h"
@@ -28,9 +29,9 @@ static const char *read_acquisition(const core *c, json_t *obj, acquisition_in *
     a->agency = json_string_value(json_object_get(obj, "agency"));
     a->acquisition_no = json_string_value(json_object_get(obj, "acquisition_no"));
     a->resident_code = json_string_value(json_object_get(obj, "resident_code"));
-    if (!a->agency || strlen(a->agency) > 63)
+    if (!a->agency || strlen(a->agency) > RK_AGENCY_FIELD_MAX)
         return "agency";
-    if (!a->acquisition_no || strlen(a->acquisition_no) < 16 || strlen(a->acquisition_no) > 64)
+    if (!a->acquisition_no || !rk_acquisition_no_valid(a->acquisition_no))
         return "acquisition_no";
     if (!a->resident_code || rk_resident_code_validate(a->resident_code) != RK_OK)
         return "resident_code";

@@ -43,11 +43,16 @@ static rk_rc load_codec(const char *path, rk_codec **out)
     return rc;
 }
 
+/* The flows that call another node are started routes (node/flow.h): no
+ * thread waits on a peer. The `fn` routes only read or write this node's
+ * store, so each is one step on a worker by construction: /v1/codes[/batch]
+ * (J-LIS's acquisitions, committed before the answer), the records and the
+ * incidents. */
 static const rk_route routes[] = {
     {"POST", "/v1/codes", RK_ROLE_JLIS, 0, core_handle_codes},
     {"POST", "/v1/codes/batch", RK_ROLE_JLIS, 0, core_handle_codes_batch},
     {"POST", "/v1/exchanges", RK_ROLE_GATEWAY, 0, NULL, 0, core_start_exchange},
-    {"POST", "/v1/deletion-requests", RK_ROLE_GATEWAY, 0, core_handle_deletion_request},
+    {"POST", "/v1/deletion-requests", RK_ROLE_GATEWAY, 0, NULL, 0, core_start_deletion_request},
     {"GET", "/v1/records", RK_ROLE_OPERATOR, 0, core_handle_records},
     {"GET", "/v1/records/proof", RK_ROLE_OPERATOR, 0, core_handle_proof},
     {"GET", "/v1/records/consistency", RK_ROLE_OPERATOR, 0, core_handle_consistency},
@@ -121,7 +126,7 @@ static rk_rc check_agency_numbers(const rk_registry *reg)
     return RK_OK;
 }
 
-/* On the event thread, after the last started exchange finished. */
+/* On the event thread, after the last started request finished. */
 static void on_stop(void *app)
 {
     core *c = app;

@@ -8,7 +8,12 @@
  * the provider never hears of it. A permitted request is converted to the
  * provider's code and sent through the provider's gateway; the encrypted
  * answer is relayed unread, its SHA-256 recorded. Every outcome is recorded
- * once, with the answer kept for retries of the same exchange id. */
+ * once, with the answer kept for retries of the same exchange id.
+ *
+ * The request is a flow (node/flow.h): read on the event thread; the kept
+ * answer and the code, permission and issue checks in one pool step; the
+ * provision request through the loop's relay; the outcome settled by the
+ * store's committer. No thread waits on the provider or the disk. */
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,30 +21,28 @@
 
 #include "core/core.h"
 #include "crypto/cms.h"
+#include "node/flow.h"
 #include "node/incidents.h"
+#include "lib/ids.h"
 #include "lib/log.h"
 #include "net/peer_certs.h"
 #include "crypto/pki.h"
 #include "records/records.h"
 #include "lib/util.h"
 
-/* One exchange at the core, from the request to the reply. It lives on the
- * event thread: the provision request and the commit are waited for there,
- * no thread blocks. The fields borrowed from the request live until
- * rk_pending_finish. */
+/* One exchange at the core, from the request to the reply. The fields
+ * borrowed from the request live until the flow finishes. */
 typedef struct exchange {
+    rk_flow flow;                         /* first: the flow's state */
     core *c;
-    rk_pending *p;
-    rk_response *resp;
     const char *exchange_id, *code, *business, *provider, *item, *operator_id, *requester_cert;
-    const rk_peer_node *requester_node, *provider_node;
+    const rk_peer_node *requester_node, *provider_node, *gateway;
     char request_hash[65];
     rk_record rec;
-    int status;           /* HTTP status of the answer */
-    json_t *answer;       /* the answer body */
-    char *call_body;      /* the provision request, until its answer */
-    char *text;           /* the answer as kept, until committed */
-    rk_settlement settlement;
+    int status;                           /* HTTP status of the answer */
+    json_t *answer;                       /* the answer body, until settled */
+    int checked;                          /* 1: replayed, else check_request's verdict */
+    char provider_code[RK_CODE_TEXT_MAX]; /* the person's code for the provider: wiped */
 } exchange;
 
 int core_permitted(core *c, const char *requester_kind, const char *business, const char *provider_kind,
@@ -51,30 +54,21 @@ int core_permitted(core *c, const char *requester_kind, const char *business, co
     return ok;
 }
 
-static int id_ok(const char *s, const char *alphabet)
-{
-    size_t n = strlen(s);
-    return n >= 1 && n <= 64 && strspn(s, alphabet) == n;
-}
-
-#define ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
-#define CATALOGUE_CHARS "abcdefghijklmnopqrstuvwxyz0123456789_"
-
 /* Reads and checks the request; 0 when usable, else resp is filled. */
 static int read_request(const rk_request *req, rk_response *resp, exchange *x)
 {
     if (!(x->exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX)) ||
-        !(x->code = rk_req_string(req, resp, "code", 47)) ||
-        !(x->business = rk_req_string(req, resp, "business", 64)) ||
-        !(x->provider = rk_req_string(req, resp, "provider", 63)) ||
-        !(x->item = rk_req_string(req, resp, "item", 64)) ||
-        !(x->operator_id = rk_req_string(req, resp, "operator", 64)) ||
+        !(x->code = rk_req_string(req, resp, "code", RK_CODE_FIELD_MAX)) ||
+        !(x->business = rk_req_string(req, resp, "business", RK_CATALOGUE_ID_MAX)) ||
+        !(x->provider = rk_req_string(req, resp, "provider", RK_AGENCY_FIELD_MAX)) ||
+        !(x->item = rk_req_string(req, resp, "item", RK_CATALOGUE_ID_MAX)) ||
+        !(x->operator_id = rk_req_string(req, resp, "operator", RK_ID_FIELD_MAX)) ||
         !(x->requester_cert = rk_req_string(req, resp, "requester_cert", RK_CERT_PEM_MAX)))
         return -1;
-    const char *bad = !id_ok(x->exchange_id, ID_CHARS) ? "exchange_id"
-                    : !id_ok(x->operator_id, ID_CHARS) ? "operator"
-                    : !id_ok(x->business, CATALOGUE_CHARS) ? "business"
-                    : !id_ok(x->item, CATALOGUE_CHARS) ? "item" : NULL;
+    const char *bad = !rk_id_valid(x->exchange_id, RK_EXCHANGE_ID_MAX) ? "exchange_id"
+                    : !rk_id_valid(x->operator_id, RK_ID_FIELD_MAX) ? "operator"
+                    : !rk_catalogue_id_valid(x->business) ? "business"
+                    : !rk_catalogue_id_valid(x->item) ? "item" : NULL;
     if (bad) {
         rk_reply_error(resp, 400, "invalid_field", "field \"%s\" has characters or a length not allowed", bad);
         return -1;
@@ -113,7 +107,8 @@ static int requester_cert_ok(const exchange *x)
  * -1 when refused (the outcome is set), -2 when the store could not say
  * (nothing is settled: the caller answers 500 and a retry may succeed).
  * The code is opened first so that every record, refusals included, keeps
- * the person's serial for disclosure. */
+ * the person's serial for disclosure. On a worker: it reads the store and
+ * an incident raised here is written before it returns. */
 static int check_request(core *c, exchange *x, uint64_t *serial)
 {
     uint32_t owner = 0;
@@ -136,8 +131,7 @@ static int check_request(core *c, exchange *x, uint64_t *serial)
         return -1;
     }
     if (owner != rk_agency_number(x->requester_node->agency)) {
-        /* Every one is recorded; one incident per agency and window (its
-         * write waits on this event thread). */
+        /* Every one is recorded; one incident per agency and window. */
         if (rk_watch_hit(c->misused_codes, x->requester_node->agency, rk_now_ms()))
             rk_node_raise(c->node, "unauthorized_access", "%s presented a code issued to another agency (exchange %s)",
                           x->requester_node->agency, x->exchange_id);
@@ -187,43 +181,6 @@ static void take_provision(exchange *x, rk_rc rc, const rk_http_result *res)
     json_decref(body);
 }
 
-static void settle(exchange *x);
-
-static void provision_answered(void *arg, rk_rc rc, rk_http_result *res)
-{
-    exchange *x = arg;
-    take_provision(x, rc, res);
-    rk_http_result_clear(res);
-    free(x->call_body);
-    x->call_body = NULL;
-    settle(x);
-}
-
-/* Sends the request on to the provider's gateway; settles when it answers. */
-static void ask_provider(exchange *x, uint64_t serial)
-{
-    core *c = x->c;
-    char code[RK_CODE_TEXT_MAX];
-    const rk_peer_node *gw = rk_registry_find(c->node->registry, RK_ROLE_GATEWAY, x->provider_node->agency);
-    if (!gw || rk_code_derive(c->codec, serial, rk_agency_number(x->provider_node->agency), code) != RK_OK) {
-        set_outcome(x, 502, "provider_unavailable", "the provider has no gateway in the registry");
-        settle(x);
-        return;
-    }
-    json_t *msg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "exchange_id", x->exchange_id, "code", code,
-                            "business", x->business, "requester", x->requester_node->agency, "item", x->item,
-                            "operator", x->operator_id, "requester_cert", x->requester_cert);
-    x->call_body = json_dumps(msg, JSON_COMPACT);
-    json_decref(msg);
-    if (!x->call_body) {
-        set_outcome(x, 502, "provider_unavailable", "out of memory");
-        settle(x);
-        return;
-    }
-    rk_node_post_later(c->node, rk_pending_base(x->p), gw, "/v1/provisions", x->call_body, strlen(x->call_body),
-                       provision_answered, x);
-}
-
 static void fill_record(exchange *x, const rk_request *req)
 {
     rk_record *r = &x->rec;
@@ -237,34 +194,27 @@ static void fill_record(exchange *x, const rk_request *req)
     r->requested_ms = req->received_ms;
 }
 
-static void finish(exchange *x)
+static void cleanup(rk_flow *f)
 {
-    rk_pending *p = x->p;
+    exchange *x = (exchange *)f;
     json_decref(x->answer);
-    free(x->call_body);
-    free(x->text);
-    free(x);
-    rk_pending_finish(p);
+    rk_wipe(x->provider_code, sizeof x->provider_code);
 }
 
-/* The commit is on disk (or failed): the reply. */
-static void settled(void *arg, rk_rc rc)
+/* The commit is over: today's log lines (the reply is the flow's). */
+static void logged(rk_flow *f, rk_rc rc)
 {
-    exchange *x = arg;
+    exchange *x = (exchange *)f;
     if (rc == RK_OK)
         rk_info("exchange %s %s -> %s %s/%s: %s", x->exchange_id, x->rec.requester, x->rec.provider, x->rec.business,
                 x->rec.item, x->rec.outcome);
     else if (rc != RK_ERR_CONFLICT)
         rk_error("exchange %s could not be recorded: %s", x->exchange_id, rk_strerror(rc));
-    rk_settle_reply(core_store_db(x->c->store), &x->settlement, rc, "exchange_id", &x->text, x->resp);
-    finish(x);
 }
 
-/* Settles the exchange: record + kept answer on disk (by the store's
- * committer thread), then the reply, on the event thread. */
+/* The last step: record + kept answer committed together, then the reply. */
 static void settle(exchange *x)
 {
-    core *c = x->c;
     char t[32];
     rk_format_time(x->rec.requested_ms, t, sizeof t);
     json_object_set_new(x->answer, "requested_at", json_string(t));
@@ -272,57 +222,104 @@ static void settle(exchange *x)
         rk_format_time(x->rec.provided_ms, t, sizeof t);
         json_object_set_new(x->answer, "provided_at", json_string(t));
     }
-    x->text = json_dumps(x->answer, JSON_COMPACT);
-    x->settlement = (rk_settlement){.record = &x->rec, .key = x->exchange_id, .request_hash = x->request_hash,
-                                    .body = x->text, .status = x->status};
-    rk_rc rc = x->text ? rk_settle_later(core_store_db(c->store), rk_pending_base(x->p), &x->settlement, settled, x)
-                       : RK_ERR_NOMEM;
-    if (rc != RK_OK)
-        settled(x, rc);
+    x->flow.settlement = (rk_settlement){.record = &x->rec, .key = x->exchange_id, .request_hash = x->request_hash,
+                                         .status = x->status};
+    json_t *answer = x->answer; /* the flow's from here */
+    x->answer = NULL;
+    rk_flow_settle(&x->flow, core_store_db(x->c->store), answer, "exchange_id", logged);
 }
 
-/* POST /v1/exchanges, on the event thread (a `start` route). */
-void core_start_exchange(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
+static void provision_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
 {
-    core *c = app;
-    exchange *x = rk_pending_calloc(p, resp, sizeof *x);
-    if (!x)
+    exchange *x = (exchange *)f;
+    take_provision(x, rc, res);
+    rk_http_result_clear(res);
+    settle(x);
+}
+
+/* On a worker: the kept answer of a retry (the first answer, no second
+ * effect), else the rate watch, the checks, and the provider's code. One
+ * step, so one trip through the pool for an exchange's reads. */
+static void check_work(rk_flow *f)
+{
+    exchange *x = (exchange *)f;
+    core *c = x->c;
+    if (rk_answer_replay(core_store_db(c->store), x->exchange_id, "core", x->request_hash, "exchange_id", f->resp)) {
+        x->checked = 1;
         return;
-    *x = (exchange){.c = c, .p = p, .resp = resp};
-    if (read_request(req, resp, x) != 0)
-        goto reply;
-    x->requester_node = rk_registry_find(c->node->registry, RK_ROLE_AGENCY, req->peer->agency);
-    x->provider_node = rk_registry_find(c->node->registry, RK_ROLE_AGENCY, x->provider);
-    if (!x->requester_node) {
-        rk_reply_error(resp, 403, "unknown_requester", "the calling gateway's agency has no agency node");
-        goto reply;
     }
-    size_t own = strlen(req->peer->agency);
-    if (strncmp(x->exchange_id, req->peer->agency, own) != 0 || x->exchange_id[own] != '.') {
-        rk_reply_error(resp, 400, "invalid_field", "exchange_id must start with the requester's agency id and '.'");
-        goto reply;
-    }
-    rk_request_hash(req->json, x->request_hash);
-    /* a retry: the first answer, no second effect */
-    if (rk_answer_replay(core_store_db(c->store), x->exchange_id, "core", x->request_hash, "exchange_id", resp))
-        goto reply;
     if (rk_watch_hit(c->rates, x->requester_node->agency, rk_now_ms()))
         rk_node_raise(c->node, "unauthorized_access", "the request rate of %s jumped far beyond its baseline",
                       x->requester_node->agency);
-    fill_record(x, req);
     uint64_t serial = 0;
-    int checked = check_request(c, x, &serial);
-    if (checked == 0) {
-        ask_provider(x, serial);
+    x->checked = check_request(c, x, &serial);
+    if (x->checked != 0)
+        return;
+    x->gateway = rk_registry_find(c->node->registry, RK_ROLE_GATEWAY, x->provider_node->agency);
+    if (!x->gateway ||
+        rk_code_derive(c->codec, serial, rk_agency_number(x->provider_node->agency), x->provider_code) != RK_OK) {
+        set_outcome(x, 502, "provider_unavailable", "the provider has no gateway in the registry");
+        x->checked = -1;
+    }
+}
+
+/* Checked: a retry (its kept answer), refused (settled), the store could
+ * not say (500, nothing settled), or on to the provider's gateway. */
+static void checked(rk_flow *f)
+{
+    exchange *x = (exchange *)f;
+    if (x->checked == 1) {
+        rk_flow_finish(f);
         return;
     }
-    if (checked == -1) {
+    if (x->checked == -2) {
+        rk_flow_fail(f, 500, "store_error", "the exchange could not be checked; retry with the same id");
+        return;
+    }
+    if (x->checked == -1) {
         settle(x);
         return;
     }
-    rk_reply_error(resp, 500, "store_error", "the exchange could not be checked; retry with the same id");
-reply:
-    finish(x);
+    json_t *msg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "exchange_id", x->exchange_id, "code", x->provider_code,
+                            "business", x->business, "requester", x->requester_node->agency, "item", x->item,
+                            "operator", x->operator_id, "requester_cert", x->requester_cert);
+    char *body = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    if (!body) {
+        set_outcome(x, 502, "provider_unavailable", "out of memory");
+        settle(x);
+        return;
+    }
+    rk_flow_call(f, x->c->node, x->gateway, "/v1/provisions", body, provision_answered);
+}
+
+/* POST /v1/exchanges, on the event thread (a `start` route): only what
+ * cannot block — the body's fields, the registry, the id's prefix. */
+void core_start_exchange(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
+{
+    core *c = app;
+    exchange *x = rk_flow_new(p, resp, sizeof *x, cleanup);
+    if (!x)
+        return;
+    x->c = c;
+    if (read_request(req, resp, x) != 0) {
+        rk_flow_finish(&x->flow);
+        return;
+    }
+    x->requester_node = rk_registry_find(c->node->registry, RK_ROLE_AGENCY, req->peer->agency);
+    x->provider_node = rk_registry_find(c->node->registry, RK_ROLE_AGENCY, x->provider);
+    if (!x->requester_node) {
+        rk_flow_fail(&x->flow, 403, "unknown_requester", "the calling gateway's agency has no agency node");
+        return;
+    }
+    size_t own = strlen(req->peer->agency);
+    if (strncmp(x->exchange_id, req->peer->agency, own) != 0 || x->exchange_id[own] != '.') {
+        rk_flow_fail(&x->flow, 400, "invalid_field", "exchange_id must start with the requester's agency id and '.'");
+        return;
+    }
+    rk_request_hash(req->json, x->request_hash);
+    fill_record(x, req);
+    rk_flow_pool(&x->flow, check_work, checked);
 }
 
 /* The core's records and incidents are for the network operator, not for

@@ -190,17 +190,6 @@ static rk_rc csv_header(csv *c, const char *const *want, int nwant)
 
 /* ---- checks on fields -------------------------------------------------- */
 
-static int valid_id(const char *s)
-{
-    size_t n = 0;
-    for (; s[n]; n++) {
-        char ch = s[n];
-        if (n >= RK_PERM_ID_MAX || !((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'))
-            return 0;
-    }
-    return n > 0;
-}
-
 /* Well-formed UTF-8 without control characters (names end up in JSON). */
 static int valid_text(const char *s)
 {
@@ -294,7 +283,7 @@ static rk_rc cat_finish(catalogue *cat, const char *path, int merge, char *err, 
 
 static rk_rc catalogue_line(csv *c, catalogue *cat)
 {
-    if (!valid_id(c->f[0]))
+    if (!rk_catalogue_id_valid(c->f[0]))
         return csv_fail(c, "bad id '%.64s': ids are 1-%d characters of a-z, 0-9 and _", c->f[0], RK_PERM_ID_MAX);
     if (!c->f[1][0])
         return csv_fail(c, "empty name_ja for '%s'", c->f[0]);
@@ -382,7 +371,7 @@ static rk_rc perm_line(csv *c, rk_permissions *p, int check)
     static const char *const cat_file[NCOLS] = {"kinds.csv", "businesses.csv", "kinds.csv", "items.csv"};
     const catalogue *cats[NCOLS] = {&p->kinds, &p->businesses, &p->kinds, &p->items};
     for (int i = 0; i < NCOLS; i++)
-        if (!valid_id(c->f[i]))
+        if (!rk_catalogue_id_valid(c->f[i]))
             return csv_fail(c, "bad %s '%.64s': ids are 1-%d characters of a-z, 0-9 and _", PERM_COLS[i],
                             c->f[i], RK_PERM_ID_MAX);
     for (int i = 0; check && i < NCOLS; i++)

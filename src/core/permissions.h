@@ -15,8 +15,9 @@
 
 #include <stddef.h>
 #include "lib/err.h"
+#include "lib/ids.h"
 
-#define RK_PERM_ID_MAX 64                  /* ids: 1..64 chars of [a-z0-9_] */
+#define RK_PERM_ID_MAX RK_CATALOGUE_ID_MAX /* ids: catalogue ids (lib/ids.h) */
 #define RK_PERM_FILE_MAX (16u * 1024 * 1024) /* cap on each CSV file */
 
 typedef struct rk_permissions rk_permissions;

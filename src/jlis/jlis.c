@@ -13,12 +13,15 @@
 #include <string.h>
 
 #include "jlis/jlis_store.h"
+#include "lib/ids.h"
 #include "lib/log.h"
 #include "lib/mynumber.h"
+#include "node/flow.h"
 #include "node/node.h"
 #include "lib/util.h"
 #include "node/watch.h"
 #include "roles.h"
+#include "store/db.h"
 
 typedef struct jlis {
     rk_node *node;
@@ -26,16 +29,6 @@ typedef struct jlis {
     const rk_peer_node *core;
     rk_watch *line_down;   /* one outage incident per window while the primary line fails */
 } jlis;
-
-/* 取得番号: the agency's random number for this acquisition. 16 to 64
- * characters of [0-9a-f] — never a My Number or resident code. */
-static int acquisition_no_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 16 || n > 64)
-        return 0;
-    return strspn(s, "0123456789abcdef") == n;
-}
 
 static json_t *notice_for_core(const char *agency, const char *acquisition_no, const jlis_resident *r, int check)
 {
@@ -46,63 +39,123 @@ static json_t *notice_for_core(const char *agency, const char *acquisition_no, c
                      "resident_code", r->resident_code, "previous_resident_codes", prev, "check_code", check);
 }
 
-static void relay_to_core(jlis *j, const rk_request *req, rk_response *resp, const char *acquisition_no,
-                          const jlis_resident *r, int check)
+/* One line failed and the backup answered: one outage incident per window
+ * (on the loop, whose incident writes the committer makes). */
+static void note_line(jlis *j, int backup)
 {
-    json_t *msg = notice_for_core(req->peer->agency, acquisition_no, r, check);
-    char *body = json_dumps(msg, JSON_COMPACT);
-    json_decref(msg);
-    rk_http_result res;
-    int backup = 0;
-    rk_rc rc = body ? rk_node_post(j->node, j->core, "/v1/codes", body, &res, &backup) : RK_ERR_NOMEM;
-    free(body);
     if (backup && rk_watch_hit(j->line_down, "primary", rk_now_ms()))
         rk_node_raise(j->node, "outage", "the core's primary line failed; J-LIS relays on the backup line");
-    if (rc == RK_OK && res.status == 202) {
-        jlis_store_log_relay(j->store, req->peer->agency, acquisition_no, backup ? "backup" : "primary",
-                             (long long)req->received_ms);
-        rk_info("relayed acquisition for %s on the %s line", req->peer->agency, backup ? "backup" : "primary");
-        rk_reply_json(resp, 202, json_pack("{s:s}", "status", "forwarded"));
-    } else if (rc == RK_OK && res.status == 409) {
-        rk_reply_error(resp, 409, "conflict", "this acquisition number was used with another person");
-    } else if (rc == RK_OK && res.status < 500) {
-        rk_warn("core refused an acquisition for %s: HTTP %ld", req->peer->agency, res.status);
-        rk_reply_error(resp, 502, "core_refused", "the core refused the request (HTTP %ld)", res.status);
-    } else {
-        rk_warn("core unreachable on both lines: %s", rk_strerror(rc));
-        rk_reply_error(resp, 503, "core_unavailable", "the core could not be reached on either line; retry");
-    }
-    if (rc == RK_OK)
-        rk_http_result_clear(&res);
 }
 
-/* POST /v1/code-requests {"acquisition_no","my_number"} from an agency node. */
-static void handle_code_request(void *app, const rk_request *req, rk_response *resp)
+/* ---------- one acquisition ---------- */
+
+/* POST /v1/code-requests as a flow (node/flow.h): the resident looked up on
+ * the pool, the notice relayed to the core by the loop (primary line, then
+ * backup, 第7-1(7)), the line logged by the store's committer, then 202. */
+typedef struct code_request {
+    rk_flow flow;               /* first: the flow's state */
+    jlis *j;
+    const char *agency, *acquisition_no, *my_number; /* borrowed from the request */
+    int64_t received_ms;
+    rk_rc found;
+    jlis_resident r;            /* resident codes: wiped */
+    int check;
+    const char *nos[1];
+    jlis_relay_log log;
+} code_request;
+
+static void code_request_cleanup(rk_flow *f)
 {
-    jlis *j = app;
-    const char *acquisition_no = rk_req_string(req, resp, "acquisition_no", 64);
-    const char *my_number = acquisition_no ? rk_req_string(req, resp, "my_number", 32) : NULL;
-    if (!my_number)
-        return;
-    if (!acquisition_no_valid(acquisition_no)) {
-        rk_reply_error(resp, 400, "invalid_field", "field \"acquisition_no\" must be 16 to 64 lowercase hex digits");
+    code_request *x = (code_request *)f;
+    rk_wipe(&x->r, sizeof x->r);
+}
+
+static void relay_logged(void *arg, rk_rc rc)
+{
+    code_request *x = arg;
+    (void)rc; /* the relay is done either way: the log line is the record of it */
+    rk_info("relayed acquisition for %s on the %s line", x->agency, x->log.line);
+    rk_reply_json(x->flow.resp, 202, json_pack("{s:s}", "status", "forwarded"));
+    rk_flow_finish(&x->flow);
+}
+
+static void code_relayed(rk_flow *f, rk_rc rc, rk_http_result *res)
+{
+    code_request *x = (code_request *)f;
+    long status = rc == RK_OK ? res->status : 0;
+    int backup = res->backup_line;
+    rk_http_result_clear(res);
+    note_line(x->j, backup);
+    if (rc == RK_OK && status == 202) {
+        x->nos[0] = x->acquisition_no;
+        x->log = (jlis_relay_log){.agency = x->agency, .line = backup ? "backup" : "primary", .acquisition_nos = x->nos,
+                                  .n = 1, .at_ms = (long long)x->received_ms};
+        if (jlis_store_log_relays_later(x->j->store, rk_pending_base(f->p), &x->log, relay_logged, x) != RK_OK)
+            relay_logged(x, RK_ERR_STORE);
         return;
     }
-    if (rk_mynumber_validate(my_number) != RK_OK) {
-        rk_reply_error(resp, 400, "invalid_my_number", "not a valid My Number (12 digits with a correct check digit)");
+    if (rc == RK_OK && status == 409) {
+        rk_reply_error(f->resp, 409, "conflict", "this acquisition number was used with another person");
+    } else if (rc == RK_OK && status < 500) {
+        rk_warn("core refused an acquisition for %s: HTTP %ld", x->agency, status);
+        rk_reply_error(f->resp, 502, "core_refused", "the core refused the request (HTTP %ld)", status);
+    } else {
+        rk_warn("core unreachable on both lines: %s", rk_strerror(rc));
+        rk_reply_error(f->resp, 503, "core_unavailable", "the core could not be reached on either line; retry");
+    }
+    rk_flow_finish(f);
+}
+
+/* On a worker. */
+static void find_resident(rk_flow *f)
+{
+    code_request *x = (code_request *)f;
+    x->found = jlis_store_find(x->j->store, x->my_number, &x->r);
+    x->check = rk_mynumber_check_code(x->my_number);
+}
+
+static void resident_found(rk_flow *f)
+{
+    code_request *x = (code_request *)f;
+    if (x->found == RK_ERR_NOT_FOUND) {
+        rk_flow_fail(f, 404, "unknown_person", "no resident has this My Number");
         return;
     }
-    jlis_resident r;
-    rk_rc rc = jlis_store_find(j->store, my_number, &r);
-    if (rc == RK_ERR_NOT_FOUND) {
-        rk_reply_error(resp, 404, "unknown_person", "no resident has this My Number");
+    if (x->found != RK_OK) {
+        rk_flow_fail(f, 500, "store_error", "the resident registry could not be read");
         return;
     }
-    if (rc != RK_OK) {
-        rk_reply_error(resp, 500, "store_error", "the resident registry could not be read");
+    json_t *msg = notice_for_core(x->agency, x->acquisition_no, &x->r, x->check);
+    char *body = json_dumps(msg, JSON_COMPACT); /* the flow's: wiped once sent */
+    json_decref(msg);
+    rk_flow_call(f, x->j->node, x->j->core, "/v1/codes", body, code_relayed);
+}
+
+/* POST /v1/code-requests {"acquisition_no","my_number"} from an agency node,
+ * on the event thread (a `start` route). */
+static void start_code_request(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
+{
+    code_request *x = rk_flow_new(p, resp, sizeof *x, code_request_cleanup);
+    if (!x)
+        return;
+    x->j = app;
+    x->agency = req->peer->agency;
+    x->received_ms = req->received_ms;
+    x->acquisition_no = rk_req_string(req, resp, "acquisition_no", RK_ACQUISITION_NO_MAX);
+    x->my_number = x->acquisition_no ? rk_req_string(req, resp, "my_number", RK_MY_NUMBER_FIELD_MAX) : NULL;
+    if (!x->my_number) {
+        rk_flow_finish(&x->flow);
         return;
     }
-    relay_to_core(j, req, resp, acquisition_no, &r, rk_mynumber_check_code(my_number));
+    if (!rk_acquisition_no_valid(x->acquisition_no)) {
+        rk_flow_fail(&x->flow, 400, "invalid_field", "field \"acquisition_no\" must be 16 to 64 lowercase hex digits");
+        return;
+    }
+    if (rk_mynumber_validate(x->my_number) != RK_OK) {
+        rk_flow_fail(&x->flow, 400, "invalid_my_number", "not a valid My Number (12 digits with a correct check digit)");
+        return;
+    }
+    rk_flow_pool(&x->flow, find_resident, resident_found);
 }
 
 /* ---------- bulk relay ---------- */
@@ -112,17 +165,18 @@ typedef struct relay_item {
     json_t *error;       /* set when refused here or by the core */
 } relay_item;
 
-/* Validates and looks up each request; the valid ones go into `codes`. */
-static void prepare_batch(jlis *j, const rk_request *req, json_t *list, relay_item *items, json_t *codes)
+/* Validates and looks up each request; the valid ones go into `codes`. On a
+ * worker. */
+static void prepare_batch(jlis *j, const char *agency, json_t *list, relay_item *items, json_t *codes)
 {
+    jlis_resident r;
     for (size_t i = 0; i < json_array_size(list); i++) {
         json_t *e = json_array_get(list, i);
         relay_item *it = &items[i];
         const char *number = json_string_value(json_object_get(e, "my_number"));
-        jlis_resident r;
         it->acquisition_no = json_string_value(json_object_get(e, "acquisition_no"));
         rk_rc rc = RK_ERR_INVALID;
-        if (!it->acquisition_no || !acquisition_no_valid(it->acquisition_no))
+        if (!it->acquisition_no || !rk_acquisition_no_valid(it->acquisition_no))
             it->error = json_pack("{s:s,s:s}", "code", "invalid_field", "message", "bad acquisition_no");
         else if (!number || rk_mynumber_validate(number) != RK_OK)
             it->error = json_pack("{s:s,s:s}", "code", "invalid_my_number", "message", "not a valid My Number");
@@ -131,79 +185,152 @@ static void prepare_batch(jlis *j, const rk_request *req, json_t *list, relay_it
                                   "message", rc == RK_ERR_NOT_FOUND ? "no resident has this My Number"
                                                                     : "the registry could not be read");
         else
-            json_array_append_new(codes, notice_for_core(req->peer->agency, it->acquisition_no, &r,
+            json_array_append_new(codes, notice_for_core(agency, it->acquisition_no, &r,
                                                          rk_mynumber_check_code(number)));
     }
+    rk_wipe(&r, sizeof r);
 }
 
-/* One call to the core for the batch (primary line, else backup); its
- * results in order, or NULL when the core did not take it. */
-static json_t *relay_batch(jlis *j, json_t *codes, int *backup)
-{
-    json_t *msg = json_pack("{s:O}", "codes", codes);
-    char *body = json_dumps(msg, JSON_COMPACT);
-    json_decref(msg);
-    rk_http_result res = {0};
-    rk_rc rc = body ? rk_node_post(j->node, j->core, "/v1/codes/batch", body, &res, backup) : RK_ERR_NOMEM;
-    free(body);
-    json_t *answer = rc == RK_OK && res.status == 200 && res.body ? json_loads(res.body, 0, NULL) : NULL;
-    json_t *results = json_incref(json_object_get(answer, "results"));
-    json_decref(answer);
-    rk_http_result_clear(&res);
-    if (*backup && rk_watch_hit(j->line_down, "primary", rk_now_ms()))
-        rk_node_raise(j->node, "outage", "the core's primary line failed; J-LIS relays on the backup line");
-    return results;
-}
+/* POST /v1/code-requests/batch as a flow: the residents looked up and the
+ * notices made on the pool, one call to the core for the batch (primary
+ * line, else backup), the relays logged in one commit, then the results. */
+typedef struct code_batch {
+    rk_flow flow;               /* first: the flow's state */
+    jlis *j;
+    const char *agency;         /* borrowed from the request, as list is */
+    int64_t received_ms;
+    json_t *list;
+    size_t n;
+    relay_item *items;
+    const char **relayed;       /* acquisition numbers the core took */
+    json_t *codes;              /* the notices for the core */
+    char *body;                 /* the call's body, until it is the flow's */
+    json_t *results;
+    jlis_relay_log log;
+} code_batch;
 
-/* POST /v1/code-requests/batch {"requests":[{"acquisition_no","my_number"},…]}:
- * as /v1/code-requests for up to RK_BATCH_MAX acquisitions, relayed to the
- * core in one call. Answers 200 with one result per request, in order. */
-static void handle_code_requests_batch(void *app, const rk_request *req, rk_response *resp)
+static void code_batch_cleanup(rk_flow *f)
 {
-    jlis *j = app;
-    json_t *list = rk_req_batch(req, resp, "requests");
-    if (!list)
-        return;
-    size_t n = json_array_size(list);
-    relay_item *items = calloc(n, sizeof *items);
-    const char **relayed = calloc(n, sizeof *relayed);
-    json_t *codes = json_array(), *results = json_array();
-    if (!items || !relayed || !codes || !results) {
-        rk_reply_error(resp, 500, "internal", "out of memory");
-        json_decref(codes);
-        json_decref(results);
-        free(relayed);
-        free(items);
-        return;
+    code_batch *x = (code_batch *)f;
+    for (size_t i = 0; x->items && i < x->n; i++)
+        json_decref(x->items[i].error);
+    if (x->body) {
+        rk_wipe(x->body, strlen(x->body));
+        free(x->body);
     }
-    prepare_batch(j, req, list, items, codes);
-    int backup = 0;
-    json_t *core_results = json_array_size(codes) ? relay_batch(j, codes, &backup) : NULL;
+    json_decref(x->codes);
+    json_decref(x->results);
+    free(x->relayed);
+    free(x->items);
+}
+
+static void batch_reply(code_batch *x)
+{
+    rk_reply_json(x->flow.resp, 200, json_pack("{s:O}", "results", x->results));
+    rk_flow_finish(&x->flow);
+}
+
+static void batch_logged(void *arg, rk_rc rc)
+{
+    (void)rc; /* as for one acquisition */
+    batch_reply(arg);
+}
+
+/* One result per request, in order: refused here, refused by the core, or
+ * forwarded; the forwarded ones logged with the line that took them. */
+static void batch_merge(code_batch *x, json_t *core_results, int backup)
+{
     size_t k = 0, n_relayed = 0;
-    for (size_t i = 0; i < n; i++) {
-        relay_item *it = &items[i];
+    for (size_t i = 0; i < x->n; i++) {
+        relay_item *it = &x->items[i];
         json_t *one = it->error ? NULL : json_array_get(core_results, k++);
         if (!it->error && !one)
             it->error = json_pack("{s:s,s:s}", "code", "core_unavailable", "message", "the core did not take it; retry");
         else if (!it->error && json_object_get(one, "error"))
             it->error = json_incref(json_object_get(one, "error"));
-        if (it->error)
-            json_array_append_new(results, json_pack("{s:s?,s:o}", "acquisition_no", it->acquisition_no, "error", it->error));
-        else {
-            relayed[n_relayed++] = it->acquisition_no;
-            json_array_append_new(results, json_pack("{s:s,s:s}", "acquisition_no", it->acquisition_no, "status",
-                                                     "forwarded"));
+        if (it->error) {
+            json_array_append_new(x->results, json_pack("{s:s?,s:o}", "acquisition_no", it->acquisition_no, "error",
+                                                        it->error));
+            it->error = NULL; /* the results' */
+        } else {
+            x->relayed[n_relayed++] = it->acquisition_no;
+            json_array_append_new(x->results, json_pack("{s:s,s:s}", "acquisition_no", it->acquisition_no, "status",
+                                                        "forwarded"));
         }
     }
-    if (n_relayed)
-        jlis_store_log_relays(j->store, req->peer->agency, relayed, n_relayed, backup ? "backup" : "primary",
-                              (long long)req->received_ms);
-    rk_reply_json(resp, 200, json_pack("{s:O}", "results", results));
-    json_decref(results);
-    json_decref(codes);
     json_decref(core_results);
-    free(relayed);
-    free(items);
+    if (n_relayed) {
+        x->log = (jlis_relay_log){.agency = x->agency, .line = backup ? "backup" : "primary",
+                                  .acquisition_nos = x->relayed, .n = n_relayed, .at_ms = (long long)x->received_ms};
+        if (jlis_store_log_relays_later(x->j->store, rk_pending_base(x->flow.p), &x->log, batch_logged, x) == RK_OK)
+            return;
+    }
+    batch_reply(x);
+}
+
+/* The core's results in order, or none when it did not take the batch. */
+static void batch_relayed(rk_flow *f, rk_rc rc, rk_http_result *res)
+{
+    code_batch *x = (code_batch *)f;
+    json_t *answer = rc == RK_OK && res->status == 200 && res->body ? json_loads(res->body, 0, NULL) : NULL;
+    json_t *results = json_incref(json_object_get(answer, "results"));
+    json_decref(answer);
+    int backup = res->backup_line;
+    rk_http_result_clear(res);
+    note_line(x->j, backup);
+    batch_merge(x, results, backup);
+}
+
+/* On a worker: the checks, the residents, the call's body. */
+static void batch_prepare(rk_flow *f)
+{
+    code_batch *x = (code_batch *)f;
+    prepare_batch(x->j, x->agency, x->list, x->items, x->codes);
+    if (!json_array_size(x->codes))
+        return;
+    json_t *msg = json_pack("{s:O}", "codes", x->codes);
+    x->body = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+}
+
+static void batch_prepared(rk_flow *f)
+{
+    code_batch *x = (code_batch *)f;
+    if (!json_array_size(x->codes)) {
+        batch_merge(x, NULL, 0);
+        return;
+    }
+    char *body = x->body; /* the flow's from here; NULL (no memory): as a core that did not take it */
+    x->body = NULL;
+    rk_flow_call(f, x->j->node, x->j->core, "/v1/codes/batch", body, batch_relayed);
+}
+
+/* POST /v1/code-requests/batch {"requests":[{"acquisition_no","my_number"},…]}:
+ * as /v1/code-requests for up to RK_BATCH_MAX acquisitions, relayed to the
+ * core in one call. Answers 200 with one result per request, in order. On
+ * the event thread (a `start` route). */
+static void start_code_requests_batch(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
+{
+    code_batch *x = rk_flow_new(p, resp, sizeof *x, code_batch_cleanup);
+    if (!x)
+        return;
+    x->j = app;
+    x->agency = req->peer->agency;
+    x->received_ms = req->received_ms;
+    if (!(x->list = rk_req_batch(req, resp, "requests"))) {
+        rk_flow_finish(&x->flow);
+        return;
+    }
+    x->n = json_array_size(x->list);
+    x->items = calloc(x->n, sizeof *x->items);
+    x->relayed = calloc(x->n, sizeof *x->relayed);
+    x->codes = json_array();
+    x->results = json_array();
+    if (!x->items || !x->relayed || !x->codes || !x->results) {
+        rk_flow_fail(&x->flow, 500, "internal", "out of memory");
+        return;
+    }
+    rk_flow_pool(&x->flow, batch_prepare, batch_prepared);
 }
 
 /* GET /v1/records?before=&limit= for the network operator: J-LIS is no
@@ -226,8 +353,8 @@ static void handle_records(void *app, const rk_request *req, rk_response *resp)
 }
 
 static const rk_route routes[] = {
-    {"POST", "/v1/code-requests", RK_ROLE_AGENCY, 0, handle_code_request},
-    {"POST", "/v1/code-requests/batch", RK_ROLE_AGENCY, 0, handle_code_requests_batch},
+    {"POST", "/v1/code-requests", RK_ROLE_AGENCY, 0, NULL, 0, start_code_request},
+    {"POST", "/v1/code-requests/batch", RK_ROLE_AGENCY, 0, NULL, 0, start_code_requests_batch},
     {"GET", "/v1/records", RK_ROLE_OPERATOR, 0, handle_records},
 };
 
@@ -238,6 +365,14 @@ static int health(void *app, json_t *checks)
     json_object_set_new(checks, "store_writable", json_boolean(writable));
     json_object_set_new(checks, "residents", json_integer((json_int_t)jlis_store_count(j->store)));
     return rk_node_health(j->node, checks) || !writable;
+}
+
+/* On the event thread, after the last started request finished. */
+static void on_stop(void *app)
+{
+    jlis *j = app;
+    rk_node_calls_close(j->node);
+    rk_db_loop_end(jlis_store_db(j->store));
 }
 
 static rk_rc run(rk_node *node)
@@ -263,7 +398,7 @@ static rk_rc run(rk_node *node)
         (rc = rk_node_clock_start(node)) != RK_OK)
         goto done;
     rk_server_config sc = {.routes = routes, .n_routes = sizeof routes / sizeof routes[0], .app = &j,
-                           .health = health};
+                           .health = health, .on_stop = on_stop};
     rc = rk_node_serve(node, &sc);
 done:
     rk_node_stop_services(node);

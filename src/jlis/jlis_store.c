@@ -293,16 +293,9 @@ rk_rc jlis_store_log_relay(jlis_store *s, const char *agency, const char *acquis
     return rk_db_write(s->db, log_relay_in_tx, &r);
 }
 
-typedef struct relays_args {
-    const char *agency, *line;
-    const char *const *acquisition_nos;
-    size_t n;
-    long long at_ms;
-} relays_args;
-
 static rk_rc log_relays_in_tx(rk_db *db, void *arg)
 {
-    relays_args *m = arg;
+    const jlis_relay_log *m = arg;
     rk_rc rc = RK_OK;
     for (size_t i = 0; i < m->n && rc == RK_OK; i++) {
         relay_args one = {m->agency, m->acquisition_nos[i], m->line, m->at_ms};
@@ -316,8 +309,16 @@ rk_rc jlis_store_log_relays(jlis_store *s, const char *agency, const char *const
 {
     if (s->readonly)
         return RK_ERR_DENIED;
-    relays_args m = {agency, line, acquisition_nos, n, at_ms};
+    jlis_relay_log m = {agency, line, acquisition_nos, n, at_ms};
     return rk_db_write(s->db, log_relays_in_tx, &m);
+}
+
+rk_rc jlis_store_log_relays_later(jlis_store *s, struct event_base *base, const jlis_relay_log *log,
+                                  void (*done)(void *arg, rk_rc rc), void *arg)
+{
+    if (s->readonly)
+        return RK_ERR_DENIED;
+    return rk_db_write_later(s->db, base, log_relays_in_tx, (void *)log, done, arg);
 }
 
 static rk_rc count_in_tx(rk_db *db, void *arg)

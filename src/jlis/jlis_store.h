@@ -43,6 +43,19 @@ rk_rc jlis_store_log_relay(jlis_store *s, const char *agency, const char *acquis
 /* The same for a batch of acquisitions relayed together, in one commit. */
 rk_rc jlis_store_log_relays(jlis_store *s, const char *agency, const char *const *acquisition_nos, size_t n,
                             const char *line, long long at_ms);
+/* The same without a thread waiting, for a flow on the event loop: committed
+ * by the store's committer (rk_db_write_later on base), then done(arg, rc)
+ * on the loop. *log and what it points to must live until then; on an error
+ * return nothing is queued and done will not be called. */
+typedef struct jlis_relay_log {
+    const char *agency, *line;
+    const char *const *acquisition_nos;
+    size_t n;
+    long long at_ms;
+} jlis_relay_log;
+struct event_base;
+rk_rc jlis_store_log_relays_later(jlis_store *s, struct event_base *base, const jlis_relay_log *log,
+                                  void (*done)(void *arg, rk_rc rc), void *arg);
 size_t jlis_store_count(jlis_store *s);
 /* The relay log newest first as JSON (metadata: agency, acquisition
  * number, line, time — never a My Number); *out for the caller to decref. */
