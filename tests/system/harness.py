@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import random
 import socket
 import ssl
 import subprocess
@@ -35,9 +36,22 @@ def renkei(*args, check=True, timeout=120, input_text=None):
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that can be bound now, below the kernel's ephemeral range (as
+    `renkei net init` picks them), so that no outgoing connection takes it."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(200):
+        port = random.randrange(20000, max(low, 21000))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
 
 
 class Answer:

@@ -20,6 +20,7 @@
 #define NET_MAX_PERSONS 5000000
 #define NET_DEFAULT_PERSONS 100
 #define NET_LOOPBACK "127.0.0.1"
+#define NET_PORT_FLOOR 20000 /* listening ports are picked at or above it */
 
 /* Formats one error line into err (nothing when err is NULL or errlen 0). */
 __attribute__((format(printf, 3, 4))) static inline void net_set_err(char *err, size_t errlen, const char *fmt, ...)

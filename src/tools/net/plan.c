@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "lib/util.h"
 #include "net/registry.h"
 #include "tools/net/net_internal.h"
 #include "tools/toolkit.h"
@@ -69,8 +70,24 @@ rk_rc net_plan_build(int agencies, net_plan *plan)
     return rc;
 }
 
-/* Binds 127.0.0.1:0 count times, keeping every socket open until all are
- * bound so that the ports differ, then closes them. */
+/* The first port the kernel hands out to outgoing connections and to
+ * bind(…, 0): listening ports are picked below it, so that no connection
+ * a node makes meanwhile can take a port chosen for another node. */
+static int ephemeral_start(void)
+{
+    int lo = 32768, hi = 60999;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
+    if (f) {
+        if (fscanf(f, "%d %d", &lo, &hi) != 2 || lo <= NET_PORT_FLOOR + 1000)
+            lo = 32768;
+        fclose(f);
+    }
+    return lo;
+}
+
+/* count different ports that can be bound on the loopback now, drawn at
+ * random between NET_PORT_FLOOR and the ephemeral range; each socket stays
+ * open until all are bound, so that the ports differ. */
 static rk_rc pick_free_ports(int *ports, size_t count)
 {
     rk_rc rc = RK_OK;
@@ -79,19 +96,26 @@ static rk_rc pick_free_ports(int *ports, size_t count)
         return RK_ERR_NOMEM;
     for (size_t i = 0; i < count; i++)
         fds[i] = -1;
-    for (size_t i = 0; i < count; i++) {
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-        socklen_t len = sizeof sa;
-        inet_pton(AF_INET, NET_LOOPBACK, &sa.sin_addr);
-        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&sa, sizeof sa) != 0 ||
-            getsockname(fds[i], (struct sockaddr *)&sa, &len) != 0) {
-            rc = RK_ERR_IO;
-            goto done;
+    int span = ephemeral_start() - NET_PORT_FLOOR;
+    for (size_t i = 0; i < count && rc == RK_OK; i++) {
+        rc = RK_ERR_IO;
+        for (int tries = 0; tries < 200 && rc != RK_OK; tries++) {
+            uint32_t r = 0;
+            rk_random(&r, sizeof r);
+            struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(NET_PORT_FLOOR + r % span))};
+            inet_pton(AF_INET, NET_LOOPBACK, &sa.sin_addr);
+            int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if (fd < 0)
+                break;
+            if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+                fds[i] = fd;
+                ports[i] = ntohs(sa.sin_port);
+                rc = RK_OK;
+            } else {
+                close(fd);
+            }
         }
-        ports[i] = ntohs(sa.sin_port);
     }
-done:
     for (size_t i = 0; i < count; i++)
         if (fds[i] >= 0)
             close(fds[i]);
