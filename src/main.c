@@ -6,15 +6,13 @@
 #include "roles.h"
 #include "tools/tools.h"
 
+static const rk_role_desc *const roles[] = {&rk_core_role, &rk_jlis_role, &rk_gateway_role, &rk_agency_role};
+
 static const struct {
     const char *name;
     int (*fn)(int, char **);
     const char *help;
 } commands[] = {
-    {"core", rk_core_main, "run the core system node (--config FILE)"},
-    {"jlis", rk_jlis_main, "run the J-LIS code relay node (--config FILE)"},
-    {"gateway", rk_gateway_main, "run an agency's interface system (--config FILE)"},
-    {"agency", rk_agency_main, "run an agency's intermediate server (--config FILE)"},
     {"demo", rk_cmd_demo, "build a whole network in a temporary folder and run the flows"},
     {"net", rk_cmd_net, "init | up | status: write, run and check a network"},
     {"pki", rk_cmd_pki, "init | issue | fingerprint | show: the network CA and certificates"},
@@ -27,6 +25,8 @@ static const struct {
 static void usage(FILE *out)
 {
     fprintf(out, "usage: renkei COMMAND [ARGS…]  (renkei COMMAND --help for more)\n\n");
+    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
+        fprintf(out, "  %-11s %s\n", rk_role_name(roles[i]->role), roles[i]->help);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-11s %s\n", commands[i].name, commands[i].help);
 }
@@ -42,6 +42,9 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
+        if (strcmp(argv[1], rk_role_name(roles[i]->role)) == 0)
+            return rk_role_main(roles[i], argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].fn(argc - 1, argv + 1);

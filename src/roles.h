@@ -1,10 +1,14 @@
-/* roles.h — the node roles' entry points (`renkei <role> --config FILE`). */
+/* roles.h — the node roles, each described once (node/node.h,
+ * rk_role_desc) and run by the one run loop, rk_role_main:
+ * `renkei <role> --config FILE`. */
 #ifndef RK_ROLES_H
 #define RK_ROLES_H
 
-int rk_core_main(int argc, char **argv);
-int rk_jlis_main(int argc, char **argv);
-int rk_gateway_main(int argc, char **argv);
-int rk_agency_main(int argc, char **argv);
+#include "node/node.h"
+
+extern const rk_role_desc rk_core_role;    /* src/core: コアシステム */
+extern const rk_role_desc rk_jlis_role;    /* src/jlis: J-LIS's code relay */
+extern const rk_role_desc rk_gateway_role; /* src/gateway: インターフェイスシステム */
+extern const rk_role_desc rk_agency_role;  /* src/agency: 中間サーバー */
 
 #endif

@@ -33,48 +33,56 @@ static const rk_route routes[] = {
 static int health(void *app, json_t *checks)
 {
     agency *a = app;
-    int writable = agency_store_writable(a->store);
-    json_object_set_new(checks, "store_writable", json_boolean(writable));
     json_object_set_new(checks, "persons_pending", json_integer((json_int_t)agency_store_count(a->store, "pending")));
     json_object_set_new(checks, "persons_linked", json_integer((json_int_t)agency_store_count(a->store, "linked")));
-    return rk_node_health(a->node, checks) || !writable;
+    return 0;
 }
 
 /* On the event thread, after the last started query or provision finished. */
-static void on_stop(void *app)
+
+static rk_rc open_agency(rk_node *node, void *app)
 {
     agency *a = app;
-    rk_node_calls_close(a->node);
-    rk_db_loop_end(agency_store_db(a->store));
-}
-
-static rk_rc run(rk_node *node)
-{
-    agency a = {.node = node};
-    a.jlis = rk_registry_find(node->registry, RK_ROLE_JLIS, NULL);
-    a.gateway = rk_registry_find(node->registry, RK_ROLE_GATEWAY, node->self->agency);
-    if (!a.jlis || !a.gateway) {
+    a->jlis = rk_registry_find(node->registry, RK_ROLE_JLIS, NULL);
+    a->gateway = rk_registry_find(node->registry, RK_ROLE_GATEWAY, node->self->agency);
+    if (!a->jlis || !a->gateway) {
         rk_error("the registry lacks J-LIS or the gateway of %s", node->self->agency);
         return RK_ERR_CONFIG;
     }
-    rk_rc rc = agency_store_open(node->cfg.db, 0, node->cfg.id, &a.store);
-    if (rc != RK_OK)
-        goto done;
-    if ((rc = rk_node_incidents_start(node, agency_store_db(a.store))) != RK_OK ||
-        (rc = rk_records_log_start(node, agency_store_db(a.store), node->cfg.head_interval_ms, &a.log)) != RK_OK ||
-        (rc = rk_node_clock_start(node)) != RK_OK)
-        goto done;
-    rk_server_config sc = {.routes = routes, .n_routes = sizeof routes / sizeof routes[0], .app = &a,
-                           .health = health, .on_stop = on_stop};
-    rc = rk_node_serve(node, &sc);
-done:
-    rk_node_stop_services(node);
-    rk_records_log_stop(a.log);
-    agency_store_close(a.store);
-    return rc;
+    rk_rc rc;
+    if ((rc = agency_store_open(node->cfg.db, 0, node->cfg.id, &a->store)) != RK_OK ||
+        (rc = rk_node_incidents_start(node, agency_store_db(a->store))) != RK_OK ||
+        (rc = rk_records_log_start(node, agency_store_db(a->store), node->cfg.head_interval_ms, &a->log)) != RK_OK)
+        return rc;
+    return rk_node_clock_start(node);
 }
 
-int rk_agency_main(int argc, char **argv)
+static void stop_agency(void *app)
 {
-    return rk_role_command(argc, argv, RK_ROLE_AGENCY, run);
+    agency *a = app;
+    rk_records_log_stop(a->log);
+    a->log = NULL;
 }
+
+static void close_agency(void *app)
+{
+    agency_store_close(((agency *)app)->store);
+}
+
+static rk_db *agency_db(void *app)
+{
+    return agency_store_db(((agency *)app)->store);
+}
+
+const rk_role_desc rk_agency_role = {
+    .role = RK_ROLE_AGENCY,
+    .help = "run an agency's intermediate server (--config FILE)",
+    .app_size = sizeof(agency),
+    .open = open_agency,
+    .stop = stop_agency,
+    .close = close_agency,
+    .store = agency_db,
+    .routes = routes,
+    .n_routes = sizeof routes / sizeof routes[0],
+    .health = health,
+};

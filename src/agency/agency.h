@@ -35,8 +35,4 @@ void agency_get_proof(void *app, const rk_request *req, rk_response *resp);
 void agency_get_consistency(void *app, const rk_request *req, rk_response *resp);
 void agency_get_heads(void *app, const rk_request *req, rk_response *resp);
 
-/* A person id (宛名番号): rk_person_id_valid (lib/ids.h). Only
- * src/tools/agency_ctl.c still calls this wrapper. */
-int agency_person_id_valid(const char *person);
-
 #endif

@@ -21,11 +21,6 @@
 #define ACQUISITION_BYTES 16
 
 /* Kept for src/tools/agency_ctl.c only; this folder calls rk_person_id_valid. */
-int agency_person_id_valid(const char *person)
-{
-    return rk_person_id_valid(person);
-}
-
 static void reply_status(rk_response *resp, int http, const char *person, const char *status)
 {
     rk_reply_json(resp, http, json_pack("{s:s,s:s}", "person", person, "status", status));

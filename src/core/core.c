@@ -89,14 +89,12 @@ static void on_reload(void *app)
 static int health(void *app, json_t *checks)
 {
     core *c = app;
-    int writable = core_store_writable(c->store);
-    json_object_set_new(checks, "store_writable", json_boolean(writable));
     json_object_set_new(checks, "keys_loaded", json_boolean(c->codec != NULL));
     pthread_rwlock_rdlock(&c->perms_lock);
     json_object_set_new(checks, "permission_rows", json_integer((json_int_t)rk_permissions_count(c->perms)));
     pthread_rwlock_unlock(&c->perms_lock);
     json_object_set_new(checks, "outbox_depth", json_integer((json_int_t)core_store_outbox_depth(c->store)));
-    return rk_node_health(c->node, checks) || !writable || !c->codec;
+    return !c->codec;
 }
 
 static void metrics(void *app, struct evbuffer *out)
@@ -127,62 +125,68 @@ static rk_rc check_agency_numbers(const rk_registry *reg)
 }
 
 /* On the event thread, after the last started request finished. */
-static void on_stop(void *app)
+
+static rk_rc open_core(rk_node *node, void *app)
 {
     core *c = app;
-    rk_node_calls_close(c->node);
-    rk_db_loop_end(core_store_db(c->store));
-}
-
-static rk_rc run(rk_node *node)
-{
-    core c = {.node = node};
-    rk_rc rc = RK_ERR_CONFIG;
+    rk_rc rc;
+    pthread_rwlock_init(&c->perms_lock, NULL);
     if ((rc = check_agency_numbers(node->registry)) != RK_OK)
-        goto done;
-    if (!node->cfg.master_key_file[0]) {
-        rk_error("[core] master_key_file is required");
-        goto done;
+        return rc;
+    if (!node->cfg.master_key_file[0] || !node->cfg.permissions[0]) {
+        rk_error("[core] %s is required", !node->cfg.master_key_file[0] ? "master_key_file" : "permissions");
+        return RK_ERR_CONFIG;
     }
-    if ((rc = load_codec(node->cfg.master_key_file, &c.codec)) != RK_OK)
-        goto done;
-    if ((rc = core_store_open(node->cfg.db, 0, &c.store)) != RK_OK)
-        goto done;
-    pthread_rwlock_init(&c.perms_lock, NULL);
-    if (!node->cfg.permissions[0]) {
-        rk_error("[core] permissions is required");
-        rc = RK_ERR_CONFIG;
-        goto done;
-    }
-    if ((rc = load_permissions(&c)) != RK_OK)
-        goto done;
-    c.not_permitted = rk_watch_new(node->cfg.not_permitted_window_ms, (unsigned)node->cfg.not_permitted_threshold, 0);
-    c.rates = rk_watch_new(node->cfg.rate_window_ms, (unsigned)node->cfg.rate_min, node->cfg.rate_factor);
-    c.unreachable = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
-    c.misused_codes = rk_watch_new(node->cfg.not_permitted_window_ms, 1, 0);
-    if ((rc = rk_node_incidents_start(node, core_store_db(c.store))) != RK_OK ||
-        (rc = rk_records_log_start(node, core_store_db(c.store), node->cfg.head_interval_ms, &c.log)) != RK_OK)
-        goto done;
-    if ((rc = core_notices_start(&c)) != RK_OK)
-        goto done;
-    rk_server_config sc = {.routes = routes, .n_routes = sizeof routes / sizeof routes[0], .app = &c,
-                           .health = health, .metrics = metrics, .on_reload = on_reload, .on_stop = on_stop};
-    rc = rk_node_serve(node, &sc);
-done:
-    core_notices_stop(&c);
-    rk_records_log_stop(c.log);
-    rk_node_stop_services(node);
-    core_store_close(c.store);
-    rk_codec_free(c.codec);
-    rk_permissions_free(c.perms);
-    rk_watch_free(c.not_permitted);
-    rk_watch_free(c.rates);
-    rk_watch_free(c.unreachable);
-    rk_watch_free(c.misused_codes);
-    return rc;
+    if ((rc = load_codec(node->cfg.master_key_file, &c->codec)) != RK_OK ||
+        (rc = core_store_open(node->cfg.db, 0, &c->store)) != RK_OK || (rc = load_permissions(c)) != RK_OK)
+        return rc;
+    c->not_permitted = rk_watch_new(node->cfg.not_permitted_window_ms, (unsigned)node->cfg.not_permitted_threshold, 0);
+    c->rates = rk_watch_new(node->cfg.rate_window_ms, (unsigned)node->cfg.rate_min, node->cfg.rate_factor);
+    c->unreachable = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
+    c->misused_codes = rk_watch_new(node->cfg.not_permitted_window_ms, 1, 0);
+    if ((rc = rk_node_incidents_start(node, core_store_db(c->store))) != RK_OK ||
+        (rc = rk_records_log_start(node, core_store_db(c->store), node->cfg.head_interval_ms, &c->log)) != RK_OK)
+        return rc;
+    return core_notices_start(c);
 }
 
-int rk_core_main(int argc, char **argv)
+static void stop_core(void *app)
 {
-    return rk_role_command(argc, argv, RK_ROLE_CORE, run);
+    core *c = app;
+    core_notices_stop(c);
+    rk_records_log_stop(c->log);
+    c->log = NULL;
 }
+
+static void close_core(void *app)
+{
+    core *c = app;
+    core_store_close(c->store);
+    rk_codec_free(c->codec);
+    rk_permissions_free(c->perms);
+    pthread_rwlock_destroy(&c->perms_lock);
+    rk_watch_free(c->not_permitted);
+    rk_watch_free(c->rates);
+    rk_watch_free(c->unreachable);
+    rk_watch_free(c->misused_codes);
+}
+
+static rk_db *core_db(void *app)
+{
+    return core_store_db(((core *)app)->store);
+}
+
+const rk_role_desc rk_core_role = {
+    .role = RK_ROLE_CORE,
+    .help = "run the core system node (--config FILE)",
+    .app_size = sizeof(core),
+    .open = open_core,
+    .stop = stop_core,
+    .close = close_core,
+    .store = core_db,
+    .routes = routes,
+    .n_routes = sizeof routes / sizeof routes[0],
+    .health = health,
+    .metrics = metrics,
+    .on_reload = on_reload,
+};

@@ -142,20 +142,6 @@ static const rk_route routes[] = {
     {"GET", "/v1/records", RK_ROLE_OPERATOR, 0, records}, /* its agency's operator or the network's */
 };
 
-static void on_stop(void *app)
-{
-    gateway *g = app;
-    rk_node_calls_close(g->node);
-}
-
-static int health(void *app, json_t *checks)
-{
-    gateway *g = app;
-    int writable = rk_db_writable(g->db);
-    json_object_set_new(checks, "store_writable", json_boolean(writable));
-    return rk_node_health(g->node, checks) || !writable;
-}
-
 static void metrics(void *app, struct evbuffer *out)
 {
     gateway *g = app;
@@ -165,35 +151,51 @@ static void metrics(void *app, struct evbuffer *out)
                         (unsigned long long)g->rate_limited, (unsigned long long)g->log.dropped);
 }
 
-static rk_rc run(rk_node *node)
+static rk_rc open_gateway(rk_node *node, void *app)
 {
-    gateway g = {.node = node};
-    rk_rc rc = RK_ERR_CONFIG;
-    g.core = rk_registry_find(node->registry, RK_ROLE_CORE, NULL);
-    g.agency = rk_registry_find(node->registry, RK_ROLE_AGENCY, node->self->agency);
-    if (!g.core || !g.agency) {
+    gateway *g = app;
+    g->core = rk_registry_find(node->registry, RK_ROLE_CORE, NULL);
+    g->agency = rk_registry_find(node->registry, RK_ROLE_AGENCY, node->self->agency);
+    if (!g->core || !g->agency) {
         rk_error("the registry lacks the core or the agency node of %s", node->self->agency);
-        goto done;
+        return RK_ERR_CONFIG;
     }
-    g.unreachable = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
-    g.callers = rk_watch_new(1000, (unsigned)node->cfg.caller_rate_per_s, 0);
-    if ((rc = rk_db_open(node->cfg.db, 0, &g.db)) != RK_OK || (rc = message_log_migrate(g.db)) != RK_OK ||
-        (rc = rk_node_incidents_start(node, g.db)) != RK_OK || (rc = rk_node_clock_start(node)) != RK_OK ||
-        (rc = message_log_start(&g.log, g.db)) != RK_OK)
-        goto done;
-    rk_server_config sc = {.routes = routes, .n_routes = sizeof routes / sizeof routes[0], .app = &g,
-                           .health = health, .metrics = metrics, .on_stop = on_stop};
-    rc = rk_node_serve(node, &sc);
-done:
-    rk_node_stop_services(node);
-    message_log_stop(&g.log);
-    rk_db_close(g.db);
-    rk_watch_free(g.unreachable);
-    rk_watch_free(g.callers);
-    return rc;
+    g->unreachable = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
+    g->callers = rk_watch_new(1000, (unsigned)node->cfg.caller_rate_per_s, 0);
+    rk_rc rc;
+    if ((rc = rk_db_open(node->cfg.db, 0, &g->db)) != RK_OK || (rc = message_log_migrate(g->db)) != RK_OK ||
+        (rc = rk_node_incidents_start(node, g->db)) != RK_OK || (rc = rk_node_clock_start(node)) != RK_OK)
+        return rc;
+    return message_log_start(&g->log, g->db);
 }
 
-int rk_gateway_main(int argc, char **argv)
+static void stop_gateway(void *app)
 {
-    return rk_role_command(argc, argv, RK_ROLE_GATEWAY, run);
+    message_log_stop(&((gateway *)app)->log);
 }
+
+static void close_gateway(void *app)
+{
+    gateway *g = app;
+    rk_db_close(g->db);
+    rk_watch_free(g->unreachable);
+    rk_watch_free(g->callers);
+}
+
+static rk_db *gateway_store(void *app)
+{
+    return ((gateway *)app)->db;
+}
+
+const rk_role_desc rk_gateway_role = {
+    .role = RK_ROLE_GATEWAY,
+    .help = "run an agency's interface system (--config FILE)",
+    .app_size = sizeof(gateway),
+    .open = open_gateway,
+    .stop = stop_gateway,
+    .close = close_gateway,
+    .store = gateway_store,
+    .routes = routes,
+    .n_routes = sizeof routes / sizeof routes[0],
+    .metrics = metrics,
+};

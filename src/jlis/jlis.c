@@ -361,53 +361,57 @@ static const rk_route routes[] = {
 static int health(void *app, json_t *checks)
 {
     jlis *j = app;
-    int writable = jlis_store_writable(j->store);
-    json_object_set_new(checks, "store_writable", json_boolean(writable));
     json_object_set_new(checks, "residents", json_integer((json_int_t)jlis_store_count(j->store)));
-    return rk_node_health(j->node, checks) || !writable;
+    return 0;
 }
 
 /* On the event thread, after the last started request finished. */
-static void on_stop(void *app)
+
+static rk_rc open_jlis(rk_node *node, void *app)
 {
     jlis *j = app;
-    rk_node_calls_close(j->node);
-    rk_db_loop_end(jlis_store_db(j->store));
-}
-
-static rk_rc run(rk_node *node)
-{
-    jlis j = {.node = node, .core = rk_registry_find(node->registry, RK_ROLE_CORE, NULL)};
     char err[512] = "";
     size_t imported = 0;
-    rk_rc rc = RK_ERR_CONFIG;
-    if (!j.core) {
+    rk_rc rc;
+    if (!(j->core = rk_registry_find(node->registry, RK_ROLE_CORE, NULL))) {
         rk_error("no core in the registry");
-        goto done;
+        return RK_ERR_CONFIG;
     }
-    if ((rc = jlis_store_open(node->cfg.db, 0, &j.store)) != RK_OK)
-        goto done;
-    if (node->cfg.residents[0] && (rc = jlis_store_import(j.store, node->cfg.residents, &imported, err, sizeof err)) != RK_OK) {
+    if ((rc = jlis_store_open(node->cfg.db, 0, &j->store)) != RK_OK)
+        return rc;
+    if (node->cfg.residents[0] &&
+        (rc = jlis_store_import(j->store, node->cfg.residents, &imported, err, sizeof err)) != RK_OK) {
         rk_error("%s", err);
-        goto done;
+        return rc;
     }
     if (imported)
         rk_info("imported %zu residents", imported);
-    j.line_down = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
-    if ((rc = rk_node_incidents_start(node, jlis_store_db(j.store))) != RK_OK ||
-        (rc = rk_node_clock_start(node)) != RK_OK)
-        goto done;
-    rk_server_config sc = {.routes = routes, .n_routes = sizeof routes / sizeof routes[0], .app = &j,
-                           .health = health, .on_stop = on_stop};
-    rc = rk_node_serve(node, &sc);
-done:
-    rk_node_stop_services(node);
-    rk_watch_free(j.line_down);
-    jlis_store_close(j.store);
-    return rc;
+    j->line_down = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
+    if ((rc = rk_node_incidents_start(node, jlis_store_db(j->store))) != RK_OK)
+        return rc;
+    return rk_node_clock_start(node);
 }
 
-int rk_jlis_main(int argc, char **argv)
+static void close_jlis(void *app)
 {
-    return rk_role_command(argc, argv, RK_ROLE_JLIS, run);
+    jlis *j = app;
+    rk_watch_free(j->line_down);
+    jlis_store_close(j->store);
 }
+
+static rk_db *jlis_db(void *app)
+{
+    return jlis_store_db(((jlis *)app)->store);
+}
+
+const rk_role_desc rk_jlis_role = {
+    .role = RK_ROLE_JLIS,
+    .help = "run the J-LIS code relay node (--config FILE)",
+    .app_size = sizeof(jlis),
+    .open = open_jlis,
+    .close = close_jlis,
+    .store = jlis_db,
+    .routes = routes,
+    .n_routes = sizeof routes / sizeof routes[0],
+    .health = health,
+};

@@ -491,12 +491,63 @@ void rk_node_calls_close(rk_node *node)
     node->relay = NULL;
 }
 
-int rk_role_command(int argc, char **argv, rk_role role, rk_role_main_fn run)
+/* One node runs per process: the role the run loop serves. */
+static const rk_role_desc *running;
+
+static rk_node *node_of(void *app)
+{
+    return *(rk_node **)app; /* every role's state begins with its node */
+}
+
+static int role_health(void *app, json_t *checks)
+{
+    int degraded = 0;
+    if (running->store) {
+        int writable = rk_db_writable(running->store(app));
+        json_object_set_new(checks, "store_writable", json_boolean(writable));
+        degraded |= !writable;
+    }
+    if (running->health)
+        degraded |= running->health(app, checks) != 0;
+    return rk_node_health(node_of(app), checks) || degraded;
+}
+
+/* On the loop as it ends: its calls, and its commits, are over. */
+static void role_loop_end(void *app)
+{
+    rk_node_calls_close(node_of(app));
+    if (running->store)
+        rk_db_loop_end(running->store(app));
+}
+
+static rk_rc role_run(const rk_role_desc *d, rk_node *node)
+{
+    void *app = calloc(1, d->app_size);
+    if (!app)
+        return RK_ERR_NOMEM;
+    *(rk_node **)app = node;
+    running = d;
+    rk_rc rc = d->open(node, app);
+    if (rc == RK_OK) {
+        rk_server_config sc = {.routes = d->routes, .n_routes = d->n_routes, .app = app, .health = role_health,
+                               .metrics = d->metrics, .on_reload = d->on_reload, .on_stop = role_loop_end};
+        rc = rk_node_serve(node, &sc);
+    }
+    calls_give_up(node); /* the role's threads stop without waiting for a peer */
+    if (d->stop)
+        d->stop(app);
+    rk_node_stop_services(node);
+    d->close(app);
+    free(app);
+    return rc;
+}
+
+int rk_role_main(const rk_role_desc *role, int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *config = NULL;
+    const char *name = rk_role_name(role->role), *config = NULL;
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
@@ -504,27 +555,27 @@ int rk_role_command(int argc, char **argv, rk_role role, rk_role_main_fn run)
             config = optarg;
         else if (opt == 'h') {
             printf("usage: renkei %s --config FILE\n  Runs the %s node described by FILE until SIGINT/SIGTERM.\n",
-                   rk_role_name(role), rk_role_name(role));
+                   name, name);
             return 0;
         } else
             return 2;
     }
     if (!config) {
-        fprintf(stderr, "renkei %s: --config FILE is required\n", rk_role_name(role));
+        fprintf(stderr, "renkei %s: --config FILE is required\n", name);
         return 2;
     }
     rk_node node;
     char err[512] = "";
-    rk_rc rc = rk_node_open(config, role, &node, err, sizeof err);
+    rk_rc rc = rk_node_open(config, role->role, &node, err, sizeof err);
     if (rc != RK_OK) {
-        fprintf(stderr, "renkei %s: %s\n", rk_role_name(role), err);
+        fprintf(stderr, "renkei %s: %s\n", name, err);
         rk_node_close(&node);
         return 1;
     }
-    rc = run(&node);
+    rc = role_run(role, &node);
     rk_node_close(&node);
     if (rc != RK_OK) {
-        fprintf(stderr, "renkei %s: stopped on error: %s\n", rk_role_name(role), rk_strerror(rc));
+        fprintf(stderr, "renkei %s: stopped on error: %s\n", name, rk_strerror(rc));
         return 1;
     }
     return 0;

@@ -98,8 +98,30 @@ void rk_node_clock_stop(rk_node *node);
 /* Adds the node-wide health checks (clock); returns non-zero if degraded. */
 int rk_node_health(rk_node *node, json_t *checks);
 
-/* Entry point shared by the roles: `renkei <role> --config FILE`. */
-typedef rk_rc (*rk_role_main_fn)(rk_node *node);
-int rk_role_command(int argc, char **argv, rk_role role, rk_role_main_fn run);
+/* ---------- a role, and the one run loop of every role ----------
+ *
+ * A role (src/core, src/jlis, src/gateway, src/agency) describes itself once
+ * (src/roles.h names the four); rk_role_main runs any of them the same way:
+ * the node opened, the role's state opened, the server run until SIGINT or
+ * SIGTERM, then the role's services stopped, the node's services stopped,
+ * the role's state closed, the node closed. /healthz gets the role's checks,
+ * whether its store is writable and the node's own checks (the clock). */
+typedef struct rk_role_desc {
+    rk_role role;
+    const char *help;             /* one line for `renkei --help` */
+    size_t app_size;              /* the role's state, zeroed; it begins with its `rk_node *node` */
+    rk_rc (*open)(rk_node *node, void *app); /* store, keys, the role's services; close runs after a failure too */
+    void (*stop)(void *app);      /* stops the role's own threads (may be NULL) */
+    void (*close)(void *app);     /* frees what open made */
+    struct rk_db *(*store)(void *app); /* the role's store, for health and the loop's end */
+    const rk_route *routes;
+    size_t n_routes;
+    int (*health)(void *app, json_t *checks); /* the role's own checks; non-zero when degraded (may be NULL) */
+    void (*metrics)(void *app, struct evbuffer *out);
+    void (*on_reload)(void *app); /* SIGHUP */
+} rk_role_desc;
+
+/* `renkei <role> --config FILE`: the process's exit code. */
+int rk_role_main(const rk_role_desc *role, int argc, char **argv);
 
 #endif

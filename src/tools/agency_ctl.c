@@ -24,7 +24,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#include "agency/agency.h"
+#include "lib/ids.h"
 #include "net/http_client.h"
 #include "lib/mynumber.h"
 #include "crypto/pki.h"
@@ -319,7 +319,7 @@ static int cmd_status(int argc, char **argv)
     if (parsed != PARSE_OK)
         return parsed == PARSE_HELP ? help(usage_status) : EXIT_USAGE;
     const char *person = argv[optind];
-    if (!agency_person_id_valid(person))
+    if (!rk_person_id_valid(person))
         return usage_error("a person id is 1 to 64 characters of [A-Za-z0-9._-]");
     ctl_conn c;
     char err[PATH_CAP + 256], path[128];
@@ -341,7 +341,7 @@ static int cmd_enrol_one(int argc, char **argv)
     if (parsed != PARSE_OK)
         return parsed == PARSE_HELP ? help(usage_enrol_one) : EXIT_USAGE;
     const char *person = argv[optind], *my_number = argv[optind + 1];
-    if (!agency_person_id_valid(person))
+    if (!rk_person_id_valid(person))
         return usage_error("a person id is 1 to 64 characters of [A-Za-z0-9._-]");
     if (rk_mynumber_validate(my_number) != RK_OK)
         return usage_error("MY_NUMBER is not a valid My Number (12 digits with a correct check digit)");
@@ -616,7 +616,7 @@ static int valid_row(enrol_job *j, char *line, long lineno, char *fields[2])
     } else if (n != j->nfields) {
         snprintf(reason, sizeof reason, "%d fields where the header has %d", n, j->nfields);
         row_failed(j, lineno, "bad_row", 1, reason);
-    } else if (!agency_person_id_valid(fields[0])) {
+    } else if (!rk_person_id_valid(fields[0])) {
         row_failed(j, lineno, "invalid_person", 1, "invalid person id (1 to 64 characters of [A-Za-z0-9._-])");
     } else if (rk_mynumber_validate(fields[1]) != RK_OK) {
         row_failed(j, lineno, "invalid_my_number", 1, "invalid My Number (12 digits with a correct check digit)");
