@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "net/http_server.h"
 #include "records/merkle.h"
 #include "lib/util.h"
 
@@ -211,33 +210,6 @@ rk_rc rk_records_each(rk_db *db, rk_record_fn fn, void *arg)
 {
     each_args a = {fn, arg};
     return rk_db_scan(db, each_fn, &a);
-}
-
-void rk_records_serve(rk_db *db, const rk_request *req, rk_response *resp)
-{
-    char exchange_id[RK_EXCHANGE_ID_MAX + 1], person[65];
-    rk_records_query q = {0};
-    int fx = rk_query_param(req, "exchange_id", exchange_id, sizeof exchange_id);
-    int fp = rk_query_param(req, "person", person, sizeof person);
-    if (fx < 0 || fp < 0) {
-        rk_reply_error(resp, 400, "invalid_field", "exchange_id and person must be within their caps");
-        return;
-    }
-    if (rk_page_params(req, resp, &q.before_seq, &q.limit) != 0)
-        return;
-    q.exchange_id = fx == 1 ? exchange_id : NULL;
-    q.subject = fp == 1 ? person : NULL;
-    json_t *arr = NULL;
-    int64_t next = 0;
-    if (rk_records_list(db, &q, &arr, &next) != RK_OK) {
-        json_decref(arr);
-        rk_reply_error(resp, 500, "store_error", "the records could not be read");
-        return;
-    }
-    json_t *body = json_pack("{s:o}", "records", arr);
-    if (next)
-        json_object_set_new(body, "next_before", json_integer((json_int_t)next));
-    rk_reply_json(resp, 200, body);
 }
 
 typedef struct find_args {

@@ -82,7 +82,8 @@ rk_rc rk_records_append_step(rk_db *db, const rk_record *base, const char *outco
 rk_rc rk_records_list(rk_db *db, const rk_records_query *q, json_t **out, int64_t *next_before);
 int64_t rk_records_count(rk_db *db);
 
-/* GET /v1/records?exchange_id=&person=&before=&limit= for any node. */
+/* GET /v1/records?exchange_id=&person=&before=&limit= for any node
+ * (records_serve.c). */
 struct rk_request;
 struct rk_response;
 void rk_records_serve(rk_db *db, const struct rk_request *req, struct rk_response *resp);
