@@ -1,5 +1,6 @@
-/* records.h — the 法23条 records of exchanges, and the answers kept so that
- * a retry with the same id gets the first answer (DESIGN §2.2, §3).
+/* records.h — the 法23条 records of exchanges and their leaves in the
+ * records log (DESIGN §2.2, §3). The answers kept for retries and the
+ * settlement that writes a record with its answer are in records/answers.h.
  *
  * A record is written once, when its exchange is settled — provided, no
  * data, refused or failed — together with the answer, in one transaction:
@@ -14,6 +15,7 @@
 #include <stdint.h>
 #include "store/db.h"
 #include "lib/err.h"
+#include "records/answers.h"
 
 /* An exchange id is "<requester agency>.<the requester's own id>", so that
  * no agency can take another's ids (the core checks the prefix). */
@@ -50,50 +52,6 @@ typedef struct rk_records_query {
  * newest version (rk_db_migrate, module "records"). */
 rk_rc rk_records_migrate(rk_db *db);
 
-/* Looks up the answer kept for (key, side). RK_ERR_NOT_FOUND: none;
- * RK_ERR_CONFLICT: the same key came with another request (request_hash
- * differs). On RK_OK *status and *body (malloc'ed) are the first answer. */
-rk_rc rk_answer_get(rk_db *db, const char *key, const char *side, const char *request_hash, int *status,
-                    char **body);
-
-struct rk_response;
-/* A repeat of the request kept under (key, side), answered at once: the
- * first answer again (1), or 409 `conflict` when the key came with another
- * request (1); 0 when nothing is kept there (resp untouched). id_name names
- * the key in the error ("exchange_id", "query_id"). */
-int rk_answer_replay(rk_db *db, const char *key, const char *side, const char *request_hash, const char *id_name,
-                     struct rk_response *resp);
-
-/* Inside a write callback (rk_db_write): keeps an answer under (key, side). */
-rk_rc rk_answer_keep(rk_db *db, const char *key, const char *side, const char *request_hash, int status,
-                     const char *body);
-
-/* In one transaction: appends the record (when r is not NULL) and keeps the
- * answer. `extra` (may be NULL) runs inside the same transaction, for the
- * caller's own rows. RK_ERR_CONFLICT when the key was settled meanwhile. */
-rk_rc rk_settle(rk_db *db, const rk_record *r, const char *key, const char *request_hash, int status,
-                const char *body, rk_rc (*extra)(rk_db *db, void *arg), void *arg);
-
-/* The same without waiting, for a handler on the event loop (`start`
- * routes): committed by the store's committer thread (rk_db_write_later), then
- * written(arg, rc) on the loop. *s and everything it points to must live
- * until then. */
-typedef struct rk_settlement {
-    const rk_record *record;     /* appended when not NULL */
-    const char *key, *request_hash, *body;
-    int status;
-    rk_rc (*extra)(rk_db *db, void *arg);
-    void *extra_arg;
-} rk_settlement;
-rk_rc rk_settle_later(rk_db *db, struct event_base *base, const rk_settlement *s, rk_db_written_fn written,
-                      void *arg);
-/* The reply once that commit is done (rc from `written`): the kept text,
- * taken from *text, on RK_OK; on RK_ERR_CONFLICT (the key settled meanwhile)
- * the answer it got, or 409 conflict; else 500 store_error, nothing
- * settled. id_name names the key in messages ("exchange_id", "query_id"). */
-void rk_settle_reply(rk_db *db, const rk_settlement *s, rk_rc rc, const char *id_name, char **text,
-                     struct rk_response *resp);
-
 /* Inside a write callback (rk_db_write, rk_settle's extra): appends one
  * record. RK_ERR_CONFLICT when (exchange_id, side, outcome) is recorded. */
 rk_rc rk_record_append(rk_db *db, const rk_record *r);
@@ -124,12 +82,10 @@ rk_rc rk_records_append_step(rk_db *db, const rk_record *base, const char *outco
 rk_rc rk_records_list(rk_db *db, const rk_records_query *q, json_t **out, int64_t *next_before);
 int64_t rk_records_count(rk_db *db);
 
-/* GET /v1/records?exchange_id=&person=&before=&limit= for any node. */
+/* GET /v1/records?exchange_id=&person=&before=&limit= for any node
+ * (records_serve.c). */
 struct rk_request;
 struct rk_response;
 void rk_records_serve(rk_db *db, const struct rk_request *req, struct rk_response *resp);
-
-/* SHA-256 hex of the canonical (sorted, compact) JSON of a request. */
-void rk_request_hash(json_t *request, char out[65]);
 
 #endif

@@ -32,7 +32,7 @@ void rk_records_log_stop(rk_records_log *log);
 int64_t rk_records_log_head_age_ms(rk_records_log *log);
 
 /* GET /v1/records/proof?exchange_id=…[&side=…], /v1/records/consistency?from=&to=,
- * /v1/records/heads */
+ * /v1/records/heads (records_serve.c) */
 void rk_records_proof_serve(rk_records_log *log, const struct rk_request *req, struct rk_response *resp);
 void rk_records_consistency_serve(rk_records_log *log, const struct rk_request *req, struct rk_response *resp);
 void rk_records_heads_serve(rk_records_log *log, const struct rk_request *req, struct rk_response *resp);
