@@ -86,7 +86,7 @@ rk_rc agency_store_newest_data(agency_store *s, const char *person, const char *
 rk_rc agency_store_person_by_code(agency_store *s, const char *code, char *person, size_t personlen);
 
 /* A value received from a provider, kept with its exchange (runs inside the
- * transaction of rk_settle; see lib/records.h). */
+ * commit of rk_settle_later; see records/answers.h). */
 typedef struct agency_received {
     const char *exchange_id, *person, *provider, *item, *value_json, *as_of;
     int64_t received_ms;

@@ -88,7 +88,7 @@ rk_rc core_store_acquisitions_of(core_store *s, const char *agency, const char *
  * agencies made them. */
 rk_rc core_store_person_spread(core_store *s, const char *resident_code, int64_t *persons, int64_t *agencies);
 
-/* The database, for the shared records module (lib/records.h). */
+/* The database, for the shared records module (records/records.h). */
 struct rk_db *core_store_db(core_store *s);
 
 #endif

@@ -92,29 +92,8 @@ static rk_rc settle_in_tx(rk_db *db, void *arg)
     return rc;
 }
 
-rk_rc rk_settle(rk_db *db, const rk_record *r, const char *key, const char *request_hash, int status,
-                const char *body, rk_rc (*extra)(rk_db *db, void *arg), void *arg)
-{
-    rk_settlement s = {r, key, request_hash, body, status, extra, arg};
-    return rk_db_write(db, settle_in_tx, &s);
-}
-
 rk_rc rk_settle_later(rk_db *db, struct event_base *base, const rk_settlement *s, rk_db_written_fn written,
                       void *arg)
 {
     return rk_db_write_later(db, base, settle_in_tx, (void *)s, written, arg);
-}
-
-void rk_settle_reply(rk_db *db, const rk_settlement *s, rk_rc rc, const char *id_name, char **text,
-                     rk_response *resp)
-{
-    if (rc == RK_OK) {
-        rk_reply_text(resp, s->status, *text); /* the answer as kept */
-        *text = NULL;
-        return;
-    }
-    const char *side = s->record ? s->record->side : "answer";
-    if (rc == RK_ERR_CONFLICT && rk_answer_replay(db, s->key, side, s->request_hash, id_name, resp))
-        return;
-    rk_reply_error(resp, 500, "store_error", "the answer could not be recorded; retry with the same %s", id_name);
 }

@@ -28,16 +28,12 @@ int rk_answer_replay(rk_db *db, const char *key, const char *side, const char *r
 rk_rc rk_answer_keep(rk_db *db, const char *key, const char *side, const char *request_hash, int status,
                      const char *body);
 
-/* In one transaction: appends the record (when r is not NULL) and keeps the
- * answer. `extra` (may be NULL) runs inside the same transaction, for the
- * caller's own rows. RK_ERR_CONFLICT when the key was settled meanwhile. */
-rk_rc rk_settle(rk_db *db, const struct rk_record *r, const char *key, const char *request_hash, int status,
-                const char *body, rk_rc (*extra)(rk_db *db, void *arg), void *arg);
-
-/* The same without waiting, for a handler on the event loop (`start`
- * routes): committed by the store's committer thread (rk_db_write_later), then
- * written(arg, rc) on the loop. *s and everything it points to must live
- * until then. */
+/* Settles an exchange for a flow on the event loop (node/flow.h): in one
+ * commit, made by the store's committer thread (rk_db_write_later), the
+ * record is appended (when not NULL), the answer kept and `extra` (may be
+ * NULL) run for the caller's own rows; then written(arg, rc) on the loop,
+ * RK_ERR_CONFLICT when the key was settled meanwhile. *s and everything it
+ * points to must live until then. */
 typedef struct rk_settlement {
     const struct rk_record *record; /* appended when not NULL */
     const char *key, *request_hash, *body;
@@ -47,13 +43,6 @@ typedef struct rk_settlement {
 } rk_settlement;
 rk_rc rk_settle_later(rk_db *db, struct event_base *base, const rk_settlement *s, rk_db_written_fn written,
                       void *arg);
-/* The reply once that commit is done (rc from `written`): the kept text,
- * taken from *text, on RK_OK; on RK_ERR_CONFLICT (the key settled meanwhile)
- * the answer it got, or 409 conflict; else 500 store_error, nothing
- * settled. id_name names the key in messages ("exchange_id", "query_id"). */
-void rk_settle_reply(rk_db *db, const rk_settlement *s, rk_rc rc, const char *id_name, char **text,
-                     struct rk_response *resp);
-
 /* SHA-256 hex of the canonical (sorted, compact) JSON of a request: the
  * request_hash under which an answer is kept. */
 void rk_request_hash(json_t *request, char out[65]);

@@ -52,7 +52,7 @@ typedef struct rk_records_query {
  * newest version (rk_db_migrate, module "records"). */
 rk_rc rk_records_migrate(rk_db *db);
 
-/* Inside a write callback (rk_db_write, rk_settle's extra): appends one
+/* Inside a write callback (rk_db_write, a settlement's extra): appends one
  * record. RK_ERR_CONFLICT when (exchange_id, side, outcome) is recorded. */
 rk_rc rk_record_append(rk_db *db, const rk_record *r);
 /* The record's leaf hash in the records log (lib/records_log.h). */

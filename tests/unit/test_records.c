@@ -11,6 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+#include <event2/thread.h>
+
 #include "store/db.h"
 #include "records/records.h"
 #include "records/records_log.h"
@@ -18,8 +21,42 @@
 static char dir[64];
 static char path[128];
 
+/* The loop settlements are committed for, as on a node (rk_settle_later is
+ * what production runs). */
+static struct event_base *loop;
+
+typedef struct settled_wait {
+    int done;
+    rk_rc rc;
+} settled_wait;
+
+static void on_settled(void *arg, rk_rc rc)
+{
+    settled_wait *w = arg;
+    w->rc = rc;
+    w->done = 1;
+}
+
+/* Settles as a flow does, and waits on the loop for the commit. */
+static rk_rc settle(rk_db *db, const rk_record *r, const char *key, const char *request_hash, int status,
+                    const char *body, rk_rc (*extra)(rk_db *db, void *arg), void *arg)
+{
+    rk_settlement s = {r, key, request_hash, body, status, extra, arg};
+    settled_wait w = {0};
+    rk_rc rc = rk_settle_later(db, loop, &s, on_settled, &w);
+    if (rc != RK_OK)
+        return rc;
+    while (!w.done)
+        event_base_loop(loop, EVLOOP_ONCE);
+    return w.rc;
+}
+
 static int setup(void **state)
 {
+    if (!loop) {
+        evthread_use_pthreads(); /* the committer wakes the loop */
+        loop = event_base_new();
+    }
     snprintf(dir, sizeof dir, "/tmp/rk-test-records-XXXXXX");
     if (!mkdtemp(dir))
         return -1;
@@ -33,6 +70,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+    rk_db_loop_end(*state);
     rk_db_close(*state);
     char cmd[160];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -82,7 +120,7 @@ static void settle_keeps_the_first_answer(void **state)
 {
     rk_db *db = *state;
     rk_record r = sample("city-a.x1", "provided");
-    assert_int_equal(rk_settle(db, &r, "city-a.x1", "hash-1", 200, "{\"status\":\"provided\"}", NULL, NULL), RK_OK);
+    assert_int_equal(settle(db, &r, "city-a.x1", "hash-1", 200, "{\"status\":\"provided\"}", NULL, NULL), RK_OK);
     int status = 0;
     char *body = NULL;
     assert_int_equal(rk_answer_get(db, "city-a.x1", "core", "hash-1", &status, &body), RK_OK);
@@ -92,10 +130,10 @@ static void settle_keeps_the_first_answer(void **state)
     assert_int_equal(rk_answer_get(db, "city-a.x1", "core", "hash-2", &status, &body), RK_ERR_CONFLICT);
     assert_int_equal(rk_answer_get(db, "city-a.x9", "core", "hash-1", &status, &body), RK_ERR_NOT_FOUND);
     /* settling the same exchange again is a conflict, and changes nothing */
-    assert_int_equal(rk_settle(db, &r, "city-a.x1", "hash-1", 200, "{}", NULL, NULL), RK_ERR_CONFLICT);
+    assert_int_equal(settle(db, &r, "city-a.x1", "hash-1", 200, "{}", NULL, NULL), RK_ERR_CONFLICT);
     assert_int_equal(rk_records_count(db), 1);
     /* an answer alone (no record) is kept under the side "answer" */
-    assert_int_equal(rk_settle(db, NULL, "q-1", "hash-q", 202, "{}", NULL, NULL), RK_OK);
+    assert_int_equal(settle(db, NULL, "q-1", "hash-q", 202, "{}", NULL, NULL), RK_OK);
     assert_int_equal(rk_answer_get(db, "q-1", "answer", "hash-q", &status, &body), RK_OK);
     assert_int_equal(status, 202);
     free(body);
@@ -115,13 +153,13 @@ static void a_failing_extra_settles_nothing(void **state)
 {
     rk_db *db = *state;
     rk_record r = sample("city-a.x3", "provided");
-    assert_int_equal(rk_settle(db, &r, "city-a.x3", "h", 200, "{}", failing_extra, NULL), RK_ERR_INVALID);
+    assert_int_equal(settle(db, &r, "city-a.x3", "h", 200, "{}", failing_extra, NULL), RK_ERR_INVALID);
     int status = 0;
     char *body = NULL;
     assert_int_equal(rk_answer_get(db, "city-a.x3", "core", "h", &status, &body), RK_ERR_NOT_FOUND);
     assert_int_equal(rk_records_count(db), 0);
     /* and the log has no gap: the next record is seq 1 */
-    assert_int_equal(rk_settle(db, &r, "city-a.x3", "h", 200, "{}", NULL, NULL), RK_OK);
+    assert_int_equal(settle(db, &r, "city-a.x3", "h", 200, "{}", NULL, NULL), RK_OK);
     seen s = {0};
     assert_int_equal(rk_records_each(db, collect, &s), RK_OK);
     assert_int_equal(s.n, 1);
@@ -151,7 +189,7 @@ static void list_pages_newest_first(void **state)
             strcpy(r.subject, "77");
             r.provided_ms = 1700000001000;
         }
-        assert_int_equal(rk_settle(db, &r, xid, "h", 200, "{}", NULL, NULL), RK_OK);
+        assert_int_equal(settle(db, &r, xid, "h", 200, "{}", NULL, NULL), RK_OK);
     }
     rk_records_query q = {.limit = 2};
     json_t *page = NULL;
@@ -188,7 +226,7 @@ static void steps_are_appended_once_and_found(void **state)
     rk_record r = sample("city-a.s1", "provided");
     strcpy(r.payload_sha256, "ab");
     r.provided_ms = 1700000002000;
-    assert_int_equal(rk_settle(db, &r, "city-a.s1", "h", 200, "{}", NULL, NULL), RK_OK);
+    assert_int_equal(settle(db, &r, "city-a.s1", "h", 200, "{}", NULL, NULL), RK_OK);
     rk_record found;
     assert_int_equal(rk_records_find(db, "city-a.s1", "core", "provided", &found), RK_OK);
     assert_memory_equal(&found, &r, sizeof r);
@@ -216,8 +254,8 @@ static void records_are_iterated_in_log_order(void **state)
     for (int i = 0; i < 3; i++) {
         snprintf(xid, sizeof xid, "city-a.e%d", i);
         rk_record r = sample(xid, "provided");
-        assert_int_equal(rk_settle(db, &r, xid, "h", 200, "{}", NULL, NULL), RK_OK);
-        assert_int_equal(rk_settle(db, &r, xid, "h", 200, "{}", NULL, NULL), RK_ERR_CONFLICT); /* no gap */
+        assert_int_equal(settle(db, &r, xid, "h", 200, "{}", NULL, NULL), RK_OK);
+        assert_int_equal(settle(db, &r, xid, "h", 200, "{}", NULL, NULL), RK_ERR_CONFLICT); /* no gap */
     }
     seen s = {0};
     assert_int_equal(rk_records_each(db, collect, &s), RK_OK);
@@ -282,7 +320,7 @@ static void a_read_only_tool_iterates_records_and_heads(void **state)
     for (int i = 0; i < 3; i++) {
         snprintf(xid, sizeof xid, "city-a.t%d", i);
         rk_record r = sample(xid, "provided");
-        assert_int_equal(rk_settle(db, &r, xid, "h", 200, "{}", NULL, NULL), RK_OK);
+        assert_int_equal(settle(db, &r, xid, "h", 200, "{}", NULL, NULL), RK_OK);
     }
     int64_t sizes[] = {3, 1, 2};
     for (int i = 0; i < 3; i++)
@@ -305,7 +343,7 @@ static void a_read_only_tool_iterates_records_and_heads(void **state)
         assert_int_equal(h.times[i], 1000 + i + 1);
     }
     rk_record r = sample("city-a.t9", "provided");
-    assert_int_not_equal(rk_settle(ro, &r, "city-a.t9", "h", 200, "{}", NULL, NULL), RK_OK);
+    assert_int_not_equal(settle(ro, &r, "city-a.t9", "h", 200, "{}", NULL, NULL), RK_OK);
     assert_int_not_equal(rk_records_migrate(ro), RK_OK);
     rk_db_close(ro);
     assert_int_equal(rk_records_count(db), 3);
@@ -347,7 +385,7 @@ static void a_database_made_before_migrations_opens(void **state)
     assert_int_equal(rk_db_migrate(db, "legacy", legacy, 1), RK_OK); /* as a role store ran it */
     assert_int_equal(rk_db_write(db, legacy_row, NULL), RK_OK);
     rk_record r = sample("city-a.o1", "provided");
-    assert_int_equal(rk_settle(db, &r, "city-a.o1", "h", 200, "{}", NULL, NULL), RK_OK);
+    assert_int_equal(settle(db, &r, "city-a.o1", "h", 200, "{}", NULL, NULL), RK_OK);
     rk_db_close(db);
     assert_int_equal(rk_db_open(old, 0, &db), RK_OK);
     assert_int_equal(rk_records_migrate(db), RK_OK);
@@ -358,7 +396,7 @@ static void a_database_made_before_migrations_opens(void **state)
     assert_string_equal(body, "{\"old\":1}");
     free(body);
     r = sample("city-a.o2", "provided");
-    assert_int_equal(rk_settle(db, &r, "city-a.o2", "h", 200, "{}", NULL, NULL), RK_OK);
+    assert_int_equal(settle(db, &r, "city-a.o2", "h", 200, "{}", NULL, NULL), RK_OK);
     seen s = {0};
     assert_int_equal(rk_records_each(db, collect, &s), RK_OK);
     assert_int_equal(s.n, 2);
@@ -378,5 +416,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_read_only_tool_iterates_records_and_heads, setup, teardown),
         cmocka_unit_test_setup_teardown(a_database_made_before_migrations_opens, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    if (loop)
+        event_base_free(loop);
+    return failed;
 }
