@@ -1,0 +1,128 @@
+/* server_internal.h — what the files of the HTTPS listener share (server.c, conns.c, tls.c, authz.c,
+ * pool.c, metrics.c, reply.c): the server, its jobs and connections, and the calls between the files. */
+#ifndef RK_NET_SERVER_INTERNAL_H
+#define RK_NET_SERVER_INTERNAL_H
+
+#include <arpa/inet.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/util.h"
+#include "net/http_server.h"
+#include "node/watch.h"
+
+#define MAX_LISTENERS 8   /* listening sockets of one server */
+#define ADDR_BUCKETS 1024 /* buckets of the table of peer addresses */
+#define MAX_ROUTES 48     /* routes of one server, besides /healthz and /metrics */
+#define N_BUCKETS 12      /* buckets of the request duration histogram */
+
+/* Answers of one route by status class, and their durations (a histogram, bucket bounds in metrics.c). */
+typedef struct route_stats {
+    uint64_t by_class[6]; /* 1xx…5xx by status/100 */
+    uint64_t buckets[N_BUCKETS];
+    uint64_t sum_us;
+} route_stats;
+
+/* One request on its way from the event thread to a worker and back. */
+typedef struct job {
+    rk_server *srv;
+    struct evhttp_request *req;  /* owned by libevent; touched only on the event thread */
+    struct event *done;          /* fires on the event thread when the handler is done */
+    const rk_route *route;
+    route_stats *stats;
+    rk_request in;
+    rk_response out;
+    int64_t started_us;
+    char *path, *query, *body;
+    /* rk_pending_offload: work on a worker, then done on the event thread */
+    void (*work)(void *arg);
+    void (*work_done)(void *arg);
+    void *work_arg;
+    struct job *next;
+} job;
+
+/* Where a connection is: accepted, in its handshake, between requests, reading headers or a body, in a handler. */
+enum conn_phase { PH_FRESH, PH_HANDSHAKE, PH_IDLE, PH_HEADERS, PH_BODY, PH_BUSY };
+
+typedef struct conn conn;
+/* A list of connections, oldest first, threaded through conn.link. */
+typedef struct clist {
+    conn *head, *tail;
+} clist;
+enum { LINK_ALL, LINK_ADDR }; /* fresh or handshaking (server-wide); handshaking (its address) */
+
+/* A peer address with connections open: how many, and those still in their handshake. */
+typedef struct addr_entry {
+    char key[INET6_ADDRSTRLEN];
+    size_t count;
+    clist handshaking;
+    struct addr_entry *next;
+} addr_entry;
+
+/* One accepted connection, kept on its SSL object (freed with it). */
+struct conn {
+    rk_server *srv;
+    struct bufferevent *bev;
+    struct event *timer;
+    struct evbuffer_cb_entry *in_cb, *out_cb;
+    addr_entry *addr;
+    enum conn_phase phase;
+    int listed;              /* 0, or on srv->fresh (1) or on the handshaking lists (2) */
+    int counted, closing, rewriting;
+    size_t req_bytes;        /* of the request being read, so far */
+    size_t head_bytes;       /* its request line and headers, once read */
+    size_t head_off;         /* where the last response written began in the output */
+    struct {
+        conn *prev, *next;
+    } link[2];
+};
+
+/* The server: its configuration, event loop, TLS context, worker queue, counters and connections. */
+struct rk_server {
+    rk_server_config cfg;
+    struct event_base *base;
+    struct evhttp *http;
+    SSL_CTX *ssl_ctx;
+    struct event *sig_int, *sig_term, *sig_hup;
+    pthread_t *threads;
+    int n_threads;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    job *head, *tail;
+    size_t queued;
+    int stopping;
+    size_t started;              /* requests started on the event thread, not yet finished */
+    route_stats stats[MAX_ROUTES + 2];   /* routes, then /healthz, /metrics */
+    uint64_t tls_refusals, unknown_peer, address_refusals, role_refusals, not_found, overloaded, skew_refusals;
+    rk_watch *refusals;          /* per source, for early detection (第3-5) */
+    /* connections (event thread only, but counters read by /metrics) */
+    clist fresh, handshaking;
+    addr_entry *addrs[ADDR_BUCKETS];
+    struct event *admit, *resume;
+    struct evconnlistener *listeners[MAX_LISTENERS];
+    int n_listeners;
+    size_t n_conns, max_conns, max_per_addr;
+    int handshake_ms;
+    uint64_t conn_refusals, conn_timeouts, accept_errors;
+};
+
+/* Adds one to a counter that /metrics reads from another thread. */
+static inline void count(uint64_t *counter)
+{
+    __atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
+}
+
+/* The monotonic clock in microseconds, for request durations. */
+static inline int64_t mono_us(void)
+{
+    return rk_mono_ms() * 1000; /* ms resolution is enough for the histogram */
+}
+
+#endif
