@@ -125,4 +125,18 @@ static inline int64_t mono_us(void)
     return rk_mono_ms() * 1000; /* ms resolution is enough for the histogram */
 }
 
+/* ---- connections (conns.c) ---- */
+
+/* The connection a request came on, or NULL. */
+conn *conn_of_request(struct evhttp_request *req);
+/* Closes the connection when ms pass in its phase; ms <= 0 clears the deadline. */
+void conn_deadline(conn *c, int ms);
+
+/* ---- answers (reply.c) ---- */
+
+/* Sends resp on the request's connection, stamped with the node's time; the connection is between requests again. */
+void send_now(struct evhttp_request *req, const rk_server *srv, rk_response *resp);
+/* Sends the JSON error {code, msg} with status at once (before any handler ran). */
+void refuse(struct evhttp_request *req, const rk_server *srv, int status, const char *code, const char *msg);
+
 #endif
