@@ -139,4 +139,13 @@ void send_now(struct evhttp_request *req, const rk_server *srv, rk_response *res
 /* Sends the JSON error {code, msg} with status at once (before any handler ran). */
 void refuse(struct evhttp_request *req, const rk_server *srv, int status, const char *code, const char *msg);
 
+/* ---- /healthz and /metrics (metrics.c) ---- */
+
+/* Counts an answer of a route (s may be NULL) with its status and duration. */
+void record_stats(route_stats *s, int status, int64_t elapsed_us);
+/* GET /healthz: 200 ok, or 503 degraded when the role's checks fail. */
+void serve_health(rk_server *srv, rk_response *resp);
+/* GET /metrics: the Prometheus text. */
+void serve_metrics(rk_server *srv, rk_response *resp);
+
 #endif
