@@ -148,4 +148,17 @@ void serve_health(rk_server *srv, rk_response *resp);
 /* GET /metrics: the Prometheus text. */
 void serve_metrics(rk_server *srv, rk_response *resp);
 
+/* ---- the worker pool (pool.c) ---- */
+
+/* Frees a job, wiping the request and response bodies. */
+void job_free(job *j);
+/* Event thread, as j->done: the handler finished; records and sends its answer, frees the job. */
+void on_job_done(evutil_socket_t fd, short what, void *arg);
+/* Queues a job for a worker: 0 when the queue is full or the server stopping. */
+int enqueue(rk_server *srv, job *j);
+/* Starts the worker threads (cfg.workers, default 4). */
+rk_rc pool_start(rk_server *srv);
+/* After the loop ended: drops the queued requests, finishes the queued steps of started ones, joins the workers. */
+void pool_stop(rk_server *srv);
+
 #endif
