@@ -132,6 +132,21 @@ conn *conn_of_request(struct evhttp_request *req);
 /* Closes the connection when ms pass in its phase; ms <= 0 clears the deadline. */
 void conn_deadline(conn *c, int ms);
 
+/* ---- TLS (tls.c) ---- */
+
+/* The registered node behind the request's client certificate, or NULL; looked up once per connection. */
+const rk_peer_node *connection_peer(rk_server *srv, struct evhttp_request *req);
+
+/* ---- authorisation (authz.c) ---- */
+
+/* Counts a refusal against its source; a burst raises one unauthorized_access incident. */
+void note_refusal(rk_server *srv, const char *source, const char *what);
+/* Finds the route and checks the caller; on refusal replies and returns NULL. */
+const rk_route *authorise(rk_server *srv, struct evhttp_request *req, const char *method, const char *path,
+                          const rk_peer_node **peer_out, size_t *stats_index);
+/* 1 when the request's creation time is close enough to the node's clock; else replies 400 clock_skew, 0. */
+int check_skew(job *j, struct evhttp_request *req);
+
 /* ---- answers (reply.c) ---- */
 
 /* Sends resp on the request's connection, stamped with the node's time; the connection is between requests again. */
