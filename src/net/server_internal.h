@@ -127,6 +127,10 @@ static inline int64_t mono_us(void)
 
 /* ---- connections (conns.c) ---- */
 
+/* The SSL object goes: so does its connection (off the counts, its callbacks and timer freed). */
+void conn_release(conn *c);
+/* The TLS handshake ended: the connection is between requests. */
+void conn_handshake_done(conn *c);
 /* The connection a request came on, or NULL. */
 conn *conn_of_request(struct evhttp_request *req);
 /* Closes the connection when ms pass in its phase; ms <= 0 clears the deadline. */
@@ -134,6 +138,14 @@ void conn_deadline(conn *c, int ms);
 
 /* ---- TLS (tls.c) ---- */
 
+/* Once per process, before the first server: the slots kept on every SSL object. */
+void tls_init(void);
+/* The server's SSL_CTX: TLS 1.3 only, the node's certificate, a client certificate of the network CA required. */
+rk_rc make_ssl_ctx(rk_server *srv);
+/* Keeps c on ssl (released with it, conn_release): 1 when done. */
+int tls_set_conn(SSL *ssl, conn *c);
+/* The connection kept on ssl, or NULL. */
+conn *conn_of_ssl(const SSL *ssl);
 /* The registered node behind the request's client certificate, or NULL; looked up once per connection. */
 const rk_peer_node *connection_peer(rk_server *srv, struct evhttp_request *req);
 
