@@ -135,6 +135,16 @@ void conn_handshake_done(conn *c);
 conn *conn_of_request(struct evhttp_request *req);
 /* Closes the connection when ms pass in its phase; ms <= 0 clears the deadline. */
 void conn_deadline(conn *c, int ms);
+/* The caps (below the open-file limit), the handshake deadline, the events that admit and resume accepting. */
+rk_rc conns_init(rk_server *srv);
+/* For each accepted connection: its SSL object and bufferevent, the connection counted and kept on the SSL. */
+struct bufferevent *make_tls_bufferevent(struct event_base *base, void *arg);
+/* Notes (on 1) or forgets (on 0) a listening server, for on_accept_error. */
+void listening_set(rk_server *srv, int on);
+/* A listener's accept failed (EMFILE): accepting pauses and the oldest handshakes are closed. */
+void on_accept_error(struct evconnlistener *lev, void *arg);
+/* Frees the table of peer addresses. */
+void addrs_free(rk_server *srv);
 
 /* ---- TLS (tls.c) ---- */
 
