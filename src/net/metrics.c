@@ -41,12 +41,16 @@ void serve_metrics(rk_server *srv, rk_response *resp)
     }
     evbuffer_add_printf(out, "# TYPE renkei_refusals_total counter\n");
     evbuffer_add_printf(out, "renkei_refusals_total{reason=\"tls\"} %llu\n", (unsigned long long)srv->tls_refusals);
-    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"unknown_peer\"} %llu\n", (unsigned long long)srv->unknown_peer);
-    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"address\"} %llu\n", (unsigned long long)srv->address_refusals);
+    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"unknown_peer\"} %llu\n",
+                        (unsigned long long)srv->unknown_peer);
+    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"address\"} %llu\n",
+                        (unsigned long long)srv->address_refusals);
     evbuffer_add_printf(out, "renkei_refusals_total{reason=\"role\"} %llu\n", (unsigned long long)srv->role_refusals);
     evbuffer_add_printf(out, "renkei_refusals_total{reason=\"not_found\"} %llu\n", (unsigned long long)srv->not_found);
-    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"overloaded\"} %llu\n", (unsigned long long)srv->overloaded);
-    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"clock_skew\"} %llu\n", (unsigned long long)srv->skew_refusals);
+    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"overloaded\"} %llu\n",
+                        (unsigned long long)srv->overloaded);
+    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"clock_skew\"} %llu\n",
+                        (unsigned long long)srv->skew_refusals);
     evbuffer_add_printf(out, "renkei_refusals_total{reason=\"connections\"} %llu\n",
                         (unsigned long long)__atomic_load_n(&srv->conn_refusals, __ATOMIC_RELAXED));
     evbuffer_add_printf(out, "renkei_refusals_total{reason=\"deadline\"} %llu\n",

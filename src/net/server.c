@@ -1,31 +1,14 @@
-#include "net/http_server.h"
-
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
+/* server.c — the listener and its lifecycle: rk_server_new/listen/run/stop/free, the signals, and request
+ * intake (copy, size cap, authorisation, JSON body) and dispatch to the pool or a route's start. */
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-#include <event2/listener.h>
 #include <event2/thread.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "lib/log.h"
-#include "crypto/pki.h"
-#include "lib/util.h"
-#include "node/watch.h"
 #include "net/server_internal.h"
 
 #define MAX_STARTED 512 /* requests started on the event thread at once: each may hold a connection */
