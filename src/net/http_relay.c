@@ -443,7 +443,7 @@ static rk_rc start_call(call *k)
         give_back(c);
         return RK_ERR_UPSTREAM;
     }
-    if (!fresh) /* head and body in one TLS record and one write (see send_now in http_server.c) */
+    if (!fresh) /* head and body in one TLS record and one write (see send_now in reply.c) */
         evbuffer_pullup(bufferevent_get_output(evhttp_connection_get_bufferevent(c->evcon)), -1);
     if (fresh && !c->closing) { /* the socket exists once the connect started: requests go out at once */
         int one = 1;
