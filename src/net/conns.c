@@ -294,16 +294,9 @@ static void on_admit(evutil_socket_t fd, short what, void *arg)
     conn *c;
     while ((c = srv->fresh.head)) {
         conn_unlist(c);
-        struct sockaddr_storage sa;
-        socklen_t len = sizeof sa;
         char key[INET6_ADDRSTRLEN] = "unknown";
-        evutil_socket_t s = bufferevent_getfd(c->bev);
-        if (s >= 0 && getpeername(s, (struct sockaddr *)&sa, &len) == 0) {
-            if (sa.ss_family == AF_INET)
-                inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, key, sizeof key);
-            else if (sa.ss_family == AF_INET6)
-                inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, key, sizeof key);
-        }
+        if (!fd_peer_address((int)bufferevent_getfd(c->bev), key, sizeof key))
+            snprintf(key, sizeof key, "unknown");
         c->addr = addr_get(srv, key);
         if (!c->addr) {
             count(&srv->conn_refusals);

@@ -156,6 +156,8 @@ rk_rc make_ssl_ctx(rk_server *srv);
 int tls_set_conn(SSL *ssl, conn *c);
 /* The connection kept on ssl, or NULL. */
 conn *conn_of_ssl(const SSL *ssl);
+/* tls.c: the text of a socket's peer address into out; 0 when it has none. */
+int fd_peer_address(int fd, char *out, size_t outlen);
 /* The registered node behind the request's client certificate, or NULL; looked up once per connection. */
 const rk_peer_node *connection_peer(rk_server *srv, struct evhttp_request *req);
 

@@ -47,18 +47,23 @@ conn *conn_of_ssl(const SSL *ssl)
     return ssl_conn_index >= 0 ? SSL_get_ex_data(ssl, ssl_conn_index) : NULL;
 }
 
-static void peer_address(const SSL *ssl, char *out, size_t outlen)
+int fd_peer_address(int fd, char *out, size_t outlen)
 {
     struct sockaddr_storage sa;
     socklen_t len = sizeof sa;
-    int fd = SSL_get_fd(ssl);
-    snprintf(out, outlen, "unknown address");
     if (fd < 0 || getpeername(fd, (struct sockaddr *)&sa, &len) != 0)
-        return;
+        return 0;
     if (sa.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, out, (socklen_t)outlen);
-    else if (sa.ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, out, (socklen_t)outlen);
+        return inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, out, (socklen_t)outlen) != NULL;
+    if (sa.ss_family == AF_INET6)
+        return inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, out, (socklen_t)outlen) != NULL;
+    return 0;
+}
+
+static void peer_address(const SSL *ssl, char *out, size_t outlen)
+{
+    if (!fd_peer_address(SSL_get_fd(ssl), out, outlen))
+        snprintf(out, outlen, "unknown address");
 }
 
 static void on_tls_info(const SSL *ssl, int where, int ret)
