@@ -29,6 +29,8 @@ static const char *const core_steps[] = {
     "  serial BIGINT NOT NULL, check_code BIGINT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0,"
     "  next_ms BIGINT NOT NULL, created_ms BIGINT NOT NULL, done_ms BIGINT, outcome TEXT);"
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_ms) WHERE done_ms IS NULL;",
+    /* Step 2: a notice found by its acquisition (a repeat re-arms it). */
+    "CREATE INDEX outbox_acquisition ON outbox(agency, acquisition_no);",
 };
 
 rk_db *core_store_db(core_store *s)
@@ -180,11 +182,30 @@ static rk_rc insert_acquisition(rk_db *db, const core_acquisition *a, uint64_t s
     return exec_stmt(st);
 }
 
+/* A repeat of an acquisition re-arms its notice, due now, unless the agency
+ * settled it for good (linked, or refused by 第8-2(1)イ): the agency may have
+ * lost it, or answered unknown_acquisition before its row was there. */
+static rk_rc rearm_notice(rk_db *db, const core_acquisition *a, int64_t now_ms, int *rearmed)
+{
+    rk_stmt *st = rk_db_stmt(db, "UPDATE outbox SET next_ms = ?, attempts = 0, done_ms = NULL, outcome = NULL"
+                                 " WHERE agency = ? AND acquisition_no = ?"
+                                 " AND (done_ms IS NULL OR outcome IN ('unknown_acquisition', 'undeliverable'))");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_int(st, 1, now_ms);
+    rk_bind_text(st, 2, a->agency);
+    rk_bind_text(st, 3, a->acquisition_no);
+    rk_rc rc = rk_stmt_exec(st);
+    if (rc == RK_OK)
+        *rearmed = rk_db_changes(db) > 0;
+    return rc;
+}
+
 typedef struct acquire_args {
     const core_acquisition *a;
     int64_t now_ms;
     uint64_t *serial;
-    int *duplicate;
+    int *duplicate, *rearmed;
 } acquire_args;
 
 static rk_rc acquire_in_tx(rk_db *db, void *arg)
@@ -200,7 +221,7 @@ static rk_rc acquire_in_tx(rk_db *db, void *arg)
         return RK_ERR_CONFLICT;
     if (known > 0) {
         *x->duplicate = 1;
-        return RK_OK;
+        return rearm_notice(db, x->a, x->now_ms, x->rearmed);
     }
     return insert_acquisition(db, x->a, *x->serial, x->now_ms);
 }
@@ -216,8 +237,8 @@ static rk_rc acquire_many_in_tx(rk_db *db, void *arg)
     acquire_many *m = arg;
     for (size_t i = 0; i < m->n; i++) {
         core_acquisition_item *it = &m->items[i];
-        it->duplicate = 0;
-        acquire_args x = {&it->a, m->now_ms, &it->serial, &it->duplicate};
+        it->duplicate = it->rearmed = 0;
+        acquire_args x = {&it->a, m->now_ms, &it->serial, &it->duplicate, &it->rearmed};
         it->rc = rk_db_item(db, acquire_in_tx, &x);
     }
     return RK_OK;
