@@ -62,12 +62,13 @@ static rk_rc run(rk_node *node)
         goto done;
     if ((rc = rk_node_incidents_start(node, agency_store_db(a.store))) != RK_OK ||
         (rc = rk_records_log_start(node, agency_store_db(a.store), node->cfg.head_interval_ms, &a.log)) != RK_OK ||
-        (rc = rk_node_clock_start(node)) != RK_OK)
+        (rc = rk_node_clock_start(node)) != RK_OK || (rc = agency_sweeper_start(&a)) != RK_OK)
         goto done;
     rk_server_config sc = {.routes = routes, .n_routes = sizeof routes / sizeof routes[0], .app = &a,
                            .health = health, .on_stop = on_stop};
     rc = rk_node_serve(node, &sc);
 done:
+    agency_sweeper_stop(&a);
     rk_node_stop_services(node);
     rk_records_log_stop(a.log);
     agency_store_close(a.store);

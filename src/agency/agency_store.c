@@ -34,6 +34,16 @@ static const char *const agency_steps[] = {
     "CREATE TABLE IF NOT EXISTS received ("
     "  exchange_id TEXT PRIMARY KEY, person TEXT NOT NULL, provider TEXT NOT NULL, item TEXT NOT NULL,"
     "  value TEXT NOT NULL, as_of TEXT NOT NULL, received_ms BIGINT NOT NULL);",
+    /* Step 2: why a person failed; whether J-LIS is known to hold a pending
+     * acquisition ('forwarded') or not yet ('new'), and since when. Rows
+     * from before are taken as forwarded, dated by their person. */
+    "ALTER TABLE persons ADD COLUMN reason TEXT;"
+    "ALTER TABLE pending ADD COLUMN state TEXT NOT NULL DEFAULT 'forwarded' CHECK (state IN ('new','forwarded'));"
+    "ALTER TABLE pending ADD COLUMN created_ms BIGINT NOT NULL DEFAULT 0;"
+    "UPDATE pending SET created_ms = coalesce((SELECT updated_ms FROM persons WHERE persons.person = pending.person),"
+    "  0);"
+    "CREATE INDEX pending_sweep ON pending(state, created_ms);"
+    "CREATE INDEX pending_person ON pending(person);",
 };
 
 rk_rc agency_store_open(const char *target, int flags, const char *node_id, agency_store **out)
@@ -68,63 +78,114 @@ void agency_store_close(agency_store *s)
     free(s);
 }
 
-/* Inside a callback: the person's status, or RK_ERR_NOT_FOUND. */
-static rk_rc read_status(rk_db *db, const char *person, char status[AGENCY_STATUS_MAX])
+/* Inside a callback: the person's status and reason ("" unless failed; reason
+ * may be NULL), or RK_ERR_NOT_FOUND. */
+static rk_rc read_state(rk_db *db, const char *person, char status[AGENCY_STATUS_MAX], char *reason)
 {
-    rk_stmt *q = rk_db_stmt(db, "SELECT status FROM persons WHERE person = ?");
+    rk_stmt *q = rk_db_stmt(db, "SELECT status, reason FROM persons WHERE person = ?");
     if (!q)
         return RK_ERR_STORE;
     rk_bind_text(q, 1, person);
     rk_rc rc = rk_stmt_next(q);
-    if (rc == RK_OK)
+    if (rc == RK_OK) {
         rk_col_copy(q, 0, status, AGENCY_STATUS_MAX);
+        if (reason)
+            rk_col_copy(q, 1, reason, AGENCY_REASON_MAX);
+    }
+    return rc;
+}
+
+static rk_rc read_status(rk_db *db, const char *person, char status[AGENCY_STATUS_MAX])
+{
+    return read_state(db, person, status, NULL);
+}
+
+/* Inside a callback: the pending acquisition of a pending person. */
+static rk_rc pending_of(rk_db *db, const char *person, char *acquisition_no, int *check_code, char state[16])
+{
+    rk_stmt *q = rk_db_stmt(db, "SELECT acquisition_no, check_code, state FROM pending WHERE person = ?"
+                                " ORDER BY created_ms DESC LIMIT 1");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, person);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK) {
+        rk_col_copy(q, 0, acquisition_no, RK_ACQUISITION_NO_MAX + 1);
+        *check_code = (int)rk_col_int(q, 1);
+        rk_col_copy(q, 2, state, 16);
+    }
     return rc;
 }
 
 typedef struct pending_args {
-    const char *person, *acquisition_no;
-    int check_code;
+    agency_pending *p;
     int64_t now_ms;
-    char *status;
 } pending_args;
+
+/* A retry carries the My Number again, and the agency keeps none (DESIGN
+ * §2.1): a row J-LIS may not have is sent again under its stored number
+ * (the core takes an (agency, acquisition number) once), never replayed as
+ * if it were with J-LIS. */
+static rk_rc resend_or_replay(rk_db *db, agency_pending *p)
+{
+    char stored[RK_ACQUISITION_NO_MAX + 1], state[16];
+    int check = -1;
+    rk_rc rc = pending_of(db, p->person, stored, &check, state);
+    if (rc == RK_ERR_NOT_FOUND || (rc == RK_OK && strcmp(state, "forwarded") == 0))
+        return RK_ERR_EXISTS; /* pending at J-LIS (or being settled): the first answer again */
+    if (rc != RK_OK)
+        return rc;
+    if (check != p->check_code)
+        return RK_ERR_CONFLICT; /* another My Number for this person */
+    snprintf(p->acquisition_no, sizeof p->acquisition_no, "%s", stored);
+    p->resend = 1;
+    return RK_OK;
+}
 
 static rk_rc add_pending_in_tx(rk_db *db, void *arg)
 {
-    pending_args *p = arg;
-    rk_rc rc = read_status(db, p->person, p->status);
+    pending_args *a = arg;
+    agency_pending *p = a->p;
+    p->resend = 0;
+    p->reason[0] = 0;
+    rk_rc rc = read_state(db, p->person, p->status, p->reason);
+    if (rc == RK_OK && strcmp(p->status, "pending") == 0)
+        return resend_or_replay(db, p);
     if (rc == RK_OK && strcmp(p->status, "failed") != 0)
         return RK_ERR_EXISTS;
     if (rc != RK_OK && rc != RK_ERR_NOT_FOUND)
         return rc;
-    /* A failed person starts again: pending, its code forgotten. */
-    rk_stmt *st = rk_db_stmt(db, "INSERT INTO persons(person, status, created_ms, updated_ms)"
-                                 " VALUES (?, 'pending', ?, ?) ON CONFLICT (person) DO UPDATE"
-                                 " SET status = 'pending', code = NULL, updated_ms = excluded.updated_ms");
+    /* A failed person starts again: pending, its code, reason and earlier
+     * acquisitions forgotten (a late notice for those is unknown). */
+    rk_stmt *st = rk_db_stmt(db, "DELETE FROM pending WHERE person = ?");
     if (!st)
         return RK_ERR_STORE;
     rk_bind_text(st, 1, p->person);
-    rk_bind_int(st, 2, p->now_ms);
-    rk_bind_int(st, 3, p->now_ms);
+    if (rc == RK_OK && (rc = rk_stmt_exec(st)) != RK_OK)
+        return rc;
+    st = rk_db_stmt(db, "INSERT INTO persons(person, status, created_ms, updated_ms)"
+                        " VALUES (?, 'pending', ?, ?) ON CONFLICT (person) DO UPDATE"
+                        " SET status = 'pending', code = NULL, reason = NULL, updated_ms = excluded.updated_ms");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_text(st, 1, p->person);
+    rk_bind_int(st, 2, a->now_ms);
+    rk_bind_int(st, 3, a->now_ms);
     if ((rc = rk_stmt_exec(st)) != RK_OK)
         return rc;
-    st = rk_db_stmt(db, "INSERT INTO pending(acquisition_no, person, check_code) VALUES (?, ?, ?)");
+    st = rk_db_stmt(db, "INSERT INTO pending(acquisition_no, person, check_code, state, created_ms)"
+                        " VALUES (?, ?, ?, 'new', ?)");
     if (!st)
         return RK_ERR_STORE;
     rk_bind_text(st, 1, p->acquisition_no);
     rk_bind_text(st, 2, p->person);
     rk_bind_int(st, 3, p->check_code);
-    if ((rc = rk_stmt_exec(st)) == RK_OK)
+    rk_bind_int(st, 4, a->now_ms);
+    if ((rc = rk_stmt_exec(st)) == RK_OK) {
         snprintf(p->status, AGENCY_STATUS_MAX, "pending");
+        p->reason[0] = 0;
+    }
     return rc;
-}
-
-rk_rc agency_store_add_pending(agency_store *s, const char *person, const char *acquisition_no, int check_code,
-                               int64_t now_ms, char status[AGENCY_STATUS_MAX])
-{
-    if (s->readonly)
-        return RK_ERR_INVALID;
-    pending_args p = {person, acquisition_no, check_code, now_ms, status};
-    return rk_db_write(s->db, add_pending_in_tx, &p);
 }
 
 typedef struct pending_many {
@@ -137,9 +198,8 @@ static rk_rc add_pending_many_in_tx(rk_db *db, void *arg)
 {
     pending_many *m = arg;
     for (size_t i = 0; i < m->n; i++) {
-        agency_pending *it = &m->items[i];
-        pending_args p = {it->person, it->acquisition_no, it->check_code, m->now_ms, it->status};
-        it->rc = rk_db_item(db, add_pending_in_tx, &p); /* a failing item leaves nothing behind */
+        pending_args a = {&m->items[i], m->now_ms};
+        m->items[i].rc = rk_db_item(db, add_pending_in_tx, &a); /* a failing item leaves nothing behind */
     }
     return RK_OK;
 }
@@ -152,54 +212,163 @@ rk_rc agency_store_add_pending_many(agency_store *s, agency_pending *items, size
     return rk_db_write(s->db, add_pending_many_in_tx, &m);
 }
 
-typedef struct drop_args {
-    const char *person, *acquisition_no;
-} drop_args;
-
-static rk_rc drop_in_tx(rk_db *db, void *arg)
+rk_rc agency_store_add_pending(agency_store *s, agency_pending *p, int64_t now_ms)
 {
-    drop_args *d = arg;
-    rk_stmt *st = rk_db_stmt(db, "DELETE FROM persons WHERE person = ? AND status = 'pending'"
-                                 " AND EXISTS (SELECT 1 FROM pending WHERE acquisition_no = ? AND person = ?)");
+    rk_rc rc = agency_store_add_pending_many(s, p, 1, now_ms);
+    return rc == RK_OK ? p->rc : rc;
+}
+
+/* Inside a write callback: drops a refused acquisition — only while it is
+ * 'new', so that a concurrent request's forwarded row is never deleted —
+ * and its person when that was all it had. */
+static rk_rc drop_new(rk_db *db, const char *person, const char *acquisition_no)
+{
+    rk_stmt *st = rk_db_stmt(db, "DELETE FROM persons WHERE person = ? AND status = 'pending' AND EXISTS"
+                                 " (SELECT 1 FROM pending WHERE acquisition_no = ? AND person = ? AND state = 'new')");
     if (!st)
         return RK_ERR_STORE;
-    rk_bind_text(st, 1, d->person);
-    rk_bind_text(st, 2, d->acquisition_no);
-    rk_bind_text(st, 3, d->person);
+    rk_bind_text(st, 1, person);
+    rk_bind_text(st, 2, acquisition_no);
+    rk_bind_text(st, 3, person);
     rk_rc rc = rk_stmt_exec(st);
     if (rc != RK_OK)
         return rc;
-    st = rk_db_stmt(db, "DELETE FROM pending WHERE acquisition_no = ? AND person = ?");
+    st = rk_db_stmt(db, "DELETE FROM pending WHERE acquisition_no = ? AND person = ? AND state = 'new'");
     if (!st)
         return RK_ERR_STORE;
-    rk_bind_text(st, 1, d->acquisition_no);
-    rk_bind_text(st, 2, d->person);
+    rk_bind_text(st, 1, acquisition_no);
+    rk_bind_text(st, 2, person);
     return rk_stmt_exec(st);
+}
+
+static rk_rc settle_sent_one(rk_db *db, void *arg)
+{
+    agency_sent *it = arg;
+    it->status[0] = it->reason[0] = 0;
+    if (it->outcome == SENT_REFUSED)
+        return drop_new(db, it->person, it->acquisition_no);
+    if (it->outcome != SENT_FORWARDED)
+        return RK_OK;
+    rk_stmt *st = rk_db_stmt(db, "UPDATE pending SET state = 'forwarded' WHERE acquisition_no = ? AND person = ?");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_text(st, 1, it->acquisition_no);
+    rk_bind_text(st, 2, it->person);
+    rk_rc rc = rk_stmt_exec(st);
+    if (rc == RK_OK) /* no row: its notice came first, or the person started again */
+        rc = read_state(db, it->person, it->status, it->reason);
+    return rc;
+}
+
+typedef struct sent_many {
+    agency_sent *items;
+    size_t n;
+} sent_many;
+
+static rk_rc settle_sent_in_tx(rk_db *db, void *arg)
+{
+    sent_many *m = arg;
+    for (size_t i = 0; i < m->n; i++)
+        m->items[i].rc = m->items[i].outcome == SENT_UNCERTAIN ? RK_OK : rk_db_item(db, settle_sent_one, &m->items[i]);
+    return RK_OK;
+}
+
+rk_rc agency_store_settle_sent(agency_store *s, agency_sent *items, size_t n)
+{
+    if (s->readonly)
+        return RK_ERR_INVALID;
+    size_t i = 0;
+    while (i < n && items[i].outcome == SENT_UNCERTAIN)
+        items[i++].rc = RK_OK;
+    if (i == n)
+        return RK_OK; /* nothing to write */
+    sent_many m = {items, n};
+    return rk_db_write(s->db, settle_sent_in_tx, &m);
 }
 
 rk_rc agency_store_drop_pending(agency_store *s, const char *person, const char *acquisition_no)
 {
-    if (s->readonly)
-        return RK_ERR_INVALID;
-    drop_args d = {person, acquisition_no};
-    return rk_db_write(s->db, drop_in_tx, &d);
+    agency_sent it = {.person = person, .acquisition_no = acquisition_no, .outcome = SENT_REFUSED};
+    rk_rc rc = agency_store_settle_sent(s, &it, 1);
+    return rc == RK_OK ? it.rc : rc;
 }
 
 typedef struct status_args {
     const char *person;
-    char *status;
+    char *status, *reason;
 } status_args;
 
 static rk_rc status_read(rk_db *db, void *arg)
 {
     status_args *a = arg;
-    return read_status(db, a->person, a->status);
+    return read_state(db, a->person, a->status, a->reason);
+}
+
+rk_rc agency_store_person_state(agency_store *s, const char *person, char status[AGENCY_STATUS_MAX],
+                                char reason[AGENCY_REASON_MAX])
+{
+    if (reason)
+        reason[0] = 0;
+    status_args a = {person, status, reason};
+    return rk_db_read(s->db, status_read, &a);
 }
 
 rk_rc agency_store_person_status(agency_store *s, const char *person, char status[AGENCY_STATUS_MAX])
 {
-    status_args a = {person, status};
-    return rk_db_read(s->db, status_read, &a);
+    return agency_store_person_state(s, person, status, NULL);
+}
+
+typedef struct sweep_args {
+    int64_t now_ms, new_before_ms, forwarded_before_ms, purge_before_ms;
+    agency_sweep *out;
+} sweep_args;
+
+/* Inside a write callback: fails the pending persons whose acquisition has
+ * been in state since before `before`. */
+static rk_rc fail_stale(rk_db *db, const char *state, int64_t before, const char *reason, int64_t now_ms,
+                        int64_t *n)
+{
+    rk_stmt *st = rk_db_stmt(db, "UPDATE persons SET status = 'failed', reason = ?, updated_ms = ?"
+                                 " WHERE status = 'pending' AND person IN"
+                                 " (SELECT person FROM pending WHERE state = ? AND created_ms < ?)");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_text(st, 1, reason);
+    rk_bind_int(st, 2, now_ms);
+    rk_bind_text(st, 3, state);
+    rk_bind_int(st, 4, before);
+    rk_rc rc = rk_stmt_exec(st);
+    if (rc == RK_OK)
+        *n = rk_db_changes(db);
+    return rc;
+}
+
+static rk_rc sweep_in_tx(rk_db *db, void *arg)
+{
+    sweep_args *a = arg;
+    rk_rc rc = fail_stale(db, "new", a->new_before_ms, "not_forwarded", a->now_ms, &a->out->not_forwarded);
+    if (rc == RK_OK)
+        rc = fail_stale(db, "forwarded", a->forwarded_before_ms, "no_code_notice", a->now_ms, &a->out->no_code_notice);
+    if (rc != RK_OK)
+        return rc;
+    rk_stmt *st = rk_db_stmt(db, "DELETE FROM pending WHERE created_ms < ? AND NOT EXISTS"
+                                 " (SELECT 1 FROM persons s WHERE s.person = pending.person AND s.status = 'pending')");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_int(st, 1, a->purge_before_ms);
+    if ((rc = rk_stmt_exec(st)) == RK_OK)
+        a->out->purged = rk_db_changes(db);
+    return rc;
+}
+
+rk_rc agency_store_sweep(agency_store *s, int64_t now_ms, int64_t new_before_ms, int64_t forwarded_before_ms,
+                         int64_t purge_before_ms, agency_sweep *out)
+{
+    *out = (agency_sweep){0};
+    if (s->readonly)
+        return RK_ERR_INVALID;
+    sweep_args a = {now_ms, new_before_ms, forwarded_before_ms, purge_before_ms, out};
+    return rk_db_write(s->db, sweep_in_tx, &a);
 }
 
 /* Inside a write callback: the person already holding this code, if any
@@ -233,20 +402,31 @@ static rk_rc take_pending(rk_db *db, const char *acquisition_no, char *person, s
     return rc == RK_ERR_NOT_FOUND ? RK_OK : rc == RK_OK ? RK_ERR_STORE : rc;
 }
 
+/* A failed person that its notice may still link: the sweeper failed it for
+ * want of the notice, not for anything the notice showed. */
+static int late_link_allowed(const char *status, const char *reason)
+{
+    return strcmp(status, "pending") == 0 ||
+           (strcmp(status, "failed") == 0 && (strcmp(reason, "not_forwarded") == 0 ||
+                                              strcmp(reason, "no_code_notice") == 0));
+}
+
 /* Inside a write callback: sets the outcome of one notice. */
 static rk_rc settle_notice(rk_db *db, const char *node_id, const char *acquisition_no, const char *code,
                            int check_code, int64_t now_ms, agency_notice_outcome *outcome)
 {
-    char person[128], other[128];
+    char person[128], other[128], status[AGENCY_STATUS_MAX], reason[AGENCY_REASON_MAX] = "";
     int expected = -1;
     rk_rc rc = take_pending(db, acquisition_no, person, sizeof person, &expected);
-    if (rc == RK_ERR_NOT_FOUND) {
+    if (rc == RK_OK)
+        rc = read_state(db, person, status, reason);
+    if (rc == RK_ERR_NOT_FOUND || (rc == RK_OK && !late_link_allowed(status, reason))) {
         *outcome = NOTICE_UNKNOWN;
         return RK_OK;
     }
     if (rc != RK_OK)
         return rc;
-    if (expected != check_code) {
+    if (expected != check_code) { /* 第8-2(1)イ, also for a late notice */
         *outcome = NOTICE_MISMATCH;
     } else if ((rc = person_with_code(db, code, other, sizeof other)) == RK_OK) {
         *outcome = NOTICE_DUPLICATE; /* one person, two ids */
@@ -256,13 +436,15 @@ static rk_rc settle_notice(rk_db *db, const char *node_id, const char *acquisiti
         return rc;
     }
     int linked = *outcome == NOTICE_LINKED;
-    rk_stmt *st = rk_db_stmt(db, "UPDATE persons SET status = ?, code = ?, updated_ms = ? WHERE person = ?");
+    rk_stmt *st = rk_db_stmt(db, "UPDATE persons SET status = ?, code = ?, reason = ?, updated_ms = ?"
+                                 " WHERE person = ?");
     if (!st)
         return RK_ERR_STORE;
     rk_bind_text(st, 1, linked ? "linked" : "failed");
     rk_bind_text(st, 2, linked ? code : NULL);
-    rk_bind_int(st, 3, now_ms);
-    rk_bind_text(st, 4, person);
+    rk_bind_text(st, 3, linked ? NULL : *outcome == NOTICE_MISMATCH ? "check_code_mismatch" : "code_already_linked");
+    rk_bind_int(st, 4, now_ms);
+    rk_bind_text(st, 5, person);
     if ((rc = rk_stmt_exec(st)) != RK_OK || linked)
         return rc;
     char summary[256];
