@@ -57,6 +57,11 @@ static rk_rc run(rk_node *node)
         rk_error("the registry lacks J-LIS or the gateway of %s", node->self->agency);
         return RK_ERR_CONFIG;
     }
+    if (node->cfg.pending_new_after_ms <= node->cfg.peer_timeout_ms) { /* a request in flight is not swept */
+        rk_error("[agency] pending_new_after_ms (%d) must exceed [peer] timeout_ms (%d)",
+                 node->cfg.pending_new_after_ms, node->cfg.peer_timeout_ms);
+        return RK_ERR_CONFIG;
+    }
     rk_rc rc = agency_store_open(node->cfg.db, 0, node->cfg.id, &a.store);
     if (rc != RK_OK)
         goto done;
