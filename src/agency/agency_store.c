@@ -42,8 +42,10 @@ static const char *const agency_steps[] = {
     "ALTER TABLE pending ADD COLUMN created_ms BIGINT NOT NULL DEFAULT 0;"
     "UPDATE pending SET created_ms = coalesce((SELECT updated_ms FROM persons WHERE persons.person = pending.person),"
     "  0);"
-    "CREATE INDEX pending_sweep ON pending(state, created_ms);"
-    "CREATE INDEX pending_person ON pending(person);",
+    "CREATE INDEX pending_sweep ON pending(created_ms);" /* not on state: marking forwarded leaves it alone */
+    /* The person's pending acquisition (a retry finds it by its key; no
+     * index by person on pending), forgotten once its notice came. */
+    "ALTER TABLE persons ADD COLUMN acquisition_no TEXT;",
 };
 
 rk_rc agency_store_open(const char *target, int flags, const char *node_id, agency_store **out)
@@ -100,19 +102,35 @@ static rk_rc read_status(rk_db *db, const char *person, char status[AGENCY_STATU
     return read_state(db, person, status, NULL);
 }
 
-/* Inside a callback: the pending acquisition of a pending person. */
-static rk_rc pending_of(rk_db *db, const char *person, char *acquisition_no, int *check_code, char state[16])
+/* Inside a callback: the state of a pending acquisition. */
+static rk_rc pending_state(rk_db *db, const char *person, const char *acquisition_no, int *check_code, char state[16])
 {
-    rk_stmt *q = rk_db_stmt(db, "SELECT acquisition_no, check_code, state FROM pending WHERE person = ?"
-                                " ORDER BY created_ms DESC LIMIT 1");
+    rk_stmt *q = rk_db_stmt(db, "SELECT check_code, state FROM pending WHERE acquisition_no = ? AND person = ?");
     if (!q)
         return RK_ERR_STORE;
-    rk_bind_text(q, 1, person);
+    rk_bind_text(q, 1, acquisition_no);
+    rk_bind_text(q, 2, person);
     rk_rc rc = rk_stmt_next(q);
     if (rc == RK_OK) {
-        rk_col_copy(q, 0, acquisition_no, RK_ACQUISITION_NO_MAX + 1);
-        *check_code = (int)rk_col_int(q, 1);
-        rk_col_copy(q, 2, state, 16);
+        *check_code = (int)rk_col_int(q, 0);
+        rk_col_copy(q, 1, state, 16);
+    }
+    return rc;
+}
+
+/* Inside a callback: the person's status, reason and pending acquisition
+ * ("" when none), or RK_ERR_NOT_FOUND. */
+static rk_rc read_person(rk_db *db, agency_pending *p, char stored[RK_ACQUISITION_NO_MAX + 1])
+{
+    rk_stmt *q = rk_db_stmt(db, "SELECT status, reason, acquisition_no FROM persons WHERE person = ?");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, p->person);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK) {
+        rk_col_copy(q, 0, p->status, AGENCY_STATUS_MAX);
+        rk_col_copy(q, 1, p->reason, AGENCY_REASON_MAX);
+        rk_col_copy(q, 2, stored, RK_ACQUISITION_NO_MAX + 1);
     }
     return rc;
 }
@@ -126,11 +144,11 @@ typedef struct pending_args {
  * §2.1): a row J-LIS may not have is sent again under its stored number
  * (the core takes an (agency, acquisition number) once), never replayed as
  * if it were with J-LIS. */
-static rk_rc resend_or_replay(rk_db *db, agency_pending *p)
+static rk_rc resend_or_replay(rk_db *db, agency_pending *p, const char *stored)
 {
-    char stored[RK_ACQUISITION_NO_MAX + 1], state[16];
+    char state[16];
     int check = -1;
-    rk_rc rc = pending_of(db, p->person, stored, &check, state);
+    rk_rc rc = *stored ? pending_state(db, p->person, stored, &check, state) : RK_ERR_NOT_FOUND;
     if (rc == RK_ERR_NOT_FOUND || (rc == RK_OK && strcmp(state, "forwarded") == 0))
         return RK_ERR_EXISTS; /* pending at J-LIS (or being settled): the first answer again */
     if (rc != RK_OK)
@@ -146,31 +164,37 @@ static rk_rc add_pending_in_tx(rk_db *db, void *arg)
 {
     pending_args *a = arg;
     agency_pending *p = a->p;
+    char stored[RK_ACQUISITION_NO_MAX + 1] = "";
     p->resend = 0;
     p->reason[0] = 0;
-    rk_rc rc = read_state(db, p->person, p->status, p->reason);
+    rk_rc rc = read_person(db, p, stored);
     if (rc == RK_OK && strcmp(p->status, "pending") == 0)
-        return resend_or_replay(db, p);
+        return resend_or_replay(db, p, stored);
     if (rc == RK_OK && strcmp(p->status, "failed") != 0)
         return RK_ERR_EXISTS;
     if (rc != RK_OK && rc != RK_ERR_NOT_FOUND)
         return rc;
     /* A failed person starts again: pending, its code, reason and earlier
-     * acquisitions forgotten (a late notice for those is unknown). */
-    rk_stmt *st = rk_db_stmt(db, "DELETE FROM pending WHERE person = ?");
+     * acquisition forgotten (a late notice for that one is unknown). */
+    if (*stored) {
+        rk_stmt *st = rk_db_stmt(db, "DELETE FROM pending WHERE acquisition_no = ? AND person = ?");
+        if (!st)
+            return RK_ERR_STORE;
+        rk_bind_text(st, 1, stored);
+        rk_bind_text(st, 2, p->person);
+        if ((rc = rk_stmt_exec(st)) != RK_OK)
+            return rc;
+    }
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO persons(person, status, acquisition_no, created_ms, updated_ms)"
+                                 " VALUES (?, 'pending', ?, ?, ?) ON CONFLICT (person) DO UPDATE"
+                                 " SET status = 'pending', code = NULL, reason = NULL,"
+                                 " acquisition_no = excluded.acquisition_no, updated_ms = excluded.updated_ms");
     if (!st)
         return RK_ERR_STORE;
     rk_bind_text(st, 1, p->person);
-    if (rc == RK_OK && (rc = rk_stmt_exec(st)) != RK_OK)
-        return rc;
-    st = rk_db_stmt(db, "INSERT INTO persons(person, status, created_ms, updated_ms)"
-                        " VALUES (?, 'pending', ?, ?) ON CONFLICT (person) DO UPDATE"
-                        " SET status = 'pending', code = NULL, reason = NULL, updated_ms = excluded.updated_ms");
-    if (!st)
-        return RK_ERR_STORE;
-    rk_bind_text(st, 1, p->person);
-    rk_bind_int(st, 2, a->now_ms);
+    rk_bind_text(st, 2, p->acquisition_no);
     rk_bind_int(st, 3, a->now_ms);
+    rk_bind_int(st, 4, a->now_ms);
     if ((rc = rk_stmt_exec(st)) != RK_OK)
         return rc;
     st = rk_db_stmt(db, "INSERT INTO pending(acquisition_no, person, check_code, state, created_ms)"
@@ -255,7 +279,7 @@ static rk_rc settle_sent_one(rk_db *db, void *arg)
     rk_bind_text(st, 1, it->acquisition_no);
     rk_bind_text(st, 2, it->person);
     rk_rc rc = rk_stmt_exec(st);
-    if (rc == RK_OK) /* no row: its notice came first, or the person started again */
+    if (rc == RK_OK && it->want_status) /* no row: its notice came first, or the person started again */
         rc = read_state(db, it->person, it->status, it->reason);
     return rc;
 }
@@ -265,12 +289,18 @@ typedef struct sent_many {
     size_t n;
 } sent_many;
 
+/* One savepoint per refused item only: marking forwarded is a single update
+ * that fails only with the whole commit. */
 static rk_rc settle_sent_in_tx(rk_db *db, void *arg)
 {
     sent_many *m = arg;
-    for (size_t i = 0; i < m->n; i++)
-        m->items[i].rc = m->items[i].outcome == SENT_UNCERTAIN ? RK_OK : rk_db_item(db, settle_sent_one, &m->items[i]);
-    return RK_OK;
+    rk_rc rc = RK_OK;
+    for (size_t i = 0; i < m->n && rc == RK_OK; i++) {
+        agency_sent *it = &m->items[i];
+        it->rc = it->outcome == SENT_REFUSED ? rk_db_item(db, settle_sent_one, it)
+                 : it->outcome == SENT_FORWARDED ? (rc = settle_sent_one(db, it)) : RK_OK;
+    }
+    return rc;
 }
 
 rk_rc agency_store_settle_sent(agency_store *s, agency_sent *items, size_t n)
@@ -356,9 +386,16 @@ static rk_rc sweep_in_tx(rk_db *db, void *arg)
     if (!st)
         return RK_ERR_STORE;
     rk_bind_int(st, 1, a->purge_before_ms);
-    if ((rc = rk_stmt_exec(st)) == RK_OK)
-        a->out->purged = rk_db_changes(db);
-    return rc;
+    if ((rc = rk_stmt_exec(st)) != RK_OK)
+        return rc;
+    a->out->purged = rk_db_changes(db);
+    /* their numbers forgotten too */
+    st = rk_db_stmt(db, "UPDATE persons SET acquisition_no = NULL WHERE status = 'failed' AND acquisition_no IS NOT NULL"
+                        " AND updated_ms < ?");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_int(st, 1, a->purge_before_ms);
+    return rk_stmt_exec(st);
 }
 
 rk_rc agency_store_sweep(agency_store *s, int64_t now_ms, int64_t new_before_ms, int64_t forwarded_before_ms,
@@ -402,25 +439,14 @@ static rk_rc take_pending(rk_db *db, const char *acquisition_no, char *person, s
     return rc == RK_ERR_NOT_FOUND ? RK_OK : rc == RK_OK ? RK_ERR_STORE : rc;
 }
 
-/* A failed person that its notice may still link: the sweeper failed it for
- * want of the notice, not for anything the notice showed. */
-static int late_link_allowed(const char *status, const char *reason)
-{
-    return strcmp(status, "pending") == 0 ||
-           (strcmp(status, "failed") == 0 && (strcmp(reason, "not_forwarded") == 0 ||
-                                              strcmp(reason, "no_code_notice") == 0));
-}
-
 /* Inside a write callback: sets the outcome of one notice. */
 static rk_rc settle_notice(rk_db *db, const char *node_id, const char *acquisition_no, const char *code,
                            int check_code, int64_t now_ms, agency_notice_outcome *outcome)
 {
-    char person[128], other[128], status[AGENCY_STATUS_MAX], reason[AGENCY_REASON_MAX] = "";
+    char person[128], other[128];
     int expected = -1;
     rk_rc rc = take_pending(db, acquisition_no, person, sizeof person, &expected);
-    if (rc == RK_OK)
-        rc = read_state(db, person, status, reason);
-    if (rc == RK_ERR_NOT_FOUND || (rc == RK_OK && !late_link_allowed(status, reason))) {
+    if (rc == RK_ERR_NOT_FOUND) {
         *outcome = NOTICE_UNKNOWN;
         return RK_OK;
     }
@@ -435,9 +461,12 @@ static rk_rc settle_notice(rk_db *db, const char *node_id, const char *acquisiti
     } else {
         return rc;
     }
+    /* Only a pending person, or one the sweeper failed for want of this
+     * notice (not for anything a notice showed), takes its outcome. */
     int linked = *outcome == NOTICE_LINKED;
-    rk_stmt *st = rk_db_stmt(db, "UPDATE persons SET status = ?, code = ?, reason = ?, updated_ms = ?"
-                                 " WHERE person = ?");
+    rk_stmt *st = rk_db_stmt(db, "UPDATE persons SET status = ?, code = ?, reason = ?, updated_ms = ?,"
+                                 " acquisition_no = NULL WHERE person = ? AND (status = 'pending' OR (status = 'failed'"
+                                 " AND reason IN ('not_forwarded', 'no_code_notice')))");
     if (!st)
         return RK_ERR_STORE;
     rk_bind_text(st, 1, linked ? "linked" : "failed");
@@ -445,8 +474,14 @@ static rk_rc settle_notice(rk_db *db, const char *node_id, const char *acquisiti
     rk_bind_text(st, 3, linked ? NULL : *outcome == NOTICE_MISMATCH ? "check_code_mismatch" : "code_already_linked");
     rk_bind_int(st, 4, now_ms);
     rk_bind_text(st, 5, person);
-    if ((rc = rk_stmt_exec(st)) != RK_OK || linked)
+    if ((rc = rk_stmt_exec(st)) != RK_OK)
         return rc;
+    if (rk_db_changes(db) == 0) {
+        *outcome = NOTICE_UNKNOWN; /* settled otherwise already: the row was stale */
+        return RK_OK;
+    }
+    if (linked)
+        return RK_OK;
     char summary[256];
     snprintf(summary, sizeof summary, *outcome == NOTICE_MISMATCH
              ? "check code mismatch on the notice for acquisition %.64s: code not linked"

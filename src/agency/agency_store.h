@@ -60,7 +60,8 @@ typedef enum {
 typedef struct agency_sent {
     const char *person, *acquisition_no;
     agency_sent_outcome outcome;
-    char status[AGENCY_STATUS_MAX];  /* out, SENT_FORWARDED: the person's status now */
+    int want_status;                 /* SENT_FORWARDED: read the person's status too */
+    char status[AGENCY_STATUS_MAX];  /* out, with want_status: the person's status now ("" if none) */
     char reason[AGENCY_REASON_MAX];
     rk_rc rc;
 } agency_sent;

@@ -160,7 +160,7 @@ static void enrol_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
 {
     enrol *e = (enrol *)f;
     e->sent = (agency_sent){.person = e->pend.person, .acquisition_no = e->pend.acquisition_no,
-                            .outcome = jlis_outcome(rc, res, e->pend.resend, f->resp)};
+                            .outcome = jlis_outcome(rc, res, e->pend.resend, f->resp), .want_status = 1};
     rk_http_result_clear(res);
     if (e->sent.outcome == SENT_UNCERTAIN) { /* nothing to store */
         rk_flow_finish(f);
@@ -452,9 +452,8 @@ static void batch_answer_work(rk_flow *f)
         const char *code = codes ? codes[r++] : "internal";
         if (rc != RK_OK || it->sent->rc != RK_OK) /* the row stays 'new': a retry sends it again */
             it->result = item_error(it->person, "store_error", "the person could not be stored; retry");
-        else if (it->sent->outcome == SENT_FORWARDED) /* accepted: pending, as ever in this form, unless failed */
-            it->result = person_answer(it->person, strcmp(it->sent->status, "failed") == 0 ? "failed" : "pending",
-                                       it->sent->reason);
+        else if (it->sent->outcome == SENT_FORWARDED) /* accepted: pending, as ever in this form */
+            it->result = person_answer(it->person, "pending", NULL);
         else if (it->sent->outcome == SENT_REFUSED)
             it->result = item_error(it->person, code, "J-LIS refused this request");
         else

@@ -193,7 +193,7 @@ static void test_resend_and_forwarded(void **state)
     assert_int_equal(add1(s, "q2", "Q5", 6, 1000, status), RK_OK);
     agency_notice_outcome out;
     assert_int_equal(agency_store_apply_notice(s, "Q5", "CQ5", 6, 1100, &out), RK_OK);
-    agency_sent late = {.person = "q2", .acquisition_no = "Q5", .outcome = SENT_FORWARDED};
+    agency_sent late = {.person = "q2", .acquisition_no = "Q5", .outcome = SENT_FORWARDED, .want_status = 1};
     assert_int_equal(agency_store_settle_sent(s, &late, 1), RK_OK);
     assert_int_equal(late.rc, RK_OK);
     assert_string_equal(late.status, "linked");
