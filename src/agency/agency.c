@@ -49,17 +49,24 @@ static rk_rc open_agency(rk_node *node, void *app)
         rk_error("the registry lacks J-LIS or the gateway of %s", node->self->agency);
         return RK_ERR_CONFIG;
     }
+    if (node->cfg.pending_new_after_ms <= node->cfg.peer_timeout_ms) { /* a request in flight is not swept */
+        rk_error("[agency] pending_new_after_ms (%d) must exceed [peer] timeout_ms (%d)",
+                 node->cfg.pending_new_after_ms, node->cfg.peer_timeout_ms);
+        return RK_ERR_CONFIG;
+    }
     rk_rc rc;
     if ((rc = agency_store_open(node->cfg.db, 0, node->cfg.id, &a->store)) != RK_OK ||
         (rc = rk_node_incidents_start(node, agency_store_db(a->store))) != RK_OK ||
-        (rc = rk_records_log_start(node, agency_store_db(a->store), node->cfg.head_interval_ms, &a->log)) != RK_OK)
+        (rc = rk_records_log_start(node, agency_store_db(a->store), node->cfg.head_interval_ms, &a->log)) != RK_OK ||
+        (rc = rk_node_clock_start(node)) != RK_OK)
         return rc;
-    return rk_node_clock_start(node);
+    return agency_sweeper_start(a);
 }
 
 static void stop_agency(void *app)
 {
     agency *a = app;
+    agency_sweeper_stop(a);
     rk_records_log_stop(a->log);
     a->log = NULL;
 }

@@ -7,12 +7,15 @@
 #include "node/node.h"
 #include "records/records_log.h"
 
+typedef struct agency_sweeper agency_sweeper;
+
 typedef struct agency {
     rk_node *node;
     agency_store *store;
     const rk_peer_node *jlis;
     const rk_peer_node *gateway;   /* this agency's own interface system */
     rk_records_log *log;           /* the records as a signed Merkle log */
+    agency_sweeper *sweeper;       /* settles enrolments left pending (sweeper.c) */
 } agency;
 
 /* persons.c: code acquisition (DESIGN §2.1). Enrolments are started
@@ -23,6 +26,11 @@ void agency_post_code_notice(void *app, const rk_request *req, rk_response *resp
 /* Bulk forms (at most RK_BATCH_MAX entries, one commit). */
 void agency_start_persons_batch(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void agency_post_code_notices_batch(void *app, const rk_request *req, rk_response *resp);
+
+/* sweeper.c: fails enrolments left pending too long; stop before closing
+ * the store. */
+rk_rc agency_sweeper_start(agency *a);
+void agency_sweeper_stop(agency *a);
 
 /* provision.c and queries.c: request and provision (DESIGN §2.2). */
 void agency_put_data(void *app, const rk_request *req, rk_response *resp);

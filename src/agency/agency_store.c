@@ -34,6 +34,18 @@ static const char *const agency_steps[] = {
     "CREATE TABLE IF NOT EXISTS received ("
     "  exchange_id TEXT PRIMARY KEY, person TEXT NOT NULL, provider TEXT NOT NULL, item TEXT NOT NULL,"
     "  value TEXT NOT NULL, as_of TEXT NOT NULL, received_ms BIGINT NOT NULL);",
+    /* Step 2: why a person failed; whether J-LIS is known to hold a pending
+     * acquisition ('forwarded') or not yet ('new'), and since when. Rows
+     * from before are taken as forwarded, dated by their person. */
+    "ALTER TABLE persons ADD COLUMN reason TEXT;"
+    "ALTER TABLE pending ADD COLUMN state TEXT NOT NULL DEFAULT 'forwarded' CHECK (state IN ('new','forwarded'));"
+    "ALTER TABLE pending ADD COLUMN created_ms BIGINT NOT NULL DEFAULT 0;"
+    "UPDATE pending SET created_ms = coalesce((SELECT updated_ms FROM persons WHERE persons.person = pending.person),"
+    "  0);"
+    "CREATE INDEX pending_sweep ON pending(created_ms);" /* not on state: marking forwarded leaves it alone */
+    /* The person's pending acquisition (a retry finds it by its key; no
+     * index by person on pending), forgotten once its notice came. */
+    "ALTER TABLE persons ADD COLUMN acquisition_no TEXT;",
 };
 
 rk_rc agency_store_open(const char *target, int flags, const char *node_id, agency_store **out)
@@ -68,63 +80,136 @@ void agency_store_close(agency_store *s)
     free(s);
 }
 
-/* Inside a callback: the person's status, or RK_ERR_NOT_FOUND. */
-static rk_rc read_status(rk_db *db, const char *person, char status[AGENCY_STATUS_MAX])
+/* Inside a callback: the person's status and reason ("" unless failed; reason
+ * may be NULL), or RK_ERR_NOT_FOUND. */
+static rk_rc read_state(rk_db *db, const char *person, char status[AGENCY_STATUS_MAX], char *reason)
 {
-    rk_stmt *q = rk_db_stmt(db, "SELECT status FROM persons WHERE person = ?");
+    rk_stmt *q = rk_db_stmt(db, "SELECT status, reason FROM persons WHERE person = ?");
     if (!q)
         return RK_ERR_STORE;
     rk_bind_text(q, 1, person);
     rk_rc rc = rk_stmt_next(q);
-    if (rc == RK_OK)
+    if (rc == RK_OK) {
         rk_col_copy(q, 0, status, AGENCY_STATUS_MAX);
+        if (reason)
+            rk_col_copy(q, 1, reason, AGENCY_REASON_MAX);
+    }
+    return rc;
+}
+
+static rk_rc read_status(rk_db *db, const char *person, char status[AGENCY_STATUS_MAX])
+{
+    return read_state(db, person, status, NULL);
+}
+
+/* Inside a callback: the state of a pending acquisition. */
+static rk_rc pending_state(rk_db *db, const char *person, const char *acquisition_no, int *check_code, char state[16])
+{
+    rk_stmt *q = rk_db_stmt(db, "SELECT check_code, state FROM pending WHERE acquisition_no = ? AND person = ?");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, acquisition_no);
+    rk_bind_text(q, 2, person);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK) {
+        *check_code = (int)rk_col_int(q, 0);
+        rk_col_copy(q, 1, state, 16);
+    }
+    return rc;
+}
+
+/* Inside a callback: the person's status, reason and pending acquisition
+ * ("" when none), or RK_ERR_NOT_FOUND. */
+static rk_rc read_person(rk_db *db, agency_pending *p, char stored[RK_ACQUISITION_NO_MAX + 1])
+{
+    rk_stmt *q = rk_db_stmt(db, "SELECT status, reason, acquisition_no FROM persons WHERE person = ?");
+    if (!q)
+        return RK_ERR_STORE;
+    rk_bind_text(q, 1, p->person);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK) {
+        rk_col_copy(q, 0, p->status, AGENCY_STATUS_MAX);
+        rk_col_copy(q, 1, p->reason, AGENCY_REASON_MAX);
+        rk_col_copy(q, 2, stored, RK_ACQUISITION_NO_MAX + 1);
+    }
     return rc;
 }
 
 typedef struct pending_args {
-    const char *person, *acquisition_no;
-    int check_code;
+    agency_pending *p;
     int64_t now_ms;
-    char *status;
 } pending_args;
+
+/* A retry carries the My Number again, and the agency keeps none (DESIGN
+ * §2.1): a row J-LIS may not have is sent again under its stored number
+ * (the core takes an (agency, acquisition number) once), never replayed as
+ * if it were with J-LIS. */
+static rk_rc resend_or_replay(rk_db *db, agency_pending *p, const char *stored)
+{
+    char state[16];
+    int check = -1;
+    rk_rc rc = *stored ? pending_state(db, p->person, stored, &check, state) : RK_ERR_NOT_FOUND;
+    if (rc == RK_ERR_NOT_FOUND || (rc == RK_OK && strcmp(state, "forwarded") == 0))
+        return RK_ERR_EXISTS; /* pending at J-LIS (or being settled): the first answer again */
+    if (rc != RK_OK)
+        return rc;
+    if (check != p->check_code)
+        return RK_ERR_CONFLICT; /* another My Number for this person */
+    snprintf(p->acquisition_no, sizeof p->acquisition_no, "%s", stored);
+    p->resend = 1;
+    return RK_OK;
+}
 
 static rk_rc add_pending_in_tx(rk_db *db, void *arg)
 {
-    pending_args *p = arg;
-    rk_rc rc = read_status(db, p->person, p->status);
+    pending_args *a = arg;
+    agency_pending *p = a->p;
+    char stored[RK_ACQUISITION_NO_MAX + 1] = "";
+    p->resend = 0;
+    p->reason[0] = 0;
+    rk_rc rc = read_person(db, p, stored);
+    if (rc == RK_OK && strcmp(p->status, "pending") == 0)
+        return resend_or_replay(db, p, stored);
     if (rc == RK_OK && strcmp(p->status, "failed") != 0)
         return RK_ERR_EXISTS;
     if (rc != RK_OK && rc != RK_ERR_NOT_FOUND)
         return rc;
-    /* A failed person starts again: pending, its code forgotten. */
-    rk_stmt *st = rk_db_stmt(db, "INSERT INTO persons(person, status, created_ms, updated_ms)"
-                                 " VALUES (?, 'pending', ?, ?) ON CONFLICT (person) DO UPDATE"
-                                 " SET status = 'pending', code = NULL, updated_ms = excluded.updated_ms");
+    /* A failed person starts again: pending, its code, reason and earlier
+     * acquisition forgotten (a late notice for that one is unknown). */
+    if (*stored) {
+        rk_stmt *st = rk_db_stmt(db, "DELETE FROM pending WHERE acquisition_no = ? AND person = ?");
+        if (!st)
+            return RK_ERR_STORE;
+        rk_bind_text(st, 1, stored);
+        rk_bind_text(st, 2, p->person);
+        if ((rc = rk_stmt_exec(st)) != RK_OK)
+            return rc;
+    }
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO persons(person, status, acquisition_no, created_ms, updated_ms)"
+                                 " VALUES (?, 'pending', ?, ?, ?) ON CONFLICT (person) DO UPDATE"
+                                 " SET status = 'pending', code = NULL, reason = NULL,"
+                                 " acquisition_no = excluded.acquisition_no, updated_ms = excluded.updated_ms");
     if (!st)
         return RK_ERR_STORE;
     rk_bind_text(st, 1, p->person);
-    rk_bind_int(st, 2, p->now_ms);
-    rk_bind_int(st, 3, p->now_ms);
+    rk_bind_text(st, 2, p->acquisition_no);
+    rk_bind_int(st, 3, a->now_ms);
+    rk_bind_int(st, 4, a->now_ms);
     if ((rc = rk_stmt_exec(st)) != RK_OK)
         return rc;
-    st = rk_db_stmt(db, "INSERT INTO pending(acquisition_no, person, check_code) VALUES (?, ?, ?)");
+    st = rk_db_stmt(db, "INSERT INTO pending(acquisition_no, person, check_code, state, created_ms)"
+                        " VALUES (?, ?, ?, 'new', ?)");
     if (!st)
         return RK_ERR_STORE;
     rk_bind_text(st, 1, p->acquisition_no);
     rk_bind_text(st, 2, p->person);
     rk_bind_int(st, 3, p->check_code);
-    if ((rc = rk_stmt_exec(st)) == RK_OK)
+    rk_bind_int(st, 4, a->now_ms);
+    if ((rc = rk_stmt_exec(st)) == RK_OK) {
         snprintf(p->status, AGENCY_STATUS_MAX, "pending");
+        p->reason[0] = 0;
+    }
     return rc;
-}
-
-rk_rc agency_store_add_pending(agency_store *s, const char *person, const char *acquisition_no, int check_code,
-                               int64_t now_ms, char status[AGENCY_STATUS_MAX])
-{
-    if (s->readonly)
-        return RK_ERR_INVALID;
-    pending_args p = {person, acquisition_no, check_code, now_ms, status};
-    return rk_db_write(s->db, add_pending_in_tx, &p);
 }
 
 typedef struct pending_many {
@@ -137,9 +222,8 @@ static rk_rc add_pending_many_in_tx(rk_db *db, void *arg)
 {
     pending_many *m = arg;
     for (size_t i = 0; i < m->n; i++) {
-        agency_pending *it = &m->items[i];
-        pending_args p = {it->person, it->acquisition_no, it->check_code, m->now_ms, it->status};
-        it->rc = rk_db_item(db, add_pending_in_tx, &p); /* a failing item leaves nothing behind */
+        pending_args a = {&m->items[i], m->now_ms};
+        m->items[i].rc = rk_db_item(db, add_pending_in_tx, &a); /* a failing item leaves nothing behind */
     }
     return RK_OK;
 }
@@ -152,54 +236,176 @@ rk_rc agency_store_add_pending_many(agency_store *s, agency_pending *items, size
     return rk_db_write(s->db, add_pending_many_in_tx, &m);
 }
 
-typedef struct drop_args {
-    const char *person, *acquisition_no;
-} drop_args;
-
-static rk_rc drop_in_tx(rk_db *db, void *arg)
+rk_rc agency_store_add_pending(agency_store *s, agency_pending *p, int64_t now_ms)
 {
-    drop_args *d = arg;
-    rk_stmt *st = rk_db_stmt(db, "DELETE FROM persons WHERE person = ? AND status = 'pending'"
-                                 " AND EXISTS (SELECT 1 FROM pending WHERE acquisition_no = ? AND person = ?)");
+    rk_rc rc = agency_store_add_pending_many(s, p, 1, now_ms);
+    return rc == RK_OK ? p->rc : rc;
+}
+
+/* Inside a write callback: drops a refused acquisition — only while it is
+ * 'new', so that a concurrent request's forwarded row is never deleted —
+ * and its person when that was all it had. */
+static rk_rc drop_new(rk_db *db, const char *person, const char *acquisition_no)
+{
+    rk_stmt *st = rk_db_stmt(db, "DELETE FROM persons WHERE person = ? AND status = 'pending' AND EXISTS"
+                                 " (SELECT 1 FROM pending WHERE acquisition_no = ? AND person = ? AND state = 'new')");
     if (!st)
         return RK_ERR_STORE;
-    rk_bind_text(st, 1, d->person);
-    rk_bind_text(st, 2, d->acquisition_no);
-    rk_bind_text(st, 3, d->person);
+    rk_bind_text(st, 1, person);
+    rk_bind_text(st, 2, acquisition_no);
+    rk_bind_text(st, 3, person);
     rk_rc rc = rk_stmt_exec(st);
     if (rc != RK_OK)
         return rc;
-    st = rk_db_stmt(db, "DELETE FROM pending WHERE acquisition_no = ? AND person = ?");
+    st = rk_db_stmt(db, "DELETE FROM pending WHERE acquisition_no = ? AND person = ? AND state = 'new'");
     if (!st)
         return RK_ERR_STORE;
-    rk_bind_text(st, 1, d->acquisition_no);
-    rk_bind_text(st, 2, d->person);
+    rk_bind_text(st, 1, acquisition_no);
+    rk_bind_text(st, 2, person);
     return rk_stmt_exec(st);
+}
+
+static rk_rc settle_sent_one(rk_db *db, void *arg)
+{
+    agency_sent *it = arg;
+    it->status[0] = it->reason[0] = 0;
+    if (it->outcome == SENT_REFUSED)
+        return drop_new(db, it->person, it->acquisition_no);
+    if (it->outcome != SENT_FORWARDED)
+        return RK_OK;
+    rk_stmt *st = rk_db_stmt(db, "UPDATE pending SET state = 'forwarded' WHERE acquisition_no = ? AND person = ?");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_text(st, 1, it->acquisition_no);
+    rk_bind_text(st, 2, it->person);
+    rk_rc rc = rk_stmt_exec(st);
+    if (rc == RK_OK && it->want_status) /* no row: its notice came first, or the person started again */
+        rc = read_state(db, it->person, it->status, it->reason);
+    return rc;
+}
+
+typedef struct sent_many {
+    agency_sent *items;
+    size_t n;
+} sent_many;
+
+/* One savepoint per refused item only: marking forwarded is a single update
+ * that fails only with the whole commit. */
+static rk_rc settle_sent_in_tx(rk_db *db, void *arg)
+{
+    sent_many *m = arg;
+    rk_rc rc = RK_OK;
+    for (size_t i = 0; i < m->n && rc == RK_OK; i++) {
+        agency_sent *it = &m->items[i];
+        it->rc = it->outcome == SENT_REFUSED ? rk_db_item(db, settle_sent_one, it)
+                 : it->outcome == SENT_FORWARDED ? (rc = settle_sent_one(db, it)) : RK_OK;
+    }
+    return rc;
+}
+
+rk_rc agency_store_settle_sent(agency_store *s, agency_sent *items, size_t n)
+{
+    if (s->readonly)
+        return RK_ERR_INVALID;
+    size_t i = 0;
+    while (i < n && items[i].outcome == SENT_UNCERTAIN)
+        items[i++].rc = RK_OK;
+    if (i == n)
+        return RK_OK; /* nothing to write */
+    sent_many m = {items, n};
+    return rk_db_write(s->db, settle_sent_in_tx, &m);
 }
 
 rk_rc agency_store_drop_pending(agency_store *s, const char *person, const char *acquisition_no)
 {
-    if (s->readonly)
-        return RK_ERR_INVALID;
-    drop_args d = {person, acquisition_no};
-    return rk_db_write(s->db, drop_in_tx, &d);
+    agency_sent it = {.person = person, .acquisition_no = acquisition_no, .outcome = SENT_REFUSED};
+    rk_rc rc = agency_store_settle_sent(s, &it, 1);
+    return rc == RK_OK ? it.rc : rc;
 }
 
 typedef struct status_args {
     const char *person;
-    char *status;
+    char *status, *reason;
 } status_args;
 
 static rk_rc status_read(rk_db *db, void *arg)
 {
     status_args *a = arg;
-    return read_status(db, a->person, a->status);
+    return read_state(db, a->person, a->status, a->reason);
+}
+
+rk_rc agency_store_person_state(agency_store *s, const char *person, char status[AGENCY_STATUS_MAX],
+                                char reason[AGENCY_REASON_MAX])
+{
+    if (reason)
+        reason[0] = 0;
+    status_args a = {person, status, reason};
+    return rk_db_read(s->db, status_read, &a);
 }
 
 rk_rc agency_store_person_status(agency_store *s, const char *person, char status[AGENCY_STATUS_MAX])
 {
-    status_args a = {person, status};
-    return rk_db_read(s->db, status_read, &a);
+    return agency_store_person_state(s, person, status, NULL);
+}
+
+typedef struct sweep_args {
+    int64_t now_ms, new_before_ms, forwarded_before_ms, purge_before_ms;
+    agency_sweep *out;
+} sweep_args;
+
+/* Inside a write callback: fails the pending persons whose acquisition has
+ * been in state since before `before`. */
+static rk_rc fail_stale(rk_db *db, const char *state, int64_t before, const char *reason, int64_t now_ms,
+                        int64_t *n)
+{
+    rk_stmt *st = rk_db_stmt(db, "UPDATE persons SET status = 'failed', reason = ?, updated_ms = ?"
+                                 " WHERE status = 'pending' AND person IN"
+                                 " (SELECT person FROM pending WHERE state = ? AND created_ms < ?)");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_text(st, 1, reason);
+    rk_bind_int(st, 2, now_ms);
+    rk_bind_text(st, 3, state);
+    rk_bind_int(st, 4, before);
+    rk_rc rc = rk_stmt_exec(st);
+    if (rc == RK_OK)
+        *n = rk_db_changes(db);
+    return rc;
+}
+
+static rk_rc sweep_in_tx(rk_db *db, void *arg)
+{
+    sweep_args *a = arg;
+    rk_rc rc = fail_stale(db, "new", a->new_before_ms, "not_forwarded", a->now_ms, &a->out->not_forwarded);
+    if (rc == RK_OK)
+        rc = fail_stale(db, "forwarded", a->forwarded_before_ms, "no_code_notice", a->now_ms, &a->out->no_code_notice);
+    if (rc != RK_OK)
+        return rc;
+    rk_stmt *st = rk_db_stmt(db, "DELETE FROM pending WHERE created_ms < ? AND NOT EXISTS"
+                                 " (SELECT 1 FROM persons s WHERE s.person = pending.person AND s.status = 'pending')");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_int(st, 1, a->purge_before_ms);
+    if ((rc = rk_stmt_exec(st)) != RK_OK)
+        return rc;
+    a->out->purged = rk_db_changes(db);
+    /* their numbers forgotten too */
+    st = rk_db_stmt(db, "UPDATE persons SET acquisition_no = NULL WHERE status = 'failed' AND acquisition_no IS NOT NULL"
+                        " AND updated_ms < ?");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_int(st, 1, a->purge_before_ms);
+    return rk_stmt_exec(st);
+}
+
+rk_rc agency_store_sweep(agency_store *s, int64_t now_ms, int64_t new_before_ms, int64_t forwarded_before_ms,
+                         int64_t purge_before_ms, agency_sweep *out)
+{
+    *out = (agency_sweep){0};
+    if (s->readonly)
+        return RK_ERR_INVALID;
+    sweep_args a = {now_ms, new_before_ms, forwarded_before_ms, purge_before_ms, out};
+    return rk_db_write(s->db, sweep_in_tx, &a);
 }
 
 /* Inside a write callback: the person already holding this code, if any
@@ -246,7 +452,7 @@ static rk_rc settle_notice(rk_db *db, const char *node_id, const char *acquisiti
     }
     if (rc != RK_OK)
         return rc;
-    if (expected != check_code) {
+    if (expected != check_code) { /* 第8-2(1)イ, also for a late notice */
         *outcome = NOTICE_MISMATCH;
     } else if ((rc = person_with_code(db, code, other, sizeof other)) == RK_OK) {
         *outcome = NOTICE_DUPLICATE; /* one person, two ids */
@@ -255,16 +461,27 @@ static rk_rc settle_notice(rk_db *db, const char *node_id, const char *acquisiti
     } else {
         return rc;
     }
+    /* Only a pending person, or one the sweeper failed for want of this
+     * notice (not for anything a notice showed), takes its outcome. */
     int linked = *outcome == NOTICE_LINKED;
-    rk_stmt *st = rk_db_stmt(db, "UPDATE persons SET status = ?, code = ?, updated_ms = ? WHERE person = ?");
+    rk_stmt *st = rk_db_stmt(db, "UPDATE persons SET status = ?, code = ?, reason = ?, updated_ms = ?,"
+                                 " acquisition_no = NULL WHERE person = ? AND (status = 'pending' OR (status = 'failed'"
+                                 " AND reason IN ('not_forwarded', 'no_code_notice')))");
     if (!st)
         return RK_ERR_STORE;
     rk_bind_text(st, 1, linked ? "linked" : "failed");
     rk_bind_text(st, 2, linked ? code : NULL);
-    rk_bind_int(st, 3, now_ms);
-    rk_bind_text(st, 4, person);
-    if ((rc = rk_stmt_exec(st)) != RK_OK || linked)
+    rk_bind_text(st, 3, linked ? NULL : *outcome == NOTICE_MISMATCH ? "check_code_mismatch" : "code_already_linked");
+    rk_bind_int(st, 4, now_ms);
+    rk_bind_text(st, 5, person);
+    if ((rc = rk_stmt_exec(st)) != RK_OK)
         return rc;
+    if (rk_db_changes(db) == 0) {
+        *outcome = NOTICE_UNKNOWN; /* settled otherwise already: the row was stale */
+        return RK_OK;
+    }
+    if (linked)
+        return RK_OK;
     char summary[256];
     snprintf(summary, sizeof summary, *outcome == NOTICE_MISMATCH
              ? "check code mismatch on the notice for acquisition %.64s: code not linked"

@@ -29,28 +29,69 @@ typedef enum {
 rk_rc agency_store_open(const char *target, int flags, const char *node_id, agency_store **out);
 void agency_store_close(agency_store *s);
 
-/* Records a pending acquisition for a new (or failed) person. For a person
- * already pending or linked: RK_ERR_EXISTS and its status in `status`. */
-rk_rc agency_store_add_pending(agency_store *s, const char *person, const char *acquisition_no, int check_code,
-                               int64_t now_ms, char status[AGENCY_STATUS_MAX]);
-/* The same for a batch, in one commit; each item gets its own rc (RK_OK,
- * RK_ERR_EXISTS with its status, or an error). */
+#define AGENCY_REASON_MAX 32
+
+/* Records a pending acquisition (state 'new': not yet known to be with
+ * J-LIS) for a new or failed person, a failed person's earlier acquisitions
+ * forgotten. For a person already pending in state 'new' the retry sends
+ * again: RK_OK with resend set and the stored acquisition number in
+ * acquisition_no — or RK_ERR_CONFLICT when the stored check code differs
+ * (another My Number). For a person pending in state 'forwarded', linked:
+ * RK_ERR_EXISTS with its status. */
 typedef struct agency_pending {
-    const char *person, *acquisition_no;
+    const char *person;
+    char acquisition_no[RK_ACQUISITION_NO_MAX + 1]; /* in: a fresh number; out: the one to send */
     int check_code;
+    int resend;                 /* out: the stored acquisition is sent again */
     char status[AGENCY_STATUS_MAX];
+    char reason[AGENCY_REASON_MAX]; /* "" unless failed */
     rk_rc rc;
 } agency_pending;
+rk_rc agency_store_add_pending(agency_store *s, agency_pending *p, int64_t now_ms);
+/* The same for a batch, in one commit; each item gets its own rc. */
 rk_rc agency_store_add_pending_many(agency_store *s, agency_pending *items, size_t n, int64_t now_ms);
 
-/* Removes a pending acquisition that J-LIS refused or never took. */
+/* What became of an acquisition sent to J-LIS. */
+typedef enum {
+    SENT_FORWARDED,             /* J-LIS has it: state 'forwarded' */
+    SENT_REFUSED,               /* a definite refusal: the row dropped, if still 'new' */
+    SENT_UNCERTAIN,             /* no answer, a timeout, a 5xx: the row kept 'new' */
+} agency_sent_outcome;
+typedef struct agency_sent {
+    const char *person, *acquisition_no;
+    agency_sent_outcome outcome;
+    int want_status;                 /* SENT_FORWARDED: read the person's status too */
+    char status[AGENCY_STATUS_MAX];  /* out, with want_status: the person's status now ("" if none) */
+    char reason[AGENCY_REASON_MAX];
+    rk_rc rc;
+} agency_sent;
+/* Settles what J-LIS answered, in one commit, each item in its own
+ * savepoint. A forwarded row is never dropped (第8-2: its notice may come). */
+rk_rc agency_store_settle_sent(agency_store *s, agency_sent *items, size_t n);
+
+/* A refused acquisition: agency_store_settle_sent with SENT_REFUSED. */
 rk_rc agency_store_drop_pending(agency_store *s, const char *person, const char *acquisition_no);
-/* RK_ERR_NOT_FOUND for an unknown person. */
+/* RK_ERR_NOT_FOUND for an unknown person. reason (may be NULL) is "" unless
+ * the person failed. */
+rk_rc agency_store_person_state(agency_store *s, const char *person, char status[AGENCY_STATUS_MAX],
+                                char reason[AGENCY_REASON_MAX]);
 rk_rc agency_store_person_status(agency_store *s, const char *person, char status[AGENCY_STATUS_MAX]);
 
+/* The sweeper: pending persons whose acquisition stayed 'new' since before
+ * new_before_ms fail with reason not_forwarded; those 'forwarded' since
+ * before forwarded_before_ms fail with no_code_notice. Their pending rows
+ * stay, so that a late notice still links them; rows of persons no longer
+ * pending created before purge_before_ms are deleted. */
+typedef struct agency_sweep {
+    int64_t not_forwarded, no_code_notice, purged;
+} agency_sweep;
+rk_rc agency_store_sweep(agency_store *s, int64_t now_ms, int64_t new_before_ms, int64_t forwarded_before_ms,
+                         int64_t purge_before_ms, agency_sweep *out);
+
 /* Applies a code notice (第8-2(1)イ): links on equal check codes and forgets
- * the acquisition number; on a mismatch marks the person failed and records
- * a check_code_mismatch incident. */
+ * the acquisition number; on a mismatch marks the person failed (reason
+ * check_code_mismatch) and records an incident. A person the sweeper failed
+ * (not_forwarded, no_code_notice) is still linked by its notice. */
 rk_rc agency_store_apply_notice(agency_store *s, const char *acquisition_no, const char *code, int check_code,
                                 int64_t now_ms, agency_notice_outcome *outcome);
 

@@ -20,10 +20,18 @@
 
 #define ACQUISITION_BYTES 16
 
-/* Kept for src/tools/agency_ctl.c only; this folder calls rk_person_id_valid. */
-static void reply_status(rk_response *resp, int http, const char *person, const char *status)
+/* {"person","status"} and, for a failed person, "reason". */
+static json_t *person_answer(const char *person, const char *status, const char *reason)
 {
-    rk_reply_json(resp, http, json_pack("{s:s,s:s}", "person", person, "status", status));
+    json_t *j = json_pack("{s:s,s:s}", "person", person, "status", status);
+    if (j && reason && *reason && strcmp(status, "failed") == 0)
+        json_object_set_new(j, "reason", json_string(reason));
+    return j;
+}
+
+static void reply_status(rk_response *resp, int http, const char *person, const char *status, const char *reason)
+{
+    rk_reply_json(resp, http, person_answer(person, status, reason));
 }
 
 /* ---------- the call to J-LIS ---------- */
@@ -78,17 +86,18 @@ static void jlis_call(jlis_flow *j, const char *path, char *body, rk_flow_called
 /* ---------- enrolment of one person ---------- */
 
 /* POST /v1/persons, a flow: checked on the event thread; the pending row
- * stored on the pool; (acquisition number, My Number) sent to J-LIS
- * through the relay; then the pending row read, or dropped when J-LIS did
- * not take it, on the pool. */
+ * stored (or, for a retry of a row J-LIS may not have, found) on the pool;
+ * (acquisition number, My Number) sent to J-LIS through the relay; then
+ * J-LIS's answer settled on the pool before the reply. A 202 means J-LIS
+ * has the request (the row is 'forwarded'); a row whose hand-off is
+ * uncertain stays 'new' — a retry sends it again, else the sweeper fails
+ * it — and is never dropped. */
 typedef struct enrol {
     jlis_flow j;                 /* first */
-    const char *person, *my_number; /* borrowed from the request */
-    int check;
-    char acquisition_no[2 * ACQUISITION_BYTES + 1];
-    char status[AGENCY_STATUS_MAX];
+    const char *my_number;       /* borrowed from the request */
+    agency_pending pend;
+    agency_sent sent;
     rk_rc rc;
-    int took;                    /* J-LIS took it */
 } enrol;
 
 static void enrol_cleanup(rk_flow *f)
@@ -96,43 +105,61 @@ static void enrol_cleanup(rk_flow *f)
     jlis_body_wipe((jlis_flow *)f);
 }
 
-/* Maps J-LIS's answer: 1 when it took the request, else 0 with the error in
- * resp. */
-static int jlis_took(rk_rc rc, const rk_http_result *res, rk_response *resp)
+/* The J-LIS error codes that say it will never take this request. */
+static int definite_refusal(const char *code)
 {
-    int took = rc == RK_OK && res->status == 202;
-    if (!took && rc == RK_OK && (res->status == 400 || res->status == 404)) {
+    static const char *const codes[] = {"invalid_my_number", "unknown_person", "basic_info_mismatch", "conflict"};
+    for (size_t i = 0; code && i < sizeof codes / sizeof codes[0]; i++)
+        if (strcmp(code, codes[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* Maps J-LIS's answer to what became of the acquisition; a refusal's error
+ * goes to resp. A conflict on a re-send says that the core holds the number
+ * for another My Number — so the first send reached it: the row stays. */
+static agency_sent_outcome jlis_outcome(rk_rc rc, const rk_http_result *res, int resend, rk_response *resp)
+{
+    if (rc == RK_OK && res->status == 202)
+        return SENT_FORWARDED;
+    if (rc == RK_OK && (res->status == 400 || res->status == 404 || res->status == 409)) {
         json_t *err = res->body ? json_loads(res->body, 0, NULL) : NULL;
         const char *code = json_string_value(json_object_get(json_object_get(err, "error"), "code"));
         rk_reply_error(resp, (int)res->status, code ? code : "jlis_refused", "J-LIS refused the request: %s",
                        code ? code : "no reason given");
         json_decref(err);
-    } else if (!took) {
-        rk_warn("J-LIS did not take an acquisition: %s, HTTP %ld", rk_strerror(rc), res->status);
-        rk_reply_error(resp, 503, "jlis_unavailable", "J-LIS or the core could not take the request now; retry");
+        return resend && res->status == 409 ? SENT_UNCERTAIN : SENT_REFUSED;
     }
-    return took;
+    rk_warn("J-LIS did not take an acquisition: %s, HTTP %ld", rk_strerror(rc), res->status);
+    rk_reply_error(resp, 503, "jlis_unavailable", "J-LIS or the core could not take the request now; retry");
+    return SENT_UNCERTAIN;
 }
 
-/* On a worker: the person's status once J-LIS took it, else its pending
- * row removed. */
+/* On a worker: J-LIS's answer settled, committed before the reply. */
 static void enrol_after_work(rk_flow *f)
 {
     enrol *e = (enrol *)f;
-    if (!e->took) {
-        agency_store_drop_pending(e->j.a->store, e->person, e->acquisition_no);
-        return;
+    rk_rc rc = agency_store_settle_sent(e->j.a->store, &e->sent, 1);
+    if (rc == RK_OK)
+        rc = e->sent.rc;
+    if (rc != RK_OK) { /* the row stays 'new': a retry sends it again */
+        rk_warn("an enrolment's answer from J-LIS could not be stored: %s", rk_strerror(rc));
+        rk_reply_error(f->resp, 500, "store_error", "the person could not be stored; retry");
+    } else if (e->sent.outcome == SENT_FORWARDED) {
+        reply_status(f->resp, 202, e->pend.person, e->sent.status[0] ? e->sent.status : "pending", e->sent.reason);
     }
-    if (agency_store_person_status(e->j.a->store, e->person, e->status) != RK_OK)
-        strcpy(e->status, "pending");
-    reply_status(f->resp, 202, e->person, e->status);
 }
 
 static void enrol_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
 {
     enrol *e = (enrol *)f;
-    e->took = jlis_took(rc, res, f->resp);
+    e->sent = (agency_sent){.person = e->pend.person, .acquisition_no = e->pend.acquisition_no,
+                            .outcome = jlis_outcome(rc, res, e->pend.resend, f->resp), .want_status = 1};
     rk_http_result_clear(res);
+    if (e->sent.outcome == SENT_UNCERTAIN) { /* nothing to store */
+        rk_flow_finish(f);
+        return;
+    }
     rk_flow_pool(f, enrol_after_work, rk_flow_finish);
 }
 
@@ -140,22 +167,26 @@ static void enrol_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
 static void enrol_store_work(rk_flow *f)
 {
     enrol *e = (enrol *)f;
-    e->rc = agency_store_add_pending(e->j.a->store, e->person, e->acquisition_no, e->check, rk_now_ms(), e->status);
+    e->rc = agency_store_add_pending(e->j.a->store, &e->pend, rk_now_ms());
 }
 
 static void enrol_stored(rk_flow *f)
 {
     enrol *e = (enrol *)f;
-    if (e->rc == RK_ERR_EXISTS) {
-        reply_status(f->resp, 202, e->person, e->status); /* the first answer again, no second effect */
+    if (e->rc == RK_ERR_EXISTS) { /* with J-LIS already, or settled: the first answer again */
+        reply_status(f->resp, 202, e->pend.person, e->pend.status, e->pend.reason);
         rk_flow_finish(f);
+        return;
+    }
+    if (e->rc == RK_ERR_CONFLICT) {
+        rk_flow_fail(f, 409, "conflict", "this person is pending under another My Number");
         return;
     }
     if (e->rc != RK_OK) {
         rk_flow_fail(f, 500, "store_error", "the person could not be stored; retry");
         return;
     }
-    json_t *msg = json_pack("{s:s,s:s}", "acquisition_no", e->acquisition_no, "my_number", e->my_number);
+    json_t *msg = json_pack("{s:s,s:s}", "acquisition_no", e->pend.acquisition_no, "my_number", e->my_number);
     char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     json_decref(msg);
     jlis_call(&e->j, "/v1/code-requests", body, enrol_answered);
@@ -167,19 +198,19 @@ void agency_start_person(void *app, rk_pending *p, const rk_request *req, rk_res
     if (!e)
         return;
     e->j.a = app;
-    e->person = rk_req_string(req, resp, "person", RK_ID_FIELD_MAX);
-    e->my_number = e->person ? rk_req_string(req, resp, "my_number", RK_MY_NUMBER_FIELD_MAX) : NULL;
+    e->pend.person = rk_req_string(req, resp, "person", RK_ID_FIELD_MAX);
+    e->my_number = e->pend.person ? rk_req_string(req, resp, "my_number", RK_MY_NUMBER_FIELD_MAX) : NULL;
     if (!e->my_number) {
         rk_flow_finish(&e->j.f);
         return;
     }
-    if (!rk_person_id_valid(e->person)) {
+    if (!rk_person_id_valid(e->pend.person)) {
         rk_flow_fail(&e->j.f, 400, "invalid_field",
                      "field \"person\" must be 1 to 64 characters of [A-Za-z0-9._-], and not a My Number");
         return;
     }
-    e->check = rk_mynumber_check_code(e->my_number); /* 第7-2(1) */
-    if (e->check < 0) {
+    e->pend.check_code = rk_mynumber_check_code(e->my_number); /* 第7-2(1) */
+    if (e->pend.check_code < 0) {
         rk_flow_fail(&e->j.f, 400, "invalid_my_number", "not a valid My Number (12 digits with a correct check digit)");
         return;
     }
@@ -188,7 +219,7 @@ void agency_start_person(void *app, rk_pending *p, const rk_request *req, rk_res
         rk_flow_fail(&e->j.f, 500, "internal", "no randomness");
         return;
     }
-    rk_hex(raw, sizeof raw, e->acquisition_no);
+    rk_hex(raw, sizeof raw, e->pend.acquisition_no);
     rk_flow_pool(&e->j.f, enrol_store_work, enrol_stored);
 }
 
@@ -196,18 +227,18 @@ void agency_get_person(void *app, const rk_request *req, rk_response *resp)
 {
     agency *a = app;
     const char *person = req->path + strlen("/v1/persons/");
-    char status[AGENCY_STATUS_MAX];
+    char status[AGENCY_STATUS_MAX], reason[AGENCY_REASON_MAX];
     if (!rk_person_id_valid(person)) {
         rk_reply_error(resp, 400, "invalid_field", "the person id must be 1 to 64 characters of [A-Za-z0-9._-]");
         return;
     }
-    rk_rc rc = agency_store_person_status(a->store, person, status);
+    rk_rc rc = agency_store_person_state(a->store, person, status, reason);
     if (rc == RK_ERR_NOT_FOUND)
         rk_reply_error(resp, 404, "unknown_person", "no person \"%s\" at this agency", person);
     else if (rc != RK_OK)
         rk_reply_error(resp, 500, "store_error", "the person could not be read");
     else
-        reply_status(resp, 200, person, status);
+        reply_status(resp, 200, person, status, reason);
 }
 
 /* The answer to one notice, the same in the single and the bulk form. */
@@ -255,8 +286,8 @@ void agency_post_code_notice(void *app, const rk_request *req, rk_response *resp
  * here and one call to J-LIS. Each person gets its own answer, in order. */
 typedef struct batch_item {
     const char *person, *my_number;
-    char acquisition_no[2 * ACQUISITION_BYTES + 1];
     agency_pending *pending; /* its pending row, when the entry is valid */
+    agency_sent *sent;       /* what J-LIS made of it, when it was sent */
     json_t *result;          /* the person's answer once known */
 } batch_item;
 
@@ -284,31 +315,35 @@ static size_t read_batch(json_t *list, batch_item *items, agency_pending *pendin
             it->result = item_error(it->person, "internal", "no randomness");
         if (it->result)
             continue;
-        rk_hex(raw, sizeof raw, it->acquisition_no);
         it->pending = &pending[valid++];
-        *it->pending = (agency_pending){.person = it->person, .acquisition_no = it->acquisition_no,
-                                        .check_code = check};
+        *it->pending = (agency_pending){.person = it->person, .check_code = check};
+        rk_hex(raw, sizeof raw, it->pending->acquisition_no);
     }
     return valid;
 }
 
-/* The answer of an entry whose pending row was not newly stored. */
+/* The answer of an entry that is not sent to J-LIS. */
 static json_t *settled_without_jlis(const batch_item *it)
 {
-    if (it->pending->rc == RK_ERR_EXISTS) /* the first answer again */
-        return json_pack("{s:s,s:s}", "person", it->person, "status", it->pending->status);
+    if (it->pending->rc == RK_ERR_EXISTS) /* with J-LIS already, or settled: the first answer again */
+        return person_answer(it->person, it->pending->status, it->pending->reason);
+    if (it->pending->rc == RK_ERR_CONFLICT)
+        return item_error(it->person, "conflict", "this person is pending under another My Number");
     return item_error(it->person, "store_error", "the person could not be stored; retry");
 }
 
 /* POST /v1/persons/batch, a flow: the entries checked and their pending
  * rows stored in one commit on the pool; one call to J-LIS through the
- * relay; its answer mapped (and refused rows dropped) on the pool. */
+ * relay; its answers settled in one commit on the pool (as for one
+ * person: forwarded rows marked, definitely refused 'new' rows dropped,
+ * the others kept 'new'), then the reply. */
 typedef struct batch {
     jlis_flow j;                 /* first */
     json_t *list;                /* borrowed from the request */
-    size_t n, np;                /* entries, valid entries */
+    size_t n, np, ns;            /* entries, valid entries, entries sent */
     batch_item *items;
     agency_pending *pending;
+    agency_sent *sent;
     rk_rc rc;
     rk_rc jlis_rc;
     rk_http_result jlis_res;
@@ -322,6 +357,7 @@ static void batch_cleanup(rk_flow *f)
         json_decref(b->items[i].result);
     free(b->items);
     free(b->pending);
+    free(b->sent);
     rk_http_result_clear(&b->jlis_res);
 }
 
@@ -335,7 +371,7 @@ static void batch_reply(batch *b)
     rk_reply_json(b->j.f.resp, 202, json_pack("{s:o}", "results", results));
 }
 
-/* The J-LIS call for the new acquisitions (J-LIS answers in order). */
+/* The J-LIS call for the acquisitions to send (J-LIS answers in order). */
 static char *batch_jlis_body(batch *b)
 {
     json_t *reqs = json_array();
@@ -343,9 +379,12 @@ static char *batch_jlis_body(batch *b)
         batch_item *it = &b->items[i];
         if (!it->result && it->pending->rc != RK_OK)
             it->result = settled_without_jlis(it);
-        if (!it->result)
-            json_array_append_new(reqs, json_pack("{s:s,s:s}", "acquisition_no", it->acquisition_no, "my_number",
-                                                  it->my_number));
+        if (it->result)
+            continue;
+        it->sent = &b->sent[b->ns++];
+        *it->sent = (agency_sent){.person = it->person, .acquisition_no = it->pending->acquisition_no};
+        json_array_append_new(reqs, json_pack("{s:s,s:s}", "acquisition_no", it->pending->acquisition_no,
+                                              "my_number", it->my_number));
     }
     json_t *msg = json_pack("{s:o}", "requests", reqs);
     char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
@@ -361,32 +400,61 @@ static void batch_store_work(rk_flow *f)
     b->rc = b->np ? agency_store_add_pending_many(b->j.a->store, b->pending, b->np, rk_now_ms()) : RK_OK;
     if (b->rc == RK_OK && b->np)
         b->j.body = batch_jlis_body(b); /* kept by the flow: wiped */
-    else if (b->rc == RK_OK)
+    if (b->rc == RK_OK && !b->ns)
         batch_reply(b);
 }
 
-/* On a worker: J-LIS's answers mapped; refused acquisitions dropped. */
+/* The outcome of one sent entry from its result in J-LIS's answer (NULL:
+ * none, the call failed); a refusal's code in *code. */
+static agency_sent_outcome item_outcome(json_t *one, int resend, const char **code)
+{
+    json_t *err = json_object_get(one, "error");
+    *code = "jlis_unavailable";
+    if (one && !err)
+        return SENT_FORWARDED;
+    const char *given = json_string_value(json_object_get(err, "code"));
+    if (!definite_refusal(given))
+        return SENT_UNCERTAIN;
+    *code = given;
+    return resend && strcmp(given, "conflict") == 0 ? SENT_UNCERTAIN : SENT_REFUSED;
+}
+
+/* On a worker: J-LIS's answers settled in one commit, then the reply. */
 static void batch_answer_work(rk_flow *f)
 {
     batch *b = (batch *)f;
     json_t *answer = b->jlis_rc == RK_OK && b->jlis_res.status == 200 && b->jlis_res.body
                          ? json_loads(b->jlis_res.body, 0, NULL) : NULL;
     json_t *results = json_object_get(answer, "results");
+    const char **codes = calloc(b->ns ? b->ns : 1, sizeof *codes);
     size_t r = 0;
+    for (size_t i = 0; codes && i < b->n; i++) {
+        batch_item *it = &b->items[i];
+        if (it->sent) {
+            it->sent->outcome = item_outcome(json_array_get(results, r), it->pending->resend, &codes[r]);
+            r++;
+        }
+    }
+    rk_rc rc = codes ? agency_store_settle_sent(b->j.a->store, b->sent, b->ns) : RK_ERR_NOMEM;
+    if (rc != RK_OK)
+        rk_warn("%zu enrolments' answers from J-LIS could not be stored: %s", b->ns, rk_strerror(rc));
+    r = 0;
     for (size_t i = 0; i < b->n; i++) {
         batch_item *it = &b->items[i];
-        if (it->result)
+        if (!it->sent)
             continue;
-        json_t *one = json_array_get(results, r++);
-        json_t *err = json_object_get(one, "error");
-        if (one && !err) {
-            it->result = json_pack("{s:s,s:s}", "person", it->person, "status", "pending");
-            continue;
-        }
-        const char *code = err ? json_string_value(json_object_get(err, "code")) : "jlis_unavailable";
-        agency_store_drop_pending(b->j.a->store, it->person, it->acquisition_no);
-        it->result = item_error(it->person, code ? code : "jlis_refused", "J-LIS did not take this request");
+        const char *code = codes ? codes[r++] : "internal";
+        if (rc != RK_OK || it->sent->rc != RK_OK) /* the row stays 'new': a retry sends it again */
+            it->result = item_error(it->person, "store_error", "the person could not be stored; retry");
+        else if (it->sent->outcome == SENT_FORWARDED) /* accepted: pending, as ever in this form */
+            it->result = person_answer(it->person, "pending", NULL);
+        else if (it->sent->outcome == SENT_REFUSED)
+            it->result = item_error(it->person, code, "J-LIS refused this request");
+        else
+            it->result = item_error(it->person, strcmp(code, "conflict") == 0 ? code : "jlis_unavailable",
+                                    "J-LIS did not take this request now; retry");
     }
+    free(codes);
     json_decref(answer);
     rk_http_result_clear(&b->jlis_res);
     batch_reply(b);
@@ -397,6 +465,8 @@ static void batch_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
     batch *b = (batch *)f;
     b->jlis_rc = rc;
     b->jlis_res = *res; /* the body moves to b */
+    if (rc != RK_OK || res->status != 200)
+        rk_warn("J-LIS did not take %zu acquisitions: %s, HTTP %ld", b->ns, rk_strerror(rc), res->status);
     rk_flow_pool(f, batch_answer_work, rk_flow_finish);
 }
 
@@ -407,7 +477,7 @@ static void batch_stored(rk_flow *f)
         rk_flow_fail(f, 500, "store_error", "the persons could not be stored; retry");
         return;
     }
-    if (!b->np) { /* answered on the worker */
+    if (!b->ns) { /* answered on the worker */
         rk_flow_finish(f);
         return;
     }
@@ -429,7 +499,8 @@ void agency_start_persons_batch(void *app, rk_pending *p, const rk_request *req,
     b->n = json_array_size(b->list);
     b->items = calloc(b->n, sizeof *b->items);
     b->pending = calloc(b->n, sizeof *b->pending);
-    if (!b->items || !b->pending) {
+    b->sent = calloc(b->n, sizeof *b->sent);
+    if (!b->items || !b->pending || !b->sent) {
         rk_flow_fail(&b->j.f, 500, "internal", "out of memory");
         return;
     }

@@ -81,7 +81,7 @@ void core_handle_codes(void *app, const rk_request *req, rk_response *resp)
         rk_reply_error(resp, 500, "store_error", "the acquisition could not be stored; retry");
         return;
     }
-    if (!in.item.duplicate)
+    if (!in.item.duplicate || in.item.rearmed)
         core_notices_wake(c);
     rk_reply_json(resp, 202, json_pack("{s:s}", "status", in.item.duplicate ? "already_accepted" : "accepted"));
 }

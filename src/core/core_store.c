@@ -29,6 +29,9 @@ static const char *const core_steps[] = {
     "  serial BIGINT NOT NULL, check_code BIGINT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0,"
     "  next_ms BIGINT NOT NULL, created_ms BIGINT NOT NULL, done_ms BIGINT, outcome TEXT);"
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_ms) WHERE done_ms IS NULL;",
+    /* Step 2: an acquisition names its notice (a repeat re-arms it); NULL
+     * for the acquisitions from before, found by their number. */
+    "ALTER TABLE acquisitions ADD COLUMN notice_id BIGINT;",
 };
 
 rk_db *core_store_db(core_store *s)
@@ -130,33 +133,54 @@ static rk_rc resolve_person(rk_db *db, const core_acquisition *a, int64_t now_ms
 
 /* *known: 0 a new acquisition; 1 the same one again; -1 the number was used
  * for another person. */
-static rk_rc known_acquisition(rk_db *db, const core_acquisition *a, uint64_t serial, int *known)
+static rk_rc known_acquisition(rk_db *db, const core_acquisition *a, uint64_t serial, int *known, int64_t *notice_id)
 {
-    rk_stmt *q = rk_db_stmt(db, "SELECT serial FROM acquisitions WHERE agency = ? AND acquisition_no = ?");
+    rk_stmt *q = rk_db_stmt(db, "SELECT serial, notice_id FROM acquisitions WHERE agency = ? AND acquisition_no = ?");
     if (!q)
         return RK_ERR_STORE;
     rk_bind_text(q, 1, a->agency);
     rk_bind_text(q, 2, a->acquisition_no);
     rk_rc rc = rk_stmt_next(q);
     *known = 0;
-    if (rc == RK_OK)
+    *notice_id = -1;
+    if (rc == RK_OK) {
         *known = (uint64_t)rk_col_int(q, 0) == serial ? 1 : -1;
+        if (!rk_col_is_null(q, 1))
+            *notice_id = rk_col_int(q, 1);
+    }
     return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }
 
+/* The notice first, so that the acquisition names it. */
 static rk_rc insert_acquisition(rk_db *db, const core_acquisition *a, uint64_t serial, int64_t now_ms)
 {
-    rk_stmt *st = rk_db_stmt(db, "INSERT INTO acquisitions(agency, acquisition_no, serial, check_code, at_ms)"
-                                 " VALUES (?, ?, ?, ?, ?)");
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO outbox(agency, acquisition_no, serial, check_code, next_ms, created_ms)"
+                                 " VALUES (?, ?, ?, ?, ?, ?) RETURNING id");
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_text(st, 1, a->agency);
+    rk_bind_text(st, 2, a->acquisition_no);
+    rk_bind_int(st, 3, (int64_t)serial);
+    rk_bind_int(st, 4, a->check_code);
+    rk_bind_int(st, 5, now_ms);
+    rk_bind_int(st, 6, now_ms);
+    rk_rc rc = rk_stmt_next(st);
+    if (rc != RK_OK)
+        return rc == RK_ERR_NOT_FOUND ? RK_ERR_STORE : rc; /* RETURNING answers the row it inserted */
+    int64_t notice_id = rk_col_int(st, 0);
+    if ((rc = rk_stmt_next(st)) != RK_ERR_NOT_FOUND) /* run the insert to its end */
+        return rc == RK_OK ? RK_ERR_STORE : rc;
+    st = rk_db_stmt(db, "INSERT INTO acquisitions(agency, acquisition_no, serial, check_code, at_ms, notice_id)"
+                        " VALUES (?, ?, ?, ?, ?, ?)");
     if (st) {
         rk_bind_text(st, 1, a->agency);
         rk_bind_text(st, 2, a->acquisition_no);
         rk_bind_int(st, 3, (int64_t)serial);
         rk_bind_int(st, 4, a->check_code);
         rk_bind_int(st, 5, now_ms);
+        rk_bind_int(st, 6, notice_id);
     }
-    rk_rc rc = exec_stmt(st);
-    if (rc != RK_OK)
+    if ((rc = exec_stmt(st)) != RK_OK)
         return rc;
     st = rk_db_stmt(db, "INSERT INTO issued(agency, serial, at_ms) VALUES (?, ?, ?)"
                         " ON CONFLICT (agency, serial) DO NOTHING");
@@ -165,26 +189,43 @@ static rk_rc insert_acquisition(rk_db *db, const core_acquisition *a, uint64_t s
         rk_bind_int(st, 2, (int64_t)serial);
         rk_bind_int(st, 3, now_ms);
     }
-    if ((rc = exec_stmt(st)) != RK_OK)
-        return rc;
-    st = rk_db_stmt(db, "INSERT INTO outbox(agency, acquisition_no, serial, check_code, next_ms, created_ms)"
-                        " VALUES (?, ?, ?, ?, ?, ?)");
-    if (st) {
-        rk_bind_text(st, 1, a->agency);
-        rk_bind_text(st, 2, a->acquisition_no);
-        rk_bind_int(st, 3, (int64_t)serial);
-        rk_bind_int(st, 4, a->check_code);
-        rk_bind_int(st, 5, now_ms);
-        rk_bind_int(st, 6, now_ms);
-    }
     return exec_stmt(st);
+}
+
+/* A repeat of an acquisition re-arms its notice, due now, unless the agency
+ * settled it for good (linked, or refused by 第8-2(1)イ): the agency may have
+ * lost it, or answered unknown_acquisition before its row was there. */
+static rk_rc rearm_notice(rk_db *db, const core_acquisition *a, int64_t notice_id, int64_t now_ms, int *rearmed)
+{
+    rk_stmt *st;
+    if (notice_id >= 0) {
+        st = rk_db_stmt(db, "UPDATE outbox SET next_ms = ?, attempts = 0, done_ms = NULL, outcome = NULL WHERE id = ?"
+                            " AND (done_ms IS NULL OR outcome IN ('unknown_acquisition', 'undeliverable'))");
+        if (st)
+            rk_bind_int(st, 2, notice_id);
+    } else { /* an acquisition from before step 2: a scan, once */
+        st = rk_db_stmt(db, "UPDATE outbox SET next_ms = ?, attempts = 0, done_ms = NULL, outcome = NULL"
+                            " WHERE agency = ? AND acquisition_no = ?"
+                            " AND (done_ms IS NULL OR outcome IN ('unknown_acquisition', 'undeliverable'))");
+        if (st) {
+            rk_bind_text(st, 2, a->agency);
+            rk_bind_text(st, 3, a->acquisition_no);
+        }
+    }
+    if (!st)
+        return RK_ERR_STORE;
+    rk_bind_int(st, 1, now_ms);
+    rk_rc rc = rk_stmt_exec(st);
+    if (rc == RK_OK)
+        *rearmed = rk_db_changes(db) > 0;
+    return rc;
 }
 
 typedef struct acquire_args {
     const core_acquisition *a;
     int64_t now_ms;
     uint64_t *serial;
-    int *duplicate;
+    int *duplicate, *rearmed;
 } acquire_args;
 
 static rk_rc acquire_in_tx(rk_db *db, void *arg)
@@ -192,15 +233,16 @@ static rk_rc acquire_in_tx(rk_db *db, void *arg)
     acquire_args *x = arg;
     rk_rc rc = resolve_person(db, x->a, x->now_ms, x->serial);
     int known = 0;
+    int64_t notice_id = -1;
     if (rc == RK_OK)
-        rc = known_acquisition(db, x->a, *x->serial, &known);
+        rc = known_acquisition(db, x->a, *x->serial, &known, &notice_id);
     if (rc != RK_OK)
         return rc;
     if (known < 0)
         return RK_ERR_CONFLICT;
     if (known > 0) {
         *x->duplicate = 1;
-        return RK_OK;
+        return rearm_notice(db, x->a, notice_id, x->now_ms, x->rearmed);
     }
     return insert_acquisition(db, x->a, *x->serial, x->now_ms);
 }
@@ -216,8 +258,8 @@ static rk_rc acquire_many_in_tx(rk_db *db, void *arg)
     acquire_many *m = arg;
     for (size_t i = 0; i < m->n; i++) {
         core_acquisition_item *it = &m->items[i];
-        it->duplicate = 0;
-        acquire_args x = {&it->a, m->now_ms, &it->serial, &it->duplicate};
+        it->duplicate = it->rearmed = 0;
+        acquire_args x = {&it->a, m->now_ms, &it->serial, &it->duplicate, &it->rearmed};
         it->rc = rk_db_item(db, acquire_in_tx, &x);
     }
     return RK_OK;

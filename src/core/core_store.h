@@ -43,12 +43,15 @@ void core_store_close(core_store *s);
  * by the resident codes (a person keeps one serial across 住民票コード
  * changes), records the acquisition and the issue of a code to the agency,
  * and queues the notice. A repeat of the same (agency, acquisition_no) for
- * the same person sets duplicate and changes nothing; for another person
- * the item's rc is RK_ERR_CONFLICT. */
+ * the same person sets duplicate and records nothing new, but re-arms its
+ * notice (due now; rearmed set) unless the agency settled it for good
+ * (linked, check_code_mismatch, code_already_linked, invalid_field); for
+ * another person the item's rc is RK_ERR_CONFLICT. */
 typedef struct core_acquisition_item {
     core_acquisition a;
     uint64_t serial;
     int duplicate;
+    int rearmed;                   /* the deliverers have work: wake them */
     rk_rc rc;
 } core_acquisition_item;
 rk_rc core_store_acquire_many(core_store *s, core_acquisition_item *items, size_t n, int64_t now_ms);

@@ -11,6 +11,7 @@
  *   [clock] check_ms, max_offset_ms, max_skew_ms
  *   [records] head_interval_ms
  *   [gateway] caller_rate_per_s
+ *   [agency] pending_new_after_ms, pending_deadline_ms, pending_grace_ms
  *   [peer]  timeout_ms
  * Every key, its bounds and its default are one table in config.c. Relative
  * paths are relative to the file's own folder. Unknown keys are an error, so
@@ -63,6 +64,10 @@ typedef struct rk_node_config {
     int caller_rate_per_s;              /* requests a second one caller may send to the core */
     /* [records] */
     int head_interval_ms;               /* a tree head is signed this often while records arrive */
+    /* [agency] */
+    int pending_new_after_ms;           /* an enrolment not handed to J-LIS this long: failed */
+    int pending_deadline_ms;            /* a forwarded enrolment without a code notice this long: failed */
+    int pending_grace_ms;               /* a failed enrolment's pending row kept this long for a late notice */
 } rk_node_config;
 
 /* Loads path into cfg (defaults first). err gets "file:line: reason". */

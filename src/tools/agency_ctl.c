@@ -704,9 +704,12 @@ static void poll_one(enrol_job *j, watched *w)
     char path[128], status[16];
     snprintf(path, sizeof path, "/v1/persons/%s", w->person);
     rk_http_result res = {0};
-    if (conn_call(j->conn, "GET", path, NULL, &res) == RK_OK && res.status == 200) {
+    rk_rc rc = conn_call(j->conn, "GET", path, NULL, &res);
+    if (rc == RK_OK && res.status == 200) {
         answer_status(&res, status, sizeof status);
         w->state = strcmp(status, "linked") == 0 ? 1 : strcmp(status, "failed") == 0 ? 2 : 0;
+    } else if (rc == RK_OK && res.status == 404) {
+        w->state = 2; /* final: the agency holds no enrolment for the person */
     }
     rk_http_result_clear(&res);
     if (w->state != 0) {

@@ -72,6 +72,25 @@ static long count_where(agency_store *s, const char *sql, const char *arg)
     return c.n;
 }
 
+/* One acquisition added; status as the store answered it. */
+static rk_rc add1(agency_store *s, const char *person, const char *acq, int check, int64_t now_ms,
+                  char status[AGENCY_STATUS_MAX])
+{
+    agency_pending p = {.person = person, .check_code = check};
+    snprintf(p.acquisition_no, sizeof p.acquisition_no, "%s", acq);
+    rk_rc rc = agency_store_add_pending(s, &p, now_ms);
+    memcpy(status, p.status, AGENCY_STATUS_MAX);
+    return rc;
+}
+
+/* J-LIS took it. */
+static void forward(agency_store *s, const char *person, const char *acq)
+{
+    agency_sent it = {.person = person, .acquisition_no = acq, .outcome = SENT_FORWARDED};
+    assert_int_equal(agency_store_settle_sent(s, &it, 1), RK_OK);
+    assert_int_equal(it.rc, RK_OK);
+}
+
 static void expect_status(agency_store *s, const char *person, const char *want)
 {
     char status[AGENCY_STATUS_MAX] = "";
@@ -83,7 +102,7 @@ static void link_person(agency_store *s, const char *person, const char *acq, co
 {
     char status[AGENCY_STATUS_MAX];
     agency_notice_outcome out;
-    assert_int_equal(agency_store_add_pending(s, person, acq, 7, 1000, status), RK_OK);
+    assert_int_equal(add1(s, person, acq, 7, 1000, status), RK_OK);
     assert_int_equal(agency_store_apply_notice(s, acq, code, 7, 2000, &out), RK_OK);
     assert_int_equal(out, NOTICE_LINKED);
 }
@@ -95,14 +114,15 @@ static void test_pending_notice_linked(void **state)
     agency_store *s = *state;
     char status[AGENCY_STATUS_MAX] = "", code[64] = "", person[64] = "";
     assert_int_equal(agency_store_person_status(s, "p1", status), RK_ERR_NOT_FOUND);
-    assert_int_equal(agency_store_add_pending(s, "p1", "A1", 3, 1000, status), RK_OK);
+    assert_int_equal(add1(s, "p1", "A1", 3, 1000, status), RK_OK);
     assert_string_equal(status, "pending");
     expect_status(s, "p1", "pending");
     assert_int_equal(agency_store_count(s, "pending"), 1);
     assert_int_equal(agency_store_code_of(s, "p1", code, sizeof code), RK_ERR_NOT_FOUND); /* not linked yet */
 
     status[0] = 0;
-    assert_int_equal(agency_store_add_pending(s, "p1", "A2", 3, 1100, status), RK_ERR_EXISTS);
+    forward(s, "p1", "A1");
+    assert_int_equal(add1(s, "p1", "A2", 3, 1100, status), RK_ERR_EXISTS);
     assert_string_equal(status, "pending");
 
     agency_notice_outcome out = NOTICE_UNKNOWN;
@@ -120,11 +140,11 @@ static void test_pending_notice_linked(void **state)
     /* The acquisition number is forgotten once its notice came. */
     assert_int_equal(agency_store_apply_notice(s, "A1", "CODE1", 3, 2100, &out), RK_OK);
     assert_int_equal(out, NOTICE_UNKNOWN);
-    assert_int_equal(agency_store_add_pending(s, "p1", "A3", 3, 2200, status), RK_ERR_EXISTS);
+    assert_int_equal(add1(s, "p1", "A3", 3, 2200, status), RK_ERR_EXISTS);
     assert_string_equal(status, "linked");
 
     /* A pending acquisition taken back: the person is forgotten. */
-    assert_int_equal(agency_store_add_pending(s, "p9", "A9", 1, 3000, status), RK_OK);
+    assert_int_equal(add1(s, "p9", "A9", 1, 3000, status), RK_OK);
     assert_int_equal(agency_store_drop_pending(s, "p9", "A9"), RK_OK);
     assert_int_equal(agency_store_person_status(s, "p9", status), RK_ERR_NOT_FOUND);
     assert_int_equal(agency_store_apply_notice(s, "A9", "CODE9", 1, 3100, &out), RK_OK);
@@ -134,12 +154,115 @@ static void test_pending_notice_linked(void **state)
     expect_status(s, "p1", "linked");
 }
 
+static void expect_reason(agency_store *s, const char *person, const char *status, const char *reason)
+{
+    char got[AGENCY_STATUS_MAX] = "", why[AGENCY_REASON_MAX] = "x";
+    assert_int_equal(agency_store_person_state(s, person, got, why), RK_OK);
+    assert_string_equal(got, status);
+    assert_string_equal(why, reason);
+}
+
+/* A retry of a row J-LIS may not have sends it again under its stored
+ * number; another My Number for it is a conflict; once forwarded it is
+ * answered from the store, and no refusal drops it. */
+static void test_resend_and_forwarded(void **state)
+{
+    agency_store *s = *state;
+    char status[AGENCY_STATUS_MAX];
+    assert_int_equal(add1(s, "q1", "Q1", 4, 1000, status), RK_OK);
+    agency_pending again = {.person = "q1", .acquisition_no = "Q2", .check_code = 4};
+    assert_int_equal(agency_store_add_pending(s, &again, 1100), RK_OK);
+    assert_int_equal(again.resend, 1);
+    assert_string_equal(again.acquisition_no, "Q1");
+    agency_pending other = {.person = "q1", .acquisition_no = "Q3", .check_code = 5};
+    assert_int_equal(agency_store_add_pending(s, &other, 1100), RK_ERR_CONFLICT);
+    assert_int_equal(count_where(s, "SELECT count(*) FROM pending WHERE person = ?", "q1"), 1);
+
+    /* An uncertain answer keeps the row; forwarded, a later refusal of an
+     * overlapping request cannot drop it. */
+    agency_sent unsure = {.person = "q1", .acquisition_no = "Q1", .outcome = SENT_UNCERTAIN};
+    assert_int_equal(agency_store_settle_sent(s, &unsure, 1), RK_OK);
+    expect_status(s, "q1", "pending");
+    forward(s, "q1", "Q1");
+    assert_int_equal(agency_store_drop_pending(s, "q1", "Q1"), RK_OK);
+    expect_status(s, "q1", "pending");
+    assert_int_equal(add1(s, "q1", "Q4", 4, 1200, status), RK_ERR_EXISTS);
+    assert_string_equal(status, "pending");
+
+    /* A forwarded row whose notice came first: the answer says linked. */
+    assert_int_equal(add1(s, "q2", "Q5", 6, 1000, status), RK_OK);
+    agency_notice_outcome out;
+    assert_int_equal(agency_store_apply_notice(s, "Q5", "CQ5", 6, 1100, &out), RK_OK);
+    agency_sent late = {.person = "q2", .acquisition_no = "Q5", .outcome = SENT_FORWARDED, .want_status = 1};
+    assert_int_equal(agency_store_settle_sent(s, &late, 1), RK_OK);
+    assert_int_equal(late.rc, RK_OK);
+    assert_string_equal(late.status, "linked");
+}
+
+/* The sweeper fails what stayed 'new' (not_forwarded) or 'forwarded'
+ * (no_code_notice) too long; a late notice still links them, check codes
+ * compared (第8-2(1)イ); their rows go after the grace period. */
+static void test_sweep_and_late_notice(void **state)
+{
+    agency_store *s = *state;
+    char status[AGENCY_STATUS_MAX];
+    assert_int_equal(add1(s, "w1", "W1", 1, 1000, status), RK_OK); /* stays new */
+    assert_int_equal(add1(s, "w2", "W2", 2, 1000, status), RK_OK);
+    forward(s, "w2", "W2");
+    assert_int_equal(add1(s, "w3", "W3", 3, 1000, status), RK_OK); /* stays new */
+    assert_int_equal(add1(s, "w8", "W8", 8, 1000, status), RK_OK); /* stays new, no notice ever */
+    assert_int_equal(add1(s, "w4", "W4", 4, 5000, status), RK_OK);
+    assert_int_equal(add1(s, "w5", "W5", 5, 1000, status), RK_OK);
+    forward(s, "w5", "W5");
+
+    agency_sweep done;
+    assert_int_equal(agency_store_sweep(s, 6000, 2000, 900, 0, &done), RK_OK);
+    assert_int_equal(done.not_forwarded, 3); /* w1, w3, w8; not w4 (younger) */
+    assert_int_equal(done.no_code_notice, 0);
+    expect_reason(s, "w1", "failed", "not_forwarded");
+    expect_reason(s, "w2", "pending", "");
+    expect_reason(s, "w4", "pending", "");
+    assert_int_equal(agency_store_sweep(s, 7000, 2000, 2000, 0, &done), RK_OK);
+    assert_int_equal(done.no_code_notice, 2);
+    expect_reason(s, "w2", "failed", "no_code_notice");
+
+    agency_notice_outcome out;
+    assert_int_equal(agency_store_apply_notice(s, "W1", "CW1", 1, 8000, &out), RK_OK);
+    assert_int_equal(out, NOTICE_LINKED);
+    expect_reason(s, "w1", "linked", "");
+    assert_int_equal(agency_store_apply_notice(s, "W2", "CW2", 7, 8000, &out), RK_OK);
+    assert_int_equal(out, NOTICE_MISMATCH);
+    expect_reason(s, "w2", "failed", "check_code_mismatch");
+    /* Failed for a mismatch: not linked by anything later. */
+    assert_int_equal(agency_store_apply_notice(s, "W2", "CW2", 2, 8100, &out), RK_OK);
+    assert_int_equal(out, NOTICE_UNKNOWN);
+    link_person(s, "w6", "W6", "CW6");
+    assert_int_equal(agency_store_apply_notice(s, "W5", "CW6", 5, 8000, &out), RK_OK);
+    assert_int_equal(out, NOTICE_DUPLICATE);
+    expect_reason(s, "w5", "failed", "code_already_linked");
+
+    /* Enrolled again: a fresh acquisition, the old number forgotten. */
+    assert_int_equal(add1(s, "w3", "W7", 3, 9000, status), RK_OK);
+    expect_reason(s, "w3", "pending", "");
+    assert_int_equal(count_where(s, "SELECT count(*) FROM pending WHERE person = ?", "w3"), 1);
+    assert_int_equal(agency_store_apply_notice(s, "W3", "CW3", 3, 9100, &out), RK_OK);
+    assert_int_equal(out, NOTICE_UNKNOWN);
+
+    /* After the grace period the rows of failed persons go; pending ones stay. */
+    assert_int_equal(count_where(s, "SELECT count(*) FROM pending WHERE person = ?", "w8"), 1);
+    assert_int_equal(agency_store_sweep(s, 20000, 0, 0, 10000, &done), RK_OK);
+    assert_int_equal(done.purged, 1);
+    assert_int_equal(count_where(s, "SELECT count(*) FROM pending WHERE person = ?", "w8"), 0);
+    assert_int_equal(count_where(s, "SELECT count(*) FROM pending WHERE person = ?", "w3"), 1);
+    assert_int_equal(count_where(s, "SELECT count(*) FROM pending WHERE person = ?", "w4"), 1);
+}
+
 static void test_mismatch_failed(void **state)
 {
     agency_store *s = *state;
     char status[AGENCY_STATUS_MAX], code[64];
     agency_notice_outcome out = NOTICE_UNKNOWN;
-    assert_int_equal(agency_store_add_pending(s, "p2", "A3", 4, 1000, status), RK_OK);
+    assert_int_equal(add1(s, "p2", "A3", 4, 1000, status), RK_OK);
     assert_int_equal(agency_store_apply_notice(s, "A3", "CODE2", 5, 2000, &out), RK_OK);
     assert_int_equal(out, NOTICE_MISMATCH);
     expect_status(s, "p2", "failed");
@@ -149,7 +272,7 @@ static void test_mismatch_failed(void **state)
     assert_int_equal(agency_store_count(s, "failed"), 1);
 
     /* A failed person may be acquired again. */
-    assert_int_equal(agency_store_add_pending(s, "p2", "A4", 6, 3000, status), RK_OK);
+    assert_int_equal(add1(s, "p2", "A4", 6, 3000, status), RK_OK);
     assert_string_equal(status, "pending");
     assert_int_equal(agency_store_apply_notice(s, "A4", "CODE2", 6, 4000, &out), RK_OK);
     assert_int_equal(out, NOTICE_LINKED);
@@ -164,7 +287,7 @@ static void test_duplicates(void **state)
     link_person(s, "p3", "A5", "CODE3");
 
     /* Another person here under the same code: not linked, an incident. */
-    assert_int_equal(agency_store_add_pending(s, "p4", "A6", 2, 1000, status), RK_OK);
+    assert_int_equal(add1(s, "p4", "A6", 2, 1000, status), RK_OK);
     assert_int_equal(agency_store_apply_notice(s, "A6", "CODE3", 2, 2000, &out), RK_OK);
     assert_int_equal(out, NOTICE_DUPLICATE);
     expect_status(s, "p4", "failed");
@@ -172,8 +295,8 @@ static void test_duplicates(void **state)
     assert_int_equal(count_where(s, incidents_of_kind, "unauthorized_access"), 1);
 
     /* An acquisition number already in flight: refused, nothing left. */
-    assert_int_equal(agency_store_add_pending(s, "p5", "A7", 1, 3000, status), RK_OK);
-    assert_int_equal(agency_store_add_pending(s, "p6", "A7", 1, 3000, status), RK_ERR_CONFLICT);
+    assert_int_equal(add1(s, "p5", "A7", 1, 3000, status), RK_OK);
+    assert_int_equal(add1(s, "p6", "A7", 1, 3000, status), RK_ERR_CONFLICT);
     assert_int_equal(agency_store_person_status(s, "p6", status), RK_ERR_NOT_FOUND);
     expect_status(s, "p5", "pending");
 }
@@ -194,8 +317,9 @@ static void test_batches(void **state)
     assert_int_equal(pend[0].rc, RK_OK);
     assert_string_equal(pend[0].status, "pending");
     assert_int_equal(pend[1].rc, RK_OK);
-    assert_int_equal(pend[2].rc, RK_ERR_EXISTS);
-    assert_string_equal(pend[2].status, "pending");
+    assert_int_equal(pend[2].rc, RK_OK); /* not forwarded yet: sent again under its first number */
+    assert_int_equal(pend[2].resend, 1);
+    assert_string_equal(pend[2].acquisition_no, "B1");
     assert_int_equal(pend[3].rc, RK_ERR_CONFLICT);
     assert_int_equal(pend[4].rc, RK_OK);
     assert_int_equal(pend[5].rc, RK_ERR_EXISTS);
@@ -433,7 +557,7 @@ static void test_readonly(void **state)
     agency_notice note = {.acquisition_no = "R1", .code = "CR1", .check_code = 7};
     int deleted = 0, calls = 0;
     assert_int_equal(agency_store_writable(ro), 0);
-    assert_int_equal(agency_store_add_pending(ro, "r2", "R2", 1, 2000, status), RK_ERR_INVALID);
+    assert_int_equal(add1(ro, "r2", "R2", 1, 2000, status), RK_ERR_INVALID);
     assert_int_equal(agency_store_add_pending_many(ro, &pend, 1, 2000), RK_ERR_INVALID);
     assert_int_equal(agency_store_drop_pending(ro, "r1", "R1"), RK_ERR_INVALID);
     assert_int_equal(agency_store_apply_notice(ro, "R1", "CR1", 7, 2000, &out), RK_ERR_INVALID);
@@ -512,6 +636,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mismatch_failed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resend_and_forwarded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_and_late_notice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_versions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_data_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_received, setup, teardown),

@@ -190,6 +190,60 @@ static void outbox_due_retry_done(void **state)
     assert_int_equal(core_store_next_due(s, 0, 1), -1);
 }
 
+/* A repeat of an acquisition re-arms its notice — waiting in backoff, or
+ * ended unknown_acquisition or undeliverable — due now; one the agency
+ * settled for good stays settled. */
+static void repeat_rearms_its_notice(void **state)
+{
+    core_store *s = *state;
+    core_acquisition_item it[3] = {
+        item("city-a", "r-1", "11111111111", NULL, 0, 1),
+        item("city-a", "r-2", "22222222222", NULL, 0, 2),
+        item("city-a", "r-3", "33333333333", NULL, 0, 3),
+    };
+    assert_int_equal(core_store_acquire_many(s, it, 3, 1000), RK_OK);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(it[i].rearmed, 0);
+    core_notice due[4];
+    size_t n = 0;
+    assert_int_equal(core_store_due_notices(s, 1000, 0, 1, due, 4, &n), RK_OK);
+    assert_int_equal(n, 3);
+    int64_t id[3];
+    for (size_t i = 0; i < n; i++)
+        id[due[i].acquisition_no[2] - '1'] = due[i].id;
+    core_notice_result r[3] = {
+        {.id = id[0], .outcome = NULL, .next_ms = 90000},       /* in backoff */
+        {.id = id[1], .outcome = "unknown_acquisition"},        /* the agency had no row then */
+        {.id = id[2], .outcome = "linked"},                     /* settled for good */
+    };
+    assert_int_equal(core_store_notices_settle(s, r, 3, 2000), RK_OK);
+    assert_int_equal(core_store_outbox_depth(s), 1);
+    assert_int_equal(core_store_due_notices(s, 3000, 0, 1, due, 4, &n), RK_OK);
+    assert_int_equal(n, 0);
+
+    core_acquisition_item again[3] = {
+        item("city-a", "r-1", "11111111111", NULL, 0, 1),
+        item("city-a", "r-2", "22222222222", NULL, 0, 2),
+        item("city-a", "r-3", "33333333333", NULL, 0, 3),
+    };
+    assert_int_equal(core_store_acquire_many(s, again, 3, 3000), RK_OK);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(again[i].rc, RK_OK);
+        assert_int_equal(again[i].duplicate, 1);
+    }
+    assert_int_equal(again[0].rearmed, 1);
+    assert_int_equal(again[1].rearmed, 1);
+    assert_int_equal(again[2].rearmed, 0);
+    assert_int_equal(core_store_outbox_depth(s), 2);
+    assert_int_equal(core_store_next_due(s, 0, 1), 3000);
+    assert_int_equal(core_store_due_notices(s, 3000, 0, 1, due, 4, &n), RK_OK);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(due[i].id == id[0] || due[i].id == id[1]); /* the same rows, not new ones */
+        assert_int_equal(due[i].attempts, 0);
+    }
+}
+
 static void reads_for_tools(void **state)
 {
     core_store *s = *state;
@@ -303,6 +357,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(repeats_are_duplicates_and_reuse_is_refused_item_by_item, setup, teardown),
         cmocka_unit_test_setup_teardown(codes_issued_per_agency, setup, teardown),
         cmocka_unit_test_setup_teardown(outbox_due_retry_done, setup, teardown),
+        cmocka_unit_test_setup_teardown(repeat_rearms_its_notice, setup, teardown),
         cmocka_unit_test_setup_teardown(reads_for_tools, setup, teardown),
         cmocka_unit_test_setup_teardown(read_only_open_reads_and_cannot_write, setup, teardown),
         cmocka_unit_test_setup_teardown(reopen_keeps_rows, setup, teardown),
