@@ -156,7 +156,7 @@ void rk_db_close(rk_db *db)
 {
     if (!db)
         return;
-    stop_committer(db);
+    rk_db_loop_end(db); /* a no-op when the loop's end already did it */
     if (db->r.c)
         db->drv->close(db->r.c);
     if (db->w.c)

@@ -41,6 +41,8 @@ enum {
 /* Opens the database named by target: "sqlite:PATH" or a bare PATH
  * (created when missing, unless RK_DB_READONLY). */
 rk_rc rk_db_open(const char *target, int flags, rk_db **out);
+/* Closes the database; what rk_db_write_later set up on a loop is freed
+ * too when the loop's end did not (its base must still exist then). */
 void rk_db_close(rk_db *db);
 /* "sqlite" (the driver's name), for messages and metrics. */
 const char *rk_db_engine(const rk_db *db);

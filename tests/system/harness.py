@@ -116,11 +116,35 @@ class Network:
         return p
 
     def start(self):
-        for n in self.server_nodes():
-            self.start_node(n["id"], wait=False)
-        for n in self.server_nodes():
-            self.wait_healthy(n["id"])
+        for attempt in range(3):
+            for n in self.server_nodes():
+                self.start_node(n["id"], wait=False)
+            try:
+                for n in self.server_nodes():
+                    self.wait_healthy(n["id"])
+                return self
+            except AssertionError as e:
+                # Another test's node may have taken a port between `net init`
+                # and now: new ports for every node, and once more.
+                if "cannot listen" not in str(e) or attempt == 2:
+                    raise
+                for node_id, p in list(self.procs.items()):
+                    if p.poll() is None:
+                        self.stop_node(node_id)
+                self.procs.clear()
+                self.move_ports()
         return self
+
+    def move_ports(self):
+        """Gives every listening URL of network.json a new free port."""
+        for n in self.registry["nodes"]:
+            for key in ("url", "backup_url"):
+                if n.get(key):
+                    host = n[key].rsplit(":", 1)[0]
+                    n[key] = f"{host}:{free_port()}"
+        with open(self.path("network.json"), "w") as f:
+            json.dump(self.registry, f, indent=2)
+        self.nodes = {n["id"]: n for n in self.registry["nodes"]}
 
     def wait_healthy(self, node_id, timeout=30):
         deadline = time.time() + timeout * SLOW
