@@ -12,8 +12,6 @@ void job_free(job *j)
 {
     if (!j)
         return;
-    if (j->done)
-        event_free(j->done);
     json_decref(j->in.json);
     free(j->path);
     free(j->query);
@@ -49,6 +47,49 @@ static void run_job(job *j)
         rk_reply_error(&j->out, 500, "internal", "the handler gave no answer");
 }
 
+static void on_offload_done(job *j);
+
+/* Worker: j is done; the event thread takes it back. One wake-up of the
+ * loop serves every job finished before the loop gets to them. */
+static void hand_back(rk_server *srv, job *j)
+{
+    pthread_mutex_lock(&srv->fin_lock);
+    j->next = NULL;
+    if (srv->fin_tail)
+        srv->fin_tail->next = j;
+    else
+        srv->fin_head = j;
+    srv->fin_tail = j;
+    int wake = !srv->fin_scheduled;
+    srv->fin_scheduled = 1;
+    pthread_mutex_unlock(&srv->fin_lock);
+    if (wake) /* thread-safe: libevent locks the base and wakes the loop */
+        event_active(srv->finished, EV_WRITE, 0);
+}
+
+/* Event thread: the jobs the workers finished, each to its answer or to
+ * the next step of its started request. */
+static void on_finished(evutil_socket_t fd, short what, void *arg)
+{
+    rk_server *srv = arg;
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&srv->fin_lock);
+    job *j = srv->fin_head;
+    srv->fin_head = srv->fin_tail = NULL;
+    srv->fin_scheduled = 0;
+    pthread_mutex_unlock(&srv->fin_lock);
+    while (j) {
+        job *next = j->next; /* a step may queue j again */
+        j->next = NULL;
+        if (j->work_done)
+            on_offload_done(j);
+        else
+            on_job_done(-1, 0, j);
+        j = next;
+    }
+}
+
 static void *worker_main(void *arg)
 {
     rk_server *srv = arg;
@@ -71,7 +112,7 @@ static void *worker_main(void *arg)
             j->work(j->work_arg);
         else
             run_job(j);
-        event_active(j->done, EV_WRITE, 0);
+        hand_back(srv, j);
     }
 }
 
@@ -105,13 +146,8 @@ void rk_pending_finish(rk_pending *p)
 }
 
 /* Event thread: the offloaded work is done; back to the started request. */
-static void on_offload_done(evutil_socket_t fd, short what, void *arg)
+static void on_offload_done(job *j)
 {
-    job *j = arg;
-    (void)fd;
-    (void)what;
-    event_free(j->done);
-    j->done = NULL;
     void (*done)(void *) = j->work_done;
     void *work_arg = j->work_arg;
     j->work = NULL;
@@ -126,13 +162,9 @@ rk_rc rk_pending_offload(rk_pending *p, void (*work)(void *arg), void (*done)(vo
     j->work = work;
     j->work_done = done;
     j->work_arg = arg;
-    j->done = event_new(j->srv->base, -1, 0, on_offload_done, j);
-    if (j->done && enqueue(j->srv, j))
+    if (enqueue(j->srv, j))
         return RK_OK;
     /* no worker can take it: the caller answers 503, the loop does no such work */
-    if (j->done)
-        event_free(j->done);
-    j->done = NULL;
     j->work = NULL;
     j->work_done = NULL;
     j->work_arg = NULL;
@@ -157,6 +189,9 @@ struct event_base *rk_pending_base(const rk_pending *p)
 /* Starts the workers; a thread that cannot start stops the server (the loop ends at once). */
 rk_rc pool_start(rk_server *srv)
 {
+    pthread_mutex_init(&srv->fin_lock, NULL);
+    if (!(srv->finished = event_new(srv->base, -1, 0, on_finished, srv)))
+        return RK_ERR_NOMEM;
     srv->n_threads = srv->cfg.workers > 0 ? srv->cfg.workers : 4;
     srv->threads = calloc((size_t)srv->n_threads, sizeof *srv->threads);
     if (!srv->threads)
@@ -188,7 +223,7 @@ void pool_stop(rk_server *srv)
         job *next = queued->next;
         if (queued->work) { /* a started request's step: it finishes, here */
             queued->work(queued->work_arg);
-            on_offload_done(-1, 0, queued);
+            on_offload_done(queued);
         } else {
             job_free(queued);
         }

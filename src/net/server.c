@@ -121,8 +121,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         j->route->start(srv->cfg.app, (rk_pending *)j, &j->in, &j->out);
         return;
     }
-    j->done = event_new(srv->base, -1, 0, on_job_done, j);
-    if (!j->done || !enqueue(srv, j)) {
+    if (!enqueue(srv, j)) {
         count(&srv->overloaded);
         refuse(req, srv, 503, "overloaded", "the node is busy; retry with the same id");
         job_free(j);
@@ -258,6 +257,10 @@ void rk_server_free(rk_server *srv)
         event_free(srv->admit);
     if (srv->resume)
         event_free(srv->resume);
+    if (srv->finished) {
+        event_free(srv->finished);
+        pthread_mutex_destroy(&srv->fin_lock);
+    }
     if (srv->base)
         event_base_free(srv->base);
     addrs_free(srv);

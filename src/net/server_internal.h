@@ -34,7 +34,6 @@ typedef struct route_stats {
 typedef struct job {
     rk_server *srv;
     struct evhttp_request *req;  /* owned by libevent; touched only on the event thread */
-    struct event *done;          /* fires on the event thread when the handler is done */
     const rk_route *route;
     route_stats *stats;
     rk_request in;
@@ -97,6 +96,12 @@ struct rk_server {
     pthread_cond_t cond;
     job *head, *tail;
     size_t queued;
+    /* jobs a worker finished, handed back to the event thread together by one
+     * event (the `finished` event, active while the list is not empty) */
+    pthread_mutex_t fin_lock;
+    job *fin_head, *fin_tail;
+    int fin_scheduled;
+    struct event *finished;
     int stopping;
     size_t started;              /* requests started on the event thread, not yet finished */
     route_stats stats[MAX_ROUTES + 2];   /* routes, then /healthz, /metrics */
@@ -191,7 +196,7 @@ void serve_metrics(rk_server *srv, rk_response *resp);
 
 /* Frees a job, wiping the request and response bodies. */
 void job_free(job *j);
-/* Event thread, as j->done: the handler finished; records and sends its answer, frees the job. */
+/* Event thread: a handler finished; records and sends its answer, frees the job. */
 void on_job_done(evutil_socket_t fd, short what, void *arg);
 /* Queues a job for a worker: 0 when the queue is full or the server stopping. */
 int enqueue(rk_server *srv, job *j);
