@@ -85,8 +85,6 @@ void agency_store_close(agency_store *s)
 static rk_rc read_state(rk_db *db, const char *person, char status[AGENCY_STATUS_MAX], char *reason)
 {
     rk_stmt *q = rk_db_stmt(db, "SELECT status, reason FROM persons WHERE person = ?");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, person);
     rk_rc rc = rk_stmt_next(q);
     if (rc == RK_OK) {
@@ -106,8 +104,6 @@ static rk_rc read_status(rk_db *db, const char *person, char status[AGENCY_STATU
 static rk_rc pending_state(rk_db *db, const char *person, const char *acquisition_no, int *check_code, char state[16])
 {
     rk_stmt *q = rk_db_stmt(db, "SELECT check_code, state FROM pending WHERE acquisition_no = ? AND person = ?");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, acquisition_no);
     rk_bind_text(q, 2, person);
     rk_rc rc = rk_stmt_next(q);
@@ -123,8 +119,6 @@ static rk_rc pending_state(rk_db *db, const char *person, const char *acquisitio
 static rk_rc read_person(rk_db *db, agency_pending *p, char stored[RK_ACQUISITION_NO_MAX + 1])
 {
     rk_stmt *q = rk_db_stmt(db, "SELECT status, reason, acquisition_no FROM persons WHERE person = ?");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, p->person);
     rk_rc rc = rk_stmt_next(q);
     if (rc == RK_OK) {
@@ -178,8 +172,6 @@ static rk_rc add_pending_in_tx(rk_db *db, void *arg)
      * acquisition forgotten (a late notice for that one is unknown). */
     if (*stored) {
         rk_stmt *st = rk_db_stmt(db, "DELETE FROM pending WHERE acquisition_no = ? AND person = ?");
-        if (!st)
-            return RK_ERR_STORE;
         rk_bind_text(st, 1, stored);
         rk_bind_text(st, 2, p->person);
         if ((rc = rk_stmt_exec(st)) != RK_OK)
@@ -189,8 +181,6 @@ static rk_rc add_pending_in_tx(rk_db *db, void *arg)
                                  " VALUES (?, 'pending', ?, ?, ?) ON CONFLICT (person) DO UPDATE"
                                  " SET status = 'pending', code = NULL, reason = NULL,"
                                  " acquisition_no = excluded.acquisition_no, updated_ms = excluded.updated_ms");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_text(st, 1, p->person);
     rk_bind_text(st, 2, p->acquisition_no);
     rk_bind_int(st, 3, a->now_ms);
@@ -199,8 +189,6 @@ static rk_rc add_pending_in_tx(rk_db *db, void *arg)
         return rc;
     st = rk_db_stmt(db, "INSERT INTO pending(acquisition_no, person, check_code, state, created_ms)"
                         " VALUES (?, ?, ?, 'new', ?)");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_text(st, 1, p->acquisition_no);
     rk_bind_text(st, 2, p->person);
     rk_bind_int(st, 3, p->check_code);
@@ -249,8 +237,6 @@ static rk_rc drop_new(rk_db *db, const char *person, const char *acquisition_no)
 {
     rk_stmt *st = rk_db_stmt(db, "DELETE FROM persons WHERE person = ? AND status = 'pending' AND EXISTS"
                                  " (SELECT 1 FROM pending WHERE acquisition_no = ? AND person = ? AND state = 'new')");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_text(st, 1, person);
     rk_bind_text(st, 2, acquisition_no);
     rk_bind_text(st, 3, person);
@@ -258,8 +244,6 @@ static rk_rc drop_new(rk_db *db, const char *person, const char *acquisition_no)
     if (rc != RK_OK)
         return rc;
     st = rk_db_stmt(db, "DELETE FROM pending WHERE acquisition_no = ? AND person = ? AND state = 'new'");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_text(st, 1, acquisition_no);
     rk_bind_text(st, 2, person);
     return rk_stmt_exec(st);
@@ -274,8 +258,6 @@ static rk_rc settle_sent_one(rk_db *db, void *arg)
     if (it->outcome != SENT_FORWARDED)
         return RK_OK;
     rk_stmt *st = rk_db_stmt(db, "UPDATE pending SET state = 'forwarded' WHERE acquisition_no = ? AND person = ?");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_text(st, 1, it->acquisition_no);
     rk_bind_text(st, 2, it->person);
     rk_rc rc = rk_stmt_exec(st);
@@ -361,8 +343,6 @@ static rk_rc fail_stale(rk_db *db, const char *state, int64_t before, const char
     rk_stmt *st = rk_db_stmt(db, "UPDATE persons SET status = 'failed', reason = ?, updated_ms = ?"
                                  " WHERE status = 'pending' AND person IN"
                                  " (SELECT person FROM pending WHERE state = ? AND created_ms < ?)");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_text(st, 1, reason);
     rk_bind_int(st, 2, now_ms);
     rk_bind_text(st, 3, state);
@@ -383,8 +363,6 @@ static rk_rc sweep_in_tx(rk_db *db, void *arg)
         return rc;
     rk_stmt *st = rk_db_stmt(db, "DELETE FROM pending WHERE created_ms < ? AND NOT EXISTS"
                                  " (SELECT 1 FROM persons s WHERE s.person = pending.person AND s.status = 'pending')");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_int(st, 1, a->purge_before_ms);
     if ((rc = rk_stmt_exec(st)) != RK_OK)
         return rc;
@@ -392,8 +370,6 @@ static rk_rc sweep_in_tx(rk_db *db, void *arg)
     /* their numbers forgotten too */
     st = rk_db_stmt(db, "UPDATE persons SET acquisition_no = NULL WHERE status = 'failed' AND acquisition_no IS NOT NULL"
                         " AND updated_ms < ?");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_int(st, 1, a->purge_before_ms);
     return rk_stmt_exec(st);
 }
@@ -413,8 +389,6 @@ rk_rc agency_store_sweep(agency_store *s, int64_t now_ms, int64_t new_before_ms,
 static rk_rc person_with_code(rk_db *db, const char *code, char *person, size_t personlen)
 {
     rk_stmt *q = rk_db_stmt(db, "SELECT person FROM persons WHERE code = ?");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, code);
     rk_rc rc = rk_stmt_next(q);
     if (rc == RK_OK)
@@ -427,8 +401,6 @@ static rk_rc person_with_code(rk_db *db, const char *code, char *person, size_t 
 static rk_rc take_pending(rk_db *db, const char *acquisition_no, char *person, size_t personlen, int *expected)
 {
     rk_stmt *q = rk_db_stmt(db, "DELETE FROM pending WHERE acquisition_no = ? RETURNING person, check_code");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, acquisition_no);
     rk_rc rc = rk_stmt_next(q);
     if (rc != RK_OK)
@@ -467,8 +439,6 @@ static rk_rc settle_notice(rk_db *db, const char *node_id, const char *acquisiti
     rk_stmt *st = rk_db_stmt(db, "UPDATE persons SET status = ?, code = ?, reason = ?, updated_ms = ?,"
                                  " acquisition_no = NULL WHERE person = ? AND (status = 'pending' OR (status = 'failed'"
                                  " AND reason IN ('not_forwarded', 'no_code_notice')))");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_text(st, 1, linked ? "linked" : "failed");
     rk_bind_text(st, 2, linked ? code : NULL);
     rk_bind_text(st, 3, linked ? NULL : *outcome == NOTICE_MISMATCH ? "check_code_mismatch" : "code_already_linked");
@@ -553,8 +523,6 @@ static rk_rc code_read(rk_db *db, void *arg)
 {
     text_read *t = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT code FROM persons WHERE person = ? AND status = 'linked'");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, t->key);
     rk_rc rc = rk_stmt_next(q);
     if (rc == RK_OK)
@@ -577,8 +545,6 @@ static rk_rc count_scan(rk_db *db, void *arg)
 {
     count_args *c = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT count(*) FROM persons WHERE status = ?");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, c->status);
     rk_rc rc = rk_stmt_next(q);
     if (rc == RK_OK)
@@ -621,8 +587,6 @@ static rk_rc put_data_in_tx(rk_db *db, void *arg)
         "INSERT INTO data(person, item, version, value, as_of, stored_ms) VALUES (?, ?,"
         " (SELECT coalesce(max(version), 0) + 1 FROM data WHERE person = ? AND item = ?), ?, ?, ?)"
         " RETURNING version");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_text(st, 1, p->person);
     rk_bind_text(st, 2, p->item);
     rk_bind_text(st, 3, p->person);
@@ -684,8 +648,6 @@ static rk_rc newest_read(rk_db *db, void *arg)
     newest_args *a = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT value, as_of, version FROM data WHERE person = ? AND item = ?"
                                 " ORDER BY version DESC LIMIT 1");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, a->person);
     rk_bind_text(q, 2, a->item);
     rk_rc rc = rk_stmt_next(q);
@@ -709,8 +671,6 @@ static rk_rc person_read(rk_db *db, void *arg)
 {
     text_read *t = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT person FROM persons WHERE code = ? AND status = 'linked'");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, t->key);
     rk_rc rc = rk_stmt_next(q);
     if (rc == RK_OK)
@@ -729,8 +689,6 @@ rk_rc agency_store_keep_received(rk_db *db, void *arg)
     const agency_received *r = arg;
     rk_stmt *st = rk_db_stmt(db, "INSERT INTO received(exchange_id, person, provider, item, value, as_of,"
                                  " received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
-    if (!st)
-        return RK_ERR_STORE;
     const char *text[] = {r->exchange_id, r->person, r->provider, r->item, r->value_json, r->as_of};
     for (int i = 0; i < 6; i++)
         rk_bind_text(st, i + 1, text[i]);
@@ -780,8 +738,6 @@ static rk_rc delete_in_tx(rk_db *db, void *arg)
 {
     delete_args *d = arg;
     rk_stmt *st = rk_db_stmt(db, "DELETE FROM received WHERE exchange_id = ?");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_text(st, 1, d->exchange_id);
     rk_rc rc = rk_stmt_exec(st);
     if (rc != RK_OK)
@@ -790,8 +746,6 @@ static rk_rc delete_in_tx(rk_db *db, void *arg)
     /* The kept answers of this exchange: found by a substring of their
      * text, then parsed and checked; all read before any is rewritten. */
     rk_stmt *q = rk_db_stmt(db, "SELECT id, body FROM answers WHERE side = 'requester' AND body LIKE ? ESCAPE '!'");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, d->pattern);
     while ((rc = rk_stmt_next(q)) == RK_OK) {
         char *body = without_value(rk_col_text(q, 1), d->exchange_id);
@@ -813,8 +767,6 @@ static rk_rc delete_in_tx(rk_db *db, void *arg)
         return rc;
     for (size_t i = 0; i < d->n_edits; i++) {
         st = rk_db_stmt(db, "UPDATE answers SET body = ? WHERE id = ?");
-        if (!st)
-            return RK_ERR_STORE;
         rk_bind_text(st, 1, d->edits[i].body);
         rk_bind_int(st, 2, d->edits[i].id);
         if ((rc = rk_stmt_exec(st)) != RK_OK)

@@ -67,19 +67,11 @@ void core_store_close(core_store *s)
     free(s);
 }
 
-/* Runs a statement taken by the caller (NULL when it could not be prepared). */
-static rk_rc exec_stmt(rk_stmt *st)
-{
-    return st ? rk_stmt_exec(st) : RK_ERR_STORE;
-}
-
 /* The serial of the person named by this resident code: RK_OK,
  * RK_ERR_NOT_FOUND, or an error. */
 static rk_rc serial_of_code(rk_db *db, const char *code, uint64_t *serial)
 {
     rk_stmt *q = rk_db_stmt(db, "SELECT serial FROM resident_codes WHERE resident_code = ?");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, code);
     rk_rc rc = rk_stmt_next(q);
     if (rc == RK_OK)
@@ -91,18 +83,14 @@ static rk_rc bind_code(rk_db *db, const char *code, uint64_t serial)
 {
     rk_stmt *st = rk_db_stmt(db, "INSERT INTO resident_codes(resident_code, serial) VALUES (?, ?)"
                                  " ON CONFLICT (resident_code) DO NOTHING");
-    if (st) {
-        rk_bind_text(st, 1, code);
-        rk_bind_int(st, 2, (int64_t)serial);
-    }
-    return exec_stmt(st);
+    rk_bind_text(st, 1, code);
+    rk_bind_int(st, 2, (int64_t)serial);
+    return rk_stmt_exec(st);
 }
 
 static rk_rc new_person(rk_db *db, int64_t now_ms, uint64_t *serial)
 {
     rk_stmt *st = rk_db_stmt(db, "INSERT INTO persons(created_ms) VALUES (?) RETURNING serial");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_int(st, 1, now_ms);
     rk_rc rc = rk_stmt_next(st);
     if (rc == RK_ERR_NOT_FOUND)
@@ -136,8 +124,6 @@ static rk_rc resolve_person(rk_db *db, const core_acquisition *a, int64_t now_ms
 static rk_rc known_acquisition(rk_db *db, const core_acquisition *a, uint64_t serial, int *known, int64_t *notice_id)
 {
     rk_stmt *q = rk_db_stmt(db, "SELECT serial, notice_id FROM acquisitions WHERE agency = ? AND acquisition_no = ?");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, a->agency);
     rk_bind_text(q, 2, a->acquisition_no);
     rk_rc rc = rk_stmt_next(q);
@@ -156,8 +142,6 @@ static rk_rc insert_acquisition(rk_db *db, const core_acquisition *a, uint64_t s
 {
     rk_stmt *st = rk_db_stmt(db, "INSERT INTO outbox(agency, acquisition_no, serial, check_code, next_ms, created_ms)"
                                  " VALUES (?, ?, ?, ?, ?, ?) RETURNING id");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_text(st, 1, a->agency);
     rk_bind_text(st, 2, a->acquisition_no);
     rk_bind_int(st, 3, (int64_t)serial);
@@ -172,24 +156,20 @@ static rk_rc insert_acquisition(rk_db *db, const core_acquisition *a, uint64_t s
         return rc == RK_OK ? RK_ERR_STORE : rc;
     st = rk_db_stmt(db, "INSERT INTO acquisitions(agency, acquisition_no, serial, check_code, at_ms, notice_id)"
                         " VALUES (?, ?, ?, ?, ?, ?)");
-    if (st) {
-        rk_bind_text(st, 1, a->agency);
-        rk_bind_text(st, 2, a->acquisition_no);
-        rk_bind_int(st, 3, (int64_t)serial);
-        rk_bind_int(st, 4, a->check_code);
-        rk_bind_int(st, 5, now_ms);
-        rk_bind_int(st, 6, notice_id);
-    }
-    if ((rc = exec_stmt(st)) != RK_OK)
+    rk_bind_text(st, 1, a->agency);
+    rk_bind_text(st, 2, a->acquisition_no);
+    rk_bind_int(st, 3, (int64_t)serial);
+    rk_bind_int(st, 4, a->check_code);
+    rk_bind_int(st, 5, now_ms);
+    rk_bind_int(st, 6, notice_id);
+    if ((rc = rk_stmt_exec(st)) != RK_OK)
         return rc;
     st = rk_db_stmt(db, "INSERT INTO issued(agency, serial, at_ms) VALUES (?, ?, ?)"
                         " ON CONFLICT (agency, serial) DO NOTHING");
-    if (st) {
-        rk_bind_text(st, 1, a->agency);
-        rk_bind_int(st, 2, (int64_t)serial);
-        rk_bind_int(st, 3, now_ms);
-    }
-    return exec_stmt(st);
+    rk_bind_text(st, 1, a->agency);
+    rk_bind_int(st, 2, (int64_t)serial);
+    rk_bind_int(st, 3, now_ms);
+    return rk_stmt_exec(st);
 }
 
 /* A repeat of an acquisition re-arms its notice, due now, unless the agency
@@ -201,19 +181,14 @@ static rk_rc rearm_notice(rk_db *db, const core_acquisition *a, int64_t notice_i
     if (notice_id >= 0) {
         st = rk_db_stmt(db, "UPDATE outbox SET next_ms = ?, attempts = 0, done_ms = NULL, outcome = NULL WHERE id = ?"
                             " AND (done_ms IS NULL OR outcome IN ('unknown_acquisition', 'undeliverable'))");
-        if (st)
-            rk_bind_int(st, 2, notice_id);
+        rk_bind_int(st, 2, notice_id);
     } else { /* an acquisition from before step 2: a scan, once */
         st = rk_db_stmt(db, "UPDATE outbox SET next_ms = ?, attempts = 0, done_ms = NULL, outcome = NULL"
                             " WHERE agency = ? AND acquisition_no = ?"
                             " AND (done_ms IS NULL OR outcome IN ('unknown_acquisition', 'undeliverable'))");
-        if (st) {
-            rk_bind_text(st, 2, a->agency);
-            rk_bind_text(st, 3, a->acquisition_no);
-        }
+        rk_bind_text(st, 2, a->agency);
+        rk_bind_text(st, 3, a->acquisition_no);
     }
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_int(st, 1, now_ms);
     rk_rc rc = rk_stmt_exec(st);
     if (rc == RK_OK)
@@ -282,8 +257,6 @@ static rk_rc issued_in_tx(rk_db *db, void *arg)
 {
     issued_args *x = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT 1 FROM issued WHERE agency = ? AND serial = ?");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, x->agency);
     rk_bind_int(q, 2, (int64_t)x->serial);
     return rk_stmt_next(q);
@@ -308,8 +281,6 @@ static rk_rc due_in_tx(rk_db *db, void *arg)
     rk_stmt *q = rk_db_stmt(db, "SELECT id, agency, acquisition_no, serial, check_code, attempts, created_ms"
                                 " FROM outbox WHERE done_ms IS NULL AND next_ms <= ? AND id % ? = ?"
                                 " ORDER BY next_ms LIMIT ?");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_int(q, 1, x->now_ms);
     rk_bind_int(q, 2, x->lanes);
     rk_bind_int(q, 3, x->lane);
@@ -345,8 +316,6 @@ static rk_rc next_due_in_tx(rk_db *db, void *arg)
 {
     next_due_args *x = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT min(next_ms) FROM outbox WHERE done_ms IS NULL AND id % ? = ?");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_int(q, 1, x->lanes);
     rk_bind_int(q, 2, x->lane);
     rk_rc rc = rk_stmt_next(q);
@@ -365,8 +334,6 @@ int64_t core_store_next_due(core_store *s, int lane, int lanes)
 static rk_rc outbox_depth_in_tx(rk_db *db, void *arg)
 {
     rk_stmt *q = rk_db_stmt(db, "SELECT count(*) FROM outbox WHERE done_ms IS NULL");
-    if (!q)
-        return RK_ERR_STORE;
     rk_rc rc = rk_stmt_next(q);
     if (rc == RK_OK)
         *(int64_t *)arg = rk_col_int(q, 0);
@@ -396,19 +363,15 @@ static rk_rc settle_one(rk_db *db, const core_notice_result *r, int64_t now_ms)
     rk_stmt *st;
     if (r->outcome) {
         st = rk_db_stmt(db, "UPDATE outbox SET done_ms = ?, outcome = ?, attempts = attempts + 1 WHERE id = ?");
-        if (st) {
-            rk_bind_int(st, 1, now_ms);
-            rk_bind_text(st, 2, r->outcome);
-            rk_bind_int(st, 3, r->id);
-        }
+        rk_bind_int(st, 1, now_ms);
+        rk_bind_text(st, 2, r->outcome);
+        rk_bind_int(st, 3, r->id);
     } else {
         st = rk_db_stmt(db, "UPDATE outbox SET next_ms = ?, attempts = attempts + 1 WHERE id = ?");
-        if (st) {
-            rk_bind_int(st, 1, r->next_ms);
-            rk_bind_int(st, 2, r->id);
-        }
+        rk_bind_int(st, 1, r->next_ms);
+        rk_bind_int(st, 2, r->id);
     }
-    return exec_stmt(st);
+    return rk_stmt_exec(st);
 }
 
 static rk_rc settle_many_in_tx(rk_db *db, void *arg)
@@ -443,8 +406,6 @@ static rk_rc acquisitions_of_in_tx(rk_db *db, void *arg)
     rk_stmt *q = rk_db_stmt(db, "SELECT count(*), min(a.check_code), max(a.check_code) FROM acquisitions a"
                                 " JOIN resident_codes r ON r.serial = a.serial"
                                 " WHERE a.agency = ? AND r.resident_code = ?");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, x->agency);
     rk_bind_text(q, 2, x->resident_code);
     rk_rc rc = rk_stmt_next(q);
@@ -477,8 +438,6 @@ static rk_rc spread_in_tx(rk_db *db, void *arg)
     spread_args *x = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT count(DISTINCT a.serial), count(DISTINCT a.agency) FROM acquisitions a"
                                 " JOIN resident_codes r ON r.serial = a.serial WHERE r.resident_code = ?");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, x->resident_code);
     rk_rc rc = rk_stmt_next(q);
     if (rc == RK_ERR_NOT_FOUND)

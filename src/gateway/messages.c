@@ -25,8 +25,6 @@ static rk_rc log_one(rk_db *db, const message *m)
 {
     rk_stmt *st = rk_db_stmt(db, "INSERT INTO messages(at_ms, caller, target, path, status, bytes_in, bytes_out, ms)"
                                  " VALUES (?,?,?,?,?,?,?,?)");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_int(st, 1, m->at_ms);
     rk_bind_text(st, 2, m->caller);
     rk_bind_text(st, 3, m->target);
@@ -138,8 +136,6 @@ static rk_rc read_page(rk_db *db, void *arg)
     message_page *pg = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT id, at_ms, caller, target, path, status, bytes_in, bytes_out, ms"
                                 " FROM messages WHERE id < ? ORDER BY id DESC LIMIT ?");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_int(q, 1, pg->before > 0 ? pg->before : INT64_MAX);
     rk_bind_int(q, 2, pg->limit);
     rk_rc rc;

@@ -62,12 +62,6 @@ void jlis_store_close(jlis_store *s)
     free(s);
 }
 
-/* Runs a statement taken by the caller (NULL when it could not be prepared). */
-static rk_rc exec_stmt(rk_stmt *st)
-{
-    return st ? rk_stmt_exec(st) : RK_ERR_STORE;
-}
-
 /* Splits one CSV row of digits into its fields; previous codes are checked
  * one by one. Returns a reason, or NULL when the row is good. */
 static const char *parse_row(char *line, char **number, char **code, char **previous)
@@ -112,7 +106,7 @@ static rk_rc load_chunk(rk_db *db, void *arg)
     import_job *j = arg;
     rk_rc rc = RK_OK;
     if (!j->started) {
-        if ((rc = exec_stmt(rk_db_stmt(db, "DELETE FROM residents_load"))) != RK_OK)
+        if ((rc = rk_stmt_exec(rk_db_stmt(db, "DELETE FROM residents_load"))) != RK_OK)
             return rc;
         j->started = 1;
     }
@@ -132,12 +126,10 @@ static rk_rc load_chunk(rk_db *db, void *arg)
             return RK_ERR_INVALID;
         }
         rk_stmt *st = rk_db_stmt(db, "INSERT INTO residents_load(my_number, resident_code, previous) VALUES (?, ?, ?)");
-        if (st) {
-            rk_bind_text(st, 1, number);
-            rk_bind_text(st, 2, code);
-            rk_bind_text(st, 3, previous);
-        }
-        if ((rc = exec_stmt(st)) != RK_OK) {
+        rk_bind_text(st, 1, number);
+        rk_bind_text(st, 2, code);
+        rk_bind_text(st, 3, previous);
+        if ((rc = rk_stmt_exec(st)) != RK_OK) {
             if (rc == RK_ERR_CONFLICT)
                 snprintf(j->err, j->errlen, "%s:%zu: duplicate my_number or resident_code", j->path, j->lineno);
             return rc;
@@ -152,25 +144,24 @@ static rk_rc load_chunk(rk_db *db, void *arg)
 static rk_rc replace_residents(rk_db *db, void *arg)
 {
     import_job *j = arg;
-    rk_rc rc = exec_stmt(rk_db_stmt(db, "DELETE FROM residents"));
+    rk_rc rc = rk_stmt_exec(rk_db_stmt(db, "DELETE FROM residents"));
     /* SELECT *: the two tables have the same columns in the same order, and
      * SQLite then copies the rows as they are stored. */
     if (rc == RK_OK)
-        rc = exec_stmt(rk_db_stmt(db, "INSERT INTO residents SELECT * FROM residents_load"));
+        rc = rk_stmt_exec(rk_db_stmt(db, "INSERT INTO residents SELECT * FROM residents_load"));
     if (rc == RK_OK)
-        rc = exec_stmt(rk_db_stmt(db, "DELETE FROM residents_load"));
+        rc = rk_stmt_exec(rk_db_stmt(db, "DELETE FROM residents_load"));
     rk_stmt *st = rc == RK_OK ? rk_db_stmt(db, "INSERT INTO meta(k, v) VALUES ('residents_stamp', ?)"
                                                " ON CONFLICT (k) DO UPDATE SET v = excluded.v")
                               : NULL;
-    if (st)
-        rk_bind_text(st, 1, j->stamp);
-    return rc == RK_OK ? exec_stmt(st) : rc;
+    rk_bind_text(st, 1, j->stamp);
+    return rc == RK_OK ? rk_stmt_exec(st) : rc;
 }
 
 static rk_rc clear_load(rk_db *db, void *arg)
 {
     (void)arg;
-    return exec_stmt(rk_db_stmt(db, "DELETE FROM residents_load"));
+    return rk_stmt_exec(rk_db_stmt(db, "DELETE FROM residents_load"));
 }
 
 typedef struct stamp_args {
@@ -182,8 +173,6 @@ static rk_rc stamp_in_tx(rk_db *db, void *arg)
 {
     stamp_args *x = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT v FROM meta WHERE k = 'residents_stamp'");
-    if (!q)
-        return RK_ERR_STORE;
     rk_rc rc = rk_stmt_next(q);
     if (rc == RK_OK)
         x->same = strcmp(rk_col_text(q, 0), x->stamp) == 0;
@@ -242,8 +231,6 @@ static rk_rc find_in_tx(rk_db *db, void *arg)
 {
     find_args *x = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT resident_code, previous FROM residents WHERE my_number = ?");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, x->my_number);
     rk_rc rc = rk_stmt_next(q);
     if (rc != RK_OK)
@@ -275,13 +262,11 @@ static rk_rc log_relay_in_tx(rk_db *db, void *arg)
 {
     relay_args *r = arg;
     rk_stmt *st = rk_db_stmt(db, "INSERT INTO relays(agency, acquisition_no, line, at_ms) VALUES (?, ?, ?, ?)");
-    if (st) {
-        rk_bind_text(st, 1, r->agency);
-        rk_bind_text(st, 2, r->acquisition_no);
-        rk_bind_text(st, 3, r->line);
-        rk_bind_int(st, 4, r->at_ms);
-    }
-    return exec_stmt(st);
+    rk_bind_text(st, 1, r->agency);
+    rk_bind_text(st, 2, r->acquisition_no);
+    rk_bind_text(st, 3, r->line);
+    rk_bind_int(st, 4, r->at_ms);
+    return rk_stmt_exec(st);
 }
 
 rk_rc jlis_store_log_relay(jlis_store *s, const char *agency, const char *acquisition_no, const char *line,
@@ -324,8 +309,6 @@ rk_rc jlis_store_log_relays_later(jlis_store *s, struct event_base *base, const 
 static rk_rc count_in_tx(rk_db *db, void *arg)
 {
     rk_stmt *q = rk_db_stmt(db, "SELECT count(*) FROM residents");
-    if (!q)
-        return RK_ERR_STORE;
     rk_rc rc = rk_stmt_next(q);
     if (rc == RK_OK)
         *(int64_t *)arg = rk_col_int(q, 0);
@@ -360,8 +343,6 @@ static rk_rc relays_in_tx(rk_db *db, void *arg)
     list_args *x = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT id, agency, acquisition_no, line, at_ms FROM relays"
                                 " WHERE id < ? ORDER BY id DESC LIMIT ?");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_int(q, 1, x->before == 0 ? INT64_MAX : x->before); /* 0: from the newest */
     rk_bind_int(q, 2, x->limit);
     rk_rc rc;

@@ -79,8 +79,6 @@ static rk_rc put_incident(rk_db *db, void *arg)
         " prevention = CASE WHEN excluded.prevention = '' THEN incidents.prevention ELSE excluded.prevention END,"
         " updated_ms = excluded.updated_ms, reported_ms = excluded.reported_ms"
         " WHERE incidents.node = excluded.node");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_text(st, 1, in->incident_id);
     rk_bind_text(st, 2, or_empty(in->kind));
     rk_bind_text(st, 3, or_empty(in->node));
@@ -248,14 +246,11 @@ static rk_rc list_incidents(rk_db *db, void *arg)
     if (l->kind) {
         q = rk_db_stmt(db, "SELECT seq, incident_id, kind, node, detected_ms, summary, details, actions, cause,"
                            " prevention, updated_ms FROM incidents WHERE kind = ? ORDER BY seq DESC LIMIT 500");
-        if (q)
-            rk_bind_text(q, 1, l->kind);
+        rk_bind_text(q, 1, l->kind);
     } else {
         q = rk_db_stmt(db, "SELECT seq, incident_id, kind, node, detected_ms, summary, details, actions, cause,"
                            " prevention, updated_ms FROM incidents ORDER BY seq DESC LIMIT 500");
     }
-    if (!q)
-        return RK_ERR_STORE;
     rk_rc rc;
     while ((rc = rk_stmt_next(q)) == RK_OK)
         json_array_append_new(l->arr, incident_json(q));
@@ -290,13 +285,10 @@ static rk_rc count_incidents(rk_db *db, void *arg)
     rk_stmt *q;
     if (c->kind) {
         q = rk_db_stmt(db, "SELECT count(*) FROM incidents WHERE kind = ?");
-        if (q)
-            rk_bind_text(q, 1, c->kind);
+        rk_bind_text(q, 1, c->kind);
     } else {
         q = rk_db_stmt(db, "SELECT count(*) FROM incidents");
     }
-    if (!q)
-        return RK_ERR_STORE;
     rk_rc rc = rk_stmt_next(q);
     if (rc == RK_OK)
         c->n = rk_col_int(q, 0);
@@ -337,8 +329,6 @@ static rk_rc read_unreported(rk_db *db, void *arg)
     unreported *u = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT seq, incident_id, kind, node, detected_ms, summary, details, actions, cause,"
                                 " prevention FROM incidents WHERE reported_ms IS NULL ORDER BY seq LIMIT 1");
-    if (!q)
-        return RK_ERR_STORE;
     rk_rc rc = rk_stmt_next(q);
     if (rc != RK_OK)
         return rc;
@@ -372,8 +362,6 @@ static rk_rc write_reported(rk_db *db, void *arg)
 {
     const reported_mark *m = arg;
     rk_stmt *st = rk_db_stmt(db, "UPDATE incidents SET reported_ms = ? WHERE seq = ?");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_int(st, 1, m->now_ms);
     rk_bind_int(st, 2, m->seq);
     return rk_stmt_exec(st);

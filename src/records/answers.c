@@ -30,8 +30,6 @@ static rk_rc answer_get_fn(rk_db *db, void *arg)
 {
     answer_get *a = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT request_hash, status, body FROM answers WHERE key = ? AND side = ?");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, a->key);
     rk_bind_text(q, 2, a->side);
     rk_rc rc = rk_stmt_next(q);
@@ -70,8 +68,6 @@ rk_rc rk_answer_keep(rk_db *db, const char *key, const char *side, const char *h
 {
     rk_stmt *st = rk_db_stmt(db, "INSERT INTO answers(key, side, request_hash, status, body, at_ms)"
                                  " VALUES (?,?,?,?,?,?)");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_text(st, 1, key);
     rk_bind_text(st, 2, side);
     rk_bind_text(st, 3, hash);

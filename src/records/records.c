@@ -64,8 +64,6 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
         "INSERT INTO records(seq, exchange_id, side, requester, provider, business, item, operator, subject,"
         " requested_ms, provided_ms, outcome, reason, payload_sha256, leaf_hash)"
         " VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM records),?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_text(st, 1, r->exchange_id);
     rk_bind_text(st, 2, r->side);
     rk_bind_text(st, 3, r->requester);
@@ -137,8 +135,6 @@ static rk_rc list_fn(rk_db *db, void *arg)
         "SELECT seq, " RK_RECORD_COLUMNS " FROM records"
         " WHERE (CAST(? AS TEXT) IS NULL OR exchange_id = ?) AND (CAST(? AS TEXT) IS NULL OR subject = ?)"
         " AND (? = 0 OR seq < ?) ORDER BY seq DESC LIMIT ?");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_text(st, 1, q->exchange_id);
     rk_bind_text(st, 2, q->exchange_id);
     rk_bind_text(st, 3, q->subject);
@@ -194,8 +190,6 @@ static rk_rc each_fn(rk_db *db, void *arg)
 {
     each_args *a = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT seq, leaf_hash, " RK_RECORD_COLUMNS " FROM records ORDER BY seq");
-    if (!q)
-        return RK_ERR_STORE;
     rk_rc rc;
     while ((rc = rk_stmt_next(q)) == RK_OK) {
         rk_record r;
@@ -222,8 +216,6 @@ static rk_rc find_fn(rk_db *db, void *arg)
     find_args *a = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT " RK_RECORD_COLUMNS " FROM records WHERE exchange_id = ? AND side = ?"
                                 " AND (CAST(? AS TEXT) IS NULL OR outcome = ?) ORDER BY seq LIMIT 1");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, a->exchange_id);
     rk_bind_text(q, 2, a->side);
     rk_bind_text(q, 3, a->outcome);

@@ -86,8 +86,6 @@ static rk_rc read_leaves_fn(rk_db *db, void *arg)
     leaves_args *a = arg;
     uint64_t got = 0;
     rk_stmt *q = rk_db_stmt(db, "SELECT leaf_hash FROM records WHERE seq > ? ORDER BY seq LIMIT ?");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_int(q, 1, (int64_t)a->from);
     rk_bind_int(q, 2, (int64_t)a->count);
     while (got < a->count && rk_stmt_next(q) == RK_OK)
@@ -122,8 +120,6 @@ static rk_rc catch_up_fn(rk_db *db, void *arg)
     rk_merkle_frontier *f = arg;
     /* seq counts from 1 without gaps (read_leaves_fn relies on it too) */
     rk_stmt *q = rk_db_stmt(db, "SELECT leaf_hash FROM records WHERE seq > ? ORDER BY seq");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_int(q, 1, (int64_t)f->size);
     rk_rc rc;
     rk_hash leaf;
@@ -154,8 +150,6 @@ static rk_rc store_head_fn(rk_db *db, void *arg)
     const head_row *h = arg;
     rk_stmt *st = rk_db_stmt(db, "INSERT INTO tree_heads(size, root, time_ms, signature) VALUES (?,?,?,?)"
                                  " ON CONFLICT (size) DO NOTHING");
-    if (!st)
-        return RK_ERR_STORE;
     rk_bind_int(st, 1, (int64_t)h->size);
     rk_bind_text(st, 2, h->root);
     rk_bind_int(st, 3, h->time_ms);
@@ -309,8 +303,6 @@ static rk_rc heads_each_fn(rk_db *db, void *arg)
 {
     heads_each_args *a = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT size, root, time_ms, signature FROM tree_heads ORDER BY size");
-    if (!q)
-        return RK_ERR_STORE;
     rk_rc rc;
     while ((rc = rk_stmt_next(q)) == RK_OK)
         if ((rc = a->fn(a->arg, rk_col_int(q, 0), rk_col_text(q, 1), rk_col_int(q, 2), rk_col_text(q, 3))) != RK_OK)

@@ -49,8 +49,6 @@ static rk_rc head_json_fn(rk_db *db, void *arg)
 {
     head_json_args *a = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT size, root, time_ms, signature FROM tree_heads WHERE size = ?");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_int(q, 1, (int64_t)a->size);
     rk_rc rc = rk_stmt_next(q);
     if (rc == RK_OK)
@@ -91,8 +89,6 @@ static rk_rc find_leaf_fn(rk_db *db, void *arg)
     /* seq counts from 1 without gaps (append-only), so the leaf index is seq - 1 */
     rk_stmt *q = rk_db_stmt(db, "SELECT seq - 1, leaf_hash FROM records WHERE exchange_id = ?"
                                 " AND (CAST(? AS TEXT) IS NULL OR side = ?) ORDER BY seq LIMIT 1");
-    if (!q)
-        return RK_ERR_STORE;
     rk_bind_text(q, 1, a->exchange_id);
     rk_bind_text(q, 2, a->side);
     rk_bind_text(q, 3, a->side);
@@ -185,8 +181,6 @@ static rk_rc head_sizes_fn(rk_db *db, void *arg)
 {
     sizes_args *a = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT size FROM tree_heads ORDER BY size DESC LIMIT 1000");
-    if (!q)
-        return RK_ERR_STORE;
     while (a->n < a->cap && rk_stmt_next(q) == RK_OK)
         a->sizes[a->n++] = (uint64_t)rk_col_int(q, 0);
     return RK_OK;

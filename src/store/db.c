@@ -131,12 +131,14 @@ static rk_rc exec_cached(rk_db *db, db_conn *conn, const char *sql)
 
 /* ---------- statements: the calls of db.h, through the driver's ops ---------- */
 
-void rk_bind_text(rk_stmt *st, int i, const char *s) { st->ops->bind_text(st, i, s); }
-void rk_bind_int(rk_stmt *st, int i, int64_t v) { st->ops->bind_int(st, i, v); }
-void rk_bind_blob(rk_stmt *st, int i, const void *p, size_t n) { st->ops->bind_blob(st, i, p, n); }
-void rk_bind_null(rk_stmt *st, int i) { st->ops->bind_null(st, i); }
-rk_rc rk_stmt_exec(rk_stmt *st) { return st->ops->exec(st); }
-rk_rc rk_stmt_next(rk_stmt *st) { return st->ops->next(st); }
+/* A statement that could not be prepared (NULL, logged by rk_db_stmt) binds
+ * nothing and steps to RK_ERR_STORE, so that callers check one result. */
+void rk_bind_text(rk_stmt *st, int i, const char *s) { if (st) st->ops->bind_text(st, i, s); }
+void rk_bind_int(rk_stmt *st, int i, int64_t v) { if (st) st->ops->bind_int(st, i, v); }
+void rk_bind_blob(rk_stmt *st, int i, const void *p, size_t n) { if (st) st->ops->bind_blob(st, i, p, n); }
+void rk_bind_null(rk_stmt *st, int i) { if (st) st->ops->bind_null(st, i); }
+rk_rc rk_stmt_exec(rk_stmt *st) { return st ? st->ops->exec(st) : RK_ERR_STORE; }
+rk_rc rk_stmt_next(rk_stmt *st) { return st ? st->ops->next(st) : RK_ERR_STORE; }
 int64_t rk_col_int(rk_stmt *st, int col) { return st->ops->col_int(st, col); }
 const char *rk_col_text(rk_stmt *st, int col) { return st->ops->col_text(st, col); }
 const void *rk_col_blob(rk_stmt *st, int col, size_t *len) { return st->ops->col_blob(st, col, len); }

@@ -99,7 +99,9 @@ rk_rc rk_db_purge(rk_db *db);
 
 /* The prepared statement for this SQL literal on the connection the current
  * callback runs on, ready to bind; prepared once and cached by the literal's
- * address (pass string literals). NULL on error (logged). */
+ * address (pass string literals). NULL on error (logged): binding it does
+ * nothing and stepping it answers RK_ERR_STORE, so one check of the step's
+ * result covers the prepare too. */
 rk_stmt *rk_db_stmt(rk_db *db, const char *sql);
 
 /* Parameters are numbered from 1. Text and blobs are copied only when the
