@@ -51,15 +51,15 @@ void rk_merkle_node_hash(const rk_hash left, const rk_hash right, rk_hash out)
 }
 
 /* The largest power of two smaller than n (n >= 2). */
-static size_t split(size_t n)
+static uint64_t split(uint64_t n)
 {
-    size_t k = 1;
+    uint64_t k = 1;
     while (k < n - k)
         k <<= 1;
     return k;
 }
 
-/* MTH(D[n]) for n >= 1; recursion depth is log2(n). */
+/* MTH(D[n]) for n >= 1 over an array; recursion depth is log2(n). */
 static void mth(const rk_hash *d, size_t n, rk_hash out)
 {
     if (n == 1) {
@@ -89,6 +89,37 @@ rk_rc rk_merkle_root(const rk_hash *leaves, size_t n, rk_hash out)
     return RK_OK;
 }
 
+/* MTH(D[lo:lo+n]) for n >= 1 from a source. The ranges the RFC's recursion
+ * meets are a perfect subtree (n a power of two, lo a multiple of n) or the
+ * right edge of one, so the source is asked only for perfect subtrees:
+ * O(log n) of them. */
+static rk_rc mth_from(const rk_merkle_source *src, uint64_t lo, uint64_t n, rk_hash out)
+{
+    if ((n & (n - 1)) == 0) {
+        unsigned h = (unsigned)__builtin_ctzll(n);
+        return src->subtree(src->arg, h, lo >> h, out);
+    }
+    uint64_t k = split(n);
+    rk_hash left, right;
+    rk_rc rc = mth_from(src, lo, k, left);
+    if (rc == RK_OK)
+        rc = mth_from(src, lo + k, n - k, right);
+    if (rc == RK_OK)
+        rk_merkle_node_hash(left, right, out);
+    return rc;
+}
+
+rk_rc rk_merkle_root_from(const rk_merkle_source *src, uint64_t n, rk_hash out)
+{
+    if (src == NULL || out == NULL || n > MAX_LEAVES)
+        return RK_ERR_INVALID;
+    if (n == 0) {
+        empty_root(out);
+        return RK_OK;
+    }
+    return mth_from(src, 0, n, out);
+}
+
 static rk_rc alloc_hashes(size_t count, rk_hash **out)
 {
     *out = NULL;
@@ -101,11 +132,11 @@ static rk_rc alloc_hashes(size_t count, rk_hash **out)
 /* PATH(m, D[n]) walked from the root down: each level adds the hash of the
  * other half, and the RFC lists them leaf side first, so they are counted
  * first and then stored from the end. */
-static size_t inclusion_len(size_t m, size_t n)
+static size_t inclusion_len(uint64_t m, uint64_t n)
 {
     size_t len = 0;
     for (; n > 1; len++) {
-        size_t k = split(n);
+        uint64_t k = split(n);
         if (m < k) {
             n = k;
         } else {
@@ -116,32 +147,34 @@ static size_t inclusion_len(size_t m, size_t n)
     return len;
 }
 
-rk_rc rk_merkle_inclusion_proof(const rk_hash *leaves, size_t n, size_t m, rk_hash **path,
-                                size_t *path_len)
+rk_rc rk_merkle_inclusion_proof_from(const rk_merkle_source *src, uint64_t n, uint64_t m, rk_hash **path,
+                                     size_t *path_len)
 {
     if (path == NULL || path_len == NULL)
         return RK_ERR_INVALID;
     *path = NULL;
     *path_len = 0;
-    if (!leaves_ok(leaves, n) || m >= n)
+    if (src == NULL || n > MAX_LEAVES || m >= n)
         return RK_ERR_INVALID;
     size_t len = inclusion_len(m, n);
     rk_hash *p;
     rk_rc rc = alloc_hashes(len, &p);
-    if (rc != RK_OK)
-        return rc;
-    const rk_hash *d = leaves;
-    for (size_t i = len; n > 1;) {
-        size_t k = split(n);
+    uint64_t lo = 0;
+    for (size_t i = len; rc == RK_OK && n > 1;) {
+        uint64_t k = split(n);
         if (m < k) { /* PATH(m, D[0:k]) : MTH(D[k:n]) */
-            mth(d + k, n - k, p[--i]);
+            rc = mth_from(src, lo + k, n - k, p[--i]);
             n = k;
         } else { /* PATH(m - k, D[k:n]) : MTH(D[0:k]) */
-            mth(d, k, p[--i]);
-            d += k;
+            rc = mth_from(src, lo, k, p[--i]);
+            lo += k;
             m -= k;
             n -= k;
         }
+    }
+    if (rc != RK_OK) {
+        free(p);
+        return rc;
     }
     *path = p;
     *path_len = len;
@@ -151,12 +184,12 @@ rk_rc rk_merkle_inclusion_proof(const rk_hash *leaves, size_t n, size_t m, rk_ha
 /* SUBPROOF(m, D[n], b) walked from the root down, like PATH. When the walk
  * ends at a subtree D[m] that is not the whole old tree (b false), that
  * subtree's hash comes first in the proof. */
-static size_t consistency_len(size_t m, size_t n)
+static size_t consistency_len(uint64_t m, uint64_t n)
 {
     size_t len = 0;
     bool whole = true;
     for (; m != n; len++) {
-        size_t k = split(n);
+        uint64_t k = split(n);
         if (m <= k) {
             n = k;
         } else {
@@ -168,43 +201,76 @@ static size_t consistency_len(size_t m, size_t n)
     return len + !whole;
 }
 
-rk_rc rk_merkle_consistency_proof(const rk_hash *leaves, size_t n, size_t m, rk_hash **proof,
-                                  size_t *proof_len)
+rk_rc rk_merkle_consistency_proof_from(const rk_merkle_source *src, uint64_t n, uint64_t m, rk_hash **proof,
+                                       size_t *proof_len)
 {
     if (proof == NULL || proof_len == NULL)
         return RK_ERR_INVALID;
     *proof = NULL;
     *proof_len = 0;
-    if (!leaves_ok(leaves, n) || m > n)
+    if (src == NULL || n > MAX_LEAVES || m > n)
         return RK_ERR_INVALID;
     if (m == 0 || m == n)
         return RK_OK;
     size_t len = consistency_len(m, n);
     rk_hash *p;
     rk_rc rc = alloc_hashes(len, &p);
-    if (rc != RK_OK)
-        return rc;
-    const rk_hash *d = leaves;
+    uint64_t lo = 0;
     bool whole = true;
     size_t i = len;
-    while (m != n) {
-        size_t k = split(n);
+    while (rc == RK_OK && m != n) {
+        uint64_t k = split(n);
         if (m <= k) { /* SUBPROOF(m, D[0:k], b) : MTH(D[k:n]) */
-            mth(d + k, n - k, p[--i]);
+            rc = mth_from(src, lo + k, n - k, p[--i]);
             n = k;
         } else { /* SUBPROOF(m - k, D[k:n], false) : MTH(D[0:k]) */
-            mth(d, k, p[--i]);
-            d += k;
+            rc = mth_from(src, lo, k, p[--i]);
+            lo += k;
             m -= k;
             n -= k;
             whole = false;
         }
     }
-    if (!whole) /* SUBPROOF(m, D[m], false) = {MTH(D[m])} */
-        mth(d, m, p[--i]);
+    if (rc == RK_OK && !whole) /* SUBPROOF(m, D[m], false) = {MTH(D[m])} */
+        rc = mth_from(src, lo, m, p[--i]);
+    if (rc != RK_OK) {
+        free(p);
+        return rc;
+    }
     *proof = p;
     *proof_len = len;
     return RK_OK;
+}
+
+/* An array of leaves as a source: a perfect subtree is hashed from its leaves. */
+static rk_rc array_subtree(void *arg, unsigned height, uint64_t index, rk_hash out)
+{
+    mth((const rk_hash *)arg + (index << height), (size_t)1 << height, out);
+    return RK_OK;
+}
+
+rk_rc rk_merkle_inclusion_proof(const rk_hash *leaves, size_t n, size_t m, rk_hash **path,
+                                size_t *path_len)
+{
+    rk_merkle_source src = {array_subtree, (void *)leaves};
+    if (path && path_len && !leaves_ok(leaves, n)) {
+        *path = NULL;
+        *path_len = 0;
+        return RK_ERR_INVALID;
+    }
+    return rk_merkle_inclusion_proof_from(&src, n, m, path, path_len);
+}
+
+rk_rc rk_merkle_consistency_proof(const rk_hash *leaves, size_t n, size_t m, rk_hash **proof,
+                                  size_t *proof_len)
+{
+    rk_merkle_source src = {array_subtree, (void *)leaves};
+    if (proof && proof_len && !leaves_ok(leaves, n)) {
+        *proof = NULL;
+        *proof_len = 0;
+        return RK_ERR_INVALID;
+    }
+    return rk_merkle_consistency_proof_from(&src, n, m, proof, proof_len);
 }
 
 /* Step 4.b.ii of §2.1.3.2 and 6.b.iii of §2.1.4.2. */

@@ -37,6 +37,23 @@ rk_rc rk_merkle_root(const rk_hash *leaves, size_t n, rk_hash out);
 rk_rc rk_merkle_inclusion_proof(const rk_hash *leaves, size_t n, size_t m, rk_hash **path,
                                 size_t *path_len);
 
+/* Where proofs read a large tree from without holding its leaves: the hash
+ * of the perfect subtree of 2^height leaves that starts at leaf
+ * index << height (records/tiles.h reads them from stored tiles). */
+typedef struct rk_merkle_source {
+    rk_rc (*subtree)(void *arg, unsigned height, uint64_t index, rk_hash out);
+    void *arg;
+} rk_merkle_source;
+
+/* The same root and proofs from a source; the source is asked O(log n)
+ * times per level, for perfect subtrees inside the first n leaves only. An
+ * error of the source is returned as it is. */
+rk_rc rk_merkle_root_from(const rk_merkle_source *src, uint64_t n, rk_hash out);
+rk_rc rk_merkle_inclusion_proof_from(const rk_merkle_source *src, uint64_t n, uint64_t m, rk_hash **path,
+                                     size_t *path_len);
+rk_rc rk_merkle_consistency_proof_from(const rk_merkle_source *src, uint64_t n, uint64_t m, rk_hash **proof,
+                                       size_t *proof_len);
+
 /* Verifies an inclusion proof: RFC 9162 §2.1.3.2. RK_OK or RK_ERR_INVALID.
  * The proof binds the leaf to the root, not to n: the caller must take n and
  * root from the same signed tree head. */

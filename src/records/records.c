@@ -28,6 +28,12 @@ static const char *const records_steps[] = {
     "CREATE TABLE IF NOT EXISTS answers ("
     "  id {id}, key TEXT NOT NULL, side TEXT NOT NULL, request_hash TEXT NOT NULL,"
     "  status BIGINT NOT NULL, body TEXT NOT NULL, at_ms BIGINT NOT NULL, UNIQUE (key, side));",
+    /* Step 2: the tree as C2SP tlog-tiles (records/tiles.h) and each head's
+     * C2SP checkpoint (DESIGN §4.1). */
+    "CREATE TABLE log_tiles (level BIGINT NOT NULL, idx BIGINT NOT NULL, hashes {blob} NOT NULL,"
+    "  PRIMARY KEY (level, idx));"
+    "CREATE TABLE log_state (id BIGINT PRIMARY KEY, size BIGINT NOT NULL, frontier {blob} NOT NULL);"
+    "ALTER TABLE tree_heads ADD COLUMN checkpoint TEXT;",
 };
 
 rk_rc rk_records_migrate(rk_db *db)

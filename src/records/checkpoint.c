@@ -1,0 +1,209 @@
+/* checkpoint.c — C2SP signed-note checkpoints and vkeys (checkpoint.h). */
+#include "records/checkpoint.h"
+
+#include <inttypes.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/cms.h"
+#include "lib/util.h"
+
+#define ALG_ED25519 0x01
+static const char EM_DASH[] = "\xe2\x80\x94"; /* U+2014, the signature line's mark */
+
+static int name_ok(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    return n > 0 && n < RK_ORIGIN_MAX && strpbrk(name, "+ \n\t\r") == NULL;
+}
+
+static void key_id(const char *name, const uint8_t pub[32], uint8_t id[4])
+{
+    uint8_t buf[RK_ORIGIN_MAX + 2 + 32], md[32];
+    size_t n = strlen(name);
+    unsigned int mdlen = 0;
+    memcpy(buf, name, n);
+    buf[n] = '\n';
+    buf[n + 1] = ALG_ED25519;
+    memcpy(buf + n + 2, pub, 32);
+    if (EVP_Digest(buf, n + 34, md, &mdlen, EVP_sha256(), NULL) != 1)
+        abort(); /* only without memory; a wrong key ID must never be published */
+    memcpy(id, md, 4);
+}
+
+rk_rc rk_vkey_of(const char *name, EVP_PKEY *key, char out[RK_VKEY_MAX])
+{
+    uint8_t raw[33] = {ALG_ED25519}, id[4];
+    size_t len = 32;
+    if (!name_ok(name) || !key || EVP_PKEY_get_id(key) != EVP_PKEY_ED25519 ||
+        EVP_PKEY_get_raw_public_key(key, raw + 1, &len) != 1 || len != 32)
+        return RK_ERR_INVALID;
+    key_id(name, raw + 1, id);
+    char *b64 = NULL, hex[9];
+    rk_rc rc = rk_base64_encode(raw, sizeof raw, &b64);
+    if (rc != RK_OK)
+        return rc;
+    rk_hex(id, 4, hex);
+    int n = snprintf(out, RK_VKEY_MAX, "%s+%s+%s", name, hex, b64);
+    free(b64);
+    return n > 0 && n < RK_VKEY_MAX ? RK_OK : RK_ERR_INVALID;
+}
+
+rk_rc rk_vkey_parse(const char *text, rk_vkey *out)
+{
+    const char *p1 = text ? strchr(text, '+') : NULL, *p2 = p1 ? strchr(p1 + 1, '+') : NULL;
+    if (!p2 || p1 == text || (size_t)(p1 - text) >= RK_ORIGIN_MAX || p2 - p1 != 9)
+        return RK_ERR_INVALID;
+    rk_vkey v;
+    memset(&v, 0, sizeof v);
+    memcpy(v.name, text, (size_t)(p1 - text));
+    char hex[9];
+    memcpy(hex, p1 + 1, 8);
+    hex[8] = '\0';
+    unsigned char *raw = NULL;
+    size_t len = 0;
+    if (!name_ok(v.name) || rk_unhex(hex, v.id, 4) != RK_OK || rk_base64_decode(p2 + 1, &raw, &len) != RK_OK)
+        return RK_ERR_INVALID;
+    rk_rc rc = len == 33 && raw[0] == ALG_ED25519 ? RK_OK : RK_ERR_INVALID;
+    if (rc == RK_OK) {
+        memcpy(v.pub, raw + 1, 32);
+        uint8_t id[4];
+        key_id(v.name, v.pub, id);
+        if (memcmp(id, v.id, 4) != 0)
+            rc = RK_ERR_INVALID;
+    }
+    free(raw);
+    if (rc == RK_OK)
+        *out = v;
+    return rc;
+}
+
+rk_rc rk_checkpoint_sign(EVP_PKEY *key, const char *origin, uint64_t size, const rk_hash root, char **note)
+{
+    char body[RK_ORIGIN_MAX + 96], *root_b64 = NULL, *sig_b64 = NULL;
+    uint8_t raw[32], signed_[4 + 64], id[4];
+    size_t len = sizeof raw, siglen = 64;
+    if (!name_ok(origin) || EVP_PKEY_get_id(key) != EVP_PKEY_ED25519 ||
+        EVP_PKEY_get_raw_public_key(key, raw, &len) != 1)
+        return RK_ERR_INVALID;
+    rk_rc rc = rk_base64_encode(root, sizeof(rk_hash), &root_b64);
+    if (rc != RK_OK)
+        return rc;
+    int n = snprintf(body, sizeof body, "%s\n%" PRIu64 "\n%s\n", origin, size, root_b64);
+    free(root_b64);
+    key_id(origin, raw, id);
+    memcpy(signed_, id, 4);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    rc = ctx && EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) == 1 &&
+                 EVP_DigestSign(ctx, signed_ + 4, &siglen, (const unsigned char *)body, (size_t)n) == 1 && siglen == 64
+             ? RK_OK : RK_ERR_CRYPTO;
+    EVP_MD_CTX_free(ctx);
+    if (rc == RK_OK)
+        rc = rk_base64_encode(signed_, sizeof signed_, &sig_b64);
+    if (rc == RK_OK && asprintf(note, "%s\n%s %s %s\n", body, EM_DASH, origin, sig_b64) < 0)
+        rc = RK_ERR_NOMEM;
+    free(sig_b64);
+    return rc;
+}
+
+/* Verifies one signature line's base64 against the body: RK_OK when it is
+ * the vkey's and verifies. */
+static rk_rc check_line(const rk_vkey *vkey, const char *b64, const char *body, size_t body_len)
+{
+    unsigned char *raw = NULL;
+    size_t len = 0;
+    if (rk_base64_decode(b64, &raw, &len) != RK_OK)
+        return RK_ERR_INVALID;
+    rk_rc rc = RK_ERR_CRYPTO;
+    if (len == 4 + 64 && memcmp(raw, vkey->id, 4) == 0) {
+        EVP_PKEY *pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, vkey->pub, 32);
+        EVP_MD_CTX *ctx = pk ? EVP_MD_CTX_new() : NULL;
+        if (ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, pk) == 1 &&
+            EVP_DigestVerify(ctx, raw + 4, 64, (const unsigned char *)body, body_len) == 1)
+            rc = RK_OK;
+        EVP_MD_CTX_free(ctx);
+        EVP_PKEY_free(pk);
+    }
+    free(raw);
+    return rc;
+}
+
+rk_rc rk_checkpoint_open(const char *note, size_t len, const rk_vkey *vkey, uint64_t *size, rk_hash root)
+{
+    if (!note || !vkey || len == 0 || len > RK_CHECKPOINT_MAX || memchr(note, '\0', len))
+        return RK_ERR_INVALID;
+    char *text = strndup(note, len);
+    if (!text)
+        return RK_ERR_NOMEM;
+    rk_rc rc = RK_ERR_INVALID;
+    /* the body ends at the first blank line; the signatures follow */
+    char *sep = strstr(text, "\n\n");
+    if (!sep || text[len - 1] != '\n')
+        goto done;
+    size_t body_len = (size_t)(sep - text) + 1;
+    char *origin = text, *nl1 = strchr(origin, '\n');
+    char *size_s = nl1 + 1, *nl2 = strchr(size_s, '\n');
+    char *root_s = nl2 && nl2 < sep ? nl2 + 1 : NULL, *nl3 = root_s ? strchr(root_s, '\n') : NULL;
+    if (!root_s || !nl3 || nl3 > sep)
+        goto done;
+    *nl1 = *nl2 = '\0';
+    *nl3 = '\0';
+    char *end;
+    if (strcmp(origin, vkey->name) != 0 || size_s[0] < '0' || size_s[0] > '9' || (size_s[0] == '0' && size_s[1]))
+        goto done;
+    uint64_t sz = strtoull(size_s, &end, 10);
+    unsigned char *r = NULL;
+    size_t rlen = 0;
+    if (*end != '\0' || rk_base64_decode(root_s, &r, &rlen) != RK_OK)
+        goto done;
+    if (rlen != sizeof(rk_hash)) {
+        free(r);
+        goto done;
+    }
+    /* the body again, as signed: its newlines were cut for parsing */
+    char body[RK_CHECKPOINT_MAX];
+    memcpy(body, note, body_len);
+    rc = RK_ERR_CRYPTO;
+    for (char *line = sep + 2; *line; ) {
+        char *eol = strchr(line, '\n');
+        if (!eol) {
+            rc = RK_ERR_INVALID;
+            break;
+        }
+        *eol = '\0';
+        size_t dash = sizeof EM_DASH - 1, nlen = strlen(vkey->name);
+        if (strncmp(line, EM_DASH, dash) == 0 && line[dash] == ' ' && strncmp(line + dash + 1, vkey->name, nlen) == 0 &&
+            line[dash + 1 + nlen] == ' ' && check_line(vkey, line + dash + 2 + nlen, body, body_len) == RK_OK) {
+            rc = RK_OK;
+            break;
+        }
+        line = eol + 1;
+    }
+    if (rc == RK_OK) {
+        *size = sz;
+        memcpy(root, r, sizeof(rk_hash));
+    }
+    free(r);
+done:
+    free(text);
+    return rc;
+}
+
+rk_rc rk_log_key_create(const char *path)
+{
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    if (!key)
+        return RK_ERR_CRYPTO;
+    BIO *mem = BIO_new(BIO_s_secmem());
+    rk_rc rc = RK_ERR_CRYPTO;
+    char *data = NULL;
+    long n;
+    if (mem && PEM_write_bio_PrivateKey(mem, key, NULL, NULL, 0, NULL, NULL) == 1 &&
+        (n = BIO_get_mem_data(mem, &data)) > 0)
+        rc = rk_write_file(path, data, (size_t)n, 0600);
+    BIO_free(mem); /* a secure-heap BIO cleanses its memory */
+    EVP_PKEY_free(key);
+    return rc;
+}

@@ -1,0 +1,48 @@
+/* checkpoint.h — the signed tree head as outside tooling reads it: a C2SP
+ * tlog-checkpoint ("<origin>\n<size>\n<base64 root>\n") in a C2SP signed
+ * note, signed with the node's Ed25519 log key (DESIGN §4.1).
+ *
+ *   key ID    SHA-256(name || 0x0A || 0x01 || public key)[:4]
+ *   vkey      <name>+<hex key ID>+<base64(0x01 || public key)>
+ *   signature "— <name> <base64(key ID || Ed25519 signature of the body)>"
+ *
+ * network.json names each log's origin and vkey; the key name is the
+ * origin. Later signature lines (witnesses' cosignatures) are kept as they
+ * are and ignored by rk_checkpoint_open. */
+#ifndef RK_RECORDS_CHECKPOINT_H
+#define RK_RECORDS_CHECKPOINT_H
+
+#include <openssl/evp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "lib/err.h"
+#include "records/merkle.h"
+
+#define RK_ORIGIN_MAX 128
+#define RK_VKEY_MAX 256
+#define RK_CHECKPOINT_MAX 8192 /* a note with its cosignatures, as read from the network */
+
+typedef struct rk_vkey {
+    char name[RK_ORIGIN_MAX];
+    uint8_t id[4];
+    uint8_t pub[32];
+} rk_vkey;
+
+/* The vkey of an Ed25519 key under name. RK_ERR_INVALID when the key is not
+ * Ed25519 or the name is empty, too long or holds '+', space or newline. */
+rk_rc rk_vkey_of(const char *name, EVP_PKEY *key, char out[RK_VKEY_MAX]);
+rk_rc rk_vkey_parse(const char *text, rk_vkey *out);
+
+/* The note of (origin, size, root) signed with key; malloc'ed. */
+rk_rc rk_checkpoint_sign(EVP_PKEY *key, const char *origin, uint64_t size, const rk_hash root, char **note);
+
+/* Checks a note of len bytes against vkey: the origin is the vkey's name and
+ * a signature line of that key verifies. Then *size and root are the
+ * checkpoint's. RK_ERR_INVALID (malformed) or RK_ERR_CRYPTO (no valid
+ * signature). */
+rk_rc rk_checkpoint_open(const char *note, size_t len, const rk_vkey *vkey, uint64_t *size, rk_hash root);
+
+/* Makes a new Ed25519 log key at path (0600). */
+rk_rc rk_log_key_create(const char *path);
+
+#endif

@@ -1,0 +1,332 @@
+/* tiles.c — tile paths, the tile builder, tiles in the store and proofs
+ * read from them (tiles.h; C2SP tlog-tiles). */
+#include "records/tiles.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------- paths ---------- */
+
+void rk_tile_path(int level, uint64_t index, int width, char out[RK_TILE_PATH_MAX])
+{
+    /* N in groups of three digits, every group but the last prefixed with
+     * x: 1234067 is x001/x234/067. */
+    int groups = 1;
+    uint64_t div = 1;
+    while (index / div >= 1000) {
+        div *= 1000;
+        groups++;
+    }
+    char *p = out + sprintf(out, "%d/", level);
+    for (int g = 0; g < groups; g++, div /= 1000)
+        p += sprintf(p, g < groups - 1 ? "x%03u/" : "%03u", (unsigned)((index / div) % 1000));
+    if (width > 0 && width < RK_TILE_WIDTH)
+        sprintf(p, ".p/%d", width);
+}
+
+int rk_tile_path_parse(const char *path, int *level, uint64_t *index, int *width)
+{
+    if (!path || strlen(path) >= RK_TILE_PATH_MAX)
+        return -1;
+    const char *p = path;
+    if (*p < '0' || *p > '9')
+        return -1;
+    int lv = 0;
+    while (*p >= '0' && *p <= '9' && lv < 100)
+        lv = lv * 10 + (*p++ - '0');
+    if (*p++ != '/' || lv >= RK_TILE_LEVELS)
+        return -1;
+    uint64_t n = 0;
+    for (int groups = 0;; groups++) {
+        int x = *p == 'x';
+        p += x;
+        if (groups >= 7 || !(p[0] >= '0' && p[0] <= '9' && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9'))
+            return -1;
+        n = n * 1000 + (uint64_t)((p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0'));
+        p += 3;
+        if (!x)
+            break;
+        if (*p++ != '/')
+            return -1;
+    }
+    int w = 0;
+    if (strncmp(p, ".p/", 3) == 0) {
+        p += 3;
+        while (*p >= '0' && *p <= '9' && w < 1000)
+            w = w * 10 + (*p++ - '0');
+        if (w < 1 || w >= RK_TILE_WIDTH)
+            return -1;
+    }
+    if (*p != '\0')
+        return -1;
+    /* only the canonical spelling: no leading empty groups, no "01" widths */
+    char again[RK_TILE_PATH_MAX];
+    rk_tile_path(lv, n, w, again);
+    if (strcmp(again, path) != 0)
+        return -1;
+    *level = lv;
+    *index = n;
+    *width = w;
+    return 0;
+}
+
+uint64_t rk_tile_level_hashes(uint64_t size, int level)
+{
+    return level * RK_TILE_HEIGHT >= 64 ? 0 : size >> (level * RK_TILE_HEIGHT);
+}
+
+/* ---------- the builder ---------- */
+
+/* MTH of a run of hashes whose length is a power of two. */
+static void hash_run(const rk_hash *h, size_t n, rk_hash out)
+{
+    if (n == 1) {
+        memcpy(out, h[0], sizeof(rk_hash));
+        return;
+    }
+    rk_hash l, r;
+    hash_run(h, n / 2, l);
+    hash_run(h + n / 2, n / 2, r);
+    rk_merkle_node_hash(l, r, out);
+}
+
+void rk_tile_builder_init(rk_tile_builder *b)
+{
+    memset(b, 0, sizeof *b);
+    rk_merkle_frontier_init(&b->frontier);
+    for (int l = 0; l < RK_TILE_LEVELS; l++)
+        b->edge[l].level = l;
+}
+
+void rk_tile_builder_free(rk_tile_builder *b)
+{
+    free(b->dirty);
+    b->dirty = NULL;
+    b->n_dirty = b->cap_dirty = 0;
+}
+
+static rk_rc push_dirty(rk_tile_builder *b, const rk_tile *t)
+{
+    if (b->n_dirty == b->cap_dirty) {
+        size_t cap = b->cap_dirty ? 2 * b->cap_dirty : 16;
+        rk_tile *bigger = realloc(b->dirty, cap * sizeof *bigger);
+        if (!bigger)
+            return RK_ERR_NOMEM;
+        b->dirty = bigger;
+        b->cap_dirty = cap;
+    }
+    memcpy(&b->dirty[b->n_dirty++], t, sizeof *t);
+    return RK_OK;
+}
+
+rk_rc rk_tile_builder_append(rk_tile_builder *b, const rk_hash leaf)
+{
+    rk_hash h;
+    memcpy(h, leaf, sizeof h);
+    for (int l = 0; l < RK_TILE_LEVELS; l++) {
+        rk_tile *t = &b->edge[l];
+        memcpy(t->hashes[t->width++], h, sizeof h);
+        b->edge_dirty |= 1u << l;
+        if (t->width < RK_TILE_WIDTH)
+            break;
+        /* full: kept for the store; its root is the next hash one level up */
+        if (push_dirty(b, t) != RK_OK) {
+            t->width--;
+            return RK_ERR_NOMEM;
+        }
+        hash_run(t->hashes, RK_TILE_WIDTH, h);
+        t->index++;
+        t->width = 0;
+    }
+    rk_merkle_frontier_append(&b->frontier, leaf);
+    return RK_OK;
+}
+
+size_t rk_tile_builder_pending(const rk_tile_builder *b)
+{
+    return b->n_dirty;
+}
+
+/* ---------- the store ---------- */
+
+static rk_rc put_tile(rk_db *db, const rk_tile *t)
+{
+    /* the widest version stays: a tile only grows */
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO log_tiles(level, idx, hashes) VALUES (?,?,?)"
+                                 " ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes"
+                                 " WHERE length(excluded.hashes) > length(log_tiles.hashes)");
+    rk_bind_int(st, 1, t->level);
+    rk_bind_int(st, 2, (int64_t)t->index);
+    rk_bind_blob(st, 3, t->hashes, (size_t)t->width * sizeof(rk_hash));
+    return rk_stmt_exec(st);
+}
+
+rk_rc rk_tiles_store(rk_db *db, rk_tile_builder *b)
+{
+    rk_rc rc = RK_OK;
+    for (size_t i = 0; i < b->n_dirty && rc == RK_OK; i++)
+        rc = put_tile(db, &b->dirty[i]);
+    for (int l = 0; l < RK_TILE_LEVELS && rc == RK_OK; l++)
+        if ((b->edge_dirty >> l & 1) && b->edge[l].width > 0)
+            rc = put_tile(db, &b->edge[l]);
+    /* the frontier: the roots of the perfect subtrees of the set bits of size */
+    rk_hash nodes[64];
+    size_t n = 0;
+    for (int i = 63; i >= 0; i--)
+        if (b->frontier.size >> i & 1)
+            memcpy(nodes[n++], b->frontier.nodes[i], sizeof(rk_hash));
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO log_state(id, size, frontier) VALUES (1,?,?)"
+                                 " ON CONFLICT (id) DO UPDATE SET size = excluded.size, frontier = excluded.frontier");
+    rk_bind_int(st, 1, (int64_t)b->frontier.size);
+    rk_bind_blob(st, 2, nodes, n * sizeof(rk_hash));
+    if (rc == RK_OK)
+        rc = rk_stmt_exec(st);
+    if (rc == RK_OK) {
+        b->n_dirty = 0;
+        b->edge_dirty = 0;
+    }
+    return rc;
+}
+
+typedef struct tile_get {
+    int level;
+    uint64_t index;
+    rk_hash *hashes;
+    int width;
+} tile_get;
+
+static rk_rc tile_get_fn(rk_db *db, void *arg)
+{
+    tile_get *a = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT hashes FROM log_tiles WHERE level = ? AND idx = ?");
+    rk_bind_int(q, 1, a->level);
+    rk_bind_int(q, 2, (int64_t)a->index);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc != RK_OK)
+        return rc;
+    size_t len = 0;
+    const void *blob = rk_col_blob(q, 0, &len);
+    if (!blob || len == 0 || len % sizeof(rk_hash) || len > RK_TILE_WIDTH * sizeof(rk_hash))
+        return RK_ERR_STORE; /* a damaged tile */
+    memcpy(a->hashes, blob, len);
+    a->width = (int)(len / sizeof(rk_hash));
+    return RK_OK;
+}
+
+rk_rc rk_tile_read(rk_db *db, int level, uint64_t index, rk_hash hashes[RK_TILE_WIDTH], int *width)
+{
+    tile_get a = {level, index, hashes, 0};
+    rk_rc rc = rk_db_read(db, tile_get_fn, &a);
+    if (rc == RK_OK)
+        *width = a.width;
+    return rc;
+}
+
+static rk_rc state_get_fn(rk_db *db, void *arg)
+{
+    rk_tile_builder *b = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT size, frontier FROM log_state WHERE id = 1");
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_ERR_NOT_FOUND)
+        return RK_OK; /* an empty tree */
+    if (rc != RK_OK)
+        return rc;
+    uint64_t size = (uint64_t)rk_col_int(q, 0);
+    size_t len = 0;
+    const uint8_t *blob = rk_col_blob(q, 1, &len);
+    if (len != (size_t)__builtin_popcountll(size) * sizeof(rk_hash) || (len && !blob))
+        return RK_ERR_STORE;
+    b->frontier.size = size;
+    for (int i = 63; i >= 0; i--)
+        if (size >> i & 1) {
+            memcpy(b->frontier.nodes[i], blob, sizeof(rk_hash));
+            blob += sizeof(rk_hash);
+        }
+    return RK_OK;
+}
+
+rk_rc rk_tiles_load(rk_db *db, rk_tile_builder *b)
+{
+    rk_tile_builder_free(b);
+    rk_tile_builder_init(b);
+    rk_rc rc = rk_db_read(db, state_get_fn, b);
+    /* each level's edge: the stored rightmost tile, cut to what the size covers */
+    for (int l = 0; l < RK_TILE_LEVELS && rc == RK_OK; l++) {
+        uint64_t n = rk_tile_level_hashes(b->frontier.size, l);
+        rk_tile *t = &b->edge[l];
+        t->index = n / RK_TILE_WIDTH;
+        int want = (int)(n % RK_TILE_WIDTH), got = 0;
+        if (want == 0)
+            continue;
+        rc = rk_tile_read(db, l, t->index, t->hashes, &got);
+        if (rc == RK_OK && got < want)
+            rc = RK_ERR_STORE; /* the state is ahead of its tiles: damaged */
+        t->width = want;
+    }
+    if (rc == RK_ERR_NOT_FOUND)
+        rc = RK_ERR_STORE;
+    return rc;
+}
+
+/* ---------- proofs from tiles ---------- */
+
+void rk_tile_reader_init(rk_tile_reader *r, rk_db *db, uint64_t size)
+{
+    memset(r, 0, sizeof *r);
+    r->db = db;
+    r->size = size;
+}
+
+/* The hashes of tile (level, index), at least `need` wide. */
+static rk_rc reader_tile(rk_tile_reader *r, int level, uint64_t index, int need, const rk_hash **out)
+{
+    for (int i = 0; i < r->n_cache; i++)
+        if (r->cache[i].level == level && r->cache[i].index == index && r->cache[i].width >= need) {
+            *out = (const rk_hash *)r->cache[i].hashes;
+            return RK_OK;
+        }
+    int slot = r->n_cache < (int)(sizeof r->cache / sizeof r->cache[0]) ? r->n_cache++ : r->next;
+    r->next = (slot + 1) % (int)(sizeof r->cache / sizeof r->cache[0]);
+    r->cache[slot].level = -1;
+    int width = 0;
+    rk_rc rc = rk_tile_read(r->db, level, index, r->cache[slot].hashes, &width);
+    r->reads++;
+    if (rc != RK_OK || width < need)
+        return RK_ERR_STORE;
+    r->cache[slot].level = level;
+    r->cache[slot].index = index;
+    r->cache[slot].width = width;
+    *out = (const rk_hash *)r->cache[slot].hashes;
+    return RK_OK;
+}
+
+/* A perfect subtree of height h = 8L + s is 2^s hashes of tile level L,
+ * all in one tile: they are hashed up s levels. */
+static rk_rc reader_subtree(void *arg, unsigned height, uint64_t index, rk_hash out)
+{
+    rk_tile_reader *r = arg;
+    int level = (int)(height / RK_TILE_HEIGHT);
+    unsigned s = height % RK_TILE_HEIGHT;
+    uint64_t first = index << s, count = (uint64_t)1 << s;
+    if (level >= RK_TILE_LEVELS || first + count > rk_tile_level_hashes(r->size, level))
+        return RK_ERR_INVALID;
+    const rk_hash *h;
+    int off = (int)(first % RK_TILE_WIDTH);
+    rk_rc rc = reader_tile(r, level, first / RK_TILE_WIDTH, off + (int)count, &h);
+    if (rc == RK_OK)
+        hash_run(h + off, (size_t)count, out);
+    return rc;
+}
+
+rk_merkle_source rk_tile_reader_source(rk_tile_reader *r)
+{
+    rk_merkle_source s = {reader_subtree, r};
+    return s;
+}
+
+rk_rc rk_tile_reader_leaf(rk_tile_reader *r, uint64_t index, rk_hash out)
+{
+    return reader_subtree(r, 0, index, out);
+}

@@ -1,0 +1,246 @@
+/* Unit tests: the records log as tiles (records/tiles.h) and its C2SP
+ * checkpoint (records/checkpoint.h) — tile paths and their canonical form,
+ * tiles built as leaves arrive and stored in steps, proofs and roots read
+ * from stored tiles equal to those from every leaf at many sizes, a reload
+ * that resumes with the same tiles, and signed notes and vkeys. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/pem.h>
+
+#include "records/checkpoint.h"
+#include "records/records.h"
+#include "records/tiles.h"
+#include "store/db.h"
+
+static char dir[64], path[128];
+
+static void leaf_of(uint64_t i, rk_hash out)
+{
+    char text[32];
+    int n = snprintf(text, sizeof text, "leaf %llu", (unsigned long long)i);
+    rk_merkle_leaf_hash(text, (size_t)n, out);
+}
+
+static rk_rc store_fn(rk_db *db, void *arg)
+{
+    return rk_tiles_store(db, arg);
+}
+
+static rk_db *open_db(void)
+{
+    rk_db *db = NULL;
+    assert_int_equal(rk_db_open(path, 0, &db), RK_OK);
+    assert_int_equal(rk_records_migrate(db), RK_OK);
+    return db;
+}
+
+static int setup(void **state)
+{
+    snprintf(dir, sizeof dir, "/tmp/rk-test-tiles-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/node.db", dir);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd);
+}
+
+static void test_paths(void **state)
+{
+    char p[RK_TILE_PATH_MAX];
+    rk_tile_path(0, 0, 0, p);
+    assert_string_equal(p, "0/000");
+    rk_tile_path(0, 1234067, 0, p);
+    assert_string_equal(p, "0/x001/x234/067");
+    rk_tile_path(1, 5, 17, p);
+    assert_string_equal(p, "1/005.p/17");
+    rk_tile_path(2, 1000, 0, p);
+    assert_string_equal(p, "2/x001/000");
+    int level, width;
+    uint64_t index;
+    assert_int_equal(rk_tile_path_parse("0/x001/x234/067", &level, &index, &width), 0);
+    assert_int_equal(level, 0);
+    assert_int_equal(index, 1234067);
+    assert_int_equal(width, 0);
+    assert_int_equal(rk_tile_path_parse("3/999.p/255", &level, &index, &width), 0);
+    assert_int_equal(level, 3);
+    assert_int_equal(index, 999);
+    assert_int_equal(width, 255);
+    static const char *const bad[] = {"", "0", "0/", "0/1", "0/01", "0/0000", "0/x000/001", "8/000", "0/000.p/0",
+                                      "0/000.p/256", "0/000.p/017", "0/000.p/", "0/000/", "/0/000", "0/x001",
+                                      "01/000", "0/000.q/1", "-1/000", "0/x1000/000", "0/000 ", "0/x001/x002/x003/x004/x005/x006/x007/008"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(rk_tile_path_parse(bad[i], &level, &index, &width), -1);
+}
+
+/* 70 000 leaves: 273 tiles of level 0, a full and a partial tile of level 1,
+ * one hash at level 2; stored every 997 leaves as a node stores them. */
+#define N_LEAVES 70000
+
+static void test_proofs_from_tiles(void **state)
+{
+    rk_hash *leaves = malloc(N_LEAVES * sizeof *leaves);
+    assert_non_null(leaves);
+    rk_db *db = open_db();
+    rk_tile_builder b;
+    rk_tile_builder_init(&b);
+    for (uint64_t i = 0; i < N_LEAVES; i++) {
+        leaf_of(i, leaves[i]);
+        assert_int_equal(rk_tile_builder_append(&b, leaves[i]), RK_OK);
+        if (i % 997 == 0 || i == N_LEAVES - 1)
+            assert_int_equal(rk_db_write(db, store_fn, &b), RK_OK);
+    }
+    rk_hash want, got;
+    rk_merkle_root(leaves, N_LEAVES, want);
+    rk_merkle_frontier_root(&b.frontier, got);
+    assert_memory_equal(want, got, 32);
+    /* proofs at many sizes, from the tiles as stored at the end */
+    static const uint64_t sizes[] = {1, 2, 3, 255, 256, 257, 511, 512, 65535, 65536, 65537, 69999, N_LEAVES};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        uint64_t n = sizes[s];
+        rk_tile_reader r;
+        rk_tile_reader_init(&r, db, n);
+        rk_merkle_source src = rk_tile_reader_source(&r);
+        rk_merkle_root(leaves, n, want);
+        assert_int_equal(rk_merkle_root_from(&src, n, got), RK_OK);
+        assert_memory_equal(want, got, 32);
+        for (int k = 0; k < 8; k++) {
+            uint64_t m = (n * (uint64_t)(k * 37 + 5) / 300) % n;
+            rk_hash *p1 = NULL, *p2 = NULL;
+            size_t l1 = 0, l2 = 0;
+            assert_int_equal(rk_merkle_inclusion_proof(leaves, n, m, &p1, &l1), RK_OK);
+            assert_int_equal(rk_merkle_inclusion_proof_from(&src, n, m, &p2, &l2), RK_OK);
+            assert_int_equal(l1, l2);
+            if (l1)
+                assert_memory_equal(p1, p2, l1 * 32);
+            assert_int_equal(rk_merkle_verify_inclusion(leaves[m], m, n, p2, l2, want), RK_OK);
+            free(p1);
+            free(p2);
+            uint64_t old = m + 1;
+            assert_int_equal(rk_merkle_consistency_proof(leaves, n, old, &p1, &l1), RK_OK);
+            assert_int_equal(rk_merkle_consistency_proof_from(&src, n, old, &p2, &l2), RK_OK);
+            assert_int_equal(l1, l2);
+            if (l1)
+                assert_memory_equal(p1, p2, l1 * 32);
+            free(p1);
+            free(p2);
+            rk_hash leaf;
+            assert_int_equal(rk_tile_reader_leaf(&r, m, leaf), RK_OK);
+            assert_memory_equal(leaf, leaves[m], 32);
+        }
+        /* a handful of tiles per proof, never every leaf */
+        assert_true(r.reads <= 40);
+    }
+    /* beyond the tiles stored: refused, not guessed */
+    rk_tile_reader r;
+    rk_tile_reader_init(&r, db, N_LEAVES + 300);
+    rk_merkle_source src = rk_tile_reader_source(&r);
+    assert_int_not_equal(rk_merkle_root_from(&src, N_LEAVES + 300, got), RK_OK);
+
+    /* a reload resumes with the same edge: appending more gives the tiles
+     * and root a builder that never stopped gives */
+    rk_tile_builder again;
+    rk_tile_builder_init(&again);
+    assert_int_equal(rk_tiles_load(db, &again), RK_OK);
+    assert_int_equal(again.frontier.size, N_LEAVES);
+    for (int l = 0; l < RK_TILE_LEVELS; l++) {
+        assert_int_equal(again.edge[l].width, b.edge[l].width);
+        assert_int_equal(again.edge[l].index, b.edge[l].index);
+        assert_memory_equal(again.edge[l].hashes, b.edge[l].hashes, (size_t)b.edge[l].width * 32);
+    }
+    rk_hash extra;
+    leaf_of(N_LEAVES, extra);
+    assert_int_equal(rk_tile_builder_append(&again, extra), RK_OK);
+    assert_int_equal(rk_tile_builder_append(&b, extra), RK_OK);
+    rk_merkle_frontier_root(&again.frontier, want);
+    rk_merkle_frontier_root(&b.frontier, got);
+    assert_memory_equal(want, got, 32);
+    rk_tile_builder_free(&again);
+    rk_tile_builder_free(&b);
+    rk_db_close(db);
+    free(leaves);
+}
+
+static EVP_PKEY *new_log_key(void)
+{
+    char kp[160];
+    snprintf(kp, sizeof kp, "%s/log_key.pem", dir);
+    assert_int_equal(rk_log_key_create(kp), RK_OK);
+    FILE *f = fopen(kp, "r");
+    assert_non_null(f);
+    EVP_PKEY *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    assert_non_null(key);
+    return key;
+}
+
+static void test_checkpoint(void **state)
+{
+    EVP_PKEY *key = new_log_key();
+    char vtext[RK_VKEY_MAX];
+    assert_int_equal(rk_vkey_of("renkei/test/core", key, vtext), RK_OK);
+    assert_int_equal(strncmp(vtext, "renkei/test/core+", 17), 0);
+    rk_vkey v;
+    assert_int_equal(rk_vkey_parse(vtext, &v), RK_OK);
+    assert_string_equal(v.name, "renkei/test/core");
+    assert_int_equal(rk_vkey_of("bad name", key, vtext), RK_ERR_INVALID);
+
+    rk_hash root, got;
+    rk_merkle_leaf_hash("x", 1, root);
+    char *note = NULL;
+    assert_int_equal(rk_checkpoint_sign(key, "renkei/test/core", 12345, root, &note), RK_OK);
+    assert_non_null(strstr(note, "renkei/test/core\n12345\n"));
+    assert_non_null(strstr(note, "\n\n\xe2\x80\x94 renkei/test/core "));
+    uint64_t size = 0;
+    assert_int_equal(rk_checkpoint_open(note, strlen(note), &v, &size, got), RK_OK);
+    assert_int_equal(size, 12345);
+    assert_memory_equal(root, got, 32);
+    /* a cosignature line after it changes nothing */
+    char *cosigned = NULL;
+    assert_true(asprintf(&cosigned, "%s\xe2\x80\x94 witness-1 AAAAAAAA\n", note) > 0);
+    assert_int_equal(rk_checkpoint_open(cosigned, strlen(cosigned), &v, &size, got), RK_OK);
+    free(cosigned);
+    /* a changed size, another origin, a cut note: refused */
+    char *bad = strdup(note);
+    bad[strlen("renkei/test/core\n")] = '9';
+    assert_int_equal(rk_checkpoint_open(bad, strlen(bad), &v, &size, got), RK_ERR_CRYPTO);
+    free(bad);
+    rk_vkey other = v;
+    snprintf(other.name, sizeof other.name, "renkei/test/other");
+    assert_int_equal(rk_checkpoint_open(note, strlen(note), &other, &size, got), RK_ERR_INVALID);
+    assert_int_not_equal(rk_checkpoint_open(note, strlen(note) - 3, &v, &size, got), RK_OK);
+    /* another key under the same name: no signature of it */
+    EVP_PKEY *key2 = new_log_key();
+    char v2text[RK_VKEY_MAX];
+    rk_vkey v2;
+    assert_int_equal(rk_vkey_of("renkei/test/core", key2, v2text), RK_OK);
+    assert_int_equal(rk_vkey_parse(v2text, &v2), RK_OK);
+    assert_int_equal(rk_checkpoint_open(note, strlen(note), &v2, &size, got), RK_ERR_CRYPTO);
+    /* a vkey whose id does not match its key */
+    v2text[strlen("renkei/test/core+")] ^= 1;
+    assert_int_equal(rk_vkey_parse(v2text, &v2), RK_ERR_INVALID);
+    free(note);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(key2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_paths),
+        cmocka_unit_test_setup_teardown(test_proofs_from_tiles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
