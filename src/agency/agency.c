@@ -26,6 +26,8 @@ static const rk_route routes[] = {
     {"GET", "/v1/records/proof", RK_ROLE_SYSTEM | RK_ROLE_OPERATOR, 1, agency_get_proof},
     {"GET", "/v1/records/consistency", RK_ROLE_SYSTEM | RK_ROLE_OPERATOR, 1, agency_get_consistency},
     {"GET", "/v1/records/heads", RK_ROLE_SYSTEM | RK_ROLE_OPERATOR, 1, agency_get_heads},
+    {"GET", "/v1/checkpoint", RK_ROLES_ANY, 0, agency_get_checkpoint},
+    {"GET", "/v1/tile/*", RK_ROLES_ANY, 0, agency_get_tile},
     {"POST", "/v1/unlawful", RK_ROLE_OPERATOR, 1, NULL, 0, agency_start_unlawful},
     {"POST", "/v1/deletions", RK_ROLE_GATEWAY, 1, agency_post_deletion},
 };

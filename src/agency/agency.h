@@ -42,5 +42,8 @@ void agency_post_deletion(void *app, const rk_request *req, rk_response *resp);
 void agency_get_proof(void *app, const rk_request *req, rk_response *resp);
 void agency_get_consistency(void *app, const rk_request *req, rk_response *resp);
 void agency_get_heads(void *app, const rk_request *req, rk_response *resp);
+/* The checkpoint and tiles hold hashes only: any registered caller reads them (DESIGN §4.1). */
+void agency_get_checkpoint(void *app, const rk_request *req, rk_response *resp);
+void agency_get_tile(void *app, const rk_request *req, rk_response *resp);
 
 #endif

@@ -279,3 +279,13 @@ void agency_get_heads(void *app, const rk_request *req, rk_response *resp)
 {
     rk_records_heads_serve(((agency *)app)->log, req, resp);
 }
+
+void agency_get_checkpoint(void *app, const rk_request *req, rk_response *resp)
+{
+    rk_records_checkpoint_serve(((agency *)app)->log, req, resp);
+}
+
+void agency_get_tile(void *app, const rk_request *req, rk_response *resp)
+{
+    rk_records_tile_serve(((agency *)app)->log, req, resp);
+}

@@ -57,6 +57,8 @@ static const rk_route routes[] = {
     {"GET", "/v1/records/proof", RK_ROLE_OPERATOR, 0, core_handle_proof},
     {"GET", "/v1/records/consistency", RK_ROLE_OPERATOR, 0, core_handle_consistency},
     {"GET", "/v1/records/heads", RK_ROLE_OPERATOR, 0, core_handle_heads},
+    {"GET", "/v1/checkpoint", RK_ROLES_ANY, 0, core_handle_checkpoint},
+    {"GET", "/v1/tile/*", RK_ROLES_ANY, 0, core_handle_tile},
     {"POST", "/v1/incidents", RK_ROLE_GATEWAY | RK_ROLE_JLIS | RK_ROLE_OPERATOR, 0, core_handle_incident, 1},
     {"GET", "/v1/incidents", RK_ROLE_OPERATOR, 0, core_handle_incidents},
 };

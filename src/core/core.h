@@ -53,6 +53,8 @@ void core_handle_records(void *app, const rk_request *req, rk_response *resp);
 void core_handle_proof(void *app, const rk_request *req, rk_response *resp);
 void core_handle_consistency(void *app, const rk_request *req, rk_response *resp);
 void core_handle_heads(void *app, const rk_request *req, rk_response *resp);
+void core_handle_checkpoint(void *app, const rk_request *req, rk_response *resp);
+void core_handle_tile(void *app, const rk_request *req, rk_response *resp);
 /* deletions.c */
 void core_start_deletion_request(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void core_handle_incident(void *app, const rk_request *req, rk_response *resp);

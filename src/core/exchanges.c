@@ -371,3 +371,14 @@ void core_handle_heads(void *app, const rk_request *req, rk_response *resp)
     if (network_operator(req, resp))
         rk_records_heads_serve(((core *)app)->log, req, resp);
 }
+
+/* The checkpoint and tiles hold hashes only: any registered caller reads them (DESIGN §4.1). */
+void core_handle_checkpoint(void *app, const rk_request *req, rk_response *resp)
+{
+    rk_records_checkpoint_serve(((core *)app)->log, req, resp);
+}
+
+void core_handle_tile(void *app, const rk_request *req, rk_response *resp)
+{
+    rk_records_tile_serve(((core *)app)->log, req, resp);
+}

@@ -61,6 +61,7 @@ typedef struct rk_response {
     char *body;                  /* malloc'ed JSON text (or text/plain) */
     size_t body_len;
     const char *content_type;    /* static string; default application/json */
+    const char *cache_control;   /* static string; no header when NULL */
 } rk_response;
 
 typedef void (*rk_handler_fn)(void *app, const rk_request *req, rk_response *resp);

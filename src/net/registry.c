@@ -76,6 +76,10 @@ static rk_rc parse_node(json_t *obj, rk_peer_node *n, char *err, size_t errlen)
         bad = "fingerprint";
     else if (copy_field(obj, "pin", n->pin, sizeof n->pin, 0) != RK_OK || (n->url[0] && strncmp(n->pin, "sha256//", 8) != 0))
         bad = "pin (required for a node with a url: calls to it are pinned to its key)";
+    else if (copy_field(obj, "log_origin", n->log_origin, sizeof n->log_origin, 0) != RK_OK ||
+             copy_field(obj, "log_vkey", n->log_vkey, sizeof n->log_vkey, 0) != RK_OK ||
+             !n->log_origin[0] != !n->log_vkey[0])
+        bad = "log_origin and log_vkey (both or neither, within their caps)";
     else if ((n->role & (RK_ROLE_GATEWAY | RK_ROLE_AGENCY | RK_ROLE_SYSTEM)) && !n->agency[0])
         bad = "agency (required for this role)";
     else if ((n->role & (RK_ROLE_CORE | RK_ROLE_JLIS | RK_ROLE_GATEWAY | RK_ROLE_AGENCY)) && !n->url[0])

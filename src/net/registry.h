@@ -36,6 +36,8 @@ typedef struct rk_peer_node {
     char backup_url[RK_URL_MAX];
     char fingerprint[65];   /* SHA-256 of the certificate DER, hex */
     char pin[64];           /* sha256//base64 of the SPKI, for libcurl */
+    char log_origin[128];   /* a node keeping records: its log's C2SP origin ("" when not named) */
+    char log_vkey[256];     /* and the C2SP vkey of its log key (records/checkpoint.h) */
     char addresses[RK_MAX_ADDRESSES][48]; /* source addresses it may call from */
     int n_addresses;
 } rk_peer_node;

@@ -53,6 +53,8 @@ void send_now(struct evhttp_request *req, const rk_server *srv, rk_response *res
     snprintf(now, sizeof now, "%lld", (long long)rk_server_now_ms(srv));
     evhttp_add_header(h, "Content-Type", resp->content_type ? resp->content_type : "application/json");
     evhttp_add_header(h, "X-Renkei-Time", now);
+    if (resp->cache_control)
+        evhttp_add_header(h, "Cache-Control", resp->cache_control);
     struct evbuffer *buf = evbuffer_new();
     if (buf && resp->body)
         evbuffer_add(buf, resp->body, resp->body_len);

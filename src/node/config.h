@@ -9,7 +9,7 @@
  *           not_permitted_window_ms, rate_window_ms, rate_factor, rate_min,
  *           unreachable_ms
  *   [clock] check_ms, max_offset_ms, max_skew_ms
- *   [records] head_interval_ms
+ *   [records] head_interval_ms, log_key (the Ed25519 key that signs the log's checkpoints)
  *   [gateway] caller_rate_per_s
  *   [agency] pending_new_after_ms, pending_deadline_ms, pending_grace_ms
  *   [peer]  timeout_ms
@@ -64,6 +64,7 @@ typedef struct rk_node_config {
     int caller_rate_per_s;              /* requests a second one caller may send to the core */
     /* [records] */
     int head_interval_ms;               /* a tree head is signed this often while records arrive */
+    char log_key[RK_PATH_MAX];          /* Ed25519 key of the log's checkpoints (DESIGN §4.1) */
     /* [agency] */
     int pending_new_after_ms;           /* an enrolment not handed to J-LIS this long: failed */
     int pending_deadline_ms;            /* a forwarded enrolment without a code notice this long: failed */

@@ -1,6 +1,6 @@
-/* records_log.c — the records log: its leaves, the frontier kept in memory
- * and the thread that signs and keeps tree heads. Its endpoints are in
- * records_serve.c. */
+/* records_log.c — the records log: its leaves, the tiles and frontier kept
+ * as records arrive, and the thread that stores tiles and signs tree heads
+ * and checkpoints. Its endpoints are in records_serve.c. */
 #include "records/records_log.h"
 #include "records/records_log_priv.h"
 
@@ -8,20 +8,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <string.h>
+
 #include "crypto/cms.h"
+#include "crypto/pki.h"
 #include "lib/log.h"
-#include "node/node.h"
 #include "lib/util.h"
+#include "node/node.h"
+#include "records/checkpoint.h"
+#include "records/tiles.h"
 
 struct rk_records_log {
     rk_node *node;
     rk_db *db;
     int64_t interval_ms;
-    pthread_mutex_t lock;          /* guards the frontier and the head state */
+    EVP_PKEY *log_key;             /* Ed25519: signs the checkpoints (DESIGN §4.1) */
+    char origin[RK_ORIGIN_MAX];
+    pthread_mutex_t lock;          /* guards the tiles and the head state */
     pthread_cond_t wake;
-    rk_merkle_frontier frontier;   /* every record appended so far */
+    rk_tile_builder tiles;         /* every record appended so far: edge tiles and frontier */
     uint64_t head_size;            /* size of the last signed head */
     int64_t head_time_ms;
+    char *checkpoint;              /* its signed note; NULL before the first */
     pthread_t thread;
     int running, stopping;
 };
@@ -71,120 +79,124 @@ rk_rc rk_head_verify(X509 *cert, const char *node_id, uint64_t size, const rk_ha
     return rc;
 }
 
-/* ---------- leaves ---------- */
+/* ---------- catching up: leaves into tiles ---------- */
 
-#define LEAVES_CHUNK 4096
+#define CATCH_UP_CHUNK 65536  /* leaves read per scan */
+#define STORE_EVERY_TILES 512 /* full tiles kept in memory before they are stored */
 
-typedef struct leaves_args {
-    uint64_t from, count;
-    rk_hash *out;
-} leaves_args;
+typedef struct catch_up_args {
+    rk_tile_builder *b;
+    uint64_t got;
+} catch_up_args;
 
-/* Reads leaves [from, from + count); RK_ERR_STORE unless all were read. */
-static rk_rc read_leaves_fn(rk_db *db, void *arg)
-{
-    leaves_args *a = arg;
-    uint64_t got = 0;
-    rk_stmt *q = rk_db_stmt(db, "SELECT leaf_hash FROM records WHERE seq > ? ORDER BY seq LIMIT ?");
-    rk_bind_int(q, 1, (int64_t)a->from);
-    rk_bind_int(q, 2, (int64_t)a->count);
-    while (got < a->count && rk_stmt_next(q) == RK_OK)
-        if (rk_merkle_unhex(rk_col_text(q, 0), a->out[got++]) != RK_OK)
-            return RK_ERR_STORE;
-    return got == a->count ? RK_OK : RK_ERR_STORE;
-}
-
-/* The log is append-only, so its first n leaves can be read in chunks,
- * letting writes in between: a long proof never stalls the node's writes. */
-rk_rc rk_records_leaves(rk_db *db, uint64_t n, rk_hash **out)
-{
-    rk_hash *leaves = malloc((n ? n : 1) * sizeof *leaves);
-    if (!leaves)
-        return RK_ERR_NOMEM;
-    for (uint64_t from = 0; from < n; from += LEAVES_CHUNK) {
-        uint64_t count = n - from < LEAVES_CHUNK ? n - from : LEAVES_CHUNK;
-        leaves_args a = {from, count, leaves + from}; /* seq counts from 1 */
-        if (rk_db_scan(db, read_leaves_fn, &a) != RK_OK) {
-            free(leaves);
-            return RK_ERR_STORE;
-        }
-    }
-    *out = leaves;
-    return RK_OK;
-}
-
-/* Appends to the frontier the leaves recorded since (log->lock held). A
- * scan: the node's writes go on meanwhile. */
+/* Appends to the tiles up to a chunk of the leaves recorded since. A scan:
+ * the node's writes go on meanwhile. */
 static rk_rc catch_up_fn(rk_db *db, void *arg)
 {
-    rk_merkle_frontier *f = arg;
-    /* seq counts from 1 without gaps (read_leaves_fn relies on it too) */
-    rk_stmt *q = rk_db_stmt(db, "SELECT leaf_hash FROM records WHERE seq > ? ORDER BY seq");
-    rk_bind_int(q, 1, (int64_t)f->size);
+    catch_up_args *a = arg;
+    /* seq counts from 1 without gaps: leaf i is seq i + 1 */
+    rk_stmt *q = rk_db_stmt(db, "SELECT seq, leaf_hash FROM records WHERE seq > ? ORDER BY seq LIMIT ?");
+    rk_bind_int(q, 1, (int64_t)a->b->frontier.size);
+    rk_bind_int(q, 2, CATCH_UP_CHUNK);
     rk_rc rc;
     rk_hash leaf;
     while ((rc = rk_stmt_next(q)) == RK_OK) {
-        if ((rc = rk_merkle_unhex(rk_col_text(q, 0), leaf)) != RK_OK)
-            return rc;
-        rk_merkle_frontier_append(f, leaf);
+        if ((uint64_t)rk_col_int(q, 0) != a->b->frontier.size + 1)
+            return RK_ERR_STORE; /* a gap: the log cannot go on past it */
+        if ((rc = rk_merkle_unhex(rk_col_text(q, 1), leaf)) != RK_OK ||
+            (rc = rk_tile_builder_append(a->b, leaf)) != RK_OK)
+            return rc == RK_ERR_INVALID ? RK_ERR_STORE : rc;
+        a->got++;
     }
     return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }
 
+static rk_rc store_tiles_fn(rk_db *db, void *arg)
+{
+    return rk_tiles_store(db, arg);
+}
+
+/* Lock held. A long catch-up (a log made before tiles, or one left behind)
+ * stores its full tiles as it goes, so that memory stays bounded. */
 static rk_rc catch_up(rk_records_log *log)
 {
-    return rk_db_scan(log->db, catch_up_fn, &log->frontier);
+    for (;;) {
+        catch_up_args a = {&log->tiles, 0};
+        rk_rc rc = rk_db_scan(log->db, catch_up_fn, &a);
+        if (rc == RK_OK && rk_tile_builder_pending(&log->tiles) >= STORE_EVERY_TILES)
+            rc = rk_db_write(log->db, store_tiles_fn, &log->tiles);
+        if (rc != RK_OK || a.got < CATCH_UP_CHUNK)
+            return rc;
+    }
 }
 
 /* ---------- heads ---------- */
 
 typedef struct head_row {
+    rk_tile_builder *tiles;
     uint64_t size;
     char root[65];
     int64_t time_ms;
-    const char *signature;
+    const char *signature, *checkpoint;
 } head_row;
 
+/* The tiles a head covers and the head, in one transaction: a head is
+ * never published before the tiles that prove against it. */
 static rk_rc store_head_fn(rk_db *db, void *arg)
 {
     const head_row *h = arg;
-    rk_stmt *st = rk_db_stmt(db, "INSERT INTO tree_heads(size, root, time_ms, signature) VALUES (?,?,?,?)"
-                                 " ON CONFLICT (size) DO NOTHING");
+    rk_rc rc = rk_tiles_store(db, h->tiles);
+    if (rc != RK_OK || !h->signature)
+        return rc;
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO tree_heads(size, root, time_ms, signature, checkpoint) VALUES (?,?,?,?,?)"
+                                 " ON CONFLICT (size) DO UPDATE SET checkpoint = excluded.checkpoint"
+                                 " WHERE tree_heads.checkpoint IS NULL");
     rk_bind_int(st, 1, (int64_t)h->size);
     rk_bind_text(st, 2, h->root);
     rk_bind_int(st, 3, h->time_ms);
     rk_bind_text(st, 4, h->signature);
+    rk_bind_text(st, 5, h->checkpoint);
     return rk_stmt_exec(st);
 }
 
-static rk_rc store_head(rk_db *db, uint64_t size, const rk_hash root, int64_t time_ms, const char *sig)
-{
-    head_row h = {.size = size, .time_ms = time_ms, .signature = sig};
-    rk_merkle_hex(root, h.root);
-    return rk_db_write(db, store_head_fn, &h);
-}
-
-/* Lock held. */
+/* Lock held: stores what the tiles gained and signs a head and its
+ * checkpoint when the log grew (or its last head has no checkpoint yet). */
 static rk_rc sign_locked(rk_records_log *log)
 {
     rk_rc rc = catch_up(log);
-    if (rc != RK_OK || log->frontier.size == log->head_size)
+    if (rc != RK_OK)
         return rc;
+    rk_tile_builder *t = &log->tiles;
+    int need_head = t->frontier.size != log->head_size || (!log->checkpoint && t->frontier.size > 0);
+    if (!need_head && !rk_tile_builder_pending(t) && !t->edge_dirty)
+        return RK_OK;
+    head_row h = {.tiles = t, .size = t->frontier.size};
     rk_hash root;
-    char *sig = NULL;
+    char *sig = NULL, *note = NULL;
     int64_t now = rk_node_now_ms(log->node);
-    rk_merkle_frontier_root(&log->frontier, root);
-    rc = rk_head_sign(log->node->key, log->node->cfg.id, log->frontier.size, root, now, &sig);
+    if (need_head) {
+        rk_merkle_frontier_root(&t->frontier, root);
+        rk_merkle_hex(root, h.root);
+        h.time_ms = now;
+        rc = rk_head_sign(log->node->key, log->node->cfg.id, h.size, root, now, &sig);
+        if (rc == RK_OK)
+            rc = rk_checkpoint_sign(log->log_key, log->origin, h.size, root, &note);
+        h.signature = sig;
+        h.checkpoint = note;
+    }
     if (rc == RK_OK)
-        rc = store_head(log->db, log->frontier.size, root, now, sig);
-    if (rc == RK_OK) {
-        log->head_size = log->frontier.size;
+        rc = rk_db_write(log->db, store_head_fn, &h);
+    if (rc == RK_OK && need_head) {
+        log->head_size = h.size;
         log->head_time_ms = now;
+        free(log->checkpoint);
+        log->checkpoint = note;
+        note = NULL;
     }
     free(sig);
+    free(note);
     return rc;
 }
-
 
 int64_t rk_records_log_head_age_ms(rk_records_log *log)
 {
@@ -211,13 +223,54 @@ static void *signer_main(void *arg)
 static rk_rc last_head_fn(rk_db *db, void *arg)
 {
     rk_records_log *log = arg;
-    rk_stmt *q = rk_db_stmt(db, "SELECT size, time_ms FROM tree_heads ORDER BY size DESC LIMIT 1");
-    rk_rc rc = q ? rk_stmt_next(q) : RK_ERR_STORE;
+    rk_stmt *q = rk_db_stmt(db, "SELECT size, time_ms, checkpoint FROM tree_heads ORDER BY size DESC LIMIT 1");
+    rk_rc rc = rk_stmt_next(q);
     if (rc == RK_OK) {
         log->head_size = (uint64_t)rk_col_int(q, 0);
         log->head_time_ms = rk_col_int(q, 1);
+        const char *note = rk_col_text(q, 2);
+        if (note && !(log->checkpoint = strdup(note)))
+            return RK_ERR_NOMEM;
     }
     return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
+}
+
+/* The log key and origin: network.json names them for this node (a node
+ * whose entry names none signs as renkei/<network>/<id>); a key that is
+ * not the one named is refused. */
+static rk_rc load_log_key(rk_records_log *log)
+{
+    rk_node *node = log->node;
+    const char *path = node->cfg.log_key;
+    if (rk_pki_load_key(path, NULL, &log->log_key) != RK_OK || EVP_PKEY_get_id(log->log_key) != EVP_PKEY_ED25519) {
+        rk_error("%s: cannot load the records log key (an Ed25519 key, mode 0600)", path);
+        return RK_ERR_CRYPTO;
+    }
+    const rk_peer_node *self = node->self;
+    if (self && self->log_origin[0])
+        snprintf(log->origin, sizeof log->origin, "%s", self->log_origin);
+    else
+        snprintf(log->origin, sizeof log->origin, "renkei/%.48s/%.64s", node->registry->network, node->cfg.id);
+    char vkey[RK_VKEY_MAX];
+    if (rk_vkey_of(log->origin, log->log_key, vkey) != RK_OK) {
+        rk_error("records log: origin '%s' cannot name a key", log->origin);
+        return RK_ERR_INVALID;
+    }
+    if (self && self->log_vkey[0] && strcmp(vkey, self->log_vkey) != 0) {
+        rk_error("%s: not the log key network.json names for %s (log_vkey)", path, node->cfg.id);
+        return RK_ERR_DENIED;
+    }
+    return RK_OK;
+}
+
+static void log_free(rk_records_log *log)
+{
+    pthread_mutex_destroy(&log->lock);
+    pthread_cond_destroy(&log->wake);
+    rk_tile_builder_free(&log->tiles);
+    EVP_PKEY_free(log->log_key); /* OpenSSL cleanses private key material on free */
+    free(log->checkpoint);
+    free(log);
 }
 
 rk_rc rk_records_log_start(rk_node *node, rk_db *db, int64_t interval_ms, rk_records_log **out)
@@ -230,16 +283,18 @@ rk_rc rk_records_log_start(rk_node *node, rk_db *db, int64_t interval_ms, rk_rec
     log->interval_ms = interval_ms > 0 ? interval_ms : 2000;
     pthread_mutex_init(&log->lock, NULL);
     pthread_cond_init(&log->wake, NULL);
-    rk_merkle_frontier_init(&log->frontier);
-    rk_rc rc = rk_db_read(db, last_head_fn, log);
+    rk_tile_builder_init(&log->tiles);
+    rk_rc rc = load_log_key(log);
+    if (rc == RK_OK)
+        rc = rk_db_read(db, last_head_fn, log);
+    if (rc == RK_OK)
+        rc = rk_tiles_load(db, &log->tiles);
     if (rc == RK_OK)
         rc = catch_up(log);
     if (rc == RK_OK && pthread_create(&log->thread, NULL, signer_main, log) != 0)
         rc = RK_ERR_NOMEM;
     if (rc != RK_OK) {
-        pthread_mutex_destroy(&log->lock);
-        pthread_cond_destroy(&log->wake);
-        free(log);
+        log_free(log);
         return rc;
     }
     log->running = 1;
@@ -257,9 +312,7 @@ void rk_records_log_stop(rk_records_log *log)
     pthread_mutex_unlock(&log->lock);
     if (log->running)
         pthread_join(log->thread, NULL);
-    pthread_mutex_destroy(&log->lock);
-    pthread_cond_destroy(&log->wake);
-    free(log);
+    log_free(log);
 }
 
 /* ---------- for the endpoints (records_log_priv.h) ---------- */
@@ -282,6 +335,19 @@ uint64_t rk_records_log_head_size(rk_records_log *log)
     return size;
 }
 
+char *rk_records_log_checkpoint(rk_records_log *log)
+{
+    pthread_mutex_lock(&log->lock);
+    char *note = log->checkpoint ? strdup(log->checkpoint) : NULL;
+    pthread_mutex_unlock(&log->lock);
+    return note;
+}
+
+const char *rk_records_log_origin(rk_records_log *log)
+{
+    return log->origin;
+}
+
 uint64_t rk_records_log_head_covering(rk_records_log *log, uint64_t index)
 {
     pthread_mutex_lock(&log->lock);
@@ -302,10 +368,11 @@ typedef struct heads_each_args {
 static rk_rc heads_each_fn(rk_db *db, void *arg)
 {
     heads_each_args *a = arg;
-    rk_stmt *q = rk_db_stmt(db, "SELECT size, root, time_ms, signature FROM tree_heads ORDER BY size");
+    rk_stmt *q = rk_db_stmt(db, "SELECT size, root, time_ms, signature, checkpoint FROM tree_heads ORDER BY size");
     rk_rc rc;
     while ((rc = rk_stmt_next(q)) == RK_OK)
-        if ((rc = a->fn(a->arg, rk_col_int(q, 0), rk_col_text(q, 1), rk_col_int(q, 2), rk_col_text(q, 3))) != RK_OK)
+        if ((rc = a->fn(a->arg, rk_col_int(q, 0), rk_col_text(q, 1), rk_col_int(q, 2), rk_col_text(q, 3),
+                        rk_col_text(q, 4))) != RK_OK)
             return rc;
     return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }

@@ -1,9 +1,11 @@
 /* records_log.h — the records of a node as a verifiable log (standard
  * 第3-1(2), 法23条; RFC 9162 §2.1).
  *
- * Each record is a leaf of an append-only Merkle tree (lib/merkle.h). The
- * node signs a tree head — size, root, time — with its own key every few
- * seconds while records arrive, and keeps every head it signed. Anyone with
+ * Each record is a leaf of an append-only Merkle tree (records/merkle.h),
+ * kept as C2SP tiles (records/tiles.h). The node signs a tree head — size,
+ * root, time — with its own key every few seconds while records arrive,
+ * and the same head as a C2SP checkpoint with its Ed25519 log key
+ * (records/checkpoint.h), and keeps every head it signed. Anyone with
  * the node's certificate can then check that a record is in the log
  * (inclusion proof), that a later head only appended to an earlier one
  * (consistency proof), and that nothing in the database was altered,
@@ -31,11 +33,15 @@ void rk_records_log_stop(rk_records_log *log);
 /* Milliseconds since the last signed head (-1: none yet). */
 int64_t rk_records_log_head_age_ms(rk_records_log *log);
 
-/* GET /v1/records/proof?exchange_id=…[&side=…], /v1/records/consistency?from=&to=,
- * /v1/records/heads (records_serve.c) */
+/* GET /v1/records/proof?exchange_id=…[&side=…] or ?index=I[&tree_size=N],
+ * /v1/records/consistency?from=&to=, /v1/records/heads, and the log as C2SP
+ * readers see it: GET /v1/checkpoint, GET /v1/tile/<L>/<N>[.p/<W>]
+ * (records_serve.c). Proofs read O(log n) stored tiles. */
 void rk_records_proof_serve(rk_records_log *log, const struct rk_request *req, struct rk_response *resp);
 void rk_records_consistency_serve(rk_records_log *log, const struct rk_request *req, struct rk_response *resp);
 void rk_records_heads_serve(rk_records_log *log, const struct rk_request *req, struct rk_response *resp);
+void rk_records_checkpoint_serve(rk_records_log *log, const struct rk_request *req, struct rk_response *resp);
+void rk_records_tile_serve(rk_records_log *log, const struct rk_request *req, struct rk_response *resp);
 
 /* The signed statement of a head: "renkei-tree-head/1\n<node>\n<size>\n<root hex>\n<time_ms>\n". */
 rk_rc rk_head_sign(EVP_PKEY *key, const char *node_id, uint64_t size, const rk_hash root, int64_t time_ms,
@@ -43,16 +49,13 @@ rk_rc rk_head_sign(EVP_PKEY *key, const char *node_id, uint64_t size, const rk_h
 rk_rc rk_head_verify(X509 *cert, const char *node_id, uint64_t size, const rk_hash root, int64_t time_ms,
                      const char *signature_b64);
 
-/* Leaf hashes of records [0, n) in log order (seq), malloc'ed. */
-rk_rc rk_records_leaves(rk_db *db, uint64_t n, rk_hash **out);
-
 /* Calls fn for every signed tree head kept in db, by size (a scan, for a
- * tool such as `renkei records verify`); root_hex and signature_b64 are
- * valid during the call only and may be NULL in a damaged database. Stops
- * at the first result of fn other than RK_OK and returns it. fn must not
- * use db. */
+ * tool such as `renkei records verify`); root_hex, signature_b64 and
+ * checkpoint (its C2SP note) are valid during the call only and may be NULL
+ * (a head signed before checkpoints; a damaged database). Stops at the
+ * first result of fn other than RK_OK and returns it. fn must not use db. */
 typedef rk_rc (*rk_tree_head_fn)(void *arg, int64_t size, const char *root_hex, int64_t time_ms,
-                                 const char *signature_b64);
+                                 const char *signature_b64, const char *checkpoint);
 rk_rc rk_tree_heads_each(rk_db *db, rk_tree_head_fn fn, void *arg);
 
 #endif

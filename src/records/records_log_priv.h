@@ -14,5 +14,8 @@ uint64_t rk_records_log_head_size(rk_records_log *log);
  * not, a head is signed now (if that fails, the last head's size, which does
  * not cover it). */
 uint64_t rk_records_log_head_covering(rk_records_log *log, uint64_t index);
+/* The latest checkpoint (a C2SP signed note), malloc'ed; NULL before the first. */
+char *rk_records_log_checkpoint(rk_records_log *log);
+const char *rk_records_log_origin(rk_records_log *log);
 
 #endif

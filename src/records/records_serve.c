@@ -1,12 +1,15 @@
-/* records_serve.c — the HTTP endpoints of the records: GET /v1/records, and
- * the records log's inclusion proofs, consistency proofs and signed heads. */
+/* records_serve.c — the HTTP endpoints of the records: GET /v1/records; the
+ * records log's inclusion proofs, consistency proofs and signed heads, read
+ * from its tiles; its checkpoint and tiles as C2SP readers fetch them. */
 #include <jansson.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "net/http_server.h"
 #include "records/records.h"
 #include "records/records_log.h"
 #include "records/records_log_priv.h"
+#include "records/tiles.h"
 
 /* ---------- the records ---------- */
 
@@ -48,13 +51,15 @@ typedef struct head_json_args {
 static rk_rc head_json_fn(rk_db *db, void *arg)
 {
     head_json_args *a = arg;
-    rk_stmt *q = rk_db_stmt(db, "SELECT size, root, time_ms, signature FROM tree_heads WHERE size = ?");
+    rk_stmt *q = rk_db_stmt(db, "SELECT size, root, time_ms, signature, checkpoint FROM tree_heads WHERE size = ?");
     rk_bind_int(q, 1, (int64_t)a->size);
     rk_rc rc = rk_stmt_next(q);
-    if (rc == RK_OK)
-        a->head = json_pack("{s:s,s:I,s:s,s:I,s:s}", "node", a->node_id, "size", (json_int_t)rk_col_int(q, 0),
+    if (rc == RK_OK) {
+        const char *note = rk_col_text(q, 4);
+        a->head = json_pack("{s:s,s:I,s:s,s:I,s:s,s:o}", "node", a->node_id, "size", (json_int_t)rk_col_int(q, 0),
                             "root", rk_col_text(q, 1), "time_ms", (json_int_t)rk_col_int(q, 2), "signature",
-                            rk_col_text(q, 3));
+                            rk_col_text(q, 3), "checkpoint", note ? json_string(note) : json_null());
+    }
     return rc;
 }
 
@@ -80,95 +85,139 @@ static json_t *hashes_json(const rk_hash *h, size_t n)
 typedef struct leaf_args {
     const char *exchange_id, *side;
     uint64_t *index;
-    char *leaf;
 } leaf_args;
 
 static rk_rc find_leaf_fn(rk_db *db, void *arg)
 {
     leaf_args *a = arg;
     /* seq counts from 1 without gaps (append-only), so the leaf index is seq - 1 */
-    rk_stmt *q = rk_db_stmt(db, "SELECT seq - 1, leaf_hash FROM records WHERE exchange_id = ?"
+    rk_stmt *q = rk_db_stmt(db, "SELECT seq - 1 FROM records WHERE exchange_id = ?"
                                 " AND (CAST(? AS TEXT) IS NULL OR side = ?) ORDER BY seq LIMIT 1");
     rk_bind_text(q, 1, a->exchange_id);
     rk_bind_text(q, 2, a->side);
     rk_bind_text(q, 3, a->side);
     rk_rc rc = rk_stmt_next(q);
-    if (rc == RK_OK) {
+    if (rc == RK_OK)
         *a->index = (uint64_t)rk_col_int(q, 0);
-        rk_col_copy(q, 1, a->leaf, 65);
-    }
     return rc;
 }
 
-/* Position (0-based) and leaf hash of the record of an exchange. */
-static rk_rc find_leaf(rk_db *db, const char *exchange_id, const char *side, uint64_t *index, char leaf[65])
+/* Position (0-based) of the record of an exchange. */
+static rk_rc find_leaf(rk_db *db, const char *exchange_id, const char *side, uint64_t *index)
 {
-    leaf_args a = {exchange_id, side, index, leaf};
+    leaf_args a = {exchange_id, side, index};
     return rk_db_read(db, find_leaf_fn, &a);
+}
+
+/* A number parameter: 1 when present and in [0, max], 0 when absent, -1 when bad. */
+static int u64_param(const rk_request *req, const char *name, uint64_t max, uint64_t *out)
+{
+    char text[24], *end;
+    int got = rk_query_param(req, name, text, sizeof text);
+    if (got != 1)
+        return got;
+    if (text[0] < '0' || text[0] > '9')
+        return -1;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (*end || v > max)
+        return -1;
+    *out = v;
+    return 1;
+}
+
+/* The leaf at index proved in the tree of `size` leaves from the tiles; the
+ * answer names the head and checkpoint it proves against. */
+static void reply_inclusion(rk_records_log *log, rk_response *resp, const char *exchange_id, uint64_t index,
+                            uint64_t size)
+{
+    rk_tile_reader r;
+    rk_tile_reader_init(&r, rk_records_log_db(log), size);
+    rk_merkle_source src = rk_tile_reader_source(&r);
+    rk_hash leaf, *path = NULL;
+    size_t path_len = 0;
+    rk_rc rc = index < size ? rk_tile_reader_leaf(&r, index, leaf) : RK_ERR_STORE;
+    if (rc == RK_OK)
+        rc = rk_merkle_inclusion_proof_from(&src, size, index, &path, &path_len);
+    json_t *head = rc == RK_OK ? head_json(log, size) : NULL;
+    if (!head) {
+        rk_reply_error(resp, 500, "store_error", "no signed head covers the record yet");
+    } else {
+        char leaf_hex[65];
+        rk_merkle_hex(leaf, leaf_hex);
+        json_t *checkpoint = json_incref(json_object_get(head, "checkpoint"));
+        json_t *body = json_pack("{s:I,s:I,s:s,s:o,s:o,s:o}", "leaf_index", (json_int_t)index, "tree_size",
+                                 (json_int_t)size, "leaf_hash", leaf_hex, "audit_path", hashes_json(path, path_len),
+                                 "head", head, "checkpoint", checkpoint ? checkpoint : json_null());
+        if (exchange_id)
+            json_object_set_new(body, "exchange_id", json_string(exchange_id));
+        rk_reply_json(resp, 200, body);
+    }
+    free(path);
 }
 
 void rk_records_proof_serve(rk_records_log *log, const rk_request *req, rk_response *resp)
 {
-    char exchange_id[RK_EXCHANGE_ID_MAX + 1], side[16], leaf[65];
-    uint64_t index = 0;
+    char exchange_id[RK_EXCHANGE_ID_MAX + 1], side[16];
+    uint64_t index = 0, tree_size = 0;
     int has_side = rk_query_param(req, "side", side, sizeof side);
-    if (rk_query_param(req, "exchange_id", exchange_id, sizeof exchange_id) != 1 || has_side < 0) {
-        rk_reply_error(resp, 400, "invalid_field", "exchange_id is required (and side, if given, is a side)");
+    int has_xid = rk_query_param(req, "exchange_id", exchange_id, sizeof exchange_id);
+    int has_index = u64_param(req, "index", INT64_MAX, &index);
+    int has_size = u64_param(req, "tree_size", INT64_MAX, &tree_size);
+    if (has_side < 0 || has_xid < 0 || has_index < 0 || has_size < 0 || has_xid == has_index ||
+        (has_side == 1 && has_xid != 1) || (has_size == 1 && has_index != 1)) {
+        rk_reply_error(resp, 400, "invalid_field",
+                       "give exchange_id (and side, if wanted) or index (and tree_size, if wanted)");
         return;
     }
-    rk_db *db = rk_records_log_db(log);
-    rk_rc rc = find_leaf(db, exchange_id, has_side == 1 ? side : NULL, &index, leaf);
-    if (rc != RK_OK) {
-        rk_reply_error(resp, rc == RK_ERR_NOT_FOUND ? 404 : 500, rc == RK_ERR_NOT_FOUND ? "not_found" : "store_error",
-                       "no record of exchange %s here", exchange_id);
-        return;
+    if (has_xid == 1) {
+        rk_rc rc = find_leaf(rk_records_log_db(log), exchange_id, has_side == 1 ? side : NULL, &index);
+        if (rc != RK_OK) {
+            rk_reply_error(resp, rc == RK_ERR_NOT_FOUND ? 404 : 500, rc == RK_ERR_NOT_FOUND ? "not_found" : "store_error",
+                           "no record of exchange %s here", exchange_id);
+            return;
+        }
     }
-    uint64_t size = rk_records_log_head_covering(log, index);
-    rk_hash *leaves = NULL, *path = NULL;
-    size_t path_len = 0;
-    rc = index < size ? rk_records_leaves(db, size, &leaves) : RK_ERR_STORE;
-    if (rc == RK_OK)
-        rc = rk_merkle_inclusion_proof(leaves, size, index, &path, &path_len);
-    json_t *head = rc == RK_OK ? head_json(log, size) : NULL;
-    if (!head)
-        rk_reply_error(resp, 500, "store_error", "no signed head covers the record yet");
-    else
-        rk_reply_json(resp, 200, json_pack("{s:s,s:I,s:I,s:s,s:o,s:o}", "exchange_id", exchange_id, "leaf_index",
-                                           (json_int_t)index, "tree_size", (json_int_t)size, "leaf_hash", leaf,
-                                           "audit_path", hashes_json(path, path_len), "head", head));
-    free(leaves);
-    free(path);
+    if (has_size == 1) { /* a tree a head was signed for, that holds the leaf */
+        json_t *head = head_json(log, tree_size);
+        json_decref(head);
+        if (!head || index >= tree_size) {
+            rk_reply_error(resp, 404, "not_found", "no signed head of size %llu holds leaf %llu",
+                           (unsigned long long)tree_size, (unsigned long long)index);
+            return;
+        }
+    } else {
+        tree_size = rk_records_log_head_covering(log, index);
+        if (index >= tree_size) {
+            rk_reply_error(resp, 404, "not_found", "no record at index %llu", (unsigned long long)index);
+            return;
+        }
+    }
+    reply_inclusion(log, resp, has_xid == 1 ? exchange_id : NULL, index, tree_size);
 }
 
 void rk_records_consistency_serve(rk_records_log *log, const rk_request *req, rk_response *resp)
 {
-    char from_s[24], to_s[24];
-    long long from = -1, to = -1;
-    if (rk_query_param(req, "from", from_s, sizeof from_s) == 1)
-        from = strtoll(from_s, NULL, 10);
-    if (rk_query_param(req, "to", to_s, sizeof to_s) == 1)
-        to = strtoll(to_s, NULL, 10);
-    uint64_t latest = rk_records_log_head_size(log);
-    if (from < 1 || to < from || (uint64_t)to > latest) {
+    uint64_t from = 0, to = 0, latest = rk_records_log_head_size(log);
+    if (u64_param(req, "from", INT64_MAX, &from) != 1 || u64_param(req, "to", INT64_MAX, &to) != 1 || from < 1 ||
+        to < from || to > latest) {
         rk_reply_error(resp, 400, "invalid_field", "need 1 <= from <= to <= %llu (the latest signed head)",
                        (unsigned long long)latest);
         return;
     }
-    rk_hash *leaves = NULL, *proof = NULL;
+    rk_tile_reader r;
+    rk_tile_reader_init(&r, rk_records_log_db(log), to);
+    rk_merkle_source src = rk_tile_reader_source(&r);
+    rk_hash *proof = NULL;
     size_t proof_len = 0;
-    rk_rc rc = rk_records_leaves(rk_records_log_db(log), (uint64_t)to, &leaves);
-    if (rc == RK_OK)
-        rc = rk_merkle_consistency_proof(leaves, (size_t)to, (size_t)from, &proof, &proof_len);
-    if (rc != RK_OK) {
+    if (rk_merkle_consistency_proof_from(&src, to, from, &proof, &proof_len) != RK_OK) {
         rk_reply_error(resp, 500, "store_error", "the proof could not be computed");
     } else {
-        json_t *from_head = head_json(log, (uint64_t)from), *to_head = head_json(log, (uint64_t)to);
+        json_t *from_head = head_json(log, from), *to_head = head_json(log, to);
         rk_reply_json(resp, 200, json_pack("{s:I,s:I,s:o,s:o,s:o}", "from", (json_int_t)from, "to", (json_int_t)to,
                                            "proof", hashes_json(proof, proof_len), "from_head",
                                            from_head ? from_head : json_null(), "to_head",
                                            to_head ? to_head : json_null()));
     }
-    free(leaves);
     free(proof);
 }
 
@@ -198,4 +247,52 @@ void rk_records_heads_serve(rk_records_log *log, const rk_request *req, rk_respo
             json_array_append_new(arr, h);
     }
     rk_reply_json(resp, 200, json_pack("{s:o}", "heads", arr));
+}
+
+/* ---------- the log as C2SP readers see it (DESIGN §4.1) ---------- */
+
+void rk_records_checkpoint_serve(rk_records_log *log, const rk_request *req, rk_response *resp)
+{
+    char *note = rk_records_log_checkpoint(log);
+    if (!note) {
+        rk_reply_error(resp, 503, "no_checkpoint", "no checkpoint has been signed yet");
+        return;
+    }
+    resp->status = 200;
+    resp->body = note;
+    resp->body_len = strlen(note);
+    resp->content_type = "text/plain; charset=utf-8";
+    resp->cache_control = "no-cache";
+}
+
+/* Tiles hold hashes only, so any registered caller may read them; a tile
+ * is served when the latest checkpoint covers it, and never changes. */
+void rk_records_tile_serve(rk_records_log *log, const rk_request *req, rk_response *resp)
+{
+    static const char prefix[] = "/v1/tile/";
+    int level = 0, width = 0, got = 0;
+    uint64_t index = 0;
+    if (strncmp(req->path, prefix, sizeof prefix - 1) != 0 ||
+        rk_tile_path_parse(req->path + sizeof prefix - 1, &level, &index, &width) != 0) {
+        rk_reply_error(resp, 400, "invalid_field", "a tile path is /v1/tile/<L>/<N>[.p/<W>] (C2SP tlog-tiles)");
+        return;
+    }
+    uint64_t have = rk_tile_level_hashes(rk_records_log_head_size(log), level);
+    int want = width ? width : RK_TILE_WIDTH;
+    if (index > have / RK_TILE_WIDTH || index * RK_TILE_WIDTH + (uint64_t)want > have) {
+        rk_reply_error(resp, 404, "not_found", "no checkpoint covers that tile yet");
+        return;
+    }
+    rk_hash *hashes = malloc(RK_TILE_WIDTH * sizeof *hashes);
+    rk_rc rc = hashes ? rk_tile_read(rk_records_log_db(log), level, index, hashes, &got) : RK_ERR_NOMEM;
+    if (rc != RK_OK || got < want) {
+        free(hashes);
+        rk_reply_error(resp, 500, "store_error", "the tile could not be read");
+        return;
+    }
+    resp->status = 200;
+    resp->body = (char *)hashes;
+    resp->body_len = (size_t)want * sizeof(rk_hash);
+    resp->content_type = "application/octet-stream";
+    resp->cache_control = "public, max-age=31536000, immutable";
 }

@@ -1,189 +1,446 @@
-/* records_cmd.c — `renkei records verify DIR` (DESIGN §5; standard 第3-1(2),
- * 法23条): checks every node's records log in a network folder.
+/* records_cmd.c — `renkei records verify DIR [--url URL]` (DESIGN §4.1, §5;
+ * standard 第3-1(2), 法23条): checks the records logs of a network.
  *
- * For each node that keeps records (the core and every agency node) it
- * reads the node's database (read-only, through the records module: no SQL
- * here, and the node may be running), recomputes every record's leaf from
- * its fields, and checks: positions are contiguous (nothing removed), each
- * stored leaf matches its record (nothing altered), every signed tree head
- * verifies with the node's registered certificate (nothing forged), and the
- * root of each head equals the root of the recomputed leaves (nothing
- * altered, removed or reordered up to that head; a later head extends an
- * earlier one). It names the node and the record, and exits 1 on any
- * finding. */
+ * From the databases (the default): for each node that keeps records (the
+ * core and every agency node) it reads the node's database read-only
+ * through the records module (no SQL here; the node may be running) in one
+ * streaming pass, in memory bounded by the number of signed heads, not of
+ * records. Each record's leaf is recomputed from its fields and checked
+ * against its stored leaf (nothing altered), its position (nothing removed)
+ * and the leaf the node's stored tiles signed at that position; the leaves
+ * are built into tiles again and compared with the stored ones; every tree
+ * head's signature and checkpoint are verified (with the node's certificate
+ * and the log_vkey of network.json) and its root compared with the root of
+ * the records up to its size. A leaf that differs from its tile is the
+ * record's fault when the next head disagrees with the records, else the
+ * tile's. Each finding names the node and the record or tile.
+ *
+ * With --url: checks a running node as an auditor without its database
+ * would, from its checkpoint and tiles alone (signature, every tile against
+ * the checkpoint's root); without the records it cannot name a record. */
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "records/merkle.h"
 #include "crypto/pki.h"
+#include "net/registry.h"
+#include "records/checkpoint.h"
+#include "records/merkle.h"
 #include "records/records.h"
 #include "records/records_log.h"
-#include "net/registry.h"
+#include "records/tiles.h"
+#include "tools/toolkit.h"
 #include "tools/tools.h"
+
+#define MAX_SUSPECTS 16
+
+typedef struct head_entry {
+    uint64_t size;
+    rk_hash root;
+} head_entry;
 
 typedef struct node_check {
     const rk_peer_node *node;
-    const char *dir;
-    rk_db *db;
+    rk_db *db, *tiles_db;  /* records and heads are scanned on db; tiles read on tiles_db meanwhile */
     X509 *cert;
-    rk_hash *leaves;   /* recomputed from the records' fields */
-    long long *seqs;   /* the seq of each leaf */
-    char (*xids)[RK_EXCHANGE_ID_MAX + 1]; /* the exchange of each leaf */
-    size_t n, cap;
-    long long expected; /* the next seq, when nothing was removed */
+    rk_vkey vkey;
+    int has_vkey;
+    head_entry *heads;     /* heads whose signature verified, by size */
+    size_t n_heads, cap_heads, next_head;
+    int n_heads_seen;
+    rk_tile_builder built; /* tiles of the recomputed leaves */
+    rk_tile_builder stored_state; /* the stored state: size and frontier */
+    rk_hash stored_root_seen;     /* the recomputed root at the stored state's size */
+    rk_hash tile0[RK_TILE_WIDTH]; /* the stored level-0 tile of the current leaves */
+    int tile0_width;
+    uint64_t tile0_index;
+    int tile0_loaded;
+    long long expected;    /* the next seq, when nothing was removed */
+    uint64_t n;            /* records read */
+    uint64_t last_good;    /* the size of the last head the records matched */
+    struct {
+        long long seq;
+        uint64_t pos;
+        char xid[RK_EXCHANGE_ID_MAX + 1];
+    } suspects[MAX_SUSPECTS];
+    int n_suspects;
+    int mismatched;
     int findings;
-    int heads, mismatched; /* check_heads */
-    long long last_good;
 } node_check;
 
-static void finding(node_check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void finding(const char *node, int *count, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-static void finding(node_check *c, const char *fmt, ...)
+static void finding(const char *node, int *count, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    printf("  %s: ", c->node->id);
+    printf("  %s: ", node);
     vprintf(fmt, ap);
     printf("\n");
     va_end(ap);
-    c->findings++;
+    (*count)++;
 }
 
-/* One record: contiguous seq, stored leaf equal to the recomputed one. */
+#define FINDING(c, ...) finding((c)->node->id, &(c)->findings, __VA_ARGS__)
+
+/* ---------- heads ---------- */
+
+static rk_rc collect_head(void *arg, int64_t size64, const char *root_hex, int64_t time_ms, const char *signature,
+                          const char *checkpoint)
+{
+    node_check *c = arg;
+    long long size = (long long)size64;
+    rk_hash root;
+    c->n_heads_seen++;
+    if (rk_merkle_unhex(root_hex, root) != RK_OK ||
+        rk_head_verify(c->cert, c->node->id, (uint64_t)size, root, time_ms, signature) != RK_OK) {
+        FINDING(c, "tree head of size %lld: the signature does not verify (forged or altered head)", size);
+        return RK_OK;
+    }
+    if (checkpoint && c->has_vkey) {
+        uint64_t csize = 0;
+        rk_hash croot;
+        if (rk_checkpoint_open(checkpoint, strlen(checkpoint), &c->vkey, &csize, croot) != RK_OK ||
+            csize != (uint64_t)size || memcmp(croot, root, sizeof root) != 0)
+            FINDING(c, "checkpoint of size %lld: does not verify with the log_vkey of network.json, or is not its head",
+                    size);
+    }
+    if (c->n_heads == c->cap_heads) {
+        size_t cap = c->cap_heads ? 2 * c->cap_heads : 64;
+        head_entry *bigger = realloc(c->heads, cap * sizeof *bigger);
+        if (!bigger)
+            return RK_ERR_NOMEM;
+        c->heads = bigger;
+        c->cap_heads = cap;
+    }
+    c->heads[c->n_heads].size = (uint64_t)size;
+    memcpy(c->heads[c->n_heads++].root, root, sizeof root);
+    return RK_OK;
+}
+
+/* A head reached: the records up to its size give its root, or not. */
+static void check_head_root(node_check *c, const head_entry *h)
+{
+    rk_hash mine;
+    rk_merkle_frontier_root(&c->built.frontier, mine);
+    if (memcmp(mine, h->root, sizeof mine) == 0) {
+        /* the records are what was signed: leaves that differed from their tile were the tile's fault */
+        for (int i = 0; i < c->n_suspects; i++) {
+            char path[RK_TILE_PATH_MAX];
+            rk_tile_path(0, c->suspects[i].pos / RK_TILE_WIDTH, 0, path);
+            FINDING(c, "tile %s: hash %llu was altered (the records match the signed head of size %llu)", path,
+                    (unsigned long long)(c->suspects[i].pos % RK_TILE_WIDTH), (unsigned long long)h->size);
+        }
+        c->last_good = h->size;
+    } else if (!c->mismatched) { /* every later head fails as well: name the first */
+        c->mismatched = 1;
+        for (int i = 0; i < c->n_suspects; i++)
+            FINDING(c, "record seq %lld (exchange %s) is not the record signed at position %llu "
+                       "(altered, removed or reordered)",
+                    c->suspects[i].seq, c->suspects[i].xid, (unsigned long long)c->suspects[i].pos + 1);
+        if (!c->n_suspects)
+            FINDING(c, "one of the records at positions %llu..%llu is not what the tree head of size %llu signed "
+                       "(altered, removed or reordered)",
+                    (unsigned long long)c->last_good + 1, (unsigned long long)h->size, (unsigned long long)h->size);
+    }
+    c->n_suspects = 0;
+}
+
+/* ---------- tiles ---------- */
+
+/* The stored tile's leaf at position pos; 0 when the stored tiles do not
+ * cover it (a finding when they should). */
+static int stored_leaf(node_check *c, uint64_t pos, rk_hash out)
+{
+    if (pos >= c->stored_state.frontier.size)
+        return 0;
+    uint64_t index = pos / RK_TILE_WIDTH;
+    int off = (int)(pos % RK_TILE_WIDTH);
+    if (!c->tile0_loaded || c->tile0_index != index) {
+        c->tile0_loaded = 1;
+        c->tile0_index = index;
+        c->tile0_width = 0;
+        uint64_t covered = c->stored_state.frontier.size - index * RK_TILE_WIDTH;
+        int want = covered >= RK_TILE_WIDTH ? RK_TILE_WIDTH : (int)covered;
+        rk_rc rc = rk_tile_read(c->tiles_db, 0, index, c->tile0, &c->tile0_width);
+        if (rc != RK_OK || c->tile0_width < want) {
+            char path[RK_TILE_PATH_MAX];
+            rk_tile_path(0, index, 0, path);
+            FINDING(c, "tile %s is %s (%d of %d hashes)", path, rc == RK_ERR_NOT_FOUND ? "missing" : "truncated or damaged",
+                    rc == RK_OK ? c->tile0_width : 0, want);
+            if (rc != RK_OK)
+                c->tile0_width = 0;
+        }
+    }
+    if (off >= c->tile0_width)
+        return 0;
+    memcpy(out, c->tile0[off], sizeof(rk_hash));
+    return 1;
+}
+
+/* Compares a tile the recomputed leaves made with the stored one (levels
+ * above 0: level 0 is checked leaf by leaf). */
+static void compare_tile(node_check *c, const rk_tile *t)
+{
+    if (t->level == 0)
+        return;
+    uint64_t have = rk_tile_level_hashes(c->stored_state.frontier.size, t->level);
+    if (have <= t->index * RK_TILE_WIDTH)
+        return; /* beyond what the stored tiles cover */
+    uint64_t covered = have - t->index * RK_TILE_WIDTH;
+    int want = covered < (uint64_t)t->width ? (int)covered : t->width, got = 0;
+    rk_hash *h = malloc(RK_TILE_WIDTH * sizeof *h);
+    rk_rc rc = h ? rk_tile_read(c->tiles_db, t->level, t->index, h, &got) : RK_ERR_NOMEM;
+    char path[RK_TILE_PATH_MAX];
+    rk_tile_path(t->level, t->index, 0, path);
+    if (rc != RK_OK || got < want)
+        FINDING(c, "tile %s is missing or truncated (%d of %d hashes)", path, rc == RK_OK ? got : 0, want);
+    else if (memcmp(h, t->hashes, (size_t)want * sizeof(rk_hash)) != 0)
+        FINDING(c, "tile %s was altered: it does not match the records", path);
+    free(h);
+}
+
+static void compare_new_tiles(node_check *c)
+{
+    for (size_t i = 0; i < c->built.n_dirty; i++)
+        compare_tile(c, &c->built.dirty[i]);
+    c->built.n_dirty = 0;
+    c->built.edge_dirty = 0;
+}
+
+/* ---------- records ---------- */
+
 static rk_rc check_record(void *arg, int64_t seq64, const char *stored, const rk_record *r)
 {
     node_check *c = arg;
     long long seq = (long long)seq64;
     if (seq != c->expected)
-        finding(c, "record seq %lld%s is missing (removed)", c->expected,
-                seq > c->expected + 1 ? " and following" : "");
+        FINDING(c, "record seq %lld%s is missing (removed)", c->expected, seq > c->expected + 1 ? " and following" : "");
     c->expected = seq + 1;
-    if (c->n == c->cap) {
-        rk_hash *bigger = realloc(c->leaves, 2 * c->cap * sizeof *c->leaves);
-        long long *seqs = bigger ? realloc(c->seqs, 2 * c->cap * sizeof *c->seqs) : NULL;
-        char(*xids)[RK_EXCHANGE_ID_MAX + 1] = seqs ? realloc(c->xids, 2 * c->cap * sizeof *c->xids) : NULL;
-        if (bigger)
-            c->leaves = bigger;
-        if (seqs)
-            c->seqs = seqs;
-        if (!xids)
-            return RK_ERR_NOMEM;
-        c->xids = xids;
-        c->cap *= 2;
-    }
-    c->seqs[c->n] = seq;
-    snprintf(c->xids[c->n], sizeof c->xids[0], "%s", r->exchange_id);
-    rk_record_leaf(r, c->leaves[c->n]);
+    rk_hash leaf, signed_leaf;
     char hex[65];
-    rk_merkle_hex(c->leaves[c->n], hex);
+    rk_record_leaf(r, leaf);
+    rk_merkle_hex(leaf, hex);
+    uint64_t pos = c->n++;
     if (!stored || strcmp(stored, hex) != 0)
-        finding(c, "record seq %lld (exchange %s) was altered: its fields do not give its leaf", seq, r->exchange_id);
-    c->n++;
-    return RK_OK;
-}
-
-/* Reads every record in seq order. */
-static int read_records(node_check *c)
-{
-    c->cap = 1024;
-    c->expected = 1;
-    c->leaves = malloc(c->cap * sizeof *c->leaves);
-    c->seqs = malloc(c->cap * sizeof *c->seqs);
-    c->xids = malloc(c->cap * sizeof *c->xids);
-    if (!c->leaves || !c->seqs || !c->xids)
-        return -1;
-    rk_rc rc = rk_records_each(c->db, check_record, c);
-    if (rc != RK_OK && rc != RK_ERR_NOMEM)
-        finding(c, "cannot read its records: %s", rk_strerror(rc));
-    return rc == RK_OK ? 0 : -1;
-}
-
-/* Names the records between two heads: the first mismatching head says a
- * record at positions (from, to] is not what was signed. */
-static void name_range(node_check *c, long long from, long long to)
-{
-    if (to - from == 1) {
-        finding(c, "record seq %lld (exchange %s) is not the record signed at position %lld "
-                   "(altered, removed or reordered)", c->seqs[to - 1], c->xids[to - 1], to);
-        return;
+        FINDING(c, "record seq %lld (exchange %s) was altered: its fields do not give its leaf", seq, r->exchange_id);
+    else if (stored_leaf(c, pos, signed_leaf) && memcmp(leaf, signed_leaf, sizeof leaf) != 0 &&
+             c->n_suspects < MAX_SUSPECTS) {
+        c->suspects[c->n_suspects].seq = seq;
+        c->suspects[c->n_suspects].pos = pos;
+        snprintf(c->suspects[c->n_suspects++].xid, sizeof c->suspects[0].xid, "%s", r->exchange_id);
     }
-    char list[300] = "";
-    for (long long i = from; i < to && strlen(list) < 200; i++)
-        snprintf(list + strlen(list), sizeof list - strlen(list), "%sseq %lld (exchange %s)", i > from ? ", " : "",
-                 c->seqs[i], c->xids[i]);
-    finding(c, "one of the records %s is not what the tree head of size %lld signed "
-               "(altered, removed or reordered)", list, to);
-}
-
-/* One signed head: signature, size, root. */
-static rk_rc check_head(void *arg, int64_t size64, const char *root_hex, int64_t time_ms, const char *signature)
-{
-    node_check *c = arg;
-    long long size = (long long)size64;
-    rk_hash root, mine;
-    c->heads++;
-    if (rk_merkle_unhex(root_hex, root) != RK_OK ||
-        rk_head_verify(c->cert, c->node->id, (uint64_t)size, root, time_ms, signature) != RK_OK) {
-        finding(c, "tree head of size %lld: the signature does not verify (forged or altered head)", size);
-        return RK_OK;
-    }
-    if ((size_t)size > c->n) {
-        finding(c, "tree head of size %lld covers records that are gone (only %zu remain)", size, c->n);
-        return RK_OK;
-    }
-    rk_merkle_root(c->leaves, (size_t)size, mine);
-    if (memcmp(mine, root, sizeof root) == 0) {
-        c->last_good = size;
-    } else if (!c->mismatched) { /* every later head fails as well: name the first */
-        c->mismatched = 1;
-        name_range(c, c->last_good, size);
+    if (rk_tile_builder_append(&c->built, leaf) != RK_OK)
+        return RK_ERR_NOMEM;
+    compare_new_tiles(c);
+    if (c->n == c->stored_state.frontier.size)
+        rk_merkle_frontier_root(&c->built.frontier, c->stored_root_seen);
+    while (c->next_head < c->n_heads && c->heads[c->next_head].size <= c->n) {
+        if (c->heads[c->next_head].size == c->n)
+            check_head_root(c, &c->heads[c->next_head]);
+        c->next_head++;
     }
     return RK_OK;
 }
 
-/* Every signed head; their number, -1 when they cannot be read. */
-static int check_heads(node_check *c)
+/* After the last record: heads beyond it, the stored edge tiles and state. */
+static void check_end(node_check *c)
 {
-    return rk_tree_heads_each(c->db, check_head, c) == RK_OK ? c->heads : -1;
+    for (; c->next_head < c->n_heads; c->next_head++)
+        if (c->heads[c->next_head].size > c->n)
+            FINDING(c, "tree head of size %llu covers records that are gone (only %llu remain)",
+                    (unsigned long long)c->heads[c->next_head].size, (unsigned long long)c->n);
+        else if (c->heads[c->next_head].size == 0)
+            check_head_root(c, &c->heads[c->next_head]);
+    for (int l = 1; l < RK_TILE_LEVELS; l++)
+        if (c->built.edge[l].width > 0)
+            compare_tile(c, &c->built.edge[l]);
+    uint64_t size = c->stored_state.frontier.size;
+    if (size > c->n) {
+        FINDING(c, "the stored tiles cover %llu leaves but only %llu records remain", (unsigned long long)size,
+                (unsigned long long)c->n);
+    } else if (size > 0) {
+        rk_hash stored;
+        rk_merkle_frontier_root(&c->stored_state.frontier, stored);
+        if (memcmp(stored, c->stored_root_seen, sizeof stored) != 0)
+            FINDING(c, "the stored frontier of size %llu does not match the records", (unsigned long long)size);
+    }
 }
 
 static int verify_node(const char *dir, const rk_peer_node *node)
 {
-    node_check c = {.node = node, .dir = dir};
-    char path[4200], fp[RK_FINGERPRINT_LEN];
+    node_check c = {.node = node, .expected = 1};
+    rk_tile_builder_init(&c.built);
+    rk_tile_builder_init(&c.stored_state);
+    char path[TK_PATH_CAP], fp[RK_FINGERPRINT_LEN];
     snprintf(path, sizeof path, "%s/nodes/%s/cert.pem", dir, node->id);
     if (rk_pki_load_cert(path, &c.cert) != RK_OK || rk_pki_fingerprint(c.cert, fp) != RK_OK ||
         strcmp(fp, node->fingerprint) != 0) {
-        finding(&c, "its certificate is missing or is not the registered one");
-        X509_free(c.cert);
-        return c.findings;
+        FINDING(&c, "its certificate is missing or is not the registered one");
+        goto done;
+    }
+    if (node->log_vkey[0]) {
+        if (rk_vkey_parse(node->log_vkey, &c.vkey) != RK_OK)
+            FINDING(&c, "its log_vkey in network.json is not a C2SP Ed25519 vkey");
+        else
+            c.has_vkey = 1;
     }
     snprintf(path, sizeof path, "%s/nodes/%s/node.db", dir, node->id);
-    if (rk_db_open(path, RK_DB_READONLY, &c.db) != RK_OK) {
-        finding(&c, "cannot open %s", path);
-    } else if (read_records(&c) == 0) {
-        int heads = check_heads(&c);
-        if (heads == 0 && c.n > 0)
-            finding(&c, "%zu records but no signed tree head", c.n);
-        if (!c.findings)
-            printf("  %-28s ok: %zu records, %d signed tree heads\n", node->id, c.n, heads);
+    if (rk_db_open(path, RK_DB_READONLY, &c.db) != RK_OK || rk_db_open(path, RK_DB_READONLY, &c.tiles_db) != RK_OK) {
+        FINDING(&c, "cannot open %s", path);
+        goto done;
     }
+    rk_rc rc = rk_tree_heads_each(c.db, collect_head, &c);
+    if (rc == RK_OK && rk_tiles_load(c.tiles_db, &c.stored_state) != RK_OK)
+        FINDING(&c, "its stored tile state cannot be read (damaged)");
+    if (rc == RK_OK)
+        rc = rk_records_each(c.db, check_record, &c);
+    if (rc != RK_OK) {
+        FINDING(&c, "cannot read its records and heads: %s", rk_strerror(rc));
+        goto done;
+    }
+    check_end(&c);
+    if (c.n_heads_seen == 0 && c.n > 0)
+        FINDING(&c, "%llu records but no signed tree head", (unsigned long long)c.n);
+    if (!c.findings)
+        printf("  %-28s ok: %llu records, %d signed tree heads, tiles of %llu leaves\n", node->id,
+               (unsigned long long)c.n, c.n_heads_seen, (unsigned long long)c.stored_state.frontier.size);
+done:
     rk_db_close(c.db);
-    free(c.leaves);
-    free(c.seqs);
-    free(c.xids);
+    rk_db_close(c.tiles_db);
+    rk_tile_builder_free(&c.built);
+    rk_tile_builder_free(&c.stored_state);
+    free(c.heads);
     X509_free(c.cert);
     return c.findings;
 }
 
+/* ---------- a running node, from its checkpoint and tiles ---------- */
+
+typedef struct url_check {
+    const rk_peer_node *node;
+    const char *url;
+    tk_client *client;
+    rk_tile_builder built;
+    uint64_t fetched;
+    int findings;
+} url_check;
+
+/* GETs URL/v1/<what>; the body when the status is 200 and its length is
+ * expect (0: any). */
+static rk_rc fetch(url_check *u, const char *what, size_t expect, rk_http_result *res)
+{
+    char full[TK_PATH_CAP];
+    snprintf(full, sizeof full, "%s/v1/%s", u->url, what);
+    rk_rc rc = rk_client_call(u->client->client, "GET", full, u->node->pin[0] ? u->node->pin : NULL, NULL, 0, 30000, res);
+    if (rc == RK_OK && (res->status != 200 || !res->body || (expect && res->body_len != expect)))
+        rc = res->status == 404 ? RK_ERR_NOT_FOUND : RK_ERR_INVALID;
+    return rc;
+}
+
+static void compare_fetched(url_check *u, const rk_tile *t)
+{
+    char path[RK_TILE_PATH_MAX + 8];
+    rk_http_result res = {0};
+    memcpy(path, "tile/", 5);
+    rk_tile_path(t->level, t->index, t->width, path + 5);
+    rk_rc rc = fetch(u, path, (size_t)t->width * sizeof(rk_hash), &res);
+    u->fetched++;
+    if (rc != RK_OK)
+        finding(u->node->id, &u->findings, "tile %s cannot be read (%s)", path + 5, rk_strerror(rc));
+    else if (memcmp(res.body, t->hashes, res.body_len) != 0)
+        finding(u->node->id, &u->findings, "tile %s does not match the tiles below it", path + 5);
+    rk_http_result_clear(&res);
+}
+
+static int verify_url(url_check *u, const rk_vkey *vkey)
+{
+    rk_http_result res = {0};
+    uint64_t size = 0;
+    rk_hash root, mine;
+    rk_rc rc = fetch(u, "checkpoint", 0, &res);
+    if (rc != RK_OK || rk_checkpoint_open(res.body, res.body_len, vkey, &size, root) != RK_OK) {
+        finding(u->node->id, &u->findings, "its checkpoint %s", rc != RK_OK ? "cannot be read"
+                                                                              : "does not verify with its log_vkey");
+        rk_http_result_clear(&res);
+        return u->findings;
+    }
+    rk_http_result_clear(&res);
+    rk_tile_builder_init(&u->built);
+    /* every level-0 tile, as the checkpoint's size cuts them; the tiles
+     * above are made again and compared with the node's */
+    for (uint64_t t = 0; t * RK_TILE_WIDTH < size && !u->findings; t++) {
+        uint64_t left = size - t * RK_TILE_WIDTH;
+        int width = left >= RK_TILE_WIDTH ? RK_TILE_WIDTH : (int)left;
+        char path[RK_TILE_PATH_MAX + 8];
+        memcpy(path, "tile/", 5);
+        rk_tile_path(0, t, width, path + 5);
+        rc = fetch(u, path, (size_t)width * sizeof(rk_hash), &res);
+        u->fetched++;
+        if (rc != RK_OK) {
+            finding(u->node->id, &u->findings, "tile %s cannot be read (%s)", path + 5, rk_strerror(rc));
+        } else {
+            for (int i = 0; i < width && rc == RK_OK; i++)
+                rc = rk_tile_builder_append(&u->built, (const uint8_t *)res.body + (size_t)i * sizeof(rk_hash));
+            for (size_t i = 0; i < u->built.n_dirty; i++)
+                if (u->built.dirty[i].level > 0)
+                    compare_fetched(u, &u->built.dirty[i]);
+            u->built.n_dirty = 0;
+        }
+        rk_http_result_clear(&res);
+    }
+    for (int l = 1; l < RK_TILE_LEVELS && !u->findings; l++)
+        if (u->built.edge[l].width > 0)
+            compare_fetched(u, &u->built.edge[l]);
+    rk_merkle_frontier_root(&u->built.frontier, mine);
+    if (!u->findings && memcmp(mine, root, sizeof mine) != 0)
+        finding(u->node->id, &u->findings, "its tiles do not give the root of its checkpoint of size %llu",
+                (unsigned long long)size);
+    if (!u->findings)
+        printf("  %-28s ok: checkpoint of %llu records verifies; %llu tiles give its root\n", u->node->id,
+               (unsigned long long)size, (unsigned long long)u->fetched);
+    rk_tile_builder_free(&u->built);
+    return u->findings;
+}
+
+static int run_url(const char *dir, const rk_registry *reg, const char *url)
+{
+    const rk_peer_node *node = NULL;
+    for (size_t i = 0; i < reg->n_nodes && !node; i++)
+        if (reg->nodes[i].url[0] && (strcmp(reg->nodes[i].url, url) == 0 || strcmp(reg->nodes[i].backup_url, url) == 0))
+            node = &reg->nodes[i];
+    rk_vkey vkey;
+    if (!node || !node->log_vkey[0] || rk_vkey_parse(node->log_vkey, &vkey) != RK_OK)
+        return tk_failure("records", "%s: no node of network.json keeps a log there (url and log_vkey)", url);
+    tk_client op = {0};
+    char err[512] = "";
+    if (tk_client_open(dir, "clients/operator", &op, err, sizeof err) != RK_OK)
+        return tk_failure("records", "%s", err);
+    url_check u = {.node = node, .url = url, .client = &op};
+    printf("log of %s at %s:\n", node->id, url);
+    int findings = verify_url(&u, &vkey);
+    tk_client_close(&op);
+    if (findings) {
+        printf("records verify: %d finding(s)\n", findings);
+        return 1;
+    }
+    printf("records verify: the log of %s is intact\n", node->id);
+    return 0;
+}
+
+/* ---------- the command ---------- */
+
 static int usage(FILE *out, int code)
 {
-    fprintf(out, "usage: renkei records verify DIR\n"
+    fprintf(out, "usage: renkei records verify DIR [--url URL]\n"
                  "  Checks the records of every node of the network in DIR (the core and each agency node):\n"
-                 "  every record against its signed Merkle tree heads. Exit 0 when nothing was altered,\n"
-                 "  removed, reordered or forged; otherwise each finding names the node and the record.\n");
+                 "  every record against its signed tree heads, checkpoints and stored tiles, streaming.\n"
+                 "  Exit 0 when nothing was altered, removed, reordered or forged; otherwise each finding\n"
+                 "  names the node and the record or tile.\n"
+                 "  --url URL  check the running node at URL from its checkpoint and tiles alone (as an\n"
+                 "             auditor without its database), with DIR's operator credential\n");
     return code;
 }
 
@@ -191,23 +448,39 @@ int rk_cmd_records(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--help") == 0)
         return usage(stdout, 0);
-    if (argc != 3 || strcmp(argv[1], "verify") != 0)
+    if (argc < 3 || strcmp(argv[1], "verify") != 0)
         return usage(stderr, 2);
-    char path[4200], err[512] = "";
+    static const struct option opts[] = {{"url", required_argument, NULL, 'u'}, {"help", no_argument, NULL, 'h'}, {0}};
+    const char *url = NULL;
+    int c;
+    tk_getopt_reset();
+    while ((c = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
+        if (c == 'h')
+            return usage(stdout, 0);
+        if (c != 'u')
+            return tk_option_error("records", c, argv + 1);
+        url = optarg;
+    }
+    if (optind != argc - 2) /* one operand after the options, GNU getopt having moved it last */
+        return tk_usage_error("records", "verify takes one network folder");
+    const char *dir = argv[1 + optind];
+    char err[512] = "";
     rk_registry *reg = NULL;
-    snprintf(path, sizeof path, "%s/network.json", argv[2]);
-    if (rk_registry_load(path, &reg, err, sizeof err) != RK_OK) {
-        fprintf(stderr, "renkei records: %s\n", err);
-        return 1;
+    if (tk_registry_load(dir, &reg, err, sizeof err) != RK_OK)
+        return tk_failure("records", "%s", err);
+    if (url) {
+        int rc = run_url(dir, reg, url);
+        rk_registry_free(reg);
+        return rc;
     }
     int findings = 0, nodes = 0;
-    printf("records of the network in %s:\n", argv[2]);
+    printf("records of the network in %s:\n", dir);
     for (size_t i = 0; i < reg->n_nodes; i++) {
         const rk_peer_node *n = &reg->nodes[i];
         if (n->role != RK_ROLE_CORE && n->role != RK_ROLE_AGENCY)
             continue;
         nodes++;
-        findings += verify_node(argv[2], n);
+        findings += verify_node(dir, n);
     }
     rk_registry_free(reg);
     if (findings) {

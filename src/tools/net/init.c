@@ -12,6 +12,7 @@
 
 #include "crypto/pki.h"
 #include "lib/mynumber.h"
+#include "records/checkpoint.h"
 #include "lib/util.h"
 #include "net/registry.h"
 #include "tools/net/net.h"
@@ -29,6 +30,7 @@
 #endif
 
 #define NET_CA_NAME "renkei-network-ca"
+#define NET_NAME "renkei" /* network.json's "network"; the logs' origins are renkei/<network>/<node> */
 #define NET_PERMISSIONS_CAP (64u << 20)
 #define NET_PERMISSIONS_HEADER "requester_kind,business,provider_kind,item\n"
 #define NET_RESIDENTS_HEADER "my_number,resident_code,previous_resident_codes\n"
@@ -44,6 +46,11 @@ static rk_rc node_dir(const char *dir, const net_node *n, char *out, size_t outl
     if (net_is_server_role(n->role))
         return tk_path(out, outlen, "%s/nodes/%s", dir, n->id);
     return tk_path(out, outlen, "%s/clients/%s", dir, n->role == RK_ROLE_SYSTEM ? n->agency : n->id);
+}
+
+static int keeps_records(const net_node *n)
+{
+    return n->role == RK_ROLE_CORE || n->role == RK_ROLE_AGENCY;
 }
 
 static rk_rc issue_node(const char *dir, const net_node *n, char *err, size_t errlen)
@@ -66,8 +73,14 @@ static rk_rc issue_node(const char *dir, const net_node *n, char *err, size_t er
         .name = n->agency[0] ? n->agency : n->id,
         .ip = net_is_server_role(n->role) ? NET_LOOPBACK : NULL,
     };
-    if ((rc = rk_pki_issue(ca, ca_key, &spec, cert, key, NULL)) != RK_OK)
+    if ((rc = rk_pki_issue(ca, ca_key, &spec, cert, key, NULL)) != RK_OK) {
         net_set_err(err, errlen, "cannot issue the certificate of %s: %s", n->id, rk_strerror(rc));
+        return rc;
+    }
+    /* a node that keeps records signs its log's checkpoints with a key of its own (DESIGN §4.1) */
+    if (keeps_records(n) && ((rc = tk_path(key, sizeof key, "%s/log_key.pem", nd)) != RK_OK ||
+                             (rc = rk_log_key_create(key)) != RK_OK))
+        net_set_err(err, errlen, "cannot make the log key of %s: %s", n->id, rk_strerror(rc));
     return rc;
 }
 
@@ -120,7 +133,20 @@ static rk_rc node_json(const char *dir, const net_node *n, json_t **out)
     *out = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:[s]}", "id", n->id, "role", rk_role_name(n->role),
                      "agency", n->agency, "kind", n->kind, "url", url, "backup_url", backup, "fingerprint", fp,
                      "pin", pin, "addresses", NET_LOOPBACK);
-    return *out ? RK_OK : RK_ERR_NOMEM;
+    if (!*out)
+        return RK_ERR_NOMEM;
+    if (keeps_records(n)) { /* the log's origin and the vkey its checkpoints verify with */
+        char nd[NET_PATH_CAP], path[NET_PATH_CAP], origin[RK_ORIGIN_MAX], vkey[RK_VKEY_MAX];
+        EVP_PKEY *key = NULL;
+        snprintf(origin, sizeof origin, "renkei/%s/%s", NET_NAME, n->id);
+        if ((rc = node_dir(dir, n, nd, sizeof nd)) == RK_OK && (rc = tk_path(path, sizeof path, "%s/log_key.pem", nd)) == RK_OK &&
+            (rc = rk_pki_load_key(path, NULL, &key)) == RK_OK && (rc = rk_vkey_of(origin, key, vkey)) == RK_OK) {
+            json_object_set_new(*out, "log_origin", json_string(origin));
+            json_object_set_new(*out, "log_vkey", json_string(vkey));
+        }
+        EVP_PKEY_free(key);
+    }
+    return rc;
 }
 
 /* Written last, through a temporary file: its presence means a complete network. */
@@ -128,7 +154,7 @@ static rk_rc write_network_json(const char *dir, const net_plan *plan, char *err
 {
     char path[NET_PATH_CAP], tmp[NET_PATH_CAP];
     json_t *nodes = json_array();
-    json_t *root = json_pack("{s:s,s:o}", "network", "renkei", "nodes", nodes);
+    json_t *root = json_pack("{s:s,s:o}", "network", NET_NAME, "nodes", nodes);
     rk_rc rc = root ? RK_OK : RK_ERR_NOMEM;
     for (size_t i = 0; i < plan->n && rc == RK_OK; i++) {
         json_t *obj = NULL;
