@@ -167,7 +167,7 @@ static rk_rc sign_locked(rk_records_log *log)
     if (rc != RK_OK)
         return rc;
     rk_tile_builder *t = &log->tiles;
-    int need_head = t->frontier.size != log->head_size || (!log->checkpoint && t->frontier.size > 0);
+    int need_head = t->frontier.size != log->head_size || !log->checkpoint; /* an empty log has a checkpoint too */
     if (!need_head && !rk_tile_builder_pending(t) && !t->edge_dirty)
         return RK_OK;
     head_row h = {.tiles = t, .size = t->frontier.size};

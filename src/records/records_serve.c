@@ -198,9 +198,9 @@ void rk_records_proof_serve(rk_records_log *log, const rk_request *req, rk_respo
 void rk_records_consistency_serve(rk_records_log *log, const rk_request *req, rk_response *resp)
 {
     uint64_t from = 0, to = 0, latest = rk_records_log_head_size(log);
-    if (u64_param(req, "from", INT64_MAX, &from) != 1 || u64_param(req, "to", INT64_MAX, &to) != 1 || from < 1 ||
-        to < from || to > latest) {
-        rk_reply_error(resp, 400, "invalid_field", "need 1 <= from <= to <= %llu (the latest signed head)",
+    if (u64_param(req, "from", INT64_MAX, &from) != 1 || u64_param(req, "to", INT64_MAX, &to) != 1 || to < from ||
+        to > latest) {
+        rk_reply_error(resp, 400, "invalid_field", "need 0 <= from <= to <= %llu (the latest signed head)",
                        (unsigned long long)latest);
         return;
     }

@@ -161,6 +161,7 @@ class RecordsLog(unittest.TestCase):
 
     def test_2_consistency_proofs_check_out_independently(self):
         heads = sorted(self.get("core", "/v1/records/heads", "operator")["heads"], key=lambda h: h["size"])
+        heads = [h for h in heads if h["size"] > 0]  # the empty log's head proves nothing
         self.assertGreaterEqual(len(heads), 2, heads)
         cert = self.net.path("nodes", "core", "cert.pem")
         for older, newer in zip(heads, heads[1:]):
