@@ -24,6 +24,7 @@ int bench_cmd_cms(int argc, char **argv);
 int bench_cmd_http(int argc, char **argv);
 int bench_cmd_exchanges(int argc, char **argv);
 int bench_cmd_enrol(int argc, char **argv);
+int bench_cmd_records(int argc, char **argv);
 
 /* ---- messages and signals (options.c) -------------------------------------------- */
 
@@ -51,6 +52,7 @@ typedef struct bench_opts {
     double seconds, warmup;
     int concurrency, threads, persons, baseline, keep, baseline_workers, workers;
     int batch; /* bench enrol: persons per POST /v1/persons/batch; 0: one POST /v1/persons each */
+    long long records; /* bench records: records appended to the core's log */
     const char *url, *cert, *key, *ca, *path, *body_file, *method, *passphrase_file;
 } bench_opts;
 
@@ -74,6 +76,7 @@ enum {
     BENCH_OPT_BODY,
     BENCH_OPT_METHOD,
     BENCH_OPT_PASSPHRASE,
+    BENCH_OPT_RECORDS,
 };
 
 /* What bench_parse_opts found: options to run with, --help, or a usage error (already said). */

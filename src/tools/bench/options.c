@@ -80,6 +80,13 @@ static int parse_number_opt(int c, bench_opts *o)
         if (!tk_parse_int(optarg, 1, 64, &o->workers))
             return bench_usage_error("--workers must be 1..64"), 0;
         return 1;
+    case BENCH_OPT_RECORDS: {
+        long v = 0;
+        if (!tk_parse_long(optarg, 1000, 1000000000L, &v))
+            return bench_usage_error("--records must be 1000..1000000000"), 0;
+        o->records = v;
+        return 1;
+    }
     case BENCH_OPT_BATCH:
         if (!tk_parse_int(optarg, 1, RK_BATCH_MAX, &o->batch))
             return bench_usage_error("--batch must be 1..%d", RK_BATCH_MAX), 0;
