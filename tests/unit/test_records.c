@@ -178,6 +178,36 @@ static void leaves_are_deterministic_and_field_sensitive(void **state)
     assert_memory_not_equal(la, lb, 32);
 }
 
+/* The leaf is SHA-256(0x00 || the canonical JSON by jansson): records
+ * written the fast way (plain ASCII) and the general way (quotes,
+ * backslashes, control characters, Japanese) give the same bytes. */
+static void leaf_is_the_canonical_json(void **state)
+{
+    static const char *const reasons[] = {"", "plain reason", "quote \" in it", "back\\slash", "tab\tand\nnewline",
+                                          "\xe6\x9c\xac\xe4\xba\xba\xe7\xa2\xba\xe8\xaa\x8d", "slash / and ~"};
+    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++) {
+        for (int provided = 0; provided < 2; provided++) {
+            rk_record r = sample("city-a.canon", "provided");
+            snprintf(r.reason, sizeof r.reason, "%s", reasons[i]);
+            strcpy(r.payload_sha256, "ab12");
+            r.provided_ms = provided ? 1700000000123 : 0;
+            json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:s,s:s,s:s}", "exchange_id",
+                                  r.exchange_id, "side", r.side, "requester", r.requester, "provider", r.provider,
+                                  "business", r.business, "item", r.item, "operator", r.operator_id, "subject",
+                                  r.subject, "requested_ms", (json_int_t)r.requested_ms, "provided_ms",
+                                  r.provided_ms ? json_integer(r.provided_ms) : json_null(), "outcome", r.outcome,
+                                  "reason", r.reason, "payload_sha256", r.payload_sha256);
+            char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+            uint8_t want[32], got[32];
+            rk_merkle_leaf_hash(text, strlen(text), want);
+            rk_record_leaf(&r, got);
+            assert_memory_equal(want, got, 32);
+            free(text);
+            json_decref(j);
+        }
+    }
+}
+
 static void list_pages_newest_first(void **state)
 {
     rk_db *db = *state;
@@ -405,6 +435,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(settle_keeps_the_first_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failing_extra_settles_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(leaves_are_deterministic_and_field_sensitive, setup, teardown),
+        cmocka_unit_test(leaf_is_the_canonical_json),
         cmocka_unit_test_setup_teardown(list_pages_newest_first, setup, teardown),
         cmocka_unit_test_setup_teardown(steps_are_appended_once_and_found, setup, teardown),
         cmocka_unit_test_setup_teardown(records_are_iterated_in_log_order, setup, teardown),
