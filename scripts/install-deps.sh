@@ -9,6 +9,8 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# The OpenAPI linter (npm, pinned in tools/openapi): tests/system/test_openapi.py runs it.
+"$(dirname "$0")/install-openapi-tools.sh" || echo "renkei: @redocly/cli could not be installed: docs/openapi.yaml is not linted" >&2
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "renkei: missing packages; as root run: apt-get update && apt-get install -y ${missing[*]}" >&2
