@@ -42,3 +42,15 @@ bench: build
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+# The Debian package (debian/): `make deb` builds build-deb/renkei_<version>_<arch>.deb
+# with dpkg-buildpackage and runs lintian (no error, no warning); `make check-deb`
+# also installs it and runs it as an operator would (scripts/check-deb.sh: as
+# root, on a test machine).
+.PHONY: deb check-deb
+
+deb:
+	@scripts/build-deb.sh
+
+check-deb:
+	@scripts/check-deb.sh

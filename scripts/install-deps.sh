@@ -4,12 +4,14 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libssl-dev libevent-dev libcurl4-openssl-dev
       libjansson-dev libsqlite3-dev sqlite3 libpq-dev libinih-dev libcmocka-dev python3
-      openssl ca-certificates
-      golang-go golang-golang-x-mod-dev)  # the outside verifier of the records logs (tests/system/tlogcheck)
+      openssl ca-certificates scdoc python3-jsonschema python3-yaml
+      golang-go golang-golang-x-mod-dev)  # Go: the outside verifier of the records logs (tests/system/tlogcheck)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# The OpenAPI linter (npm, pinned in tools/openapi): tests/system/test_openapi.py runs it.
+"$(dirname "$0")/install-openapi-tools.sh" || echo "renkei: @redocly/cli could not be installed: docs/openapi.yaml is not linted" >&2
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "renkei: missing packages; as root run: apt-get update && apt-get install -y ${missing[*]}" >&2
