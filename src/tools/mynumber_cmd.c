@@ -14,8 +14,8 @@ static int usage(FILE *out, int code)
 
 int rk_cmd_mynumber(int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "--help") == 0)
-        return usage(stdout, 0);
+    if ((argc >= 2 && strcmp(argv[1], "--help") == 0) || (argc == 3 && strcmp(argv[2], "--help") == 0))
+        return usage(stdout, 0); /* also `mynumber check --help`: no My Number is spelt --help */
     if (argc >= 3 && strcmp(argv[1], "check") == 0) {
         int bad = 0;
         for (int i = 2; i < argc; i++) {

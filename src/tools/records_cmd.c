@@ -435,12 +435,14 @@ static int run_url(const char *dir, const rk_registry *reg, const char *url)
 static int usage(FILE *out, int code)
 {
     fprintf(out, "usage: renkei records verify DIR [--url URL]\n"
-                 "  Checks the records of every node of the network in DIR (the core and each agency node):\n"
-                 "  every record against its signed tree heads, checkpoints and stored tiles, streaming.\n"
-                 "  Exit 0 when nothing was altered, removed, reordered or forged; otherwise each finding\n"
-                 "  names the node and the record or tile.\n"
-                 "  --url URL  check the running node at URL from its checkpoint and tiles alone (as an\n"
-                 "             auditor without its database), with DIR's operator credential\n");
+                 "\n"
+                 "Checks the records of every node of the network in DIR (the core and each agency\n"
+                 "node): every record against its signed tree heads, checkpoints and stored tiles,\n"
+                 "streaming. Exit 0 when nothing was altered, removed, reordered or forged; otherwise\n"
+                 "each finding names the node and the record or tile.\n"
+                 "\n"
+                 "  --url URL  check the running node at URL from its checkpoint and tiles alone (as\n"
+                 "             an auditor without its database), with DIR's operator credential\n");
     return code;
 }
 
