@@ -60,4 +60,36 @@ static inline int fz_write(const char *path, const void *data, size_t len)
     return fclose(f) == 0 && w == len ? 0 : -1;
 }
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+/* The test keys of tests/fuzz/keys/ (never a network's): a CA, and a
+ * requester and a provider it issued, valid for a century. */
+static inline X509 *fz_cert(const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/keys/%s.pem", RK_FUZZ_DIR, name);
+    FILE *f = fopen(path, "r");
+    X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    if (!x)
+        abort();
+    return x;
+}
+
+static inline EVP_PKEY *fz_key(const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/keys/%s.key", RK_FUZZ_DIR, name);
+    FILE *f = fopen(path, "r");
+    EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    if (!k)
+        abort();
+    return k;
+}
+
 #endif
