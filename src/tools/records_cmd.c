@@ -11,6 +11,7 @@
  * altered, removed or reordered up to that head; a later head extends an
  * earlier one). It names the node and the record, and exits 1 on any
  * finding. */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,45 +22,55 @@
 #include "records/records.h"
 #include "records/records_log.h"
 #include "net/registry.h"
+#include "tools/records_check.h"
 #include "tools/tools.h"
-
-typedef struct node_check {
-    const rk_peer_node *node;
-    const char *dir;
-    rk_db *db;
-    X509 *cert;
-    rk_hash *leaves;   /* recomputed from the records' fields */
-    long long *seqs;   /* the seq of each leaf */
-    char (*xids)[RK_EXCHANGE_ID_MAX + 1]; /* the exchange of each leaf */
-    size_t n, cap;
-    long long expected; /* the next seq, when nothing was removed */
-    int findings;
-    int heads, mismatched; /* check_heads */
-    long long last_good;
-} node_check;
 
 static void finding(node_check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void finding(node_check *c, const char *fmt, ...)
 {
     va_list ap;
+    FILE *out = c->out ? c->out : stdout;
     va_start(ap, fmt);
-    printf("  %s: ", c->node->id);
-    vprintf(fmt, ap);
-    printf("\n");
+    fprintf(out, "  %s: ", c->node->id);
+    vfprintf(out, fmt, ap);
+    fprintf(out, "\n");
     va_end(ap);
     c->findings++;
 }
 
+rk_rc rk_records_check_start(node_check *c)
+{
+    c->cap = 1024;
+    c->expected = 1;
+    c->leaves = malloc(c->cap * sizeof *c->leaves);
+    c->seqs = malloc(c->cap * sizeof *c->seqs);
+    c->xids = malloc(c->cap * sizeof *c->xids);
+    return c->leaves && c->seqs && c->xids ? RK_OK : RK_ERR_NOMEM;
+}
+
+void rk_records_check_end(node_check *c)
+{
+    free(c->leaves);
+    free(c->seqs);
+    free(c->xids);
+    c->leaves = NULL;
+    c->seqs = NULL;
+    c->xids = NULL;
+}
+
 /* One record: contiguous seq, stored leaf equal to the recomputed one. */
-static rk_rc check_record(void *arg, int64_t seq64, const char *stored, const rk_record *r)
+rk_rc rk_records_check_record(void *arg, int64_t seq64, const char *stored, const rk_record *r)
 {
     node_check *c = arg;
     long long seq = (long long)seq64;
+    /* seqs come from a database that may be tampered with: any value, so
+     * no arithmetic that could overflow */
     if (seq != c->expected)
         finding(c, "record seq %lld%s is missing (removed)", c->expected,
-                seq > c->expected + 1 ? " and following" : "");
-    c->expected = seq + 1;
+                seq > c->expected && (unsigned long long)seq - (unsigned long long)c->expected > 1
+                    ? " and following" : "");
+    c->expected = seq < LLONG_MAX ? seq + 1 : seq;
     if (c->n == c->cap) {
         rk_hash *bigger = realloc(c->leaves, 2 * c->cap * sizeof *c->leaves);
         long long *seqs = bigger ? realloc(c->seqs, 2 * c->cap * sizeof *c->seqs) : NULL;
@@ -87,14 +98,9 @@ static rk_rc check_record(void *arg, int64_t seq64, const char *stored, const rk
 /* Reads every record in seq order. */
 static int read_records(node_check *c)
 {
-    c->cap = 1024;
-    c->expected = 1;
-    c->leaves = malloc(c->cap * sizeof *c->leaves);
-    c->seqs = malloc(c->cap * sizeof *c->seqs);
-    c->xids = malloc(c->cap * sizeof *c->xids);
-    if (!c->leaves || !c->seqs || !c->xids)
+    if (rk_records_check_start(c) != RK_OK)
         return -1;
-    rk_rc rc = rk_records_each(c->db, check_record, c);
+    rk_rc rc = rk_records_each(c->db, rk_records_check_record, c);
     if (rc != RK_OK && rc != RK_ERR_NOMEM)
         finding(c, "cannot read its records: %s", rk_strerror(rc));
     return rc == RK_OK ? 0 : -1;
@@ -118,13 +124,14 @@ static void name_range(node_check *c, long long from, long long to)
 }
 
 /* One signed head: signature, size, root. */
-static rk_rc check_head(void *arg, int64_t size64, const char *root_hex, int64_t time_ms, const char *signature)
+rk_rc rk_records_check_head(void *arg, int64_t size64, const char *root_hex, int64_t time_ms, const char *signature)
 {
     node_check *c = arg;
     long long size = (long long)size64;
     rk_hash root, mine;
     c->heads++;
-    if (rk_merkle_unhex(root_hex, root) != RK_OK ||
+    /* a damaged row may hold no root or no signature (a NULL column) */
+    if (!root_hex || !signature || rk_merkle_unhex(root_hex, root) != RK_OK ||
         rk_head_verify(c->cert, c->node->id, (uint64_t)size, root, time_ms, signature) != RK_OK) {
         finding(c, "tree head of size %lld: the signature does not verify (forged or altered head)", size);
         return RK_OK;
@@ -146,7 +153,7 @@ static rk_rc check_head(void *arg, int64_t size64, const char *root_hex, int64_t
 /* Every signed head; their number, -1 when they cannot be read. */
 static int check_heads(node_check *c)
 {
-    return rk_tree_heads_each(c->db, check_head, c) == RK_OK ? c->heads : -1;
+    return rk_tree_heads_each(c->db, rk_records_check_head, c) == RK_OK ? c->heads : -1;
 }
 
 static int verify_node(const char *dir, const rk_peer_node *node)
@@ -171,9 +178,7 @@ static int verify_node(const char *dir, const rk_peer_node *node)
             printf("  %-28s ok: %zu records, %d signed tree heads\n", node->id, c.n, heads);
     }
     rk_db_close(c.db);
-    free(c.leaves);
-    free(c.seqs);
-    free(c.xids);
+    rk_records_check_end(&c);
     X509_free(c.cert);
     return c.findings;
 }
