@@ -3,6 +3,8 @@
 #ifndef RK_AGENCY_H
 #define RK_AGENCY_H
 
+#include <jansson.h>
+
 #include "agency/agency_store.h"
 #include "node/node.h"
 #include "records/records_log.h"
@@ -26,6 +28,35 @@ void agency_post_code_notice(void *app, const rk_request *req, rk_response *resp
 /* Bulk forms (at most RK_BATCH_MAX entries, one commit). */
 void agency_start_persons_batch(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void agency_post_code_notices_batch(void *app, const rk_request *req, rk_response *resp);
+
+/* The readers of the agency node's request bodies, before any store or
+ * call: what its routes take from outside (tests/fuzz/fuzz_agency.c drives
+ * them). Each returns 0 with its fields borrowed from req, or -1 with resp
+ * the 400 (404 for a data path without an item); the entry readers of the
+ * bulk forms return NULL or the entry's error code. */
+int agency_read_person(const rk_request *req, rk_response *resp, const char **person, const char **my_number,
+                       int *check_code);
+const char *agency_read_person_entry(json_t *e, const char **person, int *check_code);
+int agency_read_code_notice(const rk_request *req, rk_response *resp, agency_notice *n);
+/* One entry of /v1/code-notices/batch: acquisition_no NULL when malformed,
+ * check_code -1 unless 0..9 (the store answers invalid_field for both). */
+void agency_read_notice_entry(json_t *e, agency_notice *n);
+typedef struct agency_data_in {
+    char person[80], item[80];   /* from the path /v1/data/{person}/{item} */
+    const char *as_of, *request_id;
+    json_t *value;
+} agency_data_in;
+int agency_read_data(const rk_request *req, rk_response *resp, agency_data_in *in);
+typedef struct agency_provision_in {
+    const char *exchange_id, *code, *business, *requester, *item, *requester_cert;
+} agency_provision_in;
+int agency_read_provision(const rk_request *req, rk_response *resp, agency_provision_in *in);
+typedef struct agency_query_in {
+    const char *query_id, *person, *business, *provider, *item, *operator_id;
+} agency_query_in;
+int agency_read_query(const rk_request *req, rk_response *resp, agency_query_in *in);
+int agency_read_unlawful(const rk_request *req, rk_response *resp, const char **exchange_id, const char **kind,
+                         const char **reason, int *is_request);
 
 /* sweeper.c: fails enrolments left pending too long; stop before closing
  * the store. */

@@ -192,26 +192,44 @@ static void enrol_stored(rk_flow *f)
     jlis_call(&e->j, "/v1/code-requests", body, enrol_answered);
 }
 
+int agency_read_person(const rk_request *req, rk_response *resp, const char **person, const char **my_number,
+                       int *check_code)
+{
+    *person = rk_req_string(req, resp, "person", RK_ID_FIELD_MAX);
+    *my_number = *person ? rk_req_string(req, resp, "my_number", RK_MY_NUMBER_FIELD_MAX) : NULL;
+    if (!*my_number)
+        return -1;
+    if (!rk_person_id_valid(*person)) {
+        rk_reply_error(resp, 400, "invalid_field",
+                       "field \"person\" must be 1 to 64 characters of [A-Za-z0-9._-], and not a My Number");
+        return -1;
+    }
+    *check_code = rk_mynumber_check_code(*my_number); /* 第7-2(1) */
+    if (*check_code < 0) {
+        rk_reply_error(resp, 400, "invalid_my_number", "not a valid My Number (12 digits with a correct check digit)");
+        return -1;
+    }
+    return 0;
+}
+
+const char *agency_read_person_entry(json_t *e, const char **person, int *check_code)
+{
+    *person = json_string_value(json_object_get(e, "person"));
+    const char *my_number = json_string_value(json_object_get(e, "my_number"));
+    *check_code = my_number ? rk_mynumber_check_code(my_number) : -1;
+    if (!*person || !rk_person_id_valid(*person))
+        return "invalid_field";
+    return *check_code < 0 ? "invalid_my_number" : NULL;
+}
+
 void agency_start_person(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
 {
     enrol *e = rk_flow_new(p, resp, sizeof *e, enrol_cleanup);
     if (!e)
         return;
     e->j.a = app;
-    e->pend.person = rk_req_string(req, resp, "person", RK_ID_FIELD_MAX);
-    e->my_number = e->pend.person ? rk_req_string(req, resp, "my_number", RK_MY_NUMBER_FIELD_MAX) : NULL;
-    if (!e->my_number) {
+    if (agency_read_person(req, resp, &e->pend.person, &e->my_number, &e->pend.check_code) != 0) {
         rk_flow_finish(&e->j.f);
-        return;
-    }
-    if (!rk_person_id_valid(e->pend.person)) {
-        rk_flow_fail(&e->j.f, 400, "invalid_field",
-                     "field \"person\" must be 1 to 64 characters of [A-Za-z0-9._-], and not a My Number");
-        return;
-    }
-    e->pend.check_code = rk_mynumber_check_code(e->my_number); /* 第7-2(1) */
-    if (e->pend.check_code < 0) {
-        rk_flow_fail(&e->j.f, 400, "invalid_my_number", "not a valid My Number (12 digits with a correct check digit)");
         return;
     }
     uint8_t raw[ACQUISITION_BYTES];
@@ -256,16 +274,41 @@ static const char *notice_status(rk_rc rc, agency_notice_outcome outcome)
     }
 }
 
+int agency_read_code_notice(const rk_request *req, rk_response *resp, agency_notice *n)
+{
+    long check = 0;
+    memset(n, 0, sizeof *n);
+    n->acquisition_no = rk_req_string(req, resp, "acquisition_no", RK_ACQUISITION_NO_MAX);
+    n->code = n->acquisition_no ? rk_req_string(req, resp, "code", RK_CODE_FIELD_MAX) : NULL;
+    if (!n->code || rk_req_int(req, resp, "check_code", 0, 9, &check) != 0)
+        return -1;
+    n->check_code = (int)check;
+    return 0;
+}
+
+void agency_read_notice_entry(json_t *e, agency_notice *n)
+{
+    json_t *check = json_object_get(e, "check_code");
+    memset(n, 0, sizeof *n);
+    n->acquisition_no = json_string_value(json_object_get(e, "acquisition_no"));
+    n->code = json_string_value(json_object_get(e, "code"));
+    /* 0..9 or -1: a larger integer cast to int could wrap into 0..9 */
+    n->check_code = json_is_integer(check) && json_integer_value(check) >= 0 && json_integer_value(check) <= 9
+                        ? (int)json_integer_value(check) : -1;
+    if (!n->acquisition_no || !n->code || strlen(n->code) > RK_CODE_FIELD_MAX)
+        n->acquisition_no = NULL; /* answered invalid_field */
+}
+
 /* POST /v1/code-notices {"acquisition_no","code","check_code"} from the
  * agency's own gateway, on behalf of the core. */
 void agency_post_code_notice(void *app, const rk_request *req, rk_response *resp)
 {
     agency *a = app;
-    long check = 0;
-    const char *acquisition_no = rk_req_string(req, resp, "acquisition_no", RK_ACQUISITION_NO_MAX);
-    const char *code = acquisition_no ? rk_req_string(req, resp, "code", RK_CODE_FIELD_MAX) : NULL;
-    if (!code || rk_req_int(req, resp, "check_code", 0, 9, &check) != 0)
+    agency_notice n;
+    if (agency_read_code_notice(req, resp, &n) != 0)
         return;
+    const char *acquisition_no = n.acquisition_no, *code = n.code;
+    long check = n.check_code;
     agency_notice_outcome outcome;
     rk_rc rc = agency_store_apply_notice(a->store, acquisition_no, code, (int)check, rk_now_ms(), &outcome);
     const char *status = notice_status(rc, outcome);
@@ -303,13 +346,13 @@ static size_t read_batch(json_t *list, batch_item *items, agency_pending *pendin
     for (size_t i = 0; i < n; i++) {
         json_t *e = json_array_get(list, i);
         batch_item *it = &items[i];
-        it->person = json_string_value(json_object_get(e, "person"));
         it->my_number = json_string_value(json_object_get(e, "my_number"));
-        int check = it->my_number ? rk_mynumber_check_code(it->my_number) : -1;
+        int check = -1;
+        const char *bad = agency_read_person_entry(e, &it->person, &check);
         uint8_t raw[ACQUISITION_BYTES];
-        if (!it->person || !rk_person_id_valid(it->person))
+        if (bad && strcmp(bad, "invalid_field") == 0)
             it->result = item_error(it->person, "invalid_field", "person must be 1 to 64 characters of [A-Za-z0-9._-]");
-        else if (check < 0)
+        else if (bad)
             it->result = item_error(it->person, "invalid_my_number", "not a valid My Number");
         else if (rk_random(raw, sizeof raw) != RK_OK)
             it->result = item_error(it->person, "internal", "no randomness");
@@ -521,15 +564,8 @@ void agency_post_code_notices_batch(void *app, const rk_request *req, rk_respons
         rk_reply_error(resp, 500, "internal", "out of memory");
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        json_t *e = json_array_get(list, i);
-        json_t *check = json_object_get(e, "check_code");
-        items[i].acquisition_no = json_string_value(json_object_get(e, "acquisition_no"));
-        items[i].code = json_string_value(json_object_get(e, "code"));
-        items[i].check_code = json_is_integer(check) ? (int)json_integer_value(check) : -1;
-        if (!items[i].acquisition_no || !items[i].code || strlen(items[i].code) > RK_CODE_FIELD_MAX)
-            items[i].acquisition_no = NULL; /* answered invalid_field below */
-    }
+    for (size_t i = 0; i < n; i++)
+        agency_read_notice_entry(json_array_get(list, i), &items[i]);
     rk_rc rc = agency_store_apply_notices(a->store, items, n, rk_now_ms());
     json_t *results = json_array();
     for (size_t i = 0; i < n && rc == RK_OK; i++) {

@@ -35,36 +35,47 @@ static char *data_answer_text(int64_t version, void *arg)
     return text;
 }
 
+int agency_read_data(const rk_request *req, rk_response *resp, agency_data_in *in)
+{
+    memset(in, 0, sizeof *in);
+    const char *rest = req->path + strlen("/v1/data/");
+    const char *slash = strchr(rest, '/');
+    if (!slash || (size_t)(slash - rest) >= sizeof in->person || strlen(slash + 1) >= sizeof in->item) {
+        rk_reply_error(resp, 404, "not_found", "use /v1/data/{person}/{item}");
+        return -1;
+    }
+    snprintf(in->person, sizeof in->person, "%.*s", (int)(slash - rest), rest);
+    snprintf(in->item, sizeof in->item, "%s", slash + 1);
+    in->as_of = rk_req_string(req, resp, "as_of", RK_DATE_LEN);
+    in->value = json_object_get(req->json, "value");
+    if (!in->as_of)
+        return -1;
+    if (!rk_person_id_valid(in->person) || !rk_catalogue_id_valid(in->item) || !in->value ||
+        !rk_date_valid(in->as_of)) {
+        rk_reply_error(resp, 400, "invalid_field", "need a person id, an item id of [a-z0-9_], "
+                                                   "\"value\" (any JSON) and \"as_of\" (YYYY-MM-DD)");
+        return -1;
+    }
+    in->request_id = json_string_value(json_object_get(req->json, "request_id"));
+    /* Held as a person id is: kept with the answer, so never a My Number either. */
+    if (json_object_get(req->json, "request_id") && (!in->request_id || !rk_person_id_valid(in->request_id))) {
+        rk_reply_error(resp, 400, "invalid_field", "field \"request_id\" must be 1 to 64 characters of [A-Za-z0-9._-]");
+        return -1;
+    }
+    return 0;
+}
+
 /* PUT /v1/data/{person}/{item} {"value": any JSON, "as_of": "YYYY-MM-DD"
  * [, "request_id"]} — with a request_id, a retry gets the first answer and
  * stores no second version (DESIGN §3). */
 void agency_put_data(void *app, const rk_request *req, rk_response *resp)
 {
     agency *a = app;
-    char person[80], item[80];
-    const char *rest = req->path + strlen("/v1/data/");
-    const char *slash = strchr(rest, '/');
-    if (!slash || (size_t)(slash - rest) >= sizeof person || strlen(slash + 1) >= sizeof item) {
-        rk_reply_error(resp, 404, "not_found", "use /v1/data/{person}/{item}");
+    agency_data_in in;
+    if (agency_read_data(req, resp, &in) != 0)
         return;
-    }
-    snprintf(person, sizeof person, "%.*s", (int)(slash - rest), rest);
-    snprintf(item, sizeof item, "%s", slash + 1);
-    const char *as_of = rk_req_string(req, resp, "as_of", RK_DATE_LEN);
-    json_t *value = json_object_get(req->json, "value");
-    if (!as_of)
-        return;
-    if (!rk_person_id_valid(person) || !rk_catalogue_id_valid(item) || !value || !rk_date_valid(as_of)) {
-        rk_reply_error(resp, 400, "invalid_field", "need a person id, an item id of [a-z0-9_], "
-                                                   "\"value\" (any JSON) and \"as_of\" (YYYY-MM-DD)");
-        return;
-    }
-    const char *request_id = json_string_value(json_object_get(req->json, "request_id"));
-    /* Held as a person id is: kept with the answer, so never a My Number either. */
-    if (json_object_get(req->json, "request_id") && (!request_id || !rk_person_id_valid(request_id))) {
-        rk_reply_error(resp, 400, "invalid_field", "field \"request_id\" must be 1 to 64 characters of [A-Za-z0-9._-]");
-        return;
-    }
+    const char *person = in.person, *item = in.item, *as_of = in.as_of, *request_id = in.request_id;
+    json_t *value = in.value;
     char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY), *kept = NULL, hash[65];
     data_answer ans = {person, item, as_of};
     int64_t version = 0;
@@ -107,15 +118,29 @@ typedef struct provision {
     enum { SEALED, BAD_CERT, LOOKUP_FAILED, SEAL_FAILED } outcome;
 } provision;
 
+int agency_read_provision(const rk_request *req, rk_response *resp, agency_provision_in *in)
+{
+    return (in->exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX)) &&
+                   (in->code = rk_req_string(req, resp, "code", RK_CODE_FIELD_MAX)) &&
+                   (in->business = rk_req_string(req, resp, "business", RK_CATALOGUE_ID_MAX)) &&
+                   (in->requester = rk_req_string(req, resp, "requester", RK_AGENCY_FIELD_MAX)) &&
+                   (in->item = rk_req_string(req, resp, "item", RK_CATALOGUE_ID_MAX)) &&
+                   (in->requester_cert = rk_req_string(req, resp, "requester_cert", RK_CERT_PEM_MAX))
+               ? 0 : -1;
+}
+
 static int read_provision(const rk_request *req, rk_response *resp, provision *p)
 {
-    return (p->exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX)) &&
-                   (p->code = rk_req_string(req, resp, "code", RK_CODE_FIELD_MAX)) &&
-                   (p->business = rk_req_string(req, resp, "business", RK_CATALOGUE_ID_MAX)) &&
-                   (p->requester = rk_req_string(req, resp, "requester", RK_AGENCY_FIELD_MAX)) &&
-                   (p->item = rk_req_string(req, resp, "item", RK_CATALOGUE_ID_MAX)) &&
-                   (p->requester_cert = rk_req_string(req, resp, "requester_cert", RK_CERT_PEM_MAX))
-               ? 0 : -1;
+    agency_provision_in in;
+    if (agency_read_provision(req, resp, &in) != 0)
+        return -1;
+    p->exchange_id = in.exchange_id;
+    p->code = in.code;
+    p->business = in.business;
+    p->requester = in.requester;
+    p->item = in.item;
+    p->requester_cert = in.requester_cert;
+    return 0;
 }
 
 /* The certificate to encrypt to, if it is the requester's registered one. */

@@ -51,7 +51,7 @@ typedef struct query {
     int known;
 } query;
 
-static int read_query(const rk_request *req, rk_response *resp, query *q)
+int agency_read_query(const rk_request *req, rk_response *resp, agency_query_in *q)
 {
     if (!(q->query_id = rk_req_string(req, resp, "query_id", RK_ID_FIELD_MAX)) ||
         !(q->person = rk_req_string(req, resp, "person", RK_ID_FIELD_MAX)) ||
@@ -64,6 +64,20 @@ static int read_query(const rk_request *req, rk_response *resp, query *q)
         rk_reply_error(resp, 400, "invalid_field", "query_id and operator must be characters of [A-Za-z0-9._-]");
         return -1;
     }
+    return 0;
+}
+
+static int read_query(const rk_request *req, rk_response *resp, query *q)
+{
+    agency_query_in in;
+    if (agency_read_query(req, resp, &in) != 0)
+        return -1;
+    q->query_id = in.query_id;
+    q->person = in.person;
+    q->business = in.business;
+    q->provider = in.provider;
+    q->item = in.item;
+    q->operator_id = in.operator_id;
     return 0;
 }
 

@@ -22,7 +22,7 @@
 #include "node/flow.h"
 
 /* The longest cause or prevention an incident report takes (node/incidents.c). */
-#define INCIDENT_TEXT_MAX 4000
+#define INCIDENT_TEXT_MAX RK_INCIDENT_TEXT_MAX
 
 static rk_rc append_step(agency *a, const rk_record *base, const char *outcome, const char *reason)
 {
@@ -143,22 +143,14 @@ static void marked(rk_flow *f)
     rk_flow_call(f, m->a->node, m->a->gateway, "/v1/deletion-requests", body, deletion_answered);
 }
 
-/* POST /v1/unlawful {"exchange_id","kind","reason"[,"cause","prevention"]},
- * on the event thread (a `start` route). */
-void agency_start_unlawful(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
+int agency_read_unlawful(const rk_request *req, rk_response *resp, const char **exchange_id, const char **kind,
+                         const char **reason, int *is_request)
 {
-    marking *m = rk_flow_new(p, resp, sizeof *m, NULL);
-    if (!m)
-        return;
-    m->a = app;
-    m->req = req;
-    m->exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX);
-    m->kind = m->exchange_id ? rk_req_string(req, resp, "kind", RK_KIND_FIELD_MAX) : NULL;
-    m->reason = m->kind ? rk_req_string(req, resp, "reason", RK_REASON_MAX) : NULL;
-    if (!m->reason) {
-        rk_flow_finish(&m->f);
-        return;
-    }
+    *exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX);
+    *kind = *exchange_id ? rk_req_string(req, resp, "kind", RK_KIND_FIELD_MAX) : NULL;
+    *reason = *kind ? rk_req_string(req, resp, "reason", RK_REASON_MAX) : NULL;
+    if (!*reason)
+        return -1;
     const char *too_long = NULL;
     static const char *const texts[] = {"cause", "prevention"};
     for (size_t i = 0; i < 2; i++) {
@@ -169,12 +161,27 @@ void agency_start_unlawful(void *app, rk_pending *p, const rk_request *req, rk_r
     if (too_long) { /* the core would refuse the report: say so now */
         rk_reply_error(resp, 400, "invalid_field", "field \"%s\" must be a string of at most %d bytes", too_long,
                        INCIDENT_TEXT_MAX);
-        rk_flow_finish(&m->f);
-        return;
+        return -1;
     }
-    m->is_request = strcmp(m->kind, "unlawful_request") == 0;
-    if (!m->is_request && strcmp(m->kind, "unlawful_provision") != 0) {
-        rk_flow_fail(&m->f, 400, "invalid_field", "kind must be unlawful_request or unlawful_provision");
+    *is_request = strcmp(*kind, "unlawful_request") == 0;
+    if (!*is_request && strcmp(*kind, "unlawful_provision") != 0) {
+        rk_reply_error(resp, 400, "invalid_field", "kind must be unlawful_request or unlawful_provision");
+        return -1;
+    }
+    return 0;
+}
+
+/* POST /v1/unlawful {"exchange_id","kind","reason"[,"cause","prevention"]},
+ * on the event thread (a `start` route). */
+void agency_start_unlawful(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
+{
+    marking *m = rk_flow_new(p, resp, sizeof *m, NULL);
+    if (!m)
+        return;
+    m->a = app;
+    m->req = req;
+    if (agency_read_unlawful(req, resp, &m->exchange_id, &m->kind, &m->reason, &m->is_request) != 0) {
+        rk_flow_finish(&m->f);
         return;
     }
     rk_flow_pool(&m->f, mark_work, marked);

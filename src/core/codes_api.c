@@ -13,18 +13,13 @@
 #include "lib/mynumber.h"
 #include "lib/util.h"
 
-#define MAX_PREVIOUS 8
-
 typedef struct acquisition_in {
     core_acquisition_item item;
-    const char *previous[MAX_PREVIOUS];
+    const char *previous[CORE_MAX_PREVIOUS];
 } acquisition_in;
 
-/* Reads one acquisition; on bad input returns the field at fault. The
- * strings stay owned by `obj`. */
-static const char *read_acquisition(const core *c, json_t *obj, acquisition_in *in)
+const char *core_read_acquisition(json_t *obj, core_acquisition *a, const char *previous[CORE_MAX_PREVIOUS])
 {
-    core_acquisition *a = &in->item.a;
     json_t *check = json_object_get(obj, "check_code"), *prev = json_object_get(obj, "previous_resident_codes");
     a->agency = json_string_value(json_object_get(obj, "agency"));
     a->acquisition_no = json_string_value(json_object_get(obj, "acquisition_no"));
@@ -38,18 +33,25 @@ static const char *read_acquisition(const core *c, json_t *obj, acquisition_in *
     if (!json_is_integer(check) || json_integer_value(check) < 0 || json_integer_value(check) > 9)
         return "check_code";
     a->check_code = (int)json_integer_value(check);
-    if (prev && (!json_is_array(prev) || json_array_size(prev) > MAX_PREVIOUS))
+    if (prev && (!json_is_array(prev) || json_array_size(prev) > CORE_MAX_PREVIOUS))
         return "previous_resident_codes";
     a->n_previous = 0;
     for (size_t i = 0; i < json_array_size(prev); i++) {
         const char *code = json_string_value(json_array_get(prev, i));
         if (!code || rk_resident_code_validate(code) != RK_OK)
             return "previous_resident_codes";
-        in->previous[a->n_previous++] = code;
+        previous[a->n_previous++] = code;
     }
-    a->previous = in->previous;
-    (void)c;
+    a->previous = previous;
     return NULL;
+}
+
+/* Reads one acquisition; on bad input returns the field at fault. The
+ * strings stay owned by `obj`. */
+static const char *read_acquisition(const core *c, json_t *obj, acquisition_in *in)
+{
+    (void)c;
+    return core_read_acquisition(obj, &in->item.a, in->previous);
 }
 
 static int agency_known(const core *c, const char *agency)

@@ -102,12 +102,24 @@ static int health(void *app, json_t *checks)
 static void metrics(void *app, struct evbuffer *out)
 {
     core *c = app;
+    rk_metric_head(out, "renkei_outbox_depth", "gauge", "Code notices waiting for delivery to their agency.");
     evbuffer_add_printf(out, "renkei_outbox_depth %zu\n", core_store_outbox_depth(c->store));
+    rk_metric_head(out, "renkei_notices_delivered_total", "counter", "Code notices an agency acknowledged.");
     evbuffer_add_printf(out, "renkei_notices_delivered_total %llu\n", (unsigned long long)c->notices_delivered);
+    rk_metric_head(out, "renkei_notice_retries_total", "counter",
+                   "Deliveries of code notices that failed and wait for a retry.");
     evbuffer_add_printf(out, "renkei_notice_retries_total %llu\n", (unsigned long long)c->notices_failed_attempts);
-    evbuffer_add_printf(out, "renkei_incidents_total %lld\n", (long long)rk_incidents_count(core_store_db(c->store), NULL));
-    evbuffer_add_printf(out, "renkei_records_total %lld\nrenkei_tree_head_age_ms %lld\n",
-                        (long long)rk_records_count(core_store_db(c->store)), (long long)rk_records_log_head_age_ms(c->log));
+    rk_metric_head(out, "renkei_incidents_total", "counter", "Incidents kept at the core.");
+    evbuffer_add_printf(out, "renkei_incidents_total %lld\n",
+                        (long long)rk_incidents_count(core_store_db(c->store), NULL));
+    rk_metric_head(out, "renkei_records_total", "counter",
+                   "Records written to the core's records log (its tree size).");
+    evbuffer_add_printf(out, "renkei_records_total %lld\n", (long long)rk_records_count(core_store_db(c->store)));
+    /* -1 before the first signed head */
+    int64_t age_ms = rk_records_log_head_age_ms(c->log);
+    rk_metric_head(out, "renkei_tree_head_age_seconds", "gauge",
+                   "Seconds since the records log's last signed tree head; -1 before the first.");
+    evbuffer_add_printf(out, "renkei_tree_head_age_seconds %.3f\n", age_ms < 0 ? -1.0 : (double)age_ms / 1000.0);
 }
 
 /* Codes carry a 32-bit agency number derived from the agency id; two

@@ -3,6 +3,7 @@
 #ifndef RK_CORE_H
 #define RK_CORE_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include "core/core_store.h"
 #include "core/codes.h"
@@ -42,6 +43,19 @@ typedef struct core {
 rk_rc core_notices_start(core *c);
 void core_notices_wake(core *c);
 void core_notices_stop(core *c);
+
+/* The readers of the core's request bodies, before any store or call:
+ * what its routes take from outside (tests/fuzz/fuzz_core.c drives them). */
+#define CORE_MAX_PREVIOUS 8
+/* One acquisition of POST /v1/codes (or an entry of /v1/codes/batch):
+ * NULL when usable (a's strings stay owned by obj, previous holds the
+ * earlier codes), else the name of the field at fault. */
+const char *core_read_acquisition(json_t *obj, core_acquisition *a, const char *previous[CORE_MAX_PREVIOUS]);
+/* POST /v1/exchanges: 0 with the fields, else -1 with resp a 400. */
+typedef struct core_exchange_in {
+    const char *exchange_id, *code, *business, *provider, *item, *operator_id, *requester_cert;
+} core_exchange_in;
+int core_read_exchange(const rk_request *req, rk_response *resp, core_exchange_in *in);
 
 /* codes handler (code acquisition from J-LIS). */
 void core_handle_codes(void *app, const rk_request *req, rk_response *resp);

@@ -54,25 +54,40 @@ int core_permitted(core *c, const char *requester_kind, const char *business, co
     return ok;
 }
 
-/* Reads and checks the request; 0 when usable, else resp is filled. */
-static int read_request(const rk_request *req, rk_response *resp, exchange *x)
+int core_read_exchange(const rk_request *req, rk_response *resp, core_exchange_in *in)
 {
-    if (!(x->exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX)) ||
-        !(x->code = rk_req_string(req, resp, "code", RK_CODE_FIELD_MAX)) ||
-        !(x->business = rk_req_string(req, resp, "business", RK_CATALOGUE_ID_MAX)) ||
-        !(x->provider = rk_req_string(req, resp, "provider", RK_AGENCY_FIELD_MAX)) ||
-        !(x->item = rk_req_string(req, resp, "item", RK_CATALOGUE_ID_MAX)) ||
-        !(x->operator_id = rk_req_string(req, resp, "operator", RK_ID_FIELD_MAX)) ||
-        !(x->requester_cert = rk_req_string(req, resp, "requester_cert", RK_CERT_PEM_MAX)))
+    if (!(in->exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX)) ||
+        !(in->code = rk_req_string(req, resp, "code", RK_CODE_FIELD_MAX)) ||
+        !(in->business = rk_req_string(req, resp, "business", RK_CATALOGUE_ID_MAX)) ||
+        !(in->provider = rk_req_string(req, resp, "provider", RK_AGENCY_FIELD_MAX)) ||
+        !(in->item = rk_req_string(req, resp, "item", RK_CATALOGUE_ID_MAX)) ||
+        !(in->operator_id = rk_req_string(req, resp, "operator", RK_ID_FIELD_MAX)) ||
+        !(in->requester_cert = rk_req_string(req, resp, "requester_cert", RK_CERT_PEM_MAX)))
         return -1;
-    const char *bad = !rk_id_valid(x->exchange_id, RK_EXCHANGE_ID_MAX) ? "exchange_id"
-                    : !rk_id_valid(x->operator_id, RK_ID_FIELD_MAX) ? "operator"
-                    : !rk_catalogue_id_valid(x->business) ? "business"
-                    : !rk_catalogue_id_valid(x->item) ? "item" : NULL;
+    const char *bad = !rk_id_valid(in->exchange_id, RK_EXCHANGE_ID_MAX) ? "exchange_id"
+                    : !rk_id_valid(in->operator_id, RK_ID_FIELD_MAX) ? "operator"
+                    : !rk_catalogue_id_valid(in->business) ? "business"
+                    : !rk_catalogue_id_valid(in->item) ? "item" : NULL;
     if (bad) {
         rk_reply_error(resp, 400, "invalid_field", "field \"%s\" has characters or a length not allowed", bad);
         return -1;
     }
+    return 0;
+}
+
+/* Reads and checks the request; 0 when usable, else resp is filled. */
+static int read_request(const rk_request *req, rk_response *resp, exchange *x)
+{
+    core_exchange_in in;
+    if (core_read_exchange(req, resp, &in) != 0)
+        return -1;
+    x->exchange_id = in.exchange_id;
+    x->code = in.code;
+    x->business = in.business;
+    x->provider = in.provider;
+    x->item = in.item;
+    x->operator_id = in.operator_id;
+    x->requester_cert = in.requester_cert;
     return 0;
 }
 

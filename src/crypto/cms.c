@@ -103,11 +103,46 @@ static rk_rc bio_to_string(BIO *b, char **data, size_t *len)
     char *copy = malloc((size_t)n + 1);
     if (!copy)
         return RK_ERR_NOMEM;
-    memcpy(copy, p, (size_t)n);
+    if (n > 0) /* an empty content has no buffer at all (p is NULL) */
+        memcpy(copy, p, (size_t)n);
     copy[n] = '\0';
     *data = copy;
     *len = (size_t)n;
     return RK_OK;
+}
+
+/* 1 when env has the one shape rk_cms_seal makes: one key agreement
+ * recipient whose key encryption is ECDH (the standard single-pass scheme)
+ * with AES-256 key wrap. Anything else is refused before OpenSSL decrypts
+ * it: fuzzing found that a payload naming AES key wrap with padding
+ * (id-aes256-wrap-pad) instead corrupts memory inside OpenSSL 3.0's
+ * CMS_decrypt (tests/fuzz/corpus/cms/crash-kek-wrap-pad). */
+static int sealed_shape(CMS_ContentInfo *env)
+{
+    STACK_OF(CMS_RecipientInfo) *ris = CMS_get0_RecipientInfos(env);
+    if (!ris || sk_CMS_RecipientInfo_num(ris) != 1)
+        return 0;
+    CMS_RecipientInfo *ri = sk_CMS_RecipientInfo_value(ris, 0);
+    X509_ALGOR *alg = NULL;
+    ASN1_OCTET_STRING *ukm = NULL;
+    if (CMS_RecipientInfo_type(ri) != CMS_RECIPINFO_AGREE || CMS_RecipientInfo_kari_get0_alg(ri, &alg, &ukm) != 1)
+        return 0;
+    const ASN1_OBJECT *oid = NULL;
+    int ptype = 0;
+    const void *pval = NULL;
+    X509_ALGOR_get0(&oid, &ptype, &pval, alg);
+    if (OBJ_obj2nid(oid) != NID_dhSinglePass_stdDH_sha1kdf_scheme || ptype != V_ASN1_SEQUENCE || !pval)
+        return 0;
+    const ASN1_STRING *seq = pval;
+    const unsigned char *p = ASN1_STRING_get0_data(seq);
+    X509_ALGOR *wrap = d2i_X509_ALGOR(NULL, &p, ASN1_STRING_length(seq));
+    int ok = wrap && p == ASN1_STRING_get0_data(seq) + ASN1_STRING_length(seq);
+    if (ok) {
+        X509_ALGOR_get0(&oid, &ptype, &pval, wrap);
+        ok = OBJ_obj2nid(oid) == NID_id_aes256_wrap;
+    }
+    X509_ALGOR_free(wrap);
+    return ok;
 }
 
 rk_rc rk_cms_open(X509 *my_cert, EVP_PKEY *my_key, X509 *signer, const char *b64, char **data, size_t *len)
@@ -122,7 +157,7 @@ rk_rc rk_cms_open(X509 *my_cert, EVP_PKEY *my_key, X509 *signer, const char *b64
         goto done;
     const unsigned char *p = der;
     env = d2i_CMS_ContentInfo(NULL, &p, (long)der_len);
-    if (!env || CMS_decrypt(env, my_key, my_cert, NULL, inner, CMS_BINARY) != 1)
+    if (!env || !sealed_shape(env) || CMS_decrypt(env, my_key, my_cert, NULL, inner, CMS_BINARY) != 1)
         goto done;
     sd = d2i_CMS_bio(inner, NULL);
     /* The signer must be exactly the given certificate: certificates inside

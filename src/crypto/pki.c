@@ -396,17 +396,31 @@ rk_rc rk_pki_cert_from_pem(const char *pem, size_t len, X509 **out)
     rk_rc rc = RK_OK;
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
     X509 *cert = NULL;
+    unsigned char *der = NULL;
+    long der_len = 0;
     if (!bio) {
         rc = RK_ERR_NOMEM;
         goto done;
     }
-    cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-    if (!cert) {
+    /* The block's DER must be one certificate in DER (no BER liberties)
+     * and nothing after it: else two texts would be one certificate, and
+     * the digest of the bytes received (rk_pem_cert_fingerprint, the
+     * registry's fingerprint) not the certificate's (rk_pki_fingerprint). */
+    const unsigned char *p = NULL;
+    unsigned char *again = NULL;
+    int again_len = 0;
+    if (PEM_bytes_read_bio(&der, &der_len, NULL, PEM_STRING_X509, bio, NULL, NULL) != 1 ||
+        !(p = der, cert = d2i_X509(NULL, &p, der_len)) || p != der + der_len ||
+        (again_len = i2d_X509(cert, &again)) != der_len || memcmp(again, der, (size_t)der_len) != 0) {
+        OPENSSL_free(again);
+        X509_free(cert);
         rc = RK_ERR_CRYPTO;
         goto done;
     }
+    OPENSSL_free(again);
     *out = cert;
 done:
+    OPENSSL_free(der);
     BIO_free(bio);
     return finish(rc);
 }

@@ -145,10 +145,20 @@ static const rk_route routes[] = {
 static void metrics(void *app, struct evbuffer *out)
 {
     gateway *g = app;
-    evbuffer_add_printf(out, "renkei_relayed_total %llu\nrenkei_upstream_failures_total %llu\n"
-                             "renkei_rate_limited_total %llu\nrenkei_message_log_dropped_total %llu\n",
-                        (unsigned long long)g->relayed, (unsigned long long)g->upstream_failures,
-                        (unsigned long long)g->rate_limited, (unsigned long long)g->log.dropped);
+    rk_metric_head(out, "renkei_relayed_total", "counter", "Calls relayed that got an answer from their target.");
+    evbuffer_add_printf(out, "renkei_relayed_total %llu\n",
+                        (unsigned long long)__atomic_load_n(&g->relayed, __ATOMIC_RELAXED));
+    rk_metric_head(out, "renkei_upstream_failures_total", "counter",
+                   "Calls that could not be relayed: the core or the agency node did not answer.");
+    evbuffer_add_printf(out, "renkei_upstream_failures_total %llu\n",
+                        (unsigned long long)__atomic_load_n(&g->upstream_failures, __ATOMIC_RELAXED));
+    rk_metric_head(out, "renkei_rate_limited_total", "counter",
+                   "Calls refused with 429: over a caller's rate towards the core.");
+    evbuffer_add_printf(out, "renkei_rate_limited_total %llu\n",
+                        (unsigned long long)__atomic_load_n(&g->rate_limited, __ATOMIC_RELAXED));
+    rk_metric_head(out, "renkei_message_log_dropped_total", "counter",
+                   "Entries of the message log dropped because its queue was full.");
+    evbuffer_add_printf(out, "renkei_message_log_dropped_total %llu\n", (unsigned long long)g->log.dropped);
 }
 
 static rk_rc open_gateway(rk_node *node, void *app)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jlis/jlis.h"
 #include "jlis/jlis_store.h"
 #include "lib/ids.h"
 #include "lib/log.h"
@@ -131,6 +132,35 @@ static void resident_found(rk_flow *f)
     rk_flow_call(f, x->j->node, x->j->core, "/v1/codes", body, code_relayed);
 }
 
+int jlis_read_code_request(const rk_request *req, rk_response *resp, const char **acquisition_no,
+                           const char **my_number)
+{
+    *acquisition_no = rk_req_string(req, resp, "acquisition_no", RK_ACQUISITION_NO_MAX);
+    *my_number = *acquisition_no ? rk_req_string(req, resp, "my_number", RK_MY_NUMBER_FIELD_MAX) : NULL;
+    if (!*my_number)
+        return -1;
+    if (!rk_acquisition_no_valid(*acquisition_no)) {
+        rk_reply_error(resp, 400, "invalid_field", "field \"acquisition_no\" must be 16 to 64 lowercase hex digits");
+        return -1;
+    }
+    if (rk_mynumber_validate(*my_number) != RK_OK) {
+        rk_reply_error(resp, 400, "invalid_my_number", "not a valid My Number (12 digits with a correct check digit)");
+        return -1;
+    }
+    return 0;
+}
+
+const char *jlis_read_batch_entry(json_t *e, const char **acquisition_no, const char **my_number)
+{
+    *my_number = json_string_value(json_object_get(e, "my_number"));
+    *acquisition_no = json_string_value(json_object_get(e, "acquisition_no"));
+    if (!*acquisition_no || !rk_acquisition_no_valid(*acquisition_no))
+        return "invalid_field";
+    if (!*my_number || rk_mynumber_validate(*my_number) != RK_OK)
+        return "invalid_my_number";
+    return NULL;
+}
+
 /* POST /v1/code-requests {"acquisition_no","my_number"} from an agency node,
  * on the event thread (a `start` route). */
 static void start_code_request(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
@@ -141,18 +171,8 @@ static void start_code_request(void *app, rk_pending *p, const rk_request *req, 
     x->j = app;
     x->agency = req->peer->agency;
     x->received_ms = req->received_ms;
-    x->acquisition_no = rk_req_string(req, resp, "acquisition_no", RK_ACQUISITION_NO_MAX);
-    x->my_number = x->acquisition_no ? rk_req_string(req, resp, "my_number", RK_MY_NUMBER_FIELD_MAX) : NULL;
-    if (!x->my_number) {
+    if (jlis_read_code_request(req, resp, &x->acquisition_no, &x->my_number) != 0) {
         rk_flow_finish(&x->flow);
-        return;
-    }
-    if (!rk_acquisition_no_valid(x->acquisition_no)) {
-        rk_flow_fail(&x->flow, 400, "invalid_field", "field \"acquisition_no\" must be 16 to 64 lowercase hex digits");
-        return;
-    }
-    if (rk_mynumber_validate(x->my_number) != RK_OK) {
-        rk_flow_fail(&x->flow, 400, "invalid_my_number", "not a valid My Number (12 digits with a correct check digit)");
         return;
     }
     rk_flow_pool(&x->flow, find_resident, resident_found);
@@ -173,13 +193,12 @@ static void prepare_batch(jlis *j, const char *agency, json_t *list, relay_item 
     for (size_t i = 0; i < json_array_size(list); i++) {
         json_t *e = json_array_get(list, i);
         relay_item *it = &items[i];
-        const char *number = json_string_value(json_object_get(e, "my_number"));
-        it->acquisition_no = json_string_value(json_object_get(e, "acquisition_no"));
+        const char *number = NULL;
+        const char *bad = jlis_read_batch_entry(e, &it->acquisition_no, &number);
         rk_rc rc = RK_ERR_INVALID;
-        if (!it->acquisition_no || !rk_acquisition_no_valid(it->acquisition_no))
-            it->error = json_pack("{s:s,s:s}", "code", "invalid_field", "message", "bad acquisition_no");
-        else if (!number || rk_mynumber_validate(number) != RK_OK)
-            it->error = json_pack("{s:s,s:s}", "code", "invalid_my_number", "message", "not a valid My Number");
+        if (bad)
+            it->error = json_pack("{s:s,s:s}", "code", bad, "message",
+                                  strcmp(bad, "invalid_field") == 0 ? "bad acquisition_no" : "not a valid My Number");
         else if ((rc = jlis_store_find(j->store, number, &r)) != RK_OK)
             it->error = json_pack("{s:s,s:s}", "code", rc == RK_ERR_NOT_FOUND ? "unknown_person" : "store_error",
                                   "message", rc == RK_ERR_NOT_FOUND ? "no resident has this My Number"

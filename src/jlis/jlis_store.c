@@ -89,6 +89,27 @@ static const char *parse_row(char *line, char **number, char **code, char **prev
     return NULL;
 }
 
+int jlis_residents_row(FILE *f, char line[JLIS_LINE_MAX], size_t *lineno, char **number, char **code,
+                       char **previous, const char **bad)
+{
+    *bad = NULL;
+    for (;;) {
+        if (!fgets(line, JLIS_LINE_MAX, f))
+            return 0;
+        ++*lineno;
+        size_t len = strlen(line);
+        /* a line longer than the buffer is refused, not read as two rows */
+        if (len == JLIS_LINE_MAX - 1 && line[len - 1] != '\n' && !feof(f)) {
+            *bad = "line too long";
+            return -1;
+        }
+        if (line[0] == '\n' || line[0] == '\0')
+            continue;
+        *bad = parse_row(line, number, code, previous);
+        return *bad ? -1 : 1;
+    }
+}
+
 /* ---- import: the CSV goes to residents_load a chunk a commit, then one
  * commit replaces residents with it; a bad row or a crash on the way leaves
  * residents as it was (the next import clears residents_load). ---- */
@@ -110,18 +131,16 @@ static rk_rc load_chunk(rk_db *db, void *arg)
             return rc;
         j->started = 1;
     }
-    char line[512];
+    char line[JLIS_LINE_MAX];
     for (size_t rows = 0; rows < IMPORT_CHUNK;) {
-        if (!fgets(line, sizeof line, j->f)) {
+        char *number, *code, *previous;
+        const char *bad;
+        int got = jlis_residents_row(j->f, line, &j->lineno, &number, &code, &previous, &bad);
+        if (got == 0) {
             j->eof = 1;
             break;
         }
-        j->lineno++;
-        if (line[0] == '\n' || line[0] == '\0')
-            continue;
-        char *number, *code, *previous;
-        const char *bad = parse_row(line, &number, &code, &previous);
-        if (bad) {
+        if (got < 0) {
             snprintf(j->err, j->errlen, "%s:%zu: %s", j->path, j->lineno, bad);
             return RK_ERR_INVALID;
         }

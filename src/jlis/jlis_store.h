@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "lib/err.h"
 
@@ -33,6 +34,14 @@ void jlis_store_close(jlis_store *s);
  * loaded in several commits and replaces the registry in the last: finds
  * meanwhile see the registry as it was. */
 rk_rc jlis_store_import(jlis_store *s, const char *csv_path, size_t *imported, char *err, size_t errlen);
+
+/* The next row of a residents file after its header, from f: 1 with its
+ * fields (pointing into line; previous codes ';'-separated, "" when none),
+ * 0 at the end, -1 with the reason in *bad. Blank lines are skipped;
+ * *lineno counts the lines read. What jlis_store_import reads with. */
+#define JLIS_LINE_MAX 512
+int jlis_residents_row(FILE *f, char line[JLIS_LINE_MAX], size_t *lineno, char **number, char **code,
+                       char **previous, const char **bad);
 
 /* RK_ERR_NOT_FOUND when nobody has this number. */
 rk_rc jlis_store_find(jlis_store *s, const char *my_number, jlis_resident *out);

@@ -1,7 +1,7 @@
 /* lib/ids.c — identifier grammar (ids.h). */
 #include "lib/ids.h"
 
-#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lib/mynumber.h"
@@ -31,9 +31,10 @@ int rk_acquisition_no_valid(const char *s)
 
 int rk_date_valid(const char *s)
 {
-    int y, m, d;
-    char tail;
-    return strlen(s) == RK_DATE_LEN && s[4] == '-' && s[7] == '-' &&
-           sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) == 3 && y >= 1900 && y <= 9999 && m >= 1 && m <= 12 &&
-           d >= 1 && d <= 31;
+    /* digits where the digits go: sscanf alone would take " 6" or "+6" */
+    if (strlen(s) != RK_DATE_LEN || s[4] != '-' || s[7] != '-' || strspn(s, "0123456789") != 4 ||
+        strspn(s + 5, "0123456789") != 2 || strspn(s + 8, "0123456789") != 2)
+        return 0;
+    int y = atoi(s), m = atoi(s + 5), d = atoi(s + 8);
+    return y >= 1900 && m >= 1 && m <= 12 && d >= 1 && d <= 31;
 }

@@ -27,6 +27,27 @@ static int path_matches(const char *pattern, const char *path)
     return strcmp(pattern, path) == 0;
 }
 
+const rk_route *route_find(const rk_server *srv, const char *method, const char *path, int *path_known,
+                           size_t *index)
+{
+    static const rk_route builtin[] = {
+        {"GET", "/healthz", RK_ROLES_ANY, 0, NULL},
+        {"GET", "/metrics", RK_ROLES_ANY, 0, NULL},
+    };
+    *path_known = 0;
+    for (size_t i = 0; i < srv->cfg.n_routes + 2; i++) {
+        const rk_route *r = i < srv->cfg.n_routes ? &srv->cfg.routes[i] : &builtin[i - srv->cfg.n_routes];
+        if (!path_matches(r->path, path))
+            continue;
+        *path_known = 1;
+        if (strcmp(r->method, method) == 0) {
+            *index = i;
+            return r;
+        }
+    }
+    return NULL;
+}
+
 /* Finds the route and checks the caller; on refusal replies and returns NULL. */
 const rk_route *authorise(rk_server *srv, struct evhttp_request *req, const char *method,
                           const char *path, const rk_peer_node **peer_out, size_t *stats_index)
@@ -49,22 +70,8 @@ const rk_route *authorise(rk_server *srv, struct evhttp_request *req, const char
         return NULL;
     }
     *peer_out = peer;
-    static const rk_route builtin[] = {
-        {"GET", "/healthz", RK_ROLES_ANY, 0, NULL},
-        {"GET", "/metrics", RK_ROLES_ANY, 0, NULL},
-    };
-    const rk_route *found = NULL;
     int path_known = 0;
-    for (size_t i = 0; i < srv->cfg.n_routes + 2 && !found; i++) {
-        const rk_route *r = i < srv->cfg.n_routes ? &srv->cfg.routes[i] : &builtin[i - srv->cfg.n_routes];
-        if (!path_matches(r->path, path))
-            continue;
-        path_known = 1;
-        if (strcmp(r->method, method) == 0) {
-            found = r;
-            *stats_index = i;
-        }
-    }
+    const rk_route *found = route_find(srv, method, path, &path_known, stats_index);
     if (!found) {
         count(&srv->not_found);
         refuse(req, srv, path_known ? 405 : 404, path_known ? "method_not_allowed" : "not_found",

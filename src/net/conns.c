@@ -179,7 +179,7 @@ static ev_ssize_t head_end(struct evbuffer *in)
 
 /* Decrypted bytes arrived: a request starts (headers deadline) or its
  * headers end (body deadline). Runs before libevent reads them. */
-static void on_conn_input(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
+void on_conn_input(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
 {
     conn *c = arg;
     if (c->closing || info->n_added == 0)
@@ -264,7 +264,7 @@ static void rewrite_libevent_error(conn *c, struct evbuffer *out)
     free(r.body);
 }
 
-static void on_conn_output(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg)
+void on_conn_output(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg)
 {
     static const char page_end[] = "</BODY></HTML>\n"; /* libevent 2.1's error page */
     conn *c = arg;

@@ -110,7 +110,9 @@ typedef struct rk_server_config {
     void *app;                   /* passed to handlers */
     /* Adds role-specific checks to /healthz: returns 0 when healthy. */
     int (*health)(void *app, json_t *checks);
-    /* Appends role-specific Prometheus lines to /metrics. */
+    /* Appends role-specific Prometheus lines to /metrics: each family
+     * opened by rk_metric_head, counters named …_total, units in the name
+     * and base units (seconds, bytes). */
     void (*metrics)(void *app, struct evbuffer *out);
     void (*on_reload)(void *app); /* SIGHUP */
     /* After the last started request finished, on the event thread, before
@@ -138,6 +140,10 @@ void rk_server_free(rk_server *srv);
 
 /* Node time as this server states it (wall clock plus injected offset). */
 int64_t rk_server_now_ms(const rk_server *srv);
+
+/* The # HELP and # TYPE lines of a metric family (type: counter, gauge,
+ * histogram), before its samples. */
+void rk_metric_head(struct evbuffer *out, const char *name, const char *type, const char *help);
 
 /* Response helpers for handlers. */
 void rk_reply_json(rk_response *resp, int status, json_t *body);  /* steals body */

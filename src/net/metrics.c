@@ -32,6 +32,19 @@ void serve_health(rk_server *srv, rk_response *resp)
                   json_pack("{s:s,s:s,s:o}", "status", bad ? "degraded" : "ok", "time", now, "checks", checks));
 }
 
+void rk_metric_head(struct evbuffer *out, const char *name, const char *type, const char *help)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void refusals(struct evbuffer *out, const char *reason, const uint64_t *counter)
+{
+    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"%s\"} %llu\n", reason,
+                        (unsigned long long)__atomic_load_n(counter, __ATOMIC_RELAXED));
+}
+
+/* Each family once, its HELP and TYPE first, then all its samples: the
+ * text format wants a family's lines together. Times in seconds. */
 void serve_metrics(rk_server *srv, rk_response *resp)
 {
     struct evbuffer *out = evbuffer_new();
@@ -39,53 +52,61 @@ void serve_metrics(rk_server *srv, rk_response *resp)
         rk_reply_error(resp, 500, "internal", "out of memory");
         return;
     }
-    evbuffer_add_printf(out, "# TYPE renkei_refusals_total counter\n");
-    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"tls\"} %llu\n", (unsigned long long)srv->tls_refusals);
-    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"unknown_peer\"} %llu\n",
-                        (unsigned long long)srv->unknown_peer);
-    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"address\"} %llu\n",
-                        (unsigned long long)srv->address_refusals);
-    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"role\"} %llu\n", (unsigned long long)srv->role_refusals);
-    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"not_found\"} %llu\n", (unsigned long long)srv->not_found);
-    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"overloaded\"} %llu\n",
-                        (unsigned long long)srv->overloaded);
-    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"clock_skew\"} %llu\n",
-                        (unsigned long long)srv->skew_refusals);
-    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"connections\"} %llu\n",
-                        (unsigned long long)__atomic_load_n(&srv->conn_refusals, __ATOMIC_RELAXED));
-    evbuffer_add_printf(out, "renkei_refusals_total{reason=\"deadline\"} %llu\n",
-                        (unsigned long long)__atomic_load_n(&srv->conn_timeouts, __ATOMIC_RELAXED));
-    evbuffer_add_printf(out, "# TYPE renkei_accept_errors_total counter\nrenkei_accept_errors_total %llu\n",
+    rk_metric_head(out, "renkei_refusals_total", "counter",
+                   "Requests and connections refused before any handler ran, by reason.");
+    refusals(out, "tls", &srv->tls_refusals);
+    refusals(out, "unknown_peer", &srv->unknown_peer);
+    refusals(out, "address", &srv->address_refusals);
+    refusals(out, "role", &srv->role_refusals);
+    refusals(out, "not_found", &srv->not_found);
+    refusals(out, "overloaded", &srv->overloaded);
+    refusals(out, "clock_skew", &srv->skew_refusals);
+    refusals(out, "connections", &srv->conn_refusals);
+    refusals(out, "deadline", &srv->conn_timeouts);
+    rk_metric_head(out, "renkei_accept_errors_total", "counter",
+                   "Failed accepts of new connections (out of file descriptors or memory).");
+    evbuffer_add_printf(out, "renkei_accept_errors_total %llu\n",
                         (unsigned long long)__atomic_load_n(&srv->accept_errors, __ATOMIC_RELAXED));
-    evbuffer_add_printf(out, "# TYPE renkei_connections gauge\nrenkei_connections %zu\n",
-                        __atomic_load_n(&srv->n_conns, __ATOMIC_RELAXED));
-    evbuffer_add_printf(out, "# TYPE renkei_requests_total counter\n# TYPE renkei_request_duration_ms histogram\n");
+    rk_metric_head(out, "renkei_connections", "gauge", "Connections open now.");
+    evbuffer_add_printf(out, "renkei_connections %zu\n", __atomic_load_n(&srv->n_conns, __ATOMIC_RELAXED));
+    rk_metric_head(out, "renkei_requests_total", "counter", "Answers of each route of this node, by status class.");
     for (size_t i = 0; i < srv->cfg.n_routes; i++) {
         const rk_route *r = &srv->cfg.routes[i];
         const route_stats *s = &srv->stats[i];
-        uint64_t total = 0;
         for (int c = 1; c < 6; c++) {
-            total += s->by_class[c];
-            if (s->by_class[c])
+            uint64_t n = __atomic_load_n(&s->by_class[c], __ATOMIC_RELAXED);
+            if (n)
                 evbuffer_add_printf(out, "renkei_requests_total{endpoint=\"%s %s\",class=\"%dxx\"} %llu\n",
-                                    r->method, r->path, c, (unsigned long long)s->by_class[c]);
+                                    r->method, r->path, c, (unsigned long long)n);
         }
-        uint64_t cum = 0;
-        for (int b = 0; b < N_BUCKETS && total; b++) {
-            cum += s->buckets[b];
+    }
+    rk_metric_head(out, "renkei_request_duration_seconds", "histogram",
+                   "Time from a request's arrival to its answer, per route of this node.");
+    for (size_t i = 0; i < srv->cfg.n_routes; i++) {
+        const rk_route *r = &srv->cfg.routes[i];
+        const route_stats *s = &srv->stats[i];
+        uint64_t cum = 0, buckets[N_BUCKETS];
+        for (int b = 0; b < N_BUCKETS; b++)
+            cum += buckets[b] = __atomic_load_n(&s->buckets[b], __ATOMIC_RELAXED);
+        if (!cum)
+            continue;
+        cum = 0;
+        for (int b = 0; b < N_BUCKETS; b++) {
+            cum += buckets[b];
             if (b == N_BUCKETS - 1)
-                evbuffer_add_printf(out, "renkei_request_duration_ms_bucket{endpoint=\"%s %s\",le=\"+Inf\"} %llu\n",
+                evbuffer_add_printf(out,
+                                    "renkei_request_duration_seconds_bucket{endpoint=\"%s %s\",le=\"+Inf\"} %llu\n",
                                     r->method, r->path, (unsigned long long)cum);
             else
-                evbuffer_add_printf(out, "renkei_request_duration_ms_bucket{endpoint=\"%s %s\",le=\"%g\"} %llu\n",
-                                    r->method, r->path, bucket_ms[b], (unsigned long long)cum);
+                evbuffer_add_printf(out, "renkei_request_duration_seconds_bucket{endpoint=\"%s %s\",le=\"%g\"} %llu\n",
+                                    r->method, r->path, bucket_ms[b] / 1000.0, (unsigned long long)cum);
         }
-        if (total)
-            evbuffer_add_printf(out, "renkei_request_duration_ms_sum{endpoint=\"%s %s\"} %.3f\n"
-                                     "renkei_request_duration_ms_count{endpoint=\"%s %s\"} %llu\n",
-                                r->method, r->path, (double)s->sum_us / 1000.0, r->method, r->path,
-                                (unsigned long long)total);
+        evbuffer_add_printf(out, "renkei_request_duration_seconds_sum{endpoint=\"%s %s\"} %.6f\n"
+                                 "renkei_request_duration_seconds_count{endpoint=\"%s %s\"} %llu\n",
+                            r->method, r->path, (double)__atomic_load_n(&s->sum_us, __ATOMIC_RELAXED) / 1e6,
+                            r->method, r->path, (unsigned long long)cum);
     }
+    rk_metric_head(out, "renkei_queue_depth", "gauge", "Steps waiting for a worker thread.");
     evbuffer_add_printf(out, "renkei_queue_depth %zu\n", srv->queued);
     if (srv->cfg.metrics)
         srv->cfg.metrics(srv->cfg.app, out);
@@ -98,6 +119,6 @@ void serve_metrics(rk_server *srv, rk_response *resp)
     }
     resp->body_len = resp->body ? len : 0;
     resp->status = 200;
-    resp->content_type = "text/plain; version=0.0.4";
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
     evbuffer_free(out);
 }

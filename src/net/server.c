@@ -31,12 +31,8 @@ static const char *method_name(enum evhttp_cmd_type cmd)
 
 /* ---------- request intake (event thread) ---------- */
 
-static rk_rc copy_request(job *j, struct evhttp_request *req, const char *method)
+rk_rc request_copy(job *j, const char *path, const char *query, struct evbuffer *in, const char *method)
 {
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
     j->path = evhttp_uridecode(path && *path ? path : "/", 0, NULL);
     j->query = strdup(query ? query : "");
@@ -54,8 +50,14 @@ static rk_rc copy_request(job *j, struct evhttp_request *req, const char *method
     return RK_OK;
 }
 
-/* POST and PUT carry a JSON object; anything else is refused here, once. */
-static int parse_body(job *j, struct evhttp_request *req)
+static rk_rc copy_request(job *j, struct evhttp_request *req, const char *method)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    return request_copy(j, uri ? evhttp_uri_get_path(uri) : NULL, uri ? evhttp_uri_get_query(uri) : NULL,
+                        evhttp_request_get_input_buffer(req), method);
+}
+
+int request_json(job *j, char *msg, size_t msglen)
 {
     if (strcmp(j->in.method, "POST") != 0 && strcmp(j->in.method, "PUT") != 0)
         return 1;
@@ -63,12 +65,20 @@ static int parse_body(job *j, struct evhttp_request *req)
     j->in.json = json_loadb(j->body, j->in.body_len, JSON_REJECT_DUPLICATES, &err);
     if (j->in.json && json_is_object(j->in.json))
         return 1;
-    char msg[300];
     if (j->in.json)
-        snprintf(msg, sizeof msg, "the body must be a JSON object");
+        snprintf(msg, msglen, "the body must be a JSON object");
     else
-        snprintf(msg, sizeof msg, "the body is not valid JSON: %s at line %d column %d", err.text, err.line,
+        snprintf(msg, msglen, "the body is not valid JSON: %s at line %d column %d", err.text, err.line,
                  err.column);
+    return 0;
+}
+
+/* POST and PUT carry a JSON object; anything else is refused here, once. */
+static int parse_body(job *j, struct evhttp_request *req)
+{
+    char msg[300];
+    if (request_json(j, msg, sizeof msg))
+        return 1;
     refuse(req, j->srv, 400, "invalid_json", msg);
     return 0;
 }

@@ -150,6 +150,12 @@ void listening_set(rk_server *srv, int on);
 void on_accept_error(struct evconnlistener *lev, void *arg);
 /* Frees the table of peer addresses. */
 void addrs_free(rk_server *srv);
+/* The callbacks on a connection's decrypted bytes (evbuffer_add_cb): input
+ * moves it through the header and body deadlines as a request arrives;
+ * output replaces libevent's own HTML error pages by the JSON error.
+ * Exposed for tests/fuzz (fuzz_http_head), which drives them without a socket. */
+void on_conn_input(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg);
+void on_conn_output(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg);
 
 /* ---- TLS (tls.c) ---- */
 
@@ -166,8 +172,21 @@ int fd_peer_address(int fd, char *out, size_t outlen);
 /* The registered node behind the request's client certificate, or NULL; looked up once per connection. */
 const rk_peer_node *connection_peer(rk_server *srv, struct evhttp_request *req);
 
+/* ---- request intake (server.c), its pure parts: tests/fuzz drives them ---- */
+
+/* Copies what libevent parsed into the job: the path URL-decoded, the raw
+ * query, the body NUL-terminated. */
+rk_rc request_copy(job *j, const char *path, const char *query, struct evbuffer *in, const char *method);
+/* The body of a POST or PUT parsed into j->in.json (a JSON object,
+ * duplicate keys refused): 1; else 0 with the reason in msg. */
+int request_json(job *j, char *msg, size_t msglen);
+
 /* ---- authorisation (authz.c) ---- */
 
+/* The route of method and path (the server's table, then /healthz and
+ * /metrics) and its index, or NULL; *path_known when another method has the path. */
+const rk_route *route_find(const rk_server *srv, const char *method, const char *path, int *path_known,
+                           size_t *index);
 /* Counts a refusal against its source; a burst raises one unauthorized_access incident. */
 void note_refusal(rk_server *srv, const char *source, const char *what);
 /* Finds the route and checks the caller; on refusal replies and returns NULL. */

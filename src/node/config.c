@@ -11,7 +11,7 @@
 
 /* One row per key: where it goes in rk_node_config, what it may hold and its
  * default. The only list of the keys there is. */
-typedef enum { K_TEXT, K_PATH, K_STORE, K_INT, K_SIZE, K_LONG } key_kind;
+typedef enum { K_TEXT, K_PATH, K_STORE, K_INT, K_SIZE, K_LONG, K_CHOICE } key_kind;
 
 typedef struct key_def {
     const char *section, *key;
@@ -20,11 +20,15 @@ typedef struct key_def {
     long min, max;      /* numbers: bounds; K_TEXT: max is the field's size */
     long def;           /* numbers: the default */
     const char *def_text; /* K_PATH, K_STORE: the default, relative to the file's folder */
+    const char *const *choices; /* K_CHOICE: the words it may hold, NULL-terminated; an int, the word's
+                                   index (def: the default's), is stored */
 } key_def;
 
 #define AT(field) offsetof(rk_node_config, field)
 #define TEXT_CAP(field) ((long)sizeof(((rk_node_config *)0)->field))
 #define DAY_MS 86400000L
+
+static const char *const log_formats[] = {"text", "json", NULL}; /* rk_log_format's order */
 
 static const key_def keys[] = {
     {"node", "id", K_TEXT, AT(id), 0, TEXT_CAP(id), 0, NULL},
@@ -40,6 +44,7 @@ static const key_def keys[] = {
     {"node", "workers", K_INT, AT(workers), 1, 64, 16, NULL},
     {"node", "max_body", K_SIZE, AT(max_body), 256, 64L << 20, 1L << 20, NULL},
     {"node", "log_level", K_INT, AT(log_level), 0, 3, 1, NULL},
+    {"node", "log_format", K_CHOICE, AT(log_format), 0, 0, 0, NULL, log_formats},
     {"node", "clock_offset_ms", K_LONG, AT(clock_offset_ms), -DAY_MS, DAY_MS, 0, NULL},
     {"peer", "timeout_ms", K_INT, AT(peer_timeout_ms), 10, 600000, 5000, NULL},
     {"core", "master_key_file", K_PATH, AT(master_key_file), 0, 0, 0, NULL},
@@ -107,6 +112,11 @@ static int set_key(rk_node_config *cfg, const key_def *k, const char *value)
         return parse_long(value, k->min, k->max, &v) && (*(size_t *)field = (size_t)v, 1);
     case K_LONG:
         return parse_long(value, k->min, k->max, &v) && (*(long *)field = v, 1);
+    case K_CHOICE:
+        for (int i = 0; k->choices[i]; i++)
+            if (strcmp(value, k->choices[i]) == 0)
+                return *(int *)field = i, 1;
+        return 0;
     }
     return 0;
 }
@@ -123,6 +133,7 @@ static void set_default(rk_node_config *cfg, const key_def *k)
             set_key(cfg, k, k->def_text);
         break;
     case K_INT:
+    case K_CHOICE:
         *(int *)field = (int)k->def;
         break;
     case K_SIZE:

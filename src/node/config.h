@@ -2,7 +2,8 @@
  *
  *   [node]  id, network (network.json), cert, key, key_passphrase_file, ca,
  *           store (sqlite:PATH or a postgresql:// URI; db = PATH is its synonym),
- *           workers, max_body, log_level, listen, clock_offset_ms (tests only)
+ *           workers, max_body, log_level, log_format (text|json), listen,
+ *           clock_offset_ms (tests only)
  *   [core]  master_key_file, permissions, outbox_retry_min_ms, outbox_retry_max_ms
  *   [jlis]  residents
  *   [alerts] refusal_threshold, refusal_window_ms, not_permitted_threshold,
@@ -36,6 +37,7 @@ typedef struct rk_node_config {
     int workers;                        /* handler threads */
     size_t max_body;                    /* request body cap, bytes */
     int log_level;                      /* 0 debug … 3 error */
+    int log_format;                     /* rk_log_format: 0 text, 1 json (one object a line) */
     long clock_offset_ms;               /* injected clock error, tests */
     char listen[RK_PATH_MAX];           /* URLs to listen on, comma-separated;
                                            default: the registry's url (+ backup_url) */

@@ -1,5 +1,7 @@
 #include "node/incidents.h"
 
+#include "lib/ids.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,26 +177,34 @@ static const char *field(const rk_request *req, const char *name, size_t cap, in
     return json_string_value(v);
 }
 
-int rk_incident_accept(rk_db *db, const rk_registry *reg, const rk_request *req, rk_response *resp)
+int rk_incident_read(const rk_request *req, rk_response *resp, rk_incident *in)
 {
     int bad = 0;
-    rk_incident in = {0};
-    in.incident_id = rk_req_string(req, resp, "incident_id", 128);
-    in.kind = in.incident_id ? rk_req_string(req, resp, "kind", 32) : NULL;
-    in.summary = in.kind ? rk_req_string(req, resp, "summary", 500) : NULL;
-    if (!in.summary)
+    memset(in, 0, sizeof *in);
+    in->incident_id = rk_req_string(req, resp, "incident_id", RK_INCIDENT_ID_MAX);
+    in->kind = in->incident_id ? rk_req_string(req, resp, "kind", RK_KIND_FIELD_MAX) : NULL;
+    in->summary = in->kind ? rk_req_string(req, resp, "summary", RK_SUMMARY_MAX) : NULL;
+    if (!in->summary)
         return -1;
-    in.node = field(req, "node", 64, &bad);
-    in.details = field(req, "details", 4000, &bad);
-    in.actions = field(req, "actions", 4000, &bad);
-    in.cause = field(req, "cause", 4000, &bad);
-    in.prevention = field(req, "prevention", 4000, &bad);
+    in->node = field(req, "node", 64, &bad);
+    in->details = field(req, "details", RK_INCIDENT_TEXT_MAX, &bad);
+    in->actions = field(req, "actions", RK_INCIDENT_TEXT_MAX, &bad);
+    in->cause = field(req, "cause", RK_INCIDENT_TEXT_MAX, &bad);
+    in->prevention = field(req, "prevention", RK_INCIDENT_TEXT_MAX, &bad);
     json_t *at = json_object_get(req->json, "detected_ms");
-    in.detected_ms = json_is_integer(at) ? json_integer_value(at) : req->received_ms;
-    if (bad || !rk_incident_kind_valid(in.kind)) {
+    in->detected_ms = json_is_integer(at) ? json_integer_value(at) : req->received_ms;
+    if (bad || !rk_incident_kind_valid(in->kind)) {
         rk_reply_error(resp, 400, "invalid_field", "an incident needs a known kind and text fields within their caps");
         return -1;
     }
+    return 0;
+}
+
+int rk_incident_accept(rk_db *db, const rk_registry *reg, const rk_request *req, rk_response *resp)
+{
+    rk_incident in;
+    if (rk_incident_read(req, resp, &in) != 0)
+        return -1;
     if (!in.node)
         in.node = req->peer->id;
     /* A node reports for itself, a gateway also for its own agency's nodes,

@@ -41,6 +41,8 @@ typedef struct rk_incident {
     const char *prevention;   /* how it is prevented from now on */
 } rk_incident;
 
+#define RK_INCIDENT_TEXT_MAX 4000 /* details, actions, cause, prevention: bytes */
+
 int rk_incident_kind_valid(const char *kind);
 
 /* Stores an incident (insert, or update of the same incident_id). `reported`
@@ -64,6 +66,9 @@ rk_rc rk_incident_store_later(rk_db *db, struct event_base *base, const rk_incid
 struct rk_request;
 struct rk_response;
 struct rk_registry;
+/* The reading alone (the caps, a known kind), before any store: 0 with
+ * in's strings borrowed from req, else -1 with resp a 400. */
+int rk_incident_read(const struct rk_request *req, struct rk_response *resp, rk_incident *in);
 int rk_incident_accept(rk_db *db, const struct rk_registry *reg, const struct rk_request *req,
                        struct rk_response *resp);
 void rk_incidents_serve(rk_db *db, const struct rk_request *req, struct rk_response *resp);

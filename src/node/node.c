@@ -50,7 +50,7 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
     rk_rc rc = rk_config_load(config_path, &node->cfg, err, errlen);
     if (rc != RK_OK)
         return rc;
-    rk_log_init(node->cfg.id, (rk_log_level)node->cfg.log_level);
+    rk_log_init(node->cfg.id, (rk_log_level)node->cfg.log_level, (rk_log_format)node->cfg.log_format);
     raise_fd_limit();
     /* 第5-2(5): private keys and CMS plaintext on a locked, cleansed heap
      * where the system allows it (OpenSSL falls back to the normal heap). */

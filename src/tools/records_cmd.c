@@ -19,6 +19,7 @@
  * would, from its checkpoint and tiles alone (signature, every tile against
  * the checkpoint's root); without the records it cannot name a record. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,7 +219,7 @@ static rk_rc check_record(void *arg, int64_t seq64, const char *stored, const rk
     long long seq = (long long)seq64;
     if (seq != c->expected)
         FINDING(c, "record seq %lld%s is missing (removed)", c->expected, seq > c->expected + 1 ? " and following" : "");
-    c->expected = seq + 1;
+    c->expected = seq < LLONG_MAX ? seq + 1 : seq; /* a damaged seq at the top of its range must not overflow */
     rk_hash leaf, signed_leaf;
     char hex[65];
     rk_record_leaf(r, leaf);

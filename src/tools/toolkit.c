@@ -9,7 +9,8 @@
 #include <string.h>
 #include <time.h>
 
-static void vmessage(const char *cmd, const char *tail, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void vmessage(const char *cmd, const char *tail, const char *fmt,
+                                                          va_list ap)
 {
     fprintf(stderr, "renkei %s: ", cmd);
     vfprintf(stderr, fmt, ap);

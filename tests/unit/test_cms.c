@@ -108,6 +108,42 @@ static void sealed_value_opens_only_for_the_requester(void **state)
     free(b64);
 }
 
+/* Found by fuzzing (tests/fuzz/corpus/cms/sealed_1.*): an empty value
+ * opened into a read of no buffer (memcpy from NULL). */
+static void empty_value_opens(void **state)
+{
+    char *b64 = NULL, *out = NULL;
+    size_t len = 1;
+    assert_int_equal(rk_cms_seal(provider.cert, provider.key, requester.cert, "", 0, &b64), RK_OK);
+    assert_int_equal(rk_cms_open(requester.cert, requester.key, provider.cert, b64, &out, &len), RK_OK);
+    assert_int_equal(len, 0);
+    assert_string_equal(out, "");
+    free(out);
+    free(b64);
+}
+
+/* Found by fuzzing (tests/fuzz/corpus/cms/crash-kek-wrap-pad): a payload
+ * naming AES key wrap with padding corrupted memory inside OpenSSL's
+ * CMS_decrypt; only the shape rk_cms_seal makes is opened now. */
+static void other_key_wrap_is_refused(void **state)
+{
+    char *b64 = NULL, *out = NULL, *again = NULL;
+    size_t len = 0, der_len = 0;
+    unsigned char *der = NULL;
+    static const unsigned char aes256_wrap[] = {0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2d};
+    assert_int_equal(rk_cms_seal(provider.cert, provider.key, requester.cert, value, strlen(value), &b64), RK_OK);
+    assert_int_equal(rk_base64_decode(b64, &der, &der_len), RK_OK);
+    unsigned char *at = memmem(der, der_len, aes256_wrap, sizeof aes256_wrap);
+    assert_non_null(at);
+    at[sizeof aes256_wrap - 1] = 0x30; /* id-aes256-wrap-pad */
+    assert_int_equal(rk_base64_encode(der, der_len, &again), RK_OK);
+    assert_int_equal(rk_cms_open(requester.cert, requester.key, provider.cert, again, &out, &len), RK_ERR_CRYPTO);
+    assert_null(out);
+    free(again);
+    free(der);
+    free(b64);
+}
+
 static CMS_ContentInfo *cms_of(const char *b64)
 {
     unsigned char *der = NULL;
@@ -307,6 +343,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sealed_value_opens_only_for_the_requester),
+        cmocka_unit_test(empty_value_opens),
+        cmocka_unit_test(other_key_wrap_is_refused),
         cmocka_unit_test(parties_are_named_by_key_identifier),
         cmocka_unit_test(payload_naming_issuer_and_serial_opens),
         cmocka_unit_test(altered_payload_is_refused),

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/log.h"
 #include "node/config.h"
 #include "net/registry.h"
 
@@ -80,6 +81,27 @@ static void config_store_targets(void **state)
     assert_int_equal(rk_config_load(p, &c, err, sizeof err), RK_ERR_CONFIG);
     assert_non_null(strstr(err, "bad value for [node] store"));
     p = write_file("s6.conf", "[node]\nid = x\nnetwork = n\nca = c\nstore = sqlite:\n");
+    assert_int_equal(rk_config_load(p, &c, err, sizeof err), RK_ERR_CONFIG);
+}
+
+/* [node] log_format: text by default, json on request, nothing else. */
+static void config_log_format(void **state)
+{
+    rk_node_config c;
+    char err[256];
+    const char *p = write_file("l1.conf", "[node]\nid = x\nnetwork = n\nca = c\n");
+    assert_int_equal(rk_config_load(p, &c, err, sizeof err), RK_OK);
+    assert_int_equal(c.log_format, RK_LOG_TEXT);
+    p = write_file("l2.conf", "[node]\nid = x\nnetwork = n\nca = c\nlog_format = json\n");
+    assert_int_equal(rk_config_load(p, &c, err, sizeof err), RK_OK);
+    assert_int_equal(c.log_format, RK_LOG_JSON);
+    p = write_file("l3.conf", "[node]\nid = x\nnetwork = n\nca = c\nlog_format = text\n");
+    assert_int_equal(rk_config_load(p, &c, err, sizeof err), RK_OK);
+    assert_int_equal(c.log_format, RK_LOG_TEXT);
+    p = write_file("l4.conf", "[node]\nid = x\nnetwork = n\nca = c\nlog_format = JSON\n");
+    assert_int_equal(rk_config_load(p, &c, err, sizeof err), RK_ERR_CONFIG);
+    assert_non_null(strstr(err, "bad value for [node] log_format"));
+    p = write_file("l5.conf", "[node]\nid = x\nnetwork = n\nca = c\nlog_format =\n");
     assert_int_equal(rk_config_load(p, &c, err, sizeof err), RK_ERR_CONFIG);
 }
 
@@ -169,6 +191,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(config_defaults_and_relative_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(config_refuses_typos_and_bad_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(config_log_format, setup, teardown),
         cmocka_unit_test_setup_teardown(config_store_targets, setup, teardown),
         cmocka_unit_test_setup_teardown(registry_loads_and_finds, setup, teardown),
         cmocka_unit_test_setup_teardown(registry_refusals, setup, teardown),

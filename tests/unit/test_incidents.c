@@ -381,7 +381,7 @@ static void test_store_later_on_a_loop(void **state)
 
 int main(void)
 {
-    rk_log_init("test", RK_LOG_ERROR); /* each stored incident is a warning line */
+    rk_log_init("test", RK_LOG_ERROR, RK_LOG_TEXT); /* each stored incident is a warning line */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_record_and_update_by_same_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_another_nodes_id_is_a_conflict, setup, teardown),

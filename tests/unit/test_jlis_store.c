@@ -140,6 +140,18 @@ static void bad_rows_leave_the_registry_as_it_was(void **state)
     assert_non_null(strstr(err, ":1: header"));
     assert_int_equal(jlis_store_count(s), 3);
 
+    /* A row longer than a line was read as two rows, its tail a second
+     * resident (tests/fuzz/corpus/residents/long_line_smuggles_a_row.csv). */
+    char longrow[700], n2[13];
+    my_number(7, num);
+    my_number(8, n2);
+    snprintf(longrow, sizeof longrow, "%s,20000000701,,%0485d%s,20000000801\n", num, 0, n2);
+    write_csv(1, 300, longrow);
+    assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_ERR_INVALID);
+    assert_non_null(strstr(err, "residents.csv:3: line too long"));
+    assert_int_equal(jlis_store_find(s, n2, &r), RK_ERR_NOT_FOUND);
+    assert_int_equal(jlis_store_count(s), 3);
+
     char none[128];
     snprintf(none, sizeof none, "%s/none.csv", dir);
     assert_int_equal(jlis_store_import(s, none, &imported, err, sizeof err), RK_ERR_NOT_FOUND);

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crypto/cms.h"
 #include "crypto/pki.h"
 #include "lib/util.h"
 
@@ -223,6 +224,36 @@ static void test_pem_round_trip(void **state)
     assert_int_equal(rk_pki_fingerprint(again, fp2), RK_OK);
     assert_string_equal(fp1, fp2);
     assert_int_equal(rk_pki_cert_from_pem("garbage", 7, &again) == RK_ERR_CRYPTO, 1);
+    /* Found by fuzzing (tests/fuzz/corpus/cert/crash-der-with-trailing-bytes):
+     * bytes after the certificate inside the block are refused, not ignored */
+    X509 *longer = NULL;
+    unsigned char *der = NULL;
+    int der_len = i2d_X509(cert, &der);
+    assert_true(der_len > 0);
+    unsigned char *padded = malloc((size_t)der_len + 3);
+    memcpy(padded, der, (size_t)der_len);
+    memcpy(padded + der_len, "\x05\x00\x00", 3);
+    char *b64 = NULL, block[4096];
+    assert_int_equal(rk_base64_encode(padded, (size_t)der_len + 3, &b64), RK_OK);
+    snprintf(block, sizeof block, "-----BEGIN CERTIFICATE-----\n%s\n-----END CERTIFICATE-----\n", b64);
+    assert_int_equal(rk_pki_cert_from_pem(block, strlen(block), &longer), RK_ERR_CRYPTO);
+    assert_null(longer);
+    free(b64);
+    /* and so is a certificate that is BER, not DER (tests/fuzz/corpus/cert/
+     * crash-ber-bit-string: the signature's BIT STRING with an unused bit) */
+    unsigned char *sig_bits = NULL;
+    for (int i = der_len - 4; i > 0 && !sig_bits; i--)
+        if (der[i] == 0x03 && der[i + 2] == 0x00 && der[i + 3] == 0x30 && der[i + 1] == der_len - i - 2)
+            sig_bits = der + i + 2;
+    assert_non_null(sig_bits);
+    *sig_bits = 0x01;
+    assert_int_equal(rk_base64_encode(der, (size_t)der_len, &b64), RK_OK);
+    snprintf(block, sizeof block, "-----BEGIN CERTIFICATE-----\n%s\n-----END CERTIFICATE-----\n", b64);
+    assert_int_equal(rk_pki_cert_from_pem(block, strlen(block), &longer), RK_ERR_CRYPTO);
+    assert_null(longer);
+    free(b64);
+    free(padded);
+    OPENSSL_free(der);
     free(pem);
     X509_free(cert);
     X509_free(again);

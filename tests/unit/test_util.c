@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/ids.h"
 #include "lib/util.h"
 
 static void hex_round_trip_and_refusals(void **state)
@@ -71,6 +72,27 @@ static void files(void **state)
     rmdir(dir);
 }
 
+/* Found by fuzzing (tests/fuzz/corpus/ids/crash-date-with-space): a date's
+ * digits must be digits, not a space or a sign that sscanf would skip. */
+static void dates_and_ids(void **state)
+{
+    assert_true(rk_date_valid("2025-06-01"));
+    assert_true(rk_date_valid("1900-12-31"));
+    assert_false(rk_date_valid("2025- 6-01"));
+    assert_false(rk_date_valid("2025-+6-01"));
+    assert_false(rk_date_valid("2025-06- 1"));
+    assert_false(rk_date_valid(" 025-06-01"));
+    assert_false(rk_date_valid("+202-06-01"));
+    assert_false(rk_date_valid("2025-13-01"));
+    assert_false(rk_date_valid("2025-06-00"));
+    assert_false(rk_date_valid("1899-06-01"));
+    assert_false(rk_date_valid("2025-06-011"));
+    assert_true(rk_id_valid("op-001.A_b", RK_ID_FIELD_MAX));
+    assert_false(rk_id_valid("op 001", RK_ID_FIELD_MAX));
+    assert_false(rk_person_id_valid("123456789018")); /* a valid My Number */
+    assert_true(rk_person_id_valid("123456789010"));
+}
+
 static void every_error_has_a_text(void **state)
 {
     for (int rc = RK_OK; rc < RK_ERR__COUNT; rc++)
@@ -104,6 +126,7 @@ int main(void)
         cmocka_unit_test(paths),
         cmocka_unit_test(files),
         cmocka_unit_test(every_error_has_a_text),
+        cmocka_unit_test(dates_and_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,119 @@
+/* fuzz_agency.c — the agency node's request readers (src/agency/persons.c,
+ * provision.c, queries.c, unlawful.c): a body is refused with a 400 (404
+ * for a data path without an item) or gives fields within the grammar each
+ * promises. The first byte picks the route; for PUT /v1/data the body's
+ * first line is the path after /v1/data/. */
+#include "agency/agency.h"
+#include "fuzz_body.h"
+#include "lib/ids.h"
+#include "lib/mynumber.h"
+
+static void person_fields(const char *person, int check)
+{
+    FZ_CHECK(rk_person_id_valid(person) && check >= 0 && check <= 9);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    int route = data[0] % 8;
+    char path[200] = "/v1/x";
+    data++;
+    size--;
+    if (route == 5) { /* the data path, then the body */
+        const uint8_t *nl = memchr(data, '\n', size);
+        size_t n = nl ? (size_t)(nl - data) : 0;
+        if (!nl || n > 150)
+            return 0;
+        snprintf(path, sizeof path, "/v1/data/%.*s", (int)n, (const char *)data);
+        if (strlen(path) != strlen("/v1/data/") + n)
+            return 0; /* a NUL inside: no such path reaches a handler */
+        data += n + 1;
+        size -= n + 1;
+    }
+    rk_request req;
+    if (fz_request(&req, path, data, size) != 0)
+        return 0;
+    rk_response resp = {0};
+    int rc = 0;
+    switch (route) {
+    case 0: { /* POST /v1/persons */
+        const char *person, *number;
+        int check = -1;
+        if ((rc = agency_read_person(&req, &resp, &person, &number, &check)) == 0) {
+            person_fields(person, check);
+            FZ_CHECK(rk_mynumber_validate(number) == RK_OK && check == rk_mynumber_check_code(number));
+        }
+        break;
+    }
+    case 1: { /* POST /v1/persons/batch */
+        json_t *list = rk_req_batch(&req, &resp, "persons");
+        rc = list ? 0 : -1;
+        for (size_t i = 0; i < json_array_size(list) && i < 50; i++) {
+            const char *person;
+            int check;
+            if (!agency_read_person_entry(json_array_get(list, i), &person, &check))
+                person_fields(person, check);
+        }
+        break;
+    }
+    case 2: { /* POST /v1/code-notices */
+        agency_notice n;
+        if ((rc = agency_read_code_notice(&req, &resp, &n)) == 0)
+            FZ_CHECK(*n.acquisition_no && strlen(n.code) <= RK_CODE_FIELD_MAX && n.check_code >= 0 && n.check_code <= 9);
+        break;
+    }
+    case 3: { /* POST /v1/code-notices/batch: what reaches the store */
+        json_t *list = rk_req_batch(&req, &resp, "notices");
+        rc = list ? 0 : -1;
+        for (size_t i = 0; i < json_array_size(list) && i < 50; i++) {
+            json_t *e = json_array_get(list, i), *check = json_object_get(e, "check_code");
+            agency_notice n;
+            agency_read_notice_entry(e, &n);
+            if (n.acquisition_no)
+                FZ_CHECK(n.code && strlen(n.code) <= RK_CODE_FIELD_MAX);
+            FZ_CHECK(n.check_code == -1 || (n.check_code >= 0 && n.check_code <= 9));
+            if (n.check_code >= 0) /* the number sent, not a wrapped one */
+                FZ_CHECK(json_is_integer(check) && json_integer_value(check) == n.check_code);
+        }
+        break;
+    }
+    case 4: { /* POST /v1/provisions */
+        agency_provision_in in;
+        if ((rc = agency_read_provision(&req, &resp, &in)) == 0)
+            FZ_CHECK(*in.exchange_id && strlen(in.exchange_id) <= RK_EXCHANGE_ID_MAX && *in.code &&
+                     strlen(in.requester) <= RK_AGENCY_FIELD_MAX && strlen(in.requester_cert) <= RK_CERT_PEM_MAX);
+        break;
+    }
+    case 5: { /* PUT /v1/data/{person}/{item} */
+        agency_data_in in;
+        if ((rc = agency_read_data(&req, &resp, &in)) == 0) {
+            FZ_CHECK(rk_person_id_valid(in.person) && rk_catalogue_id_valid(in.item) && in.value);
+            FZ_CHECK(rk_date_valid(in.as_of) && (!in.request_id || rk_person_id_valid(in.request_id)));
+        }
+        break;
+    }
+    case 6: { /* POST /v1/queries */
+        agency_query_in in;
+        if ((rc = agency_read_query(&req, &resp, &in)) == 0)
+            FZ_CHECK(rk_id_valid(in.query_id, RK_ID_FIELD_MAX) && rk_id_valid(in.operator_id, RK_ID_FIELD_MAX) &&
+                     *in.person && *in.business && *in.item && strlen(in.provider) <= RK_AGENCY_FIELD_MAX);
+        break;
+    }
+    default: { /* POST /v1/unlawful */
+        const char *xid, *kind, *reason;
+        int is_request = -1;
+        if ((rc = agency_read_unlawful(&req, &resp, &xid, &kind, &reason, &is_request)) == 0)
+            FZ_CHECK(is_request == (strcmp(kind, "unlawful_request") == 0) &&
+                     (is_request || strcmp(kind, "unlawful_provision") == 0) && strlen(reason) <= RK_REASON_MAX);
+        break;
+    }
+    }
+    if (rc == 0)
+        fz_untouched(&resp);
+    else
+        fz_refused(&resp);
+    json_decref(req.json);
+    return 0;
+}
