@@ -389,6 +389,16 @@ done:
     return finish(rc);
 }
 
+/* A signature BIT STRING with unused bits is not what any signer makes;
+ * OpenSSL clears those bits when it reads it, so that re-encoding the
+ * certificate may not show the difference. */
+static int signature_has_unused_bits(const X509 *cert)
+{
+    const ASN1_BIT_STRING *sig = NULL;
+    X509_get0_signature(&sig, NULL, cert);
+    return !sig || ((sig->flags & ASN1_STRING_FLAG_BITS_LEFT) && (sig->flags & 0x07));
+}
+
 rk_rc rk_pki_cert_from_pem(const char *pem, size_t len, X509 **out)
 {
     if (!pem || len > INT_MAX)
@@ -411,7 +421,8 @@ rk_rc rk_pki_cert_from_pem(const char *pem, size_t len, X509 **out)
     int again_len = 0;
     if (PEM_bytes_read_bio(&der, &der_len, NULL, PEM_STRING_X509, bio, NULL, NULL) != 1 ||
         !(p = der, cert = d2i_X509(NULL, &p, der_len)) || p != der + der_len ||
-        (again_len = i2d_X509(cert, &again)) != der_len || memcmp(again, der, (size_t)der_len) != 0) {
+        (again_len = i2d_X509(cert, &again)) != der_len || memcmp(again, der, (size_t)der_len) != 0 ||
+        signature_has_unused_bits(cert)) {
         OPENSSL_free(again);
         X509_free(cert);
         rc = RK_ERR_CRYPTO;
