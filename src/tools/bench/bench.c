@@ -1,5 +1,5 @@
 /* bench.c — `renkei bench WHAT`: the top-level usage and the dispatcher to
- * each benchmark (codes.c, bench_cms.c, http.c, exchanges.c, enrol.c). */
+ * each benchmark (codes.c, bench_cms.c, http.c, exchanges.c, enrol.c, store.c). */
 #include <stdio.h>
 #include <string.h>
 
@@ -24,13 +24,15 @@ static const char usage_main[] =
     "  exchanges   request-and-provision exchanges per second through a fresh\n"
     "              network, one node alone, and (--baseline) nginx with mutual TLS\n"
     "  enrol       bulk enrolment: time to accept and to link N persons, peak RSS\n"
+    "  store       durable writes per second on a store (SQLite or PostgreSQL),\n"
+    "              group commit against one commit per write\n"
     "\n"
     "Run 'renkei bench WHAT --help' for the options. See docs/bench.md.\n";
 
 int rk_cmd_bench(int argc, char **argv)
 {
     if (argc < 2)
-        return bench_usage_error("missing what to benchmark (codes, cms, http, exchanges or enrol)");
+        return bench_usage_error("missing what to benchmark (codes, cms, http, exchanges, enrol or store)");
     const char *what = argv[1];
     if (strcmp(what, "--help") == 0 || strcmp(what, "-h") == 0 || strcmp(what, "help") == 0)
         return fputs(usage_main, stdout), 0;
@@ -44,5 +46,7 @@ int rk_cmd_bench(int argc, char **argv)
         return bench_cmd_exchanges(argc - 1, argv + 1);
     if (strcmp(what, "enrol") == 0)
         return bench_cmd_enrol(argc - 1, argv + 1);
-    return bench_usage_error("unknown benchmark '%s' (codes, cms, http, exchanges or enrol)", what);
+    if (strcmp(what, "store") == 0)
+        return bench_cmd_store(argc - 1, argv + 1);
+    return bench_usage_error("unknown benchmark '%s' (codes, cms, http, exchanges, enrol or store)", what);
 }

@@ -24,6 +24,7 @@ int bench_cmd_cms(int argc, char **argv);
 int bench_cmd_http(int argc, char **argv);
 int bench_cmd_exchanges(int argc, char **argv);
 int bench_cmd_enrol(int argc, char **argv);
+int bench_cmd_store(int argc, char **argv);
 
 /* ---- messages and signals (options.c) -------------------------------------------- */
 
@@ -52,6 +53,7 @@ typedef struct bench_opts {
     int concurrency, threads, persons, baseline, keep, baseline_workers, workers;
     int batch; /* bench enrol: persons per POST /v1/persons/batch; 0: one POST /v1/persons each */
     const char *url, *cert, *key, *ca, *path, *body_file, *method, *passphrase_file;
+    const char *store; /* bench store: the store's target */
 } bench_opts;
 
 /* The getopt_long values of the long options. */
@@ -74,6 +76,7 @@ enum {
     BENCH_OPT_BODY,
     BENCH_OPT_METHOD,
     BENCH_OPT_PASSPHRASE,
+    BENCH_OPT_STORE,
 };
 
 /* What bench_parse_opts found: options to run with, --help, or a usage error (already said). */

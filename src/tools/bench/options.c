@@ -123,6 +123,9 @@ static int set_text_opt(int c, bench_opts *o)
     case BENCH_OPT_PASSPHRASE:
         o->passphrase_file = optarg;
         break;
+    case BENCH_OPT_STORE:
+        o->store = optarg;
+        break;
     default:
         return 0;
     }
