@@ -2,8 +2,10 @@
  * 法23条): checks every node's records log in a network folder.
  *
  * For each node that keeps records (the core and every agency node) it
- * reads the node's database (read-only, through the records module: no SQL
- * here, and the node may be running), recomputes every record's leaf from
+ * reads the node's store as its node.conf names it (read-only, through the
+ * records module: no SQL here, and the node may be running; a network's
+ * PostgreSQL server that is down is started for the reading and stopped
+ * after), recomputes every record's leaf from
  * its fields, and checks: positions are contiguous (nothing removed), each
  * stored leaf matches its record (nothing altered), every signed tree head
  * verifies with the node's registered certificate (nothing forged), and the
@@ -21,6 +23,8 @@
 #include "records/records.h"
 #include "records/records_log.h"
 #include "net/registry.h"
+#include "node/config.h"
+#include "tools/net/net.h"
 #include "tools/tools.h"
 
 typedef struct node_check {
@@ -160,9 +164,17 @@ static int verify_node(const char *dir, const rk_peer_node *node)
         X509_free(c.cert);
         return c.findings;
     }
-    snprintf(path, sizeof path, "%s/nodes/%s/node.db", dir, node->id);
+    /* the node's store as its node.conf says (nodes/<id>/node.db when it says nothing) */
+    char err[256] = "";
+    rk_node_config *cfg = calloc(1, sizeof *cfg);
+    snprintf(path, sizeof path, "%s/nodes/%s/node.conf", dir, node->id);
+    if (cfg && rk_config_load(path, cfg, err, sizeof err) == RK_OK)
+        snprintf(path, sizeof path, "%s", cfg->db);
+    else
+        snprintf(path, sizeof path, "%s/nodes/%s/node.db", dir, node->id);
+    free(cfg);
     if (rk_db_open(path, RK_DB_READONLY, &c.db) != RK_OK) {
-        finding(&c, "cannot open %s", path);
+        finding(&c, "cannot open its store%s%s", strstr(path, "://") ? "" : " ", strstr(path, "://") ? "" : path);
     } else if (read_records(&c) == 0) {
         int heads = check_heads(&c);
         if (heads == 0 && c.n > 0)
@@ -200,7 +212,12 @@ int rk_cmd_records(int argc, char **argv)
         fprintf(stderr, "renkei records: %s\n", err);
         return 1;
     }
-    int findings = 0, nodes = 0;
+    int findings = 0, nodes = 0, pg_started = 0;
+    if (rk_net_pg_start(argv[2], &pg_started, err, sizeof err) != RK_OK) { /* --store postgres, and down */
+        fprintf(stderr, "renkei records: %s\n", err);
+        rk_registry_free(reg);
+        return 1;
+    }
     printf("records of the network in %s:\n", argv[2]);
     for (size_t i = 0; i < reg->n_nodes; i++) {
         const rk_peer_node *n = &reg->nodes[i];
@@ -210,6 +227,8 @@ int rk_cmd_records(int argc, char **argv)
         findings += verify_node(argv[2], n);
     }
     rk_registry_free(reg);
+    if (pg_started && rk_net_pg_stop(argv[2]) != RK_OK)
+        fprintf(stderr, "renkei records: the PostgreSQL server of %s/pg did not stop\n", argv[2]);
     if (findings) {
         printf("records verify: %d finding(s) in %d node(s) checked\n", findings, nodes);
         return 1;
