@@ -11,6 +11,10 @@ crash, SIGKILL by a timeout).
 
     with PgServer() as pg:
         uri = pg.create_database("core")
+
+PgServer(existing=DIR/pg) is the server of a network written by `renkei net
+init DIR --store postgres` instead: started here, stopped by close() (and by
+the watchdog), its folder left to the network.
 """
 import os
 import pwd
@@ -33,13 +37,20 @@ def _free_port():
 
 
 class PgServer:
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="rk-pg-")
+    def __init__(self, existing=None):
+        self.owned = existing is None  # its folder is ours to remove
+        self.dir = existing or tempfile.mkdtemp(prefix="rk-pg-")
         self.data = os.path.join(self.dir, "data")
         self.sock = os.path.join(self.dir, "sock")
         self.log = os.path.join(self.dir, "server.log")
         self.port = None
         self.up = False
+        if not self.owned:
+            with open(os.path.join(self.data, "postgresql.conf")) as f:
+                self.port = [int(line.split("=")[1]) for line in f if line.startswith("port = ")][-1]
+            self._watchdog = self._start_watchdog()
+            self.start()
+            return
         os.mkdir(self.sock, 0o700)
         self._watchdog = self._start_watchdog()
         try:
@@ -65,7 +76,8 @@ class PgServer:
     def _start_watchdog(self):
         """Waits, detached, for the end of a pipe only this process holds."""
         stop = " ".join(_as_postgres([f"{PG_BIN}/pg_ctl", "stop", "-D", self.data, "-m", "immediate", "-w"]))
-        script = (f"exec 3<&0; setsid sh -c 'trap \"\" INT HUP; cat >/dev/null; {stop}; rm -rf {self.dir}'"
+        remove = f"; rm -rf {self.dir}" if self.owned else ""
+        script = (f"exec 3<&0; setsid sh -c 'trap \"\" INT HUP; cat >/dev/null; {stop}{remove}'"
                   " <&3 >/dev/null 2>&1 &")
         p = subprocess.Popen(["/bin/sh", "-c", script], stdin=subprocess.PIPE)
         p.wait()  # the shell returns once the watchdog is in the background
@@ -89,8 +101,9 @@ class PgServer:
             return "no server log"
 
     def psql(self, sql, db="postgres"):
-        """Runs sql as the superuser; its rows, unaligned, one a line."""
-        return self._run([f"{PG_BIN}/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+        """Runs sql as the superuser (through the server's unix socket); its
+        rows, unaligned, one a line."""
+        return self._run([f"{PG_BIN}/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", self.sock,
                           "-p", str(self.port), "-U", "postgres", "-d", db, "-c", sql]).stdout.strip()
 
     def create_database(self, name, role=None, password=None):
@@ -111,16 +124,17 @@ class PgServer:
 
     def start(self):
         if not self.up:
-            self._pg_ctl("start", "-l", self.log, "-w", "-t", "60", "-o",
-                         f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sock}"
-                         " -c max_connections=60 -c shared_buffers=16MB")
+            opts = ["-o", f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sock}"
+                    " -c max_connections=60 -c shared_buffers=16MB"] if self.owned else []  # a network's: its own
+            self._pg_ctl("start", "-l", self.log, "-w", "-t", "60", *opts)
             self.up = True
 
     def close(self):
-        """Stops the server and removes its folder; safe to call again."""
+        """Stops the server and removes its folder (when it made it); safe to call again."""
         if self.up:
-            self.stop("immediate")  # nothing of a throwaway server needs a shutdown checkpoint
-        shutil.rmtree(self.dir, ignore_errors=True)
+            self.stop("immediate" if self.owned else "fast")  # a throwaway server needs no shutdown checkpoint
+        if self.owned:
+            shutil.rmtree(self.dir, ignore_errors=True)
         if self._watchdog:
             self._watchdog.close()  # it finds nothing left to do
             self._watchdog = None
