@@ -15,7 +15,7 @@
 #include "tools/toolkit.h"
 
 static const char usage_store[] =
-    "usage: renkei bench store [--store TARGET] [--threads N] [--seconds S]\n"
+    "usage: renkei bench store [--target TARGET] [--threads N] [--seconds S]\n"
     "\n"
     "N threads (default 16) each write for S seconds (default 5), every write\n"
     "two inserts in one transaction (a record and a kept answer, as an\n"
@@ -25,7 +25,7 @@ static const char usage_store[] =
     "p50 and p99 latency of each. Every commit is durable (SQLite FULL,\n"
     "PostgreSQL synchronous_commit on).\n"
     "\n"
-    "  --store TARGET   sqlite:PATH or a postgresql:// URI of a scratch database\n"
+    "  --target TARGET  sqlite:PATH or a postgresql:// URI of a scratch database\n"
     "                   (the bench adds two tables to it); default: a SQLite\n"
     "                   file in a new temporary folder, removed after\n";
 
@@ -167,7 +167,7 @@ static int store_measure(rk_db *db, int threads, double seconds, int one_at_a_ti
 int bench_cmd_store(int argc, char **argv)
 {
     static const struct option table[] = {
-        {"store", required_argument, NULL, BENCH_OPT_STORE},
+        {"target", required_argument, NULL, BENCH_OPT_TARGET},
         {"threads", required_argument, NULL, BENCH_OPT_THREADS},
         {"seconds", required_argument, NULL, BENCH_OPT_SECONDS},
         BENCH_O_HELP,
@@ -184,13 +184,13 @@ int bench_cmd_store(int argc, char **argv)
     }
     bench_install_signals();
     char dir[64] = "", target[TK_PATH_CAP];
-    if (!o.store) {
+    if (!o.target) {
         snprintf(dir, sizeof dir, "/tmp/renkei-bench-store-XXXXXX");
         if (!mkdtemp(dir))
             return bench_failure("cannot make a temporary folder");
         snprintf(target, sizeof target, "sqlite:%s/bench.db", dir);
     } else {
-        snprintf(target, sizeof target, "%s", o.store);
+        snprintf(target, sizeof target, "%s", o.target);
     }
     rk_db *db = NULL;
     rk_rc rc = rk_db_open(target, 0, &db);
