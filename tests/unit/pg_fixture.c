@@ -177,7 +177,7 @@ int pg_fixture_start(void)
     return 0;
 }
 
-int pg_fixture_port(void) { return fx.up ? fx.port : 0; }
+int pg_fixture_port(void) { return fx.dir[0] ? fx.port : 0; }
 
 int pg_fixture_new_db(char *uri, size_t size)
 {

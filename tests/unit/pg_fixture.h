@@ -18,7 +18,7 @@
 int pg_fixture_start(void);
 /* A new database: its libpq URI in uri. 0 or -1. */
 int pg_fixture_new_db(char *uri, size_t size);
-/* The server's port (0 before start). */
+/* The server's port, also while it is stopped (0 before start). */
 int pg_fixture_port(void);
 /* Stops the server, keeping its data (then pg_fixture_restart); 0 or -1. */
 int pg_fixture_stop(void);

@@ -3,18 +3,22 @@
  * (test_store.c, also run on PostgreSQL as unit/test_store_pg) do not show:
  * an unreachable database at open, the server restarted under an open
  * store (calls fail, then succeed again by themselves; a transaction cut by
- * the loss is never finished in autocommit), `?` numbering, bytea and
+ * the loss is never finished in autocommit; a server that does not answer
+ * is not waited for by every call), `?` numbering, bytea and
  * 64-bit values, a statement run while another's rows are being read,
  * rows changed, and purge's VACUUM. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -169,6 +173,42 @@ static void a_restart_fails_calls_then_they_succeed_again(void **state)
         n = count_scan(db);
     assert_int_equal(n, 3);
     assert_int_equal(count_rows(db), 3);
+}
+
+/* A server that does not answer (a listener that never accepts, as a dead
+ * machine's address would): one attempt waits for connect_timeout, and the
+ * calls within the next second fail at once instead of waiting too. */
+static void an_unanswering_server_is_not_waited_for_by_every_call(void **state)
+{
+    rk_db_close(*state);
+    *state = NULL;
+    char slow[200];
+    snprintf(slow, sizeof slow, "%s?connect_timeout=2", uri);
+    rk_db *db = NULL;
+    assert_int_equal(rk_db_open(slow, 0, &db), RK_OK);
+    *state = db;
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)1), RK_OK);
+    assert_int_equal(pg_fixture_stop(), 0);
+    int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)pg_fixture_port()),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(s, 16), 0); /* never accepted: connections wait for the server's first word */
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_ERR_STORE); /* meets the loss */
+    double t0 = now_s();
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_ERR_STORE);
+    double waited = now_s() - t0;
+    t0 = now_s();
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_ERR_STORE);
+    double at_once = now_s() - t0;
+    close(s);
+    assert_true(waited > 1.5);
+    assert_true(at_once < 0.5);
+    assert_int_equal(pg_fixture_restart(), 0);
+    sleep(1);
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_OK);
+    assert_int_equal(count_rows(db), 2);
 }
 
 /* A write whose connection is lost after its first insert: the server is
@@ -436,6 +476,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(an_unreachable_database_is_one_clear_line, setup, teardown),
         cmocka_unit_test_setup_teardown(a_restart_fails_calls_then_they_succeed_again, setup, teardown),
         cmocka_unit_test_setup_teardown(a_transaction_cut_by_a_restart_is_not_finished_in_autocommit, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_unanswering_server_is_not_waited_for_by_every_call, setup, teardown),
         cmocka_unit_test_setup_teardown(values_go_and_come_back_as_they_are, setup, teardown),
         cmocka_unit_test_setup_teardown(errors_are_told_apart, setup, teardown),
         cmocka_unit_test_setup_teardown(a_statement_while_another_reads_rows, setup, teardown),

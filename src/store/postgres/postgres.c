@@ -41,10 +41,12 @@
 #include <strings.h>
 
 #include "lib/log.h"
+#include "lib/util.h"
 #include "store/driver.h"
 
 #define STMT_CACHE 128
 #define DIRTY_MAX 32     /* tables a purge vacuums; more: the whole database */
+#define RETRY_SLOW_MS 1000 /* see ensure_connected */
 #define BOOLOID 16
 #define BYTEAOID 17
 
@@ -85,6 +87,7 @@ struct rk_db_conn {
     unsigned next_name;
     int in_tx;         /* a transaction was open when last seen */
     int down_logged;   /* a failed reconnection was logged (once per outage) */
+    int64_t retry_ms;  /* no reconnection before (monotonic ms): the last one waited long to fail */
     pg_stmt *active;   /* the statement whose results the connection is sending */
     int64_t changes;
     char *dirty[DIRTY_MAX]; /* writer: tables with deleted or updated rows since the last purge */
@@ -306,9 +309,18 @@ static rk_rc ensure_connected(rk_db_conn *c)
         return RK_OK;
     if (c->in_tx)
         return RK_ERR_STORE; /* the transaction is lost: it fails as a whole */
+    /* A server that refuses answers at once; one that does not answer (a
+     * dead machine) holds each attempt up to connect_timeout, with the
+     * connection's mutex: then calls fail at once for a second before the
+     * next attempt, rather than queue behind it. */
+    int64_t now = rk_mono_ms();
+    if (now < c->retry_ms)
+        return RK_ERR_STORE;
     forget_session(c);
     PQreset(c->pg);
     if (PQstatus(c->pg) != CONNECTION_OK || session_setup(c) != RK_OK) {
+        if (rk_mono_ms() - now > RETRY_SLOW_MS)
+            c->retry_ms = rk_mono_ms() + RETRY_SLOW_MS;
         if (!c->down_logged) {
             char line[512];
             rk_error("store: the database is unreachable: %s", one_line(PQerrorMessage(c->pg), line, sizeof line));
