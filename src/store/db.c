@@ -67,7 +67,7 @@ typedef struct binding {
 } binding;
 static __thread binding tl_bound;
 
-static const rk_db_driver *const drivers[] = {&rk_sqlite_driver};
+static const rk_db_driver *const drivers[] = {&rk_sqlite_driver, &rk_pg_driver};
 
 /* ---------- running a callback on a connection ---------- */
 
@@ -178,7 +178,7 @@ rk_rc rk_db_open(const char *target, int flags, rk_db **out)
         if (drivers[i]->accepts(target))
             drv = drivers[i];
     if (!drv) {
-        rk_error("store: no driver for this store (sqlite:PATH or a path)");
+        rk_error("store: no driver for this store (sqlite:PATH, a path, or a postgresql:// URI)");
         return RK_ERR_CONFIG;
     }
     if (strlen(target) >= TARGET_MAX)

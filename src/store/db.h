@@ -1,7 +1,6 @@
 /* store/db.h — the one SQL interface every store module is written against
  * (DESIGN §6). Modelled on Dovecot's lib-sql: one API, a driver per engine
- * (store/sqlite/ today; PostgreSQL next), no engine symbol outside its
- * driver.
+ * (store/sqlite/, store/postgres/), no engine symbol outside its driver.
  *
  * What a store module does with it:
  *   - names its tables once, as versioned migrations (rk_db_migrate);
@@ -14,8 +13,14 @@
  *
  * The SQL is portable (SQLite 3.40 and PostgreSQL 15 both run it): `?`
  * parameters, INSERT … ON CONFLICT … DO NOTHING / DO UPDATE, RETURNING for
- * generated ids, BIGINT for every integer. DDL may use three tokens that the
- * driver expands: {id} (a generated BIGINT primary key), {blob} (bytes) and
+ * generated ids, BIGINT for every integer. PostgreSQL infers each
+ * parameter's type from its context: where there is none (`? IS NULL`) or
+ * where it would be narrower than the value (`? = 0` is an INTEGER), the
+ * SQL says it: CAST(? AS TEXT), CAST(? AS BIGINT). A statement that fails
+ * inside a write spoils the rest of that write on PostgreSQL: a caller goes
+ * on after a failed statement only through rk_db_item. DDL may use three
+ * tokens that the driver expands: {id} (a generated BIGINT primary key; it
+ * may skip values, e.g. after a rollback), {blob} (bytes) and
  * {without_rowid} (a table keyed by its primary key alone).
  *
  * Durability: a write returned RK_OK only once it is committed — on disk,
@@ -39,12 +44,15 @@ enum {
 };
 
 /* Opens the database named by target: "sqlite:PATH" or a bare PATH
- * (created when missing, unless RK_DB_READONLY). */
+ * (created when missing, unless RK_DB_READONLY), or a libpq URI
+ * "postgresql://…" (the database must exist). When the connection to
+ * PostgreSQL is lost, calls answer RK_ERR_STORE and a later call connects
+ * again by itself. */
 rk_rc rk_db_open(const char *target, int flags, rk_db **out);
 /* Closes the database; what rk_db_write_later set up on a loop is freed
  * too when the loop's end did not (its base must still exist then). */
 void rk_db_close(rk_db *db);
-/* "sqlite" (the driver's name), for messages and metrics. */
+/* "sqlite" or "postgresql" (the driver's name), for messages and metrics. */
 const char *rk_db_engine(const rk_db *db);
 
 /* Brings module's tables to the newest version: steps[i] takes them from
@@ -92,7 +100,8 @@ rk_rc rk_db_item(rk_db *db, rk_db_fn fn, void *arg);
 
 /* After a write that deleted what must leave no trace (第8-5): makes the
  * engine drop the old copies of the deleted rows (SQLite: checkpoint and
- * truncate the WAL). Outside any callback. */
+ * truncate the WAL; PostgreSQL: VACUUM the tables changed since). Outside
+ * any callback. */
 rk_rc rk_db_purge(rk_db *db);
 
 /* ---------- statements (inside a callback only) ---------- */

@@ -66,5 +66,6 @@ typedef struct rk_db_driver {
 } rk_db_driver;
 
 extern const rk_db_driver rk_sqlite_driver;
+extern const rk_db_driver rk_pg_driver;
 
 #endif

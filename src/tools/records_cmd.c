@@ -2,8 +2,10 @@
  * standard 第3-1(2), 法23条): checks the records logs of a network.
  *
  * From the databases (the default): for each node that keeps records (the
- * core and every agency node) it reads the node's database read-only
- * through the records module (no SQL here; the node may be running) in one
+ * core and every agency node) it reads the node's store as its node.conf
+ * names it, read-only, through the records module (no SQL here; the node
+ * may be running; a network's PostgreSQL server that is down is started
+ * for the reading and stopped after) in one
  * streaming pass, in memory bounded by the number of signed heads, not of
  * records. Each record's leaf is recomputed from its fields and checked
  * against its stored leaf (nothing altered), its position (nothing removed)
@@ -32,6 +34,8 @@
 #include "records/records.h"
 #include "records/records_log.h"
 #include "records/tiles.h"
+#include "node/config.h"
+#include "tools/net/net.h"
 #include "tools/toolkit.h"
 #include "tools/tools.h"
 
@@ -288,9 +292,18 @@ static int verify_node(const char *dir, const rk_peer_node *node)
         else
             c.has_vkey = 1;
     }
-    snprintf(path, sizeof path, "%s/nodes/%s/node.db", dir, node->id);
+    /* the node's store as its node.conf says (nodes/<id>/node.db when it says nothing) */
+    char err[256] = "";
+    rk_node_config *cfg = calloc(1, sizeof *cfg);
+    snprintf(path, sizeof path, "%s/nodes/%s/node.conf", dir, node->id);
+    if (cfg && rk_config_load(path, cfg, err, sizeof err) == RK_OK)
+        snprintf(path, sizeof path, "%s", cfg->db);
+    else
+        snprintf(path, sizeof path, "%s/nodes/%s/node.db", dir, node->id);
+    free(cfg);
     if (rk_db_open(path, RK_DB_READONLY, &c.db) != RK_OK || rk_db_open(path, RK_DB_READONLY, &c.tiles_db) != RK_OK) {
-        FINDING(&c, "cannot open %s", path);
+        /* a URI holds the role's password: never printed */
+        FINDING(&c, "cannot open its store%s%s", strstr(path, "://") ? "" : " ", strstr(path, "://") ? "" : path);
         goto done;
     }
     rk_rc rc = rk_tree_heads_each(c.db, collect_head, &c);
@@ -476,7 +489,11 @@ int rk_cmd_records(int argc, char **argv)
         rk_registry_free(reg);
         return rc;
     }
-    int findings = 0, nodes = 0;
+    int findings = 0, nodes = 0, pg_started = 0;
+    if (rk_net_pg_start(dir, &pg_started, err, sizeof err) != RK_OK) { /* --store postgres, and down */
+        rk_registry_free(reg);
+        return tk_failure("records", "%s", err);
+    }
     printf("records of the network in %s:\n", dir);
     for (size_t i = 0; i < reg->n_nodes; i++) {
         const rk_peer_node *n = &reg->nodes[i];
@@ -486,6 +503,8 @@ int rk_cmd_records(int argc, char **argv)
         findings += verify_node(dir, n);
     }
     rk_registry_free(reg);
+    if (pg_started && rk_net_pg_stop(dir) != RK_OK)
+        fprintf(stderr, "renkei records: the PostgreSQL server of %s/pg did not stop\n", dir);
     if (findings) {
         printf("records verify: %d finding(s) in %d node(s) checked\n", findings, nodes);
         return 1;

@@ -5,6 +5,11 @@ started as its own process (`renkei <role> --config …`) so that a test can
 stop, kill and restart one node. Calls go over real mutual TLS with the
 credentials `net init` wrote. On stop, every node must exit 0 and no node
 log may hold a sanitizer report: a test that leaves one fails.
+
+RENKEI_TEST_STORE=postgres runs the same tests on PostgreSQL: the network is
+written with `--store postgres` (one server under DIR/pg, a database per
+node), started before the nodes and stopped after (pgserver.py); sql() reads
+a node's database on either engine.
 """
 import csv
 import http.client
@@ -13,6 +18,7 @@ import os
 import shutil
 import signal
 import random
+import re
 import socket
 import ssl
 import subprocess
@@ -25,6 +31,9 @@ import unittest
 BIN = os.environ.get("RENKEI_BIN") or os.path.join(os.path.dirname(__file__), "../../build/renkei")
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer")
 SLOW = 4 if os.environ.get("RENKEI_SANITIZED") else 1
+STORE = os.environ.get("RENKEI_TEST_STORE") or "sqlite"  # or "postgres"
+if STORE not in ("sqlite", "postgres"):
+    raise SystemExit(f"RENKEI_TEST_STORE must be sqlite or postgres, not {STORE!r}")
 
 
 def renkei(*args, check=True, timeout=120, input_text=None):
@@ -75,7 +84,9 @@ class Answer:
 class Network:
     def __init__(self, agencies=3, persons=30, conf_extra=None):
         self.dir = tempfile.mkdtemp(prefix="renkei-test-")
-        renkei("net", "init", self.dir, "--agencies", agencies, "--persons", persons)
+        self.store = STORE
+        self.pg = None  # the PostgreSQL server of the network, while it runs
+        renkei("net", "init", self.dir, "--agencies", agencies, "--persons", persons, "--store", STORE)
         with open(os.path.join(self.dir, "network.json")) as f:
             self.registry = json.load(f)
         self.nodes = {n["id"]: n for n in self.registry["nodes"]}
@@ -105,6 +116,9 @@ class Network:
 
     # ---------- processes ----------
     def start_node(self, node_id, wait=True):
+        if self.store == "postgres" and not self.pg:  # the nodes' database server first
+            from pgserver import PgServer
+            self.pg = PgServer(existing=self.path("pg"))
         node = self.nodes[node_id]
         log = open(self.path("nodes", node_id, "node.log"), "ab")
         p = subprocess.Popen([BIN, node["role"], "--config", self.path("nodes", node_id, "node.conf")],
@@ -190,6 +204,9 @@ class Network:
             for mark in SANITIZER_MARKS:
                 if mark in text:
                     self.failures.append(f"{n['id']}: sanitizer report:\n{text[text.index(mark) - 200:][:3000]}")
+        if self.pg:
+            self.pg.close()
+            self.pg = None
         if self.failures:
             raise AssertionError("; ".join(self.failures))
         if remove:
@@ -255,13 +272,108 @@ class Network:
             time.sleep(0.05)
         raise AssertionError(f"{agency}/{person} did not become {want}: {a}")
 
-    def sqlite(self, node_id, sql, args=()):
-        import sqlite3
-        db = sqlite3.connect(self.path("nodes", node_id, "node.db"), timeout=10)
+    def sql(self, node_id, sql, args=()):
+        """The rows of a query on a node's database, on either engine (`?`
+        parameters; on PostgreSQL integers come back as int, NULL as None)."""
+        if self.store == "sqlite":
+            import sqlite3
+            db = sqlite3.connect(self.path("nodes", node_id, "node.db"), timeout=10)
+            try:
+                return db.execute(sql, args).fetchall()
+            finally:
+                db.close()
+        parts = sql.split("?")
+        if len(parts) != len(args) + 1:
+            raise ValueError(f"{len(args)} arguments for {len(parts) - 1} parameters")
+
+        def literal(v):
+            return "NULL" if v is None else str(v) if isinstance(v, int) else "'" + str(v).replace("'", "''") + "'"
+        text = parts[0] + "".join(literal(a) + p for a, p in zip(args, parts[1:]))
+        # the columns' types first (\gdesc), so that numbers come back as int and text as str
+        p = subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "--csv", "-t", "-P", "null=\\N",
+                            "-v", "ON_ERROR_STOP=1", self.store_uri(node_id)],
+                           input=f"{text} \\gdesc\n\\echo @@rows@@\n{text};\n",
+                           capture_output=True, text=True, timeout=30)
+        if p.returncode != 0:
+            raise AssertionError(f"psql on {node_id}: {p.stderr.strip()}")
+        lines = p.stdout.splitlines()
+        at = lines.index("@@rows@@")
+        ints = [t in ("bigint", "integer", "smallint", "numeric") for _, t in csv.reader(lines[:at])]
+
+        def value(v, is_int):
+            return None if v == "\\N" else int(v) if is_int else v
+        return [tuple(value(v, i) for v, i in zip(row, ints)) for row in csv.reader(lines[at + 1:])]
+
+    sqlite = sql  # the name the tests were written with
+
+    def store_holds(self, node_id, text):
+        """Whether a node's store holds these bytes: anywhere in SQLite's
+        files (free pages and WAL included); on PostgreSQL in any version,
+        live or dead, of any row of its database (pageinspect reads the pages
+        as they are; the free space of a page is not searched)."""
+        if self.store == "sqlite":
+            data = b""
+            for suffix in ("", "-wal"):
+                try:
+                    with open(self.path("nodes", node_id, "node.db" + suffix), "rb") as f:
+                        data += f.read()
+                except FileNotFoundError:
+                    pass
+            return text.encode() in data
+        literal = "'" + text.replace("'", "''") + "'"
+        self.pg.psql("CREATE EXTENSION IF NOT EXISTS pageinspect", db=node_id)
+        return int(self.pg.psql(
+            "SELECT count(*) FROM pg_class c, generate_series(0, pg_relation_size(c.oid) / 8192 - 1) AS b,"
+            " heap_page_items(get_raw_page(c.oid::regclass::text, b)) AS i"
+            " WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace"
+            f" AND position(convert_to({literal}, 'UTF8') IN coalesce(i.t_data, '')) > 0", db=node_id)) > 0
+
+    def copy_to(self, dst):
+        """A copy of the stopped network in dst (a folder) that runs apart
+        from it: on PostgreSQL its server's data (owner kept) on a port of
+        its own, and its nodes' store URIs with it."""
+        if self.store == "sqlite":
+            shutil.copytree(self.dir, dst, dirs_exist_ok=True)
+            return
+        subprocess.run(["cp", "-a", self.dir + "/.", dst], check=True)  # -a: the postgres user's files stay its
+        port = free_port()
+        with open(os.path.join(dst, "pg", "data", "postgresql.conf"), "a") as f:
+            f.write(f"\nport = {port}\nunix_socket_directories = '{os.path.join(dst, 'pg', 'sock')}'\n")
+        for n in self.server_nodes():
+            conf = os.path.join(dst, "nodes", n["id"], "node.conf")
+            with open(conf) as f:
+                text = f.read()
+            with open(conf, "w") as f:
+                f.write(re.sub(r"(store = postgresql://[^@]*@127\.0\.0\.1:)\d+", rf"\g<1>{port}", text))
+
+    @staticmethod
+    def tamper(net_dir, node_id, sql):
+        """Runs sql on a node's store of the stopped network in net_dir, behind
+        the nodes' back (as an attacker with the files would)."""
+        if STORE == "sqlite":
+            subprocess.run(["sqlite3", os.path.join(net_dir, "nodes", node_id, "node.db"), sql], check=True)
+            return
+        from pgserver import PgServer
+        pg = PgServer(existing=os.path.join(net_dir, "pg"))
         try:
-            return db.execute(sql, args).fetchall()
+            pg.psql(sql, db=node_id)
         finally:
-            db.close()
+            pg.close()
+
+    def set_store_read_only(self, node_id, read_only):
+        """Makes a node's store refuse writes, or take them again: SQLite's
+        file made read-only; on PostgreSQL the server's transactions (every
+        node's: they share it), through a reload that open sessions follow."""
+        if self.store == "sqlite":
+            os.chmod(self.path("nodes", node_id, "node.db"), 0o444 if read_only else 0o600)
+            return
+        self.pg.psql("ALTER SYSTEM SET default_transaction_read_only = on" if read_only
+                     else "ALTER SYSTEM RESET default_transaction_read_only")
+        self.pg.psql("SELECT pg_reload_conf()")
+
+    def store_uri(self, node_id):
+        with open(self.path("nodes", node_id, "node.conf")) as f:
+            return [line.split("=", 1)[1].strip() for line in f if line.startswith("store = ")][-1]
 
 
 class TcpLine:
@@ -341,6 +453,8 @@ class NetworkTest(unittest.TestCase):
         except Exception:
             for p in cls.net.procs.values():
                 p.kill()
+            if cls.net.pg:
+                cls.net.pg.close()
             raise
 
     @classmethod

@@ -3,6 +3,7 @@
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -13,23 +14,59 @@ from harness import BIN, SLOW, main, renkei
 
 class NetCommands(unittest.TestCase):
     def test_up_status_and_a_clean_stop(self):
+        for store in ("sqlite", "postgres"):
+            with self.subTest(store):
+                self.up_status_and_a_clean_stop(store)
+
+    def up_status_and_a_clean_stop(self, store):
         d = tempfile.mkdtemp(prefix="renkei-cli-")
+        os.chmod(d, 0o711)  # the postgres user runs the server of DIR/pg: it must pass through
+        net = os.path.join(d, "net")
         try:
-            renkei("net", "init", os.path.join(d, "net"), "--agencies", 2, "--persons", 5)
-            up = subprocess.Popen([BIN, "net", "up", os.path.join(d, "net")], stdout=subprocess.PIPE,
+            renkei("net", "init", net, "--agencies", 2, "--persons", 5, "--store", store)
+            up = subprocess.Popen([BIN, "net", "up", net], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
             line = up.stdout.readline()
             self.assertIn("network up", line)
-            p = renkei("net", "status", os.path.join(d, "net"), check=False)
+            p = renkei("net", "status", net, check=False)
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
             self.assertEqual(p.stdout.count(" ok"), 6, p.stdout)  # core, jlis, 2 gateways, 2 agency nodes
             up.send_signal(signal.SIGTERM)
             self.assertEqual(up.wait(timeout=30 * SLOW), 0, up.stderr.read())
-            p = renkei("net", "status", os.path.join(d, "net"), check=False)
+            up.stdout.close()
+            up.stderr.close()
+            p = renkei("net", "status", net, check=False)
             self.assertNotEqual(p.returncode, 0)
             self.assertIn("down", p.stdout)
+            if store == "postgres":
+                self.postgres_after_up(net)
         finally:
             shutil.rmtree(d, ignore_errors=True)
+
+    def postgres_after_up(self, net):
+        """`net up` stopped its server; `records verify` starts it for its
+        reading and stops it after; a node whose database is down does not
+        start, in one clear line."""
+        with open(os.path.join(net, "pg", "data", "postgresql.conf")) as f:
+            port = [int(x.split("=")[1]) for x in f if x.startswith("port = ")][-1]
+
+        def listening():
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+        self.assertFalse(listening())
+        p = renkei("records", "verify", net, check=False)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("all 3 nodes' records are intact", p.stdout)
+        self.assertFalse(listening())
+        with open(os.path.join(net, "nodes", "core", "node.conf")) as f:
+            store = [x.split("=", 1)[1].strip() for x in f if x.startswith("store = ")][-1]
+        self.assertTrue(store.startswith("postgresql://core:"), store)
+        password = store.split(":")[2].split("@")[0]
+        p = subprocess.run([BIN, "core", "--config", os.path.join(net, "nodes", "core", "node.conf")],
+                           capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn(f"store: cannot connect to postgresql://core:***@127.0.0.1:{port}/core: ", p.stderr)
+        self.assertNotIn(password, p.stderr)
 
     def test_init_refuses_an_existing_network(self):
         d = tempfile.mkdtemp(prefix="renkei-cli-")

@@ -1,12 +1,11 @@
 """Monitoring and time (standard 第5-4(3), 第6-8): /healthz and /metrics on
 every node, the clock offset to the core measured and reported, skewed
 requests refused, a read-only store turning health degraded."""
-import os
 import re
 import time
 import unittest
 
-from harness import SLOW, Network, main, renkei
+from harness import SLOW, STORE, Network, main, renkei
 
 Y, K = "city-yokohama", "pref-kanagawa"
 
@@ -85,15 +84,31 @@ class HealthAndTime(unittest.TestCase):
         self.assertEqual(self.net.agency_call(K, "GET", "/v1/persons/K-SKEW").status, 404)  # nothing stored
 
     def test_read_only_store_turns_health_degraded(self):
-        db = self.net.path("nodes", Y, "node.db")
-        os.chmod(db, 0o444)
+        self.net.set_store_read_only(Y, True)
         try:
             h = self.health(Y)
             self.assertEqual((h.status, h.json["status"]), (503, "degraded"))
             self.assertFalse(h.json["checks"]["store_writable"])
         finally:
-            os.chmod(db, 0o600)
+            self.net.set_store_read_only(Y, False)
         self.assertEqual(self.health(Y).status, 200)
+
+    @unittest.skipUnless(STORE == "postgres", "a database server to lose: PostgreSQL only")
+    def test_a_lost_database_turns_health_degraded_then_the_node_recovers(self):
+        self.net.pg.stop("immediate")  # as a crash would
+        try:
+            for _ in range(2):  # the first call meets the lost connection, the next one finds no server
+                h = self.health(Y)
+                self.assertEqual((h.status, h.json["status"]), (503, "degraded"), h)
+                self.assertFalse(h.json["checks"]["store_writable"])
+        finally:
+            self.net.pg.start()
+        deadline = time.time() + 10 * SLOW
+        while self.health(Y).status != 200 and time.time() < deadline:  # it connects again by itself
+            time.sleep(0.1)
+        self.assertEqual(self.health(Y).status, 200)
+        a = self.net.agency_call(Y, "GET", "/v1/persons/nobody")
+        self.assertEqual(a.status, 404, a)  # its store answers again
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Unlawful requests and provisions (standard 第8-5): marked by a privileged
-operator, the value deleted at the requester — gone from its database files
-— each step recorded at every node, and a report at the core with what
-happened, what was done, the root cause and the prevention."""
-import os
+operator, the value deleted at the requester — gone from its store, its
+files (SQLite) or every row version (PostgreSQL) — each step recorded at
+every node, and a report at the core with what happened, what was done, the
+root cause and the prevention."""
 import time
 import unittest
 
@@ -37,17 +37,8 @@ class Unlawful(unittest.TestCase):
         return a, secret.encode()
 
     def assert_held(self, node, secret, held):
-        data = self.db_bytes(node)
-        self.assertEqual(secret in data, held, f"{node}'s database files {'lack' if held else 'still hold'} the value")
-
-    def db_bytes(self, node):
-        data = b""
-        for suffix in ("node.db", "node.db-wal"):
-            path = self.net.path("nodes", node, suffix)
-            if os.path.exists(path):
-                with open(path, "rb") as f:
-                    data += f.read()
-        return data
+        self.assertEqual(self.net.store_holds(node, secret.decode()), held,
+                         f"{node}'s store {'lacks' if held else 'still holds'} the value")
 
     def outcomes(self, node, who, xid):
         a = self.net.call(node, "GET", f"/v1/records?exchange_id={xid}", as_client=who)

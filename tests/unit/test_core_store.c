@@ -1,7 +1,8 @@
 /* Unit tests: the core's store through core_store.h on a temporary
  * database — one serial per person across resident-code changes, codes
  * issued, the notice outbox (due, retry, done), the reads for tools, and a
- * read-only open beside the writer. */
+ * read-only open beside the writer. On SQLite, and on PostgreSQL when
+ * RENKEI_TEST_STORE=postgres (unit/test_core_store_pg; pg_fixture.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,17 +12,19 @@
 #include <string.h>
 
 #include "core/core_store.h"
+#include "pg_fixture.h"
 #include "store/db.h"
 
 static char dir[64];
-static char target[128];
+static char target[160]; /* sqlite:<dir>/node.db or a new PostgreSQL database */
 
 static int setup(void **state)
 {
     snprintf(dir, sizeof dir, "/tmp/rk-test-core-store-XXXXXX");
     if (!mkdtemp(dir))
         return -1;
-    snprintf(target, sizeof target, "sqlite:%s/node.db", dir);
+    if (test_store_target(dir, "node", target, sizeof target) != 0)
+        return -1;
     core_store *s = NULL;
     if (core_store_open(target, 0, &s) != RK_OK)
         return -1;
@@ -300,7 +303,8 @@ static void read_only_open_reads_and_cannot_write(void **state)
     assert_int_equal(acquire(s, &a, 1000), RK_OK);
 
     core_store *ro = NULL;
-    assert_int_equal(core_store_open(target + strlen("sqlite:"), RK_DB_READONLY, &ro), RK_OK);
+    const char *same = test_store_is_pg() ? target : target + strlen("sqlite:"); /* a bare path: sqlite:PATH */
+    assert_int_equal(core_store_open(same, RK_DB_READONLY, &ro), RK_OK);
     assert_int_equal(core_store_issued(ro, "city-a", a.serial), RK_OK);
     assert_int_equal(core_store_outbox_depth(ro), 1);
     assert_int_equal(core_store_next_due(ro, 0, 1), 1000);
@@ -329,8 +333,11 @@ static void read_only_open_reads_and_cannot_write(void **state)
     core_store_close(ro);
 
     /* Read-only never creates a database. */
-    char missing[128];
-    snprintf(missing, sizeof missing, "sqlite:%s/missing.db", dir);
+    char missing[160];
+    if (test_store_is_pg())
+        snprintf(missing, sizeof missing, "postgresql://postgres@127.0.0.1:%d/missing", pg_fixture_port());
+    else
+        snprintf(missing, sizeof missing, "sqlite:%s/missing.db", dir);
     assert_int_not_equal(core_store_open(missing, RK_DB_READONLY, &ro), RK_OK);
 }
 
@@ -350,6 +357,13 @@ static void reopen_keeps_rows(void **state)
     assert_int_equal(again.serial, a.serial);
 }
 
+static int end_group(void **state)
+{
+    (void)state;
+    test_store_end();
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -362,5 +376,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(read_only_open_reads_and_cannot_write, setup, teardown),
         cmocka_unit_test_setup_teardown(reopen_keeps_rows, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, end_group);
 }

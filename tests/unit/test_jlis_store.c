@@ -1,7 +1,9 @@
 /* Unit tests: J-LIS's store through jlis_store.h on a temporary database —
  * the residents import (replace, unchanged file, a bad or duplicate row
  * leaving the registry as it was, also after a first chunk was committed),
- * find, the relay log, and a read-only open beside the writer. */
+ * find, the relay log, and a read-only open beside the writer. On SQLite,
+ * and on PostgreSQL when RENKEI_TEST_STORE=postgres (unit/test_jlis_store_pg;
+ * pg_fixture.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,10 +14,11 @@
 
 #include "jlis/jlis_store.h"
 #include "lib/mynumber.h"
+#include "pg_fixture.h"
 #include "store/db.h"
 
 static char dir[64];
-static char target[128];
+static char target[160]; /* sqlite:<dir>/node.db or a new PostgreSQL database */
 static char csv[128];
 
 static int setup(void **state)
@@ -23,7 +26,8 @@ static int setup(void **state)
     snprintf(dir, sizeof dir, "/tmp/rk-test-jlis-store-XXXXXX");
     if (!mkdtemp(dir))
         return -1;
-    snprintf(target, sizeof target, "sqlite:%s/node.db", dir);
+    if (test_store_target(dir, "node", target, sizeof target) != 0)
+        return -1;
     snprintf(csv, sizeof csv, "%s/residents.csv", dir);
     jlis_store *s = NULL;
     if (jlis_store_open(target, 0, &s) != RK_OK)
@@ -230,7 +234,9 @@ static void read_only_open_reads_and_cannot_write(void **state)
     assert_int_equal(jlis_store_log_relay(s, "city-a", "a-1", "primary", 1700000000000LL), RK_OK);
 
     jlis_store *ro = NULL;
-    assert_int_equal(jlis_store_open(target + strlen("sqlite:"), RK_DB_READONLY, &ro), RK_OK);
+    /* a bare path is the synonym of sqlite:PATH */
+    const char *same = test_store_is_pg() ? target : target + strlen("sqlite:");
+    assert_int_equal(jlis_store_open(same, RK_DB_READONLY, &ro), RK_OK);
     assert_int_equal(jlis_store_count(ro), 3);
     my_number(0, num);
     assert_int_equal(jlis_store_find(ro, num, &r), RK_OK);
@@ -254,6 +260,13 @@ static void read_only_open_reads_and_cannot_write(void **state)
     jlis_store_close(ro);
 }
 
+static int end_group(void **state)
+{
+    (void)state;
+    test_store_end();
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -263,5 +276,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(relay_log_newest_first, setup, teardown),
         cmocka_unit_test_setup_teardown(read_only_open_reads_and_cannot_write, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, end_group);
 }

@@ -1,12 +1,15 @@
-/* Unit tests: the store interface of store/db.h on its SQLite driver —
- * group commit, commits on an event loop, the read connection, item
- * savepoints, versioned migrations, a read-only open, and a rolled-back
- * savepoint that grew the file. The records module has its own tests
- * (test_records.c). */
+/* Unit tests: the store interface of store/db.h — group commit, commits on
+ * an event loop, the read connection, item savepoints, versioned
+ * migrations (a newer schema refused in one line), a read-only open, and a
+ * rolled-back savepoint that grew the file. They run on SQLite, and on
+ * PostgreSQL when RENKEI_TEST_STORE=postgres (unit/test_store_pg: a
+ * throwaway server, a new database for each test; pg_fixture.h). The
+ * records module has its own tests (test_records.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,10 +19,11 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "pg_fixture.h"
 #include "store/db.h"
 
 static char dir[64];
-static char path[128];
+static char target[160]; /* this test's store: sqlite:<dir>/node.db or a new PostgreSQL database */
 
 static const char *const test_steps[] = {
     "CREATE TABLE t (k BIGINT PRIMARY KEY, v TEXT NOT NULL);",
@@ -31,9 +35,10 @@ static int setup(void **state)
     snprintf(dir, sizeof dir, "/tmp/rk-test-store-XXXXXX");
     if (!mkdtemp(dir))
         return -1;
-    snprintf(path, sizeof path, "%s/node.db", dir);
+    if (test_store_target(dir, "node", target, sizeof target) != 0)
+        return -1;
     rk_db *db = NULL;
-    if (rk_db_open(path, 0, &db) != RK_OK || rk_db_migrate(db, "test", test_steps, 1) != RK_OK)
+    if (rk_db_open(target, 0, &db) != RK_OK || rk_db_migrate(db, "test", test_steps, 1) != RK_OK)
         return -1;
     *state = db;
     return 0;
@@ -415,7 +420,7 @@ static void migrations_are_versioned(void **state)
     /* kept across a reopen, with the rows */
     rk_db_close(db);
     *state = NULL;
-    assert_int_equal(rk_db_open(path, 0, &db), RK_OK);
+    assert_int_equal(rk_db_open(target, 0, &db), RK_OK);
     *state = db;
     assert_int_equal(version_of_m(db), 2);
     assert_int_equal(rk_db_migrate(db, "m", steps, 2), RK_OK);
@@ -430,10 +435,9 @@ static void a_read_only_open_reads_and_does_not_write(void **state)
     assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)1), RK_OK);
     assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_OK);
     rk_db *ro = NULL;
-    char target[160];
-    snprintf(target, sizeof target, "sqlite:%s", path);
     assert_int_equal(rk_db_open(target, RK_DB_READONLY, &ro), RK_OK);
-    assert_string_equal(rk_db_engine(ro), "sqlite");
+    assert_string_equal(rk_db_engine(ro), test_store_is_pg() ? "postgresql" : "sqlite");
+    assert_string_equal(rk_db_engine(db), rk_db_engine(ro));
     assert_int_equal(count_rows(ro), 2);
     assert_int_equal(count_rows_scan(ro), 2);
     /* it sees what the node commits meanwhile */
@@ -447,9 +451,15 @@ static void a_read_only_open_reads_and_does_not_write(void **state)
     rk_db_close(ro);
     assert_int_equal(count_rows(db), 3);
     /* a missing database is not created */
-    char missing[160];
-    snprintf(missing, sizeof missing, "%s/none.db", dir);
+    char missing[200];
     ro = NULL;
+    if (test_store_is_pg()) { /* nor by a writer: PostgreSQL's are made by whoever runs the server */
+        snprintf(missing, sizeof missing, "postgresql://postgres@127.0.0.1:%d/none", pg_fixture_port());
+        assert_int_not_equal(rk_db_open(missing, RK_DB_READONLY, &ro), RK_OK);
+        assert_int_not_equal(rk_db_open(missing, 0, &ro), RK_OK);
+        return;
+    }
+    snprintf(missing, sizeof missing, "%s/none.db", dir);
     assert_int_not_equal(rk_db_open(missing, RK_DB_READONLY, &ro), RK_OK);
     assert_int_not_equal(access(missing, F_OK), 0);
 }
@@ -484,7 +494,8 @@ static rk_rc insert_round(rk_db *db, void *arg)
 static rk_rc check_r(rk_db *db, void *arg)
 {
     int64_t *out = arg;
-    rk_stmt *q = rk_db_stmt(db, "PRAGMA integrity_check");
+    /* SQLite checks its file; PostgreSQL has nothing of the kind to ask (the test is its rows) */
+    rk_stmt *q = test_store_is_pg() ? rk_db_stmt(db, "SELECT 'ok'") : rk_db_stmt(db, "PRAGMA integrity_check");
     if (!q || rk_stmt_next(q) != RK_OK)
         return RK_ERR_STORE;
     out[0] = strcmp(rk_col_text(q, 0), "ok") == 0;
@@ -521,6 +532,62 @@ static void a_rolled_back_write_leaves_no_stale_pages(void **state)
     assert_int_equal(r[3], 0);
 }
 
+/* ---------- a schema newer than this binary knows ---------- */
+
+/* Runs migrate with stderr in a file: the lines it logged. */
+static int lines_logged_by_migrate(rk_db *db, const char *module, const char *const *steps, int n, rk_rc *rc,
+                                   char *text, size_t size)
+{
+    char log[128];
+    snprintf(log, sizeof log, "%s/stderr.txt", dir);
+    fflush(stderr);
+    int saved = dup(2), fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(saved >= 0 && fd >= 0);
+    dup2(fd, 2);
+    *rc = rk_db_migrate(db, module, steps, n);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fd);
+    FILE *f = fopen(log, "r");
+    assert_non_null(f);
+    size_t got = fread(text, 1, size - 1, f);
+    text[got] = '\0';
+    fclose(f);
+    int lines = 0;
+    for (const char *p = text; *p; p++)
+        lines += *p == '\n';
+    fprintf(stderr, "%s", text); /* as the test's own output too */
+    return lines;
+}
+
+static void a_newer_schema_is_refused_in_one_line(void **state)
+{
+    rk_db *db = *state;
+    static const char *const steps[] = {"CREATE TABLE n1 (x BIGINT);", "CREATE TABLE n2 (x BIGINT);"};
+    assert_int_equal(rk_db_migrate(db, "newer", steps, 2), RK_OK);
+    /* the same database reopened by a renkei that knows one step only */
+    rk_db_close(db);
+    *state = NULL;
+    assert_int_equal(rk_db_open(target, 0, &db), RK_OK);
+    *state = db;
+    rk_rc rc = RK_OK;
+    char text[2048];
+    assert_int_equal(lines_logged_by_migrate(db, "newer", steps, 1, &rc, text, sizeof text), 1);
+    assert_int_equal(rc, RK_ERR_STORE);
+    assert_non_null(strstr(text, "the newer tables are at schema version 2, newer than this renkei knows (1)"));
+    /* nothing was changed: the binary that knows both steps still opens it */
+    assert_int_equal(lines_logged_by_migrate(db, "newer", steps, 2, &rc, text, sizeof text), 0);
+    assert_int_equal(rc, RK_OK);
+}
+
+static int end_group(void **state)
+{
+    (void)state;
+    test_store_end();
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -532,6 +599,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(migrations_are_versioned, setup, teardown),
         cmocka_unit_test_setup_teardown(a_read_only_open_reads_and_does_not_write, setup, teardown),
         cmocka_unit_test_setup_teardown(a_rolled_back_write_leaves_no_stale_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_newer_schema_is_refused_in_one_line, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, end_group);
 }

@@ -1,5 +1,5 @@
 /* bench.c — `renkei bench WHAT`: the top-level usage and the dispatcher to
- * each benchmark (codes.c, bench_cms.c, http.c, exchanges.c, enrol.c, records.c). */
+ * each benchmark (codes.c, bench_cms.c, http.c, exchanges.c, enrol.c, records.c, store.c). */
 #include <stdio.h>
 #include <string.h>
 
@@ -26,13 +26,15 @@ static const char usage_main[] =
     "  enrol       bulk enrolment: time to accept and to link N persons, peak RSS\n"
     "  records     the core's records log from 10^3 to N records: append rate, proof\n"
     "              latency from tiles at each size, bytes per record, records verify\n"
+    "  store       durable writes per second on a store (SQLite or PostgreSQL),\n"
+    "              group commit against one commit per write\n"
     "\n"
     "Run 'renkei bench WHAT --help' for the options. See docs/bench.md.\n";
 
 int rk_cmd_bench(int argc, char **argv)
 {
     if (argc < 2)
-        return bench_usage_error("missing what to benchmark (codes, cms, http, exchanges, enrol or records)");
+        return bench_usage_error("missing what to benchmark (codes, cms, http, exchanges, enrol, records or store)");
     const char *what = argv[1];
     if (strcmp(what, "--help") == 0 || strcmp(what, "-h") == 0 || strcmp(what, "help") == 0)
         return fputs(usage_main, stdout), 0;
@@ -48,5 +50,7 @@ int rk_cmd_bench(int argc, char **argv)
         return bench_cmd_enrol(argc - 1, argv + 1);
     if (strcmp(what, "records") == 0)
         return bench_cmd_records(argc - 1, argv + 1);
-    return bench_usage_error("unknown benchmark '%s' (codes, cms, http, exchanges, enrol or records)", what);
+    if (strcmp(what, "store") == 0)
+        return bench_cmd_store(argc - 1, argv + 1);
+    return bench_usage_error("unknown benchmark '%s' (codes, cms, http, exchanges, enrol, records or store)", what);
 }

@@ -25,6 +25,7 @@ int bench_cmd_http(int argc, char **argv);
 int bench_cmd_exchanges(int argc, char **argv);
 int bench_cmd_enrol(int argc, char **argv);
 int bench_cmd_records(int argc, char **argv);
+int bench_cmd_store(int argc, char **argv);
 
 /* ---- messages and signals (options.c) -------------------------------------------- */
 
@@ -54,6 +55,8 @@ typedef struct bench_opts {
     int batch; /* bench enrol: persons per POST /v1/persons/batch; 0: one POST /v1/persons each */
     long long records; /* bench records: records appended to the core's log */
     const char *url, *cert, *key, *ca, *path, *body_file, *method, *passphrase_file;
+    const char *target; /* bench store: the store's target */
+    int postgres;       /* --store postgres: the fresh network's data in PostgreSQL */
 } bench_opts;
 
 /* The getopt_long values of the long options. */
@@ -77,6 +80,8 @@ enum {
     BENCH_OPT_METHOD,
     BENCH_OPT_PASSPHRASE,
     BENCH_OPT_RECORDS,
+    BENCH_OPT_STORE,
+    BENCH_OPT_TARGET,
 };
 
 /* What bench_parse_opts found: options to run with, --help, or a usage error (already said). */
@@ -141,7 +146,7 @@ typedef struct bench_net {
 /* Writes and starts a network of 3 agencies and `persons` residents in a new
  * temporary folder (workers > 0: handler threads of every node) and waits
  * until every node is healthy. */
-rk_rc bench_net_open(bench_net *n, int persons, int workers, char *err, size_t errlen);
+rk_rc bench_net_open(bench_net *n, int persons, int workers, int postgres, char *err, size_t errlen);
 
 /* Stops the nodes, removes the folder unless keep. RK_OK when every node
  * exited cleanly. */

@@ -15,6 +15,7 @@
 
 static const char usage_enrol[] =
     "usage: renkei bench enrol [--persons N] [--batch N] [--concurrency N] [--workers N] [--keep]\n"
+    "                          [--store sqlite|postgres]\n"
     "\n"
     "Builds a fresh network of 3 agencies with N synthetic residents (default\n"
     "1000000), enrols every one at city-yokohama with POST /v1/persons (the\n"
@@ -31,7 +32,9 @@ static const char usage_enrol[] =
     "  --threads T          client threads (default 1)\n"
     "  --workers N          handler threads of every node (default: the nodes'\n"
     "                       own default, 16)\n"
-    "  --keep               keep the network folder\n";
+    "  --keep               keep the network folder\n"
+    "  --store S            sqlite (default) or postgres: the nodes' data in one\n"
+    "                       PostgreSQL server of the network (net init --store)\n";
 
 typedef struct enrol_marks {
     bench_proc_snap before, after;
@@ -65,7 +68,7 @@ static int enrol_open(enrol_bench *e)
         printf("  (every node: [node] workers = %d)\n", e->o.workers);
     fflush(stdout);
     double t = rk_mono_s();
-    if ((rc = bench_net_open(&e->n, e->o.persons, e->o.workers, e->err, sizeof e->err)) != RK_OK)
+    if ((rc = bench_net_open(&e->n, e->o.persons, e->o.workers, e->o.postgres, e->err, sizeof e->err)) != RK_OK)
         return bench_failure("%s", e->err[0] ? e->err : rk_strerror(rc));
     bench_note("network: %s, %zu nodes, written and up in %.1f s", e->n.dir, rk_net_count(e->n.procs), rk_mono_s() - t);
     if ((rc = tk_client_open(e->n.dir, "clients/city-yokohama", &e->yokohama, e->err, sizeof e->err)) != RK_OK ||
@@ -166,6 +169,7 @@ int bench_cmd_enrol(int argc, char **argv)
         {"keep", no_argument, NULL, BENCH_OPT_KEEP},
         {"workers", required_argument, NULL, BENCH_OPT_WORKERS},
         {"batch", required_argument, NULL, BENCH_OPT_BATCH},
+        {"store", required_argument, NULL, BENCH_OPT_STORE},
         BENCH_O_HELP,
         BENCH_O_END,
     };

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "net/http_server.h"
 #include "tools/bench/bench.h"
@@ -91,6 +92,11 @@ static int parse_number_opt(int c, bench_opts *o)
         if (!tk_parse_int(optarg, 1, RK_BATCH_MAX, &o->batch))
             return bench_usage_error("--batch must be 1..%d", RK_BATCH_MAX), 0;
         return 1;
+    case BENCH_OPT_STORE:
+        if (strcmp(optarg, "sqlite") != 0 && strcmp(optarg, "postgres") != 0)
+            return bench_usage_error("--store must be sqlite or postgres"), 0;
+        o->postgres = strcmp(optarg, "postgres") == 0;
+        return 1;
     default:
         return -1;
     }
@@ -129,6 +135,9 @@ static int set_text_opt(int c, bench_opts *o)
         break;
     case BENCH_OPT_PASSPHRASE:
         o->passphrase_file = optarg;
+        break;
+    case BENCH_OPT_TARGET:
+        o->target = optarg;
         break;
     default:
         return 0;

@@ -18,13 +18,14 @@
 #include <unistd.h>
 
 #include "lib/util.h"
+#include "node/config.h"
 #include "records/merkle.h"
 #include "records/records.h"
 #include "store/db.h"
 #include "tools/bench/bench.h"
 
 static const char usage_records[] =
-    "usage: renkei bench records [--records N] [--threads T] [--keep]\n"
+    "usage: renkei bench records [--records N] [--threads T] [--store sqlite|postgres] [--keep]\n"
     "\n"
     "Builds a fresh network and appends N synthetic records (default 1000000)\n"
     "to the core's records log through the records store (group commit; the\n"
@@ -36,6 +37,8 @@ static const char usage_records[] =
     "\n"
     "  --records N   1000..1000000000 (default 1000000)\n"
     "  --threads T   appending threads (default 4)\n"
+    "  --store S     sqlite (default) or postgres: the network's data in PostgreSQL\n"
+    "                (bytes on disk are then not measured)\n"
     "  --keep        keep the network folder (printed on a 'network: DIR' line)\n";
 
 #define APPEND_CHUNK 256   /* records per write callback */
@@ -246,14 +249,20 @@ static int run(rec_bench *b)
     rk_rc rc;
     printf("renkei bench records: %lld records appended to the core's log, %d appending threads\n", b->o.records,
            b->o.threads);
-    if ((rc = bench_net_open(&b->n, 10, 0, b->err, sizeof b->err)) != RK_OK)
+    if ((rc = bench_net_open(&b->n, 10, 0, b->o.postgres, b->err, sizeof b->err)) != RK_OK)
         return bench_failure("%s", b->err[0] ? b->err : rk_strerror(rc));
-    bench_note("network: %s", b->n.dir);
+    bench_note("network: %s (%s)", b->n.dir, b->o.postgres ? "PostgreSQL" : "SQLite");
     b->core = bench_net_node(&b->n, RK_ROLE_CORE, NULL);
     char path[TK_PATH_CAP];
-    bench_fmt(path, sizeof path, "%s/nodes/%s/node.db", b->n.dir, b->core->id);
-    if ((rc = rk_db_open(path, 0, &b->db)) != RK_OK)
-        return bench_failure("%s: cannot open the core's database", path);
+    /* the core's store as its node.conf names it: the records are appended there */
+    rk_node_config *cfg = calloc(1, sizeof *cfg);
+    bench_fmt(path, sizeof path, "%s/nodes/%s/node.conf", b->n.dir, b->core->id);
+    rc = cfg ? rk_config_load(path, cfg, b->err, sizeof b->err) : RK_ERR_NOMEM;
+    if (rc == RK_OK)
+        rc = rk_db_open(cfg->db, 0, &b->db);
+    free(cfg);
+    if (rc != RK_OK)
+        return bench_failure("cannot open the core's store: %s", rk_strerror(rc));
     printf("  proofs from tiles over HTTPS, %d inclusion and %d consistency at each size:\n", PROOFS,
            CONSISTENCY_PROOFS);
     unsigned long long size = 1000;
@@ -273,12 +282,14 @@ static int run(rec_bench *b)
            (double)b->o.records / b->append_s, b->o.threads);
     rk_db_close(b->db);
     b->db = NULL;
-    bench_fmt(path, sizeof path, "%s/nodes/%s/node.db", b->n.dir, b->core->id);
-    long long bytes = file_size(path);
-    bench_fmt(path, sizeof path, "%s/nodes/%s/node.db-wal", b->n.dir, b->core->id);
-    bytes += file_size(path);
-    printf("  on disk: %.1f MiB for the core's database, %.0f bytes per record (records, indexes, tiles, heads)\n",
-           (double)bytes / (1 << 20), (double)bytes / (double)b->o.records);
+    if (!b->o.postgres) {
+        bench_fmt(path, sizeof path, "%s/nodes/%s/node.db", b->n.dir, b->core->id);
+        long long bytes = file_size(path);
+        bench_fmt(path, sizeof path, "%s/nodes/%s/node.db-wal", b->n.dir, b->core->id);
+        bytes += file_size(path);
+        printf("  on disk: %.1f MiB for the core's database, %.0f bytes per record (records, indexes, tiles, heads)\n",
+               (double)bytes / (1 << 20), (double)bytes / (double)b->o.records);
+    }
     bench_rss_print();
     rk_rc closed = bench_net_close(&b->n, 1); /* stopped; the folder stays for verify */
     time_verify(b);
@@ -299,6 +310,7 @@ int bench_cmd_records(int argc, char **argv)
         {"records", required_argument, NULL, BENCH_OPT_RECORDS},
         {"threads", required_argument, NULL, BENCH_OPT_THREADS},
         {"keep", no_argument, NULL, BENCH_OPT_KEEP},
+        {"store", required_argument, NULL, BENCH_OPT_STORE},
         BENCH_O_HELP,
         BENCH_O_END,
     };

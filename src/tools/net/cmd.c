@@ -30,7 +30,7 @@ static const char usage_net[] =
     "A whole renkei network in one folder, on 127.0.0.1.\n"
     "\n"
     "commands:\n"
-    "  init DIR [--agencies N] [--persons N] [--base-port P]\n"
+    "  init DIR [--agencies N] [--persons N] [--base-port P] [--store sqlite|postgres]\n"
     "                 write a runnable network (CA, certificates, network.json,\n"
     "                 node configs, permissions.csv, residents.csv) into DIR\n"
     "  up DIR         run every node in the foreground until SIGINT or SIGTERM\n"
@@ -39,7 +39,7 @@ static const char usage_net[] =
     "Run 'renkei net COMMAND --help' for the options of a command.\n";
 
 static const char usage_init[] =
-    "usage: renkei net init DIR [--agencies N] [--persons N] [--base-port P]\n"
+    "usage: renkei net init DIR [--agencies N] [--persons N] [--base-port P] [--store sqlite|postgres]\n"
     "\n"
     "Writes a runnable network into DIR (created if missing; refused when\n"
     "DIR/network.json exists): the CA (DIR/pki), every node's certificate, key\n"
@@ -50,15 +50,20 @@ static const char usage_init[] =
     "  --agencies N    number of agencies, 2..200 (default 3)\n"
     "  --persons N     synthetic residents, 1..5000000 (default 100)\n"
     "  --base-port P   assign ports P, P+1, … (default: free ephemeral ports)\n"
+    "  --store S       sqlite: each node's data in its node.db (the default);\n"
+    "                  postgres: in one PostgreSQL server under DIR/pg, a\n"
+    "                  database and a role per node (run as the postgres user;\n"
+    "                  `net up` starts it before the nodes and stops it after)\n"
     "  --help          show this help\n";
 
 static const char usage_up[] =
     "usage: renkei net up DIR\n"
     "\n"
     "Starts every node of the network in DIR (core, jlis, gateways, agency\n"
-    "nodes; each one's output appended to DIR/nodes/<id>/node.log), waits until\n"
-    "all are healthy and stays in the foreground. SIGINT or SIGTERM stops them\n"
-    "all; exit 0 only when every node stopped cleanly.\n";
+    "nodes; each one's output appended to DIR/nodes/<id>/node.log), after its\n"
+    "PostgreSQL server (DIR/pg) when it has one, waits until all are healthy and\n"
+    "stays in the foreground. SIGINT or SIGTERM stops them all, and then the\n"
+    "server if it started it; exit 0 only when every node stopped cleanly.\n";
 
 static const char usage_status[] =
     "usage: renkei net status DIR\n"
@@ -89,6 +94,7 @@ static enum parse_result parse_init(int argc, char **argv, const char **dir, rk_
     static const struct option opts[] = {{"agencies", required_argument, NULL, 'a'},
                                          {"persons", required_argument, NULL, 'p'},
                                          {"base-port", required_argument, NULL, 'b'},
+                                         {"store", required_argument, NULL, 's'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -102,6 +108,10 @@ static enum parse_result parse_init(int argc, char **argv, const char **dir, rk_
             return usage_error("--persons must be 1..%d", NET_MAX_PERSONS), PARSE_USAGE;
         if (c == 'b' && !tk_parse_int(optarg, 1, 65535, &o->base_port))
             return usage_error("--base-port must be 1..65535"), PARSE_USAGE;
+        if (c == 's' && strcmp(optarg, "sqlite") != 0 && strcmp(optarg, "postgres") != 0)
+            return usage_error("--store must be sqlite or postgres"), PARSE_USAGE;
+        if (c == 's')
+            o->postgres = strcmp(optarg, "postgres") == 0;
         if (c == '?' || c == ':')
             return option_error(c, argv), PARSE_USAGE;
     }
@@ -133,6 +143,8 @@ static void print_summary(const char *dir, const rk_net_options *o)
         printf(", city-005..city-%03d municipality", o->agencies);
     printf(")\n");
     printf("  persons:  %d\n", o->persons);
+    printf("  store:    %s\n", o->postgres ? "PostgreSQL, one server under DIR/pg (a database and a role per node)"
+                                            : "SQLite, nodes/<id>/node.db");
     printf("run it with: renkei net up %s\n", dir);
 }
 

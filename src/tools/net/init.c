@@ -199,7 +199,8 @@ static rk_rc write_master_key(const char *nd)
     return rc;
 }
 
-static rk_rc write_node_conf(const char *dir, const net_node *n, char *err, size_t errlen)
+/* store: the node's `store` URI (a PostgreSQL network), or NULL for SQLite's node.db. */
+static rk_rc write_node_conf(const char *dir, const net_node *n, const char *store, char *err, size_t errlen)
 {
     char nd[NET_PATH_CAP], path[NET_PATH_CAP], text[1024];
     const char *extra = n->role == RK_ROLE_CORE ? "\n[core]\nmaster_key_file = master.key\n"
@@ -212,10 +213,11 @@ static rk_rc write_node_conf(const char *dir, const net_node *n, char *err, size
     if (rc == RK_OK)
         rc = tk_path(text, sizeof text,
                       "[node]\nid = %s\nnetwork = ../../network.json\nca = ../../pki/ca.pem\n"
-                      "cert = cert.pem\nkey = key.pem\ndb = node.db\n%s",
-                      n->id, extra);
-    if (rc == RK_OK)
-        rc = rk_write_file(path, text, strlen(text), 0644);
+                      "cert = cert.pem\nkey = key.pem\n%s%s\n%s",
+                      n->id, store ? "store = " : "db = node.db", store ? store : "", extra);
+    if (rc == RK_OK) /* a store URI holds the node's database password */
+        rc = rk_write_file(path, text, strlen(text), store ? 0600 : 0644);
+    rk_wipe(text, sizeof text);
     if (rc == RK_OK && n->role == RK_ROLE_CORE)
         rc = write_master_key(nd);
     if (rc != RK_OK)
@@ -223,12 +225,12 @@ static rk_rc write_node_conf(const char *dir, const net_node *n, char *err, size
     return rc;
 }
 
-static rk_rc write_configs(const char *dir, const net_plan *plan, char *err, size_t errlen)
+static rk_rc write_configs(const char *dir, const net_plan *plan, char *const *stores, char *err, size_t errlen)
 {
     rk_rc rc = RK_OK;
     for (size_t i = 0; i < plan->n && rc == RK_OK; i++)
         if (net_is_server_role(plan->nodes[i].role))
-            rc = write_node_conf(dir, &plan->nodes[i], err, errlen);
+            rc = write_node_conf(dir, &plan->nodes[i], stores ? stores[i] : NULL, err, errlen);
     return rc;
 }
 
@@ -447,6 +449,7 @@ rk_rc rk_net_init(const char *dir, const rk_net_options *opt, char *err, size_t 
 {
     rk_net_options o;
     net_plan plan = {0};
+    char **stores = NULL; /* --store postgres: each server node's URI */
     if (err && errlen)
         err[0] = '\0';
     rk_rc rc = resolve_options(opt, &o, err, errlen);
@@ -456,13 +459,25 @@ rk_rc rk_net_init(const char *dir, const rk_net_options *opt, char *err, size_t 
         net_set_err(err, errlen, "cannot plan the network: %s", rk_strerror(rc));
         goto done;
     }
+    if (o.postgres && !(stores = calloc(plan.n, sizeof *stores))) {
+        rc = RK_ERR_NOMEM;
+        goto done;
+    }
     if ((rc = net_plan_ports(&plan, o.base_port, err, errlen)) != RK_OK ||
-        (rc = write_pki(dir, &plan, err, errlen)) != RK_OK || (rc = write_configs(dir, &plan, err, errlen)) != RK_OK ||
+        (rc = write_pki(dir, &plan, err, errlen)) != RK_OK ||
+        (o.postgres && (rc = net_pg_init(dir, &plan, stores, err, errlen)) != RK_OK) ||
+        (rc = write_configs(dir, &plan, stores, err, errlen)) != RK_OK ||
         (rc = copy_permissions(dir, err, errlen)) != RK_OK ||
         (rc = write_residents(dir, o.persons, err, errlen)) != RK_OK)
         goto done;
     rc = write_network_json(dir, &plan, err, errlen);
 done:
+    for (size_t i = 0; stores && i < plan.n; i++)
+        if (stores[i]) {
+            rk_wipe(stores[i], strlen(stores[i]));
+            free(stores[i]);
+        }
+    free(stores);
     free(plan.nodes);
     return rc;
 }

@@ -1,6 +1,6 @@
 /* net.h — `renkei net`: a whole runnable network in one folder (DESIGN §5).
  *
- *   renkei net init DIR [--agencies N] [--persons N] [--base-port P]
+ *   renkei net init DIR [--agencies N] [--persons N] [--base-port P] [--store sqlite|postgres]
  *   renkei net up DIR
  *   renkei net status DIR
  *
@@ -20,6 +20,7 @@ typedef struct rk_net_options {
     int agencies;  /* 2..200; 0 = default 3 */
     int persons;   /* 1..5,000,000; 0 = default 100 */
     int base_port; /* first port, assigned sequentially; 0 = pick free ephemeral ports */
+    int postgres;  /* 1: every node's store in one PostgreSQL server under DIR/pg (pg.c); 0: SQLite */
 } rk_net_options;
 
 /* Writes a network into dir (created if missing). opt NULL = defaults.
@@ -33,8 +34,9 @@ typedef struct rk_net_procs rk_net_procs;
 /* Starts every server node of dir/network.json as a child process
  * `renkei_exe <role> --config dir/nodes/<id>/node.conf`, stdout and stderr
  * appended to dir/nodes/<id>/node.log, in the order core, jlis, gateways,
- * agency nodes. The children get SIGTERM if the calling thread dies. On
- * failure the nodes already started are stopped and *out is NULL. */
+ * agency nodes; the PostgreSQL server of dir/pg first, when there is one.
+ * The children get SIGTERM if the calling thread dies. On failure the nodes
+ * already started are stopped and *out is NULL. */
 rk_rc rk_net_start(const char *dir, const char *renkei_exe, rk_net_procs **out, char *err, size_t errlen);
 
 /* Polls every server node's /healthz (and the core's backup line) with the
@@ -44,10 +46,19 @@ rk_rc rk_net_wait_healthy(const char *dir, int timeout_ms);
 /* Number of node processes in p. */
 size_t rk_net_count(const rk_net_procs *p);
 
-/* SIGTERM to all, waits up to 10 s for each, then SIGKILL. RK_OK only if
- * every node exited with status 0 (earlier unexpected exits included).
- * Names every node that did not on stderr. Frees p; NULL is RK_OK. */
+/* SIGTERM to all, waits up to 10 s for each, then SIGKILL; then stops the
+ * PostgreSQL server that rk_net_start started. RK_OK only if every node
+ * exited with status 0 (earlier unexpected exits included) and the server
+ * stopped. Names every node that did not on stderr. Frees p; NULL is RK_OK. */
 rk_rc rk_net_stop(rk_net_procs *p);
+
+/* A network written with --store postgres: starts its server (DIR/pg)
+ * when it is down; *started is then 1 and the caller stops it with
+ * rk_net_pg_stop. RK_OK with *started 0 when it runs already or the network
+ * has none. On error err holds one line. */
+rk_rc rk_net_pg_start(const char *dir, int *started, char *err, size_t errlen);
+/* Stops the server of DIR/pg (fast: sessions ended, a checkpoint). */
+rk_rc rk_net_pg_stop(const char *dir);
 
 /* One line per server node: "<id> <role> <url> ok|degraded|down".
  * Returns 0 when all are ok, 1 otherwise (errors on stderr). */

@@ -84,6 +84,16 @@ int net_reap_unexpected(rk_net_procs *p);
 /* The children still running. */
 size_t net_count_running(const rk_net_procs *p);
 
+/* ---- the PostgreSQL server of a network (pg.c) ------------------------------------ */
+
+/* 1 when DIR/pg holds a server's data (a network written with --store postgres). */
+int net_pg_present(const char *dir);
+
+/* Makes the server under DIR/pg (initdb, its port, one role and database per
+ * server node of the plan; stopped again after) and sets stores[i] to the
+ * node's `store` URI for every server node i (malloc'ed, the caller's). */
+rk_rc net_pg_init(const char *dir, const net_plan *plan, char **stores, char *err, size_t errlen);
+
 /* ---- health (health.c) ------------------------------------------------------------- */
 
 /* Polls until all server nodes are healthy. procs (optional): fails early

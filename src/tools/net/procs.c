@@ -1,5 +1,7 @@
 /* procs.c — the node processes of a network: starting every server node as a
- * child process, reaping them, and stopping them all. */
+ * child process, reaping them, and stopping them all; the network's
+ * PostgreSQL server (pg.c), when it has one, started before them and
+ * stopped after. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -30,6 +32,7 @@ typedef struct net_child {
 struct rk_net_procs {
     net_child *children;
     size_t n;
+    char pg_dir[NET_PATH_CAP]; /* the network whose PostgreSQL server this started, or "" */
 };
 
 volatile sig_atomic_t net_stop_requested;
@@ -106,6 +109,11 @@ rk_rc rk_net_start(const char *dir, const char *renkei_exe, rk_net_procs **out, 
         rc = RK_ERR_NOMEM;
         goto done;
     }
+    int pg_started = 0;
+    if ((rc = rk_net_pg_start(dir, &pg_started, err, errlen)) != RK_OK)
+        goto done;
+    if (pg_started)
+        snprintf(p->pg_dir, sizeof p->pg_dir, "%s", dir);
     for (size_t r = 0; r < sizeof order / sizeof order[0] && rc == RK_OK; r++) {
         for (size_t i = 0; i < reg->n_nodes && rc == RK_OK; i++) {
             if (reg->nodes[i].role != order[r])
@@ -218,6 +226,10 @@ rk_rc rk_net_stop(rk_net_procs *p)
         }
         if (!exited_cleanly(c->status))
             rc = RK_ERR_UPSTREAM;
+    }
+    if (p->pg_dir[0] && rk_net_pg_stop(p->pg_dir) != RK_OK) {
+        fprintf(stderr, "renkei net: the PostgreSQL server of %s/pg did not stop\n", p->pg_dir);
+        rc = RK_ERR_IO;
     }
     free(p->children);
     free(p);

@@ -1,0 +1,320 @@
+/* pg.c — the PostgreSQL server of a network written with `--store postgres`
+ * (DESIGN §6): one server under DIR/pg/ (data/, sock/, server.log), one role
+ * and one database per server node, named by the node's id, each role with a
+ * random password that only its node.conf holds (`store = postgresql://…`).
+ * `renkei net up` starts the server before the nodes and stops it after
+ * (rk_net_start, rk_net_stop), `renkei records verify` around its reads.
+ *
+ * The server's commands run as the `postgres` user that the Debian package
+ * creates (runuser) when renkei runs as root, since PostgreSQL refuses root;
+ * DIR/pg/ is then that user's. Local connections (the socket in DIR/pg/sock,
+ * reachable by that user only) are trusted: renkei makes the roles through
+ * it with psql; the nodes connect over 127.0.0.1 with their passwords
+ * (scram-sha-256). */
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include "lib/util.h"
+#include "tools/net/net_internal.h"
+#include "tools/toolkit.h"
+
+#define PG_BIN "/usr/lib/postgresql/15/bin"
+#define PG_START_WAIT "60"
+
+static int as_root(void) { return geteuid() == 0; }
+
+/* Runs argv (as `postgres` when root and as_postgres), stdin from `input`
+ * (or /dev/null), its output appended to `log`; 0 when it exited 0. */
+static int run(int as_postgres, const char *log, const char *input, const char *const argv[])
+{
+    const char *full[32];
+    int n = 0;
+    if (as_postgres && as_root()) {
+        full[n++] = "/usr/sbin/runuser";
+        full[n++] = "-u";
+        full[n++] = "postgres";
+        full[n++] = "--";
+    }
+    for (int i = 0; argv[i] && n < 31; i++)
+        full[n++] = argv[i];
+    full[n] = NULL;
+    int in[2] = {-1, -1};
+    if (input && pipe2(in, O_CLOEXEC) != 0)
+        return -1;
+    int logfd = open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    fflush(NULL);
+    pid_t pid = logfd >= 0 && nullfd >= 0 ? fork() : -1;
+    if (pid == 0) {
+        if (dup2(input ? in[0] : nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
+            _exit(127);
+        execv(full[0], (char *const *)full);
+        _exit(127);
+    }
+    if (logfd >= 0)
+        close(logfd);
+    if (nullfd >= 0)
+        close(nullfd);
+    if (input) {
+        close(in[0]);
+        if (pid > 0) { /* the script is small: one write, then EOF */
+            size_t len = strlen(input), off = 0;
+            while (off < len) {
+                ssize_t w = write(in[1], input + off, len - off);
+                if (w <= 0 && errno != EINTR)
+                    break;
+                off += w > 0 ? (size_t)w : 0;
+            }
+        }
+        close(in[1]);
+    }
+    if (pid < 0)
+        return -1;
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+typedef struct pg_paths {
+    char root[NET_PATH_CAP]; /* DIR/pg, absolute */
+    char data[NET_PATH_CAP], sock[NET_PATH_CAP], log[NET_PATH_CAP], setup_log[NET_PATH_CAP];
+} pg_paths;
+
+static rk_rc paths_of(const char *dir, pg_paths *p)
+{
+    char abs[NET_PATH_CAP];
+    if (!realpath(dir, abs))
+        return RK_ERR_IO;
+    rk_rc rc = tk_path(p->root, sizeof p->root, "%s/pg", abs);
+    if (rc == RK_OK)
+        rc = tk_path(p->data, sizeof p->data, "%s/data", p->root);
+    if (rc == RK_OK)
+        rc = tk_path(p->sock, sizeof p->sock, "%s/sock", p->root);
+    if (rc == RK_OK)
+        rc = tk_path(p->log, sizeof p->log, "%s/server.log", p->root);
+    if (rc == RK_OK)
+        rc = tk_path(p->setup_log, sizeof p->setup_log, "%s/setup.log", p->root);
+    /* a unix socket's path is at most 107 bytes; quotes would break postgresql.conf */
+    if (rc == RK_OK && (strlen(p->sock) > 80 || strchr(p->root, '\'')))
+        rc = RK_ERR_INVALID;
+    return rc;
+}
+
+int net_pg_present(const char *dir)
+{
+    char path[NET_PATH_CAP];
+    struct stat st;
+    return tk_path(path, sizeof path, "%s/pg/data/PG_VERSION", dir) == RK_OK && stat(path, &st) == 0;
+}
+
+/* As root: the `postgres` user must reach DIR/pg. DIR gets o+x (traverse
+ * only) when it lacks it; a folder above it that lacks it is an error. */
+static rk_rc reachable_by_postgres(const pg_paths *p, uid_t *uid, gid_t *gid, char *err, size_t errlen)
+{
+    struct passwd *pw = getpwnam("postgres");
+    if (!pw) {
+        net_set_err(err, errlen, "no `postgres` user to run PostgreSQL as (install postgresql-15: scripts/install-deps.sh)");
+        return RK_ERR_CONFIG;
+    }
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    char path[NET_PATH_CAP];
+    snprintf(path, sizeof path, "%s", p->root);
+    char *slash = strrchr(path, '/');
+    if (slash)
+        *slash = '\0'; /* DIR */
+    struct stat st;
+    if (stat(path, &st) == 0 && !(st.st_mode & S_IXOTH) && chmod(path, (st.st_mode & 07777) | S_IXOTH) != 0) {
+        net_set_err(err, errlen, "%s: cannot let the postgres user through: %s", path, strerror(errno));
+        return RK_ERR_IO;
+    }
+    while ((slash = strrchr(path, '/')) != NULL && slash != path) {
+        *slash = '\0';
+        if (stat(path, &st) == 0 && !(st.st_mode & S_IXOTH) && st.st_uid != *uid) {
+            net_set_err(err, errlen, "the postgres user cannot reach %s (%s is closed to others): choose a folder it"
+                        " can reach, e.g. under /tmp or /srv", p->root, path);
+            return RK_ERR_CONFIG;
+        }
+    }
+    return RK_OK;
+}
+
+/* A free loopback port at or above NET_PORT_FLOOR that no node of the plan has. */
+static int pick_port(const net_plan *plan)
+{
+    for (int tries = 0; tries < 200; tries++) {
+        uint32_t r = 0;
+        rk_random(&r, sizeof r);
+        int port = NET_PORT_FLOOR + (int)(r % 12000);
+        int taken = 0;
+        for (size_t i = 0; i < plan->n && !taken; i++)
+            taken = plan->nodes[i].port == port || plan->nodes[i].backup_port == port;
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        inet_pton(AF_INET, NET_LOOPBACK, &sa.sin_addr);
+        int fd = taken ? -1 : socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (ok)
+            return port;
+    }
+    return -1;
+}
+
+static void say_log(const char *what, const char *log, char *err, size_t errlen)
+{
+    net_set_err(err, errlen, "%s (see %s)", what, log);
+}
+
+static rk_rc pg_ctl_start(const pg_paths *p, char *err, size_t errlen)
+{
+    const char *const start[] = {PG_BIN "/pg_ctl", "start", "-D", p->data, "-l", p->log, "-w", "-t", PG_START_WAIT,
+                                 NULL};
+    if (run(1, p->setup_log, NULL, start) != 0) {
+        say_log("the PostgreSQL server did not start", p->log, err, errlen);
+        return RK_ERR_IO;
+    }
+    return RK_OK;
+}
+
+static rk_rc pg_ctl_stop(const pg_paths *p)
+{
+    const char *const stop[] = {PG_BIN "/pg_ctl", "stop", "-D", p->data, "-m", "fast", "-w", "-t", "60", NULL};
+    return run(1, p->setup_log, NULL, stop) == 0 ? RK_OK : RK_ERR_IO;
+}
+
+/* The server's settings, after initdb's: where it listens, enough
+ * connections for every node's two (writer and reader). */
+static rk_rc write_settings(const pg_paths *p, int port, size_t servers)
+{
+    char path[NET_PATH_CAP];
+    if (tk_path(path, sizeof path, "%s/postgresql.conf", p->data) != RK_OK)
+        return RK_ERR_INVALID;
+    FILE *f = fopen(path, "a");
+    if (!f)
+        return RK_ERR_IO;
+    fprintf(f,
+            "\n# renkei net init --store postgres\n"
+            "listen_addresses = '" NET_LOOPBACK "'\nport = %d\nunix_socket_directories = '%s'\n"
+            "max_connections = %zu\npassword_encryption = 'scram-sha-256'\n",
+            port, p->sock, 2 * servers + 20);
+    return fclose(f) == 0 ? RK_OK : RK_ERR_IO;
+}
+
+rk_rc net_pg_init(const char *dir, const net_plan *plan, char **stores, char *err, size_t errlen)
+{
+    pg_paths p;
+    rk_rc rc = paths_of(dir, &p);
+    if (rc != RK_OK) {
+        net_set_err(err, errlen, "%s: a folder PostgreSQL cannot use (too long, or a quote in it)", dir);
+        return rc;
+    }
+    uid_t uid = 0;
+    gid_t gid = 0;
+    if (as_root() && (rc = reachable_by_postgres(&p, &uid, &gid, err, errlen)) != RK_OK)
+        return rc;
+    if (mkdir(p.root, 0700) != 0 || mkdir(p.sock, 0700) != 0 ||
+        (as_root() && (chown(p.root, uid, gid) != 0 || chown(p.sock, uid, gid) != 0))) {
+        net_set_err(err, errlen, "%s: cannot create: %s", p.root, strerror(errno));
+        return RK_ERR_IO;
+    }
+    const char *const initdb[] = {PG_BIN "/initdb", "-D", p.data, "-U", "postgres", "--auth-local=trust",
+                                  "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", NULL};
+    if (run(1, p.setup_log, NULL, initdb) != 0) {
+        say_log("initdb failed (" PG_BIN ": scripts/install-deps.sh installs postgresql-15)", p.setup_log, err,
+                errlen);
+        return RK_ERR_IO;
+    }
+    size_t servers = 0;
+    for (size_t i = 0; i < plan->n; i++)
+        servers += net_is_server_role(plan->nodes[i].role) ? 1 : 0;
+    int port = pick_port(plan);
+    if (port < 0 || write_settings(&p, port, servers) != RK_OK) {
+        net_set_err(err, errlen, "cannot configure the PostgreSQL server in %s", p.data);
+        return RK_ERR_IO;
+    }
+    /* one role and one database per server node; passwords through psql's
+     * stdin, never on a command line */
+    size_t cap = servers * 512 + 64, len = 0;
+    char *script = malloc(cap);
+    if (!script)
+        return RK_ERR_NOMEM;
+    len += (size_t)snprintf(script + len, cap - len, "\\set ON_ERROR_STOP 1\n");
+    for (size_t i = 0; i < plan->n && rc == RK_OK; i++) {
+        const net_node *n = &plan->nodes[i];
+        if (!net_is_server_role(n->role))
+            continue;
+        uint8_t raw[16];
+        char pw[33];
+        if ((rc = rk_random(raw, sizeof raw)) != RK_OK)
+            break;
+        rk_hex(raw, sizeof raw, pw);
+        len += (size_t)snprintf(script + len, cap - len,
+                                "CREATE ROLE \"%s\" LOGIN PASSWORD '%s';\nCREATE DATABASE \"%s\" OWNER \"%s\";\n"
+                                "REVOKE ALL ON DATABASE \"%s\" FROM PUBLIC;\n",
+                                n->id, pw, n->id, n->id, n->id);
+        char uri[256];
+        snprintf(uri, sizeof uri, "postgresql://%s:%s@" NET_LOOPBACK ":%d/%s", n->id, pw, port, n->id);
+        if (!(stores[i] = strdup(uri)))
+            rc = RK_ERR_NOMEM;
+        rk_wipe(pw, sizeof pw);
+    }
+    if (rc == RK_OK && (rc = pg_ctl_start(&p, err, errlen)) == RK_OK) {
+        char port_text[16];
+        snprintf(port_text, sizeof port_text, "%d", port);
+        const char *const psql[] = {PG_BIN "/psql", "-X", "-q", "-h", p.sock, "-p", port_text, "-U", "postgres",
+                                    "-d", "postgres", "-f", "-", NULL};
+        if (run(0, p.setup_log, script, psql) != 0) {
+            say_log("cannot make the nodes' roles and databases", p.setup_log, err, errlen);
+            rc = RK_ERR_IO;
+        }
+        if (pg_ctl_stop(&p) != RK_OK && rc == RK_OK) {
+            say_log("the PostgreSQL server did not stop", p.log, err, errlen);
+            rc = RK_ERR_IO;
+        }
+    }
+    rk_wipe(script, cap);
+    free(script);
+    return rc;
+}
+
+/* 1 when the server of DIR/pg runs (pg_ctl status). */
+static int running(const pg_paths *p)
+{
+    const char *const status[] = {PG_BIN "/pg_ctl", "status", "-D", p->data, NULL};
+    return run(1, NULL, NULL, status) == 0;
+}
+
+rk_rc rk_net_pg_start(const char *dir, int *started, char *err, size_t errlen)
+{
+    pg_paths p;
+    *started = 0;
+    if (!net_pg_present(dir))
+        return RK_OK; /* its nodes' data is in SQLite */
+    if (paths_of(dir, &p) != RK_OK) {
+        net_set_err(err, errlen, "%s/pg: not a usable folder", dir);
+        return RK_ERR_INVALID;
+    }
+    if (running(&p))
+        return RK_OK; /* someone else's: left running after */
+    rk_rc rc = pg_ctl_start(&p, err, errlen);
+    *started = rc == RK_OK;
+    return rc;
+}
+
+rk_rc rk_net_pg_stop(const char *dir)
+{
+    pg_paths p;
+    return paths_of(dir, &p) == RK_OK ? pg_ctl_stop(&p) : RK_ERR_INVALID;
+}
