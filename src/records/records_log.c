@@ -68,7 +68,7 @@ rk_rc rk_head_verify(X509 *cert, const char *node_id, uint64_t size, const rk_ha
     int n = head_message(msg, sizeof msg, node_id, size, root, time_ms);
     unsigned char *sig = NULL;
     size_t siglen = 0;
-    if (rk_base64_decode(signature_b64, &sig, &siglen) != RK_OK)
+    if (!signature_b64 || rk_base64_decode(signature_b64, &sig, &siglen) != RK_OK) /* a damaged row: NULL */
         return RK_ERR_CRYPTO;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     rk_rc rc = ctx && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, X509_get0_pubkey(cert)) == 1 &&
