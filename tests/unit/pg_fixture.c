@@ -251,3 +251,10 @@ void test_store_end(void)
 {
     pg_fixture_end();
 }
+
+int test_store_group_end(void **state)
+{
+    (void)state;
+    test_store_end();
+    return 0;
+}

@@ -34,5 +34,7 @@ int test_store_is_pg(void);
 int test_store_target(const char *dir, const char *name, char *out, size_t size);
 /* At the end of a test program: the server, if one was started, goes. */
 void test_store_end(void);
+/* The same as a cmocka group teardown (cmocka_run_group_tests(…, NULL, test_store_group_end)). */
+int test_store_group_end(void **state);
 
 #endif

@@ -673,13 +673,6 @@ static void test_existing_database(void **state)
     agency_store_close(s);
 }
 
-static int end_group(void **state)
-{
-    (void)state;
-    test_store_end();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -696,5 +689,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_existing_database, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, end_group);
+    return cmocka_run_group_tests(tests, NULL, test_store_group_end);
 }

@@ -357,13 +357,6 @@ static void reopen_keeps_rows(void **state)
     assert_int_equal(again.serial, a.serial);
 }
 
-static int end_group(void **state)
-{
-    (void)state;
-    test_store_end();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -376,5 +369,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(read_only_open_reads_and_cannot_write, setup, teardown),
         cmocka_unit_test_setup_teardown(reopen_keeps_rows, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, end_group);
+    return cmocka_run_group_tests(tests, NULL, test_store_group_end);
 }

@@ -388,13 +388,6 @@ static void test_store_later_on_a_loop(void **state)
     assert_int_equal(in_outbox(db, "l-1"), 1);
 }
 
-static int end_group(void **state)
-{
-    (void)state;
-    test_store_end();
-    return 0;
-}
-
 int main(void)
 {
     rk_log_init("test", RK_LOG_ERROR, RK_LOG_TEXT); /* each stored incident is a warning line */
@@ -410,5 +403,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_inside_a_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_later_on_a_loop, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, end_group);
+    return cmocka_run_group_tests(tests, NULL, test_store_group_end);
 }

@@ -260,13 +260,6 @@ static void read_only_open_reads_and_cannot_write(void **state)
     jlis_store_close(ro);
 }
 
-static int end_group(void **state)
-{
-    (void)state;
-    test_store_end();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -276,5 +269,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(relay_log_newest_first, setup, teardown),
         cmocka_unit_test_setup_teardown(read_only_open_reads_and_cannot_write, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, end_group);
+    return cmocka_run_group_tests(tests, NULL, test_store_group_end);
 }

@@ -581,13 +581,6 @@ static void a_newer_schema_is_refused_in_one_line(void **state)
     assert_int_equal(rc, RK_OK);
 }
 
-static int end_group(void **state)
-{
-    (void)state;
-    test_store_end();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -601,5 +594,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_rolled_back_write_leaves_no_stale_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(a_newer_schema_is_refused_in_one_line, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, end_group);
+    return cmocka_run_group_tests(tests, NULL, test_store_group_end);
 }
