@@ -6,7 +6,8 @@
  * the loss is never finished in autocommit; a server that does not answer
  * is not waited for by every call), `?` numbering, bytea and
  * 64-bit values, a statement run while another's rows are being read,
- * rows changed, and purge's VACUUM. */
+ * rows changed, a failed statement spoiling the rest of its write (held
+ * savepoints included), and purge's VACUUM. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -429,6 +430,41 @@ static void a_statement_while_another_reads_rows(void **state)
     assert_int_equal(a.sum, 10 * 50 * 51 / 2);
 }
 
+/* A statement that fails inside a write spoils the rest of that write on
+ * PostgreSQL (db.h), an item's savepoint included: it is held and sent with
+ * the item's first statement, and fails with it. Nothing of the write is
+ * committed; the next write goes through. */
+typedef struct spoiled {
+    rk_rc dup, item;
+} spoiled;
+
+static rk_rc insert_3(rk_db *db, void *arg)
+{
+    (void)arg;
+    return insert_k(db, (void *)(intptr_t)3);
+}
+
+static rk_rc spoil_then_item(rk_db *db, void *arg)
+{
+    spoiled *x = arg;
+    x->dup = insert_k(db, (void *)(intptr_t)1); /* a conflict, outside any item */
+    x->item = rk_db_item(db, insert_3, NULL);
+    return RK_OK; /* as a careless caller would */
+}
+
+static void a_failed_statement_spoils_the_rest_of_its_write(void **state)
+{
+    rk_db *db = *state;
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)1), RK_OK);
+    spoiled x = {RK_OK, RK_OK};
+    assert_int_equal(rk_db_write(db, spoil_then_item, &x), RK_ERR_STORE);
+    assert_int_equal(x.dup, RK_ERR_CONFLICT);
+    assert_int_equal(x.item, RK_ERR_STORE);
+    assert_int_equal(count_rows(db), 1);
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)3), RK_OK);
+    assert_int_equal(count_rows(db), 2);
+}
+
 /* ---------- purge ---------- */
 
 typedef struct vacuums {
@@ -480,6 +516,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(values_go_and_come_back_as_they_are, setup, teardown),
         cmocka_unit_test_setup_teardown(errors_are_told_apart, setup, teardown),
         cmocka_unit_test_setup_teardown(a_statement_while_another_reads_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_failed_statement_spoils_the_rest_of_its_write, setup, teardown),
         cmocka_unit_test_setup_teardown(purge_vacuums_the_tables_changed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, start_server, end_server);

@@ -25,6 +25,14 @@
  * rest of the first one's rows are read into memory first (buffered) and
  * handed out from there.
  *
+ * Round trips: the writer's transaction control without rows or
+ * parameters (BEGIN, SAVEPOINT, RELEASE: the store's group commit and
+ * rk_db_item send them around every write and item) is not sent on its own.
+ * It is held and sent with the next statement, in one pipeline (libpq's
+ * pipeline mode) with one round trip: a write of two inserts costs two round
+ * trips and its commit one, not six. A held command that fails makes that
+ * next statement fail (logged), as the transaction it belongs to does.
+ *
  * Connection loss: the statement that meets it answers RK_ERR_STORE; the
  * next statement reconnects (PQreset) and prepares again what it needs —
  * but never inside a transaction that the loss cut short: until the store
@@ -45,6 +53,7 @@
 #include "store/driver.h"
 
 #define STMT_CACHE 128
+#define HELD_MAX 16      /* transaction control held for the next statement (see above) */
 #define DIRTY_MAX 32     /* tables a purge vacuums; more: the whole database */
 #define RETRY_SLOW_MS 1000 /* see ensure_connected */
 #define BOOLOID 16
@@ -65,6 +74,7 @@ struct pg_stmt {
     char *text;          /* the SQL with $n (owned) */
     char *touches;       /* the table a DELETE or UPDATE changes, for purge (owned), or NULL */
     unsigned gen;        /* the connection's generation it was prepared in (0: not prepared) */
+    int holdable;        /* 1: BEGIN, SAVEPOINT or RELEASE: sent with the next statement; 2: BEGIN */
     int nparams;
     const char **values; /* one allocation for the four arrays below */
     int *lengths, *formats;
@@ -74,7 +84,8 @@ struct pg_stmt {
     int drained;         /* every result of the run is in `queue` */
     PGresult **queue;
     size_t q_head, q_len, q_cap;
-    PGresult *row;       /* the current row (a PGRES_SINGLE_TUPLE result) */
+    PGresult *row;       /* the current row's result (one row in single-row mode, else several) */
+    int row_i;           /* the current row in it */
     rk_rc end_rc;        /* what the run ended with: RK_ERR_NOT_FOUND, or an error */
     blob_buf *blobs;
 };
@@ -89,6 +100,9 @@ struct rk_db_conn {
     int down_logged;   /* a failed reconnection was logged (once per outage) */
     int64_t retry_ms;  /* no reconnection before (monotonic ms): the last one waited long to fail */
     pg_stmt *active;   /* the statement whose results the connection is sending */
+    int pipelined;     /* active's results are in a pipeline, after the held commands' */
+    pg_stmt *held[HELD_MAX];
+    int n_held;
     int64_t changes;
     char *dirty[DIRTY_MAX]; /* writer: tables with deleted or updated rows since the last purge */
     int n_dirty, dirty_all;
@@ -192,7 +206,25 @@ static void drop_row(pg_stmt *s)
 {
     PQclear(s->row);
     s->row = NULL;
+    s->row_i = 0;
     free_blobs(s);
+}
+
+/* After the last result of a pipelined statement: its sync, and the
+ * connection out of pipeline mode (a lost connection is out already). */
+static void end_pipeline(rk_db_conn *c)
+{
+    if (!c->pipelined)
+        return;
+    PGresult *r;
+    while ((r = PQgetResult(c->pg)) != NULL) {
+        ExecStatusType t = PQresultStatus(r);
+        PQclear(r);
+        if (t == PGRES_PIPELINE_SYNC)
+            break;
+    }
+    PQexitPipelineMode(c->pg);
+    c->pipelined = 0;
 }
 
 static int queue_push(pg_stmt *s, PGresult *r)
@@ -222,6 +254,7 @@ static PGresult *next_result(pg_stmt *s)
     if (!r) {
         s->c->active = NULL;
         s->drained = 1;
+        end_pipeline(s->c);
         note_tx(s->c);
     }
     return r;
@@ -240,6 +273,7 @@ static void buffer_rest(pg_stmt *s)
         }
     c->active = NULL;
     s->drained = 1;
+    end_pipeline(c);
     note_tx(c);
 }
 
@@ -297,6 +331,8 @@ static void forget_session(rk_db_conn *c)
         s->running = 0;
     }
     c->active = NULL;
+    c->pipelined = 0; /* PQreset leaves pipeline mode */
+    c->n_held = 0;
     c->in_tx = 0;
     c->gen++;
 }
@@ -510,7 +546,54 @@ static void pg_bind_blob(rk_stmt *st, int i, const void *ptr, size_t n)
 
 static void pg_bind_null(rk_stmt *st, int i) { pg_bind_text(st, i, NULL); }
 
-/* Sends s with its parameters; rows one by one when `rows`. */
+/* Sends the held commands and then s (NULL: none) in one pipeline; reads
+ * the held commands' results, so that s's come next. RK_ERR_STORE (logged)
+ * when one of them failed: s's results are then PGRES_PIPELINE_ABORTED. */
+static rk_rc send_pipeline(rk_db_conn *c, pg_stmt *s)
+{
+    int n = c->n_held, sent = PQenterPipelineMode(c->pg);
+    c->n_held = 0;
+    for (int i = 0; sent && i < n; i++)
+        sent = PQsendQueryPrepared(c->pg, c->held[i]->name, 0, NULL, NULL, NULL, 0);
+    if (sent && s)
+        sent = PQsendQueryPrepared(c->pg, s->name, s->nparams, s->values, s->lengths, s->formats, 0);
+    if (sent)
+        sent = PQpipelineSync(c->pg);
+    c->pipelined = 1;
+    rk_rc rc = sent ? RK_OK : error_of(c, NULL);
+    for (int i = 0; sent && i < n; i++) {
+        PGresult *r;
+        while ((r = PQgetResult(c->pg)) != NULL) {
+            ExecStatusType t = PQresultStatus(r);
+            if (t != PGRES_COMMAND_OK && rc == RK_OK)
+                rc = t == PGRES_PIPELINE_ABORTED ? RK_ERR_STORE : error_of(c, r);
+            PQclear(r);
+        }
+    }
+    if (!sent || !s)
+        end_pipeline(c);
+    return rc == RK_ERR_CONFLICT ? RK_ERR_STORE : rc;
+}
+
+/* The held commands, sent now on their own (before a command that cannot
+ * join a pipeline). */
+static rk_rc send_held(rk_db_conn *c)
+{
+    if (c->n_held == 0)
+        return RK_OK;
+    free_connection(c);
+    rk_rc rc = ensure_connected(c);
+    if (rc != RK_OK) {
+        c->n_held = 0;
+        return rc;
+    }
+    rc = send_pipeline(c, NULL);
+    note_tx(c);
+    return rc;
+}
+
+/* Sends s with its parameters (after the held commands); rows one by one
+ * when `rows`. */
 static rk_rc start(pg_stmt *s, int rows)
 {
     rk_db_conn *c = s->c;
@@ -521,12 +604,20 @@ static rk_rc start(pg_stmt *s, int rows)
     rk_rc rc = ensure_connected(c);
     if (rc == RK_OK && s->gen != c->gen)
         rc = RK_ERR_STORE; /* prepared before a reconnection: rk_db_stmt prepares it again */
-    if (rc == RK_OK && !PQsendQueryPrepared(c->pg, s->name, s->nparams, s->values, s->lengths, s->formats, 0))
-        rc = error_of(c, NULL);
-    if (rc != RK_OK)
+    if (rc != RK_OK) {
+        c->n_held = 0; /* their transaction is lost with the connection */
         return rc;
+    }
+    if (c->n_held > 0) {
+        rk_rc held = send_pipeline(c, s);
+        if (!c->pipelined) /* not sent */
+            return held;
+        s->end_rc = held == RK_OK ? RK_ERR_NOT_FOUND : held; /* s's own results follow, aborted after a failure */
+    } else if (!PQsendQueryPrepared(c->pg, s->name, s->nparams, s->values, s->lengths, s->formats, 0)) {
+        return error_of(c, NULL);
+    }
     if (rows)
-        PQsetSingleRowMode(c->pg);
+        PQsetSingleRowMode(c->pg); /* when refused (it may be, in a pipeline), the rows come in one result */
     if (s->touches && c->kind == RK_CONN_WRITER)
         note_dirty(c, s->touches);
     c->active = s;
@@ -537,6 +628,11 @@ static rk_rc start(pg_stmt *s, int rows)
 static rk_rc pg_next(rk_stmt *st)
 {
     pg_stmt *s = PG(st);
+    if (s->row && s->row_i + 1 < PQntuples(s->row)) { /* the next row of a result of several */
+        free_blobs(s);
+        s->row_i++;
+        return RK_OK;
+    }
     drop_row(s);
     rk_rc rc;
     if (!s->running && (rc = start(s, 1)) != RK_OK)
@@ -544,14 +640,17 @@ static rk_rc pg_next(rk_stmt *st)
     PGresult *r;
     while ((r = next_result(s)) != NULL) {
         ExecStatusType t = PQresultStatus(r);
-        if (t == PGRES_SINGLE_TUPLE) {
+        if (t == PGRES_SINGLE_TUPLE || (t == PGRES_TUPLES_OK && PQntuples(r) > 0 && s->end_rc == RK_ERR_NOT_FOUND)) {
+            if (t == PGRES_TUPLES_OK)
+                completed(s->c, r);
             s->row = r;
+            s->row_i = 0;
             return RK_OK;
         }
         if (t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK)
             completed(s->c, r);
         else if (s->end_rc == RK_ERR_NOT_FOUND)
-            s->end_rc = error_of(s->c, r);
+            s->end_rc = t == PGRES_PIPELINE_ABORTED ? RK_ERR_STORE : error_of(s->c, r);
         PQclear(r);
     }
     s->running = 0; /* the run is over: a next step runs it again, as SQLite does after its end */
@@ -561,16 +660,27 @@ static rk_rc pg_next(rk_stmt *st)
 static rk_rc pg_stmt_exec(rk_stmt *st)
 {
     pg_stmt *s = PG(st);
+    rk_db_conn *c = s->c;
+    if (s->holdable && c->kind == RK_CONN_WRITER && s->gen == c->gen && PQstatus(c->pg) == CONNECTION_OK) {
+        if (c->n_held == HELD_MAX && send_held(c) != RK_OK)
+            return RK_ERR_STORE;
+        finish(s);
+        c->held[c->n_held++] = s; /* sent with the next statement */
+        if (s->holdable == 2)
+            c->in_tx = 1; /* a connection lost from now on takes a transaction with it */
+        return RK_OK;
+    }
     rk_rc rc = start(s, 0);
     if (rc != RK_OK)
         return rc;
+    rc = s->end_rc == RK_ERR_NOT_FOUND ? RK_OK : s->end_rc; /* a held command failed */
     PGresult *r;
     while ((r = next_result(s)) != NULL) {
         ExecStatusType t = PQresultStatus(r);
         if (t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK)
             completed(s->c, r);
         else if (rc == RK_OK)
-            rc = error_of(s->c, r);
+            rc = t == PGRES_PIPELINE_ABORTED ? RK_ERR_STORE : error_of(s->c, r);
         PQclear(r);
     }
     s->running = 0;
@@ -580,9 +690,9 @@ static rk_rc pg_stmt_exec(rk_stmt *st)
 static const char *value_of(rk_stmt *st, int col)
 {
     pg_stmt *s = PG(st);
-    if (!s->row || col < 0 || col >= PQnfields(s->row) || PQgetisnull(s->row, 0, col))
+    if (!s->row || col < 0 || col >= PQnfields(s->row) || PQgetisnull(s->row, s->row_i, col))
         return NULL;
-    return PQgetvalue(s->row, 0, col);
+    return PQgetvalue(s->row, s->row_i, col);
 }
 
 static int64_t pg_col_int(rk_stmt *st, int col)
@@ -600,7 +710,7 @@ static const char *pg_col_text(rk_stmt *st, int col) { return value_of(st, col);
 static int pg_col_is_null(rk_stmt *st, int col)
 {
     pg_stmt *s = PG(st);
-    return !s->row || col < 0 || col >= PQnfields(s->row) || PQgetisnull(s->row, 0, col);
+    return !s->row || col < 0 || col >= PQnfields(s->row) || PQgetisnull(s->row, s->row_i, col);
 }
 
 /* bytea comes in text format (hex): unescaped here, kept until the next
@@ -613,7 +723,7 @@ static const void *pg_col_blob(rk_stmt *st, int col, size_t *len)
     if (!v)
         return NULL;
     if (PQftype(s->row, col) != BYTEAOID) {
-        *len = (size_t)PQgetlength(s->row, 0, col);
+        *len = (size_t)PQgetlength(s->row, s->row_i, col);
         return v;
     }
     blob_buf *b = calloc(1, sizeof *b);
@@ -644,8 +754,13 @@ static const rk_stmt_ops pg_stmt_ops = {
 static rk_rc prepare(pg_stmt *s)
 {
     rk_db_conn *c = s->c;
+    /* the held savepoint first: a statement that fails to parse spoils the
+     * transaction, which that savepoint lets the store recover */
+    rk_rc rc = send_held(c);
+    if (rc != RK_OK)
+        return rc;
     free_connection(c);
-    rk_rc rc = ensure_connected(c);
+    rc = ensure_connected(c);
     if (rc != RK_OK)
         return rc;
     snprintf(s->name, sizeof s->name, "rk%u", ++c->next_name);
@@ -670,6 +785,10 @@ static pg_stmt *new_stmt(rk_db_conn *c, const char *sql)
     s->c = c;
     s->text = number_parameters(sql, &s->nparams);
     s->touches = touched_table(sql);
+    if (s->nparams == 0)
+        s->holdable = strcasecmp(sql, "BEGIN") == 0                                                ? 2
+                      : strncasecmp(sql, "SAVEPOINT ", 10) == 0 || strncasecmp(sql, "RELEASE ", 8) == 0 ? 1
+                                                                                                   : 0;
     size_t n = (size_t)(s->nparams ? s->nparams : 1);
     /* values, lengths, formats and nums in one block */
     s->values = calloc(n, sizeof(char *) + 2 * sizeof(int) + sizeof s->nums[0]);
@@ -732,8 +851,11 @@ static void pg_release(rk_db_conn *c)
  * open). */
 static rk_rc pg_exec(rk_db_conn *c, const char *sql)
 {
+    rk_rc rc = send_held(c);
+    if (rc != RK_OK)
+        return rc;
     free_connection(c);
-    rk_rc rc = ensure_connected(c);
+    rc = ensure_connected(c);
     if (rc != RK_OK)
         return rc;
     PGresult *r = PQexec(c->pg, sql);
@@ -746,6 +868,7 @@ static rk_rc pg_exec(rk_db_conn *c, const char *sql)
 
 static void pg_rollback(rk_db_conn *c)
 {
+    c->n_held = 0; /* never sent: nothing of them to undo */
     free_connection(c);
     if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         PQclear(PQexec(c->pg, "ROLLBACK"));
