@@ -178,7 +178,7 @@ static rk_rc list_fn(rk_db *db, void *arg)
     rk_stmt *st = rk_db_stmt(db,
         "SELECT seq, " RK_RECORD_COLUMNS " FROM records"
         " WHERE (CAST(? AS TEXT) IS NULL OR exchange_id = ?) AND (CAST(? AS TEXT) IS NULL OR subject = ?)"
-        " AND (? = 0 OR seq < ?) ORDER BY seq DESC LIMIT ?");
+        " AND (CAST(? AS BIGINT) = 0 OR seq < ?) ORDER BY seq DESC LIMIT ?");
     rk_bind_text(st, 1, q->exchange_id);
     rk_bind_text(st, 2, q->exchange_id);
     rk_bind_text(st, 3, q->subject);
