@@ -79,19 +79,6 @@ uint64_t rk_tile_level_hashes(uint64_t size, int level)
 
 /* ---------- the builder ---------- */
 
-/* MTH of a run of hashes whose length is a power of two. */
-static void hash_run(const rk_hash *h, size_t n, rk_hash out)
-{
-    if (n == 1) {
-        memcpy(out, h[0], sizeof(rk_hash));
-        return;
-    }
-    rk_hash l, r;
-    hash_run(h, n / 2, l);
-    hash_run(h + n / 2, n / 2, r);
-    rk_merkle_node_hash(l, r, out);
-}
-
 void rk_tile_builder_init(rk_tile_builder *b)
 {
     memset(b, 0, sizeof *b);
@@ -136,7 +123,7 @@ rk_rc rk_tile_builder_append(rk_tile_builder *b, const rk_hash leaf)
             t->width--;
             return RK_ERR_NOMEM;
         }
-        hash_run(t->hashes, RK_TILE_WIDTH, h);
+        rk_merkle_root((const rk_hash *)t->hashes, RK_TILE_WIDTH, h); /* a perfect subtree: its MTH */
         t->index++;
         t->width = 0;
     }
@@ -316,7 +303,7 @@ static rk_rc reader_subtree(void *arg, unsigned height, uint64_t index, rk_hash 
     int off = (int)(first % RK_TILE_WIDTH);
     rk_rc rc = reader_tile(r, level, first / RK_TILE_WIDTH, off + (int)count, &h);
     if (rc == RK_OK)
-        hash_run(h + off, (size_t)count, out);
+        rc = rk_merkle_root(h + off, (size_t)count, out);
     return rc;
 }
 

@@ -64,12 +64,55 @@ static inline int fz_write(const char *path, const void *data, size_t len)
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-/* The test keys of tests/fuzz/keys/ (never a network's): a CA, and a
- * requester and a provider it issued, valid for a century. */
+#include <unistd.h>
+
+#include "crypto/pki.h"
+
+/* Test keys made when a harness starts (never a network's, never in the
+ * tree): a CA, and a requester and a provider it issued, in a temporary
+ * folder removed at exit. */
+static char fz_keys_dir[64];
+
+static inline void fz_keys_remove(void)
+{
+    static const char *const files[] = {"ca.pem", "ca.key", "requester.pem", "requester.key", "provider.pem",
+                                        "provider.key"};
+    char path[128];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", fz_keys_dir, files[i]);
+        unlink(path);
+    }
+    rmdir(fz_keys_dir);
+}
+
+static inline const char *fz_keys(void)
+{
+    if (fz_keys_dir[0])
+        return fz_keys_dir;
+    char ca[128], ca_key[128], cert[128], key[128];
+    snprintf(fz_keys_dir, sizeof fz_keys_dir, "/tmp/rk-fuzz-keys-XXXXXX");
+    if (!mkdtemp(fz_keys_dir))
+        abort();
+    atexit(fz_keys_remove);
+    snprintf(ca, sizeof ca, "%s/ca.pem", fz_keys_dir);
+    snprintf(ca_key, sizeof ca_key, "%s/ca.key", fz_keys_dir);
+    if (rk_pki_create_ca(ca, ca_key, "renkei-fuzz-ca", 0) != RK_OK)
+        abort();
+    static const char *const names[] = {"requester", "provider"};
+    for (size_t i = 0; i < 2; i++) {
+        rk_cert_spec spec = {.common_name = names[i], .role = "agency", .name = names[i]};
+        snprintf(cert, sizeof cert, "%s/%s.pem", fz_keys_dir, names[i]);
+        snprintf(key, sizeof key, "%s/%s.key", fz_keys_dir, names[i]);
+        if (rk_pki_issue(ca, ca_key, &spec, cert, key, NULL) != RK_OK)
+            abort();
+    }
+    return fz_keys_dir;
+}
+
 static inline X509 *fz_cert(const char *name)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/keys/%s.pem", RK_FUZZ_DIR, name);
+    snprintf(path, sizeof path, "%s/%s.pem", fz_keys(), name);
     FILE *f = fopen(path, "r");
     X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
     if (f)
@@ -82,7 +125,7 @@ static inline X509 *fz_cert(const char *name)
 static inline EVP_PKEY *fz_key(const char *name)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/keys/%s.key", RK_FUZZ_DIR, name);
+    snprintf(path, sizeof path, "%s/%s.key", fz_keys(), name);
     FILE *f = fopen(path, "r");
     EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
     if (f)

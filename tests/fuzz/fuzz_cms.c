@@ -6,13 +6,14 @@
 #include "fuzz.h"
 
 static X509 *requester, *provider;
-static EVP_PKEY *requester_key;
+static EVP_PKEY *requester_key, *provider_key;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     requester = fz_cert("requester");
     provider = fz_cert("provider");
     requester_key = fz_key("requester");
+    provider_key = fz_key("provider");
     return 0;
 }
 
@@ -34,10 +35,36 @@ static void open_b64(const char *b64)
         FZ_CHECK(strlen(digest) == 64);
 }
 
+/* 'S' <n> <value>: the value sealed now by the provider to the requester
+ * (the keys are made at start, so sealed seeds cannot be kept in the
+ * tree), byte n*7 of its DER flipped by n when n > 0, then opened. */
+static void seal_and_open(const uint8_t *data, size_t size)
+{
+    char *b64 = NULL, *again = NULL;
+    unsigned char *der = NULL;
+    size_t der_len = 0;
+    FZ_CHECK(rk_cms_seal(provider, provider_key, requester, data + 1, size - 1, &b64) == RK_OK);
+    if (data[0] && rk_base64_decode(b64, &der, &der_len) == RK_OK && der_len > 0) {
+        der[(size_t)data[0] * 7 % der_len] ^= data[0];
+        FZ_CHECK(rk_base64_encode(der, der_len, &again) == RK_OK);
+        open_b64(again);
+    } else {
+        open_b64(b64);
+    }
+    free(der);
+    free(again);
+    free(b64);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
         return 0;
+    if (data[0] == 'S') {
+        if (size >= 2)
+            seal_and_open(data + 1, size - 1);
+        return 0;
+    }
     if (data[0] == 'B') { /* the payload field as it comes: base64 text */
         char *b64 = fz_str(data + 1, size - 1);
         open_b64(b64);

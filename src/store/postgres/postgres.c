@@ -169,7 +169,19 @@ static rk_rc error_of(rk_db_conn *c, const PGresult *r)
     if (state && strncmp(state, "23", 2) == 0) /* integrity_constraint_violation */
         return RK_ERR_CONFLICT;
     char line[512];
-    rk_error("store: %s", one_line(r ? PQresultErrorMessage(r) : PQerrorMessage(c->pg), line, sizeof line));
+    if (!r) {
+        rk_error("store: %s", one_line(PQerrorMessage(c->pg), line, sizeof line));
+        return RK_ERR_STORE;
+    }
+    /* Only the primary message, never DETAIL (it can quote a row's values),
+     * and for a data exception (class 22) not even that: "invalid input
+     * syntax …" quotes the value, which may be a My Number or a payload. */
+    const char *table = PQresultErrorField(r, PG_DIAG_TABLE_NAME);
+    if (state && strncmp(state, "22", 2) == 0)
+        rk_error("store: data exception %s%s%s", state, table ? " on table " : "", table ? table : "");
+    else
+        rk_error("store: %s%s%s (%s)", one_line(PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY), line, sizeof line),
+                 table ? " on table " : "", table ? table : "", state ? state : "no SQLSTATE");
     return RK_ERR_STORE;
 }
 
