@@ -34,6 +34,9 @@ static const char *const records_steps[] = {
     "  PRIMARY KEY (level, idx));"
     "CREATE TABLE log_state (id BIGINT PRIMARY KEY, size BIGINT NOT NULL, frontier {blob} NOT NULL);"
     "ALTER TABLE tree_heads ADD COLUMN checkpoint TEXT;",
+    /* Step 3: the instance that signed a head (several core instances
+     * share one log, DESIGN §6); NULL for the heads before: the node's own. */
+    "ALTER TABLE tree_heads ADD COLUMN signer TEXT;",
 };
 
 rk_rc rk_records_migrate(rk_db *db)
@@ -103,7 +106,11 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
     rk_merkle_hex(leaf, leaf_hex);
     /* seq is the leaf's position + 1: it counts from 1 without gaps, so it is
      * given here rather than left to the engine (a sequence may skip values
-     * after a rollback). Writes are serialised by the store. */
+     * after a rollback). The writers of every instance over the database
+     * take turns for it, until their commit (DESIGN §6). */
+    rk_rc rc = rk_db_lock(db, RK_RECORDS_SEQUENCE_LOCK);
+    if (rc != RK_OK)
+        return rc;
     rk_stmt *st = rk_db_stmt(db,
         "INSERT INTO records(seq, exchange_id, side, requester, provider, business, item, operator, subject,"
         " requested_ms, provided_ms, outcome, reason, payload_sha256, leaf_hash)"

@@ -52,6 +52,12 @@ typedef struct rk_records_query {
  * newest version (rk_db_migrate, module "records"). */
 rk_rc rk_records_migrate(rk_db *db);
 
+/* Store-wide locks (store/db.h) of the records log, among the instances
+ * over one database: the sequence of records, and the log's leader, which
+ * stores tiles and signs heads. */
+#define RK_RECORDS_SEQUENCE_LOCK 0x726b736571LL
+#define RK_RECORDS_LEADER_LOCK 0x726b6c6f67LL
+
 /* Inside a write callback (rk_db_write, a settlement's extra): appends one
  * record. RK_ERR_CONFLICT when (exchange_id, side, outcome) is recorded. */
 rk_rc rk_record_append(rk_db *db, const rk_record *r);

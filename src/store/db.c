@@ -322,38 +322,56 @@ static rk_rc write_version(rk_db *db, void *arg)
     return rk_stmt_exec(st);
 }
 
+#define MIGRATE_LOCK_KEY 0x726b6d6967LL /* the processes over one database migrate in turns */
+
+static rk_rc lock_migrations(rk_db *db, void *arg)
+{
+    (void)arg;
+    return rk_db_lock(db, MIGRATE_LOCK_KEY);
+}
+
 rk_rc rk_db_migrate(rk_db *db, const char *module, const char *const *steps, int n_steps)
 {
     if (db->readonly)
         return RK_ERR_INVALID;
     migration m = {module, steps, n_steps, 0};
     pthread_mutex_lock(&db->w.lock);
-    rk_rc rc = db->drv->exec(db->w.c, "CREATE TABLE IF NOT EXISTS schema_versions ("
-                                      " module TEXT PRIMARY KEY, version BIGINT NOT NULL)");
-    if (rc == RK_OK)
-        rc = run_bound(db, &db->w, read_version, &m);
-    if (rc == RK_OK && m.version > n_steps) {
-        rk_error("store: the %s tables are at schema version %lld, newer than this renkei knows (%d);"
-                 " run the renkei that wrote them",
-                 module, (long long)m.version, n_steps);
-        rc = RK_ERR_STORE;
-    }
-    /* each step and its new version in one transaction */
-    while (rc == RK_OK && m.version < n_steps) {
+    /* each step and its new version in one transaction, which reads the
+     * version under the lock: another instance may have migrated meanwhile */
+    rk_rc rc = RK_OK;
+    for (;;) {
+        rc = db->drv->exec(db->w.c, db->drv->begin_write);
+        if (rc == RK_OK)
+            rc = run_bound(db, &db->w, lock_migrations, NULL);
+        if (rc == RK_OK)
+            rc = db->drv->exec(db->w.c, "CREATE TABLE IF NOT EXISTS schema_versions ("
+                                        " module TEXT PRIMARY KEY, version BIGINT NOT NULL)");
+        if (rc == RK_OK)
+            rc = run_bound(db, &db->w, read_version, &m);
+        if (rc == RK_OK && m.version > n_steps) {
+            rk_error("store: the %s tables are at schema version %lld, newer than this renkei knows (%d);"
+                     " run the renkei that wrote them",
+                     module, (long long)m.version, n_steps);
+            rc = RK_ERR_STORE;
+        }
+        if (rc != RK_OK || m.version == n_steps)
+            break;
         char *ddl = rk_db_expand_tokens(db->drv, steps[m.version]);
         if (!ddl) {
             rc = RK_ERR_NOMEM;
             break;
         }
         m.version++;
-        rc = db->drv->exec(db->w.c, db->drv->begin_write);
-        if (rc == RK_OK && (rc = db->drv->exec(db->w.c, ddl)) == RK_OK &&
-            (rc = run_bound(db, &db->w, write_version, &m)) == RK_OK)
+        if ((rc = db->drv->exec(db->w.c, ddl)) == RK_OK && (rc = run_bound(db, &db->w, write_version, &m)) == RK_OK)
             rc = db->drv->exec(db->w.c, "COMMIT");
-        if (rc != RK_OK)
-            db->drv->rollback(db->w.c);
         free(ddl);
+        if (rc != RK_OK)
+            break;
     }
+    if (rc == RK_OK)
+        rc = db->drv->exec(db->w.c, "COMMIT");
+    else
+        db->drv->rollback(db->w.c);
     pthread_mutex_unlock(&db->w.lock);
     return rc;
 }

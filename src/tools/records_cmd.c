@@ -46,10 +46,19 @@ typedef struct head_entry {
     rk_hash root;
 } head_entry;
 
+#define MAX_SIGNERS 8
+
 typedef struct node_check {
     const rk_peer_node *node;
+    const char *dir;
+    const rk_registry *reg;
     rk_db *db, *tiles_db;  /* records and heads are scanned on db; tiles read on tiles_db meanwhile */
     X509 *cert;
+    struct {               /* the other instances of a log kept by several (DESIGN §6), as they sign */
+        const rk_peer_node *node;
+        X509 *cert;
+    } signers[MAX_SIGNERS];
+    int n_signers;
     rk_vkey vkey;
     int has_vkey;
     head_entry *heads;     /* heads whose signature verified, by size */
@@ -92,15 +101,56 @@ static void finding(const char *node, int *count, const char *fmt, ...)
 
 /* ---------- heads ---------- */
 
+/* The registered certificate of a node, or NULL. */
+static X509 *registered_cert(const char *dir, const rk_peer_node *node)
+{
+    char path[TK_PATH_CAP], fp[RK_FINGERPRINT_LEN];
+    X509 *cert = NULL;
+    snprintf(path, sizeof path, "%s/nodes/%s/cert.pem", dir, node->id);
+    if (rk_pki_load_cert(path, &cert) != RK_OK || rk_pki_fingerprint(cert, fp) != RK_OK ||
+        strcmp(fp, node->fingerprint) != 0) {
+        X509_free(cert);
+        return NULL;
+    }
+    return cert;
+}
+
+/* The certificate of the instance that signed a head: the node itself, or
+ * another instance of the same log (the same role and log origin); NULL
+ * when the signer is neither. */
+static X509 *signer_cert(node_check *c, const char *signer)
+{
+    if (!signer || strcmp(signer, c->node->id) == 0)
+        return c->cert;
+    for (int i = 0; i < c->n_signers; i++)
+        if (strcmp(c->signers[i].node->id, signer) == 0)
+            return c->signers[i].cert;
+    const rk_peer_node *n = rk_registry_by_id(c->reg, signer);
+    if (!n || n->role != c->node->role || !n->log_origin[0] || strcmp(n->log_origin, c->node->log_origin) != 0 ||
+        c->n_signers == MAX_SIGNERS)
+        return NULL;
+    X509 *cert = registered_cert(c->dir, n);
+    if (cert) {
+        c->signers[c->n_signers].node = n;
+        c->signers[c->n_signers++].cert = cert;
+    }
+    return cert;
+}
+
 static rk_rc collect_head(void *arg, int64_t size64, const char *root_hex, int64_t time_ms, const char *signature,
-                          const char *checkpoint)
+                          const char *checkpoint, const char *signer)
 {
     node_check *c = arg;
     long long size = (long long)size64;
     rk_hash root;
     c->n_heads_seen++;
+    X509 *cert = signer_cert(c, signer);
+    if (!cert) {
+        FINDING(c, "tree head of size %lld: signed by %s, not an instance of this log", size, signer);
+        return RK_OK;
+    }
     if (rk_merkle_unhex(root_hex, root) != RK_OK ||
-        rk_head_verify(c->cert, c->node->id, (uint64_t)size, root, time_ms, signature) != RK_OK) {
+        rk_head_verify(cert, signer ? signer : c->node->id, (uint64_t)size, root, time_ms, signature) != RK_OK) {
         FINDING(c, "tree head of size %lld: the signature does not verify (forged or altered head)", size);
         return RK_OK;
     }
@@ -274,15 +324,26 @@ static void check_end(node_check *c)
     }
 }
 
-static int verify_node(const char *dir, const rk_peer_node *node)
+/* The store a node's node.conf names (nodes/<id>/node.db when it names none). */
+static void node_store(const char *dir, const rk_peer_node *node, char *path, size_t size)
 {
-    node_check c = {.node = node, .expected = 1};
+    char err[256] = "";
+    rk_node_config *cfg = calloc(1, sizeof *cfg);
+    snprintf(path, size, "%s/nodes/%s/node.conf", dir, node->id);
+    if (cfg && rk_config_load(path, cfg, err, sizeof err) == RK_OK)
+        snprintf(path, size, "%s", cfg->db);
+    else
+        snprintf(path, size, "%s/nodes/%s/node.db", dir, node->id);
+    free(cfg);
+}
+
+static int verify_node(const char *dir, const rk_registry *reg, const rk_peer_node *node)
+{
+    node_check c = {.node = node, .dir = dir, .reg = reg, .expected = 1};
     rk_tile_builder_init(&c.built);
     rk_tile_builder_init(&c.stored_state);
-    char path[TK_PATH_CAP], fp[RK_FINGERPRINT_LEN];
-    snprintf(path, sizeof path, "%s/nodes/%s/cert.pem", dir, node->id);
-    if (rk_pki_load_cert(path, &c.cert) != RK_OK || rk_pki_fingerprint(c.cert, fp) != RK_OK ||
-        strcmp(fp, node->fingerprint) != 0) {
+    char path[TK_PATH_CAP];
+    if (!(c.cert = registered_cert(dir, node))) {
         FINDING(&c, "its certificate is missing or is not the registered one");
         goto done;
     }
@@ -292,15 +353,7 @@ static int verify_node(const char *dir, const rk_peer_node *node)
         else
             c.has_vkey = 1;
     }
-    /* the node's store as its node.conf says (nodes/<id>/node.db when it says nothing) */
-    char err[256] = "";
-    rk_node_config *cfg = calloc(1, sizeof *cfg);
-    snprintf(path, sizeof path, "%s/nodes/%s/node.conf", dir, node->id);
-    if (cfg && rk_config_load(path, cfg, err, sizeof err) == RK_OK)
-        snprintf(path, sizeof path, "%s", cfg->db);
-    else
-        snprintf(path, sizeof path, "%s/nodes/%s/node.db", dir, node->id);
-    free(cfg);
+    node_store(dir, node, path, sizeof path);
     if (rk_db_open(path, RK_DB_READONLY, &c.db) != RK_OK || rk_db_open(path, RK_DB_READONLY, &c.tiles_db) != RK_OK) {
         /* a URI holds the role's password: never printed */
         FINDING(&c, "cannot open its store%s%s", strstr(path, "://") ? "" : " ", strstr(path, "://") ? "" : path);
@@ -328,6 +381,8 @@ done:
     rk_tile_builder_free(&c.stored_state);
     free(c.heads);
     X509_free(c.cert);
+    for (int i = 0; i < c.n_signers; i++)
+        X509_free(c.signers[i].cert);
     return c.findings;
 }
 
@@ -444,6 +499,28 @@ static int run_url(const char *dir, const rk_registry *reg, const char *url)
     return 0;
 }
 
+/* True when node i keeps the same log, in the same store, as an earlier
+ * node of the registry (the instances of the core, DESIGN §6). */
+static int same_log_as_earlier(const char *dir, const rk_registry *reg, size_t i)
+{
+    const rk_peer_node *n = &reg->nodes[i];
+    if (!n->log_origin[0])
+        return 0;
+    char mine[TK_PATH_CAP], theirs[TK_PATH_CAP];
+    node_store(dir, n, mine, sizeof mine);
+    for (size_t j = 0; j < i; j++) {
+        const rk_peer_node *e = &reg->nodes[j];
+        if (e->role != n->role || strcmp(e->log_origin, n->log_origin) != 0)
+            continue;
+        node_store(dir, e, theirs, sizeof theirs);
+        if (strcmp(mine, theirs) == 0) {
+            printf("  %-28s the log of %s (the same store)\n", n->id, e->id);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* ---------- the command ---------- */
 
 static int usage(FILE *out, int code)
@@ -499,8 +576,10 @@ int rk_cmd_records(int argc, char **argv)
         const rk_peer_node *n = &reg->nodes[i];
         if (n->role != RK_ROLE_CORE && n->role != RK_ROLE_AGENCY)
             continue;
+        if (same_log_as_earlier(dir, reg, i))
+            continue; /* another instance of a log checked already */
         nodes++;
-        findings += verify_node(dir, n);
+        findings += verify_node(dir, reg, n);
     }
     rk_registry_free(reg);
     if (pg_started && rk_net_pg_stop(dir) != RK_OK)

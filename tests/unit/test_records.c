@@ -325,9 +325,10 @@ typedef struct heads_seen {
 } heads_seen;
 
 static rk_rc collect_head(void *arg, int64_t size, const char *root, int64_t time_ms, const char *sig,
-                          const char *checkpoint)
+                          const char *checkpoint, const char *signer)
 {
     (void)checkpoint;
+    (void)signer;
     heads_seen *h = arg;
     if (h->n == 8 || !root || !sig || strcmp(sig, "sig") != 0)
         return RK_ERR_INVALID;
