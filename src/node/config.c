@@ -51,6 +51,7 @@ static const key_def keys[] = {
     {"core", "permissions", K_PATH, AT(permissions), 0, 0, 0, NULL},
     {"core", "outbox_retry_min_ms", K_INT, AT(outbox_retry_min_ms), 1, 3600000, 200, NULL},
     {"core", "outbox_retry_max_ms", K_INT, AT(outbox_retry_max_ms), 1, DAY_MS, 30000, NULL},
+    {"core", "notice_lease_ms", K_INT, AT(notice_lease_ms), 1000, DAY_MS, 60000, NULL},
     {"jlis", "residents", K_PATH, AT(residents), 0, 0, 0, NULL},
     {"alerts", "refusal_threshold", K_INT, AT(refusal_threshold), 1, 1000000, 10, NULL},
     {"alerts", "refusal_window_ms", K_INT, AT(refusal_window_ms), 100, DAY_MS, 60000, NULL},

@@ -4,7 +4,7 @@
  *           store (sqlite:PATH or a postgresql:// URI; db = PATH is its synonym),
  *           workers, max_body, log_level, log_format (text|json), listen,
  *           clock_offset_ms (tests only)
- *   [core]  master_key_file, permissions, outbox_retry_min_ms, outbox_retry_max_ms
+ *   [core]  master_key_file, permissions, outbox_retry_min_ms, outbox_retry_max_ms, notice_lease_ms
  *   [jlis]  residents
  *   [alerts] refusal_threshold, refusal_window_ms, not_permitted_threshold,
  *           not_permitted_window_ms, rate_window_ms, rate_factor, rate_min,
@@ -47,6 +47,7 @@ typedef struct rk_node_config {
     char permissions[RK_PATH_MAX];
     int outbox_retry_min_ms;
     int outbox_retry_max_ms;
+    int notice_lease_ms; /* a claimed notice is another instance's to deliver after this (DESIGN §6) */
     /* jlis */
     char residents[RK_PATH_MAX];
     /* [alerts]: when a node raises an incident by itself (第3-5, 第5-4(3)) */
