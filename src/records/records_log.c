@@ -348,6 +348,9 @@ rk_rc rk_records_log_start(rk_node *node, rk_db *db, int64_t interval_ms, rk_rec
         if (rc == RK_OK)
             rc = catch_up(log);
         log->leading = rc == RK_OK;
+        if (log->leading)
+            rk_info("records log: %s leads the log from size %llu", node->cfg.id,
+                    (unsigned long long)log->tiles.frontier.size);
     }
     if (rc == RK_OK && pthread_create(&log->thread, NULL, signer_main, log) != 0)
         rc = RK_ERR_NOMEM;
