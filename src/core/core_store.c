@@ -115,10 +115,10 @@ static rk_rc resolve_person(rk_db *db, const core_acquisition *a, int64_t now_ms
         rc = new_person(db, now_ms, serial);
     if (rc == RK_OK)
         rc = bind_code(db, a->resident_code, *serial);
-    if (rc == RK_OK && created) {
-        /* Another instance may have bound this code meanwhile (DESIGN §6):
-         * its person is the one, and the one made here goes. On PostgreSQL
-         * the insert above waited for that commit and did nothing. */
+    if (rc == RK_OK && created && rk_db_changes(db) == 0) {
+        /* Another instance bound this code meanwhile (DESIGN §6): its person
+         * is the one, and the one made here goes. On PostgreSQL the insert
+         * above waited for that commit and did nothing. */
         uint64_t bound = 0;
         rc = serial_of_code(db, a->resident_code, &bound);
         if (rc == RK_OK && bound != *serial) {
