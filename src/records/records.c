@@ -37,6 +37,9 @@ static const char *const records_steps[] = {
     /* Step 3: the instance that signed a head (several core instances
      * share one log, DESIGN §6); NULL for the heads before: the node's own. */
     "ALTER TABLE tree_heads ADD COLUMN signer TEXT;",
+    /* Step 4: a query's condition (lib/condition.h); "" for none, as every
+     * record before. */
+    "ALTER TABLE records ADD COLUMN condition TEXT NOT NULL DEFAULT '';",
 };
 
 rk_rc rk_records_migrate(rk_db *db)
@@ -59,19 +62,22 @@ static int plain(const char *s)
  * `records verify`. 0 when a string is not plain or it does not fit. */
 static int plain_leaf_text(const rk_record *r, char *out, size_t outlen)
 {
-    const char *const s[] = {r->business, r->exchange_id, r->item, r->operator_id, r->outcome, r->payload_sha256,
-                             r->provider, r->reason, r->requester, r->side, r->subject};
+    const char *const s[] = {r->business, r->condition, r->exchange_id, r->item, r->operator_id, r->outcome,
+                             r->payload_sha256, r->provider, r->reason, r->requester, r->side, r->subject};
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
         if (!plain(s[i]))
             return 0;
-    char provided[24] = "null";
+    char provided[24] = "null", condition[sizeof r->condition + 16] = "";
     if (r->provided_ms)
         snprintf(provided, sizeof provided, "%lld", (long long)r->provided_ms);
+    if (r->condition[0]) /* a record without one keeps the leaf it always had */
+        snprintf(condition, sizeof condition, "\"condition\":\"%s\",", r->condition);
     int n = snprintf(out, outlen,
-                     "{\"business\":\"%s\",\"exchange_id\":\"%s\",\"item\":\"%s\",\"operator\":\"%s\","
+                     "{\"business\":\"%s\",%s\"exchange_id\":\"%s\",\"item\":\"%s\",\"operator\":\"%s\","
                      "\"outcome\":\"%s\",\"payload_sha256\":\"%s\",\"provided_ms\":%s,\"provider\":\"%s\","
                      "\"reason\":\"%s\",\"requested_ms\":%lld,\"requester\":\"%s\",\"side\":\"%s\",\"subject\":\"%s\"}",
-                     r->business, r->exchange_id, r->item, r->operator_id, r->outcome, r->payload_sha256, provided,
+                     r->business, condition, r->exchange_id, r->item, r->operator_id, r->outcome, r->payload_sha256,
+                     provided,
                      r->provider, r->reason, (long long)r->requested_ms, r->requester, r->side, r->subject);
     return n > 0 && (size_t)n < outlen ? n : 0;
 }
@@ -92,6 +98,8 @@ void rk_record_leaf(const rk_record *r, uint8_t out[32])
                           "requested_ms", (json_int_t)r->requested_ms, "provided_ms",
                           r->provided_ms ? json_integer(r->provided_ms) : json_null(), "outcome", r->outcome,
                           "reason", r->reason, "payload_sha256", r->payload_sha256);
+    if (j && r->condition[0])
+        json_object_set_new(j, "condition", json_string(r->condition));
     char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     rk_merkle_leaf_hash(text ? text : "", text ? strlen(text) : 0, out);
     free(text);
@@ -113,8 +121,8 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
         return rc;
     rk_stmt *st = rk_db_stmt(db,
         "INSERT INTO records(seq, exchange_id, side, requester, provider, business, item, operator, subject,"
-        " requested_ms, provided_ms, outcome, reason, payload_sha256, leaf_hash)"
-        " VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM records),?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+        " requested_ms, provided_ms, outcome, reason, payload_sha256, leaf_hash, condition)"
+        " VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM records),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     rk_bind_text(st, 1, r->exchange_id);
     rk_bind_text(st, 2, r->side);
     rk_bind_text(st, 3, r->requester);
@@ -132,6 +140,7 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
     rk_bind_text(st, 12, r->reason);
     rk_bind_text(st, 13, r->payload_sha256);
     rk_bind_text(st, 14, leaf_hex);
+    rk_bind_text(st, 15, r->condition);
     return rk_stmt_exec(st);
 }
 
@@ -151,6 +160,7 @@ void rk_record_from_row(rk_stmt *q, int col, rk_record *r)
     rk_col_copy(q, col + 10, r->outcome, sizeof r->outcome);
     rk_col_copy(q, col + 11, r->reason, sizeof r->reason);
     rk_col_copy(q, col + 12, r->payload_sha256, sizeof r->payload_sha256);
+    rk_col_copy(q, col + 13, r->condition, sizeof r->condition);
 }
 
 /* A row of "seq, " RK_RECORD_COLUMNS as the JSON of GET /v1/records. */
@@ -162,12 +172,15 @@ static json_t *row_to_json(rk_stmt *q)
     rk_format_time(r.requested_ms, req, sizeof req);
     if (!rk_col_is_null(q, 10))
         rk_format_time(r.provided_ms, prov, sizeof prov);
-    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:s}",
-                     "seq", (json_int_t)rk_col_int(q, 0), "exchange_id", r.exchange_id, "side", r.side,
-                     "requester", r.requester, "provider", r.provider, "business", r.business, "item", r.item,
-                     "operator", r.operator_id, "subject", r.subject, "requested_at", req, "provided_at",
-                     prov[0] ? prov : NULL, "outcome", r.outcome, "reason", r.reason, "payload_sha256",
-                     r.payload_sha256);
+    json_t *j = json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:s}",
+                          "seq", (json_int_t)rk_col_int(q, 0), "exchange_id", r.exchange_id, "side", r.side,
+                          "requester", r.requester, "provider", r.provider, "business", r.business, "item", r.item,
+                          "operator", r.operator_id, "subject", r.subject, "requested_at", req, "provided_at",
+                          prov[0] ? prov : NULL, "outcome", r.outcome, "reason", r.reason, "payload_sha256",
+                          r.payload_sha256);
+    if (j && r.condition[0])
+        json_object_set_new(j, "condition", json_string(r.condition));
+    return j;
 }
 
 typedef struct list_args {
