@@ -36,6 +36,7 @@
 #include "records/tiles.h"
 #include "node/config.h"
 #include "tools/net/net.h"
+#include "tools/records_internal.h"
 #include "tools/toolkit.h"
 #include "tools/tools.h"
 
@@ -84,9 +85,7 @@ typedef struct node_check {
     int findings;
 } node_check;
 
-static void finding(const char *node, int *count, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void finding(const char *node, int *count, const char *fmt, ...)
+void finding(const char *node, int *count, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -300,6 +299,33 @@ static rk_rc check_record(void *arg, int64_t seq64, const char *stored, const rk
     return RK_OK;
 }
 
+/* The archived prefix (written out, then pruned: DESIGN §4.1): its leaves
+ * are the stored level-0 tiles, checked against the signed heads as the
+ * records' would be; the archive file itself is checked with --archive. */
+static void check_archived_prefix(node_check *c, uint64_t archived)
+{
+    rk_hash leaf;
+    for (uint64_t pos = 0; pos < archived; pos++) {
+        if (!stored_leaf(c, pos, leaf)) {
+            FINDING(c, "the archived records 1..%llu have no tiles beyond %llu", (unsigned long long)archived,
+                    (unsigned long long)pos);
+            return;
+        }
+        if (rk_tile_builder_append(&c->built, leaf) != RK_OK)
+            return;
+        c->n++;
+        compare_new_tiles(c);
+        if (c->n == c->stored_state.frontier.size)
+            rk_merkle_frontier_root(&c->built.frontier, c->stored_root_seen);
+        while (c->next_head < c->n_heads && c->heads[c->next_head].size <= c->n) {
+            if (c->heads[c->next_head].size == c->n)
+                check_head_root(c, &c->heads[c->next_head]);
+            c->next_head++;
+        }
+    }
+    c->expected = (long long)archived + 1;
+}
+
 /* After the last record: heads beyond it, the stored edge tiles and state. */
 static void check_end(node_check *c)
 {
@@ -324,16 +350,20 @@ static void check_end(node_check *c)
     }
 }
 
-/* The store a node's node.conf names (nodes/<id>/node.db when it names none). */
-static void node_store(const char *dir, const rk_peer_node *node, char *path, size_t size)
+void rk_records_node_store(const char *dir, const rk_peer_node *node, char *path, size_t size, int *retain_days)
 {
     char err[256] = "";
     rk_node_config *cfg = calloc(1, sizeof *cfg);
     snprintf(path, size, "%s/nodes/%s/node.conf", dir, node->id);
-    if (cfg && rk_config_load(path, cfg, err, sizeof err) == RK_OK)
+    if (cfg && rk_config_load(path, cfg, err, sizeof err) == RK_OK) {
         snprintf(path, size, "%s", cfg->db);
-    else
+        if (retain_days)
+            *retain_days = cfg->retain_days;
+    } else {
         snprintf(path, size, "%s/nodes/%s/node.db", dir, node->id);
+        if (retain_days)
+            *retain_days = RK_RETAIN_DAYS_DEFAULT;
+    }
     free(cfg);
 }
 
@@ -353,7 +383,7 @@ static int verify_node(const char *dir, const rk_registry *reg, const rk_peer_no
         else
             c.has_vkey = 1;
     }
-    node_store(dir, node, path, sizeof path);
+    rk_records_node_store(dir, node, path, sizeof path, NULL);
     if (rk_db_open(path, RK_DB_READONLY, &c.db) != RK_OK || rk_db_open(path, RK_DB_READONLY, &c.tiles_db) != RK_OK) {
         /* a URI holds the role's password: never printed */
         FINDING(&c, "cannot open its store%s%s", strstr(path, "://") ? "" : " ", strstr(path, "://") ? "" : path);
@@ -362,6 +392,11 @@ static int verify_node(const char *dir, const rk_registry *reg, const rk_peer_no
     rk_rc rc = rk_tree_heads_each(c.db, collect_head, &c);
     if (rc == RK_OK && rk_tiles_load(c.tiles_db, &c.stored_state) != RK_OK)
         FINDING(&c, "its stored tile state cannot be read (damaged)");
+    int64_t archived = 0;
+    if (rc == RK_OK)
+        rc = rk_records_archived_upto(c.db, &archived);
+    if (rc == RK_OK && archived > 0)
+        check_archived_prefix(&c, (uint64_t)archived);
     if (rc == RK_OK)
         rc = rk_records_each(c.db, check_record, &c);
     if (rc != RK_OK) {
@@ -371,7 +406,11 @@ static int verify_node(const char *dir, const rk_registry *reg, const rk_peer_no
     check_end(&c);
     if (c.n_heads_seen == 0 && c.n > 0)
         FINDING(&c, "%llu records but no signed tree head", (unsigned long long)c.n);
-    if (!c.findings)
+    if (!c.findings && archived)
+        printf("  %-28s ok: %llu records (%lld archived, their tiles kept), %d signed tree heads, tiles of %llu"
+               " leaves\n", node->id, (unsigned long long)c.n, (long long)archived, c.n_heads_seen,
+               (unsigned long long)c.stored_state.frontier.size);
+    else if (!c.findings)
         printf("  %-28s ok: %llu records, %d signed tree heads, tiles of %llu leaves\n", node->id,
                (unsigned long long)c.n, c.n_heads_seen, (unsigned long long)c.stored_state.frontier.size);
 done:
@@ -507,12 +546,12 @@ static int same_log_as_earlier(const char *dir, const rk_registry *reg, size_t i
     if (!n->log_origin[0])
         return 0;
     char mine[TK_PATH_CAP], theirs[TK_PATH_CAP];
-    node_store(dir, n, mine, sizeof mine);
+    rk_records_node_store(dir, n, mine, sizeof mine, NULL);
     for (size_t j = 0; j < i; j++) {
         const rk_peer_node *e = &reg->nodes[j];
         if (e->role != n->role || strcmp(e->log_origin, n->log_origin) != 0)
             continue;
-        node_store(dir, e, theirs, sizeof theirs);
+        rk_records_node_store(dir, e, theirs, sizeof theirs, NULL);
         if (strcmp(mine, theirs) == 0) {
             printf("  %-28s the log of %s (the same store)\n", n->id, e->id);
             return 1;
@@ -525,15 +564,19 @@ static int same_log_as_earlier(const char *dir, const rk_registry *reg, size_t i
 
 static int usage(FILE *out, int code)
 {
-    fprintf(out, "usage: renkei records verify DIR [--url URL]\n"
+    fprintf(out, "usage: renkei records verify DIR [--url URL | --archive FILE]\n"
                  "\n"
                  "Checks the records of every node of the network in DIR (the core and each agency\n"
                  "node): every record against its signed tree heads, checkpoints and stored tiles,\n"
                  "streaming. Exit 0 when nothing was altered, removed, reordered or forged; otherwise\n"
                  "each finding names the node and the record or tile.\n"
                  "\n"
-                 "  --url URL  check the running node at URL from its checkpoint and tiles alone (as\n"
-                 "             an auditor without its database), with DIR's operator credential\n");
+                 "  --url URL       check the running node at URL from its checkpoint and tiles alone\n"
+                 "                  (as an auditor without its database), with DIR's operator credential\n"
+                 "  --archive FILE  check an archive (records archive) against the log it came from\n"
+                 "\n"
+                 "archive writes a node's records older than its retention to FILE and prunes them\n"
+                 "from its store ('renkei records archive --help').\n");
     return code;
 }
 
@@ -541,19 +584,29 @@ int rk_cmd_records(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--help") == 0)
         return usage(stdout, 0);
+    if (argc >= 2 && strcmp(argv[1], "archive") == 0)
+        return rk_records_archive_cmd(argc, argv);
     if (argc < 3 || strcmp(argv[1], "verify") != 0)
         return usage(stderr, 2);
-    static const struct option opts[] = {{"url", required_argument, NULL, 'u'}, {"help", no_argument, NULL, 'h'}, {0}};
-    const char *url = NULL;
+    static const struct option opts[] = {{"url", required_argument, NULL, 'u'},
+                                         {"archive", required_argument, NULL, 'a'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0}};
+    const char *url = NULL, *archive = NULL;
     int c;
     tk_getopt_reset();
     while ((c = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
         if (c == 'h')
             return usage(stdout, 0);
-        if (c != 'u')
+        if (c == 'u')
+            url = optarg;
+        else if (c == 'a')
+            archive = optarg;
+        else
             return tk_option_error("records", c, argv + 1);
-        url = optarg;
     }
+    if (url && archive)
+        return tk_usage_error("records", "verify takes --url or --archive, not both");
     if (optind != argc - 2) /* one operand after the options, GNU getopt having moved it last */
         return tk_usage_error("records", "verify takes one network folder");
     const char *dir = argv[1 + optind];
@@ -561,8 +614,8 @@ int rk_cmd_records(int argc, char **argv)
     rk_registry *reg = NULL;
     if (tk_registry_load(dir, &reg, err, sizeof err) != RK_OK)
         return tk_failure("records", "%s", err);
-    if (url) {
-        int rc = run_url(dir, reg, url);
+    if (url || archive) {
+        int rc = url ? run_url(dir, reg, url) : rk_records_verify_archive(dir, reg, archive);
         rk_registry_free(reg);
         return rc;
     }
