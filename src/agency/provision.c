@@ -129,11 +129,8 @@ int agency_read_provision(const rk_request *req, rk_response *resp, agency_provi
         !(in->item = rk_req_string(req, resp, "item", RK_CATALOGUE_ID_MAX)) ||
         !(in->requester_cert = rk_req_string(req, resp, "requester_cert", RK_CERT_PEM_MAX)))
         return -1;
-    if (rk_condition_read(json_object_get(req->json, "condition"), &in->condition) != 0) {
-        rk_reply_error(resp, 400, "invalid_field",
-                       "field \"condition\" must be {\"fiscal_year\": YYYY} or {\"as_of\": \"YYYY-MM-DD\"}");
+    if (rk_req_condition(req, resp, &in->condition) != 0)
         return -1;
-    }
     return 0;
 }
 

@@ -65,11 +65,8 @@ int agency_read_query(const rk_request *req, rk_response *resp, agency_query_in 
         rk_reply_error(resp, 400, "invalid_field", "query_id and operator must be characters of [A-Za-z0-9._-]");
         return -1;
     }
-    if (rk_condition_read(json_object_get(req->json, "condition"), &q->condition) != 0) {
-        rk_reply_error(resp, 400, "invalid_field",
-                       "field \"condition\" must be {\"fiscal_year\": YYYY} or {\"as_of\": \"YYYY-MM-DD\"}");
+    if (rk_req_condition(req, resp, &q->condition) != 0)
         return -1;
-    }
     return 0;
 }
 

@@ -83,11 +83,8 @@ int core_read_exchange(const rk_request *req, rk_response *resp, core_exchange_i
         rk_reply_error(resp, 400, "invalid_field", "field \"%s\" has characters or a length not allowed", bad);
         return -1;
     }
-    if (rk_condition_read(json_object_get(req->json, "condition"), &in->condition) != 0) {
-        rk_reply_error(resp, 400, "invalid_field",
-                       "field \"condition\" must be {\"fiscal_year\": YYYY} or {\"as_of\": \"YYYY-MM-DD\"}");
+    if (rk_req_condition(req, resp, &in->condition) != 0)
         return -1;
-    }
     return 0;
 }
 

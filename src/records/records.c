@@ -265,29 +265,9 @@ int64_t rk_records_count(rk_db *db)
     return rk_db_scan(db, count_fn, &n) == RK_OK ? n : 0;
 }
 
-typedef struct each_args {
-    rk_record_fn fn;
-    void *arg;
-} each_args;
-
-static rk_rc each_fn(rk_db *db, void *arg)
-{
-    each_args *a = arg;
-    rk_stmt *q = rk_db_stmt(db, "SELECT seq, leaf_hash, " RK_RECORD_COLUMNS " FROM records ORDER BY seq");
-    rk_rc rc;
-    while ((rc = rk_stmt_next(q)) == RK_OK) {
-        rk_record r;
-        rk_record_from_row(q, 2, &r);
-        if ((rc = a->fn(a->arg, rk_col_int(q, 0), rk_col_text(q, 1), &r)) != RK_OK)
-            return rc;
-    }
-    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
-}
-
 rk_rc rk_records_each(rk_db *db, rk_record_fn fn, void *arg)
 {
-    each_args a = {fn, arg};
-    return rk_db_scan(db, each_fn, &a);
+    return rk_records_range(db, 1, INT64_MAX, fn, arg);
 }
 
 typedef struct find_args {

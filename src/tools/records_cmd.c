@@ -266,6 +266,24 @@ static void compare_new_tiles(node_check *c)
 
 /* ---------- records ---------- */
 
+/* Leaf c->n - 1 recomputed (or, archived, read from its tile): into the
+ * tiles, which are compared with the stored ones, and the heads it reaches
+ * checked. */
+static rk_rc leaf_built(node_check *c, const rk_hash leaf)
+{
+    if (rk_tile_builder_append(&c->built, leaf) != RK_OK)
+        return RK_ERR_NOMEM;
+    compare_new_tiles(c);
+    if (c->n == c->stored_state.frontier.size)
+        rk_merkle_frontier_root(&c->built.frontier, c->stored_root_seen);
+    while (c->next_head < c->n_heads && c->heads[c->next_head].size <= c->n) {
+        if (c->heads[c->next_head].size == c->n)
+            check_head_root(c, &c->heads[c->next_head]);
+        c->next_head++;
+    }
+    return RK_OK;
+}
+
 static rk_rc check_record(void *arg, int64_t seq64, const char *stored, const rk_record *r)
 {
     node_check *c = arg;
@@ -286,17 +304,7 @@ static rk_rc check_record(void *arg, int64_t seq64, const char *stored, const rk
         c->suspects[c->n_suspects].pos = pos;
         snprintf(c->suspects[c->n_suspects++].xid, sizeof c->suspects[0].xid, "%s", r->exchange_id);
     }
-    if (rk_tile_builder_append(&c->built, leaf) != RK_OK)
-        return RK_ERR_NOMEM;
-    compare_new_tiles(c);
-    if (c->n == c->stored_state.frontier.size)
-        rk_merkle_frontier_root(&c->built.frontier, c->stored_root_seen);
-    while (c->next_head < c->n_heads && c->heads[c->next_head].size <= c->n) {
-        if (c->heads[c->next_head].size == c->n)
-            check_head_root(c, &c->heads[c->next_head]);
-        c->next_head++;
-    }
-    return RK_OK;
+    return leaf_built(c, leaf);
 }
 
 /* The archived prefix (written out, then pruned: DESIGN §4.1): its leaves
@@ -311,17 +319,9 @@ static void check_archived_prefix(node_check *c, uint64_t archived)
                     (unsigned long long)pos);
             return;
         }
-        if (rk_tile_builder_append(&c->built, leaf) != RK_OK)
-            return;
         c->n++;
-        compare_new_tiles(c);
-        if (c->n == c->stored_state.frontier.size)
-            rk_merkle_frontier_root(&c->built.frontier, c->stored_root_seen);
-        while (c->next_head < c->n_heads && c->heads[c->next_head].size <= c->n) {
-            if (c->heads[c->next_head].size == c->n)
-                check_head_root(c, &c->heads[c->next_head]);
-            c->next_head++;
-        }
+        if (leaf_built(c, leaf) != RK_OK)
+            return;
     }
     c->expected = (long long)archived + 1;
 }
