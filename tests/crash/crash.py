@@ -30,6 +30,7 @@ or doubled, answered differently, left unanswered, or verify failed.
 """
 import argparse
 import collections
+import csv
 import hashlib
 import http.client
 import json
@@ -119,8 +120,8 @@ class Suite:
         self.ops = []                     # every Op, in the order made
         self.persons = collections.defaultdict(list)  # agency -> persons acknowledged there
         self.kills = collections.Counter()
-        self.recoveries = []              # (seconds from restart to healthy, node, round)
-        self.outages = []                 # (seconds from kill to healthy, node, round)
+        self.recoveries = []              # (seconds from restart to healthy, node, round, role)
+        self.outages = []                 # (seconds from kill to healthy, node, round, role)
         self.errors = []                  # what went wrong in the driver itself
         self.stop_load = threading.Event()
         self.next_id = 0
@@ -141,7 +142,6 @@ class Suite:
     def permitted_rows(self):
         """(requester, business, provider, item) that the permission table
         allows between two different agencies of this network."""
-        import csv
         rows = []
         with open(self.net.path("permissions.csv")) as f:
             for r in csv.DictReader(f):
@@ -280,7 +280,7 @@ class Suite:
             t_kill = time.time()
             net.kill_node(node)
         self.kills[role] += 1
-        time.sleep(self.rng.uniform(0, 1.0) * SLOW)
+        time.sleep(self.rng.uniform(0, 1.0))
         t_start = time.time()
         if role == "database":
             net.pg.start()
@@ -289,8 +289,8 @@ class Suite:
         else:
             self.restart(node)
         t_up = time.time()
-        self.recoveries.append((t_up - t_start, node, rnd))
-        self.outages.append((t_up - t_kill, node, rnd))
+        self.recoveries.append((t_up - t_start, node, rnd, role))
+        self.outages.append((t_up - t_kill, node, rnd, role))
         return node
 
     def restart(self, node):
@@ -312,15 +312,15 @@ class Suite:
             t.start()
         roles = self.roles()
         try:
-            time.sleep(self.args.warmup * SLOW)
+            time.sleep(self.args.warmup)
             for rnd in range(1, self.args.rounds + 1):
-                time.sleep(self.rng.uniform(0.2, self.args.interval) * SLOW)
+                time.sleep(self.rng.uniform(0.2, self.args.interval))
                 role = next(roles)
                 node = self.kill_round(rnd, role)
                 if self.args.verbose:
                     print(f"  round {rnd}: {role} {node} killed; back in {self.recoveries[-1][0]:.2f} s "
                           f"({len(self.ops)} requests so far)", flush=True)
-            time.sleep(1.0 * SLOW)
+            time.sleep(1.0)
         finally:
             self.stop_load.set()
             for t in threads:
@@ -531,8 +531,10 @@ class Suite:
                                       if op.final is not None and not op.acked)
         retried = [op for op in ops if op.retried]
         no_answer = sum(1 for op in ops for x in op.answers if x is None)
-        rec = max(self.recoveries) if self.recoveries else (0, "-", 0)
-        out = max(self.outages) if self.outages else (0, "-", 0)
+        rec = max(self.recoveries) if self.recoveries else (0, "-", 0, "-")
+        out = max(self.outages) if self.outages else (0, "-", 0, "-")
+        by_role = ", ".join(f"{r} {max(x[0] for x in self.recoveries if x[3] == r):.2f}"
+                            for r in list(ROLES) + ["database"] if r in self.kills)
         mean = sum(r[0] for r in self.recoveries) / len(self.recoveries) if self.recoveries else 0
         kills = "  ".join(f"{r} {self.kills[r]}" for r in list(ROLES) + ["database"] if r in self.kills)
         print(f"  load         {len(ops)} requests in {t_load:.1f} s")
@@ -550,8 +552,9 @@ class Suite:
         print(f"  same id      {sent} acknowledged requests sent again: {sent - len(differ)} answered the same")
         print(f"  verify       `renkei records verify`: " + ("passed" if verify.returncode == 0 else
                                                            f"FAILED ({verify.returncode})"))
-        print(f"  recovery     longest {rec[0]:.2f} s ({rec[1]}, round {rec[2]}), mean {mean:.2f} s; "
-              f"longest outage {out[0]:.2f} s (kill to healthy, {out[1]})")
+        print(f"  recovery     longest {rec[0]:.2f} s ({rec[1]}, round {rec[2]}), mean {mean:.2f} s "
+              f"(restart to healthy); longest by role: {by_role}")
+        print(f"  outage       longest {out[0]:.2f} s (kill to healthy, {out[1]}, round {out[2]})")
         for line in notes + differ + [f"unanswered: {op.kind} {op.key or op.path}" for op in unresolved[:10]]:
             print("  ! " + line)
         if verify.returncode != 0:
