@@ -6,8 +6,9 @@ A network from `renkei net init` (tests/system/harness.py) is loaded by
 client threads with enrolments (POST /v1/persons and /v1/persons/batch),
 data updates (PUT /v1/data/{person}/{item} with a request_id) and queries
 (POST /v1/queries). Meanwhile a node of a random role — core, J-LIS, a
-gateway, an agency node; on PostgreSQL also the database server — is
-SIGKILLed at a random moment and restarted, for N rounds. A request that
+gateway, an agency node — is SIGKILLed at a random moment and restarted,
+for N rounds; on PostgreSQL the database server is a role too (stopped in
+immediate mode, a crash: recovery at the next start). A request that
 got no answer, or a 5xx/429 that says nothing was settled, is sent again
 with the same id, as a business system would, until it is answered.
 
