@@ -10,7 +10,6 @@
 #include "crypto/cms.h"
 #include "lib/util.h"
 
-#define ALG_ED25519 0x01
 static const char EM_DASH[] = "\xe2\x80\x94"; /* U+2014, the signature line's mark */
 
 static int name_ok(const char *name)
@@ -19,14 +18,14 @@ static int name_ok(const char *name)
     return n > 0 && n < RK_ORIGIN_MAX && strpbrk(name, "+ \n\t\r") == NULL;
 }
 
-static void key_id(const char *name, const uint8_t pub[32], uint8_t id[4])
+static void key_id(const char *name, uint8_t type, const uint8_t pub[32], uint8_t id[4])
 {
     uint8_t buf[RK_ORIGIN_MAX + 2 + 32], md[32];
     size_t n = strlen(name);
     unsigned int mdlen = 0;
     memcpy(buf, name, n);
     buf[n] = '\n';
-    buf[n + 1] = ALG_ED25519;
+    buf[n + 1] = type;
     memcpy(buf + n + 2, pub, 32);
     if (EVP_Digest(buf, n + 34, md, &mdlen, EVP_sha256(), NULL) != 1)
         abort(); /* only without memory; a wrong key ID must never be published */
@@ -35,12 +34,17 @@ static void key_id(const char *name, const uint8_t pub[32], uint8_t id[4])
 
 rk_rc rk_vkey_of(const char *name, EVP_PKEY *key, char out[RK_VKEY_MAX])
 {
-    uint8_t raw[33] = {ALG_ED25519}, id[4];
+    return rk_vkey_of_type(name, key, RK_VKEY_NOTE, out);
+}
+
+rk_rc rk_vkey_of_type(const char *name, EVP_PKEY *key, uint8_t type, char out[RK_VKEY_MAX])
+{
+    uint8_t raw[33] = {type}, id[4];
     size_t len = 32;
     if (!name_ok(name) || !key || EVP_PKEY_get_id(key) != EVP_PKEY_ED25519 ||
         EVP_PKEY_get_raw_public_key(key, raw + 1, &len) != 1 || len != 32)
         return RK_ERR_INVALID;
-    key_id(name, raw + 1, id);
+    key_id(name, type, raw + 1, id);
     char *b64 = NULL, hex[9];
     rk_rc rc = rk_base64_encode(raw, sizeof raw, &b64);
     if (rc != RK_OK)
@@ -66,11 +70,12 @@ rk_rc rk_vkey_parse(const char *text, rk_vkey *out)
     size_t len = 0;
     if (!name_ok(v.name) || rk_unhex(hex, v.id, 4) != RK_OK || rk_base64_decode(p2 + 1, &raw, &len) != RK_OK)
         return RK_ERR_INVALID;
-    rk_rc rc = len == 33 && raw[0] == ALG_ED25519 ? RK_OK : RK_ERR_INVALID;
+    rk_rc rc = len == 33 && (raw[0] == RK_VKEY_NOTE || raw[0] == RK_VKEY_COSIGNATURE) ? RK_OK : RK_ERR_INVALID;
     if (rc == RK_OK) {
+        v.type = raw[0];
         memcpy(v.pub, raw + 1, 32);
         uint8_t id[4];
-        key_id(v.name, v.pub, id);
+        key_id(v.name, v.type, v.pub, id);
         if (memcmp(id, v.id, 4) != 0)
             rc = RK_ERR_INVALID;
     }
@@ -93,7 +98,7 @@ rk_rc rk_checkpoint_sign(EVP_PKEY *key, const char *origin, uint64_t size, const
         return rc;
     int n = snprintf(body, sizeof body, "%s\n%" PRIu64 "\n%s\n", origin, size, root_b64);
     free(root_b64);
-    key_id(origin, raw, id);
+    key_id(origin, RK_VKEY_NOTE, raw, id);
     memcpy(signed_, id, 4);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     rc = ctx && EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) == 1 &&
@@ -132,7 +137,7 @@ static rk_rc check_line(const rk_vkey *vkey, const char *b64, const char *body, 
 
 rk_rc rk_checkpoint_open(const char *note, size_t len, const rk_vkey *vkey, uint64_t *size, rk_hash root)
 {
-    if (!note || !vkey || len == 0 || len > RK_CHECKPOINT_MAX || memchr(note, '\0', len))
+    if (!note || !vkey || vkey->type != RK_VKEY_NOTE || len == 0 || len > RK_CHECKPOINT_MAX || memchr(note, '\0', len))
         return RK_ERR_INVALID;
     char *text = strndup(note, len);
     if (!text)
@@ -188,6 +193,107 @@ rk_rc rk_checkpoint_open(const char *note, size_t len, const rk_vkey *vkey, uint
     free(r);
 done:
     free(text);
+    return rc;
+}
+
+/* ---------- cosignatures ---------- */
+
+/* The length of the note's body (up to and with the newline before the
+ * blank line); 0 when it has none. */
+static size_t body_length(const char *note, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++)
+        if (note[i] == '\n' && note[i + 1] == '\n')
+            return i + 1;
+    return 0;
+}
+
+/* "cosignature/v1\ntime <t>\n" || body, malloc'ed. */
+static unsigned char *cosigned_message(const char *body, size_t body_len, uint64_t t, size_t *len)
+{
+    char head[64];
+    int n = snprintf(head, sizeof head, "cosignature/v1\ntime %" PRIu64 "\n", t);
+    unsigned char *msg = malloc((size_t)n + body_len);
+    if (!msg)
+        return NULL;
+    memcpy(msg, head, (size_t)n);
+    memcpy(msg + n, body, body_len);
+    *len = (size_t)n + body_len;
+    return msg;
+}
+
+rk_rc rk_cosign(EVP_PKEY *key, const char *name, const char *note, size_t len, uint64_t timestamp, char **line)
+{
+    uint8_t raw[32], sig[4 + 8 + 64];
+    size_t rawlen = sizeof raw, siglen = 64, msglen = 0, body_len = note ? body_length(note, len) : 0;
+    if (!body_len || !name_ok(name) || EVP_PKEY_get_id(key) != EVP_PKEY_ED25519 ||
+        EVP_PKEY_get_raw_public_key(key, raw, &rawlen) != 1 || timestamp > INT64_MAX)
+        return RK_ERR_INVALID;
+    key_id(name, RK_VKEY_COSIGNATURE, raw, sig);
+    for (int i = 0; i < 8; i++)
+        sig[4 + i] = (uint8_t)(timestamp >> (56 - 8 * i));
+    unsigned char *msg = cosigned_message(note, body_len, timestamp, &msglen);
+    EVP_MD_CTX *ctx = msg ? EVP_MD_CTX_new() : NULL;
+    rk_rc rc = ctx && EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) == 1 &&
+                       EVP_DigestSign(ctx, sig + 12, &siglen, msg, msglen) == 1 && siglen == 64
+                   ? RK_OK : RK_ERR_CRYPTO;
+    EVP_MD_CTX_free(ctx);
+    free(msg);
+    char *b64 = NULL;
+    if (rc == RK_OK)
+        rc = rk_base64_encode(sig, sizeof sig, &b64);
+    if (rc == RK_OK && asprintf(line, "%s %s %s\n", EM_DASH, name, b64) < 0)
+        rc = RK_ERR_NOMEM;
+    free(b64);
+    return rc;
+}
+
+rk_rc rk_cosignature_check(const rk_vkey *vkey, const char *note, size_t len, uint64_t *timestamp)
+{
+    size_t body_len = note && len <= RK_CHECKPOINT_MAX && !memchr(note, '\0', len) ? body_length(note, len) : 0;
+    if (!vkey || vkey->type != RK_VKEY_COSIGNATURE || !body_len)
+        return RK_ERR_INVALID;
+    size_t dash = sizeof EM_DASH - 1, nlen = strlen(vkey->name);
+    rk_rc rc = RK_ERR_CRYPTO;
+    for (size_t at = body_len + 1; at < len && rc != RK_OK;) {
+        const char *line = note + at, *eol = memchr(line, '\n', len - at);
+        if (!eol)
+            return RK_ERR_INVALID;
+        size_t n = (size_t)(eol - line);
+        at += n + 1;
+        if (n < dash + nlen + 2 || memcmp(line, EM_DASH, dash) != 0 || line[dash] != ' ' ||
+            memcmp(line + dash + 1, vkey->name, nlen) != 0 || line[dash + 1 + nlen] != ' ')
+            continue;
+        char b64[200];
+        size_t blen = n - dash - nlen - 2;
+        if (blen >= sizeof b64)
+            continue;
+        memcpy(b64, line + dash + nlen + 2, blen);
+        b64[blen] = '\0';
+        unsigned char *raw = NULL;
+        size_t rlen = 0;
+        if (rk_base64_decode(b64, &raw, &rlen) != RK_OK)
+            continue;
+        if (rlen == 4 + 8 + 64 && memcmp(raw, vkey->id, 4) == 0) {
+            uint64_t t = 0;
+            for (int i = 0; i < 8; i++)
+                t = t << 8 | raw[4 + i];
+            size_t msglen = 0;
+            unsigned char *msg = t <= INT64_MAX ? cosigned_message(note, body_len, t, &msglen) : NULL;
+            EVP_PKEY *pk = msg ? EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, vkey->pub, 32) : NULL;
+            EVP_MD_CTX *ctx = pk ? EVP_MD_CTX_new() : NULL;
+            if (ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, pk) == 1 &&
+                EVP_DigestVerify(ctx, raw + 12, 64, msg, msglen) == 1) {
+                rc = RK_OK;
+                if (timestamp)
+                    *timestamp = t;
+            }
+            EVP_MD_CTX_free(ctx);
+            EVP_PKEY_free(pk);
+            free(msg);
+        }
+        free(raw);
+    }
     return rc;
 }
 

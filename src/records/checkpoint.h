@@ -8,7 +8,12 @@
  *
  * network.json names each log's origin and vkey; the key name is the
  * origin. Later signature lines (witnesses' cosignatures) are kept as they
- * are and ignored by rk_checkpoint_open. */
+ * are and ignored by rk_checkpoint_open.
+ *
+ * Cosignatures (C2SP tlog-cosignature, Ed25519, type 0x04): a witness
+ * signs "cosignature/v1\ntime <t>\n" followed by the checkpoint's body;
+ *   key ID    SHA-256(name || 0x0A || 0x04 || public key)[:4]
+ *   signature "— <name> <base64(key ID || u64 big-endian t || signature)>" */
 #ifndef RK_RECORDS_CHECKPOINT_H
 #define RK_RECORDS_CHECKPOINT_H
 
@@ -22,8 +27,12 @@
 #define RK_VKEY_MAX 256
 #define RK_CHECKPOINT_MAX 8192 /* a note with its cosignatures, as read from the network */
 
+#define RK_VKEY_NOTE 0x01        /* a log's key: signs its checkpoints */
+#define RK_VKEY_COSIGNATURE 0x04 /* a witness's key: cosigns others' checkpoints */
+
 typedef struct rk_vkey {
     char name[RK_ORIGIN_MAX];
+    uint8_t type;                /* RK_VKEY_NOTE or RK_VKEY_COSIGNATURE */
     uint8_t id[4];
     uint8_t pub[32];
 } rk_vkey;
@@ -31,6 +40,9 @@ typedef struct rk_vkey {
 /* The vkey of an Ed25519 key under name. RK_ERR_INVALID when the key is not
  * Ed25519 or the name is empty, too long or holds '+', space or newline. */
 rk_rc rk_vkey_of(const char *name, EVP_PKEY *key, char out[RK_VKEY_MAX]);
+/* The same for a key of either type. */
+rk_rc rk_vkey_of_type(const char *name, EVP_PKEY *key, uint8_t type, char out[RK_VKEY_MAX]);
+/* A vkey of either type (out->type says which). */
 rk_rc rk_vkey_parse(const char *text, rk_vkey *out);
 
 /* The note of (origin, size, root) signed with key; malloc'ed. */
@@ -41,6 +53,15 @@ rk_rc rk_checkpoint_sign(EVP_PKEY *key, const char *origin, uint64_t size, const
  * checkpoint's. RK_ERR_INVALID (malformed) or RK_ERR_CRYPTO (no valid
  * signature). */
 rk_rc rk_checkpoint_open(const char *note, size_t len, const rk_vkey *vkey, uint64_t *size, rk_hash root);
+
+/* A witness's cosignature line (with its newline) of the note's checkpoint
+ * at timestamp (seconds), under name; malloc'ed. RK_ERR_INVALID when the
+ * note has no body. */
+rk_rc rk_cosign(EVP_PKEY *key, const char *name, const char *note, size_t len, uint64_t timestamp, char **line);
+/* RK_OK when one of the note's signature lines is a cosignature of the
+ * witness `vkey` (type RK_VKEY_COSIGNATURE) that verifies; *timestamp its
+ * time. RK_ERR_CRYPTO when none does, RK_ERR_INVALID when malformed. */
+rk_rc rk_cosignature_check(const rk_vkey *vkey, const char *note, size_t len, uint64_t *timestamp);
 
 /* Makes a new Ed25519 log key at path (0600). */
 rk_rc rk_log_key_create(const char *path);

@@ -235,12 +235,59 @@ static void test_checkpoint(void **state)
     EVP_PKEY_free(key2);
 }
 
+/* A witness's cosignature (C2SP tlog-cosignature): it verifies with the
+ * witness's vkey (type 0x04), not with a log's; a changed body, time or
+ * signature does not. */
+static void test_cosignature(void **state)
+{
+    (void)state;
+    EVP_PKEY *log_key = new_log_key(), *wkey = new_log_key();
+    rk_hash root;
+    rk_merkle_leaf_hash("y", 1, root);
+    char *note = NULL, *line = NULL, wtext[RK_VKEY_MAX], ntext[RK_VKEY_MAX];
+    assert_int_equal(rk_checkpoint_sign(log_key, "renkei/test/core", 7, root, &note), RK_OK);
+    assert_int_equal(rk_cosign(wkey, "renkei/test/witness-1", note, strlen(note), 1700000000, &line), RK_OK);
+    assert_int_equal(strncmp(line, "\xe2\x80\x94 renkei/test/witness-1 ", 26), 0);
+    assert_int_equal(line[strlen(line) - 1], '\n');
+    rk_vkey w, n;
+    assert_int_equal(rk_vkey_of_type("renkei/test/witness-1", wkey, RK_VKEY_COSIGNATURE, wtext), RK_OK);
+    assert_int_equal(rk_vkey_parse(wtext, &w), RK_OK);
+    assert_int_equal(w.type, RK_VKEY_COSIGNATURE);
+    assert_int_equal(rk_vkey_of("renkei/test/witness-1", wkey, ntext), RK_OK); /* the same key as a log's */
+    assert_int_equal(rk_vkey_parse(ntext, &n), RK_OK);
+    assert_memory_not_equal(w.id, n.id, 4); /* the type is in the key ID */
+    char *cosigned = NULL;
+    assert_true(asprintf(&cosigned, "%s%s", note, line) > 0);
+    uint64_t t = 0;
+    assert_int_equal(rk_cosignature_check(&w, cosigned, strlen(cosigned), &t), RK_OK);
+    assert_int_equal(t, 1700000000);
+    assert_int_equal(rk_cosignature_check(&n, cosigned, strlen(cosigned), &t), RK_ERR_INVALID); /* not a cosigner */
+    assert_int_equal(rk_cosignature_check(&w, note, strlen(note), &t), RK_ERR_CRYPTO);         /* not cosigned */
+    /* a checkpoint of another size under the same cosignature */
+    char *forged = strdup(cosigned);
+    forged[strlen("renkei/test/core\n")] = '8';
+    assert_int_equal(rk_cosignature_check(&w, forged, strlen(forged), &t), RK_ERR_CRYPTO);
+    free(forged);
+    /* a flipped bit in the signature */
+    forged = strdup(cosigned);
+    forged[strlen(forged) - 6] ^= 1;
+    assert_int_not_equal(rk_cosignature_check(&w, forged, strlen(forged), &t), RK_OK);
+    free(forged);
+    assert_int_equal(rk_cosign(wkey, "renkei/test/witness-1", "no body", 7, 1, &line), RK_ERR_INVALID);
+    free(cosigned);
+    free(line);
+    free(note);
+    EVP_PKEY_free(log_key);
+    EVP_PKEY_free(wkey);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_paths),
         cmocka_unit_test_setup_teardown(test_proofs_from_tiles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cosignature, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
