@@ -6,7 +6,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libssl-dev libevent-dev libcurl4-openssl-dev
       libjansson-dev libsqlite3-dev sqlite3 libpq-dev postgresql-15 libinih-dev libcmocka-dev python3
-      openssl ca-certificates scdoc python3-jsonschema python3-yaml
+      openssl ca-certificates scdoc python3-jsonschema python3-yaml python3-cryptography
       golang-go golang-golang-x-mod-dev  # Go: the outside verifier of the records logs (tests/system/tlogcheck)
       prometheus                         # promtool: tests/system/test_metrics.py checks every node's /metrics
       clang-14 libclang-rt-14-dev)       # libFuzzer: make fuzz, make check's check-fuzz

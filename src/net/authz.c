@@ -103,7 +103,7 @@ int check_skew(job *j, struct evhttp_request *req)
         return 1;
     /* Nodes always state it; business systems and operators may not. */
     rk_role r = j->in.peer->role;
-    if (!created && !(r & (RK_ROLE_CORE | RK_ROLE_JLIS | RK_ROLE_GATEWAY | RK_ROLE_AGENCY)))
+    if (!created && !(r & RK_ROLES_SERVER))
         return 1;
     if (!created)
         created = "0";

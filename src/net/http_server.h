@@ -95,6 +95,7 @@ typedef struct rk_route {
     int any_clock;               /* skip the clock-skew check: incident reports
                                     must pass even from a node whose clock is off */
     rk_start_fn start;           /* instead of fn: runs on the event thread */
+    int raw_body;                /* the body is the handler's to read (not JSON): a C2SP route */
 } rk_route;
 
 typedef struct rk_server_config {

@@ -12,6 +12,7 @@
 static const struct { rk_role role; const char *name; } role_names[] = {
     {RK_ROLE_CORE, "core"},     {RK_ROLE_JLIS, "jlis"},     {RK_ROLE_GATEWAY, "gateway"},
     {RK_ROLE_AGENCY, "agency"}, {RK_ROLE_SYSTEM, "system"}, {RK_ROLE_OPERATOR, "operator"},
+    {RK_ROLE_WITNESS, "witness"},
 };
 
 const char *rk_role_name(rk_role role)
@@ -80,9 +81,11 @@ static rk_rc parse_node(json_t *obj, rk_peer_node *n, char *err, size_t errlen)
              copy_field(obj, "log_vkey", n->log_vkey, sizeof n->log_vkey, 0) != RK_OK ||
              !n->log_origin[0] != !n->log_vkey[0])
         bad = "log_origin and log_vkey (both or neither, within their caps)";
+    else if (copy_field(obj, "vkey", n->vkey, sizeof n->vkey, 0) != RK_OK || (n->role == RK_ROLE_WITNESS) != !!n->vkey[0])
+        bad = "vkey (a witness's, and only a witness's)";
     else if ((n->role & (RK_ROLE_GATEWAY | RK_ROLE_AGENCY | RK_ROLE_SYSTEM)) && !n->agency[0])
         bad = "agency (required for this role)";
-    else if ((n->role & (RK_ROLE_CORE | RK_ROLE_JLIS | RK_ROLE_GATEWAY | RK_ROLE_AGENCY)) && !n->url[0])
+    else if ((n->role & RK_ROLES_SERVER) && !n->url[0])
         bad = "url (required for this role)";
     if (!bad) {
         json_t *addrs = json_object_get(obj, "addresses");

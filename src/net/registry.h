@@ -19,9 +19,13 @@ typedef enum {
     RK_ROLE_AGENCY = 1 << 3,
     RK_ROLE_SYSTEM = 1 << 4,   /* an agency's business system (client only) */
     RK_ROLE_OPERATOR = 1 << 5, /* a privileged operator console (client only) */
+    RK_ROLE_WITNESS = 1 << 6,  /* cosigns the core's log (C2SP tlog-witness) */
 } rk_role;
 
-#define RK_ROLES_ANY (RK_ROLE_CORE | RK_ROLE_JLIS | RK_ROLE_GATEWAY | RK_ROLE_AGENCY | RK_ROLE_SYSTEM | RK_ROLE_OPERATOR)
+#define RK_ROLES_ANY (RK_ROLE_CORE | RK_ROLE_JLIS | RK_ROLE_GATEWAY | RK_ROLE_AGENCY | RK_ROLE_SYSTEM | RK_ROLE_OPERATOR | \
+                      RK_ROLE_WITNESS)
+/* The roles that run as a server node. */
+#define RK_ROLES_SERVER (RK_ROLE_CORE | RK_ROLE_JLIS | RK_ROLE_GATEWAY | RK_ROLE_AGENCY | RK_ROLE_WITNESS)
 
 #define RK_ID_MAX 64
 #define RK_URL_MAX 256
@@ -38,6 +42,7 @@ typedef struct rk_peer_node {
     char pin[64];           /* sha256//base64 of the SPKI, for libcurl */
     char log_origin[128];   /* a node keeping records: its log's C2SP origin ("" when not named) */
     char log_vkey[256];     /* and the C2SP vkey of its log key (records/checkpoint.h) */
+    char vkey[256];         /* a witness: the C2SP vkey (type 0x04) of its cosigning key */
     char addresses[RK_MAX_ADDRESSES][48]; /* source addresses it may call from */
     int n_addresses;
     /* The instances of a core (DESIGN §6: core-1 … core-N, one database):

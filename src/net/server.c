@@ -77,7 +77,7 @@ int request_json(job *j, char *msg, size_t msglen)
 static int parse_body(job *j, struct evhttp_request *req)
 {
     char msg[300];
-    if (request_json(j, msg, sizeof msg))
+    if (j->route->raw_body || request_json(j, msg, sizeof msg))
         return 1;
     refuse(req, j->srv, 400, "invalid_json", msg);
     return 0;

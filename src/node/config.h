@@ -12,6 +12,7 @@
  *   [clock] check_ms, max_offset_ms, max_skew_ms
  *   [records] head_interval_ms, log_key (the Ed25519 key that signs the log's checkpoints),
  *             retain_days (records older are archived, then pruned: `renkei records archive`)
+ *   [witness] key (the Ed25519 key a witness cosigns with)
  *   [gateway] caller_rate_per_s
  *   [agency] pending_new_after_ms, pending_deadline_ms, pending_grace_ms
  *   [peer]  timeout_ms
@@ -73,6 +74,7 @@ typedef struct rk_node_config {
     int head_interval_ms;               /* a tree head is signed this often while records arrive */
     int retain_days;                    /* 法23条 records are kept this long, then archived (RK_RETAIN_DAYS_DEFAULT) */
     char log_key[RK_PATH_MAX];          /* Ed25519 key of the log's checkpoints (DESIGN §4.1) */
+    char witness_key[RK_PATH_MAX];      /* a witness: the Ed25519 key of its cosignatures */
     /* [agency] */
     int pending_new_after_ms;           /* an enrolment not handed to J-LIS this long: failed */
     int pending_deadline_ms;            /* a forwarded enrolment without a code notice this long: failed */

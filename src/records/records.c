@@ -44,6 +44,9 @@ static const char *const records_steps[] = {
      * `records archive` and then pruned; the tree's tiles stay. */
     "CREATE TABLE records_archived (upto BIGINT PRIMARY KEY, count BIGINT NOT NULL, archived_ms BIGINT NOT NULL,"
     "  file_sha256 TEXT NOT NULL);",
+    /* Step 6: the witnesses' cosignature lines of a head's checkpoint (C2SP
+     * tlog-cosignature), served after it. */
+    "ALTER TABLE tree_heads ADD COLUMN cosignatures TEXT;",
 };
 
 rk_rc rk_records_migrate(rk_db *db)

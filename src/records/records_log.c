@@ -27,6 +27,7 @@
 #include "records/checkpoint.h"
 #include "records/records.h"
 #include "records/tiles.h"
+#include "records/witnessing.h"
 
 struct rk_records_log {
     rk_node *node;
@@ -41,6 +42,7 @@ struct rk_records_log {
     int64_t head_time_ms;
     char *checkpoint;              /* its signed note; NULL before the first */
     int leading;                   /* this instance leads the log: its tiles are the store's */
+    rk_witnessing *witnessing;     /* the core's: its checkpoints to the witnesses; NULL elsewhere */
     pthread_t thread;
     int running, stopping;
 };
@@ -204,6 +206,7 @@ static rk_rc sign_locked(rk_records_log *log)
         free(log->checkpoint);
         log->checkpoint = note;
         note = NULL;
+        rk_witnessing_offer(log->witnessing, log->checkpoint, h.size);
     }
     free(sig);
     free(note);
@@ -221,12 +224,13 @@ int64_t rk_records_log_head_age_ms(rk_records_log *log)
 static rk_rc last_head_fn(rk_db *db, void *arg)
 {
     rk_records_log *log = arg;
-    rk_stmt *q = rk_db_stmt(db, "SELECT size, time_ms, checkpoint FROM tree_heads ORDER BY size DESC LIMIT 1");
+    rk_stmt *q = rk_db_stmt(db, "SELECT size, time_ms, checkpoint, cosignatures FROM tree_heads"
+                                " ORDER BY size DESC LIMIT 1");
     rk_rc rc = rk_stmt_next(q);
     if (rc == RK_OK && (uint64_t)rk_col_int(q, 0) >= log->head_size) {
-        const char *note = rk_col_text(q, 2);
-        char *copy = note ? strdup(note) : NULL;
-        if (note && !copy)
+        const char *note = rk_col_text(q, 2), *cosigs = rk_col_text(q, 3);
+        char *copy = NULL;
+        if (note && asprintf(&copy, "%s%s", note, cosigs ? cosigs : "") < 0)
             return RK_ERR_NOMEM;
         log->head_size = (uint64_t)rk_col_int(q, 0);
         log->head_time_ms = rk_col_int(q, 1);
@@ -316,6 +320,21 @@ static rk_rc load_log_key(rk_records_log *log)
     return RK_OK;
 }
 
+/* From the witnessing thread: the cosignatures of the checkpoint of size,
+ * served after it while it is the latest. */
+static void cosigned(void *arg, uint64_t size, char *lines)
+{
+    rk_records_log *log = arg;
+    pthread_mutex_lock(&log->lock);
+    char *grown = NULL;
+    if (size == log->head_size && log->checkpoint && asprintf(&grown, "%s%s", log->checkpoint, lines) > 0) {
+        free(log->checkpoint);
+        log->checkpoint = grown;
+    }
+    pthread_mutex_unlock(&log->lock);
+    free(lines);
+}
+
 static void log_free(rk_records_log *log)
 {
     pthread_mutex_destroy(&log->lock);
@@ -352,9 +371,12 @@ rk_rc rk_records_log_start(rk_node *node, rk_db *db, int64_t interval_ms, rk_rec
             rk_info("records log: %s leads the log from size %llu", node->cfg.id,
                     (unsigned long long)log->tiles.frontier.size);
     }
+    if (rc == RK_OK && node->self->role == RK_ROLE_CORE) /* DESIGN §4.1: the core's log is witnessed */
+        rc = rk_witnessing_start(node, db, cosigned, log, &log->witnessing);
     if (rc == RK_OK && pthread_create(&log->thread, NULL, signer_main, log) != 0)
         rc = RK_ERR_NOMEM;
     if (rc != RK_OK) {
+        rk_witnessing_stop(log->witnessing);
         log_free(log);
         return rc;
     }
@@ -373,6 +395,7 @@ void rk_records_log_stop(rk_records_log *log)
     pthread_mutex_unlock(&log->lock);
     if (log->running)
         pthread_join(log->thread, NULL);
+    rk_witnessing_stop(log->witnessing);
     log_free(log);
 }
 

@@ -105,7 +105,7 @@ class Network:
             f.write("\n" + text + "\n")
 
     def server_nodes(self):
-        order = {"core": 0, "jlis": 1, "gateway": 2, "agency": 3}
+        order = {"witness": 0, "core": 1, "jlis": 2, "gateway": 3, "agency": 4}
         return sorted((n for n in self.registry["nodes"] if n["role"] in order), key=lambda n: order[n["role"]])
 
     def agencies(self):

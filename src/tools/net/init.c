@@ -95,9 +95,13 @@ static rk_rc issue_node(const char *dir, const net_node *n, char *err, size_t er
         net_set_err(err, errlen, "cannot issue the certificate of %s: %s", n->id, rk_strerror(rc));
         return rc;
     }
+    /* a witness cosigns with a key of its own (DESIGN §4.1) */
+    if (n->role == RK_ROLE_WITNESS && ((rc = tk_path(key, sizeof key, "%s/witness_key.pem", nd)) != RK_OK ||
+                                       (rc = rk_log_key_create(key)) != RK_OK))
+        net_set_err(err, errlen, "cannot make the witness key of %s: %s", n->id, rk_strerror(rc));
     /* a node that keeps records signs its log's checkpoints with a key of its own (DESIGN §4.1) */
-    if (!keeps_records(n))
-        return RK_OK;
+    if (rc != RK_OK || !keeps_records(n))
+        return rc;
     if (n->instance > 1)
         rc = share_first_instance_key(dir, n, "log_key.pem");
     else if ((rc = tk_path(key, sizeof key, "%s/log_key.pem", nd)) == RK_OK)
@@ -168,6 +172,17 @@ static rk_rc node_json(const char *dir, const net_node *n, json_t **out)
             json_object_set_new(*out, "log_origin", json_string(origin));
             json_object_set_new(*out, "log_vkey", json_string(vkey));
         }
+        EVP_PKEY_free(key);
+    }
+    if (n->role == RK_ROLE_WITNESS) { /* its C2SP cosignature vkey (type 0x04) */
+        char nd[NET_PATH_CAP], path[NET_PATH_CAP], name[RK_ORIGIN_MAX], vkey[RK_VKEY_MAX];
+        EVP_PKEY *key = NULL;
+        snprintf(name, sizeof name, "renkei/%s/%s", NET_NAME, n->id);
+        if ((rc = node_dir(dir, n, nd, sizeof nd)) == RK_OK &&
+            (rc = tk_path(path, sizeof path, "%s/witness_key.pem", nd)) == RK_OK &&
+            (rc = rk_pki_load_key(path, NULL, &key)) == RK_OK &&
+            (rc = rk_vkey_of_type(name, key, RK_VKEY_COSIGNATURE, vkey)) == RK_OK)
+            json_object_set_new(*out, "vkey", json_string(vkey));
         EVP_PKEY_free(key);
     }
     return rc;

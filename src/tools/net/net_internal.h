@@ -37,7 +37,7 @@ __attribute__((format(printf, 3, 4))) static inline void net_set_err(char *err, 
 /* 1 for the roles that run as a server node (core, jlis, gateway, agency). */
 static inline int net_is_server_role(rk_role role)
 {
-    return (role & (RK_ROLE_CORE | RK_ROLE_JLIS | RK_ROLE_GATEWAY | RK_ROLE_AGENCY)) != 0;
+    return (role & RK_ROLES_SERVER) != 0;
 }
 
 /* ---- the plan: every node of the network, before anything is written (plan.c) ---- */
@@ -73,8 +73,9 @@ typedef struct net_named_agency {
 #define NET_NAMED_AGENCIES 4
 extern const net_named_agency net_named_agencies[NET_NAMED_AGENCIES];
 
-/* core, jlis, all gateways, all agency nodes, all systems, each agency's
- * privileged operator, the network operator; plan->nodes is the caller's to free. */
+/* core, jlis, a witness, all gateways, all agency nodes, all systems, each
+ * agency's privileged operator, the network operator; plan->nodes is the
+ * caller's to free. */
 rk_rc net_plan_build(int agencies, int core_instances, net_plan *plan);
 
 /* Ports for the server nodes: base_port, base_port+1, … or free ephemeral ones (base_port 0). */
