@@ -278,6 +278,17 @@ class BasicInfo(NetworkTest):
         self.assertRegex(p.stdout, r"basic_info_mismatch\s+1")
         self.assertRegex(p.stdout, r"invalid_sex\s+1")
         self.assertRegex(p.stdout, r"linked:\s+1")
+        r2, r3 = self.resident(), self.resident()
+        with open(csv_path, "w") as f:  # the bulk form
+            f.write("person,my_number,name,birth_date,sex,address\n")
+            f.write(f"CTL-B1,{r2['my_number']},{r2['name']},{r2['birth_date']},{r2['sex']},{r2['address']}\n")
+            f.write(f"CTL-B2,{r3['my_number']},{r3['name']},{r3['birth_date']},{r3['sex']},北海道\n")
+        p = renkei("agency-ctl", "enrol", "--net", net.dir, "--agency", Y, "--csv", csv_path, "--batch", "2",
+                   "--wait", check=False)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertRegex(p.stdout, r"basic_info_mismatch\s+1")
+        self.assertRegex(p.stdout, r"linked:\s+1")
+        self.assertEqual(net.agency_call(Y, "GET", "/v1/persons/CTL-B2").json.get("reason"), "basic_info_mismatch")
         p = renkei("agency-ctl", "enrol-one", "--net", net.dir, "--agency", Y, "CTL-4", r["my_number"],
                    "--name", r["name"], "--birth-date", "1900-01-01", "--address", r["address"], check=False)
         self.assertEqual(p.returncode, 1)
