@@ -6,18 +6,23 @@
 # Both install the Debian packages they need first (scripts/install-deps.sh).
 # Also: make fuzz FUZZ_SECONDS=N   builds the harnesses with clang-14 and runs
 #                                  each N s (default 60); see scripts/fuzz.sh
+#       make crash ROUNDS=N          the crash-kill suite (tests/crash/crash.py): N nodes
+#                                    SIGKILLed under load (default 30), then nothing
+#                                    acknowledged lost or doubled; RENKEI_TEST_STORE=postgres
+#                                    runs it on PostgreSQL
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_CC    ?= clang-14
+ROUNDS     ?= 30
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?= --output-on-failure -j2
 SAN_ENV     = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
               UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 RENKEI_SANITIZED=1
 
-.PHONY: all deps build build-asan build-fuzz demo check check-normal check-asan check-fuzz fuzz bench clean
+.PHONY: all deps build build-asan build-fuzz demo check check-normal check-asan check-fuzz fuzz bench crash clean
 
 all: build
 
@@ -55,6 +60,9 @@ fuzz: build-fuzz
 
 bench: build
 	./$(BUILD)/renkei bench codes
+
+crash: build
+	RENKEI_BIN=$(CURDIR)/$(BUILD)/renkei python3 -u tests/crash/crash.py --rounds $(ROUNDS) $(CRASH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 
+#include "lib/condition.h"
 #include "agency/agency_store.h"
 #include "lib/basic_info.h"
 #include "node/node.h"
@@ -53,10 +54,12 @@ typedef struct agency_data_in {
 int agency_read_data(const rk_request *req, rk_response *resp, agency_data_in *in);
 typedef struct agency_provision_in {
     const char *exchange_id, *code, *business, *requester, *item, *requester_cert;
+    rk_condition condition; /* the query's condition, as the core relays it */
 } agency_provision_in;
 int agency_read_provision(const rk_request *req, rk_response *resp, agency_provision_in *in);
 typedef struct agency_query_in {
     const char *query_id, *person, *business, *provider, *item, *operator_id;
+    rk_condition condition; /* {"fiscal_year"} or {"as_of"}: the version in force then; none: the newest */
 } agency_query_in;
 int agency_read_query(const rk_request *req, rk_response *resp, agency_query_in *in);
 int agency_read_unlawful(const rk_request *req, rk_response *resp, const char **exchange_id, const char **kind,

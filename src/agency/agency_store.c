@@ -687,7 +687,7 @@ rk_rc agency_store_put_data_once(agency_store *s, const char *request_id, const 
 }
 
 typedef struct newest_args {
-    const char *person, *item;
+    const char *person, *item, *on_date;
     char **value_json;
     char *as_of;
     int64_t *version;
@@ -696,8 +696,15 @@ typedef struct newest_args {
 static rk_rc newest_read(rk_db *db, void *arg)
 {
     newest_args *a = arg;
-    rk_stmt *q = rk_db_stmt(db, "SELECT value, as_of, version FROM data WHERE person = ? AND item = ?"
-                                " ORDER BY version DESC LIMIT 1");
+    rk_stmt *q;
+    if (a->on_date && a->on_date[0]) {
+        q = rk_db_stmt(db, "SELECT value, as_of, version FROM data WHERE person = ? AND item = ? AND as_of <= ?"
+                           " ORDER BY as_of DESC, version DESC LIMIT 1");
+        rk_bind_text(q, 3, a->on_date);
+    } else {
+        q = rk_db_stmt(db, "SELECT value, as_of, version FROM data WHERE person = ? AND item = ?"
+                           " ORDER BY version DESC LIMIT 1");
+    }
     rk_bind_text(q, 1, a->person);
     rk_bind_text(q, 2, a->item);
     rk_rc rc = rk_stmt_next(q);
@@ -710,10 +717,10 @@ static rk_rc newest_read(rk_db *db, void *arg)
     return *a->value_json ? RK_OK : RK_ERR_NOMEM;
 }
 
-rk_rc agency_store_newest_data(agency_store *s, const char *person, const char *item, char **value_json,
-                               char as_of[RK_DATE_LEN + 1], int64_t *version)
+rk_rc agency_store_data_at(agency_store *s, const char *person, const char *item, const char *on_date,
+                           char **value_json, char as_of[RK_DATE_LEN + 1], int64_t *version)
 {
-    newest_args a = {person, item, value_json, as_of, version};
+    newest_args a = {person, item, on_date, value_json, as_of, version};
     return rk_db_read(s->db, newest_read, &a);
 }
 

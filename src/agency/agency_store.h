@@ -128,9 +128,12 @@ rk_rc agency_store_put_data_once(agency_store *s, const char *request_id, const 
                                  const char *person, const char *item, const char *value_json, const char *as_of,
                                  int64_t now_ms, char *(*answer)(int64_t version, void *arg), void *arg,
                                  int64_t *version, char **kept);
-/* The newest version; *value_json is malloc'ed. RK_ERR_NOT_FOUND: none. */
-rk_rc agency_store_newest_data(agency_store *s, const char *person, const char *item, char **value_json,
-                               char as_of[RK_DATE_LEN + 1], int64_t *version);
+/* The version of an item in force on on_date (YYYY-MM-DD: of the versions
+ * whose as_of is on or before it, the latest as_of, and of those the last
+ * stored), or the newest stored when on_date is NULL or "";
+ * *value_json is malloc'ed. RK_ERR_NOT_FOUND: none. */
+rk_rc agency_store_data_at(agency_store *s, const char *person, const char *item, const char *on_date,
+                           char **value_json, char as_of[RK_DATE_LEN + 1], int64_t *version);
 /* The linked person holding this code. */
 rk_rc agency_store_person_by_code(agency_store *s, const char *code, char *person, size_t personlen);
 

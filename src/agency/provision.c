@@ -103,12 +103,14 @@ void agency_put_data(void *app, const rk_request *req, rk_response *resp)
 
 /* One provision, a flow (node/flow.h): parsed on the event thread; the
  * kept answer, else the requester's certificate, the person and the sealed
- * newest version, in one pool step; then settled. */
+ * version (the newest, or the one in force on the query's condition), in one
+ * pool step; then settled. */
 typedef struct provision {
     rk_flow f;                   /* first: the flow's own state */
     agency *a;
     const rk_request *req;
     const char *exchange_id, *code, *business, *requester, *item, *requester_cert;
+    rk_condition condition;
     const rk_peer_node *requester_node;
     char request_hash[65];
     rk_record rec;
@@ -120,13 +122,16 @@ typedef struct provision {
 
 int agency_read_provision(const rk_request *req, rk_response *resp, agency_provision_in *in)
 {
-    return (in->exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX)) &&
-                   (in->code = rk_req_string(req, resp, "code", RK_CODE_FIELD_MAX)) &&
-                   (in->business = rk_req_string(req, resp, "business", RK_CATALOGUE_ID_MAX)) &&
-                   (in->requester = rk_req_string(req, resp, "requester", RK_AGENCY_FIELD_MAX)) &&
-                   (in->item = rk_req_string(req, resp, "item", RK_CATALOGUE_ID_MAX)) &&
-                   (in->requester_cert = rk_req_string(req, resp, "requester_cert", RK_CERT_PEM_MAX))
-               ? 0 : -1;
+    if (!(in->exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX)) ||
+        !(in->code = rk_req_string(req, resp, "code", RK_CODE_FIELD_MAX)) ||
+        !(in->business = rk_req_string(req, resp, "business", RK_CATALOGUE_ID_MAX)) ||
+        !(in->requester = rk_req_string(req, resp, "requester", RK_AGENCY_FIELD_MAX)) ||
+        !(in->item = rk_req_string(req, resp, "item", RK_CATALOGUE_ID_MAX)) ||
+        !(in->requester_cert = rk_req_string(req, resp, "requester_cert", RK_CERT_PEM_MAX)))
+        return -1;
+    if (rk_req_condition(req, resp, &in->condition) != 0)
+        return -1;
+    return 0;
 }
 
 static int read_provision(const rk_request *req, rk_response *resp, provision *p)
@@ -140,6 +145,7 @@ static int read_provision(const rk_request *req, rk_response *resp, provision *p
     p->requester = in.requester;
     p->item = in.item;
     p->requester_cert = in.requester_cert;
+    p->condition = in.condition;
     return 0;
 }
 
@@ -153,13 +159,15 @@ static X509 *requester_certificate(agency *a, const provision *p)
     return cert;
 }
 
-/* Seals the newest version for the requester; NULL answer means no data. */
-static rk_rc seal_newest(agency *a, provision *p, const char *person, X509 *to, char **payload)
+/* Seals the version the query asks for — in force on its condition's date,
+ * else the newest — for the requester; NULL answer means no data. */
+static rk_rc seal_version(agency *a, provision *p, const char *person, X509 *to, char **payload)
 {
-    char *value = NULL, as_of[RK_DATE_LEN + 1];
+    char *value = NULL, as_of[RK_DATE_LEN + 1], on_date[RK_DATE_LEN + 1];
     int64_t version = 0;
     *payload = NULL;
-    rk_rc rc = agency_store_newest_data(a->store, person, p->item, &value, as_of, &version);
+    rk_condition_date(&p->condition, on_date);
+    rk_rc rc = agency_store_data_at(a->store, person, p->item, on_date, &value, as_of, &version);
     if (rc != RK_OK)
         return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
     json_t *inner = json_pack("{s:s,s:s,s:s,s:o,s:s,s:I}", "exchange_id", p->exchange_id, "provider",
@@ -191,6 +199,7 @@ static void fill_provider_record(provision *p, agency *a, const rk_request *req,
     const char *op = json_string_value(json_object_get(req->json, "operator"));
     snprintf(r->operator_id, sizeof r->operator_id, "%s", op && strlen(op) <= RK_ID_FIELD_MAX ? op : "");
     r->requested_ms = req->received_ms;
+    rk_condition_text(&p->condition, r->condition);
 }
 
 /* The flow's cleanup: the payload is ciphertext. */
@@ -217,7 +226,7 @@ static void seal_work(rk_flow *f)
         p->outcome = BAD_CERT;
     else if (rc != RK_OK && rc != RK_ERR_NOT_FOUND)
         p->outcome = LOOKUP_FAILED;
-    else if (p->person[0] && seal_newest(p->a, p, p->person, to, &p->payload) != RK_OK)
+    else if (p->person[0] && seal_version(p->a, p, p->person, to, &p->payload) != RK_OK)
         p->outcome = SEAL_FAILED;
     else
         p->outcome = SEALED;

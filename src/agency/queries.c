@@ -34,6 +34,7 @@ typedef struct query {
     rk_flow f;                /* first: the flow's own state */
     agency *a;
     const char *query_id, *person, *business, *provider, *item, *operator_id;
+    rk_condition condition;
     char exchange_id[RK_EXCHANGE_ID_MAX + 1];
     char request_hash[65];
     char code[64];
@@ -64,6 +65,8 @@ int agency_read_query(const rk_request *req, rk_response *resp, agency_query_in 
         rk_reply_error(resp, 400, "invalid_field", "query_id and operator must be characters of [A-Za-z0-9._-]");
         return -1;
     }
+    if (rk_req_condition(req, resp, &q->condition) != 0)
+        return -1;
     return 0;
 }
 
@@ -78,6 +81,7 @@ static int read_query(const rk_request *req, rk_response *resp, query *q)
     q->provider = in.provider;
     q->item = in.item;
     q->operator_id = in.operator_id;
+    q->condition = in.condition;
     return 0;
 }
 
@@ -199,6 +203,7 @@ static void fill_requester_record(agency *a, query *q, const rk_request *req)
     snprintf(r->operator_id, sizeof r->operator_id, "%s", q->operator_id);
     snprintf(r->subject, sizeof r->subject, "%s", q->person);
     r->requested_ms = req->received_ms;
+    rk_condition_text(&q->condition, r->condition);
 }
 
 /* The flow's cleanup: the provided value is wiped; the kept text holding it
@@ -292,6 +297,11 @@ static void code_read(rk_flow *f)
     json_t *msg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "exchange_id", q->exchange_id, "code", q->code,
                             "business", q->business, "provider", q->provider, "item", q->item, "operator",
                             q->operator_id, "requester_cert", a->node->cert_pem);
+    json_t *condition = rk_condition_json(&q->condition);
+    if (condition && msg)
+        json_object_set_new(msg, "condition", condition);
+    else if (condition)
+        json_decref(condition);
     char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL; /* no value in it: freed by the flow */
     json_decref(msg);
     rk_flow_call(f, a->node, a->gateway, "/v1/exchanges", body, core_answered);

@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include "lib/condition.h"
 #include "core/core_store.h"
 #include "core/codes.h"
 #include "node/node.h"
@@ -54,6 +55,7 @@ const char *core_read_acquisition(json_t *obj, core_acquisition *a, const char *
 /* POST /v1/exchanges: 0 with the fields, else -1 with resp a 400. */
 typedef struct core_exchange_in {
     const char *exchange_id, *code, *business, *provider, *item, *operator_id, *requester_cert;
+    rk_condition condition; /* the query's condition, RK_COND_NONE when none */
 } core_exchange_in;
 int core_read_exchange(const rk_request *req, rk_response *resp, core_exchange_in *in);
 

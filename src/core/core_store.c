@@ -110,10 +110,24 @@ static rk_rc resolve_person(rk_db *db, const core_acquisition *a, int64_t now_ms
     rk_rc rc = serial_of_code(db, a->resident_code, serial);
     for (int i = 0; rc == RK_ERR_NOT_FOUND && i < a->n_previous; i++)
         rc = serial_of_code(db, a->previous[i], serial);
-    if (rc == RK_ERR_NOT_FOUND)
+    int created = rc == RK_ERR_NOT_FOUND;
+    if (created)
         rc = new_person(db, now_ms, serial);
     if (rc == RK_OK)
         rc = bind_code(db, a->resident_code, *serial);
+    if (rc == RK_OK && created && rk_db_changes(db) == 0) {
+        /* Another instance bound this code meanwhile (DESIGN §6): its person
+         * is the one, and the one made here goes. On PostgreSQL the insert
+         * above waited for that commit and did nothing. */
+        uint64_t bound = 0;
+        rc = serial_of_code(db, a->resident_code, &bound);
+        if (rc == RK_OK && bound != *serial) {
+            rk_stmt *st = rk_db_stmt(db, "DELETE FROM persons WHERE serial = ?");
+            rk_bind_int(st, 1, (int64_t)*serial);
+            rc = rk_stmt_exec(st);
+            *serial = bound;
+        }
+    }
     for (int i = 0; rc == RK_OK && i < a->n_previous; i++)
         rc = bind_code(db, a->previous[i], *serial);
     return rc;
@@ -268,43 +282,54 @@ rk_rc core_store_issued(core_store *s, const char *agency, uint64_t serial)
     return rk_db_read(s->db, issued_in_tx, &x);
 }
 
-typedef struct due_args {
-    int64_t now_ms;
+typedef struct claim_args {
+    int64_t now_ms, lease_ms;
     int lane, lanes;
     core_notice *out;
     size_t max, *n;
-} due_args;
+} claim_args;
 
-static rk_rc due_in_tx(rk_db *db, void *arg)
+/* A write: the due rows are claimed as they are read (their next attempt
+ * moved to the lease's end), rows another instance's claim holds passed
+ * over. */
+static rk_rc claim_in_tx(rk_db *db, void *arg)
 {
-    due_args *x = arg;
-    rk_stmt *q = rk_db_stmt(db, "SELECT id, agency, acquisition_no, serial, check_code, attempts, created_ms"
-                                " FROM outbox WHERE done_ms IS NULL AND next_ms <= ? AND id % ? = ?"
-                                " ORDER BY next_ms LIMIT ?");
-    rk_bind_int(q, 1, x->now_ms);
-    rk_bind_int(q, 2, x->lanes);
-    rk_bind_int(q, 3, x->lane);
-    rk_bind_int(q, 4, (int64_t)x->max);
+    claim_args *x = arg;
+    rk_stmt *q = rk_db_stmt(db, "UPDATE outbox SET next_ms = ? WHERE id IN ("
+                                "  SELECT id FROM outbox WHERE done_ms IS NULL AND next_ms <= ? AND id % ? = ?"
+                                "  ORDER BY next_ms LIMIT ? {skip_locked})"
+                                " RETURNING id, agency, acquisition_no, serial, check_code, attempts, created_ms");
+    rk_bind_int(q, 1, x->now_ms + x->lease_ms);
+    rk_bind_int(q, 2, x->now_ms);
+    rk_bind_int(q, 3, x->lanes);
+    rk_bind_int(q, 4, x->lane);
+    rk_bind_int(q, 5, (int64_t)x->max);
     rk_rc rc = RK_OK;
-    while (*x->n < x->max && (rc = rk_stmt_next(q)) == RK_OK) {
-        core_notice *c = &x->out[(*x->n)++];
-        c->id = rk_col_int(q, 0);
-        rk_col_copy(q, 1, c->agency, sizeof c->agency);
-        rk_col_copy(q, 2, c->acquisition_no, sizeof c->acquisition_no);
-        c->serial = (uint64_t)rk_col_int(q, 3);
-        c->check_code = (int)rk_col_int(q, 4);
-        c->attempts = (int)rk_col_int(q, 5);
-        c->created_ms = rk_col_int(q, 6);
-    }
+    while ((rc = rk_stmt_next(q)) == RK_OK)
+        if (*x->n < x->max) {
+            core_notice *c = &x->out[(*x->n)++];
+            c->id = rk_col_int(q, 0);
+            rk_col_copy(q, 1, c->agency, sizeof c->agency);
+            rk_col_copy(q, 2, c->acquisition_no, sizeof c->acquisition_no);
+            c->serial = (uint64_t)rk_col_int(q, 3);
+            c->check_code = (int)rk_col_int(q, 4);
+            c->attempts = (int)rk_col_int(q, 5);
+            c->created_ms = rk_col_int(q, 6);
+        }
     return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }
 
-rk_rc core_store_due_notices(core_store *s, int64_t now_ms, int lane, int lanes, core_notice *out, size_t max,
-                             size_t *n)
+rk_rc core_store_claim_notices(core_store *s, int64_t now_ms, int64_t lease_ms, int lane, int lanes, core_notice *out,
+                               size_t max, size_t *n)
 {
     *n = 0;
-    due_args x = {now_ms, lane, lanes, out, max, n};
-    return rk_db_scan(s->db, due_in_tx, &x);
+    if (s->readonly)
+        return RK_ERR_DENIED;
+    claim_args x = {now_ms, lease_ms, lane, lanes, out, max, n};
+    rk_rc rc = rk_db_write(s->db, claim_in_tx, &x);
+    if (rc != RK_OK)
+        *n = 0; /* rolled back: nothing is claimed */
+    return rc;
 }
 
 typedef struct next_due_args {

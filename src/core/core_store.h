@@ -70,9 +70,11 @@ rk_rc core_store_notices_settle(core_store *s, const core_notice_result *r, size
 rk_rc core_store_issued(core_store *s, const char *agency, uint64_t serial);
 
 /* Outbox of notices (durable until the agency answers). */
-/* Due notices of one deliverer: those with id % lanes == lane. */
-rk_rc core_store_due_notices(core_store *s, int64_t now_ms, int lane, int lanes, core_notice *out, size_t max,
-                             size_t *n);
+/* Claims the due notices of one deliverer (those with id % lanes == lane)
+ * for lease_ms: no other deliverer of any instance over the database takes
+ * them meanwhile; one whose instance died is due again when the lease ends. */
+rk_rc core_store_claim_notices(core_store *s, int64_t now_ms, int64_t lease_ms, int lane, int lanes, core_notice *out,
+                               size_t max, size_t *n);
 /* Earliest next attempt of a pending notice, or -1 when none is pending. */
 int64_t core_store_next_due(core_store *s, int lane, int lanes);
 size_t core_store_outbox_depth(core_store *s);

@@ -36,6 +36,7 @@ typedef struct exchange {
     rk_flow flow;                         /* first: the flow's state */
     core *c;
     const char *exchange_id, *code, *business, *provider, *item, *operator_id, *requester_cert;
+    rk_condition condition;
     const rk_peer_node *requester_node, *provider_node, *gateway;
     char request_hash[65];
     rk_record rec;
@@ -52,6 +53,16 @@ int core_permitted(core *c, const char *requester_kind, const char *business, co
     int ok = c->perms && rk_permissions_allows(c->perms, requester_kind, business, provider_kind, item);
     pthread_rwlock_unlock(&c->perms_lock);
     return ok;
+}
+
+/* The query conditions the row admits (RK_COND_* bits). */
+static unsigned core_conditions(core *c, const char *requester_kind, const char *business, const char *provider_kind,
+                                const char *item)
+{
+    pthread_rwlock_rdlock(&c->perms_lock);
+    unsigned admits = c->perms ? rk_permissions_conditions(c->perms, requester_kind, business, provider_kind, item) : 0;
+    pthread_rwlock_unlock(&c->perms_lock);
+    return admits;
 }
 
 int core_read_exchange(const rk_request *req, rk_response *resp, core_exchange_in *in)
@@ -72,6 +83,8 @@ int core_read_exchange(const rk_request *req, rk_response *resp, core_exchange_i
         rk_reply_error(resp, 400, "invalid_field", "field \"%s\" has characters or a length not allowed", bad);
         return -1;
     }
+    if (rk_req_condition(req, resp, &in->condition) != 0)
+        return -1;
     return 0;
 }
 
@@ -88,6 +101,7 @@ static int read_request(const rk_request *req, rk_response *resp, exchange *x)
     x->item = in.item;
     x->operator_id = in.operator_id;
     x->requester_cert = in.requester_cert;
+    x->condition = in.condition;
     return 0;
 }
 
@@ -143,6 +157,14 @@ static int check_request(core *c, exchange *x, uint64_t *serial)
         /* 法21条2項: refused with the reason; the provider never hears of it */
         set_outcome(x, 403, "not_permitted", "no row of the permission table allows %s / %s / %s / %s",
                     x->requester_node->kind, x->business, x->provider_node->kind, x->item);
+        return -1;
+    }
+    if (x->condition.kind &&
+        !(core_conditions(c, x->requester_node->kind, x->business, x->provider_node->kind, x->item) & x->condition.kind)) {
+        /* the row allows the exchange, not the condition: refused and recorded, the provider never hears of it */
+        set_outcome(x, 403, "condition_not_permitted", "the permission row of %s / %s / %s / %s does not admit %s",
+                    x->requester_node->kind, x->business, x->provider_node->kind, x->item,
+                    x->condition.kind == RK_COND_FISCAL_YEAR ? "fiscal_year" : "as_of");
         return -1;
     }
     if (owner != rk_agency_number(x->requester_node->agency)) {
@@ -207,6 +229,7 @@ static void fill_record(exchange *x, const rk_request *req)
     snprintf(r->item, sizeof r->item, "%s", x->item);
     snprintf(r->operator_id, sizeof r->operator_id, "%s", x->operator_id);
     r->requested_ms = req->received_ms;
+    rk_condition_text(&x->condition, r->condition);
 }
 
 static void cleanup(rk_flow *f)
@@ -298,6 +321,11 @@ static void checked(rk_flow *f)
     json_t *msg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "exchange_id", x->exchange_id, "code", x->provider_code,
                             "business", x->business, "requester", x->requester_node->agency, "item", x->item,
                             "operator", x->operator_id, "requester_cert", x->requester_cert);
+    json_t *condition = rk_condition_json(&x->condition);
+    if (condition && msg)
+        json_object_set_new(msg, "condition", condition);
+    else if (condition)
+        json_decref(condition);
     char *body = json_dumps(msg, JSON_COMPACT);
     json_decref(msg);
     if (!body) {

@@ -2,7 +2,9 @@
  * to each agency through its gateway (DESIGN §2.1 step 3). A notice stays
  * in the outbox until the agency answers it — linked, or refused for a
  * check-code mismatch — and is retried with exponential backoff across
- * restarts of either side. */
+ * restarts of either side. Each batch is claimed first ([core]
+ * notice_lease_ms), so that of several core instances over one database one
+ * delivers it, and another when that one dies. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -135,7 +137,8 @@ static void *deliverer_main(void *arg)
     }
     while (!__atomic_load_n(&c->stopping, __ATOMIC_ACQUIRE)) {
         size_t n = 0;
-        core_store_due_notices(c->store, rk_now_ms(), l->index, CORE_NOTICE_LANES, batch, BATCH, &n);
+        core_store_claim_notices(c->store, rk_now_ms(), c->node->cfg.notice_lease_ms, l->index, CORE_NOTICE_LANES, batch,
+                                 BATCH, &n);
         if (n)
             deliver_batch(c, batch, n, results);
         if (n == 0)

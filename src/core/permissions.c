@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/condition.h"
 #include "lib/util.h"
 
 #define ID_BUF (RK_PERM_ID_MAX + 1)
@@ -26,6 +27,7 @@ enum { COL_REQUESTER, COL_BUSINESS, COL_PROVIDER, COL_ITEM, NCOLS };
 
 typedef struct {
     char f[NCOLS][ID_BUF];
+    unsigned conditions; /* the query conditions the row admits (lib/condition.h) */
     int line;
 } perm_row;
 
@@ -74,6 +76,7 @@ typedef struct {
     char *next;       /* start of the next line, NULL at the end */
     int line;         /* number of the current line, 1-based */
     int ncols;        /* fields in the header; 0 until it is read */
+    int conditions_col; /* permissions.csv: the column "conditions", or -1 */
     int nf;
     char *f[MAX_FIELDS];
     char *err;
@@ -185,6 +188,10 @@ static rk_rc csv_header(csv *c, const char *const *want, int nwant)
     if (!ok)
         return csv_fail(c, "wrong header: it must start with %s", expect);
     c->ncols = c->nf;
+    c->conditions_col = -1;
+    for (int i = nwant; i < c->nf; i++)
+        if (strcmp(c->f[i], "conditions") == 0)
+            c->conditions_col = i;
     return RK_OK;
 }
 
@@ -349,7 +356,7 @@ static int row_sort_cmp(const void *a, const void *b)
     return c ? c : (x->line > y->line) - (x->line < y->line);
 }
 
-static rk_rc row_push(rk_permissions *p, char *const *f, int line)
+static rk_rc row_push(rk_permissions *p, char *const *f, unsigned conditions, int line)
 {
     if (p->n == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 64;
@@ -362,6 +369,7 @@ static rk_rc row_push(rk_permissions *p, char *const *f, int line)
     perm_row *r = &p->rows[p->n++];
     for (int i = 0; i < NCOLS; i++)
         memcpy(r->f[i], f[i], strlen(f[i]) + 1); /* valid ids, so they fit */
+    r->conditions = conditions;
     r->line = line;
     return RK_OK;
 }
@@ -380,7 +388,22 @@ static rk_rc perm_line(csv *c, rk_permissions *p, int check)
     for (int i = NCOLS; i < c->nf; i++)
         if (!valid_text(c->f[i]))
             return csv_fail(c, "field %d is not UTF-8 text", i + 1);
-    rk_rc rc = row_push(p, c->f, c->line);
+    /* conditions: words separated by ';' (fiscal_year, as_of), or empty for none */
+    unsigned conditions = 0;
+    for (char *w = c->conditions_col >= 0 ? c->f[c->conditions_col] : NULL, *end; w && *w; w = end) {
+        end = w + strcspn(w, ";");
+        char saved = *end;
+        *end = '\0';
+        rk_condition_kind k = rk_condition_kind_of(w);
+        *end = saved;
+        if (k == RK_COND_NONE)
+            return csv_fail(c, "bad conditions '%.64s': words among fiscal_year and as_of, separated by ';'",
+                            c->f[c->conditions_col]);
+        conditions |= (unsigned)k;
+        if (*end)
+            end++;
+    }
+    rk_rc rc = row_push(p, c->f, conditions, c->line);
     return rc == RK_OK ? RK_OK : fail(c->err, c->errlen, rc, "%s:%d: out of memory", c->path, c->line);
 }
 
@@ -484,6 +507,16 @@ int rk_permissions_allows(const rk_permissions *p, const char *requester_kind, c
         return 0;
     row_key k = {{requester_kind, business, provider_kind, item}};
     return bsearch(&k, p->rows, p->n, sizeof *p->rows, row_bsearch_cmp) != NULL;
+}
+
+unsigned rk_permissions_conditions(const rk_permissions *p, const char *requester_kind, const char *business,
+                                   const char *provider_kind, const char *item)
+{
+    if (!p || !p->n || !requester_kind || !business || !provider_kind || !item)
+        return 0;
+    row_key k = {{requester_kind, business, provider_kind, item}};
+    const perm_row *r = bsearch(&k, p->rows, p->n, sizeof *p->rows, row_bsearch_cmp);
+    return r ? r->conditions : 0;
 }
 
 size_t rk_permissions_count(const rk_permissions *p)

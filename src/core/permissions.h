@@ -36,6 +36,12 @@ void rk_permissions_free(rk_permissions *p);
 int rk_permissions_allows(const rk_permissions *p, const char *requester_kind, const char *business,
                           const char *provider_kind, const char *item);
 
+/* The query conditions (lib/condition.h: RK_COND_* bits) the row of
+ * (requester_kind, business, provider_kind, item) admits: its column
+ * `conditions` ("fiscal_year;as_of", empty for none); 0 when no row. */
+unsigned rk_permissions_conditions(const rk_permissions *p, const char *requester_kind, const char *business,
+                                   const char *provider_kind, const char *item);
+
 /* Number of rows. */
 size_t rk_permissions_count(const rk_permissions *p);
 

@@ -36,5 +36,7 @@ int rk_date_valid(const char *s)
         strspn(s + 5, "0123456789") != 2 || strspn(s + 8, "0123456789") != 2)
         return 0;
     int y = atoi(s), m = atoi(s + 5), d = atoi(s + 8);
-    return y >= 1900 && m >= 1 && m <= 12 && d >= 1 && d <= 31;
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return y >= 1900 && m >= 1 && m <= 12 && d >= 1 && d <= days[m - 1] + (m == 2 && leap);
 }

@@ -159,6 +159,10 @@ int rk_req_int(const rk_request *req, rk_response *resp, const char *field, long
 /* The array of a bulk request: field present, 1..RK_BATCH_MAX entries; on
  * failure fills resp with 400 invalid_field and returns NULL. Borrowed. */
 json_t *rk_req_batch(const rk_request *req, rk_response *resp, const char *field);
+/* The optional "condition" of a query (lib/condition.h); 0, or -1 with a
+ * 400 invalid_field in resp. */
+struct rk_condition;
+int rk_req_condition(const rk_request *req, rk_response *resp, struct rk_condition *out);
 
 /* Paging of a list endpoint: ?before=SEQ&limit=N (limit 1..500, default
  * 50). Returns 0, or -1 with a 400 invalid_field in resp. */

@@ -108,6 +108,25 @@ static rk_rc parse_node(json_t *obj, rk_peer_node *n, char *err, size_t errlen)
     return RK_OK;
 }
 
+/* The core's instances, each to the next in a ring (a caller moves from one
+ * to the next when one fails, DESIGN §6). */
+static void link_instances(rk_registry *reg)
+{
+    rk_peer_node *first = NULL, *prev = NULL;
+    for (size_t i = 0; i < reg->n_nodes; i++) {
+        rk_peer_node *n = &reg->nodes[i];
+        if (n->role != RK_ROLE_CORE)
+            continue;
+        if (prev)
+            prev->next_instance = n;
+        else
+            first = n;
+        prev = n;
+    }
+    if (prev && prev != first)
+        prev->next_instance = first;
+}
+
 rk_rc rk_registry_load(const char *path, rk_registry **out, char *err, size_t errlen)
 {
     char *text = NULL;
@@ -145,6 +164,7 @@ rk_rc rk_registry_load(const char *path, rk_registry **out, char *err, size_t er
         }
         reg->n_nodes++;
     }
+    link_instances(reg);
 done:
     free(text);
     json_decref(root);

@@ -40,6 +40,10 @@ typedef struct rk_peer_node {
     char log_vkey[256];     /* and the C2SP vkey of its log key (records/checkpoint.h) */
     char addresses[RK_MAX_ADDRESSES][48]; /* source addresses it may call from */
     int n_addresses;
+    /* The instances of a core (DESIGN §6: core-1 … core-N, one database):
+     * the next one, in a ring in the order of network.json; NULL when the
+     * node is alone in its role. */
+    const struct rk_peer_node *next_instance;
 } rk_peer_node;
 
 typedef struct rk_registry {
@@ -55,7 +59,8 @@ void rk_registry_free(rk_registry *reg);
 const rk_peer_node *rk_registry_by_id(const rk_registry *reg, const char *id);
 const rk_peer_node *rk_registry_by_fingerprint(const rk_registry *reg, const char *fingerprint);
 /* The node of a role serving an agency (e.g. the gateway of "city-yokohama");
- * agency NULL for core and jlis. */
+ * agency NULL for core and jlis. Of several instances, the first: the
+ * others follow it through next_instance. */
 const rk_peer_node *rk_registry_find(const rk_registry *reg, rk_role role, const char *agency);
 /* True when addr is one of the node's registered source addresses. */
 int rk_peer_address_allowed(const rk_peer_node *node, const char *addr);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/condition.h"
 #include "net/server_internal.h"
 
 void rk_reply_json(rk_response *resp, int status, json_t *body)
@@ -88,6 +89,15 @@ const char *rk_req_string(const rk_request *req, rk_response *resp, const char *
         return NULL;
     }
     return json_string_value(v);
+}
+
+int rk_req_condition(const rk_request *req, rk_response *resp, rk_condition *out)
+{
+    if (rk_condition_read(req->json ? json_object_get(req->json, "condition") : NULL, out) == 0)
+        return 0;
+    rk_reply_error(resp, 400, "invalid_field",
+                   "field \"condition\" must be {\"fiscal_year\": YYYY} or {\"as_of\": \"YYYY-MM-DD\"}");
+    return -1;
 }
 
 int rk_req_int(const rk_request *req, rk_response *resp, const char *field, long min, long max, long *out)

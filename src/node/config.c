@@ -51,6 +51,7 @@ static const key_def keys[] = {
     {"core", "permissions", K_PATH, AT(permissions), 0, 0, 0, NULL},
     {"core", "outbox_retry_min_ms", K_INT, AT(outbox_retry_min_ms), 1, 3600000, 200, NULL},
     {"core", "outbox_retry_max_ms", K_INT, AT(outbox_retry_max_ms), 1, DAY_MS, 30000, NULL},
+    {"core", "notice_lease_ms", K_INT, AT(notice_lease_ms), 1000, DAY_MS, 60000, NULL},
     {"jlis", "residents", K_PATH, AT(residents), 0, 0, 0, NULL},
     {"alerts", "refusal_threshold", K_INT, AT(refusal_threshold), 1, 1000000, 10, NULL},
     {"alerts", "refusal_window_ms", K_INT, AT(refusal_window_ms), 100, DAY_MS, 60000, NULL},
@@ -66,6 +67,7 @@ static const key_def keys[] = {
     {"gateway", "caller_rate_per_s", K_INT, AT(caller_rate_per_s), 1, 10000000, 10000, NULL},
     {"records", "head_interval_ms", K_INT, AT(head_interval_ms), 50, 10000, 2000, NULL},
     {"records", "log_key", K_PATH, AT(log_key), 0, 0, 0, "log_key.pem"},
+    {"records", "retain_days", K_INT, AT(retain_days), 1, 36500, 2557, NULL}, /* RK_RETAIN_DAYS_DEFAULT */
     {"agency", "pending_new_after_ms", K_INT, AT(pending_new_after_ms), 100, DAY_MS, 120000, NULL},
     {"agency", "pending_deadline_ms", K_INT, AT(pending_deadline_ms), 100, 7 * DAY_MS, DAY_MS, NULL},
     {"agency", "pending_grace_ms", K_INT, AT(pending_grace_ms), 0, 7 * DAY_MS, DAY_MS, NULL},

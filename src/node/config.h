@@ -4,13 +4,14 @@
  *           store (sqlite:PATH or a postgresql:// URI; db = PATH is its synonym),
  *           workers, max_body, log_level, log_format (text|json), listen,
  *           clock_offset_ms (tests only)
- *   [core]  master_key_file, permissions, outbox_retry_min_ms, outbox_retry_max_ms
+ *   [core]  master_key_file, permissions, outbox_retry_min_ms, outbox_retry_max_ms, notice_lease_ms
  *   [jlis]  residents
  *   [alerts] refusal_threshold, refusal_window_ms, not_permitted_threshold,
  *           not_permitted_window_ms, rate_window_ms, rate_factor, rate_min,
  *           unreachable_ms
  *   [clock] check_ms, max_offset_ms, max_skew_ms
- *   [records] head_interval_ms, log_key (the Ed25519 key that signs the log's checkpoints)
+ *   [records] head_interval_ms, log_key (the Ed25519 key that signs the log's checkpoints),
+ *             retain_days (records older are archived, then pruned: `renkei records archive`)
  *   [gateway] caller_rate_per_s
  *   [agency] pending_new_after_ms, pending_deadline_ms, pending_grace_ms
  *   [peer]  timeout_ms
@@ -24,6 +25,9 @@
 #include "lib/err.h"
 
 #define RK_PATH_MAX 1024
+
+/* Seven years (法23条 records; 令 of the Act), leap days included. */
+#define RK_RETAIN_DAYS_DEFAULT 2557
 
 typedef struct rk_node_config {
     char dir[RK_PATH_MAX];             /* folder of the config file */
@@ -47,6 +51,7 @@ typedef struct rk_node_config {
     char permissions[RK_PATH_MAX];
     int outbox_retry_min_ms;
     int outbox_retry_max_ms;
+    int notice_lease_ms; /* a claimed notice is another instance's to deliver after this (DESIGN §6) */
     /* jlis */
     char residents[RK_PATH_MAX];
     /* [alerts]: when a node raises an incident by itself (第3-5, 第5-4(3)) */
@@ -66,6 +71,7 @@ typedef struct rk_node_config {
     int caller_rate_per_s;              /* requests a second one caller may send to the core */
     /* [records] */
     int head_interval_ms;               /* a tree head is signed this often while records arrive */
+    int retain_days;                    /* 法23条 records are kept this long, then archived (RK_RETAIN_DAYS_DEFAULT) */
     char log_key[RK_PATH_MAX];          /* Ed25519 key of the log's checkpoints (DESIGN §4.1) */
     /* [agency] */
     int pending_new_after_ms;           /* an enrolment not handed to J-LIS this long: failed */

@@ -167,17 +167,65 @@ rk_rc rk_node_listen(const rk_node *node, rk_server *srv)
     return rc;
 }
 
-/* 第7-1(7): the backup line after no answer or a 5xx from the primary —
- * not after a timeout (the peer may be working on it, and a second copy on
- * the other line could take effect twice), nor after an answer over the
- * cap (the other line would send it too). When it says yes, the primary's
- * answer is dropped. */
-static int to_backup_line(const rk_peer_node *peer, rk_rc rc, rk_http_result *res)
+/* ---------- lines: where a call to a peer may go ---------- */
+
+/* Line k of a call that starts at instance `first`: its url, its backup
+ * url (第7-1(7)), then the next instance's, round the ring of a core's
+ * instances (DESIGN §6); *on the node it reaches. 0 when there is no line k. */
+static int line_of(const rk_peer_node *first, int k, const char **url, const rk_peer_node **on)
 {
-    if (!peer->backup_url[0] || rc == RK_ERR_TIMEOUT || rc == RK_ERR_TOO_LARGE || (rc == RK_OK && res->status < 500))
+    const rk_peer_node *p = first;
+    do {
+        *on = p;
+        if (k == 0) {
+            *url = p->url;
+            return 1;
+        }
+        k--;
+        if (p->backup_url[0]) {
+            if (k == 0) {
+                *url = p->backup_url;
+                return 1;
+            }
+            k--;
+        }
+        p = p->next_instance;
+    } while (p && p != first);
+    return 0;
+}
+
+/* The instance a call starts at: of several, each in turn, so that callers
+ * spread over them — except at J-LIS, whose primary line is the first and
+ * whose backup line the next (第7-1(7)). */
+static const rk_peer_node *first_line_node(rk_node *node, const rk_peer_node *peer)
+{
+    if (!peer->next_instance || node->self->role == RK_ROLE_JLIS)
+        return peer;
+    unsigned n = 1;
+    for (const rk_peer_node *p = peer->next_instance; p && p != peer; p = p->next_instance)
+        n++;
+    unsigned turn = __atomic_fetch_add(&node->instance_turn, 1, __ATOMIC_RELAXED) % n;
+    while (turn--)
+        peer = peer->next_instance;
+    return peer;
+}
+
+/* 第7-1(7): the next line after no answer or a 5xx — not after a timeout
+ * (the peer may be working on it, and a second copy on the other line could
+ * take effect twice), nor after an answer over the cap (the other line
+ * would send it too). When it says yes, the failed line's answer is dropped. */
+static int to_next_line(const rk_peer_node *first, int line, rk_rc rc, rk_http_result *res)
+{
+    const char *failed, *next;
+    const rk_peer_node *from, *to;
+    if (rc == RK_ERR_TIMEOUT || rc == RK_ERR_TOO_LARGE || (rc == RK_OK && res->status < 500) ||
+        !line_of(first, line, &failed, &from) || !line_of(first, line + 1, &next, &to))
         return 0;
-    rk_warn("%s primary line failed (%s); trying the backup line", peer->id,
-            rc == RK_OK ? "5xx answer" : rk_strerror(rc));
+    const char *why = rc == RK_OK ? "5xx answer" : rk_strerror(rc);
+    if (to == from)
+        rk_warn("%s primary line failed (%s); trying the backup line", from->id, why);
+    else
+        rk_warn("%s failed (%s); trying the instance %s", from->id, why, to->id);
     if (res->body)
         rk_wipe(res->body, res->body_len);
     rk_http_result_clear(res);
@@ -192,10 +240,10 @@ static __thread struct event_base *tl_loop;
 /* One call of rk_node_post_later, until done is told. */
 typedef struct later_call {
     rk_node *node;
-    const rk_peer_node *peer;
     const char *method, *path, *body;
     size_t len;
-    int on_backup;
+    const rk_peer_node *first; /* the instance it started at (first_line_node) */
+    int line;                  /* the line it is on: 0, then the next after a failure (line_of) */
     rk_node_post_done_fn done;
     void *arg;
     struct event_base *base;    /* the loop, for the relay made at the first call */
@@ -206,14 +254,14 @@ static void send_later(later_call *c);
 static void later_answered(void *arg, rk_rc rc, rk_http_result *res)
 {
     later_call *c = arg;
-    if (!c->on_backup && to_backup_line(c->peer, rc, res)) {
-        c->on_backup = 1;
+    if (to_next_line(c->first, c->line, rc, res)) {
+        c->line++;
         send_later(c);
         return;
     }
     rk_node_post_done_fn done = c->done;
     void *done_arg = c->arg;
-    res->backup_line = c->on_backup;
+    res->backup_line = c->line > 0;
     free(c);
     done(done_arg, rc, res);
 }
@@ -227,9 +275,13 @@ static void send_later(later_call *c)
     rk_rc rc = RK_OK;
     if (!*relay)
         rc = rk_relay_new(c->base, node->cert, node->key, node->cfg.ca, node->cfg.clock_offset_ms, relay);
+    const char *url = NULL;
+    const rk_peer_node *on = NULL;
+    if (rc == RK_OK && !line_of(c->first, c->line, &url, &on))
+        rc = RK_ERR_CONFIG;
     if (rc == RK_OK)
-        rc = rk_relay_call(*relay, c->method, c->on_backup ? c->peer->backup_url : c->peer->url, c->peer->pin,
-                           c->path, c->body, c->len, node->cfg.peer_timeout_ms, later_answered, c);
+        rc = rk_relay_call(*relay, c->method, url, on->pin, c->path, c->body, c->len, node->cfg.peer_timeout_ms,
+                           later_answered, c);
     if (rc != RK_OK) { /* not sent: as an unreachable peer */
         rk_http_result none = {0};
         later_answered(c, RK_ERR_UPSTREAM, &none);
@@ -246,8 +298,8 @@ void rk_node_call_later(rk_node *node, struct event_base *base, const char *meth
         done(arg, RK_ERR_NOMEM, &none);
         return;
     }
-    *c = (later_call){.node = node, .peer = peer, .method = method, .path = path, .body = body, .len = len,
-                      .done = done, .arg = arg, .base = base};
+    *c = (later_call){.node = node, .method = method, .path = path, .body = body, .len = len,
+                      .first = first_line_node(node, peer), .done = done, .arg = arg, .base = base};
     send_later(c);
 }
 

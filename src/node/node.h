@@ -25,6 +25,7 @@ typedef struct rk_node {
     struct rk_peer_certs *peer_certs; /* registered peers' certificates seen in messages */
     struct rk_relay *relay;     /* calls from the server's event loop (rk_node_post_later) */
     struct node_calls *calls;   /* the calls loop, for threads that are not a loop (rk_node_post) */
+    unsigned instance_turn;     /* calls to a core of several instances start at each in turn */
     /* incidents (set up by the role with rk_node_incidents_start) */
     struct rk_db *incident_db;
     struct rk_incident_reporter *reporter;  /* NULL at the core */

@@ -34,6 +34,16 @@ static const char *const records_steps[] = {
     "  PRIMARY KEY (level, idx));"
     "CREATE TABLE log_state (id BIGINT PRIMARY KEY, size BIGINT NOT NULL, frontier {blob} NOT NULL);"
     "ALTER TABLE tree_heads ADD COLUMN checkpoint TEXT;",
+    /* Step 3: the instance that signed a head (several core instances
+     * share one log, DESIGN §6); NULL for the heads before: the node's own. */
+    "ALTER TABLE tree_heads ADD COLUMN signer TEXT;",
+    /* Step 4: a query's condition (lib/condition.h); "" for none, as every
+     * record before. */
+    "ALTER TABLE records ADD COLUMN condition TEXT NOT NULL DEFAULT '';",
+    /* Step 5: retention (DESIGN §4.1): each prefix of the log written out by
+     * `records archive` and then pruned; the tree's tiles stay. */
+    "CREATE TABLE records_archived (upto BIGINT PRIMARY KEY, count BIGINT NOT NULL, archived_ms BIGINT NOT NULL,"
+    "  file_sha256 TEXT NOT NULL);",
 };
 
 rk_rc rk_records_migrate(rk_db *db)
@@ -56,21 +66,47 @@ static int plain(const char *s)
  * `records verify`. 0 when a string is not plain or it does not fit. */
 static int plain_leaf_text(const rk_record *r, char *out, size_t outlen)
 {
-    const char *const s[] = {r->business, r->exchange_id, r->item, r->operator_id, r->outcome, r->payload_sha256,
-                             r->provider, r->reason, r->requester, r->side, r->subject};
+    const char *const s[] = {r->business, r->condition, r->exchange_id, r->item, r->operator_id, r->outcome,
+                             r->payload_sha256, r->provider, r->reason, r->requester, r->side, r->subject};
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
         if (!plain(s[i]))
             return 0;
-    char provided[24] = "null";
+    char provided[24] = "null", condition[sizeof r->condition + 16] = "";
     if (r->provided_ms)
         snprintf(provided, sizeof provided, "%lld", (long long)r->provided_ms);
+    if (r->condition[0]) /* a record without one keeps the leaf it always had */
+        snprintf(condition, sizeof condition, "\"condition\":\"%s\",", r->condition);
     int n = snprintf(out, outlen,
-                     "{\"business\":\"%s\",\"exchange_id\":\"%s\",\"item\":\"%s\",\"operator\":\"%s\","
+                     "{\"business\":\"%s\",%s\"exchange_id\":\"%s\",\"item\":\"%s\",\"operator\":\"%s\","
                      "\"outcome\":\"%s\",\"payload_sha256\":\"%s\",\"provided_ms\":%s,\"provider\":\"%s\","
                      "\"reason\":\"%s\",\"requested_ms\":%lld,\"requester\":\"%s\",\"side\":\"%s\",\"subject\":\"%s\"}",
-                     r->business, r->exchange_id, r->item, r->operator_id, r->outcome, r->payload_sha256, provided,
+                     r->business, condition, r->exchange_id, r->item, r->operator_id, r->outcome, r->payload_sha256,
+                     provided,
                      r->provider, r->reason, (long long)r->requested_ms, r->requester, r->side, r->subject);
     return n > 0 && (size_t)n < outlen ? n : 0;
+}
+
+/* The canonical JSON as jansson writes it (the slow path of the leaf). */
+static char *json_leaf_text(const rk_record *r)
+{
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:s,s:s,s:s}", "exchange_id", r->exchange_id,
+                          "side", r->side, "requester", r->requester, "provider", r->provider, "business",
+                          r->business, "item", r->item, "operator", r->operator_id, "subject", r->subject,
+                          "requested_ms", (json_int_t)r->requested_ms, "provided_ms",
+                          r->provided_ms ? json_integer(r->provided_ms) : json_null(), "outcome", r->outcome,
+                          "reason", r->reason, "payload_sha256", r->payload_sha256);
+    if (j && r->condition[0])
+        json_object_set_new(j, "condition", json_string(r->condition));
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(j);
+    return text;
+}
+
+char *rk_record_leaf_text(const rk_record *r)
+{
+    char fast[1024];
+    int n = plain_leaf_text(r, fast, sizeof fast);
+    return n > 0 ? strdup(fast) : json_leaf_text(r);
 }
 
 /* The leaf of the records log (RFC 9162 leaf hash over the canonical JSON
@@ -83,16 +119,9 @@ void rk_record_leaf(const rk_record *r, uint8_t out[32])
         rk_merkle_leaf_hash(fast, (size_t)n, out);
         return;
     }
-    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:s,s:s,s:s}", "exchange_id", r->exchange_id,
-                          "side", r->side, "requester", r->requester, "provider", r->provider, "business",
-                          r->business, "item", r->item, "operator", r->operator_id, "subject", r->subject,
-                          "requested_ms", (json_int_t)r->requested_ms, "provided_ms",
-                          r->provided_ms ? json_integer(r->provided_ms) : json_null(), "outcome", r->outcome,
-                          "reason", r->reason, "payload_sha256", r->payload_sha256);
-    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    char *text = json_leaf_text(r);
     rk_merkle_leaf_hash(text ? text : "", text ? strlen(text) : 0, out);
     free(text);
-    json_decref(j);
 }
 
 rk_rc rk_record_append(rk_db *db, const rk_record *r)
@@ -103,11 +132,17 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
     rk_merkle_hex(leaf, leaf_hex);
     /* seq is the leaf's position + 1: it counts from 1 without gaps, so it is
      * given here rather than left to the engine (a sequence may skip values
-     * after a rollback). Writes are serialised by the store. */
+     * after a rollback), after the last record kept or archived. The writers
+     * of every instance over the database take turns for it, until their
+     * commit (DESIGN §6). */
+    rk_rc rc = rk_db_lock(db, RK_RECORDS_SEQUENCE_LOCK);
+    if (rc != RK_OK)
+        return rc;
     rk_stmt *st = rk_db_stmt(db,
         "INSERT INTO records(seq, exchange_id, side, requester, provider, business, item, operator, subject,"
-        " requested_ms, provided_ms, outcome, reason, payload_sha256, leaf_hash)"
-        " VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM records),?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+        " requested_ms, provided_ms, outcome, reason, payload_sha256, leaf_hash, condition)"
+        " VALUES ((SELECT COALESCE(MAX(seq), (SELECT COALESCE(MAX(upto), 0) FROM records_archived)) + 1"
+        " FROM records),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     rk_bind_text(st, 1, r->exchange_id);
     rk_bind_text(st, 2, r->side);
     rk_bind_text(st, 3, r->requester);
@@ -125,6 +160,7 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
     rk_bind_text(st, 12, r->reason);
     rk_bind_text(st, 13, r->payload_sha256);
     rk_bind_text(st, 14, leaf_hex);
+    rk_bind_text(st, 15, r->condition);
     return rk_stmt_exec(st);
 }
 
@@ -144,6 +180,7 @@ void rk_record_from_row(rk_stmt *q, int col, rk_record *r)
     rk_col_copy(q, col + 10, r->outcome, sizeof r->outcome);
     rk_col_copy(q, col + 11, r->reason, sizeof r->reason);
     rk_col_copy(q, col + 12, r->payload_sha256, sizeof r->payload_sha256);
+    rk_col_copy(q, col + 13, r->condition, sizeof r->condition);
 }
 
 /* A row of "seq, " RK_RECORD_COLUMNS as the JSON of GET /v1/records. */
@@ -155,12 +192,15 @@ static json_t *row_to_json(rk_stmt *q)
     rk_format_time(r.requested_ms, req, sizeof req);
     if (!rk_col_is_null(q, 10))
         rk_format_time(r.provided_ms, prov, sizeof prov);
-    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:s}",
-                     "seq", (json_int_t)rk_col_int(q, 0), "exchange_id", r.exchange_id, "side", r.side,
-                     "requester", r.requester, "provider", r.provider, "business", r.business, "item", r.item,
-                     "operator", r.operator_id, "subject", r.subject, "requested_at", req, "provided_at",
-                     prov[0] ? prov : NULL, "outcome", r.outcome, "reason", r.reason, "payload_sha256",
-                     r.payload_sha256);
+    json_t *j = json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:s}",
+                          "seq", (json_int_t)rk_col_int(q, 0), "exchange_id", r.exchange_id, "side", r.side,
+                          "requester", r.requester, "provider", r.provider, "business", r.business, "item", r.item,
+                          "operator", r.operator_id, "subject", r.subject, "requested_at", req, "provided_at",
+                          prov[0] ? prov : NULL, "outcome", r.outcome, "reason", r.reason, "payload_sha256",
+                          r.payload_sha256);
+    if (j && r.condition[0])
+        json_object_set_new(j, "condition", json_string(r.condition));
+    return j;
 }
 
 typedef struct list_args {
@@ -225,29 +265,9 @@ int64_t rk_records_count(rk_db *db)
     return rk_db_scan(db, count_fn, &n) == RK_OK ? n : 0;
 }
 
-typedef struct each_args {
-    rk_record_fn fn;
-    void *arg;
-} each_args;
-
-static rk_rc each_fn(rk_db *db, void *arg)
-{
-    each_args *a = arg;
-    rk_stmt *q = rk_db_stmt(db, "SELECT seq, leaf_hash, " RK_RECORD_COLUMNS " FROM records ORDER BY seq");
-    rk_rc rc;
-    while ((rc = rk_stmt_next(q)) == RK_OK) {
-        rk_record r;
-        rk_record_from_row(q, 2, &r);
-        if ((rc = a->fn(a->arg, rk_col_int(q, 0), rk_col_text(q, 1), &r)) != RK_OK)
-            return rc;
-    }
-    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
-}
-
 rk_rc rk_records_each(rk_db *db, rk_record_fn fn, void *arg)
 {
-    each_args a = {fn, arg};
-    return rk_db_scan(db, each_fn, &a);
+    return rk_records_range(db, 1, INT64_MAX, fn, arg);
 }
 
 typedef struct find_args {
@@ -274,6 +294,119 @@ rk_rc rk_records_find(rk_db *db, const char *exchange_id, const char *side, cons
 {
     find_args a = {exchange_id, side, outcome, out};
     return rk_db_read(db, find_fn, &a);
+}
+
+/* ---------- retention ---------- */
+
+static rk_rc archived_upto_fn(rk_db *db, void *arg)
+{
+    rk_stmt *q = rk_db_stmt(db, "SELECT COALESCE(MAX(upto), 0) FROM records_archived");
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        *(int64_t *)arg = rk_col_int(q, 0);
+    return rc == RK_ERR_NOT_FOUND ? RK_ERR_STORE : rc;
+}
+
+rk_rc rk_records_archived_upto(rk_db *db, int64_t *upto)
+{
+    *upto = 0;
+    return rk_db_read(db, archived_upto_fn, upto);
+}
+
+typedef struct due_args {
+    int64_t before_ms, limit, *upto;
+} due_args;
+
+static rk_rc archive_due_fn(rk_db *db, void *arg)
+{
+    due_args *a = arg;
+    /* the first record still kept: below it, everything is older than the cutoff */
+    rk_stmt *q = rk_db_stmt(db, "SELECT MIN(seq) FROM records WHERE requested_ms >= ?");
+    rk_bind_int(q, 1, a->before_ms);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc != RK_OK)
+        return rc == RK_ERR_NOT_FOUND ? RK_ERR_STORE : rc;
+    int64_t young = rk_col_is_null(q, 0) ? INT64_MAX : rk_col_int(q, 0);
+    q = rk_db_stmt(db, "SELECT COALESCE(MAX(seq), 0) FROM records");
+    if ((rc = rk_stmt_next(q)) != RK_OK)
+        return rc == RK_ERR_NOT_FOUND ? RK_ERR_STORE : rc;
+    int64_t last = rk_col_int(q, 0);
+    *a->upto = young == INT64_MAX ? last : young - 1;
+    if (*a->upto > a->limit)
+        *a->upto = a->limit;
+    return RK_OK;
+}
+
+rk_rc rk_records_archive_due(rk_db *db, int64_t before_ms, int64_t limit, int64_t *upto)
+{
+    due_args a = {before_ms, limit, upto};
+    *upto = 0;
+    return rk_db_read(db, archive_due_fn, &a);
+}
+
+typedef struct range_args {
+    int64_t from, upto;
+    rk_record_fn fn;
+    void *arg;
+} range_args;
+
+static rk_rc range_fn(rk_db *db, void *arg)
+{
+    range_args *a = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT seq, leaf_hash, " RK_RECORD_COLUMNS " FROM records"
+                                " WHERE seq >= ? AND seq <= ? ORDER BY seq");
+    rk_bind_int(q, 1, a->from);
+    rk_bind_int(q, 2, a->upto);
+    rk_rc rc;
+    while ((rc = rk_stmt_next(q)) == RK_OK) {
+        rk_record r;
+        rk_record_from_row(q, 2, &r);
+        if ((rc = a->fn(a->arg, rk_col_int(q, 0), rk_col_text(q, 1), &r)) != RK_OK)
+            return rc;
+    }
+    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
+}
+
+rk_rc rk_records_range(rk_db *db, int64_t from, int64_t upto, rk_record_fn fn, void *arg)
+{
+    range_args a = {from, upto, fn, arg};
+    return rk_db_scan(db, range_fn, &a);
+}
+
+typedef struct prune_args {
+    int64_t from, upto, now_ms;
+    const char *file_sha256;
+} prune_args;
+
+static rk_rc prune_fn(rk_db *db, void *arg)
+{
+    prune_args *a = arg;
+    int64_t done = 0;
+    rk_rc rc = archived_upto_fn(db, &done);
+    if (rc != RK_OK)
+        return rc;
+    if (done != a->from - 1)
+        return RK_ERR_CONFLICT; /* another archive ran meanwhile */
+    rk_stmt *st = rk_db_stmt(db, "DELETE FROM records WHERE seq >= ? AND seq <= ?");
+    rk_bind_int(st, 1, a->from);
+    rk_bind_int(st, 2, a->upto);
+    if ((rc = rk_stmt_exec(st)) != RK_OK)
+        return rc;
+    int64_t count = rk_db_changes(db);
+    if (count != a->upto - a->from + 1)
+        return RK_ERR_CONFLICT; /* not the records that were written out */
+    st = rk_db_stmt(db, "INSERT INTO records_archived(upto, count, archived_ms, file_sha256) VALUES (?,?,?,?)");
+    rk_bind_int(st, 1, a->upto);
+    rk_bind_int(st, 2, count);
+    rk_bind_int(st, 3, a->now_ms);
+    rk_bind_text(st, 4, a->file_sha256);
+    return rk_stmt_exec(st);
+}
+
+rk_rc rk_records_prune(rk_db *db, int64_t from, int64_t upto, const char *file_sha256, int64_t now_ms)
+{
+    prune_args a = {from, upto, now_ms, file_sha256};
+    return rk_db_write(db, prune_fn, &a);
 }
 
 static rk_rc append_fn(rk_db *db, void *arg)

@@ -35,6 +35,7 @@ typedef struct rk_record {
     char outcome[32];
     char reason[200];
     char payload_sha256[65];
+    char condition[24];     /* the query's condition (lib/condition.h), "" for none */
 } rk_record;
 
 typedef struct rk_records_query {
@@ -46,17 +47,25 @@ typedef struct rk_records_query {
 
 /* The columns rk_record_from_row reads, in order, from its first column. */
 #define RK_RECORD_COLUMNS "exchange_id, side, requester, provider, business, item, operator, subject," \
-                          " requested_ms, provided_ms, outcome, reason, payload_sha256"
+                          " requested_ms, provided_ms, outcome, reason, payload_sha256, condition"
 
 /* Brings the module's tables (records, kept answers, tree heads) to the
  * newest version (rk_db_migrate, module "records"). */
 rk_rc rk_records_migrate(rk_db *db);
+
+/* Store-wide locks (store/db.h) of the records log, among the instances
+ * over one database: the sequence of records, and the log's leader, which
+ * stores tiles and signs heads. */
+#define RK_RECORDS_SEQUENCE_LOCK 0x726b736571LL
+#define RK_RECORDS_LEADER_LOCK 0x726b6c6f67LL
 
 /* Inside a write callback (rk_db_write, a settlement's extra): appends one
  * record. RK_ERR_CONFLICT when (exchange_id, side, outcome) is recorded. */
 rk_rc rk_record_append(rk_db *db, const rk_record *r);
 /* The record's leaf hash in the records log (lib/records_log.h). */
 void rk_record_leaf(const rk_record *r, uint8_t out[32]);
+/* The leaf's bytes (its canonical JSON), malloc'ed; NULL: out of memory. */
+char *rk_record_leaf_text(const rk_record *r);
 /* Inside a callback: reads a record from a row selected with
  * RK_RECORD_COLUMNS at column col. */
 void rk_record_from_row(rk_stmt *q, int col, rk_record *r);
@@ -76,6 +85,22 @@ rk_rc rk_records_find(rk_db *db, const char *exchange_id, const char *side, cons
  * A step already recorded is no error. Its own write (rk_db_write): not
  * inside a callback. */
 rk_rc rk_records_append_step(rk_db *db, const rk_record *base, const char *outcome, const char *reason, int64_t now_ms);
+
+/* ---------- retention (DESIGN §4.1: written out, then pruned) ---------- */
+
+/* The records up to seq *upto were archived and pruned (0: none). */
+rk_rc rk_records_archived_upto(rk_db *db, int64_t *upto);
+/* The end of the prefix of the log that may be archived now: every record
+ * up to *upto was requested before before_ms; at most limit (the size of a
+ * signed, tiled head). 0: none. */
+rk_rc rk_records_archive_due(rk_db *db, int64_t before_ms, int64_t limit, int64_t *upto);
+/* Calls fn for the records from..upto in seq order (a scan). */
+rk_rc rk_records_range(rk_db *db, int64_t from, int64_t upto, rk_record_fn fn, void *arg);
+/* Prunes the records from..upto, written out in a file whose SHA-256 is
+ * file_sha256, in one write; RK_ERR_CONFLICT when from is not the next
+ * record after the last pruning, or the records are not all there. The
+ * tiles stay: every proof of a later record stays valid. */
+rk_rc rk_records_prune(rk_db *db, int64_t from, int64_t upto, const char *file_sha256, int64_t now_ms);
 
 /* Records newest first as a JSON array (caller decrefs); *next_before is the
  * seq to pass as before_seq for the next page, 0 when there is none. */

@@ -1,6 +1,15 @@
 /* records_log.c — the records log: its leaves, the tiles and frontier kept
  * as records arrive, and the thread that stores tiles and signs tree heads
- * and checkpoints. Its endpoints are in records_serve.c. */
+ * and checkpoints. Its endpoints are in records_serve.c.
+ *
+ * Several instances over one database (DESIGN §6): every instance appends
+ * records (their sequence is taken under a store-wide lock, records.c);
+ * one at a time leads the log — holds RK_RECORDS_LEADER_LOCK — and only the
+ * leader stores tiles and signs. The others read the latest head from the
+ * store. A leader that lost its lock without knowing yet is fenced: the
+ * tiles' state is stored by compare-and-set (tiles.c), so two signers never
+ * fork the tree; and since records never change once numbered, any two
+ * signers compute the same tiles for the same leaves. */
 #include "records/records_log.h"
 #include "records/records_log_priv.h"
 
@@ -16,6 +25,7 @@
 #include "lib/util.h"
 #include "node/node.h"
 #include "records/checkpoint.h"
+#include "records/records.h"
 #include "records/tiles.h"
 
 struct rk_records_log {
@@ -30,6 +40,7 @@ struct rk_records_log {
     uint64_t head_size;            /* size of the last signed head */
     int64_t head_time_ms;
     char *checkpoint;              /* its signed note; NULL before the first */
+    int leading;                   /* this instance leads the log: its tiles are the store's */
     pthread_t thread;
     int running, stopping;
 };
@@ -137,7 +148,7 @@ typedef struct head_row {
     uint64_t size;
     char root[65];
     int64_t time_ms;
-    const char *signature, *checkpoint;
+    const char *signature, *checkpoint, *signer;
 } head_row;
 
 /* The tiles a head covers and the head, in one transaction: a head is
@@ -148,14 +159,15 @@ static rk_rc store_head_fn(rk_db *db, void *arg)
     rk_rc rc = rk_tiles_store(db, h->tiles);
     if (rc != RK_OK || !h->signature)
         return rc;
-    rk_stmt *st = rk_db_stmt(db, "INSERT INTO tree_heads(size, root, time_ms, signature, checkpoint) VALUES (?,?,?,?,?)"
-                                 " ON CONFLICT (size) DO UPDATE SET checkpoint = excluded.checkpoint"
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO tree_heads(size, root, time_ms, signature, checkpoint, signer)"
+                                 " VALUES (?,?,?,?,?,?) ON CONFLICT (size) DO UPDATE SET checkpoint = excluded.checkpoint"
                                  " WHERE tree_heads.checkpoint IS NULL");
     rk_bind_int(st, 1, (int64_t)h->size);
     rk_bind_text(st, 2, h->root);
     rk_bind_int(st, 3, h->time_ms);
     rk_bind_text(st, 4, h->signature);
     rk_bind_text(st, 5, h->checkpoint);
+    rk_bind_text(st, 6, h->signer);
     return rk_stmt_exec(st);
 }
 
@@ -170,7 +182,7 @@ static rk_rc sign_locked(rk_records_log *log)
     int need_head = t->frontier.size != log->head_size || !log->checkpoint; /* an empty log has a checkpoint too */
     if (!need_head && !rk_tile_builder_pending(t) && !t->edge_dirty)
         return RK_OK;
-    head_row h = {.tiles = t, .size = t->frontier.size};
+    head_row h = {.tiles = t, .size = t->frontier.size, .signer = log->node->cfg.id};
     rk_hash root;
     char *sig = NULL, *note = NULL;
     int64_t now = rk_node_now_ms(log->node);
@@ -206,33 +218,74 @@ int64_t rk_records_log_head_age_ms(rk_records_log *log)
     return age;
 }
 
-static void *signer_main(void *arg)
-{
-    rk_records_log *log = arg;
-    pthread_mutex_lock(&log->lock);
-    while (!log->stopping) {
-        if (sign_locked(log) != RK_OK)
-            rk_error("records log: could not sign a tree head");
-        rk_cond_wait_ms(&log->wake, &log->lock, log->interval_ms);
-    }
-    sign_locked(log); /* a last head for what came before the stop */
-    pthread_mutex_unlock(&log->lock);
-    return NULL;
-}
-
 static rk_rc last_head_fn(rk_db *db, void *arg)
 {
     rk_records_log *log = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT size, time_ms, checkpoint FROM tree_heads ORDER BY size DESC LIMIT 1");
     rk_rc rc = rk_stmt_next(q);
-    if (rc == RK_OK) {
+    if (rc == RK_OK && (uint64_t)rk_col_int(q, 0) >= log->head_size) {
+        const char *note = rk_col_text(q, 2);
+        char *copy = note ? strdup(note) : NULL;
+        if (note && !copy)
+            return RK_ERR_NOMEM;
         log->head_size = (uint64_t)rk_col_int(q, 0);
         log->head_time_ms = rk_col_int(q, 1);
-        const char *note = rk_col_text(q, 2);
-        if (note && !(log->checkpoint = strdup(note)))
-            return RK_ERR_NOMEM;
+        free(log->checkpoint);
+        log->checkpoint = copy;
     }
     return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
+}
+
+/* Lock held: the latest head in the store (another instance signs it). */
+static rk_rc read_last_head(rk_records_log *log)
+{
+    return rk_db_read(log->db, last_head_fn, log);
+}
+
+/* Lock held: one round of the signer. The leader stores tiles and signs;
+ * an instance that becomes the leader starts from the stored state (the
+ * previous leader's); the others follow the store's latest head. */
+static rk_rc sign_round(rk_records_log *log)
+{
+    int leading = 0;
+    rk_rc rc = rk_db_lead(log->db, RK_RECORDS_LEADER_LOCK, &leading);
+    if (rc != RK_OK || !leading) {
+        if (log->leading)
+            rk_warn("records log: %s no longer leads the log", log->node->cfg.id);
+        log->leading = 0;
+        return rc != RK_OK ? rc : read_last_head(log);
+    }
+    if (!log->leading) {
+        if ((rc = rk_tiles_load(log->db, &log->tiles)) != RK_OK || (rc = read_last_head(log)) != RK_OK)
+            return rc;
+        log->leading = 1;
+        rk_info("records log: %s leads the log from size %llu", log->node->cfg.id,
+                (unsigned long long)log->tiles.frontier.size);
+    }
+    rc = sign_locked(log);
+    if (rc == RK_ERR_CONFLICT) { /* another signer moved the stored state: start again from it */
+        rk_warn("records log: the stored log moved under %s; reloading it", log->node->cfg.id);
+        log->leading = 0;
+    }
+    return rc;
+}
+
+static void *signer_main(void *arg)
+{
+    rk_records_log *log = arg;
+    pthread_mutex_lock(&log->lock);
+    int failing = 0;
+    while (!log->stopping) {
+        rk_rc rc = sign_round(log);
+        if (rc != RK_OK && rc != RK_ERR_CONFLICT && !failing) /* once per outage */
+            rk_error("records log: could not sign a tree head: %s", rk_strerror(rc));
+        failing = rc != RK_OK && rc != RK_ERR_CONFLICT;
+        rk_cond_wait_ms(&log->wake, &log->lock, log->interval_ms);
+    }
+    if (log->leading)
+        sign_locked(log); /* a last head for what came before the stop */
+    pthread_mutex_unlock(&log->lock);
+    return NULL;
 }
 
 /* The log key and origin: network.json names them for this node (a node
@@ -286,11 +339,19 @@ rk_rc rk_records_log_start(rk_node *node, rk_db *db, int64_t interval_ms, rk_rec
     rk_tile_builder_init(&log->tiles);
     rk_rc rc = load_log_key(log);
     if (rc == RK_OK)
-        rc = rk_db_read(db, last_head_fn, log);
+        rc = read_last_head(log);
+    int leading = 0;
     if (rc == RK_OK)
+        rc = rk_db_lead(db, RK_RECORDS_LEADER_LOCK, &leading);
+    if (rc == RK_OK && leading) { /* the leader resumes from the stored tiles before it serves */
         rc = rk_tiles_load(db, &log->tiles);
-    if (rc == RK_OK)
-        rc = catch_up(log);
+        if (rc == RK_OK)
+            rc = catch_up(log);
+        log->leading = rc == RK_OK;
+        if (log->leading)
+            rk_info("records log: %s leads the log from size %llu", node->cfg.id,
+                    (unsigned long long)log->tiles.frontier.size);
+    }
     if (rc == RK_OK && pthread_create(&log->thread, NULL, signer_main, log) != 0)
         rc = RK_ERR_NOMEM;
     if (rc != RK_OK) {
@@ -351,8 +412,14 @@ const char *rk_records_log_origin(rk_records_log *log)
 uint64_t rk_records_log_head_covering(rk_records_log *log, uint64_t index)
 {
     pthread_mutex_lock(&log->lock);
-    if (index >= log->head_size)
+    if (index >= log->head_size && log->leading)
         sign_locked(log); /* the record is newer than the last head: sign one now */
+    /* another instance leads: its next head, within a few of its rounds */
+    int64_t deadline = rk_now_ms() + 2 * log->interval_ms + 1000;
+    while (index >= log->head_size && !log->leading && !log->stopping && rk_now_ms() < deadline) {
+        rk_cond_wait_ms(&log->wake, &log->lock, 100);
+        read_last_head(log);
+    }
     uint64_t size = log->head_size;
     pthread_mutex_unlock(&log->lock);
     return size;
@@ -368,11 +435,12 @@ typedef struct heads_each_args {
 static rk_rc heads_each_fn(rk_db *db, void *arg)
 {
     heads_each_args *a = arg;
-    rk_stmt *q = rk_db_stmt(db, "SELECT size, root, time_ms, signature, checkpoint FROM tree_heads ORDER BY size");
+    rk_stmt *q = rk_db_stmt(db, "SELECT size, root, time_ms, signature, checkpoint, signer FROM tree_heads"
+                                " ORDER BY size");
     rk_rc rc;
     while ((rc = rk_stmt_next(q)) == RK_OK)
         if ((rc = a->fn(a->arg, rk_col_int(q, 0), rk_col_text(q, 1), rk_col_int(q, 2), rk_col_text(q, 3),
-                        rk_col_text(q, 4))) != RK_OK)
+                        rk_col_text(q, 4), rk_col_text(q, 5))) != RK_OK)
             return rc;
     return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }

@@ -27,7 +27,9 @@ struct rk_response;
 typedef struct rk_records_log rk_records_log;
 
 /* Loads the log's state and starts signing heads every interval_ms while
- * records arrive. The node (its id and key) and db must outlive the log. */
+ * records arrive — when this instance leads the log (DESIGN §6: one of the
+ * instances over a database at a time; the others serve the heads it
+ * signs). The node (its id and key) and db must outlive the log. */
 rk_rc rk_records_log_start(struct rk_node *node, rk_db *db, int64_t interval_ms, rk_records_log **out);
 void rk_records_log_stop(rk_records_log *log);
 /* Milliseconds since the last signed head (-1: none yet). */
@@ -50,12 +52,13 @@ rk_rc rk_head_verify(X509 *cert, const char *node_id, uint64_t size, const rk_ha
                      const char *signature_b64);
 
 /* Calls fn for every signed tree head kept in db, by size (a scan, for a
- * tool such as `renkei records verify`); root_hex, signature_b64 and
- * checkpoint (its C2SP note) are valid during the call only and may be NULL
- * (a head signed before checkpoints; a damaged database). Stops at the
- * first result of fn other than RK_OK and returns it. fn must not use db. */
+ * tool such as `renkei records verify`); root_hex, signature_b64,
+ * checkpoint (its C2SP note) and signer (the node id whose key signed it,
+ * NULL for the node's own heads from before instances) are valid during
+ * the call only and may be NULL (a damaged database). Stops at the first
+ * result of fn other than RK_OK and returns it. fn must not use db. */
 typedef rk_rc (*rk_tree_head_fn)(void *arg, int64_t size, const char *root_hex, int64_t time_ms,
-                                 const char *signature_b64, const char *checkpoint);
+                                 const char *signature_b64, const char *checkpoint, const char *signer);
 rk_rc rk_tree_heads_each(rk_db *db, rk_tree_head_fn fn, void *arg);
 
 #endif

@@ -51,12 +51,13 @@ typedef struct head_json_args {
 static rk_rc head_json_fn(rk_db *db, void *arg)
 {
     head_json_args *a = arg;
-    rk_stmt *q = rk_db_stmt(db, "SELECT size, root, time_ms, signature, checkpoint FROM tree_heads WHERE size = ?");
+    rk_stmt *q = rk_db_stmt(db, "SELECT size, root, time_ms, signature, checkpoint, signer FROM tree_heads"
+                                " WHERE size = ?");
     rk_bind_int(q, 1, (int64_t)a->size);
     rk_rc rc = rk_stmt_next(q);
     if (rc == RK_OK) {
-        const char *note = rk_col_text(q, 4);
-        a->head = json_pack("{s:s,s:I,s:s,s:I,s:s,s:o}", "node", a->node_id, "size", (json_int_t)rk_col_int(q, 0),
+        const char *note = rk_col_text(q, 4), *signer = rk_col_text(q, 5);
+        a->head = json_pack("{s:s,s:I,s:s,s:I,s:s,s:o}", "node", signer ? signer : a->node_id, "size", (json_int_t)rk_col_int(q, 0),
                             "root", rk_col_text(q, 1), "time_ms", (json_int_t)rk_col_int(q, 2), "signature",
                             rk_col_text(q, 3), "checkpoint", note ? json_string(note) : json_null());
     }

@@ -164,15 +164,21 @@ rk_rc rk_tiles_store(rk_db *db, rk_tile_builder *b)
     for (int i = 63; i >= 0; i--)
         if (b->frontier.size >> i & 1)
             memcpy(nodes[n++], b->frontier.nodes[i], sizeof(rk_hash));
+    /* compare-and-set: only over the state this builder grew from */
     rk_stmt *st = rk_db_stmt(db, "INSERT INTO log_state(id, size, frontier) VALUES (1,?,?)"
-                                 " ON CONFLICT (id) DO UPDATE SET size = excluded.size, frontier = excluded.frontier");
+                                 " ON CONFLICT (id) DO UPDATE SET size = excluded.size, frontier = excluded.frontier"
+                                 " WHERE log_state.size = ?");
     rk_bind_int(st, 1, (int64_t)b->frontier.size);
     rk_bind_blob(st, 2, nodes, n * sizeof(rk_hash));
+    rk_bind_int(st, 3, (int64_t)b->stored_size);
     if (rc == RK_OK)
         rc = rk_stmt_exec(st);
+    if (rc == RK_OK && rk_db_changes(db) != 1)
+        rc = RK_ERR_CONFLICT;
     if (rc == RK_OK) {
         b->n_dirty = 0;
         b->edge_dirty = 0;
+        b->stored_size = b->frontier.size;
     }
     return rc;
 }
@@ -226,6 +232,7 @@ static rk_rc state_get_fn(rk_db *db, void *arg)
     if (len != (size_t)__builtin_popcountll(size) * sizeof(rk_hash) || (len && !blob))
         return RK_ERR_STORE;
     b->frontier.size = size;
+    b->stored_size = size;
     for (int i = 63; i >= 0; i--)
         if (size >> i & 1) {
             memcpy(b->frontier.nodes[i], blob, sizeof(rk_hash));

@@ -55,6 +55,7 @@ typedef struct rk_tile_builder {
     rk_tile *dirty;               /* full tiles made since the last store, then copies of edge */
     size_t n_dirty, cap_dirty;
     unsigned edge_dirty;          /* bit L: edge[L] changed */
+    uint64_t stored_size;         /* the stored state's size this builder extends (fencing, below) */
 } rk_tile_builder;
 
 void rk_tile_builder_init(rk_tile_builder *b);
@@ -69,7 +70,10 @@ size_t rk_tile_builder_pending(const rk_tile_builder *b);
 /* The module's tables are created by rk_records_migrate (module "records"). */
 
 /* Inside a write callback: stores the builder's changed tiles and its state
- * (size and frontier), then forgets what it stored. */
+ * (size and frontier), then forgets what it stored. Fenced: when the stored
+ * state is no longer the one this builder extends (another instance's
+ * signer moved it, DESIGN §6), nothing is stored and the answer is
+ * RK_ERR_CONFLICT; the caller loads the state again. */
 rk_rc rk_tiles_store(rk_db *db, rk_tile_builder *b);
 /* Loads the state last stored into b (an empty tree when none). */
 rk_rc rk_tiles_load(rk_db *db, rk_tile_builder *b);

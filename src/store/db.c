@@ -108,6 +108,51 @@ rk_rc rk_db_scan(rk_db *db, rk_db_fn fn, void *arg)
     return run_on(db, &db->r, fn, arg);
 }
 
+typedef struct lock_args {
+    const char *sql;
+    int64_t key;
+    int held;
+} lock_args;
+
+static rk_rc lock_fn(rk_db *db, void *arg)
+{
+    lock_args *a = arg;
+    rk_stmt *q = rk_db_stmt(db, a->sql);
+    rk_bind_int(q, 1, a->key);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        a->held = rk_col_int(q, 0) != 0;
+    if (rc == RK_OK)
+        rc = rk_stmt_next(q) == RK_ERR_NOT_FOUND ? RK_OK : RK_ERR_STORE; /* one row */
+    return rc == RK_ERR_NOT_FOUND ? RK_ERR_STORE : rc;
+}
+
+rk_rc rk_db_lock(rk_db *db, int64_t key)
+{
+    if (tl_bound.db != db || tl_bound.conn != &db->w)
+        return RK_ERR_STORE; /* inside a write only */
+    if (!db->drv->lock_sql)
+        return RK_OK;
+    lock_args a = {db->drv->lock_sql, key, 0};
+    return lock_fn(db, &a);
+}
+
+rk_rc rk_db_lead(rk_db *db, int64_t key, int *leading)
+{
+    *leading = 0;
+    if (tl_bound.db == db)
+        return RK_ERR_STORE; /* outside any callback */
+    if (!db->drv->lead_sql) {
+        *leading = 1;
+        return RK_OK;
+    }
+    /* on the reader, whose session lives as long as the process keeps it */
+    lock_args a = {db->drv->lead_sql, key, 0};
+    rk_rc rc = run_on(db, &db->r, lock_fn, &a);
+    *leading = rc == RK_OK && a.held;
+    return rc;
+}
+
 rk_stmt *rk_db_stmt(rk_db *db, const char *sql)
 {
     if (tl_bound.db != db) {
@@ -214,9 +259,9 @@ const char *rk_db_engine(const rk_db *db)
 
 /* ---------- migrations ---------- */
 
-/* The DDL with the driver's spelling of {id}, {blob} and {without_rowid};
- * malloc'ed. */
-static char *expand_ddl(const rk_db_driver *drv, const char *in)
+/* SQL with the driver's spelling of {id}, {blob}, {without_rowid} and
+ * {skip_locked}; malloc'ed. */
+char *rk_db_expand_tokens(const rk_db_driver *drv, const char *in)
 {
     size_t cap = strlen(in) * 3 + 64, n = 0;
     char *out = malloc(cap);
@@ -277,38 +322,56 @@ static rk_rc write_version(rk_db *db, void *arg)
     return rk_stmt_exec(st);
 }
 
+#define MIGRATE_LOCK_KEY 0x726b6d6967LL /* the processes over one database migrate in turns */
+
+static rk_rc lock_migrations(rk_db *db, void *arg)
+{
+    (void)arg;
+    return rk_db_lock(db, MIGRATE_LOCK_KEY);
+}
+
 rk_rc rk_db_migrate(rk_db *db, const char *module, const char *const *steps, int n_steps)
 {
     if (db->readonly)
         return RK_ERR_INVALID;
     migration m = {module, steps, n_steps, 0};
     pthread_mutex_lock(&db->w.lock);
-    rk_rc rc = db->drv->exec(db->w.c, "CREATE TABLE IF NOT EXISTS schema_versions ("
-                                      " module TEXT PRIMARY KEY, version BIGINT NOT NULL)");
-    if (rc == RK_OK)
-        rc = run_bound(db, &db->w, read_version, &m);
-    if (rc == RK_OK && m.version > n_steps) {
-        rk_error("store: the %s tables are at schema version %lld, newer than this renkei knows (%d);"
-                 " run the renkei that wrote them",
-                 module, (long long)m.version, n_steps);
-        rc = RK_ERR_STORE;
-    }
-    /* each step and its new version in one transaction */
-    while (rc == RK_OK && m.version < n_steps) {
-        char *ddl = expand_ddl(db->drv, steps[m.version]);
+    /* each step and its new version in one transaction, which reads the
+     * version under the lock: another instance may have migrated meanwhile */
+    rk_rc rc = RK_OK;
+    for (;;) {
+        rc = db->drv->exec(db->w.c, db->drv->begin_write);
+        if (rc == RK_OK)
+            rc = run_bound(db, &db->w, lock_migrations, NULL);
+        if (rc == RK_OK)
+            rc = db->drv->exec(db->w.c, "CREATE TABLE IF NOT EXISTS schema_versions ("
+                                        " module TEXT PRIMARY KEY, version BIGINT NOT NULL)");
+        if (rc == RK_OK)
+            rc = run_bound(db, &db->w, read_version, &m);
+        if (rc == RK_OK && m.version > n_steps) {
+            rk_error("store: the %s tables are at schema version %lld, newer than this renkei knows (%d);"
+                     " run the renkei that wrote them",
+                     module, (long long)m.version, n_steps);
+            rc = RK_ERR_STORE;
+        }
+        if (rc != RK_OK || m.version == n_steps)
+            break;
+        char *ddl = rk_db_expand_tokens(db->drv, steps[m.version]);
         if (!ddl) {
             rc = RK_ERR_NOMEM;
             break;
         }
         m.version++;
-        rc = db->drv->exec(db->w.c, db->drv->begin_write);
-        if (rc == RK_OK && (rc = db->drv->exec(db->w.c, ddl)) == RK_OK &&
-            (rc = run_bound(db, &db->w, write_version, &m)) == RK_OK)
+        if ((rc = db->drv->exec(db->w.c, ddl)) == RK_OK && (rc = run_bound(db, &db->w, write_version, &m)) == RK_OK)
             rc = db->drv->exec(db->w.c, "COMMIT");
-        if (rc != RK_OK)
-            db->drv->rollback(db->w.c);
         free(ddl);
+        if (rc != RK_OK)
+            break;
     }
+    if (rc == RK_OK)
+        rc = db->drv->exec(db->w.c, "COMMIT");
+    else
+        db->drv->rollback(db->w.c);
     pthread_mutex_unlock(&db->w.lock);
     return rc;
 }

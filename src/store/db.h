@@ -21,7 +21,10 @@
  * on after a failed statement only through rk_db_item. DDL may use three
  * tokens that the driver expands: {id} (a generated BIGINT primary key; it
  * may skip values, e.g. after a rollback), {blob} (bytes) and
- * {without_rowid} (a table keyed by its primary key alone).
+ * {without_rowid} (a table keyed by its primary key alone). A statement
+ * may use {skip_locked} after the SELECT of a work queue that several
+ * processes claim from (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite, whose
+ * one writer is alone: nothing).
  *
  * Durability: a write returned RK_OK only once it is committed — on disk,
  * and under failover on the synchronous standby — so a node killed with
@@ -103,6 +106,27 @@ rk_rc rk_db_item(rk_db *db, rk_db_fn fn, void *arg);
  * truncate the WAL; PostgreSQL: VACUUM the tables changed since). Outside
  * any callback. */
 rk_rc rk_db_purge(rk_db *db);
+
+/* ---------- several processes over one database (DESIGN §6) ---------- */
+
+/* Store-wide lock keys: one per rule that the processes over one database
+ * must take in turns (the records module names its own). */
+
+/* Inside a write callback: waits for, then holds until the write's
+ * transaction ends, the store-wide lock `key`, so that the writers of every
+ * process over this database take turns for what follows (e.g. numbering
+ * rows without gaps). PostgreSQL: a transaction advisory lock; SQLite: a
+ * no-op, its one writer is already alone. */
+rk_rc rk_db_lock(rk_db *db, int64_t key);
+
+/* Leadership among the processes over one database: tries to become, or
+ * checks that it still is, the holder of `key`; *leading is 1 while this
+ * process holds it. PostgreSQL: a session advisory lock of the reader
+ * connection, released when the process dies or that connection is lost;
+ * since a leader can learn of a loss late, what it writes as leader must be
+ * fenced (a compare-and-set on the state it extends). SQLite: always 1.
+ * Outside any callback. */
+rk_rc rk_db_lead(rk_db *db, int64_t key, int *leading);
 
 /* ---------- statements (inside a callback only) ---------- */
 

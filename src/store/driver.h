@@ -53,8 +53,16 @@ typedef struct rk_db_driver {
     /* After a callback: releases what its statements still hold. */
     void (*release)(rk_db_conn *c);
     int64_t (*changes)(rk_db_conn *c);
-    /* The engine's spelling of the DDL tokens {id}, {blob}, {without_rowid}. */
+    /* The engine's spelling of the tokens {id}, {blob}, {without_rowid}
+     * (DDL) and {skip_locked} (statements); NULL for another word. */
     const char *(*ddl_token)(const char *token);
+    /* One row, one column: holds the transaction lock ?1 until the end of
+     * the transaction (rk_db_lock); NULL when the writer is alone anyway. */
+    const char *lock_sql;
+    /* One row, one boolean column: 1 when this session holds, or has just
+     * taken, the session lock ?1 (rk_db_lead); NULL when one process is
+     * alone over the database. */
+    const char *lead_sql;
     /* The BEGIN of a write transaction. */
     const char *begin_write;
     /* Rolls back the open transaction, if there is one, without a word. */
@@ -64,6 +72,10 @@ typedef struct rk_db_driver {
     /* A write goes through now (rolled back); 0 when not. */
     int (*writable)(rk_db_conn *writer, const char *target);
 } rk_db_driver;
+
+/* sql with the driver's spelling of its {tokens}, malloc'ed (NULL: out of
+ * memory). For the drivers, when they prepare a statement that has some. */
+char *rk_db_expand_tokens(const rk_db_driver *drv, const char *sql);
 
 extern const rk_db_driver rk_sqlite_driver;
 extern const rk_db_driver rk_pg_driver;

@@ -36,6 +36,7 @@
 #include "records/tiles.h"
 #include "node/config.h"
 #include "tools/net/net.h"
+#include "tools/records_internal.h"
 #include "tools/toolkit.h"
 #include "tools/tools.h"
 
@@ -46,10 +47,19 @@ typedef struct head_entry {
     rk_hash root;
 } head_entry;
 
+#define MAX_SIGNERS 8
+
 typedef struct node_check {
     const rk_peer_node *node;
+    const char *dir;
+    const rk_registry *reg;
     rk_db *db, *tiles_db;  /* records and heads are scanned on db; tiles read on tiles_db meanwhile */
     X509 *cert;
+    struct {               /* the other instances of a log kept by several (DESIGN §6), as they sign */
+        const rk_peer_node *node;
+        X509 *cert;
+    } signers[MAX_SIGNERS];
+    int n_signers;
     rk_vkey vkey;
     int has_vkey;
     head_entry *heads;     /* heads whose signature verified, by size */
@@ -75,9 +85,7 @@ typedef struct node_check {
     int findings;
 } node_check;
 
-static void finding(const char *node, int *count, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void finding(const char *node, int *count, const char *fmt, ...)
+void finding(const char *node, int *count, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -92,15 +100,56 @@ static void finding(const char *node, int *count, const char *fmt, ...)
 
 /* ---------- heads ---------- */
 
+/* The registered certificate of a node, or NULL. */
+static X509 *registered_cert(const char *dir, const rk_peer_node *node)
+{
+    char path[TK_PATH_CAP], fp[RK_FINGERPRINT_LEN];
+    X509 *cert = NULL;
+    snprintf(path, sizeof path, "%s/nodes/%s/cert.pem", dir, node->id);
+    if (rk_pki_load_cert(path, &cert) != RK_OK || rk_pki_fingerprint(cert, fp) != RK_OK ||
+        strcmp(fp, node->fingerprint) != 0) {
+        X509_free(cert);
+        return NULL;
+    }
+    return cert;
+}
+
+/* The certificate of the instance that signed a head: the node itself, or
+ * another instance of the same log (the same role and log origin); NULL
+ * when the signer is neither. */
+static X509 *signer_cert(node_check *c, const char *signer)
+{
+    if (!signer || strcmp(signer, c->node->id) == 0)
+        return c->cert;
+    for (int i = 0; i < c->n_signers; i++)
+        if (strcmp(c->signers[i].node->id, signer) == 0)
+            return c->signers[i].cert;
+    const rk_peer_node *n = rk_registry_by_id(c->reg, signer);
+    if (!n || n->role != c->node->role || !n->log_origin[0] || strcmp(n->log_origin, c->node->log_origin) != 0 ||
+        c->n_signers == MAX_SIGNERS)
+        return NULL;
+    X509 *cert = registered_cert(c->dir, n);
+    if (cert) {
+        c->signers[c->n_signers].node = n;
+        c->signers[c->n_signers++].cert = cert;
+    }
+    return cert;
+}
+
 static rk_rc collect_head(void *arg, int64_t size64, const char *root_hex, int64_t time_ms, const char *signature,
-                          const char *checkpoint)
+                          const char *checkpoint, const char *signer)
 {
     node_check *c = arg;
     long long size = (long long)size64;
     rk_hash root;
     c->n_heads_seen++;
+    X509 *cert = signer_cert(c, signer);
+    if (!cert) {
+        FINDING(c, "tree head of size %lld: signed by %s, not an instance of this log", size, signer);
+        return RK_OK;
+    }
     if (rk_merkle_unhex(root_hex, root) != RK_OK ||
-        rk_head_verify(c->cert, c->node->id, (uint64_t)size, root, time_ms, signature) != RK_OK) {
+        rk_head_verify(cert, signer ? signer : c->node->id, (uint64_t)size, root, time_ms, signature) != RK_OK) {
         FINDING(c, "tree head of size %lld: the signature does not verify (forged or altered head)", size);
         return RK_OK;
     }
@@ -217,6 +266,24 @@ static void compare_new_tiles(node_check *c)
 
 /* ---------- records ---------- */
 
+/* Leaf c->n - 1 recomputed (or, archived, read from its tile): into the
+ * tiles, which are compared with the stored ones, and the heads it reaches
+ * checked. */
+static rk_rc leaf_built(node_check *c, const rk_hash leaf)
+{
+    if (rk_tile_builder_append(&c->built, leaf) != RK_OK)
+        return RK_ERR_NOMEM;
+    compare_new_tiles(c);
+    if (c->n == c->stored_state.frontier.size)
+        rk_merkle_frontier_root(&c->built.frontier, c->stored_root_seen);
+    while (c->next_head < c->n_heads && c->heads[c->next_head].size <= c->n) {
+        if (c->heads[c->next_head].size == c->n)
+            check_head_root(c, &c->heads[c->next_head]);
+        c->next_head++;
+    }
+    return RK_OK;
+}
+
 static rk_rc check_record(void *arg, int64_t seq64, const char *stored, const rk_record *r)
 {
     node_check *c = arg;
@@ -237,17 +304,26 @@ static rk_rc check_record(void *arg, int64_t seq64, const char *stored, const rk
         c->suspects[c->n_suspects].pos = pos;
         snprintf(c->suspects[c->n_suspects++].xid, sizeof c->suspects[0].xid, "%s", r->exchange_id);
     }
-    if (rk_tile_builder_append(&c->built, leaf) != RK_OK)
-        return RK_ERR_NOMEM;
-    compare_new_tiles(c);
-    if (c->n == c->stored_state.frontier.size)
-        rk_merkle_frontier_root(&c->built.frontier, c->stored_root_seen);
-    while (c->next_head < c->n_heads && c->heads[c->next_head].size <= c->n) {
-        if (c->heads[c->next_head].size == c->n)
-            check_head_root(c, &c->heads[c->next_head]);
-        c->next_head++;
+    return leaf_built(c, leaf);
+}
+
+/* The archived prefix (written out, then pruned: DESIGN §4.1): its leaves
+ * are the stored level-0 tiles, checked against the signed heads as the
+ * records' would be; the archive file itself is checked with --archive. */
+static void check_archived_prefix(node_check *c, uint64_t archived)
+{
+    rk_hash leaf;
+    for (uint64_t pos = 0; pos < archived; pos++) {
+        if (!stored_leaf(c, pos, leaf)) {
+            FINDING(c, "the archived records 1..%llu have no tiles beyond %llu", (unsigned long long)archived,
+                    (unsigned long long)pos);
+            return;
+        }
+        c->n++;
+        if (leaf_built(c, leaf) != RK_OK)
+            return;
     }
-    return RK_OK;
+    c->expected = (long long)archived + 1;
 }
 
 /* After the last record: heads beyond it, the stored edge tiles and state. */
@@ -274,15 +350,30 @@ static void check_end(node_check *c)
     }
 }
 
-static int verify_node(const char *dir, const rk_peer_node *node)
+void rk_records_node_store(const char *dir, const rk_peer_node *node, char *path, size_t size, int *retain_days)
 {
-    node_check c = {.node = node, .expected = 1};
+    char err[256] = "";
+    rk_node_config *cfg = calloc(1, sizeof *cfg);
+    snprintf(path, size, "%s/nodes/%s/node.conf", dir, node->id);
+    if (cfg && rk_config_load(path, cfg, err, sizeof err) == RK_OK) {
+        snprintf(path, size, "%s", cfg->db);
+        if (retain_days)
+            *retain_days = cfg->retain_days;
+    } else {
+        snprintf(path, size, "%s/nodes/%s/node.db", dir, node->id);
+        if (retain_days)
+            *retain_days = RK_RETAIN_DAYS_DEFAULT;
+    }
+    free(cfg);
+}
+
+static int verify_node(const char *dir, const rk_registry *reg, const rk_peer_node *node)
+{
+    node_check c = {.node = node, .dir = dir, .reg = reg, .expected = 1};
     rk_tile_builder_init(&c.built);
     rk_tile_builder_init(&c.stored_state);
-    char path[TK_PATH_CAP], fp[RK_FINGERPRINT_LEN];
-    snprintf(path, sizeof path, "%s/nodes/%s/cert.pem", dir, node->id);
-    if (rk_pki_load_cert(path, &c.cert) != RK_OK || rk_pki_fingerprint(c.cert, fp) != RK_OK ||
-        strcmp(fp, node->fingerprint) != 0) {
+    char path[TK_PATH_CAP];
+    if (!(c.cert = registered_cert(dir, node))) {
         FINDING(&c, "its certificate is missing or is not the registered one");
         goto done;
     }
@@ -292,15 +383,7 @@ static int verify_node(const char *dir, const rk_peer_node *node)
         else
             c.has_vkey = 1;
     }
-    /* the node's store as its node.conf says (nodes/<id>/node.db when it says nothing) */
-    char err[256] = "";
-    rk_node_config *cfg = calloc(1, sizeof *cfg);
-    snprintf(path, sizeof path, "%s/nodes/%s/node.conf", dir, node->id);
-    if (cfg && rk_config_load(path, cfg, err, sizeof err) == RK_OK)
-        snprintf(path, sizeof path, "%s", cfg->db);
-    else
-        snprintf(path, sizeof path, "%s/nodes/%s/node.db", dir, node->id);
-    free(cfg);
+    rk_records_node_store(dir, node, path, sizeof path, NULL);
     if (rk_db_open(path, RK_DB_READONLY, &c.db) != RK_OK || rk_db_open(path, RK_DB_READONLY, &c.tiles_db) != RK_OK) {
         /* a URI holds the role's password: never printed */
         FINDING(&c, "cannot open its store%s%s", strstr(path, "://") ? "" : " ", strstr(path, "://") ? "" : path);
@@ -309,6 +392,11 @@ static int verify_node(const char *dir, const rk_peer_node *node)
     rk_rc rc = rk_tree_heads_each(c.db, collect_head, &c);
     if (rc == RK_OK && rk_tiles_load(c.tiles_db, &c.stored_state) != RK_OK)
         FINDING(&c, "its stored tile state cannot be read (damaged)");
+    int64_t archived = 0;
+    if (rc == RK_OK)
+        rc = rk_records_archived_upto(c.db, &archived);
+    if (rc == RK_OK && archived > 0)
+        check_archived_prefix(&c, (uint64_t)archived);
     if (rc == RK_OK)
         rc = rk_records_each(c.db, check_record, &c);
     if (rc != RK_OK) {
@@ -318,7 +406,11 @@ static int verify_node(const char *dir, const rk_peer_node *node)
     check_end(&c);
     if (c.n_heads_seen == 0 && c.n > 0)
         FINDING(&c, "%llu records but no signed tree head", (unsigned long long)c.n);
-    if (!c.findings)
+    if (!c.findings && archived)
+        printf("  %-28s ok: %llu records (%lld archived, their tiles kept), %d signed tree heads, tiles of %llu"
+               " leaves\n", node->id, (unsigned long long)c.n, (long long)archived, c.n_heads_seen,
+               (unsigned long long)c.stored_state.frontier.size);
+    else if (!c.findings)
         printf("  %-28s ok: %llu records, %d signed tree heads, tiles of %llu leaves\n", node->id,
                (unsigned long long)c.n, c.n_heads_seen, (unsigned long long)c.stored_state.frontier.size);
 done:
@@ -328,6 +420,8 @@ done:
     rk_tile_builder_free(&c.stored_state);
     free(c.heads);
     X509_free(c.cert);
+    for (int i = 0; i < c.n_signers; i++)
+        X509_free(c.signers[i].cert);
     return c.findings;
 }
 
@@ -444,19 +538,45 @@ static int run_url(const char *dir, const rk_registry *reg, const char *url)
     return 0;
 }
 
+/* True when node i keeps the same log, in the same store, as an earlier
+ * node of the registry (the instances of the core, DESIGN §6). */
+static int same_log_as_earlier(const char *dir, const rk_registry *reg, size_t i)
+{
+    const rk_peer_node *n = &reg->nodes[i];
+    if (!n->log_origin[0])
+        return 0;
+    char mine[TK_PATH_CAP], theirs[TK_PATH_CAP];
+    rk_records_node_store(dir, n, mine, sizeof mine, NULL);
+    for (size_t j = 0; j < i; j++) {
+        const rk_peer_node *e = &reg->nodes[j];
+        if (e->role != n->role || strcmp(e->log_origin, n->log_origin) != 0)
+            continue;
+        rk_records_node_store(dir, e, theirs, sizeof theirs, NULL);
+        if (strcmp(mine, theirs) == 0) {
+            printf("  %-28s the log of %s (the same store)\n", n->id, e->id);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* ---------- the command ---------- */
 
 static int usage(FILE *out, int code)
 {
-    fprintf(out, "usage: renkei records verify DIR [--url URL]\n"
+    fprintf(out, "usage: renkei records verify DIR [--url URL | --archive FILE]\n"
                  "\n"
                  "Checks the records of every node of the network in DIR (the core and each agency\n"
                  "node): every record against its signed tree heads, checkpoints and stored tiles,\n"
                  "streaming. Exit 0 when nothing was altered, removed, reordered or forged; otherwise\n"
                  "each finding names the node and the record or tile.\n"
                  "\n"
-                 "  --url URL  check the running node at URL from its checkpoint and tiles alone (as\n"
-                 "             an auditor without its database), with DIR's operator credential\n");
+                 "  --url URL       check the running node at URL from its checkpoint and tiles alone\n"
+                 "                  (as an auditor without its database), with DIR's operator credential\n"
+                 "  --archive FILE  check an archive (records archive) against the log it came from\n"
+                 "\n"
+                 "archive writes a node's records older than its retention to FILE and prunes them\n"
+                 "from its store ('renkei records archive --help').\n");
     return code;
 }
 
@@ -464,19 +584,29 @@ int rk_cmd_records(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--help") == 0)
         return usage(stdout, 0);
+    if (argc >= 2 && strcmp(argv[1], "archive") == 0)
+        return rk_records_archive_cmd(argc, argv);
     if (argc < 3 || strcmp(argv[1], "verify") != 0)
         return usage(stderr, 2);
-    static const struct option opts[] = {{"url", required_argument, NULL, 'u'}, {"help", no_argument, NULL, 'h'}, {0}};
-    const char *url = NULL;
+    static const struct option opts[] = {{"url", required_argument, NULL, 'u'},
+                                         {"archive", required_argument, NULL, 'a'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0}};
+    const char *url = NULL, *archive = NULL;
     int c;
     tk_getopt_reset();
     while ((c = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
         if (c == 'h')
             return usage(stdout, 0);
-        if (c != 'u')
+        if (c == 'u')
+            url = optarg;
+        else if (c == 'a')
+            archive = optarg;
+        else
             return tk_option_error("records", c, argv + 1);
-        url = optarg;
     }
+    if (url && archive)
+        return tk_usage_error("records", "verify takes --url or --archive, not both");
     if (optind != argc - 2) /* one operand after the options, GNU getopt having moved it last */
         return tk_usage_error("records", "verify takes one network folder");
     const char *dir = argv[1 + optind];
@@ -484,8 +614,8 @@ int rk_cmd_records(int argc, char **argv)
     rk_registry *reg = NULL;
     if (tk_registry_load(dir, &reg, err, sizeof err) != RK_OK)
         return tk_failure("records", "%s", err);
-    if (url) {
-        int rc = run_url(dir, reg, url);
+    if (url || archive) {
+        int rc = url ? run_url(dir, reg, url) : rk_records_verify_archive(dir, reg, archive);
         rk_registry_free(reg);
         return rc;
     }
@@ -499,8 +629,10 @@ int rk_cmd_records(int argc, char **argv)
         const rk_peer_node *n = &reg->nodes[i];
         if (n->role != RK_ROLE_CORE && n->role != RK_ROLE_AGENCY)
             continue;
+        if (same_log_as_earlier(dir, reg, i))
+            continue; /* another instance of a log checked already */
         nodes++;
-        findings += verify_node(dir, n);
+        findings += verify_node(dir, reg, n);
     }
     rk_registry_free(reg);
     if (pg_started && rk_net_pg_stop(dir) != RK_OK)

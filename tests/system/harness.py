@@ -82,11 +82,12 @@ class Answer:
 
 
 class Network:
-    def __init__(self, agencies=3, persons=30, conf_extra=None):
+    def __init__(self, agencies=3, persons=30, conf_extra=None, store=None, core_instances=None):
         self.dir = tempfile.mkdtemp(prefix="renkei-test-")
-        self.store = STORE
+        self.store = store or STORE  # a test that needs one engine names it
         self.pg = None  # the PostgreSQL server of the network, while it runs
-        renkei("net", "init", self.dir, "--agencies", agencies, "--persons", persons, "--store", STORE)
+        more = ["--core-instances", core_instances] if core_instances else []
+        renkei("net", "init", self.dir, "--agencies", agencies, "--persons", persons, "--store", self.store, *more)
         with open(os.path.join(self.dir, "network.json")) as f:
             self.registry = json.load(f)
         self.nodes = {n["id"]: n for n in self.registry["nodes"]}
@@ -263,11 +264,12 @@ class Network:
         """The four basic items residents.csv holds for a My Number (sex left
         out where not held), as a business system sends them; made-up ones
         for a number no resident has."""
-        for r in self.residents():
-            if r["my_number"] == my_number:
-                items = {k: r[k] for k in ("name", "birth_date", "sex", "address") if r[k]}
-                return items
-        return {"name": "架空 太郎", "birth_date": "1980-01-01", "address": "東京都千代田区霞が関1-1-1"}
+        cache = getattr(self, "_items", {})
+        if my_number not in cache:  # read again: the file may have changed
+            cache = self._items = {r["my_number"]: {k: r[k] for k in ("name", "birth_date", "sex", "address") if r[k]}
+                                   for r in self.residents()}
+        return dict(cache.get(my_number) or
+                    {"name": "架空 太郎", "birth_date": "1980-01-01", "address": "東京都千代田区霞が関1-1-1"})
 
     def person_body(self, person, my_number, **items):
         """A POST /v1/persons body: the resident's items, with `items` put over them."""

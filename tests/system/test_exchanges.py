@@ -43,10 +43,55 @@ class Exchanges(unittest.TestCase):
     def tearDownClass(cls):
         cls.net.stop()
 
-    def query(self, ag, qid, person, business, provider, item, operator="op-001"):
-        return self.net.agency_call(ag, "POST", "/v1/queries", {
-            "query_id": qid, "person": person, "business": business, "provider": provider, "item": item,
-            "operator": operator})
+    def query(self, ag, qid, person, business, provider, item, operator="op-001", condition=None):
+        body = {"query_id": qid, "person": person, "business": business, "provider": provider, "item": item,
+                "operator": operator}
+        if condition is not None:
+            body["condition"] = condition
+        return self.net.agency_call(ag, "POST", "/v1/queries", body)
+
+    def test_fiscal_year_and_date_conditions_answer_the_version_in_force(self):
+        # Y1's local_tax: 2025-06-01 (令和7年度's determination) and 2026-06-01
+        cases = [({"fiscal_year": 2025}, 200, "provided", 120000),  # in force on 2026-03-31
+                 ({"fiscal_year": 2026}, 200, "provided", 131000),
+                 ({"fiscal_year": 2024}, 200, "no_data", None),     # before the first version
+                 ({"as_of": "2026-05-31"}, 200, "provided", 120000),
+                 ({"as_of": "2026-06-01"}, 200, "provided", 131000)]
+        for i, (cond, status, outcome, tax) in enumerate(cases):
+            a = self.query(K, f"q-cond-{i}", "K1", "public_assistance", Y, "local_tax", condition=cond)
+            self.assertEqual((a.status, a.json.get("status")), (status, outcome), (cond, a))
+            if tax is not None:
+                self.assertEqual(a.json["value"]["tax"], tax, cond)
+        # the condition is part of the record at the three nodes
+        xid = self.query(K, "q-cond-0", "K1", "public_assistance", Y, "local_tax",
+                         condition={"fiscal_year": 2025}).json["exchange_id"]
+        for node, who in (("core", "operator"), (K, K), (Y, Y)):
+            self.assertEqual(self.records(node, xid, who)[0]["condition"], "fiscal_year=2025", node)
+        # a query without one keeps records without it
+        plain = self.query(K, "q-cond-none", "K1", "public_assistance", Y, "local_tax").json["exchange_id"]
+        self.assertNotIn("condition", self.records("core", plain, "operator")[0])
+
+    def test_a_condition_the_row_does_not_admit_is_refused_and_recorded(self):
+        # the row municipality / child_allowance / pension / pension_benefits admits as_of only
+        a = self.query(Y, "q-cond-np", "Y1", "child_allowance", N, "pension_benefits", condition={"fiscal_year": 2025})
+        self.assertEqual((a.status, a.error), (403, "condition_not_permitted"), a)
+        xid = a.json["exchange_id"]
+        core = self.records("core", xid, "operator")
+        self.assertEqual((core[0]["outcome"], core[0]["condition"]), ("condition_not_permitted", "fiscal_year=2025"))
+        self.assertEqual(self.records(N, xid, N), [])  # the provider never heard of it
+        ok = self.query(Y, "q-cond-ok", "Y1", "child_allowance", N, "pension_benefits", condition={"as_of": "2026-12-01"})
+        self.assertEqual((ok.status, ok.json.get("status")), (200, "provided"), ok)
+
+    def test_malformed_conditions_are_refused_and_change_nothing(self):
+        count = lambda: self.net.sql(K, "SELECT count(*) FROM records")[0][0]
+        before = count()
+        for i, cond in enumerate([{"fiscal_year": "2025"}, {"fiscal_year": 2025, "as_of": "2025-01-01"},
+                                  {"as_of": "2025-02-30"}, {"month": 4}, [], "2025", {}]):
+            a = self.query(K, f"q-cond-bad-{i}", "K1", "public_assistance", Y, "local_tax", condition=cond)
+            self.assertEqual((a.status, a.error), (400, "invalid_field"), (cond, a))
+        self.assertEqual(count(), before)  # nothing was recorded, and the id is still free
+        a = self.query(K, "q-cond-bad-0", "K1", "public_assistance", Y, "local_tax", condition={"fiscal_year": 2025})
+        self.assertEqual((a.status, a.json.get("status")), (200, "provided"), a)
 
     def records(self, node_id, exchange_id, who):
         a = self.net.call(node_id, "GET", f"/v1/records?exchange_id={exchange_id}", as_client=who)

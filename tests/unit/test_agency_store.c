@@ -417,7 +417,7 @@ static void test_data_versions(void **state)
     assert_int_equal(agency_store_put_data(s, "nobody", "local_tax", "1", "2024-04-01", 1000, &version),
                      RK_ERR_NOT_FOUND);
     link_person(s, "d1", "D1", "CD1");
-    assert_int_equal(agency_store_newest_data(s, "d1", "local_tax", &value, as_of, &version), RK_ERR_NOT_FOUND);
+    assert_int_equal(agency_store_data_at(s, "d1", "local_tax", NULL, &value, as_of, &version), RK_ERR_NOT_FOUND);
     assert_int_equal(agency_store_put_data(s, "d1", "local_tax", "{\"amount\":1}", "2024-04-01", 1000, &version),
                      RK_OK);
     assert_int_equal(version, 1);
@@ -427,10 +427,28 @@ static void test_data_versions(void **state)
     assert_int_equal(agency_store_put_data(s, "d1", "pension_benefits", "3", "2024-06-01", 1200, &version), RK_OK);
     assert_int_equal(version, 1); /* versions count per item */
 
-    assert_int_equal(agency_store_newest_data(s, "d1", "local_tax", &value, as_of, &version), RK_OK);
+    assert_int_equal(agency_store_data_at(s, "d1", "local_tax", NULL, &value, as_of, &version), RK_OK);
     assert_string_equal(value, "{\"amount\":2}");
     assert_string_equal(as_of, "2024-05-01");
     assert_int_equal(version, 2);
+    free(value);
+
+    /* by date: the version in force then; a correction of an earlier date,
+     * stored later, answers for its own date, not for the newest */
+    assert_int_equal(agency_store_put_data(s, "d1", "local_tax", "{\"amount\":11}", "2024-04-01", 1300, &version),
+                     RK_OK);
+    assert_int_equal(agency_store_data_at(s, "d1", "local_tax", "2024-03-31", &value, as_of, &version),
+                     RK_ERR_NOT_FOUND); /* before the first */
+    assert_int_equal(agency_store_data_at(s, "d1", "local_tax", "2024-04-30", &value, as_of, &version), RK_OK);
+    assert_string_equal(value, "{\"amount\":11}"); /* the correction of 2024-04-01 */
+    assert_int_equal(version, 3);
+    free(value);
+    assert_int_equal(agency_store_data_at(s, "d1", "local_tax", "2025-03-31", &value, as_of, &version), RK_OK);
+    assert_string_equal(value, "{\"amount\":2}");
+    assert_string_equal(as_of, "2024-05-01");
+    free(value);
+    assert_int_equal(agency_store_data_at(s, "d1", "local_tax", "", &value, as_of, &version), RK_OK);
+    assert_int_equal(version, 3); /* no date: the newest stored */
     free(value);
 }
 
@@ -465,7 +483,7 @@ static void test_put_data_once(void **state)
     assert_string_equal(kept, "{\"version\":1}");
     free(kept);
     assert_int_equal(calls, 1);
-    assert_int_equal(agency_store_newest_data(s, "d2", "local_tax", &value, as_of, &version), RK_OK);
+    assert_int_equal(agency_store_data_at(s, "d2", "local_tax", NULL, &value, as_of, &version), RK_OK);
     assert_int_equal(version, 1);
     free(value);
 
@@ -616,13 +634,13 @@ static void test_readonly(void **state)
     assert_int_equal(agency_store_person_by_code(ro, "CR1", person, sizeof person), RK_OK);
     assert_string_equal(person, "r1");
     assert_int_equal(agency_store_count(ro, "linked"), 1);
-    assert_int_equal(agency_store_newest_data(ro, "r1", "local_tax", &value, as_of, &version), RK_OK);
+    assert_int_equal(agency_store_data_at(ro, "r1", "local_tax", NULL, &value, as_of, &version), RK_OK);
     assert_string_equal(value, "5");
     free(value);
 
     /* A write made meanwhile by the node is seen. */
     assert_int_equal(agency_store_put_data(s, "r1", "local_tax", "6", "2024-05-01", 1100, &version), RK_OK);
-    assert_int_equal(agency_store_newest_data(ro, "r1", "local_tax", &value, as_of, &version), RK_OK);
+    assert_int_equal(agency_store_data_at(ro, "r1", "local_tax", NULL, &value, as_of, &version), RK_OK);
     assert_string_equal(value, "6");
     free(value);
 

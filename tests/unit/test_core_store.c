@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,25 +137,25 @@ static void outbox_due_retry_done(void **state)
 
     core_notice due[8];
     size_t n = 0;
-    assert_int_equal(core_store_due_notices(s, 999, 0, 1, due, 8, &n), RK_OK);
+    assert_int_equal(core_store_claim_notices(s, 999, 0, 0, 1, due, 8, &n), RK_OK);
     assert_int_equal(n, 0); /* not yet due */
-    assert_int_equal(core_store_due_notices(s, 1000, 0, 1, due, 8, &n), RK_OK);
+    assert_int_equal(core_store_claim_notices(s, 1000, 0, 0, 1, due, 8, &n), RK_OK);
     assert_int_equal(n, 4);
-    assert_int_equal(core_store_due_notices(s, 1000, 0, 1, due, 3, &n), RK_OK);
+    assert_int_equal(core_store_claim_notices(s, 1000, 0, 0, 1, due, 3, &n), RK_OK);
     assert_int_equal(n, 3); /* at most max */
 
     /* Two lanes share the notices between them, each by id. */
     core_notice lane0[8], lane1[8];
     size_t n0 = 0, n1 = 0;
-    assert_int_equal(core_store_due_notices(s, 1000, 0, 2, lane0, 8, &n0), RK_OK);
-    assert_int_equal(core_store_due_notices(s, 1000, 1, 2, lane1, 8, &n1), RK_OK);
+    assert_int_equal(core_store_claim_notices(s, 1000, 0, 0, 2, lane0, 8, &n0), RK_OK);
+    assert_int_equal(core_store_claim_notices(s, 1000, 0, 1, 2, lane1, 8, &n1), RK_OK);
     assert_int_equal(n0 + n1, 4);
     for (size_t i = 0; i < n0; i++)
         assert_int_equal(lane0[i].id % 2, 0);
     for (size_t i = 0; i < n1; i++)
         assert_int_equal(lane1[i].id % 2, 1);
 
-    assert_int_equal(core_store_due_notices(s, 1000, 0, 1, due, 8, &n), RK_OK);
+    assert_int_equal(core_store_claim_notices(s, 1000, 0, 0, 1, due, 8, &n), RK_OK);
     const core_notice *a1 = NULL;
     for (size_t i = 0; i < n; i++)
         if (strcmp(due[i].acquisition_no, "a-1") == 0)
@@ -173,7 +174,7 @@ static void outbox_due_retry_done(void **state)
     };
     assert_int_equal(core_store_notices_settle(s, r, 2, 2000), RK_OK);
     assert_int_equal(core_store_outbox_depth(s), 3);
-    assert_int_equal(core_store_due_notices(s, 2000, 0, 1, due + 4, 4, &n), RK_OK);
+    assert_int_equal(core_store_claim_notices(s, 2000, 0, 0, 1, due + 4, 4, &n), RK_OK);
     assert_int_equal(n, 2); /* the retried one waits until 5000 */
     for (size_t i = 0; i < n; i++)
         assert_true(due[4 + i].id != r[0].id && due[4 + i].id != r[1].id);
@@ -182,7 +183,7 @@ static void outbox_due_retry_done(void **state)
     core_notice_result rest[2] = {{.id = due[4].id, .outcome = "accepted"}, {.id = due[5].id, .outcome = "refused"}};
     assert_int_equal(core_store_notices_settle(s, rest, 2, 3000), RK_OK);
     assert_int_equal(core_store_next_due(s, 0, 1), 5000);
-    assert_int_equal(core_store_due_notices(s, 5000, 0, 1, due, 8, &n), RK_OK);
+    assert_int_equal(core_store_claim_notices(s, 5000, 0, 0, 1, due, 8, &n), RK_OK);
     assert_int_equal(n, 1);
     assert_int_equal(due[0].id, r[0].id);
     assert_int_equal(due[0].attempts, 1);
@@ -209,7 +210,7 @@ static void repeat_rearms_its_notice(void **state)
         assert_int_equal(it[i].rearmed, 0);
     core_notice due[4];
     size_t n = 0;
-    assert_int_equal(core_store_due_notices(s, 1000, 0, 1, due, 4, &n), RK_OK);
+    assert_int_equal(core_store_claim_notices(s, 1000, 0, 0, 1, due, 4, &n), RK_OK);
     assert_int_equal(n, 3);
     int64_t id[3];
     for (size_t i = 0; i < n; i++)
@@ -221,7 +222,7 @@ static void repeat_rearms_its_notice(void **state)
     };
     assert_int_equal(core_store_notices_settle(s, r, 3, 2000), RK_OK);
     assert_int_equal(core_store_outbox_depth(s), 1);
-    assert_int_equal(core_store_due_notices(s, 3000, 0, 1, due, 4, &n), RK_OK);
+    assert_int_equal(core_store_claim_notices(s, 3000, 0, 0, 1, due, 4, &n), RK_OK);
     assert_int_equal(n, 0);
 
     core_acquisition_item again[3] = {
@@ -239,11 +240,82 @@ static void repeat_rearms_its_notice(void **state)
     assert_int_equal(again[2].rearmed, 0);
     assert_int_equal(core_store_outbox_depth(s), 2);
     assert_int_equal(core_store_next_due(s, 0, 1), 3000);
-    assert_int_equal(core_store_due_notices(s, 3000, 0, 1, due, 4, &n), RK_OK);
+    assert_int_equal(core_store_claim_notices(s, 3000, 0, 0, 1, due, 4, &n), RK_OK);
     assert_int_equal(n, 2);
     for (size_t i = 0; i < n; i++) {
         assert_true(due[i].id == id[0] || due[i].id == id[1]); /* the same rows, not new ones */
         assert_int_equal(due[i].attempts, 0);
+    }
+}
+
+/* A claim holds its notices for the lease: no other deliverer (of any
+ * instance) gets them meanwhile; when the lease ends unsettled — the
+ * claimer died — they are due again, for another. */
+static void a_claim_holds_its_notices_for_the_lease(void **state)
+{
+    core_store *s = *state;
+    core_acquisition_item it[2] = {
+        item("city-a", "l-1", "11111111111", NULL, 0, 1),
+        item("city-a", "l-2", "22222222222", NULL, 0, 2),
+    };
+    assert_int_equal(core_store_acquire_many(s, it, 2, 1000), RK_OK);
+    core_notice due[4];
+    size_t n = 0;
+    assert_int_equal(core_store_claim_notices(s, 1000, 30000, 0, 1, due, 4, &n), RK_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(core_store_claim_notices(s, 1000, 30000, 0, 1, due, 4, &n), RK_OK);
+    assert_int_equal(n, 0); /* claimed */
+    assert_int_equal(core_store_claim_notices(s, 30999, 30000, 0, 1, due, 4, &n), RK_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(core_store_next_due(s, 0, 1), 31000);
+    assert_int_equal(core_store_claim_notices(s, 31000, 30000, 0, 1, due, 4, &n), RK_OK);
+    assert_int_equal(n, 2); /* the lease ended unsettled: due again */
+    assert_int_equal(due[0].attempts, 0);
+}
+
+#define RACE_N 100
+
+typedef struct racer {
+    core_store *s;
+    const char *agency;
+    int failed;
+} racer;
+
+static void *race_main(void *arg)
+{
+    racer *r = arg;
+    for (int i = 0; i < RACE_N; i++) {
+        char no[32], code[16];
+        snprintf(no, sizeof no, "%s-%d", r->agency, i);
+        snprintf(code, sizeof code, "%011d", 70000000 + i);
+        core_acquisition_item it = item(r->agency, no, code, NULL, 0, 1);
+        r->failed += core_store_acquire_many(r->s, &it, 1, 1000) != RK_OK || it.rc != RK_OK;
+    }
+    return NULL;
+}
+
+/* Two core instances over one database receive the same residents at once
+ * (two agencies' acquisitions): each resident is one person. */
+static void one_resident_is_one_person_across_instances(void **state)
+{
+    racer r[2] = {{NULL, "city-a", 0}, {NULL, "city-b", 0}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(core_store_open(target, 0, &r[i].s), RK_OK);
+        assert_int_equal(pthread_create(&t[i], NULL, race_main, &r[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        core_store_close(r[i].s);
+        assert_int_equal(r[i].failed, 0);
+    }
+    for (int i = 0; i < RACE_N; i++) {
+        char code[16];
+        snprintf(code, sizeof code, "%011d", 70000000 + i);
+        int64_t persons = -1, agencies = -1;
+        assert_int_equal(core_store_person_spread(*state, code, &persons, &agencies), RK_OK);
+        assert_int_equal(persons, 1);
+        assert_int_equal(agencies, 2);
     }
 }
 
@@ -310,8 +382,8 @@ static void read_only_open_reads_and_cannot_write(void **state)
     assert_int_equal(core_store_next_due(ro, 0, 1), 1000);
     core_notice due[2];
     size_t n = 0;
-    assert_int_equal(core_store_due_notices(ro, 1000, 0, 1, due, 2, &n), RK_OK);
-    assert_int_equal(n, 1);
+    assert_int_equal(core_store_claim_notices(ro, 1000, 0, 0, 1, due, 2, &n), RK_ERR_DENIED); /* a claim writes */
+    assert_int_equal(n, 0);
     int64_t count = 0;
     int lo = 0, hi = 0;
     assert_int_equal(core_store_acquisitions_of(ro, "city-a", "11111111111", &count, &lo, &hi), RK_OK);
@@ -365,6 +437,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(codes_issued_per_agency, setup, teardown),
         cmocka_unit_test_setup_teardown(outbox_due_retry_done, setup, teardown),
         cmocka_unit_test_setup_teardown(repeat_rearms_its_notice, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_claim_holds_its_notices_for_the_lease, setup, teardown),
+        cmocka_unit_test_setup_teardown(one_resident_is_one_person_across_instances, setup, teardown),
         cmocka_unit_test_setup_teardown(reads_for_tools, setup, teardown),
         cmocka_unit_test_setup_teardown(read_only_open_reads_and_cannot_write, setup, teardown),
         cmocka_unit_test_setup_teardown(reopen_keeps_rows, setup, teardown),

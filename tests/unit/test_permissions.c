@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/permissions.h"
+#include "lib/condition.h"
 #include "lib/util.h"
 
 #define PERM_HEADER "requester_kind,business,provider_kind,item,source\n"
@@ -202,6 +203,31 @@ static void test_without_catalogues(void **state)
     rk_permissions_free(p);
 }
 
+/* Each row says which query conditions it admits (column "conditions");
+ * a table without the column admits none. */
+static void test_conditions_per_row(void **state)
+{
+    (void)state;
+    rk_permissions *p = NULL;
+    char err[512];
+    assert_int_equal(rk_permissions_load(fx.real, NULL, &p, err, sizeof err), RK_OK);
+    assert_int_equal(rk_permissions_conditions(p, "municipality", "child_allowance", "municipality", "local_tax"),
+                     RK_COND_FISCAL_YEAR | RK_COND_AS_OF);
+    assert_int_equal(rk_permissions_conditions(p, "municipality", "nothing", "municipality", "local_tax"), 0);
+    rk_permissions_free(p);
+    write_tmp("cond.csv", "requester_kind,business,provider_kind,item,conditions\n"
+                          "municipality,b1,insurer,i1,as_of\nmunicipality,b2,insurer,i1,\n");
+    char path[256];
+    tmp_path(path, sizeof path, "cond.csv");
+    assert_int_equal(rk_permissions_load(path, NULL, &p, err, sizeof err), RK_OK);
+    assert_int_equal(rk_permissions_conditions(p, "municipality", "b1", "insurer", "i1"), RK_COND_AS_OF);
+    assert_int_equal(rk_permissions_conditions(p, "municipality", "b2", "insurer", "i1"), 0);
+    rk_permissions_free(p);
+    write_tmp("cond.csv", "requester_kind,business,provider_kind,item,conditions\nmunicipality,b1,insurer,i1,month\n");
+    assert_int_equal(rk_permissions_load(path, NULL, &p, err, sizeof err), RK_ERR_INVALID);
+    assert_non_null(strstr(err, "cond.csv:2: bad conditions 'month'"));
+}
+
 /* ---- format details that are accepted ---------------------------------- */
 
 static void test_lenient_details(void **state)
@@ -378,6 +404,7 @@ int main(void)
         cmocka_unit_test(test_real_table_loads),
         cmocka_unit_test(test_real_table_serves_the_demo),
         cmocka_unit_test(test_without_catalogues),
+        cmocka_unit_test(test_conditions_per_row),
         cmocka_unit_test(test_lenient_details),
         cmocka_unit_test(test_bad_tables),
         cmocka_unit_test(test_bad_catalogues),

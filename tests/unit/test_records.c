@@ -186,17 +186,22 @@ static void leaf_is_the_canonical_json(void **state)
     static const char *const reasons[] = {"", "plain reason", "quote \" in it", "back\\slash", "tab\tand\nnewline",
                                           "\xe6\x9c\xac\xe4\xba\xba\xe7\xa2\xba\xe8\xaa\x8d", "slash / and ~"};
     for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++) {
-        for (int provided = 0; provided < 2; provided++) {
+        for (int variant = 0; variant < 4; variant++) {
+            int provided = variant & 1, with_condition = variant & 2;
             rk_record r = sample("city-a.canon", "provided");
             snprintf(r.reason, sizeof r.reason, "%s", reasons[i]);
             strcpy(r.payload_sha256, "ab12");
             r.provided_ms = provided ? 1700000000123 : 0;
+            if (with_condition) /* a key of its own, in sorted place; none when there is no condition */
+                strcpy(r.condition, "fiscal_year=2025");
             json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:s,s:s,s:s}", "exchange_id",
                                   r.exchange_id, "side", r.side, "requester", r.requester, "provider", r.provider,
                                   "business", r.business, "item", r.item, "operator", r.operator_id, "subject",
                                   r.subject, "requested_ms", (json_int_t)r.requested_ms, "provided_ms",
                                   r.provided_ms ? json_integer(r.provided_ms) : json_null(), "outcome", r.outcome,
                                   "reason", r.reason, "payload_sha256", r.payload_sha256);
+            if (with_condition)
+                json_object_set_new(j, "condition", json_string(r.condition));
             char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
             uint8_t want[32], got[32];
             rk_merkle_leaf_hash(text, strlen(text), want);
@@ -325,9 +330,10 @@ typedef struct heads_seen {
 } heads_seen;
 
 static rk_rc collect_head(void *arg, int64_t size, const char *root, int64_t time_ms, const char *sig,
-                          const char *checkpoint)
+                          const char *checkpoint, const char *signer)
 {
     (void)checkpoint;
+    (void)signer;
     heads_seen *h = arg;
     if (h->n == 8 || !root || !sig || strcmp(sig, "sig") != 0)
         return RK_ERR_INVALID;
@@ -377,6 +383,19 @@ static void a_read_only_tool_iterates_records_and_heads(void **state)
 static rk_rc legacy_row(rk_db *db, void *arg)
 {
     (void)arg;
+    rk_record r = sample("city-a.o1", "provided"); /* a record as the renkei of then wrote it */
+    uint8_t leaf[32];
+    char hex[65];
+    rk_record_leaf(&r, leaf);
+    rk_merkle_hex(leaf, hex);
+    rk_stmt *rec = rk_db_stmt(db, "INSERT INTO records(exchange_id, side, requester, provider, business, item,"
+                                  " operator, subject, requested_ms, outcome, reason, payload_sha256, leaf_hash)"
+                                  " VALUES ('city-a.o1', 'core', 'city-a', 'city-b', 'child_allowance', 'local_tax',"
+                                  " 'op-1', '42', 1700000000000, 'provided', '', '', ?)");
+    rk_bind_text(rec, 1, hex);
+    rk_rc rc = rk_stmt_exec(rec);
+    if (rc != RK_OK)
+        return rc;
     rk_stmt *st = rk_db_stmt(db, "INSERT INTO answers(key, side, request_hash, status, body, at_ms)"
                                  " VALUES ('old', 'core', 'h0', 200, '{\"old\":1}', 1)");
     return st ? rk_stmt_exec(st) : RK_ERR_STORE;
@@ -409,8 +428,6 @@ static void a_database_made_before_migrations_opens(void **state)
     assert_int_equal(rk_db_open(old, 0, &db), RK_OK);
     assert_int_equal(rk_db_migrate(db, "legacy", legacy, 1), RK_OK); /* as a role store ran it */
     assert_int_equal(rk_db_write(db, legacy_row, NULL), RK_OK);
-    rk_record r = sample("city-a.o1", "provided");
-    assert_int_equal(settle(db, &r, "city-a.o1", "h", 200, "{}", NULL, NULL), RK_OK);
     rk_db_close(db);
     assert_int_equal(rk_db_open(old, 0, &db), RK_OK);
     assert_int_equal(rk_records_migrate(db), RK_OK);
@@ -420,12 +437,13 @@ static void a_database_made_before_migrations_opens(void **state)
     assert_int_equal(rk_answer_get(db, "old", "core", "h0", &status, &body), RK_OK);
     assert_string_equal(body, "{\"old\":1}");
     free(body);
-    r = sample("city-a.o2", "provided");
+    rk_record r = sample("city-a.o2", "provided");
     assert_int_equal(settle(db, &r, "city-a.o2", "h", 200, "{}", NULL, NULL), RK_OK);
     seen s = {0};
     assert_int_equal(rk_records_each(db, collect, &s), RK_OK);
     assert_int_equal(s.n, 2);
     assert_int_equal(s.seqs[1], 2);
+    assert_int_equal(s.leaves_ok, 2); /* the record made before keeps its leaf */
     rk_db_close(db);
 }
 

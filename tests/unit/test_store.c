@@ -581,6 +581,157 @@ static void a_newer_schema_is_refused_in_one_line(void **state)
     assert_int_equal(rc, RK_OK);
 }
 
+/* ---------- several processes over one database ---------- */
+
+#define TEST_LEAD_KEY 0x7465737401LL
+
+static void one_process_leads_at_a_time(void **state)
+{
+    (void)state;
+    rk_db *a = NULL, *b = NULL;
+    assert_int_equal(rk_db_open(target, 0, &a), RK_OK);
+    assert_int_equal(rk_db_open(target, 0, &b), RK_OK);
+    int la = 0, lb = 0;
+    assert_int_equal(rk_db_lead(a, TEST_LEAD_KEY, &la), RK_OK);
+    assert_int_equal(la, 1);
+    assert_int_equal(rk_db_lead(a, TEST_LEAD_KEY, &la), RK_OK); /* asked again: still */
+    assert_int_equal(la, 1);
+    assert_int_equal(rk_db_lead(b, TEST_LEAD_KEY, &lb), RK_OK);
+    if (!test_store_is_pg()) { /* SQLite: one process per database, it leads */
+        assert_int_equal(lb, 1);
+    } else {
+        assert_int_equal(lb, 0);
+        assert_int_equal(rk_db_lead(b, TEST_LEAD_KEY + 1, &lb), RK_OK); /* another key is free */
+        assert_int_equal(lb, 1);
+        rk_db_close(a); /* the leader goes: its session's lock with it, once the server ended the session */
+        a = NULL;
+        for (int tries = 0; tries < 100 && !lb; tries++) {
+            assert_int_equal(rk_db_lead(b, TEST_LEAD_KEY, &lb), RK_OK);
+            if (!lb)
+                usleep(20000);
+        }
+        assert_int_equal(lb, 1);
+    }
+    rk_db_close(a);
+    rk_db_close(b);
+}
+
+static rk_rc append_numbered(rk_db *db, void *arg)
+{
+    (void)arg;
+    rk_rc rc = rk_db_lock(db, TEST_LEAD_KEY);
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO t(k, v) VALUES ((SELECT COALESCE(MAX(k), 0) + 1 FROM t), 'n')");
+    return rc == RK_OK ? rk_stmt_exec(st) : rc;
+}
+
+typedef struct appender {
+    rk_db *db;
+    int failed;
+} appender;
+
+static void *append_many(void *arg)
+{
+    appender *a = arg;
+    for (int i = 0; i < 60; i++)
+        a->failed += rk_db_write(a->db, append_numbered, NULL) != RK_OK;
+    return NULL;
+}
+
+/* Two processes' writers numbering rows from MAX + 1 take turns under the
+ * lock: no number is taken twice, none is skipped. */
+static void the_lock_makes_writers_take_turns(void **state)
+{
+    assert_int_not_equal(rk_db_lock(*state, 1), RK_OK); /* outside a write: refused */
+    appender w[2] = {{NULL, 0}, {NULL, 0}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(rk_db_open(target, 0, &w[i].db), RK_OK);
+        assert_int_equal(pthread_create(&t[i], NULL, append_many, &w[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        rk_db_close(w[i].db);
+        assert_int_equal(w[i].failed, 0);
+    }
+    assert_int_equal(count_rows(*state), 120);
+}
+
+static rk_rc claim_one(rk_db *db, void *arg)
+{
+    rk_stmt *q = rk_db_stmt(db, "SELECT k FROM t WHERE k > ? ORDER BY k LIMIT 1 {skip_locked}");
+    rk_bind_int(q, 1, 0);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        *(int64_t *)arg = rk_col_int(q, 0);
+    return rc;
+}
+
+typedef struct holder {
+    rk_db *db;
+    int64_t got;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int claimed, go;
+} holder;
+
+/* Claims a row, then holds its transaction open until told. */
+static rk_rc claim_and_hold(rk_db *db, void *arg)
+{
+    holder *h = arg;
+    rk_rc rc = claim_one(db, &h->got);
+    pthread_mutex_lock(&h->lock);
+    h->claimed = 1;
+    pthread_cond_broadcast(&h->cond);
+    while (!h->go)
+        pthread_cond_wait(&h->cond, &h->lock);
+    pthread_mutex_unlock(&h->lock);
+    return rc;
+}
+
+static void *hold_main(void *arg)
+{
+    holder *h = arg;
+    rk_db_write(h->db, claim_and_hold, h);
+    return NULL;
+}
+
+/* {skip_locked}: a row one process claimed is passed over by another's
+ * claim until the first commits (PostgreSQL); SQLite's one writer claims
+ * alone, and the statement runs there too. */
+static void a_claim_passes_over_claimed_rows(void **state)
+{
+    rk_db *db = *state;
+    for (int k = 1; k <= 2; k++)
+        assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)k), RK_OK);
+    int64_t got = 0;
+    assert_int_equal(rk_db_write(db, claim_one, &got), RK_OK);
+    assert_int_equal(got, 1);
+    if (!test_store_is_pg())
+        return;
+    holder h = {.got = 0};
+    pthread_mutex_init(&h.lock, NULL);
+    pthread_cond_init(&h.cond, NULL);
+    assert_int_equal(rk_db_open(target, 0, &h.db), RK_OK);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, hold_main, &h), 0);
+    pthread_mutex_lock(&h.lock);
+    while (!h.claimed)
+        pthread_cond_wait(&h.cond, &h.lock);
+    pthread_mutex_unlock(&h.lock);
+    assert_int_equal(h.got, 1);
+    got = 0;
+    assert_int_equal(rk_db_write(db, claim_one, &got), RK_OK); /* does not wait for the holder */
+    assert_int_equal(got, 2);
+    pthread_mutex_lock(&h.lock);
+    h.go = 1;
+    pthread_cond_broadcast(&h.cond);
+    pthread_mutex_unlock(&h.lock);
+    pthread_join(t, NULL);
+    rk_db_close(h.db);
+    pthread_mutex_destroy(&h.lock);
+    pthread_cond_destroy(&h.cond);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -593,6 +744,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_read_only_open_reads_and_does_not_write, setup, teardown),
         cmocka_unit_test_setup_teardown(a_rolled_back_write_leaves_no_stale_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(a_newer_schema_is_refused_in_one_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(one_process_leads_at_a_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_lock_makes_writers_take_turns, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_claim_passes_over_claimed_rows, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, test_store_group_end);
 }

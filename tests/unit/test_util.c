@@ -87,6 +87,14 @@ static void dates_and_ids(void **state)
     assert_false(rk_date_valid("2025-06-00"));
     assert_false(rk_date_valid("1899-06-01"));
     assert_false(rk_date_valid("2025-06-011"));
+    /* a day the month has: 30 February is no date; 29 February only in a leap year */
+    assert_false(rk_date_valid("2025-02-30"));
+    assert_false(rk_date_valid("2025-02-29"));
+    assert_true(rk_date_valid("2024-02-29"));
+    assert_false(rk_date_valid("1900-02-29"));
+    assert_true(rk_date_valid("2000-02-29"));
+    assert_false(rk_date_valid("2025-04-31"));
+    assert_true(rk_date_valid("2025-12-31"));
     assert_true(rk_id_valid("op-001.A_b", RK_ID_FIELD_MAX));
     assert_false(rk_id_valid("op 001", RK_ID_FIELD_MAX));
     assert_false(rk_person_id_valid("123456789018")); /* a valid My Number */

@@ -795,7 +795,9 @@ static pg_stmt *new_stmt(rk_db_conn *c, const char *sql)
         return NULL;
     s->base.ops = &pg_stmt_ops;
     s->c = c;
-    s->text = number_parameters(sql, &s->nparams);
+    char *expanded = strchr(sql, '{') ? rk_db_expand_tokens(&rk_pg_driver, sql) : NULL;
+    s->text = number_parameters(expanded ? expanded : sql, &s->nparams);
+    free(expanded);
     s->touches = touched_table(sql);
     if (s->nparams == 0)
         s->holdable = strcasecmp(sql, "BEGIN") == 0                                                ? 2
@@ -900,6 +902,8 @@ static const char *pg_ddl_token(const char *token)
         return "BYTEA";
     if (strcmp(token, "{without_rowid}") == 0)
         return ""; /* a heap table and its primary key index either way */
+    if (strcmp(token, "{skip_locked}") == 0) /* rows another instance claims are passed over */
+        return "FOR UPDATE SKIP LOCKED";
     return NULL;
 }
 
@@ -959,6 +963,12 @@ const rk_db_driver rk_pg_driver = {
     .release = pg_release,
     .changes = pg_changes,
     .ddl_token = pg_ddl_token,
+    .lock_sql = "SELECT 1 FROM (SELECT pg_advisory_xact_lock(CAST(? AS BIGINT))) AS held",
+    /* held already by this session (a lock survives as long as the session
+     * that took it: after a reconnection it is gone), or taken now */
+    .lead_sql = "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND pid = pg_backend_pid() AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = k.key)"
+                " THEN 1 WHEN pg_try_advisory_lock(k.key) THEN 1 ELSE 0 END FROM (SELECT CAST(? AS BIGINT) AS key) AS k",
     .begin_write = "BEGIN",
     .rollback = pg_rollback,
     .purge = pg_purge,

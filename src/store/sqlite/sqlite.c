@@ -187,7 +187,10 @@ static rk_stmt *sq_prepare(rk_db_conn *c, const char *sql)
         return NULL;
     }
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+    char *expanded = strchr(sql, '{') ? rk_db_expand_tokens(&rk_sqlite_driver, sql) : NULL;
+    int ok = sqlite3_prepare_v3(c->db, expanded ? expanded : sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+    free(expanded);
+    if (ok != SQLITE_OK) {
         rk_error("store: prepare failed: %s", sqlite3_errmsg(c->db));
         return NULL;
     }
@@ -221,6 +224,8 @@ static const char *sq_ddl_token(const char *token)
         return "BLOB";
     if (strcmp(token, "{without_rowid}") == 0)
         return " WITHOUT ROWID";
+    if (strcmp(token, "{skip_locked}") == 0)
+        return ""; /* one writer: nothing else claims meanwhile */
     return NULL;
 }
 

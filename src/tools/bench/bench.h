@@ -57,6 +57,7 @@ typedef struct bench_opts {
     const char *url, *cert, *key, *ca, *path, *body_file, *method, *passphrase_file;
     const char *target; /* bench store: the store's target */
     int postgres;       /* --store postgres: the fresh network's data in PostgreSQL */
+    int core_instances; /* --core-instances N: the fresh network's core as N instances (PostgreSQL) */
 } bench_opts;
 
 /* The getopt_long values of the long options. */
@@ -81,6 +82,7 @@ enum {
     BENCH_OPT_PASSPHRASE,
     BENCH_OPT_RECORDS,
     BENCH_OPT_STORE,
+    BENCH_OPT_CORE_INSTANCES,
     BENCH_OPT_TARGET,
 };
 
@@ -146,7 +148,7 @@ typedef struct bench_net {
 /* Writes and starts a network of 3 agencies and `persons` residents in a new
  * temporary folder (workers > 0: handler threads of every node) and waits
  * until every node is healthy. */
-rk_rc bench_net_open(bench_net *n, int persons, int workers, int postgres, char *err, size_t errlen);
+rk_rc bench_net_open(bench_net *n, int persons, int workers, const bench_opts *o, char *err, size_t errlen);
 
 /* Stops the nodes, removes the folder unless keep. RK_OK when every node
  * exited cleanly. */

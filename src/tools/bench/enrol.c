@@ -68,7 +68,7 @@ static int enrol_open(enrol_bench *e)
         printf("  (every node: [node] workers = %d)\n", e->o.workers);
     fflush(stdout);
     double t = rk_mono_s();
-    if ((rc = bench_net_open(&e->n, e->o.persons, e->o.workers, e->o.postgres, e->err, sizeof e->err)) != RK_OK)
+    if ((rc = bench_net_open(&e->n, e->o.persons, e->o.workers, &e->o, e->err, sizeof e->err)) != RK_OK)
         return bench_failure("%s", e->err[0] ? e->err : rk_strerror(rc));
     bench_note("network: %s, %zu nodes, written and up in %.1f s", e->n.dir, rk_net_count(e->n.procs), rk_mono_s() - t);
     if ((rc = tk_client_open(e->n.dir, "clients/city-yokohama", &e->yokohama, e->err, sizeof e->err)) != RK_OK ||

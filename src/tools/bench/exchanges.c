@@ -35,7 +35,7 @@
 static const char usage_exchanges[] =
     "usage: renkei bench exchanges [--concurrency N] [--seconds S] [--warmup S]\n"
     "                              [--persons N] [--baseline] [--workers N] [--keep]\n"
-    "                              [--store sqlite|postgres]\n"
+    "                              [--store sqlite|postgres] [--core-instances N]\n"
     "\n"
     "Builds a fresh network in a temporary folder (3 agencies), enrols N persons\n"
     "(default 200) at city-yokohama and pref-kanagawa, stores a local_tax value\n"
@@ -61,7 +61,9 @@ static const char usage_exchanges[] =
     "                       own default, 16)\n"
     "  --keep               keep the network folder\n"
     "  --store S            sqlite (default) or postgres: the nodes' data in one\n"
-    "                       PostgreSQL server of the network (net init --store)\n";
+    "                       PostgreSQL server of the network (net init --store)\n"
+    "  --core-instances N   the core as N instances over one database (with\n"
+    "                       --store postgres; net init --core-instances)\n";
 
 typedef struct query_job {
     size_t persons;
@@ -322,7 +324,7 @@ static int exch_open(exch_bench *x)
 {
     rk_rc rc;
     double t = rk_mono_s();
-    if ((rc = bench_net_open(&x->n, x->o.persons, x->o.workers, x->o.postgres, x->err, sizeof x->err)) != RK_OK)
+    if ((rc = bench_net_open(&x->n, x->o.persons, x->o.workers, &x->o, x->err, sizeof x->err)) != RK_OK)
         return bench_failure("%s", x->err[0] ? x->err : rk_strerror(rc));
     bench_note("network: %s, %zu nodes, up in %.1f s", x->n.dir, rk_net_count(x->n.procs), rk_mono_s() - t);
     if ((rc = tk_client_open(x->n.dir, "clients/city-yokohama", &x->yokohama, x->err, sizeof x->err)) != RK_OK ||
@@ -496,6 +498,7 @@ int bench_cmd_exchanges(int argc, char **argv)
         {"keep", no_argument, NULL, BENCH_OPT_KEEP},
         {"workers", required_argument, NULL, BENCH_OPT_WORKERS},
         {"store", required_argument, NULL, BENCH_OPT_STORE},
+        {"core-instances", required_argument, NULL, BENCH_OPT_CORE_INSTANCES},
         BENCH_O_HELP,
         BENCH_O_END,
     };

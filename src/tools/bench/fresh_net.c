@@ -57,9 +57,10 @@ static rk_rc set_workers(const bench_net *n, int workers, char *err, size_t errl
 }
 
 /* Writes and starts a network of 3 agencies and `persons` residents in a new
- * temporary folder (postgres: its data in a PostgreSQL server of its own)
- * and waits until every node is healthy. */
-rk_rc bench_net_open(bench_net *n, int persons, int workers, int postgres, char *err, size_t errlen)
+ * temporary folder (o->postgres: its data in a PostgreSQL server of its own;
+ * o->core_instances: that many core instances) and waits until every node
+ * is healthy. */
+rk_rc bench_net_open(bench_net *n, int persons, int workers, const bench_opts *o, char *err, size_t errlen)
 {
     memset(n, 0, sizeof *n);
     char exe[PATH_MAX], path[TK_PATH_CAP];
@@ -68,7 +69,8 @@ rk_rc bench_net_open(bench_net *n, int persons, int workers, int postgres, char 
         return rc;
     n->made_dir = 1;
     bench_fmt(n->ca, sizeof n->ca, "%s/pki/ca.pem", n->dir);
-    rk_net_options opt = {.agencies = 3, .persons = persons, .postgres = postgres};
+    rk_net_options opt = {.agencies = 3, .persons = persons, .postgres = o->postgres,
+                          .core_instances = o->core_instances};
     rc = rk_net_init(n->dir, &opt, err, errlen);
     if (rc != RK_OK)
         return rc;

@@ -97,6 +97,10 @@ static int parse_number_opt(int c, bench_opts *o)
             return bench_usage_error("--store must be sqlite or postgres"), 0;
         o->postgres = strcmp(optarg, "postgres") == 0;
         return 1;
+    case BENCH_OPT_CORE_INSTANCES:
+        if (!tk_parse_int(optarg, 1, 8, &o->core_instances))
+            return bench_usage_error("--core-instances must be 1..8"), 0;
+        return 1;
     default:
         return -1;
     }

@@ -249,7 +249,7 @@ static int run(rec_bench *b)
     rk_rc rc;
     printf("renkei bench records: %lld records appended to the core's log, %d appending threads\n", b->o.records,
            b->o.threads);
-    if ((rc = bench_net_open(&b->n, 10, 0, b->o.postgres, b->err, sizeof b->err)) != RK_OK)
+    if ((rc = bench_net_open(&b->n, 10, 0, &b->o, b->err, sizeof b->err)) != RK_OK)
         return bench_failure("%s", b->err[0] ? b->err : rk_strerror(rc));
     bench_note("network: %s (%s)", b->n.dir, b->o.postgres ? "PostgreSQL" : "SQLite");
     b->core = bench_net_node(&b->n, RK_ROLE_CORE, NULL);

@@ -31,6 +31,7 @@ static const char usage_net[] =
     "\n"
     "commands:\n"
     "  init DIR [--agencies N] [--persons N] [--base-port P] [--store sqlite|postgres]\n"
+    "           [--core-instances N]\n"
     "                 write a runnable network (CA, certificates, network.json,\n"
     "                 node configs, permissions.csv, residents.csv) into DIR\n"
     "  up DIR         run every node in the foreground until SIGINT or SIGTERM\n"
@@ -40,6 +41,7 @@ static const char usage_net[] =
 
 static const char usage_init[] =
     "usage: renkei net init DIR [--agencies N] [--persons N] [--base-port P] [--store sqlite|postgres]\n"
+    "                           [--core-instances N]\n"
     "\n"
     "Writes a runnable network into DIR (created if missing; refused when\n"
     "DIR/network.json exists): the CA (DIR/pki), every node's certificate, key\n"
@@ -54,6 +56,9 @@ static const char usage_init[] =
     "                  postgres: in one PostgreSQL server under DIR/pg, a\n"
     "                  database and a role per node (run as the postgres user;\n"
     "                  `net up` starts it before the nodes and stops it after)\n"
+    "  --core-instances N  N core nodes core-1 … core-N (2..8) over one database,\n"
+    "                  with --store postgres: any instance serves any request,\n"
+    "                  the others take over when one fails (default 1: \"core\")\n"
     "  --help          show this help\n";
 
 static const char usage_up[] =
@@ -95,6 +100,7 @@ static enum parse_result parse_init(int argc, char **argv, const char **dir, rk_
                                          {"persons", required_argument, NULL, 'p'},
                                          {"base-port", required_argument, NULL, 'b'},
                                          {"store", required_argument, NULL, 's'},
+                                         {"core-instances", required_argument, NULL, 'c'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -112,6 +118,8 @@ static enum parse_result parse_init(int argc, char **argv, const char **dir, rk_
             return usage_error("--store must be sqlite or postgres"), PARSE_USAGE;
         if (c == 's')
             o->postgres = strcmp(optarg, "postgres") == 0;
+        if (c == 'c' && !tk_parse_int(optarg, 1, NET_MAX_CORE_INSTANCES, &o->core_instances))
+            return usage_error("--core-instances must be 1..%d", NET_MAX_CORE_INSTANCES), PARSE_USAGE;
         if (c == '?' || c == ':')
             return option_error(c, argv), PARSE_USAGE;
     }
@@ -134,8 +142,13 @@ static enum parse_result parse_dir_only(int argc, char **argv, const char **dir)
 static void print_summary(const char *dir, const rk_net_options *o)
 {
     printf("network written to %s\n", dir);
-    printf("  nodes:    %d servers (core with 2 lines, jlis, %d gateways, %d agency nodes), %d clients\n",
-           2 + 2 * o->agencies, o->agencies, o->agencies, o->agencies + 1);
+    if (o->core_instances > 1)
+        printf("  nodes:    %d servers (core-1..core-%d over one database, jlis, %d gateways, %d agency nodes),"
+               " %d clients\n", 1 + o->core_instances + 2 * o->agencies, o->core_instances, o->agencies, o->agencies,
+               o->agencies + 1);
+    else
+        printf("  nodes:    %d servers (core with 2 lines, jlis, %d gateways, %d agency nodes), %d clients\n",
+               2 + 2 * o->agencies, o->agencies, o->agencies, o->agencies + 1);
     printf("  agencies: %d (", o->agencies);
     for (int i = 1; i <= o->agencies && i <= NET_NAMED_AGENCIES; i++)
         printf("%s%s %s", i > 1 ? ", " : "", net_named_agencies[i - 1].id, net_named_agencies[i - 1].kind);

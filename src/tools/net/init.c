@@ -53,6 +53,24 @@ static int keeps_records(const net_node *n)
     return n->role == RK_ROLE_CORE || n->role == RK_ROLE_AGENCY;
 }
 
+/* A core instance after the first shares the first one's key `name` (the
+ * master key, so that every instance derives the same codes; the log key,
+ * since the instances keep one log): a copy, mode 0600. */
+static rk_rc share_first_instance_key(const char *dir, const net_node *n, const char *name)
+{
+    char from[NET_PATH_CAP], to[NET_PATH_CAP], *text = NULL;
+    size_t len = 0;
+    rk_rc rc = tk_path(from, sizeof from, "%s/nodes/core-1/%s", dir, name);
+    if (rc == RK_OK)
+        rc = tk_path(to, sizeof to, "%s/nodes/%s/%s", dir, n->id, name);
+    if (rc == RK_OK && (rc = rk_read_file(from, 1u << 16, &text, &len)) == RK_OK)
+        rc = rk_write_file(to, text, len, 0600);
+    if (text)
+        rk_wipe(text, len);
+    free(text);
+    return rc;
+}
+
 static rk_rc issue_node(const char *dir, const net_node *n, char *err, size_t errlen)
 {
     char nd[NET_PATH_CAP], ca[NET_PATH_CAP], ca_key[NET_PATH_CAP], cert[NET_PATH_CAP], key[NET_PATH_CAP];
@@ -78,8 +96,13 @@ static rk_rc issue_node(const char *dir, const net_node *n, char *err, size_t er
         return rc;
     }
     /* a node that keeps records signs its log's checkpoints with a key of its own (DESIGN §4.1) */
-    if (keeps_records(n) && ((rc = tk_path(key, sizeof key, "%s/log_key.pem", nd)) != RK_OK ||
-                             (rc = rk_log_key_create(key)) != RK_OK))
+    if (!keeps_records(n))
+        return RK_OK;
+    if (n->instance > 1)
+        rc = share_first_instance_key(dir, n, "log_key.pem");
+    else if ((rc = tk_path(key, sizeof key, "%s/log_key.pem", nd)) == RK_OK)
+        rc = rk_log_key_create(key);
+    if (rc != RK_OK)
         net_set_err(err, errlen, "cannot make the log key of %s: %s", n->id, rk_strerror(rc));
     return rc;
 }
@@ -138,7 +161,8 @@ static rk_rc node_json(const char *dir, const net_node *n, json_t **out)
     if (keeps_records(n)) { /* the log's origin and the vkey its checkpoints verify with */
         char nd[NET_PATH_CAP], path[NET_PATH_CAP], origin[RK_ORIGIN_MAX], vkey[RK_VKEY_MAX];
         EVP_PKEY *key = NULL;
-        snprintf(origin, sizeof origin, "renkei/%s/%s", NET_NAME, n->id);
+        /* the instances of a core keep one log, named for the core (DESIGN §4.1) */
+        snprintf(origin, sizeof origin, "renkei/%s/%s", NET_NAME, n->instance ? "core" : n->id);
         if ((rc = node_dir(dir, n, nd, sizeof nd)) == RK_OK && (rc = tk_path(path, sizeof path, "%s/log_key.pem", nd)) == RK_OK &&
             (rc = rk_pki_load_key(path, NULL, &key)) == RK_OK && (rc = rk_vkey_of(origin, key, vkey)) == RK_OK) {
             json_object_set_new(*out, "log_origin", json_string(origin));
@@ -219,7 +243,7 @@ static rk_rc write_node_conf(const char *dir, const net_node *n, const char *sto
         rc = rk_write_file(path, text, strlen(text), store ? 0600 : 0644);
     rk_wipe(text, sizeof text);
     if (rc == RK_OK && n->role == RK_ROLE_CORE)
-        rc = write_master_key(nd);
+        rc = n->instance > 1 ? share_first_instance_key(dir, n, "master.key") : write_master_key(nd);
     if (rc != RK_OK)
         net_set_err(err, errlen, "cannot write the configuration of %s in %s: %s", n->id, nd, rk_strerror(rc));
     return rc;
@@ -439,6 +463,14 @@ static rk_rc resolve_options(const rk_net_options *opt, rk_net_options *o, char 
         net_set_err(err, errlen, "persons must be 1..%d, not %d", NET_MAX_PERSONS, o->persons);
         return RK_ERR_INVALID;
     }
+    if (o->core_instances < 0 || o->core_instances > NET_MAX_CORE_INSTANCES) {
+        net_set_err(err, errlen, "core instances must be 1..%d, not %d", NET_MAX_CORE_INSTANCES, o->core_instances);
+        return RK_ERR_INVALID;
+    }
+    if (o->core_instances > 1 && !o->postgres) { /* they share one database: a server's */
+        net_set_err(err, errlen, "several core instances need --store postgres");
+        return RK_ERR_INVALID;
+    }
     if (o->base_port < 0 || o->base_port > 65535) {
         net_set_err(err, errlen, "base port must be 1..65535, not %d", o->base_port);
         return RK_ERR_INVALID;
@@ -475,7 +507,7 @@ rk_rc rk_net_init(const char *dir, const rk_net_options *opt, char *err, size_t 
     rk_rc rc = resolve_options(opt, &o, err, errlen);
     if (rc != RK_OK || (rc = prepare_dir(dir, err, errlen)) != RK_OK)
         goto done;
-    if ((rc = net_plan_build(o.agencies, &plan)) != RK_OK) {
+    if ((rc = net_plan_build(o.agencies, o.core_instances, &plan)) != RK_OK) {
         net_set_err(err, errlen, "cannot plan the network: %s", rk_strerror(rc));
         goto done;
     }

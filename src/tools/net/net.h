@@ -21,6 +21,7 @@ typedef struct rk_net_options {
     int persons;   /* 1..5,000,000; 0 = default 100 */
     int base_port; /* first port, assigned sequentially; 0 = pick free ephemeral ports */
     int postgres;  /* 1: every node's store in one PostgreSQL server under DIR/pg (pg.c); 0: SQLite */
+    int core_instances; /* 0 or 1: one core ("core"); 2..8: core-1 … core-N over one database (PostgreSQL only) */
 } rk_net_options;
 
 /* Writes a network into dir (created if missing). opt NULL = defaults.

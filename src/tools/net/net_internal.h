@@ -19,6 +19,7 @@
 #define NET_DEFAULT_AGENCIES 3
 #define NET_MAX_PERSONS 5000000
 #define NET_DEFAULT_PERSONS 100
+#define NET_MAX_CORE_INSTANCES 8
 #define NET_LOOPBACK "127.0.0.1"
 #define NET_PORT_FLOOR 20000 /* listening ports are picked at or above it */
 
@@ -48,7 +49,14 @@ typedef struct net_node {
     char agency[RK_ID_MAX]; /* "" for core, jlis, operator */
     const char *kind;       /* "" where not applicable */
     int port, backup_port;  /* 0 when none */
+    int instance;           /* a core of several: 1..N (DESIGN §6), sharing the first's keys and database; else 0 */
 } net_node;
+
+/* The core alone listens on two lines (第7-1(7)); instances are each other's. */
+static inline int net_has_backup_line(const net_node *n)
+{
+    return n->role == RK_ROLE_CORE && n->instance == 0;
+}
 
 /* Every node, in the order of network.json and of `net up`. */
 typedef struct net_plan {
@@ -67,7 +75,7 @@ extern const net_named_agency net_named_agencies[NET_NAMED_AGENCIES];
 
 /* core, jlis, all gateways, all agency nodes, all systems, each agency's
  * privileged operator, the network operator; plan->nodes is the caller's to free. */
-rk_rc net_plan_build(int agencies, net_plan *plan);
+rk_rc net_plan_build(int agencies, int core_instances, net_plan *plan);
 
 /* Ports for the server nodes: base_port, base_port+1, … or free ephemeral ones (base_port 0). */
 rk_rc net_plan_ports(net_plan *plan, int base_port, char *err, size_t errlen);

@@ -251,10 +251,19 @@ rk_rc net_pg_init(const char *dir, const net_plan *plan, char **stores, char *er
     if (!script)
         return RK_ERR_NOMEM;
     len += (size_t)snprintf(script + len, cap - len, "\\set ON_ERROR_STOP 1\n");
+    size_t first_instance = plan->n;
     for (size_t i = 0; i < plan->n && rc == RK_OK; i++) {
         const net_node *n = &plan->nodes[i];
         if (!net_is_server_role(n->role))
             continue;
+        if (n->instance > 1) { /* the instances of a core share one database and role, "core" (DESIGN §6) */
+            if (first_instance == plan->n || !(stores[i] = strdup(stores[first_instance])))
+                rc = RK_ERR_NOMEM;
+            continue;
+        }
+        if (n->instance == 1)
+            first_instance = i;
+        const char *db = n->instance ? "core" : n->id;
         uint8_t raw[16];
         char pw[33];
         if ((rc = rk_random(raw, sizeof raw)) != RK_OK)
@@ -263,9 +272,9 @@ rk_rc net_pg_init(const char *dir, const net_plan *plan, char **stores, char *er
         len += (size_t)snprintf(script + len, cap - len,
                                 "CREATE ROLE \"%s\" LOGIN PASSWORD '%s';\nCREATE DATABASE \"%s\" OWNER \"%s\";\n"
                                 "REVOKE ALL ON DATABASE \"%s\" FROM PUBLIC;\n",
-                                n->id, pw, n->id, n->id, n->id);
+                                db, pw, db, db, db);
         char uri[256];
-        snprintf(uri, sizeof uri, "postgresql://%s:%s@" NET_LOOPBACK ":%d/%s", n->id, pw, port, n->id);
+        snprintf(uri, sizeof uri, "postgresql://%s:%s@" NET_LOOPBACK ":%d/%s", db, pw, port, db);
         if (!(stores[i] = strdup(uri)))
             rc = RK_ERR_NOMEM;
         rk_wipe(pw, sizeof pw);

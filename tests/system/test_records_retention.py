@@ -1,0 +1,131 @@
+"""Retention of the 法23条 records (DESIGN §4.1, §5): `renkei records archive`
+writes a node's records older than the cutoff to a file and only then prunes
+them; the tiles stay, so the tree, later records and every proof of them stay
+valid; `records verify` checks the log with its archived prefix, and
+`records verify --archive` checks the file against the log it came from.
+Every refusal changes nothing."""
+import datetime
+import json
+import os
+import stat
+import time
+import unittest
+
+from harness import SLOW, Network, main, renkei
+
+Y, K = "city-yokohama", "pref-kanagawa"
+FAST = "[records]\nhead_interval_ms = 100\n"
+
+
+class Retention(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        net = cls.net = Network(agencies=3, persons=10, conf_extra={"core": FAST, Y: FAST, K: FAST})
+        net.start()
+        number = net.residents()[0]["my_number"]
+        for ag, p in ((Y, "Y1"), (K, "K1")):
+            assert net.enrol(ag, p, number).status == 202
+        for ag, p in ((Y, "Y1"), (K, "K1")):
+            net.wait_status(ag, p, "linked")
+        assert net.agency_call(Y, "PUT", "/v1/data/Y1/local_tax", {"value": {"tax": 1}, "as_of": "2026-01-01"}).status == 200
+        cls.tomorrow = (datetime.date.today() + datetime.timedelta(days=1)).isoformat()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.net.stop()
+
+    def query(self, qid):
+        a = self.net.agency_call(K, "POST", "/v1/queries", {"query_id": qid, "person": "K1", "business":
+                                 "public_assistance", "provider": Y, "item": "local_tax", "operator": "op-1"})
+        self.assertEqual((a.status, a.json.get("status")), (200, "provided"), a)
+        return a.json["exchange_id"]
+
+    def core(self, path):
+        return self.net.call("core", "GET", path, as_client="operator")
+
+    def signed_size(self):
+        return int(self.core("/v1/checkpoint").raw.split("\n")[1])
+
+    def wait_signed(self, n):
+        deadline = time.time() + 10 * SLOW
+        while time.time() < deadline and self.signed_size() < n:
+            time.sleep(0.05)
+        self.assertGreaterEqual(self.signed_size(), n)
+
+    def test_archive_prunes_a_prefix_and_the_log_stays_valid(self):
+        net = self.net
+        old = [self.query(f"ret-old-{i}") for i in range(5)]
+        n_old = len(self.core("/v1/records?limit=500").json["records"])
+        self.wait_signed(n_old)
+        size_before = self.signed_size()
+        out = net.path("core-archive-1.jsonl")
+        a = renkei("records", "archive", net.dir, "--node", "core", "--out", out, "--before", self.tomorrow)
+        self.assertIn(f"{n_old} records of core (seq 1..{n_old}", a.stdout)
+        self.assertEqual(stat.S_IMODE(os.stat(out).st_mode), 0o600)
+        with open(out) as f:
+            lines = [json.loads(x) for x in f]
+        self.assertEqual((lines[0]["node"], lines[0]["from"], lines[0]["upto"]), ("core", 1, n_old))
+        self.assertTrue(lines[0]["checkpoint"].startswith("renkei/renkei/core\n"))
+        self.assertEqual([x["seq"] for x in lines[1:]], list(range(1, n_old + 1)))
+        # pruned: no longer listed, no proof by exchange id; the tree is the same
+        self.assertEqual(self.core("/v1/records?limit=500").json["records"], [])
+        self.assertEqual(self.core(f"/v1/records/proof?exchange_id={old[0]}").status, 404)
+        self.assertEqual(self.core(f"/v1/records/proof?index=0&tree_size={size_before}").status, 200)
+        # later records go on from the pruned prefix, with proofs and consistency
+        new = [self.query(f"ret-new-{i}") for i in range(3)]
+        rows = self.core("/v1/records?limit=500").json["records"]
+        self.assertEqual(min(r["seq"] for r in rows), n_old + 1)
+        self.wait_signed(n_old + len(rows))
+        p = self.core(f"/v1/records/proof?exchange_id={new[0]}")
+        self.assertEqual(p.status, 200, p)
+        c = self.core(f"/v1/records/consistency?from={size_before}&to={self.signed_size()}")
+        self.assertEqual(c.status, 200, c)
+        v = renkei("records", "verify", net.dir, check=False)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        self.assertIn(f"({n_old} archived, their tiles kept)", v.stdout)
+        v = renkei("records", "verify", net.dir, "--archive", out, check=False)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        self.assertIn("the archive is intact", v.stdout)
+        # an altered archive is named
+        bad = net.path("core-archive-altered.jsonl")
+        with open(bad, "w") as f:
+            f.write(json.dumps(lines[0]) + "\n")
+            for x in lines[1:]:
+                if x["seq"] == 2:
+                    x["leaf"] = x["leaf"].replace('"provided"', '"no_data"')
+                f.write(json.dumps(x) + "\n")
+        v = renkei("records", "verify", net.dir, "--archive", bad, check=False)
+        self.assertNotEqual(v.returncode, 0)
+        self.assertIn("record seq 2 was altered", v.stdout)
+        # nothing older than 2000: nothing to do, nothing changed
+        v = renkei("records", "archive", net.dir, "--node", "core", "--out", net.path("none.jsonl"), "--before",
+                   "2000-01-01")
+        self.assertIn("nothing of core to archive", v.stdout)
+        self.assertFalse(os.path.exists(net.path("none.jsonl")))
+
+    def test_refusals_change_nothing(self):
+        net = self.net
+        self.query("ret-refusal")
+        count = lambda: net.sql(K, "SELECT count(*) FROM records")[0][0]
+        before = count()
+        exists = net.path("exists.jsonl")
+        open(exists, "w").close()
+        cases = [(["--node", K, "--out", exists, "--before", self.tomorrow], 1, "cannot create"),
+                 (["--node", "nobody", "--out", net.path("x.jsonl")], 1, "no node of network.json keeps records"),
+                 (["--node", "jlis", "--out", net.path("x.jsonl")], 1, "no node of network.json keeps records"),
+                 (["--node", K, "--out", net.path("x.jsonl"), "--before", "2026-02-30"], 2, "--before must be a date"),
+                 (["--node", K], 2, "needs --node ID and --out FILE")]
+        for args, code, text in cases:
+            p = renkei("records", "archive", net.dir, *args, check=False)
+            self.assertEqual(p.returncode, code, (args, p.stderr))
+            self.assertIn(text, p.stderr)
+            self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.assertEqual(count(), before)
+        self.assertFalse(os.path.exists(net.path("x.jsonl")))
+        p = renkei("records", "verify", net.dir, "--archive", exists, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("not a records archive", p.stderr)
+
+
+if __name__ == "__main__":
+    main()
