@@ -18,6 +18,7 @@ static const rk_route routes[] = {
     {"GET", "/v1/persons/*", RK_ROLE_SYSTEM, 1, agency_get_person},
     {"POST", "/v1/code-notices", RK_ROLE_GATEWAY, 1, agency_post_code_notice},
     {"POST", "/v1/persons/batch", RK_ROLE_SYSTEM, 1, NULL, 0, agency_start_persons_batch},
+    {"POST", "/v1/persons/recheck", RK_ROLE_SYSTEM, 1, NULL, 0, agency_start_recheck},
     {"POST", "/v1/code-notices/batch", RK_ROLE_GATEWAY, 1, agency_post_code_notices_batch},
     {"PUT", "/v1/data/*", RK_ROLE_SYSTEM, 1, agency_put_data},
     {"POST", "/v1/queries", RK_ROLE_SYSTEM, 1, NULL, 0, agency_start_query},

@@ -7,6 +7,7 @@
 
 #include "lib/condition.h"
 #include "agency/agency_store.h"
+#include "lib/basic_info.h"
 #include "node/node.h"
 #include "records/records_log.h"
 
@@ -28,6 +29,9 @@ void agency_get_person(void *app, const rk_request *req, rk_response *resp);
 void agency_post_code_notice(void *app, const rk_request *req, rk_response *resp);
 /* Bulk forms (at most RK_BATCH_MAX entries, one commit). */
 void agency_start_persons_batch(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
+/* POST /v1/persons/recheck: J-LIS compares linked persons' basic items
+ * again (1..RK_BATCH_MAX); nothing is linked, stored or logged but counts. */
+void agency_start_recheck(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void agency_post_code_notices_batch(void *app, const rk_request *req, rk_response *resp);
 
 /* The readers of the agency node's request bodies, before any store or
@@ -36,8 +40,8 @@ void agency_post_code_notices_batch(void *app, const rk_request *req, rk_respons
  * the 400 (404 for a data path without an item); the entry readers of the
  * bulk forms return NULL or the entry's error code. */
 int agency_read_person(const rk_request *req, rk_response *resp, const char **person, const char **my_number,
-                       int *check_code);
-const char *agency_read_person_entry(json_t *e, const char **person, int *check_code);
+                       int *check_code, rk_basic_info *items);
+const char *agency_read_person_entry(json_t *e, const char **person, int *check_code, rk_basic_info *items);
 int agency_read_code_notice(const rk_request *req, rk_response *resp, agency_notice *n);
 /* One entry of /v1/code-notices/batch: acquisition_no NULL when malformed,
  * check_code -1 unless 0..9 (the store answers invalid_field for both). */

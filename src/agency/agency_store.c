@@ -249,12 +249,37 @@ static rk_rc drop_new(rk_db *db, const char *person, const char *acquisition_no)
     return rk_stmt_exec(st);
 }
 
+/* Inside a write callback: a 'new' acquisition whose basic items J-LIS
+ * found different from its registry is dropped, and its person fails with
+ * the reason (kept as the agency's record of the attempt: person and time,
+ * no My Number, no item). */
+static rk_rc fail_new(rk_db *db, const char *person, const char *acquisition_no, const char *reason, int64_t at_ms)
+{
+    rk_stmt *st = rk_db_stmt(db, "UPDATE persons SET status = 'failed', reason = ?, acquisition_no = NULL,"
+                                 " updated_ms = ? WHERE person = ? AND status = 'pending' AND EXISTS"
+                                 " (SELECT 1 FROM pending WHERE acquisition_no = ? AND person = ? AND state = 'new')");
+    rk_bind_text(st, 1, reason);
+    rk_bind_int(st, 2, at_ms);
+    rk_bind_text(st, 3, person);
+    rk_bind_text(st, 4, acquisition_no);
+    rk_bind_text(st, 5, person);
+    rk_rc rc = rk_stmt_exec(st);
+    if (rc != RK_OK)
+        return rc;
+    st = rk_db_stmt(db, "DELETE FROM pending WHERE acquisition_no = ? AND person = ? AND state = 'new'");
+    rk_bind_text(st, 1, acquisition_no);
+    rk_bind_text(st, 2, person);
+    return rk_stmt_exec(st);
+}
+
 static rk_rc settle_sent_one(rk_db *db, void *arg)
 {
     agency_sent *it = arg;
     it->status[0] = it->reason[0] = 0;
     if (it->outcome == SENT_REFUSED)
         return drop_new(db, it->person, it->acquisition_no);
+    if (it->outcome == SENT_MISMATCH)
+        return fail_new(db, it->person, it->acquisition_no, "basic_info_mismatch", it->at_ms);
     if (it->outcome != SENT_FORWARDED)
         return RK_OK;
     rk_stmt *st = rk_db_stmt(db, "UPDATE pending SET state = 'forwarded' WHERE acquisition_no = ? AND person = ?");
@@ -279,7 +304,7 @@ static rk_rc settle_sent_in_tx(rk_db *db, void *arg)
     rk_rc rc = RK_OK;
     for (size_t i = 0; i < m->n && rc == RK_OK; i++) {
         agency_sent *it = &m->items[i];
-        it->rc = it->outcome == SENT_REFUSED ? rk_db_item(db, settle_sent_one, it)
+        it->rc = it->outcome == SENT_REFUSED || it->outcome == SENT_MISMATCH ? rk_db_item(db, settle_sent_one, it)
                  : it->outcome == SENT_FORWARDED ? (rc = settle_sent_one(db, it)) : RK_OK;
     }
     return rc;
@@ -296,6 +321,31 @@ rk_rc agency_store_settle_sent(agency_store *s, agency_sent *items, size_t n)
         return RK_OK; /* nothing to write */
     sent_many m = {items, n};
     return rk_db_write(s->db, settle_sent_in_tx, &m);
+}
+
+typedef struct linked_args {
+    const char *const *persons;
+    size_t n;
+    int *linked;
+} linked_args;
+
+static rk_rc linked_in_tx(rk_db *db, void *arg)
+{
+    linked_args *a = arg;
+    for (size_t i = 0; i < a->n; i++) {
+        char status[AGENCY_STATUS_MAX];
+        rk_rc rc = a->persons[i] ? read_status(db, a->persons[i], status) : RK_ERR_NOT_FOUND;
+        if (rc != RK_OK && rc != RK_ERR_NOT_FOUND)
+            return rc;
+        a->linked[i] = rc == RK_OK && strcmp(status, "linked") == 0;
+    }
+    return RK_OK;
+}
+
+rk_rc agency_store_linked_many(agency_store *s, const char *const *persons, size_t n, int *linked)
+{
+    linked_args a = {persons, n, linked};
+    return rk_db_read(s->db, linked_in_tx, &a);
 }
 
 rk_rc agency_store_drop_pending(agency_store *s, const char *person, const char *acquisition_no)

@@ -56,10 +56,14 @@ typedef enum {
     SENT_FORWARDED,             /* J-LIS has it: state 'forwarded' */
     SENT_REFUSED,               /* a definite refusal: the row dropped, if still 'new' */
     SENT_UNCERTAIN,             /* no answer, a timeout, a 5xx: the row kept 'new' */
+    SENT_MISMATCH,              /* the basic items differ from J-LIS's registry: the row
+                                   dropped, if still 'new', and the person failed with reason
+                                   basic_info_mismatch (the attempt, without its values) */
 } agency_sent_outcome;
 typedef struct agency_sent {
     const char *person, *acquisition_no;
     agency_sent_outcome outcome;
+    int64_t at_ms;                   /* SENT_MISMATCH: when */
     int want_status;                 /* SENT_FORWARDED: read the person's status too */
     char status[AGENCY_STATUS_MAX];  /* out, with want_status: the person's status now ("" if none) */
     char reason[AGENCY_REASON_MAX];
@@ -103,6 +107,10 @@ typedef struct agency_notice {
     rk_rc rc;
 } agency_notice;
 rk_rc agency_store_apply_notices(agency_store *s, agency_notice *items, size_t n, int64_t now_ms);
+
+/* For each of n persons whether it is linked here (1) or not (0: unknown,
+ * pending or failed), in one read. */
+rk_rc agency_store_linked_many(agency_store *s, const char *const *persons, size_t n, int *linked);
 
 /* The code of a linked person: RK_ERR_NOT_FOUND when unknown or not linked. */
 rk_rc agency_store_code_of(agency_store *s, const char *person, char *code, size_t codelen);

@@ -1,17 +1,23 @@
 /* persons.c — code acquisition at the agency (DESIGN §2.1, standard 第8-2(1)).
  *
- * POST /v1/persons links an internal person to a My Number: the number is
- * validated, the check code computed, a random acquisition number stored
- * as pending, and (acquisition number, My Number) sent to J-LIS. The My
- * Number itself is never stored or logged here: once J-LIS has it, the
- * agency forgets it. The code arrives later as a notice through the
- * gateway, and is linked only when its check code matches (第8-2(1)イ). */
+ * POST /v1/persons links an internal person to a My Number: the number and
+ * the person's four basic items (氏名, 生年月日, 性別 where held, 住所;
+ * lib/basic_info.h) are validated, the check code computed, a random
+ * acquisition number stored as pending, and (acquisition number, My Number,
+ * items) sent to J-LIS, which compares the items with its registry. The My
+ * Number and the items are never stored or logged here: once J-LIS has
+ * them, the agency forgets them. A mismatch fails the person with reason
+ * basic_info_mismatch (409 to the caller); else the code arrives later as a
+ * notice through the gateway, and is linked only when its check code
+ * matches (第8-2(1)イ). POST /v1/persons/recheck asks J-LIS to compare the
+ * items of persons linked earlier, and links nothing. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agency/agency.h"
+#include "lib/basic_info.h"
 #include "lib/ids.h"
 #include "lib/log.h"
 #include "lib/mynumber.h"
@@ -83,6 +89,29 @@ static void jlis_call(jlis_flow *j, const char *path, char *body, rk_flow_called
     rk_node_post_later(j->a->node, rk_pending_base(j->f.p), j->a->jlis, path, body, strlen(body), jlis_answered, j);
 }
 
+/* {"acquisition_no","my_number","name","birth_date"[,"sex"],"address"}: what
+ * J-LIS takes for one person (number_field names the first). */
+static json_t *jlis_entry(const char *number_field, const char *number, const char *my_number,
+                          const rk_basic_info *items)
+{
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s}", number_field, number, "my_number", my_number, "name", items->name,
+                          "birth_date", items->birth_date, "address", items->address);
+    if (o && items->sex)
+        json_object_set_new(o, "sex", json_string(items->sex));
+    return o;
+}
+
+static json_t *jlis_request(const char *acquisition_no, const char *my_number, const rk_basic_info *items)
+{
+    return jlis_entry("acquisition_no", acquisition_no, my_number, items);
+}
+
+/* The 400 of a bad basic item. */
+static void reply_bad_item(rk_response *resp, const char *code)
+{
+    rk_reply_error(resp, 400, code, "%s", rk_basic_error_message(code));
+}
+
 /* ---------- enrolment of one person ---------- */
 
 /* POST /v1/persons, a flow: checked on the event thread; the pending row
@@ -95,6 +124,7 @@ static void jlis_call(jlis_flow *j, const char *path, char *body, rk_flow_called
 typedef struct enrol {
     jlis_flow j;                 /* first */
     const char *my_number;       /* borrowed from the request */
+    rk_basic_info items;         /* borrowed from the request */
     agency_pending pend;
     agency_sent sent;
     rk_rc rc;
@@ -115,9 +145,18 @@ static int definite_refusal(const char *code)
     return 0;
 }
 
-/* Maps J-LIS's answer to what became of the acquisition; a refusal's error
- * goes to resp. A conflict on a re-send says that the core holds the number
+/* What a definite refusal makes of the row: a basic-item mismatch fails
+ * the person; a conflict on a re-send says that the core holds the number
  * for another My Number — so the first send reached it: the row stays. */
+static agency_sent_outcome refusal_outcome(const char *code, int resend)
+{
+    if (code && strcmp(code, "basic_info_mismatch") == 0)
+        return SENT_MISMATCH;
+    return resend && code && strcmp(code, "conflict") == 0 ? SENT_UNCERTAIN : SENT_REFUSED;
+}
+
+/* Maps J-LIS's answer to what became of the acquisition; a refusal's error
+ * goes to resp. */
 static agency_sent_outcome jlis_outcome(rk_rc rc, const rk_http_result *res, int resend, rk_response *resp)
 {
     if (rc == RK_OK && res->status == 202)
@@ -125,10 +164,16 @@ static agency_sent_outcome jlis_outcome(rk_rc rc, const rk_http_result *res, int
     if (rc == RK_OK && (res->status == 400 || res->status == 404 || res->status == 409)) {
         json_t *err = res->body ? json_loads(res->body, 0, NULL) : NULL;
         const char *code = json_string_value(json_object_get(json_object_get(err, "error"), "code"));
-        rk_reply_error(resp, (int)res->status, code ? code : "jlis_refused", "J-LIS refused the request: %s",
-                       code ? code : "no reason given");
+        agency_sent_outcome outcome = refusal_outcome(code, resend && res->status == 409);
+        if (outcome == SENT_MISMATCH)
+            rk_reply_error(resp, 409, "basic_info_mismatch",
+                           "J-LIS's resident registry holds other basic items (name, birth date, sex, address) for"
+                           " this My Number: not linked");
+        else
+            rk_reply_error(resp, (int)res->status, code ? code : "jlis_refused", "J-LIS refused the request: %s",
+                           code ? code : "no reason given");
         json_decref(err);
-        return resend && res->status == 409 ? SENT_UNCERTAIN : SENT_REFUSED;
+        return outcome;
     }
     rk_warn("J-LIS did not take an acquisition: %s, HTTP %ld", rk_strerror(rc), res->status);
     rk_reply_error(resp, 503, "jlis_unavailable", "J-LIS or the core could not take the request now; retry");
@@ -154,8 +199,12 @@ static void enrol_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
 {
     enrol *e = (enrol *)f;
     e->sent = (agency_sent){.person = e->pend.person, .acquisition_no = e->pend.acquisition_no,
-                            .outcome = jlis_outcome(rc, res, e->pend.resend, f->resp), .want_status = 1};
+                            .outcome = jlis_outcome(rc, res, e->pend.resend, f->resp), .want_status = 1,
+                            .at_ms = rk_now_ms()};
     rk_http_result_clear(res);
+    if (e->sent.outcome == SENT_MISMATCH)
+        rk_info("person %s not linked: J-LIS found other basic items (acquisition %s)", e->pend.person,
+                e->pend.acquisition_no);
     if (e->sent.outcome == SENT_UNCERTAIN) { /* nothing to store */
         rk_flow_finish(f);
         return;
@@ -186,14 +235,14 @@ static void enrol_stored(rk_flow *f)
         rk_flow_fail(f, 500, "store_error", "the person could not be stored; retry");
         return;
     }
-    json_t *msg = json_pack("{s:s,s:s}", "acquisition_no", e->pend.acquisition_no, "my_number", e->my_number);
+    json_t *msg = jlis_request(e->pend.acquisition_no, e->my_number, &e->items);
     char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     json_decref(msg);
     jlis_call(&e->j, "/v1/code-requests", body, enrol_answered);
 }
 
 int agency_read_person(const rk_request *req, rk_response *resp, const char **person, const char **my_number,
-                       int *check_code)
+                       int *check_code, rk_basic_info *items)
 {
     *person = rk_req_string(req, resp, "person", RK_ID_FIELD_MAX);
     *my_number = *person ? rk_req_string(req, resp, "my_number", RK_MY_NUMBER_FIELD_MAX) : NULL;
@@ -209,17 +258,25 @@ int agency_read_person(const rk_request *req, rk_response *resp, const char **pe
         rk_reply_error(resp, 400, "invalid_my_number", "not a valid My Number (12 digits with a correct check digit)");
         return -1;
     }
+    const char *bad = rk_basic_read_json(req->json, items);
+    if (bad) {
+        reply_bad_item(resp, bad);
+        return -1;
+    }
     return 0;
 }
 
-const char *agency_read_person_entry(json_t *e, const char **person, int *check_code)
+const char *agency_read_person_entry(json_t *e, const char **person, int *check_code, rk_basic_info *items)
 {
     *person = json_string_value(json_object_get(e, "person"));
     const char *my_number = json_string_value(json_object_get(e, "my_number"));
     *check_code = my_number ? rk_mynumber_check_code(my_number) : -1;
+    memset(items, 0, sizeof *items);
     if (!*person || !rk_person_id_valid(*person))
         return "invalid_field";
-    return *check_code < 0 ? "invalid_my_number" : NULL;
+    if (*check_code < 0)
+        return "invalid_my_number";
+    return rk_basic_read_json(e, items);
 }
 
 void agency_start_person(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
@@ -228,7 +285,7 @@ void agency_start_person(void *app, rk_pending *p, const rk_request *req, rk_res
     if (!e)
         return;
     e->j.a = app;
-    if (agency_read_person(req, resp, &e->pend.person, &e->my_number, &e->pend.check_code) != 0) {
+    if (agency_read_person(req, resp, &e->pend.person, &e->my_number, &e->pend.check_code, &e->items) != 0) {
         rk_flow_finish(&e->j.f);
         return;
     }
@@ -324,11 +381,13 @@ void agency_post_code_notice(void *app, const rk_request *req, rk_response *resp
 
 /* ---------- bulk enrolment ---------- */
 
-/* POST /v1/persons/batch {"persons":[{"person","my_number"},…]} — the
- * same as POST /v1/persons for up to RK_BATCH_MAX persons, in one commit
- * here and one call to J-LIS. Each person gets its own answer, in order. */
+/* POST /v1/persons/batch {"persons":[{"person","my_number", the four
+ * items},…]} — the same as POST /v1/persons for up to RK_BATCH_MAX
+ * persons, in one commit here and one call to J-LIS. Each person gets its
+ * own answer, in order. */
 typedef struct batch_item {
     const char *person, *my_number;
+    rk_basic_info items;     /* borrowed from the request */
     agency_pending *pending; /* its pending row, when the entry is valid */
     agency_sent *sent;       /* what J-LIS made of it, when it was sent */
     json_t *result;          /* the person's answer once known */
@@ -337,6 +396,16 @@ typedef struct batch_item {
 static json_t *item_error(const char *person, const char *code, const char *message)
 {
     return json_pack("{s:s?,s:{s:s,s:s}}", "person", person, "error", "code", code, "message", message);
+}
+
+/* The message of a bad entry's code. */
+static const char *entry_message(const char *code)
+{
+    if (strcmp(code, "invalid_field") == 0)
+        return "person must be 1 to 64 characters of [A-Za-z0-9._-]";
+    if (strcmp(code, "invalid_my_number") == 0)
+        return "not a valid My Number";
+    return rk_basic_error_message(code);
 }
 
 /* Validates each entry; valid ones get an acquisition number. */
@@ -348,12 +417,10 @@ static size_t read_batch(json_t *list, batch_item *items, agency_pending *pendin
         batch_item *it = &items[i];
         it->my_number = json_string_value(json_object_get(e, "my_number"));
         int check = -1;
-        const char *bad = agency_read_person_entry(e, &it->person, &check);
+        const char *bad = agency_read_person_entry(e, &it->person, &check, &it->items);
         uint8_t raw[ACQUISITION_BYTES];
-        if (bad && strcmp(bad, "invalid_field") == 0)
-            it->result = item_error(it->person, "invalid_field", "person must be 1 to 64 characters of [A-Za-z0-9._-]");
-        else if (bad)
-            it->result = item_error(it->person, "invalid_my_number", "not a valid My Number");
+        if (bad)
+            it->result = item_error(it->person, bad, entry_message(bad));
         else if (rk_random(raw, sizeof raw) != RK_OK)
             it->result = item_error(it->person, "internal", "no randomness");
         if (it->result)
@@ -426,8 +493,7 @@ static char *batch_jlis_body(batch *b)
             continue;
         it->sent = &b->sent[b->ns++];
         *it->sent = (agency_sent){.person = it->person, .acquisition_no = it->pending->acquisition_no};
-        json_array_append_new(reqs, json_pack("{s:s,s:s}", "acquisition_no", it->pending->acquisition_no,
-                                              "my_number", it->my_number));
+        json_array_append_new(reqs, jlis_request(it->pending->acquisition_no, it->my_number, &it->items));
     }
     json_t *msg = json_pack("{s:o}", "requests", reqs);
     char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
@@ -459,7 +525,7 @@ static agency_sent_outcome item_outcome(json_t *one, int resend, const char **co
     if (!definite_refusal(given))
         return SENT_UNCERTAIN;
     *code = given;
-    return resend && strcmp(given, "conflict") == 0 ? SENT_UNCERTAIN : SENT_REFUSED;
+    return refusal_outcome(given, resend);
 }
 
 /* On a worker: J-LIS's answers settled in one commit, then the reply. */
@@ -471,13 +537,19 @@ static void batch_answer_work(rk_flow *f)
     json_t *results = json_object_get(answer, "results");
     const char **codes = calloc(b->ns ? b->ns : 1, sizeof *codes);
     size_t r = 0;
+    int64_t now = rk_now_ms();
+    size_t mismatched = 0;
     for (size_t i = 0; codes && i < b->n; i++) {
         batch_item *it = &b->items[i];
         if (it->sent) {
             it->sent->outcome = item_outcome(json_array_get(results, r), it->pending->resend, &codes[r]);
+            it->sent->at_ms = now;
+            mismatched += it->sent->outcome == SENT_MISMATCH;
             r++;
         }
     }
+    if (mismatched)
+        rk_info("%zu of %zu persons not linked: J-LIS found other basic items", mismatched, b->ns);
     rk_rc rc = codes ? agency_store_settle_sent(b->j.a->store, b->sent, b->ns) : RK_ERR_NOMEM;
     if (rc != RK_OK)
         rk_warn("%zu enrolments' answers from J-LIS could not be stored: %s", b->ns, rk_strerror(rc));
@@ -491,6 +563,8 @@ static void batch_answer_work(rk_flow *f)
             it->result = item_error(it->person, "store_error", "the person could not be stored; retry");
         else if (it->sent->outcome == SENT_FORWARDED) /* accepted: pending, as ever in this form */
             it->result = person_answer(it->person, "pending", NULL);
+        else if (it->sent->outcome == SENT_MISMATCH)
+            it->result = item_error(it->person, code, "J-LIS's resident registry holds other basic items: not linked");
         else if (it->sent->outcome == SENT_REFUSED)
             it->result = item_error(it->person, code, "J-LIS refused this request");
         else
@@ -548,6 +622,180 @@ void agency_start_persons_batch(void *app, rk_pending *p, const rk_request *req,
         return;
     }
     rk_flow_pool(&b->j.f, batch_store_work, batch_stored);
+}
+
+/* ---------- recheck ---------- */
+
+/* POST /v1/persons/recheck {"persons":[{"person","my_number", the four
+ * items},…]} (1..RK_BATCH_MAX), a flow: the entries read and the linked
+ * persons found in one read on the pool; one call to J-LIS
+ * (POST /v1/basic-info-checks) with a fresh random check number per person,
+ * which J-LIS logs and the agency never stores; J-LIS's answers mapped back
+ * on the pool. 200 {"results":[{"person","status":"match"|"mismatch"} or
+ * {"person","error"}]}, in order; person_not_linked for a person not
+ * linked here. Nothing is linked, unlinked or stored; the log gets counts. */
+typedef struct recheck_item {
+    const char *person, *my_number;
+    rk_basic_info items;
+    char check_no[2 * ACQUISITION_BYTES + 1];
+    int sent;
+    json_t *result;
+} recheck_item;
+
+typedef struct recheck {
+    jlis_flow j;                 /* first */
+    json_t *list;                /* borrowed from the request */
+    size_t n, ns;
+    recheck_item *items;
+    const char **persons;
+    int *linked;
+    rk_rc rc;
+    rk_rc jlis_rc;
+    rk_http_result jlis_res;
+} recheck;
+
+static void recheck_cleanup(rk_flow *f)
+{
+    recheck *r = (recheck *)f;
+    jlis_body_wipe(&r->j);
+    for (size_t i = 0; r->items && i < r->n; i++)
+        json_decref(r->items[i].result);
+    free(r->items);
+    free(r->persons);
+    free(r->linked);
+    rk_http_result_clear(&r->jlis_res);
+}
+
+static void recheck_reply(recheck *r)
+{
+    json_t *results = json_array();
+    for (size_t i = 0; i < r->n; i++)
+        json_array_append_new(results, r->items[i].result ? json_incref(r->items[i].result)
+                                                          : item_error(r->items[i].person, "internal", "no answer"));
+    rk_reply_json(r->j.f.resp, 200, json_pack("{s:o}", "results", results));
+}
+
+/* On a worker: the entries read, the linked ones found, J-LIS's body made. */
+static void recheck_work(rk_flow *f)
+{
+    recheck *r = (recheck *)f;
+    for (size_t i = 0; i < r->n; i++) {
+        recheck_item *it = &r->items[i];
+        json_t *e = json_array_get(r->list, i);
+        int check = -1;
+        const char *bad = agency_read_person_entry(e, &it->person, &check, &it->items);
+        it->my_number = json_string_value(json_object_get(e, "my_number"));
+        if (bad)
+            it->result = item_error(it->person, bad, entry_message(bad));
+        r->persons[i] = bad ? NULL : it->person;
+    }
+    if ((r->rc = agency_store_linked_many(r->j.a->store, r->persons, r->n, r->linked)) != RK_OK)
+        return;
+    json_t *checks = json_array();
+    for (size_t i = 0; checks && i < r->n; i++) {
+        recheck_item *it = &r->items[i];
+        uint8_t raw[ACQUISITION_BYTES];
+        if (it->result)
+            continue;
+        if (!r->linked[i]) {
+            it->result = item_error(it->person, "person_not_linked", "the person is not linked at this agency");
+            continue;
+        }
+        if (rk_random(raw, sizeof raw) != RK_OK) {
+            it->result = item_error(it->person, "internal", "no randomness");
+            continue;
+        }
+        rk_hex(raw, sizeof raw, it->check_no);
+        it->sent = 1;
+        r->ns++;
+        json_array_append_new(checks, jlis_entry("check_no", it->check_no, it->my_number, &it->items));
+    }
+    json_t *msg = checks ? json_pack("{s:o}", "checks", checks) : NULL;
+    r->j.body = r->ns && msg ? json_dumps(msg, JSON_COMPACT) : NULL; /* kept by the flow: wiped */
+    json_decref(msg);
+    if (!r->ns)
+        recheck_reply(r);
+}
+
+/* On a worker: J-LIS's results, in order, echoing each check number. */
+static void recheck_answer_work(rk_flow *f)
+{
+    recheck *r = (recheck *)f;
+    json_t *answer = r->jlis_rc == RK_OK && r->jlis_res.status == 200 && r->jlis_res.body
+                         ? json_loads(r->jlis_res.body, 0, NULL) : NULL;
+    json_t *results = json_object_get(answer, "results");
+    size_t k = 0, match = 0, mismatch = 0;
+    if (!answer)
+        rk_warn("J-LIS did not answer a recheck of %zu persons: %s, HTTP %ld", r->ns, rk_strerror(r->jlis_rc),
+                r->jlis_res.status);
+    for (size_t i = 0; i < r->n; i++) {
+        recheck_item *it = &r->items[i];
+        if (!it->sent)
+            continue;
+        json_t *one = json_array_get(results, k++);
+        const char *no = json_string_value(json_object_get(one, "check_no"));
+        const char *status = json_string_value(json_object_get(one, "status"));
+        const char *code = json_string_value(json_object_get(json_object_get(one, "error"), "code"));
+        if (!no || strcmp(no, it->check_no) != 0 || (!status && !code)) {
+            it->result = item_error(it->person, "jlis_unavailable", "J-LIS did not check this person now; retry");
+        } else if (status && (strcmp(status, "match") == 0 || strcmp(status, "mismatch") == 0)) {
+            it->result = json_pack("{s:s,s:s}", "person", it->person, "status", status);
+            match += strcmp(status, "match") == 0;
+            mismatch += strcmp(status, "mismatch") == 0;
+        } else {
+            it->result = item_error(it->person, code ? code : "jlis_refused", "J-LIS refused this check");
+        }
+    }
+    if (answer)
+        rk_info("recheck of %zu persons with J-LIS: %zu match, %zu mismatch", r->ns, match, mismatch);
+    json_decref(answer);
+    rk_http_result_clear(&r->jlis_res);
+    recheck_reply(r);
+}
+
+static void recheck_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
+{
+    recheck *r = (recheck *)f;
+    r->jlis_rc = rc;
+    r->jlis_res = *res; /* the body moves to r */
+    rk_flow_pool(f, recheck_answer_work, rk_flow_finish);
+}
+
+static void recheck_ready(rk_flow *f)
+{
+    recheck *r = (recheck *)f;
+    if (r->rc != RK_OK) {
+        rk_flow_fail(f, 500, "store_error", "the persons could not be read; retry");
+        return;
+    }
+    if (!r->ns) { /* answered on the worker */
+        rk_flow_finish(f);
+        return;
+    }
+    char *body = r->j.body;
+    r->j.body = NULL;
+    jlis_call(&r->j, "/v1/basic-info-checks", body, recheck_answered);
+}
+
+void agency_start_recheck(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
+{
+    recheck *r = rk_flow_new(p, resp, sizeof *r, recheck_cleanup);
+    if (!r)
+        return;
+    r->j.a = app;
+    if (!(r->list = rk_req_batch(req, resp, "persons"))) {
+        rk_flow_finish(&r->j.f);
+        return;
+    }
+    r->n = json_array_size(r->list);
+    r->items = calloc(r->n, sizeof *r->items);
+    r->persons = calloc(r->n, sizeof *r->persons);
+    r->linked = calloc(r->n, sizeof *r->linked);
+    if (!r->items || !r->persons || !r->linked) {
+        rk_flow_fail(&r->j.f, 500, "internal", "out of memory");
+        return;
+    }
+    rk_flow_pool(&r->j.f, recheck_work, recheck_ready);
 }
 
 /* POST /v1/code-notices/batch {"notices":[{"acquisition_no","code","check_code"},…]}

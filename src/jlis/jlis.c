@@ -2,11 +2,16 @@
  * code acquisition to the core (法21条の2, 令27条, standard 第7-2, 第8-2).
  *
  * It holds the resident registry. For a request it finds the resident,
- * computes the 符号取得処理検査用符号 itself (第7-2(1)) and hands
- * (agency, acquisition number, resident codes, check code) to the core on
- * the primary line, or on the backup line when the primary fails
- * (第7-1(7)). It answers 202 only after the core acknowledged, and it never
- * sees a code. */
+ * compares the four basic items the agency sent with the registry's
+ * (lib/basic_info.h: a mismatch is refused, 409 basic_info_mismatch, and
+ * never reaches the core), computes the 符号取得処理検査用符号 itself
+ * (第7-2(1)) and hands (agency, acquisition number, resident codes, check
+ * code) to the core on the primary line, or on the backup line when the
+ * primary fails (第7-1(7)). It answers 202 only after the core
+ * acknowledged, and it never sees a code. Every lookup of the registry is
+ * logged (agency, acquisition number, purpose, outcome; never a My Number
+ * nor an item's value), the code requests' and the rechecks'
+ * (POST /v1/basic-info-checks: the comparison alone, nothing relayed). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +19,7 @@
 
 #include "jlis/jlis.h"
 #include "jlis/jlis_store.h"
+#include "lib/basic_info.h"
 #include "lib/ids.h"
 #include "lib/log.h"
 #include "lib/mynumber.h"
@@ -57,11 +63,14 @@ typedef struct code_request {
     rk_flow flow;               /* first: the flow's state */
     jlis *j;
     const char *agency, *acquisition_no, *my_number; /* borrowed from the request */
+    rk_basic_info given;        /* borrowed from the request */
     int64_t received_ms;
     rk_rc found;
-    jlis_resident r;            /* resident codes: wiped */
+    jlis_resident r;            /* resident codes and items: wiped */
+    unsigned mismatched;        /* RK_BASIC_* bits */
     int check;
     const char *nos[1];
+    jlis_lookup lookup;
     jlis_relay_log log;
 } code_request;
 
@@ -71,13 +80,25 @@ static void code_request_cleanup(rk_flow *f)
     rk_wipe(&x->r, sizeof x->r);
 }
 
-static void relay_logged(void *arg, rk_rc rc)
+static void request_logged(void *arg, rk_rc rc)
 {
     code_request *x = arg;
-    (void)rc; /* the relay is done either way: the log line is the record of it */
-    rk_info("relayed acquisition for %s on the %s line", x->agency, x->log.line);
-    rk_reply_json(x->flow.resp, 202, json_pack("{s:s}", "status", "forwarded"));
+    if (rc != RK_OK)
+        rk_warn("the lookup of acquisition %s for %s could not be logged: %s", x->acquisition_no, x->agency,
+                rk_strerror(rc));
     rk_flow_finish(&x->flow);
+}
+
+/* Logs the request's lookup — and its relay on line, when relayed — in one
+ * commit, then answers what resp holds. */
+static void log_and_finish(code_request *x, const char *line)
+{
+    x->nos[0] = x->acquisition_no;
+    x->log = (jlis_relay_log){.agency = x->agency, .line = line ? line : "", .acquisition_nos = x->nos,
+                              .n = line ? 1 : 0, .lookups = &x->lookup, .n_lookups = 1,
+                              .at_ms = (long long)x->received_ms};
+    if (jlis_store_log_relays_later(x->j->store, rk_pending_base(x->flow.p), &x->log, request_logged, x) != RK_OK)
+        request_logged(x, RK_ERR_STORE);
 }
 
 static void code_relayed(rk_flow *f, rk_rc rc, rk_http_result *res)
@@ -88,11 +109,9 @@ static void code_relayed(rk_flow *f, rk_rc rc, rk_http_result *res)
     rk_http_result_clear(res);
     note_line(x->j, backup);
     if (rc == RK_OK && status == 202) {
-        x->nos[0] = x->acquisition_no;
-        x->log = (jlis_relay_log){.agency = x->agency, .line = backup ? "backup" : "primary", .acquisition_nos = x->nos,
-                                  .n = 1, .at_ms = (long long)x->received_ms};
-        if (jlis_store_log_relays_later(x->j->store, rk_pending_base(f->p), &x->log, relay_logged, x) != RK_OK)
-            relay_logged(x, RK_ERR_STORE);
+        rk_info("relayed acquisition for %s on the %s line", x->agency, backup ? "backup" : "primary");
+        rk_reply_json(f->resp, 202, json_pack("{s:s}", "status", "forwarded"));
+        log_and_finish(x, backup ? "backup" : "primary");
         return;
     }
     if (rc == RK_OK && status == 409) {
@@ -104,26 +123,42 @@ static void code_relayed(rk_flow *f, rk_rc rc, rk_http_result *res)
         rk_warn("core unreachable on both lines: %s", rk_strerror(rc));
         rk_reply_error(f->resp, 503, "core_unavailable", "the core could not be reached on either line; retry");
     }
-    rk_flow_finish(f);
+    log_and_finish(x, NULL);
 }
 
-/* On a worker. */
+/* On a worker: the resident, the comparison, the check code. */
 static void find_resident(rk_flow *f)
 {
     code_request *x = (code_request *)f;
     x->found = jlis_store_find(x->j->store, x->my_number, &x->r);
     x->check = rk_mynumber_check_code(x->my_number);
+    if (x->found == RK_OK) {
+        rk_basic_info registry = jlis_resident_items(&x->r);
+        x->mismatched = rk_basic_compare(&registry, &x->given);
+    }
 }
 
 static void resident_found(rk_flow *f)
 {
     code_request *x = (code_request *)f;
-    if (x->found == RK_ERR_NOT_FOUND) {
-        rk_flow_fail(f, 404, "unknown_person", "no resident has this My Number");
+    if (x->found != RK_OK && x->found != RK_ERR_NOT_FOUND) {
+        rk_flow_fail(f, 500, "store_error", "the resident registry could not be read");
         return;
     }
-    if (x->found != RK_OK) {
-        rk_flow_fail(f, 500, "store_error", "the resident registry could not be read");
+    x->lookup = (jlis_lookup){.acquisition_no = x->acquisition_no, .purpose = "link",
+                              .outcome = x->found == RK_ERR_NOT_FOUND ? "unknown_person"
+                                         : x->mismatched              ? "mismatch"
+                                                                      : "match",
+                              .mismatched = x->mismatched};
+    if (x->found == RK_ERR_NOT_FOUND) {
+        rk_reply_error(f->resp, 404, "unknown_person", "no resident has this My Number");
+        log_and_finish(x, NULL);
+        return;
+    }
+    if (x->mismatched) { /* the link is refused before the core hears of it */
+        rk_reply_error(f->resp, 409, "basic_info_mismatch",
+                       "the basic items (name, birth date, sex, address) do not match the resident registry");
+        log_and_finish(x, NULL);
         return;
     }
     json_t *msg = notice_for_core(x->agency, x->acquisition_no, &x->r, x->check);
@@ -133,7 +168,7 @@ static void resident_found(rk_flow *f)
 }
 
 int jlis_read_code_request(const rk_request *req, rk_response *resp, const char **acquisition_no,
-                           const char **my_number)
+                           const char **my_number, rk_basic_info *items)
 {
     *acquisition_no = rk_req_string(req, resp, "acquisition_no", RK_ACQUISITION_NO_MAX);
     *my_number = *acquisition_no ? rk_req_string(req, resp, "my_number", RK_MY_NUMBER_FIELD_MAX) : NULL;
@@ -147,22 +182,62 @@ int jlis_read_code_request(const rk_request *req, rk_response *resp, const char 
         rk_reply_error(resp, 400, "invalid_my_number", "not a valid My Number (12 digits with a correct check digit)");
         return -1;
     }
+    const char *bad = rk_basic_read_json(req->json, items);
+    if (bad) {
+        rk_reply_error(resp, 400, bad, "%s", rk_basic_error_message(bad));
+        return -1;
+    }
     return 0;
 }
 
-const char *jlis_read_batch_entry(json_t *e, const char **acquisition_no, const char **my_number)
+/* An entry {number_field, "my_number", items}: NULL or its error code. */
+static const char *read_entry(json_t *e, const char *number_field, const char **number, const char **my_number,
+                              rk_basic_info *items)
 {
     *my_number = json_string_value(json_object_get(e, "my_number"));
-    *acquisition_no = json_string_value(json_object_get(e, "acquisition_no"));
-    if (!*acquisition_no || !rk_acquisition_no_valid(*acquisition_no))
+    *number = json_string_value(json_object_get(e, number_field));
+    memset(items, 0, sizeof *items);
+    if (!*number || !rk_acquisition_no_valid(*number))
         return "invalid_field";
     if (!*my_number || rk_mynumber_validate(*my_number) != RK_OK)
         return "invalid_my_number";
-    return NULL;
+    return rk_basic_read_json(e, items);
 }
 
-/* POST /v1/code-requests {"acquisition_no","my_number"} from an agency node,
- * on the event thread (a `start` route). */
+const char *jlis_read_batch_entry(json_t *e, const char **acquisition_no, const char **my_number,
+                                  rk_basic_info *items)
+{
+    return read_entry(e, "acquisition_no", acquisition_no, my_number, items);
+}
+
+const char *jlis_read_check_entry(json_t *e, const char **check_no, const char **my_number, rk_basic_info *items)
+{
+    return read_entry(e, "check_no", check_no, my_number, items);
+}
+
+/* The message of an entry's error code. */
+static const char *entry_message(const char *code)
+{
+    if (strcmp(code, "invalid_field") == 0)
+        return "bad acquisition_no or check_no (16 to 64 lowercase hex digits)";
+    if (strcmp(code, "invalid_my_number") == 0)
+        return "not a valid My Number";
+    if (strcmp(code, "unknown_person") == 0)
+        return "no resident has this My Number";
+    if (strcmp(code, "basic_info_mismatch") == 0)
+        return "the basic items do not match the resident registry";
+    if (strcmp(code, "store_error") == 0)
+        return "the registry could not be read";
+    return rk_basic_error_message(code);
+}
+
+static json_t *entry_error(const char *code)
+{
+    return json_pack("{s:s,s:s}", "code", code, "message", entry_message(code));
+}
+
+/* POST /v1/code-requests {"acquisition_no","my_number", the four items}
+ * from an agency node, on the event thread (a `start` route). */
 static void start_code_request(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
 {
     code_request *x = rk_flow_new(p, resp, sizeof *x, code_request_cleanup);
@@ -171,7 +246,7 @@ static void start_code_request(void *app, rk_pending *p, const rk_request *req, 
     x->j = app;
     x->agency = req->peer->agency;
     x->received_ms = req->received_ms;
-    if (jlis_read_code_request(req, resp, &x->acquisition_no, &x->my_number) != 0) {
+    if (jlis_read_code_request(req, resp, &x->acquisition_no, &x->my_number, &x->given) != 0) {
         rk_flow_finish(&x->flow);
         return;
     }
@@ -185,29 +260,42 @@ typedef struct relay_item {
     json_t *error;       /* set when refused here or by the core */
 } relay_item;
 
-/* Validates and looks up each request; the valid ones go into `codes`. On a
- * worker. */
-static void prepare_batch(jlis *j, const char *agency, json_t *list, relay_item *items, json_t *codes)
+/* Validates, looks up and compares each request; the matching ones go into
+ * `codes`, each lookup into lookups (*n_lookups of them). On a worker. */
+static void prepare_batch(jlis *j, const char *agency, json_t *list, relay_item *items, json_t *codes,
+                          jlis_lookup *lookups, size_t *n_lookups)
 {
-    jlis_resident r;
+    jlis_resident *r = malloc(sizeof *r);
     for (size_t i = 0; i < json_array_size(list); i++) {
         json_t *e = json_array_get(list, i);
         relay_item *it = &items[i];
         const char *number = NULL;
-        const char *bad = jlis_read_batch_entry(e, &it->acquisition_no, &number);
-        rk_rc rc = RK_ERR_INVALID;
-        if (bad)
-            it->error = json_pack("{s:s,s:s}", "code", bad, "message",
-                                  strcmp(bad, "invalid_field") == 0 ? "bad acquisition_no" : "not a valid My Number");
-        else if ((rc = jlis_store_find(j->store, number, &r)) != RK_OK)
-            it->error = json_pack("{s:s,s:s}", "code", rc == RK_ERR_NOT_FOUND ? "unknown_person" : "store_error",
-                                  "message", rc == RK_ERR_NOT_FOUND ? "no resident has this My Number"
-                                                                    : "the registry could not be read");
-        else
-            json_array_append_new(codes, notice_for_core(agency, it->acquisition_no, &r,
-                                                         rk_mynumber_check_code(number)));
+        rk_basic_info given;
+        const char *bad = jlis_read_batch_entry(e, &it->acquisition_no, &number, &given);
+        rk_rc rc = bad ? RK_ERR_INVALID : !r ? RK_ERR_NOMEM : jlis_store_find(j->store, number, r);
+        if (bad || (rc != RK_OK && rc != RK_ERR_NOT_FOUND)) {
+            it->error = entry_error(bad ? bad : "store_error");
+            continue;
+        }
+        jlis_lookup *l = &lookups[(*n_lookups)++];
+        *l = (jlis_lookup){.acquisition_no = it->acquisition_no, .purpose = "link", .outcome = "unknown_person"};
+        if (rc == RK_ERR_NOT_FOUND) {
+            it->error = entry_error("unknown_person");
+            continue;
+        }
+        rk_basic_info registry = jlis_resident_items(r);
+        if ((l->mismatched = rk_basic_compare(&registry, &given)) != 0) {
+            l->outcome = "mismatch";
+            it->error = entry_error("basic_info_mismatch");
+            continue;
+        }
+        l->outcome = "match";
+        json_array_append_new(codes, notice_for_core(agency, it->acquisition_no, r, rk_mynumber_check_code(number)));
     }
-    rk_wipe(&r, sizeof r);
+    if (r) {
+        rk_wipe(r, sizeof *r);
+        free(r);
+    }
 }
 
 /* POST /v1/code-requests/batch as a flow: the residents looked up and the
@@ -221,6 +309,8 @@ typedef struct code_batch {
     json_t *list;
     size_t n;
     relay_item *items;
+    jlis_lookup *lookups;       /* of the registry, logged with the relays */
+    size_t n_lookups;
     const char **relayed;       /* acquisition numbers the core took */
     json_t *codes;              /* the notices for the core */
     char *body;                 /* the call's body, until it is the flow's */
@@ -240,6 +330,7 @@ static void code_batch_cleanup(rk_flow *f)
     json_decref(x->codes);
     json_decref(x->results);
     free(x->relayed);
+    free(x->lookups);
     free(x->items);
 }
 
@@ -251,8 +342,10 @@ static void batch_reply(code_batch *x)
 
 static void batch_logged(void *arg, rk_rc rc)
 {
-    (void)rc; /* as for one acquisition */
-    batch_reply(arg);
+    code_batch *x = arg;
+    if (rc != RK_OK)
+        rk_warn("%zu lookups for %s could not be logged: %s", x->n_lookups, x->agency, rk_strerror(rc));
+    batch_reply(x);
 }
 
 /* One result per request, in order: refused here, refused by the core, or
@@ -278,9 +371,10 @@ static void batch_merge(code_batch *x, json_t *core_results, int backup)
         }
     }
     json_decref(core_results);
-    if (n_relayed) {
+    if (n_relayed || x->n_lookups) {
         x->log = (jlis_relay_log){.agency = x->agency, .line = backup ? "backup" : "primary",
-                                  .acquisition_nos = x->relayed, .n = n_relayed, .at_ms = (long long)x->received_ms};
+                                  .acquisition_nos = x->relayed, .n = n_relayed, .lookups = x->lookups,
+                                  .n_lookups = x->n_lookups, .at_ms = (long long)x->received_ms};
         if (jlis_store_log_relays_later(x->j->store, rk_pending_base(x->flow.p), &x->log, batch_logged, x) == RK_OK)
             return;
     }
@@ -304,7 +398,7 @@ static void batch_relayed(rk_flow *f, rk_rc rc, rk_http_result *res)
 static void batch_prepare(rk_flow *f)
 {
     code_batch *x = (code_batch *)f;
-    prepare_batch(x->j, x->agency, x->list, x->items, x->codes);
+    prepare_batch(x->j, x->agency, x->list, x->items, x->codes, x->lookups, &x->n_lookups);
     if (!json_array_size(x->codes))
         return;
     json_t *msg = json_pack("{s:O}", "codes", x->codes);
@@ -324,7 +418,7 @@ static void batch_prepared(rk_flow *f)
     rk_flow_call(f, x->j->node, x->j->core, "/v1/codes/batch", body, batch_relayed);
 }
 
-/* POST /v1/code-requests/batch {"requests":[{"acquisition_no","my_number"},…]}:
+/* POST /v1/code-requests/batch {"requests":[{"acquisition_no","my_number", the four items},…]}:
  * as /v1/code-requests for up to RK_BATCH_MAX acquisitions, relayed to the
  * core in one call. Answers 200 with one result per request, in order. On
  * the event thread (a `start` route). */
@@ -343,9 +437,10 @@ static void start_code_requests_batch(void *app, rk_pending *p, const rk_request
     x->n = json_array_size(x->list);
     x->items = calloc(x->n, sizeof *x->items);
     x->relayed = calloc(x->n, sizeof *x->relayed);
+    x->lookups = calloc(x->n, sizeof *x->lookups);
     x->codes = json_array();
     x->results = json_array();
-    if (!x->items || !x->relayed || !x->codes || !x->results) {
+    if (!x->items || !x->relayed || !x->lookups || !x->codes || !x->results) {
         rk_flow_fail(&x->flow, 500, "internal", "out of memory");
         return;
     }
@@ -371,10 +466,84 @@ static void handle_records(void *app, const rk_request *req, rk_response *resp)
     }
 }
 
+/* POST /v1/basic-info-checks {"checks":[{"check_no","my_number", the four
+ * items},…]} (1..RK_BATCH_MAX): an agency's recheck of persons it linked
+ * earlier. Each is compared as a code request is, nothing is relayed; the
+ * lookups are logged before the answer (no answer when they cannot be):
+ * 200 {"results":[{"check_no","status":"match"|"mismatch"} or
+ * {"check_no","error"}]}, in order. On a worker (store only). */
+static void handle_checks(void *app, const rk_request *req, rk_response *resp)
+{
+    jlis *j = app;
+    json_t *list = rk_req_batch(req, resp, "checks");
+    if (!list)
+        return;
+    size_t n = json_array_size(list), n_lookups = 0;
+    jlis_lookup *lookups = calloc(n, sizeof *lookups);
+    jlis_resident *r = malloc(sizeof *r);
+    json_t *results = json_array();
+    if (!lookups || !r || !results) {
+        rk_reply_error(resp, 500, "internal", "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *check_no = NULL, *number = NULL;
+        rk_basic_info given;
+        const char *bad = jlis_read_check_entry(json_array_get(list, i), &check_no, &number, &given);
+        rk_rc rc = bad ? RK_ERR_INVALID : jlis_store_find(j->store, number, r);
+        if (!bad && (rc == RK_OK || rc == RK_ERR_NOT_FOUND)) {
+            rk_basic_info registry = jlis_resident_items(r);
+            unsigned bits = rc == RK_OK ? rk_basic_compare(&registry, &given) : 0;
+            lookups[n_lookups++] = (jlis_lookup){.acquisition_no = check_no, .purpose = "recheck", .mismatched = bits,
+                                                 .outcome = rc != RK_OK ? "unknown_person" : bits ? "mismatch" : "match"};
+            if (rc == RK_OK) {
+                json_array_append_new(results, json_pack("{s:s,s:s}", "check_no", check_no, "status",
+                                                         bits ? "mismatch" : "match"));
+                continue;
+            }
+            bad = "unknown_person";
+        }
+        json_array_append_new(results, json_pack("{s:s?,s:o}", "check_no", check_no, "error",
+                                                 entry_error(bad ? bad : "store_error")));
+    }
+    if (n_lookups && jlis_store_log_lookups(j->store, req->peer->agency, lookups, n_lookups, req->received_ms) != RK_OK)
+        rk_reply_error(resp, 500, "store_error", "the lookups could not be logged; nothing is answered");
+    else
+        rk_reply_json(resp, 200, json_pack("{s:O}", "results", results));
+done:
+    if (r) {
+        rk_wipe(r, sizeof *r);
+        free(r);
+    }
+    json_decref(results);
+    free(lookups);
+}
+
+/* GET /v1/lookups?before=&limit= for the network operator: every lookup of
+ * the registry an agency caused, newest first (J-LIS's provision log). */
+static void handle_lookups(void *app, const rk_request *req, rk_response *resp)
+{
+    jlis *j = app;
+    int64_t before = 0;
+    int limit = 0;
+    json_t *arr = NULL;
+    if (req->peer->agency[0]) {
+        rk_reply_error(resp, 403, "role_not_allowed", "only the network operator reads J-LIS's lookup log");
+    } else if (rk_page_params(req, resp, &before, &limit) != 0) {
+        return;
+    } else if (jlis_store_lookups(j->store, before, limit, &arr) != RK_OK) {
+        rk_reply_error(resp, 500, "store_error", "the lookup log could not be read");
+    } else {
+        rk_reply_json(resp, 200, json_pack("{s:o}", "lookups", arr));
+    }
+}
+
 static const rk_route routes[] = {
     {"POST", "/v1/code-requests", RK_ROLE_AGENCY, 0, NULL, 0, start_code_request},
     {"POST", "/v1/code-requests/batch", RK_ROLE_AGENCY, 0, NULL, 0, start_code_requests_batch},
+    {"POST", "/v1/basic-info-checks", RK_ROLE_AGENCY, 0, handle_checks},
     {"GET", "/v1/records", RK_ROLE_OPERATOR, 0, handle_records},
+    {"GET", "/v1/lookups", RK_ROLE_OPERATOR, 0, handle_lookups},
 };
 
 static int health(void *app, json_t *checks)
@@ -394,6 +563,10 @@ static rk_rc open_jlis(rk_node *node, void *app)
     rk_rc rc;
     if (!(j->core = rk_registry_find(node->registry, RK_ROLE_CORE, NULL))) {
         rk_error("no core in the registry");
+        return RK_ERR_CONFIG;
+    }
+    if (rk_basic_init() != RK_OK) { /* no comparison without the JIS sets */
+        rk_error("the C library has no EUC-JISX0213 converter (gconv): the basic items cannot be compared");
         return RK_ERR_CONFIG;
     }
     if ((rc = jlis_store_open(node->cfg.db, 0, &j->store)) != RK_OK)

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "store/db.h"
+#include "lib/csv.h"
 #include "lib/mynumber.h"
 #include "lib/util.h"
 
@@ -22,7 +23,10 @@ struct jlis_store {
 /* J-LIS's tables, one migration a version (module "jlis"). Step 1 is the
  * schema from before versioned migrations: IF NOT EXISTS, so that a database
  * made then opens unchanged. Step 2: where an import loads the CSV before
- * it replaces the registry in one commit (same columns, same order). */
+ * it replaces the registry in one commit (same columns, same order). Step 3:
+ * the four basic items of each resident (in both tables, in the same order;
+ * the import stamp forgotten, so that the next start loads them), and the
+ * log of lookups. */
 static const char *const jlis_steps[] = {
     "CREATE TABLE IF NOT EXISTS residents ("
     "  my_number TEXT PRIMARY KEY, resident_code TEXT NOT NULL UNIQUE, previous TEXT NOT NULL DEFAULT ''"
@@ -34,6 +38,18 @@ static const char *const jlis_steps[] = {
     "CREATE TABLE IF NOT EXISTS residents_load ("
     "  my_number TEXT PRIMARY KEY, resident_code TEXT NOT NULL UNIQUE, previous TEXT NOT NULL DEFAULT ''"
     "){without_rowid};",
+    "ALTER TABLE residents ADD COLUMN name TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE residents ADD COLUMN birth_date TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE residents ADD COLUMN sex TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE residents ADD COLUMN address TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE residents_load ADD COLUMN name TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE residents_load ADD COLUMN birth_date TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE residents_load ADD COLUMN sex TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE residents_load ADD COLUMN address TEXT NOT NULL DEFAULT '';"
+    "DELETE FROM meta WHERE k = 'residents_stamp';"
+    "CREATE TABLE lookups ("
+    "  id {id}, at_ms BIGINT NOT NULL, agency TEXT NOT NULL, acquisition_no TEXT NOT NULL,"
+    "  purpose TEXT NOT NULL, outcome TEXT NOT NULL, mismatched TEXT NOT NULL DEFAULT '');",
 };
 
 rk_rc jlis_store_open(const char *target, int flags, jlis_store **out)
@@ -62,35 +78,69 @@ void jlis_store_close(jlis_store *s)
     free(s);
 }
 
-/* Splits one CSV row of digits into its fields; previous codes are checked
- * one by one. Returns a reason, or NULL when the row is good. */
-static const char *parse_row(char *line, char **number, char **code, char **previous)
+int jlis_residents_header(char *line, jlis_columns *cols, const char **bad)
 {
+    char *fields[16];
     line[strcspn(line, "\r\n")] = '\0';
-    *number = strtok_r(line, ",", &line);
-    *code = *number ? strsep(&line, ",") : NULL;
-    *previous = line ? strsep(&line, ",") : NULL;
-    if (!*previous)
-        *previous = "";
-    if (!*number || rk_mynumber_validate(*number) != RK_OK)
+    if (strncmp(line, "\xEF\xBB\xBF", 3) == 0)
+        line += 3; /* a UTF-8 byte order mark */
+    int n = rk_csv_split(line, fields, 16);
+    *cols = (jlis_columns){.n = n, .previous = -1, .name = -1, .birth_date = -1, .sex = -1, .address = -1};
+    if (n < 2 || n > 16 || strcmp(fields[0], "my_number") != 0 || strcmp(fields[1], "resident_code") != 0) {
+        *bad = "header must start with my_number,resident_code";
+        return -1;
+    }
+    for (int i = 2; i < n; i++) {
+        int *at = strcmp(fields[i], "previous_resident_codes") == 0 ? &cols->previous
+                  : strcmp(fields[i], "name") == 0                  ? &cols->name
+                  : strcmp(fields[i], "birth_date") == 0            ? &cols->birth_date
+                  : strcmp(fields[i], "sex") == 0                   ? &cols->sex
+                  : strcmp(fields[i], "address") == 0               ? &cols->address
+                                                                    : NULL;
+        if (at && *at < 0)
+            *at = i;
+    }
+    if (cols->name < 0 || cols->birth_date < 0 || cols->sex < 0 || cols->address < 0) {
+        *bad = "header lacks the basic items name,birth_date,sex,address";
+        return -1;
+    }
+    return 0;
+}
+
+/* Splits one CSV row into its fields and checks them. Returns a reason, or
+ * NULL when the row is good. */
+static const char *parse_row(char *line, const jlis_columns *cols, jlis_row *row)
+{
+    char *f[16];
+    line[strcspn(line, "\r\n")] = '\0';
+    int n = rk_csv_split(line, f, 16);
+    if (n != cols->n)
+        return n < 0 ? "unbalanced quotes" : "not as many fields as the header";
+    row->my_number = f[0];
+    row->resident_code = f[1];
+    row->previous = cols->previous >= 0 ? f[cols->previous] : "";
+    row->items = (rk_basic_info){.name = f[cols->name], .birth_date = f[cols->birth_date],
+                                 .sex = *f[cols->sex] ? f[cols->sex] : NULL, .address = f[cols->address]};
+    if (rk_mynumber_validate(row->my_number) != RK_OK)
         return "invalid my_number";
-    if (!*code || rk_resident_code_validate(*code) != RK_OK)
+    if (rk_resident_code_validate(row->resident_code) != RK_OK)
         return "invalid resident_code (11 digits)";
-    size_t n = 0;
-    for (const char *p = *previous; *p; p += strcspn(p, ";"), p += (*p == ';')) {
+    size_t k = 0;
+    for (const char *p = row->previous; *p; p += strcspn(p, ";"), p += (*p == ';')) {
         char one[16];
         size_t w = strcspn(p, ";");
-        if (w >= sizeof one || ++n > JLIS_MAX_PREVIOUS)
+        if (w >= sizeof one || ++k > JLIS_MAX_PREVIOUS)
             return "too many or too long previous_resident_codes";
         snprintf(one, sizeof one, "%.*s", (int)w, p);
         if (rk_resident_code_validate(one) != RK_OK)
             return "invalid previous resident code (11 digits)";
     }
-    return NULL;
+    const char *bad = rk_basic_check(&row->items);
+    return bad ? rk_basic_error_message(bad) : NULL;
 }
 
-int jlis_residents_row(FILE *f, char line[JLIS_LINE_MAX], size_t *lineno, char **number, char **code,
-                       char **previous, const char **bad)
+int jlis_residents_row(FILE *f, const jlis_columns *cols, char line[JLIS_LINE_MAX], size_t *lineno, jlis_row *row,
+                       const char **bad)
 {
     *bad = NULL;
     for (;;) {
@@ -103,11 +153,17 @@ int jlis_residents_row(FILE *f, char line[JLIS_LINE_MAX], size_t *lineno, char *
             *bad = "line too long";
             return -1;
         }
-        if (line[0] == '\n' || line[0] == '\0')
+        if (line[0] == '\n' || line[0] == '\0' || (line[0] == '\r' && line[1] == '\n'))
             continue;
-        *bad = parse_row(line, number, code, previous);
+        *bad = parse_row(line, cols, row);
         return *bad ? -1 : 1;
     }
+}
+
+rk_basic_info jlis_resident_items(const jlis_resident *r)
+{
+    return (rk_basic_info){.name = r->name, .birth_date = r->birth_date, .sex = r->sex[0] ? r->sex : NULL,
+                           .address = r->address};
 }
 
 /* ---- import: the CSV goes to residents_load a chunk a commit, then one
@@ -116,6 +172,7 @@ int jlis_residents_row(FILE *f, char line[JLIS_LINE_MAX], size_t *lineno, char *
 
 typedef struct import_job {
     FILE *f;
+    jlis_columns cols;
     const char *path, *stamp;
     char *err;
     size_t errlen, lineno, n;
@@ -133,9 +190,9 @@ static rk_rc load_chunk(rk_db *db, void *arg)
     }
     char line[JLIS_LINE_MAX];
     for (size_t rows = 0; rows < IMPORT_CHUNK;) {
-        char *number, *code, *previous;
+        jlis_row row;
         const char *bad;
-        int got = jlis_residents_row(j->f, line, &j->lineno, &number, &code, &previous, &bad);
+        int got = jlis_residents_row(j->f, &j->cols, line, &j->lineno, &row, &bad);
         if (got == 0) {
             j->eof = 1;
             break;
@@ -144,11 +201,18 @@ static rk_rc load_chunk(rk_db *db, void *arg)
             snprintf(j->err, j->errlen, "%s:%zu: %s", j->path, j->lineno, bad);
             return RK_ERR_INVALID;
         }
-        rk_stmt *st = rk_db_stmt(db, "INSERT INTO residents_load(my_number, resident_code, previous) VALUES (?, ?, ?)");
-        rk_bind_text(st, 1, number);
-        rk_bind_text(st, 2, code);
-        rk_bind_text(st, 3, previous);
-        if ((rc = rk_stmt_exec(st)) != RK_OK) {
+        rk_stmt *st = rk_db_stmt(db, "INSERT INTO residents_load(my_number, resident_code, previous, name, birth_date,"
+                                     " sex, address) VALUES (?, ?, ?, ?, ?, ?, ?)");
+        rk_bind_text(st, 1, row.my_number);
+        rk_bind_text(st, 2, row.resident_code);
+        rk_bind_text(st, 3, row.previous);
+        rk_bind_text(st, 4, row.items.name);
+        rk_bind_text(st, 5, row.items.birth_date);
+        rk_bind_text(st, 6, row.items.sex ? row.items.sex : "");
+        rk_bind_text(st, 7, row.items.address);
+        rc = rk_stmt_exec(st);
+        rk_wipe(line, sizeof line);
+        if (rc != RK_OK) {
             if (rc == RK_ERR_CONFLICT)
                 snprintf(j->err, j->errlen, "%s:%zu: duplicate my_number or resident_code", j->path, j->lineno);
             return rc;
@@ -221,9 +285,10 @@ rk_rc jlis_store_import(jlis_store *s, const char *csv_path, size_t *imported, c
         snprintf(err, errlen, "%s: cannot read", csv_path);
         return RK_ERR_IO;
     }
-    char header[512];
-    if (!fgets(header, sizeof header, j.f) || strncmp(header, "my_number,resident_code", 23) != 0) {
-        snprintf(err, errlen, "%s:1: header must start with my_number,resident_code", csv_path);
+    char header[JLIS_LINE_MAX];
+    const char *bad = "no header";
+    if (!fgets(header, sizeof header, j.f) || jlis_residents_header(header, &j.cols, &bad) != 0) {
+        snprintf(err, errlen, "%s:1: %s", csv_path, bad);
         fclose(j.f);
         return RK_ERR_INVALID;
     }
@@ -249,13 +314,18 @@ typedef struct find_args {
 static rk_rc find_in_tx(rk_db *db, void *arg)
 {
     find_args *x = arg;
-    rk_stmt *q = rk_db_stmt(db, "SELECT resident_code, previous FROM residents WHERE my_number = ?");
+    rk_stmt *q = rk_db_stmt(db, "SELECT resident_code, previous, name, birth_date, sex, address FROM residents"
+                                " WHERE my_number = ?");
     rk_bind_text(q, 1, x->my_number);
     rk_rc rc = rk_stmt_next(q);
     if (rc != RK_OK)
         return rc;
     jlis_resident *out = x->out;
     rk_col_copy(q, 0, out->resident_code, sizeof out->resident_code);
+    rk_col_copy(q, 2, out->name, sizeof out->name);
+    rk_col_copy(q, 3, out->birth_date, sizeof out->birth_date);
+    rk_col_copy(q, 4, out->sex, sizeof out->sex);
+    rk_col_copy(q, 5, out->address, sizeof out->address);
     const char *p = rk_col_text(q, 1);
     while (p && *p && out->n_previous < JLIS_MAX_PREVIOUS) {
         size_t w = strcspn(p, ";");
@@ -297,6 +367,21 @@ rk_rc jlis_store_log_relay(jlis_store *s, const char *agency, const char *acquis
     return rk_db_write(s->db, log_relay_in_tx, &r);
 }
 
+static rk_rc log_lookup_in_tx(rk_db *db, const char *agency, const jlis_lookup *l, long long at_ms)
+{
+    char items[64];
+    rk_basic_items_text(l->mismatched, items, sizeof items);
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO lookups(at_ms, agency, acquisition_no, purpose, outcome, mismatched)"
+                                 " VALUES (?, ?, ?, ?, ?, ?)");
+    rk_bind_int(st, 1, at_ms);
+    rk_bind_text(st, 2, agency);
+    rk_bind_text(st, 3, l->acquisition_no);
+    rk_bind_text(st, 4, l->purpose);
+    rk_bind_text(st, 5, l->outcome);
+    rk_bind_text(st, 6, items);
+    return rk_stmt_exec(st);
+}
+
 static rk_rc log_relays_in_tx(rk_db *db, void *arg)
 {
     const jlis_relay_log *m = arg;
@@ -305,7 +390,17 @@ static rk_rc log_relays_in_tx(rk_db *db, void *arg)
         relay_args one = {m->agency, m->acquisition_nos[i], m->line, m->at_ms};
         rc = log_relay_in_tx(db, &one);
     }
+    for (size_t i = 0; i < m->n_lookups && rc == RK_OK; i++)
+        rc = log_lookup_in_tx(db, m->agency, &m->lookups[i], m->at_ms);
     return rc;
+}
+
+rk_rc jlis_store_log_lookups(jlis_store *s, const char *agency, const jlis_lookup *lookups, size_t n, long long at_ms)
+{
+    if (s->readonly)
+        return RK_ERR_DENIED;
+    jlis_relay_log m = {.agency = agency, .lookups = lookups, .n_lookups = n, .at_ms = at_ms};
+    return rk_db_write(s->db, log_relays_in_tx, &m);
 }
 
 rk_rc jlis_store_log_relays(jlis_store *s, const char *agency, const char *const *acquisition_nos, size_t n,
@@ -313,7 +408,7 @@ rk_rc jlis_store_log_relays(jlis_store *s, const char *agency, const char *const
 {
     if (s->readonly)
         return RK_ERR_DENIED;
-    jlis_relay_log m = {agency, line, acquisition_nos, n, at_ms};
+    jlis_relay_log m = {.agency = agency, .line = line, .acquisition_nos = acquisition_nos, .n = n, .at_ms = at_ms};
     return rk_db_write(s->db, log_relays_in_tx, &m);
 }
 
@@ -381,6 +476,42 @@ rk_rc jlis_store_relays(jlis_store *s, int64_t before, int limit, json_t **out)
     if (!x.arr)
         return RK_ERR_NOMEM;
     rk_rc rc = rk_db_scan(s->db, relays_in_tx, &x);
+    if (rc != RK_OK) {
+        json_decref(x.arr);
+        return rc;
+    }
+    *out = x.arr;
+    return RK_OK;
+}
+
+static rk_rc lookups_in_tx(rk_db *db, void *arg)
+{
+    list_args *x = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT id, at_ms, agency, acquisition_no, purpose, outcome, mismatched FROM lookups"
+                                " WHERE id < ? ORDER BY id DESC LIMIT ?");
+    rk_bind_int(q, 1, x->before == 0 ? INT64_MAX : x->before);
+    rk_bind_int(q, 2, x->limit);
+    rk_rc rc;
+    while ((rc = rk_stmt_next(q)) == RK_OK) {
+        char at[32];
+        rk_format_time(rk_col_int(q, 1), at, sizeof at);
+        json_t *one = json_pack("{s:I,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)rk_col_int(q, 0), "at", at, "agency",
+                                rk_col_text(q, 2), "acquisition_no", rk_col_text(q, 3), "purpose", rk_col_text(q, 4),
+                                "outcome", rk_col_text(q, 5));
+        const char *items = rk_col_text(q, 6);
+        if (one && items && *items)
+            json_object_set_new(one, "mismatched", json_string(items));
+        json_array_append_new(x->arr, one);
+    }
+    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
+}
+
+rk_rc jlis_store_lookups(jlis_store *s, int64_t before, int limit, json_t **out)
+{
+    list_args x = {before, limit, json_array()};
+    if (!x.arr)
+        return RK_ERR_NOMEM;
+    rk_rc rc = rk_db_scan(s->db, lookups_in_tx, &x);
     if (rc != RK_OK) {
         json_decref(x.arr);
         return rc;

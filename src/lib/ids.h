@@ -29,6 +29,8 @@
 #define RK_DATE_LEN 10               /* YYYY-MM-DD */
 #define RK_CERT_PEM_MAX 8192         /* a certificate inside a message */
 #define RK_BATCH_MAX 1000            /* entries of one bulk request */
+#define RK_NAME_FIELD_MAX 300        /* 氏名: 100 characters of 3 bytes (lib/basic_info.h) */
+#define RK_ADDRESS_FIELD_MAX 600     /* 住所: 200 characters of 3 bytes */
 
 /* 1..max characters of RK_ID_CHARS. */
 int rk_id_valid(const char *s, size_t max);

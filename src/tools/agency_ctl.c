@@ -3,16 +3,20 @@
  *
  *   renkei agency-ctl enrol --net DIR --agency ID --csv FILE [--concurrency N] [--wait]
  *   renkei agency-ctl status --net DIR --agency ID PERSON
- *   renkei agency-ctl enrol-one --net DIR --agency ID PERSON MY_NUMBER
+ *   renkei agency-ctl enrol-one --net DIR --agency ID PERSON MY_NUMBER --name N --birth-date D [--sex S] --address A
+ *   renkei agency-ctl recheck --net DIR --agency ID --csv FILE [--batch N] [--out FILE]
  *
  * The client presents DIR/clients/<agency>/{cert,key}.pem, trusts only
  * DIR/pki/ca.pem and pins the agency node's key from DIR/network.json.
- * My Numbers are never printed: a bad CSV row is named by its line number,
- * and buffers that held a number are wiped.
+ * The CSV files are the business system's: person, My Number and the four
+ * basic items (lib/basic_info.h) of each person. My Numbers and the items
+ * are never printed nor written: a bad CSV row is named by its line number,
+ * a result by its person, and buffers that held a number are wiped.
  *
  * Exit status: 0 success, 1 failure, 2 usage error; errors are one line on
  * stderr starting with "renkei agency-ctl: ". */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -23,7 +27,10 @@
 #include <string.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "lib/basic_info.h"
+#include "lib/csv.h"
 #include "lib/ids.h"
 #include "net/http_client.h"
 #include "lib/mynumber.h"
@@ -47,6 +54,8 @@
 #define MAX_CODES 32            /* distinct error codes tallied; then "other" */
 #define CODE_CAP 48
 #define MAX_FAILURE_LINES 100   /* per-row answer failures named on stderr */
+#define MAX_FIELDS 16           /* CSV columns read */
+#define CSV_HEADER "person,my_number,name,birth_date,sex,address"
 
 enum parse_result { PARSE_OK, PARSE_HELP, PARSE_USAGE };
 
@@ -58,7 +67,8 @@ static const char usage_main[] =
     "commands:\n"
     "  enrol --csv FILE [--concurrency N] [--batch N] [--wait]   enrol many persons from a CSV file\n"
     "  status PERSON                                 print a person's link status\n"
-    "  enrol-one PERSON MY_NUMBER                    enrol one person\n"
+    "  enrol-one PERSON MY_NUMBER --name N --birth-date D [--sex S] --address A   enrol one person\n"
+    "  recheck --csv FILE [--batch N] [--out FILE]   compare linked persons' basic items with J-LIS\n"
     "\n"
     "common options:\n"
     "  --net DIR     a network written by 'renkei net init' (network.json, pki/ca.pem,\n"
@@ -70,8 +80,12 @@ static const char usage_main[] =
 static const char usage_enrol[] =
     "usage: renkei agency-ctl enrol --net DIR --agency ID --csv FILE [--concurrency N] [--batch N] [--wait]\n"
     "\n"
-    "Sends POST /v1/persons for every row of FILE, whose header is person,my_number\n"
-    "(more columns may follow and are ignored). A 202 answer is success; a 503\n"
+    "Sends POST /v1/persons for every row of FILE, whose header starts with\n"
+    "person,my_number and names the columns name,birth_date,sex,address (the four\n"
+    "basic items; sex empty where not held; more columns are ignored). A bad\n"
+    "item is refused here with the node's code (invalid_name, invalid_birth_date,\n"
+    "invalid_sex, invalid_address); a person whose items J-LIS finds different\n"
+    "from its registry fails with basic_info_mismatch. A 202 answer is success; a 503\n"
     "answer or no answer is retried up to 5 times (100 ms backoff, doubling). A bad\n"
     "row is reported as 'line N: reason' on stderr and not sent. My Numbers are\n"
     "never printed. A progress bar goes to stderr, a summary to stdout (rate is\n"
@@ -96,10 +110,39 @@ static const char usage_status[] =
     "({\"person\",\"status\":\"pending|linked|failed\"}). Exit 0 on HTTP 200.\n";
 
 static const char usage_enrol_one[] =
-    "usage: renkei agency-ctl enrol-one --net DIR --agency ID PERSON MY_NUMBER\n"
+    "usage: renkei agency-ctl enrol-one --net DIR --agency ID PERSON MY_NUMBER --name N --birth-date D\n"
+    "                                   [--sex S] --address A\n"
     "\n"
-    "Sends one POST /v1/persons {\"person\",\"my_number\"} and prints the answer.\n"
-    "Exit 0 on HTTP 202.\n";
+    "Sends one POST /v1/persons {\"person\",\"my_number\",\"name\",\"birth_date\",\"sex\",\n"
+    "\"address\"} and prints the answer. Exit 0 on HTTP 202.\n"
+    "\n"
+    "  --name N           氏名, as the business system holds it\n"
+    "  --birth-date D     生年月日, YYYY-MM-DD\n"
+    "  --sex S            性別, 1 or 2; leave it out where it is not held\n"
+    "  --address A        住所\n";
+
+static const char usage_recheck[] =
+    "usage: renkei agency-ctl recheck --net DIR --agency ID --csv FILE [--batch N] [--out FILE]\n"
+    "\n"
+    "Compares the basic items of persons linked at the agency with J-LIS's resident\n"
+    "registry again, as a link does, and links nothing: POST /v1/persons/recheck\n"
+    "with N rows per request (default 1000). FILE is as for enrol (person,my_number\n"
+    "and the columns name,birth_date,sex,address): the items as the business system\n"
+    "holds them now. Neither the agency node nor this command keeps a My Number or\n"
+    "an item; J-LIS logs each lookup. Prints 'mismatch PERSON' for every person whose\n"
+    "items differ from the registry's (a link to look into), then a summary; rows\n"
+    "refused (a bad row, person_not_linked, unknown_person, …) go to stderr by line.\n"
+    "A progress bar goes to stderr.\n"
+    "\n"
+    "  --net DIR          the network directory\n"
+    "  --agency ID        the agency whose node to call\n"
+    "  --csv FILE         the persons to recheck\n"
+    "  --batch N          rows per request, 1..1000 (default 1000)\n"
+    "  --out FILE         also write every row's result as CSV person,result (match,\n"
+    "                     mismatch or the error code), mode 0600\n"
+    "  --help             show this help\n"
+    "\n"
+    "Exit 0 when every row matched, 1 when a row did not match or was refused.\n";
 
 /* ---- messages and options -------------------------------------------- */
 
@@ -110,12 +153,15 @@ typedef struct ctl_opts {
     const char *net;
     const char *agency;
     const char *csv;
+    const char *out;
     int concurrency;
     int wait;
     int batch;       /* persons per request: 1 uses POST /v1/persons */
+    rk_basic_info items; /* enrol-one */
 } ctl_opts;
 
-enum { OPT_NET = 1000, OPT_AGENCY, OPT_CSV, OPT_CONCURRENCY, OPT_WAIT, OPT_BATCH };
+enum { OPT_NET = 1000, OPT_AGENCY, OPT_CSV, OPT_CONCURRENCY, OPT_WAIT, OPT_BATCH, OPT_OUT, OPT_NAME, OPT_BIRTH_DATE,
+       OPT_SEX, OPT_ADDRESS };
 
 static const struct option enrol_options[] = {
     {"net", required_argument, NULL, OPT_NET},
@@ -131,6 +177,27 @@ static const struct option enrol_options[] = {
 static const struct option person_options[] = {
     {"net", required_argument, NULL, OPT_NET},
     {"agency", required_argument, NULL, OPT_AGENCY},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static const struct option enrol_one_options[] = {
+    {"net", required_argument, NULL, OPT_NET},
+    {"agency", required_argument, NULL, OPT_AGENCY},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"birth-date", required_argument, NULL, OPT_BIRTH_DATE},
+    {"sex", required_argument, NULL, OPT_SEX},
+    {"address", required_argument, NULL, OPT_ADDRESS},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static const struct option recheck_options[] = {
+    {"net", required_argument, NULL, OPT_NET},
+    {"agency", required_argument, NULL, OPT_AGENCY},
+    {"csv", required_argument, NULL, OPT_CSV},
+    {"batch", required_argument, NULL, OPT_BATCH},
+    {"out", required_argument, NULL, OPT_OUT},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -153,6 +220,21 @@ static enum parse_result parse_options(int argc, char **argv, const struct optio
             break;
         case OPT_CSV:
             o->csv = optarg;
+            break;
+        case OPT_OUT:
+            o->out = optarg;
+            break;
+        case OPT_NAME:
+            o->items.name = optarg;
+            break;
+        case OPT_BIRTH_DATE:
+            o->items.birth_date = optarg;
+            break;
+        case OPT_SEX:
+            o->items.sex = optarg;
+            break;
+        case OPT_ADDRESS:
+            o->items.address = optarg;
             break;
         case OPT_WAIT:
             o->wait = 1;
@@ -279,10 +361,20 @@ static void answer_status(const rk_http_result *res, char *out, size_t outlen)
     json_decref(doc);
 }
 
-/* {"person","my_number"} as JSON text; the caller wipes and frees it. */
-static char *person_body(const char *person, const char *my_number)
+/* {"person","my_number","name","birth_date"[,"sex"],"address"}. */
+static json_t *person_json(const char *person, const char *my_number, const rk_basic_info *items)
 {
-    json_t *msg = json_pack("{s:s,s:s}", "person", person, "my_number", my_number);
+    json_t *msg = json_pack("{s:s,s:s,s:s,s:s,s:s}", "person", person, "my_number", my_number, "name", items->name,
+                            "birth_date", items->birth_date, "address", items->address);
+    if (msg && items->sex)
+        json_object_set_new(msg, "sex", json_string(items->sex));
+    return msg;
+}
+
+/* The same as JSON text; the caller wipes and frees it. */
+static char *person_body(const char *person, const char *my_number, const rk_basic_info *items)
+{
+    json_t *msg = person_json(person, my_number, items);
     char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     json_decref(msg);
     return body;
@@ -337,7 +429,7 @@ static int cmd_status(int argc, char **argv)
 static int cmd_enrol_one(int argc, char **argv)
 {
     ctl_opts o = {0};
-    enum parse_result parsed = parse_options(argc, argv, person_options, 2, &o);
+    enum parse_result parsed = parse_options(argc, argv, enrol_one_options, 2, &o);
     if (parsed != PARSE_OK)
         return parsed == PARSE_HELP ? help(usage_enrol_one) : EXIT_USAGE;
     const char *person = argv[optind], *my_number = argv[optind + 1];
@@ -345,11 +437,16 @@ static int cmd_enrol_one(int argc, char **argv)
         return usage_error("a person id is 1 to 64 characters of [A-Za-z0-9._-]");
     if (rk_mynumber_validate(my_number) != RK_OK)
         return usage_error("MY_NUMBER is not a valid My Number (12 digits with a correct check digit)");
+    if (!o.items.name || !o.items.birth_date || !o.items.address)
+        return usage_error("enrol-one needs --name, --birth-date and --address (and --sex where it is held)");
+    const char *bad = rk_basic_check(&o.items);
+    if (bad)
+        return usage_error("%s: %s", bad, rk_basic_error_message(bad));
     ctl_conn c;
     char err[PATH_CAP + 256];
     if (conn_open(&c, o.net, o.agency, err, sizeof err) != RK_OK)
         return failure("%s", err);
-    char *body = person_body(person, my_number);
+    char *body = person_body(person, my_number, &o.items);
     rk_http_result res = {0};
     rk_rc rc = body ? conn_call(&c, "POST", "/v1/persons", body, &res) : RK_ERR_NOMEM;
     free_body(body);
@@ -360,42 +457,6 @@ static int cmd_enrol_one(int argc, char **argv)
 }
 
 /* ---- CSV -------------------------------------------------------------- */
-
-/* Splits one CSV line in place (RFC 4180 quotes, no line breaks inside a
- * field), keeps the first max fields and returns the number of fields, or
- * -1 when a quote is not closed properly. */
-static int csv_split(char *s, char **fields, int max)
-{
-    int n = 0;
-    for (;;) {
-        char *start = s, *out = s;
-        if (*s == '"') {
-            for (s++;; s++) {
-                if (*s == '\0')
-                    return -1;
-                if (*s == '"' && s[1] != '"')
-                    break;
-                if (*s == '"')
-                    s++; /* "" is one quote */
-                *out++ = *s;
-            }
-            s++;
-            if (*s != ',' && *s != '\0')
-                return -1;
-        } else {
-            s += strcspn(s, ",");
-            out = s;
-        }
-        char sep = *s;
-        *out = '\0';
-        if (n < max)
-            fields[n] = start;
-        n++;
-        if (sep == '\0')
-            return n;
-        s++;
-    }
-}
 
 /* Next line without its line end; -1 at the end of the file. */
 static ssize_t read_line(FILE *f, char **buf, size_t *cap)
@@ -408,20 +469,34 @@ static ssize_t read_line(FILE *f, char **buf, size_t *cap)
     return n;
 }
 
+/* Where the basic items are in the CSV (from its header). */
+typedef struct csv_cols {
+    int n, name, birth_date, sex, address;
+} csv_cols;
+
 /* Checks the header on line 1 and counts the non-blank rows after it.
- * Leaves f at the first row. Returns the header's field count, or 0 with
- * err filled. */
-static int csv_prepare(FILE *f, const char *name, uint64_t *rows, char *err, size_t errlen)
+ * Leaves f at the first row. Returns the header's field count (and the
+ * items' columns in cols), or 0 with err filled. */
+static int csv_prepare(FILE *f, const char *name, uint64_t *rows, csv_cols *cols, char *err, size_t errlen)
 {
-    char *buf = NULL, *fields[2];
+    char *buf = NULL, *fields[MAX_FIELDS];
     size_t cap = 0;
     ssize_t n = read_line(f, &buf, &cap);
     char *line = n >= 0 ? buf : NULL;
     if (line && strncmp(line, "\xEF\xBB\xBF", 3) == 0)
         line += 3; /* a UTF-8 byte order mark */
-    int nfields = line ? csv_split(line, fields, 2) : -1;
-    if (nfields < 2 || strcmp(fields[0], "person") != 0 || strcmp(fields[1], "my_number") != 0) {
-        snprintf(err, errlen, "%s: line 1 must be the header person,my_number", name);
+    int nfields = line ? rk_csv_split(line, fields, MAX_FIELDS) : -1;
+    *cols = (csv_cols){.n = nfields, .name = -1, .birth_date = -1, .sex = -1, .address = -1};
+    for (int i = 2; i < nfields && i < MAX_FIELDS; i++) {
+        int *at = strcmp(fields[i], "name") == 0 ? &cols->name : strcmp(fields[i], "birth_date") == 0 ? &cols->birth_date
+                  : strcmp(fields[i], "sex") == 0 ? &cols->sex : strcmp(fields[i], "address") == 0 ? &cols->address : NULL;
+        if (at && *at < 0)
+            *at = i;
+    }
+    if (nfields < 2 || nfields > MAX_FIELDS || strcmp(fields[0], "person") != 0 || strcmp(fields[1], "my_number") != 0 ||
+        cols->name < 0 || cols->birth_date < 0 || cols->sex < 0 || cols->address < 0) {
+        snprintf(err, errlen, "%s: line 1 must be a header with the columns " CSV_HEADER " (person,my_number first)",
+                 name);
         free(buf);
         return 0;
     }
@@ -460,6 +535,7 @@ typedef struct enrol_job {
     size_t linecap;
     long lineno;
     int nfields;
+    csv_cols cols;
     code_tally codes[MAX_CODES + 1]; /* the last one is "other" */
     size_t n_codes;
     unsigned failure_lines;
@@ -584,9 +660,10 @@ static void person_accepted(enrol_job *j, const char *status, const char *person
     }
 }
 
-static void send_row(enrol_job *j, const char *person, const char *my_number, long lineno)
+static void send_row(enrol_job *j, const char *person, const char *my_number, const rk_basic_info *items,
+                     long lineno)
 {
-    char *body = person_body(person, my_number);
+    char *body = person_body(person, my_number, items);
     rk_http_result res = {0};
     rk_rc rc = body ? conn_call_retry(j->conn, "POST", "/v1/persons", body, &res) : RK_ERR_NOMEM;
     free_body(body);
@@ -606,31 +683,60 @@ static void send_row(enrol_job *j, const char *person, const char *my_number, lo
     rk_http_result_clear(&res);
 }
 
-/* Splits and checks a row; 0 when fields[0..1] are a person and a My Number. */
-static int valid_row(enrol_job *j, char *line, long lineno, char *fields[2])
+/* One row of the business system's CSV, split and checked. */
+typedef struct csv_row {
+    char *fields[MAX_FIELDS];
+    const char *person, *my_number;
+    rk_basic_info items;
+} csv_row;
+
+/* Splits and checks a line against the header's columns: NULL when good,
+ * else a code and the reason (never the row's content) in reason. */
+static const char *check_row(const csv_cols *cols, char *line, csv_row *r, char *reason, size_t reasonlen)
 {
-    char reason[64];
-    int n = csv_split(line, fields, 2);
+    int n = rk_csv_split(line, r->fields, MAX_FIELDS);
     if (n < 0) {
-        row_failed(j, lineno, "bad_row", 1, "unbalanced quotes");
-    } else if (n != j->nfields) {
-        snprintf(reason, sizeof reason, "%d fields where the header has %d", n, j->nfields);
-        row_failed(j, lineno, "bad_row", 1, reason);
-    } else if (!rk_person_id_valid(fields[0])) {
-        row_failed(j, lineno, "invalid_person", 1, "invalid person id (1 to 64 characters of [A-Za-z0-9._-])");
-    } else if (rk_mynumber_validate(fields[1]) != RK_OK) {
-        row_failed(j, lineno, "invalid_my_number", 1, "invalid My Number (12 digits with a correct check digit)");
-    } else {
-        return 0;
+        snprintf(reason, reasonlen, "unbalanced quotes");
+        return "bad_row";
     }
-    return -1;
+    if (n != cols->n) {
+        snprintf(reason, reasonlen, "%d fields where the header has %d", n, cols->n);
+        return "bad_row";
+    }
+    r->person = r->fields[0];
+    r->my_number = r->fields[1];
+    r->items = (rk_basic_info){.name = r->fields[cols->name], .birth_date = r->fields[cols->birth_date],
+                               .sex = *r->fields[cols->sex] ? r->fields[cols->sex] : NULL,
+                               .address = r->fields[cols->address]};
+    if (!rk_person_id_valid(r->person)) {
+        snprintf(reason, reasonlen, "invalid person id (1 to 64 characters of [A-Za-z0-9._-])");
+        return "invalid_person";
+    }
+    if (rk_mynumber_validate(r->my_number) != RK_OK) {
+        snprintf(reason, reasonlen, "invalid My Number (12 digits with a correct check digit)");
+        return "invalid_my_number";
+    }
+    const char *bad = rk_basic_check(&r->items);
+    if (bad)
+        snprintf(reason, reasonlen, "%s", rk_basic_error_message(bad));
+    return bad;
+}
+
+/* Splits and checks a row; 0 when it is a person, a My Number and the items. */
+static int valid_row(enrol_job *j, char *line, long lineno, csv_row *r)
+{
+    char reason[128];
+    const char *bad = check_row(&j->cols, line, r, reason, sizeof reason);
+    if (bad)
+        row_failed(j, lineno, bad, 1, reason);
+    return bad ? -1 : 0;
 }
 
 static void enrol_row(enrol_job *j, char *line, long lineno)
 {
-    char *fields[2];
-    if (valid_row(j, line, lineno, fields) == 0)
-        send_row(j, fields[0], fields[1], lineno);
+    csv_row r;
+    if (valid_row(j, line, lineno, &r) == 0)
+        send_row(j, r.person, r.my_number, &r.items, lineno);
     rk_progress_add(j->bar, 1);
 }
 
@@ -681,11 +787,11 @@ static void worker_batch(enrol_job *j)
     long lineno = 0;
     batch_rows b = {.persons = json_array()};
     while (b.persons && next_row(j, line, sizeof line, &lineno)) {
-        char *fields[2];
-        if (valid_row(j, line, lineno, fields) != 0) {
+        csv_row r;
+        if (valid_row(j, line, lineno, &r) != 0) {
             rk_progress_add(j->bar, 1);
         } else {
-            json_array_append_new(b.persons, json_pack("{s:s,s:s}", "person", fields[0], "my_number", fields[1]));
+            json_array_append_new(b.persons, person_json(r.person, r.my_number, &r.items));
             b.linenos[b.n++] = lineno;
             if (b.n == (size_t)j->opt->batch)
                 send_batch(j, &b);
@@ -853,9 +959,9 @@ static void job_free(enrol_job *j)
 }
 
 /* Sends every row of the open CSV; prints the summary. Exit code. */
-static int enrol_run(ctl_conn *c, const ctl_opts *o, FILE *csv, int nfields, uint64_t rows)
+static int enrol_run(ctl_conn *c, const ctl_opts *o, FILE *csv, const csv_cols *cols, uint64_t rows)
 {
-    enrol_job j = {.conn = c, .opt = o, .csv = csv, .nfields = nfields, .lineno = 1, .wait = o->wait};
+    enrol_job j = {.conn = c, .opt = o, .csv = csv, .nfields = cols->n, .cols = *cols, .lineno = 1, .wait = o->wait};
     if (pthread_mutex_init(&j.lock, NULL) != 0)
         return failure("cannot set up the workers");
     int64_t start = rk_mono_ms(), sent = start;
@@ -892,16 +998,181 @@ static int cmd_enrol(int argc, char **argv)
         return failure("cannot open %s: %s", o.csv, strerror(errno));
     char err[PATH_CAP + 256];
     uint64_t rows = 0;
-    int nfields = csv_prepare(csv, o.csv, &rows, err, sizeof err);
+    csv_cols cols;
+    int nfields = csv_prepare(csv, o.csv, &rows, &cols, err, sizeof err);
     ctl_conn c;
     if (nfields == 0 || conn_open(&c, o.net, o.agency, err, sizeof err) != RK_OK) {
         fclose(csv);
         return failure("%s", err);
     }
-    int code = enrol_run(&c, &o, csv, nfields, rows);
+    int code = enrol_run(&c, &o, csv, &cols, rows);
     conn_close(&c);
     fclose(csv);
     return code;
+}
+
+/* ---- recheck -------------------------------------------------------------- */
+
+typedef struct recheck_job {
+    ctl_conn *conn;
+    const ctl_opts *opt;
+    FILE *out;               /* --out: person,result for every row */
+    rk_progress *bar;
+    json_t *persons;         /* the request being collected */
+    long linenos[RK_BATCH_MAX];
+    size_t n;
+    uint64_t match, mismatch, refused;
+    code_tally codes[MAX_CODES + 1];
+    size_t n_codes;
+} recheck_job;
+
+static void recheck_tally(recheck_job *r, const char *code)
+{
+    r->refused++;
+    for (size_t i = 0; i < r->n_codes; i++)
+        if (strcmp(r->codes[i].code, code) == 0) {
+            r->codes[i].n++;
+            return;
+        }
+    size_t i = r->n_codes < MAX_CODES ? r->n_codes++ : MAX_CODES;
+    snprintf(r->codes[i].code, CODE_CAP, "%s", i == MAX_CODES ? "other" : code);
+    r->codes[i].n++;
+}
+
+/* One row's result: counted, printed when it is a mismatch, written with --out. */
+static void recheck_result(recheck_job *r, long lineno, const char *person, const char *result)
+{
+    if (strcmp(result, "match") == 0) {
+        r->match++;
+    } else if (strcmp(result, "mismatch") == 0) {
+        r->mismatch++;
+        printf("mismatch %s\n", person); /* stdout: the report; the bar is on stderr */
+        fflush(stdout);
+    } else {
+        recheck_tally(r, result);
+        rk_progress_message(r->bar, "line %ld: %s", lineno, result);
+    }
+    if (r->out && person && rk_person_id_valid(person))
+        fprintf(r->out, "%s,%s\n", person, result);
+}
+
+/* Sends the collected rows as one POST /v1/persons/recheck. The body (My
+ * Numbers, items) is wiped after sending. */
+static void recheck_send(recheck_job *r)
+{
+    json_t *msg = json_pack("{s:O}", "persons", r->persons);
+    char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    json_decref(msg);
+    rk_http_result res = {0};
+    rk_rc rc = body ? conn_call_retry(r->conn, "POST", "/v1/persons/recheck", body, &res) : RK_ERR_NOMEM;
+    free_body(body);
+    json_t *answer = rc == RK_OK && res.status == 200 && res.body ? json_loads(res.body, 0, NULL) : NULL;
+    json_t *results = json_object_get(answer, "results");
+    char whole[CODE_CAP];
+    if (rc != RK_OK)
+        snprintf(whole, sizeof whole, "unreachable");
+    else
+        answer_code(&res, whole);
+    for (size_t i = 0; i < r->n; i++) {
+        json_t *one = json_array_get(results, i);
+        const char *person = json_string_value(json_object_get(json_array_get(r->persons, i), "person"));
+        const char *status = json_string_value(json_object_get(one, "status"));
+        const char *code = json_string_value(json_object_get(json_object_get(one, "error"), "code"));
+        const char *echoed = json_string_value(json_object_get(one, "person"));
+        if (!echoed || strcmp(echoed, person) != 0)
+            status = NULL, code = NULL;
+        char safe[CODE_CAP];
+        snprintf(safe, sizeof safe, "%s", status ? status : code ? code : whole);
+        if (strspn(safe, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(safe))
+            snprintf(safe, sizeof safe, "bad_answer");
+        recheck_result(r, r->linenos[i], person, safe);
+    }
+    rk_progress_add(r->bar, r->n);
+    json_decref(answer);
+    rk_http_result_clear(&res);
+    json_array_clear(r->persons);
+    r->n = 0;
+}
+
+static int cmd_recheck(int argc, char **argv)
+{
+    ctl_opts o = {.batch = RK_BATCH_MAX};
+    enum parse_result parsed = parse_options(argc, argv, recheck_options, 0, &o);
+    if (parsed != PARSE_OK)
+        return parsed == PARSE_HELP ? help(usage_recheck) : EXIT_USAGE;
+    if (!o.csv)
+        return usage_error("recheck needs --csv FILE");
+    FILE *csv = fopen(o.csv, "r");
+    if (!csv)
+        return failure("cannot open %s: %s", o.csv, strerror(errno));
+    char err[PATH_CAP + 256];
+    uint64_t rows = 0;
+    csv_cols cols;
+    ctl_conn c;
+    if (csv_prepare(csv, o.csv, &rows, &cols, err, sizeof err) == 0 ||
+        conn_open(&c, o.net, o.agency, err, sizeof err) != RK_OK) {
+        fclose(csv);
+        return failure("%s", err);
+    }
+    recheck_job r = {.conn = &c, .opt = &o, .persons = json_array()};
+    if (o.out) {
+        int fd = open(o.out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || !(r.out = fdopen(fd, "w"))) {
+            if (fd >= 0)
+                close(fd);
+            conn_close(&c);
+            fclose(csv);
+            json_decref(r.persons);
+            return failure("cannot write %s: %s", o.out, strerror(errno));
+        }
+        fputs("person,result\n", r.out);
+    }
+    r.bar = rk_progress_new("recheck", rows, stderr);
+    char *buf = NULL, reason[128];
+    size_t cap = 0;
+    long lineno = 1;
+    ssize_t n;
+    int64_t start = rk_mono_ms();
+    while (r.persons && (n = read_line(csv, &buf, &cap)) >= 0) {
+        lineno++;
+        if (n == 0)
+            continue;
+        csv_row row;
+        const char *bad = check_row(&cols, buf, &row, reason, sizeof reason);
+        if (bad) {
+            recheck_tally(&r, bad);
+            rk_progress_message(r.bar, "line %ld: %s", lineno, reason);
+            rk_progress_add(r.bar, 1);
+        } else {
+            json_array_append_new(r.persons, person_json(row.person, row.my_number, &row.items));
+            r.linenos[r.n++] = lineno;
+            if (r.n == (size_t)o.batch)
+                recheck_send(&r);
+        }
+        rk_wipe(buf, (size_t)n);
+    }
+    if (r.n)
+        recheck_send(&r);
+    rk_progress_finish(r.bar);
+    if (cap)
+        rk_wipe(buf, cap);
+    free(buf);
+    fclose(csv);
+    int out_failed = r.out && fclose(r.out) != 0;
+    printf("checked:     %" PRIu64 "\n", r.match + r.mismatch);
+    printf("match:       %" PRIu64 "\n", r.match);
+    printf("mismatch:    %" PRIu64 "\n", r.mismatch);
+    printf("refused:     %" PRIu64 "\n", r.refused);
+    for (size_t i = 0; i <= MAX_CODES; i++)
+        if (r.codes[i].n)
+            printf("  %-30s %" PRIu64 "\n", r.codes[i].code, r.codes[i].n);
+    printf("elapsed:     %.1f s\n", (double)(rk_mono_ms() - start) / 1000.0);
+    fflush(stdout);
+    json_decref(r.persons);
+    conn_close(&c);
+    if (out_failed)
+        return failure("cannot write %s", o.out);
+    return r.mismatch || r.refused ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
 /* ---- dispatch ---------------------------------------------------------- */
@@ -909,7 +1180,7 @@ static int cmd_enrol(int argc, char **argv)
 int rk_cmd_agency_ctl(int argc, char **argv)
 {
     if (argc < 2)
-        return usage_error("which command? enrol, status or enrol-one");
+        return usage_error("which command? enrol, status, enrol-one or recheck");
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         fputs(usage_main, stdout);
@@ -921,5 +1192,7 @@ int rk_cmd_agency_ctl(int argc, char **argv)
         return cmd_status(argc - 1, argv + 1);
     if (strcmp(cmd, "enrol-one") == 0)
         return cmd_enrol_one(argc - 1, argv + 1);
+    if (strcmp(cmd, "recheck") == 0)
+        return cmd_recheck(argc - 1, argv + 1);
     return usage_error("unknown command '%s'", cmd);
 }

@@ -34,6 +34,7 @@
 
 #include "agency/agency_store.h"
 #include "core/core_store.h"
+#include "lib/csv.h"
 #include "lib/mynumber.h"
 #include "node/config.h"
 #include "node/incidents.h"
@@ -274,32 +275,66 @@ static void answer_status(const rk_http_result *res, char *out, size_t outlen)
 
 /* ---- residents ----------------------------------------------------------- */
 
+/* Where the basic items are in residents.csv's header (-1: absent). */
+typedef struct item_columns {
+    int n, name, birth_date, sex, address;
+} item_columns;
+
+static int read_header(char *line, item_columns *c)
+{
+    char *f[16];
+    line[strcspn(line, "\r\n")] = '\0';
+    int n = rk_csv_split(line, f, 16);
+    *c = (item_columns){.n = n, .name = -1, .birth_date = -1, .sex = -1, .address = -1};
+    for (int i = 2; i < n && i < 16; i++) {
+        if (strcmp(f[i], "name") == 0)
+            c->name = i;
+        else if (strcmp(f[i], "birth_date") == 0)
+            c->birth_date = i;
+        else if (strcmp(f[i], "sex") == 0)
+            c->sex = i;
+        else if (strcmp(f[i], "address") == 0)
+            c->address = i;
+    }
+    return n >= 2 && n <= 16 && c->name > 0 && c->birth_date > 0 && c->sex > 0 && c->address > 0 ? 0 : -1;
+}
+
+/* One row: the My Number into number (the caller wipes it), the resident
+ * code, check code and basic items into r. */
+static rk_rc read_row(char *line, const item_columns *c, char number[16], demo_resident *r)
+{
+    char *f[16];
+    line[strcspn(line, "\r\n")] = '\0';
+    if (rk_csv_split(line, f, 16) != c->n || strlen(f[0]) != 12 || strlen(f[1]) != 11)
+        return RK_ERR_INVALID;
+    memcpy(number, f[0], 13);
+    memcpy(r->resident_code, f[1], 12);
+    if ((r->check_code = rk_mynumber_check_code(number)) < 0 ||
+        tk_path(r->name, sizeof r->name, "%s", f[c->name]) != RK_OK ||
+        tk_path(r->birth_date, sizeof r->birth_date, "%s", f[c->birth_date]) != RK_OK ||
+        tk_path(r->sex, sizeof r->sex, "%s", f[c->sex]) != RK_OK ||
+        tk_path(r->address, sizeof r->address, "%s", f[c->address]) != RK_OK)
+        return RK_ERR_INVALID;
+    return RK_OK;
+}
+
 /* Residents #1..#4 of residents.csv: their My Numbers into numbers (the
- * caller wipes them), their resident codes and check codes into d. */
+ * caller wipes them), their resident codes, check codes and basic items
+ * into d. */
 static rk_rc read_residents(demo *d, char numbers[DEMO_RESIDENTS][16])
 {
     char path[DEMO_PATH_CAP], line[DEMO_LINE_CAP];
+    item_columns cols;
     int n = 0;
     rk_rc rc = tk_path(path, sizeof path, "%s/residents.csv", d->dir);
     FILE *f = rc == RK_OK ? fopen(path, "r") : NULL;
     if (!f)
         return demo_fail(d, RK_ERR_IO, "cannot read residents.csv");
-    if (!fgets(line, sizeof line, f))
+    if (!fgets(line, sizeof line, f) || read_header(line, &cols) != 0)
         rc = RK_ERR_INVALID;
-    while (rc == RK_OK && n < DEMO_RESIDENTS && fgets(line, sizeof line, f)) {
-        char *comma = strchr(line, ','), *end = comma ? strpbrk(comma + 1, ",\r\n") : NULL;
-        if (!comma || comma - line != 12 || !end || end - comma - 1 != 11) {
-            rc = RK_ERR_INVALID;
-            break;
-        }
-        memcpy(numbers[n], line, 12);
-        numbers[n][12] = '\0';
-        memcpy(d->residents[n].resident_code, comma + 1, 11);
-        d->residents[n].resident_code[11] = '\0';
-        if ((d->residents[n].check_code = rk_mynumber_check_code(numbers[n])) < 0)
-            rc = RK_ERR_INVALID;
-        n++;
-    }
+    while (rc == RK_OK && n < DEMO_RESIDENTS && fgets(line, sizeof line, f))
+        if ((rc = read_row(line, &cols, numbers[n], &d->residents[n])) == RK_OK)
+            n++;
     rk_wipe(line, sizeof line);
     fclose(f);
     if (rc == RK_OK && n < DEMO_RESIDENTS)
@@ -337,13 +372,19 @@ static rk_rc unknown_number(const demo *d, char out[16])
 
 /* ---- step 2: code acquisition -------------------------------------------- */
 
-/* POST /v1/persons {"person","my_number"}; retried on 503 or no answer.
- * The body is formatted by hand (person ids and numbers are [A-Za-z0-9-],
- * nothing to escape) so that the one copy of the number can be wiped. */
-static rk_rc post_person(demo *d, int agency, const char *person, const char *number, rk_http_result *res)
+/* POST /v1/persons {"person","my_number","name","birth_date"[,"sex"],"address"}
+ * with who's basic items; retried on 503 or no answer. The body is wiped
+ * once sent (it held the My Number). */
+static rk_rc post_person(demo *d, int agency, const char *person, const char *number, const demo_resident *who,
+                         rk_http_result *res)
 {
-    char body[160];
-    rk_rc rc = tk_path(body, sizeof body, "{\"person\":\"%s\",\"my_number\":\"%s\"}", person, number);
+    json_t *msg = json_pack("{s:s,s:s,s:s,s:s,s:s}", "person", person, "my_number", number, "name", who->name,
+                            "birth_date", who->birth_date, "address", who->address);
+    if (msg && who->sex[0])
+        json_object_set_new(msg, "sex", json_string(who->sex));
+    char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    json_decref(msg);
+    rk_rc rc = body ? RK_OK : RK_ERR_NOMEM;
     for (int t = 0, pause = DEMO_RETRY_FIRST_MS; rc == RK_OK && t < DEMO_TRIES; t++, pause *= 2) {
         rk_http_result_clear(res);
         rk_rc call = demo_call(d, agency, "POST", "/v1/persons", body, res);
@@ -354,7 +395,10 @@ static rk_rc post_person(demo *d, int agency, const char *person, const char *nu
         else
             tk_sleep_ms(pause);
     }
-    rk_wipe(body, sizeof body); /* it held the My Number */
+    if (body) {
+        rk_wipe(body, strlen(body));
+        free(body);
+    }
     return rc;
 }
 
@@ -362,7 +406,7 @@ static rk_rc enrol(demo *d, demo_enrolment *e, const char *number)
 {
     rk_http_result res = {0};
     char code[64], msg[256];
-    rk_rc rc = post_person(d, e->agency, e->person, number, &res);
+    rk_rc rc = post_person(d, e->agency, e->person, number, &d->residents[e->resident - 1], &res);
     if (rc != RK_OK) {
         rc = demo_fail(d, rc, "%s did not answer the enrolment of %s: %s", d->agencies[e->agency].id, e->person,
                        rk_strerror(rc));
@@ -536,6 +580,8 @@ static rk_rc step_codes(demo *d)
     }
     core_store_close(core);
     if (rc == RK_OK) {
+        printf("   Each enrolment carried the person's 4 basic items (氏名, 生年月日, 性別, 住所); J-LIS\n"
+               "   found them equal to its registry's before it relayed the acquisition.\n");
         printf("   Resident #1 holds a different code at each of the three agencies, yet is one person\n"
                "   at the core: no agency can link its code to another's without the core's key.\n"
                "   Check codes: for all %zu links, the check code the core sent (as J-LIS computed it)\n"
@@ -549,23 +595,36 @@ static rk_rc step_codes(demo *d)
 
 /* ---- step 3: refusals ---------------------------------------------------- */
 
-/* Enrols person with number at the first agency; expects HTTP want with
- * error code want_code, and that nothing was stored. */
-static rk_rc refuse(demo *d, const char *what, const char *person, const char *number, long want, const char *want_code)
+/* Enrols person with number and who's items at the first agency; expects
+ * HTTP want with error code want_code, and that nothing was linked: the
+ * person unknown (404), or failed for want_reason. */
+static rk_rc refuse(demo *d, const char *what, const char *person, const char *number, const demo_resident *who,
+                    long want, const char *want_code, const char *want_reason)
 {
     rk_http_result res = {0}, get = {0};
-    char code[64] = "", msg[256] = "", path[64];
-    rk_rc rc = post_person(d, 0, person, number, &res);
+    char code[64] = "", msg[256] = "", path[64], after[64] = "";
+    rk_rc rc = post_person(d, 0, person, number, who, &res);
     if (rc == RK_OK)
         answer_error(&res, code, sizeof code, msg, sizeof msg);
-    printf("   %-38s %3ld %-18s %s\n", what, res.status, code, msg);
+    printf("   %-42s %3ld %s\n", what, res.status, code);
     if (rc != RK_OK)
         rc = demo_fail(d, rc, "%s: no answer: %s", what, rk_strerror(rc));
     else if (res.status != want || strcmp(code, want_code) != 0)
-        rc = demo_fail(d, RK_ERR_INVALID, "%s: expected %ld %s", what, want, want_code);
+        rc = demo_fail(d, RK_ERR_INVALID, "%s: expected %ld %s, got %ld %s: %s", what, want, want_code, res.status,
+                       code, msg);
     else if (tk_path(path, sizeof path, "/v1/persons/%s", person) != RK_OK ||
-             demo_call(d, 0, "GET", path, NULL, &get) != RK_OK || get.status != 404)
-        rc = demo_fail(d, RK_ERR_CONFLICT, "%s: person %s was stored anyway (HTTP %ld)", what, person, get.status);
+             demo_call(d, 0, "GET", path, NULL, &get) != RK_OK)
+        rc = demo_fail(d, RK_ERR_UPSTREAM, "%s: cannot read person %s back", what, person);
+    if (rc == RK_OK && get.status == 200 && get.body) {
+        json_t *j = json_loads(get.body, 0, NULL);
+        tk_path(after, sizeof after, "%s/%s", json_string_value(json_object_get(j, "status")) ?: "",
+                json_string_value(json_object_get(j, "reason")) ?: "");
+        json_decref(j);
+    }
+    if (rc == RK_OK && (want_reason ? strncmp(after, "failed/", 7) != 0 || strcmp(after + 7, want_reason) != 0
+                                    : get.status != 404))
+        rc = demo_fail(d, RK_ERR_CONFLICT, "%s: person %s was stored anyway (HTTP %ld %s)", what, person, get.status,
+                       after);
     rk_http_result_clear(&res);
     rk_http_result_clear(&get);
     return rc;
@@ -573,22 +632,32 @@ static rk_rc refuse(demo *d, const char *what, const char *person, const char *n
 
 static rk_rc step_refusals(demo *d)
 {
-    char number[16];
+    char number[16], numbers[DEMO_RESIDENTS][16];
     demo_step_begin(d, "Refusals: enrolments that must not succeed");
     if (!d->agencies[0].cred.client)
         return demo_fail(d, RK_ERR_CONFIG, "no business system credential to call with");
     rk_rc rc = unknown_number(d, number);
     if (rc != RK_OK)
         return demo_fail(d, rc, "cannot find a valid My Number that no resident has");
-    printf("   %-38s %s\n", "sent to city-yokohama's node", "answer: HTTP status, error code, message");
-    if (refuse(d, "a My Number with a wrong check digit", "Y-BADNUM", DEMO_INVALID_NUMBER, 400,
-               "invalid_my_number") != RK_OK)
+    if ((rc = read_residents(d, numbers)) != RK_OK)
+        return rc;
+    /* resident #3 enrolled with resident #2's My Number: 2023's mislinking */
+    const demo_resident *other = &d->residents[2];
+    printf("   %-42s %s\n", "sent to city-yokohama's node", "answer: HTTP status, error code");
+    if (refuse(d, "a My Number with a wrong check digit", "Y-BADNUM", DEMO_INVALID_NUMBER, &d->residents[0], 400,
+               "invalid_my_number", NULL) != RK_OK)
         rc = RK_ERR_INVALID;
-    if (refuse(d, "a valid My Number no resident has", "Y-NOBODY", number, 404, "unknown_person") != RK_OK)
+    if (refuse(d, "a valid My Number no resident has", "Y-NOBODY", number, &d->residents[0], 404, "unknown_person",
+               NULL) != RK_OK)
+        rc = RK_ERR_INVALID;
+    if (refuse(d, "resident #3 with resident #2's My Number", "Y-WRONG", numbers[1], other, 409,
+               "basic_info_mismatch", "basic_info_mismatch") != RK_OK)
         rc = RK_ERR_INVALID;
     rk_wipe(number, sizeof number);
+    rk_wipe(numbers, sizeof numbers);
     if (rc == RK_OK)
-        printf("   Both were refused with a reason, and neither person was stored (GET → 404).\n");
+        printf("   All were refused with a reason and none was linked; the last is kept as failed\n"
+               "   (basic_info_mismatch): J-LIS's registry holds other basic items for that number.\n");
     fflush(stdout);
     return rc;
 }

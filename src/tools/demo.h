@@ -32,6 +32,9 @@ typedef struct demo_agency {
 typedef struct demo_resident {
     char resident_code[16]; /* 住民票コード: only to find the person at the core */
     int check_code;         /* what the agency computes from the My Number (第7-2(1)) */
+    /* the four basic items as the business systems hold them (residents.csv);
+       sent with each enrolment, never printed */
+    char name[320], birth_date[16], sex[4], address[640];
 } demo_resident;
 
 typedef struct demo_enrolment {

@@ -204,7 +204,10 @@ class Suite:
             batch = r < 0.12
             taken = self.take_residents(ag, rng.randint(2, 12) if batch else 1)
             if taken:
-                entries = [{"person": self.person_id(i), "my_number": self.residents[i]["my_number"]} for i in taken]
+                entries = [dict({"person": self.person_id(i), "my_number": self.residents[i]["my_number"]},
+                                **{k: self.residents[i][k] for k in ("name", "birth_date", "sex", "address")
+                                   if self.residents[i][k]})  # the basic items J-LIS compares
+                           for i in taken]
                 if batch:
                     return Op("batch", ag, "POST", "/v1/persons/batch", {"persons": entries}, None)
                 return Op("enrol", ag, "POST", "/v1/persons", entries[0], entries[0]["person"])

@@ -5,12 +5,14 @@
  * first line is the path after /v1/data/. */
 #include "agency/agency.h"
 #include "fuzz_body.h"
+#include "lib/basic_info.h"
 #include "lib/ids.h"
 #include "lib/mynumber.h"
 
-static void person_fields(const char *person, int check)
+static void person_fields(const char *person, int check, const rk_basic_info *items)
 {
     FZ_CHECK(rk_person_id_valid(person) && check >= 0 && check <= 9);
+    FZ_CHECK(rk_basic_check(items) == NULL);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -41,8 +43,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 0: { /* POST /v1/persons */
         const char *person, *number;
         int check = -1;
-        if ((rc = agency_read_person(&req, &resp, &person, &number, &check)) == 0) {
-            person_fields(person, check);
+        rk_basic_info items;
+        if ((rc = agency_read_person(&req, &resp, &person, &number, &check, &items)) == 0) {
+            person_fields(person, check, &items);
             FZ_CHECK(rk_mynumber_validate(number) == RK_OK && check == rk_mynumber_check_code(number));
         }
         break;
@@ -53,8 +56,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < json_array_size(list) && i < 50; i++) {
             const char *person;
             int check;
-            if (!agency_read_person_entry(json_array_get(list, i), &person, &check))
-                person_fields(person, check);
+            rk_basic_info items;
+            if (!agency_read_person_entry(json_array_get(list, i), &person, &check, &items))
+                person_fields(person, check, &items);
         }
         break;
     }

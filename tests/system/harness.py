@@ -260,8 +260,24 @@ class Network:
         """A business system of `agency` calling its own agency node."""
         return self.call(agency, method, path, body, as_client=kw.pop("as_client", agency), **kw)
 
-    def enrol(self, agency, person, my_number):
-        return self.agency_call(agency, "POST", "/v1/persons", {"person": person, "my_number": my_number})
+    def basic_items(self, my_number):
+        """The four basic items residents.csv holds for a My Number (sex left
+        out where not held), as a business system sends them; made-up ones
+        for a number no resident has."""
+        cache = getattr(self, "_items", {})
+        if my_number not in cache:  # read again: the file may have changed
+            cache = self._items = {r["my_number"]: {k: r[k] for k in ("name", "birth_date", "sex", "address") if r[k]}
+                                   for r in self.residents()}
+        return dict(cache.get(my_number) or
+                    {"name": "架空 太郎", "birth_date": "1980-01-01", "address": "東京都千代田区霞が関1-1-1"})
+
+    def person_body(self, person, my_number, **items):
+        """A POST /v1/persons body: the resident's items, with `items` put over them."""
+        body = {"person": person, "my_number": my_number, **self.basic_items(my_number), **items}
+        return {k: v for k, v in body.items() if v is not None}
+
+    def enrol(self, agency, person, my_number, **items):
+        return self.agency_call(agency, "POST", "/v1/persons", self.person_body(person, my_number, **items))
 
     def wait_status(self, agency, person, want, timeout=20):
         deadline = time.time() + timeout * SLOW

@@ -1,6 +1,7 @@
 """Code acquisition end to end (DESIGN §2.1, standard 第7-2, 第8-2(1)):
 agency → J-LIS → core → gateway → agency, with every refusal leaving
 nothing stored."""
+import csv
 import os
 import time
 
@@ -85,11 +86,11 @@ class CodeAcquisition(NetworkTest):
         ag = net.agencies()[0]["agency"]
         rows = net.residents()
         self.assertEqual(net.enrol(ag, "BULK-OLD", rows[26]["my_number"]).status, 202)
-        persons = [{"person": f"BULK-{i}", "my_number": rows[27 + i]["my_number"]} for i in range(3)]
-        persons += [{"person": "BULK-BAD", "my_number": "123456789017"},
-                    {"person": "BULK-NOBODY", "my_number": unknown_valid_number(rows)},
-                    {"person": "bad id!", "my_number": rows[2]["my_number"]},
-                    {"person": "BULK-OLD", "my_number": rows[26]["my_number"]}]
+        persons = [net.person_body(f"BULK-{i}", rows[27 + i]["my_number"]) for i in range(3)]
+        persons += [net.person_body("BULK-BAD", "123456789017"),
+                    net.person_body("BULK-NOBODY", unknown_valid_number(rows)),
+                    net.person_body("bad id!", rows[2]["my_number"]),
+                    net.person_body("BULK-OLD", rows[26]["my_number"])]
         a = net.agency_call(ag, "POST", "/v1/persons/batch", {"persons": persons})
         self.assertEqual(a.status, 202, a)
         got = [(r.get("person"), r.get("status") or r["error"]["code"]) for r in a.json["results"]]
@@ -180,14 +181,14 @@ class CodeAcquisition(NetworkTest):
         new_code = "9" + target["resident_code"][1:]
         if new_code == target["resident_code"]:
             new_code = "8" + target["resident_code"][1:]
-        with open(net.path("residents.csv"), "w") as f:
-            f.write("my_number,resident_code,previous_resident_codes\n")
+        with open(net.path("residents.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+            w.writeheader()
             for r in rows:
                 if r is target:
                     prev = ";".join(filter(None, [r["previous_resident_codes"], r["resident_code"]]))
-                    f.write(f"{r['my_number']},{new_code},{prev}\n")
-                else:
-                    f.write(f"{r['my_number']},{r['resident_code']},{r['previous_resident_codes']}\n")
+                    r = dict(r, resident_code=new_code, previous_resident_codes=prev)
+                w.writerow(r)
         net.stop_node("jlis")
         net.start_node("jlis")
         self.assertEqual(net.enrol(ags[1], "MOVER", target["my_number"]).status, 202)

@@ -37,6 +37,12 @@ class Demo(unittest.TestCase):
     def test_refusals_named(self):
         self.assertIn("invalid_my_number", self.out)
         self.assertIn("unknown_person", self.out)
+        self.assertRegex(self.out, r"resident #3 with resident #2's My Number\s+409 basic_info_mismatch")
+
+    def test_no_basic_item_printed(self):
+        """Names and addresses of residents.csv stay out of the output (the demo's folder is gone: the
+        generator's words are looked for instead)."""
+        self.assertIsNone(re.search(r"[都道府県][^\s]*[市区町村]|丁目|\d{4}-\d{2}-\d{2},", self.out), self.out)
 
     def test_no_my_number_printed(self):
         self.assertIsNone(re.search(r"\b\d{12}\b", self.out), self.out)

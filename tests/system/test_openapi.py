@@ -390,15 +390,27 @@ class RealAnswers(NetworkTest):
             self.check(n["id"], "GET", "/healthz", as_client=op, want=200)
             self.check(n["id"], "GET", "/metrics", as_client=op, want=200)
         # the business API of an agency node
-        self.check(Y, "POST", "/v1/persons", {"person": "Y1", "my_number": res[0]["my_number"]}, as_client=Y, want=202)
-        self.check(K, "POST", "/v1/persons", {"person": "K1", "my_number": res[0]["my_number"]}, as_client=K, want=202)
+        body = net.person_body
+        self.check(Y, "POST", "/v1/persons", body("Y1", res[0]["my_number"]), as_client=Y, want=202)
+        self.check(K, "POST", "/v1/persons", body("K1", res[0]["my_number"]), as_client=K, want=202)
         self.check(Y, "POST", "/v1/persons/batch", {"persons": [
-            {"person": "Y2", "my_number": res[1]["my_number"]}, {"person": "Y3", "my_number": "123456789017"},
-            {"person": 3, "my_number": res[2]["my_number"]}]},
+            body("Y2", res[1]["my_number"]), body("Y3", "123456789017"), body(3, res[2]["my_number"]),
+            body("Y4", res[3]["my_number"], name="別人 次郎")]},
             as_client=Y, want=202)
-        self.check(Y, "POST", "/v1/persons", {"person": "Y9", "my_number": "123456789017"}, as_client=Y, want=400)
+        self.check(Y, "POST", "/v1/persons", body("Y9", "123456789017"), as_client=Y, want=400)
+        self.check(Y, "POST", "/v1/persons", body("Y9", res[4]["my_number"], sex="3"), as_client=Y, want=400)
+        self.check(Y, "POST", "/v1/persons", body("Y8", res[5]["my_number"], birth_date="1900-01-01"),
+                   as_client=Y, want=409)
         net.wait_status(Y, "Y1", "linked")
         net.wait_status(K, "K1", "linked")
+        self.check(Y, "GET", "/v1/persons/Y8", as_client=Y, want=200)  # failed: basic_info_mismatch
+        self.check(Y, "POST", "/v1/persons/recheck", {"persons": [
+            body("Y1", res[0]["my_number"]), body("Y1", res[0]["my_number"], address="北海道"),
+            body("Y8", res[5]["my_number"]), body("Y7", "123456789017")]},
+            as_client=Y, want=200, example=False)
+        self.check(Y, "POST", "/v1/persons/recheck", {"persons": [body("Y1", res[0]["my_number"])]},
+                   as_client=Y, want=200)
+        self.check(Y, "POST", "/v1/persons/recheck", {"persons": []}, as_client=Y, want=400)
         self.check(Y, "GET", "/v1/persons/Y1", as_client=Y, want=200)
         self.check(Y, "GET", "/v1/persons/nobody", as_client=Y, want=404)
         self.check(Y, "PUT", "/v1/data/Y1/local_tax", {"value": {"tax": 120000}, "as_of": "2026-06-01"},
@@ -419,6 +431,8 @@ class RealAnswers(NetworkTest):
         self.check(Y, "GET", f"/v1/records?exchange_id={xid}", as_client=Y, want=200)
         self.check(gw_y, "GET", "/v1/records?limit=3", as_client=op, want=200)
         self.check("jlis", "GET", "/v1/records", as_client=op, want=200)
+        self.check("jlis", "GET", "/v1/lookups?limit=20", as_client=op, want=200)
+        self.check("jlis", "GET", "/v1/lookups?limit=0", as_client=op, want=400)
         self.check("core", "GET", "/v1/records?limit=0", as_client=op, want=400)
         self.check("core", "GET", f"/v1/records/proof?exchange_id={xid}", as_client=op, want=200)
         self.check(K, "GET", f"/v1/records/proof?exchange_id={xid}", as_client=K, want=200)
@@ -442,9 +456,19 @@ class RealAnswers(NetworkTest):
         # node-to-node routes, called as the calling node
         self.check("jlis", "POST", "/v1/code-requests", {"acquisition_no": "ab" * 16, "my_number": "123456789017"},
                    as_client=("node", Y), want=400)
+        items = net.basic_items(res[6]["my_number"])
+        self.check("jlis", "POST", "/v1/code-requests",
+                   dict(items, acquisition_no="ab" * 16, my_number=res[6]["my_number"], name="別人"),
+                   as_client=("node", Y), want=409)
         self.check("jlis", "POST", "/v1/code-requests/batch", {"requests": [
             {"acquisition_no": "cd" * 16, "my_number": "123456789017"}, {"acquisition_no": 7}]},
             as_client=("node", Y), want=200)
+        self.check("jlis", "POST", "/v1/basic-info-checks", {"checks": [
+            dict(items, check_no="ef" * 16, my_number=res[6]["my_number"]),
+            dict(items, check_no="ee" * 16, my_number=res[6]["my_number"], birth_date="1901-01-01")]},
+            as_client=("node", Y), want=200)
+        self.check("jlis", "POST", "/v1/basic-info-checks", {"checks": [{"check_no": "x"}]},
+                   as_client=("node", Y), want=200, example=False)
         self.check("core", "POST", "/v1/codes", {"agency": Y}, as_client=("node", "jlis"), want=400)
         self.check("core", "POST", "/v1/codes/batch", {"codes": [{"agency": Y}]}, as_client=("node", "jlis"), want=200)
         notice = {"acquisition_no": "ef" * 16, "code": "v1-" + "0" * 32, "check_code": 3}

@@ -208,6 +208,47 @@ static void test_resend_and_forwarded(void **state)
     assert_string_equal(late.status, "linked");
 }
 
+/* J-LIS found other basic items: the 'new' row goes, the person is failed
+ * with that reason (its code and acquisition forgotten), and may be
+ * enrolled again; a forwarded row is never failed so, nor a person who
+ * started again meanwhile under another number. Linked persons are told
+ * from the others in one read. */
+static void test_basic_info_mismatch(void **state)
+{
+    agency_store *s = *state;
+    char status[AGENCY_STATUS_MAX];
+    assert_int_equal(add1(s, "m1", "M1", 3, 1000, status), RK_OK);
+    agency_sent mis = {.person = "m1", .acquisition_no = "M1", .outcome = SENT_MISMATCH, .at_ms = 1500};
+    assert_int_equal(agency_store_settle_sent(s, &mis, 1), RK_OK);
+    assert_int_equal(mis.rc, RK_OK);
+    expect_reason(s, "m1", "failed", "basic_info_mismatch");
+    assert_int_equal(count_where(s, "SELECT count(*) FROM pending WHERE person = ?", "m1"), 0);
+    assert_int_equal(count_where(s, "SELECT count(*) FROM persons WHERE person = ? AND acquisition_no IS NULL"
+                                    " AND code IS NULL AND updated_ms = 1500", "m1"), 1);
+    /* enrolled again with the right items: linked as any failed person */
+    assert_int_equal(add1(s, "m1", "M2", 3, 2000, status), RK_OK);
+    assert_string_equal(status, "pending");
+    agency_notice_outcome out;
+    assert_int_equal(agency_store_apply_notice(s, "M2", "CM2", 3, 2100, &out), RK_OK);
+    assert_int_equal(out, NOTICE_LINKED);
+
+    /* a forwarded row stays */
+    assert_int_equal(add1(s, "m2", "M3", 3, 1000, status), RK_OK);
+    forward(s, "m2", "M3");
+    agency_sent late = {.person = "m2", .acquisition_no = "M3", .outcome = SENT_MISMATCH, .at_ms = 1500};
+    assert_int_equal(agency_store_settle_sent(s, &late, 1), RK_OK);
+    expect_status(s, "m2", "pending");
+    assert_int_equal(count_where(s, "SELECT count(*) FROM pending WHERE person = ?", "m2"), 1);
+
+    const char *persons[] = {"m1", "m2", "nobody", NULL};
+    int linked[4] = {-1, -1, -1, -1};
+    assert_int_equal(agency_store_linked_many(s, persons, 4, linked), RK_OK);
+    assert_int_equal(linked[0], 1);
+    assert_int_equal(linked[1], 0);
+    assert_int_equal(linked[2], 0);
+    assert_int_equal(linked[3], 0);
+}
+
 /* The sweeper fails what stayed 'new' (not_forwarded) or 'forwarded'
  * (no_code_notice) too long; a late notice still links them, check codes
  * compared (第8-2(1)イ); their rows go after the grace period. */
@@ -699,6 +740,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_duplicates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resend_and_forwarded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_basic_info_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep_and_late_notice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_versions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_data_once, setup, teardown),

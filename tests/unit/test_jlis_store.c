@@ -1,7 +1,8 @@
 /* Unit tests: J-LIS's store through jlis_store.h on a temporary database —
  * the residents import (replace, unchanged file, a bad or duplicate row
- * leaving the registry as it was, also after a first chunk was committed),
- * find, the relay log, and a read-only open beside the writer. On SQLite,
+ * leaving the registry as it was, also after a first chunk was committed,
+ * the four basic items read by their column's name and checked), find,
+ * the relay log, the lookup log, and a read-only open beside the writer. On SQLite,
  * and on PostgreSQL when RENKEI_TEST_STORE=postgres (unit/test_jlis_store_pg;
  * pg_fixture.h). */
 #include <setjmp.h>
@@ -52,17 +53,22 @@ static void my_number(long i, char out[13])
     snprintf(out, 13, "%.11s%d", first, rk_mynumber_check_digit(first));
 }
 
+/* The basic items of a row of the tests. */
+#define ITEMS ",山田　太郎,1985-04-12,1,横浜市中区本町１丁目１番"
+
 /* Writes residents.csv: n residents (number i, code 20000000000 + i +
- * code_base), resident 0 with two earlier codes; then `extra` as is. */
+ * code_base), resident 0 with two earlier codes, every third without sex;
+ * then `extra` as is. */
 static void write_csv(long n, long code_base, const char *extra)
 {
     FILE *f = fopen(csv, "w");
     assert_non_null(f);
-    fprintf(f, "my_number,resident_code,previous_resident_codes\n");
+    fprintf(f, "my_number,resident_code,previous_resident_codes,name,birth_date,sex,address\n");
     for (long i = 0; i < n; i++) {
         char num[13];
         my_number(i, num);
-        fprintf(f, "%s,%011ld,%s\n", num, 20000000000L + code_base + i, i == 0 ? "30000000001;30000000002" : "");
+        fprintf(f, "%s,%011ld,%s,山田　太郎%ld,1985-04-12,%s,横浜市中区本町%ld\n", num, 20000000000L + code_base + i,
+                i == 0 ? "30000000001;30000000002" : "", i, i % 3 == 2 ? "" : "2", i);
     }
     if (extra)
         fputs(extra, f);
@@ -119,15 +125,15 @@ static void bad_rows_leave_the_registry_as_it_was(void **state)
     write_csv(3, 0, NULL);
     assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_OK);
 
-    write_csv(4, 100, "123,20000000999,\n");
+    write_csv(4, 100, "123,20000000999," ITEMS "\n");
     assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_ERR_INVALID);
     assert_int_equal(imported, 0);
     assert_non_null(strstr(err, "residents.csv:6: invalid my_number"));
     assert_int_equal(jlis_store_count(s), 3);
 
-    char dup[64];
+    char dup[160];
     my_number(1, num);
-    snprintf(dup, sizeof dup, "%s,20000000777,30000000009\n", num); /* a size no file had: a new stamp */
+    snprintf(dup, sizeof dup, "%s,20000000777,30000000009" ITEMS "\n", num); /* a size no file had: a new stamp */
     write_csv(2, 100, dup);
     assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_ERR_CONFLICT);
     assert_non_null(strstr(err, "residents.csv:4: duplicate my_number or resident_code"));
@@ -146,10 +152,10 @@ static void bad_rows_leave_the_registry_as_it_was(void **state)
 
     /* A row longer than a line was read as two rows, its tail a second
      * resident (tests/fuzz/corpus/residents/long_line_smuggles_a_row.csv). */
-    char longrow[700], n2[13];
+    char longrow[2400], n2[13];
     my_number(7, num);
     my_number(8, n2);
-    snprintf(longrow, sizeof longrow, "%s,20000000701,,%0485d%s,20000000801\n", num, 0, n2);
+    snprintf(longrow, sizeof longrow, "%s,20000000701,,%02021d%s,20000000801,," ITEMS "\n", num, 0, n2);
     write_csv(1, 300, longrow);
     assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_ERR_INVALID);
     assert_non_null(strstr(err, "residents.csv:3: line too long"));
@@ -173,7 +179,7 @@ static void large_file_is_all_or_nothing(void **state)
     assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_OK);
 
     const long n = 120000;
-    write_csv(n, 1000000, "999999999999,20099999999,\n");
+    write_csv(n, 1000000, "999999999999,20099999999," ITEMS "\n");
     assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_ERR_INVALID);
     assert_non_null(strstr(err, ":120002: invalid my_number"));
     assert_int_equal(jlis_store_count(s), 10);
@@ -191,6 +197,86 @@ static void large_file_is_all_or_nothing(void **state)
     my_number(5, num);
     assert_int_equal(jlis_store_find(s, num, &r), RK_OK);
     assert_string_equal(r.resident_code, "20001000005");
+}
+
+/* The items are read by their columns' names, quoted or not, and checked;
+ * a file without them is refused. */
+static void basic_items_are_imported_and_checked(void **state)
+{
+    jlis_store *s = *state;
+    char err[256], num[13], row[512];
+    size_t imported = 0;
+    jlis_resident r;
+    my_number(1, num);
+    FILE *f = fopen(csv, "w");
+    assert_non_null(f);
+    fprintf(f, "my_number,resident_code,address,sex,birth_date,name,note\n"
+               "%s,20000000001,\"横浜市中区山下町１番地の２, 山下ハイツ\",,2000-02-29,\"SMITH \"\"JJ\"\" JOHN\",x\n",
+            num);
+    fclose(f);
+    assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_OK);
+    assert_int_equal(jlis_store_find(s, num, &r), RK_OK);
+    assert_string_equal(r.name, "SMITH \"JJ\" JOHN");
+    assert_string_equal(r.birth_date, "2000-02-29");
+    assert_string_equal(r.sex, "");
+    assert_string_equal(r.address, "横浜市中区山下町１番地の２, 山下ハイツ");
+    assert_int_equal(r.n_previous, 0);
+    rk_basic_info items = jlis_resident_items(&r);
+    assert_null(items.sex); /* not held */
+
+    const char *bad[][2] = {/* the row after my_number,resident_code */
+        {",,山田,1985-02-30,1,横浜市", ":2: field \"birth_date\""},
+        {",,山田,1985-02-03,3,横浜市", ":2: field \"sex\""},
+        {",,,1985-02-03,1,横浜市", ":2: field \"name\""},
+        {",,山田,1985-02-03,1,　", ":2: field \"address\""},
+        {",,山田,1985-02-03,1", ":2: not as many fields as the header"},
+        {",,\"山田,1985-02-03,1,横浜市", ":2: unbalanced quotes"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        f = fopen(csv, "w");
+        assert_non_null(f);
+        snprintf(row, sizeof row, "%s,20000000001%s\n", num, bad[i][0]);
+        fprintf(f, "my_number,resident_code,previous_resident_codes,name,birth_date,sex,address\n%s%*s", row,
+                (int)i, ""); /* each file its own size: a new stamp */
+        fclose(f);
+        assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_ERR_INVALID);
+        assert_non_null(strstr(err, bad[i][1]));
+        assert_int_equal(jlis_store_count(s), 1);
+    }
+    f = fopen(csv, "w");
+    assert_non_null(f);
+    fprintf(f, "my_number,resident_code,previous_resident_codes\n%s,20000000001,\n", num);
+    fclose(f);
+    assert_int_equal(jlis_store_import(s, csv, &imported, err, sizeof err), RK_ERR_INVALID);
+    assert_non_null(strstr(err, ":1: header lacks the basic items"));
+}
+
+/* Every lookup, with its outcome and the names of the items that differed;
+ * nothing of the values. */
+static void lookup_log_newest_first(void **state)
+{
+    jlis_store *s = *state;
+    jlis_lookup first[] = {{"aa01", "link", "match", 0}, {"aa02", "link", "mismatch", RK_BASIC_NAME | RK_BASIC_SEX}};
+    jlis_lookup second[] = {{"bb01", "recheck", "unknown_person", 0}};
+    assert_int_equal(jlis_store_log_lookups(s, "city-a", first, 2, 1700000000000LL), RK_OK);
+    assert_int_equal(jlis_store_log_lookups(s, "city-b", second, 1, 1700000001000LL), RK_OK);
+    json_t *page = NULL;
+    assert_int_equal(jlis_store_lookups(s, 0, 10, &page), RK_OK);
+    assert_int_equal(json_array_size(page), 3);
+    json_t *newest = json_array_get(page, 0), *mis = json_array_get(page, 1);
+    assert_string_equal(json_string_value(json_object_get(newest, "agency")), "city-b");
+    assert_string_equal(json_string_value(json_object_get(newest, "purpose")), "recheck");
+    assert_string_equal(json_string_value(json_object_get(newest, "outcome")), "unknown_person");
+    assert_null(json_object_get(newest, "mismatched"));
+    assert_string_equal(json_string_value(json_object_get(mis, "acquisition_no")), "aa02");
+    assert_string_equal(json_string_value(json_object_get(mis, "mismatched")), "name,sex");
+    json_int_t seq = json_integer_value(json_object_get(mis, "seq"));
+    json_decref(page);
+    assert_int_equal(jlis_store_lookups(s, seq, 10, &page), RK_OK);
+    assert_int_equal(json_array_size(page), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(page, 0), "outcome")), "match");
+    json_decref(page);
+
 }
 
 static void relay_log_newest_first(void **state)
@@ -266,6 +352,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(import_and_find, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_rows_leave_the_registry_as_it_was, setup, teardown),
         cmocka_unit_test_setup_teardown(large_file_is_all_or_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(basic_items_are_imported_and_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(lookup_log_newest_first, setup, teardown),
         cmocka_unit_test_setup_teardown(relay_log_newest_first, setup, teardown),
         cmocka_unit_test_setup_teardown(read_only_open_reads_and_cannot_write, setup, teardown),
     };

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "node/config.h"
+#include "lib/basic_info.h"
 #include "lib/mynumber.h"
 #include "net/registry.h"
 #include "lib/util.h"
@@ -175,19 +176,28 @@ static int cmp_str(const void *a, const void *b)
 static void check_residents(const char *dir)
 {
     char path[PATH_CAP], *text = NULL, *numbers[64];
-    size_t len = 0, lines = 0, with_previous = 0;
+    size_t len = 0, lines = 0, with_previous = 0, with_sex = 0;
     join(path, dir, "residents.csv");
     assert_int_equal(rk_read_file(path, 1 << 20, &text, &len), RK_OK);
     char *save = NULL;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save), lines++) {
         if (lines == 0) {
-            assert_string_equal(line, "my_number,resident_code,previous_resident_codes");
+            assert_string_equal(line, "my_number,resident_code,previous_resident_codes,name,birth_date,sex,address");
             continue;
         }
         assert_true(lines <= 50);
-        char *number = strsep(&line, ","), *code = strsep(&line, ","), *previous = line;
+        char *number = strsep(&line, ","), *code = strsep(&line, ","), *previous = strsep(&line, ",");
         assert_non_null(code);
         assert_non_null(previous);
+        /* the four basic items, valid (lib/basic_info.h); every 50th without sex */
+        rk_basic_info items = {.name = strsep(&line, ","), .birth_date = strsep(&line, ",")};
+        items.sex = strsep(&line, ",");
+        items.address = line;
+        assert_non_null(items.address);
+        with_sex += *items.sex != '\0';
+        if (!*items.sex)
+            items.sex = NULL;
+        assert_null(rk_basic_check(&items));
         assert_int_equal(rk_mynumber_validate(number), RK_OK);
         assert_int_equal(rk_resident_code_validate(code), RK_OK);
         if (*previous) {
@@ -198,6 +208,7 @@ static void check_residents(const char *dir)
     }
     assert_int_equal(lines, 51);
     assert_int_equal(with_previous, 2);
+    assert_int_equal(with_sex, 49);
     qsort(numbers, 50, sizeof numbers[0], cmp_str);
     for (size_t i = 1; i < 50; i++)
         assert_string_not_equal(numbers[i - 1], numbers[i]);

@@ -175,6 +175,10 @@ bench_load_config bench_net_load_cfg(const bench_net *n, const rk_peer_node *nod
 typedef struct bench_enrol_job {
     char (*numbers)[16];  /* My Numbers, NUL-terminated */
     size_t n;
+    int residents_fd;     /* DIR/residents.csv, read again for each person's basic items */
+    uint64_t *line_at;    /* where each person's row starts in it */
+    uint16_t *line_len;   /* and its length */
+    int col_name, col_birth_date, col_sex, col_address; /* the items' columns */
     size_t next_i;
     uint32_t *retry;      /* indices to send again */
     size_t n_retry;
@@ -200,7 +204,9 @@ void bench_enrol_job_reset(bench_enrol_job *j);
 /* Frees (and wipes the My Numbers of) j. */
 void bench_enrol_job_free(bench_enrol_job *j);
 
-/* The first j->n My Numbers of DIR/residents.csv. */
+/* The first j->n My Numbers of DIR/residents.csv, and where their rows
+ * are: each request reads its person's four basic items from the file (a
+ * million persons' items are not held in memory). */
 rk_rc bench_read_residents(const char *dir, bench_enrol_job *j, char *err, size_t errlen);
 
 /* The generator's callbacks for POST /v1/persons, one person a request (arg: the job). */

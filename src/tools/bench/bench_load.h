@@ -26,7 +26,7 @@
 
 #include "lib/err.h"
 
-#define BENCH_BODY_CAP 65536
+#define BENCH_BODY_CAP (512 * 1024) /* a batch of 1000 enrolments with their basic items */
 #define BENCH_PATH_CAP 512
 #define BENCH_MAX_STATUSES 16
 

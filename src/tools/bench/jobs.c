@@ -1,12 +1,16 @@
 /* jobs.c — bulk jobs through the load generator: enrolling persons (one
- * POST /v1/persons each, or --batch) and storing local_tax values. */
+ * POST /v1/persons each, or --batch, with each person's four basic items
+ * from residents.csv) and storing local_tax values. */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "lib/csv.h"
 #include "lib/util.h"
 #include "net/http_server.h"
 #include "tools/bench/bench.h"
@@ -14,6 +18,29 @@
 #include "tools/toolkit.h"
 
 #define ENROL_TRIES 6          /* attempts per person on 503, 429 or no answer */
+#define ROW_CAP 2048           /* a row of residents.csv (its reader's JLIS_LINE_MAX) */
+#define ENTRY_CAP (ROW_CAP + 160) /* one person's JSON */
+
+/* {"person","my_number","name","birth_date"[,"sex"],"address"} of person i
+ * at out (the items read from its row); its length, or 0. The items were
+ * checked to need no escaping when the file was read. */
+static size_t person_json(const bench_enrol_job *j, long i, char *out, size_t cap)
+{
+    char row[ROW_CAP + 1], *f[16];
+    ssize_t got = pread(j->residents_fd, row, j->line_len[i], (off_t)j->line_at[i]);
+    if (got != (ssize_t)j->line_len[i])
+        return 0;
+    row[got] = '\0';
+    int n = rk_csv_split(row, f, 16);
+    if (n <= j->col_name || n <= j->col_birth_date || n <= j->col_sex || n <= j->col_address)
+        return 0;
+    int len = bench_fmt(out, cap, "{\"person\":\"P%07ld\",\"my_number\":\"%s\",\"name\":\"%s\",\"birth_date\":\"%s\",%s%s%s"
+                                  "\"address\":\"%s\"}",
+                        i, j->numbers[i], f[j->col_name], f[j->col_birth_date], *f[j->col_sex] ? "\"sex\":\"" : "",
+                        f[j->col_sex], *f[j->col_sex] ? "\"," : "", f[j->col_address]);
+    rk_wipe(row, sizeof row);
+    return len > 0 && (size_t)len < cap ? (size_t)len : 0;
+}
 
 /* The index of the next person to send, or -1 when none is left. */
 static long enrol_take(bench_enrol_job *j)
@@ -33,8 +60,7 @@ int bench_enrol_next(void *arg, bench_request *req)
         return 0;
     j->attempts[i]++;
     req->tag = (uint64_t)i;
-    req->body_len = (size_t)bench_fmt(req->body, BENCH_BODY_CAP, "{\"person\":\"P%07ld\",\"my_number\":\"%s\"}", i,
-                                      j->numbers[i]);
+    req->body_len = person_json(j, i, req->body, BENCH_BODY_CAP);
     return 1;
 }
 
@@ -72,14 +98,15 @@ int bench_enrol_next_batch(void *arg, bench_request *req)
         return 0;
     uint32_t *ids = j->sent[j->free_slots[j->n_free - 1]];
     size_t len = (size_t)bench_fmt(req->body, BENCH_BODY_CAP, "{\"persons\":["), k = 0;
-    while ((int)k < j->batch && len + 64 < BENCH_BODY_CAP) {
+    while ((int)k < j->batch && len + ENTRY_CAP + 8 < BENCH_BODY_CAP) {
         long i = enrol_take(j);
         if (i < 0)
             break;
         j->attempts[i]++;
         ids[k] = (uint32_t)i;
-        len += (size_t)bench_fmt(req->body + len, BENCH_BODY_CAP - len,
-                                 "%s{\"person\":\"P%07ld\",\"my_number\":\"%s\"}", k ? "," : "", i, j->numbers[i]);
+        if (k)
+            req->body[len++] = ',';
+        len += person_json(j, i, req->body + len, BENCH_BODY_CAP - len);
         k++;
     }
     if (!k)
@@ -129,10 +156,13 @@ rk_rc bench_enrol_job_init(bench_enrol_job *j, size_t n)
 {
     memset(j, 0, sizeof *j);
     j->n = n;
+    j->residents_fd = -1;
     j->numbers = calloc(n ? n : 1, sizeof *j->numbers);
     j->retry = calloc(n ? n : 1, sizeof *j->retry);
     j->attempts = calloc(n ? n : 1, 1);
-    return j->numbers && j->retry && j->attempts ? RK_OK : RK_ERR_NOMEM;
+    j->line_at = calloc(n ? n : 1, sizeof *j->line_at);
+    j->line_len = calloc(n ? n : 1, sizeof *j->line_len);
+    return j->numbers && j->retry && j->attempts && j->line_at && j->line_len ? RK_OK : RK_ERR_NOMEM;
 }
 
 void bench_enrol_job_reset(bench_enrol_job *j)
@@ -147,6 +177,10 @@ void bench_enrol_job_free(bench_enrol_job *j)
     if (j->numbers)
         rk_wipe(j->numbers, j->n * sizeof *j->numbers);
     free(j->numbers);
+    if (j->line_at && j->residents_fd >= 0) /* set by bench_enrol_job_init */
+        close(j->residents_fd);
+    free(j->line_at);
+    free(j->line_len);
     free(j->retry);
     free(j->attempts);
     free(j->sent);
@@ -154,37 +188,73 @@ void bench_enrol_job_free(bench_enrol_job *j)
     memset(j, 0, sizeof *j);
 }
 
-/* The first n My Numbers of DIR/residents.csv. */
+/* The items' columns from the header line; 0 when all four are there. */
+static int item_columns(char *header, bench_enrol_job *j)
+{
+    char *f[16];
+    header[strcspn(header, "\r\n")] = '\0';
+    int n = rk_csv_split(header, f, 16);
+    j->col_name = j->col_birth_date = j->col_sex = j->col_address = -1;
+    for (int c = 2; c < n && c < 16; c++) {
+        int *at = strcmp(f[c], "name") == 0 ? &j->col_name : strcmp(f[c], "birth_date") == 0 ? &j->col_birth_date
+                  : strcmp(f[c], "sex") == 0 ? &j->col_sex : strcmp(f[c], "address") == 0 ? &j->col_address : NULL;
+        if (at)
+            *at = c;
+    }
+    return j->col_name > 1 && j->col_birth_date > 1 && j->col_sex > 1 && j->col_address > 1 ? 0 : -1;
+}
+
+/* A row the bench can send as it is: no quotes, backslashes or control
+ * characters to escape in JSON. */
+static int plain_row(const char *line, size_t len)
+{
+    for (size_t k = 0; k < len; k++)
+        if (line[k] == '"' || line[k] == '\\' || (unsigned char)line[k] < 0x20)
+            return 0;
+    return 1;
+}
+
+/* The first n My Numbers of DIR/residents.csv and where their rows are. */
 rk_rc bench_read_residents(const char *dir, bench_enrol_job *j, char *err, size_t errlen)
 {
-    char path[TK_PATH_CAP], line[256];
+    char path[TK_PATH_CAP], line[ROW_CAP + 2];
     bench_fmt(path, sizeof path, "%s/residents.csv", dir);
     FILE *f = fopen(path, "re");
-    if (!f) {
+    if (!f || (j->residents_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
         bench_fmt(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        if (f)
+            fclose(f);
         return RK_ERR_IO;
     }
     size_t k = 0;
-    int header = 1;
-    while (k < j->n && fgets(line, sizeof line, f)) {
-        if (header) {
-            header = 0;
-            continue;
+    uint64_t at = 0;
+    rk_rc rc = RK_OK;
+    if (!fgets(line, sizeof line, f) || item_columns(line, j) != 0) {
+        bench_fmt(err, errlen, "%s: the header lacks name,birth_date,sex,address", path);
+        rc = RK_ERR_INVALID;
+    }
+    at = ftell(f) > 0 ? (uint64_t)ftell(f) : 0;
+    while (rc == RK_OK && k < j->n && fgets(line, sizeof line, f)) {
+        size_t len = strlen(line), row = strcspn(line, "\r\n");
+        if (row > ROW_CAP || !plain_row(line, row)) {
+            bench_fmt(err, errlen, "%s: row %zu is too long or needs escaping", path, k + 1);
+            rc = RK_ERR_INVALID;
+        } else if (strcspn(line, ",\r\n") == 12) {
+            memcpy(j->numbers[k], line, 12);
+            j->numbers[k][12] = '\0';
+            j->line_at[k] = at;
+            j->line_len[k] = (uint16_t)row;
+            k++;
         }
-        size_t len = strcspn(line, ",\r\n");
-        if (len != 12)
-            continue;
-        memcpy(j->numbers[k], line, 12);
-        j->numbers[k][12] = '\0';
-        k++;
+        at += len;
     }
     rk_wipe(line, sizeof line);
     fclose(f);
-    if (k < j->n) {
+    if (rc == RK_OK && k < j->n) {
         bench_fmt(err, errlen, "%s holds %zu residents, %zu wanted", path, k, j->n);
-        return RK_ERR_INVALID;
+        rc = RK_ERR_INVALID;
     }
-    return RK_OK;
+    return rc;
 }
 
 /* Enrols every person of j at agency (credential who); RK_OK when all were

@@ -33,7 +33,7 @@
 #define NET_NAME "renkei" /* network.json's "network"; the logs' origins are renkei/<network>/<node> */
 #define NET_PERMISSIONS_CAP (64u << 20)
 #define NET_PERMISSIONS_HEADER "requester_kind,business,provider_kind,item\n"
-#define NET_RESIDENTS_HEADER "my_number,resident_code,previous_resident_codes\n"
+#define NET_RESIDENTS_HEADER "my_number,resident_code,previous_resident_codes,name,birth_date,sex,address\n"
 #define NET_PREVIOUS_EVERY 20
 #define NET_RESIDENT_SPACE UINT64_C(100000000000) /* 10^11: 11 digits */
 #define NET_RAND_BATCH 4096
@@ -342,17 +342,28 @@ typedef struct resident_gen {
 
 #define TAG_RESIDENT_CODE (UINT64_C(1) << 40) /* above 10^11 */
 
+/* The next random value. */
+static rk_rc draw(resident_gen *g, uint64_t *out)
+{
+    if (g->pos == NET_RAND_BATCH) {
+        rk_rc rc = rk_random(g->rand, sizeof g->rand);
+        if (rc != RK_OK)
+            return rc;
+        g->pos = 0;
+    }
+    *out = g->rand[g->pos++];
+    return RK_OK;
+}
+
 /* A random 11-digit value not drawn before under tag. */
 static rk_rc draw_unique(resident_gen *g, uint64_t tag, uint64_t *out)
 {
     for (int tries = 0; tries < 1000; tries++) {
-        if (g->pos == NET_RAND_BATCH) {
-            rk_rc rc = rk_random(g->rand, sizeof g->rand);
-            if (rc != RK_OK)
-                return rc;
-            g->pos = 0;
-        }
-        uint64_t v = g->rand[g->pos++] % NET_RESIDENT_SPACE; /* bias < 1e-8: fine for test data */
+        uint64_t v;
+        rk_rc rc = draw(g, &v);
+        if (rc != RK_OK)
+            return rc;
+        v %= NET_RESIDENT_SPACE; /* bias < 1e-8: fine for test data */
         if (id_set_add(&g->seen, v | tag)) {
             *out = v;
             return RK_OK;
@@ -368,14 +379,18 @@ static char *put_digits(char *p, uint64_t v, int n)
     return p + n;
 }
 
-static rk_rc write_person(FILE *f, resident_gen *g, int with_previous)
+static rk_rc write_person(FILE *f, resident_gen *g, long i, int with_previous)
 {
     uint64_t number = 0, code = 0, previous = 0; /* zeroed: gcc -O3 cannot see that draw_unique sets them */
-    char line[64], *p = line;
+    uint64_t r[4] = {0};
+    char line[1024], *p = line;
     rk_rc rc;
     if ((rc = draw_unique(g, 0, &number)) != RK_OK || (rc = draw_unique(g, TAG_RESIDENT_CODE, &code)) != RK_OK ||
         (with_previous && (rc = draw_unique(g, TAG_RESIDENT_CODE, &previous)) != RK_OK))
         return rc;
+    for (int k = 0; k < 4; k++)
+        if ((rc = draw(g, &r[k])) != RK_OK)
+            return rc;
     p = put_digits(p, number, 11);
     *p = (char)('0' + rk_mynumber_check_digit(line));
     p++;
@@ -384,6 +399,10 @@ static rk_rc write_person(FILE *f, resident_gen *g, int with_previous)
     *p++ = ',';
     if (with_previous)
         p = put_digits(p, previous, 11);
+    size_t items = net_resident_items(i, r, p, sizeof line - (size_t)(p - line) - 1);
+    if (!items)
+        return RK_ERR_TOO_LARGE;
+    p += items;
     *p++ = '\n';
     return fwrite(line, 1, (size_t)(p - line), f) == (size_t)(p - line) ? RK_OK : RK_ERR_IO;
 }
@@ -399,7 +418,7 @@ static rk_rc write_persons(FILE *f, long persons)
     if (rc == RK_OK && fputs(NET_RESIDENTS_HEADER, f) == EOF)
         rc = RK_ERR_IO;
     for (long i = 0; i < persons && rc == RK_OK; i++)
-        rc = write_person(f, g, i % NET_PREVIOUS_EVERY == NET_PREVIOUS_EVERY - 1);
+        rc = write_person(f, g, i, i % NET_PREVIOUS_EVERY == NET_PREVIOUS_EVERY - 1);
     if (g)
         free(g->seen.slots);
     free(g);
@@ -407,8 +426,9 @@ static rk_rc write_persons(FILE *f, long persons)
 }
 
 /* Synthetic resident registry: distinct valid My Numbers, distinct resident
- * codes, every 20th person with one earlier code. Mode 0600: it is a file
- * of My Numbers, even if invented ones. */
+ * codes, every 20th person with one earlier code, and each one's four basic
+ * items (people.c). Mode 0600: it is a file of My Numbers and personal
+ * data, even if invented ones. */
 static rk_rc write_residents(const char *dir, long persons, char *err, size_t errlen)
 {
     char path[NET_PATH_CAP], tmp[NET_PATH_CAP];

@@ -81,6 +81,12 @@ rk_rc net_plan_build(int agencies, int core_instances, net_plan *plan);
 /* Ports for the server nodes: base_port, base_port+1, … or free ephemeral ones (base_port 0). */
 rk_rc net_plan_ports(net_plan *plan, int base_port, char *err, size_t errlen);
 
+/* ---- the residents' basic items (people.c) ----------------------------------------- */
+
+/* ",name,birth_date,sex,address" of resident i (0-based) from four random
+ * values, into out; its length, or 0 when it does not fit. */
+size_t net_resident_items(long i, const uint64_t r[4], char *out, size_t cap);
+
 /* ---- node processes (procs.c) ------------------------------------------------------ */
 
 /* Set by `net up`'s SIGINT/SIGTERM handler. */
