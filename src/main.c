@@ -7,7 +7,7 @@
 #include "tools/tools.h"
 
 static const rk_role_desc *const roles[] = {&rk_core_role, &rk_jlis_role, &rk_gateway_role, &rk_agency_role,
-                                            &rk_witness_role};
+                                            &rk_witness_role, &rk_portal_role};
 
 static const struct {
     const char *name;
@@ -19,6 +19,7 @@ static const struct {
     {"pki", rk_cmd_pki, "init | issue | fingerprint | show: the network CA and certificates"},
     {"mynumber", rk_cmd_mynumber, "check N… | checkcode N: My Number check digit and check code"},
     {"agency-ctl", rk_cmd_agency_ctl, "client for an agency node's business API (enrol, status, …)"},
+    {"card", rk_cmd_card, "issue | revoke: persons' cards of a network (the card CA)"},
     {"records", rk_cmd_records, "verify DIR: check every node's records against its signed tree heads"},
     {"bench", rk_cmd_bench, "benchmarks: codes | http | exchanges | enrol (figures, never pass/fail)"},
 };

@@ -11,5 +11,6 @@ extern const rk_role_desc rk_jlis_role;    /* src/jlis: J-LIS's code relay */
 extern const rk_role_desc rk_gateway_role; /* src/gateway: インターフェイスシステム */
 extern const rk_role_desc rk_agency_role;  /* src/agency: 中間サーバー */
 extern const rk_role_desc rk_witness_role; /* src/witness: a witness of the core's log (C2SP tlog-witness) */
+extern const rk_role_desc rk_portal_role;  /* src/portal: persons see their exchanges with proofs (DESIGN §2.5) */
 
 #endif

@@ -31,6 +31,7 @@ static const rk_route routes[] = {
     {"GET", "/v1/tile/*", RK_ROLES_ANY, 0, agency_get_tile},
     {"POST", "/v1/unlawful", RK_ROLE_OPERATOR, 1, NULL, 0, agency_start_unlawful},
     {"POST", "/v1/deletions", RK_ROLE_GATEWAY, 1, agency_post_deletion},
+    {"POST", "/v1/records/*", RK_ROLE_OPERATOR, 1, NULL, 0, agency_start_nondisclosure}, /* …/{exchange_id}/nondisclosure */
 };
 
 static int health(void *app, json_t *checks)

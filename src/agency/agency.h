@@ -64,6 +64,11 @@ typedef struct agency_query_in {
 int agency_read_query(const rk_request *req, rk_response *resp, agency_query_in *in);
 int agency_read_unlawful(const rk_request *req, rk_response *resp, const char **exchange_id, const char **kind,
                          const char **reason, int *is_request);
+/* POST /v1/records/{exchange_id}/nondisclosure: the exchange id from the
+ * path (a 404 when the path is not that), basis, operator, until (NULL
+ * when not given). */
+int agency_read_nondisclosure(const rk_request *req, rk_response *resp, char exchange_id[RK_EXCHANGE_ID_MAX + 1],
+                              const char **basis, const char **operator_id, const char **until);
 
 /* sweeper.c: fails enrolments left pending too long; stop before closing
  * the store. */
@@ -77,6 +82,8 @@ void agency_start_query(void *app, rk_pending *p, const rk_request *req, rk_resp
 void agency_get_records(void *app, const rk_request *req, rk_response *resp);
 void agency_start_unlawful(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void agency_post_deletion(void *app, const rk_request *req, rk_response *resp);
+/* nondisclosure.c: a record not to be disclosed to the person (法23条). */
+void agency_start_nondisclosure(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void agency_get_proof(void *app, const rk_request *req, rk_response *resp);
 void agency_get_consistency(void *app, const rk_request *req, rk_response *resp);
 void agency_get_heads(void *app, const rk_request *req, rk_response *resp);

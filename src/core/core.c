@@ -59,26 +59,37 @@ static const rk_route routes[] = {
     {"GET", "/v1/records/heads", RK_ROLE_OPERATOR, 0, core_handle_heads},
     {"GET", "/v1/checkpoint", RK_ROLES_ANY, 0, core_handle_checkpoint},
     {"GET", "/v1/tile/*", RK_ROLES_ANY, 0, core_handle_tile},
-    {"POST", "/v1/incidents", RK_ROLE_GATEWAY | RK_ROLE_JLIS | RK_ROLE_OPERATOR, 0, core_handle_incident, 1},
+    {"POST", "/v1/persons/exchanges", RK_ROLE_PORTAL, 0, core_handle_person_exchanges},
+    {"POST", "/v1/nondisclosures", RK_ROLE_GATEWAY, 0, core_handle_nondisclosure},
+    {"POST", "/v1/incidents", RK_ROLE_GATEWAY | RK_ROLE_JLIS | RK_ROLE_OPERATOR | RK_ROLE_WITNESS | RK_ROLE_PORTAL, 0,
+     core_handle_incident, 1},
     {"GET", "/v1/incidents", RK_ROLE_OPERATOR, 0, core_handle_incidents},
 };
 
-/* Loads the permission table; on SIGHUP a malformed table is refused with
- * file and line, and the table in force stays (issue: permission table). */
+/* Loads the permission table, and the catalogue of names when [core]
+ * catalogue names one; on SIGHUP a malformed file is refused with file and
+ * line, and the table and catalogue in force stay (issue: permission table). */
 static rk_rc load_permissions(core *c)
 {
-    rk_permissions *fresh = NULL;
+    rk_permissions *fresh = NULL, *names = NULL;
     char err[512] = "";
     rk_rc rc = rk_permissions_load(c->node->cfg.permissions, NULL, &fresh, err, sizeof err);
     if (rc != RK_OK) {
         rk_error("permission table refused: %s", err);
         return rc;
     }
+    if (c->node->cfg.catalogue[0] && (rc = rk_catalogue_load(c->node->cfg.catalogue, &names, err, sizeof err)) != RK_OK) {
+        rk_error("catalogue refused: %s", err);
+        rk_permissions_free(fresh);
+        return rc;
+    }
     pthread_rwlock_wrlock(&c->perms_lock);
-    rk_permissions *old = c->perms;
+    rk_permissions *old = c->perms, *old_names = c->catalogue;
     c->perms = fresh;
+    c->catalogue = names;
     pthread_rwlock_unlock(&c->perms_lock);
     rk_permissions_free(old);
+    rk_permissions_free(old_names);
     rk_info("permission table loaded: %zu rows", rk_permissions_count(fresh));
     return RK_OK;
 }
@@ -138,6 +149,26 @@ static rk_rc check_agency_numbers(const rk_registry *reg)
     return RK_OK;
 }
 
+/* The witnesses' vkeys (network.json): a person's proofs are against a
+ * checkpoint every one of them cosigned. */
+static rk_rc load_witnesses(core *c, const rk_registry *reg)
+{
+    for (size_t i = 0; i < reg->n_nodes; i++) {
+        const rk_peer_node *n = &reg->nodes[i];
+        if (n->role != RK_ROLE_WITNESS)
+            continue;
+        if (c->n_witnesses == sizeof c->witnesses / sizeof c->witnesses[0] ||
+            rk_vkey_parse(n->vkey, &c->witnesses[c->n_witnesses]) != RK_OK ||
+            c->witnesses[c->n_witnesses].type != RK_VKEY_COSIGNATURE) {
+            rk_error("network.json: witness %s: no cosignature vkey, or more than %zu witnesses", n->id,
+                     sizeof c->witnesses / sizeof c->witnesses[0]);
+            return RK_ERR_CONFIG;
+        }
+        c->n_witnesses++;
+    }
+    return RK_OK;
+}
+
 /* On the event thread, after the last started request finished. */
 
 static rk_rc open_core(rk_node *node, void *app)
@@ -145,7 +176,7 @@ static rk_rc open_core(rk_node *node, void *app)
     core *c = app;
     rk_rc rc;
     pthread_rwlock_init(&c->perms_lock, NULL);
-    if ((rc = check_agency_numbers(node->registry)) != RK_OK)
+    if ((rc = check_agency_numbers(node->registry)) != RK_OK || (rc = load_witnesses(c, node->registry)) != RK_OK)
         return rc;
     if (!node->cfg.master_key_file[0] || !node->cfg.permissions[0]) {
         rk_error("[core] %s is required", !node->cfg.master_key_file[0] ? "master_key_file" : "permissions");
@@ -178,6 +209,7 @@ static void close_core(void *app)
     core_store_close(c->store);
     rk_codec_free(c->codec);
     rk_permissions_free(c->perms);
+    rk_permissions_free(c->catalogue);
     pthread_rwlock_destroy(&c->perms_lock);
     rk_watch_free(c->not_permitted);
     rk_watch_free(c->rates);

@@ -10,6 +10,7 @@
 #include "core/codes.h"
 #include "node/node.h"
 #include "core/permissions.h"
+#include "records/checkpoint.h"
 #include "records/records_log.h"
 #include "node/watch.h"
 
@@ -20,6 +21,7 @@ typedef struct core {
     core_store *store;
     rk_codec *codec;
     rk_permissions *perms;          /* swapped on SIGHUP under perms_lock */
+    rk_permissions *catalogue;      /* names of kinds, businesses, items ([core] catalogue); with perms */
     pthread_rwlock_t perms_lock;
     /* notice deliverers: lanes of the outbox, each its own thread */
     pthread_t deliverers[CORE_NOTICE_LANES];
@@ -38,6 +40,8 @@ typedef struct core {
     rk_watch *rates;            /* request rate jumps, per requester */
     rk_watch *unreachable;      /* agencies whose notices cannot be delivered */
     rk_records_log *log;        /* the records as a signed Merkle log */
+    rk_vkey witnesses[8];       /* the witnesses' vkeys: a person's proofs are against a head they all cosigned */
+    size_t n_witnesses;
 } core;
 
 /* notices.c: the durable delivery of code notices to agencies. */
@@ -71,6 +75,10 @@ void core_handle_consistency(void *app, const rk_request *req, rk_response *resp
 void core_handle_heads(void *app, const rk_request *req, rk_response *resp);
 void core_handle_checkpoint(void *app, const rk_request *req, rk_response *resp);
 void core_handle_tile(void *app, const rk_request *req, rk_response *resp);
+/* disclosure.c: a person's exchanges for the portal, and agencies' markings
+ * of records not to be disclosed (法23条, DESIGN §2.5). */
+void core_handle_person_exchanges(void *app, const rk_request *req, rk_response *resp);
+void core_handle_nondisclosure(void *app, const rk_request *req, rk_response *resp);
 /* deletions.c */
 void core_start_deletion_request(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void core_handle_incident(void *app, const rk_request *req, rk_response *resp);

@@ -32,6 +32,11 @@ static const char *const core_steps[] = {
     /* Step 2: an acquisition names its notice (a repeat re-arms it); NULL
      * for the acquisitions from before, found by their number. */
     "ALTER TABLE acquisitions ADD COLUMN notice_id BIGINT;",
+    /* Step 3: records an agency marked not to be disclosed to the person
+     * (法23条 with 個人情報保護法78条), until a date ('' for until lifted). */
+    "CREATE TABLE nondisclosures (exchange_id TEXT NOT NULL, agency TEXT NOT NULL, basis TEXT NOT NULL,"
+    "  until TEXT NOT NULL DEFAULT '', operator TEXT NOT NULL, at_ms BIGINT NOT NULL,"
+    "  PRIMARY KEY (exchange_id, agency)){without_rowid};",
 };
 
 rk_db *core_store_db(core_store *s)
@@ -479,4 +484,93 @@ rk_rc core_store_person_spread(core_store *s, const char *resident_code, int64_t
     *persons = *agencies = 0;
     spread_args x = {resident_code, persons, agencies};
     return rk_db_scan(s->db, spread_in_tx, &x);
+}
+
+/* ---------- disclosure to the person (DESIGN §2.5) ---------- */
+
+typedef struct person_args {
+    const char *code;
+    uint64_t *serial;
+} person_args;
+
+static rk_rc person_fn(rk_db *db, void *arg)
+{
+    person_args *a = arg;
+    return serial_of_code(db, a->code, a->serial);
+}
+
+rk_rc core_store_person(core_store *s, const char *resident_code, uint64_t *serial)
+{
+    person_args a = {resident_code, serial};
+    return rk_db_read(s->db, person_fn, &a);
+}
+
+typedef struct withhold_args {
+    const rk_record *step;
+    const char *agency, *basis, *until, *operator_id;
+    int64_t now_ms;
+} withhold_args;
+
+static rk_rc withhold_fn(rk_db *db, void *arg)
+{
+    withhold_args *a = arg;
+    /* marked before: the log keeps the first marking, the table the latest
+     * (looked up first: on PostgreSQL a refused insert ends the transaction) */
+    rk_stmt *q = rk_db_stmt(db, "SELECT 1 FROM records WHERE exchange_id = ? AND side = ? AND outcome = ?");
+    rk_bind_text(q, 1, a->step->exchange_id);
+    rk_bind_text(q, 2, a->step->side);
+    rk_bind_text(q, 3, a->step->outcome);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_ERR_NOT_FOUND)
+        rc = rk_record_append(db, a->step);
+    if (rc != RK_OK)
+        return rc;
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO nondisclosures(exchange_id, agency, basis, until, operator, at_ms)"
+                                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (exchange_id, agency) DO UPDATE SET"
+                                 " basis = excluded.basis, until = excluded.until, operator = excluded.operator,"
+                                 " at_ms = excluded.at_ms");
+    rk_bind_text(st, 1, a->step->exchange_id);
+    rk_bind_text(st, 2, a->agency);
+    rk_bind_text(st, 3, a->basis);
+    rk_bind_text(st, 4, a->until ? a->until : "");
+    rk_bind_text(st, 5, a->operator_id);
+    rk_bind_int(st, 6, a->now_ms);
+    return rk_stmt_exec(st);
+}
+
+rk_rc core_store_withhold(core_store *s, const rk_record *step, const char *agency, const char *basis,
+                          const char *until, const char *operator_id, int64_t now_ms)
+{
+    if (s->readonly)
+        return RK_ERR_DENIED;
+    withhold_args a = {step, agency, basis, until, operator_id, now_ms};
+    return rk_db_write(s->db, withhold_fn, &a);
+}
+
+typedef struct withheld_args {
+    const char *exchange_id, *today;
+    char *basis, *until;
+} withheld_args;
+
+static rk_rc withheld_fn(rk_db *db, void *arg)
+{
+    withheld_args *a = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT basis, until FROM nondisclosures WHERE exchange_id = ?"
+                                " AND (until = '' OR until >= ?) ORDER BY at_ms LIMIT 1");
+    rk_bind_text(q, 1, a->exchange_id);
+    rk_bind_text(q, 2, a->today);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK) {
+        rk_col_copy(q, 0, a->basis, CORE_BASIS_MAX + 1);
+        rk_col_copy(q, 1, a->until, 11);
+    }
+    return rc;
+}
+
+rk_rc core_store_withheld(core_store *s, const char *exchange_id, const char *today, char basis[CORE_BASIS_MAX + 1],
+                          char until[11])
+{
+    withheld_args a = {exchange_id, today, basis, until};
+    basis[0] = until[0] = '\0';
+    return rk_db_read(s->db, withheld_fn, &a);
 }

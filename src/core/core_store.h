@@ -93,6 +93,22 @@ rk_rc core_store_acquisitions_of(core_store *s, const char *agency, const char *
  * agencies made them. */
 rk_rc core_store_person_spread(core_store *s, const char *resident_code, int64_t *persons, int64_t *agencies);
 
+/* Disclosure to the person (DESIGN §2.5). The person named by a resident
+ * code, current or earlier: RK_ERR_NOT_FOUND when the core knows none. */
+rk_rc core_store_person(core_store *s, const char *resident_code, uint64_t *serial);
+/* An agency's marking of an exchange not to be disclosed (法23条, 個人情報
+ *保護法78条): the step `step` appended to the records (a step recorded
+ * before stays the first) and the marking (basis, until: YYYY-MM-DD or NULL
+ * for until lifted) kept, the latest of that agency, in one commit. */
+#define CORE_BASIS_MAX 150
+struct rk_record;
+rk_rc core_store_withhold(core_store *s, const struct rk_record *step, const char *agency, const char *basis,
+                          const char *until, const char *operator_id, int64_t now_ms);
+/* RK_OK with its basis and until ("" for until lifted) when a marking of
+ * the exchange is in force on `today` (YYYY-MM-DD), RK_ERR_NOT_FOUND when none. */
+rk_rc core_store_withheld(core_store *s, const char *exchange_id, const char *today, char basis[CORE_BASIS_MAX + 1],
+                          char until[11]);
+
 /* The database, for the shared records module (records/records.h). */
 struct rk_db *core_store_db(core_store *s);
 

@@ -489,6 +489,23 @@ done:
     return RK_OK;
 }
 
+rk_rc rk_catalogue_load(const char *catalogue_dir, rk_permissions **out, char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    *out = NULL;
+    rk_permissions *p = calloc(1, sizeof *p);
+    if (!p)
+        return fail(err, errlen, RK_ERR_NOMEM, "catalogue: out of memory");
+    rk_rc rc = load_catalogues(catalogue_dir, p, err, errlen);
+    if (rc != RK_OK) {
+        rk_permissions_free(p);
+        return rc;
+    }
+    *out = p;
+    return RK_OK;
+}
+
 void rk_permissions_free(rk_permissions *p)
 {
     if (!p)

@@ -30,6 +30,9 @@ typedef struct rk_permissions rk_permissions;
 rk_rc rk_permissions_load(const char *permissions_csv, const char *catalogue_dir, rk_permissions **out,
                           char *err, size_t errlen);
 void rk_permissions_free(rk_permissions *p);
+/* The catalogues alone (kinds.csv, businesses.csv, items.csv of the
+ * folder), with no row: what the names are read from. */
+rk_rc rk_catalogue_load(const char *catalogue_dir, rk_permissions **out, char *err, size_t errlen);
 
 /* 1 if a row allows (requester_kind, business, provider_kind, item), else 0
  * (also 0 for NULL or malformed arguments). O(log n). */

@@ -13,10 +13,14 @@
  * nor an item's value), the code requests' and the rechecks'
  * (POST /v1/basic-info-checks: the comparison alone, nothing relayed). */
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto/card.h"
+#include "crypto/pki.h"
 #include "jlis/jlis.h"
 #include "jlis/jlis_store.h"
 #include "lib/basic_info.h"
@@ -35,6 +39,14 @@ typedef struct jlis {
     jlis_store *store;
     const rk_peer_node *core;
     rk_watch *line_down;   /* one outage incident per window while the primary line fails */
+    /* persons' cards (DESIGN §2.5): the card CA and the CRL J-LIS publishes,
+     * read again when its file changes */
+    pthread_mutex_t cards_lock;
+    X509 *card_ca;         /* NULL: no card service ([jlis] card_ca and card_crl unset) */
+    X509_CRL *crl;
+    char *crl_pem;
+    long crl_number;
+    char crl_stamp[64];
 } jlis;
 
 static json_t *notice_for_core(const char *agency, const char *acquisition_no, const jlis_resident *r, int check)
@@ -538,7 +550,124 @@ static void handle_lookups(void *app, const rk_request *req, rk_response *resp)
     }
 }
 
+/* ---------- persons' cards (DESIGN §2.5) ---------- */
+
+/* Lock held: the CRL file read again when it changed (size, time). A CRL
+ * the card CA did not sign, or older than the one in force, is refused and
+ * the one in force stays. */
+static void refresh_crl(jlis *j)
+{
+    struct stat st;
+    char stamp[64];
+    if (stat(j->node->cfg.card_crl, &st) != 0) {
+        rk_warn("%s: cannot read the card CRL; the one in force stays", j->node->cfg.card_crl);
+        return;
+    }
+    snprintf(stamp, sizeof stamp, "%lld:%lld.%09ld", (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+             (long)st.st_mtim.tv_nsec);
+    if (strcmp(stamp, j->crl_stamp) == 0)
+        return;
+    char *pem = NULL;
+    size_t len = 0;
+    X509_CRL *crl = NULL;
+    long number = 0;
+    rk_rc rc = rk_read_file(j->node->cfg.card_crl, RK_CARD_CRL_MAX, &pem, &len);
+    if (rc == RK_OK)
+        rc = rk_card_crl_read(pem, len, j->card_ca, &crl, &number);
+    if (rc == RK_OK && number < j->crl_number)
+        rc = RK_ERR_CONFLICT;
+    if (rc != RK_OK) {
+        rk_error("%s: card CRL refused (%s); the one in force stays", j->node->cfg.card_crl,
+                 rc == RK_ERR_CONFLICT ? "older than the one in force" : rk_strerror(rc));
+        X509_CRL_free(crl);
+        free(pem);
+        return;
+    }
+    X509_CRL_free(j->crl);
+    free(j->crl_pem);
+    j->crl = crl;
+    j->crl_pem = pem;
+    j->crl_number = number;
+    snprintf(j->crl_stamp, sizeof j->crl_stamp, "%s", stamp);
+    rk_info("card CRL number %ld in force", number);
+}
+
+/* The cards issued since the last look, taken in (the card file). */
+static void refresh_cards(jlis *j)
+{
+    char err[512];
+    size_t n = 0;
+    if (jlis_store_import_cards(j->store, j->node->cfg.cards, &n, err, sizeof err) != RK_OK)
+        rk_error("%s; the cards known stay", err);
+    else if (n)
+        rk_info("%zu cards known", n);
+}
+
+/* POST /v1/card-lookups {"card_serial"} from the portal: the resident code
+ * of a person's card, for that one request (DESIGN §2.5). A revoked card is
+ * 403 card_revoked, an unknown one 404 unknown_card; every lookup enters the
+ * lookup log (the portal, the card serial, the outcome) before the answer.
+ * On a worker (store only). */
+static void handle_card_lookup(void *app, const rk_request *req, rk_response *resp)
+{
+    jlis *j = app;
+    const char *serial = rk_req_string(req, resp, "card_serial", RK_CARD_SERIAL_LEN);
+    if (!serial)
+        return;
+    if (!rk_card_serial_valid(serial)) {
+        rk_reply_error(resp, 400, "invalid_field", "field \"card_serial\" must be 32 lowercase hex digits");
+        return;
+    }
+    if (!j->card_ca) {
+        rk_reply_error(resp, 503, "no_card_service", "this J-LIS has no card CA ([jlis] card_ca, card_crl)");
+        return;
+    }
+    char code[12] = "";
+    pthread_mutex_lock(&j->cards_lock);
+    refresh_crl(j);
+    refresh_cards(j);
+    int revoked = rk_card_crl_lists(j->crl, serial);
+    pthread_mutex_unlock(&j->cards_lock);
+    rk_rc rc = revoked ? RK_OK : jlis_store_card(j->store, serial, code);
+    if (rc != RK_OK && rc != RK_ERR_NOT_FOUND) {
+        rk_reply_error(resp, 500, "store_error", "the cards could not be read");
+        return;
+    }
+    jlis_lookup l = {.acquisition_no = serial, .purpose = "card",
+                     .outcome = revoked ? "card_revoked" : rc == RK_ERR_NOT_FOUND ? "unknown_card" : "match"};
+    if (jlis_store_log_lookups(j->store, req->peer->id, &l, 1, req->received_ms) != RK_OK)
+        rk_reply_error(resp, 500, "store_error", "the lookup could not be logged; nothing is answered");
+    else if (revoked)
+        rk_reply_error(resp, 403, "card_revoked", "this card is revoked");
+    else if (rc == RK_ERR_NOT_FOUND)
+        rk_reply_error(resp, 404, "unknown_card", "no resident has this card");
+    else
+        rk_reply_json(resp, 200, json_pack("{s:s}", "resident_code", code));
+    rk_wipe(code, sizeof code);
+}
+
+/* GET /v1/card-crl for the portal: the card CRL in force, as J-LIS
+ * publishes it ({"crl": PEM, "number"}). On a worker. */
+static void handle_card_crl(void *app, const rk_request *req, rk_response *resp)
+{
+    jlis *j = app;
+    if (!j->card_ca) {
+        rk_reply_error(resp, 503, "no_card_service", "this J-LIS has no card CA ([jlis] card_ca, card_crl)");
+        return;
+    }
+    pthread_mutex_lock(&j->cards_lock);
+    refresh_crl(j);
+    json_t *body = j->crl_pem ? json_pack("{s:s,s:I}", "crl", j->crl_pem, "number", (json_int_t)j->crl_number) : NULL;
+    pthread_mutex_unlock(&j->cards_lock);
+    if (body)
+        rk_reply_json(resp, 200, body);
+    else
+        rk_reply_error(resp, 503, "no_card_crl", "no valid card CRL is in force");
+}
+
 static const rk_route routes[] = {
+    {"POST", "/v1/card-lookups", RK_ROLE_PORTAL, 0, handle_card_lookup},
+    {"GET", "/v1/card-crl", RK_ROLE_PORTAL, 0, handle_card_crl},
     {"POST", "/v1/code-requests", RK_ROLE_AGENCY, 0, NULL, 0, start_code_request},
     {"POST", "/v1/code-requests/batch", RK_ROLE_AGENCY, 0, NULL, 0, start_code_requests_batch},
     {"POST", "/v1/basic-info-checks", RK_ROLE_AGENCY, 0, handle_checks},
@@ -550,7 +679,13 @@ static int health(void *app, json_t *checks)
 {
     jlis *j = app;
     json_object_set_new(checks, "residents", json_integer((json_int_t)jlis_store_count(j->store)));
-    return 0;
+    if (!j->card_ca)
+        return 0;
+    pthread_mutex_lock(&j->cards_lock);
+    long number = j->crl_number;
+    pthread_mutex_unlock(&j->cards_lock);
+    json_object_set_new(checks, "card_crl_number", json_integer(number));
+    return number == 0; /* a card service without a valid CRL */
 }
 
 /* On the event thread, after the last started request finished. */
@@ -578,6 +713,19 @@ static rk_rc open_jlis(rk_node *node, void *app)
     }
     if (imported)
         rk_info("imported %zu residents", imported);
+    pthread_mutex_init(&j->cards_lock, NULL);
+    if (!node->cfg.card_ca[0] != !node->cfg.card_crl[0]) {
+        rk_error("[jlis] card_ca and card_crl go together");
+        return RK_ERR_CONFIG;
+    }
+    if (node->cfg.card_ca[0]) { /* persons' cards: the CA, the CRL in force, the cards issued */
+        if (rk_pki_load_cert(node->cfg.card_ca, &j->card_ca) != RK_OK) {
+            rk_error("%s: cannot load the card CA", node->cfg.card_ca);
+            return RK_ERR_CONFIG;
+        }
+        refresh_crl(j);
+        refresh_cards(j);
+    }
     j->line_down = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
     if ((rc = rk_node_incidents_start(node, jlis_store_db(j->store))) != RK_OK)
         return rc;
@@ -589,6 +737,10 @@ static void close_jlis(void *app)
     jlis *j = app;
     rk_watch_free(j->line_down);
     jlis_store_close(j->store);
+    X509_free(j->card_ca);
+    X509_CRL_free(j->crl);
+    free(j->crl_pem);
+    pthread_mutex_destroy(&j->cards_lock);
 }
 
 static rk_db *jlis_db(void *app)

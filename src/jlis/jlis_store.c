@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "store/db.h"
+#include "crypto/card.h"
 #include "lib/csv.h"
 #include "lib/mynumber.h"
 #include "lib/util.h"
@@ -50,6 +51,10 @@ static const char *const jlis_steps[] = {
     "CREATE TABLE lookups ("
     "  id {id}, at_ms BIGINT NOT NULL, agency TEXT NOT NULL, acquisition_no TEXT NOT NULL,"
     "  purpose TEXT NOT NULL, outcome TEXT NOT NULL, mismatched TEXT NOT NULL DEFAULT '');",
+    /* Step 4: persons' cards (DESIGN §2.5): which resident a card serial
+     * belongs to, taken in from the card file `renkei card issue` appends to. */
+    "CREATE TABLE cards (card_serial TEXT PRIMARY KEY, resident_code TEXT NOT NULL, issued_ms BIGINT NOT NULL)"
+    "{without_rowid};",
 };
 
 rk_rc jlis_store_open(const char *target, int flags, jlis_store **out)
@@ -518,4 +523,152 @@ rk_rc jlis_store_lookups(jlis_store *s, int64_t before, int limit, json_t **out)
     }
     *out = x.arr;
     return RK_OK;
+}
+
+/* ---------- persons' cards ---------- */
+
+#define CARDS_CHUNK 50000 /* rows a commit */
+
+typedef struct cards_job {
+    FILE *f;
+    const char *path, *stamp;
+    char *err;
+    size_t errlen, lineno, n;
+    int eof, write; /* write 0: a pass that only checks the rows */
+} cards_job;
+
+/* The rows of the card file "card_serial,resident_code,issued_ms": up to a
+ * chunk of them checked, and inserted when j->write (a card already known
+ * stays as it is). */
+static rk_rc cards_chunk(rk_db *db, void *arg)
+{
+    cards_job *j = arg;
+    char line[256];
+    for (size_t rows = 0; rows < CARDS_CHUNK;) {
+        if (!fgets(line, sizeof line, j->f)) {
+            j->eof = 1;
+            break;
+        }
+        j->lineno++;
+        if (line[0] == '\n' || line[0] == '\r')
+            continue;
+        char *f[4];
+        line[strcspn(line, "\r\n")] = '\0';
+        int n = rk_csv_split(line, f, 4);
+        char *end = NULL;
+        long long issued = n == 3 ? strtoll(f[2], &end, 10) : -1;
+        if (n != 3 || !rk_card_serial_valid(f[0]) || rk_resident_code_validate(f[1]) != RK_OK || !end || *end ||
+            issued < 0) {
+            snprintf(j->err, j->errlen, "%s:%zu: not card_serial,resident_code,issued_ms", j->path, j->lineno);
+            return RK_ERR_INVALID;
+        }
+        rows++;
+        j->n++;
+        if (!j->write) {
+            rk_wipe(line, sizeof line);
+            continue;
+        }
+        rk_stmt *st = rk_db_stmt(db, "INSERT INTO cards(card_serial, resident_code, issued_ms) VALUES (?, ?, ?)"
+                                     " ON CONFLICT (card_serial) DO NOTHING");
+        rk_bind_text(st, 1, f[0]);
+        rk_bind_text(st, 2, f[1]);
+        rk_bind_int(st, 3, issued);
+        rk_rc rc = rk_stmt_exec(st);
+        rk_wipe(line, sizeof line);
+        if (rc != RK_OK)
+            return rc;
+    }
+    return RK_OK;
+}
+
+static rk_rc cards_stamp_in_tx(rk_db *db, void *arg)
+{
+    stamp_args *x = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT v FROM meta WHERE k = 'cards_stamp'");
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        x->same = strcmp(rk_col_text(q, 0), x->stamp) == 0;
+    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
+}
+
+static rk_rc cards_stamp_set(rk_db *db, void *arg)
+{
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO meta(k, v) VALUES ('cards_stamp', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v");
+    rk_bind_text(st, 1, ((cards_job *)arg)->stamp);
+    return rk_stmt_exec(st);
+}
+
+/* Reads the file through once: checking every row (write 0), or inserting them. */
+static rk_rc cards_pass(jlis_store *s, cards_job *j, int write)
+{
+    if (!(j->f = fopen(j->path, "re"))) {
+        snprintf(j->err, j->errlen, "%s: cannot read", j->path);
+        return RK_ERR_IO;
+    }
+    char header[256];
+    rk_rc rc = RK_OK;
+    j->lineno = 1;
+    j->n = 0;
+    j->eof = 0;
+    j->write = write;
+    if (!fgets(header, sizeof header, j->f) || strncmp(header, "card_serial,resident_code,issued_ms", 35) != 0) {
+        snprintf(j->err, j->errlen, "%s:1: header must be card_serial,resident_code,issued_ms", j->path);
+        rc = RK_ERR_INVALID;
+    }
+    while (rc == RK_OK && !j->eof)
+        rc = write ? rk_db_write(s->db, cards_chunk, j) : cards_chunk(NULL, j);
+    fclose(j->f);
+    j->f = NULL;
+    return rc;
+}
+
+rk_rc jlis_store_import_cards(jlis_store *s, const char *path, size_t *imported, char *err, size_t errlen)
+{
+    struct stat st;
+    *imported = 0;
+    if (errlen)
+        err[0] = '\0';
+    if (s->readonly)
+        return RK_ERR_DENIED;
+    if (stat(path, &st) != 0)
+        return RK_OK; /* no card issued yet */
+    char stamp[64];
+    snprintf(stamp, sizeof stamp, "%lld:%lld.%09ld", (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+             (long)st.st_mtim.tv_nsec);
+    stamp_args sa = {stamp, 0};
+    rk_rc rc = rk_db_read(s->db, cards_stamp_in_tx, &sa);
+    if (rc != RK_OK || sa.same)
+        return rc;
+    /* a bad row refuses the whole file: nothing of it is taken in */
+    cards_job j = {.path = path, .stamp = stamp, .err = err, .errlen = errlen};
+    if ((rc = cards_pass(s, &j, 0)) == RK_OK && (rc = cards_pass(s, &j, 1)) == RK_OK)
+        rc = rk_db_write(s->db, cards_stamp_set, &j);
+    if (rc == RK_OK)
+        *imported = j.n;
+    else if (!err[0])
+        snprintf(err, errlen, "%s: the cards could not be written: %s", path, rk_strerror(rc));
+    return rc;
+}
+
+typedef struct card_args {
+    const char *serial;
+    char *code;
+} card_args;
+
+static rk_rc card_in_tx(rk_db *db, void *arg)
+{
+    card_args *a = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT resident_code FROM cards WHERE card_serial = ?");
+    rk_bind_text(q, 1, a->serial);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        rk_col_copy(q, 0, a->code, 12);
+    return rc;
+}
+
+rk_rc jlis_store_card(jlis_store *s, const char *serial, char resident_code[12])
+{
+    card_args a = {serial, resident_code};
+    resident_code[0] = '\0';
+    return rk_db_read(s->db, card_in_tx, &a);
 }

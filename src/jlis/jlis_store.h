@@ -82,8 +82,8 @@ rk_rc jlis_store_log_relays(jlis_store *s, const char *agency, const char *const
 /* One lookup of the registry for an agency: what J-LIS keeps of it. */
 typedef struct jlis_lookup {
     const char *acquisition_no; /* the agency's number for it: 取得番号, or a recheck's check_no */
-    const char *purpose;        /* "link" (a code request) or "recheck" */
-    const char *outcome;        /* "match", "mismatch" or "unknown_person" */
+    const char *purpose;        /* "link" (a code request), "recheck", or "card" (the portal's, by card serial) */
+    const char *outcome;        /* "match", "mismatch", "unknown_person"; a card's: "match", "unknown_card", "card_revoked" */
     unsigned mismatched;        /* RK_BASIC_* bits: which items differed (their names are kept) */
 } jlis_lookup;
 /* Records lookups of one agency at at_ms, in one commit. */
@@ -112,6 +112,14 @@ rk_rc jlis_store_relays(jlis_store *s, int64_t before, int limit, json_t **out);
 /* The lookup log newest first as JSON ({seq, at, agency, acquisition_no,
  * purpose, outcome[, mismatched]}); *out for the caller to decref. */
 rk_rc jlis_store_lookups(jlis_store *s, int64_t before, int limit, json_t **out);
+/* Persons' cards (DESIGN §2.5): takes in the card file (header
+ * card_serial,resident_code,issued_ms; `renkei card issue` appends to it)
+ * when it changed since the last time; a card known already stays as it
+ * is. A bad row refuses the whole file (file and line in err) and the
+ * cards stay as they were. No file: no card yet, RK_OK. */
+rk_rc jlis_store_import_cards(jlis_store *s, const char *path, size_t *imported, char *err, size_t errlen);
+/* The resident code of a card serial; RK_ERR_NOT_FOUND when no card has it. */
+rk_rc jlis_store_card(jlis_store *s, const char *serial, char resident_code[12]);
 /* 0 when opened read-only. */
 int jlis_store_writable(jlis_store *s);
 struct rk_db *jlis_store_db(jlis_store *s);

@@ -94,6 +94,35 @@ const rk_route *authorise(rk_server *srv, struct evhttp_request *req, const char
     return found;
 }
 
+/* A card's holder on the person listener: the person routes only, each
+ * open to RK_ROLE_PERSON; no /healthz, no /metrics, no node route. */
+const rk_route *authorise_person(rk_server *srv, struct evhttp_request *req, const char *method, const char *path,
+                                 rk_peer_node *person, size_t *stats_index)
+{
+    if (!connection_person(req, person)) { /* the handshake checked the card: not reached */
+        count(&srv->unknown_peer);
+        refuse(req, srv, 403, "unknown_card", "the client certificate is not a card of this network");
+        return NULL;
+    }
+    int path_known = 0;
+    for (size_t i = 0; i < srv->cfg.n_person_routes; i++) {
+        const rk_route *r = &srv->cfg.person_routes[i];
+        if (!path_matches(r->path, path))
+            continue;
+        path_known = 1;
+        if (strcmp(r->method, method) != 0)
+            continue;
+        if (!(r->roles & RK_ROLE_PERSON))
+            break;
+        *stats_index = PERSON_STATS + i;
+        return r;
+    }
+    count(&srv->not_found);
+    refuse(req, srv, path_known ? 405 : 404, path_known ? "method_not_allowed" : "not_found",
+           path_known ? "method not allowed on this path" : "no such page");
+    return NULL;
+}
+
 /* 第6-8: a request states when it was created; one too far from this
  * node's clock is refused (a replay, or a clock that drifted). */
 int check_skew(job *j, struct evhttp_request *req)

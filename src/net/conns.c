@@ -396,10 +396,9 @@ static void set_conn_caps(rk_server *srv)
 
 /* libevent calls this for each accepted connection, then sets the socket;
  * the connection is admitted (counted against the caps) right after. */
-struct bufferevent *make_tls_bufferevent(struct event_base *base, void *arg)
+static struct bufferevent *make_bufferevent(struct event_base *base, rk_server *srv, SSL_CTX *ctx, int person)
 {
-    rk_server *srv = arg;
-    SSL *ssl = SSL_new(srv->ssl_ctx);
+    SSL *ssl = SSL_new(ctx);
     if (!ssl)
         return NULL;
     conn *c = calloc(1, sizeof *c);
@@ -409,6 +408,7 @@ struct bufferevent *make_tls_bufferevent(struct event_base *base, void *arg)
         return NULL;
     }
     c->srv = srv;
+    c->person = person;
     c->counted = 1;
     __atomic_add_fetch(&srv->n_conns, 1, __ATOMIC_RELAXED);
     clist_push(&srv->fresh, c, LINK_ALL);
@@ -423,6 +423,18 @@ struct bufferevent *make_tls_bufferevent(struct event_base *base, void *arg)
     c->out_cb = evbuffer_add_cb(bufferevent_get_output(bev), on_conn_output, c);
     event_active(srv->admit, EV_READ, 0);
     return bev;
+}
+
+struct bufferevent *make_tls_bufferevent(struct event_base *base, void *arg)
+{
+    rk_server *srv = arg;
+    return make_bufferevent(base, srv, srv->ssl_ctx, 0);
+}
+
+struct bufferevent *make_person_bufferevent(struct event_base *base, void *arg)
+{
+    rk_server *srv = arg;
+    return make_bufferevent(base, srv, srv->person_ctx, 1);
 }
 
 /* The caps and the admitting and resuming events. */

@@ -126,6 +126,13 @@ typedef struct rk_server_config {
     void *incident_ctx;
     int refusal_threshold;       /* refusals from one source within the window … */
     int refusal_window_ms;       /* … that raise an unauthorized_access incident */
+    /* The person listener (the portal's, DESIGN §3): its routes, whose roles
+     * must include RK_ROLE_PERSON, and the store its cards are checked
+     * against (crypto/card.h, rk_card_trust_store; borrowed). A request
+     * there is a person's: req->peer->id is the card serial. */
+    const rk_route *person_routes;
+    size_t n_person_routes;
+    X509_STORE *person_store;
 } rk_server_config;
 
 typedef struct rk_server rk_server;
@@ -133,6 +140,10 @@ typedef struct rk_server rk_server;
 rk_rc rk_server_new(const rk_server_config *cfg, rk_server **out);
 /* Listens on the host:port of an https:// URL. May be called more than once. */
 rk_rc rk_server_listen(rk_server *srv, const char *url);
+/* Listens for persons (cfg.person_store and person_routes set) on the
+ * host:port of an https:// URL: TLS 1.3, the node's certificate, a card
+ * required; nothing but the person routes is served there. */
+rk_rc rk_server_listen_persons(rk_server *srv, const char *url);
 /* Serves until SIGINT/SIGTERM or rk_server_stop(); then finishes the
  * handlers in progress and returns. */
 rk_rc rk_server_run(rk_server *srv);

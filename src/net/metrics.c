@@ -45,6 +45,17 @@ static void refusals(struct evbuffer *out, const char *reason, const uint64_t *c
 
 /* Each family once, its HELP and TYPE first, then all its samples: the
  * text format wants a family's lines together. Times in seconds. */
+/* Route i of the node's routes, then of the person routes, and its stats. */
+static const rk_route *route_at(const rk_server *srv, size_t i)
+{
+    return i < srv->cfg.n_routes ? &srv->cfg.routes[i] : &srv->cfg.person_routes[i - srv->cfg.n_routes];
+}
+
+static const route_stats *stats_at(const rk_server *srv, size_t i)
+{
+    return i < srv->cfg.n_routes ? &srv->stats[i] : &srv->stats[PERSON_STATS + i - srv->cfg.n_routes];
+}
+
 void serve_metrics(rk_server *srv, rk_response *resp)
 {
     struct evbuffer *out = evbuffer_new();
@@ -70,9 +81,9 @@ void serve_metrics(rk_server *srv, rk_response *resp)
     rk_metric_head(out, "renkei_connections", "gauge", "Connections open now.");
     evbuffer_add_printf(out, "renkei_connections %zu\n", __atomic_load_n(&srv->n_conns, __ATOMIC_RELAXED));
     rk_metric_head(out, "renkei_requests_total", "counter", "Answers of each route of this node, by status class.");
-    for (size_t i = 0; i < srv->cfg.n_routes; i++) {
-        const rk_route *r = &srv->cfg.routes[i];
-        const route_stats *s = &srv->stats[i];
+    for (size_t i = 0; i < srv->cfg.n_routes + srv->cfg.n_person_routes; i++) {
+        const rk_route *r = route_at(srv, i);
+        const route_stats *s = stats_at(srv, i);
         for (int c = 1; c < 6; c++) {
             uint64_t n = __atomic_load_n(&s->by_class[c], __ATOMIC_RELAXED);
             if (n)
@@ -82,9 +93,9 @@ void serve_metrics(rk_server *srv, rk_response *resp)
     }
     rk_metric_head(out, "renkei_request_duration_seconds", "histogram",
                    "Time from a request's arrival to its answer, per route of this node.");
-    for (size_t i = 0; i < srv->cfg.n_routes; i++) {
-        const rk_route *r = &srv->cfg.routes[i];
-        const route_stats *s = &srv->stats[i];
+    for (size_t i = 0; i < srv->cfg.n_routes + srv->cfg.n_person_routes; i++) {
+        const rk_route *r = route_at(srv, i);
+        const route_stats *s = stats_at(srv, i);
         uint64_t cum = 0, buckets[N_BUCKETS];
         for (int b = 0; b < N_BUCKETS; b++)
             cum += buckets[b] = __atomic_load_n(&s->buckets[b], __ATOMIC_RELAXED);

@@ -12,11 +12,13 @@
 static const struct { rk_role role; const char *name; } role_names[] = {
     {RK_ROLE_CORE, "core"},     {RK_ROLE_JLIS, "jlis"},     {RK_ROLE_GATEWAY, "gateway"},
     {RK_ROLE_AGENCY, "agency"}, {RK_ROLE_SYSTEM, "system"}, {RK_ROLE_OPERATOR, "operator"},
-    {RK_ROLE_WITNESS, "witness"},
+    {RK_ROLE_WITNESS, "witness"}, {RK_ROLE_PORTAL, "portal"},
 };
 
 const char *rk_role_name(rk_role role)
 {
+    if (role == RK_ROLE_PERSON) /* named, never parsed: no registry entry is a person */
+        return "person";
     for (size_t i = 0; i < sizeof role_names / sizeof role_names[0]; i++)
         if (role_names[i].role == role)
             return role_names[i].name;
@@ -83,6 +85,9 @@ static rk_rc parse_node(json_t *obj, rk_peer_node *n, char *err, size_t errlen)
         bad = "log_origin and log_vkey (both or neither, within their caps)";
     else if (copy_field(obj, "vkey", n->vkey, sizeof n->vkey, 0) != RK_OK || (n->role == RK_ROLE_WITNESS) != !!n->vkey[0])
         bad = "vkey (a witness's, and only a witness's)";
+    else if (copy_field(obj, "person_url", n->person_url, sizeof n->person_url, 0) != RK_OK ||
+             (n->role == RK_ROLE_PORTAL) != !!n->person_url[0])
+        bad = "person_url (a portal's, and only a portal's)";
     else if ((n->role & (RK_ROLE_GATEWAY | RK_ROLE_AGENCY | RK_ROLE_SYSTEM)) && !n->agency[0])
         bad = "agency (required for this role)";
     else if ((n->role & RK_ROLES_SERVER) && !n->url[0])

@@ -20,12 +20,17 @@ typedef enum {
     RK_ROLE_SYSTEM = 1 << 4,   /* an agency's business system (client only) */
     RK_ROLE_OPERATOR = 1 << 5, /* a privileged operator console (client only) */
     RK_ROLE_WITNESS = 1 << 6,  /* cosigns the core's log (C2SP tlog-witness) */
+    RK_ROLE_PORTAL = 1 << 7,   /* shows each person their exchanges (DESIGN §2.5) */
+    /* A person signed in with a card (DESIGN §3): never in the registry, only
+     * on the portal's person listener (net/http_server.h). */
+    RK_ROLE_PERSON = 1 << 8,
 } rk_role;
 
+/* Every role of the registry (a person is none of them). */
 #define RK_ROLES_ANY (RK_ROLE_CORE | RK_ROLE_JLIS | RK_ROLE_GATEWAY | RK_ROLE_AGENCY | RK_ROLE_SYSTEM | RK_ROLE_OPERATOR | \
-                      RK_ROLE_WITNESS)
+                      RK_ROLE_WITNESS | RK_ROLE_PORTAL)
 /* The roles that run as a server node. */
-#define RK_ROLES_SERVER (RK_ROLE_CORE | RK_ROLE_JLIS | RK_ROLE_GATEWAY | RK_ROLE_AGENCY | RK_ROLE_WITNESS)
+#define RK_ROLES_SERVER (RK_ROLE_CORE | RK_ROLE_JLIS | RK_ROLE_GATEWAY | RK_ROLE_AGENCY | RK_ROLE_WITNESS | RK_ROLE_PORTAL)
 
 #define RK_ID_MAX 64
 #define RK_URL_MAX 256
@@ -43,6 +48,7 @@ typedef struct rk_peer_node {
     char log_origin[128];   /* a node keeping records: its log's C2SP origin ("" when not named) */
     char log_vkey[256];     /* and the C2SP vkey of its log key (records/checkpoint.h) */
     char vkey[256];         /* a witness: the C2SP vkey (type 0x04) of its cosigning key */
+    char person_url[RK_URL_MAX]; /* the portal: its listener for persons' cards (DESIGN §3) */
     char addresses[RK_MAX_ADDRESSES][48]; /* source addresses it may call from */
     int n_addresses;
     /* The instances of a core (DESIGN §6: core-1 … core-N, one database):

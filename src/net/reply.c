@@ -56,6 +56,14 @@ void send_now(struct evhttp_request *req, const rk_server *srv, rk_response *res
     evhttp_add_header(h, "X-Renkei-Time", now);
     if (resp->cache_control)
         evhttp_add_header(h, "Cache-Control", resp->cache_control);
+    if (c && c->person) { /* a browser's: nothing from elsewhere, nothing framed, nothing guessed */
+        evhttp_add_header(h, "Content-Security-Policy",
+                          "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self';"
+                          " base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+        evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+        evhttp_add_header(h, "X-Frame-Options", "DENY");
+        evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+    }
     struct evbuffer *buf = evbuffer_new();
     if (buf && resp->body)
         evbuffer_add(buf, resp->body, resp->body_len);

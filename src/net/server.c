@@ -113,7 +113,12 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
     size_t stats_index = 0;
     j->started_us = mono_us();
-    j->route = authorise(srv, req, method, j->path, &j->in.peer, &stats_index);
+    if (c && c->person) { /* a card's holder: the person routes, and nothing else */
+        j->route = authorise_person(srv, req, method, j->path, &j->person, &stats_index);
+        j->in.peer = &j->person;
+    } else {
+        j->route = authorise(srv, req, method, j->path, &j->in.peer, &stats_index);
+    }
     if (!j->route || !check_skew(j, req) || !parse_body(j, req)) {
         job_free(j);
         return;
@@ -152,12 +157,15 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(srv->base, NULL);
 }
 
+static void set_up_http(rk_server *srv, struct evhttp *http,
+                        struct bufferevent *(*bevcb)(struct event_base *, void *));
+
 rk_rc rk_server_new(const rk_server_config *cfg, rk_server **out)
 {
     static pthread_once_t evthread_once = PTHREAD_ONCE_INIT;
     pthread_once(&evthread_once, (void (*)(void))evthread_use_pthreads);
     tls_init();
-    if (cfg->n_routes > MAX_ROUTES)
+    if (cfg->n_routes > MAX_ROUTES || cfg->n_person_routes > MAX_ROUTES)
         return RK_ERR_INVALID;
     rk_server *srv = calloc(1, sizeof *srv);
     if (!srv)
@@ -178,23 +186,31 @@ rk_rc rk_server_new(const rk_server_config *cfg, rk_server **out)
         rk_server_free(srv);
         return RK_ERR_NOMEM;
     }
-    /* libevent stops reading a body over max_body and answers 413 itself;
-     * that answer, like its other ones, is rewritten as JSON (on_conn_output). */
-    evhttp_set_max_body_size(srv->http, (ev_ssize_t)cfg->max_body);
-    evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);
-    evhttp_set_max_headers_size(srv->http, RK_SERVER_MAX_HEADERS);
-    evhttp_set_timeout(srv->http, 120); /* inactivity; the connection deadlines are shorter */
-    /* Every method libevent knows reaches on_request, which refuses all but
-     * GET, POST and PUT with a JSON 405. */
-    evhttp_set_allowed_methods(srv->http, 0xffff);
-    evhttp_set_default_content_type(srv->http, "application/json");
-    evhttp_set_bevcb(srv->http, make_tls_bufferevent, srv);
-    evhttp_set_gencb(srv->http, on_request, srv);
+    set_up_http(srv, srv->http, make_tls_bufferevent);
     *out = srv;
     return RK_OK;
 }
 
-rk_rc rk_server_listen(rk_server *srv, const char *url)
+/* The settings of a listener's evhttp; bevcb makes its connections' TLS. */
+static void set_up_http(rk_server *srv, struct evhttp *http,
+                        struct bufferevent *(*bevcb)(struct event_base *, void *))
+{
+    /* libevent stops reading a body over max_body and answers 413 itself;
+     * that answer, like its other ones, is rewritten as JSON (on_conn_output). */
+    evhttp_set_max_body_size(http, (ev_ssize_t)srv->cfg.max_body);
+    evhttp_set_flags(http, EVHTTP_SERVER_LINGERING_CLOSE);
+    evhttp_set_max_headers_size(http, RK_SERVER_MAX_HEADERS);
+    evhttp_set_timeout(http, 120); /* inactivity; the connection deadlines are shorter */
+    /* Every method libevent knows reaches on_request, which refuses all but
+     * GET, POST and PUT with a JSON 405. */
+    evhttp_set_allowed_methods(http, 0xffff);
+    evhttp_set_default_content_type(http, "application/json");
+    evhttp_set_bevcb(http, bevcb, srv);
+    evhttp_set_gencb(http, on_request, srv);
+}
+
+/* Binds http to the host:port of url. */
+static rk_rc listen_on(rk_server *srv, struct evhttp *http, const char *url)
 {
     const char *p = strstr(url, "://");
     p = p ? p + 3 : url;
@@ -208,7 +224,7 @@ rk_rc rk_server_listen(rk_server *srv, const char *url)
         return RK_ERR_INVALID;
     if (srv->n_listeners >= MAX_LISTENERS)
         return RK_ERR_INVALID;
-    struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(srv->http, host, (ev_uint16_t)port);
+    struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port);
     if (!bound) {
         rk_error("cannot listen on %s:%d", host, port);
         return RK_ERR_IO;
@@ -217,8 +233,28 @@ rk_rc rk_server_listen(rk_server *srv, const char *url)
     evconnlistener_set_error_cb(lev, on_accept_error);
     listening_set(srv, 1);
     srv->listeners[srv->n_listeners++] = lev;
-    rk_info("listening on https://%s:%d", host, port);
+    rk_info("listening on https://%s:%d%s", host, port, http == srv->person_http ? " for persons' cards" : "");
     return RK_OK;
+}
+
+rk_rc rk_server_listen(rk_server *srv, const char *url)
+{
+    return listen_on(srv, srv->http, url);
+}
+
+rk_rc rk_server_listen_persons(rk_server *srv, const char *url)
+{
+    if (!srv->cfg.person_store || !srv->cfg.n_person_routes)
+        return RK_ERR_CONFIG;
+    if (!srv->person_http) {
+        rk_rc rc = make_person_ctx(srv);
+        if (rc != RK_OK)
+            return rc;
+        if (!(srv->person_http = evhttp_new(srv->base)))
+            return RK_ERR_NOMEM;
+        set_up_http(srv, srv->person_http, make_person_bufferevent);
+    }
+    return listen_on(srv, srv->person_http, url);
 }
 
 rk_rc rk_server_run(rk_server *srv)
@@ -263,6 +299,8 @@ void rk_server_free(rk_server *srv)
     listening_set(srv, 0);
     if (srv->http)
         evhttp_free(srv->http);
+    if (srv->person_http)
+        evhttp_free(srv->person_http);
     if (srv->admit)
         event_free(srv->admit);
     if (srv->resume)
@@ -275,6 +313,7 @@ void rk_server_free(rk_server *srv)
         event_base_free(srv->base);
     addrs_free(srv);
     SSL_CTX_free(srv->ssl_ctx);
+    SSL_CTX_free(srv->person_ctx);
     rk_watch_free(srv->refusals);
     free(srv->threads);
     pthread_mutex_destroy(&srv->lock);

@@ -20,7 +20,8 @@
 
 #define MAX_LISTENERS 8   /* listening sockets of one server */
 #define ADDR_BUCKETS 1024 /* buckets of the table of peer addresses */
-#define MAX_ROUTES 48     /* routes of one server, besides /healthz and /metrics */
+#define MAX_ROUTES 48     /* routes of one server, besides /healthz and /metrics; as many for persons */
+#define PERSON_STATS (MAX_ROUTES + 2) /* where the person routes' stats begin in rk_server.stats */
 #define N_BUCKETS 12      /* buckets of the request duration histogram */
 
 /* Answers of one route by status class, and their durations (a histogram, bucket bounds in metrics.c). */
@@ -38,6 +39,7 @@ typedef struct job {
     route_stats *stats;
     rk_request in;
     rk_response out;
+    rk_peer_node person;         /* on the person listener: the card's holder (in.peer points here) */
     int64_t started_us;
     char *path, *query, *body;
     /* rk_pending_offload: work on a worker, then done on the event thread */
@@ -75,6 +77,7 @@ struct conn {
     enum conn_phase phase;
     int listed;              /* 0, or on srv->fresh (1) or on the handshaking lists (2) */
     int counted, closing, rewriting;
+    int person;              /* accepted on the person listener (cards, DESIGN §3) */
     size_t req_bytes;        /* of the request being read, so far */
     size_t head_bytes;       /* its request line and headers, once read */
     size_t head_off;         /* where the last response written began in the output */
@@ -89,6 +92,8 @@ struct rk_server {
     struct event_base *base;
     struct evhttp *http;
     SSL_CTX *ssl_ctx;
+    struct evhttp *person_http;  /* the person listener (cards), when there is one */
+    SSL_CTX *person_ctx;
     struct event *sig_int, *sig_term, *sig_hup;
     pthread_t *threads;
     int n_threads;
@@ -104,7 +109,7 @@ struct rk_server {
     struct event *finished;
     int stopping;
     size_t started;              /* requests started on the event thread, not yet finished */
-    route_stats stats[MAX_ROUTES + 2];   /* routes, then /healthz, /metrics */
+    route_stats stats[PERSON_STATS + MAX_ROUTES]; /* routes, /healthz, /metrics, then the person routes */
     uint64_t tls_refusals, unknown_peer, address_refusals, role_refusals, not_found, overloaded, skew_refusals;
     rk_watch *refusals;          /* per source, for early detection (第3-5) */
     /* connections (event thread only, but counters read by /metrics) */
@@ -157,12 +162,21 @@ void addrs_free(rk_server *srv);
 void on_conn_input(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg);
 void on_conn_output(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg);
 
+/* The same for a connection on the person listener (its SSL_CTX, marked a person's). */
+struct bufferevent *make_person_bufferevent(struct event_base *base, void *arg);
+
 /* ---- TLS (tls.c) ---- */
 
 /* Once per process, before the first server: the slots kept on every SSL object. */
 void tls_init(void);
 /* The server's SSL_CTX: TLS 1.3 only, the node's certificate, a client certificate of the network CA required. */
 rk_rc make_ssl_ctx(rk_server *srv);
+/* The person listener's SSL_CTX: the node's certificate, a card of the card
+ * CA that no CRL in force lists required (cfg.person_store), no resumption. */
+rk_rc make_person_ctx(rk_server *srv);
+/* The card's holder behind a person connection's request: 1 with out filled
+ * (id the card serial, role RK_ROLE_PERSON), else 0. */
+int connection_person(struct evhttp_request *req, rk_peer_node *out);
 /* Keeps c on ssl (released with it, conn_release): 1 when done. */
 int tls_set_conn(SSL *ssl, conn *c);
 /* The connection kept on ssl, or NULL. */
@@ -192,6 +206,10 @@ void note_refusal(rk_server *srv, const char *source, const char *what);
 /* Finds the route and checks the caller; on refusal replies and returns NULL. */
 const rk_route *authorise(rk_server *srv, struct evhttp_request *req, const char *method, const char *path,
                           const rk_peer_node **peer_out, size_t *stats_index);
+/* The same on the person listener: a card's holder, the person routes only
+ * (no /healthz nor /metrics); the holder goes into *person. */
+const rk_route *authorise_person(rk_server *srv, struct evhttp_request *req, const char *method, const char *path,
+                                 rk_peer_node *person, size_t *stats_index);
 /* 1 when the request's creation time is close enough to the node's clock; else replies 400 clock_skew, 0. */
 int check_skew(job *j, struct evhttp_request *req);
 

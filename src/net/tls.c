@@ -4,8 +4,10 @@
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 
+#include "crypto/card.h"
 #include "crypto/pki.h"
 #include "lib/log.h"
 #include "net/server_internal.h"
@@ -107,6 +109,47 @@ rk_rc make_ssl_ctx(rk_server *srv)
     SSL_CTX_set_info_callback(ctx, on_tls_info);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"renkei", 6);
     return RK_OK;
+}
+
+/* DESIGN §3: persons reach the portal with a card of the card CA, checked
+ * against the card CRL in force (the store's lookup, crypto/card.h) at every
+ * handshake: no session is resumed, so a revoked card is refused at its
+ * next connection. */
+rk_rc make_person_ctx(rk_server *srv)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx)
+        return RK_ERR_CRYPTO;
+    srv->person_ctx = ctx;
+    SSL_CTX_set_app_data(ctx, srv);
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
+        !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
+        SSL_CTX_use_certificate(ctx, srv->cfg.cert) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx, srv->cfg.key) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        rk_error("tls: cannot set up the person listener: %s", ERR_reason_error_string(ERR_get_error()));
+        return RK_ERR_CRYPTO;
+    }
+    SSL_CTX_set1_cert_store(ctx, srv->cfg.person_store);
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(ctx, 0);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    SSL_CTX_set_verify_depth(ctx, 1);
+    SSL_CTX_set_info_callback(ctx, on_tls_info);
+    return RK_OK;
+}
+
+int connection_person(struct evhttp_request *req, rk_peer_node *out)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+    X509 *cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+    memset(out, 0, sizeof *out);
+    if (!cert || SSL_get_verify_result(ssl) != X509_V_OK || rk_card_serial_of(cert, out->id) != RK_OK)
+        return 0;
+    out->role = RK_ROLE_PERSON;
+    return 1;
 }
 
 /* The registered node behind this connection's client certificate, looked

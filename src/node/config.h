@@ -4,8 +4,9 @@
  *           store (sqlite:PATH or a postgresql:// URI; db = PATH is its synonym),
  *           workers, max_body, log_level, log_format (text|json), listen,
  *           clock_offset_ms (tests only)
- *   [core]  master_key_file, permissions, outbox_retry_min_ms, outbox_retry_max_ms, notice_lease_ms
- *   [jlis]  residents
+ *   [core]  master_key_file, permissions, catalogue, outbox_retry_min_ms, outbox_retry_max_ms, notice_lease_ms
+ *   [jlis]  residents, cards, card_ca, card_crl
+ *   [portal] card_ca, crl_refresh_ms
  *   [alerts] refusal_threshold, refusal_window_ms, not_permitted_threshold,
  *           not_permitted_window_ms, rate_window_ms, rate_factor, rate_min,
  *           unreachable_ms
@@ -53,8 +54,15 @@ typedef struct rk_node_config {
     int outbox_retry_min_ms;
     int outbox_retry_max_ms;
     int notice_lease_ms; /* a claimed notice is another instance's to deliver after this (DESIGN §6) */
+    char catalogue[RK_PATH_MAX];        /* the catalogues' folder (kinds, businesses, items): names for persons */
     /* jlis */
     char residents[RK_PATH_MAX];
+    char cards[RK_PATH_MAX];            /* card serial → resident code, appended by `renkei card issue` */
+    char card_crl[RK_PATH_MAX];         /* the card CRL J-LIS publishes (`renkei card revoke`) */
+    /* jlis and portal */
+    char card_ca[RK_PATH_MAX];          /* the card CA (DESIGN §3: not the network CA) */
+    /* portal */
+    int crl_refresh_ms;                 /* the card CRL is fetched from J-LIS this often */
     /* [alerts]: when a node raises an incident by itself (第3-5, 第5-4(3)) */
     int refusal_threshold;              /* refusals from one source … */
     int refusal_window_ms;              /* … within this window */

@@ -153,6 +153,8 @@ void rk_node_stop_services(rk_node *node)
 rk_rc rk_node_listen(const rk_node *node, rk_server *srv)
 {
     rk_rc rc = RK_OK;
+    if (node->self->person_url[0] && (rc = rk_server_listen_persons(srv, node->self->person_url)) != RK_OK)
+        return rc;
     if (!node->cfg.listen[0]) {
         rc = rk_server_listen(srv, node->self->url);
         if (rc == RK_OK && node->self->backup_url[0])
@@ -582,7 +584,9 @@ static rk_rc role_run(const rk_role_desc *d, rk_node *node)
     rk_rc rc = d->open(node, app);
     if (rc == RK_OK) {
         rk_server_config sc = {.routes = d->routes, .n_routes = d->n_routes, .app = app, .health = role_health,
-                               .metrics = d->metrics, .on_reload = d->on_reload, .on_stop = role_loop_end};
+                               .metrics = d->metrics, .on_reload = d->on_reload, .on_stop = role_loop_end,
+                               .person_routes = d->person_routes, .n_person_routes = d->n_person_routes,
+                               .person_store = d->person_store ? d->person_store(app) : NULL};
         rc = rk_node_serve(node, &sc);
     }
     calls_give_up(node); /* the role's threads stop without waiting for a peer */

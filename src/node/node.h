@@ -53,7 +53,8 @@ rk_rc rk_node_serve(rk_node *node, const rk_server_config *role);
 void rk_node_stop_services(rk_node *node);
 
 /* Listens where the config says, else on the registry's url and backup_url
- * (the core's two lines, 第7-1(7)). */
+ * (the core's two lines, 第7-1(7)); and, for a role with person routes, on
+ * its person_url for persons' cards. */
 rk_rc rk_node_listen(const rk_node *node, rk_server *srv);
 
 /* Calls to other nodes. There is one client between nodes, the relay
@@ -120,6 +121,11 @@ typedef struct rk_role_desc {
     int (*health)(void *app, json_t *checks); /* the role's own checks; non-zero when degraded (may be NULL) */
     void (*metrics)(void *app, struct evbuffer *out);
     void (*on_reload)(void *app); /* SIGHUP */
+    /* The portal's person listener (DESIGN §3), on its registry entry's
+     * person_url: its routes and the store its cards are checked against. */
+    const rk_route *person_routes;
+    size_t n_person_routes;
+    X509_STORE *(*person_store)(void *app);
 } rk_role_desc;
 
 /* `renkei <role> --config FILE`: the process's exit code. */

@@ -10,5 +10,6 @@ int rk_cmd_mynumber(int argc, char **argv);
 int rk_cmd_agency_ctl(int argc, char **argv);
 int rk_cmd_bench(int argc, char **argv);
 int rk_cmd_records(int argc, char **argv);
+int rk_cmd_card(int argc, char **argv);
 
 #endif

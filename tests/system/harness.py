@@ -105,7 +105,7 @@ class Network:
             f.write("\n" + text + "\n")
 
     def server_nodes(self):
-        order = {"witness": 0, "core": 1, "jlis": 2, "gateway": 3, "agency": 4}
+        order = {"witness": 0, "core": 1, "jlis": 2, "gateway": 3, "agency": 4, "portal": 5}
         return sorted((n for n in self.registry["nodes"] if n["role"] in order), key=lambda n: order[n["role"]])
 
     def agencies(self):
@@ -153,7 +153,7 @@ class Network:
     def move_ports(self):
         """Gives every listening URL of network.json a new free port."""
         for n in self.registry["nodes"]:
-            for key in ("url", "backup_url"):
+            for key in ("url", "backup_url", "person_url"):
                 if n.get(key):
                     host = n[key].rsplit(":", 1)[0]
                     n[key] = f"{host}:{free_port()}"
@@ -251,6 +251,36 @@ class Network:
                 h["X-Renkei-Created"] = str(int(time.time() * 1000))
             h.update(headers or {})
             conn.request(method, path, body=data, headers=h)
+            r = conn.getresponse()
+            return Answer(r.status, r.read().decode("utf-8", "replace"), dict(r.getheaders()))
+        finally:
+            conn.close()
+
+    # ---------- persons and their cards (DESIGN §2.5) ----------
+    def issue_card(self, resident, folder=None):
+        """`renkei card issue` for resident number `resident` (1-based): (serial, folder)."""
+        folder = folder or self.path("cards", f"resident-{resident}-{random.randrange(1 << 30)}")
+        serial = renkei("card", "issue", self.dir, "--resident", resident, "--out", folder).stdout.strip()
+        return serial, folder
+
+    def person_call(self, card, method, path, timeout=10, cert=None):
+        """A person's browser at the portal's person listener, signed in with
+        the card in folder `card` (or with cert=(cert, key), or none when
+        both are None)."""
+        portal = next(n for n in self.registry["nodes"] if n["role"] == "portal")
+        hostport = portal["person_url"].split("://", 1)[1].rstrip("/")
+        host, port = hostport.rsplit(":", 1)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.load_verify_locations(self.path("pki", "ca.pem"))  # the portal's own certificate is a node's
+        ctx.check_hostname = False
+        if cert:
+            ctx.load_cert_chain(*cert)
+        elif card:
+            ctx.load_cert_chain(os.path.join(card, "cert.pem"), os.path.join(card, "key.pem"))
+        conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=timeout * SLOW)
+        try:
+            conn.request(method, path)
             r = conn.getresponse()
             return Answer(r.status, r.read().decode("utf-8", "replace"), dict(r.getheaders()))
         finally:

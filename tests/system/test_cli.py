@@ -30,7 +30,7 @@ class NetCommands(unittest.TestCase):
             self.assertIn("network up", line)
             p = renkei("net", "status", net, check=False)
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-            self.assertEqual(p.stdout.count(" ok"), 7, p.stdout)  # core, jlis, a witness, 2 gateways, 2 agency nodes
+            self.assertEqual(p.stdout.count(" ok"), 8, p.stdout)  # core, jlis, a witness, the portal, 2 gateways, 2 agency nodes
             up.send_signal(signal.SIGTERM)
             self.assertEqual(up.wait(timeout=30 * SLOW), 0, up.stderr.read())
             up.stdout.close()

@@ -34,11 +34,11 @@ SRC = os.environ.get("RENKEI_SOURCE_DIR") or os.path.join(os.path.dirname(__file
 OPENAPI = os.path.join(SRC, "docs", "openapi.yaml")
 REDOCLY = os.path.join(SRC, "tools", "openapi", "node_modules", ".bin", "redocly")
 ROLE_FILES = {"core": "src/core/core.c", "jlis": "src/jlis/jlis.c", "gateway": "src/gateway/gateway.c",
-              "agency": "src/agency/agency.c", "witness": "src/witness/witness.c"}
+              "agency": "src/agency/agency.c", "witness": "src/witness/witness.c", "portal": "src/portal/portal.c"}
 BUILTIN_FILE = "src/net/authz.c"
 ROLE_BITS = {"RK_ROLE_CORE": "core", "RK_ROLE_JLIS": "jlis", "RK_ROLE_GATEWAY": "gateway",
              "RK_ROLE_AGENCY": "agency", "RK_ROLE_SYSTEM": "system", "RK_ROLE_OPERATOR": "operator",
-             "RK_ROLE_WITNESS": "witness"}
+             "RK_ROLE_WITNESS": "witness", "RK_ROLE_PORTAL": "portal", "RK_ROLE_PERSON": "person"}
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
 
@@ -111,9 +111,11 @@ def c_routes():
     builtin = route_tables(read(BUILTIN_FILE))["builtin"]
     for node, rel in ROLE_FILES.items():
         tables = route_tables(read(rel))
-        if list(tables) != ["routes"]:
-            raise AssertionError(f"{rel}: expected one table 'routes', found {list(tables)}")
-        for method, path, callers, same, clock in tables["routes"] + builtin:
+        # 'routes' on the node's url (with /healthz and /metrics), 'person_routes' on a
+        # portal's person_url (persons' cards, DESIGN §3); a node may have none of its own
+        if not tables or set(tables) - {"routes", "person_routes"}:
+            raise AssertionError(f"{rel}: expected the tables 'routes' and/or 'person_routes', found {list(tables)}")
+        for method, path, callers, same, clock in tables.get("routes", []) + builtin + tables.get("person_routes", []):
             routes[(node, method, path)] = (callers, same, clock)
     # a route table anywhere else is one this test does not know how to place
     for path in glob.glob(os.path.join(SRC, "src", "**", "*.c"), recursive=True):
@@ -153,7 +155,8 @@ def path_matches(c_path, doc_path):
         return c_path == doc_path
     prefix = c_path[:-1]
     rest = doc_path[len(prefix):]
-    return doc_path.startswith(prefix) and bool(re.fullmatch(r"\{\w+\}(/\{\w+\})*", rest))
+    # path parameters, and words after the first (/v1/records/{exchange_id}/nondisclosure)
+    return doc_path.startswith(prefix) and bool(re.fullmatch(r"\{\w+\}(/(\{\w+\}|[a-z][a-z-]*))*", rest))
 
 
 def compare_routes(c, d):
@@ -283,7 +286,9 @@ class Description(unittest.TestCase):
         self.assertGreaterEqual(len(c), 40)
         self.assertEqual(c[("agency", "GET", "/v1/persons/*")], (frozenset({"system"}), True, False))
         self.assertEqual(c[("core", "POST", "/v1/incidents")],
-                         (frozenset({"gateway", "jlis", "operator"}), False, True))
+                         (frozenset({"gateway", "jlis", "operator", "witness", "portal"}), False, True))
+        self.assertEqual(c[("portal", "GET", "/v1/me/exchanges")], (frozenset({"person"}), False, False))
+        self.assertEqual(c[("portal", "GET", "/healthz")], (frozenset({"any"}), False, False))
         self.assertEqual(c[("jlis", "GET", "/healthz")], (frozenset({"any"}), False, False))
 
     def test_every_route_is_documented_and_every_documented_route_exists(self):
@@ -481,6 +486,28 @@ class RealAnswers(NetworkTest):
         self.check("core", "POST", "/v1/deletion-requests", {"exchange_id": xid, "reason": "a test"},
                    as_client=("node", gw_k), want=404)
         self.check(K, "POST", "/v1/deletions", {"exchange_id": "x"}, as_client=("node", gw_k), want=400)
+        # persons (DESIGN §2.5): J-LIS and the core for the portal, the marking of a record
+        portal = ("node", "portal")
+        serial, card = net.issue_card(1)
+        self.check("jlis", "POST", "/v1/card-lookups", {"card_serial": serial}, as_client=portal, want=200)
+        self.check("jlis", "POST", "/v1/card-lookups", {"card_serial": "0" * 32}, as_client=portal, want=404)
+        self.check("jlis", "POST", "/v1/card-lookups", {"card_serial": "x"}, as_client=portal, want=400)
+        self.check("jlis", "GET", "/v1/card-crl", as_client=portal, want=200)
+        self.check("core", "POST", "/v1/persons/exchanges", {"resident_code": res[0]["resident_code"], "limit": 5},
+                   as_client=portal, want=200)
+        self.check("core", "POST", "/v1/persons/exchanges", {"resident_code": "1"}, as_client=portal, want=400)
+        self.check(Y, "POST", f"/v1/records/{xid}/nondisclosure", {"basis": "個人情報保護法78条1項7号",
+                                                                  "operator": "op-9", "until": "2099-12-31"},
+                   as_client=f"{Y}-operator", want=200)
+        self.check(Y, "POST", "/v1/records/nobody.1/nondisclosure", {"basis": "b", "operator": "op-9"},
+                   as_client=f"{Y}-operator", want=404)
+        self.check(Y, "POST", f"/v1/records/{xid}/nondisclosure", {"basis": "b"}, as_client=f"{Y}-operator", want=400)
+        self.check("core", "POST", "/v1/nondisclosures", {"exchange_id": xid, "basis": "b", "operator": "o"},
+                   as_client=("node", gw_k), want=200)  # K requested it
+        # the portal's person routes, as a person's browser calls them
+        for path, want in (("/", 200), ("/portal.js", 200), ("/portal.css", 200), ("/v1/me/keys", 200),
+                           ("/v1/me/exchanges", 200), ("/v1/me/exchanges?limit=0", 400)):
+            self.check_person(card, path, want)
         # refusals before any handler
         self.check("core", "GET", "/v1/nothing-here", as_client=op, want=404)
         self.check(Y, "GET", "/v1/persons", as_client=Y, want=405)
@@ -492,6 +519,20 @@ class RealAnswers(NetworkTest):
         statuses = {s for *_, s in self.checked}
         self.assertGreaterEqual(statuses, {200, 202, 400, 403, 404, 405})
         self.assertGreaterEqual(len(self.checked), 50)
+
+    def check_person(self, card, path, want):
+        """A person route, called with a card, its answer checked as check() does."""
+        a = self.net.person_call(card, "GET", path)
+        self.assertEqual(a.status, want, (path, a))
+        doc_path, op = find_operation(self.doc, "GET", path.split("?", 1)[0])
+        self.assertIsNotNone(op, path)
+        self.assertIn("portal", op["x-renkei-nodes"], path)
+        resp = resolve(self.doc, op["responses"][str(a.status)])
+        ctype = a.headers.get("Content-Type", "").split(";")[0]
+        self.assertIn(ctype, resp["content"], (path, ctype))
+        if ctype == "application/json":
+            validator(self.doc, resp["content"][ctype]["schema"]).validate(a.json)
+        self.checked.append(("portal", "GET", path, a.status))
 
     def test_a_wrong_schema_fails(self):
         a = self.net.call("core", "GET", "/healthz", as_client="operator")

@@ -82,7 +82,7 @@ static void check_registry(const char *dir, rk_registry **out)
     join(path, dir, "network.json");
     assert_int_equal(rk_registry_load(path, &reg, err, sizeof err), RK_OK);
     assert_string_equal(reg->network, "renkei");
-    assert_int_equal(reg->n_nodes, 2 + 4 + 4 + 4 + 4 + 1);
+    assert_int_equal(reg->n_nodes, 4 + 4 + 4 + 4 + 4 + 1); /* core, jlis, a witness, the portal; 4 per agency; operator */
     const rk_peer_node *core = rk_registry_by_id(reg, "core");
     assert_non_null(core);
     assert_int_equal(core->role, RK_ROLE_CORE);
@@ -90,6 +90,11 @@ static void check_registry(const char *dir, rk_registry **out)
     assert_true(strncmp(core->backup_url, "https://127.0.0.1:", 18) == 0);
     assert_string_not_equal(core->url, core->backup_url);
     assert_non_null(rk_registry_find(reg, RK_ROLE_JLIS, NULL));
+    assert_non_null(rk_registry_find(reg, RK_ROLE_WITNESS, NULL));
+    const rk_peer_node *portal = rk_registry_find(reg, RK_ROLE_PORTAL, NULL);
+    assert_non_null(portal); /* with its listener for persons' cards (DESIGN §3) */
+    assert_true(strncmp(portal->person_url, "https://127.0.0.1:", 18) == 0);
+    assert_string_not_equal(portal->url, portal->person_url);
     assert_int_equal(count_role(reg, RK_ROLE_GATEWAY), 4);
     assert_int_equal(count_role(reg, RK_ROLE_AGENCY), 4);
     assert_int_equal(count_role(reg, RK_ROLE_SYSTEM), 4);
@@ -125,8 +130,15 @@ static void check_configs(const char *dir, const rk_registry *reg)
             assert_int_equal(access(cfg.permissions, R_OK), 0);
             assert_int_equal(access(cfg.master_key_file, R_OK), 0);
         }
-        if (n->role == RK_ROLE_JLIS)
+        if (n->role == RK_ROLE_CORE)
+            assert_int_equal(access(cfg.catalogue, R_OK), 0);
+        if (n->role == RK_ROLE_JLIS) {
             assert_int_equal(access(cfg.residents, R_OK), 0);
+            assert_int_equal(access(cfg.card_ca, R_OK), 0);
+            assert_int_equal(access(cfg.card_crl, R_OK), 0);
+        }
+        if (n->role == RK_ROLE_PORTAL)
+            assert_int_equal(access(cfg.card_ca, R_OK), 0);
         for (size_t j = i + 1; j < reg->n_nodes; j++)
             assert_string_not_equal(n->url, reg->nodes[j].url);
     }
@@ -136,6 +148,7 @@ static void check_key_modes(const char *dir, const rk_registry *reg)
 {
     char rel[PATH_CAP];
     assert_mode_0600(dir, "pki/ca-key.pem");
+    assert_mode_0600(dir, "pki/card-ca-key.pem"); /* the card CA's: persons' cards (DESIGN §2.5) */
     assert_mode_0600(dir, "nodes/core/master.key");
     assert_mode_0600(dir, "clients/operator/key.pem");
     for (size_t i = 0; i < reg->n_nodes; i++) {
@@ -263,17 +276,24 @@ static void test_init_base_port_and_default_permissions(void **state)
         fail_msg("rk_net_init: %s", err);
     join(path, dir, "network.json");
     assert_int_equal(rk_registry_load(path, &reg, err, sizeof err), RK_OK);
-    assert_int_equal(reg->n_nodes, 2 + 4 * 2 + 1);
+    assert_int_equal(reg->n_nodes, 4 + 4 * 2 + 1);
     assert_string_equal(rk_registry_by_id(reg, "core")->url, "https://127.0.0.1:41000");
     assert_string_equal(rk_registry_by_id(reg, "core")->backup_url, "https://127.0.0.1:41001");
     assert_string_equal(rk_registry_by_id(reg, "jlis")->url, "https://127.0.0.1:41002");
-    assert_string_equal(rk_registry_by_id(reg, "city-yokohama-gateway")->url, "https://127.0.0.1:41003");
-    assert_string_equal(rk_registry_by_id(reg, "pref-kanagawa")->url, "https://127.0.0.1:41006");
+    assert_string_equal(rk_registry_by_id(reg, "witness-1")->url, "https://127.0.0.1:41003");
+    assert_string_equal(rk_registry_by_id(reg, "portal")->url, "https://127.0.0.1:41004");
+    assert_string_equal(rk_registry_by_id(reg, "portal")->person_url, "https://127.0.0.1:41005");
+    assert_string_equal(rk_registry_by_id(reg, "city-yokohama-gateway")->url, "https://127.0.0.1:41006");
+    assert_string_equal(rk_registry_by_id(reg, "pref-kanagawa")->url, "https://127.0.0.1:41009");
     assert_string_equal(rk_registry_by_id(reg, "jlis")->backup_url, "");
     rk_registry_free(reg);
     join(path, dir, "permissions.csv");
     assert_int_equal(rk_read_file(path, 4096, &text, NULL), RK_OK);
     assert_string_equal(text, "requester_kind,business,provider_kind,item\n");
+    free(text);
+    join(path, dir, "catalogue/items.csv"); /* no catalogue either: just its header */
+    assert_int_equal(rk_read_file(path, 4096, &text, NULL), RK_OK);
+    assert_string_equal(text, "item,name_ja,name_en\n");
     free(text);
     unsetenv("RENKEI_DATA_DIR");
 }

@@ -143,12 +143,12 @@ static void print_summary(const char *dir, const rk_net_options *o)
 {
     printf("network written to %s\n", dir);
     if (o->core_instances > 1)
-        printf("  nodes:    %d servers (core-1..core-%d over one database, jlis, a witness, %d gateways, %d agency"
-               " nodes), %d clients\n", 2 + o->core_instances + 2 * o->agencies, o->core_instances, o->agencies,
-               o->agencies, o->agencies + 1);
+        printf("  nodes:    %d servers (core-1..core-%d over one database, jlis, a witness, the portal, %d gateways,"
+               " %d agency nodes), %d clients\n", 3 + o->core_instances + 2 * o->agencies, o->core_instances,
+               o->agencies, o->agencies, o->agencies + 1);
     else
-        printf("  nodes:    %d servers (core with 2 lines, jlis, a witness, %d gateways, %d agency nodes), %d clients\n",
-               3 + 2 * o->agencies, o->agencies, o->agencies, o->agencies + 1);
+        printf("  nodes:    %d servers (core with 2 lines, jlis, a witness, the portal, %d gateways, %d agency nodes),"
+               " %d clients\n", 4 + 2 * o->agencies, o->agencies, o->agencies, o->agencies + 1);
     printf("  agencies: %d (", o->agencies);
     for (int i = 1; i <= o->agencies && i <= NET_NAMED_AGENCIES; i++)
         printf("%s%s %s", i > 1 ? ", " : "", net_named_agencies[i - 1].id, net_named_agencies[i - 1].kind);

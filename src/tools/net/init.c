@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crypto/card.h"
 #include "crypto/pki.h"
 #include "lib/mynumber.h"
 #include "records/checkpoint.h"
@@ -130,6 +131,18 @@ static rk_rc write_pki(const char *dir, const net_plan *plan, char *err, size_t 
     }
     for (size_t i = 0; i < plan->n && rc == RK_OK; i++)
         rc = issue_node(dir, &plan->nodes[i], err, errlen);
+    if (rc != RK_OK)
+        return rc;
+    /* the card CA of persons' cards (a stand-in for JPKI, DESIGN §2.5): not the network CA */
+    char card_ca[NET_PATH_CAP], card_key[NET_PATH_CAP], crl[NET_PATH_CAP];
+    if ((rc = tk_path(card_ca, sizeof card_ca, "%s/card-ca.pem", pki)) ||
+        (rc = tk_path(card_key, sizeof card_key, "%s/card-ca-key.pem", pki)) ||
+        (rc = tk_path(crl, sizeof crl, "%s/card-crl.pem", pki))) {
+        net_set_err(err, errlen, "%s: path too long", dir);
+        return rc;
+    }
+    if ((rc = rk_card_ca_create(card_ca, card_key, crl)) != RK_OK)
+        net_set_err(err, errlen, "cannot create the card CA in %s: %s", pki, rk_strerror(rc));
     return rc;
 }
 
@@ -149,7 +162,7 @@ static rk_rc cert_ids(const char *dir, const net_node *n, char fp[RK_FINGERPRINT
 
 static rk_rc node_json(const char *dir, const net_node *n, json_t **out)
 {
-    char fp[RK_FINGERPRINT_LEN], pin[RK_PIN_LEN], url[64] = "", backup[64] = "";
+    char fp[RK_FINGERPRINT_LEN], pin[RK_PIN_LEN], url[64] = "", backup[64] = "", person[64] = "";
     rk_rc rc = cert_ids(dir, n, fp, pin);
     if (rc != RK_OK)
         return rc;
@@ -162,6 +175,10 @@ static rk_rc node_json(const char *dir, const net_node *n, json_t **out)
                      "pin", pin, "addresses", NET_LOOPBACK);
     if (!*out)
         return RK_ERR_NOMEM;
+    if (n->person_port) { /* the portal's listener for persons' cards */
+        snprintf(person, sizeof person, "https://%s:%d", NET_LOOPBACK, n->person_port);
+        json_object_set_new(*out, "person_url", json_string(person));
+    }
     if (keeps_records(n)) { /* the log's origin and the vkey its checkpoints verify with */
         char nd[NET_PATH_CAP], path[NET_PATH_CAP], origin[RK_ORIGIN_MAX], vkey[RK_VKEY_MAX];
         EVP_PKEY *key = NULL;
@@ -244,8 +261,13 @@ static rk_rc write_node_conf(const char *dir, const net_node *n, const char *sto
     char nd[NET_PATH_CAP], path[NET_PATH_CAP], text[1024];
     const char *extra = n->role == RK_ROLE_CORE ? "\n[core]\nmaster_key_file = master.key\n"
                                                   "permissions = ../../permissions.csv\n"
+                                                  "catalogue = ../../catalogue\n"
                         : n->role == RK_ROLE_JLIS ? "\n[jlis]\nresidents = ../../residents.csv\n"
-                                                  : "";
+                                                    "cards = cards.csv\n"
+                                                    "card_ca = ../../pki/card-ca.pem\n"
+                                                    "card_crl = ../../pki/card-crl.pem\n"
+                        : n->role == RK_ROLE_PORTAL ? "\n[portal]\ncard_ca = ../../pki/card-ca.pem\n"
+                                                    : "";
     rk_rc rc = node_dir(dir, n, nd, sizeof nd);
     if (rc == RK_OK)
         rc = tk_path(path, sizeof path, "%s/node.conf", nd);
@@ -299,6 +321,38 @@ done:
     if (rc != RK_OK && err && !err[0])
         net_set_err(err, errlen, "%s/permissions.csv: cannot write: %s", dir, rk_strerror(rc));
     free(text);
+    return rc;
+}
+
+/* The catalogues the core names businesses, items and kinds from (DESIGN
+ * §2.3; persons read the names, §2.5): DIR/catalogue/{kinds,businesses,items}.csv
+ * from $RENKEI_DATA_DIR (or the build's data folder); just the headers when
+ * one is not there. */
+static rk_rc copy_catalogue(const char *dir, char *err, size_t errlen)
+{
+    static const char *const files[] = {"kinds.csv", "businesses.csv", "items.csv"};
+    static const char *const headers[] = {"kind,name_ja,name_en\n", "business,name_ja,name_en,law\n",
+                                          "item,name_ja,name_en\n"};
+    const char *data = getenv("RENKEI_DATA_DIR");
+    char folder[NET_PATH_CAP], src[NET_PATH_CAP], dst[NET_PATH_CAP];
+    if (!data || !*data)
+        data = RENKEI_DATA_DIR;
+    rk_rc rc = tk_path(folder, sizeof folder, "%s/catalogue", dir);
+    if (rc == RK_OK)
+        rc = rk_mkdirs(folder, 0755);
+    for (size_t i = 0; rc == RK_OK && i < sizeof files / sizeof files[0]; i++) {
+        char *text = NULL;
+        size_t len = 0;
+        if ((rc = tk_path(src, sizeof src, "%s/%s", data, files[i])) == RK_OK &&
+            (rc = tk_path(dst, sizeof dst, "%s/%s", folder, files[i])) == RK_OK &&
+            (rc = rk_read_file(src, NET_PERMISSIONS_CAP, &text, &len)) == RK_OK)
+            rc = rk_write_file(dst, text, len, 0644);
+        else if (rc == RK_ERR_NOT_FOUND)
+            rc = rk_write_file(dst, headers[i], strlen(headers[i]), 0644);
+        free(text);
+        if (rc != RK_OK)
+            net_set_err(err, errlen, "%s/%s: cannot copy to %s: %s", data, files[i], folder, rk_strerror(rc));
+    }
     return rc;
 }
 
@@ -534,7 +588,7 @@ rk_rc rk_net_init(const char *dir, const rk_net_options *opt, char *err, size_t 
         (rc = write_pki(dir, &plan, err, errlen)) != RK_OK ||
         (o.postgres && (rc = net_pg_init(dir, &plan, stores, err, errlen)) != RK_OK) ||
         (rc = write_configs(dir, &plan, stores, err, errlen)) != RK_OK ||
-        (rc = copy_permissions(dir, err, errlen)) != RK_OK ||
+        (rc = copy_permissions(dir, err, errlen)) != RK_OK || (rc = copy_catalogue(dir, err, errlen)) != RK_OK ||
         (rc = write_residents(dir, o.persons, err, errlen)) != RK_OK)
         goto done;
     rc = write_network_json(dir, &plan, err, errlen);

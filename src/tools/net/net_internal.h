@@ -34,7 +34,7 @@ __attribute__((format(printf, 3, 4))) static inline void net_set_err(char *err, 
     va_end(ap);
 }
 
-/* 1 for the roles that run as a server node (core, jlis, gateway, agency). */
+/* 1 for the roles that run as a server node (core, jlis, witness, portal, gateway, agency). */
 static inline int net_is_server_role(rk_role role)
 {
     return (role & RK_ROLES_SERVER) != 0;
@@ -49,6 +49,7 @@ typedef struct net_node {
     char agency[RK_ID_MAX]; /* "" for core, jlis, operator */
     const char *kind;       /* "" where not applicable */
     int port, backup_port;  /* 0 when none */
+    int person_port;        /* the portal's listener for persons' cards; 0 for the others */
     int instance;           /* a core of several: 1..N (DESIGN §6), sharing the first's keys and database; else 0 */
 } net_node;
 
@@ -73,9 +74,9 @@ typedef struct net_named_agency {
 #define NET_NAMED_AGENCIES 4
 extern const net_named_agency net_named_agencies[NET_NAMED_AGENCIES];
 
-/* core, jlis, a witness, all gateways, all agency nodes, all systems, each
- * agency's privileged operator, the network operator; plan->nodes is the
- * caller's to free. */
+/* core, jlis, a witness, the portal, all gateways, all agency nodes, all
+ * systems, each agency's privileged operator, the network operator;
+ * plan->nodes is the caller's to free. */
 rk_rc net_plan_build(int agencies, int core_instances, net_plan *plan);
 
 /* Ports for the server nodes: base_port, base_port+1, … or free ephemeral ones (base_port 0). */

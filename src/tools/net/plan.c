@@ -42,16 +42,16 @@ static net_node *plan_add(net_plan *plan, rk_role role, const char *agency, cons
     return n;
 }
 
-/* core, jlis, a witness, all gateways, all agency nodes, all systems, each
- * agency's privileged operator (第8-5 markings at its own node only), the
- * network operator: the order of network.json. */
+/* core, jlis, a witness, the portal, all gateways, all agency nodes, all
+ * systems, each agency's privileged operator (第8-5 markings at its own node
+ * only), the network operator: the order of network.json. */
 rk_rc net_plan_build(int agencies, int core_instances, net_plan *plan)
 {
     static const rk_role per_agency[] = {RK_ROLE_GATEWAY, RK_ROLE_AGENCY, RK_ROLE_SYSTEM, RK_ROLE_OPERATOR};
     static const char *const suffix[] = {"-gateway", "", "-system", "-operator"};
     rk_rc rc = RK_OK;
     int cores = core_instances > 1 ? core_instances : 1;
-    plan->nodes = calloc(3 + (size_t)cores + 4 * (size_t)agencies, sizeof *plan->nodes);
+    plan->nodes = calloc(4 + (size_t)cores + 4 * (size_t)agencies, sizeof *plan->nodes);
     if (!plan->nodes)
         return RK_ERR_NOMEM;
     if (cores == 1)
@@ -63,6 +63,7 @@ rk_rc net_plan_build(int agencies, int core_instances, net_plan *plan)
     }
     snprintf(plan_add(plan, RK_ROLE_JLIS, "", "")->id, RK_ID_MAX, "jlis");
     snprintf(plan_add(plan, RK_ROLE_WITNESS, "", "")->id, RK_ID_MAX, "witness-1"); /* cosigns the core's log */
+    snprintf(plan_add(plan, RK_ROLE_PORTAL, "", "")->id, RK_ID_MAX, "portal");     /* persons see their exchanges */
     for (size_t r = 0; r < 4 && rc == RK_OK; r++) {
         for (int i = 1; i <= agencies && rc == RK_OK; i++) {
             char agency[RK_ID_MAX];
@@ -131,13 +132,15 @@ static rk_rc pick_free_ports(int *ports, size_t count)
     return rc;
 }
 
-/* The core gets two ports (primary and backup line), every other server one;
- * the instances of a core one each: J-LIS's lines are two of them. */
+/* The core gets two ports (primary and backup line), the portal two (the
+ * network's and persons'), every other server one; the instances of a core
+ * one each: J-LIS's lines are two of them. */
 rk_rc net_plan_ports(net_plan *plan, int base_port, char *err, size_t errlen)
 {
     size_t count = 0, k = 0;
     for (size_t i = 0; i < plan->n; i++)
-        count += net_is_server_role(plan->nodes[i].role) ? (net_has_backup_line(&plan->nodes[i]) ? 2 : 1) : 0;
+        count += net_is_server_role(plan->nodes[i].role)
+                     ? (net_has_backup_line(&plan->nodes[i]) || plan->nodes[i].role == RK_ROLE_PORTAL ? 2 : 1) : 0;
     if (base_port && (size_t)base_port + count - 1 > 65535) {
         net_set_err(err, errlen, "--base-port %d: the network needs %zu ports, beyond 65535", base_port, count);
         return RK_ERR_INVALID;
@@ -157,6 +160,8 @@ rk_rc net_plan_ports(net_plan *plan, int base_port, char *err, size_t errlen)
         n->port = ports[k++];
         if (net_has_backup_line(n))
             n->backup_port = ports[k++];
+        if (n->role == RK_ROLE_PORTAL)
+            n->person_port = ports[k++];
     }
     free(ports);
     return rc;

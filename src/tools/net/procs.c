@@ -98,8 +98,10 @@ done:
 
 rk_rc rk_net_start(const char *dir, const char *renkei_exe, rk_net_procs **out, char *err, size_t errlen)
 {
-    /* the witnesses first: the core sends them its first checkpoint */
-    static const rk_role order[] = {RK_ROLE_WITNESS, RK_ROLE_CORE, RK_ROLE_JLIS, RK_ROLE_GATEWAY, RK_ROLE_AGENCY};
+    /* the witnesses first: the core sends them its first checkpoint; the
+     * portal after J-LIS, whose card CRL it fetches at its start */
+    static const rk_role order[] = {RK_ROLE_WITNESS, RK_ROLE_CORE, RK_ROLE_JLIS, RK_ROLE_GATEWAY, RK_ROLE_AGENCY,
+                                    RK_ROLE_PORTAL};
     rk_registry *reg = NULL;
     rk_net_procs *p = NULL;
     *out = NULL;

@@ -1,0 +1,130 @@
+/* nondisclosure.c — a record not to be disclosed to the person (法23条 with
+ * 個人情報保護法78条: 不開示情報).
+ *
+ * The agency's privileged operator marks an exchange this agency was party
+ * to (requester or provider): POST /v1/records/{exchange_id}/nondisclosure
+ * {"basis","operator"[,"until"]}. The marking is a step of this agency's
+ * records log, and the agency tells the core through its gateway (POST
+ * /v1/nondisclosures), which records it too and from then on shows the
+ * person that a record is there — its leaf hash and inclusion proof — but
+ * none of its details, until the date given or, without one, for good.
+ * A repeat is harmless: the log keeps the first marking, the core the
+ * latest basis and date. */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agency/agency.h"
+#include "lib/ids.h"
+#include "lib/log.h"
+#include "node/flow.h"
+#include "records/records.h"
+
+#define BASIS_MAX 150 /* the core's cap (core/core_store.h CORE_BASIS_MAX) */
+
+typedef struct withholding {
+    rk_flow f;                    /* first: the flow's own state */
+    agency *a;
+    char exchange_id[RK_EXCHANGE_ID_MAX + 1];
+    const char *basis, *operator_id, *until; /* borrowed from the request */
+    rk_record rec;
+    int found;                    /* 1 found and marked, 0 not this agency's, -1 the store failed */
+} withholding;
+
+/* On a worker: the agency's record of the exchange, and the marking's step. */
+static void mark_work(rk_flow *f)
+{
+    withholding *w = (withholding *)f;
+    rk_db *db = agency_store_db(w->a->store);
+    rk_rc rc = rk_records_find(db, w->exchange_id, "requester", NULL, &w->rec);
+    if (rc == RK_ERR_NOT_FOUND)
+        rc = rk_records_find(db, w->exchange_id, "provider", NULL, &w->rec);
+    if (rc == RK_ERR_NOT_FOUND) {
+        w->found = 0;
+        return;
+    }
+    char reason[RK_REASON_MAX + 1];
+    snprintf(reason, sizeof reason, "not disclosed to the person%s%s", w->until ? " until " : "", w->until ? w->until : "");
+    rk_record base = w->rec;
+    snprintf(base.operator_id, sizeof base.operator_id, "%s", w->operator_id);
+    if (rc == RK_OK)
+        rc = rk_records_append_step(db, &base, "withheld", reason, rk_node_now_ms(w->a->node));
+    w->found = rc == RK_OK ? 1 : -1;
+}
+
+static void core_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
+{
+    withholding *w = (withholding *)f;
+    long status = rc == RK_OK ? res->status : 0;
+    rk_http_result_clear(res);
+    if (status != 200) {
+        rk_warn("the marking of exchange %s did not reach the core (HTTP %ld)", w->exchange_id, status);
+        rk_flow_fail(f, 502, "core_unavailable", "marked here; the core has not recorded it yet: send it again");
+        return;
+    }
+    rk_warn("exchange %s marked not to be disclosed by %s", w->exchange_id, w->operator_id);
+    rk_reply_json(f->resp, 200, json_pack("{s:s,s:s,s:s?}", "exchange_id", w->exchange_id, "status", "withheld",
+                                          "until", w->until));
+    rk_flow_finish(f);
+}
+
+static void marked(rk_flow *f)
+{
+    withholding *w = (withholding *)f;
+    if (w->found <= 0) {
+        if (w->found == 0)
+            rk_flow_fail(f, 404, "not_found", "this agency was party to no such exchange");
+        else
+            rk_flow_fail(f, 500, "store_error", "the marking could not be recorded; retry");
+        return;
+    }
+    json_t *msg = json_pack("{s:s,s:s,s:s,s:s?}", "exchange_id", w->exchange_id, "basis", w->basis, "operator",
+                            w->operator_id, "until", w->until);
+    char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    json_decref(msg);
+    rk_flow_call(f, w->a->node, w->a->gateway, "/v1/nondisclosures", body, core_answered);
+}
+
+int agency_read_nondisclosure(const rk_request *req, rk_response *resp, char exchange_id[RK_EXCHANGE_ID_MAX + 1],
+                              const char **basis, const char **operator_id, const char **until)
+{
+    static const char prefix[] = "/v1/records/", suffix[] = "/nondisclosure";
+    size_t plen = strlen(req->path), n = plen > sizeof prefix + sizeof suffix - 2
+                                              ? plen - (sizeof prefix - 1) - (sizeof suffix - 1) : 0;
+    if (!n || n > RK_EXCHANGE_ID_MAX || strncmp(req->path, prefix, sizeof prefix - 1) != 0 ||
+        strcmp(req->path + plen - (sizeof suffix - 1), suffix) != 0) {
+        rk_reply_error(resp, 404, "not_found", "no such endpoint");
+        return -1;
+    }
+    memcpy(exchange_id, req->path + sizeof prefix - 1, n);
+    exchange_id[n] = '\0';
+    if (strchr(exchange_id, '/') || !rk_id_valid(exchange_id, RK_EXCHANGE_ID_MAX)) {
+        rk_reply_error(resp, 400, "invalid_field", "the exchange id in the path is not an id");
+        return -1;
+    }
+    *basis = rk_req_string(req, resp, "basis", BASIS_MAX);
+    *operator_id = *basis ? rk_req_string(req, resp, "operator", RK_ID_FIELD_MAX) : NULL;
+    if (!*operator_id)
+        return -1;
+    json_t *u = json_object_get(req->json, "until");
+    *until = u && !json_is_null(u) ? json_string_value(u) : NULL;
+    if (!rk_id_valid(*operator_id, RK_ID_FIELD_MAX) || (u && !json_is_null(u) && (!*until || !rk_date_valid(*until)))) {
+        rk_reply_error(resp, 400, "invalid_field", "operator must be an id, until a date YYYY-MM-DD when given");
+        return -1;
+    }
+    return 0;
+}
+
+/* POST /v1/records/{exchange_id}/nondisclosure, on the event thread (a `start` route). */
+void agency_start_nondisclosure(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
+{
+    withholding *w = rk_flow_new(p, resp, sizeof *w, NULL);
+    if (!w)
+        return;
+    w->a = app;
+    if (agency_read_nondisclosure(req, resp, w->exchange_id, &w->basis, &w->operator_id, &w->until) != 0) {
+        rk_flow_finish(&w->f);
+        return;
+    }
+    rk_flow_pool(&w->f, mark_work, marked);
+}
