@@ -458,13 +458,16 @@ typedef struct heads_each_args {
 static rk_rc heads_each_fn(rk_db *db, void *arg)
 {
     heads_each_args *a = arg;
-    rk_stmt *q = rk_db_stmt(db, "SELECT size, root, time_ms, signature, checkpoint, signer FROM tree_heads"
-                                " ORDER BY size");
+    rk_stmt *q = rk_db_stmt(db, "SELECT size, root, time_ms, signature, checkpoint, signer, cosignatures"
+                                " FROM tree_heads ORDER BY size");
     rk_rc rc;
-    while ((rc = rk_stmt_next(q)) == RK_OK)
-        if ((rc = a->fn(a->arg, rk_col_int(q, 0), rk_col_text(q, 1), rk_col_int(q, 2), rk_col_text(q, 3),
-                        rk_col_text(q, 4), rk_col_text(q, 5))) != RK_OK)
+    while ((rc = rk_stmt_next(q)) == RK_OK) {
+        rk_tree_head_row h = {.size = rk_col_int(q, 0), .root_hex = rk_col_text(q, 1), .time_ms = rk_col_int(q, 2),
+                              .signature_b64 = rk_col_text(q, 3), .checkpoint = rk_col_text(q, 4),
+                              .signer = rk_col_text(q, 5), .cosignatures = rk_col_text(q, 6)};
+        if ((rc = a->fn(a->arg, &h)) != RK_OK)
             return rc;
+    }
     return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }
 

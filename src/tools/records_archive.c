@@ -49,14 +49,12 @@ typedef struct last_head {
     char *checkpoint;
 } last_head;
 
-static rk_rc take_head(void *arg, int64_t size, const char *root, int64_t time_ms, const char *sig,
-                       const char *checkpoint, const char *signer)
+static rk_rc take_head(void *arg, const rk_tree_head_row *row)
 {
-    (void)root, (void)time_ms, (void)sig, (void)signer;
     last_head *h = arg;
-    h->size = size;
+    h->size = row->size;
     free(h->checkpoint);
-    h->checkpoint = checkpoint ? strdup(checkpoint) : NULL;
+    h->checkpoint = row->checkpoint ? strdup(row->checkpoint) : NULL;
     return RK_OK;
 }
 

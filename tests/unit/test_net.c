@@ -82,7 +82,7 @@ static void check_registry(const char *dir, rk_registry **out)
     join(path, dir, "network.json");
     assert_int_equal(rk_registry_load(path, &reg, err, sizeof err), RK_OK);
     assert_string_equal(reg->network, "renkei");
-    assert_int_equal(reg->n_nodes, 2 + 4 + 4 + 4 + 4 + 1);
+    assert_int_equal(reg->n_nodes, 3 + 4 + 4 + 4 + 4 + 1); /* core, jlis, a witness, 4 agencies × 4, the operator */
     const rk_peer_node *core = rk_registry_by_id(reg, "core");
     assert_non_null(core);
     assert_int_equal(core->role, RK_ROLE_CORE);
@@ -263,12 +263,13 @@ static void test_init_base_port_and_default_permissions(void **state)
         fail_msg("rk_net_init: %s", err);
     join(path, dir, "network.json");
     assert_int_equal(rk_registry_load(path, &reg, err, sizeof err), RK_OK);
-    assert_int_equal(reg->n_nodes, 2 + 4 * 2 + 1);
+    assert_int_equal(reg->n_nodes, 3 + 4 * 2 + 1);
     assert_string_equal(rk_registry_by_id(reg, "core")->url, "https://127.0.0.1:41000");
     assert_string_equal(rk_registry_by_id(reg, "core")->backup_url, "https://127.0.0.1:41001");
     assert_string_equal(rk_registry_by_id(reg, "jlis")->url, "https://127.0.0.1:41002");
-    assert_string_equal(rk_registry_by_id(reg, "city-yokohama-gateway")->url, "https://127.0.0.1:41003");
-    assert_string_equal(rk_registry_by_id(reg, "pref-kanagawa")->url, "https://127.0.0.1:41006");
+    assert_string_equal(rk_registry_by_id(reg, "witness-1")->url, "https://127.0.0.1:41003");
+    assert_string_equal(rk_registry_by_id(reg, "city-yokohama-gateway")->url, "https://127.0.0.1:41004");
+    assert_string_equal(rk_registry_by_id(reg, "pref-kanagawa")->url, "https://127.0.0.1:41007");
     assert_string_equal(rk_registry_by_id(reg, "jlis")->backup_url, "");
     rk_registry_free(reg);
     join(path, dir, "permissions.csv");

@@ -329,16 +329,13 @@ typedef struct heads_seen {
     int n;
 } heads_seen;
 
-static rk_rc collect_head(void *arg, int64_t size, const char *root, int64_t time_ms, const char *sig,
-                          const char *checkpoint, const char *signer)
+static rk_rc collect_head(void *arg, const rk_tree_head_row *row)
 {
-    (void)checkpoint;
-    (void)signer;
     heads_seen *h = arg;
-    if (h->n == 8 || !root || !sig || strcmp(sig, "sig") != 0)
+    if (h->n == 8 || !row->root_hex || !row->signature_b64 || strcmp(row->signature_b64, "sig") != 0)
         return RK_ERR_INVALID;
-    h->sizes[h->n] = size;
-    h->times[h->n++] = time_ms;
+    h->sizes[h->n] = row->size;
+    h->times[h->n++] = row->time_ms;
     return RK_OK;
 }
 
