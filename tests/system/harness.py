@@ -82,11 +82,12 @@ class Answer:
 
 
 class Network:
-    def __init__(self, agencies=3, persons=30, conf_extra=None, store=None):
+    def __init__(self, agencies=3, persons=30, conf_extra=None, store=None, ha=False):
         self.dir = tempfile.mkdtemp(prefix="renkei-test-")
         self.store = store or STORE  # a test of one engine's own behaviour names it
         self.pg = None  # the PostgreSQL server of the network, while it runs
-        renkei("net", "init", self.dir, "--agencies", agencies, "--persons", persons, "--store", self.store)
+        renkei("net", "init", self.dir, "--agencies", agencies, "--persons", persons, "--store", self.store,
+               *(["--ha"] if ha else []))
         with open(os.path.join(self.dir, "network.json")) as f:
             self.registry = json.load(f)
         self.nodes = {n["id"]: n for n in self.registry["nodes"]}
