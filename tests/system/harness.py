@@ -371,6 +371,7 @@ class Network:
         self.pg.psql("ALTER SYSTEM SET default_transaction_read_only = on" if read_only
                      else "ALTER SYSTEM RESET default_transaction_read_only")
         self.pg.psql("SELECT pg_reload_conf()")
+        time.sleep(0.5)  # the postmaster signals the sessions after pg_reload_conf returns
 
     def store_uri(self, node_id):
         with open(self.path("nodes", node_id, "node.conf")) as f:

@@ -217,7 +217,10 @@ static rk_rc error_of(rk_db_conn *c, const PGresult *r)
     if (unavailable_state(c, state)) {
         if (state && strcmp(state, "25006") == 0 && c->kind == RK_CONN_WRITER)
             c->reset_wanted = 1; /* the primary is elsewhere now */
-        return mark_lost(c, r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : PQerrorMessage(c->pg), state);
+        const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+        if (!msg || !*msg) /* libpq's own: the connection's message */
+            msg = PQerrorMessage(c->pg);
+        return mark_lost(c, msg, state);
     }
     char line[512];
     if (!r) {
