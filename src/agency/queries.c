@@ -153,7 +153,7 @@ static int open_payload(agency *a, query *q, const char *payload, const char *pr
 static int outcome_unknown(const char *err)
 {
     static const char *const transient[] = {"upstream_unavailable", "upstream_timeout", "store_error",
-                                            "overloaded", "internal", "rate_limited"};
+                                            "store_unavailable", "overloaded", "internal", "rate_limited"};
     for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++)
         if (strcmp(err, transient[i]) == 0)
             return 1;

@@ -82,11 +82,11 @@ class Answer:
 
 
 class Network:
-    def __init__(self, agencies=3, persons=30, conf_extra=None, store=None, core_instances=None):
+    def __init__(self, agencies=3, persons=30, conf_extra=None, store=None, ha=False, core_instances=None):
         self.dir = tempfile.mkdtemp(prefix="renkei-test-")
-        self.store = store or STORE  # a test that needs one engine names it
+        self.store = store or STORE  # a test of one engine's own behaviour names it
         self.pg = None  # the PostgreSQL server of the network, while it runs
-        more = ["--core-instances", core_instances] if core_instances else []
+        more = (["--ha"] if ha else []) + (["--core-instances", core_instances] if core_instances else [])
         renkei("net", "init", self.dir, "--agencies", agencies, "--persons", persons, "--store", self.store, *more)
         with open(os.path.join(self.dir, "network.json")) as f:
             self.registry = json.load(f)
@@ -387,6 +387,7 @@ class Network:
         self.pg.psql("ALTER SYSTEM SET default_transaction_read_only = on" if read_only
                      else "ALTER SYSTEM RESET default_transaction_read_only")
         self.pg.psql("SELECT pg_reload_conf()")
+        time.sleep(0.5)  # the postmaster signals the sessions after pg_reload_conf returns
 
     def store_uri(self, node_id):
         with open(self.path("nodes", node_id, "node.conf")) as f:

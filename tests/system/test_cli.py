@@ -66,6 +66,7 @@ class NetCommands(unittest.TestCase):
                            capture_output=True, text=True, timeout=60)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn(f"store: cannot connect to postgresql://core:***@127.0.0.1:{port}/core: ", p.stderr)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)  # one clear line
         self.assertNotIn(password, p.stderr)
 
     def test_init_refuses_an_existing_network(self):

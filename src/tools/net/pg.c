@@ -309,6 +309,8 @@ rk_rc rk_net_pg_start(const char *dir, int *started, char *err, size_t errlen)
 {
     pg_paths p;
     *started = 0;
+    if (net_ha_present(dir)) /* --ha: etcd and Patroni (ha.c) */
+        return net_ha_start(dir, started, err, errlen);
     if (!net_pg_present(dir))
         return RK_OK; /* its nodes' data is in SQLite */
     if (paths_of(dir, &p) != RK_OK) {
@@ -325,5 +327,26 @@ rk_rc rk_net_pg_start(const char *dir, int *started, char *err, size_t errlen)
 rk_rc rk_net_pg_stop(const char *dir)
 {
     pg_paths p;
+    if (net_ha_present(dir))
+        return net_ha_stop(dir);
     return paths_of(dir, &p) == RK_OK ? pg_ctl_stop(&p) : RK_ERR_INVALID;
+}
+
+/* ---- for ha.c ---- */
+
+int net_pg_run(int as_postgres, const char *log, const char *input, const char *const argv[])
+{
+    return run(as_postgres, log, input, argv);
+}
+
+int net_pg_pick_port(const net_plan *plan)
+{
+    return pick_port(plan);
+}
+
+rk_rc net_pg_reachable(const char *root, uid_t *uid, gid_t *gid, char *err, size_t errlen)
+{
+    pg_paths p = {0};
+    snprintf(p.root, sizeof p.root, "%s", root);
+    return reachable_by_postgres(&p, uid, gid, err, errlen);
 }
