@@ -683,30 +683,10 @@ static rk_rc make_databases(const ha_layout *L, const net_plan *plan, char **sto
         net_set_err(err, errlen, "no primary to make the nodes' databases on (see %s/pg-*/patroni.log)", L->root);
         return RK_ERR_IO;
     }
-    size_t cap = plan->n * 512 + 64, len = 0;
-    char *script = malloc(cap);
-    if (!script)
-        return RK_ERR_NOMEM;
-    rk_rc rc = RK_OK;
-    len += (size_t)snprintf(script + len, cap - len, "\\set ON_ERROR_STOP 1\n");
-    for (size_t i = 0; i < plan->n && rc == RK_OK; i++) {
-        const net_node *n = &plan->nodes[i];
-        if (!net_is_server_role(n->role))
-            continue;
-        char pw[33], uri[512];
-        random_hex(pw);
-        len += (size_t)snprintf(script + len, cap - len,
-                                "CREATE ROLE \"%s\" LOGIN PASSWORD '%s';\nCREATE DATABASE \"%s\" OWNER \"%s\";\n"
-                                "REVOKE ALL ON DATABASE \"%s\" FROM PUBLIC;\n",
-                                n->id, pw, n->id, n->id, n->id);
-        /* libpq tries both servers and keeps the one that takes writes (DESIGN §6) */
-        snprintf(uri, sizeof uri, "postgresql://%s:%s@" NET_LOOPBACK ":%d," NET_LOOPBACK ":%d/%s"
-                 "?target_session_attrs=read-write", n->id, pw, L->m[0].port, L->m[1].port, n->id);
-        if (!(stores[i] = strdup(uri)))
-            rc = RK_ERR_NOMEM;
-        rk_wipe(pw, sizeof pw);
-        rk_wipe(uri, sizeof uri);
-    }
+    /* libpq tries both servers and keeps the one that takes writes (DESIGN §6) */
+    char hosts[64], *script = NULL;
+    snprintf(hosts, sizeof hosts, NET_LOOPBACK ":%d," NET_LOOPBACK ":%d", L->m[0].port, L->m[1].port);
+    rk_rc rc = net_pg_databases_script(plan, hosts, "?target_session_attrs=read-write", stores, &script);
     char port[16], log[NET_PATH_CAP + 16];
     snprintf(port, sizeof port, "%d", L->m[leader].port);
     snprintf(log, sizeof log, "%s/setup.log", L->root);
@@ -716,7 +696,8 @@ static rk_rc make_databases(const ha_layout *L, const net_plan *plan, char **sto
         net_set_err(err, errlen, "cannot make the nodes' roles and databases (see %s)", log);
         rc = RK_ERR_IO;
     }
-    rk_wipe(script, cap);
+    if (script)
+        rk_wipe(script, strlen(script));
     free(script);
     return rc;
 }

@@ -109,6 +109,12 @@ int net_pg_present(const char *dir);
  * server node of the plan; stopped again after) and sets stores[i] to the
  * node's `store` URI for every server node i (malloc'ed, the caller's). */
 rk_rc net_pg_init(const char *dir, const net_plan *plan, char **stores, char *err, size_t errlen);
+/* The psql script that makes a role and a database for each server node
+ * (the instances of a core: one, "core"), malloc'ed in *script, and each
+ * node's libpq URI in stores[i]: postgresql://ROLE:PASSWORD@hosts/DB params.
+ * The passwords go through psql's stdin only, never a command line. */
+rk_rc net_pg_databases_script(const net_plan *plan, const char *hosts, const char *params, char **stores,
+                              char **script);
 
 /* What ha.c borrows from pg.c: running a PostgreSQL command (as `postgres`
  * when root and as_postgres; 0 when it exited 0), a free loopback port, and

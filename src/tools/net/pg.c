@@ -212,6 +212,53 @@ static rk_rc write_settings(const pg_paths *p, int port, size_t servers)
     return fclose(f) == 0 ? RK_OK : RK_ERR_IO;
 }
 
+rk_rc net_pg_databases_script(const net_plan *plan, const char *hosts, const char *params, char **stores,
+                              char **script_out)
+{
+    size_t cap = plan->n * 512 + 64, len = 0;
+    char *script = malloc(cap);
+    *script_out = NULL;
+    if (!script)
+        return RK_ERR_NOMEM;
+    len += (size_t)snprintf(script + len, cap - len, "\\set ON_ERROR_STOP 1\n");
+    rk_rc rc = RK_OK;
+    size_t first_instance = plan->n;
+    for (size_t i = 0; i < plan->n && rc == RK_OK; i++) {
+        const net_node *n = &plan->nodes[i];
+        if (!net_is_server_role(n->role))
+            continue;
+        if (n->instance > 1) { /* the instances of a core share one database and role, "core" (DESIGN §6) */
+            if (first_instance == plan->n || !(stores[i] = strdup(stores[first_instance])))
+                rc = RK_ERR_NOMEM;
+            continue;
+        }
+        if (n->instance == 1)
+            first_instance = i;
+        const char *db = n->instance ? "core" : n->id;
+        uint8_t raw[16];
+        char pw[33], uri[512];
+        if ((rc = rk_random(raw, sizeof raw)) != RK_OK)
+            break;
+        rk_hex(raw, sizeof raw, pw);
+        len += (size_t)snprintf(script + len, cap - len,
+                                "CREATE ROLE \"%s\" LOGIN PASSWORD '%s';\nCREATE DATABASE \"%s\" OWNER \"%s\";\n"
+                                "REVOKE ALL ON DATABASE \"%s\" FROM PUBLIC;\n",
+                                db, pw, db, db, db);
+        snprintf(uri, sizeof uri, "postgresql://%s:%s@%s/%s%s", db, pw, hosts, db, params);
+        if (!(stores[i] = strdup(uri)))
+            rc = RK_ERR_NOMEM;
+        rk_wipe(pw, sizeof pw);
+        rk_wipe(uri, sizeof uri);
+    }
+    if (rc != RK_OK) {
+        rk_wipe(script, cap);
+        free(script);
+        return rc;
+    }
+    *script_out = script;
+    return RK_OK;
+}
+
 rk_rc net_pg_init(const char *dir, const net_plan *plan, char **stores, char *err, size_t errlen)
 {
     pg_paths p;
@@ -244,41 +291,9 @@ rk_rc net_pg_init(const char *dir, const net_plan *plan, char **stores, char *er
         net_set_err(err, errlen, "cannot configure the PostgreSQL server in %s", p.data);
         return RK_ERR_IO;
     }
-    /* one role and one database per server node; passwords through psql's
-     * stdin, never on a command line */
-    size_t cap = servers * 512 + 64, len = 0;
-    char *script = malloc(cap);
-    if (!script)
-        return RK_ERR_NOMEM;
-    len += (size_t)snprintf(script + len, cap - len, "\\set ON_ERROR_STOP 1\n");
-    size_t first_instance = plan->n;
-    for (size_t i = 0; i < plan->n && rc == RK_OK; i++) {
-        const net_node *n = &plan->nodes[i];
-        if (!net_is_server_role(n->role))
-            continue;
-        if (n->instance > 1) { /* the instances of a core share one database and role, "core" (DESIGN §6) */
-            if (first_instance == plan->n || !(stores[i] = strdup(stores[first_instance])))
-                rc = RK_ERR_NOMEM;
-            continue;
-        }
-        if (n->instance == 1)
-            first_instance = i;
-        const char *db = n->instance ? "core" : n->id;
-        uint8_t raw[16];
-        char pw[33];
-        if ((rc = rk_random(raw, sizeof raw)) != RK_OK)
-            break;
-        rk_hex(raw, sizeof raw, pw);
-        len += (size_t)snprintf(script + len, cap - len,
-                                "CREATE ROLE \"%s\" LOGIN PASSWORD '%s';\nCREATE DATABASE \"%s\" OWNER \"%s\";\n"
-                                "REVOKE ALL ON DATABASE \"%s\" FROM PUBLIC;\n",
-                                db, pw, db, db, db);
-        char uri[256];
-        snprintf(uri, sizeof uri, "postgresql://%s:%s@" NET_LOOPBACK ":%d/%s", db, pw, port, db);
-        if (!(stores[i] = strdup(uri)))
-            rc = RK_ERR_NOMEM;
-        rk_wipe(pw, sizeof pw);
-    }
+    char hosts[32], *script = NULL;
+    snprintf(hosts, sizeof hosts, NET_LOOPBACK ":%d", port);
+    rc = net_pg_databases_script(plan, hosts, "", stores, &script);
     if (rc == RK_OK && (rc = pg_ctl_start(&p, err, errlen)) == RK_OK) {
         char port_text[16];
         snprintf(port_text, sizeof port_text, "%d", port);
@@ -293,7 +308,8 @@ rk_rc net_pg_init(const char *dir, const net_plan *plan, char **stores, char *er
             rc = RK_ERR_IO;
         }
     }
-    rk_wipe(script, cap);
+    if (script)
+        rk_wipe(script, strlen(script));
     free(script);
     return rc;
 }
