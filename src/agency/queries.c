@@ -251,6 +251,9 @@ static void answer_taken(rk_flow *f)
         settle(q);
     else if (strcmp(q->transient, "rate_limited") == 0)
         rk_flow_fail(f, 429, "rate_limited", "this agency is over its rate to the core; retry with the same query_id");
+    else if (strcmp(q->transient, "store_unavailable") == 0) /* a database on the way: the core's or the provider's */
+        rk_flow_fail(f, 503, "store_unavailable", "a database on the exchange's way is unavailable (a failover);"
+                                                   " retry with the same query_id");
     else
         rk_flow_fail(f, 503, "core_unavailable", "the core could not be reached; retry with the same query_id");
 }

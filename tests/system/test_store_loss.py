@@ -149,6 +149,35 @@ class StoreLoss(unittest.TestCase):
         self.assertEqual(self.net.sql(Y, "SELECT COUNT(*) FROM data WHERE person = ? AND item = ?", ("Y1", "local_tax")),
                          self.net.sql(Y, "SELECT COUNT(*) FROM answers WHERE side = 'data'"))
 
+    def test_3_a_provider_whose_database_is_lost_settles_nothing(self):
+        """Only the provider's database is lost to writes, as when the
+        primary it was on is demoted by a failover (SQLSTATE 25006): the
+        exchange is answered 503 store_unavailable, settled nowhere, and the
+        same query_id succeeds once the provider's database is back."""
+        K = "pref-kanagawa"
+        number = self.net.residents()[0]["my_number"]
+        self.assertEqual(self.net.enrol(K, "K1", number).status, 202)
+        self.net.wait_status(K, "K1", "linked")
+        self.assertEqual(self.put("loss-provider-data", {"tax": 7}).status, 200)
+        query = {"query_id": "loss-provider-q", "person": "K1", "business": "public_assistance", "provider": Y,
+                 "item": "local_tax", "operator": "op-1"}
+        cut = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'city-yokohama'"
+        self.net.pg.psql('ALTER DATABASE "city-yokohama" SET default_transaction_read_only = on')
+        self.net.pg.psql(cut)  # its sessions start again read-only
+        try:
+            a = self.net.agency_call(K, "POST", "/v1/queries", query)
+            self.assertEqual((a.status, a.error), (503, "store_unavailable"), a)
+            core = self.net.sql("core", "SELECT count(*) FROM records WHERE exchange_id LIKE 'pref-kanagawa.%'")
+            self.assertEqual(core[0][0], 0)  # settled nowhere
+        finally:
+            self.net.pg.psql('ALTER DATABASE "city-yokohama" RESET default_transaction_read_only')
+            self.net.pg.psql(cut)
+        a = self.net.agency_call(K, "POST", "/v1/queries", query)
+        self.assertEqual((a.status, a.json.get("status"), a.json.get("value")), (200, "provided", {"tax": 7}), a)
+        xid = a.json["exchange_id"]
+        for node in ("core", K, Y):
+            self.assertEqual(self.net.sql(node, "SELECT count(*) FROM records WHERE exchange_id = ?", (xid,))[0][0], 1,
+                             node)
 
 if __name__ == "__main__":
     main()
