@@ -155,6 +155,8 @@ int rk_net_status(const char *dir, FILE *out)
     }
     if (net_ha_present(dir)) /* and the database servers (ha.c) */
         bad |= net_ha_status(dir, out, width);
+    else if (net_pg_present(dir)) /* or the one server (pg.c) */
+        bad |= net_pg_status(dir, out, width);
     fflush(out);
     health_close(&h);
     return bad ? 1 : 0;

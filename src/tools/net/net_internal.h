@@ -149,6 +149,9 @@ rk_rc net_ha_stop(const char *dir);
  * ok|degraded|down", read from Patroni's REST API; width pads the id.
  * Returns 0 when all are ok. */
 int net_ha_status(const char *dir, FILE *out, int width);
+/* The line of the one PostgreSQL server of DIR/pg in `net status`:
+ * `pg store postgresql://127.0.0.1:PORT primary ok|down`; non-zero when down. */
+int net_pg_status(const char *dir, FILE *out, int width);
 
 /* ---- health (health.c) ------------------------------------------------------------- */
 

@@ -340,6 +340,34 @@ rk_rc rk_net_pg_start(const char *dir, int *started, char *err, size_t errlen)
     return rc;
 }
 
+/* The port net init gave the server (the last `port = N` of postgresql.conf). */
+static int configured_port(const pg_paths *p)
+{
+    char path[NET_PATH_CAP], line[256];
+    int port = 0;
+    if (tk_path(path, sizeof path, "%s/postgresql.conf", p->data) != RK_OK)
+        return 0;
+    FILE *f = fopen(path, "re");
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "port = ", 7) == 0)
+            port = atoi(line + 7);
+    if (f)
+        fclose(f);
+    return port;
+}
+
+int net_pg_status(const char *dir, FILE *out, int width)
+{
+    pg_paths p;
+    if (paths_of(dir, &p) != RK_OK)
+        return 1;
+    int up = running(&p);
+    /* one server, no standby: ok while it runs */
+    fprintf(out, "%-*s %-7s postgresql://" NET_LOOPBACK ":%d primary %s\n", width, "pg", "store", configured_port(&p),
+            up ? "ok" : "down");
+    return !up;
+}
+
 rk_rc rk_net_pg_stop(const char *dir)
 {
     pg_paths p;
