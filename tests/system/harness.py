@@ -279,6 +279,16 @@ class Network:
     def enrol(self, agency, person, my_number, **items):
         return self.agency_call(agency, "POST", "/v1/persons", self.person_body(person, my_number, **items))
 
+    def link(self, pairs, resident=0):
+        """Enrols one resident (its index in residents.csv) at each agency of
+        pairs ((agency, person), …) and waits until every link is made."""
+        number = self.residents()[resident]["my_number"]
+        for agency, person in pairs:
+            a = self.enrol(agency, person, number)
+            assert a.status == 202, a
+        for agency, person in pairs:
+            self.wait_status(agency, person, "linked")
+
     def wait_status(self, agency, person, want, timeout=20):
         deadline = time.time() + timeout * SLOW
         a = None

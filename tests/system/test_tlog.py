@@ -95,11 +95,7 @@ class OutsideVerifier(unittest.TestCase):
             net.append_conf(n, "[records]\nhead_interval_ms = 100")
         net.start()
         # real records first: three enrolments and two exchanges
-        number = net.residents()[0]["my_number"]
-        for ag, p in ((Y, "Y1"), (K, "K1")):
-            assert net.enrol(ag, p, number).status == 202
-        for ag, p in ((Y, "Y1"), (K, "K1")):
-            net.wait_status(ag, p, "linked")
+        net.link(((Y, "Y1"), (K, "K1")))
         net.agency_call(Y, "PUT", "/v1/data/Y1/local_tax", {"value": {"tax": 1}, "as_of": "2026-01-01"})
         for i in range(2):
             a = net.agency_call(K, "POST", "/v1/queries", {"query_id": f"tl-{i}", "person": "K1",
