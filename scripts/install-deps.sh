@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages renkei needs to build, test and run
 # (postgresql-15: the server the tests start, and a node may use as its store;
-# it creates the `postgres` user the servers run as).
+# it creates the `postgres` user the servers run as; patroni and etcd-server: its
+# failover, `renkei net init --ha`).
 # Idempotent: when everything is present it installs nothing. Not root: prints the line and stops.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libssl-dev libevent-dev libcurl4-openssl-dev
       libjansson-dev libsqlite3-dev sqlite3 libpq-dev postgresql-15 libinih-dev libcmocka-dev python3
+      patroni etcd-server                # renkei net init --store postgres --ha (tests/system/test_ha.py)
       openssl ca-certificates scdoc python3-jsonschema python3-yaml python3-cryptography
       golang-go golang-golang-x-mod-dev  # Go: the outside verifier of the records logs (tests/system/tlogcheck)
       prometheus                         # promtool: tests/system/test_metrics.py checks every node's /metrics

@@ -247,7 +247,7 @@ static void sealed(rk_flow *f)
         rk_flow_fail(f, 400, "bad_requester_cert", "requester_cert is not the requester's registered certificate");
         return;
     case LOOKUP_FAILED:
-        rk_flow_fail(f, 500, "internal", "the person could not be looked up");
+        rk_flow_fail(f, 500, "store_error", "the person could not be looked up; retry with the same exchange_id");
         return;
     case SEAL_FAILED:
         rk_flow_fail(f, 500, "internal", "the value could not be sealed");

@@ -153,7 +153,7 @@ static int open_payload(agency *a, query *q, const char *payload, const char *pr
 static int outcome_unknown(const char *err)
 {
     static const char *const transient[] = {"upstream_unavailable", "upstream_timeout", "store_error",
-                                            "overloaded", "internal", "rate_limited"};
+                                            "store_unavailable", "overloaded", "internal", "rate_limited"};
     for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++)
         if (strcmp(err, transient[i]) == 0)
             return 1;
@@ -251,6 +251,9 @@ static void answer_taken(rk_flow *f)
         settle(q);
     else if (strcmp(q->transient, "rate_limited") == 0)
         rk_flow_fail(f, 429, "rate_limited", "this agency is over its rate to the core; retry with the same query_id");
+    else if (strcmp(q->transient, "store_unavailable") == 0) /* a database on the way: the core's or the provider's */
+        rk_flow_fail(f, 503, "store_unavailable", "a database on the exchange's way is unavailable (a failover);"
+                                                   " retry with the same query_id");
     else
         rk_flow_fail(f, 503, "core_unavailable", "the core could not be reached; retry with the same query_id");
 }

@@ -267,9 +267,28 @@ static void settle(exchange *x)
     rk_flow_settle(&x->flow, core_store_db(x->c->store), answer, "exchange_id", logged);
 }
 
+/* The provider's own store was unavailable (its database failing over):
+ * nothing happened there, so nothing is settled here either and a retry
+ * with the same id can succeed (DESIGN §6). */
+static int provider_store_lost(rk_rc rc, const rk_http_result *res)
+{
+    if (rc != RK_OK || res->status != 503 || !res->body)
+        return 0;
+    json_t *body = json_loads(res->body, 0, NULL);
+    const char *code = json_string_value(json_object_get(json_object_get(body, "error"), "code"));
+    int lost = code && strcmp(code, "store_unavailable") == 0;
+    json_decref(body);
+    return lost;
+}
+
 static void provision_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
 {
     exchange *x = (exchange *)f;
+    if (provider_store_lost(rc, res)) {
+        rk_http_result_clear(res);
+        rk_flow_fail(f, 503, "store_unavailable", "the provider's database is unavailable; retry with the same id");
+        return;
+    }
     take_provision(x, rc, res);
     rk_http_result_clear(res);
     settle(x);

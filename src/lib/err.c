@@ -18,6 +18,7 @@ const char *rk_strerror(rk_rc rc)
         [RK_ERR_TOO_LARGE] = "too large",
         [RK_ERR_CONFIG] = "configuration error",
         [RK_ERR_BUSY] = "busy",
+        [RK_ERR_UNAVAILABLE] = "database unavailable",
     };
     if ((unsigned)rc >= RK_ERR__COUNT || !text[rc])
         return "unknown error";

@@ -22,6 +22,8 @@ typedef enum {
     RK_ERR_TOO_LARGE,  /* input over a size cap */
     RK_ERR_CONFIG,     /* configuration is missing or wrong */
     RK_ERR_BUSY,       /* no capacity now (a full queue): retry later */
+    RK_ERR_UNAVAILABLE, /* the database is unreachable, its connection lost, or it is a
+                           standby (a failover): nothing was done; retry with the same id */
     RK_ERR__COUNT
 } rk_rc;
 

@@ -62,6 +62,7 @@ typedef struct rk_response {
     size_t body_len;
     const char *content_type;    /* static string; default application/json */
     const char *cache_control;   /* static string; no header when NULL */
+    int store_error;             /* set by rk_reply_error for 500 store_error (see store_lost) */
 } rk_response;
 
 typedef void (*rk_handler_fn)(void *app, const rk_request *req, rk_response *resp);
@@ -111,6 +112,10 @@ typedef struct rk_server_config {
     void *app;                   /* passed to handlers */
     /* Adds role-specific checks to /healthz: returns 0 when healthy. */
     int (*health)(void *app, json_t *checks);
+    /* 1 while the node's database is absent (store/db.h rk_db_lost): an
+     * answer 500 store_error is then sent as 503 store_unavailable (DESIGN
+     * §6: a request that meets a failover; retry with the same id). */
+    int (*store_lost)(void *app);
     /* Appends role-specific Prometheus lines to /metrics: each family
      * opened by rk_metric_head, counters named …_total, units in the name
      * and base units (seconds, bytes). */

@@ -20,6 +20,7 @@ void rk_reply_json(rk_response *resp, int status, json_t *body)
     resp->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
     resp->body_len = resp->body ? strlen(resp->body) : 0;
     resp->content_type = "application/json";
+    resp->store_error = 0;
     json_decref(body);
 }
 
@@ -30,6 +31,7 @@ void rk_reply_text(rk_response *resp, int status, char *text)
     resp->body = text;
     resp->body_len = text ? strlen(text) : 0;
     resp->content_type = "application/json";
+    resp->store_error = 0;
 }
 
 void rk_reply_error(rk_response *resp, int status, const char *code, const char *fmt, ...)
@@ -40,10 +42,22 @@ void rk_reply_error(rk_response *resp, int status, const char *code, const char 
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     rk_reply_json(resp, status, json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg));
+    resp->store_error = status == 500 && strcmp(code, "store_error") == 0;
+}
+
+/* Every handler answers a failed store step 500 store_error; when the
+ * database is absent (its connection lost, a failover under way) that is
+ * said as such, here, for every route of every role (DESIGN §6). */
+static void say_store_lost(const rk_server *srv, rk_response *resp)
+{
+    if (resp->store_error && srv->cfg.store_lost && srv->cfg.store_lost(srv->cfg.app))
+        rk_reply_error(resp, 503, "store_unavailable",
+                       "the database is unavailable (a failover?); retry with the same id");
 }
 
 void send_now(struct evhttp_request *req, const rk_server *srv, rk_response *resp)
 {
+    say_store_lost(srv, resp);
     conn *c = conn_of_request(req);
     if (c && !c->closing) { /* between requests now */
         c->phase = PH_IDLE;

@@ -566,6 +566,13 @@ static int role_health(void *app, json_t *checks)
     return rk_node_health(node_of(app), checks) || degraded;
 }
 
+/* Any thread: the role's database is absent (server.c then answers its
+ * store errors 503 store_unavailable). */
+static int role_store_lost(void *app)
+{
+    return running->store && rk_db_lost(running->store(app));
+}
+
 /* On the loop as it ends: its calls, and its commits, are over. */
 static void role_loop_end(void *app)
 {
@@ -584,6 +591,7 @@ static rk_rc role_run(const rk_role_desc *d, rk_node *node)
     rk_rc rc = d->open(node, app);
     if (rc == RK_OK) {
         rk_server_config sc = {.routes = d->routes, .n_routes = d->n_routes, .app = app, .health = role_health,
+                               .store_lost = role_store_lost,
                                .metrics = d->metrics, .on_reload = d->on_reload, .on_stop = role_loop_end,
                                .person_routes = d->person_routes, .n_person_routes = d->n_person_routes,
                                .person_store = d->person_store ? d->person_store(app) : NULL};
@@ -630,6 +638,8 @@ int rk_role_main(const rk_role_desc *role, int argc, char **argv)
     }
     rc = role_run(role, &node);
     rk_node_close(&node);
+    if (rc == RK_ERR_UNAVAILABLE) /* the database unreachable at start: the store's one line said where and why */
+        return 1;
     if (rc != RK_OK) {
         fprintf(stderr, "renkei %s: stopped on error: %s\n", name, rk_strerror(rc));
         return 1;

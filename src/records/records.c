@@ -47,6 +47,10 @@ static const char *const records_steps[] = {
     /* Step 6: the witnesses' cosignature lines of a head's checkpoint (C2SP
      * tlog-cosignature), served after it. */
     "ALTER TABLE tree_heads ADD COLUMN cosignatures TEXT;",
+    /* Step 7: no stored leaf hash: the level-0 tiles hold every leaf hash
+     * the log signed, and a record's leaf is computed from its fields (65
+     * bytes a record fewer; issue of the records at national scale). */
+    "ALTER TABLE records DROP COLUMN leaf_hash;",
 };
 
 rk_rc rk_records_migrate(rk_db *db)
@@ -129,10 +133,6 @@ void rk_record_leaf(const rk_record *r, uint8_t out[32])
 
 rk_rc rk_record_append(rk_db *db, const rk_record *r)
 {
-    uint8_t leaf[32];
-    char leaf_hex[65];
-    rk_record_leaf(r, leaf);
-    rk_merkle_hex(leaf, leaf_hex);
     /* seq is the leaf's position + 1: it counts from 1 without gaps, so it is
      * given here rather than left to the engine (a sequence may skip values
      * after a rollback), after the last record kept or archived. The writers
@@ -143,9 +143,9 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
         return rc;
     rk_stmt *st = rk_db_stmt(db,
         "INSERT INTO records(seq, exchange_id, side, requester, provider, business, item, operator, subject,"
-        " requested_ms, provided_ms, outcome, reason, payload_sha256, leaf_hash, condition)"
+        " requested_ms, provided_ms, outcome, reason, payload_sha256, condition)"
         " VALUES ((SELECT COALESCE(MAX(seq), (SELECT COALESCE(MAX(upto), 0) FROM records_archived)) + 1"
-        " FROM records),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+        " FROM records),?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     rk_bind_text(st, 1, r->exchange_id);
     rk_bind_text(st, 2, r->side);
     rk_bind_text(st, 3, r->requester);
@@ -162,8 +162,7 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
     rk_bind_text(st, 11, r->outcome);
     rk_bind_text(st, 12, r->reason);
     rk_bind_text(st, 13, r->payload_sha256);
-    rk_bind_text(st, 14, leaf_hex);
-    rk_bind_text(st, 15, r->condition);
+    rk_bind_text(st, 14, r->condition);
     return rk_stmt_exec(st);
 }
 
@@ -356,15 +355,15 @@ typedef struct range_args {
 static rk_rc range_fn(rk_db *db, void *arg)
 {
     range_args *a = arg;
-    rk_stmt *q = rk_db_stmt(db, "SELECT seq, leaf_hash, " RK_RECORD_COLUMNS " FROM records"
+    rk_stmt *q = rk_db_stmt(db, "SELECT seq, " RK_RECORD_COLUMNS " FROM records"
                                 " WHERE seq >= ? AND seq <= ? ORDER BY seq");
     rk_bind_int(q, 1, a->from);
     rk_bind_int(q, 2, a->upto);
     rk_rc rc;
     while ((rc = rk_stmt_next(q)) == RK_OK) {
         rk_record r;
-        rk_record_from_row(q, 2, &r);
-        if ((rc = a->fn(a->arg, rk_col_int(q, 0), rk_col_text(q, 1), &r)) != RK_OK)
+        rk_record_from_row(q, 1, &r);
+        if ((rc = a->fn(a->arg, rk_col_int(q, 0), &r)) != RK_OK)
             return rc;
     }
     return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;

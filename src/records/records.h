@@ -71,10 +71,10 @@ char *rk_record_leaf_text(const rk_record *r);
 void rk_record_from_row(rk_stmt *q, int col, rk_record *r);
 
 /* Calls fn for every record in seq order (a scan, for a tool such as
- * `renkei records verify`), with its seq and its stored leaf hash (hex, may
- * be NULL); r and leaf_hex are valid during the call only. Stops at the
- * first result of fn other than RK_OK and returns it. fn must not use db. */
-typedef rk_rc (*rk_record_fn)(void *arg, int64_t seq, const char *leaf_hex, const rk_record *r);
+ * `renkei records verify`), with its seq; r is valid during the call only.
+ * Stops at the first result of fn other than RK_OK and returns it. fn must
+ * not use db. */
+typedef rk_rc (*rk_record_fn)(void *arg, int64_t seq, const rk_record *r);
 rk_rc rk_records_each(rk_db *db, rk_record_fn fn, void *arg);
 
 /* The first record of an exchange on a side (and with an outcome, if not

@@ -102,23 +102,26 @@ typedef struct catch_up_args {
     uint64_t got;
 } catch_up_args;
 
-/* Appends to the tiles up to a chunk of the leaves recorded since. A scan:
- * the node's writes go on meanwhile. */
+/* Appends to the tiles up to a chunk of the leaves recorded since, each
+ * computed from its record's fields. A scan: the node's writes go on
+ * meanwhile. */
 static rk_rc catch_up_fn(rk_db *db, void *arg)
 {
     catch_up_args *a = arg;
     /* seq counts from 1 without gaps: leaf i is seq i + 1 */
-    rk_stmt *q = rk_db_stmt(db, "SELECT seq, leaf_hash FROM records WHERE seq > ? ORDER BY seq LIMIT ?");
+    rk_stmt *q = rk_db_stmt(db, "SELECT seq, " RK_RECORD_COLUMNS " FROM records WHERE seq > ? ORDER BY seq LIMIT ?");
     rk_bind_int(q, 1, (int64_t)a->b->frontier.size);
     rk_bind_int(q, 2, CATCH_UP_CHUNK);
     rk_rc rc;
     rk_hash leaf;
+    rk_record r;
     while ((rc = rk_stmt_next(q)) == RK_OK) {
         if ((uint64_t)rk_col_int(q, 0) != a->b->frontier.size + 1)
             return RK_ERR_STORE; /* a gap: the log cannot go on past it */
-        if ((rc = rk_merkle_unhex(rk_col_text(q, 1), leaf)) != RK_OK ||
-            (rc = rk_tile_builder_append(a->b, leaf)) != RK_OK)
-            return rc == RK_ERR_INVALID ? RK_ERR_STORE : rc;
+        rk_record_from_row(q, 1, &r);
+        rk_record_leaf(&r, leaf);
+        if ((rc = rk_tile_builder_append(a->b, leaf)) != RK_OK)
+            return rc;
         a->got++;
     }
     return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
@@ -458,13 +461,16 @@ typedef struct heads_each_args {
 static rk_rc heads_each_fn(rk_db *db, void *arg)
 {
     heads_each_args *a = arg;
-    rk_stmt *q = rk_db_stmt(db, "SELECT size, root, time_ms, signature, checkpoint, signer FROM tree_heads"
-                                " ORDER BY size");
+    rk_stmt *q = rk_db_stmt(db, "SELECT size, root, time_ms, signature, checkpoint, signer, cosignatures"
+                                " FROM tree_heads ORDER BY size");
     rk_rc rc;
-    while ((rc = rk_stmt_next(q)) == RK_OK)
-        if ((rc = a->fn(a->arg, rk_col_int(q, 0), rk_col_text(q, 1), rk_col_int(q, 2), rk_col_text(q, 3),
-                        rk_col_text(q, 4), rk_col_text(q, 5))) != RK_OK)
+    while ((rc = rk_stmt_next(q)) == RK_OK) {
+        rk_tree_head_row h = {.size = rk_col_int(q, 0), .root_hex = rk_col_text(q, 1), .time_ms = rk_col_int(q, 2),
+                              .signature_b64 = rk_col_text(q, 3), .checkpoint = rk_col_text(q, 4),
+                              .signer = rk_col_text(q, 5), .cosignatures = rk_col_text(q, 6)};
+        if ((rc = a->fn(a->arg, &h)) != RK_OK)
             return rc;
+    }
     return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }
 

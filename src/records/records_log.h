@@ -51,14 +51,21 @@ rk_rc rk_head_sign(EVP_PKEY *key, const char *node_id, uint64_t size, const rk_h
 rk_rc rk_head_verify(X509 *cert, const char *node_id, uint64_t size, const rk_hash root, int64_t time_ms,
                      const char *signature_b64);
 
+/* A signed tree head as kept: its strings are valid during the call only
+ * and may be NULL (a damaged database; signer NULL for the node's own heads
+ * from before instances; cosignatures NULL when no witness cosigned). */
+typedef struct rk_tree_head_row {
+    int64_t size, time_ms;
+    const char *root_hex, *signature_b64;
+    const char *checkpoint;   /* its C2SP note */
+    const char *signer;       /* the node id whose key signed it */
+    const char *cosignatures; /* the witnesses' cosignature lines of its checkpoint */
+} rk_tree_head_row;
+
 /* Calls fn for every signed tree head kept in db, by size (a scan, for a
- * tool such as `renkei records verify`); root_hex, signature_b64,
- * checkpoint (its C2SP note) and signer (the node id whose key signed it,
- * NULL for the node's own heads from before instances) are valid during
- * the call only and may be NULL (a damaged database). Stops at the first
- * result of fn other than RK_OK and returns it. fn must not use db. */
-typedef rk_rc (*rk_tree_head_fn)(void *arg, int64_t size, const char *root_hex, int64_t time_ms,
-                                 const char *signature_b64, const char *checkpoint, const char *signer);
+ * tool such as `renkei records verify`). Stops at the first result of fn
+ * other than RK_OK and returns it. fn must not use db. */
+typedef rk_rc (*rk_tree_head_fn)(void *arg, const rk_tree_head_row *head);
 rk_rc rk_tree_heads_each(rk_db *db, rk_tree_head_fn fn, void *arg);
 
 #endif

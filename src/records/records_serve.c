@@ -51,15 +51,21 @@ typedef struct head_json_args {
 static rk_rc head_json_fn(rk_db *db, void *arg)
 {
     head_json_args *a = arg;
-    rk_stmt *q = rk_db_stmt(db, "SELECT size, root, time_ms, signature, checkpoint, signer FROM tree_heads"
-                                " WHERE size = ?");
+    rk_stmt *q = rk_db_stmt(db, "SELECT size, root, time_ms, signature, checkpoint, signer, cosignatures"
+                                " FROM tree_heads WHERE size = ?");
     rk_bind_int(q, 1, (int64_t)a->size);
     rk_rc rc = rk_stmt_next(q);
     if (rc == RK_OK) {
-        const char *note = rk_col_text(q, 4), *signer = rk_col_text(q, 5);
-        a->head = json_pack("{s:s,s:I,s:s,s:I,s:s,s:o}", "node", signer ? signer : a->node_id, "size", (json_int_t)rk_col_int(q, 0),
-                            "root", rk_col_text(q, 1), "time_ms", (json_int_t)rk_col_int(q, 2), "signature",
-                            rk_col_text(q, 3), "checkpoint", note ? json_string(note) : json_null());
+        /* the checkpoint with the witnesses' cosignatures gathered so far, as GET /v1/checkpoint serves it */
+        const char *note = rk_col_text(q, 4), *signer = rk_col_text(q, 5), *cosigs = rk_col_text(q, 6);
+        char *full = NULL;
+        if (note && asprintf(&full, "%s%s", note, cosigs ? cosigs : "") < 0)
+            return RK_ERR_NOMEM;
+        a->head = json_pack("{s:s,s:I,s:s,s:I,s:s,s:o}", "node", signer ? signer : a->node_id, "size",
+                            (json_int_t)rk_col_int(q, 0), "root", rk_col_text(q, 1), "time_ms",
+                            (json_int_t)rk_col_int(q, 2), "signature", rk_col_text(q, 3), "checkpoint",
+                            full ? json_string(full) : json_null());
+        free(full);
     }
     return rc;
 }

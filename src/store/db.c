@@ -17,9 +17,11 @@
 #include <string.h>
 
 #include "lib/log.h"
+#include "lib/util.h"
 #include "store/driver.h"
 
 #define TARGET_MAX 1024
+#define LOST_RECENT_MS 2000 /* rk_db_lost: still 1 this long after the database answered again */
 
 /* A write waiting for its group commit; on the writer's stack (rk_db_write)
  * or on the heap (rk_db_write_later). */
@@ -58,6 +60,10 @@ struct rk_db {
     pthread_cond_t later_queued;              /* the committer waits on it */
     pthread_t committer;
     int committer_running, stopping;
+    /* rk_db_lost: what the last call saw, and when one last saw the
+     * database absent (monotonic ms, 0: never); atomics */
+    int lost;
+    int64_t lost_ms;
 };
 
 /* The connection this thread's current callback runs on. */
@@ -71,6 +77,18 @@ static const rk_db_driver *const drivers[] = {&rk_sqlite_driver, &rk_pg_driver};
 
 /* ---------- running a callback on a connection ---------- */
 
+/* After a call on conn (its mutex held): whether the database was there is
+ * noted for rk_db_lost, and a failure of a call that met its absence is
+ * RK_ERR_UNAVAILABLE, whatever a module made of it on the way. */
+static rk_rc noted(rk_db *db, db_conn *conn, rk_rc rc)
+{
+    int lost = db->drv->lost && db->drv->lost(conn->c);
+    if (lost)
+        __atomic_store_n(&db->lost_ms, rk_mono_ms(), __ATOMIC_RELAXED);
+    __atomic_store_n(&db->lost, lost, __ATOMIC_RELAXED);
+    return lost && rc == RK_ERR_STORE ? RK_ERR_UNAVAILABLE : rc;
+}
+
 static rk_rc run_bound(rk_db *db, db_conn *conn, rk_db_fn fn, void *arg)
 {
     binding saved = tl_bound;
@@ -78,7 +96,15 @@ static rk_rc run_bound(rk_db *db, db_conn *conn, rk_db_fn fn, void *arg)
     rk_rc rc = fn(db, arg);
     db->drv->release(conn->c);
     tl_bound = saved;
-    return rc;
+    return noted(db, conn, rc);
+}
+
+int rk_db_lost(rk_db *db)
+{
+    if (__atomic_load_n(&db->lost, __ATOMIC_RELAXED))
+        return 1;
+    int64_t at = __atomic_load_n(&db->lost_ms, __ATOMIC_RELAXED);
+    return at != 0 && rk_mono_ms() - at < LOST_RECENT_MS;
 }
 
 static rk_rc run_on(rk_db *db, db_conn *conn, rk_db_fn fn, void *arg)
@@ -92,7 +118,7 @@ static rk_rc run_on(rk_db *db, db_conn *conn, rk_db_fn fn, void *arg)
 rk_rc rk_db_read(rk_db *db, rk_db_fn fn, void *arg)
 {
     if (tl_bound.db == db) /* inside a callback: its connection, its own rows */
-        return fn(db, arg);
+        return noted(db, tl_bound.conn, fn(db, arg));
     if (!db->readonly && pthread_mutex_trylock(&db->w.lock) == 0) {
         rk_rc rc = run_bound(db, &db->w, fn, arg);
         pthread_mutex_unlock(&db->w.lock);
@@ -104,7 +130,7 @@ rk_rc rk_db_read(rk_db *db, rk_db_fn fn, void *arg)
 rk_rc rk_db_scan(rk_db *db, rk_db_fn fn, void *arg)
 {
     if (tl_bound.db == db)
-        return fn(db, arg);
+        return noted(db, tl_bound.conn, fn(db, arg));
     return run_on(db, &db->r, fn, arg);
 }
 
@@ -171,19 +197,26 @@ int64_t rk_db_changes(rk_db *db)
 static rk_rc exec_cached(rk_db *db, db_conn *conn, const char *sql)
 {
     rk_stmt *st = db->drv->stmt(conn->c, sql);
-    return st ? st->ops->exec(st) : RK_ERR_STORE;
+    return st ? st->ops->exec(st) : db->drv->lost && db->drv->lost(conn->c) ? RK_ERR_UNAVAILABLE : RK_ERR_STORE;
 }
 
 /* ---------- statements: the calls of db.h, through the driver's ops ---------- */
 
 /* A statement that could not be prepared (NULL, logged by rk_db_stmt) binds
- * nothing and steps to RK_ERR_STORE, so that callers check one result. */
+ * nothing and steps to RK_ERR_STORE (RK_ERR_UNAVAILABLE when the database
+ * is absent), so that callers check one result. */
+static rk_rc no_stmt(void)
+{
+    const rk_db *db = tl_bound.db;
+    return db && db->drv->lost && db->drv->lost(tl_bound.conn->c) ? RK_ERR_UNAVAILABLE : RK_ERR_STORE;
+}
+
 void rk_bind_text(rk_stmt *st, int i, const char *s) { if (st) st->ops->bind_text(st, i, s); }
 void rk_bind_int(rk_stmt *st, int i, int64_t v) { if (st) st->ops->bind_int(st, i, v); }
 void rk_bind_blob(rk_stmt *st, int i, const void *p, size_t n) { if (st) st->ops->bind_blob(st, i, p, n); }
 void rk_bind_null(rk_stmt *st, int i) { if (st) st->ops->bind_null(st, i); }
-rk_rc rk_stmt_exec(rk_stmt *st) { return st ? st->ops->exec(st) : RK_ERR_STORE; }
-rk_rc rk_stmt_next(rk_stmt *st) { return st ? st->ops->next(st) : RK_ERR_STORE; }
+rk_rc rk_stmt_exec(rk_stmt *st) { return st ? st->ops->exec(st) : no_stmt(); }
+rk_rc rk_stmt_next(rk_stmt *st) { return st ? st->ops->next(st) : no_stmt(); }
 int64_t rk_col_int(rk_stmt *st, int col) { return st->ops->col_int(st, col); }
 const char *rk_col_text(rk_stmt *st, int col) { return st->ops->col_text(st, col); }
 const void *rk_col_blob(rk_stmt *st, int col, size_t *len) { return st->ops->col_blob(st, col, len); }
@@ -372,6 +405,7 @@ rk_rc rk_db_migrate(rk_db *db, const char *module, const char *const *steps, int
         rc = db->drv->exec(db->w.c, "COMMIT");
     else
         db->drv->rollback(db->w.c);
+    rc = noted(db, &db->w, rc);
     pthread_mutex_unlock(&db->w.lock);
     return rc;
 }
@@ -384,6 +418,7 @@ int rk_db_writable(rk_db *db)
         return 0;
     pthread_mutex_lock(&db->w.lock);
     int ok = db->drv->writable(db->w.c, db->target);
+    noted(db, &db->w, RK_OK);
     pthread_mutex_unlock(&db->w.lock);
     return ok;
 }
@@ -394,7 +429,7 @@ rk_rc rk_db_purge(rk_db *db)
         return RK_ERR_INVALID;
     pthread_mutex_lock(&db->w.lock);
     pthread_mutex_lock(&db->r.lock); /* no read of ours keeps an old snapshot */
-    rk_rc rc = db->drv->purge(db->w.c);
+    rk_rc rc = noted(db, &db->w, db->drv->purge(db->w.c));
     pthread_mutex_unlock(&db->r.lock);
     pthread_mutex_unlock(&db->w.lock);
     return rc;
@@ -427,6 +462,11 @@ static void run_batch(rk_db *db, write_req *batch)
         for (write_req *r = batch; r; r = r->next)
             r->rc = rc;
     }
+    /* a batch that met the database's absence failed whole: each write
+     * says so (a COMMIT whose answer was lost may have been done: a retry
+     * with the same id finds it) */
+    for (write_req *r = batch; r; r = r->next)
+        r->rc = noted(db, &db->w, r->rc);
     tl_bound = saved;
     pthread_mutex_unlock(&db->w.lock);
 }

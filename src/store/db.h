@@ -48,9 +48,13 @@ enum {
 
 /* Opens the database named by target: "sqlite:PATH" or a bare PATH
  * (created when missing, unless RK_DB_READONLY), or a libpq URI
- * "postgresql://…" (the database must exist). When the connection to
- * PostgreSQL is lost, calls answer RK_ERR_STORE and a later call connects
- * again by itself. */
+ * "postgresql://…" (the database must exist; RK_ERR_UNAVAILABLE when it
+ * cannot be reached). When the connection to PostgreSQL is lost, or the
+ * server turned standby (a failover), calls answer RK_ERR_UNAVAILABLE —
+ * nothing was done, or for a commit whose answer was lost, perhaps done:
+ * the caller retries with the same id — and a later call connects again by
+ * itself (to the new primary, when the URI names every data node with
+ * target_session_attrs=read-write). */
 rk_rc rk_db_open(const char *target, int flags, rk_db **out);
 /* Closes the database; what rk_db_write_later set up on a loop is freed
  * too when the loop's end did not (its base must still exist then). */
@@ -147,11 +151,11 @@ void rk_bind_null(rk_stmt *st, int i);
 
 /* Runs a statement that answers no rows (or whose rows are not wanted):
  * RK_OK; RK_ERR_CONFLICT when a constraint refused it; RK_ERR_STORE on an
- * error (logged). */
+ * error (logged); RK_ERR_UNAVAILABLE when the database is absent. */
 rk_rc rk_stmt_exec(rk_stmt *st);
 /* Steps to the next row: RK_OK with a row, RK_ERR_NOT_FOUND when there is
- * none left, RK_ERR_CONFLICT (constraint), RK_ERR_STORE (logged) — never an
- * error taken for "no row". */
+ * none left, RK_ERR_CONFLICT (constraint), RK_ERR_STORE (logged),
+ * RK_ERR_UNAVAILABLE — never an error taken for "no row". */
 rk_rc rk_stmt_next(rk_stmt *st);
 
 /* Columns of the current row, numbered from 0. Text and blobs stay valid
@@ -170,6 +174,10 @@ int64_t rk_db_changes(rk_db *db);
 
 /* True when the database accepts a write now (health check). */
 int rk_db_writable(rk_db *db);
+/* 1 when the last call found the database absent (RK_ERR_UNAVAILABLE), and
+ * for two seconds after one did: a node answers the store failures it meets
+ * meanwhile 503 store_unavailable. Always 0 on SQLite. Any thread. */
+int rk_db_lost(rk_db *db);
 /* Writes and commits so far, for /metrics: batches <= writes. */
 void rk_db_write_stats(rk_db *db, unsigned long long *writes, unsigned long long *batches);
 

@@ -71,6 +71,10 @@ typedef struct rk_db_driver {
     rk_rc (*purge)(rk_db_conn *writer);
     /* A write goes through now (rolled back); 0 when not. */
     int (*writable)(rk_db_conn *writer, const char *target);
+    /* 1 when the last command on c failed because the database is absent
+     * (unreachable, the connection lost, a standby): the store then answers
+     * RK_ERR_UNAVAILABLE. NULL: never (an embedded engine). */
+    int (*lost)(rk_db_conn *c);
 } rk_db_driver;
 
 /* sql with the driver's spelling of its {tokens}, malloc'ed (NULL: out of

@@ -82,11 +82,11 @@ class Answer:
 
 
 class Network:
-    def __init__(self, agencies=3, persons=30, conf_extra=None, store=None, core_instances=None):
+    def __init__(self, agencies=3, persons=30, conf_extra=None, store=None, ha=False, core_instances=None):
         self.dir = tempfile.mkdtemp(prefix="renkei-test-")
-        self.store = store or STORE  # a test that needs one engine names it
+        self.store = store or STORE  # a test of one engine's own behaviour names it
         self.pg = None  # the PostgreSQL server of the network, while it runs
-        more = ["--core-instances", core_instances] if core_instances else []
+        more = (["--ha"] if ha else []) + (["--core-instances", core_instances] if core_instances else [])
         renkei("net", "init", self.dir, "--agencies", agencies, "--persons", persons, "--store", self.store, *more)
         with open(os.path.join(self.dir, "network.json")) as f:
             self.registry = json.load(f)
@@ -309,6 +309,16 @@ class Network:
     def enrol(self, agency, person, my_number, **items):
         return self.agency_call(agency, "POST", "/v1/persons", self.person_body(person, my_number, **items))
 
+    def link(self, pairs, resident=0):
+        """Enrols one resident (its index in residents.csv) at each agency of
+        pairs ((agency, person), …) and waits until every link is made."""
+        number = self.residents()[resident]["my_number"]
+        for agency, person in pairs:
+            a = self.enrol(agency, person, number)
+            assert a.status == 202, a
+        for agency, person in pairs:
+            self.wait_status(agency, person, "linked")
+
     def wait_status(self, agency, person, want, timeout=20):
         deadline = time.time() + timeout * SLOW
         a = None
@@ -417,6 +427,7 @@ class Network:
         self.pg.psql("ALTER SYSTEM SET default_transaction_read_only = on" if read_only
                      else "ALTER SYSTEM RESET default_transaction_read_only")
         self.pg.psql("SELECT pg_reload_conf()")
+        time.sleep(0.5)  # the postmaster signals the sessions after pg_reload_conf returns
 
     def store_uri(self, node_id):
         with open(self.path("nodes", node_id, "node.conf")) as f:

@@ -30,7 +30,10 @@ class NetCommands(unittest.TestCase):
             self.assertIn("network up", line)
             p = renkei("net", "status", net, check=False)
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-            self.assertEqual(p.stdout.count(" ok"), 8, p.stdout)  # core, jlis, a witness, the portal, 2 gateways, 2 agency nodes
+            # core, jlis, a witness, the portal, 2 gateways, 2 agency nodes; and the database server
+            self.assertEqual(p.stdout.count(" ok"), 8 + (store == "postgres"), p.stdout)
+            if store == "postgres":
+                self.assertRegex(p.stdout, r"\npg +store +postgresql://127\.0\.0\.1:\d+ primary ok\n")
             up.send_signal(signal.SIGTERM)
             self.assertEqual(up.wait(timeout=30 * SLOW), 0, up.stderr.read())
             up.stdout.close()
@@ -38,6 +41,8 @@ class NetCommands(unittest.TestCase):
             p = renkei("net", "status", net, check=False)
             self.assertNotEqual(p.returncode, 0)
             self.assertIn("down", p.stdout)
+            if store == "postgres":
+                self.assertRegex(p.stdout, r"\npg +store +postgresql://127\.0\.0\.1:\d+ primary down\n")
             if store == "postgres":
                 self.postgres_after_up(net)
         finally:
@@ -66,6 +71,7 @@ class NetCommands(unittest.TestCase):
                            capture_output=True, text=True, timeout=60)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn(f"store: cannot connect to postgresql://core:***@127.0.0.1:{port}/core: ", p.stderr)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)  # one clear line
         self.assertNotIn(password, p.stderr)
 
     def test_init_refuses_an_existing_network(self):

@@ -191,9 +191,8 @@ class RecordsLog(unittest.TestCase):
         cases = {
             "altered field": (Y, "UPDATE records SET outcome = 'no_data' WHERE seq = 2",
                               [f"{Y}: record seq 2", "altered"]),
-            "altered with its leaf": (K, "UPDATE records SET operator = 'someone-else',"
-                                         " leaf_hash = '" + "ab" * 32 + "' WHERE seq = 1",
-                                      [f"{K}: record seq 1", "altered"]),
+            "altered at the requester": (K, "UPDATE records SET operator = 'someone-else' WHERE seq = 1",
+                                         [f"{K}: record seq 1", "altered"]),
             "removed": ("core", "DELETE FROM records WHERE seq = 3", ["core: record seq 3", "missing"]),
             "reordered": ("core", "UPDATE records SET seq = 1000001 WHERE seq = 1; UPDATE records SET seq = 1"
                                   " WHERE seq = 2; UPDATE records SET seq = 2 WHERE seq = 1000001",

@@ -22,11 +22,7 @@ class Retention(unittest.TestCase):
     def setUpClass(cls):
         net = cls.net = Network(agencies=3, persons=10, conf_extra={"core": FAST, Y: FAST, K: FAST})
         net.start()
-        number = net.residents()[0]["my_number"]
-        for ag, p in ((Y, "Y1"), (K, "K1")):
-            assert net.enrol(ag, p, number).status == 202
-        for ag, p in ((Y, "Y1"), (K, "K1")):
-            net.wait_status(ag, p, "linked")
+        net.link(((Y, "Y1"), (K, "K1")))
         assert net.agency_call(Y, "PUT", "/v1/data/Y1/local_tax", {"value": {"tax": 1}, "as_of": "2026-01-01"}).status == 200
         cls.tomorrow = (datetime.date.today() + datetime.timedelta(days=1)).isoformat()
 

@@ -54,6 +54,18 @@ def record_leaf(fields: dict) -> bytes:
     return leaf_hash(text.encode())
 
 
+def row_leaf(row) -> bytes:
+    """The leaf of a stored record, from its fields (RECORD_KEYS, then its
+    condition, a key of its own only when set), computed here afresh."""
+    fields = dict(zip(RECORD_KEYS, row[:len(RECORD_KEYS)]))
+    if row[len(RECORD_KEYS)]:
+        fields["condition"] = row[len(RECORD_KEYS)]
+    return record_leaf(fields)
+
+
+LEAF_COLUMNS = ", ".join(RECORD_KEYS) + ", condition"
+
+
 def synthetic(i: int) -> dict:
     return {"exchange_id": f"{Y}.syn-{i}", "side": "core", "requester": Y, "provider": K,
             "business": "public_assistance", "item": "local_tax", "operator": "op", "subject": str(i % 97),
@@ -62,17 +74,18 @@ def synthetic(i: int) -> dict:
 
 
 def append_synthetic(db_path: str, first: int, count: int):
-    """Appends records as the records module does (seq = max + 1, the leaf of
-    the canonical JSON), from another process: the node's signer tiles them."""
+    """Appends records as the records module does (seq = max + 1), from
+    another process: the node's signer computes each leaf from the fields
+    (the canonical JSON) and tiles them; the test's own leaves must agree."""
     db = sqlite3.connect(db_path, timeout=30)
     try:
         with db:
             for i in range(first, first + count):
                 r = synthetic(i)
                 db.execute("INSERT INTO records(seq, exchange_id, side, requester, provider, business, item,"
-                           " operator, subject, requested_ms, provided_ms, outcome, reason, payload_sha256, leaf_hash)"
-                           " VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM records),?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                           tuple(r[k] for k in RECORD_KEYS) + (record_leaf(r).hex(),))
+                           " operator, subject, requested_ms, provided_ms, outcome, reason, payload_sha256)"
+                           " VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM records),?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           tuple(r[k] for k in RECORD_KEYS))
     finally:
         db.close()
 
@@ -95,11 +108,7 @@ class OutsideVerifier(unittest.TestCase):
             net.append_conf(n, "[records]\nhead_interval_ms = 100")
         net.start()
         # real records first: three enrolments and two exchanges
-        number = net.residents()[0]["my_number"]
-        for ag, p in ((Y, "Y1"), (K, "K1")):
-            assert net.enrol(ag, p, number).status == 202
-        for ag, p in ((Y, "Y1"), (K, "K1")):
-            net.wait_status(ag, p, "linked")
+        net.link(((Y, "Y1"), (K, "K1")))
         net.agency_call(Y, "PUT", "/v1/data/Y1/local_tax", {"value": {"tax": 1}, "as_of": "2026-01-01"})
         for i in range(2):
             a = net.agency_call(K, "POST", "/v1/queries", {"query_id": f"tl-{i}", "person": "K1",
@@ -188,8 +197,8 @@ class OutsideVerifier(unittest.TestCase):
         self.assertEqual(h["Content-Type"], "application/octet-stream")
         self.assertIn("immutable", h["Cache-Control"])
         # the first leaf of the log is in it
-        first_leaf = self.net.sqlite("core", "SELECT leaf_hash FROM records WHERE seq = 1")[0][0]
-        self.assertEqual(body[:32].hex(), first_leaf)
+        first_leaf = row_leaf(self.net.sqlite("core", f"SELECT {LEAF_COLUMNS} FROM records WHERE seq = 1")[0])
+        self.assertEqual(body[:32], first_leaf)
         st, body, _ = self.raw_get("core", f"/v1/tile/0/000.p/5")
         self.assertEqual((st, len(body)), (200, 160))
         # beyond every checkpoint: 404; malformed: 400, both the JSON error of DESIGN §4
@@ -256,7 +265,7 @@ class OutsideVerifier(unittest.TestCase):
         self.net.start_node("core")
         size = self.wait_size("core", total)
         self.assertEqual(size, total)
-        leaves = [bytes.fromhex(h) for (h,) in self.net.sqlite("core", "SELECT leaf_hash FROM records ORDER BY seq")]
+        leaves = [row_leaf(r) for r in self.net.sqlite("core", f"SELECT {LEAF_COLUMNS} FROM records ORDER BY seq")]
         a, _ = self.checkpoint("core")
         import base64
         self.assertEqual(base64.b64decode(a.raw.split("\n")[2]), mth(leaves))
@@ -269,9 +278,6 @@ class OutsideVerifier(unittest.TestCase):
         self.net.stop(remove=False)
         p = renkei("records", "verify", self.net.dir, check=False)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-        row5 = self.net.sqlite("core", "SELECT " + ", ".join(RECORD_KEYS) + " FROM records WHERE seq = 5")[0]
-        altered = dict(zip(RECORD_KEYS, row5))
-        altered["reason"] = "rewritten"
 
         def flip_tile_hash(db):
             blob = bytearray(db.execute("SELECT hashes FROM log_tiles WHERE level = 0 AND idx = 0").fetchone()[0])
@@ -282,8 +288,7 @@ class OutsideVerifier(unittest.TestCase):
             db.execute("UPDATE log_tiles SET hashes = substr(hashes, 1, 3200) WHERE level = 0 AND idx = 1")
 
         def alter_under_full_tile(db):
-            db.execute("UPDATE records SET reason = ?, leaf_hash = ? WHERE seq = 5",
-                       ("rewritten", record_leaf(altered).hex()))
+            db.execute("UPDATE records SET reason = ? WHERE seq = 5", ("rewritten",))
 
         def alter_upper_tile(db):
             blob = bytearray(db.execute("SELECT hashes FROM log_tiles WHERE level = 1 AND idx = 0").fetchone()[0])
@@ -293,7 +298,7 @@ class OutsideVerifier(unittest.TestCase):
         cases = {
             "a hash in a stored tile": (flip_tile_hash, ["core: tile 0/000: hash 7 was altered"]),
             "a truncated tile": (truncate_tile, ["core: tile 0/001 is truncated"]),
-            "a record and its leaf under a full tile": (alter_under_full_tile,
+            "a record under a full tile": (alter_under_full_tile,
                                                         ["core: record seq 5", "not the record signed at position 5"]),
             "a tile of level 1": (alter_upper_tile, ["core: tile 1/000", "altered"]),
         }

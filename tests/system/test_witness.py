@@ -18,7 +18,7 @@ import unittest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from harness import SLOW, Network, main
+from harness import SLOW, Network, main, renkei
 
 Y, K = "city-yokohama", "pref-kanagawa"
 W = "witness-1"
@@ -46,11 +46,7 @@ class Witness(unittest.TestCase):
     def setUpClass(cls):
         net = cls.net = Network(agencies=3, persons=10, conf_extra={"core": "[records]\nhead_interval_ms = 100\n"})
         net.start()
-        number = net.residents()[0]["my_number"]
-        for ag, p in ((Y, "Y1"), (K, "K1")):
-            assert net.enrol(ag, p, number).status == 202
-        for ag, p in ((Y, "Y1"), (K, "K1")):
-            net.wait_status(ag, p, "linked")
+        net.link(((Y, "Y1"), (K, "K1")))
         assert net.agency_call(Y, "PUT", "/v1/data/Y1/local_tax", {"value": {"tax": 1}, "as_of": "2026-01-01"}).status == 200
         cls.n = 0
         with open(net.path("nodes", "core", "log_key.pem"), "rb") as f:
@@ -182,6 +178,27 @@ class Witness(unittest.TestCase):
                      if i["node"] == "core" and "inconsistent" in i["summary"]]
             time.sleep(0.1)
         self.assertTrue(found, "no incident at the core")
+
+    def test_3b_records_verify_checks_the_cosignatures(self):
+        net = self.net
+        self.exchange()
+        self.cosigned_checkpoint()
+        v = renkei("records", "verify", net.dir, check=False)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        self.assertIn("witness cosignatures verify", v.stdout)
+        # a cosignature altered in the core's store is named
+        sql = ("UPDATE tree_heads SET cosignatures = replace(cosignatures, substr(cosignatures, 40, 4), 'AAAA')"
+               " WHERE size = (SELECT max(size) FROM tree_heads WHERE cosignatures IS NOT NULL)")
+        if net.store == "sqlite":
+            db = sqlite3.connect(net.path("nodes", "core", "node.db"), timeout=10)
+            db.execute(sql)
+            db.commit()
+            db.close()
+        else:
+            net.pg.psql(sql, db="core")
+        v = renkei("records", "verify", net.dir, check=False)
+        self.assertNotEqual(v.returncode, 0, v.stdout)
+        self.assertIn("the cosignature of witness witness-1 does not verify", v.stdout)
 
 
 if __name__ == "__main__":

@@ -311,6 +311,9 @@ static void test_init_refuses_bad_options(void **state)
     opt = (rk_net_options){.base_port = 65530};
     assert_int_equal(rk_net_init(dir, &opt, err, sizeof err), RK_ERR_INVALID);
     assert_non_null(strstr(err, "ports"));
+    opt = (rk_net_options){.ha = 1}; /* failover of a database: PostgreSQL's */
+    assert_int_equal(rk_net_init(dir, &opt, err, sizeof err), RK_ERR_INVALID);
+    assert_string_equal(err, "--ha needs --store postgres");
 }
 
 static void test_cli_usage(void **state)
@@ -320,10 +323,12 @@ static void test_cli_usage(void **state)
     char *bad_cmd[] = {"net", "frobnicate", NULL};
     char *no_dir[] = {"net", "status", NULL};
     char *bad_opt[] = {"net", "init", "x", "--agencies", "1", NULL};
+    char *ha_sqlite[] = {"net", "init", "x", "--ha", NULL};
     assert_int_equal(rk_cmd_net(1, no_cmd), 2);
     assert_int_equal(rk_cmd_net(2, bad_cmd), 2);
     assert_int_equal(rk_cmd_net(2, no_dir), 2);
     assert_int_equal(rk_cmd_net(5, bad_opt), 2);
+    assert_int_equal(rk_cmd_net(4, ha_sqlite), 2);
 }
 
 int main(void)

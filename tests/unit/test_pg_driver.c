@@ -2,9 +2,11 @@
  * throwaway server (pg_fixture.h), for what the engine-independent tests
  * (test_store.c, also run on PostgreSQL as unit/test_store_pg) do not show:
  * an unreachable database at open, the server restarted under an open
- * store (calls fail, then succeed again by themselves; a transaction cut by
- * the loss is never finished in autocommit; a server that does not answer
- * is not waited for by every call), `?` numbering, bytea and
+ * store (calls fail RK_ERR_UNAVAILABLE, then succeed again by themselves; a
+ * transaction cut by the loss is never finished in autocommit; a server
+ * that does not answer is not waited for by every call), a server turned
+ * read-only (a primary demoted) is unavailable too and the writer takes a
+ * new session, `?` numbering, bytea and
  * 64-bit values, a statement run while another's rows are being read,
  * rows changed, a failed statement spoiling the rest of its write (held
  * savepoints included), and purge's VACUUM. */
@@ -125,7 +127,7 @@ static void an_unreachable_database_is_one_clear_line(void **state)
     unlink(log);
     text[got > 0 ? got : 0] = '\0';
     fprintf(stderr, "%s", text);
-    assert_int_equal(rc, RK_ERR_STORE);
+    assert_int_equal(rc, RK_ERR_UNAVAILABLE);
     assert_null(db);
     assert_true(took < 5.0);
     int lines = 0;
@@ -149,13 +151,17 @@ static void a_restart_fails_calls_then_they_succeed_again(void **state)
     assert_int_equal(count_rows(db), 1);
     assert_int_equal(count_scan(db), 1);
     assert_true(rk_db_writable(db));
+    assert_false(rk_db_lost(db));
 
     assert_int_equal(pg_fixture_stop(), 0);
-    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_ERR_STORE);
-    assert_int_equal(count_rows(db), -1);
-    assert_int_equal(count_scan(db), -1);
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_ERR_UNAVAILABLE);
+    assert_true(rk_db_lost(db));
+    long n = 0;
+    assert_int_equal(rk_db_read(db, count_fn, &n), RK_ERR_UNAVAILABLE);
+    assert_int_equal(rk_db_scan(db, count_fn, &n), RK_ERR_UNAVAILABLE);
     assert_false(rk_db_writable(db));
-    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_ERR_STORE); /* still down */
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_ERR_UNAVAILABLE); /* still down */
+    assert_true(rk_db_lost(db));
 
     assert_int_equal(pg_fixture_restart(), 0);
     assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_OK); /* connected again by itself */
@@ -167,9 +173,9 @@ static void a_restart_fails_calls_then_they_succeed_again(void **state)
      * fails, the next ones succeed */
     assert_int_equal(pg_fixture_stop(), 0);
     assert_int_equal(pg_fixture_restart(), 0);
-    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)3), RK_ERR_STORE);
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)3), RK_ERR_UNAVAILABLE);
     assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)3), RK_OK);
-    long n = count_scan(db);
+    n = count_scan(db);
     if (n < 0) /* the reader met it only now */
         n = count_scan(db);
     assert_int_equal(n, 3);
@@ -196,12 +202,12 @@ static void an_unanswering_server_is_not_waited_for_by_every_call(void **state)
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
     assert_int_equal(listen(s, 16), 0); /* never accepted: connections wait for the server's first word */
-    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_ERR_STORE); /* meets the loss */
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_ERR_UNAVAILABLE); /* meets the loss */
     double t0 = now_s();
-    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_ERR_STORE);
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_ERR_UNAVAILABLE);
     double waited = now_s() - t0;
     t0 = now_s();
-    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_ERR_STORE);
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_ERR_UNAVAILABLE);
     double at_once = now_s() - t0;
     close(s);
     assert_true(waited > 1.5);
@@ -234,16 +240,64 @@ static void a_transaction_cut_by_a_restart_is_not_finished_in_autocommit(void **
 {
     rk_db *db = *state;
     cut_write c = {RK_ERR_IO, RK_ERR_IO, RK_ERR_IO};
-    assert_int_equal(rk_db_write(db, write_cut_in_the_middle, &c), RK_ERR_STORE);
+    assert_int_equal(rk_db_write(db, write_cut_in_the_middle, &c), RK_ERR_UNAVAILABLE);
     assert_int_equal(c.first, RK_OK);
-    assert_int_equal(c.second, RK_ERR_STORE);
-    assert_int_equal(c.third, RK_ERR_STORE);
+    assert_int_equal(c.second, RK_ERR_UNAVAILABLE);
+    assert_int_equal(c.third, RK_ERR_UNAVAILABLE);
     long n = count_rows(db);
     if (n < 0)
         n = count_rows(db);
     assert_int_equal(n, 0); /* none of the three */
     assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)11), RK_OK);
     assert_int_equal(count_rows(db), 1);
+}
+
+/* A server turned read-only, as a primary demoted by a failover is: writes
+ * are RK_ERR_UNAVAILABLE (SQLSTATE 25006), not store errors, reads go on,
+ * and the writer takes a new session (one naming every data node with
+ * target_session_attrs=read-write would find the new primary there); once
+ * the server takes writes again, so does the store, by itself. */
+static rk_rc run_sql(rk_db *db, void *arg)
+{
+    /* this session writes whatever the server's default (its own setting first) */
+    const char *const sql[] = {"SET default_transaction_read_only = off", arg, "SELECT pg_reload_conf()"};
+    for (size_t i = 0; i < 3; i++) {
+        rk_rc rc = rk_stmt_next(rk_db_stmt(db, sql[i]));
+        if (rc != RK_OK && rc != RK_ERR_NOT_FOUND)
+            return rc;
+    }
+    return RK_OK;
+}
+
+static void set_read_only(int on)
+{
+    rk_db *admin = NULL;
+    assert_int_equal(rk_db_open(uri, RK_DB_READONLY, &admin), RK_OK); /* no table made at open */
+    assert_int_equal(rk_db_read(admin, run_sql,
+                                on ? (void *)"ALTER SYSTEM SET default_transaction_read_only = on"
+                                   : (void *)"ALTER SYSTEM RESET default_transaction_read_only"),
+                     RK_OK);
+    rk_db_close(admin);
+    usleep(300 * 1000); /* the sessions take the reloaded setting */
+}
+
+static void a_read_only_server_is_unavailable_and_the_writer_reconnects(void **state)
+{
+    rk_db *db = *state;
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)1), RK_OK);
+    set_read_only(1);
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_ERR_UNAVAILABLE);
+    assert_true(rk_db_lost(db));
+    assert_false(rk_db_writable(db));
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_ERR_UNAVAILABLE); /* a new session: still */
+    assert_int_equal(count_scan(db), 1); /* reads go on */
+    set_read_only(0);
+    assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_OK);
+    assert_true(rk_db_writable(db));
+    assert_true(rk_db_lost(db)); /* for a moment after the last absence … */
+    usleep(2100 * 1000);
+    assert_false(rk_db_lost(db)); /* … then no longer */
+    assert_int_equal(count_rows(db), 2);
 }
 
 /* ---------- statements ---------- */
@@ -387,6 +441,7 @@ static void errors_are_told_apart(void **state)
     assert_int_equal(rk_db_write(db, not_null_fn, &e), RK_ERR_CONFLICT);
     assert_int_equal(rk_db_write(db, bad_sql_fn, &e), RK_ERR_STORE);
     assert_int_equal(rk_db_write(db, bad_type_fn, &e), RK_ERR_STORE);
+    assert_false(rk_db_lost(db)); /* a bad statement is not the database's absence */
     assert_int_equal(rk_db_write(db, insert_k, (void *)(intptr_t)2), RK_OK); /* the writer goes on */
     assert_int_equal(count_rows(db), 2);
 }
@@ -513,6 +568,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_restart_fails_calls_then_they_succeed_again, setup, teardown),
         cmocka_unit_test_setup_teardown(a_transaction_cut_by_a_restart_is_not_finished_in_autocommit, setup, teardown),
         cmocka_unit_test_setup_teardown(an_unanswering_server_is_not_waited_for_by_every_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_read_only_server_is_unavailable_and_the_writer_reconnects, setup, teardown),
         cmocka_unit_test_setup_teardown(values_go_and_come_back_as_they_are, setup, teardown),
         cmocka_unit_test_setup_teardown(errors_are_told_apart, setup, teardown),
         cmocka_unit_test_setup_teardown(a_statement_while_another_reads_rows, setup, teardown),

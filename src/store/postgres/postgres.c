@@ -33,11 +33,18 @@
  * trips and its commit one, not six. A held command that fails makes that
  * next statement fail (logged), as the transaction it belongs to does.
  *
- * Connection loss: the statement that meets it answers RK_ERR_STORE; the
- * next statement reconnects (PQreset) and prepares again what it needs —
- * but never inside a transaction that the loss cut short: until the store
- * ends it (COMMIT fails, rollback()), every statement answers RK_ERR_STORE,
- * so no half of a transaction is run again in autocommit.
+ * Connection loss: the statement that meets it answers RK_ERR_UNAVAILABLE;
+ * the next statement reconnects (PQreset) and prepares again what it needs
+ * — but never inside a transaction that the loss cut short: until the store
+ * ends it (COMMIT fails, rollback()), every statement answers
+ * RK_ERR_UNAVAILABLE, so no half of a transaction is run again in
+ * autocommit. The server's absence is told apart from every other failure
+ * (unavailable_state): the connection lost, SQLSTATE class 08, 57P01..57P03
+ * (shut down, crashed, starting), and 25006 on the writer, a read-only
+ * server — a primary demoted by a failover; the writer then reconnects,
+ * and a URI naming every data node with target_session_attrs=read-write
+ * finds the new primary (DESIGN §6). The store answers RK_ERR_UNAVAILABLE
+ * for these, so that nodes answer 503 store_unavailable, never success.
  *
  * The database itself (and its role) is made by whoever runs the server
  * (`renkei net init`, an operator): a writer does not create it. */
@@ -97,7 +104,9 @@ struct rk_db_conn {
     unsigned gen;      /* +1 at each (re)connection: prepared statements are per session */
     unsigned next_name;
     int in_tx;         /* a transaction was open when last seen */
-    int down_logged;   /* a failed reconnection was logged (once per outage) */
+    int down_logged;   /* the database's absence was logged (once per outage) */
+    int lost;          /* the last command failed for the database's absence (pg_lost) */
+    int reset_wanted;  /* the writer met a read-only server: a new session before the next command */
     int64_t retry_ms;  /* no reconnection before (monotonic ms): the last one waited long to fail */
     pg_stmt *active;   /* the statement whose results the connection is sending */
     int pipelined;     /* active's results are in a pipeline, after the held commands' */
@@ -163,11 +172,56 @@ static void on_notice(void *arg, const PGresult *res)
 
 /* ---------- results ---------- */
 
+/* A failure that is the database's absence rather than the statement's:
+ * no SQLSTATE and the connection gone; class 08 (connection exception);
+ * 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now;
+ * 25006 read_only_sql_transaction (the writer on a standby: a failover). */
+static int unavailable_state(rk_db_conn *c, const char *state)
+{
+    if (!state)
+        return PQstatus(c->pg) != CONNECTION_OK;
+    return strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 ||
+           strcmp(state, "57P03") == 0 || strcmp(state, "25006") == 0;
+}
+
+/* The database is absent: said once per outage. */
+static rk_rc mark_lost(rk_db_conn *c, const char *msg, const char *state)
+{
+    c->lost = 1;
+    if (!c->down_logged) {
+        char line[512];
+        rk_error("store: the database is unavailable: %s%s%s%s", one_line(msg, line, sizeof line),
+                 state ? " (" : "", state ? state : "", state ? ")" : "");
+        c->down_logged = 1;
+    }
+    return RK_ERR_UNAVAILABLE;
+}
+
+/* A command went through: the database is there. */
+static void mark_ok(rk_db_conn *c)
+{
+    c->lost = 0;
+}
+
+/* How a statement ends whose pipeline was aborted by an earlier failure. */
+static rk_rc aborted(const rk_db_conn *c)
+{
+    return c->lost ? RK_ERR_UNAVAILABLE : RK_ERR_STORE;
+}
+
 static rk_rc error_of(rk_db_conn *c, const PGresult *r)
 {
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     if (state && strncmp(state, "23", 2) == 0) /* integrity_constraint_violation */
         return RK_ERR_CONFLICT;
+    if (unavailable_state(c, state)) {
+        if (state && strcmp(state, "25006") == 0 && c->kind == RK_CONN_WRITER)
+            c->reset_wanted = 1; /* the primary is elsewhere now */
+        const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+        if (!msg || !*msg) /* libpq's own: the connection's message */
+            msg = PQerrorMessage(c->pg);
+        return mark_lost(c, msg, state);
+    }
     char line[512];
     if (!r) {
         rk_error("store: %s", one_line(PQerrorMessage(c->pg), line, sizeof line));
@@ -189,6 +243,7 @@ static rk_rc error_of(rk_db_conn *c, const PGresult *r)
  * open (unknown once the connection is lost: the last state is kept). */
 static void completed(rk_db_conn *c, const PGresult *r)
 {
+    mark_ok(c);
     const char *cmd = PQcmdStatus((PGresult *)r);
     if (strncmp(cmd, "INSERT ", 7) == 0 || strncmp(cmd, "UPDATE ", 7) == 0 || strncmp(cmd, "DELETE ", 7) == 0 ||
         strncmp(cmd, "MERGE ", 6) == 0)
@@ -349,32 +404,34 @@ static void forget_session(rk_db_conn *c)
     c->gen++;
 }
 
-/* Before a command: a lost connection is made again, unless it was lost
- * inside a transaction that the store has not ended yet. */
+/* Before a command: a lost connection is made again (and a writer's
+ * session on a read-only server too), unless it was lost inside a
+ * transaction that the store has not ended yet. */
 static rk_rc ensure_connected(rk_db_conn *c)
 {
-    if (PQstatus(c->pg) == CONNECTION_OK)
+    if (PQstatus(c->pg) == CONNECTION_OK && !c->reset_wanted)
         return RK_OK;
-    if (c->in_tx)
-        return RK_ERR_STORE; /* the transaction is lost: it fails as a whole */
+    if (c->in_tx) {
+        c->lost = 1;
+        return RK_ERR_UNAVAILABLE; /* the transaction is lost: it fails as a whole */
+    }
     /* A server that refuses answers at once; one that does not answer (a
      * dead machine) holds each attempt up to connect_timeout, with the
      * connection's mutex: then calls fail at once for a second before the
      * next attempt, rather than queue behind it. */
     int64_t now = rk_mono_ms();
-    if (now < c->retry_ms)
-        return RK_ERR_STORE;
+    if (now < c->retry_ms) {
+        c->lost = 1;
+        return RK_ERR_UNAVAILABLE;
+    }
     forget_session(c);
     PQreset(c->pg);
-    if (PQstatus(c->pg) != CONNECTION_OK || session_setup(c) != RK_OK) {
+    c->reset_wanted = 0;
+    rk_rc rc = PQstatus(c->pg) != CONNECTION_OK ? mark_lost(c, PQerrorMessage(c->pg), NULL) : session_setup(c);
+    if (rc != RK_OK) {
         if (rk_mono_ms() - now > RETRY_SLOW_MS)
             c->retry_ms = rk_mono_ms() + RETRY_SLOW_MS;
-        if (!c->down_logged) {
-            char line[512];
-            rk_error("store: the database is unreachable: %s", one_line(PQerrorMessage(c->pg), line, sizeof line));
-            c->down_logged = 1;
-        }
-        return RK_ERR_STORE;
+        return rc == RK_ERR_UNAVAILABLE ? rc : mark_lost(c, "the new session could not be set up", NULL);
     }
     if (c->down_logged)
         rk_info("store: connected to the database again");
@@ -431,7 +488,7 @@ static rk_rc pg_open(const char *target, rk_conn_kind kind, int readonly, rk_db_
         char where[256], line[512];
         redact(target, where, sizeof where);
         rk_error("store: cannot connect to %s: %s", where, one_line(PQerrorMessage(c->pg), line, sizeof line));
-        rc = RK_ERR_STORE;
+        rc = RK_ERR_UNAVAILABLE;
     }
     if (rc == RK_OK) {
         PQsetNoticeReceiver(c->pg, on_notice, NULL);
@@ -578,7 +635,7 @@ static rk_rc send_pipeline(rk_db_conn *c, pg_stmt *s)
         while ((r = PQgetResult(c->pg)) != NULL) {
             ExecStatusType t = PQresultStatus(r);
             if (t != PGRES_COMMAND_OK && rc == RK_OK)
-                rc = t == PGRES_PIPELINE_ABORTED ? RK_ERR_STORE : error_of(c, r);
+                rc = t == PGRES_PIPELINE_ABORTED ? aborted(c) : error_of(c, r);
             PQclear(r);
         }
     }
@@ -604,6 +661,8 @@ static rk_rc send_held(rk_db_conn *c)
     return rc;
 }
 
+static rk_rc prepare(pg_stmt *s);
+
 /* Sends s with its parameters (after the held commands); rows one by one
  * when `rows`. */
 static rk_rc start(pg_stmt *s, int rows)
@@ -613,9 +672,14 @@ static rk_rc start(pg_stmt *s, int rows)
     s->drained = 0;
     s->end_rc = RK_ERR_NOT_FOUND;
     free_connection(c);
+    unsigned gen = c->gen;
     rk_rc rc = ensure_connected(c);
-    if (rc == RK_OK && s->gen != c->gen)
-        rc = RK_ERR_STORE; /* prepared before a reconnection: rk_db_stmt prepares it again */
+    if (rc == RK_OK && s->gen != c->gen) {
+        if (c->gen != gen) /* a new session here, between transactions: s is its first statement */
+            rc = prepare(s);
+        else /* prepared before a reconnection that came meanwhile: rk_db_stmt prepares it again */
+            rc = mark_lost(c, "the session ended", NULL);
+    }
     if (rc != RK_OK) {
         c->n_held = 0; /* their transaction is lost with the connection */
         return rc;
@@ -657,12 +721,13 @@ static rk_rc pg_next(rk_stmt *st)
                 completed(s->c, r);
             s->row = r;
             s->row_i = 0;
+            mark_ok(s->c);
             return RK_OK;
         }
         if (t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK)
             completed(s->c, r);
         else if (s->end_rc == RK_ERR_NOT_FOUND)
-            s->end_rc = t == PGRES_PIPELINE_ABORTED ? RK_ERR_STORE : error_of(s->c, r);
+            s->end_rc = t == PGRES_PIPELINE_ABORTED ? aborted(s->c) : error_of(s->c, r);
         PQclear(r);
     }
     s->running = 0; /* the run is over: a next step runs it again, as SQLite does after its end */
@@ -673,9 +738,11 @@ static rk_rc pg_stmt_exec(rk_stmt *st)
 {
     pg_stmt *s = PG(st);
     rk_db_conn *c = s->c;
-    if (s->holdable && c->kind == RK_CONN_WRITER && s->gen == c->gen && PQstatus(c->pg) == CONNECTION_OK) {
-        if (c->n_held == HELD_MAX && send_held(c) != RK_OK)
-            return RK_ERR_STORE;
+    if (s->holdable && c->kind == RK_CONN_WRITER && s->gen == c->gen && PQstatus(c->pg) == CONNECTION_OK &&
+        !c->reset_wanted) {
+        rk_rc rc = c->n_held == HELD_MAX ? send_held(c) : RK_OK;
+        if (rc != RK_OK)
+            return rc;
         finish(s);
         c->held[c->n_held++] = s; /* sent with the next statement */
         if (s->holdable == 2)
@@ -692,7 +759,7 @@ static rk_rc pg_stmt_exec(rk_stmt *st)
         if (t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK)
             completed(s->c, r);
         else if (rc == RK_OK)
-            rc = t == PGRES_PIPELINE_ABORTED ? RK_ERR_STORE : error_of(s->c, r);
+            rc = t == PGRES_PIPELINE_ABORTED ? aborted(s->c) : error_of(s->c, r);
         PQclear(r);
     }
     s->running = 0;
@@ -887,6 +954,8 @@ static void pg_rollback(rk_db_conn *c)
     if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         PQclear(PQexec(c->pg, "ROLLBACK"));
     c->in_tx = 0; /* a lost connection took its transaction with it */
+    if (c->reset_wanted) /* on a read-only server: the next transaction in a new session */
+        ensure_connected(c);
 }
 
 static int64_t pg_changes(rk_db_conn *c) { return c->changes; }
@@ -953,6 +1022,8 @@ static int pg_writable(rk_db_conn *w, const char *target)
     return ok;
 }
 
+static int pg_lost(rk_db_conn *c) { return c->lost; }
+
 const rk_db_driver rk_pg_driver = {
     .name = "postgresql",
     .accepts = pg_accepts,
@@ -973,4 +1044,5 @@ const rk_db_driver rk_pg_driver = {
     .rollback = pg_rollback,
     .purge = pg_purge,
     .writable = pg_writable,
+    .lost = pg_lost,
 };

@@ -30,7 +30,7 @@ static const char usage_net[] =
     "A whole renkei network in one folder, on 127.0.0.1.\n"
     "\n"
     "commands:\n"
-    "  init DIR [--agencies N] [--persons N] [--base-port P] [--store sqlite|postgres]\n"
+    "  init DIR [--agencies N] [--persons N] [--base-port P] [--store sqlite|postgres [--ha]]\n"
     "           [--core-instances N]\n"
     "                 write a runnable network (CA, certificates, network.json,\n"
     "                 node configs, permissions.csv, residents.csv) into DIR\n"
@@ -40,8 +40,8 @@ static const char usage_net[] =
     "Run 'renkei net COMMAND --help' for the options of a command.\n";
 
 static const char usage_init[] =
-    "usage: renkei net init DIR [--agencies N] [--persons N] [--base-port P] [--store sqlite|postgres]\n"
-    "                           [--core-instances N]\n"
+    "usage: renkei net init DIR [--agencies N] [--persons N] [--base-port P]\n"
+    "                           [--store sqlite|postgres [--ha]] [--core-instances N]\n"
     "\n"
     "Writes a runnable network into DIR (created if missing; refused when\n"
     "DIR/network.json exists): the CA (DIR/pki), every node's certificate, key\n"
@@ -56,6 +56,10 @@ static const char usage_init[] =
     "                  postgres: in one PostgreSQL server under DIR/pg, a\n"
     "                  database and a role per node (run as the postgres user;\n"
     "                  `net up` starts it before the nodes and stops it after)\n"
+    "  --ha            with --store postgres: the database as a primary and a\n"
+    "                  synchronous standby under Patroni with one etcd member\n"
+    "                  (DIR/pg/pg-1, DIR/pg/pg-2, DIR/pg/etcd); a node's store\n"
+    "                  names both servers and follows the primary by itself\n"
     "  --core-instances N  N core nodes core-1 … core-N (2..8) over one database,\n"
     "                  with --store postgres: any instance serves any request,\n"
     "                  the others take over when one fails (default 1: \"core\")\n"
@@ -66,15 +70,20 @@ static const char usage_up[] =
     "\n"
     "Starts every node of the network in DIR (core, jlis, gateways, agency\n"
     "nodes; each one's output appended to DIR/nodes/<id>/node.log), after its\n"
-    "PostgreSQL server (DIR/pg) when it has one, waits until all are healthy and\n"
-    "stays in the foreground. SIGINT or SIGTERM stops them all, and then the\n"
-    "server if it started it; exit 0 only when every node stopped cleanly.\n";
+    "PostgreSQL server (DIR/pg) when it has one (under Patroni: etcd, then\n"
+    "Patroni on both servers, until one is primary with a synchronous standby),\n"
+    "waits until all are healthy and stays in the foreground. SIGINT or SIGTERM\n"
+    "stops them all, and then the database servers if it started them; exit 0\n"
+    "only when every node stopped cleanly.\n";
 
 static const char usage_status[] =
     "usage: renkei net status DIR\n"
     "\n"
     "Calls every node's /healthz with the operator's credentials and prints\n"
-    "'<id> <role> <url> ok|degraded|down'; exit 0 only when all are ok.\n";
+    "'<id> <role> <url> ok|degraded|down'; with the database under Patroni also\n"
+    "one line per database server: '<id> store <url> primary|standby\n"
+    "ok|degraded|down' (ok: the primary has a synchronous standby streaming;\n"
+    "the standby is that one); exit 0 only when all are ok.\n";
 
 #define usage_error(...) tk_usage_error("net", __VA_ARGS__)
 #define option_error(c, argv) tk_option_error("net", (c), (argv))
@@ -101,6 +110,7 @@ static enum parse_result parse_init(int argc, char **argv, const char **dir, rk_
                                          {"base-port", required_argument, NULL, 'b'},
                                          {"store", required_argument, NULL, 's'},
                                          {"core-instances", required_argument, NULL, 'c'},
+                                         {"ha", no_argument, NULL, 'H'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -120,9 +130,13 @@ static enum parse_result parse_init(int argc, char **argv, const char **dir, rk_
             o->postgres = strcmp(optarg, "postgres") == 0;
         if (c == 'c' && !tk_parse_int(optarg, 1, NET_MAX_CORE_INSTANCES, &o->core_instances))
             return usage_error("--core-instances must be 1..%d", NET_MAX_CORE_INSTANCES), PARSE_USAGE;
+        if (c == 'H')
+            o->ha = 1;
         if (c == '?' || c == ':')
             return option_error(c, argv), PARSE_USAGE;
     }
+    if (o->ha && !o->postgres)
+        return usage_error("--ha needs --store postgres"), PARSE_USAGE;
     return take_dir(argc, argv, dir);
 }
 
@@ -156,8 +170,10 @@ static void print_summary(const char *dir, const rk_net_options *o)
         printf(", city-005..city-%03d municipality", o->agencies);
     printf(")\n");
     printf("  persons:  %d\n", o->persons);
-    printf("  store:    %s\n", o->postgres ? "PostgreSQL, one server under DIR/pg (a database and a role per node)"
-                                            : "SQLite, nodes/<id>/node.db");
+    printf("  store:    %s\n", o->ha ? "PostgreSQL, a primary and a synchronous standby under Patroni in DIR/pg"
+                                          " (a database and a role per node)"
+                             : o->postgres ? "PostgreSQL, one server under DIR/pg (a database and a role per node)"
+                                           : "SQLite, nodes/<id>/node.db");
     printf("run it with: renkei net up %s\n", dir);
 }
 

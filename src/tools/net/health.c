@@ -153,6 +153,10 @@ int rk_net_status(const char *dir, FILE *out)
         fprintf(out, "%-*s %-7s %s %s\n", width, n->id, rk_role_name(n->role), n->url, health_names[health]);
         bad |= health != HEALTH_OK;
     }
+    if (net_ha_present(dir)) /* and the database servers (ha.c) */
+        bad |= net_ha_status(dir, out, width);
+    else if (net_pg_present(dir)) /* or the one server (pg.c) */
+        bad |= net_pg_status(dir, out, width);
     fflush(out);
     health_close(&h);
     return bad ? 1 : 0;

@@ -540,6 +540,10 @@ static rk_rc resolve_options(const rk_net_options *opt, rk_net_options *o, char 
         net_set_err(err, errlen, "several core instances need --store postgres");
         return RK_ERR_INVALID;
     }
+    if (o->ha && !o->postgres) {
+        net_set_err(err, errlen, "--ha needs --store postgres");
+        return RK_ERR_INVALID;
+    }
     if (o->base_port < 0 || o->base_port > 65535) {
         net_set_err(err, errlen, "base port must be 1..65535, not %d", o->base_port);
         return RK_ERR_INVALID;
@@ -586,7 +590,7 @@ rk_rc rk_net_init(const char *dir, const rk_net_options *opt, char *err, size_t 
     }
     if ((rc = net_plan_ports(&plan, o.base_port, err, errlen)) != RK_OK ||
         (rc = write_pki(dir, &plan, err, errlen)) != RK_OK ||
-        (o.postgres && (rc = net_pg_init(dir, &plan, stores, err, errlen)) != RK_OK) ||
+        (o.postgres && (rc = (o.ha ? net_ha_init : net_pg_init)(dir, &plan, stores, err, errlen)) != RK_OK) ||
         (rc = write_configs(dir, &plan, stores, err, errlen)) != RK_OK ||
         (rc = copy_permissions(dir, err, errlen)) != RK_OK || (rc = copy_catalogue(dir, err, errlen)) != RK_OK ||
         (rc = write_residents(dir, o.persons, err, errlen)) != RK_OK)

@@ -1,6 +1,6 @@
 /* net.h — `renkei net`: a whole runnable network in one folder (DESIGN §5).
  *
- *   renkei net init DIR [--agencies N] [--persons N] [--base-port P] [--store sqlite|postgres]
+ *   renkei net init DIR [--agencies N] [--persons N] [--base-port P] [--store sqlite|postgres [--ha]]
  *   renkei net up DIR
  *   renkei net status DIR
  *
@@ -22,6 +22,7 @@ typedef struct rk_net_options {
     int base_port; /* first port, assigned sequentially; 0 = pick free ephemeral ports */
     int postgres;  /* 1: every node's store in one PostgreSQL server under DIR/pg (pg.c); 0: SQLite */
     int core_instances; /* 0 or 1: one core ("core"); 2..8: core-1 … core-N over one database (PostgreSQL only) */
+    int ha;        /* with postgres: a primary and a synchronous standby under Patroni and etcd (ha.c) */
 } rk_net_options;
 
 /* Writes a network into dir (created if missing). opt NULL = defaults.
@@ -61,8 +62,10 @@ rk_rc rk_net_pg_start(const char *dir, int *started, char *err, size_t errlen);
 /* Stops the server of DIR/pg (fast: sessions ended, a checkpoint). */
 rk_rc rk_net_pg_stop(const char *dir);
 
-/* One line per server node: "<id> <role> <url> ok|degraded|down".
- * Returns 0 when all are ok, 1 otherwise (errors on stderr). */
+/* One line per server node: "<id> <role> <url> ok|degraded|down", then,
+ * under --ha, one per database server: "<id> store <url> primary|standby
+ * ok|degraded|down". Returns 0 when all are ok, 1 otherwise (errors on
+ * stderr). */
 int rk_net_status(const char *dir, FILE *out);
 
 /* `renkei net …`, argv[0] == "net"; returns the exit code (0, 1 failure,

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "lib/err.h"
 #include "net/registry.h"
@@ -109,6 +110,49 @@ int net_pg_present(const char *dir);
  * server node of the plan; stopped again after) and sets stores[i] to the
  * node's `store` URI for every server node i (malloc'ed, the caller's). */
 rk_rc net_pg_init(const char *dir, const net_plan *plan, char **stores, char *err, size_t errlen);
+/* The psql script that makes a role and a database for each server node
+ * (the instances of a core: one, "core"), malloc'ed in *script, and each
+ * node's libpq URI in stores[i]: postgresql://ROLE:PASSWORD@hosts/DB params.
+ * The passwords go through psql's stdin only, never a command line. */
+rk_rc net_pg_databases_script(const net_plan *plan, const char *hosts, const char *params, char **stores,
+                              char **script);
+
+/* What ha.c borrows from pg.c: running a PostgreSQL command (as `postgres`
+ * when root and as_postgres; 0 when it exited 0), a free loopback port, and
+ * the `postgres` user's way to root (DIR/pg) when renkei runs as root. */
+int net_pg_run(int as_postgres, const char *log, const char *input, const char *const argv[]);
+int net_pg_pick_port(const net_plan *plan);
+rk_rc net_pg_reachable(const char *root, uid_t *uid, gid_t *gid, char *err, size_t errlen);
+
+/* ---- the database as a primary and a synchronous standby: --ha (ha.c) -------------- */
+
+/* 1 when DIR/pg holds an HA cluster (written with --store postgres --ha). */
+int net_ha_present(const char *dir);
+
+/* Writes the cluster under DIR/pg — one etcd member (DIR/pg/etcd), two
+ * PostgreSQL servers under Patroni (DIR/pg/pg-1, DIR/pg/pg-2), each
+ * configuration a YAML file of its own — starts it once to make one role
+ * and one database per server node of the plan, stops it, and sets
+ * stores[i] to each server node's `store` URI (both servers,
+ * target_session_attrs=read-write; malloc'ed, the caller's). */
+rk_rc net_ha_init(const char *dir, const net_plan *plan, char **stores, char *err, size_t errlen);
+
+/* Starts what of the cluster is down (etcd, then Patroni on both servers)
+ * and waits for a leader and a synchronous standby; *started is 1 when it
+ * started anything (net_ha_stop stops it all after). */
+rk_rc net_ha_start(const char *dir, int *started, char *err, size_t errlen);
+
+/* Stops Patroni on the standby, then on the primary (each stops its
+ * PostgreSQL), then etcd. RK_OK when all stopped. */
+rk_rc net_ha_stop(const char *dir);
+
+/* One line per database server, "<id> store <url> primary|standby
+ * ok|degraded|down", read from Patroni's REST API; width pads the id.
+ * Returns 0 when all are ok. */
+int net_ha_status(const char *dir, FILE *out, int width);
+/* The line of the one PostgreSQL server of DIR/pg in `net status`:
+ * `pg store postgresql://127.0.0.1:PORT primary ok|down`; non-zero when down. */
+int net_pg_status(const char *dir, FILE *out, int width);
 
 /* ---- health (health.c) ------------------------------------------------------------- */
 

@@ -212,6 +212,53 @@ static rk_rc write_settings(const pg_paths *p, int port, size_t servers)
     return fclose(f) == 0 ? RK_OK : RK_ERR_IO;
 }
 
+rk_rc net_pg_databases_script(const net_plan *plan, const char *hosts, const char *params, char **stores,
+                              char **script_out)
+{
+    size_t cap = plan->n * 512 + 64, len = 0;
+    char *script = malloc(cap);
+    *script_out = NULL;
+    if (!script)
+        return RK_ERR_NOMEM;
+    len += (size_t)snprintf(script + len, cap - len, "\\set ON_ERROR_STOP 1\n");
+    rk_rc rc = RK_OK;
+    size_t first_instance = plan->n;
+    for (size_t i = 0; i < plan->n && rc == RK_OK; i++) {
+        const net_node *n = &plan->nodes[i];
+        if (!net_is_server_role(n->role))
+            continue;
+        if (n->instance > 1) { /* the instances of a core share one database and role, "core" (DESIGN §6) */
+            if (first_instance == plan->n || !(stores[i] = strdup(stores[first_instance])))
+                rc = RK_ERR_NOMEM;
+            continue;
+        }
+        if (n->instance == 1)
+            first_instance = i;
+        const char *db = n->instance ? "core" : n->id;
+        uint8_t raw[16];
+        char pw[33], uri[512];
+        if ((rc = rk_random(raw, sizeof raw)) != RK_OK)
+            break;
+        rk_hex(raw, sizeof raw, pw);
+        len += (size_t)snprintf(script + len, cap - len,
+                                "CREATE ROLE \"%s\" LOGIN PASSWORD '%s';\nCREATE DATABASE \"%s\" OWNER \"%s\";\n"
+                                "REVOKE ALL ON DATABASE \"%s\" FROM PUBLIC;\n",
+                                db, pw, db, db, db);
+        snprintf(uri, sizeof uri, "postgresql://%s:%s@%s/%s%s", db, pw, hosts, db, params);
+        if (!(stores[i] = strdup(uri)))
+            rc = RK_ERR_NOMEM;
+        rk_wipe(pw, sizeof pw);
+        rk_wipe(uri, sizeof uri);
+    }
+    if (rc != RK_OK) {
+        rk_wipe(script, cap);
+        free(script);
+        return rc;
+    }
+    *script_out = script;
+    return RK_OK;
+}
+
 rk_rc net_pg_init(const char *dir, const net_plan *plan, char **stores, char *err, size_t errlen)
 {
     pg_paths p;
@@ -244,41 +291,9 @@ rk_rc net_pg_init(const char *dir, const net_plan *plan, char **stores, char *er
         net_set_err(err, errlen, "cannot configure the PostgreSQL server in %s", p.data);
         return RK_ERR_IO;
     }
-    /* one role and one database per server node; passwords through psql's
-     * stdin, never on a command line */
-    size_t cap = servers * 512 + 64, len = 0;
-    char *script = malloc(cap);
-    if (!script)
-        return RK_ERR_NOMEM;
-    len += (size_t)snprintf(script + len, cap - len, "\\set ON_ERROR_STOP 1\n");
-    size_t first_instance = plan->n;
-    for (size_t i = 0; i < plan->n && rc == RK_OK; i++) {
-        const net_node *n = &plan->nodes[i];
-        if (!net_is_server_role(n->role))
-            continue;
-        if (n->instance > 1) { /* the instances of a core share one database and role, "core" (DESIGN §6) */
-            if (first_instance == plan->n || !(stores[i] = strdup(stores[first_instance])))
-                rc = RK_ERR_NOMEM;
-            continue;
-        }
-        if (n->instance == 1)
-            first_instance = i;
-        const char *db = n->instance ? "core" : n->id;
-        uint8_t raw[16];
-        char pw[33];
-        if ((rc = rk_random(raw, sizeof raw)) != RK_OK)
-            break;
-        rk_hex(raw, sizeof raw, pw);
-        len += (size_t)snprintf(script + len, cap - len,
-                                "CREATE ROLE \"%s\" LOGIN PASSWORD '%s';\nCREATE DATABASE \"%s\" OWNER \"%s\";\n"
-                                "REVOKE ALL ON DATABASE \"%s\" FROM PUBLIC;\n",
-                                db, pw, db, db, db);
-        char uri[256];
-        snprintf(uri, sizeof uri, "postgresql://%s:%s@" NET_LOOPBACK ":%d/%s", db, pw, port, db);
-        if (!(stores[i] = strdup(uri)))
-            rc = RK_ERR_NOMEM;
-        rk_wipe(pw, sizeof pw);
-    }
+    char hosts[32], *script = NULL;
+    snprintf(hosts, sizeof hosts, NET_LOOPBACK ":%d", port);
+    rc = net_pg_databases_script(plan, hosts, "", stores, &script);
     if (rc == RK_OK && (rc = pg_ctl_start(&p, err, errlen)) == RK_OK) {
         char port_text[16];
         snprintf(port_text, sizeof port_text, "%d", port);
@@ -293,7 +308,8 @@ rk_rc net_pg_init(const char *dir, const net_plan *plan, char **stores, char *er
             rc = RK_ERR_IO;
         }
     }
-    rk_wipe(script, cap);
+    if (script)
+        rk_wipe(script, strlen(script));
     free(script);
     return rc;
 }
@@ -309,6 +325,8 @@ rk_rc rk_net_pg_start(const char *dir, int *started, char *err, size_t errlen)
 {
     pg_paths p;
     *started = 0;
+    if (net_ha_present(dir)) /* --ha: etcd and Patroni (ha.c) */
+        return net_ha_start(dir, started, err, errlen);
     if (!net_pg_present(dir))
         return RK_OK; /* its nodes' data is in SQLite */
     if (paths_of(dir, &p) != RK_OK) {
@@ -322,8 +340,57 @@ rk_rc rk_net_pg_start(const char *dir, int *started, char *err, size_t errlen)
     return rc;
 }
 
+/* The port net init gave the server (the last `port = N` of postgresql.conf). */
+static int configured_port(const pg_paths *p)
+{
+    char path[NET_PATH_CAP], line[256];
+    int port = 0;
+    if (tk_path(path, sizeof path, "%s/postgresql.conf", p->data) != RK_OK)
+        return 0;
+    FILE *f = fopen(path, "re");
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "port = ", 7) == 0)
+            port = atoi(line + 7);
+    if (f)
+        fclose(f);
+    return port;
+}
+
+int net_pg_status(const char *dir, FILE *out, int width)
+{
+    pg_paths p;
+    if (paths_of(dir, &p) != RK_OK)
+        return 1;
+    int up = running(&p);
+    /* one server, no standby: ok while it runs */
+    fprintf(out, "%-*s %-7s postgresql://" NET_LOOPBACK ":%d primary %s\n", width, "pg", "store", configured_port(&p),
+            up ? "ok" : "down");
+    return !up;
+}
+
 rk_rc rk_net_pg_stop(const char *dir)
 {
     pg_paths p;
+    if (net_ha_present(dir))
+        return net_ha_stop(dir);
     return paths_of(dir, &p) == RK_OK ? pg_ctl_stop(&p) : RK_ERR_INVALID;
+}
+
+/* ---- for ha.c ---- */
+
+int net_pg_run(int as_postgres, const char *log, const char *input, const char *const argv[])
+{
+    return run(as_postgres, log, input, argv);
+}
+
+int net_pg_pick_port(const net_plan *plan)
+{
+    return pick_port(plan);
+}
+
+rk_rc net_pg_reachable(const char *root, uid_t *uid, gid_t *gid, char *err, size_t errlen)
+{
+    pg_paths p = {0};
+    snprintf(p.root, sizeof p.root, "%s", root);
+    return reachable_by_postgres(&p, uid, gid, err, errlen);
 }
