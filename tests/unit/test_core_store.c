@@ -1,7 +1,9 @@
 /* Unit tests: the core's store through core_store.h on a temporary
  * database — one serial per person across resident-code changes, codes
- * issued, the notice outbox (due, retry, done), the reads for tools, and a
- * read-only open beside the writer. On SQLite, and on PostgreSQL when
+ * issued, the notice outbox (due, retry, done), the reads for tools, the
+ * person a resident code names and the markings of records not to be
+ * disclosed (in force until their date, a repeat harmless), and a read-only
+ * open beside the writer. On SQLite, and on PostgreSQL when
  * RENKEI_TEST_STORE=postgres (unit/test_core_store_pg; pg_fixture.h). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 
 #include "core/core_store.h"
+#include "records/records.h"
 #include "pg_fixture.h"
 #include "store/db.h"
 
@@ -77,6 +80,38 @@ static void serial_follows_the_person_across_code_changes(void **state)
     assert_int_equal(acquire(s, &other, 4000), RK_OK);
     assert_true(other.serial != a.serial);
     assert_int_equal(core_store_outbox_depth(s), 4);
+}
+
+static void a_person_and_the_markings_of_their_records(void **state)
+{
+    core_store *s = *state;
+    uint64_t serial = 0;
+    assert_int_equal(core_store_person(s, "44444444444", &serial), RK_ERR_NOT_FOUND);
+    const char *prev[] = {"44444444444"};
+    core_acquisition_item a = item("city-a", "a-9", "55555555555", prev, 1, 3);
+    assert_int_equal(acquire(s, &a, 1000), RK_OK);
+    assert_int_equal(core_store_person(s, "44444444444", &serial), RK_OK); /* an earlier code names them too */
+    assert_int_equal(serial, a.serial);
+    assert_int_equal(core_store_person(s, "55555555555", &serial), RK_OK);
+    assert_int_equal(serial, a.serial);
+
+    rk_record step = {.exchange_id = "city-a.x1", .side = "core", .requester = "city-a", .provider = "city-b",
+                      .business = "b", .item = "i", .operator_id = "op-1", .subject = "1", .requested_ms = 5000,
+                      .outcome = "withheld", .reason = "city-b: basis"};
+    char basis[CORE_BASIS_MAX + 1], until[11];
+    assert_int_equal(core_store_withheld(s, "city-a.x1", "2026-01-01", basis, until), RK_ERR_NOT_FOUND);
+    assert_int_equal(core_store_withhold(s, &step, "city-b", "basis", "2026-03-31", "op-1", 5000), RK_OK);
+    assert_int_equal(core_store_withheld(s, "city-a.x1", "2026-03-31", basis, until), RK_OK); /* the last day */
+    assert_string_equal(basis, "basis");
+    assert_string_equal(until, "2026-03-31");
+    assert_int_equal(core_store_withheld(s, "city-a.x1", "2026-04-01", basis, until), RK_ERR_NOT_FOUND);
+    /* again, for good: the step stays one record, the marking is the latest */
+    assert_int_equal(core_store_withhold(s, &step, "city-b", "basis 2", NULL, "op-2", 6000), RK_OK);
+    assert_int_equal(core_store_withheld(s, "city-a.x1", "2099-01-01", basis, until), RK_OK);
+    assert_string_equal(basis, "basis 2");
+    assert_string_equal(until, "");
+    assert_int_equal(rk_records_count(core_store_db(s)), 1);
+    assert_int_equal(core_store_withheld(s, "city-a.x2", "2026-01-01", basis, until), RK_ERR_NOT_FOUND);
 }
 
 static void repeats_are_duplicates_and_reuse_is_refused_item_by_item(void **state)
@@ -442,6 +477,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(reads_for_tools, setup, teardown),
         cmocka_unit_test_setup_teardown(read_only_open_reads_and_cannot_write, setup, teardown),
         cmocka_unit_test_setup_teardown(reopen_keeps_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_person_and_the_markings_of_their_records, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, test_store_group_end);
 }

@@ -2,7 +2,9 @@
  * the residents import (replace, unchanged file, a bad or duplicate row
  * leaving the registry as it was, also after a first chunk was committed,
  * the four basic items read by their column's name and checked), find,
- * the relay log, the lookup log, and a read-only open beside the writer. On SQLite,
+ * the relay log, the lookup log, persons' cards (taken in from the card
+ * file as it grows; a bad row refuses the whole file), and a read-only open
+ * beside the writer. On SQLite,
  * and on PostgreSQL when RENKEI_TEST_STORE=postgres (unit/test_jlis_store_pg;
  * pg_fixture.h). */
 #include <setjmp.h>
@@ -309,6 +311,59 @@ static void relay_log_newest_first(void **state)
     json_decref(page);
 }
 
+static void write_cards(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void cards_are_taken_in_as_the_file_grows(void **state)
+{
+    jlis_store *s = *state;
+    char path[160], err[256], code[12];
+    size_t n = 0;
+    const char *a = "4000000000000000000000000000000a", *b = "7fffffffffffffffffffffffffffffff";
+    snprintf(path, sizeof path, "%s/cards.csv", dir);
+    /* no file yet: no card, no error */
+    assert_int_equal(jlis_store_import_cards(s, path, &n, err, sizeof err), RK_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(jlis_store_card(s, a, code), RK_ERR_NOT_FOUND);
+    write_cards(path, "card_serial,resident_code,issued_ms\n4000000000000000000000000000000a,12345678901,1\n");
+    assert_int_equal(jlis_store_import_cards(s, path, &n, err, sizeof err), RK_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(jlis_store_card(s, a, code), RK_OK);
+    assert_string_equal(code, "12345678901");
+    /* appended: the new card too, the first unchanged */
+    write_cards(path, "card_serial,resident_code,issued_ms\n4000000000000000000000000000000a,12345678901,1\n"
+                      "7fffffffffffffffffffffffffffffff,10987654321,2\n");
+    assert_int_equal(jlis_store_import_cards(s, path, &n, err, sizeof err), RK_OK);
+    assert_int_equal(jlis_store_card(s, b, code), RK_OK);
+    assert_string_equal(code, "10987654321");
+    /* unchanged file: nothing read again */
+    assert_int_equal(jlis_store_import_cards(s, path, &n, err, sizeof err), RK_OK);
+    assert_int_equal(n, 0);
+    /* a bad row refuses the whole file, named with its line; the cards known stay */
+    static const char *const bad[] = {"4000000000000000000000000000000B,12345678901,1\n", /* capital hex */
+                                      "4000000000000000000000000000000c,1234567890,1\n",  /* 10 digits */
+                                      "4000000000000000000000000000000c,12345678901,x\n",
+                                      "4000000000000000000000000000000c,12345678901\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "card_serial,resident_code,issued_ms\n7fffffffffffffffffffffffffffffff,10987654321,2\n"
+                                    "4000000000000000000000000000000d,11111111111,3\n%s", bad[i]);
+        write_cards(path, text);
+        assert_int_equal(jlis_store_import_cards(s, path, &n, err, sizeof err), RK_ERR_INVALID);
+        assert_non_null(strstr(err, "cards.csv:4:"));
+        assert_int_equal(jlis_store_card(s, "4000000000000000000000000000000d", code), RK_ERR_NOT_FOUND);
+        assert_int_equal(jlis_store_card(s, a, code), RK_OK);
+    }
+    write_cards(path, "serial,code\n");
+    assert_int_equal(jlis_store_import_cards(s, path, &n, err, sizeof err), RK_ERR_INVALID);
+    assert_non_null(strstr(err, "header"));
+}
+
 static void read_only_open_reads_and_cannot_write(void **state)
 {
     jlis_store *s = *state;
@@ -356,6 +411,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(lookup_log_newest_first, setup, teardown),
         cmocka_unit_test_setup_teardown(relay_log_newest_first, setup, teardown),
         cmocka_unit_test_setup_teardown(read_only_open_reads_and_cannot_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(cards_are_taken_in_as_the_file_grows, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, test_store_group_end);
 }
