@@ -1,8 +1,9 @@
 /* fuzz_agency.c — the agency node's request readers (src/agency/persons.c,
- * provision.c, queries.c, unlawful.c): a body is refused with a 400 (404
- * for a data path without an item) or gives fields within the grammar each
- * promises. The first byte picks the route; for PUT /v1/data the body's
- * first line is the path after /v1/data/. */
+ * provision.c, queries.c, unlawful.c, nondisclosure.c): a body is refused
+ * with a 400 (404 for a data path without an item, or a path that is not a
+ * nondisclosure's) or gives fields within the grammar each promises. The
+ * first byte picks the route; for PUT /v1/data the body's first line is the
+ * path after /v1/data/, for a nondisclosure the path after /v1/records/. */
 #include "agency/agency.h"
 #include "fuzz_body.h"
 #include "lib/basic_info.h"
@@ -19,17 +20,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    int route = data[0] % 8;
+    int route = data[0] % 9;
     char path[200] = "/v1/x";
     data++;
     size--;
-    if (route == 5) { /* the data path, then the body */
+    if (route == 5 || route == 8) { /* the path, then the body */
+        const char *prefix = route == 5 ? "/v1/data/" : "/v1/records/";
         const uint8_t *nl = memchr(data, '\n', size);
         size_t n = nl ? (size_t)(nl - data) : 0;
         if (!nl || n > 150)
             return 0;
-        snprintf(path, sizeof path, "/v1/data/%.*s", (int)n, (const char *)data);
-        if (strlen(path) != strlen("/v1/data/") + n)
+        snprintf(path, sizeof path, "%s%.*s", prefix, (int)n, (const char *)data);
+        if (strlen(path) != strlen(prefix) + n)
             return 0; /* a NUL inside: no such path reaches a handler */
         data += n + 1;
         size -= n + 1;
@@ -103,6 +105,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if ((rc = agency_read_query(&req, &resp, &in)) == 0)
             FZ_CHECK(rk_id_valid(in.query_id, RK_ID_FIELD_MAX) && rk_id_valid(in.operator_id, RK_ID_FIELD_MAX) &&
                      *in.person && *in.business && *in.item && strlen(in.provider) <= RK_AGENCY_FIELD_MAX);
+        break;
+    }
+    case 8: { /* POST /v1/records/{exchange_id}/nondisclosure */
+        char xid[RK_EXCHANGE_ID_MAX + 1];
+        const char *basis, *operator_id, *until;
+        if ((rc = agency_read_nondisclosure(&req, &resp, xid, &basis, &operator_id, &until)) == 0) {
+            FZ_CHECK(rk_id_valid(xid, RK_EXCHANGE_ID_MAX) && !strchr(xid, '/'));
+            FZ_CHECK(*basis && strlen(basis) <= 150 && rk_id_valid(operator_id, RK_ID_FIELD_MAX));
+            FZ_CHECK(!until || rk_date_valid(until));
+            char want[200];
+            snprintf(want, sizeof want, "/v1/records/%s/nondisclosure", xid);
+            FZ_CHECK(strcmp(want, path) == 0);
+        }
         break;
     }
     default: { /* POST /v1/unlawful */
