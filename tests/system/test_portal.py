@@ -29,8 +29,8 @@ from portal_verify import NotVerified, verify_answer
 Y, K, N, H = "city-yokohama", "pref-kanagawa", "nenkin-kikou", "kyokai-kenpo"
 
 
-def make_cert(subject, issuer_name, issuer_key, key, serial, ca=False):
-    now = datetime.datetime.now(datetime.timezone.utc)
+def make_cert(subject, issuer_name, issuer_key, key, serial, ca=False, expired=False):
+    now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=60 if expired else 0)
     b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
          .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
          .public_key(key.public_key()).serial_number(serial)
@@ -226,7 +226,15 @@ class Portal(unittest.TestCase):
         folder = write_pair(self.net.path("cards", "other-ca"),
                             make_cert("0" * 32, "another-ca", other_ca_key, key, 0x4000000000000000000000000000001),
                             key)
-        cases = {"no card": (None, None), "another CA's card": (folder, None),
+        # a card of the card CA that has expired (its serial known to J-LIS: the handshake alone refuses it)
+        with open(self.net.path("pki", "card-ca-key.pem"), "rb") as f:
+            ca_key = serialization.load_pem_private_key(f.read(), None)
+        serial = 0x4aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+        expired = write_pair(self.net.path("cards", "expired"),
+                             make_cert(f"{serial:032x}", "renkei-card-ca", ca_key, key, serial, expired=True), key)
+        with open(self.net.path("nodes", "jlis", "cards.csv"), "a") as f:
+            f.write(f"{serial:032x},{self.residents[0]['resident_code']},1\n")
+        cases = {"no card": (None, None), "another CA's card": (folder, None), "an expired card": (expired, None),
                  "a node's certificate": (None, self.net.credentials(("node", Y))),
                  "the operator's certificate": (None, self.net.credentials("operator"))}
         for what, (card, cert) in cases.items():
