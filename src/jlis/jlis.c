@@ -11,7 +11,13 @@
  * acknowledged, and it never sees a code. Every lookup of the registry is
  * logged (agency, acquisition number, purpose, outcome; never a My Number
  * nor an item's value), the code requests' and the rechecks'
- * (POST /v1/basic-info-checks: the comparison alone, nothing relayed). */
+ * (POST /v1/basic-info-checks: the comparison alone, nothing relayed).
+ *
+ * Persons' cards (DESIGN §2.5): J-LIS knows which resident each card serial
+ * belongs to (its card file, appended to by `renkei card issue`) and
+ * publishes the card CRL (`renkei card revoke`); the portal asks it for a
+ * card's resident (POST /v1/card-lookups, in the lookup log too) and
+ * fetches the CRL (GET /v1/card-crl). */
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
