@@ -42,18 +42,19 @@ static void today_jst(char out[11])
     strftime(out, 11, "%Y-%m-%d", &tm);
 }
 
-/* The Japanese name of an agency's kind, of a business, of an item (NULL: none in the catalogue). */
-static json_t *names_json(core *c, const rk_record *r)
+/* The names of an agency's kind, of a business, of an item, in Japanese
+ * (en 0) or English (en 1); NULL where the catalogue has none. */
+static json_t *names_json(core *c, const rk_record *r, int en)
 {
     const rk_peer_node *req = rk_registry_find(c->node->registry, RK_ROLE_AGENCY, r->requester);
     const rk_peer_node *prov = rk_registry_find(c->node->registry, RK_ROLE_AGENCY, r->provider);
+    const char *(*kind)(const rk_permissions *, const char *) = en ? rk_permissions_kind_name_en : rk_permissions_kind_name;
     pthread_rwlock_rdlock(&c->perms_lock);
     const rk_permissions *cat = c->catalogue;
-    json_t *names = json_pack("{s:s?,s:s?,s:s?,s:s?}", "requester",
-                              req ? rk_permissions_kind_name(cat, req->kind) : NULL, "provider",
-                              prov ? rk_permissions_kind_name(cat, prov->kind) : NULL, "business",
-                              rk_permissions_business_name(cat, r->business), "item",
-                              rk_permissions_item_name(cat, r->item));
+    json_t *names = json_pack("{s:s?,s:s?,s:s?,s:s?}", "requester", req ? kind(cat, req->kind) : NULL, "provider",
+                              prov ? kind(cat, prov->kind) : NULL, "business",
+                              (en ? rk_permissions_business_name_en : rk_permissions_business_name)(cat, r->business),
+                              "item", (en ? rk_permissions_item_name_en : rk_permissions_item_name)(cat, r->item));
     pthread_rwlock_unlock(&c->perms_lock);
     return names;
 }
@@ -91,11 +92,11 @@ static json_t *entry_json(core *c, const rk_disclosed *d, const char *today)
     if (r->provided_ms)
         rk_format_time(r->provided_ms, prov_at, sizeof prov_at);
     json_object_set_new(e, "leaf", b64_json(d->leaf, strlen(d->leaf)));
-    json_object_update_new(e, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:o}", "exchange_id", r->exchange_id,
-                                        "requester", r->requester, "provider", r->provider, "business", r->business,
-                                        "item", r->item, "requested_at", req_at, "provided_at",
+    json_object_update_new(e, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:o,s:o}", "exchange_id",
+                                        r->exchange_id, "requester", r->requester, "provider", r->provider, "business",
+                                        r->business, "item", r->item, "requested_at", req_at, "provided_at",
                                         prov_at[0] ? prov_at : NULL, "outcome", r->outcome, "reason", r->reason,
-                                        "names", names_json(c, r)));
+                                        "names", names_json(c, r, 0), "names_en", names_json(c, r, 1)));
     if (r->condition[0])
         json_object_set_new(e, "condition", json_string(r->condition));
     return e;

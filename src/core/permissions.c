@@ -37,7 +37,8 @@ typedef struct {
 
 typedef struct {
     char id[ID_BUF];
-    char *name; /* name_ja; NULL when derived from the rows */
+    char *name;    /* name_ja; NULL when derived from the rows */
+    char *name_en; /* name_en; NULL when derived from the rows or empty */
     int line;
 } cat_entry;
 
@@ -221,7 +222,7 @@ static int valid_text(const char *s)
 
 /* ---- catalogues -------------------------------------------------------- */
 
-static rk_rc cat_push(catalogue *cat, const char *id, const char *name, int line)
+static rk_rc cat_push(catalogue *cat, const char *id, const char *name, const char *name_en, int line)
 {
     if (cat->n == cat->cap) {
         size_t cap = cat->cap ? cat->cap * 2 : 16;
@@ -235,8 +236,10 @@ static rk_rc cat_push(catalogue *cat, const char *id, const char *name, int line
     memset(e, 0, sizeof *e);
     memcpy(e->id, id, strlen(id) + 1); /* a valid id, so it fits */
     e->line = line;
-    if (name && !(e->name = strdup(name)))
+    if ((name && !(e->name = strdup(name))) || (name_en && *name_en && !(e->name_en = strdup(name_en)))) {
+        free(e->name);
         return RK_ERR_NOMEM;
+    }
     cat->n++;
     return RK_OK;
 }
@@ -262,8 +265,10 @@ static const cat_entry *cat_find(const catalogue *cat, const char *id)
 
 static void cat_free(catalogue *cat)
 {
-    for (size_t i = 0; i < cat->n; i++)
+    for (size_t i = 0; i < cat->n; i++) {
         free(cat->v[i].name);
+        free(cat->v[i].name_en);
+    }
     free(cat->v);
     memset(cat, 0, sizeof *cat);
 }
@@ -280,6 +285,7 @@ static rk_rc cat_finish(catalogue *cat, const char *path, int merge, char *err, 
                 return fail(err, errlen, RK_ERR_INVALID, "%s:%d: duplicate id '%s' (first at line %d)", path,
                             cat->v[i].line, cat->v[i].id, cat->v[kept - 1].line);
             free(cat->v[i].name);
+            free(cat->v[i].name_en);
             continue;
         }
         cat->v[kept++] = cat->v[i];
@@ -297,7 +303,7 @@ static rk_rc catalogue_line(csv *c, catalogue *cat)
     for (int i = 1; i < c->nf; i++)
         if (strlen(c->f[i]) > TEXT_MAX || !valid_text(c->f[i]))
             return csv_fail(c, "field %d is not UTF-8 text of at most %d bytes", i + 1, TEXT_MAX);
-    rk_rc rc = cat_push(cat, c->f[0], c->f[1], c->line);
+    rk_rc rc = cat_push(cat, c->f[0], c->f[1], c->nf > 2 ? c->f[2] : NULL, c->line);
     return rc == RK_OK ? RK_OK : fail(c->err, c->errlen, rc, "%s:%d: out of memory", c->path, c->line);
 }
 
@@ -440,13 +446,13 @@ static rk_rc derive_catalogues(rk_permissions *p, char *err, size_t errlen)
     rk_rc rc = RK_OK;
     for (size_t i = 0; i < p->n && rc == RK_OK; i++) {
         const perm_row *r = &p->rows[i];
-        rc = cat_push(&p->kinds, r->f[COL_REQUESTER], NULL, r->line);
+        rc = cat_push(&p->kinds, r->f[COL_REQUESTER], NULL, NULL, r->line);
         if (rc == RK_OK)
-            rc = cat_push(&p->kinds, r->f[COL_PROVIDER], NULL, r->line);
+            rc = cat_push(&p->kinds, r->f[COL_PROVIDER], NULL, NULL, r->line);
         if (rc == RK_OK)
-            rc = cat_push(&p->businesses, r->f[COL_BUSINESS], NULL, r->line);
+            rc = cat_push(&p->businesses, r->f[COL_BUSINESS], NULL, NULL, r->line);
         if (rc == RK_OK)
-            rc = cat_push(&p->items, r->f[COL_ITEM], NULL, r->line);
+            rc = cat_push(&p->items, r->f[COL_ITEM], NULL, NULL, r->line);
     }
     if (rc != RK_OK)
         return fail(err, errlen, rc, "permissions: out of memory");
@@ -562,6 +568,27 @@ static const char *name_in(const rk_permissions *p, const catalogue *cat, const 
 {
     const cat_entry *e = p ? cat_find(cat, id) : NULL;
     return e ? e->name : NULL;
+}
+
+static const char *name_en_in(const rk_permissions *p, const catalogue *cat, const char *id)
+{
+    const cat_entry *e = p ? cat_find(cat, id) : NULL;
+    return e ? e->name_en : NULL;
+}
+
+const char *rk_permissions_business_name_en(const rk_permissions *p, const char *business)
+{
+    return p ? name_en_in(p, &p->businesses, business) : NULL;
+}
+
+const char *rk_permissions_item_name_en(const rk_permissions *p, const char *item)
+{
+    return p ? name_en_in(p, &p->items, item) : NULL;
+}
+
+const char *rk_permissions_kind_name_en(const rk_permissions *p, const char *kind)
+{
+    return p ? name_en_in(p, &p->kinds, kind) : NULL;
 }
 
 const char *rk_permissions_business_name(const rk_permissions *p, const char *business)

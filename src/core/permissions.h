@@ -58,6 +58,10 @@ rk_rc rk_permissions_row(const rk_permissions *p, size_t i, const char **request
 const char *rk_permissions_business_name(const rk_permissions *p, const char *business);
 const char *rk_permissions_item_name(const rk_permissions *p, const char *item);
 const char *rk_permissions_kind_name(const rk_permissions *p, const char *kind);
+/* The same in English (the catalogues' name_en), or NULL. */
+const char *rk_permissions_business_name_en(const rk_permissions *p, const char *business);
+const char *rk_permissions_item_name_en(const rk_permissions *p, const char *item);
+const char *rk_permissions_kind_name_en(const rk_permissions *p, const char *kind);
 
 /* 1 if the id is in the catalogue (without catalogues: if a row uses it). */
 int rk_permissions_known_business(const rk_permissions *p, const char *business);

@@ -134,6 +134,8 @@ class Portal(unittest.TestCase):
         self.assertEqual(e["names"], {"requester": "都道府県知事等", "provider": "市町村長", "business":
                                       "生活保護法による保護の決定及び実施又は就労自立給付金若しくは進学準備給付金の支給に関する事務",
                                       "item": "地方税関係情報"})
+        self.assertEqual((e["names_en"]["item"], e["names_en"]["requester"]),
+                         ("Local tax information", "Prefectural governor or other welfare-office authority (都道府県知事等)"))
         # the other person sees theirs, and not A's
         _, b_checked = self.proven_list(self.card_b, lambda b: any(e.get("exchange_id") == self.xid["other"]
                                                                    for e in b["exchanges"]))

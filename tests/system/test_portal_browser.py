@@ -143,6 +143,9 @@ class Browser:
         self.log.close()
         os.close(self.to_chrome)
         os.close(self.from_chrome)
+        # the artefacts stay (screenshots, downloads, chromium.log); the profile and the NSS database go
+        for d in ("profile", "home"):
+            shutil.rmtree(os.path.join(self.folder, d), ignore_errors=True)
 
 
 class PortalPage(unittest.TestCase):
@@ -218,6 +221,7 @@ class PortalPage(unittest.TestCase):
         text = self.browser.js("document.body.innerText")
         self.assertIn("Exchange history", text)
         self.assertIn("Verified", text)
+        self.assertIn("Local tax information", text)  # the catalogue's English names
         self.browser.screenshot("2-verified-en.png")
         self.browser.js("document.querySelector('#lang').click()")
         self.browser.wait("document.documentElement.lang === 'ja'", "back to Japanese")

@@ -146,7 +146,10 @@ static void test_real_table_loads(void **state)
                         "児童手当法による児童手当又は特例給付の支給に関する事務");
     assert_string_equal(rk_permissions_item_name(p, "local_tax"), "地方税関係情報");
     assert_string_equal(rk_permissions_kind_name(p, "municipality"), "市町村長");
+    assert_string_equal(rk_permissions_item_name_en(p, "local_tax"), "Local tax information");
+    assert_string_equal(rk_permissions_kind_name_en(p, "pension"), "Japan Pension Service");
     assert_null(rk_permissions_business_name(p, "no_such_business"));
+    assert_null(rk_permissions_business_name_en(p, "no_such_business"));
     assert_null(rk_permissions_item_name(p, NULL));
     assert_true(rk_permissions_known_business(p, "local_tax_assessment"));
     assert_false(rk_permissions_known_business(p, "local_tax"));
@@ -196,6 +199,7 @@ static void test_without_catalogues(void **state)
     assert_true(rk_permissions_count(p) >= 12);
     assert_true(rk_permissions_allows(p, "municipality", "child_allowance", "municipality", "local_tax"));
     assert_null(rk_permissions_business_name(p, "child_allowance"));
+    assert_null(rk_permissions_business_name_en(p, "child_allowance"));
     assert_true(rk_permissions_known_business(p, "child_allowance"));
     assert_true(rk_permissions_known_item(p, "local_tax"));
     assert_true(rk_permissions_known_kind(p, "prefecture"));

@@ -200,7 +200,7 @@ function renderRow(row) {
   const tr = el("tr");
   tr.dataset.leafIndex = row.entry.leaf_index;
   tr.dataset.verify = row.status;
-  const e = row.entry, leaf = row.leaf, names = (leaf && e.names) || {};
+  const e = row.entry, leaf = row.leaf, names = (leaf && (state.lang === "en" && e.names_en ? e.names_en : e.names)) || {};
   if (e.withheld) { /* its place in the log, and why nothing more is shown */
     tr.className = "withheld";
     const note = el("td", null, t("withheld_note") + e.withheld.basis + (e.withheld.until ? t("until", e.withheld.until) : ""));
