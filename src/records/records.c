@@ -42,14 +42,14 @@ static const char *const records_steps[] = {
     "ALTER TABLE records ADD COLUMN condition TEXT NOT NULL DEFAULT '';",
     /* Step 5: retention (DESIGN §4.1): each prefix of the log written out by
      * `records archive` and then pruned; the tree's tiles stay. */
-    "CREATE TABLE records_archived (upto BIGINT PRIMARY KEY, count BIGINT NOT NULL, archived_ms BIGINT NOT NULL,"
-    "  file_sha256 TEXT NOT NULL);",
+    ("CREATE TABLE records_archived (upto BIGINT PRIMARY KEY, count BIGINT NOT NULL, archived_ms BIGINT NOT NULL,"
+     "  file_sha256 TEXT NOT NULL);"),
     /* Step 6: the witnesses' cosignature lines of a head's checkpoint (C2SP
      * tlog-cosignature), served after it. */
     "ALTER TABLE tree_heads ADD COLUMN cosignatures TEXT;",
     /* Step 7: no stored leaf hash: the level-0 tiles hold every leaf hash
      * the log signed, and a record's leaf is computed from its fields (65
-     * bytes a record fewer; issue of the records at national scale). */
+     * bytes a record fewer). */
     "ALTER TABLE records DROP COLUMN leaf_hash;",
 };
 

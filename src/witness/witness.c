@@ -26,9 +26,9 @@
 #include "node/node.h"
 #include "records/checkpoint.h"
 #include "roles.h"
+#include "witness/witness.h"
 #include "witness/witness_store.h"
 
-#define MAX_PROOF_LINES 63 /* tlog-witness */
 #define MAX_LOGS 4096      /* logs of network.json a witness may know */
 
 typedef struct witness {
@@ -59,10 +59,7 @@ static int log_vkey(const witness *w, const char *origin, size_t origin_len, rk_
     return 0;
 }
 
-/* "old N\n" then proof lines then "\n": the proof into proof[], the
- * checkpoint after. 0, or -1 when malformed. */
-static int parse_request(const char *body, size_t len, uint64_t *old, rk_hash proof[MAX_PROOF_LINES], size_t *n_proof,
-                         const char **note, size_t *note_len)
+int rk_witness_parse(const char *body, size_t len, rk_witness_add *out)
 {
     const char *end = body + len, *eol = memchr(body, '\n', len);
     if (!eol || eol - body < 5 || memcmp(body, "old ", 4) != 0)
@@ -76,8 +73,8 @@ static int parse_request(const char *body, size_t len, uint64_t *old, rk_hash pr
             return -1;
         v = v * 10 + (uint64_t)(*d - '0');
     }
-    *old = v;
-    *n_proof = 0;
+    out->old_size = v;
+    out->proof_len = 0;
     for (const char *line = eol + 1;;) {
         if (line >= end)
             return -1;
@@ -85,15 +82,15 @@ static int parse_request(const char *body, size_t len, uint64_t *old, rk_hash pr
         if (!eol)
             return -1;
         if (eol == line) { /* the empty line: the checkpoint follows */
-            *note = eol + 1;
-            *note_len = (size_t)(end - *note);
-            return *note_len ? 0 : -1;
+            out->note = eol + 1;
+            out->note_len = (size_t)(end - out->note);
+            return out->note_len ? 0 : -1;
         }
         char b64[64];
         size_t n = (size_t)(eol - line);
         unsigned char *raw = NULL;
         size_t rawlen = 0;
-        if (*n_proof == MAX_PROOF_LINES || n >= sizeof b64)
+        if (out->proof_len == RK_WITNESS_MAX_PROOF || n >= sizeof b64)
             return -1;
         memcpy(b64, line, n);
         b64[n] = '\0';
@@ -101,7 +98,7 @@ static int parse_request(const char *body, size_t len, uint64_t *old, rk_hash pr
             free(raw);
             return -1;
         }
-        memcpy(proof[(*n_proof)++], raw, sizeof(rk_hash));
+        memcpy(out->proof[out->proof_len++], raw, sizeof(rk_hash));
         free(raw);
         line = eol + 1;
     }
@@ -111,15 +108,16 @@ static int parse_request(const char *body, size_t len, uint64_t *old, rk_hash pr
 static void add_checkpoint(void *app, const rk_request *req, rk_response *resp)
 {
     witness *w = app;
-    rk_hash proof[MAX_PROOF_LINES];
+    rk_witness_add in;
     witness_request r = {.now_ms = rk_now_ms()};
-    const char *note = NULL;
-    size_t note_len = 0;
-    if (parse_request(req->body, req->body_len, &r.old_size, proof, &r.proof_len, &note, &note_len) != 0 ||
-        note_len > RK_CHECKPOINT_MAX) {
+    if (rk_witness_parse(req->body, req->body_len, &in) != 0 || in.note_len > RK_CHECKPOINT_MAX) {
         reply_plain(resp, 400, TEXT, "malformed request: old size, proof lines, an empty line, a checkpoint\n");
         return;
     }
+    const char *note = in.note;
+    size_t note_len = in.note_len;
+    r.old_size = in.old_size;
+    r.proof_len = in.proof_len;
     const char *nl = memchr(note, '\n', note_len);
     rk_vkey vkey;
     if (!nl || !log_vkey(w, note, (size_t)(nl - note), &vkey)) {
@@ -139,7 +137,7 @@ static void add_checkpoint(void *app, const rk_request *req, rk_response *resp)
     char *checkpoint = strndup(note, note_len);
     r.origin = vkey.name;
     r.checkpoint = checkpoint;
-    r.proof = proof;
+    r.proof = in.proof;
     rc = checkpoint ? witness_store_add(w->store, &r) : RK_ERR_NOMEM;
     free(checkpoint);
     if (rc != RK_OK) {

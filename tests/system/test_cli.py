@@ -22,6 +22,7 @@ class NetCommands(unittest.TestCase):
         d = tempfile.mkdtemp(prefix="renkei-cli-")
         os.chmod(d, 0o711)  # the postgres user runs the server of DIR/pg: it must pass through
         net = os.path.join(d, "net")
+        up = None
         try:
             renkei("net", "init", net, "--agencies", 2, "--persons", 5, "--store", store)
             up = subprocess.Popen([BIN, "net", "up", net], stdout=subprocess.PIPE,
@@ -46,6 +47,9 @@ class NetCommands(unittest.TestCase):
             if store == "postgres":
                 self.postgres_after_up(net)
         finally:
+            if up and up.poll() is None:  # a failed step left the network up: it stops with the test
+                up.send_signal(signal.SIGTERM)
+                up.wait(timeout=60 * SLOW)
             shutil.rmtree(d, ignore_errors=True)
 
     def postgres_after_up(self, net):
