@@ -57,4 +57,8 @@ void rk_json_wipe_on_free(void);
 /* True if s is exactly n ASCII digits. */
 int rk_is_digits(const char *s, size_t n);
 
+/* A string found twice among strs[0..n) (one of them), else NULL; -1 in
+ * *err when memory ran out. For the ids of a batch, each to be used once. */
+const char *rk_duplicate(const char *const *strs, size_t n, int *err);
+
 #endif
