@@ -203,13 +203,23 @@ typedef struct group {
     size_t n_sent;
 } group;
 
-static int64_t retry_at(int attempts)
+/* When the queries of a group whose outcome is unknown are due again:
+ * together (the group stays one call), after a delay doubling with their
+ * attempts — or after the gateway's one-second window when it only said
+ * this agency was over its rate. */
+static int64_t retry_at(const group *g)
 {
+    int attempts = 0, limited = 1;
+    for (size_t i = 0; i < g->n; i++)
+        if (g->fate[i] == AGAIN || g->fate[i] == SEND) {
+            attempts = g->b[i].attempts > attempts ? g->b[i].attempts : attempts;
+            limited = limited && strcmp(g->q[i].transient, "rate_limited") == 0;
+        }
     int64_t d = RETRY_MIN_MS;
     for (int i = 1; i < attempts && d < RETRY_MAX_MS; i++)
         d *= 2;
-    if (d > RETRY_MAX_MS)
-        d = RETRY_MAX_MS;
+    if (d > RETRY_MAX_MS || limited)
+        d = limited ? 1000 : RETRY_MAX_MS;
     uint16_t jitter = 0;
     rk_random(&jitter, sizeof jitter);
     return rk_now_ms() + d + (int64_t)(jitter % (d / 4 + 1));
@@ -312,10 +322,11 @@ static void finish_group(group *g)
             for (size_t i = 0; i < g->n; i++)
                 if (g->b[i].id == done[k].id)
                     g->fate[i] = AGAIN;
+    int64_t again = retry_at(g);
     for (size_t i = 0; ids && next && i < g->n; i++)
         if (g->fate[i] == AGAIN || g->fate[i] == SEND) {
             ids[nr] = g->b[i].id;
-            next[nr++] = retry_at(g->b[i].attempts);
+            next[nr++] = again;
         }
     if (batch_store_release(db, ids, next, nr) != RK_OK)
         rk_warn("%zu batch queries could not be rescheduled; their claim runs out", nr);

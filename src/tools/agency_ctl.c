@@ -4,6 +4,7 @@
  *   renkei agency-ctl enrol --net DIR --agency ID --csv FILE [--concurrency N] [--wait]
  *   renkei agency-ctl status --net DIR --agency ID PERSON
  *   renkei agency-ctl enrol-one --net DIR --agency ID PERSON MY_NUMBER
+ *   renkei agency-ctl query --net DIR --agency ID --csv FILE [--out FILE] (agency_ctl_query.c)
  *
  * The client presents DIR/clients/<agency>/{cert,key}.pem, trusts only
  * DIR/pki/ca.pem and pins the agency node's key from DIR/network.json.
@@ -30,6 +31,7 @@
 #include "crypto/pki.h"
 #include "net/registry.h"
 #include "lib/util.h"
+#include "tools/agency_ctl.h"
 #include "tools/progress.h"
 #include "tools/toolkit.h"
 #include "tools/tools.h"
@@ -45,7 +47,7 @@
 #define POLL_ROUND_MS 500       /* a person is asked at most this often */
 #define LINE_CAP 4096           /* longer CSV lines are refused */
 #define MAX_CODES 32            /* distinct error codes tallied; then "other" */
-#define CODE_CAP 48
+#define CODE_CAP CTL_CODE_CAP
 #define MAX_FAILURE_LINES 100   /* per-row answer failures named on stderr */
 
 enum parse_result { PARSE_OK, PARSE_HELP, PARSE_USAGE };
@@ -53,12 +55,14 @@ enum parse_result { PARSE_OK, PARSE_HELP, PARSE_USAGE };
 static const char usage_main[] =
     "usage: renkei agency-ctl COMMAND --net DIR --agency ID [ARGS]\n"
     "\n"
-    "A business system's client for its agency node's API (persons, code acquisition).\n"
+    "A business system's client for its agency node's API (persons, code acquisition,\n"
+    "batch queries).\n"
     "\n"
     "commands:\n"
     "  enrol --csv FILE [--concurrency N] [--batch N] [--wait]   enrol many persons from a CSV file\n"
     "  status PERSON                                 print a person's link status\n"
     "  enrol-one PERSON MY_NUMBER                    enrol one person\n"
+    "  query --csv FILE [--out FILE] [--batch N]     run a CSV of queries as batches, results as CSV\n"
     "\n"
     "common options:\n"
     "  --net DIR     a network written by 'renkei net init' (network.json, pki/ca.pem,\n"
@@ -184,13 +188,6 @@ static enum parse_result parse_options(int argc, char **argv, const struct optio
 }
 
 /* ---- connection to the agency node ------------------------------------ */
-
-typedef struct ctl_conn {
-    rk_registry *reg;
-    const rk_peer_node *node;
-    tk_client cred;        /* the agency's client credential and rk_client */
-    char base[RK_URL_MAX]; /* the node's url without a trailing '/' */
-} ctl_conn;
 
 static void conn_close(ctl_conn *c)
 {
@@ -904,12 +901,44 @@ static int cmd_enrol(int argc, char **argv)
     return code;
 }
 
+/* ---- shared with the other commands (agency_ctl.h) ----------------------- */
+
+rk_rc ctl_conn_open(ctl_conn *c, const char *net, const char *agency_id, char *err, size_t errlen)
+{
+    return conn_open(c, net, agency_id, err, errlen);
+}
+
+void ctl_conn_close(ctl_conn *c)
+{
+    conn_close(c);
+}
+
+rk_rc ctl_conn_call_retry(ctl_conn *c, const char *method, const char *path, const char *body, rk_http_result *res)
+{
+    return conn_call_retry(c, method, path, body, res);
+}
+
+void ctl_answer_code(const rk_http_result *res, char code[CTL_CODE_CAP])
+{
+    answer_code(res, code);
+}
+
+int ctl_csv_split(char *s, char **fields, int max)
+{
+    return csv_split(s, fields, max);
+}
+
+ssize_t ctl_read_line(FILE *f, char **buf, size_t *cap)
+{
+    return read_line(f, buf, cap);
+}
+
 /* ---- dispatch ---------------------------------------------------------- */
 
 int rk_cmd_agency_ctl(int argc, char **argv)
 {
     if (argc < 2)
-        return usage_error("which command? enrol, status or enrol-one");
+        return usage_error("which command? enrol, status, enrol-one or query");
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         fputs(usage_main, stdout);
@@ -921,5 +950,7 @@ int rk_cmd_agency_ctl(int argc, char **argv)
         return cmd_status(argc - 1, argv + 1);
     if (strcmp(cmd, "enrol-one") == 0)
         return cmd_enrol_one(argc - 1, argv + 1);
+    if (strcmp(cmd, "query") == 0)
+        return ctl_cmd_query(argc - 1, argv + 1);
     return usage_error("unknown command '%s'", cmd);
 }
