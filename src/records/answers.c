@@ -165,9 +165,11 @@ json_t *rk_entry_results(const rk_entry_answer *e, size_t n, const char *id_name
     json_t *results = json_array();
     for (size_t i = 0; results && i < n; i++) {
         json_t *answer = e[i].text ? json_loads(e[i].text, 0, NULL) : NULL;
-        if (json_array_append_new(results, json_pack("{s:s,s:i,s:o}", id_name, e[i].id, "http_status",
-                                                     answer ? e[i].status : 500, "answer",
-                                                     answer ? answer : json_object())) != 0) {
+        int status = answer ? e[i].status : 500; /* no text: out of memory */
+        if (!answer)
+            answer = json_object();
+        if (json_array_append_new(results, json_pack("{s:s,s:i,s:o}", id_name, e[i].id, "http_status", status,
+                                                     "answer", answer)) != 0) {
             json_decref(results);
             return NULL;
         }
