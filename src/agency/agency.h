@@ -10,8 +10,7 @@
 #include "node/node.h"
 #include "records/records_log.h"
 
-typedef struct agency_sweeper agency_sweeper;
-typedef struct agency_batches agency_batches;
+struct rk_service;
 
 typedef struct agency {
     rk_node *node;
@@ -19,8 +18,8 @@ typedef struct agency {
     const rk_peer_node *jlis;
     const rk_peer_node *gateway;   /* this agency's own interface system */
     rk_records_log *log;           /* the records as a signed Merkle log */
-    agency_sweeper *sweeper;       /* settles enrolments left pending (sweeper.c) */
-    agency_batches *batches;       /* sends the queries of batches (batches.c) */
+    struct rk_service *sweeper;    /* settles enrolments left pending (sweeper.c) */
+    struct rk_service *batches;    /* sends the queries of batches (batches.c) */
 } agency;
 
 /* persons.c: code acquisition (DESIGN §2.1). Enrolments are started

@@ -18,11 +18,10 @@
  * stays pending and is sent again later with the same ids, so that the
  * answers the core and the provider kept make a resend take effect once.
  * Pending queries survive a restart of this node (batch_store_resume) and
- * of any other. Like the node's other background services the lanes call
- * out through the node's calls loop (rk_node_call) and never run on the
- * server's event loop. */
+ * of any other. The lanes are a background service of the node
+ * (node/service.h): they call out through the node's calls loop
+ * (rk_node_call) and never run on the server's event loop. */
 #include <jansson.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,21 +30,13 @@
 #include "agency/query.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "node/service.h"
 
 #define BATCH_GROUP 100      /* queries in one POST /v1/exchanges/batch */
 #define BATCH_LANES 4        /* groups in flight at once */
 #define RETRY_MIN_MS 250     /* an unknown outcome is sent again after this, doubling … */
 #define RETRY_MAX_MS 10000   /* … up to this */
 #define LEASE_PEER_TIMEOUTS 4 /* a claimed group is another lane's after this many [peer] timeout_ms */
-
-struct agency_batches {
-    agency *a;
-    pthread_t lanes[BATCH_LANES];
-    int running;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    int stopping;
-};
 
 /* ---------- the business system's routes ---------- */
 
@@ -215,14 +206,8 @@ static int64_t retry_at(const group *g)
             attempts = g->b[i].attempts > attempts ? g->b[i].attempts : attempts;
             limited = limited && strcmp(g->q[i].transient, "rate_limited") == 0;
         }
-    int64_t d = RETRY_MIN_MS;
-    for (int i = 1; i < attempts && d < RETRY_MAX_MS; i++)
-        d *= 2;
-    if (d > RETRY_MAX_MS || limited)
-        d = limited ? 1000 : RETRY_MAX_MS;
-    uint16_t jitter = 0;
-    rk_random(&jitter, sizeof jitter);
-    return rk_now_ms() + d + (int64_t)(jitter % (d / 4 + 1));
+    return rk_now_ms() + (limited ? rk_backoff_ms(1, 1000, 1000)
+                                  : rk_backoff_ms(attempts, RETRY_MIN_MS, RETRY_MAX_MS));
 }
 
 /* Query i read again from its stored body, then its kept answer or the
@@ -382,83 +367,41 @@ static void run_group(agency *a, batch_query *b, size_t n)
     free(g.sent);
 }
 
-static void wait_for_work(agency_batches *w)
+/* One round of a lane: a group claimed and run, or the wait until the
+ * next is due (at most a second: a clock step or a lost wake-up costs no
+ * more). */
+static int64_t lane_round(void *arg)
 {
-    int64_t due = -1;
-    batch_store_next_due(agency_store_db(w->a->store), &due);
-    int64_t wait_ms = due < 0 ? 1000 : due - rk_now_ms();
-    if (wait_ms <= 0)
-        return;
-    pthread_mutex_lock(&w->lock);
-    if (!w->stopping)
-        rk_cond_wait_ms(&w->wake, &w->lock, wait_ms > 1000 ? 1000 : wait_ms);
-    pthread_mutex_unlock(&w->lock);
-}
-
-static void *lane_main(void *arg)
-{
-    agency_batches *w = arg;
-    agency *a = w->a;
-    batch_query *b = calloc(BATCH_GROUP, sizeof *b);
-    int64_t lease = (int64_t)a->node->cfg.peer_timeout_ms * LEASE_PEER_TIMEOUTS;
-    while (b && !__atomic_load_n(&w->stopping, __ATOMIC_ACQUIRE)) {
-        size_t n = 0;
-        rk_rc rc = batch_store_claim(agency_store_db(a->store), rk_now_ms(), lease, b, BATCH_GROUP, &n);
-        if (rc != RK_OK)
-            rk_warn("batch queries could not be claimed: %s", rk_strerror(rc));
-        if (n)
-            run_group(a, b, n);
+    agency *a = arg;
+    batch_query b[BATCH_GROUP];
+    size_t n = 0;
+    int64_t lease = (int64_t)a->node->cfg.peer_timeout_ms * LEASE_PEER_TIMEOUTS, due = -1;
+    rk_rc rc = batch_store_claim(agency_store_db(a->store), rk_now_ms(), lease, b, BATCH_GROUP, &n);
+    if (rc != RK_OK)
+        rk_warn("batch queries could not be claimed: %s", rk_strerror(rc));
+    if (n) {
+        run_group(a, b, n);
         batch_store_free(b, n);
-        if (!n)
-            wait_for_work(w);
+        return 0;
     }
-    free(b);
-    return NULL;
+    batch_store_next_due(agency_store_db(a->store), &due);
+    int64_t wait_ms = due < 0 ? 1000 : due - rk_now_ms();
+    return wait_ms > 1000 ? 1000 : wait_ms;
 }
 
 rk_rc agency_batches_start(agency *a)
 {
     rk_rc rc = batch_store_resume(agency_store_db(a->store));
-    agency_batches *w = rc == RK_OK ? calloc(1, sizeof *w) : NULL;
-    if (!w)
-        return rc == RK_OK ? RK_ERR_NOMEM : rc;
-    w->a = a;
-    pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->wake, NULL);
-    a->batches = w;
-    for (int i = 0; i < BATCH_LANES; i++) {
-        if (pthread_create(&w->lanes[i], NULL, lane_main, w) != 0) {
-            agency_batches_stop(a);
-            return RK_ERR_NOMEM;
-        }
-        w->running = i + 1;
-    }
-    return RK_OK;
+    return rc == RK_OK ? rk_service_start(BATCH_LANES, lane_round, a, &a->batches) : rc;
 }
 
 void agency_batches_wake(agency *a)
 {
-    agency_batches *w = a->batches;
-    if (!w)
-        return;
-    pthread_mutex_lock(&w->lock);
-    pthread_cond_broadcast(&w->wake);
-    pthread_mutex_unlock(&w->lock);
+    rk_service_wake(a->batches);
 }
 
 void agency_batches_stop(agency *a)
 {
-    agency_batches *w = a->batches;
-    if (!w)
-        return;
-    pthread_mutex_lock(&w->lock);
-    __atomic_store_n(&w->stopping, 1, __ATOMIC_RELEASE);
-    pthread_cond_broadcast(&w->wake);
-    pthread_mutex_unlock(&w->lock);
-    for (int i = 0; i < w->running; i++)
-        pthread_join(w->lanes[i], NULL);
-    pthread_mutex_destroy(&w->lock);
-    pthread_cond_destroy(&w->wake);
-    free(w);
+    rk_service_stop(a->batches);
     a->batches = NULL;
 }

@@ -288,3 +288,15 @@ const char *rk_duplicate(const char *const *strs, size_t n, int *err)
     free(sorted);
     return twice;
 }
+
+int64_t rk_backoff_ms(int attempts, int64_t min_ms, int64_t max_ms)
+{
+    int64_t d = min_ms;
+    for (int i = 1; i < attempts && d < max_ms; i++)
+        d *= 2;
+    if (d > max_ms)
+        d = max_ms;
+    uint16_t jitter = 0;
+    rk_random(&jitter, sizeof jitter);
+    return d + (int64_t)(jitter % (d / 4 + 1));
+}

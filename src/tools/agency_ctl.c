@@ -405,6 +405,25 @@ static ssize_t read_line(FILE *f, char **buf, size_t *cap)
     return n;
 }
 
+int ctl_count_rows(FILE *f, const char *name, uint64_t *rows, char *err, size_t errlen)
+{
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long start = ftell(f);
+    *rows = 0;
+    while ((n = read_line(f, &buf, &cap)) >= 0)
+        *rows += n > 0;
+    if (cap)
+        rk_wipe(buf, cap); /* rows may hold My Numbers */
+    free(buf);
+    if (ferror(f) || start < 0 || fseek(f, start, SEEK_SET) != 0) {
+        snprintf(err, errlen, "%s: cannot read: %s", name, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 /* Checks the header on line 1 and counts the non-blank rows after it.
  * Leaves f at the first row. Returns the header's field count, or 0 with
  * err filled. */
@@ -422,18 +441,10 @@ static int csv_prepare(FILE *f, const char *name, uint64_t *rows, char *err, siz
         free(buf);
         return 0;
     }
-    long start = ftell(f);
-    *rows = 0;
-    while ((n = read_line(f, &buf, &cap)) >= 0)
-        *rows += n > 0;
     if (cap)
         rk_wipe(buf, cap);
     free(buf);
-    if (ferror(f) || start < 0 || fseek(f, start, SEEK_SET) != 0) {
-        snprintf(err, errlen, "%s: cannot read: %s", name, strerror(errno));
-        return 0;
-    }
-    return nfields;
+    return ctl_count_rows(f, name, rows, err, errlen) == 0 ? nfields : 0;
 }
 
 /* ---- enrol: shared state ---------------------------------------------- */

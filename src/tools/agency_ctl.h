@@ -6,6 +6,7 @@
 #ifndef RK_TOOLS_AGENCY_CTL_H
 #define RK_TOOLS_AGENCY_CTL_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -37,6 +38,9 @@ void ctl_answer_code(const rk_http_result *res, char code[CTL_CODE_CAP]);
 int ctl_csv_split(char *s, char **fields, int max);
 /* The next line without its line end; -1 at the end of the file. */
 ssize_t ctl_read_line(FILE *f, char **buf, size_t *cap);
+/* Counts the non-blank lines from f's position to its end, then goes back
+ * there: 0, or -1 with err "<name>: cannot read: …". */
+int ctl_count_rows(FILE *f, const char *name, uint64_t *rows, char *err, size_t errlen);
 
 /* `renkei agency-ctl query` (agency_ctl_query.c); argv[0] is "query". */
 int ctl_cmd_query(int argc, char **argv);

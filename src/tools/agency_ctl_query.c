@@ -126,15 +126,8 @@ static int read_header(query_job *j, char *err, size_t errlen)
                               "[,fiscal_year|as_of]", j->csv_name);
         return -1;
     }
-    long start = ftell(j->csv); /* the rows are counted for the bar, then read */
-    while ((len = ctl_read_line(j->csv, &buf, &cap)) >= 0)
-        j->lines += len > 0;
     free(buf);
-    if (ferror(j->csv) || start < 0 || fseek(j->csv, start, SEEK_SET) != 0) {
-        snprintf(err, errlen, "%s: cannot read: %s", j->csv_name, strerror(errno));
-        return -1;
-    }
-    return 0;
+    return ctl_count_rows(j->csv, j->csv_name, &j->lines, err, errlen); /* for the bar */
 }
 
 /* The query of a row as POST /v1/queries takes it; NULL (said on stderr)

@@ -3,8 +3,8 @@ answers 202 once the batch is stored, its queries settle one by one as single
 queries would (one record per exchange at the requester, the core and the
 provider, 法23条; the same answer kept under each query_id), through the core
 and the provider in groups (POST /v1/exchanges/batch, /v1/provisions/batch);
-a batch survives the provider's agency node killed (SIGKILL) half-way and the
-requester's restarted; its id is idempotent; bad batches are refused with
+a batch survives the provider's agency node killed (SIGKILL) half-way, and the
+requester, the core and the requester's gateway killed and restarted; its id is idempotent; bad batches are refused with
 stable codes and store nothing; `renkei agency-ctl query --csv` end to end.
 
 The requester's gateway lets its agency node send 4 requests a second to the
@@ -162,6 +162,23 @@ class BatchQueries(unittest.TestCase):
         done = self.wait_settled("restart", timeout=240)
         self.assertEqual(done["by_status"], {"provided": 400}, done)
         results = self.results("restart")
+        self.assert_all_provided(results, qids)
+        self.assert_one_record_each({r["answer"]["exchange_id"] for r in results})
+
+    def test_a_restart_of_the_core_and_the_requesters_gateway_resumes_its_batch(self):
+        qids = [f"cg-{i}" for i in range(600)]
+        self.submit("core-gw", [self.q(qid, i) for i, qid in enumerate(qids)])
+        half = self.wait_settled("core-gw", at_least=100)
+        self.assertLess(half["settled"], 600, "the batch ended before the core could be killed")
+        self.net.kill_node("core")
+        self.net.kill_node(f"{K}-gateway")
+        time.sleep(0.5 * SLOW)
+        self.assertGreater(self.progress("core-gw", limit=1)["pending"], 0)
+        self.net.start_node("core")
+        self.net.start_node(f"{K}-gateway")
+        done = self.wait_settled("core-gw", timeout=240)
+        self.assertEqual(done["by_status"], {"provided": 600}, done)
+        results = self.results("core-gw")
         self.assert_all_provided(results, qids)
         self.assert_one_record_each({r["answer"]["exchange_id"] for r in results})
 
