@@ -11,8 +11,10 @@
 /* Every route that calls another node is started (`start`, on the event
  * thread): a chain of steps (node/flow.h) whose store work and CMS run on
  * the pool and whose calls go through the loop's relay; no thread waits on
- * a peer. The `fn` routes only read or write the store (and answer from
- * it): on a worker, they are a pool step by construction. */
+ * a peer. The `fn` routes only read or write the store and answer from it
+ * (a group of provisions seals its values too): on a worker, they are a
+ * pool step by construction. Batch queries are sent by the node's own
+ * runner (batches.c), never by a route. */
 static const rk_route routes[] = {
     {"POST", "/v1/persons", RK_ROLE_SYSTEM, 1, NULL, 0, agency_start_person},
     {"GET", "/v1/persons/*", RK_ROLE_SYSTEM, 1, agency_get_person},

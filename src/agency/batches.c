@@ -33,7 +33,7 @@
 #include "node/service.h"
 
 #define BATCH_GROUP 100      /* queries in one POST /v1/exchanges/batch */
-#define BATCH_LANES 4        /* groups in flight at once */
+#define BATCH_LANES 8        /* groups in flight at once */
 #define RETRY_MIN_MS 250     /* an unknown outcome is sent again after this, doubling … */
 #define RETRY_MAX_MS 10000   /* … up to this */
 #define LEASE_PEER_TIMEOUTS 4 /* a claimed group is another lane's after this many [peer] timeout_ms */
