@@ -73,19 +73,10 @@ static int read_entry(const rk_request *e, rk_response *resp, size_t i, void *ar
 static void submit_batch(submit *s, const rk_request *req, rk_response *resp, const char *batch_id, json_t *list)
 {
     size_t n = json_array_size(list);
-    int err = 0;
-    const char *twice = NULL;
     char hash[65];
-    if (rk_req_entries(req, resp, "queries", list, read_entry, s) != 0)
+    if (rk_req_entries(req, resp, "queries", list, read_entry, s) != 0 ||
+        rk_req_distinct(resp, s->ids, n, "duplicate_query_id", "query_id") != 0)
         return;
-    if ((twice = rk_duplicate(s->ids, n, &err))) {
-        rk_reply_error(resp, 400, "duplicate_query_id", "query_id %s is given twice in the batch", twice);
-        return;
-    }
-    if (err) {
-        rk_reply_error(resp, 500, "internal", "out of memory");
-        return;
-    }
     rk_request_hash(req->json, hash);
     rk_rc rc = batch_store_add(agency_store_db(s->a->store), req->peer->id, batch_id, hash, s->q, n, rk_now_ms());
     if (rc == RK_ERR_CONFLICT) {
@@ -257,12 +248,11 @@ static void take_answers(group *g, rk_rc rc, const rk_http_result *res)
     for (size_t i = 0; i < g->n; i++) {
         if (g->fate[i] != SEND)
             continue;
-        json_t *one = json_array_get(results, g->sent[i]);
-        const char *xid = json_string_value(json_object_get(one, "exchange_id"));
-        json_t *status = json_object_get(one, "http_status");
+        long status = 0;
+        json_t *answer = rk_entry_result(results, g->sent[i], "exchange_id", g->q[i].exchange_id, &status);
         int known;
-        if (results && xid && strcmp(xid, g->q[i].exchange_id) == 0 && json_is_integer(status))
-            known = agency_q_take(&g->q[i], RK_OK, (long)json_integer_value(status), json_object_get(one, "answer"));
+        if (answer)
+            known = agency_q_take(&g->q[i], RK_OK, status, answer);
         else if (results) /* no answer for it: not settled */
             known = -1;
         else /* the whole call was refused or failed: as a single query takes that */

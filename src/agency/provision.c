@@ -382,17 +382,10 @@ void agency_post_provisions_batch(void *app, const rk_request *req, rk_response 
     size_t n = json_array_size(list);
     prov_batch b = {app, calloc(n, sizeof *b.items), calloc(n, sizeof *b.ids)};
     rk_entry_answer *out = calloc(n, sizeof *out);
-    int err = 0;
-    const char *twice = NULL;
     if (!b.items || !b.ids || !out)
         rk_reply_error(resp, 500, "internal", "out of memory");
-    else if (rk_req_entries(req, resp, "provisions", list, open_entry, &b) != 0)
-        ;
-    else if ((twice = rk_duplicate(b.ids, n, &err)))
-        rk_reply_error(resp, 400, "invalid_field", "exchange_id %s is given twice", twice);
-    else if (err)
-        rk_reply_error(resp, 500, "internal", "out of memory");
-    else {
+    else if (rk_req_entries(req, resp, "provisions", list, open_entry, &b) == 0 &&
+             rk_req_distinct(resp, b.ids, n, "invalid_field", "exchange_id") == 0) {
         provide_all(&b, out, n);
         json_t *answer = rk_entry_results(out, n, "exchange_id");
         if (answer)

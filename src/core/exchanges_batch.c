@@ -8,11 +8,11 @@
  * trips: the permitted exchanges go to each provider in one POST
  * /v1/provisions/batch through its gateway (at most CORE_PROVISION_GROUP a
  * call) and every outcome is committed in one write. A provider that
- * cannot be reached, or does not answer in time, settles nothing: those
- * exchanges answer 502 upstream_unavailable (504 upstream_timeout), and the
- * requester sends them again with the same ids — the provider's kept
- * answers make that safe, so a provider's restart in the middle of a batch
- * leaves every exchange recorded once at each node.
+ * cannot be reached, does not answer in time or fails the whole call
+ * settles nothing: those exchanges answer 502 upstream_unavailable (504
+ * upstream_timeout), and the requester sends them again with the same ids
+ * — the provider's kept answers make that safe, so a provider's restart in
+ * the middle of a batch leaves every exchange recorded once at each node.
  *
  * A flow (node/flow.h): the entries read and checked in one pool step, the
  * provider calls through the loop's relay one after another, the answers
@@ -32,7 +32,6 @@
 typedef struct xb_item {
     core_xchg x;
     int verdict;     /* core_xchg_check's: 1 kept, 0 sent, -1 to settle, -2 answered unsettled */
-    size_t call;     /* the provider call it went in (verdict 0) */
 } xb_item;
 
 /* One provider call: the entries it carries, in order, and its answer. */
@@ -86,19 +85,6 @@ static int open_entry(const rk_request *e, rk_response *resp, size_t i, void *ar
     return 0;
 }
 
-/* 0, or -1 with a 400 when one exchange id is given twice: each exchange
- * is settled once, and a batch says what it asks without ambiguity. */
-static int distinct_ids(xbatch *b)
-{
-    int err = 0;
-    const char *twice = rk_duplicate((const char *const *)b->ids, b->n, &err);
-    if (err)
-        rk_reply_error(b->flow.resp, 500, "internal", "out of memory");
-    else if (twice)
-        rk_reply_error(b->flow.resp, 400, "invalid_field", "exchange_id %s is given twice", twice);
-    return err || twice ? -1 : 0;
-}
-
 /* The permitted entries, by provider, as calls of at most
  * CORE_PROVISION_GROUP entries each; their bodies made. */
 static rk_rc plan_calls(xbatch *b)
@@ -119,7 +105,6 @@ static rk_rc plan_calls(xbatch *b)
             if (!(call->items = malloc(CORE_PROVISION_GROUP * sizeof *call->items)))
                 return RK_ERR_NOMEM;
         }
-        it->call = (size_t)(call - b->calls);
         call->items[call->n++] = i;
     }
     for (size_t k = 0; k < b->n_calls; k++) {
@@ -139,7 +124,9 @@ static rk_rc plan_calls(xbatch *b)
 static void check_work(rk_flow *f)
 {
     xbatch *b = (xbatch *)f;
-    if (rk_req_entries(b->req, f->resp, "exchanges", b->list, open_entry, b) != 0 || distinct_ids(b) != 0) {
+    /* each exchange is settled once: one id twice is refused, as a malformed entry */
+    if (rk_req_entries(b->req, f->resp, "exchanges", b->list, open_entry, b) != 0 ||
+        rk_req_distinct(f->resp, b->ids, b->n, "invalid_field", "exchange_id") != 0) {
         b->refused = 1;
         return;
     }
@@ -159,44 +146,31 @@ static void check_work(rk_flow *f)
     }
 }
 
-/* The answer for entry i of a provider call: its result when it is one
- * for this exchange, else NULL. */
-static json_t *result_for(json_t *results, size_t j, const core_xchg *x, long *status)
-{
-    json_t *one = json_array_get(results, j);
-    const char *xid = json_string_value(json_object_get(one, "exchange_id"));
-    json_t *st = json_object_get(one, "http_status");
-    if (!xid || strcmp(xid, x->exchange_id) != 0 || !json_is_integer(st))
-        return NULL;
-    *status = (long)json_integer_value(st);
-    return json_object_get(one, "answer");
-}
-
 /* The provider's answers made each sent exchange's outcome; an entry
- * whose provider was not reached (or did not answer in time) gets the
- * transient answer and is not settled. */
+ * whose provider was not reached, did not answer in time or failed the
+ * whole call (5xx: it settled none of them) gets the transient answer and
+ * is not settled. */
 static void take_call(xbatch *b, xb_call *call)
 {
-    int reached = call->rc == RK_OK && call->res.status != 502 && call->res.status != 503 && call->res.status != 504;
+    int reached = call->rc == RK_OK && call->res.status < 500;
     int timeout = call->rc == RK_ERR_TIMEOUT || (call->rc == RK_OK && call->res.status == 504);
-    json_t *body = call->rc == RK_OK && call->res.body ? json_loads(call->res.body, 0, NULL) : NULL;
+    json_t *body = reached && call->res.body ? json_loads(call->res.body, 0, NULL) : NULL;
     json_t *results = call->res.status == 200 ? json_object_get(body, "results") : NULL;
     for (size_t j = 0; j < call->n; j++) {
         xb_item *it = &b->items[call->items[j]];
+        rk_entry_answer *o = &b->out[call->items[j]];
         long status = 0;
-        json_t *answer = results ? result_for(results, j, &it->x, &status) : NULL;
-        if (reached && !results) /* a refusal of the whole call, taken as the single form takes it */
+        json_t *answer = rk_entry_result(results, j, "exchange_id", it->x.exchange_id, &status);
+        if (reached && !results) { /* a refusal of the whole call, taken as the single form takes it */
             core_xchg_take_provision(&it->x, call->rc, call->res.status, body);
-        else if (answer)
+        } else if (answer) {
             core_xchg_take_provision(&it->x, RK_OK, status, answer);
-        else {
+        } else {
             it->verdict = -2;
-            b->out[call->items[j]].status = timeout ? 504 : 502;
-            b->out[call->items[j]].text = timeout ? rk_error_text("upstream_timeout", "exchange %s: the provider did not answer in time;"
-                                               " not settled: send it again with the same id", it->x.exchange_id)
-                               : rk_error_text("upstream_unavailable", "exchange %s: the provider could not be "
-                                               "reached; not settled: send it again with the same id",
-                                               it->x.exchange_id);
+            o->status = timeout ? 504 : 502;
+            o->text = rk_error_text(timeout ? "upstream_timeout" : "upstream_unavailable",
+                                    "exchange %s: the provider %s; not settled: send it again with the same id",
+                                    it->x.exchange_id, timeout ? "did not answer in time" : "could not be reached");
             continue;
         }
         it->verdict = -1; /* an outcome to settle */

@@ -170,6 +170,10 @@ json_t *rk_req_batch(const rk_request *req, rk_response *resp, const char *field
 typedef int (*rk_entry_read_fn)(const rk_request *e, rk_response *resp, size_t i, void *arg);
 int rk_req_entries(const rk_request *req, rk_response *resp, const char *field, json_t *list, rk_entry_read_fn read,
                    void *arg);
+/* The ids of a bulk request's entries (ids[0..n)), each to be used once: 0,
+ * or -1 with resp a 400 `code` ("<what> X is given twice") — or a 500
+ * without memory. */
+int rk_req_distinct(rk_response *resp, const char *const *ids, size_t n, const char *code, const char *what);
 /* The optional "condition" of a query (lib/condition.h); 0, or -1 with a
  * 400 invalid_field in resp. */
 struct rk_condition;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "lib/condition.h"
+#include "lib/util.h"
 #include "net/server_internal.h"
 
 void rk_reply_json(rk_response *resp, int status, json_t *body)
@@ -160,6 +161,17 @@ int rk_req_entries(const rk_request *req, rk_response *resp, const char *field, 
         return -1;
     }
     return 0;
+}
+
+int rk_req_distinct(rk_response *resp, const char *const *ids, size_t n, const char *code, const char *what)
+{
+    int err = 0;
+    const char *twice = rk_duplicate(ids, n, &err);
+    if (twice)
+        rk_reply_error(resp, 400, code, "%s %s is given twice", what, twice);
+    else if (err)
+        rk_reply_error(resp, 500, "internal", "out of memory");
+    return twice || err ? -1 : 0;
 }
 
 int rk_page_cursor(const rk_request *req, rk_response *resp, const char *cursor, int64_t *at, int *limit)

@@ -177,3 +177,14 @@ json_t *rk_entry_results(const rk_entry_answer *e, size_t n, const char *id_name
     json_t *out = results ? json_pack("{s:o}", "results", results) : NULL;
     return out;
 }
+
+json_t *rk_entry_result(json_t *results, size_t j, const char *id_name, const char *id, long *status)
+{
+    json_t *one = json_array_get(results, j);
+    const char *named = json_string_value(json_object_get(one, id_name));
+    json_t *st = json_object_get(one, "http_status");
+    if (!named || strcmp(named, id) != 0 || !json_is_integer(st))
+        return NULL;
+    *status = (long)json_integer_value(st);
+    return json_object_get(one, "answer");
+}

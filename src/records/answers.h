@@ -78,6 +78,10 @@ void rk_settle_entries(rk_db *db, rk_entry_answer *e, size_t n, const char *id_n
  * without memory. */
 json_t *rk_entry_results(const rk_entry_answer *e, size_t n, const char *id_name);
 
+/* The other side's reading of such results: entry j's answer when it
+ * answers the entry with this id (*status its HTTP status), else NULL. */
+json_t *rk_entry_result(json_t *results, size_t j, const char *id_name, const char *id, long *status);
+
 /* SHA-256 hex of the canonical (sorted, compact) JSON of a request: the
  * request_hash under which an answer is kept. */
 void rk_request_hash(json_t *request, char out[65]);
