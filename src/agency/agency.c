@@ -11,8 +11,10 @@
 /* Every route that calls another node is started (`start`, on the event
  * thread): a chain of steps (node/flow.h) whose store work and CMS run on
  * the pool and whose calls go through the loop's relay; no thread waits on
- * a peer. The `fn` routes only read or write the store (and answer from
- * it): on a worker, they are a pool step by construction. */
+ * a peer. The `fn` routes only read or write the store and answer from it
+ * (a group of provisions seals its values too): on a worker, they are a
+ * pool step by construction. Batch queries are sent by the node's own
+ * runner (batches.c), never by a route. */
 static const rk_route routes[] = {
     {"POST", "/v1/persons", RK_ROLE_SYSTEM, 1, NULL, 0, agency_start_person},
     {"GET", "/v1/persons/*", RK_ROLE_SYSTEM, 1, agency_get_person},
@@ -22,7 +24,11 @@ static const rk_route routes[] = {
     {"POST", "/v1/code-notices/batch", RK_ROLE_GATEWAY, 1, agency_post_code_notices_batch},
     {"PUT", "/v1/data/*", RK_ROLE_SYSTEM, 1, agency_put_data},
     {"POST", "/v1/queries", RK_ROLE_SYSTEM, 1, NULL, 0, agency_start_query},
+    {"POST", "/v1/queries/batch", RK_ROLE_SYSTEM, 1, agency_post_queries_batch},
+    {"GET", "/v1/queries/batch/*", RK_ROLE_SYSTEM, 1, agency_get_queries_batch}, /* matched before the next */
+    {"GET", "/v1/queries/*", RK_ROLE_SYSTEM, 1, agency_get_query},
     {"POST", "/v1/provisions", RK_ROLE_GATEWAY, 1, NULL, 0, agency_start_provision},
+    {"POST", "/v1/provisions/batch", RK_ROLE_GATEWAY, 1, agency_post_provisions_batch},
     {"GET", "/v1/records", RK_ROLE_SYSTEM | RK_ROLE_OPERATOR, 1, agency_get_records},
     {"GET", "/v1/records/proof", RK_ROLE_SYSTEM | RK_ROLE_OPERATOR, 1, agency_get_proof},
     {"GET", "/v1/records/consistency", RK_ROLE_SYSTEM | RK_ROLE_OPERATOR, 1, agency_get_consistency},
@@ -64,12 +70,15 @@ static rk_rc open_agency(rk_node *node, void *app)
         (rc = rk_records_log_start(node, agency_store_db(a->store), node->cfg.head_interval_ms, &a->log)) != RK_OK ||
         (rc = rk_node_clock_start(node)) != RK_OK)
         return rc;
-    return agency_sweeper_start(a);
+    if ((rc = agency_sweeper_start(a)) != RK_OK)
+        return rc;
+    return agency_batches_start(a);
 }
 
 static void stop_agency(void *app)
 {
     agency *a = app;
+    agency_batches_stop(a);
     agency_sweeper_stop(a);
     rk_records_log_stop(a->log);
     a->log = NULL;

@@ -11,7 +11,7 @@
 #include "node/node.h"
 #include "records/records_log.h"
 
-typedef struct agency_sweeper agency_sweeper;
+struct rk_service;
 
 typedef struct agency {
     rk_node *node;
@@ -19,7 +19,8 @@ typedef struct agency {
     const rk_peer_node *jlis;
     const rk_peer_node *gateway;   /* this agency's own interface system */
     rk_records_log *log;           /* the records as a signed Merkle log */
-    agency_sweeper *sweeper;       /* settles enrolments left pending (sweeper.c) */
+    struct rk_service *sweeper;    /* settles enrolments left pending (sweeper.c) */
+    struct rk_service *batches;    /* sends the queries of batches (batches.c) */
 } agency;
 
 /* persons.c: code acquisition (DESIGN §2.1). Enrolments are started
@@ -75,9 +76,20 @@ int agency_read_nondisclosure(const rk_request *req, rk_response *resp, char exc
 rk_rc agency_sweeper_start(agency *a);
 void agency_sweeper_stop(agency *a);
 
+/* batches.c: batch queries (一括照会). The routes only touch the store;
+ * the runner's lanes send the pending queries (stop before closing the
+ * store); a new batch wakes them. */
+void agency_post_queries_batch(void *app, const rk_request *req, rk_response *resp);
+void agency_get_queries_batch(void *app, const rk_request *req, rk_response *resp);
+void agency_get_query(void *app, const rk_request *req, rk_response *resp);
+rk_rc agency_batches_start(agency *a);
+void agency_batches_wake(agency *a);
+void agency_batches_stop(agency *a);
+
 /* provision.c and queries.c: request and provision (DESIGN §2.2). */
 void agency_put_data(void *app, const rk_request *req, rk_response *resp);
 void agency_start_provision(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
+void agency_post_provisions_batch(void *app, const rk_request *req, rk_response *resp);
 void agency_start_query(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void agency_get_records(void *app, const rk_request *req, rk_response *resp);
 void agency_start_unlawful(void *app, rk_pending *p, const rk_request *req, rk_response *resp);

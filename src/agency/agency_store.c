@@ -1,4 +1,5 @@
 #include "agency/agency_store.h"
+#include "agency/batch_store.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -58,11 +59,13 @@ rk_rc agency_store_open(const char *target, int flags, const char *node_id, agen
     rk_rc rc = rk_db_open(target, flags, &s->db);
     if (rc == RK_OK && !s->readonly)
         rc = rk_db_migrate(s->db, "agency", agency_steps, (int)(sizeof agency_steps / sizeof agency_steps[0]));
-    /* the records and incidents tables belong to their modules */
+    /* the records, incidents and batches tables belong to their modules */
     if (rc == RK_OK && !s->readonly)
         rc = rk_records_migrate(s->db);
     if (rc == RK_OK && !s->readonly)
         rc = rk_incidents_migrate(s->db);
+    if (rc == RK_OK && !s->readonly)
+        rc = batch_store_migrate(s->db);
     if (rc != RK_OK) {
         rk_db_close(s->db);
         free(s);

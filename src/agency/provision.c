@@ -101,24 +101,23 @@ void agency_put_data(void *app, const rk_request *req, rk_response *resp)
                                            (json_int_t)version, "as_of", as_of));
 }
 
-/* One provision, a flow (node/flow.h): parsed on the event thread; the
- * kept answer, else the requester's certificate, the person and the sealed
- * version (the newest, or the one in force on the query's condition), in one
- * pool step; then settled. */
-typedef struct provision {
-    rk_flow f;                   /* first: the flow's own state */
+/* One provision, whatever carried it (POST /v1/provisions, or an entry of
+ * its batch form): read on arrival; the requester's certificate, the person
+ * and the sealed version (the newest, or the one in force on the query's
+ * condition) found on a worker; then its outcome. The fields borrowed from
+ * the request live as long as it. */
+typedef struct prov {
     agency *a;
-    const rk_request *req;
-    const char *exchange_id, *code, *business, *requester, *item, *requester_cert;
+    const char *exchange_id, *code, *business, *requester, *item, *requester_cert, *operator_id;
     rk_condition condition;
     const rk_peer_node *requester_node;
+    int64_t requested_ms;
     char request_hash[65];
     rk_record rec;
     char person[RK_ID_FIELD_MAX + 1];
     char *payload;               /* sealed on a worker */
-    int replayed;                /* answered from the kept answer */
     enum { SEALED, BAD_CERT, LOOKUP_FAILED, SEAL_FAILED } outcome;
-} provision;
+} prov;
 
 int agency_read_provision(const rk_request *req, rk_response *resp, agency_provision_in *in)
 {
@@ -134,11 +133,13 @@ int agency_read_provision(const rk_request *req, rk_response *resp, agency_provi
     return 0;
 }
 
-static int read_provision(const rk_request *req, rk_response *resp, provision *p)
+/* Reads the provision in req's body; 0, or -1 with resp the 400. */
+static int prov_open(agency *a, prov *p, const rk_request *req, rk_response *resp)
 {
     agency_provision_in in;
     if (agency_read_provision(req, resp, &in) != 0)
         return -1;
+    p->a = a;
     p->exchange_id = in.exchange_id;
     p->code = in.code;
     p->business = in.business;
@@ -146,11 +147,17 @@ static int read_provision(const rk_request *req, rk_response *resp, provision *p
     p->item = in.item;
     p->requester_cert = in.requester_cert;
     p->condition = in.condition;
+    /* The requester's operator, as the core relays it (第8-3). */
+    const char *op = json_string_value(json_object_get(req->json, "operator"));
+    p->operator_id = op && strlen(op) <= RK_ID_FIELD_MAX ? op : "";
+    p->requested_ms = req->received_ms;
+    rk_request_hash(req->json, p->request_hash);
+    p->requester_node = rk_registry_find(a->node->registry, RK_ROLE_AGENCY, p->requester);
     return 0;
 }
 
 /* The certificate to encrypt to, if it is the requester's registered one. */
-static X509 *requester_certificate(agency *a, const provision *p)
+static X509 *requester_certificate(agency *a, const prov *p)
 {
     X509 *cert = NULL;
     if (!p->requester_node ||
@@ -161,7 +168,7 @@ static X509 *requester_certificate(agency *a, const provision *p)
 
 /* Seals the version the query asks for — in force on its condition's date,
  * else the newest — for the requester; NULL answer means no data. */
-static rk_rc seal_version(agency *a, provision *p, const char *person, X509 *to, char **payload)
+static rk_rc seal_version(agency *a, prov *p, const char *person, X509 *to, char **payload)
 {
     char *value = NULL, as_of[RK_DATE_LEN + 1], on_date[RK_DATE_LEN + 1];
     int64_t version = 0;
@@ -185,41 +192,25 @@ static rk_rc seal_version(agency *a, provision *p, const char *person, X509 *to,
     return rc;
 }
 
-static void fill_provider_record(provision *p, agency *a, const rk_request *req, const char *person)
+static void fill_provider_record(prov *p)
 {
     rk_record *r = &p->rec;
     snprintf(r->exchange_id, sizeof r->exchange_id, "%s", p->exchange_id);
     strcpy(r->side, "provider");
     snprintf(r->requester, sizeof r->requester, "%s", p->requester);
-    snprintf(r->provider, sizeof r->provider, "%s", a->node->self->agency);
+    snprintf(r->provider, sizeof r->provider, "%s", p->a->node->self->agency);
     snprintf(r->business, sizeof r->business, "%s", p->business);
     snprintf(r->item, sizeof r->item, "%s", p->item);
-    snprintf(r->subject, sizeof r->subject, "%s", person);
-    /* The requester's operator, as the core relays it (第8-3). */
-    const char *op = json_string_value(json_object_get(req->json, "operator"));
-    snprintf(r->operator_id, sizeof r->operator_id, "%s", op && strlen(op) <= RK_ID_FIELD_MAX ? op : "");
-    r->requested_ms = req->received_ms;
+    snprintf(r->subject, sizeof r->subject, "%s", p->person);
+    snprintf(r->operator_id, sizeof r->operator_id, "%s", p->operator_id);
+    r->requested_ms = p->requested_ms;
     rk_condition_text(&p->condition, r->condition);
 }
 
-/* The flow's cleanup: the payload is ciphertext. */
-static void provision_cleanup(rk_flow *f)
+/* On a worker: the requester's certificate, the person holding the code,
+ * and the version signed and encrypted (the CPU of a provision). */
+static void prov_seal(prov *p)
 {
-    free(((provision *)f)->payload);
-}
-
-/* On a worker: the answer kept for this exchange_id (DESIGN §3), else the
- * requester's certificate, the person holding the code, and the newest
- * version signed and encrypted (the CPU of a provision), while the event
- * thread serves other connections; one pool step for all (rk_flow_replay
- * would take a step of its own). */
-static void seal_work(rk_flow *f)
-{
-    provision *p = (provision *)f;
-    p->replayed = rk_answer_replay(agency_store_db(p->a->store), p->exchange_id, "provider", p->request_hash,
-                                   "exchange_id", f->resp);
-    if (p->replayed)
-        return;
     X509 *to = requester_certificate(p->a, p);
     rk_rc rc = to ? agency_store_person_by_code(p->a->store, p->code, p->person, sizeof p->person) : RK_OK;
     if (!to)
@@ -233,64 +224,182 @@ static void seal_work(rk_flow *f)
     X509_free(to);
 }
 
-/* Back on the event thread: the answer, then its record. */
-static void sealed(rk_flow *f)
+/* The sealed provision's answer and record (0; the answer is the caller's
+ * to settle with p->rec), or a refusal that settles nothing: its status,
+ * code and message. */
+static int prov_outcome(prov *p, json_t **answer, const char **code, const char **message)
 {
-    provision *p = (provision *)f;
-    agency *a = p->a;
-    if (p->replayed) {
-        rk_flow_finish(f);
-        return;
-    }
     switch (p->outcome) {
     case BAD_CERT:
-        rk_flow_fail(f, 400, "bad_requester_cert", "requester_cert is not the requester's registered certificate");
-        return;
+        *code = "bad_requester_cert";
+        *message = "requester_cert is not the requester's registered certificate";
+        return 400;
     case LOOKUP_FAILED:
-        rk_flow_fail(f, 500, "store_error", "the person could not be looked up; retry with the same exchange_id");
-        return;
+        *code = "store_error"; /* a lost database: 503 store_unavailable (net/reply.c) */
+        *message = "the person could not be looked up; retry with the same exchange_id";
+        return 500;
     case SEAL_FAILED:
-        rk_flow_fail(f, 500, "internal", "the value could not be sealed");
-        return;
+        *code = "internal";
+        *message = "the value could not be sealed";
+        return 500;
     case SEALED:
         break;
     }
-    fill_provider_record(p, a, p->req, p->person);
-    json_t *answer;
+    fill_provider_record(p);
     if (p->payload && rk_payload_digest(p->payload, p->rec.payload_sha256) == RK_OK) {
         p->rec.provided_ms = rk_now_ms();
         strcpy(p->rec.outcome, "provided");
         /* The signing certificate travels beside the payload (cms.h). */
-        answer = json_pack("{s:s,s:s,s:s,s:s}", "exchange_id", p->exchange_id, "status", "provided", "payload",
-                           p->payload, "provider_cert", a->node->cert_pem);
+        *answer = json_pack("{s:s,s:s,s:s,s:s}", "exchange_id", p->exchange_id, "status", "provided", "payload",
+                            p->payload, "provider_cert", p->a->node->cert_pem);
     } else {
         strcpy(p->rec.outcome, "no_data");
         snprintf(p->rec.reason, sizeof p->rec.reason, "%s",
                  p->person[0] ? "no data for this item" : "no person has this code here");
-        answer = json_pack("{s:s,s:s}", "exchange_id", p->exchange_id, "status", "no_data");
+        *answer = json_pack("{s:s,s:s}", "exchange_id", p->exchange_id, "status", "no_data");
     }
-    p->f.settlement = (rk_settlement){.record = &p->rec, .key = p->exchange_id, .request_hash = p->request_hash,
-                                      .status = 200};
-    rk_flow_settle(f, agency_store_db(a->store), answer, "exchange_id", NULL);
+    return 0;
+}
+
+/* What a settled provision is kept as. */
+static rk_settlement prov_settlement(prov *p)
+{
+    return (rk_settlement){.record = &p->rec, .key = p->exchange_id, .request_hash = p->request_hash, .status = 200};
+}
+
+/* ---------- POST /v1/provisions: one provision, a flow ---------- */
+
+typedef struct provision {
+    rk_flow f;                   /* first: the flow's own state */
+    prov p;
+    int replayed;                /* answered from the kept answer */
+} provision;
+
+/* The flow's cleanup: the payload is ciphertext. */
+static void provision_cleanup(rk_flow *f)
+{
+    free(((provision *)f)->p.payload);
+}
+
+/* On a worker: the answer kept for this exchange_id (DESIGN §3), else the
+ * seal, while the event thread serves other connections; one pool step
+ * for all (rk_flow_replay would take a step of its own). */
+static void seal_work(rk_flow *f)
+{
+    provision *v = (provision *)f;
+    v->replayed = rk_answer_replay(agency_store_db(v->p.a->store), v->p.exchange_id, "provider", v->p.request_hash,
+                                   "exchange_id", f->resp);
+    if (!v->replayed)
+        prov_seal(&v->p);
+}
+
+/* Back on the event thread: the answer, then its record. */
+static void sealed(rk_flow *f)
+{
+    provision *v = (provision *)f;
+    if (v->replayed) {
+        rk_flow_finish(f);
+        return;
+    }
+    json_t *answer = NULL;
+    const char *code = NULL, *message = NULL;
+    int refused = prov_outcome(&v->p, &answer, &code, &message);
+    if (refused) {
+        rk_flow_fail(f, refused, code, message);
+        return;
+    }
+    v->f.settlement = prov_settlement(&v->p);
+    rk_flow_settle(f, agency_store_db(v->p.a->store), answer, "exchange_id", NULL);
 }
 
 /* POST /v1/provisions from this agency's gateway (on behalf of the core),
  * on the event thread (a `start` route). */
 void agency_start_provision(void *app, rk_pending *pending, const rk_request *req, rk_response *resp)
 {
-    agency *a = app;
-    provision *p = rk_flow_new(pending, resp, sizeof *p, provision_cleanup);
-    if (!p)
+    provision *v = rk_flow_new(pending, resp, sizeof *v, provision_cleanup);
+    if (!v)
         return;
-    p->a = a;
-    p->req = req;
-    if (read_provision(req, resp, p) != 0) {
-        rk_flow_finish(&p->f);
+    if (prov_open(app, &v->p, req, resp) != 0) {
+        rk_flow_finish(&v->f);
         return;
     }
-    rk_request_hash(req->json, p->request_hash);
-    p->requester_node = rk_registry_find(a->node->registry, RK_ROLE_AGENCY, p->requester);
-    rk_flow_pool(&p->f, seal_work, sealed);
+    rk_flow_pool(&v->f, seal_work, sealed);
+}
+
+/* ---------- POST /v1/provisions/batch: many, one commit ---------- */
+
+typedef struct prov_batch {
+    agency *a;
+    prov *items;
+    const char **ids;
+} prov_batch;
+
+static int open_entry(const rk_request *e, rk_response *resp, size_t i, void *arg)
+{
+    prov_batch *b = arg;
+    if (prov_open(b->a, &b->items[i], e, resp) != 0)
+        return -1;
+    b->ids[i] = b->items[i].exchange_id;
+    return 0;
+}
+
+/* Each entry answered as POST /v1/provisions would answer it: its kept
+ * answer, else sealed; the new ones recorded in one commit. */
+static void provide_all(prov_batch *b, rk_entry_answer *out, size_t n)
+{
+    rk_db *db = agency_store_db(b->a->store);
+    for (size_t i = 0; i < n; i++) {
+        prov *p = &b->items[i];
+        rk_entry_answer *o = &out[i];
+        o->id = p->exchange_id;
+        if (rk_answer_entry(db, p->exchange_id, "provider", p->request_hash, "exchange_id", &o->status, &o->text))
+            continue;
+        prov_seal(p);
+        json_t *answer = NULL;
+        const char *code = NULL, *message = NULL;
+        o->status = prov_outcome(p, &answer, &code, &message);
+        if (o->status) {
+            o->text = rk_error_text(code, "%s", message);
+            continue;
+        }
+        o->status = 200;
+        o->text = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
+        json_decref(answer);
+        o->s = prov_settlement(p);
+        o->settle = 1;
+    }
+    rk_settle_entries(db, out, n, "exchange_id");
+}
+
+/* POST /v1/provisions/batch {"provisions":[…as POST /v1/provisions…]} from
+ * this agency's gateway (on behalf of the core, 一括照会): a `fn` route, on
+ * a worker — it only reads the store, seals and writes. */
+void agency_post_provisions_batch(void *app, const rk_request *req, rk_response *resp)
+{
+    json_t *list = rk_req_batch(req, resp, "provisions");
+    if (!list)
+        return;
+    size_t n = json_array_size(list);
+    prov_batch b = {app, calloc(n, sizeof *b.items), calloc(n, sizeof *b.ids)};
+    rk_entry_answer *out = calloc(n, sizeof *out);
+    if (!b.items || !b.ids || !out)
+        rk_reply_error(resp, 500, "internal", "out of memory");
+    else if (rk_req_entries(req, resp, "provisions", list, open_entry, &b) == 0 &&
+             rk_req_distinct(resp, b.ids, n, "invalid_field", "exchange_id") == 0) {
+        provide_all(&b, out, n);
+        json_t *answer = rk_entry_results(out, n, "exchange_id");
+        if (answer)
+            rk_reply_json(resp, 200, answer);
+        else
+            rk_reply_error(resp, 500, "internal", "out of memory");
+    }
+    for (size_t i = 0; out && b.items && i < n; i++) {
+        free(out[i].text);
+        free(b.items[i].payload);
+    }
+    free(out);
+    free(b.items);
+    free(b.ids);
 }
 
 void agency_get_records(void *app, const rk_request *req, rk_response *resp)

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "agency/agency.h"
+#include "agency/query.h"
 #include "crypto/cms.h"
 #include "lib/ids.h"
 #include "lib/log.h"
@@ -32,21 +33,10 @@
  * fields borrowed from the request live until rk_flow_finish. */
 typedef struct query {
     rk_flow f;                /* first: the flow's own state */
-    agency *a;
-    const char *query_id, *person, *business, *provider, *item, *operator_id;
-    rk_condition condition;
-    char exchange_id[RK_EXCHANGE_ID_MAX + 1];
-    char request_hash[65];
+    agency_q q;
     char code[64];
     int replayed;             /* answered from the kept answer */
     rk_rc code_rc;            /* the code read, on a worker */
-    rk_record rec;
-    int status;
-    json_t *answer;
-    agency_received received;
-    char transient[32];       /* the error code of an unsettled answer */
-    char *value_json;         /* the provided value: wiped */
-    char as_of[RK_DATE_LEN + 1];
     rk_rc core_rc;            /* the core's answer, read on a worker */
     rk_http_result core_res;
     int known;
@@ -70,21 +60,6 @@ int agency_read_query(const rk_request *req, rk_response *resp, agency_query_in 
     return 0;
 }
 
-static int read_query(const rk_request *req, rk_response *resp, query *q)
-{
-    agency_query_in in;
-    if (agency_read_query(req, resp, &in) != 0)
-        return -1;
-    q->query_id = in.query_id;
-    q->person = in.person;
-    q->business = in.business;
-    q->provider = in.provider;
-    q->item = in.item;
-    q->operator_id = in.operator_id;
-    q->condition = in.condition;
-    return 0;
-}
-
 /* The exchange id: this agency's id and a digest of the query id, so that
  * a retry of the same query is the same exchange at the core, and no other
  * agency can use it (see RK_EXCHANGE_ID_MAX). */
@@ -97,7 +72,7 @@ static void exchange_id_for(const char *agency_id, const char *query_id, char ou
     snprintf(out, RK_EXCHANGE_ID_MAX + 1, "%s.%s", agency_id, hex);
 }
 
-static void set_outcome(query *q, int status, const char *outcome, const char *reason)
+static void set_outcome(agency_q *q, int status, const char *outcome, const char *reason)
 {
     snprintf(q->rec.outcome, sizeof q->rec.outcome, "%s", outcome);
     snprintf(q->rec.reason, sizeof q->rec.reason, "%s", reason ? reason : "");
@@ -111,10 +86,16 @@ static void set_outcome(query *q, int status, const char *outcome, const char *r
                               outcome);
 }
 
+void agency_q_not_linked(agency_q *q)
+{
+    set_outcome(q, 409, "person_not_linked", "the person is unknown here or has no code yet");
+}
+
 /* Opens a sealed payload and checks it answers this exchange: signed with
  * the provider's registered certificate (sent beside the payload). */
-static int open_payload(agency *a, query *q, const char *payload, const char *provider_cert)
+static int open_payload(agency_q *q, const char *payload, const char *provider_cert)
 {
+    agency *a = q->a;
     const rk_peer_node *prov = rk_registry_find(a->node->registry, RK_ROLE_AGENCY, q->provider);
     char *plain = NULL;
     size_t len = 0;
@@ -148,8 +129,8 @@ static int open_payload(agency *a, query *q, const char *payload, const char *pr
 }
 
 /* Errors that say nothing about the exchange itself: the gateway could not
- * reach the core, or a node was busy or failed to store. A retry with the
- * same id may still settle it. */
+ * reach the core (or, in a batch, the core the provider), or a node was
+ * busy or failed to store. A retry with the same id may still settle it. */
 static int outcome_unknown(const char *err)
 {
     static const char *const transient[] = {"upstream_unavailable", "upstream_timeout", "store_error",
@@ -160,43 +141,39 @@ static int outcome_unknown(const char *err)
     return 0;
 }
 
-/* Maps the core's answer; returns -1 when the outcome is unknown. */
-static int take_answer(agency *a, query *q, rk_rc rc, const rk_http_result *res)
+int agency_q_take(agency_q *q, rk_rc rc, long status, json_t *body)
 {
-    json_t *body = rc == RK_OK && res->body ? json_loads(res->body, 0, NULL) : NULL;
-    const char *status = json_string_value(json_object_get(body, "status"));
+    const char *st = json_string_value(json_object_get(body, "status"));
     const char *err = json_string_value(json_object_get(json_object_get(body, "error"), "code"));
     const char *msg = json_string_value(json_object_get(json_object_get(body, "error"), "message"));
     const char *payload = json_string_value(json_object_get(body, "payload"));
     const char *provider_cert = json_string_value(json_object_get(body, "provider_cert"));
-    int known = 1;
-    if (rc == RK_OK && res->status == 200 && status && strcmp(status, "provided") == 0 && payload) {
+    if (rc == RK_OK && status == 200 && st && strcmp(st, "provided") == 0 && payload) {
         set_outcome(q, 200, "provided", NULL);
         rk_payload_digest(payload, q->rec.payload_sha256);
-        if (open_payload(a, q, payload, provider_cert) != 0) {
+        if (open_payload(q, payload, provider_cert) != 0) {
             rk_warn("exchange %s: payload failed decryption or signature check", q->exchange_id);
             set_outcome(q, 502, "bad_payload", "the payload failed decryption or the provider's signature check");
         } else {
             q->rec.provided_ms = rk_now_ms();
         }
-    } else if (rc == RK_OK && res->status == 200 && status && strcmp(status, "no_data") == 0) {
+    } else if (rc == RK_OK && status == 200 && st && strcmp(st, "no_data") == 0) {
         set_outcome(q, 200, "no_data", "the provider holds no data for this person and item");
     } else if (rc == RK_OK && err && !outcome_unknown(err)) {
-        set_outcome(q, (int)res->status, err, msg);
+        set_outcome(q, (int)status, err, msg);
     } else {
-        known = 0;
         snprintf(q->transient, sizeof q->transient, "%s", err ? err : "");
+        return -1;
     }
-    json_decref(body);
-    return known ? 0 : -1;
+    return 0;
 }
 
-static void fill_requester_record(agency *a, query *q, const rk_request *req)
+static void fill_requester_record(agency_q *q, const rk_request *req)
 {
     rk_record *r = &q->rec;
     snprintf(r->exchange_id, sizeof r->exchange_id, "%s", q->exchange_id);
     strcpy(r->side, "requester");
-    snprintf(r->requester, sizeof r->requester, "%s", a->node->self->agency);
+    snprintf(r->requester, sizeof r->requester, "%s", q->a->node->self->agency);
     snprintf(r->provider, sizeof r->provider, "%s", q->provider);
     snprintf(r->business, sizeof r->business, "%s", q->business);
     snprintf(r->item, sizeof r->item, "%s", q->item);
@@ -206,16 +183,70 @@ static void fill_requester_record(agency *a, query *q, const rk_request *req)
     rk_condition_text(&q->condition, r->condition);
 }
 
+int agency_q_open(agency *a, agency_q *q, const rk_request *req, rk_response *resp)
+{
+    agency_query_in in;
+    q->a = a;
+    if (agency_read_query(req, resp, &in) != 0)
+        return -1;
+    q->query_id = in.query_id;
+    q->person = in.person;
+    q->business = in.business;
+    q->provider = in.provider;
+    q->item = in.item;
+    q->operator_id = in.operator_id;
+    q->condition = in.condition;
+    rk_request_hash(req->json, q->request_hash);
+    exchange_id_for(a->node->self->agency, q->query_id, q->exchange_id);
+    fill_requester_record(q, req);
+    return 0;
+}
+
+json_t *agency_q_exchange(const agency_q *q, const char *code)
+{
+    json_t *msg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "exchange_id", q->exchange_id, "code", code,
+                            "business", q->business, "provider", q->provider, "item", q->item, "operator",
+                            q->operator_id, "requester_cert", q->a->node->cert_pem);
+    json_t *condition = rk_condition_json(&q->condition);
+    if (condition && msg)
+        json_object_set_new(msg, "condition", condition);
+    else if (condition)
+        json_decref(condition);
+    return msg;
+}
+
+json_t *agency_q_settlement(agency_q *q, rk_settlement *s)
+{
+    int provided = strcmp(q->rec.outcome, "provided") == 0;
+    q->received = (agency_received){q->exchange_id, q->person, q->provider, q->item, q->value_json, q->as_of,
+                                    rk_now_ms()};
+    *s = (rk_settlement){.record = &q->rec, .key = q->query_id, .request_hash = q->request_hash,
+                         .status = q->status, .extra = provided ? agency_store_keep_received : NULL,
+                         .extra_arg = &q->received};
+    json_t *answer = q->answer; /* the caller's from here */
+    q->answer = NULL;
+    return answer;
+}
+
+void agency_q_clear(agency_q *q)
+{
+    if (q->value_json) {
+        rk_wipe(q->value_json, strlen(q->value_json));
+        free(q->value_json);
+        q->value_json = NULL;
+    }
+    json_decref(q->answer);
+    q->answer = NULL;
+}
+
+/* ---------- POST /v1/queries: one query, one flow ---------- */
+
 /* The flow's cleanup: the provided value is wiped; the kept text holding it
  * is wiped by rk_flow_finish. */
 static void query_cleanup(rk_flow *f)
 {
     query *q = (query *)f;
-    if (q->value_json) {
-        rk_wipe(q->value_json, strlen(q->value_json));
-        free(q->value_json);
-    }
-    json_decref(q->answer);
+    agency_q_clear(&q->q);
     rk_http_result_clear(&q->core_res); /* ciphertext and metadata only */
 }
 
@@ -223,15 +254,8 @@ static void query_cleanup(rk_flow *f)
  * the store's committer thread; then the reply. */
 static void settle(query *q)
 {
-    int provided = strcmp(q->rec.outcome, "provided") == 0;
-    q->received = (agency_received){q->exchange_id, q->person, q->provider, q->item, q->value_json, q->as_of,
-                                    rk_now_ms()};
-    q->f.settlement = (rk_settlement){.record = &q->rec, .key = q->query_id, .request_hash = q->request_hash,
-                                      .status = q->status, .extra = provided ? agency_store_keep_received : NULL,
-                                      .extra_arg = &q->received};
-    json_t *answer = q->answer; /* taken by rk_flow_settle */
-    q->answer = NULL;
-    rk_flow_settle(&q->f, agency_store_db(q->a->store), answer, "query_id", NULL);
+    json_t *answer = agency_q_settlement(&q->q, &q->f.settlement);
+    rk_flow_settle(&q->f, agency_store_db(q->q.a->store), answer, "query_id", NULL);
 }
 
 /* On a worker: the answer read, the payload decrypted and its signature
@@ -239,7 +263,9 @@ static void settle(query *q)
 static void take_answer_work(rk_flow *f)
 {
     query *q = (query *)f;
-    q->known = take_answer(q->a, q, q->core_rc, &q->core_res);
+    json_t *body = q->core_rc == RK_OK && q->core_res.body ? json_loads(q->core_res.body, 0, NULL) : NULL;
+    q->known = agency_q_take(&q->q, q->core_rc, q->core_res.status, body);
+    json_decref(body);
     rk_http_result_clear(&q->core_res);
 }
 
@@ -249,9 +275,9 @@ static void answer_taken(rk_flow *f)
     query *q = (query *)f;
     if (q->known == 0)
         settle(q);
-    else if (strcmp(q->transient, "rate_limited") == 0)
+    else if (strcmp(q->q.transient, "rate_limited") == 0)
         rk_flow_fail(f, 429, "rate_limited", "this agency is over its rate to the core; retry with the same query_id");
-    else if (strcmp(q->transient, "store_unavailable") == 0) /* a database on the way: the core's or the provider's */
+    else if (strcmp(q->q.transient, "store_unavailable") == 0) /* a database on the way: the core's or the provider's */
         rk_flow_fail(f, 503, "store_unavailable", "a database on the exchange's way is unavailable (a failover);"
                                                    " retry with the same query_id");
     else
@@ -272,10 +298,10 @@ static void core_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
 static void code_work(rk_flow *f)
 {
     query *q = (query *)f;
-    rk_db *db = agency_store_db(q->a->store);
-    q->replayed = rk_answer_replay(db, q->query_id, "requester", q->request_hash, "query_id", f->resp);
+    rk_db *db = agency_store_db(q->q.a->store);
+    q->replayed = rk_answer_replay(db, q->q.query_id, "requester", q->q.request_hash, "query_id", f->resp);
     if (!q->replayed)
-        q->code_rc = agency_store_code_of(q->a->store, q->person, q->code, sizeof q->code);
+        q->code_rc = agency_store_code_of(q->q.a->store, q->q.person, q->code, sizeof q->code);
 }
 
 /* The exchange goes to the core through this agency's gateway; a person
@@ -283,13 +309,13 @@ static void code_work(rk_flow *f)
 static void code_read(rk_flow *f)
 {
     query *q = (query *)f;
-    agency *a = q->a;
+    agency *a = q->q.a;
     if (q->replayed) {
         rk_flow_finish(f);
         return;
     }
     if (q->code_rc == RK_ERR_NOT_FOUND) {
-        set_outcome(q, 409, "person_not_linked", "the person is unknown here or has no code yet");
+        agency_q_not_linked(&q->q);
         settle(q);
         return;
     }
@@ -297,14 +323,7 @@ static void code_read(rk_flow *f)
         rk_flow_fail(f, 500, "store_error", "the person's code could not be read; retry with the same query_id");
         return;
     }
-    json_t *msg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "exchange_id", q->exchange_id, "code", q->code,
-                            "business", q->business, "provider", q->provider, "item", q->item, "operator",
-                            q->operator_id, "requester_cert", a->node->cert_pem);
-    json_t *condition = rk_condition_json(&q->condition);
-    if (condition && msg)
-        json_object_set_new(msg, "condition", condition);
-    else if (condition)
-        json_decref(condition);
+    json_t *msg = agency_q_exchange(&q->q, q->code);
     char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL; /* no value in it: freed by the flow */
     json_decref(msg);
     rk_flow_call(f, a->node, a->gateway, "/v1/exchanges", body, core_answered);
@@ -314,17 +333,12 @@ static void code_read(rk_flow *f)
  * thread (a `start` route). */
 void agency_start_query(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
 {
-    agency *a = app;
     query *q = rk_flow_new(p, resp, sizeof *q, query_cleanup);
     if (!q)
         return;
-    q->a = a;
-    if (read_query(req, resp, q) != 0) {
+    if (agency_q_open(app, &q->q, req, resp) != 0) {
         rk_flow_finish(&q->f);
         return;
     }
-    rk_request_hash(req->json, q->request_hash);
-    exchange_id_for(a->node->self->agency, q->query_id, q->exchange_id);
-    fill_requester_record(a, q, req);
     rk_flow_pool(&q->f, code_work, code_read);
 }

@@ -8,20 +8,12 @@
  * kept [agency] pending_grace_ms longer, so that a late notice still links
  * them (check codes compared, 第8-2(1)イ). A thread of its own, like the
  * node's other background services: it only writes the store. */
-#include <pthread.h>
 #include <stdlib.h>
 
 #include "agency/agency.h"
 #include "lib/log.h"
 #include "lib/util.h"
-
-struct agency_sweeper {
-    agency *a;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    int stopping;
-};
+#include "node/service.h"
 
 /* How often to look: a quarter of the shorter limit, within [50 ms, 60 s]. */
 static int64_t period_ms(const rk_node_config *cfg)
@@ -53,52 +45,21 @@ static void sweep_once(agency *a)
                       (long long)done.no_code_notice, cfg->pending_deadline_ms);
 }
 
-static void *sweeper_main(void *arg)
+/* One round of the service, then the wait until the next. */
+static int64_t sweep_round(void *arg)
 {
-    agency_sweeper *w = arg;
-    int64_t period = period_ms(&w->a->node->cfg);
-    pthread_mutex_lock(&w->lock);
-    while (!w->stopping) {
-        pthread_mutex_unlock(&w->lock);
-        sweep_once(w->a);
-        pthread_mutex_lock(&w->lock);
-        if (!w->stopping)
-            rk_cond_wait_ms(&w->wake, &w->lock, period);
-    }
-    pthread_mutex_unlock(&w->lock);
-    return NULL;
+    agency *a = arg;
+    sweep_once(a);
+    return period_ms(&a->node->cfg);
 }
 
 rk_rc agency_sweeper_start(agency *a)
 {
-    agency_sweeper *w = calloc(1, sizeof *w);
-    if (!w)
-        return RK_ERR_NOMEM;
-    w->a = a;
-    pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->wake, NULL);
-    if (pthread_create(&w->thread, NULL, sweeper_main, w) != 0) {
-        pthread_mutex_destroy(&w->lock);
-        pthread_cond_destroy(&w->wake);
-        free(w);
-        return RK_ERR_NOMEM;
-    }
-    a->sweeper = w;
-    return RK_OK;
+    return rk_service_start(1, sweep_round, a, &a->sweeper);
 }
 
 void agency_sweeper_stop(agency *a)
 {
-    agency_sweeper *w = a->sweeper;
-    if (!w)
-        return;
-    pthread_mutex_lock(&w->lock);
-    w->stopping = 1;
-    pthread_cond_broadcast(&w->wake);
-    pthread_mutex_unlock(&w->lock);
-    pthread_join(w->thread, NULL);
-    pthread_mutex_destroy(&w->lock);
-    pthread_cond_destroy(&w->wake);
-    free(w);
+    rk_service_stop(a->sweeper);
     a->sweeper = NULL;
 }

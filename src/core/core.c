@@ -52,6 +52,7 @@ static const rk_route routes[] = {
     {"POST", "/v1/codes", RK_ROLE_JLIS, 0, core_handle_codes},
     {"POST", "/v1/codes/batch", RK_ROLE_JLIS, 0, core_handle_codes_batch},
     {"POST", "/v1/exchanges", RK_ROLE_GATEWAY, 0, NULL, 0, core_start_exchange},
+    {"POST", "/v1/exchanges/batch", RK_ROLE_GATEWAY, 0, NULL, 0, core_start_exchange_batch},
     {"POST", "/v1/deletion-requests", RK_ROLE_GATEWAY, 0, NULL, 0, core_start_deletion_request},
     {"GET", "/v1/records", RK_ROLE_OPERATOR, 0, core_handle_records},
     {"GET", "/v1/records/proof", RK_ROLE_OPERATOR, 0, core_handle_proof},

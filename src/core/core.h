@@ -69,6 +69,8 @@ void core_handle_codes_batch(void *app, const rk_request *req, rk_response *resp
 
 /* exchanges.c: request → permission check → provision (DESIGN §2.2). */
 void core_start_exchange(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
+/* exchanges_batch.c: the same for many exchanges of one requester, one call per provider (一括照会). */
+void core_start_exchange_batch(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void core_handle_records(void *app, const rk_request *req, rk_response *resp);
 void core_handle_proof(void *app, const rk_request *req, rk_response *resp);
 void core_handle_consistency(void *app, const rk_request *req, rk_response *resp);

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "core/exchange.h"
 #include "crypto/cms.h"
 #include "node/flow.h"
 #include "node/incidents.h"
@@ -30,20 +31,11 @@
 #include "records/records.h"
 #include "lib/util.h"
 
-/* One exchange at the core, from the request to the reply. The fields
- * borrowed from the request live until the flow finishes. */
+/* One exchange at the core, from the request to the reply. */
 typedef struct exchange {
     rk_flow flow;                         /* first: the flow's state */
-    core *c;
-    const char *exchange_id, *code, *business, *provider, *item, *operator_id, *requester_cert;
-    rk_condition condition;
-    const rk_peer_node *requester_node, *provider_node, *gateway;
-    char request_hash[65];
-    rk_record rec;
-    int status;                           /* HTTP status of the answer */
-    json_t *answer;                       /* the answer body, until settled */
-    int checked;                          /* 1: replayed, else check_request's verdict */
-    char provider_code[RK_CODE_TEXT_MAX]; /* the person's code for the provider: wiped */
+    core_xchg x;
+    int checked;                          /* 1: replayed, else core_xchg_check's verdict */
 } exchange;
 
 int core_permitted(core *c, const char *requester_kind, const char *business, const char *provider_kind,
@@ -88,27 +80,10 @@ int core_read_exchange(const rk_request *req, rk_response *resp, core_exchange_i
     return 0;
 }
 
-/* Reads and checks the request; 0 when usable, else resp is filled. */
-static int read_request(const rk_request *req, rk_response *resp, exchange *x)
-{
-    core_exchange_in in;
-    if (core_read_exchange(req, resp, &in) != 0)
-        return -1;
-    x->exchange_id = in.exchange_id;
-    x->code = in.code;
-    x->business = in.business;
-    x->provider = in.provider;
-    x->item = in.item;
-    x->operator_id = in.operator_id;
-    x->requester_cert = in.requester_cert;
-    x->condition = in.condition;
-    return 0;
-}
-
-static void set_outcome(exchange *x, int status, const char *outcome, const char *fmt, ...)
+static void set_outcome(core_xchg *x, int status, const char *outcome, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-static void set_outcome(exchange *x, int status, const char *outcome, const char *fmt, ...)
+static void set_outcome(core_xchg *x, int status, const char *outcome, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -126,7 +101,7 @@ static void set_outcome(exchange *x, int status, const char *outcome, const char
 
 /* The requester's certificate must be its registered agency node's: the
  * same DER (the provider parses and checks it again before using it). */
-static int requester_cert_ok(const exchange *x)
+static int requester_cert_ok(const core_xchg *x)
 {
     char fp[RK_FINGERPRINT_LEN];
     return rk_pem_cert_fingerprint(x->requester_cert, fp) == RK_OK && strcmp(fp, x->requester_node->fingerprint) == 0;
@@ -138,7 +113,7 @@ static int requester_cert_ok(const exchange *x)
  * The code is opened first so that every record, refusals included, keeps
  * the person's serial for disclosure. On a worker: it reads the store and
  * an incident raised here is written before it returns. */
-static int check_request(core *c, exchange *x, uint64_t *serial)
+static int check_request(core *c, core_xchg *x, uint64_t *serial)
 {
     uint32_t owner = 0;
     if (rk_code_open(c->codec, x->code, serial, &owner) != RK_OK) {
@@ -189,21 +164,19 @@ static int check_request(core *c, exchange *x, uint64_t *serial)
     return 0;
 }
 
-/* Maps the provider's answer (through its gateway) onto the outcome. */
-static void take_provision(exchange *x, rk_rc rc, const rk_http_result *res)
+void core_xchg_take_provision(core_xchg *x, rk_rc rc, long status, json_t *body)
 {
-    json_t *body = rc == RK_OK && res->body ? json_loads(res->body, 0, NULL) : NULL;
-    const char *status = json_string_value(json_object_get(body, "status"));
+    const char *st = json_string_value(json_object_get(body, "status"));
     const char *payload = json_string_value(json_object_get(body, "payload"));
     const char *provider_cert = json_string_value(json_object_get(body, "provider_cert"));
-    if (rc == RK_ERR_TIMEOUT || (rc == RK_OK && res->status == 504)) {
+    if (rc == RK_ERR_TIMEOUT || (rc == RK_OK && status == 504)) {
         set_outcome(x, 504, "provider_timeout", "the provider did not answer in time");
-    } else if (rc != RK_OK || res->status == 502 || res->status == 503) {
+    } else if (rc != RK_OK || status == 502 || status == 503) {
         set_outcome(x, 502, "provider_unavailable", "the provider could not be reached");
-    } else if (res->status == 200 && status && strcmp(status, "no_data") == 0) {
+    } else if (status == 200 && st && strcmp(st, "no_data") == 0) {
         set_outcome(x, 200, "no_data", "the provider holds no data for this person and item");
         x->rec.provided_ms = rk_now_ms();
-    } else if (res->status == 200 && status && strcmp(status, "provided") == 0 && payload &&
+    } else if (status == 200 && st && strcmp(st, "provided") == 0 && payload &&
                rk_payload_digest(payload, x->rec.payload_sha256) == RK_OK) {
         set_outcome(x, 200, "provided", "%s", "");
         x->rec.provided_ms = rk_now_ms();
@@ -213,12 +186,11 @@ static void take_provision(exchange *x, rk_rc rc, const rk_http_result *res)
             json_object_set_new(x->answer, "provider_cert", json_string(provider_cert));
     } else {
         set_outcome(x, 502, "provider_unavailable", "the provider answered HTTP %ld without a usable answer",
-                    rc == RK_OK ? res->status : 0);
+                    rc == RK_OK ? status : 0);
     }
-    json_decref(body);
 }
 
-static void fill_record(exchange *x, const rk_request *req)
+static void fill_record(core_xchg *x, const rk_request *req)
 {
     rk_record *r = &x->rec;
     snprintf(r->exchange_id, sizeof r->exchange_id, "%s", x->exchange_id);
@@ -232,17 +204,45 @@ static void fill_record(exchange *x, const rk_request *req)
     rk_condition_text(&x->condition, r->condition);
 }
 
-static void cleanup(rk_flow *f)
+int core_xchg_open(core *c, core_xchg *x, const rk_request *req, rk_response *resp)
 {
-    exchange *x = (exchange *)f;
+    core_exchange_in in;
+    x->c = c;
+    if (core_read_exchange(req, resp, &in) != 0)
+        return -1;
+    x->exchange_id = in.exchange_id;
+    x->code = in.code;
+    x->business = in.business;
+    x->provider = in.provider;
+    x->item = in.item;
+    x->operator_id = in.operator_id;
+    x->requester_cert = in.requester_cert;
+    x->condition = in.condition;
+    x->requester_node = rk_registry_find(c->node->registry, RK_ROLE_AGENCY, req->peer->agency);
+    x->provider_node = rk_registry_find(c->node->registry, RK_ROLE_AGENCY, x->provider);
+    if (!x->requester_node) {
+        rk_reply_error(resp, 403, "unknown_requester", "the calling gateway's agency has no agency node");
+        return -1;
+    }
+    size_t own = strlen(req->peer->agency);
+    if (strncmp(x->exchange_id, req->peer->agency, own) != 0 || x->exchange_id[own] != '.') {
+        rk_reply_error(resp, 400, "invalid_field", "exchange_id must start with the requester's agency id and '.'");
+        return -1;
+    }
+    rk_request_hash(req->json, x->request_hash);
+    fill_record(x, req);
+    return 0;
+}
+
+void core_xchg_clear(core_xchg *x)
+{
     json_decref(x->answer);
+    x->answer = NULL;
     rk_wipe(x->provider_code, sizeof x->provider_code);
 }
 
-/* The commit is over: today's log lines (the reply is the flow's). */
-static void logged(rk_flow *f, rk_rc rc)
+void core_xchg_logged(const core_xchg *x, rk_rc rc)
 {
-    exchange *x = (exchange *)f;
     if (rc == RK_OK)
         rk_info("exchange %s %s -> %s %s/%s: %s", x->exchange_id, x->rec.requester, x->rec.provider, x->rec.business,
                 x->rec.item, x->rec.outcome);
@@ -250,8 +250,7 @@ static void logged(rk_flow *f, rk_rc rc)
         rk_error("exchange %s could not be recorded: %s", x->exchange_id, rk_strerror(rc));
 }
 
-/* The last step: record + kept answer committed together, then the reply. */
-static void settle(exchange *x)
+json_t *core_xchg_settlement(core_xchg *x, rk_settlement *s)
 {
     char t[32];
     rk_format_time(x->rec.requested_ms, t, sizeof t);
@@ -260,83 +259,47 @@ static void settle(exchange *x)
         rk_format_time(x->rec.provided_ms, t, sizeof t);
         json_object_set_new(x->answer, "provided_at", json_string(t));
     }
-    x->flow.settlement = (rk_settlement){.record = &x->rec, .key = x->exchange_id, .request_hash = x->request_hash,
-                                         .status = x->status};
-    json_t *answer = x->answer; /* the flow's from here */
+    *s = (rk_settlement){.record = &x->rec, .key = x->exchange_id, .request_hash = x->request_hash,
+                         .status = x->status};
+    json_t *answer = x->answer; /* the caller's from here */
     x->answer = NULL;
-    rk_flow_settle(&x->flow, core_store_db(x->c->store), answer, "exchange_id", logged);
+    return answer;
 }
 
-/* The provider's own store was unavailable (its database failing over):
- * nothing happened there, so nothing is settled here either and a retry
- * with the same id can succeed (DESIGN §6). */
-static int provider_store_lost(rk_rc rc, const rk_http_result *res)
+int core_xchg_kept(core_xchg *x, int *kept_status, char **kept_body)
 {
-    if (rc != RK_OK || res->status != 503 || !res->body)
-        return 0;
-    json_t *body = json_loads(res->body, 0, NULL);
-    const char *code = json_string_value(json_object_get(json_object_get(body, "error"), "code"));
-    int lost = code && strcmp(code, "store_unavailable") == 0;
-    json_decref(body);
-    return lost;
-}
-
-static void provision_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
-{
-    exchange *x = (exchange *)f;
-    if (provider_store_lost(rc, res)) {
-        rk_http_result_clear(res);
-        rk_flow_fail(f, 503, "store_unavailable", "the provider's database is unavailable; retry with the same id");
-        return;
+    rk_rc kept = rk_answer_get(core_store_db(x->c->store), x->exchange_id, "core", x->request_hash, kept_status,
+                               kept_body);
+    if (kept == RK_ERR_CONFLICT) {
+        *kept_status = 409;
+        *kept_body = rk_error_text("conflict", "exchange_id %s was used with another request", x->exchange_id);
     }
-    take_provision(x, rc, res);
-    rk_http_result_clear(res);
-    settle(x);
+    return kept == RK_OK || kept == RK_ERR_CONFLICT;
 }
 
-/* On a worker: the kept answer of a retry (the first answer, no second
- * effect), else the rate watch, the checks, and the provider's code. One
- * step, so one trip through the pool for an exchange's reads. */
-static void check_work(rk_flow *f)
+int core_xchg_check(core_xchg *x, int *kept_status, char **kept_body)
 {
-    exchange *x = (exchange *)f;
     core *c = x->c;
-    if (rk_answer_replay(core_store_db(c->store), x->exchange_id, "core", x->request_hash, "exchange_id", f->resp)) {
-        x->checked = 1;
-        return;
-    }
+    if (core_xchg_kept(x, kept_status, kept_body))
+        return 1;
     if (rk_watch_hit(c->rates, x->requester_node->agency, rk_now_ms()))
         rk_node_raise(c->node, "unauthorized_access", "the request rate of %s jumped far beyond its baseline",
                       x->requester_node->agency);
     uint64_t serial = 0;
-    x->checked = check_request(c, x, &serial);
-    if (x->checked != 0)
-        return;
+    int verdict = check_request(c, x, &serial);
+    if (verdict != 0)
+        return verdict;
     x->gateway = rk_registry_find(c->node->registry, RK_ROLE_GATEWAY, x->provider_node->agency);
     if (!x->gateway ||
         rk_code_derive(c->codec, serial, rk_agency_number(x->provider_node->agency), x->provider_code) != RK_OK) {
         set_outcome(x, 502, "provider_unavailable", "the provider has no gateway in the registry");
-        x->checked = -1;
+        return -1;
     }
+    return 0;
 }
 
-/* Checked: a retry (its kept answer), refused (settled), the store could
- * not say (500, nothing settled), or on to the provider's gateway. */
-static void checked(rk_flow *f)
+json_t *core_xchg_provision(const core_xchg *x)
 {
-    exchange *x = (exchange *)f;
-    if (x->checked == 1) {
-        rk_flow_finish(f);
-        return;
-    }
-    if (x->checked == -2) {
-        rk_flow_fail(f, 500, "store_error", "the exchange could not be checked; retry with the same id");
-        return;
-    }
-    if (x->checked == -1) {
-        settle(x);
-        return;
-    }
     json_t *msg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "exchange_id", x->exchange_id, "code", x->provider_code,
                             "business", x->business, "requester", x->requester_node->agency, "item", x->item,
                             "operator", x->operator_id, "requester_cert", x->requester_cert);
@@ -345,43 +308,106 @@ static void checked(rk_flow *f)
         json_object_set_new(msg, "condition", condition);
     else if (condition)
         json_decref(condition);
-    char *body = json_dumps(msg, JSON_COMPACT);
-    json_decref(msg);
-    if (!body) {
-        set_outcome(x, 502, "provider_unavailable", "out of memory");
-        settle(x);
+    return msg;
+}
+
+/* ---------- POST /v1/exchanges: one exchange, one flow ---------- */
+
+static void cleanup(rk_flow *f)
+{
+    core_xchg_clear(&((exchange *)f)->x);
+}
+
+/* The commit is over: today's log lines (the reply is the flow's). */
+static void logged(rk_flow *f, rk_rc rc)
+{
+    core_xchg_logged(&((exchange *)f)->x, rc);
+}
+
+/* The last step: record + kept answer committed together, then the reply. */
+static void settle(exchange *e)
+{
+    json_t *answer = core_xchg_settlement(&e->x, &e->flow.settlement);
+    rk_flow_settle(&e->flow, core_store_db(e->x.c->store), answer, "exchange_id", logged);
+}
+
+/* The provider's own store was unavailable (its database failing over):
+ * nothing happened there, so nothing is settled here either and a retry
+ * with the same id can succeed (DESIGN §6). */
+static int provider_store_lost(rk_rc rc, long status, json_t *body)
+{
+    const char *code = json_string_value(json_object_get(json_object_get(body, "error"), "code"));
+    return rc == RK_OK && status == 503 && code && strcmp(code, "store_unavailable") == 0;
+}
+
+static void provision_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
+{
+    exchange *e = (exchange *)f;
+    json_t *body = rc == RK_OK && res->body ? json_loads(res->body, 0, NULL) : NULL;
+    int lost = provider_store_lost(rc, rc == RK_OK ? res->status : 0, body);
+    if (!lost)
+        core_xchg_take_provision(&e->x, rc, rc == RK_OK ? res->status : 0, body);
+    json_decref(body);
+    rk_http_result_clear(res);
+    if (lost)
+        rk_flow_fail(f, 503, "store_unavailable", "the provider's database is unavailable; retry with the same id");
+    else
+        settle(e);
+}
+
+/* On a worker: the kept answer of a retry (the first answer, no second
+ * effect), else the rate watch, the checks, and the provider's code. One
+ * step, so one trip through the pool for an exchange's reads. */
+static void check_work(rk_flow *f)
+{
+    exchange *e = (exchange *)f;
+    int status = 0;
+    char *kept = NULL;
+    e->checked = core_xchg_check(&e->x, &status, &kept);
+    if (e->checked == 1)
+        rk_reply_text(f->resp, status, kept);
+}
+
+/* Checked: a retry (its kept answer), refused (settled), the store could
+ * not say (500, nothing settled), or on to the provider's gateway. */
+static void checked(rk_flow *f)
+{
+    exchange *e = (exchange *)f;
+    if (e->checked == 1) {
+        rk_flow_finish(f);
         return;
     }
-    rk_flow_call(f, x->c->node, x->gateway, "/v1/provisions", body, provision_answered);
+    if (e->checked == -2) {
+        rk_flow_fail(f, 500, "store_error", "the exchange could not be checked; retry with the same id");
+        return;
+    }
+    if (e->checked == -1) {
+        settle(e);
+        return;
+    }
+    json_t *msg = core_xchg_provision(&e->x);
+    char *body = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    json_decref(msg);
+    if (!body) {
+        set_outcome(&e->x, 502, "provider_unavailable", "out of memory");
+        settle(e);
+        return;
+    }
+    rk_flow_call(f, e->x.c->node, e->x.gateway, "/v1/provisions", body, provision_answered);
 }
 
 /* POST /v1/exchanges, on the event thread (a `start` route): only what
  * cannot block — the body's fields, the registry, the id's prefix. */
 void core_start_exchange(void *app, rk_pending *p, const rk_request *req, rk_response *resp)
 {
-    core *c = app;
-    exchange *x = rk_flow_new(p, resp, sizeof *x, cleanup);
-    if (!x)
+    exchange *e = rk_flow_new(p, resp, sizeof *e, cleanup);
+    if (!e)
         return;
-    x->c = c;
-    if (read_request(req, resp, x) != 0) {
-        rk_flow_finish(&x->flow);
+    if (core_xchg_open(app, &e->x, req, resp) != 0) {
+        rk_flow_finish(&e->flow);
         return;
     }
-    x->requester_node = rk_registry_find(c->node->registry, RK_ROLE_AGENCY, req->peer->agency);
-    x->provider_node = rk_registry_find(c->node->registry, RK_ROLE_AGENCY, x->provider);
-    if (!x->requester_node) {
-        rk_flow_fail(&x->flow, 403, "unknown_requester", "the calling gateway's agency has no agency node");
-        return;
-    }
-    size_t own = strlen(req->peer->agency);
-    if (strncmp(x->exchange_id, req->peer->agency, own) != 0 || x->exchange_id[own] != '.') {
-        rk_flow_fail(&x->flow, 400, "invalid_field", "exchange_id must start with the requester's agency id and '.'");
-        return;
-    }
-    rk_request_hash(req->json, x->request_hash);
-    fill_record(x, req);
-    rk_flow_pool(&x->flow, check_work, checked);
+    rk_flow_pool(&e->flow, check_work, checked);
 }
 
 /* The core's records and incidents are for the network operator, not for

@@ -19,14 +19,7 @@
 
 static int64_t backoff_ms(const core *c, int attempts)
 {
-    int64_t d = c->node->cfg.outbox_retry_min_ms;
-    for (int i = 1; i < attempts && d < c->node->cfg.outbox_retry_max_ms; i++)
-        d *= 2;
-    if (d > c->node->cfg.outbox_retry_max_ms)
-        d = c->node->cfg.outbox_retry_max_ms;
-    uint16_t jitter = 0;
-    rk_random(&jitter, sizeof jitter);
-    return d + (int64_t)(jitter % (d / 4 + 1)); /* spread retries after an outage */
+    return rk_backoff_ms(attempts, c->node->cfg.outbox_retry_min_ms, c->node->cfg.outbox_retry_max_ms);
 }
 
 /* Outcome of one notice from its entry in a batch answer. */

@@ -265,3 +265,38 @@ rk_rc rk_buf_append(char **buf, size_t *len, size_t *cap, const void *data, size
     (*buf)[*len] = '\0';
     return RK_OK;
 }
+
+static int by_text(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+const char *rk_duplicate(const char *const *strs, size_t n, int *err)
+{
+    *err = 0;
+    const char **sorted = malloc((n ? n : 1) * sizeof *sorted);
+    if (!sorted) {
+        *err = -1;
+        return NULL;
+    }
+    memcpy(sorted, strs, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, by_text);
+    const char *twice = NULL;
+    for (size_t i = 1; i < n && !twice; i++)
+        if (strcmp(sorted[i], sorted[i - 1]) == 0)
+            twice = sorted[i];
+    free(sorted);
+    return twice;
+}
+
+int64_t rk_backoff_ms(int attempts, int64_t min_ms, int64_t max_ms)
+{
+    int64_t d = min_ms;
+    for (int i = 1; i < attempts && d < max_ms; i++)
+        d *= 2;
+    if (d > max_ms)
+        d = max_ms;
+    uint16_t jitter = 0;
+    rk_random(&jitter, sizeof jitter);
+    return d + (int64_t)(jitter % (d / 4 + 1));
+}

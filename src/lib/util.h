@@ -57,4 +57,13 @@ void rk_json_wipe_on_free(void);
 /* True if s is exactly n ASCII digits. */
 int rk_is_digits(const char *s, size_t n);
 
+/* A retry's delay: min_ms doubled for each attempt after the first, at
+ * most max_ms, plus up to a quarter more at random (so that retries after
+ * an outage spread out). */
+int64_t rk_backoff_ms(int attempts, int64_t min_ms, int64_t max_ms);
+
+/* A string found twice among strs[0..n) (one of them), else NULL; -1 in
+ * *err when memory ran out. For the ids of a batch, each to be used once. */
+const char *rk_duplicate(const char *const *strs, size_t n, int *err);
+
 #endif

@@ -168,6 +168,9 @@ void rk_reply_json(rk_response *resp, int status, json_t *body);  /* steals body
 void rk_reply_text(rk_response *resp, int status, char *text);
 void rk_reply_error(rk_response *resp, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The same error object as text (malloc'ed; NULL without memory), e.g.
+ * for one entry of a batch's answer. */
+char *rk_error_text(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Field helpers: a required string field of at most maxlen bytes; on failure
  * they fill resp with 400 invalid_field naming the field and return NULL/-1. */
@@ -176,6 +179,18 @@ int rk_req_int(const rk_request *req, rk_response *resp, const char *field, long
 /* The array of a bulk request: field present, 1..RK_BATCH_MAX entries; on
  * failure fills resp with 400 invalid_field and returns NULL. Borrowed. */
 json_t *rk_req_batch(const rk_request *req, rk_response *resp, const char *field);
+/* The entries of a bulk request, each read as a request of its own: for
+ * entry i of list, read(e, resp, i, arg) with e the request whose body is
+ * that entry (peer and time kept); 0 when every entry was read, else -1 with
+ * the first refusal in resp, its message led by "<field>[i]: " and nothing
+ * read after it. */
+typedef int (*rk_entry_read_fn)(const rk_request *e, rk_response *resp, size_t i, void *arg);
+int rk_req_entries(const rk_request *req, rk_response *resp, const char *field, json_t *list, rk_entry_read_fn read,
+                   void *arg);
+/* The ids of a bulk request's entries (ids[0..n)), each to be used once: 0,
+ * or -1 with resp a 400 `code` ("<what> X is given twice") — or a 500
+ * without memory. */
+int rk_req_distinct(rk_response *resp, const char *const *ids, size_t n, const char *code, const char *what);
 /* The optional "condition" of a query (lib/condition.h); 0, or -1 with a
  * 400 invalid_field in resp. */
 struct rk_condition;
@@ -184,6 +199,9 @@ int rk_req_condition(const rk_request *req, rk_response *resp, struct rk_conditi
 /* Paging of a list endpoint: ?before=SEQ&limit=N (limit 1..500, default
  * 50). Returns 0, or -1 with a 400 invalid_field in resp. */
 int rk_page_params(const rk_request *req, rk_response *resp, int64_t *before, int *limit);
+/* The same with another cursor: ?<cursor>=SEQ&limit=N (e.g. "after", for a
+ * list read oldest first as it grows). */
+int rk_page_cursor(const rk_request *req, rk_response *resp, const char *cursor, int64_t *at, int *limit);
 
 /* The value of name=… in the query string into out (URL-decoded): 1 when
  * found, 0 when absent, -1 when longer than outlen allows. */

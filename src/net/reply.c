@@ -1,5 +1,5 @@
 /* reply.c — answers: the response helpers handlers fill (rk_reply_json/text/error), an answer sent on its
- * connection (send_now, refuse), and the request field helpers (rk_req_string/int/batch, rk_page_params,
+ * connection (send_now, refuse), and the request field helpers (rk_req_string/int/batch/entries, rk_page_params/cursor,
  * rk_query_param). */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "lib/condition.h"
+#include "lib/util.h"
 #include "net/server_internal.h"
 
 void rk_reply_json(rk_response *resp, int status, json_t *body)
@@ -34,15 +35,32 @@ void rk_reply_text(rk_response *resp, int status, char *text)
     resp->store_error = 0;
 }
 
-void rk_reply_error(rk_response *resp, int status, const char *code, const char *fmt, ...)
+static json_t *error_json(const char *code, const char *fmt, va_list ap)
 {
     char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    return json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
+}
+
+void rk_reply_error(rk_response *resp, int status, const char *code, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    json_t *e = error_json(code, fmt, ap);
     va_end(ap);
-    rk_reply_json(resp, status, json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg));
+    rk_reply_json(resp, status, e);
     resp->store_error = status == 500 && strcmp(code, "store_error") == 0;
+}
+
+char *rk_error_text(const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    json_t *e = error_json(code, fmt, ap);
+    va_end(ap);
+    char *text = e ? json_dumps(e, JSON_COMPACT) : NULL;
+    json_decref(e);
+    return text;
 }
 
 /* Every handler answers a failed store step 500 store_error; when the
@@ -145,18 +163,56 @@ json_t *rk_req_batch(const rk_request *req, rk_response *resp, const char *field
     return NULL;
 }
 
-int rk_page_params(const rk_request *req, rk_response *resp, int64_t *before, int *limit)
+int rk_req_entries(const rk_request *req, rk_response *resp, const char *field, json_t *list, rk_entry_read_fn read,
+                   void *arg)
 {
-    char before_s[24], limit_s[8];
-    int fb = rk_query_param(req, "before", before_s, sizeof before_s);
-    int fl = rk_query_param(req, "limit", limit_s, sizeof limit_s);
-    *before = fb == 1 ? strtoll(before_s, NULL, 10) : 0;
-    *limit = fl == 1 ? atoi(limit_s) : 50;
-    if (fb < 0 || fl < 0 || *before < 0 || *limit < 1 || *limit > 500) {
-        rk_reply_error(resp, 400, "invalid_field", "limit must be 1..500 and before a seq of this list");
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        rk_request e = *req;
+        e.json = json_array_get(list, i);
+        e.body = "";
+        e.body_len = 0;
+        if (read(&e, resp, i, arg) == 0)
+            continue;
+        json_t *doc = resp->body ? json_loads(resp->body, 0, NULL) : NULL;
+        json_t *err = json_object_get(doc, "error");
+        const char *code = json_string_value(json_object_get(err, "code"));
+        const char *msg = json_string_value(json_object_get(err, "message"));
+        rk_reply_error(resp, resp->status ? resp->status : 400, code ? code : "invalid_field", "%s[%zu]: %s", field, i,
+                       msg ? msg : "not a usable entry");
+        json_decref(doc);
         return -1;
     }
     return 0;
+}
+
+int rk_req_distinct(rk_response *resp, const char *const *ids, size_t n, const char *code, const char *what)
+{
+    int err = 0;
+    const char *twice = rk_duplicate(ids, n, &err);
+    if (twice)
+        rk_reply_error(resp, 400, code, "%s %s is given twice", what, twice);
+    else if (err)
+        rk_reply_error(resp, 500, "internal", "out of memory");
+    return twice || err ? -1 : 0;
+}
+
+int rk_page_cursor(const rk_request *req, rk_response *resp, const char *cursor, int64_t *at, int *limit)
+{
+    char at_s[24], limit_s[8];
+    int fa = rk_query_param(req, cursor, at_s, sizeof at_s);
+    int fl = rk_query_param(req, "limit", limit_s, sizeof limit_s);
+    *at = fa == 1 ? strtoll(at_s, NULL, 10) : 0;
+    *limit = fl == 1 ? atoi(limit_s) : 50;
+    if (fa < 0 || fl < 0 || *at < 0 || *limit < 1 || *limit > 500) {
+        rk_reply_error(resp, 400, "invalid_field", "limit must be 1..500 and %s a seq of this list", cursor);
+        return -1;
+    }
+    return 0;
+}
+
+int rk_page_params(const rk_request *req, rk_response *resp, int64_t *before, int *limit)
+{
+    return rk_page_cursor(req, resp, "before", before, limit);
 }
 
 int rk_query_param(const rk_request *req, const char *name, char *out, size_t outlen)

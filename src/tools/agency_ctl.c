@@ -5,6 +5,7 @@
  *   renkei agency-ctl status --net DIR --agency ID PERSON
  *   renkei agency-ctl enrol-one --net DIR --agency ID PERSON MY_NUMBER --name N --birth-date D [--sex S] --address A
  *   renkei agency-ctl recheck --net DIR --agency ID --csv FILE [--batch N] [--out FILE]
+ *   renkei agency-ctl query --net DIR --agency ID --csv FILE [--out FILE] (agency_ctl_query.c)
  *
  * The client presents DIR/clients/<agency>/{cert,key}.pem, trusts only
  * DIR/pki/ca.pem and pins the agency node's key from DIR/network.json.
@@ -37,6 +38,7 @@
 #include "crypto/pki.h"
 #include "net/registry.h"
 #include "lib/util.h"
+#include "tools/agency_ctl.h"
 #include "tools/progress.h"
 #include "tools/toolkit.h"
 #include "tools/tools.h"
@@ -52,7 +54,7 @@
 #define POLL_ROUND_MS 500       /* a person is asked at most this often */
 #define LINE_CAP 4096           /* longer CSV lines are refused */
 #define MAX_CODES 32            /* distinct error codes tallied; then "other" */
-#define CODE_CAP 48
+#define CODE_CAP CTL_CODE_CAP
 #define MAX_FAILURE_LINES 100   /* per-row answer failures named on stderr */
 #define MAX_FIELDS 16           /* CSV columns read */
 #define CSV_HEADER "person,my_number,name,birth_date,sex,address"
@@ -62,13 +64,15 @@ enum parse_result { PARSE_OK, PARSE_HELP, PARSE_USAGE };
 static const char usage_main[] =
     "usage: renkei agency-ctl COMMAND --net DIR --agency ID [ARGS]\n"
     "\n"
-    "A business system's client for its agency node's API (persons, code acquisition).\n"
+    "A business system's client for its agency node's API (persons, code acquisition,\n"
+    "batch queries).\n"
     "\n"
     "commands:\n"
     "  enrol --csv FILE [--concurrency N] [--batch N] [--wait]   enrol many persons from a CSV file\n"
     "  status PERSON                                 print a person's link status\n"
     "  enrol-one PERSON MY_NUMBER --name N --birth-date D [--sex S] --address A   enrol one person\n"
     "  recheck --csv FILE [--batch N] [--out FILE]   compare linked persons' basic items with J-LIS\n"
+    "  query --csv FILE [--out FILE] [--batch N]     run a CSV of queries as batches, results as CSV\n"
     "\n"
     "common options:\n"
     "  --net DIR     a network written by 'renkei net init' (network.json, pki/ca.pem,\n"
@@ -266,13 +270,6 @@ static enum parse_result parse_options(int argc, char **argv, const struct optio
 }
 
 /* ---- connection to the agency node ------------------------------------ */
-
-typedef struct ctl_conn {
-    rk_registry *reg;
-    const rk_peer_node *node;
-    tk_client cred;        /* the agency's client credential and rk_client */
-    char base[RK_URL_MAX]; /* the node's url without a trailing '/' */
-} ctl_conn;
 
 static void conn_close(ctl_conn *c)
 {
@@ -474,6 +471,25 @@ typedef struct csv_cols {
     int n, name, birth_date, sex, address;
 } csv_cols;
 
+int ctl_count_rows(FILE *f, const char *name, uint64_t *rows, char *err, size_t errlen)
+{
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long start = ftell(f);
+    *rows = 0;
+    while ((n = read_line(f, &buf, &cap)) >= 0)
+        *rows += n > 0;
+    if (cap)
+        rk_wipe(buf, cap); /* rows may hold My Numbers */
+    free(buf);
+    if (ferror(f) || start < 0 || fseek(f, start, SEEK_SET) != 0) {
+        snprintf(err, errlen, "%s: cannot read: %s", name, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 /* Checks the header on line 1 and counts the non-blank rows after it.
  * Leaves f at the first row. Returns the header's field count (and the
  * items' columns in cols), or 0 with err filled. */
@@ -500,18 +516,10 @@ static int csv_prepare(FILE *f, const char *name, uint64_t *rows, csv_cols *cols
         free(buf);
         return 0;
     }
-    long start = ftell(f);
-    *rows = 0;
-    while ((n = read_line(f, &buf, &cap)) >= 0)
-        *rows += n > 0;
     if (cap)
         rk_wipe(buf, cap);
     free(buf);
-    if (ferror(f) || start < 0 || fseek(f, start, SEEK_SET) != 0) {
-        snprintf(err, errlen, "%s: cannot read: %s", name, strerror(errno));
-        return 0;
-    }
-    return nfields;
+    return ctl_count_rows(f, name, rows, err, errlen) == 0 ? nfields : 0;
 }
 
 /* ---- enrol: shared state ---------------------------------------------- */
@@ -1175,12 +1183,39 @@ static int cmd_recheck(int argc, char **argv)
     return r.mismatch || r.refused ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
+/* ---- shared with the other commands (agency_ctl.h) ----------------------- */
+
+rk_rc ctl_conn_open(ctl_conn *c, const char *net, const char *agency_id, char *err, size_t errlen)
+{
+    return conn_open(c, net, agency_id, err, errlen);
+}
+
+void ctl_conn_close(ctl_conn *c)
+{
+    conn_close(c);
+}
+
+rk_rc ctl_conn_call_retry(ctl_conn *c, const char *method, const char *path, const char *body, rk_http_result *res)
+{
+    return conn_call_retry(c, method, path, body, res);
+}
+
+void ctl_answer_code(const rk_http_result *res, char code[CTL_CODE_CAP])
+{
+    answer_code(res, code);
+}
+
+ssize_t ctl_read_line(FILE *f, char **buf, size_t *cap)
+{
+    return read_line(f, buf, cap);
+}
+
 /* ---- dispatch ---------------------------------------------------------- */
 
 int rk_cmd_agency_ctl(int argc, char **argv)
 {
     if (argc < 2)
-        return usage_error("which command? enrol, status, enrol-one or recheck");
+        return usage_error("which command? enrol, status, enrol-one, recheck or query");
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         fputs(usage_main, stdout);
@@ -1194,5 +1229,7 @@ int rk_cmd_agency_ctl(int argc, char **argv)
         return cmd_enrol_one(argc - 1, argv + 1);
     if (strcmp(cmd, "recheck") == 0)
         return cmd_recheck(argc - 1, argv + 1);
+    if (strcmp(cmd, "query") == 0)
+        return ctl_cmd_query(argc - 1, argv + 1);
     return usage_error("unknown command '%s'", cmd);
 }

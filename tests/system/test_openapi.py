@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import unittest
 
 try:
@@ -28,7 +29,7 @@ except ImportError:  # an interpreter of its own (pyenv): Debian's python3-jsons
     import jsonschema
     import yaml
 
-from harness import NetworkTest, main
+from harness import SLOW, NetworkTest, main
 
 SRC = os.environ.get("RENKEI_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "../..")
 OPENAPI = os.path.join(SRC, "docs", "openapi.yaml")
@@ -430,6 +431,20 @@ class RealAnswers(NetworkTest):
                    as_client=Y, want=403)
         self.check(K, "POST", "/v1/queries", dict(q, query_id="oa-4", item="local tax"), as_client=K, want=400)
         self.check(K, "POST", "/v1/queries", dict(q, operator="op-2"), as_client=K, want=409)
+        # batch queries (一括照会)
+        batch = {"batch_id": "oa-b", "queries": [dict(q, query_id="oa-b1"), dict(q, query_id="oa-b2",
+                                                                                  item="child_allowance")]}
+        self.check(K, "POST", "/v1/queries/batch", batch, as_client=K, want=202)
+        self.check(K, "POST", "/v1/queries/batch", {"batch_id": "oa-b0", "queries": []}, as_client=K, want=400)
+        self.check(K, "POST", "/v1/queries/batch", dict(batch, queries=batch["queries"][:1]), as_client=K, want=409)
+        deadline = time.time() + 60 * SLOW
+        while net.agency_call(K, "GET", "/v1/queries/batch/oa-b").json["pending"] and time.time() < deadline:
+            time.sleep(0.05)
+        self.check(K, "GET", "/v1/queries/batch/oa-b?limit=10", as_client=K, want=200)
+        self.check(K, "GET", "/v1/queries/batch/oa-nothing", as_client=K, want=404)
+        self.check(K, "GET", "/v1/queries/oa-b1", as_client=K, want=200)
+        self.check(K, "GET", "/v1/queries/oa-nothing", as_client=K, want=404)
+        self.check(Y, "GET", "/v1/queries/oa-3", as_client=Y, want=403)  # the refusal it settled with
         # records, proofs and heads
         xid = provided.json["exchange_id"]
         self.check("core", "GET", "/v1/records?limit=5", as_client=op, want=200)
@@ -481,6 +496,20 @@ class RealAnswers(NetworkTest):
         self.check(gw_y, "POST", "/v1/code-notices/batch", {"notices": [notice, {"acquisition_no": 5}]},
                    as_client=("node", "core"), want=200, example=False)
         self.check(Y, "POST", "/v1/provisions", {"exchange_id": "oa"}, as_client=("node", gw_y), want=400)
+        with open(net.path("nodes", K, "cert.pem")) as f:
+            k_cert = f.read()
+        unknown = {"exchange_id": f"{K}.oa-xb", "code": "v1-" + "0" * 32, "business": "public_assistance",
+                   "provider": Y, "item": "local_tax", "operator": "op-1", "requester_cert": k_cert}
+        self.check("core", "POST", "/v1/exchanges/batch", {"exchanges": [unknown]}, as_client=("node", gw_k), want=200)
+        self.check("core", "POST", "/v1/exchanges/batch", {"exchanges": [{"exchange_id": "oa"}]},
+                   as_client=("node", gw_k), want=400)
+        self.check(gw_k, "POST", "/v1/exchanges/batch", {"exchanges": [{"exchange_id": "oa"}]}, as_client=("node", K),
+                   want=400)
+        provision = {"exchange_id": f"{K}.oa-pb", "code": "v1-" + "0" * 32, "business": "public_assistance",
+                     "requester": K, "item": "local_tax", "operator": "op-1", "requester_cert": k_cert}
+        self.check(Y, "POST", "/v1/provisions/batch", {"provisions": [provision]}, as_client=("node", gw_y), want=200)
+        self.check(gw_y, "POST", "/v1/provisions/batch", {"provisions": [{"exchange_id": "oa"}]},
+                   as_client=("node", "core"), want=400)
         self.check("core", "POST", "/v1/exchanges", {"exchange_id": "oa"}, as_client=("node", gw_k), want=400)
         self.check(gw_k, "POST", "/v1/exchanges", {"exchange_id": "oa"}, as_client=("node", K), want=400)
         self.check("core", "POST", "/v1/deletion-requests", {"exchange_id": xid, "reason": "a test"},

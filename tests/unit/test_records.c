@@ -1,6 +1,6 @@
 /* Unit tests: the records module on the store interface — its migration
  * (also over a database made before migrations), settling with kept
- * answers and conflicts, leaves, paging, later steps, and the iterations a
+ * answers and conflicts (one by one, and a batch's entries in one commit), leaves, paging, later steps, and the iterations a
  * read-only tool uses (records and tree heads in order). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -160,6 +160,61 @@ static void a_failing_extra_settles_nothing(void **state)
     assert_int_equal(rk_records_each(db, collect, &s), RK_OK);
     assert_int_equal(s.n, 1);
     assert_int_equal(s.seqs[0], 1);
+}
+
+/* The batch forms: entries settled in one commit each in its own
+ * savepoint — one settled before takes its first answer, one failing its
+ * extra a store_error, the others their own — and the results in order. */
+static void entries_settle_alone_in_one_commit(void **state)
+{
+    rk_db *db = *state;
+    rk_record before = sample("city-a.e1", "provided");
+    assert_int_equal(settle(db, &before, "city-a.e1", "h1", 200, "{\"status\":\"first\"}", NULL, NULL), RK_OK);
+    rk_record r[4] = {sample("city-a.e0", "no_data"), sample("city-a.e1", "no_data"), sample("city-a.e2", "x"),
+                      sample("city-a.e3", "not_permitted")};
+    rk_entry_answer e[5] = {0};
+    const char *ids[5] = {"city-a.e0", "city-a.e1", "city-a.e2", "city-a.e3", "city-a.e4"};
+    for (int i = 0; i < 4; i++) {
+        e[i] = (rk_entry_answer){.id = ids[i], .status = i == 3 ? 403 : 200, .settle = 1,
+                                 .s = {.record = &r[i], .key = ids[i], .request_hash = i == 1 ? "h1" : "h",
+                                       .status = i == 3 ? 403 : 200}};
+        e[i].text = strdup(i == 3 ? "{\"error\":{\"code\":\"not_permitted\",\"message\":\"m\"}}"
+                                  : "{\"status\":\"no_data\"}");
+    }
+    e[2].s.extra = failing_extra;
+    e[4] = (rk_entry_answer){.id = ids[4], .status = 502, .text = strdup("{\"error\":{\"code\":\"upstream_unavailable\","
+                                                                         "\"message\":\"m\"}}")};
+    rk_settle_entries(db, e, 5, "exchange_id");
+    assert_int_equal(e[0].s.rc, RK_OK);
+    assert_int_equal(e[1].s.rc, RK_ERR_CONFLICT);
+    assert_string_equal(e[1].text, "{\"status\":\"first\"}"); /* the first answer */
+    assert_int_equal(e[2].s.rc, RK_ERR_INVALID);
+    assert_int_equal(e[2].status, 500);
+    assert_non_null(strstr(e[2].text, "store_error"));
+    assert_int_equal(e[3].s.rc, RK_OK);
+    assert_int_equal(rk_records_count(db), 3); /* e1 before, e0 and e3 now; e2 and e4 not */
+    int status = 0;
+    char *body = NULL;
+    assert_int_equal(rk_answer_get(db, "city-a.e2", "core", "h", &status, &body), RK_ERR_NOT_FOUND);
+    assert_int_equal(rk_answer_get(db, "city-a.e4", "core", "h", &status, &body), RK_ERR_NOT_FOUND);
+    assert_int_equal(rk_answer_entry(db, "city-a.e3", "core", "h", "exchange_id", &status, &body), 1);
+    assert_int_equal(status, 403);
+    free(body);
+    assert_int_equal(rk_answer_entry(db, "city-a.e3", "core", "other", "exchange_id", &status, &body), 1);
+    assert_int_equal(status, 409);
+    assert_non_null(strstr(body, "\"conflict\""));
+    free(body);
+    assert_int_equal(rk_answer_entry(db, "city-a.e9", "core", "h", "exchange_id", &status, &body), 0);
+    json_t *out = rk_entry_results(e, 5, "exchange_id");
+    json_t *results = json_object_get(out, "results");
+    assert_int_equal(json_array_size(results), 5);
+    for (int i = 0; i < 5; i++)
+        assert_string_equal(json_string_value(json_object_get(json_array_get(results, i), "exchange_id")), ids[i]);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(results, 3), "http_status")), 403);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(results, 4), "http_status")), 502);
+    json_decref(out);
+    for (int i = 0; i < 5; i++)
+        free(e[i].text);
 }
 
 static void leaves_are_deterministic_and_field_sensitive(void **state)
@@ -450,6 +505,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(settle_keeps_the_first_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failing_extra_settles_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(entries_settle_alone_in_one_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(leaves_are_deterministic_and_field_sensitive, setup, teardown),
         cmocka_unit_test(leaf_is_the_canonical_json),
         cmocka_unit_test_setup_teardown(list_pages_newest_first, setup, teardown),

@@ -1,5 +1,5 @@
 /* bench.c — `renkei bench WHAT`: the top-level usage and the dispatcher to
- * each benchmark (codes.c, bench_cms.c, http.c, exchanges.c, enrol.c, records.c, store.c). */
+ * each benchmark (codes.c, bench_cms.c, http.c, exchanges.c, queries.c, enrol.c, records.c, store.c). */
 #include <stdio.h>
 #include <string.h>
 
@@ -23,6 +23,8 @@ static const char usage_main[] =
     "              against any URL\n"
     "  exchanges   request-and-provision exchanges per second through a fresh\n"
     "              network, one node alone, and (--baseline) nginx with mutual TLS\n"
+    "  queries     the same queries one by one and as batch queries: time to\n"
+    "              complete and queries per second each way\n"
     "  enrol       bulk enrolment: time to accept and to link N persons, peak RSS\n"
     "  records     the core's records log from 10^3 to N records: append rate, proof\n"
     "              latency from tiles at each size, bytes per record, records verify\n"
@@ -34,7 +36,7 @@ static const char usage_main[] =
 int rk_cmd_bench(int argc, char **argv)
 {
     if (argc < 2)
-        return bench_usage_error("missing what to benchmark (codes, cms, http, exchanges, enrol, records or store)");
+        return bench_usage_error("missing what to benchmark (codes, cms, http, exchanges, queries, enrol, records or store)");
     const char *what = argv[1];
     if (strcmp(what, "--help") == 0 || strcmp(what, "-h") == 0 || strcmp(what, "help") == 0)
         return fputs(usage_main, stdout), 0;
@@ -52,5 +54,7 @@ int rk_cmd_bench(int argc, char **argv)
         return bench_cmd_records(argc - 1, argv + 1);
     if (strcmp(what, "store") == 0)
         return bench_cmd_store(argc - 1, argv + 1);
-    return bench_usage_error("unknown benchmark '%s' (codes, cms, http, exchanges, enrol, records or store)", what);
+    if (strcmp(what, "queries") == 0)
+        return bench_cmd_queries(argc - 1, argv + 1);
+    return bench_usage_error("unknown benchmark '%s' (codes, cms, http, exchanges, queries, enrol, records or store)", what);
 }

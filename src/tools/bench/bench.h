@@ -26,6 +26,7 @@ int bench_cmd_exchanges(int argc, char **argv);
 int bench_cmd_enrol(int argc, char **argv);
 int bench_cmd_records(int argc, char **argv);
 int bench_cmd_store(int argc, char **argv);
+int bench_cmd_queries(int argc, char **argv);
 
 /* ---- messages and signals (options.c) -------------------------------------------- */
 
@@ -52,7 +53,9 @@ void bench_install_signals(void);
 typedef struct bench_opts {
     double seconds, warmup;
     int concurrency, threads, persons, baseline, keep, baseline_workers, workers;
-    int batch; /* bench enrol: persons per POST /v1/persons/batch; 0: one POST /v1/persons each */
+    int batch; /* bench enrol: persons per POST /v1/persons/batch; 0: one POST /v1/persons each;
+                  bench queries: queries per POST /v1/queries/batch */
+    int queries; /* bench queries: queries each way */
     long long records; /* bench records: records appended to the core's log */
     const char *url, *cert, *key, *ca, *path, *body_file, *method, *passphrase_file;
     const char *target; /* bench store: the store's target */
@@ -84,6 +87,7 @@ enum {
     BENCH_OPT_STORE,
     BENCH_OPT_CORE_INSTANCES,
     BENCH_OPT_TARGET,
+    BENCH_OPT_QUERIES,
 };
 
 /* What bench_parse_opts found: options to run with, --help, or a usage error (already said). */
@@ -229,5 +233,22 @@ typedef struct bench_data_job {
 
 /* The generator's `next` for a bench_data_job. */
 int bench_data_next(void *arg, bench_request *req);
+
+/* ---- the request-and-provision benches' network (exch_net.c) ---------------------- */
+
+/* A fresh network (bench_net_open with o) with o->persons enrolled and
+ * linked at city-yokohama and pref-kanagawa and a local_tax value stored for
+ * each at city-yokohama; both agencies' business-system credentials. */
+typedef struct bench_exch_net {
+    bench_net n;
+    tk_client yokohama, kanagawa;
+    bench_enrol_job ej;
+} bench_exch_net;
+
+/* 0, or the exit code of a failure (said on stderr); err is scratch. */
+int bench_exch_net_open(bench_exch_net *x, const bench_opts *o, char *err, size_t errlen);
+/* Stops and frees it (the folder kept with keep, or after a failure);
+ * returns code, or a failure's when a node did not stop cleanly. */
+int bench_exch_net_close(bench_exch_net *x, int keep, int code);
 
 #endif

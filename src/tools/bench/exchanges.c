@@ -26,7 +26,6 @@
 #include "tools/net/net.h"
 #include "tools/toolkit.h"
 
-#define SETUP_CONCURRENCY 16
 #define BASELINE_START_MS 10000
 #define BASELINE_STOP_MS 10000
 #define BASELINE_DEFAULT "/work/shared/bench/nginx-mtls-baseline"
@@ -300,9 +299,7 @@ typedef struct exch_bench {
     bench_opts o;
     char script[TK_PATH_CAP]; /* the nginx baseline script */
     int have_baseline;
-    bench_net n;
-    tk_client yokohama, kanagawa;
-    bench_enrol_job ej;
+    bench_exch_net x;
     query_job *qj;
     baseline nginx;
     run_figure exch, hop, base;
@@ -319,61 +316,6 @@ static void exch_banner(const bench_opts *o)
     fflush(stdout);
 }
 
-/* Starts the network and loads both agencies' credentials and the residents. */
-static int exch_open(exch_bench *x)
-{
-    rk_rc rc;
-    double t = rk_mono_s();
-    if ((rc = bench_net_open(&x->n, x->o.persons, x->o.workers, &x->o, x->err, sizeof x->err)) != RK_OK)
-        return bench_failure("%s", x->err[0] ? x->err : rk_strerror(rc));
-    bench_note("network: %s, %zu nodes, up in %.1f s", x->n.dir, rk_net_count(x->n.procs), rk_mono_s() - t);
-    if ((rc = tk_client_open(x->n.dir, "clients/city-yokohama", &x->yokohama, x->err, sizeof x->err)) != RK_OK ||
-        (rc = tk_client_open(x->n.dir, "clients/pref-kanagawa", &x->kanagawa, x->err, sizeof x->err)) != RK_OK ||
-        (rc = bench_enrol_job_init(&x->ej, (size_t)x->o.persons)) != RK_OK ||
-        (rc = bench_read_residents(x->n.dir, &x->ej, x->err, sizeof x->err)) != RK_OK)
-        return bench_failure("%s", x->err[0] ? x->err : rk_strerror(rc));
-    return 0;
-}
-
-/* Enrols every person at city-yokohama and pref-kanagawa and waits until
- * both have linked them all. */
-static int exch_enrol_both(exch_bench *x)
-{
-    double t = rk_mono_s();
-    bench_load_result r;
-    if (bench_enrol_all(&x->n, "city-yokohama", &x->yokohama, &x->ej, SETUP_CONCURRENCY, 1, &r, x->err,
-                        sizeof x->err) != RK_OK ||
-        bench_enrol_all(&x->n, "pref-kanagawa", &x->kanagawa, &x->ej, SETUP_CONCURRENCY, 1, &r, x->err,
-                        sizeof x->err) != RK_OK)
-        return bench_failure("enrolment: %s", x->err);
-    long linked = 0;
-    static const char *const agencies[] = {"city-yokohama", "pref-kanagawa"};
-    for (int i = 0; i < 2; i++) {
-        if (bench_wait_linked(&x->n, agencies[i], x->o.persons, NULL, &linked) != RK_OK)
-            return bench_failure("only %ld of %d persons were linked at %s", linked, x->o.persons, agencies[i]);
-    }
-    bench_note("set-up: %d persons enrolled and linked at city-yokohama and pref-kanagawa in %.1f s", x->o.persons,
-               rk_mono_s() - t);
-    return 0;
-}
-
-/* Stores a local_tax value for every person at city-yokohama. */
-static int exch_store_values(exch_bench *x)
-{
-    double t = rk_mono_s();
-    bench_data_job dj = {.n = (size_t)x->o.persons};
-    bench_load_config cfg = bench_net_load_cfg(&x->n, bench_net_node(&x->n, RK_ROLE_AGENCY, "city-yokohama"),
-                                               &x->yokohama, SETUP_CONCURRENCY, 1);
-    cfg.next = bench_data_next;
-    cfg.arg = &dj;
-    bench_load_result r;
-    rk_rc rc = bench_load_run(&cfg, &r, x->err, sizeof x->err);
-    if (rc != RK_OK || r.ok != (uint64_t)x->o.persons)
-        return bench_failure("storing local_tax values: %s", rc != RK_OK ? x->err : "not every PUT was answered 200");
-    bench_note("set-up: %d local_tax values stored at city-yokohama in %.1f s", x->o.persons, rk_mono_s() - t);
-    return 0;
-}
-
 /* 1. exchanges: POST /v1/queries at pref-kanagawa, answered by city-yokohama. */
 static int exch_run_exchanges(exch_bench *x)
 {
@@ -381,8 +323,8 @@ static int exch_run_exchanges(exch_bench *x)
     qj->persons = (size_t)x->o.persons;
     qj->rng = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid() ^ 0x9E3779B97F4A7C15ull;
     bench_fmt(qj->run, sizeof qj->run, "%x", (unsigned)(qj->rng >> 32));
-    bench_load_config cfg = bench_net_load_cfg(&x->n, bench_net_node(&x->n, RK_ROLE_AGENCY, "pref-kanagawa"),
-                                               &x->kanagawa, x->o.concurrency, x->o.threads);
+    bench_load_config cfg = bench_net_load_cfg(&x->x.n, bench_net_node(&x->x.n, RK_ROLE_AGENCY, "pref-kanagawa"),
+                                               &x->x.kanagawa, x->o.concurrency, x->o.threads);
     cfg.path = "/v1/queries";
     cfg.method = "POST";
     cfg.next = query_next;
@@ -403,7 +345,7 @@ static int exch_run_one_node(exch_bench *x)
 {
     if (bench_stop)
         return 0;
-    bench_load_config cfg = bench_net_load_cfg(&x->n, bench_net_node(&x->n, RK_ROLE_CORE, NULL), &x->n.op,
+    bench_load_config cfg = bench_net_load_cfg(&x->x.n, bench_net_node(&x->x.n, RK_ROLE_CORE, NULL), &x->x.n.op,
                                                x->o.concurrency, x->o.threads);
     cfg.path = "/healthz";
     cfg.method = "GET";
@@ -426,14 +368,14 @@ static int exch_run_baseline(exch_bench *x)
     }
     if (!x->o.baseline || bench_stop)
         return 0;
-    if (baseline_start(x->script, &x->n, x->o.baseline_workers, &x->nginx, x->err, sizeof x->err) != RK_OK) {
+    if (baseline_start(x->script, &x->x.n, x->o.baseline_workers, &x->nginx, x->err, sizeof x->err) != RK_OK) {
         printf("\nnginx mTLS baseline: skipped: %s\n", x->err);
         return 0;
     }
     char url[64];
     bench_fmt(url, sizeof url, "https://127.0.0.1:%d", x->nginx.port);
-    bench_load_config cfg = bench_net_load_cfg(&x->n, bench_net_node(&x->n, RK_ROLE_AGENCY, "pref-kanagawa"),
-                                               &x->kanagawa, x->o.concurrency, x->o.threads);
+    bench_load_config cfg = bench_net_load_cfg(&x->x.n, bench_net_node(&x->x.n, RK_ROLE_AGENCY, "pref-kanagawa"),
+                                               &x->x.kanagawa, x->o.concurrency, x->o.threads);
     cfg.base_url = url;
     cfg.path = "/";
     cfg.method = "POST";
@@ -478,7 +420,7 @@ static void exch_summary(const exch_bench *x)
 static int exch_all(exch_bench *x)
 {
     int code;
-    if ((code = exch_open(x)) != 0 || (code = exch_enrol_both(x)) != 0 || (code = exch_store_values(x)) != 0 ||
+    if ((code = bench_exch_net_open(&x->x, &x->o, x->err, sizeof x->err)) != 0 ||
         (code = exch_run_exchanges(x)) != 0 || (code = exch_run_one_node(x)) != 0 ||
         (code = exch_run_baseline(x)) != 0)
         return code;
@@ -517,11 +459,7 @@ int bench_cmd_exchanges(int argc, char **argv)
     exch_banner(&x.o);
     int code = exch_all(&x);
     baseline_stop(&x.nginx);
-    if (bench_net_close(&x.n, x.o.keep || (code != 0 && !bench_stop)) != RK_OK && code == 0)
-        code = bench_failure("a node did not stop cleanly (see its node.log)");
-    tk_client_close(&x.yokohama);
-    tk_client_close(&x.kanagawa);
-    bench_enrol_job_free(&x.ej);
+    code = bench_exch_net_close(&x.x, x.o.keep, code);
     free(x.qj);
     return code;
 }

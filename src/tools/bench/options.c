@@ -92,6 +92,10 @@ static int parse_number_opt(int c, bench_opts *o)
         if (!tk_parse_int(optarg, 1, RK_BATCH_MAX, &o->batch))
             return bench_usage_error("--batch must be 1..%d", RK_BATCH_MAX), 0;
         return 1;
+    case BENCH_OPT_QUERIES:
+        if (!tk_parse_int(optarg, 1, 10000000, &o->queries))
+            return bench_usage_error("--queries must be 1..10000000"), 0;
+        return 1;
     case BENCH_OPT_STORE:
         if (strcmp(optarg, "sqlite") != 0 && strcmp(optarg, "postgres") != 0)
             return bench_usage_error("--store must be sqlite or postgres"), 0;
