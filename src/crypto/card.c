@@ -69,18 +69,6 @@ static ASN1_INTEGER *serial_integer(const char *serial)
     return ai;
 }
 
-/* An X509v3 extension of a certificate from its configuration text. */
-static rk_rc add_ext(X509 *x, X509 *issuer, int nid, const char *value)
-{
-    X509V3_CTX ctx;
-    X509V3_set_ctx_nodb(&ctx);
-    X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
-    X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value);
-    rk_rc rc = ext && X509_add_ext(x, ext, -1) ? RK_OK : RK_ERR_CRYPTO;
-    X509_EXTENSION_free(ext);
-    return rc;
-}
-
 /* The PEM of what write() puts in a memory BIO, written to path with mode. */
 static rk_rc write_bio_file(BIO *bio, const char *path, unsigned mode)
 {
@@ -274,11 +262,11 @@ static rk_rc build_card(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *key, char serial[R
                                     -1, -1, 0) ||
         !X509_set_issuer_name(x, X509_get_subject_name(ca)))
         goto done;
-    if ((rc = add_ext(x, ca, NID_basic_constraints, "critical,CA:FALSE")) != RK_OK ||
-        (rc = add_ext(x, ca, NID_key_usage, "critical,digitalSignature")) != RK_OK ||
-        (rc = add_ext(x, ca, NID_ext_key_usage, "clientAuth")) != RK_OK ||
-        (rc = add_ext(x, ca, NID_subject_key_identifier, "hash")) != RK_OK ||
-        (rc = add_ext(x, ca, NID_authority_key_identifier, "keyid:always")) != RK_OK)
+    if ((rc = rk_pki_add_ext(x, ca, NID_basic_constraints, "critical,CA:FALSE")) != RK_OK ||
+        (rc = rk_pki_add_ext(x, ca, NID_key_usage, "critical,digitalSignature")) != RK_OK ||
+        (rc = rk_pki_add_ext(x, ca, NID_ext_key_usage, "clientAuth")) != RK_OK ||
+        (rc = rk_pki_add_ext(x, ca, NID_subject_key_identifier, "hash")) != RK_OK ||
+        (rc = rk_pki_add_ext(x, ca, NID_authority_key_identifier, "keyid:always")) != RK_OK)
         goto done;
     rc = X509_sign(x, ca_key, EVP_sha256()) > 0 ? RK_OK : RK_ERR_CRYPTO;
     if (rc == RK_OK) {

@@ -123,8 +123,7 @@ static rk_rc set_subject_cn(X509 *x, const char *cn)
     return RK_OK;
 }
 
-/* An X509v3 extension from its configuration text ("critical,CA:TRUE"). */
-static rk_rc add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+rk_rc rk_pki_add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 {
     X509V3_CTX ctx;
     X509V3_set_ctx_nodb(&ctx);
@@ -227,9 +226,9 @@ static rk_rc build_ca_cert(EVP_PKEY *key, const char *name, int64_t not_before, 
         rc = RK_ERR_CRYPTO;
         goto done;
     }
-    if ((rc = add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE,pathlen:0")) != RK_OK ||
-        (rc = add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign")) != RK_OK ||
-        (rc = add_ext(x, x, NID_subject_key_identifier, "hash")) != RK_OK)
+    if ((rc = rk_pki_add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE,pathlen:0")) != RK_OK ||
+        (rc = rk_pki_add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign")) != RK_OK ||
+        (rc = rk_pki_add_ext(x, x, NID_subject_key_identifier, "hash")) != RK_OK)
         goto done;
     if (X509_sign(x, key, EVP_sha256()) <= 0) {
         rc = RK_ERR_CRYPTO;
@@ -255,11 +254,11 @@ static rk_rc build_leaf_cert(const rk_cert_spec *spec, EVP_PKEY *key, int64_t no
         rc = RK_ERR_CRYPTO;
         goto done;
     }
-    if ((rc = add_ext(x, ca_cert, NID_basic_constraints, "critical,CA:FALSE")) != RK_OK ||
-        (rc = add_ext(x, ca_cert, NID_key_usage, "critical,digitalSignature,keyAgreement")) != RK_OK ||
-        (rc = add_ext(x, ca_cert, NID_ext_key_usage, "serverAuth,clientAuth,emailProtection")) != RK_OK ||
-        (rc = add_ext(x, ca_cert, NID_subject_key_identifier, "hash")) != RK_OK ||
-        (rc = add_ext(x, ca_cert, NID_authority_key_identifier, "keyid:always")) != RK_OK ||
+    if ((rc = rk_pki_add_ext(x, ca_cert, NID_basic_constraints, "critical,CA:FALSE")) != RK_OK ||
+        (rc = rk_pki_add_ext(x, ca_cert, NID_key_usage, "critical,digitalSignature,keyAgreement")) != RK_OK ||
+        (rc = rk_pki_add_ext(x, ca_cert, NID_ext_key_usage, "serverAuth,clientAuth,emailProtection")) != RK_OK ||
+        (rc = rk_pki_add_ext(x, ca_cert, NID_subject_key_identifier, "hash")) != RK_OK ||
+        (rc = rk_pki_add_ext(x, ca_cert, NID_authority_key_identifier, "keyid:always")) != RK_OK ||
         (rc = add_subject_alt_names(x, spec)) != RK_OK)
         goto done;
     if (X509_sign(x, ca_key, EVP_sha256()) <= 0) {

@@ -58,4 +58,8 @@ rk_rc rk_pki_spki_pin(X509 *cert, char out[RK_PIN_LEN]);
 /* Role and name from the SAN URI urn:renkei:<role>:<name>. */
 rk_rc rk_pki_cert_identity(X509 *cert, char *role, size_t rolelen, char *name, size_t namelen);
 
+/* Adds to certificate x, issued by issuer, an X509v3 extension from its
+ * configuration text ("critical,CA:TRUE"); RK_ERR_CRYPTO when refused. */
+rk_rc rk_pki_add_ext(X509 *x, X509 *issuer, int nid, const char *value);
+
 #endif

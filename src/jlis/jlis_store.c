@@ -53,8 +53,8 @@ static const char *const jlis_steps[] = {
     "  purpose TEXT NOT NULL, outcome TEXT NOT NULL, mismatched TEXT NOT NULL DEFAULT '');",
     /* Step 4: persons' cards (DESIGN §2.5): which resident a card serial
      * belongs to, taken in from the card file `renkei card issue` appends to. */
-    "CREATE TABLE cards (card_serial TEXT PRIMARY KEY, resident_code TEXT NOT NULL, issued_ms BIGINT NOT NULL)"
-    "{without_rowid};",
+    ("CREATE TABLE cards (card_serial TEXT PRIMARY KEY, resident_code TEXT NOT NULL, issued_ms BIGINT NOT NULL)"
+     "{without_rowid};"),
 };
 
 rk_rc jlis_store_open(const char *target, int flags, jlis_store **out)

@@ -35,6 +35,8 @@ void rk_reply_text(rk_response *resp, int status, char *text)
     resp->store_error = 0;
 }
 
+static json_t *error_json(const char *code, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static json_t *error_json(const char *code, const char *fmt, va_list ap)
 {
     char msg[512];
