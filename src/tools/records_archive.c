@@ -40,7 +40,9 @@
 #include "tools/records_internal.h"
 #include "tools/toolkit.h"
 
-#define ARCHIVE_LINE_MAX 8192 /* a leaf is under 1 KiB; a header holds a checkpoint */
+/* a leaf is under 1 KiB; the header holds a checkpoint with its cosignatures,
+ * each newline of it escaped in JSON */
+#define ARCHIVE_LINE_MAX (2 * RK_CHECKPOINT_MAX + 1024)
 
 /* ---------- the log's own state: its last signed head and tiles ---------- */
 
