@@ -18,6 +18,7 @@
 static const rk_route routes[] = {
     {"POST", "/v1/persons", RK_ROLE_SYSTEM, 1, NULL, 0, agency_start_person},
     {"GET", "/v1/persons/*", RK_ROLE_SYSTEM, 1, agency_get_person},
+    {"PUT", "/v1/persons/*", RK_ROLE_SYSTEM, 1, agency_put_handling}, /* …/{person}/handling */
     {"POST", "/v1/code-notices", RK_ROLE_GATEWAY, 1, agency_post_code_notice},
     {"POST", "/v1/persons/batch", RK_ROLE_SYSTEM, 1, NULL, 0, agency_start_persons_batch},
     {"POST", "/v1/persons/recheck", RK_ROLE_SYSTEM, 1, NULL, 0, agency_start_recheck},
@@ -38,6 +39,9 @@ static const rk_route routes[] = {
     {"POST", "/v1/unlawful", RK_ROLE_OPERATOR, 1, NULL, 0, agency_start_unlawful},
     {"POST", "/v1/deletions", RK_ROLE_GATEWAY, 1, agency_post_deletion},
     {"POST", "/v1/records/*", RK_ROLE_OPERATOR, 1, NULL, 0, agency_start_nondisclosure}, /* …/{exchange_id}/nondisclosure */
+    {"GET", "/v1/held-provisions", RK_ROLE_OPERATOR, 1, agency_get_held},
+    {"POST", "/v1/held-provisions/*", RK_ROLE_OPERATOR, 1, agency_post_held_action}, /* …/{exchange_id}/answer|decline */
+    {"POST", "/v1/query-results", RK_ROLE_GATEWAY, 1, agency_post_query_result},
 };
 
 static int health(void *app, json_t *checks)
@@ -70,7 +74,7 @@ static rk_rc open_agency(rk_node *node, void *app)
         (rc = rk_records_log_start(node, agency_store_db(a->store), node->cfg.head_interval_ms, &a->log)) != RK_OK ||
         (rc = rk_node_clock_start(node)) != RK_OK)
         return rc;
-    if ((rc = agency_sweeper_start(a)) != RK_OK)
+    if ((rc = agency_sweeper_start(a)) != RK_OK || (rc = agency_held_start(a)) != RK_OK)
         return rc;
     return agency_batches_start(a);
 }
@@ -80,6 +84,7 @@ static void stop_agency(void *app)
     agency *a = app;
     agency_batches_stop(a);
     agency_sweeper_stop(a);
+    agency_held_stop(a);
     rk_records_log_stop(a->log);
     a->log = NULL;
 }

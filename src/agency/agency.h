@@ -9,6 +9,7 @@
 #include "agency/agency_store.h"
 #include "lib/basic_info.h"
 #include "node/node.h"
+#include "records/records.h"
 #include "records/records_log.h"
 
 struct rk_service;
@@ -21,6 +22,7 @@ typedef struct agency {
     rk_records_log *log;           /* the records as a signed Merkle log */
     struct rk_service *sweeper;    /* settles enrolments left pending (sweeper.c) */
     struct rk_service *batches;    /* sends the queries of batches (batches.c) */
+    struct rk_service *held;       /* declines held requests past held_timeout, sends late results (held.c) */
 } agency;
 
 /* persons.c: code acquisition (DESIGN §2.1). Enrolments are started
@@ -70,6 +72,29 @@ int agency_read_unlawful(const rk_request *req, rk_response *resp, const char **
  * when not given). */
 int agency_read_nondisclosure(const rk_request *req, rk_response *resp, char exchange_id[RK_EXCHANGE_ID_MAX + 1],
                               const char **basis, const char **operator_id, const char **until);
+
+/* held.c: held answers (手動応答) for protected persons. The readers of
+ * its bodies (0, or -1 with resp the 4xx); the routes only touch the store
+ * (an answer seals too); the service declines requests held past [agency]
+ * held_timeout and sends late results to the core (stop before closing
+ * the store). */
+int agency_read_handling(const rk_request *req, rk_response *resp, char person[RK_ID_FIELD_MAX + 1], int *auto_answer,
+                         const char **reason);
+int agency_read_held_action(const rk_request *req, rk_response *resp, char exchange_id[RK_EXCHANGE_ID_MAX + 1],
+                            int *answer, const char **operator_id);
+void agency_put_handling(void *app, const rk_request *req, rk_response *resp);
+void agency_get_held(void *app, const rk_request *req, rk_response *resp);
+void agency_post_held_action(void *app, const rk_request *req, rk_response *resp);
+void agency_post_query_result(void *app, const rk_request *req, rk_response *resp);
+rk_rc agency_held_start(agency *a);
+void agency_held_stop(agency *a);
+/* provision.c: the late answer to a held request, sealed as an automatic
+ * provision is (no_data when the person or the item has none): *late its
+ * record, *result (malloc'ed) what the core gets. RK_ERR_INVALID when the
+ * requester's certificate is no longer its registered one. */
+struct held_row;
+rk_rc agency_held_answer(agency *a, const struct held_row *h, const char *operator_id, rk_record *late,
+                         char **result);
 
 /* sweeper.c: fails enrolments left pending too long; stop before closing
  * the store. */

@@ -1,5 +1,6 @@
 #include "agency/agency_store.h"
 #include "agency/batch_store.h"
+#include "agency/held_store.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -66,6 +67,8 @@ rk_rc agency_store_open(const char *target, int flags, const char *node_id, agen
         rc = rk_incidents_migrate(s->db);
     if (rc == RK_OK && !s->readonly)
         rc = batch_store_migrate(s->db);
+    if (rc == RK_OK && !s->readonly)
+        rc = held_store_migrate(s->db);
     if (rc != RK_OK) {
         rk_db_close(s->db);
         free(s);

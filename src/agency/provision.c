@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "agency/agency.h"
+#include "agency/held_store.h"
 #include "crypto/cms.h"
 #include "lib/log.h"
 #include "net/peer_certs.h"
@@ -116,7 +117,10 @@ typedef struct prov {
     rk_record rec;
     char person[RK_ID_FIELD_MAX + 1];
     char *payload;               /* sealed on a worker */
-    enum { SEALED, BAD_CERT, LOOKUP_FAILED, SEAL_FAILED } outcome;
+    enum { SEALED, BAD_CERT, LOOKUP_FAILED, SEAL_FAILED, HELD } outcome;
+    int late;                    /* an operator's answer to a held request: never held again */
+    held_in held;                /* HELD: what the request keeps for its operator */
+    char condition_json[HELD_CONDITION_MAX + 1];
 } prov;
 
 int agency_read_provision(const rk_request *req, rk_response *resp, agency_provision_in *in)
@@ -192,6 +196,19 @@ static rk_rc seal_version(agency *a, prov *p, const char *person, X509 *to, char
     return rc;
 }
 
+/* A held request keeps what its late answer needs: never a value. */
+static void held_prepare(prov *p)
+{
+    json_t *c = rk_condition_json(&p->condition);
+    char *text = c ? json_dumps(c, JSON_COMPACT) : NULL;
+    snprintf(p->condition_json, sizeof p->condition_json, "%s", text ? text : "");
+    free(text);
+    json_decref(c);
+    int64_t timeout_ms = (int64_t)p->a->node->cfg.held_timeout_s * 1000;
+    p->held = (held_in){p->exchange_id, p->person, p->requester, p->business, p->item, p->operator_id, p->code,
+                        p->condition_json, p->requester_cert, p->requested_ms, p->requested_ms + timeout_ms};
+}
+
 static void fill_provider_record(prov *p)
 {
     rk_record *r = &p->rec;
@@ -213,10 +230,15 @@ static void prov_seal(prov *p)
 {
     X509 *to = requester_certificate(p->a, p);
     rk_rc rc = to ? agency_store_person_by_code(p->a->store, p->code, p->person, sizeof p->person) : RK_OK;
+    int held = 0;
+    if (to && rc == RK_OK && p->person[0] && !p->late) /* 手動応答: flagged persons wait for an operator */
+        rc = held_store_person_held(agency_store_db(p->a->store), p->person, &held);
     if (!to)
         p->outcome = BAD_CERT;
     else if (rc != RK_OK && rc != RK_ERR_NOT_FOUND)
         p->outcome = LOOKUP_FAILED;
+    else if (held)
+        p->outcome = HELD;
     else if (p->person[0] && seal_version(p->a, p, p->person, to, &p->payload) != RK_OK)
         p->outcome = SEAL_FAILED;
     else
@@ -242,6 +264,13 @@ static int prov_outcome(prov *p, json_t **answer, const char **code, const char 
         *code = "internal";
         *message = "the value could not be sealed";
         return 500;
+    case HELD:
+        fill_provider_record(p);
+        strcpy(p->rec.outcome, "held");
+        strcpy(p->rec.reason, "held for an operator (手動応答): the person's data is not answered automatically");
+        held_prepare(p);
+        *answer = json_pack("{s:s,s:s}", "exchange_id", p->exchange_id, "status", "held");
+        return 0;
     case SEALED:
         break;
     }
@@ -261,10 +290,12 @@ static int prov_outcome(prov *p, json_t **answer, const char **code, const char 
     return 0;
 }
 
-/* What a settled provision is kept as. */
+/* What a settled provision is kept as: a held one with its held request,
+ * in the same commit. */
 static rk_settlement prov_settlement(prov *p)
 {
-    return (rk_settlement){.record = &p->rec, .key = p->exchange_id, .request_hash = p->request_hash, .status = 200};
+    return (rk_settlement){.record = &p->rec, .key = p->exchange_id, .request_hash = p->request_hash, .status = 200,
+                           .extra = p->outcome == HELD ? held_store_keep : NULL, .extra_arg = &p->held};
 }
 
 /* ---------- POST /v1/provisions: one provision, a flow ---------- */
@@ -400,6 +431,37 @@ void agency_post_provisions_batch(void *app, const rk_request *req, rk_response 
     free(out);
     free(b.items);
     free(b.ids);
+}
+
+/* ---------- the late answer to a held request (held.c) ---------- */
+
+rk_rc agency_held_answer(agency *a, const held_row *h, const char *operator_id, rk_record *late, char **result)
+{
+    prov p = {.a = a, .exchange_id = h->exchange_id, .code = h->code, .business = h->business,
+              .requester = h->requester, .item = h->item, .requester_cert = h->requester_cert,
+              .operator_id = h->operator_id, .requested_ms = h->requested_ms, .late = 1};
+    json_t *cond = h->condition_json[0] ? json_loads(h->condition_json, 0, NULL) : NULL;
+    int bad = rk_condition_read(cond, &p.condition);
+    json_decref(cond);
+    if (bad)
+        return RK_ERR_INVALID;
+    p.requester_node = rk_registry_find(a->node->registry, RK_ROLE_AGENCY, p.requester);
+    prov_seal(&p);
+    json_t *answer = NULL;
+    const char *code = NULL, *message = NULL;
+    int refused = prov_outcome(&p, &answer, &code, &message);
+    free(p.payload);
+    if (refused) {
+        json_decref(answer);
+        return refused == 400 ? RK_ERR_INVALID : RK_ERR_STORE;
+    }
+    *late = p.rec;
+    late->requested_ms = h->requested_ms;
+    snprintf(late->reason, sizeof late->reason, "answered by operator %.64s%s", operator_id,
+             strcmp(late->outcome, "no_data") == 0 ? ": no data" : "");
+    *result = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
+    json_decref(answer);
+    return *result ? RK_OK : RK_ERR_NOMEM;
 }
 
 void agency_get_records(void *app, const rk_request *req, rk_response *resp)

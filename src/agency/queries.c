@@ -159,6 +159,12 @@ int agency_q_take(agency_q *q, rk_rc rc, long status, json_t *body)
         }
     } else if (rc == RK_OK && status == 200 && st && strcmp(st, "no_data") == 0) {
         set_outcome(q, 200, "no_data", "the provider holds no data for this person and item");
+    } else if (rc == RK_OK && (status == 200 || status == 202) && st && strcmp(st, "held") == 0) {
+        /* 手動応答: the provider's operator answers later (POST /v1/query-results) */
+        set_outcome(q, 202, "held", "the provider holds the request for its operator");
+    } else if (rc == RK_OK && status == 200 && st && strcmp(st, "declined") == 0) { /* a held request's late result */
+        const char *why = json_string_value(json_object_get(body, "reason"));
+        set_outcome(q, 200, "declined", why && strlen(why) < RK_REASON_MAX ? why : "declined by the provider");
     } else if (rc == RK_OK && err && !outcome_unknown(err)) {
         set_outcome(q, (int)status, err, msg);
     } else {
@@ -217,12 +223,14 @@ json_t *agency_q_exchange(const agency_q *q, const char *code)
 
 json_t *agency_q_settlement(agency_q *q, rk_settlement *s)
 {
-    int provided = strcmp(q->rec.outcome, "provided") == 0;
+    int provided = strcmp(q->rec.outcome, "provided") == 0, held = strcmp(q->rec.outcome, "held") == 0;
     q->received = (agency_received){q->exchange_id, q->person, q->provider, q->item, q->value_json, q->as_of,
                                     rk_now_ms()};
+    q->awaiting = (awaiting_in){q->exchange_id, q->query_id, q->person, q->provider, q->item, rk_now_ms()};
     *s = (rk_settlement){.record = &q->rec, .key = q->query_id, .request_hash = q->request_hash,
-                         .status = q->status, .extra = provided ? agency_store_keep_received : NULL,
-                         .extra_arg = &q->received};
+                         .status = q->status,
+                         .extra = provided ? agency_store_keep_received : held ? held_store_keep_awaiting : NULL,
+                         .extra_arg = held ? (void *)&q->awaiting : (void *)&q->received};
     json_t *answer = q->answer; /* the caller's from here */
     q->answer = NULL;
     return answer;

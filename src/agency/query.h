@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "agency/agency.h"
+#include "agency/held_store.h"
 #include "records/records.h"
 
 typedef struct agency_q {
@@ -22,6 +23,7 @@ typedef struct agency_q {
     int status;
     json_t *answer;
     agency_received received;
+    awaiting_in awaiting;     /* held: the query waits for the provider's operator (held_store.h) */
     char transient[32];       /* the error code of an answer whose outcome is unknown */
     char *value_json;         /* the provided value: wiped */
     char as_of[RK_DATE_LEN + 1];

@@ -53,6 +53,7 @@ static const rk_route routes[] = {
     {"POST", "/v1/codes/batch", RK_ROLE_JLIS, 0, core_handle_codes_batch},
     {"POST", "/v1/exchanges", RK_ROLE_GATEWAY, 0, NULL, 0, core_start_exchange},
     {"POST", "/v1/exchanges/batch", RK_ROLE_GATEWAY, 0, NULL, 0, core_start_exchange_batch},
+    {"POST", "/v1/provision-results", RK_ROLE_GATEWAY, 0, core_handle_provision_result}, /* the provider's gateway */
     {"POST", "/v1/deletion-requests", RK_ROLE_GATEWAY, 0, NULL, 0, core_start_deletion_request},
     {"GET", "/v1/records", RK_ROLE_OPERATOR, 0, core_handle_records},
     {"GET", "/v1/records/proof", RK_ROLE_OPERATOR, 0, core_handle_proof},
@@ -108,6 +109,7 @@ static int health(void *app, json_t *checks)
     json_object_set_new(checks, "permission_rows", json_integer((json_int_t)rk_permissions_count(c->perms)));
     pthread_rwlock_unlock(&c->perms_lock);
     json_object_set_new(checks, "outbox_depth", json_integer((json_int_t)core_store_outbox_depth(c->store)));
+    json_object_set_new(checks, "late_results_pending", json_integer((json_int_t)core_results_pending(c)));
     return !c->codec;
 }
 
@@ -193,6 +195,8 @@ static rk_rc open_core(rk_node *node, void *app)
     if ((rc = rk_node_incidents_start(node, core_store_db(c->store))) != RK_OK ||
         (rc = rk_records_log_start(node, core_store_db(c->store), node->cfg.head_interval_ms, &c->log)) != RK_OK)
         return rc;
+    if ((rc = core_results_start(c)) != RK_OK)
+        return rc;
     return core_notices_start(c);
 }
 
@@ -200,6 +204,7 @@ static void stop_core(void *app)
 {
     core *c = app;
     core_notices_stop(c);
+    core_results_stop(c);
     rk_records_log_stop(c->log);
     c->log = NULL;
 }

@@ -40,6 +40,7 @@ typedef struct core {
     rk_watch *rates;            /* request rate jumps, per requester */
     rk_watch *unreachable;      /* agencies whose notices cannot be delivered */
     rk_records_log *log;        /* the records as a signed Merkle log */
+    struct rk_service *results; /* delivers held requests' late results to requesters (provision_results.c) */
     rk_vkey witnesses[8];       /* the witnesses' vkeys: a person's proofs are against a head they all cosigned */
     size_t n_witnesses;
 } core;
@@ -48,6 +49,13 @@ typedef struct core {
 rk_rc core_notices_start(core *c);
 void core_notices_wake(core *c);
 void core_notices_stop(core *c);
+
+/* provision_results.c: the late results of held requests (手動応答),
+ * recorded and delivered to the requester's agency, durable and retried. */
+void core_handle_provision_result(void *app, const rk_request *req, rk_response *resp);
+rk_rc core_results_start(core *c);
+void core_results_stop(core *c);
+size_t core_results_pending(core *c);
 
 /* The readers of the core's request bodies, before any store or call:
  * what its routes take from outside (tests/fuzz/fuzz_core.c drives them). */

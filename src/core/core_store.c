@@ -37,6 +37,12 @@ static const char *const core_steps[] = {
     "CREATE TABLE nondisclosures (exchange_id TEXT NOT NULL, agency TEXT NOT NULL, basis TEXT NOT NULL,"
     "  until TEXT NOT NULL DEFAULT '', operator TEXT NOT NULL, at_ms BIGINT NOT NULL,"
     "  PRIMARY KEY (exchange_id, agency)){without_rowid};",
+    /* Step 4: held requests' late results (手動応答), kept until the
+     * requester's agency has each (core/provision_results.c). */
+    "CREATE TABLE late_results (id {id}, exchange_id TEXT NOT NULL UNIQUE, requester TEXT NOT NULL,"
+    "  body TEXT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, next_ms BIGINT NOT NULL, created_ms BIGINT NOT NULL,"
+    "  done_ms BIGINT, outcome TEXT);"
+    "CREATE INDEX late_results_due ON late_results(next_ms) WHERE done_ms IS NULL;",
 };
 
 rk_db *core_store_db(core_store *s)

@@ -173,6 +173,9 @@ void core_xchg_take_provision(core_xchg *x, rk_rc rc, long status, json_t *body)
         set_outcome(x, 504, "provider_timeout", "the provider did not answer in time");
     } else if (rc != RK_OK || status == 502 || status == 503) {
         set_outcome(x, 502, "provider_unavailable", "the provider could not be reached");
+    } else if (status == 200 && st && strcmp(st, "held") == 0) {
+        /* 手動応答: the provider's operator answers later (provision_results.c) */
+        set_outcome(x, 202, "held", "the provider holds the request for its operator");
     } else if (status == 200 && st && strcmp(st, "no_data") == 0) {
         set_outcome(x, 200, "no_data", "the provider holds no data for this person and item");
         x->rec.provided_ms = rk_now_ms();

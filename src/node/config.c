@@ -78,6 +78,7 @@ static const key_def keys[] = {
     {"agency", "pending_new_after_ms", K_INT, AT(pending_new_after_ms), 100, DAY_MS, 120000, NULL},
     {"agency", "pending_deadline_ms", K_INT, AT(pending_deadline_ms), 100, 7 * DAY_MS, DAY_MS, NULL},
     {"agency", "pending_grace_ms", K_INT, AT(pending_grace_ms), 0, 7 * DAY_MS, DAY_MS, NULL},
+    {"agency", "held_timeout", K_INT, AT(held_timeout_s), 1, 366 * 86400, 1209600, NULL}, /* seconds: 14 days */
 };
 
 typedef struct {

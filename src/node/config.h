@@ -15,7 +15,7 @@
  *             retain_days (records older are archived, then pruned: `renkei records archive`)
  *   [witness] key (the Ed25519 key a witness cosigns with)
  *   [gateway] caller_rate_per_s
- *   [agency] pending_new_after_ms, pending_deadline_ms, pending_grace_ms
+ *   [agency] pending_new_after_ms, pending_deadline_ms, pending_grace_ms, held_timeout
  *   [peer]  timeout_ms
  * Every key, its bounds and its default are one table in config.c. Relative
  * paths are relative to the file's own folder. Unknown keys are an error, so
@@ -87,6 +87,7 @@ typedef struct rk_node_config {
     int pending_new_after_ms;           /* an enrolment not handed to J-LIS this long: failed */
     int pending_deadline_ms;            /* a forwarded enrolment without a code notice this long: failed */
     int pending_grace_ms;               /* a failed enrolment's pending row kept this long for a late notice */
+    int held_timeout_s;                 /* a held provision request not handled this long (s): declined */
 } rk_node_config;
 
 /* Loads path into cfg (defaults first). err gets "file:line: reason". */
