@@ -749,6 +749,7 @@ int rk_cmd_demo(int argc, char **argv)
         settle(d, step_codes(d));
         settle(d, step_refusals(d));
         settle(d, demo_exchanges(d));
+        settle(d, demo_held(d));
     }
     settle(d, step_stop(d));
     if (d->failed_step) {

@@ -78,4 +78,7 @@ rk_rc demo_call(demo *d, int agency, const char *method, const char *path, const
 /* Request and provision (DESIGN §2.2): added with the exchange flow. */
 rk_rc demo_exchanges(demo *d);
 
+/* A fiscal-year query and a held answer (手動応答), after demo_exchanges. */
+rk_rc demo_held(demo *d);
+
 #endif

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "agency/agency_store.h"
+#include "agency/held_store.h"
 #include "pg_fixture.h"
 #include "records/records.h"
 #include "store/db.h"
@@ -607,6 +608,194 @@ static void test_delete_received(void **state)
     assert_int_equal(deleted, 0);
 }
 
+/* ---------- held answers (手動応答): held_store.h ---------- */
+
+static rk_record held_record(const char *xid, const char *side, const char *outcome)
+{
+    rk_record r = {0};
+    snprintf(r.exchange_id, sizeof r.exchange_id, "%s", xid);
+    snprintf(r.side, sizeof r.side, "%s", side);
+    strcpy(r.requester, "req");
+    strcpy(r.provider, "prov");
+    strcpy(r.business, "b");
+    strcpy(r.item, "local_tax");
+    strcpy(r.subject, "h1");
+    r.requested_ms = 1000;
+    snprintf(r.outcome, sizeof r.outcome, "%s", outcome);
+    return r;
+}
+
+static rk_rc append_record(rk_db *db, void *arg)
+{
+    return rk_record_append(db, arg);
+}
+
+static rk_rc keep_held(rk_db *db, void *arg)
+{
+    return held_store_keep(db, arg);
+}
+
+typedef struct settle_kept {
+    const char *key;
+    int status;
+    const char *body;
+} settle_kept;
+
+static rk_rc keep_answer(rk_db *db, void *arg)
+{
+    settle_kept *k = arg;
+    return rk_answer_keep(db, k->key, "requester", "h", k->status, k->body);
+}
+
+static void test_handling(void **state)
+{
+    agency_store *s = *state;
+    rk_db *db = agency_store_db(s);
+    int held = -1;
+    assert_int_equal(held_store_set_handling(db, "nobody", 0, "DV", 1000), RK_ERR_NOT_FOUND);
+    link_person(s, "h1", "H1", "CH1");
+    assert_int_equal(held_store_person_held(db, "h1", &held), RK_OK);
+    assert_int_equal(held, 0);
+    assert_int_equal(held_store_set_handling(db, "h1", 0, "支援措置", 1000), RK_OK);
+    assert_int_equal(held_store_set_handling(db, "h1", 0, "支援措置 (renewed)", 1100), RK_OK); /* again: one row */
+    assert_int_equal(held_store_person_held(db, "h1", &held), RK_OK);
+    assert_int_equal(held, 1);
+    assert_int_equal(held_store_set_handling(db, "h1", 1, NULL, 1200), RK_OK);
+    assert_int_equal(held_store_person_held(db, "h1", &held), RK_OK);
+    assert_int_equal(held, 0);
+    assert_int_equal(held_store_set_handling(db, "h1", 1, NULL, 1300), RK_OK); /* lifting twice is no error */
+}
+
+static void test_held_requests(void **state)
+{
+    agency_store *s = *state;
+    rk_db *db = agency_store_db(s);
+    held_row h;
+    assert_int_equal(held_store_get(db, "req.x1", &h), RK_ERR_NOT_FOUND);
+    /* two held requests, as the settlement of their provisions keeps them */
+    const char *ids[] = {"req.x1", "req.x2", "req.x3"};
+    for (int i = 0; i < 3; i++) {
+        held_in in = {ids[i], "h1", "req", "b", "local_tax", "op-r", "CODE", i ? "" : "{\"fiscal_year\":2025}",
+                      "-----CERT-----", 1000 + i, 5000 + i};
+        rk_record r = held_record(ids[i], "provider", "held");
+        assert_int_equal(rk_db_write(db, append_record, &r), RK_OK);
+        assert_int_equal(rk_db_write(db, keep_held, &in), RK_OK);
+    }
+    held_in again = {"req.x1", "h1", "req", "b", "local_tax", "op-r", "CODE", "", "C", 1, 2};
+    assert_int_not_equal(rk_db_write(db, keep_held, &again), RK_OK); /* one row an exchange */
+    assert_int_equal(held_store_get(db, "req.x1", &h), RK_OK);
+    assert_string_equal(h.state, "held");
+    assert_string_equal(h.requester_cert, "-----CERT-----");
+    assert_string_equal(h.condition_json, "{\"fiscal_year\":2025}");
+    assert_int_equal(h.deadline_ms, 5000);
+    held_row_clear(&h);
+
+    /* the list: oldest first, paged, metadata only */
+    json_t *list = NULL;
+    int64_t next = 0;
+    assert_int_equal(held_store_list(db, 0, 2, &list, &next), RK_OK);
+    assert_int_equal(json_array_size(list), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "exchange_id")), "req.x1");
+    assert_null(json_object_get(json_array_get(list, 0), "requester_cert"));
+    assert_true(next > 0);
+    json_decref(list);
+    assert_int_equal(held_store_list(db, next, 2, &list, &next), RK_OK);
+    assert_int_equal(json_array_size(list), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "exchange_id")), "req.x3");
+    assert_int_equal(next, 0);
+    json_decref(list);
+
+    /* expired: those past their deadline only */
+    char expired[4][RK_EXCHANGE_ID_MAX + 1];
+    size_t n = 9;
+    assert_int_equal(held_store_expired(db, 4999, expired, 4, &n), RK_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(held_store_expired(db, 5001, expired, 4, &n), RK_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(expired[0], "req.x1");
+
+    /* handled once: the record and the result with it; a second handling refused, nothing written */
+    rk_record late = held_record("req.x1", "provider", "provided");
+    assert_int_equal(held_store_handle(db, "req.x1", "answered", "op-p", &late, "{\"status\":\"provided\"}", 6000),
+                     RK_OK);
+    rk_record declined = held_record("req.x1", "provider", "declined");
+    assert_int_equal(held_store_handle(db, "req.x1", "declined", "op-q", &declined, "{}", 6100), RK_ERR_CONFLICT);
+    rk_record found;
+    assert_int_equal(rk_records_find(db, "req.x1", "provider", "declined", &found), RK_ERR_NOT_FOUND);
+    assert_int_equal(rk_records_find(db, "req.x1", "provider", "provided", &found), RK_OK);
+    assert_int_equal(held_store_handle(db, "req.nothing", "declined", "op", &declined, "{}", 6100), RK_ERR_CONFLICT);
+    assert_int_equal(held_store_get(db, "req.x1", &h), RK_OK);
+    assert_string_equal(h.state, "answered");
+    held_row_clear(&h);
+    int64_t held_n = 0, unsent = 0;
+    assert_int_equal(held_store_counts(db, &held_n, &unsent), RK_OK);
+    assert_int_equal(held_n, 2);
+    assert_int_equal(unsent, 1);
+
+    /* the result claimed once for its lease; again after a failure's backoff; then sent */
+    held_result r[4];
+    assert_int_equal(held_store_claim_results(db, 6000, 60000, r, 4, &n), RK_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(r[0].exchange_id, "req.x1");
+    assert_string_equal(r[0].result_json, "{\"status\":\"provided\"}");
+    free(r[0].result_json);
+    int64_t seq = r[0].seq;
+    assert_int_equal(held_store_claim_results(db, 6001, 60000, r, 4, &n), RK_OK);
+    assert_int_equal(n, 0); /* leased */
+    assert_int_equal(held_store_result_sent(db, seq, 0, 7000, 6002), RK_OK);
+    assert_int_equal(held_store_claim_results(db, 6999, 60000, r, 4, &n), RK_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(held_store_claim_results(db, 7000, 60000, r, 4, &n), RK_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(r[0].attempts, 1);
+    free(r[0].result_json);
+    assert_int_equal(held_store_result_sent(db, seq, 1, 0, 7001), RK_OK);
+    assert_int_equal(held_store_claim_results(db, 999999999, 60000, r, 4, &n), RK_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(held_store_counts(db, &held_n, &unsent), RK_OK);
+    assert_int_equal(unsent, 0);
+}
+
+static void test_awaiting(void **state)
+{
+    agency_store *s = *state;
+    rk_db *db = agency_store_db(s);
+    awaiting_row w;
+    assert_int_equal(held_store_awaiting_get(db, "ag.h1", &w), RK_ERR_NOT_FOUND);
+    /* the query settled held: its record, its kept answer, and the wait */
+    rk_record r = held_record("ag.h1", "requester", "held");
+    awaiting_in in = {"ag.h1", "q-h1", "p1", "prov", "local_tax", 1000};
+    assert_int_equal(rk_db_write(db, append_record, &r), RK_OK);
+    assert_int_equal(rk_db_write(db, held_store_keep_awaiting, &in), RK_OK);
+    assert_int_equal(rk_answer_get(db, "q-h1", "requester", NULL, &(int){0}, &(char *){NULL}), RK_ERR_NOT_FOUND);
+    settle_kept k = {"q-h1", 202, "{\"status\":\"held\"}"};
+    assert_int_equal(rk_db_write(db, keep_answer, &k), RK_OK);
+    assert_int_equal(held_store_awaiting_get(db, "ag.h1", &w), RK_OK);
+    assert_string_equal(w.query_id, "q-h1");
+    assert_int_equal(w.settled, 0);
+
+    /* the late result: the record added, the kept answer replaced, the value kept, once */
+    rk_record late = held_record("ag.h1", "requester", "provided");
+    agency_received got = {"ag.h1", "p1", "prov", "local_tax", "\"late value\"", "2024-04-01", 2000};
+    assert_int_equal(held_store_settle_awaiting(db, "ag.h1", &late, 200, "{\"status\":\"provided\"}",
+                                                agency_store_keep_received, &got, 2000),
+                     RK_OK);
+    int status = 0;
+    char *body = NULL;
+    assert_int_equal(rk_answer_get(db, "q-h1", "requester", NULL, &status, &body), RK_OK);
+    assert_int_equal(status, 200);
+    assert_string_equal(body, "{\"status\":\"provided\"}");
+    free(body);
+    assert_int_equal(count_where(s, received_of, "ag.h1"), 1);
+    assert_int_equal(held_store_awaiting_get(db, "ag.h1", &w), RK_OK);
+    assert_int_equal(w.settled, 1);
+    rk_record declined = held_record("ag.h1", "requester", "declined");
+    assert_int_equal(held_store_settle_awaiting(db, "ag.h1", &declined, 200, "{}", NULL, NULL, 3000), RK_ERR_EXISTS);
+    rk_record found;
+    assert_int_equal(rk_records_find(db, "ag.h1", "requester", "declined", &found), RK_ERR_NOT_FOUND);
+    assert_int_equal(held_store_settle_awaiting(db, "ag.none", &declined, 200, "{}", NULL, NULL, 3000), RK_ERR_EXISTS);
+}
+
 /* ---------- a tool reading a running node's data ---------- */
 
 static void test_readonly(void **state)
@@ -746,6 +935,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_put_data_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_received, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handling, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_held_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_awaiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_existing_database, setup, teardown),
     };
