@@ -1,9 +1,12 @@
 /* fuzz_agency.c — the agency node's request readers (src/agency/persons.c,
- * provision.c, queries.c, unlawful.c, nondisclosure.c): a body is refused
- * with a 400 (404 for a data path without an item, or a path that is not a
- * nondisclosure's) or gives fields within the grammar each promises. The
- * first byte picks the route; for PUT /v1/data the body's first line is the
- * path after /v1/data/, for a nondisclosure the path after /v1/records/. */
+ * provision.c, queries.c, unlawful.c, nondisclosure.c, held.c): a body is
+ * refused with a 400 (404 for a data path without an item, or a path that is
+ * not a nondisclosure's, a handling's or a held request's) or gives fields
+ * within the grammar each promises. The first byte picks the route; for PUT
+ * /v1/data the body's first line is the path after /v1/data/, for a
+ * nondisclosure the path after /v1/records/, for a handling the path after
+ * /v1/persons/, for a held request's answer the path after
+ * /v1/held-provisions/. */
 #include "agency/agency.h"
 #include "fuzz_body.h"
 #include "lib/basic_info.h"
@@ -20,12 +23,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    int route = data[0] % 9;
+    int route = data[0] % 11;
     char path[200] = "/v1/x";
     data++;
     size--;
-    if (route == 5 || route == 8) { /* the path, then the body */
-        const char *prefix = route == 5 ? "/v1/data/" : "/v1/records/";
+    if (route == 5 || route >= 8) { /* the path, then the body */
+        const char *prefix = route == 5 ? "/v1/data/" : route == 8 ? "/v1/records/"
+                           : route == 9 ? "/v1/persons/" : "/v1/held-provisions/";
         const uint8_t *nl = memchr(data, '\n', size);
         size_t n = nl ? (size_t)(nl - data) : 0;
         if (!nl || n > 150)
@@ -120,6 +124,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         break;
     }
+    case 9: { /* PUT /v1/persons/{person}/handling */
+        char person[RK_ID_FIELD_MAX + 1];
+        int auto_answer = -1;
+        const char *reason;
+        if ((rc = agency_read_handling(&req, &resp, person, &auto_answer, &reason)) == 0) {
+            FZ_CHECK(rk_person_id_valid(person) && (auto_answer == 0 || auto_answer == 1));
+            FZ_CHECK(auto_answer || (reason && *reason));
+            FZ_CHECK(!reason || strlen(reason) <= 150);
+            char want[200];
+            snprintf(want, sizeof want, "/v1/persons/%s/handling", person);
+            FZ_CHECK(strcmp(want, path) == 0);
+        }
+        break;
+    }
+    case 10: { /* POST /v1/held-provisions/{exchange_id}/answer|decline */
+        char xid[RK_EXCHANGE_ID_MAX + 1];
+        int answer = -1;
+        const char *operator_id;
+        if ((rc = agency_read_held_action(&req, &resp, xid, &answer, &operator_id)) == 0) {
+            FZ_CHECK(rk_id_valid(xid, RK_EXCHANGE_ID_MAX) && !strchr(xid, '/'));
+            FZ_CHECK(rk_id_valid(operator_id, RK_ID_FIELD_MAX));
+            char want[200];
+            snprintf(want, sizeof want, "/v1/held-provisions/%s/%s", xid, answer ? "answer" : "decline");
+            FZ_CHECK(strcmp(want, path) == 0);
+        }
+        break;
+    }
+    case 7:
     default: { /* POST /v1/unlawful */
         const char *xid, *kind, *reason;
         int is_request = -1;

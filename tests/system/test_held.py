@@ -145,6 +145,65 @@ class Held(Base):
         self.assertFalse(self.net.store_holds(K, secret))
         self.assertFalse(self.net.store_holds("core", secret))
 
+    def test_late_result_survives_node_outages(self):
+        """The late result is kept and sent again: the core down when the operator answers
+        (the provider keeps it), the requester's agency killed while the core delivers it
+        (the core keeps it), and it settles once both are back."""
+        secret = self.store_secret("Y1", "outage")
+        self.flag("Y1", False)
+        xid = self.ask_held("q-held-outage")
+        self.net.stop_node("core")
+        a = self.net.call(Y, "POST", f"/v1/held-provisions/{xid}/answer", {"operator": "op-y4"},
+                          as_client=f"{Y}-operator")
+        self.assertEqual((a.status, a.json.get("outcome")), (200, "provided"), a)
+        self.assertIn("provided", self.outcomes(Y, Y, xid))  # recorded at the provider at once
+        time.sleep(1 * SLOW)
+        self.net.kill_node(K)
+        self.net.start_node("core")
+        got = self.wait_outcome("core", "operator", xid, "provided")  # sent again until the core had it
+        self.assertEqual(set(got), {"held", "provided"})
+        health = self.net.call("core", "GET", "/healthz", as_client="operator").json
+        self.assertGreaterEqual(health["checks"]["late_results_pending"], 1)  # the requester is down
+        time.sleep(1 * SLOW)
+        self.net.start_node(K)
+        a = self.poll("q-held-outage", "provided")
+        self.assertEqual((a.status, a.json.get("value")), (200, {"address": secret}), a)
+        got = self.wait_outcome(K, K, xid, "provided")
+        self.assertEqual(set(got), {"held", "provided"})
+        deadline = time.time() + 10 * SLOW
+        while self.net.call("core", "GET", "/healthz", as_client="operator").json["checks"][
+                "late_results_pending"] and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(self.net.call("core", "GET", "/healthz", as_client="operator").json["checks"][
+            "late_results_pending"], 0)
+
+    def test_a_batch_query_is_held_too(self):
+        """A query of a batch (一括照会) for a flagged person is held as a single one, and its
+        result in the batch shows the late answer."""
+        secret = self.store_secret("Y1", "batch")
+        self.flag("Y1", False)
+        a = self.net.agency_call(K, "POST", "/v1/queries/batch",
+                                 {"batch_id": "b-held", "queries": [query_body("q-held-batch")]})
+        self.assertEqual(a.status, 202, a)
+        deadline = time.time() + 20 * SLOW
+        while time.time() < deadline:
+            b = self.net.agency_call(K, "GET", "/v1/queries/batch/b-held")
+            if b.json.get("pending") == 0 and b.json.get("results"):
+                break
+            time.sleep(0.1)
+        entry = b.json["results"][0]
+        self.assertEqual((entry["http_status"], entry["answer"]["status"]), (202, "held"), b)
+        self.assertFalse(self.net.store_holds(K, secret))
+        xid = entry["answer"]["exchange_id"]
+        self.assertIn(xid, self.held_list())
+        a = self.net.call(Y, "POST", f"/v1/held-provisions/{xid}/answer", {"operator": "op-y5"},
+                          as_client=f"{Y}-operator")
+        self.assertEqual(a.status, 200, a)
+        a = self.poll("q-held-batch", "provided")
+        self.assertEqual(a.json.get("value"), {"address": secret}, a)
+        entry = self.net.agency_call(K, "GET", "/v1/queries/batch/b-held").json["results"][0]
+        self.assertEqual((entry["http_status"], entry["answer"]["status"]), (200, "provided"), entry)
+
     def test_lifted_answers_automatically(self):
         secret = self.store_secret("Y2", "lifted")
         self.flag("Y2", False)
