@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "agency/agency.h"
+#include "agency/held_store.h"
 #include "lib/log.h"
 #include "roles.h"
 
@@ -49,6 +50,11 @@ static int health(void *app, json_t *checks)
     agency *a = app;
     json_object_set_new(checks, "persons_pending", json_integer((json_int_t)agency_store_count(a->store, "pending")));
     json_object_set_new(checks, "persons_linked", json_integer((json_int_t)agency_store_count(a->store, "linked")));
+    int64_t held = 0, unsent = 0;
+    if (held_store_counts(agency_store_db(a->store), &held, &unsent) == RK_OK) {
+        json_object_set_new(checks, "held_requests", json_integer((json_int_t)held));
+        json_object_set_new(checks, "late_results_unsent", json_integer((json_int_t)unsent));
+    }
     return 0;
 }
 

@@ -337,7 +337,10 @@ static size_t send_results(agency *a)
     size_t n = 0;
     rk_db *db = agency_store_db(a->store);
     const rk_node_config *cfg = &a->node->cfg;
-    if (held_store_claim_results(db, rk_now_ms(), cfg->notice_lease_ms, r, HELD_BATCH, &n) != RK_OK)
+    int64_t due = held_store_next_due(db), now = rk_now_ms();
+    if (due < 0 || due > now) /* nothing to send: no write */
+        return 0;
+    if (held_store_claim_results(db, now, cfg->notice_lease_ms, r, HELD_BATCH, &n) != RK_OK)
         return 0;
     for (size_t i = 0; i < n; i++) {
         rk_http_result res = {0};
@@ -349,10 +352,10 @@ static size_t send_results(agency *a)
         else if (!done)
             rk_warn("the late result of %s did not reach the core (%s, HTTP %ld); retrying", r[i].exchange_id,
                     rk_strerror(rc), res.status);
-        int64_t now = rk_now_ms();
+        int64_t at = rk_now_ms();
         held_store_result_sent(db, r[i].seq, done,
-                               now + rk_backoff_ms(r[i].attempts + 1, cfg->outbox_retry_min_ms,
-                                                   cfg->outbox_retry_max_ms), now);
+                               at + rk_backoff_ms(r[i].attempts + 1, cfg->outbox_retry_min_ms,
+                                                  cfg->outbox_retry_max_ms), at);
         rk_http_result_clear(&res);
         free(r[i].result_json);
     }

@@ -326,6 +326,22 @@ rk_rc held_store_claim_results(rk_db *db, int64_t now_ms, int64_t lease_ms, held
     return rc;
 }
 
+static rk_rc next_due_fn(rk_db *db, void *arg)
+{
+    rk_stmt *q = rk_db_stmt(db, "SELECT min(next_ms) FROM held WHERE result IS NOT NULL AND sent_ms IS NULL");
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK && !rk_col_is_null(q, 0))
+        *(int64_t *)arg = rk_col_int(q, 0);
+    return rc;
+}
+
+int64_t held_store_next_due(rk_db *db)
+{
+    int64_t next = -1;
+    rk_db_read(db, next_due_fn, &next);
+    return next;
+}
+
 typedef struct sent_args {
     int64_t seq, next_ms, now_ms;
     int done;

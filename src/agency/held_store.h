@@ -88,6 +88,9 @@ typedef struct held_result {
 } held_result;
 rk_rc held_store_claim_results(struct rk_db *db, int64_t now_ms, int64_t lease_ms, held_result *out, size_t max,
                                size_t *n);
+/* The earliest next attempt of a result not yet sent, or -1 when none (a
+ * read: the service claims only when one is due). */
+int64_t held_store_next_due(struct rk_db *db);
 /* done: sent (the core has it); else due again at next_ms. */
 rk_rc held_store_result_sent(struct rk_db *db, int64_t seq, int done, int64_t next_ms, int64_t now_ms);
 /* How many held requests (state held), and results not yet sent. */

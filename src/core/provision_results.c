@@ -261,11 +261,24 @@ static void deliver(core *c, late_result *r)
         rk_warn("the delivery of %s could not be noted; it is claimed again after its lease", r->exchange_id);
 }
 
+static rk_rc next_due_fn(rk_db *db, void *arg)
+{
+    rk_stmt *q = rk_db_stmt(db, "SELECT min(next_ms) FROM late_results WHERE done_ms IS NULL");
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK && !rk_col_is_null(q, 0))
+        *(int64_t *)arg = rk_col_int(q, 0);
+    return rc;
+}
+
 static int64_t results_round(void *arg)
 {
     core *c = arg;
     late_result r[RESULTS_BATCH];
     size_t n = 0;
+    int64_t due = -1;
+    rk_db_read(core_store_db(c->store), next_due_fn, &due);
+    if (due < 0 || due > rk_now_ms()) /* nothing to deliver: no write */
+        return 500;
     claim_args x = {rk_now_ms(), c->node->cfg.notice_lease_ms, r, RESULTS_BATCH, &n};
     rk_rc rc = rk_db_write(core_store_db(c->store), claim_in_tx, &x);
     for (size_t i = 0; i < n; i++) {

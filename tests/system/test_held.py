@@ -97,6 +97,8 @@ class Held(Base):
         self.assertTrue(self.net.store_holds(Y, secret))  # the check can see it where it is
         for node in (K, "core", f"{K}-gateway", f"{Y}-gateway"):
             self.assertFalse(self.net.store_holds(node, secret), f"{node} holds the held value")
+        health = self.net.call(Y, "GET", "/healthz", as_client="operator").json["checks"]
+        self.assertGreaterEqual(health["held_requests"], 1)
         held = self.held_list()
         self.assertIn(xid, held)
         self.assertEqual((held[xid]["person"], held[xid]["requester"], held[xid]["item"]), ("Y1", K, "local_tax"))
