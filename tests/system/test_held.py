@@ -9,7 +9,7 @@ every refusal has a stable code."""
 import time
 import unittest
 
-from harness import SLOW, Network, main
+from harness import SLOW, Network, main, renkei
 
 Y, K = "city-yokohama", "pref-kanagawa"
 
@@ -271,6 +271,13 @@ class Held(Base):
                           as_client=f"{Y}-operator")
         self.assertEqual(a.status, 200, a)
         self.poll("q-held-wrong", "declined")
+
+
+    def test_z_records_verify(self):
+        """After every held, answered and declined exchange above, each node's
+        records log still verifies (the late outcomes are records like any other)."""
+        p = renkei("records", "verify", self.net.dir, timeout=120 * SLOW)
+        self.assertIn("intact", p.stdout)
 
 
 class HeldTimeout(Base):
