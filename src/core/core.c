@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/console.h"
 #include "core/core.h"
 #include "node/incidents.h"
 #include "lib/log.h"
@@ -66,6 +67,10 @@ static const rk_route routes[] = {
     {"POST", "/v1/incidents", RK_ROLE_GATEWAY | RK_ROLE_JLIS | RK_ROLE_OPERATOR | RK_ROLE_WITNESS | RK_ROLE_PORTAL, 0,
      core_handle_incident, 1},
     {"GET", "/v1/incidents", RK_ROLE_OPERATOR, 0, core_handle_incidents},
+    {"GET", "/v1/network", RK_ROLE_OPERATOR, 0, core_handle_network},
+    {"GET", "/console", RK_ROLE_OPERATOR, 0, core_handle_console_page},
+    {"GET", "/console/console.js", RK_ROLE_OPERATOR, 0, core_handle_console_page},
+    {"GET", "/console/console.css", RK_ROLE_OPERATOR, 0, core_handle_console_page},
 };
 
 /* Loads the permission table, and the catalogue of names when [core]
@@ -195,7 +200,7 @@ static rk_rc open_core(rk_node *node, void *app)
     if ((rc = rk_node_incidents_start(node, core_store_db(c->store))) != RK_OK ||
         (rc = rk_records_log_start(node, core_store_db(c->store), node->cfg.head_interval_ms, &c->log)) != RK_OK)
         return rc;
-    if ((rc = core_results_start(c)) != RK_OK)
+    if ((rc = core_console_start(c)) != RK_OK || (rc = core_results_start(c)) != RK_OK)
         return rc;
     return core_notices_start(c);
 }
@@ -205,6 +210,7 @@ static void stop_core(void *app)
     core *c = app;
     core_notices_stop(c);
     core_results_stop(c);
+    core_console_stop(c);
     rk_records_log_stop(c->log);
     c->log = NULL;
 }

@@ -43,6 +43,7 @@ typedef struct core {
     struct rk_service *results; /* delivers held requests' late results to requesters (provision_results.c) */
     rk_vkey witnesses[8];       /* the witnesses' vkeys: a person's proofs are against a head they all cosigned */
     size_t n_witnesses;
+    struct core_console *console; /* console.c: the operator's view of every node's health */
 } core;
 
 /* notices.c: the durable delivery of code notices to agencies. */
