@@ -91,7 +91,8 @@ void agency_put_handling(void *app, const rk_request *req, rk_response *resp)
         rk_reply_error(resp, 500, "store_error", "the handling could not be stored; retry");
         return;
     }
-    rk_info("person %s: provision requests %s", person, auto_answer ? "answered automatically" : "held (手動応答)");
+    /* Who is protected is not for the log: the store keeps it (handling). */
+    rk_info("a person's provision requests are now %s", auto_answer ? "answered automatically" : "held (手動応答)");
     rk_reply_json(resp, 200, json_pack("{s:s,s:b,s:s?}", "person", person, "auto_answer", auto_answer, "reason",
                                        auto_answer ? NULL : reason));
 }
