@@ -4,7 +4,9 @@
  *           store (sqlite:PATH or a postgresql:// URI; db = PATH is its synonym),
  *           workers, max_body, log_level, log_format (text|json), listen,
  *           clock_offset_ms (tests only)
- *   [core]  master_key_file, permissions, catalogue, outbox_retry_min_ms, outbox_retry_max_ms, notice_lease_ms
+ *   [core]  master_key_file, permissions, catalogue, outbox_retry_min_ms, outbox_retry_max_ms, notice_lease_ms,
+ *           catalog_dir, catalog_refresh_ms (the signed catalogue, core/catalog.h)
+ *   [registry] anchor (the operator's registry key, public: what signed documents are checked against)
  *   [jlis]  residents, cards, card_ca, card_crl
  *   [portal] card_ca, crl_refresh_ms
  *   [alerts] refusal_threshold, refusal_window_ms, not_permitted_threshold,
@@ -55,6 +57,10 @@ typedef struct rk_node_config {
     int outbox_retry_max_ms;
     int notice_lease_ms; /* a claimed notice is another instance's to deliver after this (DESIGN §6) */
     char catalogue[RK_PATH_MAX];        /* the catalogues' folder (kinds, businesses, items): names for persons */
+    char catalog_dir[RK_PATH_MAX];      /* the signed catalogue's versions (catalog-<N>.signed); "" = unsigned CSV */
+    int catalog_refresh_ms;             /* rescan of catalog_dir (and on SIGHUP) */
+    /* registry */
+    char registry_anchor[RK_PATH_MAX];  /* the operator's registry key (public PEM) */
     /* jlis */
     char residents[RK_PATH_MAX];
     char cards[RK_PATH_MAX];            /* card serial → resident code, appended by `renkei card issue` */
