@@ -212,6 +212,23 @@ class Catalog(unittest.TestCase):
         self.assertIn("not above", p.stderr)
         self.write_table(with_row=True)
 
+    def test_3b_a_batch_query_names_the_version_too(self):
+        queries = [{"query_id": f"q-cat-b{i}", "person": "K1", "business": "public_assistance", "provider": Y,
+                    "item": "local_tax", "operator": "op-b"} for i in range(3)]
+        a = self.net.agency_call(K, "POST", "/v1/queries/batch", {"batch_id": "b-cat-1", "queries": queries})
+        self.assertEqual(a.status, 202, a)
+        end = time.time() + 30 * SLOW
+        while time.time() < end:
+            p = self.net.agency_call(K, "GET", "/v1/queries/batch/b-cat-1").json
+            if p["settled"] == p["total"]:
+                break
+            time.sleep(0.1)
+        results = {r["query_id"]: r for r in p["results"]}
+        for i in range(3):
+            r = results[f"q-cat-b{i}"]["answer"]
+            self.assertEqual(r.get("status"), "provided", r)
+            self.assertEqual(self.core_record(r["exchange_id"])["catalog_version"], 4)
+
     def test_4_get_catalog_refuses_unknown_and_malformed_versions(self):
         self.assertEqual((self.catalog(999).status, self.catalog(999).error), (404, "unknown_catalog_version"))
         for bad in ("abc", "0", "-1", "1.5", "01", "9" * 13, ""):
