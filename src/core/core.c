@@ -188,7 +188,8 @@ static rk_rc open_core(rk_node *node, void *app)
         return rc;
     int signed_catalog = node->cfg.catalog_dir[0] != '\0'; /* else the unsigned CSV table */
     if (!node->cfg.master_key_file[0] || (!signed_catalog && !node->cfg.permissions[0])) {
-        rk_error("[core] %s is required", !node->cfg.master_key_file[0] ? "master_key_file" : "permissions (or catalog_dir)");
+        rk_error("[core] %s is required",
+                 !node->cfg.master_key_file[0] ? "master_key_file" : "permissions (or catalog_dir)");
         return RK_ERR_CONFIG;
     }
     if ((rc = load_codec(node->cfg.master_key_file, &c->codec)) != RK_OK ||

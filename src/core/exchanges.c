@@ -124,8 +124,11 @@ static int check_request(core *c, core_xchg *x, uint64_t *serial)
             rk_node_raise(c->node, "unauthorized_access", "a burst of requests the permission table refuses from %s",
                           x->requester_node->agency);
         /* 法21条2項: refused with the reason; the provider never hears of it */
-        set_outcome(x, 403, "not_permitted", "no row of the permission table allows %s / %s / %s / %s",
-                    x->requester_node->kind, x->business, x->provider_node->kind, x->item);
+        char in[48] = ""; /* 法21条2項: the reason names the rows that refused it */
+        if (x->rec.catalog_version)
+            snprintf(in, sizeof in, " (catalogue version %lld)", (long long)x->rec.catalog_version);
+        set_outcome(x, 403, "not_permitted", "no row of the permission table allows %s / %s / %s / %s%s",
+                    x->requester_node->kind, x->business, x->provider_node->kind, x->item, in);
         return -1;
     }
     if (x->condition.kind && !(admits & x->condition.kind)) {

@@ -147,6 +147,7 @@ class Catalog(unittest.TestCase):
         self.assertEqual((after.status, after.error), (403, "not_permitted"), after)
         rec = self.core_record(after.json["exchange_id"])
         self.assertEqual((rec["outcome"], rec["catalog_version"]), ("not_permitted", 2))
+        self.assertIn("(catalogue version 2)", rec["reason"])  # 法21条2項: the reason names the rows
         self.assertEqual(self.net.procs["core"].pid, core_pid)
         self.assertIsNone(self.net.procs["core"].poll())  # no restart
         # each version stays readable, and which one is in force
