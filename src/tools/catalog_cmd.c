@@ -2,6 +2,7 @@
  * document (DESIGN §2.3; core/permissions.h, core/catalog.h).
  *
  *   renkei catalog publish DIR --effective DATE [--version N] [--key PATH] [--out FILE]
+ *   renkei catalog show DIR [--version N] [--anchor PATH]
  *
  * Reads the catalogue of network DIR (DIR/permissions.csv and the
  * catalogues DIR/catalogue/{kinds,businesses,items}.csv, every id checked),
@@ -14,6 +15,7 @@
 
 #include <dirent.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <stdarg.h>
@@ -40,6 +42,7 @@ static const char usage_catalog[] =
     "\n"
     "commands:\n"
     "  publish    sign the catalogue of DIR as a new version\n"
+    "  show       check a published version and print what it holds\n"
     "\n"
     "Run 'renkei catalog COMMAND --help' for the options of a command.\n";
 
@@ -60,6 +63,17 @@ static const char usage_publish[] =
     "  --out FILE        write the signed document to FILE instead (no check\n"
     "                    against DIR/catalog), to carry to a core elsewhere\n"
     "  --help            show this help\n";
+
+static const char usage_show[] =
+    "usage: renkei catalog show DIR [--version N] [--anchor PATH]\n"
+    "\n"
+    "Checks DIR/catalog/catalog-N.signed (default: the newest there) against the\n"
+    "registry key's public half and prints its version, effective date, key id\n"
+    "and counts. Exit 1 when it does not verify or is malformed.\n"
+    "\n"
+    "  --version N     the version to show\n"
+    "  --anchor PATH   the public key to check with (default DIR/pki/registry.pub)\n"
+    "  --help          show this help\n";
 
 __attribute__((format(printf, 4, 5))) static rk_rc set_err(char *err, size_t errlen, rk_rc rc, const char *fmt, ...)
 {
@@ -223,15 +237,87 @@ static int cmd_publish(int argc, char **argv)
     return 0;
 }
 
+static int cmd_show(int argc, char **argv)
+{
+    static const struct option opts[] = {{"version", required_argument, NULL, 'v'},
+                                         {"anchor", required_argument, NULL, 'a'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *anchor_path = NULL;
+    long version = 0;
+    int c;
+    tk_getopt_reset();
+    while ((c = getopt_long(argc, argv, ":v:a:h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(usage_show, stdout);
+            return 0;
+        } else if (c == 'v') {
+            if (!tk_parse_long(optarg, 1, 999999999999L, &version))
+                return tk_usage_error(CMD " show", "--version must be an integer from 1, not '%s'", optarg);
+        } else if (c == 'a') {
+            anchor_path = optarg;
+        } else {
+            return tk_option_error(CMD " show", c, argv);
+        }
+    }
+    if (optind != argc - 1)
+        return tk_usage_error(CMD " show", "give the network folder DIR");
+    const char *dir = argv[optind];
+    char folder[TK_PATH_CAP], path[TK_PATH_CAP], pub[TK_PATH_CAP], err[512] = "", id[RK_SIGNED_DOC_KEY_ID_LEN];
+    if (tk_path(folder, sizeof folder, "%s/catalog", dir) != RK_OK ||
+        tk_path(pub, sizeof pub, "%s/pki/registry.pub", dir) != RK_OK)
+        return tk_failure(CMD " show", "%s: folder name too long", dir);
+    if (!version && !(version = (long)newest_published(folder)))
+        return tk_failure(CMD " show", "%s: no catalog-<N>.signed", folder);
+    if (tk_path(path, sizeof path, "%s/catalog-%ld.signed", folder, version) != RK_OK)
+        return tk_failure(CMD " show", "%s: folder name too long", folder);
+    EVP_PKEY *anchor = NULL;
+    char *env = NULL, *doc = NULL;
+    size_t envlen = 0, doclen = 0;
+    rk_permissions *p = NULL;
+    rk_rc rc = rk_signed_doc_load_anchor(anchor_path ? anchor_path : pub, &anchor);
+    if (rc != RK_OK)
+        set_err(err, sizeof err, rc, "%s: cannot read the anchor: %s", anchor_path ? anchor_path : pub,
+                rk_strerror(rc));
+    else if ((rc = rk_read_file(path, (size_t)RK_CATALOG_DOC_MAX / 3 * 4 + 4096, &env, &envlen)) != RK_OK)
+        set_err(err, sizeof err, rc, "%s: cannot read: %s", path, rk_strerror(rc));
+    else if ((rc = rk_signed_doc_open(anchor, RK_CATALOG_KIND, env, envlen, RK_CATALOG_DOC_MAX, &doc, &doclen, err,
+                                      sizeof err)) != RK_OK)
+        set_err(err, sizeof err, rc, "%s: %s", path,
+                rc == RK_ERR_CRYPTO ? "the signature does not verify under the anchor" : "not a signed catalogue");
+    else if ((rc = rk_catalog_doc_parse(doc, doclen, &p, err, sizeof err)) == RK_OK &&
+             rk_permissions_version(p) != version)
+        rc = set_err(err, sizeof err, RK_ERR_INVALID, "%s: the document says version %lld", path,
+                     (long long)rk_permissions_version(p));
+    if (rc == RK_OK && (rc = rk_signed_doc_key_id(anchor, id)) == RK_OK) {
+        json_t *j = rk_permissions_json(p);
+        printf("catalog_version  %lld\neffective_from   %s\nkey_id           %s\n"
+               "kinds %zu, businesses %zu, items %zu, permission rows %zu\n",
+               (long long)rk_permissions_version(p), rk_permissions_effective_from(p), id,
+               json_array_size(json_object_get(j, "kinds")), json_array_size(json_object_get(j, "businesses")),
+               json_array_size(json_object_get(j, "items")), rk_permissions_count(p));
+        json_decref(j);
+    }
+    EVP_PKEY_free(anchor);
+    free(env);
+    free(doc);
+    rk_permissions_free(p);
+    if (rc != RK_OK)
+        return tk_failure(CMD " show", "%s", err[0] ? err : rk_strerror(rc));
+    return 0;
+}
+
 int rk_cmd_catalog(int argc, char **argv)
 {
     if (argc < 2)
-        return tk_usage_error(CMD, "give a command: publish");
+        return tk_usage_error(CMD, "give a command: publish or show");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(usage_catalog, stdout);
         return 0;
     }
     if (strcmp(argv[1], "publish") == 0)
         return cmd_publish(argc - 1, argv + 1);
+    if (strcmp(argv[1], "show") == 0)
+        return cmd_show(argc - 1, argv + 1);
     return tk_usage_error(CMD, "unknown command '%s'", argv[1]);
 }

@@ -207,7 +207,14 @@ class Catalog(unittest.TestCase):
         seen = self.net.log("core").count("catalogue catalog-5.signed refused")
         time.sleep(1.0 * SLOW)
         self.assertEqual(self.net.log("core").count("catalogue catalog-5.signed refused"), seen)
-        # the publisher itself refuses a version not above the folder's newest
+        # `catalog show` checks a file as the core does
+        p = renkei("catalog", "show", self.net.dir, "--version", "4")
+        self.assertRegex(p.stdout, r"catalog_version +4\n")
+        for v, why in ((5, "does not verify"), (7, "does not verify"), (8, "says version 4")):
+            p = renkei("catalog", "show", self.net.dir, "--version", v, check=False)
+            self.assertEqual(p.returncode, 1, p)
+            self.assertIn(why, p.stderr)
+                # the publisher itself refuses a version not above the folder's newest
         p = self.publish("--effective", moment(60), "--version", "2")
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("not above", p.stderr)
