@@ -128,6 +128,12 @@ static void metrics(void *app, struct evbuffer *out)
     rk_metric_head(out, "renkei_notice_retries_total", "counter",
                    "Deliveries of code notices that failed and wait for a retry.");
     evbuffer_add_printf(out, "renkei_notice_retries_total %llu\n", (unsigned long long)c->notices_failed_attempts);
+    pthread_rwlock_rdlock(&c->perms_lock);
+    long long catalog_version = (long long)rk_permissions_version(c->perms);
+    pthread_rwlock_unlock(&c->perms_lock);
+    rk_metric_head(out, "renkei_catalog_version", "gauge",
+                   "The catalogue version in force (0: the unsigned table, or none yet).");
+    evbuffer_add_printf(out, "renkei_catalog_version %lld\n", catalog_version);
     rk_metric_head(out, "renkei_incidents_total", "counter", "Incidents kept at the core.");
     evbuffer_add_printf(out, "renkei_incidents_total %lld\n",
                         (long long)rk_incidents_count(core_store_db(c->store), NULL));

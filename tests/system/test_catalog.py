@@ -148,6 +148,10 @@ class Catalog(unittest.TestCase):
         rec = self.core_record(after.json["exchange_id"])
         self.assertEqual((rec["outcome"], rec["catalog_version"]), ("not_permitted", 2))
         self.assertIn("(catalogue version 2)", rec["reason"])  # 法21条2項: the reason names the rows
+        m = self.net.call("core", "GET", "/metrics", as_client="operator").raw
+        self.assertIn("renkei_catalog_version 2\n", m)
+        health = self.net.call("core", "GET", "/healthz", as_client="operator").json
+        self.assertEqual(health["checks"]["catalog_version"], 2)
         self.assertEqual(self.net.procs["core"].pid, core_pid)
         self.assertIsNone(self.net.procs["core"].poll())  # no restart
         # each version stays readable, and which one is in force
