@@ -113,9 +113,10 @@ static int health(void *app, json_t *checks)
     pthread_rwlock_rdlock(&c->perms_lock);
     json_object_set_new(checks, "permission_rows", json_integer((json_int_t)rk_permissions_count(c->perms)));
     json_object_set_new(checks, "catalog_version", json_integer((json_int_t)rk_permissions_version(c->perms)));
+    int no_catalogue = c->cat && !c->perms; /* signed versions held, none in force yet: every request refused */
     pthread_rwlock_unlock(&c->perms_lock);
     json_object_set_new(checks, "outbox_depth", json_integer((json_int_t)core_store_outbox_depth(c->store)));
-    return !c->codec;
+    return !c->codec || no_catalogue;
 }
 
 static void metrics(void *app, struct evbuffer *out)

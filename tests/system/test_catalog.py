@@ -276,6 +276,34 @@ class Catalog(unittest.TestCase):
         finally:
             self.write_table(with_row=True)
 
+    def test_7_a_core_with_no_version_in_force_yet_is_degraded_and_refuses(self):
+        # a core started on a folder whose only version is still to come
+        folder = self.net.path("catalog-future")
+        os.makedirs(folder)
+        p = self.publish("--effective", moment(5 * SLOW), "--version", "1", "--out",
+                         os.path.join(folder, "catalog-1.signed"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.net.stop_node("core")
+        self.net.append_conf("core", "[core]\ncatalog_dir = ../../catalog-future")
+        self.net.start_node("core", wait=False)
+        end, h = time.time() + 20 * SLOW, None
+        while time.time() < end:
+            try:
+                h = self.net.call("core", "GET", "/healthz", as_client="operator", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.05)
+        self.assertEqual((h.status, h.json["status"], h.json["checks"]["catalog_version"]), (503, "degraded", 0), h)
+        self.assertEqual((self.catalog().status, self.catalog().error), (404, "unknown_catalog_version"))
+        self.assertEqual(self.catalog(1).json["in_force"], False)
+        a = self.query()
+        self.assertEqual((a.status, a.error), (403, "not_permitted"), a)  # deny by default
+        self.net.wait_healthy("core")  # at its time, without a restart
+        self.assertEqual(self.catalog().json["catalog_version"], 1)
+        a = self.query()
+        self.assertEqual(a.json.get("status"), "provided", a)
+        self.assertEqual(self.core_record(a.json["exchange_id"])["catalog_version"], 1)
+
 
 if __name__ == "__main__":
     main()
