@@ -4,6 +4,7 @@
 
 #include "lib/util.h"
 #include "roles.h"
+#include "tools/catalog_cmd.h"
 #include "tools/tools.h"
 
 static const rk_role_desc *const roles[] = {&rk_core_role, &rk_jlis_role, &rk_gateway_role, &rk_agency_role,
@@ -20,6 +21,7 @@ static const struct {
     {"mynumber", rk_cmd_mynumber, "check N… | checkcode N: My Number check digit and check code"},
     {"agency-ctl", rk_cmd_agency_ctl, "client for an agency node's business API (enrol, status, …)"},
     {"card", rk_cmd_card, "issue | revoke: persons' cards of a network (the card CA)"},
+    {"catalog", rk_cmd_catalog, "publish | show: the catalogue as signed versions"},
     {"records", rk_cmd_records, "verify DIR: check every node's records against its signed tree heads"},
     {"bench", rk_cmd_bench, "benchmarks: codes | http | exchanges | enrol (figures, never pass/fail)"},
 };
