@@ -10,6 +10,9 @@
 #include "crypto/keys.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <pthread.h>
@@ -256,11 +259,13 @@ static rk_rc engine_get(const char *module, char *err, size_t errlen)
 /* What the token said: the reason of the last queued error, if any. */
 static const char *token_reason(rk_rc *rc)
 {
-    unsigned long e, last = 0;
-    while ((e = ERR_get_error()) != 0)
-        last = e;
-    const char *r = last ? ERR_reason_error_string(last) : NULL;
-    if (r && (strstr(r, "PIN") || strstr(r, "Pin"))) {
+    unsigned long e;
+    int pin = 0;
+    while ((e = ERR_get_error()) != 0) {
+        const char *r = ERR_reason_error_string(e);
+        pin |= r && strstr(r, "PIN") != NULL; /* CKR_PIN_INCORRECT, CKR_PIN_LOCKED... */
+    }
+    if (pin) {
         *rc = RK_ERR_DENIED;
         return "the token refused the PIN";
     }
@@ -295,6 +300,12 @@ static rk_rc load_uri(const char *uri, const char *secret_file, EVP_PKEY **out, 
         }
     }
     pthread_mutex_lock(&engine_lock);
+    /* A login writes the token's state (SoftHSM2's file store does): the
+     * processes that start together log in one at a time, under a lock on
+     * the module file they share. */
+    int lockfd = u->module[0] ? open(u->module, O_RDONLY | O_CLOEXEC) : -1;
+    if (lockfd >= 0)
+        flock(lockfd, LOCK_EX);
     if ((rc = engine_get(u->module, err, errlen)) == RK_OK) {
         ERR_clear_error();
         int pin_ok = ENGINE_ctrl_cmd_string(engine, "PIN", secret ? secret : u->pin, 0) == 1;
@@ -313,6 +324,8 @@ static rk_rc load_uri(const char *uri, const char *secret_file, EVP_PKEY **out, 
             *out = key;
         }
     }
+    if (lockfd >= 0)
+        close(lockfd); /* releases the lock */
     pthread_mutex_unlock(&engine_lock);
 done:
     wipe_and_free(secret, secret_cap);

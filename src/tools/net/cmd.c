@@ -114,6 +114,7 @@ static enum parse_result parse_init(int argc, char **argv, const char **dir, rk_
                                          {"store", required_argument, NULL, 's'},
                                          {"core-instances", required_argument, NULL, 'c'},
                                          {"ha", no_argument, NULL, 'H'},
+                                         {"hsm", no_argument, NULL, 'K'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -135,6 +136,8 @@ static enum parse_result parse_init(int argc, char **argv, const char **dir, rk_
             return usage_error("--core-instances must be 1..%d", NET_MAX_CORE_INSTANCES), PARSE_USAGE;
         if (c == 'H')
             o->ha = 1;
+        if (c == 'K')
+            o->hsm = 1;
         if (c == '?' || c == ':')
             return option_error(c, argv), PARSE_USAGE;
     }
