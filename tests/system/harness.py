@@ -87,7 +87,9 @@ class Network:
         self.dir = tempfile.mkdtemp(prefix="renkei-test-")
         self.store = store or STORE  # a test of one engine's own behaviour names it
         self.pg = None  # the PostgreSQL server of the network, while it runs
-        if hsm is None:  # RENKEI_TEST_HSM=1 runs the suite with every network's keys in a token
+        # RENKEI_TEST_HSM=1: every network's server keys in a token; the tests
+        # that act as a node with its key file (ssl_context(("node", id))) then fail
+        if hsm is None:
             hsm = os.environ.get("RENKEI_TEST_HSM") == "1"
         self.hsm = hsm
         more = (["--ha"] if ha else []) + (["--core-instances", core_instances] if core_instances else [])

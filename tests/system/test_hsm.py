@@ -22,7 +22,11 @@ class Hsm(unittest.TestCase):
     def setUpClass(cls):
         net = cls.net = Network(agencies=3, persons=20, hsm=True,
                                 conf_extra={"core": "[records]\nhead_interval_ms = 100\n"})
-        net.start()
+        try:
+            net.start()
+        except Exception:
+            net.stop()
+            raise
         cls.residents = net.residents()
 
     @classmethod
