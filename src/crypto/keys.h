@@ -15,7 +15,12 @@
  *     or, when the URI has neither, the first line of the passphrase file
  *     (node.conf key_passphrase_file) is the PIN. The key never leaves the
  *     token: signing, TLS and ECDH (CMS decryption) run inside it, so the
- *     object needs CKA_SIGN and CKA_DERIVE.
+ *     object needs CKA_SIGN and CKA_DERIVE, and a certificate of the same id
+ *     in the token (libp11 takes the public key from it). The token's login
+ *     is the process's: once logged in, libp11 keeps the session and a later
+ *     load in the same process does not check a PIN again. Logins of several
+ *     processes are serialised by a lock on the module file (SoftHSM2 writes
+ *     its token state at each login).
  *   - a file whose whole content is one "pkcs11:" URI line (such as the
  *     CA's ca-key.pem once the CA key is in the token) is followed once.
  * Every X509/EVP_PKEY returned belongs to the caller (EVP_PKEY_free). */

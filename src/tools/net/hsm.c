@@ -4,8 +4,9 @@
  * A SoftHSM2 token of the network's own: DIR/hsm/softhsm2.conf (its
  * directories.tokendir is DIR/hsm/tokens), so nothing global is touched; a
  * process finds it through SOFTHSM2_CONF (`renkei net up` sets it). The
- * user PIN is DIR/hsm/pin and the SO PIN DIR/hsm/so-pin (both 0600). Each
- * key made by the PKI is imported (pkcs11-tool: CKA_SIGN for TLS and CMS
+ * user PIN is DIR/hsm/pin and the SO PIN DIR/hsm/so-pin (both 0600), handed
+ * to pkcs11-tool through its environment. Each key made by the PKI is
+ * imported (pkcs11-tool: CKA_SIGN for TLS and CMS
  * signing, CKA_DERIVE for ECDH, i.e. CMS decryption; sensitive, never
  * extractable) and its file wiped and removed. Each node.conf then names
  * its key by a pkcs11: URI with key_passphrase_file = the PIN file; the
@@ -33,8 +34,9 @@
 #define HSM_TOKEN "renkei"
 #define HSM_PIN_BYTES 12
 
-/* Runs a tool with SOFTHSM2_CONF set, its output into DIR/hsm/init.log. */
-static rk_rc run(const char *conf, const char *logpath, char *const *args)
+/* Runs pkcs11-tool with SOFTHSM2_CONF set, its output into DIR/hsm/init.log;
+ * the PINs go through its environment ("--pin env:…"), never its arguments. */
+static rk_rc run(const char *conf, const char *logpath, const char *pin, const char *so_pin, char *const *args)
 {
     int logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (logfd < 0)
@@ -42,6 +44,10 @@ static rk_rc run(const char *conf, const char *logpath, char *const *args)
     pid_t pid = fork();
     if (pid == 0) {
         setenv("SOFTHSM2_CONF", conf, 1);
+        if (pin)
+            setenv("RENKEI_HSM_PIN", pin, 1);
+        if (so_pin)
+            setenv("RENKEI_HSM_SO_PIN", so_pin, 1);
         if (dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
             _exit(127);
         execvp(args[0], args);
@@ -104,9 +110,9 @@ static rk_rc import_key(const char *hsm, const char *conf, const char *log, cons
         return rc;
     snprintf(idhex, sizeof idhex, "%04x", id);
     char *const args[] = {"pkcs11-tool", "--module", HSM_MODULE, "--token-label", HSM_TOKEN, "--login",
-                          "--pin", (char *)pin, "--write-object", der_path, "--type", "privkey", "--id", idhex,
-                          "--label", (char *)label, "--usage-sign", "--usage-derive", NULL};
-    rc = run(conf, log, args);
+                          "--pin", "env:RENKEI_HSM_PIN", "--write-object", der_path, "--type", "privkey", "--id",
+                          idhex, "--label", (char *)label, "--usage-sign", "--usage-derive", NULL};
+    rc = run(conf, log, pin, NULL, args);
     rk_rc rc2 = wipe_remove(der_path);
     if (rc == RK_OK)
         rc = rc2;
@@ -118,10 +124,10 @@ static rk_rc import_key(const char *hsm, const char *conf, const char *log, cons
         rc = der_len > 0 ? rk_write_file(der_path, der, (size_t)der_len, 0644) : RK_ERR_CRYPTO;
         OPENSSL_free(der);
         char *const cargs[] = {"pkcs11-tool", "--module", HSM_MODULE, "--token-label", HSM_TOKEN, "--login",
-                               "--pin", (char *)pin, "--write-object", der_path, "--type", "cert", "--id", idhex,
-                               "--label", (char *)label, NULL};
+                               "--pin", "env:RENKEI_HSM_PIN", "--write-object", der_path, "--type", "cert", "--id",
+                               idhex, "--label", (char *)label, NULL};
         if (rc == RK_OK)
-            rc = run(conf, log, cargs);
+            rc = run(conf, log, pin, NULL, cargs);
         unlink(der_path);
     }
     return rc == RK_OK ? wipe_remove(key) : rc;
@@ -211,10 +217,14 @@ rk_rc net_hsm_init(const char *dir, const net_plan *plan, char *err, size_t errl
         net_set_err(err, errlen, "%s: cannot write the token's configuration", hsm);
         goto done;
     }
-    char *const init[] = {"softhsm2-util", "--init-token", "--free", "--label", HSM_TOKEN,
-                          "--pin", pin, "--so-pin", so_pin, NULL};
-    if ((rc = run(conf, log, init)) != RK_OK) {
-        net_set_err(err, errlen, "cannot create the SoftHSM2 token (softhsm2-util, see %s)", log);
+    /* the token in SoftHSM2's free slot, then its user PIN set by the SO */
+    char *const init[] = {"pkcs11-tool", "--module", HSM_MODULE, "--init-token", "--label", HSM_TOKEN,
+                          "--so-pin", "env:RENKEI_HSM_SO_PIN", NULL};
+    char *const init_pin[] = {"pkcs11-tool", "--module", HSM_MODULE, "--token-label", HSM_TOKEN, "--login",
+                              "--login-type", "so", "--so-pin", "env:RENKEI_HSM_SO_PIN", "--init-pin",
+                              "--pin", "env:RENKEI_HSM_PIN", NULL};
+    if ((rc = run(conf, log, pin, so_pin, init)) != RK_OK || (rc = run(conf, log, pin, so_pin, init_pin)) != RK_OK) {
+        net_set_err(err, errlen, "cannot create the SoftHSM2 token (pkcs11-tool, see %s)", log);
         goto done;
     }
     for (size_t i = 0; i < plan->n && rc == RK_OK; i++) {
