@@ -68,8 +68,9 @@ static int setup(void **state)
     snprintf(cmd, sizeof cmd,
              "mkdir -p %s/tokens && softhsm2-util --init-token --free --label unit --pin 246810 --so-pin 135790"
              " >/dev/null && openssl pkey -in %s/key.pem -outform DER -out %s/key.der && openssl x509 -in %s/cert.pem"
-             " -outform DER -out %s/cert.der",
-             d, d, d, d, d);
+             " -outform DER -out %s/cert.der && openssl pkey -in %s/ca-key.pem -outform DER -out %s/ca-key.der"
+             " && openssl x509 -in %s/ca.pem -outform DER -out %s/ca.der",
+             d, d, d, d, d, d, d, d, d);
     if (system(cmd) != 0)
         return -1;
     snprintf(cmd, sizeof cmd,
@@ -77,6 +78,14 @@ static int setup(void **state)
              " --type privkey --id 01 --label core --usage-sign --usage-derive >/dev/null 2>&1 && pkcs11-tool --module "
              MODULE " --token-label unit --login --pin 246810 --write-object %s/cert.der --type cert --id 01"
              " --label core >/dev/null 2>&1",
+             d, d);
+    if (system(cmd) != 0)
+        return -1;
+    snprintf(cmd, sizeof cmd,
+             "pkcs11-tool --module " MODULE " --token-label unit --login --pin 246810 --write-object %s/ca-key.der"
+             " --type privkey --id 02 --label ca --usage-sign --usage-derive >/dev/null 2>&1 && pkcs11-tool --module "
+             MODULE " --token-label unit --login --pin 246810 --write-object %s/ca.der --type cert --id 02"
+             " --label ca >/dev/null 2>&1",
              d, d);
     if (system(cmd) != 0)
         return -1;
@@ -193,6 +202,26 @@ static void a_wrong_pin_or_a_missing_object_is_one_clear_line(void **state)
     assert_int_equal(rk_pkey_load(uri, NULL, &k, err, sizeof err), RK_ERR_NOT_FOUND);
     assert_null(strstr(err, "777999"));
     assert_null(k);
+}
+
+static void the_ca_signs_in_the_token(void **state)
+{
+    (void)state;
+    char ref[320], text[1400], cert[320], key[320];
+    snprintf(ref, sizeof ref, "%s/ca-ref.pem", fx.dir);
+    snprintf(text, sizeof text, "pkcs11:token=unit;object=ca;type=private?module-path=" MODULE "&pin-source=file:%s\n",
+             fx.pin);
+    put(ref, text, 0600);
+    snprintf(cert, sizeof cert, "%s/by-token.pem", fx.dir);
+    snprintf(key, sizeof key, "%s/by-token-key.pem", fx.dir);
+    rk_cert_spec spec = {.common_name = "jlis", .role = "jlis", .name = "jlis"};
+    assert_int_equal(rk_pki_issue(fx.ca, ref, &spec, cert, key, NULL), RK_OK);
+    X509 *ca = NULL, *leaf = NULL;
+    assert_int_equal(rk_pki_load_cert(fx.ca, &ca), RK_OK);
+    assert_int_equal(rk_pki_load_cert(cert, &leaf), RK_OK);
+    assert_int_equal(X509_verify(leaf, X509_get0_pubkey(ca)), 1);
+    X509_free(ca);
+    X509_free(leaf);
 }
 
 /* ---- the code key file ----------------------------------------------------- */
@@ -342,6 +371,7 @@ int main(void)
         cmocka_unit_test(a_wrong_pin_or_a_missing_object_is_one_clear_line),
         cmocka_unit_test(a_token_key_signs_and_decrypts_cms_inside_the_token),
         cmocka_unit_test(the_pin_from_the_uri_or_a_pin_source),
+        cmocka_unit_test(the_ca_signs_in_the_token),
         cmocka_unit_test(rotation_keeps_earlier_codes_converting),
         cmocka_unit_test(bad_key_files_are_refused),
         cmocka_unit_test(a_wrapped_file_opens_only_with_the_core_key),
