@@ -7,6 +7,7 @@ code key version while earlier codes still convert; a wrong PIN or a missing
 token object stops a node in one clear line."""
 import glob
 import os
+from concurrent.futures import ThreadPoolExecutor
 import subprocess
 import time
 import unittest
@@ -96,6 +97,15 @@ class Hsm(unittest.TestCase):
             self.assertLess(time.time(), deadline, page)
             time.sleep(0.2)
         verify_answer(page.json, log_vkey, witnesses)
+
+    def test_2b_concurrent_exchanges_share_the_token(self):
+        # handshakes and CMS at several nodes at once, on worker threads and
+        # the event loop, each node with its one token session
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            answers = list(pool.map(
+                lambda i: self.query(K, f"h-c{i}", "K1", "public_assistance", Y, "local_tax"), range(36)))
+        for a in answers:
+            self.assertEqual((a.status, a.json.get("status")), (200, "provided"), a)
 
     def test_3_code_key_rotation_keeps_earlier_codes(self):
         net = self.net
