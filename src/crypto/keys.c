@@ -232,7 +232,7 @@ static rk_rc engine_get(const char *module, char *err, size_t errlen)
 {
     if (engine) {
         if (*module && strcmp(module, engine_module) != 0) {
-            say(err, errlen, "%s%s", "pkcs11: one PKCS#11 module per process: ", engine_module);
+            say(err, errlen, "pkcs11: one PKCS#11 module per process: %s", engine_module);
             return RK_ERR_CONFIG;
         }
         return RK_OK;
@@ -240,14 +240,14 @@ static rk_rc engine_get(const char *module, char *err, size_t errlen)
     ENGINE_load_builtin_engines();
     ENGINE *e = ENGINE_by_id("pkcs11");
     if (!e) {
-        say(err, errlen, "%s%s", "pkcs11: no PKCS#11 engine (install libengine-pkcs11-openssl)", "");
+        say(err, errlen, "pkcs11: no PKCS#11 engine (install libengine-pkcs11-openssl)");
         return RK_ERR_CONFIG;
     }
     /* libp11 prints some failures itself unless told to be quiet. */
     ENGINE_ctrl_cmd_string(e, "QUIET", NULL, 1);
     if ((*module && ENGINE_ctrl_cmd_string(e, "MODULE_PATH", module, 0) != 1) || ENGINE_init(e) != 1) {
         ENGINE_free(e);
-        say(err, errlen, "%s%s", "pkcs11: cannot start the PKCS#11 engine with module ", *module ? module : "(default)");
+        say(err, errlen, "pkcs11: cannot start the PKCS#11 engine with module %s", *module ? module : "(default)");
         return RK_ERR_CONFIG;
     }
     ENGINE_free(e); /* ENGINE_init holds the functional reference */
@@ -282,7 +282,7 @@ static rk_rc load_uri(const char *uri, const char *secret_file, EVP_PKEY **out, 
     if (!u)
         return RK_ERR_NOMEM;
     if ((rc = parse_uri(uri, u)) != RK_OK) {
-        say(err, errlen, "%s%s", "pkcs11: a malformed pkcs11: URI", "");
+        say(err, errlen, "a malformed pkcs11: URI (RFC 7512)");
         rc = RK_ERR_CONFIG;
         goto done;
     }
@@ -340,7 +340,7 @@ rk_rc rk_pkey_load(const char *ref, const char *secret_file, EVP_PKEY **out, cha
     if (err && errlen)
         err[0] = '\0';
     if (!ref || !*ref || !out) {
-        say(err, errlen, "%s%s", "no private key configured", "");
+        say(err, errlen, "no private key configured");
         return RK_ERR_INVALID;
     }
     *out = NULL;

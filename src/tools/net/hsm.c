@@ -201,7 +201,8 @@ rk_rc net_hsm_init(const char *dir, const net_plan *plan, char *err, size_t errl
     char pin_path[NET_PATH_CAP], so_path[NET_PATH_CAP], text[2 * NET_PATH_CAP];
     char pin[2 * HSM_PIN_BYTES + 1], so_pin[2 * HSM_PIN_BYTES + 1];
     rk_rc rc;
-    if (!realpath(dir, abs) || tk_path(hsm, sizeof hsm, "%s/hsm", abs) || tk_path(tokens, sizeof tokens, "%s/tokens", hsm) ||
+    if (!realpath(dir, abs) || tk_path(hsm, sizeof hsm, "%s/hsm", abs) ||
+        tk_path(tokens, sizeof tokens, "%s/tokens", hsm) ||
         tk_path(conf, sizeof conf, "%s/softhsm2.conf", hsm) || tk_path(log, sizeof log, "%s/init.log", hsm) ||
         tk_path(pin_path, sizeof pin_path, "%s/pin", hsm) || tk_path(so_path, sizeof so_path, "%s/so-pin", hsm)) {
         net_set_err(err, errlen, "%s: path too long", dir);
