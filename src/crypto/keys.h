@@ -14,8 +14,11 @@
  *       pin-source=file:/path   a file whose first line is the PIN
  *     or, when the URI has neither, the first line of the passphrase file
  *     (node.conf key_passphrase_file) is the PIN. The key never leaves the
- *     token: signing, TLS and ECDH (CMS decryption) run inside it, so the
- *     object needs CKA_SIGN and CKA_DERIVE, and a certificate of the same id
+ *     token: signing and TLS run inside it; for CMS decryption (ECDH key
+ *     agreement) the token derives the shared secret (CKM_ECDH1_DERIVE, a
+ *     session object libp11 reads back) and OpenSSL runs the X9.63 KDF and
+ *     the AES key unwrap on it. So the object needs CKA_SIGN and CKA_DERIVE,
+ *     and a certificate of the same id
  *     in the token (libp11 takes the public key from it). The token's login
  *     is the process's: once logged in, libp11 keeps the session and a later
  *     load in the same process does not check a PIN again. Logins of several
