@@ -46,6 +46,8 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (argc > 2 && strcmp(argv[1], "core") == 0 && strcmp(argv[2], "rotate-code-key") == 0)
+        return rk_cmd_core_rotate(argc - 2, argv + 2);
     for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
         if (strcmp(argv[1], rk_role_name(roles[i]->role)) == 0)
             return rk_role_main(roles[i], argc - 1, argv + 1);

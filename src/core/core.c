@@ -15,35 +15,6 @@
 #include "lib/util.h"
 #include "roles.h"
 
-#define MASTER_KEY_BYTES 32
-
-/* The master key file holds 64 hex digits; it must be 0600 like every key. */
-static rk_rc load_codec(const char *path, rk_codec **out)
-{
-    char *text = NULL;
-    size_t len = 0;
-    uint8_t master[MASTER_KEY_BYTES];
-    rk_rc rc = rk_file_private(path);
-    if (rc == RK_ERR_DENIED) {
-        rk_error("%s: the master key is readable by group or others (chmod 600)", path);
-        return rc;
-    }
-    rc = rk_read_file(path, 4096, &text, &len);
-    if (rc != RK_OK) {
-        rk_error("%s: cannot read the master key", path);
-        return rc;
-    }
-    text[strcspn(text, "\r\n")] = '\0';
-    rc = rk_unhex(text, master, sizeof master);
-    if (rc != RK_OK)
-        rk_error("%s: the master key must be 64 hex digits", path);
-    else
-        rc = rk_codec_new(master, sizeof master, 1, out);
-    rk_wipe(master, sizeof master); /* 第5-2(5) */
-    rk_wipe(text, len);
-    free(text);
-    return rc;
-}
 
 /* The flows that call another node are started routes (node/flow.h): no
  * thread waits on a peer. The `fn` routes only read or write this node's
@@ -204,9 +175,16 @@ static rk_rc open_core(rk_node *node, void *app)
                  !node->cfg.master_key_file[0] ? "master_key_file" : "permissions (or catalog_dir)");
         return RK_ERR_CONFIG;
     }
-    if ((rc = load_codec(node->cfg.master_key_file, &c->codec)) != RK_OK ||
-        (rc = core_store_open(node->cfg.db, 0, &c->store)) != RK_OK ||
-        (!signed_catalog && (rc = load_permissions(c)) != RK_OK))
+    char why[512];
+    /* plain or wrapped by the core's key, which may be in a token (core/codes.h) */
+    if ((rc = rk_codec_load(node->cfg.master_key_file, node->cert, node->key, &c->codec, why, sizeof why)) != RK_OK) {
+        rk_error("%s", why);
+        return rc;
+    }
+    if ((rc = core_store_open(node->cfg.db, 0, &c->store)) != RK_OK)
+        return rc;
+    core_store_set_code_version(c->store, rk_codec_versions(c->codec)); /* new issues: the newest version */
+    if (!signed_catalog && (rc = load_permissions(c)) != RK_OK)
         return rc;
     c->not_permitted = rk_watch_new(node->cfg.not_permitted_window_ms, (unsigned)node->cfg.not_permitted_threshold, 0);
     c->rates = rk_watch_new(node->cfg.rate_window_ms, (unsigned)node->cfg.rate_min, node->cfg.rate_factor);

@@ -286,8 +286,13 @@ int core_xchg_check(core_xchg *x, int *kept_status, char **kept_body)
     if (verdict != 0)
         return verdict;
     x->gateway = rk_registry_find(c->node->registry, RK_ROLE_GATEWAY, x->provider_node->agency);
-    if (!x->gateway ||
-        rk_code_derive(c->codec, serial, rk_agency_number(x->provider_node->agency), x->provider_code) != RK_OK) {
+    /* the provider's code in the key version it was issued in (rotation) */
+    int version = rk_codec_versions(c->codec);
+    rk_rc issued = core_store_issued_version(c->store, x->provider_node->agency, serial, &version);
+    if (issued != RK_OK && issued != RK_ERR_NOT_FOUND)
+        return -2;
+    if (!x->gateway || rk_code_derive_version(c->codec, version, serial, rk_agency_number(x->provider_node->agency),
+                                              x->provider_code) != RK_OK) {
         set_outcome(x, 502, "provider_unavailable", "the provider has no gateway in the registry");
         return -1;
     }

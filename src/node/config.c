@@ -109,6 +109,9 @@ static int set_key(rk_node_config *cfg, const key_def *k, const char *value)
     case K_TEXT:
         return strlen(value) < (size_t)k->max && (memcpy(field, value, strlen(value) + 1), 1);
     case K_PATH:
+        /* a key in a token: its pkcs11: URI is kept as written (crypto/keys.h) */
+        if (strncmp(value, "pkcs11:", 7) == 0 && k->offset == AT(key))
+            return strlen(value) < RK_PATH_MAX && (memcpy(field, value, strlen(value) + 1), 1);
         return *value && strlen(value) < RK_PATH_MAX && (rk_path_join(field, RK_PATH_MAX, cfg->dir, value), 1);
     case K_STORE:
         /* a libpq URI is kept as written; a SQLite path is resolved like every path */

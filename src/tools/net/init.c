@@ -638,7 +638,8 @@ rk_rc rk_net_init(const char *dir, const rk_net_options *opt, char *err, size_t 
         (rc = write_residents(dir, o.persons, err, errlen)) != RK_OK ||
         (rc = write_first_catalog(dir, &plan, err, errlen)) != RK_OK)
         goto done;
-    rc = write_network_json(dir, &plan, err, errlen);
+    if ((rc = write_network_json(dir, &plan, err, errlen)) == RK_OK && o.hsm)
+        rc = net_hsm_init(dir, &plan, err, errlen);
 done:
     for (size_t i = 0; stores && i < plan.n; i++)
         if (stores[i]) {
