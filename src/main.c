@@ -4,6 +4,7 @@
 
 #include "lib/util.h"
 #include "roles.h"
+#include "tools/catalog_cmd.h"
 #include "tools/tools.h"
 
 static const rk_role_desc *const roles[] = {&rk_core_role, &rk_jlis_role, &rk_gateway_role, &rk_agency_role,
@@ -20,6 +21,7 @@ static const struct {
     {"mynumber", rk_cmd_mynumber, "check N… | checkcode N: My Number check digit and check code"},
     {"agency-ctl", rk_cmd_agency_ctl, "client for an agency node's business API (enrol, status, …)"},
     {"card", rk_cmd_card, "issue | revoke: persons' cards of a network (the card CA)"},
+    {"catalog", rk_cmd_catalog, "publish | show: the catalogue as signed versions"},
     {"records", rk_cmd_records, "verify DIR: check every node's records against its signed tree heads"},
     {"bench", rk_cmd_bench, "benchmarks: codes | http | exchanges | enrol (figures, never pass/fail)"},
 };
@@ -44,6 +46,8 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (argc > 2 && strcmp(argv[1], "core") == 0 && strcmp(argv[2], "rotate-code-key") == 0)
+        return rk_cmd_core_rotate(argc - 2, argv + 2);
     for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
         if (strcmp(argv[1], rk_role_name(roles[i]->role)) == 0)
             return rk_role_main(roles[i], argc - 1, argv + 1);

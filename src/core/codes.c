@@ -1,5 +1,8 @@
 #include "core/codes.h"
 
+#include <openssl/pem.h> /* before cms.h: its PEM_read_bio_CMS */
+#include <openssl/cms.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <pthread.h>
@@ -34,9 +37,10 @@ static rk_rc derive_key(const uint8_t *master, size_t mlen, int version, uint8_t
     return rc;
 }
 
-rk_rc rk_codec_new(const uint8_t *master, size_t master_len, int versions, rk_codec **out)
+static rk_rc codec_make(const uint8_t *master, size_t master_len, const uint8_t (*masters)[32], int versions,
+                        rk_codec **out)
 {
-    if (master_len < 32 || versions < 1 || versions > RK_CODE_MAX_KEYS)
+    if ((masters ? 0 : master_len < 32) || versions < 1 || versions > RK_CODE_MAX_KEYS)
         return RK_ERR_INVALID;
     rk_codec *c = calloc(1, sizeof *c);
     if (!c)
@@ -46,7 +50,7 @@ rk_rc rk_codec_new(const uint8_t *master, size_t master_len, int versions, rk_co
     rk_rc rc = RK_OK;
     for (int v = 1; v <= versions && rc == RK_OK; v++) {
         uint8_t key[16];
-        rc = derive_key(master, master_len, v, key);
+        rc = masters ? derive_key(masters[v - 1], 32, v, key) : derive_key(master, master_len, v, key);
         c->enc[v] = EVP_CIPHER_CTX_new();
         c->dec[v] = EVP_CIPHER_CTX_new();
         if (rc == RK_OK &&
@@ -66,6 +70,164 @@ rk_rc rk_codec_new(const uint8_t *master, size_t master_len, int versions, rk_co
     }
     *out = c;
     return RK_OK;
+}
+
+rk_rc rk_codec_new(const uint8_t *master, size_t master_len, int versions, rk_codec **out)
+{
+    return codec_make(master, master_len, NULL, versions, out);
+}
+
+rk_rc rk_codec_new_versions(const uint8_t (*masters)[32], int versions, rk_codec **out)
+{
+    return masters ? codec_make(NULL, 0, masters, versions, out) : RK_ERR_INVALID;
+}
+
+int rk_codec_versions(const rk_codec *c)
+{
+    return c->versions;
+}
+
+/* ---- the master key file ------------------------------------------------ */
+
+#define KEY_FILE_CAP (64 * 1024)
+#define SAY(...)                                \
+    do {                                        \
+        if (err && errlen)                      \
+            snprintf(err, errlen, __VA_ARGS__); \
+    } while (0)
+
+/* Plain form: lines of 64 hex digits; a blank last line is allowed. */
+static rk_rc parse_plain(const char *text, size_t len, uint8_t (*masters)[32], int *versions)
+{
+    int n = 0;
+    size_t i = 0;
+    while (i < len) {
+        size_t e = i;
+        while (e < len && text[e] != '\n')
+            e++;
+        size_t l = e - i;
+        if (l && text[i + l - 1] == '\r')
+            l--;
+        if (l) {
+            char hex[65];
+            if (l != 64 || n == RK_CODE_MAX_KEYS)
+                return RK_ERR_INVALID;
+            memcpy(hex, text + i, 64);
+            hex[64] = '\0';
+            rk_rc rc = rk_unhex(hex, masters[n], 32);
+            rk_wipe(hex, sizeof hex);
+            if (rc != RK_OK)
+                return RK_ERR_INVALID;
+            n++;
+        }
+        i = e + 1;
+    }
+    if (n == 0)
+        return RK_ERR_INVALID;
+    *versions = n;
+    return RK_OK;
+}
+
+rk_rc rk_code_keys_read(const char *path, X509 *cert, EVP_PKEY *key, uint8_t (*masters)[32], int *versions,
+                        int *wrapped, char *err, size_t errlen)
+{
+    char *text = NULL;
+    size_t len = 0;
+    BIO *in = NULL, *out = BIO_new(BIO_s_secmem());
+    CMS_ContentInfo *cms = NULL;
+    rk_rc rc = rk_file_private(path);
+    *wrapped = 0;
+    if (rc == RK_ERR_DENIED) {
+        SAY("%s: the master key is readable by group or others (chmod 600)", path);
+        goto done;
+    }
+    if ((rc = rk_read_file(path, KEY_FILE_CAP, &text, &len)) != RK_OK) {
+        SAY("%s: cannot read the master key", path);
+        goto done;
+    }
+    if (strncmp(text, "-----BEGIN CMS-----", 19) == 0) {
+        *wrapped = 1;
+        char *plain = NULL;
+        long plen = 0;
+        if (!cert || !key) {
+            rc = RK_ERR_CONFIG;
+            SAY("%s: the master key is wrapped: it needs the core's key", path);
+            goto done;
+        }
+        in = BIO_new_mem_buf(text, (int)len);
+        cms = in ? PEM_read_bio_CMS(in, NULL, NULL, NULL) : NULL;
+        /* The token does the ECDH (CKM_ECDH1_DERIVE) when the key is there. */
+        if (!out || !cms || CMS_decrypt(cms, key, cert, NULL, out, CMS_BINARY) != 1 ||
+            (plen = BIO_get_mem_data(out, &plain)) <= 0) {
+            rc = RK_ERR_CRYPTO;
+            SAY("%s: cannot unwrap the master key with the core's key", path);
+            goto done;
+        }
+        rc = parse_plain(plain, (size_t)plen, masters, versions);
+        rk_wipe(plain, (size_t)plen);
+    } else {
+        rc = parse_plain(text, len, masters, versions);
+    }
+    if (rc != RK_OK)
+        SAY("%s: the master key must be lines of 64 hex digits (at most %d)", path, RK_CODE_MAX_KEYS);
+done:
+    if (text) {
+        rk_wipe(text, len);
+        free(text);
+    }
+    CMS_ContentInfo_free(cms);
+    BIO_free(in);
+    BIO_free(out);
+    ERR_clear_error();
+    return rc;
+}
+
+rk_rc rk_code_keys_write(const char *path, const uint8_t (*masters)[32], int versions, X509 *wrap_to)
+{
+    if (versions < 1 || versions > RK_CODE_MAX_KEYS)
+        return RK_ERR_INVALID;
+    char plain[RK_CODE_MAX_KEYS * 65];
+    size_t plen = 0;
+    for (int v = 0; v < versions; v++) {
+        rk_hex(masters[v], 32, plain + plen);
+        plen += 64;
+        plain[plen++] = '\n';
+    }
+    rk_rc rc = RK_OK;
+    if (!wrap_to) {
+        rc = rk_write_file(path, plain, plen, 0600);
+        rk_wipe(plain, sizeof plain);
+        return rc;
+    }
+    BIO *in = BIO_new_mem_buf(plain, (int)plen), *pem = BIO_new(BIO_s_mem());
+    STACK_OF(X509) *to = sk_X509_new_null();
+    CMS_ContentInfo *cms = NULL;
+    char *data = NULL;
+    long dlen = 0;
+    if (!in || !pem || !to || !sk_X509_push(to, wrap_to) ||
+        !(cms = CMS_encrypt(to, in, EVP_aes_256_cbc(), CMS_BINARY)) || PEM_write_bio_CMS(pem, cms) != 1 ||
+        (dlen = BIO_get_mem_data(pem, &data)) <= 0)
+        rc = RK_ERR_CRYPTO;
+    else
+        rc = rk_write_file(path, data, (size_t)dlen, 0600);
+    rk_wipe(plain, sizeof plain);
+    CMS_ContentInfo_free(cms);
+    sk_X509_free(to);
+    BIO_free(in);
+    BIO_free(pem);
+    ERR_clear_error();
+    return rc;
+}
+
+rk_rc rk_codec_load(const char *path, X509 *cert, EVP_PKEY *key, rk_codec **out, char *err, size_t errlen)
+{
+    uint8_t masters[RK_CODE_MAX_KEYS][32];
+    int versions = 0, wrapped = 0;
+    rk_rc rc = rk_code_keys_read(path, cert, key, masters, &versions, &wrapped, err, errlen);
+    if (rc == RK_OK && (rc = rk_codec_new_versions((const uint8_t(*)[32])masters, versions, out)) != RK_OK)
+        SAY("%s: cannot derive the code keys", path);
+    rk_wipe(masters, sizeof masters); /* 第5-2(5) */
+    return rc;
 }
 
 void rk_codec_free(rk_codec *c)
@@ -114,13 +276,19 @@ static rk_rc encode(const rk_codec *c, int v, const uint8_t plain[16], char out[
     return RK_OK;
 }
 
-rk_rc rk_code_derive(const rk_codec *c, uint64_t serial, uint32_t agency_no, char out[RK_CODE_TEXT_MAX])
+rk_rc rk_code_derive_version(const rk_codec *c, int version, uint64_t serial, uint32_t agency_no,
+                             char out[RK_CODE_TEXT_MAX])
 {
-    if (serial == 0 || serial > RK_CODE_MAX_SERIAL)
+    if (serial == 0 || serial > RK_CODE_MAX_SERIAL || version < 1 || version > c->versions)
         return RK_ERR_INVALID;
     uint8_t block[16];
     pack(serial, agency_no, block);
-    return encode(c, c->versions, block, out);
+    return encode(c, version, block, out);
+}
+
+rk_rc rk_code_derive(const rk_codec *c, uint64_t serial, uint32_t agency_no, char out[RK_CODE_TEXT_MAX])
+{
+    return rk_code_derive_version(c, c->versions, serial, agency_no, out);
 }
 
 static rk_rc decode(const rk_codec *c, const char *code, int *version, uint8_t plain[16])

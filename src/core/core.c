@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/console.h"
+#include "core/catalog.h"
 #include "core/core.h"
 #include "node/incidents.h"
 #include "lib/log.h"
@@ -14,35 +15,6 @@
 #include "lib/util.h"
 #include "roles.h"
 
-#define MASTER_KEY_BYTES 32
-
-/* The master key file holds 64 hex digits; it must be 0600 like every key. */
-static rk_rc load_codec(const char *path, rk_codec **out)
-{
-    char *text = NULL;
-    size_t len = 0;
-    uint8_t master[MASTER_KEY_BYTES];
-    rk_rc rc = rk_file_private(path);
-    if (rc == RK_ERR_DENIED) {
-        rk_error("%s: the master key is readable by group or others (chmod 600)", path);
-        return rc;
-    }
-    rc = rk_read_file(path, 4096, &text, &len);
-    if (rc != RK_OK) {
-        rk_error("%s: cannot read the master key", path);
-        return rc;
-    }
-    text[strcspn(text, "\r\n")] = '\0';
-    rc = rk_unhex(text, master, sizeof master);
-    if (rc != RK_OK)
-        rk_error("%s: the master key must be 64 hex digits", path);
-    else
-        rc = rk_codec_new(master, sizeof master, 1, out);
-    rk_wipe(master, sizeof master); /* 第5-2(5) */
-    rk_wipe(text, len);
-    free(text);
-    return rc;
-}
 
 /* The flows that call another node are started routes (node/flow.h): no
  * thread waits on a peer. The `fn` routes only read or write this node's
@@ -71,6 +43,7 @@ static const rk_route routes[] = {
     {"GET", "/console", RK_ROLE_OPERATOR, 0, core_handle_console_page},
     {"GET", "/console/console.js", RK_ROLE_OPERATOR, 0, core_handle_console_page},
     {"GET", "/console/console.css", RK_ROLE_OPERATOR, 0, core_handle_console_page},
+    {"GET", "/v1/catalog", RK_ROLES_ANY, 0, core_handle_catalog},
 };
 
 /* Loads the permission table, and the catalogue of names when [core]
@@ -103,7 +76,11 @@ static rk_rc load_permissions(core *c)
 
 static void on_reload(void *app)
 {
-    load_permissions(app);
+    core *c = app;
+    if (c->cat)
+        core_catalog_wake(c); /* a rescan of [core] catalog_dir at once */
+    else
+        load_permissions(c);
 }
 
 static int health(void *app, json_t *checks)
@@ -112,10 +89,12 @@ static int health(void *app, json_t *checks)
     json_object_set_new(checks, "keys_loaded", json_boolean(c->codec != NULL));
     pthread_rwlock_rdlock(&c->perms_lock);
     json_object_set_new(checks, "permission_rows", json_integer((json_int_t)rk_permissions_count(c->perms)));
+    json_object_set_new(checks, "catalog_version", json_integer((json_int_t)rk_permissions_version(c->perms)));
+    int no_catalogue = c->cat && !c->perms; /* signed versions held, none in force yet: every request refused */
     pthread_rwlock_unlock(&c->perms_lock);
     json_object_set_new(checks, "outbox_depth", json_integer((json_int_t)core_store_outbox_depth(c->store)));
     json_object_set_new(checks, "late_results_pending", json_integer((json_int_t)core_results_pending(c)));
-    return !c->codec;
+    return !c->codec || no_catalogue;
 }
 
 static void metrics(void *app, struct evbuffer *out)
@@ -128,6 +107,12 @@ static void metrics(void *app, struct evbuffer *out)
     rk_metric_head(out, "renkei_notice_retries_total", "counter",
                    "Deliveries of code notices that failed and wait for a retry.");
     evbuffer_add_printf(out, "renkei_notice_retries_total %llu\n", (unsigned long long)c->notices_failed_attempts);
+    pthread_rwlock_rdlock(&c->perms_lock);
+    long long catalog_version = (long long)rk_permissions_version(c->perms);
+    pthread_rwlock_unlock(&c->perms_lock);
+    rk_metric_head(out, "renkei_catalog_version", "gauge",
+                   "The catalogue version in force (0: the unsigned table, or none yet).");
+    evbuffer_add_printf(out, "renkei_catalog_version %lld\n", catalog_version);
     rk_metric_head(out, "renkei_incidents_total", "counter", "Incidents kept at the core.");
     evbuffer_add_printf(out, "renkei_incidents_total %lld\n",
                         (long long)rk_incidents_count(core_store_db(c->store), NULL));
@@ -186,18 +171,29 @@ static rk_rc open_core(rk_node *node, void *app)
     pthread_rwlock_init(&c->perms_lock, NULL);
     if ((rc = check_agency_numbers(node->registry)) != RK_OK || (rc = load_witnesses(c, node->registry)) != RK_OK)
         return rc;
-    if (!node->cfg.master_key_file[0] || !node->cfg.permissions[0]) {
-        rk_error("[core] %s is required", !node->cfg.master_key_file[0] ? "master_key_file" : "permissions");
+    int signed_catalog = node->cfg.catalog_dir[0] != '\0'; /* else the unsigned CSV table */
+    if (!node->cfg.master_key_file[0] || (!signed_catalog && !node->cfg.permissions[0])) {
+        rk_error("[core] %s is required",
+                 !node->cfg.master_key_file[0] ? "master_key_file" : "permissions (or catalog_dir)");
         return RK_ERR_CONFIG;
     }
-    if ((rc = load_codec(node->cfg.master_key_file, &c->codec)) != RK_OK ||
-        (rc = core_store_open(node->cfg.db, 0, &c->store)) != RK_OK || (rc = load_permissions(c)) != RK_OK)
+    char why[512];
+    /* plain or wrapped by the core's key, which may be in a token (core/codes.h) */
+    if ((rc = rk_codec_load(node->cfg.master_key_file, node->cert, node->key, &c->codec, why, sizeof why)) != RK_OK) {
+        rk_error("%s", why);
+        return rc;
+    }
+    if ((rc = core_store_open(node->cfg.db, 0, &c->store)) != RK_OK)
+        return rc;
+    core_store_set_code_version(c->store, rk_codec_versions(c->codec)); /* new issues: the newest version */
+    if (!signed_catalog && (rc = load_permissions(c)) != RK_OK)
         return rc;
     c->not_permitted = rk_watch_new(node->cfg.not_permitted_window_ms, (unsigned)node->cfg.not_permitted_threshold, 0);
     c->rates = rk_watch_new(node->cfg.rate_window_ms, (unsigned)node->cfg.rate_min, node->cfg.rate_factor);
     c->unreachable = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
     c->misused_codes = rk_watch_new(node->cfg.not_permitted_window_ms, 1, 0);
     if ((rc = rk_node_incidents_start(node, core_store_db(c->store))) != RK_OK ||
+        (signed_catalog && (rc = core_catalog_open(c)) != RK_OK) ||
         (rc = rk_records_log_start(node, core_store_db(c->store), node->cfg.head_interval_ms, &c->log)) != RK_OK)
         return rc;
     if ((rc = core_console_start(c)) != RK_OK || (rc = core_results_start(c)) != RK_OK)
@@ -211,6 +207,7 @@ static void stop_core(void *app)
     core_notices_stop(c);
     core_results_stop(c);
     core_console_stop(c);
+    core_catalog_stop(c);
     rk_records_log_stop(c->log);
     c->log = NULL;
 }
@@ -220,6 +217,7 @@ static void close_core(void *app)
     core *c = app;
     core_store_close(c->store);
     rk_codec_free(c->codec);
+    core_catalog_free(c); /* its versions: c->perms is one of them */
     rk_permissions_free(c->perms);
     rk_permissions_free(c->catalogue);
     pthread_rwlock_destroy(&c->perms_lock);

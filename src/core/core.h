@@ -20,7 +20,8 @@ typedef struct core {
     rk_node *node;
     core_store *store;
     rk_codec *codec;
-    rk_permissions *perms;          /* swapped on SIGHUP under perms_lock */
+    rk_permissions *perms;          /* swapped on SIGHUP, or at a catalogue version's effective time, under perms_lock */
+    struct core_catalog *cat;       /* the signed catalogue's versions ([core] catalog_dir; core/catalog.h), or NULL */
     rk_permissions *catalogue;      /* names of kinds, businesses, items ([core] catalogue); with perms */
     pthread_rwlock_t perms_lock;
     /* notice deliverers: lanes of the outbox, each its own thread */

@@ -9,6 +9,7 @@
 struct core_store {
     rk_db *db;
     int readonly; /* RK_DB_READONLY: every write is refused here, before the driver */
+    int code_version; /* the code key version new issues get (core/codes.h) */
 };
 
 /* The core's tables, one migration a version (module "core"). Step 1 is the
@@ -37,7 +38,10 @@ static const char *const core_steps[] = {
     "CREATE TABLE nondisclosures (exchange_id TEXT NOT NULL, agency TEXT NOT NULL, basis TEXT NOT NULL,"
     "  until TEXT NOT NULL DEFAULT '', operator TEXT NOT NULL, at_ms BIGINT NOT NULL,"
     "  PRIMARY KEY (exchange_id, agency)){without_rowid};",
-    /* Step 4: held requests' late results (手動応答), kept until the
+    /* Step 4: the code key version an agency's code for a person was first
+     * issued in (rotation, core/codes.h); NULL for the issues from before: 1. */
+    "ALTER TABLE issued ADD COLUMN code_version BIGINT;",
+    /* Step 5: held requests' late results (手動応答), kept until the
      * requester's agency has each (core/provision_results.c). */
     "CREATE TABLE late_results (id {id}, exchange_id TEXT NOT NULL UNIQUE, requester TEXT NOT NULL,"
     "  body TEXT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, next_ms BIGINT NOT NULL, created_ms BIGINT NOT NULL,"
@@ -56,6 +60,7 @@ rk_rc core_store_open(const char *target, int flags, core_store **out)
     if (!s)
         return RK_ERR_NOMEM;
     s->readonly = (flags & RK_DB_READONLY) != 0;
+    s->code_version = 1;
     rk_rc rc = rk_db_open(target, flags, &s->db);
     if (rc == RK_OK && !s->readonly)
         rc = rk_db_migrate(s->db, "core", core_steps, (int)(sizeof core_steps / sizeof core_steps[0]));
@@ -163,7 +168,8 @@ static rk_rc known_acquisition(rk_db *db, const core_acquisition *a, uint64_t se
 }
 
 /* The notice first, so that the acquisition names it. */
-static rk_rc insert_acquisition(rk_db *db, const core_acquisition *a, uint64_t serial, int64_t now_ms)
+static rk_rc insert_acquisition(rk_db *db, const core_acquisition *a, uint64_t serial, int64_t now_ms,
+                                int code_version)
 {
     rk_stmt *st = rk_db_stmt(db, "INSERT INTO outbox(agency, acquisition_no, serial, check_code, next_ms, created_ms)"
                                  " VALUES (?, ?, ?, ?, ?, ?) RETURNING id");
@@ -189,11 +195,12 @@ static rk_rc insert_acquisition(rk_db *db, const core_acquisition *a, uint64_t s
     rk_bind_int(st, 6, notice_id);
     if ((rc = rk_stmt_exec(st)) != RK_OK)
         return rc;
-    st = rk_db_stmt(db, "INSERT INTO issued(agency, serial, at_ms) VALUES (?, ?, ?)"
+    st = rk_db_stmt(db, "INSERT INTO issued(agency, serial, at_ms, code_version) VALUES (?, ?, ?, ?)"
                         " ON CONFLICT (agency, serial) DO NOTHING");
     rk_bind_text(st, 1, a->agency);
     rk_bind_int(st, 2, (int64_t)serial);
     rk_bind_int(st, 3, now_ms);
+    rk_bind_int(st, 4, code_version);
     return rk_stmt_exec(st);
 }
 
@@ -226,6 +233,7 @@ typedef struct acquire_args {
     int64_t now_ms;
     uint64_t *serial;
     int *duplicate, *rearmed;
+    int code_version;
 } acquire_args;
 
 static rk_rc acquire_in_tx(rk_db *db, void *arg)
@@ -244,13 +252,14 @@ static rk_rc acquire_in_tx(rk_db *db, void *arg)
         *x->duplicate = 1;
         return rearm_notice(db, x->a, notice_id, x->now_ms, x->rearmed);
     }
-    return insert_acquisition(db, x->a, *x->serial, x->now_ms);
+    return insert_acquisition(db, x->a, *x->serial, x->now_ms, x->code_version);
 }
 
 typedef struct acquire_many {
     core_acquisition_item *items;
     size_t n;
     int64_t now_ms;
+    int code_version;
 } acquire_many;
 
 static rk_rc acquire_many_in_tx(rk_db *db, void *arg)
@@ -259,7 +268,7 @@ static rk_rc acquire_many_in_tx(rk_db *db, void *arg)
     for (size_t i = 0; i < m->n; i++) {
         core_acquisition_item *it = &m->items[i];
         it->duplicate = it->rearmed = 0;
-        acquire_args x = {&it->a, m->now_ms, &it->serial, &it->duplicate, &it->rearmed};
+        acquire_args x = {&it->a, m->now_ms, &it->serial, &it->duplicate, &it->rearmed, m->code_version};
         it->rc = rk_db_item(db, acquire_in_tx, &x);
     }
     return RK_OK;
@@ -269,28 +278,48 @@ rk_rc core_store_acquire_many(core_store *s, core_acquisition_item *items, size_
 {
     if (s->readonly)
         return RK_ERR_DENIED;
-    acquire_many m = {items, n, now_ms};
+    acquire_many m = {items, n, now_ms, s->code_version};
     return rk_db_write(s->db, acquire_many_in_tx, &m);
 }
 
 typedef struct issued_args {
     const char *agency;
     uint64_t serial;
+    int *version;
 } issued_args;
+
+static rk_rc issued_version(rk_db *db, const char *agency, uint64_t serial, int *version)
+{
+    rk_stmt *q = rk_db_stmt(db, "SELECT COALESCE(code_version, 1) FROM issued WHERE agency = ? AND serial = ?");
+    rk_bind_text(q, 1, agency);
+    rk_bind_int(q, 2, (int64_t)serial);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK && version)
+        *version = (int)rk_col_int(q, 0);
+    return rc;
+}
 
 static rk_rc issued_in_tx(rk_db *db, void *arg)
 {
     issued_args *x = arg;
-    rk_stmt *q = rk_db_stmt(db, "SELECT 1 FROM issued WHERE agency = ? AND serial = ?");
-    rk_bind_text(q, 1, x->agency);
-    rk_bind_int(q, 2, (int64_t)x->serial);
-    return rk_stmt_next(q);
+    return issued_version(db, x->agency, x->serial, x->version);
 }
 
 rk_rc core_store_issued(core_store *s, const char *agency, uint64_t serial)
 {
-    issued_args x = {agency, serial};
+    issued_args x = {agency, serial, NULL};
     return rk_db_read(s->db, issued_in_tx, &x);
+}
+
+rk_rc core_store_issued_version(core_store *s, const char *agency, uint64_t serial, int *version)
+{
+    issued_args x = {agency, serial, version};
+    return rk_db_read(s->db, issued_in_tx, &x);
+}
+
+void core_store_set_code_version(core_store *s, int version)
+{
+    s->code_version = version;
 }
 
 typedef struct claim_args {
@@ -327,7 +356,16 @@ static rk_rc claim_in_tx(rk_db *db, void *arg)
             c->attempts = (int)rk_col_int(q, 5);
             c->created_ms = rk_col_int(q, 6);
         }
-    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
+    if (rc != RK_ERR_NOT_FOUND)
+        return rc;
+    /* each notice carries the code in the version first issued to its agency */
+    for (size_t i = 0; i < *x->n; i++) {
+        core_notice *c = &x->out[i];
+        c->code_version = 1;
+        if ((rc = issued_version(db, c->agency, c->serial, &c->code_version)) != RK_OK && rc != RK_ERR_NOT_FOUND)
+            return rc;
+    }
+    return RK_OK;
 }
 
 rk_rc core_store_claim_notices(core_store *s, int64_t now_ms, int64_t lease_ms, int lane, int lanes, core_notice *out,

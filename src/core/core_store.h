@@ -30,6 +30,7 @@ typedef struct core_notice {
     int check_code;
     int attempts;
     int64_t created_ms;
+    int code_version; /* the code key version of this agency's code for the person */
 } core_notice;
 
 /* Opens the core's database: target goes to rk_db_open as is ("sqlite:PATH"
@@ -68,6 +69,10 @@ rk_rc core_store_notices_settle(core_store *s, const core_notice_result *r, size
 /* RK_OK when a code for this person was issued to this agency,
  * RK_ERR_NOT_FOUND when not, RK_ERR_STORE when the store could not say. */
 rk_rc core_store_issued(core_store *s, const char *agency, uint64_t serial);
+/* The same, with the code key version the code was first issued in. */
+rk_rc core_store_issued_version(core_store *s, const char *agency, uint64_t serial, int *version);
+/* The version new issues get: the codec's newest (core.c, at start). */
+void core_store_set_code_version(core_store *s, int version);
 
 /* Outbox of notices (durable until the agency answers). */
 /* Claims the due notices of one deliverer (those with id % lanes == lane)

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/catalog.h"
 #include "core/core.h"
 #include "core/exchange.h"
 #include "crypto/cms.h"
@@ -45,16 +46,6 @@ int core_permitted(core *c, const char *requester_kind, const char *business, co
     int ok = c->perms && rk_permissions_allows(c->perms, requester_kind, business, provider_kind, item);
     pthread_rwlock_unlock(&c->perms_lock);
     return ok;
-}
-
-/* The query conditions the row admits (RK_COND_* bits). */
-static unsigned core_conditions(core *c, const char *requester_kind, const char *business, const char *provider_kind,
-                                const char *item)
-{
-    pthread_rwlock_rdlock(&c->perms_lock);
-    unsigned admits = c->perms ? rk_permissions_conditions(c->perms, requester_kind, business, provider_kind, item) : 0;
-    pthread_rwlock_unlock(&c->perms_lock);
-    return admits;
 }
 
 int core_read_exchange(const rk_request *req, rk_response *resp, core_exchange_in *in)
@@ -116,6 +107,7 @@ static int requester_cert_ok(const core_xchg *x)
 static int check_request(core *c, core_xchg *x, uint64_t *serial)
 {
     uint32_t owner = 0;
+    x->rec.catalog_version = core_catalog_in_force(c); /* every refusal names the version in force */
     if (rk_code_open(c->codec, x->code, serial, &owner) != RK_OK) {
         set_outcome(x, 404, "unknown_code", "the code was not issued by this core");
         return -1;
@@ -125,17 +117,21 @@ static int check_request(core *c, core_xchg *x, uint64_t *serial)
         set_outcome(x, 404, "unknown_provider", "no agency \"%s\" in this network", x->provider);
         return -1;
     }
-    if (!core_permitted(c, x->requester_node->kind, x->business, x->provider_node->kind, x->item)) {
+    unsigned admits = 0; /* one read of the catalogue in force: the version named by the record decided */
+    if (!core_catalog_decide(c, x->requester_node->kind, x->business, x->provider_node->kind, x->item, &admits,
+                             &x->rec.catalog_version)) {
         if (rk_watch_hit(c->not_permitted, x->requester_node->agency, rk_now_ms()))
             rk_node_raise(c->node, "unauthorized_access", "a burst of requests the permission table refuses from %s",
                           x->requester_node->agency);
         /* 法21条2項: refused with the reason; the provider never hears of it */
-        set_outcome(x, 403, "not_permitted", "no row of the permission table allows %s / %s / %s / %s",
-                    x->requester_node->kind, x->business, x->provider_node->kind, x->item);
+        char in[48] = ""; /* 法21条2項: the reason names the rows that refused it */
+        if (x->rec.catalog_version)
+            snprintf(in, sizeof in, " (catalogue version %lld)", (long long)x->rec.catalog_version);
+        set_outcome(x, 403, "not_permitted", "no row of the permission table allows %s / %s / %s / %s%s",
+                    x->requester_node->kind, x->business, x->provider_node->kind, x->item, in);
         return -1;
     }
-    if (x->condition.kind &&
-        !(core_conditions(c, x->requester_node->kind, x->business, x->provider_node->kind, x->item) & x->condition.kind)) {
+    if (x->condition.kind && !(admits & x->condition.kind)) {
         /* the row allows the exchange, not the condition: refused and recorded, the provider never hears of it */
         set_outcome(x, 403, "condition_not_permitted", "the permission row of %s / %s / %s / %s does not admit %s",
                     x->requester_node->kind, x->business, x->provider_node->kind, x->item,
@@ -293,8 +289,13 @@ int core_xchg_check(core_xchg *x, int *kept_status, char **kept_body)
     if (verdict != 0)
         return verdict;
     x->gateway = rk_registry_find(c->node->registry, RK_ROLE_GATEWAY, x->provider_node->agency);
-    if (!x->gateway ||
-        rk_code_derive(c->codec, serial, rk_agency_number(x->provider_node->agency), x->provider_code) != RK_OK) {
+    /* the provider's code in the key version it was issued in (rotation) */
+    int version = rk_codec_versions(c->codec);
+    rk_rc issued = core_store_issued_version(c->store, x->provider_node->agency, serial, &version);
+    if (issued != RK_OK && issued != RK_ERR_NOT_FOUND)
+        return -2;
+    if (!x->gateway || rk_code_derive_version(c->codec, version, serial, rk_agency_number(x->provider_node->agency),
+                                              x->provider_code) != RK_OK) {
         set_outcome(x, 502, "provider_unavailable", "the provider has no gateway in the registry");
         return -1;
     }

@@ -45,7 +45,8 @@ static void deliver_group(core *c, core_notice *n, size_t count, core_notice_res
     int *pos = calloc(count ? count : 1, sizeof *pos); /* where each notice's answer is, -1 if not sent */
     for (size_t i = 0; pos && i < count; i++) {
         pos[i] = -1;
-        if (rk_code_derive(c->codec, n[i].serial, rk_agency_number(n[i].agency), code) == RK_OK &&
+        if (rk_code_derive_version(c->codec, n[i].code_version, n[i].serial, rk_agency_number(n[i].agency), code) ==
+                RK_OK &&
             json_array_append_new(list, json_pack("{s:s,s:s,s:i}", "acquisition_no", n[i].acquisition_no, "code",
                                                   code, "check_code", n[i].check_code)) == 0)
             pos[i] = (int)json_array_size(list) - 1;

@@ -16,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+#include <time.h>
+
 #include "lib/condition.h"
 #include "lib/util.h"
 
@@ -39,6 +42,7 @@ typedef struct {
     char id[ID_BUF];
     char *name;    /* name_ja; NULL when derived from the rows */
     char *name_en; /* name_en; NULL when derived from the rows or empty */
+    char *extra;   /* businesses: law; items: layout_version (データ標準レイアウト); or NULL */
     int line;
 } cat_entry;
 
@@ -51,6 +55,9 @@ struct rk_permissions {
     perm_row *rows;
     size_t n, cap;
     catalogue kinds, businesses, items;
+    int64_t version;      /* catalog_version of a signed document; 0: from the CSV files */
+    int64_t effective_ms; /* its effective time (施行日) */
+    char effective_from[RK_CATALOG_EFFECTIVE_MAX + 1]; /* as the document writes it */
 };
 
 static const char *const PERM_COLS[] = {"requester_kind", "business", "provider_kind", "item"};
@@ -78,6 +85,8 @@ typedef struct {
     int line;         /* number of the current line, 1-based */
     int ncols;        /* fields in the header; 0 until it is read */
     int conditions_col; /* permissions.csv: the column "conditions", or -1 */
+    int extra_col;      /* catalogues: the column of cat_entry.extra (law, layout_version), or -1 */
+    int extra_is_layout; /* that column is layout_version */
     int nf;
     char *f[MAX_FIELDS];
     char *err;
@@ -190,9 +199,15 @@ static rk_rc csv_header(csv *c, const char *const *want, int nwant)
         return csv_fail(c, "wrong header: it must start with %s", expect);
     c->ncols = c->nf;
     c->conditions_col = -1;
+    c->extra_col = -1;
     for (int i = nwant; i < c->nf; i++)
         if (strcmp(c->f[i], "conditions") == 0)
             c->conditions_col = i;
+    for (int i = 0; i < c->nf; i++)
+        if (strcmp(c->f[i], "law") == 0 || strcmp(c->f[i], "layout_version") == 0) {
+            c->extra_col = i;
+            c->extra_is_layout = strcmp(c->f[i], "layout_version") == 0;
+        }
     return RK_OK;
 }
 
@@ -222,7 +237,8 @@ static int valid_text(const char *s)
 
 /* ---- catalogues -------------------------------------------------------- */
 
-static rk_rc cat_push(catalogue *cat, const char *id, const char *name, const char *name_en, int line)
+static rk_rc cat_push(catalogue *cat, const char *id, const char *name, const char *name_en, const char *extra,
+                      int line)
 {
     if (cat->n == cat->cap) {
         size_t cap = cat->cap ? cat->cap * 2 : 16;
@@ -236,8 +252,10 @@ static rk_rc cat_push(catalogue *cat, const char *id, const char *name, const ch
     memset(e, 0, sizeof *e);
     memcpy(e->id, id, strlen(id) + 1); /* a valid id, so it fits */
     e->line = line;
-    if ((name && !(e->name = strdup(name))) || (name_en && *name_en && !(e->name_en = strdup(name_en)))) {
+    if ((name && !(e->name = strdup(name))) || (name_en && *name_en && !(e->name_en = strdup(name_en))) ||
+        (extra && *extra && !(e->extra = strdup(extra)))) {
         free(e->name);
+        free(e->name_en);
         return RK_ERR_NOMEM;
     }
     cat->n++;
@@ -268,6 +286,7 @@ static void cat_free(catalogue *cat)
     for (size_t i = 0; i < cat->n; i++) {
         free(cat->v[i].name);
         free(cat->v[i].name_en);
+        free(cat->v[i].extra);
     }
     free(cat->v);
     memset(cat, 0, sizeof *cat);
@@ -286,6 +305,7 @@ static rk_rc cat_finish(catalogue *cat, const char *path, int merge, char *err, 
                             cat->v[i].line, cat->v[i].id, cat->v[kept - 1].line);
             free(cat->v[i].name);
             free(cat->v[i].name_en);
+            free(cat->v[i].extra);
             continue;
         }
         cat->v[kept++] = cat->v[i];
@@ -303,7 +323,11 @@ static rk_rc catalogue_line(csv *c, catalogue *cat)
     for (int i = 1; i < c->nf; i++)
         if (strlen(c->f[i]) > TEXT_MAX || !valid_text(c->f[i]))
             return csv_fail(c, "field %d is not UTF-8 text of at most %d bytes", i + 1, TEXT_MAX);
-    rk_rc rc = cat_push(cat, c->f[0], c->f[1], c->nf > 2 ? c->f[2] : NULL, c->line);
+    const char *extra = c->extra_col > 0 ? c->f[c->extra_col] : NULL;
+    if (extra && c->extra_is_layout && *extra && !rk_layout_version_valid(extra))
+        return csv_fail(c, "bad layout_version '%.64s': 1-%d characters of 0-9, a-z, A-Z, '.', '-'", extra,
+                        RK_LAYOUT_VERSION_MAX);
+    rk_rc rc = cat_push(cat, c->f[0], c->f[1], c->nf > 2 ? c->f[2] : NULL, extra, c->line);
     return rc == RK_OK ? RK_OK : fail(c->err, c->errlen, rc, "%s:%d: out of memory", c->path, c->line);
 }
 
@@ -446,13 +470,13 @@ static rk_rc derive_catalogues(rk_permissions *p, char *err, size_t errlen)
     rk_rc rc = RK_OK;
     for (size_t i = 0; i < p->n && rc == RK_OK; i++) {
         const perm_row *r = &p->rows[i];
-        rc = cat_push(&p->kinds, r->f[COL_REQUESTER], NULL, NULL, r->line);
+        rc = cat_push(&p->kinds, r->f[COL_REQUESTER], NULL, NULL, NULL, r->line);
         if (rc == RK_OK)
-            rc = cat_push(&p->kinds, r->f[COL_PROVIDER], NULL, NULL, r->line);
+            rc = cat_push(&p->kinds, r->f[COL_PROVIDER], NULL, NULL, NULL, r->line);
         if (rc == RK_OK)
-            rc = cat_push(&p->businesses, r->f[COL_BUSINESS], NULL, NULL, r->line);
+            rc = cat_push(&p->businesses, r->f[COL_BUSINESS], NULL, NULL, NULL, r->line);
         if (rc == RK_OK)
-            rc = cat_push(&p->items, r->f[COL_ITEM], NULL, NULL, r->line);
+            rc = cat_push(&p->items, r->f[COL_ITEM], NULL, NULL, NULL, r->line);
     }
     if (rc != RK_OK)
         return fail(err, errlen, rc, "permissions: out of memory");
@@ -619,4 +643,340 @@ int rk_permissions_known_item(const rk_permissions *p, const char *item)
 int rk_permissions_known_kind(const rk_permissions *p, const char *kind)
 {
     return p && cat_find(&p->kinds, kind) != NULL;
+}
+
+/* ---- the catalogue as a signed document (DESIGN §2.3) ----------------- */
+
+int rk_layout_version_valid(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > RK_LAYOUT_VERSION_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              s[i] == '.' || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+int64_t rk_permissions_version(const rk_permissions *p)
+{
+    return p ? p->version : 0;
+}
+
+int64_t rk_permissions_effective_ms(const rk_permissions *p)
+{
+    return p ? p->effective_ms : 0;
+}
+
+const char *rk_permissions_effective_from(const rk_permissions *p)
+{
+    return p ? p->effective_from : "";
+}
+
+const char *rk_permissions_item_layout(const rk_permissions *p, const char *item)
+{
+    const cat_entry *e = p ? cat_find(&p->items, item) : NULL;
+    return e ? e->extra : NULL;
+}
+
+static int digits(const char *s, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
+}
+
+static int num(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++)
+        v = v * 10 + (s[i] - '0');
+    return v;
+}
+
+/* 施行日 is a date in Japan: "YYYY-MM-DD" is 00:00 Japan time (UTC+9).
+ * A moment is RFC 3339 "YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)". */
+rk_rc rk_catalog_effective_parse(const char *s, int64_t *ms)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n < 10 || n > RK_CATALOG_EFFECTIVE_MAX || !digits(s, 4) || s[4] != '-' || !digits(s + 5, 2) || s[7] != '-' ||
+        !digits(s + 8, 2))
+        return RK_ERR_INVALID;
+    struct tm tm = {0};
+    tm.tm_year = num(s, 4) - 1900;
+    tm.tm_mon = num(s + 5, 2) - 1;
+    tm.tm_mday = num(s + 8, 2);
+    int64_t offset_s = 9 * 3600, frac_ms = 0;
+    if (n > 10) {
+        const char *t = s + 10;
+        if ((*t != 'T' && *t != 't') || strlen(t) < 10 || !digits(t + 1, 2) || t[3] != ':' || !digits(t + 4, 2) ||
+            t[6] != ':' || !digits(t + 7, 2))
+            return RK_ERR_INVALID;
+        tm.tm_hour = num(t + 1, 2);
+        tm.tm_min = num(t + 4, 2);
+        tm.tm_sec = num(t + 7, 2);
+        t += 9;
+        if (*t == '.') {
+            int k = 0;
+            for (t++; *t >= '0' && *t <= '9'; t++, k++)
+                if (k < 3)
+                    frac_ms = frac_ms * 10 + (*t - '0');
+            if (k == 0)
+                return RK_ERR_INVALID;
+            for (; k < 3; k++)
+                frac_ms *= 10;
+        }
+        if ((*t == 'Z' || *t == 'z') && t[1] == '\0')
+            offset_s = 0;
+        else if ((*t == '+' || *t == '-') && strlen(t) == 6 && digits(t + 1, 2) && t[3] == ':' && digits(t + 4, 2) &&
+                 num(t + 1, 2) < 24 && num(t + 4, 2) < 60)
+            offset_s = (*t == '-' ? -1 : 1) * (num(t + 1, 2) * 3600 + num(t + 4, 2) * 60);
+        else
+            return RK_ERR_INVALID;
+        if (tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+            return RK_ERR_INVALID;
+    }
+    struct tm check = tm;
+    time_t t = timegm(&check);
+    if (t == (time_t)-1 || check.tm_mday != tm.tm_mday || check.tm_mon != tm.tm_mon || tm.tm_year < 70 ||
+        tm.tm_year > 8000)
+        return RK_ERR_INVALID; /* 2025-02-30 and the like */
+    *ms = ((int64_t)t - offset_s) * 1000 + frac_ms;
+    return RK_OK;
+}
+
+static json_t *conditions_json(unsigned conditions)
+{
+    json_t *a = json_array();
+    if (a && (conditions & RK_COND_FISCAL_YEAR))
+        json_array_append_new(a, json_string("fiscal_year"));
+    if (a && (conditions & RK_COND_AS_OF))
+        json_array_append_new(a, json_string("as_of"));
+    return a;
+}
+
+static json_t *cat_json(const catalogue *cat, const char *idkey, const char *extrakey)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < cat->n; i++) {
+        const cat_entry *e = &cat->v[i];
+        json_t *o = json_pack("{s:s,s:s,s:s}", idkey, e->id, "name_ja", e->name ? e->name : "", "name_en",
+                              e->name_en ? e->name_en : "");
+        if (o && extrakey)
+            json_object_set_new(o, extrakey, json_string(e->extra ? e->extra : ""));
+        if (!o || json_array_append_new(a, o) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+json_t *rk_permissions_json(const rk_permissions *p)
+{
+    json_t *rows = json_array();
+    for (size_t i = 0; rows && i < p->n; i++) {
+        const perm_row *r = &p->rows[i];
+        const char *layout = rk_permissions_item_layout(p, r->f[COL_ITEM]);
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:o}", "requester_kind", r->f[COL_REQUESTER], "business",
+                              r->f[COL_BUSINESS], "provider_kind", r->f[COL_PROVIDER], "item", r->f[COL_ITEM],
+                              "conditions", conditions_json(r->conditions));
+        if (o && p->version) { /* the row's key in the catalogue (issue 15 item 6): its item's layout, valid from 施行日 */
+            json_object_set_new(o, "layout_version", json_string(layout ? layout : ""));
+            json_object_set_new(o, "valid_from", json_string(p->effective_from));
+        }
+        if (!o || json_array_append_new(rows, o) != 0) {
+            json_decref(rows);
+            return NULL;
+        }
+    }
+    json_t *doc = json_pack("{s:s,s:I,s:s,s:o*,s:o*,s:o*,s:o*}", "format", RK_CATALOG_FORMAT, "catalog_version",
+                            (json_int_t)p->version, "effective_from", p->effective_from, "kinds",
+                            cat_json(&p->kinds, "kind", NULL), "businesses", cat_json(&p->businesses, "business", "law"),
+                            "items", cat_json(&p->items, "item", "layout_version"), "permissions", rows);
+    return doc;
+}
+
+rk_rc rk_catalog_doc_build(const rk_permissions *tables, int64_t version, const char *effective_from, char **out,
+                           size_t *outlen, char *err, size_t errlen)
+{
+    int64_t ms = 0;
+    *out = NULL;
+    if (version < 1 || version > RK_CATALOG_VERSION_MAX)
+        return fail(err, errlen, RK_ERR_INVALID, "catalog_version must be 1-%lld", (long long)RK_CATALOG_VERSION_MAX);
+    if (rk_catalog_effective_parse(effective_from, &ms) != RK_OK)
+        return fail(err, errlen, RK_ERR_INVALID,
+                    "effective date '%.40s': YYYY-MM-DD (00:00 Japan time) or YYYY-MM-DDTHH:MM:SSZ", effective_from);
+    for (size_t i = 0; i < tables->items.n; i++)
+        if (!tables->items.v[i].extra)
+            return fail(err, errlen, RK_ERR_INVALID, "item '%s' has no layout_version (items.csv)",
+                        tables->items.v[i].id);
+    rk_permissions view = *tables; /* the same tables, as this version */
+    view.version = version;
+    view.effective_ms = ms;
+    snprintf(view.effective_from, sizeof view.effective_from, "%s", effective_from);
+    json_t *doc = rk_permissions_json(&view);
+    if (doc) /* what is signed is the document as published: the rows' derived keys are the reader's */
+        for (size_t i = 0; i < json_array_size(json_object_get(doc, "permissions")); i++) {
+            json_t *row = json_array_get(json_object_get(doc, "permissions"), i);
+            json_object_del(row, "layout_version");
+            json_object_del(row, "valid_from");
+        }
+    char *text = doc ? json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(doc);
+    if (!text)
+        return fail(err, errlen, RK_ERR_NOMEM, "catalogue: out of memory");
+    *out = text;
+    if (outlen)
+        *outlen = strlen(text);
+    return RK_OK;
+}
+
+/* The document's reader: every member known, every id valid and known,
+ * nothing twice. `where` names the place of an error. */
+typedef struct {
+    char *err;
+    size_t errlen;
+} doc_reader;
+
+__attribute__((format(printf, 2, 3))) static rk_rc doc_fail(doc_reader *d, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return fail(d->err, d->errlen, RK_ERR_INVALID, "catalog document: %s", msg);
+}
+
+/* 1 if o is an object whose members are all among keys. */
+static int only_keys(json_t *o, const char *const *keys, size_t nkeys)
+{
+    const char *k;
+    json_t *v;
+    if (!json_is_object(o))
+        return 0;
+    json_object_foreach(o, k, v) {
+        size_t i = 0;
+        while (i < nkeys && strcmp(k, keys[i]) != 0)
+            i++;
+        if (i == nkeys)
+            return 0;
+    }
+    return 1;
+}
+
+static rk_rc doc_catalogue(doc_reader *d, json_t *arr, const char *name, const char *idkey, const char *extrakey,
+                           catalogue *cat)
+{
+    const char *keys[] = {idkey, "name_ja", "name_en", extrakey};
+    if (!json_is_array(arr))
+        return doc_fail(d, "\"%s\" must be an array", name);
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *o = json_array_get(arr, i);
+        const char *id = json_string_value(json_object_get(o, idkey));
+        const char *ja = json_string_value(json_object_get(o, "name_ja"));
+        json_t *en_j = json_object_get(o, "name_en"), *ex_j = extrakey ? json_object_get(o, extrakey) : NULL;
+        const char *en = json_string_value(en_j), *ex = json_string_value(ex_j);
+        if (!only_keys(o, keys, extrakey ? 4 : 3) || !id || !ja || (en_j && !en) || (ex_j && !ex))
+            return doc_fail(d, "%s[%zu]: an object of %s, name_ja[, name_en%s%s] (strings)", name, i, idkey,
+                            extrakey ? ", " : "", extrakey ? extrakey : "");
+        if (!rk_catalogue_id_valid(id))
+            return doc_fail(d, "%s[%zu]: bad id '%.64s'", name, i, id);
+        if (!*ja || strlen(ja) > TEXT_MAX || !valid_text(ja) || (en && (strlen(en) > TEXT_MAX || !valid_text(en))) ||
+            (ex && (strlen(ex) > TEXT_MAX || !valid_text(ex))))
+            return doc_fail(d, "%s[%zu]: names are non-empty UTF-8 text of at most %d bytes", name, i, TEXT_MAX);
+        if (extrakey && strcmp(extrakey, "layout_version") == 0 && !rk_layout_version_valid(ex))
+            return doc_fail(d, "%s[%zu]: item '%s' needs a layout_version of 1-%d characters of 0-9, a-z, A-Z, '.', '-'",
+                            name, i, id, RK_LAYOUT_VERSION_MAX);
+        if (cat_push(cat, id, ja, en, ex, (int)i + 1) != RK_OK)
+            return fail(d->err, d->errlen, RK_ERR_NOMEM, "catalog document: out of memory");
+    }
+    char where[64];
+    snprintf(where, sizeof where, "catalog document: %s", name);
+    return cat_finish(cat, where, 0, d->err, d->errlen);
+}
+
+static rk_rc doc_rows(doc_reader *d, json_t *arr, rk_permissions *p)
+{
+    static const char *const keys[] = {"requester_kind", "business", "provider_kind", "item", "conditions"};
+    const catalogue *cats[NCOLS] = {&p->kinds, &p->businesses, &p->kinds, &p->items};
+    if (!json_is_array(arr))
+        return doc_fail(d, "\"permissions\" must be an array");
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *o = json_array_get(arr, i), *conds = json_object_get(o, "conditions");
+        char *f[NCOLS];
+        if (!only_keys(o, keys, 5) || (conds && !json_is_array(conds)))
+            return doc_fail(d, "permissions[%zu]: an object of requester_kind, business, provider_kind, item"
+                               "[, conditions (an array)]", i);
+        for (int k = 0; k < NCOLS; k++) {
+            f[k] = (char *)json_string_value(json_object_get(o, keys[k]));
+            if (!f[k] || !rk_catalogue_id_valid(f[k]))
+                return doc_fail(d, "permissions[%zu]: bad %s", i, keys[k]);
+            if (!cat_find(cats[k], f[k]))
+                return doc_fail(d, "permissions[%zu]: unknown %s '%s'", i, keys[k], f[k]);
+        }
+        unsigned conditions = 0;
+        for (size_t k = 0; k < json_array_size(conds); k++) {
+            const char *word = json_string_value(json_array_get(conds, k));
+            rk_condition_kind c = word ? rk_condition_kind_of(word) : RK_COND_NONE;
+            if (c == RK_COND_NONE)
+                return doc_fail(d, "permissions[%zu]: conditions are among \"fiscal_year\" and \"as_of\"", i);
+            conditions |= (unsigned)c;
+        }
+        if (row_push(p, f, conditions, (int)i + 1) != RK_OK)
+            return fail(d->err, d->errlen, RK_ERR_NOMEM, "catalog document: out of memory");
+    }
+    return sort_rows(p, "catalog document: permissions", d->err, d->errlen);
+}
+
+rk_rc rk_catalog_doc_parse(const char *text, size_t len, rk_permissions **out, char *err, size_t errlen)
+{
+    static const char *const keys[] = {"format", "catalog_version", "effective_from", "kinds", "businesses", "items",
+                                       "permissions"};
+    doc_reader d = {err, errlen};
+    if (err && errlen)
+        err[0] = '\0';
+    *out = NULL;
+    if (len > RK_CATALOG_DOC_MAX)
+        return fail(err, errlen, RK_ERR_TOO_LARGE, "catalog document: over %u bytes", RK_CATALOG_DOC_MAX);
+    json_error_t je;
+    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!doc)
+        return doc_fail(&d, "not JSON: %s (line %d)", je.text, je.line);
+    rk_rc rc = RK_OK;
+    rk_permissions *p = calloc(1, sizeof *p);
+    const char *format = json_string_value(json_object_get(doc, "format"));
+    json_t *version = json_object_get(doc, "catalog_version");
+    const char *effective = json_string_value(json_object_get(doc, "effective_from"));
+    if (!p) {
+        rc = fail(err, errlen, RK_ERR_NOMEM, "catalog document: out of memory");
+    } else if (!only_keys(doc, keys, sizeof keys / sizeof keys[0])) {
+        rc = doc_fail(&d, "an object of format, catalog_version, effective_from, kinds, businesses, items, permissions");
+    } else if (!format || strcmp(format, RK_CATALOG_FORMAT) != 0) {
+        rc = doc_fail(&d, "format must be \"%s\"", RK_CATALOG_FORMAT);
+    } else if (!json_is_integer(version) || json_integer_value(version) < 1 ||
+               json_integer_value(version) > RK_CATALOG_VERSION_MAX) {
+        rc = doc_fail(&d, "catalog_version must be an integer 1-%lld", (long long)RK_CATALOG_VERSION_MAX);
+    } else if (!effective || rk_catalog_effective_parse(effective, &p->effective_ms) != RK_OK) {
+        rc = doc_fail(&d, "effective_from must be YYYY-MM-DD (00:00 Japan time) or an RFC 3339 time");
+    } else {
+        p->version = json_integer_value(version);
+        snprintf(p->effective_from, sizeof p->effective_from, "%s", effective);
+        if ((rc = doc_catalogue(&d, json_object_get(doc, "kinds"), "kinds", "kind", NULL, &p->kinds)) == RK_OK &&
+            (rc = doc_catalogue(&d, json_object_get(doc, "businesses"), "businesses", "business", "law",
+                                &p->businesses)) == RK_OK &&
+            (rc = doc_catalogue(&d, json_object_get(doc, "items"), "items", "item", "layout_version", &p->items)) ==
+                RK_OK)
+            rc = doc_rows(&d, json_object_get(doc, "permissions"), p);
+    }
+    json_decref(doc);
+    if (rc != RK_OK) {
+        rk_permissions_free(p);
+        return rc;
+    }
+    *out = p;
+    return RK_OK;
 }

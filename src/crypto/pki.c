@@ -13,6 +13,7 @@
  * On failure the OpenSSL error queue is cleared so that a stale error does
  * not confuse a later TLS call on the same thread. */
 #include "crypto/pki.h"
+#include "crypto/keys.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -34,9 +35,7 @@
 #define PKI_SECS_PER_DAY INT64_C(86400)
 #define PKI_SERIAL_BYTES 16
 #define PKI_MAX_ID_LEN 64 /* X.520 ub-common-name */
-#define PKI_KEY_FILE_CAP (64 * 1024)
 #define PKI_CERT_FILE_CAP (1024 * 1024)
-#define PKI_PASSPHRASE_CAP 4096
 #define PKI_URN_PREFIX "urn:renkei:"
 
 static const char *const known_roles[] = {"core", "jlis", "gateway", "agency", "system", "operator", "witness", "portal"};
@@ -48,14 +47,6 @@ static rk_rc finish(rk_rc rc)
     if (rc != RK_OK)
         ERR_clear_error();
     return rc;
-}
-
-static void wipe_and_free(char *buf, size_t len)
-{
-    if (!buf)
-        return;
-    rk_wipe(buf, len);
-    free(buf);
 }
 
 static int is_known_role(const char *role)
@@ -312,80 +303,12 @@ done:
     return rc;
 }
 
-/* First line of the file, without its \r\n; *cap is the buffer size to wipe. */
-static rk_rc read_passphrase(const char *path, char **out, size_t *cap)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    rk_rc rc = rk_read_file(path, PKI_PASSPHRASE_CAP, &buf, &len);
-    if (rc != RK_OK)
-        return rc;
-    buf[strcspn(buf, "\r\n")] = '\0';
-    if (buf[0] == '\0') {
-        wipe_and_free(buf, len);
-        return RK_ERR_CONFIG;
-    }
-    *out = buf;
-    *cap = len;
-    return RK_OK;
-}
-
-/* Never prompts: without a passphrase an encrypted key simply fails. */
-static int passphrase_cb(char *buf, int size, int rwflag, void *userdata)
-{
-    const char *passphrase = userdata;
-    (void)rwflag;
-    if (!passphrase)
-        return -1;
-    size_t n = strlen(passphrase);
-    if (n > (size_t)size)
-        return -1;
-    memcpy(buf, passphrase, n);
-    return (int)n;
-}
-
-static rk_rc check_key_file_mode(const char *path)
-{
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return errno == ENOENT ? RK_ERR_NOT_FOUND : RK_ERR_IO;
-    if (st.st_mode & 077)
-        return RK_ERR_DENIED;
-    return RK_OK;
-}
-
 /* ---- public functions ------------------------------------------------- */
 
+/* Every private key is loaded by crypto/keys.c (files and tokens). */
 rk_rc rk_pki_load_key(const char *path, const char *passphrase_file, EVP_PKEY **out)
 {
-    char *pem = NULL, *passphrase = NULL;
-    size_t pem_len = 0, passphrase_cap = 0;
-    BIO *bio = NULL;
-    EVP_PKEY *key = NULL;
-    rk_rc rc = check_key_file_mode(path);
-    if (rc != RK_OK)
-        goto done;
-    if (passphrase_file && *passphrase_file &&
-        (rc = read_passphrase(passphrase_file, &passphrase, &passphrase_cap)) != RK_OK)
-        goto done;
-    if ((rc = rk_read_file(path, PKI_KEY_FILE_CAP, &pem, &pem_len)) != RK_OK)
-        goto done;
-    bio = BIO_new_mem_buf(pem, (int)pem_len);
-    if (!bio) {
-        rc = RK_ERR_NOMEM;
-        goto done;
-    }
-    key = PEM_read_bio_PrivateKey(bio, NULL, passphrase_cb, passphrase);
-    if (!key) {
-        rc = RK_ERR_CRYPTO;
-        goto done;
-    }
-    *out = key;
-done:
-    BIO_free(bio);
-    wipe_and_free(pem, pem_len);
-    wipe_and_free(passphrase, passphrase_cap);
-    return finish(rc);
+    return rk_pkey_load(path, passphrase_file, out, NULL, 0);
 }
 
 /* A signature BIT STRING with unused bits is not what any signer makes;

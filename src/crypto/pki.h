@@ -41,9 +41,11 @@ rk_rc rk_pki_create_ca(const char *cert_path, const char *key_path, const char *
 rk_rc rk_pki_issue(const char *ca_cert_path, const char *ca_key_path, const rk_cert_spec *spec,
                    const char *cert_path, const char *key_path, const char *passphrase);
 
-/* Loads a private key. Refuses (RK_ERR_DENIED) a file readable by group or
- * others. passphrase_file: NULL or "" for an unencrypted key; otherwise the
- * first line of that file is the passphrase (wiped after use). */
+/* Loads a private key through crypto/keys.h's rk_pkey_load (a file, or a
+ * pkcs11: URI of a token key). Refuses (RK_ERR_DENIED) a file readable by
+ * group or others. passphrase_file: NULL or "" for an unencrypted key;
+ * otherwise the first line of that file is the passphrase or the token's
+ * PIN (wiped after use). */
 rk_rc rk_pki_load_key(const char *path, const char *passphrase_file, EVP_PKEY **out);
 
 rk_rc rk_pki_load_cert(const char *path, X509 **out);

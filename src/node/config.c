@@ -54,6 +54,9 @@ static const key_def keys[] = {
     {"core", "notice_lease_ms", K_INT, AT(notice_lease_ms), 1000, DAY_MS, 60000, NULL},
     {"core", "catalogue", K_PATH, AT(catalogue), 0, 0, 0, NULL},
     {"core", "health_sweep_s", K_INT, AT(health_sweep_s), 0, 86400, 30, NULL},
+    {"core", "catalog_dir", K_PATH, AT(catalog_dir), 0, 0, 0, NULL},
+    {"core", "catalog_refresh_ms", K_INT, AT(catalog_refresh_ms), 100, DAY_MS, 60000, NULL},
+    {"registry", "anchor", K_PATH, AT(registry_anchor), 0, 0, 0, NULL},
     {"jlis", "residents", K_PATH, AT(residents), 0, 0, 0, NULL},
     {"jlis", "cards", K_PATH, AT(cards), 0, 0, 0, "cards.csv"},
     {"jlis", "card_ca", K_PATH, AT(card_ca), 0, 0, 0, NULL},
@@ -107,6 +110,9 @@ static int set_key(rk_node_config *cfg, const key_def *k, const char *value)
     case K_TEXT:
         return strlen(value) < (size_t)k->max && (memcpy(field, value, strlen(value) + 1), 1);
     case K_PATH:
+        /* a key in a token: its pkcs11: URI is kept as written (crypto/keys.h) */
+        if (strncmp(value, "pkcs11:", 7) == 0 && k->offset == AT(key))
+            return strlen(value) < RK_PATH_MAX && (memcpy(field, value, strlen(value) + 1), 1);
         return *value && strlen(value) < RK_PATH_MAX && (rk_path_join(field, RK_PATH_MAX, cfg->dir, value), 1);
     case K_STORE:
         /* a libpq URI is kept as written; a SQLite path is resolved like every path */

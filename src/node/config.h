@@ -6,6 +6,8 @@
  *           clock_offset_ms (tests only)
  *   [core]  master_key_file, permissions, catalogue, outbox_retry_min_ms, outbox_retry_max_ms, notice_lease_ms,
  *           health_sweep_s
+ *           catalog_dir, catalog_refresh_ms (the signed catalogue, core/catalog.h)
+ *   [registry] anchor (the operator's registry key, public: what signed documents are checked against)
  *   [jlis]  residents, cards, card_ca, card_crl
  *   [portal] card_ca, crl_refresh_ms
  *   [alerts] refusal_threshold, refusal_window_ms, not_permitted_threshold,
@@ -57,6 +59,10 @@ typedef struct rk_node_config {
     int health_sweep_s;  /* the operator console's view of every node's /healthz is this old at most; 0: off */
     int notice_lease_ms; /* a claimed notice is another instance's to deliver after this (DESIGN §6) */
     char catalogue[RK_PATH_MAX];        /* the catalogues' folder (kinds, businesses, items): names for persons */
+    char catalog_dir[RK_PATH_MAX];      /* the signed catalogue's versions (catalog-<N>.signed); "" = unsigned CSV */
+    int catalog_refresh_ms;             /* rescan of catalog_dir (and on SIGHUP) */
+    /* registry */
+    char registry_anchor[RK_PATH_MAX];  /* the operator's registry key (public PEM) */
     /* jlis */
     char residents[RK_PATH_MAX];
     char cards[RK_PATH_MAX];            /* card serial → resident code, appended by `renkei card issue` */

@@ -1,4 +1,5 @@
 #include "node/node.h"
+#include "crypto/keys.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -68,13 +69,9 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
         snprintf(err, errlen, "%s: cannot load certificate: %s", node->cfg.cert, rk_strerror(rc));
         return rc;
     }
-    rc = rk_pki_load_key(node->cfg.key, node->cfg.key_passphrase_file, &node->key);
-    if (rc != RK_OK) {
-        snprintf(err, errlen, "%s: %s", node->cfg.key,
-                 rc == RK_ERR_DENIED ? "private key is readable by group or others (chmod 600)"
-                                     : "cannot load private key (wrong passphrase?)");
+    /* A file or a pkcs11: URI (crypto/keys.h); err says why, in one line. */
+    if ((rc = rk_pkey_load(node->cfg.key, node->cfg.key_passphrase_file, &node->key, err, errlen)) != RK_OK)
         return rc;
-    }
     char fp[RK_FINGERPRINT_LEN];
     if ((rc = rk_pki_fingerprint(node->cert, fp)) != RK_OK || strcmp(fp, node->self->fingerprint) != 0) {
         snprintf(err, errlen, "%s: certificate is not the one registered for %s", node->cfg.cert, node->cfg.id);

@@ -51,6 +51,9 @@ static const char *const records_steps[] = {
      * the log signed, and a record's leaf is computed from its fields (65
      * bytes a record fewer). */
     "ALTER TABLE records DROP COLUMN leaf_hash;",
+    /* Step 8: the catalogue version that allowed or refused the exchange
+     * (DESIGN §2.3); 0 for none, as every record before. */
+    "ALTER TABLE records ADD COLUMN catalog_version BIGINT NOT NULL DEFAULT 0;",
 };
 
 rk_rc rk_records_migrate(rk_db *db)
@@ -78,16 +81,18 @@ static int plain_leaf_text(const rk_record *r, char *out, size_t outlen)
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
         if (!plain(s[i]))
             return 0;
-    char provided[24] = "null", condition[sizeof r->condition + 16] = "";
+    char provided[24] = "null", condition[sizeof r->condition + 16] = "", catalog[48] = "";
     if (r->provided_ms)
         snprintf(provided, sizeof provided, "%lld", (long long)r->provided_ms);
     if (r->condition[0]) /* a record without one keeps the leaf it always had */
         snprintf(condition, sizeof condition, "\"condition\":\"%s\",", r->condition);
+    if (r->catalog_version) /* the same: only when set */
+        snprintf(catalog, sizeof catalog, "\"catalog_version\":%lld,", (long long)r->catalog_version);
     int n = snprintf(out, outlen,
-                     "{\"business\":\"%s\",%s\"exchange_id\":\"%s\",\"item\":\"%s\",\"operator\":\"%s\","
+                     "{\"business\":\"%s\",%s%s\"exchange_id\":\"%s\",\"item\":\"%s\",\"operator\":\"%s\","
                      "\"outcome\":\"%s\",\"payload_sha256\":\"%s\",\"provided_ms\":%s,\"provider\":\"%s\","
                      "\"reason\":\"%s\",\"requested_ms\":%lld,\"requester\":\"%s\",\"side\":\"%s\",\"subject\":\"%s\"}",
-                     r->business, condition, r->exchange_id, r->item, r->operator_id, r->outcome, r->payload_sha256,
+                     r->business, catalog, condition, r->exchange_id, r->item, r->operator_id, r->outcome, r->payload_sha256,
                      provided,
                      r->provider, r->reason, (long long)r->requested_ms, r->requester, r->side, r->subject);
     return n > 0 && (size_t)n < outlen ? n : 0;
@@ -104,6 +109,8 @@ static char *json_leaf_text(const rk_record *r)
                           "reason", r->reason, "payload_sha256", r->payload_sha256);
     if (j && r->condition[0])
         json_object_set_new(j, "condition", json_string(r->condition));
+    if (j && r->catalog_version)
+        json_object_set_new(j, "catalog_version", json_integer((json_int_t)r->catalog_version));
     char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(j);
     return text;
@@ -143,9 +150,10 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
         return rc;
     rk_stmt *st = rk_db_stmt(db,
         "INSERT INTO records(seq, exchange_id, side, requester, provider, business, item, operator, subject,"
-        " requested_ms, provided_ms, outcome, reason, payload_sha256, condition)"
+        " requested_ms, provided_ms, outcome, reason, payload_sha256, condition,"
+        " catalog_version)"
         " VALUES ((SELECT COALESCE(MAX(seq), (SELECT COALESCE(MAX(upto), 0) FROM records_archived)) + 1"
-        " FROM records),?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+        " FROM records),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     rk_bind_text(st, 1, r->exchange_id);
     rk_bind_text(st, 2, r->side);
     rk_bind_text(st, 3, r->requester);
@@ -163,6 +171,7 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
     rk_bind_text(st, 12, r->reason);
     rk_bind_text(st, 13, r->payload_sha256);
     rk_bind_text(st, 14, r->condition);
+    rk_bind_int(st, 15, r->catalog_version);
     return rk_stmt_exec(st);
 }
 
@@ -183,6 +192,7 @@ void rk_record_from_row(rk_stmt *q, int col, rk_record *r)
     rk_col_copy(q, col + 11, r->reason, sizeof r->reason);
     rk_col_copy(q, col + 12, r->payload_sha256, sizeof r->payload_sha256);
     rk_col_copy(q, col + 13, r->condition, sizeof r->condition);
+    r->catalog_version = rk_col_int(q, col + 14);
 }
 
 /* A row of "seq, " RK_RECORD_COLUMNS as the JSON of GET /v1/records. */
@@ -202,6 +212,8 @@ static json_t *row_to_json(rk_stmt *q)
                           r.payload_sha256);
     if (j && r.condition[0])
         json_object_set_new(j, "condition", json_string(r.condition));
+    if (j && r.catalog_version)
+        json_object_set_new(j, "catalog_version", json_integer((json_int_t)r.catalog_version));
     return j;
 }
 

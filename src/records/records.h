@@ -36,6 +36,7 @@ typedef struct rk_record {
     char reason[200];
     char payload_sha256[65];
     char condition[24];     /* the query's condition (lib/condition.h), "" for none */
+    int64_t catalog_version; /* the core: the catalogue version that allowed or refused it (DESIGN §2.3); 0: none */
 } rk_record;
 
 typedef struct rk_records_query {
@@ -55,7 +56,7 @@ typedef struct rk_records_query {
 
 /* The columns rk_record_from_row reads, in order, from its first column. */
 #define RK_RECORD_COLUMNS "exchange_id, side, requester, provider, business, item, operator, subject," \
-                          " requested_ms, provided_ms, outcome, reason, payload_sha256, condition"
+                          " requested_ms, provided_ms, outcome, reason, payload_sha256, condition, catalog_version"
 
 /* Brings the module's tables (records, kept answers, tree heads) to the
  * newest version (rk_db_migrate, module "records"). */

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "crypto/keys.h"
 #include "crypto/pki.h"
 #include "lib/util.h"
 #include "tools/toolkit.h"
@@ -323,6 +324,16 @@ static int issue_into(const struct issue_args *a, const char *passphrase)
     if (!join_path(ca_cert, a->ca_dir, "ca.pem") || !join_path(ca_key, a->ca_dir, "ca-key.pem") ||
         !join_path(cert, a->out_dir, "cert.pem") || !join_path(key, a->out_dir, "key.pem"))
         return usage_error("directory name too long");
+    /* A CA key in a token (ca-key.pem holds its pkcs11: URI, crypto/keys.h):
+     * a network made with `net init --hsm` has its SoftHSM2 configuration
+     * next to pki/; say in one line why the key cannot be used. */
+    char hsm_conf[PATH_CAP], why[512];
+    if (!getenv("SOFTHSM2_CONF") && join_path(hsm_conf, a->ca_dir, "../hsm/softhsm2.conf") && file_exists(hsm_conf))
+        setenv("SOFTHSM2_CONF", hsm_conf, 1);
+    EVP_PKEY *probe = NULL;
+    if (file_exists(ca_key) && rk_pkey_load(ca_key, NULL, &probe, why, sizeof why) != RK_OK)
+        return failure("the CA key: %s", why);
+    EVP_PKEY_free(probe);
     rk_rc rc = rk_mkdirs(a->out_dir, 0755);
     if (rc != RK_OK)
         return failure("cannot create %s: %s", a->out_dir, rk_strerror(rc));

@@ -11,5 +11,6 @@ int rk_cmd_agency_ctl(int argc, char **argv);
 int rk_cmd_bench(int argc, char **argv);
 int rk_cmd_records(int argc, char **argv);
 int rk_cmd_card(int argc, char **argv);
+int rk_cmd_core_rotate(int argc, char **argv); /* renkei core rotate-code-key */
 
 #endif

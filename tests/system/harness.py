@@ -82,12 +82,21 @@ class Answer:
 
 
 class Network:
-    def __init__(self, agencies=3, persons=30, conf_extra=None, store=None, ha=False, core_instances=None):
+    def __init__(self, agencies=3, persons=30, conf_extra=None, store=None, ha=False, core_instances=None,
+                 hsm=None):
         self.dir = tempfile.mkdtemp(prefix="renkei-test-")
         self.store = store or STORE  # a test of one engine's own behaviour names it
         self.pg = None  # the PostgreSQL server of the network, while it runs
+        # RENKEI_TEST_HSM=1: every network's server keys in a token; the tests
+        # that act as a node with its key file (ssl_context(("node", id))) then fail
+        if hsm is None:
+            hsm = os.environ.get("RENKEI_TEST_HSM") == "1"
+        self.hsm = hsm
         more = (["--ha"] if ha else []) + (["--core-instances", core_instances] if core_instances else [])
-        renkei("net", "init", self.dir, "--agencies", agencies, "--persons", persons, "--store", self.store, *more)
+        renkei("net", "init", self.dir, "--agencies", agencies, "--persons", persons, "--store", self.store, *more,
+               *(["--hsm"] if hsm else []))
+        if hsm:  # every server node's key and the CA key in the network's SoftHSM2 token
+            os.environ["SOFTHSM2_CONF"] = os.path.join(self.dir, "hsm", "softhsm2.conf")
         with open(os.path.join(self.dir, "network.json")) as f:
             self.registry = json.load(f)
         self.nodes = {n["id"]: n for n in self.registry["nodes"]}

@@ -84,6 +84,10 @@ class ConsolePage(unittest.TestCase):
         self.assertEqual(set(states.values()), {"ok"}, states)
         registry = b.js("document.querySelectorAll('#registry-list tbody tr').length")
         self.assertEqual(registry, len(net.registry["nodes"]))
+        catalog = net.call("core", "GET", "/v1/catalog", as_client="operator").json
+        rows = b.wait("document.querySelectorAll('#permission-list tbody tr').length", "the permission table")
+        self.assertEqual(rows, len(catalog["catalog"]["permissions"]))
+        self.assertIn(f"第 {catalog['catalog_version']} 版", b.js("document.getElementById('permissions-status').innerText"))
         b.screenshot("console-nodes.png")
 
         # the incident, and its report written through the form

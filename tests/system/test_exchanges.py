@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from harness import SLOW, Network, main
+from harness import SLOW, Network, main, renkei
 
 Y, K, N, H = "city-yokohama", "pref-kanagawa", "nenkin-kikou", "kyokai-kenpo"
 
@@ -249,20 +249,24 @@ class Exchanges(unittest.TestCase):
             p.send_signal(signal.SIGCONT)
 
     def test_sighup_reload_refuses_a_malformed_table_and_applies_a_good_one(self):
+        # The table in force is the signed catalogue (DESIGN §2.3): a malformed
+        # table is refused by the publisher with file and line; a good one,
+        # published, is taken in on SIGHUP.
         path = self.net.path("permissions.csv")
         with open(path) as f:
             original = f.read()
         try:
             with open(path, "w") as f:
                 f.write(original + "municipality,child_allowance\n")
-            self.net.procs["core"].send_signal(signal.SIGHUP)
-            time.sleep(0.5 * SLOW)
-            self.assertRegex(self.net.log("core"), r"permission table refused: .*permissions.csv:\d+")
+            p = renkei("catalog", "publish", self.net.dir, "--effective", "2020-01-01", check=False)
+            self.assertEqual(p.returncode, 1)
+            self.assertRegex(p.stderr, r"permissions.csv:\d+")
             a = self.query(K, "q-reload-1", "K1", "public_assistance", Y, "local_tax")
             self.assertEqual(a.json.get("status"), "provided")  # the old table stays in force
             with open(path, "w") as f:
                 f.write("".join(l for l in original.splitlines(True)
                                 if not l.startswith("prefecture,public_assistance,municipality,local_tax")))
+            renkei("catalog", "publish", self.net.dir, "--effective", "2020-01-01", "--version", "100")
             self.net.procs["core"].send_signal(signal.SIGHUP)
             time.sleep(0.5 * SLOW)
             a = self.query(K, "q-reload-2", "K1", "public_assistance", Y, "local_tax")
@@ -270,8 +274,9 @@ class Exchanges(unittest.TestCase):
         finally:
             with open(path, "w") as f:
                 f.write(original)
+            renkei("catalog", "publish", self.net.dir, "--effective", "2020-01-01", "--version", "101")
             self.net.procs["core"].send_signal(signal.SIGHUP)
-            time.sleep(0.3 * SLOW)
+            time.sleep(0.5 * SLOW)
 
     def test_records_filter_over_its_cap_is_refused_not_ignored(self):
         a = self.net.call(K, "GET", "/v1/records?exchange_id=" + "x" * 200, as_client=K)

@@ -84,6 +84,8 @@ def record_leaf(row: dict) -> bytes:
     fields = {k: row[k] for k in ("exchange_id", "side", "requester", "provider", "business", "item", "subject",
                                   "requested_ms", "provided_ms", "outcome", "reason", "payload_sha256")}
     fields["operator"] = row["operator"]
+    if row.get("catalog_version"):  # the core's catalogue version, a key only when set
+        fields["catalog_version"] = row["catalog_version"]
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return leaf_hash(text.encode())
 
@@ -149,10 +151,10 @@ class RecordsLog(unittest.TestCase):
                                                  path, bytes.fromhex(head["root"])), (node, p))
                 # The leaf is the record as the node holds it, recomputed here.
                 rows = self.net.sqlite(node, "SELECT exchange_id, side, requester, provider, business, item, operator,"
-                                             " subject, requested_ms, provided_ms, outcome, reason, payload_sha256"
-                                             " FROM records WHERE exchange_id = ?", (xid,))
+                                             " subject, requested_ms, provided_ms, outcome, reason, payload_sha256,"
+                                             " catalog_version FROM records WHERE exchange_id = ?", (xid,))
                 keys = ("exchange_id", "side", "requester", "provider", "business", "item", "operator", "subject",
-                        "requested_ms", "provided_ms", "outcome", "reason", "payload_sha256")
+                        "requested_ms", "provided_ms", "outcome", "reason", "payload_sha256", "catalog_version")
                 self.assertEqual(record_leaf(dict(zip(keys, rows[0]))).hex(), p["leaf_hash"])
                 # A flipped bit in the path does not verify.
                 if path:

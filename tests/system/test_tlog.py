@@ -60,10 +60,12 @@ def row_leaf(row) -> bytes:
     fields = dict(zip(RECORD_KEYS, row[:len(RECORD_KEYS)]))
     if row[len(RECORD_KEYS)]:
         fields["condition"] = row[len(RECORD_KEYS)]
+    if len(row) > len(RECORD_KEYS) + 1 and row[len(RECORD_KEYS) + 1]:
+        fields["catalog_version"] = row[len(RECORD_KEYS) + 1]  # the core's, only when set
     return record_leaf(fields)
 
 
-LEAF_COLUMNS = ", ".join(RECORD_KEYS) + ", condition"
+LEAF_COLUMNS = ", ".join(RECORD_KEYS) + ", condition, catalog_version"
 
 
 def synthetic(i: int) -> dict:

@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "core/permissions.h"
 #include "lib/condition.h"
 #include "lib/util.h"
@@ -402,6 +404,192 @@ static void test_large_table(void **state)
     rk_permissions_free(p);
 }
 
+
+/* ---- the catalogue as a signed document (DESIGN §2.3) ------------------ */
+
+/* The real data, built as version 3 and read back: the same rows, names,
+ * conditions and layout versions. */
+static void test_document_round_trip(void **state)
+{
+    (void)state;
+    rk_permissions *p = NULL, *q = NULL;
+    char err[512], *doc = NULL;
+    size_t len = 0;
+    assert_int_equal(rk_permissions_load(fx.real, fx.data, &p, err, sizeof err), RK_OK);
+    assert_int_equal(rk_permissions_version(p), 0); /* CSV: unsigned, no version */
+    assert_string_equal(rk_permissions_item_layout(p, "local_tax"), "2025.07");
+    assert_int_equal(rk_catalog_doc_build(p, 3, "2026-07-01", &doc, &len, err, sizeof err), RK_OK);
+    assert_int_equal(strlen(doc), len);
+    if (rk_catalog_doc_parse(doc, len, &q, err, sizeof err) != RK_OK)
+        fail_msg("parse: %s", err);
+    assert_int_equal(rk_permissions_version(q), 3);
+    assert_string_equal(rk_permissions_effective_from(q), "2026-07-01");
+    /* 2026-07-01 00:00 in Japan = 2026-06-30T15:00:00Z */
+    assert_int_equal(rk_permissions_effective_ms(q), INT64_C(1782831600000));
+    assert_int_equal(rk_permissions_count(q), rk_permissions_count(p));
+    for (size_t i = 0; i < rk_permissions_count(p); i++) {
+        const char *a[4], *b[4];
+        assert_int_equal(rk_permissions_row(p, i, &a[0], &a[1], &a[2], &a[3]), RK_OK);
+        assert_int_equal(rk_permissions_row(q, i, &b[0], &b[1], &b[2], &b[3]), RK_OK);
+        for (int k = 0; k < 4; k++)
+            assert_string_equal(a[k], b[k]);
+        assert_int_equal(rk_permissions_conditions(p, a[0], a[1], a[2], a[3]),
+                         rk_permissions_conditions(q, b[0], b[1], b[2], b[3]));
+    }
+    assert_string_equal(rk_permissions_item_layout(q, "local_tax"), "2025.07");
+    assert_string_equal(rk_permissions_business_name(q, "child_allowance"),
+                        rk_permissions_business_name(p, "child_allowance"));
+    assert_string_equal(rk_permissions_kind_name_en(q, "municipality"), rk_permissions_kind_name_en(p, "municipality"));
+    /* the JSON served: each row with its key's layout version and valid_from */
+    json_t *j = rk_permissions_json(q);
+    json_t *row = json_array_get(json_object_get(j, "permissions"), 0);
+    assert_non_null(json_string_value(json_object_get(row, "layout_version")));
+    assert_string_equal(json_string_value(json_object_get(row, "valid_from")), "2026-07-01");
+    assert_int_equal(json_integer_value(json_object_get(j, "catalog_version")), 3);
+    json_decref(j);
+    /* a bad version or date is not built */
+    char *none = NULL;
+    assert_int_equal(rk_catalog_doc_build(p, 0, "2026-07-01", &none, NULL, err, sizeof err), RK_ERR_INVALID);
+    assert_int_equal(rk_catalog_doc_build(p, 1, "2026-13-01", &none, NULL, err, sizeof err), RK_ERR_INVALID);
+    assert_null(none);
+    free(doc);
+    rk_permissions_free(p);
+    rk_permissions_free(q);
+}
+
+static void test_effective_dates(void **state)
+{
+    (void)state;
+    int64_t ms = 0;
+    assert_int_equal(rk_catalog_effective_parse("2026-07-01", &ms), RK_OK);
+    assert_int_equal(ms, INT64_C(1782831600000));
+    assert_int_equal(rk_catalog_effective_parse("2026-06-30T15:00:00Z", &ms), RK_OK);
+    assert_int_equal(ms, INT64_C(1782831600000));
+    assert_int_equal(rk_catalog_effective_parse("2026-07-01T00:00:00+09:00", &ms), RK_OK);
+    assert_int_equal(ms, INT64_C(1782831600000));
+    assert_int_equal(rk_catalog_effective_parse("2026-06-30T15:00:00.250Z", &ms), RK_OK);
+    assert_int_equal(ms, INT64_C(1782831600250));
+    static const char *const bad[] = {"", "2026-7-01", "2026-02-30", "2026-07-01T25:00:00Z", "2026-07-01T00:00:00",
+                                      "2026-07-01 00:00:00Z", "2026-07-01T00:00:00+9:00", "2026-07-01x", "1969-12-31",
+                                      "2026-07-01T00:00:00.Z", "tomorrow"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (rk_catalog_effective_parse(bad[i], &ms) != RK_ERR_INVALID)
+            fail_msg("'%s' was accepted", bad[i]);
+}
+
+#define DOC_HEAD "{\"format\":\"renkei-catalog/v1\",\"catalog_version\":2,\"effective_from\":\"2026-07-01\","
+#define DOC_KINDS "\"kinds\":[{\"kind\":\"municipality\",\"name_ja\":\"市町村長\",\"name_en\":\"Mayor\"}],"
+#define DOC_BUS "\"businesses\":[{\"business\":\"child_allowance\",\"name_ja\":\"児童手当\",\"law\":\"児童手当法\"}],"
+#define DOC_ITEMS "\"items\":[{\"item\":\"local_tax\",\"name_ja\":\"地方税関係情報\",\"layout_version\":\"2025.07\"}],"
+#define DOC_ROW "{\"requester_kind\":\"municipality\",\"business\":\"child_allowance\",\"provider_kind\":\"municipality\"," \
+                "\"item\":\"local_tax\",\"conditions\":[\"fiscal_year\"]}"
+
+static void test_document_parses(void **state)
+{
+    (void)state;
+    const char doc[] = DOC_HEAD DOC_KINDS DOC_BUS DOC_ITEMS "\"permissions\":[" DOC_ROW "]}";
+    rk_permissions *p = NULL;
+    char err[512];
+    if (rk_catalog_doc_parse(doc, strlen(doc), &p, err, sizeof err) != RK_OK)
+        fail_msg("parse: %s", err);
+    assert_int_equal(rk_permissions_version(p), 2);
+    assert_true(rk_permissions_allows(p, "municipality", "child_allowance", "municipality", "local_tax"));
+    assert_int_equal(rk_permissions_conditions(p, "municipality", "child_allowance", "municipality", "local_tax"),
+                     RK_COND_FISCAL_YEAR);
+    assert_string_equal(rk_permissions_item_name(p, "local_tax"), "地方税関係情報");
+    assert_null(rk_permissions_business_name_en(p, "child_allowance")); /* name_en may be absent */
+    rk_permissions_free(p);
+}
+
+/* Each malformed document is refused as a whole, with what is wrong. */
+static void test_bad_documents(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *doc, *want;
+    } cases[] = {
+        {"", "not JSON"},
+        {"[]", "an object of"},
+        {"{\"format\":\"renkei-catalog/v1\",\"catalog_version\":1,\"catalog_version\":2}", "not JSON"}, /* repeated */
+        {DOC_HEAD DOC_KINDS DOC_BUS DOC_ITEMS "\"permissions\":[" DOC_ROW "],\"extra\":1}", "an object of"},
+        {"{\"format\":\"renkei-catalog/v2\",\"catalog_version\":2,\"effective_from\":\"2026-07-01\"," DOC_KINDS DOC_BUS
+         DOC_ITEMS "\"permissions\":[]}", "format"},
+        {"{\"format\":\"renkei-catalog/v1\",\"catalog_version\":0,\"effective_from\":\"2026-07-01\"," DOC_KINDS DOC_BUS
+         DOC_ITEMS "\"permissions\":[]}", "catalog_version"},
+        {"{\"format\":\"renkei-catalog/v1\",\"catalog_version\":\"2\",\"effective_from\":\"2026-07-01\"," DOC_KINDS
+         DOC_BUS DOC_ITEMS "\"permissions\":[]}", "catalog_version"},
+        {"{\"format\":\"renkei-catalog/v1\",\"catalog_version\":2,\"effective_from\":\"2026-02-30\"," DOC_KINDS DOC_BUS
+         DOC_ITEMS "\"permissions\":[]}", "effective_from"},
+        {DOC_HEAD DOC_KINDS DOC_BUS "\"items\":[{\"item\":\"local_tax\",\"name_ja\":\"地方税\"}],\"permissions\":[]}",
+         "layout_version"},
+        {DOC_HEAD DOC_KINDS DOC_BUS
+         "\"items\":[{\"item\":\"local_tax\",\"name_ja\":\"地方税\",\"layout_version\":\"2025 07\"}],\"permissions\":[]}",
+         "layout_version"},
+        {DOC_HEAD DOC_KINDS DOC_BUS
+         "\"items\":[{\"item\":\"Local-tax\",\"name_ja\":\"地方税\",\"layout_version\":\"2025.07\"}],\"permissions\":[]}",
+         "bad id"},
+        {DOC_HEAD DOC_KINDS DOC_BUS
+         "\"items\":[{\"item\":\"local_tax\",\"name_ja\":\"\",\"layout_version\":\"2025.07\"}],\"permissions\":[]}",
+         "names are"},
+        {DOC_HEAD DOC_KINDS DOC_BUS
+         "\"items\":[{\"item\":\"local_tax\",\"name_ja\":\"a\",\"layout_version\":\"1\"},"
+         "{\"item\":\"local_tax\",\"name_ja\":\"b\",\"layout_version\":\"1\"}],\"permissions\":[]}",
+         "duplicate id"},
+        {DOC_HEAD DOC_KINDS DOC_BUS DOC_ITEMS "\"permissions\":[" DOC_ROW "," DOC_ROW "]}", "duplicate row"},
+        {DOC_HEAD DOC_KINDS DOC_BUS DOC_ITEMS
+         "\"permissions\":[{\"requester_kind\":\"municipality\",\"business\":\"public_assistance\","
+         "\"provider_kind\":\"municipality\",\"item\":\"local_tax\"}]}",
+         "unknown business"},
+        {DOC_HEAD DOC_KINDS DOC_BUS DOC_ITEMS
+         "\"permissions\":[{\"requester_kind\":\"municipality\",\"business\":\"child_allowance\","
+         "\"provider_kind\":\"municipality\",\"item\":\"local_tax\",\"conditions\":[\"whenever\"]}]}",
+         "conditions"},
+        {DOC_HEAD DOC_KINDS DOC_BUS DOC_ITEMS
+         "\"permissions\":[{\"requester_kind\":\"municipality\",\"business\":\"child_allowance\","
+         "\"provider_kind\":\"municipality\",\"item\":\"local_tax\",\"conditions\":\"as_of\"}]}",
+         "permissions[0]"},
+        {DOC_HEAD DOC_KINDS DOC_BUS DOC_ITEMS
+         "\"permissions\":[{\"requester_kind\":\"municipality\",\"business\":\"child_allowance\","
+         "\"provider_kind\":\"municipality\",\"item\":\"local_tax\",\"layout\":\"x\"}]}",
+         "permissions[0]"},
+        {DOC_HEAD DOC_KINDS DOC_BUS DOC_ITEMS "\"permissions\":{}}", "must be an array"},
+        {DOC_HEAD DOC_BUS DOC_ITEMS "\"permissions\":[]}", "\"kinds\" must be an array"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rk_permissions *p = (rk_permissions *)&p; /* not NULL: the parser must clear it */
+        char err[512] = "";
+        rk_rc rc = rk_catalog_doc_parse(cases[i].doc, strlen(cases[i].doc), &p, err, sizeof err);
+        if (rc != RK_ERR_INVALID || p != NULL || !strstr(err, cases[i].want))
+            fail_msg("case %zu: rc %d, err '%s', want '%s'", i, rc, err, cases[i].want);
+        assert_non_null(strstr(err, "catalog document"));
+    }
+    /* over the cap: refused before it is read */
+    rk_permissions *p = NULL;
+    char err[128];
+    assert_int_equal(rk_catalog_doc_parse("{}", (size_t)RK_CATALOG_DOC_MAX + 1, &p, err, sizeof err), RK_ERR_TOO_LARGE);
+}
+
+/* items.csv's layout_version column: checked when present. */
+static void test_layout_column(void **state)
+{
+    (void)state;
+    rk_permissions *p = NULL;
+    char err[512], path[256];
+    write_good_catalogue();
+    write_tmp("items.csv", "item,name_ja,name_en,layout_version\nlocal_tax,地方税関係情報,Local tax,2025 07\n");
+    write_tmp("perm.csv", PERM_HEADER);
+    tmp_path(path, sizeof path, "perm.csv");
+    assert_int_equal(rk_permissions_load(path, fx.tmp, &p, err, sizeof err), RK_ERR_INVALID);
+    assert_non_null(strstr(err, "items.csv:2: bad layout_version"));
+    /* without the column, a document cannot be built: every item needs its layout */
+    write_good_catalogue();
+    assert_int_equal(rk_permissions_load(path, fx.tmp, &p, err, sizeof err), RK_OK);
+    char *doc = NULL;
+    assert_int_equal(rk_catalog_doc_build(p, 1, "2026-07-01", &doc, NULL, err, sizeof err), RK_ERR_INVALID);
+    assert_non_null(strstr(err, "layout_version"));
+    rk_permissions_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -414,6 +602,11 @@ int main(void)
         cmocka_unit_test(test_bad_catalogues),
         cmocka_unit_test(test_missing_files),
         cmocka_unit_test(test_large_table),
+        cmocka_unit_test(test_document_round_trip),
+        cmocka_unit_test(test_effective_dates),
+        cmocka_unit_test(test_document_parses),
+        cmocka_unit_test(test_bad_documents),
+        cmocka_unit_test(test_layout_column),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

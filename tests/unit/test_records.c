@@ -237,14 +237,15 @@ static void leaf_is_the_canonical_json(void **state)
     static const char *const reasons[] = {"", "plain reason", "quote \" in it", "back\\slash", "tab\tand\nnewline",
                                           "\xe6\x9c\xac\xe4\xba\xba\xe7\xa2\xba\xe8\xaa\x8d", "slash / and ~"};
     for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++) {
-        for (int variant = 0; variant < 4; variant++) {
-            int provided = variant & 1, with_condition = variant & 2;
+        for (int variant = 0; variant < 8; variant++) {
+            int provided = variant & 1, with_condition = variant & 2, with_catalog = variant & 4;
             rk_record r = sample("city-a.canon", "provided");
             snprintf(r.reason, sizeof r.reason, "%s", reasons[i]);
             strcpy(r.payload_sha256, "ab12");
             r.provided_ms = provided ? 1700000000123 : 0;
             if (with_condition) /* a key of its own, in sorted place; none when there is no condition */
                 strcpy(r.condition, "fiscal_year=2025");
+            r.catalog_version = with_catalog ? 20260701 : 0; /* the same: a key only when set */
             json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:s,s:s,s:s}", "exchange_id",
                                   r.exchange_id, "side", r.side, "requester", r.requester, "provider", r.provider,
                                   "business", r.business, "item", r.item, "operator", r.operator_id, "subject",
@@ -253,6 +254,8 @@ static void leaf_is_the_canonical_json(void **state)
                                   "reason", r.reason, "payload_sha256", r.payload_sha256);
             if (with_condition)
                 json_object_set_new(j, "condition", json_string(r.condition));
+            if (with_catalog)
+                json_object_set_new(j, "catalog_version", json_integer(r.catalog_version));
             char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
             uint8_t want[32], got[32];
             rk_merkle_leaf_hash(text, strlen(text), want);

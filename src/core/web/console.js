@@ -178,8 +178,8 @@ async function searchRecords(more) {
 async function loadPermissions() {
   try {
     const j = await api("GET", "/v1/catalog");
-    const doc = j.document || j;
-    const rows = doc.permissions || doc.rows || [];
+    const doc = j.catalog || {};  /* the signed document's content; j.signed is the envelope itself */
+    const rows = doc.permissions || [];
     const body = $("permission-list").tBodies[0];
     body.replaceChildren();
     for (const p of rows) {
@@ -188,8 +188,8 @@ async function loadPermissions() {
       cell(r, Array.isArray(p.conditions) ? p.conditions.join(", ") : (p.conditions || ""));
       body.appendChild(r);
     }
-    const version = doc.catalog_version != null ? `第 ${doc.catalog_version} 版` : "";
-    const from = doc.effective_from ? `（${doc.effective_from} 施行）` : "";
+    const version = j.catalog_version != null ? `第 ${j.catalog_version} 版` : "";
+    const from = j.effective_from ? `（${j.effective_from} 施行）` : "";
     say("permissions-status", `${version}${from} ${rows.length} 行`);
   } catch (e) {
     say("permissions-status", `読み込めませんでした：${e.message}`, true);

@@ -31,7 +31,7 @@ static const char usage_net[] =
     "\n"
     "commands:\n"
     "  init DIR [--agencies N] [--persons N] [--base-port P] [--store sqlite|postgres [--ha]]\n"
-    "           [--core-instances N]\n"
+    "           [--core-instances N] [--hsm]\n"
     "                 write a runnable network (CA, certificates, network.json,\n"
     "                 node configs, permissions.csv, residents.csv) into DIR\n"
     "  up DIR         run every node in the foreground until SIGINT or SIGTERM\n"
@@ -41,7 +41,7 @@ static const char usage_net[] =
 
 static const char usage_init[] =
     "usage: renkei net init DIR [--agencies N] [--persons N] [--base-port P]\n"
-    "                           [--store sqlite|postgres [--ha]] [--core-instances N]\n"
+    "                           [--store sqlite|postgres [--ha]] [--core-instances N] [--hsm]\n"
     "\n"
     "Writes a runnable network into DIR (created if missing; refused when\n"
     "DIR/network.json exists): the CA (DIR/pki), every node's certificate, key\n"
@@ -66,6 +66,9 @@ static const char usage_init[] =
     "  --core-instances N  N core nodes core-1 … core-N (2..8) over one database,\n"
     "                  with --store postgres: any instance serves any request,\n"
     "                  the others take over when one fails (default 1: \"core\")\n"
+    "  --hsm           every server node's key and the CA key in a SoftHSM2 token\n"
+    "                  of the network's own (DIR/hsm; PIN in DIR/hsm/pin), named by\n"
+    "                  pkcs11: URIs; the core's code master key wrapped to its key\n"
     "  --help          show this help\n";
 
 static const char usage_up[] =
@@ -114,6 +117,7 @@ static enum parse_result parse_init(int argc, char **argv, const char **dir, rk_
                                          {"store", required_argument, NULL, 's'},
                                          {"core-instances", required_argument, NULL, 'c'},
                                          {"ha", no_argument, NULL, 'H'},
+                                         {"hsm", no_argument, NULL, 'K'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -135,6 +139,8 @@ static enum parse_result parse_init(int argc, char **argv, const char **dir, rk_
             return usage_error("--core-instances must be 1..%d", NET_MAX_CORE_INSTANCES), PARSE_USAGE;
         if (c == 'H')
             o->ha = 1;
+        if (c == 'K')
+            o->hsm = 1;
         if (c == '?' || c == ':')
             return option_error(c, argv), PARSE_USAGE;
     }

@@ -19,6 +19,8 @@
 #include "tools/net/net.h"
 #include "tools/net/net_internal.h"
 #include "tools/toolkit.h"
+#include "core/permissions.h"
+#include "tools/catalog_cmd.h"
 
 /* One CA and a certificate per node and business-system client (standard
  * 第5-2(3)(4)), keys 0600 (第5-2(5)), the registry network.json that every
@@ -33,6 +35,7 @@
 #define NET_CA_NAME "renkei-network-ca"
 #define NET_NAME "renkei" /* network.json's "network"; the logs' origins are renkei/<network>/<node> */
 #define NET_PERMISSIONS_CAP (64u << 20)
+#define NET_FIRST_CATALOG_DATE "2017-11-13" /* 情報連携's start: version 1 is in force from the first */
 #define NET_PERMISSIONS_HEADER "requester_kind,business,provider_kind,item\n"
 #define NET_RESIDENTS_HEADER "my_number,resident_code,previous_resident_codes,name,birth_date,sex,address\n"
 #define NET_PREVIOUS_EVERY 20
@@ -356,6 +359,45 @@ static rk_rc copy_catalogue(const char *dir, char *err, size_t errlen)
     return rc;
 }
 
+/* The catalogue as a signed document (DESIGN §2.3): the operator's
+ * registry key (made only when absent), version 1 of DIR's catalogue in
+ * DIR/catalog, and the core's node.conf naming them. A data folder that is
+ * not a whole catalogue (no names, no layout versions) publishes nothing:
+ * its core runs the unsigned table of [core] permissions. */
+static rk_rc write_first_catalog(const char *dir, const net_plan *plan, char *err, size_t errlen)
+{
+    static const char conf[] = "catalog_dir = ../../catalog\n\n[registry]\nanchor = ../../pki/registry.pub\n";
+    char probe[256] = "", perms[NET_PATH_CAP], cats[NET_PATH_CAP], *doc = NULL;
+    rk_permissions *tables = NULL;
+    rk_rc rc = tk_path(perms, sizeof perms, "%s/permissions.csv", dir);
+    if (rc == RK_OK)
+        rc = tk_path(cats, sizeof cats, "%s/catalogue", dir);
+    if (rc == RK_OK && (rc = rk_permissions_load(perms, cats, &tables, probe, sizeof probe)) == RK_OK)
+        rc = rk_catalog_doc_build(tables, 1, NET_FIRST_CATALOG_DATE, &doc, NULL, probe, sizeof probe);
+    free(doc);
+    rk_permissions_free(tables);
+    if (rc != RK_OK)
+        return RK_OK; /* not a whole catalogue: the unsigned table */
+    if ((rc = rk_catalog_registry_key(dir, err, errlen)) != RK_OK ||
+        (rc = rk_catalog_publish(dir, NET_FIRST_CATALOG_DATE, 1, NULL, NULL, NULL, err, errlen)) != RK_OK)
+        return rc;
+    for (size_t i = 0; i < plan->n && rc == RK_OK; i++) { /* [core] is the last section of a core's node.conf */
+        char nd[NET_PATH_CAP], path[NET_PATH_CAP];
+        FILE *f = NULL;
+        if (plan->nodes[i].role != RK_ROLE_CORE)
+            continue;
+        if ((rc = node_dir(dir, &plan->nodes[i], nd, sizeof nd)) == RK_OK &&
+            (rc = tk_path(path, sizeof path, "%s/node.conf", nd)) == RK_OK && (!(f = fopen(path, "a")) ||
+            fputs(conf, f) == EOF))
+            rc = RK_ERR_IO;
+        if (f && fclose(f) != 0)
+            rc = RK_ERR_IO;
+        if (rc != RK_OK)
+            net_set_err(err, errlen, "%s: cannot name the catalogue in the core's configuration", nd);
+    }
+    return rc;
+}
+
 /* ---- residents.csv ------------------------------------------------------------ */
 
 /* Open-addressing set of 64-bit keys (stored +1; 0 marks an empty slot). */
@@ -593,9 +635,11 @@ rk_rc rk_net_init(const char *dir, const rk_net_options *opt, char *err, size_t 
         (o.postgres && (rc = (o.ha ? net_ha_init : net_pg_init)(dir, &plan, stores, err, errlen)) != RK_OK) ||
         (rc = write_configs(dir, &plan, stores, err, errlen)) != RK_OK ||
         (rc = copy_permissions(dir, err, errlen)) != RK_OK || (rc = copy_catalogue(dir, err, errlen)) != RK_OK ||
-        (rc = write_residents(dir, o.persons, err, errlen)) != RK_OK)
+        (rc = write_residents(dir, o.persons, err, errlen)) != RK_OK ||
+        (rc = write_first_catalog(dir, &plan, err, errlen)) != RK_OK)
         goto done;
-    rc = write_network_json(dir, &plan, err, errlen);
+    if ((rc = write_network_json(dir, &plan, err, errlen)) == RK_OK && o.hsm)
+        rc = net_hsm_init(dir, &plan, err, errlen);
 done:
     for (size_t i = 0; stores && i < plan.n; i++)
         if (stores[i]) {

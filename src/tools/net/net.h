@@ -23,6 +23,7 @@ typedef struct rk_net_options {
     int postgres;  /* 1: every node's store in one PostgreSQL server under DIR/pg (pg.c); 0: SQLite */
     int core_instances; /* 0 or 1: one core ("core"); 2..8: core-1 … core-N over one database (PostgreSQL only) */
     int ha;        /* with postgres: a primary and a synchronous standby under Patroni and etcd (ha.c) */
+    int hsm;       /* every server node's key and the CA key in a SoftHSM2 token under DIR/hsm (hsm.c) */
 } rk_net_options;
 
 /* Writes a network into dir (created if missing). opt NULL = defaults.

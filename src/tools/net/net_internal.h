@@ -160,4 +160,9 @@ int net_pg_status(const char *dir, FILE *out, int width);
  * when one of them exits. Stops early when `net up` is asked to stop. */
 rk_rc net_wait_healthy(const char *dir, int timeout_ms, rk_net_procs *procs, char *pending, size_t pendlen);
 
+/* hsm.c: --hsm, after the configurations are written; and the token's
+ * SOFTHSM2_CONF for the nodes `net up` starts. */
+rk_rc net_hsm_init(const char *dir, const net_plan *plan, char *err, size_t errlen);
+void net_hsm_env(const char *dir);
+
 #endif

@@ -105,6 +105,7 @@ rk_rc rk_net_start(const char *dir, const char *renkei_exe, rk_net_procs **out, 
     rk_registry *reg = NULL;
     rk_net_procs *p = NULL;
     *out = NULL;
+    net_hsm_env(dir); /* a network made with --hsm: its token (hsm.c) */
     rk_rc rc = tk_registry_load(dir, &reg, err, errlen);
     if (rc != RK_OK)
         goto done;
