@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "core/pia.h"
 #include "node/incidents.h"
 #include "lib/log.h"
 #include "records/records.h"
@@ -62,7 +63,8 @@ static const rk_route routes[] = {
     {"GET", "/v1/tile/*", RK_ROLES_ANY, 0, core_handle_tile},
     {"POST", "/v1/persons/exchanges", RK_ROLE_PORTAL, 0, core_handle_person_exchanges},
     {"POST", "/v1/nondisclosures", RK_ROLE_GATEWAY, 0, core_handle_nondisclosure},
-    {"POST", "/v1/incidents", RK_ROLE_GATEWAY | RK_ROLE_JLIS | RK_ROLE_OPERATOR | RK_ROLE_WITNESS | RK_ROLE_PORTAL, 0,
+    {"POST", "/v1/incidents",
+     RK_ROLE_GATEWAY | RK_ROLE_JLIS | RK_ROLE_OPERATOR | RK_ROLE_WITNESS | RK_ROLE_PORTAL | RK_ROLE_PPC, 0,
      core_handle_incident, 1},
     {"GET", "/v1/incidents", RK_ROLE_OPERATOR, 0, core_handle_incidents},
 };
@@ -108,7 +110,8 @@ static int health(void *app, json_t *checks)
     json_object_set_new(checks, "permission_rows", json_integer((json_int_t)rk_permissions_count(c->perms)));
     pthread_rwlock_unlock(&c->perms_lock);
     json_object_set_new(checks, "outbox_depth", json_integer((json_int_t)core_store_outbox_depth(c->store)));
-    return !c->codec;
+    int pia_unknown = core_pia_health(c->pia, checks);
+    return !c->codec || pia_unknown;
 }
 
 static void metrics(void *app, struct evbuffer *out)
@@ -132,6 +135,7 @@ static void metrics(void *app, struct evbuffer *out)
     rk_metric_head(out, "renkei_tree_head_age_seconds", "gauge",
                    "Seconds since the records log's last signed tree head; -1 before the first.");
     evbuffer_add_printf(out, "renkei_tree_head_age_seconds %.3f\n", age_ms < 0 ? -1.0 : (double)age_ms / 1000.0);
+    core_pia_metrics(c->pia, out);
 }
 
 /* Codes carry a 32-bit agency number derived from the agency id; two
@@ -191,7 +195,8 @@ static rk_rc open_core(rk_node *node, void *app)
     c->unreachable = rk_watch_new(node->cfg.unreachable_ms, 1, 0);
     c->misused_codes = rk_watch_new(node->cfg.not_permitted_window_ms, 1, 0);
     if ((rc = rk_node_incidents_start(node, core_store_db(c->store))) != RK_OK ||
-        (rc = rk_records_log_start(node, core_store_db(c->store), node->cfg.head_interval_ms, &c->log)) != RK_OK)
+        (rc = rk_records_log_start(node, core_store_db(c->store), node->cfg.head_interval_ms, &c->log)) != RK_OK ||
+        (rc = core_pia_start(c)) != RK_OK)
         return rc;
     return core_notices_start(c);
 }
@@ -200,6 +205,7 @@ static void stop_core(void *app)
 {
     core *c = app;
     core_notices_stop(c);
+    core_pia_stop(c->pia);
     rk_records_log_stop(c->log);
     c->log = NULL;
 }
@@ -207,6 +213,7 @@ static void stop_core(void *app)
 static void close_core(void *app)
 {
     core *c = app;
+    core_pia_free(c->pia);
     core_store_close(c->store);
     rk_codec_free(c->codec);
     rk_permissions_free(c->perms);

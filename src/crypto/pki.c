@@ -39,7 +39,8 @@
 #define PKI_PASSPHRASE_CAP 4096
 #define PKI_URN_PREFIX "urn:renkei:"
 
-static const char *const known_roles[] = {"core", "jlis", "gateway", "agency", "system", "operator", "witness", "portal"};
+static const char *const known_roles[] = {"core", "jlis", "gateway", "agency", "system", "operator", "witness", "portal",
+                                          "ppc", "ppc-operator"};
 
 /* ---- small helpers ---------------------------------------------------- */
 
