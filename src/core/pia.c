@@ -11,7 +11,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "node/service.h"
-#include "ppc/ppc_store.h"
+#include "lib/pia.h"
 
 #define PIA_MAX_ENTRIES (1u << 20) /* (agency, business) pairs the core keeps */
 #define PIA_PAGE 1000              /* entries asked for per call (the register's cap) */
@@ -19,9 +19,18 @@
 #define PIA_RETRY_MS 500           /* between polls while no state is known at all */
 #define PIA_KEY_MAX (RK_ID_MAX + RK_CATALOGUE_ID_MAX + 2)
 
+/* One entry of the register's answer (GET /v1/pia). */
+typedef struct pia_change {
+    char agency[RK_ID_MAX];
+    char business[RK_CATALOGUE_ID_MAX + 1];
+    rk_pia_state state;
+    char evaluated_on[RK_DATE_LEN + 1];
+    int64_t serial;
+} pia_change;
+
 typedef struct pia_slot {
     char key[PIA_KEY_MAX]; /* "agency\x1f" "business"; "" when free */
-    unsigned char state;   /* pia_state */
+    unsigned char state;   /* rk_pia_state */
 } pia_slot;
 
 struct core_pia {
@@ -71,7 +80,7 @@ static pia_slot *slot_of(pia_slot *slots, size_t cap, const char *key)
 }
 
 /* Under the write lock. */
-static rk_rc table_put(core_pia *p, const char *agency, const char *business, pia_state state)
+static rk_rc table_put(core_pia *p, const char *agency, const char *business, rk_pia_state state)
 {
     char key[PIA_KEY_MAX];
     if (make_key(key, agency, business) != 0)
@@ -100,26 +109,26 @@ static rk_rc table_put(core_pia *p, const char *agency, const char *business, pi
 }
 
 /* Under the read lock. */
-static pia_state table_get(const core_pia *p, const char *agency, const char *business)
+static rk_pia_state table_get(const core_pia *p, const char *agency, const char *business)
 {
     char key[PIA_KEY_MAX];
     if (!p->cap || make_key(key, agency, business) != 0)
-        return PIA_NONE;
+        return RK_PIA_NONE;
     pia_slot *s = slot_of(p->slots, p->cap, key);
-    return s->key[0] ? (pia_state)s->state : PIA_NONE;
+    return s->key[0] ? (rk_pia_state)s->state : RK_PIA_NONE;
 }
 
 int core_pia_refuses(core_pia *p, const char *requester, const char *provider, const char *business,
                      const char **agency, const char **state)
 {
     pthread_rwlock_rdlock(&p->lock);
-    pia_state r = table_get(p, requester, business);
-    pia_state q = r == PIA_PUBLISHED ? table_get(p, provider, business) : PIA_NONE;
+    rk_pia_state r = table_get(p, requester, business);
+    rk_pia_state q = r == RK_PIA_PUBLISHED ? table_get(p, provider, business) : RK_PIA_NONE;
     pthread_rwlock_unlock(&p->lock);
-    if (r == PIA_PUBLISHED && q == PIA_PUBLISHED)
+    if (r == RK_PIA_PUBLISHED && q == RK_PIA_PUBLISHED)
         return 0;
-    *agency = r != PIA_PUBLISHED ? requester : provider;
-    *state = pia_state_name(r != PIA_PUBLISHED ? r : q);
+    *agency = r != RK_PIA_PUBLISHED ? requester : provider;
+    *state = rk_pia_state_name(r != RK_PIA_PUBLISHED ? r : q);
     __atomic_add_fetch(&p->refusals, 1, __ATOMIC_RELAXED);
     return 1;
 }
@@ -127,7 +136,7 @@ int core_pia_refuses(core_pia *p, const char *requester, const char *provider, c
 /* ---------- the states kept in the core's store ---------- */
 
 typedef struct page {
-    pia_entry *e;
+    pia_change *e;
     size_t n;
     int reset; /* the register started again: forget what was kept */
 } page;
@@ -138,10 +147,10 @@ static rk_rc load_fn(rk_db *db, void *arg)
     rk_stmt *q = rk_db_stmt(db, "SELECT agency, business, state, serial FROM pia_states");
     rk_rc rc;
     while ((rc = rk_stmt_next(q)) == RK_OK) {
-        pia_state s = pia_state_parse(rk_col_text(q, 2));
+        rk_pia_state s = rk_pia_state_parse(rk_col_text(q, 2));
         const char *agency = rk_col_text(q, 0), *business = rk_col_text(q, 1);
-        if (s == PIA_NONE || !agency || !business || (rc = table_put(p, agency, business, s)) != RK_OK)
-            return s == PIA_NONE ? RK_ERR_STORE : rc;
+        if (s == RK_PIA_NONE || !agency || !business || (rc = table_put(p, agency, business, s)) != RK_OK)
+            return s == RK_PIA_NONE ? RK_ERR_STORE : rc;
         if (rk_col_int(q, 3) > p->since)
             p->since = rk_col_int(q, 3);
         p->known = 1;
@@ -155,14 +164,14 @@ static rk_rc keep_fn(rk_db *db, void *arg)
     if (pg->reset && rk_stmt_exec(rk_db_stmt(db, "DELETE FROM pia_states")) != RK_OK)
         return RK_ERR_STORE;
     for (size_t i = 0; i < pg->n; i++) {
-        const pia_entry *e = &pg->e[i];
+        const pia_change *e = &pg->e[i];
         rk_stmt *st = rk_db_stmt(db, "INSERT INTO pia_states(agency, business, state, evaluated_on, serial)"
                                      " VALUES (?,?,?,?,?) ON CONFLICT (agency, business) DO UPDATE SET"
                                      " state = excluded.state, evaluated_on = excluded.evaluated_on,"
                                      " serial = excluded.serial WHERE excluded.serial > pia_states.serial");
         rk_bind_text(st, 1, e->agency);
         rk_bind_text(st, 2, e->business);
-        rk_bind_text(st, 3, pia_state_name(e->state));
+        rk_bind_text(st, 3, rk_pia_state_name(e->state));
         rk_bind_text(st, 4, e->evaluated_on);
         rk_bind_int(st, 5, e->serial);
         rk_rc rc = rk_stmt_exec(st);
@@ -196,14 +205,14 @@ static const char *read_answer(const core_pia *p, json_t *body, page *pg, int64_
     json_t *c;
     int64_t last = p->since;
     json_array_foreach(changes, i, c) {
-        pia_entry *e = &pg->e[pg->n];
+        pia_change *e = &pg->e[pg->n];
         const char *agency = json_string_value(json_object_get(c, "agency"));
         const char *business = json_string_value(json_object_get(c, "business"));
         const char *date = json_string_value(json_object_get(c, "evaluated_on"));
         e->serial = int_field(c, "serial");
-        e->state = pia_state_parse(json_string_value(json_object_get(c, "state")));
+        e->state = rk_pia_state_parse(json_string_value(json_object_get(c, "state")));
         if (!agency || !rk_id_valid(agency, RK_AGENCY_FIELD_MAX) || !business || !rk_catalogue_id_valid(business) ||
-            e->state == PIA_NONE || !date || strlen(date) != RK_DATE_LEN || !rk_date_valid(date) ||
+            e->state == RK_PIA_NONE || !date || strlen(date) != RK_DATE_LEN || !rk_date_valid(date) ||
             e->serial <= last)
             return "an entry of changes";
         last = e->serial;
@@ -219,7 +228,7 @@ static const char *read_answer(const core_pia *p, json_t *body, page *pg, int64_
 
 /* One call: the changes since p->since applied, kept and p->since moved.
  * *more when the register has more to give. */
-static rk_rc poll_page(core_pia *p, pia_entry *buf, int *more)
+static rk_rc poll_page(core_pia *p, pia_change *buf, int *more)
 {
     char path[96];
     snprintf(path, sizeof path, "/v1/pia?since=%lld&limit=%d", (long long)p->since, PIA_PAGE);
@@ -263,9 +272,9 @@ static rk_rc poll_page(core_pia *p, pia_entry *buf, int *more)
         return rc;
     }
     for (size_t i = 0; i < pg.n; i++)
-        if (pg.e[i].state != PIA_PUBLISHED)
+        if (pg.e[i].state != RK_PIA_PUBLISHED)
             rk_info("PIA of %s for %s is %s: its exchanges under it are refused", pg.e[i].agency, pg.e[i].business,
-                    pia_state_name(pg.e[i].state));
+                    rk_pia_state_name(pg.e[i].state));
     p->since = pg.reset ? 0 : pg.n ? next : p->since;
     return RK_OK;
 }
@@ -273,7 +282,7 @@ static rk_rc poll_page(core_pia *p, pia_entry *buf, int *more)
 static int64_t poll_round(void *arg)
 {
     core_pia *p = arg;
-    pia_entry *buf = calloc(PIA_PAGE, sizeof *buf);
+    pia_change *buf = calloc(PIA_PAGE, sizeof *buf);
     int more = 1;
     rk_rc rc = buf ? RK_OK : RK_ERR_NOMEM;
     for (int i = 0; i < PIA_MAX_PAGES && more && rc == RK_OK; i++)

@@ -8,7 +8,7 @@
  * PUT /v1/pia/{agency}/{business} (caller: the register's operator, role
  * ppc-operator, whose credential opens this route and no other, net/authz.c)
  * `{"state","evaluated_on"}`: 404 unknown_agency (no agency node in the
- * registry) or unknown_business (not in [ppc] permissions), 400
+ * registry) or unknown_business (no row of [ppc] permissions names it), 400
  * invalid_field for a state or a date that is not one; the same state and
  * date again change nothing. GET /v1/pia?since=SERIAL[&limit=N] (caller:
  * the core): the entries changed after that serial, in serial order. */
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/permissions.h"
+#include "lib/csv.h"
 #include "lib/ids.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -28,12 +28,93 @@
 #define PPC_PAGE_MAX 1000            /* entries of one GET /v1/pia answer */
 #define PPC_INITIAL_MAX 1000000      /* rows of [ppc] initial */
 #define PPC_INITIAL_CAP (64u << 20)  /* its bytes */
+#define PPC_PERMISSIONS_CAP (16u << 20) /* [ppc] permissions' bytes */
 
 typedef struct ppc {
     rk_node *node;
     ppc_store *store;
-    rk_permissions *perms; /* the businesses the register knows */
+    char **businesses; /* the permission table's businesses, sorted, each once */
+    size_t n_businesses;
 } ppc;
+
+/* ---------- the businesses the register knows ([ppc] permissions) ---------- */
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int known_business(const ppc *p, const char *business)
+{
+    return rk_catalogue_id_valid(business) &&
+           bsearch(&business, p->businesses, p->n_businesses, sizeof *p->businesses, str_cmp) != NULL;
+}
+
+/* The column `business` of the permission table (DESIGN §5: header
+ * requester_kind,business,provider_kind,item, more columns may follow). */
+static rk_rc load_businesses(ppc *p, const char *path)
+{
+    char *text = NULL, *save = NULL, *fields[16];
+    size_t cap = 0;
+    long line_no = 0;
+    int col = -1;
+    const char *bad = NULL;
+    rk_rc rc = rk_read_file(path, PPC_PERMISSIONS_CAP, &text, NULL);
+    if (rc != RK_OK) {
+        rk_error("%s: cannot read the permission table: %s", path, rk_strerror(rc));
+        return rc;
+    }
+    for (char *line = strtok_r(text, "\n", &save); line && !bad; line = strtok_r(NULL, "\n", &save)) {
+        line_no++;
+        line[strcspn(line, "\r")] = '\0';
+        if (!line[0])
+            continue;
+        int n = rk_csv_split(line, fields, 16);
+        if (line_no == 1) {
+            for (int i = 0; i < n; i++)
+                if (strcmp(fields[i], "business") == 0)
+                    col = i;
+            if (col < 0)
+                bad = "no column business in the header";
+            continue;
+        }
+        if (n <= col || !rk_catalogue_id_valid(fields[col])) {
+            bad = "a row without a valid business";
+            break;
+        }
+        if (p->n_businesses == cap) {
+            char **more = realloc(p->businesses, (cap ? 2 * cap : 32) * sizeof *more);
+            if (!more) {
+                bad = "out of memory";
+                break;
+            }
+            p->businesses = more;
+            cap = cap ? 2 * cap : 32;
+        }
+        if (!(p->businesses[p->n_businesses] = strdup(fields[col]))) {
+            bad = "out of memory";
+            break;
+        }
+        p->n_businesses++;
+    }
+    if (!bad && line_no == 0)
+        bad = "empty: no header";
+    free(text);
+    if (bad) {
+        rk_error("%s:%ld: %s", path, line_no, bad);
+        return RK_ERR_CONFIG;
+    }
+    qsort(p->businesses, p->n_businesses, sizeof *p->businesses, str_cmp);
+    size_t w = 0; /* each once */
+    for (size_t i = 0; i < p->n_businesses; i++) {
+        if (w && strcmp(p->businesses[w - 1], p->businesses[i]) == 0)
+            free(p->businesses[i]);
+        else
+            p->businesses[w++] = p->businesses[i];
+    }
+    p->n_businesses = w;
+    return RK_OK;
+}
 
 /* ---------- PUT /v1/pia/{agency}/{business} ---------- */
 
@@ -55,7 +136,7 @@ static int path_ids(const char *path, char *agency, size_t alen, char *business,
 static json_t *entry_json(const pia_entry *e)
 {
     return json_pack("{s:s,s:s,s:s,s:s,s:I}", "agency", e->agency, "business", e->business, "state",
-                     pia_state_name(e->state), "evaluated_on", e->evaluated_on, "serial", (json_int_t)e->serial);
+                     rk_pia_state_name(e->state), "evaluated_on", e->evaluated_on, "serial", (json_int_t)e->serial);
 }
 
 static void handle_put(void *app, const rk_request *req, rk_response *resp)
@@ -70,14 +151,14 @@ static void handle_put(void *app, const rk_request *req, rk_response *resp)
         rk_reply_error(resp, 404, "unknown_agency", "no agency \"%.63s\" in this network", e.agency);
         return;
     }
-    if (!rk_catalogue_id_valid(e.business) || !rk_permissions_known_business(p->perms, e.business)) {
+    if (!known_business(p, e.business)) {
         rk_reply_error(resp, 404, "unknown_business", "no business \"%.64s\" in the permission table", e.business);
         return;
     }
     const char *state = rk_req_string(req, resp, "state", 16);
     if (!state)
         return;
-    if ((e.state = pia_state_parse(state)) == PIA_NONE) {
+    if ((e.state = rk_pia_state_parse(state)) == RK_PIA_NONE) {
         rk_reply_error(resp, 400, "invalid_field", "field \"state\" must be published, lapsed or breach");
         return;
     }
@@ -97,7 +178,7 @@ static void handle_put(void *app, const rk_request *req, rk_response *resp)
         return;
     }
     if (changed)
-        rk_info("PIA of %s for %s: %s (evaluated on %s), serial %lld", e.agency, e.business, pia_state_name(e.state),
+        rk_info("PIA of %s for %s: %s (evaluated on %s), serial %lld", e.agency, e.business, rk_pia_state_name(e.state),
                 e.evaluated_on, (long long)e.serial);
     json_t *body = entry_json(&e);
     if (body)
@@ -187,9 +268,9 @@ static const char *parse_row(ppc *p, char *line, pia_entry *e)
         return "a row has four fields: agency,business,state,evaluated_on";
     if (!rk_id_valid(f[0], RK_AGENCY_FIELD_MAX) || !rk_registry_find(p->node->registry, RK_ROLE_AGENCY, f[0]))
         return "unknown agency";
-    if (!rk_catalogue_id_valid(f[1]) || !rk_permissions_known_business(p->perms, f[1]))
+    if (!known_business(p, f[1]))
         return "unknown business";
-    if ((e->state = pia_state_parse(f[2])) == PIA_NONE)
+    if ((e->state = rk_pia_state_parse(f[2])) == RK_PIA_NONE)
         return "state is not published, lapsed or breach";
     if (strlen(f[3]) != RK_DATE_LEN || !rk_date_valid(f[3]))
         return "evaluated_on is not a date YYYY-MM-DD";
@@ -274,16 +355,13 @@ static rk_rc open_ppc(rk_node *node, void *app)
 {
     ppc *p = app;
     p->node = node;
-    char err[512] = "";
     if (!node->cfg.permissions[0]) {
         rk_error("[ppc] permissions is required: the businesses the register knows");
         return RK_ERR_CONFIG;
     }
-    rk_rc rc = rk_permissions_load(node->cfg.permissions, NULL, &p->perms, err, sizeof err);
-    if (rc != RK_OK) {
-        rk_error("permission table refused: %s", err);
+    rk_rc rc = load_businesses(p, node->cfg.permissions);
+    if (rc != RK_OK)
         return rc;
-    }
     if ((rc = ppc_store_open(node->cfg.db, 0, &p->store)) != RK_OK || (rc = seed(p)) != RK_OK)
         return rc;
     if ((rc = rk_node_incidents_start(node, ppc_store_db(p->store))) == RK_OK)
@@ -295,7 +373,9 @@ static void close_ppc(void *app)
 {
     ppc *p = app;
     ppc_store_close(p->store);
-    rk_permissions_free(p->perms);
+    for (size_t i = 0; i < p->n_businesses; i++)
+        free(p->businesses[i]);
+    free(p->businesses);
 }
 
 static rk_db *ppc_db(void *app)

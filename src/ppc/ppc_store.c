@@ -21,21 +21,6 @@ static const char *const ppc_steps[] = {
     "CREATE INDEX pia_history_entry ON pia_history(agency, business, serial);",
 };
 
-static const char *const state_names[] = {"", "published", "lapsed", "breach"};
-
-pia_state pia_state_parse(const char *word)
-{
-    for (int i = PIA_PUBLISHED; word && i <= PIA_BREACH; i++)
-        if (strcmp(word, state_names[i]) == 0)
-            return (pia_state)i;
-    return PIA_NONE;
-}
-
-const char *pia_state_name(pia_state s)
-{
-    return s >= PIA_PUBLISHED && s <= PIA_BREACH ? state_names[s] : "none";
-}
-
 rk_rc ppc_store_open(const char *target, int flags, ppc_store **out)
 {
     ppc_store *s = calloc(1, sizeof *s);
@@ -78,7 +63,7 @@ static rk_rc last_serial(rk_db *db, int64_t *serial)
 /* Inside a write holding the serial lock: e gets the next serial. */
 static rk_rc write_entry(rk_db *db, pia_entry *e, int64_t next)
 {
-    const char *state = pia_state_name(e->state);
+    const char *state = rk_pia_state_name(e->state);
     rk_stmt *h = rk_db_stmt(db, "INSERT INTO pia_history(serial, agency, business, state, evaluated_on, changed_ms)"
                                 " VALUES (?,?,?,?,?,?)");
     rk_bind_int(h, 1, next);
@@ -121,7 +106,7 @@ static rk_rc set_in_tx(rk_db *db, void *arg)
     rk_bind_text(q, 1, e->agency);
     rk_bind_text(q, 2, e->business);
     rc = rk_stmt_next(q);
-    if (rc == RK_OK && pia_state_parse(rk_col_text(q, 0)) == e->state &&
+    if (rc == RK_OK && rk_pia_state_parse(rk_col_text(q, 0)) == e->state &&
         strcmp(rk_col_text(q, 1) ? rk_col_text(q, 1) : "", e->evaluated_on) == 0) {
         e->serial = rk_col_int(q, 2); /* nothing changes: no new serial */
         a->changed = 0;
@@ -179,7 +164,7 @@ static void read_entry(rk_stmt *q, pia_entry *e)
 {
     rk_col_copy(q, 0, e->agency, sizeof e->agency);
     rk_col_copy(q, 1, e->business, sizeof e->business);
-    e->state = pia_state_parse(rk_col_text(q, 2));
+    e->state = rk_pia_state_parse(rk_col_text(q, 2));
     rk_col_copy(q, 3, e->evaluated_on, sizeof e->evaluated_on);
     e->serial = rk_col_int(q, 4);
     e->changed_ms = rk_col_int(q, 5);

@@ -10,22 +10,15 @@
 #include <stdint.h>
 #include "lib/err.h"
 #include "lib/ids.h"
+#include "lib/pia.h"
 #include "net/registry.h"
 #include "store/db.h"
-
-/* A PIA's state: published (公表: files may be used), lapsed (not redone
- * in time: 法28条 is not met), breach (the committee found a violation). */
-typedef enum { PIA_NONE = 0, PIA_PUBLISHED, PIA_LAPSED, PIA_BREACH } pia_state;
-
-/* The state named by word, PIA_NONE for any other word. */
-pia_state pia_state_parse(const char *word);
-const char *pia_state_name(pia_state s);
 
 /* One (agency, business) of the register as it stands after a change. */
 typedef struct pia_entry {
     char agency[RK_ID_MAX];
     char business[RK_CATALOGUE_ID_MAX + 1];
-    pia_state state;
+    rk_pia_state state;
     char evaluated_on[RK_DATE_LEN + 1];
     int64_t serial;
     int64_t changed_ms;

@@ -38,7 +38,7 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-static pia_entry entry(const char *agency, const char *business, pia_state state, const char *date)
+static pia_entry entry(const char *agency, const char *business, rk_pia_state state, const char *date)
 {
     pia_entry e = {.state = state, .changed_ms = 1000};
     snprintf(e.agency, sizeof e.agency, "%s", agency);
@@ -48,7 +48,7 @@ static pia_entry entry(const char *agency, const char *business, pia_state state
 }
 
 /* Sets it; the serial it got and whether it changed. */
-static int64_t set(ppc_store *s, const char *agency, const char *business, pia_state state, const char *date,
+static int64_t set(ppc_store *s, const char *agency, const char *business, rk_pia_state state, const char *date,
                    int *changed)
 {
     pia_entry e = entry(agency, business, state, date);
@@ -59,14 +59,14 @@ static int64_t set(ppc_store *s, const char *agency, const char *business, pia_s
 static void states_are_named(void **state)
 {
     (void)state;
-    assert_int_equal(pia_state_parse("published"), PIA_PUBLISHED);
-    assert_int_equal(pia_state_parse("lapsed"), PIA_LAPSED);
-    assert_int_equal(pia_state_parse("breach"), PIA_BREACH);
-    assert_int_equal(pia_state_parse("Published"), PIA_NONE);
-    assert_int_equal(pia_state_parse(""), PIA_NONE);
-    assert_int_equal(pia_state_parse(NULL), PIA_NONE);
-    assert_string_equal(pia_state_name(PIA_LAPSED), "lapsed");
-    assert_string_equal(pia_state_name(PIA_NONE), "none");
+    assert_int_equal(rk_pia_state_parse("published"), RK_PIA_PUBLISHED);
+    assert_int_equal(rk_pia_state_parse("lapsed"), RK_PIA_LAPSED);
+    assert_int_equal(rk_pia_state_parse("breach"), RK_PIA_BREACH);
+    assert_int_equal(rk_pia_state_parse("Published"), RK_PIA_NONE);
+    assert_int_equal(rk_pia_state_parse(""), RK_PIA_NONE);
+    assert_int_equal(rk_pia_state_parse(NULL), RK_PIA_NONE);
+    assert_string_equal(rk_pia_state_name(RK_PIA_LAPSED), "lapsed");
+    assert_string_equal(rk_pia_state_name(RK_PIA_NONE), "none");
 }
 
 static void a_change_gets_the_next_serial_and_the_same_again_none(void **state)
@@ -74,24 +74,24 @@ static void a_change_gets_the_next_serial_and_the_same_again_none(void **state)
     ppc_store *s = *state;
     int changed = -1;
     assert_int_equal(ppc_store_count(s), 0);
-    assert_int_equal(set(s, "city-a", "b1", PIA_PUBLISHED, "2025-04-01", &changed), 1);
+    assert_int_equal(set(s, "city-a", "b1", RK_PIA_PUBLISHED, "2025-04-01", &changed), 1);
     assert_int_equal(changed, 1);
-    assert_int_equal(set(s, "city-a", "b1", PIA_PUBLISHED, "2025-04-01", &changed), 1);
+    assert_int_equal(set(s, "city-a", "b1", RK_PIA_PUBLISHED, "2025-04-01", &changed), 1);
     assert_int_equal(changed, 0); /* nothing new */
-    assert_int_equal(set(s, "city-a", "b1", PIA_PUBLISHED, "2026-04-01", &changed), 2);
+    assert_int_equal(set(s, "city-a", "b1", RK_PIA_PUBLISHED, "2026-04-01", &changed), 2);
     assert_int_equal(changed, 1); /* re-evaluated: a change */
-    assert_int_equal(set(s, "city-a", "b1", PIA_LAPSED, "2026-04-01", &changed), 3);
-    assert_int_equal(set(s, "pref-b", "b1", PIA_BREACH, "2024-01-31", &changed), 4);
+    assert_int_equal(set(s, "city-a", "b1", RK_PIA_LAPSED, "2026-04-01", &changed), 3);
+    assert_int_equal(set(s, "pref-b", "b1", RK_PIA_BREACH, "2024-01-31", &changed), 4);
     assert_int_equal(ppc_store_count(s), 2);
     /* the history keeps every change, newest first */
     pia_entry h[8];
     size_t n = 0;
     assert_int_equal(ppc_store_history(s, "city-a", "b1", h, 8, &n), RK_OK);
     assert_int_equal(n, 3);
-    assert_int_equal(h[0].state, PIA_LAPSED);
+    assert_int_equal(h[0].state, RK_PIA_LAPSED);
     assert_int_equal(h[0].serial, 3);
     assert_string_equal(h[1].evaluated_on, "2026-04-01");
-    assert_int_equal(h[2].state, PIA_PUBLISHED);
+    assert_int_equal(h[2].state, RK_PIA_PUBLISHED);
     assert_string_equal(h[2].evaluated_on, "2025-04-01");
     assert_int_equal(ppc_store_history(s, "city-a", "b1", h, 2, &n), RK_OK);
     assert_int_equal(n, 2); /* capped */
@@ -102,10 +102,10 @@ static void a_change_gets_the_next_serial_and_the_same_again_none(void **state)
 static void changes_since_a_serial_in_serial_order(void **state)
 {
     ppc_store *s = *state;
-    set(s, "a1", "b1", PIA_PUBLISHED, "2025-04-01", NULL); /* 1 */
-    set(s, "a2", "b1", PIA_PUBLISHED, "2025-04-01", NULL); /* 2 */
-    set(s, "a3", "b2", PIA_PUBLISHED, "2025-04-01", NULL); /* 3 */
-    set(s, "a1", "b1", PIA_LAPSED, "2025-04-01", NULL);    /* 4: a1 moves past the others */
+    set(s, "a1", "b1", RK_PIA_PUBLISHED, "2025-04-01", NULL); /* 1 */
+    set(s, "a2", "b1", RK_PIA_PUBLISHED, "2025-04-01", NULL); /* 2 */
+    set(s, "a3", "b2", RK_PIA_PUBLISHED, "2025-04-01", NULL); /* 3 */
+    set(s, "a1", "b1", RK_PIA_LAPSED, "2025-04-01", NULL);    /* 4: a1 moves past the others */
     pia_entry out[8];
     size_t n = 0;
     int64_t latest = 0;
@@ -116,7 +116,7 @@ static void changes_since_a_serial_in_serial_order(void **state)
     assert_string_equal(out[1].agency, "a3");
     assert_string_equal(out[1].business, "b2");
     assert_string_equal(out[2].agency, "a1");
-    assert_int_equal(out[2].state, PIA_LAPSED);
+    assert_int_equal(out[2].state, RK_PIA_LAPSED);
     assert_int_equal(out[2].serial, 4);
     assert_int_equal(ppc_store_since(s, 0, out, 2, &n, &latest), RK_OK);
     assert_int_equal(n, 2); /* capped: the next page starts after out[1] */
@@ -133,12 +133,12 @@ static void changes_since_a_serial_in_serial_order(void **state)
 static void seed_fills_an_empty_register_only(void **state)
 {
     ppc_store *s = *state;
-    pia_entry rows[3] = {entry("a1", "b1", PIA_PUBLISHED, "2025-04-01"), entry("a1", "b2", PIA_PUBLISHED, "2025-04-01"),
-                         entry("a2", "b1", PIA_LAPSED, "2024-04-01")};
+    pia_entry rows[3] = {entry("a1", "b1", RK_PIA_PUBLISHED, "2025-04-01"), entry("a1", "b2", RK_PIA_PUBLISHED, "2025-04-01"),
+                         entry("a2", "b1", RK_PIA_LAPSED, "2024-04-01")};
     assert_int_equal(ppc_store_seed(s, rows, 3, 5000), RK_OK);
     assert_int_equal(rows[2].serial, 3);
     assert_int_equal(ppc_store_count(s), 3);
-    pia_entry again[1] = {entry("a9", "b9", PIA_BREACH, "2025-04-01")};
+    pia_entry again[1] = {entry("a9", "b9", RK_PIA_BREACH, "2025-04-01")};
     assert_int_equal(ppc_store_seed(s, again, 1, 6000), RK_ERR_CONFLICT);
     assert_int_equal(ppc_store_count(s), 3);
     pia_entry out[8];
@@ -149,13 +149,13 @@ static void seed_fills_an_empty_register_only(void **state)
     assert_int_equal(latest, 3);
     assert_int_equal(out[0].changed_ms, 5000);
     /* a change after the seed goes on from its serials */
-    assert_int_equal(set(s, "a2", "b1", PIA_PUBLISHED, "2025-04-01", NULL), 4);
+    assert_int_equal(set(s, "a2", "b1", RK_PIA_PUBLISHED, "2025-04-01", NULL), 4);
 }
 
 static void kept_across_a_reopen(void **state)
 {
     ppc_store *s = *state;
-    set(s, "a1", "b1", PIA_BREACH, "2025-04-01", NULL);
+    set(s, "a1", "b1", RK_PIA_BREACH, "2025-04-01", NULL);
     ppc_store_close(s);
     assert_int_equal(ppc_store_open(target, 0, &s), RK_OK); /* the migration again: nothing to do */
     *state = s;
@@ -164,8 +164,8 @@ static void kept_across_a_reopen(void **state)
     int64_t latest = 0;
     assert_int_equal(ppc_store_since(s, 0, out, 2, &n, &latest), RK_OK);
     assert_int_equal(n, 1);
-    assert_int_equal(out[0].state, PIA_BREACH);
-    assert_int_equal(set(s, "a1", "b1", PIA_PUBLISHED, "2025-04-01", NULL), 2);
+    assert_int_equal(out[0].state, RK_PIA_BREACH);
+    assert_int_equal(set(s, "a1", "b1", RK_PIA_PUBLISHED, "2025-04-01", NULL), 2);
 }
 
 int main(void)
