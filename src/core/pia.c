@@ -250,6 +250,8 @@ static rk_rc poll_page(core_pia *p, pia_change *buf, int *more)
         rk_error("the PIA register's answer was refused (%s); the states known stay", bad);
         return RK_ERR_INVALID;
     }
+    if (!pg.n)
+        *more = 0; /* nothing more to read, whatever it says */
     if (latest < p->since) { /* a register started again: its serials are not those kept */
         rk_warn("the PIA register's last serial %lld is below the one applied (%lld): all states read again",
                 (long long)latest, (long long)p->since);

@@ -332,12 +332,14 @@ static rk_rc seed(ppc *p)
         qsort(rows, n, sizeof *rows, entry_cmp);
         for (size_t i = 1; i < n && !bad; i++)
             if (entry_cmp(&rows[i - 1], &rows[i]) == 0) {
-                bad = "an agency and business is given twice";
                 rk_error("%s: %s %s is given twice", path, rows[i].agency, rows[i].business);
+                rc = RK_ERR_CONFIG;
+                bad = "";
             }
     }
     if (bad) {
-        rk_error("%s:%ld: %s", path, line_no, bad);
+        if (bad[0])
+            rk_error("%s:%ld: %s", path, line_no, bad);
         rc = RK_ERR_CONFIG;
     } else if ((rc = ppc_store_seed(p->store, rows, n, rk_node_now_ms(p->node))) == RK_OK) {
         rk_info("the PIA register starts with %zu entries from %s", n, path);

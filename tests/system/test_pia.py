@@ -7,12 +7,15 @@ and keeps the last known states while the register is unreachable. The
 register's operator (DIR/clients/ppc, role ppc-operator) may call PUT
 /v1/pia and nothing else; GET /v1/pia is the core's alone."""
 import csv
-import json
 import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
 import time
 import unittest
 
-from harness import SLOW, Network, main
+from harness import BIN, SLOW, Network, main
 
 Y, K, N = "city-yokohama", "pref-kanagawa", "nenkin-kikou"
 REFRESH = 1  # [pia] refresh at the core, seconds
@@ -262,6 +265,41 @@ class PiaGate(unittest.TestCase):
                   "?since=0&limit=x", "?since=1234567890123456789"):
             a = self.net.call("ppc", "GET", "/v1/pia" + q, as_client=("node", "core"))
             self.assertEqual((a.status, a.error), (400, "invalid_field"), (q, a))
+
+    def test_a_bad_first_register_refuses_the_start_and_writes_nothing(self):
+        net = self.net
+        work = tempfile.mkdtemp(prefix="pia-initial-", dir=os.environ.get("TMPDIR"))
+        head = "agency,business,state,evaluated_on\n"
+        cases = [("agency,business,state\n", 1, "header"),
+                 (head + f"{Y},{BUSINESS},published,2025-04-01\nnobody,{BUSINESS},published,2025-04-01\n", 3,
+                  "unknown agency"),
+                 (head + f"{Y},no_such_business,published,2025-04-01\n", 2, "unknown business"),
+                 (head + f"{Y},{BUSINESS},expired,2025-04-01\n", 2, "state"),
+                 (head + f"{Y},{BUSINESS},published,2025-02-30\n", 2, "evaluated_on"),
+                 (head + f"{Y},{BUSINESS},published,2025-04-01,x\n", 2, "four fields"),
+                 (head + f"{Y},{BUSINESS},published,2025-04-01\n{Y},{BUSINESS},lapsed,2025-04-01\n", None,
+                  "given twice"),
+                 ("", None, "empty")]
+        try:
+            for i, (text, line, words) in enumerate(cases):
+                db = os.path.join(work, f"ppc-{i}.db")
+                csv_path = os.path.join(work, f"initial-{i}.csv")
+                conf = os.path.join(work, f"node-{i}.conf")
+                with open(csv_path, "w") as f:
+                    f.write(text)
+                with open(conf, "w") as f:
+                    f.write(f"[node]\nid = ppc\nnetwork = {net.path('network.json')}\nca = {net.path('pki', 'ca.pem')}\n"
+                            f"cert = {net.path('nodes', 'ppc', 'cert.pem')}\nkey = {net.path('nodes', 'ppc', 'key.pem')}\n"
+                            f"db = {db}\n\n[ppc]\npermissions = {net.path('permissions.csv')}\ninitial = {csv_path}\n")
+                p = subprocess.run([BIN, "ppc", "--config", conf], capture_output=True, text=True, timeout=30 * SLOW)
+                self.assertNotEqual(p.returncode, 0, (words, p.stderr))
+                self.assertIn(csv_path + (f":{line}:" if line else ""), p.stderr, words)
+                self.assertIn(words, p.stderr)
+                if os.path.exists(db):  # nothing was written into the register
+                    rows = sqlite3.connect(db).execute("SELECT count(*) FROM pia_history").fetchall()
+                    self.assertEqual(rows, [(0,)], words)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     def test_wrong_roles_are_refused_on_both_routes(self):
         latest = self.changes(0)["latest"]
