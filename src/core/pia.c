@@ -14,19 +14,9 @@
 #include "lib/pia.h"
 
 #define PIA_MAX_ENTRIES (1u << 20) /* (agency, business) pairs the core keeps */
-#define PIA_PAGE 1000              /* entries asked for per call (the register's cap) */
 #define PIA_MAX_PAGES 1000         /* calls in one round */
 #define PIA_RETRY_MS 500           /* between polls while no state is known at all */
 #define PIA_KEY_MAX (RK_ID_MAX + RK_CATALOGUE_ID_MAX + 2)
-
-/* One entry of the register's answer (GET /v1/pia). */
-typedef struct pia_change {
-    char agency[RK_ID_MAX];
-    char business[RK_CATALOGUE_ID_MAX + 1];
-    rk_pia_state state;
-    char evaluated_on[RK_DATE_LEN + 1];
-    int64_t serial;
-} pia_change;
 
 typedef struct pia_slot {
     char key[PIA_KEY_MAX]; /* "agency\x1f" "business"; "" when free */
@@ -136,7 +126,7 @@ int core_pia_refuses(core_pia *p, const char *requester, const char *provider, c
 /* ---------- the states kept in the core's store ---------- */
 
 typedef struct page {
-    pia_change *e;
+    core_pia_change *e;
     size_t n;
     int reset; /* the register started again: forget what was kept */
 } page;
@@ -164,7 +154,7 @@ static rk_rc keep_fn(rk_db *db, void *arg)
     if (pg->reset && rk_stmt_exec(rk_db_stmt(db, "DELETE FROM pia_states")) != RK_OK)
         return RK_ERR_STORE;
     for (size_t i = 0; i < pg->n; i++) {
-        const pia_change *e = &pg->e[i];
+        const core_pia_change *e = &pg->e[i];
         rk_stmt *st = rk_db_stmt(db, "INSERT INTO pia_states(agency, business, state, evaluated_on, serial)"
                                      " VALUES (?,?,?,?,?) ON CONFLICT (agency, business) DO UPDATE SET"
                                      " state = excluded.state, evaluated_on = excluded.evaluated_on,"
@@ -189,23 +179,27 @@ static int64_t int_field(json_t *obj, const char *key)
     return json_is_integer(v) && json_integer_value(v) >= 0 ? (int64_t)json_integer_value(v) : -1;
 }
 
-/* One answer of GET /v1/pia read into pg; NULL, or what is wrong with it
- * (the whole answer is then refused: nothing of it applied). */
-static const char *read_answer(const core_pia *p, json_t *body, page *pg, int64_t *next, int64_t *latest, int *more)
+const char *core_pia_read_answer(const char *text, size_t len, int64_t since, core_pia_change *out, size_t *n,
+                                 int64_t *next, int64_t *latest, int *more)
 {
+    json_t *body = json_loadb(text, len, 0, NULL);
     json_t *changes = json_object_get(body, "changes");
+    const char *bad = NULL;
+    *n = 0;
     *next = int_field(body, "next");
     *latest = int_field(body, "latest");
     *more = json_is_true(json_object_get(body, "more"));
-    if (!json_is_array(changes) || json_array_size(changes) > PIA_PAGE)
-        return "changes";
-    if (*next < 0 || *latest < 0)
-        return "next or latest";
+    if (!json_is_object(body))
+        bad = "not a JSON object";
+    else if (!json_is_array(changes) || json_array_size(changes) > CORE_PIA_PAGE)
+        bad = "changes";
+    else if (*next < 0 || *latest < 0)
+        bad = "next or latest";
     size_t i;
     json_t *c;
-    int64_t last = p->since;
-    json_array_foreach(changes, i, c) {
-        pia_change *e = &pg->e[pg->n];
+    int64_t last = since;
+    json_array_foreach(bad ? NULL : changes, i, c) {
+        core_pia_change *e = &out[*n];
         const char *agency = json_string_value(json_object_get(c, "agency"));
         const char *business = json_string_value(json_object_get(c, "business"));
         const char *date = json_string_value(json_object_get(c, "evaluated_on"));
@@ -213,39 +207,42 @@ static const char *read_answer(const core_pia *p, json_t *body, page *pg, int64_
         e->state = rk_pia_state_parse(json_string_value(json_object_get(c, "state")));
         if (!agency || !rk_id_valid(agency, RK_AGENCY_FIELD_MAX) || !business || !rk_catalogue_id_valid(business) ||
             e->state == RK_PIA_NONE || !date || strlen(date) != RK_DATE_LEN || !rk_date_valid(date) ||
-            e->serial <= last)
-            return "an entry of changes";
+            e->serial <= last) {
+            bad = "an entry of changes";
+            break;
+        }
         last = e->serial;
         snprintf(e->agency, sizeof e->agency, "%s", agency);
         snprintf(e->business, sizeof e->business, "%s", business);
         snprintf(e->evaluated_on, sizeof e->evaluated_on, "%s", date);
-        pg->n++;
+        (*n)++;
     }
-    if (pg->n && *next != last)
-        return "next";
-    return NULL;
+    if (!bad && *n && *next != last)
+        bad = "next";
+    json_decref(body);
+    if (bad)
+        *n = 0;
+    return bad;
 }
 
 /* One call: the changes since p->since applied, kept and p->since moved.
  * *more when the register has more to give. */
-static rk_rc poll_page(core_pia *p, pia_change *buf, int *more)
+static rk_rc poll_page(core_pia *p, core_pia_change *buf, int *more)
 {
     char path[96];
-    snprintf(path, sizeof path, "/v1/pia?since=%lld&limit=%d", (long long)p->since, PIA_PAGE);
+    snprintf(path, sizeof path, "/v1/pia?since=%lld&limit=%d", (long long)p->since, CORE_PIA_PAGE);
     rk_http_result res = {0};
     rk_rc rc = rk_node_call(p->c->node, "GET", p->ppc, path, NULL, &res, NULL);
     if (rc == RK_OK && res.status != 200)
         rc = RK_ERR_UNAVAILABLE;
-    json_t *body = rc == RK_OK && res.body ? json_loads(res.body, 0, NULL) : NULL;
-    rk_http_result_clear(&res);
-    if (rc != RK_OK || !body) {
-        json_decref(body);
-        return rc != RK_OK ? rc : RK_ERR_INVALID;
-    }
     page pg = {.e = buf};
     int64_t next = 0, latest = 0;
-    const char *bad = read_answer(p, body, &pg, &next, &latest, more);
-    json_decref(body);
+    const char *bad = rc != RK_OK ? NULL
+                    : res.body ? core_pia_read_answer(res.body, strlen(res.body), p->since, buf, &pg.n, &next, &latest, more)
+                               : "no body";
+    rk_http_result_clear(&res);
+    if (rc != RK_OK)
+        return rc;
     if (bad) {
         rk_error("the PIA register's answer was refused (%s); the states known stay", bad);
         return RK_ERR_INVALID;
@@ -284,7 +281,7 @@ static rk_rc poll_page(core_pia *p, pia_change *buf, int *more)
 static int64_t poll_round(void *arg)
 {
     core_pia *p = arg;
-    pia_change *buf = calloc(PIA_PAGE, sizeof *buf);
+    core_pia_change *buf = calloc(CORE_PIA_PAGE, sizeof *buf);
     int more = 1;
     rk_rc rc = buf ? RK_OK : RK_ERR_NOMEM;
     for (int i = 0; i < PIA_MAX_PAGES && more && rc == RK_OK; i++)

@@ -11,7 +11,12 @@
 
 #include <event2/buffer.h>
 #include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
 #include "lib/err.h"
+#include "lib/ids.h"
+#include "lib/pia.h"
+#include "net/registry.h"
 
 struct core;
 typedef struct core_pia core_pia;
@@ -34,5 +39,21 @@ int core_pia_refuses(core_pia *p, const char *requester, const char *provider, c
  * known (neither kept nor polled). */
 int core_pia_health(core_pia *p, json_t *checks);
 void core_pia_metrics(core_pia *p, struct evbuffer *out);
+
+/* What the core reads of the register (tests/fuzz/fuzz_core_pia.c drives
+ * it): one answer of GET /v1/pia?since=`since`, at most CORE_PIA_PAGE
+ * entries into out, each with a serial above the one before (the first
+ * above since). NULL when usable, else what is wrong with it: the whole
+ * answer is then refused and nothing of it applied. */
+#define CORE_PIA_PAGE 1000
+typedef struct core_pia_change {
+    char agency[RK_ID_MAX];
+    char business[RK_CATALOGUE_ID_MAX + 1];
+    rk_pia_state state;
+    char evaluated_on[RK_DATE_LEN + 1];
+    int64_t serial;
+} core_pia_change;
+const char *core_pia_read_answer(const char *text, size_t len, int64_t since, core_pia_change *out, size_t *n,
+                                 int64_t *next, int64_t *latest, int *more);
 
 #endif
