@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/console.h"
 #include "core/core.h"
 #include "core/pia.h"
 #include "node/incidents.h"
@@ -67,6 +68,10 @@ static const rk_route routes[] = {
      RK_ROLE_GATEWAY | RK_ROLE_JLIS | RK_ROLE_OPERATOR | RK_ROLE_WITNESS | RK_ROLE_PORTAL | RK_ROLE_PPC, 0,
      core_handle_incident, 1},
     {"GET", "/v1/incidents", RK_ROLE_OPERATOR, 0, core_handle_incidents},
+    {"GET", "/v1/network", RK_ROLE_OPERATOR, 0, core_handle_network},
+    {"GET", "/console", RK_ROLE_OPERATOR, 0, core_handle_console_page},
+    {"GET", "/console/console.js", RK_ROLE_OPERATOR, 0, core_handle_console_page},
+    {"GET", "/console/console.css", RK_ROLE_OPERATOR, 0, core_handle_console_page},
 };
 
 /* Loads the permission table, and the catalogue of names when [core]
@@ -198,6 +203,8 @@ static rk_rc open_core(rk_node *node, void *app)
         (rc = rk_records_log_start(node, core_store_db(c->store), node->cfg.head_interval_ms, &c->log)) != RK_OK ||
         (rc = core_pia_start(c)) != RK_OK)
         return rc;
+    if ((rc = core_console_start(c)) != RK_OK)
+        return rc;
     return core_notices_start(c);
 }
 
@@ -205,6 +212,7 @@ static void stop_core(void *app)
 {
     core *c = app;
     core_notices_stop(c);
+    core_console_stop(c);
     core_pia_stop(c->pia);
     rk_records_log_stop(c->log);
     c->log = NULL;

@@ -63,6 +63,8 @@ typedef struct rk_response {
     const char *content_type;    /* static string; default application/json */
     const char *cache_control;   /* static string; no header when NULL */
     int store_error;             /* set by rk_reply_error for 500 store_error (see store_lost) */
+    int page;                    /* a page for a browser (net/assets.h): sent with the headers that keep
+                                    it to itself (Content-Security-Policy, …), as on a person's listener */
 } rk_response;
 
 typedef void (*rk_handler_fn)(void *app, const rk_request *req, rk_response *resp);

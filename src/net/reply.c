@@ -90,7 +90,7 @@ void send_now(struct evhttp_request *req, const rk_server *srv, rk_response *res
     evhttp_add_header(h, "X-Renkei-Time", now);
     if (resp->cache_control)
         evhttp_add_header(h, "Cache-Control", resp->cache_control);
-    if (c && c->person) { /* a browser's: nothing from elsewhere, nothing framed, nothing guessed */
+    if ((c && c->person) || resp->page) { /* a browser's: nothing from elsewhere, nothing framed, nothing guessed */
         evhttp_add_header(h, "Content-Security-Policy",
                           "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self';"
                           " base-uri 'none'; form-action 'none'; frame-ancestors 'none'");

@@ -53,6 +53,7 @@ static const key_def keys[] = {
     {"core", "outbox_retry_max_ms", K_INT, AT(outbox_retry_max_ms), 1, DAY_MS, 30000, NULL},
     {"core", "notice_lease_ms", K_INT, AT(notice_lease_ms), 1000, DAY_MS, 60000, NULL},
     {"core", "catalogue", K_PATH, AT(catalogue), 0, 0, 0, NULL},
+    {"core", "health_sweep_s", K_INT, AT(health_sweep_s), 0, 86400, 30, NULL},
     {"jlis", "residents", K_PATH, AT(residents), 0, 0, 0, NULL},
     {"jlis", "cards", K_PATH, AT(cards), 0, 0, 0, "cards.csv"},
     {"jlis", "card_ca", K_PATH, AT(card_ca), 0, 0, 0, NULL},

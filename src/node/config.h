@@ -4,7 +4,8 @@
  *           store (sqlite:PATH or a postgresql:// URI; db = PATH is its synonym),
  *           workers, max_body, log_level, log_format (text|json), listen,
  *           clock_offset_ms (tests only)
- *   [core]  master_key_file, permissions, catalogue, outbox_retry_min_ms, outbox_retry_max_ms, notice_lease_ms
+ *   [core]  master_key_file, permissions, catalogue, outbox_retry_min_ms, outbox_retry_max_ms, notice_lease_ms,
+ *           health_sweep_s
  *   [jlis]  residents, cards, card_ca, card_crl
  *   [portal] card_ca, crl_refresh_ms
  *   [alerts] refusal_threshold, refusal_window_ms, not_permitted_threshold,
@@ -55,6 +56,7 @@ typedef struct rk_node_config {
     char permissions[RK_PATH_MAX];
     int outbox_retry_min_ms;
     int outbox_retry_max_ms;
+    int health_sweep_s;  /* the operator console's view of every node's /healthz is this old at most; 0: off */
     int notice_lease_ms; /* a claimed notice is another instance's to deliver after this (DESIGN §6) */
     char catalogue[RK_PATH_MAX];        /* the catalogues' folder (kinds, businesses, items): names for persons */
     /* jlis */

@@ -105,22 +105,7 @@ static void on_reload(void *app)
 static void serve_asset(void *app, const rk_request *req, rk_response *resp)
 {
     (void)app;
-    for (size_t i = 0; i < rk_portal_n_assets; i++) {
-        const rk_asset *a = &rk_portal_assets[i];
-        if (strcmp(a->path, req->path) != 0)
-            continue;
-        if (!(resp->body = malloc(a->len + 1))) {
-            rk_reply_error(resp, 500, "internal", "out of memory");
-            return;
-        }
-        memcpy(resp->body, a->data, a->len + 1);
-        resp->body_len = a->len;
-        resp->status = 200;
-        resp->content_type = a->content_type;
-        resp->cache_control = "no-cache";
-        return;
-    }
-    rk_reply_error(resp, 404, "not_found", "no such page");
+    rk_asset_serve(rk_portal_assets, rk_portal_n_assets, req, resp);
 }
 
 /* GET /v1/me/keys: the keys the page checks a checkpoint with — the core's

@@ -215,19 +215,47 @@ static rk_rc list_fn(rk_db *db, void *arg)
 {
     list_args *a = arg;
     const rk_records_query *q = a->q;
+    /* A filter no index serves reads a window of seq below before_seq, at
+     * most RK_RECORDS_SEARCH_WINDOW records (see records.h). */
+    int windowed = q->agency || q->outcome || q->since_ms || q->until_ms;
+    int64_t floor_seq = 0;
+    if (windowed) {
+        int64_t top = q->before_seq;
+        if (!top) {
+            rk_stmt *m = rk_db_stmt(db, "SELECT COALESCE(MAX(seq), 0) FROM records");
+            rk_rc rc = m ? rk_stmt_next(m) : RK_ERR_STORE;
+            if (rc != RK_OK)
+                return rc == RK_ERR_NOT_FOUND ? RK_ERR_STORE : rc;
+            top = rk_col_int(m, 0) + 1;
+        }
+        floor_seq = top > RK_RECORDS_SEARCH_WINDOW ? top - RK_RECORDS_SEARCH_WINDOW : 0;
+    }
     /* Each filter is bound twice, as plain `?` are numbered in order; the
      * CAST gives the parameter a type where it is only tested for NULL. */
     rk_stmt *st = rk_db_stmt(db,
         "SELECT seq, " RK_RECORD_COLUMNS " FROM records"
         " WHERE (CAST(? AS TEXT) IS NULL OR exchange_id = ?) AND (CAST(? AS TEXT) IS NULL OR subject = ?)"
-        " AND (CAST(? AS BIGINT) = 0 OR seq < ?) ORDER BY seq DESC LIMIT ?");
-    rk_bind_text(st, 1, q->exchange_id);
-    rk_bind_text(st, 2, q->exchange_id);
-    rk_bind_text(st, 3, q->subject);
-    rk_bind_text(st, 4, q->subject);
-    rk_bind_int(st, 5, q->before_seq);
-    rk_bind_int(st, 6, q->before_seq);
-    rk_bind_int(st, 7, (int64_t)q->limit + 1);
+        " AND (CAST(? AS TEXT) IS NULL OR requester = ? OR provider = ?) AND (CAST(? AS TEXT) IS NULL OR outcome = ?)"
+        " AND (CAST(? AS BIGINT) = 0 OR requested_ms >= ?) AND (CAST(? AS BIGINT) = 0 OR requested_ms < ?)"
+        " AND (CAST(? AS BIGINT) = 0 OR seq < ?) AND seq > ? ORDER BY seq DESC LIMIT ?");
+    int i = 1;
+    rk_bind_text(st, i++, q->exchange_id);
+    rk_bind_text(st, i++, q->exchange_id);
+    rk_bind_text(st, i++, q->subject);
+    rk_bind_text(st, i++, q->subject);
+    rk_bind_text(st, i++, q->agency);
+    rk_bind_text(st, i++, q->agency);
+    rk_bind_text(st, i++, q->agency);
+    rk_bind_text(st, i++, q->outcome);
+    rk_bind_text(st, i++, q->outcome);
+    rk_bind_int(st, i++, q->since_ms);
+    rk_bind_int(st, i++, q->since_ms);
+    rk_bind_int(st, i++, q->until_ms);
+    rk_bind_int(st, i++, q->until_ms);
+    rk_bind_int(st, i++, q->before_seq);
+    rk_bind_int(st, i++, q->before_seq);
+    rk_bind_int(st, i++, floor_seq);
+    rk_bind_int(st, i++, (int64_t)q->limit + 1);
     rk_rc rc;
     int n = 0;
     while ((rc = rk_stmt_next(st)) == RK_OK) {
@@ -237,6 +265,9 @@ static rk_rc list_fn(rk_db *db, void *arg)
         }
         json_array_append_new(a->arr, row_to_json(st));
     }
+    /* a short page of a window that did not reach the first record: go on below it */
+    if (rc == RK_ERR_NOT_FOUND && windowed && n <= q->limit && floor_seq > 0)
+        *a->next_before = floor_seq + 1;
     return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }
 

@@ -41,9 +41,17 @@ typedef struct rk_record {
 typedef struct rk_records_query {
     const char *exchange_id; /* NULL: any */
     const char *subject;     /* NULL: any */
+    const char *agency;      /* NULL: any; else the requester or the provider */
+    const char *outcome;     /* NULL: any */
+    int64_t since_ms, until_ms; /* requested in [since, until); 0: unbounded */
     int64_t before_seq;      /* 0: from the newest */
     int limit;               /* 1..500 */
 } rk_records_query;
+
+/* A search by agency, outcome or time reads at most this many records per
+ * page, newest first: a page may come back short (even empty) with a
+ * next_before to go on from, so that no request scans seven years. */
+#define RK_RECORDS_SEARCH_WINDOW 100000
 
 /* The columns rk_record_from_row reads, in order, from its first column. */
 #define RK_RECORD_COLUMNS "exchange_id, side, requester, provider, business, item, operator, subject," \
@@ -107,7 +115,8 @@ rk_rc rk_records_prune(rk_db *db, int64_t from, int64_t upto, const char *file_s
 rk_rc rk_records_list(rk_db *db, const rk_records_query *q, json_t **out, int64_t *next_before);
 int64_t rk_records_count(rk_db *db);
 
-/* GET /v1/records?exchange_id=&person=&before=&limit= for any node
+/* GET /v1/records?exchange_id=&person=&agency=&outcome=&since=&until=&before=&limit=
+ * for any node
  * (records_serve.c). */
 struct rk_request;
 struct rk_response;

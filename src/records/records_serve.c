@@ -2,9 +2,12 @@
  * records log's inclusion proofs, consistency proofs and signed heads, read
  * from its tiles; its checkpoint and tiles as C2SP readers fetch them. */
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "lib/ids.h"
 #include "net/http_server.h"
 #include "records/records.h"
 #include "records/records_log.h"
@@ -13,20 +16,64 @@
 
 /* ---------- the records ---------- */
 
+/* since= / until=: a UTC date (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM:SSZ), as
+ * the records show requested_at. 1 with *ms, 0 absent, -1 malformed. */
+static int time_param(const rk_request *req, const char *name, int64_t *ms)
+{
+    char text[32];
+    int got = rk_query_param(req, name, text, sizeof text);
+    if (got != 1)
+        return got;
+    size_t n = strlen(text);
+    char date[11];
+    if (n < 10)
+        return -1;
+    memcpy(date, text, 10);
+    date[10] = 0;
+    struct tm tm = {0};
+    if (!rk_date_valid(date) || (n != 10 && (n != 20 || text[10] != 'T' || text[19] != 'Z')))
+        return -1;
+    tm.tm_year = atoi(date) - 1900;
+    tm.tm_mon = atoi(date + 5) - 1;
+    tm.tm_mday = atoi(date + 8);
+    if (n == 20) {
+        int h, m, sec;
+        char tail;
+        if (sscanf(text + 11, "%2d:%2d:%2d%c", &h, &m, &sec, &tail) != 4 || tail != 'Z' || h > 23 || m > 59 ||
+            sec > 59 || h < 0 || m < 0 || sec < 0)
+            return -1;
+        tm.tm_hour = h;
+        tm.tm_min = m;
+        tm.tm_sec = sec;
+    }
+    *ms = (int64_t)timegm(&tm) * 1000;
+    return 1;
+}
+
 void rk_records_serve(rk_db *db, const rk_request *req, rk_response *resp)
 {
-    char exchange_id[RK_EXCHANGE_ID_MAX + 1], person[65];
+    char exchange_id[RK_EXCHANGE_ID_MAX + 1], person[65], agency[RK_AGENCY_FIELD_MAX + 1], outcome[32];
     rk_records_query q = {0};
     int fx = rk_query_param(req, "exchange_id", exchange_id, sizeof exchange_id);
     int fp = rk_query_param(req, "person", person, sizeof person);
-    if (fx < 0 || fp < 0) {
-        rk_reply_error(resp, 400, "invalid_field", "exchange_id and person must be within their caps");
+    int fa = rk_query_param(req, "agency", agency, sizeof agency);
+    int fo = rk_query_param(req, "outcome", outcome, sizeof outcome);
+    int fs = time_param(req, "since", &q.since_ms), fu = time_param(req, "until", &q.until_ms);
+    if (fx < 0 || fp < 0 || fa < 0 || fo < 0) {
+        rk_reply_error(resp, 400, "invalid_field", "exchange_id, person, agency and outcome must be within their caps");
+        return;
+    }
+    if (fs < 0 || fu < 0 || (fs == 1 && fu == 1 && q.until_ms <= q.since_ms)) {
+        rk_reply_error(resp, 400, "invalid_field",
+                       "since and until are UTC dates (YYYY-MM-DD) or times (YYYY-MM-DDTHH:MM:SSZ), since before until");
         return;
     }
     if (rk_page_params(req, resp, &q.before_seq, &q.limit) != 0)
         return;
     q.exchange_id = fx == 1 ? exchange_id : NULL;
     q.subject = fp == 1 ? person : NULL;
+    q.agency = fa == 1 ? agency : NULL;
+    q.outcome = fo == 1 ? outcome : NULL;
     json_t *arr = NULL;
     int64_t next = 0;
     if (rk_records_list(db, &q, &arr, &next) != RK_OK) {

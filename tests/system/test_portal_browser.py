@@ -10,142 +10,19 @@ CSV and JSON downloads work; a record altered in the core's store turns its
 entry "not verified" and leaves the others verified. Screenshots go to a
 temporary folder printed at the end (not the repository). Chromium missing
 is a failure, not a skip: scripts/install-deps.sh installs it."""
-import base64
 import csv
 import json
 import os
-import select
 import shutil
 import sqlite3
-import subprocess
 import tempfile
 import time
 import unittest
 
+from browser import TOOLS, Browser
 from harness import SLOW, STORE, Network, main
 
 Y, K, N = "city-yokohama", "pref-kanagawa", "nenkin-kikou"
-TOOLS = ("chromium", "certutil", "pk12util")
-
-
-class Browser:
-    """One headless Chromium with its own profile and NSS database, and a
-    DevTools session on its page."""
-
-    def __init__(self, folder, card, ca_pem, origin):
-        self.folder = folder
-        home = os.path.join(folder, "home")
-        nss = os.path.join(home, ".pki", "nssdb")
-        os.makedirs(nss)
-        run = lambda *a: subprocess.run(a, check=True, capture_output=True, timeout=60)
-        run("certutil", "-N", "-d", f"sql:{nss}", "--empty-password")
-        run("pk12util", "-i", os.path.join(card, "card.p12"), "-d", f"sql:{nss}", "-W", "")
-        run("certutil", "-A", "-d", f"sql:{nss}", "-n", "renkei-network-ca", "-t", "C,,", "-i", ca_pem)
-        profile = os.path.join(folder, "profile")
-        os.makedirs(os.path.join(profile, "Default"))
-        # the card for the portal, without asking (what AutoSelectCertificateForUrls sets)
-        prefs = {"profile": {"content_settings": {"exceptions": {"auto_select_certificate": {
-            f"{origin},*": {"last_modified": "13300000000000000", "setting": {"filters": [{}]}}}}}}}
-        with open(os.path.join(profile, "Default", "Preferences"), "w") as f:
-            json.dump(prefs, f)
-        self.downloads = os.path.join(folder, "downloads")
-        os.makedirs(self.downloads)
-        self.log = open(os.path.join(folder, "chromium.log"), "wb")
-        env = dict(os.environ, HOME=home)
-        # DevTools on a pipe: Chromium reads commands on fd 3 and writes answers on fd 4
-        to_chrome_r, self.to_chrome = os.pipe()
-        self.from_chrome, from_chrome_w = os.pipe()
-        argv = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-extensions", f"--user-data-dir={profile}", "--remote-debugging-pipe",
-                "--window-size=1400,1000", "about:blank"]
-        self.proc = subprocess.Popen(["sh", "-c", f'exec 3<&{to_chrome_r} 4>&{from_chrome_w}; exec "$@"', "sh", *argv],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=env,
-                                     pass_fds=(to_chrome_r, from_chrome_w))
-        os.close(to_chrome_r)
-        os.close(from_chrome_w)
-        self.buf = b""
-        self.n = 0
-        self.session = None
-        deadline = time.time() + 60 * SLOW
-        pages = []
-        while not pages:
-            pages = [t for t in self.cmd("Target.getTargets")["targetInfos"] if t["type"] == "page"]
-            if time.time() > deadline:
-                raise AssertionError(f"chromium has no page: {self.chromium_log()}")
-            time.sleep(0.1)
-        self.cmd("Browser.setDownloadBehavior", behavior="allow", downloadPath=self.downloads)
-        self.session = self.cmd("Target.attachToTarget", targetId=pages[0]["targetId"], flatten=True)["sessionId"]
-        self.cmd("Page.enable")
-
-    def chromium_log(self):
-        self.log.flush()
-        with open(os.path.join(self.folder, "chromium.log"), errors="replace") as f:
-            return f.read()[-3000:]
-
-    def cmd(self, method, timeout=120, **params):
-        """Sends a command (to the page once attached) and returns its result;
-        the events in between are let go."""
-        self.n += 1
-        msg = {"id": self.n, "method": method, "params": params}
-        if self.session and not method.startswith(("Browser.", "Target.")):
-            msg["sessionId"] = self.session
-        os.write(self.to_chrome, json.dumps(msg).encode() + b"\0")
-        deadline = time.time() + timeout * SLOW
-        while True:
-            while b"\0" not in self.buf:
-                left = deadline - time.time()
-                if left <= 0 or not select.select([self.from_chrome], [], [], left)[0]:
-                    raise AssertionError(f"{method}: no answer from chromium: {self.chromium_log()}")
-                chunk = os.read(self.from_chrome, 1 << 20)
-                if not chunk:
-                    raise AssertionError(f"{method}: chromium went away: {self.chromium_log()}")
-                self.buf += chunk
-            raw, self.buf = self.buf.split(b"\0", 1)
-            answer = json.loads(raw)
-            if answer.get("id") == self.n:
-                if "error" in answer:
-                    raise AssertionError(f"{method}: {answer['error']}")
-                return answer.get("result", {})
-
-    def js(self, expr):
-        r = self.cmd("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)
-        if "exceptionDetails" in r:
-            raise AssertionError(f"{expr}: {r['exceptionDetails']}")
-        return r["result"].get("value")
-
-    def wait(self, expr, what, timeout=90):
-        deadline = time.time() + timeout * SLOW
-        while time.time() < deadline:
-            v = self.js(expr)
-            if v:
-                return v
-            time.sleep(0.2)
-        raise AssertionError(f"{what}: not within {timeout * SLOW} s; page: {self.js('document.body.innerText')!r}")
-
-    def screenshot(self, name):
-        data = base64.b64decode(self.cmd("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"])
-        path = os.path.join(self.folder, name)
-        with open(path, "wb") as f:
-            f.write(data)
-        return path
-
-    def close(self):
-        try:
-            self.cmd("Browser.close")
-        except Exception:
-            pass
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-        os.close(self.to_chrome)
-        os.close(self.from_chrome)
-        # the artefacts stay (screenshots, downloads, chromium.log); the profile and the NSS database go
-        for d in ("profile", "home"):
-            shutil.rmtree(os.path.join(self.folder, d), ignore_errors=True)
 
 
 class PortalPage(unittest.TestCase):
@@ -182,7 +59,8 @@ class PortalPage(unittest.TestCase):
             time.sleep(0.2)
         cls.entries = body["exchanges"]
         try:
-            cls.browser = Browser(os.path.join(cls.shots, "chromium"), cls.card, net.path("pki", "ca.pem"), cls.url)
+            cls.browser = Browser(os.path.join(cls.shots, "chromium"), os.path.join(cls.card, "card.p12"),
+                                  net.path("pki", "ca.pem"), cls.url)
         except Exception:
             net.stop()
             raise
