@@ -54,23 +54,25 @@ static int known_business(const ppc *p, const char *business)
  * requester_kind,business,provider_kind,item, more columns may follow). */
 static rk_rc load_businesses(ppc *p, const char *path)
 {
-    char *text = NULL, *save = NULL, *fields[16];
+    char *text = NULL, *fields[16];
     size_t cap = 0;
     long line_no = 0;
     int col = -1;
-    const char *bad = NULL;
     rk_rc rc = rk_read_file(path, PPC_PERMISSIONS_CAP, &text, NULL);
     if (rc != RK_OK) {
         rk_error("%s: cannot read the permission table: %s", path, rk_strerror(rc));
         return rc;
     }
-    for (char *line = strtok_r(text, "\n", &save); line && !bad; line = strtok_r(NULL, "\n", &save)) {
+    const char *bad = text[0] ? NULL : "empty: no header";
+    for (char *line = text, *end; line && !bad; line = end) { /* every line counted, empty ones too */
+        if ((end = strchr(line, '\n')))
+            *end++ = '\0';
         line_no++;
         line[strcspn(line, "\r")] = '\0';
         if (!line[0])
             continue;
         int n = rk_csv_split(line, fields, 16);
-        if (line_no == 1) {
+        if (col < 0) { /* the header: the first line that is not empty */
             for (int i = 0; i < n; i++)
                 if (strcmp(fields[i], "business") == 0)
                     col = i;
@@ -97,9 +99,9 @@ static rk_rc load_businesses(ppc *p, const char *path)
         }
         p->n_businesses++;
     }
-    if (!bad && line_no == 0)
-        bad = "empty: no header";
     free(text);
+    if (!bad && col < 0)
+        bad = "no header";
     if (bad) {
         rk_error("%s:%ld: %s", path, line_no, bad);
         return RK_ERR_CONFIG;
@@ -296,10 +298,13 @@ static rk_rc seed(ppc *p)
         return rc;
     }
     pia_entry *rows = malloc(cap * sizeof *rows);
-    const char *bad = rows ? NULL : "out of memory";
+    const char *bad = !rows ? "out of memory"
+                    : !text[0] ? "the file is empty: the header agency,business,state,evaluated_on is required"
+                               : NULL;
     long line_no = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line && !bad; line = strtok_r(NULL, "\n", &save)) {
+    for (char *line = text, *end; line && !bad; line = end) { /* every line counted, empty ones too */
+        if ((end = strchr(line, '\n')))
+            *end++ = '\0';
         line_no++;
         line[strcspn(line, "\r")] = '\0';
         if (line_no == 1) {
@@ -326,8 +331,6 @@ static rk_rc seed(ppc *p)
         if (!(bad = parse_row(p, line, &rows[n])))
             n++;
     }
-    if (!bad && line_no == 0)
-        bad = "the file is empty: the header agency,business,state,evaluated_on is required";
     if (!bad && n > 1) {
         qsort(rows, n, sizeof *rows, entry_cmp);
         for (size_t i = 1; i < n && !bad; i++)
