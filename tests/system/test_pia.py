@@ -325,5 +325,62 @@ class PiaGate(unittest.TestCase):
             self.assertEqual((a.status, a.error), (403, "role_not_allowed"), (node, method, path, a))
 
 
+class UnknownPia(unittest.TestCase):
+    """Deny by default: a PIA the register never named is not published, and a
+    core that never knew any state is degraded (it could pass nothing)."""
+
+    @classmethod
+    def setUpClass(cls):
+        net = cls.net = Network(agencies=3, persons=5, conf_extra={"core": f"[pia]\nrefresh = {REFRESH}"})
+        path = net.path("nodes", "ppc", "pia.csv")
+        with open(path) as f:
+            lines = f.readlines()
+        cls.dropped = f"{Y},{BUSINESS},"
+        with open(path, "w") as f:
+            f.writelines(l for l in lines if not l.startswith(cls.dropped))
+        assert len(lines) > 2
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.net.stop()
+
+    def test_a_pia_never_named_refuses_and_a_core_that_knows_none_is_degraded(self):
+        net = self.net
+        others = [n["id"] for n in net.server_nodes() if n["id"] not in ("ppc", "core")]
+        net.start_node("core", wait=False)
+        for node_id in others:
+            net.start_node(node_id, wait=False)
+        for node_id in others:
+            net.wait_healthy(node_id)
+        time.sleep(1)
+        h = net.call("core", "GET", "/healthz", as_client="operator")
+        self.assertEqual((h.status, h.json["status"]), (503, "degraded"), h)
+        self.assertEqual((h.json["checks"]["pia_states"], h.json["checks"]["pia_synced_age_s"]), (0, None), h)
+        net.start_node("ppc")
+        net.wait_healthy("core")  # once it read the register
+        number = net.residents()[0]["my_number"]
+        for ag, person in ((Y, "Y1"), (K, "K1")):
+            self.assertEqual(net.enrol(ag, person, number).status, 202)
+        for ag, person in ((Y, "Y1"), (K, "K1")):
+            net.wait_status(ag, person, "linked")
+        self.assertEqual(net.agency_call(Y, "PUT", "/v1/data/Y1/local_tax", {"value": {"tax": 1},
+                                                                            "as_of": "2025-06-01"}).status, 200)
+        body = {"query_id": "q-unknown-1", "person": "K1", "business": BUSINESS, "provider": Y, "item": "local_tax",
+                "operator": "op-pia"}
+        a = net.agency_call(K, "POST", "/v1/queries", body)
+        self.assertEqual((a.status, a.error), (403, "pia_not_valid"), a)
+        self.assertIn(f"PIA of {Y} for {BUSINESS} is none", a.json["error"]["message"])
+        a = net.call("ppc", "PUT", f"/v1/pia/{Y}/{BUSINESS}", {"state": "published", "evaluated_on": "2025-04-01"},
+                     as_client="ppc")
+        self.assertEqual((a.status, a.json["changed"]), (200, True), a)
+        deadline = time.time() + (REFRESH + 5) * SLOW
+        for i in range(2, 1000):
+            a = net.agency_call(K, "POST", "/v1/queries", dict(body, query_id=f"q-unknown-{i}"))
+            if a.status == 200 or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual((a.status, a.json.get("status")), (200, "provided"), a)
+
+
 if __name__ == "__main__":
     main()
