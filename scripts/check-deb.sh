@@ -91,7 +91,7 @@ net="$work/net"
 mapfile -t nodes < <(python3 -c '
 import json, sys
 for n in json.load(open(sys.argv[1]))["nodes"]:
-    if n["role"] in ("core", "jlis", "gateway", "agency"):
+    if n["role"] in ("ppc", "core", "jlis", "gateway", "agency"):
         print(n["id"], n["role"])' "$net/network.json")
 for f in network.json ca.pem permissions.csv; do
   [ -e "/etc/renkei/$f" ] && fail "/etc/renkei/$f exists: not a test machine?"
@@ -120,6 +120,8 @@ for line in "${nodes[@]}"; do
             printf '\n[core]\nmaster_key_file = master.key\npermissions = /etc/renkei/permissions.csv\n' ;;
       jlis) install -o renkei -g renkei -m 0600 "$net/residents.csv" "$etc/"
             printf '\n[jlis]\nresidents = residents.csv\n' ;;
+      ppc)  install -o root -g renkei -m 0640 "$src/pia.csv" "$etc/"
+            printf '\n[ppc]\npermissions = /etc/renkei/permissions.csv\ninitial = pia.csv\n' ;;
     esac
   } >"$etc/node.conf"
   # what StateDirectory=renkei/%i makes

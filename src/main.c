@@ -8,7 +8,7 @@
 #include "tools/tools.h"
 
 static const rk_role_desc *const roles[] = {&rk_core_role, &rk_jlis_role, &rk_gateway_role, &rk_agency_role,
-                                            &rk_witness_role, &rk_portal_role};
+                                            &rk_witness_role, &rk_portal_role, &rk_ppc_role};
 
 static const struct {
     const char *name;

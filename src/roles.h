@@ -12,5 +12,6 @@ extern const rk_role_desc rk_gateway_role; /* src/gateway: インターフェイ
 extern const rk_role_desc rk_agency_role;  /* src/agency: 中間サーバー */
 extern const rk_role_desc rk_witness_role; /* src/witness: a witness of the core's log (C2SP tlog-witness) */
 extern const rk_role_desc rk_portal_role;  /* src/portal: persons see their exchanges with proofs (DESIGN §2.5) */
+extern const rk_role_desc rk_ppc_role;     /* src/ppc: the PIA register (個人情報保護委員会, 法28条) */
 
 #endif

@@ -9,6 +9,7 @@
 #include "core/console.h"
 #include "core/catalog.h"
 #include "core/core.h"
+#include "core/pia.h"
 #include "node/incidents.h"
 #include "lib/log.h"
 #include "records/records.h"
@@ -36,7 +37,8 @@ static const rk_route routes[] = {
     {"GET", "/v1/tile/*", RK_ROLES_ANY, 0, core_handle_tile},
     {"POST", "/v1/persons/exchanges", RK_ROLE_PORTAL, 0, core_handle_person_exchanges},
     {"POST", "/v1/nondisclosures", RK_ROLE_GATEWAY, 0, core_handle_nondisclosure},
-    {"POST", "/v1/incidents", RK_ROLE_GATEWAY | RK_ROLE_JLIS | RK_ROLE_OPERATOR | RK_ROLE_WITNESS | RK_ROLE_PORTAL, 0,
+    {"POST", "/v1/incidents",
+     RK_ROLE_GATEWAY | RK_ROLE_JLIS | RK_ROLE_OPERATOR | RK_ROLE_WITNESS | RK_ROLE_PORTAL | RK_ROLE_PPC, 0,
      core_handle_incident, 1},
     {"GET", "/v1/incidents", RK_ROLE_OPERATOR, 0, core_handle_incidents},
     {"GET", "/v1/network", RK_ROLE_OPERATOR, 0, core_handle_network},
@@ -94,7 +96,8 @@ static int health(void *app, json_t *checks)
     pthread_rwlock_unlock(&c->perms_lock);
     json_object_set_new(checks, "outbox_depth", json_integer((json_int_t)core_store_outbox_depth(c->store)));
     json_object_set_new(checks, "late_results_pending", json_integer((json_int_t)core_results_pending(c)));
-    return !c->codec || no_catalogue;
+    int pia_unknown = core_pia_health(c->pia, checks);
+    return !c->codec || no_catalogue || pia_unknown;
 }
 
 static void metrics(void *app, struct evbuffer *out)
@@ -124,6 +127,7 @@ static void metrics(void *app, struct evbuffer *out)
     rk_metric_head(out, "renkei_tree_head_age_seconds", "gauge",
                    "Seconds since the records log's last signed tree head; -1 before the first.");
     evbuffer_add_printf(out, "renkei_tree_head_age_seconds %.3f\n", age_ms < 0 ? -1.0 : (double)age_ms / 1000.0);
+    core_pia_metrics(c->pia, out);
 }
 
 /* Codes carry a 32-bit agency number derived from the agency id; two
@@ -194,7 +198,8 @@ static rk_rc open_core(rk_node *node, void *app)
     c->misused_codes = rk_watch_new(node->cfg.not_permitted_window_ms, 1, 0);
     if ((rc = rk_node_incidents_start(node, core_store_db(c->store))) != RK_OK ||
         (signed_catalog && (rc = core_catalog_open(c)) != RK_OK) ||
-        (rc = rk_records_log_start(node, core_store_db(c->store), node->cfg.head_interval_ms, &c->log)) != RK_OK)
+        (rc = rk_records_log_start(node, core_store_db(c->store), node->cfg.head_interval_ms, &c->log)) != RK_OK ||
+        (rc = core_pia_start(c)) != RK_OK)
         return rc;
     if ((rc = core_console_start(c)) != RK_OK || (rc = core_results_start(c)) != RK_OK)
         return rc;
@@ -208,6 +213,7 @@ static void stop_core(void *app)
     core_results_stop(c);
     core_console_stop(c);
     core_catalog_stop(c);
+    core_pia_stop(c->pia);
     rk_records_log_stop(c->log);
     c->log = NULL;
 }
@@ -215,6 +221,7 @@ static void stop_core(void *app)
 static void close_core(void *app)
 {
     core *c = app;
+    core_pia_free(c->pia);
     core_store_close(c->store);
     rk_codec_free(c->codec);
     core_catalog_free(c); /* its versions: c->perms is one of them */

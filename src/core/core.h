@@ -45,6 +45,7 @@ typedef struct core {
     rk_vkey witnesses[8];       /* the witnesses' vkeys: a person's proofs are against a head they all cosigned */
     size_t n_witnesses;
     struct core_console *console; /* console.c: the operator's view of every node's health */
+    struct core_pia *pia;       /* the PIA gate (core/pia.h, 法28条) */
 } core;
 
 /* notices.c: the durable delivery of code notices to agencies. */

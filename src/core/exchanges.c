@@ -22,6 +22,7 @@
 #include "core/catalog.h"
 #include "core/core.h"
 #include "core/exchange.h"
+#include "core/pia.h"
 #include "crypto/cms.h"
 #include "node/flow.h"
 #include "node/incidents.h"
@@ -155,6 +156,12 @@ static int check_request(core *c, core_xchg *x, uint64_t *serial)
         return -2;
     if (!requester_cert_ok(x)) {
         set_outcome(x, 400, "bad_requester_cert", "requester_cert is not the requester's registered certificate");
+        return -1;
+    }
+    const char *agency, *state;
+    if (core_pia_refuses(c->pia, x->requester_node->agency, x->provider_node->agency, x->business, &agency, &state)) {
+        /* 法28条, 法21条: no published PIA for a file involved; the provider never hears of it */
+        set_outcome(x, 403, "pia_not_valid", "the PIA of %s for %s is %s, not published", agency, x->business, state);
         return -1;
     }
     return 0;

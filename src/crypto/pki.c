@@ -38,7 +38,8 @@
 #define PKI_CERT_FILE_CAP (1024 * 1024)
 #define PKI_URN_PREFIX "urn:renkei:"
 
-static const char *const known_roles[] = {"core", "jlis", "gateway", "agency", "system", "operator", "witness", "portal"};
+static const char *const known_roles[] = {"core", "jlis", "gateway", "agency", "system", "operator", "witness", "portal",
+                                          "ppc", "ppc-operator"};
 
 /* ---- small helpers ---------------------------------------------------- */
 

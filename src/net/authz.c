@@ -82,13 +82,16 @@ const rk_route *authorise(rk_server *srv, struct evhttp_request *req, const char
      * network's own nodes (core, J-LIS), which serve all agencies. */
     int network_node = peer->role == RK_ROLE_CORE || peer->role == RK_ROLE_JLIS;
     int agency_ok = !found->same_agency || network_node || strcmp(peer->agency, srv->cfg.agency) == 0;
-    if (!(found->roles & peer->role) || !agency_ok) {
+    /* The PIA register's operator: the routes made for it alone (法28条's
+     * register, PUT /v1/pia), not even /healthz — whatever a table says. */
+    int ppc_operator_ok = peer->role != RK_ROLE_PPC_OPERATOR || found->roles == RK_ROLE_PPC_OPERATOR;
+    if (!(found->roles & peer->role) || !agency_ok || !ppc_operator_ok) {
         count(&srv->role_refusals);
         note_refusal(srv, peer->id, "role or agency not allowed");
         rk_warn("refused %s (role %s) on %s %s", peer->id, rk_role_name(peer->role), method, path);
-        refuse(req, srv, 403, agency_ok ? "role_not_allowed" : "wrong_agency",
-               agency_ok ? "the caller's role may not call this endpoint"
-                         : "the caller belongs to another agency");
+        int by_agency = !agency_ok && ppc_operator_ok;
+        refuse(req, srv, 403, by_agency ? "wrong_agency" : "role_not_allowed",
+               by_agency ? "the caller belongs to another agency" : "the caller's role may not call this endpoint");
         return NULL;
     }
     return found;

@@ -13,6 +13,7 @@ static const struct { rk_role role; const char *name; } role_names[] = {
     {RK_ROLE_CORE, "core"},     {RK_ROLE_JLIS, "jlis"},     {RK_ROLE_GATEWAY, "gateway"},
     {RK_ROLE_AGENCY, "agency"}, {RK_ROLE_SYSTEM, "system"}, {RK_ROLE_OPERATOR, "operator"},
     {RK_ROLE_WITNESS, "witness"}, {RK_ROLE_PORTAL, "portal"},
+    {RK_ROLE_PPC, "ppc"}, {RK_ROLE_PPC_OPERATOR, "ppc-operator"},
 };
 
 const char *rk_role_name(rk_role role)

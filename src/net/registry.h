@@ -24,13 +24,17 @@ typedef enum {
     /* A person signed in with a card (DESIGN §3): never in the registry, only
      * on the portal's person listener (net/http_server.h). */
     RK_ROLE_PERSON = 1 << 8,
+    RK_ROLE_PPC = 1 << 9,          /* the PIA register (個人情報保護委員会, 法28条) */
+    RK_ROLE_PPC_OPERATOR = 1 << 10, /* its operator (client only): PUT /v1/pia and no other route */
 } rk_role;
 
-/* Every role of the registry (a person is none of them). */
+/* Every role of the registry (a person is none of them), but the PIA
+ * register's operator, whose credential opens one route only (net/authz.c). */
 #define RK_ROLES_ANY (RK_ROLE_CORE | RK_ROLE_JLIS | RK_ROLE_GATEWAY | RK_ROLE_AGENCY | RK_ROLE_SYSTEM | RK_ROLE_OPERATOR | \
-                      RK_ROLE_WITNESS | RK_ROLE_PORTAL)
+                      RK_ROLE_WITNESS | RK_ROLE_PORTAL | RK_ROLE_PPC)
 /* The roles that run as a server node. */
-#define RK_ROLES_SERVER (RK_ROLE_CORE | RK_ROLE_JLIS | RK_ROLE_GATEWAY | RK_ROLE_AGENCY | RK_ROLE_WITNESS | RK_ROLE_PORTAL)
+#define RK_ROLES_SERVER (RK_ROLE_CORE | RK_ROLE_JLIS | RK_ROLE_GATEWAY | RK_ROLE_AGENCY | RK_ROLE_WITNESS | RK_ROLE_PORTAL | \
+                         RK_ROLE_PPC)
 
 #define RK_ID_MAX 64
 #define RK_URL_MAX 256

@@ -78,6 +78,9 @@ static const key_def keys[] = {
     {"records", "head_interval_ms", K_INT, AT(head_interval_ms), 50, 10000, 2000, NULL},
     {"records", "log_key", K_PATH, AT(log_key), 0, 0, 0, "log_key.pem"},
     {"witness", "key", K_PATH, AT(witness_key), 0, 0, 0, "witness_key.pem"},
+    {"pia", "refresh", K_INT, AT(pia_refresh_s), 1, 86400, 30, NULL},
+    {"ppc", "permissions", K_PATH, AT(permissions), 0, 0, 0, NULL},
+    {"ppc", "initial", K_PATH, AT(pia_initial), 0, 0, 0, NULL},
     {"records", "retain_days", K_INT, AT(retain_days), 1, 36500, 2557, NULL}, /* RK_RETAIN_DAYS_DEFAULT */
     {"agency", "pending_new_after_ms", K_INT, AT(pending_new_after_ms), 100, DAY_MS, 120000, NULL},
     {"agency", "pending_deadline_ms", K_INT, AT(pending_deadline_ms), 100, 7 * DAY_MS, DAY_MS, NULL},

@@ -17,6 +17,8 @@
  *   [records] head_interval_ms, log_key (the Ed25519 key that signs the log's checkpoints),
  *             retain_days (records older are archived, then pruned: `renkei records archive`)
  *   [witness] key (the Ed25519 key a witness cosigns with)
+ *   [pia] refresh (the core: seconds between polls of the PIA register)
+ *   [ppc] permissions (the businesses it knows), initial (the register's first states)
  *   [gateway] caller_rate_per_s
  *   [agency] pending_new_after_ms, pending_deadline_ms, pending_grace_ms, held_timeout
  *   [peer]  timeout_ms
@@ -91,6 +93,9 @@ typedef struct rk_node_config {
     int retain_days;                    /* 法23条 records are kept this long, then archived (RK_RETAIN_DAYS_DEFAULT) */
     char log_key[RK_PATH_MAX];          /* Ed25519 key of the log's checkpoints (DESIGN §4.1) */
     char witness_key[RK_PATH_MAX];      /* a witness: the Ed25519 key of its cosignatures */
+    /* [pia], [ppc] (法28条) */
+    int pia_refresh_s;                  /* the core polls the PIA register this often */
+    char pia_initial[RK_PATH_MAX];      /* the ppc: agency,business,state,evaluated_on loaded into an empty register */
     /* [agency] */
     int pending_new_after_ms;           /* an enrolment not handed to J-LIS this long: failed */
     int pending_deadline_ms;            /* a forwarded enrolment without a code notice this long: failed */

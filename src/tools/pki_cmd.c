@@ -84,7 +84,8 @@ static const char usage_show[] =
     "Prints subject, role, name, not-before, not-after, fingerprint and the\n"
     "libcurl public-key pin, one 'key: value' per line.\n";
 
-static const char *const roles[] = {"core", "jlis", "gateway", "agency", "system", "operator", "witness", "portal"};
+static const char *const roles[] = {"core", "jlis", "gateway", "agency", "system", "operator", "witness", "portal",
+                                    "ppc", "ppc-operator"};
 
 /* ---- messages and parsing helpers -------------------------------------- */
 

@@ -114,7 +114,7 @@ class Network:
             f.write("\n" + text + "\n")
 
     def server_nodes(self):
-        order = {"witness": 0, "core": 1, "jlis": 2, "gateway": 3, "agency": 4, "portal": 5}
+        order = {"witness": 0, "ppc": 0, "core": 1, "jlis": 2, "gateway": 3, "agency": 4, "portal": 5}
         return sorted((n for n in self.registry["nodes"] if n["role"] in order), key=lambda n: order[n["role"]])
 
     def agencies(self):

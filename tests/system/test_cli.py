@@ -31,8 +31,8 @@ class NetCommands(unittest.TestCase):
             self.assertIn("network up", line)
             p = renkei("net", "status", net, check=False)
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-            # core, jlis, a witness, the portal, 2 gateways, 2 agency nodes; and the database server
-            self.assertEqual(p.stdout.count(" ok"), 8 + (store == "postgres"), p.stdout)
+            # core, jlis, a witness, the portal, the ppc, 2 gateways, 2 agency nodes; and the database server
+            self.assertEqual(p.stdout.count(" ok"), 9 + (store == "postgres"), p.stdout)
             if store == "postgres":
                 self.assertRegex(p.stdout, r"\npg +store +postgresql://127\.0\.0\.1:\d+ primary ok\n")
             up.send_signal(signal.SIGTERM)

@@ -56,7 +56,7 @@ class Hsm(unittest.TestCase):
             self.assertIn("key_passphrase_file = ../../hsm/pin", conf)
             self.assertFalse(os.path.exists(net.path("nodes", n["id"], "key.pem")), n["id"])
             roles.add(n["role"])
-        self.assertEqual(roles, {"core", "jlis", "gateway", "agency", "witness", "portal"})
+        self.assertEqual(roles, {"core", "jlis", "gateway", "agency", "witness", "portal", "ppc"})
         with open(net.path("pki", "ca-key.pem")) as f:
             self.assertTrue(f.read().startswith("pkcs11:token=renkei;object=network-ca;"))
         with open(net.path("nodes", "core", "master.key")) as f:

@@ -35,11 +35,13 @@ SRC = os.environ.get("RENKEI_SOURCE_DIR") or os.path.join(os.path.dirname(__file
 OPENAPI = os.path.join(SRC, "docs", "openapi.yaml")
 REDOCLY = os.path.join(SRC, "tools", "openapi", "node_modules", ".bin", "redocly")
 ROLE_FILES = {"core": "src/core/core.c", "jlis": "src/jlis/jlis.c", "gateway": "src/gateway/gateway.c",
-              "agency": "src/agency/agency.c", "witness": "src/witness/witness.c", "portal": "src/portal/portal.c"}
+              "agency": "src/agency/agency.c", "witness": "src/witness/witness.c", "portal": "src/portal/portal.c",
+              "ppc": "src/ppc/ppc.c"}
 BUILTIN_FILE = "src/net/authz.c"
 ROLE_BITS = {"RK_ROLE_CORE": "core", "RK_ROLE_JLIS": "jlis", "RK_ROLE_GATEWAY": "gateway",
              "RK_ROLE_AGENCY": "agency", "RK_ROLE_SYSTEM": "system", "RK_ROLE_OPERATOR": "operator",
-             "RK_ROLE_WITNESS": "witness", "RK_ROLE_PORTAL": "portal", "RK_ROLE_PERSON": "person"}
+             "RK_ROLE_WITNESS": "witness", "RK_ROLE_PORTAL": "portal", "RK_ROLE_PERSON": "person",
+             "RK_ROLE_PPC": "ppc", "RK_ROLE_PPC_OPERATOR": "ppc-operator"}
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
 
@@ -287,7 +289,8 @@ class Description(unittest.TestCase):
         self.assertGreaterEqual(len(c), 40)
         self.assertEqual(c[("agency", "GET", "/v1/persons/*")], (frozenset({"system"}), True, False))
         self.assertEqual(c[("core", "POST", "/v1/incidents")],
-                         (frozenset({"gateway", "jlis", "operator", "witness", "portal"}), False, True))
+                         (frozenset({"gateway", "jlis", "operator", "witness", "portal", "ppc"}), False, True))
+        self.assertEqual(c[("ppc", "PUT", "/v1/pia/*")], (frozenset({"ppc-operator"}), False, False))
         self.assertEqual(c[("portal", "GET", "/v1/me/exchanges")], (frozenset({"person"}), False, False))
         self.assertEqual(c[("portal", "GET", "/healthz")], (frozenset({"any"}), False, False))
         self.assertEqual(c[("jlis", "GET", "/healthz")], (frozenset({"any"}), False, False))
@@ -460,6 +463,14 @@ class RealAnswers(NetworkTest):
         self.check("core", "GET", "/v1/records/consistency?from=1&to=1", as_client=op, want=200)
         self.check("core", "GET", "/v1/records/heads", as_client=op, want=200)
         self.check(Y, "GET", "/v1/records/heads", as_client=Y, want=200)
+        # the PIA register (法28条)
+        pia = {"state": "published", "evaluated_on": "2026-04-01"}
+        self.check("ppc", "PUT", f"/v1/pia/{Y}/public_assistance", pia, as_client="ppc", want=200)
+        self.check("ppc", "PUT", f"/v1/pia/{Y}/public_assistance", dict(pia, state="gone"), as_client="ppc", want=400)
+        self.check("ppc", "PUT", "/v1/pia/nobody/public_assistance", pia, as_client="ppc", want=404)
+        self.check("ppc", "PUT", f"/v1/pia/{Y}/public_assistance", pia, as_client=op, want=403)
+        self.check("ppc", "GET", "/v1/pia?since=0&limit=3", as_client=("node", "core"), want=200)
+        self.check("ppc", "GET", "/v1/pia?since=x", as_client=("node", "core"), want=400)
         # incidents
         self.check("core", "POST", "/v1/incidents", {"incident_id": "oa-leak-1", "kind": "leak", "summary": "a test"},
                    as_client=op, want=200)

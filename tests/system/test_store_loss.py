@@ -62,7 +62,7 @@ class StoreLoss(unittest.TestCase):
         try:
             for n in self.net.server_nodes():
                 for _ in range(2):  # the first call meets the lost connection, the next finds no server
-                    if n["role"] not in ("witness", "portal"):  # (they keep no records: their health says it)
+                    if n["role"] not in ("witness", "portal", "ppc"):  # (they keep no records: their health says it)
                         a = self.records_call(n)
                         self.assertEqual((a.status, a.error), (503, "store_unavailable"), (n["id"], a))
                     h = self.net.call(n["id"], "GET", "/healthz", as_client="operator")
@@ -82,7 +82,7 @@ class StoreLoss(unittest.TestCase):
         self.wait_all_healthy()  # no node was restarted
         for n in self.net.server_nodes():
             self.assertIsNone(self.net.procs[n["id"]].poll(), n["id"])
-            if n["role"] not in ("witness", "portal"):
+            if n["role"] not in ("witness", "portal", "ppc"):
                 self.assertEqual(self.records_call(n).status, 200, n["id"])
         # the same requests again, with the same ids: done, once
         a = self.net.enrol(Y, "Y2", number)

@@ -82,7 +82,8 @@ static void check_registry(const char *dir, rk_registry **out)
     join(path, dir, "network.json");
     assert_int_equal(rk_registry_load(path, &reg, err, sizeof err), RK_OK);
     assert_string_equal(reg->network, "renkei");
-    assert_int_equal(reg->n_nodes, 4 + 4 + 4 + 4 + 4 + 1); /* core, jlis, a witness, the portal; 4 per agency; operator */
+    /* core, jlis, a witness, the portal, the ppc; 4 per agency; operator, the ppc's operator */
+    assert_int_equal(reg->n_nodes, 5 + 4 + 4 + 4 + 4 + 2);
     const rk_peer_node *core = rk_registry_by_id(reg, "core");
     assert_non_null(core);
     assert_int_equal(core->role, RK_ROLE_CORE);
@@ -99,6 +100,12 @@ static void check_registry(const char *dir, rk_registry **out)
     assert_int_equal(count_role(reg, RK_ROLE_AGENCY), 4);
     assert_int_equal(count_role(reg, RK_ROLE_SYSTEM), 4);
     assert_int_equal(count_role(reg, RK_ROLE_OPERATOR), 5); /* the network's, and each agency's */
+    const rk_peer_node *ppc = rk_registry_find(reg, RK_ROLE_PPC, NULL); /* the PIA register (法28条) */
+    assert_non_null(ppc);
+    assert_true(strncmp(ppc->url, "https://127.0.0.1:", 18) == 0);
+    const rk_peer_node *ppc_op = rk_registry_find(reg, RK_ROLE_PPC_OPERATOR, NULL);
+    assert_non_null(ppc_op);
+    assert_string_equal(ppc_op->url, "");
     const rk_peer_node *gw = rk_registry_find(reg, RK_ROLE_GATEWAY, "kyokai-kenpo");
     assert_non_null(gw);
     assert_string_equal(gw->id, "kyokai-kenpo-gateway");
@@ -116,7 +123,7 @@ static void check_configs(const char *dir, const rk_registry *reg)
 {
     for (size_t i = 0; i < reg->n_nodes; i++) {
         const rk_peer_node *n = &reg->nodes[i];
-        if (n->role & (RK_ROLE_SYSTEM | RK_ROLE_OPERATOR))
+        if (n->role & (RK_ROLE_SYSTEM | RK_ROLE_OPERATOR | RK_ROLE_PPC_OPERATOR))
             continue;
         char path[PATH_CAP], err[512] = "";
         rk_node_config cfg;
@@ -139,6 +146,17 @@ static void check_configs(const char *dir, const rk_registry *reg)
         }
         if (n->role == RK_ROLE_PORTAL)
             assert_int_equal(access(cfg.card_ca, R_OK), 0);
+        if (n->role == RK_ROLE_PPC) { /* the businesses it knows, and its first states: every one published */
+            char *text = NULL;
+            assert_int_equal(access(cfg.permissions, R_OK), 0);
+            assert_int_equal(rk_read_file(cfg.pia_initial, 1 << 20, &text, NULL), RK_OK);
+            assert_true(strncmp(text, "agency,business,state,evaluated_on\n", 35) == 0);
+            /* the table's one row is municipality's b1: Yokohama's alone */
+            const char *row = strstr(text, "\ncity-yokohama,b1,published,");
+            assert_non_null(row);
+            assert_int_equal(strlen(row), strlen("\ncity-yokohama,b1,published,YYYY-MM-DD\n"));
+            free(text);
+        }
         for (size_t j = i + 1; j < reg->n_nodes; j++)
             assert_string_not_equal(n->url, reg->nodes[j].url);
     }
@@ -157,6 +175,8 @@ static void check_key_modes(const char *dir, const rk_registry *reg)
             snprintf(rel, sizeof rel, "clients/%s/key.pem", n->id);
         else if (n->role == RK_ROLE_SYSTEM)
             snprintf(rel, sizeof rel, "clients/%s/key.pem", n->agency);
+        else if (n->role == RK_ROLE_PPC_OPERATOR)
+            snprintf(rel, sizeof rel, "clients/ppc/key.pem");
         else
             snprintf(rel, sizeof rel, "nodes/%s/key.pem", n->id);
         assert_mode_0600(dir, rel);
@@ -276,15 +296,16 @@ static void test_init_base_port_and_default_permissions(void **state)
         fail_msg("rk_net_init: %s", err);
     join(path, dir, "network.json");
     assert_int_equal(rk_registry_load(path, &reg, err, sizeof err), RK_OK);
-    assert_int_equal(reg->n_nodes, 4 + 4 * 2 + 1);
+    assert_int_equal(reg->n_nodes, 5 + 4 * 2 + 2);
     assert_string_equal(rk_registry_by_id(reg, "core")->url, "https://127.0.0.1:41000");
     assert_string_equal(rk_registry_by_id(reg, "core")->backup_url, "https://127.0.0.1:41001");
     assert_string_equal(rk_registry_by_id(reg, "jlis")->url, "https://127.0.0.1:41002");
     assert_string_equal(rk_registry_by_id(reg, "witness-1")->url, "https://127.0.0.1:41003");
     assert_string_equal(rk_registry_by_id(reg, "portal")->url, "https://127.0.0.1:41004");
     assert_string_equal(rk_registry_by_id(reg, "portal")->person_url, "https://127.0.0.1:41005");
-    assert_string_equal(rk_registry_by_id(reg, "city-yokohama-gateway")->url, "https://127.0.0.1:41006");
-    assert_string_equal(rk_registry_by_id(reg, "pref-kanagawa")->url, "https://127.0.0.1:41009");
+    assert_string_equal(rk_registry_by_id(reg, "ppc")->url, "https://127.0.0.1:41006");
+    assert_string_equal(rk_registry_by_id(reg, "city-yokohama-gateway")->url, "https://127.0.0.1:41007");
+    assert_string_equal(rk_registry_by_id(reg, "pref-kanagawa")->url, "https://127.0.0.1:41010");
     assert_string_equal(rk_registry_by_id(reg, "jlis")->backup_url, "");
     rk_registry_free(reg);
     join(path, dir, "permissions.csv");

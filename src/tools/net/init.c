@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/permissions.h"
 #include "crypto/card.h"
 #include "crypto/pki.h"
 #include "lib/mynumber.h"
@@ -44,12 +45,14 @@
 
 /* ---- PKI ------------------------------------------------------------------ */
 
-/* Servers: DIR/nodes/<id>; systems: DIR/clients/<agency>; operator: DIR/clients/operator. */
+/* Servers: DIR/nodes/<id>; systems: DIR/clients/<agency>; operator: DIR/clients/operator; the PIA
+ * register's operator: DIR/clients/ppc. */
 static rk_rc node_dir(const char *dir, const net_node *n, char *out, size_t outlen)
 {
     if (net_is_server_role(n->role))
         return tk_path(out, outlen, "%s/nodes/%s", dir, n->id);
-    return tk_path(out, outlen, "%s/clients/%s", dir, n->role == RK_ROLE_SYSTEM ? n->agency : n->id);
+    return tk_path(out, outlen, "%s/clients/%s", dir,
+                   n->role == RK_ROLE_SYSTEM ? n->agency : n->role == RK_ROLE_PPC_OPERATOR ? "ppc" : n->id);
 }
 
 static int keeps_records(const net_node *n)
@@ -270,6 +273,7 @@ static rk_rc write_node_conf(const char *dir, const net_node *n, const char *sto
                                                     "card_ca = ../../pki/card-ca.pem\n"
                                                     "card_crl = ../../pki/card-crl.pem\n"
                         : n->role == RK_ROLE_PORTAL ? "\n[portal]\ncard_ca = ../../pki/card-ca.pem\n"
+                        : n->role == RK_ROLE_PPC ? "\n[ppc]\npermissions = ../../permissions.csv\ninitial = pia.csv\n"
                                                     : "";
     rk_rc rc = node_dir(dir, n, nd, sizeof nd);
     if (rc == RK_OK)
@@ -521,6 +525,56 @@ static rk_rc write_persons(FILE *f, long persons)
     return rc;
 }
 
+/* The PIA register's first states (法28条; DESIGN §5: agencies' PIAs start
+ * published): DIR/nodes/<ppc>/pia.csv, a row `published` evaluated today
+ * for every agency and every business the permission table lets its kind
+ * ask or answer under. */
+static rk_rc write_pia(const char *dir, const net_plan *plan, char *err, size_t errlen)
+{
+    char perms_path[NET_PATH_CAP], path[NET_PATH_CAP], today[16];
+    const net_node *ppc = NULL;
+    for (size_t i = 0; i < plan->n; i++)
+        if (plan->nodes[i].role == RK_ROLE_PPC)
+            ppc = &plan->nodes[i];
+    if (!ppc)
+        return RK_OK;
+    rk_permissions *perms = NULL;
+    FILE *f = NULL;
+    rk_rc rc = tk_path(perms_path, sizeof perms_path, "%s/permissions.csv", dir);
+    if (rc == RK_OK)
+        rc = tk_path(path, sizeof path, "%s/nodes/%s/pia.csv", dir, ppc->id);
+    if (rc == RK_OK)
+        rc = rk_permissions_load(perms_path, NULL, &perms, err, errlen);
+    if (rc == RK_OK && !(f = fopen(path, "we")))
+        rc = RK_ERR_IO;
+    rk_format_time(rk_now_ms(), today, sizeof today); /* YYYY-MM-DDT…: its date */
+    today[RK_DATE_LEN] = '\0';
+    if (rc == RK_OK && fputs("agency,business,state,evaluated_on\n", f) < 0)
+        rc = RK_ERR_IO;
+    for (size_t i = 0; rc == RK_OK && i < plan->n; i++) {
+        const net_node *a = &plan->nodes[i];
+        if (a->role != RK_ROLE_AGENCY)
+            continue;
+        /* rows are sorted: a business's rows follow one another */
+        const char *last = "";
+        for (size_t r = 0; rc == RK_OK && r < rk_permissions_count(perms); r++) {
+            const char *rk = NULL, *business = NULL, *pk = NULL;
+            rk_permissions_row(perms, r, &rk, &business, &pk, NULL);
+            if (strcmp(business, last) == 0 || (strcmp(rk, a->kind) != 0 && strcmp(pk, a->kind) != 0))
+                continue;
+            if (fprintf(f, "%s,%s,published,%s\n", a->agency, business, today) < 0)
+                rc = RK_ERR_IO;
+            last = business;
+        }
+    }
+    if (f && fclose(f) != 0 && rc == RK_OK)
+        rc = RK_ERR_IO;
+    rk_permissions_free(perms);
+    if (rc != RK_OK && err && !err[0])
+        net_set_err(err, errlen, "%s: cannot write: %s", path, rk_strerror(rc));
+    return rc;
+}
+
 /* Synthetic resident registry: distinct valid My Numbers, distinct resident
  * codes, every 20th person with one earlier code, and each one's four basic
  * items (people.c). Mode 0600: it is a file of My Numbers and personal
@@ -635,6 +689,7 @@ rk_rc rk_net_init(const char *dir, const rk_net_options *opt, char *err, size_t 
         (o.postgres && (rc = (o.ha ? net_ha_init : net_pg_init)(dir, &plan, stores, err, errlen)) != RK_OK) ||
         (rc = write_configs(dir, &plan, stores, err, errlen)) != RK_OK ||
         (rc = copy_permissions(dir, err, errlen)) != RK_OK || (rc = copy_catalogue(dir, err, errlen)) != RK_OK ||
+        (rc = write_pia(dir, &plan, err, errlen)) != RK_OK ||
         (rc = write_residents(dir, o.persons, err, errlen)) != RK_OK ||
         (rc = write_first_catalog(dir, &plan, err, errlen)) != RK_OK)
         goto done;

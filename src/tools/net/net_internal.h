@@ -35,7 +35,7 @@ __attribute__((format(printf, 3, 4))) static inline void net_set_err(char *err, 
     va_end(ap);
 }
 
-/* 1 for the roles that run as a server node (core, jlis, witness, portal, gateway, agency). */
+/* 1 for the roles that run as a server node (core, jlis, witness, portal, ppc, gateway, agency). */
 static inline int net_is_server_role(rk_role role)
 {
     return (role & RK_ROLES_SERVER) != 0;

@@ -42,16 +42,17 @@ static net_node *plan_add(net_plan *plan, rk_role role, const char *agency, cons
     return n;
 }
 
-/* core, jlis, a witness, the portal, all gateways, all agency nodes, all
- * systems, each agency's privileged operator (第8-5 markings at its own node
- * only), the network operator: the order of network.json. */
+/* core, jlis, a witness, the portal, the PIA register, all gateways, all
+ * agency nodes, all systems, each agency's privileged operator (第8-5
+ * markings at its own node only), the network operator, the PIA register's
+ * operator: the order of network.json. */
 rk_rc net_plan_build(int agencies, int core_instances, net_plan *plan)
 {
     static const rk_role per_agency[] = {RK_ROLE_GATEWAY, RK_ROLE_AGENCY, RK_ROLE_SYSTEM, RK_ROLE_OPERATOR};
     static const char *const suffix[] = {"-gateway", "", "-system", "-operator"};
     rk_rc rc = RK_OK;
     int cores = core_instances > 1 ? core_instances : 1;
-    plan->nodes = calloc(4 + (size_t)cores + 4 * (size_t)agencies, sizeof *plan->nodes);
+    plan->nodes = calloc(6 + (size_t)cores + 4 * (size_t)agencies, sizeof *plan->nodes);
     if (!plan->nodes)
         return RK_ERR_NOMEM;
     if (cores == 1)
@@ -64,6 +65,7 @@ rk_rc net_plan_build(int agencies, int core_instances, net_plan *plan)
     snprintf(plan_add(plan, RK_ROLE_JLIS, "", "")->id, RK_ID_MAX, "jlis");
     snprintf(plan_add(plan, RK_ROLE_WITNESS, "", "")->id, RK_ID_MAX, "witness-1"); /* cosigns the core's log */
     snprintf(plan_add(plan, RK_ROLE_PORTAL, "", "")->id, RK_ID_MAX, "portal");     /* persons see their exchanges */
+    snprintf(plan_add(plan, RK_ROLE_PPC, "", "")->id, RK_ID_MAX, "ppc");           /* the PIA register (法28条) */
     for (size_t r = 0; r < 4 && rc == RK_OK; r++) {
         for (int i = 1; i <= agencies && rc == RK_OK; i++) {
             char agency[RK_ID_MAX];
@@ -76,6 +78,8 @@ rk_rc net_plan_build(int agencies, int core_instances, net_plan *plan)
     }
     if (rc == RK_OK)
         snprintf(plan_add(plan, RK_ROLE_OPERATOR, "", "")->id, RK_ID_MAX, "operator");
+    if (rc == RK_OK) /* the PIA register's operator: DIR/clients/ppc */
+        snprintf(plan_add(plan, RK_ROLE_PPC_OPERATOR, "", "")->id, RK_ID_MAX, "ppc-operator");
     return rc;
 }
 

@@ -98,10 +98,11 @@ done:
 
 rk_rc rk_net_start(const char *dir, const char *renkei_exe, rk_net_procs **out, char *err, size_t errlen)
 {
-    /* the witnesses first: the core sends them its first checkpoint; the
-     * portal after J-LIS, whose card CRL it fetches at its start */
-    static const rk_role order[] = {RK_ROLE_WITNESS, RK_ROLE_CORE, RK_ROLE_JLIS, RK_ROLE_GATEWAY, RK_ROLE_AGENCY,
-                                    RK_ROLE_PORTAL};
+    /* the witnesses and the PIA register first: the core sends the ones its
+     * first checkpoint and reads the PIA states from the other; the portal
+     * after J-LIS, whose card CRL it fetches at its start */
+    static const rk_role order[] = {RK_ROLE_WITNESS, RK_ROLE_PPC, RK_ROLE_CORE, RK_ROLE_JLIS, RK_ROLE_GATEWAY,
+                                    RK_ROLE_AGENCY, RK_ROLE_PORTAL};
     rk_registry *reg = NULL;
     rk_net_procs *p = NULL;
     *out = NULL;
