@@ -5,6 +5,7 @@ a payload signed with a revoked certificate (`bad_payload`, recorded).
 `renkei pki renew` gives a node a new key and certificate; the previous one is
 accepted until the end of its overlap and refused after. Every bad input to
 the two commands: one line on stderr, a non-zero exit, nothing changed."""
+import base64
 import http.client
 import json
 import os
@@ -214,6 +215,151 @@ class Revoke(unittest.TestCase):
         a = as_old()
         self.assertEqual((a.status, a.error), (403, "unknown_peer"), a)  # the overlap is over
         self.assertEqual(as_new().status, 200)
+
+
+class LogKeys(unittest.TestCase):
+    """A node's log key rotated and its certificate renewed (DESIGN §4.1):
+    `records verify` checks each head with the key valid at its time; a head
+    that falls outside every key's validity is a finding."""
+
+    @classmethod
+    def setUpClass(cls):
+        net = cls.net = Network(agencies=2, persons=6)
+        for n in ("core", Y, K):
+            net.append_conf(n, "[records]\nhead_interval_ms = 100")
+        net.start()
+        number = net.residents()[0]["my_number"]
+        for ag, person in ((Y, "Y1"), (K, "K1")):
+            assert net.enrol(ag, person, number).status == 202
+        for ag, person in ((Y, "Y1"), (K, "K1")):
+            net.wait_status(ag, person, "linked")
+        a = net.agency_call(Y, "PUT", "/v1/data/Y1/local_tax", {"value": {"tax": 1}, "as_of": "2026-01-01"})
+        assert a.status == 200, a
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.net.stop()
+
+    def exchange(self, qid):
+        a = self.net.agency_call(K, "POST", "/v1/queries", {"query_id": qid, "person": "K1",
+                                                          "business": "public_assistance", "provider": Y,
+                                                          "item": "local_tax", "operator": "op"})
+        self.assertEqual((a.status, a.json.get("status")), (200, "provided"), a)
+        time.sleep(0.3 * SLOW)  # heads signed
+
+    def restart(self, *ids):
+        for n in ids:
+            self.net.stop_node(n)  # a node signs a last head as it stops
+        for n in ids:
+            self.net.start_node(n, wait=False)
+        for n in ids:
+            self.net.wait_healthy(n)
+
+    def verify(self):
+        return renkei("records", "verify", self.net.dir, check=False)
+
+    def heads(self, node):
+        return self.net.sqlite(node, "SELECT size, time_ms FROM tree_heads ORDER BY size")
+
+    def network(self):
+        with open(self.net.path("network.json")) as f:
+            return json.load(f)
+
+    def test_rotation_and_renewal_keep_old_heads_verifiable(self):
+        net = self.net
+        self.exchange("lk-1")
+        p = self.verify()
+        self.assertEqual(p.returncode, 0, p.stdout)
+        # the log key: refused for bad input, then rotated with the node stopped
+        for args, code in ((["records", "rotate-log-key"], 2), (["records", "rotate-log-key", net.dir], 2),
+                           (["records", "rotate-log-key", net.dir, "no-such-node"], 1),
+                           (["records", "rotate-log-key", net.dir, f"{Y}-gateway"], 1),
+                           (["records", "rotate-log-key", net.dir, Y, "--bogus"], 2)):
+            with self.subTest(args=args[1:]):
+                before = self.network()
+                r = renkei(*args, check=False)
+                self.assertEqual(r.returncode, code, r.stderr)
+                self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+                self.assertEqual(self.network(), before)
+        old_vkey = net.nodes[Y]["log_vkey"]
+        net.stop_node(Y)
+        r = renkei("records", "rotate-log-key", net.dir, Y)
+        self.assertIn(f"rotated the log key of {Y}", r.stdout)
+        node = next(n for n in self.network()["nodes"] if n["id"] == Y)
+        self.assertNotEqual(node["log_vkey"], old_vkey)
+        self.assertEqual(node["log_vkey_history"][0]["vkey"], old_vkey)
+        rotated_at = node["log_vkey_history"][0]["until"]
+        net.start_node(Y)
+        self.exchange("lk-2")
+        # the new key signs the node's checkpoint now
+        a = net.call(Y, "GET", "/v1/checkpoint", as_client=K)
+        self.assertEqual(a.status, 200, a)
+        name, key_id = node["log_vkey"].split("+")[:2]
+        line = next(ln for ln in a.raw.splitlines() if ln.startswith("\u2014 " + name + " "))
+        self.assertEqual(base64.b64decode(line.rsplit(" ", 1)[1])[:4].hex(), key_id)
+        # its certificate renewed too: heads signed before with the previous one
+        r = renkei("pki", "renew", net.dir, Y, "--overlap-days", "1")
+        self.restart(Y, f"{Y}-gateway", "core", K)  # the nodes that check its certificate: the new registry
+        self.exchange("lk-3")
+        net.stop_node(Y)  # a last head, and the store at rest
+        p = self.verify()
+        self.assertEqual(p.returncode, 0, p.stdout)
+        self.assertIn("intact", p.stdout)
+        # a head signed with a key outside its validity: the old key's period
+        # ended (in network.json) before the heads it signed
+        first_ms = self.heads(Y)[0][1]
+        early = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(first_ms / 1000 - 3600))
+        doc = self.network()
+        saved = json.dumps(doc, indent=2)
+        for n in doc["nodes"]:
+            if n["id"] == Y:
+                n["log_vkey_history"][0]["until"] = early
+        with open(net.path("network.json"), "w") as f:
+            json.dump(doc, f, indent=2)
+        try:
+            p = self.verify()
+            self.assertEqual(p.returncode, 1, p.stdout)
+            self.assertIn(f"{Y}: checkpoint of size", p.stdout)
+            self.assertIn("valid at its time", p.stdout)
+            # and a period that covers no head at all: no key was valid then
+            for n in doc["nodes"]:
+                if n["id"] == Y:
+                    n["log_vkey_history"][0]["from"] = early
+                    n["log_vkey_history"][0]["until"] = time.strftime(
+                        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(first_ms / 1000 - 60))
+                    n["log_vkey_history"].append(dict(n["log_vkey_history"][0]))
+                    n["log_vkey_history"][1]["from"] = rotated_at
+                    n["log_vkey_history"][1]["until"] = time.strftime(
+                        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+            with open(net.path("network.json"), "w") as f:
+                json.dump(doc, f, indent=2)
+            p = self.verify()
+            self.assertEqual(p.returncode, 1, p.stdout)
+            self.assertIn("when no log key of network.json was valid", p.stdout)
+            # a history out of order is itself a finding
+            for n in doc["nodes"]:
+                if n["id"] == Y:
+                    n["log_vkey_history"][0]["until"] = "2000-01-01T00:00:00Z"
+            with open(net.path("network.json"), "w") as f:
+                json.dump(doc, f, indent=2)
+            p = self.verify()
+            self.assertEqual(p.returncode, 1, p.stdout)
+            self.assertIn("log_vkey_history", p.stdout)
+        finally:
+            with open(net.path("network.json"), "w") as f:
+                f.write(saved)
+        # the previous certificate gone: the heads it signed no longer verify
+        kept = net.path("nodes", Y, f"cert-{net.nodes[Y]['fingerprint'][:16]}.pem")
+        os.rename(kept, kept + ".away")
+        try:
+            p = self.verify()
+            self.assertEqual(p.returncode, 1, p.stdout)
+            self.assertIn("previous certificate", p.stdout)
+            self.assertIn("the signature does not verify", p.stdout)
+        finally:
+            os.rename(kept + ".away", kept)
+        self.assertEqual(self.verify().returncode, 0)
+        net.start_node(Y)
 
 
 if __name__ == "__main__":
