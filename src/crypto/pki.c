@@ -660,6 +660,14 @@ const char *rk_pki_crl_reason_name(int reason)
                : "unspecified";
 }
 
+static int blank(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
+            return 0;
+    return 1;
+}
+
 rk_rc rk_pki_crl_from_pem(const char *pem, size_t len, X509_CRL **out)
 {
     if (!pem || len == 0 || len > PKI_CRL_FILE_CAP)
@@ -672,8 +680,11 @@ rk_rc rk_pki_crl_from_pem(const char *pem, size_t len, X509_CRL **out)
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
     if (!bio)
         return RK_ERR_NOMEM;
-    /* One CRL block, its DER exactly one CRL. */
+    /* One CRL block and nothing after it but blank space, its DER exactly one CRL. */
+    char *rest = NULL;
+    long rest_len = 0;
     if (PEM_bytes_read_bio(&der, &der_len, NULL, PEM_STRING_X509_CRL, bio, NULL, NULL) != 1 ||
+        (rest_len = BIO_get_mem_data(bio, &rest)) < 0 || !blank(rest, (size_t)rest_len) ||
         !(p = der, crl = d2i_X509_CRL(NULL, &p, der_len)) || p != der + der_len) {
         X509_CRL_free(crl);
         rc = RK_ERR_INVALID;

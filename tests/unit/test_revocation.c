@@ -219,6 +219,16 @@ static void test_bad_crls(void **state)
     char *pem = read_text(fx.crl, &len);
     assert_int_equal(rk_revocation_set_pem(pem, len / 2), RK_ERR_INVALID);
     assert_int_equal(rk_revocation_set_pem("not a crl", 9), RK_ERR_INVALID);
+    /* two CRLs in one text, or anything after the one */
+    char *twice = malloc(2 * len + 1);
+    memcpy(twice, pem, len);
+    memcpy(twice + len, pem, len);
+    assert_int_equal(rk_revocation_set_pem(twice, 2 * len), RK_ERR_INVALID);
+    memcpy(twice + len, "x\n", 2);
+    assert_int_equal(rk_revocation_set_pem(twice, len + 2), RK_ERR_INVALID);
+    memcpy(twice + len, " \n", 2);
+    assert_int_equal(rk_revocation_set_pem(twice, len + 2), RK_OK); /* the same CRL, blank after it */
+    free(twice);
     assert_int_equal(rk_revocation_set_pem(pem, 0), RK_ERR_INVALID);
     assert_int_equal(rk_revocation_set_pem(NULL, 10), RK_ERR_INVALID);
     /* a flipped byte inside the signed part */
