@@ -281,6 +281,18 @@ class LogKeys(unittest.TestCase):
                 self.assertEqual(r.returncode, code, r.stderr)
                 self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
                 self.assertEqual(self.network(), before)
+        # a key file that is not the one log_vkey names
+        key = net.path("nodes", Y, "log_key.pem")
+        os.rename(key, key + ".keep")
+        shutil.copy(net.path("nodes", K, "log_key.pem"), key)
+        try:
+            before = self.network()
+            r = renkei("records", "rotate-log-key", net.dir, Y, check=False)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("is not the log key whose vkey network.json names", r.stderr)
+            self.assertEqual(self.network(), before)
+        finally:
+            os.replace(key + ".keep", key)
         old_vkey = net.nodes[Y]["log_vkey"]
         net.stop_node(Y)
         r = renkei("records", "rotate-log-key", net.dir, Y)
