@@ -165,7 +165,7 @@ static X509 *requester_certificate(agency *a, const prov *p)
 {
     X509 *cert = NULL;
     if (!p->requester_node ||
-        rk_peer_certs_get(a->node->peer_certs, p->requester_cert, p->requester_node->fingerprint, &cert) != RK_OK)
+        rk_peer_certs_get_node(a->node->peer_certs, p->requester_cert, p->requester_node, &cert) != RK_OK)
         return NULL;
     return cert;
 }

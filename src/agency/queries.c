@@ -100,7 +100,7 @@ static int open_payload(agency_q *q, const char *payload, const char *provider_c
     char *plain = NULL;
     size_t len = 0;
     X509 *signer = NULL;
-    rk_rc rc = prov ? rk_peer_certs_get(a->node->peer_certs, provider_cert, prov->fingerprint, &signer)
+    rk_rc rc = prov ? rk_peer_certs_get_node(a->node->peer_certs, provider_cert, prov, &signer)
                     : RK_ERR_INVALID;
     if (rc == RK_OK)
         rc = rk_cms_open(a->node->cert, a->node->key, signer, payload, &plain, &len);

@@ -557,3 +557,200 @@ rk_rc rk_pki_cert_identity(X509 *cert, char *role, size_t rolelen, char *name, s
     GENERAL_NAMES_free(names);
     return finish(rc);
 }
+
+/* ---- certificate revocation list (DESIGN §3; standard 第5-2(2)) -------- */
+
+#define PKI_CRL_FILE_CAP (4u << 20)
+#define PKI_CRL_NEXT_UPDATE_DAYS 7
+
+/* RFC 5280 §5.3.1 reasonCode words, by their code (7 is unused). */
+static const char *const crl_reasons[] = {
+    "unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
+    "cessationOfOperation", "certificateHold", NULL, "removeFromCRL", "privilegeWithdrawn", "aACompromise",
+};
+
+int rk_pki_crl_reason_parse(const char *word)
+{
+    for (size_t i = 0; word && i < sizeof crl_reasons / sizeof crl_reasons[0]; i++)
+        if (crl_reasons[i] && strcmp(crl_reasons[i], word) == 0)
+            return (int)i;
+    return -1;
+}
+
+const char *rk_pki_crl_reason_name(int reason)
+{
+    return reason >= 0 && (size_t)reason < sizeof crl_reasons / sizeof crl_reasons[0] && crl_reasons[reason]
+               ? crl_reasons[reason]
+               : "unspecified";
+}
+
+static int blank(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
+            return 0;
+    return 1;
+}
+
+rk_rc rk_pki_crl_from_pem(const char *pem, size_t len, X509_CRL **out)
+{
+    if (!pem || len == 0 || len > PKI_CRL_FILE_CAP)
+        return RK_ERR_INVALID;
+    unsigned char *der = NULL;
+    long der_len = 0;
+    const unsigned char *p = NULL;
+    X509_CRL *crl = NULL;
+    rk_rc rc = RK_OK;
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    if (!bio)
+        return RK_ERR_NOMEM;
+    /* One CRL block and nothing after it but blank space, its DER exactly one CRL. */
+    char *rest = NULL;
+    long rest_len = 0;
+    if (PEM_bytes_read_bio(&der, &der_len, NULL, PEM_STRING_X509_CRL, bio, NULL, NULL) != 1 ||
+        (rest_len = BIO_get_mem_data(bio, &rest)) < 0 || !blank(rest, (size_t)rest_len) ||
+        !(p = der, crl = d2i_X509_CRL(NULL, &p, der_len)) || p != der + der_len) {
+        X509_CRL_free(crl);
+        rc = RK_ERR_INVALID;
+        goto done;
+    }
+    *out = crl;
+done:
+    OPENSSL_free(der);
+    BIO_free(bio);
+    return finish(rc);
+}
+
+rk_rc rk_pki_crl_check(X509_CRL *crl, X509 *ca, uint64_t *number)
+{
+    EVP_PKEY *pub = ca ? X509_get0_pubkey(ca) : NULL;
+    if (!crl || !pub)
+        return RK_ERR_INVALID;
+    int crit = 0;
+    ASN1_INTEGER *num = X509_CRL_get_ext_d2i(crl, NID_crl_number, &crit, NULL);
+    uint64_t n = 0;
+    int ok_num = num && ASN1_INTEGER_get_uint64(&n, num) == 1;
+    ASN1_INTEGER_free(num);
+    if (!ok_num || X509_CRL_get_version(crl) != X509_CRL_VERSION_2 || !X509_CRL_get0_nextUpdate(crl))
+        return finish(RK_ERR_INVALID);
+    if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) != 0 || X509_CRL_verify(crl, pub) != 1)
+        return finish(RK_ERR_CRYPTO);
+    if (number)
+        *number = n;
+    return RK_OK;
+}
+
+int rk_pki_crl_lists(X509_CRL *crl, X509 *cert)
+{
+    X509_REVOKED *rev = NULL;
+    if (!crl || !cert || X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(cert)) != 0)
+        return 0;
+    return X509_CRL_get0_by_serial(crl, &rev, X509_get0_serialNumber(cert)) == 1;
+}
+
+static rk_rc crl_add_entry(X509_CRL *crl, X509 *cert, int reason, time_t now)
+{
+    X509_REVOKED *rev = X509_REVOKED_new();
+    ASN1_TIME *when = ASN1_TIME_set(NULL, now);
+    ASN1_ENUMERATED *code = ASN1_ENUMERATED_new();
+    rk_rc rc = RK_ERR_CRYPTO;
+    if (rev && when && code && X509_REVOKED_set_serialNumber(rev, (ASN1_INTEGER *)X509_get0_serialNumber(cert)) &&
+        X509_REVOKED_set_revocationDate(rev, when) && ASN1_ENUMERATED_set(code, reason) &&
+        X509_REVOKED_add1_ext_i2d(rev, NID_crl_reason, code, 0, 0) == 1 && X509_CRL_add0_revoked(crl, rev) == 1) {
+        rev = NULL;
+        rc = RK_OK;
+    }
+    X509_REVOKED_free(rev);
+    ASN1_TIME_free(when);
+    ASN1_ENUMERATED_free(code);
+    return rc;
+}
+
+/* A new CRL: the entries of prev (if any), number prev+1, this update now,
+ * next update in PKI_CRL_NEXT_UPDATE_DAYS, signed by the CA. */
+static rk_rc crl_build(X509_CRL *prev, uint64_t prev_number, X509 *ca, EVP_PKEY *ca_key, X509 *cert, int reason,
+                       X509_CRL **out)
+{
+    time_t now = time(NULL);
+    X509_CRL *crl = X509_CRL_new();
+    ASN1_TIME *last = ASN1_TIME_set(NULL, now), *next = ASN1_TIME_set(NULL, now + PKI_CRL_NEXT_UPDATE_DAYS * 86400);
+    ASN1_INTEGER *num = ASN1_INTEGER_new();
+    rk_rc rc = RK_ERR_CRYPTO;
+    if (!crl || !last || !next || !num || !X509_CRL_set_version(crl, X509_CRL_VERSION_2) ||
+        !X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca)) || !X509_CRL_set1_lastUpdate(crl, last) ||
+        !X509_CRL_set1_nextUpdate(crl, next) || !ASN1_INTEGER_set_uint64(num, prev_number + 1) ||
+        X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0) != 1)
+        goto done;
+    STACK_OF(X509_REVOKED) *old = prev ? X509_CRL_get_REVOKED(prev) : NULL;
+    for (int i = 0; i < sk_X509_REVOKED_num(old); i++) {
+        X509_REVOKED *copy = X509_REVOKED_dup(sk_X509_REVOKED_value(old, i));
+        if (!copy || X509_CRL_add0_revoked(crl, copy) != 1) {
+            X509_REVOKED_free(copy);
+            goto done;
+        }
+    }
+    if (cert && (rc = crl_add_entry(crl, cert, reason, now)) != RK_OK)
+        goto done;
+    rc = RK_ERR_CRYPTO;
+    if (!X509_CRL_sort(crl) || !X509_CRL_sign(crl, ca_key, EVP_sha256()))
+        goto done;
+    *out = crl;
+    crl = NULL;
+    rc = RK_OK;
+done:
+    X509_CRL_free(crl);
+    ASN1_TIME_free(last);
+    ASN1_TIME_free(next);
+    ASN1_INTEGER_free(num);
+    return rc;
+}
+
+rk_rc rk_pki_crl_revoke(const char *ca_cert_path, const char *ca_key_path, const char *crl_path, X509 *cert,
+                        int reason, uint64_t *number)
+{
+    X509 *ca = NULL;
+    EVP_PKEY *ca_key = NULL;
+    X509_CRL *prev = NULL, *crl = NULL;
+    char *pem = NULL;
+    size_t len = 0;
+    uint64_t prev_number = 0;
+    BIO *bio = NULL;
+    int known = reason >= 0 && (size_t)reason < sizeof crl_reasons / sizeof crl_reasons[0] && crl_reasons[reason];
+    if (!crl_path || (cert && !known))
+        return RK_ERR_INVALID;
+    rk_rc rc = load_ca(ca_cert_path, ca_key_path, &ca, &ca_key);
+    if (rc != RK_OK)
+        goto done;
+    /* The CRL in force, if any, must be this CA's: its entries carry over. */
+    rc = rk_read_file(crl_path, PKI_CRL_FILE_CAP, &pem, &len);
+    if (rc == RK_OK) {
+        if ((rc = rk_pki_crl_from_pem(pem, len, &prev)) != RK_OK || (rc = rk_pki_crl_check(prev, ca, &prev_number)) != RK_OK)
+            goto done;
+    } else if (rc != RK_ERR_NOT_FOUND)
+        goto done;
+    if (cert && X509_check_issued(ca, cert) != X509_V_OK) {
+        rc = RK_ERR_INVALID;
+        goto done;
+    }
+    if (cert && rk_pki_crl_lists(prev, cert)) {
+        rc = RK_ERR_EXISTS;
+        goto done;
+    }
+    if ((rc = crl_build(prev, prev_number, ca, ca_key, cert, reason, &crl)) != RK_OK)
+        goto done;
+    char *data = NULL;
+    rc = RK_ERR_CRYPTO;
+    if (!(bio = BIO_new(BIO_s_mem())) || !PEM_write_bio_X509_CRL(bio, crl))
+        goto done;
+    long n = BIO_get_mem_data(bio, &data);
+    if ((rc = rk_write_file(crl_path, data, (size_t)n, 0644)) == RK_OK && number)
+        *number = prev_number + 1;
+done:
+    BIO_free(bio);
+    free(pem);
+    X509_CRL_free(prev);
+    X509_CRL_free(crl);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    return finish(rc);
+}

@@ -64,4 +64,28 @@ rk_rc rk_pki_cert_identity(X509 *cert, char *role, size_t rolelen, char *name, s
  * configuration text ("critical,CA:TRUE"); RK_ERR_CRYPTO when refused. */
 rk_rc rk_pki_add_ext(X509 *x, X509 *issuer, int nid, const char *value);
 
+/* ---- the network CA's CRL (DESIGN §3: certificates revoked) ----------- */
+
+/* RFC 5280 reasonCode of a word (keyCompromise, superseded,
+ * cessationOfOperation, …); -1 when unknown. And the word of a code. */
+int rk_pki_crl_reason_parse(const char *word);
+const char *rk_pki_crl_reason_name(int reason);
+
+/* One PEM "X509 CRL" block, its DER exactly one CRL (at most 4 MiB).
+ * RK_ERR_INVALID otherwise. */
+rk_rc rk_pki_crl_from_pem(const char *pem, size_t len, X509_CRL **out);
+/* The CRL is a v2 CRL of the CA ca (issuer and signature), with a
+ * nextUpdate and a CRL number (*number, may be NULL). RK_ERR_INVALID when
+ * malformed or incomplete, RK_ERR_CRYPTO when not signed by ca. */
+rk_rc rk_pki_crl_check(X509_CRL *crl, X509 *ca, uint64_t *number);
+/* True when crl lists cert (same issuer, its serial). */
+int rk_pki_crl_lists(X509_CRL *crl, X509 *cert);
+/* Writes at crl_path the CA's next CRL: the entries of the CRL there (which
+ * must be the CA's), plus cert (issued by the CA) with reason when cert is
+ * not NULL, number + 1, next update in 7 days. *number: the new number.
+ * RK_ERR_EXISTS: cert is listed already; RK_ERR_INVALID: reason unknown or
+ * cert not issued by the CA; the file is then unchanged. */
+rk_rc rk_pki_crl_revoke(const char *ca_cert_path, const char *ca_key_path, const char *crl_path, X509 *cert,
+                        int reason, uint64_t *number);
+
 #endif

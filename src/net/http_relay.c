@@ -21,6 +21,7 @@
 #include "lib/log.h"
 #include "crypto/pki.h"
 #include "net/registry.h"
+#include "net/revocation.h"
 #include "lib/util.h"
 
 #define IDLE_MAX 1024 /* idle connections kept, all targets: one per started request (MAX_STARTED 512) to each of two */
@@ -84,6 +85,7 @@ static void make_pin_index(void)
  * CURLOPT_PINNEDPUBLICKEY does for rk_client_call). */
 static int verify_pin(int ok, X509_STORE_CTX *store)
 {
+    ok = rk_revocation_verify(ok, store); /* 第5-2(2): not a revoked server */
     if (!ok || X509_STORE_CTX_get_error_depth(store) != 0)
         return ok;
     SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());

@@ -6,9 +6,11 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "crypto/cms.h"
 #include "lib/util.h"
+#include "net/revocation.h"
 
 #define PEM_BEGIN "-----BEGIN CERTIFICATE-----"
 #define PEM_END "-----END CERTIFICATE-----"
@@ -160,7 +162,8 @@ rk_rc rk_peer_certs_get(rk_peer_certs *pc, const char *pem, const char *expected
     if (strcmp(fingerprint, expected) == 0 && !(cert = cached(pc, fingerprint)))
         cert = admit(pc, der, len, fingerprint);
     free(der);
-    if (cert && !within_validity(cert)) {
+    /* 第5-2(2): out of its validity, or revoked by the network CA's CRL in force */
+    if (cert && (!within_validity(cert) || rk_revocation_is_revoked(cert))) {
         X509_free(cert);
         cert = NULL;
     }
@@ -168,4 +171,13 @@ rk_rc rk_peer_certs_get(rk_peer_certs *pc, const char *pem, const char *expected
         return RK_ERR_INVALID;
     *out = cert;
     return RK_OK;
+}
+
+rk_rc rk_peer_certs_get_node(rk_peer_certs *pc, const char *pem, const rk_peer_node *node, X509 **out)
+{
+    char fingerprint[RK_FINGERPRINT_LEN];
+    if (!pem || !node || rk_pem_cert_fingerprint(pem, fingerprint) != RK_OK ||
+        !rk_peer_fingerprint_accepted(node, fingerprint, (int64_t)time(NULL)))
+        return RK_ERR_INVALID;
+    return rk_peer_certs_get(pc, pem, fingerprint, out);
 }

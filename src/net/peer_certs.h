@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include "lib/err.h"
 #include "crypto/pki.h"
+#include "net/registry.h"
 
 #define RK_CERT_PEM_MAX 8192
 
@@ -33,9 +34,14 @@ void rk_peer_certs_free(rk_peer_certs *pc);
 rk_rc rk_pem_cert_fingerprint(const char *pem, char out[RK_FINGERPRINT_LEN]);
 
 /* The certificate in pem, if its fingerprint is `expected` and it chains to
- * the network CA and is within its validity period now. *out is a new
+ * the network CA, is within its validity period now and is not revoked
+ * (net/revocation.h). *out is a new
  * reference (X509_free it). RK_ERR_INVALID: not that certificate, not a
  * certificate, or not valid. */
 rk_rc rk_peer_certs_get(rk_peer_certs *pc, const char *pem, const char *expected, X509 **out);
+
+/* The same for a registered node's certificate: its current one, or a
+ * previous one within its overlap after a renewal (net/registry.h). */
+rk_rc rk_peer_certs_get_node(rk_peer_certs *pc, const char *pem, const rk_peer_node *node, X509 **out);
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lib/util.h"
 
@@ -57,6 +58,30 @@ static void url_host(const char *url, char *out, size_t outlen)
     snprintf(out, outlen, "%.*s", (int)n, p);
 }
 
+/* "previous_fingerprints": the certificates before a renewal, each with the
+ * end of its overlap (`renkei pki renew`, DESIGN §3). */
+static rk_rc parse_previous(json_t *obj, rk_peer_node *n)
+{
+    json_t *list = json_object_get(obj, "previous_fingerprints"), *e;
+    size_t i;
+    if (!list)
+        return RK_OK;
+    if (!json_is_array(list) || json_array_size(list) > RK_PREVIOUS_MAX)
+        return RK_ERR_INVALID;
+    json_array_foreach(list, i, e) {
+        const char *fp = json_string_value(json_object_get(e, "fingerprint"));
+        const char *until = json_string_value(json_object_get(e, "until"));
+        struct tm tm = {0};
+        const char *end = until ? strptime(until, "%Y-%m-%dT%H:%M:%SZ", &tm) : NULL;
+        if (!fp || strlen(fp) != 64 || strspn(fp, "0123456789abcdef") != 64 || !end || *end)
+            return RK_ERR_INVALID;
+        memcpy(n->previous[i].fingerprint, fp, 65);
+        n->previous[i].until = (int64_t)timegm(&tm);
+    }
+    n->n_previous = (int)json_array_size(list);
+    return RK_OK;
+}
+
 static rk_rc parse_node(json_t *obj, rk_peer_node *n, char *err, size_t errlen)
 {
     char role[16];
@@ -93,6 +118,8 @@ static rk_rc parse_node(json_t *obj, rk_peer_node *n, char *err, size_t errlen)
         bad = "agency (required for this role)";
     else if ((n->role & RK_ROLES_SERVER) && !n->url[0])
         bad = "url (required for this role)";
+    if (!bad && parse_previous(obj, n) != RK_OK)
+        bad = "previous_fingerprints (at most 8 of {\"fingerprint\",\"until\":\"YYYY-MM-DDTHH:MM:SSZ\"})";
     if (!bad) {
         json_t *addrs = json_object_get(obj, "addresses");
         size_t i;
@@ -206,7 +233,21 @@ const rk_peer_node *rk_registry_by_fingerprint(const rk_registry *reg, const cha
     for (size_t i = 0; fingerprint && i < reg->n_nodes; i++)
         if (strcmp(reg->nodes[i].fingerprint, fingerprint) == 0)
             return &reg->nodes[i];
+    int64_t now = (int64_t)time(NULL);
+    for (size_t i = 0; fingerprint && i < reg->n_nodes; i++)
+        if (reg->nodes[i].n_previous && rk_peer_fingerprint_accepted(&reg->nodes[i], fingerprint, now))
+            return &reg->nodes[i];
     return NULL;
+}
+
+int rk_peer_fingerprint_accepted(const rk_peer_node *node, const char *fingerprint, int64_t now)
+{
+    if (strcmp(node->fingerprint, fingerprint) == 0)
+        return 1;
+    for (int i = 0; i < node->n_previous; i++)
+        if (strcmp(node->previous[i].fingerprint, fingerprint) == 0 && now < node->previous[i].until)
+            return 1;
+    return 0;
 }
 
 const rk_peer_node *rk_registry_find(const rk_registry *reg, rk_role role, const char *agency)

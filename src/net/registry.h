@@ -9,6 +9,7 @@
 #define RK_REGISTRY_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "lib/err.h"
 
 typedef enum {
@@ -39,6 +40,7 @@ typedef enum {
 #define RK_ID_MAX 64
 #define RK_URL_MAX 256
 #define RK_MAX_ADDRESSES 4
+#define RK_PREVIOUS_MAX 8
 
 typedef struct rk_peer_node {
     char id[RK_ID_MAX];
@@ -48,6 +50,16 @@ typedef struct rk_peer_node {
     char url[RK_URL_MAX];   /* where it listens; "" for clients */
     char backup_url[RK_URL_MAX];
     char fingerprint[65];   /* SHA-256 of the certificate DER, hex */
+    /* Certificates it had before a renewal (`renkei pki renew`), newest last:
+     * each still accepted until its time (unix seconds), and kept after it
+     * so that what it signed still verifies (network.json's
+     * "previous_fingerprints": [{"fingerprint","until"}], until as
+     * YYYY-MM-DDTHH:MM:SSZ). */
+    struct {
+        char fingerprint[65];
+        int64_t until;
+    } previous[RK_PREVIOUS_MAX];
+    int n_previous;
     char pin[64];           /* sha256//base64 of the SPKI, for libcurl */
     char log_origin[128];   /* a node keeping records: its log's C2SP origin ("" when not named) */
     char log_vkey[256];     /* and the C2SP vkey of its log key (records/checkpoint.h) */
@@ -72,7 +84,12 @@ rk_rc rk_registry_load(const char *path, rk_registry **out, char *err, size_t er
 void rk_registry_free(rk_registry *reg);
 
 const rk_peer_node *rk_registry_by_id(const rk_registry *reg, const char *id);
+/* The node whose certificate has this fingerprint: its current one, or a
+ * previous one whose overlap has not ended (rk_peer_fingerprint_accepted). */
 const rk_peer_node *rk_registry_by_fingerprint(const rk_registry *reg, const char *fingerprint);
+/* True when fingerprint is the node's current certificate's, or a previous
+ * one's still accepted at now (unix seconds). */
+int rk_peer_fingerprint_accepted(const rk_peer_node *node, const char *fingerprint, int64_t now);
 /* The node of a role serving an agency (e.g. the gateway of "city-yokohama");
  * agency NULL for core and jlis. Of several instances, the first: the
  * others follow it through next_instance. */

@@ -10,6 +10,7 @@
 #include "crypto/card.h"
 #include "crypto/pki.h"
 #include "lib/log.h"
+#include "net/revocation.h"
 #include "net/server_internal.h"
 
 /* Slots on every SSL object: the registered peer (once looked up) and the connection. */
@@ -104,7 +105,8 @@ rk_rc make_ssl_ctx(rk_server *srv)
         return RK_ERR_CRYPTO;
     }
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    /* 第5-2(2): a certificate the network CA revoked is refused in the handshake */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, rk_revocation_verify);
     SSL_CTX_set_verify_depth(ctx, 2);
     SSL_CTX_set_info_callback(ctx, on_tls_info);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"renkei", 6);
@@ -162,6 +164,10 @@ const rk_peer_node *connection_peer(rk_server *srv, struct evhttp_request *req)
     if (!ssl)
         return NULL;
     const rk_peer_node *peer = SSL_get_ex_data(ssl, ssl_peer_index);
+    X509 *cert = SSL_get0_peer_certificate(ssl);
+    /* a connection (or a resumed session) older than the CRL in force */
+    if (cert && rk_revocation_is_revoked(cert))
+        return NULL;
     if (peer)
         return peer;
     /* First request on this connection: answers go out at once (no Nagle
@@ -169,7 +175,6 @@ const rk_peer_node *connection_peer(rk_server *srv, struct evhttp_request *req)
     int one = 1, fd = (int)bufferevent_getfd(bev);
     if (fd >= 0)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    X509 *cert = SSL_get0_peer_certificate(ssl);
     char fp[RK_FINGERPRINT_LEN];
     if (!cert || SSL_get_verify_result(ssl) != X509_V_OK || rk_pki_fingerprint(cert, fp) != RK_OK)
         return NULL;

@@ -37,6 +37,7 @@ static const key_def keys[] = {
     {"node", "key", K_PATH, AT(key), 0, 0, 0, "key.pem"},
     {"node", "key_passphrase_file", K_PATH, AT(key_passphrase_file), 0, 0, 0, NULL},
     {"node", "ca", K_PATH, AT(ca), 0, 0, 0, NULL},
+    {"node", "crl", K_PATH, AT(crl), 0, 0, 0, NULL},
     /* DESIGN §6: `store = sqlite:PATH` or a postgresql:// URI; `db = PATH` is a synonym of sqlite:PATH */
     {"node", "store", K_STORE, AT(db), 0, 0, 0, "node.db"},
     {"node", "db", K_PATH, AT(db), 0, 0, 0, NULL},

@@ -1,6 +1,6 @@
 /* config.h — a node's configuration file (INI, read with inih).
  *
- *   [node]  id, network (network.json), cert, key, key_passphrase_file, ca,
+ *   [node]  id, network (network.json), cert, key, key_passphrase_file, ca, crl,
  *           store (sqlite:PATH or a postgresql:// URI; db = PATH is its synonym),
  *           workers, max_body, log_level, log_format (text|json), listen,
  *           clock_offset_ms (tests only)
@@ -44,6 +44,7 @@ typedef struct rk_node_config {
     char key[RK_PATH_MAX];
     char key_passphrase_file[RK_PATH_MAX];
     char ca[RK_PATH_MAX];
+    char crl[RK_PATH_MAX];              /* the network CA's CRL (net/revocation.h); "" when none */
     char db[RK_PATH_MAX];               /* the store: a SQLite path or a postgresql:// URI */
     int workers;                        /* handler threads */
     size_t max_body;                    /* request body cap, bytes */

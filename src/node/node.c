@@ -20,6 +20,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "net/peer_certs.h"
+#include "net/revocation.h"
 #include "crypto/pki.h"
 
 /* Connections are file descriptors: each started request may hold one
@@ -34,6 +35,26 @@ static void raise_fd_limit(void)
     rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
         rk_debug("the file descriptor limit stays as it was");
+}
+
+/* The network CA's CRL in force (net/revocation.h): every CRL must be
+ * signed by the CA this node trusts; the file [node] crl names, if any. */
+static rk_rc node_crl_open(rk_node *node, char *err, size_t errlen)
+{
+    X509 *ca = NULL;
+    rk_rc rc = rk_pki_load_cert(node->cfg.ca, &ca);
+    if (rc == RK_OK)
+        rc = rk_revocation_set_ca(ca);
+    X509_free(ca);
+    if (rc != RK_OK) {
+        snprintf(err, errlen, "%s: cannot load the network CA", node->cfg.ca);
+        return rc;
+    }
+    if (node->cfg.crl[0] && (rc = rk_revocation_load_file(node->cfg.crl)) != RK_OK) {
+        snprintf(err, errlen, "%s: not a CRL of the network CA: %s", node->cfg.crl, rk_strerror(rc));
+        return rc;
+    }
+    return RK_OK;
 }
 
 rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *err, size_t errlen)
@@ -87,7 +108,7 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
         snprintf(err, errlen, "%s: cannot load the network CA", node->cfg.ca);
         return rc;
     }
-    return RK_OK;
+    return node_crl_open(node, err, errlen);
 }
 
 static void calls_stop(rk_node *node);
@@ -102,6 +123,7 @@ void rk_node_close(rk_node *node)
     rk_peer_certs_free(node->peer_certs);
     X509_STORE_free(node->trusted);
     rk_registry_free(node->registry);
+    rk_revocation_reset();
     pthread_mutex_destroy(&node->clock_lock);
     pthread_cond_destroy(&node->clock_wake);
     memset(node, 0, sizeof *node);
@@ -578,6 +600,23 @@ static void role_loop_end(void *app)
         rk_db_loop_end(running->store(app));
 }
 
+/* SIGHUP: the CRL file again (a bad or older one is refused, the one in
+ * force kept), then the role's own reload. */
+static void role_reload(void *app)
+{
+    rk_node *node = node_of(app);
+    if (node->cfg.crl[0]) {
+        rk_rc rc = rk_revocation_load_file(node->cfg.crl);
+        if (rc == RK_OK)
+            rk_info("crl: number %llu in force", (unsigned long long)rk_revocation_number());
+        else
+            rk_warn("crl: %s refused (%s); number %llu stays in force", node->cfg.crl, rk_strerror(rc),
+                    (unsigned long long)rk_revocation_number());
+    }
+    if (running->on_reload)
+        running->on_reload(app);
+}
+
 static rk_rc role_run(const rk_role_desc *d, rk_node *node)
 {
     void *app = calloc(1, d->app_size);
@@ -589,7 +628,7 @@ static rk_rc role_run(const rk_role_desc *d, rk_node *node)
     if (rc == RK_OK) {
         rk_server_config sc = {.routes = d->routes, .n_routes = d->n_routes, .app = app, .health = role_health,
                                .store_lost = role_store_lost,
-                               .metrics = d->metrics, .on_reload = d->on_reload, .on_stop = role_loop_end,
+                               .metrics = d->metrics, .on_reload = role_reload, .on_stop = role_loop_end,
                                .person_routes = d->person_routes, .n_person_routes = d->n_person_routes,
                                .person_store = d->person_store ? d->person_store(app) : NULL};
         rc = rk_node_serve(node, &sc);

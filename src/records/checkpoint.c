@@ -2,6 +2,8 @@
 #include "records/checkpoint.h"
 
 #include <inttypes.h>
+#include <jansson.h>
+#include <time.h>
 #include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,4 +314,101 @@ rk_rc rk_log_key_create(const char *path)
     BIO_free(mem); /* a secure-heap BIO cleanses its memory */
     EVP_PKEY_free(key);
     return rc;
+}
+
+/* ---- a log's keys over time (DESIGN §4.1: log_vkey_history) ---------- */
+
+/* YYYY-MM-DDTHH:MM:SS[.mmm]Z (UTC; the milliseconds as the heads' times). */
+static int parse_time_ms(const char *text, int64_t *ms)
+{
+    struct tm tm = {0};
+    const char *end = text ? strptime(text, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+    int frac = 0;
+    if (end && end[0] == '.') {
+        if (strspn(end + 1, "0123456789") != 3)
+            return 0;
+        frac = (end[1] - '0') * 100 + (end[2] - '0') * 10 + (end[3] - '0');
+        end += 4;
+    }
+    if (!end || strcmp(end, "Z") != 0)
+        return 0;
+    *ms = (int64_t)timegm(&tm) * 1000 + frac;
+    return 1;
+}
+
+static void format_time(int64_t ms, char out[32])
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    char s[24];
+    gmtime_r(&t, &tm);
+    strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, 32, "%s.%03dZ", s, (int)(ms % 1000));
+}
+
+rk_rc rk_log_keys_parse(const char *log_vkey, const char *history_json, rk_log_keys *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!log_vkey || rk_vkey_parse(log_vkey, &out->current) != RK_OK || out->current.type != RK_VKEY_NOTE)
+        return RK_ERR_INVALID;
+    if (!history_json || !*history_json)
+        return RK_OK;
+    json_t *list = json_loads(history_json, 0, NULL), *e;
+    size_t i;
+    rk_rc rc = json_is_array(list) && json_array_size(list) <= RK_LOG_KEYS_MAX ? RK_OK : RK_ERR_INVALID;
+    int64_t last_until = 0;
+    json_array_foreach(list, i, e) {
+        if (rc != RK_OK)
+            break;
+        const char *vk = json_string_value(json_object_get(e, "vkey"));
+        json_t *from = json_object_get(e, "from");
+        int64_t from_ms = 0, until_ms = 0;
+        rk_vkey *k = &out->earlier[i].vkey;
+        if (!vk || rk_vkey_parse(vk, k) != RK_OK || k->type != RK_VKEY_NOTE || strcmp(k->name, out->current.name) != 0 ||
+            (from && !parse_time_ms(json_string_value(from), &from_ms)) || (!from && i > 0) ||
+            !parse_time_ms(json_string_value(json_object_get(e, "until")), &until_ms) || until_ms <= from_ms ||
+            from_ms < last_until) {
+            rc = RK_ERR_INVALID;
+            break;
+        }
+        out->earlier[i].from_ms = from_ms;
+        out->earlier[i].until_ms = last_until = until_ms;
+        out->n_earlier = (int)i + 1;
+    }
+    out->current_from_ms = last_until;
+    json_decref(list);
+    return rc;
+}
+
+const rk_vkey *rk_log_keys_at(const rk_log_keys *keys, int64_t time_ms)
+{
+    if (time_ms >= keys->current_from_ms)
+        return &keys->current;
+    for (int i = 0; i < keys->n_earlier; i++)
+        if (time_ms >= keys->earlier[i].from_ms && time_ms < keys->earlier[i].until_ms)
+            return &keys->earlier[i].vkey;
+    return NULL;
+}
+
+rk_rc rk_log_keys_rotate(const char *log_vkey, const char *history_json, int64_t now_ms, char **out)
+{
+    rk_log_keys keys;
+    rk_rc rc = rk_log_keys_parse(log_vkey, history_json, &keys);
+    if (rc != RK_OK)
+        return rc;
+    if (keys.n_earlier >= RK_LOG_KEYS_MAX || now_ms <= keys.current_from_ms)
+        return RK_ERR_CONFLICT;
+    json_t *list = history_json && *history_json ? json_loads(history_json, 0, NULL) : json_array();
+    json_t *e = json_object();
+    char from[32], until[32];
+    format_time(keys.current_from_ms, from);
+    format_time(now_ms, until); /* the node is stopped: its heads before now are the old key's */
+    json_object_set_new(e, "vkey", json_string(log_vkey));
+    if (keys.current_from_ms)
+        json_object_set_new(e, "from", json_string(from));
+    json_object_set_new(e, "until", json_string(until));
+    json_array_append_new(list, e);
+    *out = json_dumps(list, JSON_COMPACT);
+    json_decref(list);
+    return *out ? RK_OK : RK_ERR_NOMEM;
 }

@@ -66,4 +66,34 @@ rk_rc rk_cosignature_check(const rk_vkey *vkey, const char *note, size_t len, ui
 /* Makes a new Ed25519 log key at path (0600). */
 rk_rc rk_log_key_create(const char *path);
 
+/* A log's keys over time (DESIGN §4.1): network.json's log_vkey, in force
+ * since the end of the newest earlier key, and log_vkey_history, the
+ * earlier keys each with its validity:
+ *   [{"vkey": "<vkey>", "from": "YYYY-MM-DDTHH:MM:SS[.mmm]Z", "until": "…"}, …]
+ * oldest first; "from" may be absent on the first (since the log began).
+ * A head is checked with the key valid at its time, and with no other. */
+#define RK_LOG_KEYS_MAX 16
+
+typedef struct rk_log_keys {
+    rk_vkey current;
+    int64_t current_from_ms; /* 0: since the log began */
+    struct {
+        rk_vkey vkey;
+        int64_t from_ms, until_ms; /* [from, until); from 0: since the log began */
+    } earlier[RK_LOG_KEYS_MAX];
+    int n_earlier;
+} rk_log_keys;
+
+/* From the vkey text and the history's JSON text (NULL or "" when none).
+ * RK_ERR_INVALID: a vkey that does not parse or is not of the log's name,
+ * a time that is not one, periods out of order or overlapping, or more than
+ * RK_LOG_KEYS_MAX earlier keys. */
+rk_rc rk_log_keys_parse(const char *log_vkey, const char *history_json, rk_log_keys *out);
+/* The key valid at time_ms (a head's time), or NULL when none was. */
+const rk_vkey *rk_log_keys_at(const rk_log_keys *keys, int64_t time_ms);
+/* The history after a rotation at now_ms: the current key appended with its
+ * period, the new vkey current. history_json may be NULL; *out is the new
+ * history's JSON text, malloc'ed. */
+rk_rc rk_log_keys_rotate(const char *log_vkey, const char *history_json, int64_t now_ms, char **out);
+
 #endif

@@ -6,6 +6,8 @@
  *   renkei pki issue --ca DIR --id ID --role ROLE --out OUTDIR [...]
  *   renkei pki fingerprint CERT
  *   renkei pki show CERT
+ *   renkei pki revoke DIR NODE-ID [--reason R]
+ *   renkei pki renew DIR NODE-ID [--overlap-days N | --overlap-until UNIXSECS]
  *
  * Exit status: 0 success, 1 failure, 2 usage error; errors are one line on
  * stderr starting with "renkei pki: ". */
@@ -17,9 +19,15 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <errno.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/x509v3.h>
 
 #include "crypto/keys.h"
 #include "crypto/pki.h"
+#include "net/registry.h"
 #include "lib/util.h"
 #include "tools/toolkit.h"
 #include "tools/tools.h"
@@ -42,6 +50,10 @@ static const char usage_pki[] =
     "                             issue a node certificate and key\n"
     "  fingerprint CERT           print the certificate's SHA-256 fingerprint\n"
     "  show CERT                  print a certificate's identity and validity\n"
+    "  revoke DIR NODE-ID [--reason R]\n"
+    "                             revoke a node's certificate in the network's CRL\n"
+    "  renew DIR NODE-ID [--overlap-days N]\n"
+    "                             a new key and certificate for a node\n"
     "\n"
     "Run 'renkei pki COMMAND --help' for the options of a command.\n";
 
@@ -83,6 +95,35 @@ static const char usage_show[] =
     "\n"
     "Prints subject, role, name, not-before, not-after, fingerprint and the\n"
     "libcurl public-key pin, one 'key: value' per line.\n";
+
+static const char usage_revoke[] =
+    "usage: renkei pki revoke DIR NODE-ID [--reason R]\n"
+    "\n"
+    "Revokes the registered certificate of node NODE-ID of the network in DIR:\n"
+    "DIR/pki/crl.pem, the network CA's CRL, gets it with the next CRL number,\n"
+    "a next update in 7 days and the CA's signature. Nodes whose node.conf names\n"
+    "the CRL (crl = ...) load it at start and on SIGHUP.\n"
+    "\n"
+    "  --reason R   an RFC 5280 reason: unspecified (default), keyCompromise,\n"
+    "               cACompromise, affiliationChanged, superseded,\n"
+    "               cessationOfOperation, certificateHold, removeFromCRL,\n"
+    "               privilegeWithdrawn, aACompromise\n"
+    "  --help       show this help\n";
+
+static const char usage_renew[] =
+    "usage: renkei pki renew DIR NODE-ID [--overlap-days N | --overlap-until UNIXSECS]\n"
+    "\n"
+    "Makes a new key in the node's own folder and a new certificate from the\n"
+    "network CA, with the same identity; network.json gets its fingerprint and\n"
+    "pin, and keeps the previous fingerprint accepted until the end of the\n"
+    "overlap (previous_fingerprints). The previous certificate stays in the\n"
+    "folder as cert-<fingerprint prefix>.pem, so that what it signed still\n"
+    "verifies. The node serves its new certificate from its next start.\n"
+    "\n"
+    "  --overlap-days N          the previous certificate is accepted N more days\n"
+    "                            (0 to 365, default 7)\n"
+    "  --overlap-until UNIXSECS  or until that time\n"
+    "  --help                    show this help\n";
 
 static const char *const roles[] = {"core", "jlis", "gateway", "agency", "system", "operator", "witness", "portal",
                                     "ppc", "ppc-operator"};
@@ -449,6 +490,263 @@ static int cmd_show(int argc, char **argv)
     return status;
 }
 
+/* ---- revoke and renew (DESIGN §3) ------------------------------------- */
+
+#define MAX_OVERLAP_DAYS 365
+
+/* The node's folder in the network: nodes/ID for a server, clients/… else. */
+static rk_rc node_folder(const char *dir, const rk_peer_node *n, char out[PATH_CAP])
+{
+    if (n->role & RK_ROLES_SERVER)
+        return tk_path(out, PATH_CAP, "%s/nodes/%s", dir, n->id);
+    return tk_path(out, PATH_CAP, "%s/clients/%s", dir, n->role == RK_ROLE_SYSTEM ? n->agency : n->id);
+}
+
+/* The registry of DIR, the node, its folder and its registered certificate;
+ * prints the failure and returns its exit status, or 0. */
+static int load_registered(const char *dir, const char *id, rk_registry **reg, const rk_peer_node **node,
+                           char folder[PATH_CAP], X509 **cert)
+{
+    char err[512], path[PATH_CAP], fp[RK_FINGERPRINT_LEN];
+    if (tk_registry_load(dir, reg, err, sizeof err) != RK_OK)
+        return failure("%s", err);
+    if (!(*node = rk_registry_by_id(*reg, id)))
+        return failure("no node '%s' in %s/network.json", id, dir);
+    if (node_folder(dir, *node, folder) != RK_OK || tk_path(path, sizeof path, "%s/cert.pem", folder) != RK_OK)
+        return usage_error("directory name too long");
+    if (rk_pki_load_cert(path, cert) != RK_OK)
+        return failure("cannot read the certificate of %s from %s", id, path);
+    if (rk_pki_fingerprint(*cert, fp) != RK_OK || strcmp(fp, (*node)->fingerprint) != 0)
+        return failure("%s is not the certificate network.json registers for %s", path, id);
+    return 0;
+}
+
+static enum parse_result parse_two_args(int argc, char **argv, const struct option *options, int (*store)(int, const char *, void *),
+                                        void *arg, const char **dir, const char **id)
+{
+    int c;
+    tk_getopt_reset();
+    while ((c = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+        if (c == 'h')
+            return PARSE_HELP;
+        if (c == '?' || c == ':') {
+            option_error(c, argv);
+            return PARSE_USAGE;
+        }
+        if (!store(c, optarg, arg))
+            return PARSE_USAGE;
+    }
+    if (argc - optind != 2) {
+        usage_error("%s takes a network directory and a node id", argv[0]);
+        return PARSE_USAGE;
+    }
+    *dir = argv[optind];
+    *id = argv[optind + 1];
+    return PARSE_OK;
+}
+
+static int store_reason(int c, const char *value, void *arg)
+{
+    int *reason = arg;
+    (void)c;
+    if ((*reason = rk_pki_crl_reason_parse(value)) < 0) {
+        usage_error("unknown reason '%s' (RFC 5280: keyCompromise, superseded, cessationOfOperation, ...)", value);
+        return 0;
+    }
+    return 1;
+}
+
+static int cmd_revoke(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"reason", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    const char *dir = NULL, *id = NULL;
+    int reason = 0;
+    enum parse_result parsed = parse_two_args(argc, argv, options, store_reason, &reason, &dir, &id);
+    if (parsed != PARSE_OK) {
+        if (parsed == PARSE_HELP)
+            fputs(usage_revoke, stdout);
+        return parsed == PARSE_HELP ? EXIT_SUCCESS : EXIT_USAGE;
+    }
+    rk_registry *reg = NULL;
+    const rk_peer_node *node = NULL;
+    X509 *cert = NULL;
+    char folder[PATH_CAP], ca[PATH_CAP], ca_key[PATH_CAP], crl[PATH_CAP];
+    uint64_t number = 0;
+    int status = load_registered(dir, id, &reg, &node, folder, &cert);
+    if (status)
+        goto done;
+    if (tk_path(ca, sizeof ca, "%s/pki/ca.pem", dir) || tk_path(ca_key, sizeof ca_key, "%s/pki/ca-key.pem", dir) ||
+        tk_path(crl, sizeof crl, "%s/pki/crl.pem", dir)) {
+        status = usage_error("directory name too long");
+        goto done;
+    }
+    rk_rc rc = rk_pki_crl_revoke(ca, ca_key, crl, cert, reason, &number);
+    if (rc == RK_ERR_EXISTS)
+        status = failure("the certificate of %s is revoked already", id);
+    else if (rc != RK_OK)
+        status = failure("cannot revoke the certificate of %s in %s: %s", id, crl, rk_strerror(rc));
+    else
+        printf("revoked %s (%s): %s number %llu\n", id, rk_pki_crl_reason_name(reason), crl, (unsigned long long)number);
+done:
+    X509_free(cert);
+    rk_registry_free(reg);
+    return status;
+}
+
+struct renew_args {
+    int64_t until;
+    int days_given, until_given;
+};
+
+static int store_overlap(int c, const char *value, void *arg)
+{
+    struct renew_args *a = arg;
+    long n = 0;
+    if (c == 'd') {
+        if (!tk_parse_long(value, 0, MAX_OVERLAP_DAYS, &n)) {
+            usage_error("--overlap-days must be a whole number from 0 to %d", MAX_OVERLAP_DAYS);
+            return 0;
+        }
+        a->until = (int64_t)time(NULL) + n * 86400;
+        a->days_given = 1;
+    } else {
+        if (!tk_parse_long(value, 0, INT64_C(253402300799), &n)) {
+            usage_error("--overlap-until takes unix seconds");
+            return 0;
+        }
+        a->until = n;
+        a->until_given = 1;
+    }
+    if (a->days_given && a->until_given) {
+        usage_error("--overlap-days and --overlap-until exclude each other");
+        return 0;
+    }
+    return 1;
+}
+
+/* The IP address SAN of cert, if any, into ip. */
+static void cert_ip(X509 *cert, char *ip, size_t iplen)
+{
+    GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    ip[0] = '\0';
+    for (int i = 0; i < sk_GENERAL_NAME_num(names) && !ip[0]; i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+        if (g->type != GEN_IPADD)
+            continue;
+        int len = ASN1_STRING_length(g->d.iPAddress);
+        const unsigned char *b = ASN1_STRING_get0_data(g->d.iPAddress);
+        if (len == 4 || len == 16)
+            inet_ntop(len == 4 ? AF_INET : AF_INET6, b, ip, (socklen_t)iplen);
+    }
+    GENERAL_NAMES_free(names);
+}
+
+/* network.json with the node's new fingerprint and pin, the previous one
+ * kept until `until`; written atomically. */
+static rk_rc update_network(const char *dir, const char *id, const char *old_fp, const char *fp, const char *pin,
+                            int64_t until)
+{
+    char path[PATH_CAP], when[32];
+    struct tm tm;
+    time_t t = (time_t)until;
+    if (tk_path(path, sizeof path, "%s/network.json", dir) != RK_OK || !gmtime_r(&t, &tm) ||
+        !strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        return RK_ERR_INVALID;
+    json_t *root = json_load_file(path, 0, NULL), *nodes = json_object_get(root, "nodes"), *n, *found = NULL;
+    size_t i;
+    json_array_foreach(nodes, i, n) {
+        if (json_is_string(json_object_get(n, "id")) && strcmp(json_string_value(json_object_get(n, "id")), id) == 0)
+            found = n;
+    }
+    json_t *prev = found ? json_object_get(found, "previous_fingerprints") : NULL;
+    if (found && !prev)
+        json_object_set_new(found, "previous_fingerprints", prev = json_array());
+    rk_rc rc = RK_ERR_INVALID;
+    if (found && json_is_array(prev) &&
+        json_array_append_new(prev, json_pack("{s:s,s:s}", "fingerprint", old_fp, "until", when)) == 0 &&
+        json_object_set_new(found, "fingerprint", json_string(fp)) == 0 &&
+        json_object_set_new(found, "pin", json_string(pin)) == 0) {
+        char *text = json_dumps(root, JSON_INDENT(2));
+        rc = text ? rk_write_file(path, text, strlen(text), 0644) : RK_ERR_NOMEM;
+        free(text);
+    }
+    json_decref(root);
+    return rc;
+}
+
+static int cmd_renew(int argc, char **argv)
+{
+    static const struct option options[] = {{"overlap-days", required_argument, NULL, 'd'},
+                                            {"overlap-until", required_argument, NULL, 'u'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {NULL, 0, NULL, 0}};
+    const char *dir = NULL, *id = NULL;
+    struct renew_args a = {.until = (int64_t)time(NULL) + 7 * 86400};
+    enum parse_result parsed = parse_two_args(argc, argv, options, store_overlap, &a, &dir, &id);
+    if (parsed != PARSE_OK) {
+        if (parsed == PARSE_HELP)
+            fputs(usage_renew, stdout);
+        return parsed == PARSE_HELP ? EXIT_SUCCESS : EXIT_USAGE;
+    }
+    rk_registry *reg = NULL;
+    const rk_peer_node *node = NULL;
+    X509 *cert = NULL, *fresh = NULL;
+    char folder[PATH_CAP], ca[PATH_CAP], ca_key[PATH_CAP], cert_new[PATH_CAP], key_new[PATH_CAP], cert_path[PATH_CAP],
+        key_path[PATH_CAP], kept[PATH_CAP], role[32], name[RK_ID_MAX], ip[64], fp[RK_FINGERPRINT_LEN], pin[RK_PIN_LEN];
+    int status = load_registered(dir, id, &reg, &node, folder, &cert);
+    if (status)
+        goto done;
+    if (node->n_previous >= RK_PREVIOUS_MAX) {
+        status = failure("%s has %d previous certificates in network.json, the most kept", id, RK_PREVIOUS_MAX);
+        goto done;
+    }
+    if (rk_pki_cert_identity(cert, role, sizeof role, name, sizeof name) != RK_OK) {
+        status = failure("the certificate of %s names no renkei role", id);
+        goto done;
+    }
+    cert_ip(cert, ip, sizeof ip);
+    if (tk_path(ca, sizeof ca, "%s/pki/ca.pem", dir) || tk_path(ca_key, sizeof ca_key, "%s/pki/ca-key.pem", dir) ||
+        tk_path(cert_new, sizeof cert_new, "%s/cert.pem.new", folder) ||
+        tk_path(key_new, sizeof key_new, "%s/key.pem.new", folder) ||
+        tk_path(cert_path, sizeof cert_path, "%s/cert.pem", folder) ||
+        tk_path(key_path, sizeof key_path, "%s/key.pem", folder) ||
+        tk_path(kept, sizeof kept, "%s/cert-%.16s.pem", folder, node->fingerprint)) {
+        status = usage_error("directory name too long");
+        goto done;
+    }
+    /* the new key is made where it stays: the node's own folder */
+    rk_cert_spec spec = {.common_name = id, .role = role, .name = name, .ip = ip[0] ? ip : NULL};
+    rk_rc rc = rk_pki_issue(ca, ca_key, &spec, cert_new, key_new, NULL);
+    if (rc == RK_OK && (rc = rk_pki_load_cert(cert_new, &fresh)) == RK_OK && (rc = rk_pki_fingerprint(fresh, fp)) == RK_OK)
+        rc = rk_pki_spki_pin(fresh, pin);
+    if (rc == RK_OK)
+        rc = update_network(dir, id, node->fingerprint, fp, pin, a.until);
+    if (rc != RK_OK) {
+        unlink(cert_new);
+        unlink(key_new);
+        status = failure("cannot renew the certificate of %s: %s", id, rk_strerror(rc));
+        goto done;
+    }
+    if (rename(cert_path, kept) != 0 || rename(cert_new, cert_path) != 0 || rename(key_new, key_path) != 0) {
+        status = failure("network.json names the new certificate of %s but %s could not be put in place: %s", id,
+                         folder, strerror(errno));
+        goto done;
+    }
+    char when[32];
+    time_t t = (time_t)a.until;
+    struct tm tm;
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+    printf("renewed %s: fingerprint %s; the previous one (%s) is accepted until %s. "
+           "Restart %s to serve the new certificate.\n",
+           id, fp, kept, when, id);
+done:
+    X509_free(cert);
+    X509_free(fresh);
+    rk_registry_free(reg);
+    return status;
+}
+
 /* ---- dispatch --------------------------------------------------------- */
 
 int rk_cmd_pki(int argc, char **argv)
@@ -461,9 +759,11 @@ int rk_cmd_pki(int argc, char **argv)
         {"issue", cmd_issue},
         {"fingerprint", cmd_fingerprint},
         {"show", cmd_show},
+        {"revoke", cmd_revoke},
+        {"renew", cmd_renew},
     };
     if (argc < 2)
-        return usage_error("missing command (init, issue, fingerprint, show)");
+        return usage_error("missing command (init, issue, fingerprint, show, revoke, renew)");
     const char *command = argv[1];
     if (strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0 || strcmp(command, "help") == 0) {
         fputs(usage_pki, stdout);

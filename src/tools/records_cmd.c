@@ -17,17 +17,24 @@
  * record's fault when the next head disagrees with the records, else the
  * tile's. Each finding names the node and the record or tile.
  *
+ * A log's key rotates (`records rotate-log-key`): each checkpoint is checked
+ * with the key valid at its head's time (log_vkey_history), and a renewed
+ * node's heads before the renewal with its previous certificate.
+ *
  * With --url: checks a running node as an auditor without its database
  * would, from its checkpoint and tiles alone (signature, every tile against
  * the checkpoint's root); without the records it cannot name a record. */
 #include <getopt.h>
+#include <jansson.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "crypto/pki.h"
+#include "lib/util.h"
 #include "net/registry.h"
 #include "records/checkpoint.h"
 #include "records/merkle.h"
@@ -60,8 +67,13 @@ typedef struct node_check {
         X509 *cert;
     } signers[MAX_SIGNERS];
     int n_signers;
-    rk_vkey vkey;
+    rk_log_keys keys;      /* log_vkey and log_vkey_history: the key valid at each head's time */
     int has_vkey;
+    struct {               /* certificates before a renewal (`pki renew`), each signing until its end */
+        X509 *cert;
+        int64_t until_ms;
+    } previous[RK_PREVIOUS_MAX];
+    int n_previous;
     head_entry *heads;     /* heads whose signature verified, by size */
     size_t n_heads, cap_heads, next_head;
     int n_heads_seen;
@@ -162,6 +174,21 @@ static void check_cosignatures(node_check *c, const rk_tree_head_row *h)
     }
 }
 
+/* A head's signature by the node's certificate, or, for a head made
+ * before a renewal ended, by the previous certificate it signed with. */
+static int head_verifies(node_check *c, X509 *cert, const char *signer, long long size, const rk_hash root,
+                         const rk_tree_head_row *h)
+{
+    const char *id = signer ? signer : c->node->id;
+    if (rk_head_verify(cert, id, (uint64_t)size, root, h->time_ms, h->signature_b64) == RK_OK)
+        return 1;
+    for (int i = 0; cert == c->cert && i < c->n_previous; i++)
+        if (h->time_ms < c->previous[i].until_ms &&
+            rk_head_verify(c->previous[i].cert, id, (uint64_t)size, root, h->time_ms, h->signature_b64) == RK_OK)
+            return 1;
+    return 0;
+}
+
 static rk_rc collect_head(void *arg, const rk_tree_head_row *h)
 {
     node_check *c = arg;
@@ -174,17 +201,20 @@ static rk_rc collect_head(void *arg, const rk_tree_head_row *h)
         FINDING(c, "tree head of size %lld: signed by %s, not an instance of this log", size, signer);
         return RK_OK;
     }
-    if (rk_merkle_unhex(h->root_hex, root) != RK_OK ||
-        rk_head_verify(cert, signer ? signer : c->node->id, (uint64_t)size, root, h->time_ms, h->signature_b64) != RK_OK) {
+    if (rk_merkle_unhex(h->root_hex, root) != RK_OK || !head_verifies(c, cert, signer, size, root, h)) {
         FINDING(c, "tree head of size %lld: the signature does not verify (forged or altered head)", size);
         return RK_OK;
     }
-    if (checkpoint && c->has_vkey) {
+    const rk_vkey *vkey = c->has_vkey ? rk_log_keys_at(&c->keys, h->time_ms) : NULL;
+    if (checkpoint && c->has_vkey && !vkey)
+        FINDING(c, "checkpoint of size %lld: signed at a time when no log key of network.json was valid", size);
+    else if (checkpoint && vkey) {
         uint64_t csize = 0;
         rk_hash croot;
-        if (rk_checkpoint_open(checkpoint, strlen(checkpoint), &c->vkey, &csize, croot) != RK_OK ||
+        if (rk_checkpoint_open(checkpoint, strlen(checkpoint), vkey, &csize, croot) != RK_OK ||
             csize != (uint64_t)size || memcmp(croot, root, sizeof root) != 0)
-            FINDING(c, "checkpoint of size %lld: does not verify with the log_vkey of network.json, or is not its head",
+            FINDING(c, "checkpoint of size %lld: does not verify with the log key of network.json valid at its time, "
+                       "or is not its head",
                     size);
     }
     if (checkpoint && h->cosignatures)
@@ -399,6 +429,46 @@ void rk_records_node_store(const char *dir, const rk_peer_node *node, char *path
     free(cfg);
 }
 
+/* network.json's log_vkey_history of a node as JSON text (NULL when it has
+ * none); the file is read once per command. */
+static json_t *network_json;
+
+static char *log_vkey_history(const char *dir, const char *id)
+{
+    char path[TK_PATH_CAP];
+    if (!network_json && tk_path(path, sizeof path, "%s/network.json", dir) == RK_OK)
+        network_json = json_load_file(path, 0, NULL);
+    json_t *nodes = json_object_get(network_json, "nodes"), *n;
+    size_t i;
+    json_array_foreach(nodes, i, n) {
+        const char *nid = json_string_value(json_object_get(n, "id"));
+        json_t *h = json_object_get(n, "log_vkey_history");
+        if (nid && strcmp(nid, id) == 0 && h)
+            return json_dumps(h, JSON_COMPACT | JSON_ENCODE_ANY);
+    }
+    return NULL;
+}
+
+/* The previous certificates of a renewed node, kept in its folder as
+ * cert-<fingerprint prefix>.pem (`renkei pki renew`); one that is missing
+ * or is not the registered fingerprint is a finding. */
+static void load_previous(node_check *c)
+{
+    for (int i = 0; i < c->node->n_previous; i++) {
+        char path[TK_PATH_CAP], fp[RK_FINGERPRINT_LEN];
+        const char *want = c->node->previous[i].fingerprint;
+        X509 *cert = NULL;
+        snprintf(path, sizeof path, "%s/nodes/%s/cert-%.16s.pem", c->dir, c->node->id, want);
+        if (rk_pki_load_cert(path, &cert) != RK_OK || rk_pki_fingerprint(cert, fp) != RK_OK || strcmp(fp, want) != 0) {
+            X509_free(cert);
+            FINDING(c, "its previous certificate %.16s… is missing or altered (%s)", want, path);
+            continue;
+        }
+        c->previous[c->n_previous].cert = cert;
+        c->previous[c->n_previous++].until_ms = c->node->previous[i].until * 1000;
+    }
+}
+
 static int verify_node(const char *dir, const rk_registry *reg, const rk_peer_node *node)
 {
     node_check c = {.node = node, .dir = dir, .reg = reg, .expected = 1};
@@ -409,11 +479,14 @@ static int verify_node(const char *dir, const rk_registry *reg, const rk_peer_no
         FINDING(&c, "its certificate is missing or is not the registered one");
         goto done;
     }
+    load_previous(&c);
     if (node->log_vkey[0]) {
-        if (rk_vkey_parse(node->log_vkey, &c.vkey) != RK_OK)
-            FINDING(&c, "its log_vkey in network.json is not a C2SP Ed25519 vkey");
+        char *history = log_vkey_history(dir, node->id);
+        if (rk_log_keys_parse(node->log_vkey, history, &c.keys) != RK_OK)
+            FINDING(&c, "its log_vkey or log_vkey_history in network.json is not C2SP Ed25519 vkeys with valid periods");
         else
             c.has_vkey = 1;
+        free(history);
     }
     rk_records_node_store(dir, node, path, sizeof path, NULL);
     if (rk_db_open(path, RK_DB_READONLY, &c.db) != RK_OK || rk_db_open(path, RK_DB_READONLY, &c.tiles_db) != RK_OK) {
@@ -454,6 +527,8 @@ done:
     rk_tile_builder_free(&c.stored_state);
     free(c.heads);
     X509_free(c.cert);
+    for (int i = 0; i < c.n_previous; i++)
+        X509_free(c.previous[i].cert);
     for (int i = 0; i < c.n_signers; i++)
         X509_free(c.signers[i].cert);
     return c.findings;
@@ -594,6 +669,153 @@ static int same_log_as_earlier(const char *dir, const rk_registry *reg, size_t i
     return 0;
 }
 
+/* ---------- rotate-log-key (DESIGN §3, §4.1) ---------- */
+
+#define MAX_LOG_INSTANCES 16
+
+static const char usage_rotate[] =
+    "usage: renkei records rotate-log-key DIR NODE-ID\n"
+    "\n"
+    "Gives the log of node NODE-ID (the core or an agency node) a new Ed25519 log key:\n"
+    "network.json's log_vkey becomes the new key's, and the previous one goes to its\n"
+    "log_vkey_history, valid until now, so that `records verify` checks each checkpoint\n"
+    "with the key valid at its time. The key file that node.conf names ([records] log_key)\n"
+    "is replaced in the folder of every instance of that log. Stop the node(s) first, and\n"
+    "start them after: a running node signs with the key it loaded at start.\n";
+
+/* node.conf's [records] log_key of a node. */
+static int log_key_path(const char *dir, const rk_peer_node *n, char out[TK_PATH_CAP])
+{
+    char conf[TK_PATH_CAP], err[256];
+    rk_node_config *cfg = calloc(1, sizeof *cfg);
+    int ok = cfg && tk_path(conf, sizeof conf, "%s/nodes/%s/node.conf", dir, n->id) == RK_OK &&
+             rk_config_load(conf, cfg, err, sizeof err) == RK_OK && cfg->log_key[0] &&
+             snprintf(out, TK_PATH_CAP, "%s", cfg->log_key) < TK_PATH_CAP;
+    free(cfg);
+    return ok;
+}
+
+/* network.json with the new vkey and history for every instance of the log. */
+static rk_rc write_log_keys(const char *dir, const char *origin, const char *vkey, const char *history)
+{
+    char path[TK_PATH_CAP];
+    if (tk_path(path, sizeof path, "%s/network.json", dir) != RK_OK)
+        return RK_ERR_INVALID;
+    json_t *root = json_load_file(path, 0, NULL), *n, *hist = json_loads(history, 0, NULL);
+    size_t i;
+    rk_rc rc = root && hist ? RK_OK : RK_ERR_INVALID;
+    json_array_foreach(json_object_get(root, "nodes"), i, n) {
+        const char *o = json_string_value(json_object_get(n, "log_origin"));
+        if (rc == RK_OK && o && strcmp(o, origin) == 0 &&
+            (json_object_set_new(n, "log_vkey", json_string(vkey)) || json_object_set(n, "log_vkey_history", hist)))
+            rc = RK_ERR_NOMEM;
+    }
+    char *text = rc == RK_OK ? json_dumps(root, JSON_INDENT(2)) : NULL;
+    if (rc == RK_OK)
+        rc = text ? rk_write_file(path, text, strlen(text), 0644) : RK_ERR_NOMEM;
+    free(text);
+    json_decref(hist);
+    json_decref(root);
+    return rc;
+}
+
+static int rotate_log_key(int argc, char **argv)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+    int c;
+    tk_getopt_reset();
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(usage_rotate, stdout);
+            return 0;
+        }
+        return tk_option_error("records", c, argv);
+    }
+    if (argc - optind != 2)
+        return tk_usage_error("records", "rotate-log-key takes a network directory and a node id");
+    const char *dir = argv[optind], *id = argv[optind + 1];
+    char err[512] = "", keys[MAX_LOG_INSTANCES][TK_PATH_CAP], fresh[MAX_LOG_INSTANCES][TK_PATH_CAP + 8];
+    char vkey[RK_VKEY_MAX], *history = NULL, *newhist = NULL, *pem = NULL;
+    size_t pem_len = 0;
+    int n_keys = 0, status = 1;
+    EVP_PKEY *key = NULL;
+    rk_registry *reg = NULL;
+    if (tk_registry_load(dir, &reg, err, sizeof err) != RK_OK)
+        return tk_failure("records", "%s", err);
+    const rk_peer_node *node = rk_registry_by_id(reg, id);
+    if (!node) {
+        tk_failure("records", "no node '%s' in %s/network.json", id, dir);
+        goto done;
+    }
+    if (!node->log_vkey[0]) {
+        tk_failure("records", "%s keeps no log (no log_vkey in network.json)", id);
+        goto done;
+    }
+    /* every instance of the log holds the key network.json names */
+    for (size_t i = 0; i < reg->n_nodes; i++) {
+        const rk_peer_node *n = &reg->nodes[i];
+        if (strcmp(n->log_origin, node->log_origin) != 0)
+            continue;
+        if (n_keys == MAX_LOG_INSTANCES || !log_key_path(dir, n, keys[n_keys])) {
+            tk_failure("records", "cannot read the configuration of %s (its log_key)", n->id);
+            goto done;
+        }
+        EVP_PKEY_free(key);
+        key = NULL;
+        if (rk_pki_load_key(keys[n_keys], NULL, &key) != RK_OK || rk_vkey_of(n->log_origin, key, vkey) != RK_OK ||
+            strcmp(vkey, n->log_vkey) != 0) {
+            tk_failure("records", "%s is not the log key whose vkey network.json names for %s", keys[n_keys], n->id);
+            goto done;
+        }
+        snprintf(fresh[n_keys], sizeof fresh[n_keys], "%s.new", keys[n_keys]);
+        n_keys++;
+    }
+    history = log_vkey_history(dir, id);
+    rk_rc rc = rk_log_keys_rotate(node->log_vkey, history, rk_now_ms(), &newhist);
+    if (rc != RK_OK) {
+        tk_failure("records", "%s: %s", id,
+                   rc == RK_ERR_CONFLICT ? "its log_vkey_history is full (16 earlier keys)"
+                                         : "its log_vkey_history in network.json is not valid");
+        goto done;
+    }
+    EVP_PKEY_free(key);
+    key = NULL;
+    if ((rc = rk_log_key_create(fresh[0])) != RK_OK || (rc = rk_pki_load_key(fresh[0], NULL, &key)) != RK_OK ||
+        (rc = rk_vkey_of(node->log_origin, key, vkey)) != RK_OK || (rc = rk_read_file(fresh[0], 65536, &pem, &pem_len)) != RK_OK)
+        goto failed;
+    for (int i = 1; i < n_keys && rc == RK_OK; i++) /* the instances keep one log: one key (DESIGN §6) */
+        rc = rk_write_file(fresh[i], pem, pem_len, 0600);
+    if (rc == RK_OK)
+        rc = write_log_keys(dir, node->log_origin, vkey, newhist);
+failed:
+    if (rc != RK_OK) {
+        for (int i = 0; i < n_keys; i++)
+            unlink(fresh[i]);
+        tk_failure("records", "cannot rotate the log key of %s: %s", id, rk_strerror(rc));
+        goto done;
+    }
+    for (int i = 0; i < n_keys; i++)
+        if (rename(fresh[i], keys[i]) != 0) {
+            tk_failure("records", "network.json names the new log key of %s but %s could not be put in place", id,
+                       keys[i]);
+            goto done;
+        }
+    printf("rotated the log key of %s: log_vkey %s; the previous key verifies the checkpoints signed before now. "
+           "Start %s (and its other instances) to sign with it.\n",
+           id, vkey, id);
+    status = 0;
+done:
+    if (pem) {
+        rk_wipe(pem, pem_len);
+        free(pem);
+    }
+    EVP_PKEY_free(key);
+    free(history);
+    free(newhist);
+    rk_registry_free(reg);
+    return status;
+}
+
 /* ---------- the command ---------- */
 
 static int usage(FILE *out, int code)
@@ -610,7 +832,9 @@ static int usage(FILE *out, int code)
                  "  --archive FILE  check an archive (records archive) against the log it came from\n"
                  "\n"
                  "archive writes a node's records older than its retention to FILE and prunes them\n"
-                 "from its store ('renkei records archive --help').\n");
+                 "from its store ('renkei records archive --help').\n"
+                 "rotate-log-key DIR NODE-ID gives a node's log a new key, the previous one kept in\n"
+                 "network.json's log_vkey_history ('renkei records rotate-log-key --help').\n");
     return code;
 }
 
@@ -620,6 +844,8 @@ int rk_cmd_records(int argc, char **argv)
         return usage(stdout, 0);
     if (argc >= 2 && strcmp(argv[1], "archive") == 0)
         return rk_records_archive_cmd(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "rotate-log-key") == 0)
+        return rotate_log_key(argc - 1, argv + 1);
     if (argc < 3 || strcmp(argv[1], "verify") != 0)
         return usage(stderr, 2);
     static const struct option opts[] = {{"url", required_argument, NULL, 'u'},
@@ -669,6 +895,8 @@ int rk_cmd_records(int argc, char **argv)
         findings += verify_node(dir, reg, n);
     }
     rk_registry_free(reg);
+    json_decref(network_json);
+    network_json = NULL;
     if (pg_started && rk_net_pg_stop(dir) != RK_OK)
         fprintf(stderr, "renkei records: the PostgreSQL server of %s/pg did not stop\n", dir);
     if (findings) {

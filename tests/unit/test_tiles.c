@@ -235,6 +235,79 @@ static void test_checkpoint(void **state)
     EVP_PKEY_free(key2);
 }
 
+/* A log's keys over time (log_vkey_history): each time has the key valid
+ * then, or none; a rotation appends the current key with its period; a
+ * history out of order, of another name or too long is refused. */
+static void test_log_keys(void **state)
+{
+    (void)state;
+    EVP_PKEY *k1 = new_log_key(), *k2 = new_log_key(), *k3 = new_log_key();
+    char v1[RK_VKEY_MAX], v2[RK_VKEY_MAX], v3[RK_VKEY_MAX], vx[RK_VKEY_MAX], *h1 = NULL, *h2 = NULL;
+    assert_int_equal(rk_vkey_of("renkei/test/core", k1, v1), RK_OK);
+    assert_int_equal(rk_vkey_of("renkei/test/core", k2, v2), RK_OK);
+    assert_int_equal(rk_vkey_of("renkei/test/core", k3, v3), RK_OK);
+    assert_int_equal(rk_vkey_of("renkei/test/other", k1, vx), RK_OK);
+    rk_log_keys keys;
+    assert_int_equal(rk_log_keys_parse(v1, NULL, &keys), RK_OK);
+    assert_ptr_equal(rk_log_keys_at(&keys, 0), &keys.current);
+    /* rotated at t = 1 000 000 000 123 ms, then at t + 60 s */
+    int64_t t = INT64_C(1000000000123);
+    assert_int_equal(rk_log_keys_rotate(v1, NULL, t, &h1), RK_OK);
+    assert_non_null(strstr(h1, "\"until\":\"2001-09-09T01:46:40.123Z\""));
+    assert_null(strstr(h1, "\"from\""));
+    assert_int_equal(rk_log_keys_rotate(v2, h1, t + 60000, &h2), RK_OK);
+    assert_int_equal(rk_log_keys_rotate(v2, h1, t, &h2 /* unchanged on error */), RK_ERR_CONFLICT);
+    assert_int_equal(rk_log_keys_parse(v3, h2, &keys), RK_OK);
+    assert_int_equal(keys.n_earlier, 2);
+    rk_vkey want1, want2;
+    assert_int_equal(rk_vkey_parse(v1, &want1), RK_OK);
+    assert_int_equal(rk_vkey_parse(v2, &want2), RK_OK);
+    assert_memory_equal(rk_log_keys_at(&keys, 5)->pub, want1.pub, 32);     /* since the log began */
+    assert_memory_equal(rk_log_keys_at(&keys, t - 1)->pub, want1.pub, 32);
+    assert_memory_equal(rk_log_keys_at(&keys, t)->pub, want2.pub, 32);
+    assert_ptr_equal(rk_log_keys_at(&keys, t + 60000), &keys.current);
+    /* a gap in the history: no key then */
+    char gap[1024];
+    snprintf(gap, sizeof gap,
+             "[{\"vkey\":\"%s\",\"until\":\"2001-01-01T00:00:00Z\"},"
+             "{\"vkey\":\"%s\",\"from\":\"2001-02-01T00:00:00Z\",\"until\":\"2001-03-01T00:00:00.500Z\"}]",
+             v1, v2);
+    assert_int_equal(rk_log_keys_parse(v3, gap, &keys), RK_OK);
+    assert_null(rk_log_keys_at(&keys, INT64_C(979430400000))); /* 2001-01-14 */
+    assert_memory_equal(rk_log_keys_at(&keys, INT64_C(983404800499))->pub, want2.pub, 32);
+    assert_ptr_equal(rk_log_keys_at(&keys, INT64_C(983404800500)), &keys.current);
+    /* refused: out of order, overlapping, bad times, not a list (K1, K2: the first two keys) */
+    const char *bad[] = {
+        "[{\"vkey\":\"K1\",\"from\":\"2001-03-01T00:00:00Z\",\"until\":\"2001-02-01T00:00:00Z\"}]",
+        "[{\"vkey\":\"K1\",\"until\":\"2001-03-01T00:00:00Z\"},{\"vkey\":\"K2\",\"from\":\"2001-02-01T00:00:00Z\","
+        "\"until\":\"2001-04-01T00:00:00Z\"}]",
+        "[{\"vkey\":\"K1\",\"until\":\"2001-03-01 00:00:00\"}]",
+        "[{\"vkey\":\"K1\",\"until\":\"2001-03-01T00:00:00.5Z\"}]",
+        "[{\"vkey\":\"K1\"}]",
+        "{\"vkey\":\"K1\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[1024] = "";
+        for (const char *p = bad[i]; *p; p++) {
+            if (p[0] == 'K' && (p[1] == '1' || p[1] == '2')) {
+                strcat(text, p[1] == '1' ? v1 : v2);
+                p++;
+            } else
+                strncat(text, p, 1);
+        }
+        assert_int_equal(rk_log_keys_parse(v3, text, &keys), RK_ERR_INVALID);
+    }
+    char other[1024];
+    snprintf(other, sizeof other, "[{\"vkey\":\"%s\",\"until\":\"2001-03-01T00:00:00Z\"}]", vx);
+    assert_int_equal(rk_log_keys_parse(v3, other, &keys), RK_ERR_INVALID);
+    assert_int_equal(rk_log_keys_parse("not a vkey", NULL, &keys), RK_ERR_INVALID);
+    free(h1);
+    free(h2);
+    EVP_PKEY_free(k1);
+    EVP_PKEY_free(k2);
+    EVP_PKEY_free(k3);
+}
+
 /* A witness's cosignature (C2SP tlog-cosignature): it verifies with the
  * witness's vkey (type 0x04), not with a log's; a changed body, time or
  * signature does not. */
@@ -288,6 +361,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_proofs_from_tiles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cosignature, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_keys, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

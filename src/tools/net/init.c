@@ -135,6 +135,13 @@ static rk_rc write_pki(const char *dir, const net_plan *plan, char *err, size_t 
         net_set_err(err, errlen, "cannot create the network CA in %s: %s", pki, rk_strerror(rc));
         return rc;
     }
+    /* the network CA's CRL, empty (number 1), that `renkei pki revoke` extends (DESIGN §3) */
+    char net_crl[NET_PATH_CAP];
+    if ((rc = tk_path(net_crl, sizeof net_crl, "%s/crl.pem", pki)) != RK_OK ||
+        (rc = rk_pki_crl_revoke(ca, ca_key, net_crl, NULL, 0, NULL)) != RK_OK) {
+        net_set_err(err, errlen, "cannot write the network CA's CRL in %s: %s", pki, rk_strerror(rc));
+        return rc;
+    }
     for (size_t i = 0; i < plan->n && rc == RK_OK; i++)
         rc = issue_node(dir, &plan->nodes[i], err, errlen);
     if (rc != RK_OK)
@@ -280,7 +287,7 @@ static rk_rc write_node_conf(const char *dir, const net_node *n, const char *sto
         rc = tk_path(path, sizeof path, "%s/node.conf", nd);
     if (rc == RK_OK)
         rc = tk_path(text, sizeof text,
-                      "[node]\nid = %s\nnetwork = ../../network.json\nca = ../../pki/ca.pem\n"
+                      "[node]\nid = %s\nnetwork = ../../network.json\nca = ../../pki/ca.pem\ncrl = ../../pki/crl.pem\n"
                       "cert = cert.pem\nkey = key.pem\n%s%s\n%s",
                       n->id, store ? "store = " : "db = node.db", store ? store : "", extra);
     if (rc == RK_OK) /* a store URI holds the node's database password */
