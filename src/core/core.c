@@ -43,6 +43,14 @@ static rk_rc load_codec(const char *path, rk_codec **out)
     return rc;
 }
 
+/* GET /v1/registry (DESIGN §3, §4): the operator's signed registry in force
+ * and the CA's CRL, to any registered caller (node/registry_refresh.c). */
+static void handle_registry(void *app, const rk_request *req, rk_response *resp)
+{
+    (void)req;
+    rk_node_registry_reply(((core *)app)->node, resp);
+}
+
 /* The flows that call another node are started routes (node/flow.h): no
  * thread waits on a peer. The `fn` routes only read or write this node's
  * store, so each is one step on a worker by construction: /v1/codes[/batch]
@@ -65,6 +73,7 @@ static const rk_route routes[] = {
     {"POST", "/v1/incidents", RK_ROLE_GATEWAY | RK_ROLE_JLIS | RK_ROLE_OPERATOR | RK_ROLE_WITNESS | RK_ROLE_PORTAL, 0,
      core_handle_incident, 1},
     {"GET", "/v1/incidents", RK_ROLE_OPERATOR, 0, core_handle_incidents},
+    {"GET", "/v1/registry", RK_ROLES_ANY, 0, handle_registry},
 };
 
 /* Loads the permission table, and the catalogue of names when [core]

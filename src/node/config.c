@@ -75,6 +75,11 @@ static const key_def keys[] = {
     {"records", "log_key", K_PATH, AT(log_key), 0, 0, 0, "log_key.pem"},
     {"witness", "key", K_PATH, AT(witness_key), 0, 0, 0, "witness_key.pem"},
     {"records", "retain_days", K_INT, AT(retain_days), 1, 36500, 2557, NULL}, /* RK_RETAIN_DAYS_DEFAULT */
+    /* DESIGN §3: the signed registry; its trust anchor, how often it is fetched (s); the core: where it is published */
+    {"registry", "anchor", K_PATH, AT(registry_anchor), 0, 0, 0, NULL},
+    {"registry", "refresh", K_INT, AT(registry_refresh), 1, 86400, 60, NULL},
+    {"registry", "published", K_PATH, AT(registry_published), 0, 0, 0, NULL},
+    {"registry", "crl", K_PATH, AT(registry_crl), 0, 0, 0, NULL},
     {"agency", "pending_new_after_ms", K_INT, AT(pending_new_after_ms), 100, DAY_MS, 120000, NULL},
     {"agency", "pending_deadline_ms", K_INT, AT(pending_deadline_ms), 100, 7 * DAY_MS, DAY_MS, NULL},
     {"agency", "pending_grace_ms", K_INT, AT(pending_grace_ms), 0, 7 * DAY_MS, DAY_MS, NULL},

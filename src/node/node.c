@@ -56,7 +56,7 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
      * where the system allows it (OpenSSL falls back to the normal heap). */
     if (!CRYPTO_secure_malloc_initialized() && CRYPTO_secure_malloc_init(1 << 20, 32) != 1)
         rk_debug("no secure heap: keys stay on the normal heap, still cleansed on free");
-    if ((rc = rk_registry_load(node->cfg.network, &node->registry, err, errlen)) != RK_OK)
+    if ((rc = rk_node_registry_open(node, err, errlen)) != RK_OK)
         return rc;
     node->self = rk_registry_by_id(node->registry, node->cfg.id);
     if (!node->self || node->self->role != role) {
@@ -86,7 +86,8 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
     }
     if ((rc = rk_pki_cert_to_pem(node->cert, &node->cert_pem)) != RK_OK ||
         (rc = rk_ca_store_load(node->cfg.ca, &node->trusted)) != RK_OK ||
-        (rc = rk_peer_certs_new(node->trusted, node->registry->n_nodes, &node->peer_certs)) != RK_OK) {
+        /* room for the nodes that join while it runs (DESIGN §3) */
+        (rc = rk_peer_certs_new(node->trusted, 2 * node->registry->n_nodes + 256, &node->peer_certs)) != RK_OK) {
         snprintf(err, errlen, "%s: cannot load the network CA", node->cfg.ca);
         return rc;
     }
@@ -104,7 +105,7 @@ void rk_node_close(rk_node *node)
     free(node->cert_pem);
     rk_peer_certs_free(node->peer_certs);
     X509_STORE_free(node->trusted);
-    rk_registry_free(node->registry);
+    rk_node_registry_close(node);
     pthread_mutex_destroy(&node->clock_lock);
     pthread_cond_destroy(&node->clock_wake);
     memset(node, 0, sizeof *node);
@@ -138,7 +139,12 @@ rk_rc rk_node_serve(rk_node *node, const rk_server_config *role)
     if (rc == RK_OK)
         rc = rk_node_listen(node, srv);
     if (rc == RK_OK)
+        rc = rk_node_registry_start(node, srv);
+    if (rc == RK_OK)
         rc = rk_server_run(srv);
+    pthread_mutex_lock(&node->registry_lock); /* the refresh thread may swap no more into it */
+    node->server = NULL;
+    pthread_mutex_unlock(&node->registry_lock);
     rk_server_free(srv);
     return rc;
 }
@@ -146,6 +152,7 @@ rk_rc rk_node_serve(rk_node *node, const rk_server_config *role)
 void rk_node_stop_services(rk_node *node)
 {
     calls_give_up(node);
+    rk_node_registry_stop(node);
     rk_node_clock_stop(node);
     rk_node_incidents_stop(node);
 }
@@ -573,6 +580,14 @@ static int role_store_lost(void *app)
     return running->store && rk_db_lost(running->store(app));
 }
 
+/* SIGHUP: the registry is fetched at once (DESIGN §3), then the role's own reload. */
+static void role_reload(void *app)
+{
+    rk_node_registry_wake(node_of(app));
+    if (running->on_reload)
+        running->on_reload(app);
+}
+
 /* On the loop as it ends: its calls, and its commits, are over. */
 static void role_loop_end(void *app)
 {
@@ -592,7 +607,7 @@ static rk_rc role_run(const rk_role_desc *d, rk_node *node)
     if (rc == RK_OK) {
         rk_server_config sc = {.routes = d->routes, .n_routes = d->n_routes, .app = app, .health = role_health,
                                .store_lost = role_store_lost,
-                               .metrics = d->metrics, .on_reload = d->on_reload, .on_stop = role_loop_end,
+                               .metrics = d->metrics, .on_reload = role_reload, .on_stop = role_loop_end,
                                .person_routes = d->person_routes, .n_person_routes = d->n_person_routes,
                                .person_store = d->person_store ? d->person_store(app) : NULL};
         rc = rk_node_serve(node, &sc);
@@ -717,6 +732,7 @@ void rk_node_clock_stop(rk_node *node)
 int rk_node_health(rk_node *node, json_t *checks)
 {
     json_object_set_new(checks, "keys_loaded", json_boolean(node->key != NULL));
+    rk_node_registry_health(node, checks);
     if (node->self->role == RK_ROLE_CORE) {
         json_object_set_new(checks, "clock_offset_ms", json_integer(0)); /* the reference clock */
         return node->key == NULL;

@@ -18,6 +18,7 @@
 #include "net/registry.h"
 #include "tools/net/net.h"
 #include "tools/net/net_internal.h"
+#include "tools/registry_cmd.h"
 #include "tools/toolkit.h"
 
 /* One CA and a certificate per node and business-system client (standard
@@ -236,6 +237,31 @@ done:
     return rc;
 }
 
+/* ---- the signed registry (DESIGN §3) ------------------------------------------ */
+
+/* Every node's [registry] section: its trust anchor (the operator's registry
+ * key, not the CA's); the core also reads the published registry and the
+ * CA's CRL it serves (GET /v1/registry). */
+static const char *registry_conf(const net_node *n)
+{
+    return n->role == RK_ROLE_CORE ? "\n[registry]\nanchor = ../../pki/registry.pub\n"
+                                     "published = ../../" RK_REGISTRY_SIGNED_FILE "\n"
+                                     "crl = ../../" RK_REGISTRY_CRL_FILE "\n"
+                                   : "\n[registry]\nanchor = ../../pki/registry.pub\n";
+}
+
+/* The operator's registry key, then the first registry (serial 1) signed
+ * with it from network.json (tools/registry_cmd.c). */
+static rk_rc write_registry_key(const char *dir, char *err, size_t errlen)
+{
+    return rk_registry_key_create(dir, err, errlen);
+}
+
+static rk_rc publish_registry(const char *dir, char *err, size_t errlen)
+{
+    return rk_registry_publish(dir, NULL, err, errlen);
+}
+
 /* ---- node configs, master key, permission table ------------------------------ */
 
 static rk_rc write_master_key(const char *nd)
@@ -258,7 +284,7 @@ static rk_rc write_master_key(const char *nd)
 /* store: the node's `store` URI (a PostgreSQL network), or NULL for SQLite's node.db. */
 static rk_rc write_node_conf(const char *dir, const net_node *n, const char *store, char *err, size_t errlen)
 {
-    char nd[NET_PATH_CAP], path[NET_PATH_CAP], text[1024];
+    char nd[NET_PATH_CAP], path[NET_PATH_CAP], text[2048];
     const char *extra = n->role == RK_ROLE_CORE ? "\n[core]\nmaster_key_file = master.key\n"
                                                   "permissions = ../../permissions.csv\n"
                                                   "catalogue = ../../catalogue\n"
@@ -274,8 +300,8 @@ static rk_rc write_node_conf(const char *dir, const net_node *n, const char *sto
     if (rc == RK_OK)
         rc = tk_path(text, sizeof text,
                       "[node]\nid = %s\nnetwork = ../../network.json\nca = ../../pki/ca.pem\n"
-                      "cert = cert.pem\nkey = key.pem\n%s%s\n%s",
-                      n->id, store ? "store = " : "db = node.db", store ? store : "", extra);
+                      "cert = cert.pem\nkey = key.pem\n%s%s\n%s%s",
+                      n->id, store ? "store = " : "db = node.db", store ? store : "", extra, registry_conf(n));
     if (rc == RK_OK) /* a store URI holds the node's database password */
         rc = rk_write_file(path, text, strlen(text), store ? 0600 : 0644);
     rk_wipe(text, sizeof text);
@@ -589,13 +615,14 @@ rk_rc rk_net_init(const char *dir, const rk_net_options *opt, char *err, size_t 
         goto done;
     }
     if ((rc = net_plan_ports(&plan, o.base_port, err, errlen)) != RK_OK ||
-        (rc = write_pki(dir, &plan, err, errlen)) != RK_OK ||
+        (rc = write_pki(dir, &plan, err, errlen)) != RK_OK || (rc = write_registry_key(dir, err, errlen)) != RK_OK ||
         (o.postgres && (rc = (o.ha ? net_ha_init : net_pg_init)(dir, &plan, stores, err, errlen)) != RK_OK) ||
         (rc = write_configs(dir, &plan, stores, err, errlen)) != RK_OK ||
         (rc = copy_permissions(dir, err, errlen)) != RK_OK || (rc = copy_catalogue(dir, err, errlen)) != RK_OK ||
         (rc = write_residents(dir, o.persons, err, errlen)) != RK_OK)
         goto done;
-    rc = write_network_json(dir, &plan, err, errlen);
+    if ((rc = write_network_json(dir, &plan, err, errlen)) == RK_OK)
+        rc = publish_registry(dir, err, errlen);
 done:
     for (size_t i = 0; stores && i < plan.n; i++)
         if (stores[i]) {
