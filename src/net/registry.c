@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/sha.h>
+
 #include "crypto/signed_doc.h"
 #include "lib/util.h"
 
@@ -366,6 +368,8 @@ rk_rc rk_registry_open_signed(EVP_PKEY *anchor, const char *env, size_t envlen, 
         return rc;
     rk_registry *reg = NULL;
     rc = parse_doc(doc, doclen, 1, &reg, err, errlen);
+    if (rc == RK_OK)
+        SHA256((const unsigned char *)doc, doclen, reg->digest);
     free(doc);
     if (rc != RK_OK)
         return rc;

@@ -77,6 +77,7 @@ typedef struct rk_registry {
     uint64_t serial;        /* the signed document's; 0: an unsigned network.json as installed */
     int64_t issued_at_ms;   /* its "issued_at" (RFC 3339 UTC); 0 when unsigned */
     char *envelope;         /* the signed envelope it was opened from, as received (NULL: unsigned) */
+    unsigned char digest[32]; /* SHA-256 of the signed document's bytes (the same document, whatever signature) */
     size_t envelope_len;
     char *crl_pem;          /* the CA's CRL published beside it (PEM), NULL when none */
     size_t crl_len;

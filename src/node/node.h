@@ -66,6 +66,11 @@ void rk_node_registry_close(rk_node *node);
 rk_rc rk_node_registry_start(rk_node *node, rk_server *srv);
 void rk_node_registry_stop(rk_node *node);
 void rk_node_registry_wake(rk_node *node);
+/* A registry answer (GET /v1/registry's body) fetched or read: 1 applied
+ * (newer, or the same serial with a new CRL), 0 nothing new, -1 refused
+ * (bad signature, older serial, malformed; an incident, the last good one
+ * stays). Called by the refresh thread. */
+int rk_node_registry_consider(rk_node *node, const char *text, size_t len);
 /* GET /v1/registry at the core: the signed registry in force and the CRL. */
 void rk_node_registry_reply(rk_node *node, rk_response *resp);
 /* /healthz: registry_serial, registry_age_s, registry_checked_s_ago, registry_error, registry_stale. */

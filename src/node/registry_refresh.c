@@ -163,14 +163,13 @@ static int same_text(const char *a, size_t alen, const char *b, size_t blen)
     return alen == blen && (!alen || memcmp(a, b, alen) == 0);
 }
 
-/* A body fetched (or read): applied when newer, else refused or ignored. */
-static void consider(rk_node *node, const char *text, size_t len)
+int rk_node_registry_consider(rk_node *node, const char *text, size_t len)
 {
     rk_registry *fresh = NULL;
     char why[300] = "";
     if (rk_registry_open_answer(node->registry_anchor, text, len, &fresh, why, sizeof why) != RK_OK) {
         refuse(node, why);
-        return;
+        return -1;
     }
     const rk_registry *cur = node->registry;
     if (fresh->serial < cur->serial) {
@@ -178,10 +177,10 @@ static void consider(rk_node *node, const char *text, size_t len)
                  (unsigned long long)fresh->serial, (unsigned long long)cur->serial);
         rk_registry_free(fresh);
         refuse(node, why);
-        return;
+        return -1;
     }
     if (fresh->serial == cur->serial) {
-        int same = same_text(fresh->envelope, fresh->envelope_len, cur->envelope, cur->envelope_len);
+        int same = cur->envelope && memcmp(fresh->digest, cur->digest, sizeof cur->digest) == 0;
         int same_crl = same_text(fresh->crl_pem ? fresh->crl_pem : "", fresh->crl_len, cur->crl_pem ? cur->crl_pem : "",
                                  cur->crl_len);
         if (!same) {
@@ -189,12 +188,12 @@ static void consider(rk_node *node, const char *text, size_t len)
                      (unsigned long long)fresh->serial);
             rk_registry_free(fresh);
             refuse(node, why);
-            return;
+            return -1;
         }
         if (same_crl) { /* nothing new */
             rk_registry_free(fresh);
             set_error(node, "", "");
-            return;
+            return 0;
         }
     }
     if (!rk_registry_by_id(fresh, node->cfg.id) && node->self->role == RK_ROLE_CORE) {
@@ -202,12 +201,12 @@ static void consider(rk_node *node, const char *text, size_t len)
                  node->cfg.id);
         rk_registry_free(fresh);
         refuse(node, why);
-        return;
+        return -1;
     }
     if (swap_in(node, fresh) != RK_OK) {
         rk_registry_free(fresh);
         set_error(node, "out of memory applying the registry", "");
-        return;
+        return -1;
     }
     set_error(node, "", "");
     /* kept for a restart during an outage of the core (DESIGN §3) */
@@ -218,6 +217,7 @@ static void consider(rk_node *node, const char *text, size_t len)
     if (!body || rk_write_file(path, body, blen, 0644) != RK_OK)
         rk_warn("%s: the registry in force could not be kept", path);
     free(body);
+    return 1;
 }
 
 /* The core: the published file and the CRL beside it. */
@@ -284,7 +284,7 @@ static int64_t refresh_round(void *arg)
     pthread_mutex_lock(&node->registry_lock);
     node->registry_checked_ms = rk_now_ms();
     pthread_mutex_unlock(&node->registry_lock);
-    consider(node, body, len);
+    rk_node_registry_consider(node, body, len);
     free(body);
     return next;
 }
