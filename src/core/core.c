@@ -47,8 +47,7 @@ static rk_rc load_codec(const char *path, rk_codec **out)
  * and the CA's CRL, to any registered caller (node/registry_refresh.c). */
 static void handle_registry(void *app, const rk_request *req, rk_response *resp)
 {
-    (void)req;
-    rk_node_registry_reply(((core *)app)->node, resp);
+    rk_node_registry_reply(((core *)app)->node, req, resp);
 }
 
 /* The flows that call another node are started routes (node/flow.h): no

@@ -385,6 +385,18 @@ rk_rc rk_registry_open_signed(EVP_PKEY *anchor, const char *env, size_t envlen, 
         reg->crl_pem[crllen] = '\0';
         reg->crl_len = crllen;
     }
+    /* what a node sends to ask whether anything changed (GET /v1/registry?tag=) */
+    unsigned char h[EVP_MAX_MD_SIZE];
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(md, env, envlen) == 1 &&
+             EVP_DigestUpdate(md, "", 1) == 1 && (!crl || EVP_DigestUpdate(md, crl, crllen) == 1) &&
+             EVP_DigestFinal_ex(md, h, NULL) == 1;
+    EVP_MD_CTX_free(md);
+    if (!ok) {
+        rk_registry_free(reg);
+        return RK_ERR_CRYPTO;
+    }
+    rk_hex(h, 16, reg->tag);
     *out = reg;
     return RK_OK;
 }

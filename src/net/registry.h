@@ -78,6 +78,7 @@ typedef struct rk_registry {
     int64_t issued_at_ms;   /* its "issued_at" (RFC 3339 UTC); 0 when unsigned */
     char *envelope;         /* the signed envelope it was opened from, as received (NULL: unsigned) */
     unsigned char digest[32]; /* SHA-256 of the signed document's bytes (the same document, whatever signature) */
+    char tag[33];           /* names envelope and CRL together: hex of SHA-256(envelope ‖ 0 ‖ CRL)[:16]; "" unsigned */
     size_t envelope_len;
     char *crl_pem;          /* the CA's CRL published beside it (PEM), NULL when none */
     size_t crl_len;

@@ -253,6 +253,7 @@ typedef struct later_call {
     size_t len;
     const rk_peer_node *first; /* the instance it started at (first_line_node) */
     int line;                  /* the line it is on: 0, then the next after a failure (line_of) */
+    size_t max_response;       /* 0: the relay's default cap */
     rk_node_post_done_fn done;
     void *arg;
     struct event_base *base;    /* the loop, for the relay made at the first call */
@@ -289,16 +290,27 @@ static void send_later(later_call *c)
     if (rc == RK_OK && !line_of(c->first, c->line, &url, &on))
         rc = RK_ERR_CONFIG;
     if (rc == RK_OK)
-        rc = rk_relay_call(*relay, c->method, url, on->pin, c->path, c->body, c->len, node->cfg.peer_timeout_ms,
-                           later_answered, c);
+        rc = rk_relay_call_capped(*relay, c->method, url, on->pin, c->path, c->body, c->len,
+                                  node->cfg.peer_timeout_ms, c->max_response, later_answered, c);
     if (rc != RK_OK) { /* not sent: as an unreachable peer */
         rk_http_result none = {0};
         later_answered(c, RK_ERR_UPSTREAM, &none);
     }
 }
 
+static void call_later_capped(rk_node *node, struct event_base *base, const char *method, const rk_peer_node *peer,
+                              const char *path, const char *body, size_t len, size_t max_response,
+                              rk_node_post_done_fn done, void *arg);
+
 void rk_node_call_later(rk_node *node, struct event_base *base, const char *method, const rk_peer_node *peer,
                         const char *path, const char *body, size_t len, rk_node_post_done_fn done, void *arg)
+{
+    call_later_capped(node, base, method, peer, path, body, len, 0, done, arg);
+}
+
+static void call_later_capped(rk_node *node, struct event_base *base, const char *method, const rk_peer_node *peer,
+                              const char *path, const char *body, size_t len, size_t max_response,
+                              rk_node_post_done_fn done, void *arg)
 {
     tl_loop = base;
     later_call *c = calloc(1, sizeof *c);
@@ -308,7 +320,8 @@ void rk_node_call_later(rk_node *node, struct event_base *base, const char *meth
         return;
     }
     *c = (later_call){.node = node, .method = method, .path = path, .body = body, .len = len,
-                      .first = first_line_node(node, peer), .done = done, .arg = arg, .base = base};
+                      .first = first_line_node(node, peer), .done = done, .arg = arg, .base = base,
+                      .max_response = max_response};
     send_later(c);
 }
 
@@ -339,6 +352,7 @@ typedef struct waiting_call {
     const rk_peer_node *peer;
     char path[RK_URL_MAX];
     char *body;
+    size_t max_response;
     rk_http_result res;
     rk_rc rc;
     int done, abandoned;
@@ -406,8 +420,8 @@ static void calls_wake(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_unlock(&nc->lock);
     while (w) {
         waiting_call *next = w->next; /* w may be answered, and gone, at once */
-        rk_node_call_later(nc->node, nc->base, w->method, w->peer, w->path, w->body, w->body ? strlen(w->body) : 0,
-                           call_answered, w);
+        call_later_capped(nc->node, nc->base, w->method, w->peer, w->path, w->body, w->body ? strlen(w->body) : 0,
+                          w->max_response, call_answered, w);
         w = next;
     }
 }
@@ -494,6 +508,12 @@ static void calls_stop(rk_node *node)
 rk_rc rk_node_call(rk_node *node, const char *method, const rk_peer_node *peer, const char *path, const char *body,
                    rk_http_result *out, int *used_backup)
 {
+    return rk_node_call_capped(node, method, peer, path, body, 0, out, used_backup);
+}
+
+rk_rc rk_node_call_capped(rk_node *node, const char *method, const rk_peer_node *peer, const char *path,
+                          const char *body, size_t max_response, rk_http_result *out, int *used_backup)
+{
     memset(out, 0, sizeof *out);
     if (used_backup)
         *used_backup = 0;
@@ -503,7 +523,7 @@ rk_rc rk_node_call(rk_node *node, const char *method, const rk_peer_node *peer, 
         free(w);
         return nc ? RK_ERR_NOMEM : RK_ERR_UPSTREAM;
     }
-    *w = (waiting_call){.nc = nc, .method = method, .peer = peer, .body = w->body};
+    *w = (waiting_call){.nc = nc, .method = method, .peer = peer, .body = w->body, .max_response = max_response};
     snprintf(w->path, sizeof w->path, "%s", path);
     pthread_mutex_lock(&nc->lock);
     if (nc->stopping) {

@@ -31,6 +31,9 @@ typedef struct rk_node {
     int64_t registry_checked_ms, registry_applied_ms; /* last fetch that answered; last swap */
     char registry_error[400];   /* why the last refresh did not apply a document ("" when none) */
     char registry_refused[300]; /* the last refusal, raised once as an incident */
+    char *registry_answer;      /* the core: GET /v1/registry's body for registry_answer_of, made once */
+    size_t registry_answer_len;
+    const rk_registry *registry_answer_of;
     X509 *cert;
     EVP_PKEY *key;              /* wiped and freed on close (第5-2(5)) */
     char *cert_pem;             /* this node's certificate, PEM */
@@ -72,7 +75,7 @@ void rk_node_registry_wake(rk_node *node);
  * stays). Called by the refresh thread. */
 int rk_node_registry_consider(rk_node *node, const char *text, size_t len);
 /* GET /v1/registry at the core: the signed registry in force and the CRL. */
-void rk_node_registry_reply(rk_node *node, rk_response *resp);
+void rk_node_registry_reply(rk_node *node, const rk_request *req, rk_response *resp);
 /* /healthz: registry_serial, registry_age_s, registry_checked_s_ago, registry_error, registry_stale. */
 void rk_node_registry_health(rk_node *node, json_t *checks);
 
@@ -111,6 +114,10 @@ rk_rc rk_node_call(rk_node *node, const char *method, const rk_peer_node *peer, 
                    rk_http_result *out, int *used_backup);
 rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, const char *body,
                    rk_http_result *out, int *used_backup);
+/* rk_node_call with the answer capped at max_response bytes (0: the
+ * relay's default): the signed registry of a large network. */
+rk_rc rk_node_call_capped(rk_node *node, const char *method, const rk_peer_node *peer, const char *path,
+                          const char *body, size_t max_response, rk_http_result *out, int *used_backup);
 /* Frees the server loop's relay; from the server's on_stop, on the loop. */
 void rk_node_calls_close(rk_node *node);
 

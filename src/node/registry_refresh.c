@@ -44,8 +44,8 @@ static char *registry_body(const rk_registry *reg, size_t *len)
 {
     char issued[40];
     rk_format_time(reg->issued_at_ms, issued, sizeof issued);
-    json_t *o = json_pack("{s:I,s:s,s:s#,s:o}", "serial", (json_int_t)reg->serial, "issued_at", issued, "registry",
-                          reg->envelope, reg->envelope_len, "crl",
+    json_t *o = json_pack("{s:I,s:s,s:s,s:s#,s:o}", "serial", (json_int_t)reg->serial, "issued_at", issued, "tag",
+                          reg->tag, "registry", reg->envelope, reg->envelope_len, "crl",
                           reg->crl_pem ? json_stringn(reg->crl_pem, reg->crl_len) : json_null());
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
@@ -91,6 +91,9 @@ rk_rc rk_node_registry_open(rk_node *node, char *err, size_t errlen)
 
 void rk_node_registry_close(rk_node *node)
 {
+    free(node->registry_answer);
+    node->registry_answer = NULL;
+    node->registry_answer_of = NULL;
     rk_registry_free(node->registry);
     node->registry = NULL;
     for (size_t i = 0; i < node->n_retired; i++)
@@ -253,6 +256,19 @@ static int read_published(rk_node *node, char **body, size_t *len)
     return 1;
 }
 
+/* {"unchanged":true,"tag":T} for the tag in force: nothing to do. */
+static int unchanged(rk_node *node, const char *body, size_t len)
+{
+    if (len > 4096)
+        return 0;
+    json_t *o = json_loadb(body, len, 0, NULL);
+    int same = json_is_true(json_object_get(o, "unchanged")) &&
+               json_is_string(json_object_get(o, "tag")) &&
+               strcmp(json_string_value(json_object_get(o, "tag")), node->registry->tag) == 0;
+    json_decref(o);
+    return same;
+}
+
 static int64_t refresh_round(void *arg)
 {
     rk_node *node = arg;
@@ -265,7 +281,11 @@ static int64_t refresh_round(void *arg)
     } else {
         const rk_peer_node *core = rk_registry_find(node->registry, RK_ROLE_CORE, NULL);
         rk_http_result res = {0};
-        rk_rc rc = core ? rk_node_call(node, "GET", core, "/v1/registry", NULL, &res, NULL) : RK_ERR_CONFIG;
+        char path[64] = "/v1/registry";
+        const rk_registry *cur = node->registry;
+        if (cur->envelope) /* only what changed comes back in full */
+            snprintf(path, sizeof path, "/v1/registry?tag=%s", cur->tag);
+        rk_rc rc = core ? rk_node_call_capped(node, "GET", core, path, NULL, BODY_MAX, &res, NULL) : RK_ERR_CONFIG;
         if (rc != RK_OK || res.status != 200) {
             char msg[120];
             if (rc != RK_OK)
@@ -284,7 +304,10 @@ static int64_t refresh_round(void *arg)
     pthread_mutex_lock(&node->registry_lock);
     node->registry_checked_ms = rk_now_ms();
     pthread_mutex_unlock(&node->registry_lock);
-    rk_node_registry_consider(node, body, len);
+    if (unchanged(node, body, len))
+        set_error(node, "", "");
+    else
+        rk_node_registry_consider(node, body, len);
     free(body);
     return next;
 }
@@ -310,15 +333,49 @@ void rk_node_registry_wake(rk_node *node)
     rk_service_wake(node->registry_service);
 }
 
-void rk_node_registry_reply(rk_node *node, rk_response *resp)
+/* ?tag=<32 hex> of the query, or NULL. */
+static const char *query_tag(const char *query, char out[33])
+{
+    const char *p = query && strncmp(query, "tag=", 4) == 0 ? query + 4 : NULL;
+    if (!p || strlen(p) != 32)
+        return NULL;
+    for (int i = 0; i < 32; i++)
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+            return NULL;
+    memcpy(out, p, 33);
+    return out;
+}
+
+void rk_node_registry_reply(rk_node *node, const rk_request *req, rk_response *resp)
 {
     const rk_registry *reg = __atomic_load_n(&node->registry, __ATOMIC_ACQUIRE);
     if (!reg->envelope) {
         rk_reply_error(resp, 503, "registry_unavailable", "no signed registry is published yet");
         return;
     }
-    size_t len = 0;
-    char *body = registry_body(reg, &len);
+    char tag[33];
+    if (req->query[0] && !query_tag(req->query, tag)) {
+        rk_reply_error(resp, 400, "invalid_field", "tag must be the 32 hex digits a registry answer gave");
+        return;
+    }
+    resp->cache_control = "no-store";
+    if (req->query[0] && strcmp(tag, reg->tag) == 0) { /* the caller has it: a few bytes, not the registry */
+        rk_reply_json(resp, 200, json_pack("{s:I,s:s,s:b}", "serial", (json_int_t)reg->serial, "tag", reg->tag,
+                                           "unchanged", 1));
+        return;
+    }
+    /* the answer is made once per snapshot and copied to each caller */
+    pthread_mutex_lock(&node->registry_lock);
+    if (node->registry_answer_of != reg) {
+        free(node->registry_answer);
+        node->registry_answer = registry_body(reg, &node->registry_answer_len);
+        node->registry_answer_of = node->registry_answer ? reg : NULL;
+    }
+    char *body = node->registry_answer ? malloc(node->registry_answer_len + 1) : NULL;
+    if (body)
+        memcpy(body, node->registry_answer, node->registry_answer_len + 1);
+    size_t len = node->registry_answer_len;
+    pthread_mutex_unlock(&node->registry_lock);
     if (!body) {
         rk_reply_error(resp, 500, "internal", "out of memory");
         return;
@@ -326,7 +383,6 @@ void rk_node_registry_reply(rk_node *node, rk_response *resp)
     resp->status = 200;
     resp->body = body;
     resp->body_len = len;
-    resp->cache_control = "no-store";
 }
 
 void rk_node_registry_health(rk_node *node, json_t *checks)

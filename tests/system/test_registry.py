@@ -221,6 +221,15 @@ class Registry(unittest.TestCase):
         self.assertEqual(doc["serial"], a.json["serial"])
         self.assertIn("issued_at", doc)
         self.assertIsNone(a.json["crl"])  # none published in this network
+        # a caller that has it gets a few bytes, not the registry again
+        b = net.call("core", "GET", "/v1/registry?tag=" + a.json["tag"], as_client=("node", "jlis"))
+        self.assertEqual((b.status, b.json), (200, {"serial": a.json["serial"], "tag": a.json["tag"], "unchanged": True}))
+        self.assertLess(len(b.raw), 200)
+        other = net.call("core", "GET", "/v1/registry?tag=" + "0" * 32, as_client=("node", "jlis"))
+        self.assertEqual(other.json["registry"], a.json["registry"])
+        for bad in ("tag=xyz", "tag=" + "A" * 32, "serial=1"):
+            c = net.call("core", "GET", "/v1/registry?" + bad, as_client=("node", "jlis"))
+            self.assertEqual((c.status, c.error), (400, "invalid_field"), bad)
         # a CRL beside it is served as it is
         with open(net.path("pki", "card-crl.pem")) as f:  # a CRL's PEM (the card CA's stands in)
             crl = f.read()
