@@ -54,6 +54,49 @@ static rk_rc copy_field(json_t *obj, const char *key, char *out, size_t outlen, 
     return RK_OK;
 }
 
+/* The snapshot's strings: chunks that never move once written. */
+struct rk_registry_strings {
+    struct rk_registry_strings *next;
+    size_t used, cap;
+    char data[];
+};
+
+#define STRINGS_CHUNK (64u << 10)
+
+static const char *keep_string(rk_registry *reg, const char *s, size_t len)
+{
+    if (!len)
+        return "";
+    struct rk_registry_strings *c = reg->strings;
+    if (!c || c->cap - c->used < len + 1) {
+        size_t cap = len + 1 > STRINGS_CHUNK ? len + 1 : STRINGS_CHUNK;
+        if (!(c = malloc(sizeof *c + cap)))
+            return NULL;
+        c->next = reg->strings;
+        c->used = 0;
+        c->cap = cap;
+        reg->strings = c;
+    }
+    char *out = c->data + c->used;
+    memcpy(out, s, len);
+    out[len] = '\0';
+    c->used += len + 1;
+    return out;
+}
+
+/* An optional string field kept in the snapshot's strings ("" when absent):
+ * RK_ERR_INVALID if present but not a string or not under cap. */
+static rk_rc keep_field(rk_registry *reg, json_t *obj, const char *key, const char **out, size_t cap)
+{
+    json_t *v = json_object_get(obj, key);
+    *out = "";
+    if (!v || json_is_null(v))
+        return RK_OK;
+    if (!json_is_string(v) || json_string_length(v) >= cap || memchr(json_string_value(v), '\0', json_string_length(v)))
+        return RK_ERR_INVALID;
+    return (*out = keep_string(reg, json_string_value(v), json_string_length(v))) ? RK_OK : RK_ERR_NOMEM;
+}
+
 /* The host part of https://HOST:PORT/… (IPv6 in brackets not needed here). */
 static void url_host(const char *url, char *out, size_t outlen)
 {
@@ -63,8 +106,9 @@ static void url_host(const char *url, char *out, size_t outlen)
     snprintf(out, outlen, "%.*s", (int)n, p);
 }
 
-static rk_rc parse_node(json_t *obj, rk_peer_node *n, char *err, size_t errlen)
+static rk_rc parse_node(rk_registry *reg, json_t *obj, rk_peer_node *n, char *err, size_t errlen)
 {
+    n->url = n->backup_url = n->log_origin = n->log_vkey = n->vkey = n->person_url = "";
     char role[16];
     const char *bad = NULL;
     if (!json_is_object(obj))
@@ -77,22 +121,22 @@ static rk_rc parse_node(json_t *obj, rk_peer_node *n, char *err, size_t errlen)
         bad = "agency";
     else if (copy_field(obj, "kind", n->kind, sizeof n->kind, 0) != RK_OK)
         bad = "kind";
-    else if (copy_field(obj, "url", n->url, sizeof n->url, 0) != RK_OK)
+    else if (keep_field(reg, obj, "url", &n->url, RK_URL_MAX) != RK_OK)
         bad = "url";
-    else if (copy_field(obj, "backup_url", n->backup_url, sizeof n->backup_url, 0) != RK_OK)
+    else if (keep_field(reg, obj, "backup_url", &n->backup_url, RK_URL_MAX) != RK_OK)
         bad = "backup_url";
     else if (copy_field(obj, "fingerprint", n->fingerprint, sizeof n->fingerprint, 1) != RK_OK ||
              strlen(n->fingerprint) != 64)
         bad = "fingerprint";
     else if (copy_field(obj, "pin", n->pin, sizeof n->pin, 0) != RK_OK || (n->url[0] && strncmp(n->pin, "sha256//", 8) != 0))
         bad = "pin (required for a node with a url: calls to it are pinned to its key)";
-    else if (copy_field(obj, "log_origin", n->log_origin, sizeof n->log_origin, 0) != RK_OK ||
-             copy_field(obj, "log_vkey", n->log_vkey, sizeof n->log_vkey, 0) != RK_OK ||
+    else if (keep_field(reg, obj, "log_origin", &n->log_origin, 128) != RK_OK ||
+             keep_field(reg, obj, "log_vkey", &n->log_vkey, 256) != RK_OK ||
              !n->log_origin[0] != !n->log_vkey[0])
         bad = "log_origin and log_vkey (both or neither, within their caps)";
-    else if (copy_field(obj, "vkey", n->vkey, sizeof n->vkey, 0) != RK_OK || (n->role == RK_ROLE_WITNESS) != !!n->vkey[0])
+    else if (keep_field(reg, obj, "vkey", &n->vkey, 256) != RK_OK || (n->role == RK_ROLE_WITNESS) != !!n->vkey[0])
         bad = "vkey (a witness's, and only a witness's)";
-    else if (copy_field(obj, "person_url", n->person_url, sizeof n->person_url, 0) != RK_OK ||
+    else if (keep_field(reg, obj, "person_url", &n->person_url, RK_URL_MAX) != RK_OK ||
              (n->role == RK_ROLE_PORTAL) != !!n->person_url[0])
         bad = "person_url (a portal's, and only a portal's)";
     else if ((n->role & (RK_ROLE_GATEWAY | RK_ROLE_AGENCY | RK_ROLE_SYSTEM)) && !n->agency[0])
@@ -285,7 +329,7 @@ static rk_rc parse_doc(const char *text, size_t len, int is_signed, rk_registry 
     json_t *obj;
     json_array_foreach(nodes, i, obj) {
         rk_peer_node *n = &reg->nodes[reg->n_nodes];
-        if ((rc = parse_node(obj, n, err, errlen)) != RK_OK)
+        if ((rc = parse_node(reg, obj, n, err, errlen)) != RK_OK)
             goto done;
         if (!table_add(reg, reg->n_nodes)) {
             snprintf(err, errlen, "node %s: duplicate id or fingerprint", n->id);
@@ -433,6 +477,10 @@ void rk_registry_free(rk_registry *reg)
     free(reg->next_of_agency);
     free(reg->envelope);
     free(reg->crl_pem);
+    for (struct rk_registry_strings *c = reg->strings, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
     free(reg);
 }
 

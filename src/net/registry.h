@@ -49,14 +49,17 @@ typedef struct rk_peer_node {
     rk_role role;
     char agency[RK_ID_MAX]; /* "" for core and jlis */
     char kind[RK_ID_MAX];   /* agency kind: municipality, prefecture, pension, insurer, … */
-    char url[RK_URL_MAX];   /* where it listens; "" for clients */
-    char backup_url[RK_URL_MAX];
+    /* The longer, often empty, texts point into the snapshot's own strings
+     * ("" when absent; never NULL in a registry's node): a network of 20,000
+     * members keeps each snapshot small (docs/scale.md). Caps as before. */
+    const char *url;        /* where it listens; "" for clients (< RK_URL_MAX) */
+    const char *backup_url; /* (< RK_URL_MAX) */
     char fingerprint[65];   /* SHA-256 of the certificate DER, hex */
     char pin[64];           /* sha256//base64 of the SPKI, for libcurl */
-    char log_origin[128];   /* a node keeping records: its log's C2SP origin ("" when not named) */
-    char log_vkey[256];     /* and the C2SP vkey of its log key (records/checkpoint.h) */
-    char vkey[256];         /* a witness: the C2SP vkey (type 0x04) of its cosigning key */
-    char person_url[RK_URL_MAX]; /* the portal: its listener for persons' cards (DESIGN §3) */
+    const char *log_origin; /* a node keeping records: its log's C2SP origin ("" when not named; < 128) */
+    const char *log_vkey;   /* and the C2SP vkey of its log key (records/checkpoint.h; < 256) */
+    const char *vkey;       /* a witness: the C2SP vkey (type 0x04) of its cosigning key (< 256) */
+    const char *person_url; /* the portal: its listener for persons' cards (DESIGN §3; < RK_URL_MAX) */
     char addresses[RK_MAX_ADDRESSES][48]; /* source addresses it may call from */
     int n_addresses;
     /* The instances of a core (DESIGN §6: core-1 … core-N, one database):
@@ -86,6 +89,7 @@ typedef struct rk_registry {
     uint32_t *by_id, *by_fp, *by_agency;
     uint32_t *next_of_agency; /* index + 1 of the next node of the same agency, 0 last */
     size_t mask;
+    struct rk_registry_strings *strings; /* what the nodes' text pointers point into */
 } rk_registry;
 
 /* Loads and validates network.json (unsigned, serial 0). On error, err

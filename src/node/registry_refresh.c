@@ -24,9 +24,11 @@
  * (rk_registry_current, O(1)), so a removed node is refused at once. A
  * snapshot is made only when a newer serial (or a new CRL) is published. */
 #include <jansson.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "crypto/signed_doc.h"
 #include "lib/log.h"
@@ -72,19 +74,44 @@ rk_rc rk_node_registry_open(rk_node *node, char *err, size_t errlen)
         return rc;
     }
     /* the last good signed registry, if this node kept one: a restart while
-     * the core is away starts on it (DESIGN §3) */
+     * the core is away starts on it (DESIGN §3); the core starts on the
+     * published one when it is newer (one snapshot, not two) */
     char path[RK_PATH_MAX], why[300] = "";
     char *text = NULL;
     size_t len = 0;
+    rk_registry *kept = NULL, *published = NULL;
     last_good_path(node, path, sizeof path);
     if (rk_read_file(path, BODY_MAX, &text, &len) == RK_OK) {
-        rc = rk_registry_open_answer(node->registry_anchor, text, len, &node->registry, why, sizeof why);
+        if (rk_registry_open_answer(node->registry_anchor, text, len, &kept, why, sizeof why) != RK_OK)
+            rk_warn("%s refused (%s)", path, why);
         free(text);
-        if (rc == RK_OK) {
-            rk_debug("registry serial %llu (kept from the last run)", (unsigned long long)node->registry->serial);
-            return RK_OK;
-        }
-        rk_warn("%s refused (%s): starting on %s", path, why, node->cfg.network);
+    }
+    if (node->cfg.registry_published[0] &&
+        rk_read_file(node->cfg.registry_published, RK_REGISTRY_MAX_BYTES, &text, &len) == RK_OK) {
+        char *crl = NULL;
+        size_t crllen = 0;
+        if (node->cfg.registry_crl[0] && rk_read_file(node->cfg.registry_crl, RK_REGISTRY_CRL_MAX, &crl, &crllen) != RK_OK)
+            crl = NULL;
+        if (rk_registry_open_signed(node->registry_anchor, text, len, crl, crllen, &published, why, sizeof why) != RK_OK)
+            rk_warn("%s refused (%s)", node->cfg.registry_published, why);
+        free(text);
+        free(crl);
+    }
+    if (published && kept && published->serial < kept->serial) { /* a rollback on disk: the kept one stays */
+        rk_warn("%s: serial %llu is older than the kept %llu", node->cfg.registry_published,
+                (unsigned long long)published->serial, (unsigned long long)kept->serial);
+        rk_registry_free(published);
+        published = NULL;
+    }
+    if (published) {
+        rk_registry_free(kept);
+        kept = published;
+    }
+    malloc_trim(0); /* what reading a large registry took goes back to the system */
+    if (kept) {
+        rk_debug("registry serial %llu (kept from the last run, or published)", (unsigned long long)kept->serial);
+        node->registry = kept;
+        return RK_OK;
     }
     return rk_registry_load(node->cfg.network, &node->registry, err, errlen);
 }
@@ -145,6 +172,14 @@ static rk_rc swap_in(rk_node *node, rk_registry *fresh)
     node->retired = r;
     rk_registry *old = node->registry;
     node->retired[node->n_retired++] = old;
+    /* a retired snapshot keeps what connections and roles point into (its
+     * nodes and their strings), not its envelope: read only under this lock */
+    free(old->envelope);
+    old->envelope = NULL;
+    old->envelope_len = 0;
+    free(node->registry_answer); /* the answer of the one before: made again at the next GET */
+    node->registry_answer = NULL;
+    node->registry_answer_of = NULL;
     const rk_peer_node *self = rk_registry_by_id(fresh, node->cfg.id);
     if (self && self->role == node->self->role && strcmp(self->fingerprint, node->self->fingerprint) == 0)
         __atomic_store_n(&node->self, self, __ATOMIC_RELEASE);
@@ -166,6 +201,8 @@ static int same_text(const char *a, size_t alen, const char *b, size_t blen)
     return alen == blen && (!alen || memcmp(a, b, alen) == 0);
 }
 
+static int apply(rk_node *node, rk_registry *fresh);
+
 int rk_node_registry_consider(rk_node *node, const char *text, size_t len)
 {
     rk_registry *fresh = NULL;
@@ -174,6 +211,13 @@ int rk_node_registry_consider(rk_node *node, const char *text, size_t len)
         refuse(node, why);
         return -1;
     }
+    return apply(node, fresh);
+}
+
+/* An opened registry: in force when newer; else refused or dropped. Takes fresh. */
+static int apply(rk_node *node, rk_registry *fresh)
+{
+    char why[300] = "";
     const rk_registry *cur = node->registry;
     if (fresh->serial < cur->serial) {
         snprintf(why, sizeof why, "serial %llu is older than %llu in force (rollback)",
@@ -223,16 +267,42 @@ int rk_node_registry_consider(rk_node *node, const char *text, size_t len)
     return 1;
 }
 
-/* The core: the published file and the CRL beside it. */
-static int read_published(rk_node *node, char **body, size_t *len)
+/* What a file was when last read: unchanged files are not read again. */
+static void file_stamp(const char *path, char *out, size_t outlen)
 {
-    char *env = NULL, *crl = NULL;
+    struct stat st;
+    if (!path[0] || stat(path, &st) != 0)
+        snprintf(out, outlen, "-");
+    else
+        snprintf(out, outlen, "%llu:%llu:%lld:%lld.%09ld", (unsigned long long)st.st_dev,
+                 (unsigned long long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                 (long)st.st_mtim.tv_nsec);
+}
+
+/* The core: the published file and the CRL beside it, opened (no answer
+ * made around them: a large registry is copied as few times as it can be).
+ * 0 when unchanged since the last round (same files, same times) or not
+ * readable; -1 refused; 1 applied. */
+static int read_published(rk_node *node)
+{
+    char stamp[sizeof node->registry_stamp], crl_stamp[96];
+    file_stamp(node->cfg.registry_published, stamp, sizeof stamp);
+    file_stamp(node->cfg.registry_crl, crl_stamp, sizeof crl_stamp);
+    snprintf(stamp + strlen(stamp), sizeof stamp - strlen(stamp), "|%s", crl_stamp);
+    pthread_mutex_lock(&node->registry_lock);
+    node->registry_checked_ms = rk_now_ms();
+    pthread_mutex_unlock(&node->registry_lock);
+    if (strcmp(stamp, node->registry_stamp) == 0)
+        return 0;
+    snprintf(node->registry_stamp, sizeof node->registry_stamp, "%s", stamp);
+    char *env = NULL, *crl = NULL, why[300] = "";
     size_t envlen = 0, crllen = 0;
     rk_rc rc = rk_read_file(node->cfg.registry_published, RK_REGISTRY_MAX_BYTES, &env, &envlen);
     if (rc != RK_OK) {
         char msg[RK_PATH_MAX + 64];
         snprintf(msg, sizeof msg, "%s: %s", node->cfg.registry_published, rk_strerror(rc));
         set_error(node, "published registry unreadable: ", msg);
+        node->registry_stamp[0] = '\0'; /* read again next round */
         return 0;
     }
     if (node->cfg.registry_crl[0]) {
@@ -240,20 +310,19 @@ static int read_published(rk_node *node, char **body, size_t *len)
         if (rc != RK_OK && rc != RK_ERR_NOT_FOUND) { /* no CRL yet: none is served */
             free(env);
             set_error(node, "CRL unreadable: ", rk_strerror(rc));
+            node->registry_stamp[0] = '\0';
             return 0;
         }
     }
-    json_t *o = json_pack("{s:s#,s:o}", "registry", env, envlen, "crl", crl ? json_stringn(crl, crllen) : json_null());
+    rk_registry *fresh = NULL;
+    rc = rk_registry_open_signed(node->registry_anchor, env, envlen, crl, crllen, &fresh, why, sizeof why);
     free(env);
     free(crl);
-    *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (!*body) { /* not UTF-8 text, or no memory */
-        refuse(node, "the published registry or CRL is not text");
-        return 0;
+    if (rc != RK_OK) {
+        refuse(node, why);
+        return -1;
     }
-    *len = strlen(*body);
-    return 1;
+    return apply(node, fresh);
 }
 
 /* {"unchanged":true,"tag":T} for the tag in force: nothing to do. */
@@ -276,8 +345,9 @@ static int64_t refresh_round(void *arg)
     char *body = NULL;
     size_t len = 0;
     if (node->self->role == RK_ROLE_CORE) {
-        if (!node->cfg.registry_published[0] || !read_published(node, &body, &len))
-            return next;
+        if (node->cfg.registry_published[0] && read_published(node) != 0)
+            malloc_trim(0); /* what parsing a large registry took goes back to the system */
+        return next;
     } else {
         const rk_peer_node *core = rk_registry_find(node->registry, RK_ROLE_CORE, NULL);
         rk_http_result res = {0};
@@ -306,8 +376,10 @@ static int64_t refresh_round(void *arg)
     pthread_mutex_unlock(&node->registry_lock);
     if (unchanged(node, body, len))
         set_error(node, "", "");
-    else
+    else {
         rk_node_registry_consider(node, body, len);
+        malloc_trim(0); /* what parsing a large registry took goes back to the system */
+    }
     free(body);
     return next;
 }
@@ -349,7 +421,7 @@ static const char *query_tag(const char *query, char out[33])
 void rk_node_registry_reply(rk_node *node, const rk_request *req, rk_response *resp)
 {
     const rk_registry *reg = __atomic_load_n(&node->registry, __ATOMIC_ACQUIRE);
-    if (!reg->envelope) {
+    if (!reg->tag[0]) {
         rk_reply_error(resp, 503, "registry_unavailable", "no signed registry is published yet");
         return;
     }
@@ -366,6 +438,7 @@ void rk_node_registry_reply(rk_node *node, const rk_request *req, rk_response *r
     }
     /* the answer is made once per snapshot and copied to each caller */
     pthread_mutex_lock(&node->registry_lock);
+    reg = node->registry; /* under the lock: its envelope stays until this unlocks */
     if (node->registry_answer_of != reg) {
         free(node->registry_answer);
         node->registry_answer = registry_body(reg, &node->registry_answer_len);
