@@ -250,6 +250,45 @@ class Registry(unittest.TestCase):
         with self.assertRaises((ssl.SSLError, OSError)):
             net.call("core", "GET", "/v1/registry", as_client=None)
 
+    # ---------- bad input: one line, non-zero, nothing changed ----------
+    def test_bad_commands_are_refused_and_change_nothing(self):
+        net = self.net
+        with open(net.path("network.json"), "rb") as f:
+            before = f.read()
+        with open(self.published, "rb") as f:
+            published = f.read()
+        cases = [(["agency", "add", net.dir, "--id", Y, "--kind", "municipality"], 1, "already registered"),
+                 (["agency", "add", net.dir, "--id", "Bad_Id", "--kind", "municipality"], 2, "--id"),
+                 (["agency", "add", net.dir, "--id", "city-x", "--kind", "no kind!"], 2, "--kind"),
+                 (["agency", "add", net.dir, "--id", "city-x"], 2, "--kind"),
+                 (["agency", "add", net.dir, "--id", "city-x", "--kind", "insurer", "--colour", "red"], 2, "--colour"),
+                 (["agency", "add", net.path("nowhere"), "--id", "city-x", "--kind", "insurer"], 1, "network.json"),
+                 (["agency", "remove", net.dir, "city-nobody"], 1, "no agency city-nobody"),
+                 (["agency", "remove", net.dir], 2, "remove DIR ID"),
+                 (["registry", "publish"], 2, "publish DIR"),
+                 (["registry", "show", net.path("nowhere")], 1, "registry"),
+                 (["registry", "frobnicate", net.dir], 2, "publish DIR")]
+        for args, code, text in cases:
+            p = renkei(*args, check=False)
+            self.assertEqual(p.returncode, code, (args, p.stderr))
+            self.assertIn(text, p.stderr, args)
+            self.assertEqual(len(p.stderr.strip().splitlines()), 1, (args, p.stderr))
+        # a published file that cannot be read: its serial is unknown, so nothing is published
+        with open(self.published, "wb") as f:
+            f.write(published[:100])
+        try:
+            p = renkei("registry", "publish", net.dir, check=False)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn("restore it before publishing", p.stderr)
+            with open(self.published, "rb") as f:
+                self.assertEqual(f.read(), published[:100])
+        finally:
+            with open(self.published, "wb") as f:
+                f.write(published)
+        with open(net.path("network.json"), "rb") as f:
+            self.assertEqual(f.read(), before)
+        self.assertFalse(os.path.exists(net.path("nodes", "city-x")))
+
     # ---------- SIGHUP ----------
     def test_sighup_fetches_at_once(self):
         net = self.net
