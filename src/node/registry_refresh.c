@@ -61,6 +61,27 @@ static void last_good_path(const rk_node *node, char *out, size_t outlen)
     rk_path_join(out, outlen, node->cfg.dir, LAST_GOOD_FILE);
 }
 
+/* What a file was when last read: unchanged files are not read again. */
+static void file_stamp(const char *path, char *out, size_t outlen)
+{
+    struct stat st;
+    if (!path[0] || stat(path, &st) != 0)
+        snprintf(out, outlen, "-");
+    else
+        snprintf(out, outlen, "%llu:%llu:%lld:%lld.%09ld", (unsigned long long)st.st_dev,
+                 (unsigned long long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                 (long)st.st_mtim.tv_nsec);
+}
+
+/* The published file's and the CRL's stamps together. */
+static void published_stamp(const rk_node *node, char *out, size_t outlen)
+{
+    char crl_stamp[96];
+    file_stamp(node->cfg.registry_published, out, outlen);
+    file_stamp(node->cfg.registry_crl, crl_stamp, sizeof crl_stamp);
+    snprintf(out + strlen(out), outlen - strlen(out), "|%s", crl_stamp);
+}
+
 rk_rc rk_node_registry_open(rk_node *node, char *err, size_t errlen)
 {
     pthread_mutex_init(&node->registry_lock, NULL);
@@ -86,6 +107,9 @@ rk_rc rk_node_registry_open(rk_node *node, char *err, size_t errlen)
             rk_warn("%s refused (%s)", path, why);
         free(text);
     }
+    char stamp[sizeof node->registry_stamp];
+    if (node->cfg.registry_published[0])
+        published_stamp(node, stamp, sizeof stamp);
     if (node->cfg.registry_published[0] &&
         rk_read_file(node->cfg.registry_published, RK_REGISTRY_MAX_BYTES, &text, &len) == RK_OK) {
         char *crl = NULL;
@@ -106,6 +130,8 @@ rk_rc rk_node_registry_open(rk_node *node, char *err, size_t errlen)
     if (published) {
         rk_registry_free(kept);
         kept = published;
+        /* the files as read: the first refresh reads them again only if they changed */
+        snprintf(node->registry_stamp, sizeof node->registry_stamp, "%s", stamp);
     }
     malloc_trim(0); /* what reading a large registry took goes back to the system */
     if (kept) {
@@ -267,28 +293,14 @@ static int apply(rk_node *node, rk_registry *fresh)
     return 1;
 }
 
-/* What a file was when last read: unchanged files are not read again. */
-static void file_stamp(const char *path, char *out, size_t outlen)
-{
-    struct stat st;
-    if (!path[0] || stat(path, &st) != 0)
-        snprintf(out, outlen, "-");
-    else
-        snprintf(out, outlen, "%llu:%llu:%lld:%lld.%09ld", (unsigned long long)st.st_dev,
-                 (unsigned long long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
-                 (long)st.st_mtim.tv_nsec);
-}
-
 /* The core: the published file and the CRL beside it, opened (no answer
  * made around them: a large registry is copied as few times as it can be).
  * 0 when unchanged since the last round (same files, same times) or not
  * readable; -1 refused; 1 applied. */
 static int read_published(rk_node *node)
 {
-    char stamp[sizeof node->registry_stamp], crl_stamp[96];
-    file_stamp(node->cfg.registry_published, stamp, sizeof stamp);
-    file_stamp(node->cfg.registry_crl, crl_stamp, sizeof crl_stamp);
-    snprintf(stamp + strlen(stamp), sizeof stamp - strlen(stamp), "|%s", crl_stamp);
+    char stamp[sizeof node->registry_stamp];
+    published_stamp(node, stamp, sizeof stamp);
     pthread_mutex_lock(&node->registry_lock);
     node->registry_checked_ms = rk_now_ms();
     pthread_mutex_unlock(&node->registry_lock);
