@@ -22,6 +22,7 @@ static const struct {
     {"agency-ctl", rk_cmd_agency_ctl, "client for an agency node's business API (enrol, status, …)"},
     {"card", rk_cmd_card, "issue | revoke: persons' cards of a network (the card CA)"},
     {"catalog", rk_cmd_catalog, "publish | show: the catalogue as signed versions"},
+    {"registry", rk_cmd_registry, "publish | show DIR: the network's signed registry"},
     {"records", rk_cmd_records, "verify DIR: check every node's records against its signed tree heads"},
     {"bench", rk_cmd_bench, "benchmarks: codes | http | exchanges | enrol (figures, never pass/fail)"},
 };
@@ -48,6 +49,11 @@ int main(int argc, char **argv)
     }
     if (argc > 2 && strcmp(argv[1], "core") == 0 && strcmp(argv[2], "rotate-code-key") == 0)
         return rk_cmd_core_rotate(argc - 2, argv + 2);
+    /* `renkei agency add|remove DIR …` change the membership; `renkei agency --config` runs the node */
+    if (strcmp(argv[1], "agency") == 0 && argc >= 3 &&
+        (strcmp(argv[2], "add") == 0 || strcmp(argv[2], "remove") == 0 || strcmp(argv[2], "--help") == 0 ||
+         strcmp(argv[2], "-h") == 0))
+        return rk_cmd_agency(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
         if (strcmp(argv[1], rk_role_name(roles[i]->role)) == 0)
             return rk_role_main(roles[i], argc - 1, argv + 1);

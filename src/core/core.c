@@ -4,6 +4,7 @@
  * key and the routes, and runs the server. */
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/console.h"
@@ -16,6 +17,13 @@
 #include "lib/util.h"
 #include "roles.h"
 
+
+/* GET /v1/registry (DESIGN §3, §4): the operator's signed registry in force
+ * and the CA's CRL, to any registered caller (node/registry_refresh.c). */
+static void handle_registry(void *app, const rk_request *req, rk_response *resp)
+{
+    rk_node_registry_reply(((core *)app)->node, req, resp);
+}
 
 /* The flows that call another node are started routes (node/flow.h): no
  * thread waits on a peer. The `fn` routes only read or write this node's
@@ -46,6 +54,7 @@ static const rk_route routes[] = {
     {"GET", "/console/console.js", RK_ROLE_OPERATOR, 0, core_handle_console_page},
     {"GET", "/console/console.css", RK_ROLE_OPERATOR, 0, core_handle_console_page},
     {"GET", "/v1/catalog", RK_ROLES_ANY, 0, core_handle_catalog},
+    {"GET", "/v1/registry", RK_ROLES_ANY, 0, handle_registry},
 };
 
 /* Loads the permission table, and the catalogue of names when [core]
@@ -133,17 +142,36 @@ static void metrics(void *app, struct evbuffer *out)
 /* Codes carry a 32-bit agency number derived from the agency id; two
  * agencies with the same number would share codes, so the core refuses to
  * start on such a registry (rename one agency). */
+typedef struct agency_no {
+    uint32_t no;
+    const char *agency;
+} agency_no;
+
+static int by_number(const void *a, const void *b)
+{
+    const agency_no *x = a, *y = b;
+    return x->no < y->no ? -1 : x->no > y->no;
+}
+
 static rk_rc check_agency_numbers(const rk_registry *reg)
 {
+    /* sorted by number, neighbours compared: O(n log n) for thousands of agencies */
+    agency_no *v = calloc(reg->n_nodes + 1, sizeof *v);
+    size_t n = 0;
+    if (!v)
+        return RK_ERR_NOMEM;
     for (size_t i = 0; i < reg->n_nodes; i++)
-        for (size_t j = i + 1; reg->nodes[i].role == RK_ROLE_AGENCY && j < reg->n_nodes; j++)
-            if (reg->nodes[j].role == RK_ROLE_AGENCY && strcmp(reg->nodes[i].agency, reg->nodes[j].agency) != 0 &&
-                rk_agency_number(reg->nodes[i].agency) == rk_agency_number(reg->nodes[j].agency)) {
-                rk_error("agencies %s and %s have the same agency number; rename one", reg->nodes[i].agency,
-                         reg->nodes[j].agency);
-                return RK_ERR_CONFIG;
-            }
-    return RK_OK;
+        if (reg->nodes[i].role == RK_ROLE_AGENCY)
+            v[n++] = (agency_no){rk_agency_number(reg->nodes[i].agency), reg->nodes[i].agency};
+    qsort(v, n, sizeof *v, by_number);
+    rk_rc rc = RK_OK;
+    for (size_t i = 1; i < n && rc == RK_OK; i++)
+        if (v[i].no == v[i - 1].no && strcmp(v[i].agency, v[i - 1].agency) != 0) {
+            rk_error("agencies %s and %s have the same agency number; rename one", v[i - 1].agency, v[i].agency);
+            rc = RK_ERR_CONFIG;
+        }
+    free(v);
+    return rc;
 }
 
 /* The witnesses' vkeys (network.json): a person's proofs are against a

@@ -70,6 +70,7 @@ typedef struct call {
     char *body;                /* kept for one retry on a fresh connection */
     size_t len;
     int get;                   /* GET (no body) rather than POST */
+    size_t max_response;       /* the answer's cap (RK_CLIENT_MAX_RESPONSE unless the caller said) */
     struct call *busy_prev, *busy_next;
 } call;
 
@@ -406,6 +407,7 @@ static rk_rc start_call(call *k)
     if (!k->c && !(k->c = conn_new(r, k->target, k->pin, k->timeout_ms)))
         return RK_ERR_INVALID;
     conn *c = k->c;
+    evhttp_connection_set_max_body_size(c->evcon, (ev_ssize_t)k->max_response); /* this call's cap */
     struct evhttp_request *req = evhttp_request_new(on_done, k);
     int64_t left = k->deadline_ms - rk_mono_ms();
     if (left < 1)
@@ -459,6 +461,14 @@ static rk_rc start_call(call *k)
 rk_rc rk_relay_call(rk_relay *r, const char *method, const char *base_url, const char *pin, const char *path,
                     const char *body, size_t len, int timeout_ms, rk_relay_done_fn done, void *arg)
 {
+    return rk_relay_call_capped(r, method, base_url, pin, path, body, len, timeout_ms, RK_CLIENT_MAX_RESPONSE, done,
+                                arg);
+}
+
+rk_rc rk_relay_call_capped(rk_relay *r, const char *method, const char *base_url, const char *pin, const char *path,
+                           const char *body, size_t len, int timeout_ms, size_t max_response, rk_relay_done_fn done,
+                           void *arg)
+{
     int get = strcmp(method, "GET") == 0;
     if (!get && strcmp(method, "POST") != 0)
         return RK_ERR_INVALID;
@@ -481,6 +491,7 @@ rk_rc rk_relay_call(rk_relay *r, const char *method, const char *base_url, const
     k->done = done;
     k->arg = arg;
     k->timeout_ms = timeout_ms;
+    k->max_response = max_response ? max_response : RK_CLIENT_MAX_RESPONSE;
     k->deadline_ms = rk_mono_ms() + timeout_ms;
     snprintf(k->target, sizeof k->target, "%s", base_url);
     snprintf(k->pin, sizeof k->pin, "%s", pin ? pin : "");

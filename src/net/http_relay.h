@@ -43,5 +43,11 @@ void rk_relay_free(rk_relay *r);
  * will be called; otherwise it will not. */
 rk_rc rk_relay_call(rk_relay *r, const char *method, const char *base_url, const char *pin, const char *path,
                     const char *body, size_t len, int timeout_ms, rk_relay_done_fn done, void *arg);
+/* The same with the answer capped at max_response bytes instead (0: the
+ * default): the one answer larger than a message, the signed registry of a
+ * network of thousands of agencies (DESIGN §3, net/registry.h). */
+rk_rc rk_relay_call_capped(rk_relay *r, const char *method, const char *base_url, const char *pin, const char *path,
+                           const char *body, size_t len, int timeout_ms, size_t max_response, rk_relay_done_fn done,
+                           void *arg);
 
 #endif

@@ -105,7 +105,7 @@ typedef struct rk_server_config {
     X509 *cert;                  /* borrowed: the node's certificate */
     EVP_PKEY *key;               /* borrowed: its private key */
     const char *ca_path;         /* network CA bundle (PEM) */
-    const rk_registry *registry; /* borrowed, read-only */
+    const rk_registry *registry; /* borrowed, read-only; replaced by rk_server_set_registry */
     const char *agency;          /* this node's agency, "" for core/jlis */
     const rk_route *routes;      /* borrowed; static tables in practice */
     size_t n_routes;
@@ -155,6 +155,12 @@ rk_rc rk_server_listen_persons(rk_server *srv, const char *url);
  * handlers in progress and returns. */
 rk_rc rk_server_run(rk_server *srv);
 void rk_server_stop(rk_server *srv); /* any thread */
+/* The registry in force from now on (any thread; DESIGN §3: a newer signed
+ * registry applied without a restart). The caller keeps the earlier one
+ * alive until the server is freed: a connection keeps the entry it was
+ * first looked up as, and each request finds that entry again in the
+ * registry in force (rk_registry_current), so a removed peer is refused. */
+void rk_server_set_registry(rk_server *srv, const rk_registry *reg);
 void rk_server_free(rk_server *srv);
 
 /* Node time as this server states it (wall clock plus injected offset). */

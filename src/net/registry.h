@@ -3,11 +3,18 @@
  * Every node and business-system client of the network with its id, role,
  * agency, agency kind, URL(s), certificate fingerprint and public-key pin.
  * A node accepts only peers found here, with the role an endpoint allows and
- * from an address listed for them (standard 第5-2(2), 第5-4(1)). The
- * registry is loaded once and read-only afterwards: threads share it. */
+ * from an address listed for them (standard 第5-2(2), 第5-4(1)).
+ *
+ * A registry is a snapshot: once made it never changes, and threads share
+ * it. The registry in force is the operator's signed document (DESIGN §3,
+ * crypto/signed_doc.h, kind "registry"): network.json's content plus
+ * "serial" and "issued_at". A node replaces its snapshot by a newer one
+ * while it runs (node/node.c: the refresh service); lookups by id and by
+ * certificate fingerprint are O(1) (hash tables made with the snapshot). */
 #ifndef RK_REGISTRY_H
 #define RK_REGISTRY_H
 
+#include <openssl/evp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "lib/err.h"
@@ -47,8 +54,11 @@ typedef struct rk_peer_node {
     rk_role role;
     char agency[RK_ID_MAX]; /* "" for core and jlis */
     char kind[RK_ID_MAX];   /* agency kind: municipality, prefecture, pension, insurer, … */
-    char url[RK_URL_MAX];   /* where it listens; "" for clients */
-    char backup_url[RK_URL_MAX];
+    /* The longer, often empty, texts point into the snapshot's own strings
+     * ("" when absent; never NULL in a registry's node): a network of 20,000
+     * members keeps each snapshot small (docs/scale.md). Caps as before. */
+    const char *url;        /* where it listens; "" for clients (< RK_URL_MAX) */
+    const char *backup_url; /* (< RK_URL_MAX) */
     char fingerprint[65];   /* SHA-256 of the certificate DER, hex */
     /* Certificates it had before a renewal (`renkei pki renew`), newest last:
      * each still accepted until its time (unix seconds), and kept after it
@@ -61,10 +71,10 @@ typedef struct rk_peer_node {
     } previous[RK_PREVIOUS_MAX];
     int n_previous;
     char pin[64];           /* sha256//base64 of the SPKI, for libcurl */
-    char log_origin[128];   /* a node keeping records: its log's C2SP origin ("" when not named) */
-    char log_vkey[256];     /* and the C2SP vkey of its log key (records/checkpoint.h) */
-    char vkey[256];         /* a witness: the C2SP vkey (type 0x04) of its cosigning key */
-    char person_url[RK_URL_MAX]; /* the portal: its listener for persons' cards (DESIGN §3) */
+    const char *log_origin; /* a node keeping records: its log's C2SP origin ("" when not named; < 128) */
+    const char *log_vkey;   /* and the C2SP vkey of its log key (records/checkpoint.h; < 256) */
+    const char *vkey;       /* a witness: the C2SP vkey (type 0x04) of its cosigning key (< 256) */
+    const char *person_url; /* the portal: its listener for persons' cards (DESIGN §3; < RK_URL_MAX) */
     char addresses[RK_MAX_ADDRESSES][48]; /* source addresses it may call from */
     int n_addresses;
     /* The instances of a core (DESIGN §6: core-1 … core-N, one database):
@@ -73,15 +83,58 @@ typedef struct rk_peer_node {
     const struct rk_peer_node *next_instance;
 } rk_peer_node;
 
+/* Caps of what a node accepts from the network: the signed envelope (its
+ * document is base64 inside, 4/3 larger) and the CRL beside it. */
+#define RK_REGISTRY_MAX_BYTES (24u << 20)
+#define RK_REGISTRY_CRL_MAX (4u << 20)
+
 typedef struct rk_registry {
     rk_peer_node *nodes;
     size_t n_nodes;
     char network[RK_ID_MAX];
+    uint64_t serial;        /* the signed document's; 0: an unsigned network.json as installed */
+    int64_t issued_at_ms;   /* its "issued_at" (RFC 3339 UTC); 0 when unsigned */
+    char *envelope;         /* the signed envelope it was opened from, as received (NULL: unsigned) */
+    unsigned char digest[32]; /* SHA-256 of the signed document's bytes (the same document, whatever signature) */
+    char tag[33];           /* names envelope and CRL together: hex of SHA-256(envelope ‖ 0 ‖ CRL)[:16]; "" unsigned */
+    size_t envelope_len;
+    char *crl_pem;          /* the CA's CRL published beside it (PEM), NULL when none */
+    size_t crl_len;
+    /* open-addressing tables: index + 1 of a node, 0 empty; mask + 1 slots */
+    uint32_t *by_id, *by_fp, *by_agency;
+    uint32_t *next_of_agency; /* index + 1 of the next node of the same agency, 0 last */
+    size_t mask;
+    struct rk_registry_strings *strings; /* what the nodes' text pointers point into */
 } rk_registry;
 
-/* Loads and validates network.json. On error, err names the node and field. */
+/* Loads and validates network.json (unsigned, serial 0). On error, err
+ * names the node and field. */
 rk_rc rk_registry_load(const char *path, rk_registry **out, char *err, size_t errlen);
+/* The same from bytes (len bytes; text need not be NUL-terminated). */
+rk_rc rk_registry_parse(const char *text, size_t len, rk_registry **out, char *err, size_t errlen);
+/* Opens a signed registry: the envelope must verify under anchor (kind
+ * "registry"), its document carry a "serial" (1..2^53) and an "issued_at",
+ * and be a valid registry. crl (may be NULL) is kept beside it, as text
+ * (at most RK_REGISTRY_CRL_MAX bytes, a PEM "X509 CRL" block). The snapshot
+ * keeps a copy of both. RK_ERR_CRYPTO: bad signature; RK_ERR_INVALID:
+ * malformed or truncated; RK_ERR_TOO_LARGE: over the caps. */
+rk_rc rk_registry_open_signed(EVP_PKEY *anchor, const char *env, size_t envlen, const char *crl, size_t crllen,
+                              rk_registry **out, char *err, size_t errlen);
+/* The answer of GET /v1/registry (and a node's last good one, kept in its
+ * folder): {"serial","issued_at","registry":"<envelope>","crl":"<PEM>"|null};
+ * only the envelope and the CRL count, opened as rk_registry_open_signed. */
+rk_rc rk_registry_open_answer(EVP_PKEY *anchor, const char *text, size_t len, rk_registry **out, char *err,
+                              size_t errlen);
 void rk_registry_free(rk_registry *reg);
+
+/* The CA's CRL in force (PEM), as published with the registry; NULL when
+ * none. For the TLS and CMS checks (a revoked certificate is refused). */
+const char *rk_registry_crl(const rk_registry *reg, size_t *len);
+
+/* The entry in force in reg for a peer found in an earlier snapshot (a
+ * connection keeps the peer it was first looked up as): the entry with the
+ * same certificate fingerprint now, or NULL when it was removed. O(1). */
+const rk_peer_node *rk_registry_current(const rk_registry *reg, const rk_peer_node *peer);
 
 const rk_peer_node *rk_registry_by_id(const rk_registry *reg, const char *id);
 /* The node whose certificate has this fingerprint: its current one, or a

@@ -289,6 +289,11 @@ void rk_server_stop(rk_server *srv)
     event_base_loopexit(srv->base, NULL);
 }
 
+void rk_server_set_registry(rk_server *srv, const rk_registry *reg)
+{
+    __atomic_store_n(&srv->cfg.registry, reg, __ATOMIC_RELEASE);
+}
+
 void rk_server_free(rk_server *srv)
 {
     if (!srv)

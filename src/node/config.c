@@ -57,7 +57,6 @@ static const key_def keys[] = {
     {"core", "health_sweep_s", K_INT, AT(health_sweep_s), 0, 86400, 30, NULL},
     {"core", "catalog_dir", K_PATH, AT(catalog_dir), 0, 0, 0, NULL},
     {"core", "catalog_refresh_ms", K_INT, AT(catalog_refresh_ms), 100, DAY_MS, 60000, NULL},
-    {"registry", "anchor", K_PATH, AT(registry_anchor), 0, 0, 0, NULL},
     {"jlis", "residents", K_PATH, AT(residents), 0, 0, 0, NULL},
     {"jlis", "cards", K_PATH, AT(cards), 0, 0, 0, "cards.csv"},
     {"jlis", "card_ca", K_PATH, AT(card_ca), 0, 0, 0, NULL},
@@ -83,6 +82,11 @@ static const key_def keys[] = {
     {"ppc", "permissions", K_PATH, AT(permissions), 0, 0, 0, NULL},
     {"ppc", "initial", K_PATH, AT(pia_initial), 0, 0, 0, NULL},
     {"records", "retain_days", K_INT, AT(retain_days), 1, 36500, 2557, NULL}, /* RK_RETAIN_DAYS_DEFAULT */
+    /* DESIGN §3: the signed registry; its trust anchor, how often it is fetched (s); the core: where it is published */
+    {"registry", "anchor", K_PATH, AT(registry_anchor), 0, 0, 0, NULL},
+    {"registry", "refresh", K_INT, AT(registry_refresh), 1, 86400, 60, NULL},
+    {"registry", "published", K_PATH, AT(registry_published), 0, 0, 0, NULL},
+    {"registry", "crl", K_PATH, AT(registry_crl), 0, 0, 0, NULL},
     {"agency", "pending_new_after_ms", K_INT, AT(pending_new_after_ms), 100, DAY_MS, 120000, NULL},
     {"agency", "pending_deadline_ms", K_INT, AT(pending_deadline_ms), 100, 7 * DAY_MS, DAY_MS, NULL},
     {"agency", "pending_grace_ms", K_INT, AT(pending_grace_ms), 0, 7 * DAY_MS, DAY_MS, NULL},

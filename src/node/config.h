@@ -7,7 +7,6 @@
  *   [core]  master_key_file, permissions, catalogue, outbox_retry_min_ms, outbox_retry_max_ms, notice_lease_ms,
  *           health_sweep_s
  *           catalog_dir, catalog_refresh_ms (the signed catalogue, core/catalog.h)
- *   [registry] anchor (the operator's registry key, public: what signed documents are checked against)
  *   [jlis]  residents, cards, card_ca, card_crl
  *   [portal] card_ca, crl_refresh_ms
  *   [alerts] refusal_threshold, refusal_window_ms, not_permitted_threshold,
@@ -22,6 +21,8 @@
  *   [gateway] caller_rate_per_s
  *   [agency] pending_new_after_ms, pending_deadline_ms, pending_grace_ms, held_timeout
  *   [peer]  timeout_ms
+ *   [registry] anchor (the operator's registry public key), refresh (s),
+ *           published, crl (the core: the signed registry and the CA's CRL it serves)
  * Every key, its bounds and its default are one table in config.c. Relative
  * paths are relative to the file's own folder. Unknown keys are an error, so
  * that a typo never silently leaves a default in force. */
@@ -65,7 +66,6 @@ typedef struct rk_node_config {
     char catalog_dir[RK_PATH_MAX];      /* the signed catalogue's versions (catalog-<N>.signed); "" = unsigned CSV */
     int catalog_refresh_ms;             /* rescan of catalog_dir (and on SIGHUP) */
     /* registry */
-    char registry_anchor[RK_PATH_MAX];  /* the operator's registry key (public PEM) */
     /* jlis */
     char residents[RK_PATH_MAX];
     char cards[RK_PATH_MAX];            /* card serial → resident code, appended by `renkei card issue` */
@@ -87,6 +87,11 @@ typedef struct rk_node_config {
     int clock_check_ms;                 /* how often the offset to the core is measured */
     int clock_max_offset_ms;            /* beyond it: degraded and a clock incident */
     int clock_max_skew_ms;              /* requests created further off are refused */
+    /* [registry] (DESIGN §3) */
+    char registry_anchor[RK_PATH_MAX];  /* the operator's registry key (public): the trust anchor */
+    int registry_refresh;               /* seconds between fetches of the registry */
+    char registry_published[RK_PATH_MAX]; /* the core: the signed registry it serves */
+    char registry_crl[RK_PATH_MAX];     /* the core: the CA's CRL served beside it */
     /* [gateway] */
     int caller_rate_per_s;              /* requests a second one caller may send to the core */
     /* [records] */

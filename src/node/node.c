@@ -78,7 +78,7 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
      * where the system allows it (OpenSSL falls back to the normal heap). */
     if (!CRYPTO_secure_malloc_initialized() && CRYPTO_secure_malloc_init(1 << 20, 32) != 1)
         rk_debug("no secure heap: keys stay on the normal heap, still cleansed on free");
-    if ((rc = rk_registry_load(node->cfg.network, &node->registry, err, errlen)) != RK_OK)
+    if ((rc = rk_node_registry_open(node, err, errlen)) != RK_OK)
         return rc;
     node->self = rk_registry_by_id(node->registry, node->cfg.id);
     if (!node->self || node->self->role != role) {
@@ -104,7 +104,8 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
     }
     if ((rc = rk_pki_cert_to_pem(node->cert, &node->cert_pem)) != RK_OK ||
         (rc = rk_ca_store_load(node->cfg.ca, &node->trusted)) != RK_OK ||
-        (rc = rk_peer_certs_new(node->trusted, node->registry->n_nodes, &node->peer_certs)) != RK_OK) {
+        /* room for the nodes that join while it runs (DESIGN §3) */
+        (rc = rk_peer_certs_new(node->trusted, 2 * node->registry->n_nodes + 256, &node->peer_certs)) != RK_OK) {
         snprintf(err, errlen, "%s: cannot load the network CA", node->cfg.ca);
         return rc;
     }
@@ -122,7 +123,7 @@ void rk_node_close(rk_node *node)
     free(node->cert_pem);
     rk_peer_certs_free(node->peer_certs);
     X509_STORE_free(node->trusted);
-    rk_registry_free(node->registry);
+    rk_node_registry_close(node);
     rk_revocation_reset();
     pthread_mutex_destroy(&node->clock_lock);
     pthread_cond_destroy(&node->clock_wake);
@@ -157,7 +158,12 @@ rk_rc rk_node_serve(rk_node *node, const rk_server_config *role)
     if (rc == RK_OK)
         rc = rk_node_listen(node, srv);
     if (rc == RK_OK)
+        rc = rk_node_registry_start(node, srv);
+    if (rc == RK_OK)
         rc = rk_server_run(srv);
+    pthread_mutex_lock(&node->registry_lock); /* the refresh thread may swap no more into it */
+    node->server = NULL;
+    pthread_mutex_unlock(&node->registry_lock);
     rk_server_free(srv);
     return rc;
 }
@@ -165,6 +171,7 @@ rk_rc rk_node_serve(rk_node *node, const rk_server_config *role)
 void rk_node_stop_services(rk_node *node)
 {
     calls_give_up(node);
+    rk_node_registry_stop(node);
     rk_node_clock_stop(node);
     rk_node_incidents_stop(node);
 }
@@ -220,6 +227,13 @@ static int line_of(const rk_peer_node *first, int k, const char **url, const rk_
  * whose backup line the next (第7-1(7)). */
 static const rk_peer_node *first_line_node(rk_node *node, const rk_peer_node *peer)
 {
+    /* a role may hold an entry of an earlier registry (its core, its gateway, from
+     * its start): the call goes to that node as the registry in force names it
+     * now — its url and the pin of its key after a renewal (DESIGN §3) */
+    const rk_registry *reg = __atomic_load_n(&node->registry, __ATOMIC_ACQUIRE);
+    const rk_peer_node *now = reg ? rk_registry_by_id(reg, peer->id) : NULL;
+    if (now)
+        peer = now;
     if (!peer->next_instance || node->self->role == RK_ROLE_JLIS)
         return peer;
     unsigned n = 1;
@@ -265,6 +279,7 @@ typedef struct later_call {
     size_t len;
     const rk_peer_node *first; /* the instance it started at (first_line_node) */
     int line;                  /* the line it is on: 0, then the next after a failure (line_of) */
+    size_t max_response;       /* 0: the relay's default cap */
     rk_node_post_done_fn done;
     void *arg;
     struct event_base *base;    /* the loop, for the relay made at the first call */
@@ -301,16 +316,27 @@ static void send_later(later_call *c)
     if (rc == RK_OK && !line_of(c->first, c->line, &url, &on))
         rc = RK_ERR_CONFIG;
     if (rc == RK_OK)
-        rc = rk_relay_call(*relay, c->method, url, on->pin, c->path, c->body, c->len, node->cfg.peer_timeout_ms,
-                           later_answered, c);
+        rc = rk_relay_call_capped(*relay, c->method, url, on->pin, c->path, c->body, c->len,
+                                  node->cfg.peer_timeout_ms, c->max_response, later_answered, c);
     if (rc != RK_OK) { /* not sent: as an unreachable peer */
         rk_http_result none = {0};
         later_answered(c, RK_ERR_UPSTREAM, &none);
     }
 }
 
+static void call_later_capped(rk_node *node, struct event_base *base, const char *method, const rk_peer_node *peer,
+                              const char *path, const char *body, size_t len, size_t max_response,
+                              rk_node_post_done_fn done, void *arg);
+
 void rk_node_call_later(rk_node *node, struct event_base *base, const char *method, const rk_peer_node *peer,
                         const char *path, const char *body, size_t len, rk_node_post_done_fn done, void *arg)
+{
+    call_later_capped(node, base, method, peer, path, body, len, 0, done, arg);
+}
+
+static void call_later_capped(rk_node *node, struct event_base *base, const char *method, const rk_peer_node *peer,
+                              const char *path, const char *body, size_t len, size_t max_response,
+                              rk_node_post_done_fn done, void *arg)
 {
     tl_loop = base;
     later_call *c = calloc(1, sizeof *c);
@@ -320,7 +346,8 @@ void rk_node_call_later(rk_node *node, struct event_base *base, const char *meth
         return;
     }
     *c = (later_call){.node = node, .method = method, .path = path, .body = body, .len = len,
-                      .first = first_line_node(node, peer), .done = done, .arg = arg, .base = base};
+                      .first = first_line_node(node, peer), .done = done, .arg = arg, .base = base,
+                      .max_response = max_response};
     send_later(c);
 }
 
@@ -351,6 +378,7 @@ typedef struct waiting_call {
     const rk_peer_node *peer;
     char path[RK_URL_MAX];
     char *body;
+    size_t max_response;
     rk_http_result res;
     rk_rc rc;
     int done, abandoned;
@@ -418,8 +446,8 @@ static void calls_wake(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_unlock(&nc->lock);
     while (w) {
         waiting_call *next = w->next; /* w may be answered, and gone, at once */
-        rk_node_call_later(nc->node, nc->base, w->method, w->peer, w->path, w->body, w->body ? strlen(w->body) : 0,
-                           call_answered, w);
+        call_later_capped(nc->node, nc->base, w->method, w->peer, w->path, w->body, w->body ? strlen(w->body) : 0,
+                          w->max_response, call_answered, w);
         w = next;
     }
 }
@@ -506,6 +534,12 @@ static void calls_stop(rk_node *node)
 rk_rc rk_node_call(rk_node *node, const char *method, const rk_peer_node *peer, const char *path, const char *body,
                    rk_http_result *out, int *used_backup)
 {
+    return rk_node_call_capped(node, method, peer, path, body, 0, out, used_backup);
+}
+
+rk_rc rk_node_call_capped(rk_node *node, const char *method, const rk_peer_node *peer, const char *path,
+                          const char *body, size_t max_response, rk_http_result *out, int *used_backup)
+{
     memset(out, 0, sizeof *out);
     if (used_backup)
         *used_backup = 0;
@@ -515,7 +549,7 @@ rk_rc rk_node_call(rk_node *node, const char *method, const rk_peer_node *peer, 
         free(w);
         return nc ? RK_ERR_NOMEM : RK_ERR_UPSTREAM;
     }
-    *w = (waiting_call){.nc = nc, .method = method, .peer = peer, .body = w->body};
+    *w = (waiting_call){.nc = nc, .method = method, .peer = peer, .body = w->body, .max_response = max_response};
     snprintf(w->path, sizeof w->path, "%s", path);
     pthread_mutex_lock(&nc->lock);
     if (nc->stopping) {
@@ -601,10 +635,12 @@ static void role_loop_end(void *app)
 }
 
 /* SIGHUP: the CRL file again (a bad or older one is refused, the one in
- * force kept), then the role's own reload. */
+ * force kept), the registry fetched at once (DESIGN §3; a newer CRL beside
+ * it applies too), then the role's own reload. */
 static void role_reload(void *app)
 {
     rk_node *node = node_of(app);
+    rk_node_registry_wake(node);
     if (node->cfg.crl[0]) {
         rk_rc rc = rk_revocation_load_file(node->cfg.crl);
         if (rc == RK_OK)
@@ -753,6 +789,7 @@ void rk_node_clock_stop(rk_node *node)
 int rk_node_health(rk_node *node, json_t *checks)
 {
     json_object_set_new(checks, "keys_loaded", json_boolean(node->key != NULL));
+    rk_node_registry_health(node, checks);
     if (node->self->role == RK_ROLE_CORE) {
         json_object_set_new(checks, "clock_offset_ms", json_integer(0)); /* the reference clock */
         return node->key == NULL;

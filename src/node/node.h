@@ -16,8 +16,25 @@
 
 typedef struct rk_node {
     rk_node_config cfg;
+    /* The registry in force and this node's entry in it: replaced while the
+     * node runs (node/registry_refresh.c), each by one atomic store; a
+     * replaced one stays valid until the node closes. */
     rk_registry *registry;
     const rk_peer_node *self;   /* this node's registry entry */
+    EVP_PKEY *registry_anchor;  /* the operator's registry key ([registry] anchor); NULL: network.json as installed */
+    struct rk_service *registry_service;
+    struct rk_server *server;   /* while it serves: told of each new registry */
+    rk_registry **retired;      /* replaced snapshots, freed on close */
+    size_t n_retired;
+    pthread_mutex_t registry_lock; /* the fields below, the retired list */
+    int registry_lock_made;
+    int64_t registry_checked_ms, registry_applied_ms; /* last fetch that answered; last swap */
+    char registry_error[400];   /* why the last refresh did not apply a document ("" when none) */
+    char registry_refused[300]; /* the last refusal, raised once as an incident */
+    char *registry_answer;      /* the core: GET /v1/registry's body for registry_answer_of, made once */
+    size_t registry_answer_len;
+    const rk_registry *registry_answer_of;
+    char registry_stamp[200];   /* the core: the published file and CRL as last read (device, inode, size, time) */
     X509 *cert;
     EVP_PKEY *key;              /* wiped and freed on close (第5-2(5)) */
     char *cert_pem;             /* this node's certificate, PEM */
@@ -43,6 +60,25 @@ typedef struct rk_node {
  * On error err holds one line for the operator. */
 rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *err, size_t errlen);
 void rk_node_close(rk_node *node);
+
+/* The signed registry (DESIGN §3, node/registry_refresh.c): opened at
+ * rk_node_open (the last good one kept in the node's folder, else
+ * network.json), refreshed every [registry] refresh seconds while the
+ * server runs and at once on SIGHUP (rk_node_registry_wake). */
+rk_rc rk_node_registry_open(rk_node *node, char *err, size_t errlen);
+void rk_node_registry_close(rk_node *node);
+rk_rc rk_node_registry_start(rk_node *node, rk_server *srv);
+void rk_node_registry_stop(rk_node *node);
+void rk_node_registry_wake(rk_node *node);
+/* A registry answer (GET /v1/registry's body) fetched or read: 1 applied
+ * (newer, or the same serial with a new CRL), 0 nothing new, -1 refused
+ * (bad signature, older serial, malformed; an incident, the last good one
+ * stays). Called by the refresh thread. */
+int rk_node_registry_consider(rk_node *node, const char *text, size_t len);
+/* GET /v1/registry at the core: the signed registry in force and the CRL. */
+void rk_node_registry_reply(rk_node *node, const rk_request *req, rk_response *resp);
+/* /healthz: registry_serial, registry_age_s, registry_checked_s_ago, registry_error, registry_stale. */
+void rk_node_registry_health(rk_node *node, json_t *checks);
 
 /* Runs the node's server until SIGINT/SIGTERM: the role gives its routes,
  * app and callbacks in `role`; identity, limits and incident hooks are the
@@ -79,6 +115,10 @@ rk_rc rk_node_call(rk_node *node, const char *method, const rk_peer_node *peer, 
                    rk_http_result *out, int *used_backup);
 rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, const char *body,
                    rk_http_result *out, int *used_backup);
+/* rk_node_call with the answer capped at max_response bytes (0: the
+ * relay's default): the signed registry of a large network. */
+rk_rc rk_node_call_capped(rk_node *node, const char *method, const rk_peer_node *peer, const char *path,
+                          const char *body, size_t max_response, rk_http_result *out, int *used_backup);
 /* Frees the server loop's relay; from the server's on_stop, on the loop. */
 void rk_node_calls_close(rk_node *node);
 

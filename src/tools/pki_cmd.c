@@ -29,6 +29,7 @@
 #include "crypto/pki.h"
 #include "net/registry.h"
 #include "lib/util.h"
+#include "tools/registry_cmd.h"
 #include "tools/toolkit.h"
 #include "tools/tools.h"
 
@@ -733,13 +734,23 @@ static int cmd_renew(int argc, char **argv)
                          folder, strerror(errno));
         goto done;
     }
+    /* the signed registry names the new certificate too (DESIGN §3) */
+    char why[400] = "";
+    uint64_t serial = 0;
+    const char *changed[] = {id};
+    if (rk_registry_changed_nodes(dir, changed, 1, &serial, why, sizeof why) != RK_OK) {
+        status = failure("network.json names the new certificate of %s, but the registry was not published: %s"
+                         " (run renkei registry publish %s)", id, why, dir);
+        goto done;
+    }
     char when[32];
     time_t t = (time_t)a.until;
     struct tm tm;
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
-    printf("renewed %s: fingerprint %s; the previous one (%s) is accepted until %s. "
-           "Restart %s to serve the new certificate.\n",
-           id, fp, kept, when, id);
+    printf("renewed %s: fingerprint %s; the previous one (%s) is accepted until %s. ", id, fp, kept, when);
+    if (serial)
+        printf("Registry serial %llu published. ", (unsigned long long)serial);
+    printf("Restart %s to serve the new certificate.\n", id);
 done:
     X509_free(cert);
     X509_free(fresh);

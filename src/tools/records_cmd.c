@@ -44,6 +44,7 @@
 #include "node/config.h"
 #include "tools/net/net.h"
 #include "tools/records_internal.h"
+#include "tools/registry_cmd.h"
 #include "tools/toolkit.h"
 #include "tools/tools.h"
 
@@ -800,9 +801,25 @@ failed:
                        keys[i]);
             goto done;
         }
-    printf("rotated the log key of %s: log_vkey %s; the previous key verifies the checkpoints signed before now. "
-           "Start %s (and its other instances) to sign with it.\n",
-           id, vkey, id);
+    /* the signed registry names the new log key too (DESIGN §3, §4.1): published,
+     * and each instance's kept registry dropped */
+    char why[400] = "";
+    uint64_t serial = 0;
+    const char *changed[MAX_LOG_INSTANCES];
+    size_t n_changed = 0;
+    for (size_t i = 0; i < reg->n_nodes && n_changed < MAX_LOG_INSTANCES; i++)
+        if (strcmp(reg->nodes[i].log_origin, node->log_origin) == 0)
+            changed[n_changed++] = reg->nodes[i].id;
+    if (rk_registry_changed_nodes(dir, changed, n_changed, &serial, why, sizeof why) != RK_OK) {
+        tk_failure("records", "network.json names the new log key of %s, but the registry was not published: %s"
+                   " (run renkei registry publish %s)", id, why, dir);
+        goto done;
+    }
+    printf("rotated the log key of %s: log_vkey %s; the previous key verifies the checkpoints signed before now. ", id,
+           vkey);
+    if (serial)
+        printf("Registry serial %llu published. ", (unsigned long long)serial);
+    printf("Start %s (and its other instances) to sign with it.\n", id);
     status = 0;
 done:
     if (pem) {

@@ -12,5 +12,7 @@ int rk_cmd_bench(int argc, char **argv);
 int rk_cmd_records(int argc, char **argv);
 int rk_cmd_card(int argc, char **argv);
 int rk_cmd_core_rotate(int argc, char **argv); /* renkei core rotate-code-key */
+int rk_cmd_registry(int argc, char **argv);
+int rk_cmd_agency(int argc, char **argv); /* `renkei agency add|remove` (the agency role otherwise) */
 
 #endif

@@ -169,6 +169,24 @@ class Network:
         with open(self.path("network.json"), "w") as f:
             json.dump(self.registry, f, indent=2)
         self.nodes = {n["id"]: n for n in self.registry["nodes"]}
+        self.publish()
+
+    def publish(self):
+        """Signs network.json as it is into the registry the core serves
+        (DESIGN §3); the nodes' last good registries, kept from a run with
+        the earlier ports, are dropped (every node is stopped when it runs)."""
+        if os.path.exists(self.path("pki", "registry-key.pem")):
+            renkei("registry", "publish", self.dir)
+        for n in self.registry["nodes"]:
+            kept = self.path("nodes", n["id"], "registry-last-good.json")
+            if os.path.exists(kept) and n["id"] not in self.procs:
+                os.unlink(kept)
+
+    def reload_registry(self):
+        """Reads network.json again (after `renkei agency add|remove`)."""
+        with open(self.path("network.json")) as f:
+            self.registry = json.load(f)
+        self.nodes = {n["id"]: n for n in self.registry["nodes"]}
 
     def wait_healthy(self, node_id, timeout=30):
         deadline = time.time() + timeout * SLOW

@@ -29,10 +29,28 @@ def refused(fn):
     return False
 
 
+
+def fast_registry(net):
+    """Every node fetches the signed registry each second (DESIGN §3)."""
+    for n in net.server_nodes():
+        net.append_conf(n["id"], "[registry]\nrefresh = 1")
+
+
+def wait_registry(net, nodes, timeout=15):
+    """Until each node applied the registry published last (`renkei pki renew` and
+    `renkei records rotate-log-key` publish it)."""
+    serial = int(renkei("registry", "show", net.dir).stdout.split("\n")[0].split()[1])
+    deadline = time.time() + timeout * SLOW
+    for n in nodes:
+        while net.call(n, "GET", "/healthz", as_client="operator").json["checks"].get("registry_serial") != serial:
+            assert time.time() < deadline, f"{n} did not apply registry serial {serial}"
+            time.sleep(0.1)
+
 class Revoke(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         net = cls.net = Network(agencies=4, persons=10)
+        fast_registry(net)
         net.start()
         number = net.residents()[0]["my_number"]
         for ag, person in ((Y, "Y1"), (K, "K1"), (H, "H1")):
@@ -202,6 +220,7 @@ class Revoke(unittest.TestCase):
             net.start_node(n, wait=False)
         for n in ("core", gw, K):
             net.wait_healthy(n)
+        wait_registry(net, ("core", gw, K, Y, f"{Y}-gateway"))
         as_old = lambda: net.call("core", "GET", "/healthz", cert=old, timeout=3,
                                   headers={"X-Renkei-Created": str(int(time.time() * 1000))})
         as_new = lambda: net.call("core", "GET", "/healthz", as_client=("node", gw), timeout=3)
@@ -225,6 +244,7 @@ class LogKeys(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         net = cls.net = Network(agencies=2, persons=6)
+        fast_registry(net)
         for n in ("core", Y, K):
             net.append_conf(n, "[records]\nhead_interval_ms = 100")
         net.start()
@@ -302,6 +322,7 @@ class LogKeys(unittest.TestCase):
         self.assertEqual(node["log_vkey_history"][0]["vkey"], old_vkey)
         rotated_at = node["log_vkey_history"][0]["until"]
         net.start_node(Y)
+        wait_registry(net, (Y, f"{Y}-gateway", "core", K, f"{K}-gateway"))
         self.exchange("lk-2")
         # the new key signs the node's checkpoint now
         a = net.call(Y, "GET", "/v1/checkpoint", as_client=K)
@@ -312,6 +333,7 @@ class LogKeys(unittest.TestCase):
         # its certificate renewed too: heads signed before with the previous one
         r = renkei("pki", "renew", net.dir, Y, "--overlap-days", "1")
         self.restart(Y, f"{Y}-gateway", "core", K)  # the nodes that check its certificate: the new registry
+        wait_registry(net, (Y, f"{Y}-gateway", "core", K, f"{K}-gateway"))
         self.exchange("lk-3")
         net.stop_node(Y)  # a last head, and the store at rest
         p = self.verify()

@@ -325,7 +325,7 @@ static void test_init_refuses_bad_options(void **state)
     join(dir, *state, "bad");
     rk_net_options opt = {.agencies = 1};
     assert_int_equal(rk_net_init(dir, &opt, err, sizeof err), RK_ERR_INVALID);
-    opt.agencies = 201;
+    opt.agencies = 5001;
     assert_int_equal(rk_net_init(dir, &opt, err, sizeof err), RK_ERR_INVALID);
     opt = (rk_net_options){.persons = 5000001};
     assert_int_equal(rk_net_init(dir, &opt, err, sizeof err), RK_ERR_INVALID);

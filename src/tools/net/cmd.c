@@ -52,7 +52,7 @@ static const char usage_init[] =
     "(DIR/pki/card-ca.pem, card-crl.pem; `renkei card`). Besides the core,\n"
     "J-LIS and each agency's gateway and node: a witness and the portal.\n"
     "\n"
-    "  --agencies N    number of agencies, 2..200 (default 3)\n"
+    "  --agencies N    number of agencies, 2..5000 (default 3)\n"
     "  --persons N     synthetic residents, 1..5000000 (default 100)\n"
     "  --base-port P   assign ports P, P+1, … (default: free ephemeral ports)\n"
     "  --store S       sqlite: each node's data in its node.db (the default);\n"

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "net/registry.h"
 #include "tools/net/net.h"
 #include "tools/net/net_internal.h"
+#include "tools/registry_cmd.h"
 #include "tools/toolkit.h"
 #include "core/permissions.h"
 #include "tools/catalog_cmd.h"
@@ -118,6 +120,83 @@ static rk_rc issue_node(const char *dir, const net_node *n, char *err, size_t er
     return rc;
 }
 
+/* ---- node by node, on several threads ------------------------------------------
+ *
+ * A network of thousands of agencies (issue 13, Scale: 5,000 agencies, 10,000
+ * nodes) is tens of thousands of certificates, keys and files. What each costs
+ * is mostly waiting for the disk (every file is written and fsync'ed,
+ * rk_write_file) and OpenSSL's PEM reading of the CA for each issue, not key
+ * generation: measured, docs/scale.md. So the nodes are done on NET_THREADS
+ * threads, which overlap the waits; each node's work touches only its own
+ * folder (the instances of a core after the first read the first's keys: the
+ * first is done before the others start). */
+
+#define NET_THREADS 8
+
+typedef rk_rc (*node_fn)(const char *dir, const net_plan *plan, size_t i, void *arg, char *err, size_t errlen);
+
+typedef struct node_pool {
+    const char *dir;
+    const net_plan *plan;
+    node_fn fn;
+    void *arg;
+    size_t next, end;
+    pthread_mutex_t lock;
+    rk_rc rc;
+    char *err;
+    size_t errlen;
+} node_pool;
+
+static void *node_worker(void *arg)
+{
+    node_pool *p = arg;
+    char err[512];
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        size_t i = p->rc == RK_OK && p->next < p->end ? p->next++ : SIZE_MAX;
+        pthread_mutex_unlock(&p->lock);
+        if (i == SIZE_MAX)
+            return NULL;
+        err[0] = '\0';
+        rk_rc rc = p->fn(p->dir, p->plan, i, p->arg, err, sizeof err);
+        if (rc != RK_OK) {
+            pthread_mutex_lock(&p->lock);
+            if (p->rc == RK_OK) { /* the first failure is the one told */
+                p->rc = rc;
+                net_set_err(p->err, p->errlen, "%s", err);
+            }
+            pthread_mutex_unlock(&p->lock);
+        }
+    }
+}
+
+/* fn for nodes from..plan->n-1, on up to NET_THREADS threads; the first failure stops the rest. */
+static rk_rc for_each_node(const char *dir, const net_plan *plan, size_t from, node_fn fn, void *arg, char *err,
+                           size_t errlen)
+{
+    node_pool p = {.dir = dir, .plan = plan, .fn = fn, .arg = arg, .next = from, .end = plan->n, .err = err,
+                   .errlen = errlen};
+    pthread_t threads[NET_THREADS];
+    int started = 0;
+    pthread_mutex_init(&p.lock, NULL);
+    size_t want = plan->n > from ? (plan->n - from + 15) / 16 : 0;
+    for (; started < NET_THREADS && (size_t)started < want; started++)
+        if (pthread_create(&threads[started], NULL, node_worker, &p) != 0)
+            break;
+    if (!started) /* no thread: this one does it all */
+        node_worker(&p);
+    for (int t = 0; t < started; t++)
+        pthread_join(threads[t], NULL);
+    pthread_mutex_destroy(&p.lock);
+    return p.rc;
+}
+
+static rk_rc issue_one(const char *dir, const net_plan *plan, size_t i, void *arg, char *err, size_t errlen)
+{
+    (void)arg;
+    return issue_node(dir, &plan->nodes[i], err, errlen);
+}
+
 static rk_rc write_pki(const char *dir, const net_plan *plan, char *err, size_t errlen)
 {
     char pki[NET_PATH_CAP], ca[NET_PATH_CAP], ca_key[NET_PATH_CAP];
@@ -142,8 +221,9 @@ static rk_rc write_pki(const char *dir, const net_plan *plan, char *err, size_t 
         net_set_err(err, errlen, "cannot write the network CA's CRL in %s: %s", pki, rk_strerror(rc));
         return rc;
     }
-    for (size_t i = 0; i < plan->n && rc == RK_OK; i++)
-        rc = issue_node(dir, &plan->nodes[i], err, errlen);
+    /* the first node (a core: its instances share its keys) first, then the others in parallel */
+    if (plan->n && (rc = issue_node(dir, &plan->nodes[0], err, errlen)) == RK_OK)
+        rc = for_each_node(dir, plan, 1, issue_one, NULL, err, errlen);
     if (rc != RK_OK)
         return rc;
     /* the card CA of persons' cards (a stand-in for JPKI, DESIGN §2.5): not the network CA */
@@ -218,6 +298,15 @@ static rk_rc node_json(const char *dir, const net_node *n, json_t **out)
     return rc;
 }
 
+static rk_rc json_one(const char *dir, const net_plan *plan, size_t i, void *arg, char *err, size_t errlen)
+{
+    json_t **objs = arg;
+    rk_rc rc = node_json(dir, &plan->nodes[i], &objs[i]);
+    if (rc != RK_OK)
+        net_set_err(err, errlen, "cannot read the certificate of %s: %s", plan->nodes[i].id, rk_strerror(rc));
+    return rc;
+}
+
 /* Written last, through a temporary file: its presence means a complete network. */
 static rk_rc write_network_json(const char *dir, const net_plan *plan, char *err, size_t errlen)
 {
@@ -225,13 +314,19 @@ static rk_rc write_network_json(const char *dir, const net_plan *plan, char *err
     json_t *nodes = json_array();
     json_t *root = json_pack("{s:s,s:o}", "network", NET_NAME, "nodes", nodes);
     rk_rc rc = root ? RK_OK : RK_ERR_NOMEM;
+    json_t **objs = calloc(plan->n + 1, sizeof *objs);
+    if (!objs)
+        rc = RK_ERR_NOMEM;
+    if (rc == RK_OK)
+        rc = for_each_node(dir, plan, 0, json_one, objs, err, errlen);
     for (size_t i = 0; i < plan->n && rc == RK_OK; i++) {
-        json_t *obj = NULL;
-        if ((rc = node_json(dir, &plan->nodes[i], &obj)) != RK_OK)
-            net_set_err(err, errlen, "cannot read the certificate of %s: %s", plan->nodes[i].id, rk_strerror(rc));
-        else if (json_array_append_new(nodes, obj) != 0)
+        if (json_array_append_new(nodes, objs[i]) != 0)
             rc = RK_ERR_NOMEM;
+        objs[i] = NULL;
     }
+    for (size_t i = 0; objs && i < plan->n; i++)
+        json_decref(objs[i]);
+    free(objs);
     if (rc != RK_OK)
         goto done;
     if ((rc = tk_path(path, sizeof path, "%s/network.json", dir)) ||
@@ -247,6 +342,31 @@ static rk_rc write_network_json(const char *dir, const net_plan *plan, char *err
 done:
     json_decref(root);
     return rc;
+}
+
+/* ---- the signed registry (DESIGN §3) ------------------------------------------ */
+
+/* Every node's [registry] section: its trust anchor (the operator's registry
+ * key, not the CA's); the core also reads the published registry and the
+ * CA's CRL it serves (GET /v1/registry). */
+static const char *registry_conf(const net_node *n)
+{
+    return n->role == RK_ROLE_CORE ? "\n[registry]\nanchor = ../../pki/registry.pub\n"
+                                     "published = ../../" RK_REGISTRY_SIGNED_FILE "\n"
+                                     "crl = ../../" RK_REGISTRY_CRL_FILE "\n"
+                                   : "\n[registry]\nanchor = ../../pki/registry.pub\n";
+}
+
+/* The operator's registry key, then the first registry (serial 1) signed
+ * with it from network.json (tools/registry_cmd.c). */
+static rk_rc write_registry_key(const char *dir, char *err, size_t errlen)
+{
+    return rk_registry_key_create(dir, err, errlen);
+}
+
+static rk_rc publish_registry(const char *dir, char *err, size_t errlen)
+{
+    return rk_registry_publish(dir, NULL, err, errlen);
 }
 
 /* ---- node configs, master key, permission table ------------------------------ */
@@ -271,7 +391,7 @@ static rk_rc write_master_key(const char *nd)
 /* store: the node's `store` URI (a PostgreSQL network), or NULL for SQLite's node.db. */
 static rk_rc write_node_conf(const char *dir, const net_node *n, const char *store, char *err, size_t errlen)
 {
-    char nd[NET_PATH_CAP], path[NET_PATH_CAP], text[1024];
+    char nd[NET_PATH_CAP], path[NET_PATH_CAP], text[2048];
     const char *extra = n->role == RK_ROLE_CORE ? "\n[core]\nmaster_key_file = master.key\n"
                                                   "permissions = ../../permissions.csv\n"
                                                   "catalogue = ../../catalogue\n"
@@ -288,8 +408,8 @@ static rk_rc write_node_conf(const char *dir, const net_node *n, const char *sto
     if (rc == RK_OK)
         rc = tk_path(text, sizeof text,
                       "[node]\nid = %s\nnetwork = ../../network.json\nca = ../../pki/ca.pem\ncrl = ../../pki/crl.pem\n"
-                      "cert = cert.pem\nkey = key.pem\n%s%s\n%s",
-                      n->id, store ? "store = " : "db = node.db", store ? store : "", extra);
+                      "cert = cert.pem\nkey = key.pem\n%s%s\n%s%s",
+                      n->id, store ? "store = " : "db = node.db", store ? store : "", extra, registry_conf(n));
     if (rc == RK_OK) /* a store URI holds the node's database password */
         rc = rk_write_file(path, text, strlen(text), store ? 0600 : 0644);
     rk_wipe(text, sizeof text);
@@ -300,13 +420,19 @@ static rk_rc write_node_conf(const char *dir, const net_node *n, const char *sto
     return rc;
 }
 
+static rk_rc conf_one(const char *dir, const net_plan *plan, size_t i, void *arg, char *err, size_t errlen)
+{
+    char *const *stores = arg;
+    if (!net_is_server_role(plan->nodes[i].role))
+        return RK_OK;
+    return write_node_conf(dir, &plan->nodes[i], stores ? stores[i] : NULL, err, errlen);
+}
+
 static rk_rc write_configs(const char *dir, const net_plan *plan, char *const *stores, char *err, size_t errlen)
 {
-    rk_rc rc = RK_OK;
-    for (size_t i = 0; i < plan->n && rc == RK_OK; i++)
-        if (net_is_server_role(plan->nodes[i].role))
-            rc = write_node_conf(dir, &plan->nodes[i], stores ? stores[i] : NULL, err, errlen);
-    return rc;
+    /* the first (a core) first: its instances copy its master key */
+    rk_rc rc = plan->n ? conf_one(dir, plan, 0, (void *)stores, err, errlen) : RK_OK;
+    return rc == RK_OK ? for_each_node(dir, plan, 1, conf_one, (void *)stores, err, errlen) : rc;
 }
 
 /* The permission table in force: $RENKEI_DATA_DIR (or the build's data
@@ -377,7 +503,7 @@ static rk_rc copy_catalogue(const char *dir, char *err, size_t errlen)
  * its core runs the unsigned table of [core] permissions. */
 static rk_rc write_first_catalog(const char *dir, const net_plan *plan, char *err, size_t errlen)
 {
-    static const char conf[] = "catalog_dir = ../../catalog\n\n[registry]\nanchor = ../../pki/registry.pub\n";
+    static const char conf[] = "\n[core]\ncatalog_dir = ../../catalog\n"; /* [registry] anchor: registry_conf */
     char probe[256] = "", perms[NET_PATH_CAP], cats[NET_PATH_CAP], *doc = NULL;
     rk_permissions *tables = NULL;
     rk_rc rc = tk_path(perms, sizeof perms, "%s/permissions.csv", dir);
@@ -392,7 +518,7 @@ static rk_rc write_first_catalog(const char *dir, const net_plan *plan, char *er
     if ((rc = rk_catalog_registry_key(dir, err, errlen)) != RK_OK ||
         (rc = rk_catalog_publish(dir, NET_FIRST_CATALOG_DATE, 1, NULL, NULL, NULL, err, errlen)) != RK_OK)
         return rc;
-    for (size_t i = 0; i < plan->n && rc == RK_OK; i++) { /* [core] is the last section of a core's node.conf */
+    for (size_t i = 0; i < plan->n && rc == RK_OK; i++) {
         char nd[NET_PATH_CAP], path[NET_PATH_CAP];
         FILE *f = NULL;
         if (plan->nodes[i].role != RK_ROLE_CORE)
@@ -692,7 +818,7 @@ rk_rc rk_net_init(const char *dir, const rk_net_options *opt, char *err, size_t 
         goto done;
     }
     if ((rc = net_plan_ports(&plan, o.base_port, err, errlen)) != RK_OK ||
-        (rc = write_pki(dir, &plan, err, errlen)) != RK_OK ||
+        (rc = write_pki(dir, &plan, err, errlen)) != RK_OK || (rc = write_registry_key(dir, err, errlen)) != RK_OK ||
         (o.postgres && (rc = (o.ha ? net_ha_init : net_pg_init)(dir, &plan, stores, err, errlen)) != RK_OK) ||
         (rc = write_configs(dir, &plan, stores, err, errlen)) != RK_OK ||
         (rc = copy_permissions(dir, err, errlen)) != RK_OK || (rc = copy_catalogue(dir, err, errlen)) != RK_OK ||
@@ -700,7 +826,9 @@ rk_rc rk_net_init(const char *dir, const rk_net_options *opt, char *err, size_t 
         (rc = write_residents(dir, o.persons, err, errlen)) != RK_OK ||
         (rc = write_first_catalog(dir, &plan, err, errlen)) != RK_OK)
         goto done;
-    if ((rc = write_network_json(dir, &plan, err, errlen)) == RK_OK && o.hsm)
+    if ((rc = write_network_json(dir, &plan, err, errlen)) == RK_OK)
+        rc = publish_registry(dir, err, errlen);
+    if (rc == RK_OK && o.hsm)
         rc = net_hsm_init(dir, &plan, err, errlen);
 done:
     for (size_t i = 0; stores && i < plan.n; i++)

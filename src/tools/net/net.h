@@ -17,7 +17,7 @@
 #include "lib/err.h"
 
 typedef struct rk_net_options {
-    int agencies;  /* 2..200; 0 = default 3 */
+    int agencies;  /* 2..5000; 0 = default 3 */
     int persons;   /* 1..5,000,000; 0 = default 100 */
     int base_port; /* first port, assigned sequentially; 0 = pick free ephemeral ports */
     int postgres;  /* 1: every node's store in one PostgreSQL server under DIR/pg (pg.c); 0: SQLite */

@@ -1,0 +1,501 @@
+/* registry_refresh.c — the registry in force at a node (DESIGN §3;
+ * standard 第5-2(2), 第5-4(1)).
+ *
+ * Every node fetches the operator's signed registry from the core
+ * (`GET /v1/registry`, the one client between nodes with the core's
+ * failover) every [registry] refresh seconds and on SIGHUP; the core reads
+ * the file `renkei registry publish` wrote ([registry] published, with the
+ * CA's CRL from [registry] crl). A document is applied only when its
+ * signature verifies under the node's anchor and its serial is newer than
+ * the one in force; a bad signature, an older serial, a malformed or
+ * truncated document is refused, the last good one stays and an incident is
+ * raised (once per refused document). The last good one is kept in the
+ * node's folder, so that a restart during an outage of the core starts on
+ * it: nothing expires, and /healthz says how old it is and why it is not
+ * newer.
+ *
+ * The swap: a snapshot never changes once made (net/registry.h). The
+ * refresh thread makes the new one, then publishes its pointer (node->registry
+ * and the server's) with one atomic store. Readers load the pointer once per
+ * use. A replaced snapshot is retired, not freed, until the node closes: a
+ * connection keeps the entry its peer was first looked up as, and roles
+ * keep entries of the nodes they call (the core, J-LIS, their gateway); each
+ * request finds its peer again in the snapshot in force by fingerprint
+ * (rk_registry_current, O(1)), so a removed node is refused at once. A
+ * snapshot is made only when a newer serial (or a new CRL) is published. */
+#include <jansson.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "crypto/signed_doc.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "net/revocation.h"
+#include "node/node.h"
+#include "node/service.h"
+
+#define LAST_GOOD_FILE "registry-last-good.json"
+/* The answer of GET /v1/registry: the envelope and the CRL as JSON strings. */
+#define BODY_MAX (RK_REGISTRY_MAX_BYTES + RK_REGISTRY_CRL_MAX + (1u << 16))
+
+/* The body the core serves and every node keeps as its last good one:
+ * {"serial","issued_at","registry":"<envelope>","crl":"<PEM>"|null}. */
+static char *registry_body(const rk_registry *reg, size_t *len)
+{
+    char issued[40];
+    rk_format_time(reg->issued_at_ms, issued, sizeof issued);
+    json_t *o = json_pack("{s:I,s:s,s:s,s:s#,s:o}", "serial", (json_int_t)reg->serial, "issued_at", issued, "tag",
+                          reg->tag, "registry", reg->envelope, reg->envelope_len, "crl",
+                          reg->crl_pem ? json_stringn(reg->crl_pem, reg->crl_len) : json_null());
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (text && len)
+        *len = strlen(text);
+    return text;
+}
+
+static void last_good_path(const rk_node *node, char *out, size_t outlen)
+{
+    rk_path_join(out, outlen, node->cfg.dir, LAST_GOOD_FILE);
+}
+
+/* What a file was when last read: unchanged files are not read again. */
+static void file_stamp(const char *path, char *out, size_t outlen)
+{
+    struct stat st;
+    if (!path[0] || stat(path, &st) != 0)
+        snprintf(out, outlen, "-");
+    else
+        snprintf(out, outlen, "%llu:%llu:%lld:%lld.%09ld", (unsigned long long)st.st_dev,
+                 (unsigned long long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                 (long)st.st_mtim.tv_nsec);
+}
+
+/* The published file's and the CRL's stamps together. */
+static void published_stamp(const rk_node *node, char *out, size_t outlen)
+{
+    char crl_stamp[96];
+    file_stamp(node->cfg.registry_published, out, outlen);
+    file_stamp(node->cfg.registry_crl, crl_stamp, sizeof crl_stamp);
+    snprintf(out + strlen(out), outlen - strlen(out), "|%s", crl_stamp);
+}
+
+rk_rc rk_node_registry_open(rk_node *node, char *err, size_t errlen)
+{
+    pthread_mutex_init(&node->registry_lock, NULL);
+    node->registry_lock_made = 1;
+    if (!node->cfg.registry_anchor[0])
+        return rk_registry_load(node->cfg.network, &node->registry, err, errlen);
+    rk_rc rc = rk_signed_doc_load_anchor(node->cfg.registry_anchor, &node->registry_anchor);
+    if (rc != RK_OK) {
+        snprintf(err, errlen, "%s: cannot load the registry's trust anchor (a PEM public key): %s",
+                 node->cfg.registry_anchor, rk_strerror(rc));
+        return rc;
+    }
+    /* the last good signed registry, if this node kept one: a restart while
+     * the core is away starts on it (DESIGN §3); the core starts on the
+     * published one when it is newer (one snapshot, not two) */
+    char path[RK_PATH_MAX], why[300] = "";
+    char *text = NULL;
+    size_t len = 0;
+    rk_registry *kept = NULL, *published = NULL;
+    last_good_path(node, path, sizeof path);
+    if (rk_read_file(path, BODY_MAX, &text, &len) == RK_OK) {
+        if (rk_registry_open_answer(node->registry_anchor, text, len, &kept, why, sizeof why) != RK_OK)
+            rk_warn("%s refused (%s)", path, why);
+        free(text);
+    }
+    char stamp[sizeof node->registry_stamp];
+    if (node->cfg.registry_published[0])
+        published_stamp(node, stamp, sizeof stamp);
+    if (node->cfg.registry_published[0] &&
+        rk_read_file(node->cfg.registry_published, RK_REGISTRY_MAX_BYTES, &text, &len) == RK_OK) {
+        char *crl = NULL;
+        size_t crllen = 0;
+        if (node->cfg.registry_crl[0] && rk_read_file(node->cfg.registry_crl, RK_REGISTRY_CRL_MAX, &crl, &crllen) != RK_OK)
+            crl = NULL;
+        if (rk_registry_open_signed(node->registry_anchor, text, len, crl, crllen, &published, why, sizeof why) != RK_OK)
+            rk_warn("%s refused (%s)", node->cfg.registry_published, why);
+        free(text);
+        free(crl);
+    }
+    if (published && kept && published->serial < kept->serial) { /* a rollback on disk: the kept one stays */
+        rk_warn("%s: serial %llu is older than the kept %llu", node->cfg.registry_published,
+                (unsigned long long)published->serial, (unsigned long long)kept->serial);
+        rk_registry_free(published);
+        published = NULL;
+    }
+    if (published) {
+        rk_registry_free(kept);
+        kept = published;
+        /* the files as read: the first refresh reads them again only if they changed */
+        snprintf(node->registry_stamp, sizeof node->registry_stamp, "%s", stamp);
+    }
+    malloc_trim(0); /* what reading a large registry took goes back to the system */
+    if (kept) {
+        rk_debug("registry serial %llu (kept from the last run, or published)", (unsigned long long)kept->serial);
+        node->registry = kept;
+        return RK_OK;
+    }
+    return rk_registry_load(node->cfg.network, &node->registry, err, errlen);
+}
+
+void rk_node_registry_close(rk_node *node)
+{
+    free(node->registry_answer);
+    node->registry_answer = NULL;
+    node->registry_answer_of = NULL;
+    rk_registry_free(node->registry);
+    node->registry = NULL;
+    for (size_t i = 0; i < node->n_retired; i++)
+        rk_registry_free(node->retired[i]);
+    free(node->retired);
+    node->retired = NULL;
+    node->n_retired = 0;
+    EVP_PKEY_free(node->registry_anchor);
+    node->registry_anchor = NULL;
+    if (node->registry_lock_made)
+        pthread_mutex_destroy(&node->registry_lock);
+    node->registry_lock_made = 0;
+}
+
+/* The last refresh's error: prefix and what ("" and "": none). */
+static void set_error(rk_node *node, const char *prefix, const char *what)
+{
+    pthread_mutex_lock(&node->registry_lock);
+    snprintf(node->registry_error, sizeof node->registry_error, "%s%.300s", prefix, what);
+    pthread_mutex_unlock(&node->registry_lock);
+}
+
+/* A refused document: the last good one stays; an incident the first time
+ * this refusal is seen (not at every refresh). */
+static void refuse(rk_node *node, const char *why)
+{
+    pthread_mutex_lock(&node->registry_lock);
+    int again = strcmp(node->registry_refused, why) == 0;
+    snprintf(node->registry_refused, sizeof node->registry_refused, "%s", why);
+    snprintf(node->registry_error, sizeof node->registry_error, "refused: %s", why);
+    pthread_mutex_unlock(&node->registry_lock);
+    rk_warn("registry refused, the one in force (serial %llu) stays: %s",
+            (unsigned long long)node->registry->serial, why);
+    if (!again)
+        rk_node_raise(node, "unauthorized_access", "registry refused at %s, serial %llu kept: %s", node->cfg.id,
+                      (unsigned long long)node->registry->serial, why);
+}
+
+/* Makes fresh the registry in force: one atomic store each for the node's
+ * pointer and the server's; the old snapshot is retired. */
+static rk_rc swap_in(rk_node *node, rk_registry *fresh)
+{
+    pthread_mutex_lock(&node->registry_lock);
+    rk_registry **r = realloc(node->retired, (node->n_retired + 1) * sizeof *r);
+    if (!r) {
+        pthread_mutex_unlock(&node->registry_lock);
+        return RK_ERR_NOMEM;
+    }
+    node->retired = r;
+    rk_registry *old = node->registry;
+    node->retired[node->n_retired++] = old;
+    /* a retired snapshot keeps what connections and roles point into (its
+     * nodes and their strings), not its envelope: read only under this lock */
+    free(old->envelope);
+    old->envelope = NULL;
+    old->envelope_len = 0;
+    free(node->registry_answer); /* the answer of the one before: made again at the next GET */
+    node->registry_answer = NULL;
+    node->registry_answer_of = NULL;
+    const rk_peer_node *self = rk_registry_by_id(fresh, node->cfg.id);
+    if (self && self->role == node->self->role && strcmp(self->fingerprint, node->self->fingerprint) == 0)
+        __atomic_store_n(&node->self, self, __ATOMIC_RELEASE);
+    __atomic_store_n(&node->registry, fresh, __ATOMIC_RELEASE);
+    if (node->server)
+        rk_server_set_registry(node->server, fresh);
+    node->registry_applied_ms = rk_now_ms();
+    pthread_mutex_unlock(&node->registry_lock);
+    if (!self)
+        rk_node_raise(node, "unauthorized_access", "%s is no longer in the registry (serial %llu)", node->cfg.id,
+                      (unsigned long long)fresh->serial);
+    rk_info("registry serial %llu applied (%zu members; was %llu)", (unsigned long long)fresh->serial,
+            fresh->n_nodes, (unsigned long long)old->serial);
+    return RK_OK;
+}
+
+static int same_text(const char *a, size_t alen, const char *b, size_t blen)
+{
+    return alen == blen && (!alen || memcmp(a, b, alen) == 0);
+}
+
+static int apply(rk_node *node, rk_registry *fresh);
+
+int rk_node_registry_consider(rk_node *node, const char *text, size_t len)
+{
+    rk_registry *fresh = NULL;
+    char why[300] = "";
+    if (rk_registry_open_answer(node->registry_anchor, text, len, &fresh, why, sizeof why) != RK_OK) {
+        refuse(node, why);
+        return -1;
+    }
+    return apply(node, fresh);
+}
+
+/* An opened registry: in force when newer; else refused or dropped. Takes fresh. */
+static int apply(rk_node *node, rk_registry *fresh)
+{
+    char why[300] = "";
+    const rk_registry *cur = node->registry;
+    if (fresh->serial < cur->serial) {
+        snprintf(why, sizeof why, "serial %llu is older than %llu in force (rollback)",
+                 (unsigned long long)fresh->serial, (unsigned long long)cur->serial);
+        rk_registry_free(fresh);
+        refuse(node, why);
+        return -1;
+    }
+    if (fresh->serial == cur->serial) {
+        int same = cur->envelope && memcmp(fresh->digest, cur->digest, sizeof cur->digest) == 0;
+        int same_crl = same_text(fresh->crl_pem ? fresh->crl_pem : "", fresh->crl_len, cur->crl_pem ? cur->crl_pem : "",
+                                 cur->crl_len);
+        if (!same) {
+            snprintf(why, sizeof why, "serial %llu names another document than the one in force",
+                     (unsigned long long)fresh->serial);
+            rk_registry_free(fresh);
+            refuse(node, why);
+            return -1;
+        }
+        if (same_crl) { /* nothing new */
+            rk_registry_free(fresh);
+            set_error(node, "", "");
+            return 0;
+        }
+    }
+    if (!rk_registry_by_id(fresh, node->cfg.id) && node->self->role == RK_ROLE_CORE) {
+        snprintf(why, sizeof why, "serial %llu does not name this core (%s)", (unsigned long long)fresh->serial,
+                 node->cfg.id);
+        rk_registry_free(fresh);
+        refuse(node, why);
+        return -1;
+    }
+    if (swap_in(node, fresh) != RK_OK) {
+        rk_registry_free(fresh);
+        set_error(node, "out of memory applying the registry", "");
+        return -1;
+    }
+    set_error(node, "", "");
+    /* the CA's CRL served beside the registry is the one in force here too
+     * (net/revocation.h): a newer number only, signed by the network CA */
+    if (fresh->crl_pem && fresh->crl_len) {
+        rk_rc crc = rk_revocation_set_pem(fresh->crl_pem, fresh->crl_len);
+        if (crc != RK_OK && crc != RK_ERR_CONFLICT)
+            rk_warn("the CA's CRL beside registry serial %llu was refused (%s); the CRL in force stays",
+                    (unsigned long long)fresh->serial, rk_strerror(crc));
+    }
+    /* kept for a restart during an outage of the core (DESIGN §3) */
+    char path[RK_PATH_MAX];
+    size_t blen = 0;
+    char *body = registry_body(fresh, &blen);
+    last_good_path(node, path, sizeof path);
+    if (!body || rk_write_file(path, body, blen, 0644) != RK_OK)
+        rk_warn("%s: the registry in force could not be kept", path);
+    free(body);
+    return 1;
+}
+
+/* The core: the published file and the CRL beside it, opened (no answer
+ * made around them: a large registry is copied as few times as it can be).
+ * 0 when unchanged since the last round (same files, same times) or not
+ * readable; -1 refused; 1 applied. */
+static int read_published(rk_node *node)
+{
+    char stamp[sizeof node->registry_stamp];
+    published_stamp(node, stamp, sizeof stamp);
+    pthread_mutex_lock(&node->registry_lock);
+    node->registry_checked_ms = rk_now_ms();
+    pthread_mutex_unlock(&node->registry_lock);
+    if (strcmp(stamp, node->registry_stamp) == 0)
+        return 0;
+    snprintf(node->registry_stamp, sizeof node->registry_stamp, "%s", stamp);
+    char *env = NULL, *crl = NULL, why[300] = "";
+    size_t envlen = 0, crllen = 0;
+    rk_rc rc = rk_read_file(node->cfg.registry_published, RK_REGISTRY_MAX_BYTES, &env, &envlen);
+    if (rc != RK_OK) {
+        char msg[RK_PATH_MAX + 64];
+        snprintf(msg, sizeof msg, "%s: %s", node->cfg.registry_published, rk_strerror(rc));
+        set_error(node, "published registry unreadable: ", msg);
+        node->registry_stamp[0] = '\0'; /* read again next round */
+        return 0;
+    }
+    if (node->cfg.registry_crl[0]) {
+        rc = rk_read_file(node->cfg.registry_crl, RK_REGISTRY_CRL_MAX, &crl, &crllen);
+        if (rc != RK_OK && rc != RK_ERR_NOT_FOUND) { /* no CRL yet: none is served */
+            free(env);
+            set_error(node, "CRL unreadable: ", rk_strerror(rc));
+            node->registry_stamp[0] = '\0';
+            return 0;
+        }
+    }
+    rk_registry *fresh = NULL;
+    rc = rk_registry_open_signed(node->registry_anchor, env, envlen, crl, crllen, &fresh, why, sizeof why);
+    free(env);
+    free(crl);
+    if (rc != RK_OK) {
+        refuse(node, why);
+        return -1;
+    }
+    return apply(node, fresh);
+}
+
+/* {"unchanged":true,"tag":T} for the tag in force: nothing to do. */
+static int unchanged(rk_node *node, const char *body, size_t len)
+{
+    if (len > 4096)
+        return 0;
+    json_t *o = json_loadb(body, len, 0, NULL);
+    int same = json_is_true(json_object_get(o, "unchanged")) &&
+               json_is_string(json_object_get(o, "tag")) &&
+               strcmp(json_string_value(json_object_get(o, "tag")), node->registry->tag) == 0;
+    json_decref(o);
+    return same;
+}
+
+static int64_t refresh_round(void *arg)
+{
+    rk_node *node = arg;
+    int64_t next = (int64_t)node->cfg.registry_refresh * 1000;
+    char *body = NULL;
+    size_t len = 0;
+    if (node->self->role == RK_ROLE_CORE) {
+        if (node->cfg.registry_published[0] && read_published(node) != 0)
+            malloc_trim(0); /* what parsing a large registry took goes back to the system */
+        return next;
+    } else {
+        const rk_peer_node *core = rk_registry_find(node->registry, RK_ROLE_CORE, NULL);
+        rk_http_result res = {0};
+        char path[64] = "/v1/registry";
+        const rk_registry *cur = node->registry;
+        if (cur->envelope) /* only what changed comes back in full */
+            snprintf(path, sizeof path, "/v1/registry?tag=%s", cur->tag);
+        rk_rc rc = core ? rk_node_call_capped(node, "GET", core, path, NULL, BODY_MAX, &res, NULL) : RK_ERR_CONFIG;
+        if (rc != RK_OK || res.status != 200) {
+            char msg[120];
+            if (rc != RK_OK)
+                snprintf(msg, sizeof msg, "%s", rk_strerror(rc));
+            else
+                snprintf(msg, sizeof msg, "HTTP %ld", res.status);
+            set_error(node, "the core could not be asked: ", msg);
+            rk_http_result_clear(&res);
+            return next;
+        }
+        body = res.body;
+        len = res.body_len;
+        res.body = NULL;
+        rk_http_result_clear(&res);
+    }
+    pthread_mutex_lock(&node->registry_lock);
+    node->registry_checked_ms = rk_now_ms();
+    pthread_mutex_unlock(&node->registry_lock);
+    if (unchanged(node, body, len))
+        set_error(node, "", "");
+    else {
+        rk_node_registry_consider(node, body, len);
+        malloc_trim(0); /* what parsing a large registry took goes back to the system */
+    }
+    free(body);
+    return next;
+}
+
+rk_rc rk_node_registry_start(rk_node *node, rk_server *srv)
+{
+    pthread_mutex_lock(&node->registry_lock);
+    node->server = srv;
+    pthread_mutex_unlock(&node->registry_lock);
+    if (!node->registry_anchor) /* no anchor: network.json as installed, as before signed registries */
+        return RK_OK;
+    return rk_service_start(1, refresh_round, node, &node->registry_service);
+}
+
+void rk_node_registry_stop(rk_node *node)
+{
+    rk_service_stop(node->registry_service);
+    node->registry_service = NULL;
+}
+
+void rk_node_registry_wake(rk_node *node)
+{
+    rk_service_wake(node->registry_service);
+}
+
+/* ?tag=<32 hex> of the query, or NULL. */
+static const char *query_tag(const char *query, char out[33])
+{
+    const char *p = query && strncmp(query, "tag=", 4) == 0 ? query + 4 : NULL;
+    if (!p || strlen(p) != 32)
+        return NULL;
+    for (int i = 0; i < 32; i++)
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+            return NULL;
+    memcpy(out, p, 33);
+    return out;
+}
+
+void rk_node_registry_reply(rk_node *node, const rk_request *req, rk_response *resp)
+{
+    const rk_registry *reg = __atomic_load_n(&node->registry, __ATOMIC_ACQUIRE);
+    if (!reg->tag[0]) {
+        rk_reply_error(resp, 503, "registry_unavailable", "no signed registry is published yet");
+        return;
+    }
+    char tag[33];
+    if (req->query[0] && !query_tag(req->query, tag)) {
+        rk_reply_error(resp, 400, "invalid_field", "tag must be the 32 hex digits a registry answer gave");
+        return;
+    }
+    resp->cache_control = "no-store";
+    if (req->query[0] && strcmp(tag, reg->tag) == 0) { /* the caller has it: a few bytes, not the registry */
+        rk_reply_json(resp, 200, json_pack("{s:I,s:s,s:b}", "serial", (json_int_t)reg->serial, "tag", reg->tag,
+                                           "unchanged", 1));
+        return;
+    }
+    /* the answer is made once per snapshot and copied to each caller */
+    pthread_mutex_lock(&node->registry_lock);
+    reg = node->registry; /* under the lock: its envelope stays until this unlocks */
+    if (node->registry_answer_of != reg) {
+        free(node->registry_answer);
+        node->registry_answer = registry_body(reg, &node->registry_answer_len);
+        node->registry_answer_of = node->registry_answer ? reg : NULL;
+    }
+    char *body = node->registry_answer ? malloc(node->registry_answer_len + 1) : NULL;
+    if (body)
+        memcpy(body, node->registry_answer, node->registry_answer_len + 1);
+    size_t len = node->registry_answer_len;
+    pthread_mutex_unlock(&node->registry_lock);
+    if (!body) {
+        rk_reply_error(resp, 500, "internal", "out of memory");
+        return;
+    }
+    resp->status = 200;
+    resp->body = body;
+    resp->body_len = len;
+}
+
+void rk_node_registry_health(rk_node *node, json_t *checks)
+{
+    const rk_registry *reg = __atomic_load_n(&node->registry, __ATOMIC_ACQUIRE);
+    int64_t now = rk_now_ms();
+    pthread_mutex_lock(&node->registry_lock);
+    int64_t checked = node->registry_checked_ms;
+    json_t *err = node->registry_error[0] ? json_string(node->registry_error) : json_null();
+    pthread_mutex_unlock(&node->registry_lock);
+    json_object_set_new(checks, "registry_serial", json_integer((json_int_t)reg->serial));
+    json_object_set_new(checks, "registry_age_s",
+                        reg->issued_at_ms ? json_integer((json_int_t)((now - reg->issued_at_ms) / 1000)) : json_null());
+    json_object_set_new(checks, "registry_checked_s_ago",
+                        checked ? json_integer((json_int_t)((now - checked) / 1000)) : json_null());
+    json_object_set_new(checks, "registry_error", err);
+    /* stale: the last refresh could not reach the core (or its published
+     * file), or none has yet: the last good one stays in force */
+    int stale = node->registry_anchor &&
+                (!checked || now - checked > (int64_t)node->cfg.registry_refresh * 1000 + node->cfg.peer_timeout_ms + 1000);
+    json_object_set_new(checks, "registry_stale", json_boolean(stale));
+}
