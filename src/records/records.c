@@ -9,6 +9,79 @@
 #include "records/merkle.h"
 #include "lib/util.h"
 
+/* Step 9 (see below): PAYLOAD is the view's hex of the digest. */
+#define PAYLOAD_HEX_SQLITE "lower(hex(r.payload))"
+#define PAYLOAD_HEX_PG "encode(r.payload, 'hex')"
+#define NAME_OF(col) "(SELECT name FROM record_names WHERE id = r." col ")"
+#define ID_OF(expr) "(SELECT id FROM record_names WHERE name = " expr ")"
+#define RECORDS_STEP9(PAYLOAD) \
+    "CREATE TABLE record_names (id {id}, name TEXT NOT NULL UNIQUE);" \
+    "INSERT INTO record_names(name) SELECT n FROM (SELECT side AS n FROM records UNION SELECT requester FROM records" \
+    "  UNION SELECT provider FROM records UNION SELECT business FROM records UNION SELECT item FROM records" \
+    "  UNION SELECT operator FROM records UNION SELECT outcome FROM records) AS t ORDER BY n;" \
+    "CREATE TABLE record_rows (seq {id}, exchange_id TEXT NOT NULL, side_id BIGINT NOT NULL," \
+    "  requester_id BIGINT NOT NULL, provider_id BIGINT NOT NULL, business_id BIGINT NOT NULL," \
+    "  item_id BIGINT NOT NULL, operator_id BIGINT NOT NULL, subject TEXT NOT NULL, requested_ms BIGINT NOT NULL," \
+    "  provided_ms BIGINT, outcome_id BIGINT NOT NULL, reason TEXT NOT NULL, payload {blob}, payload_text TEXT," \
+    "  condition TEXT NOT NULL, catalog_version BIGINT NOT NULL, UNIQUE (exchange_id, side_id, outcome_id));" \
+    "INSERT INTO record_rows(seq, exchange_id, side_id, requester_id, provider_id, business_id, item_id, operator_id," \
+    "  subject, requested_ms, provided_ms, outcome_id, reason, payload, payload_text, condition, catalog_version)" \
+    "  SELECT o.seq, o.exchange_id, " ID_OF("o.side") ", " ID_OF("o.requester") ", " ID_OF("o.provider") ", " \
+    ID_OF("o.business") ", " ID_OF("o.item") ", " ID_OF("o.operator") ", o.subject, o.requested_ms," \
+    "  o.provided_ms, " ID_OF("o.outcome") ", o.reason, NULL, NULLIF(o.payload_sha256, ''), o.condition," \
+    "  o.catalog_version FROM records AS o ORDER BY o.seq;" \
+    "DROP TABLE records;" \
+    "CREATE INDEX records_subject ON record_rows(subject);" \
+    "CREATE INDEX record_rows_text ON record_rows(seq) WHERE payload_text IS NOT NULL;" \
+    "CREATE VIEW records AS SELECT r.seq AS seq, r.exchange_id AS exchange_id, " NAME_OF("side_id") " AS side, " \
+    NAME_OF("requester_id") " AS requester, " NAME_OF("provider_id") " AS provider, " NAME_OF("business_id") \
+    " AS business, " NAME_OF("item_id") " AS item, " NAME_OF("operator_id") " AS operator," \
+    "  r.subject AS subject, r.requested_ms AS requested_ms, r.provided_ms AS provided_ms, " NAME_OF("outcome_id") \
+    " AS outcome, r.reason AS reason, CASE WHEN r.payload IS NOT NULL THEN " PAYLOAD " ELSE" \
+    "  COALESCE(r.payload_text, '') END AS payload_sha256, r.condition AS condition," \
+    "  r.catalog_version AS catalog_version FROM record_rows AS r;"
+
+/* Step 10: an operator's INSERT, UPDATE or DELETE on the view `records`
+ * changes record_rows (a digest given as text is kept as text). */
+#define NEW_NAMES "NEW.side, NEW.requester, NEW.provider, NEW.business, NEW.item, NEW.operator, NEW.outcome"
+#define ROW_VALUES \
+    "NEW.exchange_id, " ID_OF("NEW.side") ", " ID_OF("NEW.requester") ", " ID_OF("NEW.provider") ", " \
+    ID_OF("NEW.business") ", " ID_OF("NEW.item") ", " ID_OF("NEW.operator") ", NEW.subject, NEW.requested_ms," \
+    " NEW.provided_ms, " ID_OF("NEW.outcome") ", NEW.reason, CAST(NULL AS {blob}), NULLIF(NEW.payload_sha256, '')," \
+    " COALESCE(NEW.condition, ''), COALESCE(NEW.catalog_version, 0)"
+#define ROW_COLUMNS \
+    "exchange_id, side_id, requester_id, provider_id, business_id, item_id, operator_id, subject, requested_ms," \
+    " provided_ms, outcome_id, reason, payload, payload_text, condition, catalog_version"
+#define RECORDS_STEP10_SQLITE \
+    "CREATE TRIGGER records_insert INSTEAD OF INSERT ON records BEGIN" \
+    "  INSERT INTO record_names(name) SELECT n FROM (SELECT NEW.side AS n UNION SELECT NEW.requester" \
+    "   UNION SELECT NEW.provider UNION SELECT NEW.business UNION SELECT NEW.item UNION SELECT NEW.operator" \
+    "   UNION SELECT NEW.outcome) WHERE n NOT IN (SELECT name FROM record_names);" \
+    "  INSERT INTO record_rows(seq, " ROW_COLUMNS ") VALUES (NEW.seq, " ROW_VALUES ");" \
+    " END;" \
+    "CREATE TRIGGER records_update INSTEAD OF UPDATE ON records BEGIN" \
+    "  INSERT INTO record_names(name) SELECT n FROM (SELECT NEW.side AS n UNION SELECT NEW.requester" \
+    "   UNION SELECT NEW.provider UNION SELECT NEW.business UNION SELECT NEW.item UNION SELECT NEW.operator" \
+    "   UNION SELECT NEW.outcome) WHERE n NOT IN (SELECT name FROM record_names);" \
+    "  UPDATE record_rows SET (seq, " ROW_COLUMNS ") = (SELECT NEW.seq, " ROW_VALUES ") WHERE seq = OLD.seq;" \
+    " END;" \
+    "CREATE TRIGGER records_delete INSTEAD OF DELETE ON records BEGIN" \
+    "  DELETE FROM record_rows WHERE seq = OLD.seq;" \
+    " END;"
+#define RECORDS_STEP10_PG \
+    "CREATE FUNCTION records_write() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN" \
+    "  IF TG_OP = 'DELETE' THEN DELETE FROM record_rows WHERE seq = OLD.seq; RETURN OLD; END IF;" \
+    "  INSERT INTO record_names(name) SELECT DISTINCT n FROM unnest(ARRAY[" NEW_NAMES "]) AS t(n)" \
+    "   ON CONFLICT (name) DO NOTHING;" \
+    "  IF TG_OP = 'INSERT' THEN" \
+    "   INSERT INTO record_rows(seq, " ROW_COLUMNS ") VALUES (NEW.seq, " ROW_VALUES ");" \
+    "  ELSE" \
+    "   UPDATE record_rows SET (seq, " ROW_COLUMNS ") = (SELECT NEW.seq, " ROW_VALUES ") WHERE seq = OLD.seq;" \
+    "  END IF;" \
+    "  RETURN NEW; END $f$;" \
+    "CREATE TRIGGER records_write INSTEAD OF INSERT OR UPDATE OR DELETE ON records" \
+    "  FOR EACH ROW EXECUTE FUNCTION records_write();"
+
 /* Step 1 is today's tables: IF NOT EXISTS, so that a database made before
  * the migrations opens unchanged (it gets version 1). */
 static const char *const records_steps[] = {
@@ -54,11 +127,104 @@ static const char *const records_steps[] = {
     /* Step 8: the catalogue version that allowed or refused the exchange
      * (DESIGN §2.3); 0 for none, as every record before. */
     "ALTER TABLE records ADD COLUMN catalog_version BIGINT NOT NULL DEFAULT 0;",
+    /* Step 9: compact rows (about 90 bytes a record fewer): the names that
+     * repeat (side, agencies, business, item, operator, outcome) as ids into
+     * record_names, and the payload digest as 32 bytes — rows converted by
+     * rk_records_migrate after the step, as SQLite has no unhex(). `records`
+     * becomes a view with the columns and values it always had, so that
+     * reads (and an operator's SQL) see the same records and leaves. The
+     * view's triggers (step 10) let an operator's SQL write through it. */
+    RECORDS_STEP9(PAYLOAD_HEX_SQLITE),
+    RECORDS_STEP10_SQLITE,
 };
+
+/* The same steps on PostgreSQL: the view's hex and its write triggers are
+ * the only SQL that differs between the engines. */
+#define N_STEPS ((int)(sizeof records_steps / sizeof records_steps[0]))
+static const char *const records_steps_pg[N_STEPS] = {
+    [8] = RECORDS_STEP9(PAYLOAD_HEX_PG), /* NULL: the step above */
+    [9] = RECORDS_STEP10_PG,
+};
+
+/* Step 9 keeps each old row's digest as text; here each canonical one
+ * becomes 32 bytes, a chunk a write (resumable: a row is converted or not,
+ * and reads both). The partial index holds only rows left as text. */
+typedef struct convert_args {
+    int64_t after;
+    int done;
+} convert_args;
+
+static int canonical_hex(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+            return 0;
+    return n == 64;
+}
+
+static void unhex32(const char *s, uint8_t out[32])
+{
+    for (int i = 0; i < 32; i++) {
+        int hi = s[2 * i] <= '9' ? s[2 * i] - '0' : s[2 * i] - 'a' + 10;
+        int lo = s[2 * i + 1] <= '9' ? s[2 * i + 1] - '0' : s[2 * i + 1] - 'a' + 10;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+}
+
+#define CONVERT_CHUNK 10000
+
+static rk_rc convert_fn(rk_db *db, void *arg)
+{
+    convert_args *a = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT seq, payload_text FROM record_rows WHERE payload_text IS NOT NULL AND seq > ?"
+                                " ORDER BY seq LIMIT 10000");
+    rk_bind_int(q, 1, a->after);
+    int64_t seqs[256];
+    char texts[256][65];
+    int n = 0, rows = 0;
+    rk_rc rc;
+    a->done = 1;
+    /* read a batch, then write it: a statement is not stepped while another writes */
+    while ((rc = rk_stmt_next(q)) == RK_OK) {
+        rows++;
+        a->after = rk_col_int(q, 0);
+        const char *t = rk_col_text(q, 1);
+        if (t && canonical_hex(t)) {
+            seqs[n] = a->after;
+            memcpy(texts[n], t, 65);
+            n++;
+        }
+        if (n == 256 || rows == CONVERT_CHUNK) {
+            a->done = 0;
+            break;
+        }
+    }
+    if (rc != RK_OK && rc != RK_ERR_NOT_FOUND)
+        return rc;
+    for (int i = 0; i < n; i++) {
+        uint8_t d[32];
+        unhex32(texts[i], d);
+        rk_stmt *u = rk_db_stmt(db, "UPDATE record_rows SET payload = ?, payload_text = NULL WHERE seq = ?");
+        rk_bind_blob(u, 1, d, sizeof d);
+        rk_bind_int(u, 2, seqs[i]);
+        if ((rc = rk_stmt_exec(u)) != RK_OK)
+            return rc;
+    }
+    return RK_OK;
+}
 
 rk_rc rk_records_migrate(rk_db *db)
 {
-    return rk_db_migrate(db, "records", records_steps, (int)(sizeof records_steps / sizeof records_steps[0]));
+    const char *steps[N_STEPS];
+    int pg = strcmp(rk_db_engine(db), "sqlite") != 0;
+    for (int i = 0; i < N_STEPS; i++)
+        steps[i] = pg && records_steps_pg[i] ? records_steps_pg[i] : records_steps[i];
+    rk_rc rc = rk_db_migrate(db, "records", steps, N_STEPS);
+    convert_args a = {0, 0};
+    while (rc == RK_OK && !a.done)
+        rc = rk_db_write(db, convert_fn, &a);
+    return rc;
 }
 
 /* A string JSON writes as it is: printable ASCII without '"' or '\\'. */
@@ -144,16 +310,28 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
      * given here rather than left to the engine (a sequence may skip values
      * after a rollback), after the last record kept or archived. The writers
      * of every instance over the database take turns for it, until their
-     * commit (DESIGN §6). */
+     * commit (DESIGN §6); under the same turn, a name not seen before gets
+     * its id in record_names. */
     rk_rc rc = rk_db_lock(db, RK_RECORDS_SEQUENCE_LOCK);
     if (rc != RK_OK)
         return rc;
     rk_stmt *st = rk_db_stmt(db,
-        "INSERT INTO records(seq, exchange_id, side, requester, provider, business, item, operator, subject,"
-        " requested_ms, provided_ms, outcome, reason, payload_sha256, condition,"
+        "INSERT INTO record_names(name) SELECT n FROM (SELECT CAST(? AS TEXT) AS n UNION SELECT CAST(? AS TEXT)"
+        " UNION SELECT CAST(? AS TEXT) UNION SELECT CAST(? AS TEXT) UNION SELECT CAST(? AS TEXT)"
+        " UNION SELECT CAST(? AS TEXT) UNION SELECT CAST(? AS TEXT)) AS t"
+        " WHERE NOT EXISTS (SELECT 1 FROM record_names AS k WHERE k.name = t.n)");
+    const char *const names[] = {r->side, r->requester, r->provider, r->business, r->item, r->operator_id, r->outcome};
+    for (int i = 0; i < 7; i++)
+        rk_bind_text(st, i + 1, names[i]);
+    if ((rc = rk_stmt_exec(st)) != RK_OK)
+        return rc;
+    st = rk_db_stmt(db,
+        "INSERT INTO record_rows(seq, exchange_id, side_id, requester_id, provider_id, business_id, item_id,"
+        " operator_id, subject, requested_ms, provided_ms, outcome_id, reason, payload, payload_text, condition,"
         " catalog_version)"
         " VALUES ((SELECT COALESCE(MAX(seq), (SELECT COALESCE(MAX(upto), 0) FROM records_archived)) + 1"
-        " FROM records),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+        " FROM record_rows), ?, " ID_OF("?") ", " ID_OF("?") ", " ID_OF("?") ", " ID_OF("?") ", " ID_OF("?") ", "
+        ID_OF("?") ", ?, ?, ?, " ID_OF("?") ", ?, ?, ?, ?, ?)");
     rk_bind_text(st, 1, r->exchange_id);
     rk_bind_text(st, 2, r->side);
     rk_bind_text(st, 3, r->requester);
@@ -169,9 +347,21 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
         rk_bind_null(st, 10);
     rk_bind_text(st, 11, r->outcome);
     rk_bind_text(st, 12, r->reason);
-    rk_bind_text(st, 13, r->payload_sha256);
-    rk_bind_text(st, 14, r->condition);
-    rk_bind_int(st, 15, r->catalog_version);
+    /* the digest as 32 bytes when it is canonical hex; else its text ("" none) */
+    uint8_t d[32];
+    if (canonical_hex(r->payload_sha256)) {
+        unhex32(r->payload_sha256, d);
+        rk_bind_blob(st, 13, d, sizeof d);
+        rk_bind_null(st, 14);
+    } else {
+        rk_bind_null(st, 13);
+        if (r->payload_sha256[0])
+            rk_bind_text(st, 14, r->payload_sha256);
+        else
+            rk_bind_null(st, 14);
+    }
+    rk_bind_text(st, 15, r->condition);
+    rk_bind_int(st, 16, r->catalog_version);
     return rk_stmt_exec(st);
 }
 
@@ -234,7 +424,7 @@ static rk_rc list_fn(rk_db *db, void *arg)
     if (windowed) {
         int64_t top = q->before_seq;
         if (!top) {
-            rk_stmt *m = rk_db_stmt(db, "SELECT COALESCE(MAX(seq), 0) FROM records");
+            rk_stmt *m = rk_db_stmt(db, "SELECT COALESCE(MAX(seq), 0) FROM record_rows");
             rk_rc rc = m ? rk_stmt_next(m) : RK_ERR_STORE;
             if (rc != RK_OK)
                 return rc == RK_ERR_NOT_FOUND ? RK_ERR_STORE : rc;
@@ -297,7 +487,7 @@ rk_rc rk_records_list(rk_db *db, const rk_records_query *q, json_t **out, int64_
 
 static rk_rc count_fn(rk_db *db, void *arg)
 {
-    rk_stmt *q = rk_db_stmt(db, "SELECT COUNT(*) FROM records");
+    rk_stmt *q = rk_db_stmt(db, "SELECT COUNT(*) FROM record_rows");
     rk_rc rc = q ? rk_stmt_next(q) : RK_ERR_STORE;
     if (rc == RK_OK)
         *(int64_t *)arg = rk_col_int(q, 0);
@@ -366,13 +556,13 @@ static rk_rc archive_due_fn(rk_db *db, void *arg)
 {
     due_args *a = arg;
     /* the first record still kept: below it, everything is older than the cutoff */
-    rk_stmt *q = rk_db_stmt(db, "SELECT MIN(seq) FROM records WHERE requested_ms >= ?");
+    rk_stmt *q = rk_db_stmt(db, "SELECT MIN(seq) FROM record_rows WHERE requested_ms >= ?");
     rk_bind_int(q, 1, a->before_ms);
     rk_rc rc = rk_stmt_next(q);
     if (rc != RK_OK)
         return rc == RK_ERR_NOT_FOUND ? RK_ERR_STORE : rc;
     int64_t young = rk_col_is_null(q, 0) ? INT64_MAX : rk_col_int(q, 0);
-    q = rk_db_stmt(db, "SELECT COALESCE(MAX(seq), 0) FROM records");
+    q = rk_db_stmt(db, "SELECT COALESCE(MAX(seq), 0) FROM record_rows");
     if ((rc = rk_stmt_next(q)) != RK_OK)
         return rc == RK_ERR_NOT_FOUND ? RK_ERR_STORE : rc;
     int64_t last = rk_col_int(q, 0);
@@ -432,7 +622,7 @@ static rk_rc prune_fn(rk_db *db, void *arg)
         return rc;
     if (done != a->from - 1)
         return RK_ERR_CONFLICT; /* another archive ran meanwhile */
-    rk_stmt *st = rk_db_stmt(db, "DELETE FROM records WHERE seq >= ? AND seq <= ?");
+    rk_stmt *st = rk_db_stmt(db, "DELETE FROM record_rows WHERE seq >= ? AND seq <= ?");
     rk_bind_int(st, 1, a->from);
     rk_bind_int(st, 2, a->upto);
     if ((rc = rk_stmt_exec(st)) != RK_OK)
