@@ -214,17 +214,24 @@ static rk_rc convert_fn(rk_db *db, void *arg)
     return RK_OK;
 }
 
-rk_rc rk_records_migrate(rk_db *db)
+rk_rc rk_records_migrate_to(rk_db *db, int version)
 {
     const char *steps[N_STEPS];
     int pg = strcmp(rk_db_engine(db), "sqlite") != 0;
+    if (version < 1 || version > N_STEPS)
+        return RK_ERR_INVALID;
     for (int i = 0; i < N_STEPS; i++)
         steps[i] = pg && records_steps_pg[i] ? records_steps_pg[i] : records_steps[i];
-    rk_rc rc = rk_db_migrate(db, "records", steps, N_STEPS);
+    rk_rc rc = rk_db_migrate(db, "records", steps, version);
     convert_args a = {0, 0};
-    while (rc == RK_OK && !a.done)
+    while (rc == RK_OK && version >= 9 && !a.done)
         rc = rk_db_write(db, convert_fn, &a);
     return rc;
+}
+
+rk_rc rk_records_migrate(rk_db *db)
+{
+    return rk_records_migrate_to(db, N_STEPS);
 }
 
 /* A string JSON writes as it is: printable ASCII without '"' or '\\'. */

@@ -61,6 +61,9 @@ typedef struct rk_records_query {
 /* Brings the module's tables (records, kept answers, tree heads) to the
  * newest version (rk_db_migrate, module "records"). */
 rk_rc rk_records_migrate(rk_db *db);
+/* The same up to schema version `version` only: a store as an older renkei
+ * left it (for the tests of the conversions). */
+rk_rc rk_records_migrate_to(rk_db *db, int version);
 
 /* Store-wide locks (store/db.h) of the records log, among the instances
  * over one database: the sequence of records, and the log's leader, which
