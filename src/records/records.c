@@ -322,37 +322,51 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
     rk_rc rc = rk_db_lock(db, RK_RECORDS_SEQUENCE_LOCK);
     if (rc != RK_OK)
         return rc;
-    rk_stmt *st = rk_db_stmt(db,
-        "INSERT INTO record_names(name) SELECT n FROM (SELECT CAST(? AS TEXT) AS n UNION SELECT CAST(? AS TEXT)"
-        " UNION SELECT CAST(? AS TEXT) UNION SELECT CAST(? AS TEXT) UNION SELECT CAST(? AS TEXT)"
-        " UNION SELECT CAST(? AS TEXT) UNION SELECT CAST(? AS TEXT)) AS t"
-        " WHERE NOT EXISTS (SELECT 1 FROM record_names AS k WHERE k.name = t.n)");
+    /* the names' ids, read in the same transaction as the insert (no cache
+     * that a rollback could leave wrong); a name not seen before is added */
     const char *const names[] = {r->side, r->requester, r->provider, r->business, r->item, r->operator_id, r->outcome};
-    for (int i = 0; i < 7; i++)
-        rk_bind_text(st, i + 1, names[i]);
-    if ((rc = rk_stmt_exec(st)) != RK_OK)
-        return rc;
-    st = rk_db_stmt(db,
+    int64_t ids[7];
+    for (int pass = 0;; pass++) {
+        rk_stmt *q = rk_db_stmt(db, "SELECT " ID_OF("?") ", " ID_OF("?") ", " ID_OF("?") ", " ID_OF("?") ", "
+                                    ID_OF("?") ", " ID_OF("?") ", " ID_OF("?"));
+        for (int i = 0; i < 7; i++)
+            rk_bind_text(q, i + 1, names[i]);
+        if ((rc = rk_stmt_next(q)) != RK_OK)
+            return rc == RK_ERR_NOT_FOUND ? RK_ERR_STORE : rc;
+        int missing = 0, absent[7];
+        for (int i = 0; i < 7; i++) {
+            missing |= absent[i] = rk_col_is_null(q, i);
+            ids[i] = absent[i] ? 0 : rk_col_int(q, i);
+        }
+        if (!missing)
+            break;
+        if (pass)
+            return RK_ERR_STORE;
+        for (int i = 0; i < 7; i++) {
+            if (!absent[i])
+                continue;
+            rk_stmt *add = rk_db_stmt(db, "INSERT INTO record_names(name) VALUES (?) ON CONFLICT (name) DO NOTHING");
+            rk_bind_text(add, 1, names[i]);
+            if ((rc = rk_stmt_exec(add)) != RK_OK)
+                return rc;
+        }
+    }
+    rk_stmt *st = rk_db_stmt(db,
         "INSERT INTO record_rows(seq, exchange_id, side_id, requester_id, provider_id, business_id, item_id,"
         " operator_id, subject, requested_ms, provided_ms, outcome_id, reason, payload, payload_text, condition,"
         " catalog_version)"
         " VALUES ((SELECT COALESCE(MAX(seq), (SELECT COALESCE(MAX(upto), 0) FROM records_archived)) + 1"
-        " FROM record_rows), ?, " ID_OF("?") ", " ID_OF("?") ", " ID_OF("?") ", " ID_OF("?") ", " ID_OF("?") ", "
-        ID_OF("?") ", ?, ?, ?, " ID_OF("?") ", ?, ?, ?, ?, ?)");
+        " FROM record_rows), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     rk_bind_text(st, 1, r->exchange_id);
-    rk_bind_text(st, 2, r->side);
-    rk_bind_text(st, 3, r->requester);
-    rk_bind_text(st, 4, r->provider);
-    rk_bind_text(st, 5, r->business);
-    rk_bind_text(st, 6, r->item);
-    rk_bind_text(st, 7, r->operator_id);
+    for (int i = 0; i < 6; i++)
+        rk_bind_int(st, 2 + i, ids[i]);
     rk_bind_text(st, 8, r->subject);
     rk_bind_int(st, 9, r->requested_ms);
     if (r->provided_ms)
         rk_bind_int(st, 10, r->provided_ms);
     else
         rk_bind_null(st, 10);
-    rk_bind_text(st, 11, r->outcome);
+    rk_bind_int(st, 11, ids[6]);
     rk_bind_text(st, 12, r->reason);
     /* the digest as 32 bytes when it is canonical hex; else its text ("" none) */
     uint8_t d[32];
@@ -390,6 +404,109 @@ void rk_record_from_row(rk_stmt *q, int col, rk_record *r)
     rk_col_copy(q, col + 12, r->payload_sha256, sizeof r->payload_sha256);
     rk_col_copy(q, col + 13, r->condition, sizeof r->condition);
     r->catalog_version = rk_col_int(q, col + 14);
+}
+
+rk_rc rk_records_compact(rk_db *db)
+{
+    rk_stmt *q = rk_db_stmt(db, "SELECT version FROM schema_versions WHERE module = 'records'");
+    rk_rc rc = rk_stmt_next(q);
+    if (rc != RK_OK)
+        return rc;
+    return rk_col_int(q, 0) >= 9 ? RK_OK : RK_ERR_NOT_FOUND;
+}
+
+struct rk_record_names {
+    int64_t n;    /* ids 0..n-1 */
+    char **name;  /* NULL: no such id */
+};
+
+void rk_record_names_free(rk_record_names *n)
+{
+    if (!n)
+        return;
+    for (int64_t i = 0; i < n->n; i++)
+        free(n->name[i]);
+    free(n->name);
+    free(n);
+}
+
+rk_rc rk_record_names_load(rk_db *db, rk_record_names **out)
+{
+    *out = NULL;
+    rk_record_names *n = calloc(1, sizeof *n);
+    if (!n)
+        return RK_ERR_NOMEM;
+    rk_stmt *q = rk_db_stmt(db, "SELECT id, name FROM record_names ORDER BY id");
+    rk_rc rc;
+    int64_t cap = 0;
+    while ((rc = rk_stmt_next(q)) == RK_OK) {
+        int64_t id = rk_col_int(q, 0);
+        const char *t = rk_col_text(q, 1);
+        if (id < 0 || id > 100000000) { /* ids count from 1; a table this large is not names */
+            rc = RK_ERR_STORE;
+            break;
+        }
+        if (id >= cap) {
+            int64_t ncap = cap ? cap : 64;
+            while (ncap <= id)
+                ncap *= 2;
+            char **grown = realloc(n->name, (size_t)ncap * sizeof *grown);
+            if (!grown) {
+                rc = RK_ERR_NOMEM;
+                break;
+            }
+            memset(grown + cap, 0, (size_t)(ncap - cap) * sizeof *grown);
+            n->name = grown;
+            cap = ncap;
+        }
+        if (!(n->name[id] = strdup(t ? t : ""))) {
+            rc = RK_ERR_NOMEM;
+            break;
+        }
+        if (id >= n->n)
+            n->n = id + 1;
+    }
+    if (rc != RK_ERR_NOT_FOUND) {
+        rk_record_names_free(n);
+        return rc == RK_OK ? RK_ERR_STORE : rc;
+    }
+    *out = n;
+    return RK_OK;
+}
+
+static int copy_name(const rk_record_names *n, int64_t id, char *out, size_t size)
+{
+    if (id < 0 || id >= n->n || !n->name[id])
+        return 0;
+    snprintf(out, size, "%s", n->name[id]);
+    return 1;
+}
+
+rk_rc rk_record_from_stored(rk_stmt *q, int col, const rk_record_names *n, rk_record *r)
+{
+    memset(r, 0, sizeof *r);
+    rk_col_copy(q, col + 0, r->exchange_id, sizeof r->exchange_id);
+    if (!copy_name(n, rk_col_int(q, col + 1), r->side, sizeof r->side) ||
+        !copy_name(n, rk_col_int(q, col + 2), r->requester, sizeof r->requester) ||
+        !copy_name(n, rk_col_int(q, col + 3), r->provider, sizeof r->provider) ||
+        !copy_name(n, rk_col_int(q, col + 4), r->business, sizeof r->business) ||
+        !copy_name(n, rk_col_int(q, col + 5), r->item, sizeof r->item) ||
+        !copy_name(n, rk_col_int(q, col + 6), r->operator_id, sizeof r->operator_id) ||
+        !copy_name(n, rk_col_int(q, col + 10), r->outcome, sizeof r->outcome))
+        return RK_ERR_NOT_FOUND;
+    rk_col_copy(q, col + 7, r->subject, sizeof r->subject);
+    r->requested_ms = rk_col_int(q, col + 8);
+    r->provided_ms = rk_col_is_null(q, col + 9) ? 0 : rk_col_int(q, col + 9);
+    rk_col_copy(q, col + 11, r->reason, sizeof r->reason);
+    size_t len = 0;
+    const uint8_t *d = rk_col_is_null(q, col + 12) ? NULL : rk_col_blob(q, col + 12, &len);
+    if (d && len == 32)
+        rk_hex(d, 32, r->payload_sha256);
+    else
+        rk_col_copy(q, col + 13, r->payload_sha256, sizeof r->payload_sha256);
+    rk_col_copy(q, col + 14, r->condition, sizeof r->condition);
+    r->catalog_version = rk_col_int(q, col + 15);
+    return RK_OK;
 }
 
 /* A row of "seq, " RK_RECORD_COLUMNS as the JSON of GET /v1/records. */
@@ -590,11 +707,13 @@ typedef struct range_args {
     int64_t from, upto;
     rk_record_fn fn;
     void *arg;
+    int again; /* a name newer than the scan's start: load the names again */
 } range_args;
 
-static rk_rc range_fn(rk_db *db, void *arg)
+/* A store an older renkei left (a read-only tool does not migrate it): its
+ * table `records` as it was. */
+static rk_rc range_old_fn(rk_db *db, range_args *a)
 {
-    range_args *a = arg;
     rk_stmt *q = rk_db_stmt(db, "SELECT seq, " RK_RECORD_COLUMNS " FROM records"
                                 " WHERE seq >= ? AND seq <= ? ORDER BY seq");
     rk_bind_int(q, 1, a->from);
@@ -609,10 +728,44 @@ static rk_rc range_fn(rk_db *db, void *arg)
     return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }
 
+static rk_rc range_fn(rk_db *db, void *arg)
+{
+    range_args *a = arg;
+    rk_rc rc = rk_records_compact(db);
+    if (rc == RK_ERR_NOT_FOUND)
+        return range_old_fn(db, a);
+    rk_record_names *names = NULL;
+    if (rc != RK_OK || (rc = rk_record_names_load(db, &names)) != RK_OK)
+        return rc;
+    rk_stmt *q = rk_db_stmt(db, "SELECT seq, " RK_RECORD_ROW_COLUMNS " FROM record_rows"
+                                " WHERE seq >= ? AND seq <= ? ORDER BY seq");
+    rk_bind_int(q, 1, a->from);
+    rk_bind_int(q, 2, a->upto);
+    a->again = 0;
+    while ((rc = rk_stmt_next(q)) == RK_OK) {
+        rk_record r;
+        int64_t seq = rk_col_int(q, 0);
+        if (rk_record_from_stored(q, 1, names, &r) != RK_OK) {
+            a->from = seq;
+            a->again = 1;
+            break;
+        }
+        if ((rc = a->fn(a->arg, seq, &r)) != RK_OK)
+            break;
+    }
+    rk_record_names_free(names);
+    return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
+}
+
 rk_rc rk_records_range(rk_db *db, int64_t from, int64_t upto, rk_record_fn fn, void *arg)
 {
-    range_args a = {from, upto, fn, arg};
-    return rk_db_scan(db, range_fn, &a);
+    range_args a = {from, upto, fn, arg, 0};
+    rk_rc rc;
+    int tries = 0;
+    do
+        rc = rk_db_scan(db, range_fn, &a);
+    while (rc == RK_OK && a.again && ++tries < 100);
+    return rc == RK_OK && a.again ? RK_ERR_STORE : rc;
 }
 
 typedef struct prune_args {
