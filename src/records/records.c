@@ -311,6 +311,66 @@ void rk_record_leaf(const rk_record *r, uint8_t out[32])
     free(text);
 }
 
+/* The digest's two columns: 32 bytes when it is canonical hex; else its
+ * text ("" none). d holds the bytes until the statement ran. */
+static void bind_payload(rk_stmt *st, int col, const rk_record *r, uint8_t d[32])
+{
+    if (canonical_hex(r->payload_sha256)) {
+        unhex32(r->payload_sha256, d);
+        rk_bind_blob(st, col, d, 32);
+        rk_bind_null(st, col + 1);
+    } else {
+        rk_bind_null(st, col);
+        if (r->payload_sha256[0])
+            rk_bind_text(st, col + 1, r->payload_sha256);
+        else
+            rk_bind_null(st, col + 1);
+    }
+}
+
+/* PostgreSQL: one statement (one round trip) adds the names not seen
+ * before and inserts the row; a name's id comes from the names added by the
+ * statement or from those before it. */
+#define PG_ID "COALESCE((SELECT id FROM added WHERE name = ?), (SELECT id FROM record_names WHERE name = ?))"
+static rk_rc append_pg(rk_db *db, const rk_record *r, const char *const names[7])
+{
+    rk_stmt *st = rk_db_stmt(db,
+        "WITH n(name) AS (VALUES (CAST(? AS TEXT)), (CAST(? AS TEXT)), (CAST(? AS TEXT)), (CAST(? AS TEXT)),"
+        " (CAST(? AS TEXT)), (CAST(? AS TEXT)), (CAST(? AS TEXT))),"
+        " added AS (INSERT INTO record_names(name) SELECT DISTINCT n.name FROM n"
+        " WHERE NOT EXISTS (SELECT 1 FROM record_names AS k WHERE k.name = n.name)"
+        " ON CONFLICT (name) DO NOTHING RETURNING id, name)"
+        " INSERT INTO record_rows(seq, exchange_id, side_id, requester_id, provider_id, business_id, item_id,"
+        " operator_id, subject, requested_ms, provided_ms, outcome_id, reason, payload, payload_text, condition,"
+        " catalog_version)"
+        " VALUES ((SELECT COALESCE(MAX(seq), (SELECT COALESCE(MAX(upto), 0) FROM records_archived)) + 1"
+        " FROM record_rows), ?, " PG_ID ", " PG_ID ", " PG_ID ", " PG_ID ", " PG_ID ", " PG_ID ", ?, ?, ?, "
+        PG_ID ", ?, ?, ?, ?, ?)");
+    int i = 1;
+    for (int k = 0; k < 7; k++)
+        rk_bind_text(st, i++, names[k]);
+    rk_bind_text(st, i++, r->exchange_id);
+    for (int k = 0; k < 6; k++) {
+        rk_bind_text(st, i++, names[k]);
+        rk_bind_text(st, i++, names[k]);
+    }
+    rk_bind_text(st, i++, r->subject);
+    rk_bind_int(st, i++, r->requested_ms);
+    if (r->provided_ms)
+        rk_bind_int(st, i++, r->provided_ms);
+    else
+        rk_bind_null(st, i++);
+    rk_bind_text(st, i++, names[6]);
+    rk_bind_text(st, i++, names[6]);
+    rk_bind_text(st, i++, r->reason);
+    uint8_t d[32];
+    bind_payload(st, i, r, d);
+    i += 2;
+    rk_bind_text(st, i++, r->condition);
+    rk_bind_int(st, i++, r->catalog_version);
+    return rk_stmt_exec(st);
+}
+
 rk_rc rk_record_append(rk_db *db, const rk_record *r)
 {
     /* seq is the leaf's position + 1: it counts from 1 without gaps, so it is
@@ -322,9 +382,11 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
     rk_rc rc = rk_db_lock(db, RK_RECORDS_SEQUENCE_LOCK);
     if (rc != RK_OK)
         return rc;
+    const char *const names[] = {r->side, r->requester, r->provider, r->business, r->item, r->operator_id, r->outcome};
+    if (strcmp(rk_db_engine(db), "sqlite") != 0)
+        return append_pg(db, r, names);
     /* the names' ids, read in the same transaction as the insert (no cache
      * that a rollback could leave wrong); a name not seen before is added */
-    const char *const names[] = {r->side, r->requester, r->provider, r->business, r->item, r->operator_id, r->outcome};
     int64_t ids[7];
     for (int pass = 0;; pass++) {
         rk_stmt *q = rk_db_stmt(db, "SELECT " ID_OF("?") ", " ID_OF("?") ", " ID_OF("?") ", " ID_OF("?") ", "
@@ -368,19 +430,8 @@ rk_rc rk_record_append(rk_db *db, const rk_record *r)
         rk_bind_null(st, 10);
     rk_bind_int(st, 11, ids[6]);
     rk_bind_text(st, 12, r->reason);
-    /* the digest as 32 bytes when it is canonical hex; else its text ("" none) */
     uint8_t d[32];
-    if (canonical_hex(r->payload_sha256)) {
-        unhex32(r->payload_sha256, d);
-        rk_bind_blob(st, 13, d, sizeof d);
-        rk_bind_null(st, 14);
-    } else {
-        rk_bind_null(st, 13);
-        if (r->payload_sha256[0])
-            rk_bind_text(st, 14, r->payload_sha256);
-        else
-            rk_bind_null(st, 14);
-    }
+    bind_payload(st, 13, r, d);
     rk_bind_text(st, 15, r->condition);
     rk_bind_int(st, 16, r->catalog_version);
     return rk_stmt_exec(st);

@@ -656,6 +656,10 @@ static void an_old_store_is_converted_in_place(void **state)
     assert_int_equal(more.seqs[5], 6);
     uint8_t want[32];
     rk_record_leaf(&r, want);
+    char *got_text = rk_record_leaf_text(&more.recs[5]), *want_text = rk_record_leaf_text(&r);
+    assert_string_equal(got_text, want_text);
+    free(got_text);
+    free(want_text);
     assert_memory_equal(more.leaves[5], want, 32);
     assert_int_equal(rk_db_read(db, count_rows, &c), RK_OK);
     assert_int_equal(c.names, names); /* no new name */
