@@ -45,6 +45,7 @@ static const rk_route routes[] = {
     {"GET", "/v1/tile/*", RK_ROLES_ANY, 0, core_handle_tile},
     {"POST", "/v1/persons/exchanges", RK_ROLE_PORTAL, 0, core_handle_person_exchanges},
     {"POST", "/v1/nondisclosures", RK_ROLE_GATEWAY, 0, core_handle_nondisclosure},
+    {"POST", "/v1/nondisclosures/lift", RK_ROLE_GATEWAY, 0, core_handle_nondisclosure_lift},
     {"POST", "/v1/incidents",
      RK_ROLE_GATEWAY | RK_ROLE_JLIS | RK_ROLE_OPERATOR | RK_ROLE_WITNESS | RK_ROLE_PORTAL | RK_ROLE_PPC, 0,
      core_handle_incident, 1},

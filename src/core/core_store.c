@@ -591,6 +591,44 @@ rk_rc core_store_withhold(core_store *s, const rk_record *step, const char *agen
     return rk_db_write(s->db, withhold_fn, &a);
 }
 
+typedef struct lift_args {
+    const rk_record *step;
+    const char *agency;
+} lift_args;
+
+static rk_rc lift_fn(rk_db *db, void *arg)
+{
+    lift_args *a = arg;
+    rk_stmt *m = rk_db_stmt(db, "SELECT 1 FROM nondisclosures WHERE exchange_id = ? AND agency = ?");
+    rk_bind_text(m, 1, a->step->exchange_id);
+    rk_bind_text(m, 2, a->agency);
+    rk_rc rc = rk_stmt_next(m);
+    if (rc != RK_OK)
+        return rc; /* RK_ERR_NOT_FOUND: not withheld by this agency */
+    /* lifted before: the log keeps the first lifting (looked up first, as above) */
+    rk_stmt *q = rk_db_stmt(db, "SELECT 1 FROM records WHERE exchange_id = ? AND side = ? AND outcome = ?");
+    rk_bind_text(q, 1, a->step->exchange_id);
+    rk_bind_text(q, 2, a->step->side);
+    rk_bind_text(q, 3, a->step->outcome);
+    rc = rk_stmt_next(q);
+    if (rc == RK_ERR_NOT_FOUND)
+        rc = rk_record_append(db, a->step);
+    if (rc != RK_OK)
+        return rc;
+    rk_stmt *st = rk_db_stmt(db, "DELETE FROM nondisclosures WHERE exchange_id = ? AND agency = ?");
+    rk_bind_text(st, 1, a->step->exchange_id);
+    rk_bind_text(st, 2, a->agency);
+    return rk_stmt_exec(st);
+}
+
+rk_rc core_store_lift(core_store *s, const rk_record *step, const char *agency)
+{
+    if (s->readonly)
+        return RK_ERR_DENIED;
+    lift_args a = {step, agency};
+    return rk_db_write(s->db, lift_fn, &a);
+}
+
 typedef struct withheld_args {
     const char *exchange_id, *today;
     char *basis, *until;

@@ -109,6 +109,10 @@ rk_rc core_store_person(core_store *s, const char *resident_code, uint64_t *seri
 struct rk_record;
 rk_rc core_store_withhold(core_store *s, const struct rk_record *step, const char *agency, const char *basis,
                           const char *until, const char *operator_id, int64_t now_ms);
+/* The agency's marking lifted: the step `step` (outcome disclosed) appended
+ * (a lifting recorded before stays the first) and the agency's marking
+ * dropped, in one commit. RK_ERR_NOT_FOUND when the agency holds none. */
+rk_rc core_store_lift(core_store *s, const struct rk_record *step, const char *agency);
 /* RK_OK with its basis and until ("" for until lifted) when a marking of
  * the exchange is in force on `today` (YYYY-MM-DD), RK_ERR_NOT_FOUND when none. */
 rk_rc core_store_withheld(core_store *s, const char *exchange_id, const char *today, char basis[CORE_BASIS_MAX + 1],
