@@ -156,7 +156,9 @@ static int prov_open(agency *a, prov *p, const rk_request *req, rk_response *res
     p->operator_id = op && strlen(op) <= RK_ID_FIELD_MAX ? op : "";
     p->requested_ms = req->received_ms;
     rk_request_hash(req->json, p->request_hash);
-    p->requester_node = rk_registry_find(a->node->registry, RK_ROLE_AGENCY, p->requester);
+    /* わたしの情報: the portal asks, through the core, for the person themself */
+    p->requester_node = strcmp(p->requester, "portal") == 0 ? rk_registry_find(a->node->registry, RK_ROLE_PORTAL, NULL)
+                                                            : rk_registry_find(a->node->registry, RK_ROLE_AGENCY, p->requester);
     return 0;
 }
 

@@ -44,6 +44,7 @@ static const rk_route routes[] = {
     {"GET", "/v1/checkpoint", RK_ROLES_ANY, 0, core_handle_checkpoint},
     {"GET", "/v1/tile/*", RK_ROLES_ANY, 0, core_handle_tile},
     {"POST", "/v1/persons/exchanges", RK_ROLE_PORTAL, 0, core_handle_person_exchanges},
+    {"POST", "/v1/persons/data", RK_ROLE_PORTAL, 0, NULL, 0, core_start_person_data},
     {"POST", "/v1/nondisclosures", RK_ROLE_GATEWAY, 0, core_handle_nondisclosure},
     {"POST", "/v1/nondisclosures/lift", RK_ROLE_GATEWAY, 0, core_handle_nondisclosure_lift},
     {"POST", "/v1/incidents",

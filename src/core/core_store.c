@@ -317,6 +317,33 @@ rk_rc core_store_issued_version(core_store *s, const char *agency, uint64_t seri
     return rk_db_read(s->db, issued_in_tx, &x);
 }
 
+typedef struct holders_args {
+    uint64_t serial;
+    core_store_holder *out;
+    size_t max, n;
+} holders_args;
+
+static rk_rc holders_fn(rk_db *db, void *arg)
+{
+    holders_args *a = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT agency, COALESCE(code_version, 1) FROM issued WHERE serial = ? ORDER BY agency");
+    rk_bind_int(q, 1, (int64_t)a->serial);
+    rk_rc rc = RK_ERR_NOT_FOUND;
+    while (a->n < a->max && (rc = rk_stmt_next(q)) == RK_OK) {
+        snprintf(a->out[a->n].agency, sizeof a->out[a->n].agency, "%s", rk_col_text(q, 0));
+        a->out[a->n++].version = (int)rk_col_int(q, 1);
+    }
+    return a->n == a->max || rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
+}
+
+rk_rc core_store_holders(core_store *s, uint64_t serial, core_store_holder *out, size_t max, size_t *n)
+{
+    holders_args a = {serial, out, max, 0};
+    rk_rc rc = rk_db_read(s->db, holders_fn, &a);
+    *n = rc == RK_OK ? a.n : 0;
+    return rc;
+}
+
 void core_store_set_code_version(core_store *s, int version)
 {
     s->code_version = version;
