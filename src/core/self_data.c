@@ -155,10 +155,12 @@ static void answered(rk_flow *f, rk_rc rc, rk_http_result *res)
     } else if (st && strcmp(st, "no_data") == 0) {
         note(d, "no_data", "no data for this item", NULL);
         json_object_set_new(e, "status", json_string("no_data"));
+    } else if (st && strcmp(st, "declined") == 0) { /* 手動応答: the agency answers no portal automatically */
+        note(d, "declined", "held for an operator at the agency: not answered to the portal", NULL);
+        json_object_set_new(e, "status", json_string("declined"));
     } else {
-        note(d, "failed", st && strcmp(st, "held") == 0 ? "held for an operator at the agency" : "the agency did not answer",
-             NULL);
-        json_object_set_new(e, "status", json_string(st && strcmp(st, "held") == 0 ? "held" : "failed"));
+        note(d, "failed", "the agency did not answer", NULL);
+        json_object_set_new(e, "status", json_string("failed"));
     }
     json_decref(body);
     pthread_rwlock_rdlock(&d->c->perms_lock);

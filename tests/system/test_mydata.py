@@ -115,6 +115,28 @@ class MyData(unittest.TestCase):
             "requester": "portal", "item": "resident_record", "requester_cert": other}, as_client=("node", f"{Y}-gateway"))
         self.assertEqual(a.status, 400, a)
 
+    def test_5_a_person_held_for_an_operator_is_declined_to_the_portal_never_held(self):
+        """手動応答: the agency answers such a person's data through an operator only; a portal
+        ask is declined and recorded, and no held request waits for a late answer."""
+        flag = lambda auto, **r: self.net.agency_call(N, "PUT", "/v1/persons/NA/handling", {"auto_answer": auto, **r})
+        self.assertEqual(flag(False, reason="支援措置").status, 200)
+        try:
+            a = self.my_data(self.card_a)
+            items = {(i["provider"], i["item"]): i for i in a.json["items"]}
+            self.assertEqual(items[(N, "pension_benefits")]["status"], "declined", a.json)
+            self.assertNotIn("value", items[(N, "pension_benefits")])
+            self.assertEqual(items[(Y, "resident_record")]["status"], "provided")
+            self.assertNotIn("780000", a.raw)
+            held = self.net.call(N, "GET", "/v1/held-provisions", as_client=f"{N}-operator")
+            self.assertEqual(held.status, 200, held)
+            self.assertNotIn("portal.", held.raw)
+            here = self.net.sql(N, "SELECT outcome FROM records WHERE requester = 'portal' AND outcome = 'declined'")
+            core = self.net.sql("core", "SELECT outcome FROM records WHERE requester = 'portal' AND side = 'core'"
+                                " AND provider = ? AND outcome = 'declined'", (N,))
+            self.assertTrue(here and core, (here, core))
+        finally:
+            self.assertEqual(flag(True).status, 200)
+
 
 if __name__ == "__main__":
     main()

@@ -44,7 +44,7 @@ const TEXT = {
     mydata_intro: "機関があなたについて保有している情報のうち、あなた自身に提供されるもの（住民票関係情報、年金給付関係情報など）を、その機関に求めて表示します。求めるたびに、やりとり履歴に記録されます。",
     mydata_load: "わたしの情報を表示する", col_agency: "機関", col_value: "内容", col_as_of: "時点",
     mydata_none: "表示できる情報はありません。", mydata_count: "{0}件の情報",
-    mydata_status: { no_data: "該当する情報なし", failed: "機関から得られませんでした", held: "機関で確認中", not_verified: "署名を確認できません" },
+    mydata_status: { no_data: "該当する情報なし", failed: "機関から得られませんでした", declined: "機関の判断により表示されません", not_verified: "署名を確認できません" },
   },
   en: {
     title: "Exchange history", switch: "日本語", loading: "Loading…",
@@ -74,7 +74,7 @@ const TEXT = {
     mydata_intro: "Of what agencies hold about you, the items provided to you yourself (resident record, pension benefits and the like), asked of each agency now. Each ask is recorded in your exchange history.",
     mydata_load: "Show my information", col_agency: "Agency", col_value: "Value", col_as_of: "As of",
     mydata_none: "No information to show.", mydata_count: "{0} items",
-    mydata_status: { no_data: "No data held", failed: "The agency did not answer", held: "Held by the agency", not_verified: "Signature not verified" },
+    mydata_status: { no_data: "No data held", failed: "The agency did not answer", declined: "Not shown by the agency's decision", not_verified: "Signature not verified" },
   },
 };
 
