@@ -11,9 +11,11 @@
  * certificate (two trust anchors). Persons get the page (GET /, its script
  * and style, served from the binary), the keys that check a checkpoint
  * (GET /v1/me/keys, from network.json), and their exchanges (GET
- * /v1/me/exchanges): the card's serial is looked up at J-LIS, which answers
- * the resident code, and the core lists that person's exchanges with their
- * proofs. The resident code is held for that one request, wiped after, and
+ * /v1/me/exchanges), and their own data agencies hold (わたしの情報, GET
+ * /v1/me/data: the values agencies seal to this node, opened here and
+ * shown, never kept). For both, the card's serial is looked up at J-LIS,
+ * which answers the resident code, and the core answers for that person
+ * (exchanges with their proofs, or the agencies' sealed values). The resident code is held for that one request, wiped after, and
  * never stored nor logged; the portal stores nothing of a person (its
  * store holds its incidents only). */
 #include <jansson.h>
@@ -332,7 +334,6 @@ static void start_my_exchanges(void *app, rk_pending *pending, const rk_request 
  * provides to the person themself, sealed to this node; opened here. */
 static void start_my_data(void *app, rk_pending *pending, const rk_request *req, rk_response *resp)
 {
-    (void)req;
     mine *m = rk_flow_new(pending, resp, sizeof *m, mine_cleanup);
     if (!m)
         return;
