@@ -127,7 +127,7 @@ static const char *const records_steps[] = {
     /* Step 8: the catalogue version that allowed or refused the exchange
      * (DESIGN §2.3); 0 for none, as every record before. */
     "ALTER TABLE records ADD COLUMN catalog_version BIGINT NOT NULL DEFAULT 0;",
-    /* Step 9: compact rows (about 90 bytes a record fewer): the names that
+    /* Step 9: compact rows (about 100 bytes a record fewer): the names that
      * repeat (side, agencies, business, item, operator, outcome) as ids into
      * record_names, and the payload digest as 32 bytes — rows converted by
      * rk_records_migrate after the step, as SQLite has no unhex(). `records`
