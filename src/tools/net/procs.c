@@ -106,8 +106,8 @@ static rk_rc choose_nodes(const rk_registry *reg, const char *const *ids, size_t
         int found = 0;
         for (size_t r = 0; r < sizeof of_agency / sizeof of_agency[0]; r++) {
             const rk_peer_node *n = rk_registry_find(reg, of_agency[r], ids[k]);
-            for (const rk_peer_node *m = n; m; m = m->next_instance == n ? NULL : m->next_instance) {
-                chosen[m - reg->nodes] = 1;
+            if (n) {
+                chosen[n - reg->nodes] = 1;
                 found = 1;
             }
         }
