@@ -74,7 +74,9 @@ class NetCommands(unittest.TestCase):
         p = subprocess.run([BIN, "core", "--config", os.path.join(net, "nodes", "core", "node.conf")],
                            capture_output=True, text=True, timeout=60)
         self.assertNotEqual(p.returncode, 0)
-        self.assertIn(f"store: cannot connect to postgresql://core:***@127.0.0.1:{port}/core: ", p.stderr)
+        # the nodes reach the server through its socket, named (and the port) with the password hidden
+        sock = os.path.join(os.path.realpath(net), "pg", "sock")
+        self.assertIn(f"store: cannot connect to postgresql://core:***@/core?host={sock}&port={port}: ", p.stderr)
         self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)  # one clear line
         self.assertNotIn(password, p.stderr)
 

@@ -152,11 +152,24 @@ static void redact(const char *target, char *buf, size_t size)
     size_t end = strcspn(rest, "?");
     const char *at = memchr(rest, '@', strcspn(rest, "/?"));
     const char *colon = at ? memchr(rest, ':', (size_t)(at - rest)) : NULL;
+    int n;
     if (colon) /* user:password@ */
-        snprintf(buf, size, "%.*s%.*s:***%.*s", (int)scheme, target, (int)(colon - rest), rest,
-                 (int)(end - (size_t)(at - rest)), at);
+        n = snprintf(buf, size, "%.*s%.*s:***%.*s", (int)scheme, target, (int)(colon - rest), rest,
+                     (int)(end - (size_t)(at - rest)), at);
     else
-        snprintf(buf, size, "%.*s%.*s", (int)scheme, target, (int)end, rest);
+        n = snprintf(buf, size, "%.*s%.*s", (int)scheme, target, (int)end, rest);
+    /* a unix socket's folder and port are parameters: those two are told too */
+    const char *query = rest[end] == '?' ? rest + end : NULL;
+    for (const char *key = "host=", *k = key; query && n >= 0 && (size_t)n < size; k = "port=") {
+        const char *v = strstr(query, k);
+        if (v && (v[-1] == '?' || v[-1] == '&')) {
+            int m = snprintf(buf + n, size - (size_t)n, "%c%.*s", strchr(buf, '?') ? '&' : '?',
+                             (int)strcspn(v, "&"), v);
+            n = m < 0 ? -1 : n + m;
+        }
+        if (k != key)
+            break;
+    }
 }
 
 /* Notices (CREATE … IF NOT EXISTS that skips) are not news; warnings are. */
