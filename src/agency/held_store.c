@@ -470,6 +470,14 @@ static rk_rc settle_in_tx(rk_db *db, void *arg)
     rk_bind_text(st, 4, query_id);
     if ((rc = rk_stmt_exec(st)) != RK_OK || (rc = rk_record_append(db, x->late)) != RK_OK)
         return rc;
+    /* a query of a batch (batch_store.h) counts under its late outcome from now on */
+    st = rk_db_stmt(db, "UPDATE batch_queries SET outcome = ?, http_status = ? WHERE query_id = ? AND state = 'settled'"
+                        " AND outcome = 'held'");
+    rk_bind_text(st, 1, x->late->outcome);
+    rk_bind_int(st, 2, x->status);
+    rk_bind_text(st, 3, query_id);
+    if ((rc = rk_stmt_exec(st)) != RK_OK)
+        return rc;
     return x->extra ? x->extra(db, x->extra_arg) : RK_OK;
 }
 

@@ -497,9 +497,9 @@ static node_calls *calls_start(rk_node *node)
  * for a peer's timeout; later calls fail at once. */
 static void calls_give_up(rk_node *node)
 {
-    pthread_mutex_lock(&calls_start_lock);
-    node_calls *nc = node->calls;
-    pthread_mutex_unlock(&calls_start_lock);
+    /* made now when no call was made yet, so that a service's first call
+     * after this fails at once too (calls_stop ends it) */
+    node_calls *nc = calls_start(node);
     if (!nc)
         return;
     pthread_mutex_lock(&nc->lock);

@@ -195,6 +195,7 @@ class Held(Base):
             time.sleep(0.1)
         entry = b.json["results"][0]
         self.assertEqual((entry["http_status"], entry["answer"]["status"]), (202, "held"), b)
+        self.assertEqual(b.json["by_status"], {"held": 1}, b)
         self.assertFalse(self.net.store_holds(K, secret))
         xid = entry["answer"]["exchange_id"]
         self.assertIn(xid, self.held_list())
@@ -203,8 +204,10 @@ class Held(Base):
         self.assertEqual(a.status, 200, a)
         a = self.poll("q-held-batch", "provided")
         self.assertEqual(a.json.get("value"), {"address": secret}, a)
-        entry = self.net.agency_call(K, "GET", "/v1/queries/batch/b-held").json["results"][0]
+        b = self.net.agency_call(K, "GET", "/v1/queries/batch/b-held").json
+        entry = b["results"][0]
         self.assertEqual((entry["http_status"], entry["answer"]["status"]), (200, "provided"), entry)
+        self.assertEqual(b["by_status"], {"provided": 1}, b)  # counted under its late outcome
 
     def test_lifted_answers_automatically(self):
         secret = self.store_secret("Y2", "lifted")
