@@ -186,13 +186,15 @@ static void on_notice(void *arg, const PGresult *res)
 /* ---------- results ---------- */
 
 /* A failure that is the database's absence rather than the statement's:
- * no SQLSTATE and the connection gone; class 08 (connection exception);
+ * no SQLSTATE (libpq's own failure: the server sends one with every error;
+ * a server that shuts down under a unix socket's session can leave it
+ * CONNECTION_OK until the next read); class 08 (connection exception);
  * 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now;
  * 25006 read_only_sql_transaction (the writer on a standby: a failover). */
-static int unavailable_state(rk_db_conn *c, const char *state)
+static int unavailable_state(const char *state)
 {
     if (!state)
-        return PQstatus(c->pg) != CONNECTION_OK;
+        return 1;
     return strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 ||
            strcmp(state, "57P03") == 0 || strcmp(state, "25006") == 0;
 }
@@ -227,9 +229,11 @@ static rk_rc error_of(rk_db_conn *c, const PGresult *r)
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     if (state && strncmp(state, "23", 2) == 0) /* integrity_constraint_violation */
         return RK_ERR_CONFLICT;
-    if (unavailable_state(c, state)) {
+    if (unavailable_state(state)) {
         if (state && strcmp(state, "25006") == 0 && c->kind == RK_CONN_WRITER)
             c->reset_wanted = 1; /* the primary is elsewhere now */
+        if (!state)
+            c->reset_wanted = 1; /* the session is not to be trusted: a new one */
         const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
         if (!msg || !*msg) /* libpq's own: the connection's message */
             msg = PQerrorMessage(c->pg);
