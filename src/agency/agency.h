@@ -72,6 +72,10 @@ int agency_read_unlawful(const rk_request *req, rk_response *resp, const char **
  * when not given). */
 int agency_read_nondisclosure(const rk_request *req, rk_response *resp, char exchange_id[RK_EXCHANGE_ID_MAX + 1],
                               const char **basis, const char **operator_id, const char **until);
+/* POST /v1/records/{exchange_id}/nondisclosure/lift: the exchange id, operator, reason. */
+int agency_read_nondisclosure_lift(const rk_request *req, rk_response *resp,
+                                   char exchange_id[RK_EXCHANGE_ID_MAX + 1], const char **operator_id,
+                                   const char **reason);
 
 /* held.c: held answers (手動応答) for protected persons. The readers of
  * its bodies (0, or -1 with resp the 4xx); the routes only touch the store

@@ -117,7 +117,7 @@ typedef struct prov {
     rk_record rec;
     char person[RK_ID_FIELD_MAX + 1];
     char *payload;               /* sealed on a worker */
-    enum { SEALED, BAD_CERT, LOOKUP_FAILED, SEAL_FAILED, HELD } outcome;
+    enum { SEALED, BAD_CERT, LOOKUP_FAILED, SEAL_FAILED, HELD, SELF_DECLINED } outcome;
     int late;                    /* an operator's answer to a held request: never held again */
     held_in held;                /* HELD: what the request keeps for its operator */
     char condition_json[HELD_CONDITION_MAX + 1];
@@ -156,7 +156,9 @@ static int prov_open(agency *a, prov *p, const rk_request *req, rk_response *res
     p->operator_id = op && strlen(op) <= RK_ID_FIELD_MAX ? op : "";
     p->requested_ms = req->received_ms;
     rk_request_hash(req->json, p->request_hash);
-    p->requester_node = rk_registry_find(a->node->registry, RK_ROLE_AGENCY, p->requester);
+    /* わたしの情報: the portal asks, through the core, for the person themself */
+    p->requester_node = strcmp(p->requester, "portal") == 0 ? rk_registry_find(a->node->registry, RK_ROLE_PORTAL, NULL)
+                                                            : rk_registry_find(a->node->registry, RK_ROLE_AGENCY, p->requester);
     return 0;
 }
 
@@ -237,6 +239,8 @@ static void prov_seal(prov *p)
         p->outcome = BAD_CERT;
     else if (rc != RK_OK && rc != RK_ERR_NOT_FOUND)
         p->outcome = LOOKUP_FAILED;
+    else if (held && strcmp(p->requester, "portal") == 0)
+        p->outcome = SELF_DECLINED; /* わたしの情報: no late answer could reach the portal */
     else if (held)
         p->outcome = HELD;
     else if (p->person[0] && seal_version(p->a, p, p->person, to, &p->payload) != RK_OK)
@@ -270,6 +274,12 @@ static int prov_outcome(prov *p, json_t **answer, const char **code, const char 
         strcpy(p->rec.reason, "held for an operator (手動応答): the person's data is not answered automatically");
         held_prepare(p);
         *answer = json_pack("{s:s,s:s}", "exchange_id", p->exchange_id, "status", "held");
+        return 0;
+    case SELF_DECLINED:
+        fill_provider_record(p);
+        strcpy(p->rec.outcome, "declined");
+        strcpy(p->rec.reason, "held for an operator (手動応答): not answered to the portal automatically");
+        *answer = json_pack("{s:s,s:s}", "exchange_id", p->exchange_id, "status", "declined");
         return 0;
     case SEALED:
         break;

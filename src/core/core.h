@@ -92,6 +92,9 @@ void core_handle_tile(void *app, const rk_request *req, rk_response *resp);
  * of records not to be disclosed (法23条, DESIGN §2.5). */
 void core_handle_person_exchanges(void *app, const rk_request *req, rk_response *resp);
 void core_handle_nondisclosure(void *app, const rk_request *req, rk_response *resp);
+void core_handle_nondisclosure_lift(void *app, const rk_request *req, rk_response *resp);
+/* self_data.c: わたしの情報, a person's own data asked of the agencies for the portal. */
+void core_start_person_data(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 /* deletions.c */
 void core_start_deletion_request(void *app, rk_pending *p, const rk_request *req, rk_response *resp);
 void core_handle_incident(void *app, const rk_request *req, rk_response *resp);

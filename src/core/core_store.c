@@ -317,6 +317,33 @@ rk_rc core_store_issued_version(core_store *s, const char *agency, uint64_t seri
     return rk_db_read(s->db, issued_in_tx, &x);
 }
 
+typedef struct holders_args {
+    uint64_t serial;
+    core_store_holder *out;
+    size_t max, n;
+} holders_args;
+
+static rk_rc holders_fn(rk_db *db, void *arg)
+{
+    holders_args *a = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT agency, COALESCE(code_version, 1) FROM issued WHERE serial = ? ORDER BY agency");
+    rk_bind_int(q, 1, (int64_t)a->serial);
+    rk_rc rc = RK_ERR_NOT_FOUND;
+    while (a->n < a->max && (rc = rk_stmt_next(q)) == RK_OK) {
+        snprintf(a->out[a->n].agency, sizeof a->out[a->n].agency, "%s", rk_col_text(q, 0));
+        a->out[a->n++].version = (int)rk_col_int(q, 1);
+    }
+    return a->n == a->max || rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
+}
+
+rk_rc core_store_holders(core_store *s, uint64_t serial, core_store_holder *out, size_t max, size_t *n)
+{
+    holders_args a = {serial, out, max, 0};
+    rk_rc rc = rk_db_read(s->db, holders_fn, &a);
+    *n = rc == RK_OK ? a.n : 0;
+    return rc;
+}
+
 void core_store_set_code_version(core_store *s, int version)
 {
     s->code_version = version;
@@ -589,6 +616,44 @@ rk_rc core_store_withhold(core_store *s, const rk_record *step, const char *agen
         return RK_ERR_DENIED;
     withhold_args a = {step, agency, basis, until, operator_id, now_ms};
     return rk_db_write(s->db, withhold_fn, &a);
+}
+
+typedef struct lift_args {
+    const rk_record *step;
+    const char *agency;
+} lift_args;
+
+static rk_rc lift_fn(rk_db *db, void *arg)
+{
+    lift_args *a = arg;
+    rk_stmt *m = rk_db_stmt(db, "SELECT 1 FROM nondisclosures WHERE exchange_id = ? AND agency = ?");
+    rk_bind_text(m, 1, a->step->exchange_id);
+    rk_bind_text(m, 2, a->agency);
+    rk_rc rc = rk_stmt_next(m);
+    if (rc != RK_OK)
+        return rc; /* RK_ERR_NOT_FOUND: not withheld by this agency */
+    /* lifted before: the log keeps the first lifting (looked up first, as above) */
+    rk_stmt *q = rk_db_stmt(db, "SELECT 1 FROM records WHERE exchange_id = ? AND side = ? AND outcome = ?");
+    rk_bind_text(q, 1, a->step->exchange_id);
+    rk_bind_text(q, 2, a->step->side);
+    rk_bind_text(q, 3, a->step->outcome);
+    rc = rk_stmt_next(q);
+    if (rc == RK_ERR_NOT_FOUND)
+        rc = rk_record_append(db, a->step);
+    if (rc != RK_OK)
+        return rc;
+    rk_stmt *st = rk_db_stmt(db, "DELETE FROM nondisclosures WHERE exchange_id = ? AND agency = ?");
+    rk_bind_text(st, 1, a->step->exchange_id);
+    rk_bind_text(st, 2, a->agency);
+    return rk_stmt_exec(st);
+}
+
+rk_rc core_store_lift(core_store *s, const rk_record *step, const char *agency)
+{
+    if (s->readonly)
+        return RK_ERR_DENIED;
+    lift_args a = {step, agency};
+    return rk_db_write(s->db, lift_fn, &a);
 }
 
 typedef struct withheld_args {

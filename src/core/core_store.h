@@ -98,6 +98,14 @@ rk_rc core_store_acquisitions_of(core_store *s, const char *agency, const char *
  * agencies made them. */
 rk_rc core_store_person_spread(core_store *s, const char *resident_code, int64_t *persons, int64_t *agencies);
 
+/* The agencies the core issued a code for the person `serial` to, with the
+ * key version of each (わたしの情報, core/self_data.c); at most max. */
+typedef struct core_store_holder {
+    char agency[64];
+    int version;
+} core_store_holder;
+rk_rc core_store_holders(core_store *s, uint64_t serial, core_store_holder *out, size_t max, size_t *n);
+
 /* Disclosure to the person (DESIGN §2.5). The person named by a resident
  * code, current or earlier: RK_ERR_NOT_FOUND when the core knows none. */
 rk_rc core_store_person(core_store *s, const char *resident_code, uint64_t *serial);
@@ -109,6 +117,10 @@ rk_rc core_store_person(core_store *s, const char *resident_code, uint64_t *seri
 struct rk_record;
 rk_rc core_store_withhold(core_store *s, const struct rk_record *step, const char *agency, const char *basis,
                           const char *until, const char *operator_id, int64_t now_ms);
+/* The agency's marking lifted: the step `step` (outcome disclosed) appended
+ * (a lifting recorded before stays the first) and the agency's marking
+ * dropped, in one commit. RK_ERR_NOT_FOUND when the agency holds none. */
+rk_rc core_store_lift(core_store *s, const struct rk_record *step, const char *agency);
 /* RK_OK with its basis and until ("" for until lifted) when a marking of
  * the exchange is in force on `today` (YYYY-MM-DD), RK_ERR_NOT_FOUND when none. */
 rk_rc core_store_withheld(core_store *s, const char *exchange_id, const char *today, char basis[CORE_BASIS_MAX + 1],

@@ -14,7 +14,14 @@
  * 保護法78条). The marking is a step of the records log and a row of the
  * core; while it is in force the person's list still holds each record of
  * the exchange — its leaf hash and inclusion proof, so the list stays
- * provably the log's — but neither its leaf nor any of its details. */
+ * provably the log's — but neither its leaf nor any of its details.
+ *
+ * POST /v1/nondisclosures/lift (an agency, through its gateway): the agency
+ * lifts its own marking before its date; a step of the log (outcome
+ * `disclosed`), and the record is shown in detail again unless another
+ * party's marking is still in force. A route of its own, not a flag on the
+ * marking's: a node that does not know it refuses it (404) instead of
+ * reading a lifting as a marking. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,4 +215,54 @@ void core_handle_nondisclosure(void *app, const rk_request *req, rk_response *re
     }
     rk_info("exchange %s withheld from the person by %s", exchange_id, agency);
     rk_reply_json(resp, 200, json_pack("{s:s,s:s,s:s?}", "exchange_id", exchange_id, "status", "withheld", "until", until));
+}
+
+/* POST /v1/nondisclosures/lift {"exchange_id","operator","reason"} from an
+ * agency's gateway: the agency lifts its own marking. 404 when it is no
+ * party to the exchange, 409 not_withheld when it holds no marking of it.
+ * On a worker (store only). */
+void core_handle_nondisclosure_lift(void *app, const rk_request *req, rk_response *resp)
+{
+    core *c = app;
+    const char *agency = req->peer->agency;
+    const char *exchange_id = rk_req_string(req, resp, "exchange_id", RK_EXCHANGE_ID_MAX);
+    const char *operator_id = exchange_id ? rk_req_string(req, resp, "operator", RK_ID_FIELD_MAX) : NULL;
+    const char *reason = operator_id ? rk_req_string(req, resp, "reason", CORE_BASIS_MAX) : NULL;
+    if (!reason)
+        return;
+    if (!rk_id_valid(operator_id, RK_ID_FIELD_MAX)) {
+        rk_reply_error(resp, 400, "invalid_field", "operator must be an id");
+        return;
+    }
+    rk_record rec;
+    rk_rc rc = rk_records_find(core_store_db(c->store), exchange_id, "core", NULL, &rec);
+    if (rc == RK_ERR_NOT_FOUND || (rc == RK_OK && strcmp(rec.requester, agency) != 0 && strcmp(rec.provider, agency) != 0)) {
+        rk_reply_error(resp, 404, "not_found", "%s is no party to an exchange %s", agency, exchange_id);
+        return;
+    }
+    rk_record step = rec;
+    step.requested_ms = rk_node_now_ms(c->node);
+    step.provided_ms = 0;
+    step.payload_sha256[0] = '\0';
+    snprintf(step.outcome, sizeof step.outcome, "disclosed");
+    snprintf(step.operator_id, sizeof step.operator_id, "%s", operator_id);
+    char cut[111]; /* as much of the reason as fits, cut between two UTF-8 characters */
+    size_t k = strlen(reason) < sizeof cut ? strlen(reason) : sizeof cut - 1;
+    while (k > 0 && k < strlen(reason) && ((unsigned char)reason[k] & 0xC0) == 0x80)
+        k--;
+    memcpy(cut, reason, k);
+    cut[k] = '\0';
+    snprintf(step.reason, sizeof step.reason, "%.63s: lifted: %s", agency, cut);
+    if (rc == RK_OK)
+        rc = core_store_lift(c->store, &step, agency);
+    if (rc == RK_ERR_NOT_FOUND) {
+        rk_reply_error(resp, 409, "not_withheld", "%s holds no marking of exchange %s", agency, exchange_id);
+        return;
+    }
+    if (rc != RK_OK) {
+        rk_reply_error(resp, 500, "store_error", "the lifting could not be recorded; retry");
+        return;
+    }
+    rk_info("exchange %s disclosed to the person again by %s", exchange_id, agency);
+    rk_reply_json(resp, 200, json_pack("{s:s,s:s}", "exchange_id", exchange_id, "status", "disclosed"));
 }

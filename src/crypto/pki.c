@@ -21,6 +21,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -455,34 +456,84 @@ fail:
     return rc;
 }
 
-rk_rc rk_pki_issue(const char *ca_cert_path, const char *ca_key_path, const rk_cert_spec *spec,
-                   const char *cert_path, const char *key_path, const char *passphrase)
+/* ---- an issuer: the CA loaded once, many certificates ---------------------- */
+
+struct rk_pki_issuer {
+    X509 *ca_cert;
+    EVP_PKEY *ca_key;
+    pthread_mutex_t lock; /* around what reads the CA's objects: building and signing */
+};
+
+rk_rc rk_pki_issuer_open(const char *ca_cert_path, const char *ca_key_path, rk_pki_issuer **out)
+{
+    rk_pki_issuer *is = calloc(1, sizeof *is);
+    *out = NULL;
+    if (!is)
+        return RK_ERR_NOMEM;
+    rk_rc rc = load_ca(ca_cert_path, ca_key_path, &is->ca_cert, &is->ca_key);
+    if (rc != RK_OK) {
+        free(is);
+        return finish(rc);
+    }
+    pthread_mutex_init(&is->lock, NULL);
+    *out = is;
+    return RK_OK;
+}
+
+void rk_pki_issuer_close(rk_pki_issuer *is)
+{
+    if (!is)
+        return;
+    X509_free(is->ca_cert);
+    EVP_PKEY_free(is->ca_key);
+    pthread_mutex_destroy(&is->lock);
+    free(is);
+}
+
+rk_rc rk_pki_issuer_issue(rk_pki_issuer *is, const rk_cert_spec *spec, const char *cert_path, const char *key_path,
+                          const char *passphrase, X509 **out)
 {
     int64_t not_before = 0, not_after = 0;
-    X509 *ca_cert = NULL, *cert = NULL;
-    EVP_PKEY *ca_key = NULL, *key = NULL;
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
     rk_rc rc = check_spec(spec);
-    if (rc != RK_OK || (passphrase && !*passphrase) || !cert_path || !key_path) {
+    if (rc != RK_OK || !is || (passphrase && !*passphrase) || !cert_path || !key_path) {
         rc = RK_ERR_INVALID;
         goto done;
     }
-    if ((rc = resolve_validity(spec, &not_before, &not_after)) != RK_OK ||
-        (rc = load_ca(ca_cert_path, ca_key_path, &ca_cert, &ca_key)) != RK_OK)
+    if ((rc = resolve_validity(spec, &not_before, &not_after)) != RK_OK)
         goto done;
-    if (!(key = generate_p256_key())) {
+    if (!(key = generate_p256_key())) { /* a key of its own for every certificate */
         rc = RK_ERR_CRYPTO;
         goto done;
     }
-    if ((rc = build_leaf_cert(spec, key, not_before, not_after, ca_cert, ca_key, &cert)) != RK_OK ||
-        (rc = write_key_pem(key, key_path, passphrase)) != RK_OK)
+    pthread_mutex_lock(&is->lock);
+    rc = build_leaf_cert(spec, key, not_before, not_after, is->ca_cert, is->ca_key, &cert);
+    pthread_mutex_unlock(&is->lock);
+    if (rc != RK_OK || (rc = write_key_pem(key, key_path, passphrase)) != RK_OK)
         goto done;
-    rc = write_cert_pem(cert, cert_path);
+    if ((rc = write_cert_pem(cert, cert_path)) == RK_OK && out) {
+        *out = cert;
+        cert = NULL;
+    }
 done:
     X509_free(cert);
-    X509_free(ca_cert);
     EVP_PKEY_free(key);
-    EVP_PKEY_free(ca_key);
     return finish(rc);
+}
+
+rk_rc rk_pki_issue(const char *ca_cert_path, const char *ca_key_path, const rk_cert_spec *spec,
+                   const char *cert_path, const char *key_path, const char *passphrase)
+{
+    rk_pki_issuer *is = NULL;
+    rk_rc rc = check_spec(spec);
+    if (rc != RK_OK || (passphrase && !*passphrase) || !cert_path || !key_path)
+        return finish(RK_ERR_INVALID);
+    if ((rc = rk_pki_issuer_open(ca_cert_path, ca_key_path, &is)) != RK_OK)
+        return rc;
+    rc = rk_pki_issuer_issue(is, spec, cert_path, key_path, passphrase, NULL);
+    rk_pki_issuer_close(is);
+    return rc;
 }
 
 rk_rc rk_pki_fingerprint(X509 *cert, char out[RK_FINGERPRINT_LEN])

@@ -41,6 +41,17 @@ rk_rc rk_pki_create_ca(const char *cert_path, const char *key_path, const char *
 rk_rc rk_pki_issue(const char *ca_cert_path, const char *ca_key_path, const rk_cert_spec *spec,
                    const char *cert_path, const char *key_path, const char *passphrase);
 
+/* An issuer: the CA's certificate and key loaded (and checked to match)
+ * once, for many certificates — `net init` of thousands of nodes. Every
+ * certificate still gets a fresh key of its own. rk_pki_issuer_issue may be
+ * called from several threads at once. out (may be NULL): the certificate
+ * written, the caller's. Errors as rk_pki_issue's. */
+typedef struct rk_pki_issuer rk_pki_issuer;
+rk_rc rk_pki_issuer_open(const char *ca_cert_path, const char *ca_key_path, rk_pki_issuer **out);
+rk_rc rk_pki_issuer_issue(rk_pki_issuer *is, const rk_cert_spec *spec, const char *cert_path, const char *key_path,
+                          const char *passphrase, X509 **out);
+void rk_pki_issuer_close(rk_pki_issuer *is); /* NULL: nothing */
+
 /* Loads a private key through crypto/keys.h's rk_pkey_load (a file, or a
  * pkcs11: URI of a token key). Refuses (RK_ERR_DENIED) a file readable by
  * group or others. passphrase_file: NULL or "" for an unencrypted key;

@@ -144,6 +144,7 @@ static const rk_route routes[] = {
     {"POST", "/v1/deletion-requests", RK_ROLE_AGENCY, 1, NULL, 0, to_core},
     {"POST", "/v1/deletions", RK_ROLE_CORE, 0, NULL, 0, to_agency},
     {"POST", "/v1/nondisclosures", RK_ROLE_AGENCY, 1, NULL, 0, to_core},
+    {"POST", "/v1/nondisclosures/lift", RK_ROLE_AGENCY, 1, NULL, 0, to_core},
     {"GET", "/v1/records", RK_ROLE_OPERATOR, 0, records}, /* its agency's operator or the network's */
 };
 

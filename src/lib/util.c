@@ -6,6 +6,7 @@
 #include <malloc.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,24 @@ done:
     return RK_OK;
 }
 
+/* Set by a writer of many files (`net init`) that syncs them all at its end. */
+static atomic_int write_sync_deferred;
+
+void rk_write_defer_sync(int on)
+{
+    atomic_store(&write_sync_deferred, on ? 1 : 0);
+}
+
+rk_rc rk_sync_folder(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return RK_ERR_IO;
+    int r = syncfs(fd); /* every file and directory of its file system, data and metadata */
+    close(fd);
+    return r == 0 ? RK_OK : RK_ERR_IO;
+}
+
 rk_rc rk_write_file(const char *path, const void *data, size_t len, unsigned mode)
 {
     char tmp[4096];
@@ -147,7 +166,7 @@ rk_rc rk_write_file(const char *path, const void *data, size_t len, unsigned mod
         p += n;
         left -= (size_t)n;
     }
-    if (rc == RK_OK && (fchmod(fd, mode) != 0 || fsync(fd) != 0))
+    if (rc == RK_OK && (fchmod(fd, mode) != 0 || (!atomic_load(&write_sync_deferred) && fsync(fd) != 0)))
         rc = RK_ERR_IO;
     close(fd);
     if (rc == RK_OK && rename(tmp, path) != 0)

@@ -28,6 +28,12 @@ void rk_format_time(int64_t ms, char *out, size_t outlen);
 rk_rc rk_read_file(const char *path, size_t cap, char **out, size_t *outlen);
 /* Writes a file atomically (temp + rename) with the given mode. */
 rk_rc rk_write_file(const char *path, const void *data, size_t len, unsigned mode);
+/* on: rk_write_file skips its fsync (the whole process) until turned off;
+ * the writer then calls rk_sync_folder before it reports success. For one
+ * command writing thousands of files (`net init`), nothing else. */
+void rk_write_defer_sync(int on);
+/* Flushes to disk everything written on the file system holding dir (syncfs). */
+rk_rc rk_sync_folder(const char *dir);
 
 /* Joins dir and a relative path ("" or absolute path returns path as is). */
 void rk_path_join(char *out, size_t outlen, const char *dir, const char *path);

@@ -286,8 +286,12 @@ static int apply(rk_node *node, rk_registry *fresh)
     /* the CA's CRL served beside the registry is the one in force here too
      * (net/revocation.h): a newer number only, signed by the network CA */
     if (fresh->crl_pem && fresh->crl_len) {
+        uint64_t before = rk_revocation_number();
         rk_rc crc = rk_revocation_set_pem(fresh->crl_pem, fresh->crl_len);
-        if (crc != RK_OK && crc != RK_ERR_CONFLICT)
+        if (crc == RK_OK && rk_revocation_number() != before)
+            rk_info("crl: number %llu in force (beside registry serial %llu)",
+                    (unsigned long long)rk_revocation_number(), (unsigned long long)fresh->serial);
+        else if (crc != RK_OK && crc != RK_ERR_CONFLICT)
             rk_warn("the CA's CRL beside registry serial %llu was refused (%s); the CRL in force stays",
                     (unsigned long long)fresh->serial, rk_strerror(crc));
     }

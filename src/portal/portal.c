@@ -11,9 +11,11 @@
  * certificate (two trust anchors). Persons get the page (GET /, its script
  * and style, served from the binary), the keys that check a checkpoint
  * (GET /v1/me/keys, from network.json), and their exchanges (GET
- * /v1/me/exchanges): the card's serial is looked up at J-LIS, which answers
- * the resident code, and the core lists that person's exchanges with their
- * proofs. The resident code is held for that one request, wiped after, and
+ * /v1/me/exchanges), and their own data agencies hold (わたしの情報, GET
+ * /v1/me/data: the values agencies seal to this node, opened here and
+ * shown, never kept). For both, the card's serial is looked up at J-LIS,
+ * which answers the resident code, and the core answers for that person
+ * (exchanges with their proofs, or the agencies' sealed values). The resident code is held for that one request, wiped after, and
  * never stored nor logged; the portal stores nothing of a person (its
  * store holds its incidents only). */
 #include <jansson.h>
@@ -23,6 +25,8 @@
 #include <string.h>
 
 #include "crypto/card.h"
+#include "crypto/cms.h"
+#include "net/peer_certs.h"
 #include "lib/log.h"
 #include "lib/mynumber.h"
 #include "lib/util.h"
@@ -133,12 +137,17 @@ typedef struct mine {
     char serial[RK_CARD_SERIAL_LEN + 1];
     long cursor, limit;
     char code[12];               /* the resident code: this request's only, wiped */
+    int data;                    /* GET /v1/me/data: わたしの情報 */
+    json_t *items;               /* the core's answer, then opened on a worker */
+    json_t *shown;               /* what the person is shown */
 } mine;
 
 static void mine_cleanup(rk_flow *f)
 {
     mine *m = (mine *)f;
     rk_wipe(m->code, sizeof m->code);
+    json_decref(m->items);
+    json_decref(m->shown);
 }
 
 static void count(uint64_t *n)
@@ -167,6 +176,89 @@ static void listed(rk_flow *f, rk_rc rc, rk_http_result *res)
     rk_flow_fail(f, 503, "core_unavailable", "the core could not list the exchanges now; try again");
 }
 
+/* ---------- わたしの情報 (GET /v1/me/data) ---------- */
+
+/* On a worker: each value the agencies sealed to this node opened — only
+ * when signed by that agency's registered certificate — and shown. */
+static void open_work(rk_flow *f)
+{
+    mine *m = (mine *)f;
+    rk_node *node = m->p->node;
+    json_t *shown = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(m->items, i, e) {
+        const char *provider = json_string_value(json_object_get(e, "provider"));
+        const char *item = json_string_value(json_object_get(e, "item"));
+        const char *status = json_string_value(json_object_get(e, "status"));
+        const char *payload = json_string_value(json_object_get(e, "payload"));
+        const char *cert = json_string_value(json_object_get(e, "provider_cert"));
+        if (!provider || !item || !status)
+            continue;
+        json_t *row = json_pack("{s:s,s:s,s:s,s:O*}", "provider", provider, "item", item, "status", status, "names",
+                                json_object_get(e, "names"));
+        const rk_peer_node *ag = rk_registry_find(node->registry, RK_ROLE_AGENCY, provider);
+        X509 *signer = NULL;
+        char *plain = NULL;
+        size_t len = 0;
+        json_t *inner = NULL;
+        if (row && strcmp(status, "provided") == 0) {
+            if (ag && payload && cert && rk_peer_certs_get_node(node->peer_certs, cert, ag, &signer) == RK_OK &&
+                rk_cms_open(node->cert, node->key, signer, payload, &plain, &len) == RK_OK)
+                inner = json_loadb(plain, len, 0, NULL);
+            const char *got = json_string_value(json_object_get(inner, "item"));
+            if (inner && got && strcmp(got, item) == 0) {
+                json_object_set(row, "value", json_object_get(inner, "value"));
+                json_object_set(row, "as_of", json_object_get(inner, "as_of"));
+            } else {
+                json_object_set_new(row, "status", json_string("not_verified"));
+            }
+        }
+        if (plain) {
+            rk_wipe(plain, len);
+            free(plain);
+        }
+        json_decref(inner);
+        X509_free(signer);
+        if (row)
+            json_array_append_new(shown, row);
+    }
+    m->shown = shown;
+}
+
+static void opened(rk_flow *f)
+{
+    mine *m = (mine *)f;
+    json_t *shown = m->shown;
+    m->shown = NULL;
+    if (!shown) {
+        rk_flow_fail(f, 500, "internal", "out of memory");
+        return;
+    }
+    rk_reply_json(f->resp, 200, json_pack("{s:o}", "items", shown));
+    f->resp->cache_control = "no-store";
+    rk_flow_finish(f);
+}
+
+static void data_answered(rk_flow *f, rk_rc rc, rk_http_result *res)
+{
+    mine *m = (mine *)f;
+    json_t *body = rc == RK_OK && res->status == 200 && res->body ? json_loads(res->body, 0, NULL) : NULL;
+    long status = rc == RK_OK ? res->status : 0;
+    rk_http_result_clear(res);
+    json_t *items = json_object_get(body, "items");
+    if (!json_is_array(items)) {
+        json_decref(body);
+        count(&m->p->upstream_failures);
+        rk_warn("the core did not answer a person's data (%s, HTTP %ld)", rk_strerror(rc), status);
+        rk_flow_fail(f, 503, "core_unavailable", "the core could not answer the data now; try again");
+        return;
+    }
+    m->items = json_incref(items);
+    json_decref(body);
+    rk_flow_pool(f, open_work, opened);
+}
+
 static void looked_up(rk_flow *f, rk_rc rc, rk_http_result *res)
 {
     mine *m = (mine *)f;
@@ -189,6 +281,11 @@ static void looked_up(rk_flow *f, rk_rc rc, rk_http_result *res)
         count(&m->p->upstream_failures);
         rk_warn("J-LIS did not look the card up (%s, HTTP %ld)", rk_strerror(rc), status);
         rk_flow_fail(f, 503, "jlis_unavailable", "the card could not be looked up now; try again");
+    } else if (m->data) {
+        json_t *q = json_pack("{s:s,s:s}", "resident_code", m->code, "portal_cert", m->p->node->cert_pem);
+        char *text = q ? json_dumps(q, JSON_COMPACT) : NULL; /* the flow's: wiped once sent */
+        json_decref(q);
+        rk_flow_call(f, m->p->node, m->p->core, "/v1/persons/data", text, data_answered);
     } else {
         json_t *q = json_pack("{s:s,s:i}", "resident_code", m->code, "limit", (int)m->limit);
         if (q && m->cursor)
@@ -232,12 +329,30 @@ static void start_my_exchanges(void *app, rk_pending *pending, const rk_request 
     rk_flow_call(&m->flow, m->p->node, m->p->jlis, "/v1/card-lookups", text, looked_up);
 }
 
+/* GET /v1/me/data as a flow: the card's resident at J-LIS, then the core,
+ * which asks each agency holding a code for the person for the items it
+ * provides to the person themself, sealed to this node; opened here. */
+static void start_my_data(void *app, rk_pending *pending, const rk_request *req, rk_response *resp)
+{
+    mine *m = rk_flow_new(pending, resp, sizeof *m, mine_cleanup);
+    if (!m)
+        return;
+    m->p = app;
+    m->data = 1;
+    snprintf(m->serial, sizeof m->serial, "%.32s", req->peer->id); /* a card serial (net/tls.c) */
+    json_t *q = json_pack("{s:s}", "card_serial", m->serial);
+    char *text = q ? json_dumps(q, JSON_COMPACT) : NULL;
+    json_decref(q);
+    rk_flow_call(&m->flow, m->p->node, m->p->jlis, "/v1/card-lookups", text, looked_up);
+}
+
 static const rk_route person_routes[] = {
     {"GET", "/", RK_ROLE_PERSON, 0, serve_asset},
     {"GET", "/portal.js", RK_ROLE_PERSON, 0, serve_asset},
     {"GET", "/portal.css", RK_ROLE_PERSON, 0, serve_asset},
     {"GET", "/v1/me/keys", RK_ROLE_PERSON, 0, handle_keys},
     {"GET", "/v1/me/exchanges", RK_ROLE_PERSON, 0, NULL, 0, start_my_exchanges},
+    {"GET", "/v1/me/data", RK_ROLE_PERSON, 0, NULL, 0, start_my_data},
 };
 
 /* ---------- the node ---------- */

@@ -4,7 +4,7 @@
  * not a nondisclosure's, a handling's or a held request's) or gives fields
  * within the grammar each promises. The first byte picks the route; for PUT
  * /v1/data the body's first line is the path after /v1/data/, for a
- * nondisclosure the path after /v1/records/, for a handling the path after
+ * nondisclosure (or its lifting) the path after /v1/records/, for a handling the path after
  * /v1/persons/, for a held request's answer the path after
  * /v1/held-provisions/. */
 #include "agency/agency.h"
@@ -111,9 +111,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                      *in.person && *in.business && *in.item && strlen(in.provider) <= RK_AGENCY_FIELD_MAX);
         break;
     }
-    case 8: { /* POST /v1/records/{exchange_id}/nondisclosure */
+    case 8: { /* POST /v1/records/{exchange_id}/nondisclosure[/lift] */
         char xid[RK_EXCHANGE_ID_MAX + 1];
         const char *basis, *operator_id, *until;
+        size_t plen = strlen(path);
+        if (plen > 5 && strcmp(path + plen - 5, "/lift") == 0) {
+            if ((rc = agency_read_nondisclosure_lift(&req, &resp, xid, &operator_id, &basis)) == 0) {
+                FZ_CHECK(rk_id_valid(xid, RK_EXCHANGE_ID_MAX) && !strchr(xid, '/'));
+                FZ_CHECK(*basis && strlen(basis) <= 150 && rk_id_valid(operator_id, RK_ID_FIELD_MAX));
+                char want[200];
+                snprintf(want, sizeof want, "/v1/records/%s/nondisclosure/lift", xid);
+                FZ_CHECK(strcmp(want, path) == 0);
+            }
+            break;
+        }
         if ((rc = agency_read_nondisclosure(&req, &resp, xid, &basis, &operator_id, &until)) == 0) {
             FZ_CHECK(rk_id_valid(xid, RK_EXCHANGE_ID_MAX) && !strchr(xid, '/'));
             FZ_CHECK(*basis && strlen(basis) <= 150 && rk_id_valid(operator_id, RK_ID_FIELD_MAX));

@@ -7,7 +7,8 @@ hashlib and the `cryptography` package). No card, a revoked card, a card
 of another CA, a card J-LIS does not know and a node's certificate are
 refused; the portal keeps no resident code; J-LIS logs every card lookup.
 A record its agency marked not to be disclosed (個人情報保護法78条) keeps
-its place in the list — leaf hash and proof — without a detail."""
+its place in the list — leaf hash and proof — without a detail, until the
+agency's operator lifts the marking: then it is shown in detail again."""
 import base64
 import datetime
 import json
@@ -364,6 +365,74 @@ class Portal(unittest.TestCase):
         self.assertIn(N, core[0][1])
         self.assertEqual(len(self.net.sql(N, "SELECT 1 FROM records WHERE exchange_id = ? AND outcome = 'withheld'",
                                           (xid,))), 1)
+
+    def test_a_withholding_lifted_early_shows_the_record_again(self):
+        xid = self.net.agency_call(K, "POST", "/v1/queries", {
+            "query_id": "pa-lift", "person": "KA", "business": "public_assistance", "provider": Y,
+            "item": "local_tax", "operator": "op-7"}).json["exchange_id"]
+        lift = lambda who, x, body, client=None: self.net.call(who, "POST", f"/v1/records/{x}/nondisclosure/lift",
+                                                               body, as_client=client or f"{who}-operator")
+        body = {"operator": "op-y", "reason": "不開示事由の消滅"}
+        # not withheld yet: nothing to lift, here and at the core
+        a = lift(Y, xid, body)
+        self.assertEqual((a.status, a.error), (409, "not_withheld"), a)
+        basis = "個人情報保護法78条1項7号"
+        a = self.net.call(Y, "POST", f"/v1/records/{xid}/nondisclosure", {"basis": basis, "operator": "op-y"},
+                          as_client=f"{Y}-operator")
+        self.assertEqual((a.status, a.json["status"]), (200, "withheld"), a)
+        ans, checked = self.proven_list(self.card_a, lambda b: all(
+            e.get("exchange_id") != xid for e in b["exchanges"]) and sum(
+            e.get("withheld", {}).get("basis") == basis for e in b["exchanges"]) >= 2)
+        self.assertNotIn(xid, ans.raw)
+        # refusals, each changing nothing
+        a = lift(H, xid, body)
+        self.assertEqual((a.status, a.error), (404, "not_found"), a)  # not this agency's record
+        self.assertEqual(lift(Y, "no.such-exchange", body).status, 404)
+        a = lift(Y, xid, body, client=f"{K}-operator")
+        self.assertEqual((a.status, a.error), (403, "wrong_agency"), a)  # another agency's operator
+        a = lift(Y, xid, body, client=Y)
+        self.assertEqual((a.status, a.error), (403, "role_not_allowed"), a)  # the agency's system: wrong role
+        a = lift(Y, xid, body, client="operator")
+        self.assertEqual(a.status, 403, a)  # the network's operator
+        for bad in ({"reason": "r"}, {"operator": "op-y"}, {"operator": "op y", "reason": "r"},
+                    {"operator": "op-y", "reason": "x" * 151}, {"operator": 7, "reason": "r"}):
+            a = lift(Y, xid, bad)
+            self.assertEqual(a.status, 400, (bad, a))
+        a = lift(K, xid, body)  # the requester never marked it
+        self.assertEqual((a.status, a.error), (409, "not_withheld"), a)
+        self.assertEqual(self.net.sql("core", "SELECT 1 FROM records WHERE exchange_id = ? AND outcome = 'disclosed'",
+                                      (xid,)), [])
+        # a gateway relays the lifting only from its own agency; the core takes it only from a gateway
+        a = self.net.call("core", "POST", "/v1/nondisclosures/lift", {"exchange_id": xid, **body},
+                          as_client=f"{Y}-operator")
+        self.assertEqual(a.status, 403, a)
+        # the provider's operator lifts it: the person sees the record whole again
+        a = lift(Y, xid, body)
+        self.assertEqual((a.status, a.json), (200, {"exchange_id": xid, "status": "disclosed"}), a)
+        a = lift(Y, xid, body)  # again: nothing is withheld any more
+        self.assertEqual((a.status, a.error), (409, "not_withheld"), a)
+        ans, checked = self.proven_list(self.card_a, lambda b: sum(
+            e.get("exchange_id") == xid for e in b["exchanges"]) >= 3)
+        steps = {leaf["outcome"] for _, leaf in checked if leaf and leaf["exchange_id"] == xid}
+        self.assertTrue({"withheld", "disclosed"} <= steps and len(steps) >= 3, steps)
+        self.assertFalse([e for e in ans.json["exchanges"] if e.get("withheld", {}).get("basis") == basis])
+        # both steps are in both logs, the operator and the reason named
+        core = self.net.sql("core", "SELECT outcome, operator, reason FROM records WHERE exchange_id = ? AND outcome"
+                            " IN ('withheld', 'disclosed') ORDER BY seq", (xid,))
+        self.assertEqual([r[0] for r in core], ["withheld", "disclosed"], core)
+        self.assertEqual(core[1][1], "op-y")
+        self.assertIn(Y, core[1][2])
+        self.assertIn("不開示事由の消滅", core[1][2])
+        here = self.net.sql(Y, "SELECT outcome, operator FROM records WHERE exchange_id = ? AND outcome"
+                            " IN ('withheld', 'disclosed') ORDER BY seq", (xid,))
+        self.assertEqual([tuple(r) for r in here], [("withheld", "op-y"), ("disclosed", "op-y")], here)
+        self.assertEqual(self.net.sql("core", "SELECT 1 FROM nondisclosures WHERE exchange_id = ?", (xid,)), [])
+        # the agency's records API shows both steps too
+        a = self.net.call(Y, "GET", f"/v1/records?exchange_id={xid}", as_client=f"{Y}-operator")
+        self.assertEqual(a.status, 200, a)
+        self.assertTrue({"withheld", "disclosed"} <= {r["outcome"] for r in a.json["records"]}, a.json)
+        p = renkei("records", "verify", self.net.dir, check=False)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
 
 if __name__ == "__main__":

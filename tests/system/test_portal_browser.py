@@ -40,6 +40,8 @@ class PortalPage(unittest.TestCase):
         for ag, p in ((Y, "YA"), (K, "KA"), (N, "NA")):
             net.wait_status(ag, p, "linked")
         assert net.agency_call(Y, "PUT", "/v1/data/YA/local_tax", {"value": {"v": 1}, "as_of": "2026-04-01"}).status == 200
+        assert net.agency_call(Y, "PUT", "/v1/data/YA/resident_record", {"value": {"address": "横浜市中区本町1-1"},
+                                                                       "as_of": "2026-04-01"}).status == 200
         q = lambda qid, ag, person, business, provider, item: net.agency_call(
             ag, "POST", "/v1/queries", {"query_id": qid, "person": person, "business": business, "provider": provider,
                                         "item": item, "operator": "op-1"}).json["exchange_id"]
@@ -137,6 +139,20 @@ class PortalPage(unittest.TestCase):
         self.assertEqual(rows[index], "failed", rows)
         self.assertEqual({v for i, v in rows.items() if i != index}, {"verified"}, rows)
         self.assertIn("検証できません", self.browser.js("document.body.innerText"))
+
+    def test_5_my_information(self):
+        """わたしの情報: the page asks the portal on the person's click and lists item, agency, value."""
+        self.open_page()
+        self.browser.js("document.querySelector('#mydata-load').click()")
+        self.browser.wait("document.body.dataset.mydata !== undefined", "わたしの情報")
+        text = self.browser.js("document.querySelector('#mydata').innerText")
+        self.browser.screenshot("5-mydata.png")
+        self.assertIn("わたしの情報", text)
+        self.assertIn("住民票関係情報", text)
+        self.assertIn("横浜市中区本町1-1", text)
+        self.assertIn(Y, text)
+        self.assertIn("該当する情報なし", text)  # the pension service holds no value for the person
+        self.assertEqual(self.browser.js("document.body.dataset.mydata"), "2")
 
 
 if __name__ == "__main__":

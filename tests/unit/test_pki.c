@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <ftw.h>
+#include <pthread.h>
 #include <openssl/bn.h>
 #include <openssl/cms.h>
 #include <openssl/err.h>
@@ -386,6 +387,107 @@ static int verify_against(const char *ca_path, const char *leaf_path, int purpos
     return ok == 1 ? X509_V_OK : (err ? err : -1);
 }
 
+/* ---- the issuer: the CA loaded once, many certificates ------------------- */
+
+#define ISSUER_THREADS 4
+#define ISSUER_EACH 3
+
+struct issue_job {
+    rk_pki_issuer *is;
+    int t;
+    rk_rc rc;
+};
+
+static void *issue_some(void *arg)
+{
+    struct issue_job *j = arg;
+    for (int k = 0; k < ISSUER_EACH && j->rc == RK_OK; k++) {
+        char id[32], cert[256], key[256], file[64];
+        snprintf(id, sizeof id, "node-%d-%d", j->t, k);
+        snprintf(file, sizeof file, "%s.pem", id);
+        path_in(cert, file);
+        snprintf(file, sizeof file, "%s-key.pem", id);
+        path_in(key, file);
+        rk_cert_spec spec = leaf_spec(id, "gateway", id);
+        j->rc = rk_pki_issuer_issue(j->is, &spec, cert, key, NULL, NULL);
+    }
+    return NULL;
+}
+
+static void test_issuer(void **state)
+{
+    (void)state;
+    rk_pki_issuer *is = NULL;
+    char cert[256], key[256], fp[RK_FINGERPRINT_LEN], fp_file[RK_FINGERPRINT_LEN];
+    /* refusals: no CA, a key that is not the CA's; nothing opened */
+    path_in(cert, "missing.pem");
+    assert_int_not_equal(rk_pki_issuer_open(cert, fx.ca_a_key, &is), RK_OK);
+    assert_null(is);
+    assert_int_equal(rk_pki_issuer_open(fx.ca_a, fx.ca_b_key, &is), RK_ERR_CRYPTO);
+    assert_null(is);
+    rk_pki_issuer_close(NULL);
+
+    assert_int_equal(rk_pki_issuer_open(fx.ca_a, fx.ca_a_key, &is), RK_OK);
+    /* the certificate handed back is the one written */
+    X509 *out = NULL, *written = NULL;
+    rk_cert_spec spec = leaf_spec("issued-1", "agency", "city-x");
+    path_in(cert, "issued-1.pem");
+    path_in(key, "issued-1-key.pem");
+    assert_int_equal(rk_pki_issuer_issue(is, &spec, cert, key, NULL, &out), RK_OK);
+    assert_int_equal(rk_pki_load_cert(cert, &written), RK_OK);
+    assert_int_equal(rk_pki_fingerprint(out, fp), RK_OK);
+    assert_int_equal(rk_pki_fingerprint(written, fp_file), RK_OK);
+    assert_string_equal(fp, fp_file);
+    assert_int_equal(verify_against(fx.ca_a, cert, X509_PURPOSE_SSL_SERVER), X509_V_OK);
+    assert_int_equal(verify_against(fx.ca_b, cert, 0), X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY);
+    struct stat st;
+    assert_int_equal(stat(key, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    /* a bad spec is refused and writes nothing */
+    char bad[256], bad_key[256];
+    path_in(bad, "issued-bad.pem");
+    path_in(bad_key, "issued-bad-key.pem");
+    spec = leaf_spec("issued-bad", "wizard", "issued-bad");
+    assert_int_equal(rk_pki_issuer_issue(is, &spec, bad, bad_key, NULL, NULL), RK_ERR_INVALID);
+    spec = leaf_spec("issued-bad", "core", "issued-bad");
+    assert_int_equal(rk_pki_issuer_issue(NULL, &spec, bad, bad_key, NULL, NULL), RK_ERR_INVALID);
+    assert_int_equal(rk_pki_issuer_issue(is, &spec, bad, bad_key, "", NULL), RK_ERR_INVALID);
+    assert_int_equal(access(bad, F_OK), -1);
+    assert_int_equal(access(bad_key, F_OK), -1);
+
+    /* from several threads at once: every certificate verifies, every key its own */
+    pthread_t threads[ISSUER_THREADS];
+    struct issue_job jobs[ISSUER_THREADS];
+    for (int t = 0; t < ISSUER_THREADS; t++) {
+        jobs[t] = (struct issue_job){.is = is, .t = t, .rc = RK_OK};
+        assert_int_equal(pthread_create(&threads[t], NULL, issue_some, &jobs[t]), 0);
+    }
+    for (int t = 0; t < ISSUER_THREADS; t++) {
+        pthread_join(threads[t], NULL);
+        assert_int_equal(jobs[t].rc, RK_OK);
+    }
+    rk_pki_issuer_close(is);
+    char pins[ISSUER_THREADS * ISSUER_EACH + 1][RK_PIN_LEN];
+    int n = 0;
+    assert_int_equal(rk_pki_spki_pin(out, pins[n++]), RK_OK);
+    for (int t = 0; t < ISSUER_THREADS; t++)
+        for (int k = 0; k < ISSUER_EACH; k++) {
+            char file[64];
+            X509 *x = NULL;
+            snprintf(file, sizeof file, "node-%d-%d.pem", t, k);
+            path_in(cert, file);
+            assert_int_equal(verify_against(fx.ca_a, cert, X509_PURPOSE_SSL_CLIENT), X509_V_OK);
+            assert_int_equal(rk_pki_load_cert(cert, &x), RK_OK);
+            assert_int_equal(rk_pki_spki_pin(x, pins[n]), RK_OK);
+            for (int m = 0; m < n; m++)
+                assert_string_not_equal(pins[m], pins[n]);
+            n++;
+            X509_free(x);
+        }
+    X509_free(out);
+    X509_free(written);
+}
+
 static void test_chain_verification(void **state)
 {
     (void)state;
@@ -611,6 +713,7 @@ int main(void)
         cmocka_unit_test(test_extensions),
         cmocka_unit_test(test_invalid_specs),
         cmocka_unit_test(test_chain_verification),
+        cmocka_unit_test(test_issuer),
         cmocka_unit_test(test_tls13_mutual_auth),
         cmocka_unit_test(test_cms_round_trip),
         cmocka_unit_test(test_cli),

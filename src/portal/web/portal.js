@@ -38,7 +38,13 @@ const TEXT = {
       declined: "提供されなかった", held: "提供機関で保留中", withheld: "不開示の決定",
       unlawful_request: "違法な照会と判断", unlawful_provision: "違法な提供と判断", deletion_requested: "削除を要求",
       deletion_confirmed: "削除を確認", deleted: "削除された", deleted_on_request: "要求により削除された",
+      disclosed: "不開示を解除",
     },
+    mydata_title: "わたしの情報",
+    mydata_intro: "機関があなたについて保有している情報のうち、あなた自身に提供されるもの（住民票関係情報、年金給付関係情報など）を、その機関に求めて表示します。求めるたびに、やりとり履歴に記録されます。",
+    mydata_load: "わたしの情報を表示する", col_agency: "機関", col_value: "内容", col_as_of: "時点",
+    mydata_none: "表示できる情報はありません。", mydata_count: "{0}件の情報",
+    mydata_status: { no_data: "該当する情報なし", failed: "機関から得られませんでした", declined: "機関の判断により表示されません", not_verified: "署名を確認できません" },
   },
   en: {
     title: "Exchange history", switch: "日本語", loading: "Loading…",
@@ -62,12 +68,17 @@ const TEXT = {
       declined: "Declined", held: "Held by the provider", withheld: "Marked not to be disclosed",
       unlawful_request: "Found an unlawful request", unlawful_provision: "Found an unlawful provision",
       deletion_requested: "Deletion requested", deletion_confirmed: "Deletion confirmed", deleted: "Deleted",
-      deleted_on_request: "Deleted on request",
+      deleted_on_request: "Deleted on request", disclosed: "Disclosed again",
     },
+    mydata_title: "My information",
+    mydata_intro: "Of what agencies hold about you, the items provided to you yourself (resident record, pension benefits and the like), asked of each agency now. Each ask is recorded in your exchange history.",
+    mydata_load: "Show my information", col_agency: "Agency", col_value: "Value", col_as_of: "As of",
+    mydata_none: "No information to show.", mydata_count: "{0} items",
+    mydata_status: { no_data: "No data held", failed: "The agency did not answer", declined: "Not shown by the agency's decision", not_verified: "Signature not verified" },
   },
 };
 
-const state = { lang: "ja", keys: null, rows: [], pages: [], next: null, busy: false };
+const state = { lang: "ja", keys: null, rows: [], pages: [], next: null, busy: false, mydata: null, mydataError: null };
 
 /* ---------- bytes ---------- */
 
@@ -254,6 +265,7 @@ function render() {
   summary.done = state.busy ? "0" : "1";
   summary.entries = String(state.rows.length);
   summary.verified = String(state.rows.filter((r) => r.status === "verified").length);
+  renderMydata();
 }
 
 async function loadKeys() {
@@ -286,6 +298,50 @@ async function loadPage() {
   }
   state.busy = false;
   render();
+}
+
+/* ---------- わたしの情報 ---------- */
+
+/* A value as plain text: an object's fields "key: value", one a line. */
+function valueText(v) {
+  if (v === null || v === undefined) return "";
+  if (typeof v !== "object") return String(v);
+  return Object.entries(v).map(([k, x]) => k + ": " + (typeof x === "object" ? JSON.stringify(x) : String(x))).join("\n");
+}
+
+function renderMydata() {
+  const body = $("#mydata-list tbody"), status = $("#mydata-status");
+  const rows = state.mydata || [];
+  body.replaceChildren(...rows.map((i) => {
+    const tr = el("tr");
+    const names = i.names || {};
+    tr.append(cell(state.lang === "ja" ? names.item : null, i.item), cell(state.lang === "ja" ? names.provider : null, i.provider));
+    const v = el("td", "value");
+    if (i.status === "provided") v.textContent = valueText(i.value);
+    else v.textContent = TEXT[state.lang].mydata_status[i.status] || i.status;
+    tr.append(v, el("td", null, i.as_of || ""));
+    return tr;
+  }));
+  $("#mydata-list").hidden = !rows.length;
+  if (state.mydataError) { status.className = "error"; status.textContent = t("error", state.mydataError); }
+  else if (state.mydata) { status.className = ""; status.textContent = rows.length ? t("mydata_count", rows.length) : t("mydata_none"); }
+  else status.textContent = "";
+}
+
+async function loadMydata() {
+  $("#mydata-load").disabled = true;
+  state.mydataError = null;
+  try {
+    const r = await fetch("/v1/me/data", { cache: "no-store" });
+    const answer = await r.json();
+    if (!r.ok) throw new Error((answer.error && answer.error.message) || "HTTP " + r.status);
+    state.mydata = answer.items;
+  } catch (err) {
+    state.mydataError = String(err.message || err);
+  }
+  $("#mydata-load").disabled = false;
+  renderMydata();
+  document.body.dataset.mydata = String((state.mydata || []).length);
 }
 
 /* ---------- downloads ---------- */
@@ -324,6 +380,7 @@ function csvRows() {
 document.addEventListener("DOMContentLoaded", () => {
   $("#lang").addEventListener("click", () => { state.lang = state.lang === "ja" ? "en" : "ja"; render(); });
   $("#more").addEventListener("click", () => { if (!state.busy) loadPage(); });
+  $("#mydata-load").addEventListener("click", loadMydata);
   $("#csv").addEventListener("click", () => download("yaritori-rireki.csv", "text/csv", "\ufeff" + csvRows()));
   $("#json").addEventListener("click", () => download("yaritori-rireki.json", "application/json",
     JSON.stringify({ pages: state.pages, verification: state.rows.map((r) => ({ leaf_index: r.entry.leaf_index, status: r.status })) }, null, 2)));

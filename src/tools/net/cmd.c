@@ -34,7 +34,9 @@ static const char usage_net[] =
     "           [--core-instances N] [--hsm]\n"
     "                 write a runnable network (CA, certificates, network.json,\n"
     "                 node configs, permissions.csv, residents.csv) into DIR\n"
-    "  up DIR         run every node in the foreground until SIGINT or SIGTERM\n"
+    "  up DIR [--only ID...]\n"
+    "                 run every node (or the chosen ones) in the foreground until\n"
+    "                 SIGINT or SIGTERM\n"
     "  status DIR     print each node's health; exit 0 only when all are ok\n"
     "\n"
     "Run 'renkei net COMMAND --help' for the options of a command.\n";
@@ -72,7 +74,7 @@ static const char usage_init[] =
     "  --help          show this help\n";
 
 static const char usage_up[] =
-    "usage: renkei net up DIR\n"
+    "usage: renkei net up DIR [--only ID...]\n"
     "\n"
     "Starts every node of the network in DIR (core, jlis, gateways, agency\n"
     "nodes; each one's output appended to DIR/nodes/<id>/node.log), after its\n"
@@ -80,7 +82,13 @@ static const char usage_up[] =
     "Patroni on both servers, until one is primary with a synchronous standby),\n"
     "waits until all are healthy and stays in the foreground. SIGINT or SIGTERM\n"
     "stops them all, and then the database servers if it started them; exit 0\n"
-    "only when every node stopped cleanly.\n";
+    "only when every node stopped cleanly.\n"
+    "\n"
+    "  --only ID...    run only these nodes (a large network where an operator\n"
+    "                  runs a chosen few): node ids, or an agency id for that\n"
+    "                  agency's gateway and agency node; the ids follow --only\n"
+    "                  (or DIR); an id that names no node is refused\n"
+    "  --help          show this help\n";
 
 static const char usage_status[] =
     "usage: renkei net status DIR\n"
@@ -162,6 +170,36 @@ static enum parse_result parse_dir_only(int argc, char **argv, const char **dir)
     return take_dir(argc, argv, dir);
 }
 
+/* DIR, then with --only the ids: --only's argument and every positional after DIR. */
+static enum parse_result parse_up(int argc, char **argv, const char **dir, const char ***ids, size_t *n_ids)
+{
+    static const struct option opts[] = {{"only", required_argument, NULL, 'o'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    *n_ids = 0;
+    tk_getopt_reset();
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (c == 'h')
+            return PARSE_HELP;
+        if (c != 'o')
+            return option_error(c, argv), PARSE_USAGE;
+        if (!optarg[0])
+            return usage_error("--only needs a node or agency id"), PARSE_USAGE;
+        (*ids)[(*n_ids)++] = optarg; /* at most argc of them */
+    }
+    if (!*n_ids)
+        return take_dir(argc, argv, dir);
+    if (optind >= argc) {
+        usage_error("missing DIR");
+        return PARSE_USAGE;
+    }
+    *dir = argv[optind];
+    for (int i = optind + 1; i < argc; i++)
+        (*ids)[(*n_ids)++] = argv[i];
+    return PARSE_OK;
+}
+
 static void print_summary(const char *dir, const rk_net_options *o)
 {
     printf("network written to %s\n", dir);
@@ -239,19 +277,29 @@ static int cmd_up(int argc, char **argv)
     const char *dir = NULL;
     char exe[PATH_MAX], err[1024] = "";
     rk_net_procs *p = NULL;
-    enum parse_result pr = parse_dir_only(argc, argv, &dir);
-    if (pr != PARSE_OK)
+    size_t n_ids = 0;
+    const char **ids = calloc((size_t)argc + 1, sizeof *ids);
+    if (!ids)
+        return fprintf(stderr, "renkei net: out of memory\n"), EXIT_FAILURE;
+    enum parse_result pr = parse_up(argc, argv, &dir, &ids, &n_ids);
+    if (pr != PARSE_OK) {
+        free(ids);
         return pr == PARSE_HELP ? (fputs(usage_up, stdout), 0) : EXIT_USAGE;
+    }
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0)
+    if (n <= 0) {
+        free(ids);
         return fprintf(stderr, "renkei net: cannot find my own executable: %s\n", strerror(errno)), EXIT_FAILURE;
+    }
     exe[n] = '\0';
     net_stop_requested = 0;
     install_stop_handlers();
-    if (rk_net_start(dir, exe, &p, err, sizeof err) != RK_OK)
+    rk_rc rc = rk_net_start_only(dir, exe, n_ids ? ids : NULL, n_ids, &p, err, sizeof err);
+    free(ids);
+    if (rc != RK_OK)
         return fprintf(stderr, "renkei net: %s\n", err), EXIT_FAILURE;
     int failed = 0;
-    rk_rc rc = net_wait_healthy(dir, NET_UP_HEALTH_MS, p, err, sizeof err);
+    rc = net_wait_healthy(dir, NET_UP_HEALTH_MS, p, err, sizeof err);
     if (rc == RK_OK) {
         printf("network up: %zu nodes (%s)\n", rk_net_count(p), dir);
         fflush(stdout);

@@ -94,8 +94,9 @@ static size_t health_round(health_ctx *h, char *healthy, char *pending, size_t p
     return left;
 }
 
-/* Polls until all server nodes are healthy. procs (optional): fails early
- * when one of them exits. Stops early when `net up` is asked to stop. */
+/* Polls until all server nodes are healthy. procs (optional): only its
+ * nodes (`net up --only`), and fails early when one of them exits. Stops
+ * early when `net up` is asked to stop. */
 rk_rc net_wait_healthy(const char *dir, int timeout_ms, rk_net_procs *procs, char *pending, size_t pendlen)
 {
     health_ctx h;
@@ -107,6 +108,14 @@ rk_rc net_wait_healthy(const char *dir, int timeout_ms, rk_net_procs *procs, cha
     if (!(healthy = calloc(h.reg->n_nodes + 1, 1))) {
         rc = RK_ERR_NOMEM;
         goto done;
+    }
+    if (procs) { /* the nodes not started count as done */
+        memset(healthy, 1, h.reg->n_nodes);
+        for (size_t i = 0; i < rk_net_count(procs); i++) {
+            const rk_peer_node *n = rk_registry_by_id(h.reg, net_proc_id(procs, i));
+            if (n)
+                healthy[n - h.reg->nodes] = 0;
+        }
     }
     for (;;) {
         if (health_round(&h, healthy, pending, pendlen) == 0)

@@ -80,13 +80,24 @@ static rk_rc share_first_instance_key(const char *dir, const net_node *n, const 
     return rc;
 }
 
-static rk_rc issue_node(const char *dir, const net_node *n, char *err, size_t errlen)
+/* What network.json names each node's certificate by, kept from its issue. */
+typedef struct net_cert_ids {
+    char fp[RK_FINGERPRINT_LEN], pin[RK_PIN_LEN];
+} net_cert_ids;
+
+typedef struct net_issue {
+    rk_pki_issuer *issuer;
+    net_cert_ids *ids; /* one per node of the plan */
+} net_issue;
+
+static rk_rc issue_node(const char *dir, rk_pki_issuer *issuer, const net_node *n, net_cert_ids *ids, char *err,
+                        size_t errlen)
 {
-    char nd[NET_PATH_CAP], ca[NET_PATH_CAP], ca_key[NET_PATH_CAP], cert[NET_PATH_CAP], key[NET_PATH_CAP];
+    X509 *x = NULL;
+    char nd[NET_PATH_CAP], cert[NET_PATH_CAP], key[NET_PATH_CAP];
     rk_rc rc;
-    if ((rc = node_dir(dir, n, nd, sizeof nd)) != RK_OK || (rc = tk_path(ca, sizeof ca, "%s/pki/ca.pem", dir)) ||
-        (rc = tk_path(ca_key, sizeof ca_key, "%s/pki/ca-key.pem", dir)) ||
-        (rc = tk_path(cert, sizeof cert, "%s/cert.pem", nd)) || (rc = tk_path(key, sizeof key, "%s/key.pem", nd))) {
+    if ((rc = node_dir(dir, n, nd, sizeof nd)) != RK_OK || (rc = tk_path(cert, sizeof cert, "%s/cert.pem", nd)) ||
+        (rc = tk_path(key, sizeof key, "%s/key.pem", nd))) {
         net_set_err(err, errlen, "%s: path too long", dir);
         return rc;
     }
@@ -100,10 +111,13 @@ static rk_rc issue_node(const char *dir, const net_node *n, char *err, size_t er
         .name = n->agency[0] ? n->agency : n->id,
         .ip = net_is_server_role(n->role) ? NET_LOOPBACK : NULL,
     };
-    if ((rc = rk_pki_issue(ca, ca_key, &spec, cert, key, NULL)) != RK_OK) {
+    if ((rc = rk_pki_issuer_issue(issuer, &spec, cert, key, NULL, &x)) != RK_OK ||
+        (rc = rk_pki_fingerprint(x, ids->fp)) != RK_OK || (rc = rk_pki_spki_pin(x, ids->pin)) != RK_OK) {
+        X509_free(x);
         net_set_err(err, errlen, "cannot issue the certificate of %s: %s", n->id, rk_strerror(rc));
         return rc;
     }
+    X509_free(x);
     /* a witness cosigns with a key of its own (DESIGN §4.1) */
     if (n->role == RK_ROLE_WITNESS && ((rc = tk_path(key, sizeof key, "%s/witness_key.pem", nd)) != RK_OK ||
                                        (rc = rk_log_key_create(key)) != RK_OK))
@@ -124,10 +138,11 @@ static rk_rc issue_node(const char *dir, const net_node *n, char *err, size_t er
  *
  * A network of thousands of agencies (issue 13, Scale: 5,000 agencies, 10,000
  * nodes) is tens of thousands of certificates, keys and files. What each costs
- * is mostly waiting for the disk (every file is written and fsync'ed,
- * rk_write_file) and OpenSSL's PEM reading of the CA for each issue, not key
- * generation: measured, docs/scale.md. So the nodes are done on NET_THREADS
- * threads, which overlap the waits; each node's work touches only its own
+ * was mostly waiting for the disk (a fsync per file) and OpenSSL's PEM
+ * reading of the CA for each issue: measured, docs/scale.md. So the CA is
+ * loaded once (rk_pki_issuer), files are written without a fsync each and
+ * the whole folder is synced once at the end (rk_net_init), and the nodes
+ * are done on NET_THREADS threads; each node's work touches only its own
  * folder (the instances of a core after the first read the first's keys: the
  * first is done before the others start). */
 
@@ -193,11 +208,11 @@ static rk_rc for_each_node(const char *dir, const net_plan *plan, size_t from, n
 
 static rk_rc issue_one(const char *dir, const net_plan *plan, size_t i, void *arg, char *err, size_t errlen)
 {
-    (void)arg;
-    return issue_node(dir, &plan->nodes[i], err, errlen);
+    net_issue *is = arg;
+    return issue_node(dir, is->issuer, &plan->nodes[i], &is->ids[i], err, errlen);
 }
 
-static rk_rc write_pki(const char *dir, const net_plan *plan, char *err, size_t errlen)
+static rk_rc write_pki(const char *dir, const net_plan *plan, net_cert_ids *ids, char *err, size_t errlen)
 {
     char pki[NET_PATH_CAP], ca[NET_PATH_CAP], ca_key[NET_PATH_CAP];
     rk_rc rc;
@@ -221,9 +236,16 @@ static rk_rc write_pki(const char *dir, const net_plan *plan, char *err, size_t 
         net_set_err(err, errlen, "cannot write the network CA's CRL in %s: %s", pki, rk_strerror(rc));
         return rc;
     }
-    /* the first node (a core: its instances share its keys) first, then the others in parallel */
-    if (plan->n && (rc = issue_node(dir, &plan->nodes[0], err, errlen)) == RK_OK)
-        rc = for_each_node(dir, plan, 1, issue_one, NULL, err, errlen);
+    /* the CA loaded once for every node; the first node (a core: its
+     * instances share its keys) first, then the others in parallel */
+    net_issue is = {.ids = ids};
+    if ((rc = rk_pki_issuer_open(ca, ca_key, &is.issuer)) != RK_OK) {
+        net_set_err(err, errlen, "cannot load the network CA in %s: %s", pki, rk_strerror(rc));
+        return rc;
+    }
+    if (plan->n && (rc = issue_node(dir, is.issuer, &plan->nodes[0], &ids[0], err, errlen)) == RK_OK)
+        rc = for_each_node(dir, plan, 1, issue_one, &is, err, errlen);
+    rk_pki_issuer_close(is.issuer);
     if (rc != RK_OK)
         return rc;
     /* the card CA of persons' cards (a stand-in for JPKI, DESIGN §2.5): not the network CA */
@@ -241,24 +263,11 @@ static rk_rc write_pki(const char *dir, const net_plan *plan, char *err, size_t 
 
 /* ---- network.json ---------------------------------------------------------- */
 
-static rk_rc cert_ids(const char *dir, const net_node *n, char fp[RK_FINGERPRINT_LEN], char pin[RK_PIN_LEN])
+static rk_rc node_json(const char *dir, const net_node *n, const net_cert_ids *ids, json_t **out)
 {
-    char nd[NET_PATH_CAP], path[NET_PATH_CAP];
-    X509 *cert = NULL;
-    rk_rc rc = node_dir(dir, n, nd, sizeof nd);
-    if (rc == RK_OK && (rc = tk_path(path, sizeof path, "%s/cert.pem", nd)) == RK_OK &&
-        (rc = rk_pki_load_cert(path, &cert)) == RK_OK && (rc = rk_pki_fingerprint(cert, fp)) == RK_OK)
-        rc = rk_pki_spki_pin(cert, pin);
-    X509_free(cert);
-    return rc;
-}
-
-static rk_rc node_json(const char *dir, const net_node *n, json_t **out)
-{
-    char fp[RK_FINGERPRINT_LEN], pin[RK_PIN_LEN], url[64] = "", backup[64] = "", person[64] = "";
-    rk_rc rc = cert_ids(dir, n, fp, pin);
-    if (rc != RK_OK)
-        return rc;
+    char url[64] = "", backup[64] = "", person[64] = "";
+    const char *fp = ids->fp, *pin = ids->pin;
+    rk_rc rc = RK_OK;
     if (n->port)
         snprintf(url, sizeof url, "https://%s:%d", NET_LOOPBACK, n->port);
     if (n->backup_port)
@@ -298,17 +307,23 @@ static rk_rc node_json(const char *dir, const net_node *n, json_t **out)
     return rc;
 }
 
+typedef struct net_json {
+    json_t **objs;
+    const net_cert_ids *ids;
+} net_json;
+
 static rk_rc json_one(const char *dir, const net_plan *plan, size_t i, void *arg, char *err, size_t errlen)
 {
-    json_t **objs = arg;
-    rk_rc rc = node_json(dir, &plan->nodes[i], &objs[i]);
+    net_json *j = arg;
+    rk_rc rc = node_json(dir, &plan->nodes[i], &j->ids[i], &j->objs[i]);
     if (rc != RK_OK)
         net_set_err(err, errlen, "cannot read the certificate of %s: %s", plan->nodes[i].id, rk_strerror(rc));
     return rc;
 }
 
 /* Written last, through a temporary file: its presence means a complete network. */
-static rk_rc write_network_json(const char *dir, const net_plan *plan, char *err, size_t errlen)
+static rk_rc write_network_json(const char *dir, const net_plan *plan, const net_cert_ids *ids, char *err,
+                                 size_t errlen)
 {
     char path[NET_PATH_CAP], tmp[NET_PATH_CAP];
     json_t *nodes = json_array();
@@ -318,7 +333,7 @@ static rk_rc write_network_json(const char *dir, const net_plan *plan, char *err
     if (!objs)
         rc = RK_ERR_NOMEM;
     if (rc == RK_OK)
-        rc = for_each_node(dir, plan, 0, json_one, objs, err, errlen);
+        rc = for_each_node(dir, plan, 0, json_one, &(net_json){.objs = objs, .ids = ids}, err, errlen);
     for (size_t i = 0; i < plan->n && rc == RK_OK; i++) {
         if (json_array_append_new(nodes, objs[i]) != 0)
             rc = RK_ERR_NOMEM;
@@ -730,7 +745,7 @@ static rk_rc write_residents(const char *dir, long persons, char *err, size_t er
     }
     setvbuf(f, NULL, _IOFBF, 1u << 20);
     rc = write_persons(f, persons);
-    if (rc == RK_OK && (fflush(f) != 0 || fsync(fileno(f)) != 0))
+    if (rc == RK_OK && fflush(f) != 0) /* synced with the rest: rk_net_init */
         rc = RK_ERR_IO;
     if (fclose(f) != 0 && rc == RK_OK)
         rc = RK_ERR_IO;
@@ -745,6 +760,15 @@ done:
 }
 
 /* ---- rk_net_init ------------------------------------------------------------- */
+
+/* Everything written so far on disk (rk_write_defer_sync). */
+static rk_rc sync_dir(const char *dir, char *err, size_t errlen)
+{
+    rk_rc rc = rk_sync_folder(dir);
+    if (rc != RK_OK)
+        net_set_err(err, errlen, "%s: cannot sync to disk: %s", dir, strerror(errno));
+    return rc;
+}
 
 static rk_rc resolve_options(const rk_net_options *opt, rk_net_options *o, char *err, size_t errlen)
 {
@@ -804,39 +828,46 @@ rk_rc rk_net_init(const char *dir, const rk_net_options *opt, char *err, size_t 
     rk_net_options o;
     net_plan plan = {0};
     char **stores = NULL; /* --store postgres: each server node's URI */
+    net_cert_ids *ids = NULL; /* each node's certificate fingerprint and pin */
     if (err && errlen)
         err[0] = '\0';
     rk_rc rc = resolve_options(opt, &o, err, errlen);
     if (rc != RK_OK || (rc = prepare_dir(dir, err, errlen)) != RK_OK)
         goto done;
+    /* thousands of files: none synced alone, all at once before network.json and at the end */
+    rk_write_defer_sync(1);
     if ((rc = net_plan_build(o.agencies, o.core_instances, &plan)) != RK_OK) {
         net_set_err(err, errlen, "cannot plan the network: %s", rk_strerror(rc));
         goto done;
     }
-    if (o.postgres && !(stores = calloc(plan.n, sizeof *stores))) {
+    if ((o.postgres && !(stores = calloc(plan.n, sizeof *stores))) || !(ids = calloc(plan.n + 1, sizeof *ids))) {
         rc = RK_ERR_NOMEM;
         goto done;
     }
     if ((rc = net_plan_ports(&plan, o.base_port, err, errlen)) != RK_OK ||
-        (rc = write_pki(dir, &plan, err, errlen)) != RK_OK || (rc = write_registry_key(dir, err, errlen)) != RK_OK ||
+        (rc = write_pki(dir, &plan, ids, err, errlen)) != RK_OK || (rc = write_registry_key(dir, err, errlen)) != RK_OK ||
         (o.postgres && (rc = (o.ha ? net_ha_init : net_pg_init)(dir, &plan, stores, err, errlen)) != RK_OK) ||
         (rc = write_configs(dir, &plan, stores, err, errlen)) != RK_OK ||
         (rc = copy_permissions(dir, err, errlen)) != RK_OK || (rc = copy_catalogue(dir, err, errlen)) != RK_OK ||
         (rc = write_pia(dir, &plan, err, errlen)) != RK_OK ||
         (rc = write_residents(dir, o.persons, err, errlen)) != RK_OK ||
-        (rc = write_first_catalog(dir, &plan, err, errlen)) != RK_OK)
+        (rc = write_first_catalog(dir, &plan, err, errlen)) != RK_OK || (rc = sync_dir(dir, err, errlen)) != RK_OK)
         goto done;
-    if ((rc = write_network_json(dir, &plan, err, errlen)) == RK_OK)
+    if ((rc = write_network_json(dir, &plan, ids, err, errlen)) == RK_OK)
         rc = publish_registry(dir, err, errlen);
     if (rc == RK_OK && o.hsm)
         rc = net_hsm_init(dir, &plan, err, errlen);
+    if (rc == RK_OK) /* on disk when `net init` returns */
+        rc = sync_dir(dir, err, errlen);
 done:
+    rk_write_defer_sync(0);
     for (size_t i = 0; stores && i < plan.n; i++)
         if (stores[i]) {
             rk_wipe(stores[i], strlen(stores[i]));
             free(stores[i]);
         }
     free(stores);
+    free(ids);
     free(plan.nodes);
     return rc;
 }

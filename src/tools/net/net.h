@@ -1,7 +1,7 @@
 /* net.h — `renkei net`: a whole runnable network in one folder (DESIGN §5).
  *
  *   renkei net init DIR [--agencies N] [--persons N] [--base-port P] [--store sqlite|postgres [--ha]]
- *   renkei net up DIR
+ *   renkei net up DIR [--only ID…]
  *   renkei net status DIR
  *
  * The functions below are the same steps as a library, for `renkei demo`
@@ -41,6 +41,11 @@ typedef struct rk_net_procs rk_net_procs;
  * The children get SIGTERM if the calling thread dies. On failure the nodes
  * already started are stopped and *out is NULL. */
 rk_rc rk_net_start(const char *dir, const char *renkei_exe, rk_net_procs **out, char *err, size_t errlen);
+/* The same for the server nodes that ids[0..n_ids) name only (ids NULL:
+ * all): a node id, or an agency id for its gateway and agency node. An id
+ * that names none: RK_ERR_NOT_FOUND, err names it, nothing started. */
+rk_rc rk_net_start_only(const char *dir, const char *renkei_exe, const char *const *ids, size_t n_ids,
+                        rk_net_procs **out, char *err, size_t errlen);
 
 /* Polls every server node's /healthz (and the core's backup line) with the
  * operator credentials until all answer 200: RK_OK, or RK_ERR_TIMEOUT. */

@@ -98,6 +98,9 @@ extern volatile sig_atomic_t net_stop_requested;
  * uncleanly (or at all, unless a stop was asked for). */
 int net_reap_unexpected(rk_net_procs *p);
 
+/* The node id of child i (0..rk_net_count-1), NULL beyond. */
+const char *net_proc_id(const rk_net_procs *p, size_t i);
+
 /* The children still running. */
 size_t net_count_running(const rk_net_procs *p);
 
@@ -156,8 +159,9 @@ int net_pg_status(const char *dir, FILE *out, int width);
 
 /* ---- health (health.c) ------------------------------------------------------------- */
 
-/* Polls until all server nodes are healthy. procs (optional): fails early
- * when one of them exits. Stops early when `net up` is asked to stop. */
+/* Polls until all server nodes are healthy. procs (optional): only its
+ * nodes, and fails early when one of them exits. Stops early when `net up`
+ * is asked to stop. */
 rk_rc net_wait_healthy(const char *dir, int timeout_ms, rk_net_procs *procs, char *pending, size_t pendlen);
 
 /* hsm.c: --hsm, after the configurations are written; and the token's

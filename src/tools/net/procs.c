@@ -96,7 +96,41 @@ done:
     return rc;
 }
 
+/* Marks in chosen (one per node of reg) the server nodes that ids name: a
+ * node id, or an agency id for that agency's gateway and agency node. */
+static rk_rc choose_nodes(const rk_registry *reg, const char *const *ids, size_t n_ids, char *chosen, char *err,
+                          size_t errlen)
+{
+    static const rk_role of_agency[] = {RK_ROLE_GATEWAY, RK_ROLE_AGENCY};
+    for (size_t k = 0; k < n_ids; k++) {
+        int found = 0;
+        for (size_t r = 0; r < sizeof of_agency / sizeof of_agency[0]; r++) {
+            const rk_peer_node *n = rk_registry_find(reg, of_agency[r], ids[k]);
+            if (n) {
+                chosen[n - reg->nodes] = 1;
+                found = 1;
+            }
+        }
+        const rk_peer_node *n = found ? NULL : rk_registry_by_id(reg, ids[k]);
+        if (n && net_is_server_role(n->role)) {
+            chosen[n - reg->nodes] = 1;
+            found = 1;
+        }
+        if (!found) {
+            net_set_err(err, errlen, "no node or agency '%s' in the network", ids[k]);
+            return RK_ERR_NOT_FOUND;
+        }
+    }
+    return RK_OK;
+}
+
 rk_rc rk_net_start(const char *dir, const char *renkei_exe, rk_net_procs **out, char *err, size_t errlen)
+{
+    return rk_net_start_only(dir, renkei_exe, NULL, 0, out, err, errlen);
+}
+
+rk_rc rk_net_start_only(const char *dir, const char *renkei_exe, const char *const *ids, size_t n_ids,
+                        rk_net_procs **out, char *err, size_t errlen)
 {
     /* the witnesses and the PIA register first: the core sends the ones its
      * first checkpoint and reads the PIA states from the other; the portal
@@ -105,6 +139,7 @@ rk_rc rk_net_start(const char *dir, const char *renkei_exe, rk_net_procs **out, 
                                     RK_ROLE_AGENCY, RK_ROLE_PORTAL};
     rk_registry *reg = NULL;
     rk_net_procs *p = NULL;
+    char *chosen = NULL; /* with ids: the nodes they name */
     *out = NULL;
     net_hsm_env(dir); /* a network made with --hsm: its token (hsm.c) */
     rk_rc rc = tk_registry_load(dir, &reg, err, errlen);
@@ -114,6 +149,12 @@ rk_rc rk_net_start(const char *dir, const char *renkei_exe, rk_net_procs **out, 
         rc = RK_ERR_NOMEM;
         goto done;
     }
+    if (ids && (!(chosen = calloc(reg->n_nodes + 1, 1)) ||
+                (rc = choose_nodes(reg, ids, n_ids, chosen, err, errlen)) != RK_OK)) {
+        if (!chosen)
+            rc = RK_ERR_NOMEM;
+        goto done;
+    }
     int pg_started = 0;
     if ((rc = rk_net_pg_start(dir, &pg_started, err, errlen)) != RK_OK)
         goto done;
@@ -121,7 +162,7 @@ rk_rc rk_net_start(const char *dir, const char *renkei_exe, rk_net_procs **out, 
         snprintf(p->pg_dir, sizeof p->pg_dir, "%s", dir);
     for (size_t r = 0; r < sizeof order / sizeof order[0] && rc == RK_OK; r++) {
         for (size_t i = 0; i < reg->n_nodes && rc == RK_OK; i++) {
-            if (reg->nodes[i].role != order[r])
+            if (reg->nodes[i].role != order[r] || (chosen && !chosen[i]))
                 continue;
             if ((rc = spawn_node(dir, renkei_exe, &reg->nodes[i], &p->children[p->n])) != RK_OK)
                 net_set_err(err, errlen, "cannot start node %s: %s", reg->nodes[i].id, strerror(errno));
@@ -134,6 +175,7 @@ done:
         rk_net_stop(p);
         p = NULL;
     }
+    free(chosen);
     rk_registry_free(reg);
     *out = p;
     return rc;
@@ -187,6 +229,11 @@ int net_reap_unexpected(rk_net_procs *p)
         count++;
     }
     return count;
+}
+
+const char *net_proc_id(const rk_net_procs *p, size_t i)
+{
+    return p && i < p->n ? p->children[i].id : NULL;
 }
 
 size_t net_count_running(const rk_net_procs *p)
