@@ -58,9 +58,33 @@ typedef struct rk_records_query {
 #define RK_RECORD_COLUMNS "exchange_id, side, requester, provider, business, item, operator, subject," \
                           " requested_ms, provided_ms, outcome, reason, payload_sha256, condition, catalog_version"
 
+/* The stored row of a record (records are kept compact: names as ids into
+ * record_names, the digest as 32 bytes; the view `records` shows them with
+ * the columns of RK_RECORD_COLUMNS). A long scan reads these columns from
+ * record_rows and maps the ids with the names loaded at its start, which
+ * is cheaper than the view's lookups. */
+#define RK_RECORD_ROW_COLUMNS "exchange_id, side_id, requester_id, provider_id, business_id, item_id, operator_id," \
+                              " subject, requested_ms, provided_ms, outcome_id, reason, payload, payload_text," \
+                              " condition, catalog_version"
+typedef struct rk_record_names rk_record_names;
+/* Inside a callback: RK_OK when the store keeps compact rows (schema
+ * version 9 on); RK_ERR_NOT_FOUND for a store an older renkei left and
+ * that was not migrated (a read-only tool reads its `records` as it is). */
+rk_rc rk_records_compact(rk_db *db);
+/* Inside a callback, before the scan's statement: every name by id. */
+rk_rc rk_record_names_load(rk_db *db, rk_record_names **out);
+void rk_record_names_free(rk_record_names *n);
+/* Reads a record from a row selected with RK_RECORD_ROW_COLUMNS at column
+ * col; RK_ERR_NOT_FOUND when it names an id loaded after n (the caller
+ * loads the names again and goes on from that record). */
+rk_rc rk_record_from_stored(rk_stmt *q, int col, const rk_record_names *n, rk_record *r);
+
 /* Brings the module's tables (records, kept answers, tree heads) to the
  * newest version (rk_db_migrate, module "records"). */
 rk_rc rk_records_migrate(rk_db *db);
+/* The same up to schema version `version` only: a store as an older renkei
+ * left it (for the tests of the conversions). */
+rk_rc rk_records_migrate_to(rk_db *db, int version);
 
 /* Store-wide locks (store/db.h) of the records log, among the instances
  * over one database: the sequence of records, and the log's leader, which

@@ -100,6 +100,7 @@ rk_rc rk_head_verify(X509 *cert, const char *node_id, uint64_t size, const rk_ha
 typedef struct catch_up_args {
     rk_tile_builder *b;
     uint64_t got;
+    int again; /* a name newer than the scan's start: go on with the names loaded again */
 } catch_up_args;
 
 /* Appends to the tiles up to a chunk of the leaves recorded since, each
@@ -108,22 +109,32 @@ typedef struct catch_up_args {
 static rk_rc catch_up_fn(rk_db *db, void *arg)
 {
     catch_up_args *a = arg;
+    rk_record_names *names = NULL;
+    rk_rc rc = rk_record_names_load(db, &names); /* the node migrated its store */
+    if (rc != RK_OK)
+        return rc;
     /* seq counts from 1 without gaps: leaf i is seq i + 1 */
-    rk_stmt *q = rk_db_stmt(db, "SELECT seq, " RK_RECORD_COLUMNS " FROM records WHERE seq > ? ORDER BY seq LIMIT ?");
+    rk_stmt *q = rk_db_stmt(db, "SELECT seq, " RK_RECORD_ROW_COLUMNS " FROM record_rows WHERE seq > ? ORDER BY seq"
+                                " LIMIT ?");
     rk_bind_int(q, 1, (int64_t)a->b->frontier.size);
     rk_bind_int(q, 2, CATCH_UP_CHUNK);
-    rk_rc rc;
     rk_hash leaf;
     rk_record r;
     while ((rc = rk_stmt_next(q)) == RK_OK) {
-        if ((uint64_t)rk_col_int(q, 0) != a->b->frontier.size + 1)
-            return RK_ERR_STORE; /* a gap: the log cannot go on past it */
-        rk_record_from_row(q, 1, &r);
+        if ((uint64_t)rk_col_int(q, 0) != a->b->frontier.size + 1) {
+            rc = RK_ERR_STORE; /* a gap: the log cannot go on past it */
+            break;
+        }
+        if (rk_record_from_stored(q, 1, names, &r) != RK_OK) {
+            a->again = 1;
+            break;
+        }
         rk_record_leaf(&r, leaf);
         if ((rc = rk_tile_builder_append(a->b, leaf)) != RK_OK)
-            return rc;
+            break;
         a->got++;
     }
+    rk_record_names_free(names);
     return rc == RK_ERR_NOT_FOUND ? RK_OK : rc;
 }
 
@@ -137,11 +148,11 @@ static rk_rc store_tiles_fn(rk_db *db, void *arg)
 static rk_rc catch_up(rk_records_log *log)
 {
     for (;;) {
-        catch_up_args a = {&log->tiles, 0};
+        catch_up_args a = {&log->tiles, 0, 0};
         rk_rc rc = rk_db_scan(log->db, catch_up_fn, &a);
         if (rc == RK_OK && rk_tile_builder_pending(&log->tiles) >= STORE_EVERY_TILES)
             rc = rk_db_write(log->db, store_tiles_fn, &log->tiles);
-        if (rc != RK_OK || a.got < CATCH_UP_CHUNK)
+        if (rc != RK_OK || (a.got < CATCH_UP_CHUNK && !(a.again && a.got > 0)))
             return rc;
     }
 }

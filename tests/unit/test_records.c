@@ -17,9 +17,10 @@
 #include "store/db.h"
 #include "records/records.h"
 #include "records/records_log.h"
+#include "pg_fixture.h"
 
 static char dir[64];
-static char path[128];
+static char path[256]; /* the store: a SQLite file or a PostgreSQL database */
 
 /* The loop settlements are committed for, as on a node (rk_settle_later is
  * what production runs). */
@@ -60,7 +61,8 @@ static int setup(void **state)
     snprintf(dir, sizeof dir, "/tmp/rk-test-records-XXXXXX");
     if (!mkdtemp(dir))
         return -1;
-    snprintf(path, sizeof path, "%s/node.db", dir);
+    if (test_store_target(dir, "node", path, sizeof path) != 0)
+        return -1;
     rk_db *db = NULL;
     if (rk_db_open(path, 0, &db) != RK_OK || rk_records_migrate(db) != RK_OK)
         return -1;
@@ -474,6 +476,8 @@ static const char legacy_records_tables[] =
 static void a_database_made_before_migrations_opens(void **state)
 {
     (void)state;
+    if (test_store_is_pg())
+        skip(); /* only SQLite stores were made before migrations */
     char old[160];
     snprintf(old, sizeof old, "%s/old.db", dir);
     rk_db *db = NULL;
@@ -503,6 +507,177 @@ static void a_database_made_before_migrations_opens(void **state)
     rk_db_close(db);
 }
 
+/* A store as the renkei before compact rows left it (schema version 8), with
+ * records of every shape: after the migration every record reads back the
+ * same, with the same leaf; digests are 32 bytes; appends and conflicts go on
+ * as before; an operator's UPDATE through the view changes the record. */
+static const rk_record *old_rows(void)
+{
+    static rk_record rows[5];
+    rows[0] = sample("city-a.m1", "provided");
+    rows[0].provided_ms = 1700000000040;
+    strcpy(rows[0].payload_sha256, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
+    rows[1] = sample("city-a.m2", "refused");
+    strcpy(rows[1].reason, "not \"allowed\" \\ 法19条 \xe2\x80\x94 no");
+    strcpy(rows[1].condition, "age_over:20");
+    rows[1].catalog_version = 7;
+    strcpy(rows[1].operator_id, "オペ-1");
+    rows[2] = sample("city-a.m3", "provided");
+    strcpy(rows[2].payload_sha256, "ABCDEF"); /* not canonical: kept as text */
+    rows[3] = rows[0];
+    strcpy(rows[3].outcome, "deleted");
+    strcpy(rows[3].reason, "第8-5");
+    rows[3].payload_sha256[0] = '\0';
+    rows[3].provided_ms = 0;
+    rows[4] = sample("city-a.m5", "no_data");
+    strcpy(rows[4].side, "requester");
+    strcpy(rows[4].requester, "pref-b");
+    strcpy(rows[4].payload_sha256, "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff");
+    return rows;
+}
+
+static rk_rc insert_old_rows(rk_db *db, void *arg)
+{
+    (void)arg;
+    const rk_record *rows = old_rows();
+    for (int i = 0; i < 5; i++) {
+        const rk_record *r = &rows[i];
+        rk_stmt *st = rk_db_stmt(db, "INSERT INTO records(seq, exchange_id, side, requester, provider, business, item,"
+                                     " operator, subject, requested_ms, provided_ms, outcome, reason, payload_sha256,"
+                                     " condition, catalog_version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+        rk_bind_int(st, 1, i + 1);
+        rk_bind_text(st, 2, r->exchange_id);
+        rk_bind_text(st, 3, r->side);
+        rk_bind_text(st, 4, r->requester);
+        rk_bind_text(st, 5, r->provider);
+        rk_bind_text(st, 6, r->business);
+        rk_bind_text(st, 7, r->item);
+        rk_bind_text(st, 8, r->operator_id);
+        rk_bind_text(st, 9, r->subject);
+        rk_bind_int(st, 10, r->requested_ms);
+        if (r->provided_ms)
+            rk_bind_int(st, 11, r->provided_ms);
+        else
+            rk_bind_null(st, 11);
+        rk_bind_text(st, 12, r->outcome);
+        rk_bind_text(st, 13, r->reason);
+        rk_bind_text(st, 14, r->payload_sha256);
+        rk_bind_text(st, 15, r->condition);
+        rk_bind_int(st, 16, r->catalog_version);
+        rk_rc rc = rk_stmt_exec(st);
+        if (rc != RK_OK)
+            return rc;
+    }
+    return RK_OK;
+}
+
+typedef struct counts {
+    int64_t blobs, texts, names, max_id;
+} counts;
+
+static rk_rc count_rows(rk_db *db, void *arg)
+{
+    counts *c = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT (SELECT COUNT(*) FROM record_rows WHERE payload IS NOT NULL),"
+                                " (SELECT COUNT(*) FROM record_rows WHERE payload_text IS NOT NULL),"
+                                " (SELECT COUNT(*) FROM record_names), (SELECT MAX(id) FROM record_names)");
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK) {
+        c->blobs = rk_col_int(q, 0);
+        c->texts = rk_col_int(q, 1);
+        c->names = rk_col_int(q, 2);
+        c->max_id = rk_col_int(q, 3);
+    }
+    return rc;
+}
+
+static rk_rc append_one(rk_db *db, void *arg)
+{
+    return rk_record_append(db, arg);
+}
+
+static rk_rc update_through_view(rk_db *db, void *arg)
+{
+    (void)arg;
+    rk_stmt *st = rk_db_stmt(db, "UPDATE records SET reason = 'rewritten', outcome = 'brand_new' WHERE seq = 1");
+    return rk_stmt_exec(st);
+}
+
+static void an_old_store_is_converted_in_place(void **state)
+{
+    (void)state;
+    char target[256];
+    assert_int_equal(test_store_target(dir, "old8", target, sizeof target), 0);
+    rk_db *db = NULL;
+    assert_int_equal(rk_db_open(target, 0, &db), RK_OK);
+    assert_int_equal(rk_records_migrate_to(db, 8), RK_OK); /* the schema the renkei before made */
+    assert_int_equal(rk_db_write(db, insert_old_rows, NULL), RK_OK);
+    seen before = {0};
+    assert_int_equal(rk_records_each(db, collect, &before), RK_OK);
+    assert_int_equal(before.n, 5);
+    const rk_record *rows = old_rows();
+    for (int i = 0; i < 5; i++) { /* the leaves the old rows were logged with */
+        uint8_t want[32];
+        rk_record_leaf(&rows[i], want);
+        assert_memory_equal(before.leaves[i], want, 32);
+    }
+    rk_db_close(db);
+
+    assert_int_equal(rk_db_open(target, 0, &db), RK_OK);
+    assert_int_equal(rk_records_migrate(db), RK_OK);
+    assert_int_equal(rk_records_migrate(db), RK_OK); /* again: nothing to do */
+    seen after = {0};
+    assert_int_equal(rk_records_each(db, collect, &after), RK_OK);
+    assert_int_equal(after.n, 5);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(after.seqs[i], before.seqs[i]);
+        assert_memory_equal(&after.recs[i], &before.recs[i], sizeof(rk_record));
+        assert_memory_equal(after.leaves[i], before.leaves[i], 32);
+    }
+    counts c = {0};
+    assert_int_equal(rk_db_read(db, count_rows, &c), RK_OK);
+    assert_int_equal(c.blobs, 2); /* the canonical digests, now 32 bytes */
+    assert_int_equal(c.texts, 1); /* "ABCDEF" stays text */
+    int64_t names = c.names;
+
+    /* appends go on after them, with the same names; a retry is a conflict */
+    rk_record r = sample("city-a.m6", "provided");
+    strcpy(r.payload_sha256, rows[0].payload_sha256);
+    assert_int_equal(settle(db, &r, "city-a.m6", "h", 200, "{}", NULL, NULL), RK_OK);
+    assert_int_equal(settle(db, &r, "city-a.m6", "h", 200, "{}", NULL, NULL), RK_ERR_CONFLICT);
+    rk_record dup = rows[0];
+    assert_int_equal(rk_db_write(db, append_one, &dup), RK_ERR_CONFLICT); /* recorded before the migration */
+    rk_record found;
+    assert_int_equal(rk_records_find(db, "city-a.m2", "core", NULL, &found), RK_OK);
+    assert_memory_equal(&found, &before.recs[1], sizeof found);
+    seen more = {0};
+    assert_int_equal(rk_records_each(db, collect, &more), RK_OK);
+    assert_int_equal(more.n, 6);
+    assert_int_equal(more.seqs[5], 6);
+    uint8_t want[32];
+    rk_record_leaf(&r, want);
+    char *got_text = rk_record_leaf_text(&more.recs[5]), *want_text = rk_record_leaf_text(&r);
+    assert_string_equal(got_text, want_text);
+    free(got_text);
+    free(want_text);
+    assert_memory_equal(more.leaves[5], want, 32);
+    assert_int_equal(rk_db_read(db, count_rows, &c), RK_OK);
+    assert_int_equal(c.names, names); /* no new name */
+    assert_int_equal(c.max_id, names); /* and no id spent */
+    assert_int_equal(c.blobs, 3);
+
+    /* an operator's SQL through the view changes the record, and its leaf */
+    assert_int_equal(rk_db_write(db, update_through_view, NULL), RK_OK);
+    memset(&more, 0, sizeof more);
+    assert_int_equal(rk_records_each(db, collect, &more), RK_OK);
+    assert_string_equal(more.recs[0].reason, "rewritten");
+    assert_string_equal(more.recs[0].outcome, "brand_new");
+    assert_string_equal(more.recs[0].payload_sha256, rows[0].payload_sha256);
+    assert_memory_not_equal(more.leaves[0], before.leaves[0], 32);
+    assert_int_equal(rk_records_count(db), 6);
+    rk_db_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -516,8 +691,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(records_are_iterated_in_log_order, setup, teardown),
         cmocka_unit_test_setup_teardown(a_read_only_tool_iterates_records_and_heads, setup, teardown),
         cmocka_unit_test_setup_teardown(a_database_made_before_migrations_opens, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_old_store_is_converted_in_place, setup, teardown),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, test_store_group_end);
     if (loop)
         event_base_free(loop);
     return failed;
