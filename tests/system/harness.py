@@ -428,7 +428,10 @@ class Network:
             with open(conf) as f:
                 text = f.read()
             with open(conf, "w") as f:
-                f.write(re.sub(r"(store = postgresql://[^@]*@127\.0\.0\.1:)\d+", rf"\g<1>{port}", text))
+                # the nodes reach their server through its socket (?host=DIR/pg/sock&port=N)
+                sock = os.path.join(dst, "pg", "sock")
+                f.write(re.sub(r"(store = postgresql://[^@]*@/[^?\n]*)\?host=[^&\n]*&port=\d+",
+                               lambda m: f"{m.group(1)}?host={sock}&port={port}", text))
 
     @staticmethod
     def tamper(net_dir, node_id, sql):

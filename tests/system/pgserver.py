@@ -103,8 +103,10 @@ class PgServer:
     def psql(self, sql, db="postgres"):
         """Runs sql as the superuser (through the server's unix socket); its
         rows, unaligned, one a line."""
-        return self._run([f"{PG_BIN}/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", self.sock,
-                          "-p", str(self.port), "-U", "postgres", "-d", db, "-c", sql]).stdout.strip()
+        # as the server's OS user: a network's server lets only it in as postgres on the socket (peer)
+        return self._run(_as_postgres([f"{PG_BIN}/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h",
+                                       self.sock, "-p", str(self.port), "-U", "postgres", "-d", db, "-c", sql])
+                         ).stdout.strip()
 
     def create_database(self, name, role=None, password=None):
         """A database (owned by `role`, made LOGIN when new); its libpq URI."""

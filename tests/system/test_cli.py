@@ -35,6 +35,7 @@ class NetCommands(unittest.TestCase):
             self.assertEqual(p.stdout.count(" ok"), 9 + (store == "postgres"), p.stdout)
             if store == "postgres":
                 self.assertRegex(p.stdout, r"\npg +store +postgresql://127\.0\.0\.1:\d+ primary ok\n")
+                self.socket_access(net)
             up.send_signal(signal.SIGTERM)
             self.assertEqual(up.wait(timeout=30 * SLOW), 0, up.stderr.read())
             up.stdout.close()
@@ -51,6 +52,24 @@ class NetCommands(unittest.TestCase):
                 up.send_signal(signal.SIGTERM)
                 up.wait(timeout=60 * SLOW)
             shutil.rmtree(d, ignore_errors=True)
+
+    def socket_access(self, net):
+        """On the server's socket a node's role gets in with its password only,
+        and `postgres` only as the server's own OS user (peer)."""
+        with open(os.path.join(net, "pg", "data", "postgresql.conf")) as f:
+            port = [x.split("=")[1].strip() for x in f if x.startswith("port = ")][-1]
+        sock = os.path.join(os.path.realpath(net), "pg", "sock")
+        psql = ["/usr/lib/postgresql/15/bin/psql", "-X", "-w", "-h", sock, "-p", port, "-tAc", "SELECT 1"]
+        p = subprocess.run(psql + ["-U", "core", "-d", "core"], capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("no password supplied", p.stderr)
+        if os.geteuid() == 0:  # root is not the server's user: not `postgres` on the socket
+            p = subprocess.run(psql + ["-U", "postgres", "-d", "postgres"], capture_output=True, text=True, timeout=30)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn('Peer authentication failed for user "postgres"', p.stderr)
+            p = subprocess.run(["/usr/sbin/runuser", "-u", "postgres", "--", *psql, "-U", "postgres", "-d",
+                                "postgres"], capture_output=True, text=True, timeout=30)
+            self.assertEqual((p.returncode, p.stdout.strip()), (0, "1"), p.stderr)
 
     def postgres_after_up(self, net):
         """`net up` stopped its server; `records verify` starts it for its
@@ -74,7 +93,9 @@ class NetCommands(unittest.TestCase):
         p = subprocess.run([BIN, "core", "--config", os.path.join(net, "nodes", "core", "node.conf")],
                            capture_output=True, text=True, timeout=60)
         self.assertNotEqual(p.returncode, 0)
-        self.assertIn(f"store: cannot connect to postgresql://core:***@127.0.0.1:{port}/core: ", p.stderr)
+        # the nodes reach the server through its socket, named (and the port) with the password hidden
+        sock = os.path.join(os.path.realpath(net), "pg", "sock")
+        self.assertIn(f"store: cannot connect to postgresql://core:***@/core?host={sock}&port={port}: ", p.stderr)
         self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)  # one clear line
         self.assertNotIn(password, p.stderr)
 

@@ -7,7 +7,9 @@ requests that met the failover were answered 503 `store_unavailable` (or a
 gateway's or J-LIS's 503 for it) and succeed when retried with the same id;
 every acknowledged person, value, exchange and record is there exactly once;
 `renkei records verify` passes; `renkei net status` shows the new primary.
-This test sets its store itself (no `_pg` copy)."""
+The same with two core instances over the cluster (`--core-instances 2`):
+each instance serves again by itself. This test sets its store itself (no
+`_pg` copy)."""
 import hashlib
 import json
 import os
@@ -77,10 +79,12 @@ class NetUp:
 
 
 class HighAvailability(unittest.TestCase):
+    CORE_INSTANCES = None
+
     @classmethod
     def setUpClass(cls):
         t0 = time.time()
-        cls.net = Network(agencies=2, persons=400, store="postgres", ha=True)
+        cls.net = Network(agencies=2, persons=400, store="postgres", ha=True, core_instances=cls.CORE_INSTANCES)
         cls.up = NetUp(cls.net.dir)
         try:
             cls.up.wait_up(180 * SLOW)
@@ -355,6 +359,136 @@ class HighAvailability(unittest.TestCase):
             self.assertFalse(os.path.exists(os.path.join(d, "network.json")))
         finally:
             shutil.rmtree(d, ignore_errors=True)
+
+
+class HighAvailabilityWithCoreInstances(HighAvailability):
+    """--ha with --core-instances 2: the primary killed under load while both
+    instances serve; each serves again by itself; nothing acknowledged lost."""
+    CORE_INSTANCES = 2
+    test_the_primary_killed_under_load = None  # the class above's; this class has its own
+
+    def code(self, core, no):
+        """A code request (J-LIS's call) straight to one core instance."""
+        r = self.net.residents()[1]
+        return self.net.call(core, "POST", "/v1/codes", {
+            "agency": K, "acquisition_no": no, "resident_code": r["resident_code"],
+            "previous_resident_codes": [], "check_code": 1}, as_client=("node", "jlis"))
+
+    def test_the_primary_killed_under_load_with_two_core_instances(self):
+        net = self.net
+        residents = net.residents()
+        cores = ("core-1", "core-2")
+        for ag, person in ((Y, "Y0"), (K, "K0")):
+            self.assertEqual(self.enrol(ag, person, residents[0]["my_number"]).status, 202)
+        for ag, person in ((Y, "Y0"), (K, "K0")):
+            net.wait_status(ag, person, "linked", timeout=30)
+        self.assertEqual(self.put("base", {"income": 1}).status, 200)
+        for core in cores:
+            self.assertEqual(self.code(core, f"{'ab' * 8}{cores.index(core):02x}").status, 202)
+
+        done = {"enrol": {}, "code": {}, "query": {}}
+        met, errors, seen = [], [], []
+        lock, stop = threading.Lock(), threading.Event()
+        deadline = time.time() + 120 * SLOW
+        pool = iter(range(2, len(residents)))
+
+        def worker(kind, w):
+            i = 0
+            try:
+                while not stop.is_set():
+                    i += 1
+                    log = []
+                    if kind == "enrol":
+                        with lock:
+                            n = next(pool, None)
+                        if n is None:
+                            return
+                        rid = f"E{w}-{i}"
+                        a = self.until_done(lambda: self.enrol(Y, rid, residents[n]["my_number"]),
+                                            lambda a: a.status == 202, log, deadline)
+                    elif kind == "code":  # w: the instance
+                        rid = f"{'c' + str(w + 1)}{i:014x}"
+                        a = self.until_done(lambda: self.code(cores[w], rid), lambda a: a.status == 202, log,
+                                            deadline)
+                    else:
+                        rid = f"q{w}-{i}"
+                        a = self.until_done(lambda: self.query(rid), lambda a: a.status in (200, 502, 504), log,
+                                            deadline)
+                    with lock:
+                        done[kind][rid] = (a.status, a.error or (a.json or {}).get("status"))
+                        met.extend(log)
+                        seen.extend((kind, x[0], x[1][:40]) for x in log)
+                    time.sleep(0.02)
+            except Exception as e:
+                errors.append(f"{kind} worker {w}: {e}")
+
+        threads = [threading.Thread(target=worker, args=(kind, w)) for kind, w in
+                   (("enrol", 0), ("enrol", 1), ("code", 0), ("code", 1), ("query", 0))]
+        for t in threads:
+            t.start()
+        time.sleep(3)
+        first = self.primary()
+        self.assertIsNotNone(first)
+        with open(net.path("pg", first["name"], "data", "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        killed_at = time.time()
+        os.kill(postmaster, signal.SIGKILL)
+        # each instance, by itself, takes a write again (a new id each time)
+        for w, core in enumerate(cores):
+            served, n = False, 0
+            while not served and time.time() - killed_at < 60 * SLOW:
+                n += 1
+                try:
+                    served = self.code(core, f"{'e' + str(w + 1)}{n:014x}").status == 202
+                except OSError:
+                    pass
+                time.sleep(0.05)
+            self.assertTrue(served, f"{core}: no write went through within 60 s of the kill")
+            print(f"failover: {core} took a write {time.time() - killed_at:.2f} s after the SIGKILL", flush=True)
+        time.sleep(3)
+        stop.set()
+        for t in threads:
+            t.join(timeout=150 * SLOW)
+        self.assertEqual(errors, [])
+        # with no synchronous standby yet (the old primary rejoining), commits
+        # wait (synchronous_mode_strict): a request may then go unanswered within
+        # the client's 10 s, and is sent again with the same id
+        unanswered = sum(1 for x in met if x[0] == "io")
+        kinds = {x for x in met if x[0] != "io"}
+        self.assertTrue(kinds <= TRANSIENT, sorted(set(seen), key=str))
+        self.assertIn((503, "store_unavailable"), kinds, f"no request met the failover: {kinds}")
+        self.assertTrue(all(v[0] == 202 for v in done["enrol"].values()), done["enrol"])
+        self.assertTrue(all(v[0] == 202 for v in done["code"].values()), done["code"])
+        self.assertTrue(all(v in ((200, "provided"), (502, "provider_unavailable"), (504, "provider_timeout"))
+                            for v in done["query"].values()), done["query"])
+        for kind in done:
+            self.assertGreater(len(done[kind]), 0, kind)
+        for w in (0, 1):  # each instance took code requests before and after the failover
+            self.assertGreater(sum(1 for rid in done["code"] if rid.startswith(f"c{w + 1}")), 0)
+
+        # every acknowledged person, code request and exchange: there, once
+        for person in done["enrol"]:
+            net.wait_status(Y, person, "linked", timeout=60)
+        rows = dict(net.sql(Y, "SELECT person, COUNT(*) FROM persons WHERE person LIKE 'E%' GROUP BY person"))
+        self.assertEqual(rows, {p: 1 for p in done["enrol"]})
+        # these code requests' numbers: 16 digits (an agency's own are 32), c1… and c2…
+        acquired = dict(net.sql("core-1", "SELECT acquisition_no, COUNT(*) FROM acquisitions WHERE agency = ?"
+                                          " AND LENGTH(acquisition_no) = 16 AND (acquisition_no LIKE 'c1%' OR"
+                                          " acquisition_no LIKE 'c2%') GROUP BY acquisition_no", (K,)))
+        self.assertEqual(set(acquired) - set(done["code"]), set(), "recorded, not acknowledged")
+        self.assertEqual(set(done["code"]) - set(acquired), set(), "acknowledged, not recorded")
+        self.assertEqual(acquired, {rid: 1 for rid in done["code"]})
+        xids = {f"{K}." + hashlib.sha256(q.encode()).hexdigest()[:32]: v for q, v in done["query"].items()}
+        at_core = dict(net.sql("core-2", "SELECT exchange_id, COUNT(*) FROM records WHERE side = 'core'"
+                                         " AND exchange_id LIKE ? GROUP BY exchange_id", (f"{K}.%",)))
+        for xid in xids:
+            self.assertEqual(at_core.get(xid), 1, (xid, xids[xid]))
+        p = renkei("records", "verify", net.dir, check=False, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("records are intact", p.stdout)
+        print(f"acknowledged: {len(done['enrol'])} enrolments, {len(done['code'])} code requests,"
+              f" {len(done['query'])} exchanges; answers met on the way:"
+              f" {sorted((str(k), met.count(k)) for k in kinds)}, unanswered {unanswered}", flush=True)
 
 
 if __name__ == "__main__":

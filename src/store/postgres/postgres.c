@@ -152,11 +152,24 @@ static void redact(const char *target, char *buf, size_t size)
     size_t end = strcspn(rest, "?");
     const char *at = memchr(rest, '@', strcspn(rest, "/?"));
     const char *colon = at ? memchr(rest, ':', (size_t)(at - rest)) : NULL;
+    int n;
     if (colon) /* user:password@ */
-        snprintf(buf, size, "%.*s%.*s:***%.*s", (int)scheme, target, (int)(colon - rest), rest,
-                 (int)(end - (size_t)(at - rest)), at);
+        n = snprintf(buf, size, "%.*s%.*s:***%.*s", (int)scheme, target, (int)(colon - rest), rest,
+                     (int)(end - (size_t)(at - rest)), at);
     else
-        snprintf(buf, size, "%.*s%.*s", (int)scheme, target, (int)end, rest);
+        n = snprintf(buf, size, "%.*s%.*s", (int)scheme, target, (int)end, rest);
+    /* a unix socket's folder and port are parameters: those two are told too */
+    const char *query = rest[end] == '?' ? rest + end : NULL;
+    for (const char *key = "host=", *k = key; query && n >= 0 && (size_t)n < size; k = "port=") {
+        const char *v = strstr(query, k);
+        if (v && (v[-1] == '?' || v[-1] == '&')) {
+            int m = snprintf(buf + n, size - (size_t)n, "%c%.*s", strchr(buf, '?') ? '&' : '?',
+                             (int)strcspn(v, "&"), v);
+            n = m < 0 ? -1 : n + m;
+        }
+        if (k != key)
+            break;
+    }
 }
 
 /* Notices (CREATE … IF NOT EXISTS that skips) are not news; warnings are. */
@@ -173,13 +186,15 @@ static void on_notice(void *arg, const PGresult *res)
 /* ---------- results ---------- */
 
 /* A failure that is the database's absence rather than the statement's:
- * no SQLSTATE and the connection gone; class 08 (connection exception);
+ * no SQLSTATE (libpq's own failure: the server sends one with every error;
+ * a server that shuts down under a unix socket's session can leave it
+ * CONNECTION_OK until the next read); class 08 (connection exception);
  * 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now;
  * 25006 read_only_sql_transaction (the writer on a standby: a failover). */
-static int unavailable_state(rk_db_conn *c, const char *state)
+static int unavailable_state(const char *state)
 {
     if (!state)
-        return PQstatus(c->pg) != CONNECTION_OK;
+        return 1;
     return strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 ||
            strcmp(state, "57P03") == 0 || strcmp(state, "25006") == 0;
 }
@@ -214,9 +229,11 @@ static rk_rc error_of(rk_db_conn *c, const PGresult *r)
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     if (state && strncmp(state, "23", 2) == 0) /* integrity_constraint_violation */
         return RK_ERR_CONFLICT;
-    if (unavailable_state(c, state)) {
+    if (unavailable_state(state)) {
         if (state && strcmp(state, "25006") == 0 && c->kind == RK_CONN_WRITER)
             c->reset_wanted = 1; /* the primary is elsewhere now */
+        if (!state)
+            c->reset_wanted = 1; /* the session is not to be trusted: a new one */
         const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
         if (!msg || !*msg) /* libpq's own: the connection's message */
             msg = PQerrorMessage(c->pg);

@@ -7,12 +7,15 @@
  *
  * The server's commands run as the `postgres` user that the Debian package
  * creates (runuser) when renkei runs as root, since PostgreSQL refuses root;
- * DIR/pg/ is then that user's. Local connections (the socket in DIR/pg/sock,
- * reachable by that user only) are trusted: renkei makes the roles through
- * it with psql; the nodes connect over 127.0.0.1 with their passwords
- * (scram-sha-256). */
+ * DIR/pg/ is then that user's. The nodes connect through the server's unix
+ * socket (DIR/pg/sock, a folder closed to others) with their passwords
+ * (scram-sha-256): no TCP on the path of every statement. On the socket
+ * only the server's own OS user gets in as `postgres` (peer, mapped in
+ * pg_ident.conf): renkei makes the roles that way with psql. The server also
+ * listens on 127.0.0.1 (password only), for operators' tools. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ctype.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,6 +215,44 @@ static rk_rc write_settings(const pg_paths *p, int port, size_t servers)
     return fclose(f) == 0 ? RK_OK : RK_ERR_IO;
 }
 
+/* Who gets in (after initdb's file, which is replaced): on the socket the
+ * server's OS user as `postgres` (peer; the map names that user, `postgres`
+ * when renkei runs as root), every other role with its password; on
+ * loopback TCP passwords only. */
+static rk_rc write_access(const pg_paths *p)
+{
+    struct passwd *pw = as_root() ? getpwnam("postgres") : getpwuid(geteuid());
+    if (!pw || strpbrk(pw->pw_name, " \t\"#'"))
+        return RK_ERR_CONFIG;
+    char hba[NET_PATH_CAP], ident[NET_PATH_CAP];
+    if (tk_path(hba, sizeof hba, "%s/pg_hba.conf", p->data) != RK_OK ||
+        tk_path(ident, sizeof ident, "%s/pg_ident.conf", p->data) != RK_OK)
+        return RK_ERR_INVALID;
+    FILE *f = fopen(hba, "w");
+    if (!f)
+        return RK_ERR_IO;
+    fprintf(f, "# renkei net init --store postgres\n"
+               "local all postgres peer map=renkei\n"
+               "local all all scram-sha-256\n"
+               "host all all 127.0.0.1/32 scram-sha-256\n");
+    if (fclose(f) != 0 || !(f = fopen(ident, "w")))
+        return RK_ERR_IO;
+    fprintf(f, "# renkei net init --store postgres\nrenkei %s postgres\n", pw->pw_name);
+    return fclose(f) == 0 ? RK_OK : RK_ERR_IO;
+}
+
+/* `postgresql://` … `?host=SOCK&port=N`: the socket folder as a libpq URI's
+ * parameter (RFC 3986: unreserved and `/` as they are, the rest %XX). */
+static rk_rc socket_params(const char *sock, int port, char *out, size_t size)
+{
+    size_t len = (size_t)snprintf(out, size, "?host=");
+    for (const unsigned char *c = (const unsigned char *)sock; *c && len + 4 < size; c++)
+        len += isalnum(*c) || strchr("/-._~", *c) ? (size_t)snprintf(out + len, size - len, "%c", *c)
+                                                  : (size_t)snprintf(out + len, size - len, "%%%02X", *c);
+    int n = snprintf(out + len, size - len, "&port=%d", port);
+    return n > 0 && len + (size_t)n < size ? RK_OK : RK_ERR_INVALID;
+}
+
 rk_rc net_pg_databases_script(const net_plan *plan, const char *hosts, const char *params, char **stores,
                               char **script_out)
 {
@@ -276,6 +317,7 @@ rk_rc net_pg_init(const char *dir, const net_plan *plan, char **stores, char *er
         net_set_err(err, errlen, "%s: cannot create: %s", p.root, strerror(errno));
         return RK_ERR_IO;
     }
+    /* trust only until write_access replaces pg_hba.conf, before the start */
     const char *const initdb[] = {PG_BIN "/initdb", "-D", p.data, "-U", "postgres", "--auth-local=trust",
                                   "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", NULL};
     if (run(1, p.setup_log, NULL, initdb) != 0) {
@@ -287,19 +329,21 @@ rk_rc net_pg_init(const char *dir, const net_plan *plan, char **stores, char *er
     for (size_t i = 0; i < plan->n; i++)
         servers += net_is_server_role(plan->nodes[i].role) ? 1 : 0;
     int port = pick_port(plan);
-    if (port < 0 || write_settings(&p, port, servers) != RK_OK) {
+    if (port < 0 || write_settings(&p, port, servers) != RK_OK || write_access(&p) != RK_OK) {
         net_set_err(err, errlen, "cannot configure the PostgreSQL server in %s", p.data);
         return RK_ERR_IO;
     }
-    char hosts[32], *script = NULL;
-    snprintf(hosts, sizeof hosts, NET_LOOPBACK ":%d", port);
-    rc = net_pg_databases_script(plan, hosts, "", stores, &script);
+    /* the nodes' URIs: `postgresql://db:pw@/db?host=DIR/pg/sock&port=N` */
+    char params[3 * NET_PATH_CAP + 32], *script = NULL;
+    rc = socket_params(p.sock, port, params, sizeof params);
+    if (rc == RK_OK)
+        rc = net_pg_databases_script(plan, "", params, stores, &script);
     if (rc == RK_OK && (rc = pg_ctl_start(&p, err, errlen)) == RK_OK) {
         char port_text[16];
         snprintf(port_text, sizeof port_text, "%d", port);
         const char *const psql[] = {PG_BIN "/psql", "-X", "-q", "-h", p.sock, "-p", port_text, "-U", "postgres",
                                     "-d", "postgres", "-f", "-", NULL};
-        if (run(0, p.setup_log, script, psql) != 0) {
+        if (run(1, p.setup_log, script, psql) != 0) { /* as the server's user: peer */
             say_log("cannot make the nodes' roles and databases", p.setup_log, err, errlen);
             rc = RK_ERR_IO;
         }
