@@ -209,7 +209,18 @@ class Network:
     def stop_node(self, node_id, sig=signal.SIGTERM):
         p = self.procs.pop(node_id)
         p.send_signal(sig)
-        rc = p.wait(timeout=30 * SLOW)
+        try:
+            rc = p.wait(timeout=60 * SLOW)
+        except subprocess.TimeoutExpired:
+            # a node that does not stop: its threads' stacks, for whoever reads the failure
+            stacks = ""
+            if shutil.which("gdb"):
+                stacks = subprocess.run(["gdb", "-p", str(p.pid), "-batch", "-ex", "thread apply all bt"],
+                                        capture_output=True, text=True, timeout=60).stdout
+            p.kill()
+            p.wait()
+            raise AssertionError(f"{node_id} did not stop within {60 * SLOW} s of SIGTERM; its threads:\n"
+                                 f"{stacks[-8000:]}")
         if sig == signal.SIGTERM and rc != 0:
             self.failures.append(f"{node_id} exited {rc}")
         return rc
