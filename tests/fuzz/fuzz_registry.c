@@ -14,12 +14,8 @@
 #include "fuzz.h"
 #include "net/registry.h"
 
-/* A key for this harness only (its corpus is signed with it). */
-static const char test_key[] = "-----BEGIN PRIVATE KEY-----\n"
-                               "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgrIpmv6BnCaR177DU\n"
-                               "iIowHzDrnFsH17vIIwJKw+OilR6hRANCAATSBEQei6PLLZd4cRtdqzOdY5lWM3RZ\n"
-                               "P6GZW/a77JcC7qMMYuloRvddFdk0i0m0NTrOItLrFABChoiOkqVG9ZOq\n"
-                               "-----END PRIVATE KEY-----\n";
+/* A key for this harness only, a test fixture (fixtures/registry-test-key.pem): its
+ * corpus is signed with it, so it cannot be made afresh at start. */
 
 static char dir[64], path[128];
 static EVP_PKEY *key;
@@ -30,9 +26,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (!mkdtemp(dir))
         abort();
     snprintf(path, sizeof path, "%s/network.json", dir);
-    BIO *b = BIO_new_mem_buf(test_key, -1);
-    key = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
-    BIO_free(b);
+    FILE *f = fopen(RK_FUZZ_DIR "/fixtures/registry-test-key.pem", "r");
+    key = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
     if (!key)
         abort();
     return 0;
