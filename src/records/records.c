@@ -33,6 +33,8 @@
     "DROP TABLE records;" \
     "CREATE INDEX records_subject ON record_rows(subject);" \
     "CREATE INDEX record_rows_text ON record_rows(seq) WHERE payload_text IS NOT NULL;" \
+    RECORDS_VIEW(PAYLOAD)
+#define RECORDS_VIEW(PAYLOAD) \
     "CREATE VIEW records AS SELECT r.seq AS seq, r.exchange_id AS exchange_id, " NAME_OF("side_id") " AS side, " \
     NAME_OF("requester_id") " AS requester, " NAME_OF("provider_id") " AS provider, " NAME_OF("business_id") \
     " AS business, " NAME_OF("item_id") " AS item, " NAME_OF("operator_id") " AS operator," \
@@ -73,6 +75,140 @@
     "  IF TG_OP = 'DELETE' THEN DELETE FROM record_rows WHERE seq = OLD.seq; RETURN OLD; END IF;" \
     "  INSERT INTO record_names(name) SELECT DISTINCT n FROM unnest(ARRAY[" NEW_NAMES "]) AS t(n)" \
     "   ON CONFLICT (name) DO NOTHING;" \
+    "  IF TG_OP = 'INSERT' THEN" \
+    "   INSERT INTO record_rows(seq, " ROW_COLUMNS ") VALUES (NEW.seq, " ROW_VALUES ");" \
+    "  ELSE" \
+    "   UPDATE record_rows SET (seq, " ROW_COLUMNS ") = (SELECT NEW.seq, " ROW_VALUES ") WHERE seq = OLD.seq;" \
+    "  END IF;" \
+    "  RETURN NEW; END $f$;" \
+    "CREATE TRIGGER records_write INSTEAD OF INSERT OR UPDATE OR DELETE ON records" \
+    "  FOR EACH ROW EXECUTE FUNCTION records_write();"
+
+/* Step 11, PostgreSQL only (docs/scale.md): record_rows and log_tiles
+ * range-partitioned on the log position, so that retention drops whole
+ * partitions. A store made before is converted in place, in the step's one
+ * transaction. record_rows: partition k holds seq k·S+1 … (k+1)·S, S the
+ * rows of record_partitioning (6×10⁸, about a month at 2×10⁷ records a day;
+ * fixed when the step runs). log_tiles: level 0 by tile index, a partition
+ * the tiles of S leaves (S/256 tiles, at least one), so that it lines up
+ * with a partition of records; the levels above, 1/256 of it, in one.
+ * records_partitions(upto) makes the partitions missing up to position
+ * upto, newest first; the appender calls it when a record opens a partition
+ * and the signer every round, each for the partition after the current
+ * one, so that one is always ready. It waits for the parent's lock at most
+ * 200 ms (lock_timeout, under deadlock_timeout: an appender holds the
+ * sequence lock meanwhile, and another instance may read record_rows and
+ * wait for that lock) and gives up, to try again, rather than deadlock.
+ *
+ * An exchange's record (exchange_id, side, outcome) stays unique across
+ * partitions: PostgreSQL has no unique index over partitions unless it
+ * holds the partition key, so each partition has its own unique index and
+ * an append checks the others first, in its INSERT, under the sequence lock
+ * (RK_RECORDS_SEQUENCE_LOCK) that every writer of record_rows on every
+ * instance takes until its commit: a record committed by another instance
+ * before is seen (its commit is visible before its lock is released), one
+ * after sees this one. Writes through the view `records` take the same lock
+ * in their trigger. The cost: one probe of each partition's index a record
+ * (seven years: 85 partitions). */
+#define SEQ_LOCK_SQL "491428996465" /* RK_RECORDS_SEQUENCE_LOCK, checked in rk_records_migrate_to */
+#define PART_ROWS_TOKEN "@PARTITION_ROWS@"
+#define RECORD_ROW_DEFS \
+    "seq BIGINT NOT NULL, exchange_id TEXT NOT NULL, side_id BIGINT NOT NULL," \
+    "  requester_id BIGINT NOT NULL, provider_id BIGINT NOT NULL, business_id BIGINT NOT NULL," \
+    "  item_id BIGINT NOT NULL, operator_id BIGINT NOT NULL, subject TEXT NOT NULL, requested_ms BIGINT NOT NULL," \
+    "  provided_ms BIGINT, outcome_id BIGINT NOT NULL, reason TEXT NOT NULL, payload BYTEA, payload_text TEXT," \
+    "  condition TEXT NOT NULL, catalog_version BIGINT NOT NULL"
+#define RECORDS_STEP11_PG \
+    "DROP VIEW records;" \
+    "DROP INDEX records_subject; DROP INDEX record_rows_text;" \
+    "ALTER TABLE record_rows RENAME TO record_rows_flat;" \
+    "ALTER TABLE log_tiles RENAME TO log_tiles_flat;" \
+    "CREATE TABLE record_partitioning (id BIGINT PRIMARY KEY, span BIGINT NOT NULL);" \
+    "INSERT INTO record_partitioning(id, span) VALUES (1, " PART_ROWS_TOKEN ");" \
+    "CREATE TABLE record_rows (" RECORD_ROW_DEFS ", CONSTRAINT record_rows_seq PRIMARY KEY (seq))" \
+    "  PARTITION BY RANGE (seq);" \
+    "CREATE TABLE log_tiles (level BIGINT NOT NULL, idx BIGINT NOT NULL, hashes BYTEA NOT NULL," \
+    "  CONSTRAINT log_tiles_at PRIMARY KEY (level, idx)) PARTITION BY RANGE (level, idx);" \
+    "CREATE TABLE log_tiles_up PARTITION OF log_tiles FOR VALUES FROM (1, MINVALUE) TO (MAXVALUE, MAXVALUE);" \
+    "CREATE FUNCTION records_partitions(upto BIGINT) RETURNS BIGINT LANGUAGE plpgsql AS $f$" \
+    " DECLARE s BIGINT; t BIGINT; k BIGINT; low BIGINT; made BIGINT := 0;" \
+    "  saved TEXT := current_setting('lock_timeout');" \
+    " BEGIN" \
+    "  SELECT p.span INTO s FROM record_partitioning AS p WHERE p.id = 1;" \
+    "  t := GREATEST(1, s / 256);" \
+    "  SELECT COALESCE(MAX(a.upto), 0) / s INTO low FROM records_archived AS a;" \
+    "  upto := GREATEST(upto, 1);" \
+    "  PERFORM set_config('lock_timeout', '200ms', true);" \
+    "  BEGIN" \
+    "   k := (upto - 1) / s;" \
+    "   WHILE k >= low AND to_regclass('record_rows_p' || k) IS NULL LOOP" \
+    "    EXECUTE format('CREATE TABLE %I PARTITION OF record_rows FOR VALUES FROM (%s) TO (%s)'," \
+    "     'record_rows_p' || k, k * s + 1, (k + 1) * s + 1);" \
+    "    EXECUTE format('CREATE UNIQUE INDEX %I ON %I (exchange_id, side_id, outcome_id)'," \
+    "     'record_rows_p' || k || '_key', 'record_rows_p' || k);" \
+    "    made := made + 1; k := k - 1;" \
+    "   END LOOP;" \
+    "   k := (upto - 1) / 256 / t;" \
+    "   WHILE k >= 0 AND to_regclass('log_tiles_p' || k) IS NULL LOOP" \
+    "    EXECUTE format('CREATE TABLE %I PARTITION OF log_tiles FOR VALUES FROM (0, %s) TO (0, %s)'," \
+    "     'log_tiles_p' || k, k * t, (k + 1) * t);" \
+    "    made := made + 1; k := k - 1;" \
+    "   END LOOP;" \
+    "  EXCEPTION WHEN lock_not_available THEN made := -1;" \
+    "  END;" \
+    "  PERFORM set_config('lock_timeout', saved, true);" \
+    "  RETURN made;" \
+    " END $f$;" \
+    "CREATE FUNCTION records_partitions_ahead() RETURNS BIGINT LANGUAGE plpgsql AS $f$ BEGIN" \
+    "  RETURN records_partitions(GREATEST((SELECT COALESCE(MAX(seq), 0) FROM record_rows)," \
+    "   (SELECT COALESCE(MAX(upto), 0) FROM records_archived)) + 1 + (SELECT span FROM record_partitioning WHERE id = 1));" \
+    " END $f$;" \
+    /* pruning: a partition whose every position is at most upto is dropped \
+     * whole (its rows counted first), the rest deleted row by row; a drop \
+     * that waits over 2 s for the parent's lock deletes the rows instead. */ \
+    "CREATE FUNCTION records_prune(lo BIGINT, upto BIGINT) RETURNS BIGINT LANGUAGE plpgsql AS $f$" \
+    " DECLARE s BIGINT; k BIGINT; n BIGINT; total BIGINT := 0; p TEXT;" \
+    "  saved TEXT := current_setting('lock_timeout');" \
+    " BEGIN" \
+    "  SELECT r.span INTO s FROM record_partitioning AS r WHERE r.id = 1;" \
+    "  PERFORM set_config('lock_timeout', '2s', true);" \
+    "  FOR k IN SELECT CAST(substr(c.relname, 14) AS BIGINT) FROM pg_inherits AS i JOIN pg_class AS c" \
+    "   ON c.oid = i.inhrelid WHERE i.inhparent = CAST('record_rows' AS regclass)" \
+    "   AND c.relname ~ '^record_rows_p[0-9]+$' ORDER BY 1 LOOP" \
+    "   EXIT WHEN (k + 1) * s > upto;" \
+    "   p := 'record_rows_p' || k;" \
+    "   EXECUTE format('SELECT COUNT(*) FROM %I', p) INTO n;" \
+    "   BEGIN" \
+    "    EXECUTE format('DROP TABLE %I', p);" \
+    "   EXCEPTION WHEN lock_not_available THEN EXECUTE format('DELETE FROM %I', p);" \
+    "   END;" \
+    "   total := total + n;" \
+    "  END LOOP;" \
+    "  DELETE FROM record_rows WHERE seq >= lo AND seq <= upto;" \
+    "  GET DIAGNOSTICS n = ROW_COUNT;" \
+    "  PERFORM set_config('lock_timeout', saved, true);" \
+    "  RETURN total + n;" \
+    " END $f$;" \
+    "SELECT records_partitions(GREATEST((SELECT COALESCE(MAX(seq), 0) FROM record_rows_flat)," \
+    "  (SELECT COALESCE(MAX(upto), 0) FROM records_archived)) + 1 + " PART_ROWS_TOKEN ");" \
+    "INSERT INTO record_rows SELECT seq, exchange_id, side_id, requester_id, provider_id, business_id, item_id," \
+    "  operator_id, subject, requested_ms, provided_ms, outcome_id, reason, payload, payload_text, condition," \
+    "  catalog_version FROM record_rows_flat;" \
+    "INSERT INTO log_tiles SELECT level, idx, hashes FROM log_tiles_flat;" \
+    "DROP TABLE record_rows_flat; DROP TABLE log_tiles_flat;" \
+    "CREATE INDEX records_subject ON record_rows(subject);" \
+    "CREATE INDEX record_rows_text ON record_rows(seq) WHERE payload_text IS NOT NULL;" \
+    RECORDS_VIEW(PAYLOAD_HEX_PG) \
+    "CREATE OR REPLACE FUNCTION records_write() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN" \
+    "  IF TG_OP = 'DELETE' THEN DELETE FROM record_rows WHERE seq = OLD.seq; RETURN OLD; END IF;" \
+    "  PERFORM pg_advisory_xact_lock(" SEQ_LOCK_SQL ");" \
+    "  INSERT INTO record_names(name) SELECT DISTINCT n FROM unnest(ARRAY[" NEW_NAMES "]) AS t(n)" \
+    "   ON CONFLICT (name) DO NOTHING;" \
+    "  IF EXISTS (SELECT 1 FROM record_rows AS o WHERE o.exchange_id = NEW.exchange_id" \
+    "   AND o.side_id = " ID_OF("NEW.side") " AND o.outcome_id = " ID_OF("NEW.outcome") \
+    "   AND (TG_OP = 'INSERT' OR o.seq <> OLD.seq)) THEN" \
+    "   RAISE unique_violation USING MESSAGE = 'a record of this exchange, side and outcome exists';" \
+    "  END IF;" \
     "  IF TG_OP = 'INSERT' THEN" \
     "   INSERT INTO record_rows(seq, " ROW_COLUMNS ") VALUES (NEW.seq, " ROW_VALUES ");" \
     "  ELSE" \
@@ -136,6 +272,9 @@ static const char *const records_steps[] = {
      * view's triggers (step 10) let an operator's SQL write through it. */
     RECORDS_STEP9(PAYLOAD_HEX_SQLITE),
     RECORDS_STEP10_SQLITE,
+    /* Step 11: partitions, on PostgreSQL only (RECORDS_STEP11_PG); SQLite's
+     * one file is archived and pruned as it is. */
+    "/* nothing on SQLite */",
 };
 
 /* The same steps on PostgreSQL: the view's hex and its write triggers are
@@ -144,6 +283,7 @@ static const char *const records_steps[] = {
 static const char *const records_steps_pg[N_STEPS] = {
     [8] = RECORDS_STEP9(PAYLOAD_HEX_PG), /* NULL: the step above */
     [9] = RECORDS_STEP10_PG,
+    [10] = RECORDS_STEP11_PG, /* its PART_ROWS_TOKEN replaced when it runs */
 };
 
 /* Step 9 keeps each old row's digest as text; here each canonical one
@@ -214,15 +354,55 @@ static rk_rc convert_fn(rk_db *db, void *arg)
     return RK_OK;
 }
 
+/* The records a partition holds (step 11): RK_RECORDS_PARTITION_SPAN, or
+ * for the tests RENKEI_TEST_RECORDS_PARTITION (a small span, so that a test
+ * crosses partitions). Read when the step runs; the store keeps it. */
+static int64_t partition_span(void)
+{
+    const char *t = getenv("RENKEI_TEST_RECORDS_PARTITION");
+    char *end = NULL;
+    long long v = t && *t ? strtoll(t, &end, 10) : 0;
+    return v >= 1 && v <= RK_RECORDS_PARTITION_SPAN && end && !*end ? (int64_t)v : RK_RECORDS_PARTITION_SPAN;
+}
+
+/* step with every PART_ROWS_TOKEN replaced by span; malloc'ed */
+static char *with_span(const char *step, int64_t span)
+{
+    char num[24];
+    size_t tl = strlen(PART_ROWS_TOKEN), nl = (size_t)snprintf(num, sizeof num, "%lld", (long long)span), k = 0;
+    for (const char *p = strstr(step, PART_ROWS_TOKEN); p; p = strstr(p + tl, PART_ROWS_TOKEN))
+        k++;
+    char *out = malloc(strlen(step) + 1 + k * nl), *o = out;
+    if (!out)
+        return NULL;
+    for (const char *p = step; *p;) {
+        if (strncmp(p, PART_ROWS_TOKEN, tl) == 0) {
+            memcpy(o, num, nl);
+            o += nl;
+            p += tl;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 rk_rc rk_records_migrate_to(rk_db *db, int version)
 {
     const char *steps[N_STEPS];
     int pg = strcmp(rk_db_engine(db), "sqlite") != 0;
-    if (version < 1 || version > N_STEPS)
+    if (version < 1 || version > N_STEPS || strtoll(SEQ_LOCK_SQL, NULL, 10) != RK_RECORDS_SEQUENCE_LOCK)
         return RK_ERR_INVALID;
     for (int i = 0; i < N_STEPS; i++)
         steps[i] = pg && records_steps_pg[i] ? records_steps_pg[i] : records_steps[i];
+    char *step11 = pg ? with_span(records_steps_pg[10], partition_span()) : NULL;
+    if (pg && !step11)
+        return RK_ERR_NOMEM;
+    if (step11)
+        steps[10] = step11;
     rk_rc rc = rk_db_migrate(db, "records", steps, version);
+    free(step11);
     convert_args a = {0, 0};
     while (rc == RK_OK && version >= 9 && !a.done)
         rc = rk_db_write(db, convert_fn, &a);
@@ -329,9 +509,14 @@ static void bind_payload(rk_stmt *st, int col, const rk_record *r, uint8_t d[32]
 }
 
 /* PostgreSQL: one statement (one round trip) adds the names not seen
- * before and inserts the row; a name's id comes from the names added by the
- * statement or from those before it. */
+ * before and inserts the row unless the exchange's record is in a partition
+ * already (step 11: under the sequence lock, see there); a name's id comes
+ * from the names added by the statement or from those before it. It
+ * answers the row's seq and the partitions' span: a record that opens a
+ * partition makes the next one. */
 #define PG_ID "COALESCE((SELECT id FROM added WHERE name = ?), (SELECT id FROM record_names WHERE name = ?))"
+#define PG_TEXT "CAST(? AS TEXT)"
+#define PG_INT "CAST(? AS BIGINT)"
 static rk_rc append_pg(rk_db *db, const rk_record *r, const char *const names[7])
 {
     rk_stmt *st = rk_db_stmt(db,
@@ -343,9 +528,12 @@ static rk_rc append_pg(rk_db *db, const rk_record *r, const char *const names[7]
         " INSERT INTO record_rows(seq, exchange_id, side_id, requester_id, provider_id, business_id, item_id,"
         " operator_id, subject, requested_ms, provided_ms, outcome_id, reason, payload, payload_text, condition,"
         " catalog_version)"
-        " VALUES ((SELECT COALESCE(MAX(seq), (SELECT COALESCE(MAX(upto), 0) FROM records_archived)) + 1"
-        " FROM record_rows), ?, " PG_ID ", " PG_ID ", " PG_ID ", " PG_ID ", " PG_ID ", " PG_ID ", ?, ?, ?, "
-        PG_ID ", ?, ?, ?, ?, ?)");
+        " SELECT (SELECT COALESCE(MAX(seq), (SELECT COALESCE(MAX(upto), 0) FROM records_archived)) + 1"
+        " FROM record_rows), " PG_TEXT ", " PG_ID ", " PG_ID ", " PG_ID ", " PG_ID ", " PG_ID ", " PG_ID ", "
+        PG_TEXT ", " PG_INT ", " PG_INT ", " PG_ID ", " PG_TEXT ", CAST(? AS BYTEA), " PG_TEXT ", " PG_TEXT ", "
+        PG_INT " WHERE NOT EXISTS (SELECT 1 FROM record_rows AS o WHERE o.exchange_id = " PG_TEXT
+        " AND o.side_id = " PG_ID " AND o.outcome_id = " PG_ID ")"
+        " RETURNING seq, (SELECT span FROM record_partitioning WHERE id = 1)");
     int i = 1;
     for (int k = 0; k < 7; k++)
         rk_bind_text(st, i++, names[k]);
@@ -368,7 +556,28 @@ static rk_rc append_pg(rk_db *db, const rk_record *r, const char *const names[7]
     i += 2;
     rk_bind_text(st, i++, r->condition);
     rk_bind_int(st, i++, r->catalog_version);
-    return rk_stmt_exec(st);
+    rk_bind_text(st, i++, r->exchange_id);
+    rk_bind_text(st, i++, names[0]);
+    rk_bind_text(st, i++, names[0]);
+    rk_bind_text(st, i++, names[6]);
+    rk_bind_text(st, i++, names[6]);
+    rk_rc rc = rk_stmt_next(st);
+    if (rc == RK_ERR_NOT_FOUND)
+        return RK_ERR_CONFLICT; /* recorded before, in this partition or another */
+    if (rc != RK_OK)
+        return rc;
+    int64_t seq = rk_col_int(st, 0), span = rk_col_is_null(st, 1) ? 0 : rk_col_int(st, 1);
+    if ((rc = rk_stmt_next(st)) != RK_ERR_NOT_FOUND)
+        return rc == RK_OK ? RK_ERR_STORE : rc; /* one row */
+    if (span <= 0 || (seq - 1) % span != 0)
+        return RK_OK;
+    /* the first record of its partition: the next one now, ahead of need
+     * (a wait for the table's lock gives up: the signer makes it then) */
+    rk_stmt *ahead = rk_db_stmt(db, "SELECT records_partitions(CAST(? AS BIGINT))");
+    rk_bind_int(ahead, 1, seq + span);
+    if ((rc = rk_stmt_next(ahead)) == RK_OK)
+        rc = rk_stmt_next(ahead) == RK_ERR_NOT_FOUND ? RK_OK : RK_ERR_STORE;
+    return rc == RK_ERR_NOT_FOUND ? RK_ERR_STORE : rc;
 }
 
 rk_rc rk_record_append(rk_db *db, const rk_record *r)
@@ -833,12 +1042,28 @@ static rk_rc prune_fn(rk_db *db, void *arg)
         return rc;
     if (done != a->from - 1)
         return RK_ERR_CONFLICT; /* another archive ran meanwhile */
-    rk_stmt *st = rk_db_stmt(db, "DELETE FROM record_rows WHERE seq >= ? AND seq <= ?");
-    rk_bind_int(st, 1, a->from);
-    rk_bind_int(st, 2, a->upto);
-    if ((rc = rk_stmt_exec(st)) != RK_OK)
-        return rc;
-    int64_t count = rk_db_changes(db);
+    rk_stmt *st;
+    int64_t count;
+    if (strcmp(rk_db_engine(db), "sqlite") != 0) {
+        /* PostgreSQL: each partition that lies wholly at or below upto is
+         * dropped, the rest of the range deleted (step 11's records_prune);
+         * a record past upto, inside retention, is in neither */
+        st = rk_db_stmt(db, "SELECT records_prune(CAST(? AS BIGINT), CAST(? AS BIGINT))");
+        rk_bind_int(st, 1, a->from);
+        rk_bind_int(st, 2, a->upto);
+        if ((rc = rk_stmt_next(st)) != RK_OK)
+            return rc == RK_ERR_NOT_FOUND ? RK_ERR_STORE : rc;
+        count = rk_col_int(st, 0);
+        if ((rc = rk_stmt_next(st)) != RK_ERR_NOT_FOUND)
+            return rc == RK_OK ? RK_ERR_STORE : rc;
+    } else {
+        st = rk_db_stmt(db, "DELETE FROM record_rows WHERE seq >= ? AND seq <= ?");
+        rk_bind_int(st, 1, a->from);
+        rk_bind_int(st, 2, a->upto);
+        if ((rc = rk_stmt_exec(st)) != RK_OK)
+            return rc;
+        count = rk_db_changes(db);
+    }
     if (count != a->upto - a->from + 1)
         return RK_ERR_CONFLICT; /* not the records that were written out */
     st = rk_db_stmt(db, "INSERT INTO records_archived(upto, count, archived_ms, file_sha256) VALUES (?,?,?,?)");
@@ -853,6 +1078,23 @@ rk_rc rk_records_prune(rk_db *db, int64_t from, int64_t upto, const char *file_s
 {
     prune_args a = {from, upto, now_ms, file_sha256};
     return rk_db_write(db, prune_fn, &a);
+}
+
+static rk_rc ahead_fn(rk_db *db, void *arg)
+{
+    (void)arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT records_partitions_ahead()");
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_OK)
+        rc = rk_stmt_next(q) == RK_ERR_NOT_FOUND ? RK_OK : RK_ERR_STORE;
+    return rc == RK_ERR_NOT_FOUND ? RK_ERR_STORE : rc;
+}
+
+rk_rc rk_records_partitions_ahead(rk_db *db)
+{
+    if (strcmp(rk_db_engine(db), "sqlite") == 0)
+        return RK_OK;
+    return rk_db_write(db, ahead_fn, NULL);
 }
 
 static rk_rc append_fn(rk_db *db, void *arg)

@@ -92,6 +92,14 @@ rk_rc rk_records_migrate_to(rk_db *db, int version);
 #define RK_RECORDS_SEQUENCE_LOCK 0x726b736571LL
 #define RK_RECORDS_LEADER_LOCK 0x726b6c6f67LL
 
+/* PostgreSQL: the records a partition of record_rows holds (schema step 11;
+ * about a month at 2×10⁷ records a day). */
+#define RK_RECORDS_PARTITION_SPAN 600000000LL
+/* PostgreSQL: makes the partition after the current one when it is
+ * missing (the signer, each round; RK_OK also when another instance's
+ * lock made it wait and it gave up until the next). SQLite: nothing. */
+rk_rc rk_records_partitions_ahead(rk_db *db);
+
 /* Inside a write callback (rk_db_write, a settlement's extra): appends one
  * record. RK_ERR_CONFLICT when (exchange_id, side, outcome) is recorded. */
 rk_rc rk_record_append(rk_db *db, const rk_record *r);

@@ -17,6 +17,7 @@
 #include "store/db.h"
 #include "records/records.h"
 #include "records/records_log.h"
+#include "records/tiles.h"
 #include "pg_fixture.h"
 
 static char dir[64];
@@ -603,6 +604,40 @@ static rk_rc update_through_view(rk_db *db, void *arg)
     return rk_stmt_exec(st);
 }
 
+/* ---------- PostgreSQL: partitions (schema step 11) ---------- */
+
+#define SPAN "4" /* records a partition, for these tests */
+
+typedef struct scalar {
+    const char *sql;
+    int64_t v;
+} scalar;
+
+static rk_rc scalar_fn(rk_db *db, void *arg)
+{
+    scalar *a = arg;
+    rk_stmt *q = rk_db_stmt(db, a->sql);
+    rk_rc rc = q ? rk_stmt_next(q) : RK_ERR_STORE;
+    if (rc == RK_OK)
+        a->v = rk_col_is_null(q, 0) ? -1 : rk_col_int(q, 0);
+    return rc;
+}
+
+static int64_t scalar_of(rk_db *db, const char *sql)
+{
+    scalar a = {sql, -2};
+    assert_int_equal(rk_db_read(db, scalar_fn, &a), RK_OK);
+    return a.v;
+}
+
+static rk_rc store_tiles(rk_db *db, void *arg)
+{
+    return rk_tiles_store(db, arg);
+}
+
+#define PARTS(table) "SELECT COUNT(*) FROM pg_inherits WHERE inhparent = CAST('" table "' AS regclass)"
+#define EXISTS(name) "SELECT CASE WHEN to_regclass('" name "') IS NULL THEN 0 ELSE 1 END"
+
 static void an_old_store_is_converted_in_place(void **state)
 {
     (void)state;
@@ -624,8 +659,16 @@ static void an_old_store_is_converted_in_place(void **state)
     rk_db_close(db);
 
     assert_int_equal(rk_db_open(target, 0, &db), RK_OK);
+    setenv("RENKEI_TEST_RECORDS_PARTITION", "4", 1); /* PostgreSQL: the rows copied into partitions */
     assert_int_equal(rk_records_migrate(db), RK_OK);
+    unsetenv("RENKEI_TEST_RECORDS_PARTITION");
     assert_int_equal(rk_records_migrate(db), RK_OK); /* again: nothing to do */
+    if (test_store_is_pg()) {
+        assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM record_rows_p0"), 4);
+        assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM record_rows_p1"), 1);
+        assert_int_equal(scalar_of(db, EXISTS("record_rows_p2")), 1); /* the next, ahead */
+        assert_int_equal(scalar_of(db, EXISTS("record_rows_flat")), 0);
+    }
     seen after = {0};
     assert_int_equal(rk_records_each(db, collect, &after), RK_OK);
     assert_int_equal(after.n, 5);
@@ -678,6 +721,155 @@ static void an_old_store_is_converted_in_place(void **state)
     rk_db_close(db);
 }
 
+/* A store made with partitions of SPAN records; NULL on SQLite (the tests
+ * below are PostgreSQL's). */
+static rk_db *partitioned_store(const char *name)
+{
+    if (!test_store_is_pg())
+        return NULL;
+    char target[256];
+    assert_int_equal(test_store_target(dir, name, target, sizeof target), 0);
+    rk_db *db = NULL;
+    assert_int_equal(rk_db_open(target, 0, &db), RK_OK);
+    setenv("RENKEI_TEST_RECORDS_PARTITION", SPAN, 1);
+    assert_int_equal(rk_records_migrate(db), RK_OK);
+    unsetenv("RENKEI_TEST_RECORDS_PARTITION");
+    return db;
+}
+
+static void append_n(rk_db *db, const char *prefix, int from, int n)
+{
+    for (int i = from; i < from + n; i++) {
+        char xid[64];
+        snprintf(xid, sizeof xid, "%s.%d", prefix, i);
+        rk_record r = sample(xid, "provided");
+        assert_int_equal(rk_db_write(db, append_one, &r), RK_OK);
+    }
+}
+
+static void partitions_are_made_ahead_as_the_log_grows(void **state)
+{
+    (void)state;
+    rk_db *db = partitioned_store("parts");
+    if (!db)
+        skip();
+    /* a new store: the first partition and the next, and the first of tiles */
+    assert_int_equal(scalar_of(db, "SELECT span FROM record_partitioning"), 4);
+    assert_int_equal(scalar_of(db, PARTS("record_rows")), 2);
+    assert_int_equal(scalar_of(db, EXISTS("record_rows_p1")), 1);
+    assert_int_equal(scalar_of(db, EXISTS("log_tiles_p0")), 1);
+    assert_int_equal(scalar_of(db, EXISTS("log_tiles_up")), 1);
+    append_n(db, "city-a.p", 1, 4);
+    assert_int_equal(scalar_of(db, PARTS("record_rows")), 2); /* seq 1..4: still the first */
+    append_n(db, "city-a.p", 5, 1);                                /* seq 5 opens p1: p2 is made */
+    assert_int_equal(scalar_of(db, PARTS("record_rows")), 3);
+    assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM record_rows_p0"), 4);
+    assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM record_rows_p1"), 1);
+    assert_int_equal(scalar_of(db, EXISTS("record_rows_p2")), 1);
+    /* the signer's round makes what is missing (here: nothing) */
+    assert_int_equal(rk_records_partitions_ahead(db), RK_OK);
+    assert_int_equal(scalar_of(db, PARTS("record_rows")), 3);
+    append_n(db, "city-a.p", 6, 4); /* seq 9 opened p2 and made p3 */
+    assert_int_equal(scalar_of(db, EXISTS("record_rows_p3")), 1);
+    assert_int_equal(rk_records_count(db), 9);
+    assert_int_equal(scalar_of(db, "SELECT MAX(seq) FROM records"), 9);
+
+    /* tiles: a level-0 partition per 256 leaves here (a tile at least) */
+    append_n(db, "city-a.p", 10, 300);
+    assert_int_equal(scalar_of(db, EXISTS("log_tiles_p1")), 1);
+    rk_tile_builder b;
+    rk_tile_builder_init(&b);
+    for (int i = 0; i < 309; i++) {
+        rk_hash leaf;
+        memset(leaf, i & 0xff, sizeof leaf);
+        leaf[1] = (uint8_t)(i >> 8);
+        assert_int_equal(rk_tile_builder_append(&b, leaf), RK_OK);
+    }
+    assert_int_equal(rk_db_write(db, store_tiles, &b), RK_OK);
+    rk_tile_builder_free(&b);
+    assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM log_tiles_p0"), 1);
+    assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM log_tiles_p1 WHERE idx = 1"), 1);
+    assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM log_tiles_up WHERE level = 1"), 1);
+    rk_hash got[RK_TILE_WIDTH];
+    int width = 0;
+    assert_int_equal(rk_tile_read(db, 0, 1, got, &width), RK_OK);
+    assert_int_equal(width, 309 - 256);
+    assert_int_equal(got[0][0], 0);
+    assert_int_equal(got[0][1], 1);
+    rk_db_close(db);
+}
+
+static rk_rc insert_through_view(rk_db *db, void *arg)
+{
+    const char *xid = arg;
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO records(seq, exchange_id, side, requester, provider, business, item,"
+                                 " operator, subject, requested_ms, provided_ms, outcome, reason, payload_sha256)"
+                                 " VALUES ((SELECT MAX(seq) + 1 FROM record_rows), ?, 'core', 'city-a', 'city-b',"
+                                 " 'child_allowance', 'local_tax', 'op-1', '42', 1, NULL, 'provided', '', '')");
+    rk_bind_text(st, 1, xid);
+    return rk_stmt_exec(st);
+}
+
+static void a_duplicate_is_refused_across_partitions(void **state)
+{
+    (void)state;
+    rk_db *db = partitioned_store("dup");
+    if (!db)
+        skip();
+    append_n(db, "city-a.d", 1, 6); /* seq 1..4 in p0, 5..6 in p1 */
+    rk_record again = sample("city-a.d.2", "provided");
+    assert_int_equal(rk_db_write(db, append_one, &again), RK_ERR_CONFLICT); /* recorded in p0 */
+    assert_int_not_equal(rk_db_write(db, insert_through_view, "city-a.d.3"), RK_OK);
+    assert_int_equal(rk_records_count(db), 6);
+    /* another step of the same exchange is another record */
+    rk_record step = sample("city-a.d.2", "refused");
+    assert_int_equal(rk_db_write(db, append_one, &step), RK_OK);
+    assert_int_equal(rk_db_write(db, insert_through_view, "city-a.d.99"), RK_OK);
+    assert_int_not_equal(rk_db_write(db, insert_through_view, "city-a.d.99"), RK_OK);
+    rk_record late = sample("city-a.d.99", "provided");
+    assert_int_equal(rk_db_write(db, append_one, &late), RK_ERR_CONFLICT);
+    assert_int_equal(rk_records_count(db), 8);
+    assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM record_rows_p1"), 4);
+    rk_db_close(db);
+}
+
+static void pruning_drops_whole_partitions_only(void **state)
+{
+    (void)state;
+    rk_db *db = partitioned_store("prune");
+    if (!db)
+        skip();
+    append_n(db, "city-a.r", 1, 10); /* p0 1..4, p1 5..8, p2 9..10 (p3 ahead) */
+    assert_int_equal(scalar_of(db, PARTS("record_rows")), 4);
+    /* a range that is not what the store holds: refused, nothing dropped */
+    assert_int_equal(rk_records_prune(db, 2, 4, "0", 1), RK_ERR_CONFLICT);
+    assert_int_equal(rk_records_prune(db, 1, 11, "0", 1), RK_ERR_CONFLICT);
+    assert_int_equal(scalar_of(db, PARTS("record_rows")), 4);
+    assert_int_equal(rk_records_count(db), 10);
+    /* 1..6: p0 dropped whole, 5..6 deleted from p1, which holds 7..8 still */
+    assert_int_equal(rk_records_prune(db, 1, 6, "0", 1), RK_OK);
+    assert_int_equal(scalar_of(db, EXISTS("record_rows_p0")), 0);
+    assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM record_rows_p1"), 2);
+    assert_int_equal(rk_records_count(db), 4);
+    /* 7..9: p1 (all of it at most 9) dropped, 9 deleted, 10 (inside retention) kept */
+    assert_int_equal(rk_records_prune(db, 7, 9, "0", 1), RK_OK);
+    assert_int_equal(scalar_of(db, EXISTS("record_rows_p1")), 0);
+    assert_int_equal(scalar_of(db, EXISTS("record_rows_p2")), 1);
+    assert_int_equal(scalar_of(db, "SELECT MIN(seq) FROM record_rows"), 10);
+    int64_t upto = 0;
+    assert_int_equal(rk_records_archived_upto(db, &upto), RK_OK);
+    assert_int_equal(upto, 9);
+    /* the log goes on; a dropped partition is not made again */
+    assert_int_equal(rk_records_partitions_ahead(db), RK_OK);
+    append_n(db, "city-a.r", 11, 3);
+    assert_int_equal(scalar_of(db, "SELECT MAX(seq) FROM record_rows"), 13);
+    assert_int_equal(scalar_of(db, EXISTS("record_rows_p0")), 0);
+    assert_int_equal(scalar_of(db, EXISTS("record_rows_p4")), 1);
+    rk_record old = sample("city-a.r.1", "provided"); /* pruned: its key is free again, as on SQLite */
+    assert_int_equal(rk_db_write(db, append_one, &old), RK_OK);
+    rk_db_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -692,6 +884,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_read_only_tool_iterates_records_and_heads, setup, teardown),
         cmocka_unit_test_setup_teardown(a_database_made_before_migrations_opens, setup, teardown),
         cmocka_unit_test_setup_teardown(an_old_store_is_converted_in_place, setup, teardown),
+        cmocka_unit_test_setup_teardown(partitions_are_made_ahead_as_the_log_grows, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_duplicate_is_refused_across_partitions, setup, teardown),
+        cmocka_unit_test_setup_teardown(pruning_drops_whole_partitions_only, setup, teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, test_store_group_end);
     if (loop)
