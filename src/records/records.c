@@ -190,7 +190,8 @@
     "  RETURN total + n;" \
     " END $f$;" \
     "SELECT records_partitions(GREATEST((SELECT COALESCE(MAX(seq), 0) FROM record_rows_flat)," \
-    "  (SELECT COALESCE(MAX(upto), 0) FROM records_archived)) + 1 + " PART_ROWS_TOKEN ");" \
+    "  (SELECT COALESCE(MAX(upto), 0) FROM records_archived)," \
+    "  (SELECT COALESCE(MAX(idx) + 1, 0) * 256 FROM log_tiles_flat WHERE level = 0)) + 1 + " PART_ROWS_TOKEN ");" \
     "INSERT INTO record_rows SELECT seq, exchange_id, side_id, requester_id, provider_id, business_id, item_id," \
     "  operator_id, subject, requested_ms, provided_ms, outcome_id, reason, payload, payload_text, condition," \
     "  catalog_version FROM record_rows_flat;" \

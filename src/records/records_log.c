@@ -280,10 +280,12 @@ static rk_rc sign_round(rk_records_log *log)
         rk_info("records log: %s leads the log from size %llu", log->node->cfg.id,
                 (unsigned long long)log->tiles.frontier.size);
     }
-    /* PostgreSQL: the partition after the current one, ahead of need */
-    if ((rc = rk_records_partitions_ahead(log->db)) != RK_OK)
-        return rc;
+    /* PostgreSQL: the partition after the current one, ahead of need (its
+     * failure is reported, and the round signs all the same) */
+    rk_rc ahead = rk_records_partitions_ahead(log->db);
     rc = sign_locked(log);
+    if (rc == RK_OK)
+        rc = ahead;
     if (rc == RK_ERR_CONFLICT) { /* another signer moved the stored state: start again from it */
         rk_warn("records log: the stored log moved under %s; reloading it", log->node->cfg.id);
         log->leading = 0;

@@ -2,6 +2,7 @@
  * (also over a database made before migrations), settling with kept
  * answers and conflicts (one by one, and a batch's entries in one commit), leaves, paging, later steps, and the iterations a
  * read-only tool uses (records and tree heads in order). */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -647,6 +648,15 @@ static void an_old_store_is_converted_in_place(void **state)
     assert_int_equal(rk_db_open(target, 0, &db), RK_OK);
     assert_int_equal(rk_records_migrate_to(db, 8), RK_OK); /* the schema the renkei before made */
     assert_int_equal(rk_db_write(db, insert_old_rows, NULL), RK_OK);
+    rk_tile_builder b; /* and tiles: two at level 0, one above */
+    rk_tile_builder_init(&b);
+    for (int i = 0; i < 300; i++) {
+        rk_hash leaf;
+        memset(leaf, i & 0xff, sizeof leaf);
+        assert_int_equal(rk_tile_builder_append(&b, leaf), RK_OK);
+    }
+    assert_int_equal(rk_db_write(db, store_tiles, &b), RK_OK);
+    rk_tile_builder_free(&b);
     seen before = {0};
     assert_int_equal(rk_records_each(db, collect, &before), RK_OK);
     assert_int_equal(before.n, 5);
@@ -668,7 +678,17 @@ static void an_old_store_is_converted_in_place(void **state)
         assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM record_rows_p1"), 1);
         assert_int_equal(scalar_of(db, EXISTS("record_rows_p2")), 1); /* the next, ahead */
         assert_int_equal(scalar_of(db, EXISTS("record_rows_flat")), 0);
+        assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM log_tiles_p0"), 1); /* tile 0 */
+        assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM log_tiles_p1"), 1); /* tile 1 */
+        assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM log_tiles_up"), 1);
     }
+    rk_hash tile[RK_TILE_WIDTH];
+    int width = 0;
+    assert_int_equal(rk_tile_read(db, 0, 1, tile, &width), RK_OK);
+    assert_int_equal(width, 300 - 256);
+    assert_int_equal(tile[43][0], 299 & 0xff);
+    assert_int_equal(rk_tile_read(db, 1, 0, tile, &width), RK_OK);
+    assert_int_equal(width, 1);
     seen after = {0};
     assert_int_equal(rk_records_each(db, collect, &after), RK_OK);
     assert_int_equal(after.n, 5);
@@ -723,12 +743,14 @@ static void an_old_store_is_converted_in_place(void **state)
 
 /* A store made with partitions of SPAN records; NULL on SQLite (the tests
  * below are PostgreSQL's). */
+static char part_target[256]; /* the last one's */
+
 static rk_db *partitioned_store(const char *name)
 {
     if (!test_store_is_pg())
         return NULL;
-    char target[256];
-    assert_int_equal(test_store_target(dir, name, target, sizeof target), 0);
+    char *target = part_target;
+    assert_int_equal(test_store_target(dir, name, target, sizeof part_target), 0);
     rk_db *db = NULL;
     assert_int_equal(rk_db_open(target, 0, &db), RK_OK);
     setenv("RENKEI_TEST_RECORDS_PARTITION", SPAN, 1);
@@ -833,6 +855,51 @@ static void a_duplicate_is_refused_across_partitions(void **state)
     rk_db_close(db);
 }
 
+/* Two instances (two stores over one database) append the same exchanges
+ * at once: each record once, wherever the second try would have landed. */
+typedef struct racer {
+    rk_db *db;
+    int ok;
+} racer;
+
+static void *race(void *arg)
+{
+    racer *r = arg;
+    for (int i = 0; i < 60; i++) {
+        char xid[64];
+        snprintf(xid, sizeof xid, "city-a.race.%d", i);
+        rk_record rec = sample(xid, "provided");
+        rk_rc rc = rk_db_write(r->db, append_one, &rec);
+        if (rc == RK_OK)
+            r->ok++;
+        else if (rc != RK_ERR_CONFLICT)
+            r->ok = -1000;
+    }
+    return NULL;
+}
+
+static void instances_appending_at_once_record_each_exchange_once(void **state)
+{
+    (void)state;
+    rk_db *a = partitioned_store("race");
+    if (!a)
+        skip();
+    rk_db *b = NULL; /* another instance over the same database */
+    assert_int_equal(rk_db_open(part_target, 0, &b), RK_OK);
+    racer ra = {a, 0}, rb = {b, 0};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, race, &ra), 0);
+    assert_int_equal(pthread_create(&tb, NULL, race, &rb), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_int_equal(ra.ok + rb.ok, 60);
+    assert_int_equal(rk_records_count(a), 60);
+    assert_int_equal(scalar_of(a, "SELECT COUNT(DISTINCT exchange_id) FROM record_rows"), 60);
+    assert_int_equal(scalar_of(a, "SELECT MAX(seq) FROM record_rows"), 60);
+    rk_db_close(b);
+    rk_db_close(a);
+}
+
 static void pruning_drops_whole_partitions_only(void **state)
 {
     (void)state;
@@ -886,6 +953,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(an_old_store_is_converted_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(partitions_are_made_ahead_as_the_log_grows, setup, teardown),
         cmocka_unit_test_setup_teardown(a_duplicate_is_refused_across_partitions, setup, teardown),
+        cmocka_unit_test_setup_teardown(instances_appending_at_once_record_each_exchange_once, setup, teardown),
         cmocka_unit_test_setup_teardown(pruning_drops_whole_partitions_only, setup, teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, test_store_group_end);
