@@ -161,6 +161,10 @@ void rk_server_stop(rk_server *srv); /* any thread */
  * first looked up as, and each request finds that entry again in the
  * registry in force (rk_registry_current), so a removed peer is refused. */
 void rk_server_set_registry(rk_server *srv, const rk_registry *reg);
+/* A renewed certificate and key (any thread; DESIGN §3): new connections,
+ * on every listener, present them; open ones go on with the old. cert and
+ * key are borrowed (the contexts keep references). */
+rk_rc rk_server_set_identity(rk_server *srv, X509 *cert, EVP_PKEY *key);
 void rk_server_free(rk_server *srv);
 
 /* Node time as this server states it (wall clock plus injected offset). */

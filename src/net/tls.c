@@ -89,19 +89,20 @@ static void on_tls_info(const SSL *ssl, int where, int ret)
     }
 }
 
-rk_rc make_ssl_ctx(rk_server *srv)
+rk_rc make_ssl_ctx(rk_server *srv, X509 *cert, EVP_PKEY *key, SSL_CTX **out)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx)
         return RK_ERR_CRYPTO;
-    srv->ssl_ctx = ctx;
     SSL_CTX_set_app_data(ctx, srv);
     if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
         !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
-        SSL_CTX_use_certificate(ctx, srv->cfg.cert) != 1 ||
-        SSL_CTX_use_PrivateKey(ctx, srv->cfg.key) != 1 || SSL_CTX_check_private_key(ctx) != 1 ||
+        SSL_CTX_use_certificate(ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1 ||
         SSL_CTX_load_verify_locations(ctx, srv->cfg.ca_path, NULL) != 1) {
         rk_error("tls: cannot set up server context: %s", ERR_reason_error_string(ERR_get_error()));
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
         return RK_ERR_CRYPTO;
     }
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
@@ -110,6 +111,7 @@ rk_rc make_ssl_ctx(rk_server *srv)
     SSL_CTX_set_verify_depth(ctx, 2);
     SSL_CTX_set_info_callback(ctx, on_tls_info);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"renkei", 6);
+    *out = ctx;
     return RK_OK;
 }
 
@@ -117,18 +119,19 @@ rk_rc make_ssl_ctx(rk_server *srv)
  * against the card CRL in force (the store's lookup, crypto/card.h) at every
  * handshake: no session is resumed, so a revoked card is refused at its
  * next connection. */
-rk_rc make_person_ctx(rk_server *srv)
+rk_rc make_person_ctx(rk_server *srv, X509 *cert, EVP_PKEY *key, SSL_CTX **out)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx)
         return RK_ERR_CRYPTO;
-    srv->person_ctx = ctx;
     SSL_CTX_set_app_data(ctx, srv);
     if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
         !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
-        SSL_CTX_use_certificate(ctx, srv->cfg.cert) != 1 ||
-        SSL_CTX_use_PrivateKey(ctx, srv->cfg.key) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        SSL_CTX_use_certificate(ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
         rk_error("tls: cannot set up the person listener: %s", ERR_reason_error_string(ERR_get_error()));
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
         return RK_ERR_CRYPTO;
     }
     SSL_CTX_set1_cert_store(ctx, srv->cfg.person_store);
@@ -138,6 +141,7 @@ rk_rc make_person_ctx(rk_server *srv)
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     SSL_CTX_set_verify_depth(ctx, 1);
     SSL_CTX_set_info_callback(ctx, on_tls_info);
+    *out = ctx;
     return RK_OK;
 }
 

@@ -37,6 +37,15 @@ typedef struct rk_node {
     char registry_stamp[200];   /* the core: the published file and CRL as last read (device, inode, size, time) */
     X509 *cert;
     EVP_PKEY *key;              /* wiped and freed on close (第5-2(5)) */
+    /* The certificate and key TLS presents (server and relays): those loaded
+     * at start, replaced while the node runs when the registry names a
+     * renewed certificate (DESIGN §3, registry_refresh.c). Under registry_lock,
+     * as are node->relay and the calls loop's relay while they are made or freed. */
+    X509 *tls_cert;
+    EVP_PKEY *tls_key;
+    char tls_fingerprint[65];
+    char identity_tried[600];   /* the registry's fingerprint and the files' stamps last tried */
+    int identity_recheck;       /* SIGHUP: try the files again */
     char *cert_pem;             /* this node's certificate, PEM */
     X509_STORE *trusted;        /* the network CA */
     struct rk_peer_certs *peer_certs; /* registered peers' certificates seen in messages */
@@ -119,6 +128,9 @@ rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, co
  * relay's default): the signed registry of a large network. */
 rk_rc rk_node_call_capped(rk_node *node, const char *method, const rk_peer_node *peer, const char *path,
                           const char *body, size_t max_response, rk_http_result *out, int *used_backup);
+/* A renewed certificate for the relays made so far (the server loop's and
+ * the calls loop's); those made later take node->tls_cert. Under registry_lock. */
+void rk_node_relays_set_identity(rk_node *node, X509 *cert, EVP_PKEY *key);
 /* Frees the server loop's relay; from the server's on_stop, on the loop. */
 void rk_node_calls_close(rk_node *node);
 

@@ -30,6 +30,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "crypto/keys.h"
+#include "crypto/pki.h"
 #include "crypto/signed_doc.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -208,7 +210,7 @@ static rk_rc swap_in(rk_node *node, rk_registry *fresh)
     node->registry_answer = NULL;
     node->registry_answer_of = NULL;
     const rk_peer_node *self = rk_registry_by_id(fresh, node->cfg.id);
-    if (self && self->role == node->self->role && strcmp(self->fingerprint, node->self->fingerprint) == 0)
+    if (self && self->role == node->self->role && strcmp(self->fingerprint, node->tls_fingerprint) == 0)
         __atomic_store_n(&node->self, self, __ATOMIC_RELEASE);
     __atomic_store_n(&node->registry, fresh, __ATOMIC_RELEASE);
     if (node->server)
@@ -363,6 +365,103 @@ static int unchanged(rk_node *node, const char *body, size_t len)
     return same;
 }
 
+/* ---- a renewed certificate (DESIGN §3) ----
+ * When the registry in force names another certificate for this node than
+ * the one its TLS presents (`renkei pki renew` wrote a new key and
+ * certificate into its folder and published), the configured files (or the
+ * key's pkcs11: URI) are read again here, on the refresh thread: when the
+ * certificate is the one the registry names and the key is its own, new
+ * connections — the listeners' and the relays' — present them; connections
+ * open go on with the old ones. Otherwise the old ones stay, with one line
+ * in the log and one incident per refused set of files; they are tried
+ * again when the files change, the registry names another one, or on SIGHUP. */
+
+/* Loads the configured certificate and key: RK_OK when they are the registry's (want) and a pair. */
+static rk_rc load_identity(rk_node *node, const char *want, X509 **cert, EVP_PKEY **key, char *why, size_t whylen)
+{
+    char fp[RK_FINGERPRINT_LEN], err[300] = "";
+    *cert = NULL;
+    *key = NULL;
+    rk_rc rc = rk_pki_load_cert(node->cfg.cert, cert);
+    if (rc != RK_OK) {
+        snprintf(why, whylen, "%.300s: cannot load the certificate: %s", node->cfg.cert, rk_strerror(rc));
+        return rc;
+    }
+    if (rk_pki_fingerprint(*cert, fp) != RK_OK || strcmp(fp, want) != 0) {
+        snprintf(why, whylen, "%.300s is not the certificate the registry names (fingerprint %.16s…, registry %.16s…)",
+                 node->cfg.cert, fp, want);
+        rc = RK_ERR_CONFIG;
+    } else if ((rc = rk_pkey_load(node->cfg.key, node->cfg.key_passphrase_file, key, err, sizeof err)) != RK_OK) {
+        snprintf(why, whylen, "%s", err[0] ? err : rk_strerror(rc));
+    } else if (X509_check_private_key(*cert, *key) != 1) {
+        snprintf(why, whylen, "%.300s: the key does not match the certificate", node->cfg.key);
+        rc = RK_ERR_CONFIG;
+    }
+    if (rc != RK_OK) {
+        X509_free(*cert);
+        EVP_PKEY_free(*key);
+        *cert = NULL;
+        *key = NULL;
+    }
+    return rc;
+}
+
+/* Presents cert and key on new connections (takes them). Under registry_lock. */
+static rk_rc use_identity(rk_node *node, X509 *cert, EVP_PKEY *key, const char *fp)
+{
+    rk_rc rc = node->server ? rk_server_set_identity(node->server, cert, key) : RK_OK;
+    if (rc != RK_OK) {
+        X509_free(cert);
+        EVP_PKEY_free(key);
+        return rc;
+    }
+    rk_node_relays_set_identity(node, cert, key);
+    X509_free(node->tls_cert);
+    EVP_PKEY_free(node->tls_key);
+    node->tls_cert = cert;
+    node->tls_key = key;
+    snprintf(node->tls_fingerprint, sizeof node->tls_fingerprint, "%s", fp);
+    return RK_OK;
+}
+
+static void check_identity(rk_node *node)
+{
+    const rk_registry *reg = node->registry; /* the refresh thread is its one writer */
+    const rk_peer_node *want = rk_registry_by_id(reg, node->cfg.id);
+    if (!want || want->role != node->self->role || strcmp(want->fingerprint, node->tls_fingerprint) == 0)
+        return;
+    char tried[sizeof node->identity_tried], cs[96], ks[96] = "";
+    file_stamp(node->cfg.cert, cs, sizeof cs);
+    if (!rk_pkey_is_uri(node->cfg.key))
+        file_stamp(node->cfg.key, ks, sizeof ks);
+    snprintf(tried, sizeof tried, "%s|%s|%s", want->fingerprint, cs, ks);
+    int again = __atomic_exchange_n(&node->identity_recheck, 0, __ATOMIC_RELAXED);
+    if (!again && strcmp(tried, node->identity_tried) == 0)
+        return;
+    snprintf(node->identity_tried, sizeof node->identity_tried, "%s", tried);
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    char why[600] = "";
+    rk_rc rc = load_identity(node, want->fingerprint, &cert, &key, why, sizeof why);
+    if (rc == RK_OK) {
+        pthread_mutex_lock(&node->registry_lock);
+        rc = use_identity(node, cert, key, want->fingerprint);
+        if (rc == RK_OK)
+            __atomic_store_n(&node->self, want, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&node->registry_lock);
+        if (rc != RK_OK)
+            snprintf(why, sizeof why, "the TLS contexts could not be made: %s", rk_strerror(rc));
+    }
+    if (rc == RK_OK) {
+        rk_info("certificate renewed: new connections present %.16s… (registry serial %llu), no restart",
+                want->fingerprint, (unsigned long long)reg->serial);
+        return;
+    }
+    rk_warn("renewed certificate refused, the old one (%.16s…) stays: %s", node->tls_fingerprint, why);
+    rk_node_raise(node, "unauthorized_access", "renewed certificate of %s refused, the old one stays: %s", node->cfg.id,
+                  why);
+}
+
 static int64_t refresh_round(void *arg)
 {
     rk_node *node = arg;
@@ -372,6 +471,7 @@ static int64_t refresh_round(void *arg)
     if (node->self->role == RK_ROLE_CORE) {
         if (node->cfg.registry_published[0] && read_published(node) != 0)
             malloc_trim(0); /* what parsing a large registry took goes back to the system */
+        check_identity(node);
         return next;
     } else {
         const rk_peer_node *core = rk_registry_find(node->registry, RK_ROLE_CORE, NULL);
@@ -389,6 +489,7 @@ static int64_t refresh_round(void *arg)
                 snprintf(msg, sizeof msg, "HTTP %ld", res.status);
             set_error(node, "the core could not be asked: ", msg);
             rk_http_result_clear(&res);
+            check_identity(node); /* SIGHUP with the core away: the files all the same */
             return next;
         }
         body = res.body;
@@ -406,6 +507,7 @@ static int64_t refresh_round(void *arg)
         malloc_trim(0); /* what parsing a large registry took goes back to the system */
     }
     free(body);
+    check_identity(node);
     return next;
 }
 
