@@ -4,6 +4,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -13,7 +14,8 @@
 #include "net/revocation.h"
 #include "net/server_internal.h"
 
-/* Slots on every SSL object: the registered peer (once looked up) and the connection. */
+/* Slots on every SSL object: its peer's certificate fingerprint (once
+ * computed; a copy, freed with it) and the connection. */
 static int ssl_peer_index = -1, ssl_conn_index = -1;
 static pthread_once_t ssl_index_once = PTHREAD_ONCE_INIT;
 
@@ -28,9 +30,19 @@ static void free_conn_ex(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
         conn_release(ptr);
 }
 
+static void free_fingerprint_ex(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    free(ptr);
+}
+
 static void make_ssl_index(void)
 {
-    ssl_peer_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    ssl_peer_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, free_fingerprint_ex);
     ssl_conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, free_conn_ex);
 }
 
@@ -158,8 +170,11 @@ int connection_person(struct evhttp_request *req, rk_peer_node *out)
     return 1;
 }
 
-/* The registered node behind this connection's client certificate, looked
- * up once per connection and kept on the SSL object. */
+/* The registered node behind this connection's client certificate, as the
+ * registry in force has it at this request: the certificate's fingerprint
+ * is computed once per connection and kept on the SSL object; no pointer
+ * into a registry snapshot is kept, so a connection may outlive the snapshot
+ * it was first looked up in (node/registry_refresh.c frees replaced ones). */
 const rk_peer_node *connection_peer(rk_server *srv, struct evhttp_request *req)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
@@ -167,23 +182,24 @@ const rk_peer_node *connection_peer(rk_server *srv, struct evhttp_request *req)
     SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
     if (!ssl)
         return NULL;
-    const rk_peer_node *peer = SSL_get_ex_data(ssl, ssl_peer_index);
+    const char *fp = SSL_get_ex_data(ssl, ssl_peer_index);
     X509 *cert = SSL_get0_peer_certificate(ssl);
     /* a connection (or a resumed session) older than the CRL in force */
     if (cert && rk_revocation_is_revoked(cert))
         return NULL;
-    if (peer)
-        return peer;
+    const rk_registry *reg = __atomic_load_n(&srv->cfg.registry, __ATOMIC_ACQUIRE);
+    if (fp)
+        return rk_registry_by_fingerprint(reg, fp);
     /* First request on this connection: answers go out at once (no Nagle
      * delay waiting for the peer's delayed ACK). */
     int one = 1, fd = (int)bufferevent_getfd(bev);
     if (fd >= 0)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    char fp[RK_FINGERPRINT_LEN];
-    if (!cert || SSL_get_verify_result(ssl) != X509_V_OK || rk_pki_fingerprint(cert, fp) != RK_OK)
+    char mine[RK_FINGERPRINT_LEN];
+    if (!cert || SSL_get_verify_result(ssl) != X509_V_OK || rk_pki_fingerprint(cert, mine) != RK_OK)
         return NULL;
-    peer = rk_registry_by_fingerprint(srv->cfg.registry, fp);
-    if (peer)
-        SSL_set_ex_data(ssl, ssl_peer_index, (void *)peer);
-    return peer;
+    char *kept = strdup(mine);
+    if (kept && SSL_set_ex_data(ssl, ssl_peer_index, kept) != 1)
+        free(kept);
+    return rk_registry_by_fingerprint(reg, mine);
 }

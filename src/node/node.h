@@ -18,14 +18,20 @@ typedef struct rk_node {
     rk_node_config cfg;
     /* The registry in force and this node's entry in it: replaced while the
      * node runs (node/registry_refresh.c), each by one atomic store; a
-     * replaced one stays valid until the node closes. */
+     * replaced one stays valid for registry_grace_ms after it was replaced
+     * (the first one, which roles keep entries of, until the node closes). */
     rk_registry *registry;
     const rk_peer_node *self;   /* this node's registry entry */
     EVP_PKEY *registry_anchor;  /* the operator's registry key ([registry] anchor); NULL: network.json as installed */
     struct rk_service *registry_service;
     struct rk_server *server;   /* while it serves: told of each new registry */
-    rk_registry **retired;      /* replaced snapshots, freed on close */
+    rk_registry *registry_first; /* the one the node opened on: kept until close */
+    struct rk_retired {
+        rk_registry *reg;
+        int64_t since_ms;       /* monotonic: when it was replaced, or when self last left it */
+    } *retired;                 /* replaced snapshots, each freed registry_grace_ms after since_ms */
     size_t n_retired;
+    int64_t registry_grace_ms;  /* 0: the default (registry_refresh.c) */
     pthread_mutex_t registry_lock; /* the fields below, the retired list */
     int registry_lock_made;
     int64_t registry_checked_ms, registry_applied_ms; /* last fetch that answered; last swap */

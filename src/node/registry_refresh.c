@@ -17,12 +17,26 @@
  * The swap: a snapshot never changes once made (net/registry.h). The
  * refresh thread makes the new one, then publishes its pointer (node->registry
  * and the server's) with one atomic store. Readers load the pointer once per
- * use. A replaced snapshot is retired, not freed, until the node closes: a
- * connection keeps the entry its peer was first looked up as, and roles
- * keep entries of the nodes they call (the core, J-LIS, their gateway); each
- * request finds its peer again in the snapshot in force by fingerprint
- * (rk_registry_current, O(1)), so a removed node is refused at once. A
- * snapshot is made only when a newer serial (or a new CRL) is published. */
+ * use. A snapshot is made only when a newer serial (or a new CRL) is published.
+ *
+ * Reclaiming a replaced snapshot: a grace period. Who may point into one:
+ *   - a request or a step of a flow, or a round of a background service,
+ *     that loaded node->registry (or the server's) before the swap: for as
+ *     long as it runs, which is bounded by the connection deadlines and the
+ *     peer timeouts of its calls;
+ *   - a connection: it does not — it keeps its peer's certificate
+ *     fingerprint (net/tls.c) and each request finds the peer in the
+ *     snapshot in force (O(1)), so a removed node is refused at once;
+ *   - the entries roles took at start (their core, J-LIS, their gateway,
+ *     the witnesses; the server's agency): all in the snapshot the node
+ *     opened on, which is kept until the node closes (registry_first);
+ *   - node->self: the snapshot it is in is kept while it is; when self moves
+ *     on (a swap, a renewed certificate taken), the grace starts again.
+ * A replaced snapshot is freed once the grace (an hour, and at least 20
+ * [peer] timeouts) has passed since it was replaced — far beyond the longest
+ * request — by the refresh thread, outside the lock. Memory: the snapshot
+ * in force, the first, self's when it is neither, and those replaced in the
+ * last grace period (each without its envelope), whatever the uptime. */
 #include <jansson.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -150,10 +164,13 @@ void rk_node_registry_close(rk_node *node)
     free(node->registry_answer);
     node->registry_answer = NULL;
     node->registry_answer_of = NULL;
+    if (node->registry_first != node->registry)
+        rk_registry_free(node->registry_first);
+    node->registry_first = NULL;
     rk_registry_free(node->registry);
     node->registry = NULL;
     for (size_t i = 0; i < node->n_retired; i++)
-        rk_registry_free(node->retired[i]);
+        rk_registry_free(node->retired[i].reg);
     free(node->retired);
     node->retired = NULL;
     node->n_retired = 0;
@@ -188,21 +205,90 @@ static void refuse(rk_node *node, const char *why)
                       (unsigned long long)node->registry->serial, why);
 }
 
+#define GRACE_MIN_MS (3600 * 1000)
+#define REAP_MAX 64 /* freed per round at most; the rest at the next */
+
+/* How long a replaced snapshot is kept: an hour, and at least 20 [peer]
+ * timeouts (a flow makes a few calls, each on at most a few lines). */
+static int64_t grace_ms(const rk_node *node)
+{
+    if (node->registry_grace_ms > 0)
+        return node->registry_grace_ms;
+    /* Tests only: the system tests free snapshots within seconds */
+    const char *test = getenv("RENKEI_TEST_REGISTRY_GRACE_MS");
+    if (test && atoi(test) >= 100 && atoi(test) <= 3600000)
+        return atoi(test);
+    int64_t t = 20 * (int64_t)node->cfg.peer_timeout_ms;
+    return t > GRACE_MIN_MS ? t : GRACE_MIN_MS;
+}
+
+/* True when p is an entry of reg. */
+static int holds(const rk_registry *reg, const rk_peer_node *p)
+{
+    uintptr_t a = (uintptr_t)reg->nodes, x = (uintptr_t)p;
+    return p && x >= a && x < a + reg->n_nodes * sizeof *reg->nodes;
+}
+
+/* self leaves the snapshot it was in: readers that loaded it just before
+ * have the grace from now. Under registry_lock. */
+static void self_leaves(rk_node *node, const rk_peer_node *was, int64_t now)
+{
+    for (size_t i = 0; i < node->n_retired; i++)
+        if (holds(node->retired[i].reg, was))
+            node->retired[i].since_ms = now;
+}
+
+/* The retired snapshots whose grace is over (but self's), taken off the
+ * list into out (at most REAP_MAX). Under registry_lock. */
+static size_t reap_take(rk_node *node, int64_t now, rk_registry **out)
+{
+    size_t kept = 0, n = 0;
+    int64_t grace = grace_ms(node);
+    for (size_t i = 0; i < node->n_retired; i++) {
+        struct rk_retired e = node->retired[i];
+        if (n < REAP_MAX && now - e.since_ms >= grace && !holds(e.reg, node->self))
+            out[n++] = e.reg;
+        else
+            node->retired[kept++] = e;
+    }
+    node->n_retired = kept;
+    return n;
+}
+
+/* Frees the retired snapshots whose grace is over; the refresh thread. */
+static void reap(rk_node *node)
+{
+    rk_registry *gone[REAP_MAX];
+    pthread_mutex_lock(&node->registry_lock);
+    size_t n = reap_take(node, rk_mono_ms(), gone);
+    pthread_mutex_unlock(&node->registry_lock);
+    for (size_t i = 0; i < n; i++)
+        rk_registry_free(gone[i]);
+    if (n)
+        rk_info("registry: %zu replaced snapshot(s) freed, %zu kept within the grace", n, node->n_retired);
+}
+
 /* Makes fresh the registry in force: one atomic store each for the node's
- * pointer and the server's; the old snapshot is retired. */
+ * pointer and the server's; the old snapshot is retired (the first one is
+ * kept apart, until close). */
 static rk_rc swap_in(rk_node *node, rk_registry *fresh)
 {
     pthread_mutex_lock(&node->registry_lock);
-    rk_registry **r = realloc(node->retired, (node->n_retired + 1) * sizeof *r);
-    if (!r) {
-        pthread_mutex_unlock(&node->registry_lock);
-        return RK_ERR_NOMEM;
-    }
-    node->retired = r;
     rk_registry *old = node->registry;
-    node->retired[node->n_retired++] = old;
-    /* a retired snapshot keeps what connections and roles point into (its
-     * nodes and their strings), not its envelope: read only under this lock */
+    if (!node->registry_first)
+        node->registry_first = old;
+    int64_t now = rk_mono_ms();
+    if (old != node->registry_first) {
+        struct rk_retired *r = realloc(node->retired, (node->n_retired + 1) * sizeof *r);
+        if (!r) {
+            pthread_mutex_unlock(&node->registry_lock);
+            return RK_ERR_NOMEM;
+        }
+        node->retired = r;
+        node->retired[node->n_retired++] = (struct rk_retired){.reg = old, .since_ms = now};
+    }
+    /* a replaced snapshot keeps what requests in flight and roles point into
+     * (its nodes and their strings), not its envelope: read only under this lock */
     free(old->envelope);
     old->envelope = NULL;
     old->envelope_len = 0;
@@ -210,8 +296,13 @@ static rk_rc swap_in(rk_node *node, rk_registry *fresh)
     node->registry_answer = NULL;
     node->registry_answer_of = NULL;
     const rk_peer_node *self = rk_registry_by_id(fresh, node->cfg.id);
-    if (self && self->role == node->self->role && strcmp(self->fingerprint, node->tls_fingerprint) == 0)
+    /* the certificate this node presents (its entry's before any TLS identity was loaded: tests) */
+    const char *mine = node->tls_fingerprint[0] ? node->tls_fingerprint : node->self->fingerprint;
+    if (self && self->role == node->self->role && strcmp(self->fingerprint, mine) == 0) {
+        const rk_peer_node *was = node->self;
         __atomic_store_n(&node->self, self, __ATOMIC_RELEASE);
+        self_leaves(node, was, now);
+    }
     __atomic_store_n(&node->registry, fresh, __ATOMIC_RELEASE);
     if (node->server)
         rk_server_set_registry(node->server, fresh);
@@ -222,6 +313,7 @@ static rk_rc swap_in(rk_node *node, rk_registry *fresh)
                       (unsigned long long)fresh->serial);
     rk_info("registry serial %llu applied (%zu members; was %llu)", (unsigned long long)fresh->serial,
             fresh->n_nodes, (unsigned long long)old->serial);
+    reap(node);
     return RK_OK;
 }
 
@@ -446,8 +538,11 @@ static void check_identity(rk_node *node)
     if (rc == RK_OK) {
         pthread_mutex_lock(&node->registry_lock);
         rc = use_identity(node, cert, key, want->fingerprint);
-        if (rc == RK_OK)
+        if (rc == RK_OK) {
+            const rk_peer_node *was = node->self;
             __atomic_store_n(&node->self, want, __ATOMIC_RELEASE);
+            self_leaves(node, was, rk_mono_ms());
+        }
         pthread_mutex_unlock(&node->registry_lock);
         if (rc != RK_OK)
             snprintf(why, sizeof why, "the TLS contexts could not be made: %s", rk_strerror(rc));
@@ -472,6 +567,7 @@ static int64_t refresh_round(void *arg)
         if (node->cfg.registry_published[0] && read_published(node) != 0)
             malloc_trim(0); /* what parsing a large registry took goes back to the system */
         check_identity(node);
+        reap(node);
         return next;
     } else {
         const rk_peer_node *core = rk_registry_find(node->registry, RK_ROLE_CORE, NULL);
@@ -490,6 +586,7 @@ static int64_t refresh_round(void *arg)
             set_error(node, "the core could not be asked: ", msg);
             rk_http_result_clear(&res);
             check_identity(node); /* SIGHUP with the core away: the files all the same */
+            reap(node);
             return next;
         }
         body = res.body;
@@ -508,6 +605,7 @@ static int64_t refresh_round(void *arg)
     }
     free(body);
     check_identity(node);
+    reap(node);
     return next;
 }
 

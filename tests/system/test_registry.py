@@ -24,6 +24,9 @@ NEW, LEAVING = "city-shinjuku", "city-leaving"
 class Registry(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        # replaced registry snapshots are freed 1.5 s after they were replaced, not after an hour:
+        # every flow below runs while they are (node/registry_refresh.c)
+        os.environ["RENKEI_TEST_REGISTRY_GRACE_MS"] = "1500"
         net = cls.net = Network(agencies=3, persons=20)
         for n in net.server_nodes():  # test networks refresh every second; the portal only on SIGHUP
             net.append_conf(n["id"], "[registry]\nrefresh = %d" % (3600 if n["role"] == "portal" else 1))
@@ -34,6 +37,7 @@ class Registry(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        os.environ.pop("RENKEI_TEST_REGISTRY_GRACE_MS", None)
         cls.net.stop()
 
     # ---------- helpers ----------
@@ -313,6 +317,46 @@ class Registry(unittest.TestCase):
         self.assertFalse(os.path.exists(net.path("nodes", "city-x")))
 
     # ---------- SIGHUP ----------
+    def test_replaced_snapshots_are_freed_while_the_nodes_run(self):
+        net = self.net
+        gw = f"{Y}-gateway"
+        # a connection opened before, kept alive across the swaps and the frees
+        host, port = net.url_of(gw)
+        kept = http.client.HTTPSConnection(host, port, context=net.ssl_context("operator"), timeout=10 * SLOW)
+        self.addCleanup(kept.close)
+
+        def on_kept():
+            kept.request("GET", "/healthz")
+            a = kept.getresponse()
+            a.read()
+            return a.status
+
+        self.assertEqual(on_kept(), 200)
+        for _ in range(3):
+            renkei("registry", "publish", net.dir)
+            self.wait_serial(self.published_serial())
+            self.assertEqual(on_kept(), 200)
+            time.sleep(1.6 * SLOW)  # past the grace: the next swap frees the ones before
+        renkei("registry", "publish", net.dir)
+        self.wait_serial(self.published_serial())
+        deadline = time.time() + 10 * SLOW
+        while "replaced snapshot(s) freed" not in net.log(gw) or "replaced snapshot(s) freed" not in net.log("core"):
+            self.assertLess(time.time(), deadline, "no replaced snapshot was freed")
+            time.sleep(0.1)
+        self.assertEqual(on_kept(), 200)
+        # the nodes work on: an exchange both ways through the gateways
+        number = net.residents()[7]["my_number"]  # a person no other test links
+        self.assertEqual(net.enrol(Y, "Y-free", number).status, 202)
+        self.assertEqual(net.enrol(K, "K-free", number).status, 202)
+        net.wait_status(Y, "Y-free", "linked")
+        net.wait_status(K, "K-free", "linked")
+        self.put(Y, "Y-free", "local_tax", {"tax": 3})
+        a = self.query(K, "q-free-1", "K-free", "public_assistance", Y, "local_tax")
+        self.assertEqual((a.status, a.json.get("status")), (200, "provided"), a)
+        for n in net.server_nodes():
+            if n["id"] in net.procs:
+                self.assertIsNone(net.procs[n["id"]].poll(), n["id"])
+
     def test_sighup_fetches_at_once(self):
         net = self.net
         net.procs["portal"].send_signal(signal.SIGHUP)
