@@ -125,6 +125,13 @@ void rk_node_close(rk_node *node)
     calls_stop(node);
     EVP_PKEY_free(node->key); /* OpenSSL cleanses private key material on free */
     X509_free(node->cert);
+    for (struct rk_old_identity *o = node->old_identities, *next; o; o = next) {
+        next = o->next;
+        EVP_PKEY_free(o->key);
+        X509_free(o->cert);
+        free(o->cert_pem);
+        free(o);
+    }
     EVP_PKEY_free(node->tls_key);
     X509_free(node->tls_cert);
     free(node->cert_pem);

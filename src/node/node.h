@@ -14,6 +14,14 @@
 #include "net/http_server.h"
 #include "net/registry.h"
 
+/* A certificate and key the node used before a renewal taken while it ran. */
+struct rk_old_identity {
+    X509 *cert;
+    EVP_PKEY *key;
+    char *cert_pem;
+    struct rk_old_identity *next;
+};
+
 typedef struct rk_node {
     rk_node_config cfg;
     /* The registry in force and this node's entry in it: replaced while the
@@ -41,12 +49,16 @@ typedef struct rk_node {
     size_t registry_answer_len;
     const rk_registry *registry_answer_of;
     char registry_stamp[200];   /* the core: the published file and CRL as last read (device, inode, size, time) */
+    /* This node's certificate and key (CMS, the records log's heads): those
+     * loaded at start, replaced while it runs by a renewed certificate
+     * (registry_refresh.c), each by an atomic store; the replaced ones stay
+     * allocated until close (a thread may be using them: load once per use). */
     X509 *cert;
     EVP_PKEY *key;              /* wiped and freed on close (第5-2(5)) */
-    /* The certificate and key TLS presents (server and relays): those loaded
-     * at start, replaced while the node runs when the registry names a
-     * renewed certificate (DESIGN §3, registry_refresh.c). Under registry_lock,
-     * as are node->relay and the calls loop's relay while they are made or freed. */
+    struct rk_old_identity *old_identities; /* replaced cert, key and PEM, freed on close */
+    /* The certificate and key TLS presents (server and relays), replaced
+     * with them. Under registry_lock, as are node->relay and the calls
+     * loop's relay while they are made or freed. */
     X509 *tls_cert;
     EVP_PKEY *tls_key;
     char tls_fingerprint[65];

@@ -463,8 +463,9 @@ static int unchanged(rk_node *node, const char *body, size_t len)
  * certificate into its folder and published), the configured files (or the
  * key's pkcs11: URI) are read again here, on the refresh thread: when the
  * certificate is the one the registry names and the key is its own, new
- * connections — the listeners' and the relays' — present them; connections
- * open go on with the old ones. Otherwise the old ones stay, with one line
+ * connections — the listeners' and the relays' — present them, and CMS and
+ * the records log's heads sign with the new key; connections open go on
+ * with the old ones. Otherwise the old ones stay, with one line
  * in the log and one incident per refused set of files; they are tried
  * again when the files change, the registry names another one, or on SIGHUP. */
 
@@ -508,6 +509,24 @@ static rk_rc use_identity(rk_node *node, X509 *cert, EVP_PKEY *key, const char *
         return rc;
     }
     rk_node_relays_set_identity(node, cert, key);
+    /* CMS signing and decryption and the records log's heads go on with it
+     * too (after the overlap the old one is refused, and heads it signed
+     * would not verify); the old ones stay allocated until close */
+    struct rk_old_identity *o = calloc(1, sizeof *o);
+    char *pem = NULL;
+    if (!o || rk_pki_cert_to_pem(cert, &pem) != RK_OK) {
+        free(o);
+        rk_warn("CMS and the records log keep the old certificate until a restart: out of memory");
+    } else {
+        *o = (struct rk_old_identity){.cert = node->cert, .key = node->key, .cert_pem = node->cert_pem,
+                                      .next = node->old_identities};
+        node->old_identities = o;
+        X509_up_ref(cert);
+        EVP_PKEY_up_ref(key);
+        __atomic_store_n(&node->key, key, __ATOMIC_RELEASE);
+        __atomic_store_n(&node->cert, cert, __ATOMIC_RELEASE);
+        __atomic_store_n(&node->cert_pem, pem, __ATOMIC_RELEASE);
+    }
     X509_free(node->tls_cert);
     EVP_PKEY_free(node->tls_key);
     node->tls_cert = cert;

@@ -407,10 +407,17 @@ class LogKeys(unittest.TestCase):
         name, key_id = node["log_vkey"].split("+")[:2]
         line = next(ln for ln in a.raw.splitlines() if ln.startswith("\u2014 " + name + " "))
         self.assertEqual(base64.b64decode(line.rsplit(" ", 1)[1])[:4].hex(), key_id)
-        # its certificate renewed too: heads signed before with the previous one
-        r = renkei("pki", "renew", net.dir, Y, "--overlap-days", "1")
-        self.restart(Y, f"{Y}-gateway", "core", K)  # the nodes that check its certificate: the new registry
+        # its certificate renewed too, while it runs (no restart): heads signed before with the
+        # previous certificate's key, after with the new one's — past the overlap too, and its
+        # payloads are accepted then (CMS signed with the new key)
+        until = int(time.time() + 8 * SLOW)
+        r = renkei("pki", "renew", net.dir, Y, "--overlap-until", str(until))
         wait_registry(net, (Y, f"{Y}-gateway", "core", K, f"{K}-gateway"))
+        deadline = time.time() + 10 * SLOW
+        while "certificate renewed" not in net.log(Y):
+            self.assertLess(time.time(), deadline, f"{Y} did not take its renewed certificate")
+            time.sleep(0.1)
+        time.sleep(max(0, until - time.time()) + 1)
         self.exchange("lk-3")
         net.stop_node(Y)  # a last head, and the store at rest
         p = self.verify()
