@@ -48,6 +48,7 @@ typedef struct rk_node {
     char *registry_answer;      /* the core: GET /v1/registry's body for registry_answer_of, made once */
     size_t registry_answer_len;
     const rk_registry *registry_answer_of;
+    struct rk_registry_deltas *registry_deltas; /* the core: what changed between its last registries (net/registry_delta.h) */
     char registry_stamp[200];   /* the core: the published file and CRL as last read (device, inode, size, time) */
     /* This node's certificate and key (CMS, the records log's heads): those
      * loaded at start, replaced while it runs by a renewed certificate
