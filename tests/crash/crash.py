@@ -8,7 +8,16 @@ data updates (PUT /v1/data/{person}/{item} with a request_id) and queries
 (POST /v1/queries). Meanwhile a node of a random role — core, J-LIS, a
 gateway, an agency node — is SIGKILLed at a random moment and restarted,
 for N rounds; on PostgreSQL the database server is a role too (stopped in
-immediate mode, a crash: recovery at the next start). A request that
+immediate mode, a crash: recovery at the next start). With --ha the
+database is a primary and a synchronous standby under Patroni with etcd
+(`net init --ha`, DESIGN §6; cluster.py runs the daemons) and two roles
+join: `database` SIGKILLs the current primary's postmaster (Patroni promotes
+the standby; the round ends when the old primary is back as the synchronous
+standby and every node is healthy, so that no database kill finds the
+cluster without a standby), and `patroni` SIGKILLs the Patroni daemon of a
+member (at times the leader's, left dead until the other member has taken
+over while the old primary's PostgreSQL still runs) and starts it again.
+A request that
 got no answer, or a 5xx/429 that says nothing was settled, is sent again
 with the same id, as a business system would, until it is answered.
 
@@ -28,6 +37,7 @@ or doubled, answered differently, left unanswered, or verify failed.
 
     crash.py --rounds 30 [--seed S] [--threads T] [--agencies A]
     RENKEI_TEST_STORE=postgres crash.py --rounds 30
+    crash.py --ha --rounds 30           (PostgreSQL under Patroni)
 """
 import argparse
 import collections
@@ -46,11 +56,13 @@ import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "system"))
 from harness import SLOW, STORE, Network, renkei  # noqa: E402
+from cluster import HaCluster  # noqa: E402
 
 # Errors that say the request was not settled: the same id may be sent again.
-TRANSIENT = {"store_error", "internal", "overloaded", "core_unavailable", "jlis_unavailable", "rate_limited",
+TRANSIENT = {"store_error", "store_unavailable", "internal", "overloaded", "core_unavailable", "jlis_unavailable", "rate_limited",
              "upstream_unavailable", "upstream_timeout", "requester_unavailable", "no_checkpoint"}
 ROLES = ("core", "jlis", "gateway", "agency")
+DB_ROLES = ("database", "patroni")  # the database server (a primary's under --ha); a Patroni daemon
 
 
 class LoadNetwork(Network):
@@ -123,11 +135,14 @@ class Suite:
         self.kills = collections.Counter()
         self.recoveries = []              # (seconds from restart to healthy, node, round, role)
         self.outages = []                 # (seconds from kill to healthy, node, round, role)
+        self.failovers = []               # --ha: (seconds from a primary's kill to the standby leading, member, round)
+        self.store = "postgres" if args.ha else STORE
+        self.cluster = None               # --ha: the Patroni cluster (cluster.py)
         self.errors = []                  # what went wrong in the driver itself
         self.stop_load = threading.Event()
         self.next_id = 0
         core_conf = "[core]\noutbox_retry_min_ms = 50\noutbox_retry_max_ms = 1000"
-        self.net = LoadNetwork(args.agencies, args.persons, {"core": core_conf})
+        self.net = LoadNetwork(args.agencies, args.persons, {"core": core_conf}, store=self.store, ha=args.ha)
         self.residents = self.net.residents()
         self.agencies = [a["agency"] for a in self.net.agencies()]
         self.kind = {a["agency"]: a["kind"] for a in self.net.agencies()}
@@ -265,7 +280,8 @@ class Suite:
 
     # ---------- kills ----------
     def roles(self):
-        roles = list(ROLES) + (["database"] if STORE == "postgres" and self.args.database else [])
+        roles = list(ROLES) + (list(DB_ROLES) if self.args.ha else
+                               ["database"] if self.store == "postgres" and self.args.database else [])
         while True:  # every role once per cycle, in a random order
             self.rng.shuffle(roles)
             yield from list(roles)
@@ -275,6 +291,8 @@ class Suite:
 
     def kill_round(self, rnd, role):
         net = self.net
+        if role in DB_ROLES and self.cluster:
+            return self.kill_cluster_round(rnd, role)
         if role == "database":
             node = "database"
             t_kill = time.time()
@@ -292,6 +310,48 @@ class Suite:
                 net.wait_healthy(n["id"])
         else:
             self.restart(node)
+        t_up = time.time()
+        self.recoveries.append((t_up - t_start, node, rnd, role))
+        self.outages.append((t_up - t_kill, node, rnd, role))
+        return node
+
+    def kill_cluster_round(self, rnd, role):
+        """--ha: the primary's postmaster or a Patroni daemon SIGKILLed. The
+        cluster is whole first (the member killed last back as the
+        synchronous standby); the round ends when it is whole again and
+        every node healthy (recovery: from the kill, or from Patroni's
+        restart, to then)."""
+        cl = self.cluster
+        cl.wait_whole(180 * SLOW)
+        if role == "database":
+            m = cl.leader()
+            t_kill = time.time()
+            cl.kill_postmaster(m)
+            node = f"{m.name} (primary)"
+            cl.wait_leader(other_than=m, timeout=60 * SLOW)
+            self.failovers.append((time.time() - t_kill, m.name, rnd))
+            t_start = t_kill  # Patroni restarts it, as a standby
+        else:
+            m = self.rng.choice(cl.members)
+            leader = cl.leader() is m
+            t_kill = time.time()
+            cl.kill_patroni(m)
+            node = f"{m.name} ({'leader' if leader else 'standby'})"
+            if leader and self.rng.random() < 0.5:
+                # left dead until the other member leads (the leader key's ttl,
+                # 10 s): the old primary still runs, cut off from its standby
+                cl.wait_leader(other_than=m, timeout=60 * SLOW)
+                self.failovers.append((time.time() - t_kill, m.name, rnd))
+                node += " until failover"
+            else:
+                time.sleep(self.rng.uniform(0, 1.0))
+            t_start = time.time()
+            cl.start_patroni(m)
+            cl.wait_member(m, 60 * SLOW)
+        self.kills[role] += 1
+        cl.wait_whole(180 * SLOW)
+        for n in self.net.server_nodes():
+            self.net.wait_healthy(n["id"], timeout=120)
         t_up = time.time()
         self.recoveries.append((t_up - t_start, node, rnd, role))
         self.outages.append((t_up - t_kill, node, rnd, role))
@@ -484,11 +544,14 @@ class Suite:
     # ---------- the run ----------
     def run(self):
         a, net = self.args, self.net
-        print(f"crash: {a.rounds} rounds on {STORE}, seed {a.seed}, {a.threads} client threads, "
-              f"{len(self.agencies)} agencies, {len(self.residents)} residents", flush=True)
+        print(f"crash: {a.rounds} rounds on {self.store}{' under Patroni (--ha)' if a.ha else ''}, seed {a.seed}, "
+              f"{a.threads} client threads, {len(self.agencies)} agencies, {len(self.residents)} residents", flush=True)
         t0 = time.time()
         found = None
         try:
+            if a.ha:
+                self.cluster = HaCluster(net.dir)
+                self.cluster.start(180 * SLOW)
             net.start()
             self.run_load()
             t_load = time.time() - t0
@@ -505,10 +568,17 @@ class Suite:
             for p in net.procs.values():
                 p.kill()
             self.errors.append(f"stopping the network: {e}")
+        verify = None
+        if found:
+            verify = renkei("records", "verify", net.dir, check=False, timeout=600)
+        if self.cluster:  # after verify: it reads the stores through the cluster
+            try:
+                self.cluster.stop()
+            except Exception as e:
+                self.errors.append(f"stopping the database cluster: {e}")
         ok = not self.errors
         if found:
             t_load, unresolved, ends, lost, doubled, notes, sent, differ = found
-            verify = renkei("records", "verify", net.dir, check=False, timeout=600)
             self.report(t_load, unresolved, ends, lost, doubled, notes, sent, differ, verify)
             ok = ok and not (lost or doubled or differ or unresolved or verify.returncode != 0)
         if self.errors:
@@ -538,9 +608,9 @@ class Suite:
         rec = max(self.recoveries) if self.recoveries else (0, "-", 0, "-")
         out = max(self.outages) if self.outages else (0, "-", 0, "-")
         by_role = ", ".join(f"{r} {max(x[0] for x in self.recoveries if x[3] == r):.2f}"
-                            for r in list(ROLES) + ["database"] if r in self.kills)
+                            for r in list(ROLES) + list(DB_ROLES) if r in self.kills)
         mean = sum(r[0] for r in self.recoveries) / len(self.recoveries) if self.recoveries else 0
-        kills = "  ".join(f"{r} {self.kills[r]}" for r in list(ROLES) + ["database"] if r in self.kills)
+        kills = "  ".join(f"{r} {self.kills[r]}" for r in list(ROLES) + list(DB_ROLES) if r in self.kills)
         print(f"  load         {len(ops)} requests in {t_load:.1f} s")
         print(f"  kills        {kills}  (total {sum(self.kills.values())})")
         print(f"  acknowledged {sum(acked.values())}: enrolments {acked['enrol']} single + {acked['batch']} in "
@@ -559,6 +629,10 @@ class Suite:
         print(f"  recovery     longest {rec[0]:.2f} s ({rec[1]}, round {rec[2]}), mean {mean:.2f} s "
               f"(restart to healthy); longest by role: {by_role}")
         print(f"  outage       longest {out[0]:.2f} s (kill to healthy, {out[1]}, round {out[2]})")
+        if self.failovers:
+            f = max(self.failovers)
+            print(f"  failover     {len(self.failovers)}: longest {f[0]:.2f} s from the kill to the other member "
+                  f"leading ({f[1]} killed, round {f[2]}), mean {sum(x[0] for x in self.failovers) / len(self.failovers):.2f} s")
         for line in notes + differ + [f"unanswered: {op.kind} {op.key or op.path}" for op in unresolved[:10]]:
             print("  ! " + line)
         if verify.returncode != 0:
@@ -577,6 +651,8 @@ def main():
     p.add_argument("--sample", type=int, default=25, help="acknowledged requests of each kind sent again (default 25)")
     p.add_argument("--no-database", dest="database", action="store_false",
                    help="on PostgreSQL, do not kill the database server")
+    p.add_argument("--ha", action="store_true",
+                   help="PostgreSQL under Patroni (net init --ha): kill the primary's postmaster and Patroni daemons too")
     p.add_argument("--keep", action="store_true", help="keep the network's folder when something was found")
     p.add_argument("-v", "--verbose", action="store_true", help="a line per round")
     args = p.parse_args()
