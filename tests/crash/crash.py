@@ -16,7 +16,8 @@ the standby; the round ends when the old primary is back as the synchronous
 standby and every node is healthy, so that no database kill finds the
 cluster without a standby), and `patroni` SIGKILLs the Patroni daemon of a
 member (at times the leader's, left dead until the other member has taken
-over while the old primary's PostgreSQL still runs) and starts it again.
+over while the old primary's PostgreSQL still runs: --patroni-failover) and
+starts it again.
 A request that
 got no answer, or a 5xx/429 that says nothing was settled, is sent again
 with the same id, as a business system would, until it is answered.
@@ -282,6 +283,8 @@ class Suite:
     def roles(self):
         roles = list(ROLES) + (list(DB_ROLES) if self.args.ha else
                                ["database"] if self.store == "postgres" and self.args.database else [])
+        if self.args.roles:
+            roles = [r for r in roles if r in self.args.roles]
         while True:  # every role once per cycle, in a random order
             self.rng.shuffle(roles)
             yield from list(roles)
@@ -337,7 +340,7 @@ class Suite:
             t_kill = time.time()
             cl.kill_patroni(m)
             node = f"{m.name} ({'leader' if leader else 'standby'})"
-            if leader and self.rng.random() < 0.5:
+            if leader and self.rng.random() < self.args.patroni_failover:
                 # left dead until the other member leads (the leader key's ttl,
                 # 10 s): the old primary still runs, cut off from its standby
                 cl.wait_leader(other_than=m, timeout=60 * SLOW)
@@ -552,6 +555,7 @@ class Suite:
             if a.ha:
                 self.cluster = HaCluster(net.dir)
                 self.cluster.start(180 * SLOW)
+                t0 = time.time()
             net.start()
             self.run_load()
             t_load = time.time() - t0
@@ -653,11 +657,20 @@ def main():
                    help="on PostgreSQL, do not kill the database server")
     p.add_argument("--ha", action="store_true",
                    help="PostgreSQL under Patroni (net init --ha): kill the primary's postmaster and Patroni daemons too")
+    p.add_argument("--roles", type=lambda v: v.split(","), default=None,
+                   help="kill only these roles, comma-separated (core,jlis,gateway,agency,database,patroni)")
+    p.add_argument("--patroni-failover", type=float, default=0.5, metavar="P",
+                   help="--ha: how often a leader's killed Patroni stays dead until the other member leads "
+                        "(default 0.5; else it is started again after 0-1 s)")
     p.add_argument("--keep", action="store_true", help="keep the network's folder when something was found")
     p.add_argument("-v", "--verbose", action="store_true", help="a line per round")
     args = p.parse_args()
-    if args.rounds < 1 or args.threads < 1 or args.agencies < 2:
-        p.error("need --rounds >= 1, --threads >= 1, --agencies >= 2")
+    if args.rounds < 1 or args.threads < 1 or args.agencies < 2 or not 0 <= args.patroni_failover <= 1:
+        p.error("need --rounds >= 1, --threads >= 1, --agencies >= 2, 0 <= --patroni-failover <= 1")
+    known = set(ROLES) | ({"database"} if args.ha or STORE == "postgres" else set()) | \
+        ({"patroni"} if args.ha else set())
+    if args.roles is not None and (not args.roles or not set(args.roles) <= known):
+        p.error(f"--roles: each of {','.join(sorted(known))}")
     if args.seed is None:
         args.seed = int(time.time() * 1000) % 1000000
     sys.exit(0 if Suite(args).run() else 1)
