@@ -137,6 +137,7 @@ class Suite:
         self.recoveries = []              # (seconds from restart to healthy, node, round, role)
         self.outages = []                 # (seconds from kill to healthy, node, round, role)
         self.failovers = []               # --ha: (seconds from a primary's kill to the standby leading, member, round)
+        self.write_gaps = []              # --ha: (seconds from a primary's kill to a write acknowledged, member, round)
         self.store = "postgres" if args.ha else STORE
         self.cluster = None               # --ha: the Patroni cluster (cluster.py)
         self.errors = []                  # what went wrong in the driver itself
@@ -181,9 +182,9 @@ class Suite:
             return f"{prefix}-{self.args.seed}-{self.next_id}"
 
     # ---------- requests ----------
-    def send(self, op):
+    def send(self, op, timeout=10):
         try:
-            a = self.net.agency_call(op.agency, op.method, op.path, op.body, timeout=10)
+            a = self.net.agency_call(op.agency, op.method, op.path, op.body, timeout=timeout)
         except (OSError, ssl.SSLError, http.client.HTTPException):
             a = None
         op.answers.append(a)
@@ -333,6 +334,7 @@ class Suite:
             node = f"{m.name} (primary)"
             cl.wait_leader(other_than=m, timeout=60 * SLOW)
             self.failovers.append((time.time() - t_kill, m.name, rnd))
+            self.write_gaps.append((self.first_write(t_kill, 120 * SLOW), m.name, rnd))
             t_start = t_kill  # Patroni restarts it, as a standby
         else:
             m = self.rng.choice(cl.members)
@@ -359,6 +361,28 @@ class Suite:
         self.recoveries.append((t_up - t_start, node, rnd, role))
         self.outages.append((t_up - t_kill, node, rnd, role))
         return node
+
+    def first_write(self, t_kill, timeout):
+        """Seconds from t_kill until a new value is acknowledged (probes of
+        their own ids, every one checked like the load's); None: not within
+        timeout. With synchronous_mode_strict a commit waits for a standby."""
+        while time.time() - t_kill < timeout:
+            with self.lock:
+                choices = [(ag, item) for ag, item in self.providers if self.persons.get(ag)]
+                if not choices:
+                    return None
+                ag, item = self.rng.choice(choices)
+                person = self.rng.choice(self.persons[ag])
+            rid = self.fresh_id("w")
+            op = Op("data", ag, "PUT", f"/v1/data/{person}/{item}",
+                    {"value": {"rid": rid, "amount": 1}, "as_of": "2026-04-01", "request_id": rid}, rid)
+            with self.lock:
+                self.ops.append(op)
+            self.send(op, timeout=2)  # one not settled is sent again by resolve()
+            if op.acked:
+                return time.time() - t_kill
+            time.sleep(0.1)
+        return None
 
     def restart(self, node):
         """Starts a killed node again. Should a node of another test have taken
@@ -637,6 +661,13 @@ class Suite:
             f = max(self.failovers)
             print(f"  failover     {len(self.failovers)}: longest {f[0]:.2f} s from the kill to the other member "
                   f"leading ({f[1]} killed, round {f[2]}), mean {sum(x[0] for x in self.failovers) / len(self.failovers):.2f} s")
+        gaps = [g for g in self.write_gaps if g[0] is not None]
+        if self.write_gaps:
+            g = max(gaps) if gaps else (0, "-", 0)
+            print(f"  writes       after a primary's kill, the first value acknowledged: longest {g[0]:.2f} s "
+                  f"({g[1]} killed, round {g[2]}), mean {sum(x[0] for x in gaps) / max(1, len(gaps)):.2f} s"
+                  + (f"; {len(self.write_gaps) - len(gaps)} not within 120 s" if len(gaps) < len(self.write_gaps)
+                     else ""))
         for line in notes + differ + [f"unanswered: {op.kind} {op.key or op.path}" for op in unresolved[:10]]:
             print("  ! " + line)
         if verify.returncode != 0:
