@@ -136,7 +136,7 @@ class Suite:
         self.kills = collections.Counter()
         self.recoveries = []              # (seconds from restart to healthy, node, round, role)
         self.outages = []                 # (seconds from kill to healthy, node, round, role)
-        self.failovers = []               # --ha: (seconds from a primary's kill to the standby leading, member, round)
+        self.failovers = []               # --ha: (seconds from a kill to the other member leading, member, round, role)
         self.write_gaps = []              # --ha: (seconds from a primary's kill to a write acknowledged, member, round)
         self.store = "postgres" if args.ha else STORE
         self.cluster = None               # --ha: the Patroni cluster (cluster.py)
@@ -333,7 +333,7 @@ class Suite:
             cl.kill_postmaster(m)
             node = f"{m.name} (primary)"
             cl.wait_leader(other_than=m, timeout=60 * SLOW)
-            self.failovers.append((time.time() - t_kill, m.name, rnd))
+            self.failovers.append((time.time() - t_kill, m.name, rnd, role))
             self.write_gaps.append((self.first_write(t_kill, 120 * SLOW), m.name, rnd))
             t_start = t_kill  # Patroni restarts it, as a standby
         else:
@@ -346,7 +346,7 @@ class Suite:
                 # left dead until the other member leads (the leader key's ttl,
                 # 10 s): the old primary still runs, cut off from its standby
                 cl.wait_leader(other_than=m, timeout=60 * SLOW)
-                self.failovers.append((time.time() - t_kill, m.name, rnd))
+                self.failovers.append((time.time() - t_kill, m.name, rnd, role))
                 node += " until failover"
             else:
                 time.sleep(self.rng.uniform(0, 1.0))
@@ -657,10 +657,12 @@ class Suite:
         print(f"  recovery     longest {rec[0]:.2f} s ({rec[1]}, round {rec[2]}), mean {mean:.2f} s "
               f"(restart to healthy); longest by role: {by_role}")
         print(f"  outage       longest {out[0]:.2f} s (kill to healthy, {out[1]}, round {out[2]})")
-        if self.failovers:
-            f = max(self.failovers)
-            print(f"  failover     {len(self.failovers)}: longest {f[0]:.2f} s from the kill to the other member "
-                  f"leading ({f[1]} killed, round {f[2]}), mean {sum(x[0] for x in self.failovers) / len(self.failovers):.2f} s")
+        for role, what in (("database", "the primary's postmaster"), ("patroni", "the leader's Patroni")):
+            fo = [x for x in self.failovers if x[3] == role]
+            if fo:
+                f = max(fo)
+                print(f"  failover     {len(fo)} after {what} was killed: the other member led after longest "
+                      f"{f[0]:.2f} s ({f[1]} killed, round {f[2]}), mean {sum(x[0] for x in fo) / len(fo):.2f} s")
         gaps = [g for g in self.write_gaps if g[0] is not None]
         if self.write_gaps:
             g = max(gaps) if gaps else (0, "-", 0)
