@@ -34,6 +34,7 @@ typedef struct rk_node {
     char *registry_answer;      /* the core: GET /v1/registry's body for registry_answer_of, made once */
     size_t registry_answer_len;
     const rk_registry *registry_answer_of;
+    struct rk_registry_deltas *registry_deltas; /* the core: what changed between its last registries (net/registry_delta.h) */
     char registry_stamp[200];   /* the core: the published file and CRL as last read (device, inode, size, time) */
     X509 *cert;
     EVP_PKEY *key;              /* wiped and freed on close (第5-2(5)) */

@@ -33,11 +33,14 @@
 #include "crypto/signed_doc.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "net/registry_delta.h"
 #include "net/revocation.h"
 #include "node/node.h"
 #include "node/service.h"
 
 #define LAST_GOOD_FILE "registry-last-good.json"
+/* how a delta answer begins (the core writes "delta" first) */
+#define DELTA_PREFIX "{\"delta\":"
 /* The answer of GET /v1/registry: the envelope and the CRL as JSON strings. */
 #define BODY_MAX (RK_REGISTRY_MAX_BYTES + RK_REGISTRY_CRL_MAX + (1u << 16))
 
@@ -148,6 +151,8 @@ void rk_node_registry_close(rk_node *node)
     free(node->registry_answer);
     node->registry_answer = NULL;
     node->registry_answer_of = NULL;
+    rk_registry_deltas_free(node->registry_deltas);
+    node->registry_deltas = NULL;
     rk_registry_free(node->registry);
     node->registry = NULL;
     for (size_t i = 0; i < node->n_retired; i++)
@@ -230,6 +235,83 @@ static int same_text(const char *a, size_t alen, const char *b, size_t blen)
 
 static int apply(rk_node *node, rk_registry *fresh);
 
+/* An envelope's document, opened under the anchor (malloc'ed). */
+static char *open_doc(const rk_node *node, const char *env, size_t envlen, size_t *len)
+{
+    char *doc = NULL;
+    if (rk_signed_doc_open(node->registry_anchor, "registry", env, envlen, RK_REGISTRY_MAX_BYTES, &doc, len, NULL,
+                           0) != RK_OK)
+        return NULL;
+    return doc;
+}
+
+/* The core, before fresh goes in force: the delta from the registry in
+ * force to it is kept for the nodes that ask with the tag they hold
+ * (net/registry_delta.h). Kept only when the envelope that a node will
+ * wrap around the rebuilt document is the published one byte for byte. */
+static void note_delta(rk_node *node, const rk_registry *old, const rk_registry *fresh)
+{
+    size_t alen = 0, blen = 0;
+    char key_id[RK_SIGNED_DOC_KEY_ID_LEN] = "", sig64[RK_SIGNED_DOC_SIG64_MAX] = "", *text = NULL;
+    char *b = old->envelope ? open_doc(node, fresh->envelope, fresh->envelope_len, &blen) : NULL;
+    char *a = b && rk_signed_doc_wrapped_as("registry", b, blen, fresh->envelope, fresh->envelope_len, key_id,
+                                            sig64) == RK_OK
+                  ? open_doc(node, old->envelope, old->envelope_len, &alen)
+                  : NULL;
+    json_t *ops = NULL;
+    if (a && rk_registry_delta_make(a, alen, b, blen, &ops) == RK_OK)
+        text = json_dumps(ops, JSON_COMPACT);
+    json_decref(ops);
+    free(a);
+    free(b);
+    pthread_mutex_lock(&node->registry_lock);
+    if (!node->registry_deltas)
+        node->registry_deltas = rk_registry_deltas_new();
+    rk_registry_deltas_note(node->registry_deltas, old->tag, fresh->tag, text, blen, key_id, sig64);
+    pthread_mutex_unlock(&node->registry_lock);
+}
+
+/* A delta answer ({"delta":{"from":T,"steps":[…]},…}) made whole and opened
+ * under the anchor like a full answer (the rebuilt document wrapped with the
+ * answer's signature). NULL when it does not start from the registry in
+ * force or does not rebuild a document the anchor signed: the caller then
+ * asks for the whole registry. */
+static rk_registry *open_delta(rk_node *node, const char *body, size_t len)
+{
+    const rk_registry *cur = node->registry;
+    json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *delta = json_object_get(o, "delta"), *steps = json_object_get(delta, "steps");
+    const char *from = json_string_value(json_object_get(delta, "from"));
+    const char *key_id = json_string_value(json_object_get(o, "key_id"));
+    const char *sig64 = json_string_value(json_object_get(o, "signature"));
+    json_t *crl = json_object_get(o, "crl");
+    size_t doclen = 0;
+    char *doc = NULL;
+    if (from && strcmp(from, cur->tag) == 0 && json_is_array(steps) && key_id && sig64 && cur->envelope &&
+        json_array_size(steps) <= RK_REGISTRY_DELTAS_KEPT && (!crl || json_is_string(crl) || json_is_null(crl)))
+        doc = open_doc(node, cur->envelope, cur->envelope_len, &doclen);
+    for (size_t i = 0; doc && i < json_array_size(steps); i++) {
+        char *next = NULL;
+        size_t nextlen = 0;
+        rk_rc rc = rk_registry_delta_apply(doc, doclen, json_array_get(steps, i), RK_REGISTRY_MAX_BYTES, &next,
+                                           &nextlen);
+        free(doc);
+        doc = rc == RK_OK ? next : NULL;
+        doclen = nextlen;
+    }
+    char *env = NULL, why[300];
+    size_t envlen = 0;
+    rk_registry *fresh = NULL;
+    if (doc && rk_signed_doc_wrap("registry", key_id, doc, doclen, sig64, &env, &envlen) == RK_OK &&
+        rk_registry_open_signed(node->registry_anchor, env, envlen, json_string_value(crl), json_string_length(crl),
+                                &fresh, why, sizeof why) != RK_OK)
+        fresh = NULL;
+    free(env);
+    free(doc);
+    json_decref(o);
+    return fresh;
+}
+
 int rk_node_registry_consider(rk_node *node, const char *text, size_t len)
 {
     rk_registry *fresh = NULL;
@@ -277,6 +359,8 @@ static int apply(rk_node *node, rk_registry *fresh)
         refuse(node, why);
         return -1;
     }
+    if (node->self->role == RK_ROLE_CORE)
+        note_delta(node, cur, fresh);
     if (swap_in(node, fresh) != RK_OK) {
         rk_registry_free(fresh);
         set_error(node, "out of memory applying the registry", "");
@@ -378,9 +462,27 @@ static int64_t refresh_round(void *arg)
         rk_http_result res = {0};
         char path[64] = "/v1/registry";
         const rk_registry *cur = node->registry;
-        if (cur->envelope) /* only what changed comes back in full */
-            snprintf(path, sizeof path, "/v1/registry?tag=%s", cur->tag);
+        if (cur->envelope) /* only what changed comes back: as a delta when the core has it */
+            snprintf(path, sizeof path, "/v1/registry?tag=%s&delta=1", cur->tag);
         rk_rc rc = core ? rk_node_call_capped(node, "GET", core, path, NULL, BODY_MAX, &res, NULL) : RK_ERR_CONFIG;
+        if (rc == RK_OK && res.status == 200 && res.body && strncmp(res.body, DELTA_PREFIX, strlen(DELTA_PREFIX)) == 0) {
+            rk_registry *fresh = open_delta(node, res.body, res.body_len);
+            if (fresh) {
+                rk_info("registry: serial %llu from a delta of %zu bytes instead of the registry (%zu)",
+                        (unsigned long long)fresh->serial, res.body_len, fresh->envelope_len);
+                rk_http_result_clear(&res);
+                pthread_mutex_lock(&node->registry_lock);
+                node->registry_checked_ms = rk_now_ms();
+                pthread_mutex_unlock(&node->registry_lock);
+                apply(node, fresh);
+                malloc_trim(0);
+                return next;
+            }
+            rk_warn("registry: a delta of %zu bytes could not be applied; asking for the whole registry",
+                    res.body_len);
+            rk_http_result_clear(&res);
+            rc = rk_node_call_capped(node, "GET", core, "/v1/registry", NULL, BODY_MAX, &res, NULL);
+        }
         if (rc != RK_OK || res.status != 200) {
             char msg[120];
             if (rc != RK_OK)
@@ -430,17 +532,47 @@ void rk_node_registry_wake(rk_node *node)
     rk_service_wake(node->registry_service);
 }
 
-/* ?tag=<32 hex> of the query, or NULL. */
-static const char *query_tag(const char *query, char out[33])
+/* ?tag=<32 hex>[&delta=1] of the query, or NULL; *delta when a delta is
+ * welcome. */
+static const char *query_tag(const char *query, char out[33], int *delta)
 {
     const char *p = query && strncmp(query, "tag=", 4) == 0 ? query + 4 : NULL;
-    if (!p || strlen(p) != 32)
+    *delta = 0;
+    if (!p || strlen(p) < 32 || (p[32] && strcmp(p + 32, "&delta=1") != 0))
         return NULL;
     for (int i = 0; i < 32; i++)
         if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
             return NULL;
-    memcpy(out, p, 33);
+    memcpy(out, p, 32);
+    out[32] = '\0';
+    *delta = p[32] != '\0';
     return out;
+}
+
+/* The core: the answer to a node that holds the registry of `tag`, as the
+ * deltas from it, or NULL when they are not kept (or cost more than the
+ * registry). Under registry_lock. */
+static char *delta_answer(rk_node *node, const rk_registry *reg, const char *tag, size_t *len)
+{
+    const char *key_id = NULL, *sig64 = NULL;
+    size_t steps_len = 0;
+    char *steps = rk_registry_deltas_chain(node->registry_deltas, tag, reg->tag, reg->envelope_len / 2, &steps_len,
+                                           &key_id, &sig64);
+    json_t *parsed = steps ? json_loadb(steps, steps_len, 0, NULL) : NULL;
+    free(steps);
+    if (!parsed)
+        return NULL;
+    char issued[40];
+    rk_format_time(reg->issued_at_ms, issued, sizeof issued);
+    json_t *o = json_pack("{s:{s:s,s:o},s:I,s:s,s:s,s:s,s:s,s:o}", "delta", "from", tag, "steps", parsed, "serial",
+                          (json_int_t)reg->serial, "issued_at", issued, "tag", reg->tag, "key_id", key_id,
+                          "signature", sig64, "crl",
+                          reg->crl_pem ? json_stringn(reg->crl_pem, reg->crl_len) : json_null());
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    if (text)
+        *len = strlen(text);
+    return text;
 }
 
 void rk_node_registry_reply(rk_node *node, const rk_request *req, rk_response *resp)
@@ -450,9 +582,11 @@ void rk_node_registry_reply(rk_node *node, const rk_request *req, rk_response *r
         rk_reply_error(resp, 503, "registry_unavailable", "no signed registry is published yet");
         return;
     }
-    char tag[33];
-    if (req->query[0] && !query_tag(req->query, tag)) {
-        rk_reply_error(resp, 400, "invalid_field", "tag must be the 32 hex digits a registry answer gave");
+    char tag[33] = "";
+    int delta = 0;
+    if (req->query[0] && !query_tag(req->query, tag, &delta)) {
+        rk_reply_error(resp, 400, "invalid_field",
+                       "the query must be tag=<the 32 hex digits a registry answer gave>, with &delta=1 or not");
         return;
     }
     resp->cache_control = "no-store";
@@ -464,6 +598,15 @@ void rk_node_registry_reply(rk_node *node, const rk_request *req, rk_response *r
     /* the answer is made once per snapshot and copied to each caller */
     pthread_mutex_lock(&node->registry_lock);
     reg = node->registry; /* under the lock: its envelope stays until this unlocks */
+    size_t dlen = 0;
+    char *d = delta && strcmp(tag, reg->tag) != 0 ? delta_answer(node, reg, tag, &dlen) : NULL;
+    if (d) { /* a node some publications behind: what changed since */
+        pthread_mutex_unlock(&node->registry_lock);
+        resp->status = 200;
+        resp->body = d;
+        resp->body_len = dlen;
+        return;
+    }
     if (node->registry_answer_of != reg) {
         free(node->registry_answer);
         node->registry_answer = registry_body(reg, &node->registry_answer_len);
