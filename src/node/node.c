@@ -114,6 +114,8 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
         snprintf(err, errlen, "%s: cannot load the network CA", node->cfg.ca);
         return rc;
     }
+    node->first_identity = (rk_identity){.cert = node->cert, .key = node->key, .cert_pem = node->cert_pem};
+    node->identity = &node->first_identity;
     return node_crl_open(node, err, errlen);
 }
 
@@ -125,12 +127,12 @@ void rk_node_close(rk_node *node)
     calls_stop(node);
     EVP_PKEY_free(node->key); /* OpenSSL cleanses private key material on free */
     X509_free(node->cert);
-    for (struct rk_old_identity *o = node->old_identities, *next; o; o = next) {
-        next = o->next;
-        EVP_PKEY_free(o->key);
-        X509_free(o->cert);
-        free(o->cert_pem);
-        free(o);
+    for (rk_identity *id = node->identity, *before; id && id != &node->first_identity; id = before) {
+        before = id->before; /* the renewed ones; the first is the fields above */
+        EVP_PKEY_free(id->key);
+        X509_free(id->cert);
+        free(id->cert_pem);
+        free(id);
     }
     EVP_PKEY_free(node->tls_key);
     X509_free(node->tls_cert);

@@ -14,13 +14,15 @@
 #include "net/http_server.h"
 #include "net/registry.h"
 
-/* A certificate and key the node used before a renewal taken while it ran. */
-struct rk_old_identity {
+/* This node's certificate, its key and its PEM, as one: a renewal taken
+ * while the node runs replaces all three with one atomic store, so that no
+ * reader pairs a new key with an old certificate (rk_node_identity). */
+typedef struct rk_identity {
     X509 *cert;
-    EVP_PKEY *key;
+    EVP_PKEY *key;              /* wiped and freed on close (第5-2(5)) */
     char *cert_pem;
-    struct rk_old_identity *next;
-};
+    struct rk_identity *before; /* the one it replaced: kept until close (a thread may be using it) */
+} rk_identity;
 
 typedef struct rk_node {
     rk_node_config cfg;
@@ -50,13 +52,15 @@ typedef struct rk_node {
     const rk_registry *registry_answer_of;
     struct rk_registry_deltas *registry_deltas; /* the core: what changed between its last registries (net/registry_delta.h) */
     char registry_stamp[200];   /* the core: the published file and CRL as last read (device, inode, size, time) */
-    /* This node's certificate and key (CMS, the records log's heads): those
-     * loaded at start, replaced while it runs by a renewed certificate
-     * (registry_refresh.c), each by an atomic store; the replaced ones stay
-     * allocated until close (a thread may be using them: load once per use). */
+    /* The certificate and key loaded at start (TLS's first context, the
+     * core's code key); never replaced. */
     X509 *cert;
     EVP_PKEY *key;              /* wiped and freed on close (第5-2(5)) */
-    struct rk_old_identity *old_identities; /* replaced cert, key and PEM, freed on close */
+    /* The identity in force for CMS and the records log's heads: the one
+     * loaded at start (first_identity), replaced by a renewed certificate
+     * (registry_refresh.c). Read it with rk_node_identity, once per use. */
+    rk_identity *identity;
+    rk_identity first_identity;
     /* The certificate and key TLS presents (server and relays), replaced
      * with them. Under registry_lock, as are node->relay and the calls
      * loop's relay while they are made or freed. */
@@ -65,7 +69,7 @@ typedef struct rk_node {
     char tls_fingerprint[65];
     char identity_tried[600];   /* the registry's fingerprint and the files' stamps last tried */
     int identity_recheck;       /* SIGHUP: try the files again */
-    char *cert_pem;             /* this node's certificate, PEM */
+    char *cert_pem;             /* this node's certificate as loaded at start, PEM */
     X509_STORE *trusted;        /* the network CA */
     struct rk_peer_certs *peer_certs; /* registered peers' certificates seen in messages */
     struct rk_relay *relay;     /* calls from the server's event loop (rk_node_post_later) */
@@ -82,6 +86,12 @@ typedef struct rk_node {
     pthread_mutex_t clock_lock;
     pthread_cond_t clock_wake;
 } rk_node;
+
+/* The certificate, key and PEM in force, together (load once per use). */
+static inline const rk_identity *rk_node_identity(const rk_node *node)
+{
+    return __atomic_load_n(&node->identity, __ATOMIC_ACQUIRE);
+}
 
 /* Loads config, registry, certificate and key; checks that the certificate
  * is the one registered for this node id and that its role is `role`.

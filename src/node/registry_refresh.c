@@ -596,20 +596,16 @@ static rk_rc use_identity(rk_node *node, X509 *cert, EVP_PKEY *key, const char *
     /* CMS signing and decryption and the records log's heads go on with it
      * too (after the overlap the old one is refused, and heads it signed
      * would not verify); the old ones stay allocated until close */
-    struct rk_old_identity *o = calloc(1, sizeof *o);
+    rk_identity *id = calloc(1, sizeof *id);
     char *pem = NULL;
-    if (!o || rk_pki_cert_to_pem(cert, &pem) != RK_OK) {
-        free(o);
+    if (!id || rk_pki_cert_to_pem(cert, &pem) != RK_OK) {
+        free(id);
         rk_warn("CMS and the records log keep the old certificate until a restart: out of memory");
     } else {
-        *o = (struct rk_old_identity){.cert = node->cert, .key = node->key, .cert_pem = node->cert_pem,
-                                      .next = node->old_identities};
-        node->old_identities = o;
         X509_up_ref(cert);
         EVP_PKEY_up_ref(key);
-        __atomic_store_n(&node->key, key, __ATOMIC_RELEASE);
-        __atomic_store_n(&node->cert, cert, __ATOMIC_RELEASE);
-        __atomic_store_n(&node->cert_pem, pem, __ATOMIC_RELEASE);
+        *id = (rk_identity){.cert = cert, .key = key, .cert_pem = pem, .before = node->identity};
+        __atomic_store_n(&node->identity, id, __ATOMIC_RELEASE); /* the three at once */
     }
     X509_free(node->tls_cert);
     EVP_PKEY_free(node->tls_key);
