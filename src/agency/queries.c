@@ -103,8 +103,9 @@ static int open_payload(agency_q *q, const char *payload, const char *provider_c
     rk_rc rc = prov ? rk_peer_certs_get_node(a->node->peer_certs, provider_cert, prov, &signer)
                     : RK_ERR_INVALID;
     const rk_identity *me = rk_node_identity(a->node); /* certificate and key of one renewal */
-    if (rc == RK_OK)
-        rc = rk_cms_open(me->cert, me->key, signer, payload, &plain, &len);
+    if (rc == RK_OK && (rc = rk_cms_open(me->cert, me->key, signer, payload, &plain, &len)) != RK_OK && me->before)
+        /* an answer sealed to the certificate this node sent before a renewal taken while it waited */
+        rc = rk_cms_open(me->before->cert, me->before->key, signer, payload, &plain, &len);
     X509_free(signer);
     if (rc != RK_OK)
         return -1;

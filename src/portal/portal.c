@@ -205,7 +205,9 @@ static void open_work(rk_flow *f)
         if (row && strcmp(status, "provided") == 0) {
             const rk_identity *me = rk_node_identity(node); /* certificate and key of one renewal */
             if (ag && payload && cert && rk_peer_certs_get_node(node->peer_certs, cert, ag, &signer) == RK_OK &&
-                rk_cms_open(me->cert, me->key, signer, payload, &plain, &len) == RK_OK)
+                (rk_cms_open(me->cert, me->key, signer, payload, &plain, &len) == RK_OK ||
+                 /* sealed to the certificate sent before a renewal taken meanwhile */
+                 (me->before && rk_cms_open(me->before->cert, me->before->key, signer, payload, &plain, &len) == RK_OK)))
                 inner = json_loadb(plain, len, 0, NULL);
             const char *got = json_string_value(json_object_get(inner, "item"));
             if (inner && got && strcmp(got, item) == 0) {
