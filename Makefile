@@ -9,7 +9,8 @@
 #       make crash ROUNDS=N          the crash-kill suite (tests/crash/crash.py): N nodes
 #                                    SIGKILLed under load (default 30), then nothing
 #                                    acknowledged lost or doubled; RENKEI_TEST_STORE=postgres
-#                                    runs it on PostgreSQL
+#                                    runs it on PostgreSQL; CRASH_ARGS=--ha on PostgreSQL
+#                                    under Patroni (the primary and Patroni killed too)
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan

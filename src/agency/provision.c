@@ -187,7 +187,8 @@ static rk_rc seal_version(agency *a, prov *p, const char *person, X509 *to, char
                               a->node->self->agency, "item", p->item, "value",
                               json_loads(value, JSON_DECODE_ANY, NULL), "as_of", as_of, "version", (json_int_t)version);
     char *plain = inner ? json_dumps(inner, JSON_COMPACT) : NULL;
-    rc = plain ? rk_cms_seal(a->node->cert, a->node->key, to, plain, strlen(plain), payload) : RK_ERR_NOMEM;
+    const rk_identity *me = rk_node_identity(a->node); /* certificate and key of one renewal */
+    rc = plain ? rk_cms_seal(me->cert, me->key, to, plain, strlen(plain), payload) : RK_ERR_NOMEM;
     if (plain) {
         rk_wipe(plain, strlen(plain)); /* content: never kept in the clear */
         free(plain);
@@ -290,7 +291,7 @@ static int prov_outcome(prov *p, json_t **answer, const char **code, const char 
         strcpy(p->rec.outcome, "provided");
         /* The signing certificate travels beside the payload (cms.h). */
         *answer = json_pack("{s:s,s:s,s:s,s:s}", "exchange_id", p->exchange_id, "status", "provided", "payload",
-                            p->payload, "provider_cert", p->a->node->cert_pem);
+                            p->payload, "provider_cert", rk_node_identity(p->a->node)->cert_pem);
     } else {
         strcpy(p->rec.outcome, "no_data");
         snprintf(p->rec.reason, sizeof p->rec.reason, "%s",

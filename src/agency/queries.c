@@ -102,8 +102,10 @@ static int open_payload(agency_q *q, const char *payload, const char *provider_c
     X509 *signer = NULL;
     rk_rc rc = prov ? rk_peer_certs_get_node(a->node->peer_certs, provider_cert, prov, &signer)
                     : RK_ERR_INVALID;
-    if (rc == RK_OK)
-        rc = rk_cms_open(a->node->cert, a->node->key, signer, payload, &plain, &len);
+    const rk_identity *me = rk_node_identity(a->node); /* certificate and key of one renewal */
+    if (rc == RK_OK && (rc = rk_cms_open(me->cert, me->key, signer, payload, &plain, &len)) != RK_OK && me->before)
+        /* an answer sealed to the certificate this node sent before a renewal taken while it waited */
+        rc = rk_cms_open(me->before->cert, me->before->key, signer, payload, &plain, &len);
     X509_free(signer);
     if (rc != RK_OK)
         return -1;
@@ -212,7 +214,7 @@ json_t *agency_q_exchange(const agency_q *q, const char *code)
 {
     json_t *msg = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "exchange_id", q->exchange_id, "code", code,
                             "business", q->business, "provider", q->provider, "item", q->item, "operator",
-                            q->operator_id, "requester_cert", q->a->node->cert_pem);
+                            q->operator_id, "requester_cert", rk_node_identity(q->a->node)->cert_pem);
     json_t *condition = rk_condition_json(&q->condition);
     if (condition && msg)
         json_object_set_new(msg, "condition", condition);

@@ -84,7 +84,7 @@ void core_handle_codes(void *app, const rk_request *req, rk_response *resp)
         return;
     }
     if (!in.item.duplicate || in.item.rearmed)
-        core_notices_wake(c);
+        core_notices_wake(c, in.item.notice_id);
     rk_reply_json(resp, 202, json_pack("{s:s}", "status", in.item.duplicate ? "already_accepted" : "accepted"));
 }
 
@@ -132,7 +132,15 @@ void core_handle_codes_batch(void *app, const rk_request *req, rk_response *resp
             in[i].item = valid[k++];
         json_array_append_new(results, item_result(&in[i], bad[i], known));
     }
-    core_notices_wake(c);
+    unsigned woken = 0; /* one wake per lane, not per notice */
+    for (size_t k = 0; k < ok; k++)
+        if (valid[k].rc == RK_OK && (!valid[k].duplicate || valid[k].rearmed)) {
+            int64_t id = valid[k].notice_id;
+            unsigned bit = id < 0 ? ~0u : 1u << (id % CORE_NOTICE_LANES);
+            if ((woken & bit) != bit)
+                core_notices_wake(c, id);
+            woken |= bit;
+        }
     rk_reply_json(resp, 200, json_pack("{s:o}", "results", results));
 done:
     free(in);

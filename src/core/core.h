@@ -24,15 +24,17 @@ typedef struct core {
     struct core_catalog *cat;       /* the signed catalogue's versions ([core] catalog_dir; core/catalog.h), or NULL */
     rk_permissions *catalogue;      /* names of kinds, businesses, items ([core] catalogue); with perms */
     pthread_rwlock_t perms_lock;
-    /* notice deliverers: lanes of the outbox, each its own thread */
+    /* notice deliverers: lanes of the outbox (a notice's lane is its id %
+     * CORE_NOTICE_LANES), each its own thread, woken alone by its own new work */
     pthread_t deliverers[CORE_NOTICE_LANES];
     struct core_lane {
         struct core *c;
         int index;
+        int pending;          /* new work since the lane last looked: under wake_lock */
+        pthread_cond_t wake;
     } lanes[CORE_NOTICE_LANES];
     int deliverers_running;
     pthread_mutex_t wake_lock;
-    pthread_cond_t wake;
     int stopping;
     uint64_t notices_delivered, notices_failed_attempts;
     /* early detection (第3-5) */
@@ -50,7 +52,9 @@ typedef struct core {
 
 /* notices.c: the durable delivery of code notices to agencies. */
 rk_rc core_notices_start(core *c);
-void core_notices_wake(core *c);
+/* Wakes the lane of a notice just queued or re-armed (committed); a
+ * notice_id < 0 wakes every lane. */
+void core_notices_wake(core *c, int64_t notice_id);
 void core_notices_stop(core *c);
 
 /* provision_results.c: the late results of held requests (手動応答),

@@ -169,7 +169,7 @@ static rk_rc known_acquisition(rk_db *db, const core_acquisition *a, uint64_t se
 
 /* The notice first, so that the acquisition names it. */
 static rk_rc insert_acquisition(rk_db *db, const core_acquisition *a, uint64_t serial, int64_t now_ms,
-                                int code_version)
+                                int code_version, int64_t *queued)
 {
     rk_stmt *st = rk_db_stmt(db, "INSERT INTO outbox(agency, acquisition_no, serial, check_code, next_ms, created_ms)"
                                  " VALUES (?, ?, ?, ?, ?, ?) RETURNING id");
@@ -183,6 +183,7 @@ static rk_rc insert_acquisition(rk_db *db, const core_acquisition *a, uint64_t s
     if (rc != RK_OK)
         return rc == RK_ERR_NOT_FOUND ? RK_ERR_STORE : rc; /* RETURNING answers the row it inserted */
     int64_t notice_id = rk_col_int(st, 0);
+    *queued = notice_id;
     if ((rc = rk_stmt_next(st)) != RK_ERR_NOT_FOUND) /* run the insert to its end */
         return rc == RK_OK ? RK_ERR_STORE : rc;
     st = rk_db_stmt(db, "INSERT INTO acquisitions(agency, acquisition_no, serial, check_code, at_ms, notice_id)"
@@ -233,6 +234,7 @@ typedef struct acquire_args {
     int64_t now_ms;
     uint64_t *serial;
     int *duplicate, *rearmed;
+    int64_t *notice_id;
     int code_version;
 } acquire_args;
 
@@ -250,9 +252,10 @@ static rk_rc acquire_in_tx(rk_db *db, void *arg)
         return RK_ERR_CONFLICT;
     if (known > 0) {
         *x->duplicate = 1;
+        *x->notice_id = notice_id;
         return rearm_notice(db, x->a, notice_id, x->now_ms, x->rearmed);
     }
-    return insert_acquisition(db, x->a, *x->serial, x->now_ms, x->code_version);
+    return insert_acquisition(db, x->a, *x->serial, x->now_ms, x->code_version, x->notice_id);
 }
 
 typedef struct acquire_many {
@@ -268,7 +271,9 @@ static rk_rc acquire_many_in_tx(rk_db *db, void *arg)
     for (size_t i = 0; i < m->n; i++) {
         core_acquisition_item *it = &m->items[i];
         it->duplicate = it->rearmed = 0;
-        acquire_args x = {&it->a, m->now_ms, &it->serial, &it->duplicate, &it->rearmed, m->code_version};
+        it->notice_id = -1;
+        acquire_args x = {&it->a, m->now_ms, &it->serial, &it->duplicate, &it->rearmed, &it->notice_id,
+                          m->code_version};
         it->rc = rk_db_item(db, acquire_in_tx, &x);
     }
     return RK_OK;

@@ -53,6 +53,7 @@ typedef struct core_acquisition_item {
     uint64_t serial;
     int duplicate;
     int rearmed;                   /* the deliverers have work: wake them */
+    int64_t notice_id;             /* the notice queued or re-armed (-1: not known), whose lane to wake */
     rk_rc rc;
 } core_acquisition_item;
 rk_rc core_store_acquire_many(core_store *s, core_acquisition_item *items, size_t n, int64_t now_ms);

@@ -103,9 +103,18 @@ static void deliver_batch(core *c, core_notice *batch, size_t n, core_notice_res
     core_store_notices_settle(c->store, results, n, rk_now_ms());
 }
 
-static void wait_for_work(core *c, int lane)
+/* Waits until the lane's next notice is due, it is woken for a new one, or
+ * a second has passed (another core instance may have queued work in this
+ * lane). A lane woken while it was busy looks again at once. */
+static void wait_for_work(core *c, struct core_lane *l)
 {
-    int64_t next = core_store_next_due(c->store, lane, CORE_NOTICE_LANES);
+    pthread_mutex_lock(&c->wake_lock);
+    int pending = l->pending;
+    l->pending = 0;
+    pthread_mutex_unlock(&c->wake_lock);
+    if (pending)
+        return;
+    int64_t next = core_store_next_due(c->store, l->index, CORE_NOTICE_LANES);
     int64_t now = rk_now_ms();
     int64_t wait_ms = next < 0 ? 1000 : next - now;
     if (wait_ms <= 0)
@@ -113,8 +122,9 @@ static void wait_for_work(core *c, int lane)
     if (wait_ms > 1000)
         wait_ms = 1000;
     pthread_mutex_lock(&c->wake_lock);
-    if (!c->stopping)
-        rk_cond_wait_ms(&c->wake, &c->wake_lock, wait_ms);
+    if (!c->stopping && !l->pending)
+        rk_cond_wait_ms(&l->wake, &c->wake_lock, wait_ms);
+    l->pending = 0;
     pthread_mutex_unlock(&c->wake_lock);
 }
 
@@ -135,8 +145,8 @@ static void *deliverer_main(void *arg)
                                  BATCH, &n);
         if (n)
             deliver_batch(c, batch, n, results);
-        if (n == 0)
-            wait_for_work(c, l->index);
+        if (n < BATCH) /* the lane's due notices are all delivered */
+            wait_for_work(c, l);
     }
     free(batch);
     free(results);
@@ -146,10 +156,13 @@ static void *deliverer_main(void *arg)
 rk_rc core_notices_start(core *c)
 {
     pthread_mutex_init(&c->wake_lock, NULL);
-    pthread_cond_init(&c->wake, NULL);
     for (int i = 0; i < CORE_NOTICE_LANES; i++) {
         c->lanes[i].c = c;
         c->lanes[i].index = i;
+        c->lanes[i].pending = 0;
+        pthread_cond_init(&c->lanes[i].wake, NULL);
+    }
+    for (int i = 0; i < CORE_NOTICE_LANES; i++) {
         if (pthread_create(&c->deliverers[i], NULL, deliverer_main, &c->lanes[i]) != 0) {
             core_notices_stop(c);
             return RK_ERR_NOMEM;
@@ -159,10 +172,14 @@ rk_rc core_notices_start(core *c)
     return RK_OK;
 }
 
-void core_notices_wake(core *c)
+void core_notices_wake(core *c, int64_t notice_id)
 {
     pthread_mutex_lock(&c->wake_lock);
-    pthread_cond_broadcast(&c->wake);
+    for (int i = 0; i < CORE_NOTICE_LANES; i++)
+        if (notice_id < 0 || notice_id % CORE_NOTICE_LANES == i) {
+            c->lanes[i].pending = 1;
+            pthread_cond_signal(&c->lanes[i].wake);
+        }
     pthread_mutex_unlock(&c->wake_lock);
 }
 
@@ -172,11 +189,13 @@ void core_notices_stop(core *c)
         return;
     pthread_mutex_lock(&c->wake_lock);
     __atomic_store_n(&c->stopping, 1, __ATOMIC_RELEASE);
-    pthread_cond_broadcast(&c->wake);
+    for (int i = 0; i < CORE_NOTICE_LANES; i++)
+        pthread_cond_signal(&c->lanes[i].wake);
     pthread_mutex_unlock(&c->wake_lock);
     for (int i = 0; i < c->deliverers_running; i++)
         pthread_join(c->deliverers[i], NULL);
     c->deliverers_running = 0;
     pthread_mutex_destroy(&c->wake_lock);
-    pthread_cond_destroy(&c->wake);
+    for (int i = 0; i < CORE_NOTICE_LANES; i++)
+        pthread_cond_destroy(&c->lanes[i].wake);
 }

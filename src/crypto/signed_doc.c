@@ -106,19 +106,28 @@ rk_rc rk_signed_doc_sign(EVP_PKEY *key, const char *kind, const void *doc, size_
     EVP_MD_CTX_free(md);
     if (!ok)
         return RK_ERR_CRYPTO;
-    char *doc64 = NULL, *sig64 = NULL;
-    rc = b64_encode(doc, len, &doc64);
+    char *sig64 = NULL;
+    rc = b64_encode(sig, siglen, &sig64);
     if (rc == RK_OK)
-        rc = b64_encode(sig, siglen, &sig64);
-    json_t *env = rc == RK_OK ? json_pack("{s:s,s:s,s:s,s:s,s:s}", "format", RK_SIGNED_DOC_FORMAT, "kind", kind,
-                                          "key_id", key_id, "document", doc64, "signature", sig64)
-                              : NULL;
-    free(doc64);
+        rc = rk_signed_doc_wrap(kind, key_id, doc, len, sig64, out, outlen);
     free(sig64);
+    return rc;
+}
+
+rk_rc rk_signed_doc_wrap(const char *kind, const char *key_id, const void *doc, size_t len, const char *sig64,
+                         char **out, size_t *outlen)
+{
+    if (!kind_ok(kind) || !key_id || !sig64 || (!doc && len))
+        return RK_ERR_INVALID;
+    char *doc64 = NULL;
+    rk_rc rc = b64_encode(doc, len, &doc64);
     if (rc != RK_OK)
         return rc;
+    json_t *env = json_pack("{s:s,s:s,s:s,s:s,s:s}", "format", RK_SIGNED_DOC_FORMAT, "kind", kind, "key_id", key_id,
+                            "document", doc64, "signature", sig64);
+    free(doc64);
     if (!env)
-        return RK_ERR_NOMEM;
+        return RK_ERR_INVALID; /* a key id or signature that is not UTF-8 */
     char *s = json_dumps(env, JSON_COMPACT);
     json_decref(env);
     if (!s)
@@ -134,6 +143,58 @@ rk_rc rk_signed_doc_sign(EVP_PKEY *key, const char *kind, const void *doc, size_
     *out = withnl;
     if (outlen)
         *outlen = n + 1;
+    return RK_OK;
+}
+
+/* Moves *p past the text t, if it is there. */
+static int expect(const char **p, const char *end, const char *t)
+{
+    size_t n = strlen(t);
+    if ((size_t)(end - *p) < n || memcmp(*p, t, n) != 0)
+        return 0;
+    *p += n;
+    return 1;
+}
+
+/* Copies the JSON string's characters up to its closing quote (only the
+ * characters of hex or base64: nothing a writer would escape). */
+static int token(const char **p, const char *end, char *out, size_t outlen)
+{
+    size_t n = 0;
+    while (*p < end && **p != '"') {
+        char c = **p;
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '+' || c == '/' ||
+              c == '=') ||
+            n + 1 >= outlen)
+            return 0;
+        out[n++] = c;
+        (*p)++;
+    }
+    out[n] = '\0';
+    return *p < end && n > 0;
+}
+
+rk_rc rk_signed_doc_wrapped_as(const char *kind, const void *doc, size_t len, const char *env, size_t envlen,
+                               char key_id[RK_SIGNED_DOC_KEY_ID_LEN], char sig64[RK_SIGNED_DOC_SIG64_MAX])
+{
+    const char *p = env, *end = env + envlen;
+    if (!kind_ok(kind) || !env || (!doc && len) || !expect(&p, end, "{\"format\":\"" RK_SIGNED_DOC_FORMAT "\",\"kind\":\"") ||
+        !expect(&p, end, kind) || !expect(&p, end, "\",\"key_id\":\"") ||
+        !token(&p, end, key_id, RK_SIGNED_DOC_KEY_ID_LEN) || !expect(&p, end, "\",\"document\":\""))
+        return RK_ERR_INVALID;
+    /* the document's base64, block by block as b64_encode writes it whole */
+    unsigned char block[4 * 1024 + 1];
+    const unsigned char *d = doc;
+    for (size_t at = 0; at < len; at += 3 * 1024) {
+        size_t n = len - at < 3 * 1024 ? len - at : 3 * 1024;
+        int w = EVP_EncodeBlock(block, d + at, (int)n);
+        if (w < 0 || (size_t)(end - p) < (size_t)w || memcmp(p, block, (size_t)w) != 0)
+            return RK_ERR_INVALID;
+        p += w;
+    }
+    if (!expect(&p, end, "\",\"signature\":\"") || !token(&p, end, sig64, RK_SIGNED_DOC_SIG64_MAX) ||
+        !expect(&p, end, "\"}\n") || p != end)
+        return RK_ERR_INVALID;
     return RK_OK;
 }
 

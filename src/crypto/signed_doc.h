@@ -28,10 +28,25 @@
 #define RK_SIGNED_DOC_FORMAT "renkei-signed/v1"
 #define RK_SIGNED_DOC_KIND_MAX 32
 #define RK_SIGNED_DOC_KEY_ID_LEN 65 /* 64 hex digits and a NUL */
+#define RK_SIGNED_DOC_SIG64_MAX 160 /* an envelope's signature, base64, and a NUL */
 
 /* Signs doc (len bytes) as a document of that kind with key; *out is the
  * malloc'ed envelope (NUL-terminated, one JSON object and a newline). */
 rk_rc rk_signed_doc_sign(EVP_PKEY *key, const char *kind, const void *doc, size_t len, char **out, size_t *outlen);
+
+/* The envelope of a document already signed: what rk_signed_doc_sign writes,
+ * byte for byte, from the kind, the key id, the document and the signature
+ * (base64 as in an envelope). A registry rebuilt from a delta
+ * (net/registry_delta.h) is wrapped so, then opened like any envelope. */
+rk_rc rk_signed_doc_wrap(const char *kind, const char *key_id, const void *doc, size_t len, const char *sig64,
+                         char **out, size_t *outlen);
+
+/* RK_OK when env is byte for byte what rk_signed_doc_wrap makes of doc as
+ * a document of that kind, with the key id and signature it names (copied
+ * out; nothing is verified). Streams: no copy of the envelope is made, so a
+ * large registry can be checked where memory is counted (the core). */
+rk_rc rk_signed_doc_wrapped_as(const char *kind, const void *doc, size_t len, const char *env, size_t envlen,
+                               char key_id[RK_SIGNED_DOC_KEY_ID_LEN], char sig64[RK_SIGNED_DOC_SIG64_MAX]);
 
 /* Opens an envelope of the expected kind under the anchor (a public key).
  * cap bounds the document's size. *doc is malloc'ed and NUL-terminated

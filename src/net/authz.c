@@ -52,9 +52,9 @@ const rk_route *route_find(const rk_server *srv, const char *method, const char 
 const rk_route *authorise(rk_server *srv, struct evhttp_request *req, const char *method,
                           const char *path, const rk_peer_node **peer_out, size_t *stats_index)
 {
-    /* the connection's peer as the registry in force has it now (DESIGN §3) */
-    const rk_peer_node *peer =
-        rk_registry_current(__atomic_load_n(&srv->cfg.registry, __ATOMIC_ACQUIRE), connection_peer(srv, req));
+    /* the connection's peer as the registry in force has it now (DESIGN §3):
+     * by its certificate, so that a previous one is refused once its overlap ends */
+    const rk_peer_node *peer = connection_peer(srv, req);
     char *addr = NULL;
     ev_uint16_t port = 0;
     evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);

@@ -396,9 +396,11 @@ static void set_conn_caps(rk_server *srv)
 
 /* libevent calls this for each accepted connection, then sets the socket;
  * the connection is admitted (counted against the caps) right after. */
-static struct bufferevent *make_bufferevent(struct event_base *base, rk_server *srv, SSL_CTX *ctx, int person)
+static struct bufferevent *make_bufferevent(struct event_base *base, rk_server *srv, int person)
 {
-    SSL *ssl = SSL_new(ctx);
+    pthread_mutex_lock(&srv->ctx_lock); /* the context in force (a renewed certificate replaces it) */
+    SSL *ssl = SSL_new(person ? srv->person_ctx : srv->ssl_ctx);
+    pthread_mutex_unlock(&srv->ctx_lock);
     if (!ssl)
         return NULL;
     conn *c = calloc(1, sizeof *c);
@@ -428,13 +430,13 @@ static struct bufferevent *make_bufferevent(struct event_base *base, rk_server *
 struct bufferevent *make_tls_bufferevent(struct event_base *base, void *arg)
 {
     rk_server *srv = arg;
-    return make_bufferevent(base, srv, srv->ssl_ctx, 0);
+    return make_bufferevent(base, srv, 0);
 }
 
 struct bufferevent *make_person_bufferevent(struct event_base *base, void *arg)
 {
     rk_server *srv = arg;
-    return make_bufferevent(base, srv, srv->person_ctx, 1);
+    return make_bufferevent(base, srv, 1);
 }
 
 /* The caps and the admitting and resuming events. */

@@ -32,7 +32,10 @@ typedef struct conn conn;
 struct rk_relay {
     struct event_base *base;
     struct evdns_base *dns;  /* host names resolved without blocking the loop */
-    SSL_CTX *ctx;
+    SSL_CTX *ctx;            /* new connections' (under ctx_lock: rk_relay_set_identity swaps it) */
+    pthread_mutex_t ctx_lock;
+    char *ca_path;
+    unsigned gen;            /* identity generation: an idle connection of an older one is not reused */
     int64_t clock_offset_ms;
     conn *idle;              /* idle connections, any target, newest first */
     size_t n_idle;
@@ -48,6 +51,7 @@ struct conn {
     char target[RK_URL_MAX];   /* the base URL it is connected to */
     char pin[RK_PIN_LEN];      /* checked in the handshake */
     int closing;               /* failed or closed: freed, never reused */
+    unsigned gen;              /* the relay's identity it was made with */
     conn *next;
 };
 
@@ -103,6 +107,25 @@ static int verify_pin(int ok, X509_STORE_CTX *store)
 
 static void reap_cb(evutil_socket_t fd, short what, void *arg);
 
+/* A client context: TLS 1.3, this node's certificate and key, the network CA, the pin checked. */
+static SSL_CTX *client_ctx(X509 *cert, EVP_PKEY *key, const char *ca_path)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
+        !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) || SSL_CTX_use_certificate(ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1 ||
+        SSL_CTX_load_verify_locations(ctx, ca_path, NULL) != 1) {
+        const char *why = ERR_reason_error_string(ERR_get_error());
+        rk_error("relay: cannot set up the client TLS context (CA %s): %s", ca_path, why ? why : "unknown error");
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_pin);
+    SSL_CTX_set_verify_depth(ctx, 2);
+    return ctx;
+}
+
 rk_rc rk_relay_new(struct event_base *base, X509 *cert, EVP_PKEY *key, const char *ca_path,
                    int64_t clock_offset_ms, rk_relay **out)
 {
@@ -110,24 +133,32 @@ rk_rc rk_relay_new(struct event_base *base, X509 *cert, EVP_PKEY *key, const cha
     rk_relay *r = calloc(1, sizeof *r);
     if (!r)
         return RK_ERR_NOMEM;
+    pthread_mutex_init(&r->ctx_lock, NULL);
     r->base = base;
     r->clock_offset_ms = clock_offset_ms;
     /* IP literals need no resolver; without one, a name would be looked up
      * blocking (getaddrinfo) on the event thread. */
     r->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-    r->ctx = SSL_CTX_new(TLS_client_method());
-    if (!(r->reap = evtimer_new(base, reap_cb, r)) || !r->ctx || !SSL_CTX_set_min_proto_version(r->ctx, TLS1_3_VERSION) ||
-        !SSL_CTX_set_max_proto_version(r->ctx, TLS1_3_VERSION) || SSL_CTX_use_certificate(r->ctx, cert) != 1 ||
-        SSL_CTX_use_PrivateKey(r->ctx, key) != 1 || SSL_CTX_load_verify_locations(r->ctx, ca_path, NULL) != 1) {
-        const char *why = ERR_reason_error_string(ERR_get_error());
-        rk_error("relay: cannot set up the client TLS context (CA %s): %s", ca_path, why ? why : "unknown error");
-        ERR_clear_error();
+    r->ca_path = strdup(ca_path);
+    if (!(r->reap = evtimer_new(base, reap_cb, r)) || !r->ca_path || !(r->ctx = client_ctx(cert, key, ca_path))) {
         rk_relay_free(r);
         return RK_ERR_CRYPTO;
     }
-    SSL_CTX_set_verify(r->ctx, SSL_VERIFY_PEER, verify_pin);
-    SSL_CTX_set_verify_depth(r->ctx, 2);
     *out = r;
+    return RK_OK;
+}
+
+rk_rc rk_relay_set_identity(rk_relay *r, X509 *cert, EVP_PKEY *key)
+{
+    SSL_CTX *ctx = client_ctx(cert, key, r->ca_path); /* made before the lock: the loop waits for no file */
+    if (!ctx)
+        return RK_ERR_CRYPTO;
+    pthread_mutex_lock(&r->ctx_lock);
+    SSL_CTX *old = r->ctx;
+    r->ctx = ctx;
+    __atomic_add_fetch(&r->gen, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&r->ctx_lock);
+    SSL_CTX_free(old); /* the connections made with it keep their reference */
     return RK_OK;
 }
 
@@ -190,6 +221,8 @@ void rk_relay_free(rk_relay *r)
     if (r->dns)
         evdns_base_free(r->dns, 0);
     SSL_CTX_free(r->ctx);
+    free(r->ca_path);
+    pthread_mutex_destroy(&r->ctx_lock);
     free(r);
 }
 
@@ -233,7 +266,13 @@ static conn *conn_new(rk_relay *r, const char *target, const char *pin, int time
     if (split_url(target, host, sizeof host, &port) != 0)
         return NULL;
     conn *c = calloc(1, sizeof *c);
-    SSL *ssl = c ? SSL_new(r->ctx) : NULL;
+    SSL *ssl = NULL;
+    if (c) {
+        pthread_mutex_lock(&r->ctx_lock);
+        ssl = SSL_new(r->ctx);
+        c->gen = __atomic_load_n(&r->gen, __ATOMIC_ACQUIRE);
+        pthread_mutex_unlock(&r->ctx_lock);
+    }
     if (!ssl) {
         free(c);
         return NULL;
@@ -275,17 +314,26 @@ static conn *conn_new(rk_relay *r, const char *target, const char *pin, int time
     return c;
 }
 
-/* An idle connection to target with the same pin, taken off the list. */
+/* An idle connection to target with the same pin, taken off the list;
+ * one made with an identity since replaced is closed instead. */
 static conn *take_idle(rk_relay *r, const char *target, const char *pin)
 {
-    for (conn **pp = &r->idle; *pp; pp = &(*pp)->next) {
+    unsigned gen = __atomic_load_n(&r->gen, __ATOMIC_ACQUIRE);
+    for (conn **pp = &r->idle; *pp;) {
         conn *c = *pp;
+        if (c->gen != gen) {
+            *pp = c->next;
+            r->n_idle--;
+            retire(c);
+            continue;
+        }
         if (strcmp(c->target, target) == 0 && strcmp(c->pin, pin ? pin : "") == 0) {
             *pp = c->next;
             c->next = NULL;
             r->n_idle--;
             return c;
         }
+        pp = &c->next;
     }
     return NULL;
 }

@@ -9,7 +9,8 @@
  * at RK_CLIENT_MAX_RESPONSE, a timeout on every call.
  *
  * Ownership: one event thread owns a relay and everything in it; every
- * function here and every callback runs on that thread. Idle connections
+ * function here (but rk_relay_set_identity) and every callback runs on
+ * that thread. Idle connections
  * are kept per URL and reused; a connection that failed or closed is freed,
  * never reused. */
 #ifndef RK_HTTP_RELAY_H
@@ -34,6 +35,10 @@ typedef void (*rk_relay_done_fn)(void *arg, rk_rc rc, rk_http_result *res);
 /* cert and key are borrowed and must outlive the relay. */
 rk_rc rk_relay_new(struct event_base *base, X509 *cert, EVP_PKEY *key, const char *ca_path,
                    int64_t clock_offset_ms, rk_relay **out);
+/* A renewed certificate and key (DESIGN §3): new connections present them,
+ * those open finish on the old ones and idle ones are not reused. The one
+ * function here that any thread may call; cert and key are borrowed. */
+rk_rc rk_relay_set_identity(rk_relay *r, X509 *cert, EVP_PKEY *key);
 /* Ends the calls still in flight (each done told RK_ERR_UPSTREAM) and frees
  * every connection. */
 void rk_relay_free(rk_relay *r);

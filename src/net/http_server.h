@@ -156,11 +156,16 @@ rk_rc rk_server_listen_persons(rk_server *srv, const char *url);
 rk_rc rk_server_run(rk_server *srv);
 void rk_server_stop(rk_server *srv); /* any thread */
 /* The registry in force from now on (any thread; DESIGN §3: a newer signed
- * registry applied without a restart). The caller keeps the earlier one
- * alive until the server is freed: a connection keeps the entry it was
- * first looked up as, and each request finds that entry again in the
- * registry in force (rk_registry_current), so a removed peer is refused. */
+ * registry applied without a restart). A connection keeps its peer's
+ * certificate fingerprint, not an entry, and each request finds the peer in
+ * the registry in force, so a removed peer is refused; the caller keeps the
+ * earlier registry alive while a request that began on it may run
+ * (node/registry_refresh.c: a grace period). */
 void rk_server_set_registry(rk_server *srv, const rk_registry *reg);
+/* A renewed certificate and key (any thread; DESIGN §3): new connections,
+ * on every listener, present them; open ones go on with the old. cert and
+ * key are borrowed (the contexts keep references). */
+rk_rc rk_server_set_identity(rk_server *srv, X509 *cert, EVP_PKEY *key);
 void rk_server_free(rk_server *srv);
 
 /* Node time as this server states it (wall clock plus injected offset). */

@@ -175,7 +175,8 @@ rk_rc rk_server_new(const rk_server_config *cfg, rk_server **out)
         srv->refusals = rk_watch_new(cfg->refusal_window_ms, (unsigned)cfg->refusal_threshold, 0);
     pthread_mutex_init(&srv->lock, NULL);
     pthread_cond_init(&srv->cond, NULL);
-    rk_rc rc = make_ssl_ctx(srv);
+    pthread_mutex_init(&srv->ctx_lock, NULL);
+    rk_rc rc = make_ssl_ctx(srv, cfg->cert, cfg->key, &srv->ssl_ctx);
     if (rc == RK_OK && (!(srv->base = event_base_new()) || !(srv->http = evhttp_new(srv->base))))
         rc = RK_ERR_NOMEM;
     if (rc != RK_OK) {
@@ -247,7 +248,7 @@ rk_rc rk_server_listen_persons(rk_server *srv, const char *url)
     if (!srv->cfg.person_store || !srv->cfg.n_person_routes)
         return RK_ERR_CONFIG;
     if (!srv->person_http) {
-        rk_rc rc = make_person_ctx(srv);
+        rk_rc rc = make_person_ctx(srv, srv->cfg.cert, srv->cfg.key, &srv->person_ctx);
         if (rc != RK_OK)
             return rc;
         if (!(srv->person_http = evhttp_new(srv->base)))
@@ -294,6 +295,33 @@ void rk_server_set_registry(rk_server *srv, const rk_registry *reg)
     __atomic_store_n(&srv->cfg.registry, reg, __ATOMIC_RELEASE);
 }
 
+rk_rc rk_server_set_identity(rk_server *srv, X509 *cert, EVP_PKEY *key)
+{
+    /* made first (the CA file read here, not on the loop), then swapped */
+    SSL_CTX *ctx = NULL, *person = NULL;
+    rk_rc rc = make_ssl_ctx(srv, cert, key, &ctx);
+    pthread_mutex_lock(&srv->ctx_lock);
+    int has_person = srv->person_ctx != NULL;
+    pthread_mutex_unlock(&srv->ctx_lock);
+    if (rc == RK_OK && has_person)
+        rc = make_person_ctx(srv, cert, key, &person);
+    if (rc != RK_OK) {
+        SSL_CTX_free(ctx);
+        return rc;
+    }
+    pthread_mutex_lock(&srv->ctx_lock);
+    SSL_CTX *old = srv->ssl_ctx, *old_person = srv->person_ctx;
+    srv->ssl_ctx = ctx;
+    if (person)
+        srv->person_ctx = person;
+    else
+        old_person = NULL;
+    pthread_mutex_unlock(&srv->ctx_lock);
+    SSL_CTX_free(old); /* connections open on it keep their reference */
+    SSL_CTX_free(old_person);
+    return RK_OK;
+}
+
 void rk_server_free(rk_server *srv)
 {
     if (!srv)
@@ -323,5 +351,6 @@ void rk_server_free(rk_server *srv)
     free(srv->threads);
     pthread_mutex_destroy(&srv->lock);
     pthread_cond_destroy(&srv->cond);
+    pthread_mutex_destroy(&srv->ctx_lock);
     free(srv);
 }

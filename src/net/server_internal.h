@@ -91,9 +91,12 @@ struct rk_server {
     rk_server_config cfg;
     struct event_base *base;
     struct evhttp *http;
+    /* new connections' contexts: replaced by rk_server_set_identity (a
+     * renewed certificate) under ctx_lock; an SSL object keeps its own */
     SSL_CTX *ssl_ctx;
     struct evhttp *person_http;  /* the person listener (cards), when there is one */
     SSL_CTX *person_ctx;
+    pthread_mutex_t ctx_lock;
     struct event *sig_int, *sig_term, *sig_hup;
     pthread_t *threads;
     int n_threads;
@@ -169,11 +172,11 @@ struct bufferevent *make_person_bufferevent(struct event_base *base, void *arg);
 
 /* Once per process, before the first server: the slots kept on every SSL object. */
 void tls_init(void);
-/* The server's SSL_CTX: TLS 1.3 only, the node's certificate, a client certificate of the network CA required. */
-rk_rc make_ssl_ctx(rk_server *srv);
+/* A server SSL_CTX: TLS 1.3 only, cert and key, a client certificate of the network CA required. */
+rk_rc make_ssl_ctx(rk_server *srv, X509 *cert, EVP_PKEY *key, SSL_CTX **out);
 /* The person listener's SSL_CTX: the node's certificate, a card of the card
  * CA that no CRL in force lists required (cfg.person_store), no resumption. */
-rk_rc make_person_ctx(rk_server *srv);
+rk_rc make_person_ctx(rk_server *srv, X509 *cert, EVP_PKEY *key, SSL_CTX **out);
 /* The card's holder behind a person connection's request: 1 with out filled
  * (id the card serial, role RK_ROLE_PERSON), else 0. */
 int connection_person(struct evhttp_request *req, rk_peer_node *out);

@@ -4,6 +4,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -13,7 +14,8 @@
 #include "net/revocation.h"
 #include "net/server_internal.h"
 
-/* Slots on every SSL object: the registered peer (once looked up) and the connection. */
+/* Slots on every SSL object: its peer's certificate fingerprint (once
+ * computed; a copy, freed with it) and the connection. */
 static int ssl_peer_index = -1, ssl_conn_index = -1;
 static pthread_once_t ssl_index_once = PTHREAD_ONCE_INIT;
 
@@ -28,9 +30,19 @@ static void free_conn_ex(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
         conn_release(ptr);
 }
 
+static void free_fingerprint_ex(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    free(ptr);
+}
+
 static void make_ssl_index(void)
 {
-    ssl_peer_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    ssl_peer_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, free_fingerprint_ex);
     ssl_conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, free_conn_ex);
 }
 
@@ -89,19 +101,20 @@ static void on_tls_info(const SSL *ssl, int where, int ret)
     }
 }
 
-rk_rc make_ssl_ctx(rk_server *srv)
+rk_rc make_ssl_ctx(rk_server *srv, X509 *cert, EVP_PKEY *key, SSL_CTX **out)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx)
         return RK_ERR_CRYPTO;
-    srv->ssl_ctx = ctx;
     SSL_CTX_set_app_data(ctx, srv);
     if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
         !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
-        SSL_CTX_use_certificate(ctx, srv->cfg.cert) != 1 ||
-        SSL_CTX_use_PrivateKey(ctx, srv->cfg.key) != 1 || SSL_CTX_check_private_key(ctx) != 1 ||
+        SSL_CTX_use_certificate(ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1 ||
         SSL_CTX_load_verify_locations(ctx, srv->cfg.ca_path, NULL) != 1) {
         rk_error("tls: cannot set up server context: %s", ERR_reason_error_string(ERR_get_error()));
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
         return RK_ERR_CRYPTO;
     }
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
@@ -110,6 +123,7 @@ rk_rc make_ssl_ctx(rk_server *srv)
     SSL_CTX_set_verify_depth(ctx, 2);
     SSL_CTX_set_info_callback(ctx, on_tls_info);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"renkei", 6);
+    *out = ctx;
     return RK_OK;
 }
 
@@ -117,18 +131,19 @@ rk_rc make_ssl_ctx(rk_server *srv)
  * against the card CRL in force (the store's lookup, crypto/card.h) at every
  * handshake: no session is resumed, so a revoked card is refused at its
  * next connection. */
-rk_rc make_person_ctx(rk_server *srv)
+rk_rc make_person_ctx(rk_server *srv, X509 *cert, EVP_PKEY *key, SSL_CTX **out)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx)
         return RK_ERR_CRYPTO;
-    srv->person_ctx = ctx;
     SSL_CTX_set_app_data(ctx, srv);
     if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
         !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
-        SSL_CTX_use_certificate(ctx, srv->cfg.cert) != 1 ||
-        SSL_CTX_use_PrivateKey(ctx, srv->cfg.key) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        SSL_CTX_use_certificate(ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
         rk_error("tls: cannot set up the person listener: %s", ERR_reason_error_string(ERR_get_error()));
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
         return RK_ERR_CRYPTO;
     }
     SSL_CTX_set1_cert_store(ctx, srv->cfg.person_store);
@@ -138,6 +153,7 @@ rk_rc make_person_ctx(rk_server *srv)
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     SSL_CTX_set_verify_depth(ctx, 1);
     SSL_CTX_set_info_callback(ctx, on_tls_info);
+    *out = ctx;
     return RK_OK;
 }
 
@@ -154,8 +170,11 @@ int connection_person(struct evhttp_request *req, rk_peer_node *out)
     return 1;
 }
 
-/* The registered node behind this connection's client certificate, looked
- * up once per connection and kept on the SSL object. */
+/* The registered node behind this connection's client certificate, as the
+ * registry in force has it at this request: the certificate's fingerprint
+ * is computed once per connection and kept on the SSL object; no pointer
+ * into a registry snapshot is kept, so a connection may outlive the snapshot
+ * it was first looked up in (node/registry_refresh.c frees replaced ones). */
 const rk_peer_node *connection_peer(rk_server *srv, struct evhttp_request *req)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
@@ -163,23 +182,24 @@ const rk_peer_node *connection_peer(rk_server *srv, struct evhttp_request *req)
     SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
     if (!ssl)
         return NULL;
-    const rk_peer_node *peer = SSL_get_ex_data(ssl, ssl_peer_index);
+    const char *fp = SSL_get_ex_data(ssl, ssl_peer_index);
     X509 *cert = SSL_get0_peer_certificate(ssl);
     /* a connection (or a resumed session) older than the CRL in force */
     if (cert && rk_revocation_is_revoked(cert))
         return NULL;
-    if (peer)
-        return peer;
+    const rk_registry *reg = __atomic_load_n(&srv->cfg.registry, __ATOMIC_ACQUIRE);
+    if (fp)
+        return rk_registry_by_fingerprint(reg, fp);
     /* First request on this connection: answers go out at once (no Nagle
      * delay waiting for the peer's delayed ACK). */
     int one = 1, fd = (int)bufferevent_getfd(bev);
     if (fd >= 0)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    char fp[RK_FINGERPRINT_LEN];
-    if (!cert || SSL_get_verify_result(ssl) != X509_V_OK || rk_pki_fingerprint(cert, fp) != RK_OK)
+    char mine[RK_FINGERPRINT_LEN];
+    if (!cert || SSL_get_verify_result(ssl) != X509_V_OK || rk_pki_fingerprint(cert, mine) != RK_OK)
         return NULL;
-    peer = rk_registry_by_fingerprint(srv->cfg.registry, fp);
-    if (peer)
-        SSL_set_ex_data(ssl, ssl_peer_index, (void *)peer);
-    return peer;
+    char *kept = strdup(mine);
+    if (kept && SSL_set_ex_data(ssl, ssl_peer_index, kept) != 1)
+        free(kept);
+    return rk_registry_by_fingerprint(reg, mine);
 }

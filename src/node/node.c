@@ -102,6 +102,11 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
         snprintf(err, errlen, "%s: key does not match the certificate", node->cfg.key);
         return RK_ERR_CONFIG;
     }
+    X509_up_ref(node->cert);
+    EVP_PKEY_up_ref(node->key);
+    node->tls_cert = node->cert;
+    node->tls_key = node->key;
+    snprintf(node->tls_fingerprint, sizeof node->tls_fingerprint, "%s", fp);
     if ((rc = rk_pki_cert_to_pem(node->cert, &node->cert_pem)) != RK_OK ||
         (rc = rk_ca_store_load(node->cfg.ca, &node->trusted)) != RK_OK ||
         /* room for the nodes that join while it runs (DESIGN §3) */
@@ -109,6 +114,8 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
         snprintf(err, errlen, "%s: cannot load the network CA", node->cfg.ca);
         return rc;
     }
+    node->first_identity = (rk_identity){.cert = node->cert, .key = node->key, .cert_pem = node->cert_pem};
+    node->identity = &node->first_identity;
     return node_crl_open(node, err, errlen);
 }
 
@@ -120,6 +127,15 @@ void rk_node_close(rk_node *node)
     calls_stop(node);
     EVP_PKEY_free(node->key); /* OpenSSL cleanses private key material on free */
     X509_free(node->cert);
+    for (rk_identity *id = node->identity, *before; id && id != &node->first_identity; id = before) {
+        before = id->before; /* the renewed ones; the first is the fields above */
+        EVP_PKEY_free(id->key);
+        X509_free(id->cert);
+        free(id->cert_pem);
+        free(id);
+    }
+    EVP_PKEY_free(node->tls_key);
+    X509_free(node->tls_cert);
     free(node->cert_pem);
     rk_peer_certs_free(node->peer_certs);
     X509_STORE_free(node->trusted);
@@ -134,8 +150,8 @@ static void on_server_incident(void *ctx, const char *kind, const char *summary)
 
 static void node_server_config(const rk_node *node, rk_server_config *sc)
 {
-    sc->cert = node->cert;
-    sc->key = node->key;
+    sc->cert = node->tls_cert;
+    sc->key = node->tls_key;
     sc->ca_path = node->cfg.ca;
     sc->registry = node->registry;
     sc->agency = node->self->agency;
@@ -309,8 +325,11 @@ static void send_later(later_call *c)
     rk_node *node = c->node;
     rk_relay **relay = relay_of(node, c->base);
     rk_rc rc = RK_OK;
-    if (!*relay)
-        rc = rk_relay_new(c->base, node->cert, node->key, node->cfg.ca, node->cfg.clock_offset_ms, relay);
+    if (!*relay) { /* with the certificate in force (a renewal replaces it, registry_refresh.c) */
+        pthread_mutex_lock(&node->registry_lock);
+        rc = rk_relay_new(c->base, node->tls_cert, node->tls_key, node->cfg.ca, node->cfg.clock_offset_ms, relay);
+        pthread_mutex_unlock(&node->registry_lock);
+    }
     const char *url = NULL;
     const rk_peer_node *on = NULL;
     if (rc == RK_OK && !line_of(c->first, c->line, &url, &on))
@@ -517,7 +536,11 @@ static void calls_stop(rk_node *node)
         return;
     event_base_once(nc->base, -1, EV_TIMEOUT, calls_break, nc->base, NULL);
     pthread_join(nc->thread, NULL);
-    rk_relay_free(nc->relay);
+    pthread_mutex_lock(&node->registry_lock);
+    rk_relay *relay = nc->relay;
+    nc->relay = NULL;
+    pthread_mutex_unlock(&node->registry_lock);
+    rk_relay_free(relay);
     /* queued but never sent: no one waits for them any more */
     for (waiting_call *w = nc->head, *next; w; w = next) {
         next = w->next;
@@ -586,6 +609,14 @@ rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, co
     return rk_node_call(node, "POST", peer, path, body, out, used_backup);
 }
 
+void rk_node_relays_set_identity(rk_node *node, X509 *cert, EVP_PKEY *key)
+{
+    node_calls *nc = __atomic_load_n(&node->calls, __ATOMIC_ACQUIRE);
+    rk_relay *relays[2] = {node->relay, nc ? nc->relay : NULL};
+    for (int i = 0; i < 2; i++)
+        if (relays[i] && rk_relay_set_identity(relays[i], cert, key) != RK_OK)
+            rk_warn("a relay keeps the old certificate: its TLS context could not be made");
+}
 
 void rk_node_calls_close(rk_node *node)
 {
@@ -594,8 +625,11 @@ void rk_node_calls_close(rk_node *node)
     tl_loop = NULL;
     if (node->incident_db)
         rk_db_loop_end(node->incident_db);
-    rk_relay_free(node->relay);
+    pthread_mutex_lock(&node->registry_lock);
+    rk_relay *relay = node->relay;
     node->relay = NULL;
+    pthread_mutex_unlock(&node->registry_lock);
+    rk_relay_free(relay);
 }
 
 /* One node runs per process: the role the run loop serves. */
@@ -640,6 +674,7 @@ static void role_loop_end(void *app)
 static void role_reload(void *app)
 {
     rk_node *node = node_of(app);
+    __atomic_store_n(&node->identity_recheck, 1, __ATOMIC_RELAXED); /* a renewed certificate's files again */
     rk_node_registry_wake(node);
     if (node->cfg.crl[0]) {
         rk_rc rc = rk_revocation_load_file(node->cfg.crl);

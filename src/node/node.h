@@ -14,18 +14,34 @@
 #include "net/http_server.h"
 #include "net/registry.h"
 
+/* This node's certificate, its key and its PEM, as one: a renewal taken
+ * while the node runs replaces all three with one atomic store, so that no
+ * reader pairs a new key with an old certificate (rk_node_identity). */
+typedef struct rk_identity {
+    X509 *cert;
+    EVP_PKEY *key;              /* wiped and freed on close (第5-2(5)) */
+    char *cert_pem;
+    struct rk_identity *before; /* the one it replaced: kept until close (a thread may be using it) */
+} rk_identity;
+
 typedef struct rk_node {
     rk_node_config cfg;
     /* The registry in force and this node's entry in it: replaced while the
      * node runs (node/registry_refresh.c), each by one atomic store; a
-     * replaced one stays valid until the node closes. */
+     * replaced one stays valid for registry_grace_ms after it was replaced
+     * (the first one, which roles keep entries of, until the node closes). */
     rk_registry *registry;
     const rk_peer_node *self;   /* this node's registry entry */
     EVP_PKEY *registry_anchor;  /* the operator's registry key ([registry] anchor); NULL: network.json as installed */
     struct rk_service *registry_service;
     struct rk_server *server;   /* while it serves: told of each new registry */
-    rk_registry **retired;      /* replaced snapshots, freed on close */
+    rk_registry *registry_first; /* the one the node opened on: kept until close */
+    struct rk_retired {
+        rk_registry *reg;
+        int64_t since_ms;       /* monotonic: when it was replaced, or when self last left it */
+    } *retired;                 /* replaced snapshots, each freed registry_grace_ms after since_ms */
     size_t n_retired;
+    int64_t registry_grace_ms;  /* 0: the default (registry_refresh.c) */
     pthread_mutex_t registry_lock; /* the fields below, the retired list */
     int registry_lock_made;
     int64_t registry_checked_ms, registry_applied_ms; /* last fetch that answered; last swap */
@@ -34,10 +50,26 @@ typedef struct rk_node {
     char *registry_answer;      /* the core: GET /v1/registry's body for registry_answer_of, made once */
     size_t registry_answer_len;
     const rk_registry *registry_answer_of;
+    struct rk_registry_deltas *registry_deltas; /* the core: what changed between its last registries (net/registry_delta.h) */
     char registry_stamp[200];   /* the core: the published file and CRL as last read (device, inode, size, time) */
+    /* The certificate and key loaded at start (TLS's first context, the
+     * core's code key); never replaced. */
     X509 *cert;
     EVP_PKEY *key;              /* wiped and freed on close (第5-2(5)) */
-    char *cert_pem;             /* this node's certificate, PEM */
+    /* The identity in force for CMS and the records log's heads: the one
+     * loaded at start (first_identity), replaced by a renewed certificate
+     * (registry_refresh.c). Read it with rk_node_identity, once per use. */
+    rk_identity *identity;
+    rk_identity first_identity;
+    /* The certificate and key TLS presents (server and relays), replaced
+     * with them. Under registry_lock, as are node->relay and the calls
+     * loop's relay while they are made or freed. */
+    X509 *tls_cert;
+    EVP_PKEY *tls_key;
+    char tls_fingerprint[65];
+    char identity_tried[600];   /* the registry's fingerprint and the files' stamps last tried */
+    int identity_recheck;       /* SIGHUP: try the files again */
+    char *cert_pem;             /* this node's certificate as loaded at start, PEM */
     X509_STORE *trusted;        /* the network CA */
     struct rk_peer_certs *peer_certs; /* registered peers' certificates seen in messages */
     struct rk_relay *relay;     /* calls from the server's event loop (rk_node_post_later) */
@@ -54,6 +86,12 @@ typedef struct rk_node {
     pthread_mutex_t clock_lock;
     pthread_cond_t clock_wake;
 } rk_node;
+
+/* The certificate, key and PEM in force, together (load once per use). */
+static inline const rk_identity *rk_node_identity(const rk_node *node)
+{
+    return __atomic_load_n(&node->identity, __ATOMIC_ACQUIRE);
+}
 
 /* Loads config, registry, certificate and key; checks that the certificate
  * is the one registered for this node id and that its role is `role`.
@@ -119,6 +157,9 @@ rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, co
  * relay's default): the signed registry of a large network. */
 rk_rc rk_node_call_capped(rk_node *node, const char *method, const rk_peer_node *peer, const char *path,
                           const char *body, size_t max_response, rk_http_result *out, int *used_backup);
+/* A renewed certificate for the relays made so far (the server loop's and
+ * the calls loop's); those made later take node->tls_cert. Under registry_lock. */
+void rk_node_relays_set_identity(rk_node *node, X509 *cert, EVP_PKEY *key);
 /* Frees the server loop's relay; from the server's on_stop, on the loop. */
 void rk_node_calls_close(rk_node *node);
 

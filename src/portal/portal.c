@@ -203,8 +203,11 @@ static void open_work(rk_flow *f)
         size_t len = 0;
         json_t *inner = NULL;
         if (row && strcmp(status, "provided") == 0) {
+            const rk_identity *me = rk_node_identity(node); /* certificate and key of one renewal */
             if (ag && payload && cert && rk_peer_certs_get_node(node->peer_certs, cert, ag, &signer) == RK_OK &&
-                rk_cms_open(node->cert, node->key, signer, payload, &plain, &len) == RK_OK)
+                (rk_cms_open(me->cert, me->key, signer, payload, &plain, &len) == RK_OK ||
+                 /* sealed to the certificate sent before a renewal taken meanwhile */
+                 (me->before && rk_cms_open(me->before->cert, me->before->key, signer, payload, &plain, &len) == RK_OK)))
                 inner = json_loadb(plain, len, 0, NULL);
             const char *got = json_string_value(json_object_get(inner, "item"));
             if (inner && got && strcmp(got, item) == 0) {
@@ -282,7 +285,7 @@ static void looked_up(rk_flow *f, rk_rc rc, rk_http_result *res)
         rk_warn("J-LIS did not look the card up (%s, HTTP %ld)", rk_strerror(rc), status);
         rk_flow_fail(f, 503, "jlis_unavailable", "the card could not be looked up now; try again");
     } else if (m->data) {
-        json_t *q = json_pack("{s:s,s:s}", "resident_code", m->code, "portal_cert", m->p->node->cert_pem);
+        json_t *q = json_pack("{s:s,s:s}", "resident_code", m->code, "portal_cert", rk_node_identity(m->p->node)->cert_pem);
         char *text = q ? json_dumps(q, JSON_COMPACT) : NULL; /* the flow's: wiped once sent */
         json_decref(q);
         rk_flow_call(f, m->p->node, m->p->core, "/v1/persons/data", text, data_answered);

@@ -206,7 +206,7 @@ static rk_rc sign_locked(rk_records_log *log)
         rk_merkle_frontier_root(&t->frontier, root);
         rk_merkle_hex(root, h.root);
         h.time_ms = now;
-        rc = rk_head_sign(log->node->key, log->node->cfg.id, h.size, root, now, &sig);
+        rc = rk_head_sign(rk_node_identity(log->node)->key, log->node->cfg.id, h.size, root, now, &sig);
         if (rc == RK_OK)
             rc = rk_checkpoint_sign(log->log_key, log->origin, h.size, root, &note);
         h.signature = sig;

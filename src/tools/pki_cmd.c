@@ -750,7 +750,7 @@ static int cmd_renew(int argc, char **argv)
     printf("renewed %s: fingerprint %s; the previous one (%s) is accepted until %s. ", id, fp, kept, when);
     if (serial)
         printf("Registry serial %llu published. ", (unsigned long long)serial);
-    printf("Restart %s to serve the new certificate.\n", id);
+    printf("%s serves the new certificate from its next registry refresh (or kill -HUP), no restart.\n", id);
 done:
     X509_free(cert);
     X509_free(fresh);

@@ -9,7 +9,9 @@
  *       and every proof of a later record stay valid (tlog-tiles' pruning).
  *   renkei records verify DIR --archive FILE
  *       checks an archive against the log it came from: its checkpoint with
- *       the log_vkey of network.json, and each leaf against the stored tile
+ *       the log key of network.json valid when the log signed it (log_vkey,
+ *       or one of log_vkey_history after a rotation; the time is the log's
+ *       own head of that checkpoint), and each leaf against the stored tile
  *       at its position.
  *
  * The file (mode 0600: records name persons) is JSON lines: a header
@@ -298,6 +300,20 @@ done:
 
 /* ---------- checking an archive ---------- */
 
+/* The time of the log's head whose checkpoint is note (-1: none). */
+typedef struct head_at {
+    const char *note;
+    int64_t time_ms;
+} head_at;
+
+static rk_rc find_head(void *arg, const rk_tree_head_row *row)
+{
+    head_at *h = arg;
+    if (row->checkpoint && strcmp(row->checkpoint, h->note) == 0)
+        h->time_ms = row->time_ms;
+    return RK_OK;
+}
+
 int rk_records_verify_archive(const char *dir, const rk_registry *reg, const char *path)
 {
     FILE *f = fopen(path, "re");
@@ -322,19 +338,34 @@ int rk_records_verify_archive(const char *dir, const rk_registry *reg, const cha
         goto done;
     }
     printf("archive %s of %s (seq %lld..%lld):\n", path, node_id, (long long)from, (long long)upto);
-    rk_vkey vkey;
-    uint64_t csize = 0;
-    rk_hash croot;
-    if (!note || !node->log_vkey[0] || rk_vkey_parse(node->log_vkey, &vkey) != RK_OK ||
-        rk_checkpoint_open(note, strlen(note), &vkey, &csize, croot) != RK_OK || csize < (uint64_t)upto)
-        finding(node_id, &findings, "its checkpoint does not verify with the log_vkey of network.json, or does not"
-                                    " cover the archive");
     char target[TK_PATH_CAP], err[512] = "";
     rk_records_node_store(dir, node, target, sizeof target, NULL);
     if (rk_net_pg_start(dir, &pg_started, err, sizeof err) != RK_OK || rk_db_open(target, RK_DB_READONLY, &db) != RK_OK) {
         tk_failure("records", "%s: cannot open its store%s%s", node_id, err[0] ? ": " : "", err);
         goto done;
     }
+    /* the checkpoint is checked with the log key valid when it was signed
+     * (log_vkey and log_vkey_history: a rotated key's archives still
+     * verify, DESIGN §4.1), that time being the log's own head of it */
+    rk_log_keys keys;
+    char *history = log_vkey_history(dir, node_id);
+    int keys_ok = node->log_vkey[0] && rk_log_keys_parse(node->log_vkey, history, &keys) == RK_OK;
+    free(history);
+    head_at at = {.note = note, .time_ms = -1};
+    if (note && rk_tree_heads_each(db, find_head, &at) != RK_OK)
+        at.time_ms = -1;
+    const rk_vkey *vkey = keys_ok && at.time_ms >= 0 ? rk_log_keys_at(&keys, at.time_ms) : NULL;
+    uint64_t csize = 0;
+    rk_hash croot;
+    if (!note || !keys_ok)
+        finding(node_id, &findings, "it has no checkpoint, or network.json no valid log_vkey for %s", node_id);
+    else if (at.time_ms < 0)
+        finding(node_id, &findings, "its checkpoint is not one of the heads the log signed");
+    else if (!vkey)
+        finding(node_id, &findings, "no log key of network.json was valid when its checkpoint was signed");
+    else if (rk_checkpoint_open(note, strlen(note), vkey, &csize, croot) != RK_OK || csize < (uint64_t)upto)
+        finding(node_id, &findings, "its checkpoint does not verify with the log key valid at its time, or does not"
+                                    " cover the archive");
     rk_hash tile[RK_TILE_WIDTH], stored, h;
     int width = 0, loaded = 0;
     uint64_t index = 0;

@@ -434,7 +434,7 @@ void rk_records_node_store(const char *dir, const rk_peer_node *node, char *path
  * none); the file is read once per command. */
 static json_t *network_json;
 
-static char *log_vkey_history(const char *dir, const char *id)
+char *log_vkey_history(const char *dir, const char *id)
 {
     char path[TK_PATH_CAP];
     if (!network_json && tk_path(path, sizeof path, "%s/network.json", dir) == RK_OK)

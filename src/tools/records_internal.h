@@ -13,6 +13,10 @@ void rk_records_node_store(const char *dir, const rk_peer_node *node, char *path
 /* One finding, "  NODE: …", counted. */
 void finding(const char *node, int *count, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* network.json's log_vkey_history of a node as JSON text, malloc'ed (NULL
+ * when it has none): the earlier log keys with their validity. */
+char *log_vkey_history(const char *dir, const char *id);
+
 /* `renkei records archive …` (argv[1] is "archive"). */
 int rk_records_archive_cmd(int argc, char **argv);
 /* `renkei records verify DIR --archive FILE`: 0 when the archive is the log's. */

@@ -8,7 +8,17 @@ data updates (PUT /v1/data/{person}/{item} with a request_id) and queries
 (POST /v1/queries). Meanwhile a node of a random role — core, J-LIS, a
 gateway, an agency node — is SIGKILLed at a random moment and restarted,
 for N rounds; on PostgreSQL the database server is a role too (stopped in
-immediate mode, a crash: recovery at the next start). A request that
+immediate mode, a crash: recovery at the next start). With --ha the
+database is a primary and a synchronous standby under Patroni with etcd
+(`net init --ha`, DESIGN §6; cluster.py runs the daemons) and two roles
+join: `database` SIGKILLs the current primary's postmaster (Patroni promotes
+the standby; the round ends when the old primary is back as the synchronous
+standby and every node is healthy, so that no database kill finds the
+cluster without a standby), and `patroni` SIGKILLs the Patroni daemon of a
+member (at times the leader's, left dead until the other member has taken
+over while the old primary's PostgreSQL still runs: --patroni-failover) and
+starts it again.
+A request that
 got no answer, or a 5xx/429 that says nothing was settled, is sent again
 with the same id, as a business system would, until it is answered.
 
@@ -28,6 +38,7 @@ or doubled, answered differently, left unanswered, or verify failed.
 
     crash.py --rounds 30 [--seed S] [--threads T] [--agencies A]
     RENKEI_TEST_STORE=postgres crash.py --rounds 30
+    crash.py --ha --rounds 30           (PostgreSQL under Patroni)
 """
 import argparse
 import collections
@@ -46,11 +57,13 @@ import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "system"))
 from harness import SLOW, STORE, Network, renkei  # noqa: E402
+from cluster import HaCluster  # noqa: E402
 
 # Errors that say the request was not settled: the same id may be sent again.
-TRANSIENT = {"store_error", "internal", "overloaded", "core_unavailable", "jlis_unavailable", "rate_limited",
+TRANSIENT = {"store_error", "store_unavailable", "internal", "overloaded", "core_unavailable", "jlis_unavailable", "rate_limited",
              "upstream_unavailable", "upstream_timeout", "requester_unavailable", "no_checkpoint"}
 ROLES = ("core", "jlis", "gateway", "agency")
+DB_ROLES = ("database", "patroni")  # the database server (a primary's under --ha); a Patroni daemon
 
 
 class LoadNetwork(Network):
@@ -123,11 +136,15 @@ class Suite:
         self.kills = collections.Counter()
         self.recoveries = []              # (seconds from restart to healthy, node, round, role)
         self.outages = []                 # (seconds from kill to healthy, node, round, role)
+        self.failovers = []               # --ha: (seconds from a kill to the other member leading, member, round, role)
+        self.write_gaps = []              # --ha: (seconds from a primary's kill to a write acknowledged, member, round)
+        self.store = "postgres" if args.ha else STORE
+        self.cluster = None               # --ha: the Patroni cluster (cluster.py)
         self.errors = []                  # what went wrong in the driver itself
         self.stop_load = threading.Event()
         self.next_id = 0
         core_conf = "[core]\noutbox_retry_min_ms = 50\noutbox_retry_max_ms = 1000"
-        self.net = LoadNetwork(args.agencies, args.persons, {"core": core_conf})
+        self.net = LoadNetwork(args.agencies, args.persons, {"core": core_conf}, store=self.store, ha=args.ha)
         self.residents = self.net.residents()
         self.agencies = [a["agency"] for a in self.net.agencies()]
         self.kind = {a["agency"]: a["kind"] for a in self.net.agencies()}
@@ -165,9 +182,9 @@ class Suite:
             return f"{prefix}-{self.args.seed}-{self.next_id}"
 
     # ---------- requests ----------
-    def send(self, op):
+    def send(self, op, timeout=10):
         try:
-            a = self.net.agency_call(op.agency, op.method, op.path, op.body, timeout=10)
+            a = self.net.agency_call(op.agency, op.method, op.path, op.body, timeout=timeout)
         except (OSError, ssl.SSLError, http.client.HTTPException):
             a = None
         op.answers.append(a)
@@ -265,7 +282,10 @@ class Suite:
 
     # ---------- kills ----------
     def roles(self):
-        roles = list(ROLES) + (["database"] if STORE == "postgres" and self.args.database else [])
+        roles = list(ROLES) + (list(DB_ROLES) if self.args.ha else
+                               ["database"] if self.store == "postgres" and self.args.database else [])
+        if self.args.roles:
+            roles = [r for r in roles if r in self.args.roles]
         while True:  # every role once per cycle, in a random order
             self.rng.shuffle(roles)
             yield from list(roles)
@@ -275,6 +295,8 @@ class Suite:
 
     def kill_round(self, rnd, role):
         net = self.net
+        if role in DB_ROLES and self.cluster:
+            return self.kill_cluster_round(rnd, role)
         if role == "database":
             node = "database"
             t_kill = time.time()
@@ -296,6 +318,71 @@ class Suite:
         self.recoveries.append((t_up - t_start, node, rnd, role))
         self.outages.append((t_up - t_kill, node, rnd, role))
         return node
+
+    def kill_cluster_round(self, rnd, role):
+        """--ha: the primary's postmaster or a Patroni daemon SIGKILLed. The
+        cluster is whole first (the member killed last back as the
+        synchronous standby); the round ends when it is whole again and
+        every node healthy (recovery: from the kill, or from Patroni's
+        restart, to then)."""
+        cl = self.cluster
+        cl.wait_whole(180 * SLOW)
+        if role == "database":
+            m = cl.leader()
+            t_kill = time.time()
+            cl.kill_postmaster(m)
+            node = f"{m.name} (primary)"
+            cl.wait_leader(other_than=m, timeout=60 * SLOW)
+            self.failovers.append((time.time() - t_kill, m.name, rnd, role))
+            self.write_gaps.append((self.first_write(t_kill, 120 * SLOW), m.name, rnd))
+            t_start = t_kill  # Patroni restarts it, as a standby
+        else:
+            m = self.rng.choice(cl.members)
+            leader = cl.leader() is m
+            t_kill = time.time()
+            cl.kill_patroni(m)
+            node = f"{m.name} ({'leader' if leader else 'standby'})"
+            if leader and self.rng.random() < self.args.patroni_failover:
+                # left dead until the other member leads (the leader key's ttl,
+                # 10 s): the old primary still runs, cut off from its standby
+                cl.wait_leader(other_than=m, timeout=60 * SLOW)
+                self.failovers.append((time.time() - t_kill, m.name, rnd, role))
+                node += " until failover"
+            else:
+                time.sleep(self.rng.uniform(0, 1.0))
+            t_start = time.time()
+            cl.start_patroni(m)
+            cl.wait_member(m, 60 * SLOW)
+        self.kills[role] += 1
+        cl.wait_whole(180 * SLOW)
+        for n in self.net.server_nodes():
+            self.net.wait_healthy(n["id"], timeout=120)
+        t_up = time.time()
+        self.recoveries.append((t_up - t_start, node, rnd, role))
+        self.outages.append((t_up - t_kill, node, rnd, role))
+        return node
+
+    def first_write(self, t_kill, timeout):
+        """Seconds from t_kill until a new value is acknowledged (probes of
+        their own ids, every one checked like the load's); None: not within
+        timeout. With synchronous_mode_strict a commit waits for a standby."""
+        while time.time() - t_kill < timeout:
+            with self.lock:
+                choices = [(ag, item) for ag, item in self.providers if self.persons.get(ag)]
+                if not choices:
+                    return None
+                ag, item = self.rng.choice(choices)
+                person = self.rng.choice(self.persons[ag])
+            rid = self.fresh_id("w")
+            op = Op("data", ag, "PUT", f"/v1/data/{person}/{item}",
+                    {"value": {"rid": rid, "amount": 1}, "as_of": "2026-04-01", "request_id": rid}, rid)
+            with self.lock:
+                self.ops.append(op)
+            self.send(op, timeout=2)  # one not settled is sent again by resolve()
+            if op.acked:
+                return time.time() - t_kill
+            time.sleep(0.1)
+        return None
 
     def restart(self, node):
         """Starts a killed node again. Should a node of another test have taken
@@ -484,11 +571,15 @@ class Suite:
     # ---------- the run ----------
     def run(self):
         a, net = self.args, self.net
-        print(f"crash: {a.rounds} rounds on {STORE}, seed {a.seed}, {a.threads} client threads, "
-              f"{len(self.agencies)} agencies, {len(self.residents)} residents", flush=True)
+        print(f"crash: {a.rounds} rounds on {self.store}{' under Patroni (--ha)' if a.ha else ''}, seed {a.seed}, "
+              f"{a.threads} client threads, {len(self.agencies)} agencies, {len(self.residents)} residents", flush=True)
         t0 = time.time()
         found = None
         try:
+            if a.ha:
+                self.cluster = HaCluster(net.dir)
+                self.cluster.start(180 * SLOW)
+                t0 = time.time()
             net.start()
             self.run_load()
             t_load = time.time() - t0
@@ -505,10 +596,17 @@ class Suite:
             for p in net.procs.values():
                 p.kill()
             self.errors.append(f"stopping the network: {e}")
+        verify = None
+        if found:
+            verify = renkei("records", "verify", net.dir, check=False, timeout=600)
+        if self.cluster:  # after verify: it reads the stores through the cluster
+            try:
+                self.cluster.stop()
+            except Exception as e:
+                self.errors.append(f"stopping the database cluster: {e}")
         ok = not self.errors
         if found:
             t_load, unresolved, ends, lost, doubled, notes, sent, differ = found
-            verify = renkei("records", "verify", net.dir, check=False, timeout=600)
             self.report(t_load, unresolved, ends, lost, doubled, notes, sent, differ, verify)
             ok = ok and not (lost or doubled or differ or unresolved or verify.returncode != 0)
         if self.errors:
@@ -538,9 +636,9 @@ class Suite:
         rec = max(self.recoveries) if self.recoveries else (0, "-", 0, "-")
         out = max(self.outages) if self.outages else (0, "-", 0, "-")
         by_role = ", ".join(f"{r} {max(x[0] for x in self.recoveries if x[3] == r):.2f}"
-                            for r in list(ROLES) + ["database"] if r in self.kills)
+                            for r in list(ROLES) + list(DB_ROLES) if r in self.kills)
         mean = sum(r[0] for r in self.recoveries) / len(self.recoveries) if self.recoveries else 0
-        kills = "  ".join(f"{r} {self.kills[r]}" for r in list(ROLES) + ["database"] if r in self.kills)
+        kills = "  ".join(f"{r} {self.kills[r]}" for r in list(ROLES) + list(DB_ROLES) if r in self.kills)
         print(f"  load         {len(ops)} requests in {t_load:.1f} s")
         print(f"  kills        {kills}  (total {sum(self.kills.values())})")
         print(f"  acknowledged {sum(acked.values())}: enrolments {acked['enrol']} single + {acked['batch']} in "
@@ -559,6 +657,19 @@ class Suite:
         print(f"  recovery     longest {rec[0]:.2f} s ({rec[1]}, round {rec[2]}), mean {mean:.2f} s "
               f"(restart to healthy); longest by role: {by_role}")
         print(f"  outage       longest {out[0]:.2f} s (kill to healthy, {out[1]}, round {out[2]})")
+        for role, what in (("database", "the primary's postmaster"), ("patroni", "the leader's Patroni")):
+            fo = [x for x in self.failovers if x[3] == role]
+            if fo:
+                f = max(fo)
+                print(f"  failover     {len(fo)} after {what} was killed: the other member led after longest "
+                      f"{f[0]:.2f} s ({f[1]} killed, round {f[2]}), mean {sum(x[0] for x in fo) / len(fo):.2f} s")
+        gaps = [g for g in self.write_gaps if g[0] is not None]
+        if self.write_gaps:
+            g = max(gaps) if gaps else (0, "-", 0)
+            print(f"  writes       after a primary's kill, the first value acknowledged: longest {g[0]:.2f} s "
+                  f"({g[1]} killed, round {g[2]}), mean {sum(x[0] for x in gaps) / max(1, len(gaps)):.2f} s"
+                  + (f"; {len(self.write_gaps) - len(gaps)} not within 120 s" if len(gaps) < len(self.write_gaps)
+                     else ""))
         for line in notes + differ + [f"unanswered: {op.kind} {op.key or op.path}" for op in unresolved[:10]]:
             print("  ! " + line)
         if verify.returncode != 0:
@@ -577,11 +688,22 @@ def main():
     p.add_argument("--sample", type=int, default=25, help="acknowledged requests of each kind sent again (default 25)")
     p.add_argument("--no-database", dest="database", action="store_false",
                    help="on PostgreSQL, do not kill the database server")
+    p.add_argument("--ha", action="store_true",
+                   help="PostgreSQL under Patroni (net init --ha): kill the primary's postmaster and Patroni daemons too")
+    p.add_argument("--roles", type=lambda v: v.split(","), default=None,
+                   help="kill only these roles, comma-separated (core,jlis,gateway,agency,database,patroni)")
+    p.add_argument("--patroni-failover", type=float, default=0.5, metavar="P",
+                   help="--ha: how often a leader's killed Patroni stays dead until the other member leads "
+                        "(default 0.5; else it is started again after 0-1 s)")
     p.add_argument("--keep", action="store_true", help="keep the network's folder when something was found")
     p.add_argument("-v", "--verbose", action="store_true", help="a line per round")
     args = p.parse_args()
-    if args.rounds < 1 or args.threads < 1 or args.agencies < 2:
-        p.error("need --rounds >= 1, --threads >= 1, --agencies >= 2")
+    if args.rounds < 1 or args.threads < 1 or args.agencies < 2 or not 0 <= args.patroni_failover <= 1:
+        p.error("need --rounds >= 1, --threads >= 1, --agencies >= 2, 0 <= --patroni-failover <= 1")
+    known = set(ROLES) | ({"database"} if args.ha or STORE == "postgres" else set()) | \
+        ({"patroni"} if args.ha else set())
+    if args.roles is not None and (not args.roles or not set(args.roles) <= known):
+        p.error(f"--roles: each of {','.join(sorted(known))}")
     if args.seed is None:
         args.seed = int(time.time() * 1000) % 1000000
     sys.exit(0 if Suite(args).run() else 1)

@@ -87,6 +87,7 @@ class Network:
         self.dir = tempfile.mkdtemp(prefix="renkei-test-")
         self.store = store or STORE  # a test of one engine's own behaviour names it
         self.pg = None  # the PostgreSQL server of the network, while it runs
+        self.ha = ha  # under Patroni: started by `renkei net up` or the test, not here
         # RENKEI_TEST_HSM=1: every network's server keys in a token; the tests
         # that act as a node with its key file (ssl_context(("node", id))) then fail
         if hsm is None:
@@ -126,7 +127,7 @@ class Network:
 
     # ---------- processes ----------
     def start_node(self, node_id, wait=True):
-        if self.store == "postgres" and not self.pg:  # the nodes' database server first
+        if self.store == "postgres" and not self.pg and not self.ha:  # the nodes' database server first
             from pgserver import PgServer
             self.pg = PgServer(existing=self.path("pg"))
         node = self.nodes[node_id]

@@ -110,6 +110,76 @@ class Retention(unittest.TestCase):
         self.assertIn("nothing of core to archive", v.stdout)
         self.assertFalse(os.path.exists(net.path("none.jsonl")))
 
+    def test_archive_still_verifies_after_a_log_key_rotation(self):
+        # an archive's checkpoint is checked with the log key valid when it was signed:
+        # after `records rotate-log-key` it still verifies (log_vkey_history)
+        net = self.net
+        for i in range(3):
+            self.query(f"ret-rot-{i}")
+        net.stop_node(Y)  # a last head signed, the store at rest
+        self.addCleanup(net.start_node, Y)
+        out = net.path("y-archive.jsonl")
+        a = renkei("records", "archive", net.dir, "--node", Y, "--out", out, "--before", self.tomorrow)
+        self.assertIn(f"records of {Y}", a.stdout)
+        v = renkei("records", "verify", net.dir, "--archive", out, check=False)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        with open(net.path("network.json")) as f:
+            old_vkey = next(n for n in json.load(f)["nodes"] if n["id"] == Y)["log_vkey"]
+        r = renkei("records", "rotate-log-key", net.dir, Y)
+        self.assertIn(f"rotated the log key of {Y}", r.stdout)
+        with open(net.path("network.json")) as f:
+            node = next(n for n in json.load(f)["nodes"] if n["id"] == Y)
+        self.assertNotEqual(node["log_vkey"], old_vkey)
+        self.assertEqual(node["log_vkey_history"][-1]["vkey"], old_vkey)
+        # signed with the previous key, within its validity: intact
+        v = renkei("records", "verify", net.dir, "--archive", out, check=False)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        self.assertIn("the archive is intact", v.stdout)
+        # an altered record is still named
+        with open(out) as f:
+            lines = [json.loads(x) for x in f]
+        bad = net.path("y-archive-altered.jsonl")
+        with open(bad, "w") as f:
+            f.write(json.dumps(lines[0]) + "\n")
+            for x in lines[1:]:
+                if x["seq"] == 1:
+                    x["leaf"] = x["leaf"][:-2] + ("0" if x["leaf"][-2] != "0" else "1") + x["leaf"][-1]
+                f.write(json.dumps(x) + "\n")
+        v = renkei("records", "verify", net.dir, "--archive", bad, check=False)
+        self.assertEqual(v.returncode, 1, v.stdout)
+        self.assertIn("record seq 1 was altered", v.stdout)
+        # a checkpoint the log never signed (its size changed) is refused
+        hdr = dict(lines[0])
+        parts = hdr["checkpoint"].split("\n")
+        parts[1] = str(int(parts[1]) + 1)
+        hdr["checkpoint"] = "\n".join(parts)
+        forged = net.path("y-archive-forged.jsonl")
+        with open(forged, "w") as f:
+            f.write(json.dumps(hdr) + "\n")
+            for x in lines[1:]:
+                f.write(json.dumps(x) + "\n")
+        v = renkei("records", "verify", net.dir, "--archive", forged, check=False)
+        self.assertEqual(v.returncode, 1, v.stdout)
+        self.assertIn("its checkpoint is not one of the heads the log signed", v.stdout)
+        # the previous key's period moved to long before: the checkpoint's time falls in the
+        # new key's, which did not sign it — checked with that key and no other, it is refused
+        with open(net.path("network.json")) as f:
+            doc = json.load(f)
+        saved = json.dumps(doc, indent=2)
+        for n in doc["nodes"]:
+            if n["id"] == Y:
+                n["log_vkey_history"][-1]["until"] = "2001-01-01T00:00:00Z"
+                n["log_vkey_history"][-1]["from"] = "2000-01-01T00:00:00Z"
+        with open(net.path("network.json"), "w") as f:
+            json.dump(doc, f, indent=2)
+        try:
+            v = renkei("records", "verify", net.dir, "--archive", out, check=False)
+            self.assertEqual(v.returncode, 1, v.stdout)
+            self.assertIn("does not verify with the log key valid at its time", v.stdout)
+        finally:
+            with open(net.path("network.json"), "w") as f:
+                f.write(saved)
+
     def test_refusals_change_nothing(self):
         net = self.net
         self.query("ret-refusal")

@@ -24,6 +24,9 @@ NEW, LEAVING = "city-shinjuku", "city-leaving"
 class Registry(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        # replaced registry snapshots are freed 1.5 s after they were replaced, not after an hour:
+        # every flow below runs while they are (node/registry_refresh.c)
+        os.environ["RENKEI_TEST_REGISTRY_GRACE_MS"] = "1500"
         net = cls.net = Network(agencies=3, persons=20)
         for n in net.server_nodes():  # test networks refresh every second; the portal only on SIGHUP
             net.append_conf(n["id"], "[registry]\nrefresh = %d" % (3600 if n["role"] == "portal" else 1))
@@ -34,6 +37,7 @@ class Registry(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        os.environ.pop("RENKEI_TEST_REGISTRY_GRACE_MS", None)
         cls.net.stop()
 
     # ---------- helpers ----------
@@ -273,6 +277,39 @@ class Registry(unittest.TestCase):
         with self.assertRaises((ssl.SSLError, OSError)):
             net.call("core", "GET", "/v1/registry", as_client=None)
 
+    def test_a_publication_travels_as_a_delta(self):
+        """A node that holds the registry before a publication gets what changed, not the
+        registry again (GET /v1/registry?tag=T&delta=1), and rebuilds the signed document."""
+        net = self.net
+        full = net.call("core", "GET", "/v1/registry", as_client=("node", "jlis"))
+        old_tag = full.json["tag"]
+        renkei("registry", "publish", net.dir)
+        serial = self.published_serial()
+        self.wait_serial(serial)
+        new = net.call("core", "GET", "/v1/registry", as_client=("node", "jlis"))
+        d = net.call("core", "GET", f"/v1/registry?tag={old_tag}&delta=1", as_client=("node", "jlis"))
+        self.assertEqual(d.status, 200, d)
+        self.assertTrue(d.raw.startswith('{"delta":'), d.raw[:40])
+        self.assertEqual((d.json["delta"]["from"], d.json["tag"], d.json["serial"]), (old_tag, new.json["tag"], serial))
+        self.assertLess(len(d.raw), len(new.raw) / 5)
+        # the delta rebuilds the document the operator signed, byte for byte
+        old_doc = base64.b64decode(json.loads(full.json["registry"])["document"])
+        for step in d.json["delta"]["steps"]:
+            old_doc = b"".join(old_doc[op[0]:op[0] + op[1]] if isinstance(op, list) else op.encode() for op in step)
+        new_env = json.loads(new.json["registry"])
+        self.assertEqual(old_doc, base64.b64decode(new_env["document"]))
+        self.assertEqual((d.json["key_id"], d.json["signature"]), (new_env["key_id"], new_env["signature"]))
+        # the nodes took it so (each says it in its log)
+        self.assertIn(f"registry: serial {serial} from a delta of", net.log("jlis"))
+        # without &delta=1 (a node of an earlier version), or from a tag the core did not keep: the registry
+        a = net.call("core", "GET", f"/v1/registry?tag={old_tag}", as_client=("node", "jlis"))
+        self.assertEqual(a.json["registry"], new.json["registry"])
+        a = net.call("core", "GET", "/v1/registry?tag=" + "0" * 32 + "&delta=1", as_client=("node", "jlis"))
+        self.assertEqual(a.json["registry"], new.json["registry"])
+        for bad in ("tag=" + "0" * 32 + "&delta=2", "tag=" + "0" * 32 + "&delta=1&x=1", "delta=1"):
+            c = net.call("core", "GET", "/v1/registry?" + bad, as_client=("node", "jlis"))
+            self.assertEqual((c.status, c.error), (400, "invalid_field"), bad)
+
     # ---------- bad input: one line, non-zero, nothing changed ----------
     def test_bad_commands_are_refused_and_change_nothing(self):
         net = self.net
@@ -313,6 +350,46 @@ class Registry(unittest.TestCase):
         self.assertFalse(os.path.exists(net.path("nodes", "city-x")))
 
     # ---------- SIGHUP ----------
+    def test_replaced_snapshots_are_freed_while_the_nodes_run(self):
+        net = self.net
+        gw = f"{Y}-gateway"
+        # a connection opened before, kept alive across the swaps and the frees
+        host, port = net.url_of(gw)
+        kept = http.client.HTTPSConnection(host, port, context=net.ssl_context("operator"), timeout=10 * SLOW)
+        self.addCleanup(kept.close)
+
+        def on_kept():
+            kept.request("GET", "/healthz")
+            a = kept.getresponse()
+            a.read()
+            return a.status
+
+        self.assertEqual(on_kept(), 200)
+        for _ in range(3):
+            renkei("registry", "publish", net.dir)
+            self.wait_serial(self.published_serial())
+            self.assertEqual(on_kept(), 200)
+            time.sleep(1.6 * SLOW)  # past the grace: the next swap frees the ones before
+        renkei("registry", "publish", net.dir)
+        self.wait_serial(self.published_serial())
+        deadline = time.time() + 10 * SLOW
+        while "replaced snapshot(s) freed" not in net.log(gw) or "replaced snapshot(s) freed" not in net.log("core"):
+            self.assertLess(time.time(), deadline, "no replaced snapshot was freed")
+            time.sleep(0.1)
+        self.assertEqual(on_kept(), 200)
+        # the nodes work on: an exchange both ways through the gateways
+        number = net.residents()[7]["my_number"]  # a person no other test links
+        self.assertEqual(net.enrol(Y, "Y-free", number).status, 202)
+        self.assertEqual(net.enrol(K, "K-free", number).status, 202)
+        net.wait_status(Y, "Y-free", "linked")
+        net.wait_status(K, "K-free", "linked")
+        self.put(Y, "Y-free", "local_tax", {"tax": 3})
+        a = self.query(K, "q-free-1", "K-free", "public_assistance", Y, "local_tax")
+        self.assertEqual((a.status, a.json.get("status")), (200, "provided"), a)
+        for n in net.server_nodes():
+            if n["id"] in net.procs:
+                self.assertIsNone(net.procs[n["id"]].poll(), n["id"])
+
     def test_sighup_fetches_at_once(self):
         net = self.net
         net.procs["portal"].send_signal(signal.SIGHUP)

@@ -6,11 +6,13 @@ a payload signed with a revoked certificate (`bad_payload`, recorded).
 accepted until the end of its overlap and refused after. Every bad input to
 the two commands: one line on stderr, a non-zero exit, nothing changed."""
 import base64
+import hashlib
 import http.client
 import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import time
 import unittest
@@ -193,6 +195,24 @@ class Revoke(unittest.TestCase):
         rec = net.call(K, "GET", f"/v1/records?exchange_id={a.json['exchange_id']}", as_client=K).json
         self.assertEqual(rec["records"][0]["outcome"], "bad_payload")
 
+    def presented(self, node_id):
+        """The SHA-256 fingerprint of the certificate node_id presents to a new connection now."""
+        host, port = self.net.url_of(node_id)
+        ctx = self.net.ssl_context("operator")
+        with socket.create_connection((host, port), timeout=5 * SLOW) as sock:
+            with ctx.wrap_socket(sock) as tls:
+                return hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest()
+
+    def wait_presented(self, node_id, fp, timeout=15):
+        deadline = time.time() + timeout * SLOW
+        while self.presented(node_id) != fp:
+            self.assertLess(time.time(), deadline, f"{node_id} still presents another certificate than {fp[:16]}")
+            time.sleep(0.1)
+
+    def registered(self, node_id):
+        with open(self.net.path("network.json")) as f:
+            return next(n for n in json.load(f)["nodes"] if n["id"] == node_id)
+
     def test_2_renewed_node_works_and_its_old_certificate_ends_with_the_overlap(self):
         net = self.net
         gw = f"{K}-gateway"
@@ -200,26 +220,41 @@ class Revoke(unittest.TestCase):
         shutil.copy(net.path("nodes", gw, "cert.pem"), old[0])
         shutil.copy(net.path("nodes", gw, "key.pem"), old[1])
         old_fp = net.nodes[gw]["fingerprint"]
+        self.assertEqual(self.presented(gw), old_fp)
+        # a connection open before the renewal (keep-alive)
+        host, port = net.url_of(gw)
+        kept = http.client.HTTPSConnection(host, port, context=net.ssl_context("operator"), timeout=10 * SLOW)
+        self.addCleanup(kept.close)
+        kept.request("GET", "/healthz")
+        a = kept.getresponse()
+        a.read()
+        self.assertEqual(a.status, 200)
         until = int(time.time() + 25 * SLOW)
         r = renkei("pki", "renew", net.dir, gw, "--overlap-until", str(until))
         self.assertIn(f"renewed {gw}", r.stdout)
-        self.assertIn("Restart", r.stdout)
-        with open(net.path("network.json")) as f:
-            node = next(n for n in json.load(f)["nodes"] if n["id"] == gw)
+        self.assertIn("no restart", r.stdout)
+        node = self.registered(gw)
         self.assertNotEqual(node["fingerprint"], old_fp)
         self.assertEqual(node["previous_fingerprints"][-1]["fingerprint"], old_fp)
         with open(net.path("nodes", gw, "cert.pem"), "rb") as f, open(old[0], "rb") as g:
             self.assertNotEqual(f.read(), g.read())
         self.assertTrue(os.path.exists(net.path("nodes", gw, f"cert-{old_fp[:16]}.pem")))
         self.assertEqual(os.stat(net.path("nodes", gw, "key.pem")).st_mode & 0o077, 0)
-        # the nodes that call or are called by it load the new registry; it restarts with its new certificate
-        for n in ("core", gw, K):
-            net.stop_node(n)
-        for n in ("core", gw, K):
-            net.start_node(n, wait=False)
-        for n in ("core", gw, K):
-            net.wait_healthy(n)
+        # no node restarts: each applies the new registry within one refresh, and the
+        # renewed one presents its new certificate to new connections (DESIGN §3)
+        pid = net.procs[gw].pid
         wait_registry(net, ("core", gw, K, Y, f"{Y}-gateway"))
+        self.wait_presented(gw, node["fingerprint"])
+        self.assertEqual(net.procs[gw].pid, pid)
+        self.assertIsNone(net.procs[gw].poll())
+        self.assertIn("certificate renewed", net.log(gw))
+        # the connection open before goes on
+        kept.request("GET", "/healthz")
+        a = kept.getresponse()
+        a.read()
+        self.assertEqual(a.status, 200)
+        self.assertEqual(hashlib.sha256(kept.sock.getpeercert(binary_form=True)).hexdigest(), old_fp)
+        kept.close()
         as_old = lambda: net.call("core", "GET", "/healthz", cert=old, timeout=3,
                                   headers={"X-Renkei-Created": str(int(time.time() * 1000))})
         as_new = lambda: net.call("core", "GET", "/healthz", as_client=("node", gw), timeout=3)
@@ -233,6 +268,49 @@ class Revoke(unittest.TestCase):
         a = as_old()
         self.assertEqual((a.status, a.error), (403, "unknown_peer"), a)  # the overlap is over
         self.assertEqual(as_new().status, 200)
+        # and after it, the gateway's own calls (to the core and its agency node) go
+        # out with the new certificate: the old one would be refused now
+        a = self.query(K, "q-renew-2", "K1")
+        self.assertEqual((a.status, a.json.get("status")), (200, "provided"), a)
+
+    def test_2b_renewed_files_that_are_not_the_registered_ones_are_refused(self):
+        net = self.net
+        gw = f"{Y}-gateway"
+        old_fp = net.nodes[gw]["fingerprint"]
+        cert = net.path("nodes", gw, "cert.pem")
+        old_cert = net.path("y-old-cert.pem")
+        shutil.copy(cert, old_cert)
+        # the node stands still while its folder is renewed and its new certificate
+        # replaced by the old one: the registry names a certificate its files are not
+        net.procs[gw].send_signal(signal.SIGSTOP)
+        try:
+            r = renkei("pki", "renew", net.dir, gw, "--overlap-days", "1")
+            self.assertIn(f"renewed {gw}", r.stdout)
+            new_cert = net.path("y-new-cert.pem")
+            shutil.copy(cert, new_cert)
+            shutil.copy(old_cert, cert)
+        finally:
+            net.procs[gw].send_signal(signal.SIGCONT)
+        new_fp = self.registered(gw)["fingerprint"]
+        self.assertNotEqual(new_fp, old_fp)
+        wait_registry(net, (gw,))
+        deadline = time.time() + 10 * SLOW
+        while "renewed certificate refused" not in net.log(gw):
+            self.assertLess(time.time(), deadline, "the refusal is not in the log")
+            time.sleep(0.1)
+        log = net.log(gw)
+        self.assertIn("is not the certificate the registry names", log)
+        self.assertEqual(log.count("renewed certificate refused"), 1, log)  # once, not at every refresh
+        self.assertEqual(self.presented(gw), old_fp)  # the old one stays
+        self.assertEqual(net.call(gw, "GET", "/healthz", as_client="operator").status, 200)
+        time.sleep(2 * SLOW)  # refreshes go on: the same files are not tried again
+        self.assertEqual(net.log(gw).count("renewed certificate refused"), 1)
+        self.assertEqual(self.presented(gw), old_fp)
+        # the right files put back: taken at the next refresh, no restart
+        shutil.copy(new_cert, cert)
+        self.wait_presented(gw, new_fp)
+        a = self.query(K, "q-renew-y", "K1")
+        self.assertEqual((a.status, a.json.get("status")), (200, "provided"), a)
 
 
 class LogKeys(unittest.TestCase):
@@ -329,10 +407,17 @@ class LogKeys(unittest.TestCase):
         name, key_id = node["log_vkey"].split("+")[:2]
         line = next(ln for ln in a.raw.splitlines() if ln.startswith("\u2014 " + name + " "))
         self.assertEqual(base64.b64decode(line.rsplit(" ", 1)[1])[:4].hex(), key_id)
-        # its certificate renewed too: heads signed before with the previous one
-        r = renkei("pki", "renew", net.dir, Y, "--overlap-days", "1")
-        self.restart(Y, f"{Y}-gateway", "core", K)  # the nodes that check its certificate: the new registry
+        # its certificate renewed too, while it runs (no restart): heads signed before with the
+        # previous certificate's key, after with the new one's — past the overlap too, and its
+        # payloads are accepted then (CMS signed with the new key)
+        until = int(time.time() + 8 * SLOW)
+        r = renkei("pki", "renew", net.dir, Y, "--overlap-until", str(until))
         wait_registry(net, (Y, f"{Y}-gateway", "core", K, f"{K}-gateway"))
+        deadline = time.time() + 10 * SLOW
+        while "certificate renewed" not in net.log(Y):
+            self.assertLess(time.time(), deadline, f"{Y} did not take its renewed certificate")
+            time.sleep(0.1)
+        time.sleep(max(0, until - time.time()) + 1)
         self.exchange("lk-3")
         net.stop_node(Y)  # a last head, and the store at rest
         p = self.verify()

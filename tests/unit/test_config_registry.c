@@ -432,7 +432,9 @@ static void node_swaps_newer_refuses_older_and_keeps_the_last_good(void **state)
     r.stop = 1;
     pthread_join(t, NULL);
     assert_true(r.lookups > 0);
-    assert_int_equal(node->n_retired, 40);
+    /* within the grace (an hour): every replaced one kept, the first apart */
+    assert_int_equal(node->n_retired, 39);
+    assert_int_equal(node->registry_first->serial, 0);
     const rk_registry *good = node->registry;
     /* an older serial, a bad signature, a truncated body, another document under the same serial: refused */
     assert_int_equal(rk_node_registry_consider(node, a2, strlen(a2)), -1);
@@ -492,6 +494,93 @@ static void node_swaps_newer_refuses_older_and_keeps_the_last_good(void **state)
     EVP_PKEY_free(other);
 }
 
+/* A replaced snapshot is freed once its grace has passed since it was
+ * replaced; the first is kept until close, and so is the one this node's
+ * own entry is in, until the grace has passed since it left it. */
+static void node_frees_replaced_snapshots_after_the_grace(void **state)
+{
+    (void)state;
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    BIO *b = BIO_new(BIO_s_mem());
+    char *pem = NULL;
+    PEM_write_bio_PUBKEY(b, key);
+    long n = BIO_get_mem_data(b, &pem);
+    char anchor[200];
+    snprintf(anchor, sizeof anchor, "%s", write_file("registry.pub", ""));
+    FILE *f = fopen(anchor, "w");
+    fwrite(pem, 1, (size_t)n, f);
+    fclose(f);
+    BIO_free(b);
+    char *plain = make_doc(0, NULL, 3, NULL);
+    char network[200];
+    snprintf(network, sizeof network, "%s", write_file("network.json", plain));
+    rk_node *node = calloc(1, sizeof *node);
+    snprintf(node->cfg.dir, sizeof node->cfg.dir, "%s", dir);
+    snprintf(node->cfg.id, sizeof node->cfg.id, "core");
+    snprintf(node->cfg.network, sizeof node->cfg.network, "%s", network);
+    snprintf(node->cfg.registry_anchor, sizeof node->cfg.registry_anchor, "%s", anchor);
+    node->cfg.registry_refresh = 60;
+    char err[256] = "";
+    assert_int_equal(rk_node_registry_open(node, err, sizeof err), RK_OK);
+    node->self = rk_registry_by_id(node->registry, "core");
+    const rk_peer_node *role_kept = rk_registry_by_id(node->registry, "city-00000-gateway"); /* a role's entry from its start */
+    assert_non_null(role_kept);
+    node->registry_grace_ms = 200;
+    long serial = 1;
+#define SWAP()                                                                                                   \
+    do {                                                                                                         \
+        char *doc_ = make_doc(serial, "2026-12-07T12:00:00Z", 3 + (int)(serial % 3), NULL);                       \
+        char *text_ = answer(key, doc_, NULL);                                                                   \
+        assert_int_equal(rk_node_registry_consider(node, text_, strlen(text_)), 1);                               \
+        assert_int_equal(node->registry->serial, serial);                                                        \
+        serial++;                                                                                                \
+        free(doc_);                                                                                              \
+        free(text_);                                                                                             \
+    } while (0)
+    for (int i = 0; i < 5; i++)
+        SWAP(); /* within the grace: 4 replaced kept, the first apart */
+    assert_int_equal(node->n_retired, 4);
+    assert_ptr_equal(node->self, rk_registry_by_id(node->registry, "core")); /* self moved with each */
+    usleep(250 * 1000);
+    SWAP(); /* the 4 are past their grace: freed; the one just replaced is kept */
+    assert_int_equal(node->n_retired, 1);
+    assert_string_equal(role_kept->id, "city-00000-gateway"); /* the first is never freed while the node is open */
+    /* this node's entry no longer matches the certificate it presents (a renewal
+     * not taken): self stays where it is, and that snapshot with it */
+    snprintf(node->tls_fingerprint, sizeof node->tls_fingerprint, "%064d", 7);
+    const rk_peer_node *stuck = node->self;
+    SWAP();
+    assert_ptr_equal(node->self, stuck);
+    usleep(250 * 1000);
+    for (int i = 0; i < 3; i++)
+        SWAP();
+    assert_ptr_equal(node->self, stuck);
+    assert_int_equal(node->n_retired, 4); /* self's, past its grace, and the three within */
+    assert_string_equal(stuck->id, "core"); /* still there (ASan says so) */
+    /* the certificate taken: self moves on, its old snapshot gets the grace from then */
+    snprintf(node->tls_fingerprint, sizeof node->tls_fingerprint, "%s", stuck->fingerprint);
+    SWAP();
+    assert_ptr_not_equal(node->self, stuck);
+    assert_int_equal(node->n_retired, 5);
+    assert_string_equal(stuck->id, "core");
+    usleep(250 * 1000);
+    SWAP();
+    assert_int_equal(node->n_retired, 1);
+    /* a bound: many swaps, each past the grace of the ones before, keep one */
+    node->registry_grace_ms = 1;
+    for (int i = 0; i < 50; i++) {
+        usleep(2000);
+        SWAP();
+    }
+    assert_true(node->n_retired <= 1);
+    assert_string_equal(role_kept->id, "city-00000-gateway");
+#undef SWAP
+    rk_node_registry_close(node);
+    free(node);
+    free(plain);
+    EVP_PKEY_free(key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -504,6 +593,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(signed_registry_opens_and_finds, setup, teardown),
         cmocka_unit_test_setup_teardown(signed_registry_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(node_swaps_newer_refuses_older_and_keeps_the_last_good, setup, teardown),
+        cmocka_unit_test_setup_teardown(node_frees_replaced_snapshots_after_the_grace, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -155,6 +155,46 @@ static void loads_a_public_anchor_only(void **state)
     EVP_PKEY_free(key);
 }
 
+/* An envelope is recognised as the wrapping of a document byte for byte,
+ * without a copy of it: what the core checks before it keeps a delta. */
+static void knows_its_own_wrapping(void **state)
+{
+    (void)state;
+    EVP_PKEY *key = new_key();
+    size_t big = 10007; /* several blocks of base64, and not a multiple of 3 */
+    char *doc = malloc(big + 1);
+    for (size_t i = 0; i < big; i++)
+        doc[i] = (char)('a' + i % 26);
+    doc[big] = '\0';
+    char *env = sign(key, "registry", doc);
+    json_t *o = json_loads(env, 0, NULL);
+    char key_id[RK_SIGNED_DOC_KEY_ID_LEN], sig[RK_SIGNED_DOC_SIG64_MAX];
+    assert_int_equal(rk_signed_doc_wrapped_as("registry", doc, big, env, strlen(env), key_id, sig), RK_OK);
+    assert_string_equal(key_id, json_string_value(json_object_get(o, "key_id")));
+    assert_string_equal(sig, json_string_value(json_object_get(o, "signature")));
+    /* the same from its parts */
+    char *again = NULL;
+    size_t len = 0;
+    assert_int_equal(rk_signed_doc_wrap("registry", key_id, doc, big, sig, &again, &len), RK_OK);
+    assert_string_equal(again, env);
+    free(again);
+    /* anything else is not it */
+    assert_int_equal(rk_signed_doc_wrapped_as("catalog", doc, big, env, strlen(env), key_id, sig), RK_ERR_INVALID);
+    doc[5000] = 'Z';
+    assert_int_equal(rk_signed_doc_wrapped_as("registry", doc, big, env, strlen(env), key_id, sig), RK_ERR_INVALID);
+    doc[5000] = 'a' + 5000 % 26;
+    assert_int_equal(rk_signed_doc_wrapped_as("registry", doc, big - 1, env, strlen(env), key_id, sig), RK_ERR_INVALID);
+    assert_int_equal(rk_signed_doc_wrapped_as("registry", doc, big, env, strlen(env) - 1, key_id, sig), RK_ERR_INVALID);
+    char *spaced = malloc(strlen(env) + 2);
+    sprintf(spaced, "{ %s", env + 1);
+    assert_int_equal(rk_signed_doc_wrapped_as("registry", doc, big, spaced, strlen(spaced), key_id, sig), RK_ERR_INVALID);
+    free(spaced);
+    json_decref(o);
+    free(env);
+    free(doc);
+    EVP_PKEY_free(key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -163,6 +203,7 @@ int main(void)
         cmocka_unit_test(refuses_a_rewritten_kind_or_document),
         cmocka_unit_test(refuses_malformed_and_oversized),
         cmocka_unit_test(loads_a_public_anchor_only),
+        cmocka_unit_test(knows_its_own_wrapping),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -127,6 +127,11 @@ typedef struct bench_proc_snap {
 
 /* Takes a snapshot of every living descendant (children, grandchildren, …) and of this process. */
 void bench_snap_take(bench_proc_snap *s);
+/* Counts root and its descendants too, as one row named `name`, in the CPU
+ * of later snapshots (not in peak RSS): a server the bench's network runs
+ * outside its own process tree. A process that ends between two snapshots
+ * is not counted. */
+void bench_procs_also(pid_t root, const char *name);
 
 /* CPU seconds used between two snapshots, busiest first; with `ops` > 0
  * (the successes counted in the window) also the CPU per operation (`one`

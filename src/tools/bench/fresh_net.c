@@ -56,6 +56,23 @@ static rk_rc set_workers(const bench_net *n, int workers, char *err, size_t errl
     return RK_OK;
 }
 
+/* The network's PostgreSQL server (its postmaster and backends) counted in
+ * the CPU figures: pg_ctl started it outside this process's tree. */
+static void count_postgres(const bench_net *n)
+{
+    char path[TK_PATH_CAP];
+    bench_fmt(path, sizeof path, "%s/pg/data/postmaster.pid", n->dir);
+    FILE *f = fopen(path, "re");
+    long pid = 0;
+    if (f) {
+        if (fscanf(f, "%ld", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    if (pid > 0)
+        bench_procs_also((pid_t)pid, "postgres (server)");
+}
+
 /* Writes and starts a network of 3 agencies and `persons` residents in a new
  * temporary folder (o->postgres: its data in a PostgreSQL server of its own;
  * o->core_instances: that many core instances) and waits until every node
@@ -100,6 +117,8 @@ rk_rc bench_net_open(bench_net *n, int persons, int workers, const bench_opts *o
     if ((rc = rk_net_wait_healthy(n->dir, HEALTHY_TIMEOUT_MS)) != RK_OK)
         bench_fmt(err, errlen, "the network did not become healthy within %d s (see %s/nodes/*/node.log)",
                   HEALTHY_TIMEOUT_MS / 1000, n->dir);
+    else if (o->postgres)
+        count_postgres(n);
     return rc;
 }
 

@@ -116,12 +116,27 @@ static void proc_name(pid_t pid, char *out, size_t outlen)
     bench_fmt(out, outlen, "%s", base);
 }
 
-/* Every living descendant of this process (children, grandchildren, …). */
-static int list_descendants(pid_t *out, int cap)
+/* A process tree counted with the bench's own though it is not under it:
+ * a PostgreSQL server that pg_ctl started as another user (fresh_net.c). */
+static pid_t also_root;
+static char also_name[64];
+
+void bench_procs_also(pid_t root, const char *name)
+{
+    also_root = root;
+    bench_fmt(also_name, sizeof also_name, "%s", name);
+}
+
+/* Every living descendant of root (children, grandchildren, …), with root
+ * itself when with_root. */
+static int list_tree(pid_t root, int with_root, pid_t *out, int cap)
 {
     DIR *d = opendir("/proc");
-    if (!d)
+    if (!d || cap < 1) {
+        if (d)
+            closedir(d);
         return 0;
+    }
     static pid_t pids[65536], parents[65536];
     int n = 0;
     struct dirent *e;
@@ -138,27 +153,40 @@ static int list_descendants(pid_t *out, int cap)
     }
     closedir(d);
     int found = 0;
-    out[found++] = getpid();
+    out[found++] = root;
     for (int k = 0; k < found; k++) /* breadth first over the tree */
         for (int i = 0; i < n && found < cap; i++)
             if (parents[i] == out[k])
                 out[found++] = pids[i];
+    if (with_root)
+        return found;
     for (int i = 1; i < found; i++)
-        out[i - 1] = out[i]; /* drop ourselves */
+        out[i - 1] = out[i];
     return found - 1;
+}
+
+/* Every living descendant of this process. */
+static int list_descendants(pid_t *out, int cap)
+{
+    return list_tree(getpid(), 0, out, cap);
 }
 
 void bench_snap_take(bench_proc_snap *s)
 {
     pid_t pids[BENCH_MAX_PROCS + 1];
-    int n = list_descendants(pids, BENCH_MAX_PROCS + 1);
+    int n = list_descendants(pids, BENCH_MAX_PROCS + 1), mine = n;
+    if (also_root > 0 && n < BENCH_MAX_PROCS)
+        n += list_tree(also_root, 1, pids + n, BENCH_MAX_PROCS - n);
     s->n = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && s->n < BENCH_MAX_PROCS; i++) {
         bench_proc_entry *p = &s->p[s->n];
         if (read_stat(pids[i], &p->cpu_s, NULL) != 0)
             continue;
         p->pid = pids[i];
-        proc_name(pids[i], p->name, sizeof p->name);
+        if (i < mine)
+            proc_name(pids[i], p->name, sizeof p->name);
+        else
+            bench_fmt(p->name, sizeof p->name, "%s", also_name);
         s->n++;
     }
     read_stat(getpid(), &s->self_cpu_s, NULL);
@@ -191,7 +219,14 @@ void bench_cpu_print(const bench_proc_snap *a, const bench_proc_snap *b, const c
         for (int j = 0; j < a->n; j++)
             if (a->p[j].pid == b->p[i].pid)
                 before = a->p[j].cpu_s;
-        rows[n++] = (cpu_row){b->p[i].name, b->p[i].cpu_s - before};
+        int same = -1; /* processes of one name (a server's backends) are one row */
+        for (int k = 0; k < n && same < 0; k++)
+            if (strcmp(rows[k].name, b->p[i].name) == 0)
+                same = k;
+        if (same >= 0)
+            rows[same].used += b->p[i].cpu_s - before;
+        else
+            rows[n++] = (cpu_row){b->p[i].name, b->p[i].cpu_s - before};
     }
     rows[n++] = (cpu_row){"bench client (this process)", b->self_cpu_s - a->self_cpu_s};
     qsort(rows, (size_t)n, sizeof *rows, cmp_row);
