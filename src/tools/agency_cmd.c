@@ -402,6 +402,7 @@ int rk_cmd_agency(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "remove") == 0) {
         if (argc != 4)
             return tk_usage_error(CMD, "expected 'remove DIR ID'");
+        tk_use_network_token(argv[2]);
         return remove_agency(argv[2], argv[3]);
     }
     if (argc < 3 || strcmp(argv[1], "add") != 0)
@@ -420,5 +421,6 @@ int rk_cmd_agency(int argc, char **argv)
     }
     if (!id || !kind)
         return tk_usage_error(CMD, "add needs --id ID and --kind KIND");
+    tk_use_network_token(argv[2]); /* net init --hsm: the CA's and the registry's keys in its token */
     return add(argv[2], id, kind, name);
 }

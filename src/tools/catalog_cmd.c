@@ -171,6 +171,7 @@ rk_rc rk_catalog_publish(const char *dir, const char *effective, int64_t version
     rk_rc rc = rk_permissions_load(perms, cats, &tables, err, errlen);
     if (rc == RK_OK)
         rc = rk_catalog_doc_build(tables, version, effective, &doc, &doclen, err, errlen);
+    tk_use_network_token(dir); /* net init --hsm: the key is in the network's token */
     if (rc == RK_OK && (rc = rk_pki_load_key(key_path ? key_path : key_default, NULL, &key)) != RK_OK)
         set_err(err, errlen, rc, "%s: cannot read the registry key: %s", key_path ? key_path : key_default,
                 rk_strerror(rc));

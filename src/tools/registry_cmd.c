@@ -137,6 +137,7 @@ rk_rc rk_registry_publish(const char *dir, uint64_t *serial_out, char *err, size
         set_err(err, errlen, "%s: %s", net_path, why);
         goto done;
     }
+    tk_use_network_token(dir); /* net init --hsm: the key is in the network's token */
     if ((rc = rk_pki_load_key(key_path, NULL, &key)) != RK_OK) {
         set_err(err, errlen, "%s: cannot load the registry key: %s", key_path,
                 rc == RK_ERR_DENIED ? "readable by group or others (chmod 600)" : rk_strerror(rc));

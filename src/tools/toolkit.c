@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -161,4 +162,12 @@ void tk_client_close(tk_client *c)
     EVP_PKEY_free(c->key);
     X509_free(c->cert);
     memset(c, 0, sizeof *c);
+}
+
+void tk_use_network_token(const char *dir)
+{
+    char conf[TK_PATH_CAP];
+    if (!getenv("SOFTHSM2_CONF") && tk_path(conf, sizeof conf, "%s/hsm/softhsm2.conf", dir) == RK_OK &&
+        access(conf, R_OK) == 0)
+        setenv("SOFTHSM2_CONF", conf, 1);
 }

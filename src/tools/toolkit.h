@@ -38,6 +38,9 @@ int tk_parse_int(const char *s, long min, long max, int *out);
 /* snprintf into out; RK_ERR_INVALID when the text was cut (or on an
  * encoding error), else RK_OK. */
 rk_rc tk_path(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A network made with `net init --hsm`: its token (DIR/hsm/softhsm2.conf)
+ * for the keys named by pkcs11: URIs, unless SOFTHSM2_CONF names one. */
+void tk_use_network_token(const char *dir);
 
 /* Makes a fresh folder "$TMPDIR/<name>-XXXXXX" (/tmp when TMPDIR is unset
  * or empty) and writes its path to out. On failure out is "" and err holds

@@ -1,12 +1,13 @@
 """Keys in a PKCS#11 token (DESIGN §3, standard 第5-2(5)): `renkei net init
---hsm` puts every server node's key and the CA key in the network's SoftHSM2
-token; the flows run with them (TLS handshakes and CMS signing inside the
+--hsm` puts every server node's key, the CA key and the registry key in the
+network's SoftHSM2 token; the flows run with them (TLS handshakes and CMS signing inside the
 token, CMS decryption by ECDH inside it); the core's code master key is
 wrapped to the core's token key; `renkei core rotate-code-key` starts a new
 code key version while earlier codes still convert; a wrong PIN or a missing
 token object stops a node in one clear line."""
 import glob
 import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 import subprocess
 import time
@@ -59,6 +60,8 @@ class Hsm(unittest.TestCase):
         self.assertEqual(roles, {"core", "jlis", "gateway", "agency", "witness", "portal", "ppc"})
         with open(net.path("pki", "ca-key.pem")) as f:
             self.assertTrue(f.read().startswith("pkcs11:token=renkei;object=network-ca;"))
+        with open(net.path("pki", "registry-key.pem")) as f:  # the operator's registry key too
+            self.assertTrue(f.read().startswith("pkcs11:token=renkei;object=registry;"))
         with open(net.path("nodes", "core", "master.key")) as f:
             self.assertTrue(f.read().startswith("-----BEGIN CMS-----"))  # wrapped to the core's token key
         self.assertEqual(os.stat(net.path("hsm", "pin")).st_mode & 0o777, 0o600)
@@ -154,6 +157,22 @@ class Hsm(unittest.TestCase):
             self.assertNotIn("000000", lines[0])
         # the running gateway was not disturbed
         self.assertEqual(net.call(gw, "GET", "/healthz", as_client="operator").status, 200)
+
+    def test_4b_the_registry_is_signed_in_the_token(self):
+        """`renkei registry publish` signs with the registry key in the network's token (found
+        without SOFTHSM2_CONF), and the nodes open what it signed under their anchor."""
+        net = self.net
+        env = {k: v for k, v in os.environ.items() if k != "SOFTHSM2_CONF"}
+        p = subprocess.run([BIN, "registry", "publish", net.dir], capture_output=True, text=True, env=env, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        serial = int(p.stdout.split()[-1])
+        for node in ("core", "jlis"):
+            net.procs[node].send_signal(signal.SIGHUP)
+            deadline = time.time() + 10 * SLOW
+            while net.call(node, "GET", "/healthz", as_client="operator").json["checks"]["registry_serial"] != serial:
+                self.assertLess(time.time(), deadline, node)
+                time.sleep(0.1)
+        self.assertIsNone(net.call("jlis", "GET", "/healthz", as_client="operator").json["checks"]["registry_error"])
 
     def test_5_records_verify_with_token_keys(self):
         net = self.net

@@ -1,5 +1,6 @@
-/* hsm.c — `renkei net init DIR --hsm`: every server node's key, and the
- * network CA's key, in a PKCS#11 token (DESIGN §3, standard 第5-2(5)).
+/* hsm.c — `renkei net init DIR --hsm`: every server node's key, the network
+ * CA's key and the operator's registry key in a PKCS#11 token (DESIGN §3,
+ * standard 第5-2(5)).
  *
  * A SoftHSM2 token of the network's own: DIR/hsm/softhsm2.conf (its
  * directories.tokendir is DIR/hsm/tokens), so nothing global is touched; a
@@ -10,7 +11,9 @@
  * signing, CKA_DERIVE for ECDH, i.e. CMS decryption; sensitive, never
  * extractable) and its file wiped and removed. Each node.conf then names
  * its key by a pkcs11: URI with key_passphrase_file = the PIN file; the
- * CA's ca-key.pem becomes one pkcs11: URI line (crypto/keys.h). The core's
+ * CA's ca-key.pem and the registry-key.pem become one pkcs11: URI line each
+ * (crypto/keys.h; the registry key, which has no certificate, with its
+ * public key object beside it). The core's
  * code master key file is wrapped to the core's certificate (core/codes.h),
  * so it opens only with the token's key. */
 #include <errno.h>
@@ -117,7 +120,22 @@ static rk_rc import_key(const char *hsm, const char *conf, const char *log, cons
     if (rc == RK_OK)
         rc = rc2;
     X509 *x = NULL;
-    if (rc == RK_OK && (rc = rk_pki_load_cert(cert, &x)) == RK_OK) {
+    if (rc == RK_OK && !cert) { /* no certificate (the registry key): its public key, for the engine to find */
+        pk = NULL;
+        der = NULL;
+        if ((rc = rk_pkey_load(key, NULL, &pk, NULL, 0)) == RK_OK) {
+            der_len = i2d_PUBKEY(pk, &der);
+            EVP_PKEY_free(pk);
+            rc = der_len > 0 ? rk_write_file(der_path, der, (size_t)der_len, 0644) : RK_ERR_CRYPTO;
+            OPENSSL_free(der);
+        }
+        char *const pargs[] = {"pkcs11-tool", "--module", HSM_MODULE, "--token-label", HSM_TOKEN, "--login",
+                               "--pin", "env:RENKEI_HSM_PIN", "--write-object", der_path, "--type", "pubkey", "--id",
+                               idhex, "--label", (char *)label, NULL};
+        if (rc == RK_OK)
+            rc = run(conf, log, pin, NULL, pargs);
+        unlink(der_path);
+    } else if (rc == RK_OK && (rc = rk_pki_load_cert(cert, &x)) == RK_OK) {
         der = NULL;
         der_len = i2d_X509(x, &der);
         X509_free(x);
@@ -260,8 +278,23 @@ rk_rc net_hsm_init(const char *dir, const net_plan *plan, char *err, size_t errl
                  pin_path);
         rc = rk_write_file(ca_key, text, strlen(text), 0600);
     }
-    if (rc != RK_OK)
+    if (rc != RK_OK) {
         net_set_err(err, errlen, "cannot put the CA key in the token (see %s): %s", log, rk_strerror(rc));
+        goto done;
+    }
+    /* the operator's registry key (DESIGN §3): `renkei registry publish`,
+     * `catalog publish` and what publishes for them sign in the token */
+    char reg_key[NET_PATH_CAP];
+    if ((rc = tk_path(reg_key, sizeof reg_key, "%s/pki/registry-key.pem", abs)) == RK_OK &&
+        (rc = import_key(hsm, conf, log, pin, reg_key, NULL, "registry", 0x7e)) == RK_OK) {
+        snprintf(text, sizeof text,
+                 "pkcs11:token=" HSM_TOKEN ";object=registry;type=private?module-path=" HSM_MODULE
+                 "&pin-source=file:%s\n",
+                 pin_path);
+        rc = rk_write_file(reg_key, text, strlen(text), 0600);
+    }
+    if (rc != RK_OK)
+        net_set_err(err, errlen, "cannot put the registry key in the token (see %s): %s", log, rk_strerror(rc));
 done:
     rk_wipe(pin, sizeof pin);
     rk_wipe(so_pin, sizeof so_pin);
