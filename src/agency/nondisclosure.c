@@ -39,14 +39,19 @@ typedef struct withholding {
     int found;                    /* 1 found and stepped, 0 not this agency's, 2 never marked, -1 the store failed */
 } withholding;
 
+/* This agency's record of the exchange, as its requester or its provider. */
+static rk_rc find_own(withholding *w, rk_db *db)
+{
+    rk_rc rc = rk_records_find(db, w->exchange_id, "requester", NULL, &w->rec);
+    return rc == RK_ERR_NOT_FOUND ? rk_records_find(db, w->exchange_id, "provider", NULL, &w->rec) : rc;
+}
+
 /* On a worker: the agency's record of the exchange, and the marking's step. */
 static void mark_work(rk_flow *f)
 {
     withholding *w = (withholding *)f;
     rk_db *db = agency_store_db(w->a->store);
-    rk_rc rc = rk_records_find(db, w->exchange_id, "requester", NULL, &w->rec);
-    if (rc == RK_ERR_NOT_FOUND)
-        rc = rk_records_find(db, w->exchange_id, "provider", NULL, &w->rec);
+    rk_rc rc = find_own(w, db);
     if (rc == RK_ERR_NOT_FOUND) {
         w->found = 0;
         return;
@@ -157,9 +162,7 @@ static void lift_work(rk_flow *f)
 {
     withholding *w = (withholding *)f;
     rk_db *db = agency_store_db(w->a->store);
-    rk_rc rc = rk_records_find(db, w->exchange_id, "requester", NULL, &w->rec);
-    if (rc == RK_ERR_NOT_FOUND)
-        rc = rk_records_find(db, w->exchange_id, "provider", NULL, &w->rec);
+    rk_rc rc = find_own(w, db);
     if (rc == RK_ERR_NOT_FOUND) {
         w->found = 0;
         return;

@@ -167,6 +167,37 @@ void core_handle_person_exchanges(void *app, const rk_request *req, rk_response 
     rk_disclosure_head_clear(&head);
 }
 
+/* text cut to fit out, between two UTF-8 characters */
+static void cut_text(const char *text, char *out, size_t outlen)
+{
+    size_t len = strlen(text), k = len < outlen ? len : outlen - 1;
+    while (k > 0 && k < len && ((unsigned char)text[k] & 0xC0) == 0x80)
+        k--;
+    memcpy(out, text, k);
+    out[k] = '\0';
+}
+
+/* The core's record of exchange_id as the step an agency party to it adds
+ * (outcome, operator, now; reason left to the caller). RK_ERR_NOT_FOUND,
+ * answered 404, when there is no such exchange or the agency is no party
+ * to it; another error is the store's, not answered. */
+static rk_rc party_step(core *c, rk_response *resp, const char *agency, const char *exchange_id, const char *outcome,
+                        const char *operator_id, rk_record *step)
+{
+    rk_rc rc = rk_records_find(core_store_db(c->store), exchange_id, "core", NULL, step);
+    if (rc == RK_ERR_NOT_FOUND ||
+        (rc == RK_OK && strcmp(step->requester, agency) != 0 && strcmp(step->provider, agency) != 0)) {
+        rk_reply_error(resp, 404, "not_found", "%s is no party to an exchange %s", agency, exchange_id);
+        return RK_ERR_NOT_FOUND;
+    }
+    step->requested_ms = rk_node_now_ms(c->node);
+    step->provided_ms = 0;
+    step->payload_sha256[0] = '\0';
+    snprintf(step->outcome, sizeof step->outcome, "%s", outcome);
+    snprintf(step->operator_id, sizeof step->operator_id, "%s", operator_id);
+    return rc;
+}
+
 /* POST /v1/nondisclosures {"exchange_id","basis","operator"[,"until"]} from
  * an agency's gateway: the agency, requester or provider of the exchange,
  * marks it not to be disclosed; the step is recorded with the person's
@@ -186,26 +217,14 @@ void core_handle_nondisclosure(void *app, const rk_request *req, rk_response *re
         rk_reply_error(resp, 400, "invalid_field", "until must be YYYY-MM-DD when given, operator an id");
         return;
     }
-    rk_record rec;
-    rk_rc rc = rk_records_find(core_store_db(c->store), exchange_id, "core", NULL, &rec);
-    if (rc == RK_ERR_NOT_FOUND || (rc == RK_OK && strcmp(rec.requester, agency) != 0 && strcmp(rec.provider, agency) != 0)) {
-        rk_reply_error(resp, 404, "not_found", "%s is no party to an exchange %s", agency, exchange_id);
+    rk_record step;
+    rk_rc rc = party_step(c, resp, agency, exchange_id, "withheld", operator_id, &step);
+    if (rc == RK_ERR_NOT_FOUND)
         return;
-    }
-    rk_record step = rec;
-    step.requested_ms = rk_node_now_ms(c->node);
-    step.provided_ms = 0;
-    step.payload_sha256[0] = '\0';
-    snprintf(step.outcome, sizeof step.outcome, "withheld");
-    snprintf(step.operator_id, sizeof step.operator_id, "%s", operator_id);
     /* the whole basis is the marking's; the record names the agency and as
-     * much of the basis as fits, cut between two UTF-8 characters */
+     * much of the basis as fits */
     char cut[111];
-    size_t k = strlen(basis) < sizeof cut ? strlen(basis) : sizeof cut - 1;
-    while (k > 0 && k < strlen(basis) && ((unsigned char)basis[k] & 0xC0) == 0x80)
-        k--;
-    memcpy(cut, basis, k);
-    cut[k] = '\0';
+    cut_text(basis, cut, sizeof cut);
     snprintf(step.reason, sizeof step.reason, "%.63s: %s%s%.10s", agency, cut, until ? " until " : "", until ? until : "");
     if (rc == RK_OK)
         rc = core_store_withhold(c->store, &step, agency, basis, until, operator_id, step.requested_ms);
@@ -234,24 +253,12 @@ void core_handle_nondisclosure_lift(void *app, const rk_request *req, rk_respons
         rk_reply_error(resp, 400, "invalid_field", "operator must be an id");
         return;
     }
-    rk_record rec;
-    rk_rc rc = rk_records_find(core_store_db(c->store), exchange_id, "core", NULL, &rec);
-    if (rc == RK_ERR_NOT_FOUND || (rc == RK_OK && strcmp(rec.requester, agency) != 0 && strcmp(rec.provider, agency) != 0)) {
-        rk_reply_error(resp, 404, "not_found", "%s is no party to an exchange %s", agency, exchange_id);
+    rk_record step;
+    rk_rc rc = party_step(c, resp, agency, exchange_id, "disclosed", operator_id, &step);
+    if (rc == RK_ERR_NOT_FOUND)
         return;
-    }
-    rk_record step = rec;
-    step.requested_ms = rk_node_now_ms(c->node);
-    step.provided_ms = 0;
-    step.payload_sha256[0] = '\0';
-    snprintf(step.outcome, sizeof step.outcome, "disclosed");
-    snprintf(step.operator_id, sizeof step.operator_id, "%s", operator_id);
-    char cut[111]; /* as much of the reason as fits, cut between two UTF-8 characters */
-    size_t k = strlen(reason) < sizeof cut ? strlen(reason) : sizeof cut - 1;
-    while (k > 0 && k < strlen(reason) && ((unsigned char)reason[k] & 0xC0) == 0x80)
-        k--;
-    memcpy(cut, reason, k);
-    cut[k] = '\0';
+    char cut[111]; /* as much of the reason as fits */
+    cut_text(reason, cut, sizeof cut);
     snprintf(step.reason, sizeof step.reason, "%.63s: lifted: %s", agency, cut);
     if (rc == RK_OK)
         rc = core_store_lift(c->store, &step, agency);

@@ -541,15 +541,6 @@ const rk_peer_node *rk_registry_by_fingerprint(const rk_registry *reg, const cha
     return NULL;
 }
 
-const rk_peer_node *rk_registry_current(const rk_registry *reg, const rk_peer_node *peer)
-{
-    if (!peer)
-        return NULL;
-    if (peer >= reg->nodes && peer < reg->nodes + reg->n_nodes)
-        return peer; /* found in this very snapshot */
-    return rk_registry_by_fingerprint(reg, peer->fingerprint);
-}
-
 int rk_peer_fingerprint_accepted(const rk_peer_node *node, const char *fingerprint, int64_t now)
 {
     if (strcmp(node->fingerprint, fingerprint) == 0)

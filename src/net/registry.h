@@ -131,11 +131,6 @@ void rk_registry_free(rk_registry *reg);
  * none. For the TLS and CMS checks (a revoked certificate is refused). */
 const char *rk_registry_crl(const rk_registry *reg, size_t *len);
 
-/* The entry in force in reg for a peer found in an earlier snapshot (a
- * connection keeps the peer it was first looked up as): the entry with the
- * same certificate fingerprint now, or NULL when it was removed. O(1). */
-const rk_peer_node *rk_registry_current(const rk_registry *reg, const rk_peer_node *peer);
-
 const rk_peer_node *rk_registry_by_id(const rk_registry *reg, const char *id);
 /* The node whose certificate has this fingerprint: its current one, or a
  * previous one whose overlap has not ended (rk_peer_fingerprint_accepted). */

@@ -102,11 +102,6 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
         snprintf(err, errlen, "%s: key does not match the certificate", node->cfg.key);
         return RK_ERR_CONFIG;
     }
-    X509_up_ref(node->cert);
-    EVP_PKEY_up_ref(node->key);
-    node->tls_cert = node->cert;
-    node->tls_key = node->key;
-    snprintf(node->tls_fingerprint, sizeof node->tls_fingerprint, "%s", fp);
     if ((rc = rk_pki_cert_to_pem(node->cert, &node->cert_pem)) != RK_OK ||
         (rc = rk_ca_store_load(node->cfg.ca, &node->trusted)) != RK_OK ||
         /* room for the nodes that join while it runs (DESIGN §3) */
@@ -115,6 +110,7 @@ rk_rc rk_node_open(const char *config_path, rk_role role, rk_node *node, char *e
         return rc;
     }
     node->first_identity = (rk_identity){.cert = node->cert, .key = node->key, .cert_pem = node->cert_pem};
+    snprintf(node->first_identity.fingerprint, sizeof node->first_identity.fingerprint, "%s", fp);
     node->identity = &node->first_identity;
     return node_crl_open(node, err, errlen);
 }
@@ -134,8 +130,6 @@ void rk_node_close(rk_node *node)
         free(id->cert_pem);
         free(id);
     }
-    EVP_PKEY_free(node->tls_key);
-    X509_free(node->tls_cert);
     free(node->cert_pem);
     rk_peer_certs_free(node->peer_certs);
     X509_STORE_free(node->trusted);
@@ -150,8 +144,8 @@ static void on_server_incident(void *ctx, const char *kind, const char *summary)
 
 static void node_server_config(const rk_node *node, rk_server_config *sc)
 {
-    sc->cert = node->tls_cert;
-    sc->key = node->tls_key;
+    sc->cert = rk_node_identity(node)->cert;
+    sc->key = rk_node_identity(node)->key;
     sc->ca_path = node->cfg.ca;
     sc->registry = node->registry;
     sc->agency = node->self->agency;
@@ -327,7 +321,8 @@ static void send_later(later_call *c)
     rk_rc rc = RK_OK;
     if (!*relay) { /* with the certificate in force (a renewal replaces it, registry_refresh.c) */
         pthread_mutex_lock(&node->registry_lock);
-        rc = rk_relay_new(c->base, node->tls_cert, node->tls_key, node->cfg.ca, node->cfg.clock_offset_ms, relay);
+        const rk_identity *me = node->identity;
+        rc = rk_relay_new(c->base, me->cert, me->key, node->cfg.ca, node->cfg.clock_offset_ms, relay);
         pthread_mutex_unlock(&node->registry_lock);
     }
     const char *url = NULL;

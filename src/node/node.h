@@ -21,6 +21,7 @@ typedef struct rk_identity {
     X509 *cert;
     EVP_PKEY *key;              /* wiped and freed on close (第5-2(5)) */
     char *cert_pem;
+    char fingerprint[65];       /* of cert: what the registry must name for this node */
     struct rk_identity *before; /* the one it replaced: kept until close (a thread may be using it) */
 } rk_identity;
 
@@ -56,17 +57,13 @@ typedef struct rk_node {
      * core's code key); never replaced. */
     X509 *cert;
     EVP_PKEY *key;              /* wiped and freed on close (第5-2(5)) */
-    /* The identity in force for CMS and the records log's heads: the one
-     * loaded at start (first_identity), replaced by a renewed certificate
-     * (registry_refresh.c). Read it with rk_node_identity, once per use. */
+    /* The identity in force for TLS (server and relays), CMS and the records
+     * log's heads: the one loaded at start (first_identity), replaced by a
+     * renewed certificate (registry_refresh.c). Read it with
+     * rk_node_identity, once per use; replaced under registry_lock, as
+     * node->relay and the calls loop's relay are made or freed. */
     rk_identity *identity;
     rk_identity first_identity;
-    /* The certificate and key TLS presents (server and relays), replaced
-     * with them. Under registry_lock, as are node->relay and the calls
-     * loop's relay while they are made or freed. */
-    X509 *tls_cert;
-    EVP_PKEY *tls_key;
-    char tls_fingerprint[65];
     char identity_tried[600];   /* the registry's fingerprint and the files' stamps last tried */
     int identity_recheck;       /* SIGHUP: try the files again */
     char *cert_pem;             /* this node's certificate as loaded at start, PEM */
@@ -158,7 +155,7 @@ rk_rc rk_node_post(rk_node *node, const rk_peer_node *peer, const char *path, co
 rk_rc rk_node_call_capped(rk_node *node, const char *method, const rk_peer_node *peer, const char *path,
                           const char *body, size_t max_response, rk_http_result *out, int *used_backup);
 /* A renewed certificate for the relays made so far (the server loop's and
- * the calls loop's); those made later take node->tls_cert. Under registry_lock. */
+ * the calls loop's); those made later take the identity in force. Under registry_lock. */
 void rk_node_relays_set_identity(rk_node *node, X509 *cert, EVP_PKEY *key);
 /* Frees the server loop's relay; from the server's on_stop, on the loop. */
 void rk_node_calls_close(rk_node *node);

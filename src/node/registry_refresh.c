@@ -302,7 +302,7 @@ static rk_rc swap_in(rk_node *node, rk_registry *fresh)
     node->registry_answer_of = NULL;
     const rk_peer_node *self = rk_registry_by_id(fresh, node->cfg.id);
     /* the certificate this node presents (its entry's before any TLS identity was loaded: tests) */
-    const char *mine = node->tls_fingerprint[0] ? node->tls_fingerprint : node->self->fingerprint;
+    const char *mine = node->identity ? node->identity->fingerprint : node->self->fingerprint;
     if (self && self->role == node->self->role && strcmp(self->fingerprint, mine) == 0) {
         const rk_peer_node *was = node->self;
         __atomic_store_n(&node->self, self, __ATOMIC_RELEASE);
@@ -586,8 +586,14 @@ static rk_rc load_identity(rk_node *node, const char *want, X509 **cert, EVP_PKE
 /* Presents cert and key on new connections (takes them). Under registry_lock. */
 static rk_rc use_identity(rk_node *node, X509 *cert, EVP_PKEY *key, const char *fp)
 {
-    rk_rc rc = node->server ? rk_server_set_identity(node->server, cert, key) : RK_OK;
+    rk_identity *id = calloc(1, sizeof *id);
+    char *pem = NULL;
+    rk_rc rc = id ? rk_pki_cert_to_pem(cert, &pem) : RK_ERR_NOMEM;
+    if (rc == RK_OK && node->server)
+        rc = rk_server_set_identity(node->server, cert, key);
     if (rc != RK_OK) {
+        free(pem);
+        free(id);
         X509_free(cert);
         EVP_PKEY_free(key);
         return rc;
@@ -595,23 +601,10 @@ static rk_rc use_identity(rk_node *node, X509 *cert, EVP_PKEY *key, const char *
     rk_node_relays_set_identity(node, cert, key);
     /* CMS signing and decryption and the records log's heads go on with it
      * too (after the overlap the old one is refused, and heads it signed
-     * would not verify); the old ones stay allocated until close */
-    rk_identity *id = calloc(1, sizeof *id);
-    char *pem = NULL;
-    if (!id || rk_pki_cert_to_pem(cert, &pem) != RK_OK) {
-        free(id);
-        rk_warn("CMS and the records log keep the old certificate until a restart: out of memory");
-    } else {
-        X509_up_ref(cert);
-        EVP_PKEY_up_ref(key);
-        *id = (rk_identity){.cert = cert, .key = key, .cert_pem = pem, .before = node->identity};
-        __atomic_store_n(&node->identity, id, __ATOMIC_RELEASE); /* the three at once */
-    }
-    X509_free(node->tls_cert);
-    EVP_PKEY_free(node->tls_key);
-    node->tls_cert = cert;
-    node->tls_key = key;
-    snprintf(node->tls_fingerprint, sizeof node->tls_fingerprint, "%s", fp);
+     * would not verify); the old one stays allocated until close */
+    *id = (rk_identity){.cert = cert, .key = key, .cert_pem = pem, .before = node->identity};
+    snprintf(id->fingerprint, sizeof id->fingerprint, "%s", fp);
+    __atomic_store_n(&node->identity, id, __ATOMIC_RELEASE); /* all of it at once */
     return RK_OK;
 }
 
@@ -619,7 +612,7 @@ static void check_identity(rk_node *node)
 {
     const rk_registry *reg = node->registry; /* the refresh thread is its one writer */
     const rk_peer_node *want = rk_registry_by_id(reg, node->cfg.id);
-    if (!want || want->role != node->self->role || strcmp(want->fingerprint, node->tls_fingerprint) == 0)
+    if (!want || want->role != node->self->role || strcmp(want->fingerprint, node->identity->fingerprint) == 0)
         return;
     char tried[sizeof node->identity_tried], cs[96], ks[96] = "";
     file_stamp(node->cfg.cert, cs, sizeof cs);
@@ -651,7 +644,7 @@ static void check_identity(rk_node *node)
                 want->fingerprint, (unsigned long long)reg->serial);
         return;
     }
-    rk_warn("renewed certificate refused, the old one (%.16s…) stays: %s", node->tls_fingerprint, why);
+    rk_warn("renewed certificate refused, the old one (%.16s…) stays: %s", node->identity->fingerprint, why);
     rk_node_raise(node, "unauthorized_access", "renewed certificate of %s refused, the old one stays: %s", node->cfg.id,
                   why);
 }

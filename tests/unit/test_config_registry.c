@@ -272,10 +272,9 @@ static void signed_registry_opens_and_finds(void **state)
     assert_null(rk_registry_crl(reg2, NULL));
     const rk_peer_node *kept = rk_registry_by_id(reg, "city-00003-gateway");
     const rk_peer_node *gone = rk_registry_by_id(reg, "city-00049-gateway");
-    assert_ptr_equal(rk_registry_current(reg2, kept), rk_registry_by_id(reg2, "city-00003-gateway"));
-    assert_ptr_equal(rk_registry_current(reg, kept), kept);
-    assert_null(rk_registry_current(reg2, gone));
-    assert_null(rk_registry_current(reg2, NULL));
+    assert_ptr_equal(rk_registry_by_fingerprint(reg2, kept->fingerprint), rk_registry_by_id(reg2, "city-00003-gateway"));
+    assert_ptr_equal(rk_registry_by_fingerprint(reg, kept->fingerprint), kept);
+    assert_null(rk_registry_by_fingerprint(reg2, gone->fingerprint));
     assert_non_null(rk_registry_find(reg2, RK_ROLE_GATEWAY, "kenpo-x"));
     rk_registry_free(reg);
     rk_registry_free(reg2);
@@ -547,7 +546,8 @@ static void node_frees_replaced_snapshots_after_the_grace(void **state)
     assert_string_equal(role_kept->id, "city-00000-gateway"); /* the first is never freed while the node is open */
     /* this node's entry no longer matches the certificate it presents (a renewal
      * not taken): self stays where it is, and that snapshot with it */
-    snprintf(node->tls_fingerprint, sizeof node->tls_fingerprint, "%064d", 7);
+    node->identity = &node->first_identity;
+    snprintf(node->first_identity.fingerprint, sizeof node->first_identity.fingerprint, "%064d", 7);
     const rk_peer_node *stuck = node->self;
     SWAP();
     assert_ptr_equal(node->self, stuck);
@@ -558,7 +558,7 @@ static void node_frees_replaced_snapshots_after_the_grace(void **state)
     assert_int_equal(node->n_retired, 4); /* self's, past its grace, and the three within */
     assert_string_equal(stuck->id, "core"); /* still there (ASan says so) */
     /* the certificate taken: self moves on, its old snapshot gets the grace from then */
-    snprintf(node->tls_fingerprint, sizeof node->tls_fingerprint, "%s", stuck->fingerprint);
+    snprintf(node->first_identity.fingerprint, sizeof node->first_identity.fingerprint, "%s", stuck->fingerprint);
     SWAP();
     assert_ptr_not_equal(node->self, stuck);
     assert_int_equal(node->n_retired, 5);

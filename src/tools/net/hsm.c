@@ -92,6 +92,21 @@ static void pct_encode(const char *s, char *out, size_t cap)
 /* Imports key file `key` and its certificate as objects `label`, id `id`
  * (libp11 takes the key's public half from the certificate of the same id),
  * then removes the key file. */
+/* A public object (a certificate or a public key, DER) into the token under
+ * the private key's id and label, through a file removed after. */
+static rk_rc put_public(const char *conf, const char *log, const char *pin, const char *der_path,
+                        const unsigned char *der, int der_len, const char *type, const char *idhex, const char *label)
+{
+    rk_rc rc = der_len > 0 ? rk_write_file(der_path, der, (size_t)der_len, 0644) : RK_ERR_CRYPTO;
+    char *const args[] = {"pkcs11-tool", "--module", HSM_MODULE, "--token-label", HSM_TOKEN, "--login",
+                          "--pin", "env:RENKEI_HSM_PIN", "--write-object", (char *)der_path, "--type", (char *)type,
+                          "--id", (char *)idhex, "--label", (char *)label, NULL};
+    if (rc == RK_OK)
+        rc = run(conf, log, pin, NULL, args);
+    unlink(der_path);
+    return rc;
+}
+
 static rk_rc import_key(const char *hsm, const char *conf, const char *log, const char *pin, const char *key,
                         const char *cert, const char *label, int id)
 {
@@ -126,27 +141,15 @@ static rk_rc import_key(const char *hsm, const char *conf, const char *log, cons
         if ((rc = rk_pkey_load(key, NULL, &pk, NULL, 0)) == RK_OK) {
             der_len = i2d_PUBKEY(pk, &der);
             EVP_PKEY_free(pk);
-            rc = der_len > 0 ? rk_write_file(der_path, der, (size_t)der_len, 0644) : RK_ERR_CRYPTO;
+            rc = put_public(conf, log, pin, der_path, der, der_len, "pubkey", idhex, label);
             OPENSSL_free(der);
         }
-        char *const pargs[] = {"pkcs11-tool", "--module", HSM_MODULE, "--token-label", HSM_TOKEN, "--login",
-                               "--pin", "env:RENKEI_HSM_PIN", "--write-object", der_path, "--type", "pubkey", "--id",
-                               idhex, "--label", (char *)label, NULL};
-        if (rc == RK_OK)
-            rc = run(conf, log, pin, NULL, pargs);
-        unlink(der_path);
     } else if (rc == RK_OK && (rc = rk_pki_load_cert(cert, &x)) == RK_OK) {
         der = NULL;
         der_len = i2d_X509(x, &der);
         X509_free(x);
-        rc = der_len > 0 ? rk_write_file(der_path, der, (size_t)der_len, 0644) : RK_ERR_CRYPTO;
+        rc = put_public(conf, log, pin, der_path, der, der_len, "cert", idhex, label);
         OPENSSL_free(der);
-        char *const cargs[] = {"pkcs11-tool", "--module", HSM_MODULE, "--token-label", HSM_TOKEN, "--login",
-                               "--pin", "env:RENKEI_HSM_PIN", "--write-object", der_path, "--type", "cert", "--id",
-                               idhex, "--label", (char *)label, NULL};
-        if (rc == RK_OK)
-            rc = run(conf, log, pin, NULL, cargs);
-        unlink(der_path);
     }
     return rc == RK_OK ? wipe_remove(key) : rc;
 }
