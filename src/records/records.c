@@ -34,14 +34,15 @@
     "CREATE INDEX records_subject ON record_rows(subject);" \
     "CREATE INDEX record_rows_text ON record_rows(seq) WHERE payload_text IS NOT NULL;" \
     RECORDS_VIEW(PAYLOAD)
-#define RECORDS_VIEW(PAYLOAD) \
-    "CREATE VIEW records AS SELECT r.seq AS seq, r.exchange_id AS exchange_id, " NAME_OF("side_id") " AS side, " \
+#define RECORDS_VIEW(PAYLOAD) RECORDS_VIEW_OF(PAYLOAD, "r.exchange_id", "record_rows AS r")
+#define RECORDS_VIEW_OF(PAYLOAD, XID, FROM) \
+    "CREATE VIEW records AS SELECT r.seq AS seq, " XID " AS exchange_id, " NAME_OF("side_id") " AS side, " \
     NAME_OF("requester_id") " AS requester, " NAME_OF("provider_id") " AS provider, " NAME_OF("business_id") \
     " AS business, " NAME_OF("item_id") " AS item, " NAME_OF("operator_id") " AS operator," \
     "  r.subject AS subject, r.requested_ms AS requested_ms, r.provided_ms AS provided_ms, " NAME_OF("outcome_id") \
     " AS outcome, r.reason AS reason, CASE WHEN r.payload IS NOT NULL THEN " PAYLOAD " ELSE" \
     "  COALESCE(r.payload_text, '') END AS payload_sha256, r.condition AS condition," \
-    "  r.catalog_version AS catalog_version FROM record_rows AS r;"
+    "  r.catalog_version AS catalog_version FROM " FROM ";"
 
 /* Step 10: an operator's INSERT, UPDATE or DELETE on the view `records`
  * changes record_rows (a digest given as text is kept as text). */
@@ -109,7 +110,7 @@
  * before is seen (its commit is visible before its lock is released), one
  * after sees this one. Writes through the view `records` take the same lock
  * in their trigger. The cost: one probe of each partition's index a record
- * (seven years: 85 partitions). */
+ * (seven years: 85 partitions) — step 12 replaces it by one table of keys. */
 #define SEQ_LOCK_SQL "491428996465" /* RK_RECORDS_SEQUENCE_LOCK, checked in rk_records_migrate_to */
 #define PART_ROWS_TOKEN "@PARTITION_ROWS@"
 #define RECORD_ROW_DEFS \
@@ -118,19 +119,13 @@
     "  item_id BIGINT NOT NULL, operator_id BIGINT NOT NULL, subject TEXT NOT NULL, requested_ms BIGINT NOT NULL," \
     "  provided_ms BIGINT, outcome_id BIGINT NOT NULL, reason TEXT NOT NULL, payload BYTEA, payload_text TEXT," \
     "  condition TEXT NOT NULL, catalog_version BIGINT NOT NULL"
-#define RECORDS_STEP11_PG \
-    "DROP VIEW records;" \
-    "DROP INDEX records_subject; DROP INDEX record_rows_text;" \
-    "ALTER TABLE record_rows RENAME TO record_rows_flat;" \
-    "ALTER TABLE log_tiles RENAME TO log_tiles_flat;" \
-    "CREATE TABLE record_partitioning (id BIGINT PRIMARY KEY, span BIGINT NOT NULL);" \
-    "INSERT INTO record_partitioning(id, span) VALUES (1, " PART_ROWS_TOKEN ");" \
-    "CREATE TABLE record_rows (" RECORD_ROW_DEFS ", CONSTRAINT record_rows_seq PRIMARY KEY (seq))" \
-    "  PARTITION BY RANGE (seq);" \
-    "CREATE TABLE log_tiles (level BIGINT NOT NULL, idx BIGINT NOT NULL, hashes BYTEA NOT NULL," \
-    "  CONSTRAINT log_tiles_at PRIMARY KEY (level, idx)) PARTITION BY RANGE (level, idx);" \
-    "CREATE TABLE log_tiles_up PARTITION OF log_tiles FOR VALUES FROM (1, MINVALUE) TO (MAXVALUE, MAXVALUE);" \
-    "CREATE FUNCTION records_partitions(upto BIGINT) RETURNS BIGINT LANGUAGE plpgsql AS $f$" \
+/* records_partitions(upto) and records_prune(lo, upto), as step 11 made
+ * them (CREATE) and as step 12 makes them again (CREATE OR REPLACE). */
+#define PARTITION_KEY_INDEX \
+    "    EXECUTE format('CREATE UNIQUE INDEX %I ON %I (exchange_id, side_id, outcome_id)'," \
+    "     'record_rows_p' || k || '_key', 'record_rows_p' || k);"
+#define PARTITIONS_FN(CREATE_OR, KEY_INDEX) \
+    CREATE_OR " FUNCTION records_partitions(upto BIGINT) RETURNS BIGINT LANGUAGE plpgsql AS $f$" \
     " DECLARE s BIGINT; t BIGINT; k BIGINT; low BIGINT; made BIGINT := 0;" \
     "  saved TEXT := current_setting('lock_timeout');" \
     " BEGIN" \
@@ -144,8 +139,7 @@
     "   WHILE k >= low AND to_regclass('record_rows_p' || k) IS NULL LOOP" \
     "    EXECUTE format('CREATE TABLE %I PARTITION OF record_rows FOR VALUES FROM (%s) TO (%s)'," \
     "     'record_rows_p' || k, k * s + 1, (k + 1) * s + 1);" \
-    "    EXECUTE format('CREATE UNIQUE INDEX %I ON %I (exchange_id, side_id, outcome_id)'," \
-    "     'record_rows_p' || k || '_key', 'record_rows_p' || k);" \
+    KEY_INDEX \
     "    made := made + 1; k := k - 1;" \
     "   END LOOP;" \
     "   k := (upto - 1) / 256 / t;" \
@@ -158,16 +152,13 @@
     "  END;" \
     "  PERFORM set_config('lock_timeout', saved, true);" \
     "  RETURN made;" \
-    " END $f$;" \
-    "CREATE FUNCTION records_partitions_ahead() RETURNS BIGINT LANGUAGE plpgsql AS $f$ BEGIN" \
-    "  RETURN records_partitions(GREATEST((SELECT COALESCE(MAX(seq), 0) FROM record_rows)," \
-    "   (SELECT COALESCE(MAX(upto), 0) FROM records_archived)) + 1 + (SELECT span FROM record_partitioning WHERE id = 1));" \
-    " END $f$;" \
+    " END $f$;"
+#define PRUNE_FN(CREATE_OR, RETURNED) \
     /* pruning: a partition whose every position is at most upto is dropped \
      * whole (its rows counted first), the rest deleted row by row; a drop \
      * that waits over 2 s for the parent's lock deletes the rows instead. */ \
-    "CREATE FUNCTION records_prune(lo BIGINT, upto BIGINT) RETURNS BIGINT LANGUAGE plpgsql AS $f$" \
-    " DECLARE s BIGINT; k BIGINT; n BIGINT; total BIGINT := 0; p TEXT;" \
+    CREATE_OR " FUNCTION records_prune(lo BIGINT, upto BIGINT) RETURNS BIGINT LANGUAGE plpgsql AS $f$" \
+    " DECLARE s BIGINT; k BIGINT; n BIGINT; total BIGINT := 0; p TEXT; nk BIGINT;" \
     "  saved TEXT := current_setting('lock_timeout');" \
     " BEGIN" \
     "  SELECT r.span INTO s FROM record_partitioning AS r WHERE r.id = 1;" \
@@ -187,8 +178,26 @@
     "  DELETE FROM record_rows WHERE seq >= lo AND seq <= upto;" \
     "  GET DIAGNOSTICS n = ROW_COUNT;" \
     "  PERFORM set_config('lock_timeout', saved, true);" \
-    "  RETURN total + n;" \
+    RETURNED \
+    " END $f$;"
+#define RECORDS_STEP11_PG \
+    "DROP VIEW records;" \
+    "DROP INDEX records_subject; DROP INDEX record_rows_text;" \
+    "ALTER TABLE record_rows RENAME TO record_rows_flat;" \
+    "ALTER TABLE log_tiles RENAME TO log_tiles_flat;" \
+    "CREATE TABLE record_partitioning (id BIGINT PRIMARY KEY, span BIGINT NOT NULL);" \
+    "INSERT INTO record_partitioning(id, span) VALUES (1, " PART_ROWS_TOKEN ");" \
+    "CREATE TABLE record_rows (" RECORD_ROW_DEFS ", CONSTRAINT record_rows_seq PRIMARY KEY (seq))" \
+    "  PARTITION BY RANGE (seq);" \
+    "CREATE TABLE log_tiles (level BIGINT NOT NULL, idx BIGINT NOT NULL, hashes BYTEA NOT NULL," \
+    "  CONSTRAINT log_tiles_at PRIMARY KEY (level, idx)) PARTITION BY RANGE (level, idx);" \
+    "CREATE TABLE log_tiles_up PARTITION OF log_tiles FOR VALUES FROM (1, MINVALUE) TO (MAXVALUE, MAXVALUE);" \
+    PARTITIONS_FN("CREATE", PARTITION_KEY_INDEX) \
+    "CREATE FUNCTION records_partitions_ahead() RETURNS BIGINT LANGUAGE plpgsql AS $f$ BEGIN" \
+    "  RETURN records_partitions(GREATEST((SELECT COALESCE(MAX(seq), 0) FROM record_rows)," \
+    "   (SELECT COALESCE(MAX(upto), 0) FROM records_archived)) + 1 + (SELECT span FROM record_partitioning WHERE id = 1));" \
     " END $f$;" \
+    PRUNE_FN("CREATE", "  RETURN total + n;") \
     "SELECT records_partitions(GREATEST((SELECT COALESCE(MAX(seq), 0) FROM record_rows_flat)," \
     "  (SELECT COALESCE(MAX(upto), 0) FROM records_archived)," \
     "  (SELECT COALESCE(MAX(idx) + 1, 0) * 256 FROM log_tiles_flat WHERE level = 0)) + 1 + " PART_ROWS_TOKEN ");" \
@@ -213,6 +222,58 @@
     "  IF TG_OP = 'INSERT' THEN" \
     "   INSERT INTO record_rows(seq, " ROW_COLUMNS ") VALUES (NEW.seq, " ROW_VALUES ");" \
     "  ELSE" \
+    "   UPDATE record_rows SET (seq, " ROW_COLUMNS ") = (SELECT NEW.seq, " ROW_VALUES ") WHERE seq = OLD.seq;" \
+    "  END IF;" \
+    "  RETURN NEW; END $f$;" \
+    "CREATE TRIGGER records_write INSTEAD OF INSERT OR UPDATE OR DELETE ON records" \
+    "  FOR EACH ROW EXECUTE FUNCTION records_write();"
+
+/* Step 12, PostgreSQL only: an exchange's record unique with one probe,
+ * whatever the partitions. record_keys holds (exchange_id, side, outcome)
+ * → seq of every record kept, unpartitioned: its primary key is the unique
+ * index over the whole log that partitions cannot have, and the appender
+ * inserts its row in the same statement as the record's, under the
+ * sequence lock (ON CONFLICT: the record exists, nothing is written). Its
+ * index on seq gives the next position (one descent, not one a partition)
+ * and lets the prune delete the keys of the records it removes (a count
+ * that differs refuses the prune). The partitions' own unique indexes go;
+ * the view `records` takes exchange_id from record_keys, so that a lookup
+ * by exchange id reads that one index and then the record by seq. A store
+ * made by step 11 is converted in place: its keys copied in, its
+ * partitions' unique indexes dropped. */
+#define KEYS_PRUNE \
+    "  DELETE FROM record_keys WHERE seq >= lo AND seq <= upto;" \
+    "  GET DIAGNOSTICS nk = ROW_COUNT;" \
+    "  RETURN CASE WHEN nk = total + n THEN nk ELSE -1 END;"
+#define RECORDS_STEP12_PG \
+    "CREATE TABLE record_keys (seq BIGINT NOT NULL, side_id BIGINT NOT NULL, outcome_id BIGINT NOT NULL," \
+    "  exchange_id TEXT NOT NULL, CONSTRAINT record_keys_at PRIMARY KEY (exchange_id, side_id, outcome_id));" \
+    "INSERT INTO record_keys(seq, side_id, outcome_id, exchange_id)" \
+    "  SELECT seq, side_id, outcome_id, exchange_id FROM record_rows ORDER BY seq;" \
+    "CREATE UNIQUE INDEX record_keys_seq ON record_keys(seq);" \
+    "DO $d$ DECLARE p TEXT; BEGIN" \
+    "  FOR p IN SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid" \
+    "   WHERE i.inhparent = CAST('record_rows' AS regclass) LOOP" \
+    "   EXECUTE format('DROP INDEX IF EXISTS %I', p || '_key');" \
+    "  END LOOP; END $d$;" \
+    PARTITIONS_FN("CREATE OR REPLACE", "") \
+    PRUNE_FN("CREATE OR REPLACE", KEYS_PRUNE) \
+    "DROP VIEW records;" \
+    RECORDS_VIEW_OF(PAYLOAD_HEX_PG, "k.exchange_id", "record_rows AS r JOIN record_keys AS k ON k.seq = r.seq") \
+    "CREATE OR REPLACE FUNCTION records_write() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN" \
+    "  IF TG_OP = 'DELETE' THEN" \
+    "   DELETE FROM record_rows WHERE seq = OLD.seq; DELETE FROM record_keys WHERE seq = OLD.seq; RETURN OLD;" \
+    "  END IF;" \
+    "  PERFORM pg_advisory_xact_lock(" SEQ_LOCK_SQL ");" \
+    "  INSERT INTO record_names(name) SELECT DISTINCT n FROM unnest(ARRAY[" NEW_NAMES "]) AS t(n)" \
+    "   ON CONFLICT (name) DO NOTHING;" \
+    "  IF TG_OP = 'INSERT' THEN" \
+    "   INSERT INTO record_keys(seq, side_id, outcome_id, exchange_id)" \
+    "    VALUES (NEW.seq, " ID_OF("NEW.side") ", " ID_OF("NEW.outcome") ", NEW.exchange_id);" \
+    "   INSERT INTO record_rows(seq, " ROW_COLUMNS ") VALUES (NEW.seq, " ROW_VALUES ");" \
+    "  ELSE" \
+    "   UPDATE record_keys SET (seq, side_id, outcome_id, exchange_id) = (SELECT NEW.seq, " ID_OF("NEW.side") ", " \
+    ID_OF("NEW.outcome") ", NEW.exchange_id) WHERE seq = OLD.seq;" \
     "   UPDATE record_rows SET (seq, " ROW_COLUMNS ") = (SELECT NEW.seq, " ROW_VALUES ") WHERE seq = OLD.seq;" \
     "  END IF;" \
     "  RETURN NEW; END $f$;" \
@@ -276,6 +337,9 @@ static const char *const records_steps[] = {
     /* Step 11: partitions, on PostgreSQL only (RECORDS_STEP11_PG); SQLite's
      * one file is archived and pruned as it is. */
     "/* nothing on SQLite */",
+    /* Step 12: an exchange's record unique across partitions by one index
+     * (RECORDS_STEP12_PG); SQLite's one table has it already. */
+    "/* nothing on SQLite */",
 };
 
 /* The same steps on PostgreSQL: the view's hex and its write triggers are
@@ -285,6 +349,7 @@ static const char *const records_steps_pg[N_STEPS] = {
     [8] = RECORDS_STEP9(PAYLOAD_HEX_PG), /* NULL: the step above */
     [9] = RECORDS_STEP10_PG,
     [10] = RECORDS_STEP11_PG, /* its PART_ROWS_TOKEN replaced when it runs */
+    [11] = RECORDS_STEP12_PG,
 };
 
 /* Step 9 keeps each old row's digest as text; here each canonical one
@@ -510,11 +575,12 @@ static void bind_payload(rk_stmt *st, int col, const rk_record *r, uint8_t d[32]
 }
 
 /* PostgreSQL: one statement (one round trip) adds the names not seen
- * before and inserts the row unless the exchange's record is in a partition
- * already (step 11: under the sequence lock, see there); a name's id comes
- * from the names added by the statement or from those before it. It
- * answers the row's seq and the partitions' span: a record that opens a
- * partition makes the next one. */
+ * before, the record's key and its row; a name's id comes from the names
+ * added by the statement or from those before it. A key recorded before
+ * (step 12: record_keys' one unique index, under the sequence lock) writes
+ * nothing. The next position is the last key's (or the archived prefix's)
+ * + 1. It answers the row's seq and the partitions' span: a record that
+ * opens a partition makes the next one. */
 #define PG_ID "COALESCE((SELECT id FROM added WHERE name = ?), (SELECT id FROM record_names WHERE name = ?))"
 #define PG_TEXT "CAST(? AS TEXT)"
 #define PG_INT "CAST(? AS BIGINT)"
@@ -525,21 +591,26 @@ static rk_rc append_pg(rk_db *db, const rk_record *r, const char *const names[7]
         " (CAST(? AS TEXT)), (CAST(? AS TEXT)), (CAST(? AS TEXT))),"
         " added AS (INSERT INTO record_names(name) SELECT DISTINCT n.name FROM n"
         " WHERE NOT EXISTS (SELECT 1 FROM record_names AS k WHERE k.name = n.name)"
-        " ON CONFLICT (name) DO NOTHING RETURNING id, name)"
+        " ON CONFLICT (name) DO NOTHING RETURNING id, name),"
+        " k AS (INSERT INTO record_keys(seq, side_id, outcome_id, exchange_id)"
+        " SELECT COALESCE((SELECT MAX(seq) FROM record_keys), (SELECT COALESCE(MAX(upto), 0) FROM records_archived))"
+        " + 1, " PG_ID ", " PG_ID ", " PG_TEXT
+        " ON CONFLICT (exchange_id, side_id, outcome_id) DO NOTHING RETURNING seq, side_id, outcome_id, exchange_id)"
         " INSERT INTO record_rows(seq, exchange_id, side_id, requester_id, provider_id, business_id, item_id,"
         " operator_id, subject, requested_ms, provided_ms, outcome_id, reason, payload, payload_text, condition,"
         " catalog_version)"
-        " SELECT (SELECT COALESCE(MAX(seq), (SELECT COALESCE(MAX(upto), 0) FROM records_archived)) + 1"
-        " FROM record_rows), " PG_TEXT ", " PG_ID ", " PG_ID ", " PG_ID ", " PG_ID ", " PG_ID ", " PG_ID ", "
-        PG_TEXT ", " PG_INT ", " PG_INT ", " PG_ID ", " PG_TEXT ", CAST(? AS BYTEA), " PG_TEXT ", " PG_TEXT ", "
-        PG_INT " WHERE NOT EXISTS (SELECT 1 FROM record_rows AS o WHERE o.exchange_id = " PG_TEXT
-        " AND o.side_id = " PG_ID " AND o.outcome_id = " PG_ID ")"
-        " RETURNING seq, (SELECT span FROM record_partitioning WHERE id = 1)");
+        " SELECT k.seq, k.exchange_id, k.side_id, " PG_ID ", " PG_ID ", " PG_ID ", " PG_ID ", " PG_ID ", "
+        PG_TEXT ", " PG_INT ", " PG_INT ", k.outcome_id, " PG_TEXT ", CAST(? AS BYTEA), " PG_TEXT ", " PG_TEXT ", "
+        PG_INT " FROM k RETURNING seq, (SELECT span FROM record_partitioning WHERE id = 1)");
     int i = 1;
     for (int k = 0; k < 7; k++)
         rk_bind_text(st, i++, names[k]);
+    rk_bind_text(st, i++, names[0]); /* the key: side, outcome, exchange id */
+    rk_bind_text(st, i++, names[0]);
+    rk_bind_text(st, i++, names[6]);
+    rk_bind_text(st, i++, names[6]);
     rk_bind_text(st, i++, r->exchange_id);
-    for (int k = 0; k < 6; k++) {
+    for (int k = 1; k < 6; k++) {
         rk_bind_text(st, i++, names[k]);
         rk_bind_text(st, i++, names[k]);
     }
@@ -549,22 +620,15 @@ static rk_rc append_pg(rk_db *db, const rk_record *r, const char *const names[7]
         rk_bind_int(st, i++, r->provided_ms);
     else
         rk_bind_null(st, i++);
-    rk_bind_text(st, i++, names[6]);
-    rk_bind_text(st, i++, names[6]);
     rk_bind_text(st, i++, r->reason);
     uint8_t d[32];
     bind_payload(st, i, r, d);
     i += 2;
     rk_bind_text(st, i++, r->condition);
     rk_bind_int(st, i++, r->catalog_version);
-    rk_bind_text(st, i++, r->exchange_id);
-    rk_bind_text(st, i++, names[0]);
-    rk_bind_text(st, i++, names[0]);
-    rk_bind_text(st, i++, names[6]);
-    rk_bind_text(st, i++, names[6]);
     rk_rc rc = rk_stmt_next(st);
     if (rc == RK_ERR_NOT_FOUND)
-        return RK_ERR_CONFLICT; /* recorded before, in this partition or another */
+        return RK_ERR_CONFLICT; /* recorded before, in whichever partition */
     if (rc != RK_OK)
         return rc;
     int64_t seq = rk_col_int(st, 0), span = rk_col_is_null(st, 1) ? 0 : rk_col_int(st, 1);

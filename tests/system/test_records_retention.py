@@ -5,7 +5,8 @@ valid; `records verify` checks the log with its archived prefix, and
 `records verify --archive` checks the file against the log it came from.
 Every refusal changes nothing. On PostgreSQL the records are partitioned,
 here 4 to a partition (a test knob; 6×10⁸ in production), so that the prune
-drops whole partitions and deletes the rest, and later proofs stay valid."""
+drops whole partitions and deletes the rest, with the records' keys, and
+later proofs stay valid."""
 import datetime
 import json
 import os
@@ -74,6 +75,10 @@ class Retention(unittest.TestCase):
             self.assertGreaterEqual(n_old, 4)
             self.assertEqual({f"record_rows_p{k}" for k in range(n_old // 4)} & parts(), set())
             self.assertIn(f"record_rows_p{n_old // 4}", parts())
+            # the pruned records' keys went with them: each record kept has its key, no other
+            self.assertEqual(net.sql("core", "SELECT COUNT(*), MIN(seq) FROM record_keys"),
+                             net.sql("core", "SELECT COUNT(*), MIN(seq) FROM record_rows"))
+            self.assertEqual(net.sql("core", "SELECT COUNT(*) FROM record_keys WHERE seq <= ?", (n_old,)), [(0,)])
         # pruned: no longer listed, no proof by exchange id; the tree is the same
         self.assertEqual(self.core("/v1/records?limit=500").json["records"], [])
         self.assertEqual(self.core(f"/v1/records/proof?exchange_id={old[0]}").status, 404)

@@ -638,6 +638,13 @@ static rk_rc store_tiles(rk_db *db, void *arg)
 
 #define PARTS(table) "SELECT COUNT(*) FROM pg_inherits WHERE inhparent = CAST('" table "' AS regclass)"
 #define EXISTS(name) "SELECT CASE WHEN to_regclass('" name "') IS NULL THEN 0 ELSE 1 END"
+/* step 12: every record's key, and keys that agree with their rows */
+#define KEYS_AGREEING \
+    "SELECT COUNT(*) FROM record_keys AS k JOIN record_rows AS r ON r.seq = k.seq WHERE k.exchange_id = r.exchange_id" \
+    " AND k.side_id = r.side_id AND k.outcome_id = r.outcome_id"
+/* the partitions' own indexes on the exchange id (step 11's; none after 12) */
+#define PARTITION_KEY_INDEXES \
+    "SELECT COUNT(*) FROM pg_indexes WHERE tablename ~ '^record_rows_p[0-9]+$' AND indexdef LIKE '%exchange_id%'"
 
 static void an_old_store_is_converted_in_place(void **state)
 {
@@ -681,6 +688,9 @@ static void an_old_store_is_converted_in_place(void **state)
         assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM log_tiles_p0"), 1); /* tile 0 */
         assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM log_tiles_p1"), 1); /* tile 1 */
         assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM log_tiles_up"), 1);
+        assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM record_keys"), 5);
+        assert_int_equal(scalar_of(db, KEYS_AGREEING), 5);
+        assert_int_equal(scalar_of(db, PARTITION_KEY_INDEXES), 0);
     }
     rk_hash tile[RK_TILE_WIDTH];
     int width = 0;
@@ -738,6 +748,8 @@ static void an_old_store_is_converted_in_place(void **state)
     assert_string_equal(more.recs[0].payload_sha256, rows[0].payload_sha256);
     assert_memory_not_equal(more.leaves[0], before.leaves[0], 32);
     assert_int_equal(rk_records_count(db), 6);
+    if (test_store_is_pg()) /* the key follows the row (its outcome changed) */
+        assert_int_equal(scalar_of(db, KEYS_AGREEING), 6);
     rk_db_close(db);
 }
 
@@ -826,9 +838,21 @@ static rk_rc insert_through_view(rk_db *db, void *arg)
     const char *xid = arg;
     rk_stmt *st = rk_db_stmt(db, "INSERT INTO records(seq, exchange_id, side, requester, provider, business, item,"
                                  " operator, subject, requested_ms, provided_ms, outcome, reason, payload_sha256)"
-                                 " VALUES ((SELECT MAX(seq) + 1 FROM record_rows), ?, 'core', 'city-a', 'city-b',"
+                                 " VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM record_rows), ?, 'core', 'city-a', 'city-b',"
                                  " 'child_allowance', 'local_tax', 'op-1', '42', 1, NULL, 'provided', '', '')");
     rk_bind_text(st, 1, xid);
+    return rk_stmt_exec(st);
+}
+
+static rk_rc exec_sql(rk_db *db, void *arg)
+{
+    return rk_stmt_exec(rk_db_stmt(db, arg));
+}
+
+static rk_rc delete_through_view(rk_db *db, void *arg)
+{
+    rk_stmt *st = rk_db_stmt(db, "DELETE FROM records WHERE exchange_id = ?");
+    rk_bind_text(st, 1, arg);
     return rk_stmt_exec(st);
 }
 
@@ -900,6 +924,59 @@ static void instances_appending_at_once_record_each_exchange_once(void **state)
     rk_db_close(a);
 }
 
+/* A store made by step 11 (a unique index in each partition, no keys) is
+ * converted by step 12: its keys copied, the partitions' indexes dropped,
+ * and the records stay unique and found by exchange id. */
+static void a_step_11_store_gets_one_key_table(void **state)
+{
+    (void)state;
+    if (!test_store_is_pg())
+        skip();
+    char target[256];
+    assert_int_equal(test_store_target(dir, "step11", target, sizeof target), 0);
+    rk_db *db = NULL;
+    assert_int_equal(rk_db_open(target, 0, &db), RK_OK);
+    setenv("RENKEI_TEST_RECORDS_PARTITION", SPAN, 1);
+    assert_int_equal(rk_records_migrate_to(db, 11), RK_OK);
+    unsetenv("RENKEI_TEST_RECORDS_PARTITION");
+    const char *xids[] = {"city-a.s1", "city-a.s2", "city-a.s3", "city-a.s4", "city-a.s5", "city-a.s6"};
+    for (int i = 0; i < 6; i++) /* step 11's view and trigger: seq 1..4 in p0, 5..6 in p1 */
+        assert_int_equal(rk_db_write(db, insert_through_view, (void *)xids[i]), RK_OK);
+    assert_int_equal(scalar_of(db, PARTITION_KEY_INDEXES), 2); /* p0, p1 */
+    assert_int_equal(scalar_of(db, EXISTS("record_keys")), 0);
+    rk_db_close(db);
+
+    assert_int_equal(rk_db_open(target, 0, &db), RK_OK);
+    assert_int_equal(rk_records_migrate(db), RK_OK);
+    assert_int_equal(scalar_of(db, "SELECT version FROM schema_versions WHERE module = 'records'"), 12);
+    assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM record_keys"), 6);
+    assert_int_equal(scalar_of(db, KEYS_AGREEING), 6);
+    assert_int_equal(scalar_of(db, PARTITION_KEY_INDEXES), 0);
+    assert_int_equal(scalar_of(db, "SELECT span FROM record_partitioning"), 4); /* kept */
+    assert_int_equal(rk_records_partitions_ahead(db), RK_OK); /* the signer's round: p2 */
+    assert_int_equal(scalar_of(db, EXISTS("record_rows_p2")), 1);
+    /* each record still once, through the appender and through the view */
+    rk_record old;
+    assert_int_equal(rk_records_find(db, "city-a.s2", "core", NULL, &old), RK_OK);
+    assert_int_equal(rk_db_write(db, append_one, &old), RK_ERR_CONFLICT);
+    assert_int_not_equal(rk_db_write(db, insert_through_view, "city-a.s5"), RK_OK);
+    /* the log goes on after them, into the next partition and the one after */
+    append_n(db, "city-a.t", 1, 4);
+    assert_int_equal(scalar_of(db, "SELECT MAX(seq) FROM record_rows"), 10);
+    assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM record_rows_p2"), 2);
+    assert_int_equal(scalar_of(db, EXISTS("record_rows_p3")), 1);
+    assert_int_equal(scalar_of(db, PARTITION_KEY_INDEXES), 0); /* none in the partitions made now */
+    assert_int_equal(scalar_of(db, KEYS_AGREEING), 10);
+    rk_record found;
+    assert_int_equal(rk_records_find(db, "city-a.t.3", "core", "provided", &found), RK_OK);
+    assert_string_equal(found.exchange_id, "city-a.t.3");
+    assert_int_equal(scalar_of(db, "SELECT seq FROM records WHERE exchange_id = 'city-a.t.3'"), 9);
+    /* a deleted record (through the view) frees its key */
+    assert_int_equal(rk_db_write(db, delete_through_view, "city-a.t.4"), RK_OK);
+    assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM record_keys"), 9);
+    rk_db_close(db);
+}
+
 static void pruning_drops_whole_partitions_only(void **state)
 {
     (void)state;
@@ -913,16 +990,27 @@ static void pruning_drops_whole_partitions_only(void **state)
     assert_int_equal(rk_records_prune(db, 1, 11, "0", 1), RK_ERR_CONFLICT);
     assert_int_equal(scalar_of(db, PARTS("record_rows")), 4);
     assert_int_equal(rk_records_count(db), 10);
-    /* 1..6: p0 dropped whole, 5..6 deleted from p1, which holds 7..8 still */
+    /* the keys do not name the records in the range: refused, nothing dropped */
+    assert_int_equal(rk_db_write(db, exec_sql, "DELETE FROM record_keys WHERE seq = 3"), RK_OK);
+    assert_int_equal(rk_records_prune(db, 1, 6, "0", 1), RK_ERR_CONFLICT);
+    assert_int_equal(scalar_of(db, EXISTS("record_rows_p0")), 1);
+    assert_int_equal(rk_records_count(db), 10);
+    assert_int_equal(rk_db_write(db, exec_sql, "INSERT INTO record_keys SELECT seq, side_id, outcome_id, exchange_id"
+                                               " FROM record_rows WHERE seq = 3"), RK_OK);
+    assert_int_equal(scalar_of(db, KEYS_AGREEING), 10);
+    /* 1..6: p0 dropped whole, 5..6 deleted from p1, which holds 7..8 still; their keys deleted */
     assert_int_equal(rk_records_prune(db, 1, 6, "0", 1), RK_OK);
     assert_int_equal(scalar_of(db, EXISTS("record_rows_p0")), 0);
     assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM record_rows_p1"), 2);
     assert_int_equal(rk_records_count(db), 4);
+    assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM record_keys"), 4);
+    assert_int_equal(scalar_of(db, KEYS_AGREEING), 4);
     /* 7..9: p1 (all of it at most 9) dropped, 9 deleted, 10 (inside retention) kept */
     assert_int_equal(rk_records_prune(db, 7, 9, "0", 1), RK_OK);
     assert_int_equal(scalar_of(db, EXISTS("record_rows_p1")), 0);
     assert_int_equal(scalar_of(db, EXISTS("record_rows_p2")), 1);
     assert_int_equal(scalar_of(db, "SELECT MIN(seq) FROM record_rows"), 10);
+    assert_int_equal(scalar_of(db, "SELECT MIN(seq) FROM record_keys"), 10);
     int64_t upto = 0;
     assert_int_equal(rk_records_archived_upto(db, &upto), RK_OK);
     assert_int_equal(upto, 9);
@@ -934,6 +1022,13 @@ static void pruning_drops_whole_partitions_only(void **state)
     assert_int_equal(scalar_of(db, EXISTS("record_rows_p4")), 1);
     rk_record old = sample("city-a.r.1", "provided"); /* pruned: its key is free again, as on SQLite */
     assert_int_equal(rk_db_write(db, append_one, &old), RK_OK);
+    assert_int_equal(scalar_of(db, "SELECT seq FROM records WHERE exchange_id = 'city-a.r.1'"), 14);
+    /* everything kept archived: the log goes on after the archived prefix */
+    assert_int_equal(rk_records_prune(db, 10, 14, "0", 1), RK_OK);
+    assert_int_equal(scalar_of(db, "SELECT COUNT(*) FROM record_keys"), 0);
+    append_n(db, "city-a.r", 20, 1);
+    assert_int_equal(scalar_of(db, "SELECT MAX(seq) FROM record_rows"), 15);
+    assert_int_equal(scalar_of(db, KEYS_AGREEING), 1);
     rk_db_close(db);
 }
 
@@ -954,6 +1049,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(partitions_are_made_ahead_as_the_log_grows, setup, teardown),
         cmocka_unit_test_setup_teardown(a_duplicate_is_refused_across_partitions, setup, teardown),
         cmocka_unit_test_setup_teardown(instances_appending_at_once_record_each_exchange_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_step_11_store_gets_one_key_table, setup, teardown),
         cmocka_unit_test_setup_teardown(pruning_drops_whole_partitions_only, setup, teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, test_store_group_end);
