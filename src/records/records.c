@@ -236,7 +236,11 @@
  * sequence lock (ON CONFLICT: the record exists, nothing is written). Its
  * index on seq gives the next position (one descent, not one a partition)
  * and lets the prune delete the keys of the records it removes (a count
- * that differs refuses the prune). The partitions' own unique indexes go;
+ * that differs refuses the prune). records_span() is the span as a
+ * constant (fixed by step 11), which the planner folds: the append learns
+ * that it opened a partition without reading another table (each table a
+ * statement opens costs about as much as the insert of a key). The
+ * partitions' own unique indexes go;
  * the view `records` takes exchange_id from record_keys, so that a lookup
  * by exchange id reads that one index and then the record by seq. A store
  * made by step 11 is converted in place: its keys copied in, its
@@ -258,6 +262,9 @@
     "  END LOOP; END $d$;" \
     PARTITIONS_FN("CREATE OR REPLACE", "") \
     PRUNE_FN("CREATE OR REPLACE", KEYS_PRUNE) \
+    "DO $d$ BEGIN EXECUTE format('CREATE FUNCTION records_span() RETURNS BIGINT LANGUAGE sql IMMUTABLE" \
+    "  PARALLEL SAFE AS %L', 'SELECT CAST(' || (SELECT span FROM record_partitioning WHERE id = 1) || ' AS BIGINT)');" \
+    " END $d$;" \
     "DROP VIEW records;" \
     RECORDS_VIEW_OF(PAYLOAD_HEX_PG, "k.exchange_id", "record_rows AS r JOIN record_keys AS k ON k.seq = r.seq") \
     "CREATE OR REPLACE FUNCTION records_write() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN" \
@@ -579,8 +586,8 @@ static void bind_payload(rk_stmt *st, int col, const rk_record *r, uint8_t d[32]
  * added by the statement or from those before it. A key recorded before
  * (step 12: record_keys' one unique index, under the sequence lock) writes
  * nothing. The next position is the last key's (or the archived prefix's)
- * + 1. It answers the row's seq and the partitions' span: a record that
- * opens a partition makes the next one. */
+ * + 1. It answers the row's seq and whether it opens a partition: then
+ * it makes the next one. */
 #define PG_ID "COALESCE((SELECT id FROM added WHERE name = ?), (SELECT id FROM record_names WHERE name = ?))"
 #define PG_TEXT "CAST(? AS TEXT)"
 #define PG_INT "CAST(? AS BIGINT)"
@@ -601,7 +608,7 @@ static rk_rc append_pg(rk_db *db, const rk_record *r, const char *const names[7]
         " catalog_version)"
         " SELECT k.seq, k.exchange_id, k.side_id, " PG_ID ", " PG_ID ", " PG_ID ", " PG_ID ", " PG_ID ", "
         PG_TEXT ", " PG_INT ", " PG_INT ", k.outcome_id, " PG_TEXT ", CAST(? AS BYTEA), " PG_TEXT ", " PG_TEXT ", "
-        PG_INT " FROM k RETURNING seq, (SELECT span FROM record_partitioning WHERE id = 1)");
+        PG_INT " FROM k RETURNING seq, (seq - 1) % records_span() = 0");
     int i = 1;
     for (int k = 0; k < 7; k++)
         rk_bind_text(st, i++, names[k]);
@@ -631,15 +638,15 @@ static rk_rc append_pg(rk_db *db, const rk_record *r, const char *const names[7]
         return RK_ERR_CONFLICT; /* recorded before, in whichever partition */
     if (rc != RK_OK)
         return rc;
-    int64_t seq = rk_col_int(st, 0), span = rk_col_is_null(st, 1) ? 0 : rk_col_int(st, 1);
+    int64_t seq = rk_col_int(st, 0), opens = rk_col_int(st, 1);
     if ((rc = rk_stmt_next(st)) != RK_ERR_NOT_FOUND)
         return rc == RK_OK ? RK_ERR_STORE : rc; /* one row */
-    if (span <= 0 || (seq - 1) % span != 0)
+    if (!opens)
         return RK_OK;
     /* the first record of its partition: the next one now, ahead of need
      * (a wait for the table's lock gives up: the signer makes it then) */
-    rk_stmt *ahead = rk_db_stmt(db, "SELECT records_partitions(CAST(? AS BIGINT))");
-    rk_bind_int(ahead, 1, seq + span);
+    rk_stmt *ahead = rk_db_stmt(db, "SELECT records_partitions(CAST(? AS BIGINT) + records_span())");
+    rk_bind_int(ahead, 1, seq);
     if ((rc = rk_stmt_next(ahead)) == RK_OK)
         rc = rk_stmt_next(ahead) == RK_ERR_NOT_FOUND ? RK_OK : RK_ERR_STORE;
     return rc == RK_ERR_NOT_FOUND ? RK_ERR_STORE : rc;

@@ -953,6 +953,7 @@ static void a_step_11_store_gets_one_key_table(void **state)
     assert_int_equal(scalar_of(db, KEYS_AGREEING), 6);
     assert_int_equal(scalar_of(db, PARTITION_KEY_INDEXES), 0);
     assert_int_equal(scalar_of(db, "SELECT span FROM record_partitioning"), 4); /* kept */
+    assert_int_equal(scalar_of(db, "SELECT records_span()"), 4);
     assert_int_equal(rk_records_partitions_ahead(db), RK_OK); /* the signer's round: p2 */
     assert_int_equal(scalar_of(db, EXISTS("record_rows_p2")), 1);
     /* each record still once, through the appender and through the view */
