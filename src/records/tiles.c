@@ -94,40 +94,68 @@ void rk_tile_builder_free(rk_tile_builder *b)
     b->n_dirty = b->cap_dirty = 0;
 }
 
-static rk_rc push_dirty(rk_tile_builder *b, const rk_tile *t)
+/* Room for `more` tiles in the dirty list, before anything changes. */
+static rk_rc reserve_dirty(rk_tile_builder *b, size_t more)
 {
-    if (b->n_dirty == b->cap_dirty) {
-        size_t cap = b->cap_dirty ? 2 * b->cap_dirty : 16;
-        rk_tile *bigger = realloc(b->dirty, cap * sizeof *bigger);
-        if (!bigger)
-            return RK_ERR_NOMEM;
-        b->dirty = bigger;
-        b->cap_dirty = cap;
-    }
-    memcpy(&b->dirty[b->n_dirty++], t, sizeof *t);
+    if (b->n_dirty + more <= b->cap_dirty)
+        return RK_OK;
+    size_t cap = b->cap_dirty ? 2 * b->cap_dirty : 16;
+    while (cap < b->n_dirty + more)
+        cap *= 2;
+    rk_tile *bigger = realloc(b->dirty, cap * sizeof *bigger);
+    if (!bigger)
+        return RK_ERR_NOMEM;
+    b->dirty = bigger;
+    b->cap_dirty = cap;
     return RK_OK;
 }
 
+/* The leaf goes into the level-0 edge tile and into the frontier. A tile
+ * of level L fills when the 8(L+1) low bits of the size before the leaf
+ * are all ones: the frontier's carry through those heights is then that
+ * tile's root (the perfect subtree of its 256 hashes), the next hash one
+ * level up; no tile is hashed again. */
 rk_rc rk_tile_builder_append(rk_tile_builder *b, const rk_hash leaf)
 {
-    rk_hash h;
-    memcpy(h, leaf, sizeof h);
+    rk_merkle_frontier *f = &b->frontier;
+    if (f->size == UINT64_MAX)
+        return RK_OK; /* full, as the frontier is */
+    size_t filling = 0;
+    while (filling < RK_TILE_LEVELS && b->edge[filling].width == RK_TILE_WIDTH - 1)
+        filling++;
+    if (filling && reserve_dirty(b, filling) != RK_OK)
+        return RK_ERR_NOMEM;
+    uint64_t size = f->size;
+    rk_hash carry;
+    memcpy(carry, leaf, sizeof carry);
+    unsigned i = 0; /* the frontier's height the carry has reached */
     for (int l = 0; l < RK_TILE_LEVELS; l++) {
         rk_tile *t = &b->edge[l];
-        memcpy(t->hashes[t->width++], h, sizeof h);
+        memcpy(t->hashes[t->width++], carry, sizeof carry);
         b->edge_dirty |= 1u << l;
         if (t->width < RK_TILE_WIDTH)
             break;
         /* full: kept for the store; its root is the next hash one level up */
-        if (push_dirty(b, t) != RK_OK) {
-            t->width--;
-            return RK_ERR_NOMEM;
+        memcpy(&b->dirty[b->n_dirty++], t, sizeof *t);
+        unsigned top = (unsigned)(l + 1) * RK_TILE_HEIGHT;
+        uint64_t low = top >= 64 ? UINT64_MAX : (UINT64_C(1) << top) - 1;
+        if ((size & low) == low && i == top - RK_TILE_HEIGHT) {
+            for (; i < top; i++)
+                rk_merkle_node_hash(f->nodes[i], carry, carry);
+        } else { /* edge tiles unlike the frontier (cannot happen when built here): hash the tile */
+            rk_merkle_root((const rk_hash *)t->hashes, RK_TILE_WIDTH, carry);
+            i = 64;
         }
-        rk_merkle_root((const rk_hash *)t->hashes, RK_TILE_WIDTH, h); /* a perfect subtree: its MTH */
         t->index++;
         t->width = 0;
     }
-    rk_merkle_frontier_append(&b->frontier, leaf);
+    if (i <= 63) { /* the rest of the frontier's binary increment */
+        for (; (size >> i) & 1; i++)
+            rk_merkle_node_hash(f->nodes[i], carry, carry);
+        memcpy(f->nodes[i], carry, sizeof carry);
+        f->size++;
+    } else
+        rk_merkle_frontier_append(f, leaf);
     return RK_OK;
 }
 
