@@ -3,6 +3,7 @@
 #include "records/tiles.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,6 +293,147 @@ rk_rc rk_tiles_load(rk_db *db, rk_tile_builder *b)
     return rc;
 }
 
+/* ---------- the tiles above the leaves, in memory ---------- */
+
+#define CACHE_WAYS 16
+
+typedef struct cached_tile {
+    int level, width;
+    uint64_t index;
+    uint64_t used; /* the cache's tick when last read */
+    rk_hash hashes[RK_TILE_WIDTH];
+} cached_tile;
+
+/* Sets of CACHE_WAYS tiles, each allocated when first filled: a set is
+ * chosen by the tile's index, so that the consecutive tiles of a level
+ * spread evenly over the sets. */
+struct rk_tile_cache {
+    pthread_mutex_t lock;
+    size_t n_sets;
+    cached_tile **slot; /* n_sets * CACHE_WAYS */
+    size_t n;
+    uint64_t tick, hits, misses;
+};
+
+rk_tile_cache *rk_tile_cache_new(size_t cap_bytes)
+{
+    rk_tile_cache *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->n_sets = cap_bytes / (CACHE_WAYS * sizeof(cached_tile));
+    if (c->n_sets == 0)
+        c->n_sets = 1;
+    if (!(c->slot = calloc(c->n_sets * CACHE_WAYS, sizeof *c->slot))) {
+        free(c);
+        return NULL;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    return c;
+}
+
+void rk_tile_cache_free(rk_tile_cache *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n_sets * CACHE_WAYS; i++)
+        free(c->slot[i]);
+    free(c->slot);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+static cached_tile **cache_set(rk_tile_cache *c, int level, uint64_t index)
+{
+    return &c->slot[((index + (uint64_t)level * 0x9E3779B1u) % c->n_sets) * CACHE_WAYS];
+}
+
+/* Keeps a tile read from the store: over a narrower copy of it, in a free
+ * way, or over the tile of the lowest level read least recently when that
+ * level is not above this one's. */
+static void cache_put(rk_tile_cache *c, int level, uint64_t index, const rk_hash *hashes, int width)
+{
+    cached_tile **set = cache_set(c, level, index), **victim = NULL;
+    for (int w = 0; w < CACHE_WAYS; w++) {
+        cached_tile *t = set[w];
+        if (t && t->level == level && t->index == index) {
+            victim = &set[w];
+            break;
+        }
+        if (!t) {
+            if (!victim || *victim)
+                victim = &set[w];
+        } else if (!victim || (*victim && (t->level < (*victim)->level ||
+                                           (t->level == (*victim)->level && t->used < (*victim)->used))))
+            victim = &set[w];
+    }
+    cached_tile *t = *victim;
+    if (t && !(t->level == level && t->index == index) && t->level > level)
+        return; /* the set holds tiles of higher levels only: they serve more proofs */
+    if (!t) {
+        if (!(t = malloc(sizeof *t)))
+            return;
+        *victim = t;
+        c->n++;
+    } else if (t->level == level && t->index == index && t->width >= width)
+        return;
+    t->level = level;
+    t->index = index;
+    t->width = width;
+    t->used = ++c->tick;
+    memcpy(t->hashes, hashes, (size_t)width * sizeof(rk_hash));
+}
+
+/* *stored: 1 when the tile was read from the store. A tile of level 0 is
+ * kept when it is partial or `edge` says that it is the right edge of the
+ * tree a proof reads (every proof of that size reads it). */
+static rk_rc read_tile(rk_tile_cache *c, rk_db *db, int level, uint64_t index, int need, int edge,
+                       rk_hash hashes[RK_TILE_WIDTH], int *width, int *stored)
+{
+    *stored = 1;
+    if (!c)
+        return rk_tile_read(db, level, index, hashes, width);
+    pthread_mutex_lock(&c->lock);
+    cached_tile **set = cache_set(c, level, index);
+    for (int w = 0; w < CACHE_WAYS; w++) {
+        cached_tile *t = set[w];
+        if (t && t->level == level && t->index == index && t->width >= need) {
+            memcpy(hashes, t->hashes, (size_t)t->width * sizeof(rk_hash));
+            *width = t->width;
+            t->used = ++c->tick;
+            c->hits++;
+            pthread_mutex_unlock(&c->lock);
+            *stored = 0;
+            return RK_OK;
+        }
+    }
+    c->misses++;
+    pthread_mutex_unlock(&c->lock);
+    rk_rc rc = rk_tile_read(db, level, index, hashes, width);
+    if (rc == RK_OK && (level >= 1 || edge || *width < RK_TILE_WIDTH)) {
+        pthread_mutex_lock(&c->lock);
+        cache_put(c, level, index, (const rk_hash *)hashes, *width);
+        pthread_mutex_unlock(&c->lock);
+    }
+    return rc;
+}
+
+rk_rc rk_tile_read_cached(rk_tile_cache *c, rk_db *db, int level, uint64_t index, int need,
+                          rk_hash hashes[RK_TILE_WIDTH], int *width)
+{
+    int stored;
+    return read_tile(c, db, level, index, need, 0, hashes, width, &stored);
+}
+
+void rk_tile_cache_stats(rk_tile_cache *c, size_t *tiles, size_t *bytes, uint64_t *hits, uint64_t *misses)
+{
+    pthread_mutex_lock(&c->lock);
+    *tiles = c->n;
+    *bytes = c->n * sizeof(cached_tile) + c->n_sets * CACHE_WAYS * sizeof(cached_tile *);
+    *hits = c->hits;
+    *misses = c->misses;
+    pthread_mutex_unlock(&c->lock);
+}
+
 /* ---------- proofs from tiles ---------- */
 
 void rk_tile_reader_init(rk_tile_reader *r, rk_db *db, uint64_t size)
@@ -299,6 +441,11 @@ void rk_tile_reader_init(rk_tile_reader *r, rk_db *db, uint64_t size)
     memset(r, 0, sizeof *r);
     r->db = db;
     r->size = size;
+}
+
+void rk_tile_reader_share(rk_tile_reader *r, rk_tile_cache *c)
+{
+    r->shared = c;
 }
 
 /* The hashes of tile (level, index), at least `need` wide. */
@@ -312,9 +459,10 @@ static rk_rc reader_tile(rk_tile_reader *r, int level, uint64_t index, int need,
     int slot = r->n_cache < (int)(sizeof r->cache / sizeof r->cache[0]) ? r->n_cache++ : r->next;
     r->next = (slot + 1) % (int)(sizeof r->cache / sizeof r->cache[0]);
     r->cache[slot].level = -1;
-    int width = 0;
-    rk_rc rc = rk_tile_read(r->db, level, index, r->cache[slot].hashes, &width);
-    r->reads++;
+    int width = 0, stored = 0;
+    int edge = (index + 1) * RK_TILE_WIDTH > rk_tile_level_hashes(r->size, level);
+    rk_rc rc = read_tile(r->shared, r->db, level, index, need, edge, r->cache[slot].hashes, &width, &stored);
+    r->reads += stored;
     if (rc != RK_OK || width < need)
         return RK_ERR_STORE;
     r->cache[slot].level = level;

@@ -82,11 +82,38 @@ rk_rc rk_tiles_load(rk_db *db, rk_tile_builder *b);
  * RK_ERR_NOT_FOUND when none is stored. A short read (rk_db_read). */
 rk_rc rk_tile_read(rk_db *db, int level, uint64_t index, rk_hash hashes[RK_TILE_WIDTH], int *width);
 
+/* ---------- the tiles above the leaves, in memory ---------- */
+
+/* A serving node keeps the tiles of level 1 and up that proofs read in a
+ * bounded cache shared by its threads, with the partial tiles of level 0
+ * (the right edge every proof of a size reads), so that a proof reads at
+ * most one tile from the store, its leaf's: the tiles above the leaves are
+ * 1/256 of them (12.5 MB at 10⁸ records) and a proof reads one per level. A tile is
+ * kept with the width it was read at; since a tile only grows and its
+ * hashes never change, it serves any proof that needs no more of it. Past
+ * the cap, a tile of the lowest level read least recently makes room. */
+#define RK_TILE_CACHE_BYTES (16u << 20) /* 2048 tiles: every tile above level 0 up to 1.3×10⁸ leaves */
+
+typedef struct rk_tile_cache rk_tile_cache;
+
+/* NULL when out of memory (the tiles are then read from the store). */
+rk_tile_cache *rk_tile_cache_new(size_t cap_bytes);
+void rk_tile_cache_free(rk_tile_cache *c);
+/* Reads tile (level, index) at least `need` hashes wide: from the cache when
+ * it holds it that wide, else from the store (rk_tile_read), then kept (a
+ * tile of level ≥ 1, or a partial one). c may be NULL. */
+rk_rc rk_tile_read_cached(rk_tile_cache *c, rk_db *db, int level, uint64_t index, int need,
+                          rk_hash hashes[RK_TILE_WIDTH], int *width);
+/* Tiles held and their bytes, lookups that found their tile (for tests and
+ * the bench). */
+void rk_tile_cache_stats(rk_tile_cache *c, size_t *tiles, size_t *bytes, uint64_t *hits, uint64_t *misses);
+
 /* Proofs from stored tiles: a source (merkle.h) over db for a tree of
  * `size` leaves, keeping the few tiles a proof reads. Not shared between
- * threads. */
+ * threads (the cache it is given may be). */
 typedef struct rk_tile_reader {
     rk_db *db;
+    rk_tile_cache *shared;        /* NULL: none */
     uint64_t size;
     int reads;                    /* tiles read from the store so far */
     struct {
@@ -98,6 +125,8 @@ typedef struct rk_tile_reader {
 } rk_tile_reader;
 
 void rk_tile_reader_init(rk_tile_reader *r, rk_db *db, uint64_t size);
+/* The reader takes its tiles of level ≥ 1 from c (may be NULL). */
+void rk_tile_reader_share(rk_tile_reader *r, rk_tile_cache *c);
 /* The source to pass to rk_merkle_*_from; RK_ERR_STORE when a tile the
  * tree of that size needs is missing or too narrow. */
 rk_merkle_source rk_tile_reader_source(rk_tile_reader *r);
