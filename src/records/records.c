@@ -255,10 +255,13 @@ static void put(leaf_buf *b, const char *s, size_t n)
 
 static void put_plain(leaf_buf *b, const char *s)
 {
-    size_t n = 0;
-    for (; s[n]; n++)
-        if ((unsigned char)s[n] < 0x20 || (unsigned char)s[n] > 0x7e || s[n] == '"' || s[n] == '\\')
-            b->ok = 0;
+    size_t n = strlen(s);
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned bad = 0; /* no branch per byte: the loop vectorises */
+    for (size_t i = 0; i < n; i++)
+        bad |= (unsigned)(u[i] < 0x20) | (unsigned)(u[i] > 0x7e) | (unsigned)(u[i] == '"') | (unsigned)(u[i] == '\\');
+    if (bad)
+        b->ok = 0;
     put(b, s, n);
 }
 

@@ -373,9 +373,12 @@ rk_rc rk_records_log_start(rk_node *node, rk_db *db, int64_t interval_ms, rk_rec
     pthread_cond_init(&log->wake, NULL);
     rk_tile_builder_init(&log->tiles);
     log->tile_cache = rk_tile_cache_new(RK_TILE_CACHE_BYTES);
+    log->tiles.cache = log->tile_cache;
     rk_rc rc = load_log_key(log);
     if (rc == RK_OK)
         rc = read_last_head(log);
+    if (rc == RK_OK)
+        rk_tile_cache_warm(log->tile_cache, db, log->head_size);
     int leading = 0;
     if (rc == RK_OK)
         rc = rk_db_lead(db, RK_RECORDS_LEADER_LOCK, &leading);

@@ -165,134 +165,6 @@ size_t rk_tile_builder_pending(const rk_tile_builder *b)
     return b->n_dirty;
 }
 
-/* ---------- the store ---------- */
-
-static rk_rc put_tile(rk_db *db, const rk_tile *t)
-{
-    /* the widest version stays: a tile only grows */
-    rk_stmt *st = rk_db_stmt(db, "INSERT INTO log_tiles(level, idx, hashes) VALUES (?,?,?)"
-                                 " ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes"
-                                 " WHERE length(excluded.hashes) > length(log_tiles.hashes)");
-    rk_bind_int(st, 1, t->level);
-    rk_bind_int(st, 2, (int64_t)t->index);
-    rk_bind_blob(st, 3, t->hashes, (size_t)t->width * sizeof(rk_hash));
-    return rk_stmt_exec(st);
-}
-
-rk_rc rk_tiles_store(rk_db *db, rk_tile_builder *b)
-{
-    rk_rc rc = RK_OK;
-    for (size_t i = 0; i < b->n_dirty && rc == RK_OK; i++)
-        rc = put_tile(db, &b->dirty[i]);
-    for (int l = 0; l < RK_TILE_LEVELS && rc == RK_OK; l++)
-        if ((b->edge_dirty >> l & 1) && b->edge[l].width > 0)
-            rc = put_tile(db, &b->edge[l]);
-    /* the frontier: the roots of the perfect subtrees of the set bits of size */
-    rk_hash nodes[64];
-    size_t n = 0;
-    for (int i = 63; i >= 0; i--)
-        if (b->frontier.size >> i & 1)
-            memcpy(nodes[n++], b->frontier.nodes[i], sizeof(rk_hash));
-    /* compare-and-set: only over the state this builder grew from */
-    rk_stmt *st = rk_db_stmt(db, "INSERT INTO log_state(id, size, frontier) VALUES (1,?,?)"
-                                 " ON CONFLICT (id) DO UPDATE SET size = excluded.size, frontier = excluded.frontier"
-                                 " WHERE log_state.size = ?");
-    rk_bind_int(st, 1, (int64_t)b->frontier.size);
-    rk_bind_blob(st, 2, nodes, n * sizeof(rk_hash));
-    rk_bind_int(st, 3, (int64_t)b->stored_size);
-    if (rc == RK_OK)
-        rc = rk_stmt_exec(st);
-    if (rc == RK_OK && rk_db_changes(db) != 1)
-        rc = RK_ERR_CONFLICT;
-    if (rc == RK_OK) {
-        b->n_dirty = 0;
-        b->edge_dirty = 0;
-        b->stored_size = b->frontier.size;
-    }
-    return rc;
-}
-
-typedef struct tile_get {
-    int level;
-    uint64_t index;
-    rk_hash *hashes;
-    int width;
-} tile_get;
-
-static rk_rc tile_get_fn(rk_db *db, void *arg)
-{
-    tile_get *a = arg;
-    rk_stmt *q = rk_db_stmt(db, "SELECT hashes FROM log_tiles WHERE level = ? AND idx = ?");
-    rk_bind_int(q, 1, a->level);
-    rk_bind_int(q, 2, (int64_t)a->index);
-    rk_rc rc = rk_stmt_next(q);
-    if (rc != RK_OK)
-        return rc;
-    size_t len = 0;
-    const void *blob = rk_col_blob(q, 0, &len);
-    if (!blob || len == 0 || len % sizeof(rk_hash) || len > RK_TILE_WIDTH * sizeof(rk_hash))
-        return RK_ERR_STORE; /* a damaged tile */
-    memcpy(a->hashes, blob, len);
-    a->width = (int)(len / sizeof(rk_hash));
-    return RK_OK;
-}
-
-rk_rc rk_tile_read(rk_db *db, int level, uint64_t index, rk_hash hashes[RK_TILE_WIDTH], int *width)
-{
-    tile_get a = {level, index, hashes, 0};
-    rk_rc rc = rk_db_read(db, tile_get_fn, &a);
-    if (rc == RK_OK)
-        *width = a.width;
-    return rc;
-}
-
-static rk_rc state_get_fn(rk_db *db, void *arg)
-{
-    rk_tile_builder *b = arg;
-    rk_stmt *q = rk_db_stmt(db, "SELECT size, frontier FROM log_state WHERE id = 1");
-    rk_rc rc = rk_stmt_next(q);
-    if (rc == RK_ERR_NOT_FOUND)
-        return RK_OK; /* an empty tree */
-    if (rc != RK_OK)
-        return rc;
-    uint64_t size = (uint64_t)rk_col_int(q, 0);
-    size_t len = 0;
-    const uint8_t *blob = rk_col_blob(q, 1, &len);
-    if (len != (size_t)__builtin_popcountll(size) * sizeof(rk_hash) || (len && !blob))
-        return RK_ERR_STORE;
-    b->frontier.size = size;
-    b->stored_size = size;
-    for (int i = 63; i >= 0; i--)
-        if (size >> i & 1) {
-            memcpy(b->frontier.nodes[i], blob, sizeof(rk_hash));
-            blob += sizeof(rk_hash);
-        }
-    return RK_OK;
-}
-
-rk_rc rk_tiles_load(rk_db *db, rk_tile_builder *b)
-{
-    rk_tile_builder_free(b);
-    rk_tile_builder_init(b);
-    rk_rc rc = rk_db_read(db, state_get_fn, b);
-    /* each level's edge: the stored rightmost tile, cut to what the size covers */
-    for (int l = 0; l < RK_TILE_LEVELS && rc == RK_OK; l++) {
-        uint64_t n = rk_tile_level_hashes(b->frontier.size, l);
-        rk_tile *t = &b->edge[l];
-        t->index = n / RK_TILE_WIDTH;
-        int want = (int)(n % RK_TILE_WIDTH), got = 0;
-        if (want == 0)
-            continue;
-        rc = rk_tile_read(db, l, t->index, t->hashes, &got);
-        if (rc == RK_OK && got < want)
-            rc = RK_ERR_STORE; /* the state is ahead of its tiles: damaged */
-        t->width = want;
-    }
-    if (rc == RK_ERR_NOT_FOUND)
-        rc = RK_ERR_STORE;
-    return rc;
-}
-
 /* ---------- the tiles above the leaves, in memory ---------- */
 
 #define CACHE_WAYS 16
@@ -313,6 +185,12 @@ struct rk_tile_cache {
     cached_tile **slot; /* n_sets * CACHE_WAYS */
     size_t n;
     uint64_t tick, hits, misses;
+    struct {            /* the reading in the background (rk_tile_cache_warm) */
+        pthread_t thread;
+        int started, running, stopping;
+        rk_db *db;
+        uint64_t size;
+    } warm;
 };
 
 rk_tile_cache *rk_tile_cache_new(size_t cap_bytes)
@@ -335,6 +213,11 @@ void rk_tile_cache_free(rk_tile_cache *c)
 {
     if (!c)
         return;
+    pthread_mutex_lock(&c->lock);
+    c->warm.stopping = 1;
+    pthread_mutex_unlock(&c->lock);
+    if (c->warm.started)
+        pthread_join(c->warm.thread, NULL);
     for (size_t i = 0; i < c->n_sets * CACHE_WAYS; i++)
         free(c->slot[i]);
     free(c->slot);
@@ -424,6 +307,68 @@ rk_rc rk_tile_read_cached(rk_tile_cache *c, rk_db *db, int level, uint64_t index
     return read_tile(c, db, level, index, need, 0, hashes, width, &stored);
 }
 
+/* Lock held: the cache holds the tile at least `need` wide. */
+static int cache_has(rk_tile_cache *c, int level, uint64_t index, int need)
+{
+    cached_tile **set = cache_set(c, level, index);
+    for (int w = 0; w < CACHE_WAYS; w++)
+        if (set[w] && set[w]->level == level && set[w]->index == index && set[w]->width >= need)
+            return 1;
+    return 0;
+}
+
+static void *warm_main(void *arg)
+{
+    rk_tile_cache *c = arg;
+    rk_hash *h = malloc(RK_TILE_WIDTH * sizeof *h);
+    uint64_t room = c->n_sets * CACHE_WAYS;
+    for (int level = RK_TILE_LEVELS - 1; level >= 1 && h; level--) {
+        uint64_t n = rk_tile_level_hashes(c->warm.size, level);
+        uint64_t tiles = (n + RK_TILE_WIDTH - 1) / RK_TILE_WIDTH;
+        /* oldest first, so that past the cap the newest stay (least recently read goes first) */
+        for (uint64_t i = tiles > room ? tiles - room : 0; i < tiles; i++) {
+            int need = i + 1 < tiles || n % RK_TILE_WIDTH == 0 ? RK_TILE_WIDTH : (int)(n % RK_TILE_WIDTH), width = 0;
+            pthread_mutex_lock(&c->lock);
+            int skip = c->warm.stopping ? -1 : cache_has(c, level, i, need);
+            pthread_mutex_unlock(&c->lock);
+            if (skip < 0)
+                goto done;
+            if (skip || rk_tile_read(c->warm.db, level, i, h, &width) != RK_OK)
+                continue;
+            pthread_mutex_lock(&c->lock);
+            cache_put(c, level, i, (const rk_hash *)h, width);
+            pthread_mutex_unlock(&c->lock);
+        }
+    }
+done:
+    free(h);
+    pthread_mutex_lock(&c->lock);
+    c->warm.running = 0;
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+void rk_tile_cache_warm(rk_tile_cache *c, rk_db *db, uint64_t size)
+{
+    if (!c || rk_tile_level_hashes(size, 1) == 0)
+        return;
+    pthread_mutex_lock(&c->lock);
+    int busy = c->warm.running || c->warm.stopping;
+    pthread_mutex_unlock(&c->lock);
+    if (busy)
+        return;
+    if (c->warm.started) /* the previous reading has ended */
+        pthread_join(c->warm.thread, NULL);
+    c->warm.started = 0;
+    c->warm.db = db;
+    c->warm.size = size;
+    c->warm.running = 1;
+    if (pthread_create(&c->warm.thread, NULL, warm_main, c) == 0)
+        c->warm.started = 1;
+    else
+        c->warm.running = 0;
+}
+
 void rk_tile_cache_stats(rk_tile_cache *c, size_t *tiles, size_t *bytes, uint64_t *hits, uint64_t *misses)
 {
     pthread_mutex_lock(&c->lock);
@@ -432,6 +377,156 @@ void rk_tile_cache_stats(rk_tile_cache *c, size_t *tiles, size_t *bytes, uint64_
     *hits = c->hits;
     *misses = c->misses;
     pthread_mutex_unlock(&c->lock);
+}
+
+/* ---------- the store ---------- */
+
+/* The tiles just stored, into the log's cache: the full ones of level >= 1
+ * and the edge of every level, which the next proofs read. Their hashes
+ * follow from the records alone, so a transaction that does not commit
+ * leaves the cache right. */
+static void cache_stored(rk_tile_builder *b)
+{
+    rk_tile_cache *c = b->cache;
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < b->n_dirty; i++)
+        if (b->dirty[i].level >= 1)
+            cache_put(c, b->dirty[i].level, b->dirty[i].index, (const rk_hash *)b->dirty[i].hashes, b->dirty[i].width);
+    for (int l = 0; l < RK_TILE_LEVELS; l++)
+        if ((b->edge_dirty >> l & 1) && b->edge[l].width > 0)
+            cache_put(c, l, b->edge[l].index, (const rk_hash *)b->edge[l].hashes, b->edge[l].width);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static rk_rc put_tile(rk_db *db, const rk_tile *t)
+{
+    /* the widest version stays: a tile only grows */
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO log_tiles(level, idx, hashes) VALUES (?,?,?)"
+                                 " ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes"
+                                 " WHERE length(excluded.hashes) > length(log_tiles.hashes)");
+    rk_bind_int(st, 1, t->level);
+    rk_bind_int(st, 2, (int64_t)t->index);
+    rk_bind_blob(st, 3, t->hashes, (size_t)t->width * sizeof(rk_hash));
+    return rk_stmt_exec(st);
+}
+
+rk_rc rk_tiles_store(rk_db *db, rk_tile_builder *b)
+{
+    rk_rc rc = RK_OK;
+    for (size_t i = 0; i < b->n_dirty && rc == RK_OK; i++)
+        rc = put_tile(db, &b->dirty[i]);
+    for (int l = 0; l < RK_TILE_LEVELS && rc == RK_OK; l++)
+        if ((b->edge_dirty >> l & 1) && b->edge[l].width > 0)
+            rc = put_tile(db, &b->edge[l]);
+    /* the frontier: the roots of the perfect subtrees of the set bits of size */
+    rk_hash nodes[64];
+    size_t n = 0;
+    for (int i = 63; i >= 0; i--)
+        if (b->frontier.size >> i & 1)
+            memcpy(nodes[n++], b->frontier.nodes[i], sizeof(rk_hash));
+    /* compare-and-set: only over the state this builder grew from */
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO log_state(id, size, frontier) VALUES (1,?,?)"
+                                 " ON CONFLICT (id) DO UPDATE SET size = excluded.size, frontier = excluded.frontier"
+                                 " WHERE log_state.size = ?");
+    rk_bind_int(st, 1, (int64_t)b->frontier.size);
+    rk_bind_blob(st, 2, nodes, n * sizeof(rk_hash));
+    rk_bind_int(st, 3, (int64_t)b->stored_size);
+    if (rc == RK_OK)
+        rc = rk_stmt_exec(st);
+    if (rc == RK_OK && rk_db_changes(db) != 1)
+        rc = RK_ERR_CONFLICT;
+    if (rc == RK_OK) {
+        cache_stored(b);
+        b->n_dirty = 0;
+        b->edge_dirty = 0;
+        b->stored_size = b->frontier.size;
+    }
+    return rc;
+}
+
+typedef struct tile_get {
+    int level;
+    uint64_t index;
+    rk_hash *hashes;
+    int width;
+} tile_get;
+
+static rk_rc tile_get_fn(rk_db *db, void *arg)
+{
+    tile_get *a = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT hashes FROM log_tiles WHERE level = ? AND idx = ?");
+    rk_bind_int(q, 1, a->level);
+    rk_bind_int(q, 2, (int64_t)a->index);
+    rk_rc rc = rk_stmt_next(q);
+    if (rc != RK_OK)
+        return rc;
+    size_t len = 0;
+    const void *blob = rk_col_blob(q, 0, &len);
+    if (!blob || len == 0 || len % sizeof(rk_hash) || len > RK_TILE_WIDTH * sizeof(rk_hash))
+        return RK_ERR_STORE; /* a damaged tile */
+    memcpy(a->hashes, blob, len);
+    a->width = (int)(len / sizeof(rk_hash));
+    return RK_OK;
+}
+
+rk_rc rk_tile_read(rk_db *db, int level, uint64_t index, rk_hash hashes[RK_TILE_WIDTH], int *width)
+{
+    tile_get a = {level, index, hashes, 0};
+    rk_rc rc = rk_db_read(db, tile_get_fn, &a);
+    if (rc == RK_OK)
+        *width = a.width;
+    return rc;
+}
+
+static rk_rc state_get_fn(rk_db *db, void *arg)
+{
+    rk_tile_builder *b = arg;
+    rk_stmt *q = rk_db_stmt(db, "SELECT size, frontier FROM log_state WHERE id = 1");
+    rk_rc rc = rk_stmt_next(q);
+    if (rc == RK_ERR_NOT_FOUND)
+        return RK_OK; /* an empty tree */
+    if (rc != RK_OK)
+        return rc;
+    uint64_t size = (uint64_t)rk_col_int(q, 0);
+    size_t len = 0;
+    const uint8_t *blob = rk_col_blob(q, 1, &len);
+    if (len != (size_t)__builtin_popcountll(size) * sizeof(rk_hash) || (len && !blob))
+        return RK_ERR_STORE;
+    b->frontier.size = size;
+    b->stored_size = size;
+    for (int i = 63; i >= 0; i--)
+        if (size >> i & 1) {
+            memcpy(b->frontier.nodes[i], blob, sizeof(rk_hash));
+            blob += sizeof(rk_hash);
+        }
+    return RK_OK;
+}
+
+rk_rc rk_tiles_load(rk_db *db, rk_tile_builder *b)
+{
+    struct rk_tile_cache *cache = b->cache;
+    rk_tile_builder_free(b);
+    rk_tile_builder_init(b);
+    b->cache = cache;
+    rk_rc rc = rk_db_read(db, state_get_fn, b);
+    /* each level's edge: the stored rightmost tile, cut to what the size covers */
+    for (int l = 0; l < RK_TILE_LEVELS && rc == RK_OK; l++) {
+        uint64_t n = rk_tile_level_hashes(b->frontier.size, l);
+        rk_tile *t = &b->edge[l];
+        t->index = n / RK_TILE_WIDTH;
+        int want = (int)(n % RK_TILE_WIDTH), got = 0;
+        if (want == 0)
+            continue;
+        rc = rk_tile_read(db, l, t->index, t->hashes, &got);
+        if (rc == RK_OK && got < want)
+            rc = RK_ERR_STORE; /* the state is ahead of its tiles: damaged */
+        t->width = want;
+    }
+    if (rc == RK_ERR_NOT_FOUND)
+        rc = RK_ERR_STORE;
+    return rc;
 }
 
 /* ---------- proofs from tiles ---------- */

@@ -56,6 +56,8 @@ typedef struct rk_tile_builder {
     size_t n_dirty, cap_dirty;
     unsigned edge_dirty;          /* bit L: edge[L] changed */
     uint64_t stored_size;         /* the stored state's size this builder extends (fencing, below) */
+    struct rk_tile_cache *cache;  /* the log's tiles in memory (below): rk_tiles_store puts there the tiles
+                                     of level >= 1 and the edge it stored; NULL: none */
 } rk_tile_builder;
 
 void rk_tile_builder_init(rk_tile_builder *b);
@@ -75,7 +77,7 @@ size_t rk_tile_builder_pending(const rk_tile_builder *b);
  * signer moved it, DESIGN §6), nothing is stored and the answer is
  * RK_ERR_CONFLICT; the caller loads the state again. */
 rk_rc rk_tiles_store(rk_db *db, rk_tile_builder *b);
-/* Loads the state last stored into b (an empty tree when none). */
+/* Loads the state last stored into b (an empty tree when none); b keeps its cache. */
 rk_rc rk_tiles_load(rk_db *db, rk_tile_builder *b);
 
 /* Reads the stored tile (level, index): *width hashes (1..256) into hashes.
@@ -104,6 +106,12 @@ void rk_tile_cache_free(rk_tile_cache *c);
  * tile of level ≥ 1, or a partial one). c may be NULL. */
 rk_rc rk_tile_read_cached(rk_tile_cache *c, rk_db *db, int level, uint64_t index, int need,
                           rk_hash hashes[RK_TILE_WIDTH], int *width);
+/* Reads in the background (one thread, at most one at a time) the tiles of
+ * level >= 1 of a tree of `size` leaves, highest level first, the newest
+ * that fit under the cap: a node that starts with a large log answers its
+ * first proofs from memory too. db must outlive c; rk_tile_cache_free
+ * stops the reading. */
+void rk_tile_cache_warm(rk_tile_cache *c, rk_db *db, uint64_t size);
 /* Tiles held and their bytes, lookups that found their tile (for tests and
  * the bench). */
 void rk_tile_cache_stats(rk_tile_cache *c, size_t *tiles, size_t *bytes, uint64_t *hits, uint64_t *misses);

@@ -173,6 +173,54 @@ static void test_proofs_from_tiles(void **state)
     assert_int_equal(held, 7);
     assert_true(hits > 0 && bytes < RK_TILE_CACHE_BYTES);
     rk_tile_cache_free(cache);
+    /* a cache read in the background when a node starts, and one the
+     * builder fills as it stores: the first proof reads its leaf's tile only */
+    rk_tile_cache *warmed = rk_tile_cache_new(RK_TILE_CACHE_BYTES), *built = rk_tile_cache_new(RK_TILE_CACHE_BYTES);
+    assert_non_null(warmed);
+    assert_non_null(built);
+    rk_tile_cache_warm(warmed, db, N_LEAVES);
+    for (int i = 0; i < 1000; i++) { /* 1/000, 1/001.p/17 and 2/000.p/1 */
+        rk_tile_cache_stats(warmed, &held, &bytes, &hits, &misses);
+        if (held == 3)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(held, 3);
+    rk_tile_builder nb;
+    rk_tile_builder_init(&nb);
+    nb.cache = built;
+    rk_db *db2 = NULL;
+    char path2[160];
+    snprintf(path2, sizeof path2, "%s/other.db", dir);
+    assert_int_equal(rk_db_open(path2, 0, &db2), RK_OK);
+    assert_int_equal(rk_records_migrate(db2), RK_OK);
+    for (uint64_t i = 0; i < N_LEAVES; i++) {
+        assert_int_equal(rk_tile_builder_append(&nb, leaves[i]), RK_OK);
+        if (i % 4099 == 0 || i == N_LEAVES - 1)
+            assert_int_equal(rk_db_write(db2, store_fn, &nb), RK_OK);
+    }
+    rk_tile_cache *both[] = {warmed, built};
+    rk_db *dbs[] = {db, db2};
+    for (int k = 0; k < 2; k++) {
+        uint64_t n = N_LEAVES, m = 300;
+        rk_tile_reader r;
+        rk_tile_reader_init(&r, dbs[k], n);
+        rk_tile_reader_share(&r, both[k]);
+        rk_merkle_source src = rk_tile_reader_source(&r);
+        rk_hash *p1 = NULL, *p2 = NULL;
+        size_t l1 = 0, l2 = 0;
+        assert_int_equal(rk_merkle_inclusion_proof(leaves, n, m, &p1, &l1), RK_OK);
+        assert_int_equal(rk_merkle_inclusion_proof_from(&src, n, m, &p2, &l2), RK_OK);
+        assert_int_equal(l1, l2);
+        assert_memory_equal(p1, p2, l1 * 32);
+        free(p1);
+        free(p2);
+        assert_int_equal(r.reads, k == 0 ? 2 : 1); /* warmed: the leaves' edge 0/273.p/112 too; built: it holds it */
+    }
+    rk_tile_builder_free(&nb);
+    rk_db_close(db2);
+    rk_tile_cache_free(warmed);
+    rk_tile_cache_free(built);
     /* beyond the tiles stored: refused, not guessed */
     rk_tile_reader r;
     rk_tile_reader_init(&r, db, N_LEAVES + 300);
