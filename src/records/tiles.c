@@ -176,13 +176,18 @@ typedef struct cached_tile {
     rk_hash hashes[RK_TILE_WIDTH];
 } cached_tile;
 
-/* Sets of CACHE_WAYS tiles, each allocated when first filled: a set is
- * chosen by the tile's index, so that the consecutive tiles of a level
- * spread evenly over the sets. */
+/* Sets of CACHE_WAYS tiles of level >= 1, each allocated when first
+ * filled: a set is chosen by the tile's index, so that the consecutive
+ * tiles of a level spread evenly over the sets. The partial tiles of level
+ * 0 at the right edge of recent trees apart, the few latest only: a log
+ * that grows has a new one at every head. */
+#define CACHE_EDGES 8
+
 struct rk_tile_cache {
     pthread_mutex_t lock;
     size_t n_sets;
     cached_tile **slot; /* n_sets * CACHE_WAYS */
+    cached_tile *edge[CACHE_EDGES];
     size_t n;
     uint64_t tick, hits, misses;
     struct {            /* the reading in the background (rk_tile_cache_warm) */
@@ -198,7 +203,8 @@ rk_tile_cache *rk_tile_cache_new(size_t cap_bytes)
     rk_tile_cache *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    c->n_sets = cap_bytes / (CACHE_WAYS * sizeof(cached_tile));
+    size_t edges = CACHE_EDGES * sizeof(cached_tile);
+    c->n_sets = cap_bytes > edges ? (cap_bytes - edges) / (CACHE_WAYS * sizeof(cached_tile)) : 0;
     if (c->n_sets == 0)
         c->n_sets = 1;
     if (!(c->slot = calloc(c->n_sets * CACHE_WAYS, sizeof *c->slot))) {
@@ -220,14 +226,18 @@ void rk_tile_cache_free(rk_tile_cache *c)
         pthread_join(c->warm.thread, NULL);
     for (size_t i = 0; i < c->n_sets * CACHE_WAYS; i++)
         free(c->slot[i]);
+    for (int i = 0; i < CACHE_EDGES; i++)
+        free(c->edge[i]);
     free(c->slot);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
 
-static cached_tile **cache_set(rk_tile_cache *c, int level, uint64_t index)
+/* The ways a tile may be in: its set, or the edges for level 0. */
+static cached_tile **cache_set(rk_tile_cache *c, int level, uint64_t index, int *ways)
 {
-    return &c->slot[((index + (uint64_t)level * 0x9E3779B1u) % c->n_sets) * CACHE_WAYS];
+    *ways = level ? CACHE_WAYS : CACHE_EDGES;
+    return level ? &c->slot[((index + (uint64_t)level * 0x9E3779B1u) % c->n_sets) * CACHE_WAYS] : c->edge;
 }
 
 /* Keeps a tile read from the store: over a narrower copy of it, in a free
@@ -235,8 +245,9 @@ static cached_tile **cache_set(rk_tile_cache *c, int level, uint64_t index)
  * level is not above this one's. */
 static void cache_put(rk_tile_cache *c, int level, uint64_t index, const rk_hash *hashes, int width)
 {
-    cached_tile **set = cache_set(c, level, index), **victim = NULL;
-    for (int w = 0; w < CACHE_WAYS; w++) {
+    int ways;
+    cached_tile **set = cache_set(c, level, index, &ways), **victim = NULL;
+    for (int w = 0; w < ways; w++) {
         cached_tile *t = set[w];
         if (t && t->level == level && t->index == index) {
             victim = &set[w];
@@ -276,8 +287,9 @@ static rk_rc read_tile(rk_tile_cache *c, rk_db *db, int level, uint64_t index, i
     if (!c)
         return rk_tile_read(db, level, index, hashes, width);
     pthread_mutex_lock(&c->lock);
-    cached_tile **set = cache_set(c, level, index);
-    for (int w = 0; w < CACHE_WAYS; w++) {
+    int ways;
+    cached_tile **set = cache_set(c, level, index, &ways);
+    for (int w = 0; w < ways; w++) {
         cached_tile *t = set[w];
         if (t && t->level == level && t->index == index && t->width >= need) {
             memcpy(hashes, t->hashes, (size_t)t->width * sizeof(rk_hash));
@@ -310,8 +322,9 @@ rk_rc rk_tile_read_cached(rk_tile_cache *c, rk_db *db, int level, uint64_t index
 /* Lock held: the cache holds the tile at least `need` wide. */
 static int cache_has(rk_tile_cache *c, int level, uint64_t index, int need)
 {
-    cached_tile **set = cache_set(c, level, index);
-    for (int w = 0; w < CACHE_WAYS; w++)
+    int ways;
+    cached_tile **set = cache_set(c, level, index, &ways);
+    for (int w = 0; w < ways; w++)
         if (set[w] && set[w]->level == level && set[w]->index == index && set[w]->width >= need)
             return 1;
     return 0;
@@ -373,7 +386,7 @@ void rk_tile_cache_stats(rk_tile_cache *c, size_t *tiles, size_t *bytes, uint64_
 {
     pthread_mutex_lock(&c->lock);
     *tiles = c->n;
-    *bytes = c->n * sizeof(cached_tile) + c->n_sets * CACHE_WAYS * sizeof(cached_tile *);
+    *bytes = c->n * sizeof(cached_tile) + c->n_sets * CACHE_WAYS * sizeof(cached_tile *) + sizeof *c;
     *hits = c->hits;
     *misses = c->misses;
     pthread_mutex_unlock(&c->lock);

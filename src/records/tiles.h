@@ -88,13 +88,14 @@ rk_rc rk_tile_read(rk_db *db, int level, uint64_t index, rk_hash hashes[RK_TILE_
 
 /* A serving node keeps the tiles of level 1 and up that proofs read in a
  * bounded cache shared by its threads, with the partial tiles of level 0
- * (the right edge every proof of a size reads), so that a proof reads at
- * most one tile from the store, its leaf's: the tiles above the leaves are
- * 1/256 of them (12.5 MB at 10⁸ records) and a proof reads one per level. A tile is
- * kept with the width it was read at; since a tile only grows and its
- * hashes never change, it serves any proof that needs no more of it. Past
- * the cap, a tile of the lowest level read least recently makes room. */
-#define RK_TILE_CACHE_BYTES (16u << 20) /* 2048 tiles: every tile above level 0 up to 1.3×10⁸ leaves */
+ * at the right edge of the latest few trees (every proof of a size reads
+ * its edge), so that a proof reads at most one tile from the store, its
+ * leaf's: the tiles above the leaves are 1/256 of them (12.5 MB at 10⁸
+ * records) and a proof reads one per level. A tile is kept with the width
+ * it was read at; since a tile only grows and its hashes never change, it
+ * serves any proof that needs no more of it. Past the cap, a tile of the
+ * lowest level read least recently makes room. */
+#define RK_TILE_CACHE_BYTES (16u << 20) /* 2032 tiles and 8 edges: every tile above level 0 to about 1.3×10⁸ leaves */
 
 typedef struct rk_tile_cache rk_tile_cache;
 
