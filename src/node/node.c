@@ -312,14 +312,19 @@ static void later_answered(void *arg, rk_rc rc, rk_http_result *res)
     done(done_arg, rc, res);
 }
 
-static rk_relay **relay_of(rk_node *node, struct event_base *base);
+static rk_relay **relay_of(rk_node *node, struct event_base *base, int **closed);
 
 static void send_later(later_call *c)
 {
     rk_node *node = c->node;
-    rk_relay **relay = relay_of(node, c->base);
+    int *closed;
+    rk_relay **relay = relay_of(node, c->base, &closed);
     rk_rc rc = RK_OK;
-    if (!*relay) { /* with the certificate in force (a renewal replaces it, registry_refresh.c) */
+    /* a call its relay's end failed (rk_relay_free tells every call in
+     * flight) goes to no next line: a relay made now would outlive the loop */
+    if (__atomic_load_n(closed, __ATOMIC_ACQUIRE))
+        rc = RK_ERR_UPSTREAM;
+    else if (!*relay) { /* with the certificate in force (a renewal replaces it, registry_refresh.c) */
         pthread_mutex_lock(&node->registry_lock);
         const rk_identity *me = node->identity;
         rc = rk_relay_new(c->base, me->cert, me->key, node->cfg.ca, node->cfg.clock_offset_ms, relay);
@@ -404,6 +409,7 @@ struct node_calls {
     struct event_base *base;
     struct event *wake;           /* something was queued */
     rk_relay *relay;
+    int relay_closed;             /* the loop ended (calls_stop): no relay is made again */
     pthread_t thread;
     pthread_mutex_t lock;         /* the queue, the calls' done and abandoned flags, stopping */
     pthread_cond_t answered;
@@ -414,9 +420,11 @@ struct node_calls {
 /* Guards starting the calls loop (node->calls is set once). */
 static pthread_mutex_t calls_start_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static rk_relay **relay_of(rk_node *node, struct event_base *base)
+static rk_relay **relay_of(rk_node *node, struct event_base *base, int **closed)
 {
-    return node->calls && node->calls->base == base ? &node->calls->relay : &node->relay;
+    node_calls *nc = node->calls && node->calls->base == base ? node->calls : NULL;
+    *closed = nc ? &nc->relay_closed : &node->relay_closed;
+    return nc ? &nc->relay : &node->relay;
 }
 
 static void waiting_call_free(waiting_call *w)
@@ -534,6 +542,7 @@ static void calls_stop(rk_node *node)
     pthread_mutex_lock(&node->registry_lock);
     rk_relay *relay = nc->relay;
     nc->relay = NULL;
+    __atomic_store_n(&nc->relay_closed, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&node->registry_lock);
     rk_relay_free(relay);
     /* queued but never sent: no one waits for them any more */
@@ -623,6 +632,7 @@ void rk_node_calls_close(rk_node *node)
     pthread_mutex_lock(&node->registry_lock);
     rk_relay *relay = node->relay;
     node->relay = NULL;
+    __atomic_store_n(&node->relay_closed, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&node->registry_lock);
     rk_relay_free(relay);
 }
