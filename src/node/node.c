@@ -140,6 +140,11 @@ void rk_node_close(rk_node *node)
     memset(node, 0, sizeof *node);
 }
 
+/* The event loop this thread runs — the server's from rk_node_serve, the
+ * calls loop's from its first call — until rk_node_calls_close: there
+ * rk_node_raise commits through rk_db_write_later instead of waiting. */
+static __thread struct event_base *tl_loop;
+
 static void on_server_incident(void *ctx, const char *kind, const char *summary);
 
 static void node_server_config(const rk_node *node, rk_server_config *sc)
@@ -169,8 +174,12 @@ rk_rc rk_node_serve(rk_node *node, const rk_server_config *role)
         rc = rk_node_listen(node, srv);
     if (rc == RK_OK)
         rc = rk_node_registry_start(node, srv);
-    if (rc == RK_OK)
+    if (rc == RK_OK) {
+        /* this thread runs the loop from now: an incident raised on it (a
+         * refusal, a handler's) commits without waiting (rk_node_raise) */
+        tl_loop = rk_server_base(srv);
         rc = rk_server_run(srv);
+    }
     pthread_mutex_lock(&node->registry_lock); /* the refresh thread may swap no more into it */
     node->server = NULL;
     pthread_mutex_unlock(&node->registry_lock);
@@ -277,10 +286,6 @@ static int to_next_line(const rk_peer_node *first, int line, rk_rc rc, rk_http_r
     return 1;
 }
 
-/* The event loop this thread runs, known from its first rk_node_post_later
- * (a loop's calls are made on its thread) until rk_node_calls_close: there
- * rk_node_raise commits through rk_db_write_later instead of waiting. */
-static __thread struct event_base *tl_loop;
 
 /* One call of rk_node_post_later, until done is told. */
 typedef struct later_call {
