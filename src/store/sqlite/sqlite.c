@@ -5,7 +5,8 @@
  * deleted content is overwritten, free pages included (第8-5). 1 KiB pages
  * (random-key inserts write fewer bytes to the WAL), an enlarged cache on
  * the writer, a checkpoint every 8192 pages. The reader is query_only and,
- * in WAL mode, never waits for a commit in progress. */
+ * in WAL mode, never waits for a commit in progress. Statement journals
+ * (the savepoints' copies of pages) stay in memory (memsub.c). */
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 
 #include "lib/log.h"
 #include "store/driver.h"
+#include "store/sqlite/memsub.h"
 #include "store/sqlite/pcache.h"
 
 #define STMT_CACHE 64
@@ -77,7 +79,7 @@ static rk_rc sq_open(const char *target, rk_conn_kind kind, int readonly, rk_db_
     int flags = SQLITE_OPEN_FULLMUTEX | (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE);
     if (kind == RK_CONN_WRITER && !readonly)
         flags |= SQLITE_OPEN_CREATE;
-    if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &c->db, flags, rk_sqlite_memsub_vfs()) != SQLITE_OK) {
         rk_error("store: cannot open %s: %s", path, c->db ? sqlite3_errmsg(c->db) : "no memory");
         sq_close(c);
         return RK_ERR_STORE;
