@@ -13,7 +13,8 @@ pkgs=(build-essential cmake pkg-config libssl-dev libevent-dev libcurl4-openssl-
       prometheus                         # promtool: tests/system/test_metrics.py checks every node's /metrics
       chromium libnss3-tools fonts-ipafont-gothic  # tests/system/test_portal_browser.py: the portal's page in headless Chromium, the card in an NSS database, Japanese glyphs in its screenshots
       softhsm2 libengine-pkcs11-openssl opensc  # keys in a PKCS#11 token: libp11's engine, SoftHSM2, pkcs11-tool (renkei net init --hsm, tests/unit/test_keys.c, tests/system/test_hsm.py)
-      clang-14 libclang-rt-14-dev)       # libFuzzer: make fuzz, make check's check-fuzz
+      clang-14 libclang-rt-14-dev        # libFuzzer: make fuzz, make check's check-fuzz
+      gdb)                               # the system tests print a stuck node's threads (tests/system/harness.py)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

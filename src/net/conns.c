@@ -346,10 +346,10 @@ void listening_set(rk_server *srv, int on)
 void on_accept_error(struct evconnlistener *lev, void *arg)
 {
     int err = EVUTIL_SOCKET_ERROR();
-    rk_server *srv = NULL; /* arg is the evhttp the listener feeds */
+    rk_server *srv = NULL; /* arg is the evhttp the listener feeds (the node's or the persons') */
     pthread_mutex_lock(&listening_lock);
     for (int i = 0; i < MAX_LISTENERS && !srv; i++)
-        if (listening[i] && listening[i]->http == arg)
+        if (listening[i] && (listening[i]->http == arg || listening[i]->person_http == arg))
             srv = listening[i];
     pthread_mutex_unlock(&listening_lock);
     if (!srv) {

@@ -155,6 +155,8 @@ rk_rc rk_server_listen_persons(rk_server *srv, const char *url);
  * handlers in progress and returns. */
 rk_rc rk_server_run(rk_server *srv);
 void rk_server_stop(rk_server *srv); /* any thread */
+/* The event loop rk_server_run runs, on the thread that calls it. */
+struct event_base *rk_server_base(const rk_server *srv);
 /* The registry in force from now on (any thread; DESIGN §3: a newer signed
  * registry applied without a restart). A connection keeps its peer's
  * certificate fingerprint, not an entry, and each request finds the peer in

@@ -285,6 +285,11 @@ rk_rc rk_server_run(rk_server *srv)
     return RK_OK;
 }
 
+struct event_base *rk_server_base(const rk_server *srv)
+{
+    return srv->base;
+}
+
 void rk_server_stop(rk_server *srv)
 {
     event_base_loopexit(srv->base, NULL);

@@ -140,6 +140,11 @@ void rk_node_close(rk_node *node)
     memset(node, 0, sizeof *node);
 }
 
+/* The event loop this thread runs — the server's from rk_node_serve, the
+ * calls loop's from its first call — until rk_node_calls_close: there
+ * rk_node_raise commits through rk_db_write_later instead of waiting. */
+static __thread struct event_base *tl_loop;
+
 static void on_server_incident(void *ctx, const char *kind, const char *summary);
 
 static void node_server_config(const rk_node *node, rk_server_config *sc)
@@ -169,8 +174,12 @@ rk_rc rk_node_serve(rk_node *node, const rk_server_config *role)
         rc = rk_node_listen(node, srv);
     if (rc == RK_OK)
         rc = rk_node_registry_start(node, srv);
-    if (rc == RK_OK)
+    if (rc == RK_OK) {
+        /* this thread runs the loop from now: an incident raised on it (a
+         * refusal, a handler's) commits without waiting (rk_node_raise) */
+        tl_loop = rk_server_base(srv);
         rc = rk_server_run(srv);
+    }
     pthread_mutex_lock(&node->registry_lock); /* the refresh thread may swap no more into it */
     node->server = NULL;
     pthread_mutex_unlock(&node->registry_lock);
@@ -277,10 +286,6 @@ static int to_next_line(const rk_peer_node *first, int line, rk_rc rc, rk_http_r
     return 1;
 }
 
-/* The event loop this thread runs, known from its first rk_node_post_later
- * (a loop's calls are made on its thread) until rk_node_calls_close: there
- * rk_node_raise commits through rk_db_write_later instead of waiting. */
-static __thread struct event_base *tl_loop;
 
 /* One call of rk_node_post_later, until done is told. */
 typedef struct later_call {
@@ -312,14 +317,19 @@ static void later_answered(void *arg, rk_rc rc, rk_http_result *res)
     done(done_arg, rc, res);
 }
 
-static rk_relay **relay_of(rk_node *node, struct event_base *base);
+static rk_relay **relay_of(rk_node *node, struct event_base *base, int **closed);
 
 static void send_later(later_call *c)
 {
     rk_node *node = c->node;
-    rk_relay **relay = relay_of(node, c->base);
+    int *closed;
+    rk_relay **relay = relay_of(node, c->base, &closed);
     rk_rc rc = RK_OK;
-    if (!*relay) { /* with the certificate in force (a renewal replaces it, registry_refresh.c) */
+    /* a call its relay's end failed (rk_relay_free tells every call in
+     * flight) goes to no next line: a relay made now would outlive the loop */
+    if (__atomic_load_n(closed, __ATOMIC_ACQUIRE))
+        rc = RK_ERR_UPSTREAM;
+    else if (!*relay) { /* with the certificate in force (a renewal replaces it, registry_refresh.c) */
         pthread_mutex_lock(&node->registry_lock);
         const rk_identity *me = node->identity;
         rc = rk_relay_new(c->base, me->cert, me->key, node->cfg.ca, node->cfg.clock_offset_ms, relay);
@@ -404,6 +414,7 @@ struct node_calls {
     struct event_base *base;
     struct event *wake;           /* something was queued */
     rk_relay *relay;
+    int relay_closed;             /* the loop ended (calls_stop): no relay is made again */
     pthread_t thread;
     pthread_mutex_t lock;         /* the queue, the calls' done and abandoned flags, stopping */
     pthread_cond_t answered;
@@ -414,9 +425,11 @@ struct node_calls {
 /* Guards starting the calls loop (node->calls is set once). */
 static pthread_mutex_t calls_start_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static rk_relay **relay_of(rk_node *node, struct event_base *base)
+static rk_relay **relay_of(rk_node *node, struct event_base *base, int **closed)
 {
-    return node->calls && node->calls->base == base ? &node->calls->relay : &node->relay;
+    node_calls *nc = node->calls && node->calls->base == base ? node->calls : NULL;
+    *closed = nc ? &nc->relay_closed : &node->relay_closed;
+    return nc ? &nc->relay : &node->relay;
 }
 
 static void waiting_call_free(waiting_call *w)
@@ -534,6 +547,7 @@ static void calls_stop(rk_node *node)
     pthread_mutex_lock(&node->registry_lock);
     rk_relay *relay = nc->relay;
     nc->relay = NULL;
+    __atomic_store_n(&nc->relay_closed, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&node->registry_lock);
     rk_relay_free(relay);
     /* queued but never sent: no one waits for them any more */
@@ -623,6 +637,7 @@ void rk_node_calls_close(rk_node *node)
     pthread_mutex_lock(&node->registry_lock);
     rk_relay *relay = node->relay;
     node->relay = NULL;
+    __atomic_store_n(&node->relay_closed, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&node->registry_lock);
     rk_relay_free(relay);
 }

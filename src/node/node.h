@@ -70,6 +70,7 @@ typedef struct rk_node {
     X509_STORE *trusted;        /* the network CA */
     struct rk_peer_certs *peer_certs; /* registered peers' certificates seen in messages */
     struct rk_relay *relay;     /* calls from the server's event loop (rk_node_post_later) */
+    int relay_closed;           /* that loop ended: its calls fail, no relay is made again */
     struct node_calls *calls;   /* the calls loop, for threads that are not a loop (rk_node_post) */
     unsigned instance_turn;     /* calls to a core of several instances start at each in turn */
     /* incidents (set up by the role with rk_node_incidents_start) */

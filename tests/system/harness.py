@@ -205,7 +205,11 @@ class Network:
                 except (OSError, ssl.SSLError, http.client.HTTPException) as e:
                     last = e
             time.sleep(0.05)
-        raise AssertionError(f"{node_id} not healthy in time: {last}")
+        # a node that runs but does not answer: where its threads are, and what it said
+        p = self.procs.get(node_id)
+        stacks = thread_stacks(p.pid) if p and p.poll() is None else ""
+        raise AssertionError(f"{node_id} not healthy in time: {last}\nits log:\n{self.log(node_id)[-3000:]}"
+                             f"\nits threads:\n{stacks[-12000:]}")
 
     def stop_node(self, node_id, sig=signal.SIGTERM):
         p = self.procs.pop(node_id)
@@ -214,10 +218,7 @@ class Network:
             rc = p.wait(timeout=60 * SLOW)
         except subprocess.TimeoutExpired:
             # a node that does not stop: its threads' stacks, for whoever reads the failure
-            stacks = ""
-            if shutil.which("gdb"):
-                stacks = subprocess.run(["gdb", "-p", str(p.pid), "-batch", "-ex", "thread apply all bt"],
-                                        capture_output=True, text=True, timeout=60).stdout
+            stacks = thread_stacks(p.pid)
             p.kill()
             p.wait()
             raise AssertionError(f"{node_id} did not stop within {60 * SLOW} s of SIGTERM; its threads:\n"
@@ -537,6 +538,17 @@ class TcpLine:
                 c.close()
             except OSError:
                 pass
+
+
+def thread_stacks(pid):
+    """The stacks of a running process's threads (gdb), or "" without gdb."""
+    if not shutil.which("gdb"):
+        return ""
+    try:
+        return subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt"],
+                              capture_output=True, text=True, timeout=60).stdout
+    except subprocess.TimeoutExpired:
+        return "(gdb did not answer within 60 s)"
 
 
 class NetworkTest(unittest.TestCase):
