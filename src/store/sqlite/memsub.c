@@ -19,9 +19,10 @@
  * rollback inside a transaction: nothing durable depends on it (a crash
  * loses the transaction, whose commit had not returned). Every other file
  * is the default VFS's own, its methods unwrapped. The memory is mapped
- * for the journal and unmapped with it, so that a node's resident size
- * falls back after a big transaction (from malloc, it stayed in the
- * arenas of the threads that led commits). */
+ * (from malloc, it stayed in the arenas of the threads that led commits),
+ * and the mapping of a closed journal is kept for the next one (one is
+ * open at a time per writer): a fresh mapping each transaction cost a
+ * page fault every 4 KiB written. */
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -45,6 +46,41 @@ typedef struct memsub {
 static sqlite3_vfs vfs;
 static sqlite3_vfs *parent;
 
+/* The kept mapping, the largest seen. */
+static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned char *spare;
+static sqlite3_int64 spare_cap;
+
+static void take_spare(memsub *m)
+{
+    pthread_mutex_lock(&spare_lock);
+    m->buf = spare;
+    m->cap = spare_cap;
+    spare = NULL;
+    spare_cap = 0;
+    pthread_mutex_unlock(&spare_lock);
+}
+
+static void give_back(memsub *m)
+{
+    if (!m->buf)
+        return;
+    pthread_mutex_lock(&spare_lock);
+    if (m->cap > spare_cap) { /* keep the larger */
+        unsigned char *old = spare;
+        sqlite3_int64 old_cap = spare_cap;
+        spare = m->buf;
+        spare_cap = m->cap;
+        m->buf = old;
+        m->cap = old_cap;
+    }
+    pthread_mutex_unlock(&spare_lock);
+    if (m->buf)
+        munmap(m->buf, (size_t)m->cap);
+    m->buf = NULL;
+    m->cap = 0;
+}
+
 static int ms_close(sqlite3_file *f)
 {
     memsub *m = (memsub *)f;
@@ -53,9 +89,7 @@ static int ms_close(sqlite3_file *f)
         rc = m->real->pMethods ? m->real->pMethods->xClose(m->real) : SQLITE_OK;
         free(m->real);
     }
-    if (m->buf)
-        munmap(m->buf, (size_t)m->cap);
-    m->buf = NULL;
+    give_back(m);
     m->real = NULL;
     return rc;
 }
@@ -96,10 +130,7 @@ static int spill(memsub *m)
         free(real);
         return rc;
     }
-    if (m->buf)
-        munmap(m->buf, (size_t)m->cap);
-    m->buf = NULL;
-    m->cap = 0;
+    give_back(m);
     m->real = real;
     return SQLITE_OK;
 }
@@ -115,6 +146,8 @@ static int ms_write(sqlite3_file *f, const void *in, int n, sqlite3_int64 off)
     }
     if (m->real)
         return m->real->pMethods->xWrite(m->real, in, n, off);
+    if (!m->buf)
+        take_spare(m);
     if (end > m->cap) {
         sqlite3_int64 cap = m->cap ? m->cap : 64 << 10;
         while (cap < end)
