@@ -43,6 +43,7 @@ struct rk_records_log {
     char *checkpoint;              /* its signed note; NULL before the first */
     int leading;                   /* this instance leads the log: its tiles are the store's */
     rk_witnessing *witnessing;     /* the core's: its checkpoints to the witnesses; NULL elsewhere */
+    rk_tile_cache *tile_cache;     /* the tiles of level >= 1 that proofs read (tiles.h); NULL: none */
     pthread_t thread;
     int running, stopping;
 };
@@ -354,6 +355,7 @@ static void log_free(rk_records_log *log)
     pthread_mutex_destroy(&log->lock);
     pthread_cond_destroy(&log->wake);
     rk_tile_builder_free(&log->tiles);
+    rk_tile_cache_free(log->tile_cache);
     EVP_PKEY_free(log->log_key); /* OpenSSL cleanses private key material on free */
     free(log->checkpoint);
     free(log);
@@ -370,9 +372,13 @@ rk_rc rk_records_log_start(rk_node *node, rk_db *db, int64_t interval_ms, rk_rec
     pthread_mutex_init(&log->lock, NULL);
     pthread_cond_init(&log->wake, NULL);
     rk_tile_builder_init(&log->tiles);
+    log->tile_cache = rk_tile_cache_new(RK_TILE_CACHE_BYTES);
+    log->tiles.cache = log->tile_cache;
     rk_rc rc = load_log_key(log);
     if (rc == RK_OK)
         rc = read_last_head(log);
+    if (rc == RK_OK)
+        rk_tile_cache_warm(log->tile_cache, db, log->head_size);
     int leading = 0;
     if (rc == RK_OK)
         rc = rk_db_lead(db, RK_RECORDS_LEADER_LOCK, &leading);
@@ -418,6 +424,11 @@ void rk_records_log_stop(rk_records_log *log)
 rk_db *rk_records_log_db(rk_records_log *log)
 {
     return log->db;
+}
+
+rk_tile_cache *rk_records_log_tile_cache(rk_records_log *log)
+{
+    return log->tile_cache;
 }
 
 const char *rk_records_log_node_id(rk_records_log *log)

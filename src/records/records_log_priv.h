@@ -7,6 +7,8 @@
 #include "records/records_log.h"
 
 rk_db *rk_records_log_db(rk_records_log *log);
+/* The tiles of level >= 1 in memory, shared by the proofs (NULL: none). */
+struct rk_tile_cache *rk_records_log_tile_cache(rk_records_log *log);
 const char *rk_records_log_node_id(rk_records_log *log);
 /* The size of the last signed head. */
 uint64_t rk_records_log_head_size(rk_records_log *log);

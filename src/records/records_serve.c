@@ -182,17 +182,23 @@ static int u64_param(const rk_request *req, const char *name, uint64_t max, uint
 /* The leaf at index proved in the tree of `size` leaves from the tiles; the
  * answer names the head and checkpoint it proves against. */
 static void reply_inclusion(rk_records_log *log, rk_response *resp, const char *exchange_id, uint64_t index,
-                            uint64_t size)
+                            uint64_t size, json_t *head)
 {
     rk_tile_reader r;
     rk_tile_reader_init(&r, rk_records_log_db(log), size);
+    rk_tile_reader_share(&r, rk_records_log_tile_cache(log));
     rk_merkle_source src = rk_tile_reader_source(&r);
     rk_hash leaf, *path = NULL;
     size_t path_len = 0;
     rk_rc rc = index < size ? rk_tile_reader_leaf(&r, index, leaf) : RK_ERR_STORE;
     if (rc == RK_OK)
         rc = rk_merkle_inclusion_proof_from(&src, size, index, &path, &path_len);
-    json_t *head = rc == RK_OK ? head_json(log, size) : NULL;
+    if (rc == RK_OK && !head)
+        head = head_json(log, size);
+    else if (rc != RK_OK) {
+        json_decref(head);
+        head = NULL;
+    }
     if (!head) {
         rk_reply_error(resp, 500, "store_error", "no signed head covers the record yet");
     } else {
@@ -231,10 +237,11 @@ void rk_records_proof_serve(rk_records_log *log, const rk_request *req, rk_respo
             return;
         }
     }
+    json_t *head = NULL;
     if (has_size == 1) { /* a tree a head was signed for, that holds the leaf */
-        json_t *head = head_json(log, tree_size);
-        json_decref(head);
+        head = head_json(log, tree_size);
         if (!head || index >= tree_size) {
+            json_decref(head);
             rk_reply_error(resp, 404, "not_found", "no signed head of size %llu holds leaf %llu",
                            (unsigned long long)tree_size, (unsigned long long)index);
             return;
@@ -246,7 +253,7 @@ void rk_records_proof_serve(rk_records_log *log, const rk_request *req, rk_respo
             return;
         }
     }
-    reply_inclusion(log, resp, has_xid == 1 ? exchange_id : NULL, index, tree_size);
+    reply_inclusion(log, resp, has_xid == 1 ? exchange_id : NULL, index, tree_size, head);
 }
 
 void rk_records_consistency_serve(rk_records_log *log, const rk_request *req, rk_response *resp)
@@ -260,6 +267,7 @@ void rk_records_consistency_serve(rk_records_log *log, const rk_request *req, rk
     }
     rk_tile_reader r;
     rk_tile_reader_init(&r, rk_records_log_db(log), to);
+    rk_tile_reader_share(&r, rk_records_log_tile_cache(log));
     rk_merkle_source src = rk_tile_reader_source(&r);
     rk_hash *proof = NULL;
     size_t proof_len = 0;
@@ -338,7 +346,9 @@ void rk_records_tile_serve(rk_records_log *log, const rk_request *req, rk_respon
         return;
     }
     rk_hash *hashes = malloc(RK_TILE_WIDTH * sizeof *hashes);
-    rk_rc rc = hashes ? rk_tile_read(rk_records_log_db(log), level, index, hashes, &got) : RK_ERR_NOMEM;
+    rk_rc rc = hashes ? rk_tile_read_cached(rk_records_log_tile_cache(log), rk_records_log_db(log), level, index, want,
+                                            hashes, &got)
+                      : RK_ERR_NOMEM;
     if (rc != RK_OK || got < want) {
         free(hashes);
         rk_reply_error(resp, 500, "store_error", "the tile could not be read");

@@ -3,6 +3,7 @@
 #include "records/tiles.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,40 +95,68 @@ void rk_tile_builder_free(rk_tile_builder *b)
     b->n_dirty = b->cap_dirty = 0;
 }
 
-static rk_rc push_dirty(rk_tile_builder *b, const rk_tile *t)
+/* Room for `more` tiles in the dirty list, before anything changes. */
+static rk_rc reserve_dirty(rk_tile_builder *b, size_t more)
 {
-    if (b->n_dirty == b->cap_dirty) {
-        size_t cap = b->cap_dirty ? 2 * b->cap_dirty : 16;
-        rk_tile *bigger = realloc(b->dirty, cap * sizeof *bigger);
-        if (!bigger)
-            return RK_ERR_NOMEM;
-        b->dirty = bigger;
-        b->cap_dirty = cap;
-    }
-    memcpy(&b->dirty[b->n_dirty++], t, sizeof *t);
+    if (b->n_dirty + more <= b->cap_dirty)
+        return RK_OK;
+    size_t cap = b->cap_dirty ? 2 * b->cap_dirty : 16;
+    while (cap < b->n_dirty + more)
+        cap *= 2;
+    rk_tile *bigger = realloc(b->dirty, cap * sizeof *bigger);
+    if (!bigger)
+        return RK_ERR_NOMEM;
+    b->dirty = bigger;
+    b->cap_dirty = cap;
     return RK_OK;
 }
 
+/* The leaf goes into the level-0 edge tile and into the frontier. A tile
+ * of level L fills when the 8(L+1) low bits of the size before the leaf
+ * are all ones: the frontier's carry through those heights is then that
+ * tile's root (the perfect subtree of its 256 hashes), the next hash one
+ * level up; no tile is hashed again. */
 rk_rc rk_tile_builder_append(rk_tile_builder *b, const rk_hash leaf)
 {
-    rk_hash h;
-    memcpy(h, leaf, sizeof h);
+    rk_merkle_frontier *f = &b->frontier;
+    if (f->size == UINT64_MAX)
+        return RK_OK; /* full, as the frontier is */
+    size_t filling = 0;
+    while (filling < RK_TILE_LEVELS && b->edge[filling].width == RK_TILE_WIDTH - 1)
+        filling++;
+    if (filling && reserve_dirty(b, filling) != RK_OK)
+        return RK_ERR_NOMEM;
+    uint64_t size = f->size;
+    rk_hash carry;
+    memcpy(carry, leaf, sizeof carry);
+    unsigned i = 0; /* the frontier's height the carry has reached */
     for (int l = 0; l < RK_TILE_LEVELS; l++) {
         rk_tile *t = &b->edge[l];
-        memcpy(t->hashes[t->width++], h, sizeof h);
+        memcpy(t->hashes[t->width++], carry, sizeof carry);
         b->edge_dirty |= 1u << l;
         if (t->width < RK_TILE_WIDTH)
             break;
         /* full: kept for the store; its root is the next hash one level up */
-        if (push_dirty(b, t) != RK_OK) {
-            t->width--;
-            return RK_ERR_NOMEM;
+        memcpy(&b->dirty[b->n_dirty++], t, sizeof *t);
+        unsigned top = (unsigned)(l + 1) * RK_TILE_HEIGHT;
+        uint64_t low = top >= 64 ? UINT64_MAX : (UINT64_C(1) << top) - 1;
+        if ((size & low) == low && i == top - RK_TILE_HEIGHT) {
+            for (; i < top; i++)
+                rk_merkle_node_hash(f->nodes[i], carry, carry);
+        } else { /* edge tiles unlike the frontier (cannot happen when built here): hash the tile */
+            rk_merkle_root((const rk_hash *)t->hashes, RK_TILE_WIDTH, carry);
+            i = 64;
         }
-        rk_merkle_root((const rk_hash *)t->hashes, RK_TILE_WIDTH, h); /* a perfect subtree: its MTH */
         t->index++;
         t->width = 0;
     }
-    rk_merkle_frontier_append(&b->frontier, leaf);
+    if (i <= 63) { /* the rest of the frontier's binary increment */
+        for (; (size >> i) & 1; i++)
+            rk_merkle_node_hash(f->nodes[i], carry, carry);
+        memcpy(f->nodes[i], carry, sizeof carry);
+        f->size++;
+    } else
+        rk_merkle_frontier_append(f, leaf);
     return RK_OK;
 }
 
@@ -136,7 +165,253 @@ size_t rk_tile_builder_pending(const rk_tile_builder *b)
     return b->n_dirty;
 }
 
+/* ---------- the tiles above the leaves, in memory ---------- */
+
+#define CACHE_WAYS 16
+
+typedef struct cached_tile {
+    int level, width;
+    uint64_t index;
+    uint64_t used; /* the cache's tick when last read */
+    rk_hash hashes[RK_TILE_WIDTH];
+} cached_tile;
+
+/* Sets of CACHE_WAYS tiles of level >= 1, each allocated when first
+ * filled: a set is chosen by the tile's index, so that the consecutive
+ * tiles of a level spread evenly over the sets. The partial tiles of level
+ * 0 at the right edge of recent trees apart, the few latest only: a log
+ * that grows has a new one at every head. */
+#define CACHE_EDGES 8
+
+struct rk_tile_cache {
+    pthread_mutex_t lock;
+    size_t n_sets;
+    cached_tile **slot; /* n_sets * CACHE_WAYS */
+    cached_tile *edge[CACHE_EDGES];
+    size_t n;
+    uint64_t tick, hits, misses;
+    struct {            /* the reading in the background (rk_tile_cache_warm) */
+        pthread_t thread;
+        int started, running, stopping;
+        rk_db *db;
+        uint64_t size;
+    } warm;
+};
+
+rk_tile_cache *rk_tile_cache_new(size_t cap_bytes)
+{
+    rk_tile_cache *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    size_t edges = CACHE_EDGES * sizeof(cached_tile);
+    c->n_sets = cap_bytes > edges ? (cap_bytes - edges) / (CACHE_WAYS * sizeof(cached_tile)) : 0;
+    if (c->n_sets == 0)
+        c->n_sets = 1;
+    if (!(c->slot = calloc(c->n_sets * CACHE_WAYS, sizeof *c->slot))) {
+        free(c);
+        return NULL;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    return c;
+}
+
+void rk_tile_cache_free(rk_tile_cache *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    c->warm.stopping = 1;
+    pthread_mutex_unlock(&c->lock);
+    if (c->warm.started)
+        pthread_join(c->warm.thread, NULL);
+    for (size_t i = 0; i < c->n_sets * CACHE_WAYS; i++)
+        free(c->slot[i]);
+    for (int i = 0; i < CACHE_EDGES; i++)
+        free(c->edge[i]);
+    free(c->slot);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+/* The ways a tile may be in: its set, or the edges for level 0. */
+static cached_tile **cache_set(rk_tile_cache *c, int level, uint64_t index, int *ways)
+{
+    *ways = level ? CACHE_WAYS : CACHE_EDGES;
+    return level ? &c->slot[((index + (uint64_t)level * 0x9E3779B1u) % c->n_sets) * CACHE_WAYS] : c->edge;
+}
+
+/* Keeps a tile read from the store: over a narrower copy of it, in a free
+ * way, or over the tile of the lowest level read least recently when that
+ * level is not above this one's. */
+static void cache_put(rk_tile_cache *c, int level, uint64_t index, const rk_hash *hashes, int width)
+{
+    int ways;
+    cached_tile **set = cache_set(c, level, index, &ways), **victim = NULL;
+    for (int w = 0; w < ways; w++) {
+        cached_tile *t = set[w];
+        if (t && t->level == level && t->index == index) {
+            victim = &set[w];
+            break;
+        }
+        if (!t) {
+            if (!victim || *victim)
+                victim = &set[w];
+        } else if (!victim || (*victim && (t->level < (*victim)->level ||
+                                           (t->level == (*victim)->level && t->used < (*victim)->used))))
+            victim = &set[w];
+    }
+    cached_tile *t = *victim;
+    if (t && !(t->level == level && t->index == index) && t->level > level)
+        return; /* the set holds tiles of higher levels only: they serve more proofs */
+    if (!t) {
+        if (!(t = malloc(sizeof *t)))
+            return;
+        *victim = t;
+        c->n++;
+    } else if (t->level == level && t->index == index && t->width >= width)
+        return;
+    t->level = level;
+    t->index = index;
+    t->width = width;
+    t->used = ++c->tick;
+    memcpy(t->hashes, hashes, (size_t)width * sizeof(rk_hash));
+}
+
+/* *stored: 1 when the tile was read from the store. A tile of level 0 is
+ * kept when it is partial or `edge` says that it is the right edge of the
+ * tree a proof reads (every proof of that size reads it). */
+static rk_rc read_tile(rk_tile_cache *c, rk_db *db, int level, uint64_t index, int need, int edge,
+                       rk_hash hashes[RK_TILE_WIDTH], int *width, int *stored)
+{
+    *stored = 1;
+    if (!c)
+        return rk_tile_read(db, level, index, hashes, width);
+    pthread_mutex_lock(&c->lock);
+    int ways;
+    cached_tile **set = cache_set(c, level, index, &ways);
+    for (int w = 0; w < ways; w++) {
+        cached_tile *t = set[w];
+        if (t && t->level == level && t->index == index && t->width >= need) {
+            memcpy(hashes, t->hashes, (size_t)t->width * sizeof(rk_hash));
+            *width = t->width;
+            t->used = ++c->tick;
+            c->hits++;
+            pthread_mutex_unlock(&c->lock);
+            *stored = 0;
+            return RK_OK;
+        }
+    }
+    c->misses++;
+    pthread_mutex_unlock(&c->lock);
+    rk_rc rc = rk_tile_read(db, level, index, hashes, width);
+    if (rc == RK_OK && (level >= 1 || edge || *width < RK_TILE_WIDTH)) {
+        pthread_mutex_lock(&c->lock);
+        cache_put(c, level, index, (const rk_hash *)hashes, *width);
+        pthread_mutex_unlock(&c->lock);
+    }
+    return rc;
+}
+
+rk_rc rk_tile_read_cached(rk_tile_cache *c, rk_db *db, int level, uint64_t index, int need,
+                          rk_hash hashes[RK_TILE_WIDTH], int *width)
+{
+    int stored;
+    return read_tile(c, db, level, index, need, 0, hashes, width, &stored);
+}
+
+/* Lock held: the cache holds the tile at least `need` wide. */
+static int cache_has(rk_tile_cache *c, int level, uint64_t index, int need)
+{
+    int ways;
+    cached_tile **set = cache_set(c, level, index, &ways);
+    for (int w = 0; w < ways; w++)
+        if (set[w] && set[w]->level == level && set[w]->index == index && set[w]->width >= need)
+            return 1;
+    return 0;
+}
+
+static void *warm_main(void *arg)
+{
+    rk_tile_cache *c = arg;
+    rk_hash *h = malloc(RK_TILE_WIDTH * sizeof *h);
+    uint64_t room = c->n_sets * CACHE_WAYS;
+    for (int level = RK_TILE_LEVELS - 1; level >= 1 && h; level--) {
+        uint64_t n = rk_tile_level_hashes(c->warm.size, level);
+        uint64_t tiles = (n + RK_TILE_WIDTH - 1) / RK_TILE_WIDTH;
+        /* oldest first, so that past the cap the newest stay (least recently read goes first) */
+        for (uint64_t i = tiles > room ? tiles - room : 0; i < tiles; i++) {
+            int need = i + 1 < tiles || n % RK_TILE_WIDTH == 0 ? RK_TILE_WIDTH : (int)(n % RK_TILE_WIDTH), width = 0;
+            pthread_mutex_lock(&c->lock);
+            int skip = c->warm.stopping ? -1 : cache_has(c, level, i, need);
+            pthread_mutex_unlock(&c->lock);
+            if (skip < 0)
+                goto done;
+            if (skip || rk_tile_read(c->warm.db, level, i, h, &width) != RK_OK)
+                continue;
+            pthread_mutex_lock(&c->lock);
+            cache_put(c, level, i, (const rk_hash *)h, width);
+            pthread_mutex_unlock(&c->lock);
+        }
+    }
+done:
+    free(h);
+    pthread_mutex_lock(&c->lock);
+    c->warm.running = 0;
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+void rk_tile_cache_warm(rk_tile_cache *c, rk_db *db, uint64_t size)
+{
+    if (!c || rk_tile_level_hashes(size, 1) == 0)
+        return;
+    pthread_mutex_lock(&c->lock);
+    int busy = c->warm.running || c->warm.stopping;
+    pthread_mutex_unlock(&c->lock);
+    if (busy)
+        return;
+    if (c->warm.started) /* the previous reading has ended */
+        pthread_join(c->warm.thread, NULL);
+    c->warm.started = 0;
+    c->warm.db = db;
+    c->warm.size = size;
+    c->warm.running = 1;
+    if (pthread_create(&c->warm.thread, NULL, warm_main, c) == 0)
+        c->warm.started = 1;
+    else
+        c->warm.running = 0;
+}
+
+void rk_tile_cache_stats(rk_tile_cache *c, size_t *tiles, size_t *bytes, uint64_t *hits, uint64_t *misses)
+{
+    pthread_mutex_lock(&c->lock);
+    *tiles = c->n;
+    *bytes = c->n * sizeof(cached_tile) + c->n_sets * CACHE_WAYS * sizeof(cached_tile *) + sizeof *c;
+    *hits = c->hits;
+    *misses = c->misses;
+    pthread_mutex_unlock(&c->lock);
+}
+
 /* ---------- the store ---------- */
+
+/* The tiles just stored, into the log's cache: the full ones of level >= 1
+ * and the edge of every level, which the next proofs read. Their hashes
+ * follow from the records alone, so a transaction that does not commit
+ * leaves the cache right. */
+static void cache_stored(rk_tile_builder *b)
+{
+    rk_tile_cache *c = b->cache;
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < b->n_dirty; i++)
+        if (b->dirty[i].level >= 1)
+            cache_put(c, b->dirty[i].level, b->dirty[i].index, (const rk_hash *)b->dirty[i].hashes, b->dirty[i].width);
+    for (int l = 0; l < RK_TILE_LEVELS; l++)
+        if ((b->edge_dirty >> l & 1) && b->edge[l].width > 0)
+            cache_put(c, l, b->edge[l].index, (const rk_hash *)b->edge[l].hashes, b->edge[l].width);
+    pthread_mutex_unlock(&c->lock);
+}
 
 static rk_rc put_tile(rk_db *db, const rk_tile *t)
 {
@@ -176,6 +451,7 @@ rk_rc rk_tiles_store(rk_db *db, rk_tile_builder *b)
     if (rc == RK_OK && rk_db_changes(db) != 1)
         rc = RK_ERR_CONFLICT;
     if (rc == RK_OK) {
+        cache_stored(b);
         b->n_dirty = 0;
         b->edge_dirty = 0;
         b->stored_size = b->frontier.size;
@@ -243,8 +519,10 @@ static rk_rc state_get_fn(rk_db *db, void *arg)
 
 rk_rc rk_tiles_load(rk_db *db, rk_tile_builder *b)
 {
+    struct rk_tile_cache *cache = b->cache;
     rk_tile_builder_free(b);
     rk_tile_builder_init(b);
+    b->cache = cache;
     rk_rc rc = rk_db_read(db, state_get_fn, b);
     /* each level's edge: the stored rightmost tile, cut to what the size covers */
     for (int l = 0; l < RK_TILE_LEVELS && rc == RK_OK; l++) {
@@ -273,6 +551,11 @@ void rk_tile_reader_init(rk_tile_reader *r, rk_db *db, uint64_t size)
     r->size = size;
 }
 
+void rk_tile_reader_share(rk_tile_reader *r, rk_tile_cache *c)
+{
+    r->shared = c;
+}
+
 /* The hashes of tile (level, index), at least `need` wide. */
 static rk_rc reader_tile(rk_tile_reader *r, int level, uint64_t index, int need, const rk_hash **out)
 {
@@ -284,9 +567,10 @@ static rk_rc reader_tile(rk_tile_reader *r, int level, uint64_t index, int need,
     int slot = r->n_cache < (int)(sizeof r->cache / sizeof r->cache[0]) ? r->n_cache++ : r->next;
     r->next = (slot + 1) % (int)(sizeof r->cache / sizeof r->cache[0]);
     r->cache[slot].level = -1;
-    int width = 0;
-    rk_rc rc = rk_tile_read(r->db, level, index, r->cache[slot].hashes, &width);
-    r->reads++;
+    int width = 0, stored = 0;
+    int edge = (index + 1) * RK_TILE_WIDTH > rk_tile_level_hashes(r->size, level);
+    rk_rc rc = read_tile(r->shared, r->db, level, index, need, edge, r->cache[slot].hashes, &width, &stored);
+    r->reads += stored;
     if (rc != RK_OK || width < need)
         return RK_ERR_STORE;
     r->cache[slot].level = level;

@@ -56,6 +56,8 @@ typedef struct rk_tile_builder {
     size_t n_dirty, cap_dirty;
     unsigned edge_dirty;          /* bit L: edge[L] changed */
     uint64_t stored_size;         /* the stored state's size this builder extends (fencing, below) */
+    struct rk_tile_cache *cache;  /* the log's tiles in memory (below): rk_tiles_store puts there the tiles
+                                     of level >= 1 and the edge it stored; NULL: none */
 } rk_tile_builder;
 
 void rk_tile_builder_init(rk_tile_builder *b);
@@ -75,18 +77,52 @@ size_t rk_tile_builder_pending(const rk_tile_builder *b);
  * signer moved it, DESIGN §6), nothing is stored and the answer is
  * RK_ERR_CONFLICT; the caller loads the state again. */
 rk_rc rk_tiles_store(rk_db *db, rk_tile_builder *b);
-/* Loads the state last stored into b (an empty tree when none). */
+/* Loads the state last stored into b (an empty tree when none); b keeps its cache. */
 rk_rc rk_tiles_load(rk_db *db, rk_tile_builder *b);
 
 /* Reads the stored tile (level, index): *width hashes (1..256) into hashes.
  * RK_ERR_NOT_FOUND when none is stored. A short read (rk_db_read). */
 rk_rc rk_tile_read(rk_db *db, int level, uint64_t index, rk_hash hashes[RK_TILE_WIDTH], int *width);
 
+/* ---------- the tiles above the leaves, in memory ---------- */
+
+/* A serving node keeps the tiles of level 1 and up that proofs read in a
+ * bounded cache shared by its threads, with the partial tiles of level 0
+ * at the right edge of the latest few trees (every proof of a size reads
+ * its edge), so that a proof reads at most one tile from the store, its
+ * leaf's: the tiles above the leaves are 1/256 of them (12.5 MB at 10⁸
+ * records) and a proof reads one per level. A tile is kept with the width
+ * it was read at; since a tile only grows and its hashes never change, it
+ * serves any proof that needs no more of it. Past the cap, a tile of the
+ * lowest level read least recently makes room. */
+#define RK_TILE_CACHE_BYTES (16u << 20) /* 2032 tiles and 8 edges: every tile above level 0 to about 1.3×10⁸ leaves */
+
+typedef struct rk_tile_cache rk_tile_cache;
+
+/* NULL when out of memory (the tiles are then read from the store). */
+rk_tile_cache *rk_tile_cache_new(size_t cap_bytes);
+void rk_tile_cache_free(rk_tile_cache *c);
+/* Reads tile (level, index) at least `need` hashes wide: from the cache when
+ * it holds it that wide, else from the store (rk_tile_read), then kept (a
+ * tile of level ≥ 1, or a partial one). c may be NULL. */
+rk_rc rk_tile_read_cached(rk_tile_cache *c, rk_db *db, int level, uint64_t index, int need,
+                          rk_hash hashes[RK_TILE_WIDTH], int *width);
+/* Reads in the background (one thread, at most one at a time) the tiles of
+ * level >= 1 of a tree of `size` leaves, highest level first, the newest
+ * that fit under the cap: a node that starts with a large log answers its
+ * first proofs from memory too. db must outlive c; rk_tile_cache_free
+ * stops the reading. */
+void rk_tile_cache_warm(rk_tile_cache *c, rk_db *db, uint64_t size);
+/* Tiles held and their bytes, lookups that found their tile (for tests and
+ * the bench). */
+void rk_tile_cache_stats(rk_tile_cache *c, size_t *tiles, size_t *bytes, uint64_t *hits, uint64_t *misses);
+
 /* Proofs from stored tiles: a source (merkle.h) over db for a tree of
  * `size` leaves, keeping the few tiles a proof reads. Not shared between
- * threads. */
+ * threads (the cache it is given may be). */
 typedef struct rk_tile_reader {
     rk_db *db;
+    rk_tile_cache *shared;        /* NULL: none */
     uint64_t size;
     int reads;                    /* tiles read from the store so far */
     struct {
@@ -98,6 +134,8 @@ typedef struct rk_tile_reader {
 } rk_tile_reader;
 
 void rk_tile_reader_init(rk_tile_reader *r, rk_db *db, uint64_t size);
+/* The reader takes its tiles of level ≥ 1 from c (may be NULL). */
+void rk_tile_reader_share(rk_tile_reader *r, rk_tile_cache *c);
 /* The source to pass to rk_merkle_*_from; RK_ERR_STORE when a tile the
  * tree of that size needs is missing or too narrow. */
 rk_merkle_source rk_tile_reader_source(rk_tile_reader *r);

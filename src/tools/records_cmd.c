@@ -27,6 +27,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -343,9 +344,8 @@ static rk_rc leaf_built(node_check *c, const rk_hash leaf)
     return RK_OK;
 }
 
-static rk_rc check_record(void *arg, int64_t seq64, const rk_record *r)
+static rk_rc check_record(node_check *c, int64_t seq64, const rk_record *r)
 {
-    node_check *c = arg;
     long long seq = (long long)seq64;
     if (seq != c->expected)
         FINDING(c, "record seq %lld%s is missing (removed)", c->expected, seq > c->expected + 1 ? " and following" : "");
@@ -362,6 +362,125 @@ static rk_rc check_record(void *arg, int64_t seq64, const rk_record *r)
         snprintf(c->suspects[c->n_suspects++].xid, sizeof c->suspects[0].xid, "%s", r->exchange_id);
     }
     return leaf_built(c, leaf);
+}
+
+/* Two threads share the work: the scan (the store's stepping and the rows'
+ * decoding) hands the records in batches, in order, to a checker that
+ * recomputes each leaf and builds and compares the tiles; each takes about
+ * half of the time. A few batches in flight bound the memory. */
+#define BATCH_RECORDS 256
+#define BATCHES 4
+
+typedef struct record_batch {
+    int n;
+    int64_t seq[BATCH_RECORDS];
+    rk_record rec[BATCH_RECORDS];
+} record_batch;
+
+typedef struct pipeline {
+    node_check *c;
+    record_batch *batch;  /* BATCHES of them: `count` full ones from `take` on, then the one being filled */
+    int take, fill, count, done, threaded;
+    rk_rc rc;             /* the checker's first failure: the scan stops */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pthread_t thread;
+} pipeline;
+
+static rk_rc check_batch(pipeline *p, const record_batch *b)
+{
+    rk_rc rc = RK_OK;
+    for (int i = 0; i < b->n && rc == RK_OK; i++)
+        rc = check_record(p->c, b->seq[i], &b->rec[i]);
+    return rc;
+}
+
+static void *checker_main(void *arg)
+{
+    pipeline *p = arg;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->count && !p->done)
+            pthread_cond_wait(&p->cond, &p->lock);
+        if (!p->count)
+            break;
+        record_batch *b = &p->batch[p->take];
+        int failed = p->rc != RK_OK;
+        pthread_mutex_unlock(&p->lock);
+        rk_rc rc = failed ? RK_OK : check_batch(p, b);
+        pthread_mutex_lock(&p->lock);
+        if (rc != RK_OK)
+            p->rc = rc;
+        p->take = (p->take + 1) % BATCHES;
+        p->count--;
+        pthread_cond_broadcast(&p->cond);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* The batch being filled goes to the checker (or, without a thread, is checked here). */
+static rk_rc submit_batch(pipeline *p)
+{
+    record_batch *b = &p->batch[p->fill];
+    if (!b->n && p->threaded) {
+        pthread_mutex_lock(&p->lock);
+        rk_rc rc = p->rc;
+        pthread_mutex_unlock(&p->lock);
+        return rc;
+    }
+    if (!p->threaded) {
+        rk_rc rc = check_batch(p, b);
+        b->n = 0;
+        return rc;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->count++;
+    pthread_cond_broadcast(&p->cond);
+    while (p->count == BATCHES)
+        pthread_cond_wait(&p->cond, &p->lock);
+    p->fill = (p->fill + 1) % BATCHES;
+    p->batch[p->fill].n = 0;
+    rk_rc rc = p->rc;
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+}
+
+static rk_rc scan_record(void *arg, int64_t seq, const rk_record *r)
+{
+    pipeline *p = arg;
+    record_batch *b = &p->batch[p->fill];
+    b->seq[b->n] = seq;
+    memcpy(&b->rec[b->n], r, sizeof *r);
+    return ++b->n == BATCH_RECORDS ? submit_batch(p) : RK_OK;
+}
+
+/* Every record of the store, in seq order, through check_record. */
+static rk_rc check_records(node_check *c)
+{
+    pipeline p = {.c = c};
+    if (!(p.batch = malloc(BATCHES * sizeof *p.batch)))
+        return RK_ERR_NOMEM;
+    p.batch[0].n = 0;
+    pthread_mutex_init(&p.lock, NULL);
+    pthread_cond_init(&p.cond, NULL);
+    p.threaded = pthread_create(&p.thread, NULL, checker_main, &p) == 0;
+    rk_rc rc = rk_records_each(c->db, scan_record, &p);
+    if (rc == RK_OK)
+        rc = submit_batch(&p);
+    if (p.threaded) {
+        pthread_mutex_lock(&p.lock);
+        p.done = 1;
+        pthread_cond_broadcast(&p.cond);
+        pthread_mutex_unlock(&p.lock);
+        pthread_join(p.thread, NULL);
+    }
+    if (rc == RK_OK)
+        rc = p.rc;
+    pthread_mutex_destroy(&p.lock);
+    pthread_cond_destroy(&p.cond);
+    free(p.batch);
+    return rc;
 }
 
 /* The archived prefix (written out, then pruned: DESIGN §4.1): its leaves
@@ -504,7 +623,7 @@ static int verify_node(const char *dir, const rk_registry *reg, const rk_peer_no
     if (rc == RK_OK && archived > 0)
         check_archived_prefix(&c, (uint64_t)archived);
     if (rc == RK_OK)
-        rc = rk_records_each(c.db, check_record, &c);
+        rc = check_records(&c);
     if (rc != RK_OK) {
         FINDING(&c, "cannot read its records and heads: %s", rk_strerror(rc));
         goto done;

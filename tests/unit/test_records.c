@@ -248,6 +248,8 @@ static void leaf_is_the_canonical_json(void **state)
             if (with_condition) /* a key of its own, in sorted place; none when there is no condition */
                 strcpy(r.condition, "fiscal_year=2025");
             r.catalog_version = with_catalog ? 20260701 : 0; /* the same: a key only when set */
+            if (variant == 5)
+                r.requested_ms = -1234; /* a negative number, as jansson writes it */
             json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:s,s:s,s:s}", "exchange_id",
                                   r.exchange_id, "side", r.side, "requester", r.requester, "provider", r.provider,
                                   "business", r.business, "item", r.item, "operator", r.operator_id, "subject",

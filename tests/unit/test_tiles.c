@@ -142,6 +142,85 @@ static void test_proofs_from_tiles(void **state)
         /* a handful of tiles per proof, never every leaf */
         assert_true(r.reads <= 40);
     }
+    /* the same proofs with the tiles above the leaves shared in memory: once
+     * they are there, a proof reads one tile from the store, its leaf's */
+    rk_tile_cache *cache = rk_tile_cache_new(RK_TILE_CACHE_BYTES);
+    assert_non_null(cache);
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            uint64_t n = sizes[s], m = n * 7 / 11;
+            rk_tile_reader r;
+            rk_tile_reader_init(&r, db, n);
+            rk_tile_reader_share(&r, cache);
+            rk_merkle_source src = rk_tile_reader_source(&r);
+            rk_hash *p1 = NULL, *p2 = NULL;
+            size_t l1 = 0, l2 = 0;
+            assert_int_equal(rk_merkle_inclusion_proof(leaves, n, m, &p1, &l1), RK_OK);
+            assert_int_equal(rk_merkle_inclusion_proof_from(&src, n, m, &p2, &l2), RK_OK);
+            assert_int_equal(l1, l2);
+            if (l1)
+                assert_memory_equal(p1, p2, l1 * 32);
+            free(p1);
+            free(p2);
+            if (pass == 1)
+                assert_true(r.reads <= 1);
+        }
+    size_t held, bytes;
+    uint64_t hits, misses;
+    rk_tile_cache_stats(cache, &held, &bytes, &hits, &misses);
+    /* 1/000, 1/001.p/17 and the right edge of the leaves at each size: 0/000, 0/001, 0/255, 0/256,
+     * 0/273.p/112 (no proof of a leaf below 65536 reads level 2) */
+    assert_int_equal(held, 7);
+    assert_true(hits > 0 && bytes < RK_TILE_CACHE_BYTES);
+    rk_tile_cache_free(cache);
+    /* a cache read in the background when a node starts, and one the
+     * builder fills as it stores: the first proof reads its leaf's tile only */
+    rk_tile_cache *warmed = rk_tile_cache_new(RK_TILE_CACHE_BYTES), *built = rk_tile_cache_new(RK_TILE_CACHE_BYTES);
+    assert_non_null(warmed);
+    assert_non_null(built);
+    rk_tile_cache_warm(warmed, db, N_LEAVES);
+    for (int i = 0; i < 1000; i++) { /* 1/000, 1/001.p/17 and 2/000.p/1 */
+        rk_tile_cache_stats(warmed, &held, &bytes, &hits, &misses);
+        if (held == 3)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(held, 3);
+    rk_tile_builder nb;
+    rk_tile_builder_init(&nb);
+    nb.cache = built;
+    rk_db *db2 = NULL;
+    char path2[160];
+    snprintf(path2, sizeof path2, "%s/other.db", dir);
+    assert_int_equal(rk_db_open(path2, 0, &db2), RK_OK);
+    assert_int_equal(rk_records_migrate(db2), RK_OK);
+    for (uint64_t i = 0; i < N_LEAVES; i++) {
+        assert_int_equal(rk_tile_builder_append(&nb, leaves[i]), RK_OK);
+        if (i % 4099 == 0 || i == N_LEAVES - 1)
+            assert_int_equal(rk_db_write(db2, store_fn, &nb), RK_OK);
+    }
+    rk_tile_cache *both[] = {warmed, built};
+    rk_db *dbs[] = {db, db2};
+    for (int k = 0; k < 2; k++) {
+        uint64_t n = N_LEAVES, m = 300;
+        rk_tile_reader r;
+        rk_tile_reader_init(&r, dbs[k], n);
+        rk_tile_reader_share(&r, both[k]);
+        rk_merkle_source src = rk_tile_reader_source(&r);
+        rk_hash *p1 = NULL, *p2 = NULL;
+        size_t l1 = 0, l2 = 0;
+        assert_int_equal(rk_merkle_inclusion_proof(leaves, n, m, &p1, &l1), RK_OK);
+        assert_int_equal(rk_merkle_inclusion_proof_from(&src, n, m, &p2, &l2), RK_OK);
+        assert_int_equal(l1, l2);
+        assert_memory_equal(p1, p2, l1 * 32);
+        free(p1);
+        free(p2);
+        assert_int_equal(r.reads, k == 0 ? 2 : 1); /* warmed: the leaves' edge 0/273.p/112 too; built: it holds it */
+    }
+    rk_tile_builder_free(&nb);
+    rk_db_close(db2);
+    rk_tile_cache_free(warmed);
+    rk_tile_cache_free(built);
     /* beyond the tiles stored: refused, not guessed */
     rk_tile_reader r;
     rk_tile_reader_init(&r, db, N_LEAVES + 300);
@@ -170,6 +249,93 @@ static void test_proofs_from_tiles(void **state)
     rk_tile_builder_free(&b);
     rk_db_close(db);
     free(leaves);
+}
+
+typedef struct raw_tile {
+    int level, width;
+    uint64_t index;
+} raw_tile;
+
+static void tile_hashes(const raw_tile *t, rk_hash *h)
+{
+    for (int i = 0; i < t->width; i++) {
+        char text[48];
+        int n = snprintf(text, sizeof text, "%d/%llu/%d", t->level, (unsigned long long)t->index, i);
+        rk_merkle_leaf_hash(text, (size_t)n, h[i]);
+    }
+}
+
+static rk_rc put_raw_fn(rk_db *db, void *arg)
+{
+    const raw_tile *t = arg;
+    rk_hash h[RK_TILE_WIDTH];
+    tile_hashes(t, h);
+    rk_stmt *st = rk_db_stmt(db, "INSERT INTO log_tiles(level, idx, hashes) VALUES (?,?,?)"
+                                 " ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes");
+    rk_bind_int(st, 1, t->level);
+    rk_bind_int(st, 2, (int64_t)t->index);
+    rk_bind_blob(st, 3, h, (size_t)t->width * sizeof(rk_hash));
+    return rk_stmt_exec(st);
+}
+
+/* Reads a tile through the cache and checks its hashes; 1 when the cache had it. */
+static int read_through(rk_tile_cache *c, rk_db *db, int level, uint64_t index, int need, int width)
+{
+    uint64_t hits0, hits, misses;
+    size_t held, bytes;
+    rk_tile_cache_stats(c, &held, &bytes, &hits0, &misses);
+    rk_hash got[RK_TILE_WIDTH], want[RK_TILE_WIDTH];
+    int w = 0;
+    assert_int_equal(rk_tile_read_cached(c, db, level, index, need, got, &w), RK_OK);
+    assert_int_equal(w, width);
+    raw_tile t = {level, width, index};
+    tile_hashes(&t, want);
+    assert_memory_equal(got, want, (size_t)width * sizeof(rk_hash));
+    rk_tile_cache_stats(c, &held, &bytes, &hits, &misses);
+    return hits > hits0;
+}
+
+/* The cache of the tiles above the leaves stays within its cap (here one
+ * set of 16 tiles), gives up tiles of the lowest level first, least
+ * recently read first, and serves a partial tile only as wide as it holds
+ * it. */
+static void test_tile_cache_bounded(void **state)
+{
+    rk_db *db = open_db();
+    for (int level = 1; level <= 2; level++)
+        for (uint64_t i = 0; i < (level == 1 ? 40 : 4); i++) {
+            raw_tile t = {level, RK_TILE_WIDTH, i};
+            assert_int_equal(rk_db_write(db, put_raw_fn, &t), RK_OK);
+        }
+    rk_tile_cache *c = rk_tile_cache_new(1);
+    assert_non_null(c);
+    for (uint64_t i = 0; i < 4; i++)
+        assert_false(read_through(c, db, 2, i, RK_TILE_WIDTH, RK_TILE_WIDTH));
+    for (uint64_t i = 0; i < 40; i++)
+        assert_false(read_through(c, db, 1, i, RK_TILE_WIDTH, RK_TILE_WIDTH));
+    size_t held, bytes;
+    uint64_t hits, misses;
+    rk_tile_cache_stats(c, &held, &bytes, &hits, &misses);
+    assert_int_equal(held, 16);
+    assert_true(bytes < 17 * (RK_TILE_WIDTH * sizeof(rk_hash) + 64));
+    for (uint64_t i = 0; i < 4; i++) /* level 2 stayed */
+        assert_true(read_through(c, db, 2, i, RK_TILE_WIDTH, RK_TILE_WIDTH));
+    assert_true(read_through(c, db, 1, 39, RK_TILE_WIDTH, RK_TILE_WIDTH));  /* the latest of level 1 */
+    assert_true(read_through(c, db, 1, 28, 100, RK_TILE_WIDTH));            /* the oldest still kept */
+    assert_false(read_through(c, db, 1, 27, RK_TILE_WIDTH, RK_TILE_WIDTH)); /* gone: read again */
+    /* a partial tile: kept as wide as it was read; a wider need reads the store again */
+    raw_tile p = {1, 10, 100};
+    assert_int_equal(rk_db_write(db, put_raw_fn, &p), RK_OK);
+    assert_false(read_through(c, db, 1, 100, 5, 10));
+    assert_true(read_through(c, db, 1, 100, 10, 10));
+    p.width = 20;
+    assert_int_equal(rk_db_write(db, put_raw_fn, &p), RK_OK);
+    assert_false(read_through(c, db, 1, 100, 15, 20));
+    assert_true(read_through(c, db, 1, 100, 3, 20));
+    rk_tile_cache_stats(c, &held, &bytes, &hits, &misses);
+    assert_int_equal(held, 16);
+    rk_tile_cache_free(c);
+    rk_db_close(db);
 }
 
 static EVP_PKEY *new_log_key(void)
@@ -359,6 +525,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_paths),
         cmocka_unit_test_setup_teardown(test_proofs_from_tiles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tile_cache_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cosignature, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_keys, setup, teardown),
