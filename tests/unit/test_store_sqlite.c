@@ -1,6 +1,7 @@
-/* Unit test of the SQLite driver's page cache (store/sqlite/pcache.c): what
- * the interface of store/db.h cannot see — the cache's own accounting — so
- * it speaks to SQLite directly, as the driver does. */
+/* Unit test of the SQLite driver's page cache (store/sqlite/pcache.c) and
+ * of its VFS that keeps statement journals in memory (memsub.c): what the
+ * interface of store/db.h cannot see — the cache's own accounting, where a
+ * journal lives — so it speaks to SQLite directly, as the driver does. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 
 #include <sqlite3.h>
 
+#include "store/sqlite/memsub.h"
 #include "store/sqlite/pcache.h"
 
 static char dir[64];
@@ -94,10 +96,58 @@ static void page_cache_drops_what_a_rollback_removed(void **state)
     sqlite3_finalize(q);
 }
 
+static int count_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int n = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    return n;
+}
+
+/* Savepoints rolled back through the in-memory statement journal, nested
+ * as rk_db_write and rk_db_item nest them, below its bound and beyond it
+ * (where it moves to a temporary file): every page comes back as it was. */
+static void statement_journal_rolls_back_in_memory_and_spilled(void **state)
+{
+    (void)state;
+    char path[128];
+    snprintf(path, sizeof path, "%s/journal.db", dir);
+    assert_string_equal(rk_sqlite_memsub_vfs(), RK_SQLITE_VFS);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, RK_SQLITE_VFS), SQLITE_OK);
+    exec_ok(db, "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA secure_delete=ON;"
+                "CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 30000)"
+                " INSERT INTO t SELECT hex(randomblob(16)), hex(randomblob(300)) FROM c;");
+    int before = count_int(db, "SELECT sum(length(v) + unicode(v)) FROM t");
+    /* a few pages (in memory), then every page (30 MB: spilled) */
+    exec_ok(db, "BEGIN IMMEDIATE; SAVEPOINT w; SAVEPOINT item;"
+                "UPDATE t SET v = 'x' WHERE rowid % 1000 = 0; ROLLBACK TO item; RELEASE item;"
+                "SAVEPOINT item; UPDATE t SET v = 'y'; DELETE FROM t WHERE k < '8';"
+                "ROLLBACK TO item; RELEASE item; RELEASE w; COMMIT");
+    assert_int_equal(count_int(db, "SELECT count(*) FROM t"), 30000);
+    assert_int_equal(count_int(db, "SELECT sum(length(v) + unicode(v)) FROM t"), before);
+    /* kept changes stay, in the same transaction as a rolled-back item */
+    exec_ok(db, "BEGIN IMMEDIATE; SAVEPOINT w; SAVEPOINT item; DELETE FROM t WHERE k < '8'; RELEASE item;"
+                "SAVEPOINT item; UPDATE t SET v = 'z'; ROLLBACK TO item; RELEASE item; RELEASE w; COMMIT");
+    assert_int_equal(count_int(db, "SELECT count(*) FROM t WHERE k < '8'"), 0);
+    assert_int_equal(count_int(db, "SELECT count(*) FROM t WHERE v = 'z'"), 0);
+    assert_true(count_int(db, "SELECT count(*) FROM t") > 10000);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(q, 0), "ok");
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(page_cache_drops_what_a_rollback_removed, setup, teardown),
+        cmocka_unit_test_setup_teardown(statement_journal_rolls_back_in_memory_and_spilled, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

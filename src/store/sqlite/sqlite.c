@@ -5,7 +5,15 @@
  * deleted content is overwritten, free pages included (第8-5). 1 KiB pages
  * (random-key inserts write fewer bytes to the WAL), an enlarged cache on
  * the writer, a checkpoint every 8192 pages. The reader is query_only and,
- * in WAL mode, never waits for a commit in progress. */
+ * in WAL mode, never waits for a commit in progress. Statement journals
+ * (the savepoints' copies of pages) stay in memory (memsub.c).
+ *
+ * Threads: the store uses a connection from one thread at a time and holds
+ * its mutex meanwhile (driver.h), so SQLite's own locks are not taken
+ * again: a connection is opened NOMUTEX, and SQLite's global count of the
+ * memory it allocated (a process-wide mutex on every allocation, read by
+ * nothing here) is off. */
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +22,7 @@
 
 #include "lib/log.h"
 #include "store/driver.h"
+#include "store/sqlite/memsub.h"
 #include "store/sqlite/pcache.h"
 
 #define STMT_CACHE 64
@@ -67,17 +76,26 @@ static void sq_close(rk_db_conn *c)
     free(c);
 }
 
+/* Before SQLite initialises (the first connection); refused after, which
+ * is only slower. */
+static void configure(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static rk_rc sq_open(const char *target, rk_conn_kind kind, int readonly, rk_db_conn **out)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, configure);
     rk_sqlite_pcache_install();
     const char *path = path_of(target);
     rk_db_conn *c = calloc(1, sizeof *c);
     if (!c)
         return RK_ERR_NOMEM;
-    int flags = SQLITE_OPEN_FULLMUTEX | (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE);
+    int flags = SQLITE_OPEN_NOMUTEX | (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE);
     if (kind == RK_CONN_WRITER && !readonly)
         flags |= SQLITE_OPEN_CREATE;
-    if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &c->db, flags, rk_sqlite_memsub_vfs()) != SQLITE_OK) {
         rk_error("store: cannot open %s: %s", path, c->db ? sqlite3_errmsg(c->db) : "no memory");
         sq_close(c);
         return RK_ERR_STORE;
